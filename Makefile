@@ -1,0 +1,156 @@
+# dnnpress: one non-recursive Makefile.
+#
+#   make deps            install the Debian packages the project needs (idempotent)
+#   make [all]           build everything for MODE (debug|asan|release; default release)
+#   make test            deps, then the Criterion suites under ASan+UBSan and in release,
+#                        then a shortened real Fashion-MNIST training run
+#   make demo            deps, build, train LeNet-5 on Fashion-MNIST and print the result
+#   make bench           this engine against PyTorch, side by side (docs/benchmarks.md)
+#   make check           banned-function grep, self-contained headers, format check
+#   make clean
+#
+# Every mode writes only under build/$(MODE)/.
+
+MODE ?= release
+BUILD := build/$(MODE)
+
+CC ?= cc
+ifeq ($(CC),cc)
+CC := gcc
+endif
+
+WARN := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes \
+        -Wmissing-prototypes -Wformat=2 -Wvla
+# common/ and server/ are held to the stricter conversion rules (STYLE rule 39).
+WARN_STRICT := -Wconversion -Wsign-conversion
+
+CPPFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -MMD -MP
+LIBS := -lopenblas -ljansson -lz -lm
+
+ifeq ($(MODE),release)
+OPT := -O2 -DNDEBUG -g
+KOPT := -O3 -DNDEBUG -g
+else ifeq ($(MODE),asan)
+OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+KOPT := $(OPT)
+SANLD := -fsanitize=address,undefined
+else ifeq ($(MODE),debug)
+OPT := -O0 -g
+KOPT := $(OPT)
+else
+$(error MODE must be debug, asan or release)
+endif
+
+CFLAGS_COMMON := $(CPPFLAGS_BASE) $(WARN) $(WARN_STRICT) $(OPT)
+# The engine's kernels may use -O3 (rule 39); OpenMP slices the outermost loops.
+CFLAGS_NN := $(CPPFLAGS_BASE) $(WARN) $(KOPT) -fopenmp
+CFLAGS_WK := $(CPPFLAGS_BASE) $(WARN) $(OPT) -fopenmp
+LDFLAGS := $(SANLD) -fopenmp
+
+COMMON_SRC := $(wildcard common/*.c)
+NN_SRC := $(wildcard worker/nn/*.c)
+WK_SRC := $(wildcard worker/*.c)
+TEST_SRC := $(wildcard tests/unit/common/*.c) $(wildcard tests/unit/worker/nn/*.c)
+
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+NN_OBJ := $(NN_SRC:%.c=$(BUILD)/%.o)
+WK_OBJ := $(WK_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+LIBCOMMON := $(BUILD)/libcommon.a
+LIBNN := $(BUILD)/libnn.a
+WORKER := $(BUILD)/dnnpress-worker
+UNIT := $(BUILD)/unit-tests
+
+.PHONY: all deps test unit demo bench check check-banned check-headers format clean
+.DEFAULT_GOAL := all
+
+all: $(WORKER) $(UNIT)
+
+$(BUILD)/common/%.o: common/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_COMMON) -c $< -o $@
+
+$(BUILD)/worker/nn/%.o: worker/nn/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_NN) -c $< -o $@
+
+$(BUILD)/worker/%.o: worker/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_WK) -c $< -o $@
+
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_WK) -Wno-missing-prototypes -c $< -o $@
+
+$(LIBCOMMON): $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIBNN): $(NN_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(WORKER): $(WK_OBJ) $(LIBNN) $(LIBCOMMON)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
+
+$(UNIT): $(TEST_OBJ) $(LIBNN) $(LIBCOMMON)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) -lcriterion
+
+# ---- Dependencies ----------------------------------------------------------
+
+DEPS_STAMP := build/.deps-ok
+deps:
+	@tools/deps.sh
+	@mkdir -p build && touch $(DEPS_STAMP)
+
+$(DEPS_STAMP):
+	@tools/deps.sh
+	@mkdir -p build && touch $@
+
+# ---- Test, demo, bench -----------------------------------------------------
+
+# The unit suites run under ASan+UBSan (the sanitizer build is part of every
+# test run) and again in release, where the kernels are built with -O3. Then
+# a shortened real training run must reach 88% on Fashion-MNIST.
+test: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory check-banned
+	@$(MAKE) --no-print-directory MODE=asan all
+	@$(MAKE) --no-print-directory MODE=release all
+	ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 build/asan/unit-tests --jobs=2
+	OMP_NUM_THREADS=2 build/release/unit-tests --jobs=1
+	@tests/e2e/train_short.sh build/release/dnnpress-worker
+
+unit: all
+	OMP_NUM_THREADS=2 $(UNIT) --jobs=2
+
+demo: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release all
+	@tools/demo.sh build/release/dnnpress-worker
+
+bench: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release all
+	@tests/bench/run.sh build/release/dnnpress-worker
+
+# ---- Checks ----------------------------------------------------------------
+
+check: check-banned check-headers
+	@clang-format --dry-run --Werror $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h)
+
+# Raw allocation and unsafe string functions are banned outside common/alloc.c
+# (STYLE rule 17): all allocation goes through dp_malloc and friends.
+check-banned:
+	@tools/check-banned.sh
+
+check-headers:
+	@for h in common/*.h worker/*.h worker/nn/*.h; do \
+	  echo "#include \"$$h\"" | $(CC) $(CPPFLAGS_BASE) $(WARN) -fsyntax-only -x c - || exit 1; \
+	done; echo "headers: all self-contained"
+
+format:
+	clang-format -i $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h)
+
+clean:
+	rm -rf build
+
+-include $(COMMON_OBJ:.o=.d) $(NN_OBJ:.o=.d) $(WK_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian package dnnpress needs, and only what is missing.
+# Idempotent: a second run installs nothing and says so.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config clang-format
+  libopenblas-openmp-dev      # GEMM for the engine (docs/benchmarks.md says why OpenBLAS)
+  libjansson-dev zlib1g-dev   # JSON (safetensors headers, specs), gzipped IDX files
+  libcriterion-dev            # unit tests
+  dataset-fashion-mnist       # the real data of the demo, the tests and the benches
+  python3 python3-numpy python3-torch   # test fixtures and benchmark peers only, never run time
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#PKGS[@]} packages already installed"
+  exit 0
+fi
+
+echo "deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "deps: done"

@@ -1,0 +1,483 @@
+/*
+ * The executor (see net.h): per-op dispatch table, buffer planning, and the
+ * forward/backward walks over the layer list.
+ */
+#include "worker/nn/net.h"
+
+#include <string.h>
+
+#include "common/alloc.h"
+#include "worker/nn/batchnorm.h"
+#include "worker/nn/conv2d.h"
+#include "worker/nn/eltwise.h"
+#include "worker/nn/linear.h"
+#include "worker/nn/loss.h"
+#include "worker/nn/pool.h"
+
+struct nn_net_layer {
+    float *out;  /* (max_batch, out size) */
+    float *dout; /* same shape */
+    const float *in[DP_MAX_INPUTS];
+    float *din[DP_MAX_INPUTS];
+    float *stat;     /* bn2d: mean then rstd, 2*C floats */
+    int *argmax;     /* maxpool */
+    uint8_t *mask;   /* dropout */
+};
+
+/* ---- Per-op functions ---------------------------------------------------- */
+
+struct nn_layer_ops {
+    void (*forward)(struct nn_net *net, int li, int n, int train);
+    void (*backward)(struct nn_net *net, int li, int n);
+};
+
+static float *net_param(struct nn_net *net, const struct dp_layer *l, int k)
+{
+    return k < l->n_params ? net->m->data + net->m->params[l->first_param + k].offset : NULL;
+}
+
+static float *net_pgrad(struct nn_net *net, const struct dp_layer *l, int k)
+{
+    return k < l->n_params ? net->grad + net->m->params[l->first_param + k].offset : NULL;
+}
+
+static void net_in_shape(const struct nn_net *net, const struct dp_layer *l, int *c, int *h,
+                         int *w)
+{
+    const struct dp_model *m = net->m;
+    if (l->inputs[0] == DP_MODEL_INPUT) {
+        *c = m->in_c;
+        *h = m->in_h;
+        *w = m->in_w;
+    } else {
+        const struct dp_layer *p = &m->layers[l->inputs[0]];
+        *c = p->out_c;
+        *h = p->out_h;
+        *w = p->out_w;
+    }
+}
+
+static struct nn_conv2d_dims net_conv_dims(const struct nn_net *net, const struct dp_layer *l,
+                                           int n)
+{
+    struct nn_conv2d_dims d;
+    net_in_shape(net, l, &d.C, &d.H, &d.W);
+    d.B = n;
+    d.OC = l->out_c;
+    d.OH = l->out_h;
+    d.OW = l->out_w;
+    d.kh = l->a.kh;
+    d.kw = l->a.kw;
+    d.sh = l->a.sh;
+    d.sw = l->a.sw;
+    d.pt = l->a.pt;
+    d.pl = l->a.pl;
+    d.dh = l->a.dh;
+    d.dw = l->a.dw;
+    d.groups = l->a.groups;
+    return d;
+}
+
+static struct nn_pool_dims net_pool_dims(const struct nn_net *net, const struct dp_layer *l,
+                                         int n)
+{
+    struct nn_pool_dims d;
+    net_in_shape(net, l, &d.C, &d.H, &d.W);
+    d.B = n;
+    d.OH = l->out_h;
+    d.OW = l->out_w;
+    d.kh = l->a.kh;
+    d.kw = l->a.kw;
+    d.sh = l->a.sh;
+    d.sw = l->a.sw;
+    d.pt = l->a.pt;
+    d.pl = l->a.pl;
+    d.count_include_pad = l->a.count_include_pad;
+    return d;
+}
+
+static size_t net_out_n(const struct nn_net *net, int li, int n)
+{
+    return (size_t)n * dp_model_out_size(net->m, li);
+}
+
+static void op_conv_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_conv2d_dims d = net_conv_dims(net, l, n);
+    nn_conv2d_forward(net->layers[li].out, net->scratch, net->layers[li].in[0],
+                      net_param(net, l, 0), l->a.has_bias ? net_param(net, l, 1) : NULL, &d);
+}
+
+static void op_conv_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_conv2d_dims d = net_conv_dims(net, l, n);
+    nn_conv2d_backward(net->layers[li].din[0], net_pgrad(net, l, 0),
+                       l->a.has_bias ? net_pgrad(net, l, 1) : NULL, net->scratch,
+                       net->layers[li].dout, net->layers[li].in[0], net_param(net, l, 0), &d);
+}
+
+static void op_linear_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    const struct dp_layer *l = &net->m->layers[li];
+    int in = (int)dp_model_out_size(net->m, l->inputs[0]);
+    nn_linear_forward(net->layers[li].out, net->layers[li].in[0], net_param(net, l, 0),
+                      l->a.has_bias ? net_param(net, l, 1) : NULL, n, in, l->out_c);
+}
+
+static void op_linear_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    int in = (int)dp_model_out_size(net->m, l->inputs[0]);
+    nn_linear_backward(net->layers[li].din[0], net_pgrad(net, l, 0),
+                       l->a.has_bias ? net_pgrad(net, l, 1) : NULL, net->layers[li].dout,
+                       net->layers[li].in[0], net_param(net, l, 0), n, in, l->out_c);
+}
+
+static void op_relu_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    nn_relu_forward(net->layers[li].out, net->layers[li].in[0], net_out_n(net, li, n));
+}
+
+static void op_relu_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    if (s->din[0] != NULL)
+        nn_relu_backward(s->din[0], s->dout, s->in[0], net_out_n(net, li, n));
+}
+
+static void op_relu6_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    nn_relu6_forward(net->layers[li].out, net->layers[li].in[0], net_out_n(net, li, n));
+}
+
+static void op_relu6_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    if (s->din[0] != NULL)
+        nn_relu6_backward(s->din[0], s->dout, s->in[0], net_out_n(net, li, n));
+}
+
+static void op_maxpool_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    struct nn_pool_dims d = net_pool_dims(net, &net->m->layers[li], n);
+    nn_maxpool_forward(net->layers[li].out, net->layers[li].argmax, net->layers[li].in[0], &d);
+}
+
+static void op_maxpool_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    struct nn_pool_dims d = net_pool_dims(net, &net->m->layers[li], n);
+    if (s->din[0] != NULL)
+        nn_maxpool_backward(s->din[0], s->dout, s->argmax, &d);
+}
+
+static void op_avgpool_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    struct nn_pool_dims d = net_pool_dims(net, &net->m->layers[li], n);
+    nn_avgpool_forward(net->layers[li].out, net->layers[li].in[0], &d);
+}
+
+static void op_avgpool_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    struct nn_pool_dims d = net_pool_dims(net, &net->m->layers[li], n);
+    if (s->din[0] != NULL)
+        nn_avgpool_backward(s->din[0], s->dout, &d);
+}
+
+static void op_gap_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    const struct dp_layer *l = &net->m->layers[li];
+    int c, h, w;
+    net_in_shape(net, l, &c, &h, &w);
+    nn_gap_forward(net->layers[li].out, net->layers[li].in[0], n, c, h * w);
+}
+
+static void op_gap_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    int c, h, w;
+    net_in_shape(net, l, &c, &h, &w);
+    if (s->din[0] != NULL)
+        nn_gap_backward(s->din[0], s->dout, n, c, h * w);
+}
+
+static void op_bn_fwd(struct nn_net *net, int li, int n, int train)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    const int C = l->out_c, HW = l->out_h * l->out_w;
+    if (train)
+        nn_bn2d_forward_train(s->out, s->stat, s->stat + C, net_param(net, l, 2),
+                              net_param(net, l, 3), s->in[0], net_param(net, l, 0),
+                              net_param(net, l, 1), n, C, HW, l->a.eps, l->a.momentum);
+    else
+        nn_bn2d_forward_eval(s->out, s->in[0], net_param(net, l, 0), net_param(net, l, 1),
+                             net_param(net, l, 2), net_param(net, l, 3), n, C, HW, l->a.eps);
+}
+
+static void op_bn_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    const int C = l->out_c, HW = l->out_h * l->out_w;
+    nn_bn2d_backward(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), s->dout, s->in[0],
+                     net_param(net, l, 0), s->stat, s->stat + C, n, C, HW);
+}
+
+static void op_add_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    struct nn_net_layer *s = &net->layers[li];
+    nn_add_forward(s->out, s->in[0], s->in[1], net_out_n(net, li, n));
+}
+
+static void op_add_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    if (s->din[0] != NULL && s->din[1] != NULL)
+        nn_add_backward(s->din[0], s->din[1], s->dout, net_out_n(net, li, n));
+}
+
+/* Flatten aliases its input (see net_plan), so both directions are free. */
+static void op_flatten_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)net, (void)li, (void)n, (void)train;
+}
+
+static void op_flatten_bwd(struct nn_net *net, int li, int n)
+{
+    (void)net, (void)li, (void)n;
+}
+
+static void op_dropout_fwd(struct nn_net *net, int li, int n, int train)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    size_t cnt = net_out_n(net, li, n);
+    if (train && l->a.p > 0.0f) {
+        uint64_t seed = net->dropout_seed ^ (net->step * 0x9e3779b97f4a7c15ULL) ^ (uint64_t)li;
+        nn_dropout_forward(s->out, s->mask, s->in[0], cnt, l->a.p, seed);
+    } else {
+        memcpy(s->out, s->in[0], cnt * sizeof(float));
+        memset(s->mask, 1, cnt);
+    }
+}
+
+static void op_dropout_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    float p = net->training ? l->a.p : 0.0f;
+    if (s->din[0] != NULL)
+        nn_dropout_backward(s->din[0], s->dout, s->mask, net_out_n(net, li, n), p);
+}
+
+static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
+    [DP_OP_CONV2D] = {op_conv_fwd, op_conv_bwd},
+    [DP_OP_LINEAR] = {op_linear_fwd, op_linear_bwd},
+    [DP_OP_RELU] = {op_relu_fwd, op_relu_bwd},
+    [DP_OP_RELU6] = {op_relu6_fwd, op_relu6_bwd},
+    [DP_OP_MAXPOOL] = {op_maxpool_fwd, op_maxpool_bwd},
+    [DP_OP_AVGPOOL] = {op_avgpool_fwd, op_avgpool_bwd},
+    [DP_OP_GAP] = {op_gap_fwd, op_gap_bwd},
+    [DP_OP_BN2D] = {op_bn_fwd, op_bn_bwd},
+    [DP_OP_ADD] = {op_add_fwd, op_add_bwd},
+    [DP_OP_FLATTEN] = {op_flatten_fwd, op_flatten_bwd},
+    [DP_OP_DROPOUT] = {op_dropout_fwd, op_dropout_bwd},
+};
+
+/* ---- Planning ------------------------------------------------------------ */
+
+/* Rounds a byte count up to 64 so every slice stays cache-line aligned. */
+static size_t net_align(size_t n)
+{
+    return (n + 63u) & ~(size_t)63u;
+}
+
+/* Lays out (or, with base == NULL, only measures) the activation block. */
+static size_t net_plan(struct nn_net *net, char *base)
+{
+    const struct dp_model *m = net->m;
+    const size_t B = (size_t)net->max_batch;
+    size_t off = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct dp_layer *l = &m->layers[i];
+        struct nn_net_layer *s = &net->layers[i];
+        const size_t cnt = B * dp_model_out_size(m, i);
+        if (l->op == DP_OP_FLATTEN) {
+            /* Alias: filled when inputs are wired below. */
+        } else {
+            size_t bytes = net_align(dp_size_mul(cnt, sizeof(float)));
+            if (base != NULL) {
+                s->out = (float *)(base + off);
+                s->dout = (float *)(base + off + bytes);
+            }
+            off += 2 * bytes;
+        }
+        size_t extra = 0;
+        if (l->op == DP_OP_BN2D)
+            extra = net_align((size_t)l->out_c * 2 * sizeof(float));
+        else if (l->op == DP_OP_MAXPOOL)
+            extra = net_align(cnt * sizeof(int));
+        else if (l->op == DP_OP_DROPOUT)
+            extra = net_align(cnt);
+        if (base != NULL && extra != 0) {
+            if (l->op == DP_OP_BN2D)
+                s->stat = (float *)(base + off);
+            else if (l->op == DP_OP_MAXPOOL)
+                s->argmax = (int *)(base + off);
+            else
+                s->mask = (uint8_t *)(base + off);
+        }
+        off += extra;
+    }
+    if (base == NULL)
+        return off;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct dp_layer *l = &m->layers[i];
+        struct nn_net_layer *s = &net->layers[i];
+        for (int k = 0; k < l->n_inputs; k++) {
+            int src = l->inputs[k];
+            s->in[k] = src == DP_MODEL_INPUT ? net->input : net->layers[src].out;
+            /* The model input needs no gradient for training; skip its backward. */
+            s->din[k] = src == DP_MODEL_INPUT ? NULL : net->layers[src].dout;
+        }
+        if (l->op == DP_OP_FLATTEN) {
+            s->out = (float *)s->in[0];
+            s->dout = s->din[0];
+        }
+    }
+    return off;
+}
+
+enum dp_err nn_net_new(struct dp_model *m, int max_batch, struct nn_net **out,
+                       struct dp_errinfo *ei)
+{
+    *out = NULL;
+    if (!m->finalized)
+        return dp_errinfo_set(ei, DP_EINVAL, "the model must be finalized before training");
+    if (max_batch < 1 || max_batch > 65536)
+        return dp_errinfo_set(ei, DP_EINVAL, "batch size %d is outside [1, 65536]", max_batch);
+    const struct dp_layer *last = &m->layers[m->n_layers - 1];
+    if (last->out_h != 1 || last->out_w != 1)
+        return dp_errinfo_set(ei, DP_ESHAPE,
+                              "the last layer '%s' must produce a vector of logits, not a "
+                              "%dx%dx%d map",
+                              last->name, last->out_c, last->out_h, last->out_w);
+    if (last->op == DP_OP_FLATTEN && last->inputs[0] == DP_MODEL_INPUT)
+        return dp_errinfo_set(ei, DP_EINVAL, "the model computes nothing");
+    struct nn_net *net = dp_calloc(1, sizeof(*net));
+    if (net == NULL)
+        return dp_errinfo_set(ei, DP_ENOMEM, "out of memory");
+    net->m = m;
+    net->max_batch = max_batch;
+    net->n_classes = last->out_c;
+    net->dropout_seed = 0x5eed;
+    const size_t B = (size_t)max_batch;
+    const size_t in_n = B * dp_model_out_size(m, DP_MODEL_INPUT);
+    size_t scratch = 1;
+    for (int i = 0; i < m->n_layers; i++) {
+        if (m->layers[i].op == DP_OP_CONV2D) {
+            struct nn_conv2d_dims d = net_conv_dims(net, &m->layers[i], max_batch);
+            size_t s = nn_conv2d_scratch_floats(&d);
+            scratch = s > scratch ? s : scratch;
+        }
+    }
+    net->layers = dp_calloc((size_t)m->n_layers, sizeof(struct nn_net_layer));
+    net->grad = dp_malloc_aligned(dp_size_mul(m->n_floats ? m->n_floats : 1, sizeof(float)));
+    net->input = dp_malloc_aligned(dp_size_mul(in_n, sizeof(float)));
+    net->probs = dp_malloc_aligned(dp_size_mul(B * (size_t)net->n_classes, sizeof(float)));
+    net->dlogits = dp_malloc_aligned(dp_size_mul(B * (size_t)net->n_classes, sizeof(float)));
+    net->scratch = dp_malloc_aligned(dp_size_mul(scratch, sizeof(float)));
+    net->act_bytes = net_plan(net, NULL);
+    net->act_block = dp_malloc_aligned(net->act_bytes ? net->act_bytes : 64);
+    if (net->layers == NULL || net->grad == NULL || net->input == NULL || net->probs == NULL ||
+        net->dlogits == NULL || net->scratch == NULL || net->act_block == NULL) {
+        nn_net_free(net);
+        return dp_errinfo_set(ei, DP_ENOMEM,
+                              "out of memory sizing the network for batch %d (%zu MB of "
+                              "activations)",
+                              max_batch, net->act_bytes >> 20);
+    }
+    net_plan(net, net->act_block);
+    memset(net->grad, 0, m->n_floats * sizeof(float));
+    *out = net;
+    return DP_OK;
+}
+
+void nn_net_free(struct nn_net *net)
+{
+    if (net == NULL)
+        return;
+    dp_free(net->layers);
+    dp_free_aligned(net->grad);
+    dp_free_aligned(net->input);
+    dp_free_aligned(net->probs);
+    dp_free_aligned(net->dlogits);
+    dp_free_aligned(net->scratch);
+    dp_free_aligned(net->act_block);
+    dp_free(net);
+}
+
+void nn_net_zero_grad(struct nn_net *net)
+{
+    memset(net->grad, 0, net->m->n_floats * sizeof(float));
+}
+
+size_t nn_net_bytes(const struct nn_net *net)
+{
+    const struct dp_model *m = net->m;
+    size_t B = (size_t)net->max_batch;
+    return net->act_bytes + m->n_floats * sizeof(float) +
+           2 * B * dp_model_out_size(m, DP_MODEL_INPUT) * sizeof(float) +
+           2 * B * (size_t)net->n_classes * sizeof(float);
+}
+
+/* ---- Forward and backward ------------------------------------------------ */
+
+const float *nn_net_forward(struct nn_net *net, const float *x, int n, int train)
+{
+    const struct dp_model *m = net->m;
+    memcpy(net->input, x, (size_t)n * dp_model_out_size(m, DP_MODEL_INPUT) * sizeof(float));
+    net->training = train;
+    if (train)
+        net->step++;
+    for (int i = 0; i < m->n_layers; i++)
+        net_ops[m->layers[i].op].forward(net, i, n, train);
+    return net->layers[m->n_layers - 1].out;
+}
+
+float nn_net_loss(struct nn_net *net, const int32_t *labels, int n, int *correct)
+{
+    const float *logits = net->layers[net->m->n_layers - 1].out;
+    if (correct != NULL)
+        *correct = nn_xent_correct(logits, labels, n, net->n_classes);
+    return nn_xent_forward(net->probs, logits, labels, n, net->n_classes);
+}
+
+void nn_net_backward(struct nn_net *net, const int32_t *labels, int n)
+{
+    const struct dp_model *m = net->m;
+    /* Activation gradients accumulate (fan-out in residual nets), so they
+     * start at zero; only the rows of this batch are touched. */
+    for (int i = 0; i < m->n_layers; i++) {
+        if (m->layers[i].op != DP_OP_FLATTEN)
+            memset(net->layers[i].dout, 0,
+                   (size_t)n * dp_model_out_size(m, i) * sizeof(float));
+    }
+    struct nn_net_layer *last = &net->layers[m->n_layers - 1];
+    nn_xent_backward(last->dout, net->probs, labels, n, net->n_classes);
+    for (int i = m->n_layers - 1; i >= 0; i--)
+        net_ops[m->layers[i].op].backward(net, i, n);
+}

@@ -1,0 +1,206 @@
+/*
+ * Max, average and global average pooling (see pool.h). Every loop runs
+ * over (image, channel) planes, which own disjoint outputs and input
+ * gradients, so the team needs no atomics.
+ */
+#include "worker/nn/pool.h"
+
+#include <float.h>
+#include <stddef.h>
+
+/* The common 2x2 stride-2 unpadded window, without per-tap bounds tests.
+ * Same tie rule as the general loop: the first maximum in scan order wins. */
+static void pool_max2x2(float *y, int *am, const float *x, const struct nn_pool_dims *d)
+{
+    for (int oh = 0; oh < d->OH; oh++) {
+        const float *r0 = x + (size_t)(2 * oh) * (size_t)d->W;
+        const float *r1 = r0 + d->W;
+        for (int ow = 0; ow < d->OW; ow++) {
+            const int j = 2 * ow;
+            float best = r0[j];
+            int bi = 2 * oh * d->W + j;
+            if (r0[j + 1] > best || r0[j + 1] != r0[j + 1]) {
+                best = r0[j + 1];
+                bi = 2 * oh * d->W + j + 1;
+            }
+            if (r1[j] > best || r1[j] != r1[j]) {
+                best = r1[j];
+                bi = (2 * oh + 1) * d->W + j;
+            }
+            if (r1[j + 1] > best || r1[j + 1] != r1[j + 1]) {
+                best = r1[j + 1];
+                bi = (2 * oh + 1) * d->W + j + 1;
+            }
+            y[oh * d->OW + ow] = best;
+            am[oh * d->OW + ow] = bi;
+        }
+    }
+}
+
+void nn_maxpool_forward(float *out, int *argmax, const float *inp, const struct nn_pool_dims *d)
+{
+    const int fast = d->kh == 2 && d->kw == 2 && d->sh == 2 && d->sw == 2 && d->pt == 0 &&
+                     d->pl == 0 && 2 * d->OH <= d->H && 2 * d->OW <= d->W;
+    const size_t iplane = (size_t)d->H * (size_t)d->W, oplane = (size_t)d->OH * (size_t)d->OW;
+    const int planes = d->B * d->C;
+#pragma omp parallel for schedule(static)
+    for (int pc = 0; pc < planes; pc++) {
+        const float *x = inp + (size_t)pc * iplane;
+        float *y = out + (size_t)pc * oplane;
+        int *am = argmax + (size_t)pc * oplane;
+        if (fast) {
+            pool_max2x2(y, am, x, d);
+            continue;
+        }
+        for (int oh = 0; oh < d->OH; oh++) {
+            for (int ow = 0; ow < d->OW; ow++) {
+                float best = -FLT_MAX;
+                int besti = -1;
+                for (int ki = 0; ki < d->kh; ki++) {
+                    const int ih = oh * d->sh - d->pt + ki;
+                    if (ih < 0 || ih >= d->H)
+                        continue;
+                    for (int kj = 0; kj < d->kw; kj++) {
+                        const int iw = ow * d->sw - d->pl + kj;
+                        if (iw < 0 || iw >= d->W)
+                            continue;
+                        const float v = x[ih * d->W + iw];
+                        /* NaN propagates like PyTorch: a NaN wins the window. */
+                        if (besti < 0 || v > best || v != v) {
+                            best = v;
+                            besti = ih * d->W + iw;
+                        }
+                    }
+                }
+                y[oh * d->OW + ow] = best;
+                am[oh * d->OW + ow] = besti;
+            }
+        }
+    }
+}
+
+void nn_maxpool_backward(float *dinp, const float *dout, const int *argmax,
+                         const struct nn_pool_dims *d)
+{
+    const size_t iplane = (size_t)d->H * (size_t)d->W, oplane = (size_t)d->OH * (size_t)d->OW;
+    const int planes = d->B * d->C;
+#pragma omp parallel for schedule(static)
+    for (int pc = 0; pc < planes; pc++) {
+        float *dx = dinp + (size_t)pc * iplane;
+        const float *dy = dout + (size_t)pc * oplane;
+        const int *am = argmax + (size_t)pc * oplane;
+        for (size_t o = 0; o < oplane; o++) {
+            if (am[o] >= 0)
+                dx[am[o]] += dy[o];
+        }
+    }
+}
+
+/* Divisor of one average window: the full window (clipped to the padded
+ * extent, as PyTorch does) or only the real input positions. */
+static int pool_avg_count(const struct nn_pool_dims *d, int oh, int ow)
+{
+    int h0 = oh * d->sh - d->pt, w0 = ow * d->sw - d->pl;
+    int h1 = h0 + d->kh, w1 = w0 + d->kw;
+    if (d->count_include_pad) {
+        /* Padded extent: the input plus padding on both sides (pb = pt, pr = pl
+         * for the symmetric padding pooling uses). */
+        int hmax = d->H + d->pt, wmax = d->W + d->pl;
+        if (h1 > hmax)
+            h1 = hmax;
+        if (w1 > wmax)
+            w1 = wmax;
+        return (h1 - h0) * (w1 - w0);
+    }
+    if (h0 < 0)
+        h0 = 0;
+    if (w0 < 0)
+        w0 = 0;
+    if (h1 > d->H)
+        h1 = d->H;
+    if (w1 > d->W)
+        w1 = d->W;
+    return (h1 - h0) * (w1 - w0);
+}
+
+void nn_avgpool_forward(float *out, const float *inp, const struct nn_pool_dims *d)
+{
+    const size_t iplane = (size_t)d->H * (size_t)d->W, oplane = (size_t)d->OH * (size_t)d->OW;
+    const int planes = d->B * d->C;
+#pragma omp parallel for schedule(static)
+    for (int pc = 0; pc < planes; pc++) {
+        const float *x = inp + (size_t)pc * iplane;
+        float *y = out + (size_t)pc * oplane;
+        for (int oh = 0; oh < d->OH; oh++) {
+            for (int ow = 0; ow < d->OW; ow++) {
+                float s = 0.0f;
+                for (int ki = 0; ki < d->kh; ki++) {
+                    const int ih = oh * d->sh - d->pt + ki;
+                    if (ih < 0 || ih >= d->H)
+                        continue;
+                    for (int kj = 0; kj < d->kw; kj++) {
+                        const int iw = ow * d->sw - d->pl + kj;
+                        if (iw >= 0 && iw < d->W)
+                            s += x[ih * d->W + iw];
+                    }
+                }
+                const int cnt = pool_avg_count(d, oh, ow);
+                y[oh * d->OW + ow] = cnt > 0 ? s / (float)cnt : 0.0f;
+            }
+        }
+    }
+}
+
+void nn_avgpool_backward(float *dinp, const float *dout, const struct nn_pool_dims *d)
+{
+    const size_t iplane = (size_t)d->H * (size_t)d->W, oplane = (size_t)d->OH * (size_t)d->OW;
+    const int planes = d->B * d->C;
+#pragma omp parallel for schedule(static)
+    for (int pc = 0; pc < planes; pc++) {
+        float *dx = dinp + (size_t)pc * iplane;
+        const float *dy = dout + (size_t)pc * oplane;
+        for (int oh = 0; oh < d->OH; oh++) {
+            for (int ow = 0; ow < d->OW; ow++) {
+                const int cnt = pool_avg_count(d, oh, ow);
+                if (cnt <= 0)
+                    continue;
+                const float g = dy[oh * d->OW + ow] / (float)cnt;
+                for (int ki = 0; ki < d->kh; ki++) {
+                    const int ih = oh * d->sh - d->pt + ki;
+                    if (ih < 0 || ih >= d->H)
+                        continue;
+                    for (int kj = 0; kj < d->kw; kj++) {
+                        const int iw = ow * d->sw - d->pl + kj;
+                        if (iw >= 0 && iw < d->W)
+                            dx[ih * d->W + iw] += g;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void nn_gap_forward(float *out, const float *inp, int B, int C, int HW)
+{
+    const int planes = B * C;
+#pragma omp parallel for schedule(static)
+    for (int pc = 0; pc < planes; pc++) {
+        const float *x = inp + (size_t)pc * (size_t)HW;
+        float s = 0.0f;
+        for (int i = 0; i < HW; i++)
+            s += x[i];
+        out[pc] = s / (float)HW;
+    }
+}
+
+void nn_gap_backward(float *dinp, const float *dout, int B, int C, int HW)
+{
+    const int planes = B * C;
+#pragma omp parallel for schedule(static)
+    for (int pc = 0; pc < planes; pc++) {
+        float *dx = dinp + (size_t)pc * (size_t)HW;
+        const float g = dout[pc] / (float)HW;
+        for (int i = 0; i < HW; i++)
+            dx[i] += g;
+    }
+}

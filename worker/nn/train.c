@@ -1,0 +1,236 @@
+/*
+ * The training loop (see train.h).
+ *
+ * DESIGN: one thread drives the loop; the kernels inside the executor and
+ * optimizer fan out with OpenMP. Batches come from the loader, which
+ * normalises uint8 images on the fly so the dataset stays compact. The only
+ * allocations are made once before the first epoch.
+ */
+#include "worker/nn/train.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/alloc.h"
+#include "worker/nn/loader.h"
+#include "worker/nn/net.h"
+
+struct nn_train_cfg nn_train_cfg_default(void)
+{
+    struct nn_train_cfg c;
+    memset(&c, 0, sizeof(c));
+    c.epochs = 10;
+    c.batch = 64;
+    c.optim.kind = NN_OPTIM_SGD;
+    c.optim.momentum = 0.9f;
+    c.optim.weight_decay = 5e-4f;
+    c.optim.beta1 = 0.9f;
+    c.optim.beta2 = 0.999f;
+    c.optim.eps = 1e-8f;
+    c.sched.kind = NN_SCHED_COSINE;
+    c.sched.base_lr = 0.01f;
+    c.sched.gamma = 0.1f;
+    c.sched.step_epochs = 30;
+    c.sched.total_epochs = c.epochs;
+    c.sched.warmup_start = 0.1f;
+    c.seed = 1;
+    return c;
+}
+
+static double train_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static enum dp_err train_check_data(const struct dp_model *m, const struct nn_dataset *ds,
+                                    int n_classes, const char *what, struct dp_errinfo *ei)
+{
+    if (ds->c != m->in_c || ds->h != m->in_h || ds->w != m->in_w)
+        return dp_errinfo_set(ei, DP_ESHAPE,
+                              "the %s set has %dx%dx%d images but the model takes %dx%dx%d",
+                              what, ds->c, ds->h, ds->w, m->in_c, m->in_h, m->in_w);
+    if (ds->n_classes > n_classes)
+        return dp_errinfo_set(ei, DP_ESHAPE,
+                              "the %s set has labels up to %d but the model has %d outputs",
+                              what, ds->n_classes - 1, n_classes);
+    if (ds->n < 1)
+        return dp_errinfo_set(ei, DP_EINVAL, "the %s set is empty", what);
+    return DP_OK;
+}
+
+/* Evaluation with an existing net (no allocation). */
+static enum dp_err train_eval_net(struct nn_net *net, const struct nn_dataset *ds,
+                                  const float *mean, const float *std, double *acc,
+                                  double *loss, struct dp_errinfo *ei)
+{
+    struct nn_loader ld;
+    struct nn_loader_cfg lc = {net->max_batch, 0, 0, mean, std, 0};
+    enum dp_err err = nn_loader_init(&ld, ds, &lc, ei);
+    if (err)
+        return err;
+    const size_t in_n = (size_t)net->max_batch * dp_model_out_size(net->m, DP_MODEL_INPUT);
+    float *x = dp_malloc_aligned(in_n * sizeof(float));
+    int32_t *y = dp_malloc((size_t)net->max_batch * sizeof(int32_t));
+    if (x == NULL || y == NULL) {
+        err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for an evaluation batch");
+        goto out;
+    }
+    nn_loader_start_epoch(&ld, 0);
+    double loss_sum = 0.0;
+    long correct = 0, seen = 0;
+    int n;
+    while ((n = nn_loader_next(&ld, x, y)) > 0) {
+        int c = 0;
+        nn_net_forward(net, x, n, 0);
+        loss_sum += (double)nn_net_loss(net, y, n, &c) * n;
+        correct += c;
+        seen += n;
+    }
+    *acc = seen ? (double)correct / (double)seen : 0.0;
+    *loss = seen ? loss_sum / (double)seen : 0.0;
+out:
+    dp_free_aligned(x);
+    dp_free(y);
+    nn_loader_free(&ld);
+    return err;
+}
+
+enum dp_err nn_evaluate(struct dp_model *m, const struct nn_dataset *ds, const float *mean,
+                        const float *std, int batch, double *acc, double *loss,
+                        struct dp_errinfo *ei)
+{
+    struct nn_net *net = NULL;
+    enum dp_err err = nn_net_new(m, batch, &net, ei);
+    if (err)
+        return err;
+    err = train_check_data(m, ds, net->n_classes, "evaluation", ei);
+    if (!err)
+        err = train_eval_net(net, ds, mean, std, acc, loss, ei);
+    nn_net_free(net);
+    return err;
+}
+
+enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
+                     const struct nn_dataset *test, const struct nn_train_cfg *cfg,
+                     const struct nn_train_hooks *hooks, struct nn_train_result *res,
+                     struct dp_errinfo *ei)
+{
+    struct nn_net *net = NULL;
+    struct nn_optim *opt = NULL;
+    struct nn_loader ld;
+    int have_loader = 0;
+    float *x = NULL;
+    int32_t *y = NULL;
+    float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
+    enum dp_err err;
+
+    memset(res, 0, sizeof(*res));
+    if (cfg->epochs < 1 || cfg->epochs > 100000)
+        return dp_errinfo_set(ei, DP_EINVAL, "epochs %d must be in [1, 100000]", cfg->epochs);
+    err = nn_sched_validate(&cfg->sched, ei);
+    if (err)
+        return err;
+    err = nn_net_new(m, cfg->batch, &net, ei);
+    if (err)
+        return err;
+    err = train_check_data(m, train, net->n_classes, "training", ei);
+    if (!err && test != NULL)
+        err = train_check_data(m, test, net->n_classes, "test", ei);
+    if (err)
+        goto out;
+    err = nn_optim_new(m, &cfg->optim, &opt, ei);
+    if (err)
+        goto out;
+    nn_dataset_channel_stats(train, mean, std);
+    for (int c = 0; c < train->c; c++) {
+        if (std[c] < 1e-6f)
+            std[c] = 1.0f; /* a constant channel: centre it, do not blow it up */
+    }
+    struct nn_loader_cfg lc = {cfg->batch, 1, cfg->augment, mean, std, cfg->seed};
+    err = nn_loader_init(&ld, train, &lc, ei);
+    if (err)
+        goto out;
+    have_loader = 1;
+    const size_t in_n = (size_t)cfg->batch * dp_model_out_size(m, DP_MODEL_INPUT);
+    x = dp_malloc_aligned(in_n * sizeof(float));
+    y = dp_malloc((size_t)cfg->batch * sizeof(int32_t));
+    if (x == NULL || y == NULL) {
+        err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for a training batch");
+        goto out;
+    }
+    net->dropout_seed = cfg->seed * 0x2545f4914f6cdd1dULL + 7;
+
+    const double t_start = train_now();
+    double train_time = 0.0;
+    long images = 0;
+    const long steps_per_epoch = (train->n + cfg->batch - 1) / cfg->batch;
+    for (int ep = 0; ep < cfg->epochs; ep++) {
+        const double t0 = train_now();
+        nn_loader_start_epoch(&ld, ep);
+        double loss_sum = 0.0;
+        long correct = 0, seen = 0, step = 0;
+        int n;
+        while ((n = nn_loader_next(&ld, x, y)) > 0) {
+            if (hooks != NULL && hooks->stop != NULL && *hooks->stop) {
+                err = dp_errinfo_set(ei, DP_EINTERRUPTED, "training interrupted in epoch %d",
+                                     ep + 1);
+                goto out;
+            }
+            float lr = nn_sched_lr(&cfg->sched, ep, (double)step / (double)steps_per_epoch);
+            int c = 0;
+            nn_net_zero_grad(net);
+            nn_net_forward(net, x, n, 1);
+            float loss = nn_net_loss(net, y, n, &c);
+            if (!isfinite(loss)) {
+                err = dp_errinfo_set(ei, DP_ENUMERIC,
+                                     "the loss became %g in epoch %d step %ld; lower the "
+                                     "learning rate",
+                                     (double)loss, ep + 1, step + 1);
+                goto out;
+            }
+            nn_net_backward(net, y, n);
+            nn_optim_step(opt, net->grad, lr, hooks != NULL ? &hooks->optim : NULL);
+            loss_sum += (double)loss * n;
+            correct += c;
+            seen += n;
+            step++;
+        }
+        const double dt = train_now() - t0;
+        train_time += dt;
+        images += seen;
+        res->steps += step;
+
+        struct nn_epoch_stats st;
+        memset(&st, 0, sizeof(st));
+        st.epoch = ep + 1;
+        st.epochs = cfg->epochs;
+        st.lr = nn_sched_lr(&cfg->sched, ep, 0.0);
+        st.train_loss = seen ? loss_sum / (double)seen : 0.0;
+        st.train_acc = seen ? (double)correct / (double)seen : 0.0;
+        st.test_acc = st.test_loss = -1.0;
+        if (test != NULL) {
+            err = train_eval_net(net, test, mean, std, &st.test_acc, &st.test_loss, ei);
+            if (err)
+                goto out;
+        }
+        st.images_per_s = dt > 0.0 ? (double)seen / dt : 0.0;
+        st.elapsed_s = train_now() - t_start;
+        st.eta_s = st.elapsed_s / (double)(ep + 1) * (double)(cfg->epochs - ep - 1);
+        res->last = st;
+        if (hooks != NULL && hooks->on_epoch != NULL)
+            hooks->on_epoch(hooks->ud, &st);
+    }
+    res->train_seconds = train_time;
+    res->train_images_per_s = train_time > 0.0 ? (double)images / train_time : 0.0;
+out:
+    dp_free_aligned(x);
+    dp_free(y);
+    if (have_loader)
+        nn_loader_free(&ld);
+    nn_optim_free(opt);
+    nn_net_free(net);
+    return err;
+}

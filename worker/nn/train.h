@@ -1,0 +1,82 @@
+/*
+ * The training loop: epochs of shuffled mini-batches through the executor
+ * and an optimizer, evaluation on a test set after each epoch, and hooks for
+ * the compression engine.
+ *
+ *   struct nn_train_cfg cfg = nn_train_cfg_default();
+ *   cfg.epochs = 20;
+ *   err = nn_train(model, &train, &test, &cfg, &hooks, &result, &ei);
+ *
+ * The compression engine drives ADMM through the same loop: it passes its
+ * extra gradient term and masks in hooks->optim and is told of every epoch
+ * through hooks->on_epoch. Same seed and thread count give the same result.
+ */
+#ifndef DP_WORKER_NN_TRAIN_H
+#define DP_WORKER_NN_TRAIN_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/model.h"
+#include "worker/nn/data.h"
+#include "worker/nn/optim.h"
+#include "worker/nn/sched.h"
+
+struct nn_train_cfg {
+    int epochs;
+    int batch;
+    struct nn_optim_cfg optim;
+    struct nn_sched sched; /* base_lr is the learning rate */
+    uint64_t seed;         /* shuffling, augmentation, dropout */
+    int augment;           /* random crop (pad 4) + horizontal flip */
+};
+
+/* SGD lr 0.01, momentum 0.9, weight decay 5e-4, cosine, batch 64, 10 epochs. */
+struct nn_train_cfg nn_train_cfg_default(void);
+
+struct nn_epoch_stats {
+    int epoch;  /* 1-based */
+    int epochs;
+    float lr;
+    double train_loss, train_acc; /* running means over the epoch, accuracy in [0, 1] */
+    double test_loss, test_acc;   /* on the test set, eval mode; -1 without one */
+    double images_per_s;          /* training throughput of this epoch */
+    double elapsed_s, eta_s;
+};
+
+typedef void (*nn_epoch_fn)(void *ud, const struct nn_epoch_stats *st);
+
+struct nn_train_hooks {
+    struct nn_optim_hooks optim; /* extra gradient term and mask, see optim.h */
+    nn_epoch_fn on_epoch;        /* may be NULL */
+    void *ud;
+    volatile sig_atomic_t *stop; /* polled between steps; may be NULL */
+};
+
+struct nn_train_result {
+    struct nn_epoch_stats last;
+    double train_images_per_s; /* over all epochs, training steps only */
+    double train_seconds;
+    long steps;
+};
+
+/*
+ * Trains m (finalized, initialised) on train, evaluating on test after each
+ * epoch (test may be NULL). The dataset shapes must match the model input
+ * and its label range the model's outputs; mismatches are DP_ESHAPE naming
+ * both. Normalisation uses the training set's per-channel mean and std.
+ * Returns DP_ENUMERIC if the loss becomes NaN or Inf, DP_EINTERRUPTED when
+ * *hooks->stop was raised (the model holds the last completed step).
+ */
+enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
+                     const struct nn_dataset *test, const struct nn_train_cfg *cfg,
+                     const struct nn_train_hooks *hooks, struct nn_train_result *res,
+                     struct dp_errinfo *ei);
+
+/* Accuracy and mean loss of m on ds in eval mode, normalised with mean/std. */
+enum dp_err nn_evaluate(struct dp_model *m, const struct nn_dataset *ds, const float *mean,
+                        const float *std, int batch, double *acc, double *loss,
+                        struct dp_errinfo *ei);
+
+#endif

@@ -1,0 +1,339 @@
+/*
+ * `dnnpress-worker train` (see wk_train.h).
+ *
+ * Flags are described once, in a table, which drives parsing, bounds
+ * checking and --help (STYLE rule 23).
+ */
+#include "worker/wk_train.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "common/model.h"
+#include "common/model_io.h"
+#include "worker/nn/arch.h"
+#include "worker/nn/data.h"
+#include "worker/nn/train.h"
+
+void openblas_set_num_threads(int n);
+
+struct wk_train_opts {
+    const char *model;
+    const char *data;
+    const char *out;
+    const char *optim;
+    const char *sched;
+    long synthetic;
+    long epochs, batch, threads, seed, limit_train, limit_test, warmup, step_epochs;
+    long nesterov, augment, quiet;
+    double lr, momentum, wd, gamma, min_lr;
+};
+
+enum wk_flag_type { WK_STR, WK_INT, WK_FLOAT, WK_BOOL };
+
+struct wk_flag {
+    const char *name;
+    enum wk_flag_type type;
+    size_t offset;
+    double min, max;
+    const char *help;
+};
+
+#define WK_OFF(f) offsetof(struct wk_train_opts, f)
+
+static const struct wk_flag wk_flags[] = {
+    {"model", WK_STR, WK_OFF(model), 0, 0,
+     "built-in architecture name or a .safetensors checkpoint to continue from"},
+    {"data", WK_STR, WK_OFF(data), 0, 0,
+     "dataset: idx:DIR (MNIST family), cifar:DIR (CIFAR-10 binary), npy:DIR"},
+    {"synthetic", WK_INT, WK_OFF(synthetic), 1, 10000000,
+     "instead of --data: N random 3x32x32 images in 10 classes (speed runs)"},
+    {"epochs", WK_INT, WK_OFF(epochs), 1, 100000, "training epochs (default 20)"},
+    {"batch", WK_INT, WK_OFF(batch), 1, 65536, "batch size (default 64)"},
+    {"optim", WK_STR, WK_OFF(optim), 0, 0, "sgd or adam (default sgd)"},
+    {"lr", WK_FLOAT, WK_OFF(lr), 1e-9, 100, "learning rate (default 0.01)"},
+    {"momentum", WK_FLOAT, WK_OFF(momentum), 0, 0.999999, "SGD momentum (default 0.9)"},
+    {"nesterov", WK_BOOL, WK_OFF(nesterov), 0, 1, "use Nesterov momentum"},
+    {"wd", WK_FLOAT, WK_OFF(wd), 0, 1, "weight decay (default 5e-4)"},
+    {"sched", WK_STR, WK_OFF(sched), 0, 0, "const, step or cosine (default cosine)"},
+    {"step-epochs", WK_INT, WK_OFF(step_epochs), 1, 100000, "step schedule period (default 30)"},
+    {"gamma", WK_FLOAT, WK_OFF(gamma), 1e-9, 1, "step schedule factor (default 0.1)"},
+    {"min-lr", WK_FLOAT, WK_OFF(min_lr), 0, 100, "cosine floor (default 0)"},
+    {"warmup", WK_INT, WK_OFF(warmup), 0, 100000, "linear warm-up epochs (default 0)"},
+    {"augment", WK_BOOL, WK_OFF(augment), 0, 1, "random crop (pad 4) and horizontal flip"},
+    {"seed", WK_INT, WK_OFF(seed), 0, 9007199254740992.0, "seed (default 1)"},
+    {"threads", WK_INT, WK_OFF(threads), 1, 1024, "worker threads (default: all cores)"},
+    {"limit-train", WK_INT, WK_OFF(limit_train), 1, 1e9, "use only the first N training images"},
+    {"limit-test", WK_INT, WK_OFF(limit_test), 1, 1e9, "use only the first N test images"},
+    {"out", WK_STR, WK_OFF(out), 0, 0, "write the trained model to this .safetensors file"},
+    {"quiet", WK_BOOL, WK_OFF(quiet), 0, 1, "no per-epoch progress lines"},
+};
+
+static void wk_train_help(FILE *f)
+{
+    fprintf(f, "usage: dnnpress-worker train --model NAME|FILE (--data SPEC | --synthetic N) "
+               "[options]\n\n"
+               "Trains a network and prints one progress line per epoch on stderr and a\n"
+               "one-line JSON summary on stdout (test_accuracy, train_images_per_second,\n"
+               "peak_rss_bytes, ...). Same seed and thread count give the same numbers.\n\n"
+               "built-in models: %s\n\noptions:\n",
+            nn_arch_names());
+    for (size_t i = 0; i < sizeof(wk_flags) / sizeof(wk_flags[0]); i++)
+        fprintf(f, "  --%-13s %s\n", wk_flags[i].name, wk_flags[i].help);
+}
+
+static int wk_parse_flag(struct wk_train_opts *o, const struct wk_flag *fl, const char *val)
+{
+    char *base = (char *)o + fl->offset;
+    char *end = NULL;
+    errno = 0;
+    switch (fl->type) {
+        case WK_STR:
+            *(const char **)(void *)base = val;
+            return 0;
+        case WK_BOOL:
+            *(long *)(void *)base = 1;
+            return 0;
+        case WK_INT: {
+            long v = strtol(val, &end, 10);
+            if (errno || end == val || *end != '\0' || v < fl->min || v > fl->max) {
+                fprintf(stderr, "train: --%s must be an integer in [%.0f, %.0f], got '%s'\n",
+                        fl->name, fl->min, fl->max, val);
+                return -1;
+            }
+            *(long *)(void *)base = v;
+            return 0;
+        }
+        case WK_FLOAT: {
+            double v = strtod(val, &end);
+            if (errno || end == val || *end != '\0' || !isfinite(v) || v < fl->min ||
+                v > fl->max) {
+                fprintf(stderr, "train: --%s must be a number in [%g, %g], got '%s'\n", fl->name,
+                        fl->min, fl->max, val);
+                return -1;
+            }
+            *(double *)(void *)base = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int wk_parse(struct wk_train_opts *o, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            wk_train_help(stdout);
+            return 1;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "train: unexpected argument '%s' (see --help)\n", a);
+            return -1;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const struct wk_flag *fl = NULL;
+        for (size_t k = 0; k < sizeof(wk_flags) / sizeof(wk_flags[0]); k++) {
+            if (strlen(wk_flags[k].name) == len && strncmp(wk_flags[k].name, name, len) == 0)
+                fl = &wk_flags[k];
+        }
+        if (fl == NULL) {
+            fprintf(stderr, "train: unknown option '%s' (see --help)\n", a);
+            return -1;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (fl->type != WK_BOOL && val == NULL) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "train: --%s needs a value\n", fl->name);
+                return -1;
+            }
+            val = argv[++i];
+        }
+        if (wk_parse_flag(o, fl, val ? val : "1") != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void wk_fmt_time(char *buf, size_t len, double s)
+{
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, len, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else
+        snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+}
+
+static void wk_on_epoch(void *ud, const struct nn_epoch_stats *st)
+{
+    const struct wk_train_opts *o = ud;
+    if (o->quiet)
+        return;
+    char eta[32];
+    wk_fmt_time(eta, sizeof(eta), st->eta_s);
+    fprintf(stderr,
+            "epoch %d/%d  loss %.4f  train %.2f%%  test %.2f%%  lr %.5f  %.0f img/s  eta %s\n",
+            st->epoch, st->epochs, st->train_loss, 100.0 * st->train_acc,
+            st->test_acc >= 0 ? 100.0 * st->test_acc : 0.0, (double)st->lr, st->images_per_s,
+            eta);
+}
+
+static long wk_peak_rss(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return -1;
+    return ru.ru_maxrss * 1024L;
+}
+
+static int wk_has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+int wk_train_main(int argc, char **argv)
+{
+    struct wk_train_opts o;
+    memset(&o, 0, sizeof(o));
+    o.epochs = 20;
+    o.batch = 64;
+    o.lr = 0.01;
+    o.momentum = 0.9;
+    o.wd = 5e-4;
+    o.gamma = 0.1;
+    o.step_epochs = 30;
+    o.seed = 1;
+    o.optim = "sgd";
+    o.sched = "cosine";
+    int rc = wk_parse(&o, argc, argv);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    if (o.model == NULL || (o.data == NULL) == (o.synthetic == 0)) {
+        fprintf(stderr, "train: --model and exactly one of --data or --synthetic are required "
+                        "(see --help)\n");
+        return 2;
+    }
+
+    struct dp_errinfo ei = {0};
+    struct nn_dataset train = {0}, test = {0};
+    struct dp_model *m = NULL;
+    enum dp_err err = DP_OK;
+    int status = 1;
+    struct nn_train_cfg cfg = nn_train_cfg_default();
+
+    if (o.threads > 0) {
+        omp_set_num_threads((int)o.threads);
+        openblas_set_num_threads((int)o.threads);
+    }
+    if (strcmp(o.optim, "sgd") == 0) {
+        cfg.optim.kind = NN_OPTIM_SGD;
+    } else if (strcmp(o.optim, "adam") == 0) {
+        cfg.optim.kind = NN_OPTIM_ADAM;
+    } else {
+        fprintf(stderr, "train: --optim must be sgd or adam, got '%s'\n", o.optim);
+        return 2;
+    }
+    err = nn_sched_kind_parse(o.sched, &cfg.sched.kind, &ei);
+    if (err) {
+        fprintf(stderr, "train: --sched: %s\n", dp_errinfo_msg(&ei, err));
+        return 2;
+    }
+    cfg.epochs = (int)o.epochs;
+    cfg.batch = (int)o.batch;
+    cfg.seed = (uint64_t)o.seed;
+    cfg.augment = (int)o.augment;
+    cfg.optim.momentum = (float)o.momentum;
+    cfg.optim.nesterov = (int)o.nesterov;
+    cfg.optim.weight_decay = (float)o.wd;
+    cfg.sched.base_lr = (float)o.lr;
+    cfg.sched.gamma = (float)o.gamma;
+    cfg.sched.step_epochs = (int)o.step_epochs;
+    cfg.sched.total_epochs = (int)o.epochs;
+    cfg.sched.min_lr = (float)o.min_lr;
+    cfg.sched.warmup_epochs = (int)o.warmup;
+
+    if (o.data != NULL) {
+        err = nn_dataset_load(o.data, NN_SPLIT_TRAIN, &train, &ei);
+        if (!err)
+            err = nn_dataset_load(o.data, NN_SPLIT_TEST, &test, &ei);
+    } else {
+        err = nn_dataset_synthetic(&train, (int)o.synthetic, 3, 32, 32, 10, (uint64_t)o.seed);
+        if (!err)
+            err = nn_dataset_synthetic(&test, (int)(o.synthetic / 4 > 0 ? o.synthetic / 4 : 1),
+                                       3, 32, 32, 10, (uint64_t)o.seed + 1);
+    }
+    if (err) {
+        fprintf(stderr, "train: %s\n", dp_errinfo_msg(&ei, err));
+        goto out;
+    }
+    if (o.limit_train > 0)
+        nn_dataset_limit(&train, (int)o.limit_train);
+    if (o.limit_test > 0)
+        nn_dataset_limit(&test, (int)o.limit_test);
+
+    if (wk_has_suffix(o.model, ".safetensors")) {
+        err = dp_model_load(o.model, &m, NULL, &ei);
+    } else {
+        int n_classes = train.n_classes > test.n_classes ? train.n_classes : test.n_classes;
+        err = nn_arch_build(o.model, train.c, train.h, train.w, n_classes, &m, &ei);
+        if (!err)
+            nn_arch_init(m, (uint64_t)o.seed);
+    }
+    if (err) {
+        fprintf(stderr, "train: model '%s': %s\n", o.model, dp_errinfo_msg(&ei, err));
+        goto out;
+    }
+    if (!o.quiet)
+        fprintf(stderr, "train: %s, %zu parameters, %d training and %d test images, %d threads\n",
+                o.model, dp_model_n_trainable(m), train.n, test.n, omp_get_max_threads());
+
+    struct nn_train_hooks hooks;
+    memset(&hooks, 0, sizeof(hooks));
+    hooks.on_epoch = wk_on_epoch;
+    hooks.ud = &o;
+    struct nn_train_result res;
+    err = nn_train(m, &train, &test, &cfg, &hooks, &res, &ei);
+    if (err) {
+        fprintf(stderr, "train: %s\n", dp_errinfo_msg(&ei, err));
+        goto out;
+    }
+    if (o.out != NULL) {
+        json_t *meta = json_pack("{s:s}", "dnnpress.trained_on", o.data ? o.data : "synthetic");
+        err = dp_model_save(m, o.out, meta, &ei);
+        json_decref(meta);
+        if (err) {
+            fprintf(stderr, "train: writing %s: %s\n", o.out, dp_errinfo_msg(&ei, err));
+            goto out;
+        }
+    }
+    json_t *sum = json_pack(
+        "{s:s, s:i, s:i, s:i, s:I, s:I, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:I}", "model",
+        o.model, "epochs", cfg.epochs, "batch", cfg.batch, "threads", omp_get_max_threads(),
+        "seed", (json_int_t)o.seed, "params", (json_int_t)dp_model_n_trainable(m),
+        "train_images", train.n, "test_images", test.n, "train_loss", res.last.train_loss,
+        "train_accuracy", res.last.train_acc, "test_loss", res.last.test_loss, "test_accuracy",
+        res.last.test_acc, "train_images_per_second", res.train_images_per_s, "train_seconds",
+        res.train_seconds, "peak_rss_bytes", (json_int_t)wk_peak_rss());
+    if (sum == NULL || json_dumpf(sum, stdout, JSON_COMPACT | JSON_REAL_PRECISION(7)) != 0) {
+        json_decref(sum);
+        fprintf(stderr, "train: out of memory writing the summary\n");
+        goto out;
+    }
+    json_decref(sum);
+    fputc('\n', stdout);
+    fflush(stdout);
+    status = 0;
+out:
+    dp_model_free(m);
+    nn_dataset_free(&train);
+    nn_dataset_free(&test);
+    return status;
+}
