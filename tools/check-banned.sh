@@ -5,7 +5,8 @@ set -u
 cd "$(dirname "$0")/.."
 pat='\b(malloc|calloc|realloc|free|strcpy|strcat|sprintf|vsprintf|atoi|atol|atof|strtok|gets)[[:space:]]*\('
 hits=$(grep -rnE "$pat" --include='*.c' --include='*.h' common worker server 2>/dev/null \
-       | grep -v '^common/alloc\.c:' | grep -vE '//.*|/\*.*\*/' || true)
+       | grep -v '^common/alloc\.c:' \
+       | grep -vE '^[^:]+:[0-9]+:[[:space:]]*(\*|/\*|//)' || true)
 if [ -n "$hits" ]; then
   echo "banned functions used (use dp_malloc/dp_free/snprintf/strtol):"
   echo "$hits"

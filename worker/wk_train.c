@@ -265,10 +265,16 @@ int wk_train_main(int argc, char **argv)
         if (!err)
             err = nn_dataset_load(o.data, NN_SPLIT_TEST, &test, &ei);
     } else {
-        err = nn_dataset_synthetic(&train, (int)o.synthetic, 3, 32, 32, 10, (uint64_t)o.seed);
+        /* One set split 4:1, since the class templates come from the seed. */
+        struct nn_dataset all = {0};
+        int n_test = (int)(o.synthetic / 4 > 0 ? o.synthetic / 4 : 1);
+        err = nn_dataset_synthetic(&all, (int)o.synthetic + n_test, 3, 32, 32, 10,
+                                   (uint64_t)o.seed);
         if (!err)
-            err = nn_dataset_synthetic(&test, (int)(o.synthetic / 4 > 0 ? o.synthetic / 4 : 1),
-                                       3, 32, 32, 10, (uint64_t)o.seed + 1);
+            err = nn_dataset_subset(&train, &all, 0, (int)o.synthetic);
+        if (!err)
+            err = nn_dataset_subset(&test, &all, (int)o.synthetic, n_test);
+        nn_dataset_free(&all);
     }
     if (err) {
         fprintf(stderr, "train: %s\n", dp_errinfo_msg(&ei, err));

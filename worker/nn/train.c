@@ -81,8 +81,10 @@ static enum dp_err train_eval_net(struct nn_net *net, const struct nn_dataset *d
     nn_loader_start_epoch(&ld, 0);
     double loss_sum = 0.0;
     long correct = 0, seen = 0;
-    int n;
-    while ((n = nn_loader_next(&ld, x, y)) > 0) {
+    for (;;) {
+        const int n = nn_loader_next(&ld, x, y);
+        if (n <= 0)
+            break;
         int c = 0;
         nn_net_forward(net, x, n, 0);
         loss_sum += (double)nn_net_loss(net, y, n, &c) * n;
@@ -172,8 +174,10 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
         nn_loader_start_epoch(&ld, ep);
         double loss_sum = 0.0;
         long correct = 0, seen = 0, step = 0;
-        int n;
-        while ((n = nn_loader_next(&ld, x, y)) > 0) {
+        for (;;) {
+            const int n = nn_loader_next(&ld, x, y);
+            if (n <= 0)
+                break;
             if (hooks != NULL && hooks->stop != NULL && *hooks->stop) {
                 err = dp_errinfo_set(ei, DP_EINTERRUPTED, "training interrupted in epoch %d",
                                      ep + 1);

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# A shortened real training run: LeNet-5 on the real Fashion-MNIST for a few
+# epochs must reach at least 88% test accuracy, and the same seed must give
+# the same numbers twice (on a subset, to keep it quick).
+set -euo pipefail
+WORKER=${1:?usage: train_short.sh WORKER_BINARY}
+DATA=idx:/usr/share/datasets/fashion-mnist
+EPOCHS=${TRAIN_SHORT_EPOCHS:-3}
+MIN_ACC=0.88
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+field() { /usr/bin/python3 -c 'import json,sys; print(json.loads(sys.stdin.readlines()[-1])[sys.argv[1]])' "$1"; }
+
+echo "train_short: lenet5 on Fashion-MNIST, $EPOCHS epochs, 2 threads"
+"$WORKER" train --model lenet5 --data "$DATA" --epochs "$EPOCHS" --threads 2 --seed 1 \
+    --out "$tmp/lenet5.safetensors" > "$tmp/run.json"
+acc=$(field test_accuracy < "$tmp/run.json")
+ips=$(field train_images_per_second < "$tmp/run.json")
+rss=$(field peak_rss_bytes < "$tmp/run.json")
+echo "train_short: test_accuracy=$acc images/s=$ips peak_rss=$((rss / 1048576)) MB"
+[ -s "$tmp/lenet5.safetensors" ] || { echo "train_short: FAIL: no checkpoint written"; exit 1; }
+
+echo "train_short: determinism, two runs with seed 7 on 4096 images"
+for i in 1 2; do
+  "$WORKER" train --model lenet5 --data "$DATA" --epochs 1 --threads 2 --seed 7 \
+      --limit-train 4096 --limit-test 1000 --quiet > "$tmp/det$i.json"
+done
+l1=$(field train_loss < "$tmp/det1.json"); l2=$(field train_loss < "$tmp/det2.json")
+a1=$(field test_accuracy < "$tmp/det1.json"); a2=$(field test_accuracy < "$tmp/det2.json")
+
+pass=0 fail=0
+if /usr/bin/python3 -c "import sys; sys.exit(0 if float('$acc') >= $MIN_ACC else 1)"; then
+  pass=$((pass + 1)); echo "ok: accuracy $acc >= $MIN_ACC"
+else
+  fail=$((fail + 1)); echo "FAIL: accuracy $acc < $MIN_ACC"
+fi
+if [ "$l1" = "$l2" ] && [ "$a1" = "$a2" ]; then
+  pass=$((pass + 1)); echo "ok: same seed, same numbers ($l1, $a1)"
+else
+  fail=$((fail + 1)); echo "FAIL: same seed gave $l1/$a1 then $l2/$a2"
+fi
+echo "train_short: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
