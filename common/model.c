@@ -252,11 +252,14 @@ static int model_window_out(int in, int k, int s, int p0, int p1, int d, int cei
 static enum dp_err model_check_window(const struct dp_layer *l, struct dp_errinfo *ei)
 {
     const struct dp_op_attrs *a = &l->a;
+    /* The upper bounds keep every window computation far from int overflow. */
     if (a->kh < 1 || a->kw < 1 || a->sh < 1 || a->sw < 1 || a->dh < 1 || a->dw < 1 ||
-        a->pt < 0 || a->pl < 0 || a->pb < 0 || a->pr < 0 || a->kh > 1024 || a->kw > 1024)
+        a->pt < 0 || a->pl < 0 || a->pb < 0 || a->pr < 0 || a->kh > 1024 || a->kw > 1024 ||
+        a->sh > 1024 || a->sw > 1024 || a->dh > 1024 || a->dw > 1024 || a->pt > 4096 ||
+        a->pl > 4096 || a->pb > 4096 || a->pr > 4096)
         return dp_errinfo_set(ei, DP_EINVAL,
-                              "layer '%s': kernel, stride and dilation must be >= 1 and "
-                              "padding >= 0",
+                              "layer '%s': kernel, stride and dilation must be in [1, 1024] "
+                              "and padding in [0, 4096]",
                               l->name);
     return DP_OK;
 }
@@ -274,6 +277,9 @@ static enum dp_err model_infer_layer(struct dp_model *m, int i, struct dp_errinf
             err = model_check_window(l, ei);
             if (err)
                 return err;
+            if (a->out_ch > (1 << 20))
+                return dp_errinfo_set(ei, DP_ETOOBIG, "layer '%s': %d output channels",
+                                      l->name, a->out_ch);
             if (a->groups < 1 || c % a->groups != 0 || a->out_ch < 1 ||
                 a->out_ch % a->groups != 0)
                 return dp_errinfo_set(ei, DP_ESHAPE,
@@ -298,9 +304,9 @@ static enum dp_err model_infer_layer(struct dp_model *m, int i, struct dp_errinf
             break;
         }
         case DP_OP_LINEAR: {
-            if (a->out_ch < 1)
-                return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': out features must be >= 1",
-                                      l->name);
+            if (a->out_ch < 1 || a->out_ch > (1 << 24))
+                return dp_errinfo_set(ei, DP_EINVAL,
+                                      "layer '%s': out features must be in [1, 2^24]", l->name);
             int64_t ws[2] = {a->out_ch, (int64_t)c * h * w};
             err = model_param_add(m, i, "weight", 1, 2, ws, ei);
             if (!err && a->has_bias) {
@@ -337,7 +343,7 @@ static enum dp_err model_infer_layer(struct dp_model *m, int i, struct dp_errinf
             l->out_h = l->out_w = 1;
             break;
         case DP_OP_BN2D: {
-            if (!(a->eps > 0.0f) || a->momentum < 0.0f || a->momentum > 1.0f)
+            if (!(a->eps > 0.0f && a->eps < 1.0f) || !(a->momentum >= 0.0f && a->momentum <= 1.0f))
                 return dp_errinfo_set(ei, DP_EINVAL,
                                       "layer '%s': eps must be > 0 and momentum in [0, 1]",
                                       l->name);
@@ -367,11 +373,12 @@ static enum dp_err model_infer_layer(struct dp_model *m, int i, struct dp_errinf
             break;
         }
         case DP_OP_FLATTEN:
+            /* c*h*w <= 2^28: every input and activation is held to that cap. */
             l->out_c = c * h * w;
             l->out_h = l->out_w = 1;
             break;
         case DP_OP_DROPOUT:
-            if (a->p < 0.0f || a->p >= 1.0f)
+            if (!(a->p >= 0.0f && a->p < 1.0f))
                 return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': dropout p must be in [0, 1)",
                                       l->name);
             l->out_c = c;
@@ -395,23 +402,39 @@ static enum dp_err model_infer_layer(struct dp_model *m, int i, struct dp_errinf
     return DP_OK;
 }
 
-enum dp_err dp_model_finalize(struct dp_model *m, struct dp_errinfo *ei)
+enum dp_err dp_model_infer(struct dp_model *m, struct dp_errinfo *ei)
 {
     if (m->finalized)
         return DP_OK;
     if (m->in_c < 1 || m->in_h < 1 || m->in_w < 1 || m->in_c > 65536 || m->in_h > 65536 ||
-        m->in_w > 65536)
-        return dp_errinfo_set(ei, DP_ESHAPE, "bad model input shape %dx%dx%d", m->in_c,
-                              m->in_h, m->in_w);
+        m->in_w > 65536 || (int64_t)m->in_c * m->in_h * m->in_w > ((int64_t)1 << 28))
+        return dp_errinfo_set(ei, DP_ESHAPE,
+                              "bad model input shape %dx%dx%d (each dimension in [1, 65536], "
+                              "at most 2^28 values)",
+                              m->in_c, m->in_h, m->in_w);
     if (m->n_layers == 0)
         return dp_errinfo_set(ei, DP_EINVAL, "the model has no layers");
     m->n_params = 0;
     m->n_floats = 0;
     for (int i = 0; i < m->n_layers; i++) {
         enum dp_err err = model_infer_layer(m, i, ei);
-        if (err)
+        if (err) {
+            /* Leave no half-declared parameters behind. */
+            m->n_params = 0;
+            m->n_floats = 0;
             return err;
+        }
     }
+    return DP_OK;
+}
+
+enum dp_err dp_model_finalize(struct dp_model *m, struct dp_errinfo *ei)
+{
+    if (m->finalized)
+        return DP_OK;
+    enum dp_err err = dp_model_infer(m, ei);
+    if (err)
+        return err;
     float *data = dp_malloc_aligned(dp_size_mul(m->n_floats ? m->n_floats : 1, sizeof(float)));
     if (data == NULL)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory allocating %zu parameters",

@@ -149,6 +149,14 @@ int dp_model_add_unary(struct dp_model *m, const char *name, enum dp_op op, int 
 int dp_model_add_add(struct dp_model *m, const char *name, int a, int b, struct dp_errinfo *ei);
 
 /*
+ * The first half of finalize: infers shapes and declares parameters
+ * (n_params, n_floats, offsets) without allocating, so a loader can compare
+ * the model's size with the data it has before committing memory. On
+ * failure no parameters stay declared. Idempotent until finalize.
+ */
+enum dp_err dp_model_infer(struct dp_model *m, struct dp_errinfo *ei);
+
+/*
  * Infers every layer's output shape, checks that shapes agree (channel
  * counts, Add operands, windows that fit), declares the parameters, and
  * allocates the zeroed parameter block (BN scale and running variance are

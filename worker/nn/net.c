@@ -92,6 +92,8 @@ static struct nn_pool_dims net_pool_dims(const struct nn_net *net, const struct 
     d.sw = l->a.sw;
     d.pt = l->a.pt;
     d.pl = l->a.pl;
+    d.pb = l->a.pb;
+    d.pr = l->a.pr;
     d.count_include_pad = l->a.count_include_pad;
     return d;
 }

@@ -96,30 +96,23 @@ void nn_maxpool_backward(float *dinp, const float *dout, const int *argmax,
     }
 }
 
-/* Divisor of one average window: the full window (clipped to the padded
- * extent, as PyTorch does) or only the real input positions. */
+/* Divisor of one average window: its positions inside the padded extent,
+ * or only the real input positions. */
 static int pool_avg_count(const struct nn_pool_dims *d, int oh, int ow)
 {
     int h0 = oh * d->sh - d->pt, w0 = ow * d->sw - d->pl;
     int h1 = h0 + d->kh, w1 = w0 + d->kw;
+    int hmin = 0, wmin = 0, hmax = d->H, wmax = d->W;
     if (d->count_include_pad) {
-        /* Padded extent: the input plus padding on both sides (pb = pt, pr = pl
-         * for the symmetric padding pooling uses). */
-        int hmax = d->H + d->pt, wmax = d->W + d->pl;
-        if (h1 > hmax)
-            h1 = hmax;
-        if (w1 > wmax)
-            w1 = wmax;
-        return (h1 - h0) * (w1 - w0);
+        hmin = -d->pt;
+        wmin = -d->pl;
+        hmax = d->H + d->pb;
+        wmax = d->W + d->pr;
     }
-    if (h0 < 0)
-        h0 = 0;
-    if (w0 < 0)
-        w0 = 0;
-    if (h1 > d->H)
-        h1 = d->H;
-    if (w1 > d->W)
-        w1 = d->W;
+    h0 = h0 > hmin ? h0 : hmin;
+    w0 = w0 > wmin ? w0 : wmin;
+    h1 = h1 < hmax ? h1 : hmax;
+    w1 = w1 < wmax ? w1 : wmax;
     return (h1 - h0) * (w1 - w0);
 }
 

@@ -19,6 +19,7 @@ struct nn_pool_dims {
     int OH, OW;
     int kh, kw, sh, sw, pt, pl;
     int count_include_pad;
+    int pb, pr; /* bottom and right padding: the padded extent average pooling counts */
 };
 
 void nn_maxpool_forward(float *out, int *argmax, const float *inp, const struct nn_pool_dims *d);
