@@ -1,19 +1,22 @@
 /*
  * 2-D convolution forward and backward (see conv2d.h).
  *
- * DESIGN: the fast path lowers the whole batch at once. For each group g,
- * im2col writes col[Kg][B*P] (Kg = C/groups*kh*kw, P = OH*OW), one GEMM
- * multiplies the group's weights with it into tmp[OCg][B*P], and a
- * transposing copy scatters tmp into NCHW while adding the bias. One large
- * GEMM per group keeps BLAS efficient at small spatial sizes (LeNet's 8x8
- * maps), where per-image GEMMs would be too small to thread well.
+ * DESIGN: the batch is split over an OpenMP team in chunks of nb images;
+ * each thread lowers one chunk at a time (im2col of one group into
+ * col[Kg][nb*P], Kg = C/groups*kh*kw, P = OH*OW) and calls BLAS, which runs
+ * single-threaded inside a parallel region (the OpenMP build of OpenBLAS
+ * checks omp_in_parallel). Per chunk and group:
  *
- * Backward reuses the same scratch: dout is gathered into tmp, im2col is
- * recomputed (cheaper than keeping every layer's col alive), the weight
- * gradient is tmp · colᵀ, and colᵀ is then overwritten by Wᵀ · tmp and
- * scattered back with col2im. col2im parallelises over (image, channel)
- * pairs, which own disjoint input planes, so no atomics are needed and the
- * result does not depend on the thread count.
+ *   forward   tmp      = W[g] · col;  scatter tmp to out     (OCg x nb*P)
+ *   backward  tmp      = gather dout;  dW_t[g] += tmp · colᵀ  (per-thread accumulator)
+ *             col      = W[g]ᵀ · tmp;  dinp += col2im(col)
+ *
+ * nb is chosen so that nb*P is about 256 columns: small maps (LeNet's 8x8)
+ * still get GEMMs wide enough to amortise BLAS's packing, while the chunk's
+ * col stays in L2 between the lowering and the GEMM. The scratch is small:
+ * per thread one col, one tmp, and weight- and bias-gradient accumulators,
+ * which are summed in thread order after the team finishes, so results do
+ * not depend on scheduling.
  *
  * Depthwise convolutions (one input channel per group) skip the lowering:
  * their GEMMs would have K = kh*kw and M = 1, so direct loops win.
@@ -21,6 +24,7 @@
 #include "worker/nn/conv2d.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
 static int conv_is_direct(const struct nn_conv2d_dims *d)
@@ -28,14 +32,46 @@ static int conv_is_direct(const struct nn_conv2d_dims *d)
     return d->groups > 1 && d->C / d->groups == 1;
 }
 
+static int conv_threads(const struct nn_conv2d_dims *d)
+{
+    int t = d->threads > 1 ? d->threads : 1;
+    return t < d->B ? t : d->B;
+}
+
+/* Images per chunk: enough for about 256 GEMM columns, at most an equal
+ * share of the batch per thread. */
+static int conv_nb(const struct nn_conv2d_dims *d)
+{
+    const int P = d->OH * d->OW;
+    int nb = (256 + P - 1) / P;
+    int share = (d->B + conv_threads(d) - 1) / conv_threads(d);
+    nb = nb < share ? nb : share;
+    return nb > 0 ? nb : 1;
+}
+
+static size_t conv_kg(const struct nn_conv2d_dims *d)
+{
+    return (size_t)(d->C / d->groups) * (size_t)d->kh * (size_t)d->kw;
+}
+
+static size_t conv_w_floats(const struct nn_conv2d_dims *d)
+{
+    return (size_t)d->OC * conv_kg(d);
+}
+
+/* One thread's slice: col (Kg x nb*P), tmp (OCg x nb*P), dW and dbias accumulators. */
+static size_t conv_slice_floats(const struct nn_conv2d_dims *d)
+{
+    const size_t cols = (size_t)conv_nb(d) * (size_t)d->OH * (size_t)d->OW;
+    return conv_kg(d) * cols + (size_t)(d->OC / d->groups) * cols + conv_w_floats(d) +
+           (size_t)d->OC;
+}
+
 size_t nn_conv2d_scratch_floats(const struct nn_conv2d_dims *d)
 {
     if (conv_is_direct(d))
         return 0;
-    size_t kg = (size_t)(d->C / d->groups) * (size_t)d->kh * (size_t)d->kw;
-    size_t n = (size_t)d->B * (size_t)d->OH * (size_t)d->OW;
-    size_t ocg = (size_t)(d->OC / d->groups);
-    return kg * n + ocg * n;
+    return (size_t)conv_threads(d) * conv_slice_floats(d);
 }
 
 /* ---- Lowering ------------------------------------------------------------ */
@@ -52,76 +88,69 @@ static void conv_ow_range(int OW, int W, int s, int off, int *lo, int *hi)
         *hi = *lo;
 }
 
-/* col[r][b*P + p] for rows r = (c, ki, kj) of group g. */
-static void conv_im2col(float *col, const float *inp, const struct nn_conv2d_dims *d, int g)
+/* col[r][p] (row stride ld) for rows r = (c, ki, kj) of group g of one image. */
+static void conv_im2col(float *col, size_t ld, const float *img, const struct nn_conv2d_dims *d,
+                        int g)
 {
     const int cg = d->C / d->groups, kk = d->kh * d->kw;
-    const int rows = cg * kk, P = d->OH * d->OW;
-    const size_t n = (size_t)d->B * (size_t)P;
+    const int rows = cg * kk;
     const size_t plane = (size_t)d->H * (size_t)d->W;
-#pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
         const int c = r / kk, ki = (r % kk) / d->kw, kj = r % d->kw;
-        float *dst = col + (size_t)r * n;
-        for (int b = 0; b < d->B; b++) {
-            const float *src = inp + ((size_t)b * (size_t)d->C + (size_t)(g * cg + c)) * plane;
-            float *row = dst + (size_t)b * (size_t)P;
-            for (int oh = 0; oh < d->OH; oh++) {
-                const int ih = oh * d->sh - d->pt + ki * d->dh;
-                float *o = row + (size_t)oh * (size_t)d->OW;
-                if (ih < 0 || ih >= d->H) {
-                    memset(o, 0, (size_t)d->OW * sizeof(float));
-                    continue;
-                }
-                const float *s = src + (size_t)ih * (size_t)d->W;
-                const int off = kj * d->dw - d->pl;
-                if (d->sw == 1 && off >= 0 && off + d->OW <= d->W) {
-                    memcpy(o, s + off, (size_t)d->OW * sizeof(float));
-                    continue;
-                }
-                int lo, hi;
-                conv_ow_range(d->OW, d->W, d->sw, off, &lo, &hi);
-                for (int ow = 0; ow < lo; ow++)
-                    o[ow] = 0.0f;
+        const float *src = img + (size_t)(g * cg + c) * plane;
+        float *dst = col + (size_t)r * ld;
+        const int off = kj * d->dw - d->pl;
+        int lo, hi;
+        conv_ow_range(d->OW, d->W, d->sw, off, &lo, &hi);
+        for (int oh = 0; oh < d->OH; oh++) {
+            const int ih = oh * d->sh - d->pt + ki * d->dh;
+            float *o = dst + (size_t)oh * (size_t)d->OW;
+            if (ih < 0 || ih >= d->H) {
+                memset(o, 0, (size_t)d->OW * sizeof(float));
+                continue;
+            }
+            const float *s = src + (size_t)ih * (size_t)d->W;
+            for (int ow = 0; ow < lo; ow++)
+                o[ow] = 0.0f;
+            if (d->sw == 1) {
+                memcpy(o + lo, s + lo + off, (size_t)(hi - lo) * sizeof(float));
+            } else {
                 for (int ow = lo; ow < hi; ow++)
                     o[ow] = s[ow * d->sw + off];
-                for (int ow = hi; ow < d->OW; ow++)
-                    o[ow] = 0.0f;
             }
+            for (int ow = hi; ow < d->OW; ow++)
+                o[ow] = 0.0f;
         }
     }
 }
 
-/* dinp += col2im(col) for group g; parallel over (image, channel) planes. */
-static void conv_col2im(float *dinp, const float *col, const struct nn_conv2d_dims *d, int g)
+/* img += col2im(col) (row stride ld) for group g of one image. */
+static void conv_col2im(float *img, const float *col, size_t ld, const struct nn_conv2d_dims *d,
+                        int g)
 {
-    const int cg = d->C / d->groups, kk = d->kh * d->kw, P = d->OH * d->OW;
-    const size_t n = (size_t)d->B * (size_t)P;
+    const int cg = d->C / d->groups, kk = d->kh * d->kw;
     const size_t plane = (size_t)d->H * (size_t)d->W;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < d->B; b++) {
-        for (int c = 0; c < cg; c++) {
-            float *dst = dinp + ((size_t)b * (size_t)d->C + (size_t)(g * cg + c)) * plane;
-            for (int k = 0; k < kk; k++) {
-                const int ki = k / d->kw, kj = k % d->kw;
-                const float *row = col + (size_t)(c * kk + k) * n + (size_t)b * (size_t)P;
-                const int off = kj * d->dw - d->pl;
-                int lo, hi;
-                conv_ow_range(d->OW, d->W, d->sw, off, &lo, &hi);
-                for (int oh = 0; oh < d->OH; oh++) {
-                    const int ih = oh * d->sh - d->pt + ki * d->dh;
-                    if (ih < 0 || ih >= d->H)
-                        continue;
-                    float *drow = dst + (size_t)ih * (size_t)d->W;
-                    const float *srow = row + (size_t)oh * (size_t)d->OW;
-                    if (d->sw == 1) {
-                        float *dd = drow + off;
-                        for (int ow = lo; ow < hi; ow++)
-                            dd[ow] += srow[ow];
-                    } else {
-                        for (int ow = lo; ow < hi; ow++)
-                            drow[ow * d->sw + off] += srow[ow];
-                    }
+    for (int c = 0; c < cg; c++) {
+        float *dst = img + (size_t)(g * cg + c) * plane;
+        for (int k = 0; k < kk; k++) {
+            const int ki = k / d->kw, kj = k % d->kw;
+            const float *row = col + (size_t)(c * kk + k) * ld;
+            const int off = kj * d->dw - d->pl;
+            int lo, hi;
+            conv_ow_range(d->OW, d->W, d->sw, off, &lo, &hi);
+            for (int oh = 0; oh < d->OH; oh++) {
+                const int ih = oh * d->sh - d->pt + ki * d->dh;
+                if (ih < 0 || ih >= d->H)
+                    continue;
+                float *drow = dst + (size_t)ih * (size_t)d->W;
+                const float *srow = row + (size_t)oh * (size_t)d->OW;
+                if (d->sw == 1) {
+                    float *dd = drow + off;
+                    for (int ow = lo; ow < hi; ow++)
+                        dd[ow] += srow[ow];
+                } else {
+                    for (int ow = lo; ow < hi; ow++)
+                        drow[ow * d->sw + off] += srow[ow];
                 }
             }
         }
@@ -237,24 +266,36 @@ void nn_conv2d_forward(float *out, float *scratch, const float *inp, const float
         conv_direct_forward(out, inp, weight, bias, d);
         return;
     }
-    const int cg = d->C / d->groups, ocg = d->OC / d->groups;
-    const int kg = cg * d->kh * d->kw, P = d->OH * d->OW;
-    const int n = d->B * P;
-    float *col = scratch;
-    float *tmp = scratch + (size_t)kg * (size_t)n;
-    for (int g = 0; g < d->groups; g++) {
-        conv_im2col(col, inp, d, g);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ocg, n, kg, 1.0f,
-                    weight + (size_t)g * (size_t)ocg * (size_t)kg, kg, col, n, 0.0f, tmp, n);
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int b = 0; b < d->B; b++) {
-            for (int o = 0; o < ocg; o++) {
-                const int oc = g * ocg + o;
-                const float b0 = bias ? bias[oc] : 0.0f;
-                const float *src = tmp + (size_t)o * (size_t)n + (size_t)b * (size_t)P;
-                float *dst = out + ((size_t)b * (size_t)d->OC + (size_t)oc) * (size_t)P;
-                for (int p = 0; p < P; p++)
-                    dst[p] = src[p] + b0;
+    const int ocg = d->OC / d->groups, kg = (int)conv_kg(d), P = d->OH * d->OW;
+    const int nb = conv_nb(d), n_chunks = (d->B + nb - 1) / nb;
+    const size_t in_img = (size_t)d->C * (size_t)d->H * (size_t)d->W;
+    const size_t out_img = (size_t)d->OC * (size_t)P;
+    const size_t ld = (size_t)nb * (size_t)P, slice = conv_slice_floats(d);
+#pragma omp parallel num_threads(conv_threads(d))
+    {
+        float *col = scratch + (size_t)omp_get_thread_num() * slice;
+        float *tmp = col + (size_t)kg * ld;
+#pragma omp for schedule(static)
+        for (int ch = 0; ch < n_chunks; ch++) {
+            const int b0 = ch * nb, n = d->B - b0 < nb ? d->B - b0 : nb;
+            const int cols = n * P;
+            for (int g = 0; g < d->groups; g++) {
+                for (int i = 0; i < n; i++)
+                    conv_im2col(col + (size_t)i * (size_t)P, ld,
+                                inp + (size_t)(b0 + i) * in_img, d, g);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ocg, cols, kg, 1.0f,
+                            weight + (size_t)g * (size_t)ocg * (size_t)kg, kg, col, (int)ld,
+                            0.0f, tmp, (int)ld);
+                for (int i = 0; i < n; i++) {
+                    float *o = out + (size_t)(b0 + i) * out_img;
+                    for (int oc = g * ocg; oc < (g + 1) * ocg; oc++) {
+                        const float b = bias != NULL ? bias[oc] : 0.0f;
+                        const float *src = tmp + (size_t)(oc - g * ocg) * ld + (size_t)i * P;
+                        float *dst = o + (size_t)oc * (size_t)P;
+                        for (int p = 0; p < P; p++)
+                            dst[p] = src[p] + b;
+                    }
+                }
             }
         }
     }
@@ -268,38 +309,70 @@ void nn_conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratc
         conv_direct_backward(dinp, dweight, dbias, dout, inp, weight, d);
         return;
     }
-    const int cg = d->C / d->groups, ocg = d->OC / d->groups;
-    const int kg = cg * d->kh * d->kw, P = d->OH * d->OW;
-    const int n = d->B * P;
-    float *col = scratch;
-    float *tmp = scratch + (size_t)kg * (size_t)n;
-    for (int g = 0; g < d->groups; g++) {
-        /* tmp[o][b*P + p] = dout[b][g*ocg + o][p]; dbias reduces per channel. */
-#pragma omp parallel for schedule(static)
-        for (int o = 0; o < ocg; o++) {
-            const int oc = g * ocg + o;
-            float sum = 0.0f;
-            for (int b = 0; b < d->B; b++) {
-                const float *src = dout + ((size_t)b * (size_t)d->OC + (size_t)oc) * (size_t)P;
-                float *dst = tmp + (size_t)o * (size_t)n + (size_t)b * (size_t)P;
-                for (int p = 0; p < P; p++) {
-                    dst[p] = src[p];
-                    sum += src[p];
+    const int ocg = d->OC / d->groups, kg = (int)conv_kg(d), P = d->OH * d->OW;
+    const int nt = conv_threads(d), nb = conv_nb(d), n_chunks = (d->B + nb - 1) / nb;
+    const size_t in_img = (size_t)d->C * (size_t)d->H * (size_t)d->W;
+    const size_t out_img = (size_t)d->OC * (size_t)P;
+    const size_t ld = (size_t)nb * (size_t)P, slice = conv_slice_floats(d);
+    const size_t nw = conv_w_floats(d);
+    const size_t acc_off = (size_t)kg * ld + (size_t)ocg * ld;
+#pragma omp parallel num_threads(nt)
+    {
+        float *col = scratch + (size_t)omp_get_thread_num() * slice;
+        float *tmp = col + (size_t)kg * ld;
+        float *dw = col + acc_off; /* this thread's weight-gradient accumulator */
+        float *db = dw + nw;
+        memset(dw, 0, (nw + (size_t)d->OC) * sizeof(float));
+#pragma omp for schedule(static)
+        for (int ch = 0; ch < n_chunks; ch++) {
+            const int b0 = ch * nb, n = d->B - b0 < nb ? d->B - b0 : nb;
+            const int cols = n * P;
+            for (int g = 0; g < d->groups; g++) {
+                /* tmp[o][i*P + p] = dout[b0+i][g*ocg + o][p]; dbias reduces it. */
+                for (int o = 0; o < ocg; o++) {
+                    float s = 0.0f;
+                    for (int i = 0; i < n; i++) {
+                        const float *src = dout + (size_t)(b0 + i) * out_img +
+                                           (size_t)(g * ocg + o) * (size_t)P;
+                        float *dst = tmp + (size_t)o * ld + (size_t)i * P;
+                        for (int p = 0; p < P; p++) {
+                            dst[p] = src[p];
+                            s += src[p];
+                        }
+                    }
+                    db[g * ocg + o] += s;
+                }
+                if (dweight != NULL) {
+                    for (int i = 0; i < n; i++)
+                        conv_im2col(col + (size_t)i * (size_t)P, ld,
+                                    inp + (size_t)(b0 + i) * in_img, d, g);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ocg, kg, cols, 1.0f,
+                                tmp, (int)ld, col, (int)ld, 1.0f,
+                                dw + (size_t)g * (size_t)ocg * (size_t)kg, kg);
+                }
+                if (dinp != NULL) {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kg, cols, ocg, 1.0f,
+                                weight + (size_t)g * (size_t)ocg * (size_t)kg, kg, tmp,
+                                (int)ld, 0.0f, col, (int)ld);
+                    for (int i = 0; i < n; i++)
+                        conv_col2im(dinp + (size_t)(b0 + i) * in_img, col + (size_t)i * P, ld,
+                                    d, g);
                 }
             }
-            if (dbias != NULL)
-                dbias[oc] += sum;
         }
-        const float *wg = weight + (size_t)g * (size_t)ocg * (size_t)kg;
+    }
+    /* Reduce the per-thread accumulators in thread order: deterministic. */
+    for (int t = 0; t < nt; t++) {
+        const float *dw = scratch + (size_t)t * slice + acc_off;
+        const float *db = dw + nw;
         if (dweight != NULL) {
-            conv_im2col(col, inp, d, g);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ocg, kg, n, 1.0f, tmp, n, col,
-                        n, 1.0f, dweight + (size_t)g * (size_t)ocg * (size_t)kg, kg);
+#pragma omp parallel for simd schedule(static) if (nw > 65536)
+            for (size_t i = 0; i < nw; i++)
+                dweight[i] += dw[i];
         }
-        if (dinp != NULL) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kg, n, ocg, 1.0f, wg, kg, tmp, n,
-                        0.0f, col, n);
-            conv_col2im(dinp, col, d, g);
+        if (dbias != NULL) {
+            for (int oc = 0; oc < d->OC; oc++)
+                dbias[oc] += db[oc];
         }
     }
 }

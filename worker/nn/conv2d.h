@@ -7,14 +7,17 @@
  *   bias   (OC) or NULL
  *   out    (B, OC, OH, OW)
  *
- * The fast path lowers the whole batch to one matrix per group (im2col into
- * `scratch`, laid out (C/groups*kh*kw, B*OH*OW)) and multiplies with BLAS;
- * depthwise convolutions use a direct loop instead, since their GEMMs would
- * be degenerate. The *_ref twins are naive loops used by tests.
+ * The fast path splits the batch over a team of up to d->threads OpenMP
+ * threads; each lowers one image at a time (im2col into its slice of
+ * `scratch`) and multiplies with single-threaded BLAS while the lowered
+ * image is still in cache. Depthwise convolutions use a direct loop, since
+ * their GEMMs would be degenerate. The *_ref twins are naive loops for tests.
  *
  * Neither function allocates; `scratch` must hold nn_conv2d_scratch_floats(d)
  * floats and may be shared between layers (it holds nothing between calls).
- * Backward accumulates into dinp, dweight and dbias (any may be NULL to skip).
+ * Backward accumulates into dinp, dweight and dbias (any may be NULL to skip);
+ * the weight and bias gradients are reduced over threads in thread order, so
+ * the result depends on d->threads but not on scheduling.
  */
 #ifndef DP_WORKER_NN_CONV2D_H
 #define DP_WORKER_NN_CONV2D_H
@@ -29,6 +32,7 @@ struct nn_conv2d_dims {
     int pt, pl; /* top and left padding; bottom/right follow from OH and OW */
     int dh, dw;
     int groups;
+    int threads; /* team size the scratch is sized for; 0 or 1 runs serially */
 };
 
 size_t nn_conv2d_scratch_floats(const struct nn_conv2d_dims *d);

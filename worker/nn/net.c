@@ -5,6 +5,8 @@
 #include "worker/nn/net.h"
 
 #include <string.h>
+#include <omp.h>
+#include <time.h>
 
 #include "common/alloc.h"
 #include "worker/nn/batchnorm.h"
@@ -75,6 +77,7 @@ static struct nn_conv2d_dims net_conv_dims(const struct nn_net *net, const struc
     d.dh = l->a.dh;
     d.dw = l->a.dw;
     d.groups = l->a.groups;
+    d.threads = omp_get_max_threads();
     return d;
 }
 
@@ -422,6 +425,7 @@ void nn_net_free(struct nn_net *net)
 {
     if (net == NULL)
         return;
+    dp_free(net->prof);
     dp_free(net->layers);
     dp_free_aligned(net->grad);
     dp_free_aligned(net->input);
@@ -448,6 +452,20 @@ size_t nn_net_bytes(const struct nn_net *net)
 
 /* ---- Forward and backward ------------------------------------------------ */
 
+enum dp_err nn_net_profile_enable(struct nn_net *net)
+{
+    if (net->prof == NULL)
+        net->prof = dp_calloc(2 * (size_t)net->m->n_layers, sizeof(double));
+    return net->prof != NULL ? DP_OK : DP_ENOMEM;
+}
+
+static double net_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 const float *nn_net_forward(struct nn_net *net, const float *x, int n, int train)
 {
     const struct dp_model *m = net->m;
@@ -455,8 +473,12 @@ const float *nn_net_forward(struct nn_net *net, const float *x, int n, int train
     net->training = train;
     if (train)
         net->step++;
-    for (int i = 0; i < m->n_layers; i++)
+    for (int i = 0; i < m->n_layers; i++) {
+        const double t0 = net->prof != NULL ? net_clock() : 0.0;
         net_ops[m->layers[i].op].forward(net, i, n, train);
+        if (net->prof != NULL)
+            net->prof[2 * i] += net_clock() - t0;
+    }
     return net->layers[m->n_layers - 1].out;
 }
 
@@ -480,6 +502,10 @@ void nn_net_backward(struct nn_net *net, const int32_t *labels, int n)
     }
     struct nn_net_layer *last = &net->layers[m->n_layers - 1];
     nn_xent_backward(last->dout, net->probs, labels, n, net->n_classes);
-    for (int i = m->n_layers - 1; i >= 0; i--)
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        const double t0 = net->prof != NULL ? net_clock() : 0.0;
         net_ops[m->layers[i].op].backward(net, i, n);
+        if (net->prof != NULL)
+            net->prof[2 * i + 1] += net_clock() - t0;
+    }
 }

@@ -50,7 +50,12 @@ struct nn_net {
     uint64_t dropout_seed;
     uint64_t step;     /* forward passes in training mode; varies dropout masks */
     int training;      /* mode of the last forward */
+    double *prof;      /* NULL, or per layer: forward then backward seconds (2 * n_layers) */
 };
+
+/* Starts accumulating per-layer wall time into net->prof (zeroed). Costs two
+ * clock reads per layer and direction. DP_ENOMEM when it cannot allocate. */
+enum dp_err nn_net_profile_enable(struct nn_net *net);
 
 /*
  * Builds an executor for `m` (finalized; borrowed and must outlive the net)

