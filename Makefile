@@ -25,7 +25,7 @@ WARN := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes \
 WARN_STRICT := -Wconversion -Wsign-conversion
 
 CPPFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -MMD -MP
-LIBS := -lopenblas -ljansson -lz -lm
+LIBS := -ldnnl -lopenblas -ljansson -lz -lm
 
 ifeq ($(MODE),release)
 OPT := -O2 -DNDEBUG -g

@@ -5,7 +5,8 @@ set -euo pipefail
 
 PKGS=(
   build-essential pkg-config clang-format
-  libopenblas-openmp-dev      # GEMM for the engine (docs/benchmarks.md says why OpenBLAS)
+  libopenblas-openmp-dev      # GEMM for linear layers and im2col convolutions
+  libdnnl-dev                 # oneDNN convolution primitives (docs/benchmarks.md says when)
   libjansson-dev zlib1g-dev   # JSON (safetensors headers, specs), gzipped IDX files
   libcriterion-dev            # unit tests
   dataset-fashion-mnist       # the real data of the demo, the tests and the benches

@@ -18,6 +18,7 @@
 #include "common/model.h"
 #include "common/model_io.h"
 #include "worker/nn/arch.h"
+#include "worker/nn/cpu.h"
 #include "worker/nn/data.h"
 #include "worker/nn/train.h"
 
@@ -31,7 +32,7 @@ struct wk_train_opts {
     const char *sched;
     long synthetic;
     long epochs, batch, threads, seed, limit_train, limit_test, warmup, step_epochs;
-    long nesterov, augment, quiet;
+    long nesterov, augment, quiet, profile, im2col;
     double lr, momentum, wd, gamma, min_lr;
 };
 
@@ -73,6 +74,9 @@ static const struct wk_flag wk_flags[] = {
     {"limit-test", WK_INT, WK_OFF(limit_test), 1, 1e9, "use only the first N test images"},
     {"out", WK_STR, WK_OFF(out), 0, 0, "write the trained model to this .safetensors file"},
     {"quiet", WK_BOOL, WK_OFF(quiet), 0, 1, "no per-epoch progress lines"},
+    {"profile", WK_BOOL, WK_OFF(profile), 0, 1, "log per-layer forward/backward time"},
+    {"im2col", WK_BOOL, WK_OFF(im2col), 0, 1,
+     "convolutions on im2col+OpenBLAS instead of oneDNN (comparisons)"},
 };
 
 static void wk_train_help(FILE *f)
@@ -233,6 +237,7 @@ int wk_train_main(int argc, char **argv)
         omp_set_num_threads((int)o.threads);
         openblas_set_num_threads((int)o.threads);
     }
+    nn_cpu_flush_denormals();
     if (strcmp(o.optim, "sgd") == 0) {
         cfg.optim.kind = NN_OPTIM_SGD;
     } else if (strcmp(o.optim, "adam") == 0) {
@@ -250,6 +255,8 @@ int wk_train_main(int argc, char **argv)
     cfg.batch = (int)o.batch;
     cfg.seed = (uint64_t)o.seed;
     cfg.augment = (int)o.augment;
+    cfg.profile = (int)o.profile;
+    cfg.no_dnnl = (int)o.im2col;
     cfg.optim.momentum = (float)o.momentum;
     cfg.optim.nesterov = (int)o.nesterov;
     cfg.optim.weight_decay = (float)o.wd;

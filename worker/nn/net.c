@@ -9,8 +9,10 @@
 #include <time.h>
 
 #include "common/alloc.h"
+#include "common/log.h"
 #include "worker/nn/batchnorm.h"
 #include "worker/nn/conv2d.h"
+#include "worker/nn/conv_dnnl.h"
 #include "worker/nn/eltwise.h"
 #include "worker/nn/linear.h"
 #include "worker/nn/loss.h"
@@ -24,6 +26,10 @@ struct nn_net_layer {
     float *stat;     /* bn2d: mean then rstd, 2*C floats */
     int *argmax;     /* maxpool */
     uint8_t *mask;   /* dropout */
+    /* conv2d through oneDNN: primitives for the full batch, and for the
+     * last other batch size seen (a partial last batch, evaluation). */
+    struct nn_conv_dnnl *cd_full, *cd_part, *cd_cur;
+    int cd_failed; /* oneDNN declined this layer: use the conv2d.h kernels */
 };
 
 /* ---- Per-op functions ---------------------------------------------------- */
@@ -106,10 +112,62 @@ static size_t net_out_n(const struct nn_net *net, int li, int n)
     return (size_t)n * dp_model_out_size(net->m, li);
 }
 
+/*
+ * Which convolutions go to oneDNN. Its JIT kernels work on channel blocks
+ * of 16 and pad anything else, so they win when both channel counts are
+ * multiples of 16 (ResNet: 1.6x the im2col path end to end) and lose on
+ * odd counts such as LeNet's 1->20->50, where im2col+OpenBLAS is faster.
+ * The rule depends only on shapes, so a run's numbers do not depend on
+ * timing (docs/benchmarks.md has the measurements).
+ */
+static int net_conv_wants_dnnl(const struct nn_net *net, int li)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    int c, h, w;
+    net_in_shape(net, l, &c, &h, &w);
+    return c % 16 == 0 && l->out_c % 16 == 0;
+}
+
+/* The oneDNN primitives for batch n, built on first use for a batch size
+ * other than the full one; NULL when this layer runs on the conv2d.h kernels. */
+static struct nn_conv_dnnl *net_conv_plan(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    if (net->dnnl == NULL || s->cd_failed || !net_conv_wants_dnnl(net, li))
+        return NULL;
+    if (s->cd_full != NULL && nn_conv_dnnl_batch(s->cd_full) == n)
+        return s->cd_full;
+    if (s->cd_part != NULL && nn_conv_dnnl_batch(s->cd_part) == n)
+        return s->cd_part;
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_conv2d_dims d = net_conv_dims(net, l, n);
+    struct nn_conv_dnnl *c = NULL;
+    struct dp_errinfo ei = {DP_OK, ""};
+    if (nn_conv_dnnl_new(net->dnnl, &d, l->a.has_bias, &c, &ei) != DP_OK) {
+        DP_LOG(DP_LOG_WARN, "layer '%s': %s; using the im2col kernels", l->name, ei.msg);
+        s->cd_failed = 1;
+        return NULL;
+    }
+    if (n == net->max_batch && s->cd_full == NULL) {
+        s->cd_full = c;
+    } else {
+        nn_conv_dnnl_free(s->cd_part);
+        s->cd_part = c;
+    }
+    return c;
+}
+
 static void op_conv_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)train;
     const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    s->cd_cur = net_conv_plan(net, li, n);
+    if (s->cd_cur != NULL) {
+        nn_conv_dnnl_forward(s->cd_cur, s->out, s->in[0], net_param(net, l, 0),
+                             l->a.has_bias ? net_param(net, l, 1) : NULL);
+        return;
+    }
     struct nn_conv2d_dims d = net_conv_dims(net, l, n);
     nn_conv2d_forward(net->layers[li].out, net->scratch, net->layers[li].in[0],
                       net_param(net, l, 0), l->a.has_bias ? net_param(net, l, 1) : NULL, &d);
@@ -118,6 +176,13 @@ static void op_conv_fwd(struct nn_net *net, int li, int n, int train)
 static void op_conv_bwd(struct nn_net *net, int li, int n)
 {
     const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    if (s->cd_cur != NULL) {
+        nn_conv_dnnl_backward(s->cd_cur, s->din[0], net_pgrad(net, l, 0),
+                              l->a.has_bias ? net_pgrad(net, l, 1) : NULL, s->dout,
+                              net_param(net, l, 0));
+        return;
+    }
     struct nn_conv2d_dims d = net_conv_dims(net, l, n);
     nn_conv2d_backward(net->layers[li].din[0], net_pgrad(net, l, 0),
                        l->a.has_bias ? net_pgrad(net, l, 1) : NULL, net->scratch,
@@ -369,6 +434,12 @@ static size_t net_plan(struct nn_net *net, char *base)
 enum dp_err nn_net_new(struct dp_model *m, int max_batch, struct nn_net **out,
                        struct dp_errinfo *ei)
 {
+    return nn_net_new_ex(m, max_batch, 1, out, ei);
+}
+
+enum dp_err nn_net_new_ex(struct dp_model *m, int max_batch, int use_dnnl, struct nn_net **out,
+                          struct dp_errinfo *ei)
+{
     *out = NULL;
     if (!m->finalized)
         return dp_errinfo_set(ei, DP_EINVAL, "the model must be finalized before training");
@@ -400,6 +471,7 @@ enum dp_err nn_net_new(struct dp_model *m, int max_batch, struct nn_net **out,
         }
     }
     net->layers = dp_calloc((size_t)m->n_layers, sizeof(struct nn_net_layer));
+    net->zeroed = dp_calloc((size_t)m->n_layers, 1);
     net->grad = dp_malloc_aligned(dp_size_mul(m->n_floats ? m->n_floats : 1, sizeof(float)));
     net->input = dp_malloc_aligned(dp_size_mul(in_n, sizeof(float)));
     net->probs = dp_malloc_aligned(dp_size_mul(B * (size_t)net->n_classes, sizeof(float)));
@@ -407,7 +479,7 @@ enum dp_err nn_net_new(struct dp_model *m, int max_batch, struct nn_net **out,
     net->scratch = dp_malloc_aligned(dp_size_mul(scratch, sizeof(float)));
     net->act_bytes = net_plan(net, NULL);
     net->act_block = dp_malloc_aligned(net->act_bytes ? net->act_bytes : 64);
-    if (net->layers == NULL || net->grad == NULL || net->input == NULL || net->probs == NULL ||
+    if (net->layers == NULL || net->zeroed == NULL || net->grad == NULL || net->input == NULL || net->probs == NULL ||
         net->dlogits == NULL || net->scratch == NULL || net->act_block == NULL) {
         nn_net_free(net);
         return dp_errinfo_set(ei, DP_ENOMEM,
@@ -417,6 +489,14 @@ enum dp_err nn_net_new(struct dp_model *m, int max_batch, struct nn_net **out,
     }
     net_plan(net, net->act_block);
     memset(net->grad, 0, m->n_floats * sizeof(float));
+    /* oneDNN is the fast path for convolutions; without it (or for a layer
+     * it declines) the im2col kernels of conv2d.h run instead. */
+    if (use_dnnl && nn_dnnl_new(&net->dnnl, ei) != DP_OK)
+        DP_LOG(DP_LOG_WARN, "%s; convolutions use the im2col kernels", ei->msg);
+    for (int i = 0; i < m->n_layers && net->dnnl != NULL; i++) {
+        if (m->layers[i].op == DP_OP_CONV2D)
+            (void)net_conv_plan(net, i, max_batch);
+    }
     *out = net;
     return DP_OK;
 }
@@ -426,7 +506,13 @@ void nn_net_free(struct nn_net *net)
     if (net == NULL)
         return;
     dp_free(net->prof);
+    for (int i = 0; net->layers != NULL && i < net->m->n_layers; i++) {
+        nn_conv_dnnl_free(net->layers[i].cd_full);
+        nn_conv_dnnl_free(net->layers[i].cd_part);
+    }
+    nn_dnnl_free(net->dnnl);
     dp_free(net->layers);
+    dp_free(net->zeroed);
     dp_free_aligned(net->grad);
     dp_free_aligned(net->input);
     dp_free_aligned(net->probs);
@@ -490,21 +576,37 @@ float nn_net_loss(struct nn_net *net, const int32_t *labels, int n, int *correct
     return nn_xent_forward(net->probs, logits, labels, n, net->n_classes);
 }
 
+/* The layer whose activation memory layer i uses (Flatten aliases its input). */
+static int net_alias_root(const struct dp_model *m, int i)
+{
+    while (i != DP_MODEL_INPUT && m->layers[i].op == DP_OP_FLATTEN)
+        i = m->layers[i].inputs[0];
+    return i;
+}
+
 void nn_net_backward(struct nn_net *net, const int32_t *labels, int n)
 {
     const struct dp_model *m = net->m;
-    /* Activation gradients accumulate (fan-out in residual nets), so they
-     * start at zero; only the rows of this batch are touched. */
-    for (int i = 0; i < m->n_layers; i++) {
-        if (m->layers[i].op != DP_OP_FLATTEN)
-            memset(net->layers[i].dout, 0,
-                   (size_t)n * dp_model_out_size(m, i) * sizeof(float));
-    }
-    struct nn_net_layer *last = &net->layers[m->n_layers - 1];
-    nn_xent_backward(last->dout, net->probs, labels, n, net->n_classes);
-    for (int i = m->n_layers - 1; i >= 0; i--) {
+    /* Activation gradients accumulate (fan-out in residual nets), so each
+     * must start at zero. Zeroing one just before its first consumer's
+     * backward, rather than all of them up front, keeps it in cache for the
+     * accumulation that follows. */
+    uint8_t *zeroed = net->zeroed;
+    memset(zeroed, 0, (size_t)m->n_layers);
+    const int last = m->n_layers - 1;
+    nn_xent_backward(net->layers[last].dout, net->probs, labels, n, net->n_classes);
+    zeroed[net_alias_root(m, last)] = 1;
+    for (int i = last; i >= 0; i--) {
+        const struct dp_layer *l = &m->layers[i];
+        for (int k = 0; k < l->n_inputs; k++) {
+            int r = net_alias_root(m, l->inputs[k]);
+            if (r != DP_MODEL_INPUT && !zeroed[r]) {
+                memset(net->layers[r].dout, 0, (size_t)n * dp_model_out_size(m, r) * sizeof(float));
+                zeroed[r] = 1;
+            }
+        }
         const double t0 = net->prof != NULL ? net_clock() : 0.0;
-        net_ops[m->layers[i].op].backward(net, i, n);
+        net_ops[l->op].backward(net, i, n);
         if (net->prof != NULL)
             net->prof[2 * i + 1] += net_clock() - t0;
     }

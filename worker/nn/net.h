@@ -15,8 +15,10 @@
  * the model's parameter block (so optimizers and the ADMM engine index both
  * with the same offsets), one block of activations and one of activation
  * gradients (one slice per layer), per-layer caches (BatchNorm statistics,
- * max-pool arg-max, dropout masks), and one convolution scratch shared by
- * all layers. Forward and backward never allocate. Each op is dispatched
+ * max-pool arg-max, dropout masks), one convolution scratch shared by all
+ * layers, and oneDNN primitives for every convolution at the full batch
+ * size. Forward and backward never allocate, except to build primitives the
+ * first time a smaller batch (the last of an epoch, evaluation) comes by. Each op is dispatched
  * through a small table of functions (struct nn_layer_ops in net.c);
  * Flatten aliases its input's memory and costs nothing.
  *
@@ -33,6 +35,7 @@
 #include "common/model.h"
 
 struct nn_net_layer;
+struct nn_dnnl;
 
 struct nn_net {
     struct dp_model *m; /* borrowed */
@@ -45,11 +48,13 @@ struct nn_net {
     float *dlogits; /* (max_batch, n_classes) */
     float *scratch; /* shared convolution scratch */
     struct nn_net_layer *layers;
+    uint8_t *zeroed;   /* per layer, during backward: activation gradient zeroed yet */
     void *act_block;   /* one allocation for activations, gradients and caches */
     size_t act_bytes;  /* its size, reported in memory figures */
     uint64_t dropout_seed;
     uint64_t step;     /* forward passes in training mode; varies dropout masks */
     int training;      /* mode of the last forward */
+    struct nn_dnnl *dnnl; /* oneDNN engine for convolutions, NULL when unavailable */
     double *prof;      /* NULL, or per layer: forward then backward seconds (2 * n_layers) */
 };
 
@@ -64,6 +69,11 @@ enum dp_err nn_net_profile_enable(struct nn_net *net);
  */
 enum dp_err nn_net_new(struct dp_model *m, int max_batch, struct nn_net **out,
                        struct dp_errinfo *ei);
+
+/* As nn_net_new; use_dnnl = 0 runs convolutions on the im2col+BLAS kernels
+ * of conv2d.h instead of oneDNN (for comparisons and as a fallback). */
+enum dp_err nn_net_new_ex(struct dp_model *m, int max_batch, int use_dnnl, struct nn_net **out,
+                          struct dp_errinfo *ei);
 
 /* Releases the net (not the model). NULL is a no-op. */
 void nn_net_free(struct nn_net *net);

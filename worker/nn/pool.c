@@ -7,43 +7,31 @@
 
 #include <float.h>
 #include <stddef.h>
-#include <stdint.h>
-#include <string.h>
 
-/* Picks b when take is 1 and a when it is 0, through bit masks: compilers
- * turn ?: on floats into branches, which mispredict on real activations. */
-static inline float pool_pick(float a, float b, int take)
+/* The common 2x2 stride-2 unpadded window, written so that the compiler
+ * vectorises it (selects, not branches: the comparisons are unpredictable
+ * on real activations). Same tie rule as the general loop: the first
+ * maximum in scan order wins. NaN inputs are not propagated here, but a NaN
+ * there means training has already diverged and the loss check stops it. */
+__attribute__((target_clones("avx2", "default"))) static void
+pool_max2x2(float *restrict y, int *restrict am, const float *restrict x, int W,
+                        int OH, int OW)
 {
-    uint32_t ua, ub;
-    memcpy(&ua, &a, sizeof(ua));
-    memcpy(&ub, &b, sizeof(ub));
-    const uint32_t mask = 0u - (uint32_t)take;
-    const uint32_t r = (ub & mask) | (ua & ~mask);
-    float out;
-    memcpy(&out, &r, sizeof(out));
-    return out;
-}
-
-/* The common 2x2 stride-2 unpadded window without branches. Same tie rule
- * as the general loop (first maximum in scan order); NaN inputs are not
- * propagated here, but a NaN there means training has already diverged and
- * the loss check stops it. */
-static void pool_max2x2(float *y, int *am, const float *x, const struct nn_pool_dims *d)
-{
-    for (int oh = 0; oh < d->OH; oh++) {
-        const float *r0 = x + (size_t)(2 * oh) * (size_t)d->W;
-        const float *r1 = r0 + d->W;
-        const int base = 2 * oh * d->W;
-        float *yo = y + (size_t)oh * (size_t)d->OW;
-        int *ao = am + (size_t)oh * (size_t)d->OW;
-        for (int ow = 0; ow < d->OW; ow++) {
-            const int j = 2 * ow;
-            const float a = r0[j], b = r0[j + 1], c = r1[j], e = r1[j + 1];
+    for (int oh = 0; oh < OH; oh++) {
+        const float *r0 = x + (size_t)(2 * oh) * (size_t)W;
+        const float *r1 = r0 + W;
+        const int base = 2 * oh * W;
+        float *yo = y + (size_t)oh * (size_t)OW;
+        int *ao = am + (size_t)oh * (size_t)OW;
+#pragma omp simd
+        for (int ow = 0; ow < OW; ow++) {
+            const float a = r0[2 * ow], b = r0[2 * ow + 1];
+            const float c = r1[2 * ow], e = r1[2 * ow + 1];
             const int g1 = b > a, g2 = e > c;
-            const float m1 = pool_pick(a, b, g1), m2 = pool_pick(c, e, g2);
+            const float m1 = g1 ? b : a, m2 = g2 ? e : c;
             const int g = m2 > m1;
-            yo[ow] = pool_pick(m1, m2, g);
-            ao[ow] = base + j + (g ? d->W + g2 : g1);
+            yo[ow] = g ? m2 : m1;
+            ao[ow] = base + 2 * ow + (g ? W + g2 : g1);
         }
     }
 }
@@ -60,7 +48,7 @@ void nn_maxpool_forward(float *out, int *argmax, const float *inp, const struct 
         float *y = out + (size_t)pc * oplane;
         int *am = argmax + (size_t)pc * oplane;
         if (fast) {
-            pool_max2x2(y, am, x, d);
+            pool_max2x2(y, am, x, d->W, d->OH, d->OW);
             continue;
         }
         for (int oh = 0; oh < d->OH; oh++) {

@@ -136,7 +136,7 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
     err = nn_sched_validate(&cfg->sched, ei);
     if (err)
         return err;
-    err = nn_net_new(m, cfg->batch, &net, ei);
+    err = nn_net_new_ex(m, cfg->batch, !cfg->no_dnnl, &net, ei);
     if (err)
         return err;
     err = train_check_data(m, train, net->n_classes, "training", ei);

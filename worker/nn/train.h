@@ -31,6 +31,7 @@ struct nn_train_cfg {
     uint64_t seed;         /* shuffling, augmentation, dropout */
     int augment;           /* random crop (pad 4) + horizontal flip */
     int profile;           /* log per-layer forward/backward time at the end */
+    int no_dnnl;           /* run convolutions on the im2col+BLAS kernels, not oneDNN */
 };
 
 /* SGD lr 0.01, momentum 0.9, weight decay 5e-4, cosine, batch 64, 10 epochs. */

@@ -119,6 +119,51 @@ Test(net, whole_graph_gradient_matches_finite_differences)
     DP_ASSERT_NO_LEAKS();
 }
 
+/* The same check on a residual block of 16-channel convolutions, which the
+ * executor sends to oneDNN, with a partial batch so a second set of
+ * primitives is built; and the oneDNN and im2col paths agree. */
+Test(net, onednn_convolutions_train_like_the_im2col_kernels)
+{
+    struct dp_errinfo ei = {0};
+    struct dp_model *m = dp_model_new(16, 6, 6);
+    int x = dp_model_add_conv2d(m, "c1", DP_MODEL_INPUT, 16, 3, 1, 1, 1, 1, &ei);
+    x = dp_model_add_unary(m, "r1", DP_OP_RELU, x, &ei);
+    int y = dp_model_add_conv2d(m, "c2", x, 16, 3, 1, 1, 1, 0, &ei);
+    y = dp_model_add_add(m, "add", y, x, &ei);
+    y = dp_model_add_conv2d(m, "c3", y, 32, 3, 2, 1, 1, 1, &ei);
+    y = dp_model_add_unary(m, "gap", DP_OP_GAP, y, &ei);
+    y = dp_model_add_unary(m, "fl", DP_OP_FLATTEN, y, &ei);
+    y = dp_model_add_linear(m, "fc", y, 3, &ei);
+    cr_assert_geq(y, 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    nn_arch_init(m, 4);
+    struct nn_net *fast = NULL, *slow = NULL;
+    cr_assert_eq(nn_net_new_ex(m, 4, 1, &fast, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(nn_net_new_ex(m, 4, 0, &slow, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_not_null(fast->dnnl, "oneDNN is available on this machine");
+    float xs[4 * 16 * 6 * 6];
+    int32_t ys[4] = {0, 1, 2, 1};
+    for (size_t i = 0; i < sizeof(xs) / sizeof(xs[0]); i++)
+        xs[i] = (float)sin(0.37 * (double)i);
+    for (int n = 4; n >= 3; n--) {
+        nn_net_zero_grad(fast);
+        nn_net_zero_grad(slow);
+        nn_net_forward(fast, xs, n, 1);
+        nn_net_forward(slow, xs, n, 1);
+        float lf = nn_net_loss(fast, ys, n, NULL), ls = nn_net_loss(slow, ys, n, NULL);
+        cr_assert_float_eq(lf, ls, 1e-5f, "batch %d: loss %g vs %g", n, lf, ls);
+        nn_net_backward(fast, ys, n);
+        nn_net_backward(slow, ys, n);
+        for (size_t i = 0; i < m->n_floats; i++)
+            cr_assert(fabsf(fast->grad[i] - slow->grad[i]) <= 1e-4f + 1e-3f * fabsf(slow->grad[i]),
+                      "batch %d grad[%zu]: %g vs %g", n, i, fast->grad[i], slow->grad[i]);
+    }
+    nn_net_free(fast);
+    nn_net_free(slow);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
 Test(net, rejects_a_model_without_logits)
 {
     struct dp_errinfo ei = {0};

@@ -59,6 +59,8 @@ static void conv_reference(const char *name, int use_ref)
     char tag[80];
 
     nn_fx_load(&fx, name);
+    memset(&d, 0, sizeof(d));
+    d.threads = 2; /* exercise the per-thread weight-gradient reduction */
     d.B = nn_fx_cfg(&fx, 0, CONV_NCFG);
     d.C = nn_fx_cfg(&fx, 1, CONV_NCFG);
     d.H = nn_fx_cfg(&fx, 2, CONV_NCFG);
