@@ -319,7 +319,7 @@ int wk_train_main(int argc, char **argv)
         goto out;
     }
     if (o.out != NULL) {
-        json_t *meta = json_pack("{s:s}", "dnnpress.trained_on", o.data ? o.data : "synthetic");
+        json_t *meta = json_pack("{s:s}", "trained_on", o.data ? o.data : "synthetic");
         err = dp_model_save(m, o.out, meta, &ei);
         json_decref(meta);
         if (err) {

@@ -453,3 +453,32 @@ Test(train, shape_mismatch_is_named)
     nn_dataset_free(&tr);
     DP_ASSERT_NO_LEAKS();
 }
+
+/* Every allocation of the executor and the optimizer can fail: each failure
+ * is reported as DP_ENOMEM, leaves nothing allocated, and a later attempt
+ * succeeds. */
+Test(net, allocation_failures_are_clean)
+{
+    struct dp_model *m = tiny_model();
+    int failures = 0;
+    for (long k = 0; k < 200; k++) {
+        struct nn_net *net = NULL;
+        struct nn_optim *o = NULL;
+        struct nn_optim_cfg c = {NN_OPTIM_ADAM, 0, 0, 0, 0.9f, 0.999f, 1e-8f};
+        struct dp_errinfo ei = {0};
+        dp_alloc_fail_after(k);
+        enum dp_err e1 = nn_net_new_ex(m, 4, 0, &net, &ei);
+        enum dp_err e2 = e1 == DP_OK ? nn_optim_new(m, &c, &o, &ei) : DP_OK;
+        dp_alloc_fail_reset();
+        nn_optim_free(o);
+        nn_net_free(net);
+        if (e1 == DP_OK && e2 == DP_OK)
+            break;
+        cr_assert(e1 == DP_ENOMEM || e2 == DP_ENOMEM, "allocation %ld: %s", k, ei.msg);
+        cr_assert(e1 != DP_OK || net != NULL);
+        failures++;
+    }
+    cr_assert_gt(failures, 5, "the loop reached every allocation");
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
