@@ -370,11 +370,13 @@ void nn_conv_dnnl_forward(struct nn_conv_dnnl *c, float *out, const float *inp,
 void nn_conv_dnnl_backward(struct nn_conv_dnnl *c, float *dinp, float *dweight, float *dbias,
                            const float *dout, const float *weight)
 {
+    int ddst_ready = 0; /* ddst_w holds the reordered diff_dst */
     cd_set(c->ddst_um, dout);
     cd_set(c->w_um, weight);
     if (dweight != NULL || dbias != NULL) {
         dnnl_memory_t src = cd_src_for_weights(c);
         cd_reorder_run(c, &c->r_ddst_w);
+        ddst_ready = c->r_ddst_w.prim != NULL;
         dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src},
                                    {DNNL_ARG_DIFF_DST, cd_mem(&c->r_ddst_w, &c->ddst_w, 0)},
                                    {DNNL_ARG_DIFF_WEIGHTS, c->dw_w.mem},
@@ -386,11 +388,23 @@ void nn_conv_dnnl_backward(struct nn_conv_dnnl *c, float *dinp, float *dweight, 
         }
     }
     if (dinp != NULL) {
-        cd_reorder_run(c, &c->r_ddst_d);
-        cd_reorder_run(c, &c->r_w_d);
+        /* diff_dst and the weights are often wanted in the same layouts the
+         * weight pass and the forward already produced: reuse those copies
+         * (the weights have not changed since the forward). */
+        dnnl_memory_t ddst = cd_mem(&c->r_ddst_d, &c->ddst_d, 0);
+        if (ddst_ready && dnnl_memory_desc_equal(&c->ddst_d.md, &c->ddst_w.md))
+            ddst = c->ddst_w.mem;
+        else
+            cd_reorder_run(c, &c->r_ddst_d);
+        dnnl_memory_t w = cd_mem(&c->r_w_d, &c->w_d, 0);
+        if (c->r_w_f.prim != NULL && c->r_w_d.prim != NULL &&
+            dnnl_memory_desc_equal(&c->w_d.md, &c->w_f.md))
+            w = c->w_f.mem;
+        else
+            cd_reorder_run(c, &c->r_w_d);
         cd_set(c->dsrc_um, dinp);
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, cd_mem(&c->r_ddst_d, &c->ddst_d, 0)},
-                                   {DNNL_ARG_WEIGHTS, cd_mem(&c->r_w_d, &c->w_d, 0)},
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, ddst},
+                                   {DNNL_ARG_WEIGHTS, w},
                                    {DNNL_ARG_DIFF_SRC, c->dsrc_d.mem}};
         dnnl_primitive_execute(c->bwd_d, c->ctx->strm, 3, args);
         cd_reorder_run(c, &c->r_dsrc_d);
