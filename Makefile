@@ -47,6 +47,13 @@ CFLAGS_NN := $(CPPFLAGS_BASE) $(WARN) $(KOPT) -fopenmp
 CFLAGS_WK := $(CPPFLAGS_BASE) $(WARN) $(OPT) -fopenmp
 LDFLAGS := $(SANLD) -fopenmp
 
+# Quiet by default: one line per file; `make V=1` shows the commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 COMMON_SRC := $(wildcard common/*.c)
 NN_SRC := $(wildcard worker/nn/*.c)
 WK_SRC := $(wildcard worker/*.c)
@@ -69,33 +76,39 @@ all: $(WORKER) $(UNIT)
 
 $(BUILD)/common/%.o: common/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_COMMON) -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_COMMON) -c $< -o $@
 
 $(BUILD)/worker/nn/%.o: worker/nn/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_NN) -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_NN) -c $< -o $@
 
 $(BUILD)/worker/%.o: worker/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_WK) -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_WK) -c $< -o $@
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_WK) -Wno-missing-prototypes -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_WK) -Wno-missing-prototypes -c $< -o $@
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(LIBNN): $(NN_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(WORKER): $(WK_OBJ) $(LIBNN) $(LIBCOMMON)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
 
 $(UNIT): $(TEST_OBJ) $(LIBNN) $(LIBCOMMON)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) -lcriterion
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) -lcriterion
 
 # ---- Dependencies ----------------------------------------------------------
 

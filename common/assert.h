@@ -8,12 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define DP_ASSERT(x)                                                                         \
-    do {                                                                                     \
-        if (!(x)) {                                                                          \
-            fprintf(stderr, "assertion failed: %s (%s:%d)\n", #x, __FILE__, __LINE__);       \
-            abort();                                                                         \
-        }                                                                                    \
+#define DP_ASSERT(x)                                                                               \
+    do {                                                                                           \
+        if (!(x)) {                                                                                \
+            fprintf(stderr, "assertion failed: %s (%s:%d)\n", #x, __FILE__, __LINE__);             \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 #endif

@@ -11,8 +11,8 @@
 const char *dp_err_name(enum dp_err err)
 {
     switch (err) {
-#define DP__ERR_NAME(name, value, msg)                                                       \
-    case name:                                                                               \
+#define DP__ERR_NAME(name, value, msg)                                                             \
+    case name:                                                                                     \
         return #name;
         DP_ERR_MAP(DP__ERR_NAME)
 #undef DP__ERR_NAME
@@ -25,8 +25,8 @@ const char *dp_err_name(enum dp_err err)
 const char *dp_strerror(enum dp_err err)
 {
     switch (err) {
-#define DP__ERR_MSG(name, value, msg)                                                        \
-    case name:                                                                               \
+#define DP__ERR_MSG(name, value, msg)                                                              \
+    case name:                                                                                     \
         return msg;
         DP_ERR_MAP(DP__ERR_MSG)
 #undef DP__ERR_MSG

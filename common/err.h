@@ -15,19 +15,19 @@
 #include <stddef.h>
 
 /* X(name, value, message) */
-#define DP_ERR_MAP(X)                                                                 \
-    X(DP_OK, 0, "success")                                                         \
-    X(DP_ENOMEM, -1, "out of memory")                                              \
-    X(DP_EINVAL, -2, "invalid argument")                                           \
-    X(DP_EIO, -3, "input/output error")                                            \
-    X(DP_ENOENT, -4, "no such file or object")                                     \
-    X(DP_EFORMAT, -5, "malformed or unsupported data format")                      \
-    X(DP_ETRUNC, -6, "truncated data")                                             \
-    X(DP_ETOOBIG, -7, "size limit exceeded")                                       \
-    X(DP_ESHAPE, -8, "tensor shape mismatch")                                      \
-    X(DP_EUNSUPPORTED, -9, "unsupported feature")                                  \
-    X(DP_EEXIST, -10, "object already exists")                                     \
-    X(DP_ENUMERIC, -11, "numerical failure (NaN or Inf)")                          \
+#define DP_ERR_MAP(X)                                                                              \
+    X(DP_OK, 0, "success")                                                                         \
+    X(DP_ENOMEM, -1, "out of memory")                                                              \
+    X(DP_EINVAL, -2, "invalid argument")                                                           \
+    X(DP_EIO, -3, "input/output error")                                                            \
+    X(DP_ENOENT, -4, "no such file or object")                                                     \
+    X(DP_EFORMAT, -5, "malformed or unsupported data format")                                      \
+    X(DP_ETRUNC, -6, "truncated data")                                                             \
+    X(DP_ETOOBIG, -7, "size limit exceeded")                                                       \
+    X(DP_ESHAPE, -8, "tensor shape mismatch")                                                      \
+    X(DP_EUNSUPPORTED, -9, "unsupported feature")                                                  \
+    X(DP_EEXIST, -10, "object already exists")                                                     \
+    X(DP_ENUMERIC, -11, "numerical failure (NaN or Inf)")                                          \
     X(DP_EINTERRUPTED, -12, "interrupted")
 
 enum dp_err {

@@ -20,10 +20,10 @@ enum dp_log_level dp_log_get_level(void);
 void dp_log_write(enum dp_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-#define DP_LOG(level, ...)                                                                   \
-    do {                                                                                     \
-        if ((level) >= dp_log_get_level())                                                   \
-            dp_log_write((level), __VA_ARGS__);                                              \
+#define DP_LOG(level, ...)                                                                         \
+    do {                                                                                           \
+        if ((level) >= dp_log_get_level())                                                         \
+            dp_log_write((level), __VA_ARGS__);                                                    \
     } while (0)
 
 #endif

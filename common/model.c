@@ -179,9 +179,8 @@ int dp_model_add_add(struct dp_model *m, const char *name, int a, int b, struct 
 
 /* ---- Finalize: shapes and parameters ------------------------------------- */
 
-static enum dp_err model_param_add(struct dp_model *m, int layer, const char *suffix,
-                                   int trainable, int ndim, const int64_t *shape,
-                                   struct dp_errinfo *ei)
+static enum dp_err model_param_add(struct dp_model *m, int layer, const char *suffix, int trainable,
+                                   int ndim, const int64_t *shape, struct dp_errinfo *ei)
 {
     if (m->n_params == m->cap_params) {
         int cap = m->cap_params ? m->cap_params * 2 : 32;
@@ -207,14 +206,13 @@ static enum dp_err model_param_add(struct dp_model *m, int layer, const char *su
     size_t numel = 1;
     for (int d = 0; d < ndim; d++) {
         if (shape[d] <= 0 || shape[d] > (int64_t)1 << 31)
-            return dp_errinfo_set(ei, DP_ESHAPE, "parameter '%s' has bad dimension %lld",
-                                  p->name, (long long)shape[d]);
+            return dp_errinfo_set(ei, DP_ESHAPE, "parameter '%s' has bad dimension %lld", p->name,
+                                  (long long)shape[d]);
         p->shape[d] = shape[d];
         numel = dp_size_mul(numel, (size_t)shape[d]);
     }
     if (numel > ((size_t)1 << 33) || m->n_floats + numel > ((size_t)1 << 33))
-        return dp_errinfo_set(ei, DP_ETOOBIG, "parameter '%s' makes the model too large",
-                              p->name);
+        return dp_errinfo_set(ei, DP_ETOOBIG, "parameter '%s' makes the model too large", p->name);
     p->numel = numel;
     p->offset = m->n_floats;
     m->n_floats += numel;
@@ -253,10 +251,10 @@ static enum dp_err model_check_window(const struct dp_layer *l, struct dp_errinf
 {
     const struct dp_op_attrs *a = &l->a;
     /* The upper bounds keep every window computation far from int overflow. */
-    if (a->kh < 1 || a->kw < 1 || a->sh < 1 || a->sw < 1 || a->dh < 1 || a->dw < 1 ||
-        a->pt < 0 || a->pl < 0 || a->pb < 0 || a->pr < 0 || a->kh > 1024 || a->kw > 1024 ||
-        a->sh > 1024 || a->sw > 1024 || a->dh > 1024 || a->dw > 1024 || a->pt > 4096 ||
-        a->pl > 4096 || a->pb > 4096 || a->pr > 4096)
+    if (a->kh < 1 || a->kw < 1 || a->sh < 1 || a->sw < 1 || a->dh < 1 || a->dw < 1 || a->pt < 0 ||
+        a->pl < 0 || a->pb < 0 || a->pr < 0 || a->kh > 1024 || a->kw > 1024 || a->sh > 1024 ||
+        a->sw > 1024 || a->dh > 1024 || a->dw > 1024 || a->pt > 4096 || a->pl > 4096 ||
+        a->pb > 4096 || a->pr > 4096)
         return dp_errinfo_set(ei, DP_EINVAL,
                               "layer '%s': kernel, stride and dilation must be in [1, 1024] "
                               "and padding in [0, 4096]",
@@ -278,10 +276,9 @@ static enum dp_err model_infer_layer(struct dp_model *m, int i, struct dp_errinf
             if (err)
                 return err;
             if (a->out_ch > (1 << 20))
-                return dp_errinfo_set(ei, DP_ETOOBIG, "layer '%s': %d output channels",
-                                      l->name, a->out_ch);
-            if (a->groups < 1 || c % a->groups != 0 || a->out_ch < 1 ||
-                a->out_ch % a->groups != 0)
+                return dp_errinfo_set(ei, DP_ETOOBIG, "layer '%s': %d output channels", l->name,
+                                      a->out_ch);
+            if (a->groups < 1 || c % a->groups != 0 || a->out_ch < 1 || a->out_ch % a->groups != 0)
                 return dp_errinfo_set(ei, DP_ESHAPE,
                                       "layer '%s': %d input and %d output channels are not "
                                       "divisible by groups=%d",
@@ -344,9 +341,8 @@ static enum dp_err model_infer_layer(struct dp_model *m, int i, struct dp_errinf
             break;
         case DP_OP_BN2D: {
             if (!(a->eps > 0.0f && a->eps < 1.0f) || !(a->momentum >= 0.0f && a->momentum <= 1.0f))
-                return dp_errinfo_set(ei, DP_EINVAL,
-                                      "layer '%s': eps must be > 0 and momentum in [0, 1]",
-                                      l->name);
+                return dp_errinfo_set(
+                    ei, DP_EINVAL, "layer '%s': eps must be > 0 and momentum in [0, 1]", l->name);
             int64_t s[1] = {c};
             err = model_param_add(m, i, "weight", 1, 1, s, ei);
             if (!err)

@@ -32,10 +32,10 @@
 
 #include "common/err.h"
 
-#define DP_MODEL_INPUT  (-1) /* pseudo layer index for the model's input */
-#define DP_NAME_MAX     64
-#define DP_MAX_DIMS     4
-#define DP_MAX_INPUTS   2
+#define DP_MODEL_INPUT      (-1) /* pseudo layer index for the model's input */
+#define DP_NAME_MAX         64
+#define DP_MAX_DIMS         4
+#define DP_MAX_INPUTS       2
 #define DP_MODEL_LAYERS_MAX 4096
 
 /* Operator kinds. Append only: the value is not serialised (names are). */
@@ -64,17 +64,17 @@ enum dp_err dp_op_from_name(const char *name, enum dp_op *out);
  * the rest stay zero. Convolution and pooling share the window fields.
  */
 struct dp_op_attrs {
-    int out_ch;                 /* conv2d: output channels; linear: out features */
-    int kh, kw;                 /* window */
-    int sh, sw;                 /* stride */
-    int pt, pl, pb, pr;         /* padding top, left, bottom, right */
-    int dh, dw;                 /* dilation */
-    int groups;                 /* conv2d */
-    int has_bias;               /* conv2d, linear */
-    int ceil_mode;              /* pooling */
-    int count_include_pad;      /* avgpool */
-    float eps, momentum;        /* bn2d (momentum as in PyTorch: new = (1-m)*old + m*batch) */
-    float p;                    /* dropout probability */
+    int out_ch;            /* conv2d: output channels; linear: out features */
+    int kh, kw;            /* window */
+    int sh, sw;            /* stride */
+    int pt, pl, pb, pr;    /* padding top, left, bottom, right */
+    int dh, dw;            /* dilation */
+    int groups;            /* conv2d */
+    int has_bias;          /* conv2d, linear */
+    int ceil_mode;         /* pooling */
+    int count_include_pad; /* avgpool */
+    float eps, momentum;   /* bn2d (momentum as in PyTorch: new = (1-m)*old + m*batch) */
+    float p;               /* dropout probability */
 };
 
 /* Per-layer compression metadata, filled by the compression engine. */

@@ -358,8 +358,7 @@ static enum dp_err mio_check_keys(json_t *obj, const char *const *allowed, const
 {
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v)
-    {
+    json_object_foreach (obj, key, v) {
         int ok = 0;
         for (int i = 0; allowed[i] != NULL && !ok; i++)
             ok = strcmp(key, allowed[i]) == 0;
@@ -383,8 +382,7 @@ static enum dp_err mio_fields_from_json(const struct mio_field *fields, int n_fi
         return dp_errinfo_set(ei, DP_EFORMAT, "graph: %s is not a JSON object", where);
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v)
-    {
+    json_object_foreach (obj, key, v) {
         const struct mio_field *fd = NULL;
         for (int i = 0; i < n_fields && fd == NULL; i++) {
             if (strcmp(fields[i].name, key) == 0)
@@ -552,8 +550,7 @@ enum dp_err dp_model_graph_from_json(const json_t *graph, struct dp_model **out,
 /* Builds the model and allocates its parameters only when they number at
  * most max_floats, so a small file cannot make the loader commit gigabytes. */
 static enum dp_err mio_graph_from_json_capped(const json_t *graph, size_t max_floats,
-                                              struct dp_model **out,
-                                     struct dp_errinfo *ei)
+                                              struct dp_model **out, struct dp_errinfo *ei)
 {
     static const char *const keys[] = {"format", "version", "input", "layers", NULL};
     enum dp_err err = DP_OK;
@@ -679,8 +676,7 @@ enum dp_err dp_model_save(const struct dp_model *m, const char *path, const json
         }
         const char *key;
         json_t *v;
-        json_object_foreach((json_t *)extra_meta, key, v)
-        {
+        json_object_foreach ((json_t *)extra_meta, key, v) {
             if (mio_has_prefix(key, MIO_RESERVED) || !json_is_string(v)) {
                 err = dp_errinfo_set(ei, DP_EINVAL,
                                      "%s: extra metadata key '%s' is reserved or its value is "
@@ -780,8 +776,7 @@ static enum dp_err mio_extra_from_file(const struct dp_st_file *f, json_t **out,
         return dp_errinfo_set(ei, DP_ENOMEM, "%s: out of memory", dp_st_label(f));
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)dp_st_metadata(f), key, v)
-    {
+    json_object_foreach ((json_t *)dp_st_metadata(f), key, v) {
         if (mio_has_prefix(key, MIO_RESERVED))
             continue;
         if (mio_set(extra, key, json_deep_copy(v))) {

@@ -366,8 +366,7 @@ static enum dp_err st_header_add_meta(json_t *root, const char *label, const jso
     const char *key;
     json_t *val;
     /* json_object_foreach needs a non-const object; it only reads. */
-    json_object_foreach((json_t *)metadata, key, val)
-    {
+    json_object_foreach ((json_t *)metadata, key, val) {
         if (!json_is_string(val))
             return dp_errinfo_set(ei, DP_EINVAL, "%s: metadata value for key '%s' is not a string",
                                   label, st_clip(nb, key));
@@ -523,8 +522,7 @@ static enum dp_err st_parse_entry(struct dp_st_file *f, const char *name, json_t
         return dp_errinfo_set(ei, DP_EFORMAT, "%s: tensor '%s': entry is not a JSON object", L, N);
     const char *key;
     json_t *fv;
-    json_object_foreach(val, key, fv)
-    {
+    json_object_foreach (val, key, fv) {
         if (strcmp(key, "dtype") != 0 && strcmp(key, "shape") != 0 &&
             strcmp(key, "data_offsets") != 0) {
             char kb[ST_NAME_MAX + 4];
@@ -610,8 +608,7 @@ static enum dp_err st_parse_meta(struct dp_st_file *f, json_t *val, struct dp_er
                               DP_ST_METADATA_KEY);
     const char *key;
     json_t *v;
-    json_object_foreach(val, key, v)
-    {
+    json_object_foreach (val, key, v) {
         if (!json_is_string(v)) {
             char nb[ST_NAME_MAX + 4];
             return dp_errinfo_set(ei, DP_EFORMAT, "%s: metadata value for key '%s' is not a string",
@@ -727,8 +724,7 @@ static enum dp_err st_parse_image(struct dp_st_file *f, const unsigned char *buf
     size_t k = 0;
     const char *key;
     json_t *val;
-    json_object_foreach(f->header, key, val)
-    {
+    json_object_foreach (f->header, key, val) {
         if (strcmp(key, DP_ST_METADATA_KEY) == 0)
             continue;
         err = st_parse_entry(f, key, val, &items[k].t, &items[k].begin, ei);

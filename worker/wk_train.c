@@ -81,12 +81,13 @@ static const struct wk_flag wk_flags[] = {
 
 static void wk_train_help(FILE *f)
 {
-    fprintf(f, "usage: dnnpress-worker train --model NAME|FILE (--data SPEC | --synthetic N) "
-               "[options]\n\n"
-               "Trains a network and prints one progress line per epoch on stderr and a\n"
-               "one-line JSON summary on stdout (test_accuracy, train_images_per_second,\n"
-               "peak_rss_bytes, ...). Same seed and thread count give the same numbers.\n\n"
-               "built-in models: %s\n\noptions:\n",
+    fprintf(f,
+            "usage: dnnpress-worker train --model NAME|FILE (--data SPEC | --synthetic N) "
+            "[options]\n\n"
+            "Trains a network and prints one progress line per epoch on stderr and a\n"
+            "one-line JSON summary on stdout (test_accuracy, train_images_per_second,\n"
+            "peak_rss_bytes, ...). Same seed and thread count give the same numbers.\n\n"
+            "built-in models: %s\n\noptions:\n",
             nn_arch_names());
     for (size_t i = 0; i < sizeof(wk_flags) / sizeof(wk_flags[0]); i++)
         fprintf(f, "  --%-13s %s\n", wk_flags[i].name, wk_flags[i].help);
@@ -116,8 +117,7 @@ static int wk_parse_flag(struct wk_train_opts *o, const struct wk_flag *fl, cons
         }
         case WK_FLOAT: {
             double v = strtod(val, &end);
-            if (errno || end == val || *end != '\0' || !isfinite(v) || v < fl->min ||
-                v > fl->max) {
+            if (errno || end == val || *end != '\0' || !isfinite(v) || v < fl->min || v > fl->max) {
                 fprintf(stderr, "train: --%s must be a number in [%g, %g], got '%s'\n", fl->name,
                         fl->min, fl->max, val);
                 return -1;
@@ -185,8 +185,7 @@ static void wk_on_epoch(void *ud, const struct nn_epoch_stats *st)
     fprintf(stderr,
             "epoch %d/%d  loss %.4f  train %.2f%%  test %.2f%%  lr %.5f  %.0f img/s  eta %s\n",
             st->epoch, st->epochs, st->train_loss, 100.0 * st->train_acc,
-            st->test_acc >= 0 ? 100.0 * st->test_acc : 0.0, (double)st->lr, st->images_per_s,
-            eta);
+            st->test_acc >= 0 ? 100.0 * st->test_acc : 0.0, (double)st->lr, st->images_per_s, eta);
 }
 
 static long wk_peak_rss(void)
@@ -275,8 +274,8 @@ int wk_train_main(int argc, char **argv)
         /* One set split 4:1, since the class templates come from the seed. */
         struct nn_dataset all = {0};
         int n_test = (int)(o.synthetic / 4 > 0 ? o.synthetic / 4 : 1);
-        err = nn_dataset_synthetic(&all, (int)o.synthetic + n_test, 3, 32, 32, 10,
-                                   (uint64_t)o.seed);
+        err =
+            nn_dataset_synthetic(&all, (int)o.synthetic + n_test, 3, 32, 32, 10, (uint64_t)o.seed);
         if (!err)
             err = nn_dataset_subset(&train, &all, 0, (int)o.synthetic);
         if (!err)
@@ -329,12 +328,12 @@ int wk_train_main(int argc, char **argv)
     }
     json_t *sum = json_pack(
         "{s:s, s:i, s:i, s:i, s:I, s:I, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:I}", "model",
-        o.model, "epochs", cfg.epochs, "batch", cfg.batch, "threads", omp_get_max_threads(),
-        "seed", (json_int_t)o.seed, "params", (json_int_t)dp_model_n_trainable(m),
-        "train_images", train.n, "test_images", test.n, "train_loss", res.last.train_loss,
-        "train_accuracy", res.last.train_acc, "test_loss", res.last.test_loss, "test_accuracy",
-        res.last.test_acc, "train_images_per_second", res.train_images_per_s, "train_seconds",
-        res.train_seconds, "peak_rss_bytes", (json_int_t)wk_peak_rss());
+        o.model, "epochs", cfg.epochs, "batch", cfg.batch, "threads", omp_get_max_threads(), "seed",
+        (json_int_t)o.seed, "params", (json_int_t)dp_model_n_trainable(m), "train_images", train.n,
+        "test_images", test.n, "train_loss", res.last.train_loss, "train_accuracy",
+        res.last.train_acc, "test_loss", res.last.test_loss, "test_accuracy", res.last.test_acc,
+        "train_images_per_second", res.train_images_per_s, "train_seconds", res.train_seconds,
+        "peak_rss_bytes", (json_int_t)wk_peak_rss());
     if (sum == NULL || json_dumpf(sum, stdout, JSON_COMPACT | JSON_REAL_PRECISION(7)) != 0) {
         json_decref(sum);
         fprintf(stderr, "train: out of memory writing the summary\n");

@@ -80,8 +80,8 @@ static const char *arch_name(struct arch_b *b, char *dst, const char *x, const c
 }
 
 /* conv + bn (+ activation when act != DP_OP__COUNT); names prefix.conv etc. */
-static int arch_cba(struct arch_b *b, const char *prefix, const char *suffix, int in, int oc,
-                    int k, int s, int groups, enum dp_op act)
+static int arch_cba(struct arch_b *b, const char *prefix, const char *suffix, int in, int oc, int k,
+                    int s, int groups, enum dp_op act)
 {
     char n1[DP_NAME_MAX], n2[DP_NAME_MAX], n3[DP_NAME_MAX];
     char tail[DP_NAME_MAX];
@@ -124,8 +124,8 @@ static void arch_lenet5(struct arch_b *b, int n_classes)
 
 static void arch_vgg16(struct arch_b *b, int n_classes)
 {
-    static const int cfg[] = {64,  64,  0,   128, 128, 0,   256, 256, 256, 0,
-                              512, 512, 512, 0,   512, 512, 512, 0};
+    static const int cfg[] = {64, 64,  0,   128, 128, 0,   256, 256, 256,
+                              0,  512, 512, 512, 0,   512, 512, 512, 0};
     int x = DP_MODEL_INPUT, conv = 0, pool = 0;
     for (size_t i = 0; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
         char name[DP_NAME_MAX];
@@ -177,8 +177,8 @@ static void arch_resnet(struct arch_b *b, int blocks_per_stage, int n_classes)
 static void arch_mobilenetv2(struct arch_b *b, int n_classes)
 {
     /* expansion t, output channels c, repeats n, stride s of the first repeat */
-    static const int cfg[7][4] = {{1, 16, 1, 1},  {6, 24, 2, 1},  {6, 32, 3, 2}, {6, 64, 4, 2},
-                                  {6, 96, 3, 1},  {6, 160, 3, 2}, {6, 320, 1, 1}};
+    static const int cfg[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 1},  {6, 32, 3, 2}, {6, 64, 4, 2},
+                                  {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
     int x = arch_cba(b, "stem", "", DP_MODEL_INPUT, 32, 3, 1, 1, DP_OP_RELU6);
     int in_ch = 32, blk = 0;
     for (int i = 0; i < 7; i++) {
@@ -264,8 +264,8 @@ void nn_arch_init(struct dp_model *m, uint64_t seed)
                 d[i] = (float)((2.0 * nn_rng_uniform(&rng) - 1.0) * bound);
         } else if (l->op == DP_OP_BN2D) {
             const char *dot = strrchr(p->name, '.');
-            float v = (strcmp(dot, ".weight") == 0 || strcmp(dot, ".running_var") == 0) ? 1.0f
-                                                                                         : 0.0f;
+            float v =
+                (strcmp(dot, ".weight") == 0 || strcmp(dot, ".running_var") == 0) ? 1.0f : 0.0f;
             for (size_t i = 0; i < p->numel; i++)
                 d[i] = v;
         }

@@ -49,8 +49,8 @@ void nn_bn2d_forward_train(float *out, float *mean, float *rstd, float *running_
 }
 
 void nn_bn2d_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
-                          const float *running_mean, const float *running_var, int B, int C,
-                          int HW, float eps)
+                          const float *running_mean, const float *running_var, int B, int C, int HW,
+                          float eps)
 {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
@@ -64,9 +64,9 @@ void nn_bn2d_forward_eval(float *out, const float *inp, const float *gamma, cons
     }
 }
 
-void nn_bn2d_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                      const float *inp, const float *gamma, const float *mean, const float *rstd,
-                      int B, int C, int HW)
+void nn_bn2d_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                      const float *gamma, const float *mean, const float *rstd, int B, int C,
+                      int HW)
 {
     const double n = (double)B * (double)HW;
 #pragma omp parallel for schedule(static)

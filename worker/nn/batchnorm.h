@@ -17,10 +17,10 @@ void nn_bn2d_forward_train(float *out, float *mean, float *rstd, float *running_
                            float *running_var, const float *inp, const float *gamma,
                            const float *beta, int B, int C, int HW, float eps, float momentum);
 void nn_bn2d_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
-                          const float *running_mean, const float *running_var, int B, int C,
-                          int HW, float eps);
-void nn_bn2d_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                      const float *inp, const float *gamma, const float *mean, const float *rstd,
-                      int B, int C, int HW);
+                          const float *running_mean, const float *running_var, int B, int C, int HW,
+                          float eps);
+void nn_bn2d_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                      const float *gamma, const float *mean, const float *rstd, int B, int C,
+                      int HW);
 
 #endif

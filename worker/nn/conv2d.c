@@ -201,8 +201,7 @@ static void conv_direct_backward(float *dinp, float *dweight, float *dbias, cons
 #pragma omp parallel for schedule(static)
         for (int oc = 0; oc < d->OC; oc++) {
             for (int b = 0; b < d->B; b++) {
-                const float *src =
-                    inp + ((size_t)b * (size_t)d->C + (size_t)(oc / mult)) * iplane;
+                const float *src = inp + ((size_t)b * (size_t)d->C + (size_t)(oc / mult)) * iplane;
                 const float *g = dout + ((size_t)b * (size_t)d->OC + (size_t)oc) * oplane;
                 for (int oh = 0; oh < d->OH; oh++) {
                     for (int ow = 0; ow < d->OW; ow++) {
@@ -281,11 +280,11 @@ void nn_conv2d_forward(float *out, float *scratch, const float *inp, const float
             const int cols = n * P;
             for (int g = 0; g < d->groups; g++) {
                 for (int i = 0; i < n; i++)
-                    conv_im2col(col + (size_t)i * (size_t)P, ld,
-                                inp + (size_t)(b0 + i) * in_img, d, g);
+                    conv_im2col(col + (size_t)i * (size_t)P, ld, inp + (size_t)(b0 + i) * in_img, d,
+                                g);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ocg, cols, kg, 1.0f,
-                            weight + (size_t)g * (size_t)ocg * (size_t)kg, kg, col, (int)ld,
-                            0.0f, tmp, (int)ld);
+                            weight + (size_t)g * (size_t)ocg * (size_t)kg, kg, col, (int)ld, 0.0f,
+                            tmp, (int)ld);
                 for (int i = 0; i < n; i++) {
                     float *o = out + (size_t)(b0 + i) * out_img;
                     for (int oc = g * ocg; oc < (g + 1) * ocg; oc++) {
@@ -332,8 +331,8 @@ void nn_conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratc
                 for (int o = 0; o < ocg; o++) {
                     float s = 0.0f;
                     for (int i = 0; i < n; i++) {
-                        const float *src = dout + (size_t)(b0 + i) * out_img +
-                                           (size_t)(g * ocg + o) * (size_t)P;
+                        const float *src =
+                            dout + (size_t)(b0 + i) * out_img + (size_t)(g * ocg + o) * (size_t)P;
                         float *dst = tmp + (size_t)o * ld + (size_t)i * P;
                         for (int p = 0; p < P; p++) {
                             dst[p] = src[p];
@@ -346,17 +345,17 @@ void nn_conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratc
                     for (int i = 0; i < n; i++)
                         conv_im2col(col + (size_t)i * (size_t)P, ld,
                                     inp + (size_t)(b0 + i) * in_img, d, g);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ocg, kg, cols, 1.0f,
-                                tmp, (int)ld, col, (int)ld, 1.0f,
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ocg, kg, cols, 1.0f, tmp,
+                                (int)ld, col, (int)ld, 1.0f,
                                 dw + (size_t)g * (size_t)ocg * (size_t)kg, kg);
                 }
                 if (dinp != NULL) {
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kg, cols, ocg, 1.0f,
-                                weight + (size_t)g * (size_t)ocg * (size_t)kg, kg, tmp,
-                                (int)ld, 0.0f, col, (int)ld);
+                                weight + (size_t)g * (size_t)ocg * (size_t)kg, kg, tmp, (int)ld,
+                                0.0f, col, (int)ld);
                     for (int i = 0; i < n; i++)
-                        conv_col2im(dinp + (size_t)(b0 + i) * in_img, col + (size_t)i * P, ld,
-                                    d, g);
+                        conv_col2im(dinp + (size_t)(b0 + i) * in_img, col + (size_t)i * P, ld, d,
+                                    g);
                 }
             }
         }
@@ -396,17 +395,16 @@ void nn_conv2d_forward_ref(float *out, const float *inp, const float *weight, co
                                 const int iw = ow * d->sw - d->pl + kj * d->dw;
                                 if (ih < 0 || ih >= d->H || iw < 0 || iw >= d->W)
                                     continue;
-                                acc += (double)inp[((b * d->C + g * cg + c) * d->H + ih) * d->W +
-                                                   iw] *
-                                       weight[((oc * cg + c) * d->kh + ki) * d->kw + kj];
+                                acc +=
+                                    (double)inp[((b * d->C + g * cg + c) * d->H + ih) * d->W + iw] *
+                                    weight[((oc * cg + c) * d->kh + ki) * d->kw + kj];
                             }
                     out[((b * d->OC + oc) * d->OH + oh) * d->OW + ow] = (float)acc;
                 }
 }
 
 void nn_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
-                            const float *inp, const float *weight,
-                            const struct nn_conv2d_dims *d)
+                            const float *inp, const float *weight, const struct nn_conv2d_dims *d)
 {
     const int cg = d->C / d->groups, ocg = d->OC / d->groups;
     for (int b = 0; b < d->B; b++)

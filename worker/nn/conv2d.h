@@ -46,7 +46,6 @@ void nn_conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratc
 void nn_conv2d_forward_ref(float *out, const float *inp, const float *weight, const float *bias,
                            const struct nn_conv2d_dims *d);
 void nn_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
-                            const float *inp, const float *weight,
-                            const struct nn_conv2d_dims *d);
+                            const float *inp, const float *weight, const struct nn_conv2d_dims *d);
 
 #endif

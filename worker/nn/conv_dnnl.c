@@ -40,9 +40,9 @@ struct nn_conv_dnnl {
     dnnl_memory_desc_t src_u, w_u, dst_u, b_md;
     dnnl_memory_t src_um, w_um, dst_um, b_um, dsrc_um, dw_um, ddst_um;
     dnnl_primitive_t fwd, bwd_d, bwd_w;
-    struct cd_buf src_f, w_f, dst_f;          /* forward */
-    struct cd_buf ddst_d, w_d, dsrc_d;        /* backward data */
-    struct cd_buf src_w, ddst_w, dw_w, db;    /* backward weights */
+    struct cd_buf src_f, w_f, dst_f;       /* forward */
+    struct cd_buf ddst_d, w_d, dsrc_d;     /* backward data */
+    struct cd_buf src_w, ddst_w, dw_w, db; /* backward weights */
     struct cd_reorder r_src_f, r_w_f, r_dst_f;
     struct cd_reorder r_ddst_d, r_w_d, r_dsrc_d;
     struct cd_reorder r_src_w, r_ddst_w, r_dw_w;
@@ -128,8 +128,8 @@ static dnnl_status_t cd_reorder_init(struct nn_conv_dnnl *c, struct cd_reorder *
             st = dnnl_primitive_attr_set_post_ops(attr, po);
     }
     if (st == dnnl_success)
-        st = dnnl_reorder_primitive_desc_create(&pd, from_md, c->ctx->eng, to_md, c->ctx->eng,
-                                                attr);
+        st =
+            dnnl_reorder_primitive_desc_create(&pd, from_md, c->ctx->eng, to_md, c->ctx->eng, attr);
     if (st == dnnl_success)
         st = dnnl_primitive_create(&r->prim, pd);
     if (pd != NULL)
@@ -169,12 +169,12 @@ void nn_conv_dnnl_free(struct nn_conv_dnnl *c)
 {
     if (c == NULL)
         return;
-    struct cd_reorder *rs[] = {&c->r_src_f,  &c->r_w_f,    &c->r_dst_f,  &c->r_ddst_d, &c->r_w_d,
+    struct cd_reorder *rs[] = {&c->r_src_f,  &c->r_w_f,   &c->r_dst_f,  &c->r_ddst_d, &c->r_w_d,
                                &c->r_dsrc_d, &c->r_src_w, &c->r_ddst_w, &c->r_dw_w};
     for (size_t i = 0; i < sizeof(rs) / sizeof(rs[0]); i++)
         cd_reorder_free(rs[i]);
-    struct cd_buf *bs[] = {&c->src_f,  &c->w_f,   &c->dst_f, &c->ddst_d, &c->w_d,
-                           &c->dsrc_d, &c->src_w, &c->ddst_w, &c->dw_w,  &c->db};
+    struct cd_buf *bs[] = {&c->src_f,  &c->w_f,   &c->dst_f,  &c->ddst_d, &c->w_d,
+                           &c->dsrc_d, &c->src_w, &c->ddst_w, &c->dw_w,   &c->db};
     for (size_t i = 0; i < sizeof(bs) / sizeof(bs[0]); i++)
         cd_buf_free(bs[i]);
     dnnl_primitive_t ps[] = {c->fwd, c->bwd_d, c->bwd_w};
@@ -182,8 +182,7 @@ void nn_conv_dnnl_free(struct nn_conv_dnnl *c)
         if (ps[i] != NULL)
             dnnl_primitive_destroy(ps[i]);
     }
-    dnnl_memory_t ms[] = {c->src_um, c->w_um,  c->dst_um, c->b_um,
-                          c->dsrc_um, c->dw_um, c->ddst_um};
+    dnnl_memory_t ms[] = {c->src_um, c->w_um, c->dst_um, c->b_um, c->dsrc_um, c->dw_um, c->ddst_um};
     for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
         if (ms[i] != NULL)
             dnnl_memory_destroy(ms[i]);
@@ -221,16 +220,16 @@ static dnnl_status_t cd_build(struct nn_conv_dnnl *c, const struct nn_conv2d_dim
     dnnl_convolution_desc_t cd;
     dnnl_status_t st;
 
-#define CD_TRY(x)                                                                            \
-    do {                                                                                     \
-        st = (x);                                                                            \
-        if (st != dnnl_success)                                                              \
-            goto out;                                                                        \
+#define CD_TRY(x)                                                                                  \
+    do {                                                                                           \
+        st = (x);                                                                                  \
+        if (st != dnnl_success)                                                                    \
+            goto out;                                                                              \
     } while (0)
     CD_TRY(dnnl_memory_desc_init_by_tag(&c->src_u, 4, src_dims, dnnl_f32, dnnl_nchw));
     CD_TRY(dnnl_memory_desc_init_by_tag(&c->dst_u, 4, dst_dims, dnnl_f32, dnnl_nchw));
-    CD_TRY(dnnl_memory_desc_init_by_tag(&c->w_u, wnd, wd, dnnl_f32,
-                                        G > 1 ? dnnl_goihw : dnnl_oihw));
+    CD_TRY(
+        dnnl_memory_desc_init_by_tag(&c->w_u, wnd, wd, dnnl_f32, G > 1 ? dnnl_goihw : dnnl_oihw));
     CD_TRY(dnnl_memory_desc_init_by_tag(&c->b_md, 1, b_dims, dnnl_f32, dnnl_a));
     CD_TRY(dnnl_memory_desc_init_by_tag(&src_a, 4, src_dims, dnnl_f32, dnnl_format_tag_any));
     CD_TRY(dnnl_memory_desc_init_by_tag(&dst_a, 4, dst_dims, dnnl_f32, dnnl_format_tag_any));
@@ -241,13 +240,12 @@ static dnnl_status_t cd_build(struct nn_conv_dnnl *c, const struct nn_conv2d_dim
         &cd, dnnl_forward_training, dnnl_convolution_direct, &src_a, &w_a,
         c->has_bias ? &b_a : NULL, &dst_a, strides, dil, pad_l, pad_r));
     CD_TRY(dnnl_primitive_desc_create(&fpd, &cd, NULL, c->ctx->eng, NULL));
-    CD_TRY(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src_a,
-                                                            &w_a, &dst_a, strides, dil, pad_l,
-                                                            pad_r));
+    CD_TRY(dnnl_dilated_convolution_backward_data_desc_init(
+        &cd, dnnl_convolution_direct, &src_a, &w_a, &dst_a, strides, dil, pad_l, pad_r));
     CD_TRY(dnnl_primitive_desc_create(&dpd, &cd, NULL, c->ctx->eng, fpd));
-    CD_TRY(dnnl_dilated_convolution_backward_weights_desc_init(
-        &cd, dnnl_convolution_direct, &src_a, &w_a, c->has_bias ? &b_a : NULL, &dst_a, strides,
-        dil, pad_l, pad_r));
+    CD_TRY(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &src_a,
+                                                               &w_a, c->has_bias ? &b_a : NULL,
+                                                               &dst_a, strides, dil, pad_l, pad_r));
     CD_TRY(dnnl_primitive_desc_create(&wpd, &cd, NULL, c->ctx->eng, fpd));
     CD_TRY(dnnl_primitive_create(&c->fwd, fpd));
     CD_TRY(dnnl_primitive_create(&c->bwd_d, dpd));
@@ -273,11 +271,11 @@ static dnnl_status_t cd_build(struct nn_conv_dnnl *c, const struct nn_conv2d_dim
     CD_TRY(cd_buf_init(c, &c->ddst_d, cd_q(dpd, dnnl_query_diff_dst_md), &c->dst_u));
     CD_TRY(cd_buf_init(c, &c->w_d, cd_q(dpd, dnnl_query_weights_md), &c->w_u));
     CD_TRY(cd_buf_init(c, &c->dsrc_d, cd_q(dpd, dnnl_query_diff_src_md), NULL));
-    CD_TRY(cd_reorder_init(c, &c->r_ddst_d, c->ddst_um, &c->dst_u, c->ddst_d.mem, &c->ddst_d.md,
-                           0));
+    CD_TRY(
+        cd_reorder_init(c, &c->r_ddst_d, c->ddst_um, &c->dst_u, c->ddst_d.mem, &c->ddst_d.md, 0));
     CD_TRY(cd_reorder_init(c, &c->r_w_d, c->w_um, &c->w_u, c->w_d.mem, &c->w_d.md, 0));
-    CD_TRY(cd_reorder_init(c, &c->r_dsrc_d, c->dsrc_d.mem, &c->dsrc_d.md, c->dsrc_um, &c->src_u,
-                           1));
+    CD_TRY(
+        cd_reorder_init(c, &c->r_dsrc_d, c->dsrc_d.mem, &c->dsrc_d.md, c->dsrc_um, &c->src_u, 1));
     /* Backward weights: src and diff_dst in, diff_weights accumulated. */
     CD_TRY(cd_buf_init(c, &c->src_w, cd_q(wpd, dnnl_query_src_md), &c->src_u));
     CD_TRY(cd_buf_init(c, &c->ddst_w, cd_q(wpd, dnnl_query_diff_dst_md), &c->dst_u));
@@ -285,8 +283,8 @@ static dnnl_status_t cd_build(struct nn_conv_dnnl *c, const struct nn_conv2d_dim
     if (c->has_bias)
         CD_TRY(cd_buf_init(c, &c->db, &c->b_md, NULL));
     CD_TRY(cd_reorder_init(c, &c->r_src_w, c->src_um, &c->src_u, c->src_w.mem, &c->src_w.md, 0));
-    CD_TRY(cd_reorder_init(c, &c->r_ddst_w, c->ddst_um, &c->dst_u, c->ddst_w.mem, &c->ddst_w.md,
-                           0));
+    CD_TRY(
+        cd_reorder_init(c, &c->r_ddst_w, c->ddst_um, &c->dst_u, c->ddst_w.mem, &c->ddst_w.md, 0));
     CD_TRY(cd_reorder_init(c, &c->r_dw_w, c->dw_w.mem, &c->dw_w.md, c->dw_um, &c->w_u, 1));
 #undef CD_TRY
 out:
@@ -341,8 +339,8 @@ static dnnl_memory_t cd_src_for_weights(const struct nn_conv_dnnl *c)
     return cd_src_shared(c) ? c->src_f.mem : c->src_w.mem;
 }
 
-void nn_conv_dnnl_forward(struct nn_conv_dnnl *c, float *out, const float *inp,
-                          const float *weight, const float *bias)
+void nn_conv_dnnl_forward(struct nn_conv_dnnl *c, float *out, const float *inp, const float *weight,
+                          const float *bias)
 {
     cd_set(c->src_um, inp);
     cd_set(c->w_um, weight);
@@ -403,9 +401,8 @@ void nn_conv_dnnl_backward(struct nn_conv_dnnl *c, float *dinp, float *dweight, 
         else
             cd_reorder_run(c, &c->r_w_d);
         cd_set(c->dsrc_um, dinp);
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, ddst},
-                                   {DNNL_ARG_WEIGHTS, w},
-                                   {DNNL_ARG_DIFF_SRC, c->dsrc_d.mem}};
+        dnnl_exec_arg_t args[3] = {
+            {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DIFF_SRC, c->dsrc_d.mem}};
         dnnl_primitive_execute(c->bwd_d, c->ctx->strm, 3, args);
         cd_reorder_run(c, &c->r_dsrc_d);
     }

@@ -47,8 +47,8 @@ void nn_conv_dnnl_free(struct nn_conv_dnnl *c);
 int nn_conv_dnnl_batch(const struct nn_conv_dnnl *c);
 
 /* out (B, OC, OH, OW) = conv(inp, weight) + bias; bias NULL when the layer has none. */
-void nn_conv_dnnl_forward(struct nn_conv_dnnl *c, float *out, const float *inp,
-                          const float *weight, const float *bias);
+void nn_conv_dnnl_forward(struct nn_conv_dnnl *c, float *out, const float *inp, const float *weight,
+                          const float *bias);
 
 /* Accumulates the gradients of the last forward; any of dinp, dweight and
  * dbias may be NULL to skip it. */

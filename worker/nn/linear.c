@@ -6,11 +6,11 @@
 
 #include <cblas.h>
 
-void nn_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
-                       int B, int n_in, int n_out)
+void nn_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int B,
+                       int n_in, int n_out)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n_out, n_in, 1.0f, inp, n_in, weight, n_in, 0.0f,
-                out, n_out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n_out, n_in, 1.0f, inp, n_in, weight,
+                n_in, 0.0f, out, n_out);
     if (bias == NULL)
         return;
     for (int b = 0; b < B; b++) {
@@ -24,11 +24,11 @@ void nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *
                         const float *inp, const float *weight, int B, int n_in, int n_out)
 {
     if (dinp != NULL)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, 1.0f, dout, n_out, weight, n_in,
-                    1.0f, dinp, n_in);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, 1.0f, dout, n_out,
+                    weight, n_in, 1.0f, dinp, n_in);
     if (dweight != NULL)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, B, 1.0f, dout, n_out, inp, n_in,
-                    1.0f, dweight, n_in);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, B, 1.0f, dout, n_out, inp,
+                    n_in, 1.0f, dweight, n_in);
     if (dbias != NULL) {
         for (int b = 0; b < B; b++) {
             const float *row = dout + (size_t)b * (size_t)n_out;

@@ -11,8 +11,8 @@
 #ifndef DP_WORKER_NN_LINEAR_H
 #define DP_WORKER_NN_LINEAR_H
 
-void nn_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
-                       int B, int n_in, int n_out);
+void nn_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int B,
+                       int n_in, int n_out);
 void nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, int B, int n_in, int n_out);
 

@@ -4,8 +4,8 @@
  */
 #include "worker/nn/net.h"
 
-#include <string.h>
 #include <omp.h>
+#include <string.h>
 #include <time.h>
 
 #include "common/alloc.h"
@@ -23,9 +23,9 @@ struct nn_net_layer {
     float *dout; /* same shape */
     const float *in[DP_MAX_INPUTS];
     float *din[DP_MAX_INPUTS];
-    float *stat;     /* bn2d: mean then rstd, 2*C floats */
-    int *argmax;     /* maxpool */
-    uint8_t *mask;   /* dropout */
+    float *stat;   /* bn2d: mean then rstd, 2*C floats */
+    int *argmax;   /* maxpool */
+    uint8_t *mask; /* dropout */
     /* conv2d through oneDNN: primitives for the full batch, and for the
      * last other batch size seen (a partial last batch, evaluation). */
     struct nn_conv_dnnl *cd_full, *cd_part, *cd_cur;
@@ -49,8 +49,7 @@ static float *net_pgrad(struct nn_net *net, const struct dp_layer *l, int k)
     return k < l->n_params ? net->grad + net->m->params[l->first_param + k].offset : NULL;
 }
 
-static void net_in_shape(const struct nn_net *net, const struct dp_layer *l, int *c, int *h,
-                         int *w)
+static void net_in_shape(const struct nn_net *net, const struct dp_layer *l, int *c, int *h, int *w)
 {
     const struct dp_model *m = net->m;
     if (l->inputs[0] == DP_MODEL_INPUT) {
@@ -87,8 +86,7 @@ static struct nn_conv2d_dims net_conv_dims(const struct nn_net *net, const struc
     return d;
 }
 
-static struct nn_pool_dims net_pool_dims(const struct nn_net *net, const struct dp_layer *l,
-                                         int n)
+static struct nn_pool_dims net_pool_dims(const struct nn_net *net, const struct dp_layer *l, int n)
 {
     struct nn_pool_dims d;
     net_in_shape(net, l, &d.C, &d.H, &d.W);
@@ -479,13 +477,15 @@ enum dp_err nn_net_new_ex(struct dp_model *m, int max_batch, int use_dnnl, struc
     net->scratch = dp_malloc_aligned(dp_size_mul(scratch, sizeof(float)));
     net->act_bytes = net_plan(net, NULL);
     net->act_block = dp_malloc_aligned(net->act_bytes ? net->act_bytes : 64);
-    if (net->layers == NULL || net->zeroed == NULL || net->grad == NULL || net->input == NULL || net->probs == NULL ||
-        net->dlogits == NULL || net->scratch == NULL || net->act_block == NULL) {
+    if (net->layers == NULL || net->zeroed == NULL || net->grad == NULL || net->input == NULL ||
+        net->probs == NULL || net->dlogits == NULL || net->scratch == NULL ||
+        net->act_block == NULL) {
+        const size_t act_mb = net->act_bytes >> 20;
         nn_net_free(net);
         return dp_errinfo_set(ei, DP_ENOMEM,
                               "out of memory sizing the network for batch %d (%zu MB of "
                               "activations)",
-                              max_batch, net->act_bytes >> 20);
+                              max_batch, act_mb);
     }
     net_plan(net, net->act_block);
     memset(net->grad, 0, m->n_floats * sizeof(float));

@@ -48,14 +48,14 @@ struct nn_net {
     float *dlogits; /* (max_batch, n_classes) */
     float *scratch; /* shared convolution scratch */
     struct nn_net_layer *layers;
-    uint8_t *zeroed;   /* per layer, during backward: activation gradient zeroed yet */
-    void *act_block;   /* one allocation for activations, gradients and caches */
-    size_t act_bytes;  /* its size, reported in memory figures */
+    uint8_t *zeroed;  /* per layer, during backward: activation gradient zeroed yet */
+    void *act_block;  /* one allocation for activations, gradients and caches */
+    size_t act_bytes; /* its size, reported in memory figures */
     uint64_t dropout_seed;
-    uint64_t step;     /* forward passes in training mode; varies dropout masks */
-    int training;      /* mode of the last forward */
+    uint64_t step;        /* forward passes in training mode; varies dropout masks */
+    int training;         /* mode of the last forward */
     struct nn_dnnl *dnnl; /* oneDNN engine for convolutions, NULL when unavailable */
-    double *prof;      /* NULL, or per layer: forward then backward seconds (2 * n_layers) */
+    double *prof;         /* NULL, or per layer: forward then backward seconds (2 * n_layers) */
 };
 
 /* Starts accumulating per-layer wall time into net->prof (zeroed). Costs two

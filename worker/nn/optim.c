@@ -10,8 +10,8 @@
 
 #include "common/alloc.h"
 
-enum dp_err nn_optim_new(struct dp_model *m, const struct nn_optim_cfg *cfg,
-                         struct nn_optim **out, struct dp_errinfo *ei)
+enum dp_err nn_optim_new(struct dp_model *m, const struct nn_optim_cfg *cfg, struct nn_optim **out,
+                         struct dp_errinfo *ei)
 {
     *out = NULL;
     if (cfg->momentum < 0.0f || cfg->momentum >= 1.0f)
@@ -72,8 +72,8 @@ static void optim_sgd(const struct nn_optim *o, float *w, float *g, float *v, si
     }
 }
 
-static void optim_adam(const struct nn_optim *o, float *w, float *g, float *m1, float *m2,
-                       size_t n, float lr)
+static void optim_adam(const struct nn_optim *o, float *w, float *g, float *m1, float *m2, size_t n,
+                       float lr)
 {
     const float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps;
     const float wd = o->cfg.weight_decay;

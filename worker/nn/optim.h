@@ -26,9 +26,9 @@ enum nn_optim_kind { NN_OPTIM_SGD, NN_OPTIM_ADAM };
 
 struct nn_optim_cfg {
     enum nn_optim_kind kind;
-    float momentum;     /* SGD */
-    int nesterov;       /* SGD, needs momentum > 0 */
-    float weight_decay; /* L2 added to the gradient (both kinds, like torch.optim.Adam) */
+    float momentum;          /* SGD */
+    int nesterov;            /* SGD, needs momentum > 0 */
+    float weight_decay;      /* L2 added to the gradient (both kinds, like torch.optim.Adam) */
     float beta1, beta2, eps; /* Adam */
 };
 
@@ -50,8 +50,8 @@ struct nn_optim {
 };
 
 /* Validates cfg (ranges named in ei) and allocates the state, zeroed. */
-enum dp_err nn_optim_new(struct dp_model *m, const struct nn_optim_cfg *cfg,
-                         struct nn_optim **out, struct dp_errinfo *ei);
+enum dp_err nn_optim_new(struct dp_model *m, const struct nn_optim_cfg *cfg, struct nn_optim **out,
+                         struct dp_errinfo *ei);
 void nn_optim_free(struct nn_optim *o);
 
 /* One update of every trainable parameter with learning rate lr. grad is

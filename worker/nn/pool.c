@@ -14,8 +14,7 @@
  * maximum in scan order wins. NaN inputs are not propagated here, but a NaN
  * there means training has already diverged and the loss check stops it. */
 __attribute__((target_clones("avx2", "default"))) static void
-pool_max2x2(float *restrict y, int *restrict am, const float *restrict x, int W,
-                        int OH, int OW)
+pool_max2x2(float *restrict y, int *restrict am, const float *restrict x, int W, int OH, int OW)
 {
     for (int oh = 0; oh < OH; oh++) {
         const float *r0 = x + (size_t)(2 * oh) * (size_t)W;

@@ -51,12 +51,12 @@ static enum dp_err train_check_data(const struct dp_model *m, const struct nn_da
 {
     if (ds->c != m->in_c || ds->h != m->in_h || ds->w != m->in_w)
         return dp_errinfo_set(ei, DP_ESHAPE,
-                              "the %s set has %dx%dx%d images but the model takes %dx%dx%d",
-                              what, ds->c, ds->h, ds->w, m->in_c, m->in_h, m->in_w);
+                              "the %s set has %dx%dx%d images but the model takes %dx%dx%d", what,
+                              ds->c, ds->h, ds->w, m->in_c, m->in_h, m->in_w);
     if (ds->n_classes > n_classes)
         return dp_errinfo_set(ei, DP_ESHAPE,
-                              "the %s set has labels up to %d but the model has %d outputs",
-                              what, ds->n_classes - 1, n_classes);
+                              "the %s set has labels up to %d but the model has %d outputs", what,
+                              ds->n_classes - 1, n_classes);
     if (ds->n < 1)
         return dp_errinfo_set(ei, DP_EINVAL, "the %s set is empty", what);
     return DP_OK;
@@ -64,8 +64,8 @@ static enum dp_err train_check_data(const struct dp_model *m, const struct nn_da
 
 /* Evaluation with an existing net (no allocation). */
 static enum dp_err train_eval_net(struct nn_net *net, const struct nn_dataset *ds,
-                                  const float *mean, const float *std, double *acc,
-                                  double *loss, struct dp_errinfo *ei)
+                                  const float *mean, const float *std, double *acc, double *loss,
+                                  struct dp_errinfo *ei)
 {
     struct nn_loader ld;
     struct nn_loader_cfg lc = {net->max_batch, 0, 0, mean, std, 0};
@@ -184,8 +184,8 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
             if (n <= 0)
                 break;
             if (hooks != NULL && hooks->stop != NULL && *hooks->stop) {
-                err = dp_errinfo_set(ei, DP_EINTERRUPTED, "training interrupted in epoch %d",
-                                     ep + 1);
+                err =
+                    dp_errinfo_set(ei, DP_EINTERRUPTED, "training interrupted in epoch %d", ep + 1);
                 goto out;
             }
             float lr = nn_sched_lr(&cfg->sched, ep, (double)step / (double)steps_per_epoch);

@@ -38,7 +38,7 @@ struct nn_train_cfg {
 struct nn_train_cfg nn_train_cfg_default(void);
 
 struct nn_epoch_stats {
-    int epoch;  /* 1-based */
+    int epoch; /* 1-based */
     int epochs;
     float lr;
     double train_loss, train_acc; /* running means over the epoch, accuracy in [0, 1] */
