@@ -21,11 +21,17 @@ rss=$(field peak_rss_bytes < "$tmp/run.json")
 echo "train_short: test_accuracy=$acc images/s=$ips peak_rss=$((rss / 1048576)) MB"
 [ -s "$tmp/lenet5.safetensors" ] || { echo "train_short: FAIL: no checkpoint written"; exit 1; }
 
-echo "train_short: determinism, two runs with seed 7 on 4096 images"
+echo "train_short: determinism, two runs each of lenet5 (4096 images) and resnet20-cifar (256)"
 for i in 1 2; do
   "$WORKER" train --model lenet5 --data "$DATA" --epochs 1 --threads 2 --seed 7 \
       --limit-train 4096 --limit-test 1000 --quiet > "$tmp/det$i.json"
 done
+# And through the oneDNN convolutions (ResNet-20's 16-channel layers).
+for i in 1 2; do
+  "$WORKER" train --model resnet20-cifar --synthetic 256 --epochs 1 --threads 2 --seed 3 \
+      --quiet > "$tmp/res$i.json"
+done
+r1=$(field train_loss < "$tmp/res1.json"); r2=$(field train_loss < "$tmp/res2.json")
 l1=$(field train_loss < "$tmp/det1.json"); l2=$(field train_loss < "$tmp/det2.json")
 a1=$(field test_accuracy < "$tmp/det1.json"); a2=$(field test_accuracy < "$tmp/det2.json")
 
@@ -39,6 +45,11 @@ if [ "$l1" = "$l2" ] && [ "$a1" = "$a2" ]; then
   pass=$((pass + 1)); echo "ok: same seed, same numbers ($l1, $a1)"
 else
   fail=$((fail + 1)); echo "FAIL: same seed gave $l1/$a1 then $l2/$a2"
+fi
+if [ "$r1" = "$r2" ]; then
+  pass=$((pass + 1)); echo "ok: resnet20-cifar through oneDNN, same seed, same loss ($r1)"
+else
+  fail=$((fail + 1)); echo "FAIL: resnet20-cifar same seed gave loss $r1 then $r2"
 fi
 echo "train_short: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
