@@ -200,7 +200,8 @@ static const dnnl_memory_desc_t *cd_q(const_dnnl_primitive_desc_t pd, dnnl_query
     return dnnl_primitive_desc_query_md(pd, what, 0);
 }
 
-static dnnl_status_t cd_build(struct nn_conv_dnnl *c, const struct nn_conv2d_dims *d)
+static dnnl_status_t cd_build(struct nn_conv_dnnl *c, const struct nn_conv2d_dims *d,
+                              enum nn_layout src_layout, enum nn_layout dst_layout)
 {
     const int G = d->groups;
     dnnl_dims_t src_dims = {d->B, d->C, d->H, d->W};
@@ -226,8 +227,12 @@ static dnnl_status_t cd_build(struct nn_conv_dnnl *c, const struct nn_conv2d_dim
         if (st != dnnl_success)                                                                    \
             goto out;                                                                              \
     } while (0)
-    CD_TRY(dnnl_memory_desc_init_by_tag(&c->src_u, 4, src_dims, dnnl_f32, dnnl_nchw));
-    CD_TRY(dnnl_memory_desc_init_by_tag(&c->dst_u, 4, dst_dims, dnnl_f32, dnnl_nchw));
+    CD_TRY(dnnl_memory_desc_init_by_tag(&c->src_u, 4, src_dims, dnnl_f32,
+                                        src_layout == NN_LAYOUT_NCHW16C ? dnnl_nChw16c
+                                                                        : dnnl_nchw));
+    CD_TRY(dnnl_memory_desc_init_by_tag(&c->dst_u, 4, dst_dims, dnnl_f32,
+                                        dst_layout == NN_LAYOUT_NCHW16C ? dnnl_nChw16c
+                                                                        : dnnl_nchw));
     CD_TRY(
         dnnl_memory_desc_init_by_tag(&c->w_u, wnd, wd, dnnl_f32, G > 1 ? dnnl_goihw : dnnl_oihw));
     CD_TRY(dnnl_memory_desc_init_by_tag(&c->b_md, 1, b_dims, dnnl_f32, dnnl_a));
@@ -298,6 +303,7 @@ out:
 }
 
 enum dp_err nn_conv_dnnl_new(struct nn_dnnl *ctx, const struct nn_conv2d_dims *d, int has_bias,
+                             enum nn_layout src_layout, enum nn_layout dst_layout,
                              struct nn_conv_dnnl **out, struct dp_errinfo *ei)
 {
     *out = NULL;
@@ -308,7 +314,12 @@ enum dp_err nn_conv_dnnl_new(struct nn_dnnl *ctx, const struct nn_conv2d_dims *d
     c->B = d->B;
     c->OC = d->OC;
     c->has_bias = has_bias;
-    dnnl_status_t st = cd_build(c, d);
+    if ((src_layout == NN_LAYOUT_NCHW16C && d->C % 16 != 0) ||
+        (dst_layout == NN_LAYOUT_NCHW16C && d->OC % 16 != 0)) {
+        nn_conv_dnnl_free(c);
+        return dp_errinfo_set(ei, DP_EINVAL, "NCHW16C needs channel counts divisible by 16");
+    }
+    dnnl_status_t st = cd_build(c, d, src_layout, dst_layout);
     if (st != dnnl_success) {
         nn_conv_dnnl_free(c);
         if (st == dnnl_out_of_memory)

@@ -4,13 +4,14 @@
  *   struct nn_dnnl *ctx;                          one per executor
  *   nn_dnnl_new(&ctx, &ei);
  *   struct nn_conv_dnnl *c;                       one per layer and batch size
- *   nn_conv_dnnl_new(ctx, &dims, &c, &ei);
+ *   nn_conv_dnnl_new(ctx, &dims, bias, NN_LAYOUT_NCHW, NN_LAYOUT_NCHW, &c, &ei);
  *   nn_conv_dnnl_forward(c, out, inp, weight, bias);
  *   nn_conv_dnnl_backward(c, dinp, dweight, dbias, dout, weight);
  *
- * Tensors stay NCHW / OIHW in the engine; each call reorders them into the
- * blocked layouts oneDNN's JIT kernels want and back, as PyTorch does around
- * the same kernels. The blocked copy of the input made by the forward is
+ * Weights stay OIHW. Activations are NCHW, or NCHW16C (channels in blocks of
+ * 16, the layout oneDNN's JIT kernels use) where the executor keeps a chain
+ * of layers in that layout; each call reorders whatever is not already in
+ * the layout a primitive wants, and skips the reorders that are not needed. The blocked copy of the input made by the forward is
  * kept for the weight gradient, so backward must follow the forward of the
  * same batch (the executor guarantees it). Gradients are accumulated into
  * dinp, dweight and dbias (a sum post-op on the reorder back), matching the
@@ -35,11 +36,18 @@ void nn_dnnl_free(struct nn_dnnl *ctx);
 
 /*
  * Builds the primitives for one convolution of batch d->B (d->threads is
- * ignored: oneDNN uses the OpenMP team). ctx is borrowed and must outlive
+ * ignored: oneDNN uses the OpenMP team), reading its input (and writing
+ * its input gradient) in src_layout and writing its output (and reading its
+ * output gradient) in dst_layout. ctx is borrowed and must outlive
  * the result. DP_EUNSUPPORTED (with oneDNN's status in ei) when a primitive
  * cannot be created; the caller then uses the conv2d.h kernels.
  */
+/* Layouts of activation tensors. NN_LAYOUT_NCHW16C needs C % 16 == 0:
+ * element (b, c, h, w) lives at ((b*C/16 + c/16)*H*W + h*W + w)*16 + c%16. */
+enum nn_layout { NN_LAYOUT_NCHW = 0, NN_LAYOUT_NCHW16C = 1 };
+
 enum dp_err nn_conv_dnnl_new(struct nn_dnnl *ctx, const struct nn_conv2d_dims *d, int has_bias,
+                             enum nn_layout src_layout, enum nn_layout dst_layout,
                              struct nn_conv_dnnl **out, struct dp_errinfo *ei);
 void nn_conv_dnnl_free(struct nn_conv_dnnl *c);
 

@@ -30,12 +30,13 @@ struct nn_net_layer {
      * last other batch size seen (a partial last batch, evaluation). */
     struct nn_conv_dnnl *cd_full, *cd_part, *cd_cur;
     int cd_failed; /* oneDNN declined this layer: use the conv2d.h kernels */
+    enum nn_layout layout; /* memory order of out and dout */
 };
 
 /* ---- Per-op functions ---------------------------------------------------- */
 
 struct nn_layer_ops {
-    void (*forward)(struct nn_net *net, int li, int n, int train);
+    int (*forward)(struct nn_net *net, int li, int n, int train); /* 0, or -1: see op_conv_fwd */
     void (*backward)(struct nn_net *net, int li, int n);
 };
 
@@ -121,9 +122,18 @@ static size_t net_out_n(const struct nn_net *net, int li, int n)
 static int net_conv_wants_dnnl(const struct nn_net *net, int li)
 {
     const struct dp_layer *l = &net->m->layers[li];
+    if (net->dnnl == NULL || net->layers[li].cd_failed)
+        return 0;
     int c, h, w;
     net_in_shape(net, l, &c, &h, &w);
-    return c % 16 == 0 && l->out_c % 16 == 0;
+    /* A first layer (3 colour channels) has its own oneDNN kernel that
+     * writes blocked channels straight from the image. */
+    return l->out_c % 16 == 0 && (c % 16 == 0 || l->inputs[0] == DP_MODEL_INPUT);
+}
+
+static enum nn_layout net_in_layout(const struct nn_net *net, const struct dp_layer *l, int k)
+{
+    return l->inputs[k] == DP_MODEL_INPUT ? NN_LAYOUT_NCHW : net->layers[l->inputs[k]].layout;
 }
 
 /* The oneDNN primitives for batch n, built on first use for a batch size
@@ -141,7 +151,8 @@ static struct nn_conv_dnnl *net_conv_plan(struct nn_net *net, int li, int n)
     struct nn_conv2d_dims d = net_conv_dims(net, l, n);
     struct nn_conv_dnnl *c = NULL;
     struct dp_errinfo ei = {DP_OK, ""};
-    if (nn_conv_dnnl_new(net->dnnl, &d, l->a.has_bias, &c, &ei) != DP_OK) {
+    if (nn_conv_dnnl_new(net->dnnl, &d, l->a.has_bias, net_in_layout(net, l, 0), s->layout, &c,
+                         &ei) != DP_OK) {
         DP_LOG(DP_LOG_WARN, "layer '%s': %s; using the im2col kernels", l->name, ei.msg);
         s->cd_failed = 1;
         return NULL;
@@ -155,7 +166,7 @@ static struct nn_conv_dnnl *net_conv_plan(struct nn_net *net, int li, int n)
     return c;
 }
 
-static void op_conv_fwd(struct nn_net *net, int li, int n, int train)
+static int op_conv_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)train;
     const struct dp_layer *l = &net->m->layers[li];
@@ -164,11 +175,17 @@ static void op_conv_fwd(struct nn_net *net, int li, int n, int train)
     if (s->cd_cur != NULL) {
         nn_conv_dnnl_forward(s->cd_cur, s->out, s->in[0], net_param(net, l, 0),
                              l->a.has_bias ? net_param(net, l, 1) : NULL);
-        return;
+        return 0;
     }
+    /* The im2col kernels read and write NCHW only: a layer planned around
+     * blocked tensors cannot fall back (its primitives failed for this
+     * batch size, which in practice means memory ran out). */
+    if (s->layout != NN_LAYOUT_NCHW || net_in_layout(net, l, 0) != NN_LAYOUT_NCHW)
+        return -1;
     struct nn_conv2d_dims d = net_conv_dims(net, l, n);
     nn_conv2d_forward(net->layers[li].out, net->scratch, net->layers[li].in[0],
                       net_param(net, l, 0), l->a.has_bias ? net_param(net, l, 1) : NULL, &d);
+    return 0;
 }
 
 static void op_conv_bwd(struct nn_net *net, int li, int n)
@@ -187,13 +204,14 @@ static void op_conv_bwd(struct nn_net *net, int li, int n)
                        net->layers[li].dout, net->layers[li].in[0], net_param(net, l, 0), &d);
 }
 
-static void op_linear_fwd(struct nn_net *net, int li, int n, int train)
+static int op_linear_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)train;
     const struct dp_layer *l = &net->m->layers[li];
     int in = (int)dp_model_out_size(net->m, l->inputs[0]);
     nn_linear_forward(net->layers[li].out, net->layers[li].in[0], net_param(net, l, 0),
                       l->a.has_bias ? net_param(net, l, 1) : NULL, n, in, l->out_c);
+    return 0;
 }
 
 static void op_linear_bwd(struct nn_net *net, int li, int n)
@@ -205,10 +223,11 @@ static void op_linear_bwd(struct nn_net *net, int li, int n)
                        net->layers[li].in[0], net_param(net, l, 0), n, in, l->out_c);
 }
 
-static void op_relu_fwd(struct nn_net *net, int li, int n, int train)
+static int op_relu_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)train;
     nn_relu_forward(net->layers[li].out, net->layers[li].in[0], net_out_n(net, li, n));
+    return 0;
 }
 
 static void op_relu_bwd(struct nn_net *net, int li, int n)
@@ -218,10 +237,11 @@ static void op_relu_bwd(struct nn_net *net, int li, int n)
         nn_relu_backward(s->din[0], s->dout, s->in[0], net_out_n(net, li, n));
 }
 
-static void op_relu6_fwd(struct nn_net *net, int li, int n, int train)
+static int op_relu6_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)train;
     nn_relu6_forward(net->layers[li].out, net->layers[li].in[0], net_out_n(net, li, n));
+    return 0;
 }
 
 static void op_relu6_bwd(struct nn_net *net, int li, int n)
@@ -231,11 +251,12 @@ static void op_relu6_bwd(struct nn_net *net, int li, int n)
         nn_relu6_backward(s->din[0], s->dout, s->in[0], net_out_n(net, li, n));
 }
 
-static void op_maxpool_fwd(struct nn_net *net, int li, int n, int train)
+static int op_maxpool_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)train;
     struct nn_pool_dims d = net_pool_dims(net, &net->m->layers[li], n);
     nn_maxpool_forward(net->layers[li].out, net->layers[li].argmax, net->layers[li].in[0], &d);
+    return 0;
 }
 
 static void op_maxpool_bwd(struct nn_net *net, int li, int n)
@@ -246,11 +267,12 @@ static void op_maxpool_bwd(struct nn_net *net, int li, int n)
         nn_maxpool_backward(s->din[0], s->dout, s->argmax, &d);
 }
 
-static void op_avgpool_fwd(struct nn_net *net, int li, int n, int train)
+static int op_avgpool_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)train;
     struct nn_pool_dims d = net_pool_dims(net, &net->m->layers[li], n);
     nn_avgpool_forward(net->layers[li].out, net->layers[li].in[0], &d);
+    return 0;
 }
 
 static void op_avgpool_bwd(struct nn_net *net, int li, int n)
@@ -261,13 +283,17 @@ static void op_avgpool_bwd(struct nn_net *net, int li, int n)
         nn_avgpool_backward(s->din[0], s->dout, &d);
 }
 
-static void op_gap_fwd(struct nn_net *net, int li, int n, int train)
+static int op_gap_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)train;
     const struct dp_layer *l = &net->m->layers[li];
     int c, h, w;
     net_in_shape(net, l, &c, &h, &w);
-    nn_gap_forward(net->layers[li].out, net->layers[li].in[0], n, c, h * w);
+    if (net_in_layout(net, l, 0) == NN_LAYOUT_NCHW16C)
+        nn_gap_forward_c16(net->layers[li].out, net->layers[li].in[0], n, c, h * w);
+    else
+        nn_gap_forward(net->layers[li].out, net->layers[li].in[0], n, c, h * w);
+    return 0;
 }
 
 static void op_gap_bwd(struct nn_net *net, int li, int n)
@@ -276,22 +302,31 @@ static void op_gap_bwd(struct nn_net *net, int li, int n)
     struct nn_net_layer *s = &net->layers[li];
     int c, h, w;
     net_in_shape(net, l, &c, &h, &w);
-    if (s->din[0] != NULL)
+    if (s->din[0] != NULL && net_in_layout(net, l, 0) == NN_LAYOUT_NCHW16C)
+        nn_gap_backward_c16(s->din[0], s->dout, n, c, h * w);
+    else if (s->din[0] != NULL)
         nn_gap_backward(s->din[0], s->dout, n, c, h * w);
 }
 
-static void op_bn_fwd(struct nn_net *net, int li, int n, int train)
+static int op_bn_fwd(struct nn_net *net, int li, int n, int train)
 {
     const struct dp_layer *l = &net->m->layers[li];
     struct nn_net_layer *s = &net->layers[li];
     const int C = l->out_c, HW = l->out_h * l->out_w;
-    if (train)
-        nn_bn2d_forward_train(s->out, s->stat, s->stat + C, net_param(net, l, 2),
-                              net_param(net, l, 3), s->in[0], net_param(net, l, 0),
-                              net_param(net, l, 1), n, C, HW, l->a.eps, l->a.momentum);
+    const int c16 = s->layout == NN_LAYOUT_NCHW16C;
+    float *g = net_param(net, l, 0), *b = net_param(net, l, 1);
+    float *rm = net_param(net, l, 2), *rv = net_param(net, l, 3);
+    if (train && c16)
+        nn_bn2d_forward_train_c16(s->out, s->stat, s->stat + C, rm, rv, s->in[0], g, b, n, C, HW,
+                                  l->a.eps, l->a.momentum);
+    else if (train)
+        nn_bn2d_forward_train(s->out, s->stat, s->stat + C, rm, rv, s->in[0], g, b, n, C, HW,
+                              l->a.eps, l->a.momentum);
+    else if (c16)
+        nn_bn2d_forward_eval_c16(s->out, s->in[0], g, b, rm, rv, n, C, HW, l->a.eps);
     else
-        nn_bn2d_forward_eval(s->out, s->in[0], net_param(net, l, 0), net_param(net, l, 1),
-                             net_param(net, l, 2), net_param(net, l, 3), n, C, HW, l->a.eps);
+        nn_bn2d_forward_eval(s->out, s->in[0], g, b, rm, rv, n, C, HW, l->a.eps);
+    return 0;
 }
 
 static void op_bn_bwd(struct nn_net *net, int li, int n)
@@ -299,15 +334,20 @@ static void op_bn_bwd(struct nn_net *net, int li, int n)
     const struct dp_layer *l = &net->m->layers[li];
     struct nn_net_layer *s = &net->layers[li];
     const int C = l->out_c, HW = l->out_h * l->out_w;
-    nn_bn2d_backward(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), s->dout, s->in[0],
-                     net_param(net, l, 0), s->stat, s->stat + C, n, C, HW);
+    if (s->layout == NN_LAYOUT_NCHW16C)
+        nn_bn2d_backward_c16(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), s->dout,
+                             s->in[0], net_param(net, l, 0), s->stat, s->stat + C, n, C, HW);
+    else
+        nn_bn2d_backward(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), s->dout,
+                         s->in[0], net_param(net, l, 0), s->stat, s->stat + C, n, C, HW);
 }
 
-static void op_add_fwd(struct nn_net *net, int li, int n, int train)
+static int op_add_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)train;
     struct nn_net_layer *s = &net->layers[li];
     nn_add_forward(s->out, s->in[0], s->in[1], net_out_n(net, li, n));
+    return 0;
 }
 
 static void op_add_bwd(struct nn_net *net, int li, int n)
@@ -318,9 +358,10 @@ static void op_add_bwd(struct nn_net *net, int li, int n)
 }
 
 /* Flatten aliases its input (see net_plan), so both directions are free. */
-static void op_flatten_fwd(struct nn_net *net, int li, int n, int train)
+static int op_flatten_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)net, (void)li, (void)n, (void)train;
+    return 0;
 }
 
 static void op_flatten_bwd(struct nn_net *net, int li, int n)
@@ -328,7 +369,7 @@ static void op_flatten_bwd(struct nn_net *net, int li, int n)
     (void)net, (void)li, (void)n;
 }
 
-static void op_dropout_fwd(struct nn_net *net, int li, int n, int train)
+static int op_dropout_fwd(struct nn_net *net, int li, int n, int train)
 {
     const struct dp_layer *l = &net->m->layers[li];
     struct nn_net_layer *s = &net->layers[li];
@@ -340,6 +381,7 @@ static void op_dropout_fwd(struct nn_net *net, int li, int n, int train)
         memcpy(s->out, s->in[0], cnt * sizeof(float));
         memset(s->mask, 1, cnt);
     }
+    return 0;
 }
 
 static void op_dropout_bwd(struct nn_net *net, int li, int n)
@@ -366,6 +408,91 @@ static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
 };
 
 /* ---- Planning ------------------------------------------------------------ */
+
+/* Whether layer i's output can stay in NCHW16C: it is made by a oneDNN
+ * convolution, or follows its input's layout through a per-channel op. */
+static int net_layout_can_block(const struct nn_net *net, int i)
+{
+    const struct dp_layer *l = &net->m->layers[i];
+    switch (l->op) {
+        case DP_OP_CONV2D:
+            return net_conv_wants_dnnl(net, i);
+        case DP_OP_BN2D:
+        case DP_OP_RELU:
+        case DP_OP_RELU6:
+        case DP_OP_DROPOUT:
+            return net_in_layout(net, l, 0) == NN_LAYOUT_NCHW16C;
+        case DP_OP_ADD:
+            return net_in_layout(net, l, 0) == NN_LAYOUT_NCHW16C &&
+                   net_in_layout(net, l, 1) == NN_LAYOUT_NCHW16C;
+        default:
+            return 0;
+    }
+}
+
+/* Whether layer i reads input k correctly when that input is NCHW16C. */
+static int net_layout_accepts_block(const struct nn_net *net, int i, int k)
+{
+    const struct dp_layer *l = &net->m->layers[i];
+    switch (l->op) {
+        case DP_OP_CONV2D:
+            return net_conv_wants_dnnl(net, i);
+        case DP_OP_GAP:
+            return 1;
+        case DP_OP_BN2D:
+        case DP_OP_RELU:
+        case DP_OP_RELU6:
+        case DP_OP_DROPOUT:
+        case DP_OP_ADD:
+            /* Layout-preserving: fine exactly when the output is blocked too. */
+            return net->layers[i].layout == NN_LAYOUT_NCHW16C;
+        case DP_OP_FLATTEN:
+        case DP_OP_LINEAR: {
+            /* A 1x1 map has the same memory order in both layouts. */
+            const struct dp_layer *p = &net->m->layers[l->inputs[k]];
+            return p->out_h * p->out_w == 1;
+        }
+        default:
+            return 0;
+    }
+}
+
+/*
+ * Chooses each activation's layout. Keeping chains of oneDNN convolutions,
+ * BatchNorm, ReLU and residual Adds in oneDNN's blocked layout removes the
+ * reorders around every convolution (four full passes over its input and
+ * output per training step). Start from every output that could be
+ * blocked, then turn back to NCHW every output some consumer cannot read
+ * blocked (pooling, im2col convolutions, a flatten of a map), and through
+ * layout-preserving layers their inputs, until nothing changes.
+ */
+static void net_plan_layouts(struct nn_net *net)
+{
+    const struct dp_model *m = net->m;
+    for (int i = 0; i < m->n_layers; i++) {
+        net->layers[i].layout = NN_LAYOUT_NCHW;
+        if (net->dnnl != NULL && m->layers[i].out_c % 16 == 0 && net_layout_can_block(net, i))
+            net->layers[i].layout = NN_LAYOUT_NCHW16C;
+    }
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = m->n_layers - 1; i >= 0; i--) {
+            const struct dp_layer *l = &m->layers[i];
+            if (!net_layout_can_block(net, i) && net->layers[i].layout == NN_LAYOUT_NCHW16C) {
+                net->layers[i].layout = NN_LAYOUT_NCHW; /* an Add with one plain input */
+                changed = 1;
+            }
+            for (int k = 0; k < l->n_inputs; k++) {
+                int src = l->inputs[k];
+                if (src != DP_MODEL_INPUT && net->layers[src].layout == NN_LAYOUT_NCHW16C &&
+                    !net_layout_accepts_block(net, i, k)) {
+                    net->layers[src].layout = NN_LAYOUT_NCHW;
+                    changed = 1;
+                }
+            }
+        }
+    }
+}
 
 /* Rounds a byte count up to 64 so every slice stays cache-line aligned. */
 static size_t net_align(size_t n)
@@ -493,10 +620,26 @@ enum dp_err nn_net_new_ex(struct dp_model *m, int max_batch, int use_dnnl, struc
      * it declines) the im2col kernels of conv2d.h run instead. */
     if (use_dnnl && nn_dnnl_new(&net->dnnl, ei) != DP_OK)
         DP_LOG(DP_LOG_WARN, "%s; convolutions use the im2col kernels", ei->msg);
-    for (int i = 0; i < m->n_layers && net->dnnl != NULL; i++) {
-        if (m->layers[i].op == DP_OP_CONV2D)
-            (void)net_conv_plan(net, i, max_batch);
+    /* Build the full-batch primitives; a layer oneDNN declines runs on the
+     * im2col kernels, which changes the layouts around it, so plan again
+     * and rebuild until every planned layer has its primitives. */
+    for (int again = net->dnnl != NULL; again;) {
+        again = 0;
+        net_plan_layouts(net);
+        for (int i = 0; i < m->n_layers; i++) {
+            if (m->layers[i].op != DP_OP_CONV2D || !net_conv_wants_dnnl(net, i))
+                continue;
+            if (net_conv_plan(net, i, max_batch) == NULL)
+                again = 1;
+        }
+        for (int i = 0; again && i < m->n_layers; i++) {
+            nn_conv_dnnl_free(net->layers[i].cd_full);
+            nn_conv_dnnl_free(net->layers[i].cd_part);
+            net->layers[i].cd_full = net->layers[i].cd_part = NULL;
+        }
     }
+    if (net->dnnl == NULL)
+        net_plan_layouts(net);
     *out = net;
     return DP_OK;
 }
@@ -525,6 +668,11 @@ void nn_net_free(struct nn_net *net)
 void nn_net_zero_grad(struct nn_net *net)
 {
     memset(net->grad, 0, net->m->n_floats * sizeof(float));
+}
+
+enum nn_layout nn_net_layout(const struct nn_net *net, int layer)
+{
+    return net->layers[layer].layout;
 }
 
 size_t nn_net_bytes(const struct nn_net *net)
@@ -561,7 +709,11 @@ const float *nn_net_forward(struct nn_net *net, const float *x, int n, int train
         net->step++;
     for (int i = 0; i < m->n_layers; i++) {
         const double t0 = net->prof != NULL ? net_clock() : 0.0;
-        net_ops[m->layers[i].op].forward(net, i, n, train);
+        if (net_ops[m->layers[i].op].forward(net, i, n, train) != 0) {
+            DP_LOG(DP_LOG_ERROR, "layer '%s': no convolution primitives for a batch of %d",
+                   m->layers[i].name, n);
+            return NULL;
+        }
         if (net->prof != NULL)
             net->prof[2 * i] += net_clock() - t0;
     }

@@ -33,6 +33,7 @@
 
 #include "common/err.h"
 #include "common/model.h"
+#include "worker/nn/conv_dnnl.h"
 
 struct nn_net_layer;
 struct nn_dnnl;
@@ -85,7 +86,8 @@ void nn_net_zero_grad(struct nn_net *net);
  * Runs the forward pass on x (n, C, H, W), n <= max_batch, in training mode
  * (batch statistics, dropout, running statistics updated) when train != 0,
  * else in eval mode. Returns the logits (n, n_classes), owned by the net and
- * valid until the next forward.
+ * valid until the next forward, or NULL when primitives for a new batch
+ * size could not be built (out of memory; logged).
  */
 const float *nn_net_forward(struct nn_net *net, const float *x, int n, int train);
 
@@ -96,6 +98,10 @@ float nn_net_loss(struct nn_net *net, const int32_t *labels, int n, int *correct
 /* Backward pass of the last training forward and loss; accumulates into
  * net->grad. */
 void nn_net_backward(struct nn_net *net, const int32_t *labels, int n);
+
+/* The memory order the executor chose for layer i's output (see
+ * net_plan_layouts in net.c). */
+enum nn_layout nn_net_layout(const struct nn_net *net, int layer);
 
 /* Bytes of memory the net allocated (activations, gradients, caches, scratch). */
 size_t nn_net_bytes(const struct nn_net *net);

@@ -195,3 +195,39 @@ void nn_gap_backward(float *dinp, const float *dout, int B, int C, int HW)
             dx[i] += g;
     }
 }
+
+void nn_gap_forward_c16(float *out, const float *inp, int B, int C, int HW)
+{
+    const int CB = C / 16;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int cb = 0; cb < CB; cb++) {
+            const float *x = inp + ((size_t)b * (size_t)CB + (size_t)cb) * (size_t)HW * 16;
+            float s[16] = {0};
+            for (int i = 0; i < HW; i++) {
+                for (int l = 0; l < 16; l++)
+                    s[l] += x[(size_t)i * 16 + (size_t)l];
+            }
+            for (int l = 0; l < 16; l++)
+                out[(size_t)b * (size_t)C + (size_t)(cb * 16 + l)] = s[l] / (float)HW;
+        }
+    }
+}
+
+void nn_gap_backward_c16(float *dinp, const float *dout, int B, int C, int HW)
+{
+    const int CB = C / 16;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int cb = 0; cb < CB; cb++) {
+            float *dx = dinp + ((size_t)b * (size_t)CB + (size_t)cb) * (size_t)HW * 16;
+            float g[16];
+            for (int l = 0; l < 16; l++)
+                g[l] = dout[(size_t)b * (size_t)C + (size_t)(cb * 16 + l)] / (float)HW;
+            for (int i = 0; i < HW; i++) {
+                for (int l = 0; l < 16; l++)
+                    dx[(size_t)i * 16 + (size_t)l] += g[l];
+            }
+        }
+    }
+}

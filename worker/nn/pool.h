@@ -32,4 +32,9 @@ void nn_avgpool_backward(float *dinp, const float *dout, const struct nn_pool_di
 void nn_gap_forward(float *out, const float *inp, int B, int C, int HW);
 void nn_gap_backward(float *dinp, const float *dout, int B, int C, int HW);
 
+/* The same with inp and dinp in NCHW16C (C % 16 == 0); out and dout (B, C)
+ * are plain, which for a 1x1 map is the same memory order as NCHW16C. */
+void nn_gap_forward_c16(float *out, const float *inp, int B, int C, int HW);
+void nn_gap_backward_c16(float *dinp, const float *dout, int B, int C, int HW);
+
 #endif

@@ -87,7 +87,10 @@ static enum dp_err train_eval_net(struct nn_net *net, const struct nn_dataset *d
         if (n <= 0)
             break;
         int c = 0;
-        nn_net_forward(net, x, n, 0);
+        if (nn_net_forward(net, x, n, 0) == NULL) {
+            err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory evaluating a batch of %d", n);
+            goto out;
+        }
         loss_sum += (double)nn_net_loss(net, y, n, &c) * n;
         correct += c;
         seen += n;
@@ -191,7 +194,10 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
             float lr = nn_sched_lr(&cfg->sched, ep, (double)step / (double)steps_per_epoch);
             int c = 0;
             nn_net_zero_grad(net);
-            nn_net_forward(net, x, n, 1);
+            if (nn_net_forward(net, x, n, 1) == NULL) {
+                err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for a batch of %d", n);
+                goto out;
+            }
             float loss = nn_net_loss(net, y, n, &c);
             if (!isfinite(loss)) {
                 err = dp_errinfo_set(ei, DP_ENUMERIC,

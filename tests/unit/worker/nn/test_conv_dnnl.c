@@ -74,7 +74,7 @@ Test(conv_dnnl, matches_reference_and_accumulates)
         memcpy(rdb, db, (size_t)d.OC * sizeof(float));
 
         struct nn_conv_dnnl *cd = NULL;
-        cr_assert_eq(nn_conv_dnnl_new(ctx, &d, c->bias, &cd, &ei), DP_OK, "case %zu: %s", ci,
+        cr_assert_eq(nn_conv_dnnl_new(ctx, &d, c->bias, NN_LAYOUT_NCHW, NN_LAYOUT_NCHW, &cd, &ei), DP_OK, "case %zu: %s", ci,
                      ei.msg);
         cr_assert_eq(nn_conv_dnnl_batch(cd), d.B);
         nn_conv_dnnl_forward(cd, out, x, w, c->bias ? b : NULL);

@@ -119,18 +119,23 @@ Test(net, whole_graph_gradient_matches_finite_differences)
     DP_ASSERT_NO_LEAKS();
 }
 
-/* The same check on a residual block of 16-channel convolutions, which the
- * executor sends to oneDNN, with a partial batch so a second set of
- * primitives is built; and the oneDNN and im2col paths agree. */
+/* A residual block of 16-channel convolutions, which the executor sends to
+ * oneDNN and keeps in the blocked layout (with BatchNorm, ReLU, Add and
+ * global pooling working on blocked tensors), trains exactly like the
+ * im2col path on plain tensors, also for a partial batch, which builds a
+ * second set of primitives. */
 Test(net, onednn_convolutions_train_like_the_im2col_kernels)
 {
     struct dp_errinfo ei = {0};
     struct dp_model *m = dp_model_new(16, 6, 6);
     int x = dp_model_add_conv2d(m, "c1", DP_MODEL_INPUT, 16, 3, 1, 1, 1, 1, &ei);
+    x = dp_model_add_bn2d(m, "bn1", x, &ei);
     x = dp_model_add_unary(m, "r1", DP_OP_RELU, x, &ei);
     int y = dp_model_add_conv2d(m, "c2", x, 16, 3, 1, 1, 1, 0, &ei);
     y = dp_model_add_add(m, "add", y, x, &ei);
     y = dp_model_add_conv2d(m, "c3", y, 32, 3, 2, 1, 1, 1, &ei);
+    y = dp_model_add_bn2d(m, "bn3", y, &ei);
+    y = dp_model_add_unary(m, "r3", DP_OP_RELU6, y, &ei);
     y = dp_model_add_unary(m, "gap", DP_OP_GAP, y, &ei);
     y = dp_model_add_unary(m, "fl", DP_OP_FLATTEN, y, &ei);
     y = dp_model_add_linear(m, "fc", y, 3, &ei);
@@ -141,6 +146,12 @@ Test(net, onednn_convolutions_train_like_the_im2col_kernels)
     cr_assert_eq(nn_net_new_ex(m, 4, 1, &fast, &ei), DP_OK, "%s", ei.msg);
     cr_assert_eq(nn_net_new_ex(m, 4, 0, &slow, &ei), DP_OK, "%s", ei.msg);
     cr_assert_not_null(fast->dnnl, "oneDNN is available on this machine");
+    int blocked = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        blocked += nn_net_layout(fast, i) == NN_LAYOUT_NCHW16C;
+        cr_assert_eq(nn_net_layout(slow, i), NN_LAYOUT_NCHW);
+    }
+    cr_assert_eq(blocked, 8, "c1 bn1 r1 c2 add c3 bn3 r3 stay blocked (%d)", blocked);
     float xs[4 * 16 * 6 * 6];
     int32_t ys[4] = {0, 1, 2, 1};
     for (size_t i = 0; i < sizeof(xs) / sizeof(xs[0]); i++)
