@@ -1,7 +1,5 @@
--: worker/nn/train.h common/err.h common/model.h worker/nn/data.h \
- worker/nn/optim.h worker/nn/sched.h
+-: worker/compress/spec.h common/err.h worker/compress/constraint.h \
+ worker/compress/proj.h
 common/err.h:
-common/model.h:
-worker/nn/data.h:
-worker/nn/optim.h:
-worker/nn/sched.h:
+worker/compress/constraint.h:
+worker/compress/proj.h:

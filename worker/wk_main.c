@@ -6,15 +6,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "worker/wk_compress.h"
 #include "worker/wk_train.h"
 
 static void wk_usage(FILE *f)
 {
-    fprintf(f, "usage: dnnpress-worker COMMAND [options]\n"
-               "\n"
-               "commands:\n"
-               "  train     train a network offline (dnnpress-worker train --help)\n"
-               "\n");
+    fprintf(f,
+            "usage: dnnpress-worker COMMAND [options]\n"
+            "\n"
+            "commands:\n"
+            "  train     train a network offline (dnnpress-worker train --help)\n"
+            "  compress  compress a trained network with ADMM (dnnpress-worker compress --help)\n"
+            "\n");
 }
 
 int main(int argc, char **argv)
@@ -25,6 +28,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "train") == 0)
         return wk_train_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "compress") == 0)
+        return wk_compress_main(argc - 1, argv + 1);
     fprintf(stderr, "dnnpress-worker: unknown command '%s'\n", argv[1]);
     wk_usage(stderr);
     return 2;

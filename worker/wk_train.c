@@ -6,6 +6,8 @@
  */
 #include "worker/wk_train.h"
 
+#include "worker/wk_flags.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -34,16 +36,6 @@ struct wk_train_opts {
     long epochs, batch, threads, seed, limit_train, limit_test, warmup, step_epochs;
     long nesterov, augment, quiet, profile, im2col;
     double lr, momentum, wd, gamma, min_lr;
-};
-
-enum wk_flag_type { WK_STR, WK_INT, WK_FLOAT, WK_BOOL };
-
-struct wk_flag {
-    const char *name;
-    enum wk_flag_type type;
-    size_t offset;
-    double min, max;
-    const char *help;
 };
 
 #define WK_OFF(f) offsetof(struct wk_train_opts, f)
@@ -89,81 +81,7 @@ static void wk_train_help(FILE *f)
             "peak_rss_bytes, ...). Same seed and thread count give the same numbers.\n\n"
             "built-in models: %s\n\noptions:\n",
             nn_arch_names());
-    for (size_t i = 0; i < sizeof(wk_flags) / sizeof(wk_flags[0]); i++)
-        fprintf(f, "  --%-13s %s\n", wk_flags[i].name, wk_flags[i].help);
-}
-
-static int wk_parse_flag(struct wk_train_opts *o, const struct wk_flag *fl, const char *val)
-{
-    char *base = (char *)o + fl->offset;
-    char *end = NULL;
-    errno = 0;
-    switch (fl->type) {
-        case WK_STR:
-            *(const char **)(void *)base = val;
-            return 0;
-        case WK_BOOL:
-            *(long *)(void *)base = 1;
-            return 0;
-        case WK_INT: {
-            long v = strtol(val, &end, 10);
-            if (errno || end == val || *end != '\0' || v < fl->min || v > fl->max) {
-                fprintf(stderr, "train: --%s must be an integer in [%.0f, %.0f], got '%s'\n",
-                        fl->name, fl->min, fl->max, val);
-                return -1;
-            }
-            *(long *)(void *)base = v;
-            return 0;
-        }
-        case WK_FLOAT: {
-            double v = strtod(val, &end);
-            if (errno || end == val || *end != '\0' || !isfinite(v) || v < fl->min || v > fl->max) {
-                fprintf(stderr, "train: --%s must be a number in [%g, %g], got '%s'\n", fl->name,
-                        fl->min, fl->max, val);
-                return -1;
-            }
-            *(double *)(void *)base = v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-static int wk_parse(struct wk_train_opts *o, int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            wk_train_help(stdout);
-            return 1;
-        }
-        if (strncmp(a, "--", 2) != 0) {
-            fprintf(stderr, "train: unexpected argument '%s' (see --help)\n", a);
-            return -1;
-        }
-        const char *name = a + 2, *eq = strchr(name, '=');
-        size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        const struct wk_flag *fl = NULL;
-        for (size_t k = 0; k < sizeof(wk_flags) / sizeof(wk_flags[0]); k++) {
-            if (strlen(wk_flags[k].name) == len && strncmp(wk_flags[k].name, name, len) == 0)
-                fl = &wk_flags[k];
-        }
-        if (fl == NULL) {
-            fprintf(stderr, "train: unknown option '%s' (see --help)\n", a);
-            return -1;
-        }
-        const char *val = eq ? eq + 1 : NULL;
-        if (fl->type != WK_BOOL && val == NULL) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "train: --%s needs a value\n", fl->name);
-                return -1;
-            }
-            val = argv[++i];
-        }
-        if (wk_parse_flag(o, fl, val ? val : "1") != 0)
-            return -1;
-    }
-    return 0;
+    wk_flags_help(f, wk_flags, sizeof(wk_flags) / sizeof(wk_flags[0]));
 }
 
 static void wk_fmt_time(char *buf, size_t len, double s)
@@ -188,20 +106,6 @@ static void wk_on_epoch(void *ud, const struct nn_epoch_stats *st)
             st->test_acc >= 0 ? 100.0 * st->test_acc : 0.0, (double)st->lr, st->images_per_s, eta);
 }
 
-static long wk_peak_rss(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return -1;
-    return ru.ru_maxrss * 1024L;
-}
-
-static int wk_has_suffix(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 int wk_train_main(int argc, char **argv)
 {
     struct wk_train_opts o;
@@ -216,7 +120,10 @@ int wk_train_main(int argc, char **argv)
     o.seed = 1;
     o.optim = "sgd";
     o.sched = "cosine";
-    int rc = wk_parse(&o, argc, argv);
+    int rc =
+        wk_flags_parse("train", wk_flags, sizeof(wk_flags) / sizeof(wk_flags[0]), &o, argc, argv);
+    if (rc > 0)
+        wk_train_help(stdout);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     if (o.model == NULL || (o.data == NULL) == (o.synthetic == 0)) {

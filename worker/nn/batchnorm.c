@@ -107,8 +107,7 @@ void nn_bn2d_backward(float *dinp, float *dgamma, float *dbeta, const float *dou
 
 void nn_bn2d_forward_train_c16(float *out, float *mean, float *rstd, float *running_mean,
                                float *running_var, const float *inp, const float *gamma,
-                               const float *beta, int B, int C, int HW, float eps,
-                               float momentum)
+                               const float *beta, int B, int C, int HW, float eps, float momentum)
 {
     const int CB = C / 16;
     const double n = (double)B * (double)HW;
@@ -157,9 +156,9 @@ void nn_bn2d_forward_train_c16(float *out, float *mean, float *rstd, float *runn
     }
 }
 
-void nn_bn2d_forward_eval_c16(float *out, const float *inp, const float *gamma,
-                              const float *beta, const float *running_mean,
-                              const float *running_var, int B, int C, int HW, float eps)
+void nn_bn2d_forward_eval_c16(float *out, const float *inp, const float *gamma, const float *beta,
+                              const float *running_mean, const float *running_var, int B, int C,
+                              int HW, float eps)
 {
     const int CB = C / 16;
 #pragma omp parallel for collapse(2) schedule(static)

@@ -23,7 +23,6 @@ void nn_bn2d_backward(float *dinp, float *dgamma, float *dbeta, const float *dou
                       const float *gamma, const float *mean, const float *rstd, int B, int C,
                       int HW);
 
-
 /*
  * The same three operations on NCHW16C tensors (C % 16 == 0; see
  * conv_dnnl.h), used where the executor keeps a chain of oneDNN
@@ -32,11 +31,10 @@ void nn_bn2d_backward(float *dinp, float *dgamma, float *dbeta, const float *dou
  */
 void nn_bn2d_forward_train_c16(float *out, float *mean, float *rstd, float *running_mean,
                                float *running_var, const float *inp, const float *gamma,
-                               const float *beta, int B, int C, int HW, float eps,
-                               float momentum);
-void nn_bn2d_forward_eval_c16(float *out, const float *inp, const float *gamma,
-                              const float *beta, const float *running_mean,
-                              const float *running_var, int B, int C, int HW, float eps);
+                               const float *beta, int B, int C, int HW, float eps, float momentum);
+void nn_bn2d_forward_eval_c16(float *out, const float *inp, const float *gamma, const float *beta,
+                              const float *running_mean, const float *running_var, int B, int C,
+                              int HW, float eps);
 void nn_bn2d_backward_c16(float *dinp, float *dgamma, float *dbeta, const float *dout,
                           const float *inp, const float *gamma, const float *mean,
                           const float *rstd, int B, int C, int HW);

@@ -227,12 +227,12 @@ static dnnl_status_t cd_build(struct nn_conv_dnnl *c, const struct nn_conv2d_dim
         if (st != dnnl_success)                                                                    \
             goto out;                                                                              \
     } while (0)
-    CD_TRY(dnnl_memory_desc_init_by_tag(&c->src_u, 4, src_dims, dnnl_f32,
-                                        src_layout == NN_LAYOUT_NCHW16C ? dnnl_nChw16c
-                                                                        : dnnl_nchw));
-    CD_TRY(dnnl_memory_desc_init_by_tag(&c->dst_u, 4, dst_dims, dnnl_f32,
-                                        dst_layout == NN_LAYOUT_NCHW16C ? dnnl_nChw16c
-                                                                        : dnnl_nchw));
+    CD_TRY(
+        dnnl_memory_desc_init_by_tag(&c->src_u, 4, src_dims, dnnl_f32,
+                                     src_layout == NN_LAYOUT_NCHW16C ? dnnl_nChw16c : dnnl_nchw));
+    CD_TRY(
+        dnnl_memory_desc_init_by_tag(&c->dst_u, 4, dst_dims, dnnl_f32,
+                                     dst_layout == NN_LAYOUT_NCHW16C ? dnnl_nChw16c : dnnl_nchw));
     CD_TRY(
         dnnl_memory_desc_init_by_tag(&c->w_u, wnd, wd, dnnl_f32, G > 1 ? dnnl_goihw : dnnl_oihw));
     CD_TRY(dnnl_memory_desc_init_by_tag(&c->b_md, 1, b_dims, dnnl_f32, dnnl_a));

@@ -11,12 +11,11 @@
  * Weights stay OIHW. Activations are NCHW, or NCHW16C (channels in blocks of
  * 16, the layout oneDNN's JIT kernels use) where the executor keeps a chain
  * of layers in that layout; each call reorders whatever is not already in
- * the layout a primitive wants, and skips the reorders that are not needed. The blocked copy of the input made by the forward is
- * kept for the weight gradient, so backward must follow the forward of the
- * same batch (the executor guarantees it). Gradients are accumulated into
- * dinp, dweight and dbias (a sum post-op on the reorder back), matching the
- * contract of conv2d.h, whose im2col+BLAS kernels stay the reference and
- * the fallback for shapes oneDNN declines.
+ * the layout a primitive wants, and skips the reorders that are not needed. The blocked copy of the
+ * input made by the forward is kept for the weight gradient, so backward must follow the forward of
+ * the same batch (the executor guarantees it). Gradients are accumulated into dinp, dweight and
+ * dbias (a sum post-op on the reorder back), matching the contract of conv2d.h, whose im2col+BLAS
+ * kernels stay the reference and the fallback for shapes oneDNN declines.
  *
  * oneDNN runs on the same OpenMP team as the rest of the engine; with a
  * fixed thread count its results are reproducible.

@@ -29,7 +29,7 @@ struct nn_net_layer {
     /* conv2d through oneDNN: primitives for the full batch, and for the
      * last other batch size seen (a partial last batch, evaluation). */
     struct nn_conv_dnnl *cd_full, *cd_part, *cd_cur;
-    int cd_failed; /* oneDNN declined this layer: use the conv2d.h kernels */
+    int cd_failed;         /* oneDNN declined this layer: use the conv2d.h kernels */
     enum nn_layout layout; /* memory order of out and dout */
 };
 
@@ -338,8 +338,8 @@ static void op_bn_bwd(struct nn_net *net, int li, int n)
         nn_bn2d_backward_c16(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), s->dout,
                              s->in[0], net_param(net, l, 0), s->stat, s->stat + C, n, C, HW);
     else
-        nn_bn2d_backward(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), s->dout,
-                         s->in[0], net_param(net, l, 0), s->stat, s->stat + C, n, C, HW);
+        nn_bn2d_backward(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), s->dout, s->in[0],
+                         net_param(net, l, 0), s->stat, s->stat + C, n, C, HW);
 }
 
 static int op_add_fwd(struct nn_net *net, int li, int n, int train)

@@ -115,4 +115,6 @@ void nn_optim_step(struct nn_optim *o, float *grad, float lr, const struct nn_op
                 w[i] *= mk[i];
         }
     }
+    if (hooks != NULL && hooks->post_step != NULL)
+        hooks->post_step(hooks->ud, m);
 }

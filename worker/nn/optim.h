@@ -35,10 +35,15 @@ struct nn_optim_cfg {
 /* Adds to grad (n_floats, laid out like m->data) the caller's extra term. */
 typedef void (*nn_grad_hook_fn)(void *ud, const struct dp_model *m, float *grad);
 
+/* Runs after every update (and after the mask): the compression engine
+ * uses it to put quantized weights back on their levels. */
+typedef void (*nn_post_step_fn)(void *ud, struct dp_model *m);
+
 struct nn_optim_hooks {
     nn_grad_hook_fn extra_grad; /* may be NULL */
     void *ud;
-    const float *mask; /* n_floats of 0/1, or NULL for no mask */
+    const float *mask;         /* n_floats of 0/1, or NULL for no mask */
+    nn_post_step_fn post_step; /* may be NULL; receives ud */
 };
 
 struct nn_optim {

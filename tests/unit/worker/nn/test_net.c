@@ -286,7 +286,7 @@ Test(optim, hooks_add_gradient_and_mask_keeps_zeros)
     cr_assert_eq(nn_optim_new(m, &c, &o, NULL), DP_OK);
     float mask[6] = {0, 1, 1, 0, 1, 1};
     int calls = 0;
-    struct nn_optim_hooks h = {add_one_hook, &calls, mask};
+    struct nn_optim_hooks h = {add_one_hook, &calls, mask, NULL};
     for (int step = 0; step < 5; step++) {
         float g[6] = {1, 0, 1, 1, 1, 1};
         nn_optim_step(o, g, 0.1f, &h);

@@ -1,0 +1,103 @@
+/*
+ * Job spec parsing: defaults, every field, and errors that name the field.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "tests/unit/test_util.h"
+#include "worker/compress/spec.h"
+
+Test(spec, defaults_and_rules)
+{
+    static const char text[] =
+        "{\"version\":1,\"method\":\"magnitude\",\"seed\":7,\"admm\":{\"iters\":3,"
+        "\"epochs_per_iter\":1,\"rho\":0.01,\"rho_factor\":1.5,\"rho_max\":2,\"lr\":0.02},"
+        "\"retrain\":{\"epochs\":2,\"lr\":0.005},\"magnitude\":{\"steps\":5},"
+        "\"optimizer\":{\"momentum\":0.8,\"weight_decay\":0},"
+        "\"layers\":[{\"match\":\"conv*\",\"prune\":{\"scheme\":\"irregular\",\"rate\":20}},"
+        "{\"match\":\"fc?\",\"prune\":{\"scheme\":\"nm\",\"n\":1,\"m\":4},"
+        "\"quant\":{\"scheme\":\"kbit\",\"bits\":3,\"per_channel\":true},\"rho\":0.5}]}";
+    struct admm_spec s;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(admm_spec_parse(text, strlen(text), &s, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(s.method, ADMM_METHOD_MAGNITUDE);
+    cr_assert_eq(s.seed, 7u);
+    cr_assert_eq(s.admm_iters, 3);
+    cr_assert_eq(s.retrain_epochs, 2);
+    cr_assert_eq(s.magnitude_steps, 5);
+    cr_assert_eq(admm_spec_epochs(&s), 5);
+    cr_assert_eq(s.n_rules, 2);
+    const struct admm_rule *r = admm_spec_rule_for(&s, "conv2");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(r->prune->name, "irregular");
+    cr_assert_null(r->quant);
+    cr_assert_float_eq(r->params.rate, 20.0, 1e-12);
+    cr_assert_lt(r->rho, 0.0, "rho inherits the global one");
+    r = admm_spec_rule_for(&s, "fc1");
+    cr_assert_str_eq(r->prune->name, "nm");
+    cr_assert_str_eq(r->quant->name, "kbit");
+    cr_assert_eq(r->params.n, 1);
+    cr_assert_eq(r->params.m, 4);
+    cr_assert_eq(r->params.bits, 3);
+    cr_assert(r->params.per_channel);
+    cr_assert(r->params.keep_zeros, "pruned zeros stay zero under the quantizer");
+    cr_assert_null(admm_spec_rule_for(&s, "fc10"));
+    DP_ASSERT_NO_LEAKS();
+}
+
+struct spec_bad {
+    const char *text;
+    const char *needle; /* the message must name this */
+};
+
+Test(spec, errors_name_the_field)
+{
+    static const struct spec_bad cases[] = {
+        {"{", "not valid JSON"},
+        {"[]", "spec: must be an object"},
+        {"{\"layers\":[]}", "spec.layers"},
+        {"{\"verison\":1,\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}}]}",
+         "unknown field 'verison'"},
+        {"{\"version\":2,\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}}]}",
+         "spec.version"},
+        {"{\"method\":\"sgd\",\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}}]}",
+         "spec.method"},
+        {"{\"admm\":{\"iters\":\"3\"},\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}}]}",
+         "spec.admm.iters: must be an integer"},
+        {"{\"admm\":{\"rho\":-1},\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}}]}",
+         "spec.admm.rho"},
+        {"{\"layers\":[{\"match\":\"x\"}]}", "layers[0]: needs"},
+        {"{\"layers\":[{\"prune\":{\"scheme\":\"random\",\"rate\":2}}]}",
+         "layers[0].prune.scheme: 'random'"},
+        {"{\"layers\":[{\"prune\":{\"scheme\":\"kbit\"}}]}", "layers[0].prune.scheme"},
+        {"{\"layers\":[{\"prune\":{\"scheme\":\"irregular\"}}]}", "layers[0].prune.rate: required"},
+        {"{\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":0.5}}]}",
+         "layers[0].prune.rate"},
+        {"{\"layers\":[{\"prune\":{\"scheme\":\"nm\",\"n\":5,\"m\":4}}]}", "n (5) must not exceed"},
+        {"{\"layers\":[{\"quant\":{\"scheme\":\"kbit\",\"bits\":9}}]}", "layers[0].quant.bits"},
+        {"{\"layers\":[{\"quant\":{\"scheme\":\"kbit\",\"per_channel\":1}}]}",
+         "layers[0].quant.per_channel: must be true or false"},
+        {"{\"layers\":[{\"match\":\"\",\"quant\":{\"scheme\":\"binary\"}}]}", "layers[0].match"},
+        {"{\"layers\":[{\"quant\":{\"scheme\":\"binary\",\"rate\":3}}]}", "unknown field 'rate'"},
+        {"{\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}},3]}", "layers[1]"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct admm_spec s;
+        struct dp_errinfo ei = {0};
+        enum dp_err err = admm_spec_parse(cases[i].text, strlen(cases[i].text), &s, &ei);
+        cr_assert_neq(err, DP_OK, "case %zu accepted: %s", i, cases[i].text);
+        cr_assert(strstr(ei.msg, cases[i].needle) != NULL, "case %zu: '%s' lacks '%s'", i,
+                  ei.msg, cases[i].needle);
+    }
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(spec, missing_file_and_size_limit)
+{
+    struct admm_spec s;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(admm_spec_load("/nonexistent/spec.json", &s, &ei), DP_ENOENT);
+    cr_assert(strstr(ei.msg, "/nonexistent/spec.json") != NULL);
+    cr_assert_eq(admm_spec_parse("{}", ADMM_SPEC_MAX_BYTES + 1, &s, &ei), DP_ETOOBIG);
+    DP_ASSERT_NO_LEAKS();
+}

@@ -1,0 +1,56 @@
+/*
+ * The ADMM compression engine and the magnitude-pruning baseline.
+ *
+ *   struct admm_spec spec;  admm_spec_load("spec.json", &spec, &ei);
+ *   json_t *report = NULL;
+ *   err = admm_compress(model, &train, &test, &spec, &cb, &report, &ei);
+ *
+ * ADMM (spec.method "admm"), for every constrained weight W_i:
+ *   Z_i = P_i(W_i), U_i = 0
+ *   repeat iters times:
+ *     W-step: epochs_per_iter epochs of SGD on loss + sum rho_i/2 ||W_i - Z_i + U_i||^2
+ *             (the gradient term rho_i (W_i - Z_i + U_i) through the optimizer hook;
+ *              learning rate restarted every iteration, cosine within it)
+ *     Z_i = P_i(W_i + U_i);  U_i += W_i - Z_i;  rho_i = min(rho_max, rho_i * rho_factor)
+ *   hard projection W_i = P_i(W_i), mask = support of the pruned W_i
+ *   masked retraining: gradients masked, weights re-zeroed after every step,
+ *   quantized weights put back on their levels after every step
+ * P_i is the rule's pruning projection followed by its quantizer.
+ *
+ * Magnitude baseline (spec.method "magnitude"): the same epoch budget split
+ * over `steps` rounds of (prune to rate^(s/steps) by magnitude, masked
+ * retraining), the quantizer applied from the last round on.
+ *
+ * The model is modified in place and ends feasible: every constraint holds
+ * exactly. The report (JSON, "version": 1, documented in docs/job-spec.md)
+ * has accuracy before and after, per-layer structure and storage, totals
+ * and the per-iteration ADMM trace.
+ */
+#ifndef DP_WORKER_COMPRESS_ADMM_H
+#define DP_WORKER_COMPRESS_ADMM_H
+
+#include <jansson.h>
+#include <signal.h>
+
+#include "common/err.h"
+#include "common/model.h"
+#include "worker/compress/spec.h"
+#include "worker/nn/data.h"
+
+/* Progress callback: one line of text per epoch and per ADMM iteration. */
+typedef void (*admm_progress_fn)(void *ud, const char *line);
+
+struct admm_callbacks {
+    admm_progress_fn progress; /* may be NULL */
+    void *ud;
+    volatile sig_atomic_t *stop; /* may be NULL */
+};
+
+/* Runs spec on m (finalized, pretrained). *report (owned by the caller) is
+ * set on success. DP_EINVAL when no layer matches a rule or a rule does not
+ * fit its layer (pattern on a non-3x3 kernel, n:m with m > row length). */
+enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
+                          const struct nn_dataset *test, const struct admm_spec *spec,
+                          const struct admm_callbacks *cb, json_t **report, struct dp_errinfo *ei);
+
+#endif

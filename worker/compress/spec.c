@@ -1,0 +1,316 @@
+/*
+ * Job spec parsing and validation (see spec.h). Every object is checked
+ * against the list of its known keys first, then each field against its
+ * type and range, so the first problem found is reported with its path
+ * ("layers[1].prune.rate: must be a number >= 1").
+ */
+#include "worker/compress/spec.h"
+
+#include <fnmatch.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+
+/* ---- Field helpers -------------------------------------------------------- */
+
+static enum dp_err spec_keys(const json_t *obj, const char *path, const char *const *known,
+                             struct dp_errinfo *ei)
+{
+    if (!json_is_object(obj))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: must be an object", path);
+    const char *key;
+    json_t *v;
+    json_object_foreach ((json_t *)obj, key, v) {
+        int ok = 0;
+        for (size_t i = 0; known[i] != NULL; i++)
+            ok |= strcmp(key, known[i]) == 0;
+        if (!ok)
+            return dp_errinfo_set(ei, DP_EINVAL, "%s: unknown field '%.64s'", path, key);
+    }
+    return DP_OK;
+}
+
+static enum dp_err spec_num(const json_t *obj, const char *key, const char *path, double lo,
+                            double hi, double *out, struct dp_errinfo *ei)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return DP_OK; /* keep the default */
+    if (!json_is_number(v))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.%s: must be a number", path, key);
+    double d = json_number_value(v);
+    if (!isfinite(d) || d < lo || d > hi)
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.%s: %g is outside [%g, %g]", path, key, d, lo, hi);
+    *out = d;
+    return DP_OK;
+}
+
+static enum dp_err spec_int(const json_t *obj, const char *key, const char *path, long lo, long hi,
+                            int *out, struct dp_errinfo *ei)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return DP_OK;
+    if (!json_is_integer(v))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.%s: must be an integer", path, key);
+    json_int_t d = json_integer_value(v);
+    if (d < lo || d > hi)
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.%s: %lld is outside [%ld, %ld]", path, key,
+                              (long long)d, lo, hi);
+    *out = (int)d;
+    return DP_OK;
+}
+
+static enum dp_err spec_bool(const json_t *obj, const char *key, const char *path, int *out,
+                             struct dp_errinfo *ei)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return DP_OK;
+    if (!json_is_boolean(v))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.%s: must be true or false", path, key);
+    *out = json_is_true(v);
+    return DP_OK;
+}
+
+/* ---- Sections ------------------------------------------------------------ */
+
+static enum dp_err spec_scheme(const json_t *obj, const char *path, enum admm_kind kind,
+                               struct admm_rule *r, struct dp_errinfo *ei)
+{
+    static const char *const prune_keys[] = {"scheme",   "rate",         "n", "m",
+                                             "balanced", "library_size", NULL};
+    static const char *const quant_keys[] = {"scheme", "bits", "per_channel", NULL};
+    enum dp_err err = spec_keys(obj, path, kind == ADMM_PRUNE ? prune_keys : quant_keys, ei);
+    if (err)
+        return err;
+    json_t *sv = json_object_get(obj, "scheme");
+    if (!json_is_string(sv))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.scheme: required, one of %s", path,
+                              admm_constraint_names(kind));
+    const struct admm_constraint *c = admm_constraint_find(json_string_value(sv));
+    if (c == NULL || c->kind != kind)
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.scheme: '%.64s' is not one of %s", path,
+                              json_string_value(sv), admm_constraint_names(kind));
+    struct proj_params *p = &r->params;
+    if (kind == ADMM_PRUNE) {
+        r->prune = c;
+        if (c->uses_rate && json_object_get(obj, "rate") == NULL)
+            return dp_errinfo_set(ei, DP_EINVAL, "%s.rate: required for scheme '%s'", path,
+                                  c->name);
+        err = spec_num(obj, "rate", path, 1.0, 1e9, &p->rate, ei);
+        if (!err)
+            err = spec_int(obj, "n", path, 1, 64, &p->n, ei);
+        if (!err)
+            err = spec_int(obj, "m", path, 1, 64, &p->m, ei);
+        if (!err && p->n > p->m)
+            err = dp_errinfo_set(ei, DP_EINVAL, "%s: n (%d) must not exceed m (%d)", path, p->n,
+                                 p->m);
+        if (!err)
+            err = spec_bool(obj, "balanced", path, &p->balanced, ei);
+        if (!err)
+            err = spec_int(obj, "library_size", path, 1, 56, &r->n_patterns, ei);
+    } else {
+        r->quant = c;
+        err = spec_int(obj, "bits", path, 2, 8, &p->bits, ei);
+        if (!err)
+            err = spec_bool(obj, "per_channel", path, &p->per_channel, ei);
+    }
+    return err;
+}
+
+static enum dp_err spec_rule(const json_t *obj, int idx, struct admm_rule *r, struct dp_errinfo *ei)
+{
+    static const char *const keys[] = {"match", "prune", "quant", "rho", NULL};
+    char path[32];
+    snprintf(path, sizeof(path), "layers[%d]", idx);
+    enum dp_err err = spec_keys(obj, path, keys, ei);
+    if (err)
+        return err;
+    memset(r, 0, sizeof(*r));
+    r->params = proj_params_default();
+    r->n_patterns = 8;
+    r->rho = -1.0;
+    json_t *mv = json_object_get(obj, "match");
+    if (mv == NULL) {
+        memcpy(r->match, "*", 2);
+    } else if (!json_is_string(mv) || json_string_length(mv) == 0 ||
+               json_string_length(mv) >= sizeof(r->match)) {
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.match: must be a glob of 1 to %zu characters",
+                              path, sizeof(r->match) - 1);
+    } else {
+        memcpy(r->match, json_string_value(mv), json_string_length(mv) + 1);
+    }
+    char sub[48];
+    json_t *pv = json_object_get(obj, "prune"), *qv = json_object_get(obj, "quant");
+    if (pv == NULL && qv == NULL)
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: needs \"prune\", \"quant\" or both", path);
+    if (pv != NULL) {
+        snprintf(sub, sizeof(sub), "%s.prune", path);
+        err = spec_scheme(pv, sub, ADMM_PRUNE, r, ei);
+        if (err)
+            return err;
+    }
+    if (qv != NULL) {
+        snprintf(sub, sizeof(sub), "%s.quant", path);
+        err = spec_scheme(qv, sub, ADMM_QUANT, r, ei);
+        if (err)
+            return err;
+        r->params.keep_zeros = pv != NULL;
+    }
+    return spec_num(obj, "rho", path, 0.0, 1e6, &r->rho, ei);
+}
+
+enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
+                            struct dp_errinfo *ei)
+{
+    static const char *const top[] = {"version", "method",    "seed",      "batch",  "admm",
+                                      "retrain", "magnitude", "optimizer", "layers", NULL};
+    static const char *const admm_keys[] = {
+        "iters", "epochs_per_iter", "rho", "rho_factor", "rho_max", "lr", NULL};
+    static const char *const retrain_keys[] = {"epochs", "lr", NULL};
+    static const char *const mag_keys[] = {"steps", NULL};
+    static const char *const opt_keys[] = {"momentum", "weight_decay", NULL};
+    memset(out, 0, sizeof(*out));
+    out->method = ADMM_METHOD_ADMM;
+    out->seed = 1;
+    out->batch = 64;
+    out->admm_iters = 6;
+    out->epochs_per_iter = 2;
+    out->rho = 1e-3;
+    out->rho_factor = 1.3;
+    out->rho_max = 1.0;
+    out->admm_lr = 0.01;
+    out->retrain_epochs = 4;
+    out->retrain_lr = 0.01;
+    out->magnitude_steps = 4;
+    out->momentum = 0.9;
+    out->weight_decay = 5e-4;
+    if (len > ADMM_SPEC_MAX_BYTES)
+        return dp_errinfo_set(ei, DP_ETOOBIG, "the spec is %zu bytes, more than the %d allowed",
+                              len, ADMM_SPEC_MAX_BYTES);
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return dp_errinfo_set(ei, DP_EFORMAT, "the spec is not valid JSON: %s (line %d)", jerr.text,
+                              jerr.line);
+    enum dp_err err = spec_keys(root, "spec", top, ei);
+    int version = 1, seed = 1;
+    if (!err)
+        err = spec_int(root, "version", "spec", 1, 1, &version, ei);
+    json_t *mv = json_object_get(root, "method");
+    if (!err && mv != NULL) {
+        if (json_is_string(mv) && strcmp(json_string_value(mv), "admm") == 0)
+            out->method = ADMM_METHOD_ADMM;
+        else if (json_is_string(mv) && strcmp(json_string_value(mv), "magnitude") == 0)
+            out->method = ADMM_METHOD_MAGNITUDE;
+        else
+            err = dp_errinfo_set(ei, DP_EINVAL, "spec.method: must be \"admm\" or \"magnitude\"");
+    }
+    if (!err)
+        err = spec_int(root, "seed", "spec", 0, 2147483647, &seed, ei);
+    out->seed = (uint64_t)seed;
+    if (!err)
+        err = spec_int(root, "batch", "spec", 1, 65536, &out->batch, ei);
+    json_t *a = json_object_get(root, "admm");
+    if (!err && a != NULL) {
+        err = spec_keys(a, "spec.admm", admm_keys, ei);
+        if (!err)
+            err = spec_int(a, "iters", "spec.admm", 1, 1000, &out->admm_iters, ei);
+        if (!err)
+            err = spec_int(a, "epochs_per_iter", "spec.admm", 1, 1000, &out->epochs_per_iter, ei);
+        if (!err)
+            err = spec_num(a, "rho", "spec.admm", 0.0, 1e6, &out->rho, ei);
+        if (!err)
+            err = spec_num(a, "rho_factor", "spec.admm", 1.0, 100.0, &out->rho_factor, ei);
+        if (!err)
+            err = spec_num(a, "rho_max", "spec.admm", 0.0, 1e6, &out->rho_max, ei);
+        if (!err)
+            err = spec_num(a, "lr", "spec.admm", 1e-9, 100.0, &out->admm_lr, ei);
+    }
+    json_t *r = json_object_get(root, "retrain");
+    if (!err && r != NULL) {
+        err = spec_keys(r, "spec.retrain", retrain_keys, ei);
+        if (!err)
+            err = spec_int(r, "epochs", "spec.retrain", 0, 10000, &out->retrain_epochs, ei);
+        if (!err)
+            err = spec_num(r, "lr", "spec.retrain", 1e-9, 100.0, &out->retrain_lr, ei);
+    }
+    json_t *g = json_object_get(root, "magnitude");
+    if (!err && g != NULL) {
+        err = spec_keys(g, "spec.magnitude", mag_keys, ei);
+        if (!err)
+            err = spec_int(g, "steps", "spec.magnitude", 1, 1000, &out->magnitude_steps, ei);
+    }
+    json_t *o = json_object_get(root, "optimizer");
+    if (!err && o != NULL) {
+        err = spec_keys(o, "spec.optimizer", opt_keys, ei);
+        if (!err)
+            err = spec_num(o, "momentum", "spec.optimizer", 0.0, 0.999, &out->momentum, ei);
+        if (!err)
+            err = spec_num(o, "weight_decay", "spec.optimizer", 0.0, 1.0, &out->weight_decay, ei);
+    }
+    json_t *layers = json_object_get(root, "layers");
+    if (!err) {
+        if (!json_is_array(layers) || json_array_size(layers) == 0)
+            err = dp_errinfo_set(ei, DP_EINVAL,
+                                 "spec.layers: required, a non-empty array of "
+                                 "rules");
+        else if (json_array_size(layers) > ADMM_SPEC_MAX_RULES)
+            err =
+                dp_errinfo_set(ei, DP_EINVAL, "spec.layers: at most %d rules", ADMM_SPEC_MAX_RULES);
+    }
+    for (size_t i = 0; !err && i < json_array_size(layers); i++) {
+        err = spec_rule(json_array_get(layers, i), (int)i, &out->rules[i], ei);
+        out->n_rules = (int)i + 1;
+    }
+    if (!err && admm_spec_epochs(out) > 100000)
+        err = dp_errinfo_set(ei, DP_EINVAL, "spec: %d training epochs in all is too many",
+                             admm_spec_epochs(out));
+    json_decref(root);
+    return err;
+}
+
+enum dp_err admm_spec_load(const char *path, struct admm_spec *out, struct dp_errinfo *ei)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return dp_errinfo_set(ei, DP_ENOENT, "%s: cannot open the spec", path);
+    char *buf = dp_malloc(ADMM_SPEC_MAX_BYTES + 1);
+    if (buf == NULL) {
+        fclose(f);
+        return dp_errinfo_set(ei, DP_ENOMEM, "out of memory");
+    }
+    size_t n = fread(buf, 1, ADMM_SPEC_MAX_BYTES + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    enum dp_err err;
+    struct dp_errinfo sub = {DP_OK, ""};
+    if (bad)
+        err = dp_errinfo_set(ei, DP_EIO, "%s: read error", path);
+    else if (n > ADMM_SPEC_MAX_BYTES)
+        err = dp_errinfo_set(ei, DP_ETOOBIG, "%s: larger than %d bytes", path, ADMM_SPEC_MAX_BYTES);
+    else
+        err = admm_spec_parse(buf, n, out, &sub);
+    if (err && !bad && n <= ADMM_SPEC_MAX_BYTES)
+        dp_errinfo_set(ei, err, "%s: %s", path, sub.msg);
+    dp_free(buf);
+    return err;
+}
+
+const struct admm_rule *admm_spec_rule_for(const struct admm_spec *s, const char *layer)
+{
+    for (int i = 0; i < s->n_rules; i++) {
+        if (fnmatch(s->rules[i].match, layer, 0) == 0)
+            return &s->rules[i];
+    }
+    return NULL;
+}
+
+int admm_spec_epochs(const struct admm_spec *s)
+{
+    return s->admm_iters * s->epochs_per_iter + s->retrain_epochs;
+}

@@ -1,0 +1,156 @@
+/*
+ * `dnnpress-worker compress` (see wk_compress.h).
+ */
+#include "worker/wk_compress.h"
+
+#include <jansson.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/model.h"
+#include "common/model_io.h"
+#include "worker/compress/admm.h"
+#include "worker/nn/cpu.h"
+#include "worker/nn/data.h"
+#include "worker/wk_flags.h"
+
+void openblas_set_num_threads(int n);
+
+struct wk_compress_opts {
+    const char *spec, *model, *data, *out, *report, *method;
+    long threads, limit_train, limit_test, quiet;
+};
+
+#define WK_OFF(f) offsetof(struct wk_compress_opts, f)
+
+static const struct wk_flag wk_compress_flags[] = {
+    {"spec", WK_STR, WK_OFF(spec), 0, 0, "the job spec (JSON, docs/job-spec.md)"},
+    {"model", WK_STR, WK_OFF(model), 0, 0, "pretrained .safetensors checkpoint"},
+    {"data", WK_STR, WK_OFF(data), 0, 0, "dataset: idx:DIR, cifar:DIR or npy:DIR"},
+    {"out", WK_STR, WK_OFF(out), 0, 0, "write the compressed checkpoint here"},
+    {"report", WK_STR, WK_OFF(report), 0, 0, "write the JSON report here"},
+    {"method", WK_STR, WK_OFF(method), 0, 0, "override the spec's method: admm or magnitude"},
+    {"threads", WK_INT, WK_OFF(threads), 1, 1024, "worker threads (default: all cores)"},
+    {"limit-train", WK_INT, WK_OFF(limit_train), 1, 1e9, "use only the first N training images"},
+    {"limit-test", WK_INT, WK_OFF(limit_test), 1, 1e9, "use only the first N test images"},
+    {"quiet", WK_BOOL, WK_OFF(quiet), 0, 1, "no progress lines"},
+};
+
+static void wk_compress_progress(void *ud, const char *line)
+{
+    const struct wk_compress_opts *o = ud;
+    if (!o->quiet)
+        fprintf(stderr, "compress: %s\n", line);
+}
+
+static int wk_write_json(const char *path, json_t *j)
+{
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return -1;
+    if (json_dump_file(j, tmp, JSON_INDENT(1) | JSON_REAL_PRECISION(7)) != 0)
+        return -1;
+    return rename(tmp, path);
+}
+
+int wk_compress_main(int argc, char **argv)
+{
+    struct wk_compress_opts o;
+    memset(&o, 0, sizeof(o));
+    size_t n_flags = sizeof(wk_compress_flags) / sizeof(wk_compress_flags[0]);
+    int rc = wk_flags_parse("compress", wk_compress_flags, n_flags, &o, argc, argv);
+    if (rc > 0) {
+        printf("usage: dnnpress-worker compress --spec FILE --model FILE.safetensors --data SPEC "
+               "[options]\n\nRuns ADMM compression (or the magnitude baseline) and writes the "
+               "compressed\ncheckpoint and a JSON report.\n\noptions:\n");
+        wk_flags_help(stdout, wk_compress_flags, n_flags);
+        return 0;
+    }
+    if (rc != 0)
+        return 2;
+    if (o.spec == NULL || o.model == NULL || o.data == NULL) {
+        fprintf(stderr, "compress: --spec, --model and --data are required (see --help)\n");
+        return 2;
+    }
+    struct admm_spec *spec = dp_calloc(1, sizeof(*spec));
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct nn_dataset train = {0}, test = {0};
+    struct dp_model *m = NULL;
+    json_t *report = NULL;
+    int status = 1;
+    enum dp_err err = spec != NULL ? admm_spec_load(o.spec, spec, &ei) : DP_ENOMEM;
+    if (err) {
+        fprintf(stderr, "compress: %s\n", dp_errinfo_msg(&ei, err));
+        status = 2;
+        goto out;
+    }
+    if (o.method != NULL) {
+        if (strcmp(o.method, "admm") == 0) {
+            spec->method = ADMM_METHOD_ADMM;
+        } else if (strcmp(o.method, "magnitude") == 0) {
+            spec->method = ADMM_METHOD_MAGNITUDE;
+        } else {
+            fprintf(stderr, "compress: --method must be admm or magnitude\n");
+            status = 2;
+            goto out;
+        }
+    }
+    if (o.threads > 0) {
+        omp_set_num_threads((int)o.threads);
+        openblas_set_num_threads((int)o.threads);
+    }
+    nn_cpu_flush_denormals();
+    err = nn_dataset_load(o.data, NN_SPLIT_TRAIN, &train, &ei);
+    if (!err)
+        err = nn_dataset_load(o.data, NN_SPLIT_TEST, &test, &ei);
+    if (!err)
+        err = dp_model_load(o.model, &m, NULL, &ei);
+    if (err) {
+        fprintf(stderr, "compress: %s\n", dp_errinfo_msg(&ei, err));
+        goto out;
+    }
+    if (o.limit_train > 0)
+        nn_dataset_limit(&train, (int)o.limit_train);
+    if (o.limit_test > 0)
+        nn_dataset_limit(&test, (int)o.limit_test);
+    struct admm_callbacks cb = {wk_compress_progress, &o, NULL};
+    err = admm_compress(m, &train, &test, spec, &cb, &report, &ei);
+    if (err) {
+        fprintf(stderr, "compress: %s\n", dp_errinfo_msg(&ei, err));
+        goto out;
+    }
+    if (o.out != NULL) {
+        err = dp_model_save(m, o.out, NULL, &ei);
+        if (err) {
+            fprintf(stderr, "compress: writing %s: %s\n", o.out, dp_errinfo_msg(&ei, err));
+            goto out;
+        }
+    }
+    if (o.report != NULL && wk_write_json(o.report, report) != 0) {
+        fprintf(stderr, "compress: cannot write the report to %s\n", o.report);
+        goto out;
+    }
+    json_t *tot = json_object_get(report, "totals");
+    json_t *sum = json_pack(
+        "{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:I}", "method", json_object_get(report, "method"),
+        "dense_test_accuracy", json_object_get(report, "dense_test_accuracy"), "test_accuracy",
+        json_object_get(report, "final_test_accuracy"), "rate", json_object_get(tot, "rate"),
+        "storage_rate", json_object_get(tot, "storage_rate"), "epochs",
+        json_object_get(report, "epochs"), "wall_seconds", json_object_get(report, "wall_seconds"),
+        "peak_rss_bytes", (json_int_t)wk_peak_rss());
+    if (sum != NULL)
+        json_dumpf(sum, stdout, JSON_COMPACT | JSON_REAL_PRECISION(7));
+    json_decref(sum);
+    fputc('\n', stdout);
+    status = 0;
+out:
+    json_decref(report);
+    dp_model_free(m);
+    nn_dataset_free(&train);
+    nn_dataset_free(&test);
+    dp_free(spec);
+    return status;
+}
