@@ -8,6 +8,7 @@
 #   TARGETS="10 20 40 80 200"   overall rates to aim at (per-layer rates below)
 #   ITERS=6 EPI=2 RETRAIN=4     ADMM iterations, epochs per iteration, retraining epochs;
 #                               the baseline gets the same total (ITERS*EPI+RETRAIN)
+#   RHO=1e-2 RHO_FACTOR=2      initial rho and its growth per ADMM iteration (cap 1)
 #   PRETRAIN_EPOCHS=20          dense LeNet-5 training (reused from OUT if present)
 #   THREADS=2  OUT=build/bench/compress
 set -uo pipefail
@@ -16,6 +17,7 @@ WORKER=${1:-build/release/dnnpress-worker}
 TARGETS=${TARGETS:-10 20 40 80 200}
 ITERS=${ITERS:-6}; EPI=${EPI:-2}; RETRAIN=${RETRAIN:-4}
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-20}
+RHO=${RHO:-1e-2}; RHO_FACTOR=${RHO_FACTOR:-2}
 THREADS=${THREADS:-2}
 OUT=${OUT:-build/bench/compress}
 DATA=idx:/usr/share/datasets/fashion-mnist
@@ -45,17 +47,17 @@ def rule(match, rate):
     return d
 print(json.dumps({
     "method": method,
-    "admm": {"iters": int(sys.argv[4]), "epochs_per_iter": int(sys.argv[5]), "rho": 1e-3, "rho_factor": 1.5, "rho_max": 0.5},
+    "admm": {"iters": int(sys.argv[4]), "epochs_per_iter": int(sys.argv[5]), "rho": float(sys.argv[7]), "rho_factor": float(sys.argv[8]), "rho_max": 1.0},
     "retrain": {"epochs": int(sys.argv[6])},
     "magnitude": {"steps": 4},
     "layers": [rule("conv1", max(1.0, min(r, 4.0)) if r > 1 else 1), rule("conv2", max(1.0, r / 2.5)),
-               rule("fc1", r * 1.05), rule("fc2", max(1.0, r / 4))]}))
+               rule("fc1", r * 1.05 if r > 1 else 1), rule("fc2", max(1.0, r / 4))]}))
 PY
 }
 
 run() { # label method R quant
   local f="$OUT/$1_$2.json"
-  spec "$2" "$3" "$4" "$ITERS" "$EPI" "$RETRAIN" > "$OUT/$1_$2.spec.json"
+  spec "$2" "$3" "$4" "$ITERS" "$EPI" "$RETRAIN" "$RHO" "$RHO_FACTOR" > "$OUT/$1_$2.spec.json"
   "$WORKER" compress --spec "$OUT/$1_$2.spec.json" --model "$dense" --data "$DATA" \
       --threads "$THREADS" --report "$OUT/$1_$2.report.json" --quiet > "$f" || echo '{}' > "$f"
   $PY - "$f" "$1" "$2" <<'PY'

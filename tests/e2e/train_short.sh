@@ -51,5 +51,28 @@ if [ "$r1" = "$r2" ]; then
 else
   fail=$((fail + 1)); echo "FAIL: resnet20-cifar same seed gave loss $r1 then $r2"
 fi
+# The compress command on the checkpoint just trained: a short ADMM run on
+# a slice of the data must leave exactly the requested number of weights.
+cat > "$tmp/spec.json" <<'JSON'
+{"admm": {"iters": 1, "epochs_per_iter": 1}, "retrain": {"epochs": 1},
+ "layers": [{"match": "fc1", "prune": {"scheme": "irregular", "rate": 20}},
+            {"match": "conv2", "prune": {"scheme": "filter", "rate": 5}}]}
+JSON
+if "$WORKER" compress --spec "$tmp/spec.json" --model "$tmp/lenet5.safetensors" --data "$DATA" \
+      --threads 2 --limit-train 4096 --limit-test 1000 --quiet --report "$tmp/report.json" \
+      --out "$tmp/compressed.safetensors" > "$tmp/compress.json" &&
+   /usr/bin/python3 - "$tmp/report.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+l = {x["name"]: x for x in r["layers"]}
+assert l["fc1"]["nonzeros"] == round(400000 / 20), l["fc1"]["nonzeros"]
+assert l["conv2"]["structure"]["zero_filters"] == 40, l["conv2"]["structure"]
+assert r["final_test_accuracy"] > 0.5, r["final_test_accuracy"]
+PY
+then
+  pass=$((pass + 1)); echo "ok: compress keeps exactly 1/20 of fc1 and 10 of conv2's 50 filters"
+else
+  fail=$((fail + 1)); echo "FAIL: compress (see $tmp/compress.json)"
+fi
 echo "train_short: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

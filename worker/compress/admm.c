@@ -284,8 +284,11 @@ static json_t *admm_layer_report(const struct admm_ctx *c, const struct admm_tar
     const double csr =
         (double)nnz * (vbits + admm_bits_for((uint64_t)(I * KK))) + 32.0 * (double)(O + 1);
     const double bitmask = (double)n + (double)nnz * vbits;
-    const double best = csr < bitmask ? csr : bitmask;
-    const double quantized = t->rule->prune != NULL ? best : (double)n * vbits;
+    /* The smallest of the three: sparse formats lose to plain packed values
+     * when little is pruned. */
+    const double packed = (double)n * vbits;
+    double quantized = csr < bitmask ? csr : bitmask;
+    quantized = packed < quantized ? packed : quantized;
     size_t uses = (size_t)l->out_h * (size_t)l->out_w; /* MACs per weight per image */
     tot[0] += (double)n;
     tot[1] += (double)nnz;
@@ -372,8 +375,11 @@ static enum dp_err admm_method_admm(struct admm_ctx *c, const struct nn_dataset 
                               json_pack("{s:i, s:f, s:f, s:f, s:o}", "iter", it + 1, "train_loss",
                                         res.last.train_loss, "train_accuracy", res.last.train_acc,
                                         "test_accuracy", res.last.test_acc, "layers", lt));
+        double mean_resid = 0.0;
+        for (int k = 0; k < c->n_t; k++)
+            mean_resid += c->t[k].resid / c->n_t;
         admm_say(c, "admm iteration %d/%d: test %.2f%%, mean ||W-Z||/||W|| %.4f", it + 1,
-                 s->admm_iters, 100.0 * res.last.test_acc, c->n_t ? c->t[0].resid : 0.0);
+                 s->admm_iters, 100.0 * res.last.test_acc, mean_resid);
     }
     admm_harden(c, 1);
     c->quant_on = 1;
