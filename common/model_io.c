@@ -23,6 +23,7 @@
 
 #include "common/alloc.h"
 #include "common/safetensors.h"
+#include "common/utf8.h"
 
 #define MIO_INPUT_NAME "input"     /* how "inputs" spells DP_MODEL_INPUT */
 #define MIO_RESERVED   "dnnpress." /* metadata key prefix owned by this module */
@@ -81,42 +82,6 @@ static const struct mio_field mio_comp_fields[] = {
 #define MIO_N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* ---- Helpers ------------------------------------------------------------- */
-
-/* Returns 1 when s is well-formed UTF-8; jansson refuses anything else. */
-static int mio_utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p;
-        int n;
-        unsigned min;
-        if (c < 0x80) {
-            p++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            min = 0x80;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            min = 0x800;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            min = 0x10000;
-        } else {
-            return 0;
-        }
-        unsigned cp = c & (0x3Fu >> n);
-        for (int i = 1; i <= n; i++) {
-            if ((p[i] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i] & 0x3Fu);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        p += n + 1;
-    }
-    return 1;
-}
 
 /* Copies at most MIO_NAME_SHOW bytes of s into buf (MIO_NAME_SHOW + 4), on a UTF-8 boundary. */
 static const char *mio_clip(char *buf, const char *s)
@@ -210,7 +175,7 @@ static enum dp_err mio_fields_to_json(const struct mio_field *fields, int n_fiel
             size_t len = strnlen(src, cap);
             if (len == 0)
                 continue;
-            if (len == cap || !mio_utf8_valid(src)) {
+            if (len == cap || !dp_utf8_valid(src)) {
                 json_decref(obj);
                 return dp_errinfo_set(ei, DP_EINVAL,
                                       "layer '%s': field '%s' is not a terminated UTF-8 string",
@@ -245,7 +210,7 @@ static enum dp_err mio_layer_to_json(const struct dp_model *m, int i, json_t **o
         err = dp_errinfo_set(ei, DP_EINVAL, "layer %d has an unknown op", i);
         goto out;
     }
-    if (!mio_utf8_valid(l->name) || strcmp(l->name, MIO_INPUT_NAME) == 0) {
+    if (!dp_utf8_valid(l->name) || strcmp(l->name, MIO_INPUT_NAME) == 0) {
         err = dp_errinfo_set(ei, DP_EINVAL,
                              "layer %d: the name '%s' cannot be saved (it must be UTF-8 and not "
                              "'" MIO_INPUT_NAME "'); rename the layer",

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/utf8.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host (safetensors data is little-endian)"
@@ -151,42 +152,6 @@ static const char *st_errno_str(char *buf, size_t cap, int e)
     return buf;
 }
 
-/* Returns 1 when s is well-formed UTF-8 (no overlongs, no surrogates). */
-static int st_utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p;
-        int n;
-        unsigned min;
-        if (c < 0x80) {
-            p++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            min = 0x80;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            min = 0x800;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            min = 0x10000;
-        } else {
-            return 0;
-        }
-        unsigned cp = c & (0x3Fu >> n);
-        for (int i = 1; i <= n; i++) {
-            if ((p[i] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i] & 0x3Fu);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        p += n + 1;
-    }
-    return 1;
-}
-
 /*
  * Sets *out to the product of shape[0, ndim) (1 for a scalar); every entry
  * must be >= 0. Returns 0 when the product overflows size_t. A zero entry
@@ -293,7 +258,7 @@ static enum dp_err st_header_add(json_t *root, const char *label, const struct d
     char nb[ST_NAME_MAX + 4];
     if (t->name == NULL || t->name[0] == '\0')
         return dp_errinfo_set(ei, DP_EINVAL, "%s: tensor %d has no name", label, idx);
-    if (!st_utf8_valid(t->name))
+    if (!dp_utf8_valid(t->name))
         return dp_errinfo_set(ei, DP_EINVAL, "%s: tensor %d's name is not valid UTF-8", label, idx);
     if (strcmp(t->name, DP_ST_METADATA_KEY) == 0)
         return dp_errinfo_set(ei, DP_EINVAL, "%s: tensor name '%s' is reserved", label,
