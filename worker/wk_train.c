@@ -8,14 +8,10 @@
 
 #include "worker/wk_flags.h"
 
-#include <errno.h>
 #include <jansson.h>
-#include <math.h>
 #include <omp.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "common/model.h"
 #include "common/model_io.h"

@@ -600,13 +600,11 @@ enum dp_err nn_net_new_ex(struct dp_model *m, int max_batch, int use_dnnl, struc
     net->grad = dp_malloc_aligned(dp_size_mul(m->n_floats ? m->n_floats : 1, sizeof(float)));
     net->input = dp_malloc_aligned(dp_size_mul(in_n, sizeof(float)));
     net->probs = dp_malloc_aligned(dp_size_mul(B * (size_t)net->n_classes, sizeof(float)));
-    net->dlogits = dp_malloc_aligned(dp_size_mul(B * (size_t)net->n_classes, sizeof(float)));
     net->scratch = dp_malloc_aligned(dp_size_mul(scratch, sizeof(float)));
     net->act_bytes = net_plan(net, NULL);
     net->act_block = dp_malloc_aligned(net->act_bytes ? net->act_bytes : 64);
     if (net->layers == NULL || net->zeroed == NULL || net->grad == NULL || net->input == NULL ||
-        net->probs == NULL || net->dlogits == NULL || net->scratch == NULL ||
-        net->act_block == NULL) {
+        net->probs == NULL || net->scratch == NULL || net->act_block == NULL) {
         const size_t act_mb = net->act_bytes >> 20;
         nn_net_free(net);
         return dp_errinfo_set(ei, DP_ENOMEM,
@@ -659,7 +657,6 @@ void nn_net_free(struct nn_net *net)
     dp_free_aligned(net->grad);
     dp_free_aligned(net->input);
     dp_free_aligned(net->probs);
-    dp_free_aligned(net->dlogits);
     dp_free_aligned(net->scratch);
     dp_free_aligned(net->act_block);
     dp_free(net);
@@ -681,7 +678,7 @@ size_t nn_net_bytes(const struct nn_net *net)
     size_t B = (size_t)net->max_batch;
     return net->act_bytes + m->n_floats * sizeof(float) +
            2 * B * dp_model_out_size(m, DP_MODEL_INPUT) * sizeof(float) +
-           2 * B * (size_t)net->n_classes * sizeof(float);
+           B * (size_t)net->n_classes * sizeof(float);
 }
 
 /* ---- Forward and backward ------------------------------------------------ */

@@ -44,9 +44,7 @@ struct nn_net {
     int n_classes;  /* per-sample size of the last layer's output */
     float *grad;    /* n_floats, same layout as m->data */
     float *input;   /* (max_batch, in_c, in_h, in_w) */
-    float *dinput;  /* gradient w.r.t. the input, same shape (kept for generality) */
     float *probs;   /* (max_batch, n_classes) softmax cache of the loss */
-    float *dlogits; /* (max_batch, n_classes) */
     float *scratch; /* shared convolution scratch */
     struct nn_net_layer *layers;
     uint8_t *zeroed;  /* per layer, during backward: activation gradient zeroed yet */
