@@ -677,7 +677,7 @@ size_t nn_net_bytes(const struct nn_net *net)
     const struct dp_model *m = net->m;
     size_t B = (size_t)net->max_batch;
     return net->act_bytes + m->n_floats * sizeof(float) +
-           2 * B * dp_model_out_size(m, DP_MODEL_INPUT) * sizeof(float) +
+           B * dp_model_out_size(m, DP_MODEL_INPUT) * sizeof(float) +
            B * (size_t)net->n_classes * sizeof(float);
 }
 
