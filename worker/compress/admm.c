@@ -232,6 +232,28 @@ static void admm_harden(struct admm_ctx *c, int with_quant)
 
 /* ---- Report --------------------------------------------------------------- */
 
+/* Writes each constrained layer's compression metadata into the IR, so that
+ * checkpoints, the exporter and the code generator know what was done. The
+ * quantizers do not report their scale yet, so scale stays 0. */
+static void admm_record_metadata(struct admm_ctx *c)
+{
+    for (int k = 0; k < c->n_t; k++) {
+        const struct admm_target *t = &c->t[k];
+        struct dp_layer_compress *lc = &c->m->layers[t->layer].comp;
+        memset(lc, 0, sizeof(*lc));
+        const char *name = t->rule->prune != NULL ? t->rule->prune->name : t->rule->quant->name;
+        int n =
+            snprintf(lc->scheme, sizeof(lc->scheme), "%s%s%s", name,
+                     t->rule->prune != NULL && t->rule->quant != NULL ? "+" : "",
+                     t->rule->prune != NULL && t->rule->quant != NULL ? t->rule->quant->name : "");
+        if (n < 0 || (size_t)n >= sizeof(lc->scheme))
+            snprintf(lc->scheme, sizeof(lc->scheme), "%s", name);
+        lc->target_rate = t->rule->prune != NULL ? (float)t->p.rate : 0.0f;
+        if (t->rule->quant != NULL)
+            lc->bits = strcmp(t->rule->quant->name, "binary") == 0 ? 1 : t->p.bits;
+    }
+}
+
 static unsigned admm_bits_for(uint64_t n)
 {
     unsigned b = 1;
@@ -465,6 +487,7 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     err = nn_evaluate(m, test, mean, std, spec->batch, &final_acc, &loss, ei);
     if (err)
         goto out;
+    admm_record_metadata(&c);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     *report =
         admm_report(&c, dense_acc, final_acc, trace,

@@ -102,6 +102,11 @@ Test(admm, irregular_pruning_holds_exactly_and_reports, .timeout = 240)
     double acc = json_real_value(json_object_get(r, "final_test_accuracy"));
     cr_assert_gt(acc, 0.5, "accuracy after 16x on fc1: %.3f", acc);
     cr_assert_eq(json_integer_value(json_object_get(r, "epochs")), 5);
+    /* The IR records what was done, for checkpoints and the exporter. */
+    int fc1 = dp_model_layer_find(f.m, "fc1"), fc2 = dp_model_layer_find(f.m, "fc2");
+    cr_assert_str_eq(f.m->layers[fc1].comp.scheme, "irregular");
+    cr_assert_float_eq(f.m->layers[fc1].comp.target_rate, 16.0f, 1e-6f);
+    cr_assert_str_eq(f.m->layers[fc2].comp.scheme, "");
     json_decref(r);
     admm_fixture_free(&f);
     DP_ASSERT_NO_LEAKS();
@@ -147,6 +152,9 @@ Test(admm, structured_and_quantized, .timeout = 240)
     cr_assert_leq(nnz, 2304u);
     json_t *l1 = json_array_get(json_object_get(r, "layers"), 1);
     cr_assert_eq(json_integer_value(json_object_get(l1, "bits")), 3);
+    int fc1 = dp_model_layer_find(f.m, "fc1");
+    cr_assert_str_eq(f.m->layers[fc1].comp.scheme, "irregular+kbit");
+    cr_assert_eq(f.m->layers[fc1].comp.bits, 3);
     json_decref(r);
     admm_fixture_free(&f);
     DP_ASSERT_NO_LEAKS();
