@@ -79,25 +79,12 @@ static const struct mio_field mio_comp_fields[] = {
 };
 #undef MIO_COMP
 
+/* A name clipped for a message; buf holds MIO_NAME_SHOW + 4 bytes. */
+#define mio__clip(buf, s) dp_utf8_clip((buf), MIO_NAME_SHOW, (s))
+
 #define MIO_N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* ---- Helpers ------------------------------------------------------------- */
-
-/* Copies at most MIO_NAME_SHOW bytes of s into buf (MIO_NAME_SHOW + 4), on a UTF-8 boundary. */
-static const char *mio_clip(char *buf, const char *s)
-{
-    size_t n = strlen(s);
-    if (n <= MIO_NAME_SHOW) {
-        memcpy(buf, s, n + 1);
-        return buf;
-    }
-    size_t cut = MIO_NAME_SHOW - 3;
-    while (cut > 0 && (unsigned char)s[cut] >= 0x80 && (unsigned char)s[cut] < 0xC0)
-        cut--;
-    memcpy(buf, s, cut);
-    memcpy(buf + cut, "...", 4);
-    return buf;
-}
 
 /* Formats a shape as "[3, 4]" into buf (cap bytes); returns buf. */
 static const char *mio_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
@@ -167,7 +154,7 @@ static enum dp_err mio_fields_to_json(const struct mio_field *fields, int n_fiel
             if (!isfinite(x)) {
                 json_decref(obj);
                 return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': field '%s' is not finite",
-                                      mio_clip(nb, lname), fd->name);
+                                      mio__clip(nb, lname), fd->name);
             }
             v = json_real(mio_float_to_json(x));
         } else {
@@ -179,7 +166,7 @@ static enum dp_err mio_fields_to_json(const struct mio_field *fields, int n_fiel
                 json_decref(obj);
                 return dp_errinfo_set(ei, DP_EINVAL,
                                       "layer '%s': field '%s' is not a terminated UTF-8 string",
-                                      mio_clip(nb, lname), fd->name);
+                                      mio__clip(nb, lname), fd->name);
             }
             v = json_string(src);
         }
@@ -214,7 +201,7 @@ static enum dp_err mio_layer_to_json(const struct dp_model *m, int i, json_t **o
         err = dp_errinfo_set(ei, DP_EINVAL,
                              "layer %d: the name '%s' cannot be saved (it must be UTF-8 and not "
                              "'" MIO_INPUT_NAME "'); rename the layer",
-                             i, mio_clip(nb, l->name));
+                             i, mio__clip(nb, l->name));
         goto out;
     }
     err = mio_fields_to_json(mio_attr_fields, MIO_N(mio_attr_fields), &l->a, l->name, &attrs, ei);
@@ -231,7 +218,7 @@ static enum dp_err mio_layer_to_json(const struct dp_model *m, int i, json_t **o
         int in = l->inputs[k];
         if (in != DP_MODEL_INPUT && (in < 0 || in >= i)) {
             err = dp_errinfo_set(ei, DP_EINVAL, "layer '%s': input %d is not an earlier layer",
-                                 mio_clip(nb, l->name), k);
+                                 mio__clip(nb, l->name), k);
             goto out;
         }
         const char *iname = in == DP_MODEL_INPUT ? MIO_INPUT_NAME : m->layers[in].name;
@@ -330,7 +317,7 @@ static enum dp_err mio_check_keys(json_t *obj, const char *const *allowed, const
         if (!ok) {
             char kb[MIO_NAME_SHOW + 4];
             return dp_errinfo_set(ei, DP_EFORMAT, "graph: %s: unknown field '%s'", where,
-                                  mio_clip(kb, key));
+                                  mio__clip(kb, key));
         }
     }
     return DP_OK;
@@ -355,7 +342,7 @@ static enum dp_err mio_fields_from_json(const struct mio_field *fields, int n_fi
         }
         if (fd == NULL)
             return dp_errinfo_set(ei, DP_EFORMAT, "graph: %s: unknown field '%s'", where,
-                                  mio_clip(kb, key));
+                                  mio__clip(kb, key));
         char *dst = (char *)base + fd->offset;
         if (fd->kind == MIO_INT) {
             if (!json_is_integer(v))
@@ -438,7 +425,7 @@ static enum dp_err mio_layer_from_json(json_t *lj, int i, struct dp_model *m, st
     size_t name_len = json_string_length(jname);
     if (name_len == 0 || name_len >= DP_NAME_MAX || strlen(name) != name_len)
         return dp_errinfo_set(ei, DP_EFORMAT, "graph: %s: name '%s' must be 1 to %d bytes", where,
-                              mio_clip(nb, name), DP_NAME_MAX - 1);
+                              mio__clip(nb, name), DP_NAME_MAX - 1);
     snprintf(where, sizeof(where), "layer '%s'", name);
     if (strcmp(name, MIO_INPUT_NAME) == 0)
         return dp_errinfo_set(ei, DP_EFORMAT,
@@ -458,7 +445,7 @@ static enum dp_err mio_layer_from_json(json_t *lj, int i, struct dp_model *m, st
                               where);
     if (dp_op_from_name(json_string_value(jop), &op) != DP_OK)
         return dp_errinfo_set(ei, DP_EFORMAT, "graph: %s: unknown op '%s'", where,
-                              mio_clip(ib, json_string_value(jop)));
+                              mio__clip(ib, json_string_value(jop)));
 
     json_t *jin = json_object_get(lj, "inputs");
     int want = op == DP_OP_ADD ? 2 : 1;
@@ -477,7 +464,7 @@ static enum dp_err mio_layer_from_json(json_t *lj, int i, struct dp_model *m, st
             return dp_errinfo_set(
                 ei, DP_EFORMAT,
                 "graph: %s: input '%s' is not an earlier layer or '" MIO_INPUT_NAME "'", where,
-                mio_clip(ib, iname));
+                mio__clip(ib, iname));
     }
 
     struct dp_op_attrs a;
@@ -646,7 +633,7 @@ enum dp_err dp_model_save(const struct dp_model *m, const char *path, const json
                 err = dp_errinfo_set(ei, DP_EINVAL,
                                      "%s: extra metadata key '%s' is reserved or its value is "
                                      "not a string",
-                                     path, mio_clip(kb, key));
+                                     path, mio__clip(kb, key));
                 goto out;
             }
         }
@@ -703,14 +690,14 @@ static enum dp_err mio_params_from_file(struct dp_model *m, const struct dp_st_f
             return dp_errinfo_set(ei, DP_EFORMAT,
                                   "%s: tensor '%s' is missing (the graph declares it with shape "
                                   "%s)",
-                                  L, mio_clip(nb, p->name),
+                                  L, mio__clip(nb, p->name),
                                   mio_shape_str(s1, sizeof(s1), p->ndim, p->shape));
         int same = t->ndim == p->ndim;
         for (int d = 0; same && d < p->ndim; d++)
             same = t->shape[d] == p->shape[d];
         if (!same)
             return dp_errinfo_set(ei, DP_ESHAPE, "%s: tensor '%s' has shape %s, the graph needs %s",
-                                  L, mio_clip(nb, p->name),
+                                  L, mio__clip(nb, p->name),
                                   mio_shape_str(s1, sizeof(s1), t->ndim, t->shape),
                                   mio_shape_str(s2, sizeof(s2), p->ndim, p->shape));
         enum dp_err err =
@@ -725,7 +712,7 @@ static enum dp_err mio_params_from_file(struct dp_model *m, const struct dp_st_f
             if (dp_model_param_find(m, t->name) == NULL)
                 return dp_errinfo_set(ei, DP_EFORMAT,
                                       "%s: tensor '%s' is not a parameter of the graph", L,
-                                      mio_clip(nb, t->name));
+                                      mio__clip(nb, t->name));
         }
     }
     return DP_OK;

@@ -39,7 +39,9 @@
 
 #define ST_LABEL_MAX 80 /* bytes of a path kept in messages */
 #define ST_NAME_MAX  64 /* bytes of a tensor name kept in messages */
-#define ST_SHAPE_MAX 160
+/* A name clipped for a message; buf holds ST_NAME_MAX + 4 bytes. */
+#define st__clip(buf, s) dp_utf8_clip((buf), ST_NAME_MAX, (s))
+#define ST_SHAPE_MAX     160
 
 struct dp_st_file {
     char label[ST_LABEL_MAX + 4];
@@ -103,26 +105,6 @@ static void st_label_set(char *dst, const char *path)
         tail++; /* do not start inside a UTF-8 sequence */
     memcpy(dst, "...", 3);
     memcpy(dst + 3, tail, strlen(tail) + 1);
-}
-
-/*
- * Copies at most ST_NAME_MAX bytes of s into buf (ST_NAME_MAX + 4 bytes),
- * cutting on a UTF-8 boundary and marking the cut with "...", and returns
- * buf. Messages end up in JSON bodies, which must stay valid UTF-8.
- */
-static const char *st_clip(char *buf, const char *s)
-{
-    size_t n = strlen(s);
-    if (n <= ST_NAME_MAX) {
-        memcpy(buf, s, n + 1);
-        return buf;
-    }
-    size_t cut = ST_NAME_MAX - 3;
-    while (cut > 0 && (unsigned char)s[cut] >= 0x80 && (unsigned char)s[cut] < 0xC0)
-        cut--;
-    memcpy(buf, s, cut);
-    memcpy(buf + cut, "...", 4);
-    return buf;
 }
 
 /* Formats a shape as "[3, 4]" into buf (ST_SHAPE_MAX bytes); returns buf. */
@@ -265,29 +247,29 @@ static enum dp_err st_header_add(json_t *root, const char *label, const struct d
                               DP_ST_METADATA_KEY);
     if (json_object_get(root, t->name) != NULL)
         return dp_errinfo_set(ei, DP_EINVAL, "%s: duplicate tensor name '%s'", label,
-                              st_clip(nb, t->name));
+                              st__clip(nb, t->name));
     const char *dname = dp_st_dtype_name(t->dtype);
     if (dname == NULL)
         return dp_errinfo_set(ei, DP_EINVAL, "%s: tensor '%s' has unknown dtype %d", label,
-                              st_clip(nb, t->name), (int)t->dtype);
+                              st__clip(nb, t->name), (int)t->dtype);
     if (t->ndim < 0 || t->ndim > DP_ST_MAX_DIMS)
         return dp_errinfo_set(ei, DP_EINVAL, "%s: tensor '%s' has %d dimensions (0 to %d allowed)",
-                              label, st_clip(nb, t->name), t->ndim, DP_ST_MAX_DIMS);
+                              label, st__clip(nb, t->name), t->ndim, DP_ST_MAX_DIMS);
     for (int d = 0; d < t->ndim; d++) {
         if (t->shape[d] < 0)
             return dp_errinfo_set(ei, DP_EINVAL, "%s: tensor '%s' has negative dimension %" PRId64,
-                                  label, st_clip(nb, t->name), t->shape[d]);
+                                  label, st__clip(nb, t->name), t->shape[d]);
     }
     size_t esize = st_dtypes[t->dtype].size;
     size_t numel;
     if (!st_numel(t->ndim, t->shape, &numel) || numel > (size_t)INT64_MAX / esize ||
         *offset > (size_t)INT64_MAX - numel * esize)
         return dp_errinfo_set(ei, DP_ETOOBIG, "%s: tensor '%s' is too large", label,
-                              st_clip(nb, t->name));
+                              st__clip(nb, t->name));
     size_t len = numel * esize;
     if (len > 0 && t->data == NULL)
         return dp_errinfo_set(ei, DP_EINVAL, "%s: tensor '%s' has no data", label,
-                              st_clip(nb, t->name));
+                              st__clip(nb, t->name));
 
     json_t *entry = json_object();
     json_t *shape = json_array();
@@ -334,7 +316,7 @@ static enum dp_err st_header_add_meta(json_t *root, const char *label, const jso
     json_object_foreach ((json_t *)metadata, key, val) {
         if (!json_is_string(val))
             return dp_errinfo_set(ei, DP_EINVAL, "%s: metadata value for key '%s' is not a string",
-                                  label, st_clip(nb, key));
+                                  label, st__clip(nb, key));
     }
     json_t *copy = json_deep_copy(metadata);
     if (copy == NULL || json_object_set_new(root, DP_ST_METADATA_KEY, copy) != 0)
@@ -479,7 +461,7 @@ static enum dp_err st_parse_entry(struct dp_st_file *f, const char *name, json_t
 {
     const char *L = f->label;
     char nb[ST_NAME_MAX + 4], sb[ST_SHAPE_MAX];
-    const char *N = st_clip(nb, name);
+    const char *N = st__clip(nb, name);
 
     if (name[0] == '\0')
         return dp_errinfo_set(ei, DP_EFORMAT, "%s: a tensor has an empty name", L);
@@ -492,7 +474,7 @@ static enum dp_err st_parse_entry(struct dp_st_file *f, const char *name, json_t
             strcmp(key, "data_offsets") != 0) {
             char kb[ST_NAME_MAX + 4];
             return dp_errinfo_set(ei, DP_EFORMAT, "%s: tensor '%s': unknown field '%s'", L, N,
-                                  st_clip(kb, key));
+                                  st__clip(kb, key));
         }
     }
 
@@ -505,7 +487,7 @@ static enum dp_err st_parse_entry(struct dp_st_file *f, const char *name, json_t
         return dp_errinfo_set(ei, DP_EFORMAT,
                               "%s: tensor '%s': unsupported dtype '%s' (supported: F32, U8, I32, "
                               "I64)",
-                              L, N, st_clip(db, json_string_value(dt)));
+                              L, N, st__clip(db, json_string_value(dt)));
     }
 
     json_t *shape = json_object_get(val, "shape");
@@ -577,7 +559,7 @@ static enum dp_err st_parse_meta(struct dp_st_file *f, json_t *val, struct dp_er
         if (!json_is_string(v)) {
             char nb[ST_NAME_MAX + 4];
             return dp_errinfo_set(ei, DP_EFORMAT, "%s: metadata value for key '%s' is not a string",
-                                  f->label, st_clip(nb, key));
+                                  f->label, st__clip(nb, key));
         }
     }
     f->metadata = json_incref(val);
@@ -707,12 +689,12 @@ static enum dp_err st_parse_image(struct dp_st_file *f, const unsigned char *buf
             err = dp_errinfo_set(ei, DP_EFORMAT,
                                  "%s: data section bytes [%" PRIu64 ", %" PRIu64
                                  ") before tensor '%s' belong to no tensor",
-                                 L, expect, items[i].begin, st_clip(nb, items[i].t.name));
+                                 L, expect, items[i].begin, st__clip(nb, items[i].t.name));
             goto out;
         }
         if (items[i].begin < expect) {
             err = dp_errinfo_set(ei, DP_EFORMAT, "%s: tensor '%s' overlaps tensor '%s'", L,
-                                 st_clip(nb, items[i].t.name), st_clip(pb, items[i - 1].t.name));
+                                 st__clip(nb, items[i].t.name), st__clip(pb, items[i - 1].t.name));
             goto out;
         }
         expect += items[i].t.data_len;
@@ -905,12 +887,12 @@ enum dp_err dp_st_tensor_copy(const struct dp_st_file *f, const struct dp_st_ten
     const char *want = dp_st_dtype_name(dtype);
     if (t->dtype != dtype)
         return dp_errinfo_set(ei, DP_EFORMAT, "%s: tensor '%s' is %s, expected %s", f->label,
-                              st_clip(nb, t->name), st_dtypes[t->dtype].name,
+                              st__clip(nb, t->name), st_dtypes[t->dtype].name,
                               want ? want : "an unknown dtype");
     if (t->data_len != dst_len)
         return dp_errinfo_set(
             ei, DP_ESHAPE, "%s: tensor '%s' (shape %s) holds %zu bytes, expected %zu", f->label,
-            st_clip(nb, t->name), st_shape_str(sb, t->ndim, t->shape), t->data_len, dst_len);
+            st__clip(nb, t->name), st_shape_str(sb, t->ndim, t->shape), t->data_len, dst_len);
     if (dst_len > 0)
         memcpy(dst, t->data, dst_len);
     return DP_OK;
@@ -924,11 +906,11 @@ static enum dp_err st_read_typed(const struct dp_st_file *f, const char *name,
     const struct dp_st_tensor *t = dp_st_find(f, name);
     if (t == NULL)
         return dp_errinfo_set(ei, DP_ENOENT, "%s: no tensor named '%s'", f->label,
-                              st_clip(nb, name));
+                              st__clip(nb, name));
     if (t->dtype == dtype && t->numel != n_elems)
         return dp_errinfo_set(
             ei, DP_ESHAPE, "%s: tensor '%s' has %zu elements (shape %s), expected %zu", f->label,
-            st_clip(nb, name), t->numel, st_shape_str(sb, t->ndim, t->shape), n_elems);
+            st__clip(nb, name), t->numel, st_shape_str(sb, t->ndim, t->shape), n_elems);
     return dp_st_tensor_copy(f, t, dtype, dst, t->data_len, ei);
 }
 

@@ -4,6 +4,8 @@
  */
 #include "common/utf8.h"
 
+#include <string.h>
+
 int dp_utf8_valid(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -37,4 +39,19 @@ int dp_utf8_valid(const char *s)
         p += n + 1;
     }
     return 1;
+}
+
+const char *dp_utf8_clip(char *buf, size_t max, const char *s)
+{
+    size_t n = strlen(s);
+    if (n <= max) {
+        memcpy(buf, s, n + 1);
+        return buf;
+    }
+    size_t cut = max - 3;
+    while (cut > 0 && (unsigned char)s[cut] >= 0x80 && (unsigned char)s[cut] < 0xC0)
+        cut--;
+    memcpy(buf, s, cut);
+    memcpy(buf + cut, "...", 4);
+    return buf;
 }
