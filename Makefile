@@ -58,7 +58,7 @@ COMMON_SRC := $(wildcard common/*.c)
 NN_SRC := $(wildcard worker/nn/*.c) $(wildcard worker/compress/*.c)
 WK_SRC := $(wildcard worker/*.c)
 TEST_SRC := $(wildcard tests/unit/common/*.c) $(wildcard tests/unit/worker/nn/*.c) \
-            $(wildcard tests/unit/worker/compress/*.c)
+            $(wildcard tests/unit/worker/compress/*.c) tests/unit/test_util.c
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 NN_OBJ := $(NN_SRC:%.c=$(BUILD)/%.o)

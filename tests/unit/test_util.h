@@ -8,6 +8,8 @@
 #ifndef DP_TESTS_UNIT_TEST_UTIL_H
 #define DP_TESTS_UNIT_TEST_UTIL_H
 
+#include <stddef.h>
+
 #if defined(__SANITIZE_ADDRESS__)
 #define DP_TEST_HAVE_ASAN 1
 #elif defined(__has_feature)
@@ -25,5 +27,12 @@
     do {                                                                                     \
     } while (0)
 #endif
+
+/* Creates a private directory /tmp/dp-<tag>-XXXXXX, its path in dir (cap
+ * bytes); fails the test when it cannot. */
+void dp_test_tmpdir_make(char *dir, size_t cap, const char *tag);
+
+/* Removes every file (and empty subdirectory) in dir, then dir itself. */
+void dp_test_tmpdir_remove(const char *dir);
 
 #endif

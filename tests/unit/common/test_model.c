@@ -443,25 +443,12 @@ static char mio_dir[64];
 
 static void mio_setup(void)
 {
-    snprintf(mio_dir, sizeof(mio_dir), "/tmp/dp-mio-XXXXXX");
-    cr_assert_not_null(mkdtemp(mio_dir));
+    dp_test_tmpdir_make(mio_dir, sizeof(mio_dir), "mio");
 }
 
 static void mio_teardown(void)
 {
-    DIR *d = opendir(mio_dir);
-    if (d != NULL) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[512];
-            snprintf(p, sizeof(p), "%s/%s", mio_dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(mio_dir);
+    dp_test_tmpdir_remove(mio_dir);
 }
 
 TestSuite(model_io, .init = mio_setup, .fini = mio_teardown, .timeout = 60);

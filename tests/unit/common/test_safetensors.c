@@ -26,26 +26,12 @@ static char st_dir[64];
 
 static void st_setup(void)
 {
-    snprintf(st_dir, sizeof(st_dir), "/tmp/dp-st-XXXXXX");
-    cr_assert_not_null(mkdtemp(st_dir));
+    dp_test_tmpdir_make(st_dir, sizeof(st_dir), "st");
 }
 
 static void st_teardown(void)
 {
-    DIR *d = opendir(st_dir);
-    if (d != NULL) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[512];
-            snprintf(p, sizeof(p), "%s/%s", st_dir, e->d_name);
-            if (unlink(p) != 0)
-                rmdir(p);
-        }
-        closedir(d);
-    }
-    rmdir(st_dir);
+    dp_test_tmpdir_remove(st_dir);
 }
 
 TestSuite(safetensors, .init = st_setup, .fini = st_teardown, .timeout = 60);

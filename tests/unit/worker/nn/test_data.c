@@ -28,27 +28,12 @@ static char tmpdir[64];
 
 static void data_setup(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/dp-test-data-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp failed");
+    dp_test_tmpdir_make(tmpdir, sizeof(tmpdir), "test-data");
 }
 
 static void data_teardown(void)
 {
-    char path[512];
-    DIR *d = opendir(tmpdir);
-    if (d == NULL)
-        return;
-    for (;;) {
-        struct dirent *e = readdir(d);
-        if (e == NULL)
-            break;
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", tmpdir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(tmpdir);
+    dp_test_tmpdir_remove(tmpdir);
 }
 
 TestSuite(data, .init = data_setup, .fini = data_teardown);
