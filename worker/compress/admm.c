@@ -232,6 +232,28 @@ static void admm_harden(struct admm_ctx *c, int with_quant)
 
 /* ---- Report --------------------------------------------------------------- */
 
+static unsigned admm_bits_for(uint64_t n);
+
+/* Bits per stored weight: enough for the quantizer's levels (binary 1,
+ * ternary 2, k-bit and pow2 `bits`, pow2sum its larger level set), 32 when
+ * the tensor is not quantized. */
+static unsigned admm_value_bits(const struct admm_target *t)
+{
+    if (t->rule->quant == NULL)
+        return 32;
+    const char *q = t->rule->quant->name;
+    if (strcmp(q, "binary") == 0)
+        return 1;
+    if (strcmp(q, "ternary") == 0)
+        return 2;
+    if (strcmp(q, "pow2sum") == 0) {
+        /* positive levels: 2^-j and 2^-j + 2^-k for j <= k < J */
+        const uint64_t J = ((uint64_t)1 << (t->p.bits - 1)) - 1;
+        return admm_bits_for(2 * (J + J * (J + 1) / 2) + 1);
+    }
+    return (unsigned)t->p.bits;
+}
+
 /* Writes each constrained layer's compression metadata into the IR, so that
  * checkpoints, the exporter and the code generator know what was done. The
  * quantizers do not report their scale yet, so scale stays 0. */
@@ -250,7 +272,7 @@ static void admm_record_metadata(struct admm_ctx *c)
             snprintf(lc->scheme, sizeof(lc->scheme), "%s", name);
         lc->target_rate = t->rule->prune != NULL ? (float)t->p.rate : 0.0f;
         if (t->rule->quant != NULL)
-            lc->bits = strcmp(t->rule->quant->name, "binary") == 0 ? 1 : t->p.bits;
+            lc->bits = (int)admm_value_bits(t);
     }
 }
 
@@ -297,8 +319,7 @@ static json_t *admm_layer_report(const struct admm_ctx *c, const struct admm_tar
             any = w[o * I * KK + j] != 0.0f;
         zero_col += !any;
     }
-    const unsigned vbits =
-        t->rule->quant != NULL ? (unsigned)(t->rule->quant->name[0] == 'b' ? 1 : t->p.bits) : 32;
+    const unsigned vbits = admm_value_bits(t);
     /* Index overhead counted: CSR stores a column index per non-zero
      * (ceil(log2(columns)) bits) and a 32-bit row pointer per row plus one;
      * the bitmask stores one bit per weight. */
