@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "worker/wk_compress.h"
+#include "worker/wk_serve.h"
 #include "worker/wk_train.h"
 
 static void wk_usage(FILE *f)
@@ -17,6 +18,8 @@ static void wk_usage(FILE *f)
             "commands:\n"
             "  train     train a network offline (dnnpress-worker train --help)\n"
             "  compress  compress a trained network with ADMM (dnnpress-worker compress --help)\n"
+            "  serve     lease tasks from dnnpress-server and run them (dnnpress-worker serve "
+            "--help)\n"
             "\n");
 }
 
@@ -30,6 +33,8 @@ int main(int argc, char **argv)
         return wk_train_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "compress") == 0)
         return wk_compress_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "serve") == 0)
+        return wk_serve_main(argc - 1, argv + 1);
     fprintf(stderr, "dnnpress-worker: unknown command '%s'\n", argv[1]);
     wk_usage(stderr);
     return 2;
