@@ -26,6 +26,10 @@ WARN_STRICT := -Wconversion -Wsign-conversion
 
 CPPFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -MMD -MP
 LIBS := -ldnnl -lopenblas -ljansson -lz -lm
+# ---- task loop and CLI (issue 5, client) ----
+LIBS += -luv -lcurl
+CLI_LIBS := -ljansson -lcurl -lz -lm
+# ---- end task loop and CLI ----
 
 ifeq ($(MODE),release)
 OPT := -O2 -DNDEBUG -g
@@ -59,11 +63,25 @@ NN_SRC := $(wildcard worker/nn/*.c) $(wildcard worker/compress/*.c)
 WK_SRC := $(wildcard worker/*.c)
 TEST_SRC := $(wildcard tests/unit/common/*.c) $(wildcard tests/unit/worker/nn/*.c) \
             $(wildcard tests/unit/worker/compress/*.c) tests/unit/test_util.c
+# ---- task loop and CLI (issue 5, client) ----
+# The worker's objects minus main() form libwk.a and the CLI's minus main()
+# libcli.a, so the unit tests link the task loop and the CLI's pure parts.
+CLI_SRC := $(wildcard server/cli/*.c)
+TEST_SRC += $(wildcard tests/unit/worker/*.c) $(wildcard tests/unit/server/cli/*.c)
+# ---- end task loop and CLI ----
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 NN_OBJ := $(NN_SRC:%.c=$(BUILD)/%.o)
 WK_OBJ := $(WK_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+# ---- task loop and CLI (issue 5, client) ----
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+WKLIB_OBJ := $(filter-out $(BUILD)/worker/wk_main.o,$(WK_OBJ))
+CLILIB_OBJ := $(filter-out $(BUILD)/server/cli/cli_main.o,$(CLI_OBJ))
+LIBWK := $(BUILD)/libwk.a
+LIBCLI := $(BUILD)/libcli.a
+CLI := $(BUILD)/dnnpress
+# ---- end task loop and CLI ----
 
 LIBCOMMON := $(BUILD)/libcommon.a
 LIBNN := $(BUILD)/libnn.a
@@ -73,7 +91,7 @@ UNIT := $(BUILD)/unit-tests
 .PHONY: all deps test unit demo bench check check-banned check-headers format clean
 .DEFAULT_GOAL := all
 
-all: $(WORKER) $(UNIT)
+all: $(WORKER) $(UNIT) $(CLI)
 
 $(BUILD)/common/%.o: common/%.c
 	@mkdir -p $(@D)
@@ -112,9 +130,30 @@ $(WORKER): $(WK_OBJ) $(LIBNN) $(LIBCOMMON)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
 
-$(UNIT): $(TEST_OBJ) $(LIBNN) $(LIBCOMMON)
+$(UNIT): $(TEST_OBJ) $(LIBWK) $(LIBCLI) $(LIBNN) $(LIBCOMMON)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) -lcriterion
+
+# ---- task loop and CLI (issue 5, client) ----
+# The CLI sits beside the server (server/cli/) and is held to server/'s
+# stricter warnings.
+$(BUILD)/server/cli/%.o: server/cli/%.c
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_COMMON) -c $< -o $@
+
+$(LIBWK): $(WKLIB_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(LIBCLI): $(CLILIB_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(CLI): $(BUILD)/server/cli/cli_main.o $(LIBCLI) $(LIBCOMMON)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(SANLD) $^ -o $@ $(CLI_LIBS)
+# ---- end task loop and CLI ----
 
 # ---- Dependencies ----------------------------------------------------------
 
@@ -166,7 +205,7 @@ check-banned:
 	@tools/check-banned.sh
 
 check-headers:
-	@for h in common/*.h worker/*.h worker/nn/*.h worker/compress/*.h; do \
+	@for h in common/*.h worker/*.h worker/nn/*.h worker/compress/*.h $(wildcard server/cli/*.h); do \
 	  echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(CPPFLAGS_BASE)) $(WARN) \
 	      -fsyntax-only -x c - || exit 1; \
 	done; echo "headers: all self-contained"
@@ -177,4 +216,4 @@ format:
 clean:
 	rm -rf build
 
--include $(COMMON_OBJ:.o=.d) $(NN_OBJ:.o=.d) $(WK_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(COMMON_OBJ:.o=.d) $(NN_OBJ:.o=.d) $(WK_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

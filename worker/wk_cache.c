@@ -125,7 +125,7 @@ static enum dp_err wk_cache_list(const struct wk_cache *c, struct wk_cache_entry
             v = nv;
             cap = nc;
         }
-        snprintf(v[n].name, sizeof(v[n].name), "%s", e->d_name);
+        memcpy(v[n].name, e->d_name, 65); /* valid: exactly 64 hex digits and a NUL */
         v[n].size = (uint64_t)st.st_size;
         v[n].mtime = st.st_mtim;
         n++;

@@ -297,7 +297,7 @@ static enum dp_err wk_task_prepare(struct wk_task *t, struct dp_errinfo *ei)
 static int wk_is_epoch_event(const char *type)
 {
     return strcmp(type, "epoch") == 0 || strcmp(type, "admm_epoch") == 0 ||
-           strcmp(type, "retrain_epoch") == 0;
+           strcmp(type, "retrain_epoch") == 0 || strcmp(type, "magnitude_epoch") == 0;
 }
 
 static void wk_hook_event(void *ctx, const char *type, json_t *data)

@@ -1,0 +1,77 @@
+/*
+ * The dnnpress command-line client: what its commands share. Each command
+ * is one function `cli_cmd_<name>(ctx, argc, argv)` returning an exit code;
+ * cli_main.c dispatches by name.
+ *
+ * Exit codes (also in `dnnpress --help`) let scripts tell failures apart:
+ */
+#ifndef DP_SERVER_CLI_CLI_H
+#define DP_SERVER_CLI_CLI_H
+
+#include <jansson.h>
+
+#include "common/httpc.h"
+
+enum cli_exit {
+    CLI_OK = 0,
+    CLI_JOB_FAILED = 1,   /* the job failed or was cancelled (watch, submit --watch) */
+    CLI_USAGE = 2,        /* bad command line or local file */
+    CLI_AUTH = 3,         /* no token, or the server refused it (401/403) */
+    CLI_NOT_FOUND = 4,    /* 404: no such object for this team */
+    CLI_UNREACHABLE = 5,  /* no answer from the server */
+    CLI_CONFLICT = 6,     /* 409: the object's state does not allow it */
+    CLI_REJECTED = 7,     /* 400/413/415/422: the server named what is wrong */
+    CLI_SERVER_ERROR = 8, /* 5xx or an answer that makes no sense */
+};
+
+struct cli_ctx {
+    const char *server;   /* base URL */
+    const char *token;    /* may be NULL (login, healthz) */
+    int json;             /* --json: machine-readable output on stdout */
+    struct dp_httpc *h;   /* owned by main */
+    const char *config_path;
+};
+
+/* Maps an HTTP status (0: no answer) to an exit code; 2xx -> CLI_OK. */
+enum cli_exit cli_exit_for_status(long status);
+
+/*
+ * Sends a JSON request (body borrowed, may be NULL; headers may be NULL)
+ * and returns the answer's JSON in *answer (caller decrefs; may be NULL)
+ * on a 2xx. Otherwise prints "dnnpress: <what>: <server's message>" on
+ * stderr and returns the exit code for it.
+ */
+enum cli_exit cli_call(struct cli_ctx *ctx, const char *method, const char *path, json_t *body,
+                       const char *const *headers, json_t **answer, long *status);
+
+/* The string member key of o (borrowed), or dflt when absent or not a string. */
+const char *cli_str(const json_t *o, const char *key, const char *dflt);
+
+/* Prints j on stdout as one line of compact JSON. */
+void cli_print_json(const json_t *j);
+
+/* Percent-encodes s for a query string into out (cap bytes); -1 when it does not fit. */
+int cli_url_escape(const char *s, char *out, size_t cap);
+
+/* Whether id is a safe object id (letters, digits, '_' and '-', 1..64). */
+int cli_id_valid(const char *id);
+
+/* A command argument that must be an id: prints the problem and returns CLI_USAGE. */
+enum cli_exit cli_require_id(const char *what, const char *id);
+
+/* ---- commands (cli_cmds.c, cli_watch.c, cli_artifacts.c) ---- */
+enum cli_exit cli_cmd_login(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_upload(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_submit(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_list(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_status(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_cancel(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_retry(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_watch(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_download(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_report(struct cli_ctx *ctx, int argc, char **argv);
+
+/* Follows job_id's events until it ends; the exit code says how it ended. */
+enum cli_exit cli_watch_job(struct cli_ctx *ctx, const char *job_id);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * What every CLI command does with the server: one request, the answer's
+ * status turned into an exit code, the server's message shown as is (it
+ * names the field or the problem).
+ */
+#include "server/cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum cli_exit cli_exit_for_status(long status)
+{
+    if (status >= 200 && status < 300)
+        return CLI_OK;
+    if (status == 0)
+        return CLI_UNREACHABLE;
+    if (status == 401 || status == 403)
+        return CLI_AUTH;
+    if (status == 404)
+        return CLI_NOT_FOUND;
+    if (status == 409)
+        return CLI_CONFLICT;
+    if (status >= 400 && status < 500)
+        return CLI_REJECTED;
+    return CLI_SERVER_ERROR;
+}
+
+enum cli_exit cli_call(struct cli_ctx *ctx, const char *method, const char *path, json_t *body,
+                       const char *const *headers, json_t **answer, long *status)
+{
+    struct dp_http_resp r = {0};
+    struct dp_errinfo ei = {DP_OK, ""};
+    if (answer != NULL)
+        *answer = NULL;
+    enum dp_err err = dp_httpc_json(ctx->h, method, path, body, headers, &r, &ei);
+    if (status != NULL)
+        *status = r.status;
+    enum cli_exit rc;
+    if (err) {
+        fprintf(stderr, "dnnpress: %s\n", dp_errinfo_msg(&ei, err));
+        rc = r.status == 0 ? CLI_UNREACHABLE : CLI_SERVER_ERROR;
+    } else {
+        rc = cli_exit_for_status(r.status);
+        if (rc != CLI_OK) {
+            const char *code = json_string_value(json_object_get(r.json, "code"));
+            fprintf(stderr, "dnnpress: %s %s: %ld%s%s: %s\n", method, path, r.status,
+                    code ? " " : "", code ? code : "", dp_http_resp_message(&r));
+            if (rc == CLI_AUTH && ctx->token == NULL)
+                fprintf(stderr, "dnnpress: no token: run `dnnpress login --server URL --token "
+                                "TOKEN` or set DNNPRESS_TOKEN\n");
+        } else if (answer != NULL) {
+            *answer = r.json;
+            r.json = NULL;
+        }
+    }
+    dp_http_resp_free(&r);
+    return rc;
+}
+
+const char *cli_str(const json_t *o, const char *key, const char *dflt)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v != NULL ? v : dflt;
+}
+
+void cli_print_json(const json_t *j)
+{
+    json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(7));
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+int cli_url_escape(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.' || c == '~';
+        if (n + (plain ? 1 : 3) + 1 > cap)
+            return -1;
+        if (plain) {
+            out[n++] = (char)c;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        }
+    }
+    if (n + 1 > cap)
+        return -1;
+    out[n] = '\0';
+    return 0;
+}
+
+int cli_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    return n > 0 && n <= 64 &&
+           strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
+enum cli_exit cli_require_id(const char *what, const char *id)
+{
+    if (id != NULL && cli_id_valid(id))
+        return CLI_OK;
+    fprintf(stderr, "dnnpress: %s: '%.80s' is not an id (letters, digits, '_' and '-')\n", what,
+            id ? id : "");
+    return CLI_USAGE;
+}
