@@ -161,7 +161,8 @@ int wk_cache_evict(struct wk_cache *c, uint64_t incoming)
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += v[i].size;
-    qsort(v, n, sizeof(*v), wk_cache_entry_cmp);
+    if (n > 1)
+        qsort(v, n, sizeof(*v), wk_cache_entry_cmp);
     int removed = 0;
     for (size_t i = 0; i < n && total + incoming > c->max_bytes; i++) {
         char f[1500];
