@@ -71,7 +71,6 @@ struct wk_task {
 
     /* ---- engine thread only ---- */
     int snap_seq;
-    json_t *last_epoch; /* the last per-epoch event, attached to checkpoints */
 
     /* ---- any thread ---- */
     atomic_int stop;
@@ -307,21 +306,14 @@ static void wk_hook_event(void *ctx, const char *type, json_t *data)
     json_t *copy = data != NULL ? json_deep_copy(data) : json_object();
     if (copy == NULL)
         return;
-    if (wk_is_epoch_event(type)) {
-        json_decref(t->last_epoch);
-        t->last_epoch = json_deep_copy(copy);
-    }
     if (strcmp(type, "checkpoint") == 0) {
         const char *path = json_string_value(json_object_get(data, "path"));
         char snap[WK_PATH_MAX];
         int n = snprintf(snap, sizeof(snap), "%s/ckpt-%d.safetensors", t->dir, ++t->snap_seq);
         if (path != NULL && n > 0 && n < WK_PATH_MAX && link(path, snap) == 0) {
-            if (t->last_epoch != NULL)
-                json_object_set(copy, "after", t->last_epoch);
-            json_object_set_new(copy, "type", json_string(type));
             uv_mutex_lock(&t->mu);
             if (t->snap[0] != '\0')
-                unlink(t->snap); /* superseded before it could be uploaded */
+                unlink(t->snap); /* superseded before the loop took it for upload */
             memcpy(t->snap, snap, sizeof(snap));
             json_decref(t->snap_info);
             t->snap_info = copy;
@@ -428,13 +420,20 @@ static void wk_task_flush_events(struct wk_task *t)
     }
 }
 
-/* Uploads the newest checkpoint snapshot, if any; returns 0 when none is left. */
+/*
+ * Uploads the newest checkpoint snapshot, if any; returns 0 when none is
+ * left. The loop takes the snapshot out of the shared slot first, so the
+ * engine never removes a file that is being uploaded; a failed upload puts
+ * it back unless the engine has written a newer one meanwhile.
+ */
 static int wk_task_upload_snapshot(struct wk_task *t)
 {
     char snap[WK_PATH_MAX];
     uv_mutex_lock(&t->mu);
     memcpy(snap, t->snap, sizeof(snap));
-    json_t *info = json_incref(t->snap_info);
+    t->snap[0] = '\0';
+    json_t *info = t->snap_info;
+    t->snap_info = NULL;
     uv_mutex_unlock(&t->mu);
     if (snap[0] == '\0') {
         json_decref(info);
@@ -448,19 +447,29 @@ static int wk_task_upload_snapshot(struct wk_task *t)
             wk_task_set_stop(t, WK_STOP_LOST);
         DP_LOG(DP_LOG_WARN, "task %s: checkpoint upload failed: %s", t->id, ei.msg);
         t->next_upload_try = time(NULL) + 2;
+        uv_mutex_lock(&t->mu);
+        if (t->snap[0] == '\0') {
+            memcpy(t->snap, snap, sizeof(snap));
+            t->snap_info = info;
+            info = NULL;
+        } else {
+            unlink(snap);
+        }
+        uv_mutex_unlock(&t->mu);
         json_decref(info);
         return 1;
     }
     t->n_ckpt_uploaded++;
-    uv_mutex_lock(&t->mu);
-    if (strcmp(t->snap, snap) == 0)
-        t->snap[0] = '\0';
-    uv_mutex_unlock(&t->mu);
     unlink(snap);
-    json_t *d = json_pack("{s:s, s:s}", "message", "checkpoint uploaded", "sha256", sha);
-    if (d != NULL && info != NULL)
-        json_object_set(d, "checkpoint", info);
-    wk_task_outbox_add(t, "checkpoint", d);
+    json_int_t epoch = json_integer_value(json_object_get(info, "epoch"));
+    char msg[96];
+    snprintf(msg, sizeof(msg), "checkpoint uploaded after epoch %lld", (long long)epoch);
+    json_t *d = json_pack("{s:s, s:s, s:I}", "message", msg, "sha256", sha, "checkpoint_epoch",
+                          epoch);
+    if (d != NULL && json_is_integer(json_object_get(info, "step")))
+        json_object_set(d, "checkpoint_step", json_object_get(info, "step"));
+    if (d != NULL)
+        wk_task_outbox_add(t, "checkpoint", d);
     json_decref(d);
     json_decref(info);
     return 0;
@@ -759,7 +768,6 @@ out:
     json_decref(t->outbox);
     json_decref(t->progress);
     json_decref(t->snap_info);
-    json_decref(t->last_epoch);
     dp_free(t);
     return outcome;
 }
