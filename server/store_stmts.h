@@ -71,7 +71,7 @@
                      "finished_at = :finished, error = :error WHERE id = :id")                     \
     X(JOB_CANCEL, "UPDATE jobs SET cancel_requested = 1, state = 'cancelled', "                    \
                   "finished_at = :now WHERE id = :id")                                             \
-    X(JOB_RETRY, "UPDATE jobs SET cancel_requested = 0, state = 'queued', finished_at = NULL, "    \
+    X(JOB_RETRY, "UPDATE jobs SET cancel_requested = 0, state = 'queued', finished_at = NULL, started_at = NULL, "    \
                  "error = NULL WHERE id = :id")                                                    \
     X(JOB_PROGRESS, "UPDATE jobs SET progress = :progress WHERE id = :id")                         \
     X(JOB_OUTPUTS, "UPDATE jobs SET outputs = json_patch(outputs, :outputs) WHERE id = :id")       \
