@@ -155,6 +155,53 @@ $(CLI): $(BUILD)/server/cli/cli_main.o $(LIBCLI) $(LIBCOMMON)
 	$(Q)$(CC) $(SANLD) $^ -o $@ $(CLI_LIBS)
 # ---- end task loop and CLI ----
 
+# ---- dnnpress-server (server/, migrations/) ---------------------------------
+# server/cli/ is the command-line client's (built by its own block).
+SRV_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
+SRV_OBJ := $(SRV_SRC:%.c=$(BUILD)/%.o)
+SRV_MAIN_OBJ := $(BUILD)/server/main.o
+SRV_TEST_SRC := $(wildcard tests/unit/server/*.c) tests/unit/test_util.c
+SRV_TEST_OBJ := $(SRV_TEST_SRC:%.c=$(BUILD)/%.o)
+LIBSRV := $(BUILD)/libsrv.a
+SERVER := $(BUILD)/dnnpress-server
+SRV_UNIT := $(BUILD)/server-unit-tests
+SRV_GEN := $(BUILD)/gen/server/migrations_gen.h
+# The job spec validator is the worker's own (worker/compress/spec.c, in libnn):
+# submissions are checked by exactly the code that will run them.
+SRV_LIBS := -lmicrohttpd -lsqlite3 -luv -ljansson -lz -lm -pthread
+
+all: $(SERVER) $(SRV_UNIT)
+
+$(SRV_GEN): $(sort $(wildcard migrations/*.sql)) tools/gen-migrations.sh
+	@mkdir -p $(@D)
+	@echo "  GEN     $@"
+	$(Q)tools/gen-migrations.sh $(sort $(wildcard migrations/*.sql)) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/server/%.o: server/%.c $(SRV_GEN)
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_COMMON) -I$(BUILD)/gen -pthread -c $< -o $@
+
+$(BUILD)/tests/unit/server/%.o: tests/unit/server/%.c $(SRV_GEN)
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_WK) -I$(BUILD)/gen -Wno-missing-prototypes -c $< -o $@
+
+$(LIBSRV): $(SRV_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(SERVER): $(SRV_MAIN_OBJ) $(LIBSRV) $(LIBNN) $(LIBCOMMON)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SRV_LIBS)
+
+$(SRV_UNIT): $(SRV_TEST_OBJ) $(LIBSRV) $(LIBNN) $(LIBCOMMON)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SRV_LIBS) -lcriterion
+
+-include $(SRV_OBJ:.o=.d) $(SRV_MAIN_OBJ:.o=.d) $(SRV_TEST_OBJ:.o=.d)
+# ---- end dnnpress-server ----------------------------------------------------
+
 # ---- Dependencies ----------------------------------------------------------
 
 DEPS_STAMP := build/.deps-ok

@@ -1,0 +1,147 @@
+/*
+ * Service, team, token and worker-list handlers: /healthz, /metrics,
+ * /api/v1/teams, /api/v1/tokens, /api/v1/me, /api/v1/workers.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "server/http_int.h"
+#include "server/ids.h"
+#include "server/validate.h"
+
+SRV_HANDLER(srv_api_healthz)
+{
+    (void)h;
+    return srv_reply_json(conn, r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+/* Appends a Prometheus gauge line per state in obj. */
+static size_t metrics_states(char *buf, size_t cap, size_t n, const char *metric, json_t *obj,
+                             const char *const *states)
+{
+    for (const char *const *s = states; *s && n < cap; s++) {
+        json_t *v = json_object_get(obj, *s);
+        n += (size_t)snprintf(buf + n, cap - n, "%s{state=\"%s\"} %" JSON_INTEGER_FORMAT "\n",
+                              metric, *s, v ? json_integer_value(v) : 0);
+    }
+    return n;
+}
+
+SRV_HANDLER(srv_api_metrics)
+{
+    static const char *const job_states[] = {"queued", "running", "succeeded", "failed",
+                                             "cancelled", NULL};
+    static const char *const task_states[] = {"queued", "leased", "succeeded", "failed",
+                                              "dead",   "cancelled", NULL};
+    json_t *m = NULL;
+    struct dp_errinfo ei = {0};
+    enum dp_err err = srv_store_metrics(h->st, &m, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    char buf[4096];
+    size_t cap = sizeof(buf), n = 0;
+    n += (size_t)snprintf(buf + n, cap - n,
+                          "# HELP dnnpress_http_requests_total HTTP requests answered, by class.\n"
+                          "# TYPE dnnpress_http_requests_total counter\n"
+                          "dnnpress_http_requests_total{class=\"2xx\"} %" PRIu64 "\n"
+                          "dnnpress_http_requests_total{class=\"4xx\"} %" PRIu64 "\n"
+                          "dnnpress_http_requests_total{class=\"5xx\"} %" PRIu64 "\n"
+                          "# HELP dnnpress_jobs Jobs by state.\n# TYPE dnnpress_jobs gauge\n",
+                          atomic_load(&h->n_2xx), atomic_load(&h->n_4xx), atomic_load(&h->n_5xx));
+    n = metrics_states(buf, cap, n, "dnnpress_jobs", json_object_get(m, "jobs"), job_states);
+    if (n < cap)
+        n += (size_t)snprintf(buf + n, cap - n, "# HELP dnnpress_tasks Tasks by state.\n"
+                                                "# TYPE dnnpress_tasks gauge\n");
+    n = metrics_states(buf, cap, n, "dnnpress_tasks", json_object_get(m, "tasks"), task_states);
+    if (n < cap)
+        snprintf(buf + n, cap - n,
+                 "# HELP dnnpress_workers Registered workers.\n# TYPE dnnpress_workers gauge\n"
+                 "dnnpress_workers %" JSON_INTEGER_FORMAT "\n"
+                 "# HELP dnnpress_uptime_seconds Seconds since the server started.\n"
+                 "# TYPE dnnpress_uptime_seconds gauge\ndnnpress_uptime_seconds %" PRId64 "\n",
+                 json_integer_value(json_object_get(m, "workers")),
+                 (srv_now_ms() - h->started_ms) / 1000);
+    json_decref(m);
+    return srv_reply_text(conn, r, 200, "text/plain; version=0.0.4", buf);
+}
+
+SRV_HANDLER(srv_api_team_create)
+{
+    static const char *const allowed[] = {"name", NULL};
+    struct dp_errinfo ei = {0};
+    const char *name = NULL;
+    json_t *out = NULL;
+    enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
+    if (!err)
+        err = srv_json_str(r->json, "body", "name", 1, &name, &ei);
+    if (!err)
+        err = srv_validate_name(name, "name", &ei);
+    if (!err)
+        err = srv_store_team_create(h->st, name, &out, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 201, out);
+}
+
+SRV_HANDLER(srv_api_team_list)
+{
+    struct dp_errinfo ei = {0};
+    int limit;
+    int64_t cursor;
+    json_t *out = NULL;
+    enum dp_err err = srv_list_args(conn, &limit, &cursor, &ei);
+    if (!err)
+        err = srv_store_team_list(h->st, limit, cursor, &out, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 200, out);
+}
+
+SRV_HANDLER(srv_api_token_create)
+{
+    static const char *const allowed[] = {"team_id", "scope", "name", NULL};
+    struct dp_errinfo ei = {0};
+    const char *team = NULL, *scope = NULL, *name = "token";
+    json_t *out = NULL;
+    enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
+    if (!err)
+        err = srv_json_str(r->json, "body", "team_id", 1, &team, &ei);
+    if (!err)
+        err = srv_json_str(r->json, "body", "scope", 1, &scope, &ei);
+    if (!err && strcmp(scope, "team") != 0 && strcmp(scope, "agent") != 0)
+        err = dp_errinfo_set(&ei, DP_EINVAL, "body.scope: must be \"team\" or \"agent\"");
+    if (!err)
+        err = srv_json_str(r->json, "body", "name", 0, &name, &ei);
+    if (!err)
+        err = srv_validate_name(name, "name", &ei);
+    if (!err)
+        err = srv_store_token_create(h->st, team, scope, name, &out, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 201, out);
+}
+
+SRV_HANDLER(srv_api_me)
+{
+    (void)h;
+    static const char *const scopes[] = {"admin", "team", "agent"};
+    json_t *o = json_pack("{s:s, s:s}", "scope", scopes[r->who.scope], "token_id", r->who.token_id);
+    json_object_set_new(o, "team_id", r->who.team_id[0] ? json_string(r->who.team_id) : json_null());
+    return srv_reply_json(conn, r, 200, o);
+}
+
+SRV_HANDLER(srv_api_worker_list)
+{
+    struct dp_errinfo ei = {0};
+    int limit;
+    int64_t cursor;
+    json_t *out = NULL;
+    enum dp_err err = srv_list_args(conn, &limit, &cursor, &ei);
+    if (!err)
+        err = srv_store_worker_list(h->st, limit, cursor, &out, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 200, out);
+}

@@ -1,0 +1,340 @@
+/*
+ * Worker-facing handlers (agent scope): register, claim (long-poll),
+ * heartbeat, events, artifact upload, complete, fail, release, and blob
+ * download. Every write carries the lease's fence; a stale one is 409
+ * lease_lost, whatever the worker meant to do.
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/sha256.h"
+#include "server/http_int.h"
+#include "server/ids.h"
+#include "server/validate.h"
+
+#define AGENT_MAX_EVENTS 100
+#define AGENT_EVENT_DATA_MAX (64 * 1024)
+#define AGENT_MESSAGE_MAX 4096
+
+static const char *const task_types[] = {"train", "compress", "retrain", "export",
+                                         "compile", "profile", NULL};
+
+static enum MHD_Result agent_err(struct MHD_Connection *conn, struct srv_req *r, enum dp_err err,
+                                 const struct dp_errinfo *ei)
+{
+    if (err == DP_EEXIST)
+        return srv_reply_error(conn, r, 409, "lease_lost", "%s", dp_errinfo_msg(ei, err));
+    return srv_reply_err(conn, r, err, ei);
+}
+
+static enum dp_err check_caps(json_t *caps, const char *where, struct dp_errinfo *ei)
+{
+    if (!json_is_array(caps) || json_array_size(caps) == 0 || json_array_size(caps) > 16)
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: must be a non-empty array of task types", where);
+    size_t i;
+    json_t *c;
+    json_array_foreach(caps, i, c)
+    {
+        int ok = 0;
+        for (const char *const *t = task_types; *t && json_is_string(c); t++)
+            ok |= strcmp(*t, json_string_value(c)) == 0;
+        if (!ok)
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "%s[%zu]: not a task type (train, compress, retrain, export, "
+                                  "compile, profile)",
+                                  where, i);
+    }
+    return DP_OK;
+}
+
+SRV_HANDLER(srv_api_agent_register)
+{
+    static const char *const allowed[] = {"name", "version", "capabilities", "device", NULL};
+    struct dp_errinfo ei = {0};
+    const char *name = NULL, *version = "";
+    json_t *out = NULL, *device = json_object_get(r->json, "device");
+    enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
+    if (!err)
+        err = srv_json_str(r->json, "body", "name", 1, &name, &ei);
+    if (!err)
+        err = srv_validate_name(name, "name", &ei);
+    if (!err)
+        err = srv_json_str(r->json, "body", "version", 0, &version, &ei);
+    if (!err && strlen(version) > 64)
+        err = dp_errinfo_set(&ei, DP_EINVAL, "body.version: longer than 64 bytes");
+    if (!err)
+        err = check_caps(json_object_get(r->json, "capabilities"), "body.capabilities", &ei);
+    if (!err && device && !json_is_object(device))
+        err = dp_errinfo_set(&ei, DP_EINVAL, "body.device: must be an object");
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    json_t *dev = device ? json_incref(device) : json_object();
+    err = srv_store_worker_register(h->st, name, version, json_object_get(r->json, "capabilities"),
+                                    dev, &out, &ei);
+    json_decref(dev);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 201, out);
+}
+
+SRV_HANDLER(srv_api_agent_claim)
+{
+    static const char *const allowed[] = {"worker_id", "capabilities", "wait_s", NULL};
+    struct dp_errinfo ei = {0};
+    const char *worker = NULL;
+    int64_t wait_s = 0;
+    json_t *caps = json_object_get(r->json, "capabilities");
+    enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
+    if (!err)
+        err = srv_json_str(r->json, "body", "worker_id", 1, &worker, &ei);
+    if (!err)
+        err = check_caps(caps, "body.capabilities", &ei);
+    if (!err)
+        err = srv_json_int(r->json, "body", "wait_s", 0, 0, 30, &wait_s, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    if (r->poll_deadline_ms == 0)
+        r->poll_deadline_ms = srv_mono_ms() + wait_s * 1000;
+    for (;;) {
+        uint64_t gen = srv_store_generation(h->st);
+        json_t *task = NULL;
+        err = srv_store_task_claim(h->st, worker, caps, &task, &ei);
+        if (err == DP_OK) {
+            srv_notify(h); /* event streams see the lease */
+            return srv_reply_json(conn, r, 200, json_pack("{s:o}", "task", task));
+        }
+        if (err != DP_ENOENT)
+            return srv_reply_err(conn, r, err, &ei);
+        if (srv_mono_ms() >= r->poll_deadline_ms) {
+            struct MHD_Response *resp =
+                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+            if (resp == NULL)
+                return MHD_NO;
+            enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_NO_CONTENT, resp);
+            MHD_destroy_response(resp);
+            r->replied = 1;
+            return ret;
+        }
+        if (srv_park(h, r, gen, r->poll_deadline_ms) == 0)
+            return MHD_YES; /* resumed by a write or the deadline */
+    }
+}
+
+/* The "fence" of a JSON body. */
+static enum dp_err body_fence(struct srv_req *r, int64_t *fence, struct dp_errinfo *ei)
+{
+    return srv_json_int(r->json, "body", "fence", 1, 1, INT64_MAX, fence, ei);
+}
+
+SRV_HANDLER(srv_api_agent_heartbeat)
+{
+    static const char *const allowed[] = {"fence", "progress", NULL};
+    struct dp_errinfo ei = {0};
+    int64_t fence = 0;
+    json_t *out = NULL, *progress = json_object_get(r->json, "progress");
+    enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
+    if (!err)
+        err = body_fence(r, &fence, &ei);
+    if (!err && progress && !json_is_object(progress) && !json_is_null(progress))
+        err = dp_errinfo_set(&ei, DP_EINVAL, "body.progress: must be an object");
+    if (!err && progress && json_dumpb(progress, NULL, 0, JSON_COMPACT) > AGENT_EVENT_DATA_MAX)
+        err = dp_errinfo_set(&ei, DP_ETOOBIG, "body.progress: larger than %d bytes",
+                             AGENT_EVENT_DATA_MAX);
+    if (!err)
+        err = srv_store_task_heartbeat(h->st, r->params[0], fence, progress, &out, &ei);
+    if (err)
+        return agent_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 200, out);
+}
+
+static int event_type_ok(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > 32 || strcmp(t, "state") == 0)
+        return 0;
+    for (; *t; t++)
+        if (!((*t >= 'a' && *t <= 'z') || *t == '_' || (*t >= '0' && *t <= '9')))
+            return 0;
+    return 1;
+}
+
+SRV_HANDLER(srv_api_agent_events)
+{
+    static const char *const allowed[] = {"fence", "events", NULL};
+    static const char *const ev_allowed[] = {"type", "data", NULL};
+    struct dp_errinfo ei = {0};
+    int64_t fence = 0;
+    json_t *events = json_object_get(r->json, "events");
+    enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
+    if (!err)
+        err = body_fence(r, &fence, &ei);
+    if (!err && (!json_is_array(events) || json_array_size(events) > AGENT_MAX_EVENTS))
+        err = dp_errinfo_set(&ei, DP_EINVAL, "body.events: must be an array of at most %d events",
+                             AGENT_MAX_EVENTS);
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev)
+    {
+        char where[48];
+        const char *type = NULL;
+        snprintf(where, sizeof(where), "body.events[%zu]", i);
+        if (!err)
+            err = srv_json_only(ev, where, ev_allowed, &ei);
+        if (!err)
+            err = srv_json_str(ev, where, "type", 1, &type, &ei);
+        if (!err && !event_type_ok(type))
+            err = dp_errinfo_set(&ei, DP_EINVAL,
+                                 "%s.type: 1-32 of [a-z0-9_], and not the server's \"state\"",
+                                 where);
+        if (!err && json_dumpb(json_object_get(ev, "data"), NULL, 0,
+                               JSON_COMPACT | JSON_ENCODE_ANY) > AGENT_EVENT_DATA_MAX)
+            err = dp_errinfo_set(&ei, DP_ETOOBIG, "%s.data: larger than %d bytes", where,
+                                 AGENT_EVENT_DATA_MAX);
+    }
+    if (!err)
+        err = srv_store_task_events(h->st, r->params[0], fence, events, &ei);
+    if (err)
+        return agent_err(conn, r, err, &ei);
+    srv_notify(h);
+    return srv_reply_json(conn, r, 200, json_pack("{s:I}", "accepted", (json_int_t)json_array_size(events)));
+}
+
+static const char *const artifact_kinds[] = {"checkpoint", "model", "report", "onnx", "log", NULL};
+
+/* PUT .../artifacts/{kind}?fence=N: checked before the body is accepted. */
+SRV_HANDLER(srv_api_agent_artifact_begin)
+{
+    struct dp_errinfo ei = {0};
+    int ok = 0;
+    for (const char *const *k = artifact_kinds; *k; k++)
+        ok |= strcmp(*k, r->params[1]) == 0;
+    if (!ok)
+        return srv_reply_error(conn, r, 400, "invalid_request",
+                               "artifact kind must be checkpoint, model, report, onnx or log");
+    const char *f = srv_query(conn, "fence");
+    char *end = NULL;
+    long long fence = f ? strtoll(f, &end, 10) : 0;
+    if (f == NULL || end == f || *end || fence < 1)
+        return srv_reply_error(conn, r, 400, "invalid_request",
+                               "fence: required query parameter (a positive integer)");
+    r->upload_fence = (int64_t)fence;
+    enum dp_err err = srv_store_task_fence_check(h->st, r->params[0], r->upload_fence, &ei);
+    if (err)
+        return agent_err(conn, r, err, &ei);
+    return MHD_YES;
+}
+
+SRV_HANDLER(srv_api_agent_artifact)
+{
+    struct dp_errinfo ei = {0};
+    char sha[65];
+    uint64_t size = 0;
+    if (r->blob == NULL)
+        return srv_reply_error(conn, r, 415, "unsupported_media_type",
+                               "artifacts are raw bytes (Content-Type: application/octet-stream)");
+    enum dp_err err = srv_blob_finish(r->blob, sha, &size, &ei);
+    if (!err)
+        err = srv_blob_publish(r->blob, &ei);
+    if (!err)
+        err = srv_store_task_artifact(h->st, r->params[0], r->upload_fence, r->params[1], sha,
+                                      (int64_t)size, &ei);
+    if (err)
+        return agent_err(conn, r, err, &ei);
+    atomic_fetch_add(&h->n_bytes_uploaded, size);
+    return srv_reply_json(conn, r, 201, json_pack("{s:s, s:I}", "sha256", sha, "size",
+                                                  (json_int_t)size));
+}
+
+SRV_HANDLER(srv_api_agent_complete)
+{
+    static const char *const allowed[] = {"fence", "outputs", NULL};
+    static const char *const out_allowed[] = {"model", "report", "onnx", NULL};
+    struct dp_errinfo ei = {0};
+    int64_t fence = 0;
+    json_t *outputs = json_object_get(r->json, "outputs");
+    enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
+    if (!err)
+        err = body_fence(r, &fence, &ei);
+    if (!err && outputs == NULL)
+        outputs = json_object_get(r->json, "outputs"); /* absent: no outputs */
+    if (!err && outputs)
+        err = srv_json_only(outputs, "body.outputs", out_allowed, &ei);
+    const char *key;
+    json_t *v;
+    if (!err && outputs)
+        json_object_foreach(outputs, key, v)
+        {
+            if (!json_is_string(v) || !dp_sha256_hex_valid(json_string_value(v))) {
+                err = dp_errinfo_set(&ei, DP_EINVAL,
+                                     "body.outputs.%s: must be a sha256 (64 lowercase hex)", key);
+                break;
+            }
+        }
+    json_t *empty = outputs ? NULL : json_object();
+    if (!err)
+        err = srv_store_task_complete(h->st, r->params[0], fence, outputs ? outputs : empty, &ei);
+    json_decref(empty);
+    if (err)
+        return agent_err(conn, r, err, &ei);
+    srv_notify(h);
+    return srv_reply_json(conn, r, 200, json_pack("{s:s}", "state", "succeeded"));
+}
+
+SRV_HANDLER(srv_api_agent_fail)
+{
+    static const char *const allowed[] = {"fence", "message", "retryable", NULL};
+    struct dp_errinfo ei = {0};
+    int64_t fence = 0;
+    const char *message = NULL;
+    json_t *retry = json_object_get(r->json, "retryable");
+    enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
+    if (!err)
+        err = body_fence(r, &fence, &ei);
+    if (!err)
+        err = srv_json_str(r->json, "body", "message", 1, &message, &ei);
+    if (!err && strlen(message) > AGENT_MESSAGE_MAX)
+        err = dp_errinfo_set(&ei, DP_EINVAL, "body.message: longer than %d bytes",
+                             AGENT_MESSAGE_MAX);
+    if (!err && retry && !json_is_boolean(retry))
+        err = dp_errinfo_set(&ei, DP_EINVAL, "body.retryable: must be true or false");
+    if (!err)
+        err = srv_store_task_fail(h->st, r->params[0], fence, message,
+                                  retry ? json_is_true(retry) : 1, &ei);
+    if (err)
+        return agent_err(conn, r, err, &ei);
+    srv_notify(h);
+    return srv_reply_json(conn, r, 200, json_pack("{s:b}", "recorded", 1));
+}
+
+SRV_HANDLER(srv_api_agent_release)
+{
+    static const char *const allowed[] = {"fence", NULL};
+    struct dp_errinfo ei = {0};
+    int64_t fence = 0;
+    enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
+    if (!err)
+        err = body_fence(r, &fence, &ei);
+    if (!err)
+        err = srv_store_task_release(h->st, r->params[0], fence, &ei);
+    if (err)
+        return agent_err(conn, r, err, &ei);
+    srv_notify(h);
+    return srv_reply_json(conn, r, 200, json_pack("{s:s}", "state", "queued"));
+}
+
+SRV_HANDLER(srv_api_agent_blob)
+{
+    struct dp_errinfo ei = {0};
+    int64_t size = 0;
+    const char *sha = r->params[0];
+    if (!dp_sha256_hex_valid(sha))
+        return srv_reply_error(conn, r, 400, "invalid_request",
+                               "blob name must be 64 lowercase hex digits (a sha256)");
+    enum dp_err err = srv_store_blob_agent(h->st, sha, &size, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_blob(h, conn, r, sha, size, "application/octet-stream");
+}

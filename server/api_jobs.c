@@ -1,0 +1,257 @@
+/*
+ * Job handlers: submit (validated completely, with the worker's own spec
+ * parser), list, get, cancel, retry, report, artifacts, and artifact
+ * download.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/sha256.h"
+#include "server/http_int.h"
+#include "server/validate.h"
+/* The one cross-tree include, on purpose: submissions are validated by the
+ * exact parser the worker runs (docs/job-spec.md), linked from libnn. */
+#include "worker/compress/spec.h"
+
+/* Validates body.spec with admm_spec_parse; messages name spec.<field>. */
+static enum dp_err check_spec(json_t *spec, int64_t *seed, struct dp_errinfo *ei)
+{
+    if (!json_is_object(spec))
+        return dp_errinfo_set(ei, DP_EINVAL, "body.spec: must be a JSON object (docs/job-spec.md)");
+    size_t n = json_dumpb(spec, NULL, 0, JSON_COMPACT);
+    if (n > ADMM_SPEC_MAX_BYTES)
+        return dp_errinfo_set(ei, DP_ETOOBIG, "body.spec: larger than %d bytes",
+                              ADMM_SPEC_MAX_BYTES);
+    char *text = dp_malloc(n + 1);
+    struct admm_spec *s = dp_malloc(sizeof(*s));
+    enum dp_err err = DP_ENOMEM;
+    if (text && s) {
+        json_dumpb(spec, text, n, JSON_COMPACT);
+        struct dp_errinfo inner = {0};
+        err = admm_spec_parse(text, n, s, &inner);
+        if (!err)
+            *seed = (int64_t)s->seed;
+        else if (strncmp(inner.msg, "spec", 4) == 0)
+            dp_errinfo_set(ei, err, "body.%s", inner.msg);
+        else
+            dp_errinfo_set(ei, err, "body.spec.%s", inner.msg);
+    }
+    dp_free(text);
+    dp_free(s);
+    return err;
+}
+
+static enum dp_err check_pretrain(json_t *p, struct dp_errinfo *ei)
+{
+    static const char *const allowed[] = {"epochs", "lr", "batch", "seed", NULL};
+    int64_t x;
+    enum dp_err err = srv_json_only(p, "body.pretrain", allowed, ei);
+    if (!err)
+        err = srv_json_int(p, "body.pretrain", "epochs", 1, 1, 1000, &x, ei);
+    if (!err)
+        err = srv_json_int(p, "body.pretrain", "batch", 0, 1, 65536, &x, ei);
+    if (!err)
+        err = srv_json_int(p, "body.pretrain", "seed", 0, 0, 2147483647, &x, ei);
+    json_t *lr = json_object_get(p, "lr");
+    if (!err && lr && (!json_is_number(lr) || json_number_value(lr) <= 0 ||
+                       json_number_value(lr) > 10))
+        err = dp_errinfo_set(ei, DP_EINVAL, "body.pretrain.lr: must be a number in (0, 10]");
+    return err;
+}
+
+static enum dp_err check_export(json_t *e, struct dp_errinfo *ei)
+{
+    static const char *const allowed[] = {"format", "qdq", NULL};
+    const char *format = "onnx";
+    enum dp_err err = srv_json_only(e, "body.export", allowed, ei);
+    if (!err)
+        err = srv_json_str(e, "body.export", "format", 0, &format, ei);
+    if (!err && strcmp(format, "onnx") != 0)
+        err = dp_errinfo_set(ei, DP_EINVAL, "body.export.format: only \"onnx\" is supported");
+    json_t *q = json_object_get(e, "qdq");
+    if (!err && q && !json_is_boolean(q))
+        err = dp_errinfo_set(ei, DP_EINVAL, "body.export.qdq: must be true or false");
+    return err;
+}
+
+SRV_HANDLER(srv_api_job_create)
+{
+    static const char *const allowed[] = {"name",   "model_id", "dataset_id",   "pretrain", "spec",
+                                          "export", "priority", "max_attempts", NULL};
+    struct dp_errinfo ei = {0};
+    const char *name = "job", *model = NULL, *dataset = NULL, *idem = NULL;
+    int64_t priority = 5, max_attempts = 3, seed = 1;
+    json_t *j = r->json, *out = NULL, *params = NULL;
+    json_t *pretrain = json_object_get(j, "pretrain"), *exp = json_object_get(j, "export");
+    int replayed = 0;
+    unsigned status = 400;
+    const char *code = "invalid_request";
+
+    enum dp_err err = srv_json_only(j, "body", allowed, &ei);
+    if (!err)
+        err = srv_json_str(j, "body", "name", 0, &name, &ei);
+    if (!err)
+        err = srv_validate_name(name, "name", &ei);
+    if (!err)
+        err = srv_json_str(j, "body", "model_id", 1, &model, &ei);
+    if (!err)
+        err = srv_json_str(j, "body", "dataset_id", 1, &dataset, &ei);
+    if (!err)
+        err = srv_json_int(j, "body", "priority", 0, 0, 9, &priority, &ei);
+    if (!err)
+        err = srv_json_int(j, "body", "max_attempts", 0, 1, 20, &max_attempts, &ei);
+    if (!err && pretrain)
+        err = check_pretrain(pretrain, &ei);
+    if (!err && exp)
+        err = check_export(exp, &ei);
+    if (!err && json_object_get(j, "spec") == NULL)
+        err = dp_errinfo_set(&ei, DP_EINVAL, "body.spec: required (docs/job-spec.md)");
+    if (!err && !json_is_object(json_object_get(j, "spec")))
+        err = dp_errinfo_set(&ei, DP_EINVAL, "body.spec: must be a JSON object");
+    if (!err) {
+        err = check_spec(json_object_get(j, "spec"), &seed, &ei);
+        if (err == DP_EINVAL || err == DP_EFORMAT) {
+            status = 422; /* well-formed JSON, semantically invalid spec */
+            code = "invalid_spec";
+        }
+    }
+    if (!err)
+        err = srv_idem_key(conn, &idem, &ei);
+    if (err) {
+        if (err == DP_EINVAL || err == DP_EFORMAT)
+            return srv_reply_error(conn, r, status, code, "%s", dp_errinfo_msg(&ei, err));
+        return srv_reply_err(conn, r, err, &ei);
+    }
+
+    params = json_pack("{s:O, s:I}", "spec", json_object_get(j, "spec"), "seed",
+                       (json_int_t)seed);
+    if (pretrain)
+        json_object_set(params, "pretrain", pretrain);
+    json_object_set_new(params, "export",
+                        exp ? json_deep_copy(exp) : json_pack("{s:s, s:b}", "format", "onnx",
+                                                              "qdq", 0));
+    char req_hash[65];
+    uint8_t d[32];
+    dp_sha256(r->body ? r->body : "", r->body_len, d);
+    dp_sha256_hex(d, req_hash);
+    struct srv_job_new nj = {.name = name,
+                             .model_id = model,
+                             .dataset_id = dataset,
+                             .params = params,
+                             .has_pretrain = pretrain != NULL,
+                             .priority = (int)priority,
+                             .max_attempts = (int)max_attempts,
+                             .idem_key = idem,
+                             .req_hash = req_hash};
+    err = srv_store_job_create(h->st, &r->who, &nj, &out, &replayed, &ei);
+    json_decref(params);
+    if (err == DP_EINVAL)
+        return srv_reply_error(conn, r, 422, "invalid_reference", "%s", dp_errinfo_msg(&ei, err));
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    srv_notify(h);
+    return srv_reply_json(conn, r, replayed ? 200 : 201, out);
+}
+
+SRV_HANDLER(srv_api_job_list)
+{
+    static const char *const states[] = {"queued", "running", "succeeded", "failed", "cancelled"};
+    struct dp_errinfo ei = {0};
+    int limit;
+    int64_t cursor;
+    json_t *out = NULL;
+    const char *state = srv_query(conn, "state");
+    if (state && *state == '\0')
+        state = NULL;
+    enum dp_err err = srv_list_args(conn, &limit, &cursor, &ei);
+    if (!err && state) {
+        int ok = 0;
+        for (size_t i = 0; i < 5; i++)
+            ok |= strcmp(state, states[i]) == 0;
+        if (!ok)
+            err = dp_errinfo_set(&ei, DP_EINVAL,
+                                 "state: must be queued, running, succeeded, failed or cancelled");
+    }
+    if (!err)
+        err = srv_store_job_list(h->st, &r->who, state, limit, cursor, &out, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 200, out);
+}
+
+SRV_HANDLER(srv_api_job_get)
+{
+    struct dp_errinfo ei = {0};
+    json_t *out = NULL;
+    enum dp_err err = srv_store_job_get(h->st, &r->who, r->params[0], &out, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 200, out);
+}
+
+SRV_HANDLER(srv_api_job_cancel)
+{
+    struct dp_errinfo ei = {0};
+    json_t *out = NULL;
+    enum dp_err err = srv_store_job_cancel(h->st, &r->who, r->params[0], &out, &ei);
+    if (err == DP_EEXIST)
+        return srv_reply_error(conn, r, 409, "job_finished", "%s", dp_errinfo_msg(&ei, err));
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    srv_notify(h);
+    return srv_reply_json(conn, r, 202, out);
+}
+
+SRV_HANDLER(srv_api_job_retry)
+{
+    struct dp_errinfo ei = {0};
+    json_t *out = NULL;
+    enum dp_err err = srv_store_job_retry(h->st, &r->who, r->params[0], &out, &ei);
+    if (err == DP_EEXIST)
+        return srv_reply_error(conn, r, 409, "not_retryable", "%s", dp_errinfo_msg(&ei, err));
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    srv_notify(h);
+    return srv_reply_json(conn, r, 202, out);
+}
+
+SRV_HANDLER(srv_api_job_report)
+{
+    struct dp_errinfo ei = {0};
+    char sha[65];
+    int64_t size = 0;
+    enum dp_err err = srv_store_job_report(h->st, &r->who, r->params[0], sha, &ei);
+    if (err == DP_ENOENT && strcmp(ei.msg, "report_not_ready") == 0)
+        return srv_reply_error(conn, r, 404, "report_not_ready",
+                               "job '%s' has no report yet", r->params[0]);
+    if (!err)
+        err = srv_store_blob_team(h->st, &r->who, sha, &size, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_blob(h, conn, r, sha, size, "application/json");
+}
+
+SRV_HANDLER(srv_api_job_artifacts)
+{
+    struct dp_errinfo ei = {0};
+    json_t *out = NULL;
+    enum dp_err err = srv_store_job_artifacts(h->st, &r->who, r->params[0], &out, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 200, out);
+}
+
+SRV_HANDLER(srv_api_artifact_get)
+{
+    struct dp_errinfo ei = {0};
+    int64_t size = 0;
+    const char *sha = r->params[0];
+    if (!dp_sha256_hex_valid(sha))
+        return srv_reply_error(conn, r, 400, "invalid_request",
+                               "artifact name must be 64 lowercase hex digits (a sha256)");
+    enum dp_err err = srv_store_blob_team(h->st, &r->who, sha, &size, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_blob(h, conn, r, sha, size, "application/octet-stream");
+}

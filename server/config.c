@@ -1,0 +1,137 @@
+/*
+ * The flag table (see config.h). Each entry names its field by offset, its
+ * type and bounds, so parsing, bounds checks, usage and the startup log all
+ * come from one list.
+ */
+#include "server/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+enum cfg_type { CFG_INT, CFG_STR, CFG_FLAG };
+
+struct cfg_entry {
+    const char *name;
+    enum cfg_type type;
+    size_t offset;
+    size_t cap; /* strings: buffer size */
+    long def, min, max;
+    const char *sdef;
+    const char *help;
+};
+
+#define F(x) offsetof(struct srv_config, x)
+#define S(x) sizeof(((struct srv_config *)0)->x)
+static const struct cfg_entry cfg_table[] = {
+    {"--listen", CFG_STR, F(listen), S(listen), 0, 0, 0, "127.0.0.1:8080", "HOST:PORT to serve on"},
+    {"--data-dir", CFG_STR, F(data_dir), S(data_dir), 0, 0, 0, "var/dnnpress",
+     "database, artifacts/, tmp/, cache/"},
+    {"--local-workers", CFG_INT, F(local_workers), 0, 0, 0, 64, NULL,
+     "dnnpress-worker processes to start and supervise"},
+    {"--max-upload-mb", CFG_INT, F(max_upload_mb), 0, 1024, 1, 1 << 20, NULL,
+     "largest upload (models, datasets, artifacts)"},
+    {"--lease-s", CFG_INT, F(lease_s), 0, 60, 1, 3600, NULL, "task lease length"},
+    {"--threads", CFG_INT, F(threads), 0, 2, 1, 256, NULL, "HTTP thread pool size"},
+    {"--http-mode", CFG_STR, F(http_mode), S(http_mode), 0, 0, 0, "epoll",
+     "epoll or poll (libmicrohttpd internal polling)"},
+    {"--worker-bin", CFG_STR, F(worker_bin), S(worker_bin), 0, 0, 0, "",
+     "worker binary for --local-workers (default: beside dnnpress-server)"},
+    {"--backoff-ms", CFG_INT, F(backoff_base_ms), 0, 1000, 0, 600000, NULL,
+     "first retry delay of a failed task (doubles per attempt, plus jitter)"},
+    {"--print-routes", CFG_FLAG, F(print_routes), 0, 0, 0, 1, NULL,
+     "print METHOD PATH for every route and exit"},
+};
+#undef F
+#undef S
+#define N_CFG (sizeof(cfg_table) / sizeof(cfg_table[0]))
+
+const char *srv_config_usage(void)
+{
+    static char buf[2048];
+    size_t n = (size_t)snprintf(buf, sizeof(buf), "usage: dnnpress-server [flags]\n");
+    for (size_t i = 0; i < N_CFG && n < sizeof(buf); i++)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "  %-16s %s\n", cfg_table[i].name,
+                              cfg_table[i].help);
+    return buf;
+}
+
+static enum dp_err cfg_set(struct srv_config *cfg, const struct cfg_entry *e, const char *v,
+                           struct dp_errinfo *ei)
+{
+    char *base = (char *)cfg + e->offset;
+    if (e->type == CFG_STR) {
+        if (strlen(v) >= e->cap)
+            return dp_errinfo_set(ei, DP_EINVAL, "%s: value longer than %zu bytes", e->name,
+                                  e->cap - 1);
+        snprintf(base, e->cap, "%s", v);
+        return DP_OK;
+    }
+    char *end = NULL;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < e->min || x > e->max)
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: '%s' is not an integer in [%ld, %ld]", e->name,
+                              v, e->min, e->max);
+    *(int *)(void *)base = (int)x;
+    return DP_OK;
+}
+
+enum dp_err srv_config_parse(int argc, char **argv, struct srv_config *cfg, struct dp_errinfo *ei)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < N_CFG; i++) {
+        const struct cfg_entry *e = &cfg_table[i];
+        if (e->type == CFG_STR)
+            snprintf((char *)cfg + e->offset, e->cap, "%s", e->sdef);
+        else
+            *(int *)(void *)((char *)cfg + e->offset) = (int)e->def;
+    }
+    for (int a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0)
+            return dp_errinfo_set(ei, DP_EINTERRUPTED, "%s", srv_config_usage());
+        const struct cfg_entry *e = NULL;
+        for (size_t i = 0; i < N_CFG; i++)
+            if (strcmp(argv[a], cfg_table[i].name) == 0)
+                e = &cfg_table[i];
+        if (e == NULL)
+            return dp_errinfo_set(ei, DP_EINVAL, "unknown flag '%s' (see --help)", argv[a]);
+        if (e->type == CFG_FLAG) {
+            *(int *)(void *)((char *)cfg + e->offset) = 1;
+            continue;
+        }
+        if (a + 1 >= argc)
+            return dp_errinfo_set(ei, DP_EINVAL, "%s: missing value", e->name);
+        enum dp_err err = cfg_set(cfg, e, argv[++a], ei);
+        if (err)
+            return err;
+    }
+    /* HOST:PORT */
+    const char *colon = strrchr(cfg->listen, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (colon == NULL || colon == cfg->listen || (size_t)(colon - cfg->listen) >= sizeof(cfg->host) ||
+        end == colon + 1 || *end || port < 0 || port > 65535)
+        return dp_errinfo_set(ei, DP_EINVAL, "--listen: '%s' is not HOST:PORT", cfg->listen);
+    memcpy(cfg->host, cfg->listen, (size_t)(colon - cfg->listen));
+    cfg->host[colon - cfg->listen] = '\0';
+    cfg->port = (int)port;
+    if (strcmp(cfg->http_mode, "epoll") != 0 && strcmp(cfg->http_mode, "poll") != 0)
+        return dp_errinfo_set(ei, DP_EINVAL, "--http-mode: '%s' is not epoll or poll",
+                              cfg->http_mode);
+    return DP_OK;
+}
+
+void srv_config_log(const struct srv_config *cfg)
+{
+    DP_LOG(DP_LOG_INFO,
+           "config: listen=%s data-dir=%s local-workers=%d max-upload-mb=%d lease-s=%d "
+           "threads=%d http-mode=%s backoff-ms=%d",
+           cfg->listen, cfg->data_dir, cfg->local_workers, cfg->max_upload_mb, cfg->lease_s,
+           cfg->threads, cfg->http_mode, cfg->backoff_base_ms);
+}

@@ -1,0 +1,37 @@
+/*
+ * dnnpress-server configuration: one table of flags (STYLE rule 23) parsed
+ * once from the command line into an immutable struct srv_config, with
+ * bounds checked and the result logged at startup.
+ */
+#ifndef DP_SERVER_CONFIG_H
+#define DP_SERVER_CONFIG_H
+
+#include "common/err.h"
+
+struct srv_config {
+    char listen[128];      /* HOST:PORT */
+    char host[64];         /* parsed from listen */
+    int port;              /* parsed from listen */
+    char data_dir[1024];   /* db, artifacts/, tmp/, cache/ */
+    int local_workers;     /* workers to spawn and supervise */
+    int max_upload_mb;     /* largest upload body */
+    int lease_s;           /* lease length; heartbeats every lease_s / 4 */
+    int threads;           /* libmicrohttpd thread pool size */
+    char http_mode[16];    /* "epoll" or "poll" (benchmarked in docs/benchmarks.md) */
+    char worker_bin[1024]; /* "" = <dir of dnnpress-server>/dnnpress-worker */
+    int backoff_base_ms;   /* first retry delay of a failed task */
+    int print_routes;      /* print the route table and exit */
+};
+
+/* Parses argv into cfg (defaults first). DP_EINVAL with a message naming the
+ * flag on a bad or out-of-range value; DP_EINTERRUPTED for --help (the usage
+ * text is in ei->msg). */
+enum dp_err srv_config_parse(int argc, char **argv, struct srv_config *cfg, struct dp_errinfo *ei);
+
+/* Logs every setting at INFO. */
+void srv_config_log(const struct srv_config *cfg);
+
+/* The usage text. */
+const char *srv_config_usage(void);
+
+#endif

@@ -1,0 +1,702 @@
+/*
+ * The HTTP front-end (see http.h, http_int.h).
+ *
+ * DESIGN
+ * - libmicrohttpd runs an internal polling thread per pool thread (epoll by
+ *   default; --http-mode poll for comparison, docs/benchmarks.md), with
+ *   suspend/resume so that long-polls and event streams never hold a
+ *   thread: a request with nothing to say parks itself in h->waiters and is
+ *   resumed by srv_notify (after writes) or srv_http_tick (deadlines).
+ * - Per-request state (struct srv_req) is allocated on the first callback
+ *   and released in the completion callback. Each request goes through the
+ *   same steps: route (404/405), auth (401/403), body limits and content
+ *   type (413/415) before any byte is accepted, body accumulation (JSON,
+ *   capped) or streaming to a temp file (uploads, hashed as they arrive),
+ *   then the handler.
+ */
+#include "server/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "common/sha256.h"
+#include "common/utf8.h"
+#include "server/http_int.h"
+#include "server/ids.h"
+
+/* ---- Routes ------------------------------------------------------------------ */
+
+#define A_ADM SRV_AUTH_ADMIN
+#define A_TEAM SRV_AUTH_TEAM
+#define A_AGT SRV_AUTH_AGENT
+#define A_ANY (SRV_AUTH_ADMIN | SRV_AUTH_TEAM | SRV_AUTH_AGENT)
+static const struct srv_route srv_routes[] = {
+    {"GET", "/healthz", SRV_AUTH_NONE, SRV_BODY_NONE, srv_api_healthz, NULL},
+    {"GET", "/metrics", SRV_AUTH_NONE, SRV_BODY_NONE, srv_api_metrics, NULL},
+    {"POST", "/api/v1/teams", A_ADM, SRV_BODY_JSON, srv_api_team_create, NULL},
+    {"GET", "/api/v1/teams", A_ADM, SRV_BODY_NONE, srv_api_team_list, NULL},
+    {"POST", "/api/v1/tokens", A_ADM, SRV_BODY_JSON, srv_api_token_create, NULL},
+    {"GET", "/api/v1/me", A_ANY, SRV_BODY_NONE, srv_api_me, NULL},
+    {"GET", "/api/v1/workers", A_ADM | A_TEAM, SRV_BODY_NONE, srv_api_worker_list, NULL},
+    {"POST", "/api/v1/models", A_TEAM, SRV_BODY_UPLOAD, srv_api_model_create,
+     srv_api_asset_upload_begin},
+    {"GET", "/api/v1/models", A_TEAM, SRV_BODY_NONE, srv_api_model_list, NULL},
+    {"GET", "/api/v1/models/{id}", A_TEAM, SRV_BODY_NONE, srv_api_model_get, NULL},
+    {"GET", "/api/v1/models/{id}/content", A_TEAM, SRV_BODY_NONE, srv_api_model_content, NULL},
+    {"POST", "/api/v1/datasets", A_TEAM, SRV_BODY_UPLOAD, srv_api_dataset_create,
+     srv_api_asset_upload_begin},
+    {"GET", "/api/v1/datasets", A_TEAM, SRV_BODY_NONE, srv_api_dataset_list, NULL},
+    {"GET", "/api/v1/datasets/{id}", A_TEAM, SRV_BODY_NONE, srv_api_dataset_get, NULL},
+    {"POST", "/api/v1/jobs", A_TEAM, SRV_BODY_JSON, srv_api_job_create, NULL},
+    {"GET", "/api/v1/jobs", A_TEAM, SRV_BODY_NONE, srv_api_job_list, NULL},
+    {"GET", "/api/v1/jobs/{id}", A_TEAM, SRV_BODY_NONE, srv_api_job_get, NULL},
+    {"POST", "/api/v1/jobs/{id}/cancel", A_TEAM, SRV_BODY_JSON, srv_api_job_cancel, NULL},
+    {"POST", "/api/v1/jobs/{id}/retry", A_TEAM, SRV_BODY_JSON, srv_api_job_retry, NULL},
+    {"GET", "/api/v1/jobs/{id}/events", A_TEAM, SRV_BODY_NONE, srv_api_job_events, NULL},
+    {"GET", "/api/v1/jobs/{id}/report", A_TEAM, SRV_BODY_NONE, srv_api_job_report, NULL},
+    {"GET", "/api/v1/jobs/{id}/artifacts", A_TEAM, SRV_BODY_NONE, srv_api_job_artifacts, NULL},
+    {"GET", "/api/v1/artifacts/{sha256}", A_ADM | A_TEAM, SRV_BODY_NONE, srv_api_artifact_get,
+     NULL},
+    {"POST", "/agent/v1/register", A_AGT, SRV_BODY_JSON, srv_api_agent_register, NULL},
+    {"POST", "/agent/v1/claim", A_AGT, SRV_BODY_JSON, srv_api_agent_claim, NULL},
+    {"POST", "/agent/v1/tasks/{id}/heartbeat", A_AGT, SRV_BODY_JSON, srv_api_agent_heartbeat,
+     NULL},
+    {"POST", "/agent/v1/tasks/{id}/events", A_AGT, SRV_BODY_JSON, srv_api_agent_events, NULL},
+    {"PUT", "/agent/v1/tasks/{id}/artifacts/{kind}", A_AGT, SRV_BODY_UPLOAD,
+     srv_api_agent_artifact, srv_api_agent_artifact_begin},
+    {"POST", "/agent/v1/tasks/{id}/complete", A_AGT, SRV_BODY_JSON, srv_api_agent_complete, NULL},
+    {"POST", "/agent/v1/tasks/{id}/fail", A_AGT, SRV_BODY_JSON, srv_api_agent_fail, NULL},
+    {"POST", "/agent/v1/tasks/{id}/release", A_AGT, SRV_BODY_JSON, srv_api_agent_release, NULL},
+    {"GET", "/agent/v1/blobs/{sha256}", A_AGT, SRV_BODY_NONE, srv_api_agent_blob, NULL},
+};
+#define N_ROUTES (sizeof(srv_routes) / sizeof(srv_routes[0]))
+
+void srv_http_print_routes(FILE *f)
+{
+    for (size_t i = 0; i < N_ROUTES; i++)
+        fprintf(f, "%s %s\n", srv_routes[i].method, srv_routes[i].path);
+}
+
+/* Matches url against pattern, copying {x} segments into params. */
+static int route_match(const char *pattern, const char *url, struct srv_req *r)
+{
+    int n_params = 0;
+    const char *p = pattern, *u = url;
+    while (*p && *u) {
+        if (*p == '{') {
+            const char *pe = strchr(p, '}');
+            const char *ue = strchr(u, '/');
+            size_t len = ue ? (size_t)(ue - u) : strlen(u);
+            if (len == 0 || len >= sizeof(r->params[0]) || n_params >= SRV_MAX_PARAMS)
+                return 0;
+            memcpy(r->params[n_params], u, len);
+            r->params[n_params][len] = '\0';
+            n_params++;
+            p = pe + 1;
+            u += len;
+            continue;
+        }
+        if (*p != *u)
+            return 0;
+        p++;
+        u++;
+    }
+    return *p == '\0' && *u == '\0';
+}
+
+/* ---- Replies ---------------------------------------------------------------------- */
+
+static void count_status(struct srv_http *h, unsigned status)
+{
+    atomic_fetch_add(&h->n_requests, 1);
+    if (status < 300)
+        atomic_fetch_add(&h->n_2xx, 1);
+    else if (status < 500)
+        atomic_fetch_add(&h->n_4xx, 1);
+    else
+        atomic_fetch_add(&h->n_5xx, 1);
+}
+
+static enum MHD_Result queue(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                             struct MHD_Response *resp)
+{
+    if (resp == NULL)
+        return MHD_NO;
+    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    if (r) {
+        r->replied = 1;
+        count_status(r->h, status);
+    }
+    return ret;
+}
+
+enum MHD_Result srv_reply_text(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                               const char *content_type, const char *text)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    return queue(conn, r, status, resp);
+}
+
+enum MHD_Result srv_reply_json(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                               json_t *body_take)
+{
+    if (body_take == NULL)
+        return MHD_NO; /* OOM building the body: drop the connection */
+    size_t n = json_dumpb(body_take, NULL, 0, JSON_COMPACT);
+    char *buf = dp_malloc(n + 1);
+    if (buf == NULL) {
+        json_decref(body_take);
+        return MHD_NO;
+    }
+    json_dumpb(body_take, buf, n, JSON_COMPACT);
+    buf[n] = '\n';
+    json_decref(body_take);
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(
+        n + 1, buf, dp_free);
+    if (resp == NULL) {
+        dp_free(buf);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    return queue(conn, r, status, resp);
+}
+
+enum MHD_Result srv_reply_error(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                                const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return srv_reply_json(conn, r, status, json_pack("{s:s, s:s}", "code", code, "message", msg));
+}
+
+enum MHD_Result srv_reply_err(struct MHD_Connection *conn, struct srv_req *r, enum dp_err err,
+                              const struct dp_errinfo *ei)
+{
+    unsigned status = 500;
+    const char *code = "internal";
+    switch (err) {
+        case DP_ENOENT:
+            status = 404, code = "not_found";
+            break;
+        case DP_EEXIST:
+            status = 409, code = "conflict";
+            break;
+        case DP_EINVAL:
+        case DP_ESHAPE:
+            status = 400, code = "invalid_request";
+            break;
+        case DP_EFORMAT:
+        case DP_ETRUNC:
+            status = 400, code = "invalid_format";
+            break;
+        case DP_ETOOBIG:
+            status = 413, code = "too_large";
+            break;
+        case DP_EUNSUPPORTED:
+            status = 415, code = "unsupported";
+            break;
+        case DP_ENOMEM:
+            status = 503, code = "out_of_memory";
+            break;
+        default:
+            break;
+    }
+    return srv_reply_error(conn, r, status, code, "%s", dp_errinfo_msg(ei, err));
+}
+
+enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
+                               const char *sha, int64_t size, const char *content_type)
+{
+    char etag[70], path[4400];
+    snprintf(etag, sizeof(etag), "\"%s\"", sha);
+    const char *inm = srv_header(conn, "If-None-Match");
+    if (inm && (strcmp(inm, etag) == 0 || strcmp(inm, sha) == 0 || strcmp(inm, "*") == 0)) {
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (resp == NULL)
+            return MHD_NO;
+        MHD_add_response_header(resp, "ETag", etag);
+        return queue(conn, r, MHD_HTTP_NOT_MODIFIED, resp);
+    }
+    if (srv_blob_path(h->cfg->data_dir, sha, path, sizeof(path)) != DP_OK)
+        return srv_reply_error(conn, r, 400, "invalid_request", "'%s' is not a sha256", sha);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return srv_reply_error(conn, r, 500, "internal", "artifact %s is missing on disk", sha);
+    struct MHD_Response *resp = MHD_create_response_from_fd((uint64_t)size, fd);
+    if (resp == NULL) {
+        close(fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "ETag", etag);
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    return queue(conn, r, MHD_HTTP_OK, resp);
+}
+
+/* ---- Request helpers ------------------------------------------------------------------ */
+
+const char *srv_header(struct MHD_Connection *conn, const char *name)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+}
+
+const char *srv_query(struct MHD_Connection *conn, const char *name)
+{
+    return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+enum dp_err srv_json_only(const json_t *j, const char *where, const char *const *allowed,
+                          struct dp_errinfo *ei)
+{
+    if (!json_is_object(j))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: must be a JSON object", where);
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)j, key, v)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = strcmp(*a, key) == 0;
+        if (!ok) {
+            char shown[64];
+            return dp_errinfo_set(ei, DP_EINVAL, "%s: unknown field '%s'", where,
+                                  dp_utf8_clip(shown, sizeof(shown), key));
+        }
+    }
+    return DP_OK;
+}
+
+enum dp_err srv_json_str(const json_t *o, const char *where, const char *key, int required,
+                         const char **out, struct dp_errinfo *ei)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL)
+        return required ? dp_errinfo_set(ei, DP_EINVAL, "%s.%s: required", where, key) : DP_OK;
+    if (!json_is_string(v))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.%s: must be a string", where, key);
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.%s: must not contain NUL", where, key);
+    *out = json_string_value(v);
+    return DP_OK;
+}
+
+enum dp_err srv_json_int(const json_t *o, const char *where, const char *key, int required,
+                         int64_t min, int64_t max, int64_t *out, struct dp_errinfo *ei)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL)
+        return required ? dp_errinfo_set(ei, DP_EINVAL, "%s.%s: required", where, key) : DP_OK;
+    if (!json_is_integer(v))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.%s: must be an integer", where, key);
+    int64_t x = (int64_t)json_integer_value(v);
+    if (x < min || x > max)
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.%s: %" PRId64 " is outside [%" PRId64
+                                             ", %" PRId64 "]",
+                              where, key, x, min, max);
+    *out = x;
+    return DP_OK;
+}
+
+enum dp_err srv_list_args(struct MHD_Connection *conn, int *limit, int64_t *cursor,
+                          struct dp_errinfo *ei)
+{
+    const char *l = srv_query(conn, "limit"), *c = srv_query(conn, "cursor");
+    *limit = 50;
+    *cursor = 0;
+    if (l) {
+        char *end = NULL;
+        errno = 0;
+        long x = strtol(l, &end, 10);
+        if (errno || end == l || *end || x < 1 || x > 200)
+            return dp_errinfo_set(ei, DP_EINVAL, "limit: must be an integer in [1, 200]");
+        *limit = (int)x;
+    }
+    if (c && *c) {
+        char *end = NULL;
+        errno = 0;
+        long long x = strtoll(c, &end, 10);
+        if (errno || end == c || *end || x < 1)
+            return dp_errinfo_set(ei, DP_EINVAL, "cursor: not a cursor this server issued");
+        *cursor = (int64_t)x;
+    }
+    return DP_OK;
+}
+
+enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct dp_errinfo *ei)
+{
+    const char *k = srv_header(conn, "Idempotency-Key");
+    *key = NULL;
+    if (k == NULL)
+        return DP_OK;
+    size_t n = strlen(k);
+    if (n == 0 || n > 128)
+        return dp_errinfo_set(ei, DP_EINVAL, "Idempotency-Key: must be 1 to 128 characters");
+    for (const char *p = k; *p; p++)
+        if (*p < 0x21 || *p > 0x7e)
+            return dp_errinfo_set(ei, DP_EINVAL, "Idempotency-Key: printable ASCII only");
+    *key = k;
+    return DP_OK;
+}
+
+/* ---- Parking (long-poll, SSE) ---------------------------------------------------------- */
+
+int srv_park(struct srv_http *h, struct srv_req *r, uint64_t gen, int64_t deadline_ms)
+{
+    pthread_mutex_lock(&h->wait_mu);
+    if (srv_store_generation(h->st) != gen) {
+        pthread_mutex_unlock(&h->wait_mu);
+        return 1;
+    }
+    struct srv_waiter *w = &r->waiter;
+    w->deadline_ms = deadline_ms;
+    w->parked = 1;
+    w->next = h->waiters.next;
+    w->prev = &h->waiters;
+    h->waiters.next->prev = w;
+    h->waiters.next = w;
+    MHD_suspend_connection(w->conn);
+    pthread_mutex_unlock(&h->wait_mu);
+    return 0;
+}
+
+static void waiter_unlink(struct srv_waiter *w)
+{
+    w->prev->next = w->next;
+    w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+    w->parked = 0;
+}
+
+/* Resumes parked requests: all of them, or only those past their deadline. */
+static void wake(struct srv_http *h, int all)
+{
+    int64_t now = srv_mono_ms();
+    pthread_mutex_lock(&h->wait_mu);
+    struct srv_waiter *w = h->waiters.next;
+    while (w != &h->waiters) {
+        struct srv_waiter *next = w->next;
+        if (all || w->deadline_ms <= now) {
+            waiter_unlink(w);
+            MHD_resume_connection(w->conn);
+        }
+        w = next;
+    }
+    pthread_mutex_unlock(&h->wait_mu);
+}
+
+void srv_notify(struct srv_http *h)
+{
+    wake(h, 1);
+}
+
+void srv_http_tick(struct srv_http *h)
+{
+    uint64_t gen = srv_store_generation(h->st);
+    int changed = gen != h->last_gen;
+    h->last_gen = gen;
+    wake(h, changed);
+}
+
+/* ---- Request lifecycle ------------------------------------------------------------------ */
+
+static void req_free(struct srv_http *h, struct srv_req *r)
+{
+    if (r == NULL)
+        return;
+    if (r->waiter.parked) {
+        pthread_mutex_lock(&h->wait_mu);
+        if (r->waiter.parked)
+            waiter_unlink(&r->waiter);
+        pthread_mutex_unlock(&h->wait_mu);
+    }
+    dp_free(r->body);
+    json_decref(r->json);
+    srv_blob_free(r->blob);
+    dp_free(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    req_free(cls, *con_cls);
+    *con_cls = NULL;
+}
+
+/* Authenticates the Bearer token against the route's scopes. */
+static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn,
+                                 struct srv_req *r, int *ok)
+{
+    *ok = 0;
+    if (r->route->auth == SRV_AUTH_NONE) {
+        *ok = 1;
+        return MHD_YES;
+    }
+    const char *a = srv_header(conn, "Authorization");
+    if (a == NULL || strncmp(a, "Bearer ", 7) != 0 || strlen(a + 7) > 256)
+        return srv_reply_error(conn, r, 401, "unauthorized",
+                               "missing or malformed 'Authorization: Bearer <token>' header");
+    char hash[65];
+    srv_token_hash(a + 7, hash);
+    enum dp_err err = srv_store_token_lookup(h->st, hash, &r->who);
+    if (err == DP_ENOENT)
+        return srv_reply_error(conn, r, 401, "unauthorized", "unknown token");
+    if (err)
+        return srv_reply_err(conn, r, err, NULL);
+    unsigned bit = r->who.scope == SRV_SCOPE_ADMIN  ? SRV_AUTH_ADMIN
+                   : r->who.scope == SRV_SCOPE_TEAM ? SRV_AUTH_TEAM
+                                                    : SRV_AUTH_AGENT;
+    if ((r->route->auth & bit) == 0)
+        return srv_reply_error(conn, r, 403, "forbidden", "this route needs a %s token",
+                               r->route->auth & SRV_AUTH_TEAM    ? "team"
+                               : r->route->auth & SRV_AUTH_AGENT ? "agent"
+                                                                 : "admin");
+    *ok = 1;
+    return MHD_YES;
+}
+
+/* The first callback of a request: route, auth, limits. Replies early on any
+ * problem; otherwise prepares to receive the body. */
+static enum MHD_Result req_begin(struct srv_http *h, struct MHD_Connection *conn,
+                                 struct srv_req *r, const char *url, const char *method)
+{
+    int path_found = 0;
+    for (size_t i = 0; i < N_ROUTES && r->route == NULL; i++) {
+        if (!route_match(srv_routes[i].path, url, r))
+            continue;
+        path_found = 1;
+        if (strcmp(srv_routes[i].method, method) == 0)
+            r->route = &srv_routes[i];
+    }
+    if (r->route == NULL) {
+        char shown[96];
+        if (path_found)
+            return srv_reply_error(conn, r, 405, "method_not_allowed",
+                                   "%s is not allowed on this path", method);
+        return srv_reply_error(conn, r, 404, "not_found", "no route %s",
+                               dp_utf8_clip(shown, sizeof(shown), url));
+    }
+    int ok;
+    enum MHD_Result ret = authorize(h, conn, r, &ok);
+    if (!ok)
+        return ret;
+
+    const char *cl = srv_header(conn, "Content-Length");
+    uint64_t len = cl ? strtoull(cl, NULL, 10) : 0;
+    uint64_t upload_max = (uint64_t)h->cfg->max_upload_mb << 20;
+    const char *ct = srv_header(conn, "Content-Type");
+    int is_json_ct = ct && strncmp(ct, "application/json", 16) == 0;
+    switch (r->route->body) {
+        case SRV_BODY_NONE:
+            if (len > 0)
+                return srv_reply_error(conn, r, 413, "too_large", "this route takes no body");
+            break;
+        case SRV_BODY_JSON:
+            if (len > SRV_JSON_BODY_MAX)
+                return srv_reply_error(conn, r, 413, "too_large",
+                                       "JSON body of %" PRIu64 " bytes is over the limit of %u",
+                                       len, SRV_JSON_BODY_MAX);
+            if (ct && !is_json_ct)
+                return srv_reply_error(conn, r, 415, "unsupported_media_type",
+                                       "Content-Type must be application/json");
+            break;
+        case SRV_BODY_UPLOAD:
+            /* A JSON body on an upload route (POST /models {"arch"}) is small. */
+            if (is_json_ct) {
+                if (len > SRV_JSON_BODY_MAX)
+                    return srv_reply_error(conn, r, 413, "too_large",
+                                           "JSON body over the limit of %u bytes",
+                                           SRV_JSON_BODY_MAX);
+                break;
+            }
+            if (len > upload_max)
+                return srv_reply_error(conn, r, 413, "too_large",
+                                       "upload of %" PRIu64 " bytes is over the limit of %" PRIu64
+                                       " bytes (--max-upload-mb)",
+                                       len, upload_max);
+            if (r->route->upload_begin) {
+                ret = r->route->upload_begin(h, conn, r);
+                if (r->replied)
+                    return ret;
+            }
+            {
+                struct dp_errinfo ei = {0};
+                enum dp_err err = srv_blob_begin(h->cfg->data_dir, upload_max, &r->blob, &ei);
+                if (err)
+                    return srv_reply_err(conn, r, err, &ei);
+            }
+            break;
+    }
+    return MHD_YES;
+}
+
+/* Accepts a chunk of body; errors are remembered and answered at the end
+ * (after the client finished sending), so the reply is readable. */
+static void req_body(struct srv_req *r, const char *data, size_t n)
+{
+    if (r->body_err)
+        return;
+    if (r->blob) {
+        r->body_err = srv_blob_write(r->blob, data, n, &r->body_ei);
+        return;
+    }
+    if (n > SRV_JSON_BODY_MAX - r->body_len) {
+        r->body_err = dp_errinfo_set(&r->body_ei, DP_ETOOBIG,
+                                     "JSON body is over the limit of %u bytes", SRV_JSON_BODY_MAX);
+        return;
+    }
+    char *grown = dp_realloc(r->body, r->body_len + n + 1);
+    if (grown == NULL) {
+        r->body_err = DP_ENOMEM;
+        return;
+    }
+    r->body = grown;
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+}
+
+/* Parses the JSON body (an empty body is {} for routes whose fields are all optional). */
+static enum MHD_Result req_parse_json(struct MHD_Connection *conn, struct srv_req *r, int *ok)
+{
+    *ok = 0;
+    if (r->body_len == 0) {
+        r->json = json_object();
+        *ok = 1;
+        return MHD_YES;
+    }
+    json_error_t je;
+    r->json = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (r->json == NULL)
+        return srv_reply_error(conn, r, 400, "malformed_json",
+                               "malformed JSON at line %d, column %d: %s", je.line, je.column,
+                               je.text);
+    if (!json_is_object(r->json))
+        return srv_reply_error(conn, r, 400, "malformed_json", "the body must be a JSON object");
+    *ok = 1;
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct srv_http *h = cls;
+    struct srv_req *r = *con_cls;
+    (void)version;
+    if (r == NULL) {
+        r = dp_calloc(1, sizeof(*r));
+        if (r == NULL)
+            return MHD_NO;
+        r->waiter.conn = conn;
+        *con_cls = r;
+        r->h = h;
+        return req_begin(h, conn, r, url, method);
+    }
+    if (r->replied) {
+        *upload_data_size = 0; /* an early reply: drain and ignore the body */
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        req_body(r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    /* The body is complete (or this is a resumed, parked request). */
+    if (r->body_err)
+        return srv_reply_err(conn, r, r->body_err, &r->body_ei);
+    if (r->route->body != SRV_BODY_NONE && r->json == NULL && r->blob == NULL) {
+        int ok;
+        enum MHD_Result ret = req_parse_json(conn, r, &ok);
+        if (!ok)
+            return ret;
+    }
+    return r->route->handler(h, conn, r);
+}
+
+/* ---- Start and stop ------------------------------------------------------------------------ */
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    DP_LOG(DP_LOG_WARN, "microhttpd: %s", msg);
+}
+
+enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store,
+                           struct srv_http **out, struct dp_errinfo *ei)
+{
+    *out = NULL;
+    struct srv_http *h = dp_calloc(1, sizeof(*h));
+    if (h == NULL)
+        return DP_ENOMEM;
+    h->cfg = cfg;
+    h->st = store;
+    h->started_ms = srv_now_ms();
+    h->waiters.next = h->waiters.prev = &h->waiters;
+    pthread_mutex_init(&h->wait_mu, NULL);
+
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)cfg->port);
+    if (inet_pton(AF_INET, cfg->host, &addr.sin_addr) != 1) {
+        pthread_mutex_destroy(&h->wait_mu);
+        dp_free(h);
+        return dp_errinfo_set(ei, DP_EINVAL, "--listen: '%s' is not an IPv4 address", cfg->host);
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG |
+                     (strcmp(cfg->http_mode, "epoll") == 0 ? MHD_USE_EPOLL : MHD_USE_POLL);
+    h->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT, 1000u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        1024u, MHD_OPTION_END);
+    if (h->daemon == NULL) {
+        pthread_mutex_destroy(&h->wait_mu);
+        dp_free(h);
+        return dp_errinfo_set(ei, DP_EIO, "cannot listen on %s (address in use?)", cfg->listen);
+    }
+    *out = h;
+    return DP_OK;
+}
+
+void srv_http_stop(struct srv_http *h)
+{
+    if (h == NULL)
+        return;
+    /* MHD requires every suspended connection to be resumed before stopping. */
+    MHD_quiesce_daemon(h->daemon);
+    wake(h, 1);
+    MHD_stop_daemon(h->daemon);
+    pthread_mutex_destroy(&h->wait_mu);
+    dp_free(h);
+}

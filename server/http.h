@@ -1,0 +1,36 @@
+/*
+ * The HTTP front-end: libmicrohttpd in one explicitly chosen mode (an
+ * internal polling thread per pool thread, epoll or poll, suspend/resume
+ * allowed), the route table of docs/api.md, and the request lifecycle.
+ *
+ *   struct srv_http *h = NULL;
+ *   err = srv_http_start(&cfg, store, &h, &ei);
+ *   ... srv_http_tick(h) every ~200 ms (long-poll and SSE deadlines) ...
+ *   srv_http_stop(h);
+ */
+#ifndef DP_SERVER_HTTP_H
+#define DP_SERVER_HTTP_H
+
+#include <stdio.h>
+
+#include "common/err.h"
+#include "server/config.h"
+#include "server/store.h"
+
+struct srv_http;
+
+/* Starts serving cfg->listen. store is borrowed and must outlive h. */
+enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store,
+                           struct srv_http **out, struct dp_errinfo *ei);
+
+/* Wakes parked long-polls and event streams whose deadline passed or whose
+ * data may have changed. Any thread. */
+void srv_http_tick(struct srv_http *h);
+
+/* Resumes every parked connection, stops the daemon and frees h. NULL is a no-op. */
+void srv_http_stop(struct srv_http *h);
+
+/* Writes "METHOD PATH" for every route, one a line. */
+void srv_http_print_routes(FILE *f);
+
+#endif

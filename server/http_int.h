@@ -1,0 +1,177 @@
+/*
+ * Internal to the HTTP front-end (http.c, the api_*.c handlers, sse.c):
+ * per-request state, the route table entry, and the reply helpers.
+ *
+ * A handler is called once the request body is complete (or, for parked
+ * requests, again after each resume). It either queues a response with one
+ * of the srv_reply_* helpers (which return MHD_YES/MHD_NO for MHD) or parks
+ * the connection with srv_park.
+ */
+#ifndef DP_SERVER_HTTP_INT_H
+#define DP_SERVER_HTTP_INT_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "server/blob.h"
+#include "server/config.h"
+#include "server/store.h"
+
+#define SRV_JSON_BODY_MAX (1u << 20) /* JSON bodies, bytes */
+#define SRV_MAX_PARAMS 3
+
+enum srv_body { SRV_BODY_NONE, SRV_BODY_JSON, SRV_BODY_UPLOAD };
+
+/* Scopes allowed on a route, as a bit mask. */
+enum { SRV_AUTH_NONE = 0, SRV_AUTH_ADMIN = 1, SRV_AUTH_TEAM = 2, SRV_AUTH_AGENT = 4 };
+
+struct srv_http;
+struct srv_req;
+
+typedef enum MHD_Result (*srv_handler_fn)(struct srv_http *h, struct MHD_Connection *conn,
+                                          struct srv_req *r);
+
+struct srv_route {
+    const char *method;
+    const char *path; /* "/api/v1/jobs/{id}/cancel"; {x} matches one segment */
+    unsigned auth;    /* SRV_AUTH_* mask; NONE means public */
+    enum srv_body body;
+    srv_handler_fn handler;
+    /* For uploads: checks the request before any byte is accepted; may reply. */
+    srv_handler_fn upload_begin;
+};
+
+/* A parked request (long-poll claim or event stream), in http.c's list. */
+struct srv_waiter {
+    struct MHD_Connection *conn;
+    int64_t deadline_ms; /* monotonic */
+    int parked;
+    struct srv_waiter *prev, *next;
+};
+
+struct srv_req {
+    struct srv_http *h;
+    const struct srv_route *route;
+    char params[SRV_MAX_PARAMS][160]; /* path parameters, in order */
+    struct srv_principal who;
+    /* JSON body, bounded by SRV_JSON_BODY_MAX. */
+    char *body;
+    size_t body_len;
+    json_t *json; /* parsed on completion; owned */
+    /* Upload body, streamed to a temp file. */
+    struct srv_blob_writer *blob;
+    /* A body error seen while reading (413 for oversize, 500 for disk). */
+    enum dp_err body_err;
+    struct dp_errinfo body_ei;
+    int replied;
+    /* Long-poll state. */
+    struct srv_waiter waiter;
+    int64_t poll_deadline_ms; /* 0: not started */
+    int64_t upload_fence;
+};
+
+struct srv_http {
+    struct MHD_Daemon *daemon;
+    const struct srv_config *cfg;
+    struct srv_store *st;
+    pthread_mutex_t wait_mu;
+    struct srv_waiter waiters; /* list head (sentinel) */
+    uint64_t last_gen;
+    _Atomic uint64_t n_requests, n_2xx, n_4xx, n_5xx, n_bytes_uploaded;
+    int64_t started_ms;
+};
+
+/* ---- Replies (each returns what the MHD access handler must return) ---- */
+
+enum MHD_Result srv_reply_json(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                               json_t *body_take);
+enum MHD_Result srv_reply_error(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                                const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Maps err to a status and code (ENOENT 404 not_found, EEXIST 409 conflict,
+ * EINVAL 400 invalid_request, ETOOBIG 413, ...) unless code/status given. */
+enum MHD_Result srv_reply_err(struct MHD_Connection *conn, struct srv_req *r, enum dp_err err,
+                              const struct dp_errinfo *ei);
+enum MHD_Result srv_reply_text(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                               const char *content_type, const char *text);
+/* Streams a stored blob with ETag "<sha>"; 304 on a matching If-None-Match. */
+enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
+                               const char *sha, int64_t size, const char *content_type);
+
+/* ---- Request helpers ---- */
+
+/* The header or query argument, or NULL. */
+const char *srv_header(struct MHD_Connection *conn, const char *name);
+const char *srv_query(struct MHD_Connection *conn, const char *name);
+
+/* Checks that j is an object whose keys are all in `allowed` (NULL-ended),
+ * naming the first unknown one. where: "body" or "body.pretrain". */
+enum dp_err srv_json_only(const json_t *j, const char *where, const char *const *allowed,
+                          struct dp_errinfo *ei);
+
+/* Typed field getters: required ones fail with a message naming the field
+ * when absent or of the wrong type; optional ones leave *out alone when absent. */
+enum dp_err srv_json_str(const json_t *o, const char *where, const char *key, int required,
+                         const char **out, struct dp_errinfo *ei);
+enum dp_err srv_json_int(const json_t *o, const char *where, const char *key, int required,
+                         int64_t min, int64_t max, int64_t *out, struct dp_errinfo *ei);
+
+/* ?limit= (1..200, default 50) and ?cursor=. */
+enum dp_err srv_list_args(struct MHD_Connection *conn, int *limit, int64_t *cursor,
+                          struct dp_errinfo *ei);
+
+/* The Idempotency-Key header (validated), or NULL when absent. */
+enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct dp_errinfo *ei);
+
+/* Parks the connection until srv_http_tick/notify or deadline_ms (monotonic).
+ * Returns 0 when parked; 1 when the data changed since gen was read (the
+ * caller should look again right away). */
+int srv_park(struct srv_http *h, struct srv_req *r, uint64_t gen, int64_t deadline_ms);
+
+/* Wakes every parked request (after a write that may matter to them). */
+void srv_notify(struct srv_http *h);
+
+/* ---- Handlers (api_*.c, sse.c) ---- */
+
+#define SRV_HANDLER(name)                                                                          \
+    enum MHD_Result name(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r)
+
+SRV_HANDLER(srv_api_healthz);
+SRV_HANDLER(srv_api_metrics);
+SRV_HANDLER(srv_api_team_create);
+SRV_HANDLER(srv_api_team_list);
+SRV_HANDLER(srv_api_token_create);
+SRV_HANDLER(srv_api_me);
+SRV_HANDLER(srv_api_worker_list);
+SRV_HANDLER(srv_api_model_create);
+SRV_HANDLER(srv_api_model_list);
+SRV_HANDLER(srv_api_model_get);
+SRV_HANDLER(srv_api_model_content);
+SRV_HANDLER(srv_api_dataset_create);
+SRV_HANDLER(srv_api_dataset_list);
+SRV_HANDLER(srv_api_dataset_get);
+SRV_HANDLER(srv_api_asset_upload_begin);
+SRV_HANDLER(srv_api_job_create);
+SRV_HANDLER(srv_api_job_list);
+SRV_HANDLER(srv_api_job_get);
+SRV_HANDLER(srv_api_job_cancel);
+SRV_HANDLER(srv_api_job_retry);
+SRV_HANDLER(srv_api_job_report);
+SRV_HANDLER(srv_api_job_artifacts);
+SRV_HANDLER(srv_api_job_events);
+SRV_HANDLER(srv_api_artifact_get);
+SRV_HANDLER(srv_api_agent_register);
+SRV_HANDLER(srv_api_agent_claim);
+SRV_HANDLER(srv_api_agent_heartbeat);
+SRV_HANDLER(srv_api_agent_events);
+SRV_HANDLER(srv_api_agent_artifact_begin);
+SRV_HANDLER(srv_api_agent_artifact);
+SRV_HANDLER(srv_api_agent_complete);
+SRV_HANDLER(srv_api_agent_fail);
+SRV_HANDLER(srv_api_agent_release);
+SRV_HANDLER(srv_api_agent_blob);
+
+#endif

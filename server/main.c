@@ -1,0 +1,188 @@
+/*
+ * dnnpress-server: the REST API, the durable job queue and the artifact
+ * store of dnnpress (docs/api.md), with optional local workers.
+ *
+ * DESIGN
+ * main() parses the flags, opens the store (running migrations), makes sure
+ * an admin token exists (printing a generated one once), then starts three
+ * things: the HTTP daemon (its own threads), a housekeeping thread that
+ * reaps expired leases and wakes parked requests every 200 ms, and, with
+ * --local-workers, the worker supervisor. The main thread then waits for
+ * SIGTERM or SIGINT and stops them in reverse order. Signals are blocked in
+ * every thread and taken synchronously with sigwait, so no handler runs in
+ * the middle of anything.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "server/blob.h"
+#include "server/config.h"
+#include "server/http.h"
+#include "server/ids.h"
+#include "server/store.h"
+#include "server/super.h"
+
+#define HOUSEKEEPING_MS 200
+
+struct housekeeping {
+    struct srv_store *st;
+    struct srv_http *http;
+    atomic_int stop;
+};
+
+static void *housekeeping_main(void *arg)
+{
+    struct housekeeping *hk = arg;
+    while (!atomic_load(&hk->stop)) {
+        struct timespec ts = {0, HOUSEKEEPING_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        int n = 0;
+        struct dp_errinfo ei = {0};
+        if (srv_store_reap(hk->st, &n, &ei) != DP_OK)
+            DP_LOG(DP_LOG_ERROR, "reaper: %s", ei.msg);
+        srv_http_tick(hk->http);
+    }
+    return NULL;
+}
+
+/* <directory of this executable>/dnnpress-worker */
+static void default_worker_bin(char *out, size_t cap)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        snprintf(out, cap, "dnnpress-worker");
+        return;
+    }
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(out, cap, "%s/dnnpress-worker", self);
+}
+
+int main(int argc, char **argv)
+{
+    struct srv_config cfg;
+    struct dp_errinfo ei = {0};
+    struct srv_store *st = NULL;
+    struct srv_http *http = NULL;
+    struct srv_super *super = NULL;
+    struct housekeeping hk = {0};
+    pthread_t hk_thread;
+    int hk_started = 0, rc = 1;
+
+    enum dp_err err = srv_config_parse(argc, argv, &cfg, &ei);
+    if (err == DP_EINTERRUPTED) {
+        fputs(ei.msg, stdout);
+        return 0;
+    }
+    if (err) {
+        fprintf(stderr, "dnnpress-server: %s\n", ei.msg);
+        return 2;
+    }
+    if (cfg.print_routes) {
+        srv_http_print_routes(stdout);
+        return 0;
+    }
+    dp_log_set_level(DP_LOG_INFO);
+    srv_config_log(&cfg);
+
+    /* Block the shutdown signals everywhere; main takes them with sigwait. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char db_path[1100];
+    snprintf(db_path, sizeof(db_path), "%s/dnnpress.db", cfg.data_dir);
+    struct srv_queue_cfg qcfg = {.lease_ms = (int64_t)cfg.lease_s * 1000,
+                                 .backoff_base_ms = cfg.backoff_base_ms,
+                                 .backoff_max_ms = 300000};
+    err = srv_blob_init_dirs(cfg.data_dir, &ei);
+    if (!err)
+        err = srv_store_open(db_path, &qcfg, &st, &ei);
+    if (err) {
+        fprintf(stderr, "dnnpress-server: %s\n", ei.msg);
+        goto out;
+    }
+
+    const char *env_admin = getenv("DNNPRESS_ADMIN_TOKEN");
+    char env_hash[65], secret[SRV_TOKEN_LEN];
+    if (env_admin && (strlen(env_admin) < 16 || strlen(env_admin) > 256)) {
+        fprintf(stderr, "dnnpress-server: DNNPRESS_ADMIN_TOKEN must be 16 to 256 characters\n");
+        goto out;
+    }
+    if (env_admin)
+        srv_token_hash(env_admin, env_hash);
+    err = srv_store_admin_ensure(st, env_admin ? env_hash : NULL, secret, &ei);
+    if (err) {
+        fprintf(stderr, "dnnpress-server: %s\n", ei.msg);
+        goto out;
+    }
+    if (secret[0])
+        fprintf(stderr, "dnnpress-server: first start: the admin token (shown once) is\n%s\n",
+                secret);
+
+    err = srv_http_start(&cfg, st, &http, &ei);
+    if (err) {
+        fprintf(stderr, "dnnpress-server: %s\n", ei.msg);
+        goto out;
+    }
+    hk.st = st;
+    hk.http = http;
+    if (pthread_create(&hk_thread, NULL, housekeeping_main, &hk) != 0) {
+        fprintf(stderr, "dnnpress-server: cannot start the housekeeping thread\n");
+        goto out;
+    }
+    hk_started = 1;
+
+    if (cfg.local_workers > 0) {
+        char bin[1100], url[300], agent[SRV_TOKEN_LEN];
+        if (cfg.worker_bin[0])
+            snprintf(bin, sizeof(bin), "%s", cfg.worker_bin);
+        else
+            default_worker_bin(bin, sizeof(bin));
+        snprintf(url, sizeof(url), "http://%s:%d", cfg.host, cfg.port);
+        err = srv_store_agent_token_mint(st, "local-workers", agent, &ei);
+        struct srv_super_cfg sc = {.worker_bin = bin,
+                                   .server_url = url,
+                                   .data_dir = cfg.data_dir,
+                                   .token = agent,
+                                   .n_workers = cfg.local_workers};
+        if (!err)
+            err = srv_super_start(&sc, &super, &ei);
+        if (err) {
+            fprintf(stderr, "dnnpress-server: local workers: %s\n", ei.msg);
+            goto out;
+        }
+    }
+    DP_LOG(DP_LOG_INFO, "dnnpress-server listening on http://%s:%d (schema version %d)", cfg.host,
+           cfg.port, srv_store_schema_version(st));
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    DP_LOG(DP_LOG_INFO, "signal %d: shutting down", sig);
+    rc = 0;
+out:
+    srv_super_stop(super);
+    if (hk_started) {
+        atomic_store(&hk.stop, 1);
+        pthread_join(hk_thread, NULL);
+    }
+    srv_http_stop(http);
+    srv_store_close(st);
+    return rc;
+}

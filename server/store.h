@@ -1,0 +1,234 @@
+/*
+ * The store: every SQL statement of the server, over one SQLite database in
+ * WAL mode (STYLE rule 34). Nothing outside store.c sees SQL.
+ *
+ *   struct srv_store *st = NULL;
+ *   err = srv_store_open("data/dnnpress.db", &st, &ei);   // runs migrations
+ *   err = srv_store_job_create(st, &principal, &newjob, &job_json, &replayed, &ei);
+ *   ...
+ *   srv_store_close(st);
+ *
+ * DESIGN
+ * - One connection, statements prepared once (SQLITE_PREPARE_PERSISTENT),
+ *   named parameters only, user data only ever bound, never formatted.
+ * - A mutex serialises all calls: the server is the only writer and each
+ *   call is short (an indexed lookup or a small transaction), so one
+ *   connection is simpler and, on 2 cores, as fast as a pool.
+ * - Writes run in BEGIN IMMEDIATE transactions with synchronous=FULL: when a
+ *   call returns DP_OK its effect is on disk (the API's "2xx means durable").
+ * - The queue (srv_store_task_*): claim is one UPDATE ... RETURNING that
+ *   picks the best ready task and bumps its fencing counter; every worker
+ *   write names the fence it was given and is refused (DP_EEXIST, "lease
+ *   lost") unless the task is still leased under that fence. The reaper
+ *   returns expired leases to the queue with backoff, or marks them dead.
+ * - Results are jansson objects shaped as docs/api.md describes; the caller
+ *   owns them (json_decref).
+ *
+ * Errors: DP_ENOENT (absent or another team's: both are 404), DP_EEXIST
+ * (state conflict, stale fence, name taken: 409), DP_EINVAL (invalid
+ * request, message names the field), DP_EIO (database failure), DP_ENOMEM.
+ * Every call is thread-safe.
+ */
+#ifndef DP_SERVER_STORE_H
+#define DP_SERVER_STORE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "server/ids.h"
+
+struct srv_store;
+
+/* Who is calling: the token's scope and team (empty for admin/agent). */
+enum srv_scope { SRV_SCOPE_ADMIN, SRV_SCOPE_TEAM, SRV_SCOPE_AGENT };
+struct srv_principal {
+    enum srv_scope scope;
+    char token_id[SRV_ID_MAX];
+    char team_id[SRV_ID_MAX]; /* "" when the token has no team */
+};
+
+/* Tuning of the queue, fixed at open. */
+struct srv_queue_cfg {
+    int64_t lease_ms;        /* lease length granted by claim and heartbeat */
+    int64_t backoff_base_ms; /* first retry delay; doubles per attempt, plus jitter */
+    int64_t backoff_max_ms;
+};
+
+/* ---- Lifecycle ------------------------------------------------------------ */
+
+/* Opens (creating if needed) the database at path, sets WAL mode, applies
+ * pending migrations in order, each in a transaction, and records the schema
+ * version in PRAGMA user_version. A database newer than this binary is
+ * refused. *out is released with srv_store_close. */
+enum dp_err srv_store_open(const char *path, const struct srv_queue_cfg *cfg,
+                           struct srv_store **out, struct dp_errinfo *ei);
+
+/* Finalizes every statement and closes the database. NULL is a no-op. */
+void srv_store_close(struct srv_store *st);
+
+/* PRAGMA user_version of the open database. */
+int srv_store_schema_version(struct srv_store *st);
+
+/* Runs PRAGMA integrity_check; DP_OK when it says "ok". */
+enum dp_err srv_store_integrity_check(struct srv_store *st, struct dp_errinfo *ei);
+
+/* ---- Tokens and teams ----------------------------------------------------- */
+
+/* Looks a token hash up; DP_ENOENT when unknown. */
+enum dp_err srv_store_token_lookup(struct srv_store *st, const char *hash,
+                                   struct srv_principal *out);
+
+/* Ensures an admin token exists. With env_hash (the hash of
+ * DNNPRESS_ADMIN_TOKEN) that token is added if absent. Without, and when no
+ * admin token exists yet, a new secret is generated, stored hashed and
+ * copied to new_secret (else new_secret is set to ""). */
+enum dp_err srv_store_admin_ensure(struct srv_store *st, const char *env_hash,
+                                   char new_secret[SRV_TOKEN_LEN], struct dp_errinfo *ei);
+
+/* Creates an agent token (no team) named name; the secret goes to secret. */
+enum dp_err srv_store_agent_token_mint(struct srv_store *st, const char *name,
+                                       char secret[SRV_TOKEN_LEN], struct dp_errinfo *ei);
+
+enum dp_err srv_store_team_create(struct srv_store *st, const char *name, json_t **out,
+                                  struct dp_errinfo *ei);
+enum dp_err srv_store_team_list(struct srv_store *st, int limit, int64_t cursor, json_t **out,
+                                struct dp_errinfo *ei);
+
+/* Creates a token of scope "team" or "agent" for team_id; out carries the
+ * secret (shown once). */
+enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, const char *scope,
+                                   const char *name, json_t **out, struct dp_errinfo *ei);
+
+/* ---- Models and datasets -------------------------------------------------- */
+
+struct srv_asset_new {
+    const char *kind;     /* "model" or "dataset" */
+    const char *name;     /* validated by the caller */
+    const char *format;   /* "builtin", "onnx", "safetensors", "idx", "cifar10", "npy" */
+    const char *builtin;  /* arch or dataset name, or NULL for an upload */
+    const char *sha256;   /* the uploaded blob (already in the blob store), or NULL */
+    int64_t size;         /* bytes of the blob */
+    const char *idem_key; /* Idempotency-Key or NULL */
+    const char *req_hash; /* hash of the request, for key-reuse detection */
+};
+
+/* Creates the asset (and its blob row). *replayed is 1 when an earlier
+ * request with the same Idempotency-Key created it (out is that object). */
+enum dp_err srv_store_asset_create(struct srv_store *st, const struct srv_principal *who,
+                                   const struct srv_asset_new *a, json_t **out, int *replayed,
+                                   struct dp_errinfo *ei);
+enum dp_err srv_store_asset_get(struct srv_store *st, const struct srv_principal *who,
+                                const char *kind, const char *id, json_t **out,
+                                struct dp_errinfo *ei);
+enum dp_err srv_store_asset_list(struct srv_store *st, const struct srv_principal *who,
+                                 const char *kind, int limit, int64_t cursor, json_t **out,
+                                 struct dp_errinfo *ei);
+
+/* ---- Jobs ----------------------------------------------------------------- */
+
+struct srv_job_new {
+    const char *name;
+    const char *model_id;
+    const char *dataset_id;
+    json_t *params; /* {"spec","pretrain"?,"export","seed"} (borrowed) */
+    int has_pretrain;
+    int priority;     /* 0..9, higher runs first */
+    int max_attempts; /* 1..20 */
+    const char *idem_key;
+    const char *req_hash;
+};
+
+/* Creates the job and its tasks (train? -> compress -> retrain -> export).
+ * The model and dataset must be the caller's (else DP_EINVAL naming the
+ * field); a built-in model needs pretrain. */
+enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principal *who,
+                                 const struct srv_job_new *j, json_t **out, int *replayed,
+                                 struct dp_errinfo *ei);
+enum dp_err srv_store_job_get(struct srv_store *st, const struct srv_principal *who,
+                              const char *id, json_t **out, struct dp_errinfo *ei);
+/* state may be NULL (all states). */
+enum dp_err srv_store_job_list(struct srv_store *st, const struct srv_principal *who,
+                               const char *state, int limit, int64_t cursor, json_t **out,
+                               struct dp_errinfo *ei);
+enum dp_err srv_store_job_cancel(struct srv_store *st, const struct srv_principal *who,
+                                 const char *id, json_t **out, struct dp_errinfo *ei);
+enum dp_err srv_store_job_retry(struct srv_store *st, const struct srv_principal *who,
+                                const char *id, json_t **out, struct dp_errinfo *ei);
+/* The sha256 of the job's report output; DP_ENOENT "report_not_ready" before. */
+enum dp_err srv_store_job_report(struct srv_store *st, const struct srv_principal *who,
+                                 const char *id, char sha[65], struct dp_errinfo *ei);
+enum dp_err srv_store_job_artifacts(struct srv_store *st, const struct srv_principal *who,
+                                    const char *id, json_t **out, struct dp_errinfo *ei);
+
+/* Events of the job with seq > after, at most max, as a JSON array of
+ * {"id","type","data"}; *terminal is 1 when the job is in a terminal state
+ * (read in the same snapshot, so an empty answer with *terminal set means
+ * the stream is complete). */
+enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_principal *who,
+                                   const char *job_id, int64_t after, int max, json_t **out,
+                                   int *terminal, struct dp_errinfo *ei);
+
+/* Whether the caller's team may read blob sha (an asset or artifact of the
+ * team; admin may read all); its size in *size. DP_ENOENT otherwise. */
+enum dp_err srv_store_blob_team(struct srv_store *st, const struct srv_principal *who,
+                                const char *sha, int64_t *size, struct dp_errinfo *ei);
+
+/* Whether an agent may read blob sha: it is an input or artifact of a job
+ * with a leased task. */
+enum dp_err srv_store_blob_agent(struct srv_store *st, const char *sha, int64_t *size,
+                                 struct dp_errinfo *ei);
+
+/* ---- Workers and the queue (agent scope) ---------------------------------- */
+
+enum dp_err srv_store_worker_register(struct srv_store *st, const char *name,
+                                      const char *version, json_t *capabilities, json_t *device,
+                                      json_t **out, struct dp_errinfo *ei);
+enum dp_err srv_store_worker_list(struct srv_store *st, int limit, int64_t cursor, json_t **out,
+                                  struct dp_errinfo *ei);
+
+/* Leases the best ready task whose type is in capabilities (a JSON array of
+ * strings) to worker_id. DP_ENOENT when none is ready (the caller may wait).
+ * out is the leased task object of docs/api.md. */
+enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id,
+                                 json_t *capabilities, json_t **out, struct dp_errinfo *ei);
+
+/* Extends the lease; progress (may be NULL) becomes the job's progress.
+ * out: {"lease_expires_at","cancel"}. DP_EEXIST when the fence is stale. */
+enum dp_err srv_store_task_heartbeat(struct srv_store *st, const char *task_id, int64_t fence,
+                                     json_t *progress, json_t **out, struct dp_errinfo *ei);
+
+/* Appends worker events ([{"type","data"}], validated by the caller). */
+enum dp_err srv_store_task_events(struct srv_store *st, const char *task_id, int64_t fence,
+                                  json_t *events, struct dp_errinfo *ei);
+
+/* DP_OK when task_id is leased under fence. */
+enum dp_err srv_store_task_fence_check(struct srv_store *st, const char *task_id, int64_t fence,
+                                       struct dp_errinfo *ei);
+
+/* Records an uploaded artifact (its blob must be in place); a checkpoint
+ * becomes the task's resume point. */
+enum dp_err srv_store_task_artifact(struct srv_store *st, const char *task_id, int64_t fence,
+                                    const char *kind, const char *sha, int64_t size,
+                                    struct dp_errinfo *ei);
+
+/* outputs: {"model"?,"report"?,"onnx"?} of uploaded blobs. */
+enum dp_err srv_store_task_complete(struct srv_store *st, const char *task_id, int64_t fence,
+                                    json_t *outputs, struct dp_errinfo *ei);
+enum dp_err srv_store_task_fail(struct srv_store *st, const char *task_id, int64_t fence,
+                                const char *message, int retryable, struct dp_errinfo *ei);
+enum dp_err srv_store_task_release(struct srv_store *st, const char *task_id, int64_t fence,
+                                   struct dp_errinfo *ei);
+
+/* Returns expired leases to the queue (or marks them dead); *n_reaped says
+ * how many. */
+enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, struct dp_errinfo *ei);
+
+/* A counter bumped by every write that may make a task ready or add an
+ * event; waiters compare it to decide whether to sleep. Any thread. */
+uint64_t srv_store_generation(struct srv_store *st);
+
+/* Appends Prometheus lines (jobs and tasks by state, workers) to out. */
+enum dp_err srv_store_metrics(struct srv_store *st, json_t **out, struct dp_errinfo *ei);
+
+#endif

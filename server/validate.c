@@ -1,0 +1,572 @@
+/*
+ * Upload validators (see validate.h). Files are read through small buffers
+ * with every length checked against what remains, so a hostile file can
+ * make a validator fail but never read out of bounds or allocate much.
+ */
+#include "server/validate.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "common/model.h"
+#include "common/model_io.h"
+#include "common/utf8.h"
+
+/* ---- Names ---------------------------------------------------------------- */
+
+enum dp_err srv_validate_name(const char *name, const char *field, struct dp_errinfo *ei)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > SRV_NAME_MAX)
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: must be 1 to %d bytes long", field,
+                              SRV_NAME_MAX);
+    if (!dp_utf8_valid(name))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: not valid UTF-8", field);
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return dp_errinfo_set(ei, DP_EINVAL, "%s: control characters are not allowed",
+                                  field);
+    if (strchr(name, '/') || strchr(name, '\\') || name[0] == '.')
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "%s: '%s' looks like a path; names may not contain '/' or '\\' "
+                              "or start with '.'",
+                              field, name);
+    return DP_OK;
+}
+
+/* ---- Models ---------------------------------------------------------------- */
+
+enum dp_err srv_validate_model(const char *path, const char *format, struct dp_errinfo *ei)
+{
+    if (strcmp(format, "onnx") == 0)
+        return srv_validate_onnx(path, ei);
+    struct dp_model *m = NULL;
+    struct dp_errinfo inner = {0};
+    enum dp_err err = dp_model_load(path, &m, NULL, &inner);
+    dp_model_free(m);
+    if (err) {
+        /* The loader names the file: say "upload" instead of our temp path. */
+        const char *msg = dp_errinfo_msg(&inner, err);
+        size_t plen = strlen(path);
+        if (strncmp(msg, path, plen) == 0)
+            msg += plen;
+        return dp_errinfo_set(ei, err == DP_ENOMEM ? DP_ENOMEM : DP_EFORMAT,
+                              "safetensors model upload%s%s", msg[0] == ':' ? "" : ": ", msg);
+    }
+    return DP_OK;
+}
+
+/* Reads a protobuf varint from f, at most *left bytes. */
+static enum dp_err pb_varint(FILE *f, uint64_t *left, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*left == 0)
+            return DP_ETRUNC;
+        int c = fgetc(f);
+        if (c == EOF)
+            return DP_ETRUNC;
+        (*left)--;
+        *v |= (uint64_t)(c & 0x7f) << shift;
+        if ((c & 0x80) == 0)
+            return DP_OK;
+    }
+    return DP_EFORMAT;
+}
+
+enum dp_err srv_validate_onnx(const char *path, struct dp_errinfo *ei)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return dp_errinfo_set(ei, DP_EIO, "onnx upload: cannot reopen: %s", strerror(errno));
+    enum dp_err err = DP_OK;
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return dp_errinfo_set(ei, DP_EIO, "onnx upload: cannot seek");
+    }
+    long end = ftell(f);
+    rewind(f);
+    uint64_t left = end > 0 ? (uint64_t)end : 0;
+    int have_ir = 0, have_graph = 0;
+    if (left == 0)
+        err = dp_errinfo_set(ei, DP_EFORMAT, "onnx upload: the file is empty");
+    while (!err && left > 0) {
+        uint64_t off = (uint64_t)end - left, key, v;
+        err = pb_varint(f, &left, &key);
+        if (err) {
+            err = dp_errinfo_set(ei, DP_EFORMAT, "onnx upload: bad field key at byte %" PRIu64,
+                                 off);
+            break;
+        }
+        uint64_t field = key >> 3;
+        unsigned wire = (unsigned)(key & 7);
+        if (field == 0 || field > 536870911u) {
+            err = dp_errinfo_set(ei, DP_EFORMAT,
+                                 "onnx upload: not an ONNX ModelProto (field number %" PRIu64
+                                 " at byte %" PRIu64 ")",
+                                 field, off);
+            break;
+        }
+        uint64_t skip = 0;
+        switch (wire) {
+            case 0:
+                err = pb_varint(f, &left, &v);
+                break;
+            case 1:
+                skip = 8;
+                break;
+            case 5:
+                skip = 4;
+                break;
+            case 2:
+                err = pb_varint(f, &left, &skip);
+                break;
+            default:
+                err = DP_EFORMAT;
+        }
+        if (err || skip > left) {
+            err = dp_errinfo_set(ei, DP_EFORMAT,
+                                 "onnx upload: field %" PRIu64 " at byte %" PRIu64
+                                 " is malformed or runs past the end of the file",
+                                 field, off);
+            break;
+        }
+        if (field == 1 && wire == 0)
+            have_ir = 1;
+        if (field == 7 && wire == 2 && skip > 0)
+            have_graph = 1;
+        if (skip > 0 && fseek(f, (long)skip, SEEK_CUR) != 0) {
+            err = dp_errinfo_set(ei, DP_EIO, "onnx upload: cannot seek");
+            break;
+        }
+        left -= skip;
+    }
+    fclose(f);
+    if (!err && !have_ir)
+        err = dp_errinfo_set(ei, DP_EFORMAT, "onnx upload: no ir_version (field 1)");
+    if (!err && !have_graph)
+        err = dp_errinfo_set(ei, DP_EFORMAT, "onnx upload: no graph (field 7)");
+    return err;
+}
+
+/* ---- Dataset archives -------------------------------------------------------- */
+
+/* One archive member, read raw or through gunzip, bounded by its size. */
+struct member {
+    FILE *f;
+    uint64_t left; /* compressed bytes of the member not yet read */
+    int gz, z_end;
+    z_stream z;
+    unsigned char in[16384];
+    uint64_t out_total;
+};
+
+#define MEMBER_MAX_INFLATED (4ull << 30)
+
+static enum dp_err member_open(struct member *m, FILE *f, uint64_t size, int gz)
+{
+    memset(m, 0, sizeof(*m));
+    m->f = f;
+    m->left = size;
+    m->gz = gz;
+    if (gz && inflateInit2(&m->z, 15 + 16) != Z_OK)
+        return DP_ENOMEM;
+    return DP_OK;
+}
+
+static void member_close(struct member *m)
+{
+    if (m->gz)
+        inflateEnd(&m->z);
+}
+
+/* Reads up to n bytes; *got 0 means the member's end. */
+static enum dp_err member_read(struct member *m, void *buf, size_t n, size_t *got)
+{
+    *got = 0;
+    if (!m->gz) {
+        size_t want = n < m->left ? n : (size_t)m->left;
+        if (want == 0)
+            return DP_OK;
+        size_t k = fread(buf, 1, want, m->f);
+        if (k != want)
+            return DP_ETRUNC;
+        m->left -= k;
+        *got = k;
+        return DP_OK;
+    }
+    m->z.next_out = buf;
+    m->z.avail_out = (uInt)n;
+    while (m->z.avail_out > 0 && !m->z_end) {
+        if (m->z.avail_in == 0) {
+            if (m->left == 0)
+                return DP_ETRUNC;
+            size_t want = m->left < sizeof(m->in) ? (size_t)m->left : sizeof(m->in);
+            if (fread(m->in, 1, want, m->f) != want)
+                return DP_ETRUNC;
+            m->left -= want;
+            m->z.next_in = m->in;
+            m->z.avail_in = (uInt)want;
+        }
+        int rc = inflate(&m->z, Z_NO_FLUSH);
+        if (rc == Z_STREAM_END)
+            m->z_end = 1;
+        else if (rc != Z_OK)
+            return DP_EFORMAT;
+    }
+    *got = n - m->z.avail_out;
+    m->out_total += *got;
+    if (m->out_total > MEMBER_MAX_INFLATED)
+        return DP_ETOOBIG;
+    return DP_OK;
+}
+
+static enum dp_err member_read_exact(struct member *m, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        size_t k;
+        enum dp_err err = member_read(m, (char *)buf + got, n - got, &k);
+        if (err)
+            return err;
+        if (k == 0)
+            return DP_ETRUNC;
+        got += k;
+    }
+    return DP_OK;
+}
+
+/* Reads and counts the rest of the member; the CIFAR check looks at every
+ * 3073rd byte through `each` when non-NULL. */
+static enum dp_err member_drain(struct member *m, uint64_t *n_bytes)
+{
+    unsigned char buf[16384];
+    *n_bytes = 0;
+    for (;;) {
+        size_t k;
+        enum dp_err err = member_read(m, buf, sizeof(buf), &k);
+        if (err)
+            return err;
+        if (k == 0)
+            return DP_OK;
+        *n_bytes += k;
+    }
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* An IDX file: ubyte data, 1 dimension (labels) or 3 (images), exactly
+ * prod(dims) data bytes. *count receives the first dimension. */
+static enum dp_err check_idx(struct member *m, const char *name, uint64_t *count,
+                             struct dp_errinfo *ei)
+{
+    unsigned char h[16];
+    int labels = strstr(name, "labels") != NULL;
+    int ndim = labels ? 1 : 3;
+    enum dp_err err = member_read_exact(m, h, 4 + 4 * (size_t)ndim);
+    if (err)
+        return dp_errinfo_set(ei, DP_EFORMAT, "%s: truncated or corrupt IDX header", name);
+    if (h[0] != 0 || h[1] != 0 || h[2] != 0x08 || h[3] != ndim)
+        return dp_errinfo_set(ei, DP_EFORMAT,
+                              "%s: not an IDX %s file (magic %02x%02x%02x%02x, expected "
+                              "000008%02x)",
+                              name, labels ? "label" : "image", h[0], h[1], h[2], h[3], ndim);
+    uint64_t want = 1;
+    for (int i = 0; i < ndim; i++) {
+        uint32_t d = be32(h + 4 + 4 * i);
+        if (d == 0 || d > (1u << 28))
+            return dp_errinfo_set(ei, DP_EFORMAT, "%s: dimension %d is %u", name, i, d);
+        want *= d;
+        if (want > MEMBER_MAX_INFLATED)
+            return dp_errinfo_set(ei, DP_ETOOBIG, "%s: data larger than 4 GiB", name);
+    }
+    *count = be32(h + 4);
+    uint64_t have;
+    err = member_drain(m, &have);
+    if (err)
+        return dp_errinfo_set(ei, err == DP_ETOOBIG ? DP_ETOOBIG : DP_EFORMAT,
+                              "%s: corrupt or oversized data", name);
+    if (have != want)
+        return dp_errinfo_set(ei, DP_EFORMAT, "%s: header promises %" PRIu64
+                                              " data bytes, the file has %" PRIu64,
+                              name, want, have);
+    return DP_OK;
+}
+
+/* A CIFAR-10 binary batch: records of 1 label byte (0..9) + 3072 pixels. */
+static enum dp_err check_cifar(struct member *m, const char *name, uint64_t size,
+                               struct dp_errinfo *ei)
+{
+    if (size == 0 || size % 3073 != 0)
+        return dp_errinfo_set(ei, DP_EFORMAT,
+                              "%s: %" PRIu64 " bytes is not a whole number of 3073-byte records",
+                              name, size);
+    unsigned char rec[3073];
+    for (uint64_t i = 0; i < size / 3073; i++) {
+        if (member_read_exact(m, rec, sizeof(rec)) != DP_OK)
+            return dp_errinfo_set(ei, DP_ETRUNC, "%s: truncated", name);
+        if (rec[0] > 9)
+            return dp_errinfo_set(ei, DP_EFORMAT, "%s: record %" PRIu64 " has label %u (0..9)",
+                                  name, i, rec[0]);
+    }
+    return DP_OK;
+}
+
+/* An NPY array: magic, version 1-3, a header dict with descr, fortran_order
+ * False and a shape tuple, then exactly prod(shape) * itemsize bytes. */
+static enum dp_err check_npy(struct member *m, const char *name, uint64_t size, uint64_t *count,
+                             struct dp_errinfo *ei)
+{
+    unsigned char pre[12];
+    char hdr[4096];
+    if (member_read_exact(m, pre, 10) != DP_OK || memcmp(pre, "\x93NUMPY", 6) != 0)
+        return dp_errinfo_set(ei, DP_EFORMAT, "%s: not an NPY file (bad magic)", name);
+    uint64_t hlen, pre_len = 10;
+    if (pre[6] == 1) {
+        hlen = (uint64_t)pre[8] | (uint64_t)pre[9] << 8;
+    } else if (pre[6] == 2 || pre[6] == 3) {
+        if (member_read_exact(m, pre + 10, 2) != DP_OK)
+            return dp_errinfo_set(ei, DP_ETRUNC, "%s: truncated header", name);
+        hlen = (uint64_t)pre[8] | (uint64_t)pre[9] << 8 | (uint64_t)pre[10] << 16 |
+               (uint64_t)pre[11] << 24;
+        pre_len = 12;
+    } else {
+        return dp_errinfo_set(ei, DP_EFORMAT, "%s: unsupported NPY version %u", name, pre[6]);
+    }
+    if (hlen == 0 || hlen >= sizeof(hdr))
+        return dp_errinfo_set(ei, DP_EFORMAT, "%s: header length %" PRIu64 " out of range", name,
+                              hlen);
+    if (member_read_exact(m, hdr, (size_t)hlen) != DP_OK)
+        return dp_errinfo_set(ei, DP_ETRUNC, "%s: truncated header", name);
+    hdr[hlen] = '\0';
+    const char *descr = strstr(hdr, "'descr':");
+    const char *fo = strstr(hdr, "'fortran_order':");
+    const char *shape = strstr(hdr, "'shape':");
+    if (!descr || !fo || !shape)
+        return dp_errinfo_set(ei, DP_EFORMAT, "%s: header lacks descr, fortran_order or shape",
+                              name);
+    if (strncmp(fo + 16, " False", 6) != 0)
+        return dp_errinfo_set(ei, DP_EFORMAT, "%s: fortran_order must be False", name);
+    static const struct {
+        const char *d;
+        uint64_t size;
+    } types[] = {{"'|u1'", 1}, {"'<u1'", 1}, {"'|i1'", 1}, {"'<f4'", 4}, {"'<i4'", 4},
+                 {"'<i8'", 8}, {"'<u4'", 4}, {"'<f8'", 8}, {"'<u8'", 8}, {"'<i2'", 2}};
+    uint64_t item = 0;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (strncmp(descr + 9, types[i].d, strlen(types[i].d)) == 0)
+            item = types[i].size;
+    if (item == 0)
+        return dp_errinfo_set(ei, DP_EFORMAT, "%s: unsupported dtype", name);
+    const char *p = strchr(shape, '(');
+    if (p == NULL)
+        return dp_errinfo_set(ei, DP_EFORMAT, "%s: shape is not a tuple", name);
+    uint64_t elems = 1;
+    int ndim = 0;
+    *count = 0;
+    for (p++; *p && *p != ')';) {
+        if (*p == ' ' || *p == ',') {
+            p++;
+            continue;
+        }
+        if (*p < '0' || *p > '9')
+            return dp_errinfo_set(ei, DP_EFORMAT, "%s: malformed shape", name);
+        uint64_t d = 0;
+        while (*p >= '0' && *p <= '9') {
+            d = d * 10 + (uint64_t)(*p - '0');
+            if (d > (1ull << 32))
+                return dp_errinfo_set(ei, DP_EFORMAT, "%s: dimension too large", name);
+            p++;
+        }
+        if (ndim == 0)
+            *count = d;
+        ndim++;
+        elems *= d;
+        if (elems > MEMBER_MAX_INFLATED)
+            return dp_errinfo_set(ei, DP_ETOOBIG, "%s: array larger than 4 GiB", name);
+    }
+    if (*p != ')' || ndim == 0 || ndim > 8)
+        return dp_errinfo_set(ei, DP_EFORMAT, "%s: malformed shape", name);
+    uint64_t want = pre_len + hlen + elems * item;
+    if (size != want)
+        return dp_errinfo_set(ei, DP_EFORMAT,
+                              "%s: shape and dtype need %" PRIu64 " bytes, the file has %" PRIu64,
+                              name, want, size);
+    return DP_OK;
+}
+
+static const char *const idx_members[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+static const char *const cifar_members[] = {"data_batch_1.bin", "data_batch_2.bin",
+                                            "data_batch_3.bin", "data_batch_4.bin",
+                                            "data_batch_5.bin", "test_batch.bin"};
+static const char *const npy_members[] = {"x_train.npy", "y_train.npy", "x_test.npy",
+                                          "y_test.npy"};
+
+/* Index of name among the format's members (IDX names may end in .gz), or -1. */
+static int member_index(const char *format, const char *name, int *gz)
+{
+    const char *const *list = npy_members;
+    int n = 4;
+    *gz = 0;
+    if (strcmp(format, "idx") == 0) {
+        list = idx_members;
+        size_t len = strlen(name);
+        if (len > 3 && strcmp(name + len - 3, ".gz") == 0) {
+            *gz = 1;
+            for (int i = 0; i < 4; i++)
+                if (strlen(list[i]) == len - 3 && strncmp(list[i], name, len - 3) == 0)
+                    return i;
+            return -1;
+        }
+    } else if (strcmp(format, "cifar10") == 0) {
+        list = cifar_members;
+        n = 6;
+    }
+    for (int i = 0; i < n; i++)
+        if (strcmp(list[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static uint64_t tar_octal(const unsigned char *p, size_t n, int *ok)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    *ok = 1;
+    while (i < n && p[i] == ' ')
+        i++;
+    size_t digits = 0;
+    for (; i < n && p[i] >= '0' && p[i] <= '7'; i++, digits++)
+        v = v * 8 + (uint64_t)(p[i] - '0');
+    for (; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\0')
+            *ok = 0;
+    if (digits == 0 || digits > 11)
+        *ok = 0;
+    return v;
+}
+
+enum dp_err srv_validate_dataset(const char *path, const char *format, struct dp_errinfo *ei)
+{
+    int n_members = strcmp(format, "cifar10") == 0 ? 6 : 4;
+    int seen[6] = {0};
+    uint64_t counts[6] = {0};
+    enum dp_err err = DP_OK;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return dp_errinfo_set(ei, DP_EIO, "dataset upload: cannot reopen: %s", strerror(errno));
+    for (;;) {
+        unsigned char h[512];
+        if (fread(h, 1, 512, f) != 512) {
+            err = dp_errinfo_set(ei, DP_ETRUNC,
+                                 "dataset upload: not a tar archive, or it ends without its "
+                                 "end-of-archive block");
+            break;
+        }
+        int zero = 1;
+        for (int i = 0; i < 512; i++)
+            zero &= h[i] == 0;
+        if (zero)
+            break;
+        if (memcmp(h + 257, "ustar", 5) != 0) {
+            err = dp_errinfo_set(ei, DP_EFORMAT,
+                                 "dataset upload: not a POSIX ustar tar archive (no 'ustar' magic)");
+            break;
+        }
+        int ok;
+        uint64_t sum = 0, want = tar_octal(h + 148, 8, &ok);
+        for (int i = 0; i < 512; i++)
+            sum += (i >= 148 && i < 156) ? ' ' : h[i];
+        if (!ok || sum != want) {
+            err = dp_errinfo_set(ei, DP_EFORMAT, "dataset upload: tar header checksum mismatch");
+            break;
+        }
+        char name[101];
+        memcpy(name, h, 100);
+        name[100] = '\0';
+        if (h[345] != '\0' || strchr(name, '/') || strchr(name, '\\') || name[0] == '.' ||
+            !dp_utf8_valid(name)) {
+            char shown[64];
+            err = dp_errinfo_set(ei, DP_EINVAL,
+                                 "dataset upload: member '%s' is not a plain file name (no '/', "
+                                 "no '..', no prefix)",
+                                 dp_utf8_clip(shown, sizeof(shown), name));
+            break;
+        }
+        if (h[156] != '0' && h[156] != '\0') {
+            err = dp_errinfo_set(ei, DP_EINVAL,
+                                 "dataset upload: member '%s' is not a regular file (type '%c')",
+                                 name, h[156] >= 0x20 && h[156] < 0x7f ? h[156] : '?');
+            break;
+        }
+        uint64_t size = tar_octal(h + 124, 12, &ok);
+        if (!ok) {
+            err = dp_errinfo_set(ei, DP_EFORMAT, "dataset upload: member '%s' has a bad size",
+                                 name);
+            break;
+        }
+        int gz, idx = member_index(format, name, &gz);
+        if (idx < 0) {
+            err = dp_errinfo_set(ei, DP_EINVAL,
+                                 "dataset upload: unexpected member '%s' for format %s (docs/api.md "
+                                 "lists the file names)",
+                                 name, format);
+            break;
+        }
+        if (seen[idx]) {
+            err = dp_errinfo_set(ei, DP_EINVAL, "dataset upload: member '%s' appears twice",
+                                 name);
+            break;
+        }
+        seen[idx] = 1;
+        long start = ftell(f);
+        struct member m;
+        err = member_open(&m, f, size, gz);
+        if (err)
+            break;
+        if (strcmp(format, "idx") == 0)
+            err = check_idx(&m, name, &counts[idx], ei);
+        else if (strcmp(format, "cifar10") == 0)
+            err = check_cifar(&m, name, size, ei);
+        else
+            err = check_npy(&m, name, size, &counts[idx], ei);
+        member_close(&m);
+        if (err) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "%s", dp_errinfo_msg(ei, err));
+            err = dp_errinfo_set(ei, err == DP_ETOOBIG ? DP_ETOOBIG : DP_EFORMAT,
+                                 "dataset upload: %s", msg);
+            break;
+        }
+        uint64_t padded = (size + 511) / 512 * 512;
+        if (fseek(f, start + (long)padded, SEEK_SET) != 0) {
+            err = dp_errinfo_set(ei, DP_ETRUNC, "dataset upload: member '%s' is truncated", name);
+            break;
+        }
+    }
+    fclose(f);
+    for (int i = 0; !err && i < n_members; i++) {
+        if (!seen[i]) {
+            const char *nm = strcmp(format, "idx") == 0       ? idx_members[i]
+                             : strcmp(format, "cifar10") == 0 ? cifar_members[i]
+                                                              : npy_members[i];
+            err = dp_errinfo_set(ei, DP_EINVAL, "dataset upload: member '%s' is missing", nm);
+        }
+    }
+    /* Images and labels must pair up (IDX: 0/1 and 2/3; NPY: x/y). */
+    if (!err && strcmp(format, "cifar10") != 0)
+        for (int i = 0; i < 4; i += 2)
+            if (counts[i] != counts[i + 1])
+                err = dp_errinfo_set(ei, DP_EINVAL,
+                                     "dataset upload: %s has %" PRIu64 " samples but its labels %" PRIu64,
+                                     strcmp(format, "idx") == 0 ? idx_members[i] : npy_members[i],
+                                     counts[i], counts[i + 1]);
+    return err;
+}

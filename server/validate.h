@@ -1,0 +1,38 @@
+/*
+ * Validation of what clients send that is not JSON: object names, uploaded
+ * model files and dataset archives. Every function names the problem in
+ * ei (DP_EINVAL for a bad name, DP_EFORMAT/DP_ETRUNC for a bad file) and
+ * reads files in bounded chunks; none trusts a size or offset it reads.
+ */
+#ifndef DP_SERVER_VALIDATE_H
+#define DP_SERVER_VALIDATE_H
+
+#include "common/err.h"
+
+/* Longest object name, in bytes. */
+#define SRV_NAME_MAX 128
+
+/* A name for a team, token, model, dataset or job: 1..SRV_NAME_MAX bytes of
+ * valid UTF-8, no control characters, not path-like (no '/', '\\', no
+ * leading '.'). field names the field in the message. */
+enum dp_err srv_validate_name(const char *name, const char *field, struct dp_errinfo *ei);
+
+/* An uploaded model: format "safetensors" (a dnnpress checkpoint, loaded
+ * and checked whole) or "onnx" (srv_validate_onnx). */
+enum dp_err srv_validate_model(const char *path, const char *format, struct dp_errinfo *ei);
+
+/*
+ * ONNX upload check. Until the ONNX reader (common/onnx_*) lands this walks
+ * the protobuf framing of the top-level ModelProto: every field key and
+ * length must be well formed and inside the file, and ir_version (1) and
+ * graph (7) must be present. The lead switches this one function over to
+ * the real reader.
+ */
+enum dp_err srv_validate_onnx(const char *path, struct dp_errinfo *ei);
+
+/* An uploaded dataset: an uncompressed POSIX ustar archive whose members
+ * are exactly the files docs/api.md lists for format ("idx", "cifar10",
+ * "npy"), each validated (headers, sizes, labels). */
+enum dp_err srv_validate_dataset(const char *path, const char *format, struct dp_errinfo *ei);
+
+#endif

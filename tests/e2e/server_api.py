@@ -1,0 +1,642 @@
+#!/usr/bin/env python3
+"""End-to-end checks of dnnpress-server alone, over real HTTP on loopback,
+against the real process and a real SQLite file (docs/api.md).
+
+usage: server_api.py BUILD_DIR
+
+Each check prints one line; the first failure stops the run with exit 1.
+Standard library only (run with /usr/bin/python3).
+"""
+import http.client
+import io
+import json
+import os
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+
+BUILD = sys.argv[1] if len(sys.argv) > 1 else "build/release"
+SERVER = os.path.join(BUILD, "dnnpress-server")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ADMIN = "e2e-admin-token-0123456789"
+
+
+def fail(msg):
+    print("server_api: FAIL: " + msg, flush=True)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def ok(msg):
+    print("server_api: ok: " + msg, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    def __init__(self, data_dir, extra=(), port=None):
+        self.port = port or free_port()
+        self.data_dir = data_dir
+        self.log = open(os.path.join(os.path.dirname(data_dir), "server-%d.log" % self.port), "ab")
+        env = dict(os.environ, DNNPRESS_ADMIN_TOKEN=ADMIN)
+        self.proc = subprocess.Popen(
+            [SERVER, "--listen", "127.0.0.1:%d" % self.port, "--data-dir", data_dir] + list(extra),
+            stdout=self.log, stderr=self.log, env=env)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if self.req("GET", "/healthz")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        fail("server did not start (see %s)" % self.log.name)
+
+    def req(self, method, path, body=None, token=None, headers=None, raw=None, timeout=30):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = "Bearer " + token
+        data = None
+        if body is not None:
+            data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        if raw is not None:
+            data = raw
+            h.setdefault("Content-Type", "application/octet-stream")
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        payload = r.read()
+        hdrs = dict(r.getheaders())
+        c.close()
+        try:
+            doc = json.loads(payload) if payload and hdrs.get("Content-Type", "").startswith("application/json") else payload
+        except ValueError:
+            doc = payload
+        return r.status, doc, hdrs
+
+    def req_expect(self, method, path, length, token, content_type):
+        """Sends only the headers with Expect: 100-continue (as curl does for
+        large bodies) and returns the status the server answers before any
+        body byte is sent."""
+        c = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        c.sendall(("%s %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Type: %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+                   % (method, path, token, content_type, length)).encode())
+        head = c.recv(4096).decode(errors="replace")
+        c.close()
+        return int(head.split(" ")[1]), head
+
+    def req_chunked(self, method, path, chunks, token, content_type):
+        """Streams the body chunked (no Content-Length)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        c.request(method, path, body=iter(chunks), encode_chunked=True,
+                  headers={"Authorization": "Bearer " + token, "Content-Type": content_type,
+                           "Transfer-Encoding": "chunked"})
+        r = c.getresponse()
+        doc = json.loads(r.read())
+        c.close()
+        return r.status, doc, {}
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            fail("server did not stop on signal %d" % sig)
+        self.log.close()
+
+
+def expect(resp, status, what, code=None, contains=None):
+    st, doc, _ = resp
+    if st != status:
+        fail("%s: expected %d, got %d: %r" % (what, status, st, doc))
+    if code is not None and (not isinstance(doc, dict) or doc.get("code") != code):
+        fail("%s: expected code %s, got %r" % (what, code, doc))
+    if contains is not None:
+        msg = doc.get("message", "") if isinstance(doc, dict) else ""
+        if contains not in msg:
+            fail("%s: message %r does not name %r" % (what, msg, contains))
+    return doc
+
+
+# ---- fixtures ------------------------------------------------------------
+
+def onnx_bytes():
+    """A minimal ModelProto framing: ir_version=8, a graph with a name."""
+    graph = b"\x12\x01g"  # GraphProto.name = "g"
+    return b"\x08\x08" + b"\x3a" + bytes([len(graph)]) + graph
+
+
+def tar_of(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def idx_images(n, rows=4, cols=4):
+    return struct.pack(">BBBBIII", 0, 0, 8, 3, n, rows, cols) + bytes(n * rows * cols)
+
+
+def idx_labels(n):
+    return struct.pack(">BBBBI", 0, 0, 8, 1, n) + bytes(i % 10 for i in range(n))
+
+
+def idx_tar(n_train=10, n_test=5, label_n=None):
+    return tar_of([
+        ("train-images-idx3-ubyte", idx_images(n_train)),
+        ("train-labels-idx1-ubyte", idx_labels(label_n if label_n is not None else n_train)),
+        ("t10k-images-idx3-ubyte", idx_images(n_test)),
+        ("t10k-labels-idx1-ubyte", idx_labels(n_test)),
+    ])
+
+
+SPEC = {"version": 1, "method": "admm",
+        "layers": [{"match": "fc*", "prune": {"scheme": "irregular", "rate": 8}}]}
+
+
+# ---- the checks ------------------------------------------------------------
+
+def check_openapi():
+    routes = subprocess.run([SERVER, "--print-routes"], capture_output=True, text=True,
+                            check=True).stdout.split("\n")
+    with open(os.path.join(ROOT, "docs", "openapi.json")) as f:
+        paths = json.load(f)["paths"]
+    n = 0
+    for line in routes:
+        if not line:
+            continue
+        method, path = line.split(" ", 1)
+        check(path in paths and method.lower() in paths[path],
+              "route %s %s is not in docs/openapi.json" % (method, path))
+        n += 1
+    documented = sum(len(v) for v in paths.values())
+    check(documented == n, "docs/openapi.json has %d operations, the server %d" % (documented, n))
+    ok("openapi: all %d routes documented, nothing extra" % n)
+
+
+def setup_team(s, name):
+    team = expect(s.req("POST", "/api/v1/teams", {"name": name}, ADMIN), 201, "create team")
+    tok = expect(s.req("POST", "/api/v1/tokens", {"team_id": team["id"], "scope": "team",
+                                                   "name": "e2e"}, ADMIN), 201, "team token")
+    return team["id"], tok["token"]
+
+
+def submit(s, tok, model, dataset, key=None, name="job", priority=5):
+    h = {"Idempotency-Key": key} if key else None
+    return s.req("POST", "/api/v1/jobs", {"name": name, "model_id": model, "dataset_id": dataset,
+                                          "pretrain": {"epochs": 1}, "spec": SPEC,
+                                          "priority": priority}, tok, headers=h)
+
+
+def count_jobs(s, tok):
+    n, cursor = 0, ""
+    while True:
+        doc = expect(s.req("GET", "/api/v1/jobs?limit=200&cursor=" + cursor, token=tok), 200, "list")
+        n += len(doc["items"])
+        if not doc["next_cursor"]:
+            return n
+        cursor = doc["next_cursor"]
+
+
+def main():
+    check(os.access(SERVER, os.X_OK), "%s is not built" % SERVER)
+    tmp = tempfile.mkdtemp(prefix="dp-e2e-server-")
+    data = os.path.join(tmp, "data")
+    check_openapi()
+    s = Server(data, ["--lease-s", "2", "--backoff-ms", "50", "--max-upload-mb", "1"])
+
+    # -- auth and teams
+    expect(s.req("GET", "/api/v1/jobs"), 401, "no token", "unauthorized")
+    expect(s.req("GET", "/api/v1/jobs", token="dpt_nope"), 401, "bad token", "unauthorized")
+    team_a, tok_a = setup_team(s, "team-a")
+    team_b, tok_b = setup_team(s, "team-b")
+    expect(s.req("POST", "/api/v1/teams", {"name": "team-a"}, ADMIN), 409, "duplicate team")
+    expect(s.req("POST", "/api/v1/teams", {"name": "x"}, tok_a), 403, "team token on admin route",
+           "forbidden")
+    agent = expect(s.req("POST", "/api/v1/tokens", {"team_id": team_a, "scope": "agent"}, ADMIN),
+                   201, "agent token")["token"]
+    me = expect(s.req("GET", "/api/v1/me", token=tok_a), 200, "me")
+    check(me["scope"] == "team" and me["team_id"] == team_a, "me: %r" % me)
+    ok("auth: 401 without/bad token, 403 wrong scope, teams and tokens")
+
+    # -- models and datasets
+    m = expect(s.req("POST", "/api/v1/models", {"name": "lenet", "arch": "lenet5"}, tok_a), 201,
+               "builtin model")
+    d = expect(s.req("POST", "/api/v1/datasets", {"name": "fm", "builtin": "fashion-mnist"},
+                     tok_a), 201, "builtin dataset")
+    om = expect(s.req("POST", "/api/v1/models?name=tiny&format=onnx", raw=onnx_bytes(),
+                      token=tok_a), 201, "onnx upload")
+    check(om["format"] == "onnx" and len(om["sha256"]) == 64 and om["size"] == len(onnx_bytes()),
+          "onnx model object %r" % om)
+    st, body, hdrs = s.req("GET", "/api/v1/models/%s/content" % om["id"], token=tok_a)
+    check(st == 200 and body == onnx_bytes() and hdrs.get("ETag") == '"%s"' % om["sha256"],
+          "model content download / ETag")
+    st, _, _ = s.req("GET", "/api/v1/models/%s/content" % om["id"], token=tok_a,
+                     headers={"If-None-Match": '"%s"' % om["sha256"]})
+    check(st == 304, "If-None-Match gives 304, got %d" % st)
+    dsi = expect(s.req("POST", "/api/v1/datasets?name=tiny-idx&format=idx", raw=idx_tar(),
+                       token=tok_a), 201, "idx tar upload")
+    check(dsi["format"] == "idx", "dataset %r" % dsi)
+    expect(s.req("GET", "/api/v1/models/%s" % om["id"], token=tok_b), 404, "team B reads A's model")
+    ok("models and datasets: built-ins, ONNX and IDX uploads stored by sha256, ETag/304")
+
+    # -- bad input: each a 4xx naming the problem
+    expect(s.req("POST", "/api/v1/jobs", b"{\"name\": ", tok_a), 400, "malformed JSON",
+           "malformed_json", "malformed JSON")
+    expect(s.req("POST", "/api/v1/jobs", b"[1,2]", tok_a), 400, "non-object JSON", "malformed_json")
+    expect(s.req("POST", "/api/v1/jobs", {"name": 5, "model_id": m["id"]}, tok_a), 400,
+           "wrong type", contains="name")
+    expect(s.req("POST", "/api/v1/jobs", {"model_id": m["id"], "dataset_id": d["id"], "spec": SPEC,
+                                          "pretrain": {"epochs": 1}, "colour": "red"}, tok_a),
+           400, "unknown field", contains="colour")
+    expect(s.req("POST", "/api/v1/jobs", {"model_id": m["id"], "dataset_id": d["id"],
+                                          "spec": dict(SPEC, metod="admm"),
+                                          "pretrain": {"epochs": 1}}, tok_a),
+           422, "bad spec field", "invalid_spec", "metod")
+    expect(s.req("POST", "/api/v1/jobs", {"model_id": m["id"], "dataset_id": d["id"], "spec": SPEC},
+                 tok_a), 422, "builtin model without pretrain", contains="pretrain")
+    expect(s.req("POST", "/api/v1/jobs", {"model_id": "mdl_x", "dataset_id": d["id"], "spec": SPEC,
+                                          "pretrain": {"epochs": 1}}, tok_a),
+           422, "unknown model", contains="model_id")
+    expect(s.req("POST", "/api/v1/jobs", {"model_id": m["id"], "dataset_id": d["id"], "spec": SPEC,
+                                          "pretrain": {"epochs": 0}}, tok_a),
+           400, "pretrain.epochs out of range", contains="pretrain.epochs")
+    expect(s.req("POST", "/api/v1/jobs", b"{}", tok_a, headers={"Content-Type": "text/plain"}),
+           415, "wrong content type")
+    st, head = s.req_expect("POST", "/api/v1/jobs", 2 << 20, tok_a, "application/json")
+    check(st == 413 and "too_large" in head, "oversize JSON body (Content-Length): %s" % head)
+    st, head = s.req_expect("POST", "/api/v1/models?name=big&format=onnx", 2 << 20, tok_a,
+                            "application/octet-stream")
+    check(st == 413 and "over the limit" in head, "oversize upload (Content-Length): %s" % head)
+    expect(s.req_chunked("POST", "/api/v1/jobs", [b"{\"name\": \"" + b"x" * 65536] * 32, tok_a,
+                         "application/json"), 413, "oversize chunked JSON body", "too_large")
+    expect(s.req_chunked("POST", "/api/v1/models?name=big&format=onnx", [b"\0" * 65536] * 32,
+                         tok_a, "application/octet-stream"), 413, "oversize chunked upload",
+           "too_large")
+    expect(s.req("POST", "/api/v1/teams", {"name": "../../etc/passwd"}, ADMIN), 400,
+           "path-like team name", contains="path")
+    expect(s.req("POST", "/api/v1/models?name=..%2Fx&format=onnx", raw=onnx_bytes(), token=tok_a),
+           400, "path-like model name", contains="path")
+    expect(s.req("POST", "/api/v1/models?name=junk&format=onnx", raw=b"\xff" * 64, token=tok_a), 400,
+           "garbage ONNX", contains="onnx upload")
+    expect(s.req("POST", "/api/v1/models?name=junk&format=safetensors", raw=b"\x10" + b"\0" * 20,
+                 token=tok_a), 400, "garbage safetensors", contains="safetensors")
+    expect(s.req("POST", "/api/v1/models?name=x&format=tflite", raw=b"abc", token=tok_a), 400,
+           "unknown upload format", contains="format")
+    expect(s.req("POST", "/api/v1/datasets?name=evil&format=idx",
+                 raw=tar_of([("../train-images-idx3-ubyte", idx_images(1))]), token=tok_a), 400,
+           "tar member with ..", contains="plain file name")
+    expect(s.req("POST", "/api/v1/datasets?name=short&format=idx", raw=idx_tar()[:1500],
+                 token=tok_a), 400, "truncated tar")
+    expect(s.req("POST", "/api/v1/datasets?name=mism&format=idx", raw=idx_tar(label_n=9),
+                 token=tok_a), 400, "labels/images mismatch", contains="labels")
+    expect(s.req("POST", "/api/v1/datasets?name=miss&format=idx",
+                 raw=tar_of([("train-images-idx3-ubyte", idx_images(2))]), token=tok_a), 400,
+           "missing members", contains="missing")
+    expect(s.req("GET", "/api/v1/nothing", token=tok_a), 404, "unknown route", "not_found")
+    expect(s.req("DELETE", "/api/v1/jobs", token=tok_a), 405, "wrong method", "method_not_allowed")
+    expect(s.req("GET", "/api/v1/jobs?limit=500", token=tok_a), 400, "limit out of range",
+           contains="limit")
+    expect(s.req("GET", "/api/v1/artifacts/..%2F..%2Fdnnpress.db", token=tok_a), 404,
+           "path-like artifact name", contains="no route")
+    expect(s.req("GET", "/api/v1/artifacts/%2E%2E", token=tok_a), 400,
+           "'..' as an artifact name", contains="sha256")
+    expect(s.req("GET", "/healthz"), 200, "still serving after bad input")
+    ok("bad input: malformed JSON, wrong types, unknown fields, bad spec, 413s, 415, "
+       "path-like names, bad uploads -> 4xx naming the problem; still serving")
+
+    # -- 200 submissions from 8 parallel clients
+    errors = []
+
+    def client(i):
+        for k in range(25):
+            st, doc, _ = submit(s, tok_a, m["id"], d["id"], name="p%d-%d" % (i, k))
+            if st != 201:
+                errors.append((st, doc))
+
+    t0 = time.time()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not errors, "parallel submissions failed: %r" % errors[:3])
+    n = count_jobs(s, tok_a)
+    check(n == 200, "expected exactly 200 jobs, found %d" % n)
+    ok("200 submissions from 8 parallel clients -> exactly 200 jobs (%.1f s)" % (time.time() - t0))
+
+    # -- Idempotency-Key
+    st1, j1, _ = submit(s, tok_a, m["id"], d["id"], key="key-1")
+    st2, j2, _ = submit(s, tok_a, m["id"], d["id"], key="key-1")
+    check(st1 == 201 and st2 == 200 and j1["id"] == j2["id"],
+          "idempotent replay: %d %d %s %s" % (st1, st2, j1.get("id"), j2.get("id")))
+    check(count_jobs(s, tok_a) == 201, "the replay created a job")
+    expect(submit(s, tok_a, m["id"], d["id"], key="key-1", name="other"), 409,
+           "same key, different request", contains="Idempotency-Key")
+    # The same key from another team is another key.
+    mb = expect(s.req("POST", "/api/v1/models", {"name": "lenet", "arch": "lenet5"}, tok_b), 201, "B model")
+    db = expect(s.req("POST", "/api/v1/datasets", {"name": "fm", "builtin": "fashion-mnist"}, tok_b), 201, "B ds")
+    jb = expect(submit(s, tok_b, mb["id"], db["id"], key="key-1"), 201, "B uses the same key")
+    ok("Idempotency-Key: the same key twice -> one job (201 then 200); reuse with another body -> 409")
+
+    # -- team isolation
+    expect(s.req("GET", "/api/v1/jobs/%s" % j1["id"], token=tok_b), 404, "B reads A's job")
+    expect(s.req("POST", "/api/v1/jobs/%s/cancel" % j1["id"], token=tok_b), 404, "B cancels A's job")
+    expect(s.req("GET", "/api/v1/jobs/%s/events" % j1["id"], token=tok_b), 404, "B streams A's job")
+    check(count_jobs(s, tok_b) == 1, "B sees only its own job")
+    expect(s.req("GET", "/api/v1/models/%s/content" % om["id"], token=tok_b), 404, "B downloads A's model")
+    ok("team isolation: team B gets 404 for team A's job, events, model")
+
+    # -- a whole job driven by a simulated worker, and a stale worker refused
+    # Cancel every job but j1 and B's, so the queue holds only j1's tasks.
+    doc = expect(s.req("GET", "/api/v1/jobs?limit=200", token=tok_a), 200, "list")
+    cursor = None
+    while True:
+        for j in doc["items"]:
+            if j["id"] != j1["id"]:
+                expect(s.req("POST", "/api/v1/jobs/%s/cancel" % j["id"], token=tok_a), 202, "cancel")
+        if not doc["next_cursor"]:
+            break
+        doc = expect(s.req("GET", "/api/v1/jobs?limit=200&cursor=" + doc["next_cursor"], token=tok_a), 200, "list")
+    expect(s.req("POST", "/api/v1/jobs/%s/cancel" % jb["id"], token=tok_b), 202, "cancel B")
+    again = expect(s.req("POST", "/api/v1/jobs/%s/cancel" % jb["id"], token=tok_b), 202, "cancel twice")
+    check(again["state"] == "cancelled", "cancel is idempotent")
+
+    expect(s.req("POST", "/agent/v1/register", {"name": "w1", "capabilities": ["train"]}, tok_a),
+           403, "team token on agent route")
+    expect(s.req("POST", "/agent/v1/register", {"name": "w1", "capabilities": ["dance"]}, agent),
+           400, "bad capability", contains="capabilities")
+    w = expect(s.req("POST", "/agent/v1/register", {"name": "w1", "version": "e2e",
+                                                    "capabilities": ["train", "compress", "retrain", "export"],
+                                                    "device": {"cpu": "test"}}, agent), 201, "register")
+    caps = ["train", "compress", "retrain", "export"]
+    t0 = time.time()
+    st, _, _ = s.req("POST", "/agent/v1/claim", {"worker_id": w["worker_id"], "capabilities": ["export"],
+                                                  "wait_s": 1}, agent)
+    check(st == 204 and time.time() - t0 >= 0.9, "long-poll with nothing ready: 204 after wait_s")
+
+    # Events: open a stream now, before the work starts.
+    events = []
+    stream_done = threading.Event()
+
+    def follow(after=None):
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        h = {"Authorization": "Bearer " + tok_a}
+        if after is not None:
+            h["Last-Event-ID"] = str(after)
+        c.request("GET", "/api/v1/jobs/%s/events" % j1["id"], headers=h)
+        r = c.getresponse()
+        check(r.status == 200 and r.getheader("Content-Type") == "text/event-stream", "SSE response")
+        cur = {}
+        out = []
+        for raw in r:
+            line = raw.decode().rstrip("\n")
+            if line == "":
+                if cur:
+                    out.append(cur)
+                cur = {}
+            elif line.startswith(":"):
+                continue
+            else:
+                k, v = line.split(": ", 1)
+                cur[k] = v
+        c.close()
+        return out
+
+    def follower():
+        events.extend(follow())
+        stream_done.set()
+
+    threading.Thread(target=follower, daemon=True).start()
+
+    task = expect(s.req("POST", "/agent/v1/claim", {"worker_id": w["worker_id"], "capabilities": caps,
+                                                    "wait_s": 5}, agent), 200, "claim")["task"]
+    check(task["type"] == "train" and task["job_id"] == j1["id"] and task["attempt"] == 1,
+          "first task is j1's train: %r" % task)
+    check(task["inputs"]["model"] == {"arch": "lenet5"} and
+          task["inputs"]["dataset"] == {"builtin": "fashion-mnist"} and
+          task["params"]["pretrain"] == {"epochs": 1} and task["params"]["spec"] == SPEC,
+          "task inputs/params: %r" % task)
+    old_fence = task["fence"]
+    # Lose the lease: no heartbeat for longer than --lease-s 2.
+    time.sleep(2.6)
+    t2 = expect(s.req("POST", "/agent/v1/claim", {"worker_id": w["worker_id"], "capabilities": caps,
+                                                  "wait_s": 10}, agent), 200, "re-claim")["task"]
+    check(t2["id"] == task["id"] and t2["fence"] > old_fence and t2["attempt"] == 2,
+          "the expired task is leased again with a new fence: %r" % t2)
+    expect(s.req("POST", "/agent/v1/tasks/%s/complete" % task["id"], {"fence": old_fence}, agent),
+           409, "stale worker completing", "lease_lost")
+    expect(s.req("POST", "/agent/v1/tasks/%s/heartbeat" % task["id"], {"fence": old_fence}, agent),
+           409, "stale heartbeat", "lease_lost")
+    expect(s.req("PUT", "/agent/v1/tasks/%s/artifacts/model?fence=%d" % (task["id"], old_fence),
+                 raw=b"stale"), 401, "artifact without token")
+    expect(s.req("PUT", "/agent/v1/tasks/%s/artifacts/model?fence=%d" % (task["id"], old_fence),
+                 raw=b"stale", token=agent), 409, "stale artifact upload", "lease_lost")
+    job = expect(s.req("GET", "/api/v1/jobs/%s" % j1["id"], token=tok_a), 200, "get job")
+    errs = job["tasks"][0]["errors"]
+    check(len(errs) == 1 and errs[0]["kind"] == "lease_expired" and errs[0]["attempt"] == 1,
+          "per-attempt error history: %r" % errs)
+    ok("stale worker: lease expired, task re-leased with fence %d > %d, old fence refused (409 lease_lost)"
+       % (t2["fence"], old_fence))
+
+    fence = t2["fence"]
+    hb = expect(s.req("POST", "/agent/v1/tasks/%s/heartbeat" % t2["id"],
+                      {"fence": fence, "progress": {"epoch": 1, "epochs": 1, "pct": 100.0}}, agent),
+                200, "heartbeat")
+    check(hb["cancel"] is False, "no cancel")
+    expect(s.req("POST", "/agent/v1/tasks/%s/events" % t2["id"],
+                 {"fence": fence, "events": [{"type": "epoch", "data": {"epoch": 1, "loss": 0.5}}]},
+                 agent), 200, "events")
+    expect(s.req("POST", "/agent/v1/tasks/%s/events" % t2["id"],
+                 {"fence": fence, "events": [{"type": "state", "data": {}}]}, agent), 400,
+           "worker may not forge state events", contains="type")
+    ck = expect(s.req("PUT", "/agent/v1/tasks/%s/artifacts/checkpoint?fence=%d" % (t2["id"], fence),
+                      raw=b"checkpoint-bytes", token=agent), 201, "checkpoint upload")
+    mdl = expect(s.req("PUT", "/agent/v1/tasks/%s/artifacts/model?fence=%d" % (t2["id"], fence),
+                       raw=b"trained-model", token=agent), 201, "model upload")
+    expect(s.req("POST", "/agent/v1/tasks/%s/complete" % t2["id"],
+                 {"fence": fence, "outputs": {"model": "0" * 64}}, agent), 400,
+           "complete with an unknown artifact", contains="outputs.model")
+    expect(s.req("POST", "/agent/v1/tasks/%s/complete" % t2["id"],
+                 {"fence": fence, "outputs": {"model": mdl["sha256"]}}, agent), 200, "complete")
+    # compress: its input model is train's output; then retrain gets the report.
+    outputs = {}
+    for ttype in ("compress", "retrain", "export"):
+        t = expect(s.req("POST", "/agent/v1/claim", {"worker_id": w["worker_id"], "capabilities": caps,
+                                                     "wait_s": 5}, agent), 200, "claim " + ttype)["task"]
+        check(t["type"] == ttype, "expected %s, got %s" % (ttype, t["type"]))
+        if ttype == "compress":
+            check(t["inputs"]["model"]["sha256"] == mdl["sha256"], "compress reads train's model")
+        if ttype == "retrain":
+            check(t["inputs"]["report"]["sha256"] == outputs["report"], "retrain reads the report")
+        blob = expect(s.req("GET", "/agent/v1/blobs/%s" % t["inputs"]["model"]["sha256"], token=agent),
+                      200, "worker fetches its input")
+        f = t["fence"]
+        outs = {}
+        for kind in (("model", "report") if ttype != "export" else ("onnx",)):
+            content = ("%s of %s" % (kind, ttype)).encode()
+            if kind == "report":
+                content = json.dumps({"version": 1, "task": ttype}).encode()
+            a = expect(s.req("PUT", "/agent/v1/tasks/%s/artifacts/%s?fence=%d" % (t["id"], kind, f),
+                             raw=content, token=agent), 201, "upload " + kind)
+            outs[kind] = a["sha256"]
+        outputs.update(outs)
+        expect(s.req("POST", "/agent/v1/tasks/%s/complete" % t["id"], {"fence": f, "outputs": outs},
+                     agent), 200, "complete " + ttype)
+    job = expect(s.req("GET", "/api/v1/jobs/%s" % j1["id"], token=tok_a), 200, "get job")
+    check(job["state"] == "succeeded" and job["finished_at"] and
+          job["outputs"]["onnx"] == outputs["onnx"] and job["outputs"]["report"] == outputs["report"],
+          "job succeeded with outputs: %r" % job)
+    rep = expect(s.req("GET", "/api/v1/jobs/%s/report" % j1["id"], token=tok_a), 200, "report")
+    check(rep == {"version": 1, "task": "retrain"}, "report is retrain's: %r" % rep)
+    arts = expect(s.req("GET", "/api/v1/jobs/%s/artifacts" % j1["id"], token=tok_a), 200, "artifacts")
+    check(len(arts["items"]) == 7, "7 artifacts, got %d" % len(arts["items"]))
+    st, body, hdrs = s.req("GET", "/api/v1/artifacts/%s" % outputs["onnx"], token=tok_a)
+    check(st == 200 and body == b"onnx of export" and hdrs["ETag"] == '"%s"' % outputs["onnx"],
+          "artifact download")
+    expect(s.req("GET", "/api/v1/artifacts/%s" % outputs["onnx"], token=tok_b), 404, "B downloads A's artifact")
+    expect(s.req("GET", "/api/v1/jobs/%s/report" % jb["id"], token=tok_b), 404, "report not ready",
+           "report_not_ready")
+    expect(s.req("POST", "/api/v1/jobs/%s/retry" % j1["id"], token=tok_a), 409, "retry a succeeded job")
+    ok("a whole job: train -> compress -> retrain -> export by a simulated worker; report, artifacts, ETag")
+
+    # -- SSE: the live stream ended with the job; resume after an id
+    check(stream_done.wait(10), "the event stream did not end after the job became terminal")
+    ids = [int(e["id"]) for e in events]
+    check(ids == sorted(ids) and len(set(ids)) == len(ids), "event ids increase")
+    types = [e["event"] for e in events]
+    check("epoch" in types and "state" in types, "stream carries state and epoch events: %r" % types)
+    last = json.loads(events[-1]["data"])
+    check(last.get("job_state") == "succeeded", "the last event makes the job terminal: %r" % last)
+    mid = ids[len(ids) // 2]
+    resumed = follow(after=mid)
+    check([int(e["id"]) for e in resumed] == [i for i in ids if i > mid],
+          "Last-Event-ID resume returns exactly the later events")
+    ok("SSE: %d events live, stream ends at the terminal event, Last-Event-ID resume exact" % len(ids))
+
+    # -- cancel reaches a leased task through the heartbeat; retry requeues
+    j3 = expect(submit(s, tok_a, m["id"], d["id"], name="to-cancel"), 201, "submit")
+    t3 = expect(s.req("POST", "/agent/v1/claim", {"worker_id": w["worker_id"], "capabilities": caps,
+                                                  "wait_s": 5}, agent), 200, "claim")["task"]
+    check(t3["job_id"] == j3["id"], "claimed the new job")
+    expect(s.req("POST", "/api/v1/jobs/%s/cancel" % j3["id"], token=tok_a), 202, "cancel")
+    hb = expect(s.req("POST", "/agent/v1/tasks/%s/heartbeat" % t3["id"], {"fence": t3["fence"]}, agent),
+                200, "heartbeat after cancel")
+    check(hb["cancel"] is True, "cancel delivered in the heartbeat answer")
+    expect(s.req("POST", "/agent/v1/tasks/%s/release" % t3["id"], {"fence": t3["fence"]}, agent), 200,
+           "release")
+    j3r = expect(s.req("POST", "/api/v1/jobs/%s/retry" % j3["id"], token=tok_a), 202, "retry")
+    check(j3r["state"] == "queued" and all(t["state"] == "queued" and t["attempts"] == 0
+                                           for t in j3r["tasks"]), "retry requeues: %r" % j3r)
+    t4 = expect(s.req("POST", "/agent/v1/claim", {"worker_id": w["worker_id"], "capabilities": caps,
+                                                  "wait_s": 5}, agent), 200, "claim after retry")["task"]
+    expect(s.req("POST", "/agent/v1/tasks/%s/fail" % t4["id"],
+                 {"fence": t4["fence"], "message": "engine exploded", "retryable": False}, agent),
+           200, "fail")
+    j4 = expect(s.req("GET", "/api/v1/jobs/%s" % j3["id"], token=tok_a), 200, "get")
+    check(j4["state"] == "failed" and j4["error"] == "engine exploded", "non-retryable failure: %r" % j4)
+    ok("cancel delivered by heartbeat, release, retry, non-retryable fail -> job failed with message")
+
+    # -- long-poll wakes on a new job
+    got = {}
+
+    def poller():
+        t0 = time.time()
+        got["resp"] = s.req("POST", "/agent/v1/claim", {"worker_id": w["worker_id"], "capabilities": caps,
+                                                        "wait_s": 20}, agent)
+        got["dt"] = time.time() - t0
+
+    th = threading.Thread(target=poller)
+    th.start()
+    time.sleep(0.5)
+    j5 = expect(submit(s, tok_a, m["id"], d["id"], name="wakes"), 201, "submit")
+    th.join(25)
+    check(got["resp"][0] == 200 and got["resp"][1]["task"]["job_id"] == j5["id"] and got["dt"] < 5,
+          "a parked claim wakes when a job arrives (%.2fs)" % got.get("dt", -1))
+    leased = got["resp"][1]["task"]
+    ok("long-poll: a parked claim is answered %.2fs after the submission" % (got["dt"] - 0.5))
+
+    # -- kill -9 with jobs queued and leased, restart: nothing lost, nothing corrupt
+    queued = [expect(submit(s, tok_a, m["id"], d["id"], name="queued-%d" % i), 201, "submit")["id"]
+              for i in range(5)]
+    before = expect(s.req("GET", "/api/v1/jobs?limit=200", token=tok_a), 200, "list")
+    n_before = count_jobs(s, tok_a)
+    s.stop(signal.SIGKILL)
+    con = sqlite3.connect(os.path.join(data, "dnnpress.db"))
+    check(con.execute("PRAGMA integrity_check").fetchone()[0] == "ok", "integrity_check after kill -9")
+    con.close()
+    s = Server(data, ["--lease-s", "2", "--backoff-ms", "50"], port=s.port)
+    check(count_jobs(s, tok_a) == n_before, "jobs lost across kill -9")
+    after = expect(s.req("GET", "/api/v1/jobs?limit=200", token=tok_a), 200, "list")
+    check([(j["id"], j["state"]) for j in before["items"]] ==
+          [(j["id"], j["state"]) for j in after["items"]], "job states changed across the restart")
+    lt = expect(s.req("GET", "/api/v1/jobs/%s" % j5["id"], token=tok_a), 200, "leased job")
+    check(lt["tasks"][0]["state"] in ("leased", "queued"), "the leased task survived")
+    # Its lease expires (no worker heartbeats) and it is leased again.
+    for jid in queued:
+        expect(s.req("POST", "/api/v1/jobs/%s/cancel" % jid, token=tok_a), 202, "cancel")
+    t6 = expect(s.req("POST", "/agent/v1/claim", {"worker_id": w["worker_id"], "capabilities": caps,
+                                                  "wait_s": 10}, agent), 200, "claim after restart")["task"]
+    check(t6["id"] == leased["id"] and t6["fence"] > leased["fence"] and t6["attempt"] == 2,
+          "the orphaned lease is re-leased with a higher fence: %r" % t6)
+    ok("kill -9 with %d jobs (queued and leased): restart, all there, integrity_check ok, "
+       "the orphaned lease is reaped and re-leased" % n_before)
+
+    s.stop(signal.SIGTERM)
+    check(s.proc.returncode == 0, "clean shutdown exit status %d" % s.proc.returncode)
+    con = sqlite3.connect(os.path.join(data, "dnnpress.db"))
+    check(con.execute("PRAGMA integrity_check").fetchone()[0] == "ok", "integrity_check after SIGTERM")
+    check(con.execute("PRAGMA user_version").fetchone()[0] >= 1, "user_version records the schema")
+    con.close()
+    ok("SIGTERM: graceful shutdown, integrity_check ok")
+
+    # -- --local-workers: supervision restarts a worker that exits
+    sup = os.path.join(tmp, "sup")
+    os.makedirs(sup)
+    fake = os.path.join(sup, "fake-worker.sh")
+    with open(fake, "w") as f:
+        f.write("#!/bin/sh\necho \"$$ $* token=$DNNPRESS_TOKEN\" >> %s/starts\nexit 3\n" % sup)
+    os.chmod(fake, 0o755)
+    s = Server(os.path.join(sup, "data"), ["--local-workers", "2", "--worker-bin", fake])
+    time.sleep(2.2)
+    with open(os.path.join(sup, "starts")) as f:
+        starts = f.read().split("\n")[:-1]
+    check(len(starts) >= 6, "expected >= 3 starts per worker in 2 s (backoff 0.5, 1 s), got %d" % len(starts))
+    check(all("serve --server http://127.0.0.1:%d --cache-dir" % s.port in l for l in starts),
+          "worker arguments: %r" % starts[0])
+    check(any("/cache/w0" in l for l in starts) and any("/cache/w1" in l for l in starts), "one cache per worker")
+    wtok = starts[0].split("token=")[1]
+    me = expect(s.req("GET", "/api/v1/me", token=wtok), 200, "the minted agent token works")
+    check(me["scope"] == "agent", "local workers get an agent token")
+    s.stop(signal.SIGTERM)
+    check(s.proc.returncode == 0, "shutdown with local workers")
+    ok("--local-workers: %d starts of 2 exiting workers (restart with backoff), agent token in the "
+       "environment, clean stop" % len(starts))
+    subprocess.run(["rm", "-rf", tmp])
+    print("server_api: all checks passed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
