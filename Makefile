@@ -116,6 +116,36 @@ $(UNIT): $(TEST_OBJ) $(LIBNN) $(LIBCOMMON)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) -lcriterion
 
+# ---- ONNX ------------------------------------------------------------------
+# The ONNX reader and writer (common/onnx*.c) use C structures that protoc-c
+# generates at build time from the onnx.proto Debian's libonnx-dev installs;
+# no copy of the proto or of the generated code lives in the repository.
+ONNX_PROTO_DIR ?= /usr/include/onnx
+GEN := $(BUILD)/gen
+ONNX_PB_C := $(GEN)/onnx.pb-c.c
+ONNX_PB_H := $(GEN)/onnx.pb-c.h
+ONNX_PB_OBJ := $(BUILD)/gen/onnx.pb-c.o
+LIBS += -lprotobuf-c
+
+$(ONNX_PB_C) $(ONNX_PB_H) &: $(ONNX_PROTO_DIR)/onnx.proto
+	@mkdir -p $(GEN)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=$(ONNX_PROTO_DIR) --c_out=$(GEN) onnx.proto
+
+# Generated code: compiled without our warning set, which it was not written for.
+$(ONNX_PB_OBJ): $(ONNX_PB_C) $(ONNX_PB_H)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(filter-out -MMD -MP,$(CPPFLAGS_BASE)) -I$(GEN) $(OPT) -w -c $< -o $@
+
+$(LIBCOMMON): $(ONNX_PB_OBJ)
+# Everything that includes onnx.pb-c.h finds it in $(GEN) and waits for it.
+$(BUILD)/common/onnx%.o: CFLAGS_COMMON += -I$(GEN)
+$(BUILD)/common/onnx%.o: | $(ONNX_PB_H)
+$(BUILD)/worker/wk_%.o: CFLAGS_WK += -I$(GEN)
+$(BUILD)/worker/wk_%.o: | $(ONNX_PB_H)
+$(BUILD)/tests/%.o: CFLAGS_WK += -I$(GEN)
+$(BUILD)/tests/%.o: | $(ONNX_PB_H)
+
 # ---- Dependencies ----------------------------------------------------------
 
 DEPS_STAMP := build/.deps-ok

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "worker/wk_compress.h"
+#include "worker/wk_export.h"
+#include "worker/wk_infer.h"
 #include "worker/wk_train.h"
 
 static void wk_usage(FILE *f)
@@ -17,6 +19,8 @@ static void wk_usage(FILE *f)
             "commands:\n"
             "  train     train a network offline (dnnpress-worker train --help)\n"
             "  compress  compress a trained network with ADMM (dnnpress-worker compress --help)\n"
+            "  infer     run a model (ONNX or checkpoint) on a .npy batch (infer --help)\n"
+            "  export    write a model as standard ONNX (dnnpress-worker export --help)\n"
             "\n");
 }
 
@@ -30,6 +34,10 @@ int main(int argc, char **argv)
         return wk_train_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "compress") == 0)
         return wk_compress_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "infer") == 0)
+        return wk_infer_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "export") == 0)
+        return wk_export_main(argc - 1, argv + 1);
     fprintf(stderr, "dnnpress-worker: unknown command '%s'\n", argv[1]);
     wk_usage(stderr);
     return 2;
