@@ -139,12 +139,12 @@ $(ONNX_PB_OBJ): $(ONNX_PB_C) $(ONNX_PB_H)
 
 $(LIBCOMMON): $(ONNX_PB_OBJ)
 # Everything that includes onnx.pb-c.h finds it in $(GEN) and waits for it.
+# (Explicit object lists: a recipe-less pattern rule would cancel the compile rules.)
+ONNX_GEN_USERS := $(filter $(BUILD)/common/onnx%,$(COMMON_OBJ)) $(WK_OBJ) $(TEST_OBJ)
+$(ONNX_GEN_USERS): | $(ONNX_PB_H)
 $(BUILD)/common/onnx%.o: CFLAGS_COMMON += -I$(GEN)
-$(BUILD)/common/onnx%.o: | $(ONNX_PB_H)
-$(BUILD)/worker/wk_%.o: CFLAGS_WK += -I$(GEN)
-$(BUILD)/worker/wk_%.o: | $(ONNX_PB_H)
+$(BUILD)/worker/%.o: CFLAGS_WK += -I$(GEN)
 $(BUILD)/tests/%.o: CFLAGS_WK += -I$(GEN)
-$(BUILD)/tests/%.o: | $(ONNX_PB_H)
 
 # ---- Dependencies ----------------------------------------------------------
 

@@ -71,8 +71,8 @@ enum dp_err dp_onnx_tensor_numel(const struct Onnx__TensorProto *t, size_t *n,
                                  struct dp_errinfo *ei);
 
 /*
- * Decodes t's values as floats: FLOAT and DOUBLE tensors, from float_data,
- * double_data or raw_data (little-endian), whose size must match the dims
+ * Decodes t's values as floats: FLOAT, DOUBLE, INT8, UINT8, INT32 and INT64
+ * tensors, from the typed fields or raw_data (little-endian), whose size must match the dims
  * exactly. out: a new array of *n floats the caller must dp_free (NULL and
  * 0 on failure; a 1-float array for an empty tensor). Returns DP_OK;
  * DP_EUNSUPPORTED for other element types and external data; DP_EFORMAT

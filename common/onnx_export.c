@@ -93,9 +93,11 @@ static Onnx__TensorProto *exp_tensor(struct exp *e, const char *name, int32_t dt
     t->has_data_type = 1;
     t->data_type = dtype;
     t->n_dims = (size_t)ndim;
-    memcpy(d, dims, sizeof(int64_t) * (size_t)ndim);
+    if (ndim > 0)
+        memcpy(d, dims, sizeof(int64_t) * (size_t)ndim);
     t->dims = d;
-    memcpy(raw, data, bytes);
+    if (bytes > 0)
+        memcpy(raw, data, bytes);
     t->has_raw_data = 1;
     t->raw_data.data = raw;
     t->raw_data.len = bytes;
@@ -194,7 +196,8 @@ static void exp_attr_ints(struct exp *e, Onnx__NodeProto *nd, const char *name, 
     Onnx__AttributeProto *a = exp_attr(e, nd, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
     int64_t *d = exp_alloc(e, n * sizeof(int64_t));
     if (a != NULL && d != NULL) {
-        memcpy(d, v, n * sizeof(int64_t));
+        if (n > 0)
+            memcpy(d, v, n * sizeof(int64_t));
         a->ints = d;
         a->n_ints = n;
     }
@@ -325,7 +328,8 @@ static float exp_find_scale(const float *w, size_t n, size_t stride, float recor
     }
     if (mx == 0.0f)
         return 1.0f; /* all zero: any scale */
-    const float cand[3] = {recorded, mx / (float)qmax, mn};
+    /* The smallest level first: q * mn then reproduces k * s bit for bit. */
+    const float cand[3] = {recorded, mn, mx / (float)qmax};
     for (int k = 0; k < 3; k++) {
         if (exp_on_grid(w, n, stride, cand[k], qmax))
             return cand[k];
@@ -407,7 +411,7 @@ static void exp_comp_note(struct exp *e, const struct dp_layer *l, const char *h
     if (l->comp.scheme[0] == '\0' && l->comp.bits == 0 && l->comp.target_rate == 0.0f)
         return;
     size_t n = 0, nz = 0;
-    if (l->n_params > 0) {
+    if (l->n_params > 0 && (l->op == DP_OP_CONV2D || l->op == DP_OP_LINEAR)) {
         const struct dp_param *p = exp_param(e, l, 0);
         const float *w = dp_param_data(e->m, p);
         n = p->numel;
@@ -470,7 +474,6 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
                 exp_attr_i(e, nd, "transB", 1);
                 e->rank[li] = 2;
             }
-            exp_comp_note(e, l, how);
             break;
         }
         case DP_OP_MAXPOOL:
@@ -580,6 +583,7 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
         case DP_OP__COUNT:
             break;
     }
+    exp_comp_note(e, l, how);
     if (e->oom || nd == NULL)
         return dp_errinfo_set(e->ei, DP_ENOMEM, "out of memory exporting layer '%s'", name);
     return DP_OK;

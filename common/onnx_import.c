@@ -22,6 +22,7 @@
 #include "common/onnx_import.h"
 
 #include <float.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,6 +47,8 @@ struct imp_val {
     const Onnx__TensorProto *t; /* IMP_CONST: the tensor */
     float *f;      /* IMP_CONST: decoded floats (owned), or NULL until needed */
     size_t n;      /* element count of f */
+    size_t ndims;  /* IMP_CONST: its shape, once decoded */
+    int64_t dims[8];
 };
 
 /* A weight tensor laid out for the IR, copied in after finalize. */
@@ -174,7 +177,8 @@ static const char *imp_attr_s(const Onnx__NodeProto *nd, const char *name, char 
     buf[0] = '\0';
     if (a != NULL && a->has_s) {
         size_t n = a->s.len < cap - 1 ? a->s.len : cap - 1;
-        memcpy(buf, a->s.data, n);
+        if (n > 0)
+            memcpy(buf, a->s.data, n);
         buf[n] = '\0';
     }
     return buf;
@@ -235,6 +239,9 @@ static enum dp_err imp_in_const(struct imp *im, const Onnx__NodeProto *nd, size_
             snprintf(msg, sizeof(msg), "%s", im->ei != NULL ? im->ei->msg : "");
             return IMP_ERR(im, nd, err, "%s", msg);
         }
+        v->ndims = v->t->n_dims; /* at most 8: checked by the decoder */
+        if (v->ndims > 0)
+            memcpy(v->dims, v->t->dims, v->ndims * sizeof(int64_t));
     }
     return DP_OK;
 }
@@ -512,15 +519,15 @@ static enum dp_err imp_conv(struct imp *im, const Onnx__NodeProto *nd, int idx)
         err = imp_in_const(im, nd, 2, &bv);
     if (err)
         return err;
-    const Onnx__TensorProto *wt = wv->t;
-    if ((int)wt->n_dims != x->rank)
-        return IMP_ERR(im, nd, DP_ESHAPE, "weight has rank %zu, input rank %d", wt->n_dims,
+    const struct imp_val *wt = wv;
+    if ((int)wt->ndims != x->rank)
+        return IMP_ERR(im, nd, DP_ESHAPE, "weight has rank %zu, input rank %d", wt->ndims,
                        x->rank);
     if (wt->dims[0] < 1 || wt->dims[0] > (1 << 20))
         return IMP_ERR(im, nd, DP_ESHAPE, "weight has %lld output channels",
                        (long long)wt->dims[0]);
     int kernel[2] = {1, 1};
-    for (size_t i = 2; i < wt->n_dims; i++) {
+    for (size_t i = 2; i < wt->ndims; i++) {
         if (wt->dims[i] < 1 || wt->dims[i] > 1024)
             return IMP_ERR(im, nd, DP_ESHAPE, "kernel size %lld is outside [1, 1024]",
                            (long long)wt->dims[i]);
@@ -685,10 +692,10 @@ static enum dp_err imp_linear(struct imp *im, const Onnx__NodeProto *nd, int idx
                        "transA=1 (a transposed activation) is not supported");
     const float alpha = gemm ? imp_attr_f(nd, "alpha", 1.0f) : 1.0f;
     const float beta = gemm ? imp_attr_f(nd, "beta", 1.0f) : 1.0f;
-    if (bv->t->n_dims != 2)
+    if (bv->ndims != 2)
         return IMP_ERR(im, nd, DP_ESHAPE, "the weight has rank %zu, 2 is needed",
-                       bv->t->n_dims);
-    const int64_t r0 = bv->t->dims[0], r1 = bv->t->dims[1];
+                       bv->ndims);
+    const int64_t r0 = bv->dims[0], r1 = bv->dims[1];
     const int64_t M = trans_b ? r0 : r1, K = trans_b ? r1 : r0;
     int c, h, w;
     imp_shape(im, x->layer, &c, &h, &w);
@@ -699,8 +706,8 @@ static enum dp_err imp_linear(struct imp *im, const Onnx__NodeProto *nd, int idx
     if (cv != NULL) {
         /* A bias per output (shape [M] or [1, M]) or one scalar; a bias that
          * varies with the row depends on the batch and has no IR form. */
-        const int64_t *cd = cv->t->dims;
-        size_t cr = cv->t->n_dims;
+        const int64_t *cd = cv->dims;
+        size_t cr = cv->ndims;
         int ok = cv->n == 1 || (cv->n == (size_t)M && cd[cr - 1] == M);
         if (!ok)
             return IMP_ERR(im, nd, DP_EUNSUPPORTED,
@@ -777,7 +784,7 @@ static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
     if (err)
         return err;
     const int M = im->m->layers[li].out_c;
-    if (cv->n != (size_t)M || cv->t->n_dims < 1 || cv->t->dims[cv->t->n_dims - 1] != M)
+    if (cv->n != (size_t)M || cv->ndims < 1 || cv->dims[cv->ndims - 1] != M)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED,
                        "the constant has %zu values, a bias vector of %d is needed", cv->n, M);
     im->m->layers[li].a.has_bias = 1;
@@ -811,6 +818,8 @@ static enum dp_err imp_alias(struct imp *im, const Onnx__NodeProto *nd, struct i
             return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
         memcpy(v->f, saved.f, saved.n * sizeof(float));
         v->n = saved.n;
+        v->ndims = saved.ndims;
+        memcpy(v->dims, saved.dims, sizeof(v->dims));
     }
     return DP_OK;
 }
@@ -1042,6 +1051,7 @@ static enum dp_err imp_constant(struct imp *im, const Onnx__NodeProto *nd)
             return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
         v->f[0] = fa->f;
         v->n = 1;
+        v->ndims = 0;
         v->t = NULL;
         return DP_OK;
     }
@@ -1051,17 +1061,134 @@ static enum dp_err imp_constant(struct imp *im, const Onnx__NodeProto *nd)
             return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
         memcpy(v->f, fsa->floats, fsa->n_floats * sizeof(float));
         v->n = fsa->n_floats;
+        v->ndims = 1;
+        v->dims[0] = (int64_t)fsa->n_floats;
         return DP_OK;
     }
     return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
                    "only 'value' (a tensor), 'value_float' and 'value_floats' are supported");
 }
 
+/* A Pad that pads nothing (torch.onnx writes one before AveragePool) is an alias. */
+static enum dp_err imp_pad(struct imp *im, const Onnx__NodeProto *nd)
+{
+    struct imp_val *x, *pv;
+    char mode[16];
+    enum dp_err err = imp_in_act(im, nd, 0, &x);
+    if (err)
+        return err;
+    imp_attr_s(nd, "mode", mode, sizeof(mode));
+    if (mode[0] != '\0' && strcmp(mode, "constant") != 0)
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "mode '%s' is not supported", mode);
+    int nonzero = 0;
+    if (im->opset < 11) {
+        const Onnx__AttributeProto *a = imp_attr(nd, "pads");
+        for (size_t i = 0; a != NULL && i < a->n_ints; i++)
+            nonzero |= a->ints[i] != 0;
+    } else {
+        err = imp_in(im, nd, 1, &pv);
+        if (err)
+            return err;
+        if (pv->kind != IMP_CONST || pv->t == NULL)
+            return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s", "the pads must be a constant");
+        int64_t *p = NULL;
+        size_t n = 0;
+        err = dp_onnx_tensor_int64s(pv->t, &p, &n, im->ei);
+        if (err)
+            return err;
+        for (size_t i = 0; i < n; i++)
+            nonzero |= p[i] != 0;
+        dp_free(p);
+    }
+    if (nonzero)
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
+                       "only a Pad of zero width is supported (pad through Conv or pooling "
+                       "attributes instead)");
+    return imp_alias(im, nd, x, x->rank);
+}
+
+/*
+ * QuantizeLinear / DequantizeLinear of a constant, folded into a constant
+ * (the form `export --qdq` gives quantized weights). Quantize rounds half
+ * to even and saturates to the zero point's type (uint8 when absent).
+ */
+static enum dp_err imp_qdq(struct imp *im, const Onnx__NodeProto *nd, int quant)
+{
+    struct imp_val *x, *sv, *zv = NULL;
+    enum dp_err err = imp_in(im, nd, 0, &x);
+    if (!err && x->kind != IMP_CONST)
+        err = IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
+                      "only constants (quantized weights) are supported, not activations");
+    if (!err)
+        err = imp_in_const(im, nd, 0, &x);
+    if (!err)
+        err = imp_in_const(im, nd, 1, &sv);
+    if (!err && imp_in_name(nd, 2) != NULL)
+        err = imp_in_const(im, nd, 2, &zv);
+    if (err)
+        return err;
+    if (zv != NULL && zv->n != sv->n)
+        return IMP_ERR(im, nd, DP_EFORMAT, "%zu scales but %zu zero points", sv->n, zv->n);
+    float qmin = 0.0f, qmax = 255.0f;
+    if (zv != NULL && zv->t != NULL && zv->t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT8) {
+        qmin = -128.0f;
+        qmax = 127.0f;
+    }
+    size_t inner = 1, ch = 1;
+    if (sv->n > 1) {
+        int axis;
+        const int rank = (int)x->ndims;
+        int64_t ax = imp_attr_i(nd, "axis", 1);
+        if (ax < -rank || ax >= rank)
+            return IMP_ERR(im, nd, DP_EFORMAT, "axis %lld is outside a rank-%d tensor",
+                           (long long)ax, rank);
+        axis = (int)(ax < 0 ? ax + rank : ax);
+        if (x->dims[axis] != (int64_t)sv->n)
+            return IMP_ERR(im, nd, DP_ESHAPE, "%zu scales for an axis of %lld", sv->n,
+                           (long long)x->dims[axis]);
+        ch = sv->n;
+        for (int k = axis + 1; k < rank; k++)
+            inner *= (size_t)x->dims[k];
+    }
+    float *y = dp_malloc(dp_size_mul(x->n ? x->n : 1, sizeof(float)));
+    if (y == NULL)
+        return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
+    for (size_t i = 0; i < x->n; i++) {
+        size_t c = ch > 1 ? (i / inner) % ch : 0;
+        float s = sv->f[c], z = zv != NULL ? zv->f[c] : 0.0f;
+        if (quant) {
+            float q = nearbyintf(x->f[i] / s) + z;
+            y[i] = q < qmin ? qmin : q > qmax ? qmax : q;
+        } else {
+            y[i] = (x->f[i] - z) * s;
+        }
+    }
+    if (nd->n_output < 1 || nd->output[0] == NULL || nd->output[0][0] == '\0') {
+        dp_free(y);
+        return IMP_ERR(im, nd, DP_EFORMAT, "%s", "has no output");
+    }
+    size_t n = x->n, ndims = x->ndims;
+    int64_t dims[8];
+    memcpy(dims, x->dims, sizeof(dims));
+    struct imp_val *v = imp_bind(im, nd->output[0]);
+    if (v == NULL) {
+        dp_free(y);
+        return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
+    }
+    v->kind = IMP_CONST;
+    v->f = y;
+    v->n = n;
+    v->ndims = ndims;
+    memcpy(v->dims, dims, sizeof(dims));
+    return DP_OK;
+}
+
 /* ---- The operator table -------------------------------------------------- */
 
 enum imp_opk {
     K_CONV, K_GEMM, K_MATMUL, K_RELU, K_CLIP, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BN, K_ADD,
-    K_FLATTEN, K_RESHAPE, K_DROPOUT, K_IDENTITY, K_SOFTMAX, K_CONSTANT, K_CONCAT
+    K_FLATTEN, K_RESHAPE, K_DROPOUT, K_IDENTITY, K_SOFTMAX, K_CONSTANT, K_CONCAT, K_PAD,
+    K_QUANT, K_DEQUANT
 };
 
 static const struct {
@@ -1085,6 +1212,10 @@ static const struct {
     {"Softmax", K_SOFTMAX},
     {"Constant", K_CONSTANT},
     {"Concat", K_CONCAT},
+    {"Pad", K_PAD}, /* only all-zero pads: torch.onnx puts one before AveragePool */
+    /* On constants only (folded at import): the weights of `export --qdq`. */
+    {"QuantizeLinear", K_QUANT},
+    {"DequantizeLinear", K_DEQUANT},
 };
 
 static int imp_op_lookup(const Onnx__NodeProto *nd)
@@ -1140,6 +1271,12 @@ static enum dp_err imp_node(struct imp *im, const Onnx__NodeProto *nd, int idx)
             return imp_constant(im, nd);
         case K_CONCAT:
             return imp_concat(im, nd, idx);
+        case K_PAD:
+            return imp_pad(im, nd);
+        case K_QUANT:
+            return imp_qdq(im, nd, 1);
+        case K_DEQUANT:
+            return imp_qdq(im, nd, 0);
     }
     return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s", "unsupported operator");
 }
@@ -1352,6 +1489,50 @@ static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import
     return DP_OK;
 }
 
+/*
+ * Restores each layer's compression metadata from the "dnnpress.compression"
+ * entry that dp_onnx_export_file writes. The entry is advisory: a malformed
+ * one is logged and ignored, never trusted.
+ */
+static void imp_restore_compression(struct dp_model *m, const Onnx__ModelProto *mp)
+{
+    for (size_t i = 0; i < mp->n_metadata_props; i++) {
+        const Onnx__StringStringEntryProto *kv = mp->metadata_props[i];
+        if (kv->key == NULL || kv->value == NULL || strcmp(kv->key, "dnnpress.compression") != 0)
+            continue;
+        json_error_t je;
+        json_t *root = json_loads(kv->value, JSON_REJECT_DUPLICATES, &je);
+        const char *lname;
+        json_t *o;
+        if (!json_is_object(root)) {
+            DP_LOG(DP_LOG_WARN, "ONNX import: ignoring malformed dnnpress.compression metadata");
+            json_decref(root);
+            return;
+        }
+        json_object_foreach(root, lname, o)
+        {
+            int li = dp_model_layer_find(m, lname);
+            json_t *sc = json_object_get(o, "scheme"), *tr = json_object_get(o, "target_rate"),
+                   *bi = json_object_get(o, "bits"), *sl = json_object_get(o, "scale");
+            if (li < 0 || !json_is_string(sc) || strlen(json_string_value(sc)) >= 32 ||
+                !json_is_number(tr) || !json_is_integer(bi) || !json_is_number(sl) ||
+                !(json_number_value(tr) >= 0.0 && json_number_value(tr) < 1e9) ||
+                json_integer_value(bi) < 0 || json_integer_value(bi) > 32 ||
+                !(json_number_value(sl) >= 0.0 && json_number_value(sl) < 1e30)) {
+                DP_LOG(DP_LOG_WARN, "ONNX import: ignoring bad compression metadata of '%.60s'",
+                       lname);
+                continue;
+            }
+            struct dp_layer_compress *c = &m->layers[li].comp;
+            snprintf(c->scheme, sizeof(c->scheme), "%s", json_string_value(sc));
+            c->target_rate = (float)json_number_value(tr);
+            c->bits = (int)json_integer_value(bi);
+            c->scale = (float)json_number_value(sl);
+        }
+        json_decref(root);
+    }
+}
+
 static int64_t imp_opset(const Onnx__ModelProto *mp)
 {
     for (size_t i = 0; i < mp->n_opset_import; i++) {
@@ -1396,6 +1577,8 @@ enum dp_err dp_onnx_import(const struct Onnx__ModelProto *mp, struct dp_model **
         err = dp_errinfo_set(ei, DP_EUNSUPPORTED, "the graph computes nothing");
     if (!err)
         err = imp_finish(&im, in_rank, info);
+    if (!err)
+        imp_restore_compression(im.m, mp);
     if (!err && info != NULL) {
         info->opset = im.opset;
         info->batch = im.batch;

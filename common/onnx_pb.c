@@ -321,6 +321,64 @@ static enum dp_err onnx_count_mismatch(const Onnx__TensorProto *t, size_t have, 
                           onnx_tname(t), have, want);
 }
 
+/* Element size in raw_data of the types dp_onnx_tensor_floats converts; 0 for others. */
+static size_t onnx_float_esize(int32_t dt)
+{
+    switch (dt) {
+        case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT:
+        case ONNX__TENSOR_PROTO__DATA_TYPE__INT32:
+            return 4;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE:
+        case ONNX__TENSOR_PROTO__DATA_TYPE__INT64:
+            return 8;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__INT8:
+        case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8:
+            return 1;
+        default:
+            return 0;
+    }
+}
+
+/* Element i of t (type dt) as a float; the caller checked the counts. */
+static float onnx_float_at(const Onnx__TensorProto *t, int32_t dt, size_t i)
+{
+    if (t->has_raw_data) {
+        const uint8_t *p = t->raw_data.data;
+        float f;
+        double d;
+        int32_t i32;
+        int64_t i64;
+        switch (dt) {
+            case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT:
+                memcpy(&f, p + 4 * i, 4);
+                return f;
+            case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE:
+                memcpy(&d, p + 8 * i, 8);
+                return (float)d;
+            case ONNX__TENSOR_PROTO__DATA_TYPE__INT32:
+                memcpy(&i32, p + 4 * i, 4);
+                return (float)i32;
+            case ONNX__TENSOR_PROTO__DATA_TYPE__INT64:
+                memcpy(&i64, p + 8 * i, 8);
+                return (float)i64;
+            case ONNX__TENSOR_PROTO__DATA_TYPE__INT8:
+                return (float)(int8_t)p[i];
+            default:
+                return (float)p[i];
+        }
+    }
+    switch (dt) {
+        case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT:
+            return t->float_data[i];
+        case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE:
+            return (float)t->double_data[i];
+        case ONNX__TENSOR_PROTO__DATA_TYPE__INT64:
+            return (float)t->int64_data[i];
+        default:
+            return (float)t->int32_data[i]; /* int32, int8 and uint8 all live here */
+    }
+}
+
 enum dp_err dp_onnx_tensor_floats(const struct Onnx__TensorProto *t, float **out, size_t *n,
                                   struct dp_errinfo *ei)
 {
@@ -331,37 +389,35 @@ enum dp_err dp_onnx_tensor_floats(const struct Onnx__TensorProto *t, float **out
     if (err)
         return err;
     const int32_t dt = t->has_data_type ? t->data_type : 0;
-    const size_t esize = dt == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT    ? 4
-                         : dt == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE ? 8
-                                                                       : 0;
+    const size_t esize = onnx_float_esize(dt);
     if (esize == 0)
         return dp_errinfo_set(ei, DP_EUNSUPPORTED,
-                              "tensor '%.64s' has element type %d; only float and double are "
-                              "supported here",
+                              "tensor '%.64s' has element type %d; float, double, int8, uint8, "
+                              "int32 and int64 are supported here",
                               onnx_tname(t), (int)dt);
-    size_t have = t->has_raw_data ? t->raw_data.len / esize
-                  : esize == 4    ? t->n_float_data
-                                  : t->n_double_data;
+    size_t have;
+    if (t->has_raw_data)
+        have = t->raw_data.len / esize;
+    else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
+        have = t->n_float_data;
+    else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE)
+        have = t->n_double_data;
+    else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT64)
+        have = t->n_int64_data;
+    else
+        have = t->n_int32_data;
     if (t->has_raw_data && t->raw_data.len % esize != 0)
-        return dp_errinfo_set(ei, DP_EFORMAT, "tensor '%.64s': %zu raw bytes is not a whole "
-                              "number of elements", onnx_tname(t), t->raw_data.len);
+        return dp_errinfo_set(ei, DP_EFORMAT,
+                              "tensor '%.64s': %zu raw bytes is not a whole number of elements",
+                              onnx_tname(t), t->raw_data.len);
     if (have != numel)
         return onnx_count_mismatch(t, have, numel, ei);
     float *f = dp_malloc(dp_size_mul(numel ? numel : 1, sizeof(float)));
     if (f == NULL)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory decoding tensor '%.64s'",
                               onnx_tname(t));
-    for (size_t i = 0; i < numel; i++) {
-        if (t->has_raw_data && esize == 4) {
-            memcpy(&f[i], t->raw_data.data + 4 * i, 4);
-        } else if (t->has_raw_data) {
-            double x;
-            memcpy(&x, t->raw_data.data + 8 * i, 8);
-            f[i] = (float)x;
-        } else {
-            f[i] = esize == 4 ? t->float_data[i] : (float)t->double_data[i];
-        }
-    }
+    for (size_t i = 0; i < numel; i++)
+        f[i] = onnx_float_at(t, dt, i);
     *out = f;
     *n = numel;
     return DP_OK;
