@@ -146,6 +146,25 @@ $(BUILD)/common/onnx%.o: CFLAGS_COMMON += -I$(GEN)
 $(BUILD)/worker/%.o: CFLAGS_WK += -I$(GEN)
 $(BUILD)/tests/%.o: CFLAGS_WK += -I$(GEN)
 
+# ONNX's node tests through the importer and the engine (tests/onnx/node_runner.c).
+NODE_RUNNER := $(BUILD)/onnx-node-tests
+NODE_DATA := build/onnx-node-data
+all: $(NODE_RUNNER)
+$(BUILD)/tests/onnx/node_runner.o: | $(ONNX_PB_H)
+$(NODE_RUNNER): $(BUILD)/tests/onnx/node_runner.o $(LIBNN) $(LIBCOMMON)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
+
+$(NODE_DATA)/.stamp: tests/onnx/gen_node_tests.py
+	@rm -rf $(NODE_DATA) && mkdir -p $(NODE_DATA)
+	@echo "  GEN     ONNX node test data"
+	$(Q)/usr/bin/python3 tests/onnx/gen_node_tests.py $(NODE_DATA) > /dev/null
+	@touch $@
+
+.PHONY: onnx-node-tests
+onnx-node-tests: $(NODE_RUNNER) $(NODE_DATA)/.stamp
+	OMP_NUM_THREADS=2 $(NODE_RUNNER) $(NODE_DATA)/node tests/onnx/node_expected_failures.txt
+
 # ---- Dependencies ----------------------------------------------------------
 
 DEPS_STAMP := build/.deps-ok
