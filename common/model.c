@@ -19,7 +19,8 @@ static const char *const op_names[DP_OP__COUNT] = {
     [DP_OP_CONV2D] = "conv2d",   [DP_OP_LINEAR] = "linear",   [DP_OP_RELU] = "relu",
     [DP_OP_RELU6] = "relu6",     [DP_OP_MAXPOOL] = "maxpool", [DP_OP_AVGPOOL] = "avgpool",
     [DP_OP_GAP] = "gap",         [DP_OP_BN2D] = "bn2d",       [DP_OP_ADD] = "add",
-    [DP_OP_FLATTEN] = "flatten", [DP_OP_DROPOUT] = "dropout",
+    [DP_OP_FLATTEN] = "flatten", [DP_OP_DROPOUT] = "dropout", [DP_OP_SOFTMAX] = "softmax",
+    [DP_OP_CONCAT] = "concat",   [DP_OP_CLIP] = "clip",
 };
 
 const char *dp_op_name(enum dp_op op)
@@ -85,7 +86,7 @@ int dp_model_add_layer(struct dp_model *m, const char *name, enum dp_op op, cons
                               DP_NAME_MAX - 1);
     if (dp_model_layer_find(m, name) >= 0)
         return dp_errinfo_set(ei, DP_EEXIST, "duplicate layer name '%s'", name);
-    int want_inputs = op == DP_OP_ADD ? 2 : 1;
+    int want_inputs = op == DP_OP_ADD || op == DP_OP_CONCAT ? 2 : 1;
     if (n_inputs != want_inputs)
         return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': op %s takes %d input(s), got %d", name,
                               op_names[op], want_inputs, n_inputs);
@@ -387,6 +388,42 @@ static enum dp_err model_infer_layer(struct dp_model *m, int i, struct dp_errinf
             l->out_h = h;
             l->out_w = w;
             break;
+        case DP_OP_SOFTMAX:
+            if (a->axis < 1 || a->axis > 3 || a->axis_end < a->axis || a->axis_end > 3)
+                return dp_errinfo_set(ei, DP_EINVAL,
+                                      "layer '%s': softmax axes [%d, %d] must satisfy 1 <= axis "
+                                      "<= axis_end <= 3",
+                                      l->name, a->axis, a->axis_end);
+            l->out_c = c;
+            l->out_h = h;
+            l->out_w = w;
+            break;
+        case DP_OP_CLIP:
+            if (!(a->lo <= a->hi))
+                return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': clip needs lo <= hi", l->name);
+            l->out_c = c;
+            l->out_h = h;
+            l->out_w = w;
+            break;
+        case DP_OP_CONCAT: {
+            int d2[3], d1[3] = {c, h, w};
+            model_in_shape(m, l->inputs[1], &d2[0], &d2[1], &d2[2]);
+            if (a->axis < 1 || a->axis > 3)
+                return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': concat axis %d is not 1, 2 or 3",
+                                      l->name, a->axis);
+            for (int k = 0; k < 3; k++) {
+                if (k != a->axis - 1 && d1[k] != d2[k])
+                    return dp_errinfo_set(ei, DP_ESHAPE,
+                                          "layer '%s': cannot join %dx%dx%d and %dx%dx%d along "
+                                          "axis %d",
+                                          l->name, c, h, w, d2[0], d2[1], d2[2], a->axis);
+            }
+            d1[a->axis - 1] += d2[a->axis - 1];
+            l->out_c = d1[0];
+            l->out_h = d1[1];
+            l->out_w = d1[2];
+            break;
+        }
         case DP_OP__COUNT:
             return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': bad op", l->name);
     }

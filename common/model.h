@@ -51,6 +51,10 @@ enum dp_op {
     DP_OP_ADD,
     DP_OP_FLATTEN,
     DP_OP_DROPOUT,
+    /* Added for ONNX import (issue 4). */
+    DP_OP_SOFTMAX, /* softmax over per-sample axes [axis, axis_end] (1 = C, 2 = H, 3 = W) */
+    DP_OP_CONCAT,  /* two inputs joined along per-sample axis `axis` (1 = C, 2 = H, 3 = W) */
+    DP_OP_CLIP,    /* min(max(x, lo), hi) */
     DP_OP__COUNT
 };
 
@@ -75,6 +79,8 @@ struct dp_op_attrs {
     int count_include_pad; /* avgpool */
     float eps, momentum;   /* bn2d (momentum as in PyTorch: new = (1-m)*old + m*batch) */
     float p;               /* dropout probability */
+    int axis, axis_end;    /* softmax, concat: per-sample axes, 1 = C, 2 = H, 3 = W */
+    float lo, hi;          /* clip bounds (finite; +-FLT_MAX for "none") */
 };
 
 /* Per-layer compression metadata, filled by the compression engine. */

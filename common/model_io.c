@@ -16,6 +16,8 @@
  */
 #include "common/model_io.h"
 
+#include <float.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +66,10 @@ static const struct mio_field mio_attr_fields[] = {
     MIO_ATTR(eps, MIO_FLOAT, 0, 1),
     MIO_ATTR(momentum, MIO_FLOAT, 0, 1),
     MIO_ATTR(p, MIO_FLOAT, 0, 1),
+    MIO_ATTR(axis, MIO_INT, 0, 3),
+    MIO_ATTR(axis_end, MIO_INT, 0, 3),
+    MIO_ATTR(lo, MIO_FLOAT, -FLT_MAX, FLT_MAX),
+    MIO_ATTR(hi, MIO_FLOAT, -FLT_MAX, FLT_MAX),
 };
 #undef MIO_ATTR
 

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "worker/wk_compress.h"
+#include "worker/wk_export.h"
+#include "worker/wk_infer.h"
 #include "worker/wk_serve.h"
 #include "worker/wk_train.h"
 
@@ -20,6 +22,8 @@ static void wk_usage(FILE *f)
             "  compress  compress a trained network with ADMM (dnnpress-worker compress --help)\n"
             "  serve     lease tasks from dnnpress-server and run them (dnnpress-worker serve "
             "--help)\n"
+            "  infer     run a model (ONNX or checkpoint) on a .npy batch (infer --help)\n"
+            "  export    write a model as standard ONNX (dnnpress-worker export --help)\n"
             "\n");
 }
 
@@ -35,6 +39,10 @@ int main(int argc, char **argv)
         return wk_compress_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "serve") == 0)
         return wk_serve_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "infer") == 0)
+        return wk_infer_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "export") == 0)
+        return wk_export_main(argc - 1, argv + 1);
     fprintf(stderr, "dnnpress-worker: unknown command '%s'\n", argv[1]);
     wk_usage(stderr);
     return 2;

@@ -41,6 +41,25 @@ void nn_relu6_backward(float *dinp, const float *dout, const float *inp, size_t 
     }
 }
 
+void nn_clip_forward(float *out, const float *inp, size_t n, float lo, float hi)
+{
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const float v = inp[i] > lo ? inp[i] : lo;
+        out[i] = v < hi ? v : hi;
+    }
+}
+
+void nn_clip_backward(float *dinp, const float *dout, const float *inp, size_t n, float lo,
+                      float hi)
+{
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const float g = dout[i], x = inp[i];
+        dinp[i] += (x > lo) & (x < hi) ? g : 0.0f;
+    }
+}
+
 void nn_add_forward(float *out, const float *a, const float *b, size_t n)
 {
 #pragma omp parallel for simd schedule(static)

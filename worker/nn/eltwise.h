@@ -18,6 +18,11 @@ void nn_relu_backward(float *dinp, const float *dout, const float *inp, size_t n
 void nn_relu6_forward(float *out, const float *inp, size_t n);
 void nn_relu6_backward(float *dinp, const float *dout, const float *inp, size_t n);
 
+/* Clip (ONNX): out = min(max(inp, lo), hi); the gradient passes where lo < inp < hi. */
+void nn_clip_forward(float *out, const float *inp, size_t n, float lo, float hi);
+void nn_clip_backward(float *dinp, const float *dout, const float *inp, size_t n, float lo,
+                      float hi);
+
 /* out = a + b; backward adds dout to both da and db. */
 void nn_add_forward(float *out, const float *a, const float *b, size_t n);
 void nn_add_backward(float *da, float *db, const float *dout, size_t n);

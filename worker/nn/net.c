@@ -17,6 +17,8 @@
 #include "worker/nn/linear.h"
 #include "worker/nn/loss.h"
 #include "worker/nn/pool.h"
+#include "worker/nn/softmax.h"
+#include "worker/nn/concat.h"
 
 struct nn_net_layer {
     float *out;  /* (max_batch, out size) */
@@ -393,6 +395,116 @@ static void op_dropout_bwd(struct nn_net *net, int li, int n)
         nn_dropout_backward(s->din[0], s->dout, s->mask, net_out_n(net, li, n), p);
 }
 
+/* ---- Ops added for ONNX import: softmax, concat, clip -------------------- */
+
+/* The per-sample shape of layer li's input k (or of layer li's output for k < 0) as dims[3]. */
+static void net_dims3(const struct nn_net *net, int li, int k, size_t dims[3])
+{
+    const struct dp_model *m = net->m;
+    int src = k < 0 ? li : m->layers[li].inputs[k];
+    if (src == DP_MODEL_INPUT) {
+        dims[0] = (size_t)m->in_c;
+        dims[1] = (size_t)m->in_h;
+        dims[2] = (size_t)m->in_w;
+    } else {
+        dims[0] = (size_t)m->layers[src].out_c;
+        dims[1] = (size_t)m->layers[src].out_h;
+        dims[2] = (size_t)m->layers[src].out_w;
+    }
+}
+
+/* Softmax over per-sample axes [axis, axis_end] as (outer, len, inner). */
+static void net_softmax_split(const struct nn_net *net, int li, int n, size_t *outer, size_t *len,
+                              size_t *inner)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    size_t d[3];
+    net_dims3(net, li, -1, d);
+    *outer = (size_t)n;
+    *len = *inner = 1;
+    for (int k = 1; k <= 3; k++) {
+        if (k < l->a.axis)
+            *outer *= d[k - 1];
+        else if (k <= l->a.axis_end)
+            *len *= d[k - 1];
+        else
+            *inner *= d[k - 1];
+    }
+}
+
+static int op_softmax_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    size_t outer, len, inner;
+    net_softmax_split(net, li, n, &outer, &len, &inner);
+    nn_softmax_forward(net->layers[li].out, net->layers[li].in[0], outer, len, inner);
+    return 0;
+}
+
+static void op_softmax_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    size_t outer, len, inner;
+    net_softmax_split(net, li, n, &outer, &len, &inner);
+    if (s->din[0] != NULL)
+        nn_softmax_backward(s->din[0], s->dout, s->out, outer, len, inner);
+}
+
+/* Concat along per-sample axis `axis` as (outer, a_len) + (outer, b_len). */
+static void net_concat_split(const struct nn_net *net, int li, int n, size_t *outer,
+                             size_t *a_len, size_t *b_len)
+{
+    const int axis = net->m->layers[li].a.axis;
+    size_t da[3], db[3];
+    net_dims3(net, li, 0, da);
+    net_dims3(net, li, 1, db);
+    *outer = (size_t)n;
+    *a_len = *b_len = 1;
+    for (int k = 1; k <= 3; k++) {
+        if (k < axis) {
+            *outer *= da[k - 1];
+        } else {
+            *a_len *= da[k - 1];
+            *b_len *= db[k - 1];
+        }
+    }
+}
+
+static int op_concat_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    struct nn_net_layer *s = &net->layers[li];
+    size_t outer, a_len, b_len;
+    net_concat_split(net, li, n, &outer, &a_len, &b_len);
+    nn_concat_forward(s->out, s->in[0], s->in[1], outer, a_len, b_len);
+    return 0;
+}
+
+static void op_concat_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    size_t outer, a_len, b_len;
+    net_concat_split(net, li, n, &outer, &a_len, &b_len);
+    nn_concat_backward(s->din[0], s->din[1], s->dout, outer, a_len, b_len);
+}
+
+static int op_clip_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    const struct dp_layer *l = &net->m->layers[li];
+    nn_clip_forward(net->layers[li].out, net->layers[li].in[0], net_out_n(net, li, n), l->a.lo,
+                    l->a.hi);
+    return 0;
+}
+
+static void op_clip_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    if (s->din[0] != NULL)
+        nn_clip_backward(s->din[0], s->dout, s->in[0], net_out_n(net, li, n), l->a.lo, l->a.hi);
+}
+
 static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
     [DP_OP_CONV2D] = {op_conv_fwd, op_conv_bwd},
     [DP_OP_LINEAR] = {op_linear_fwd, op_linear_bwd},
@@ -405,6 +517,9 @@ static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
     [DP_OP_ADD] = {op_add_fwd, op_add_bwd},
     [DP_OP_FLATTEN] = {op_flatten_fwd, op_flatten_bwd},
     [DP_OP_DROPOUT] = {op_dropout_fwd, op_dropout_bwd},
+    [DP_OP_SOFTMAX] = {op_softmax_fwd, op_softmax_bwd},
+    [DP_OP_CONCAT] = {op_concat_fwd, op_concat_bwd},
+    [DP_OP_CLIP] = {op_clip_fwd, op_clip_bwd},
 };
 
 /* ---- Planning ------------------------------------------------------------ */

@@ -1,0 +1,55 @@
+/*
+ * ONNX export: a model IR (typically compressed) as a standard ONNX model
+ * (opset 13, IR version 8) that any runtime loads.
+ *
+ *   struct dp_onnx_export_opts o = {0};
+ *   o.qdq = 1;                  quantized layers as QuantizeLinear/DequantizeLinear
+ *   o.report = report_json;     optional: `dnnpress-worker compress --report` output
+ *   err = dp_onnx_export_file(m, "model.onnx", &o, &ei);
+ *
+ * Pruned weights are dense tensors with their zeros, so the file loads
+ * anywhere; a purified model exports with the smaller shapes it has.
+ * Quantized layers (dp_layer_compress.bits in 1..8) are float weights on
+ * their levels, or with opts.qdq a QuantizeLinear -> DequantizeLinear pair
+ * (int8, zero point 0) in front of the layer, with the layer's recorded
+ * scale or, when none is recorded, a per-layer or per-output-channel
+ * scale derived from the weights' levels; a layer whose levels are not a
+ * uniform grid stays float (and says so in the metadata).
+ *
+ * metadata_props carries: "dnnpress.compression" (JSON: per compressed
+ * layer its scheme, target rate, bits, scale, measured sparsity and
+ * whether it went out as QDQ), "dnnpress.report" (JSON: the report's
+ * method, accuracies and totals, and per layer its rate and bits, when a
+ * report is given) and "dnnpress.graph" (the IR graph JSON of
+ * model_io.h, from which the importer restores the compression metadata).
+ */
+#ifndef DP_COMMON_ONNX_EXPORT_H
+#define DP_COMMON_ONNX_EXPORT_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/model.h"
+
+struct dp_onnx_export_opts {
+    int qdq;              /* quantized layers as QuantizeLinear/DequantizeLinear pairs */
+    int64_t batch;        /* fixed batch size of the input, 0 for a symbolic "N" */
+    const json_t *report; /* NULL, or the compression report (borrowed) */
+};
+
+/* The opset and IR version written. */
+#define DP_ONNX_EXPORT_OPSET 13
+#define DP_ONNX_EXPORT_IR    8
+
+/*
+ * Writes m (finalized; read only) to path atomically.
+ * opts: may be NULL (defaults: no QDQ, symbolic batch, no report).
+ * Returns DP_OK; DP_EINVAL for an unfinalized model; DP_EUNSUPPORTED for
+ * a layer with no ONNX form (a softmax over several axes of a map);
+ * DP_ENOMEM; an I/O code naming the file. Any thread.
+ */
+enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
+                                const struct dp_onnx_export_opts *opts, struct dp_errinfo *ei);
+
+#endif

@@ -1,0 +1,331 @@
+/*
+ * ONNX reader, importer and exporter (suite "onnx"): export-then-import
+ * gives identical tensors and graphs for the built-in architectures; the
+ * QuantizeLinear/DequantizeLinear form of quantized weights folds back to
+ * the same levels; compression metadata survives the trip; unsupported
+ * operators are all named; truncated, corrupted and deeply nested input
+ * and allocation failures are errors, never crashes or leaks.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/onnx.h"
+#include "common/onnx_export.h"
+#include "common/onnx_import.h"
+#include "onnx.pb-c.h"
+#include "tests/unit/test_util.h"
+#include "worker/nn/arch.h"
+
+static char ox_dir[64];
+
+static void ox_setup(void)
+{
+    dp_test_tmpdir_make(ox_dir, sizeof(ox_dir), "onnx");
+}
+
+static void ox_teardown(void)
+{
+    dp_test_tmpdir_remove(ox_dir);
+}
+
+TestSuite(onnx, .init = ox_setup, .fini = ox_teardown);
+
+/* Gives BatchNorm layers non-trivial statistics so that they are checked too. */
+static void ox_randomize_bn(struct dp_model *m)
+{
+    uint64_t s = 12345;
+    for (int i = 0; i < m->n_params; i++) {
+        const struct dp_param *p = &m->params[i];
+        if (m->layers[p->layer].op != DP_OP_BN2D)
+            continue;
+        float *d = dp_param_data(m, p);
+        for (size_t k = 0; k < p->numel; k++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            d[k] = 0.5f + (float)(s >> 40) / (float)(1u << 24);
+        }
+    }
+}
+
+static void ox_expect_same(const struct dp_model *a, const struct dp_model *b, const char *what)
+{
+    cr_assert_eq(a->n_layers, b->n_layers, "%s: %d layers, re-imported %d", what, a->n_layers,
+                 b->n_layers);
+    cr_expect(a->in_c == b->in_c && a->in_h == b->in_h && a->in_w == b->in_w, "%s: input shape",
+              what);
+    for (int i = 0; i < a->n_layers; i++) {
+        const struct dp_layer *la = &a->layers[i], *lb = &b->layers[i];
+        cr_expect_str_eq(la->name, lb->name, "%s: layer %d name", what);
+        cr_expect_eq(la->op, lb->op, "%s: layer '%s' op %d vs %d", what, la->name, la->op, lb->op);
+        cr_expect(la->out_c == lb->out_c && la->out_h == lb->out_h && la->out_w == lb->out_w,
+                  "%s: layer '%s' shape", what, la->name);
+        cr_expect_str_eq(la->comp.scheme, lb->comp.scheme, "%s: layer '%s' scheme", what,
+                         la->name);
+        cr_expect_eq(la->comp.bits, lb->comp.bits, "%s: layer '%s' bits", what, la->name);
+        cr_expect_eq(la->comp.target_rate, lb->comp.target_rate, "%s: layer '%s' rate", what,
+                     la->name);
+    }
+    cr_assert_eq(a->n_params, b->n_params, "%s: parameter count", what);
+    for (int i = 0; i < a->n_params; i++) {
+        const struct dp_param *pa = &a->params[i];
+        const struct dp_param *pb = dp_model_param_find(b, pa->name);
+        cr_assert_not_null(pb, "%s: parameter '%s' is missing after import", what, pa->name);
+        cr_assert_eq(pa->numel, pb->numel, "%s: '%s' size", what, pa->name);
+        cr_expect(memcmp(dp_param_data(a, pa), dp_param_data(b, pb), pa->numel * 4) == 0,
+                  "%s: parameter '%s' differs after export and import", what, pa->name);
+    }
+}
+
+Test(onnx, roundtrip_builtin_architectures)
+{
+    static const char *const archs[] = {"lenet5", "lenet-300-100", "resnet20-cifar",
+                                        "mobilenetv2-cifar"};
+    for (size_t k = 0; k < sizeof(archs) / sizeof(archs[0]); k++) {
+        struct dp_model *m = NULL, *back = NULL;
+        struct dp_errinfo ei = {DP_OK, ""};
+        int in_c = k < 2 ? 1 : 3, in_hw = k < 2 ? 28 : 32;
+        cr_assert_eq(nn_arch_build(archs[k], in_c, in_hw, in_hw, 10, &m, &ei), DP_OK, "%s",
+                     ei.msg);
+        nn_arch_init(m, 7 + k);
+        ox_randomize_bn(m);
+        /* Compression metadata on the first layer must come back. */
+        snprintf(m->layers[1].comp.scheme, sizeof(m->layers[1].comp.scheme), "irregular");
+        m->layers[1].comp.target_rate = 8.0f;
+        char path[128];
+        snprintf(path, sizeof(path), "%s/%s.onnx", ox_dir, archs[k]);
+        cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s: %s", archs[k], ei.msg);
+        struct dp_onnx_import_info info;
+        cr_assert_eq(dp_onnx_import_file(path, &back, &info, &ei), DP_OK, "%s: %s", archs[k],
+                     ei.msg);
+        cr_expect_eq(info.opset, DP_ONNX_EXPORT_OPSET);
+        ox_expect_same(m, back, archs[k]);
+        dp_model_free(m);
+        dp_model_free(back);
+    }
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Reads a file into a new buffer (dp_free). */
+static uint8_t *ox_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = dp_malloc((size_t)n);
+    cr_assert_not_null(buf);
+    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static int ox_has_op(const Onnx__ModelProto *mp, const char *op)
+{
+    for (size_t i = 0; i < mp->graph->n_node; i++) {
+        if (strcmp(mp->graph->node[i]->op_type, op) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A 4-bit quantized layer as QuantizeLinear/DequantizeLinear folds back to its levels. */
+Test(onnx, qdq_export_folds_back_to_levels)
+{
+    struct dp_model *m = NULL, *back = NULL;
+    struct dp_errinfo ei = {DP_OK, ""};
+    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
+    nn_arch_init(m, 3);
+    const float scale = 0.0125f;
+    /* conv2 on a per-layer grid, fc1 on per-channel grids with no recorded scale. */
+    int conv2 = dp_model_layer_find(m, "conv2"), fc1 = dp_model_layer_find(m, "fc1");
+    cr_assert(conv2 >= 0 && fc1 >= 0);
+    struct dp_param *w2 = &m->params[m->layers[conv2].first_param];
+    struct dp_param *wf = &m->params[m->layers[fc1].first_param];
+    float *d2 = dp_param_data(m, w2), *df = dp_param_data(m, wf);
+    for (size_t i = 0; i < w2->numel; i++)
+        d2[i] = (float)((int)(i % 15) - 7) * scale;
+    const size_t per = wf->numel / (size_t)wf->shape[0];
+    for (size_t i = 0; i < wf->numel; i++)
+        df[i] = (float)((int)(i % 15) - 7) * (0.01f + 0.001f * (float)(i / per));
+    m->layers[conv2].comp.bits = 4;
+    m->layers[conv2].comp.scale = scale;
+    m->layers[fc1].comp.bits = 4;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/q.onnx", ox_dir);
+    struct dp_onnx_export_opts o = {1, 0, NULL};
+    cr_assert_eq(dp_onnx_export_file(m, path, &o, &ei), DP_OK, "%s", ei.msg);
+    struct Onnx__ModelProto *mp = NULL;
+    cr_assert_eq(dp_onnx_model_read(path, &mp, &ei), DP_OK, "%s", ei.msg);
+    cr_expect(ox_has_op(mp, "QuantizeLinear") && ox_has_op(mp, "DequantizeLinear"),
+              "the export has no Q/DQ pair");
+    dp_onnx_model_free(mp);
+    cr_assert_eq(dp_onnx_import_file(path, &back, NULL, &ei), DP_OK, "%s", ei.msg);
+    ox_expect_same(m, back, "qdq");
+    dp_model_free(m);
+    dp_model_free(back);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Every unsupported operator is named, with its node. */
+Test(onnx, unsupported_ops_are_all_listed)
+{
+    struct dp_model *m = NULL, *back = NULL;
+    struct dp_errinfo ei = {DP_OK, ""};
+    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/u.onnx", ox_dir);
+    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
+    struct Onnx__ModelProto *mp = NULL;
+    cr_assert_eq(dp_onnx_model_read(path, &mp, &ei), DP_OK, "%s", ei.msg);
+    /* Rename two operators to ones the importer does not have. */
+    static char lrn[] = "LRN", tanh_[] = "Tanh";
+    char *saved0 = mp->graph->node[1]->op_type, *saved1 = mp->graph->node[3]->op_type;
+    mp->graph->node[1]->op_type = lrn;
+    mp->graph->node[3]->op_type = tanh_;
+    enum dp_err err = dp_onnx_import(mp, &back, NULL, &ei);
+    mp->graph->node[1]->op_type = saved0;
+    mp->graph->node[3]->op_type = saved1;
+    cr_expect_eq(err, DP_EUNSUPPORTED);
+    cr_expect_null(back);
+    cr_expect(strstr(ei.msg, "2 unsupported") != NULL, "message: %s", ei.msg);
+    cr_expect(strstr(ei.msg, "LRN") != NULL && strstr(ei.msg, "Tanh") != NULL, "message: %s",
+              ei.msg);
+    cr_expect(strstr(ei.msg, mp->graph->node[1]->name) != NULL, "no node name in: %s", ei.msg);
+    dp_onnx_model_free(mp);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Every prefix of a valid file, and files with corrupted bytes, fail cleanly. */
+Test(onnx, truncated_and_corrupted_files)
+{
+    struct dp_model *m = NULL;
+    struct dp_errinfo ei = {DP_OK, ""};
+    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/t.onnx", ox_dir);
+    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
+    dp_model_free(m);
+    size_t len;
+    uint8_t *buf = ox_slurp(path, &len);
+    int n_ok = 0;
+    for (size_t cut = 0; cut < len; cut += cut < 4096 ? 1 : 997) {
+        struct Onnx__ModelProto *mp = NULL;
+        struct dp_model *back = NULL;
+        enum dp_err err = dp_onnx_model_parse(buf, cut, &mp, &ei);
+        if (err == DP_OK) {
+            err = dp_onnx_import(mp, &back, NULL, &ei);
+            n_ok += err == DP_OK;
+        }
+        cr_expect(err != DP_OK || back != NULL);
+        dp_model_free(back);
+        dp_onnx_model_free(mp);
+    }
+    /* A prefix that ends between fields can parse, but never imports as the whole model. */
+    cr_expect_eq(n_ok, 0, "%d truncated files imported", n_ok);
+    uint64_t s = 99;
+    for (int trial = 0; trial < 300; trial++) {
+        uint8_t *c = dp_malloc(len);
+        cr_assert_not_null(c);
+        memcpy(c, buf, len);
+        for (int k = 0; k < 4; k++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            c[(s >> 33) % len] ^= (uint8_t)(1u << ((s >> 20) & 7));
+        }
+        struct Onnx__ModelProto *mp = NULL;
+        struct dp_model *back = NULL;
+        if (dp_onnx_model_parse(c, len, &mp, &ei) == DP_OK)
+            (void)dp_onnx_import(mp, &back, NULL, &ei);
+        dp_model_free(back);
+        dp_onnx_model_free(mp);
+        dp_free(c);
+    }
+    dp_free(buf);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Messages nested thousands deep are refused before protobuf-c recurses. */
+Test(onnx, nesting_bomb_is_refused)
+{
+    /* ModelProto.graph(7) -> GraphProto.node(1) -> NodeProto.attribute(5) ->
+     * AttributeProto.g(6) -> GraphProto.node(1) -> ... built inside out. */
+    const int depth = 3000;
+    size_t cap = (size_t)depth * 8 + 64, len = 0;
+    uint8_t *a = dp_malloc(cap), *b = dp_malloc(cap);
+    cr_assert(a && b);
+    static const uint8_t tags[3] = {(6 << 3) | 2, (5 << 3) | 2, (1 << 3) | 2};
+    for (int i = 0; i < depth; i++) {
+        uint8_t tag = tags[i % 3];
+        size_t n = 0;
+        b[n++] = tag;
+        size_t v = len;
+        do {
+            b[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+            v >>= 7;
+        } while (v);
+        memcpy(b + n, a, len);
+        len += n;
+        uint8_t *t = a;
+        a = b;
+        b = t;
+    }
+    /* Wrap as ModelProto.graph: the outermost must be a GraphProto. */
+    struct Onnx__ModelProto *mp = NULL;
+    struct dp_errinfo ei = {DP_OK, ""};
+    enum dp_err err = dp_onnx_model_parse(a, len, &mp, &ei);
+    cr_expect_neq(err, DP_OK);
+    cr_expect_null(mp);
+    dp_free(a);
+    dp_free(b);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Failing the N-th allocation anywhere in parse and import is a clean error. */
+Test(onnx, allocation_failures)
+{
+    struct dp_model *m = NULL;
+    struct dp_errinfo ei = {DP_OK, ""};
+    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/a.onnx", ox_dir);
+    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
+    dp_model_free(m);
+    size_t len;
+    uint8_t *buf = ox_slurp(path, &len);
+    int done = 0;
+    for (long n = 0; n < 20000 && !done; n++) {
+        struct Onnx__ModelProto *mp = NULL;
+        struct dp_model *back = NULL;
+        dp_alloc_fail_after(n);
+        enum dp_err err = dp_onnx_model_parse(buf, len, &mp, &ei);
+        if (err == DP_OK)
+            err = dp_onnx_import(mp, &back, NULL, &ei);
+        dp_alloc_fail_reset();
+        if (err == DP_OK)
+            done = 1;
+        else
+            cr_expect(err == DP_ENOMEM || err == DP_EFORMAT, "n=%ld: %s", n, ei.msg);
+        dp_model_free(back);
+        dp_onnx_model_free(mp);
+    }
+    cr_expect(done, "never succeeded");
+    dp_free(buf);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* The NPY-free part of the contract: a model with two graph inputs is refused by name. */
+Test(onnx, export_refuses_unfinalized_model)
+{
+    struct dp_model *m = dp_model_new(1, 4, 4);
+    struct dp_errinfo ei = {DP_OK, ""};
+    cr_assert_not_null(m);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/x.onnx", ox_dir);
+    cr_expect_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_EINVAL);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
