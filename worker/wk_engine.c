@@ -6,7 +6,15 @@
 #include <string.h>
 
 #include "worker/wk_compress.h"
+#include "worker/wk_export.h"
 #include "worker/wk_train.h"
+
+/* Export is a single short pass: nothing to stop, no epochs to report. */
+static int wk_engine_export(int argc, char **argv, const struct wk_hooks *h)
+{
+    (void)h;
+    return wk_export_main(argc, argv);
+}
 
 struct wk_engine_cmd {
     const char *name;
@@ -16,8 +24,7 @@ struct wk_engine_cmd {
 static const struct wk_engine_cmd wk_engine_cmds[] = {
     {"train", wk_train_run},
     {"compress", wk_compress_run},
-    /* The ONNX exporter (`dnnpress-worker export`) lands with its own branch. */
-    {"export", NULL},
+    {"export", wk_engine_export},
 };
 
 wk_engine_run_fn wk_engine_find(const char *command)
