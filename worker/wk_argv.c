@@ -225,8 +225,9 @@ static enum dp_err wk_argv_export(struct wk_argv *a, const json_t *params,
         err = wk_argv_path(a, "--out", f->out_onnx, ei);
     if (!err && json_is_true(json_object_get(ex, "qdq")))
         err = wk_argv_push(a, "--qdq");
-    if (!err && f->out_report != NULL)
-        err = wk_argv_pair(a, "--report", f->out_report);
+    /* The compression report, when the task has one, goes into the ONNX metadata. */
+    if (!err && f->prev_report != NULL)
+        err = wk_argv_pair(a, "--report", f->prev_report);
     return err;
 }
 

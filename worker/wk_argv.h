@@ -17,9 +17,9 @@ struct wk_task_files {
     const char *arch;        /* built-in architecture (train from scratch) */
     const char *data;        /* engine data spec: "idx:/dir", "cifar:/dir", "npy:/dir" */
     const char *spec;        /* the compression spec written as a file */
-    const char *prev_report; /* retrain: the compress task's report */
+    const char *prev_report; /* retrain: the compress task's report; export: the last report */
     const char *out_model;   /* train, compress, retrain */
-    const char *out_report;  /* compress, retrain, export */
+    const char *out_report;  /* compress, retrain */
     const char *out_onnx;    /* export */
     const char *checkpoint;  /* whole-state checkpoint written every epoch */
     int resume;              /* the checkpoint holds an earlier attempt's state */

@@ -59,9 +59,15 @@ struct wk_task {
     uv_loop_t loop;
     uv_timer_t hb_timer, tick_timer;
     uv_async_t wake;
+    uv_pipe_t err_pipe; /* the read end of what the engine writes on stderr */
     uv_thread_t thread;
     uv_mutex_t mu;
     int handles_open;
+    int saved_stderr; /* the worker's own stderr while the engine's goes to err_pipe, or -1 */
+    int err_eof;      /* err_pipe is drained (or was never opened) */
+    char err_line[400];
+    size_t err_len;
+    char err_buf[4096];
 
     /* ---- shared, under mu ---- */
     json_t *queue;            /* engine events not yet taken by the loop: [{type, data}] */
@@ -491,11 +497,103 @@ static void wk_task_pump(struct wk_task *t)
     uv_mutex_lock(&t->mu);
     int done = t->engine_done;
     uv_mutex_unlock(&t->mu);
-    if (done && t->handles_open == 3) {
+    if (done && t->saved_stderr >= 0) {
+        /* The engine has returned: stderr is ours again, and the pipe's
+         * only writer is gone, so its reader sees EOF after the last line. */
+        fflush(stderr);
+        dup2(t->saved_stderr, STDERR_FILENO);
+        close(t->saved_stderr);
+        t->saved_stderr = -1;
+    }
+    if (done && t->err_eof && !uv_is_closing((uv_handle_t *)&t->wake)) {
         uv_close((uv_handle_t *)&t->hb_timer, wk_task_close_cb);
         uv_close((uv_handle_t *)&t->tick_timer, wk_task_close_cb);
         uv_close((uv_handle_t *)&t->wake, wk_task_close_cb);
     }
+}
+
+/* ---- Loop thread: the engine's stderr ------------------------------------- */
+
+static void wk_err_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct wk_task *t = h->data;
+    *buf = uv_buf_init(t->err_buf, sizeof(t->err_buf));
+}
+
+/*
+ * Keeps the engine's last "<command>: ..." line (its error sentence, which
+ * becomes the task's failure message).
+ */
+static void wk_err_line(struct wk_task *t, const char *line, size_t n)
+{
+    size_t k = strlen(t->argv.v[0]);
+    if (n > k + 2 && strncmp(line, t->argv.v[0], k) == 0 && line[k] == ':' && line[k + 1] == ' ') {
+        size_t m = n < sizeof(t->last_error) - 1 ? n : sizeof(t->last_error) - 1;
+        memcpy(t->last_error, line, m);
+        t->last_error[m] = '\0';
+    }
+}
+
+/* Forwards what the engine says on stderr to the worker's own stderr, line by line. */
+static void wk_err_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct wk_task *t = s->data;
+    if (nread < 0) {
+        uv_close((uv_handle_t *)s, wk_task_close_cb);
+        t->err_eof = 1;
+        wk_task_pump(t);
+        return;
+    }
+    int out = t->saved_stderr >= 0 ? t->saved_stderr : STDERR_FILENO;
+    if (nread > 0 && write(out, buf->base, (size_t)nread) < 0) {
+        /* Nowhere to report that stderr is gone; the line is still kept below. */
+    }
+    for (ssize_t i = 0; i < nread; i++) {
+        char c = buf->base[i];
+        if (c == '\n' || t->err_len == sizeof(t->err_line)) {
+            wk_err_line(t, t->err_line, t->err_len);
+            t->err_len = 0;
+            if (c == '\n')
+                continue;
+        }
+        t->err_line[t->err_len++] = c;
+    }
+}
+
+/*
+ * Points fd 2 at a pipe the loop reads, so the engine's messages reach the
+ * task's failure report. Without a pipe the engine still runs; its failure
+ * message is then generic.
+ */
+static void wk_err_capture(struct wk_task *t)
+{
+    int fds[2];
+    t->err_eof = 1;
+    t->saved_stderr = -1;
+    if (pipe(fds) != 0)
+        return;
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    if (saved < 0 || uv_pipe_init(&t->loop, &t->err_pipe, 0) != 0) {
+        close(fds[0]);
+        close(fds[1]);
+        if (saved >= 0)
+            close(saved);
+        return;
+    }
+    t->err_pipe.data = t;
+    t->handles_open++;
+    if (uv_pipe_open(&t->err_pipe, fds[0]) != 0 || dup2(fds[1], STDERR_FILENO) < 0) {
+        close(fds[1]);
+        close(saved);
+        uv_close((uv_handle_t *)&t->err_pipe, wk_task_close_cb);
+        return;
+    }
+    close(fds[1]);
+    t->saved_stderr = saved;
+    t->err_eof = 0;
+    uv_read_start((uv_stream_t *)&t->err_pipe, wk_err_alloc, wk_err_read);
 }
 
 static void wk_task_on_wake(uv_async_t *h)
@@ -546,11 +644,13 @@ static enum dp_err wk_task_run_engine(struct wk_task *t, struct dp_errinfo *ei)
     uint64_t hb_ms = (uint64_t)t->env->agent->heartbeat_s * 1000u;
     uv_timer_start(&t->hb_timer, wk_task_on_heartbeat, hb_ms, hb_ms);
     uv_timer_start(&t->tick_timer, wk_task_on_tick, WK_TICK_MS, WK_TICK_MS);
+    wk_err_capture(t);
     int rc = uv_thread_create(&t->thread, wk_engine_thread, t);
     if (rc != 0) {
-        uv_close((uv_handle_t *)&t->hb_timer, wk_task_close_cb);
-        uv_close((uv_handle_t *)&t->tick_timer, wk_task_close_cb);
-        uv_close((uv_handle_t *)&t->wake, wk_task_close_cb);
+        uv_mutex_lock(&t->mu);
+        t->engine_done = 1;
+        uv_mutex_unlock(&t->mu);
+        wk_task_pump(t); /* gives stderr back and closes the handles */
         uv_run(&t->loop, UV_RUN_DEFAULT);
         uv_loop_close(&t->loop);
         return dp_errinfo_set(ei, DP_ENOMEM, "cannot start the engine thread: %s",
@@ -634,23 +734,19 @@ static enum wk_task_outcome wk_task_complete(struct wk_task *t, time_t deadline)
 {
     struct {
         const char *kind, *path;
-        int required;
-    } outs[3] = {{NULL, NULL, 0}, {NULL, NULL, 0}, {NULL, NULL, 0}};
+    } outs[3] = {{NULL, NULL}, {NULL, NULL}, {NULL, NULL}};
     if (strcmp(t->type, "export") == 0) {
-        outs[0].kind = "onnx", outs[0].path = t->p_onnx, outs[0].required = 1;
-        outs[1].kind = "report", outs[1].path = t->p_report, outs[1].required = 0;
+        outs[0].kind = "onnx", outs[0].path = t->p_onnx;
     } else {
-        outs[0].kind = "model", outs[0].path = t->p_out, outs[0].required = 1;
+        outs[0].kind = "model", outs[0].path = t->p_out;
         if (strcmp(t->type, "train") != 0)
-            outs[1].kind = "report", outs[1].path = t->p_report, outs[1].required = 1;
+            outs[1].kind = "report", outs[1].path = t->p_report;
     }
     json_t *outputs = json_object();
     struct dp_errinfo ei = {DP_OK, ""};
     enum dp_err err = DP_OK;
     for (int i = 0; i < 3 && outs[i].kind != NULL && !err; i++) {
         if (!wk_file_exists(outs[i].path)) {
-            if (!outs[i].required)
-                continue;
             json_decref(outputs);
             char msg[300];
             snprintf(msg, sizeof(msg), "the %s command succeeded but wrote no %s", t->argv.v[0],

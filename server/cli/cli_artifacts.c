@@ -131,7 +131,8 @@ enum cli_exit cli_cmd_download(struct cli_ctx *ctx, int argc, char **argv)
         char dest[1200];
         const char *out_sha = cli_str(outputs, kind, "");
         if (strcmp(out_sha, sha) == 0)
-            snprintf(dest, sizeof(dest), "%s/%s.%s", dir, kind, cli_kind_ext(kind));
+            snprintf(dest, sizeof(dest), "%s/%s.%s", dir,
+                     strcmp(kind, "onnx") == 0 ? "model" : kind, cli_kind_ext(kind));
         else
             snprintf(dest, sizeof(dest), "%s/%s-%.12s.%s", dir, kind, sha, cli_kind_ext(kind));
         rc = cli_fetch_artifact(ctx, sha, dest);

@@ -1,0 +1,316 @@
+"""Whole compression jobs through the real processes on loopback.
+
+dnnpress-server runs with one local worker (dnnpress-worker serve, spawned
+and restarted by the server); every team action goes through the dnnpress
+CLI. Data: LeNet-5 on the first 2048/500 images of the real Fashion-MNIST
+(DNNPRESS_LIMIT_TRAIN/TEST, inherited by the local workers), 1-epoch phases,
+so the three jobs take about a minute on 2 cores.
+
+  A. a whole job (train -> compress -> retrain -> export) succeeds: submit
+     --watch exits 0, status/list/report answer, every artifact downloads
+     and matches its sha256, the token file is 0600.
+  B. kill -9 of the worker during compress, after a checkpoint upload: the
+     server restarts the worker, the lease expires, the task is leased
+     again and resumes from the uploaded checkpoint; the job succeeds and
+     the epochs of the second attempt continue after the checkpoint's
+     (checked from the job's events), so finished epochs were not redone.
+  C. kill -9 of the server mid-job, restart on the same data: the job
+     still succeeds (the CLI's watch reconnects), and every job is there.
+"""
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = sys.argv[1] if len(sys.argv) > 1 else "build/release"
+SERVER = os.path.join(BUILD, "dnnpress-server")
+CLI = os.path.join(BUILD, "dnnpress")
+ADMIN = "e2e-client-admin-token-0123456789"
+LEASE_S = 3
+SPEC = {"admm": {"iters": 3, "epochs_per_iter": 1, "rho": 1e-3}, "retrain": {"epochs": 1},
+        "layers": [{"match": "conv*", "prune": {"scheme": "irregular", "rate": 4}},
+                   {"match": "fc*", "prune": {"scheme": "irregular", "rate": 10}}]}
+
+tmp = tempfile.mkdtemp(prefix="dp-job-e2e-")
+groups = []  # process groups started here, killed at the end
+
+
+def fail(msg):
+    print("job_e2e: FAIL: " + msg, flush=True)
+    for log in sorted(os.listdir(tmp)):
+        if log.endswith(".log"):
+            print("---- %s (tail) ----" % log)
+            with open(os.path.join(tmp, log), errors="replace") as f:
+                print("".join(f.readlines()[-40:]))
+    cleanup()
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def ok(msg):
+    print("job_e2e: ok: " + msg, flush=True)
+
+
+def cleanup():
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def children(pid):
+    """Pids whose parent is pid (the server's local workers)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+class Server:
+    def __init__(self, data_dir, port):
+        self.port = port
+        self.url = "http://127.0.0.1:%d" % port
+        log = open(os.path.join(tmp, "server-%d.log" % time.monotonic_ns()), "ab")
+        env = dict(os.environ, DNNPRESS_ADMIN_TOKEN=ADMIN, DNNPRESS_LIMIT_TRAIN="2048",
+                   DNNPRESS_LIMIT_TEST="500", OMP_NUM_THREADS="2")
+        # A session of its own: the server and its workers form one process
+        # group, which cleanup() kills even if a test failed half-way.
+        self.proc = subprocess.Popen(
+            [SERVER, "--listen", "127.0.0.1:%d" % port, "--data-dir", data_dir,
+             "--local-workers", "1", "--lease-s", str(LEASE_S), "--backoff-ms", "50"],
+            stdout=log, stderr=log, env=env, start_new_session=True)
+        groups.append(self.proc.pid)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            try:
+                if self.req("GET", "/healthz")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        fail("server did not start")
+
+    def req(self, method, path, body=None, token=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        h = {"Authorization": "Bearer " + token} if token else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body)
+            h["Content-Type"] = "application/json"
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        payload = r.read()
+        c.close()
+        return r.status, (json.loads(payload) if payload[:1] in (b"{", b"[") else payload)
+
+
+def cli(*args, expect=0, env_extra=None):
+    env = dict(os.environ, DNNPRESS_CONFIG=os.path.join(tmp, "cli", "config.json"))
+    env.pop("DNNPRESS_TOKEN", None)
+    env.pop("DNNPRESS_SERVER", None)
+    env.update(env_extra or {})
+    p = subprocess.run([CLI] + list(args), capture_output=True, text=True, env=env, timeout=600)
+    if expect is not None and p.returncode != expect:
+        fail("dnnpress %s exited %d, expected %d\nstdout: %s\nstderr: %s"
+             % (" ".join(args), p.returncode, expect, p.stdout[-2000:], p.stderr[-2000:]))
+    return p
+
+
+def watch_events(job):
+    """Starts `dnnpress --json watch JOB` (one JSON event per line)."""
+    env = dict(os.environ, DNNPRESS_CONFIG=os.path.join(tmp, "cli", "config.json"))
+    return subprocess.Popen([CLI, "--json", "watch", job], stdout=subprocess.PIPE,
+                            stderr=open(os.path.join(tmp, "watch-%s.log" % job), "ab"),
+                            text=True, env=env)
+
+
+def read_until(proc, pred, timeout, what):
+    """Reads watch lines until pred(event) is true; returns the lines read."""
+    seen = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            fail("watch ended before %s (events: %s)" % (what, seen[-5:]))
+        ev = json.loads(line)
+        seen.append(ev)
+        if pred(ev):
+            return seen
+    fail("no %s within %ds" % (what, timeout))
+
+
+def finish_watch(proc, seen, timeout=300):
+    for line in proc.stdout:
+        seen.append(json.loads(line))
+    rc = proc.wait(timeout=timeout)
+    return rc, seen
+
+
+def job_doc(name, model, dataset):
+    return {"name": name, "model_id": model, "dataset_id": dataset,
+            "pretrain": {"epochs": 1, "lr": 0.01, "batch": 64, "seed": 1},
+            "spec": SPEC, "export": {"format": "onnx"}, "max_attempts": 4}
+
+
+def main():
+    data = os.path.join(tmp, "data")
+    port = free_port()
+    s = Server(data, port)
+    st, team = s.req("POST", "/api/v1/teams", {"name": "e2e-client"}, ADMIN)
+    check(st == 201, "create team: %s %s" % (st, team))
+    st, tok = s.req("POST", "/api/v1/tokens", {"team_id": team["id"], "scope": "team",
+                                               "name": "cli"}, ADMIN)
+    check(st == 201, "team token: %s %s" % (st, tok))
+
+    # -- login stores the token 0600; a wrong token is exit 3, no server exit 5
+    cli("login", "--server", "http://127.0.0.1:%d" % free_port(), "--token", "x", expect=5)
+    cli("login", "--server", s.url, "--token", "not-a-token", expect=3)
+    cli("login", "--server", s.url, "--token", tok["token"])
+    mode = stat.S_IMODE(os.stat(os.path.join(tmp, "cli", "config.json")).st_mode)
+    check(mode == 0o600, "config file mode %o" % mode)
+    cli("status", "job_doesnotexist", expect=4)
+    cli("submit", "/nonexistent.json", expect=2)
+    ok("login: token stored with mode 0600; exit codes 2 (usage), 3 (auth), 4 (not found), "
+       "5 (unreachable)")
+
+    model = cli("upload", "model", "--arch", "lenet5", "--name", "lenet5").stdout.strip()
+    dataset = cli("upload", "dataset", "--builtin", "fashion-mnist").stdout.strip()
+    check(model.startswith("mdl_") and dataset.startswith("dst_"), "ids %s %s" % (model, dataset))
+    bad = dict(job_doc("bad", model, dataset), spec={"layers": [{"match": "*", "prune":
+                                                                  {"scheme": "irregular", "rate": 0.5}}]})
+    with open(os.path.join(tmp, "bad.json"), "w") as f:
+        json.dump(bad, f)
+    p = cli("submit", os.path.join(tmp, "bad.json"), expect=7)
+    check("rate" in p.stderr, "a bad spec names the field: %s" % p.stderr)
+    ok("upload model/dataset; a bad spec is refused (exit 7) naming the field")
+
+    # -- A: a whole job
+    t0 = time.time()
+    with open(os.path.join(tmp, "a.json"), "w") as f:
+        json.dump(job_doc("job-a", model, dataset), f)
+    p = cli("submit", os.path.join(tmp, "a.json"), "--watch", "--idempotency-key", "job-a")
+    job_a = p.stdout.splitlines()[0].strip()
+    check("job %s succeeded" % job_a in p.stdout, "watch output: %s" % p.stdout[-1500:])
+    check("compress" in p.stdout and "epoch" in p.stdout, "progress lines: %s" % p.stdout[-800:])
+    again = cli("submit", os.path.join(tmp, "a.json"), "--idempotency-key", "job-a").stdout.strip()
+    check(again == job_a, "the same Idempotency-Key gives the same job (%s, %s)" % (again, job_a))
+    status = json.loads(cli("--json", "status", job_a).stdout)
+    states = {t["type"]: t["state"] for t in status["tasks"]}
+    check(states == {"train": "succeeded", "compress": "succeeded", "retrain": "succeeded",
+                     "export": "succeeded"}, "task states %s" % states)
+    human = cli("report", job_a).stdout
+    check("accuracy" in human and "storage" in human, "report summary: %s" % human)
+    report = json.loads(cli("--json", "report", job_a).stdout)
+    fc1 = [l for l in report["layers"] if l["name"] == "fc1"][0]
+    check(fc1["nonzeros"] == round(fc1["params"] / 10), "fc1 keeps 1/10: %s" % fc1["nonzeros"])
+    dl = os.path.join(tmp, "dl")
+    files = json.loads(cli("--json", "download", job_a, "--dir", dl).stdout)["files"]
+    kinds = sorted(f["kind"] for f in files)
+    for f in files:
+        with open(f["path"], "rb") as fh:
+            check(hashlib.sha256(fh.read()).hexdigest() == f["sha256"], "sha256 of %s" % f["path"])
+    for want in ("model.safetensors", "report.json", "model.onnx"):
+        check(os.path.exists(os.path.join(dl, want)), "%s downloaded (%s)" % (want, kinds))
+    listed = cli("list").stdout
+    check(job_a in listed and "succeeded" in listed, "list: %s" % listed)
+    ok("job A: train -> compress -> retrain -> export succeeded in %.0fs; report %.2f%% -> %.2f%%, "
+       "%d artifacts downloaded and verified" % (time.time() - t0,
+                                                  100 * report["dense_test_accuracy"],
+                                                  100 * report["final_test_accuracy"], len(files)))
+
+    # -- B: kill -9 of the worker during compress
+    t0 = time.time()
+    with open(os.path.join(tmp, "b.json"), "w") as f:
+        json.dump(job_doc("job-b", model, dataset), f)
+    job_b = cli("submit", os.path.join(tmp, "b.json")).stdout.strip()
+    w = watch_events(job_b)
+
+    def compress_ckpt(ev):
+        d = ev.get("data") or {}
+        return (ev.get("event") == "log" and d.get("task") == "compress"
+                and d.get("kind") == "checkpoint" and d.get("checkpoint_epoch", 0) >= 1)
+    seen = read_until(w, compress_ckpt, 180, "a compress checkpoint upload")
+    workers = children(s.proc.pid)
+    check(len(workers) == 1, "one local worker: %s" % workers)
+    os.kill(workers[0], signal.SIGKILL)
+    rc, seen = finish_watch(w, seen)
+    check(rc == 0, "job B ended with watch exit %d: %s" % (rc, seen[-3:]))
+    epochs = [(e["data"]["attempt"], e["data"]["epoch"]) for e in seen
+              if e.get("event") == "epoch" and e["data"].get("task") == "compress"]
+    ckpts = [e["data"]["checkpoint_epoch"] for e in seen if compress_ckpt(e)
+             and e["data"]["attempt"] == 1]
+    first = [ep for ep in epochs if ep[0] == 1]
+    second = [ep for ep in epochs if ep[0] >= 2]
+    check(second, "compress ran a second attempt after kill -9: %s" % epochs)
+    resumed_at = second[0][1]
+    check(resumed_at == max(ckpts) + 1 or (resumed_at > max(ckpts) and
+                                           resumed_at <= max(e for _, e in first) + 1),
+          "attempt 2 starts right after the uploaded checkpoint (checkpoints %s, epochs %s)"
+          % (ckpts, epochs))
+    check(all(e > max(ckpts) for _, e in second),
+          "no checkpointed epoch was redone: %s (checkpoints %s)" % (epochs, ckpts))
+    status = json.loads(cli("--json", "status", job_b).stdout)
+    comp = [t for t in status["tasks"] if t["type"] == "compress"][0]
+    check(comp["attempts"] >= 2 and status["state"] == "succeeded", "job B: %s" % status)
+    ok("job B: worker kill -9 during compress after epoch %d's checkpoint; attempt %d resumed at "
+       "epoch %d (epochs seen %s); succeeded in %.0fs" % (max(ckpts), second[0][0], resumed_at,
+                                                          epochs, time.time() - t0))
+
+    # -- C: kill -9 of the server mid-job, restart on the same data
+    t0 = time.time()
+    with open(os.path.join(tmp, "c.json"), "w") as f:
+        json.dump(job_doc("job-c", model, dataset), f)
+    job_c = cli("submit", os.path.join(tmp, "c.json")).stdout.strip()
+    w = watch_events(job_c)
+    seen = read_until(w, lambda ev: ev.get("event") == "epoch"
+                      and ev["data"].get("task") == "compress", 180, "compress under way")
+    s.proc.send_signal(signal.SIGKILL)
+    s.proc.wait()
+    time.sleep(0.5)
+    s = Server(data, port)
+    rc, seen = finish_watch(w, seen)
+    check(rc == 0, "job C ended with watch exit %d: %s" % (rc, seen[-3:]))
+    listed = json.loads(cli("--json", "list").stdout)
+    ids = {j["id"]: j["state"] for j in listed["items"]}
+    check(ids.get(job_a) == "succeeded" and ids.get(job_b) == "succeeded"
+          and ids.get(job_c) == "succeeded" and len(ids) == 3,
+          "after the server restart every job is there and succeeded: %s" % ids)
+    human = cli("report", job_c).stdout
+    check("accuracy" in human, "report of job C")
+    ok("job C: server kill -9 during compress, restarted; the watch reconnected and the job "
+       "succeeded in %.0fs; jobs %s" % (time.time() - t0, sorted(ids.values())))
+
+
+try:
+    main()
+finally:
+    cleanup()
+print("job_e2e: all passed", flush=True)
