@@ -52,7 +52,7 @@ Test(wk_argv, each_task_type)
          "T/state.safetensors --resume --threads 2 --limit-train 4096 --limit-test 1000 --quiet",
          0, 1},
         {"export", "{\"export\": {\"format\": \"onnx\", \"qdq\": true}}",
-         "export --model T/in.safetensors --out T/model.onnx --qdq --report T/report.json", 0, 0},
+         "export --model T/in.safetensors --out T/model.onnx --qdq --report T/prev.json", 0, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_t *params = json_loads(cases[i].params, 0, NULL);
