@@ -4,7 +4,8 @@
 #   make [all]           build everything for MODE (debug|asan|release; default release)
 #   make test            deps, then the Criterion suites under ASan+UBSan and in release,
 #                        then a shortened real Fashion-MNIST training run
-#   make demo            deps, build, train LeNet-5 on Fashion-MNIST and print the result
+#   make demo            deps, build, the server with a local worker, a LeNet-5 Fashion-MNIST
+#                        compression job submitted and followed with the CLI, its report
 #   make bench           this engine against PyTorch, side by side (docs/benchmarks.md)
 #   make check           banned-function grep, self-contained headers, format check
 #   make clean
@@ -278,13 +279,14 @@ test: $(DEPS_STAMP)
 	    build/asan/unit-tests --jobs=2
 	OMP_NUM_THREADS=2 build/release/unit-tests --jobs=1
 	@tests/e2e/train_short.sh build/release/dnnpress-worker
+	@tests/e2e/job_e2e.sh build/release
 
 unit: all
 	OMP_NUM_THREADS=2 $(UNIT) --jobs=2
 
 demo: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
-	@tools/demo.sh build/release/dnnpress-worker
+	@tools/demo.sh build/release
 
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
@@ -293,7 +295,7 @@ bench: $(DEPS_STAMP)
 # ---- Checks ----------------------------------------------------------------
 
 check: check-banned check-headers
-	@clang-format --dry-run --Werror $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h)
+	@clang-format --dry-run --Werror $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h) $(CLI_SRC) $(wildcard server/cli/*.h)
 
 # Raw allocation and unsafe string functions are banned outside common/alloc.c
 # (STYLE rule 17): all allocation goes through dp_malloc and friends.
@@ -307,7 +309,7 @@ check-headers:
 	done; echo "headers: all self-contained"
 
 format:
-	clang-format -i $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h)
+	clang-format -i $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h) $(CLI_SRC) $(wildcard server/cli/*.h)
 
 clean:
 	rm -rf build

@@ -326,9 +326,8 @@ out:
     return err;
 }
 
-enum dp_err dp_httpc_get_file(struct dp_httpc *h, const char *path, FILE *out,
-                              uint64_t max_bytes, struct dp_http_resp *resp,
-                              struct dp_errinfo *ei)
+enum dp_err dp_httpc_get_file(struct dp_httpc *h, const char *path, FILE *out, uint64_t max_bytes,
+                              struct dp_http_resp *resp, struct dp_errinfo *ei)
 {
     struct dp_httpc_xfer x = {.sink = DP_SINK_FILE, .out = out, .max_out = max_bytes};
     struct curl_slist *hl = NULL;
@@ -348,8 +347,8 @@ enum dp_err dp_httpc_get_file(struct dp_httpc *h, const char *path, FILE *out,
 }
 
 enum dp_err dp_httpc_stream(struct dp_httpc *h, const char *path, const char *const *headers,
-                            dp_httpc_chunk_fn fn, void *ud, long idle_s,
-                            struct dp_http_resp *resp, struct dp_errinfo *ei)
+                            dp_httpc_chunk_fn fn, void *ud, long idle_s, struct dp_http_resp *resp,
+                            struct dp_errinfo *ei)
 {
     struct dp_httpc_xfer x = {.sink = DP_SINK_FN, .fn = fn, .ud = ud};
     struct curl_slist *hl = NULL;

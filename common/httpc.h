@@ -88,9 +88,8 @@ enum dp_err dp_httpc_send_file(struct dp_httpc *h, const char *method, const cha
  * than max_bytes; beyond that DP_ETOOBIG). Other answers land in resp->body
  * like a JSON request. The caller opened out and checks what it received.
  */
-enum dp_err dp_httpc_get_file(struct dp_httpc *h, const char *path, FILE *out,
-                              uint64_t max_bytes, struct dp_http_resp *resp,
-                              struct dp_errinfo *ei);
+enum dp_err dp_httpc_get_file(struct dp_httpc *h, const char *path, FILE *out, uint64_t max_bytes,
+                              struct dp_http_resp *resp, struct dp_errinfo *ei);
 
 /*
  * Called with each piece of a streamed 2xx body as it arrives; returns 0 to
@@ -105,7 +104,7 @@ typedef int (*dp_httpc_chunk_fn)(void *ud, const char *data, size_t n);
  * resp->body.
  */
 enum dp_err dp_httpc_stream(struct dp_httpc *h, const char *path, const char *const *headers,
-                            dp_httpc_chunk_fn fn, void *ud, long idle_s,
-                            struct dp_http_resp *resp, struct dp_errinfo *ei);
+                            dp_httpc_chunk_fn fn, void *ud, long idle_s, struct dp_http_resp *resp,
+                            struct dp_errinfo *ei);
 
 #endif

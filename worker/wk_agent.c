@@ -51,12 +51,13 @@ static enum dp_err wk_agent_call(struct wk_agent *a, const char *method, const c
 }
 
 /* Builds "/agent/v1/tasks/<id>/<what>", refusing ids that could escape the path. */
-static enum dp_err wk_agent_task_path(char *buf, size_t cap, const char *task_id,
-                                      const char *what, struct dp_errinfo *ei)
+static enum dp_err wk_agent_task_path(char *buf, size_t cap, const char *task_id, const char *what,
+                                      struct dp_errinfo *ei)
 {
     size_t n = strlen(task_id);
-    if (n == 0 || n > 64 || strspn(task_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                            "0123456789_-") != n)
+    if (n == 0 || n > 64 ||
+        strspn(task_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789_-") != n)
         return dp_errinfo_set(ei, DP_EINVAL, "task id '%.80s' is not a valid id", task_id);
     int k = snprintf(buf, cap, "/agent/v1/tasks/%s/%s", task_id, what);
     if (k < 0 || (size_t)k >= cap)
@@ -162,8 +163,8 @@ enum dp_err wk_agent_upload(struct wk_agent *a, const char *task_id, json_int_t 
     const char *sha = json_string_value(json_object_get(r.json, "sha256"));
     if (!err && (sha == NULL || strcmp(sha, local) != 0))
         err = dp_errinfo_set(ei, DP_EFORMAT,
-                             "upload of %s: the server stored %.64s, the file hashes to %s",
-                             path, sha ? sha : "(nothing)", local);
+                             "upload of %s: the server stored %.64s, the file hashes to %s", path,
+                             sha ? sha : "(nothing)", local);
     if (!err)
         memcpy(sha256, local, 65);
     dp_http_resp_free(&r);
@@ -188,10 +189,10 @@ enum dp_err wk_agent_fail(struct wk_agent *a, const char *task_id, json_int_t fe
     enum dp_err err = wk_agent_task_path(path, sizeof(path), task_id, "fail", ei);
     if (err)
         return err;
-    return wk_agent_call(a, "POST", path,
-                         json_pack("{s:I, s:s, s:b}", "fence", fence, "message", message,
-                                   "retryable", retryable),
-                         NULL, ei);
+    return wk_agent_call(
+        a, "POST", path,
+        json_pack("{s:I, s:s, s:b}", "fence", fence, "message", message, "retryable", retryable),
+        NULL, ei);
 }
 
 enum dp_err wk_agent_release(struct wk_agent *a, const char *task_id, json_int_t fence,

@@ -20,11 +20,16 @@ struct wk_param {
 };
 
 static const struct wk_param wk_pretrain_params[] = {
-    {"epochs", "--epochs", WK_P_INT},     {"lr", "--lr", WK_P_NUM},
-    {"batch", "--batch", WK_P_INT},       {"seed", "--seed", WK_P_INT},
-    {"optim", "--optim", WK_P_STR},       {"momentum", "--momentum", WK_P_NUM},
-    {"wd", "--wd", WK_P_NUM},             {"sched", "--sched", WK_P_STR},
-    {"warmup", "--warmup", WK_P_INT},     {"augment", "--augment", WK_P_BOOL},
+    {"epochs", "--epochs", WK_P_INT},
+    {"lr", "--lr", WK_P_NUM},
+    {"batch", "--batch", WK_P_INT},
+    {"seed", "--seed", WK_P_INT},
+    {"optim", "--optim", WK_P_STR},
+    {"momentum", "--momentum", WK_P_NUM},
+    {"wd", "--wd", WK_P_NUM},
+    {"sched", "--sched", WK_P_STR},
+    {"warmup", "--warmup", WK_P_INT},
+    {"augment", "--augment", WK_P_BOOL},
     {"nesterov", "--nesterov", WK_P_BOOL},
 };
 
@@ -119,8 +124,8 @@ static enum dp_err wk_argv_pretrain(struct wk_argv *a, const json_t *pre, struct
                 break;
             case WK_P_BOOL:
                 if (!json_is_boolean(v))
-                    return dp_errinfo_set(ei, DP_EINVAL, "params.pretrain.%s: must be true or false",
-                                          key);
+                    return dp_errinfo_set(ei, DP_EINVAL,
+                                          "params.pretrain.%s: must be true or false", key);
                 if (json_is_true(v))
                     err = wk_argv_push(a, p->flag);
                 break;
@@ -213,7 +218,8 @@ static enum dp_err wk_argv_export(struct wk_argv *a, const json_t *params,
             return dp_errinfo_set(ei, DP_EINVAL, "params.export: must be an object");
         const char *fmt = json_string_value(json_object_get(ex, "format"));
         if (json_object_get(ex, "format") != NULL && (fmt == NULL || strcmp(fmt, "onnx") != 0))
-            return dp_errinfo_set(ei, DP_EINVAL, "params.export.format: only \"onnx\" is supported");
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "params.export.format: only \"onnx\" is supported");
         const json_t *qdq = json_object_get(ex, "qdq");
         if (qdq != NULL && !json_is_boolean(qdq))
             return dp_errinfo_set(ei, DP_EINVAL, "params.export.qdq: must be true or false");
@@ -232,8 +238,7 @@ static enum dp_err wk_argv_export(struct wk_argv *a, const json_t *params,
 }
 
 enum dp_err wk_argv_build(const char *type, const json_t *params, const struct wk_task_files *f,
-                          const struct wk_run_opts *o, struct wk_argv *out,
-                          struct dp_errinfo *ei)
+                          const struct wk_run_opts *o, struct wk_argv *out, struct dp_errinfo *ei)
 {
     memset(out, 0, sizeof(*out));
     if (params != NULL && !json_is_object(params))

@@ -44,8 +44,7 @@ struct wk_argv {
  * DP_EINVAL with ei naming the parameter, and out is empty.
  */
 enum dp_err wk_argv_build(const char *type, const json_t *params, const struct wk_task_files *f,
-                          const struct wk_run_opts *o, struct wk_argv *out,
-                          struct dp_errinfo *ei);
+                          const struct wk_run_opts *o, struct wk_argv *out, struct dp_errinfo *ei);
 
 /* Frees what a owns and zeroes it; NULL is a no-op. */
 void wk_argv_free(struct wk_argv *a);

@@ -29,8 +29,7 @@ static enum dp_err wk_mkdir(const char *path, struct dp_errinfo *ei)
 {
     if (mkdir(path, 0700) != 0 && errno != EEXIST) {
         int e = errno;
-        return dp_errinfo_set(ei, dp_err_from_errno(e), "cannot create %s: %s", path,
-                              strerror(e));
+        return dp_errinfo_set(ei, dp_err_from_errno(e), "cannot create %s: %s", path, strerror(e));
     }
     return DP_OK;
 }
@@ -231,8 +230,7 @@ enum dp_err wk_cache_get(struct wk_cache *c, const char *sha256, uint64_t size,
         err = dp_errinfo_set(ei, DP_EFORMAT,
                              "fetched %s but received %llu bytes hashing to %s (expected %llu "
                              "bytes); discarded",
-                             sha256, (unsigned long long)got_size, got,
-                             (unsigned long long)size);
+                             sha256, (unsigned long long)got_size, got, (unsigned long long)size);
     if (!err && rename(tmp, path) != 0) {
         int e = errno;
         err = dp_errinfo_set(ei, dp_err_from_errno(e), "cannot move %s into the cache: %s", tmp,

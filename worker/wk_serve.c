@@ -91,8 +91,9 @@ static json_t *wk_caps_parse(const char *list)
                 ok = 1;
             }
         if (!ok) {
-            fprintf(stderr, "serve: --capabilities: '%.*s' is not one of train, compress, "
-                            "retrain, export\n",
+            fprintf(stderr,
+                    "serve: --capabilities: '%.*s' is not one of train, compress, "
+                    "retrain, export\n",
                     (int)n, p);
             json_decref(caps);
             return NULL;
@@ -177,8 +178,8 @@ int wk_serve_main(int argc, char **argv)
         fprintf(stderr, "serve: out of memory\n");
         goto out;
     }
-    struct wk_task_env env = {&agent, &cache, {o.threads, o.limit_train, o.limit_test},
-                              o.datasets_dir, &wk_serve_term};
+    struct wk_task_env env = {
+        &agent, &cache, {o.threads, o.limit_train, o.limit_test}, o.datasets_dir, &wk_serve_term};
     unsigned backoff = 1;
     while (!wk_serve_term) {
         if (!registered) {
@@ -202,8 +203,8 @@ int wk_serve_main(int argc, char **argv)
         err = wk_agent_claim(&agent, caps, (int)o.wait_s, &task, &ei);
         if (err) {
             /* An unknown worker id (e.g. a server with a fresh database) registers again. */
-            if (agent.last_status == 401 || agent.last_status == 403 ||
-                agent.last_status == 404 || agent.last_status == 409)
+            if (agent.last_status == 401 || agent.last_status == 403 || agent.last_status == 404 ||
+                agent.last_status == 409)
                 registered = 0;
             DP_LOG(DP_LOG_WARN, "claim: %s (retrying in %us)", ei.msg, backoff);
             wk_nap(backoff);

@@ -11,8 +11,8 @@
 #include <string.h>
 
 struct wk_tar_format {
-    const char *format;  /* as the API names it */
-    const char *engine;  /* the engine's data spec prefix */
+    const char *format;       /* as the API names it */
+    const char *engine;       /* the engine's data spec prefix */
     const char *names[12][2]; /* allowed member -> file name on disk */
 };
 
@@ -154,8 +154,9 @@ enum dp_err wk_tar_extract_dataset(const char *tar_path, const char *format, con
             break;
         }
         if ((uint64_t)size > max_bytes - written) {
-            err = dp_errinfo_set(ei, DP_ETOOBIG, "dataset tar: member '%s' takes the total over %llu bytes",
-                                 name, (unsigned long long)max_bytes);
+            err = dp_errinfo_set(ei, DP_ETOOBIG,
+                                 "dataset tar: member '%s' takes the total over %llu bytes", name,
+                                 (unsigned long long)max_bytes);
             break;
         }
         char path[1200];
@@ -175,8 +176,7 @@ enum dp_err wk_tar_extract_dataset(const char *tar_path, const char *format, con
         while (left > 0 && !err) {
             size_t want = left < sizeof(buf) ? (size_t)left : sizeof(buf);
             if (fread(buf, 1, want, in) != want)
-                err = dp_errinfo_set(ei, DP_ETRUNC, "dataset tar: member '%s' is truncated",
-                                     name);
+                err = dp_errinfo_set(ei, DP_ETRUNC, "dataset tar: member '%s' is truncated", name);
             else if (fwrite(buf, 1, want, out) != want)
                 err = dp_errinfo_set(ei, DP_EIO, "%s: write failed", path);
             left -= want;

@@ -34,10 +34,10 @@
 #include "worker/wk_engine.h"
 #include "worker/wk_tar.h"
 
-#define WK_PATH_MAX 1200
-#define WK_OUTBOX_MAX 2000      /* events kept while the server does not answer */
-#define WK_FINISH_RETRY_S 300   /* how long the finish phase retries unanswered calls */
-#define WK_TICK_MS 200
+#define WK_PATH_MAX       1200
+#define WK_OUTBOX_MAX     2000 /* events kept while the server does not answer */
+#define WK_FINISH_RETRY_S 300  /* how long the finish phase retries unanswered calls */
+#define WK_TICK_MS        200
 
 enum wk_stop { WK_STOP_NONE = 0, WK_STOP_CANCEL, WK_STOP_LOST, WK_STOP_TERM };
 
@@ -70,9 +70,9 @@ struct wk_task {
     char err_buf[4096];
 
     /* ---- shared, under mu ---- */
-    json_t *queue;            /* engine events not yet taken by the loop: [{type, data}] */
-    char snap[WK_PATH_MAX];   /* newest checkpoint snapshot not yet uploaded, "" if none */
-    json_t *snap_info;        /* what the engine said about it, plus the last epoch */
+    json_t *queue;          /* engine events not yet taken by the loop: [{type, data}] */
+    char snap[WK_PATH_MAX]; /* newest checkpoint snapshot not yet uploaded, "" if none */
+    json_t *snap_info;      /* what the engine said about it, plus the last epoch */
     int engine_done, engine_rc;
 
     /* ---- engine thread only ---- */
@@ -189,8 +189,10 @@ static enum dp_err wk_task_dataset(struct wk_task *t, struct dp_errinfo *ei)
     const char *builtin = json_string_value(json_object_get(ds, "builtin"));
     if (builtin != NULL) {
         if (strcmp(builtin, "fashion-mnist") != 0)
-            return dp_errinfo_set(ei, DP_EINVAL, "inputs.dataset.builtin: '%.40s' is not known "
-                                                 "to this worker", builtin);
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "inputs.dataset.builtin: '%.40s' is not known "
+                                  "to this worker",
+                                  builtin);
         int n = snprintf(t->data_spec, sizeof(t->data_spec), "idx:%s/fashion-mnist",
                          t->env->datasets_dir);
         if (n < 0 || (size_t)n >= sizeof(t->data_spec))
@@ -470,8 +472,8 @@ static int wk_task_upload_snapshot(struct wk_task *t)
     json_int_t epoch = json_integer_value(json_object_get(info, "epoch"));
     char msg[96];
     snprintf(msg, sizeof(msg), "checkpoint uploaded after epoch %lld", (long long)epoch);
-    json_t *d = json_pack("{s:s, s:s, s:I}", "message", msg, "sha256", sha, "checkpoint_epoch",
-                          epoch);
+    json_t *d =
+        json_pack("{s:s, s:s, s:I}", "message", msg, "sha256", sha, "checkpoint_epoch", epoch);
     if (d != NULL && json_is_integer(json_object_get(info, "step")))
         json_object_set(d, "checkpoint_step", json_object_get(info, "step"));
     if (d != NULL)
@@ -616,8 +618,7 @@ static void wk_task_on_heartbeat(uv_timer_t *h)
         return;
     int cancel = 0;
     struct dp_errinfo ei = {DP_OK, ""};
-    enum dp_err err =
-        wk_agent_heartbeat(t->env->agent, t->id, t->fence, t->progress, &cancel, &ei);
+    enum dp_err err = wk_agent_heartbeat(t->env->agent, t->id, t->fence, t->progress, &cancel, &ei);
     long st = t->env->agent->last_status;
     if (!err && cancel) {
         DP_LOG(DP_LOG_INFO, "task %s: cancelled by the user", t->id);
@@ -653,8 +654,7 @@ static enum dp_err wk_task_run_engine(struct wk_task *t, struct dp_errinfo *ei)
         wk_task_pump(t); /* gives stderr back and closes the handles */
         uv_run(&t->loop, UV_RUN_DEFAULT);
         uv_loop_close(&t->loop);
-        return dp_errinfo_set(ei, DP_ENOMEM, "cannot start the engine thread: %s",
-                              uv_strerror(rc));
+        return dp_errinfo_set(ei, DP_ENOMEM, "cannot start the engine thread: %s", uv_strerror(rc));
     }
     uv_run(&t->loop, UV_RUN_DEFAULT);
     uv_thread_join(&t->thread);
@@ -756,8 +756,8 @@ static enum wk_task_outcome wk_task_complete(struct wk_task *t, time_t deadline)
         char sha[65];
         unsigned delay = 1;
         do
-            err = wk_agent_upload(t->env->agent, t->id, t->fence, outs[i].kind, outs[i].path,
-                                  sha, &ei);
+            err = wk_agent_upload(t->env->agent, t->id, t->fence, outs[i].kind, outs[i].path, sha,
+                                  &ei);
         while (wk_task_retry(t, err, deadline, &delay));
         if (!err)
             json_object_set_new(outputs, outs[i].kind, json_string(sha));
@@ -799,8 +799,9 @@ static enum wk_task_outcome wk_task_finish(struct wk_task *t)
     if (t->last_error[0] != '\0')
         snprintf(msg, sizeof(msg), "%s", t->last_error);
     else
-        snprintf(msg, sizeof(msg), "dnnpress-worker %s exited with status %d (see the worker's "
-                                   "log for the reason)",
+        snprintf(msg, sizeof(msg),
+                 "dnnpress-worker %s exited with status %d (see the worker's "
+                 "log for the reason)",
                  t->argv.v[0], rc);
     return wk_task_report_failure(t, msg, rc != WK_EXIT_USAGE, deadline);
 }

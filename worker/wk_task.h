@@ -33,10 +33,10 @@ enum wk_task_outcome {
 };
 
 struct wk_task_env {
-    struct wk_agent *agent;     /* borrowed; loop thread */
-    struct wk_cache *cache;     /* borrowed */
-    struct wk_run_opts run;     /* threads, data limits */
-    const char *datasets_dir;   /* where built-in datasets live (/usr/share/datasets) */
+    struct wk_agent *agent;      /* borrowed; loop thread */
+    struct wk_cache *cache;      /* borrowed */
+    struct wk_run_opts run;      /* threads, data limits */
+    const char *datasets_dir;    /* where built-in datasets live (/usr/share/datasets) */
     volatile sig_atomic_t *term; /* set by the SIGTERM handler */
 };
 

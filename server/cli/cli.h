@@ -25,10 +25,10 @@ enum cli_exit {
 };
 
 struct cli_ctx {
-    const char *server;   /* base URL */
-    const char *token;    /* may be NULL (login, healthz) */
-    int json;             /* --json: machine-readable output on stdout */
-    struct dp_httpc *h;   /* owned by main */
+    const char *server; /* base URL */
+    const char *token;  /* may be NULL (login, healthz) */
+    int json;           /* --json: machine-readable output on stdout */
+    struct dp_httpc *h; /* owned by main */
     const char *config_path;
 };
 
@@ -59,7 +59,7 @@ int cli_id_valid(const char *id);
 /* A command argument that must be an id: prints the problem and returns CLI_USAGE. */
 enum cli_exit cli_require_id(const char *what, const char *id);
 
-/* ---- commands (cli_cmds.c, cli_watch.c, cli_artifacts.c) ---- */
+/* ---- commands (cli_cmds.c, cli_watch.c, cli_artifacts.c, cli_admin.c) ---- */
 enum cli_exit cli_cmd_login(struct cli_ctx *ctx, int argc, char **argv);
 enum cli_exit cli_cmd_upload(struct cli_ctx *ctx, int argc, char **argv);
 enum cli_exit cli_cmd_submit(struct cli_ctx *ctx, int argc, char **argv);
@@ -70,6 +70,9 @@ enum cli_exit cli_cmd_retry(struct cli_ctx *ctx, int argc, char **argv);
 enum cli_exit cli_cmd_watch(struct cli_ctx *ctx, int argc, char **argv);
 enum cli_exit cli_cmd_download(struct cli_ctx *ctx, int argc, char **argv);
 enum cli_exit cli_cmd_report(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_health(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_team(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_token(struct cli_ctx *ctx, int argc, char **argv);
 
 /* Follows job_id's events until it ends; the exit code says how it ended. */
 enum cli_exit cli_watch_job(struct cli_ctx *ctx, const char *job_id);

@@ -11,7 +11,7 @@
 struct cli_args {
     const char *pos[CLI_ARGS_MAX]; /* borrowed from argv */
     int n_pos;
-    const char *names[CLI_ARGS_MAX]; /* flags given, without "--" (borrowed from the spec) */
+    const char *names[CLI_ARGS_MAX];  /* flags given, without "--" (borrowed from the spec) */
     const char *values[CLI_ARGS_MAX]; /* their values ("" for booleans) */
     int n_flags;
 };

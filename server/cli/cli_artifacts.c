@@ -137,8 +137,8 @@ enum cli_exit cli_cmd_download(struct cli_ctx *ctx, int argc, char **argv)
             snprintf(dest, sizeof(dest), "%s/%s-%.12s.%s", dir, kind, sha, cli_kind_ext(kind));
         rc = cli_fetch_artifact(ctx, sha, dest);
         if (rc == CLI_OK) {
-            json_array_append_new(done, json_pack("{s:s, s:s, s:s}", "kind", kind, "sha256", sha,
-                                                  "path", dest));
+            json_array_append_new(
+                done, json_pack("{s:s, s:s, s:s}", "kind", kind, "sha256", sha, "path", dest));
             if (!ctx->json)
                 printf("%-10s %s  %s\n", kind, sha, dest);
         }
@@ -195,8 +195,8 @@ enum cli_exit cli_cmd_report(struct cli_ctx *ctx, int argc, char **argv)
     char dense[32], comp[32];
     cli_fmt_bytes(dense, sizeof(dense), cli_num(tot, "storage_dense_bytes"));
     cli_fmt_bytes(comp, sizeof(comp), cli_num(tot, "storage_bytes"));
-    printf("job %s: %s, %.0f epochs, %.0f s\n", id, cli_str(r, "method", "?"),
-           cli_num(r, "epochs"), cli_num(r, "wall_seconds"));
+    printf("job %s: %s, %.0f epochs, %.0f s\n", id, cli_str(r, "method", "?"), cli_num(r, "epochs"),
+           cli_num(r, "wall_seconds"));
     printf("  accuracy  %.2f%% dense -> %.2f%% compressed\n",
            100 * cli_num(r, "dense_test_accuracy"), 100 * cli_num(r, "final_test_accuracy"));
     printf("  weights   %.0f -> %.0f non-zero (%.1fx)\n", cli_num(tot, "params"),

@@ -110,8 +110,8 @@ static enum cli_exit cli_upload_file(struct cli_ctx *ctx, const char *kind, cons
     struct dp_http_resp r = {0};
     struct dp_errinfo ei = {DP_OK, ""};
     enum dp_err err = dp_httpc_send_file(ctx->h, "POST", path, file, headers, &r, &ei);
-    enum cli_exit rc = err ? (r.status == 0 ? CLI_UNREACHABLE : CLI_SERVER_ERROR)
-                           : cli_exit_for_status(r.status);
+    enum cli_exit rc =
+        err ? (r.status == 0 ? CLI_UNREACHABLE : CLI_SERVER_ERROR) : cli_exit_for_status(r.status);
     if (err)
         fprintf(stderr, "dnnpress upload: %s\n", dp_errinfo_msg(&ei, err));
     else if (rc != CLI_OK)
@@ -327,8 +327,7 @@ enum cli_exit cli_cmd_status(struct cli_ctx *ctx, int argc, char **argv)
         json_decref(job);
         return CLI_OK;
     }
-    printf("%s  %s  %s\n", id, cli_str(job, "name", ""),
-           cli_str(job, "state", "?"));
+    printf("%s  %s  %s\n", id, cli_str(job, "name", ""), cli_str(job, "state", "?"));
     size_t i;
     json_t *t;
     json_array_foreach (json_object_get(job, "tasks"), i, t) {

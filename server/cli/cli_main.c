@@ -30,6 +30,10 @@ static void cli_usage(FILE *f)
             "  cancel JOB | retry JOB\n"
             "  download JOB [--dir D] [--checkpoints] | download --artifact SHA256 --out FILE\n"
             "  report JOB       the compression report (accuracy, rates, storage, FLOPs)\n"
+            "  health [--wait S]                    is the server up (no token needed)\n"
+            "  team create NAME | team list         (admin token)\n"
+            "  token create --team ID [--scope team|agent] [--name N]   (admin; prints the "
+            "secret)\n"
             "\n"
             "--json prints machine-readable JSON on stdout (watch: one event per line).\n"
             "Config: $DNNPRESS_CONFIG or ~/.config/dnnpress/config.json. Environment:\n"
@@ -51,11 +55,11 @@ struct cli_command {
 };
 
 static const struct cli_command cli_commands[] = {
-    {"login", cli_cmd_login, 0},       {"upload", cli_cmd_upload, 1},
-    {"submit", cli_cmd_submit, 1},     {"list", cli_cmd_list, 1},
-    {"status", cli_cmd_status, 1},     {"watch", cli_cmd_watch, 1},
-    {"cancel", cli_cmd_cancel, 1},     {"retry", cli_cmd_retry, 1},
-    {"download", cli_cmd_download, 1}, {"report", cli_cmd_report, 1},
+    {"login", cli_cmd_login, 0},   {"upload", cli_cmd_upload, 1}, {"submit", cli_cmd_submit, 1},
+    {"list", cli_cmd_list, 1},     {"status", cli_cmd_status, 1}, {"watch", cli_cmd_watch, 1},
+    {"cancel", cli_cmd_cancel, 1}, {"retry", cli_cmd_retry, 1},   {"download", cli_cmd_download, 1},
+    {"report", cli_cmd_report, 1}, {"health", cli_cmd_health, 0}, {"team", cli_cmd_team, 1},
+    {"token", cli_cmd_token, 1},
 };
 
 int main(int argc, char **argv)

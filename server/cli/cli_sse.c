@@ -108,7 +108,8 @@ enum dp_err cli_sse_feed(struct cli_sse *s, const char *buf, size_t n, cli_sse_f
                 return err;
             continue;
         }
-        enum dp_err err = cli_sse_reserve(&s->line, &s->line_cap, s->line_len + 1, CLI_SSE_LINE_MAX);
+        enum dp_err err =
+            cli_sse_reserve(&s->line, &s->line_cap, s->line_len + 1, CLI_SSE_LINE_MAX);
         if (err)
             return err;
         s->line[s->line_len++] = c;

@@ -24,7 +24,7 @@
 #include "server/cli/cli_sse.h"
 
 #define CLI_WATCH_RECONNECT_S 300 /* give up after this long without a connection */
-#define CLI_WATCH_IDLE_S 120
+#define CLI_WATCH_IDLE_S      120
 
 struct cli_watch {
     struct cli_ctx *ctx;
@@ -34,6 +34,7 @@ struct cli_watch {
     int bar_shown; /* the progress line is on screen without a newline */
     int last_epoch_printed;
     char last_task[32];
+    char last_ckpt[64]; /* task/epoch of the last checkpoint line shown */
 };
 
 static void cli_watch_clear(struct cli_watch *w)
@@ -75,8 +76,8 @@ static int cli_watch_on_event(void *ud, const char *event, const char *id, const
     struct cli_watch *w = ud;
     json_t *d = json_loads(data, 0, NULL);
     if (w->ctx->json) {
-        json_t *line = json_pack("{s:s, s:s, s:O}", "id", id, "event", event, "data",
-                                 d ? d : json_null());
+        json_t *line =
+            json_pack("{s:s, s:s, s:O}", "id", id, "event", event, "data", d ? d : json_null());
         if (line != NULL)
             cli_print_json(line);
         json_decref(line);
@@ -91,6 +92,10 @@ static int cli_watch_on_event(void *ud, const char *event, const char *id, const
         const char *state = cli_str(d, "state", NULL);
         if (task == NULL)
             task = cli_str(d, "type", NULL);
+        if (state == NULL) {
+            state = cli_str(d, "job_state", NULL);
+            task = NULL;
+        }
         char what[64];
         snprintf(what, sizeof(what), "%s %-9s", task ? "task" : "job", task ? task : "");
         if (state != NULL)
@@ -99,6 +104,15 @@ static int cli_watch_on_event(void *ud, const char *event, const char *id, const
             cli_watch_line(w, "state", data);
     } else if (strcmp(event, "log") == 0 && d != NULL) {
         const char *msg = cli_str(d, "message", NULL);
+        /* One line per checkpointed epoch, though the engine may write two. */
+        if (strcmp(cli_str(d, "kind", ""), "checkpoint") == 0) {
+            char key[64];
+            snprintf(key, sizeof(key), "%s/%lld", cli_str(d, "task", ""),
+                     (long long)json_integer_value(json_object_get(d, "checkpoint_epoch")));
+            if (strcmp(key, w->last_ckpt) == 0)
+                msg = NULL;
+            snprintf(w->last_ckpt, sizeof(w->last_ckpt), "%s", key);
+        }
         if (msg != NULL) {
             char what[64];
             snprintf(what, sizeof(what), "%s:", cli_str(d, "task", "log"));
@@ -184,8 +198,8 @@ enum cli_exit cli_watch_job(struct cli_ctx *ctx, const char *job_id)
         }
         struct dp_http_resp r = {0};
         struct dp_errinfo ei = {DP_OK, ""};
-        enum dp_err err = dp_httpc_stream(ctx->h, path, headers, cli_watch_chunk, &w,
-                                          CLI_WATCH_IDLE_S, &r, &ei);
+        enum dp_err err =
+            dp_httpc_stream(ctx->h, path, headers, cli_watch_chunk, &w, CLI_WATCH_IDLE_S, &r, &ei);
         long status = r.status;
         if (!err && status != 0 && (status < 200 || status >= 300)) {
             cli_watch_clear(&w);

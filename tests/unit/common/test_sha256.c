@@ -72,8 +72,10 @@ Test(sha256, incremental_matches_one_shot_across_block_edges)
 
 Test(sha256, hex_valid_and_file)
 {
-    cr_assert(dp_sha256_hex_valid("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
-    cr_assert_not(dp_sha256_hex_valid("E3B0C44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    cr_assert(
+        dp_sha256_hex_valid("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    cr_assert_not(
+        dp_sha256_hex_valid("E3B0C44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
     cr_assert_not(dp_sha256_hex_valid("e3b0"));
     cr_assert_not(dp_sha256_hex_valid("../../etc/passwd"));
     cr_assert_not(dp_sha256_hex_valid(NULL));

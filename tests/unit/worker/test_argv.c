@@ -21,9 +21,13 @@ static void join(const struct wk_argv *a, char *out, size_t cap)
 Test(wk_argv, each_task_type)
 {
     struct wk_task_files f = {
-        .model = "T/in.safetensors", .data = "idx:/d", .spec = "T/spec.json",
-        .prev_report = "T/prev.json", .out_model = "T/out.safetensors",
-        .out_report = "T/report.json", .out_onnx = "T/model.onnx",
+        .model = "T/in.safetensors",
+        .data = "idx:/d",
+        .spec = "T/spec.json",
+        .prev_report = "T/prev.json",
+        .out_model = "T/out.safetensors",
+        .out_report = "T/report.json",
+        .out_onnx = "T/model.onnx",
         .checkpoint = "T/state.safetensors",
     };
     struct wk_run_opts o = {2, 4096, 1000};
@@ -31,8 +35,9 @@ Test(wk_argv, each_task_type)
         const char *type, *params, *want;
         int arch, resume;
     } cases[] = {
-        {"train", "{\"pretrain\": {\"epochs\": 3, \"lr\": 0.05, \"batch\": 128, \"augment\": true,"
-                  " \"nesterov\": false}, \"seed\": 7}",
+        {"train",
+         "{\"pretrain\": {\"epochs\": 3, \"lr\": 0.05, \"batch\": 128, \"augment\": true,"
+         " \"nesterov\": false}, \"seed\": 7}",
          "train --model lenet5 --data idx:/d --seed 7 --epochs 3 --lr 0.050000000000000003 "
          "--batch 128 --augment --out T/out.safetensors --checkpoint T/state.safetensors "
          "--threads 2 --limit-train 4096 --limit-test 1000 --quiet",
@@ -79,14 +84,19 @@ Test(wk_argv, each_task_type)
 
 Test(wk_argv, errors_name_the_parameter)
 {
-    struct wk_task_files f = {.arch = "lenet5", .data = "idx:/d", .out_model = "o",
-                              .checkpoint = "c", .model = "m", .out_onnx = "x"};
+    struct wk_task_files f = {.arch = "lenet5",
+                              .data = "idx:/d",
+                              .out_model = "o",
+                              .checkpoint = "c",
+                              .model = "m",
+                              .out_onnx = "x"};
     struct wk_run_opts o = {0, 0, 0};
     static const struct {
         const char *type, *params, *needle;
     } cases[] = {
         {"train", "{\"pretrain\": {\"epochz\": 3}}", "params.pretrain.epochz: not a known"},
-        {"train", "{\"pretrain\": {\"epochs\": \"3\"}}", "params.pretrain.epochs: must be an integer"},
+        {"train", "{\"pretrain\": {\"epochs\": \"3\"}}",
+         "params.pretrain.epochs: must be an integer"},
         {"train", "{\"pretrain\": {\"lr\": true}}", "params.pretrain.lr: must be a number"},
         {"train", "{\"pretrain\": [1]}", "params.pretrain: must be an object"},
         {"export", "{\"export\": {\"format\": \"tflite\"}}", "params.export.format"},

@@ -62,8 +62,8 @@ Test(wk_cache, miss_then_hit_and_verification)
     cr_assert_eq(wk_cache_open(&c, dir, 1 << 20, &ei), DP_OK, "%s", ei.msg);
     struct fake_server s = {"hello model", 0};
     name_of(s.content, hex);
-    cr_assert_eq(wk_cache_get(&c, hex, 11, fake_fetch, &s, path, sizeof(path), &ei), DP_OK,
-                 "%s", ei.msg);
+    cr_assert_eq(wk_cache_get(&c, hex, 11, fake_fetch, &s, path, sizeof(path), &ei), DP_OK, "%s",
+                 ei.msg);
     cr_assert_eq(s.n_fetches, 1);
     cr_assert_eq(wk_cache_get(&c, hex, 11, fake_fetch, &s, path, sizeof(path), &ei), DP_OK);
     cr_assert_eq(s.n_fetches, 1, "a hit must not fetch again");
@@ -73,8 +73,7 @@ Test(wk_cache, miss_then_hit_and_verification)
     struct fake_server liar = {"tampered", 0};
     char want[65];
     name_of("the real thing", want);
-    cr_assert_eq(wk_cache_get(&c, want, 8, fake_fetch, &liar, path, sizeof(path), &ei),
-                 DP_EFORMAT);
+    cr_assert_eq(wk_cache_get(&c, want, 8, fake_fetch, &liar, path, sizeof(path), &ei), DP_EFORMAT);
     cr_assert(strstr(ei.msg, want) != NULL, "%s", ei.msg);
     struct stat st;
     cr_assert_neq(stat(path, &st), 0, "a corrupt file must not enter the cache");

@@ -29,7 +29,8 @@ Test(cli_progress, renders_known_fields_only)
     cli_progress_update(&p, d);
     json_decref(d);
     cli_progress_render(line, sizeof(line), &p, 4);
-    cr_assert_str_eq(line, "retrain   [####] 100%  epoch 2/2  acc 87.10%  sparsity 90.0%  ETA 1m05s");
+    cr_assert_str_eq(line,
+                     "retrain   [####] 100%  epoch 2/2  acc 87.10%  sparsity 90.0%  ETA 1m05s");
     DP_ASSERT_NO_LEAKS();
 }
 
