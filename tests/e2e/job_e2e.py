@@ -4,16 +4,19 @@ dnnpress-server runs with one local worker (dnnpress-worker serve, spawned
 and restarted by the server); every team action goes through the dnnpress
 CLI. Data: LeNet-5 on the first 2048/500 images of the real Fashion-MNIST
 (DNNPRESS_LIMIT_TRAIN/TEST, inherited by the local workers), 1-epoch phases,
-so the three jobs take about a minute on 2 cores.
+so the four jobs take about two minutes on 2 cores.
 
   A. a whole job (train -> compress -> retrain -> export) succeeds: submit
      --watch exits 0, status/list/report answer, every artifact downloads
      and matches its sha256, the token file is 0600.
-  B. kill -9 of the worker during compress, after a checkpoint upload: the
+  B. (on an uploaded IDX tar instead of the built-in dataset)
+     kill -9 of the worker during compress, after a checkpoint upload: the
      server restarts the worker, the lease expires, the task is leased
      again and resumes from the uploaded checkpoint; the job succeeds and
      the epochs of the second attempt continue after the checkpoint's
      (checked from the job's events), so finished epochs were not redone.
+  D. cancel during compress: the heartbeat answer stops the engine, the job
+     is cancelled, watch exits 1, and the worker takes the next job.
   C. kill -9 of the server mid-job, restart on the same data: the job
      still succeeds (the CLI's watch reconnects), and every job is there.
 """
@@ -27,6 +30,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -210,7 +214,17 @@ def main():
         json.dump(bad, f)
     p = cli("submit", os.path.join(tmp, "bad.json"), expect=7)
     check("rate" in p.stderr, "a bad spec names the field: %s" % p.stderr)
-    ok("upload model/dataset; a bad spec is refused (exit 7) naming the field")
+    # The same Fashion-MNIST files as an uploaded IDX tar: job B fetches it by
+    # sha256 into the worker's cache and extracts it for each task.
+    tar = os.path.join(tmp, "fmnist.tar")
+    with tarfile.open(tar, "w", format=tarfile.USTAR_FORMAT) as t:
+        for n in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+            t.add("/usr/share/datasets/fashion-mnist/" + n, arcname=n)
+    tar_dataset = cli("upload", "dataset", tar, "--format", "idx").stdout.strip()
+    check(tar_dataset.startswith("dst_"), "tar dataset id %s" % tar_dataset)
+    ok("upload model/dataset (built-in and a %d MB IDX tar); a bad spec is refused (exit 7) "
+       "naming the field" % (os.path.getsize(tar) >> 20))
 
     # -- A: a whole job
     t0 = time.time()
@@ -249,7 +263,7 @@ def main():
     # -- B: kill -9 of the worker during compress
     t0 = time.time()
     with open(os.path.join(tmp, "b.json"), "w") as f:
-        json.dump(job_doc("job-b", model, dataset), f)
+        json.dump(job_doc("job-b", model, tar_dataset), f)
     job_b = cli("submit", os.path.join(tmp, "b.json")).stdout.strip()
     w = watch_events(job_b)
 
@@ -284,6 +298,24 @@ def main():
        "epoch %d (epochs seen %s); succeeded in %.0fs" % (max(ckpts), second[0][0], resumed_at,
                                                           epochs, time.time() - t0))
 
+    # -- D: cancel during compress reaches the engine through the heartbeat
+    t0 = time.time()
+    with open(os.path.join(tmp, "d.json"), "w") as f:
+        json.dump(job_doc("job-d", model, dataset), f)
+    job_d = cli("submit", os.path.join(tmp, "d.json")).stdout.strip()
+    w = watch_events(job_d)
+    seen = read_until(w, lambda ev: ev.get("event") == "epoch"
+                      and ev["data"].get("task") == "compress", 180, "compress under way")
+    p = cli("cancel", job_d)
+    check("cancel" in p.stdout, "cancel answer: %s" % p.stdout)
+    rc, seen = finish_watch(w, seen)
+    check(rc == 1, "watch of a cancelled job exits 1, got %d" % rc)
+    status = json.loads(cli("--json", "status", job_d).stdout)
+    check(status["state"] == "cancelled", "job D state %s" % status["state"])
+    cli("retry", job_a, expect=6)
+    ok("job D: cancelled during compress in %.0fs, watch exit 1; retry of a succeeded job is "
+       "exit 6 (409)" % (time.time() - t0))
+
     # -- C: kill -9 of the server mid-job, restart on the same data
     t0 = time.time()
     with open(os.path.join(tmp, "c.json"), "w") as f:
@@ -301,7 +333,7 @@ def main():
     listed = json.loads(cli("--json", "list").stdout)
     ids = {j["id"]: j["state"] for j in listed["items"]}
     check(ids.get(job_a) == "succeeded" and ids.get(job_b) == "succeeded"
-          and ids.get(job_c) == "succeeded" and len(ids) == 3,
+          and ids.get(job_c) == "succeeded" and ids.get(job_d) == "cancelled" and len(ids) == 4,
           "after the server restart every job is there and succeeded: %s" % ids)
     human = cli("report", job_c).stdout
     check("accuracy" in human, "report of job C")
