@@ -190,6 +190,10 @@ test: $(DEPS_STAMP)
 	    build/asan/unit-tests --jobs=2
 	OMP_NUM_THREADS=2 build/release/unit-tests --jobs=1
 	@tests/e2e/train_short.sh build/release/dnnpress-worker
+	@# dnnpress-server: store/queue suites, then the real process on loopback (ASan build).
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=leak_check_at_exit=0 build/asan/server-unit-tests --jobs=2
+	build/release/server-unit-tests --jobs=1
+	@tests/e2e/server_api.sh build/asan
 
 unit: all
 	OMP_NUM_THREADS=2 $(UNIT) --jobs=2
@@ -201,6 +205,7 @@ demo: $(DEPS_STAMP)
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
 	@tests/bench/run.sh build/release/dnnpress-worker
+	@tests/bench/server_wrk.sh build/release
 
 # ---- Checks ----------------------------------------------------------------
 
@@ -213,7 +218,7 @@ check-banned:
 	@tools/check-banned.sh
 
 check-headers:
-	@for h in common/*.h worker/*.h worker/nn/*.h worker/compress/*.h; do \
+	@for h in common/*.h worker/*.h worker/nn/*.h worker/compress/*.h server/*.h; do \
 	  echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(CPPFLAGS_BASE)) $(WARN) \
 	      -fsyntax-only -x c - || exit 1; \
 	done; echo "headers: all self-contained"

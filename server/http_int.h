@@ -21,7 +21,7 @@
 #include "server/store.h"
 
 #define SRV_JSON_BODY_MAX (1u << 20) /* JSON bodies, bytes */
-#define SRV_MAX_PARAMS 3
+#define SRV_MAX_PARAMS    3
 
 enum srv_body { SRV_BODY_NONE, SRV_BODY_JSON, SRV_BODY_UPLOAD };
 

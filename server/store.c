@@ -3,7 +3,7 @@
  * read and write of the server's state, including the durable task queue.
  *
  * DESIGN
- * - All SQL text is in store_stmts.h (one table) and migrations/; this file
+ * - All SQL text is in the statement table below and in migrations/; this file
  *   binds parameters by name and turns rows into the API's JSON objects.
  * - st->mu serialises every public call. Writes run inside db_begin() /
  *   db_commit() (BEGIN IMMEDIATE ... COMMIT); any failure rolls back, so a
@@ -27,7 +27,142 @@
 #include "common/assert.h"
 #include "common/log.h"
 #include "server/migrations_gen.h"
-#include "server/store_stmts.h"
+
+/* ---- The statements ------------------------------------------------------ */
+
+/* Every SQL statement of the server (besides migrations/): an id and the
+ * text, prepared once when the store opens. Parameters are named (:name)
+ * and always bound, never formatted in. */
+/* X(ID, SQL) */
+#define SRV_STMTS(X)                                                                               \
+    X(BEGIN, "BEGIN IMMEDIATE")                                                                    \
+    X(COMMIT, "COMMIT")                                                                            \
+    X(ROLLBACK, "ROLLBACK")                                                                        \
+    /* ---- tokens, teams ---- */                                                                  \
+    X(TOKEN_LOOKUP, "SELECT id, scope, team_id FROM tokens WHERE hash = :hash")                    \
+    X(TOKEN_ADMIN_ANY, "SELECT 1 FROM tokens WHERE scope = 'admin' LIMIT 1")                       \
+    X(TOKEN_INSERT, "INSERT INTO tokens (id, team_id, scope, name, hash, created_at) "             \
+                    "VALUES (:id, :team, :scope, :name, :hash, :now)")                             \
+    X(TOKEN_BY_HASH, "SELECT 1 FROM tokens WHERE hash = :hash")                                    \
+    X(TEAM_INSERT, "INSERT INTO teams (id, name, created_at) VALUES (:id, :name, :now)")           \
+    X(TEAM_BY_NAME, "SELECT 1 FROM teams WHERE name = :name")                                      \
+    X(TEAM_EXISTS, "SELECT 1 FROM teams WHERE id = :id")                                           \
+    X(TEAM_LIST, "SELECT seq, id, name, created_at FROM teams WHERE seq < :cursor "                \
+                 "ORDER BY seq DESC LIMIT :limit")                                                 \
+    /* ---- blobs, assets, idempotency ---- */                                                     \
+    X(BLOB_INSERT, "INSERT OR IGNORE INTO blobs (sha256, size, created_at) "                       \
+                   "VALUES (:sha, :size, :now)")                                                   \
+    X(BLOB_SIZE, "SELECT size FROM blobs WHERE sha256 = :sha")                                     \
+    X(BLOB_TEAM,                                                                                   \
+      "SELECT b.size FROM blobs b WHERE b.sha256 = :sha AND (:team IS NULL "                       \
+      "OR EXISTS (SELECT 1 FROM assets a WHERE a.sha256 = b.sha256 AND a.team_id = :team) "        \
+      "OR EXISTS (SELECT 1 FROM artifacts r WHERE r.sha256 = b.sha256 AND r.team_id = :team))")    \
+    X(BLOB_AGENT, "SELECT b.size FROM blobs b WHERE b.sha256 = :sha AND ("                         \
+                  "EXISTS (SELECT 1 FROM tasks t JOIN jobs j ON j.id = t.job_id JOIN assets a "    \
+                  "        ON a.id IN (j.model_id, j.dataset_id) WHERE t.state = 'leased' "        \
+                  "        AND a.sha256 = b.sha256) "                                              \
+                  "OR EXISTS (SELECT 1 FROM artifacts r JOIN tasks t ON t.job_id = r.job_id "      \
+                  "        WHERE r.sha256 = b.sha256 AND t.state = 'leased'))")                    \
+    X(ASSET_INSERT, "INSERT INTO assets (id, team_id, kind, name, format, builtin, sha256, size, " \
+                    "created_at) VALUES (:id, :team, :kind, :name, :format, :builtin, :sha, "      \
+                    ":size, :now)")                                                                \
+    X(ASSET_GET, "SELECT seq, id, name, format, builtin, sha256, size, created_at, kind "          \
+                 "FROM assets WHERE id = :id AND team_id = :team AND kind = :kind")                \
+    X(ASSET_BY_ID, "SELECT seq, id, name, format, builtin, sha256, size, created_at, kind "        \
+                   "FROM assets WHERE id = :id")                                                   \
+    X(ASSET_LIST, "SELECT seq, id, name, format, builtin, sha256, size, created_at, kind "         \
+                  "FROM assets WHERE team_id = :team AND kind = :kind AND seq < :cursor "          \
+                  "ORDER BY seq DESC LIMIT :limit")                                                \
+    X(IDEM_GET, "SELECT req_hash, object_id FROM idempotency "                                     \
+                "WHERE team_id = :team AND route = :route AND key = :key")                         \
+    X(IDEM_INSERT, "INSERT INTO idempotency (team_id, route, key, req_hash, object_id, "           \
+                   "created_at) VALUES (:team, :route, :key, :hash, :obj, :now)")                  \
+    /* ---- jobs ---- */                                                                           \
+    X(JOB_INSERT, "INSERT INTO jobs (id, team_id, name, state, model_id, dataset_id, priority, "   \
+                  "max_attempts, params, created_at) VALUES (:id, :team, :name, 'queued', "        \
+                  ":model, :dataset, :prio, :maxatt, :params, :now)")                              \
+    X(JOB_GET, "SELECT seq, id, name, state, model_id, dataset_id, priority, created_at, "         \
+               "started_at, finished_at, progress, outputs, error FROM jobs "                      \
+               "WHERE id = :id AND team_id = :team")                                               \
+    X(JOB_LIST, "SELECT seq, id, name, state, model_id, dataset_id, priority, created_at, "        \
+                "started_at, finished_at, progress, outputs, error FROM jobs "                     \
+                "WHERE team_id = :team AND seq < :cursor ORDER BY seq DESC LIMIT :limit")          \
+    X(JOB_LIST_STATE, "SELECT seq, id, name, state, model_id, dataset_id, priority, created_at, "  \
+                      "started_at, finished_at, progress, outputs, error FROM jobs "               \
+                      "WHERE team_id = :team AND state = :state AND seq < :cursor "                \
+                      "ORDER BY seq DESC LIMIT :limit")                                            \
+    X(JOB_STATE, "SELECT state, cancel_requested, started_at FROM jobs WHERE id = :id")            \
+    X(JOB_TEAM_STATE, "SELECT state FROM jobs WHERE id = :id AND team_id = :team")                 \
+    X(JOB_SET_STATE, "UPDATE jobs SET state = :state, started_at = :started, "                     \
+                     "finished_at = :finished, error = :error WHERE id = :id")                     \
+    X(JOB_CANCEL, "UPDATE jobs SET cancel_requested = 1, state = 'cancelled', "                    \
+                  "finished_at = :now WHERE id = :id")                                             \
+    X(JOB_RETRY, "UPDATE jobs SET cancel_requested = 0, state = 'queued', finished_at = NULL, "    \
+                 "started_at = NULL, "                                                             \
+                 "error = NULL WHERE id = :id")                                                    \
+    X(JOB_PROGRESS, "UPDATE jobs SET progress = :progress WHERE id = :id")                         \
+    X(JOB_OUTPUTS, "UPDATE jobs SET outputs = json_patch(outputs, :outputs) WHERE id = :id")       \
+    X(JOB_PARAMS, "SELECT params, model_id, dataset_id FROM jobs WHERE id = :id")                  \
+    X(JOB_REPORT, "SELECT json_extract(outputs, '$.report') FROM jobs "                            \
+                  "WHERE id = :id AND team_id = :team")                                            \
+    X(JOB_COUNTS, "SELECT state, count(*) FROM jobs GROUP BY state")                               \
+    /* ---- tasks ---- */                                                                          \
+    X(TASK_INSERT, "INSERT INTO tasks (id, job_id, type, state, depends_on, priority, "            \
+                   "max_attempts, created_at) VALUES (:id, :job, :type, 'queued', :dep, :prio, "   \
+                   ":maxatt, :now)")                                                               \
+    X(TASKS_OF_JOB, "SELECT id, type, state, attempts, max_attempts, depends_on FROM tasks "       \
+                    "WHERE job_id = :job ORDER BY seq")                                            \
+    X(ERRORS_OF_JOB, "SELECT e.task_id, e.attempt, e.message, e.kind FROM task_errors e "          \
+                     "JOIN tasks t ON t.id = e.task_id WHERE t.job_id = :job ORDER BY e.seq")      \
+    X(TASK_CLAIM,                                                                                  \
+      "UPDATE tasks SET state = 'leased', attempts = attempts + 1, fence = fence + 1, "            \
+      "lease_owner = :worker, lease_expires_at = :expires WHERE seq = ("                           \
+      " SELECT t.seq FROM tasks t WHERE t.state = 'queued' AND t.run_after <= :now"                \
+      " AND t.type IN (SELECT value FROM json_each(:caps))"                                        \
+      " AND (t.depends_on IS NULL OR EXISTS (SELECT 1 FROM tasks d"                                \
+      "      WHERE d.id = t.depends_on AND d.state = 'succeeded'))"                                \
+      " ORDER BY t.priority DESC, t.seq LIMIT 1) "                                                 \
+      "RETURNING id, job_id, type, attempts, fence, lease_expires_at, checkpoint_sha, depends_on") \
+    X(TASK_LEASED, "SELECT job_id, type, attempts, max_attempts, lease_owner FROM tasks "          \
+                   "WHERE id = :id AND state = 'leased' AND fence = :fence")                       \
+    X(TASK_EXTEND, "UPDATE tasks SET lease_expires_at = :expires WHERE id = :id")                  \
+    X(TASK_SET_STATE, "UPDATE tasks SET state = :state, lease_owner = NULL, "                      \
+                      "lease_expires_at = NULL, finished_at = :finished, run_after = :run_after, " \
+                      "attempts = attempts + :attempt_delta WHERE id = :id")                       \
+    X(TASK_SET_OUTPUTS, "UPDATE tasks SET outputs = :outputs WHERE id = :id")                      \
+    X(TASK_CHECKPOINT, "UPDATE tasks SET checkpoint_sha = :sha WHERE id = :id")                    \
+    X(TASK_OUTPUTS, "SELECT outputs FROM tasks WHERE id = :id")                                    \
+    X(TASKS_CANCEL_QUEUED, "UPDATE tasks SET state = 'cancelled', finished_at = :now "             \
+                           "WHERE job_id = :job AND state = 'queued'")                             \
+    X(TASKS_RETRY, "UPDATE tasks SET state = 'queued', attempts = 0, run_after = 0, "              \
+                   "finished_at = NULL WHERE job_id = :job "                                       \
+                   "AND state IN ('failed', 'dead', 'cancelled')")                                 \
+    X(TASK_STATES_OF_JOB, "SELECT state, count(*) FROM tasks WHERE job_id = :job GROUP BY state")  \
+    X(TASK_EXPIRED, "SELECT id, job_id, attempts, max_attempts, lease_owner, type FROM tasks "     \
+                    "WHERE state = 'leased' AND lease_expires_at < :now LIMIT 100")                \
+    X(TASK_COUNTS, "SELECT state, count(*) FROM tasks GROUP BY state")                             \
+    X(TASK_ERROR_INSERT, "INSERT INTO task_errors (task_id, attempt, kind, message, worker_id, "   \
+                         "at) VALUES (:task, :attempt, :kind, :message, :worker, :now)")           \
+    X(TASK_LAST_ERROR, "SELECT e.message FROM task_errors e JOIN tasks t ON t.id = e.task_id "     \
+                       "WHERE t.job_id = :job ORDER BY e.seq DESC LIMIT 1")                        \
+    /* ---- events, artifacts ---- */                                                              \
+    X(EVENT_INSERT, "INSERT INTO events (job_id, type, data, created_at) "                         \
+                    "VALUES (:job, :type, :data, :now)")                                           \
+    X(EVENTS_AFTER, "SELECT seq, type, data FROM events WHERE job_id = :job AND seq > :after "     \
+                    "ORDER BY seq LIMIT :limit")                                                   \
+    X(ARTIFACT_INSERT, "INSERT INTO artifacts (job_id, task_id, team_id, kind, sha256, size, "     \
+                       "created_at) SELECT :job, :task, j.team_id, :kind, :sha, :size, :now "      \
+                       "FROM jobs j WHERE j.id = :job")                                            \
+    X(ARTIFACTS_OF_JOB, "SELECT sha256, kind, task_id, size, created_at FROM artifacts "           \
+                        "WHERE job_id = :job ORDER BY seq")                                        \
+    /* ---- workers ---- */                                                                        \
+    X(WORKER_INSERT, "INSERT INTO workers (id, name, version, capabilities, device, created_at, "  \
+                     "last_seen_at) VALUES (:id, :name, :version, :caps, :device, :now, :now)")    \
+    X(WORKER_SEEN, "UPDATE workers SET last_seen_at = :now WHERE id = :id")                        \
+    X(WORKER_EXISTS, "SELECT 1 FROM workers WHERE id = :id")                                       \
+    X(WORKER_LIST, "SELECT seq, id, name, version, capabilities, device, created_at, "             \
+                   "last_seen_at FROM workers WHERE seq < :cursor ORDER BY seq DESC LIMIT :limit") \
+    X(WORKER_COUNT, "SELECT count(*) FROM workers")
 
 enum srv_stmt_id {
 #define SRV__STMT_ENUM(id, sql) STMT_##id,
@@ -317,9 +452,8 @@ enum dp_err srv_store_open(const char *path, const struct srv_queue_cfg *cfg,
         return DP_ENOMEM;
     pthread_mutex_init(&st->mu, NULL);
     st->cfg = *cfg;
-    int rc = sqlite3_open_v2(path, &st->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         err = dp_errinfo_set(ei, DP_EIO, "cannot open database %s: %s", path,
                              st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
@@ -459,9 +593,8 @@ static enum dp_err idem_lookup(struct srv_store *st, const struct srv_principal 
     if (r == 0)
         return DP_OK;
     if (strcmp(col_text(s, 0), req_hash) != 0)
-        return dp_errinfo_set(ei, DP_EEXIST,
-                              "Idempotency-Key '%s' was already used with a different request",
-                              key);
+        return dp_errinfo_set(
+            ei, DP_EEXIST, "Idempotency-Key '%s' was already used with a different request", key);
     snprintf(found_id, SRV_ID_MAX, "%s", col_text(s, 1));
     return DP_OK;
 }
@@ -817,8 +950,8 @@ static enum dp_err job_json(struct srv_store *st, sqlite3_stmt *j, json_t **out,
 {
     const char *job_id = col_text(j, 1);
     json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
-                          col_str(j, 1), "name", col_str(j, 2), "state", col_str(j, 3),
-                          "model_id", col_str(j, 4), "dataset_id", col_str(j, 5), "priority",
+                          col_str(j, 1), "name", col_str(j, 2), "state", col_str(j, 3), "model_id",
+                          col_str(j, 4), "dataset_id", col_str(j, 5), "priority",
                           (json_int_t)col_int(j, 6), "created_at", col_time(j, 7), "started_at",
                           col_time(j, 8), "finished_at", col_time(j, 9), "progress",
                           col_json(j, 10), "outputs", col_json(j, 11), "error", col_str(j, 12));
@@ -830,11 +963,11 @@ static enum dp_err job_json(struct srv_store *st, sqlite3_stmt *j, json_t **out,
     db_bind_text(t, ":job", job_id);
     int r;
     while ((r = db_row(st, t, ei)) == 1) {
-        json_array_append_new(
-            tasks, json_pack("{s:o, s:o, s:o, s:I, s:I, s:o, s:[]}", "id", col_str(t, 0), "type",
-                             col_str(t, 1), "state", col_str(t, 2), "attempts",
-                             (json_int_t)col_int(t, 3), "max_attempts", (json_int_t)col_int(t, 4),
-                             "depends_on", col_str(t, 5), "errors"));
+        json_array_append_new(tasks, json_pack("{s:o, s:o, s:o, s:I, s:I, s:o, s:[]}", "id",
+                                               col_str(t, 0), "type", col_str(t, 1), "state",
+                                               col_str(t, 2), "attempts", (json_int_t)col_int(t, 3),
+                                               "max_attempts", (json_int_t)col_int(t, 4),
+                                               "depends_on", col_str(t, 5), "errors"));
     }
     sqlite3_reset(t);
     if (r == 0) {
@@ -843,8 +976,7 @@ static enum dp_err job_json(struct srv_store *st, sqlite3_stmt *j, json_t **out,
         while ((r = db_row(st, e, ei)) == 1) {
             size_t i;
             json_t *task;
-            json_array_foreach(tasks, i, task)
-            {
+            json_array_foreach (tasks, i, task) {
                 if (strcmp(json_string_value(json_object_get(task, "id")), col_text(e, 0)) == 0) {
                     json_array_append_new(json_object_get(task, "errors"),
                                           json_pack("{s:I, s:o, s:o}", "attempt",
@@ -880,8 +1012,8 @@ static enum dp_err job_get_locked(struct srv_store *st, const char *team, const 
     return err;
 }
 
-enum dp_err srv_store_job_get(struct srv_store *st, const struct srv_principal *who,
-                              const char *id, json_t **out, struct dp_errinfo *ei)
+enum dp_err srv_store_job_get(struct srv_store *st, const struct srv_principal *who, const char *id,
+                              json_t **out, struct dp_errinfo *ei)
 {
     pthread_mutex_lock(&st->mu);
     enum dp_err err = job_get_locked(st, who->team_id, id, out, ei);
@@ -1153,8 +1285,7 @@ enum dp_err srv_store_job_cancel(struct srv_store *st, const struct srv_principa
         }
         if (!err)
             err = event_append(st, id, "state",
-                               json_pack("{s:s, s:s}", "job_state", "cancelled", "previous",
-                                         state),
+                               json_pack("{s:s, s:s}", "job_state", "cancelled", "previous", state),
                                ei);
     }
     if (!err)
@@ -1243,11 +1374,10 @@ enum dp_err srv_store_job_artifacts(struct srv_store *st, const struct srv_princ
         sqlite3_stmt *s = db_stmt(st, STMT_ARTIFACTS_OF_JOB);
         db_bind_text(s, ":job", id);
         while ((r = db_row(st, s, ei)) == 1)
-            json_array_append_new(items,
-                                  json_pack("{s:o, s:o, s:o, s:I, s:o}", "sha256", col_str(s, 0),
-                                            "kind", col_str(s, 1), "task_id", col_str(s, 2),
-                                            "size", (json_int_t)col_int(s, 3), "created_at",
-                                            col_time(s, 4)));
+            json_array_append_new(items, json_pack("{s:o, s:o, s:o, s:I, s:o}", "sha256",
+                                                   col_str(s, 0), "kind", col_str(s, 1), "task_id",
+                                                   col_str(s, 2), "size", (json_int_t)col_int(s, 3),
+                                                   "created_at", col_time(s, 4)));
         sqlite3_reset(s);
         if (r < 0)
             err = (enum dp_err)r;
@@ -1280,9 +1410,9 @@ enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_princi
         db_bind_int(s, ":after", after);
         db_bind_int(s, ":limit", max);
         while ((r = db_row(st, s, ei)) == 1)
-            json_array_append_new(items, json_pack("{s:I, s:o, s:o}", "id",
-                                                   (json_int_t)col_int(s, 0), "type",
-                                                   col_str(s, 1), "data", col_json(s, 2)));
+            json_array_append_new(items,
+                                  json_pack("{s:I, s:o, s:o}", "id", (json_int_t)col_int(s, 0),
+                                            "type", col_str(s, 1), "data", col_json(s, 2)));
         sqlite3_reset(s);
         if (r < 0)
             err = (enum dp_err)r;
@@ -1340,9 +1470,9 @@ enum dp_err srv_store_blob_agent(struct srv_store *st, const char *sha, int64_t 
 
 /* ---- Workers ------------------------------------------------------------------------------ */
 
-enum dp_err srv_store_worker_register(struct srv_store *st, const char *name,
-                                      const char *version, json_t *capabilities, json_t *device,
-                                      json_t **out, struct dp_errinfo *ei)
+enum dp_err srv_store_worker_register(struct srv_store *st, const char *name, const char *version,
+                                      json_t *capabilities, json_t *device, json_t **out,
+                                      struct dp_errinfo *ei)
 {
     char id[SRV_ID_MAX];
     *out = NULL;
@@ -1386,11 +1516,11 @@ enum dp_err srv_store_worker_list(struct srv_store *st, int limit, int64_t curso
     while ((r = db_row(st, s, ei)) == 1) {
         last = col_int(s, 0);
         n++;
-        json_array_append_new(
-            items, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", col_str(s, 1), "name",
-                             col_str(s, 2), "version", col_str(s, 3), "capabilities",
-                             col_json(s, 4), "device", col_json(s, 5), "created_at",
-                             col_time(s, 6), "last_seen_at", col_time(s, 7)));
+        json_array_append_new(items, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
+                                               col_str(s, 1), "name", col_str(s, 2), "version",
+                                               col_str(s, 3), "capabilities", col_json(s, 4),
+                                               "device", col_json(s, 5), "created_at",
+                                               col_time(s, 6), "last_seen_at", col_time(s, 7)));
     }
     sqlite3_reset(s);
     pthread_mutex_unlock(&st->mu);
@@ -1441,7 +1571,6 @@ static json_t *task_output_ref(struct srv_store *st, const char *task_id, const 
     return ref;
 }
 
-
 /* An asset (by id; the job row already tied it to the job's team) as a task
  * input: {"arch"|"builtin"} or {"sha256","format","size"}. */
 static json_t *asset_input(struct srv_store *st, const char *id, struct dp_errinfo *ei)
@@ -1462,9 +1591,8 @@ static json_t *asset_input(struct srv_store *st, const char *id, struct dp_errin
 }
 
 /* Adds params and inputs to the leased task object t (see docs/api.md). */
-static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_id,
-                              const char *type, const char *dep, const char *ckpt,
-                              struct dp_errinfo *ei)
+static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_id, const char *type,
+                              const char *dep, const char *ckpt, struct dp_errinfo *ei)
 {
     sqlite3_stmt *s = db_stmt(st, STMT_JOB_PARAMS);
     db_bind_text(s, ":id", job_id);
@@ -1482,20 +1610,21 @@ static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_i
     json_object_set_new(t, "inputs", inputs);
     /* The first task reads the job's model; the others the previous task's output. */
     json_object_set_new(inputs, "model",
-                        dep ? task_output_ref(st, dep, "model", ei) : asset_input(st, model_id, ei));
+                        dep ? task_output_ref(st, dep, "model", ei)
+                            : asset_input(st, model_id, ei));
     json_t *m = json_object_get(inputs, "model");
     if (dep && json_is_object(m))
         json_object_set_new(m, "format", json_string("safetensors"));
     json_object_set_new(inputs, "dataset", asset_input(st, dataset_id, ei));
     json_object_set_new(inputs, "checkpoint", blob_ref(st, ckpt, ei));
-    json_object_set_new(inputs, "report", dep && strcmp(type, "retrain") == 0
-                                              ? task_output_ref(st, dep, "report", ei)
-                                              : json_null());
+    json_object_set_new(inputs, "report",
+                        dep && strcmp(type, "retrain") == 0 ? task_output_ref(st, dep, "report", ei)
+                                                            : json_null());
     return DP_OK;
 }
 
-enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id,
-                                 json_t *capabilities, json_t **out, struct dp_errinfo *ei)
+enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, json_t *capabilities,
+                                 json_t **out, struct dp_errinfo *ei)
 {
     int64_t now = srv_now_ms();
     json_t *t = NULL;
@@ -1659,23 +1788,24 @@ enum dp_err srv_store_task_events(struct srv_store *st, const char *task_id, int
     err = lease_check(st, task_id, fence, &l, ei);
     size_t i;
     json_t *ev;
-    json_array_foreach(events, i, ev)
-    {
+    json_array_foreach (events, i, ev) {
         if (err)
             break;
         json_t *data = json_deep_copy(json_object_get(ev, "data"));
         if (json_is_object(data) && !json_object_get(data, "task"))
             json_object_set_new(data, "task", json_string(l.type));
-        err = event_append(st, l.job_id, json_string_value(json_object_get(ev, "type")),
-                           data ? data : json_null(), ei);
         /* The latest epoch-like event is also the job's progress. */
-        if (!err && json_is_object(data) && json_object_get(data, "epoch")) {
+        if (json_is_object(data) && json_object_get(data, "epoch")) {
             sqlite3_stmt *s = db_stmt(st, STMT_JOB_PROGRESS);
             db_bind_text(s, ":id", l.job_id);
-            err = db_bind_json(s, ":progress", json_object_get(ev, "data"));
+            err = db_bind_json(s, ":progress", data);
             if (!err)
                 err = db_exec(st, s, ei);
         }
+        if (!err)
+            err = event_append(st, l.job_id, json_string_value(json_object_get(ev, "type")),
+                               data ? json_incref(data) : json_null(), ei);
+        json_decref(data);
     }
     err = db_finish(st, err, ei);
 out:
@@ -1818,8 +1948,7 @@ enum dp_err srv_store_task_complete(struct srv_store *st, const char *task_id, i
     err = lease_check(st, task_id, fence, &l, ei);
     const char *key;
     json_t *v;
-    json_object_foreach(outputs, key, v)
-    {
+    json_object_foreach (outputs, key, v) {
         if (err)
             break;
         sqlite3_stmt *s = db_stmt(st, STMT_BLOB_SIZE);
@@ -1930,7 +2059,8 @@ enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, struct dp_errinf
         err = task_fail_locked(st, expired[i].id, &expired[i].l, "lease_expired",
                                "lease expired: no heartbeat from the worker", 1, ei);
         if (!err)
-            DP_LOG(DP_LOG_INFO, "reaper: task %s lease expired (attempt %" PRId64 " of %" PRId64 ")",
+            DP_LOG(DP_LOG_INFO,
+                   "reaper: task %s lease expired (attempt %" PRId64 " of %" PRId64 ")",
                    expired[i].id, expired[i].l.attempts, expired[i].l.max_attempts);
     }
     if (!err)
@@ -1941,7 +2071,8 @@ out:
     return err;
 }
 
-/* ---- Metrics ----------------------------------------------------------------------------------- */
+/* ---- Metrics -----------------------------------------------------------------------------------
+ */
 
 static enum dp_err counts_by_state(struct srv_store *st, enum srv_stmt_id id, json_t *into,
                                    struct dp_errinfo *ei)

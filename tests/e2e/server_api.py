@@ -28,6 +28,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ADMIN = "e2e-admin-token-0123456789"
 
 
+CLEANUP = []  # servers to kill and directories to remove, whatever happens
+
+
 def fail(msg):
     print("server_api: FAIL: " + msg, flush=True)
     sys.exit(1)
@@ -56,6 +59,7 @@ class Server:
         self.data_dir = data_dir
         self.log = open(os.path.join(os.path.dirname(data_dir), "server-%d.log" % self.port), "ab")
         env = dict(os.environ, DNNPRESS_ADMIN_TOKEN=ADMIN)
+        CLEANUP.append(self)
         self.proc = subprocess.Popen(
             [SERVER, "--listen", "127.0.0.1:%d" % self.port, "--data-dir", data_dir] + list(extra),
             stdout=self.log, stderr=self.log, env=env)
@@ -223,6 +227,10 @@ def count_jobs(s, tok):
 def main():
     check(os.access(SERVER, os.X_OK), "%s is not built" % SERVER)
     tmp = tempfile.mkdtemp(prefix="dp-e2e-server-")
+    keep = os.environ.get("KEEP_TMP")
+    if not keep:
+        import atexit
+        atexit.register(lambda: subprocess.run(["rm", "-rf", tmp]))
     data = os.path.join(tmp, "data")
     check_openapi()
     s = Server(data, ["--lease-s", "2", "--backoff-ms", "50", "--max-upload-mb", "1"])
@@ -634,9 +642,14 @@ def main():
     check(s.proc.returncode == 0, "shutdown with local workers")
     ok("--local-workers: %d starts of 2 exiting workers (restart with backoff), agent token in the "
        "environment, clean stop" % len(starts))
-    subprocess.run(["rm", "-rf", tmp])
     print("server_api: all checks passed", flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        for srv in CLEANUP:
+            if srv.proc.poll() is None:
+                srv.proc.kill()
+                srv.proc.wait()
