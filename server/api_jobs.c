@@ -159,7 +159,7 @@ SRV_HANDLER(srv_api_job_list)
     struct dp_errinfo ei = {0};
     int limit;
     int64_t cursor;
-    json_t *out = NULL;
+    char *out = NULL;
     const char *state = srv_query(conn, "state");
     if (state && *state == '\0')
         state = NULL;
@@ -173,20 +173,20 @@ SRV_HANDLER(srv_api_job_list)
                                  "state: must be queued, running, succeeded, failed or cancelled");
     }
     if (!err)
-        err = srv_store_job_list(h->st, &r->who, state, limit, cursor, &out, &ei);
+        err = srv_store_job_list_text(h->st, &r->who, state, limit, cursor, &out, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
-    return srv_reply_json(conn, r, 200, out);
+    return srv_reply_json_text(conn, r, 200, out);
 }
 
 SRV_HANDLER(srv_api_job_get)
 {
     struct dp_errinfo ei = {0};
-    json_t *out = NULL;
-    enum dp_err err = srv_store_job_get(h->st, &r->who, r->params[0], &out, &ei);
+    char *out = NULL;
+    enum dp_err err = srv_store_job_get_text(h->st, &r->who, r->params[0], &out, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
-    return srv_reply_json(conn, r, 200, out);
+    return srv_reply_json_text(conn, r, 200, out);
 }
 
 SRV_HANDLER(srv_api_job_cancel)

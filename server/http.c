@@ -152,28 +152,63 @@ enum MHD_Result srv_reply_text(struct MHD_Connection *conn, struct srv_req *r, u
     return queue(conn, r, status, resp);
 }
 
+enum MHD_Result srv_reply_json_text(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                                    char *text_take)
+{
+    if (text_take == NULL)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(strlen(text_take), text_take, dp_free);
+    if (resp == NULL) {
+        dp_free(text_take);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    return queue(conn, r, status, resp);
+}
+
+struct dump_buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+
+/* json_dump_callback sink: one pass into a dp_malloc'd buffer. */
+static int dump_add(const char *s, size_t n, void *ud)
+{
+    struct dump_buf *b = ud;
+    if (n + 2 > b->cap - b->len) {
+        size_t c = b->cap ? b->cap : 1024;
+        while (n + 2 > c - b->len)
+            c *= 2;
+        char *g = dp_realloc(b->p, c);
+        if (g == NULL) {
+            b->oom = 1;
+            return -1;
+        }
+        b->p = g;
+        b->cap = c;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
 enum MHD_Result srv_reply_json(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                json_t *body_take)
 {
     if (body_take == NULL)
         return MHD_NO; /* OOM building the body: drop the connection */
-    size_t n = json_dumpb(body_take, NULL, 0, JSON_COMPACT);
-    char *buf = dp_malloc(n + 1);
-    if (buf == NULL) {
-        json_decref(body_take);
-        return MHD_NO;
-    }
-    json_dumpb(body_take, buf, n, JSON_COMPACT);
-    buf[n] = '\n';
+    struct dump_buf b = {0};
+    int rc = json_dump_callback(body_take, dump_add, &b, JSON_COMPACT);
     json_decref(body_take);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer_with_free_callback(n + 1, buf, dp_free);
-    if (resp == NULL) {
-        dp_free(buf);
+    if (rc != 0 || b.oom) {
+        dp_free(b.p);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, "Content-Type", "application/json");
-    return queue(conn, r, status, resp);
+    b.p[b.len++] = '\n';
+    b.p[b.len] = '\0';
+    return srv_reply_json_text(conn, r, status, b.p);
 }
 
 enum MHD_Result srv_reply_error(struct MHD_Connection *conn, struct srv_req *r, unsigned status,

@@ -88,6 +88,9 @@ struct srv_http {
 
 enum MHD_Result srv_reply_json(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                json_t *body_take);
+/* Sends text_take (JSON text, dp_malloc'd; ownership passes to MHD). */
+enum MHD_Result srv_reply_json_text(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                                    char *text_take);
 enum MHD_Result srv_reply_error(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                 const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -147,6 +147,14 @@ enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principa
                                  struct dp_errinfo *ei);
 enum dp_err srv_store_job_get(struct srv_store *st, const struct srv_principal *who, const char *id,
                               json_t **out, struct dp_errinfo *ei);
+/* The same object as JSON text built by SQLite (the fast path of GET);
+ * *out is dp_malloc'd and the caller dp_frees it. */
+enum dp_err srv_store_job_get_text(struct srv_store *st, const struct srv_principal *who,
+                                   const char *id, char **out, struct dp_errinfo *ei);
+/* {"items": [...], "next_cursor": ...} as JSON text; *out is dp_malloc'd. */
+enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_principal *who,
+                                    const char *state, int limit, int64_t cursor, char **out,
+                                    struct dp_errinfo *ei);
 /* state may be NULL (all states). */
 enum dp_err srv_store_job_list(struct srv_store *st, const struct srv_principal *who,
                                const char *state, int limit, int64_t cursor, json_t **out,
