@@ -211,6 +211,7 @@ bench: $(DEPS_STAMP)
 
 check: check-banned check-headers
 	@clang-format --dry-run --Werror $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h)
+	@clang-format --dry-run --Werror $(wildcard server/*.c server/*.h tests/unit/server/*.c)
 
 # Raw allocation and unsafe string functions are banned outside common/alloc.c
 # (STYLE rule 17): all allocation goes through dp_malloc and friends.
@@ -225,6 +226,7 @@ check-headers:
 
 format:
 	clang-format -i $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h)
+	clang-format -i $(wildcard server/*.c server/*.h tests/unit/server/*.c)
 
 clean:
 	rm -rf build
