@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "common/alloc.h"
+#include "worker/compress/purify.h"
 #include "worker/nn/train.h"
 
 static double admm_now(void)
@@ -374,6 +375,9 @@ static void admm_harden(struct admm_ctx *c, int with_quant)
         for (size_t i = 0; i < admm_numel(c, t); i++)
             mk[i] = w[i] != 0.0f ? 1.0f : 0.0f;
     }
+    /* Dead filters take their bias and BN entries with them, so that the
+     * channel is an exact zero that purification can drop. */
+    cp_purify_zero_dead_filters(c->m, c->mask);
     c->mask_on = 1;
 }
 
@@ -392,6 +396,7 @@ static void admm_mask_from_zeros(struct admm_ctx *c)
         for (size_t i = 0; i < admm_numel(c, t); i++)
             mk[i] = w[i] != 0.0f ? 1.0f : 0.0f;
     }
+    cp_purify_zero_dead_filters(c->m, c->mask);
     c->mask_on = 1;
 }
 
