@@ -7,9 +7,11 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/model_io.h"
 #include "tests/unit/test_util.h"
 #include "worker/compress/admm.h"
 #include "worker/compress/purify.h"
@@ -168,6 +170,18 @@ Test(purify, structured_and_pattern_admm_on_resnet20, .timeout = 900)
     cr_assert_eq(pf_dim(q, "layer1.0.conv1.weight", 0), 4);
     cr_assert_eq(pf_dim(q, "layer2.1.conv2.weight", 1), 8);
     cr_assert_eq(pf_dim(q, "layer3.2.bn1.running_var", 0), 16);
+    /* The saved checkpoint has the smaller shapes. */
+    char dir[256], path[300];
+    dp_test_tmpdir_make(dir, sizeof(dir), "purify");
+    snprintf(path, sizeof(path), "%s/small.safetensors", dir);
+    cr_assert_eq(dp_model_save(q, path, NULL, &ei), DP_OK, "%s", ei.msg);
+    struct dp_model *back = NULL;
+    cr_assert_eq(dp_model_load(path, &back, NULL, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(pf_dim(back, "layer1.0.conv1.weight", 0), 4);
+    cr_assert_eq(dp_model_n_trainable(back), dp_model_n_trainable(q));
+    cr_assert_lt(dp_model_n_trainable(back), dp_model_n_trainable(m));
+    dp_model_free(back);
+    dp_test_tmpdir_remove(dir);
     json_decref(stats);
     json_decref(r);
     dp_model_free(q);
