@@ -67,7 +67,9 @@ static void default_worker_bin(char *out, size_t cap)
     char *slash = strrchr(self, '/');
     if (slash)
         *slash = '\0';
-    snprintf(out, cap, "%s/dnnpress-worker", self);
+    int k = snprintf(out, cap, "%s/dnnpress-worker", self);
+    if (k < 0 || (size_t)k >= cap)
+        snprintf(out, cap, "dnnpress-worker");
 }
 
 int main(int argc, char **argv)
