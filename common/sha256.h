@@ -20,9 +20,9 @@
 
 struct dp_sha256_ctx {
     uint32_t h[8];
-    uint64_t n_bytes;  /* message length so far */
-    uint8_t buf[64];   /* pending partial block */
-    size_t buf_len;    /* bytes used in buf, < 64 */
+    uint64_t n_bytes; /* message length so far */
+    uint8_t buf[64];  /* pending partial block */
+    size_t buf_len;   /* bytes used in buf, < 64 */
 };
 
 void dp_sha256_init(struct dp_sha256_ctx *c);
