@@ -116,69 +116,6 @@ $(UNIT): $(TEST_OBJ) $(LIBNN) $(LIBCOMMON)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) -lcriterion
 
-# ---- Dependencies ----------------------------------------------------------
-
-DEPS_STAMP := build/.deps-ok
-deps:
-	@tools/deps.sh
-	@mkdir -p build && touch $(DEPS_STAMP)
-
-$(DEPS_STAMP):
-	@tools/deps.sh
-	@mkdir -p build && touch $@
-
-# ---- Test, demo, bench -----------------------------------------------------
-
-# The unit suites run under ASan+UBSan (the sanitizer build is part of every
-# test run) and again in release, where the kernels are built with -O3. Then
-# a shortened real training run must reach 88% on Fashion-MNIST.
-# Leaks are checked inside every test body (DP_ASSERT_NO_LEAKS, recoverable
-# LSan checks); the check at process exit is off because Criterion 2.4.1's
-# runner itself sometimes leaks 48 bytes there, which would fail a green run.
-test: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory check-banned
-	@$(MAKE) --no-print-directory MODE=asan all
-	@$(MAKE) --no-print-directory MODE=release all
-	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=leak_check_at_exit=0 OMP_NUM_THREADS=2 \
-	    build/asan/unit-tests --jobs=2
-	OMP_NUM_THREADS=2 build/release/unit-tests --jobs=1
-	@tests/e2e/train_short.sh build/release/dnnpress-worker
-
-unit: all
-	OMP_NUM_THREADS=2 $(UNIT) --jobs=2
-
-demo: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory MODE=release all
-	@tools/demo.sh build/release/dnnpress-worker
-
-bench: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory MODE=release all
-	@tests/bench/run.sh build/release/dnnpress-worker
-
-# ---- Checks ----------------------------------------------------------------
-
-check: check-banned check-headers
-	@clang-format --dry-run --Werror $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h)
-
-# Raw allocation and unsafe string functions are banned outside common/alloc.c
-# (STYLE rule 17): all allocation goes through dp_malloc and friends.
-check-banned:
-	@tools/check-banned.sh
-
-check-headers:
-	@for h in common/*.h worker/*.h worker/nn/*.h worker/compress/*.h; do \
-	  echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(CPPFLAGS_BASE)) $(WARN) \
-	      -fsyntax-only -x c - || exit 1; \
-	done; echo "headers: all self-contained"
-
-format:
-	clang-format -i $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h)
-
-clean:
-	rm -rf build
-
--include $(COMMON_OBJ:.o=.d) $(NN_OBJ:.o=.d) $(WK_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
-
 # ---- dnnpress-server (server/, migrations/) ---------------------------------
 # server/cli/ is the command-line client's (built by its own block).
 SRV_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
@@ -255,3 +192,66 @@ format-server:
 
 -include $(SRV_OBJ:.o=.d) $(SRV_MAIN_OBJ:.o=.d) $(SRV_TEST_OBJ:.o=.d)
 # ---- end dnnpress-server ----------------------------------------------------
+
+# ---- Dependencies ----------------------------------------------------------
+
+DEPS_STAMP := build/.deps-ok
+deps:
+	@tools/deps.sh
+	@mkdir -p build && touch $(DEPS_STAMP)
+
+$(DEPS_STAMP):
+	@tools/deps.sh
+	@mkdir -p build && touch $@
+
+# ---- Test, demo, bench -----------------------------------------------------
+
+# The unit suites run under ASan+UBSan (the sanitizer build is part of every
+# test run) and again in release, where the kernels are built with -O3. Then
+# a shortened real training run must reach 88% on Fashion-MNIST.
+# Leaks are checked inside every test body (DP_ASSERT_NO_LEAKS, recoverable
+# LSan checks); the check at process exit is off because Criterion 2.4.1's
+# runner itself sometimes leaks 48 bytes there, which would fail a green run.
+test: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory check-banned
+	@$(MAKE) --no-print-directory MODE=asan all
+	@$(MAKE) --no-print-directory MODE=release all
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=leak_check_at_exit=0 OMP_NUM_THREADS=2 \
+	    build/asan/unit-tests --jobs=2
+	OMP_NUM_THREADS=2 build/release/unit-tests --jobs=1
+	@tests/e2e/train_short.sh build/release/dnnpress-worker
+
+unit: all
+	OMP_NUM_THREADS=2 $(UNIT) --jobs=2
+
+demo: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release all
+	@tools/demo.sh build/release/dnnpress-worker
+
+bench: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release all
+	@tests/bench/run.sh build/release/dnnpress-worker
+
+# ---- Checks ----------------------------------------------------------------
+
+check: check-banned check-headers
+	@clang-format --dry-run --Werror $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h)
+
+# Raw allocation and unsafe string functions are banned outside common/alloc.c
+# (STYLE rule 17): all allocation goes through dp_malloc and friends.
+check-banned:
+	@tools/check-banned.sh
+
+check-headers:
+	@for h in common/*.h worker/*.h worker/nn/*.h worker/compress/*.h; do \
+	  echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(CPPFLAGS_BASE)) $(WARN) \
+	      -fsyntax-only -x c - || exit 1; \
+	done; echo "headers: all self-contained"
+
+format:
+	clang-format -i $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h)
+
+clean:
+	rm -rf build
+
+-include $(COMMON_OBJ:.o=.d) $(NN_OBJ:.o=.d) $(WK_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
