@@ -243,7 +243,7 @@ def main():
         atexit.register(lambda: subprocess.run(["rm", "-rf", tmp]))
     data = os.path.join(tmp, "data")
     check_openapi()
-    s = Server(data, ["--lease-s", "2", "--backoff-ms", "50", "--max-upload-mb", "1"])
+    s = Server(data, ["--lease-s", "2", "--backoff-ms", "50", "--max-upload-mb", "2"])
 
     # -- auth and teams
     expect(s.req("GET", "/api/v1/jobs"), 401, "no token", "unauthorized")
@@ -277,6 +277,19 @@ def main():
     dsi = expect(s.req("POST", "/api/v1/datasets?name=tiny-idx&format=idx", raw=idx_tar(),
                        token=tok_a), 201, "idx tar upload")
     check(dsi["format"] == "idx", "dataset %r" % dsi)
+    # A real dnnpress checkpoint (the worker's own trainer, a few steps).
+    ckpt = os.path.join(tmp, "lenet300.safetensors")
+    subprocess.run([os.path.join(BUILD, "dnnpress-worker"), "train", "--model", "lenet-300-100",
+                    "--data", "idx:/usr/share/datasets/fashion-mnist", "--epochs", "1",
+                    "--limit-train", "128", "--limit-test", "64", "--threads", "1", "--quiet",
+                    "--out", ckpt], check=True, stdout=subprocess.DEVNULL)
+    with open(ckpt, "rb") as f:
+        st_bytes = f.read()
+    sm = expect(s.req("POST", "/api/v1/models?name=lenet300&format=safetensors", raw=st_bytes,
+                      token=tok_a), 201, "safetensors checkpoint upload")
+    check(sm["format"] == "safetensors" and sm["size"] == len(st_bytes), "model %r" % sm)
+    expect(s.req("POST", "/api/v1/models?name=cut&format=safetensors", raw=st_bytes[:len(st_bytes) // 2],
+                 token=tok_a), 400, "truncated safetensors", contains="safetensors")
     cif = tar_of([("data_batch_%d.bin" % i, bytes([i]) + bytes(3072)) for i in range(1, 6)] +
                  [("test_batch.bin", bytes([9]) + bytes(3072))])
     expect(s.req("POST", "/api/v1/datasets?name=tiny-cifar&format=cifar10", raw=cif, token=tok_a),
@@ -296,7 +309,7 @@ def main():
           "no train task without pretrain: %r" % jo["tasks"])
     expect(s.req("POST", "/api/v1/jobs/%s/cancel" % jo["id"], token=tok_a), 202, "cancel")
     expect(s.req("GET", "/api/v1/models/%s" % om["id"], token=tok_b), 404, "team B reads A's model")
-    ok("models and datasets: built-ins, ONNX, IDX, CIFAR-10 and NPY uploads stored by sha256, "
+    ok("models and datasets: built-ins, ONNX, safetensors, IDX, CIFAR-10 and NPY uploads stored by sha256, "
        "ETag/304; a job on an uploaded model skips train")
 
     # -- bad input: each a 4xx naming the problem
@@ -324,12 +337,12 @@ def main():
            415, "wrong content type")
     st, head = s.req_expect("POST", "/api/v1/jobs", 2 << 20, tok_a, "application/json")
     check(st == 413 and "too_large" in head, "oversize JSON body (Content-Length): %s" % head)
-    st, head = s.req_expect("POST", "/api/v1/models?name=big&format=onnx", 2 << 20, tok_a,
+    st, head = s.req_expect("POST", "/api/v1/models?name=big&format=onnx", 3 << 20, tok_a,
                             "application/octet-stream")
     check(st == 413 and "over the limit" in head, "oversize upload (Content-Length): %s" % head)
     expect(s.req_chunked("POST", "/api/v1/jobs", [b"{\"name\": \"" + b"x" * 65536] * 32, tok_a,
                          "application/json"), 413, "oversize chunked JSON body", "too_large")
-    expect(s.req_chunked("POST", "/api/v1/models?name=big&format=onnx", [b"\0" * 65536] * 32,
+    expect(s.req_chunked("POST", "/api/v1/models?name=big&format=onnx", [b"\0" * 65536] * 48,
                          tok_a, "application/octet-stream"), 413, "oversize chunked upload",
            "too_large")
     expect(s.req("POST", "/api/v1/teams", {"name": "../../etc/passwd"}, ADMIN), 400,
