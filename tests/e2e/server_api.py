@@ -406,11 +406,23 @@ def main():
     check(count_jobs(s, tok_a) == n0 + 201, "the replay created a job")
     expect(submit(s, tok_a, m["id"], d["id"], key="key-1", name="other"), 409,
            "same key, different request", contains="Idempotency-Key")
+    # The same key from 8 clients at once: one job, one 201.
+    res = []
+    par = [threading.Thread(target=lambda: res.append(submit(s, tok_a, m["id"], d["id"], key="key-par")))
+           for _ in range(8)]
+    for t in par:
+        t.start()
+    for t in par:
+        t.join()
+    check(sorted(r[0] for r in res) == [200] * 7 + [201] and len({r[1]["id"] for r in res}) == 1,
+          "parallel replays: %r" % [(r[0], r[1].get("id")) for r in res])
+    check(count_jobs(s, tok_a) == n0 + 202, "parallel replays created jobs")
     # The same key from another team is another key.
     mb = expect(s.req("POST", "/api/v1/models", {"name": "lenet", "arch": "lenet5"}, tok_b), 201, "B model")
     db = expect(s.req("POST", "/api/v1/datasets", {"name": "fm", "builtin": "fashion-mnist"}, tok_b), 201, "B ds")
     jb = expect(submit(s, tok_b, mb["id"], db["id"], key="key-1"), 201, "B uses the same key")
-    ok("Idempotency-Key: the same key twice -> one job (201 then 200); reuse with another body -> 409")
+    ok("Idempotency-Key: the same key twice -> one job (201 then 200), 8 clients at once -> one job; "
+       "reuse with another body -> 409")
 
     # -- team isolation
     expect(s.req("GET", "/api/v1/jobs/%s" % j1["id"], token=tok_b), 404, "B reads A's job")
