@@ -710,7 +710,7 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
                                  &addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                                  MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
-                                 1000u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                                 1000u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
                                  MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (h->daemon == NULL) {
         pthread_mutex_destroy(&h->wait_mu);
