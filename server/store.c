@@ -8,7 +8,10 @@
  * - All SQL text is in the statement table (store_int.h) and in
  *   migrations/; the store files bind parameters by name and turn rows into
  *   the API's JSON objects.
- * - st->mu serialises every public call. Writes run inside
+ * - st->mu serialises the writer connection. The hot read paths (token
+ *   lookup, job GET and list, events, blob access) use a second, read-only
+ *   connection under st->rmu, which in WAL mode reads the last committed
+ *   state without waiting for the writer. Writes run inside
  *   srv_store__begin() / srv_store__finish() (BEGIN IMMEDIATE ... COMMIT or
  *   ROLLBACK), so a call either happens whole or not at all; the commit
  *   records where the transaction was opened, for diagnostics.
@@ -38,6 +41,14 @@ static const char *const srv_stmt_sql[STMT__COUNT] = {
 /* ---- Statement helpers ----------------------------------------------------- */
 
 /* Returns statement id, reset and with its bindings cleared. */
+sqlite3_stmt *srv_store__rstmt(struct srv_store *st, enum srv_stmt_id id)
+{
+    sqlite3_stmt *s = st->rstmt[id];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
 sqlite3_stmt *srv_store__stmt(struct srv_store *st, enum srv_stmt_id id)
 {
     sqlite3_stmt *s = st->stmt[id];
@@ -84,35 +95,38 @@ enum dp_err srv_store__bind_json(sqlite3_stmt *s, const char *name, const json_t
     return rc == SQLITE_OK ? DP_OK : DP_ENOMEM;
 }
 
-static enum dp_err db_fail(struct srv_store *st, struct dp_errinfo *ei, const char *what)
+static enum dp_err db_fail(sqlite3 *db, struct dp_errinfo *ei, const char *what)
 {
-    int rc = sqlite3_errcode(st->db);
+    int rc = sqlite3_errcode(db);
     enum dp_err code = rc == SQLITE_NOMEM ? DP_ENOMEM : DP_EIO;
-    DP_LOG(DP_LOG_ERROR, "store: %s failed: %s (%d)", what, sqlite3_errmsg(st->db), rc);
-    return dp_errinfo_set(ei, code, "database error in %s: %s", what, sqlite3_errmsg(st->db));
+    DP_LOG(DP_LOG_ERROR, "store: %s failed: %s (%d)", what, sqlite3_errmsg(db), rc);
+    return dp_errinfo_set(ei, code, "database error in %s: %s", what, sqlite3_errmsg(db));
 }
 
-/* Steps a statement that returns no rows (or whose rows are ignored). */
+/* Steps a statement that returns no rows (or whose rows are ignored). The
+ * statement knows its connection (writer or reader); st is for symmetry. */
 enum dp_err srv_store__exec(struct srv_store *st, sqlite3_stmt *s, struct dp_errinfo *ei)
 {
+    (void)st;
     int rc;
     do {
         rc = sqlite3_step(s);
     } while (rc == SQLITE_ROW);
     if (rc != SQLITE_DONE)
-        return db_fail(st, ei, sqlite3_sql(s));
+        return db_fail(sqlite3_db_handle(s), ei, sqlite3_sql(s));
     return DP_OK;
 }
 
 /* Steps once: 1 for a row, 0 for done, negative dp_err on failure. */
 int srv_store__row(struct srv_store *st, sqlite3_stmt *s, struct dp_errinfo *ei)
 {
+    (void)st;
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
         return 1;
     if (rc == SQLITE_DONE)
         return 0;
-    return (int)db_fail(st, ei, sqlite3_sql(s));
+    return (int)db_fail(sqlite3_db_handle(s), ei, sqlite3_sql(s));
 }
 
 const char *srv_store__col_text(sqlite3_stmt *s, int i)
@@ -297,6 +311,7 @@ enum dp_err srv_store_open(const char *path, const struct srv_queue_cfg *cfg,
     if (st == NULL)
         return DP_ENOMEM;
     pthread_mutex_init(&st->mu, NULL);
+    pthread_mutex_init(&st->rmu, NULL);
     st->cfg = *cfg;
     int rc = sqlite3_open_v2(
         path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -326,6 +341,23 @@ enum dp_err srv_store_open(const char *path, const struct srv_queue_cfg *cfg,
             goto out;
         }
     }
+    /* The read-only connection, opened after the migrations. */
+    rc = sqlite3_open_v2(path, &st->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        err = dp_errinfo_set(ei, DP_EIO, "cannot open database %s for reading: %s", path,
+                             st->rdb ? sqlite3_errmsg(st->rdb) : sqlite3_errstr(rc));
+        goto out;
+    }
+    sqlite3_busy_timeout(st->rdb, 5000);
+    for (int i = 0; i < STMT__COUNT; i++) {
+        rc = sqlite3_prepare_v3(st->rdb, srv_stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                &st->rstmt[i], NULL);
+        if (rc != SQLITE_OK) {
+            err = dp_errinfo_set(ei, DP_EIO, "preparing statement %d for reading failed: %s", i,
+                                 sqlite3_errmsg(st->rdb));
+            goto out;
+        }
+    }
 out:
     if (err) {
         srv_store_close(st);
@@ -339,14 +371,19 @@ void srv_store_close(struct srv_store *st)
 {
     if (st == NULL)
         return;
-    for (int i = 0; i < STMT__COUNT; i++)
+    for (int i = 0; i < STMT__COUNT; i++) {
+        sqlite3_finalize(st->rstmt[i]);
         sqlite3_finalize(st->stmt[i]);
+    }
+    if (st->rdb)
+        sqlite3_close(st->rdb);
     if (st->db) {
         /* Checkpoint so that a clean shutdown leaves everything in the main file. */
         sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
         sqlite3_close(st->db);
     }
     pthread_mutex_destroy(&st->mu);
+    pthread_mutex_destroy(&st->rmu);
     dp_free(st);
 }
 
@@ -365,7 +402,7 @@ enum dp_err srv_store_integrity_check(struct srv_store *st, struct dp_errinfo *e
     enum dp_err err = DP_OK;
     if (sqlite3_prepare_v2(st->db, "PRAGMA integrity_check", -1, &s, NULL) != SQLITE_OK ||
         sqlite3_step(s) != SQLITE_ROW)
-        err = db_fail(st, ei, "PRAGMA integrity_check");
+        err = db_fail(st->db, ei, "PRAGMA integrity_check");
     else if (strcmp(srv_store__col_text(s, 0), "ok") != 0)
         err = dp_errinfo_set(ei, DP_EFORMAT, "integrity_check: %s", srv_store__col_text(s, 0));
     sqlite3_finalize(s);
@@ -476,8 +513,8 @@ static enum srv_scope scope_parse(const char *s)
 enum dp_err srv_store_token_lookup(struct srv_store *st, const char *hash,
                                    struct srv_principal *out)
 {
-    pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_LOOKUP);
+    pthread_mutex_lock(&st->rmu);
+    sqlite3_stmt *s = srv_store__rstmt(st, STMT_TOKEN_LOOKUP);
     srv_store__bind_text(s, ":hash", hash);
     int r = srv_store__row(st, s, NULL);
     enum dp_err err = DP_ENOENT;
@@ -491,7 +528,7 @@ enum dp_err srv_store_token_lookup(struct srv_store *st, const char *hash,
         err = DP_OK;
     }
     sqlite3_reset(s);
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&st->rmu);
     return err;
 }
 

@@ -194,9 +194,17 @@ enum srv_stmt_id {
 };
 
 struct srv_store {
+    /* The writer: every write and the reads inside write transactions. */
     sqlite3 *db;
     sqlite3_stmt *stmt[STMT__COUNT];
     pthread_mutex_t mu;
+    /* A read-only connection for the hot read paths (token lookup, job
+     * GET and list, events, blob access): in WAL mode it reads the last
+     * committed state while the writer is busy, so a GET never waits
+     * behind a submission's fsync. */
+    sqlite3 *rdb;
+    sqlite3_stmt *rstmt[STMT__COUNT];
+    pthread_mutex_t rmu;
     struct srv_queue_cfg cfg;
     const char *txn_file; /* who opened the current transaction, for diagnostics */
     int txn_line;
@@ -207,6 +215,8 @@ struct srv_store {
 
 #define srv_store__begin(st, ei) srv_store__begin_at((st), (ei), __FILE__, __LINE__)
 sqlite3_stmt *srv_store__stmt(struct srv_store *st, enum srv_stmt_id id);
+/* The statement on the read-only connection (hold st->rmu). */
+sqlite3_stmt *srv_store__rstmt(struct srv_store *st, enum srv_stmt_id id);
 void srv_store__bind_text(sqlite3_stmt *s, const char *name, const char *v);
 void srv_store__bind_int(sqlite3_stmt *s, const char *name, int64_t v);
 enum dp_err srv_store__bind_json(sqlite3_stmt *s, const char *name, const json_t *j);

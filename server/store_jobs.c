@@ -19,10 +19,13 @@
 /* ---- Jobs: reading ------------------------------------------------------------------- */
 
 /* The job as JSON text (dp_malloc'd) for the caller's team. */
-static enum dp_err job_text_locked(struct srv_store *st, const char *team, const char *id,
-                                   char **out, struct dp_errinfo *ei)
+/* reader: use the read-only connection (the caller holds st->rmu), else the
+ * writer (st->mu; sees the caller's own uncommitted writes). */
+static enum dp_err job_text_locked(struct srv_store *st, int reader, const char *team,
+                                   const char *id, char **out, struct dp_errinfo *ei)
 {
-    sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_GET);
+    sqlite3_stmt *s =
+        reader ? srv_store__rstmt(st, STMT_JOB_GET) : srv_store__stmt(st, STMT_JOB_GET);
     srv_store__bind_text(s, ":id", id);
     srv_store__bind_text(s, ":team", team);
     int r = srv_store__row(st, s, ei);
@@ -39,7 +42,7 @@ static enum dp_err job_get_locked(struct srv_store *st, const char *team, const 
                                   json_t **out, struct dp_errinfo *ei)
 {
     char *text = NULL;
-    enum dp_err err = job_text_locked(st, team, id, &text, ei);
+    enum dp_err err = job_text_locked(st, 0, team, id, &text, ei);
     if (err)
         return err;
     *out = json_loads(text, 0, NULL);
@@ -59,9 +62,9 @@ enum dp_err srv_store_job_get(struct srv_store *st, const struct srv_principal *
 enum dp_err srv_store_job_get_text(struct srv_store *st, const struct srv_principal *who,
                                    const char *id, char **out, struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = job_text_locked(st, who->team_id, id, out, ei);
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_lock(&st->rmu);
+    enum dp_err err = job_text_locked(st, 1, who->team_id, id, out, ei);
+    pthread_mutex_unlock(&st->rmu);
     return err;
 }
 
@@ -92,8 +95,8 @@ enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_princ
     size_t len = 0, cap = 0;
     int64_t last = 0;
     int n = 0, r, oom = text_add(&buf, &len, &cap, "{\"items\":[", 10);
-    pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = srv_store__stmt(st, state ? STMT_JOB_LIST_STATE : STMT_JOB_LIST);
+    pthread_mutex_lock(&st->rmu);
+    sqlite3_stmt *s = srv_store__rstmt(st, state ? STMT_JOB_LIST_STATE : STMT_JOB_LIST);
     srv_store__bind_text(s, ":team", who->team_id);
     if (state)
         srv_store__bind_text(s, ":state", state);
@@ -107,7 +110,7 @@ enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_princ
         oom |= text_add(&buf, &len, &cap, job, strlen(job));
     }
     sqlite3_reset(s);
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&st->rmu);
     char tail[64];
     if (n == limit)
         snprintf(tail, sizeof(tail), "],\"next_cursor\":\"%" PRId64 "\"}", last);
@@ -323,10 +326,11 @@ out:
 }
 
 /* Reads the job's state for the caller's team into state (16 bytes). */
-static enum dp_err job_team_state(struct srv_store *st, const char *team, const char *id,
-                                  char state[16], struct dp_errinfo *ei)
+static enum dp_err job_team_state(struct srv_store *st, int reader, const char *team,
+                                  const char *id, char state[16], struct dp_errinfo *ei)
 {
-    sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_TEAM_STATE);
+    sqlite3_stmt *s = reader ? srv_store__rstmt(st, STMT_JOB_TEAM_STATE)
+                             : srv_store__stmt(st, STMT_JOB_TEAM_STATE);
     srv_store__bind_text(s, ":id", id);
     srv_store__bind_text(s, ":team", team);
     int r = srv_store__row(st, s, ei);
@@ -349,7 +353,7 @@ enum dp_err srv_store_job_cancel(struct srv_store *st, const struct srv_principa
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    err = job_team_state(st, who->team_id, id, state, ei);
+    err = job_team_state(st, 0, who->team_id, id, state, ei);
     if (!err && (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0))
         err = dp_errinfo_set(ei, DP_EEXIST, "job '%s' has already %s", id, state);
     if (!err && strcmp(state, "cancelled") != 0) {
@@ -390,7 +394,7 @@ enum dp_err srv_store_job_retry(struct srv_store *st, const struct srv_principal
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    err = job_team_state(st, who->team_id, id, state, ei);
+    err = job_team_state(st, 0, who->team_id, id, state, ei);
     if (!err && strcmp(state, "failed") != 0 && strcmp(state, "cancelled") != 0)
         err = dp_errinfo_set(ei, DP_EEXIST, "job '%s' is %s; only failed or cancelled jobs retry",
                              id, state);
@@ -450,7 +454,7 @@ enum dp_err srv_store_job_artifacts(struct srv_store *st, const struct srv_princ
     json_t *items = json_array();
     int r = 0;
     pthread_mutex_lock(&st->mu);
-    enum dp_err err = job_team_state(st, who->team_id, id, state, ei);
+    enum dp_err err = job_team_state(st, 0, who->team_id, id, state, ei);
     if (!err) {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_ARTIFACTS_OF_JOB);
         srv_store__bind_text(s, ":job", id);
@@ -481,14 +485,16 @@ enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_princi
     char state[16];
     json_t *items = json_array();
     int r = 0;
-    pthread_mutex_lock(&st->mu);
+    pthread_mutex_lock(&st->rmu);
     /* One read transaction: the events and the state come from one snapshot. */
-    enum dp_err err = srv_store__exec_sql(st, "BEGIN", ei);
+    enum dp_err err = sqlite3_exec(st->rdb, "BEGIN", NULL, NULL, NULL) == SQLITE_OK
+                          ? DP_OK
+                          : dp_errinfo_set(ei, DP_EIO, "database: cannot begin a read");
     if (err)
         goto out;
-    err = job_team_state(st, who->team_id, job_id, state, ei);
+    err = job_team_state(st, 1, who->team_id, job_id, state, ei);
     if (!err) {
-        sqlite3_stmt *s = srv_store__stmt(st, STMT_EVENTS_AFTER);
+        sqlite3_stmt *s = srv_store__rstmt(st, STMT_EVENTS_AFTER);
         srv_store__bind_text(s, ":job", job_id);
         srv_store__bind_int(s, ":after", after);
         srv_store__bind_int(s, ":limit", max);
@@ -501,9 +507,9 @@ enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_princi
         if (r < 0)
             err = (enum dp_err)r;
     }
-    srv_store__exec_sql(st, "COMMIT", NULL);
+    sqlite3_exec(st->rdb, "COMMIT", NULL, NULL, NULL);
 out:
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&st->rmu);
     if (err) {
         json_decref(items);
         return err;
@@ -516,8 +522,8 @@ out:
 enum dp_err srv_store_blob_team(struct srv_store *st, const struct srv_principal *who,
                                 const char *sha, int64_t *size, struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = srv_store__stmt(st, STMT_BLOB_TEAM);
+    pthread_mutex_lock(&st->rmu);
+    sqlite3_stmt *s = srv_store__rstmt(st, STMT_BLOB_TEAM);
     srv_store__bind_text(s, ":sha", sha);
     srv_store__bind_text(s, ":team", who->scope == SRV_SCOPE_ADMIN ? NULL : who->team_id);
     int r = srv_store__row(st, s, ei);
@@ -529,15 +535,15 @@ enum dp_err srv_store_blob_team(struct srv_store *st, const struct srv_principal
     else
         *size = srv_store__col_int(s, 0);
     sqlite3_reset(s);
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&st->rmu);
     return err;
 }
 
 enum dp_err srv_store_blob_agent(struct srv_store *st, const char *sha, int64_t *size,
                                  struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = srv_store__stmt(st, STMT_BLOB_AGENT);
+    pthread_mutex_lock(&st->rmu);
+    sqlite3_stmt *s = srv_store__rstmt(st, STMT_BLOB_AGENT);
     srv_store__bind_text(s, ":sha", sha);
     int r = srv_store__row(st, s, ei);
     enum dp_err err = DP_OK;
@@ -548,6 +554,6 @@ enum dp_err srv_store_blob_agent(struct srv_store *st, const char *sha, int64_t 
     else
         *size = srv_store__col_int(s, 0);
     sqlite3_reset(s);
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&st->rmu);
     return err;
 }

@@ -34,7 +34,7 @@ summarize() {
 for mode in epoll poll; do
   rm -rf "$tmp/data"
   DNNPRESS_ADMIN_TOKEN=$ADMIN "$SERVER" --listen 127.0.0.1:$PORT --data-dir "$tmp/data" \
-      --threads 2 --http-mode $mode > "$tmp/server.log" 2>&1 &
+      --threads ${THREADS:-2} --http-mode $mode > "$tmp/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -sf "$URL/healthz" > /dev/null && break; sleep 0.05; done
   team=$(post $ADMIN /api/v1/teams '{"name":"bench"}' | json id)
@@ -53,6 +53,15 @@ for mode in epoll poll; do
   wrk -t2 -c$CONNS -d${SECS}s --latency -H "Authorization: Bearer $TOKEN" "$URL/api/v1/jobs/$JOB" | summarize
   printf "server_wrk: %-5s GET /api/v1/jobs?limit=50  " $mode
   wrk -t2 -c$CONNS -d${SECS}s --latency -H "Authorization: Bearer $TOKEN" "$URL/api/v1/jobs?limit=50" | summarize
+  # Mixed: GET of one job while 4 clients keep submitting (writes fsync).
+  wrk -t1 -c4 -d$((SECS + 2))s -s "$HERE/server_submit.lua" "$URL/api/v1/jobs" > "$tmp/mixed-post.txt" &
+  wpid=$!
+  sleep 1
+  printf "server_wrk: %-5s GET job during submissions " $mode
+  wrk -t1 -c$((CONNS / 2)) -d${SECS}s --latency -H "Authorization: Bearer $TOKEN" "$URL/api/v1/jobs/$JOB" | summarize
+  wait $wpid
+  printf "server_wrk: %-5s   (the submissions meanwhile) " $mode
+  summarize < "$tmp/mixed-post.txt"
   echo "server_wrk: $mode: $n jobs in the database after the submission run"
   kill "$pid"; wait "$pid" || true; pid=""
 done
