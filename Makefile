@@ -200,6 +200,36 @@ $(SRV_UNIT): $(SRV_TEST_OBJ) $(LIBSRV) $(LIBNN) $(LIBCOMMON)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SRV_LIBS) -lcriterion
 
+# make test, bench, check and format reach the server through these extra
+# prerequisites (kept here so that the shared recipes stay untouched).
+# test-server builds what it runs; make test then finds it built.
+test: test-server
+bench: bench-server
+check: check-server
+format: format-server
+.PHONY: test-server bench-server check-server format-server
+
+test-server: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=asan all
+	@$(MAKE) --no-print-directory MODE=release all
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=leak_check_at_exit=0 build/asan/server-unit-tests --jobs=2
+	build/release/server-unit-tests --jobs=1
+	@tests/e2e/server_api.sh build/asan
+
+bench-server: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release all
+	@tests/bench/server_wrk.sh build/release
+
+check-server:
+	@clang-format --dry-run --Werror $(wildcard server/*.c server/*.h tests/unit/server/*.c)
+	@for h in server/*.h; do \
+	  echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(CPPFLAGS_BASE)) $(WARN) \
+	      -fsyntax-only -x c - || exit 1; \
+	done; echo "server headers: all self-contained"
+
+format-server:
+	clang-format -i $(wildcard server/*.c server/*.h tests/unit/server/*.c)
+
 -include $(SRV_OBJ:.o=.d) $(SRV_MAIN_OBJ:.o=.d) $(SRV_TEST_OBJ:.o=.d)
 # ---- end dnnpress-server ----------------------------------------------------
 

@@ -31,9 +31,9 @@ static size_t metrics_states(char *buf, size_t cap, size_t n, const char *metric
 
 SRV_HANDLER(srv_api_metrics)
 {
-    static const char *const job_states[] = {"queued", "running", "succeeded", "failed",
-                                             "cancelled", NULL};
-    static const char *const task_states[] = {"queued", "leased", "succeeded", "failed",
+    static const char *const job_states[] = {"queued", "running",   "succeeded",
+                                             "failed", "cancelled", NULL};
+    static const char *const task_states[] = {"queued", "leased",    "succeeded", "failed",
                                               "dead",   "cancelled", NULL};
     json_t *m = NULL;
     struct dp_errinfo ei = {0};
@@ -52,8 +52,9 @@ SRV_HANDLER(srv_api_metrics)
                           atomic_load(&h->n_2xx), atomic_load(&h->n_4xx), atomic_load(&h->n_5xx));
     n = metrics_states(buf, cap, n, "dnnpress_jobs", json_object_get(m, "jobs"), job_states);
     if (n < cap)
-        n += (size_t)snprintf(buf + n, cap - n, "# HELP dnnpress_tasks Tasks by state.\n"
-                                                "# TYPE dnnpress_tasks gauge\n");
+        n += (size_t)snprintf(buf + n, cap - n,
+                              "# HELP dnnpress_tasks Tasks by state.\n"
+                              "# TYPE dnnpress_tasks gauge\n");
     n = metrics_states(buf, cap, n, "dnnpress_tasks", json_object_get(m, "tasks"), task_states);
     if (n < cap)
         snprintf(buf + n, cap - n,
@@ -128,7 +129,8 @@ SRV_HANDLER(srv_api_me)
     (void)h;
     static const char *const scopes[] = {"admin", "team", "agent"};
     json_t *o = json_pack("{s:s, s:s}", "scope", scopes[r->who.scope], "token_id", r->who.token_id);
-    json_object_set_new(o, "team_id", r->who.team_id[0] ? json_string(r->who.team_id) : json_null());
+    json_object_set_new(o, "team_id",
+                        r->who.team_id[0] ? json_string(r->who.team_id) : json_null());
     return srv_reply_json(conn, r, 200, o);
 }
 

@@ -15,12 +15,12 @@
 #include "server/ids.h"
 #include "server/validate.h"
 
-#define AGENT_MAX_EVENTS 100
+#define AGENT_MAX_EVENTS     100
 #define AGENT_EVENT_DATA_MAX (64 * 1024)
-#define AGENT_MESSAGE_MAX 4096
+#define AGENT_MESSAGE_MAX    4096
 
-static const char *const task_types[] = {"train", "compress", "retrain", "export",
-                                         "compile", "profile", NULL};
+static const char *const task_types[] = {"train",   "compress", "retrain", "export",
+                                         "compile", "profile",  NULL};
 
 static enum MHD_Result agent_err(struct MHD_Connection *conn, struct srv_req *r, enum dp_err err,
                                  const struct dp_errinfo *ei)
@@ -36,8 +36,7 @@ static enum dp_err check_caps(json_t *caps, const char *where, struct dp_errinfo
         return dp_errinfo_set(ei, DP_EINVAL, "%s: must be a non-empty array of task types", where);
     size_t i;
     json_t *c;
-    json_array_foreach(caps, i, c)
-    {
+    json_array_foreach (caps, i, c) {
         int ok = 0;
         for (const char *const *t = task_types; *t && json_is_string(c); t++)
             ok |= strcmp(*t, json_string_value(c)) == 0;
@@ -176,8 +175,7 @@ SRV_HANDLER(srv_api_agent_events)
                              AGENT_MAX_EVENTS);
     size_t i;
     json_t *ev;
-    json_array_foreach(events, i, ev)
-    {
+    json_array_foreach (events, i, ev) {
         char where[48];
         const char *type = NULL;
         snprintf(where, sizeof(where), "body.events[%zu]", i);
@@ -186,9 +184,9 @@ SRV_HANDLER(srv_api_agent_events)
         if (!err)
             err = srv_json_str(ev, where, "type", 1, &type, &ei);
         if (!err && !event_type_ok(type))
-            err = dp_errinfo_set(&ei, DP_EINVAL,
-                                 "%s.type: 1-32 of [a-z0-9_], and not the server's \"state\"",
-                                 where);
+            err =
+                dp_errinfo_set(&ei, DP_EINVAL,
+                               "%s.type: 1-32 of [a-z0-9_], and not the server's \"state\"", where);
         if (!err && json_dumpb(json_object_get(ev, "data"), NULL, 0,
                                JSON_COMPACT | JSON_ENCODE_ANY) > AGENT_EVENT_DATA_MAX)
             err = dp_errinfo_set(&ei, DP_ETOOBIG, "%s.data: larger than %d bytes", where,
@@ -199,7 +197,8 @@ SRV_HANDLER(srv_api_agent_events)
     if (err)
         return agent_err(conn, r, err, &ei);
     srv_notify(h);
-    return srv_reply_json(conn, r, 200, json_pack("{s:I}", "accepted", (json_int_t)json_array_size(events)));
+    return srv_reply_json(conn, r, 200,
+                          json_pack("{s:I}", "accepted", (json_int_t)json_array_size(events)));
 }
 
 static const char *const artifact_kinds[] = {"checkpoint", "model", "report", "onnx", "log", NULL};
@@ -244,8 +243,8 @@ SRV_HANDLER(srv_api_agent_artifact)
     if (err)
         return agent_err(conn, r, err, &ei);
     atomic_fetch_add(&h->n_bytes_uploaded, size);
-    return srv_reply_json(conn, r, 201, json_pack("{s:s, s:I}", "sha256", sha, "size",
-                                                  (json_int_t)size));
+    return srv_reply_json(conn, r, 201,
+                          json_pack("{s:s, s:I}", "sha256", sha, "size", (json_int_t)size));
 }
 
 SRV_HANDLER(srv_api_agent_complete)
@@ -265,8 +264,7 @@ SRV_HANDLER(srv_api_agent_complete)
     const char *key;
     json_t *v;
     if (!err && outputs)
-        json_object_foreach(outputs, key, v)
-        {
+        json_object_foreach (outputs, key, v) {
             if (!json_is_string(v) || !dp_sha256_hex_valid(json_string_value(v))) {
                 err = dp_errinfo_set(&ei, DP_EINVAL,
                                      "body.outputs.%s: must be a sha256 (64 lowercase hex)", key);
@@ -296,8 +294,8 @@ SRV_HANDLER(srv_api_agent_fail)
     if (!err)
         err = srv_json_str(r->json, "body", "message", 1, &message, &ei);
     if (!err && strlen(message) > AGENT_MESSAGE_MAX)
-        err = dp_errinfo_set(&ei, DP_EINVAL, "body.message: longer than %d bytes",
-                             AGENT_MESSAGE_MAX);
+        err =
+            dp_errinfo_set(&ei, DP_EINVAL, "body.message: longer than %d bytes", AGENT_MESSAGE_MAX);
     if (!err && retry && !json_is_boolean(retry))
         err = dp_errinfo_set(&ei, DP_EINVAL, "body.retryable: must be true or false");
     if (!err)

@@ -10,10 +10,9 @@
 #include "server/http_int.h"
 #include "server/validate.h"
 
-static const char *const builtin_archs[] = {"lenet-300-100",  "lenet5",
-                                            "vgg16-cifar",    "resnet20-cifar",
-                                            "resnet56-cifar", "mobilenetv2-cifar",
-                                            NULL};
+static const char *const builtin_archs[] = {
+    "lenet-300-100",     "lenet5", "vgg16-cifar", "resnet20-cifar", "resnet56-cifar",
+    "mobilenetv2-cifar", NULL};
 static const char *const builtin_datasets[] = {"fashion-mnist", NULL};
 
 static int in_list(const char *s, const char *const *list)
@@ -161,8 +160,8 @@ static enum MHD_Result asset_list(struct srv_http *h, struct MHD_Connection *con
     return srv_reply_json(conn, r, 200, out);
 }
 
-static enum MHD_Result asset_get(struct srv_http *h, struct MHD_Connection *conn,
-                                 struct srv_req *r, const char *kind)
+static enum MHD_Result asset_get(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
+                                 const char *kind)
 {
     struct dp_errinfo ei = {0};
     json_t *out = NULL;

@@ -54,8 +54,8 @@ static enum dp_err check_pretrain(json_t *p, struct dp_errinfo *ei)
     if (!err)
         err = srv_json_int(p, "body.pretrain", "seed", 0, 0, 2147483647, &x, ei);
     json_t *lr = json_object_get(p, "lr");
-    if (!err && lr && (!json_is_number(lr) || json_number_value(lr) <= 0 ||
-                       json_number_value(lr) > 10))
+    if (!err && lr &&
+        (!json_is_number(lr) || json_number_value(lr) <= 0 || json_number_value(lr) > 10))
         err = dp_errinfo_set(ei, DP_EINVAL, "body.pretrain.lr: must be a number in (0, 10]");
     return err;
 }
@@ -124,13 +124,12 @@ SRV_HANDLER(srv_api_job_create)
         return srv_reply_err(conn, r, err, &ei);
     }
 
-    params = json_pack("{s:O, s:I}", "spec", json_object_get(j, "spec"), "seed",
-                       (json_int_t)seed);
+    params = json_pack("{s:O, s:I}", "spec", json_object_get(j, "spec"), "seed", (json_int_t)seed);
     if (pretrain)
         json_object_set(params, "pretrain", pretrain);
     json_object_set_new(params, "export",
-                        exp ? json_deep_copy(exp) : json_pack("{s:s, s:b}", "format", "onnx",
-                                                              "qdq", 0));
+                        exp ? json_deep_copy(exp)
+                            : json_pack("{s:s, s:b}", "format", "onnx", "qdq", 0));
     char req_hash[65];
     uint8_t d[32];
     dp_sha256(r->body ? r->body : "", r->body_len, d);
@@ -160,7 +159,7 @@ SRV_HANDLER(srv_api_job_list)
     struct dp_errinfo ei = {0};
     int limit;
     int64_t cursor;
-    json_t *out = NULL;
+    char *out = NULL;
     const char *state = srv_query(conn, "state");
     if (state && *state == '\0')
         state = NULL;
@@ -174,20 +173,20 @@ SRV_HANDLER(srv_api_job_list)
                                  "state: must be queued, running, succeeded, failed or cancelled");
     }
     if (!err)
-        err = srv_store_job_list(h->st, &r->who, state, limit, cursor, &out, &ei);
+        err = srv_store_job_list_text(h->st, &r->who, state, limit, cursor, &out, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
-    return srv_reply_json(conn, r, 200, out);
+    return srv_reply_json_text(conn, r, 200, out);
 }
 
 SRV_HANDLER(srv_api_job_get)
 {
     struct dp_errinfo ei = {0};
-    json_t *out = NULL;
-    enum dp_err err = srv_store_job_get(h->st, &r->who, r->params[0], &out, &ei);
+    char *out = NULL;
+    enum dp_err err = srv_store_job_get_text(h->st, &r->who, r->params[0], &out, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
-    return srv_reply_json(conn, r, 200, out);
+    return srv_reply_json_text(conn, r, 200, out);
 }
 
 SRV_HANDLER(srv_api_job_cancel)
@@ -223,8 +222,8 @@ SRV_HANDLER(srv_api_job_report)
     int64_t size = 0;
     enum dp_err err = srv_store_job_report(h->st, &r->who, r->params[0], sha, &ei);
     if (err == DP_ENOENT && strcmp(ei.msg, "report_not_ready") == 0)
-        return srv_reply_error(conn, r, 404, "report_not_ready",
-                               "job '%s' has no report yet", r->params[0]);
+        return srv_reply_error(conn, r, 404, "report_not_ready", "job '%s' has no report yet",
+                               r->params[0]);
     if (!err)
         err = srv_store_blob_team(h->st, &r->who, sha, &size, &ei);
     if (err)

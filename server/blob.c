@@ -29,8 +29,7 @@ struct srv_blob_writer {
 static enum dp_err blob_mkdir(const char *path, struct dp_errinfo *ei)
 {
     if (mkdir(path, 0750) != 0 && errno != EEXIST)
-        return dp_errinfo_set(ei, dp_err_from_errno(errno), "mkdir %s: %s", path,
-                              strerror(errno));
+        return dp_errinfo_set(ei, dp_err_from_errno(errno), "mkdir %s: %s", path, strerror(errno));
     return DP_OK;
 }
 

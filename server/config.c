@@ -76,8 +76,8 @@ static enum dp_err cfg_set(struct srv_config *cfg, const struct cfg_entry *e, co
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || end == v || *end || x < e->min || x > e->max)
-        return dp_errinfo_set(ei, DP_EINVAL, "%s: '%s' is not an integer in [%ld, %ld]", e->name,
-                              v, e->min, e->max);
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: '%s' is not an integer in [%ld, %ld]", e->name, v,
+                              e->min, e->max);
     *(int *)(void *)base = (int)x;
     return DP_OK;
 }
@@ -115,8 +115,9 @@ enum dp_err srv_config_parse(int argc, char **argv, struct srv_config *cfg, stru
     const char *colon = strrchr(cfg->listen, ':');
     char *end = NULL;
     long port = colon ? strtol(colon + 1, &end, 10) : -1;
-    if (colon == NULL || colon == cfg->listen || (size_t)(colon - cfg->listen) >= sizeof(cfg->host) ||
-        end == colon + 1 || *end || port < 0 || port > 65535)
+    if (colon == NULL || colon == cfg->listen ||
+        (size_t)(colon - cfg->listen) >= sizeof(cfg->host) || end == colon + 1 || *end ||
+        port < 0 || port > 65535)
         return dp_errinfo_set(ei, DP_EINVAL, "--listen: '%s' is not HOST:PORT", cfg->listen);
     memcpy(cfg->host, cfg->listen, (size_t)(colon - cfg->listen));
     cfg->host[colon - cfg->listen] = '\0';

@@ -37,10 +37,10 @@
 
 /* ---- Routes ------------------------------------------------------------------ */
 
-#define A_ADM SRV_AUTH_ADMIN
+#define A_ADM  SRV_AUTH_ADMIN
 #define A_TEAM SRV_AUTH_TEAM
-#define A_AGT SRV_AUTH_AGENT
-#define A_ANY (SRV_AUTH_ADMIN | SRV_AUTH_TEAM | SRV_AUTH_AGENT)
+#define A_AGT  SRV_AUTH_AGENT
+#define A_ANY  (SRV_AUTH_ADMIN | SRV_AUTH_TEAM | SRV_AUTH_AGENT)
 static const struct srv_route srv_routes[] = {
     {"GET", "/healthz", SRV_AUTH_NONE, SRV_BODY_NONE, srv_api_healthz, NULL},
     {"GET", "/metrics", SRV_AUTH_NONE, SRV_BODY_NONE, srv_api_metrics, NULL},
@@ -70,11 +70,10 @@ static const struct srv_route srv_routes[] = {
      NULL},
     {"POST", "/agent/v1/register", A_AGT, SRV_BODY_JSON, srv_api_agent_register, NULL},
     {"POST", "/agent/v1/claim", A_AGT, SRV_BODY_JSON, srv_api_agent_claim, NULL},
-    {"POST", "/agent/v1/tasks/{id}/heartbeat", A_AGT, SRV_BODY_JSON, srv_api_agent_heartbeat,
-     NULL},
+    {"POST", "/agent/v1/tasks/{id}/heartbeat", A_AGT, SRV_BODY_JSON, srv_api_agent_heartbeat, NULL},
     {"POST", "/agent/v1/tasks/{id}/events", A_AGT, SRV_BODY_JSON, srv_api_agent_events, NULL},
-    {"PUT", "/agent/v1/tasks/{id}/artifacts/{kind}", A_AGT, SRV_BODY_UPLOAD,
-     srv_api_agent_artifact, srv_api_agent_artifact_begin},
+    {"PUT", "/agent/v1/tasks/{id}/artifacts/{kind}", A_AGT, SRV_BODY_UPLOAD, srv_api_agent_artifact,
+     srv_api_agent_artifact_begin},
     {"POST", "/agent/v1/tasks/{id}/complete", A_AGT, SRV_BODY_JSON, srv_api_agent_complete, NULL},
     {"POST", "/agent/v1/tasks/{id}/fail", A_AGT, SRV_BODY_JSON, srv_api_agent_fail, NULL},
     {"POST", "/agent/v1/tasks/{id}/release", A_AGT, SRV_BODY_JSON, srv_api_agent_release, NULL},
@@ -153,28 +152,63 @@ enum MHD_Result srv_reply_text(struct MHD_Connection *conn, struct srv_req *r, u
     return queue(conn, r, status, resp);
 }
 
+enum MHD_Result srv_reply_json_text(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                                    char *text_take)
+{
+    if (text_take == NULL)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(strlen(text_take), text_take, dp_free);
+    if (resp == NULL) {
+        dp_free(text_take);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    return queue(conn, r, status, resp);
+}
+
+struct dump_buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+
+/* json_dump_callback sink: one pass into a dp_malloc'd buffer. */
+static int dump_add(const char *s, size_t n, void *ud)
+{
+    struct dump_buf *b = ud;
+    if (n + 2 > b->cap - b->len) {
+        size_t c = b->cap ? b->cap : 1024;
+        while (n + 2 > c - b->len)
+            c *= 2;
+        char *g = dp_realloc(b->p, c);
+        if (g == NULL) {
+            b->oom = 1;
+            return -1;
+        }
+        b->p = g;
+        b->cap = c;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
 enum MHD_Result srv_reply_json(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                json_t *body_take)
 {
     if (body_take == NULL)
         return MHD_NO; /* OOM building the body: drop the connection */
-    size_t n = json_dumpb(body_take, NULL, 0, JSON_COMPACT);
-    char *buf = dp_malloc(n + 1);
-    if (buf == NULL) {
-        json_decref(body_take);
-        return MHD_NO;
-    }
-    json_dumpb(body_take, buf, n, JSON_COMPACT);
-    buf[n] = '\n';
+    struct dump_buf b = {0};
+    int rc = json_dump_callback(body_take, dump_add, &b, JSON_COMPACT);
     json_decref(body_take);
-    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(
-        n + 1, buf, dp_free);
-    if (resp == NULL) {
-        dp_free(buf);
+    if (rc != 0 || b.oom) {
+        dp_free(b.p);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, "Content-Type", "application/json");
-    return queue(conn, r, status, resp);
+    b.p[b.len++] = '\n';
+    b.p[b.len] = '\0';
+    return srv_reply_json_text(conn, r, status, b.p);
 }
 
 enum MHD_Result srv_reply_error(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
@@ -271,8 +305,7 @@ enum dp_err srv_json_only(const json_t *j, const char *where, const char *const 
         return dp_errinfo_set(ei, DP_EINVAL, "%s: must be a JSON object", where);
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)j, key, v)
-    {
+    json_object_foreach ((json_t *)j, key, v) {
         int ok = 0;
         for (const char *const *a = allowed; *a && !ok; a++)
             ok = strcmp(*a, key) == 0;
@@ -309,9 +342,9 @@ enum dp_err srv_json_int(const json_t *o, const char *where, const char *key, in
         return dp_errinfo_set(ei, DP_EINVAL, "%s.%s: must be an integer", where, key);
     int64_t x = (int64_t)json_integer_value(v);
     if (x < min || x > max)
-        return dp_errinfo_set(ei, DP_EINVAL, "%s.%s: %" PRId64 " is outside [%" PRId64
-                                             ", %" PRId64 "]",
-                              where, key, x, min, max);
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "%s.%s: %" PRId64 " is outside [%" PRId64 ", %" PRId64 "]", where,
+                              key, x, min, max);
     *out = x;
     return DP_OK;
 }
@@ -444,8 +477,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 /* Authenticates the Bearer token against the route's scopes. */
-static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn,
-                                 struct srv_req *r, int *ok)
+static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
+                                 int *ok)
 {
     *ok = 0;
     if (r->route->auth == SRV_AUTH_NONE) {
@@ -477,8 +510,8 @@ static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn
 
 /* The first callback of a request: route, auth, limits. Replies early on any
  * problem; otherwise prepares to receive the body. */
-static enum MHD_Result req_begin(struct srv_http *h, struct MHD_Connection *conn,
-                                 struct srv_req *r, const char *url, const char *method)
+static enum MHD_Result req_begin(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
+                                 const char *url, const char *method)
 {
     int path_found = 0;
     for (size_t i = 0; i < N_ROUTES && r->route == NULL; i++) {
@@ -598,9 +631,8 @@ static enum MHD_Result req_parse_json(struct MHD_Connection *conn, struct srv_re
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct srv_http *h = cls;
     struct srv_req *r = *con_cls;
@@ -673,13 +705,13 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG |
                      (strcmp(cfg->http_mode, "epoll") == 0 ? MHD_USE_EPOLL : MHD_USE_POLL);
-    h->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT, 1000u,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        1024u, MHD_OPTION_END);
+    h->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
+                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+                                 &addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
+                                 1000u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
+                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (h->daemon == NULL) {
         pthread_mutex_destroy(&h->wait_mu);
         dp_free(h);

@@ -21,7 +21,7 @@
 #include "server/store.h"
 
 #define SRV_JSON_BODY_MAX (1u << 20) /* JSON bodies, bytes */
-#define SRV_MAX_PARAMS 3
+#define SRV_MAX_PARAMS    3
 
 enum srv_body { SRV_BODY_NONE, SRV_BODY_JSON, SRV_BODY_UPLOAD };
 
@@ -88,6 +88,9 @@ struct srv_http {
 
 enum MHD_Result srv_reply_json(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                json_t *body_take);
+/* Sends text_take (JSON text, dp_malloc'd; ownership passes to MHD). */
+enum MHD_Result srv_reply_json_text(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                                    char *text_take);
 enum MHD_Result srv_reply_error(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                 const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -151,7 +151,7 @@ int main(int argc, char **argv)
     hk_started = 1;
 
     if (cfg.local_workers > 0) {
-        char bin[1100], url[300], agent[SRV_TOKEN_LEN];
+        char bin[PATH_MAX + 32], url[300], agent[SRV_TOKEN_LEN];
         if (cfg.worker_bin[0])
             snprintf(bin, sizeof(bin), "%s", cfg.worker_bin);
         else

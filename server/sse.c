@@ -21,7 +21,7 @@
 #include "server/http_int.h"
 #include "server/ids.h"
 
-#define SSE_BATCH 64
+#define SSE_BATCH        64
 #define SSE_KEEPALIVE_MS 15000
 
 struct sse_stream {
@@ -58,8 +58,7 @@ static int sse_format(struct sse_stream *s, json_t *events)
 {
     size_t i;
     json_t *ev;
-    json_array_foreach(events, i, ev)
-    {
+    json_array_foreach (events, i, ev) {
         char head[128];
         int64_t id = (int64_t)json_integer_value(json_object_get(ev, "id"));
         int n = snprintf(head, sizeof(head), "id: %" PRId64 "\nevent: %s\ndata: ", id,

@@ -1,17 +1,20 @@
 /*
- * The store (see store.h): schema migrations, prepared statements, and every
- * read and write of the server's state, including the durable task queue.
+ * The store, part 1 (see store.h): opening the database and running the
+ * migrations, the statement helpers every part shares (store_int.h),
+ * tokens, teams, models and datasets, workers and metrics. Jobs are in
+ * store_jobs.c, the task queue in store_queue.c.
  *
  * DESIGN
- * - All SQL text is in store_stmts.h (one table) and migrations/; this file
- *   binds parameters by name and turns rows into the API's JSON objects.
- * - st->mu serialises every public call. Writes run inside db_begin() /
- *   db_commit() (BEGIN IMMEDIATE ... COMMIT); any failure rolls back, so a
- *   call either happens whole or not at all.
- * - Job state is derived from its tasks in one place (job_refresh), inside
- *   the transaction that changed a task, and every change of job or task
- *   state appends a "state" event: the SSE stream and the database can never
- *   disagree.
+ * - All SQL text is in the statement table (store_int.h) and in
+ *   migrations/; the store files bind parameters by name and turn rows into
+ *   the API's JSON objects.
+ * - st->mu serialises the writer connection. The hot read paths (token
+ *   lookup, job GET and list, events, blob access) use a second, read-only
+ *   connection under st->rmu, which in WAL mode reads the last committed
+ *   state without waiting for the writer. Writes run inside
+ *   srv_store__begin() / srv_store__finish() (BEGIN IMMEDIATE ... COMMIT or
+ *   ROLLBACK), so a call either happens whole or not at all; the commit
+ *   records where the transaction was opened, for diagnostics.
  */
 #include "server/store.h"
 
@@ -27,14 +30,7 @@
 #include "common/assert.h"
 #include "common/log.h"
 #include "server/migrations_gen.h"
-#include "server/store_stmts.h"
-
-enum srv_stmt_id {
-#define SRV__STMT_ENUM(id, sql) STMT_##id,
-    SRV_STMTS(SRV__STMT_ENUM)
-#undef SRV__STMT_ENUM
-        STMT__COUNT
-};
+#include "server/store_int.h"
 
 static const char *const srv_stmt_sql[STMT__COUNT] = {
 #define SRV__STMT_SQL(id, sql) [STMT_##id] = sql,
@@ -42,20 +38,18 @@ static const char *const srv_stmt_sql[STMT__COUNT] = {
 #undef SRV__STMT_SQL
 };
 
-struct srv_store {
-    sqlite3 *db;
-    sqlite3_stmt *stmt[STMT__COUNT];
-    pthread_mutex_t mu;
-    struct srv_queue_cfg cfg;
-    const char *txn_file; /* who opened the current transaction, for diagnostics */
-    int txn_line;
-    _Atomic uint64_t generation;
-};
-
 /* ---- Statement helpers ----------------------------------------------------- */
 
 /* Returns statement id, reset and with its bindings cleared. */
-static sqlite3_stmt *db_stmt(struct srv_store *st, enum srv_stmt_id id)
+sqlite3_stmt *srv_store__rstmt(struct srv_store *st, enum srv_stmt_id id)
+{
+    sqlite3_stmt *s = st->rstmt[id];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+sqlite3_stmt *srv_store__stmt(struct srv_store *st, enum srv_stmt_id id)
 {
     sqlite3_stmt *s = st->stmt[id];
     sqlite3_reset(s);
@@ -70,24 +64,24 @@ static int db_param(sqlite3_stmt *s, const char *name)
     return i;
 }
 
-static void db_bind_text(sqlite3_stmt *s, const char *name, const char *v)
+void srv_store__bind_text(sqlite3_stmt *s, const char *name, const char *v)
 {
     int i = db_param(s, name);
     int rc = v ? sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(s, i);
     DP_ASSERT(rc == SQLITE_OK);
 }
 
-static void db_bind_int(sqlite3_stmt *s, const char *name, int64_t v)
+void srv_store__bind_int(sqlite3_stmt *s, const char *name, int64_t v)
 {
     int rc = sqlite3_bind_int64(s, db_param(s, name), v);
     DP_ASSERT(rc == SQLITE_OK);
 }
 
 /* Binds the compact serialisation of j (NULL binds SQL NULL). */
-static enum dp_err db_bind_json(sqlite3_stmt *s, const char *name, const json_t *j)
+enum dp_err srv_store__bind_json(sqlite3_stmt *s, const char *name, const json_t *j)
 {
     if (j == NULL) {
-        db_bind_text(s, name, NULL);
+        srv_store__bind_text(s, name, NULL);
         return DP_OK;
     }
     char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -101,61 +95,64 @@ static enum dp_err db_bind_json(sqlite3_stmt *s, const char *name, const json_t 
     return rc == SQLITE_OK ? DP_OK : DP_ENOMEM;
 }
 
-static enum dp_err db_fail(struct srv_store *st, struct dp_errinfo *ei, const char *what)
+static enum dp_err db_fail(sqlite3 *db, struct dp_errinfo *ei, const char *what)
 {
-    int rc = sqlite3_errcode(st->db);
+    int rc = sqlite3_errcode(db);
     enum dp_err code = rc == SQLITE_NOMEM ? DP_ENOMEM : DP_EIO;
-    DP_LOG(DP_LOG_ERROR, "store: %s failed: %s (%d)", what, sqlite3_errmsg(st->db), rc);
-    return dp_errinfo_set(ei, code, "database error in %s: %s", what, sqlite3_errmsg(st->db));
+    DP_LOG(DP_LOG_ERROR, "store: %s failed: %s (%d)", what, sqlite3_errmsg(db), rc);
+    return dp_errinfo_set(ei, code, "database error in %s: %s", what, sqlite3_errmsg(db));
 }
 
-/* Steps a statement that returns no rows (or whose rows are ignored). */
-static enum dp_err db_exec(struct srv_store *st, sqlite3_stmt *s, struct dp_errinfo *ei)
+/* Steps a statement that returns no rows (or whose rows are ignored). The
+ * statement knows its connection (writer or reader); st is for symmetry. */
+enum dp_err srv_store__exec(struct srv_store *st, sqlite3_stmt *s, struct dp_errinfo *ei)
 {
+    (void)st;
     int rc;
     do {
         rc = sqlite3_step(s);
     } while (rc == SQLITE_ROW);
     if (rc != SQLITE_DONE)
-        return db_fail(st, ei, sqlite3_sql(s));
+        return db_fail(sqlite3_db_handle(s), ei, sqlite3_sql(s));
     return DP_OK;
 }
 
 /* Steps once: 1 for a row, 0 for done, negative dp_err on failure. */
-static int db_row(struct srv_store *st, sqlite3_stmt *s, struct dp_errinfo *ei)
+int srv_store__row(struct srv_store *st, sqlite3_stmt *s, struct dp_errinfo *ei)
 {
+    (void)st;
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
         return 1;
     if (rc == SQLITE_DONE)
         return 0;
-    return (int)db_fail(st, ei, sqlite3_sql(s));
+    return (int)db_fail(sqlite3_db_handle(s), ei, sqlite3_sql(s));
 }
 
-static const char *col_text(sqlite3_stmt *s, int i)
+const char *srv_store__col_text(sqlite3_stmt *s, int i)
 {
     return (const char *)sqlite3_column_text(s, i);
 }
 
-static int64_t col_int(sqlite3_stmt *s, int i)
+int64_t srv_store__col_int(sqlite3_stmt *s, int i)
 {
     return (int64_t)sqlite3_column_int64(s, i);
 }
 
-static int col_null(sqlite3_stmt *s, int i)
+int srv_store__col_null(sqlite3_stmt *s, int i)
 {
     return sqlite3_column_type(s, i) == SQLITE_NULL;
 }
 
 /* The column's JSON text parsed, or JSON null when NULL or unparsable. */
-static json_t *col_json(sqlite3_stmt *s, int i)
+json_t *srv_store__col_json(sqlite3_stmt *s, int i)
 {
-    const char *t = col_text(s, i);
+    const char *t = srv_store__col_text(s, i);
     json_t *j = t ? json_loads(t, JSON_DECODE_ANY, NULL) : NULL;
     return j ? j : json_null();
 }
 
-static json_t *json_time(int64_t ms)
+json_t *srv_store__json_time(int64_t ms)
 {
     char b[32];
     srv_time_fmt(ms, b);
@@ -163,26 +160,24 @@ static json_t *json_time(int64_t ms)
 }
 
 /* An RFC 3339 time, or null when the column is NULL. */
-static json_t *col_time(sqlite3_stmt *s, int i)
+json_t *srv_store__col_time(sqlite3_stmt *s, int i)
 {
-    return col_null(s, i) ? json_null() : json_time(col_int(s, i));
+    return srv_store__col_null(s, i) ? json_null() : srv_store__json_time(srv_store__col_int(s, i));
 }
 
-static json_t *col_str(sqlite3_stmt *s, int i)
+json_t *srv_store__col_str(sqlite3_stmt *s, int i)
 {
-    const char *t = col_text(s, i);
+    const char *t = srv_store__col_text(s, i);
     return t ? json_string(t) : json_null();
 }
 
 /* ---- Transactions ---------------------------------------------------------- */
 
-#define db_begin(st, ei) db__begin((st), (ei), __FILE__, __LINE__)
-
-static enum dp_err db__begin(struct srv_store *st, struct dp_errinfo *ei, const char *file,
-                             int line)
+enum dp_err srv_store__begin_at(struct srv_store *st, struct dp_errinfo *ei, const char *file,
+                                int line)
 {
     DP_ASSERT(st->txn_file == NULL); /* no nesting */
-    enum dp_err err = db_exec(st, db_stmt(st, STMT_BEGIN), ei);
+    enum dp_err err = srv_store__exec(st, srv_store__stmt(st, STMT_BEGIN), ei);
     if (err)
         return err;
     st->txn_file = file;
@@ -192,11 +187,11 @@ static enum dp_err db__begin(struct srv_store *st, struct dp_errinfo *ei, const 
 
 static enum dp_err db_commit(struct srv_store *st, struct dp_errinfo *ei)
 {
-    enum dp_err err = db_exec(st, db_stmt(st, STMT_COMMIT), ei);
+    enum dp_err err = srv_store__exec(st, srv_store__stmt(st, STMT_COMMIT), ei);
     if (err) {
         DP_LOG(DP_LOG_ERROR, "store: commit of transaction from %s:%d failed", st->txn_file,
                st->txn_line);
-        db_exec(st, db_stmt(st, STMT_ROLLBACK), NULL);
+        srv_store__exec(st, srv_store__stmt(st, STMT_ROLLBACK), NULL);
     }
     st->txn_file = NULL;
     return err;
@@ -207,12 +202,12 @@ static void db_rollback(struct srv_store *st)
     if (st->txn_file == NULL)
         return;
     if (sqlite3_get_autocommit(st->db) == 0)
-        db_exec(st, db_stmt(st, STMT_ROLLBACK), NULL);
+        srv_store__exec(st, srv_store__stmt(st, STMT_ROLLBACK), NULL);
     st->txn_file = NULL;
 }
 
 /* Ends a write call: commit on success, roll back otherwise. */
-static enum dp_err db_finish(struct srv_store *st, enum dp_err err, struct dp_errinfo *ei)
+enum dp_err srv_store__finish(struct srv_store *st, enum dp_err err, struct dp_errinfo *ei)
 {
     if (err == DP_OK) {
         err = db_commit(st, ei);
@@ -226,7 +221,7 @@ static enum dp_err db_finish(struct srv_store *st, enum dp_err err, struct dp_er
 
 /* ---- Open, migrate, close --------------------------------------------------- */
 
-static enum dp_err db_exec_sql(struct srv_store *st, const char *sql, struct dp_errinfo *ei)
+enum dp_err srv_store__exec_sql(struct srv_store *st, const char *sql, struct dp_errinfo *ei)
 {
     char *msg = NULL;
     int rc = sqlite3_exec(st->db, sql, NULL, NULL, &msg);
@@ -290,16 +285,16 @@ static enum dp_err db_migrate(struct srv_store *st, struct dp_errinfo *ei)
         char *sql = migration_text(m);
         if (sql == NULL)
             return DP_ENOMEM;
-        enum dp_err err = db_exec_sql(st, "BEGIN IMMEDIATE", ei);
+        enum dp_err err = srv_store__exec_sql(st, "BEGIN IMMEDIATE", ei);
         if (!err)
-            err = db_exec_sql(st, sql, ei);
+            err = srv_store__exec_sql(st, sql, ei);
         dp_free(sql);
         if (!err)
-            err = db_exec_sql(st, pragma, ei);
+            err = srv_store__exec_sql(st, pragma, ei);
         if (!err)
-            err = db_exec_sql(st, "COMMIT", ei);
+            err = srv_store__exec_sql(st, "COMMIT", ei);
         if (err) {
-            db_exec_sql(st, "ROLLBACK", NULL);
+            srv_store__exec_sql(st, "ROLLBACK", NULL);
             return dp_errinfo_set(ei, err, "migration %s failed: %s", m->name, ei ? ei->msg : "");
         }
         DP_LOG(DP_LOG_INFO, "store: applied migration %s", m->name);
@@ -316,10 +311,10 @@ enum dp_err srv_store_open(const char *path, const struct srv_queue_cfg *cfg,
     if (st == NULL)
         return DP_ENOMEM;
     pthread_mutex_init(&st->mu, NULL);
+    pthread_mutex_init(&st->rmu, NULL);
     st->cfg = *cfg;
-    int rc = sqlite3_open_v2(path, &st->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         err = dp_errinfo_set(ei, DP_EIO, "cannot open database %s: %s", path,
                              st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
@@ -328,10 +323,10 @@ enum dp_err srv_store_open(const char *path, const struct srv_queue_cfg *cfg,
     sqlite3_busy_timeout(st->db, 5000);
     /* WAL: readers never block the writer; synchronous=FULL: a committed
      * transaction is on disk before COMMIT returns (2xx means durable). */
-    err = db_exec_sql(st,
-                      "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
-                      "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
-                      ei);
+    err = srv_store__exec_sql(st,
+                              "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
+                              "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+                              ei);
     if (err)
         goto out;
     err = db_migrate(st, ei);
@@ -343,6 +338,23 @@ enum dp_err srv_store_open(const char *path, const struct srv_queue_cfg *cfg,
         if (rc != SQLITE_OK) {
             err = dp_errinfo_set(ei, DP_EIO, "preparing statement %d failed: %s", i,
                                  sqlite3_errmsg(st->db));
+            goto out;
+        }
+    }
+    /* The read-only connection, opened after the migrations. */
+    rc = sqlite3_open_v2(path, &st->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        err = dp_errinfo_set(ei, DP_EIO, "cannot open database %s for reading: %s", path,
+                             st->rdb ? sqlite3_errmsg(st->rdb) : sqlite3_errstr(rc));
+        goto out;
+    }
+    sqlite3_busy_timeout(st->rdb, 5000);
+    for (int i = 0; i < STMT__COUNT; i++) {
+        rc = sqlite3_prepare_v3(st->rdb, srv_stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                &st->rstmt[i], NULL);
+        if (rc != SQLITE_OK) {
+            err = dp_errinfo_set(ei, DP_EIO, "preparing statement %d for reading failed: %s", i,
+                                 sqlite3_errmsg(st->rdb));
             goto out;
         }
     }
@@ -359,14 +371,19 @@ void srv_store_close(struct srv_store *st)
 {
     if (st == NULL)
         return;
-    for (int i = 0; i < STMT__COUNT; i++)
+    for (int i = 0; i < STMT__COUNT; i++) {
+        sqlite3_finalize(st->rstmt[i]);
         sqlite3_finalize(st->stmt[i]);
+    }
+    if (st->rdb)
+        sqlite3_close(st->rdb);
     if (st->db) {
         /* Checkpoint so that a clean shutdown leaves everything in the main file. */
         sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
         sqlite3_close(st->db);
     }
     pthread_mutex_destroy(&st->mu);
+    pthread_mutex_destroy(&st->rmu);
     dp_free(st);
 }
 
@@ -385,9 +402,9 @@ enum dp_err srv_store_integrity_check(struct srv_store *st, struct dp_errinfo *e
     enum dp_err err = DP_OK;
     if (sqlite3_prepare_v2(st->db, "PRAGMA integrity_check", -1, &s, NULL) != SQLITE_OK ||
         sqlite3_step(s) != SQLITE_ROW)
-        err = db_fail(st, ei, "PRAGMA integrity_check");
-    else if (strcmp(col_text(s, 0), "ok") != 0)
-        err = dp_errinfo_set(ei, DP_EFORMAT, "integrity_check: %s", col_text(s, 0));
+        err = db_fail(st->db, ei, "PRAGMA integrity_check");
+    else if (strcmp(srv_store__col_text(s, 0), "ok") != 0)
+        err = dp_errinfo_set(ei, DP_EFORMAT, "integrity_check: %s", srv_store__col_text(s, 0));
     sqlite3_finalize(s);
     pthread_mutex_unlock(&st->mu);
     return err;
@@ -400,7 +417,7 @@ uint64_t srv_store_generation(struct srv_store *st)
 
 /* ---- Small shared pieces ------------------------------------------------------ */
 
-static json_t *list_new(json_t *items, int64_t next)
+json_t *srv_store__list_new(json_t *items, int64_t next)
 {
     json_t *o = json_object();
     json_object_set_new(o, "items", items);
@@ -415,71 +432,71 @@ static json_t *list_new(json_t *items, int64_t next)
 }
 
 /* cursor 0 means "from the newest". */
-static int64_t cursor_bound(int64_t cursor)
+int64_t srv_store__cursor_bound(int64_t cursor)
 {
     return cursor > 0 ? cursor : INT64_MAX;
 }
 
-static enum dp_err event_append(struct srv_store *st, const char *job_id, const char *type,
-                                json_t *data_take, struct dp_errinfo *ei)
+enum dp_err srv_store__event_append(struct srv_store *st, const char *job_id, const char *type,
+                                    json_t *data_take, struct dp_errinfo *ei)
 {
-    sqlite3_stmt *s = db_stmt(st, STMT_EVENT_INSERT);
-    db_bind_text(s, ":job", job_id);
-    db_bind_text(s, ":type", type);
-    db_bind_int(s, ":now", srv_now_ms());
-    enum dp_err err = db_bind_json(s, ":data", data_take);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_EVENT_INSERT);
+    srv_store__bind_text(s, ":job", job_id);
+    srv_store__bind_text(s, ":type", type);
+    srv_store__bind_int(s, ":now", srv_now_ms());
+    enum dp_err err = srv_store__bind_json(s, ":data", data_take);
     json_decref(data_take);
     if (err)
         return err;
-    return db_exec(st, s, ei);
+    return srv_store__exec(st, s, ei);
 }
 
-static enum dp_err event_task_state(struct srv_store *st, const char *job_id, const char *task_id,
-                                    const char *type, const char *state, struct dp_errinfo *ei)
+enum dp_err srv_store__event_task_state(struct srv_store *st, const char *job_id,
+                                        const char *task_id, const char *type, const char *state,
+                                        struct dp_errinfo *ei)
 {
     json_t *d = json_pack("{s:s, s:s, s:s}", "task_id", task_id, "task", type, "state", state);
-    return event_append(st, job_id, "state", d, ei);
+    return srv_store__event_append(st, job_id, "state", d, ei);
 }
 
 /* Idempotency: *found_id receives the object created earlier under key. */
-static enum dp_err idem_lookup(struct srv_store *st, const struct srv_principal *who,
-                               const char *route, const char *key, const char *req_hash,
-                               char found_id[SRV_ID_MAX], struct dp_errinfo *ei)
+enum dp_err srv_store__idem_lookup(struct srv_store *st, const struct srv_principal *who,
+                                   const char *route, const char *key, const char *req_hash,
+                                   char found_id[SRV_ID_MAX], struct dp_errinfo *ei)
 {
     found_id[0] = '\0';
     if (key == NULL)
         return DP_OK;
-    sqlite3_stmt *s = db_stmt(st, STMT_IDEM_GET);
-    db_bind_text(s, ":team", who->team_id);
-    db_bind_text(s, ":route", route);
-    db_bind_text(s, ":key", key);
-    int r = db_row(st, s, ei);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_IDEM_GET);
+    srv_store__bind_text(s, ":team", who->team_id);
+    srv_store__bind_text(s, ":route", route);
+    srv_store__bind_text(s, ":key", key);
+    int r = srv_store__row(st, s, ei);
     if (r < 0)
         return (enum dp_err)r;
     if (r == 0)
         return DP_OK;
-    if (strcmp(col_text(s, 0), req_hash) != 0)
-        return dp_errinfo_set(ei, DP_EEXIST,
-                              "Idempotency-Key '%s' was already used with a different request",
-                              key);
-    snprintf(found_id, SRV_ID_MAX, "%s", col_text(s, 1));
+    if (strcmp(srv_store__col_text(s, 0), req_hash) != 0)
+        return dp_errinfo_set(
+            ei, DP_EEXIST, "Idempotency-Key '%s' was already used with a different request", key);
+    snprintf(found_id, SRV_ID_MAX, "%s", srv_store__col_text(s, 1));
     return DP_OK;
 }
 
-static enum dp_err idem_record(struct srv_store *st, const struct srv_principal *who,
-                               const char *route, const char *key, const char *req_hash,
-                               const char *obj_id, struct dp_errinfo *ei)
+enum dp_err srv_store__idem_record(struct srv_store *st, const struct srv_principal *who,
+                                   const char *route, const char *key, const char *req_hash,
+                                   const char *obj_id, struct dp_errinfo *ei)
 {
     if (key == NULL)
         return DP_OK;
-    sqlite3_stmt *s = db_stmt(st, STMT_IDEM_INSERT);
-    db_bind_text(s, ":team", who->team_id);
-    db_bind_text(s, ":route", route);
-    db_bind_text(s, ":key", key);
-    db_bind_text(s, ":hash", req_hash);
-    db_bind_text(s, ":obj", obj_id);
-    db_bind_int(s, ":now", srv_now_ms());
-    return db_exec(st, s, ei);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_IDEM_INSERT);
+    srv_store__bind_text(s, ":team", who->team_id);
+    srv_store__bind_text(s, ":route", route);
+    srv_store__bind_text(s, ":key", key);
+    srv_store__bind_text(s, ":hash", req_hash);
+    srv_store__bind_text(s, ":obj", obj_id);
+    srv_store__bind_int(s, ":now", srv_now_ms());
+    return srv_store__exec(st, s, ei);
 }
 
 /* ---- Tokens and teams ----------------------------------------------------------- */
@@ -496,21 +513,22 @@ static enum srv_scope scope_parse(const char *s)
 enum dp_err srv_store_token_lookup(struct srv_store *st, const char *hash,
                                    struct srv_principal *out)
 {
-    pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = db_stmt(st, STMT_TOKEN_LOOKUP);
-    db_bind_text(s, ":hash", hash);
-    int r = db_row(st, s, NULL);
+    pthread_mutex_lock(&st->rmu);
+    sqlite3_stmt *s = srv_store__rstmt(st, STMT_TOKEN_LOOKUP);
+    srv_store__bind_text(s, ":hash", hash);
+    int r = srv_store__row(st, s, NULL);
     enum dp_err err = DP_ENOENT;
     if (r < 0) {
         err = (enum dp_err)r;
     } else if (r == 1) {
-        snprintf(out->token_id, sizeof(out->token_id), "%s", col_text(s, 0));
-        out->scope = scope_parse(col_text(s, 1));
-        snprintf(out->team_id, sizeof(out->team_id), "%s", col_null(s, 2) ? "" : col_text(s, 2));
+        snprintf(out->token_id, sizeof(out->token_id), "%s", srv_store__col_text(s, 0));
+        out->scope = scope_parse(srv_store__col_text(s, 1));
+        snprintf(out->team_id, sizeof(out->team_id), "%s",
+                 srv_store__col_null(s, 2) ? "" : srv_store__col_text(s, 2));
         err = DP_OK;
     }
     sqlite3_reset(s);
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&st->rmu);
     return err;
 }
 
@@ -521,14 +539,14 @@ static enum dp_err token_insert(struct srv_store *st, const char *team_id, const
     enum dp_err err = srv_id_new("tok_", id);
     if (err)
         return err;
-    sqlite3_stmt *s = db_stmt(st, STMT_TOKEN_INSERT);
-    db_bind_text(s, ":id", id);
-    db_bind_text(s, ":team", team_id);
-    db_bind_text(s, ":scope", scope);
-    db_bind_text(s, ":name", name);
-    db_bind_text(s, ":hash", hash);
-    db_bind_int(s, ":now", srv_now_ms());
-    return db_exec(st, s, ei);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_INSERT);
+    srv_store__bind_text(s, ":id", id);
+    srv_store__bind_text(s, ":team", team_id);
+    srv_store__bind_text(s, ":scope", scope);
+    srv_store__bind_text(s, ":name", name);
+    srv_store__bind_text(s, ":hash", hash);
+    srv_store__bind_int(s, ":now", srv_now_ms());
+    return srv_store__exec(st, s, ei);
 }
 
 enum dp_err srv_store_admin_ensure(struct srv_store *st, const char *env_hash,
@@ -537,20 +555,20 @@ enum dp_err srv_store_admin_ensure(struct srv_store *st, const char *env_hash,
     char id[SRV_ID_MAX];
     new_secret[0] = '\0';
     pthread_mutex_lock(&st->mu);
-    enum dp_err err = db_begin(st, ei);
+    enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
     if (env_hash) {
-        sqlite3_stmt *s = db_stmt(st, STMT_TOKEN_BY_HASH);
-        db_bind_text(s, ":hash", env_hash);
-        int r = db_row(st, s, ei);
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_BY_HASH);
+        srv_store__bind_text(s, ":hash", env_hash);
+        int r = srv_store__row(st, s, ei);
         if (r < 0)
             err = (enum dp_err)r;
         else if (r == 0)
             err = token_insert(st, NULL, "admin", "env", env_hash, id, ei);
     } else {
-        sqlite3_stmt *s = db_stmt(st, STMT_TOKEN_ADMIN_ANY);
-        int r = db_row(st, s, ei);
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_ADMIN_ANY);
+        int r = srv_store__row(st, s, ei);
         if (r < 0) {
             err = (enum dp_err)r;
         } else if (r == 0) {
@@ -562,7 +580,7 @@ enum dp_err srv_store_admin_ensure(struct srv_store *st, const char *env_hash,
             }
         }
     }
-    err = db_finish(st, err, ei);
+    err = srv_store__finish(st, err, ei);
 out:
     if (err)
         new_secret[0] = '\0';
@@ -579,9 +597,9 @@ enum dp_err srv_store_agent_token_mint(struct srv_store *st, const char *name,
         return err;
     srv_token_hash(secret, hash);
     pthread_mutex_lock(&st->mu);
-    err = db_begin(st, ei);
+    err = srv_store__begin(st, ei);
     if (!err)
-        err = db_finish(st, token_insert(st, NULL, "agent", name, hash, id, ei), ei);
+        err = srv_store__finish(st, token_insert(st, NULL, "agent", name, hash, id, ei), ei);
     pthread_mutex_unlock(&st->mu);
     return err;
 }
@@ -596,28 +614,29 @@ enum dp_err srv_store_team_create(struct srv_store *st, const char *name, json_t
     if (err)
         return err;
     pthread_mutex_lock(&st->mu);
-    err = db_begin(st, ei);
+    err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    sqlite3_stmt *s = db_stmt(st, STMT_TEAM_BY_NAME);
-    db_bind_text(s, ":name", name);
-    int r = db_row(st, s, ei);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TEAM_BY_NAME);
+    srv_store__bind_text(s, ":name", name);
+    int r = srv_store__row(st, s, ei);
     if (r < 0)
         err = (enum dp_err)r;
     else if (r == 1)
         err = dp_errinfo_set(ei, DP_EEXIST, "a team named '%s' already exists", name);
     if (!err) {
-        s = db_stmt(st, STMT_TEAM_INSERT);
-        db_bind_text(s, ":id", id);
-        db_bind_text(s, ":name", name);
-        db_bind_int(s, ":now", now);
-        err = db_exec(st, s, ei);
+        s = srv_store__stmt(st, STMT_TEAM_INSERT);
+        srv_store__bind_text(s, ":id", id);
+        srv_store__bind_text(s, ":name", name);
+        srv_store__bind_int(s, ":now", now);
+        err = srv_store__exec(st, s, ei);
     }
-    err = db_finish(st, err, ei);
+    err = srv_store__finish(st, err, ei);
 out:
     pthread_mutex_unlock(&st->mu);
     if (!err)
-        *out = json_pack("{s:s, s:s, s:o}", "id", id, "name", name, "created_at", json_time(now));
+        *out = json_pack("{s:s, s:s, s:o}", "id", id, "name", name, "created_at",
+                         srv_store__json_time(now));
     return err;
 }
 
@@ -628,14 +647,15 @@ enum dp_err srv_store_team_list(struct srv_store *st, int limit, int64_t cursor,
     int64_t last = 0;
     int n = 0, r;
     pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = db_stmt(st, STMT_TEAM_LIST);
-    db_bind_int(s, ":cursor", cursor_bound(cursor));
-    db_bind_int(s, ":limit", limit);
-    while ((r = db_row(st, s, ei)) == 1) {
-        last = col_int(s, 0);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TEAM_LIST);
+    srv_store__bind_int(s, ":cursor", srv_store__cursor_bound(cursor));
+    srv_store__bind_int(s, ":limit", limit);
+    while ((r = srv_store__row(st, s, ei)) == 1) {
+        last = srv_store__col_int(s, 0);
         n++;
-        json_array_append_new(items, json_pack("{s:o, s:o, s:o}", "id", col_str(s, 1), "name",
-                                               col_str(s, 2), "created_at", col_time(s, 3)));
+        json_array_append_new(items, json_pack("{s:o, s:o, s:o}", "id", srv_store__col_str(s, 1),
+                                               "name", srv_store__col_str(s, 2), "created_at",
+                                               srv_store__col_time(s, 3)));
     }
     sqlite3_reset(s);
     pthread_mutex_unlock(&st->mu);
@@ -643,7 +663,7 @@ enum dp_err srv_store_team_list(struct srv_store *st, int limit, int64_t cursor,
         json_decref(items);
         return (enum dp_err)r;
     }
-    *out = list_new(items, n == limit ? last : 0);
+    *out = srv_store__list_new(items, n == limit ? last : 0);
     return DP_OK;
 }
 
@@ -657,19 +677,19 @@ enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, co
         return err;
     srv_token_hash(secret, hash);
     pthread_mutex_lock(&st->mu);
-    err = db_begin(st, ei);
+    err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    sqlite3_stmt *s = db_stmt(st, STMT_TEAM_EXISTS);
-    db_bind_text(s, ":id", team_id);
-    int r = db_row(st, s, ei);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TEAM_EXISTS);
+    srv_store__bind_text(s, ":id", team_id);
+    int r = srv_store__row(st, s, ei);
     if (r < 0)
         err = (enum dp_err)r;
     else if (r == 0)
         err = dp_errinfo_set(ei, DP_EINVAL, "team_id: no team '%s'", team_id);
     if (!err)
         err = token_insert(st, team_id, scope, name, hash, id, ei);
-    err = db_finish(st, err, ei);
+    err = srv_store__finish(st, err, ei);
 out:
     pthread_mutex_unlock(&st->mu);
     if (!err)
@@ -683,26 +703,27 @@ out:
 /* The current row of ASSET_GET/ASSET_LIST as an API object. */
 static json_t *asset_json(sqlite3_stmt *s)
 {
-    int is_model = strcmp(col_text(s, 8), "model") == 0;
-    json_t *o = json_pack("{s:o, s:o, s:o, s:o}", "id", col_str(s, 1), "name", col_str(s, 2),
-                          "format", col_str(s, 3), "created_at", col_time(s, 7));
-    if (!col_null(s, 4))
-        json_object_set_new(o, is_model ? "arch" : "builtin", col_str(s, 4));
-    if (!col_null(s, 5)) {
-        json_object_set_new(o, "sha256", col_str(s, 5));
-        json_object_set_new(o, "size", json_integer(col_int(s, 6)));
+    int is_model = strcmp(srv_store__col_text(s, 8), "model") == 0;
+    json_t *o = json_pack("{s:o, s:o, s:o, s:o}", "id", srv_store__col_str(s, 1), "name",
+                          srv_store__col_str(s, 2), "format", srv_store__col_str(s, 3),
+                          "created_at", srv_store__col_time(s, 7));
+    if (!srv_store__col_null(s, 4))
+        json_object_set_new(o, is_model ? "arch" : "builtin", srv_store__col_str(s, 4));
+    if (!srv_store__col_null(s, 5)) {
+        json_object_set_new(o, "sha256", srv_store__col_str(s, 5));
+        json_object_set_new(o, "size", json_integer(srv_store__col_int(s, 6)));
     }
     return o;
 }
 
-static enum dp_err asset_get_locked(struct srv_store *st, const char *team, const char *kind,
-                                    const char *id, json_t **out, struct dp_errinfo *ei)
+enum dp_err srv_store__asset_get_locked(struct srv_store *st, const char *team, const char *kind,
+                                        const char *id, json_t **out, struct dp_errinfo *ei)
 {
-    sqlite3_stmt *s = db_stmt(st, STMT_ASSET_GET);
-    db_bind_text(s, ":id", id);
-    db_bind_text(s, ":team", team);
-    db_bind_text(s, ":kind", kind);
-    int r = db_row(st, s, ei);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_ASSET_GET);
+    srv_store__bind_text(s, ":id", id);
+    srv_store__bind_text(s, ":team", team);
+    srv_store__bind_text(s, ":kind", kind);
+    int r = srv_store__row(st, s, ei);
     if (r < 0)
         return (enum dp_err)r;
     if (r == 0)
@@ -724,42 +745,42 @@ enum dp_err srv_store_asset_create(struct srv_store *st, const struct srv_princi
     if (err)
         return err;
     pthread_mutex_lock(&st->mu);
-    err = db_begin(st, ei);
+    err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    err = idem_lookup(st, who, a->kind, a->idem_key, a->req_hash, found, ei);
+    err = srv_store__idem_lookup(st, who, a->kind, a->idem_key, a->req_hash, found, ei);
     if (!err && found[0]) {
         *replayed = 1;
-        err = asset_get_locked(st, who->team_id, a->kind, found, out, ei);
+        err = srv_store__asset_get_locked(st, who->team_id, a->kind, found, out, ei);
     } else if (!err) {
         sqlite3_stmt *s;
         if (a->sha256) {
-            s = db_stmt(st, STMT_BLOB_INSERT);
-            db_bind_text(s, ":sha", a->sha256);
-            db_bind_int(s, ":size", a->size);
-            db_bind_int(s, ":now", now);
-            err = db_exec(st, s, ei);
+            s = srv_store__stmt(st, STMT_BLOB_INSERT);
+            srv_store__bind_text(s, ":sha", a->sha256);
+            srv_store__bind_int(s, ":size", a->size);
+            srv_store__bind_int(s, ":now", now);
+            err = srv_store__exec(st, s, ei);
         }
         if (!err) {
-            s = db_stmt(st, STMT_ASSET_INSERT);
-            db_bind_text(s, ":id", id);
-            db_bind_text(s, ":team", who->team_id);
-            db_bind_text(s, ":kind", a->kind);
-            db_bind_text(s, ":name", a->name);
-            db_bind_text(s, ":format", a->format);
-            db_bind_text(s, ":builtin", a->builtin);
-            db_bind_text(s, ":sha", a->sha256);
+            s = srv_store__stmt(st, STMT_ASSET_INSERT);
+            srv_store__bind_text(s, ":id", id);
+            srv_store__bind_text(s, ":team", who->team_id);
+            srv_store__bind_text(s, ":kind", a->kind);
+            srv_store__bind_text(s, ":name", a->name);
+            srv_store__bind_text(s, ":format", a->format);
+            srv_store__bind_text(s, ":builtin", a->builtin);
+            srv_store__bind_text(s, ":sha", a->sha256);
             if (a->sha256)
-                db_bind_int(s, ":size", a->size);
-            db_bind_int(s, ":now", now);
-            err = db_exec(st, s, ei);
+                srv_store__bind_int(s, ":size", a->size);
+            srv_store__bind_int(s, ":now", now);
+            err = srv_store__exec(st, s, ei);
         }
         if (!err)
-            err = idem_record(st, who, a->kind, a->idem_key, a->req_hash, id, ei);
+            err = srv_store__idem_record(st, who, a->kind, a->idem_key, a->req_hash, id, ei);
         if (!err)
-            err = asset_get_locked(st, who->team_id, a->kind, id, out, ei);
+            err = srv_store__asset_get_locked(st, who->team_id, a->kind, id, out, ei);
     }
-    err = db_finish(st, err, ei);
+    err = srv_store__finish(st, err, ei);
 out:
     pthread_mutex_unlock(&st->mu);
     if (err) {
@@ -774,7 +795,7 @@ enum dp_err srv_store_asset_get(struct srv_store *st, const struct srv_principal
                                 struct dp_errinfo *ei)
 {
     pthread_mutex_lock(&st->mu);
-    enum dp_err err = asset_get_locked(st, who->team_id, kind, id, out, ei);
+    enum dp_err err = srv_store__asset_get_locked(st, who->team_id, kind, id, out, ei);
     pthread_mutex_unlock(&st->mu);
     return err;
 }
@@ -787,13 +808,13 @@ enum dp_err srv_store_asset_list(struct srv_store *st, const struct srv_principa
     int64_t last = 0;
     int n = 0, r;
     pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = db_stmt(st, STMT_ASSET_LIST);
-    db_bind_text(s, ":team", who->team_id);
-    db_bind_text(s, ":kind", kind);
-    db_bind_int(s, ":cursor", cursor_bound(cursor));
-    db_bind_int(s, ":limit", limit);
-    while ((r = db_row(st, s, ei)) == 1) {
-        last = col_int(s, 0);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_ASSET_LIST);
+    srv_store__bind_text(s, ":team", who->team_id);
+    srv_store__bind_text(s, ":kind", kind);
+    srv_store__bind_int(s, ":cursor", srv_store__cursor_bound(cursor));
+    srv_store__bind_int(s, ":limit", limit);
+    while ((r = srv_store__row(st, s, ei)) == 1) {
+        last = srv_store__col_int(s, 0);
         n++;
         json_array_append_new(items, asset_json(s));
     }
@@ -803,546 +824,15 @@ enum dp_err srv_store_asset_list(struct srv_store *st, const struct srv_principa
         json_decref(items);
         return (enum dp_err)r;
     }
-    *out = list_new(items, n == limit ? last : 0);
+    *out = srv_store__list_new(items, n == limit ? last : 0);
     return DP_OK;
-}
-
-/* ---- Jobs: reading ------------------------------------------------------------------- */
-
-/* Builds the job object from the current row of JOB_GET/JOB_LIST (columns:
- * seq, id, name, state, model_id, dataset_id, priority, created_at,
- * started_at, finished_at, progress, outputs, error), with its tasks. */
-static enum dp_err job_json(struct srv_store *st, sqlite3_stmt *j, json_t **out,
-                            struct dp_errinfo *ei)
-{
-    const char *job_id = col_text(j, 1);
-    json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
-                          col_str(j, 1), "name", col_str(j, 2), "state", col_str(j, 3),
-                          "model_id", col_str(j, 4), "dataset_id", col_str(j, 5), "priority",
-                          (json_int_t)col_int(j, 6), "created_at", col_time(j, 7), "started_at",
-                          col_time(j, 8), "finished_at", col_time(j, 9), "progress",
-                          col_json(j, 10), "outputs", col_json(j, 11), "error", col_str(j, 12));
-    if (o == NULL)
-        return DP_ENOMEM;
-    json_t *tasks = json_array();
-    json_object_set_new(o, "tasks", tasks);
-    sqlite3_stmt *t = db_stmt(st, STMT_TASKS_OF_JOB);
-    db_bind_text(t, ":job", job_id);
-    int r;
-    while ((r = db_row(st, t, ei)) == 1) {
-        json_array_append_new(
-            tasks, json_pack("{s:o, s:o, s:o, s:I, s:I, s:o, s:[]}", "id", col_str(t, 0), "type",
-                             col_str(t, 1), "state", col_str(t, 2), "attempts",
-                             (json_int_t)col_int(t, 3), "max_attempts", (json_int_t)col_int(t, 4),
-                             "depends_on", col_str(t, 5), "errors"));
-    }
-    sqlite3_reset(t);
-    if (r == 0) {
-        sqlite3_stmt *e = db_stmt(st, STMT_ERRORS_OF_JOB);
-        db_bind_text(e, ":job", job_id);
-        while ((r = db_row(st, e, ei)) == 1) {
-            size_t i;
-            json_t *task;
-            json_array_foreach(tasks, i, task)
-            {
-                if (strcmp(json_string_value(json_object_get(task, "id")), col_text(e, 0)) == 0) {
-                    json_array_append_new(json_object_get(task, "errors"),
-                                          json_pack("{s:I, s:o, s:o}", "attempt",
-                                                    (json_int_t)col_int(e, 1), "message",
-                                                    col_str(e, 2), "kind", col_str(e, 3)));
-                    break;
-                }
-            }
-        }
-        sqlite3_reset(e);
-    }
-    if (r < 0) {
-        json_decref(o);
-        return (enum dp_err)r;
-    }
-    *out = o;
-    return DP_OK;
-}
-
-static enum dp_err job_get_locked(struct srv_store *st, const char *team, const char *id,
-                                  json_t **out, struct dp_errinfo *ei)
-{
-    sqlite3_stmt *s = db_stmt(st, STMT_JOB_GET);
-    db_bind_text(s, ":id", id);
-    db_bind_text(s, ":team", team);
-    int r = db_row(st, s, ei);
-    if (r < 0)
-        return (enum dp_err)r;
-    if (r == 0)
-        return dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", id);
-    enum dp_err err = job_json(st, s, out, ei);
-    sqlite3_reset(s);
-    return err;
-}
-
-enum dp_err srv_store_job_get(struct srv_store *st, const struct srv_principal *who,
-                              const char *id, json_t **out, struct dp_errinfo *ei)
-{
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = job_get_locked(st, who->team_id, id, out, ei);
-    pthread_mutex_unlock(&st->mu);
-    return err;
-}
-
-enum dp_err srv_store_job_list(struct srv_store *st, const struct srv_principal *who,
-                               const char *state, int limit, int64_t cursor, json_t **out,
-                               struct dp_errinfo *ei)
-{
-    json_t *items = json_array();
-    int64_t last = 0;
-    int n = 0, r;
-    enum dp_err err = DP_OK;
-    pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = db_stmt(st, state ? STMT_JOB_LIST_STATE : STMT_JOB_LIST);
-    db_bind_text(s, ":team", who->team_id);
-    if (state)
-        db_bind_text(s, ":state", state);
-    db_bind_int(s, ":cursor", cursor_bound(cursor));
-    db_bind_int(s, ":limit", limit);
-    while ((r = db_row(st, s, ei)) == 1) {
-        json_t *job = NULL;
-        last = col_int(s, 0);
-        n++;
-        err = job_json(st, s, &job, ei);
-        if (err)
-            break;
-        json_array_append_new(items, job);
-    }
-    sqlite3_reset(s);
-    pthread_mutex_unlock(&st->mu);
-    if (!err && r < 0)
-        err = (enum dp_err)r;
-    if (err) {
-        json_decref(items);
-        return err;
-    }
-    *out = list_new(items, n == limit ? last : 0);
-    return DP_OK;
-}
-
-/* ---- Jobs: state machine ----------------------------------------------------------------- */
-
-static int job_state_terminal(const char *s)
-{
-    return strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0;
-}
-
-/*
- * Derives the job's state from its tasks and stores it, appending a "state"
- * event when it changed. Rules: a cancel request wins; any failed or dead
- * task fails the job (its queued successors are cancelled, they can never
- * run); all tasks succeeded is success; any task leased or done means
- * running; else queued. Inside a transaction.
- */
-static enum dp_err job_refresh(struct srv_store *st, const char *job_id, struct dp_errinfo *ei)
-{
-    sqlite3_stmt *s = db_stmt(st, STMT_JOB_STATE);
-    db_bind_text(s, ":id", job_id);
-    int r = db_row(st, s, ei);
-    if (r <= 0)
-        return r < 0 ? (enum dp_err)r : dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", job_id);
-    char old[16];
-    snprintf(old, sizeof(old), "%s", col_text(s, 0));
-    int cancel = (int)col_int(s, 1);
-    int64_t started = col_null(s, 2) ? 0 : col_int(s, 2);
-    sqlite3_reset(s);
-    if (cancel)
-        return DP_OK; /* cancelled stays cancelled until a retry */
-
-    int64_t n_total = 0, n_ok = 0, n_bad = 0, n_active = 0;
-    s = db_stmt(st, STMT_TASK_STATES_OF_JOB);
-    db_bind_text(s, ":job", job_id);
-    while ((r = db_row(st, s, ei)) == 1) {
-        const char *ts = col_text(s, 0);
-        int64_t n = col_int(s, 1);
-        n_total += n;
-        if (strcmp(ts, "succeeded") == 0)
-            n_ok += n;
-        else if (strcmp(ts, "failed") == 0 || strcmp(ts, "dead") == 0)
-            n_bad += n;
-        else if (strcmp(ts, "leased") == 0)
-            n_active += n;
-    }
-    if (r < 0)
-        return (enum dp_err)r;
-    const char *state = "queued";
-    if (n_bad > 0)
-        state = "failed";
-    else if (n_ok == n_total)
-        state = "succeeded";
-    else if (n_ok > 0 || n_active > 0 || started)
-        state = "running";
-    if (strcmp(state, old) == 0)
-        return DP_OK;
-
-    int64_t now = srv_now_ms();
-    char *error = NULL;
-    enum dp_err err = DP_OK;
-    if (strcmp(state, "failed") == 0) {
-        s = db_stmt(st, STMT_TASK_LAST_ERROR);
-        db_bind_text(s, ":job", job_id);
-        r = db_row(st, s, ei);
-        if (r < 0)
-            return (enum dp_err)r;
-        error = dp_strdup(r == 1 ? col_text(s, 0) : "a task failed");
-        sqlite3_reset(s);
-        if (error == NULL)
-            return DP_ENOMEM;
-        s = db_stmt(st, STMT_TASKS_CANCEL_QUEUED);
-        db_bind_text(s, ":job", job_id);
-        db_bind_int(s, ":now", now);
-        err = db_exec(st, s, ei);
-    }
-    if (!err) {
-        s = db_stmt(st, STMT_JOB_SET_STATE);
-        db_bind_text(s, ":id", job_id);
-        db_bind_text(s, ":state", state);
-        db_bind_int(s, ":started", started ? started : now);
-        if (strcmp(state, "queued") == 0 && !started)
-            db_bind_text(s, ":started", NULL);
-        if (job_state_terminal(state))
-            db_bind_int(s, ":finished", now);
-        db_bind_text(s, ":error", error);
-        err = db_exec(st, s, ei);
-    }
-    if (!err) {
-        json_t *d = json_pack("{s:s, s:s}", "job_state", state, "previous", old);
-        if (error)
-            json_object_set_new(d, "error", json_string(error));
-        err = event_append(st, job_id, "state", d, ei);
-    }
-    dp_free(error);
-    return err;
-}
-
-static const char *const srv_task_chain[] = {"train", "compress", "retrain", "export"};
-
-enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principal *who,
-                                 const struct srv_job_new *j, json_t **out, int *replayed,
-                                 struct dp_errinfo *ei)
-{
-    char id[SRV_ID_MAX], found[SRV_ID_MAX], prev[SRV_ID_MAX] = "";
-    int64_t now = srv_now_ms();
-    json_t *model = NULL, *dataset = NULL;
-    *out = NULL;
-    *replayed = 0;
-    enum dp_err err = srv_id_new("job_", id);
-    if (err)
-        return err;
-    pthread_mutex_lock(&st->mu);
-    err = db_begin(st, ei);
-    if (err)
-        goto out;
-    err = idem_lookup(st, who, "job", j->idem_key, j->req_hash, found, ei);
-    if (err)
-        goto done;
-    if (found[0]) {
-        *replayed = 1;
-        err = job_get_locked(st, who->team_id, found, out, ei);
-        goto done;
-    }
-    if (asset_get_locked(st, who->team_id, "model", j->model_id, &model, NULL) != DP_OK) {
-        err = dp_errinfo_set(ei, DP_EINVAL, "model_id: no model '%s' in this team", j->model_id);
-        goto done;
-    }
-    if (asset_get_locked(st, who->team_id, "dataset", j->dataset_id, &dataset, NULL) != DP_OK) {
-        err = dp_errinfo_set(ei, DP_EINVAL, "dataset_id: no dataset '%s' in this team",
-                             j->dataset_id);
-        goto done;
-    }
-    if (json_object_get(model, "arch") && !j->has_pretrain) {
-        err = dp_errinfo_set(ei, DP_EINVAL,
-                             "pretrain: required because model '%s' is a built-in architecture "
-                             "without weights",
-                             j->model_id);
-        goto done;
-    }
-    sqlite3_stmt *s = db_stmt(st, STMT_JOB_INSERT);
-    db_bind_text(s, ":id", id);
-    db_bind_text(s, ":team", who->team_id);
-    db_bind_text(s, ":name", j->name);
-    db_bind_text(s, ":model", j->model_id);
-    db_bind_text(s, ":dataset", j->dataset_id);
-    db_bind_int(s, ":prio", j->priority);
-    db_bind_int(s, ":maxatt", j->max_attempts);
-    db_bind_int(s, ":now", now);
-    err = db_bind_json(s, ":params", j->params);
-    if (!err)
-        err = db_exec(st, s, ei);
-    for (size_t i = j->has_pretrain ? 0 : 1; !err && i < 4; i++) {
-        char tid[SRV_ID_MAX];
-        err = srv_id_new("tsk_", tid);
-        if (err)
-            break;
-        s = db_stmt(st, STMT_TASK_INSERT);
-        db_bind_text(s, ":id", tid);
-        db_bind_text(s, ":job", id);
-        db_bind_text(s, ":type", srv_task_chain[i]);
-        db_bind_text(s, ":dep", prev[0] ? prev : NULL);
-        db_bind_int(s, ":prio", j->priority);
-        db_bind_int(s, ":maxatt", j->max_attempts);
-        db_bind_int(s, ":now", now);
-        err = db_exec(st, s, ei);
-        snprintf(prev, sizeof(prev), "%s", tid);
-    }
-    if (!err)
-        err = event_append(st, id, "state", json_pack("{s:s}", "job_state", "queued"), ei);
-    if (!err)
-        err = idem_record(st, who, "job", j->idem_key, j->req_hash, id, ei);
-    if (!err)
-        err = job_get_locked(st, who->team_id, id, out, ei);
-done:
-    err = db_finish(st, err, ei);
-out:
-    pthread_mutex_unlock(&st->mu);
-    json_decref(model);
-    json_decref(dataset);
-    if (err) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    return err;
-}
-
-/* Reads the job's state for the caller's team into state (16 bytes). */
-static enum dp_err job_team_state(struct srv_store *st, const char *team, const char *id,
-                                  char state[16], struct dp_errinfo *ei)
-{
-    sqlite3_stmt *s = db_stmt(st, STMT_JOB_TEAM_STATE);
-    db_bind_text(s, ":id", id);
-    db_bind_text(s, ":team", team);
-    int r = db_row(st, s, ei);
-    if (r < 0)
-        return (enum dp_err)r;
-    if (r == 0)
-        return dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", id);
-    snprintf(state, 16, "%s", col_text(s, 0));
-    sqlite3_reset(s);
-    return DP_OK;
-}
-
-enum dp_err srv_store_job_cancel(struct srv_store *st, const struct srv_principal *who,
-                                 const char *id, json_t **out, struct dp_errinfo *ei)
-{
-    char state[16];
-    int64_t now = srv_now_ms();
-    *out = NULL;
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = db_begin(st, ei);
-    if (err)
-        goto out;
-    err = job_team_state(st, who->team_id, id, state, ei);
-    if (!err && (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0))
-        err = dp_errinfo_set(ei, DP_EEXIST, "job '%s' has already %s", id, state);
-    if (!err && strcmp(state, "cancelled") != 0) {
-        sqlite3_stmt *s = db_stmt(st, STMT_JOB_CANCEL);
-        db_bind_text(s, ":id", id);
-        db_bind_int(s, ":now", now);
-        err = db_exec(st, s, ei);
-        if (!err) {
-            /* Queued tasks stop now; a leased one hears it in its heartbeat. */
-            s = db_stmt(st, STMT_TASKS_CANCEL_QUEUED);
-            db_bind_text(s, ":job", id);
-            db_bind_int(s, ":now", now);
-            err = db_exec(st, s, ei);
-        }
-        if (!err)
-            err = event_append(st, id, "state",
-                               json_pack("{s:s, s:s}", "job_state", "cancelled", "previous",
-                                         state),
-                               ei);
-    }
-    if (!err)
-        err = job_get_locked(st, who->team_id, id, out, ei);
-    err = db_finish(st, err, ei);
-out:
-    pthread_mutex_unlock(&st->mu);
-    if (err) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    return err;
-}
-
-enum dp_err srv_store_job_retry(struct srv_store *st, const struct srv_principal *who,
-                                const char *id, json_t **out, struct dp_errinfo *ei)
-{
-    char state[16];
-    *out = NULL;
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = db_begin(st, ei);
-    if (err)
-        goto out;
-    err = job_team_state(st, who->team_id, id, state, ei);
-    if (!err && strcmp(state, "failed") != 0 && strcmp(state, "cancelled") != 0)
-        err = dp_errinfo_set(ei, DP_EEXIST, "job '%s' is %s; only failed or cancelled jobs retry",
-                             id, state);
-    if (!err) {
-        sqlite3_stmt *s = db_stmt(st, STMT_TASKS_RETRY);
-        db_bind_text(s, ":job", id);
-        err = db_exec(st, s, ei);
-    }
-    if (!err) {
-        sqlite3_stmt *s = db_stmt(st, STMT_JOB_RETRY);
-        db_bind_text(s, ":id", id);
-        err = db_exec(st, s, ei);
-    }
-    if (!err)
-        err = event_append(st, id, "state",
-                           json_pack("{s:s, s:s}", "job_state", "queued", "previous", state), ei);
-    if (!err)
-        err = job_refresh(st, id, ei);
-    if (!err)
-        err = job_get_locked(st, who->team_id, id, out, ei);
-    err = db_finish(st, err, ei);
-out:
-    pthread_mutex_unlock(&st->mu);
-    if (err) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    return err;
-}
-
-enum dp_err srv_store_job_report(struct srv_store *st, const struct srv_principal *who,
-                                 const char *id, char sha[65], struct dp_errinfo *ei)
-{
-    pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = db_stmt(st, STMT_JOB_REPORT);
-    db_bind_text(s, ":id", id);
-    db_bind_text(s, ":team", who->team_id);
-    int r = db_row(st, s, ei);
-    enum dp_err err = DP_OK;
-    if (r < 0)
-        err = (enum dp_err)r;
-    else if (r == 0)
-        err = dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", id);
-    else if (col_null(s, 0))
-        err = dp_errinfo_set(ei, DP_ENOENT, "report_not_ready");
-    else
-        snprintf(sha, 65, "%s", col_text(s, 0));
-    sqlite3_reset(s);
-    pthread_mutex_unlock(&st->mu);
-    return err;
-}
-
-enum dp_err srv_store_job_artifacts(struct srv_store *st, const struct srv_principal *who,
-                                    const char *id, json_t **out, struct dp_errinfo *ei)
-{
-    char state[16];
-    json_t *items = json_array();
-    int r = 0;
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = job_team_state(st, who->team_id, id, state, ei);
-    if (!err) {
-        sqlite3_stmt *s = db_stmt(st, STMT_ARTIFACTS_OF_JOB);
-        db_bind_text(s, ":job", id);
-        while ((r = db_row(st, s, ei)) == 1)
-            json_array_append_new(items,
-                                  json_pack("{s:o, s:o, s:o, s:I, s:o}", "sha256", col_str(s, 0),
-                                            "kind", col_str(s, 1), "task_id", col_str(s, 2),
-                                            "size", (json_int_t)col_int(s, 3), "created_at",
-                                            col_time(s, 4)));
-        sqlite3_reset(s);
-        if (r < 0)
-            err = (enum dp_err)r;
-    }
-    pthread_mutex_unlock(&st->mu);
-    if (err) {
-        json_decref(items);
-        return err;
-    }
-    *out = json_pack("{s:o}", "items", items);
-    return DP_OK;
-}
-
-enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_principal *who,
-                                   const char *job_id, int64_t after, int max, json_t **out,
-                                   int *terminal, struct dp_errinfo *ei)
-{
-    char state[16];
-    json_t *items = json_array();
-    int r = 0;
-    pthread_mutex_lock(&st->mu);
-    /* One read transaction: the events and the state come from one snapshot. */
-    enum dp_err err = db_exec_sql(st, "BEGIN", ei);
-    if (err)
-        goto out;
-    err = job_team_state(st, who->team_id, job_id, state, ei);
-    if (!err) {
-        sqlite3_stmt *s = db_stmt(st, STMT_EVENTS_AFTER);
-        db_bind_text(s, ":job", job_id);
-        db_bind_int(s, ":after", after);
-        db_bind_int(s, ":limit", max);
-        while ((r = db_row(st, s, ei)) == 1)
-            json_array_append_new(items, json_pack("{s:I, s:o, s:o}", "id",
-                                                   (json_int_t)col_int(s, 0), "type",
-                                                   col_str(s, 1), "data", col_json(s, 2)));
-        sqlite3_reset(s);
-        if (r < 0)
-            err = (enum dp_err)r;
-    }
-    db_exec_sql(st, "COMMIT", NULL);
-out:
-    pthread_mutex_unlock(&st->mu);
-    if (err) {
-        json_decref(items);
-        return err;
-    }
-    *terminal = job_state_terminal(state);
-    *out = items;
-    return DP_OK;
-}
-
-enum dp_err srv_store_blob_team(struct srv_store *st, const struct srv_principal *who,
-                                const char *sha, int64_t *size, struct dp_errinfo *ei)
-{
-    pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = db_stmt(st, STMT_BLOB_TEAM);
-    db_bind_text(s, ":sha", sha);
-    db_bind_text(s, ":team", who->scope == SRV_SCOPE_ADMIN ? NULL : who->team_id);
-    int r = db_row(st, s, ei);
-    enum dp_err err = DP_OK;
-    if (r < 0)
-        err = (enum dp_err)r;
-    else if (r == 0)
-        err = dp_errinfo_set(ei, DP_ENOENT, "no artifact '%s'", sha);
-    else
-        *size = col_int(s, 0);
-    sqlite3_reset(s);
-    pthread_mutex_unlock(&st->mu);
-    return err;
-}
-
-enum dp_err srv_store_blob_agent(struct srv_store *st, const char *sha, int64_t *size,
-                                 struct dp_errinfo *ei)
-{
-    pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = db_stmt(st, STMT_BLOB_AGENT);
-    db_bind_text(s, ":sha", sha);
-    int r = db_row(st, s, ei);
-    enum dp_err err = DP_OK;
-    if (r < 0)
-        err = (enum dp_err)r;
-    else if (r == 0)
-        err = dp_errinfo_set(ei, DP_ENOENT, "no blob '%s' referenced by a leased task", sha);
-    else
-        *size = col_int(s, 0);
-    sqlite3_reset(s);
-    pthread_mutex_unlock(&st->mu);
-    return err;
 }
 
 /* ---- Workers ------------------------------------------------------------------------------ */
 
-enum dp_err srv_store_worker_register(struct srv_store *st, const char *name,
-                                      const char *version, json_t *capabilities, json_t *device,
-                                      json_t **out, struct dp_errinfo *ei)
+enum dp_err srv_store_worker_register(struct srv_store *st, const char *name, const char *version,
+                                      json_t *capabilities, json_t *device, json_t **out,
+                                      struct dp_errinfo *ei)
 {
     char id[SRV_ID_MAX];
     *out = NULL;
@@ -1350,20 +840,20 @@ enum dp_err srv_store_worker_register(struct srv_store *st, const char *name,
     if (err)
         return err;
     pthread_mutex_lock(&st->mu);
-    err = db_begin(st, ei);
+    err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    sqlite3_stmt *s = db_stmt(st, STMT_WORKER_INSERT);
-    db_bind_text(s, ":id", id);
-    db_bind_text(s, ":name", name);
-    db_bind_text(s, ":version", version);
-    db_bind_int(s, ":now", srv_now_ms());
-    err = db_bind_json(s, ":caps", capabilities);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_INSERT);
+    srv_store__bind_text(s, ":id", id);
+    srv_store__bind_text(s, ":name", name);
+    srv_store__bind_text(s, ":version", version);
+    srv_store__bind_int(s, ":now", srv_now_ms());
+    err = srv_store__bind_json(s, ":caps", capabilities);
     if (!err)
-        err = db_bind_json(s, ":device", device);
+        err = srv_store__bind_json(s, ":device", device);
     if (!err)
-        err = db_exec(st, s, ei);
-    err = db_finish(st, err, ei);
+        err = srv_store__exec(st, s, ei);
+    err = srv_store__finish(st, err, ei);
 out:
     pthread_mutex_unlock(&st->mu);
     if (!err)
@@ -1380,17 +870,18 @@ enum dp_err srv_store_worker_list(struct srv_store *st, int limit, int64_t curso
     int64_t last = 0;
     int n = 0, r;
     pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = db_stmt(st, STMT_WORKER_LIST);
-    db_bind_int(s, ":cursor", cursor_bound(cursor));
-    db_bind_int(s, ":limit", limit);
-    while ((r = db_row(st, s, ei)) == 1) {
-        last = col_int(s, 0);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_LIST);
+    srv_store__bind_int(s, ":cursor", srv_store__cursor_bound(cursor));
+    srv_store__bind_int(s, ":limit", limit);
+    while ((r = srv_store__row(st, s, ei)) == 1) {
+        last = srv_store__col_int(s, 0);
         n++;
         json_array_append_new(
-            items, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", col_str(s, 1), "name",
-                             col_str(s, 2), "version", col_str(s, 3), "capabilities",
-                             col_json(s, 4), "device", col_json(s, 5), "created_at",
-                             col_time(s, 6), "last_seen_at", col_time(s, 7)));
+            items,
+            json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", srv_store__col_str(s, 1), "name",
+                      srv_store__col_str(s, 2), "version", srv_store__col_str(s, 3), "capabilities",
+                      srv_store__col_json(s, 4), "device", srv_store__col_json(s, 5), "created_at",
+                      srv_store__col_time(s, 6), "last_seen_at", srv_store__col_time(s, 7)));
     }
     sqlite3_reset(s);
     pthread_mutex_unlock(&st->mu);
@@ -1398,558 +889,21 @@ enum dp_err srv_store_worker_list(struct srv_store *st, int limit, int64_t curso
         json_decref(items);
         return (enum dp_err)r;
     }
-    *out = list_new(items, n == limit ? last : 0);
+    *out = srv_store__list_new(items, n == limit ? last : 0);
     return DP_OK;
 }
 
-/* ---- The queue ------------------------------------------------------------------------------ */
-
-/* {"sha256","size"} of a blob, or NULL when sha is NULL or unknown. */
-static json_t *blob_ref(struct srv_store *st, const char *sha, struct dp_errinfo *ei)
-{
-    if (sha == NULL)
-        return json_null();
-    sqlite3_stmt *s = db_stmt(st, STMT_BLOB_SIZE);
-    db_bind_text(s, ":sha", sha);
-    json_t *o = json_null();
-    if (db_row(st, s, ei) == 1)
-        o = json_pack("{s:s, s:I}", "sha256", sha, "size", (json_int_t)col_int(s, 0));
-    sqlite3_reset(s);
-    return o;
-}
-
-/* The output `key` of task id as a blob reference, or null. */
-static json_t *task_output_ref(struct srv_store *st, const char *task_id, const char *key,
-                               struct dp_errinfo *ei)
-{
-    sqlite3_stmt *s = db_stmt(st, STMT_TASK_OUTPUTS);
-    db_bind_text(s, ":id", task_id);
-    json_t *outputs = NULL;
-    if (db_row(st, s, ei) == 1)
-        outputs = col_json(s, 0);
-    sqlite3_reset(s);
-    const char *sha = json_string_value(json_object_get(outputs, key));
-    json_t *ref = NULL;
-    if (sha) {
-        char copy[65];
-        snprintf(copy, sizeof(copy), "%s", sha);
-        ref = blob_ref(st, copy, ei);
-    } else {
-        ref = json_null();
-    }
-    json_decref(outputs);
-    return ref;
-}
-
-
-/* An asset (by id; the job row already tied it to the job's team) as a task
- * input: {"arch"|"builtin"} or {"sha256","format","size"}. */
-static json_t *asset_input(struct srv_store *st, const char *id, struct dp_errinfo *ei)
-{
-    sqlite3_stmt *s = db_stmt(st, STMT_ASSET_BY_ID);
-    db_bind_text(s, ":id", id);
-    json_t *o = NULL;
-    if (db_row(st, s, ei) == 1) {
-        int is_model = strcmp(col_text(s, 8), "model") == 0;
-        if (!col_null(s, 4))
-            o = json_pack("{s:o}", is_model ? "arch" : "builtin", col_str(s, 4));
-        else
-            o = json_pack("{s:o, s:o, s:I}", "sha256", col_str(s, 5), "format", col_str(s, 3),
-                          "size", (json_int_t)col_int(s, 6));
-    }
-    sqlite3_reset(s);
-    return o ? o : json_null();
-}
-
-/* Adds params and inputs to the leased task object t (see docs/api.md). */
-static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_id,
-                              const char *type, const char *dep, const char *ckpt,
-                              struct dp_errinfo *ei)
-{
-    sqlite3_stmt *s = db_stmt(st, STMT_JOB_PARAMS);
-    db_bind_text(s, ":id", job_id);
-    int r = db_row(st, s, ei);
-    if (r <= 0)
-        return r < 0 ? (enum dp_err)r : dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", job_id);
-    json_t *params = col_json(s, 0);
-    char model_id[SRV_ID_MAX], dataset_id[SRV_ID_MAX];
-    snprintf(model_id, sizeof(model_id), "%s", col_text(s, 1));
-    snprintf(dataset_id, sizeof(dataset_id), "%s", col_text(s, 2));
-    sqlite3_reset(s);
-    json_object_set_new(t, "params", params);
-
-    json_t *inputs = json_object();
-    json_object_set_new(t, "inputs", inputs);
-    /* The first task reads the job's model; the others the previous task's output. */
-    json_object_set_new(inputs, "model",
-                        dep ? task_output_ref(st, dep, "model", ei) : asset_input(st, model_id, ei));
-    json_t *m = json_object_get(inputs, "model");
-    if (dep && json_is_object(m))
-        json_object_set_new(m, "format", json_string("safetensors"));
-    json_object_set_new(inputs, "dataset", asset_input(st, dataset_id, ei));
-    json_object_set_new(inputs, "checkpoint", blob_ref(st, ckpt, ei));
-    json_object_set_new(inputs, "report", dep && strcmp(type, "retrain") == 0
-                                              ? task_output_ref(st, dep, "report", ei)
-                                              : json_null());
-    return DP_OK;
-}
-
-enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id,
-                                 json_t *capabilities, json_t **out, struct dp_errinfo *ei)
-{
-    int64_t now = srv_now_ms();
-    json_t *t = NULL;
-    char task_id[SRV_ID_MAX], job_id[SRV_ID_MAX], type[16], dep[SRV_ID_MAX], ckpt[65];
-    *out = NULL;
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = db_begin(st, ei);
-    if (err)
-        goto out;
-    sqlite3_stmt *s = db_stmt(st, STMT_WORKER_EXISTS);
-    db_bind_text(s, ":id", worker_id);
-    int r = db_row(st, s, ei);
-    if (r <= 0) {
-        err = r < 0 ? (enum dp_err)r
-                    : dp_errinfo_set(ei, DP_EINVAL, "worker_id: no worker '%s'; register first",
-                                     worker_id);
-        goto done;
-    }
-    s = db_stmt(st, STMT_WORKER_SEEN);
-    db_bind_text(s, ":id", worker_id);
-    db_bind_int(s, ":now", now);
-    err = db_exec(st, s, ei);
-    if (err)
-        goto done;
-
-    s = db_stmt(st, STMT_TASK_CLAIM);
-    db_bind_text(s, ":worker", worker_id);
-    db_bind_int(s, ":now", now);
-    db_bind_int(s, ":expires", now + st->cfg.lease_ms);
-    err = db_bind_json(s, ":caps", capabilities);
-    if (err)
-        goto done;
-    r = db_row(st, s, ei);
-    if (r <= 0) {
-        err = r < 0 ? (enum dp_err)r : DP_ENOENT;
-        goto done;
-    }
-    snprintf(task_id, sizeof(task_id), "%s", col_text(s, 0));
-    snprintf(job_id, sizeof(job_id), "%s", col_text(s, 1));
-    snprintf(type, sizeof(type), "%s", col_text(s, 2));
-    snprintf(ckpt, sizeof(ckpt), "%s", col_null(s, 6) ? "" : col_text(s, 6));
-    snprintf(dep, sizeof(dep), "%s", col_null(s, 7) ? "" : col_text(s, 7));
-    t = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "id", task_id, "job_id", job_id, "type", type,
-                  "attempt", (json_int_t)col_int(s, 3), "fence", (json_int_t)col_int(s, 4),
-                  "lease_expires_at", json_time(col_int(s, 5)));
-    err = db_exec(st, s, ei); /* run the UPDATE ... RETURNING to completion */
-    if (!err)
-        err = task_build(st, t, job_id, type, dep[0] ? dep : NULL, ckpt[0] ? ckpt : NULL, ei);
-    if (!err)
-        err = event_task_state(st, job_id, task_id, type, "leased", ei);
-    if (!err)
-        err = job_refresh(st, job_id, ei);
-done:
-    err = db_finish(st, err, ei);
-out:
-    pthread_mutex_unlock(&st->mu);
-    if (err) {
-        json_decref(t);
-        return err;
-    }
-    *out = t;
-    return DP_OK;
-}
-
-/* The task's row when it is leased under fence: job id, type, attempts,
- * max_attempts, lease owner. DP_EEXIST ("lease lost") otherwise. */
-struct srv_lease {
-    char job_id[SRV_ID_MAX];
-    char type[16];
-    char owner[SRV_ID_MAX];
-    int64_t attempts, max_attempts;
-};
-
-static enum dp_err lease_check(struct srv_store *st, const char *task_id, int64_t fence,
-                               struct srv_lease *l, struct dp_errinfo *ei)
-{
-    sqlite3_stmt *s = db_stmt(st, STMT_TASK_LEASED);
-    db_bind_text(s, ":id", task_id);
-    db_bind_int(s, ":fence", fence);
-    int r = db_row(st, s, ei);
-    if (r < 0)
-        return (enum dp_err)r;
-    if (r == 0)
-        return dp_errinfo_set(ei, DP_EEXIST,
-                              "lease lost: task '%s' is not leased under fence %" PRId64, task_id,
-                              fence);
-    snprintf(l->job_id, sizeof(l->job_id), "%s", col_text(s, 0));
-    snprintf(l->type, sizeof(l->type), "%s", col_text(s, 1));
-    l->attempts = col_int(s, 2);
-    l->max_attempts = col_int(s, 3);
-    snprintf(l->owner, sizeof(l->owner), "%s", col_null(s, 4) ? "" : col_text(s, 4));
-    sqlite3_reset(s);
-    return DP_OK;
-}
-
-static enum dp_err job_cancel_requested(struct srv_store *st, const char *job_id, int *cancel,
-                                        struct dp_errinfo *ei)
-{
-    sqlite3_stmt *s = db_stmt(st, STMT_JOB_STATE);
-    db_bind_text(s, ":id", job_id);
-    int r = db_row(st, s, ei);
-    if (r < 0)
-        return (enum dp_err)r;
-    *cancel = r == 1 && col_int(s, 1) != 0;
-    sqlite3_reset(s);
-    return DP_OK;
-}
-
-enum dp_err srv_store_task_heartbeat(struct srv_store *st, const char *task_id, int64_t fence,
-                                     json_t *progress, json_t **out, struct dp_errinfo *ei)
-{
-    struct srv_lease l;
-    int cancel = 0;
-    int64_t expires = srv_now_ms() + st->cfg.lease_ms;
-    *out = NULL;
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = db_begin(st, ei);
-    if (err)
-        goto out;
-    err = lease_check(st, task_id, fence, &l, ei);
-    if (!err) {
-        sqlite3_stmt *s = db_stmt(st, STMT_TASK_EXTEND);
-        db_bind_text(s, ":id", task_id);
-        db_bind_int(s, ":expires", expires);
-        err = db_exec(st, s, ei);
-    }
-    if (!err && l.owner[0]) {
-        sqlite3_stmt *s = db_stmt(st, STMT_WORKER_SEEN);
-        db_bind_text(s, ":id", l.owner);
-        db_bind_int(s, ":now", srv_now_ms());
-        err = db_exec(st, s, ei);
-    }
-    if (!err && json_is_object(progress)) {
-        json_t *p = json_deep_copy(progress);
-        json_object_set_new(p, "task", json_string(l.type));
-        sqlite3_stmt *s = db_stmt(st, STMT_JOB_PROGRESS);
-        db_bind_text(s, ":id", l.job_id);
-        err = db_bind_json(s, ":progress", p);
-        json_decref(p);
-        if (!err)
-            err = db_exec(st, s, ei);
-    }
-    if (!err)
-        err = job_cancel_requested(st, l.job_id, &cancel, ei);
-    err = db_finish(st, err, ei);
-out:
-    pthread_mutex_unlock(&st->mu);
-    if (!err)
-        *out = json_pack("{s:o, s:b}", "lease_expires_at", json_time(expires), "cancel", cancel);
-    return err;
-}
-
-enum dp_err srv_store_task_events(struct srv_store *st, const char *task_id, int64_t fence,
-                                  json_t *events, struct dp_errinfo *ei)
-{
-    struct srv_lease l;
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = db_begin(st, ei);
-    if (err)
-        goto out;
-    err = lease_check(st, task_id, fence, &l, ei);
-    size_t i;
-    json_t *ev;
-    json_array_foreach(events, i, ev)
-    {
-        if (err)
-            break;
-        json_t *data = json_deep_copy(json_object_get(ev, "data"));
-        if (json_is_object(data) && !json_object_get(data, "task"))
-            json_object_set_new(data, "task", json_string(l.type));
-        err = event_append(st, l.job_id, json_string_value(json_object_get(ev, "type")),
-                           data ? data : json_null(), ei);
-        /* The latest epoch-like event is also the job's progress. */
-        if (!err && json_is_object(data) && json_object_get(data, "epoch")) {
-            sqlite3_stmt *s = db_stmt(st, STMT_JOB_PROGRESS);
-            db_bind_text(s, ":id", l.job_id);
-            err = db_bind_json(s, ":progress", json_object_get(ev, "data"));
-            if (!err)
-                err = db_exec(st, s, ei);
-        }
-    }
-    err = db_finish(st, err, ei);
-out:
-    pthread_mutex_unlock(&st->mu);
-    return err;
-}
-
-enum dp_err srv_store_task_fence_check(struct srv_store *st, const char *task_id, int64_t fence,
-                                       struct dp_errinfo *ei)
-{
-    struct srv_lease l;
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = lease_check(st, task_id, fence, &l, ei);
-    pthread_mutex_unlock(&st->mu);
-    return err;
-}
-
-enum dp_err srv_store_task_artifact(struct srv_store *st, const char *task_id, int64_t fence,
-                                    const char *kind, const char *sha, int64_t size,
-                                    struct dp_errinfo *ei)
-{
-    struct srv_lease l;
-    int64_t now = srv_now_ms();
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = db_begin(st, ei);
-    if (err)
-        goto out;
-    err = lease_check(st, task_id, fence, &l, ei);
-    if (!err) {
-        sqlite3_stmt *s = db_stmt(st, STMT_BLOB_INSERT);
-        db_bind_text(s, ":sha", sha);
-        db_bind_int(s, ":size", size);
-        db_bind_int(s, ":now", now);
-        err = db_exec(st, s, ei);
-    }
-    if (!err) {
-        sqlite3_stmt *s = db_stmt(st, STMT_ARTIFACT_INSERT);
-        db_bind_text(s, ":job", l.job_id);
-        db_bind_text(s, ":task", task_id);
-        db_bind_text(s, ":kind", kind);
-        db_bind_text(s, ":sha", sha);
-        db_bind_int(s, ":size", size);
-        db_bind_int(s, ":now", now);
-        err = db_exec(st, s, ei);
-    }
-    if (!err && strcmp(kind, "checkpoint") == 0) {
-        sqlite3_stmt *s = db_stmt(st, STMT_TASK_CHECKPOINT);
-        db_bind_text(s, ":id", task_id);
-        db_bind_text(s, ":sha", sha);
-        err = db_exec(st, s, ei);
-    }
-    err = db_finish(st, err, ei);
-out:
-    pthread_mutex_unlock(&st->mu);
-    return err;
-}
-
-/* Moves a task out of its lease: to state, with finished_at for terminal
- * states, a retry time for queued, and attempt_delta (-1 for a release). */
-static enum dp_err task_set_state(struct srv_store *st, const char *task_id, const char *job_id,
-                                  const char *type, const char *state, int64_t run_after,
-                                  int attempt_delta, struct dp_errinfo *ei)
-{
-    sqlite3_stmt *s = db_stmt(st, STMT_TASK_SET_STATE);
-    db_bind_text(s, ":id", task_id);
-    db_bind_text(s, ":state", state);
-    if (strcmp(state, "queued") != 0)
-        db_bind_int(s, ":finished", srv_now_ms());
-    db_bind_int(s, ":run_after", run_after);
-    db_bind_int(s, ":attempt_delta", attempt_delta);
-    enum dp_err err = db_exec(st, s, ei);
-    if (!err)
-        err = event_task_state(st, job_id, task_id, type, state, ei);
-    return err;
-}
-
-/* Exponential backoff with jitter: base * 2^(attempt-1), capped, plus up to
- * half of that again at random so that retries of many tasks spread out. */
-static int64_t backoff_ms(const struct srv_queue_cfg *cfg, int64_t attempt)
-{
-    int64_t d = cfg->backoff_base_ms;
-    for (int64_t i = 1; i < attempt && d < cfg->backoff_max_ms; i++)
-        d *= 2;
-    if (d > cfg->backoff_max_ms)
-        d = cfg->backoff_max_ms;
-    uint32_t r = 0;
-    if (srv_rand_bytes(&r, sizeof(r)) != DP_OK)
-        r = 0;
-    return d + (d > 1 ? (int64_t)(r % (uint32_t)(d / 2 + 1)) : 0);
-}
-
-/* Records an error for the attempt, then requeues with backoff, or marks the
- * task dead (attempts exhausted) or failed (not retryable), or cancelled
- * when its job was cancelled. */
-static enum dp_err task_fail_locked(struct srv_store *st, const char *task_id,
-                                    const struct srv_lease *l, const char *kind,
-                                    const char *message, int retryable, struct dp_errinfo *ei)
-{
-    int cancel = 0;
-    int64_t now = srv_now_ms();
-    sqlite3_stmt *s = db_stmt(st, STMT_TASK_ERROR_INSERT);
-    db_bind_text(s, ":task", task_id);
-    db_bind_int(s, ":attempt", l->attempts);
-    db_bind_text(s, ":kind", kind);
-    db_bind_text(s, ":message", message);
-    db_bind_text(s, ":worker", l->owner[0] ? l->owner : NULL);
-    db_bind_int(s, ":now", now);
-    enum dp_err err = db_exec(st, s, ei);
-    if (!err)
-        err = job_cancel_requested(st, l->job_id, &cancel, ei);
-    if (err)
-        return err;
-    const char *state;
-    int64_t run_after = 0;
-    if (cancel) {
-        state = "cancelled";
-    } else if (!retryable) {
-        state = "failed";
-    } else if (l->attempts >= l->max_attempts) {
-        state = "dead";
-    } else {
-        state = "queued";
-        run_after = now + backoff_ms(&st->cfg, l->attempts);
-    }
-    err = task_set_state(st, task_id, l->job_id, l->type, state, run_after, 0, ei);
-    if (!err)
-        err = job_refresh(st, l->job_id, ei);
-    return err;
-}
-
-enum dp_err srv_store_task_complete(struct srv_store *st, const char *task_id, int64_t fence,
-                                    json_t *outputs, struct dp_errinfo *ei)
-{
-    struct srv_lease l;
-    int cancel = 0;
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = db_begin(st, ei);
-    if (err)
-        goto out;
-    err = lease_check(st, task_id, fence, &l, ei);
-    const char *key;
-    json_t *v;
-    json_object_foreach(outputs, key, v)
-    {
-        if (err)
-            break;
-        sqlite3_stmt *s = db_stmt(st, STMT_BLOB_SIZE);
-        db_bind_text(s, ":sha", json_string_value(v));
-        int r = db_row(st, s, ei);
-        sqlite3_reset(s);
-        if (r < 0)
-            err = (enum dp_err)r;
-        else if (r == 0)
-            err = dp_errinfo_set(ei, DP_EINVAL, "outputs.%s: no uploaded artifact %s", key,
-                                 json_string_value(v));
-    }
-    if (!err)
-        err = job_cancel_requested(st, l.job_id, &cancel, ei);
-    if (!err) {
-        sqlite3_stmt *s = db_stmt(st, STMT_TASK_SET_OUTPUTS);
-        db_bind_text(s, ":id", task_id);
-        err = db_bind_json(s, ":outputs", outputs);
-        if (!err)
-            err = db_exec(st, s, ei);
-    }
-    if (!err)
-        err = task_set_state(st, task_id, l.job_id, l.type, cancel ? "cancelled" : "succeeded", 0,
-                             0, ei);
-    if (!err && !cancel) {
-        sqlite3_stmt *s = db_stmt(st, STMT_JOB_OUTPUTS);
-        db_bind_text(s, ":id", l.job_id);
-        err = db_bind_json(s, ":outputs", outputs);
-        if (!err)
-            err = db_exec(st, s, ei);
-    }
-    if (!err)
-        err = job_refresh(st, l.job_id, ei);
-    err = db_finish(st, err, ei);
-out:
-    pthread_mutex_unlock(&st->mu);
-    return err;
-}
-
-enum dp_err srv_store_task_fail(struct srv_store *st, const char *task_id, int64_t fence,
-                                const char *message, int retryable, struct dp_errinfo *ei)
-{
-    struct srv_lease l;
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = db_begin(st, ei);
-    if (err)
-        goto out;
-    err = lease_check(st, task_id, fence, &l, ei);
-    if (!err)
-        err = task_fail_locked(st, task_id, &l, "error", message, retryable, ei);
-    err = db_finish(st, err, ei);
-out:
-    pthread_mutex_unlock(&st->mu);
-    return err;
-}
-
-enum dp_err srv_store_task_release(struct srv_store *st, const char *task_id, int64_t fence,
-                                   struct dp_errinfo *ei)
-{
-    struct srv_lease l;
-    int cancel = 0;
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = db_begin(st, ei);
-    if (err)
-        goto out;
-    err = lease_check(st, task_id, fence, &l, ei);
-    if (!err)
-        err = job_cancel_requested(st, l.job_id, &cancel, ei);
-    /* A release (SIGTERM) does not count as an attempt. */
-    if (!err)
-        err = task_set_state(st, task_id, l.job_id, l.type, cancel ? "cancelled" : "queued", 0,
-                             cancel ? 0 : -1, ei);
-    if (!err)
-        err = job_refresh(st, l.job_id, ei);
-    err = db_finish(st, err, ei);
-out:
-    pthread_mutex_unlock(&st->mu);
-    return err;
-}
-
-enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, struct dp_errinfo *ei)
-{
-    *n_reaped = 0;
-    pthread_mutex_lock(&st->mu);
-    enum dp_err err = db_begin(st, ei);
-    if (err)
-        goto out;
-    /* Collect first: the statement must be finished before the updates. */
-    struct {
-        char id[SRV_ID_MAX];
-        struct srv_lease l;
-    } expired[100];
-    int n = 0, r;
-    sqlite3_stmt *s = db_stmt(st, STMT_TASK_EXPIRED);
-    db_bind_int(s, ":now", srv_now_ms());
-    while (n < 100 && (r = db_row(st, s, ei)) == 1) {
-        snprintf(expired[n].id, sizeof(expired[n].id), "%s", col_text(s, 0));
-        snprintf(expired[n].l.job_id, sizeof(expired[n].l.job_id), "%s", col_text(s, 1));
-        expired[n].l.attempts = col_int(s, 2);
-        expired[n].l.max_attempts = col_int(s, 3);
-        snprintf(expired[n].l.owner, sizeof(expired[n].l.owner), "%s",
-                 col_null(s, 4) ? "" : col_text(s, 4));
-        snprintf(expired[n].l.type, sizeof(expired[n].l.type), "%s", col_text(s, 5));
-        n++;
-    }
-    sqlite3_reset(s);
-    for (int i = 0; i < n && !err; i++) {
-        err = task_fail_locked(st, expired[i].id, &expired[i].l, "lease_expired",
-                               "lease expired: no heartbeat from the worker", 1, ei);
-        if (!err)
-            DP_LOG(DP_LOG_INFO, "reaper: task %s lease expired (attempt %" PRId64 " of %" PRId64 ")",
-                   expired[i].id, expired[i].l.attempts, expired[i].l.max_attempts);
-    }
-    if (!err)
-        *n_reaped = n;
-    err = db_finish(st, err, ei);
-out:
-    pthread_mutex_unlock(&st->mu);
-    return err;
-}
-
-/* ---- Metrics ----------------------------------------------------------------------------------- */
+/* ---- Metrics -----------------------------------------------------------------------------------
+ */
 
 static enum dp_err counts_by_state(struct srv_store *st, enum srv_stmt_id id, json_t *into,
                                    struct dp_errinfo *ei)
 {
-    sqlite3_stmt *s = db_stmt(st, id);
+    sqlite3_stmt *s = srv_store__stmt(st, id);
     int r;
-    while ((r = db_row(st, s, ei)) == 1)
-        json_object_set_new(into, col_text(s, 0), json_integer(col_int(s, 1)));
+    while ((r = srv_store__row(st, s, ei)) == 1)
+        json_object_set_new(into, srv_store__col_text(s, 0),
+                            json_integer(srv_store__col_int(s, 1)));
     sqlite3_reset(s);
     return r < 0 ? (enum dp_err)r : DP_OK;
 }
@@ -1963,9 +917,9 @@ enum dp_err srv_store_metrics(struct srv_store *st, json_t **out, struct dp_erri
     if (!err)
         err = counts_by_state(st, STMT_TASK_COUNTS, tasks, ei);
     if (!err) {
-        sqlite3_stmt *s = db_stmt(st, STMT_WORKER_COUNT);
-        if (db_row(st, s, ei) == 1)
-            n_workers = col_int(s, 0);
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_COUNT);
+        if (srv_store__row(st, s, ei) == 1)
+            n_workers = srv_store__col_int(s, 0);
         sqlite3_reset(s);
     }
     pthread_mutex_unlock(&st->mu);

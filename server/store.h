@@ -145,8 +145,16 @@ struct srv_job_new {
 enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principal *who,
                                  const struct srv_job_new *j, json_t **out, int *replayed,
                                  struct dp_errinfo *ei);
-enum dp_err srv_store_job_get(struct srv_store *st, const struct srv_principal *who,
-                              const char *id, json_t **out, struct dp_errinfo *ei);
+enum dp_err srv_store_job_get(struct srv_store *st, const struct srv_principal *who, const char *id,
+                              json_t **out, struct dp_errinfo *ei);
+/* The same object as JSON text built by SQLite (the fast path of GET);
+ * *out is dp_malloc'd and the caller dp_frees it. */
+enum dp_err srv_store_job_get_text(struct srv_store *st, const struct srv_principal *who,
+                                   const char *id, char **out, struct dp_errinfo *ei);
+/* {"items": [...], "next_cursor": ...} as JSON text; *out is dp_malloc'd. */
+enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_principal *who,
+                                    const char *state, int limit, int64_t cursor, char **out,
+                                    struct dp_errinfo *ei);
 /* state may be NULL (all states). */
 enum dp_err srv_store_job_list(struct srv_store *st, const struct srv_principal *who,
                                const char *state, int limit, int64_t cursor, json_t **out,
@@ -181,17 +189,17 @@ enum dp_err srv_store_blob_agent(struct srv_store *st, const char *sha, int64_t 
 
 /* ---- Workers and the queue (agent scope) ---------------------------------- */
 
-enum dp_err srv_store_worker_register(struct srv_store *st, const char *name,
-                                      const char *version, json_t *capabilities, json_t *device,
-                                      json_t **out, struct dp_errinfo *ei);
+enum dp_err srv_store_worker_register(struct srv_store *st, const char *name, const char *version,
+                                      json_t *capabilities, json_t *device, json_t **out,
+                                      struct dp_errinfo *ei);
 enum dp_err srv_store_worker_list(struct srv_store *st, int limit, int64_t cursor, json_t **out,
                                   struct dp_errinfo *ei);
 
 /* Leases the best ready task whose type is in capabilities (a JSON array of
  * strings) to worker_id. DP_ENOENT when none is ready (the caller may wait).
  * out is the leased task object of docs/api.md. */
-enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id,
-                                 json_t *capabilities, json_t **out, struct dp_errinfo *ei);
+enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, json_t *capabilities,
+                                 json_t **out, struct dp_errinfo *ei);
 
 /* Extends the lease; progress (may be NULL) becomes the job's progress.
  * out: {"lease_expires_at","cancel"}. DP_EEXIST when the fence is stale. */

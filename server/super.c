@@ -22,9 +22,9 @@
 #include "common/log.h"
 
 #define SUPER_BACKOFF_BASE_MS 500
-#define SUPER_BACKOFF_MAX_MS 30000
-#define SUPER_HEALTHY_MS 60000
-#define SUPER_GRACE_MS 10000
+#define SUPER_BACKOFF_MAX_MS  30000
+#define SUPER_HEALTHY_MS      60000
+#define SUPER_GRACE_MS        10000
 
 extern char **environ;
 

@@ -21,14 +21,12 @@ enum dp_err srv_validate_name(const char *name, const char *field, struct dp_err
 {
     size_t n = strlen(name);
     if (n == 0 || n > SRV_NAME_MAX)
-        return dp_errinfo_set(ei, DP_EINVAL, "%s: must be 1 to %d bytes long", field,
-                              SRV_NAME_MAX);
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: must be 1 to %d bytes long", field, SRV_NAME_MAX);
     if (!dp_utf8_valid(name))
         return dp_errinfo_set(ei, DP_EINVAL, "%s: not valid UTF-8", field);
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
         if (*p < 0x20 || *p == 0x7f)
-            return dp_errinfo_set(ei, DP_EINVAL, "%s: control characters are not allowed",
-                                  field);
+            return dp_errinfo_set(ei, DP_EINVAL, "%s: control characters are not allowed", field);
     if (strchr(name, '/') || strchr(name, '\\') || name[0] == '.')
         return dp_errinfo_set(ei, DP_EINVAL,
                               "%s: '%s' looks like a path; names may not contain '/' or '\\' "
@@ -97,8 +95,8 @@ enum dp_err srv_validate_onnx(const char *path, struct dp_errinfo *ei)
         uint64_t off = (uint64_t)end - left, key, v;
         err = pb_varint(f, &left, &key);
         if (err) {
-            err = dp_errinfo_set(ei, DP_EFORMAT, "onnx upload: bad field key at byte %" PRIu64,
-                                 off);
+            err =
+                dp_errinfo_set(ei, DP_EFORMAT, "onnx upload: bad field key at byte %" PRIu64, off);
             break;
         }
         uint64_t field = key >> 3;
@@ -293,8 +291,8 @@ static enum dp_err check_idx(struct member *m, const char *name, uint64_t *count
         return dp_errinfo_set(ei, err == DP_ETOOBIG ? DP_ETOOBIG : DP_EFORMAT,
                               "%s: corrupt or oversized data", name);
     if (have != want)
-        return dp_errinfo_set(ei, DP_EFORMAT, "%s: header promises %" PRIu64
-                                              " data bytes, the file has %" PRIu64,
+        return dp_errinfo_set(ei, DP_EFORMAT,
+                              "%s: header promises %" PRIu64 " data bytes, the file has %" PRIu64,
                               name, want, have);
     return DP_OK;
 }
@@ -406,8 +404,7 @@ static const char *const idx_members[] = {"train-images-idx3-ubyte", "train-labe
 static const char *const cifar_members[] = {"data_batch_1.bin", "data_batch_2.bin",
                                             "data_batch_3.bin", "data_batch_4.bin",
                                             "data_batch_5.bin", "test_batch.bin"};
-static const char *const npy_members[] = {"x_train.npy", "y_train.npy", "x_test.npy",
-                                          "y_test.npy"};
+static const char *const npy_members[] = {"x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy"};
 
 /* Index of name among the format's members (IDX names may end in .gz), or -1. */
 static int member_index(const char *format, const char *name, int *gz)
@@ -476,8 +473,8 @@ enum dp_err srv_validate_dataset(const char *path, const char *format, struct dp
         if (zero)
             break;
         if (memcmp(h + 257, "ustar", 5) != 0) {
-            err = dp_errinfo_set(ei, DP_EFORMAT,
-                                 "dataset upload: not a POSIX ustar tar archive (no 'ustar' magic)");
+            err = dp_errinfo_set(
+                ei, DP_EFORMAT, "dataset upload: not a POSIX ustar tar archive (no 'ustar' magic)");
             break;
         }
         int ok;
@@ -508,21 +505,21 @@ enum dp_err srv_validate_dataset(const char *path, const char *format, struct dp
         }
         uint64_t size = tar_octal(h + 124, 12, &ok);
         if (!ok) {
-            err = dp_errinfo_set(ei, DP_EFORMAT, "dataset upload: member '%s' has a bad size",
-                                 name);
+            err =
+                dp_errinfo_set(ei, DP_EFORMAT, "dataset upload: member '%s' has a bad size", name);
             break;
         }
         int gz, idx = member_index(format, name, &gz);
         if (idx < 0) {
-            err = dp_errinfo_set(ei, DP_EINVAL,
-                                 "dataset upload: unexpected member '%s' for format %s (docs/api.md "
-                                 "lists the file names)",
-                                 name, format);
+            err =
+                dp_errinfo_set(ei, DP_EINVAL,
+                               "dataset upload: unexpected member '%s' for format %s (docs/api.md "
+                               "lists the file names)",
+                               name, format);
             break;
         }
         if (seen[idx]) {
-            err = dp_errinfo_set(ei, DP_EINVAL, "dataset upload: member '%s' appears twice",
-                                 name);
+            err = dp_errinfo_set(ei, DP_EINVAL, "dataset upload: member '%s' appears twice", name);
             break;
         }
         seen[idx] = 1;
@@ -565,7 +562,8 @@ enum dp_err srv_validate_dataset(const char *path, const char *format, struct dp
         for (int i = 0; i < 4; i += 2)
             if (counts[i] != counts[i + 1])
                 err = dp_errinfo_set(ei, DP_EINVAL,
-                                     "dataset upload: %s has %" PRIu64 " samples but its labels %" PRIu64,
+                                     "dataset upload: %s has %" PRIu64
+                                     " samples but its labels %" PRIu64,
                                      strcmp(format, "idx") == 0 ? idx_members[i] : npy_members[i],
                                      counts[i], counts[i + 1]);
     return err;

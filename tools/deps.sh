@@ -9,6 +9,8 @@ PKGS=(
   libdnnl-dev                 # oneDNN convolution primitives (docs/benchmarks.md says when)
   libjansson-dev zlib1g-dev   # JSON (safetensors headers, specs), gzipped IDX files
   libcriterion-dev            # unit tests
+  libmicrohttpd-dev libsqlite3-dev libuv1-dev   # dnnpress-server: HTTP, the store, local workers
+  curl wrk                    # server e2e checks and the API load benchmark
   dataset-fashion-mnist       # the real data of the demo, the tests and the benches
   python3 python3-numpy python3-torch   # test fixtures and benchmark peers only, never run time
   libuv1-dev libcurl4-openssl-dev       # worker task loop (serve) and the dnnpress CLI

@@ -12,6 +12,8 @@
 #include "common/model.h"
 #include "common/model_io.h"
 #include "worker/compress/admm.h"
+#include "worker/compress/purify.h"
+#include "worker/nn/train.h"
 #include "worker/nn/cpu.h"
 #include "worker/nn/data.h"
 #include "worker/wk_flags.h"
@@ -81,6 +83,36 @@ static int wk_write_json(const char *path, json_t *j)
     if (json_dump_file(j, tmp, JSON_INDENT(1) | JSON_REAL_PRECISION(7)) != 0)
         return -1;
     return rename(tmp, path);
+}
+
+/* Replaces *m by its purified copy and records the shrinking and the
+ * purified model's accuracy (which must equal the unpurified one's) in the
+ * report. */
+static enum dp_err wk_compress_purify(struct dp_model **m, const struct nn_dataset *train,
+                                      const struct nn_dataset *test, int batch, json_t *report,
+                                      struct dp_errinfo *ei)
+{
+    struct dp_model *small = NULL;
+    json_t *stats = NULL;
+    enum dp_err err = cp_purify(*m, &small, &stats, ei);
+    if (err)
+        return err;
+    float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
+    nn_dataset_channel_stats(train, mean, std);
+    for (int c = 0; c < train->c; c++)
+        std[c] = std[c] < 1e-6f ? 1.0f : std[c];
+    double acc = 0.0, loss = 0.0;
+    err = nn_evaluate(small, test, mean, std, batch, &acc, &loss, ei);
+    if (err) {
+        dp_model_free(small);
+        json_decref(stats);
+        return err;
+    }
+    json_object_set_new(stats, "test_accuracy", json_real(acc));
+    json_object_set_new(report, "purification", stats);
+    dp_model_free(*m);
+    *m = small;
+    return DP_OK;
 }
 
 int wk_compress_main(int argc, char **argv)
@@ -200,6 +232,13 @@ int wk_compress_run(int argc, char **argv, const struct wk_hooks *h)
     if (err) {
         fprintf(stderr, "compress: %s\n", dp_errinfo_msg(&ei, err));
         goto out;
+    }
+    if (spec->purify && phase != ADMM_PHASE_ADMM) {
+        err = wk_compress_purify(&m, &train, &test, spec->batch, report, &ei);
+        if (err) {
+            fprintf(stderr, "compress: purification: %s\n", dp_errinfo_msg(&ei, err));
+            goto out;
+        }
     }
     if (o.out != NULL) {
         err = dp_model_save(m, o.out, NULL, &ei);

@@ -28,6 +28,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ADMIN = "e2e-admin-token-0123456789"
 
 
+CLEANUP = []  # servers to kill and directories to remove, whatever happens
+
+
 def fail(msg):
     print("server_api: FAIL: " + msg, flush=True)
     sys.exit(1)
@@ -56,6 +59,7 @@ class Server:
         self.data_dir = data_dir
         self.log = open(os.path.join(os.path.dirname(data_dir), "server-%d.log" % self.port), "ab")
         env = dict(os.environ, DNNPRESS_ADMIN_TOKEN=ADMIN)
+        CLEANUP.append(self)
         self.proc = subprocess.Popen(
             [SERVER, "--listen", "127.0.0.1:%d" % self.port, "--data-dir", data_dir] + list(extra),
             stdout=self.log, stderr=self.log, env=env)
@@ -172,6 +176,16 @@ def idx_tar(n_train=10, n_test=5, label_n=None):
     ])
 
 
+def npy_of(descr, shape, item):
+    n = 1
+    for d in shape:
+        n *= d
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
+        descr, ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else ""))
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + bytes(n * item)
+
+
 SPEC = {"version": 1, "method": "admm",
         "layers": [{"match": "fc*", "prune": {"scheme": "irregular", "rate": 8}}]}
 
@@ -223,9 +237,13 @@ def count_jobs(s, tok):
 def main():
     check(os.access(SERVER, os.X_OK), "%s is not built" % SERVER)
     tmp = tempfile.mkdtemp(prefix="dp-e2e-server-")
+    keep = os.environ.get("KEEP_TMP")
+    if not keep:
+        import atexit
+        atexit.register(lambda: subprocess.run(["rm", "-rf", tmp]))
     data = os.path.join(tmp, "data")
     check_openapi()
-    s = Server(data, ["--lease-s", "2", "--backoff-ms", "50", "--max-upload-mb", "1"])
+    s = Server(data, ["--lease-s", "2", "--backoff-ms", "50", "--max-upload-mb", "2"])
 
     # -- auth and teams
     expect(s.req("GET", "/api/v1/jobs"), 401, "no token", "unauthorized")
@@ -259,8 +277,40 @@ def main():
     dsi = expect(s.req("POST", "/api/v1/datasets?name=tiny-idx&format=idx", raw=idx_tar(),
                        token=tok_a), 201, "idx tar upload")
     check(dsi["format"] == "idx", "dataset %r" % dsi)
+    # A real dnnpress checkpoint (the worker's own trainer, a few steps).
+    ckpt = os.path.join(tmp, "lenet300.safetensors")
+    subprocess.run([os.path.join(BUILD, "dnnpress-worker"), "train", "--model", "lenet-300-100",
+                    "--data", "idx:/usr/share/datasets/fashion-mnist", "--epochs", "1",
+                    "--limit-train", "128", "--limit-test", "64", "--threads", "1", "--quiet",
+                    "--out", ckpt], check=True, stdout=subprocess.DEVNULL)
+    with open(ckpt, "rb") as f:
+        st_bytes = f.read()
+    sm = expect(s.req("POST", "/api/v1/models?name=lenet300&format=safetensors", raw=st_bytes,
+                      token=tok_a), 201, "safetensors checkpoint upload")
+    check(sm["format"] == "safetensors" and sm["size"] == len(st_bytes), "model %r" % sm)
+    expect(s.req("POST", "/api/v1/models?name=cut&format=safetensors", raw=st_bytes[:len(st_bytes) // 2],
+                 token=tok_a), 400, "truncated safetensors", contains="safetensors")
+    cif = tar_of([("data_batch_%d.bin" % i, bytes([i]) + bytes(3072)) for i in range(1, 6)] +
+                 [("test_batch.bin", bytes([9]) + bytes(3072))])
+    expect(s.req("POST", "/api/v1/datasets?name=tiny-cifar&format=cifar10", raw=cif, token=tok_a),
+           201, "cifar10 tar upload")
+    npy = tar_of([("x_train.npy", npy_of("<f4", (3, 2), 4)), ("y_train.npy", npy_of("|u1", (3,), 1)),
+                  ("x_test.npy", npy_of("<f4", (2, 2), 4)), ("y_test.npy", npy_of("|u1", (2,), 1))])
+    expect(s.req("POST", "/api/v1/datasets?name=tiny-npy&format=npy", raw=npy, token=tok_a), 201,
+           "npy tar upload")
+    bad_cif = tar_of([("data_batch_%d.bin" % i, bytes([12]) + bytes(3072)) for i in range(1, 6)] +
+                     [("test_batch.bin", bytes(3073))])
+    expect(s.req("POST", "/api/v1/datasets?name=bad-cifar&format=cifar10", raw=bad_cif, token=tok_a),
+           400, "cifar10 label out of range", contains="label 12")
+    # An uploaded model needs no pretrain: the job starts at compress, on that file.
+    jo = expect(s.req("POST", "/api/v1/jobs", {"model_id": om["id"], "dataset_id": dsi["id"],
+                                               "spec": SPEC}, tok_a), 201, "job on an uploaded model")
+    check([t["type"] for t in jo["tasks"]] == ["compress", "retrain", "export"],
+          "no train task without pretrain: %r" % jo["tasks"])
+    expect(s.req("POST", "/api/v1/jobs/%s/cancel" % jo["id"], token=tok_a), 202, "cancel")
     expect(s.req("GET", "/api/v1/models/%s" % om["id"], token=tok_b), 404, "team B reads A's model")
-    ok("models and datasets: built-ins, ONNX and IDX uploads stored by sha256, ETag/304")
+    ok("models and datasets: built-ins, ONNX, safetensors, IDX, CIFAR-10 and NPY uploads stored by sha256, "
+       "ETag/304; a job on an uploaded model skips train")
 
     # -- bad input: each a 4xx naming the problem
     expect(s.req("POST", "/api/v1/jobs", b"{\"name\": ", tok_a), 400, "malformed JSON",
@@ -287,12 +337,12 @@ def main():
            415, "wrong content type")
     st, head = s.req_expect("POST", "/api/v1/jobs", 2 << 20, tok_a, "application/json")
     check(st == 413 and "too_large" in head, "oversize JSON body (Content-Length): %s" % head)
-    st, head = s.req_expect("POST", "/api/v1/models?name=big&format=onnx", 2 << 20, tok_a,
+    st, head = s.req_expect("POST", "/api/v1/models?name=big&format=onnx", 3 << 20, tok_a,
                             "application/octet-stream")
     check(st == 413 and "over the limit" in head, "oversize upload (Content-Length): %s" % head)
     expect(s.req_chunked("POST", "/api/v1/jobs", [b"{\"name\": \"" + b"x" * 65536] * 32, tok_a,
                          "application/json"), 413, "oversize chunked JSON body", "too_large")
-    expect(s.req_chunked("POST", "/api/v1/models?name=big&format=onnx", [b"\0" * 65536] * 32,
+    expect(s.req_chunked("POST", "/api/v1/models?name=big&format=onnx", [b"\0" * 65536] * 48,
                          tok_a, "application/octet-stream"), 413, "oversize chunked upload",
            "too_large")
     expect(s.req("POST", "/api/v1/teams", {"name": "../../etc/passwd"}, ADMIN), 400,
@@ -336,6 +386,7 @@ def main():
             if st != 201:
                 errors.append((st, doc))
 
+    n0 = count_jobs(s, tok_a)
     t0 = time.time()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
     for t in threads:
@@ -343,8 +394,8 @@ def main():
     for t in threads:
         t.join()
     check(not errors, "parallel submissions failed: %r" % errors[:3])
-    n = count_jobs(s, tok_a)
-    check(n == 200, "expected exactly 200 jobs, found %d" % n)
+    n = count_jobs(s, tok_a) - n0
+    check(n == 200, "expected exactly 200 new jobs, found %d" % n)
     ok("200 submissions from 8 parallel clients -> exactly 200 jobs (%.1f s)" % (time.time() - t0))
 
     # -- Idempotency-Key
@@ -352,14 +403,26 @@ def main():
     st2, j2, _ = submit(s, tok_a, m["id"], d["id"], key="key-1")
     check(st1 == 201 and st2 == 200 and j1["id"] == j2["id"],
           "idempotent replay: %d %d %s %s" % (st1, st2, j1.get("id"), j2.get("id")))
-    check(count_jobs(s, tok_a) == 201, "the replay created a job")
+    check(count_jobs(s, tok_a) == n0 + 201, "the replay created a job")
     expect(submit(s, tok_a, m["id"], d["id"], key="key-1", name="other"), 409,
            "same key, different request", contains="Idempotency-Key")
+    # The same key from 8 clients at once: one job, one 201.
+    res = []
+    par = [threading.Thread(target=lambda: res.append(submit(s, tok_a, m["id"], d["id"], key="key-par")))
+           for _ in range(8)]
+    for t in par:
+        t.start()
+    for t in par:
+        t.join()
+    check(sorted(r[0] for r in res) == [200] * 7 + [201] and len({r[1]["id"] for r in res}) == 1,
+          "parallel replays: %r" % [(r[0], r[1].get("id")) for r in res])
+    check(count_jobs(s, tok_a) == n0 + 202, "parallel replays created jobs")
     # The same key from another team is another key.
     mb = expect(s.req("POST", "/api/v1/models", {"name": "lenet", "arch": "lenet5"}, tok_b), 201, "B model")
     db = expect(s.req("POST", "/api/v1/datasets", {"name": "fm", "builtin": "fashion-mnist"}, tok_b), 201, "B ds")
     jb = expect(submit(s, tok_b, mb["id"], db["id"], key="key-1"), 201, "B uses the same key")
-    ok("Idempotency-Key: the same key twice -> one job (201 then 200); reuse with another body -> 409")
+    ok("Idempotency-Key: the same key twice -> one job (201 then 200), 8 clients at once -> one job; "
+       "reuse with another body -> 409")
 
     # -- team isolation
     expect(s.req("GET", "/api/v1/jobs/%s" % j1["id"], token=tok_b), 404, "B reads A's job")
@@ -634,9 +697,14 @@ def main():
     check(s.proc.returncode == 0, "shutdown with local workers")
     ok("--local-workers: %d starts of 2 exiting workers (restart with backoff), agent token in the "
        "environment, clean stop" % len(starts))
-    subprocess.run(["rm", "-rf", tmp])
     print("server_api: all checks passed", flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        for srv in CLEANUP:
+            if srv.proc.poll() is None:
+                srv.proc.kill()
+                srv.proc.wait()

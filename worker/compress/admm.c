@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "common/alloc.h"
+#include "worker/compress/purify.h"
 #include "worker/nn/train.h"
 
 static double admm_now(void)
@@ -248,7 +249,12 @@ static void admm_grad_hook(void *ud, const struct dp_model *m, float *grad)
     }
 }
 
-/* Retraining: quantized weights back on their levels after every step. */
+/* Retraining of quantized targets: a straight-through estimator. z holds
+ * the latent float weights, u the quantized weights the step's gradient
+ * was taken at. The optimizer moved W from u by its update; the latent
+ * weights take that update and W goes back to their quantization. Without
+ * the latent copy, an update smaller than the gap between levels would be
+ * undone by every re-projection, and binary weights could never flip. */
 static void admm_post_step(void *ud, struct dp_model *m)
 {
     struct admm_ctx *c = ud;
@@ -257,8 +263,42 @@ static void admm_post_step(void *ud, struct dp_model *m)
         return;
     for (int k = 0; k < c->n_t; k++) {
         const struct admm_target *t = &c->t[k];
-        if (t->rule->quant != NULL)
-            t->rule->quant->project(admm_w(c, t), &t->shape, &t->p, c->scratch);
+        if (t->rule->quant == NULL)
+            continue;
+        float *w = admm_w(c, t);
+        const size_t off = c->m->params[t->param].offset, n = admm_numel(c, t);
+        if (c->shadow_on) {
+            float *sh = c->z + off, *wq = c->u + off;
+            for (size_t i = 0; i < n; i++) {
+                sh[i] += w[i] - wq[i];
+                w[i] = sh[i];
+            }
+            t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+            memcpy(wq, w, n * sizeof(float));
+        } else {
+            t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+        }
+    }
+}
+
+/* Quantizes the (pruned) targets at the start of retraining: their float
+ * weights become the latent copy, W their quantization. ADMM's last hard
+ * projection leaves the weights pruned but not yet quantized, so the
+ * compress phase hands float weights to the retrain phase and the two
+ * phases run apart equal one run. */
+static void admm_quant_start(struct admm_ctx *c)
+{
+    c->shadow_on = 0;
+    for (int k = 0; k < c->n_t; k++) {
+        const struct admm_target *t = &c->t[k];
+        if (t->rule->quant == NULL)
+            continue;
+        float *w = admm_w(c, t);
+        const size_t off = c->m->params[t->param].offset, n = admm_numel(c, t);
+        memcpy(c->z + off, w, n * sizeof(float));
+        t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+        memcpy(c->u + off, w, n * sizeof(float));
+        c->shadow_on = 1;
     }
 }
 
@@ -364,16 +404,28 @@ static void admm_harden(struct admm_ctx *c, int with_quant)
     const struct dp_model *m = c->m;
     for (size_t i = 0; i < m->n_floats; i++)
         c->mask[i] = 1.0f;
+    c->shadow_on = 0;
     for (int k = 0; k < c->n_t; k++) {
         const struct admm_target *t = &c->t[k];
         float *w = admm_w(c, t);
-        admm_project(c, t, w, with_quant);
+        admm_project(c, t, w, 0);
+        if (with_quant && t->rule->quant != NULL) {
+            /* The pruned float weights become the latent copy (see admm_post_step). */
+            const size_t off = m->params[t->param].offset, n = admm_numel(c, t);
+            memcpy(c->z + off, w, n * sizeof(float));
+            t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+            memcpy(c->u + off, w, n * sizeof(float));
+            c->shadow_on = 1;
+        }
         if (t->rule->prune == NULL)
             continue;
         float *mk = c->mask + m->params[t->param].offset;
         for (size_t i = 0; i < admm_numel(c, t); i++)
             mk[i] = w[i] != 0.0f ? 1.0f : 0.0f;
     }
+    /* Dead filters take their bias and BN entries with them, so that the
+     * channel is an exact zero that purification can drop. */
+    cp_purify_zero_dead_filters(c->m, c->mask);
     c->mask_on = 1;
 }
 
@@ -392,6 +444,7 @@ static void admm_mask_from_zeros(struct admm_ctx *c)
         for (size_t i = 0; i < admm_numel(c, t); i++)
             mk[i] = w[i] != 0.0f ? 1.0f : 0.0f;
     }
+    cp_purify_zero_dead_filters(c->m, c->mask);
     c->mask_on = 1;
 }
 
@@ -429,6 +482,7 @@ static void admm_step_begin(struct admm_ctx *c, const struct admm_step *sp)
         admm_stage_rates(c, sp->stage);
         if (!c->mask_on) /* the retrain phase starts from a hard-projected model */
             admm_mask_from_zeros(c);
+        admm_quant_start(c);
         c->quant_on = 1;
         break;
     case ADMM_STEP_MAGNITUDE: {
@@ -523,8 +577,8 @@ static enum dp_err admm_step_end(struct admm_ctx *c, const struct admm_step *sp,
     case ADMM_STEP_ADMM:
         admm_zu_update(c, sp);
         if (sp->last_iter) {
-            admm_harden(c, 1);
-            c->quant_on = 1;
+            admm_harden(c, 0); /* quantization starts the retraining */
+            c->quant_on = 0;
         }
         return DP_OK;
     case ADMM_STEP_RETRAIN:

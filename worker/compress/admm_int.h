@@ -43,7 +43,8 @@ struct admm_ctx {
     float *z, *u, *mask; /* n_floats each */
     int mask_on;         /* apply the mask: after the first hard projection */
     void *scratch;
-    int quant_on; /* re-project quantized targets after every step */
+    int quant_on;  /* re-project quantized targets after every step */
+    int shadow_on; /* z and u hold the latent and quantized weights (retraining) */
 
     /* The plan and the position in it: step si, ep of its epochs done. */
     int n_steps;

@@ -43,7 +43,7 @@ enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, 
     snprintf(digest, sizeof(digest), "%016" PRIx64, admm_spec_digest(c->spec));
     json_t *st = json_pack(
         "{s:i, s:s, s:I, s:i, s:i, s:i, s:b, s:b, s:b, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, "
-        "s:I, s:b, s:o, s:O, s:O, s:O?}",
+        "s:I, s:b, s:o, s:O, s:O, s:O?, s:b}",
         "version", ADMM_STATE_VERSION, "spec_digest", digest, "n_floats", (json_int_t)m->n_floats,
         "step", si, "epoch", ep, "n_steps", c->n_steps, "mask_on", c->mask_on, "quant_on",
         c->quant_on, "halted", c->halted, "best_stage", c->best_stage, "epochs_done",
@@ -51,7 +51,7 @@ enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, 
         c->last_loss, "last_train_acc", c->last_train_acc, "last_test_acc", c->last_test_acc,
         "wall_seconds", c->wall_prev + 0.0, "opt_t", (json_int_t)(opt != NULL ? opt->t : 0),
         "have_opt", opt != NULL, "targets", admm_state_targets(c), "trace", c->trace, "stages",
-        c->stages, "auto", c->auto_info);
+        c->stages, "auto", c->auto_info, "shadow_on", c->shadow_on);
     const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(17);
     const size_t len = st != NULL ? json_dumpb(st, NULL, 0, flags) : 0;
     char *text = len > 0 ? dp_malloc(len + 1) : NULL;
@@ -187,6 +187,7 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
         c->ep = ep;
         c->mask_on = json_is_true(json_object_get(st, "mask_on"));
         c->quant_on = json_is_true(json_object_get(st, "quant_on"));
+        c->shadow_on = json_is_true(json_object_get(st, "shadow_on"));
         c->halted = json_is_true(json_object_get(st, "halted"));
         c->best_stage = (int)admm_state_num(st, "best_stage");
         c->epochs_done = (int)admm_state_num(st, "epochs_done");

@@ -177,7 +177,7 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
 {
     static const char *const top[] = {"version",   "method",      "seed",      "batch",
                                       "admm",      "retrain",     "magnitude", "optimizer",
-                                      "layers",    "progressive", "auto",      NULL};
+                                      "layers",    "progressive", "auto",      "purify", NULL};
     static const char *const prog_keys[] = {"stages", "tolerance", NULL};
     static const char *const auto_keys[] = {"objective", "rate", "search_iters", "eval_images",
                                             NULL};
@@ -233,6 +233,8 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
     out->seed = (uint64_t)seed;
     if (!err)
         err = spec_int(root, "batch", "spec", 1, 65536, &out->batch, ei);
+    if (!err)
+        err = spec_bool(root, "purify", "spec", &out->purify, ei);
     json_t *a = json_object_get(root, "admm");
     if (!err && a != NULL) {
         err = spec_keys(a, "spec.admm", admm_keys, ei);
@@ -409,7 +411,7 @@ uint64_t admm_spec_digest(const struct admm_spec *s)
                         s->epochs_per_iter,  s->retrain_epochs,  s->magnitude_steps,
                         (int)s->magnitude_alloc, s->stages,      s->auto_on,
                         (int)s->auto_objective, s->auto_search_iters, s->auto_eval_images,
-                        s->n_rules};
+                        s->n_rules, s->purify};
     const double dbl[] = {s->rho,      s->rho_factor,   s->rho_max,   s->admm_lr,
                           s->retrain_lr, s->momentum,   s->weight_decay, s->tolerance,
                           s->auto_rate};

@@ -67,6 +67,7 @@ struct admm_spec {
     int magnitude_steps;
     enum admm_alloc magnitude_alloc;
     double momentum, weight_decay;
+    int purify;       /* drop dead filters and channels after the run (shapes shrink) */
     int stages;       /* progressive: intermediate targets rate^(s/stages), s = 1..stages */
     double tolerance; /* a stage is accepted when its accuracy is >= dense - tolerance */
     int auto_on;      /* per-layer rates chosen automatically (auto_* below) */

@@ -1,10 +1,63 @@
 /*
- * Every SQL statement of the server, in one table (STYLE rule 34): an id and
- * the text, prepared once when the store opens. Internal to store.c.
- * Parameters are named (:name) and always bound, never formatted in.
+ * Internal to the store module (store.c, store_jobs.c, store_queue.c): the
+ * statement table, the store struct and the helpers the three files share.
+ * Nothing outside those files includes this header (STYLE rules 3 and 34).
  */
-#ifndef DP_SERVER_STORE_STMTS_H
-#define DP_SERVER_STORE_STMTS_H
+#ifndef DP_SERVER_STORE_INT_H
+#define DP_SERVER_STORE_INT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "server/store.h"
+
+/* ---- The statements ------------------------------------------------------ */
+
+/* Every SQL statement of the server (besides migrations/): an id and the
+ * text, prepared once when the store opens. Parameters are named (:name)
+ * and always bound, never formatted in. */
+/* RFC 3339 UTC from integer milliseconds, as srv_time_fmt writes it. */
+#define SRV_SQL_TIME(col) "strftime('%Y-%m-%dT%H:%M:%fZ', " col " / 1000.0, 'unixepoch')"
+#define SRV_SQL_TIME_OR_NULL(col)                                                                  \
+    "CASE WHEN " col " IS NULL THEN NULL ELSE " SRV_SQL_TIME(col) " END"
+
+/* The job object of docs/api.md, built by SQLite's JSON functions in one
+ * statement (tasks and their per-attempt errors included): a GET never
+ * round-trips through jansson, which was half the cost of a job list. */
+#define SRV_JOB_JSON                                                                               \
+    "json_object('id', j.id, 'name', j.name, 'state', j.state, 'model_id', j.model_id, "           \
+    "'dataset_id', j.dataset_id, 'priority', j.priority, "                                         \
+    "'created_at', " SRV_SQL_TIME(                                                                 \
+        "j.created_at") ", "                                                                       \
+                        "'started_at', " SRV_SQL_TIME_OR_NULL(                                     \
+                            "j.started_at") ", "                                                   \
+                                            "'finished_at', " SRV_SQL_TIME_OR_NULL(                \
+                                                "j.finished_at") ", "                              \
+                                                                 "'progress', json(j.progress), "  \
+                                                                 "'outputs', json(j.outputs), "    \
+                                                                 "'error', j.error, "              \
+                                                                 "'tasks', (SELECT "               \
+                                                                 "json_group_array(json_object('"  \
+                                                                 "id', t.id, 'type', t.type, "     \
+                                                                 "  'state', t.state, "            \
+                                                                 "'attempts', t.attempts, "        \
+                                                                 "'max_attempts', "                \
+                                                                 "t.max_attempts, "                \
+                                                                 "  'depends_on', t.depends_on, "  \
+                                                                 "'errors', (SELECT "              \
+                                                                 "json_group_array(json_object("   \
+                                                                 "    'attempt', e.attempt, "      \
+                                                                 "'message', e.message, 'kind', "  \
+                                                                 "e.kind)) FROM (SELECT * "        \
+                                                                 "    FROM task_errors WHERE "     \
+                                                                 "task_id = t.id ORDER BY seq) "   \
+                                                                 "e))) "                           \
+                                                                 "  FROM (SELECT * FROM tasks "    \
+                                                                 "WHERE job_id = j.id ORDER BY "   \
+                                                                 "seq) t))"
 
 /* X(ID, SQL) */
 #define SRV_STMTS(X)                                                                               \
@@ -30,13 +83,12 @@
       "SELECT b.size FROM blobs b WHERE b.sha256 = :sha AND (:team IS NULL "                       \
       "OR EXISTS (SELECT 1 FROM assets a WHERE a.sha256 = b.sha256 AND a.team_id = :team) "        \
       "OR EXISTS (SELECT 1 FROM artifacts r WHERE r.sha256 = b.sha256 AND r.team_id = :team))")    \
-    X(BLOB_AGENT,                                                                                  \
-      "SELECT b.size FROM blobs b WHERE b.sha256 = :sha AND ("                                     \
-      "EXISTS (SELECT 1 FROM tasks t JOIN jobs j ON j.id = t.job_id JOIN assets a "                \
-      "        ON a.id IN (j.model_id, j.dataset_id) WHERE t.state = 'leased' "                    \
-      "        AND a.sha256 = b.sha256) "                                                          \
-      "OR EXISTS (SELECT 1 FROM artifacts r JOIN tasks t ON t.job_id = r.job_id "                  \
-      "        WHERE r.sha256 = b.sha256 AND t.state = 'leased'))")                                \
+    X(BLOB_AGENT, "SELECT b.size FROM blobs b WHERE b.sha256 = :sha AND ("                         \
+                  "EXISTS (SELECT 1 FROM tasks t JOIN jobs j ON j.id = t.job_id JOIN assets a "    \
+                  "        ON a.id IN (j.model_id, j.dataset_id) WHERE t.state = 'leased' "        \
+                  "        AND a.sha256 = b.sha256) "                                              \
+                  "OR EXISTS (SELECT 1 FROM artifacts r JOIN tasks t ON t.job_id = r.job_id "      \
+                  "        WHERE r.sha256 = b.sha256 AND t.state = 'leased'))")                    \
     X(ASSET_INSERT, "INSERT INTO assets (id, team_id, kind, name, format, builtin, sha256, size, " \
                     "created_at) VALUES (:id, :team, :kind, :name, :format, :builtin, :sha, "      \
                     ":size, :now)")                                                                \
@@ -55,23 +107,20 @@
     X(JOB_INSERT, "INSERT INTO jobs (id, team_id, name, state, model_id, dataset_id, priority, "   \
                   "max_attempts, params, created_at) VALUES (:id, :team, :name, 'queued', "        \
                   ":model, :dataset, :prio, :maxatt, :params, :now)")                              \
-    X(JOB_GET, "SELECT seq, id, name, state, model_id, dataset_id, priority, created_at, "         \
-               "started_at, finished_at, progress, outputs, error FROM jobs "                      \
-               "WHERE id = :id AND team_id = :team")                                               \
-    X(JOB_LIST, "SELECT seq, id, name, state, model_id, dataset_id, priority, created_at, "        \
-                "started_at, finished_at, progress, outputs, error FROM jobs "                     \
-                "WHERE team_id = :team AND seq < :cursor ORDER BY seq DESC LIMIT :limit")          \
-    X(JOB_LIST_STATE, "SELECT seq, id, name, state, model_id, dataset_id, priority, created_at, "  \
-                      "started_at, finished_at, progress, outputs, error FROM jobs "               \
-                      "WHERE team_id = :team AND state = :state AND seq < :cursor "                \
-                      "ORDER BY seq DESC LIMIT :limit")                                            \
+    X(JOB_GET,                                                                                     \
+      "SELECT j.seq, " SRV_JOB_JSON " FROM jobs j WHERE j.id = :id AND j.team_id = :team")         \
+    X(JOB_LIST, "SELECT j.seq, " SRV_JOB_JSON " FROM jobs j WHERE j.team_id = :team "              \
+                "AND j.seq < :cursor ORDER BY j.seq DESC LIMIT :limit")                            \
+    X(JOB_LIST_STATE, "SELECT j.seq, " SRV_JOB_JSON " FROM jobs j WHERE j.team_id = :team "        \
+                      "AND j.state = :state AND j.seq < :cursor ORDER BY j.seq DESC LIMIT :limit") \
     X(JOB_STATE, "SELECT state, cancel_requested, started_at FROM jobs WHERE id = :id")            \
     X(JOB_TEAM_STATE, "SELECT state FROM jobs WHERE id = :id AND team_id = :team")                 \
     X(JOB_SET_STATE, "UPDATE jobs SET state = :state, started_at = :started, "                     \
                      "finished_at = :finished, error = :error WHERE id = :id")                     \
     X(JOB_CANCEL, "UPDATE jobs SET cancel_requested = 1, state = 'cancelled', "                    \
                   "finished_at = :now WHERE id = :id")                                             \
-    X(JOB_RETRY, "UPDATE jobs SET cancel_requested = 0, state = 'queued', finished_at = NULL, started_at = NULL, "    \
+    X(JOB_RETRY, "UPDATE jobs SET cancel_requested = 0, state = 'queued', finished_at = NULL, "    \
+                 "started_at = NULL, "                                                             \
                  "error = NULL WHERE id = :id")                                                    \
     X(JOB_PROGRESS, "UPDATE jobs SET progress = :progress WHERE id = :id")                         \
     X(JOB_OUTPUTS, "UPDATE jobs SET outputs = json_patch(outputs, :outputs) WHERE id = :id")       \
@@ -111,7 +160,7 @@
                    "finished_at = NULL WHERE job_id = :job "                                       \
                    "AND state IN ('failed', 'dead', 'cancelled')")                                 \
     X(TASK_STATES_OF_JOB, "SELECT state, count(*) FROM tasks WHERE job_id = :job GROUP BY state")  \
-    X(TASK_EXPIRED, "SELECT id, job_id, attempts, max_attempts, lease_owner, type FROM tasks "           \
+    X(TASK_EXPIRED, "SELECT id, job_id, attempts, max_attempts, lease_owner, type FROM tasks "     \
                     "WHERE state = 'leased' AND lease_expires_at < :now LIMIT 100")                \
     X(TASK_COUNTS, "SELECT state, count(*) FROM tasks GROUP BY state")                             \
     X(TASK_ERROR_INSERT, "INSERT INTO task_errors (task_id, attempt, kind, message, worker_id, "   \
@@ -129,12 +178,76 @@
     X(ARTIFACTS_OF_JOB, "SELECT sha256, kind, task_id, size, created_at FROM artifacts "           \
                         "WHERE job_id = :job ORDER BY seq")                                        \
     /* ---- workers ---- */                                                                        \
-    X(WORKER_INSERT, "INSERT INTO workers (id, name, version, capabilities, device, created_at, "   \
+    X(WORKER_INSERT, "INSERT INTO workers (id, name, version, capabilities, device, created_at, "  \
                      "last_seen_at) VALUES (:id, :name, :version, :caps, :device, :now, :now)")    \
     X(WORKER_SEEN, "UPDATE workers SET last_seen_at = :now WHERE id = :id")                        \
     X(WORKER_EXISTS, "SELECT 1 FROM workers WHERE id = :id")                                       \
     X(WORKER_LIST, "SELECT seq, id, name, version, capabilities, device, created_at, "             \
                    "last_seen_at FROM workers WHERE seq < :cursor ORDER BY seq DESC LIMIT :limit") \
     X(WORKER_COUNT, "SELECT count(*) FROM workers")
+
+enum srv_stmt_id {
+#define SRV__STMT_ENUM(id, sql) STMT_##id,
+    SRV_STMTS(SRV__STMT_ENUM)
+#undef SRV__STMT_ENUM
+        STMT__COUNT
+};
+
+struct srv_store {
+    /* The writer: every write and the reads inside write transactions. */
+    sqlite3 *db;
+    sqlite3_stmt *stmt[STMT__COUNT];
+    pthread_mutex_t mu;
+    /* A read-only connection for the hot read paths (token lookup, job
+     * GET and list, events, blob access): in WAL mode it reads the last
+     * committed state while the writer is busy, so a GET never waits
+     * behind a submission's fsync. */
+    sqlite3 *rdb;
+    sqlite3_stmt *rstmt[STMT__COUNT];
+    pthread_mutex_t rmu;
+    struct srv_queue_cfg cfg;
+    const char *txn_file; /* who opened the current transaction, for diagnostics */
+    int txn_line;
+    _Atomic uint64_t generation;
+};
+
+/* ---- Helpers (store.c) --------------------------------------------------------- */
+
+#define srv_store__begin(st, ei) srv_store__begin_at((st), (ei), __FILE__, __LINE__)
+sqlite3_stmt *srv_store__stmt(struct srv_store *st, enum srv_stmt_id id);
+/* The statement on the read-only connection (hold st->rmu). */
+sqlite3_stmt *srv_store__rstmt(struct srv_store *st, enum srv_stmt_id id);
+void srv_store__bind_text(sqlite3_stmt *s, const char *name, const char *v);
+void srv_store__bind_int(sqlite3_stmt *s, const char *name, int64_t v);
+enum dp_err srv_store__bind_json(sqlite3_stmt *s, const char *name, const json_t *j);
+enum dp_err srv_store__exec(struct srv_store *st, sqlite3_stmt *s, struct dp_errinfo *ei);
+int srv_store__row(struct srv_store *st, sqlite3_stmt *s, struct dp_errinfo *ei);
+const char *srv_store__col_text(sqlite3_stmt *s, int i);
+int64_t srv_store__col_int(sqlite3_stmt *s, int i);
+int srv_store__col_null(sqlite3_stmt *s, int i);
+json_t *srv_store__col_json(sqlite3_stmt *s, int i);
+json_t *srv_store__json_time(int64_t ms);
+json_t *srv_store__col_time(sqlite3_stmt *s, int i);
+json_t *srv_store__col_str(sqlite3_stmt *s, int i);
+enum dp_err srv_store__finish(struct srv_store *st, enum dp_err err, struct dp_errinfo *ei);
+json_t *srv_store__list_new(json_t *items, int64_t next);
+int64_t srv_store__cursor_bound(int64_t cursor);
+enum dp_err srv_store__event_append(struct srv_store *st, const char *job_id, const char *type,
+                                    json_t *data_take, struct dp_errinfo *ei);
+enum dp_err srv_store__event_task_state(struct srv_store *st, const char *job_id,
+                                        const char *task_id, const char *type, const char *state,
+                                        struct dp_errinfo *ei);
+enum dp_err srv_store__idem_lookup(struct srv_store *st, const struct srv_principal *who,
+                                   const char *route, const char *key, const char *req_hash,
+                                   char found_id[SRV_ID_MAX], struct dp_errinfo *ei);
+enum dp_err srv_store__idem_record(struct srv_store *st, const struct srv_principal *who,
+                                   const char *route, const char *key, const char *req_hash,
+                                   const char *obj_id, struct dp_errinfo *ei);
+enum dp_err srv_store__asset_get_locked(struct srv_store *st, const char *team, const char *kind,
+                                        const char *id, json_t **out, struct dp_errinfo *ei);
+enum dp_err srv_store__job_refresh(struct srv_store *st, const char *job_id, struct dp_errinfo *ei);
+enum dp_err srv_store__exec_sql(struct srv_store *st, const char *sql, struct dp_errinfo *ei);
+enum dp_err srv_store__begin_at(struct srv_store *st, struct dp_errinfo *ei, const char *file,
+                                int line);
 
 #endif

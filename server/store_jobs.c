@@ -1,0 +1,559 @@
+/*
+ * The store, part 2: jobs (see store.h). Submission expands a job into its
+ * task chain; job state is derived from the tasks in one place
+ * (srv_store__job_refresh) inside the transaction that changed a task, and
+ * every change appends a "state" event, so the event stream and the
+ * database never disagree. Job objects are built as JSON by SQLite.
+ */
+#include "server/store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/assert.h"
+#include "common/log.h"
+#include "server/store_int.h"
+
+/* ---- Jobs: reading ------------------------------------------------------------------- */
+
+/* The job as JSON text (dp_malloc'd) for the caller's team. */
+/* reader: use the read-only connection (the caller holds st->rmu), else the
+ * writer (st->mu; sees the caller's own uncommitted writes). */
+static enum dp_err job_text_locked(struct srv_store *st, int reader, const char *team,
+                                   const char *id, char **out, struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s =
+        reader ? srv_store__rstmt(st, STMT_JOB_GET) : srv_store__stmt(st, STMT_JOB_GET);
+    srv_store__bind_text(s, ":id", id);
+    srv_store__bind_text(s, ":team", team);
+    int r = srv_store__row(st, s, ei);
+    if (r < 0)
+        return (enum dp_err)r;
+    if (r == 0)
+        return dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", id);
+    *out = dp_strdup(srv_store__col_text(s, 1));
+    sqlite3_reset(s);
+    return *out ? DP_OK : DP_ENOMEM;
+}
+
+static enum dp_err job_get_locked(struct srv_store *st, const char *team, const char *id,
+                                  json_t **out, struct dp_errinfo *ei)
+{
+    char *text = NULL;
+    enum dp_err err = job_text_locked(st, 0, team, id, &text, ei);
+    if (err)
+        return err;
+    *out = json_loads(text, 0, NULL);
+    dp_free(text);
+    return *out ? DP_OK : DP_ENOMEM;
+}
+
+enum dp_err srv_store_job_get(struct srv_store *st, const struct srv_principal *who, const char *id,
+                              json_t **out, struct dp_errinfo *ei)
+{
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = job_get_locked(st, who->team_id, id, out, ei);
+    pthread_mutex_unlock(&st->mu);
+    return err;
+}
+
+enum dp_err srv_store_job_get_text(struct srv_store *st, const struct srv_principal *who,
+                                   const char *id, char **out, struct dp_errinfo *ei)
+{
+    pthread_mutex_lock(&st->rmu);
+    enum dp_err err = job_text_locked(st, 1, who->team_id, id, out, ei);
+    pthread_mutex_unlock(&st->rmu);
+    return err;
+}
+
+/* Appends n bytes to a growing text buffer; -1 on OOM. */
+static int text_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+    if (n + 1 > *cap - *len) {
+        size_t c = *cap ? *cap : 4096;
+        while (n + 1 > c - *len)
+            c *= 2;
+        char *g = dp_realloc(*buf, c);
+        if (g == NULL)
+            return -1;
+        *buf = g;
+        *cap = c;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return 0;
+}
+
+enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_principal *who,
+                                    const char *state, int limit, int64_t cursor, char **out,
+                                    struct dp_errinfo *ei)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int64_t last = 0;
+    int n = 0, r, oom = text_add(&buf, &len, &cap, "{\"items\":[", 10);
+    pthread_mutex_lock(&st->rmu);
+    sqlite3_stmt *s = srv_store__rstmt(st, state ? STMT_JOB_LIST_STATE : STMT_JOB_LIST);
+    srv_store__bind_text(s, ":team", who->team_id);
+    if (state)
+        srv_store__bind_text(s, ":state", state);
+    srv_store__bind_int(s, ":cursor", srv_store__cursor_bound(cursor));
+    srv_store__bind_int(s, ":limit", limit);
+    while ((r = srv_store__row(st, s, ei)) == 1) {
+        const char *job = srv_store__col_text(s, 1);
+        last = srv_store__col_int(s, 0);
+        if (n++ > 0)
+            oom |= text_add(&buf, &len, &cap, ",", 1);
+        oom |= text_add(&buf, &len, &cap, job, strlen(job));
+    }
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&st->rmu);
+    char tail[64];
+    if (n == limit)
+        snprintf(tail, sizeof(tail), "],\"next_cursor\":\"%" PRId64 "\"}", last);
+    else
+        snprintf(tail, sizeof(tail), "],\"next_cursor\":null}");
+    oom |= text_add(&buf, &len, &cap, tail, strlen(tail));
+    if (r < 0 || oom) {
+        dp_free(buf);
+        return r < 0 ? (enum dp_err)r : DP_ENOMEM;
+    }
+    *out = buf;
+    return DP_OK;
+}
+
+enum dp_err srv_store_job_list(struct srv_store *st, const struct srv_principal *who,
+                               const char *state, int limit, int64_t cursor, json_t **out,
+                               struct dp_errinfo *ei)
+{
+    char *text = NULL;
+    enum dp_err err = srv_store_job_list_text(st, who, state, limit, cursor, &text, ei);
+    if (err)
+        return err;
+    *out = json_loads(text, 0, NULL);
+    dp_free(text);
+    return *out ? DP_OK : DP_ENOMEM;
+}
+
+/* ---- Jobs: state machine ----------------------------------------------------------------- */
+
+static int job_state_terminal(const char *s)
+{
+    return strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0;
+}
+
+/*
+ * Derives the job's state from its tasks and stores it, appending a "state"
+ * event when it changed. Rules: a cancel request wins; any failed or dead
+ * task fails the job (its queued successors are cancelled, they can never
+ * run); all tasks succeeded is success; any task leased or done means
+ * running; else queued. Inside a transaction.
+ */
+enum dp_err srv_store__job_refresh(struct srv_store *st, const char *job_id, struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_STATE);
+    srv_store__bind_text(s, ":id", job_id);
+    int r = srv_store__row(st, s, ei);
+    if (r <= 0)
+        return r < 0 ? (enum dp_err)r : dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", job_id);
+    char old[16];
+    snprintf(old, sizeof(old), "%s", srv_store__col_text(s, 0));
+    int cancel = (int)srv_store__col_int(s, 1);
+    int64_t started = srv_store__col_null(s, 2) ? 0 : srv_store__col_int(s, 2);
+    sqlite3_reset(s);
+    if (cancel)
+        return DP_OK; /* cancelled stays cancelled until a retry */
+
+    int64_t n_total = 0, n_ok = 0, n_bad = 0, n_active = 0;
+    s = srv_store__stmt(st, STMT_TASK_STATES_OF_JOB);
+    srv_store__bind_text(s, ":job", job_id);
+    while ((r = srv_store__row(st, s, ei)) == 1) {
+        const char *ts = srv_store__col_text(s, 0);
+        int64_t n = srv_store__col_int(s, 1);
+        n_total += n;
+        if (strcmp(ts, "succeeded") == 0)
+            n_ok += n;
+        else if (strcmp(ts, "failed") == 0 || strcmp(ts, "dead") == 0)
+            n_bad += n;
+        else if (strcmp(ts, "leased") == 0)
+            n_active += n;
+    }
+    if (r < 0)
+        return (enum dp_err)r;
+    const char *state = "queued";
+    if (n_bad > 0)
+        state = "failed";
+    else if (n_ok == n_total)
+        state = "succeeded";
+    else if (n_ok > 0 || n_active > 0 || started)
+        state = "running";
+    if (strcmp(state, old) == 0)
+        return DP_OK;
+
+    int64_t now = srv_now_ms();
+    char *error = NULL;
+    enum dp_err err = DP_OK;
+    if (strcmp(state, "failed") == 0) {
+        s = srv_store__stmt(st, STMT_TASK_LAST_ERROR);
+        srv_store__bind_text(s, ":job", job_id);
+        r = srv_store__row(st, s, ei);
+        if (r < 0)
+            return (enum dp_err)r;
+        error = dp_strdup(r == 1 ? srv_store__col_text(s, 0) : "a task failed");
+        sqlite3_reset(s);
+        if (error == NULL)
+            return DP_ENOMEM;
+        s = srv_store__stmt(st, STMT_TASKS_CANCEL_QUEUED);
+        srv_store__bind_text(s, ":job", job_id);
+        srv_store__bind_int(s, ":now", now);
+        err = srv_store__exec(st, s, ei);
+    }
+    if (!err) {
+        s = srv_store__stmt(st, STMT_JOB_SET_STATE);
+        srv_store__bind_text(s, ":id", job_id);
+        srv_store__bind_text(s, ":state", state);
+        srv_store__bind_int(s, ":started", started ? started : now);
+        if (strcmp(state, "queued") == 0 && !started)
+            srv_store__bind_text(s, ":started", NULL);
+        if (job_state_terminal(state))
+            srv_store__bind_int(s, ":finished", now);
+        srv_store__bind_text(s, ":error", error);
+        err = srv_store__exec(st, s, ei);
+    }
+    if (!err) {
+        json_t *d = json_pack("{s:s, s:s}", "job_state", state, "previous", old);
+        if (error)
+            json_object_set_new(d, "error", json_string(error));
+        err = srv_store__event_append(st, job_id, "state", d, ei);
+    }
+    dp_free(error);
+    return err;
+}
+
+static const char *const srv_task_chain[] = {"train", "compress", "retrain", "export"};
+
+enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principal *who,
+                                 const struct srv_job_new *j, json_t **out, int *replayed,
+                                 struct dp_errinfo *ei)
+{
+    char id[SRV_ID_MAX], found[SRV_ID_MAX], prev[SRV_ID_MAX] = "";
+    int64_t now = srv_now_ms();
+    json_t *model = NULL, *dataset = NULL;
+    *out = NULL;
+    *replayed = 0;
+    enum dp_err err = srv_id_new("job_", id);
+    if (err)
+        return err;
+    pthread_mutex_lock(&st->mu);
+    err = srv_store__begin(st, ei);
+    if (err)
+        goto out;
+    err = srv_store__idem_lookup(st, who, "job", j->idem_key, j->req_hash, found, ei);
+    if (err)
+        goto done;
+    if (found[0]) {
+        *replayed = 1;
+        err = job_get_locked(st, who->team_id, found, out, ei);
+        goto done;
+    }
+    if (srv_store__asset_get_locked(st, who->team_id, "model", j->model_id, &model, NULL) !=
+        DP_OK) {
+        err = dp_errinfo_set(ei, DP_EINVAL, "model_id: no model '%s' in this team", j->model_id);
+        goto done;
+    }
+    if (srv_store__asset_get_locked(st, who->team_id, "dataset", j->dataset_id, &dataset, NULL) !=
+        DP_OK) {
+        err = dp_errinfo_set(ei, DP_EINVAL, "dataset_id: no dataset '%s' in this team",
+                             j->dataset_id);
+        goto done;
+    }
+    if (json_object_get(model, "arch") && !j->has_pretrain) {
+        err = dp_errinfo_set(ei, DP_EINVAL,
+                             "pretrain: required because model '%s' is a built-in architecture "
+                             "without weights",
+                             j->model_id);
+        goto done;
+    }
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_INSERT);
+    srv_store__bind_text(s, ":id", id);
+    srv_store__bind_text(s, ":team", who->team_id);
+    srv_store__bind_text(s, ":name", j->name);
+    srv_store__bind_text(s, ":model", j->model_id);
+    srv_store__bind_text(s, ":dataset", j->dataset_id);
+    srv_store__bind_int(s, ":prio", j->priority);
+    srv_store__bind_int(s, ":maxatt", j->max_attempts);
+    srv_store__bind_int(s, ":now", now);
+    err = srv_store__bind_json(s, ":params", j->params);
+    if (!err)
+        err = srv_store__exec(st, s, ei);
+    for (size_t i = j->has_pretrain ? 0 : 1; !err && i < 4; i++) {
+        char tid[SRV_ID_MAX];
+        err = srv_id_new("tsk_", tid);
+        if (err)
+            break;
+        s = srv_store__stmt(st, STMT_TASK_INSERT);
+        srv_store__bind_text(s, ":id", tid);
+        srv_store__bind_text(s, ":job", id);
+        srv_store__bind_text(s, ":type", srv_task_chain[i]);
+        srv_store__bind_text(s, ":dep", prev[0] ? prev : NULL);
+        srv_store__bind_int(s, ":prio", j->priority);
+        srv_store__bind_int(s, ":maxatt", j->max_attempts);
+        srv_store__bind_int(s, ":now", now);
+        err = srv_store__exec(st, s, ei);
+        snprintf(prev, sizeof(prev), "%s", tid);
+    }
+    if (!err)
+        err =
+            srv_store__event_append(st, id, "state", json_pack("{s:s}", "job_state", "queued"), ei);
+    if (!err)
+        err = srv_store__idem_record(st, who, "job", j->idem_key, j->req_hash, id, ei);
+    if (!err)
+        err = job_get_locked(st, who->team_id, id, out, ei);
+done:
+    err = srv_store__finish(st, err, ei);
+out:
+    pthread_mutex_unlock(&st->mu);
+    json_decref(model);
+    json_decref(dataset);
+    if (err) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
+/* Reads the job's state for the caller's team into state (16 bytes). */
+static enum dp_err job_team_state(struct srv_store *st, int reader, const char *team,
+                                  const char *id, char state[16], struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = reader ? srv_store__rstmt(st, STMT_JOB_TEAM_STATE)
+                             : srv_store__stmt(st, STMT_JOB_TEAM_STATE);
+    srv_store__bind_text(s, ":id", id);
+    srv_store__bind_text(s, ":team", team);
+    int r = srv_store__row(st, s, ei);
+    if (r < 0)
+        return (enum dp_err)r;
+    if (r == 0)
+        return dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", id);
+    snprintf(state, 16, "%s", srv_store__col_text(s, 0));
+    sqlite3_reset(s);
+    return DP_OK;
+}
+
+enum dp_err srv_store_job_cancel(struct srv_store *st, const struct srv_principal *who,
+                                 const char *id, json_t **out, struct dp_errinfo *ei)
+{
+    char state[16];
+    int64_t now = srv_now_ms();
+    *out = NULL;
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = srv_store__begin(st, ei);
+    if (err)
+        goto out;
+    err = job_team_state(st, 0, who->team_id, id, state, ei);
+    if (!err && (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0))
+        err = dp_errinfo_set(ei, DP_EEXIST, "job '%s' has already %s", id, state);
+    if (!err && strcmp(state, "cancelled") != 0) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_CANCEL);
+        srv_store__bind_text(s, ":id", id);
+        srv_store__bind_int(s, ":now", now);
+        err = srv_store__exec(st, s, ei);
+        if (!err) {
+            /* Queued tasks stop now; a leased one hears it in its heartbeat. */
+            s = srv_store__stmt(st, STMT_TASKS_CANCEL_QUEUED);
+            srv_store__bind_text(s, ":job", id);
+            srv_store__bind_int(s, ":now", now);
+            err = srv_store__exec(st, s, ei);
+        }
+        if (!err)
+            err = srv_store__event_append(
+                st, id, "state",
+                json_pack("{s:s, s:s}", "job_state", "cancelled", "previous", state), ei);
+    }
+    if (!err)
+        err = job_get_locked(st, who->team_id, id, out, ei);
+    err = srv_store__finish(st, err, ei);
+out:
+    pthread_mutex_unlock(&st->mu);
+    if (err) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
+enum dp_err srv_store_job_retry(struct srv_store *st, const struct srv_principal *who,
+                                const char *id, json_t **out, struct dp_errinfo *ei)
+{
+    char state[16];
+    *out = NULL;
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = srv_store__begin(st, ei);
+    if (err)
+        goto out;
+    err = job_team_state(st, 0, who->team_id, id, state, ei);
+    if (!err && strcmp(state, "failed") != 0 && strcmp(state, "cancelled") != 0)
+        err = dp_errinfo_set(ei, DP_EEXIST, "job '%s' is %s; only failed or cancelled jobs retry",
+                             id, state);
+    if (!err) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TASKS_RETRY);
+        srv_store__bind_text(s, ":job", id);
+        err = srv_store__exec(st, s, ei);
+    }
+    if (!err) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_RETRY);
+        srv_store__bind_text(s, ":id", id);
+        err = srv_store__exec(st, s, ei);
+    }
+    if (!err)
+        err = srv_store__event_append(
+            st, id, "state", json_pack("{s:s, s:s}", "job_state", "queued", "previous", state), ei);
+    if (!err)
+        err = srv_store__job_refresh(st, id, ei);
+    if (!err)
+        err = job_get_locked(st, who->team_id, id, out, ei);
+    err = srv_store__finish(st, err, ei);
+out:
+    pthread_mutex_unlock(&st->mu);
+    if (err) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
+enum dp_err srv_store_job_report(struct srv_store *st, const struct srv_principal *who,
+                                 const char *id, char sha[65], struct dp_errinfo *ei)
+{
+    pthread_mutex_lock(&st->mu);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_REPORT);
+    srv_store__bind_text(s, ":id", id);
+    srv_store__bind_text(s, ":team", who->team_id);
+    int r = srv_store__row(st, s, ei);
+    enum dp_err err = DP_OK;
+    if (r < 0)
+        err = (enum dp_err)r;
+    else if (r == 0)
+        err = dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", id);
+    else if (srv_store__col_null(s, 0))
+        err = dp_errinfo_set(ei, DP_ENOENT, "report_not_ready");
+    else
+        snprintf(sha, 65, "%s", srv_store__col_text(s, 0));
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&st->mu);
+    return err;
+}
+
+enum dp_err srv_store_job_artifacts(struct srv_store *st, const struct srv_principal *who,
+                                    const char *id, json_t **out, struct dp_errinfo *ei)
+{
+    char state[16];
+    json_t *items = json_array();
+    int r = 0;
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = job_team_state(st, 0, who->team_id, id, state, ei);
+    if (!err) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_ARTIFACTS_OF_JOB);
+        srv_store__bind_text(s, ":job", id);
+        while ((r = srv_store__row(st, s, ei)) == 1)
+            json_array_append_new(items, json_pack("{s:o, s:o, s:o, s:I, s:o}", "sha256",
+                                                   srv_store__col_str(s, 0), "kind",
+                                                   srv_store__col_str(s, 1), "task_id",
+                                                   srv_store__col_str(s, 2), "size",
+                                                   (json_int_t)srv_store__col_int(s, 3),
+                                                   "created_at", srv_store__col_time(s, 4)));
+        sqlite3_reset(s);
+        if (r < 0)
+            err = (enum dp_err)r;
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (err) {
+        json_decref(items);
+        return err;
+    }
+    *out = json_pack("{s:o}", "items", items);
+    return DP_OK;
+}
+
+enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_principal *who,
+                                   const char *job_id, int64_t after, int max, json_t **out,
+                                   int *terminal, struct dp_errinfo *ei)
+{
+    char state[16];
+    json_t *items = json_array();
+    int r = 0;
+    pthread_mutex_lock(&st->rmu);
+    /* One read transaction: the events and the state come from one snapshot. */
+    enum dp_err err = sqlite3_exec(st->rdb, "BEGIN", NULL, NULL, NULL) == SQLITE_OK
+                          ? DP_OK
+                          : dp_errinfo_set(ei, DP_EIO, "database: cannot begin a read");
+    if (err)
+        goto out;
+    err = job_team_state(st, 1, who->team_id, job_id, state, ei);
+    if (!err) {
+        sqlite3_stmt *s = srv_store__rstmt(st, STMT_EVENTS_AFTER);
+        srv_store__bind_text(s, ":job", job_id);
+        srv_store__bind_int(s, ":after", after);
+        srv_store__bind_int(s, ":limit", max);
+        while ((r = srv_store__row(st, s, ei)) == 1)
+            json_array_append_new(items, json_pack("{s:I, s:o, s:o}", "id",
+                                                   (json_int_t)srv_store__col_int(s, 0), "type",
+                                                   srv_store__col_str(s, 1), "data",
+                                                   srv_store__col_json(s, 2)));
+        sqlite3_reset(s);
+        if (r < 0)
+            err = (enum dp_err)r;
+    }
+    sqlite3_exec(st->rdb, "COMMIT", NULL, NULL, NULL);
+out:
+    pthread_mutex_unlock(&st->rmu);
+    if (err) {
+        json_decref(items);
+        return err;
+    }
+    *terminal = job_state_terminal(state);
+    *out = items;
+    return DP_OK;
+}
+
+enum dp_err srv_store_blob_team(struct srv_store *st, const struct srv_principal *who,
+                                const char *sha, int64_t *size, struct dp_errinfo *ei)
+{
+    pthread_mutex_lock(&st->rmu);
+    sqlite3_stmt *s = srv_store__rstmt(st, STMT_BLOB_TEAM);
+    srv_store__bind_text(s, ":sha", sha);
+    srv_store__bind_text(s, ":team", who->scope == SRV_SCOPE_ADMIN ? NULL : who->team_id);
+    int r = srv_store__row(st, s, ei);
+    enum dp_err err = DP_OK;
+    if (r < 0)
+        err = (enum dp_err)r;
+    else if (r == 0)
+        err = dp_errinfo_set(ei, DP_ENOENT, "no artifact '%s'", sha);
+    else
+        *size = srv_store__col_int(s, 0);
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&st->rmu);
+    return err;
+}
+
+enum dp_err srv_store_blob_agent(struct srv_store *st, const char *sha, int64_t *size,
+                                 struct dp_errinfo *ei)
+{
+    pthread_mutex_lock(&st->rmu);
+    sqlite3_stmt *s = srv_store__rstmt(st, STMT_BLOB_AGENT);
+    srv_store__bind_text(s, ":sha", sha);
+    int r = srv_store__row(st, s, ei);
+    enum dp_err err = DP_OK;
+    if (r < 0)
+        err = (enum dp_err)r;
+    else if (r == 0)
+        err = dp_errinfo_set(ei, DP_ENOENT, "no blob '%s' referenced by a leased task", sha);
+    else
+        *size = srv_store__col_int(s, 0);
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&st->rmu);
+    return err;
+}

@@ -1,0 +1,561 @@
+/*
+ * The store, part 3: the durable task queue (see store.h). Claim is one
+ * UPDATE ... RETURNING under BEGIN IMMEDIATE that leases the best ready task
+ * and bumps its fencing counter; every worker write is checked against the
+ * current fence inside its own transaction (lease_check), so a worker that
+ * lost its lease cannot change anything; the reaper returns expired leases
+ * to the queue with exponential backoff and jitter, or buries them.
+ */
+#include "server/store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/assert.h"
+#include "common/log.h"
+#include "server/store_int.h"
+
+/* ---- The queue ------------------------------------------------------------------------------ */
+
+/* {"sha256","size"} of a blob, or NULL when sha is NULL or unknown. */
+static json_t *blob_ref(struct srv_store *st, const char *sha, struct dp_errinfo *ei)
+{
+    if (sha == NULL)
+        return json_null();
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_BLOB_SIZE);
+    srv_store__bind_text(s, ":sha", sha);
+    json_t *o = json_null();
+    if (srv_store__row(st, s, ei) == 1)
+        o = json_pack("{s:s, s:I}", "sha256", sha, "size", (json_int_t)srv_store__col_int(s, 0));
+    sqlite3_reset(s);
+    return o;
+}
+
+/* The output `key` of task id as a blob reference, or null. */
+static json_t *task_output_ref(struct srv_store *st, const char *task_id, const char *key,
+                               struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_OUTPUTS);
+    srv_store__bind_text(s, ":id", task_id);
+    json_t *outputs = NULL;
+    if (srv_store__row(st, s, ei) == 1)
+        outputs = srv_store__col_json(s, 0);
+    sqlite3_reset(s);
+    const char *sha = json_string_value(json_object_get(outputs, key));
+    json_t *ref = NULL;
+    if (sha) {
+        char copy[65];
+        snprintf(copy, sizeof(copy), "%s", sha);
+        ref = blob_ref(st, copy, ei);
+    } else {
+        ref = json_null();
+    }
+    json_decref(outputs);
+    return ref;
+}
+
+/* An asset (by id; the job row already tied it to the job's team) as a task
+ * input: {"arch"|"builtin"} or {"sha256","format","size"}. */
+static json_t *asset_input(struct srv_store *st, const char *id, struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_ASSET_BY_ID);
+    srv_store__bind_text(s, ":id", id);
+    json_t *o = NULL;
+    if (srv_store__row(st, s, ei) == 1) {
+        int is_model = strcmp(srv_store__col_text(s, 8), "model") == 0;
+        if (!srv_store__col_null(s, 4))
+            o = json_pack("{s:o}", is_model ? "arch" : "builtin", srv_store__col_str(s, 4));
+        else
+            o = json_pack("{s:o, s:o, s:I}", "sha256", srv_store__col_str(s, 5), "format",
+                          srv_store__col_str(s, 3), "size", (json_int_t)srv_store__col_int(s, 6));
+    }
+    sqlite3_reset(s);
+    return o ? o : json_null();
+}
+
+/* Adds params and inputs to the leased task object t (see docs/api.md). */
+static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_id, const char *type,
+                              const char *dep, const char *ckpt, struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_PARAMS);
+    srv_store__bind_text(s, ":id", job_id);
+    int r = srv_store__row(st, s, ei);
+    if (r <= 0)
+        return r < 0 ? (enum dp_err)r : dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", job_id);
+    json_t *params = srv_store__col_json(s, 0);
+    char model_id[SRV_ID_MAX], dataset_id[SRV_ID_MAX];
+    snprintf(model_id, sizeof(model_id), "%s", srv_store__col_text(s, 1));
+    snprintf(dataset_id, sizeof(dataset_id), "%s", srv_store__col_text(s, 2));
+    sqlite3_reset(s);
+    json_object_set_new(t, "params", params);
+
+    json_t *inputs = json_object();
+    json_object_set_new(t, "inputs", inputs);
+    /* The first task reads the job's model; the others the previous task's output. */
+    json_object_set_new(inputs, "model",
+                        dep ? task_output_ref(st, dep, "model", ei)
+                            : asset_input(st, model_id, ei));
+    json_t *m = json_object_get(inputs, "model");
+    if (dep && json_is_object(m))
+        json_object_set_new(m, "format", json_string("safetensors"));
+    json_object_set_new(inputs, "dataset", asset_input(st, dataset_id, ei));
+    json_object_set_new(inputs, "checkpoint", blob_ref(st, ckpt, ei));
+    json_object_set_new(inputs, "report",
+                        dep && strcmp(type, "retrain") == 0 ? task_output_ref(st, dep, "report", ei)
+                                                            : json_null());
+    return DP_OK;
+}
+
+enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, json_t *capabilities,
+                                 json_t **out, struct dp_errinfo *ei)
+{
+    int64_t now = srv_now_ms();
+    json_t *t = NULL;
+    char task_id[SRV_ID_MAX], job_id[SRV_ID_MAX], type[16], dep[SRV_ID_MAX], ckpt[65];
+    *out = NULL;
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = srv_store__begin(st, ei);
+    if (err)
+        goto out;
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_EXISTS);
+    srv_store__bind_text(s, ":id", worker_id);
+    int r = srv_store__row(st, s, ei);
+    if (r <= 0) {
+        err = r < 0 ? (enum dp_err)r
+                    : dp_errinfo_set(ei, DP_EINVAL, "worker_id: no worker '%s'; register first",
+                                     worker_id);
+        goto done;
+    }
+    s = srv_store__stmt(st, STMT_WORKER_SEEN);
+    srv_store__bind_text(s, ":id", worker_id);
+    srv_store__bind_int(s, ":now", now);
+    err = srv_store__exec(st, s, ei);
+    if (err)
+        goto done;
+
+    s = srv_store__stmt(st, STMT_TASK_CLAIM);
+    srv_store__bind_text(s, ":worker", worker_id);
+    srv_store__bind_int(s, ":now", now);
+    srv_store__bind_int(s, ":expires", now + st->cfg.lease_ms);
+    err = srv_store__bind_json(s, ":caps", capabilities);
+    if (err)
+        goto done;
+    r = srv_store__row(st, s, ei);
+    if (r <= 0) {
+        err = r < 0 ? (enum dp_err)r : DP_ENOENT;
+        goto done;
+    }
+    snprintf(task_id, sizeof(task_id), "%s", srv_store__col_text(s, 0));
+    snprintf(job_id, sizeof(job_id), "%s", srv_store__col_text(s, 1));
+    snprintf(type, sizeof(type), "%s", srv_store__col_text(s, 2));
+    snprintf(ckpt, sizeof(ckpt), "%s", srv_store__col_null(s, 6) ? "" : srv_store__col_text(s, 6));
+    snprintf(dep, sizeof(dep), "%s", srv_store__col_null(s, 7) ? "" : srv_store__col_text(s, 7));
+    t = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "id", task_id, "job_id", job_id, "type", type,
+                  "attempt", (json_int_t)srv_store__col_int(s, 3), "fence",
+                  (json_int_t)srv_store__col_int(s, 4), "lease_expires_at",
+                  srv_store__json_time(srv_store__col_int(s, 5)));
+    err = srv_store__exec(st, s, ei); /* run the UPDATE ... RETURNING to completion */
+    if (!err)
+        err = task_build(st, t, job_id, type, dep[0] ? dep : NULL, ckpt[0] ? ckpt : NULL, ei);
+    if (!err)
+        err = srv_store__event_task_state(st, job_id, task_id, type, "leased", ei);
+    if (!err)
+        err = srv_store__job_refresh(st, job_id, ei);
+done:
+    err = srv_store__finish(st, err, ei);
+out:
+    pthread_mutex_unlock(&st->mu);
+    if (err) {
+        json_decref(t);
+        return err;
+    }
+    *out = t;
+    return DP_OK;
+}
+
+/* The task's row when it is leased under fence: job id, type, attempts,
+ * max_attempts, lease owner. DP_EEXIST ("lease lost") otherwise. */
+struct srv_lease {
+    char job_id[SRV_ID_MAX];
+    char type[16];
+    char owner[SRV_ID_MAX];
+    int64_t attempts, max_attempts;
+};
+
+static enum dp_err lease_check(struct srv_store *st, const char *task_id, int64_t fence,
+                               struct srv_lease *l, struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_LEASED);
+    srv_store__bind_text(s, ":id", task_id);
+    srv_store__bind_int(s, ":fence", fence);
+    int r = srv_store__row(st, s, ei);
+    if (r < 0)
+        return (enum dp_err)r;
+    if (r == 0)
+        return dp_errinfo_set(ei, DP_EEXIST,
+                              "lease lost: task '%s' is not leased under fence %" PRId64, task_id,
+                              fence);
+    snprintf(l->job_id, sizeof(l->job_id), "%s", srv_store__col_text(s, 0));
+    snprintf(l->type, sizeof(l->type), "%s", srv_store__col_text(s, 1));
+    l->attempts = srv_store__col_int(s, 2);
+    l->max_attempts = srv_store__col_int(s, 3);
+    snprintf(l->owner, sizeof(l->owner), "%s",
+             srv_store__col_null(s, 4) ? "" : srv_store__col_text(s, 4));
+    sqlite3_reset(s);
+    return DP_OK;
+}
+
+static enum dp_err job_cancel_requested(struct srv_store *st, const char *job_id, int *cancel,
+                                        struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_STATE);
+    srv_store__bind_text(s, ":id", job_id);
+    int r = srv_store__row(st, s, ei);
+    if (r < 0)
+        return (enum dp_err)r;
+    *cancel = r == 1 && srv_store__col_int(s, 1) != 0;
+    sqlite3_reset(s);
+    return DP_OK;
+}
+
+enum dp_err srv_store_task_heartbeat(struct srv_store *st, const char *task_id, int64_t fence,
+                                     json_t *progress, json_t **out, struct dp_errinfo *ei)
+{
+    struct srv_lease l;
+    int cancel = 0;
+    int64_t expires = srv_now_ms() + st->cfg.lease_ms;
+    *out = NULL;
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = srv_store__begin(st, ei);
+    if (err)
+        goto out;
+    err = lease_check(st, task_id, fence, &l, ei);
+    if (!err) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_EXTEND);
+        srv_store__bind_text(s, ":id", task_id);
+        srv_store__bind_int(s, ":expires", expires);
+        err = srv_store__exec(st, s, ei);
+    }
+    if (!err && l.owner[0]) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_SEEN);
+        srv_store__bind_text(s, ":id", l.owner);
+        srv_store__bind_int(s, ":now", srv_now_ms());
+        err = srv_store__exec(st, s, ei);
+    }
+    if (!err && json_is_object(progress)) {
+        json_t *p = json_deep_copy(progress);
+        json_object_set_new(p, "task", json_string(l.type));
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_PROGRESS);
+        srv_store__bind_text(s, ":id", l.job_id);
+        err = srv_store__bind_json(s, ":progress", p);
+        json_decref(p);
+        if (!err)
+            err = srv_store__exec(st, s, ei);
+    }
+    if (!err)
+        err = job_cancel_requested(st, l.job_id, &cancel, ei);
+    err = srv_store__finish(st, err, ei);
+out:
+    pthread_mutex_unlock(&st->mu);
+    if (!err)
+        *out = json_pack("{s:o, s:b}", "lease_expires_at", srv_store__json_time(expires), "cancel",
+                         cancel);
+    return err;
+}
+
+enum dp_err srv_store_task_events(struct srv_store *st, const char *task_id, int64_t fence,
+                                  json_t *events, struct dp_errinfo *ei)
+{
+    struct srv_lease l;
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = srv_store__begin(st, ei);
+    if (err)
+        goto out;
+    err = lease_check(st, task_id, fence, &l, ei);
+    size_t i;
+    json_t *ev;
+    json_array_foreach (events, i, ev) {
+        if (err)
+            break;
+        json_t *data = json_deep_copy(json_object_get(ev, "data"));
+        if (json_is_object(data) && !json_object_get(data, "task"))
+            json_object_set_new(data, "task", json_string(l.type));
+        /* The latest epoch-like event is also the job's progress. */
+        if (json_is_object(data) && json_object_get(data, "epoch")) {
+            sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_PROGRESS);
+            srv_store__bind_text(s, ":id", l.job_id);
+            err = srv_store__bind_json(s, ":progress", data);
+            if (!err)
+                err = srv_store__exec(st, s, ei);
+        }
+        if (!err)
+            err = srv_store__event_append(st, l.job_id,
+                                          json_string_value(json_object_get(ev, "type")),
+                                          data ? json_incref(data) : json_null(), ei);
+        json_decref(data);
+    }
+    err = srv_store__finish(st, err, ei);
+out:
+    pthread_mutex_unlock(&st->mu);
+    return err;
+}
+
+enum dp_err srv_store_task_fence_check(struct srv_store *st, const char *task_id, int64_t fence,
+                                       struct dp_errinfo *ei)
+{
+    struct srv_lease l;
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = lease_check(st, task_id, fence, &l, ei);
+    pthread_mutex_unlock(&st->mu);
+    return err;
+}
+
+enum dp_err srv_store_task_artifact(struct srv_store *st, const char *task_id, int64_t fence,
+                                    const char *kind, const char *sha, int64_t size,
+                                    struct dp_errinfo *ei)
+{
+    struct srv_lease l;
+    int64_t now = srv_now_ms();
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = srv_store__begin(st, ei);
+    if (err)
+        goto out;
+    err = lease_check(st, task_id, fence, &l, ei);
+    if (!err) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_BLOB_INSERT);
+        srv_store__bind_text(s, ":sha", sha);
+        srv_store__bind_int(s, ":size", size);
+        srv_store__bind_int(s, ":now", now);
+        err = srv_store__exec(st, s, ei);
+    }
+    if (!err) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_ARTIFACT_INSERT);
+        srv_store__bind_text(s, ":job", l.job_id);
+        srv_store__bind_text(s, ":task", task_id);
+        srv_store__bind_text(s, ":kind", kind);
+        srv_store__bind_text(s, ":sha", sha);
+        srv_store__bind_int(s, ":size", size);
+        srv_store__bind_int(s, ":now", now);
+        err = srv_store__exec(st, s, ei);
+    }
+    if (!err && strcmp(kind, "checkpoint") == 0) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_CHECKPOINT);
+        srv_store__bind_text(s, ":id", task_id);
+        srv_store__bind_text(s, ":sha", sha);
+        err = srv_store__exec(st, s, ei);
+    }
+    err = srv_store__finish(st, err, ei);
+out:
+    pthread_mutex_unlock(&st->mu);
+    return err;
+}
+
+/* Moves a task out of its lease: to state, with finished_at for terminal
+ * states, a retry time for queued, and attempt_delta (-1 for a release). */
+static enum dp_err task_set_state(struct srv_store *st, const char *task_id, const char *job_id,
+                                  const char *type, const char *state, int64_t run_after,
+                                  int attempt_delta, struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_SET_STATE);
+    srv_store__bind_text(s, ":id", task_id);
+    srv_store__bind_text(s, ":state", state);
+    if (strcmp(state, "queued") != 0)
+        srv_store__bind_int(s, ":finished", srv_now_ms());
+    srv_store__bind_int(s, ":run_after", run_after);
+    srv_store__bind_int(s, ":attempt_delta", attempt_delta);
+    enum dp_err err = srv_store__exec(st, s, ei);
+    if (!err)
+        err = srv_store__event_task_state(st, job_id, task_id, type, state, ei);
+    return err;
+}
+
+/* Exponential backoff with jitter: base * 2^(attempt-1), capped, plus up to
+ * half of that again at random so that retries of many tasks spread out. */
+static int64_t backoff_ms(const struct srv_queue_cfg *cfg, int64_t attempt)
+{
+    int64_t d = cfg->backoff_base_ms;
+    for (int64_t i = 1; i < attempt && d < cfg->backoff_max_ms; i++)
+        d *= 2;
+    if (d > cfg->backoff_max_ms)
+        d = cfg->backoff_max_ms;
+    uint32_t r = 0;
+    if (srv_rand_bytes(&r, sizeof(r)) != DP_OK)
+        r = 0;
+    return d + (d > 1 ? (int64_t)(r % (uint32_t)(d / 2 + 1)) : 0);
+}
+
+/* Records an error for the attempt, then requeues with backoff, or marks the
+ * task dead (attempts exhausted) or failed (not retryable), or cancelled
+ * when its job was cancelled. */
+static enum dp_err task_fail_locked(struct srv_store *st, const char *task_id,
+                                    const struct srv_lease *l, const char *kind,
+                                    const char *message, int retryable, struct dp_errinfo *ei)
+{
+    int cancel = 0;
+    int64_t now = srv_now_ms();
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_ERROR_INSERT);
+    srv_store__bind_text(s, ":task", task_id);
+    srv_store__bind_int(s, ":attempt", l->attempts);
+    srv_store__bind_text(s, ":kind", kind);
+    srv_store__bind_text(s, ":message", message);
+    srv_store__bind_text(s, ":worker", l->owner[0] ? l->owner : NULL);
+    srv_store__bind_int(s, ":now", now);
+    enum dp_err err = srv_store__exec(st, s, ei);
+    if (!err)
+        err = job_cancel_requested(st, l->job_id, &cancel, ei);
+    if (err)
+        return err;
+    const char *state;
+    int64_t run_after = 0;
+    if (cancel) {
+        state = "cancelled";
+    } else if (!retryable) {
+        state = "failed";
+    } else if (l->attempts >= l->max_attempts) {
+        state = "dead";
+    } else {
+        state = "queued";
+        run_after = now + backoff_ms(&st->cfg, l->attempts);
+    }
+    err = task_set_state(st, task_id, l->job_id, l->type, state, run_after, 0, ei);
+    if (!err)
+        err = srv_store__job_refresh(st, l->job_id, ei);
+    return err;
+}
+
+enum dp_err srv_store_task_complete(struct srv_store *st, const char *task_id, int64_t fence,
+                                    json_t *outputs, struct dp_errinfo *ei)
+{
+    struct srv_lease l;
+    int cancel = 0;
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = srv_store__begin(st, ei);
+    if (err)
+        goto out;
+    err = lease_check(st, task_id, fence, &l, ei);
+    const char *key;
+    json_t *v;
+    json_object_foreach (outputs, key, v) {
+        if (err)
+            break;
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_BLOB_SIZE);
+        srv_store__bind_text(s, ":sha", json_string_value(v));
+        int r = srv_store__row(st, s, ei);
+        sqlite3_reset(s);
+        if (r < 0)
+            err = (enum dp_err)r;
+        else if (r == 0)
+            err = dp_errinfo_set(ei, DP_EINVAL, "outputs.%s: no uploaded artifact %s", key,
+                                 json_string_value(v));
+    }
+    if (!err)
+        err = job_cancel_requested(st, l.job_id, &cancel, ei);
+    if (!err) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_SET_OUTPUTS);
+        srv_store__bind_text(s, ":id", task_id);
+        err = srv_store__bind_json(s, ":outputs", outputs);
+        if (!err)
+            err = srv_store__exec(st, s, ei);
+    }
+    if (!err)
+        err = task_set_state(st, task_id, l.job_id, l.type, cancel ? "cancelled" : "succeeded", 0,
+                             0, ei);
+    if (!err && !cancel) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_OUTPUTS);
+        srv_store__bind_text(s, ":id", l.job_id);
+        err = srv_store__bind_json(s, ":outputs", outputs);
+        if (!err)
+            err = srv_store__exec(st, s, ei);
+    }
+    if (!err)
+        err = srv_store__job_refresh(st, l.job_id, ei);
+    err = srv_store__finish(st, err, ei);
+out:
+    pthread_mutex_unlock(&st->mu);
+    return err;
+}
+
+enum dp_err srv_store_task_fail(struct srv_store *st, const char *task_id, int64_t fence,
+                                const char *message, int retryable, struct dp_errinfo *ei)
+{
+    struct srv_lease l;
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = srv_store__begin(st, ei);
+    if (err)
+        goto out;
+    err = lease_check(st, task_id, fence, &l, ei);
+    if (!err)
+        err = task_fail_locked(st, task_id, &l, "error", message, retryable, ei);
+    err = srv_store__finish(st, err, ei);
+out:
+    pthread_mutex_unlock(&st->mu);
+    return err;
+}
+
+enum dp_err srv_store_task_release(struct srv_store *st, const char *task_id, int64_t fence,
+                                   struct dp_errinfo *ei)
+{
+    struct srv_lease l;
+    int cancel = 0;
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = srv_store__begin(st, ei);
+    if (err)
+        goto out;
+    err = lease_check(st, task_id, fence, &l, ei);
+    if (!err)
+        err = job_cancel_requested(st, l.job_id, &cancel, ei);
+    /* A release (SIGTERM) does not count as an attempt. */
+    if (!err)
+        err = task_set_state(st, task_id, l.job_id, l.type, cancel ? "cancelled" : "queued", 0,
+                             cancel ? 0 : -1, ei);
+    if (!err)
+        err = srv_store__job_refresh(st, l.job_id, ei);
+    err = srv_store__finish(st, err, ei);
+out:
+    pthread_mutex_unlock(&st->mu);
+    return err;
+}
+
+enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, struct dp_errinfo *ei)
+{
+    *n_reaped = 0;
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = srv_store__begin(st, ei);
+    if (err)
+        goto out;
+    /* Collect first: the statement must be finished before the updates. */
+    struct {
+        char id[SRV_ID_MAX];
+        struct srv_lease l;
+    } expired[100];
+    int n = 0, r;
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_EXPIRED);
+    srv_store__bind_int(s, ":now", srv_now_ms());
+    while (n < 100 && (r = srv_store__row(st, s, ei)) == 1) {
+        snprintf(expired[n].id, sizeof(expired[n].id), "%s", srv_store__col_text(s, 0));
+        snprintf(expired[n].l.job_id, sizeof(expired[n].l.job_id), "%s", srv_store__col_text(s, 1));
+        expired[n].l.attempts = srv_store__col_int(s, 2);
+        expired[n].l.max_attempts = srv_store__col_int(s, 3);
+        snprintf(expired[n].l.owner, sizeof(expired[n].l.owner), "%s",
+                 srv_store__col_null(s, 4) ? "" : srv_store__col_text(s, 4));
+        snprintf(expired[n].l.type, sizeof(expired[n].l.type), "%s", srv_store__col_text(s, 5));
+        n++;
+    }
+    sqlite3_reset(s);
+    for (int i = 0; i < n && !err; i++) {
+        err = task_fail_locked(st, expired[i].id, &expired[i].l, "lease_expired",
+                               "lease expired: no heartbeat from the worker", 1, ei);
+        if (!err)
+            DP_LOG(DP_LOG_INFO,
+                   "reaper: task %s lease expired (attempt %" PRId64 " of %" PRId64 ")",
+                   expired[i].id, expired[i].l.attempts, expired[i].l.max_attempts);
+    }
+    if (!err)
+        *n_reaped = n;
+    err = srv_store__finish(st, err, ei);
+out:
+    pthread_mutex_unlock(&st->mu);
+    return err;
+}

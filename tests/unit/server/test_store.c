@@ -1,0 +1,338 @@
+/*
+ * The store and its queue against a real SQLite file in a temporary
+ * directory: migrations, claim/lease/fence, reaper, backoff, dead tasks,
+ * idempotency, pagination and team isolation.
+ */
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "server/store.h"
+#include "tests/unit/test_util.h"
+
+static char dir[256], db[300];
+static struct srv_store *st;
+static struct srv_principal team_a, team_b;
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void open_store(int64_t lease_ms)
+{
+    struct srv_queue_cfg cfg = {.lease_ms = lease_ms, .backoff_base_ms = 0, .backoff_max_ms = 0};
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(srv_store_open(db, &cfg, &st, &ei), DP_OK, "%s", ei.msg);
+}
+
+static void make_team(const char *name, struct srv_principal *p)
+{
+    json_t *t = NULL;
+    cr_assert_eq(srv_store_team_create(st, name, &t, NULL), DP_OK);
+    memset(p, 0, sizeof(*p));
+    p->scope = SRV_SCOPE_TEAM;
+    snprintf(p->team_id, sizeof(p->team_id), "%s", json_string_value(json_object_get(t, "id")));
+    json_decref(t);
+}
+
+static void setup(void)
+{
+    dp_log_set_level(DP_LOG_WARN);
+    dp_test_tmpdir_make(dir, sizeof(dir), "store");
+    snprintf(db, sizeof(db), "%s/test.db", dir);
+    open_store(60000);
+    make_team("a", &team_a);
+    make_team("b", &team_b);
+}
+
+static void teardown(void)
+{
+    srv_store_close(st);
+    st = NULL;
+    char p[400];
+    snprintf(p, sizeof(p), "%s/test.db-wal", dir);
+    remove(p);
+    snprintf(p, sizeof(p), "%s/test.db-shm", dir);
+    remove(p);
+    dp_test_tmpdir_remove(dir);
+}
+
+TestSuite(srv_store, .init = setup, .fini = teardown);
+
+/* Creates a built-in model and dataset for team p and a job with pretrain. */
+static char *job_new(const struct srv_principal *p, const char *idem, int max_attempts)
+{
+    json_t *m = NULL, *d = NULL, *j = NULL;
+    int replayed;
+    struct srv_asset_new am = {
+        .kind = "model", .name = "m", .format = "builtin", .builtin = "lenet5", .req_hash = "x"};
+    struct srv_asset_new ad = {.kind = "dataset",
+                               .name = "d",
+                               .format = "builtin",
+                               .builtin = "fashion-mnist",
+                               .req_hash = "x"};
+    cr_assert_eq(srv_store_asset_create(st, p, &am, &m, &replayed, NULL), DP_OK);
+    cr_assert_eq(srv_store_asset_create(st, p, &ad, &d, &replayed, NULL), DP_OK);
+    json_t *params = json_pack("{s:{s:i}, s:{}, s:i}", "pretrain", "epochs", 1, "spec", "seed", 1);
+    struct srv_job_new nj = {.name = "j",
+                             .model_id = json_string_value(json_object_get(m, "id")),
+                             .dataset_id = json_string_value(json_object_get(d, "id")),
+                             .params = params,
+                             .has_pretrain = 1,
+                             .priority = 5,
+                             .max_attempts = max_attempts,
+                             .idem_key = idem,
+                             .req_hash = "h"};
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(srv_store_job_create(st, p, &nj, &j, &replayed, &ei), DP_OK, "%s", ei.msg);
+    char *id = dp_strdup(json_string_value(json_object_get(j, "id")));
+    json_decref(params);
+    json_decref(m);
+    json_decref(d);
+    json_decref(j);
+    return id;
+}
+
+static json_t *caps_of(const char *type)
+{
+    return json_pack("[s]", type);
+}
+
+static char *worker_new(void)
+{
+    json_t *out = NULL, *caps = json_pack("[s,s,s,s]", "train", "compress", "retrain", "export");
+    json_t *dev = json_object();
+    cr_assert_eq(srv_store_worker_register(st, "w", "1", caps, dev, &out, NULL), DP_OK);
+    char *id = dp_strdup(json_string_value(json_object_get(out, "worker_id")));
+    json_decref(out);
+    json_decref(caps);
+    json_decref(dev);
+    return id;
+}
+
+Test(srv_store, migrations_record_the_schema_version)
+{
+    cr_assert_eq(srv_store_schema_version(st), 1);
+    cr_assert_eq(srv_store_integrity_check(st, NULL), DP_OK);
+    /* Reopening applies nothing and keeps the data. */
+    srv_store_close(st);
+    open_store(60000);
+    json_t *teams = NULL;
+    cr_assert_eq(srv_store_team_list(st, 50, 0, &teams, NULL), DP_OK);
+    cr_assert_eq(json_array_size(json_object_get(teams, "items")), 2);
+    json_decref(teams);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_store, a_newer_schema_is_refused)
+{
+    srv_store_close(st);
+    sqlite3 *raw = NULL;
+    cr_assert_eq(sqlite3_open(db, &raw), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(raw, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+    struct srv_queue_cfg cfg = {.lease_ms = 1000};
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(srv_store_open(db, &cfg, &st, &ei), DP_EFORMAT);
+    cr_assert(strstr(ei.msg, "newer") != NULL, "%s", ei.msg);
+    st = NULL;
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_store, claim_follows_dependencies_and_fences_refuse_stale_writes)
+{
+    char *job = job_new(&team_a, NULL, 3), *w = worker_new();
+    json_t *t = NULL, *caps = caps_of("compress");
+    /* compress depends on train, which has not run. */
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_ENOENT);
+    json_decref(caps);
+    caps = caps_of("train");
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    const char *tid = json_string_value(json_object_get(t, "id"));
+    int64_t fence = json_integer_value(json_object_get(t, "fence"));
+    cr_assert_str_eq(json_string_value(json_object_get(t, "type")), "train");
+    cr_assert_str_eq(json_string_value(json_object_get(t, "job_id")), job);
+    /* Nothing else is ready. */
+    json_t *t2 = NULL;
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t2, NULL), DP_ENOENT);
+
+    const char *sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(srv_store_task_artifact(st, tid, fence + 1, "model", sha, 3, &ei), DP_EEXIST);
+    cr_assert(strstr(ei.msg, "lease lost") != NULL, "%s", ei.msg);
+    cr_assert_eq(srv_store_task_artifact(st, tid, fence, "model", sha, 3, NULL), DP_OK);
+    json_t *outputs = json_pack("{s:s}", "model", sha);
+    cr_assert_eq(srv_store_task_complete(st, tid, fence + 1, outputs, NULL), DP_EEXIST);
+    cr_assert_eq(srv_store_task_complete(st, tid, fence, outputs, NULL), DP_OK);
+    /* A second completion (a duplicate delivery) is refused too. */
+    cr_assert_eq(srv_store_task_complete(st, tid, fence, outputs, NULL), DP_EEXIST);
+
+    json_decref(caps);
+    caps = caps_of("compress");
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t2, NULL), DP_OK);
+    json_t *in = json_object_get(json_object_get(t2, "inputs"), "model");
+    cr_assert_str_eq(json_string_value(json_object_get(in, "sha256")), sha);
+    json_t *job_json = NULL;
+    cr_assert_eq(srv_store_job_get(st, &team_a, job, &job_json, NULL), DP_OK);
+    cr_assert_str_eq(json_string_value(json_object_get(job_json, "state")), "running");
+    json_decref(job_json);
+    json_decref(outputs);
+    json_decref(caps);
+    json_decref(t);
+    json_decref(t2);
+    dp_free(job);
+    dp_free(w);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_store, the_reaper_requeues_then_buries_expired_leases)
+{
+    srv_store_close(st);
+    open_store(1); /* 1 ms leases */
+    char *job = job_new(&team_a, NULL, 2), *w = worker_new();
+    json_t *caps = caps_of("train"), *t = NULL;
+    int n = 0;
+    for (int attempt = 1; attempt <= 2; attempt++) {
+        cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK, "attempt %d", attempt);
+        cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), attempt);
+        cr_assert_eq(json_integer_value(json_object_get(t, "fence")), attempt);
+        json_decref(t);
+        sleep_ms(5);
+        cr_assert_eq(srv_store_reap(st, &n, NULL), DP_OK);
+        cr_assert_eq(n, 1);
+    }
+    /* Attempts are used up: the task is dead, the job failed, the rest cancelled. */
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_ENOENT);
+    json_t *j = NULL;
+    cr_assert_eq(srv_store_job_get(st, &team_a, job, &j, NULL), DP_OK);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "failed");
+    json_t *tasks = json_object_get(j, "tasks");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(tasks, 0), "state")), "dead");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(tasks, 3), "state")),
+                     "cancelled");
+    json_t *errs = json_object_get(json_array_get(tasks, 0), "errors");
+    cr_assert_eq(json_array_size(errs), 2);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(errs, 1), "kind")),
+                     "lease_expired");
+    json_decref(j);
+    /* Retry resets attempts and the job runs again. */
+    cr_assert_eq(srv_store_job_retry(st, &team_a, job, &j, NULL), DP_OK);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "queued");
+    json_decref(j);
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(t, "fence")), 3);
+    json_decref(t);
+    json_decref(caps);
+    dp_free(job);
+    dp_free(w);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_store, release_does_not_count_an_attempt_and_cancel_reaches_the_heartbeat)
+{
+    char *job = job_new(&team_a, NULL, 3), *w = worker_new();
+    json_t *caps = caps_of("train"), *t = NULL, *hb = NULL, *j = NULL;
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    char tid[64];
+    snprintf(tid, sizeof(tid), "%s", json_string_value(json_object_get(t, "id")));
+    json_decref(t);
+    cr_assert_eq(srv_store_task_release(st, tid, 1, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), 1);
+    json_decref(t);
+    cr_assert_eq(srv_store_task_heartbeat(st, tid, 2, NULL, &hb, NULL), DP_OK);
+    cr_assert(json_is_false(json_object_get(hb, "cancel")));
+    json_decref(hb);
+    cr_assert_eq(srv_store_job_cancel(st, &team_b, job, &j, NULL), DP_ENOENT);
+    cr_assert_eq(srv_store_job_cancel(st, &team_a, job, &j, NULL), DP_OK);
+    json_decref(j);
+    cr_assert_eq(srv_store_task_heartbeat(st, tid, 2, NULL, &hb, NULL), DP_OK);
+    cr_assert(json_is_true(json_object_get(hb, "cancel")));
+    json_decref(hb);
+    cr_assert_eq(srv_store_task_fail(st, tid, 2, "stopped", 1, NULL), DP_OK);
+    cr_assert_eq(srv_store_job_get(st, &team_a, job, &j, NULL), DP_OK);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "cancelled");
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "tasks"), 0), "state")),
+        "cancelled");
+    json_decref(j);
+    json_decref(caps);
+    dp_free(job);
+    dp_free(w);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_store, idempotency_keys_replay_and_teams_are_isolated)
+{
+    char *j1 = job_new(&team_a, "k", 3);
+    char *j2 = job_new(&team_a, "k", 3);
+    cr_assert_str_eq(j1, j2);
+    char *j3 = job_new(&team_b, "k", 3);
+    cr_assert_str_neq(j1, j3);
+    json_t *j = NULL;
+    cr_assert_eq(srv_store_job_get(st, &team_b, j1, &j, NULL), DP_ENOENT);
+    cr_assert_eq(srv_store_job_get(st, &team_a, j1, &j, NULL), DP_OK);
+    json_decref(j);
+    dp_free(j1);
+    dp_free(j2);
+    dp_free(j3);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_store, job_lists_page_newest_first)
+{
+    char *ids[5];
+    for (int i = 0; i < 5; i++)
+        ids[i] = job_new(&team_a, NULL, 3);
+    int64_t cursor = 0;
+    int seen = 0;
+    for (int page = 0; page < 3; page++) {
+        json_t *l = NULL;
+        cr_assert_eq(srv_store_job_list(st, &team_a, NULL, 2, cursor, &l, NULL), DP_OK);
+        json_t *items = json_object_get(l, "items");
+        for (size_t i = 0; i < json_array_size(items); i++, seen++)
+            cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, i), "id")),
+                             ids[4 - seen]);
+        json_t *next = json_object_get(l, "next_cursor");
+        cursor = json_is_string(next) ? strtoll(json_string_value(next), NULL, 10) : 0;
+        json_decref(l);
+    }
+    cr_assert_eq(seen, 5);
+    json_t *l = NULL;
+    cr_assert_eq(srv_store_job_list(st, &team_a, "succeeded", 50, 0, &l, NULL), DP_OK);
+    cr_assert_eq(json_array_size(json_object_get(l, "items")), 0);
+    json_decref(l);
+    for (int i = 0; i < 5; i++)
+        dp_free(ids[i]);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_store, events_are_ordered_and_resumable)
+{
+    char *job = job_new(&team_a, NULL, 3);
+    json_t *ev = NULL;
+    int terminal = 1;
+    cr_assert_eq(srv_store_events_after(st, &team_a, job, 0, 100, &ev, &terminal, NULL), DP_OK);
+    cr_assert_eq(terminal, 0);
+    cr_assert_geq(json_array_size(ev), 1);
+    int64_t first = json_integer_value(json_object_get(json_array_get(ev, 0), "id"));
+    json_decref(ev);
+    json_t *j = NULL;
+    cr_assert_eq(srv_store_job_cancel(st, &team_a, job, &j, NULL), DP_OK);
+    json_decref(j);
+    cr_assert_eq(srv_store_events_after(st, &team_a, job, first, 100, &ev, &terminal, NULL), DP_OK);
+    cr_assert_eq(terminal, 1);
+    cr_assert_eq(json_array_size(ev), 1);
+    cr_assert_gt(json_integer_value(json_object_get(json_array_get(ev, 0), "id")), first);
+    json_decref(ev);
+    cr_assert_eq(srv_store_events_after(st, &team_b, job, 0, 100, &ev, &terminal, NULL), DP_ENOENT);
+    dp_free(job);
+    DP_ASSERT_NO_LEAKS();
+}
