@@ -13,7 +13,7 @@ PKGS=(
   curl wrk                    # server e2e checks and the API load benchmark
   dataset-fashion-mnist       # the real data of the demo, the tests and the benches
   python3 python3-numpy python3-torch   # test fixtures and benchmark peers only, never run time
-  libuv1-dev libcurl4-openssl-dev       # worker task loop (serve) and the dnnpress CLI
+  libcurl4-openssl-dev        # worker task loop (serve) and the dnnpress CLI (libuv: above)
 )
 
 missing=()

@@ -86,6 +86,7 @@ struct wk_task {
     json_t *progress; /* the last epoch data, sent with heartbeats */
     char last_error[400];
     int n_ckpt_uploaded;
+    int term_retries; /* finish-phase retries since SIGTERM */
     time_t next_upload_try;
 };
 
@@ -674,6 +675,9 @@ static int wk_task_retry(struct wk_task *t, enum dp_err err, time_t deadline, un
 {
     long st = t->env->agent->last_status;
     if (!err || (st != 0 && st < 500) || time(NULL) + (time_t)*delay_s > deadline)
+        return 0;
+    /* A worker told to exit gets a few seconds' grace from whoever stops it, not minutes. */
+    if (*t->env->term && ++t->term_retries > 3)
         return 0;
     sleep(*delay_s);
     if (*delay_s < 8)

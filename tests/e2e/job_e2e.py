@@ -12,9 +12,11 @@ so the four jobs take about two minutes on 2 cores.
   B. (on an uploaded IDX tar instead of the built-in dataset)
      kill -9 of the worker during compress, after a checkpoint upload: the
      server restarts the worker, the lease expires, the task is leased
-     again and resumes from the uploaded checkpoint; the job succeeds and
-     the epochs of the second attempt continue after the checkpoint's
-     (checked from the job's events), so finished epochs were not redone.
+     again and resumes from the uploaded checkpoint; then SIGTERM of the
+     resumed worker: it uploads its checkpoint and releases the task, and
+     the next worker resumes. The job succeeds, and the job's events show
+     every compress epoch exactly once and the second attempt continuing
+     after the checkpoint's epoch: finished epochs were not redone.
   D. cancel during compress: the heartbeat answer stops the engine, the job
      is cancelled, watch exits 1, and the worker takes the next job.
   C. kill -9 of the server mid-job, restart on the same data: the job
@@ -73,7 +75,10 @@ def cleanup():
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    shutil.rmtree(tmp, ignore_errors=True)
+    if os.environ.get("DP_E2E_KEEP"):
+        print("job_e2e: kept %s" % tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def free_port():
@@ -142,6 +147,8 @@ def cli(*args, expect=0, env_extra=None):
     env.pop("DNNPRESS_SERVER", None)
     env.update(env_extra or {})
     p = subprocess.run([CLI] + list(args), capture_output=True, text=True, env=env, timeout=600)
+    check("Sanitizer" not in p.stderr and "runtime error:" not in p.stderr,
+          "dnnpress %s: sanitizer report:\n%s" % (" ".join(args), p.stderr[-3000:]))
     if expect is not None and p.returncode != expect:
         fail("dnnpress %s exited %d, expected %d\nstdout: %s\nstderr: %s"
              % (" ".join(args), p.returncode, expect, p.stdout[-2000:], p.stderr[-2000:]))
@@ -275,6 +282,14 @@ def main():
     workers = children(s.proc.pid)
     check(len(workers) == 1, "one local worker: %s" % workers)
     os.kill(workers[0], signal.SIGKILL)
+    # The restarted worker resumes; once it has uploaded a checkpoint of its
+    # own, SIGTERM: it stops at the next step, uploads, releases, exits, and
+    # the worker the server starts next resumes again.
+    seen += read_until(w, lambda ev: compress_ckpt(ev) and ev["data"]["attempt"] >= 2, 180,
+                       "a checkpoint upload of the resumed compress")
+    workers = children(s.proc.pid)
+    check(len(workers) == 1, "one local worker after the restart: %s" % workers)
+    os.kill(workers[0], signal.SIGTERM)
     rc, seen = finish_watch(w, seen)
     check(rc == 0, "job B ended with watch exit %d: %s" % (rc, seen[-3:]))
     epochs = [(e["data"]["attempt"], e["data"]["epoch"]) for e in seen
@@ -291,12 +306,22 @@ def main():
           % (ckpts, epochs))
     check(all(e > max(ckpts) for _, e in second),
           "no checkpointed epoch was redone: %s (checkpoints %s)" % (epochs, ckpts))
+    numbers = [e for _, e in epochs]
+    check(numbers == list(range(1, SPEC["admm"]["iters"] + 1)),
+          "every compress epoch finished exactly once across kill -9 and SIGTERM: %s" % epochs)
     status = json.loads(cli("--json", "status", job_b).stdout)
     comp = [t for t in status["tasks"] if t["type"] == "compress"][0]
     check(comp["attempts"] >= 2 and status["state"] == "succeeded", "job B: %s" % status)
-    ok("job B: worker kill -9 during compress after epoch %d's checkpoint; attempt %d resumed at "
-       "epoch %d (epochs seen %s); succeeded in %.0fs" % (max(ckpts), second[0][0], resumed_at,
-                                                          epochs, time.time() - t0))
+    logs = ""
+    for log in os.listdir(tmp):
+        if log.startswith("server-"):
+            with open(os.path.join(tmp, log), errors="replace") as f:
+                logs += f.read()
+    check("task %s: released" % comp["id"] in logs, "the SIGTERMed worker released the task")
+    ok("job B: worker kill -9 during compress after epoch %d's checkpoint, attempt %d resumed at "
+       "epoch %d; SIGTERM of that worker released the task and the next one resumed; epochs "
+       "seen %s; succeeded in %.0fs" % (max(ckpts), second[0][0], resumed_at, epochs,
+                                        time.time() - t0))
 
     # -- D: cancel during compress reaches the engine through the heartbeat
     t0 = time.time()
@@ -339,6 +364,15 @@ def main():
     check("accuracy" in human, "report of job C")
     ok("job C: server kill -9 during compress, restarted; the watch reconnected and the job "
        "succeeded in %.0fs; jobs %s" % (time.time() - t0, sorted(ids.values())))
+
+    # Run against sanitizer builds (tests/e2e/job_e2e.sh build/asan), the
+    # processes' logs must hold no report.
+    for log in os.listdir(tmp):
+        if log.endswith(".log"):
+            with open(os.path.join(tmp, log), errors="replace") as f:
+                text = f.read()
+            check("AddressSanitizer" not in text and "runtime error:" not in text
+                  and "LeakSanitizer" not in text, "sanitizer report in %s" % log)
 
 
 try:
