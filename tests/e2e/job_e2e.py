@@ -262,6 +262,19 @@ def main():
         check(os.path.exists(os.path.join(dl, want)), "%s downloaded (%s)" % (want, kinds))
     listed = cli("list").stdout
     check(job_a in listed and "succeeded" in listed, "list: %s" % listed)
+    # The compressed model goes back in as a model of its own (a streamed
+    # upload), and one artifact downloads by its sha256.
+    up = json.loads(cli("--json", "upload", "model", os.path.join(dl, "model.safetensors"),
+                        "--name", "lenet5-compressed").stdout)
+    check(up["format"] == "safetensors" and up["sha256"] == status["outputs"]["model"],
+          "re-uploaded model: %s" % up)
+    one = os.path.join(tmp, "one.json")
+    cli("download", "--artifact", status["outputs"]["report"], "--out", one)
+    with open(one, "rb") as fh:
+        check(hashlib.sha256(fh.read()).hexdigest() == status["outputs"]["report"], "artifact")
+    cli("download", "--artifact", "0" * 64, "--out", one + ".x", expect=4)
+    check(not os.path.exists(one + ".x") and not os.path.exists(one + ".x.part"),
+          "a failed download leaves no file")
     ok("job A: train -> compress -> retrain -> export succeeded in %.0fs; report %.2f%% -> %.2f%%, "
        "%d artifacts downloaded and verified" % (time.time() - t0,
                                                   100 * report["dense_test_accuracy"],
