@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The API under load from wrk on loopback (docs/benchmarks.md): GET of one
 # job, GET of the job list (limit=50), and job submission, for each
-# libmicrohttpd polling mode (epoll and poll, both with a 2-thread pool).
+# libmicrohttpd polling mode (epoll and poll, an 8-thread pool by default;
+# THREADS=N to change), and GET of a job while 4 clients keep submitting.
 #
 #   tests/bench/server_wrk.sh BUILD_DIR [SECONDS] [CONNECTIONS]
 #
@@ -34,7 +35,7 @@ summarize() {
 for mode in epoll poll; do
   rm -rf "$tmp/data"
   DNNPRESS_ADMIN_TOKEN=$ADMIN "$SERVER" --listen 127.0.0.1:$PORT --data-dir "$tmp/data" \
-      --threads ${THREADS:-2} --http-mode $mode > "$tmp/server.log" 2>&1 &
+      --threads ${THREADS:-8} --http-mode $mode > "$tmp/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -sf "$URL/healthz" > /dev/null && break; sleep 0.05; done
   team=$(post $ADMIN /api/v1/teams '{"name":"bench"}' | json id)
@@ -54,7 +55,7 @@ for mode in epoll poll; do
   printf "server_wrk: %-5s GET /api/v1/jobs?limit=50  " $mode
   wrk -t2 -c$CONNS -d${SECS}s --latency -H "Authorization: Bearer $TOKEN" "$URL/api/v1/jobs?limit=50" | summarize
   # Mixed: GET of one job while 4 clients keep submitting (writes fsync).
-  wrk -t1 -c4 -d$((SECS + 2))s -s "$HERE/server_submit.lua" "$URL/api/v1/jobs" > "$tmp/mixed-post.txt" &
+  wrk -t1 -c4 -d$((SECS + 2))s --latency -s "$HERE/server_submit.lua" "$URL/api/v1/jobs" > "$tmp/mixed-post.txt" &
   wpid=$!
   sleep 1
   printf "server_wrk: %-5s GET job during submissions " $mode
