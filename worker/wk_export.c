@@ -13,7 +13,7 @@
 
 struct wk_export_opts {
     const char *model, *out, *report;
-    long qdq, batch;
+    long qdq, batch, opset;
 };
 
 #define WK_OFF(f) offsetof(struct wk_export_opts, f)
@@ -26,6 +26,9 @@ static const struct wk_flag wk_export_flags[] = {
     {"qdq", WK_BOOL, WK_OFF(qdq), 0, 1,
      "quantized layers as QuantizeLinear/DequantizeLinear pairs (default: float levels)"},
     {"batch", WK_INT, WK_OFF(batch), 1, 65536, "fixed batch size (default: symbolic N)"},
+    {"opset", WK_INT, WK_OFF(opset), DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET,
+     "ONNX opset, 10 to 13 (default 13; 10 writes Clip bounds as attributes, for older "
+     "readers such as OpenCV 4.6)"},
 };
 
 int wk_export_main(int argc, char **argv)
@@ -62,7 +65,7 @@ int wk_export_main(int argc, char **argv)
     }
     enum dp_err err = wk_model_load(o.model, &m, NULL, &ei);
     if (!err) {
-        struct dp_onnx_export_opts eo = {(int)o.qdq, o.batch, report};
+        struct dp_onnx_export_opts eo = {(int)o.qdq, (int)o.opset, o.batch, report};
         err = dp_onnx_export_file(m, o.out, &eo, &ei);
     }
     if (err) {
