@@ -30,10 +30,10 @@ struct exp {
     const struct dp_model *m;
     int64_t batch;
     int64_t opset;
-    int *rank;       /* per layer: ONNX rank of its output value */
+    int *rank;                       /* per layer: ONNX rank of its output value */
     char (*vname)[DP_NAME_MAX + 16]; /* per layer: the value that holds its output */
     int in_rank;
-    json_t *comp;    /* "dnnpress.compression" object */
+    json_t *comp; /* "dnnpress.compression" object */
     struct dp_errinfo *ei;
 };
 
@@ -137,8 +137,7 @@ static Onnx__NodeProto *exp_node(struct exp *e, const char *op, const char *name
     char **in = exp_alloc(e, sizeof(char *) * (n_in ? n_in : 1));
     char **out = exp_alloc(e, sizeof(char *));
     Onnx__AttributeProto **attrs = exp_alloc(e, sizeof(void *) * 8);
-    if (nd == NULL || in == NULL || out == NULL || attrs == NULL ||
-        e->g->n_node >= e->cap_node) {
+    if (nd == NULL || in == NULL || out == NULL || attrs == NULL || e->g->n_node >= e->cap_node) {
         e->oom = 1;
         return NULL;
     }
@@ -401,8 +400,8 @@ static const char *exp_qdq(struct exp *e, const struct dp_layer *l, const struct
     const int64_t sd[1] = {(int64_t)n_scales};
     const int nd = n_scales > 1 ? 1 : 0;
     exp_init_f32(e, sname, nd, sd, scales, n_scales);
-    exp_init_add(e, exp_tensor(e, zname, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, nd, sd, zp,
-                               n_scales));
+    exp_init_add(e,
+                 exp_tensor(e, zname, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, nd, sd, zp, n_scales));
     const char *qin[3] = {p->name, sname, zname};
     Onnx__NodeProto *q = exp_node(e, "QuantizeLinear", qname, qin, 3, qname);
     const char *dqin[3] = {qname, sname, zname};
@@ -444,9 +443,10 @@ static void exp_comp_note(struct exp *e, const struct dp_layer *l, const char *h
         for (size_t i = 0; i < n; i++)
             nz += w[i] != 0.0f;
     }
-    json_t *o = json_pack("{s:s, s:f, s:i, s:f, s:f}", "scheme", l->comp.scheme, "target_rate",
-                          (double)l->comp.target_rate, "bits", l->comp.bits, "scale",
-                          (double)l->comp.scale, "sparsity", n ? 1.0 - (double)nz / (double)n : 0.0);
+    json_t *o =
+        json_pack("{s:s, s:f, s:i, s:f, s:f}", "scheme", l->comp.scheme, "target_rate",
+                  (double)l->comp.target_rate, "bits", l->comp.bits, "scale", (double)l->comp.scale,
+                  "sparsity", n ? 1.0 - (double)nz / (double)n : 0.0);
     if (o != NULL && how != NULL)
         json_object_set_new(o, "export", json_string(how));
     if (o == NULL || json_object_set_new(e->comp, l->name, o) != 0)
@@ -505,8 +505,8 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
         case DP_OP_MAXPOOL:
         case DP_OP_AVGPOOL: {
             const char *in = exp_as_rank(e, in0, 4, b0, sizeof(b0));
-            nd = exp_node(e, l->op == DP_OP_MAXPOOL ? "MaxPool" : "AveragePool", name, &in, 1,
-                          name);
+            nd =
+                exp_node(e, l->op == DP_OP_MAXPOOL ? "MaxPool" : "AveragePool", name, &in, 1, name);
             exp_window(e, nd, a, 0);
             if (a->ceil_mode)
                 exp_attr_i(e, nd, "ceil_mode", 1);
@@ -553,9 +553,10 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
                     in[n_in++] = b1;
                 }
             }
-            nd = exp_node(e, l->op == DP_OP_RELU      ? "Relu"
-                             : l->op == DP_OP_DROPOUT ? "Dropout"
-                                                      : "Clip",
+            nd = exp_node(e,
+                          l->op == DP_OP_RELU      ? "Relu"
+                          : l->op == DP_OP_DROPOUT ? "Dropout"
+                                                   : "Clip",
                           name, in, n_in, name);
             if (as_attrs && l->op == DP_OP_DROPOUT) {
                 exp_attr_f(e, nd, "ratio", a->p);
@@ -582,8 +583,7 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
             break;
         }
         case DP_OP_CONCAT: {
-            int r = a->axis == 1 && exp_rank(e, in0) == 2 && exp_rank(e, l->inputs[1]) == 2 ? 2
-                                                                                           : 4;
+            int r = a->axis == 1 && exp_rank(e, in0) == 2 && exp_rank(e, l->inputs[1]) == 2 ? 2 : 4;
             const char *in[2] = {exp_as_rank(e, in0, r, b0, sizeof(b0)),
                                  exp_as_rank(e, l->inputs[1], r, b1, sizeof(b1))};
             nd = exp_node(e, "Concat", name, in, 2, name);
@@ -649,8 +649,8 @@ static int exp_meta(struct exp *e, Onnx__ModelProto *mp, const char *key, json_t
 static json_t *exp_report_summary(const json_t *r)
 {
     json_t *s = json_object();
-    static const char *const keys[] = {"version", "method", "dense_test_accuracy",
-                                       "final_test_accuracy", "epochs", "totals"};
+    static const char *const keys[] = {
+        "version", "method", "dense_test_accuracy", "final_test_accuracy", "epochs", "totals"};
     for (size_t i = 0; s != NULL && i < sizeof(keys) / sizeof(keys[0]); i++) {
         json_t *v = json_object_get(r, keys[i]);
         if (v != NULL)
@@ -659,11 +659,10 @@ static json_t *exp_report_summary(const json_t *r)
     json_t *layers = json_object_get(r, "layers"), *out = json_array();
     size_t i;
     json_t *l;
-    json_array_foreach(layers, i, l)
-    {
+    json_array_foreach (layers, i, l) {
         json_t *o = json_object();
-        static const char *const lk[] = {"name", "rate", "nonzeros", "params", "prune", "quant",
-                                         "bits"};
+        static const char *const lk[] = {"name",  "rate",  "nonzeros", "params",
+                                         "prune", "quant", "bits"};
         for (size_t k = 0; o != NULL && k < sizeof(lk) / sizeof(lk[0]); k++) {
             json_t *v = json_object_get(l, lk[k]);
             if (v != NULL)
@@ -694,8 +693,8 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
     e.batch = o->batch;
     e.opset = o->opset ? o->opset : DP_ONNX_EXPORT_OPSET;
     if (e.opset < DP_ONNX_EXPORT_OPSET_MIN || e.opset > DP_ONNX_EXPORT_OPSET)
-        return dp_errinfo_set(ei, DP_EINVAL, "opset %lld is outside [%d, %d]",
-                              (long long)e.opset, DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET);
+        return dp_errinfo_set(ei, DP_EINVAL, "opset %lld is outside [%d, %d]", (long long)e.opset,
+                              DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET);
     e.in_rank = m->in_h == 1 && m->in_w == 1 ? 2 : 4;
     enum dp_err err = DP_OK;
     json_t *graph = NULL;
@@ -745,8 +744,7 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
         goto out;
     }
     ins[0] = exp_value_info(&e, "input", e.in_rank, e.in_rank == 4 ? in_dims : in_dims2);
-    outs[0] = exp_value_info(&e, exp_val(&e, last), e.rank[last],
-                             e.rank[last] == 4 ? out4 : out2);
+    outs[0] = exp_value_info(&e, exp_val(&e, last), e.rank[last], e.rank[last] == 4 ? out4 : out2);
     g->input = ins;
     g->n_input = 1;
     g->output = outs;

@@ -44,7 +44,7 @@ struct dp_onnx_export_opts {
 /* The default opset, the range accepted, and the IR version written. */
 #define DP_ONNX_EXPORT_OPSET     13
 #define DP_ONNX_EXPORT_OPSET_MIN 10
-#define DP_ONNX_EXPORT_IR    8
+#define DP_ONNX_EXPORT_IR        8
 
 /*
  * Writes m (finalized; read only) to path atomically.

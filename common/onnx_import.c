@@ -42,12 +42,12 @@ enum imp_kind { IMP_ACT, IMP_CONST };
 struct imp_val {
     const char *name; /* borrowed from the proto */
     enum imp_kind kind;
-    int layer;     /* IMP_ACT: IR layer index or DP_MODEL_INPUT */
-    int rank;      /* IMP_ACT: ONNX rank, batch included (2..4) */
+    int layer;                  /* IMP_ACT: IR layer index or DP_MODEL_INPUT */
+    int rank;                   /* IMP_ACT: ONNX rank, batch included (2..4) */
     const Onnx__TensorProto *t; /* IMP_CONST: the tensor */
-    float *f;      /* IMP_CONST: decoded floats (owned), or NULL until needed */
-    size_t n;      /* element count of f */
-    size_t ndims;  /* IMP_CONST: its shape, once decoded */
+    float *f;                   /* IMP_CONST: decoded floats (owned), or NULL until needed */
+    size_t n;                   /* element count of f */
+    size_t ndims;               /* IMP_CONST: its shape, once decoded */
     int64_t dims[8];
 };
 
@@ -187,12 +187,10 @@ static const char *imp_attr_s(const Onnx__NodeProto *nd, const char *name, char 
 /* Node input k's name, or NULL when absent or empty (an omitted optional input). */
 static const char *imp_in_name(const Onnx__NodeProto *nd, size_t k)
 {
-    return k < nd->n_input && nd->input[k] != NULL && nd->input[k][0] != '\0' ? nd->input[k]
-                                                                               : NULL;
+    return k < nd->n_input && nd->input[k] != NULL && nd->input[k][0] != '\0' ? nd->input[k] : NULL;
 }
 
-static enum dp_err imp_in(struct imp *im, const Onnx__NodeProto *nd, size_t k,
-                          struct imp_val **out)
+static enum dp_err imp_in(struct imp *im, const Onnx__NodeProto *nd, size_t k, struct imp_val **out)
 {
     const char *name = imp_in_name(nd, k);
     *out = NULL;
@@ -376,12 +374,12 @@ static int imp_ir_axis(int rank, int axis)
     return axis;
 }
 
-static enum dp_err imp_norm_axis(struct imp *im, const Onnx__NodeProto *nd, int64_t axis,
-                                 int rank, int *out)
+static enum dp_err imp_norm_axis(struct imp *im, const Onnx__NodeProto *nd, int64_t axis, int rank,
+                                 int *out)
 {
     if (axis < -rank || axis >= rank)
-        return IMP_ERR(im, nd, DP_EFORMAT, "axis %lld is outside a rank-%d tensor",
-                       (long long)axis, rank);
+        return IMP_ERR(im, nd, DP_EFORMAT, "axis %lld is outside a rank-%d tensor", (long long)axis,
+                       rank);
     *out = (int)(axis < 0 ? axis + rank : axis);
     if (*out == 0)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
@@ -407,8 +405,10 @@ static enum dp_err imp_window(struct imp *im, const Onnx__NodeProto *nd, int ran
     int k[2] = {1, 1}, s[2] = {1, 1}, d[2] = {1, 1}, p[4] = {0, 0, 0, 0}, present;
     enum dp_err err;
     if (sd != 1 && sd != 2)
-        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "only 1-D and 2-D windows are supported, the "
-                       "input has rank %d", rank);
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED,
+                       "only 1-D and 2-D windows are supported, the "
+                       "input has rank %d",
+                       rank);
     if (kernel != NULL) {
         k[0] = kernel[0];
         k[1] = kernel[1];
@@ -521,8 +521,7 @@ static enum dp_err imp_conv(struct imp *im, const Onnx__NodeProto *nd, int idx)
         return err;
     const struct imp_val *wt = wv;
     if ((int)wt->ndims != x->rank)
-        return IMP_ERR(im, nd, DP_ESHAPE, "weight has rank %zu, input rank %d", wt->ndims,
-                       x->rank);
+        return IMP_ERR(im, nd, DP_ESHAPE, "weight has rank %zu, input rank %d", wt->ndims, x->rank);
     if (wt->dims[0] < 1 || wt->dims[0] > (1 << 20))
         return IMP_ERR(im, nd, DP_ESHAPE, "weight has %lld output channels",
                        (long long)wt->dims[0]);
@@ -693,8 +692,7 @@ static enum dp_err imp_linear(struct imp *im, const Onnx__NodeProto *nd, int idx
     const float alpha = gemm ? imp_attr_f(nd, "alpha", 1.0f) : 1.0f;
     const float beta = gemm ? imp_attr_f(nd, "beta", 1.0f) : 1.0f;
     if (bv->ndims != 2)
-        return IMP_ERR(im, nd, DP_ESHAPE, "the weight has rank %zu, 2 is needed",
-                       bv->ndims);
+        return IMP_ERR(im, nd, DP_ESHAPE, "the weight has rank %zu, 2 is needed", bv->ndims);
     const int64_t r0 = bv->dims[0], r1 = bv->dims[1];
     const int64_t M = trans_b ? r0 : r1, K = trans_b ? r1 : r0;
     int c, h, w;
@@ -775,7 +773,8 @@ static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
                        "adding two constants (constant folding) is not supported");
     const int li = act->layer;
-    if (li < 0 || !im->from_matmul[li] || im->m->layers[li].a.has_bias || imp_uses(im, act->name) != 1)
+    if (li < 0 || !im->from_matmul[li] || im->m->layers[li].a.has_bias ||
+        imp_uses(im, act->name) != 1)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
                        "adding a constant is supported only as the bias of a MatMul whose "
                        "output has no other use");
@@ -799,8 +798,7 @@ static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
 }
 
 /* Rebinds output 0 to input 0's value (Identity, shape-preserving Reshape). */
-static enum dp_err imp_alias(struct imp *im, const Onnx__NodeProto *nd, struct imp_val *x,
-                             int rank)
+static enum dp_err imp_alias(struct imp *im, const Onnx__NodeProto *nd, struct imp_val *x, int rank)
 {
     if (nd->n_output < 1 || nd->output[0] == NULL || nd->output[0][0] == '\0')
         return IMP_ERR(im, nd, DP_EFORMAT, "%s", "has no output");
@@ -895,8 +893,8 @@ static enum dp_err imp_reshape(struct imp *im, const Onnx__NodeProto *nd, int id
         }
     }
     /* The batch axis must stay where it is. */
-    int keeps_batch = d[0] == -2 || (im->batch > 0 && d[0] == im->batch) ||
-                      (neg == 0 && known == per);
+    int keeps_batch =
+        d[0] == -2 || (im->batch > 0 && d[0] == im->batch) || (neg == 0 && known == per);
     if (!keeps_batch) {
         err = IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
                       "the target shape changes the batch axis; only reshapes that keep it "
@@ -905,8 +903,8 @@ static enum dp_err imp_reshape(struct imp *im, const Onnx__NodeProto *nd, int id
     }
     if (neg > 0) {
         if (known == 0 || per % known != 0) {
-            err = IMP_ERR(im, nd, DP_ESHAPE, "cannot reshape %lld values per sample",
-                          (long long)per);
+            err =
+                IMP_ERR(im, nd, DP_ESHAPE, "cannot reshape %lld values per sample", (long long)per);
             goto out;
         }
         d[neg] = per / known;
@@ -957,12 +955,13 @@ static enum dp_err imp_dropout(struct imp *im, const Onnx__NodeProto *nd, int id
                 err = IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s", "training_mode must be a constant");
             if (!err && tv->t->has_data_type &&
                 tv->t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL)
-                err = (tv->t->has_raw_data && tv->t->raw_data.len == 1 && tv->t->raw_data.data[0]) ||
-                              (tv->t->n_int32_data == 1 && tv->t->int32_data[0])
-                          ? IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
-                                    "training_mode=true is not supported (the engine chooses "
-                                    "the mode)")
-                          : DP_OK;
+                err =
+                    (tv->t->has_raw_data && tv->t->raw_data.len == 1 && tv->t->raw_data.data[0]) ||
+                            (tv->t->n_int32_data == 1 && tv->t->int32_data[0])
+                        ? IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
+                                  "training_mode=true is not supported (the engine chooses "
+                                  "the mode)")
+                        : DP_OK;
             else if (!err)
                 err = dp_onnx_tensor_int64s(tv->t, &tm, &n, im->ei);
             dp_free(tm);
@@ -1186,9 +1185,26 @@ static enum dp_err imp_qdq(struct imp *im, const Onnx__NodeProto *nd, int quant)
 /* ---- The operator table -------------------------------------------------- */
 
 enum imp_opk {
-    K_CONV, K_GEMM, K_MATMUL, K_RELU, K_CLIP, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BN, K_ADD,
-    K_FLATTEN, K_RESHAPE, K_DROPOUT, K_IDENTITY, K_SOFTMAX, K_CONSTANT, K_CONCAT, K_PAD,
-    K_QUANT, K_DEQUANT
+    K_CONV,
+    K_GEMM,
+    K_MATMUL,
+    K_RELU,
+    K_CLIP,
+    K_MAXPOOL,
+    K_AVGPOOL,
+    K_GAP,
+    K_BN,
+    K_ADD,
+    K_FLATTEN,
+    K_RESHAPE,
+    K_DROPOUT,
+    K_IDENTITY,
+    K_SOFTMAX,
+    K_CONSTANT,
+    K_CONCAT,
+    K_PAD,
+    K_QUANT,
+    K_DEQUANT
 };
 
 static const struct {
@@ -1297,8 +1313,7 @@ static enum dp_err imp_check_ops(struct imp *im)
         n_bad++;
         const char *dom = nd->domain != NULL && nd->domain[0] != '\0' ? nd->domain : "";
         DP_LOG(DP_LOG_ERROR, "ONNX import: unsupported operator %s%s%s in node '%s'", dom,
-               dom[0] ? "." : "", nd->op_type != NULL ? nd->op_type : "(none)",
-               imp_node_name(nd));
+               dom[0] ? "." : "", nd->op_type != NULL ? nd->op_type : "(none)", imp_node_name(nd));
         int w = snprintf(list + pos, sizeof(list) - pos, "%s%.32s%s%.32s ('%.40s')",
                          n_bad > 1 ? ", " : "", dom, dom[0] ? "." : "",
                          nd->op_type != NULL ? nd->op_type : "(none)", imp_node_name(nd));
@@ -1312,8 +1327,8 @@ static enum dp_err imp_check_ops(struct imp *im)
     list[pos] = '\0';
     if (n_listed < n_bad)
         return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
-                              "%d unsupported operator(s): %s and %d more (all are logged)",
-                              n_bad, list, n_bad - n_listed);
+                              "%d unsupported operator(s): %s and %d more (all are logged)", n_bad,
+                              list, n_bad - n_listed);
     return dp_errinfo_set(im->ei, DP_EUNSUPPORTED, "%d unsupported operator(s): %s", n_bad, list);
 }
 
@@ -1346,7 +1361,8 @@ static enum dp_err imp_input(struct imp *im, int *rank)
         return dp_errinfo_set(im->ei, DP_EUNSUPPORTED, "the graph has no input");
     const Onnx__TypeProto *tp = in->type;
     if (tp == NULL || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ||
-        tp->tensor_type == NULL || tp->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ||
+        tp->tensor_type == NULL ||
+        tp->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ||
         tp->tensor_type->shape == NULL)
         return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
                               "input '%.60s' must be a float tensor of known rank", in->name);
@@ -1425,7 +1441,6 @@ static enum dp_err imp_prepare(struct imp *im)
     return DP_OK;
 }
 
-
 static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import_info *info)
 {
     const Onnx__GraphProto *g = im->g;
@@ -1437,10 +1452,9 @@ static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import
         return dp_errinfo_set(im->ei, DP_EFORMAT, "output '%.60s' is not produced by any node",
                               g->output[0]->name);
     if (o->kind != IMP_ACT || o->layer == DP_MODEL_INPUT)
-        return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
-                              "output '%.60s' is %s; the model computes nothing",
-                              g->output[0]->name,
-                              o->kind != IMP_ACT ? "a constant" : "the input itself");
+        return dp_errinfo_set(
+            im->ei, DP_EUNSUPPORTED, "output '%.60s' is %s; the model computes nothing",
+            g->output[0]->name, o->kind != IMP_ACT ? "a constant" : "the input itself");
     (void)in_rank;
     int c, h, w;
     imp_shape(im, o->layer, &c, &h, &w);
@@ -1475,8 +1489,8 @@ static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import
                                   im->m->layers[pc->layer].name, pc->suffix);
         if (p->numel != pc->n)
             return dp_errinfo_set(im->ei, DP_ESHAPE,
-                                  "parameter '%s' needs %zu values, the ONNX tensor has %zu",
-                                  pname, p->numel, pc->n);
+                                  "parameter '%s' needs %zu values, the ONNX tensor has %zu", pname,
+                                  p->numel, pc->n);
         float *dst = dp_param_data(im->m, p);
         for (size_t k = 0; k < pc->n; k++) {
             if (!isfinite(pc->data[k]))
@@ -1509,8 +1523,7 @@ static void imp_restore_compression(struct dp_model *m, const Onnx__ModelProto *
             json_decref(root);
             return;
         }
-        json_object_foreach(root, lname, o)
-        {
+        json_object_foreach (root, lname, o) {
             int li = dp_model_layer_find(m, lname);
             json_t *sc = json_object_get(o, "scheme"), *tr = json_object_get(o, "target_rate"),
                    *bi = json_object_get(o, "bits"), *sl = json_object_get(o, "scale");

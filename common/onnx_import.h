@@ -42,9 +42,9 @@ struct Onnx__ModelProto;
 #define DP_ONNX_OPSET_MAX 17
 
 struct dp_onnx_import_info {
-    int64_t opset;        /* the default domain's opset version */
-    int64_t batch;        /* the input's batch size, 0 when symbolic */
-    int out_rank;         /* rank of the graph output (2 to 4, batch included) */
+    int64_t opset;           /* the default domain's opset version */
+    int64_t batch;           /* the input's batch size, 0 when symbolic */
+    int out_rank;            /* rank of the graph output (2 to 4, batch included) */
     int out_c, out_h, out_w; /* its per-sample IR shape */
 };
 

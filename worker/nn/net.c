@@ -11,6 +11,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "worker/nn/batchnorm.h"
+#include "worker/nn/concat.h"
 #include "worker/nn/conv2d.h"
 #include "worker/nn/conv_dnnl.h"
 #include "worker/nn/eltwise.h"
@@ -18,7 +19,6 @@
 #include "worker/nn/loss.h"
 #include "worker/nn/pool.h"
 #include "worker/nn/softmax.h"
-#include "worker/nn/concat.h"
 
 struct nn_net_layer {
     float *out;  /* (max_batch, out size) */
@@ -451,8 +451,8 @@ static void op_softmax_bwd(struct nn_net *net, int li, int n)
 }
 
 /* Concat along per-sample axis `axis` as (outer, a_len) + (outer, b_len). */
-static void net_concat_split(const struct nn_net *net, int li, int n, size_t *outer,
-                             size_t *a_len, size_t *b_len)
+static void net_concat_split(const struct nn_net *net, int li, int n, size_t *outer, size_t *a_len,
+                             size_t *b_len)
 {
     const int axis = net->m->layers[li].a.axis;
     size_t da[3], db[3];

@@ -61,8 +61,7 @@ static void ox_expect_same(const struct dp_model *a, const struct dp_model *b, c
         cr_expect_eq(la->op, lb->op, "%s: layer '%s' op %d vs %d", what, la->name, la->op, lb->op);
         cr_expect(la->out_c == lb->out_c && la->out_h == lb->out_h && la->out_w == lb->out_w,
                   "%s: layer '%s' shape", what, la->name);
-        cr_expect_str_eq(la->comp.scheme, lb->comp.scheme, "%s: layer '%s' scheme", what,
-                         la->name);
+        cr_expect_str_eq(la->comp.scheme, lb->comp.scheme, "%s: layer '%s' scheme", what, la->name);
         cr_expect_eq(la->comp.bits, lb->comp.bits, "%s: layer '%s' bits", what, la->name);
         cr_expect_eq(la->comp.target_rate, lb->comp.target_rate, "%s: layer '%s' rate", what,
                      la->name);
@@ -86,8 +85,7 @@ Test(onnx, roundtrip_builtin_architectures)
         struct dp_model *m = NULL, *back = NULL;
         struct dp_errinfo ei = {DP_OK, ""};
         int in_c = k < 2 ? 1 : 3, in_hw = k < 2 ? 28 : 32;
-        cr_assert_eq(nn_arch_build(archs[k], in_c, in_hw, in_hw, 10, &m, &ei), DP_OK, "%s",
-                     ei.msg);
+        cr_assert_eq(nn_arch_build(archs[k], in_c, in_hw, in_hw, 10, &m, &ei), DP_OK, "%s", ei.msg);
         nn_arch_init(m, 7 + k);
         ox_randomize_bn(m);
         /* Compression metadata on the first layer must come back. */
