@@ -82,6 +82,27 @@ for n in lenet5 resnet20 mobilenetv2 vgg16bn; do
   check $PY tests/onnx/peer_check.py compare "$tmp/${n}_re.npy" "$FIX/${n}_y.npy" $TOL
   check $PY tests/onnx/peer_check.py opencv "$tmp/${n}_re.onnx" "$FIX/${n}_x.npy" "$tmp/${n}_re.npy" $TOL
 done
+# An imported model trains, compresses and exports like a built-in one:
+# PyTorch's LeNet-5 from ONNX, two short epochs on Fashion-MNIST, magnitude
+# pruning, export, and OpenCV agrees with our engine on the result.
+"$WORKER" train --model "$FIX/lenet5_op13.onnx" --data "$DATA" --limit-train 4096 --limit-test 500 --epochs 2 --threads 2 \
+    --seed 2 --quiet --out "$tmp/torch_lenet.safetensors" > "$tmp/torch_train.json"
+sed -e 's/"conv2"/"*conv2*"/' -e 's/"fc1"/"*fc1*"/' "$tmp/spec.json" > "$tmp/spec2.json"
+"$WORKER" compress --spec "$tmp/spec2.json" --model "$tmp/torch_lenet.safetensors" --data "$DATA" \
+    "${LIM[@]}" --threads 2 --out "$tmp/torch_comp.safetensors" --report "$tmp/torch_rep.json" \
+    --quiet > /dev/null
+"$WORKER" export --model "$tmp/torch_comp.safetensors" --out "$tmp/torch_comp.onnx" --opset 10 \
+    --report "$tmp/torch_rep.json"
+check $PY tests/onnx/peer_check.py checker "$tmp/torch_comp.onnx"
+"$WORKER" infer --model "$tmp/torch_comp.onnx" --input "$FIX/lenet5_x.npy" --output "$tmp/tc.npy" --threads 2
+check $PY tests/onnx/peer_check.py opencv "$tmp/torch_comp.onnx" "$FIX/lenet5_x.npy" "$tmp/tc.npy" $TOL
+check $PY -c "
+import json, sys
+acc = json.loads(open('$tmp/torch_train.json').read().splitlines()[-1])['test_accuracy']
+r = json.load(open('$tmp/torch_rep.json'))
+ok = acc > 0.3 and r['totals']['rate'] > 1.5  # chance is 0.1; 2 short epochs from PyTorch's init
+print(('ok' if ok else 'FAIL') + ': imported LeNet-5 trained to %.3f test accuracy, compressed %.2fx' % (acc, r['totals']['rate']))
+sys.exit(0 if ok else 1)"
 # Bad input is an error with a message, not a crash.
 head -c 1000 "$FIX/lenet5_op13.onnx" > "$tmp/trunc.onnx"
 if "$WORKER" infer --model "$tmp/trunc.onnx" --input "$FIX/lenet5_x.npy" --output "$tmp/t.npy" 2> "$tmp/err.txt"; then

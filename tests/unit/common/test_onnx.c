@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/log.h"
 #include "common/onnx.h"
 #include "common/onnx_export.h"
 #include "common/onnx_import.h"
@@ -177,9 +178,23 @@ Test(onnx, qdq_export_folds_back_to_levels)
     DP_ASSERT_NO_LEAKS();
 }
 
-/* Every unsupported operator is named, with its node. */
+struct ox_logged {
+    char text[1024];
+};
+
+static void ox_capture(enum dp_log_level level, const char *msg, void *ud)
+{
+    struct ox_logged *lg = ud;
+    size_t n = strlen(lg->text);
+    if (level >= DP_LOG_ERROR && n + 1 < sizeof(lg->text))
+        snprintf(lg->text + n, sizeof(lg->text) - n, "%s\n", msg);
+}
+
+/* Every unsupported operator is named, with its node, in the error and the log. */
 Test(onnx, unsupported_ops_are_all_listed)
 {
+    struct ox_logged lg = {""};
+    dp_log_set_sink(ox_capture, &lg);
     struct dp_model *m = NULL, *back = NULL;
     struct dp_errinfo ei = {DP_OK, ""};
     cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
@@ -202,6 +217,10 @@ Test(onnx, unsupported_ops_are_all_listed)
     cr_expect(strstr(ei.msg, "LRN") != NULL && strstr(ei.msg, "Tanh") != NULL, "message: %s",
               ei.msg);
     cr_expect(strstr(ei.msg, mp->graph->node[1]->name) != NULL, "no node name in: %s", ei.msg);
+    dp_log_set_sink(NULL, NULL);
+    cr_expect(strstr(lg.text, "LRN in node 'pool1'") != NULL &&
+                  strstr(lg.text, "Tanh in node 'pool2'") != NULL,
+              "log: %s", lg.text);
     dp_onnx_model_free(mp);
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
