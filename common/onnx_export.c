@@ -616,6 +616,17 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
             e->rank[li] = r;
             break;
         }
+        case DP_OP_RESHAPE: {
+            const int r = a->to_h == 1 && a->to_w == 1 ? 2 : 4;
+            const char *src = exp_val(e, in0);
+            snprintf(b0, sizeof(b0), "%s.shape", name);
+            const int64_t shape[4] = {0, a->to_c, a->to_h, a->to_w}, sd[1] = {r};
+            exp_init_i64(e, b0, 1, sd, shape, (size_t)r);
+            const char *in[2] = {src, b0};
+            nd = exp_node(e, "Reshape", name, in, 2, name);
+            e->rank[li] = r;
+            break;
+        }
         case DP_OP__COUNT:
             break;
     }

@@ -924,11 +924,16 @@ static enum dp_err imp_reshape(struct imp *im, const Onnx__NodeProto *nd, int id
             err = imp_unary(im, nd, idx, DP_OP_FLATTEN, NULL);
     } else if (tc == c && th == h && tw == w) {
         err = imp_alias(im, nd, x, (int)n);
+    } else if (th > 65536 || tc * th * tw != per) {
+        err = IMP_ERR(im, nd, DP_EUNSUPPORTED, "cannot reshape %dx%dx%d to %lldx%lldx%lld", c, h, w,
+                      (long long)tc, (long long)th, (long long)tw);
     } else {
-        err = IMP_ERR(im, nd, DP_EUNSUPPORTED,
-                      "reshaping %dx%dx%d to %lldx%lldx%lld per sample is not supported (only "
-                      "to a vector, or to the same layout)",
-                      c, h, w, (long long)tc, (long long)th, (long long)tw);
+        struct dp_op_attrs a = {0};
+        a.to_c = (int)tc;
+        a.to_h = (int)th;
+        a.to_w = (int)tw;
+        int li = imp_add(im, nd, idx, DP_OP_RESHAPE, &x->layer, 1, &a);
+        err = li < 0 ? (enum dp_err)li : imp_out_act(im, nd, li, (int)n);
     }
 out:
     dp_free(t);
@@ -1367,9 +1372,9 @@ static enum dp_err imp_input(struct imp *im, int *rank)
         return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
                               "input '%.60s' must be a float tensor of known rank", in->name);
     const Onnx__TensorShapeProto *sh = tp->tensor_type->shape;
-    if (sh->n_dim < 2 || sh->n_dim > 4)
+    if (sh->n_dim < 1 || sh->n_dim > 4)
         return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
-                              "input '%.60s' has rank %zu; ranks 2 to 4 (batch first) are "
+                              "input '%.60s' has rank %zu; ranks 1 to 4 (batch first) are "
                               "supported",
                               in->name, sh->n_dim);
     int64_t d[4] = {0, 1, 1, 1};
@@ -1441,6 +1446,25 @@ static enum dp_err imp_prepare(struct imp *im)
     return DP_OK;
 }
 
+/* Appends an identity layer (Dropout, p = 0) on `input`; its index or a negative dp_err. */
+static int imp_identity(struct imp *im, int input)
+{
+    char name[DP_NAME_MAX];
+    snprintf(name, sizeof(name), "output_identity");
+    for (int k = 2; dp_model_layer_find(im->m, name) >= 0; k++)
+        snprintf(name, sizeof(name), "output_identity_%d", k);
+    struct dp_errinfo sub = {DP_OK, ""};
+    struct dp_op_attrs a = {0};
+    int li = dp_model_add_layer(im->m, name, DP_OP_DROPOUT, &input, 1, &a, &sub);
+    if (li < 0)
+        return dp_errinfo_set(im->ei, (enum dp_err)li, "%s", sub.msg);
+    struct dp_errinfo sub2 = {DP_OK, ""};
+    enum dp_err err = dp_model_infer(im->m, &sub2);
+    if (err)
+        return dp_errinfo_set(im->ei, err, "%s", sub2.msg);
+    return li;
+}
+
 static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import_info *info)
 {
     const Onnx__GraphProto *g = im->g;
@@ -1451,11 +1475,19 @@ static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import
     if (o == NULL)
         return dp_errinfo_set(im->ei, DP_EFORMAT, "output '%.60s' is not produced by any node",
                               g->output[0]->name);
-    if (o->kind != IMP_ACT || o->layer == DP_MODEL_INPUT)
-        return dp_errinfo_set(
-            im->ei, DP_EUNSUPPORTED, "output '%.60s' is %s; the model computes nothing",
-            g->output[0]->name, o->kind != IMP_ACT ? "a constant" : "the input itself");
+    if (o->kind != IMP_ACT)
+        return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
+                              "output '%.60s' is a constant; the model computes nothing",
+                              g->output[0]->name);
     (void)in_rank;
+    /* An output that is the input, or a Flatten of it, gets an identity layer
+     * (Dropout with p = 0) so that the engine has a layer to train through. */
+    if (o->layer == DP_MODEL_INPUT) {
+        int li = imp_identity(im, DP_MODEL_INPUT);
+        if (li < 0)
+            return (enum dp_err)li;
+        o->layer = li;
+    }
     int c, h, w;
     imp_shape(im, o->layer, &c, &h, &w);
     if (info != NULL) {
@@ -1474,6 +1506,12 @@ static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import
         int li = dp_model_add_layer(im->m, name, DP_OP_FLATTEN, &o->layer, 1, NULL, &sub);
         if (li < 0)
             return dp_errinfo_set(im->ei, (enum dp_err)li, "%s", sub.msg);
+    }
+    const struct dp_layer *last = &im->m->layers[im->m->n_layers - 1];
+    if (last->op == DP_OP_FLATTEN && last->inputs[0] == DP_MODEL_INPUT) {
+        int li = imp_identity(im, im->m->n_layers - 1);
+        if (li < 0)
+            return (enum dp_err)li;
     }
     struct dp_errinfo sub = {DP_OK, ""};
     enum dp_err err = dp_model_finalize(im->m, &sub);
@@ -1586,8 +1624,6 @@ enum dp_err dp_onnx_import(const struct Onnx__ModelProto *mp, struct dp_model **
         err = imp_input(&im, &in_rank);
     for (size_t i = 0; !err && i < im.g->n_node; i++)
         err = imp_node(&im, im.g->node[i], (int)i);
-    if (!err && im.m->n_layers == 0)
-        err = dp_errinfo_set(ei, DP_EUNSUPPORTED, "the graph computes nothing");
     if (!err)
         err = imp_finish(&im, in_rank, info);
     if (!err)

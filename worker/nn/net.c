@@ -505,6 +505,22 @@ static void op_clip_bwd(struct nn_net *net, int li, int n)
         nn_clip_backward(s->din[0], s->dout, s->in[0], net_out_n(net, li, n), l->a.lo, l->a.hi);
 }
 
+/* Reshape: the same NCHW values under another per-sample shape; a copy (not
+ * an alias like Flatten) so that the planner's layouts stay per layer. */
+static int op_reshape_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    memcpy(net->layers[li].out, net->layers[li].in[0], net_out_n(net, li, n) * sizeof(float));
+    return 0;
+}
+
+static void op_reshape_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    if (s->din[0] != NULL)
+        nn_copy_backward(s->din[0], s->dout, net_out_n(net, li, n));
+}
+
 static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
     [DP_OP_CONV2D] = {op_conv_fwd, op_conv_bwd},
     [DP_OP_LINEAR] = {op_linear_fwd, op_linear_bwd},
@@ -520,6 +536,7 @@ static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
     [DP_OP_SOFTMAX] = {op_softmax_fwd, op_softmax_bwd},
     [DP_OP_CONCAT] = {op_concat_fwd, op_concat_bwd},
     [DP_OP_CLIP] = {op_clip_fwd, op_clip_bwd},
+    [DP_OP_RESHAPE] = {op_reshape_fwd, op_reshape_bwd},
 };
 
 /* ---- Planning ------------------------------------------------------------ */

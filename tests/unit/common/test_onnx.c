@@ -355,3 +355,52 @@ Test(onnx, export_refuses_unfinalized_model)
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }
+
+/* The IR ops added for ONNX (clip, reshape, softmax on W, concat) survive the trip too. */
+Test(onnx, roundtrip_added_ops)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = dp_model_new(2, 4, 4), *back = NULL;
+    cr_assert_not_null(m);
+    int c1 = dp_model_add_conv2d(m, "c1", DP_MODEL_INPUT, 4, 3, 1, 1, 1, 1, &ei);
+    struct dp_op_attrs a = {0};
+    a.lo = -0.5f;
+    a.hi = 0.7f;
+    int cl = dp_model_add_layer(m, "clip", DP_OP_CLIP, &c1, 1, &a, &ei);
+    memset(&a, 0, sizeof(a));
+    a.to_c = 8;
+    a.to_h = 2;
+    a.to_w = 4;
+    int r1 = dp_model_add_layer(m, "r1", DP_OP_RESHAPE, &cl, 1, &a, &ei);
+    memset(&a, 0, sizeof(a));
+    a.axis = a.axis_end = 3;
+    int sm = dp_model_add_layer(m, "sm", DP_OP_SOFTMAX, &r1, 1, &a, &ei);
+    memset(&a, 0, sizeof(a));
+    a.axis = 1;
+    int in[2] = {sm, r1};
+    int cc = dp_model_add_layer(m, "cat", DP_OP_CONCAT, in, 2, &a, &ei);
+    int fl = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, cc, &ei);
+    cr_assert(dp_model_add_linear(m, "fc", fl, 3, &ei) >= 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    for (size_t i = 0; i < m->n_floats; i++)
+        m->data[i] = (float)((int)(i * 7919 % 97) - 48) / 97.0f;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/ops.onnx", ox_dir);
+    for (int opset = 13; opset >= 10; opset -= 3) {
+        struct dp_onnx_export_opts o = {0, opset, 0, NULL};
+        cr_assert_eq(dp_onnx_export_file(m, path, &o, &ei), DP_OK, "opset %d: %s", opset, ei.msg);
+        cr_assert_eq(dp_onnx_import_file(path, &back, NULL, &ei), DP_OK, "opset %d: %s", opset,
+                     ei.msg);
+        ox_expect_same(m, back, opset == 13 ? "added ops, opset 13" : "added ops, opset 10");
+        for (int i = 0; i < m->n_layers; i++) {
+            const struct dp_op_attrs *x = &m->layers[i].a, *y = &back->layers[i].a;
+            cr_expect(x->lo == y->lo && x->hi == y->hi && x->axis == y->axis &&
+                          x->to_c == y->to_c && x->to_h == y->to_h && x->to_w == y->to_w,
+                      "layer '%s': attributes differ after the trip", m->layers[i].name);
+        }
+        dp_model_free(back);
+        back = NULL;
+    }
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
