@@ -12,6 +12,8 @@
 #include "common/model.h"
 #include "common/model_io.h"
 #include "worker/compress/admm.h"
+#include "worker/compress/purify.h"
+#include "worker/nn/train.h"
 #include "worker/nn/cpu.h"
 #include "worker/nn/data.h"
 #include "worker/wk_flags.h"
@@ -20,7 +22,8 @@ void openblas_set_num_threads(int n);
 
 struct wk_compress_opts {
     const char *spec, *model, *data, *out, *report, *method;
-    long threads, limit_train, limit_test, quiet;
+    const char *checkpoint, *phase, *prev_report;
+    long threads, limit_train, limit_test, quiet, resume;
 };
 
 #define WK_OFF(f) offsetof(struct wk_compress_opts, f)
@@ -36,13 +39,39 @@ static const struct wk_flag wk_compress_flags[] = {
     {"limit-train", WK_INT, WK_OFF(limit_train), 1, 1e9, "use only the first N training images"},
     {"limit-test", WK_INT, WK_OFF(limit_test), 1, 1e9, "use only the first N test images"},
     {"quiet", WK_BOOL, WK_OFF(quiet), 0, 1, "no progress lines"},
+    {"checkpoint", WK_STR, WK_OFF(checkpoint), 0, 0,
+     "write the whole ADMM state here after every epoch"},
+    {"resume", WK_BOOL, WK_OFF(resume), 0, 1,
+     "continue from --checkpoint when it exists (same flags: same result)"},
+    {"phase", WK_STR, WK_OFF(phase), 0, 0,
+     "all (default), admm (up to the hard projection) or retrain (the masked retraining)"},
+    {"prev-report", WK_STR, WK_OFF(prev_report), 0, 0,
+     "--phase retrain: the admm phase's report (dense accuracy and trace carry over)"},
+};
+
+struct wk_compress_run {
+    const struct wk_compress_opts *o;
+    const struct wk_hooks *h;
 };
 
 static void wk_compress_progress(void *ud, const char *line)
 {
-    const struct wk_compress_opts *o = ud;
-    if (!o->quiet)
+    const struct wk_compress_run *r = ud;
+    if (!r->o->quiet)
         fprintf(stderr, "compress: %s\n", line);
+}
+
+static void wk_compress_event(void *ud, const char *type, json_t *data)
+{
+    const struct wk_compress_run *r = ud;
+    if (r->h != NULL && r->h->event != NULL)
+        r->h->event(r->h->ctx, type, data);
+}
+
+static int wk_compress_stop(void *ud)
+{
+    const struct wk_compress_run *r = ud;
+    return r->h != NULL && r->h->stop != NULL && r->h->stop(r->h->ctx);
 }
 
 static int wk_write_json(const char *path, json_t *j)
@@ -56,7 +85,42 @@ static int wk_write_json(const char *path, json_t *j)
     return rename(tmp, path);
 }
 
+/* Replaces *m by its purified copy and records the shrinking and the
+ * purified model's accuracy (which must equal the unpurified one's) in the
+ * report. */
+static enum dp_err wk_compress_purify(struct dp_model **m, const struct nn_dataset *train,
+                                      const struct nn_dataset *test, int batch, json_t *report,
+                                      struct dp_errinfo *ei)
+{
+    struct dp_model *small = NULL;
+    json_t *stats = NULL;
+    enum dp_err err = cp_purify(*m, &small, &stats, ei);
+    if (err)
+        return err;
+    float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
+    nn_dataset_channel_stats(train, mean, std);
+    for (int c = 0; c < train->c; c++)
+        std[c] = std[c] < 1e-6f ? 1.0f : std[c];
+    double acc = 0.0, loss = 0.0;
+    err = nn_evaluate(small, test, mean, std, batch, &acc, &loss, ei);
+    if (err) {
+        dp_model_free(small);
+        json_decref(stats);
+        return err;
+    }
+    json_object_set_new(stats, "test_accuracy", json_real(acc));
+    json_object_set_new(report, "purification", stats);
+    dp_model_free(*m);
+    *m = small;
+    return DP_OK;
+}
+
 int wk_compress_main(int argc, char **argv)
+{
+    return wk_compress_run(argc, argv, NULL);
+}
+
+int wk_compress_run(int argc, char **argv, const struct wk_hooks *h)
 {
     struct wk_compress_opts o;
     memset(&o, 0, sizeof(o));
@@ -74,6 +138,38 @@ int wk_compress_main(int argc, char **argv)
     if (o.spec == NULL || o.model == NULL || o.data == NULL) {
         fprintf(stderr, "compress: --spec, --model and --data are required (see --help)\n");
         return 2;
+    }
+    enum admm_phase phase = ADMM_PHASE_ALL;
+    if (o.phase != NULL) {
+        if (strcmp(o.phase, "all") == 0) {
+            phase = ADMM_PHASE_ALL;
+        } else if (strcmp(o.phase, "admm") == 0) {
+            phase = ADMM_PHASE_ADMM;
+        } else if (strcmp(o.phase, "retrain") == 0) {
+            phase = ADMM_PHASE_RETRAIN;
+        } else {
+            fprintf(stderr, "compress: --phase must be all, admm or retrain, not '%s'\n", o.phase);
+            return 2;
+        }
+    }
+    if (o.resume && o.checkpoint == NULL) {
+        fprintf(stderr, "compress: --resume needs --checkpoint FILE\n");
+        return 2;
+    }
+    if (o.prev_report != NULL && phase != ADMM_PHASE_RETRAIN) {
+        fprintf(stderr, "compress: --prev-report goes with --phase retrain\n");
+        return 2;
+    }
+    json_t *prev = NULL;
+    if (o.prev_report != NULL) {
+        json_error_t je;
+        prev = json_load_file(o.prev_report, JSON_REJECT_DUPLICATES, &je);
+        if (!json_is_object(prev)) {
+            fprintf(stderr, "compress: --prev-report %s: not a JSON report (%s)\n", o.prev_report,
+                    je.text);
+            json_decref(prev);
+            return 2;
+        }
     }
     struct admm_spec *spec = dp_calloc(1, sizeof(*spec));
     struct dp_errinfo ei = {DP_OK, ""};
@@ -116,11 +212,33 @@ int wk_compress_main(int argc, char **argv)
         nn_dataset_limit(&train, (int)o.limit_train);
     if (o.limit_test > 0)
         nn_dataset_limit(&test, (int)o.limit_test);
-    struct admm_callbacks cb = {wk_compress_progress, &o, NULL};
+    struct wk_compress_run run = {&o, h};
+    struct admm_callbacks cb;
+    memset(&cb, 0, sizeof(cb));
+    cb.progress = wk_compress_progress;
+    cb.ud = &run;
+    cb.stop_fn = wk_compress_stop;
+    cb.event = wk_compress_event;
+    cb.checkpoint = o.checkpoint;
+    cb.resume = (int)o.resume;
+    cb.phase = phase;
+    cb.prev_report = prev;
     err = admm_compress(m, &train, &test, spec, &cb, &report, &ei);
+    if (err == DP_EINTERRUPTED) {
+        fprintf(stderr, "compress: stopped: %s\n", dp_errinfo_msg(&ei, err));
+        status = WK_EXIT_STOPPED;
+        goto out;
+    }
     if (err) {
         fprintf(stderr, "compress: %s\n", dp_errinfo_msg(&ei, err));
         goto out;
+    }
+    if (spec->purify && phase != ADMM_PHASE_ADMM) {
+        err = wk_compress_purify(&m, &train, &test, spec->batch, report, &ei);
+        if (err) {
+            fprintf(stderr, "compress: purification: %s\n", dp_errinfo_msg(&ei, err));
+            goto out;
+        }
     }
     if (o.out != NULL) {
         err = dp_model_save(m, o.out, NULL, &ei);
@@ -147,6 +265,7 @@ int wk_compress_main(int argc, char **argv)
     fputc('\n', stdout);
     status = 0;
 out:
+    json_decref(prev);
     json_decref(report);
     dp_model_free(m);
     nn_dataset_free(&train);

@@ -20,10 +20,14 @@
 #include "worker/nn/cpu.h"
 #include "worker/nn/data.h"
 #include "worker/nn/train.h"
+#include "worker/nn/train_state.h"
+#include "worker/wk_hooks.h"
 
 void openblas_set_num_threads(int n);
 
 struct wk_train_opts {
+    const char *checkpoint;
+    long resume;
     const char *model;
     const char *data;
     const char *out;
@@ -66,7 +70,57 @@ static const struct wk_flag wk_flags[] = {
     {"profile", WK_BOOL, WK_OFF(profile), 0, 1, "log per-layer forward/backward time"},
     {"im2col", WK_BOOL, WK_OFF(im2col), 0, 1,
      "convolutions on im2col+OpenBLAS instead of oneDNN (comparisons)"},
+    {"checkpoint", WK_STR, WK_OFF(checkpoint), 0, 0,
+     "write the whole training state here after every epoch"},
+    {"resume", WK_BOOL, WK_OFF(resume), 0, 1,
+     "continue from --checkpoint when it exists (same flags: same result)"},
 };
+
+/* What a train run needs besides its flags: the hooks of the task loop. */
+struct wk_train_run {
+    struct wk_train_opts *o;
+    const struct wk_hooks *h;
+    const struct dp_model *m;
+    uint64_t digest;
+};
+
+/* Everything that shapes the run, so a checkpoint is only resumed by the
+ * same run. */
+static uint64_t wk_train_digest(const struct wk_train_opts *o)
+{
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s|%s|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%g|%g|%g|%g|%g|%s|%s|%ld",
+             o->model, o->data ? o->data : "-", o->synthetic, o->epochs, o->batch, o->seed,
+             o->limit_train, o->warmup, o->step_epochs, o->nesterov, o->augment, o->lr,
+             o->momentum, o->wd, o->gamma, o->min_lr, o->optim, o->sched, o->im2col);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const char *p = buf; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    return h;
+}
+
+static int wk_train_stop(void *ud)
+{
+    const struct wk_train_run *r = ud;
+    return r->h != NULL && r->h->stop != NULL && r->h->stop(r->h->ctx);
+}
+
+static enum dp_err wk_train_epoch_end(void *ud, int epochs_done, const struct nn_optim *opt,
+                                      struct dp_errinfo *ei)
+{
+    const struct wk_train_run *r = ud;
+    if (r->o->checkpoint == NULL)
+        return DP_OK;
+    enum dp_err err =
+        nn_train_state_save(r->o->checkpoint, r->m, opt, epochs_done, r->digest, ei);
+    if (!err && r->h != NULL && r->h->event != NULL) {
+        json_t *ev = json_pack("{s:s, s:i}", "path", r->o->checkpoint, "epoch", epochs_done);
+        if (ev != NULL)
+            r->h->event(r->h->ctx, "checkpoint", ev);
+        json_decref(ev);
+    }
+    return err;
+}
 
 static void wk_train_help(FILE *f)
 {
@@ -81,6 +135,26 @@ static void wk_train_help(FILE *f)
     wk_flags_help(f, wk_flags, sizeof(wk_flags) / sizeof(wk_flags[0]));
 }
 
+static int wk_file_exists(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f != NULL)
+        fclose(f);
+    return f != NULL;
+}
+
+static enum dp_err wk_train_eval(struct dp_model *m, const struct nn_dataset *train,
+                                 const struct nn_dataset *test, int batch,
+                                 struct nn_train_result *res, struct dp_errinfo *ei)
+{
+    float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
+    nn_dataset_channel_stats(train, mean, std);
+    for (int c = 0; c < train->c; c++)
+        std[c] = std[c] < 1e-6f ? 1.0f : std[c];
+    res->last.train_loss = res->last.train_acc = -1.0;
+    return nn_evaluate(m, test, mean, std, batch, &res->last.test_acc, &res->last.test_loss, ei);
+}
+
 static void wk_fmt_time(char *buf, size_t len, double s)
 {
     long t = (long)(s + 0.5);
@@ -92,7 +166,18 @@ static void wk_fmt_time(char *buf, size_t len, double s)
 
 static void wk_on_epoch(void *ud, const struct nn_epoch_stats *st)
 {
-    const struct wk_train_opts *o = ud;
+    const struct wk_train_run *r = ud;
+    const struct wk_train_opts *o = r->o;
+    if (r->h != NULL && r->h->event != NULL) {
+        json_t *ev = json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "epoch", st->epoch,
+                               "epochs", st->epochs, "loss", st->train_loss, "train_accuracy",
+                               st->train_acc, "test_accuracy", st->test_acc, "lr", (double)st->lr,
+                               "images_per_s", st->images_per_s, "elapsed_s", st->elapsed_s,
+                               "eta_s", st->eta_s);
+        if (ev != NULL)
+            r->h->event(r->h->ctx, "epoch", ev);
+        json_decref(ev);
+    }
     if (o->quiet)
         return;
     char eta[32];
@@ -104,6 +189,11 @@ static void wk_on_epoch(void *ud, const struct nn_epoch_stats *st)
 }
 
 int wk_train_main(int argc, char **argv)
+{
+    return wk_train_run(argc, argv, NULL);
+}
+
+int wk_train_run(int argc, char **argv, const struct wk_hooks *h)
 {
     struct wk_train_opts o;
     memset(&o, 0, sizeof(o));
@@ -213,12 +303,37 @@ int wk_train_main(int argc, char **argv)
         fprintf(stderr, "train: %s, %zu parameters, %d training and %d test images, %d threads\n",
                 o.model, dp_model_n_trainable(m), train.n, test.n, omp_get_max_threads());
 
+    struct wk_train_run run = {&o, h, m, wk_train_digest(&o)};
     struct nn_train_hooks hooks;
     memset(&hooks, 0, sizeof(hooks));
     hooks.on_epoch = wk_on_epoch;
-    hooks.ud = &o;
+    hooks.on_epoch_end = wk_train_epoch_end;
+    hooks.stop_fn = wk_train_stop;
+    hooks.ud = &run;
+    struct nn_train_resume resume = {0};
+    if (o.resume && o.checkpoint != NULL && wk_file_exists(o.checkpoint)) {
+        err = nn_train_state_load(o.checkpoint, m, run.digest, &resume, &ei);
+        if (err) {
+            fprintf(stderr, "train: --resume: %s\n", dp_errinfo_msg(&ei, err));
+            goto out;
+        }
+        if (!o.quiet)
+            fprintf(stderr, "train: resumed from %s after epoch %d\n", o.checkpoint,
+                    resume.start_epoch);
+        cfg.resume = &resume;
+    }
     struct nn_train_result res;
     err = nn_train(m, &train, &test, &cfg, &hooks, &res, &ei);
+    if (!err && res.steps == 0 && cfg.resume != NULL) {
+        /* The checkpoint was of the last epoch: only the summary is left. */
+        err = wk_train_eval(m, &train, &test, cfg.batch, &res, &ei);
+    }
+    nn_train_state_release(&resume);
+    if (err == DP_EINTERRUPTED) {
+        fprintf(stderr, "train: stopped: %s\n", dp_errinfo_msg(&ei, err));
+        status = WK_EXIT_STOPPED;
+        goto out;
+    }
     if (err) {
         fprintf(stderr, "train: %s\n", dp_errinfo_msg(&ei, err));
         goto out;

@@ -74,5 +74,56 @@ then
 else
   fail=$((fail + 1)); echo "FAIL: compress (see $tmp/compress.json)"
 fi
+
+# kill -9 in the middle, then --resume: the result must be byte for byte
+# the uninterrupted run's. The spec also purifies: conv2 keeps 10 of its 50
+# filters, so the saved conv2 and fc1 tensors must shrink.
+cat > "$tmp/spec2.json" <<'JSON'
+{"admm": {"iters": 2, "epochs_per_iter": 1}, "retrain": {"epochs": 2}, "purify": true,
+ "layers": [{"match": "fc1", "prune": {"scheme": "irregular", "rate": 20}},
+            {"match": "conv2", "prune": {"scheme": "filter", "rate": 5}}]}
+JSON
+kill_after_checkpoint() { # command... ; kills it -9 once $tmp/state exists
+  rm -f "$tmp/state"
+  "$@" > /dev/null 2>&1 &
+  local pid=$! n=0
+  while [ ! -e "$tmp/state" ] && kill -0 "$pid" 2>/dev/null && [ $n -lt 2400 ]; do
+    sleep 0.05; n=$((n + 1))
+  done
+  sleep 0.3
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cargs=(compress --spec "$tmp/spec2.json" --model "$tmp/lenet5.safetensors" --data "$DATA"
+       --threads 2 --limit-train 4096 --limit-test 1000)
+"$WORKER" "${cargs[@]}" --quiet --out "$tmp/ref.safetensors" --report "$tmp/ref.json" > /dev/null
+kill_after_checkpoint "$WORKER" "${cargs[@]}" --checkpoint "$tmp/state" --out "$tmp/res.safetensors"
+"$WORKER" "${cargs[@]}" --checkpoint "$tmp/state" --resume --out "$tmp/res.safetensors" \
+    --report "$tmp/res.json" > /dev/null 2> "$tmp/resume.log"
+if grep -q "resumed from" "$tmp/resume.log" && cmp -s "$tmp/ref.safetensors" "$tmp/res.safetensors" &&
+   /usr/bin/python3 - "$tmp/res.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = {x["name"]: (x["before"], x["after"]) for x in r["purification"]["layers"]}
+assert p["conv2"] == ([50, 20, 5, 5], [10, 20, 5, 5]), p["conv2"]
+assert p["fc1"] == ([500, 800], [500, 160]), p["fc1"]
+assert abs(r["purification"]["test_accuracy"] - r["final_test_accuracy"]) < 1e-9, r["purification"]
+PY
+then
+  pass=$((pass + 1))
+  echo "ok: compress killed -9 ($(grep -o 'resumed from.*' "$tmp/resume.log" | head -1 | cut -c1-80)) and resumed = uninterrupted, byte for byte; purified conv2 50->10 filters, fc1 800->160 inputs"
+else
+  fail=$((fail + 1)); echo "FAIL: compress resume/purify (see $tmp/resume.log)"; cat "$tmp/resume.log" | tail -5
+fi
+targs=(train --model lenet5 --data "$DATA" --epochs 3 --threads 2 --seed 5 --limit-train 4096
+       --limit-test 1000 --quiet)
+"$WORKER" "${targs[@]}" --out "$tmp/tref.safetensors" > /dev/null
+kill_after_checkpoint "$WORKER" "${targs[@]}" --checkpoint "$tmp/state" --out "$tmp/tres.safetensors"
+"$WORKER" "${targs[@]}" --checkpoint "$tmp/state" --resume --out "$tmp/tres.safetensors" > /dev/null
+if cmp -s "$tmp/tref.safetensors" "$tmp/tres.safetensors"; then
+  pass=$((pass + 1)); echo "ok: train killed -9 and resumed = uninterrupted, byte for byte"
+else
+  fail=$((fail + 1)); echo "FAIL: train resume differs from the uninterrupted run"
+fi
 echo "train_short: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

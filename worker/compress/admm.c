@@ -1,5 +1,5 @@
 /*
- * The ADMM loop, the magnitude baseline and the report (see admm.h).
+ * The ADMM loop, the magnitude baseline and progressive stages (see admm.h).
  *
  * DESIGN: the engine keeps Z, U and the mask as flat arrays laid out like
  * the model's parameter block, so a constrained tensor is the same [offset,
@@ -7,39 +7,35 @@
  * update is a flat loop over the targets' ranges. Training runs through
  * nn_train with two hooks: the extra gradient term during the W-steps, and
  * the mask plus the quantizer re-projection during retraining.
+ *
+ * A run is a plan: a list of steps, each one nn_train call with actions
+ * before (set the stage's rates, initialise Z and U, prune a magnitude
+ * round) and after (the Z and U updates, the hard projection, a stage's
+ * acceptance). The position in the plan is (step, epochs done in it); the
+ * whole state is checkpointed after every epoch and after every step's
+ * closing actions, and a resumed run re-enters the plan exactly there.
+ * Everything random is a function of (seed, epoch, step), so the resumed
+ * run is the uninterrupted one, bit for bit.
  */
-#include "worker/compress/admm.h"
+#include "worker/compress/admm_int.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common/alloc.h"
+#include "worker/compress/purify.h"
 #include "worker/nn/train.h"
 
-struct admm_target {
-    int layer, param;
-    const struct admm_rule *rule;
-    struct proj_params p; /* the rule's, with the pattern library filled in */
-    struct proj_shape shape;
-    double rho;
-    double resid; /* ||W - Z|| / ||W|| after the last Z-step */
-};
-
-struct admm_ctx {
-    struct dp_model *m;
-    const struct admm_spec *spec;
-    const struct admm_callbacks *cb;
-    int n_t;
-    struct admm_target *t;
-    float *z, *u, *mask; /* n_floats each */
-    int mask_on;         /* apply the mask: after the first hard projection */
-    void *scratch;
-    int quant_on; /* re-project quantized targets after every step */
-    int epochs_done;
-};
+static double admm_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static void admm_say(const struct admm_ctx *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -56,24 +52,63 @@ static void admm_say(const struct admm_ctx *c, const char *fmt, ...)
     c->cb->progress(c->cb->ud, line);
 }
 
-static float *admm_w(const struct admm_ctx *c, const struct admm_target *t)
+/* Hands an event to the caller and drops it (steals data). */
+static void admm_event(const struct admm_ctx *c, const char *type, json_t *data)
+{
+    if (data != NULL && c->cb != NULL && c->cb->event != NULL)
+        c->cb->event(c->cb->ud, type, data);
+    json_decref(data);
+}
+
+float *admm_w(const struct admm_ctx *c, const struct admm_target *t)
 {
     return c->m->data + c->m->params[t->param].offset;
 }
 
-static size_t admm_numel(const struct admm_ctx *c, const struct admm_target *t)
+size_t admm_numel(const struct admm_ctx *c, const struct admm_target *t)
 {
     return c->m->params[t->param].numel;
 }
 
-/* P_i: the pruning projection, then the quantizer (which keeps the zeros). */
-static void admm_project(const struct admm_ctx *c, const struct admm_target *t, float *x,
-                         int with_quant)
+void admm_project(const struct admm_ctx *c, const struct admm_target *t, float *x, int with_quant)
 {
     if (t->rule->prune != NULL)
         t->rule->prune->project(x, &t->shape, &t->p, c->scratch);
+    if (t->conn_rate > 1.0) {
+        /* Pattern then whole kernels: each kernel keeps its best pattern,
+         * and the kernels with the most energy left are kept. That is the
+         * exact projection onto the intersection of the two sets. */
+        struct proj_params q = t->p;
+        q.rate = t->conn_rate;
+        q.balanced = 0;
+        proj_connectivity(x, &t->shape, &q, c->scratch);
+    }
     if (with_quant && t->rule->quant != NULL)
         t->rule->quant->project(x, &t->shape, &t->p, c->scratch);
+}
+
+void admm_stage_rates(struct admm_ctx *c, int stage)
+{
+    const double f = (double)(stage + 1) / (double)c->spec->stages;
+    for (int k = 0; k < c->n_t; k++) {
+        struct admm_target *t = &c->t[k];
+        if (t->rule->prune != NULL && t->rule->prune->uses_rate)
+            t->p.rate = pow(t->base_rate, f);
+        t->conn_rate = t->rule->conn_rate > 1.0 ? pow(t->rule->conn_rate, f) : 0.0;
+    }
+}
+
+double admm_sparsity(const struct admm_ctx *c)
+{
+    double n = 0.0, z = 0.0;
+    for (int k = 0; k < c->n_t; k++) {
+        const float *w = admm_w(c, &c->t[k]);
+        const size_t cnt = admm_numel(c, &c->t[k]);
+        for (size_t i = 0; i < cnt; i++)
+            z += w[i] == 0.0f;
+        n += (double)cnt;
+    }
+    return n > 0.0 ? z / n : 0.0;
 }
 
 /* ---- Targets -------------------------------------------------------------- */
@@ -98,6 +133,7 @@ static enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
         t->param = l->first_param;
         t->rule = r;
         t->p = r->params;
+        t->base_rate = r->params.rate;
         t->rho = r->rho >= 0 ? r->rho : c->spec->rho;
         t->shape.o = w->shape[0];
         t->shape.i = w->shape[1];
@@ -145,6 +181,57 @@ static enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
     return DP_OK;
 }
 
+/* ---- The plan ------------------------------------------------------------- */
+
+static enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
+{
+    const struct admm_spec *s = c->spec;
+    const enum admm_phase ph = c->cb != NULL ? c->cb->phase : ADMM_PHASE_ALL;
+    const int max = s->stages * (s->admm_iters + 1) + s->magnitude_steps + 1;
+    c->steps = dp_calloc((size_t)max, sizeof(struct admm_step));
+    if (c->steps == NULL)
+        return dp_errinfo_set(ei, DP_ENOMEM, "out of memory");
+    struct admm_step *st = c->steps;
+    int n = 0;
+    if (s->method == ADMM_METHOD_MAGNITUDE) {
+        const int budget = admm_spec_epochs(s), steps = s->magnitude_steps;
+        for (int r = 0; r < steps; r++) {
+            st[n] = (struct admm_step){ADMM_STEP_MAGNITUDE, 0, r, r == steps - 1,
+                                       budget / steps + (r < budget % steps ? 1 : 0),
+                                       s->retrain_lr, s->seed + (uint64_t)r};
+            n++;
+        }
+    } else {
+        for (int sg = 0; sg < s->stages; sg++) {
+            /* Stage 0 keeps the single-stage seeds, so a one-stage spec is
+             * the plain ADMM run. */
+            const uint64_t base = s->seed + 100u * (uint64_t)sg;
+            const int final = sg == s->stages - 1;
+            if (ph != ADMM_PHASE_RETRAIN || !final) {
+                for (int it = 0; it < s->admm_iters; it++) {
+                    st[n] = (struct admm_step){ADMM_STEP_ADMM, sg, it, it == s->admm_iters - 1,
+                                               s->epochs_per_iter, s->admm_lr, base + (uint64_t)it};
+                    n++;
+                }
+            }
+            if (ph == ADMM_PHASE_RETRAIN && !final)
+                n -= s->admm_iters; /* the retrain phase runs the last retraining only */
+            if (ph != ADMM_PHASE_ADMM || !final) {
+                if (ph != ADMM_PHASE_RETRAIN || final) {
+                    st[n] = (struct admm_step){ADMM_STEP_RETRAIN, sg, 0, 1, s->retrain_epochs,
+                                               s->retrain_lr, base + 1000u};
+                    n++;
+                }
+            }
+        }
+    }
+    c->n_steps = n;
+    c->epochs_planned = 0;
+    for (int i = 0; i < n; i++)
+        c->epochs_planned += st[i].epochs;
+    return DP_OK;
+}
+
 /* ---- Hooks ---------------------------------------------------------------- */
 
 /* W-step: grad += rho (W - Z + U) for every target. */
@@ -162,7 +249,12 @@ static void admm_grad_hook(void *ud, const struct dp_model *m, float *grad)
     }
 }
 
-/* Retraining: quantized weights back on their levels after every step. */
+/* Retraining of quantized targets: a straight-through estimator. z holds
+ * the latent float weights, u the quantized weights the step's gradient
+ * was taken at. The optimizer moved W from u by its update; the latent
+ * weights take that update and W goes back to their quantization. Without
+ * the latent copy, an update smaller than the gap between levels would be
+ * undone by every re-projection, and binary weights could never flip. */
 static void admm_post_step(void *ud, struct dp_model *m)
 {
     struct admm_ctx *c = ud;
@@ -171,43 +263,138 @@ static void admm_post_step(void *ud, struct dp_model *m)
         return;
     for (int k = 0; k < c->n_t; k++) {
         const struct admm_target *t = &c->t[k];
-        if (t->rule->quant != NULL)
-            t->rule->quant->project(admm_w(c, t), &t->shape, &t->p, c->scratch);
+        if (t->rule->quant == NULL)
+            continue;
+        float *w = admm_w(c, t);
+        const size_t off = c->m->params[t->param].offset, n = admm_numel(c, t);
+        if (c->shadow_on) {
+            float *sh = c->z + off, *wq = c->u + off;
+            for (size_t i = 0; i < n; i++) {
+                sh[i] += w[i] - wq[i];
+                w[i] = sh[i];
+            }
+            t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+            memcpy(wq, w, n * sizeof(float));
+        } else {
+            t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+        }
     }
 }
+
+/* Quantizes the (pruned) targets at the start of retraining: their float
+ * weights become the latent copy, W their quantization. ADMM's last hard
+ * projection leaves the weights pruned but not yet quantized, so the
+ * compress phase hands float weights to the retrain phase and the two
+ * phases run apart equal one run. */
+static void admm_quant_start(struct admm_ctx *c)
+{
+    c->shadow_on = 0;
+    for (int k = 0; k < c->n_t; k++) {
+        const struct admm_target *t = &c->t[k];
+        if (t->rule->quant == NULL)
+            continue;
+        float *w = admm_w(c, t);
+        const size_t off = c->m->params[t->param].offset, n = admm_numel(c, t);
+        memcpy(c->z + off, w, n * sizeof(float));
+        t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+        memcpy(c->u + off, w, n * sizeof(float));
+        c->shadow_on = 1;
+    }
+}
+
+static const char *const admm_step_event[] = {"admm_epoch", "retrain_epoch", "magnitude_epoch"};
 
 static void admm_on_epoch(void *ud, const struct nn_epoch_stats *st)
 {
     struct admm_ctx *c = ud;
+    const struct admm_step *sp = &c->steps[c->si];
     c->epochs_done++;
+    c->last_loss = st->train_loss;
+    c->last_train_acc = st->train_acc;
+    c->last_test_acc = st->test_acc;
     admm_say(c, "epoch %d (phase %d/%d)  loss %.4f  train %.2f%%  test %.2f%%  lr %.5f  %.0f img/s",
              c->epochs_done, st->epoch, st->epochs, st->train_loss, 100.0 * st->train_acc,
              100.0 * st->test_acc, (double)st->lr, st->images_per_s);
+    const double el = admm_now() - c->t_start;
+    int left = 0;
+    for (int i = c->si; i < c->n_steps; i++)
+        left += c->steps[i].epochs;
+    left -= st->epoch;
+    const double per = st->elapsed_s / (double)(st->epoch > 0 ? st->epoch : 1);
+    admm_event(c, admm_step_event[sp->kind],
+               json_pack("{s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "epoch",
+                         c->epochs_done, "epochs", c->epochs_planned, "stage", sp->stage + 1,
+                         "iter", sp->iter + 1, "loss", st->train_loss, "train_accuracy",
+                         st->train_acc, "test_accuracy", st->test_acc, "lr", (double)st->lr,
+                         "images_per_s", st->images_per_s, "sparsity", admm_sparsity(c),
+                         "elapsed_s", el, "eta_s", per * (double)(left > 0 ? left : 0)));
+}
+
+static enum dp_err admm_checkpoint(struct admm_ctx *c, int si, int ep, const struct nn_optim *opt,
+                                   struct dp_errinfo *ei)
+{
+    if (c->cb == NULL || c->cb->checkpoint == NULL)
+        return DP_OK;
+    enum dp_err err = admm_state_save(c, c->cb->checkpoint, si, ep, opt, ei);
+    if (!err)
+        admm_event(c, "checkpoint",
+                   json_pack("{s:s, s:i, s:i}", "path", c->cb->checkpoint, "epoch", c->epochs_done,
+                             "step", si));
+    return err;
+}
+
+static enum dp_err admm_on_epoch_end(void *ud, int epochs_done, const struct nn_optim *opt,
+                                     struct dp_errinfo *ei)
+{
+    struct admm_ctx *c = ud;
+    c->ep = epochs_done;
+    return admm_checkpoint(c, c->si, epochs_done, opt, ei);
+}
+
+static int admm_stop_fn(void *ud)
+{
+    const struct admm_ctx *c = ud;
+    return c->cb != NULL && c->cb->stop_fn != NULL && c->cb->stop_fn(c->cb->ud);
 }
 
 static enum dp_err admm_train(struct admm_ctx *c, const struct nn_dataset *train,
-                              const struct nn_dataset *test, int epochs, double lr, int with_admm,
-                              uint64_t seed, struct nn_train_result *res, struct dp_errinfo *ei)
+                              const struct nn_dataset *test, const struct admm_step *sp,
+                              struct dp_errinfo *ei)
 {
     struct nn_train_cfg cfg = nn_train_cfg_default();
-    cfg.epochs = epochs;
+    cfg.epochs = sp->epochs;
     cfg.batch = c->spec->batch;
-    cfg.seed = seed;
+    cfg.seed = sp->seed;
     cfg.optim.momentum = (float)c->spec->momentum;
     cfg.optim.weight_decay = (float)c->spec->weight_decay;
     cfg.sched.kind = NN_SCHED_COSINE;
-    cfg.sched.base_lr = (float)lr;
-    cfg.sched.total_epochs = epochs;
+    cfg.sched.base_lr = (float)sp->lr;
+    cfg.sched.total_epochs = sp->epochs;
+    struct nn_train_resume res = {c->ep, c->res_m1, c->res_m2, c->res_t};
+    if (c->ep > 0) {
+        if (!c->have_res)
+            return dp_errinfo_set(ei, DP_EINVAL, "resuming inside a step needs optimizer state");
+        cfg.resume = &res;
+    }
     struct nn_train_hooks h;
     memset(&h, 0, sizeof(h));
-    h.optim.extra_grad = with_admm ? admm_grad_hook : NULL;
+    h.optim.extra_grad = sp->kind == ADMM_STEP_ADMM ? admm_grad_hook : NULL;
     h.optim.ud = c;
     h.optim.mask = c->mask_on ? c->mask : NULL;
     h.optim.post_step = admm_post_step;
     h.on_epoch = admm_on_epoch;
+    h.on_epoch_end = admm_on_epoch_end;
+    h.stop_fn = admm_stop_fn;
     h.ud = c;
     h.stop = c->cb != NULL ? c->cb->stop : NULL;
-    return nn_train(c->m, train, test, &cfg, &h, res, ei);
+    struct nn_train_result r;
+    enum dp_err err = nn_train(c->m, train, test, &cfg, &h, &r, ei);
+    /* The moments were for this step only. */
+    dp_free(c->res_m1);
+    dp_free(c->res_m2);
+    c->res_m1 = c->res_m2 = NULL;
+    c->have_res = 0;
+    return err;
 }
 
 /* Hard projection of every target (with quantization when asked) and the
@@ -217,252 +404,231 @@ static void admm_harden(struct admm_ctx *c, int with_quant)
     const struct dp_model *m = c->m;
     for (size_t i = 0; i < m->n_floats; i++)
         c->mask[i] = 1.0f;
+    c->shadow_on = 0;
     for (int k = 0; k < c->n_t; k++) {
         const struct admm_target *t = &c->t[k];
         float *w = admm_w(c, t);
-        admm_project(c, t, w, with_quant);
+        admm_project(c, t, w, 0);
+        if (with_quant && t->rule->quant != NULL) {
+            /* The pruned float weights become the latent copy (see admm_post_step). */
+            const size_t off = m->params[t->param].offset, n = admm_numel(c, t);
+            memcpy(c->z + off, w, n * sizeof(float));
+            t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+            memcpy(c->u + off, w, n * sizeof(float));
+            c->shadow_on = 1;
+        }
         if (t->rule->prune == NULL)
             continue;
         float *mk = c->mask + m->params[t->param].offset;
         for (size_t i = 0; i < admm_numel(c, t); i++)
             mk[i] = w[i] != 0.0f ? 1.0f : 0.0f;
     }
+    /* Dead filters take their bias and BN entries with them, so that the
+     * channel is an exact zero that purification can drop. */
+    cp_purify_zero_dead_filters(c->m, c->mask);
     c->mask_on = 1;
 }
 
-/* ---- Report --------------------------------------------------------------- */
-
-static unsigned admm_bits_for(uint64_t n);
-
-/* Bits per stored weight: enough for the quantizer's levels (binary 1,
- * ternary 2, k-bit and pow2 `bits`, pow2sum its larger level set), 32 when
- * the tensor is not quantized. */
-static unsigned admm_value_bits(const struct admm_target *t)
-{
-    if (t->rule->quant == NULL)
-        return 32;
-    const char *q = t->rule->quant->name;
-    if (strcmp(q, "binary") == 0)
-        return 1;
-    if (strcmp(q, "ternary") == 0)
-        return 2;
-    if (strcmp(q, "pow2sum") == 0) {
-        /* positive levels: 2^-j and 2^-j + 2^-k for j <= k < J */
-        const uint64_t J = ((uint64_t)1 << (t->p.bits - 1)) - 1;
-        return admm_bits_for(2 * (J + J * (J + 1) / 2) + 1);
-    }
-    return (unsigned)t->p.bits;
-}
-
-/* Writes each constrained layer's compression metadata into the IR, so that
- * checkpoints, the exporter and the code generator know what was done. The
- * quantizers do not report their scale yet, so scale stays 0. */
-static void admm_record_metadata(struct admm_ctx *c)
-{
-    for (int k = 0; k < c->n_t; k++) {
-        const struct admm_target *t = &c->t[k];
-        struct dp_layer_compress *lc = &c->m->layers[t->layer].comp;
-        memset(lc, 0, sizeof(*lc));
-        const char *name = t->rule->prune != NULL ? t->rule->prune->name : t->rule->quant->name;
-        int n =
-            snprintf(lc->scheme, sizeof(lc->scheme), "%s%s%s", name,
-                     t->rule->prune != NULL && t->rule->quant != NULL ? "+" : "",
-                     t->rule->prune != NULL && t->rule->quant != NULL ? t->rule->quant->name : "");
-        if (n < 0 || (size_t)n >= sizeof(lc->scheme))
-            snprintf(lc->scheme, sizeof(lc->scheme), "%s", name);
-        lc->target_rate = t->rule->prune != NULL ? (float)t->p.rate : 0.0f;
-        if (t->rule->quant != NULL)
-            lc->bits = (int)admm_value_bits(t);
-    }
-}
-
-static unsigned admm_bits_for(uint64_t n)
-{
-    unsigned b = 1;
-    while (b < 63 && ((uint64_t)1 << b) < n)
-        b++;
-    return b;
-}
-
-static json_t *admm_layer_report(const struct admm_ctx *c, const struct admm_target *t, double *tot)
+/* The mask of an already hard-projected model (the retrain phase). */
+static void admm_mask_from_zeros(struct admm_ctx *c)
 {
     const struct dp_model *m = c->m;
-    const struct dp_layer *l = &m->layers[t->layer];
-    const float *w = admm_w(c, t);
-    const int64_t O = t->shape.o, I = t->shape.i, KK = t->shape.kh * t->shape.kw;
-    const uint64_t n = (uint64_t)admm_numel(c, t);
-    uint64_t nnz = 0, zero_f = 0, zero_c = 0, zero_col = 0, kernels = 0;
-    for (uint64_t i = 0; i < n; i++)
-        nnz += w[i] != 0.0f;
-    for (int64_t o = 0; o < O; o++) {
-        int any = 0;
-        for (int64_t j = 0; j < I * KK && !any; j++)
-            any = w[o * I * KK + j] != 0.0f;
-        zero_f += !any;
-        for (int64_t i = 0; i < I; i++) {
-            int k_any = 0;
-            for (int64_t k = 0; k < KK && !k_any; k++)
-                k_any = w[(o * I + i) * KK + k] != 0.0f;
-            kernels += k_any;
-        }
-    }
-    for (int64_t i = 0; i < I; i++) {
-        int any = 0;
-        for (int64_t o = 0; o < O && !any; o++)
-            for (int64_t k = 0; k < KK && !any; k++)
-                any = w[(o * I + i) * KK + k] != 0.0f;
-        zero_c += !any;
-    }
-    for (int64_t j = 0; j < I * KK; j++) {
-        int any = 0;
-        for (int64_t o = 0; o < O && !any; o++)
-            any = w[o * I * KK + j] != 0.0f;
-        zero_col += !any;
-    }
-    const unsigned vbits = admm_value_bits(t);
-    /* Index overhead counted: CSR stores a column index per non-zero
-     * (ceil(log2(columns)) bits) and a 32-bit row pointer per row plus one;
-     * the bitmask stores one bit per weight. */
-    const double dense = 32.0 * (double)n;
-    const double csr =
-        (double)nnz * (vbits + admm_bits_for((uint64_t)(I * KK))) + 32.0 * (double)(O + 1);
-    const double bitmask = (double)n + (double)nnz * vbits;
-    /* The smallest of the three: sparse formats lose to plain packed values
-     * when little is pruned. */
-    const double packed = (double)n * vbits;
-    double quantized = csr < bitmask ? csr : bitmask;
-    quantized = packed < quantized ? packed : quantized;
-    size_t uses = (size_t)l->out_h * (size_t)l->out_w; /* MACs per weight per image */
-    tot[0] += (double)n;
-    tot[1] += (double)nnz;
-    tot[2] += dense;
-    tot[3] += quantized;
-    tot[4] += (double)n * (double)uses;
-    tot[5] += (double)nnz * (double)uses;
-    json_t *shape = json_pack("[IIII]", (json_int_t)O, (json_int_t)I, (json_int_t)t->shape.kh,
-                              (json_int_t)t->shape.kw);
-    return json_pack(
-        "{s:s, s:s, s:o, s:I, s:I, s:f, s:s, s:s?, s:i, s:{s:I, s:I, s:I, s:I, "
-        "s:I}, s:{s:f, s:f, s:f, s:f}, s:{s:f, s:f}, s:f}",
-        "name", l->name, "param", m->params[t->param].name, "shape", shape, "params", (json_int_t)n,
-        "nonzeros", (json_int_t)nnz, "rate", nnz ? (double)n / (double)nnz : 0.0, "prune",
-        t->rule->prune ? t->rule->prune->name : "none", "quant",
-        t->rule->quant ? t->rule->quant->name : NULL, "bits", (int)vbits, "structure",
-        "zero_filters", (json_int_t)zero_f, "zero_channels", (json_int_t)zero_c, "zero_columns",
-        (json_int_t)zero_col, "kernels", (json_int_t)(O * I), "kernels_kept", (json_int_t)kernels,
-        "storage_bytes", "dense", dense / 8, "csr", csr / 8, "bitmask", bitmask / 8, "quantized",
-        quantized / 8, "flops", "dense", 2.0 * (double)n * (double)uses, "effective",
-        2.0 * (double)nnz * (double)uses, "rho", t->rho);
-}
-
-static json_t *admm_report(const struct admm_ctx *c, double dense_acc, double final_acc,
-                           json_t *trace, double seconds)
-{
-    double tot[6] = {0};
-    json_t *layers = json_array();
-    for (int k = 0; k < c->n_t; k++)
-        json_array_append_new(layers, admm_layer_report(c, &c->t[k], tot));
-    return json_pack(
-        "{s:i, s:s, s:f, s:f, s:i, s:f, s:o, s:{s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
-        "s:f}, s:o}",
-        "version", 1, "method", c->spec->method == ADMM_METHOD_ADMM ? "admm" : "magnitude",
-        "dense_test_accuracy", dense_acc, "final_test_accuracy", final_acc, "epochs",
-        c->epochs_done, "wall_seconds", seconds, "layers", layers, "totals", "params", tot[0],
-        "nonzeros", tot[1], "rate", tot[1] > 0 ? tot[0] / tot[1] : 0.0, "storage_dense_bytes",
-        tot[2] / 8, "storage_bytes", tot[3] / 8, "storage_rate", tot[3] > 0 ? tot[2] / tot[3] : 0.0,
-        "flops_dense", 2 * tot[4], "flops_effective", 2 * tot[5], "trace", trace);
-}
-
-/* ---- The two methods ------------------------------------------------------ */
-
-static enum dp_err admm_method_admm(struct admm_ctx *c, const struct nn_dataset *train,
-                                    const struct nn_dataset *test, json_t *trace,
-                                    struct dp_errinfo *ei)
-{
-    const struct admm_spec *s = c->spec;
-    const struct dp_model *m = c->m;
+    for (size_t i = 0; i < m->n_floats; i++)
+        c->mask[i] = 1.0f;
     for (int k = 0; k < c->n_t; k++) {
         const struct admm_target *t = &c->t[k];
-        const size_t off = m->params[t->param].offset;
-        memcpy(c->z + off, admm_w(c, t), admm_numel(c, t) * sizeof(float));
-        admm_project(c, t, c->z + off, 1);
-    }
-    for (int it = 0; it < s->admm_iters; it++) {
-        struct nn_train_result res;
-        enum dp_err err = admm_train(c, train, test, s->epochs_per_iter, s->admm_lr, 1,
-                                     s->seed + (uint64_t)it, &res, ei);
-        if (err)
-            return err;
-        json_t *lt = json_array();
-        for (int k = 0; k < c->n_t; k++) {
-            struct admm_target *t = &c->t[k];
-            const size_t off = m->params[t->param].offset, n = admm_numel(c, t);
-            const float *w = m->data + off;
-            float *z = c->z + off, *u = c->u + off;
-            for (size_t i = 0; i < n; i++)
-                z[i] = w[i] + u[i];
-            admm_project(c, t, z, 1);
-            double dw = 0.0, ww = 0.0;
-            for (size_t i = 0; i < n; i++) {
-                const double d = (double)w[i] - (double)z[i];
-                u[i] += w[i] - z[i];
-                dw += d * d;
-                ww += (double)w[i] * (double)w[i];
-            }
-            t->resid = ww > 0.0 ? sqrt(dw / ww) : 0.0;
-            json_array_append_new(lt, json_pack("{s:s, s:f, s:f}", "name", m->layers[t->layer].name,
-                                                "rho", t->rho, "residual", t->resid));
-            t->rho = fmin(s->rho_max, t->rho * s->rho_factor);
-        }
-        json_array_append_new(trace,
-                              json_pack("{s:i, s:f, s:f, s:f, s:o}", "iter", it + 1, "train_loss",
-                                        res.last.train_loss, "train_accuracy", res.last.train_acc,
-                                        "test_accuracy", res.last.test_acc, "layers", lt));
-        double mean_resid = 0.0;
-        for (int k = 0; k < c->n_t; k++)
-            mean_resid += c->t[k].resid / c->n_t;
-        admm_say(c, "admm iteration %d/%d: test %.2f%%, mean ||W-Z||/||W|| %.4f", it + 1,
-                 s->admm_iters, 100.0 * res.last.test_acc, mean_resid);
-    }
-    admm_harden(c, 1);
-    c->quant_on = 1;
-    if (s->retrain_epochs > 0) {
-        struct nn_train_result res;
-        return admm_train(c, train, test, s->retrain_epochs, s->retrain_lr, 0, s->seed + 1000u,
-                          &res, ei);
-    }
-    return DP_OK;
-}
-
-static enum dp_err admm_method_magnitude(struct admm_ctx *c, const struct nn_dataset *train,
-                                         const struct nn_dataset *test, json_t *trace,
-                                         struct dp_errinfo *ei)
-{
-    const struct admm_spec *s = c->spec;
-    const int budget = admm_spec_epochs(s), steps = s->magnitude_steps;
-    for (int st = 0; st < steps; st++) {
-        /* Geometric targets: rate^(1/steps), rate^(2/steps), ..., rate. */
-        for (int k = 0; k < c->n_t; k++) {
-            struct admm_target *t = &c->t[k];
-            t->p.rate = pow(t->rule->params.rate, (double)(st + 1) / (double)steps);
-        }
-        const int last = st == steps - 1;
-        admm_harden(c, last);
-        c->quant_on = last;
-        const int epochs = budget / steps + (st < budget % steps ? 1 : 0);
-        if (epochs == 0)
+        if (t->rule->prune == NULL)
             continue;
-        struct nn_train_result res;
-        enum dp_err err =
-            admm_train(c, train, test, epochs, s->retrain_lr, 0, s->seed + (uint64_t)st, &res, ei);
-        if (err)
-            return err;
-        json_array_append_new(trace, json_pack("{s:i, s:f, s:f, s:f}", "step", st + 1, "rate",
-                                               c->t[0].p.rate, "train_loss", res.last.train_loss,
-                                               "test_accuracy", res.last.test_acc));
-        admm_say(c, "magnitude step %d/%d: test %.2f%%", st + 1, steps, 100.0 * res.last.test_acc);
+        const float *w = admm_w(c, t);
+        float *mk = c->mask + m->params[t->param].offset;
+        for (size_t i = 0; i < admm_numel(c, t); i++)
+            mk[i] = w[i] != 0.0f ? 1.0f : 0.0f;
+    }
+    cp_purify_zero_dead_filters(c->m, c->mask);
+    c->mask_on = 1;
+}
+
+/* ---- Step actions --------------------------------------------------------- */
+
+static void admm_step_begin(struct admm_ctx *c, const struct admm_step *sp)
+{
+    const struct admm_spec *s = c->spec;
+    const struct dp_model *m = c->m;
+    switch (sp->kind) {
+    case ADMM_STEP_ADMM:
+        if (sp->iter != 0)
+            break;
+        admm_stage_rates(c, sp->stage);
+        c->quant_on = 0;
+        for (int k = 0; k < c->n_t; k++) {
+            struct admm_target *t = &c->t[k];
+            const size_t off = m->params[t->param].offset;
+            memcpy(c->z + off, admm_w(c, t), admm_numel(c, t) * sizeof(float));
+            admm_project(c, t, c->z + off, 1);
+            memset(c->u + off, 0, admm_numel(c, t) * sizeof(float));
+            t->rho = t->rule->rho >= 0 ? t->rule->rho : s->rho;
+        }
+        if (s->stages > 1) {
+            double n = 0.0, kept = 0.0;
+            for (int k = 0; k < c->n_t; k++) {
+                n += (double)admm_numel(c, &c->t[k]);
+                kept += (double)admm_numel(c, &c->t[k]) / c->t[k].p.rate;
+            }
+            admm_say(c, "stage %d/%d: target rate %.1fx on the constrained layers",
+                     sp->stage + 1, s->stages, kept > 0.0 ? n / kept : 0.0);
+        }
+        break;
+    case ADMM_STEP_RETRAIN:
+        admm_stage_rates(c, sp->stage);
+        if (!c->mask_on) /* the retrain phase starts from a hard-projected model */
+            admm_mask_from_zeros(c);
+        admm_quant_start(c);
+        c->quant_on = 1;
+        break;
+    case ADMM_STEP_MAGNITUDE: {
+        /* Geometric targets: rate^(1/steps), rate^(2/steps), ..., rate. */
+        const double f = (double)(sp->iter + 1) / (double)s->magnitude_steps;
+        for (int k = 0; k < c->n_t; k++) {
+            struct admm_target *t = &c->t[k];
+            if (t->rule->prune != NULL && t->rule->prune->uses_rate)
+                t->p.rate = pow(t->base_rate, f);
+            t->conn_rate = t->rule->conn_rate > 1.0 ? pow(t->rule->conn_rate, f) : 0.0;
+        }
+        if (s->magnitude_alloc == ADMM_ALLOC_GLOBAL)
+            admm_alloc_global(c, f);
+        admm_harden(c, sp->last_iter);
+        c->quant_on = sp->last_iter;
+        break;
+    }
+    }
+}
+
+static void admm_zu_update(struct admm_ctx *c, const struct admm_step *sp)
+{
+    const struct admm_spec *s = c->spec;
+    const struct dp_model *m = c->m;
+    json_t *lt = json_array();
+    double mean_resid = 0.0;
+    for (int k = 0; k < c->n_t; k++) {
+        struct admm_target *t = &c->t[k];
+        const size_t off = m->params[t->param].offset, n = admm_numel(c, t);
+        const float *w = m->data + off;
+        float *z = c->z + off, *u = c->u + off;
+        for (size_t i = 0; i < n; i++)
+            z[i] = w[i] + u[i];
+        admm_project(c, t, z, 1);
+        double dw = 0.0, ww = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            const double d = (double)w[i] - (double)z[i];
+            u[i] += w[i] - z[i];
+            dw += d * d;
+            ww += (double)w[i] * (double)w[i];
+        }
+        t->resid = ww > 0.0 ? sqrt(dw / ww) : 0.0;
+        mean_resid += t->resid / c->n_t;
+        json_array_append_new(lt, json_pack("{s:s, s:f, s:f}", "name", m->layers[t->layer].name,
+                                            "rho", t->rho, "residual", t->resid));
+        t->rho = fmin(s->rho_max, t->rho * s->rho_factor);
+    }
+    json_t *rec = json_pack("{s:i, s:i, s:f, s:f, s:f, s:o}", "stage", sp->stage + 1, "iter",
+                            sp->iter + 1, "train_loss", c->last_loss, "train_accuracy",
+                            c->last_train_acc, "test_accuracy", c->last_test_acc, "layers", lt);
+    json_array_append(c->trace, rec);
+    admm_event(c, "admm_iteration", rec);
+    admm_say(c, "admm iteration %d/%d: test %.2f%%, mean ||W-Z||/||W|| %.4f", sp->iter + 1,
+             s->admm_iters, 100.0 * c->last_test_acc, mean_resid);
+}
+
+/* A retrained stage: accepted within the tolerance (progressive runs), or
+ * rejected, which ends the run on the last accepted stage. */
+static enum dp_err admm_stage_end(struct admm_ctx *c, const struct admm_step *sp,
+                                  struct dp_errinfo *ei)
+{
+    const struct admm_spec *s = c->spec;
+    const double acc = c->last_test_acc;
+    const int progressive = s->stages > 1;
+    const int ok = !progressive || acc >= c->dense_acc - s->tolerance;
+    json_t *rec = json_pack("{s:i, s:f, s:f, s:b}", "stage", sp->stage + 1, "test_accuracy", acc,
+                            "sparsity", admm_sparsity(c), "accepted", ok);
+    json_array_append(c->stages, rec);
+    admm_event(c, "stage", rec);
+    if (!progressive)
+        return DP_OK;
+    admm_say(c, "stage %d/%d: test %.2f%% (dense %.2f%%, tolerance %.2f) %s", sp->stage + 1,
+             s->stages, 100.0 * acc, 100.0 * c->dense_acc, 100.0 * s->tolerance,
+             ok ? "accepted" : "rejected");
+    if (ok) {
+        if (c->best == NULL)
+            c->best = dp_malloc(dp_size_mul(c->m->n_floats, sizeof(float)));
+        if (c->best == NULL)
+            return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the accepted stage");
+        memcpy(c->best, c->m->data, c->m->n_floats * sizeof(float));
+        c->best_stage = sp->stage;
+    } else {
+        c->halted = 1;
     }
     return DP_OK;
+}
+
+static enum dp_err admm_step_end(struct admm_ctx *c, const struct admm_step *sp,
+                                 struct dp_errinfo *ei)
+{
+    switch (sp->kind) {
+    case ADMM_STEP_ADMM:
+        admm_zu_update(c, sp);
+        if (sp->last_iter) {
+            admm_harden(c, 0); /* quantization starts the retraining */
+            c->quant_on = 0;
+        }
+        return DP_OK;
+    case ADMM_STEP_RETRAIN:
+        return admm_stage_end(c, sp, ei);
+    case ADMM_STEP_MAGNITUDE: {
+        json_t *rec = json_pack("{s:i, s:f, s:f, s:f}", "step", sp->iter + 1, "rate",
+                                c->t[0].p.rate, "train_loss", c->last_loss, "test_accuracy",
+                                c->last_test_acc);
+        json_array_append(c->trace, rec);
+        admm_event(c, "admm_iteration", rec);
+        admm_say(c, "magnitude step %d/%d: test %.2f%%", sp->iter + 1, c->spec->magnitude_steps,
+                 100.0 * c->last_test_acc);
+        return DP_OK;
+    }
+    }
+    return DP_OK;
+}
+
+static enum dp_err admm_run(struct admm_ctx *c, const struct nn_dataset *train,
+                            const struct nn_dataset *test, struct dp_errinfo *ei)
+{
+    for (; c->si < c->n_steps && !c->halted; c->si++, c->ep = 0) {
+        const struct admm_step *sp = &c->steps[c->si];
+        if (c->ep == 0)
+            admm_step_begin(c, sp);
+        if (c->ep < sp->epochs) {
+            enum dp_err err = admm_train(c, train, test, sp, ei);
+            if (err)
+                return err;
+        }
+        enum dp_err err = admm_step_end(c, sp, ei);
+        if (!err)
+            err = admm_checkpoint(c, c->si + 1, 0, NULL, ei);
+        if (err)
+            return err;
+    }
+    if (c->halted && c->best != NULL) {
+        /* The last stage missed the tolerance: the run ends on the best one. */
+        memcpy(c->m->data, c->best, c->m->n_floats * sizeof(float));
+        admm_stage_rates(c, c->best_stage);
+        admm_say(c, "kept stage %d/%d, the last within the tolerance", c->best_stage + 1,
+                 c->spec->stages);
+    }
+    return DP_OK;
+}
+
+static int admm_file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
 }
 
 enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
@@ -474,56 +640,90 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     c.m = m;
     c.spec = spec;
     c.cb = cb;
+    c.best_stage = -1;
+    c.t_start = admm_now();
     *report = NULL;
-    json_t *trace = json_array();
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    c.trace = json_array();
+    c.stages = json_array();
     float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
-    double dense_acc = 0.0, final_acc = 0.0, loss = 0.0;
+    double final_acc = 0.0, loss = 0.0;
     enum dp_err err = admm_targets(&c, ei);
+    if (!err)
+        err = admm_plan(&c, ei);
     if (err)
         goto out;
     const size_t bytes = dp_size_mul(m->n_floats, sizeof(float));
     c.z = dp_calloc(m->n_floats, sizeof(float));
     c.u = dp_calloc(m->n_floats, sizeof(float));
     c.mask = dp_malloc(bytes);
-    if (c.z == NULL || c.u == NULL || c.mask == NULL || trace == NULL) {
+    if (c.z == NULL || c.u == NULL || c.mask == NULL || c.trace == NULL || c.stages == NULL) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the ADMM state");
         goto out;
     }
+    for (size_t i = 0; i < m->n_floats; i++)
+        c.mask[i] = 1.0f;
     nn_dataset_channel_stats(train, mean, std);
     for (int i = 0; i < train->c; i++)
         std[i] = std[i] < 1e-6f ? 1.0f : std[i];
-    err = nn_evaluate(m, test, mean, std, spec->batch, &dense_acc, &loss, ei);
-    if (err)
-        goto out;
-    admm_say(&c, "dense model: test accuracy %.2f%%, %d constrained layers", 100.0 * dense_acc,
-             c.n_t);
-    if (spec->method == ADMM_METHOD_ADMM)
-        err = admm_method_admm(&c, train, test, trace, ei);
-    else
-        err = admm_method_magnitude(&c, train, test, trace, ei);
+    const int resuming = cb != NULL && cb->resume && cb->checkpoint != NULL &&
+                         admm_file_exists(cb->checkpoint);
+    if (resuming) {
+        err = admm_state_load(&c, cb->checkpoint, ei);
+        if (err)
+            goto out;
+        admm_say(&c, "resumed from %s: step %d/%d, %d epochs done", cb->checkpoint, c.si + 1,
+                 c.n_steps, c.epochs_done);
+    } else {
+        const json_t *prev = cb != NULL ? cb->prev_report : NULL;
+        const json_t *pd = prev != NULL ? json_object_get(prev, "dense_test_accuracy") : NULL;
+        if (json_is_number(pd)) {
+            c.dense_acc = json_number_value(pd);
+            json_t *pt = json_object_get(prev, "trace");
+            if (json_is_array(pt))
+                json_array_extend(c.trace, pt);
+            json_t *pe = json_object_get(prev, "epochs");
+            c.epochs_done = json_is_integer(pe) ? (int)json_integer_value(pe) : 0;
+            c.epochs_offset = c.epochs_done;
+            json_t *pw = json_object_get(prev, "wall_seconds");
+            c.wall_prev = json_is_number(pw) ? json_number_value(pw) : 0.0;
+        } else {
+            err = nn_evaluate(m, test, mean, std, spec->batch, &c.dense_acc, &loss, ei);
+            if (err)
+                goto out;
+        }
+        if (spec->auto_on && (cb == NULL || cb->phase != ADMM_PHASE_RETRAIN)) {
+            err = admm_alloc_auto(&c, train, ei);
+            if (err)
+                goto out;
+        }
+        admm_say(&c, "dense model: test accuracy %.2f%%, %d constrained layers",
+                 100.0 * c.dense_acc, c.n_t);
+    }
+    c.epochs_planned += c.epochs_offset;
+    err = admm_run(&c, train, test, ei);
     if (err)
         goto out;
     err = nn_evaluate(m, test, mean, std, spec->batch, &final_acc, &loss, ei);
     if (err)
         goto out;
     admm_record_metadata(&c);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    *report =
-        admm_report(&c, dense_acc, final_acc, trace,
-                    (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
-    trace = NULL; /* the report owns it */
+    *report = admm_report(&c, final_acc, c.wall_prev + admm_now() - c.t_start);
     if (*report == NULL)
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory building the report");
     else
         admm_say(&c, "done: test accuracy %.2f%% (dense %.2f%%)", 100.0 * final_acc,
-                 100.0 * dense_acc);
+                 100.0 * c.dense_acc);
 out:
-    json_decref(trace);
+    json_decref(c.trace);
+    json_decref(c.stages);
+    json_decref(c.auto_info);
     dp_free(c.z);
     dp_free(c.u);
     dp_free(c.mask);
+    dp_free(c.best);
+    dp_free(c.res_m1);
+    dp_free(c.res_m2);
+    dp_free(c.steps);
     dp_free_aligned(c.scratch);
     dp_free(c.t);
     return err;

@@ -40,15 +40,39 @@
 /* Progress callback: one line of text per epoch and per ADMM iteration. */
 typedef void (*admm_progress_fn)(void *ud, const char *line);
 
+/* Which part of the job one call runs. The service runs a job as two tasks
+ * (compress, then retrain) so that each can be leased, checkpointed and
+ * retried on its own; the offline command runs both at once. */
+enum admm_phase {
+    ADMM_PHASE_ALL,     /* everything */
+    ADMM_PHASE_ADMM,    /* everything up to the hard projection of the last stage */
+    ADMM_PHASE_RETRAIN, /* only the last masked retraining, on a hard-projected model */
+};
+
+/* How a run reports, stops and survives interruption. Zero means none. */
 struct admm_callbacks {
     admm_progress_fn progress; /* may be NULL */
     void *ud;
     volatile sig_atomic_t *stop; /* may be NULL */
+    int (*stop_fn)(void *ud);    /* may be NULL; polled between steps with ud */
+    /* Structured events (may be NULL): "admm_epoch", "retrain_epoch",
+     * "magnitude_epoch", "admm_iteration", "stage", "checkpoint"; data borrowed. */
+    void (*event)(void *ud, const char *type, json_t *data);
+    /* A whole-state checkpoint (W, Z, U, rho, masks, optimizer moments,
+     * position, trace) is written here after every epoch and step; NULL none. */
+    const char *checkpoint;
+    int resume; /* continue from `checkpoint` when it exists */
+    enum admm_phase phase;
+    const json_t *prev_report; /* ADMM_PHASE_RETRAIN: the compress phase's report, or NULL */
 };
 
 /* Runs spec on m (finalized, pretrained). *report (owned by the caller) is
  * set on success. DP_EINVAL when no layer matches a rule or a rule does not
- * fit its layer (pattern on a non-3x3 kernel, n:m with m > row length). */
+ * fit its layer (pattern on a non-3x3 kernel, n:m with m > row length), or
+ * when the checkpoint to resume from belongs to another spec or model.
+ * DP_EINTERRUPTED when stopped: the last checkpoint is on disk and a call
+ * with resume set continues to the same result bit for bit (same thread
+ * count). */
 enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
                           const struct nn_dataset *test, const struct admm_spec *spec,
                           const struct admm_callbacks *cb, json_t **report, struct dp_errinfo *ei);

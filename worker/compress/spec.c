@@ -79,10 +79,10 @@ static enum dp_err spec_bool(const json_t *obj, const char *key, const char *pat
 /* ---- Sections ------------------------------------------------------------ */
 
 static enum dp_err spec_scheme(const json_t *obj, const char *path, enum admm_kind kind,
-                               struct admm_rule *r, struct dp_errinfo *ei)
+                               int auto_rates, struct admm_rule *r, struct dp_errinfo *ei)
 {
-    static const char *const prune_keys[] = {"scheme",   "rate",         "n", "m",
-                                             "balanced", "library_size", NULL};
+    static const char *const prune_keys[] = {
+        "scheme", "rate", "n", "m", "balanced", "library_size", "connectivity", NULL};
     static const char *const quant_keys[] = {"scheme", "bits", "per_channel", NULL};
     enum dp_err err = spec_keys(obj, path, kind == ADMM_PRUNE ? prune_keys : quant_keys, ei);
     if (err)
@@ -98,7 +98,7 @@ static enum dp_err spec_scheme(const json_t *obj, const char *path, enum admm_ki
     struct proj_params *p = &r->params;
     if (kind == ADMM_PRUNE) {
         r->prune = c;
-        if (c->uses_rate && json_object_get(obj, "rate") == NULL)
+        if (c->uses_rate && !auto_rates && json_object_get(obj, "rate") == NULL)
             return dp_errinfo_set(ei, DP_EINVAL, "%s.rate: required for scheme '%s'", path,
                                   c->name);
         err = spec_num(obj, "rate", path, 1.0, 1e9, &p->rate, ei);
@@ -113,6 +113,13 @@ static enum dp_err spec_scheme(const json_t *obj, const char *path, enum admm_ki
             err = spec_bool(obj, "balanced", path, &p->balanced, ei);
         if (!err)
             err = spec_int(obj, "library_size", path, 1, 56, &r->n_patterns, ei);
+        if (!err && json_object_get(obj, "connectivity") != NULL && !c->needs_3x3)
+            err = dp_errinfo_set(ei, DP_EINVAL,
+                                 "%s.connectivity: only the pattern scheme takes a second "
+                                 "(connectivity) rate",
+                                 path);
+        if (!err)
+            err = spec_num(obj, "connectivity", path, 1.0, 1e9, &r->conn_rate, ei);
     } else {
         r->quant = c;
         err = spec_int(obj, "bits", path, 2, 8, &p->bits, ei);
@@ -122,7 +129,8 @@ static enum dp_err spec_scheme(const json_t *obj, const char *path, enum admm_ki
     return err;
 }
 
-static enum dp_err spec_rule(const json_t *obj, int idx, struct admm_rule *r, struct dp_errinfo *ei)
+static enum dp_err spec_rule(const json_t *obj, int idx, int auto_rates, struct admm_rule *r,
+                             struct dp_errinfo *ei)
 {
     static const char *const keys[] = {"match", "prune", "quant", "rho", NULL};
     char path[32];
@@ -150,13 +158,13 @@ static enum dp_err spec_rule(const json_t *obj, int idx, struct admm_rule *r, st
         return dp_errinfo_set(ei, DP_EINVAL, "%s: needs \"prune\", \"quant\" or both", path);
     if (pv != NULL) {
         snprintf(sub, sizeof(sub), "%s.prune", path);
-        err = spec_scheme(pv, sub, ADMM_PRUNE, r, ei);
+        err = spec_scheme(pv, sub, ADMM_PRUNE, auto_rates, r, ei);
         if (err)
             return err;
     }
     if (qv != NULL) {
         snprintf(sub, sizeof(sub), "%s.quant", path);
-        err = spec_scheme(qv, sub, ADMM_QUANT, r, ei);
+        err = spec_scheme(qv, sub, ADMM_QUANT, auto_rates, r, ei);
         if (err)
             return err;
         r->params.keep_zeros = pv != NULL;
@@ -167,12 +175,16 @@ static enum dp_err spec_rule(const json_t *obj, int idx, struct admm_rule *r, st
 enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
                             struct dp_errinfo *ei)
 {
-    static const char *const top[] = {"version", "method",    "seed",      "batch",  "admm",
-                                      "retrain", "magnitude", "optimizer", "layers", NULL};
+    static const char *const top[] = {"version",   "method",      "seed",      "batch",
+                                      "admm",      "retrain",     "magnitude", "optimizer",
+                                      "layers",    "progressive", "auto",      "purify", NULL};
+    static const char *const prog_keys[] = {"stages", "tolerance", NULL};
+    static const char *const auto_keys[] = {"objective", "rate", "search_iters", "eval_images",
+                                            NULL};
     static const char *const admm_keys[] = {
         "iters", "epochs_per_iter", "rho", "rho_factor", "rho_max", "lr", NULL};
     static const char *const retrain_keys[] = {"epochs", "lr", NULL};
-    static const char *const mag_keys[] = {"steps", NULL};
+    static const char *const mag_keys[] = {"steps", "allocation", NULL};
     static const char *const opt_keys[] = {"momentum", "weight_decay", NULL};
     memset(out, 0, sizeof(*out));
     out->method = ADMM_METHOD_ADMM;
@@ -187,6 +199,12 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
     out->retrain_epochs = 4;
     out->retrain_lr = 0.01;
     out->magnitude_steps = 4;
+    out->magnitude_alloc = ADMM_ALLOC_UNIFORM;
+    out->stages = 1;
+    out->tolerance = 0.005;
+    out->auto_objective = ADMM_OBJ_PARAMS;
+    out->auto_search_iters = 2000;
+    out->auto_eval_images = 2000;
     out->momentum = 0.9;
     out->weight_decay = 5e-4;
     if (len > ADMM_SPEC_MAX_BYTES)
@@ -215,6 +233,8 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
     out->seed = (uint64_t)seed;
     if (!err)
         err = spec_int(root, "batch", "spec", 1, 65536, &out->batch, ei);
+    if (!err)
+        err = spec_bool(root, "purify", "spec", &out->purify, ei);
     json_t *a = json_object_get(root, "admm");
     if (!err && a != NULL) {
         err = spec_keys(a, "spec.admm", admm_keys, ei);
@@ -244,6 +264,50 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
         err = spec_keys(g, "spec.magnitude", mag_keys, ei);
         if (!err)
             err = spec_int(g, "steps", "spec.magnitude", 1, 1000, &out->magnitude_steps, ei);
+        json_t *al = json_object_get(g, "allocation");
+        if (!err && al != NULL) {
+            if (json_is_string(al) && strcmp(json_string_value(al), "uniform") == 0)
+                out->magnitude_alloc = ADMM_ALLOC_UNIFORM;
+            else if (json_is_string(al) && strcmp(json_string_value(al), "global") == 0)
+                out->magnitude_alloc = ADMM_ALLOC_GLOBAL;
+            else
+                err = dp_errinfo_set(ei, DP_EINVAL,
+                                     "spec.magnitude.allocation: must be \"uniform\" or "
+                                     "\"global\"");
+        }
+    }
+    json_t *pg = json_object_get(root, "progressive");
+    if (!err && pg != NULL) {
+        err = spec_keys(pg, "spec.progressive", prog_keys, ei);
+        if (!err)
+            err = spec_int(pg, "stages", "spec.progressive", 1, 16, &out->stages, ei);
+        if (!err)
+            err = spec_num(pg, "tolerance", "spec.progressive", 0.0, 1.0, &out->tolerance, ei);
+    }
+    json_t *au = json_object_get(root, "auto");
+    if (!err && au != NULL) {
+        out->auto_on = 1;
+        err = spec_keys(au, "spec.auto", auto_keys, ei);
+        json_t *ob = json_object_get(au, "objective");
+        if (!err && ob != NULL) {
+            if (json_is_string(ob) && strcmp(json_string_value(ob), "params") == 0)
+                out->auto_objective = ADMM_OBJ_PARAMS;
+            else if (json_is_string(ob) && strcmp(json_string_value(ob), "flops") == 0)
+                out->auto_objective = ADMM_OBJ_FLOPS;
+            else
+                err = dp_errinfo_set(ei, DP_EINVAL,
+                                     "spec.auto.objective: must be \"params\" or \"flops\"");
+        }
+        if (!err && json_object_get(au, "rate") == NULL)
+            err = dp_errinfo_set(ei, DP_EINVAL, "spec.auto.rate: required, the global target");
+        if (!err)
+            err = spec_num(au, "rate", "spec.auto", 1.0, 1e6, &out->auto_rate, ei);
+        if (!err)
+            err = spec_int(au, "search_iters", "spec.auto", 1, 1000000, &out->auto_search_iters,
+                           ei);
+        if (!err)
+            err = spec_int(au, "eval_images", "spec.auto", 16, 1000000, &out->auto_eval_images,
+                           ei);
     }
     json_t *o = json_object_get(root, "optimizer");
     if (!err && o != NULL) {
@@ -264,8 +328,25 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
                 dp_errinfo_set(ei, DP_EINVAL, "spec.layers: at most %d rules", ADMM_SPEC_MAX_RULES);
     }
     for (size_t i = 0; !err && i < json_array_size(layers); i++) {
-        err = spec_rule(json_array_get(layers, i), (int)i, &out->rules[i], ei);
+        err = spec_rule(json_array_get(layers, i), (int)i, out->auto_on, &out->rules[i], ei);
         out->n_rules = (int)i + 1;
+    }
+    for (int i = 0; !err && out->auto_on && i < out->n_rules; i++) {
+        if (out->rules[i].prune == NULL || !out->rules[i].prune->uses_rate)
+            err = dp_errinfo_set(ei, DP_EINVAL,
+                                 "layers[%d].prune: spec.auto chooses pruning rates, so every "
+                                 "rule needs a rate-based pruning scheme",
+                                 i);
+    }
+    if (!err && out->magnitude_alloc == ADMM_ALLOC_GLOBAL) {
+        for (int i = 0; !err && i < out->n_rules; i++) {
+            const struct admm_constraint *pc = out->rules[i].prune;
+            if (pc == NULL || strcmp(pc->name, "irregular") != 0)
+                err = dp_errinfo_set(ei, DP_EINVAL,
+                                     "layers[%d].prune.scheme: magnitude.allocation \"global\" "
+                                     "needs irregular pruning in every rule",
+                                     i);
+        }
     }
     if (!err && admm_spec_epochs(out) > 100000)
         err = dp_errinfo_set(ei, DP_EINVAL, "spec: %d training epochs in all is too many",
@@ -312,5 +393,43 @@ const struct admm_rule *admm_spec_rule_for(const struct admm_spec *s, const char
 
 int admm_spec_epochs(const struct admm_spec *s)
 {
-    return s->admm_iters * s->epochs_per_iter + s->retrain_epochs;
+    return s->stages * (s->admm_iters * s->epochs_per_iter + s->retrain_epochs);
+}
+
+static uint64_t spec_mix(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL; /* FNV-1a */
+    return h;
+}
+
+uint64_t admm_spec_digest(const struct admm_spec *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    const int ints[] = {(int)s->method,      s->batch,           s->admm_iters,
+                        s->epochs_per_iter,  s->retrain_epochs,  s->magnitude_steps,
+                        (int)s->magnitude_alloc, s->stages,      s->auto_on,
+                        (int)s->auto_objective, s->auto_search_iters, s->auto_eval_images,
+                        s->n_rules, s->purify};
+    const double dbl[] = {s->rho,      s->rho_factor,   s->rho_max,   s->admm_lr,
+                          s->retrain_lr, s->momentum,   s->weight_decay, s->tolerance,
+                          s->auto_rate};
+    h = spec_mix(h, &s->seed, sizeof(s->seed));
+    h = spec_mix(h, ints, sizeof(ints));
+    h = spec_mix(h, dbl, sizeof(dbl));
+    for (int i = 0; i < s->n_rules; i++) {
+        const struct admm_rule *r = &s->rules[i];
+        h = spec_mix(h, r->match, strlen(r->match) + 1);
+        const char *pn = r->prune != NULL ? r->prune->name : "-";
+        const char *qn = r->quant != NULL ? r->quant->name : "-";
+        h = spec_mix(h, pn, strlen(pn) + 1);
+        h = spec_mix(h, qn, strlen(qn) + 1);
+        const double rd[] = {r->params.rate, r->rho, r->conn_rate};
+        const int ri[] = {r->params.n, r->params.m, r->params.bits, r->params.per_channel,
+                          r->params.balanced, r->params.keep_zeros, r->n_patterns};
+        h = spec_mix(h, rd, sizeof(rd));
+        h = spec_mix(h, ri, sizeof(ri));
+    }
+    return h;
 }

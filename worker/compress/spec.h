@@ -37,12 +37,22 @@
 
 enum admm_method { ADMM_METHOD_ADMM, ADMM_METHOD_MAGNITUDE };
 
+/* How the magnitude baseline spreads its pruning over the layers. */
+enum admm_alloc {
+    ADMM_ALLOC_UNIFORM, /* every layer at its rule's rate */
+    ADMM_ALLOC_GLOBAL,  /* one magnitude threshold over all irregular layers, same total */
+};
+
+/* What the automatic per-layer rates reduce. */
+enum admm_objective { ADMM_OBJ_PARAMS, ADMM_OBJ_FLOPS };
+
 struct admm_rule {
     char match[64];                      /* glob over layer names */
     const struct admm_constraint *prune; /* NULL: no pruning */
     const struct admm_constraint *quant; /* NULL: no quantization */
     struct proj_params params;           /* rate, n:m, bits, per_channel, balanced */
     int n_patterns;                      /* pattern library size (6, 8, 12, ...) */
+    double conn_rate; /* pattern + connectivity: keep 1/conn_rate of the kernels; 0 none */
     double rho;                          /* < 0: the global rho */
 };
 
@@ -55,7 +65,16 @@ struct admm_spec {
     int retrain_epochs;
     double retrain_lr;
     int magnitude_steps;
+    enum admm_alloc magnitude_alloc;
     double momentum, weight_decay;
+    int purify;       /* drop dead filters and channels after the run (shapes shrink) */
+    int stages;       /* progressive: intermediate targets rate^(s/stages), s = 1..stages */
+    double tolerance; /* a stage is accepted when its accuracy is >= dense - tolerance */
+    int auto_on;      /* per-layer rates chosen automatically (auto_* below) */
+    enum admm_objective auto_objective;
+    double auto_rate;      /* the global target rate on parameters or FLOPs */
+    int auto_search_iters; /* simulated-annealing steps */
+    int auto_eval_images;  /* training images held for the sensitivity analysis */
     int n_rules;
     struct admm_rule rules[ADMM_SPEC_MAX_RULES];
 };
@@ -71,7 +90,12 @@ enum dp_err admm_spec_load(const char *path, struct admm_spec *out, struct dp_er
 /* The rule for a layer name, or NULL when none matches. */
 const struct admm_rule *admm_spec_rule_for(const struct admm_spec *s, const char *layer);
 
-/* Training epochs the spec spends in all: ADMM iterations * epochs + retraining. */
+/* Training epochs the spec spends in all: stages * (ADMM iterations *
+ * epochs + retraining). */
 int admm_spec_epochs(const struct admm_spec *s);
+
+/* A 64-bit digest of everything in the spec that shapes a run; a resumed
+ * run refuses a checkpoint written under a different spec. */
+uint64_t admm_spec_digest(const struct admm_spec *s);
 
 #endif

@@ -168,6 +168,23 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
         goto out;
     }
     net->dropout_seed = cfg->seed * 0x2545f4914f6cdd1dULL + 7;
+    const long steps_per_epoch = (train->n + cfg->batch - 1) / cfg->batch;
+    int first_epoch = 0;
+    if (cfg->resume != NULL) {
+        const struct nn_train_resume *r = cfg->resume;
+        if (r->start_epoch < 0 || r->start_epoch > cfg->epochs || r->t < 0 || r->m1 == NULL ||
+            (opt->m2 != NULL && r->m2 == NULL)) {
+            err = dp_errinfo_set(ei, DP_EINVAL, "resume point (epoch %d of %d) is not valid",
+                                 r->start_epoch, cfg->epochs);
+            goto out;
+        }
+        first_epoch = r->start_epoch;
+        memcpy(opt->m1, r->m1, m->n_floats * sizeof(float));
+        if (opt->m2 != NULL)
+            memcpy(opt->m2, r->m2, m->n_floats * sizeof(float));
+        opt->t = r->t;
+        net->step = (uint64_t)first_epoch * (uint64_t)steps_per_epoch;
+    }
     if (cfg->profile && nn_net_profile_enable(net) != DP_OK) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the layer profile");
         goto out;
@@ -176,8 +193,7 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
     const double t_start = train_now();
     double train_time = 0.0;
     long images = 0;
-    const long steps_per_epoch = (train->n + cfg->batch - 1) / cfg->batch;
-    for (int ep = 0; ep < cfg->epochs; ep++) {
+    for (int ep = first_epoch; ep < cfg->epochs; ep++) {
         const double t0 = train_now();
         nn_loader_start_epoch(&ld, ep);
         double loss_sum = 0.0;
@@ -186,7 +202,8 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
             const int n = nn_loader_next(&ld, x, y);
             if (n <= 0)
                 break;
-            if (hooks != NULL && hooks->stop != NULL && *hooks->stop) {
+            if (hooks != NULL && ((hooks->stop != NULL && *hooks->stop) ||
+                                  (hooks->stop_fn != NULL && hooks->stop_fn(hooks->ud)))) {
                 err =
                     dp_errinfo_set(ei, DP_EINTERRUPTED, "training interrupted in epoch %d", ep + 1);
                 goto out;
@@ -233,10 +250,15 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
         }
         st.images_per_s = dt > 0.0 ? (double)seen / dt : 0.0;
         st.elapsed_s = train_now() - t_start;
-        st.eta_s = st.elapsed_s / (double)(ep + 1) * (double)(cfg->epochs - ep - 1);
+        st.eta_s = st.elapsed_s / (double)(ep + 1 - first_epoch) * (double)(cfg->epochs - ep - 1);
         res->last = st;
         if (hooks != NULL && hooks->on_epoch != NULL)
             hooks->on_epoch(hooks->ud, &st);
+        if (hooks != NULL && hooks->on_epoch_end != NULL) {
+            err = hooks->on_epoch_end(hooks->ud, ep + 1, opt, ei);
+            if (err)
+                goto out;
+        }
     }
     if (net->prof != NULL) {
         for (int i = 0; i < m->n_layers; i++)

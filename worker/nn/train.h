@@ -32,6 +32,18 @@ struct nn_train_cfg {
     int augment;           /* random crop (pad 4) + horizontal flip */
     int profile;           /* log per-layer forward/backward time at the end */
     int no_dnnl;           /* run convolutions on the im2col+BLAS kernels, not oneDNN */
+    /* Continue an interrupted run instead of starting one: NULL from scratch. */
+    const struct nn_train_resume *resume;
+};
+
+/* Where a run stopped, as written by a checkpoint after an epoch: the
+ * model's weights are already in the model; shuffling, augmentation and
+ * dropout streams are functions of (seed, epoch, step), so epochs, moments
+ * and the step counter are all that is needed to continue bit for bit. */
+struct nn_train_resume {
+    int start_epoch;      /* epochs already done, 0..epochs */
+    const float *m1, *m2; /* optimizer moments, n_floats each (m2: Adam only) */
+    long t;               /* optimizer steps taken */
 };
 
 /* SGD lr 0.01, momentum 0.9, weight decay 5e-4, cosine, batch 64, 10 epochs. */
@@ -54,6 +66,11 @@ struct nn_train_hooks {
     nn_epoch_fn on_epoch;        /* may be NULL */
     void *ud;
     volatile sig_atomic_t *stop; /* polled between steps; may be NULL */
+    int (*stop_fn)(void *ud);    /* polled between steps too; may be NULL */
+    /* After each epoch (and after on_epoch), with the optimizer state, so
+     * the caller can write a whole-state checkpoint; an error stops the run. */
+    enum dp_err (*on_epoch_end)(void *ud, int epochs_done, const struct nn_optim *opt,
+                                struct dp_errinfo *ei);
 };
 
 struct nn_train_result {

@@ -10,61 +10,10 @@
 
 #include "common/model.h"
 #include "tests/unit/test_util.h"
+#include "tests/unit/worker/compress/admm_fixture.h"
 #include "worker/compress/admm.h"
 #include "worker/nn/arch.h"
 #include "worker/nn/train.h"
-
-struct admm_fixture {
-    struct nn_dataset train, test;
-    struct dp_model *m;
-};
-
-static void admm_fixture_init(struct admm_fixture *f)
-{
-    struct nn_dataset all = {0};
-    cr_assert_eq(nn_dataset_synthetic(&all, 960, 1, 12, 12, 4, 3), DP_OK);
-    cr_assert_eq(nn_dataset_subset(&f->train, &all, 0, 768), DP_OK);
-    cr_assert_eq(nn_dataset_subset(&f->test, &all, 768, 192), DP_OK);
-    nn_dataset_free(&all);
-    struct dp_errinfo ei = {0};
-    f->m = dp_model_new(1, 12, 12);
-    int x = dp_model_add_conv2d(f->m, "conv1", DP_MODEL_INPUT, 8, 3, 1, 1, 1, 1, &ei);
-    x = dp_model_add_unary(f->m, "relu1", DP_OP_RELU, x, &ei);
-    x = dp_model_add_pool(f->m, "pool1", DP_OP_MAXPOOL, x, 2, 2, 0, &ei);
-    x = dp_model_add_conv2d(f->m, "conv2", x, 16, 3, 1, 1, 1, 1, &ei);
-    x = dp_model_add_unary(f->m, "relu2", DP_OP_RELU, x, &ei);
-    x = dp_model_add_unary(f->m, "flat", DP_OP_FLATTEN, x, &ei);
-    x = dp_model_add_linear(f->m, "fc1", x, 32, &ei);
-    x = dp_model_add_unary(f->m, "relu3", DP_OP_RELU, x, &ei);
-    x = dp_model_add_linear(f->m, "fc2", x, 4, &ei);
-    cr_assert_geq(x, 0, "%s", ei.msg);
-    cr_assert_eq(dp_model_finalize(f->m, &ei), DP_OK, "%s", ei.msg);
-    nn_arch_init(f->m, 5);
-    struct nn_train_cfg cfg = nn_train_cfg_default();
-    cfg.epochs = 3;
-    cfg.batch = 32;
-    cfg.sched.total_epochs = 3;
-    cfg.sched.base_lr = 0.05f;
-    struct nn_train_result res;
-    cr_assert_eq(nn_train(f->m, &f->train, &f->test, &cfg, NULL, &res, &ei), DP_OK, "%s",
-                 ei.msg);
-}
-
-static void admm_fixture_free(struct admm_fixture *f)
-{
-    dp_model_free(f->m);
-    nn_dataset_free(&f->train);
-    nn_dataset_free(&f->test);
-}
-
-static size_t admm_nnz(const struct dp_model *m, const char *param)
-{
-    const struct dp_param *p = dp_model_param_find(m, param);
-    size_t n = 0;
-    for (size_t i = 0; i < p->numel; i++)
-        n += m->data[p->offset + i] != 0.0f;
-    return n;
-}
 
 static json_t *admm_run_spec(struct admm_fixture *f, const char *text)
 {

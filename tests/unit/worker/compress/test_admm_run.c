@@ -1,0 +1,313 @@
+/*
+ * How an ADMM run survives and is steered: a run stopped anywhere and
+ * resumed from its whole-state checkpoint ends with the very bytes of an
+ * uninterrupted one; the compress and retrain phases run apart equal one
+ * run; progressive stages stop at the last stage within the tolerance;
+ * automatic and global rates meet their targets; pattern + connectivity
+ * holds both constraints.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "tests/unit/test_util.h"
+#include "tests/unit/worker/compress/admm_fixture.h"
+#include "worker/compress/admm.h"
+
+struct admm_stopper {
+    int polls, stop_at; /* stop_fn answers 1 from poll number stop_at on */
+    int checkpoints;
+};
+
+static int admm_test_stop(void *ud)
+{
+    struct admm_stopper *s = ud;
+    return ++s->polls >= s->stop_at;
+}
+
+static void admm_test_event(void *ud, const char *type, json_t *data)
+{
+    struct admm_stopper *s = ud;
+    (void)data;
+    s->checkpoints += strcmp(type, "checkpoint") == 0;
+}
+
+static void admm_parse(const char *text, struct admm_spec *spec)
+{
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(admm_spec_parse(text, strlen(text), spec, &ei), DP_OK, "%s", ei.msg);
+    spec->batch = 32;
+}
+
+static float *admm_copy(const struct dp_model *m)
+{
+    float *c = dp_malloc(m->n_floats * sizeof(float));
+    cr_assert_not_null(c);
+    memcpy(c, m->data, m->n_floats * sizeof(float));
+    return c;
+}
+
+static const char *const admm_resume_spec =
+    "{\"admm\":{\"iters\":2,\"epochs_per_iter\":2},\"retrain\":{\"epochs\":2},"
+    "\"progressive\":{\"stages\":2,\"tolerance\":1.0},\"layers\":["
+    "{\"match\":\"conv2\",\"prune\":{\"scheme\":\"pattern\",\"library_size\":4}},"
+    "{\"match\":\"fc1\",\"prune\":{\"scheme\":\"irregular\",\"rate\":8},"
+    "\"quant\":{\"scheme\":\"kbit\",\"bits\":4}}]}";
+
+Test(admm_run, resumed_run_equals_the_uninterrupted_one, .timeout = 600)
+{
+    struct admm_fixture f;
+    admm_fixture_init(&f);
+    float *pre = admm_copy(f.m);
+    struct admm_spec spec;
+    admm_parse(admm_resume_spec, &spec);
+    struct dp_errinfo ei = {0};
+    char dir[256], ck[300];
+    dp_test_tmpdir_make(dir, sizeof(dir), "admm-resume");
+    snprintf(ck, sizeof(ck), "%s/state.safetensors", dir);
+
+    /* The reference: one uninterrupted run, no checkpoint. */
+    json_t *ref_report = NULL;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &ref_report, &ei), DP_OK,
+                 "%s", ei.msg);
+    float *ref = admm_copy(f.m);
+
+    /* Stopped at several points (inside W-steps, between steps, in the
+     * retraining), each time resumed from the pretrained model and the
+     * checkpoint, as the worker does after a crash. 24 steps per epoch. */
+    const int stops[] = {30, 49, 100, 150, 200};
+    struct admm_stopper st = {0, stops[0], 0};
+    struct admm_callbacks cb;
+    memset(&cb, 0, sizeof(cb));
+    cb.ud = &st;
+    cb.stop_fn = admm_test_stop;
+    cb.event = admm_test_event;
+    cb.checkpoint = ck;
+    cb.resume = 1;
+    json_t *report = NULL;
+    enum dp_err err = DP_EINTERRUPTED;
+    int interruptions = 0;
+    for (int k = 0; err == DP_EINTERRUPTED; k++) {
+        memcpy(f.m->data, pre, f.m->n_floats * sizeof(float));
+        st.polls = 0;
+        st.stop_at = k < 5 ? stops[k] - (k > 0 ? stops[k - 1] : 0) : 1 << 30;
+        err = admm_compress(f.m, &f.train, &f.test, &spec, &cb, &report, &ei);
+        interruptions += err == DP_EINTERRUPTED;
+    }
+    cr_assert_eq(err, DP_OK, "%s", ei.msg);
+    cr_assert_geq(interruptions, 4, "the run ended before the planned stops");
+    cr_assert_gt(st.checkpoints, 8);
+    cr_assert(memcmp(ref, f.m->data, f.m->n_floats * sizeof(float)) == 0,
+              "resumed weights differ from the uninterrupted run's");
+    cr_assert_float_eq(json_real_value(json_object_get(report, "final_test_accuracy")),
+                       json_real_value(json_object_get(ref_report, "final_test_accuracy")), 0.0);
+    cr_assert_eq(json_integer_value(json_object_get(report, "epochs")),
+                 json_integer_value(json_object_get(ref_report, "epochs")));
+    cr_assert(json_equal(json_object_get(report, "trace"), json_object_get(ref_report, "trace")));
+
+    /* A checkpoint of another spec is refused, with the reason. */
+    struct admm_spec other = spec;
+    other.retrain_epochs = 3;
+    memcpy(f.m->data, pre, f.m->n_floats * sizeof(float));
+    json_t *none = NULL;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &other, &cb, &none, &ei), DP_EFORMAT);
+    cr_assert(strstr(ei.msg, "different spec") != NULL, "%s", ei.msg);
+
+    json_decref(report);
+    json_decref(ref_report);
+    dp_free(ref);
+    dp_free(pre);
+    dp_test_tmpdir_remove(dir);
+    admm_fixture_free(&f);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(admm_run, compress_then_retrain_phases_equal_one_run, .timeout = 300)
+{
+    struct admm_fixture f;
+    admm_fixture_init(&f);
+    float *pre = admm_copy(f.m);
+    struct admm_spec spec;
+    admm_parse("{\"admm\":{\"iters\":2,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":2},"
+               "\"layers\":[{\"match\":\"*\",\"prune\":{\"scheme\":\"irregular\",\"rate\":6},"
+               "\"quant\":{\"scheme\":\"ternary\"}}]}",
+               &spec);
+    struct dp_errinfo ei = {0};
+    json_t *all = NULL, *r1 = NULL, *r2 = NULL;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &all, &ei), DP_OK);
+    float *ref = admm_copy(f.m);
+    memcpy(f.m->data, pre, f.m->n_floats * sizeof(float));
+    struct admm_callbacks cb;
+    memset(&cb, 0, sizeof(cb));
+    cb.phase = ADMM_PHASE_ADMM;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, &cb, &r1, &ei), DP_OK, "%s",
+                 ei.msg);
+    cr_assert_eq(json_integer_value(json_object_get(r1, "epochs")), 2);
+    cb.phase = ADMM_PHASE_RETRAIN;
+    cb.prev_report = r1;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, &cb, &r2, &ei), DP_OK, "%s",
+                 ei.msg);
+    cr_assert(memcmp(ref, f.m->data, f.m->n_floats * sizeof(float)) == 0,
+              "two phases differ from one run");
+    cr_assert_eq(json_integer_value(json_object_get(r2, "epochs")), 4);
+    cr_assert_eq(json_array_size(json_object_get(r2, "trace")), 2u);
+    cr_assert_float_eq(json_real_value(json_object_get(r2, "dense_test_accuracy")),
+                       json_real_value(json_object_get(all, "dense_test_accuracy")), 0.0);
+    json_decref(all);
+    json_decref(r1);
+    json_decref(r2);
+    dp_free(ref);
+    dp_free(pre);
+    admm_fixture_free(&f);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(admm_run, progressive_stops_at_the_last_stage_within_tolerance, .timeout = 300)
+{
+    struct admm_fixture f;
+    admm_fixture_init(&f);
+    struct admm_spec spec;
+    /* fc1 to a single weight in 3 stages (26x, 698x, 18432x): the last
+     * stage cannot stay within 15 points of the dense accuracy. */
+    admm_parse("{\"admm\":{\"iters\":1,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
+               "\"progressive\":{\"stages\":3,\"tolerance\":0.15},\"layers\":["
+               "{\"match\":\"fc1\",\"prune\":{\"scheme\":\"irregular\",\"rate\":18432}}]}",
+               &spec);
+    struct dp_errinfo ei = {0};
+    json_t *r = NULL;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &r, &ei), DP_OK, "%s",
+                 ei.msg);
+    json_t *stages = json_object_get(r, "stages");
+    const size_t ns = json_array_size(stages);
+    cr_assert_geq(ns, 2u);
+    json_t *last = json_array_get(stages, ns - 1);
+    cr_assert(json_is_false(json_object_get(last, "accepted")), "the last stage was accepted");
+    const json_int_t kept = json_integer_value(json_object_get(r, "kept_stage"));
+    cr_assert_eq(kept, (json_int_t)ns - 1, "kept %d of %zu", (int)kept, ns);
+    const size_t expect[] = {709, 26, 1}; /* llround(18432 / 18432^(s/3)) */
+    cr_assert_eq(admm_nnz(f.m, "fc1.weight"), expect[kept - 1]);
+    double dense = json_real_value(json_object_get(r, "dense_test_accuracy"));
+    double fin = json_real_value(json_object_get(r, "final_test_accuracy"));
+    cr_assert_geq(fin, dense - 0.15 - 1e-9, "kept a stage outside the tolerance");
+    json_decref(r);
+    admm_fixture_free(&f);
+    DP_ASSERT_NO_LEAKS();
+}
+
+static double admm_rate_of(const struct dp_model *m, const char *const *params, int n)
+{
+    double all = 0.0, nz = 0.0;
+    for (int i = 0; i < n; i++) {
+        all += (double)dp_model_param_find(m, params[i])->numel;
+        nz += (double)admm_nnz(m, params[i]);
+    }
+    return all / nz;
+}
+
+Test(admm_run, automatic_rates_meet_the_global_target, .timeout = 300)
+{
+    struct admm_fixture f;
+    admm_fixture_init(&f);
+    struct admm_spec spec;
+    admm_parse("{\"admm\":{\"iters\":1,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
+               "\"auto\":{\"rate\":10,\"search_iters\":3000,\"eval_images\":256},\"layers\":["
+               "{\"match\":\"*\",\"prune\":{\"scheme\":\"irregular\"}}]}",
+               &spec);
+    struct dp_errinfo ei = {0};
+    json_t *r = NULL;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &r, &ei), DP_OK, "%s",
+                 ei.msg);
+    const char *const ps[] = {"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"};
+    const double rate = admm_rate_of(f.m, ps, 4);
+    cr_assert_geq(rate, 10.0 * 0.99, "achieved %.2fx, target 10x", rate);
+    json_t *au = json_object_get(r, "auto");
+    cr_assert_not_null(au);
+    json_t *ls = json_object_get(au, "layers");
+    cr_assert_eq(json_array_size(ls), 4u);
+    /* The big fc1 (18432 weights) is the one to prune hardest; the 72
+     * weights of conv1 barely count toward the target. */
+    double r_conv1 = json_real_value(json_object_get(json_array_get(ls, 0), "rate"));
+    double r_fc1 = json_real_value(json_object_get(json_array_get(ls, 2), "rate"));
+    cr_assert_gt(r_fc1, r_conv1, "fc1 %.1fx, conv1 %.1fx", r_fc1, r_conv1);
+    json_decref(r);
+    admm_fixture_free(&f);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(admm_run, global_magnitude_allocation_keeps_the_total, .timeout = 300)
+{
+    struct admm_fixture f;
+    admm_fixture_init(&f);
+    struct admm_spec spec;
+    admm_parse("{\"method\":\"magnitude\",\"magnitude\":{\"steps\":2,\"allocation\":\"global\"},"
+               "\"admm\":{\"iters\":1,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
+               "\"layers\":[{\"match\":\"*\",\"prune\":{\"scheme\":\"irregular\",\"rate\":10}}]}",
+               &spec);
+    struct dp_errinfo ei = {0};
+    json_t *r = NULL;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &r, &ei), DP_OK, "%s",
+                 ei.msg);
+    const char *const ps[] = {"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"};
+    size_t nz = 0, all = 0;
+    for (int i = 0; i < 4; i++) {
+        nz += admm_nnz(f.m, ps[i]);
+        all += dp_model_param_find(f.m, ps[i])->numel;
+    }
+    /* 19784 weights / 10 = 1978 kept over all layers (1 more per layer at most from
+     * rounding each layer's count). */
+    cr_assert_geq(nz, (size_t)(all / 10) - 4);
+    cr_assert_leq(nz, (size_t)(all / 10) + 4);
+    /* One threshold: the layers end at different rates. */
+    double r1 = (double)dp_model_param_find(f.m, "conv1.weight")->numel /
+                (double)admm_nnz(f.m, "conv1.weight");
+    double r3 =
+        (double)dp_model_param_find(f.m, "fc1.weight")->numel / (double)admm_nnz(f.m, "fc1.weight");
+    cr_assert(fabs(r1 - r3) > 0.5, "conv1 %.2fx and fc1 %.2fx: not a global allocation", r1, r3);
+    json_decref(r);
+    admm_fixture_free(&f);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(admm_run, pattern_and_connectivity_hold_together, .timeout = 300)
+{
+    struct admm_fixture f;
+    admm_fixture_init(&f);
+    struct admm_spec spec;
+    admm_parse("{\"admm\":{\"iters\":2,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
+               "\"layers\":[{\"match\":\"conv2\",\"prune\":{\"scheme\":\"pattern\","
+               "\"library_size\":6,\"connectivity\":4}}]}",
+               &spec);
+    struct dp_errinfo ei = {0};
+    json_t *r = NULL;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &r, &ei), DP_OK, "%s",
+                 ei.msg);
+    const struct dp_param *w = dp_model_param_find(f.m, "conv2.weight");
+    unsigned masks[6];
+    int n_masks = 0, kernels = 0;
+    for (int k = 0; k < 16 * 8; k++) {
+        unsigned mk = 0;
+        for (int j = 0; j < 9; j++)
+            mk |= (f.m->data[w->offset + (size_t)k * 9 + (size_t)j] != 0.0f ? 1u : 0u) << j;
+        if (mk == 0)
+            continue;
+        kernels++;
+        cr_assert_leq(__builtin_popcount(mk), 4);
+        int seen = 0;
+        for (int i = 0; i < n_masks; i++)
+            seen |= masks[i] == mk;
+        if (!seen) {
+            cr_assert_lt(n_masks, 6, "more than the library's 6 patterns");
+            masks[n_masks++] = mk;
+        }
+    }
+    cr_assert_leq(kernels, 32, "%d kernels kept, at most 128 / 4", kernels);
+    json_t *l = json_array_get(json_object_get(r, "layers"), 0);
+    cr_assert_not_null(json_object_get(l, "pattern_histogram"));
+    cr_assert_gt(json_real_value(json_object_get(json_object_get(l, "storage_bytes"), "fkw")),
+                 0.0);
+    json_decref(r);
+    admm_fixture_free(&f);
+    DP_ASSERT_NO_LEAKS();
+}

@@ -1,0 +1,275 @@
+/*
+ * Per-layer rates: the global magnitude allocation of the baseline, and
+ * the automatic rates of spec.auto (sensitivity analysis, then simulated
+ * annealing, after AutoCompress).
+ *
+ * Automatic rates. For every constrained layer k and every rate r of a
+ * geometric grid, the layer alone is pruned to r with its rule's projection
+ * and the loss on a sample of training images is measured: d_k(r) = loss -
+ * dense loss. Treating the damage of the layers as additive, the search
+ * picks one grid rate per layer to minimise sum_k d_k(r_k) subject to
+ * sum_k cost_k / r_k <= sum_k cost_k / R, cost being the layer's weights
+ * (objective "params") or its multiply-accumulates ("flops"). Annealing
+ * moves one layer a grid step, or two layers in opposite directions (which
+ * keeps the budget roughly level), accepts worse states with probability
+ * exp(-delta / T), and keeps the best feasible state. Everything is seeded
+ * by spec.seed, so the choice is reproducible.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "worker/compress/admm_int.h"
+#include "worker/nn/train.h"
+
+static int admm_alloc_cmp_desc(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+void admm_alloc_global(struct admm_ctx *c, double frac)
+{
+    double n_all = 0.0, kept_all = 0.0;
+    for (int k = 0; k < c->n_t; k++) {
+        n_all += (double)admm_numel(c, &c->t[k]);
+        kept_all += (double)admm_numel(c, &c->t[k]) / c->t[k].base_rate;
+    }
+    const double rate = pow(n_all / kept_all, frac);
+    const size_t n = (size_t)n_all;
+    size_t keep = (size_t)llround(n_all / rate);
+    keep = keep < 1 ? 1 : keep;
+    float *mag = dp_malloc(dp_size_mul(n, sizeof(float)));
+    if (mag == NULL) {
+        /* Not enough memory for the global sort: fall back to each layer
+         * at the same fraction of its own rate, which is still a valid
+         * (uniform) allocation; the report shows the rates used. */
+        for (int k = 0; k < c->n_t; k++)
+            c->t[k].p.rate = pow(c->t[k].base_rate, frac);
+        return;
+    }
+    size_t at = 0;
+    for (int k = 0; k < c->n_t; k++) {
+        const float *w = admm_w(c, &c->t[k]);
+        for (size_t i = 0; i < admm_numel(c, &c->t[k]); i++)
+            mag[at++] = fabsf(w[i]);
+    }
+    qsort(mag, n, sizeof(float), admm_alloc_cmp_desc);
+    const float thr = mag[keep - 1];
+    size_t above = 0;
+    for (size_t i = 0; i < keep; i++)
+        above += mag[i] > thr;
+    size_t ties = keep - above; /* entries equal to thr to keep, first layers first */
+    dp_free(mag);
+    for (int k = 0; k < c->n_t; k++) {
+        const float *w = admm_w(c, &c->t[k]);
+        const size_t cnt = admm_numel(c, &c->t[k]);
+        size_t kk = 0, eq = 0;
+        for (size_t i = 0; i < cnt; i++) {
+            kk += fabsf(w[i]) > thr;
+            eq += fabsf(w[i]) == thr;
+        }
+        const size_t take = eq < ties ? eq : ties;
+        ties -= take;
+        kk += take;
+        kk = kk < 1 ? 1 : kk;
+        c->t[k].p.rate = (double)cnt / (double)kk;
+    }
+}
+
+/* ---- Automatic rates ------------------------------------------------------ */
+
+#define ALLOC_GRID_MAX 24
+
+struct admm_alloc_search {
+    int n_t, n_g;
+    double grid[ALLOC_GRID_MAX];
+    double *damage; /* n_t * n_g */
+    double *cost;   /* n_t */
+    double budget;  /* sum cost / R */
+};
+
+static double alloc_kept(const struct admm_alloc_search *s, const int *idx)
+{
+    double kept = 0.0;
+    for (int k = 0; k < s->n_t; k++)
+        kept += s->cost[k] / s->grid[idx[k]];
+    return kept;
+}
+
+static double alloc_energy(const struct admm_alloc_search *s, const int *idx)
+{
+    double e = 0.0;
+    for (int k = 0; k < s->n_t; k++)
+        e += s->damage[k * s->n_g + idx[k]];
+    const double over = alloc_kept(s, idx) / s->budget - 1.0;
+    /* Infeasible states are allowed during the walk but cost dearly. */
+    return over > 0.0 ? e + 100.0 * over : e;
+}
+
+static uint64_t alloc_rand(uint64_t *st)
+{
+    uint64_t z = (*st += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static double alloc_unit(uint64_t *st)
+{
+    return (double)(alloc_rand(st) >> 11) * 0x1.0p-53;
+}
+
+static void alloc_anneal(const struct admm_alloc_search *s, int iters, uint64_t seed, int *best)
+{
+    int *cur = dp_calloc((size_t)s->n_t, sizeof(int));
+    int *nxt = dp_calloc((size_t)s->n_t, sizeof(int));
+    if (cur == NULL || nxt == NULL) {
+        dp_free(cur);
+        dp_free(nxt);
+        return; /* best keeps the uniform start */
+    }
+    memcpy(cur, best, (size_t)s->n_t * sizeof(int));
+    double e_cur = alloc_energy(s, cur), e_best = e_cur;
+    int best_feasible = alloc_kept(s, cur) <= s->budget * (1.0 + 1e-9);
+    uint64_t rng = seed ^ 0xa11c0c8e5ULL;
+    const double t0 = 0.05, t1 = 1e-5;
+    for (int i = 0; i < iters; i++) {
+        const double temp = t0 * pow(t1 / t0, (double)i / (double)(iters > 1 ? iters - 1 : 1));
+        memcpy(nxt, cur, (size_t)s->n_t * sizeof(int));
+        const int a = (int)(alloc_rand(&rng) % (uint64_t)s->n_t);
+        const int up = alloc_rand(&rng) & 1;
+        nxt[a] += up ? 1 : -1;
+        if (s->n_t > 1 && (alloc_rand(&rng) & 1)) {
+            int b = (int)(alloc_rand(&rng) % (uint64_t)(s->n_t - 1));
+            b += b >= a;
+            nxt[b] += up ? -1 : 1;
+        }
+        int ok = 1;
+        for (int k = 0; k < s->n_t; k++)
+            ok &= nxt[k] >= 0 && nxt[k] < s->n_g;
+        if (!ok)
+            continue;
+        const double e = alloc_energy(s, nxt);
+        if (e <= e_cur || alloc_unit(&rng) < exp(-(e - e_cur) / temp)) {
+            memcpy(cur, nxt, (size_t)s->n_t * sizeof(int));
+            e_cur = e;
+            const int feas = alloc_kept(s, cur) <= s->budget * (1.0 + 1e-9);
+            if (feas && (!best_feasible || e < e_best)) {
+                memcpy(best, cur, (size_t)s->n_t * sizeof(int));
+                e_best = e;
+                best_feasible = 1;
+            }
+        }
+    }
+    dp_free(cur);
+    dp_free(nxt);
+}
+
+/* Sensitivity of every target at every grid rate. */
+static enum dp_err alloc_sensitivity(struct admm_ctx *c, const struct nn_dataset *sample,
+                                     const float *mean, const float *std,
+                                     struct admm_alloc_search *s, struct dp_errinfo *ei)
+{
+    double acc = 0.0, base = 0.0;
+    enum dp_err err = nn_evaluate(c->m, sample, mean, std, c->spec->batch, &acc, &base, ei);
+    size_t max_n = 1;
+    for (int k = 0; k < c->n_t; k++)
+        max_n = admm_numel(c, &c->t[k]) > max_n ? admm_numel(c, &c->t[k]) : max_n;
+    float *keep = err ? NULL : dp_malloc(dp_size_mul(max_n, sizeof(float)));
+    if (!err && keep == NULL)
+        err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the sensitivity analysis");
+    for (int k = 0; !err && k < c->n_t; k++) {
+        struct admm_target *t = &c->t[k];
+        float *w = admm_w(c, t);
+        const size_t n = admm_numel(c, t);
+        memcpy(keep, w, n * sizeof(float));
+        for (int g = 0; !err && g < s->n_g; g++) {
+            struct admm_target probe = *t;
+            probe.p.rate = s->grid[g];
+            probe.conn_rate = 0.0;
+            if (probe.rule->prune != NULL)
+                probe.rule->prune->project(w, &probe.shape, &probe.p, c->scratch);
+            double loss = 0.0;
+            err = nn_evaluate(c->m, sample, mean, std, c->spec->batch, &acc, &loss, ei);
+            s->damage[k * s->n_g + g] = loss - base;
+            memcpy(w, keep, n * sizeof(float));
+        }
+    }
+    dp_free(keep);
+    return err;
+}
+
+enum dp_err admm_alloc_auto(struct admm_ctx *c, const struct nn_dataset *train,
+                            struct dp_errinfo *ei)
+{
+    const struct admm_spec *sp = c->spec;
+    struct admm_alloc_search s;
+    memset(&s, 0, sizeof(s));
+    s.n_t = c->n_t;
+    /* Rates 1, 1.5, 2, 3, 4, 6, ... (steps of about sqrt 2) up to well past
+     * the target, capped where a layer would keep a single weight. */
+    const double top = fmin(4096.0, fmax(8.0, 16.0 * sp->auto_rate));
+    for (double r = 1.0; r <= top * 1.0001 && s.n_g < ALLOC_GRID_MAX; r *= 1.4142135623730951)
+        s.grid[s.n_g++] = r;
+    s.damage = dp_calloc((size_t)s.n_t * (size_t)s.n_g, sizeof(double));
+    s.cost = dp_calloc((size_t)s.n_t, sizeof(double));
+    int *idx = dp_calloc((size_t)s.n_t, sizeof(int));
+    enum dp_err err = DP_OK;
+    if (s.damage == NULL || s.cost == NULL || idx == NULL) {
+        err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the rate search");
+        goto out;
+    }
+    double total = 0.0;
+    for (int k = 0; k < c->n_t; k++) {
+        const struct dp_layer *l = &c->m->layers[c->t[k].layer];
+        const double uses = sp->auto_objective == ADMM_OBJ_FLOPS ? (double)l->out_h * l->out_w : 1;
+        s.cost[k] = (double)admm_numel(c, &c->t[k]) * uses;
+        total += s.cost[k];
+    }
+    s.budget = total / sp->auto_rate;
+    struct nn_dataset sample = *train;
+    sample.n = train->n < sp->auto_eval_images ? train->n : sp->auto_eval_images;
+    float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
+    nn_dataset_channel_stats(train, mean, std);
+    for (int i = 0; i < train->c; i++)
+        std[i] = std[i] < 1e-6f ? 1.0f : std[i];
+    err = alloc_sensitivity(c, &sample, mean, std, &s, ei);
+    if (err)
+        goto out;
+    /* Start from the uniform allocation: the smallest grid rate >= R. */
+    int g0 = 0;
+    while (g0 < s.n_g - 1 && s.grid[g0] < sp->auto_rate * (1.0 - 1e-9))
+        g0++;
+    for (int k = 0; k < s.n_t; k++)
+        idx[k] = g0;
+    alloc_anneal(&s, sp->auto_search_iters, sp->seed, idx);
+    json_t *layers = json_array();
+    for (int k = 0; k < c->n_t; k++) {
+        c->t[k].base_rate = s.grid[idx[k]];
+        json_t *dmg = json_array();
+        for (int g = 0; g < s.n_g; g++)
+            json_array_append_new(dmg, json_real(s.damage[k * s.n_g + g]));
+        json_array_append_new(layers,
+                              json_pack("{s:s, s:f, s:o}", "name",
+                                        c->m->layers[c->t[k].layer].name, "rate", s.grid[idx[k]],
+                                        "loss_increase", dmg));
+    }
+    json_t *grid = json_array();
+    for (int g = 0; g < s.n_g; g++)
+        json_array_append_new(grid, json_real(s.grid[g]));
+    json_decref(c->auto_info);
+    c->auto_info = json_pack("{s:s, s:f, s:f, s:i, s:i, s:o, s:o}", "objective",
+                             sp->auto_objective == ADMM_OBJ_FLOPS ? "flops" : "params",
+                             "target_rate", sp->auto_rate, "achieved_rate",
+                             total / alloc_kept(&s, idx), "sample_images", sample.n,
+                             "search_iters", sp->auto_search_iters, "grid", grid, "layers", layers);
+    if (c->auto_info == NULL)
+        err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the rate report");
+out:
+    dp_free(s.damage);
+    dp_free(s.cost);
+    dp_free(idx);
+    return err;
+}

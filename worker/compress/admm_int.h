@@ -1,0 +1,119 @@
+/*
+ * The ADMM engine's private state, shared by its files: the loop
+ * (admm.c), the report (admm_report.c), the whole-state checkpoint
+ * (admm_state.c) and the per-layer rate allocation (admm_alloc.c).
+ */
+#ifndef DP_WORKER_COMPRESS_ADMM_INT_H
+#define DP_WORKER_COMPRESS_ADMM_INT_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "worker/compress/admm.h"
+#include "worker/nn/optim.h"
+
+struct admm_target {
+    int layer, param;
+    const struct admm_rule *rule;
+    struct proj_params p; /* the rule's, pattern library filled in, rate of the current stage */
+    struct proj_shape shape;
+    double base_rate; /* the final pruning rate: the rule's, or the automatic choice */
+    double conn_rate; /* pattern + connectivity: the current stage's kernel rate (0: none) */
+    double rho;
+    double resid; /* ||W - Z|| / ||W|| after the last Z-step */
+};
+
+enum admm_step_kind { ADMM_STEP_ADMM, ADMM_STEP_RETRAIN, ADMM_STEP_MAGNITUDE };
+
+/* One call of nn_train in the plan of a run, with what happens around it. */
+struct admm_step {
+    enum admm_step_kind kind;
+    int stage, iter, last_iter; /* iter: ADMM iteration or magnitude round */
+    int epochs;
+    double lr;
+    uint64_t seed;
+};
+
+struct admm_ctx {
+    struct dp_model *m;
+    const struct admm_spec *spec;
+    const struct admm_callbacks *cb;
+    int n_t;
+    struct admm_target *t;
+    float *z, *u, *mask; /* n_floats each */
+    int mask_on;         /* apply the mask: after the first hard projection */
+    void *scratch;
+    int quant_on;  /* re-project quantized targets after every step */
+    int shadow_on; /* z and u hold the latent and quantized weights (retraining) */
+
+    /* The plan and the position in it: step si, ep of its epochs done. */
+    int n_steps;
+    struct admm_step *steps;
+    int si, ep;
+    int halted;      /* a progressive stage was rejected: stop, keep the best */
+    float *best;     /* the last accepted stage's weights (n_floats), or NULL */
+    int best_stage;  /* -1: none accepted yet */
+    int epochs_done; /* over every session of the run */
+    int epochs_planned;
+    int epochs_offset; /* epochs of an earlier phase (the compress task's, for retrain) */
+    double dense_acc;
+    double last_loss, last_train_acc, last_test_acc; /* of the last finished epoch */
+    double wall_prev; /* seconds spent by earlier sessions of this run */
+    double t_start;   /* this session's start (monotonic seconds) */
+    json_t *trace;    /* per-iteration records (owned) */
+    json_t *stages;   /* per-stage records (owned) */
+    json_t *auto_info; /* the automatic rate allocation's record, or NULL (owned) */
+    /* Optimizer moments to continue the step from (loaded checkpoint). */
+    float *res_m1, *res_m2;
+    long res_t;
+    int have_res;
+};
+
+/* The target's weights in the model block, and their count. */
+float *admm_w(const struct admm_ctx *c, const struct admm_target *t);
+size_t admm_numel(const struct admm_ctx *c, const struct admm_target *t);
+
+/* P_i: the pruning projection (and the connectivity one for pattern +
+ * connectivity), then, with with_quant, the quantizer. */
+void admm_project(const struct admm_ctx *c, const struct admm_target *t, float *x, int with_quant);
+
+/* Sets every target's current rate for progressive stage `stage` of
+ * spec->stages: base_rate^((stage + 1) / stages). */
+void admm_stage_rates(struct admm_ctx *c, int stage);
+
+/* Bits per stored weight of a target (32 unquantized). */
+unsigned admm_value_bits(const struct admm_target *t);
+
+/* Writes each constrained layer's compression metadata into the IR. */
+void admm_record_metadata(struct admm_ctx *c);
+
+/* The report (see admm.h); NULL when out of memory. */
+json_t *admm_report(const struct admm_ctx *c, double final_acc, double seconds);
+
+/* Fraction of zeros over all targets' weights. */
+double admm_sparsity(const struct admm_ctx *c);
+
+/* ---- Whole-state checkpoint (admm_state.c) ---- */
+
+/* Writes the state at position (si, ep) with the optimizer moments of the
+ * running step (opt may be NULL between steps). */
+enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, int ep,
+                            const struct nn_optim *opt, struct dp_errinfo *ei);
+
+/* Loads a state written by admm_state_save for the same model and spec
+ * into c (position, weights, Z, U, mask, rho, rates, trace, moments). */
+enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_errinfo *ei);
+
+/* ---- Per-layer rates (admm_alloc.c) ---- */
+
+/* magnitude.allocation "global": the current stage's keep fraction spread
+ * by one magnitude threshold over all targets, whose p.rate it sets. */
+void admm_alloc_global(struct admm_ctx *c, double frac);
+
+/* spec.auto: sensitivity analysis on held-out training images, then a
+ * simulated-annealing search for per-layer rates meeting the global
+ * target; sets every target's base_rate and c->auto_info. */
+enum dp_err admm_alloc_auto(struct admm_ctx *c, const struct nn_dataset *train,
+                            struct dp_errinfo *ei);
+
+#endif
