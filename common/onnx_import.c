@@ -33,7 +33,7 @@
 #include "onnx.pb-c.h"
 
 #define IMP_NODES_MAX  (4 * DP_MODEL_LAYERS_MAX) /* nodes in a graph */
-#define IMP_VALUES_MAX (1 << 20)                 /* values (initializers + node outputs) */
+#define IMP_VALUES_MAX (1 << 18)                 /* values (initializers + node outputs) */
 
 /* ---- Value table --------------------------------------------------------- */
 
@@ -889,7 +889,12 @@ static enum dp_err imp_reshape(struct imp *im, const Onnx__NodeProto *nd, int id
                           (long long)t[i]);
             goto out;
         } else if (i > 0) {
-            known *= d[i];
+            known *= d[i]; /* both <= 2^28 here: no overflow */
+            if (known > per) {
+                err = IMP_ERR(im, nd, DP_ESHAPE, "cannot reshape %lld values per sample",
+                              (long long)per);
+                goto out;
+            }
         }
     }
     /* The batch axis must stay where it is. */
