@@ -82,6 +82,29 @@ for n in lenet5 resnet20 mobilenetv2 vgg16bn; do
   check $PY tests/onnx/peer_check.py compare "$tmp/${n}_re.npy" "$FIX/${n}_y.npy" $TOL
   check $PY tests/onnx/peer_check.py opencv "$tmp/${n}_re.onnx" "$FIX/${n}_x.npy" "$tmp/${n}_re.npy" $TOL
 done
+# A purified model (filters pruned, then removed) exports with its smaller shapes.
+cat > "$tmp/spec_pf.json" <<'JSON'
+{"method": "magnitude", "seed": 1, "admm": {"iters": 1, "epochs_per_iter": 1},
+ "retrain": {"epochs": 1}, "magnitude": {"steps": 1}, "purify": true,
+ "layers": [{"match": "conv2", "prune": {"scheme": "filter", "rate": 5}}]}
+JSON
+"$WORKER" compress --spec "$tmp/spec_pf.json" --model "$tmp/dense.safetensors" --data "$DATA" \
+    "${LIM[@]}" --threads 2 --out "$tmp/pf.safetensors" --quiet > /dev/null
+"$WORKER" export --model "$tmp/pf.safetensors" --out "$tmp/pf.onnx" --opset 10
+"$WORKER" infer --model "$tmp/pf.safetensors" --input "$tmp/x.npy" --output "$tmp/y_pf_ckpt.npy" --threads 2
+"$WORKER" infer --model "$tmp/pf.onnx" --input "$tmp/x.npy" --output "$tmp/y_pf.npy" --threads 2
+check $PY tests/onnx/peer_check.py checker "$tmp/pf.onnx"
+check $PY tests/onnx/peer_check.py compare "$tmp/y_pf.npy" "$tmp/y_pf_ckpt.npy" 0
+check $PY tests/onnx/peer_check.py opencv "$tmp/pf.onnx" "$tmp/x.npy" "$tmp/y_pf_ckpt.npy" $TOL
+check $PY -c "
+import onnx, sys
+from onnx import numpy_helper
+m = onnx.load('$tmp/pf.onnx')
+w = {t.name: numpy_helper.to_array(t).shape for t in m.graph.initializer}
+ok = w['conv2.weight'][0] == 10 and w['fc1.weight'][1] == 160
+print(('ok' if ok else 'FAIL') + ': purified export has conv2.weight %s and fc1.weight %s' % (w['conv2.weight'], w['fc1.weight']))
+sys.exit(0 if ok else 1)"
+
 # An imported model trains, compresses and exports like a built-in one:
 # PyTorch's LeNet-5 from ONNX, two short epochs on Fashion-MNIST, magnitude
 # pruning, export, and OpenCV agrees with our engine on the result.
