@@ -108,7 +108,7 @@ sys.exit(0 if ok else 1)"
 # An imported model trains, compresses and exports like a built-in one:
 # PyTorch's LeNet-5 from ONNX, two short epochs on Fashion-MNIST, magnitude
 # pruning, export, and OpenCV agrees with our engine on the result.
-"$WORKER" train --model "$FIX/lenet5_op13.onnx" --data "$DATA" --limit-train 4096 --limit-test 500 --epochs 2 --threads 2 \
+"$WORKER" train --model "$FIX/lenet5_op13.onnx" --data "$DATA" "${LIM[@]}" --epochs 2 --threads 2 \
     --seed 2 --quiet --out "$tmp/torch_lenet.safetensors" > "$tmp/torch_train.json"
 sed -e 's/"conv2"/"*conv2*"/' -e 's/"fc1"/"*fc1*"/' "$tmp/spec.json" > "$tmp/spec2.json"
 "$WORKER" compress --spec "$tmp/spec2.json" --model "$tmp/torch_lenet.safetensors" --data "$DATA" \
@@ -123,7 +123,7 @@ check $PY -c "
 import json, sys
 acc = json.loads(open('$tmp/torch_train.json').read().splitlines()[-1])['test_accuracy']
 r = json.load(open('$tmp/torch_rep.json'))
-ok = acc > 0.3 and r['totals']['rate'] > 1.5  # chance is 0.1; 2 short epochs from PyTorch's init
+ok = acc > 0.25 and r['totals']['rate'] > 1.5  # chance is 0.1; 2 short epochs from PyTorch's init
 print(('ok' if ok else 'FAIL') + ': imported LeNet-5 trained to %.3f test accuracy, compressed %.2fx' % (acc, r['totals']['rate']))
 sys.exit(0 if ok else 1)"
 # Bad input is an error with a message, not a crash.
@@ -132,6 +132,12 @@ if "$WORKER" infer --model "$tmp/trunc.onnx" --input "$FIX/lenet5_x.npy" --outpu
   echo "FAIL: a truncated ONNX file was accepted"; fail=$((fail + 1))
 else
   echo "ok: truncated file refused: $(cat "$tmp/err.txt")"; pass=$((pass + 1))
+fi
+head -c 200 "$FIX/lenet5_x.npy" > "$tmp/trunc.npy"
+if "$WORKER" infer --model "$FIX/lenet5_op13.onnx" --input "$tmp/trunc.npy" --output "$tmp/t.npy" 2> "$tmp/err.txt"; then
+  echo "FAIL: a truncated .npy batch was accepted"; fail=$((fail + 1))
+else
+  echo "ok: truncated batch refused: $(cat "$tmp/err.txt")"; pass=$((pass + 1))
 fi
 echo "onnx e2e: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
