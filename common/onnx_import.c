@@ -69,8 +69,9 @@ struct imp {
     size_t hash_cap;
     struct imp_pcopy *copies;
     int n_copies, cap_copies;
-    uint8_t *from_matmul; /* per IR layer: a Linear made from MatMul (its bias may follow) */
-    int cap_from_matmul;
+    const char **foldable; /* per IR layer: the output name of a Conv/Gemm/MatMul, whose
+                            * bias a following Add of a constant may become; else NULL */
+    int cap_foldable;
     struct dp_errinfo *ei;
 };
 
@@ -322,14 +323,14 @@ static int imp_add(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_o
     int li = dp_model_add_layer(im->m, name, op, inputs, n_inputs, a, &sub);
     if (li < 0)
         return IMP_ERR(im, nd, (enum dp_err)li, "%s", sub.msg);
-    if (li >= im->cap_from_matmul) {
-        int cap = im->cap_from_matmul ? 2 * im->cap_from_matmul : 64;
-        uint8_t *p = dp_realloc(im->from_matmul, (size_t)cap);
+    if (li >= im->cap_foldable) {
+        int cap = im->cap_foldable ? 2 * im->cap_foldable : 64;
+        const char **p = dp_realloc(im->foldable, (size_t)cap * sizeof(*p));
         if (p == NULL)
             return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
-        memset(p + im->cap_from_matmul, 0, (size_t)(cap - im->cap_from_matmul));
-        im->from_matmul = p;
-        im->cap_from_matmul = cap;
+        memset(p + im->cap_foldable, 0, (size_t)(cap - im->cap_foldable) * sizeof(*p));
+        im->foldable = p;
+        im->cap_foldable = cap;
     }
     enum dp_err err = dp_model_infer(im->m, &sub);
     if (err)
@@ -558,6 +559,8 @@ static enum dp_err imp_conv(struct imp *im, const Onnx__NodeProto *nd, int idx)
         err = imp_copy(im, li, "bias", bv->f, bv->n);
     if (!err)
         err = imp_out_act(im, nd, li, x->rank);
+    if (!err)
+        im->foldable[li] = nd->output[0];
     return err;
 }
 
@@ -726,7 +729,6 @@ static enum dp_err imp_linear(struct imp *im, const Onnx__NodeProto *nd, int idx
         dp_free(bias);
         return (enum dp_err)li;
     }
-    im->from_matmul[li] = !gemm;
     float *wt = dp_malloc(dp_size_mul((size_t)(M * K), sizeof(float)));
     if (wt == NULL) {
         dp_free(bias);
@@ -744,6 +746,8 @@ static enum dp_err imp_linear(struct imp *im, const Onnx__NodeProto *nd, int idx
     dp_free(bias);
     if (!err)
         err = imp_out_act(im, nd, li, 2);
+    if (!err)
+        im->foldable[li] = nd->output[0];
     return err;
 }
 
@@ -766,34 +770,63 @@ static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
             return (enum dp_err)li;
         return imp_out_act(im, nd, li, a->rank);
     }
-    /* An activation plus a constant: the bias of the MatMul just before. */
+    /* An activation plus a constant: the bias of the Conv, Gemm or MatMul just
+     * before (tf2onnx and torch.onnx both write such Adds), when nothing else
+     * reads that layer's output. */
     struct imp_val *act = a->kind == IMP_ACT ? a : b;
     size_t kc = a->kind == IMP_ACT ? 1 : 0;
     if (act->kind != IMP_ACT)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
                        "adding two constants (constant folding) is not supported");
     const int li = act->layer;
-    if (li < 0 || !im->from_matmul[li] || im->m->layers[li].a.has_bias ||
+    if (li < 0 || im->foldable[li] == NULL || strcmp(im->foldable[li], act->name) != 0 ||
         imp_uses(im, act->name) != 1)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
-                       "adding a constant is supported only as the bias of a MatMul whose "
-                       "output has no other use");
+                       "adding a constant is supported only as the bias of a Conv, Gemm or "
+                       "MatMul whose output has no other use");
     struct imp_val *cv;
     err = imp_in_const(im, nd, kc, &cv);
     if (err)
         return err;
-    const int M = im->m->layers[li].out_c;
-    if (cv->n != (size_t)M || cv->ndims < 1 || cv->dims[cv->ndims - 1] != M)
+    /* Per output channel: after leading 1s, (C) then 1s up to the channel axis. */
+    const int C = im->m->layers[li].out_c;
+    size_t d0 = 0;
+    while (d0 < cv->ndims && cv->dims[d0] == 1 && cv->ndims - d0 > (size_t)act->rank - 1)
+        d0++;
+    int per_channel = cv->n == (size_t)C && cv->ndims - d0 == (size_t)act->rank - 1 &&
+                      cv->ndims > d0 && cv->dims[d0] == C;
+    if (!per_channel && cv->n != 1)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED,
-                       "the constant has %zu values, a bias vector of %d is needed", cv->n, M);
-    im->m->layers[li].a.has_bias = 1;
-    struct dp_errinfo sub = {DP_OK, ""};
-    err = dp_model_infer(im->m, &sub);
-    if (err)
-        return IMP_ERR(im, nd, err, "%s", sub.msg);
-    err = imp_copy(im, li, "bias", cv->f, cv->n);
+                       "the constant (%zu values) is not a bias per output channel (%d)", cv->n, C);
+    struct imp_pcopy *bias = NULL;
+    for (int i = 0; i < im->n_copies; i++) {
+        if (im->copies[i].layer == li && strcmp(im->copies[i].suffix, "bias") == 0)
+            bias = &im->copies[i];
+    }
+    if (bias == NULL) {
+        float *z = dp_calloc((size_t)C, sizeof(float));
+        if (z == NULL)
+            return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
+        im->m->layers[li].a.has_bias = 1;
+        struct dp_errinfo sub = {DP_OK, ""};
+        err = dp_model_infer(im->m, &sub);
+        if (err) {
+            dp_free(z);
+            return IMP_ERR(im, nd, err, "%s", sub.msg);
+        }
+        err = imp_copy_take(im, li, "bias", z, (size_t)C);
+        if (err)
+            return err;
+        bias = &im->copies[im->n_copies - 1];
+    }
+    if (bias->n != (size_t)C)
+        return IMP_ERR(im, nd, DP_ESHAPE, "the layer's bias has %zu values, %d expected", bias->n,
+                       C);
+    for (int c = 0; c < C; c++)
+        bias->data[c] += cv->f[per_channel ? c : 0];
+    err = imp_out_act(im, nd, li, act->rank);
     if (!err)
-        err = imp_out_act(im, nd, li, 2);
+        im->foldable[li] = nd->output[0]; /* a second Add folds too */
     return err;
 }
 
@@ -1649,7 +1682,7 @@ enum dp_err dp_onnx_import(const struct Onnx__ModelProto *mp, struct dp_model **
     for (int i = 0; i < im.n_copies; i++)
         dp_free(im.copies[i].data);
     dp_free(im.copies);
-    dp_free(im.from_matmul);
+    dp_free(im.foldable);
     return err;
 }
 

@@ -25,7 +25,7 @@ if [ ! -f "$FIX/.stamp" ] || [ tests/onnx/torch_models.py -nt "$FIX/.stamp" ]; t
   echo "onnx: exporting the PyTorch models (torch.onnx, opsets 9, 13, 17)"
   # VGG-16 (15M parameters) at one opset only, to keep the run short.
   { $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 9,13,17 \
-        --models lenet5,resnet20,mobilenetv2 &&
+        --models lenet5,resnet20,mobilenetv2,convadd &&
     $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13 --models vgg16bn; } \
     > "$tmp/torch.log" 2>&1 || { cat "$tmp/torch.log"; exit 1; }
   touch "$FIX/.stamp"
