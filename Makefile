@@ -282,6 +282,46 @@ $(NODE_DATA)/.stamp: tests/onnx/gen_node_tests.py
 onnx-node-tests: $(NODE_RUNNER) $(NODE_DATA)/.stamp
 	OMP_NUM_THREADS=2 $(NODE_RUNNER) $(NODE_DATA)/node tests/onnx/node_expected_failures.txt
 
+# libFuzzer target for the ONNX reader and importer, built with clang in its
+# own directory (ASan + UBSan + the fuzzer's coverage), with a seed corpus
+# generated at build time. `make fuzz` runs it FUZZ_SECONDS (default 60);
+# `make test` runs it for FUZZ_TEST_SECONDS.
+FUZZ_DIR := build/fuzz
+FUZZ_BIN := $(FUZZ_DIR)/fuzz_onnx
+FUZZ_SECONDS ?= 60
+FUZZ_TEST_SECONDS ?= 20
+FUZZ_FLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -Ibuild/release/gen -g -O1 \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_SRC := tests/fuzz/fuzz_onnx.c common/onnx_pb.c common/onnx_import.c common/model.c \
+            common/model_io.c common/alloc.c common/err.c common/log.c common/utf8.c \
+            common/safetensors.c build/release/gen/onnx.pb-c.c
+.PHONY: fuzz fuzz-build
+fuzz-build:
+	@$(MAKE) --no-print-directory MODE=release all
+	@mkdir -p $(FUZZ_DIR)
+	@echo "  CLANG   $(FUZZ_BIN)"
+	$(Q)clang $(FUZZ_FLAGS) $(FUZZ_SRC) -o $(FUZZ_BIN) -ljansson -lprotobuf-c -lz -lm
+	@[ -f $(FUZZ_DIR)/seeds/.stamp ] || { tests/fuzz/make_seeds.sh build/release/dnnpress-worker \
+	    $(FUZZ_DIR)/seeds && touch $(FUZZ_DIR)/seeds/.stamp; }
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_DIR)/corpus
+	@echo "  FUZZ    $(FUZZ_BIN), $(FUZZ_SECONDS) s (log: $(FUZZ_DIR)/fuzz.log)"
+	@$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+	    -max_len=65536 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ \
+	    $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds > $(FUZZ_DIR)/fuzz.log 2>&1 || \
+	    { tail -60 $(FUZZ_DIR)/fuzz.log; echo "fuzz: FAILED (inputs in $(FUZZ_DIR))"; exit 1; }
+	@grep -E "^Done|^stat::(new_units_added|peak_rss_mb)" $(FUZZ_DIR)/fuzz.log
+
+# What `make test` runs for ONNX (as an extra prerequisite, so the shared
+# recipe stays untouched): the node tests, the end-to-end script against
+# PyTorch, onnx.checker and OpenCV, and a short fuzzing run.
+.PHONY: test-onnx
+test: test-onnx
+test-onnx: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release onnx-node-tests
+	@tests/e2e/onnx.sh build/release/dnnpress-worker
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
+
 # ---- Dependencies ----------------------------------------------------------
 
 DEPS_STAMP := build/.deps-ok

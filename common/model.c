@@ -20,7 +20,7 @@ static const char *const op_names[DP_OP__COUNT] = {
     [DP_OP_RELU6] = "relu6",     [DP_OP_MAXPOOL] = "maxpool", [DP_OP_AVGPOOL] = "avgpool",
     [DP_OP_GAP] = "gap",         [DP_OP_BN2D] = "bn2d",       [DP_OP_ADD] = "add",
     [DP_OP_FLATTEN] = "flatten", [DP_OP_DROPOUT] = "dropout", [DP_OP_SOFTMAX] = "softmax",
-    [DP_OP_CONCAT] = "concat",   [DP_OP_CLIP] = "clip",
+    [DP_OP_CONCAT] = "concat",   [DP_OP_CLIP] = "clip",       [DP_OP_RESHAPE] = "reshape",
 };
 
 const char *dp_op_name(enum dp_op op)
@@ -424,6 +424,16 @@ static enum dp_err model_infer_layer(struct dp_model *m, int i, struct dp_errinf
             l->out_w = d1[2];
             break;
         }
+        case DP_OP_RESHAPE:
+            if (a->to_c < 1 || a->to_h < 1 || a->to_w < 1 ||
+                (int64_t)a->to_c * a->to_h * a->to_w != (int64_t)c * h * w)
+                return dp_errinfo_set(ei, DP_ESHAPE,
+                                      "layer '%s': cannot reshape %dx%dx%d to %dx%dx%d", l->name, c,
+                                      h, w, a->to_c, a->to_h, a->to_w);
+            l->out_c = a->to_c;
+            l->out_h = a->to_h;
+            l->out_w = a->to_w;
+            break;
         case DP_OP__COUNT:
             return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': bad op", l->name);
     }

@@ -55,6 +55,7 @@ enum dp_op {
     DP_OP_SOFTMAX, /* softmax over per-sample axes [axis, axis_end] (1 = C, 2 = H, 3 = W) */
     DP_OP_CONCAT,  /* two inputs joined along per-sample axis `axis` (1 = C, 2 = H, 3 = W) */
     DP_OP_CLIP,    /* min(max(x, lo), hi) */
+    DP_OP_RESHAPE, /* the same values per sample as a (to_c, to_h, to_w) map (a copy) */
     DP_OP__COUNT
 };
 
@@ -81,6 +82,7 @@ struct dp_op_attrs {
     float p;               /* dropout probability */
     int axis, axis_end;    /* softmax, concat: per-sample axes, 1 = C, 2 = H, 3 = W */
     float lo, hi;          /* clip bounds (finite; +-FLT_MAX for "none") */
+    int to_c, to_h, to_w;  /* reshape: the per-sample output shape */
 };
 
 /* Per-layer compression metadata, filled by the compression engine. */

@@ -70,6 +70,9 @@ static const struct mio_field mio_attr_fields[] = {
     MIO_ATTR(axis_end, MIO_INT, 0, 3),
     MIO_ATTR(lo, MIO_FLOAT, -FLT_MAX, FLT_MAX),
     MIO_ATTR(hi, MIO_FLOAT, -FLT_MAX, FLT_MAX),
+    MIO_ATTR(to_c, MIO_INT, 0, 1 << 28),
+    MIO_ATTR(to_h, MIO_INT, 0, MIO_DIM_MAX),
+    MIO_ATTR(to_w, MIO_INT, 0, 1 << 28),
 };
 #undef MIO_ATTR
 

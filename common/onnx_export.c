@@ -29,10 +29,11 @@ struct exp {
     size_t cap_node, cap_init;
     const struct dp_model *m;
     int64_t batch;
-    int *rank;       /* per layer: ONNX rank of its output value */
+    int64_t opset;
+    int *rank;                       /* per layer: ONNX rank of its output value */
     char (*vname)[DP_NAME_MAX + 16]; /* per layer: the value that holds its output */
     int in_rank;
-    json_t *comp;    /* "dnnpress.compression" object */
+    json_t *comp; /* "dnnpress.compression" object */
     struct dp_errinfo *ei;
 };
 
@@ -136,8 +137,7 @@ static Onnx__NodeProto *exp_node(struct exp *e, const char *op, const char *name
     char **in = exp_alloc(e, sizeof(char *) * (n_in ? n_in : 1));
     char **out = exp_alloc(e, sizeof(char *));
     Onnx__AttributeProto **attrs = exp_alloc(e, sizeof(void *) * 8);
-    if (nd == NULL || in == NULL || out == NULL || attrs == NULL ||
-        e->g->n_node >= e->cap_node) {
+    if (nd == NULL || in == NULL || out == NULL || attrs == NULL || e->g->n_node >= e->cap_node) {
         e->oom = 1;
         return NULL;
     }
@@ -302,9 +302,11 @@ static const char *exp_as_rank(struct exp *e, int li, int rank, char *buf, size_
 
 /* ---- Quantized weights --------------------------------------------------- */
 
-/* Whether every w[i] / s is an integer in [-qmax, qmax] (to 1e-3 of a level). */
+/* 2 when round(w/s) * s gives every w back exactly, 1 when every w / s is an
+ * integer in [-qmax, qmax] to 1e-3 of a level, 0 otherwise. */
 static int exp_on_grid(const float *w, size_t n, size_t stride, float s, int qmax)
 {
+    int exact = 1;
     if (!(s > 0.0f) || !isfinite(s))
         return 0;
     for (size_t i = 0; i < n; i++) {
@@ -312,8 +314,9 @@ static int exp_on_grid(const float *w, size_t n, size_t stride, float s, int qma
         float r = nearbyintf(q);
         if (fabsf(q - r) > 1e-3f || fabsf(r) > (float)qmax)
             return 0;
+        exact &= r * s == w[i * stride];
     }
-    return 1;
+    return 1 + exact;
 }
 
 /* A scale that puts all n weights (stride apart) on an integer grid; 0 when none does. */
@@ -329,12 +332,28 @@ static float exp_find_scale(const float *w, size_t n, size_t stride, float recor
     if (mx == 0.0f)
         return 1.0f; /* all zero: any scale */
     /* The smallest level first: q * mn then reproduces k * s bit for bit. */
-    const float cand[3] = {recorded, mn, mx / (float)qmax};
-    for (int k = 0; k < 3; k++) {
-        if (exp_on_grid(w, n, stride, cand[k], qmax))
-            return cand[k];
+    /* The recorded scale, then level spacings implied by the smallest and the
+     * largest magnitude (pruning may have removed the small levels), each
+     * with its float neighbours: prefer one that gives every weight back
+     * exactly, else one within 1e-3 of a level. */
+    float best = 0.0f;
+    int best_fit = exp_on_grid(w, n, stride, recorded, qmax);
+    if (best_fit > 0)
+        best = recorded;
+    for (int j = 1; j <= qmax && best_fit < 2; j++) {
+        const float base[2] = {mn / (float)j, mx / (float)j};
+        for (int b = 0; b < 2 && best_fit < 2; b++) {
+            const float c[3] = {base[b], nextafterf(base[b], 0.0f), nextafterf(base[b], INFINITY)};
+            for (int k = 0; k < 3; k++) {
+                int fit = exp_on_grid(w, n, stride, c[k], qmax);
+                if (fit > best_fit) {
+                    best = c[k];
+                    best_fit = fit;
+                }
+            }
+        }
     }
-    return 0.0f;
+    return best;
 }
 
 /*
@@ -358,6 +377,10 @@ static const char *exp_qdq(struct exp *e, const struct dp_layer *l, const struct
     size_t n_scales = 1;
     scales[0] = exp_find_scale(w, p->numel, 1, l->comp.scale, qmax);
     *how = "per-layer";
+    if (scales[0] == 0.0f && e->opset < 13) {
+        *how = "float (per-channel scales need opset 13)";
+        return p->name;
+    }
     if (scales[0] == 0.0f) {
         n_scales = O;
         *how = "per-channel";
@@ -377,14 +400,16 @@ static const char *exp_qdq(struct exp *e, const struct dp_layer *l, const struct
     const int64_t sd[1] = {(int64_t)n_scales};
     const int nd = n_scales > 1 ? 1 : 0;
     exp_init_f32(e, sname, nd, sd, scales, n_scales);
-    exp_init_add(e, exp_tensor(e, zname, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, nd, sd, zp,
-                               n_scales));
+    exp_init_add(e,
+                 exp_tensor(e, zname, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, nd, sd, zp, n_scales));
     const char *qin[3] = {p->name, sname, zname};
     Onnx__NodeProto *q = exp_node(e, "QuantizeLinear", qname, qin, 3, qname);
     const char *dqin[3] = {qname, sname, zname};
     Onnx__NodeProto *dq = exp_node(e, "DequantizeLinear", buf, dqin, 3, buf);
-    exp_attr_i(e, q, "axis", 0);
-    exp_attr_i(e, dq, "axis", 0);
+    if (n_scales > 1) {
+        exp_attr_i(e, q, "axis", 0);
+        exp_attr_i(e, dq, "axis", 0);
+    }
     return buf;
 }
 
@@ -418,9 +443,10 @@ static void exp_comp_note(struct exp *e, const struct dp_layer *l, const char *h
         for (size_t i = 0; i < n; i++)
             nz += w[i] != 0.0f;
     }
-    json_t *o = json_pack("{s:s, s:f, s:i, s:f, s:f}", "scheme", l->comp.scheme, "target_rate",
-                          (double)l->comp.target_rate, "bits", l->comp.bits, "scale",
-                          (double)l->comp.scale, "sparsity", n ? 1.0 - (double)nz / (double)n : 0.0);
+    json_t *o =
+        json_pack("{s:s, s:f, s:i, s:f, s:f}", "scheme", l->comp.scheme, "target_rate",
+                  (double)l->comp.target_rate, "bits", l->comp.bits, "scale", (double)l->comp.scale,
+                  "sparsity", n ? 1.0 - (double)nz / (double)n : 0.0);
     if (o != NULL && how != NULL)
         json_object_set_new(o, "export", json_string(how));
     if (o == NULL || json_object_set_new(e->comp, l->name, o) != 0)
@@ -479,8 +505,8 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
         case DP_OP_MAXPOOL:
         case DP_OP_AVGPOOL: {
             const char *in = exp_as_rank(e, in0, 4, b0, sizeof(b0));
-            nd = exp_node(e, l->op == DP_OP_MAXPOOL ? "MaxPool" : "AveragePool", name, &in, 1,
-                          name);
+            nd =
+                exp_node(e, l->op == DP_OP_MAXPOOL ? "MaxPool" : "AveragePool", name, &in, 1, name);
             exp_window(e, nd, a, 0);
             if (a->ceil_mode)
                 exp_attr_i(e, nd, "ceil_mode", 1);
@@ -513,7 +539,8 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
         case DP_OP_DROPOUT: {
             const char *in[3] = {exp_val(e, in0), NULL, NULL};
             size_t n_in = 1;
-            if (l->op != DP_OP_RELU) {
+            const int as_attrs = l->op == DP_OP_DROPOUT ? e->opset < 12 : e->opset < 11;
+            if (l->op != DP_OP_RELU && !as_attrs) {
                 /* Clip bounds and the dropout ratio are inputs since opsets 11/12. */
                 const float lo = l->op == DP_OP_RELU6 ? 0.0f : a->lo;
                 const float hi = l->op == DP_OP_RELU6 ? 6.0f : a->hi;
@@ -526,10 +553,17 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
                     in[n_in++] = b1;
                 }
             }
-            nd = exp_node(e, l->op == DP_OP_RELU      ? "Relu"
-                             : l->op == DP_OP_DROPOUT ? "Dropout"
-                                                      : "Clip",
+            nd = exp_node(e,
+                          l->op == DP_OP_RELU      ? "Relu"
+                          : l->op == DP_OP_DROPOUT ? "Dropout"
+                                                   : "Clip",
                           name, in, n_in, name);
+            if (as_attrs && l->op == DP_OP_DROPOUT) {
+                exp_attr_f(e, nd, "ratio", a->p);
+            } else if (as_attrs && l->op != DP_OP_RELU) {
+                exp_attr_f(e, nd, "min", l->op == DP_OP_RELU6 ? 0.0f : a->lo);
+                exp_attr_f(e, nd, "max", l->op == DP_OP_RELU6 ? 6.0f : a->hi);
+            }
             e->rank[li] = exp_rank(e, in0);
             break;
         }
@@ -549,8 +583,7 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
             break;
         }
         case DP_OP_CONCAT: {
-            int r = a->axis == 1 && exp_rank(e, in0) == 2 && exp_rank(e, l->inputs[1]) == 2 ? 2
-                                                                                           : 4;
+            int r = a->axis == 1 && exp_rank(e, in0) == 2 && exp_rank(e, l->inputs[1]) == 2 ? 2 : 4;
             const char *in[2] = {exp_as_rank(e, in0, r, b0, sizeof(b0)),
                                  exp_as_rank(e, l->inputs[1], r, b1, sizeof(b1))};
             nd = exp_node(e, "Concat", name, in, 2, name);
@@ -568,6 +601,9 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
                     n_big++;
                 }
             }
+            /* Before opset 13 Softmax normalises everything from axis on. */
+            for (int k = a->axis_end + 1; e->opset < 13 && k <= 3; k++)
+                n_big += dims[k] > 1 ? 2 : 0;
             if (n_big > 1)
                 return dp_errinfo_set(e->ei, DP_EUNSUPPORTED,
                                       "layer '%s': a softmax over several axes of a map has no "
@@ -577,6 +613,17 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
             const char *in = exp_as_rank(e, in0, r, b0, sizeof(b0));
             nd = exp_node(e, "Softmax", name, &in, 1, name);
             exp_attr_i(e, nd, "axis", axis);
+            e->rank[li] = r;
+            break;
+        }
+        case DP_OP_RESHAPE: {
+            const int r = a->to_h == 1 && a->to_w == 1 ? 2 : 4;
+            const char *src = exp_val(e, in0);
+            snprintf(b0, sizeof(b0), "%s.shape", name);
+            const int64_t shape[4] = {0, a->to_c, a->to_h, a->to_w}, sd[1] = {r};
+            exp_init_i64(e, b0, 1, sd, shape, (size_t)r);
+            const char *in[2] = {src, b0};
+            nd = exp_node(e, "Reshape", name, in, 2, name);
             e->rank[li] = r;
             break;
         }
@@ -613,8 +660,8 @@ static int exp_meta(struct exp *e, Onnx__ModelProto *mp, const char *key, json_t
 static json_t *exp_report_summary(const json_t *r)
 {
     json_t *s = json_object();
-    static const char *const keys[] = {"version", "method", "dense_test_accuracy",
-                                       "final_test_accuracy", "epochs", "totals"};
+    static const char *const keys[] = {
+        "version", "method", "dense_test_accuracy", "final_test_accuracy", "epochs", "totals"};
     for (size_t i = 0; s != NULL && i < sizeof(keys) / sizeof(keys[0]); i++) {
         json_t *v = json_object_get(r, keys[i]);
         if (v != NULL)
@@ -623,11 +670,10 @@ static json_t *exp_report_summary(const json_t *r)
     json_t *layers = json_object_get(r, "layers"), *out = json_array();
     size_t i;
     json_t *l;
-    json_array_foreach(layers, i, l)
-    {
+    json_array_foreach (layers, i, l) {
         json_t *o = json_object();
-        static const char *const lk[] = {"name", "rate", "nonzeros", "params", "prune", "quant",
-                                         "bits"};
+        static const char *const lk[] = {"name",  "rate",  "nonzeros", "params",
+                                         "prune", "quant", "bits"};
         for (size_t k = 0; o != NULL && k < sizeof(lk) / sizeof(lk[0]); k++) {
             json_t *v = json_object_get(l, lk[k]);
             if (v != NULL)
@@ -647,7 +693,7 @@ static json_t *exp_report_summary(const json_t *r)
 enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
                                 const struct dp_onnx_export_opts *opts, struct dp_errinfo *ei)
 {
-    static const struct dp_onnx_export_opts defaults = {0, 0, NULL};
+    static const struct dp_onnx_export_opts defaults = {0, 0, 0, NULL};
     const struct dp_onnx_export_opts *o = opts != NULL ? opts : &defaults;
     if (!m->finalized || m->n_layers < 1)
         return dp_errinfo_set(ei, DP_EINVAL, "only a finalized model can be exported");
@@ -656,6 +702,10 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
     e.m = m;
     e.ei = ei;
     e.batch = o->batch;
+    e.opset = o->opset ? o->opset : DP_ONNX_EXPORT_OPSET;
+    if (e.opset < DP_ONNX_EXPORT_OPSET_MIN || e.opset > DP_ONNX_EXPORT_OPSET)
+        return dp_errinfo_set(ei, DP_EINVAL, "opset %lld is outside [%d, %d]", (long long)e.opset,
+                              DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET);
     e.in_rank = m->in_h == 1 && m->in_w == 1 ? 2 : 4;
     enum dp_err err = DP_OK;
     json_t *graph = NULL;
@@ -705,8 +755,7 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
         goto out;
     }
     ins[0] = exp_value_info(&e, "input", e.in_rank, e.in_rank == 4 ? in_dims : in_dims2);
-    outs[0] = exp_value_info(&e, exp_val(&e, last), e.rank[last],
-                             e.rank[last] == 4 ? out4 : out2);
+    outs[0] = exp_value_info(&e, exp_val(&e, last), e.rank[last], e.rank[last] == 4 ? out4 : out2);
     g->input = ins;
     g->n_input = 1;
     g->output = outs;
@@ -714,7 +763,7 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
     onnx__operator_set_id_proto__init(ops);
     ops->domain = exp_str(&e, "");
     ops->has_version = 1;
-    ops->version = DP_ONNX_EXPORT_OPSET;
+    ops->version = e.opset;
     opsv[0] = ops;
     mp->opset_import = opsv;
     mp->n_opset_import = 1;

@@ -33,7 +33,7 @@
 #include "onnx.pb-c.h"
 
 #define IMP_NODES_MAX  (4 * DP_MODEL_LAYERS_MAX) /* nodes in a graph */
-#define IMP_VALUES_MAX (1 << 20)                 /* values (initializers + node outputs) */
+#define IMP_VALUES_MAX (1 << 18)                 /* values (initializers + node outputs) */
 
 /* ---- Value table --------------------------------------------------------- */
 
@@ -42,12 +42,12 @@ enum imp_kind { IMP_ACT, IMP_CONST };
 struct imp_val {
     const char *name; /* borrowed from the proto */
     enum imp_kind kind;
-    int layer;     /* IMP_ACT: IR layer index or DP_MODEL_INPUT */
-    int rank;      /* IMP_ACT: ONNX rank, batch included (2..4) */
+    int layer;                  /* IMP_ACT: IR layer index or DP_MODEL_INPUT */
+    int rank;                   /* IMP_ACT: ONNX rank, batch included (2..4) */
     const Onnx__TensorProto *t; /* IMP_CONST: the tensor */
-    float *f;      /* IMP_CONST: decoded floats (owned), or NULL until needed */
-    size_t n;      /* element count of f */
-    size_t ndims;  /* IMP_CONST: its shape, once decoded */
+    float *f;                   /* IMP_CONST: decoded floats (owned), or NULL until needed */
+    size_t n;                   /* element count of f */
+    size_t ndims;               /* IMP_CONST: its shape, once decoded */
     int64_t dims[8];
 };
 
@@ -69,8 +69,9 @@ struct imp {
     size_t hash_cap;
     struct imp_pcopy *copies;
     int n_copies, cap_copies;
-    uint8_t *from_matmul; /* per IR layer: a Linear made from MatMul (its bias may follow) */
-    int cap_from_matmul;
+    const char **foldable; /* per IR layer: the output name of a Conv/Gemm/MatMul, whose
+                            * bias a following Add of a constant may become; else NULL */
+    int cap_foldable;
     struct dp_errinfo *ei;
 };
 
@@ -187,12 +188,10 @@ static const char *imp_attr_s(const Onnx__NodeProto *nd, const char *name, char 
 /* Node input k's name, or NULL when absent or empty (an omitted optional input). */
 static const char *imp_in_name(const Onnx__NodeProto *nd, size_t k)
 {
-    return k < nd->n_input && nd->input[k] != NULL && nd->input[k][0] != '\0' ? nd->input[k]
-                                                                               : NULL;
+    return k < nd->n_input && nd->input[k] != NULL && nd->input[k][0] != '\0' ? nd->input[k] : NULL;
 }
 
-static enum dp_err imp_in(struct imp *im, const Onnx__NodeProto *nd, size_t k,
-                          struct imp_val **out)
+static enum dp_err imp_in(struct imp *im, const Onnx__NodeProto *nd, size_t k, struct imp_val **out)
 {
     const char *name = imp_in_name(nd, k);
     *out = NULL;
@@ -324,14 +323,14 @@ static int imp_add(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_o
     int li = dp_model_add_layer(im->m, name, op, inputs, n_inputs, a, &sub);
     if (li < 0)
         return IMP_ERR(im, nd, (enum dp_err)li, "%s", sub.msg);
-    if (li >= im->cap_from_matmul) {
-        int cap = im->cap_from_matmul ? 2 * im->cap_from_matmul : 64;
-        uint8_t *p = dp_realloc(im->from_matmul, (size_t)cap);
+    if (li >= im->cap_foldable) {
+        int cap = im->cap_foldable ? 2 * im->cap_foldable : 64;
+        const char **p = dp_realloc(im->foldable, (size_t)cap * sizeof(*p));
         if (p == NULL)
             return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
-        memset(p + im->cap_from_matmul, 0, (size_t)(cap - im->cap_from_matmul));
-        im->from_matmul = p;
-        im->cap_from_matmul = cap;
+        memset(p + im->cap_foldable, 0, (size_t)(cap - im->cap_foldable) * sizeof(*p));
+        im->foldable = p;
+        im->cap_foldable = cap;
     }
     enum dp_err err = dp_model_infer(im->m, &sub);
     if (err)
@@ -376,12 +375,12 @@ static int imp_ir_axis(int rank, int axis)
     return axis;
 }
 
-static enum dp_err imp_norm_axis(struct imp *im, const Onnx__NodeProto *nd, int64_t axis,
-                                 int rank, int *out)
+static enum dp_err imp_norm_axis(struct imp *im, const Onnx__NodeProto *nd, int64_t axis, int rank,
+                                 int *out)
 {
     if (axis < -rank || axis >= rank)
-        return IMP_ERR(im, nd, DP_EFORMAT, "axis %lld is outside a rank-%d tensor",
-                       (long long)axis, rank);
+        return IMP_ERR(im, nd, DP_EFORMAT, "axis %lld is outside a rank-%d tensor", (long long)axis,
+                       rank);
     *out = (int)(axis < 0 ? axis + rank : axis);
     if (*out == 0)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
@@ -407,8 +406,10 @@ static enum dp_err imp_window(struct imp *im, const Onnx__NodeProto *nd, int ran
     int k[2] = {1, 1}, s[2] = {1, 1}, d[2] = {1, 1}, p[4] = {0, 0, 0, 0}, present;
     enum dp_err err;
     if (sd != 1 && sd != 2)
-        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "only 1-D and 2-D windows are supported, the "
-                       "input has rank %d", rank);
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED,
+                       "only 1-D and 2-D windows are supported, the "
+                       "input has rank %d",
+                       rank);
     if (kernel != NULL) {
         k[0] = kernel[0];
         k[1] = kernel[1];
@@ -521,8 +522,7 @@ static enum dp_err imp_conv(struct imp *im, const Onnx__NodeProto *nd, int idx)
         return err;
     const struct imp_val *wt = wv;
     if ((int)wt->ndims != x->rank)
-        return IMP_ERR(im, nd, DP_ESHAPE, "weight has rank %zu, input rank %d", wt->ndims,
-                       x->rank);
+        return IMP_ERR(im, nd, DP_ESHAPE, "weight has rank %zu, input rank %d", wt->ndims, x->rank);
     if (wt->dims[0] < 1 || wt->dims[0] > (1 << 20))
         return IMP_ERR(im, nd, DP_ESHAPE, "weight has %lld output channels",
                        (long long)wt->dims[0]);
@@ -559,6 +559,8 @@ static enum dp_err imp_conv(struct imp *im, const Onnx__NodeProto *nd, int idx)
         err = imp_copy(im, li, "bias", bv->f, bv->n);
     if (!err)
         err = imp_out_act(im, nd, li, x->rank);
+    if (!err)
+        im->foldable[li] = nd->output[0];
     return err;
 }
 
@@ -693,8 +695,7 @@ static enum dp_err imp_linear(struct imp *im, const Onnx__NodeProto *nd, int idx
     const float alpha = gemm ? imp_attr_f(nd, "alpha", 1.0f) : 1.0f;
     const float beta = gemm ? imp_attr_f(nd, "beta", 1.0f) : 1.0f;
     if (bv->ndims != 2)
-        return IMP_ERR(im, nd, DP_ESHAPE, "the weight has rank %zu, 2 is needed",
-                       bv->ndims);
+        return IMP_ERR(im, nd, DP_ESHAPE, "the weight has rank %zu, 2 is needed", bv->ndims);
     const int64_t r0 = bv->dims[0], r1 = bv->dims[1];
     const int64_t M = trans_b ? r0 : r1, K = trans_b ? r1 : r0;
     int c, h, w;
@@ -728,7 +729,6 @@ static enum dp_err imp_linear(struct imp *im, const Onnx__NodeProto *nd, int idx
         dp_free(bias);
         return (enum dp_err)li;
     }
-    im->from_matmul[li] = !gemm;
     float *wt = dp_malloc(dp_size_mul((size_t)(M * K), sizeof(float)));
     if (wt == NULL) {
         dp_free(bias);
@@ -746,6 +746,8 @@ static enum dp_err imp_linear(struct imp *im, const Onnx__NodeProto *nd, int idx
     dp_free(bias);
     if (!err)
         err = imp_out_act(im, nd, li, 2);
+    if (!err)
+        im->foldable[li] = nd->output[0];
     return err;
 }
 
@@ -768,39 +770,68 @@ static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
             return (enum dp_err)li;
         return imp_out_act(im, nd, li, a->rank);
     }
-    /* An activation plus a constant: the bias of the MatMul just before. */
+    /* An activation plus a constant: the bias of the Conv, Gemm or MatMul just
+     * before (tf2onnx and torch.onnx both write such Adds), when nothing else
+     * reads that layer's output. */
     struct imp_val *act = a->kind == IMP_ACT ? a : b;
     size_t kc = a->kind == IMP_ACT ? 1 : 0;
     if (act->kind != IMP_ACT)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
                        "adding two constants (constant folding) is not supported");
     const int li = act->layer;
-    if (li < 0 || !im->from_matmul[li] || im->m->layers[li].a.has_bias || imp_uses(im, act->name) != 1)
+    if (li < 0 || im->foldable[li] == NULL || strcmp(im->foldable[li], act->name) != 0 ||
+        imp_uses(im, act->name) != 1)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
-                       "adding a constant is supported only as the bias of a MatMul whose "
-                       "output has no other use");
+                       "adding a constant is supported only as the bias of a Conv, Gemm or "
+                       "MatMul whose output has no other use");
     struct imp_val *cv;
     err = imp_in_const(im, nd, kc, &cv);
     if (err)
         return err;
-    const int M = im->m->layers[li].out_c;
-    if (cv->n != (size_t)M || cv->ndims < 1 || cv->dims[cv->ndims - 1] != M)
+    /* Per output channel: after leading 1s, (C) then 1s up to the channel axis. */
+    const int C = im->m->layers[li].out_c;
+    size_t d0 = 0;
+    while (d0 < cv->ndims && cv->dims[d0] == 1 && cv->ndims - d0 > (size_t)act->rank - 1)
+        d0++;
+    int per_channel = cv->n == (size_t)C && cv->ndims - d0 == (size_t)act->rank - 1 &&
+                      cv->ndims > d0 && cv->dims[d0] == C;
+    if (!per_channel && cv->n != 1)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED,
-                       "the constant has %zu values, a bias vector of %d is needed", cv->n, M);
-    im->m->layers[li].a.has_bias = 1;
-    struct dp_errinfo sub = {DP_OK, ""};
-    err = dp_model_infer(im->m, &sub);
-    if (err)
-        return IMP_ERR(im, nd, err, "%s", sub.msg);
-    err = imp_copy(im, li, "bias", cv->f, cv->n);
+                       "the constant (%zu values) is not a bias per output channel (%d)", cv->n, C);
+    struct imp_pcopy *bias = NULL;
+    for (int i = 0; i < im->n_copies; i++) {
+        if (im->copies[i].layer == li && strcmp(im->copies[i].suffix, "bias") == 0)
+            bias = &im->copies[i];
+    }
+    if (bias == NULL) {
+        float *z = dp_calloc((size_t)C, sizeof(float));
+        if (z == NULL)
+            return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
+        im->m->layers[li].a.has_bias = 1;
+        struct dp_errinfo sub = {DP_OK, ""};
+        err = dp_model_infer(im->m, &sub);
+        if (err) {
+            dp_free(z);
+            return IMP_ERR(im, nd, err, "%s", sub.msg);
+        }
+        err = imp_copy_take(im, li, "bias", z, (size_t)C);
+        if (err)
+            return err;
+        bias = &im->copies[im->n_copies - 1];
+    }
+    if (bias->n != (size_t)C)
+        return IMP_ERR(im, nd, DP_ESHAPE, "the layer's bias has %zu values, %d expected", bias->n,
+                       C);
+    for (int c = 0; c < C; c++)
+        bias->data[c] += cv->f[per_channel ? c : 0];
+    err = imp_out_act(im, nd, li, act->rank);
     if (!err)
-        err = imp_out_act(im, nd, li, 2);
+        im->foldable[li] = nd->output[0]; /* a second Add folds too */
     return err;
 }
 
 /* Rebinds output 0 to input 0's value (Identity, shape-preserving Reshape). */
-static enum dp_err imp_alias(struct imp *im, const Onnx__NodeProto *nd, struct imp_val *x,
-                             int rank)
+static enum dp_err imp_alias(struct imp *im, const Onnx__NodeProto *nd, struct imp_val *x, int rank)
 {
     if (nd->n_output < 1 || nd->output[0] == NULL || nd->output[0][0] == '\0')
         return IMP_ERR(im, nd, DP_EFORMAT, "%s", "has no output");
@@ -891,12 +922,17 @@ static enum dp_err imp_reshape(struct imp *im, const Onnx__NodeProto *nd, int id
                           (long long)t[i]);
             goto out;
         } else if (i > 0) {
-            known *= d[i];
+            known *= d[i]; /* both <= 2^28 here: no overflow */
+            if (known > per) {
+                err = IMP_ERR(im, nd, DP_ESHAPE, "cannot reshape %lld values per sample",
+                              (long long)per);
+                goto out;
+            }
         }
     }
     /* The batch axis must stay where it is. */
-    int keeps_batch = d[0] == -2 || (im->batch > 0 && d[0] == im->batch) ||
-                      (neg == 0 && known == per);
+    int keeps_batch =
+        d[0] == -2 || (im->batch > 0 && d[0] == im->batch) || (neg == 0 && known == per);
     if (!keeps_batch) {
         err = IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
                       "the target shape changes the batch axis; only reshapes that keep it "
@@ -905,8 +941,8 @@ static enum dp_err imp_reshape(struct imp *im, const Onnx__NodeProto *nd, int id
     }
     if (neg > 0) {
         if (known == 0 || per % known != 0) {
-            err = IMP_ERR(im, nd, DP_ESHAPE, "cannot reshape %lld values per sample",
-                          (long long)per);
+            err =
+                IMP_ERR(im, nd, DP_ESHAPE, "cannot reshape %lld values per sample", (long long)per);
             goto out;
         }
         d[neg] = per / known;
@@ -926,11 +962,16 @@ static enum dp_err imp_reshape(struct imp *im, const Onnx__NodeProto *nd, int id
             err = imp_unary(im, nd, idx, DP_OP_FLATTEN, NULL);
     } else if (tc == c && th == h && tw == w) {
         err = imp_alias(im, nd, x, (int)n);
+    } else if (th > 65536 || tc * th * tw != per) {
+        err = IMP_ERR(im, nd, DP_EUNSUPPORTED, "cannot reshape %dx%dx%d to %lldx%lldx%lld", c, h, w,
+                      (long long)tc, (long long)th, (long long)tw);
     } else {
-        err = IMP_ERR(im, nd, DP_EUNSUPPORTED,
-                      "reshaping %dx%dx%d to %lldx%lldx%lld per sample is not supported (only "
-                      "to a vector, or to the same layout)",
-                      c, h, w, (long long)tc, (long long)th, (long long)tw);
+        struct dp_op_attrs a = {0};
+        a.to_c = (int)tc;
+        a.to_h = (int)th;
+        a.to_w = (int)tw;
+        int li = imp_add(im, nd, idx, DP_OP_RESHAPE, &x->layer, 1, &a);
+        err = li < 0 ? (enum dp_err)li : imp_out_act(im, nd, li, (int)n);
     }
 out:
     dp_free(t);
@@ -957,12 +998,13 @@ static enum dp_err imp_dropout(struct imp *im, const Onnx__NodeProto *nd, int id
                 err = IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s", "training_mode must be a constant");
             if (!err && tv->t->has_data_type &&
                 tv->t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL)
-                err = (tv->t->has_raw_data && tv->t->raw_data.len == 1 && tv->t->raw_data.data[0]) ||
-                              (tv->t->n_int32_data == 1 && tv->t->int32_data[0])
-                          ? IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
-                                    "training_mode=true is not supported (the engine chooses "
-                                    "the mode)")
-                          : DP_OK;
+                err =
+                    (tv->t->has_raw_data && tv->t->raw_data.len == 1 && tv->t->raw_data.data[0]) ||
+                            (tv->t->n_int32_data == 1 && tv->t->int32_data[0])
+                        ? IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
+                                  "training_mode=true is not supported (the engine chooses "
+                                  "the mode)")
+                        : DP_OK;
             else if (!err)
                 err = dp_onnx_tensor_int64s(tv->t, &tm, &n, im->ei);
             dp_free(tm);
@@ -1186,9 +1228,26 @@ static enum dp_err imp_qdq(struct imp *im, const Onnx__NodeProto *nd, int quant)
 /* ---- The operator table -------------------------------------------------- */
 
 enum imp_opk {
-    K_CONV, K_GEMM, K_MATMUL, K_RELU, K_CLIP, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BN, K_ADD,
-    K_FLATTEN, K_RESHAPE, K_DROPOUT, K_IDENTITY, K_SOFTMAX, K_CONSTANT, K_CONCAT, K_PAD,
-    K_QUANT, K_DEQUANT
+    K_CONV,
+    K_GEMM,
+    K_MATMUL,
+    K_RELU,
+    K_CLIP,
+    K_MAXPOOL,
+    K_AVGPOOL,
+    K_GAP,
+    K_BN,
+    K_ADD,
+    K_FLATTEN,
+    K_RESHAPE,
+    K_DROPOUT,
+    K_IDENTITY,
+    K_SOFTMAX,
+    K_CONSTANT,
+    K_CONCAT,
+    K_PAD,
+    K_QUANT,
+    K_DEQUANT
 };
 
 static const struct {
@@ -1297,8 +1356,7 @@ static enum dp_err imp_check_ops(struct imp *im)
         n_bad++;
         const char *dom = nd->domain != NULL && nd->domain[0] != '\0' ? nd->domain : "";
         DP_LOG(DP_LOG_ERROR, "ONNX import: unsupported operator %s%s%s in node '%s'", dom,
-               dom[0] ? "." : "", nd->op_type != NULL ? nd->op_type : "(none)",
-               imp_node_name(nd));
+               dom[0] ? "." : "", nd->op_type != NULL ? nd->op_type : "(none)", imp_node_name(nd));
         int w = snprintf(list + pos, sizeof(list) - pos, "%s%.32s%s%.32s ('%.40s')",
                          n_bad > 1 ? ", " : "", dom, dom[0] ? "." : "",
                          nd->op_type != NULL ? nd->op_type : "(none)", imp_node_name(nd));
@@ -1312,8 +1370,8 @@ static enum dp_err imp_check_ops(struct imp *im)
     list[pos] = '\0';
     if (n_listed < n_bad)
         return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
-                              "%d unsupported operator(s): %s and %d more (all are logged)",
-                              n_bad, list, n_bad - n_listed);
+                              "%d unsupported operator(s): %s and %d more (all are logged)", n_bad,
+                              list, n_bad - n_listed);
     return dp_errinfo_set(im->ei, DP_EUNSUPPORTED, "%d unsupported operator(s): %s", n_bad, list);
 }
 
@@ -1346,14 +1404,15 @@ static enum dp_err imp_input(struct imp *im, int *rank)
         return dp_errinfo_set(im->ei, DP_EUNSUPPORTED, "the graph has no input");
     const Onnx__TypeProto *tp = in->type;
     if (tp == NULL || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ||
-        tp->tensor_type == NULL || tp->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ||
+        tp->tensor_type == NULL ||
+        tp->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ||
         tp->tensor_type->shape == NULL)
         return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
                               "input '%.60s' must be a float tensor of known rank", in->name);
     const Onnx__TensorShapeProto *sh = tp->tensor_type->shape;
-    if (sh->n_dim < 2 || sh->n_dim > 4)
+    if (sh->n_dim < 1 || sh->n_dim > 4)
         return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
-                              "input '%.60s' has rank %zu; ranks 2 to 4 (batch first) are "
+                              "input '%.60s' has rank %zu; ranks 1 to 4 (batch first) are "
                               "supported",
                               in->name, sh->n_dim);
     int64_t d[4] = {0, 1, 1, 1};
@@ -1425,6 +1484,24 @@ static enum dp_err imp_prepare(struct imp *im)
     return DP_OK;
 }
 
+/* Appends an identity layer (Dropout, p = 0) on `input`; its index or a negative dp_err. */
+static int imp_identity(struct imp *im, int input)
+{
+    char name[DP_NAME_MAX];
+    snprintf(name, sizeof(name), "output_identity");
+    for (int k = 2; dp_model_layer_find(im->m, name) >= 0; k++)
+        snprintf(name, sizeof(name), "output_identity_%d", k);
+    struct dp_errinfo sub = {DP_OK, ""};
+    struct dp_op_attrs a = {0};
+    int li = dp_model_add_layer(im->m, name, DP_OP_DROPOUT, &input, 1, &a, &sub);
+    if (li < 0)
+        return dp_errinfo_set(im->ei, (enum dp_err)li, "%s", sub.msg);
+    struct dp_errinfo sub2 = {DP_OK, ""};
+    enum dp_err err = dp_model_infer(im->m, &sub2);
+    if (err)
+        return dp_errinfo_set(im->ei, err, "%s", sub2.msg);
+    return li;
+}
 
 static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import_info *info)
 {
@@ -1436,12 +1513,19 @@ static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import
     if (o == NULL)
         return dp_errinfo_set(im->ei, DP_EFORMAT, "output '%.60s' is not produced by any node",
                               g->output[0]->name);
-    if (o->kind != IMP_ACT || o->layer == DP_MODEL_INPUT)
+    if (o->kind != IMP_ACT)
         return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
-                              "output '%.60s' is %s; the model computes nothing",
-                              g->output[0]->name,
-                              o->kind != IMP_ACT ? "a constant" : "the input itself");
+                              "output '%.60s' is a constant; the model computes nothing",
+                              g->output[0]->name);
     (void)in_rank;
+    /* An output that is the input, or a Flatten of it, gets an identity layer
+     * (Dropout with p = 0) so that the engine has a layer to train through. */
+    if (o->layer == DP_MODEL_INPUT) {
+        int li = imp_identity(im, DP_MODEL_INPUT);
+        if (li < 0)
+            return (enum dp_err)li;
+        o->layer = li;
+    }
     int c, h, w;
     imp_shape(im, o->layer, &c, &h, &w);
     if (info != NULL) {
@@ -1461,6 +1545,12 @@ static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import
         if (li < 0)
             return dp_errinfo_set(im->ei, (enum dp_err)li, "%s", sub.msg);
     }
+    const struct dp_layer *last = &im->m->layers[im->m->n_layers - 1];
+    if (last->op == DP_OP_FLATTEN && last->inputs[0] == DP_MODEL_INPUT) {
+        int li = imp_identity(im, im->m->n_layers - 1);
+        if (li < 0)
+            return (enum dp_err)li;
+    }
     struct dp_errinfo sub = {DP_OK, ""};
     enum dp_err err = dp_model_finalize(im->m, &sub);
     if (err)
@@ -1475,8 +1565,8 @@ static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import
                                   im->m->layers[pc->layer].name, pc->suffix);
         if (p->numel != pc->n)
             return dp_errinfo_set(im->ei, DP_ESHAPE,
-                                  "parameter '%s' needs %zu values, the ONNX tensor has %zu",
-                                  pname, p->numel, pc->n);
+                                  "parameter '%s' needs %zu values, the ONNX tensor has %zu", pname,
+                                  p->numel, pc->n);
         float *dst = dp_param_data(im->m, p);
         for (size_t k = 0; k < pc->n; k++) {
             if (!isfinite(pc->data[k]))
@@ -1509,8 +1599,7 @@ static void imp_restore_compression(struct dp_model *m, const Onnx__ModelProto *
             json_decref(root);
             return;
         }
-        json_object_foreach(root, lname, o)
-        {
+        json_object_foreach (root, lname, o) {
             int li = dp_model_layer_find(m, lname);
             json_t *sc = json_object_get(o, "scheme"), *tr = json_object_get(o, "target_rate"),
                    *bi = json_object_get(o, "bits"), *sl = json_object_get(o, "scale");
@@ -1573,8 +1662,6 @@ enum dp_err dp_onnx_import(const struct Onnx__ModelProto *mp, struct dp_model **
         err = imp_input(&im, &in_rank);
     for (size_t i = 0; !err && i < im.g->n_node; i++)
         err = imp_node(&im, im.g->node[i], (int)i);
-    if (!err && im.m->n_layers == 0)
-        err = dp_errinfo_set(ei, DP_EUNSUPPORTED, "the graph computes nothing");
     if (!err)
         err = imp_finish(&im, in_rank, info);
     if (!err)
@@ -1595,7 +1682,7 @@ enum dp_err dp_onnx_import(const struct Onnx__ModelProto *mp, struct dp_model **
     for (int i = 0; i < im.n_copies; i++)
         dp_free(im.copies[i].data);
     dp_free(im.copies);
-    dp_free(im.from_matmul);
+    dp_free(im.foldable);
     return err;
 }
 

@@ -11,7 +11,8 @@
  * right after it becomes the bias), Relu, Clip (ReLU6, ReLU or general),
  * MaxPool, AveragePool, GlobalAveragePool, BatchNormalization (inference
  * form), Add of two activations of one shape, Flatten(axis 1), Reshape to
- * a constant shape that keeps the batch axis, Dropout, Identity, Softmax,
+ * a constant shape that keeps the batch axis (a copy into the new per-sample
+ * shape, or nothing when only the rank changes), Dropout, Identity, Softmax,
  * Constant, and Concat on a non-batch axis. Initializers become trainable
  * parameters (BatchNorm statistics become buffers); shapes are inferred
  * and checked by dp_model_finalize. Everything else is DP_EUNSUPPORTED
@@ -20,9 +21,10 @@
  * message length).
  *
  * The model has one input: the one graph input that is not an
- * initializer, float, of rank 2 to 4 with the batch axis first (its size
+ * initializer, float, of rank 1 to 4 with the batch axis first (its size
  * may be symbolic; the other sizes must be fixed). Activations keep the
- * batch axis first: a rank-2 value (N, F) is the IR shape (F, 1, 1), a
+ * batch axis first: a rank-1 value (N) is the IR shape (1, 1, 1), a
+ * rank-2 value (N, F) is the IR shape (F, 1, 1), a
  * rank-3 value (N, C, L) is (C, 1, L), a rank-4 value is (C, H, W). When
  * the graph output is not a vector per sample, a Flatten is appended so
  * the engine's last layer is a vector; info says the output's ONNX shape.
@@ -42,9 +44,9 @@ struct Onnx__ModelProto;
 #define DP_ONNX_OPSET_MAX 17
 
 struct dp_onnx_import_info {
-    int64_t opset;        /* the default domain's opset version */
-    int64_t batch;        /* the input's batch size, 0 when symbolic */
-    int out_rank;         /* rank of the graph output (2 to 4, batch included) */
+    int64_t opset;           /* the default domain's opset version */
+    int64_t batch;           /* the input's batch size, 0 when symbolic */
+    int out_rank;            /* rank of the graph output (2 to 4, batch included) */
     int out_c, out_h, out_w; /* its per-sample IR shape */
 };
 

@@ -114,14 +114,12 @@ static enum dp_err onnx_walk_msg(struct onnx_walk *w, const ProtobufCMessageDesc
                 if (onnx_varint(&p, end, &v) != 0)
                     return dp_errinfo_set(w->ei, DP_ETRUNC, "truncated length at byte %zu", at);
                 if (v > (uint64_t)(end - p))
-                    return dp_errinfo_set(w->ei, DP_ETRUNC,
-                                          "field %llu at byte %zu claims %llu bytes, %zu are left",
-                                          (unsigned long long)num, at, (unsigned long long)v,
-                                          (size_t)(end - p));
+                    return dp_errinfo_set(
+                        w->ei, DP_ETRUNC, "field %llu at byte %zu claims %llu bytes, %zu are left",
+                        (unsigned long long)num, at, (unsigned long long)v, (size_t)(end - p));
                 const uint8_t *sub_end = p + v;
                 if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                    enum dp_err err =
-                        onnx_walk_msg(w, f->descriptor, p, sub_end, depth + 1);
+                    enum dp_err err = onnx_walk_msg(w, f->descriptor, p, sub_end, depth + 1);
                     if (err)
                         return err;
                     w->est += sizeof(void *);
@@ -202,8 +200,8 @@ static enum dp_err onnx_file_read(const char *path, uint8_t **out, size_t *len,
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            err = dp_errinfo_set(ei, DP_EIO, "%s: read failed after %zu of %zu bytes", path, got,
-                                 n);
+            err =
+                dp_errinfo_set(ei, DP_EIO, "%s: read failed after %zu of %zu bytes", path, got, n);
             goto out;
         }
         got += (size_t)r;
@@ -445,8 +443,10 @@ enum dp_err dp_onnx_tensor_int64s(const struct Onnx__TensorProto *t, int64_t **o
                   : esize == 8    ? t->n_int64_data
                                   : t->n_int32_data;
     if (t->has_raw_data && t->raw_data.len % esize != 0)
-        return dp_errinfo_set(ei, DP_EFORMAT, "tensor '%.64s': %zu raw bytes is not a whole "
-                              "number of elements", onnx_tname(t), t->raw_data.len);
+        return dp_errinfo_set(ei, DP_EFORMAT,
+                              "tensor '%.64s': %zu raw bytes is not a whole "
+                              "number of elements",
+                              onnx_tname(t), t->raw_data.len);
     if (have != numel)
         return onnx_count_mismatch(t, have, numel, ei);
     int64_t *v = dp_malloc(dp_size_mul(numel ? numel : 1, sizeof(int64_t)));

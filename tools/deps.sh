@@ -14,6 +14,11 @@ PKGS=(
   dataset-fashion-mnist       # the real data of the demo, the tests and the benches
   python3 python3-numpy python3-torch   # test fixtures and benchmark peers only, never run time
   libcurl4-openssl-dev        # worker task loop (serve) and the dnnpress CLI (libuv: above)
+  # ---- ONNX (issue 4) ----
+  libonnx-dev                 # onnx.proto, compiled by protoc-c at build time
+  protobuf-c-compiler libprotobuf-c-dev  # the ONNX reader/writer's protobuf code
+  clang                       # the libFuzzer target (make fuzz)
+  python3-onnx python3-opencv # test peers only: node-test generator, onnx.checker, OpenCV dnn
 )
 
 missing=()

@@ -7,25 +7,30 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/model_io.h"
 #include "common/onnx_export.h"
 #include "worker/wk_flags.h"
 #include "worker/wk_model_load.h"
 
 struct wk_export_opts {
     const char *model, *out, *report;
-    long qdq, batch;
+    long qdq, batch, opset;
 };
 
 #define WK_OFF(f) offsetof(struct wk_export_opts, f)
 
 static const struct wk_flag wk_export_flags[] = {
     {"model", WK_STR, WK_OFF(model), 0, 0, "model: a .safetensors checkpoint or FILE.onnx"},
-    {"out", WK_STR, WK_OFF(out), 0, 0, "write the ONNX model here"},
+    {"out", WK_STR, WK_OFF(out), 0, 0,
+     "write the model here: FILE.onnx, or FILE.safetensors for a checkpoint"},
     {"report", WK_STR, WK_OFF(report), 0, 0,
      "compression report (compress --report) to summarize in metadata_props"},
     {"qdq", WK_BOOL, WK_OFF(qdq), 0, 1,
      "quantized layers as QuantizeLinear/DequantizeLinear pairs (default: float levels)"},
     {"batch", WK_INT, WK_OFF(batch), 1, 65536, "fixed batch size (default: symbolic N)"},
+    {"opset", WK_INT, WK_OFF(opset), DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET,
+     "ONNX opset, 10 to 13 (default 13; 10 writes Clip bounds as attributes, for older "
+     "readers such as OpenCV 4.6)"},
 };
 
 int wk_export_main(int argc, char **argv)
@@ -61,8 +66,11 @@ int wk_export_main(int argc, char **argv)
         }
     }
     enum dp_err err = wk_model_load(o.model, &m, NULL, &ei);
-    if (!err) {
-        struct dp_onnx_export_opts eo = {(int)o.qdq, o.batch, report};
+    if (!err && wk_has_suffix(o.out, ".safetensors")) {
+        /* An ONNX model in, a checkpoint out: what train and compress take. */
+        err = dp_model_save(m, o.out, NULL, &ei);
+    } else if (!err) {
+        struct dp_onnx_export_opts eo = {(int)o.qdq, (int)o.opset, o.batch, report};
         err = dp_onnx_export_file(m, o.out, &eo, &ei);
     }
     if (err) {

@@ -103,7 +103,7 @@ int wk_infer_main(int argc, char **argv)
     int ndim = info.out_rank;
     if (ndim == 3)
         dims[2] = info.out_w; /* (N, C, L) */
-    if (ndim < 2 || ndim > 4) {
+    if (ndim < 1 || ndim > 4) {
         ndim = 2;
         dims[1] = (int64_t)per_out;
     }

@@ -8,8 +8,8 @@
 #include "common/model_io.h"
 #include "worker/wk_flags.h"
 
-enum dp_err wk_model_load(const char *path, struct dp_model **out,
-                          struct dp_onnx_import_info *info, struct dp_errinfo *ei)
+enum dp_err wk_model_load(const char *path, struct dp_model **out, struct dp_onnx_import_info *info,
+                          struct dp_errinfo *ei)
 {
     struct dp_onnx_import_info tmp;
     if (info == NULL)

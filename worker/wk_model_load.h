@@ -15,7 +15,7 @@
  * info: may be NULL; for an ONNX file it gets what the importer says of the
  * output shape; for a checkpoint, out_rank 2 and the last layer's shape.
  */
-enum dp_err wk_model_load(const char *path, struct dp_model **out,
-                          struct dp_onnx_import_info *info, struct dp_errinfo *ei);
+enum dp_err wk_model_load(const char *path, struct dp_model **out, struct dp_onnx_import_info *info,
+                          struct dp_errinfo *ei);
 
 #endif

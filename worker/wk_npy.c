@@ -52,8 +52,7 @@ static enum dp_err npy_parse_header(const char *h, struct wk_npy *out, const cha
         } else if (klen == 13 && strncmp(k, "fortran_order", 13) == 0 && !seen_order) {
             seen_order = 1;
             if (strncmp(p, "False", 5) != 0)
-                return dp_errinfo_set(ei, DP_EFORMAT, "%s: Fortran order is not supported",
-                                      path);
+                return dp_errinfo_set(ei, DP_EFORMAT, "%s: Fortran order is not supported", path);
             p += 5;
         } else if (klen == 5 && strncmp(k, "shape", 5) == 0 && !seen_shape) {
             seen_shape = 1;
@@ -209,7 +208,15 @@ enum dp_err wk_npy_write_f32(const char *path, const float *data, int ndim, cons
         int e = errno;
         return dp_errinfo_set(ei, dp_err_from_errno(e), "%s: %s", tmp, strerror(e));
     }
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),
+    unsigned char pre[10] = {0x93,
+                             'N',
+                             'U',
+                             'M',
+                             'P',
+                             'Y',
+                             1,
+                             0,
+                             (unsigned char)(hlen & 0xff),
                              (unsigned char)(hlen >> 8)};
     int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, hlen, f) == hlen &&
              fwrite(data, 4, n, f) == n;

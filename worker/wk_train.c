@@ -15,6 +15,7 @@
 
 #include "common/model.h"
 #include "common/model_io.h"
+#include "common/onnx_import.h"
 #include "worker/nn/arch.h"
 #include "worker/nn/cpu.h"
 #include "worker/nn/data.h"
@@ -42,7 +43,7 @@ struct wk_train_opts {
 
 static const struct wk_flag wk_flags[] = {
     {"model", WK_STR, WK_OFF(model), 0, 0,
-     "built-in architecture name or a .safetensors checkpoint to continue from"},
+     "built-in architecture name, a .safetensors checkpoint or an .onnx model to continue from"},
     {"data", WK_STR, WK_OFF(data), 0, 0,
      "dataset: idx:DIR (MNIST family), cifar:DIR (CIFAR-10 binary), npy:DIR"},
     {"synthetic", WK_INT, WK_OFF(synthetic), 1, 10000000,
@@ -286,6 +287,8 @@ int wk_train_run(int argc, char **argv, const struct wk_hooks *h)
 
     if (wk_has_suffix(o.model, ".safetensors")) {
         err = dp_model_load(o.model, &m, NULL, &ei);
+    } else if (wk_has_suffix(o.model, ".onnx")) {
+        err = dp_onnx_import_file(o.model, &m, NULL, &ei); /* ONNX (issue 4) */
     } else {
         int n_classes = train.n_classes > test.n_classes ? train.n_classes : test.n_classes;
         err = nn_arch_build(o.model, train.c, train.h, train.w, n_classes, &m, &ei);

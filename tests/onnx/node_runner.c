@@ -32,9 +32,23 @@
 
 /* The operators of issue 4. */
 static const char *const node_ops[] = {
-    "Conv",    "Gemm",     "MatMul",  "Relu",     "Clip",    "MaxPool",
-    "AveragePool", "GlobalAveragePool", "BatchNormalization", "Add", "Flatten",
-    "Reshape", "Dropout", "Identity", "Softmax", "Constant", "Concat",
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Relu",
+    "Clip",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "BatchNormalization",
+    "Add",
+    "Flatten",
+    "Reshape",
+    "Dropout",
+    "Identity",
+    "Softmax",
+    "Constant",
+    "Concat",
 };
 
 static int node_op_listed(const char *op)

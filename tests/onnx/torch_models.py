@@ -133,11 +133,27 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+class ConvAdd(nn.Module):
+    """Biases as separate Adds (Conv + Add, MatMul + Add), as some exporters write them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, bias=False)
+        self.b = nn.Parameter(torch.randn(8, 1, 1) * 0.1)
+        self.w = nn.Parameter(torch.randn(8 * 13 * 13, 10) * 0.05)
+        self.c = nn.Parameter(torch.randn(10) * 0.1)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv(x) + self.b), 2)
+        return torch.flatten(x, 1) @ self.w + self.c
+
+
 MODELS = {
     'lenet5': (LeNet5, (1, 28, 28)),
     'resnet20': (ResNet20, (3, 32, 32)),
     'vgg16bn': (VGG16BN, (3, 32, 32)),
     'mobilenetv2': (MobileNetV2, (3, 32, 32)),
+    'convadd': (ConvAdd, (1, 28, 28)),
 }
 
 

@@ -60,6 +60,13 @@ void nn_clip_backward(float *dinp, const float *dout, const float *inp, size_t n
     }
 }
 
+void nn_copy_backward(float *dinp, const float *dout, size_t n)
+{
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++)
+        dinp[i] += dout[i];
+}
+
 void nn_add_forward(float *out, const float *a, const float *b, size_t n)
 {
 #pragma omp parallel for simd schedule(static)

@@ -23,6 +23,9 @@ void nn_clip_forward(float *out, const float *inp, size_t n, float lo, float hi)
 void nn_clip_backward(float *dinp, const float *dout, const float *inp, size_t n, float lo,
                       float hi);
 
+/* The backward of a copy (Reshape): dinp += dout. */
+void nn_copy_backward(float *dinp, const float *dout, size_t n);
+
 /* out = a + b; backward adds dout to both da and db. */
 void nn_add_forward(float *out, const float *a, const float *b, size_t n);
 void nn_add_backward(float *da, float *db, const float *dout, size_t n);

@@ -11,6 +11,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "worker/nn/batchnorm.h"
+#include "worker/nn/concat.h"
 #include "worker/nn/conv2d.h"
 #include "worker/nn/conv_dnnl.h"
 #include "worker/nn/eltwise.h"
@@ -18,7 +19,6 @@
 #include "worker/nn/loss.h"
 #include "worker/nn/pool.h"
 #include "worker/nn/softmax.h"
-#include "worker/nn/concat.h"
 
 struct nn_net_layer {
     float *out;  /* (max_batch, out size) */
@@ -451,8 +451,8 @@ static void op_softmax_bwd(struct nn_net *net, int li, int n)
 }
 
 /* Concat along per-sample axis `axis` as (outer, a_len) + (outer, b_len). */
-static void net_concat_split(const struct nn_net *net, int li, int n, size_t *outer,
-                             size_t *a_len, size_t *b_len)
+static void net_concat_split(const struct nn_net *net, int li, int n, size_t *outer, size_t *a_len,
+                             size_t *b_len)
 {
     const int axis = net->m->layers[li].a.axis;
     size_t da[3], db[3];
@@ -505,6 +505,22 @@ static void op_clip_bwd(struct nn_net *net, int li, int n)
         nn_clip_backward(s->din[0], s->dout, s->in[0], net_out_n(net, li, n), l->a.lo, l->a.hi);
 }
 
+/* Reshape: the same NCHW values under another per-sample shape; a copy (not
+ * an alias like Flatten) so that the planner's layouts stay per layer. */
+static int op_reshape_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    memcpy(net->layers[li].out, net->layers[li].in[0], net_out_n(net, li, n) * sizeof(float));
+    return 0;
+}
+
+static void op_reshape_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    if (s->din[0] != NULL)
+        nn_copy_backward(s->din[0], s->dout, net_out_n(net, li, n));
+}
+
 static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
     [DP_OP_CONV2D] = {op_conv_fwd, op_conv_bwd},
     [DP_OP_LINEAR] = {op_linear_fwd, op_linear_bwd},
@@ -520,6 +536,7 @@ static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
     [DP_OP_SOFTMAX] = {op_softmax_fwd, op_softmax_bwd},
     [DP_OP_CONCAT] = {op_concat_fwd, op_concat_bwd},
     [DP_OP_CLIP] = {op_clip_fwd, op_clip_bwd},
+    [DP_OP_RESHAPE] = {op_reshape_fwd, op_reshape_bwd},
 };
 
 /* ---- Planning ------------------------------------------------------------ */

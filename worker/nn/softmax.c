@@ -30,8 +30,8 @@ void nn_softmax_forward(float *out, const float *inp, size_t outer, size_t len, 
     }
 }
 
-void nn_softmax_backward(float *dinp, const float *dout, const float *out, size_t outer,
-                         size_t len, size_t inner)
+void nn_softmax_backward(float *dinp, const float *dout, const float *out, size_t outer, size_t len,
+                         size_t inner)
 {
 #pragma omp parallel for schedule(static)
     for (size_t o = 0; o < outer; o++) {

@@ -14,7 +14,7 @@
 void nn_softmax_forward(float *out, const float *inp, size_t outer, size_t len, size_t inner);
 
 /* dinp += out * (dout - sum_len(dout * out)); out is the forward's output. */
-void nn_softmax_backward(float *dinp, const float *dout, const float *out, size_t outer,
-                         size_t len, size_t inner);
+void nn_softmax_backward(float *dinp, const float *dout, const float *out, size_t outer, size_t len,
+                         size_t inner);
 
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/log.h"
 #include "common/onnx.h"
 #include "common/onnx_export.h"
 #include "common/onnx_import.h"
@@ -61,8 +62,7 @@ static void ox_expect_same(const struct dp_model *a, const struct dp_model *b, c
         cr_expect_eq(la->op, lb->op, "%s: layer '%s' op %d vs %d", what, la->name, la->op, lb->op);
         cr_expect(la->out_c == lb->out_c && la->out_h == lb->out_h && la->out_w == lb->out_w,
                   "%s: layer '%s' shape", what, la->name);
-        cr_expect_str_eq(la->comp.scheme, lb->comp.scheme, "%s: layer '%s' scheme", what,
-                         la->name);
+        cr_expect_str_eq(la->comp.scheme, lb->comp.scheme, "%s: layer '%s' scheme", what, la->name);
         cr_expect_eq(la->comp.bits, lb->comp.bits, "%s: layer '%s' bits", what, la->name);
         cr_expect_eq(la->comp.target_rate, lb->comp.target_rate, "%s: layer '%s' rate", what,
                      la->name);
@@ -86,8 +86,7 @@ Test(onnx, roundtrip_builtin_architectures)
         struct dp_model *m = NULL, *back = NULL;
         struct dp_errinfo ei = {DP_OK, ""};
         int in_c = k < 2 ? 1 : 3, in_hw = k < 2 ? 28 : 32;
-        cr_assert_eq(nn_arch_build(archs[k], in_c, in_hw, in_hw, 10, &m, &ei), DP_OK, "%s",
-                     ei.msg);
+        cr_assert_eq(nn_arch_build(archs[k], in_c, in_hw, in_hw, 10, &m, &ei), DP_OK, "%s", ei.msg);
         nn_arch_init(m, 7 + k);
         ox_randomize_bn(m);
         /* Compression metadata on the first layer must come back. */
@@ -100,6 +99,15 @@ Test(onnx, roundtrip_builtin_architectures)
         cr_assert_eq(dp_onnx_import_file(path, &back, &info, &ei), DP_OK, "%s: %s", archs[k],
                      ei.msg);
         cr_expect_eq(info.opset, DP_ONNX_EXPORT_OPSET);
+        ox_expect_same(m, back, archs[k]);
+        dp_model_free(back);
+        back = NULL;
+        /* Opset 10: Clip bounds and the dropout ratio as attributes. */
+        struct dp_onnx_export_opts o10 = {0, 10, 0, NULL};
+        cr_assert_eq(dp_onnx_export_file(m, path, &o10, &ei), DP_OK, "%s: %s", archs[k], ei.msg);
+        cr_assert_eq(dp_onnx_import_file(path, &back, &info, &ei), DP_OK, "%s: %s", archs[k],
+                     ei.msg);
+        cr_expect_eq(info.opset, 10);
         ox_expect_same(m, back, archs[k]);
         dp_model_free(m);
         dp_model_free(back);
@@ -156,7 +164,7 @@ Test(onnx, qdq_export_folds_back_to_levels)
     m->layers[fc1].comp.bits = 4;
     char path[128];
     snprintf(path, sizeof(path), "%s/q.onnx", ox_dir);
-    struct dp_onnx_export_opts o = {1, 0, NULL};
+    struct dp_onnx_export_opts o = {1, 0, 0, NULL};
     cr_assert_eq(dp_onnx_export_file(m, path, &o, &ei), DP_OK, "%s", ei.msg);
     struct Onnx__ModelProto *mp = NULL;
     cr_assert_eq(dp_onnx_model_read(path, &mp, &ei), DP_OK, "%s", ei.msg);
@@ -170,9 +178,23 @@ Test(onnx, qdq_export_folds_back_to_levels)
     DP_ASSERT_NO_LEAKS();
 }
 
-/* Every unsupported operator is named, with its node. */
+struct ox_logged {
+    char text[1024];
+};
+
+static void ox_capture(enum dp_log_level level, const char *msg, void *ud)
+{
+    struct ox_logged *lg = ud;
+    size_t n = strlen(lg->text);
+    if (level >= DP_LOG_ERROR && n + 1 < sizeof(lg->text))
+        snprintf(lg->text + n, sizeof(lg->text) - n, "%s\n", msg);
+}
+
+/* Every unsupported operator is named, with its node, in the error and the log. */
 Test(onnx, unsupported_ops_are_all_listed)
 {
+    struct ox_logged lg = {""};
+    dp_log_set_sink(ox_capture, &lg);
     struct dp_model *m = NULL, *back = NULL;
     struct dp_errinfo ei = {DP_OK, ""};
     cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
@@ -195,6 +217,10 @@ Test(onnx, unsupported_ops_are_all_listed)
     cr_expect(strstr(ei.msg, "LRN") != NULL && strstr(ei.msg, "Tanh") != NULL, "message: %s",
               ei.msg);
     cr_expect(strstr(ei.msg, mp->graph->node[1]->name) != NULL, "no node name in: %s", ei.msg);
+    dp_log_set_sink(NULL, NULL);
+    cr_expect(strstr(lg.text, "LRN in node 'pool1'") != NULL &&
+                  strstr(lg.text, "Tanh in node 'pool2'") != NULL,
+              "log: %s", lg.text);
     dp_onnx_model_free(mp);
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
@@ -326,6 +352,55 @@ Test(onnx, export_refuses_unfinalized_model)
     char path[128];
     snprintf(path, sizeof(path), "%s/x.onnx", ox_dir);
     cr_expect_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_EINVAL);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* The IR ops added for ONNX (clip, reshape, softmax on W, concat) survive the trip too. */
+Test(onnx, roundtrip_added_ops)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = dp_model_new(2, 4, 4), *back = NULL;
+    cr_assert_not_null(m);
+    int c1 = dp_model_add_conv2d(m, "c1", DP_MODEL_INPUT, 4, 3, 1, 1, 1, 1, &ei);
+    struct dp_op_attrs a = {0};
+    a.lo = -0.5f;
+    a.hi = 0.7f;
+    int cl = dp_model_add_layer(m, "clip", DP_OP_CLIP, &c1, 1, &a, &ei);
+    memset(&a, 0, sizeof(a));
+    a.to_c = 8;
+    a.to_h = 2;
+    a.to_w = 4;
+    int r1 = dp_model_add_layer(m, "r1", DP_OP_RESHAPE, &cl, 1, &a, &ei);
+    memset(&a, 0, sizeof(a));
+    a.axis = a.axis_end = 3;
+    int sm = dp_model_add_layer(m, "sm", DP_OP_SOFTMAX, &r1, 1, &a, &ei);
+    memset(&a, 0, sizeof(a));
+    a.axis = 1;
+    int in[2] = {sm, r1};
+    int cc = dp_model_add_layer(m, "cat", DP_OP_CONCAT, in, 2, &a, &ei);
+    int fl = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, cc, &ei);
+    cr_assert(dp_model_add_linear(m, "fc", fl, 3, &ei) >= 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    for (size_t i = 0; i < m->n_floats; i++)
+        m->data[i] = (float)((int)(i * 7919 % 97) - 48) / 97.0f;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/ops.onnx", ox_dir);
+    for (int opset = 13; opset >= 10; opset -= 3) {
+        struct dp_onnx_export_opts o = {0, opset, 0, NULL};
+        cr_assert_eq(dp_onnx_export_file(m, path, &o, &ei), DP_OK, "opset %d: %s", opset, ei.msg);
+        cr_assert_eq(dp_onnx_import_file(path, &back, NULL, &ei), DP_OK, "opset %d: %s", opset,
+                     ei.msg);
+        ox_expect_same(m, back, opset == 13 ? "added ops, opset 13" : "added ops, opset 10");
+        for (int i = 0; i < m->n_layers; i++) {
+            const struct dp_op_attrs *x = &m->layers[i].a, *y = &back->layers[i].a;
+            cr_expect(x->lo == y->lo && x->hi == y->hi && x->axis == y->axis &&
+                          x->to_c == y->to_c && x->to_h == y->to_h && x->to_w == y->to_w,
+                      "layer '%s': attributes differ after the trip", m->layers[i].name);
+        }
+        dp_model_free(back);
+        back = NULL;
+    }
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }

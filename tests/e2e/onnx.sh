@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# ONNX in and out, end to end with real files and independent peers:
+#  1. PyTorch's torch.onnx exports LeNet-5, ResNet-20, VGG-16-BN and
+#     MobileNetV2 (CIFAR) at opsets 9, 13 and 17 (VGG at 13; tests/onnx/torch_models.py);
+#     `dnnpress-worker infer` must give PyTorch's logits within 1e-4 relative.
+#  2. A checkpoint compressed by `dnnpress-worker compress` (pruned and
+#     quantized) is exported plain and with --qdq and --report; both pass
+#     onnx.checker with full checks, OpenCV's dnn module gives the same
+#     outputs as our engine, and importing the export gives identical logits.
+#  3. ONNX's own node tests (make onnx-node-tests).
+# Fixtures are generated under build/ (FIXTURES), never committed.
+set -euo pipefail
+WORKER=${1:?usage: onnx.sh WORKER_BINARY [FIXTURES_DIR]}
+FIX=${2:-build/onnx-fixtures}
+PY=/usr/bin/python3
+TOL=1e-4
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+check() { if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); fi; }
+
+# 1. PyTorch peers (regenerated only when the script changes).
+if [ ! -f "$FIX/.stamp" ] || [ tests/onnx/torch_models.py -nt "$FIX/.stamp" ]; then
+  rm -rf "$FIX" && mkdir -p "$FIX"
+  echo "onnx: exporting the PyTorch models (torch.onnx, opsets 9, 13, 17)"
+  # VGG-16 (15M parameters) at one opset only, to keep the run short.
+  { $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 9,13,17 \
+        --models lenet5,resnet20,mobilenetv2,convadd &&
+    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13 --models vgg16bn; } \
+    > "$tmp/torch.log" 2>&1 || { cat "$tmp/torch.log"; exit 1; }
+  touch "$FIX/.stamp"
+fi
+for f in "$FIX"/*_op*.onnx; do
+  b=$(basename "$f" .onnx); n=${b%_op*}
+  "$WORKER" infer --model "$f" --input "$FIX/${n}_x.npy" --output "$tmp/$b.npy" --threads 2
+  printf '%-24s ' "$b"; check $PY tests/onnx/peer_check.py compare "$tmp/$b.npy" "$FIX/${n}_y.npy" $TOL
+done
+
+# 2. Compress, export, check with onnx.checker and OpenCV, import again.
+cat > "$tmp/spec.json" <<'JSON'
+{"method": "magnitude", "seed": 1, "admm": {"iters": 1, "epochs_per_iter": 1},
+ "retrain": {"epochs": 1}, "magnitude": {"steps": 1},
+ "layers": [{"match": "conv2", "prune": {"scheme": "irregular", "rate": 4},
+             "quant": {"scheme": "kbit", "bits": 4}},
+            {"match": "fc1", "prune": {"scheme": "irregular", "rate": 8}}]}
+JSON
+DATA=idx:/usr/share/datasets/fashion-mnist
+LIM=(--limit-train 2048 --limit-test 500)
+"$WORKER" train --model lenet5 --data "$DATA" "${LIM[@]}" --epochs 1 --threads 2 --seed 1 --quiet \
+    --out "$tmp/dense.safetensors" > /dev/null
+"$WORKER" compress --spec "$tmp/spec.json" --model "$tmp/dense.safetensors" --data "$DATA" \
+    "${LIM[@]}" --threads 2 --out "$tmp/comp.safetensors" --report "$tmp/report.json" --quiet \
+    > /dev/null
+ckpt="$tmp/comp.safetensors"; report=(--report "$tmp/report.json")
+$PY -c "import numpy as np; np.save('$tmp/x.npy', np.random.RandomState(3).randn(8, 1, 28, 28).astype(np.float32))"
+"$WORKER" infer --model "$ckpt" --input "$tmp/x.npy" --output "$tmp/y_ckpt.npy" --threads 2
+# OpenCV 4.6 (Debian 12) reads Clip only with attribute bounds (opset <= 10)
+# and no QuantizeLinear/DequantizeLinear on constant weights at all, so it
+# checks the float-level exports at opset 10; onnx.checker checks all.
+for mode in plain op10 qdq; do
+  flags=(); [ $mode = qdq ] && flags=(--qdq); [ $mode = op10 ] && flags=(--opset 10)
+  "$WORKER" export --model "$ckpt" --out "$tmp/$mode.onnx" "${flags[@]}" "${report[@]}"
+  check $PY tests/onnx/peer_check.py checker "$tmp/$mode.onnx"
+  "$WORKER" infer --model "$tmp/$mode.onnx" --input "$tmp/x.npy" --output "$tmp/y_$mode.npy" --threads 2
+  check $PY tests/onnx/peer_check.py compare "$tmp/y_$mode.npy" "$tmp/y_ckpt.npy" 0
+  [ $mode = qdq ] || check $PY tests/onnx/peer_check.py opencv "$tmp/$mode.onnx" "$tmp/x.npy" "$tmp/y_ckpt.npy" $TOL
+done
+check $PY -c "
+import onnx, json, sys
+m = onnx.load('$tmp/qdq.onnx'); meta = {p.key: p.value for p in m.metadata_props}
+ops = [n.op_type for n in m.graph.node]
+comp = json.loads(meta['dnnpress.compression']); rep = json.loads(meta.get('dnnpress.report', '{}'))
+ok = 'QuantizeLinear' in ops and 'DequantizeLinear' in ops and comp['conv2']['bits'] == 4 \
+     and comp['fc1']['sparsity'] > 0.8 and 'totals' in rep
+print(('ok' if ok else 'FAIL') + ': qdq export has Q/DQ nodes, compression metadata', comp['conv2'], 'and report totals', rep.get('totals', {}).get('rate'))
+sys.exit(0 if ok else 1)"
+# The PyTorch models, imported and exported again (opset 10), for OpenCV too.
+for n in lenet5 resnet20 mobilenetv2 vgg16bn; do
+  "$WORKER" export --model "$FIX/${n}_op13.onnx" --out "$tmp/${n}_re.onnx" --opset 10
+  check $PY tests/onnx/peer_check.py checker "$tmp/${n}_re.onnx"
+  "$WORKER" infer --model "$tmp/${n}_re.onnx" --input "$FIX/${n}_x.npy" --output "$tmp/${n}_re.npy" --threads 2
+  check $PY tests/onnx/peer_check.py compare "$tmp/${n}_re.npy" "$FIX/${n}_y.npy" $TOL
+  check $PY tests/onnx/peer_check.py opencv "$tmp/${n}_re.onnx" "$FIX/${n}_x.npy" "$tmp/${n}_re.npy" $TOL
+done
+# A purified model (filters pruned, then removed) exports with its smaller shapes.
+cat > "$tmp/spec_pf.json" <<'JSON'
+{"method": "magnitude", "seed": 1, "admm": {"iters": 1, "epochs_per_iter": 1},
+ "retrain": {"epochs": 1}, "magnitude": {"steps": 1}, "purify": true,
+ "layers": [{"match": "conv2", "prune": {"scheme": "filter", "rate": 5}}]}
+JSON
+"$WORKER" compress --spec "$tmp/spec_pf.json" --model "$tmp/dense.safetensors" --data "$DATA" \
+    "${LIM[@]}" --threads 2 --out "$tmp/pf.safetensors" --quiet > /dev/null
+"$WORKER" export --model "$tmp/pf.safetensors" --out "$tmp/pf.onnx" --opset 10
+"$WORKER" infer --model "$tmp/pf.safetensors" --input "$tmp/x.npy" --output "$tmp/y_pf_ckpt.npy" --threads 2
+"$WORKER" infer --model "$tmp/pf.onnx" --input "$tmp/x.npy" --output "$tmp/y_pf.npy" --threads 2
+check $PY tests/onnx/peer_check.py checker "$tmp/pf.onnx"
+check $PY tests/onnx/peer_check.py compare "$tmp/y_pf.npy" "$tmp/y_pf_ckpt.npy" 0
+check $PY tests/onnx/peer_check.py opencv "$tmp/pf.onnx" "$tmp/x.npy" "$tmp/y_pf_ckpt.npy" $TOL
+check $PY -c "
+import onnx, sys
+from onnx import numpy_helper
+m = onnx.load('$tmp/pf.onnx')
+w = {t.name: numpy_helper.to_array(t).shape for t in m.graph.initializer}
+ok = w['conv2.weight'][0] == 10 and w['fc1.weight'][1] == 160
+print(('ok' if ok else 'FAIL') + ': purified export has conv2.weight %s and fc1.weight %s' % (w['conv2.weight'], w['fc1.weight']))
+sys.exit(0 if ok else 1)"
+
+# An imported model trains, compresses and exports like a built-in one:
+# PyTorch's LeNet-5 from ONNX, two short epochs on Fashion-MNIST, magnitude
+# pruning, export, and OpenCV agrees with our engine on the result.
+"$WORKER" train --model "$FIX/lenet5_op13.onnx" --data "$DATA" "${LIM[@]}" --epochs 2 --threads 2 \
+    --seed 2 --quiet --out "$tmp/torch_lenet.safetensors" > "$tmp/torch_train.json"
+sed -e 's/"conv2"/"*conv2*"/' -e 's/"fc1"/"*fc1*"/' "$tmp/spec.json" > "$tmp/spec2.json"
+"$WORKER" compress --spec "$tmp/spec2.json" --model "$tmp/torch_lenet.safetensors" --data "$DATA" \
+    "${LIM[@]}" --threads 2 --out "$tmp/torch_comp.safetensors" --report "$tmp/torch_rep.json" \
+    --quiet > /dev/null
+"$WORKER" export --model "$tmp/torch_comp.safetensors" --out "$tmp/torch_comp.onnx" --opset 10 \
+    --report "$tmp/torch_rep.json"
+check $PY tests/onnx/peer_check.py checker "$tmp/torch_comp.onnx"
+"$WORKER" infer --model "$tmp/torch_comp.onnx" --input "$FIX/lenet5_x.npy" --output "$tmp/tc.npy" --threads 2
+check $PY tests/onnx/peer_check.py opencv "$tmp/torch_comp.onnx" "$FIX/lenet5_x.npy" "$tmp/tc.npy" $TOL
+check $PY -c "
+import json, sys
+acc = json.loads(open('$tmp/torch_train.json').read().splitlines()[-1])['test_accuracy']
+r = json.load(open('$tmp/torch_rep.json'))
+ok = acc > 0.25 and r['totals']['rate'] > 1.5  # chance is 0.1; 2 short epochs from PyTorch's init
+print(('ok' if ok else 'FAIL') + ': imported LeNet-5 trained to %.3f test accuracy, compressed %.2fx' % (acc, r['totals']['rate']))
+sys.exit(0 if ok else 1)"
+# Bad input is an error with a message, not a crash.
+head -c 1000 "$FIX/lenet5_op13.onnx" > "$tmp/trunc.onnx"
+if "$WORKER" infer --model "$tmp/trunc.onnx" --input "$FIX/lenet5_x.npy" --output "$tmp/t.npy" 2> "$tmp/err.txt"; then
+  echo "FAIL: a truncated ONNX file was accepted"; fail=$((fail + 1))
+else
+  echo "ok: truncated file refused: $(cat "$tmp/err.txt")"; pass=$((pass + 1))
+fi
+head -c 200 "$FIX/lenet5_x.npy" > "$tmp/trunc.npy"
+if "$WORKER" infer --model "$FIX/lenet5_op13.onnx" --input "$tmp/trunc.npy" --output "$tmp/t.npy" 2> "$tmp/err.txt"; then
+  echo "FAIL: a truncated .npy batch was accepted"; fail=$((fail + 1))
+else
+  echo "ok: truncated batch refused: $(cat "$tmp/err.txt")"; pass=$((pass + 1))
+fi
+echo "onnx e2e: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
