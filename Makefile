@@ -154,6 +154,15 @@ $(LIBCLI): $(CLILIB_OBJ)
 $(CLI): $(BUILD)/server/cli/cli_main.o $(LIBCLI) $(LIBCOMMON)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(SANLD) $^ -o $@ $(CLI_LIBS)
+
+# What `make test` runs for the task loop and the CLI (an extra prerequisite,
+# so the shared recipe stays untouched; their unit suites are in unit-tests):
+# whole jobs through the real server, local worker and CLI on loopback.
+.PHONY: test-client
+test: test-client
+test-client: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release all
+	@tests/e2e/job_e2e.sh build/release
 # ---- end task loop and CLI ----
 
 # ---- dnnpress-server (server/, migrations/) ---------------------------------
@@ -349,7 +358,6 @@ test: $(DEPS_STAMP)
 	    build/asan/unit-tests --jobs=2
 	OMP_NUM_THREADS=2 build/release/unit-tests --jobs=1
 	@tests/e2e/train_short.sh build/release/dnnpress-worker
-	@tests/e2e/job_e2e.sh build/release
 
 unit: all
 	OMP_NUM_THREADS=2 $(UNIT) --jobs=2
