@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "tests/unit/test_util.h"
 #include "worker/wk_argv.h"
 
@@ -114,5 +115,39 @@ Test(wk_argv, errors_name_the_parameter)
         cr_assert_null(a.v);
         json_decref(params);
     }
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(wk_argv, allocation_failures_are_clean)
+{
+    struct wk_task_files f = {.model = "m",
+                              .data = "idx:/d",
+                              .spec = "s",
+                              .out_model = "o",
+                              .out_report = "r",
+                              .checkpoint = "c",
+                              .resume = 1};
+    struct wk_run_opts o = {2, 100, 100};
+    json_t *params = json_loads("{\"spec\": {}}", 0, NULL);
+    long n;
+    int n_fail = 0;
+    for (n = 0; n < 1000; n++) {
+        struct wk_argv a;
+        struct dp_errinfo ei = {DP_OK, ""};
+        dp_alloc_fail_after(n);
+        enum dp_err err = wk_argv_build("compress", params, &f, &o, &a, &ei);
+        dp_alloc_fail_reset();
+        if (err == DP_OK) {
+            wk_argv_free(&a);
+            break;
+        }
+        cr_assert_eq(err, DP_ENOMEM, "fail after %ld: %s", n, ei.msg);
+        cr_assert(strstr(ei.msg, "out of memory") != NULL, "%s", ei.msg);
+        cr_assert_null(a.v);
+        n_fail++;
+    }
+    cr_assert_lt(n, 1000);
+    cr_assert_gt(n_fail, 3, "the builder allocates; the loop must have failed some");
+    json_decref(params);
     DP_ASSERT_NO_LEAKS();
 }

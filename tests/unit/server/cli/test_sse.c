@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "server/cli/cli_sse.h"
 #include "tests/unit/test_util.h"
 
@@ -79,5 +80,31 @@ Test(cli_sse, callback_stops_and_limits_hold)
         err = cli_sse_feed(&s, big, sizeof(big), sse_collect, &l, &stopped);
     cr_assert_eq(err, DP_ETOOBIG);
     cli_sse_free(&s);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(cli_sse, allocation_failures_are_clean)
+{
+    static const char in[] = "id: 1\nevent: epoch\ndata: {\"epoch\":1}\ndata: more\n\n";
+    long n;
+    int n_fail = 0;
+    for (n = 0; n < 100; n++) {
+        struct cli_sse s;
+        struct sse_log l = {"", 0, -1};
+        int stopped = 0;
+        cli_sse_init(&s);
+        dp_alloc_fail_after(n);
+        enum dp_err err = cli_sse_feed(&s, in, sizeof(in) - 1, sse_collect, &l, &stopped);
+        dp_alloc_fail_reset();
+        cli_sse_free(&s);
+        if (err == DP_OK) {
+            cr_assert_str_eq(l.text, "[epoch|1|{\"epoch\":1}\nmore]");
+            break;
+        }
+        cr_assert_eq(err, DP_ENOMEM, "fail after %ld", n);
+        n_fail++;
+    }
+    cr_assert_lt(n, 100);
+    cr_assert_gt(n_fail, 0);
     DP_ASSERT_NO_LEAKS();
 }
