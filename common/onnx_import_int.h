@@ -1,0 +1,83 @@
+/*
+ * Internal to the ONNX importer (onnx_import.c: the graph; onnx_import_ops.c:
+ * the value table and the operators). Not for other modules.
+ *
+ * The protobuf-c types are only named here (identical typedefs repeat those
+ * of the generated onnx.pb-c.h, which C11 allows), so that this header
+ * compiles alone; the .c files include the generated header for the fields.
+ */
+#ifndef DP_COMMON_ONNX_IMPORT_INT_H
+#define DP_COMMON_ONNX_IMPORT_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/model.h"
+
+typedef struct Onnx__GraphProto Onnx__GraphProto;
+typedef struct Onnx__NodeProto Onnx__NodeProto;
+typedef struct Onnx__TensorProto Onnx__TensorProto;
+
+#define IMP_NODES_MAX  (4 * DP_MODEL_LAYERS_MAX) /* nodes in a graph */
+#define IMP_VALUES_MAX (1 << 18)                 /* values (initializers + node outputs) */
+
+/* ---- Value table --------------------------------------------------------- */
+enum imp_kind { IMP_ACT, IMP_CONST };
+
+struct imp_val {
+    const char *name; /* borrowed from the proto */
+    enum imp_kind kind;
+    int layer;                  /* IMP_ACT: IR layer index or DP_MODEL_INPUT */
+    int rank;                   /* IMP_ACT: ONNX rank, batch included (1..4) */
+    const Onnx__TensorProto *t; /* IMP_CONST: the tensor */
+    float *f;                   /* IMP_CONST: decoded floats (owned), or NULL until needed */
+    size_t n;                   /* element count of f */
+    size_t ndims;               /* IMP_CONST: its shape, once decoded */
+    int64_t dims[8];
+};
+
+/* A weight tensor laid out for the IR, copied in after finalize. */
+struct imp_pcopy {
+    int layer;
+    const char *suffix; /* "weight", "bias", "running_mean", ... */
+    float *data;        /* owned */
+    size_t n;
+};
+
+struct imp {
+    const Onnx__GraphProto *g;
+    struct dp_model *m;
+    int64_t opset, batch;
+    struct imp_val *vals;
+    int n_vals, cap_vals;
+    int *hash; /* open addressing over vals, -1 = empty; hash_cap a power of two */
+    size_t hash_cap;
+    struct imp_pcopy *copies;
+    int n_copies, cap_copies;
+    const char **foldable; /* per IR layer: the output name of a Conv/Gemm/MatMul, whose
+                            * bias a following Add of a constant may become; else NULL */
+    int cap_foldable;
+    struct dp_errinfo *ei;
+};
+
+/* The value called name; NULL when none is bound. */
+struct imp_val *imp__find(const struct imp *im, const char *name);
+
+/* Binds name to a fresh value (an earlier binding is replaced); NULL when the
+ * table, sized from the graph up front, is full. */
+struct imp_val *imp__bind(struct imp *im, const char *name);
+
+/* The node's name for messages ("(unnamed)" when it has none). */
+const char *imp__node_name(const Onnx__NodeProto *nd);
+
+/* The per-sample IR shape of layer (or DP_MODEL_INPUT). */
+void imp__shape(const struct imp *im, int layer, int *c, int *h, int *w);
+
+/* The supported-operator table: >= 0 when nd's operator is in it. */
+int imp__op_lookup(const Onnx__NodeProto *nd);
+
+/* Translates one node (index idx in the graph) into the IR and the value table. */
+enum dp_err imp__node(struct imp *im, const Onnx__NodeProto *nd, int idx);
+
+#endif
