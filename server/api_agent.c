@@ -257,8 +257,6 @@ SRV_HANDLER(srv_api_agent_complete)
     enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
     if (!err)
         err = body_fence(r, &fence, &ei);
-    if (!err && outputs == NULL)
-        outputs = json_object_get(r->json, "outputs"); /* absent: no outputs */
     if (!err && outputs)
         err = srv_json_only(outputs, "body.outputs", out_allowed, &ei);
     const char *key;

@@ -5,6 +5,7 @@
  */
 #include "server/blob.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/log.h"
 #include "common/sha256.h"
 #include "server/ids.h"
 
@@ -33,6 +35,27 @@ static enum dp_err blob_mkdir(const char *path, struct dp_errinfo *ei)
     return DP_OK;
 }
 
+/* Removes what uploads interrupted by a crash left in DATA/tmp: nothing
+ * there was ever acknowledged (a blob is published by rename first). */
+static void blob_tmp_sweep(const char *tmp_dir)
+{
+    DIR *d = opendir(tmp_dir);
+    if (d == NULL)
+        return;
+    int n = 0;
+    for (struct dirent *e = readdir(d); e; e = readdir(d)) {
+        char p[4600];
+        if (strncmp(e->d_name, "up_", 3) != 0)
+            continue;
+        int k = snprintf(p, sizeof(p), "%s/%s", tmp_dir, e->d_name);
+        if (k > 0 && (size_t)k < sizeof(p) && unlink(p) == 0)
+            n++;
+    }
+    closedir(d);
+    if (n > 0)
+        DP_LOG(DP_LOG_INFO, "blob: removed %d unfinished upload(s) from %s", n, tmp_dir);
+}
+
 enum dp_err srv_blob_init_dirs(const char *data_dir, struct dp_errinfo *ei)
 {
     char p[4200];
@@ -43,6 +66,8 @@ enum dp_err srv_blob_init_dirs(const char *data_dir, struct dp_errinfo *ei)
     snprintf(p, sizeof(p), "%s/tmp", data_dir);
     if (!err)
         err = blob_mkdir(p, ei);
+    if (!err)
+        blob_tmp_sweep(p);
     return err;
 }
 

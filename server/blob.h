@@ -24,7 +24,8 @@
 
 struct srv_blob_writer;
 
-/* Creates DATA/artifacts and DATA/tmp when missing. */
+/* Creates DATA/artifacts and DATA/tmp when missing, and removes unfinished
+ * uploads a crash left in DATA/tmp. Call once at start, before serving. */
 enum dp_err srv_blob_init_dirs(const char *data_dir, struct dp_errinfo *ei);
 
 /* Opens a temp file; writes beyond max_len bytes fail with DP_ETOOBIG. */
