@@ -178,7 +178,7 @@ SRV_UNIT := $(BUILD)/server-unit-tests
 SRV_GEN := $(BUILD)/gen/server/migrations_gen.h
 # The job spec validator is the worker's own (worker/compress/spec.c, in libnn):
 # submissions are checked by exactly the code that will run them.
-SRV_LIBS := -lmicrohttpd -lsqlite3 -luv -ljansson -lz -lm -pthread
+SRV_LIBS := -lmicrohttpd -lsqlite3 -luv -lprotobuf-c -ljansson -lz -lm -pthread
 
 all: $(SERVER) $(SRV_UNIT)
 

@@ -5,6 +5,8 @@
  */
 #include "server/validate.h"
 
+#include "common/onnx_import.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -75,7 +77,7 @@ static enum dp_err pb_varint(FILE *f, uint64_t *left, uint64_t *v)
     return DP_EFORMAT;
 }
 
-enum dp_err srv_validate_onnx(const char *path, struct dp_errinfo *ei)
+static enum dp_err srv_validate_onnx_framing(const char *path, struct dp_errinfo *ei)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL)
@@ -148,6 +150,28 @@ enum dp_err srv_validate_onnx(const char *path, struct dp_errinfo *ei)
     if (!err && !have_graph)
         err = dp_errinfo_set(ei, DP_EFORMAT, "onnx upload: no graph (field 7)");
     return err;
+}
+
+enum dp_err srv_validate_onnx(const char *path, struct dp_errinfo *ei)
+{
+    /* The framing walk names the byte at fault; the importer then checks
+     * what the engine needs: every operator supported, shapes consistent. */
+    enum dp_err err = srv_validate_onnx_framing(path, ei);
+    if (err)
+        return err;
+    struct dp_model *m = NULL;
+    struct dp_errinfo inner = {0};
+    err = dp_onnx_import_file(path, &m, NULL, &inner);
+    dp_model_free(m);
+    if (err) {
+        const char *msg = dp_errinfo_msg(&inner, err);
+        size_t plen = strlen(path);
+        if (strncmp(msg, path, plen) == 0)
+            msg += plen;
+        return dp_errinfo_set(ei, err == DP_ENOMEM ? DP_ENOMEM : DP_EFORMAT,
+                              "onnx model upload%s%s", msg[0] == ':' ? "" : ": ", msg);
+    }
+    return DP_OK;
 }
 
 /* ---- Dataset archives -------------------------------------------------------- */

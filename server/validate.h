@@ -22,11 +22,12 @@ enum dp_err srv_validate_name(const char *name, const char *field, struct dp_err
 enum dp_err srv_validate_model(const char *path, const char *format, struct dp_errinfo *ei);
 
 /*
- * ONNX upload check. Until the ONNX reader (common/onnx_*) lands this walks
- * the protobuf framing of the top-level ModelProto: every field key and
- * length must be well formed and inside the file, and ir_version (1) and
- * graph (7) must be present. The lead switches this one function over to
- * the real reader.
+ * ONNX upload check: first the protobuf framing of the top-level
+ * ModelProto (every field key and length well formed and inside the file,
+ * ir_version (1) and graph (7) present; messages name the byte), then the
+ * ONNX importer (common/onnx_import.h): every operator supported (the
+ * message lists the unsupported ones with their node names), shapes
+ * consistent, sizes bounded.
  */
 enum dp_err srv_validate_onnx(const char *path, struct dp_errinfo *ei);
 

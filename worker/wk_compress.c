@@ -13,9 +13,9 @@
 #include "common/model_io.h"
 #include "worker/compress/admm.h"
 #include "worker/compress/purify.h"
-#include "worker/nn/train.h"
 #include "worker/nn/cpu.h"
 #include "worker/nn/data.h"
+#include "worker/nn/train.h"
 #include "worker/wk_flags.h"
 
 void openblas_set_num_threads(int n);

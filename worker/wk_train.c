@@ -91,8 +91,8 @@ static uint64_t wk_train_digest(const struct wk_train_opts *o)
     char buf[1024];
     snprintf(buf, sizeof(buf), "%s|%s|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%g|%g|%g|%g|%g|%s|%s|%ld",
              o->model, o->data ? o->data : "-", o->synthetic, o->epochs, o->batch, o->seed,
-             o->limit_train, o->warmup, o->step_epochs, o->nesterov, o->augment, o->lr,
-             o->momentum, o->wd, o->gamma, o->min_lr, o->optim, o->sched, o->im2col);
+             o->limit_train, o->warmup, o->step_epochs, o->nesterov, o->augment, o->lr, o->momentum,
+             o->wd, o->gamma, o->min_lr, o->optim, o->sched, o->im2col);
     uint64_t h = 0xcbf29ce484222325ULL;
     for (const char *p = buf; *p; p++)
         h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
@@ -111,8 +111,7 @@ static enum dp_err wk_train_epoch_end(void *ud, int epochs_done, const struct nn
     const struct wk_train_run *r = ud;
     if (r->o->checkpoint == NULL)
         return DP_OK;
-    enum dp_err err =
-        nn_train_state_save(r->o->checkpoint, r->m, opt, epochs_done, r->digest, ei);
+    enum dp_err err = nn_train_state_save(r->o->checkpoint, r->m, opt, epochs_done, r->digest, ei);
     if (!err && r->h != NULL && r->h->event != NULL) {
         json_t *ev = json_pack("{s:s, s:i}", "path", r->o->checkpoint, "epoch", epochs_done);
         if (ev != NULL)
@@ -169,11 +168,11 @@ static void wk_on_epoch(void *ud, const struct nn_epoch_stats *st)
     const struct wk_train_run *r = ud;
     const struct wk_train_opts *o = r->o;
     if (r->h != NULL && r->h->event != NULL) {
-        json_t *ev = json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "epoch", st->epoch,
-                               "epochs", st->epochs, "loss", st->train_loss, "train_accuracy",
-                               st->train_acc, "test_accuracy", st->test_acc, "lr", (double)st->lr,
-                               "images_per_s", st->images_per_s, "elapsed_s", st->elapsed_s,
-                               "eta_s", st->eta_s);
+        json_t *ev =
+            json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "epoch", st->epoch, "epochs",
+                      st->epochs, "loss", st->train_loss, "train_accuracy", st->train_acc,
+                      "test_accuracy", st->test_acc, "lr", (double)st->lr, "images_per_s",
+                      st->images_per_s, "elapsed_s", st->elapsed_s, "eta_s", st->eta_s);
         if (ev != NULL)
             r->h->event(r->h->ctx, "epoch", ev);
         json_decref(ev);

@@ -196,9 +196,13 @@ static enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
     if (s->method == ADMM_METHOD_MAGNITUDE) {
         const int budget = admm_spec_epochs(s), steps = s->magnitude_steps;
         for (int r = 0; r < steps; r++) {
-            st[n] = (struct admm_step){ADMM_STEP_MAGNITUDE, 0, r, r == steps - 1,
+            st[n] = (struct admm_step){ADMM_STEP_MAGNITUDE,
+                                       0,
+                                       r,
+                                       r == steps - 1,
                                        budget / steps + (r < budget % steps ? 1 : 0),
-                                       s->retrain_lr, s->seed + (uint64_t)r};
+                                       s->retrain_lr,
+                                       s->seed + (uint64_t)r};
             n++;
         }
     } else {
@@ -209,8 +213,13 @@ static enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
             const int final = sg == s->stages - 1;
             if (ph != ADMM_PHASE_RETRAIN || !final) {
                 for (int it = 0; it < s->admm_iters; it++) {
-                    st[n] = (struct admm_step){ADMM_STEP_ADMM, sg, it, it == s->admm_iters - 1,
-                                               s->epochs_per_iter, s->admm_lr, base + (uint64_t)it};
+                    st[n] = (struct admm_step){ADMM_STEP_ADMM,
+                                               sg,
+                                               it,
+                                               it == s->admm_iters - 1,
+                                               s->epochs_per_iter,
+                                               s->admm_lr,
+                                               base + (uint64_t)it};
                     n++;
                 }
             }
@@ -218,8 +227,9 @@ static enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
                 n -= s->admm_iters; /* the retrain phase runs the last retraining only */
             if (ph != ADMM_PHASE_ADMM || !final) {
                 if (ph != ADMM_PHASE_RETRAIN || final) {
-                    st[n] = (struct admm_step){ADMM_STEP_RETRAIN, sg, 0, 1, s->retrain_epochs,
-                                               s->retrain_lr, base + 1000u};
+                    st[n] =
+                        (struct admm_step){ADMM_STEP_RETRAIN, sg,          0, 1, s->retrain_epochs,
+                                           s->retrain_lr,     base + 1000u};
                     n++;
                 }
             }
@@ -455,51 +465,51 @@ static void admm_step_begin(struct admm_ctx *c, const struct admm_step *sp)
     const struct admm_spec *s = c->spec;
     const struct dp_model *m = c->m;
     switch (sp->kind) {
-    case ADMM_STEP_ADMM:
-        if (sp->iter != 0)
-            break;
-        admm_stage_rates(c, sp->stage);
-        c->quant_on = 0;
-        for (int k = 0; k < c->n_t; k++) {
-            struct admm_target *t = &c->t[k];
-            const size_t off = m->params[t->param].offset;
-            memcpy(c->z + off, admm_w(c, t), admm_numel(c, t) * sizeof(float));
-            admm_project(c, t, c->z + off, 1);
-            memset(c->u + off, 0, admm_numel(c, t) * sizeof(float));
-            t->rho = t->rule->rho >= 0 ? t->rule->rho : s->rho;
-        }
-        if (s->stages > 1) {
-            double n = 0.0, kept = 0.0;
+        case ADMM_STEP_ADMM:
+            if (sp->iter != 0)
+                break;
+            admm_stage_rates(c, sp->stage);
+            c->quant_on = 0;
             for (int k = 0; k < c->n_t; k++) {
-                n += (double)admm_numel(c, &c->t[k]);
-                kept += (double)admm_numel(c, &c->t[k]) / c->t[k].p.rate;
+                struct admm_target *t = &c->t[k];
+                const size_t off = m->params[t->param].offset;
+                memcpy(c->z + off, admm_w(c, t), admm_numel(c, t) * sizeof(float));
+                admm_project(c, t, c->z + off, 1);
+                memset(c->u + off, 0, admm_numel(c, t) * sizeof(float));
+                t->rho = t->rule->rho >= 0 ? t->rule->rho : s->rho;
             }
-            admm_say(c, "stage %d/%d: target rate %.1fx on the constrained layers",
-                     sp->stage + 1, s->stages, kept > 0.0 ? n / kept : 0.0);
+            if (s->stages > 1) {
+                double n = 0.0, kept = 0.0;
+                for (int k = 0; k < c->n_t; k++) {
+                    n += (double)admm_numel(c, &c->t[k]);
+                    kept += (double)admm_numel(c, &c->t[k]) / c->t[k].p.rate;
+                }
+                admm_say(c, "stage %d/%d: target rate %.1fx on the constrained layers",
+                         sp->stage + 1, s->stages, kept > 0.0 ? n / kept : 0.0);
+            }
+            break;
+        case ADMM_STEP_RETRAIN:
+            admm_stage_rates(c, sp->stage);
+            if (!c->mask_on) /* the retrain phase starts from a hard-projected model */
+                admm_mask_from_zeros(c);
+            admm_quant_start(c);
+            c->quant_on = 1;
+            break;
+        case ADMM_STEP_MAGNITUDE: {
+            /* Geometric targets: rate^(1/steps), rate^(2/steps), ..., rate. */
+            const double f = (double)(sp->iter + 1) / (double)s->magnitude_steps;
+            for (int k = 0; k < c->n_t; k++) {
+                struct admm_target *t = &c->t[k];
+                if (t->rule->prune != NULL && t->rule->prune->uses_rate)
+                    t->p.rate = pow(t->base_rate, f);
+                t->conn_rate = t->rule->conn_rate > 1.0 ? pow(t->rule->conn_rate, f) : 0.0;
+            }
+            if (s->magnitude_alloc == ADMM_ALLOC_GLOBAL)
+                admm_alloc_global(c, f);
+            admm_harden(c, sp->last_iter);
+            c->quant_on = sp->last_iter;
+            break;
         }
-        break;
-    case ADMM_STEP_RETRAIN:
-        admm_stage_rates(c, sp->stage);
-        if (!c->mask_on) /* the retrain phase starts from a hard-projected model */
-            admm_mask_from_zeros(c);
-        admm_quant_start(c);
-        c->quant_on = 1;
-        break;
-    case ADMM_STEP_MAGNITUDE: {
-        /* Geometric targets: rate^(1/steps), rate^(2/steps), ..., rate. */
-        const double f = (double)(sp->iter + 1) / (double)s->magnitude_steps;
-        for (int k = 0; k < c->n_t; k++) {
-            struct admm_target *t = &c->t[k];
-            if (t->rule->prune != NULL && t->rule->prune->uses_rate)
-                t->p.rate = pow(t->base_rate, f);
-            t->conn_rate = t->rule->conn_rate > 1.0 ? pow(t->rule->conn_rate, f) : 0.0;
-        }
-        if (s->magnitude_alloc == ADMM_ALLOC_GLOBAL)
-            admm_alloc_global(c, f);
-        admm_harden(c, sp->last_iter);
-        c->quant_on = sp->last_iter;
-        break;
-    }
     }
 }
 
@@ -574,25 +584,25 @@ static enum dp_err admm_step_end(struct admm_ctx *c, const struct admm_step *sp,
                                  struct dp_errinfo *ei)
 {
     switch (sp->kind) {
-    case ADMM_STEP_ADMM:
-        admm_zu_update(c, sp);
-        if (sp->last_iter) {
-            admm_harden(c, 0); /* quantization starts the retraining */
-            c->quant_on = 0;
+        case ADMM_STEP_ADMM:
+            admm_zu_update(c, sp);
+            if (sp->last_iter) {
+                admm_harden(c, 0); /* quantization starts the retraining */
+                c->quant_on = 0;
+            }
+            return DP_OK;
+        case ADMM_STEP_RETRAIN:
+            return admm_stage_end(c, sp, ei);
+        case ADMM_STEP_MAGNITUDE: {
+            json_t *rec =
+                json_pack("{s:i, s:f, s:f, s:f}", "step", sp->iter + 1, "rate", c->t[0].p.rate,
+                          "train_loss", c->last_loss, "test_accuracy", c->last_test_acc);
+            json_array_append(c->trace, rec);
+            admm_event(c, "admm_iteration", rec);
+            admm_say(c, "magnitude step %d/%d: test %.2f%%", sp->iter + 1, c->spec->magnitude_steps,
+                     100.0 * c->last_test_acc);
+            return DP_OK;
         }
-        return DP_OK;
-    case ADMM_STEP_RETRAIN:
-        return admm_stage_end(c, sp, ei);
-    case ADMM_STEP_MAGNITUDE: {
-        json_t *rec = json_pack("{s:i, s:f, s:f, s:f}", "step", sp->iter + 1, "rate",
-                                c->t[0].p.rate, "train_loss", c->last_loss, "test_accuracy",
-                                c->last_test_acc);
-        json_array_append(c->trace, rec);
-        admm_event(c, "admm_iteration", rec);
-        admm_say(c, "magnitude step %d/%d: test %.2f%%", sp->iter + 1, c->spec->magnitude_steps,
-                 100.0 * c->last_test_acc);
-        return DP_OK;
-    }
     }
     return DP_OK;
 }
@@ -665,8 +675,8 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     nn_dataset_channel_stats(train, mean, std);
     for (int i = 0; i < train->c; i++)
         std[i] = std[i] < 1e-6f ? 1.0f : std[i];
-    const int resuming = cb != NULL && cb->resume && cb->checkpoint != NULL &&
-                         admm_file_exists(cb->checkpoint);
+    const int resuming =
+        cb != NULL && cb->resume && cb->checkpoint != NULL && admm_file_exists(cb->checkpoint);
     if (resuming) {
         err = admm_state_load(&c, cb->checkpoint, ei);
         if (err)

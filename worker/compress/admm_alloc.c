@@ -252,19 +252,18 @@ enum dp_err admm_alloc_auto(struct admm_ctx *c, const struct nn_dataset *train,
         for (int g = 0; g < s.n_g; g++)
             json_array_append_new(dmg, json_real(s.damage[k * s.n_g + g]));
         json_array_append_new(layers,
-                              json_pack("{s:s, s:f, s:o}", "name",
-                                        c->m->layers[c->t[k].layer].name, "rate", s.grid[idx[k]],
-                                        "loss_increase", dmg));
+                              json_pack("{s:s, s:f, s:o}", "name", c->m->layers[c->t[k].layer].name,
+                                        "rate", s.grid[idx[k]], "loss_increase", dmg));
     }
     json_t *grid = json_array();
     for (int g = 0; g < s.n_g; g++)
         json_array_append_new(grid, json_real(s.grid[g]));
     json_decref(c->auto_info);
-    c->auto_info = json_pack("{s:s, s:f, s:f, s:i, s:i, s:o, s:o}", "objective",
-                             sp->auto_objective == ADMM_OBJ_FLOPS ? "flops" : "params",
-                             "target_rate", sp->auto_rate, "achieved_rate",
-                             total / alloc_kept(&s, idx), "sample_images", sample.n,
-                             "search_iters", sp->auto_search_iters, "grid", grid, "layers", layers);
+    c->auto_info =
+        json_pack("{s:s, s:f, s:f, s:i, s:i, s:o, s:o}", "objective",
+                  sp->auto_objective == ADMM_OBJ_FLOPS ? "flops" : "params", "target_rate",
+                  sp->auto_rate, "achieved_rate", total / alloc_kept(&s, idx), "sample_images",
+                  sample.n, "search_iters", sp->auto_search_iters, "grid", grid, "layers", layers);
     if (c->auto_info == NULL)
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the rate report");
 out:

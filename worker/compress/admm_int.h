@@ -58,10 +58,10 @@ struct admm_ctx {
     int epochs_offset; /* epochs of an earlier phase (the compress task's, for retrain) */
     double dense_acc;
     double last_loss, last_train_acc, last_test_acc; /* of the last finished epoch */
-    double wall_prev; /* seconds spent by earlier sessions of this run */
-    double t_start;   /* this session's start (monotonic seconds) */
-    json_t *trace;    /* per-iteration records (owned) */
-    json_t *stages;   /* per-stage records (owned) */
+    double wall_prev;  /* seconds spent by earlier sessions of this run */
+    double t_start;    /* this session's start (monotonic seconds) */
+    json_t *trace;     /* per-iteration records (owned) */
+    json_t *stages;    /* per-stage records (owned) */
     json_t *auto_info; /* the automatic rate allocation's record, or NULL (owned) */
     /* Optimizer moments to continue the step from (loaded checkpoint). */
     float *res_m1, *res_m2;

@@ -122,7 +122,8 @@ static json_t *admm_layer_report(const struct admm_ctx *c, const struct admm_tar
                 json_object_set_new(hist, key, json_integer((json_int_t)counts[mk]));
             }
         }
-        fkw = (double)kernels * (admm_bits_for((uint64_t)I) + admm_bits_for(distinct ? distinct : 1)) +
+        fkw = (double)kernels *
+                  (admm_bits_for((uint64_t)I) + admm_bits_for(distinct ? distinct : 1)) +
               32.0 * (double)O + (double)nnz * vbits;
     }
     /* Index overhead counted: CSR stores a column index per non-zero
@@ -180,13 +181,13 @@ json_t *admm_report(const struct admm_ctx *c, double final_acc, double seconds)
     json_t *r = json_pack(
         "{s:i, s:s, s:s, s:f, s:f, s:i, s:f, s:o, s:{s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
         "s:f}, s:O, s:O}",
-        "version", 1, "method", c->spec->method == ADMM_METHOD_ADMM ? "admm" : "magnitude",
-        "phase", phase[ph], "dense_test_accuracy", c->dense_acc, "final_test_accuracy", final_acc,
-        "epochs", c->epochs_done, "wall_seconds", seconds, "layers", layers, "totals", "params",
-        tot[0], "nonzeros", tot[1], "rate", tot[1] > 0 ? tot[0] / tot[1] : 0.0,
-        "storage_dense_bytes", tot[2] / 8, "storage_bytes", tot[3] / 8, "storage_rate",
-        tot[3] > 0 ? tot[2] / tot[3] : 0.0, "flops_dense", 2 * tot[4], "flops_effective",
-        2 * tot[5], "trace", c->trace, "stages", c->stages);
+        "version", 1, "method", c->spec->method == ADMM_METHOD_ADMM ? "admm" : "magnitude", "phase",
+        phase[ph], "dense_test_accuracy", c->dense_acc, "final_test_accuracy", final_acc, "epochs",
+        c->epochs_done, "wall_seconds", seconds, "layers", layers, "totals", "params", tot[0],
+        "nonzeros", tot[1], "rate", tot[1] > 0 ? tot[0] / tot[1] : 0.0, "storage_dense_bytes",
+        tot[2] / 8, "storage_bytes", tot[3] / 8, "storage_rate", tot[3] > 0 ? tot[2] / tot[3] : 0.0,
+        "flops_dense", 2 * tot[4], "flops_effective", 2 * tot[5], "trace", c->trace, "stages",
+        c->stages);
     if (r != NULL && c->spec->stages > 1)
         json_object_set_new(r, "kept_stage", json_integer(c->best_stage + 1));
     if (r != NULL && c->auto_info != NULL)

@@ -16,7 +16,7 @@
 #include "worker/compress/admm_int.h"
 
 #define ADMM_STATE_VERSION 1
-#define ADMM_STATE_KEY "admm_state"
+#define ADMM_STATE_KEY     "admm_state"
 
 static json_t *admm_state_targets(const struct admm_ctx *c)
 {
@@ -26,11 +26,10 @@ static json_t *admm_state_targets(const struct admm_ctx *c)
         json_t *lib = json_array();
         for (int i = 0; lib != NULL && i < t->p.n_library; i++)
             json_array_append_new(lib, json_integer(t->p.library[i]));
-        json_array_append_new(
-            a, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:o}", "layer",
-                         c->m->layers[t->layer].name, "rho", t->rho, "rate", t->p.rate,
-                         "base_rate", t->base_rate, "conn_rate", t->conn_rate, "resid", t->resid,
-                         "library", lib));
+        json_array_append_new(a, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:o}", "layer",
+                                           c->m->layers[t->layer].name, "rho", t->rho, "rate",
+                                           t->p.rate, "base_rate", t->base_rate, "conn_rate",
+                                           t->conn_rate, "resid", t->resid, "library", lib));
     }
     return a;
 }
@@ -159,8 +158,8 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
             err = admm_state_bad(ei, path, "a rate is below 1");
     }
     const int si = (int)admm_state_num(st, "step"), ep = (int)admm_state_num(st, "epoch");
-    if (!err && (si < 0 || si > c->n_steps ||
-                 (si < c->n_steps && (ep < 0 || ep > c->steps[si].epochs))))
+    if (!err &&
+        (si < 0 || si > c->n_steps || (si < c->n_steps && (ep < 0 || ep > c->steps[si].epochs))))
         err = admm_state_bad(ei, path, "its position is outside the plan");
     const int have_opt = json_is_true(json_object_get(st, "have_opt"));
     if (!err && ep > 0 && !have_opt)

@@ -12,10 +12,10 @@
 struct pf_ctx {
     const struct dp_model *m;
     int n_sp;
-    int *parent;     /* union-find over spaces */
-    int *sp_n;       /* base channels of each space */
-    int *pinned;     /* space may not lose channels */
-    int *space, *ex; /* per layer: space and expansion (features per base channel) */
+    int *parent;          /* union-find over spaces */
+    int *sp_n;            /* base channels of each space */
+    int *pinned;          /* space may not lose channels */
+    int *space, *ex;      /* per layer: space and expansion (features per base channel) */
     unsigned char **zero; /* per layer: base channel is an exact zero at its output */
     unsigned char **keep; /* per space root: channel kept */
 };
@@ -67,8 +67,8 @@ static enum dp_err pf_spaces(struct pf_ctx *p, struct dp_errinfo *ei)
     for (int i = 0; i < n; i++) {
         const struct dp_layer *l = &m->layers[i];
         const int in = l->inputs[0];
-        const int new_space = (l->op == DP_OP_CONV2D && !pf_is_depthwise(m, l)) ||
-                              l->op == DP_OP_LINEAR;
+        const int new_space =
+            (l->op == DP_OP_CONV2D && !pf_is_depthwise(m, l)) || l->op == DP_OP_LINEAR;
         if (new_space) {
             const int s = p->n_sp++;
             p->parent[s] = s;
@@ -82,49 +82,49 @@ static enum dp_err pf_spaces(struct pf_ctx *p, struct dp_errinfo *ei)
             continue;
         }
         switch (l->op) {
-        case DP_OP_CONV2D: /* depthwise */
-        case DP_OP_RELU:
-        case DP_OP_RELU6:
-        case DP_OP_MAXPOOL:
-        case DP_OP_AVGPOOL:
-        case DP_OP_GAP:
-        case DP_OP_BN2D:
-        case DP_OP_DROPOUT:
-            p->space[i] = pf_in_space(p, in);
-            p->ex[i] = pf_in_ex(p, in);
-            if (l->op == DP_OP_GAP)
-                p->ex[i] = 1;
-            break;
-        case DP_OP_FLATTEN: {
-            const int c = in == DP_MODEL_INPUT ? m->in_c : m->layers[in].out_c;
-            p->space[i] = pf_in_space(p, in);
-            p->ex[i] = l->out_c / (c > 0 ? c : 1) * pf_in_ex(p, in);
-            break;
-        }
-        case DP_OP_ADD: {
-            const int a = pf_in_space(p, l->inputs[0]), b = pf_in_space(p, l->inputs[1]);
-            if (a != b) {
-                p->parent[b] = a;
-                p->pinned[a] |= p->pinned[b];
+            case DP_OP_CONV2D: /* depthwise */
+            case DP_OP_RELU:
+            case DP_OP_RELU6:
+            case DP_OP_MAXPOOL:
+            case DP_OP_AVGPOOL:
+            case DP_OP_GAP:
+            case DP_OP_BN2D:
+            case DP_OP_DROPOUT:
+                p->space[i] = pf_in_space(p, in);
+                p->ex[i] = pf_in_ex(p, in);
+                if (l->op == DP_OP_GAP)
+                    p->ex[i] = 1;
+                break;
+            case DP_OP_FLATTEN: {
+                const int c = in == DP_MODEL_INPUT ? m->in_c : m->layers[in].out_c;
+                p->space[i] = pf_in_space(p, in);
+                p->ex[i] = l->out_c / (c > 0 ? c : 1) * pf_in_ex(p, in);
+                break;
             }
-            p->space[i] = a;
-            p->ex[i] = pf_in_ex(p, in);
-            if (pf_in_ex(p, l->inputs[0]) != pf_in_ex(p, l->inputs[1]))
-                p->pinned[a] = 1;
-            break;
-        }
-        default: {
-            /* An op this pass does not know: its channels stay as they are. */
-            const int s = p->n_sp++;
-            p->parent[s] = s;
-            p->sp_n[s] = l->out_c;
-            p->pinned[s] = 1;
-            p->space[i] = s;
-            p->ex[i] = 1;
-            for (int k = 0; k < l->n_inputs; k++)
-                p->pinned[pf_in_space(p, l->inputs[k])] = 1;
-            break;
-        }
+            case DP_OP_ADD: {
+                const int a = pf_in_space(p, l->inputs[0]), b = pf_in_space(p, l->inputs[1]);
+                if (a != b) {
+                    p->parent[b] = a;
+                    p->pinned[a] |= p->pinned[b];
+                }
+                p->space[i] = a;
+                p->ex[i] = pf_in_ex(p, in);
+                if (pf_in_ex(p, l->inputs[0]) != pf_in_ex(p, l->inputs[1]))
+                    p->pinned[a] = 1;
+                break;
+            }
+            default: {
+                /* An op this pass does not know: its channels stay as they are. */
+                const int s = p->n_sp++;
+                p->parent[s] = s;
+                p->sp_n[s] = l->out_c;
+                p->pinned[s] = 1;
+                p->space[i] = s;
+                p->ex[i] = 1;
+                for (int k = 0; k < l->n_inputs; k++)
+                    p->pinned[pf_in_space(p, l->inputs[k])] = 1;
+                break;
+            }
         }
     }
     p->pinned[pf_find(p, p->space[n - 1])] = 1; /* the model output */
@@ -173,7 +173,8 @@ static void pf_zeros(struct pf_ctx *p)
             for (int o = 0; o < l->out_c; o++) {
                 int zero = b == NULL || !l->a.has_bias || b[o] == 0.0f;
                 for (int f = 0; zero && f < F; f++)
-                    zero = (zin != NULL && zin[f / ex]) || w[(size_t)o * (size_t)F + (size_t)f] == 0.0f;
+                    zero = (zin != NULL && zin[f / ex]) ||
+                           w[(size_t)o * (size_t)F + (size_t)f] == 0.0f;
                 z[o] = (unsigned char)zero;
             }
         } else if (l->op == DP_OP_BN2D) {
@@ -188,8 +189,8 @@ static void pf_zeros(struct pf_ctx *p)
         } else if (l->op == DP_OP_ADD) {
             const unsigned char *z2 = p->zero[l->inputs[1]];
             for (int c = 0; c < nb; c++)
-                z[c] = (unsigned char)(zin != NULL && z2 != NULL && l->inputs[1] != DP_MODEL_INPUT &&
-                                       zin[c] && z2[c]);
+                z[c] = (unsigned char)(zin != NULL && z2 != NULL &&
+                                       l->inputs[1] != DP_MODEL_INPUT && zin[c] && z2[c]);
         } else if (l->op == DP_OP_RELU || l->op == DP_OP_RELU6 || l->op == DP_OP_MAXPOOL ||
                    l->op == DP_OP_AVGPOOL || l->op == DP_OP_GAP || l->op == DP_OP_DROPOUT ||
                    l->op == DP_OP_FLATTEN) {
@@ -226,8 +227,8 @@ static int pf_sweep(struct pf_ctx *p)
         const float *w = pf_param(m, l, 0);
         const int ex = pf_in_ex(p, in);
         const int F = in == DP_MODEL_INPUT ? m->in_c : m->layers[in].out_c; /* conv: channels */
-        const size_t row = l->op == DP_OP_LINEAR ? (size_t)F
-                                                 : (size_t)F * (size_t)l->a.kh * (size_t)l->a.kw;
+        const size_t row =
+            l->op == DP_OP_LINEAR ? (size_t)F : (size_t)F * (size_t)l->a.kh * (size_t)l->a.kw;
         const size_t per = l->op == DP_OP_LINEAR ? (size_t)ex : (size_t)l->a.kh * (size_t)l->a.kw;
         const int nb = p->sp_n[s_in];
         for (int c = 0; c < nb; c++) {
@@ -402,13 +403,12 @@ enum dp_err cp_purify(const struct dp_model *m, struct dp_model **out, json_t **
             json_array_append_new(sa, json_integer(pa->shape[d]));
             json_array_append_new(sb, json_integer(pb->shape[d]));
         }
-        json_array_append_new(layers, json_pack("{s:s, s:o, s:o}", "name", a->name, "before", sa,
-                                                "after", sb));
+        json_array_append_new(
+            layers, json_pack("{s:s, s:o, s:o}", "name", a->name, "before", sa, "after", sb));
     }
-    *stats = json_pack("{s:I, s:I, s:i, s:o}", "params_before",
-                       (json_int_t)dp_model_n_trainable(m), "params_after",
-                       (json_int_t)dp_model_n_trainable(q), "channels_removed", removed, "layers",
-                       layers);
+    *stats = json_pack("{s:I, s:I, s:i, s:o}", "params_before", (json_int_t)dp_model_n_trainable(m),
+                       "params_after", (json_int_t)dp_model_n_trainable(q), "channels_removed",
+                       removed, "layers", layers);
     if (*stats == NULL) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the purification report");
         goto out;

@@ -81,8 +81,8 @@ static enum dp_err spec_bool(const json_t *obj, const char *key, const char *pat
 static enum dp_err spec_scheme(const json_t *obj, const char *path, enum admm_kind kind,
                                int auto_rates, struct admm_rule *r, struct dp_errinfo *ei)
 {
-    static const char *const prune_keys[] = {
-        "scheme", "rate", "n", "m", "balanced", "library_size", "connectivity", NULL};
+    static const char *const prune_keys[] = {"scheme",       "rate",         "n", "m", "balanced",
+                                             "library_size", "connectivity", NULL};
     static const char *const quant_keys[] = {"scheme", "bits", "per_channel", NULL};
     enum dp_err err = spec_keys(obj, path, kind == ADMM_PRUNE ? prune_keys : quant_keys, ei);
     if (err)
@@ -175,9 +175,9 @@ static enum dp_err spec_rule(const json_t *obj, int idx, int auto_rates, struct 
 enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
                             struct dp_errinfo *ei)
 {
-    static const char *const top[] = {"version",   "method",      "seed",      "batch",
-                                      "admm",      "retrain",     "magnitude", "optimizer",
-                                      "layers",    "progressive", "auto",      "purify", NULL};
+    static const char *const top[] = {"version", "method",    "seed",      "batch",  "admm",
+                                      "retrain", "magnitude", "optimizer", "layers", "progressive",
+                                      "auto",    "purify",    NULL};
     static const char *const prog_keys[] = {"stages", "tolerance", NULL};
     static const char *const auto_keys[] = {"objective", "rate", "search_iters", "eval_images",
                                             NULL};
@@ -303,11 +303,10 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
         if (!err)
             err = spec_num(au, "rate", "spec.auto", 1.0, 1e6, &out->auto_rate, ei);
         if (!err)
-            err = spec_int(au, "search_iters", "spec.auto", 1, 1000000, &out->auto_search_iters,
-                           ei);
+            err =
+                spec_int(au, "search_iters", "spec.auto", 1, 1000000, &out->auto_search_iters, ei);
         if (!err)
-            err = spec_int(au, "eval_images", "spec.auto", 16, 1000000, &out->auto_eval_images,
-                           ei);
+            err = spec_int(au, "eval_images", "spec.auto", 16, 1000000, &out->auto_eval_images, ei);
     }
     json_t *o = json_object_get(root, "optimizer");
     if (!err && o != NULL) {
@@ -407,14 +406,22 @@ static uint64_t spec_mix(uint64_t h, const void *p, size_t n)
 uint64_t admm_spec_digest(const struct admm_spec *s)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
-    const int ints[] = {(int)s->method,      s->batch,           s->admm_iters,
-                        s->epochs_per_iter,  s->retrain_epochs,  s->magnitude_steps,
-                        (int)s->magnitude_alloc, s->stages,      s->auto_on,
-                        (int)s->auto_objective, s->auto_search_iters, s->auto_eval_images,
-                        s->n_rules, s->purify};
-    const double dbl[] = {s->rho,      s->rho_factor,   s->rho_max,   s->admm_lr,
-                          s->retrain_lr, s->momentum,   s->weight_decay, s->tolerance,
-                          s->auto_rate};
+    const int ints[] = {(int)s->method,
+                        s->batch,
+                        s->admm_iters,
+                        s->epochs_per_iter,
+                        s->retrain_epochs,
+                        s->magnitude_steps,
+                        (int)s->magnitude_alloc,
+                        s->stages,
+                        s->auto_on,
+                        (int)s->auto_objective,
+                        s->auto_search_iters,
+                        s->auto_eval_images,
+                        s->n_rules,
+                        s->purify};
+    const double dbl[] = {s->rho,      s->rho_factor,   s->rho_max,   s->admm_lr,  s->retrain_lr,
+                          s->momentum, s->weight_decay, s->tolerance, s->auto_rate};
     h = spec_mix(h, &s->seed, sizeof(s->seed));
     h = spec_mix(h, ints, sizeof(ints));
     h = spec_mix(h, dbl, sizeof(dbl));
@@ -426,8 +433,9 @@ uint64_t admm_spec_digest(const struct admm_spec *s)
         h = spec_mix(h, pn, strlen(pn) + 1);
         h = spec_mix(h, qn, strlen(qn) + 1);
         const double rd[] = {r->params.rate, r->rho, r->conn_rate};
-        const int ri[] = {r->params.n, r->params.m, r->params.bits, r->params.per_channel,
-                          r->params.balanced, r->params.keep_zeros, r->n_patterns};
+        const int ri[] = {r->params.n,           r->params.m,        r->params.bits,
+                          r->params.per_channel, r->params.balanced, r->params.keep_zeros,
+                          r->n_patterns};
         h = spec_mix(h, rd, sizeof(rd));
         h = spec_mix(h, ri, sizeof(ri));
     }

@@ -53,7 +53,7 @@ struct admm_rule {
     struct proj_params params;           /* rate, n:m, bits, per_channel, balanced */
     int n_patterns;                      /* pattern library size (6, 8, 12, ...) */
     double conn_rate; /* pattern + connectivity: keep 1/conn_rate of the kernels; 0 none */
-    double rho;                          /* < 0: the global rho */
+    double rho;       /* < 0: the global rho */
 };
 
 struct admm_spec {
