@@ -89,7 +89,7 @@ LIBNN := $(BUILD)/libnn.a
 WORKER := $(BUILD)/dnnpress-worker
 UNIT := $(BUILD)/unit-tests
 
-.PHONY: all deps test unit demo bench check check-banned check-headers format clean
+.PHONY: all deps test unit demo bench bench-compress check check-banned check-headers format clean
 .DEFAULT_GOAL := all
 
 all: $(WORKER) $(UNIT) $(CLI)
@@ -370,6 +370,12 @@ demo: $(DEPS_STAMP)
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
 	@tests/bench/run.sh build/release/dnnpress-worker
+
+# ADMM against the magnitude baseline on Fashion-MNIST LeNet-5 (long: about
+# 4 minutes per run on a quiet 2-core machine; see docs/benchmarks.md).
+bench-compress: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release all
+	@tests/bench/compress_lenet.sh build/release/dnnpress-worker
 
 # ---- Checks ----------------------------------------------------------------
 

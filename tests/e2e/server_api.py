@@ -17,6 +17,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import shutil
 import tarfile
 import tempfile
 import threading
@@ -143,10 +144,27 @@ def expect(resp, status, what, code=None, contains=None):
 
 # ---- fixtures ------------------------------------------------------------
 
+_ONNX = []
+
+
 def onnx_bytes():
-    """A minimal ModelProto framing: ir_version=8, a graph with a name."""
-    graph = b"\x12\x01g"  # GraphProto.name = "g"
-    return b"\x08\x08" + b"\x3a" + bytes([len(graph)]) + graph
+    """A real ONNX model: LeNet-300-100 trained for a few steps by the
+    worker and exported by it (the server runs uploads through the ONNX
+    importer, so framing alone is not enough)."""
+    if not _ONNX:
+        d = tempfile.mkdtemp(prefix="dp-onnx-")
+        ckpt, onnx = os.path.join(d, "m.safetensors"), os.path.join(d, "m.onnx")
+        w = os.path.join(BUILD, "dnnpress-worker")
+        subprocess.run([w, "train", "--model", "lenet-300-100", "--data",
+                        "idx:/usr/share/datasets/fashion-mnist", "--epochs", "1", "--limit-train",
+                        "64", "--limit-test", "32", "--threads", "1", "--quiet", "--out", ckpt],
+                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([w, "export", "--model", ckpt, "--out", onnx], check=True,
+                       stdout=subprocess.DEVNULL)
+        with open(onnx, "rb") as f:
+            _ONNX.append(f.read())
+        shutil.rmtree(d, ignore_errors=True)
+    return _ONNX[0]
 
 
 def tar_of(members):
@@ -351,6 +369,9 @@ def main():
            400, "path-like model name", contains="path")
     expect(s.req("POST", "/api/v1/models?name=junk&format=onnx", raw=b"\xff" * 64, token=tok_a), 400,
            "garbage ONNX", contains="onnx upload")
+    # Well framed but not a graph the engine can run: the importer's reason.
+    expect(s.req("POST", "/api/v1/models?name=empty&format=onnx", raw=b"\x08\x08\x3a\x03\x12\x01g",
+                 token=tok_a), 400, "ONNX without a runnable graph", contains="onnx model upload")
     expect(s.req("POST", "/api/v1/models?name=junk&format=safetensors", raw=b"\x10" + b"\0" * 20,
                  token=tok_a), 400, "garbage safetensors", contains="safetensors")
     expect(s.req("POST", "/api/v1/models?name=x&format=tflite", raw=b"abc", token=tok_a), 400,
