@@ -365,7 +365,9 @@ def main():
            "too_large")
     expect(s.req("POST", "/api/v1/teams", {"name": "../../etc/passwd"}, ADMIN), 400,
            "path-like team name", contains="path")
-    expect(s.req("POST", "/api/v1/models?name=..%2Fx&format=onnx", raw=onnx_bytes(), token=tok_a),
+    # (a small body: the name is refused before the body is read, and a large
+    # one would still be in flight when the server closes the connection)
+    expect(s.req("POST", "/api/v1/models?name=..%2Fx&format=onnx", raw=b"\x08\x08", token=tok_a),
            400, "path-like model name", contains="path")
     expect(s.req("POST", "/api/v1/models?name=junk&format=onnx", raw=b"\xff" * 64, token=tok_a), 400,
            "garbage ONNX", contains="onnx upload")
