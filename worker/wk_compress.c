@@ -98,9 +98,7 @@ static enum dp_err wk_compress_purify(struct dp_model **m, const struct nn_datas
     if (err)
         return err;
     float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
-    nn_dataset_channel_stats(train, mean, std);
-    for (int c = 0; c < train->c; c++)
-        std[c] = std[c] < 1e-6f ? 1.0f : std[c];
+    nn_dataset_norm_stats(train, mean, std);
     double acc = 0.0, loss = 0.0;
     err = nn_evaluate(small, test, mean, std, batch, &acc, &loss, ei);
     if (err) {

@@ -672,9 +672,7 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     }
     for (size_t i = 0; i < m->n_floats; i++)
         c.mask[i] = 1.0f;
-    nn_dataset_channel_stats(train, mean, std);
-    for (int i = 0; i < train->c; i++)
-        std[i] = std[i] < 1e-6f ? 1.0f : std[i];
+    nn_dataset_norm_stats(train, mean, std);
     const int resuming =
         cb != NULL && cb->resume && cb->checkpoint != NULL && admm_file_exists(cb->checkpoint);
     if (resuming) {

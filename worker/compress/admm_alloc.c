@@ -232,9 +232,7 @@ enum dp_err admm_alloc_auto(struct admm_ctx *c, const struct nn_dataset *train,
     struct nn_dataset sample = *train;
     sample.n = train->n < sp->auto_eval_images ? train->n : sp->auto_eval_images;
     float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
-    nn_dataset_channel_stats(train, mean, std);
-    for (int i = 0; i < train->c; i++)
-        std[i] = std[i] < 1e-6f ? 1.0f : std[i];
+    nn_dataset_norm_stats(train, mean, std);
     err = alloc_sensitivity(c, &sample, mean, std, &s, ei);
     if (err)
         goto out;

@@ -419,6 +419,15 @@ void nn_dataset_limit(struct nn_dataset *ds, int n_max)
 
 /* ---- Statistics ---------------------------------------------------------- */
 
+void nn_dataset_norm_stats(const struct nn_dataset *ds, float *mean, float *std)
+{
+    nn_dataset_channel_stats(ds, mean, std);
+    for (int c = 0; c < ds->c; c++) {
+        if (std[c] < 1e-6f)
+            std[c] = 1.0f;
+    }
+}
+
 void nn_dataset_channel_stats(const struct nn_dataset *ds, float *mean, float *std)
 {
     DP_ASSERT(ds != NULL && mean != NULL && std != NULL);

@@ -138,6 +138,12 @@ void nn_dataset_limit(struct nn_dataset *ds, int n_max);
  */
 void nn_dataset_channel_stats(const struct nn_dataset *ds, float *mean, float *std);
 
+/* The statistics the engine normalises with: as nn_dataset_channel_stats,
+ * but a constant channel (std below 1e-6) gets std 1, so it is centred
+ * rather than blown up. Training, evaluation and compression all use this,
+ * so a model is always evaluated the way it was trained. */
+void nn_dataset_norm_stats(const struct nn_dataset *ds, float *mean, float *std);
+
 /* Releases the arrays of ds and zeroes it. ds may be NULL or already zeroed. */
 void nn_dataset_free(struct nn_dataset *ds);
 

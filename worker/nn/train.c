@@ -150,11 +150,7 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
     err = nn_optim_new(m, &cfg->optim, &opt, ei);
     if (err)
         goto out;
-    nn_dataset_channel_stats(train, mean, std);
-    for (int c = 0; c < train->c; c++) {
-        if (std[c] < 1e-6f)
-            std[c] = 1.0f; /* a constant channel: centre it, do not blow it up */
-    }
+    nn_dataset_norm_stats(train, mean, std);
     struct nn_loader_cfg lc = {cfg->batch, 1, cfg->augment, mean, std, cfg->seed};
     err = nn_loader_init(&ld, train, &lc, ei);
     if (err)
