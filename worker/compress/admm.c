@@ -37,6 +37,11 @@ static double admm_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+double admm_wall_seconds(const struct admm_ctx *c)
+{
+    return c->wall_prev + admm_now() - c->t_start;
+}
+
 static void admm_say(const struct admm_ctx *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -87,15 +92,19 @@ void admm_project(const struct admm_ctx *c, const struct admm_target *t, float *
         t->rule->quant->project(x, &t->shape, &t->p, c->scratch);
 }
 
-void admm_stage_rates(struct admm_ctx *c, int stage)
+void admm_set_rates(struct admm_ctx *c, double f)
 {
-    const double f = (double)(stage + 1) / (double)c->spec->stages;
     for (int k = 0; k < c->n_t; k++) {
         struct admm_target *t = &c->t[k];
         if (t->rule->prune != NULL && t->rule->prune->uses_rate)
             t->p.rate = pow(t->base_rate, f);
         t->conn_rate = t->rule->conn_rate > 1.0 ? pow(t->rule->conn_rate, f) : 0.0;
     }
+}
+
+void admm_stage_rates(struct admm_ctx *c, int stage)
+{
+    admm_set_rates(c, (double)(stage + 1) / (double)c->spec->stages);
 }
 
 double admm_sparsity(const struct admm_ctx *c)
@@ -206,32 +215,28 @@ static enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
             n++;
         }
     } else {
+        /* The compress phase stops before the last stage's retraining; the
+         * retrain phase is that retraining alone. */
+        const int with_admm = ph != ADMM_PHASE_RETRAIN;
         for (int sg = 0; sg < s->stages; sg++) {
             /* Stage 0 keeps the single-stage seeds, so a one-stage spec is
              * the plain ADMM run. */
             const uint64_t base = s->seed + 100u * (uint64_t)sg;
             const int final = sg == s->stages - 1;
-            if (ph != ADMM_PHASE_RETRAIN || !final) {
-                for (int it = 0; it < s->admm_iters; it++) {
-                    st[n] = (struct admm_step){ADMM_STEP_ADMM,
-                                               sg,
-                                               it,
-                                               it == s->admm_iters - 1,
-                                               s->epochs_per_iter,
-                                               s->admm_lr,
-                                               base + (uint64_t)it};
-                    n++;
-                }
+            for (int it = 0; with_admm && it < s->admm_iters; it++) {
+                st[n] = (struct admm_step){ADMM_STEP_ADMM,
+                                           sg,
+                                           it,
+                                           it == s->admm_iters - 1,
+                                           s->epochs_per_iter,
+                                           s->admm_lr,
+                                           base + (uint64_t)it};
+                n++;
             }
-            if (ph == ADMM_PHASE_RETRAIN && !final)
-                n -= s->admm_iters; /* the retrain phase runs the last retraining only */
-            if (ph != ADMM_PHASE_ADMM || !final) {
-                if (ph != ADMM_PHASE_RETRAIN || final) {
-                    st[n] =
-                        (struct admm_step){ADMM_STEP_RETRAIN, sg,          0, 1, s->retrain_epochs,
+            if (ph == ADMM_PHASE_ALL || (ph == ADMM_PHASE_ADMM) != final) {
+                st[n] = (struct admm_step){ADMM_STEP_RETRAIN, sg,          0, 1, s->retrain_epochs,
                                            s->retrain_lr,     base + 1000u};
-                    n++;
-                }
+                n++;
             }
         }
     }
@@ -407,39 +412,9 @@ static enum dp_err admm_train(struct admm_ctx *c, const struct nn_dataset *train
     return err;
 }
 
-/* Hard projection of every target (with quantization when asked) and the
- * mask of the pruned ones' supports. */
-static void admm_harden(struct admm_ctx *c, int with_quant)
-{
-    const struct dp_model *m = c->m;
-    for (size_t i = 0; i < m->n_floats; i++)
-        c->mask[i] = 1.0f;
-    c->shadow_on = 0;
-    for (int k = 0; k < c->n_t; k++) {
-        const struct admm_target *t = &c->t[k];
-        float *w = admm_w(c, t);
-        admm_project(c, t, w, 0);
-        if (with_quant && t->rule->quant != NULL) {
-            /* The pruned float weights become the latent copy (see admm_post_step). */
-            const size_t off = m->params[t->param].offset, n = admm_numel(c, t);
-            memcpy(c->z + off, w, n * sizeof(float));
-            t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
-            memcpy(c->u + off, w, n * sizeof(float));
-            c->shadow_on = 1;
-        }
-        if (t->rule->prune == NULL)
-            continue;
-        float *mk = c->mask + m->params[t->param].offset;
-        for (size_t i = 0; i < admm_numel(c, t); i++)
-            mk[i] = w[i] != 0.0f ? 1.0f : 0.0f;
-    }
-    /* Dead filters take their bias and BN entries with them, so that the
-     * channel is an exact zero that purification can drop. */
-    cp_purify_zero_dead_filters(c->m, c->mask);
-    c->mask_on = 1;
-}
-
-/* The mask of an already hard-projected model (the retrain phase). */
+/* The mask of the pruned targets' supports (1 everywhere else). Dead
+ * filters take their bias and BN entries with them, so that the channel is
+ * an exact zero that purification can drop. */
 static void admm_mask_from_zeros(struct admm_ctx *c)
 {
     const struct dp_model *m = c->m;
@@ -458,9 +433,32 @@ static void admm_mask_from_zeros(struct admm_ctx *c)
     c->mask_on = 1;
 }
 
+/* Hard projection of every target (with quantization when asked), then
+ * the mask. */
+static void admm_harden(struct admm_ctx *c, int with_quant)
+{
+    const struct dp_model *m = c->m;
+    c->shadow_on = 0;
+    for (int k = 0; k < c->n_t; k++) {
+        const struct admm_target *t = &c->t[k];
+        float *w = admm_w(c, t);
+        admm_project(c, t, w, 0);
+        if (with_quant && t->rule->quant != NULL) {
+            /* The pruned float weights become the latent copy (see admm_post_step). */
+            const size_t off = m->params[t->param].offset, n = admm_numel(c, t);
+            memcpy(c->z + off, w, n * sizeof(float));
+            t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+            memcpy(c->u + off, w, n * sizeof(float));
+            c->shadow_on = 1;
+        }
+    }
+    admm_mask_from_zeros(c);
+}
+
 /* ---- Step actions --------------------------------------------------------- */
 
-static void admm_step_begin(struct admm_ctx *c, const struct admm_step *sp)
+static enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *sp,
+                                   struct dp_errinfo *ei)
 {
     const struct admm_spec *s = c->spec;
     const struct dp_model *m = c->m;
@@ -498,19 +496,18 @@ static void admm_step_begin(struct admm_ctx *c, const struct admm_step *sp)
         case ADMM_STEP_MAGNITUDE: {
             /* Geometric targets: rate^(1/steps), rate^(2/steps), ..., rate. */
             const double f = (double)(sp->iter + 1) / (double)s->magnitude_steps;
-            for (int k = 0; k < c->n_t; k++) {
-                struct admm_target *t = &c->t[k];
-                if (t->rule->prune != NULL && t->rule->prune->uses_rate)
-                    t->p.rate = pow(t->base_rate, f);
-                t->conn_rate = t->rule->conn_rate > 1.0 ? pow(t->rule->conn_rate, f) : 0.0;
+            admm_set_rates(c, f);
+            if (s->magnitude_alloc == ADMM_ALLOC_GLOBAL) {
+                enum dp_err err = admm_alloc_global(c, f, ei);
+                if (err)
+                    return err;
             }
-            if (s->magnitude_alloc == ADMM_ALLOC_GLOBAL)
-                admm_alloc_global(c, f);
             admm_harden(c, sp->last_iter);
             c->quant_on = sp->last_iter;
             break;
         }
     }
+    return DP_OK;
 }
 
 static void admm_zu_update(struct admm_ctx *c, const struct admm_step *sp)
@@ -612,14 +609,11 @@ static enum dp_err admm_run(struct admm_ctx *c, const struct nn_dataset *train,
 {
     for (; c->si < c->n_steps && !c->halted; c->si++, c->ep = 0) {
         const struct admm_step *sp = &c->steps[c->si];
-        if (c->ep == 0)
-            admm_step_begin(c, sp);
-        if (c->ep < sp->epochs) {
-            enum dp_err err = admm_train(c, train, test, sp, ei);
-            if (err)
-                return err;
-        }
-        enum dp_err err = admm_step_end(c, sp, ei);
+        enum dp_err err = c->ep == 0 ? admm_step_begin(c, sp, ei) : DP_OK;
+        if (!err && c->ep < sp->epochs)
+            err = admm_train(c, train, test, sp, ei);
+        if (!err)
+            err = admm_step_end(c, sp, ei);
         if (!err)
             err = admm_checkpoint(c, c->si + 1, 0, NULL, ei);
         if (err)
@@ -655,7 +649,6 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     *report = NULL;
     c.trace = json_array();
     c.stages = json_array();
-    float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
     double final_acc = 0.0, loss = 0.0;
     enum dp_err err = admm_targets(&c, ei);
     if (!err)
@@ -672,7 +665,7 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     }
     for (size_t i = 0; i < m->n_floats; i++)
         c.mask[i] = 1.0f;
-    nn_dataset_norm_stats(train, mean, std);
+    nn_dataset_norm_stats(train, c.mean, c.std);
     const int resuming =
         cb != NULL && cb->resume && cb->checkpoint != NULL && admm_file_exists(cb->checkpoint);
     if (resuming) {
@@ -695,7 +688,7 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
             json_t *pw = json_object_get(prev, "wall_seconds");
             c.wall_prev = json_is_number(pw) ? json_number_value(pw) : 0.0;
         } else {
-            err = nn_evaluate(m, test, mean, std, spec->batch, &c.dense_acc, &loss, ei);
+            err = nn_evaluate(m, test, c.mean, c.std, spec->batch, &c.dense_acc, &loss, ei);
             if (err)
                 goto out;
         }
@@ -711,11 +704,11 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     err = admm_run(&c, train, test, ei);
     if (err)
         goto out;
-    err = nn_evaluate(m, test, mean, std, spec->batch, &final_acc, &loss, ei);
+    err = nn_evaluate(m, test, c.mean, c.std, spec->batch, &final_acc, &loss, ei);
     if (err)
         goto out;
     admm_record_metadata(&c);
-    *report = admm_report(&c, final_acc, c.wall_prev + admm_now() - c.t_start);
+    *report = admm_report(&c, final_acc, admm_wall_seconds(&c));
     if (*report == NULL)
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory building the report");
     else

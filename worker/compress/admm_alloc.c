@@ -29,7 +29,7 @@ static int admm_alloc_cmp_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-void admm_alloc_global(struct admm_ctx *c, double frac)
+enum dp_err admm_alloc_global(struct admm_ctx *c, double frac, struct dp_errinfo *ei)
 {
     double n_all = 0.0, kept_all = 0.0;
     for (int k = 0; k < c->n_t; k++) {
@@ -41,14 +41,11 @@ void admm_alloc_global(struct admm_ctx *c, double frac)
     size_t keep = (size_t)llround(n_all / rate);
     keep = keep < 1 ? 1 : keep;
     float *mag = dp_malloc(dp_size_mul(n, sizeof(float)));
-    if (mag == NULL) {
-        /* Not enough memory for the global sort: fall back to each layer
-         * at the same fraction of its own rate, which is still a valid
-         * (uniform) allocation; the report shows the rates used. */
-        for (int k = 0; k < c->n_t; k++)
-            c->t[k].p.rate = pow(c->t[k].base_rate, frac);
-        return;
-    }
+    if (mag == NULL)
+        return dp_errinfo_set(ei, DP_ENOMEM,
+                              "out of memory sorting %zu weights for the global magnitude "
+                              "threshold",
+                              n);
     size_t at = 0;
     for (int k = 0; k < c->n_t; k++) {
         const float *w = admm_w(c, &c->t[k]);
@@ -76,6 +73,7 @@ void admm_alloc_global(struct admm_ctx *c, double frac)
         kk = kk < 1 ? 1 : kk;
         c->t[k].p.rate = (double)cnt / (double)kk;
     }
+    return DP_OK;
 }
 
 /* ---- Automatic rates ------------------------------------------------------ */
@@ -231,9 +229,7 @@ enum dp_err admm_alloc_auto(struct admm_ctx *c, const struct nn_dataset *train,
     s.budget = total / sp->auto_rate;
     struct nn_dataset sample = *train;
     sample.n = train->n < sp->auto_eval_images ? train->n : sp->auto_eval_images;
-    float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
-    nn_dataset_norm_stats(train, mean, std);
-    err = alloc_sensitivity(c, &sample, mean, std, &s, ei);
+    err = alloc_sensitivity(c, &sample, c->mean, c->std, &s, ei);
     if (err)
         goto out;
     /* Start from the uniform allocation: the smallest grid rate >= R. */

@@ -57,7 +57,8 @@ struct admm_ctx {
     int epochs_planned;
     int epochs_offset; /* epochs of an earlier phase (the compress task's, for retrain) */
     double dense_acc;
-    double last_loss, last_train_acc, last_test_acc; /* of the last finished epoch */
+    float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C]; /* the training set's, to normalise */
+    double last_loss, last_train_acc, last_test_acc;     /* of the last finished epoch */
     double wall_prev;  /* seconds spent by earlier sessions of this run */
     double t_start;    /* this session's start (monotonic seconds) */
     json_t *trace;     /* per-iteration records (owned) */
@@ -77,9 +78,16 @@ size_t admm_numel(const struct admm_ctx *c, const struct admm_target *t);
  * connectivity), then, with with_quant, the quantizer. */
 void admm_project(const struct admm_ctx *c, const struct admm_target *t, float *x, int with_quant);
 
-/* Sets every target's current rate for progressive stage `stage` of
- * spec->stages: base_rate^((stage + 1) / stages). */
+/* Sets every target's current rate to base_rate^f (and its connectivity
+ * rate likewise): f = s / steps for round s of a gradual schedule. */
+void admm_set_rates(struct admm_ctx *c, double f);
+
+/* admm_set_rates for progressive stage `stage` of spec->stages:
+ * f = (stage + 1) / stages. */
 void admm_stage_rates(struct admm_ctx *c, int stage);
+
+/* Seconds the run has taken over all its sessions so far. */
+double admm_wall_seconds(const struct admm_ctx *c);
 
 /* Bits per stored weight of a target (32 unquantized). */
 unsigned admm_value_bits(const struct admm_target *t);
@@ -106,9 +114,10 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
 
 /* ---- Per-layer rates (admm_alloc.c) ---- */
 
-/* magnitude.allocation "global": the current stage's keep fraction spread
- * by one magnitude threshold over all targets, whose p.rate it sets. */
-void admm_alloc_global(struct admm_ctx *c, double frac);
+/* magnitude.allocation "global": the current round's keep fraction spread
+ * by one magnitude threshold over all targets, whose p.rate it sets.
+ * DP_ENOMEM when the sort buffer cannot be had. */
+enum dp_err admm_alloc_global(struct admm_ctx *c, double frac, struct dp_errinfo *ei);
 
 /* spec.auto: sensitivity analysis on held-out training images, then a
  * simulated-annealing search for per-layer rates meeting the global

@@ -48,7 +48,7 @@ enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, 
         c->quant_on, "halted", c->halted, "best_stage", c->best_stage, "epochs_done",
         c->epochs_done, "epochs_offset", c->epochs_offset, "dense_acc", c->dense_acc, "last_loss",
         c->last_loss, "last_train_acc", c->last_train_acc, "last_test_acc", c->last_test_acc,
-        "wall_seconds", c->wall_prev + 0.0, "opt_t", (json_int_t)(opt != NULL ? opt->t : 0),
+        "wall_seconds", admm_wall_seconds(c), "opt_t", (json_int_t)(opt != NULL ? opt->t : 0),
         "have_opt", opt != NULL, "targets", admm_state_targets(c), "trace", c->trace, "stages",
         c->stages, "auto", c->auto_info, "shadow_on", c->shadow_on);
     const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(17);
