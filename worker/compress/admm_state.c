@@ -14,6 +14,7 @@
 #include "common/alloc.h"
 #include "common/safetensors.h"
 #include "worker/compress/admm_int.h"
+#include "worker/nn/train_state.h"
 
 #define ADMM_STATE_VERSION 1
 #define ADMM_STATE_KEY     "admm_state"
@@ -65,27 +66,11 @@ enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, 
     dp_free(text);
     if (meta == NULL)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the checkpoint");
-    struct dp_st_tensor ts[7];
-    int n = 0;
-    const float *blocks[7] = {m->data, c->z, c->u, c->mask, NULL, NULL, NULL};
-    const char *names[7] = {"w", "z", "u", "mask", "m1", "m2", "best"};
-    if (opt != NULL) {
-        blocks[4] = opt->m1;
-        blocks[5] = opt->m2;
-    }
-    blocks[6] = c->best;
-    for (int i = 0; i < 7; i++) {
-        if (blocks[i] == NULL)
-            continue;
-        memset(&ts[n], 0, sizeof(ts[n]));
-        ts[n].name = names[i];
-        ts[n].dtype = DP_ST_F32;
-        ts[n].ndim = 1;
-        ts[n].shape[0] = (int64_t)m->n_floats;
-        ts[n].data = blocks[i];
-        n++;
-    }
-    enum dp_err err = dp_st_write(path, ts, n, meta, ei);
+    const float *const blocks[7] = {
+        m->data, c->z, c->u, c->mask, opt != NULL ? opt->m1 : NULL, opt != NULL ? opt->m2 : NULL,
+        c->best};
+    const char *const names[7] = {"w", "z", "u", "mask", "m1", "m2", "best"};
+    enum dp_err err = nn_state_write_blocks(path, names, blocks, 7, m->n_floats, meta, ei);
     json_decref(meta);
     return err;
 }
@@ -99,17 +84,6 @@ static double admm_state_num(const json_t *o, const char *key)
 {
     const json_t *v = json_object_get(o, key);
     return json_is_number(v) ? json_number_value(v) : 0.0;
-}
-
-static enum dp_err admm_state_block(const struct dp_st_file *f, const char *name, float **dst,
-                                    size_t n, struct dp_errinfo *ei)
-{
-    if (*dst == NULL) {
-        *dst = dp_malloc(dp_size_mul(n, sizeof(float)));
-        if (*dst == NULL)
-            return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the checkpoint");
-    }
-    return dp_st_read_f32(f, name, *dst, n, ei);
 }
 
 enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_errinfo *ei)
@@ -173,11 +147,11 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
     if (!err)
         err = dp_st_read_f32(f, "mask", c->mask, n, ei);
     if (!err && dp_st_find(f, "best") != NULL)
-        err = admm_state_block(f, "best", &c->best, n, ei);
+        err = nn_state_read_block(f, "best", &c->best, n, ei);
     if (!err && have_opt) {
-        err = admm_state_block(f, "m1", &c->res_m1, n, ei);
+        err = nn_state_read_block(f, "m1", &c->res_m1, n, ei);
         if (!err && dp_st_find(f, "m2") != NULL)
-            err = admm_state_block(f, "m2", &c->res_m2, n, ei);
+            err = nn_state_read_block(f, "m2", &c->res_m2, n, ei);
         c->res_t = (long)admm_state_num(st, "opt_t");
         c->have_res = !err;
     }

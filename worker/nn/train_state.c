@@ -24,24 +24,44 @@ enum dp_err nn_train_state_save(const char *path, const struct dp_model *m,
     json_t *meta = json_pack("{s:s}", TRAIN_STATE_KEY, meta_text);
     if (meta == NULL)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the checkpoint");
-    struct dp_st_tensor ts[3];
-    memset(ts, 0, sizeof(ts));
-    const float *blocks[3] = {m->data, opt->m1, opt->m2};
-    const char *names[3] = {"w", "m1", "m2"};
-    int n = 0;
-    for (int i = 0; i < 3; i++) {
-        if (blocks[i] == NULL)
-            continue;
-        ts[n].name = names[i];
-        ts[n].dtype = DP_ST_F32;
-        ts[n].ndim = 1;
-        ts[n].shape[0] = (int64_t)m->n_floats;
-        ts[n].data = blocks[i];
-        n++;
-    }
-    enum dp_err err = dp_st_write(path, ts, n, meta, ei);
+    const float *const blocks[3] = {m->data, opt->m1, opt->m2};
+    const char *const names[3] = {"w", "m1", "m2"};
+    enum dp_err err = nn_state_write_blocks(path, names, blocks, 3, m->n_floats, meta, ei);
     json_decref(meta);
     return err;
+}
+
+enum dp_err nn_state_write_blocks(const char *path, const char *const *names,
+                                  const float *const *blocks, int n, size_t numel,
+                                  const json_t *meta, struct dp_errinfo *ei)
+{
+    struct dp_st_tensor ts[16];
+    if (n > (int)(sizeof(ts) / sizeof(ts[0])))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: %d blocks, at most 16", path, n);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (blocks[i] == NULL)
+            continue;
+        memset(&ts[k], 0, sizeof(ts[k]));
+        ts[k].name = names[i];
+        ts[k].dtype = DP_ST_F32;
+        ts[k].ndim = 1;
+        ts[k].shape[0] = (int64_t)numel;
+        ts[k].data = blocks[i];
+        k++;
+    }
+    return dp_st_write(path, ts, k, meta, ei);
+}
+
+enum dp_err nn_state_read_block(const struct dp_st_file *f, const char *name, float **dst,
+                                size_t numel, struct dp_errinfo *ei)
+{
+    if (*dst == NULL) {
+        *dst = dp_malloc(dp_size_mul(numel, sizeof(float)));
+        if (*dst == NULL)
+            return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the checkpoint's '%s'", name);
+    }
+    return dp_st_read_f32(f, name, *dst, numel, ei);
 }
 
 void nn_train_state_release(struct nn_train_resume *res)
@@ -79,16 +99,10 @@ enum dp_err nn_train_state_load(const char *path, struct dp_model *m, uint64_t d
     float *m1 = NULL, *m2 = NULL;
     if (!err)
         err = dp_st_read_f32(f, "w", m->data, m->n_floats, ei);
-    if (!err) {
-        m1 = dp_malloc(dp_size_mul(m->n_floats, sizeof(float)));
-        err = m1 == NULL ? dp_errinfo_set(ei, DP_ENOMEM, "out of memory")
-                         : dp_st_read_f32(f, "m1", m1, m->n_floats, ei);
-    }
-    if (!err && dp_st_find(f, "m2") != NULL) {
-        m2 = dp_malloc(dp_size_mul(m->n_floats, sizeof(float)));
-        err = m2 == NULL ? dp_errinfo_set(ei, DP_ENOMEM, "out of memory")
-                         : dp_st_read_f32(f, "m2", m2, m->n_floats, ei);
-    }
+    if (!err)
+        err = nn_state_read_block(f, "m1", &m1, m->n_floats, ei);
+    if (!err && dp_st_find(f, "m2") != NULL)
+        err = nn_state_read_block(f, "m2", &m2, m->n_floats, ei);
     if (!err) {
         res->start_epoch = (int)json_integer_value(ep);
         res->t = (long)json_integer_value(t);

@@ -9,6 +9,8 @@
 #ifndef DP_WORKER_NN_TRAIN_STATE_H
 #define DP_WORKER_NN_TRAIN_STATE_H
 
+#include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -29,5 +31,16 @@ enum dp_err nn_train_state_load(const char *path, struct dp_model *m, uint64_t d
                                 struct nn_train_resume *res, struct dp_errinfo *ei);
 
 void nn_train_state_release(struct nn_train_resume *res);
+
+/* The two helpers both engine checkpoints (this one and the ADMM state)
+ * are built from: write n flat F32 blocks of numel floats under their
+ * names (NULL blocks are left out) with metadata, atomically; read one
+ * block back, allocating *dst when it is NULL (the caller frees it). */
+enum dp_err nn_state_write_blocks(const char *path, const char *const *names,
+                                  const float *const *blocks, int n, size_t numel,
+                                  const json_t *meta, struct dp_errinfo *ei);
+struct dp_st_file;
+enum dp_err nn_state_read_block(const struct dp_st_file *f, const char *name, float **dst,
+                                size_t numel, struct dp_errinfo *ei);
 
 #endif
