@@ -43,6 +43,21 @@ static int pf_is_depthwise(const struct dp_model *m, const struct dp_layer *l)
     return l->op == DP_OP_CONV2D && l->a.groups > 1 && l->a.groups == in_c && l->out_c == in_c;
 }
 
+/* Does layer l start a channel space (a conv other than depthwise, or a linear)? */
+static int pf_starts_space(const struct dp_model *m, const struct dp_layer *l)
+{
+    return (l->op == DP_OP_CONV2D && !pf_is_depthwise(m, l)) || l->op == DP_OP_LINEAR;
+}
+
+/* Channels kept in space root s. */
+static int pf_kept(const struct pf_ctx *p, int s)
+{
+    int kept = 0;
+    for (int c = 0; c < p->sp_n[s]; c++)
+        kept += p->keep[s][c];
+    return kept;
+}
+
 static const float *pf_param(const struct dp_model *m, const struct dp_layer *l, int k)
 {
     return k < l->n_params ? m->data + m->params[l->first_param + k].offset : NULL;
@@ -67,9 +82,7 @@ static enum dp_err pf_spaces(struct pf_ctx *p, struct dp_errinfo *ei)
     for (int i = 0; i < n; i++) {
         const struct dp_layer *l = &m->layers[i];
         const int in = l->inputs[0];
-        const int new_space =
-            (l->op == DP_OP_CONV2D && !pf_is_depthwise(m, l)) || l->op == DP_OP_LINEAR;
-        if (new_space) {
+        if (pf_starts_space(m, l)) {
             const int s = p->n_sp++;
             p->parent[s] = s;
             p->sp_n[s] = l->out_c;
@@ -216,7 +229,7 @@ static int pf_sweep(struct pf_ctx *p)
     }
     for (int i = 0; i < m->n_layers; i++) {
         const struct dp_layer *l = &m->layers[i];
-        if (!((l->op == DP_OP_CONV2D && !pf_is_depthwise(m, l)) || l->op == DP_OP_LINEAR))
+        if (!pf_starts_space(m, l))
             continue;
         const int in = l->inputs[0];
         const int s_in = pf_in_space(p, in), s_out = pf_find(p, p->space[i]);
@@ -349,10 +362,7 @@ enum dp_err cp_purify(const struct dp_model *m, struct dp_model **out, json_t **
     for (int s = 0; s < p.n_sp; s++) {
         if (pf_find(&p, s) != s)
             continue;
-        int any = 0;
-        for (int c = 0; c < p.sp_n[s]; c++)
-            any |= p.keep[s][c];
-        if (!any && p.sp_n[s] > 0) {
+        if (pf_kept(&p, s) == 0 && p.sp_n[s] > 0) {
             p.keep[s][0] = 1;
             removed--;
         }
@@ -363,27 +373,14 @@ enum dp_err cp_purify(const struct dp_model *m, struct dp_model **out, json_t **
     json_t *gl = json_object_get(graph, "layers");
     for (int i = 0; i < m->n_layers; i++) {
         const struct dp_layer *l = &m->layers[i];
-        if (!((l->op == DP_OP_CONV2D && !pf_is_depthwise(m, l)) || l->op == DP_OP_LINEAR))
+        const int depthwise = pf_is_depthwise(m, l);
+        if (!depthwise && !pf_starts_space(m, l))
             continue;
-        const int s = pf_find(&p, p.space[i]);
-        int kept = 0;
-        for (int c = 0; c < p.sp_n[s]; c++)
-            kept += p.keep[s][c];
+        const int kept = pf_kept(&p, pf_find(&p, p.space[i]));
         json_t *attrs = json_object_get(json_array_get(gl, (size_t)i), "attrs");
         json_object_set_new(attrs, "out_ch", json_integer(kept));
-    }
-    /* Depthwise convolutions follow their input's channel count. */
-    for (int i = 0; i < m->n_layers; i++) {
-        const struct dp_layer *l = &m->layers[i];
-        if (!pf_is_depthwise(m, l))
-            continue;
-        const int s = pf_find(&p, p.space[i]);
-        int kept = 0;
-        for (int c = 0; c < p.sp_n[s]; c++)
-            kept += p.keep[s][c];
-        json_t *attrs = json_object_get(json_array_get(gl, (size_t)i), "attrs");
-        json_object_set_new(attrs, "out_ch", json_integer(kept));
-        json_object_set_new(attrs, "groups", json_integer(kept));
+        if (depthwise) /* it follows its input's channels, one group each */
+            json_object_set_new(attrs, "groups", json_integer(kept));
     }
     err = dp_model_graph_from_json(graph, &q, ei);
     if (err)
