@@ -4,7 +4,9 @@
 #include "tests/unit/worker/compress/admm_fixture.h"
 
 #include <criterion/criterion.h>
+#include <string.h>
 
+#include "worker/compress/admm.h"
 #include "worker/nn/arch.h"
 #include "worker/nn/train.h"
 
@@ -35,8 +37,7 @@ void admm_fixture_init(struct admm_fixture *f)
     cfg.sched.total_epochs = 3;
     cfg.sched.base_lr = 0.05f;
     struct nn_train_result res;
-    cr_assert_eq(nn_train(f->m, &f->train, &f->test, &cfg, NULL, &res, &ei), DP_OK, "%s",
-                 ei.msg);
+    cr_assert_eq(nn_train(f->m, &f->train, &f->test, &cfg, NULL, &res, &ei), DP_OK, "%s", ei.msg);
 }
 
 void admm_fixture_free(struct admm_fixture *f)
@@ -55,3 +56,21 @@ size_t admm_nnz(const struct dp_model *m, const char *param)
     return n;
 }
 
+void admm_fixture_spec(const char *text, struct admm_spec *spec)
+{
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(admm_spec_parse(text, strlen(text), spec, &ei), DP_OK, "%s", ei.msg);
+    spec->batch = 32;
+}
+
+json_t *admm_run_spec(struct admm_fixture *f, const char *text)
+{
+    struct admm_spec spec;
+    struct dp_errinfo ei = {0};
+    admm_fixture_spec(text, &spec);
+    json_t *report = NULL;
+    cr_assert_eq(admm_compress(f->m, &f->train, &f->test, &spec, NULL, &report, &ei), DP_OK, "%s",
+                 ei.msg);
+    cr_assert_not_null(report);
+    return report;
+}

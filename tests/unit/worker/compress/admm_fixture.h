@@ -8,7 +8,10 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "common/model.h"
+#include "worker/compress/spec.h"
 #include "worker/nn/data.h"
 
 struct admm_fixture {
@@ -18,6 +21,13 @@ struct admm_fixture {
 
 void admm_fixture_init(struct admm_fixture *f);
 void admm_fixture_free(struct admm_fixture *f);
+
+/* Parses a spec (failing the test on an error) with the fixture's batch of 32. */
+void admm_fixture_spec(const char *text, struct admm_spec *spec);
+
+/* Runs spec text on the fixture's model without callbacks; the report must
+ * come back (the caller releases it). */
+json_t *admm_run_spec(struct admm_fixture *f, const char *text);
 
 /* Non-zeros of the named parameter. */
 size_t admm_nnz(const struct dp_model *m, const char *param);

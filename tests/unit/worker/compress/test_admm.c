@@ -15,19 +15,6 @@
 #include "worker/nn/arch.h"
 #include "worker/nn/train.h"
 
-static json_t *admm_run_spec(struct admm_fixture *f, const char *text)
-{
-    struct admm_spec spec;
-    struct dp_errinfo ei = {0};
-    cr_assert_eq(admm_spec_parse(text, strlen(text), &spec, &ei), DP_OK, "%s", ei.msg);
-    spec.batch = 32;
-    json_t *report = NULL;
-    cr_assert_eq(admm_compress(f->m, &f->train, &f->test, &spec, NULL, &report, &ei), DP_OK,
-                 "%s", ei.msg);
-    cr_assert_not_null(report);
-    return report;
-}
-
 Test(admm, irregular_pruning_holds_exactly_and_reports, .timeout = 240)
 {
     struct admm_fixture f;

@@ -34,13 +34,6 @@ static void admm_test_event(void *ud, const char *type, json_t *data)
     s->checkpoints += strcmp(type, "checkpoint") == 0;
 }
 
-static void admm_parse(const char *text, struct admm_spec *spec)
-{
-    struct dp_errinfo ei = {0};
-    cr_assert_eq(admm_spec_parse(text, strlen(text), spec, &ei), DP_OK, "%s", ei.msg);
-    spec->batch = 32;
-}
-
 static float *admm_copy(const struct dp_model *m)
 {
     float *c = dp_malloc(m->n_floats * sizeof(float));
@@ -62,7 +55,7 @@ Test(admm_run, resumed_run_equals_the_uninterrupted_one, .timeout = 600)
     admm_fixture_init(&f);
     float *pre = admm_copy(f.m);
     struct admm_spec spec;
-    admm_parse(admm_resume_spec, &spec);
+    admm_fixture_spec(admm_resume_spec, &spec);
     struct dp_errinfo ei = {0};
     char dir[256], ck[300];
     dp_test_tmpdir_make(dir, sizeof(dir), "admm-resume");
@@ -70,8 +63,8 @@ Test(admm_run, resumed_run_equals_the_uninterrupted_one, .timeout = 600)
 
     /* The reference: one uninterrupted run, no checkpoint. */
     json_t *ref_report = NULL;
-    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &ref_report, &ei), DP_OK,
-                 "%s", ei.msg);
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &ref_report, &ei), DP_OK, "%s",
+                 ei.msg);
     float *ref = admm_copy(f.m);
 
     /* Stopped at several points (inside W-steps, between steps, in the
@@ -130,10 +123,11 @@ Test(admm_run, compress_then_retrain_phases_equal_one_run, .timeout = 300)
     admm_fixture_init(&f);
     float *pre = admm_copy(f.m);
     struct admm_spec spec;
-    admm_parse("{\"admm\":{\"iters\":2,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":2},"
-               "\"layers\":[{\"match\":\"*\",\"prune\":{\"scheme\":\"irregular\",\"rate\":6},"
-               "\"quant\":{\"scheme\":\"ternary\"}}]}",
-               &spec);
+    admm_fixture_spec(
+        "{\"admm\":{\"iters\":2,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":2},"
+        "\"layers\":[{\"match\":\"*\",\"prune\":{\"scheme\":\"irregular\",\"rate\":6},"
+        "\"quant\":{\"scheme\":\"ternary\"}}]}",
+        &spec);
     struct dp_errinfo ei = {0};
     json_t *all = NULL, *r1 = NULL, *r2 = NULL;
     cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &all, &ei), DP_OK);
@@ -142,13 +136,11 @@ Test(admm_run, compress_then_retrain_phases_equal_one_run, .timeout = 300)
     struct admm_callbacks cb;
     memset(&cb, 0, sizeof(cb));
     cb.phase = ADMM_PHASE_ADMM;
-    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, &cb, &r1, &ei), DP_OK, "%s",
-                 ei.msg);
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, &cb, &r1, &ei), DP_OK, "%s", ei.msg);
     cr_assert_eq(json_integer_value(json_object_get(r1, "epochs")), 2);
     cb.phase = ADMM_PHASE_RETRAIN;
     cb.prev_report = r1;
-    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, &cb, &r2, &ei), DP_OK, "%s",
-                 ei.msg);
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, &cb, &r2, &ei), DP_OK, "%s", ei.msg);
     cr_assert(memcmp(ref, f.m->data, f.m->n_floats * sizeof(float)) == 0,
               "two phases differ from one run");
     cr_assert_eq(json_integer_value(json_object_get(r2, "epochs")), 4);
@@ -168,17 +160,12 @@ Test(admm_run, progressive_stops_at_the_last_stage_within_tolerance, .timeout = 
 {
     struct admm_fixture f;
     admm_fixture_init(&f);
-    struct admm_spec spec;
     /* fc1 to a single weight in 3 stages (26x, 698x, 18432x): the last
      * stage cannot stay within 15 points of the dense accuracy. */
-    admm_parse("{\"admm\":{\"iters\":1,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
-               "\"progressive\":{\"stages\":3,\"tolerance\":0.15},\"layers\":["
-               "{\"match\":\"fc1\",\"prune\":{\"scheme\":\"irregular\",\"rate\":18432}}]}",
-               &spec);
-    struct dp_errinfo ei = {0};
-    json_t *r = NULL;
-    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &r, &ei), DP_OK, "%s",
-                 ei.msg);
+    json_t *r = admm_run_spec(
+        &f, "{\"admm\":{\"iters\":1,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
+            "\"progressive\":{\"stages\":3,\"tolerance\":0.15},\"layers\":["
+            "{\"match\":\"fc1\",\"prune\":{\"scheme\":\"irregular\",\"rate\":18432}}]}");
     json_t *stages = json_object_get(r, "stages");
     const size_t ns = json_array_size(stages);
     cr_assert_geq(ns, 2u);
@@ -210,15 +197,10 @@ Test(admm_run, automatic_rates_meet_the_global_target, .timeout = 300)
 {
     struct admm_fixture f;
     admm_fixture_init(&f);
-    struct admm_spec spec;
-    admm_parse("{\"admm\":{\"iters\":1,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
-               "\"auto\":{\"rate\":10,\"search_iters\":3000,\"eval_images\":256},\"layers\":["
-               "{\"match\":\"*\",\"prune\":{\"scheme\":\"irregular\"}}]}",
-               &spec);
-    struct dp_errinfo ei = {0};
-    json_t *r = NULL;
-    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &r, &ei), DP_OK, "%s",
-                 ei.msg);
+    json_t *r = admm_run_spec(
+        &f, "{\"admm\":{\"iters\":1,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
+            "\"auto\":{\"rate\":10,\"search_iters\":3000,\"eval_images\":256},\"layers\":["
+            "{\"match\":\"*\",\"prune\":{\"scheme\":\"irregular\"}}]}");
     const char *const ps[] = {"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"};
     const double rate = admm_rate_of(f.m, ps, 4);
     cr_assert_geq(rate, 10.0 * 0.99, "achieved %.2fx, target 10x", rate);
@@ -240,15 +222,10 @@ Test(admm_run, global_magnitude_allocation_keeps_the_total, .timeout = 300)
 {
     struct admm_fixture f;
     admm_fixture_init(&f);
-    struct admm_spec spec;
-    admm_parse("{\"method\":\"magnitude\",\"magnitude\":{\"steps\":2,\"allocation\":\"global\"},"
-               "\"admm\":{\"iters\":1,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
-               "\"layers\":[{\"match\":\"*\",\"prune\":{\"scheme\":\"irregular\",\"rate\":10}}]}",
-               &spec);
-    struct dp_errinfo ei = {0};
-    json_t *r = NULL;
-    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &r, &ei), DP_OK, "%s",
-                 ei.msg);
+    json_t *r = admm_run_spec(
+        &f, "{\"method\":\"magnitude\",\"magnitude\":{\"steps\":2,\"allocation\":\"global\"},"
+            "\"admm\":{\"iters\":1,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
+            "\"layers\":[{\"match\":\"*\",\"prune\":{\"scheme\":\"irregular\",\"rate\":10}}]}");
     const char *const ps[] = {"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"};
     size_t nz = 0, all = 0;
     for (int i = 0; i < 4; i++) {
@@ -274,15 +251,10 @@ Test(admm_run, pattern_and_connectivity_hold_together, .timeout = 300)
 {
     struct admm_fixture f;
     admm_fixture_init(&f);
-    struct admm_spec spec;
-    admm_parse("{\"admm\":{\"iters\":2,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
-               "\"layers\":[{\"match\":\"conv2\",\"prune\":{\"scheme\":\"pattern\","
-               "\"library_size\":6,\"connectivity\":4}}]}",
-               &spec);
-    struct dp_errinfo ei = {0};
-    json_t *r = NULL;
-    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &r, &ei), DP_OK, "%s",
-                 ei.msg);
+    json_t *r = admm_run_spec(
+        &f, "{\"admm\":{\"iters\":2,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
+            "\"layers\":[{\"match\":\"conv2\",\"prune\":{\"scheme\":\"pattern\","
+            "\"library_size\":6,\"connectivity\":4}}]}");
     const struct dp_param *w = dp_model_param_find(f.m, "conv2.weight");
     unsigned masks[6];
     int n_masks = 0, kernels = 0;
@@ -305,8 +277,7 @@ Test(admm_run, pattern_and_connectivity_hold_together, .timeout = 300)
     cr_assert_leq(kernels, 32, "%d kernels kept, at most 128 / 4", kernels);
     json_t *l = json_array_get(json_object_get(r, "layers"), 0);
     cr_assert_not_null(json_object_get(l, "pattern_histogram"));
-    cr_assert_gt(json_real_value(json_object_get(json_object_get(l, "storage_bytes"), "fkw")),
-                 0.0);
+    cr_assert_gt(json_real_value(json_object_get(json_object_get(l, "storage_bytes"), "fkw")), 0.0);
     json_decref(r);
     admm_fixture_free(&f);
     DP_ASSERT_NO_LEAKS();

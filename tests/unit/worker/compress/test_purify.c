@@ -68,7 +68,8 @@ Test(purify, dead_filters_shrink_resnet20_and_keep_the_logits, .timeout = 300)
     cp_purify_zero_dead_filters(m, NULL);
     const int n = 4;
     float *x = dp_malloc((size_t)n * 3 * 32 * 32 * sizeof(float));
-    float *a = dp_malloc((size_t)n * 10 * sizeof(float)), *b = dp_malloc((size_t)n * 10 * sizeof(float));
+    float *a = dp_malloc((size_t)n * 10 * sizeof(float)),
+          *b = dp_malloc((size_t)n * 10 * sizeof(float));
     for (int i = 0; i < n * 3 * 32 * 32; i++)
         x[i] = (float)nn_rng_uniform(&rng) * 2.0f - 1.0f;
     pf_logits(m, x, n, a);

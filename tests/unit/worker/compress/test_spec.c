@@ -62,7 +62,8 @@ Test(spec, errors_name_the_field)
          "spec.version"},
         {"{\"method\":\"sgd\",\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}}]}",
          "spec.method"},
-        {"{\"admm\":{\"iters\":\"3\"},\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}}]}",
+        {"{\"admm\":{\"iters\":\"3\"},\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}}"
+         "]}",
          "spec.admm.iters: must be an integer"},
         {"{\"admm\":{\"rho\":-1},\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}}]}",
          "spec.admm.rho"},
@@ -86,8 +87,8 @@ Test(spec, errors_name_the_field)
         struct dp_errinfo ei = {0};
         enum dp_err err = admm_spec_parse(cases[i].text, strlen(cases[i].text), &s, &ei);
         cr_assert_neq(err, DP_OK, "case %zu accepted: %s", i, cases[i].text);
-        cr_assert(strstr(ei.msg, cases[i].needle) != NULL, "case %zu: '%s' lacks '%s'", i,
-                  ei.msg, cases[i].needle);
+        cr_assert(strstr(ei.msg, cases[i].needle) != NULL, "case %zu: '%s' lacks '%s'", i, ei.msg,
+                  cases[i].needle);
     }
     DP_ASSERT_NO_LEAKS();
 }
