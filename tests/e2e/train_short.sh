@@ -100,7 +100,8 @@ cargs=(compress --spec "$tmp/spec2.json" --model "$tmp/lenet5.safetensors" --dat
 kill_after_checkpoint "$WORKER" "${cargs[@]}" --checkpoint "$tmp/state" --out "$tmp/res.safetensors"
 "$WORKER" "${cargs[@]}" --checkpoint "$tmp/state" --resume --out "$tmp/res.safetensors" \
     --report "$tmp/res.json" > /dev/null 2> "$tmp/resume.log"
-if grep -q "resumed from" "$tmp/resume.log" && cmp -s "$tmp/ref.safetensors" "$tmp/res.safetensors" &&
+# The kill must have landed inside the run (4 epochs): otherwise nothing was resumed.
+if grep -Eq "resumed from .* [0-3] epochs done" "$tmp/resume.log" && cmp -s "$tmp/ref.safetensors" "$tmp/res.safetensors" &&
    /usr/bin/python3 - "$tmp/res.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -116,14 +117,18 @@ else
   fail=$((fail + 1)); echo "FAIL: compress resume/purify (see $tmp/resume.log)"; cat "$tmp/resume.log" | tail -5
 fi
 targs=(train --model lenet5 --data "$DATA" --epochs 3 --threads 2 --seed 5 --limit-train 4096
-       --limit-test 1000 --quiet)
-"$WORKER" "${targs[@]}" --out "$tmp/tref.safetensors" > /dev/null
-kill_after_checkpoint "$WORKER" "${targs[@]}" --checkpoint "$tmp/state" --out "$tmp/tres.safetensors"
-"$WORKER" "${targs[@]}" --checkpoint "$tmp/state" --resume --out "$tmp/tres.safetensors" > /dev/null
-if cmp -s "$tmp/tref.safetensors" "$tmp/tres.safetensors"; then
-  pass=$((pass + 1)); echo "ok: train killed -9 and resumed = uninterrupted, byte for byte"
+       --limit-test 1000)
+"$WORKER" "${targs[@]}" --quiet --out "$tmp/tref.safetensors" > /dev/null
+kill_after_checkpoint "$WORKER" "${targs[@]}" --quiet --checkpoint "$tmp/state" \
+    --out "$tmp/tres.safetensors"
+"$WORKER" "${targs[@]}" --checkpoint "$tmp/state" --resume --out "$tmp/tres.safetensors" \
+    > /dev/null 2> "$tmp/tresume.log"
+if grep -Eq "resumed from .* after epoch [0-2]$" "$tmp/tresume.log" &&
+   cmp -s "$tmp/tref.safetensors" "$tmp/tres.safetensors"; then
+  pass=$((pass + 1))
+  echo "ok: train killed -9 ($(grep -o 'resumed from.*' "$tmp/tresume.log" | sed 's|.*/||')) and resumed = uninterrupted, byte for byte"
 else
-  fail=$((fail + 1)); echo "FAIL: train resume differs from the uninterrupted run"
+  fail=$((fail + 1)); echo "FAIL: train resume (not resumed mid-run, or differs; see $tmp/tresume.log)"
 fi
 echo "train_short: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
