@@ -34,3 +34,11 @@ void dp_test_tmpdir_remove(const char *dir)
     closedir(d);
     rmdir(dir);
 }
+
+uint64_t dp_test_rng_next(struct dp_test_rng *r)
+{
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
+    return r->s * 2685821657736338717ULL;
+}

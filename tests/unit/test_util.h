@@ -9,6 +9,7 @@
 #define DP_TESTS_UNIT_TEST_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define DP_TEST_HAVE_ASAN 1
@@ -34,5 +35,13 @@ void dp_test_tmpdir_make(char *dir, size_t cap, const char *tag);
 
 /* Removes every file (and empty subdirectory) in dir, then dir itself. */
 void dp_test_tmpdir_remove(const char *dir);
+
+/* A tiny seeded generator (xorshift64*) for test data: the state is the
+ * seed, which must not be 0. */
+struct dp_test_rng {
+    uint64_t s;
+};
+
+uint64_t dp_test_rng_next(struct dp_test_rng *r);
 
 #endif

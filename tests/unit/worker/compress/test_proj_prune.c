@@ -34,36 +34,25 @@
 
 /* ---- Helpers ------------------------------------------------------------- */
 
-struct trng {
-    uint64_t s;
-};
-
-static uint64_t trng_next(struct trng *r)
-{
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 2685821657736338717ULL;
-}
 
 /* Uniform in (-1, 1), never 0. */
-static float rnd_generic(struct trng *r)
+static float rnd_generic(struct dp_test_rng *r)
 {
-    return (float)(((double)(trng_next(r) >> 40) + 0.5) / 8388608.0 - 1.0);
+    return (float)(((double)(dp_test_rng_next(r) >> 40) + 0.5) / 8388608.0 - 1.0);
 }
 
 /* One of {0, +-0.5, +-1, +-1.5, +-2}: exact squares, many ties. */
-static float rnd_level(struct trng *r)
+static float rnd_level(struct dp_test_rng *r)
 {
     static const float lv[] = {0.0f, 0.5f, -0.5f, 1.0f, -1.0f, 1.5f, -1.5f, 2.0f, -2.0f};
-    return lv[trng_next(r) % (sizeof lv / sizeof lv[0])];
+    return lv[dp_test_rng_next(r) % (sizeof lv / sizeof lv[0])];
 }
 
 enum fill { FILL_GENERIC, FILL_LEVELS, FILL_EQUAL, FILL_ZERO };
 
 static void fill(float *z, size_t n, enum fill how, uint64_t seed)
 {
-    struct trng r = {seed * 0x9E3779B97F4A7C15ULL + 1};
+    struct dp_test_rng r = {seed * 0x9E3779B97F4A7C15ULL + 1};
     for (size_t e = 0; e < n; e++) {
         switch (how) {
             case FILL_GENERIC:
@@ -437,7 +426,7 @@ Test(proj, scratch_bytes)
 }
 
 /* Fills keys of kind `how` for the selection test. */
-static double select_key(int how, size_t j, size_t n, struct trng *r)
+static double select_key(int how, size_t j, size_t n, struct dp_test_rng *r)
 {
     switch (how) {
         case 0:
@@ -449,18 +438,18 @@ static double select_key(int how, size_t j, size_t n, struct trng *r)
         case 3:
             return 1.0; /* all equal */
         case 4:
-            return (double)(trng_next(r) % 3); /* few distinct */
+            return (double)(dp_test_rng_next(r) % 3); /* few distinct */
         case 5:
             return (double)(j < n / 2 ? j : n - j); /* organ pipe */
         default:
-            return (trng_next(r) % 7 == 0) ? INFINITY : (double)(trng_next(r) % 5);
+            return (dp_test_rng_next(r) % 7 == 0) ? INFINITY : (double)(dp_test_rng_next(r) % 5);
     }
 }
 
 Test(proj, select_matches_full_sort)
 {
     static const size_t sizes[] = {0, 1, 2, 3, 5, 16, 17, 18, 33, 100, 1000, 4097};
-    struct trng r = {12345};
+    struct dp_test_rng r = {12345};
     int n_checked = 0;
 
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {

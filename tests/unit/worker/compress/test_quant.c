@@ -34,22 +34,11 @@
 
 /* ---- Random data ----------------------------------------------------------- */
 
-struct trng {
-    uint64_t s;
-};
-
-static uint64_t trng_next(struct trng *r)
-{
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 2685821657736338717ULL;
-}
 
 /* Uniform in (0, 1). */
-static double trng_unit(struct trng *r)
+static double trng_unit(struct dp_test_rng *r)
 {
-    return ((double)(trng_next(r) >> 11) + 0.5) / 9007199254740992.0;
+    return ((double)(dp_test_rng_next(r) >> 11) + 0.5) / 9007199254740992.0;
 }
 
 enum data_kind {
@@ -62,7 +51,7 @@ enum data_kind {
 
 #define N_DATA_KINDS 5
 
-static float rnd_value(struct trng *r, enum data_kind kind)
+static float rnd_value(struct dp_test_rng *r, enum data_kind kind)
 {
     static const float lv[] = {0.0f, 0.5f, -0.5f, 1.0f, -1.0f, 1.5f, -1.5f};
     double g = sqrt(-2.0 * log(trng_unit(r))) * cos(6.283185307179586 * trng_unit(r));
@@ -77,14 +66,14 @@ static float rnd_value(struct trng *r, enum data_kind kind)
         case DATA_HEAVY:
             return (float)(g / sqrt(trng_unit(r)));
         case DATA_LEVELS:
-            return lv[trng_next(r) % (sizeof lv / sizeof lv[0])];
+            return lv[dp_test_rng_next(r) % (sizeof lv / sizeof lv[0])];
     }
     return 0.0f;
 }
 
 static void fill(float *z, size_t n, uint64_t seed, enum data_kind kind)
 {
-    struct trng r = {seed * 0x9E3779B97F4A7C15ULL + 12345};
+    struct dp_test_rng r = {seed * 0x9E3779B97F4A7C15ULL + 12345};
 
     for (size_t j = 0; j < n; j++)
         z[j] = rnd_value(&r, kind);
