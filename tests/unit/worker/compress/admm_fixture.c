@@ -74,3 +74,22 @@ json_t *admm_run_spec(struct admm_fixture *f, const char *text)
     cr_assert_not_null(report);
     return report;
 }
+
+struct admm_kernel_stats admm_kernel_stats(const float *w, size_t n_kernels)
+{
+    struct admm_kernel_stats st = {0, 0, 0};
+    unsigned char seen[512] = {0};
+    for (size_t k = 0; k < n_kernels; k++) {
+        unsigned mk = 0;
+        for (int j = 0; j < 9; j++)
+            mk |= (w[k * 9 + (size_t)j] != 0.0f ? 1u : 0u) << j;
+        if (mk == 0)
+            continue;
+        st.kept++;
+        st.distinct += !seen[mk];
+        seen[mk] = 1;
+        const int taps = __builtin_popcount(mk);
+        st.max_taps = taps > st.max_taps ? taps : st.max_taps;
+    }
+    return st;
+}

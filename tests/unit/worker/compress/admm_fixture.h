@@ -29,6 +29,15 @@ void admm_fixture_spec(const char *text, struct admm_spec *spec);
  * come back (the caller releases it). */
 json_t *admm_run_spec(struct admm_fixture *f, const char *text);
 
+/* The 3x3 kernels of a weight block (n_kernels of 9 floats): how many are
+ * kept (not all zero), how many distinct tap masks they use, and the most
+ * taps any kept kernel has. */
+struct admm_kernel_stats {
+    size_t kept;
+    int distinct, max_taps;
+};
+struct admm_kernel_stats admm_kernel_stats(const float *w, size_t n_kernels);
+
 /* Non-zeros of the named parameter. */
 size_t admm_nnz(const struct dp_model *m, const char *param);
 

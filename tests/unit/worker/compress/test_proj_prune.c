@@ -34,7 +34,6 @@
 
 /* ---- Helpers ------------------------------------------------------------- */
 
-
 /* Uniform in (-1, 1), never 0. */
 static float rnd_generic(struct dp_test_rng *r)
 {

@@ -13,6 +13,7 @@
 #include "common/alloc.h"
 #include "common/model_io.h"
 #include "tests/unit/test_util.h"
+#include "tests/unit/worker/compress/admm_fixture.h"
 #include "worker/compress/admm.h"
 #include "worker/compress/purify.h"
 #include "worker/nn/arch.h"
@@ -143,26 +144,10 @@ Test(purify, structured_and_pattern_admm_on_resnet20, .timeout = 900)
             }
             cr_assert_eq(kept, O / 4, "%s keeps %zu of %zu filters", l->name, kept, O);
         } else {
-            size_t kernels = 0;
-            unsigned masks[8];
-            int nm = 0;
-            for (size_t k = 0; k < O * I; k++) {
-                unsigned mk = 0;
-                for (int j = 0; j < 9; j++)
-                    mk |= (m->data[w->offset + k * 9 + (size_t)j] != 0.0f ? 1u : 0u) << j;
-                if (mk == 0)
-                    continue;
-                kernels++;
-                cr_assert_leq(__builtin_popcount(mk), 4, "%s", l->name);
-                int seen = 0;
-                for (int t = 0; t < nm; t++)
-                    seen |= masks[t] == mk;
-                if (!seen) {
-                    cr_assert_lt(nm, 8, "%s uses more than 8 patterns", l->name);
-                    masks[nm++] = mk;
-                }
-            }
-            cr_assert_leq(kernels, O * I / 2, "%s", l->name);
+            const struct admm_kernel_stats ks = admm_kernel_stats(m->data + w->offset, O * I);
+            cr_assert_leq(ks.max_taps, 4, "%s", l->name);
+            cr_assert_leq(ks.distinct, 8, "%s uses %d patterns, more than 8", l->name, ks.distinct);
+            cr_assert_leq(ks.kept, O * I / 2, "%s", l->name);
         }
     }
     struct dp_model *q = NULL;

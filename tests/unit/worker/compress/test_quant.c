@@ -34,7 +34,6 @@
 
 /* ---- Random data ----------------------------------------------------------- */
 
-
 /* Uniform in (0, 1). */
 static double trng_unit(struct dp_test_rng *r)
 {
