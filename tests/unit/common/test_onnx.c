@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/alloc.h"
 #include "common/log.h"
@@ -271,6 +272,23 @@ Test(onnx, truncated_and_corrupted_files)
         dp_free(c);
     }
     dp_free(buf);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* A FIFO (or a missing file) is an error naming the path, never a read that blocks. */
+Test(onnx, read_refuses_a_fifo)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/fifo.onnx", ox_dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    struct Onnx__ModelProto *mp = NULL;
+    struct dp_errinfo ei = {DP_OK, ""};
+    cr_expect_eq(dp_onnx_model_read(path, &mp, &ei), DP_EIO);
+    cr_expect_null(mp);
+    cr_expect(strstr(ei.msg, "fifo.onnx: not a regular file") != NULL, "%s", ei.msg);
+    snprintf(path, sizeof(path), "%s/absent.onnx", ox_dir);
+    cr_expect_eq(dp_onnx_model_read(path, &mp, &ei), DP_ENOENT);
+    cr_expect(strstr(ei.msg, "absent.onnx: cannot open") != NULL, "%s", ei.msg);
     DP_ASSERT_NO_LEAKS();
 }
 
