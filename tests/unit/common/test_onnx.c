@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "common/alloc.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/onnx.h"
 #include "common/onnx_export.h"
@@ -119,16 +120,9 @@ Test(onnx, roundtrip_builtin_architectures)
 /* Reads a file into a new buffer (dp_free). */
 static uint8_t *ox_slurp(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = dp_malloc((size_t)n);
-    cr_assert_not_null(buf);
-    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
+    uint8_t *buf = NULL;
+    struct dp_errinfo ei = {DP_OK, ""};
+    cr_assert_eq(dp_file_read(path, path, DP_ONNX_FILE_MAX, &buf, len, &ei), DP_OK, "%s", ei.msg);
     return buf;
 }
 
