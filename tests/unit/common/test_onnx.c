@@ -355,7 +355,7 @@ Test(onnx, allocation_failures)
     DP_ASSERT_NO_LEAKS();
 }
 
-/* The NPY-free part of the contract: a model with two graph inputs is refused by name. */
+/* A model that was never finalized (no shapes, no parameters) is refused, not written. */
 Test(onnx, export_refuses_unfinalized_model)
 {
     struct dp_model *m = dp_model_new(1, 4, 4);
