@@ -117,11 +117,17 @@ Test(onnx, roundtrip_builtin_architectures)
     DP_ASSERT_NO_LEAKS();
 }
 
-/* Reads a file into a new buffer (dp_free). */
-static uint8_t *ox_slurp(const char *path, size_t *len)
+/* LeNet-5 exported to ox_dir/file and read back: the file's bytes (dp_free). */
+static uint8_t *ox_lenet5_bytes(const char *file, size_t *len)
 {
-    uint8_t *buf = NULL;
+    struct dp_model *m = NULL;
     struct dp_errinfo ei = {DP_OK, ""};
+    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s", ox_dir, file);
+    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
+    dp_model_free(m);
+    uint8_t *buf = NULL;
     cr_assert_eq(dp_file_read(path, path, DP_ONNX_FILE_MAX, &buf, len, &ei), DP_OK, "%s", ei.msg);
     return buf;
 }
@@ -224,15 +230,9 @@ Test(onnx, unsupported_ops_are_all_listed)
 /* Every prefix of a valid file, and files with corrupted bytes, fail cleanly. */
 Test(onnx, truncated_and_corrupted_files)
 {
-    struct dp_model *m = NULL;
     struct dp_errinfo ei = {DP_OK, ""};
-    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
-    char path[128];
-    snprintf(path, sizeof(path), "%s/t.onnx", ox_dir);
-    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
-    dp_model_free(m);
     size_t len;
-    uint8_t *buf = ox_slurp(path, &len);
+    uint8_t *buf = ox_lenet5_bytes("t.onnx", &len);
     int n_ok = 0;
     for (size_t cut = 0; cut < len; cut += cut < 4096 ? 1 : 997) {
         struct Onnx__ModelProto *mp = NULL;
@@ -325,15 +325,9 @@ Test(onnx, nesting_bomb_is_refused)
 /* Failing the N-th allocation anywhere in parse and import is a clean error. */
 Test(onnx, allocation_failures)
 {
-    struct dp_model *m = NULL;
     struct dp_errinfo ei = {DP_OK, ""};
-    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
-    char path[128];
-    snprintf(path, sizeof(path), "%s/a.onnx", ox_dir);
-    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
-    dp_model_free(m);
     size_t len;
-    uint8_t *buf = ox_slurp(path, &len);
+    uint8_t *buf = ox_lenet5_bytes("a.onnx", &len);
     int done = 0;
     for (long n = 0; n < 20000 && !done; n++) {
         struct Onnx__ModelProto *mp = NULL;
