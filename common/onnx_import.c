@@ -78,7 +78,7 @@ static int imp_is_initializer(const Onnx__GraphProto *g, const char *name)
 }
 
 /* The one real graph input: sets the model's input shape and im->batch. */
-static enum dp_err imp_input(struct imp *im, int *rank)
+static enum dp_err imp_input(struct imp *im)
 {
     const Onnx__GraphProto *g = im->g;
     const Onnx__ValueInfoProto *in = NULL;
@@ -132,13 +132,12 @@ static enum dp_err imp_input(struct imp *im, int *rank)
         im->m->in_h = (int)d[2];
         im->m->in_w = (int)d[3];
     }
-    *rank = (int)sh->n_dim;
     struct imp_val *v = imp__bind(im, in->name);
     if (v == NULL)
         return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
     v->kind = IMP_ACT;
     v->layer = DP_MODEL_INPUT;
-    v->rank = *rank;
+    v->rank = (int)sh->n_dim;
     return DP_OK;
 }
 
@@ -196,7 +195,7 @@ static int imp_identity(struct imp *im, int input)
     return li;
 }
 
-static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import_info *info)
+static enum dp_err imp_finish(struct imp *im, struct dp_onnx_import_info *info)
 {
     const Onnx__GraphProto *g = im->g;
     if (g->n_output != 1 || g->output[0]->name == NULL)
@@ -210,7 +209,6 @@ static enum dp_err imp_finish(struct imp *im, int in_rank, struct dp_onnx_import
         return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
                               "output '%.60s' is a constant; the model computes nothing",
                               g->output[0]->name);
-    (void)in_rank;
     /* An output that is the input, or a Flatten of it, gets an identity layer
      * (Dropout with p = 0) so that the engine has a layer to train through. */
     if (o->layer == DP_MODEL_INPUT) {
@@ -330,7 +328,6 @@ enum dp_err dp_onnx_import(const struct Onnx__ModelProto *mp, struct dp_model **
 {
     struct imp im;
     enum dp_err err = DP_OK;
-    int in_rank = 0;
     *out = NULL;
     memset(&im, 0, sizeof(im));
     im.ei = ei;
@@ -352,11 +349,11 @@ enum dp_err dp_onnx_import(const struct Onnx__ModelProto *mp, struct dp_model **
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory");
     err = imp_prepare(&im);
     if (!err)
-        err = imp_input(&im, &in_rank);
+        err = imp_input(&im);
     for (size_t i = 0; !err && i < im.g->n_node; i++)
         err = imp__node(&im, im.g->node[i], (int)i);
     if (!err)
-        err = imp_finish(&im, in_rank, info);
+        err = imp_finish(&im, info);
     if (!err)
         imp_restore_compression(im.m, mp);
     if (!err && info != NULL) {

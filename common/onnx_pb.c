@@ -15,7 +15,6 @@
 #include "common/onnx.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/file.h"
 #include "onnx.pb-c.h"
 
 /* ---- Allocator ----------------------------------------------------------- */
@@ -165,63 +165,13 @@ static enum dp_err onnx_parse(const ProtobufCMessageDescriptor *d, const uint8_t
 
 /* ---- Files --------------------------------------------------------------- */
 
-/* Reads the whole file into a new buffer (dp_free) after checking its size. */
-static enum dp_err onnx_file_read(const char *path, uint8_t **out, size_t *len,
-                                  struct dp_errinfo *ei)
-{
-    *out = NULL;
-    *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        return dp_errinfo_set(ei, dp_err_from_errno(e), "%s: %s", path, strerror(e));
-    }
-    struct stat st;
-    enum dp_err err = DP_OK;
-    uint8_t *buf = NULL;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        err = dp_errinfo_set(ei, DP_EIO, "%s: not a regular file", path);
-        goto out;
-    }
-    if ((uint64_t)st.st_size > DP_ONNX_FILE_MAX) {
-        err = dp_errinfo_set(ei, DP_ETOOBIG, "%s: %lld bytes is over the %zu-byte limit", path,
-                             (long long)st.st_size, DP_ONNX_FILE_MAX);
-        goto out;
-    }
-    size_t n = (size_t)st.st_size;
-    buf = dp_malloc(n ? n : 1);
-    if (buf == NULL) {
-        err = dp_errinfo_set(ei, DP_ENOMEM, "%s: out of memory reading %zu bytes", path, n);
-        goto out;
-    }
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            err =
-                dp_errinfo_set(ei, DP_EIO, "%s: read failed after %zu of %zu bytes", path, got, n);
-            goto out;
-        }
-        got += (size_t)r;
-    }
-    *out = buf;
-    *len = n;
-    buf = NULL;
-out:
-    dp_free(buf);
-    close(fd);
-    return err;
-}
-
 static enum dp_err onnx_read(const ProtobufCMessageDescriptor *d, const char *path,
                              ProtobufCMessage **out, struct dp_errinfo *ei)
 {
     uint8_t *buf;
     size_t len;
     *out = NULL;
-    enum dp_err err = onnx_file_read(path, &buf, &len, ei);
+    enum dp_err err = dp_file_read(path, path, DP_ONNX_FILE_MAX, &buf, &len, ei);
     if (err)
         return err;
     err = onnx_parse(d, buf, len, out, ei);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/file.h"
 #include "common/utf8.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -721,67 +722,6 @@ out:
 
 /* ---- Reading: files and handles ------------------------------------------ */
 
-/* Reads the whole regular file at path (at most max_len bytes) into a new buffer. */
-static enum dp_err st_read_file(const char *path, const char *label, size_t max_len,
-                                unsigned char **out, size_t *out_len, struct dp_errinfo *ei)
-{
-    char eb[128];
-    enum dp_err err = DP_OK;
-    unsigned char *buf = NULL;
-    /* O_NONBLOCK so that a FIFO cannot block us before the S_ISREG check. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        int e = errno;
-        return dp_errinfo_set(ei, dp_err_from_errno(e), "%s: cannot open: %s", label,
-                              st_errno_str(eb, sizeof(eb), e));
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        err = dp_errinfo_set(ei, dp_err_from_errno(e), "%s: cannot stat: %s", label,
-                             st_errno_str(eb, sizeof(eb), e));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        err = dp_errinfo_set(ei, DP_EIO, "%s: not a regular file", label);
-        goto out;
-    }
-    if (st.st_size < 0 || (uintmax_t)st.st_size > (uintmax_t)max_len) {
-        err = dp_errinfo_set(ei, DP_ETOOBIG, "%s: file is %jd bytes, more than the %zu allowed",
-                             label, (intmax_t)st.st_size, max_len);
-        goto out;
-    }
-    size_t size = (size_t)st.st_size;
-    buf = dp_malloc(size ? size : 1);
-    if (buf == NULL) {
-        err = dp_errinfo_set(ei, DP_ENOMEM, "%s: out of memory for %zu bytes", label, size);
-        goto out;
-    }
-    size_t got = 0;
-    while (got < size) {
-        size_t chunk = size - got > ((size_t)1 << 30) ? ((size_t)1 << 30) : size - got;
-        ssize_t n = read(fd, buf + got, chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            err = dp_errinfo_set(ei, dp_err_from_errno(e), "%s: read failed: %s", label,
-                                 st_errno_str(eb, sizeof(eb), e));
-            goto out;
-        }
-        if (n == 0)
-            break; /* the file shrank; the parser reports the truncation */
-        got += (size_t)n;
-    }
-    *out = buf;
-    *out_len = got;
-    buf = NULL;
-out:
-    dp_free(buf);
-    close(fd);
-    return err;
-}
-
 enum dp_err dp_st_parse(const void *buf, size_t len, const char *label, struct dp_st_file **out,
                         struct dp_errinfo *ei)
 {
@@ -808,7 +748,7 @@ enum dp_err dp_st_read(const char *path, size_t max_len, struct dp_st_file **out
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory reading '%s'", path);
     st_label_set(f->label, path);
     size_t len = 0;
-    enum dp_err err = st_read_file(path, f->label, max_len, &f->owned, &len, ei);
+    enum dp_err err = dp_file_read(path, f->label, max_len, &f->owned, &len, ei);
     if (!err)
         err = st_parse_image(f, f->owned, len, ei);
     if (err) {

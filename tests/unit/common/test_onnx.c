@@ -10,8 +10,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/alloc.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/onnx.h"
 #include "common/onnx_export.h"
@@ -115,19 +117,18 @@ Test(onnx, roundtrip_builtin_architectures)
     DP_ASSERT_NO_LEAKS();
 }
 
-/* Reads a file into a new buffer (dp_free). */
-static uint8_t *ox_slurp(const char *path, size_t *len)
+/* LeNet-5 exported to ox_dir/file and read back: the file's bytes (dp_free). */
+static uint8_t *ox_lenet5_bytes(const char *file, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = dp_malloc((size_t)n);
-    cr_assert_not_null(buf);
-    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
+    struct dp_model *m = NULL;
+    struct dp_errinfo ei = {DP_OK, ""};
+    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s", ox_dir, file);
+    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
+    dp_model_free(m);
+    uint8_t *buf = NULL;
+    cr_assert_eq(dp_file_read(path, path, DP_ONNX_FILE_MAX, &buf, len, &ei), DP_OK, "%s", ei.msg);
     return buf;
 }
 
@@ -229,15 +230,9 @@ Test(onnx, unsupported_ops_are_all_listed)
 /* Every prefix of a valid file, and files with corrupted bytes, fail cleanly. */
 Test(onnx, truncated_and_corrupted_files)
 {
-    struct dp_model *m = NULL;
     struct dp_errinfo ei = {DP_OK, ""};
-    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
-    char path[128];
-    snprintf(path, sizeof(path), "%s/t.onnx", ox_dir);
-    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
-    dp_model_free(m);
     size_t len;
-    uint8_t *buf = ox_slurp(path, &len);
+    uint8_t *buf = ox_lenet5_bytes("t.onnx", &len);
     int n_ok = 0;
     for (size_t cut = 0; cut < len; cut += cut < 4096 ? 1 : 997) {
         struct Onnx__ModelProto *mp = NULL;
@@ -271,6 +266,23 @@ Test(onnx, truncated_and_corrupted_files)
         dp_free(c);
     }
     dp_free(buf);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* A FIFO (or a missing file) is an error naming the path, never a read that blocks. */
+Test(onnx, read_refuses_a_fifo)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/fifo.onnx", ox_dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    struct Onnx__ModelProto *mp = NULL;
+    struct dp_errinfo ei = {DP_OK, ""};
+    cr_expect_eq(dp_onnx_model_read(path, &mp, &ei), DP_EIO);
+    cr_expect_null(mp);
+    cr_expect(strstr(ei.msg, "fifo.onnx: not a regular file") != NULL, "%s", ei.msg);
+    snprintf(path, sizeof(path), "%s/absent.onnx", ox_dir);
+    cr_expect_eq(dp_onnx_model_read(path, &mp, &ei), DP_ENOENT);
+    cr_expect(strstr(ei.msg, "absent.onnx: cannot open") != NULL, "%s", ei.msg);
     DP_ASSERT_NO_LEAKS();
 }
 
@@ -313,15 +325,9 @@ Test(onnx, nesting_bomb_is_refused)
 /* Failing the N-th allocation anywhere in parse and import is a clean error. */
 Test(onnx, allocation_failures)
 {
-    struct dp_model *m = NULL;
     struct dp_errinfo ei = {DP_OK, ""};
-    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
-    char path[128];
-    snprintf(path, sizeof(path), "%s/a.onnx", ox_dir);
-    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
-    dp_model_free(m);
     size_t len;
-    uint8_t *buf = ox_slurp(path, &len);
+    uint8_t *buf = ox_lenet5_bytes("a.onnx", &len);
     int done = 0;
     for (long n = 0; n < 20000 && !done; n++) {
         struct Onnx__ModelProto *mp = NULL;
@@ -343,7 +349,7 @@ Test(onnx, allocation_failures)
     DP_ASSERT_NO_LEAKS();
 }
 
-/* The NPY-free part of the contract: a model with two graph inputs is refused by name. */
+/* A model that was never finalized (no shapes, no parameters) is refused, not written. */
 Test(onnx, export_refuses_unfinalized_model)
 {
     struct dp_model *m = dp_model_new(1, 4, 4);

@@ -130,11 +130,12 @@ Test(grad_onnx, concat)
     nn_fill_uniform(&rng, c.b, nb, -2.0f, 2.0f);
     nn_fill_uniform(&rng, c.r, no, -1.0f, 1.0f);
     cc_objective(&c);
+    const size_t row = c.a_len + c.b_len;
     for (size_t o = 0; o < c.outer; o++) {
         for (size_t i = 0; i < c.a_len; i++)
-            cr_expect_eq(c.out[o * 10 + i], c.a[o * c.a_len + i], "concat: a part");
+            cr_expect_eq(c.out[o * row + i], c.a[o * c.a_len + i], "concat: a part");
         for (size_t i = 0; i < c.b_len; i++)
-            cr_expect_eq(c.out[o * 10 + c.a_len + i], c.b[o * c.b_len + i], "concat: b part");
+            cr_expect_eq(c.out[o * row + c.a_len + i], c.b[o * c.b_len + i], "concat: b part");
     }
     nn_zero(c.da, na);
     nn_zero(c.db, nb);

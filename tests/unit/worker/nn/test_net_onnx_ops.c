@@ -102,7 +102,7 @@ Test(net_onnx, gradients_match_finite_differences)
     DP_ASSERT_NO_LEAKS();
 }
 
-/* A model saved with the new ops reloads through the graph JSON (checkpoints). */
+/* A reshape must keep the per-sample size; finalize names both shapes. */
 Test(net_onnx, reshape_rejects_a_size_change)
 {
     struct dp_errinfo ei = {DP_OK, ""};
