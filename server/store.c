@@ -918,7 +918,10 @@ enum dp_err srv_store_metrics(struct srv_store *st, json_t **out, struct dp_erri
         err = counts_by_state(st, STMT_TASK_COUNTS, tasks, ei);
     if (!err) {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_COUNT);
-        if (srv_store__row(st, s, ei) == 1)
+        int r = srv_store__row(st, s, ei);
+        if (r < 0)
+            err = (enum dp_err)r;
+        else if (r == 1)
             n_workers = srv_store__col_int(s, 0);
         sqlite3_reset(s);
     }
