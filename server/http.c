@@ -127,8 +127,8 @@ static void count_status(struct srv_http *h, unsigned status)
         atomic_fetch_add(&h->n_5xx, 1);
 }
 
-static enum MHD_Result queue(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
-                             struct MHD_Response *resp)
+enum MHD_Result srv_reply_response(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                                   struct MHD_Response *resp)
 {
     if (resp == NULL)
         return MHD_NO;
@@ -149,7 +149,7 @@ enum MHD_Result srv_reply_text(struct MHD_Connection *conn, struct srv_req *r, u
     if (resp == NULL)
         return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", content_type);
-    return queue(conn, r, status, resp);
+    return srv_reply_response(conn, r, status, resp);
 }
 
 enum MHD_Result srv_reply_json_text(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
@@ -164,7 +164,7 @@ enum MHD_Result srv_reply_json_text(struct MHD_Connection *conn, struct srv_req 
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", "application/json");
-    return queue(conn, r, status, resp);
+    return srv_reply_response(conn, r, status, resp);
 }
 
 struct dump_buf {
@@ -269,7 +269,7 @@ enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, 
         if (resp == NULL)
             return MHD_NO;
         MHD_add_response_header(resp, "ETag", etag);
-        return queue(conn, r, MHD_HTTP_NOT_MODIFIED, resp);
+        return srv_reply_response(conn, r, MHD_HTTP_NOT_MODIFIED, resp);
     }
     if (srv_blob_path(h->cfg->data_dir, sha, path, sizeof(path)) != DP_OK)
         return srv_reply_error(conn, r, 400, "invalid_request", "'%s' is not a sha256", sha);
@@ -283,7 +283,7 @@ enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, 
     }
     MHD_add_response_header(resp, "ETag", etag);
     MHD_add_response_header(resp, "Content-Type", content_type);
-    return queue(conn, r, MHD_HTTP_OK, resp);
+    return srv_reply_response(conn, r, MHD_HTTP_OK, resp);
 }
 
 /* ---- Request helpers ------------------------------------------------------------------ */

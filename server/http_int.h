@@ -100,6 +100,11 @@ enum MHD_Result srv_reply_err(struct MHD_Connection *conn, struct srv_req *r, en
                               const struct dp_errinfo *ei);
 enum MHD_Result srv_reply_text(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                const char *content_type, const char *text);
+/* Queues resp (a NULL resp, from a failed create, drops the connection),
+ * releases it, marks the request replied and counts it in /metrics. Every
+ * reply goes through here. */
+enum MHD_Result srv_reply_response(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                                   struct MHD_Response *resp);
 /* Streams a stored blob with ETag "<sha>"; 304 on a matching If-None-Match. */
 enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
                                const char *sha, int64_t size, const char *content_type);

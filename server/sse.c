@@ -174,8 +174,5 @@ SRV_HANDLER(srv_api_job_events)
     }
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    enum MHD_Result ret = MHD_queue_response(conn, 200, resp);
-    MHD_destroy_response(resp);
-    r->replied = 1;
-    return ret;
+    return srv_reply_response(conn, r, MHD_HTTP_OK, resp);
 }
