@@ -390,6 +390,13 @@ enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct d
     return DP_OK;
 }
 
+void srv_idem_hash(const void *data, size_t n, char hash[65])
+{
+    uint8_t d[32];
+    dp_sha256(n ? data : "", n, d);
+    dp_sha256_hex(d, hash);
+}
+
 /* ---- Parking (long-poll, SSE) ---------------------------------------------------------- */
 
 int srv_park(struct srv_http *h, struct srv_req *r, uint64_t gen, int64_t deadline_ms)

@@ -133,6 +133,10 @@ enum dp_err srv_list_args(struct MHD_Connection *conn, int *limit, int64_t *curs
 
 /* The Idempotency-Key header (validated), or NULL when absent. */
 enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct dp_errinfo *ei);
+/* The hash (64 hex digits) a request is remembered by under its
+ * Idempotency-Key: of the n bytes at data (NULL when n is 0), the body or
+ * whatever else identifies the request. */
+void srv_idem_hash(const void *data, size_t n, char hash[65]);
 
 /* Parks the connection until srv_http_tick/notify or deadline_ms (monotonic).
  * Returns 0 when parked; 1 when the data changed since gen was read (the
