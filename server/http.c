@@ -34,6 +34,7 @@
 #include "common/utf8.h"
 #include "server/http_int.h"
 #include "server/ids.h"
+#include "server/text.h"
 
 /* ---- Routes ------------------------------------------------------------------ */
 
@@ -167,47 +168,20 @@ enum MHD_Result srv_reply_json_text(struct MHD_Connection *conn, struct srv_req 
     return srv_reply_response(conn, r, status, resp);
 }
 
-struct dump_buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-/* json_dump_callback sink: one pass into a dp_malloc'd buffer. */
-static int dump_add(const char *s, size_t n, void *ud)
-{
-    struct dump_buf *b = ud;
-    if (n + 2 > b->cap - b->len) {
-        size_t c = b->cap ? b->cap : 1024;
-        while (n + 2 > c - b->len)
-            c *= 2;
-        char *g = dp_realloc(b->p, c);
-        if (g == NULL) {
-            b->oom = 1;
-            return -1;
-        }
-        b->p = g;
-        b->cap = c;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
 enum MHD_Result srv_reply_json(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                json_t *body_take)
 {
     if (body_take == NULL)
         return MHD_NO; /* OOM building the body: drop the connection */
-    struct dump_buf b = {0};
-    int rc = json_dump_callback(body_take, dump_add, &b, JSON_COMPACT);
+    struct srv_text b = {0};
+    enum dp_err err = srv_text_add_json(&b, body_take, JSON_COMPACT);
     json_decref(body_take);
-    if (rc != 0 || b.oom) {
-        dp_free(b.p);
+    if (!err)
+        err = srv_text_add(&b, "\n", 1);
+    if (err) {
+        srv_text_free(&b);
         return MHD_NO;
     }
-    b.p[b.len++] = '\n';
-    b.p[b.len] = '\0';
     return srv_reply_json_text(conn, r, status, b.p);
 }
 
