@@ -107,16 +107,10 @@ SRV_HANDLER(srv_api_agent_claim)
         }
         if (err != DP_ENOENT)
             return srv_reply_err(conn, r, err, &ei);
-        if (srv_mono_ms() >= r->poll_deadline_ms) {
-            struct MHD_Response *resp =
-                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-            if (resp == NULL)
-                return MHD_NO;
-            enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_NO_CONTENT, resp);
-            MHD_destroy_response(resp);
-            r->replied = 1;
-            return ret;
-        }
+        if (srv_mono_ms() >= r->poll_deadline_ms)
+            return srv_reply_response(
+                conn, r, MHD_HTTP_NO_CONTENT,
+                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
         if (srv_park(h, r, gen, r->poll_deadline_ms) == 0)
             return MHD_YES; /* resumed by a write or the deadline */
     }

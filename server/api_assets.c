@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common/sha256.h"
 #include "server/http_int.h"
 #include "server/validate.h"
 
@@ -78,9 +77,7 @@ static enum MHD_Result create_builtin(struct srv_http *h, struct MHD_Connection 
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     char req_hash[65];
-    uint8_t d[32];
-    dp_sha256(r->body ? r->body : "", r->body_len, d);
-    dp_sha256_hex(d, req_hash);
+    srv_idem_hash(r->body, r->body_len, req_hash);
     struct srv_asset_new a = {.kind = model ? "model" : "dataset",
                               .name = name,
                               .format = "builtin",
@@ -118,10 +115,8 @@ static enum MHD_Result create_upload(struct srv_http *h, struct MHD_Connection *
     atomic_fetch_add(&h->n_bytes_uploaded, size);
     /* The request's identity for Idempotency-Key reuse: name, format, content. */
     char req[400], req_hash[65];
-    uint8_t d[32];
     snprintf(req, sizeof(req), "%s\n%s\n%s", name, format, sha);
-    dp_sha256(req, strlen(req), d);
-    dp_sha256_hex(d, req_hash);
+    srv_idem_hash(req, strlen(req), req_hash);
     struct srv_asset_new a = {.kind = model ? "model" : "dataset",
                               .name = name,
                               .format = format,

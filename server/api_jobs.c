@@ -131,9 +131,7 @@ SRV_HANDLER(srv_api_job_create)
                         exp ? json_deep_copy(exp)
                             : json_pack("{s:s, s:b}", "format", "onnx", "qdq", 0));
     char req_hash[65];
-    uint8_t d[32];
-    dp_sha256(r->body ? r->body : "", r->body_len, d);
-    dp_sha256_hex(d, req_hash);
+    srv_idem_hash(r->body, r->body_len, req_hash);
     struct srv_job_new nj = {.name = name,
                              .model_id = model,
                              .dataset_id = dataset,

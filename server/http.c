@@ -34,6 +34,7 @@
 #include "common/utf8.h"
 #include "server/http_int.h"
 #include "server/ids.h"
+#include "server/text.h"
 
 /* ---- Routes ------------------------------------------------------------------ */
 
@@ -127,8 +128,8 @@ static void count_status(struct srv_http *h, unsigned status)
         atomic_fetch_add(&h->n_5xx, 1);
 }
 
-static enum MHD_Result queue(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
-                             struct MHD_Response *resp)
+enum MHD_Result srv_reply_response(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                                   struct MHD_Response *resp)
 {
     if (resp == NULL)
         return MHD_NO;
@@ -149,7 +150,7 @@ enum MHD_Result srv_reply_text(struct MHD_Connection *conn, struct srv_req *r, u
     if (resp == NULL)
         return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", content_type);
-    return queue(conn, r, status, resp);
+    return srv_reply_response(conn, r, status, resp);
 }
 
 enum MHD_Result srv_reply_json_text(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
@@ -164,34 +165,7 @@ enum MHD_Result srv_reply_json_text(struct MHD_Connection *conn, struct srv_req 
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", "application/json");
-    return queue(conn, r, status, resp);
-}
-
-struct dump_buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-/* json_dump_callback sink: one pass into a dp_malloc'd buffer. */
-static int dump_add(const char *s, size_t n, void *ud)
-{
-    struct dump_buf *b = ud;
-    if (n + 2 > b->cap - b->len) {
-        size_t c = b->cap ? b->cap : 1024;
-        while (n + 2 > c - b->len)
-            c *= 2;
-        char *g = dp_realloc(b->p, c);
-        if (g == NULL) {
-            b->oom = 1;
-            return -1;
-        }
-        b->p = g;
-        b->cap = c;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
+    return srv_reply_response(conn, r, status, resp);
 }
 
 enum MHD_Result srv_reply_json(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
@@ -199,15 +173,15 @@ enum MHD_Result srv_reply_json(struct MHD_Connection *conn, struct srv_req *r, u
 {
     if (body_take == NULL)
         return MHD_NO; /* OOM building the body: drop the connection */
-    struct dump_buf b = {0};
-    int rc = json_dump_callback(body_take, dump_add, &b, JSON_COMPACT);
+    struct srv_text b = {0};
+    enum dp_err err = srv_text_add_json(&b, body_take, JSON_COMPACT);
     json_decref(body_take);
-    if (rc != 0 || b.oom) {
-        dp_free(b.p);
+    if (!err)
+        err = srv_text_add(&b, "\n", 1);
+    if (err) {
+        srv_text_free(&b);
         return MHD_NO;
     }
-    b.p[b.len++] = '\n';
-    b.p[b.len] = '\0';
     return srv_reply_json_text(conn, r, status, b.p);
 }
 
@@ -269,7 +243,7 @@ enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, 
         if (resp == NULL)
             return MHD_NO;
         MHD_add_response_header(resp, "ETag", etag);
-        return queue(conn, r, MHD_HTTP_NOT_MODIFIED, resp);
+        return srv_reply_response(conn, r, MHD_HTTP_NOT_MODIFIED, resp);
     }
     if (srv_blob_path(h->cfg->data_dir, sha, path, sizeof(path)) != DP_OK)
         return srv_reply_error(conn, r, 400, "invalid_request", "'%s' is not a sha256", sha);
@@ -283,7 +257,7 @@ enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, 
     }
     MHD_add_response_header(resp, "ETag", etag);
     MHD_add_response_header(resp, "Content-Type", content_type);
-    return queue(conn, r, MHD_HTTP_OK, resp);
+    return srv_reply_response(conn, r, MHD_HTTP_OK, resp);
 }
 
 /* ---- Request helpers ------------------------------------------------------------------ */
@@ -388,6 +362,13 @@ enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct d
             return dp_errinfo_set(ei, DP_EINVAL, "Idempotency-Key: printable ASCII only");
     *key = k;
     return DP_OK;
+}
+
+void srv_idem_hash(const void *data, size_t n, char hash[65])
+{
+    uint8_t d[32];
+    dp_sha256(n ? data : "", n, d);
+    dp_sha256_hex(d, hash);
 }
 
 /* ---- Parking (long-poll, SSE) ---------------------------------------------------------- */

@@ -100,6 +100,11 @@ enum MHD_Result srv_reply_err(struct MHD_Connection *conn, struct srv_req *r, en
                               const struct dp_errinfo *ei);
 enum MHD_Result srv_reply_text(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                const char *content_type, const char *text);
+/* Queues resp (a NULL resp, from a failed create, drops the connection),
+ * releases it, marks the request replied and counts it in /metrics. Every
+ * reply goes through here. */
+enum MHD_Result srv_reply_response(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                                   struct MHD_Response *resp);
 /* Streams a stored blob with ETag "<sha>"; 304 on a matching If-None-Match. */
 enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
                                const char *sha, int64_t size, const char *content_type);
@@ -128,6 +133,10 @@ enum dp_err srv_list_args(struct MHD_Connection *conn, int *limit, int64_t *curs
 
 /* The Idempotency-Key header (validated), or NULL when absent. */
 enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct dp_errinfo *ei);
+/* The hash (64 hex digits) a request is remembered by under its
+ * Idempotency-Key: of the n bytes at data (NULL when n is 0), the body or
+ * whatever else identifies the request. */
+void srv_idem_hash(const void *data, size_t n, char hash[65]);
 
 /* Parks the connection until srv_http_tick/notify or deadline_ms (monotonic).
  * Returns 0 when parked; 1 when the data changed since gen was read (the

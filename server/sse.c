@@ -20,6 +20,7 @@
 #include "common/alloc.h"
 #include "server/http_int.h"
 #include "server/ids.h"
+#include "server/text.h"
 
 #define SSE_BATCH        64
 #define SSE_KEEPALIVE_MS 15000
@@ -32,29 +33,12 @@ struct sse_stream {
     int64_t last_id;
     int64_t keepalive_due;
     int ended;
-    char *buf;
-    size_t len, pos, cap;
+    struct srv_text out; /* formatted, not yet sent from pos on */
+    size_t pos;
 };
 
-static int sse_append(struct sse_stream *s, const char *text, size_t n)
-{
-    if (n > s->cap - s->len) {
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap - s->len < n)
-            cap *= 2;
-        char *grown = dp_realloc(s->buf, cap);
-        if (grown == NULL)
-            return -1;
-        s->buf = grown;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, text, n);
-    s->len += n;
-    return 0;
-}
-
 /* Formats events (an array of {"id","type","data"}) into the buffer. */
-static int sse_format(struct sse_stream *s, json_t *events)
+static enum dp_err sse_format(struct sse_stream *s, json_t *events)
 {
     size_t i;
     json_t *ev;
@@ -63,21 +47,19 @@ static int sse_format(struct sse_stream *s, json_t *events)
         int64_t id = (int64_t)json_integer_value(json_object_get(ev, "id"));
         int n = snprintf(head, sizeof(head), "id: %" PRId64 "\nevent: %s\ndata: ", id,
                          json_string_value(json_object_get(ev, "type")));
-        if (n < 0 || (size_t)n >= sizeof(head) || sse_append(s, head, (size_t)n) != 0)
-            return -1;
+        if (n < 0 || (size_t)n >= sizeof(head))
+            return DP_ETOOBIG;
+        enum dp_err err = srv_text_add(&s->out, head, (size_t)n);
         json_t *data = json_object_get(ev, "data");
-        size_t dn = json_dumpb(data, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-        char *d = dp_malloc(dn + 1);
-        if (d == NULL)
-            return -1;
-        json_dumpb(data, d, dn, JSON_COMPACT | JSON_ENCODE_ANY);
-        int rc = sse_append(s, d, dn);
-        dp_free(d);
-        if (rc != 0 || sse_append(s, "\n\n", 2) != 0)
-            return -1;
+        if (!err && data)
+            err = srv_text_add_json(&s->out, data, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!err)
+            err = srv_text_add(&s->out, "\n\n", 2);
+        if (err)
+            return err;
         s->last_id = id;
     }
-    return 0;
+    return DP_OK;
 }
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
@@ -85,12 +67,12 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
     struct sse_stream *s = cls;
     (void)pos;
     for (;;) {
-        if (s->pos < s->len) {
-            size_t n = s->len - s->pos < max ? s->len - s->pos : max;
-            memcpy(out, s->buf + s->pos, n);
+        if (s->pos < s->out.len) {
+            size_t n = s->out.len - s->pos < max ? s->out.len - s->pos : max;
+            memcpy(out, s->out.p + s->pos, n);
             s->pos += n;
-            if (s->pos == s->len)
-                s->pos = s->len = 0;
+            if (s->pos == s->out.len)
+                s->pos = s->out.len = 0;
             return (ssize_t)n;
         }
         if (s->ended)
@@ -103,9 +85,9 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
         if (err)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         size_t n_events = json_array_size(events);
-        int rc = sse_format(s, events);
+        err = sse_format(s, events);
         json_decref(events);
-        if (rc != 0)
+        if (err)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         if (n_events > 0)
             continue;
@@ -116,7 +98,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
         int64_t now = srv_mono_ms();
         if (now >= s->keepalive_due) {
             s->keepalive_due = now + SSE_KEEPALIVE_MS;
-            if (sse_append(s, ": keep-alive\n\n", 14) != 0)
+            if (srv_text_add(&s->out, ": keep-alive\n\n", 14) != DP_OK)
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             continue;
         }
@@ -128,7 +110,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 static void sse_free(void *cls)
 {
     struct sse_stream *s = cls;
-    dp_free(s->buf);
+    srv_text_free(&s->out);
     dp_free(s);
 }
 
@@ -174,8 +156,5 @@ SRV_HANDLER(srv_api_job_events)
     }
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    enum MHD_Result ret = MHD_queue_response(conn, 200, resp);
-    MHD_destroy_response(resp);
-    r->replied = 1;
-    return ret;
+    return srv_reply_response(conn, r, MHD_HTTP_OK, resp);
 }

@@ -417,24 +417,42 @@ uint64_t srv_store_generation(struct srv_store *st)
 
 /* ---- Small shared pieces ------------------------------------------------------ */
 
-json_t *srv_store__list_new(json_t *items, int64_t next)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "items", items);
-    if (next > 0) {
-        char b[24];
-        snprintf(b, sizeof(b), "%" PRId64, next);
-        json_object_set_new(o, "next_cursor", json_string(b));
-    } else {
-        json_object_set_new(o, "next_cursor", json_null());
-    }
-    return o;
-}
-
 /* cursor 0 means "from the newest". */
 int64_t srv_store__cursor_bound(int64_t cursor)
 {
     return cursor > 0 ? cursor : INT64_MAX;
+}
+
+/* Turns the current row of a list statement into its API object. */
+typedef json_t *list_row_fn(sqlite3_stmt *s);
+
+/* Runs one page of a list statement whose other parameters are bound (the
+ * caller holds the statement's mutex): column 0 is the row's seq, the
+ * cursor; *out becomes {"items", "next_cursor"}. */
+static enum dp_err list_page(struct srv_store *st, sqlite3_stmt *s, int limit, int64_t cursor,
+                             list_row_fn *row_json, json_t **out, struct dp_errinfo *ei)
+{
+    json_t *items = json_array();
+    int64_t last = 0;
+    int n = 0, r;
+    srv_store__bind_int(s, ":cursor", srv_store__cursor_bound(cursor));
+    srv_store__bind_int(s, ":limit", limit);
+    while ((r = srv_store__row(st, s, ei)) == 1) {
+        last = srv_store__col_int(s, 0);
+        n++;
+        json_array_append_new(items, row_json(s));
+    }
+    sqlite3_reset(s);
+    if (r < 0) {
+        json_decref(items);
+        return (enum dp_err)r;
+    }
+    /* A full page may have more after it: its last seq is the next cursor. */
+    char next[24];
+    snprintf(next, sizeof(next), "%" PRId64, last);
+    *out = json_pack("{s:o, s:o}", "items", items, "next_cursor",
+                     n == limit && last > 0 ? json_string(next) : json_null());
+    return DP_OK;
 }
 
 enum dp_err srv_store__event_append(struct srv_store *st, const char *job_id, const char *type,
@@ -640,31 +658,21 @@ out:
     return err;
 }
 
+/* The current row of TEAM_LIST as an API object. */
+static json_t *team_json(sqlite3_stmt *s)
+{
+    return json_pack("{s:o, s:o, s:o}", "id", srv_store__col_str(s, 1), "name",
+                     srv_store__col_str(s, 2), "created_at", srv_store__col_time(s, 3));
+}
+
 enum dp_err srv_store_team_list(struct srv_store *st, int limit, int64_t cursor, json_t **out,
                                 struct dp_errinfo *ei)
 {
-    json_t *items = json_array();
-    int64_t last = 0;
-    int n = 0, r;
     pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = srv_store__stmt(st, STMT_TEAM_LIST);
-    srv_store__bind_int(s, ":cursor", srv_store__cursor_bound(cursor));
-    srv_store__bind_int(s, ":limit", limit);
-    while ((r = srv_store__row(st, s, ei)) == 1) {
-        last = srv_store__col_int(s, 0);
-        n++;
-        json_array_append_new(items, json_pack("{s:o, s:o, s:o}", "id", srv_store__col_str(s, 1),
-                                               "name", srv_store__col_str(s, 2), "created_at",
-                                               srv_store__col_time(s, 3)));
-    }
-    sqlite3_reset(s);
+    enum dp_err err =
+        list_page(st, srv_store__stmt(st, STMT_TEAM_LIST), limit, cursor, team_json, out, ei);
     pthread_mutex_unlock(&st->mu);
-    if (r < 0) {
-        json_decref(items);
-        return (enum dp_err)r;
-    }
-    *out = srv_store__list_new(items, n == limit ? last : 0);
-    return DP_OK;
+    return err;
 }
 
 enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, const char *scope,
@@ -804,28 +812,13 @@ enum dp_err srv_store_asset_list(struct srv_store *st, const struct srv_principa
                                  const char *kind, int limit, int64_t cursor, json_t **out,
                                  struct dp_errinfo *ei)
 {
-    json_t *items = json_array();
-    int64_t last = 0;
-    int n = 0, r;
     pthread_mutex_lock(&st->mu);
     sqlite3_stmt *s = srv_store__stmt(st, STMT_ASSET_LIST);
     srv_store__bind_text(s, ":team", who->team_id);
     srv_store__bind_text(s, ":kind", kind);
-    srv_store__bind_int(s, ":cursor", srv_store__cursor_bound(cursor));
-    srv_store__bind_int(s, ":limit", limit);
-    while ((r = srv_store__row(st, s, ei)) == 1) {
-        last = srv_store__col_int(s, 0);
-        n++;
-        json_array_append_new(items, asset_json(s));
-    }
-    sqlite3_reset(s);
+    enum dp_err err = list_page(st, s, limit, cursor, asset_json, out, ei);
     pthread_mutex_unlock(&st->mu);
-    if (r < 0) {
-        json_decref(items);
-        return (enum dp_err)r;
-    }
-    *out = srv_store__list_new(items, n == limit ? last : 0);
-    return DP_OK;
+    return err;
 }
 
 /* ---- Workers ------------------------------------------------------------------------------ */
@@ -863,34 +856,23 @@ out:
     return err;
 }
 
+/* The current row of WORKER_LIST as an API object. */
+static json_t *worker_json(sqlite3_stmt *s)
+{
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", srv_store__col_str(s, 1), "name",
+                     srv_store__col_str(s, 2), "version", srv_store__col_str(s, 3), "capabilities",
+                     srv_store__col_json(s, 4), "device", srv_store__col_json(s, 5), "created_at",
+                     srv_store__col_time(s, 6), "last_seen_at", srv_store__col_time(s, 7));
+}
+
 enum dp_err srv_store_worker_list(struct srv_store *st, int limit, int64_t cursor, json_t **out,
                                   struct dp_errinfo *ei)
 {
-    json_t *items = json_array();
-    int64_t last = 0;
-    int n = 0, r;
     pthread_mutex_lock(&st->mu);
-    sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_LIST);
-    srv_store__bind_int(s, ":cursor", srv_store__cursor_bound(cursor));
-    srv_store__bind_int(s, ":limit", limit);
-    while ((r = srv_store__row(st, s, ei)) == 1) {
-        last = srv_store__col_int(s, 0);
-        n++;
-        json_array_append_new(
-            items,
-            json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", srv_store__col_str(s, 1), "name",
-                      srv_store__col_str(s, 2), "version", srv_store__col_str(s, 3), "capabilities",
-                      srv_store__col_json(s, 4), "device", srv_store__col_json(s, 5), "created_at",
-                      srv_store__col_time(s, 6), "last_seen_at", srv_store__col_time(s, 7)));
-    }
-    sqlite3_reset(s);
+    enum dp_err err =
+        list_page(st, srv_store__stmt(st, STMT_WORKER_LIST), limit, cursor, worker_json, out, ei);
     pthread_mutex_unlock(&st->mu);
-    if (r < 0) {
-        json_decref(items);
-        return (enum dp_err)r;
-    }
-    *out = srv_store__list_new(items, n == limit ? last : 0);
-    return DP_OK;
+    return err;
 }
 
 /* ---- Metrics -----------------------------------------------------------------------------------
@@ -918,7 +900,10 @@ enum dp_err srv_store_metrics(struct srv_store *st, json_t **out, struct dp_erri
         err = counts_by_state(st, STMT_TASK_COUNTS, tasks, ei);
     if (!err) {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_COUNT);
-        if (srv_store__row(st, s, ei) == 1)
+        int r = srv_store__row(st, s, ei);
+        if (r < 0)
+            err = (enum dp_err)r;
+        else if (r == 1)
             n_workers = srv_store__col_int(s, 0);
         sqlite3_reset(s);
     }

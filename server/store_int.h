@@ -230,7 +230,6 @@ json_t *srv_store__json_time(int64_t ms);
 json_t *srv_store__col_time(sqlite3_stmt *s, int i);
 json_t *srv_store__col_str(sqlite3_stmt *s, int i);
 enum dp_err srv_store__finish(struct srv_store *st, enum dp_err err, struct dp_errinfo *ei);
-json_t *srv_store__list_new(json_t *items, int64_t next);
 int64_t srv_store__cursor_bound(int64_t cursor);
 enum dp_err srv_store__event_append(struct srv_store *st, const char *job_id, const char *type,
                                     json_t *data_take, struct dp_errinfo *ei);

@@ -15,6 +15,7 @@
 #include "common/assert.h"
 #include "common/log.h"
 #include "server/store_int.h"
+#include "server/text.h"
 
 /* ---- Jobs: reading ------------------------------------------------------------------- */
 
@@ -68,33 +69,14 @@ enum dp_err srv_store_job_get_text(struct srv_store *st, const struct srv_princi
     return err;
 }
 
-/* Appends n bytes to a growing text buffer; -1 on OOM. */
-static int text_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
-{
-    if (n + 1 > *cap - *len) {
-        size_t c = *cap ? *cap : 4096;
-        while (n + 1 > c - *len)
-            c *= 2;
-        char *g = dp_realloc(*buf, c);
-        if (g == NULL)
-            return -1;
-        *buf = g;
-        *cap = c;
-    }
-    memcpy(*buf + *len, s, n);
-    *len += n;
-    (*buf)[*len] = '\0';
-    return 0;
-}
-
 enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_principal *who,
                                     const char *state, int limit, int64_t cursor, char **out,
                                     struct dp_errinfo *ei)
 {
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
+    struct srv_text t = {0};
     int64_t last = 0;
-    int n = 0, r, oom = text_add(&buf, &len, &cap, "{\"items\":[", 10);
+    int n = 0, r;
+    int oom = srv_text_add(&t, "{\"items\":[", 10) != DP_OK;
     pthread_mutex_lock(&st->rmu);
     sqlite3_stmt *s = srv_store__rstmt(st, state ? STMT_JOB_LIST_STATE : STMT_JOB_LIST);
     srv_store__bind_text(s, ":team", who->team_id);
@@ -106,8 +88,8 @@ enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_princ
         const char *job = srv_store__col_text(s, 1);
         last = srv_store__col_int(s, 0);
         if (n++ > 0)
-            oom |= text_add(&buf, &len, &cap, ",", 1);
-        oom |= text_add(&buf, &len, &cap, job, strlen(job));
+            oom |= srv_text_add(&t, ",", 1) != DP_OK;
+        oom |= srv_text_add(&t, job, strlen(job)) != DP_OK;
     }
     sqlite3_reset(s);
     pthread_mutex_unlock(&st->rmu);
@@ -116,12 +98,12 @@ enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_princ
         snprintf(tail, sizeof(tail), "],\"next_cursor\":\"%" PRId64 "\"}", last);
     else
         snprintf(tail, sizeof(tail), "],\"next_cursor\":null}");
-    oom |= text_add(&buf, &len, &cap, tail, strlen(tail));
+    oom |= srv_text_add(&t, tail, strlen(tail)) != DP_OK;
     if (r < 0 || oom) {
-        dp_free(buf);
+        srv_text_free(&t);
         return r < 0 ? (enum dp_err)r : DP_ENOMEM;
     }
-    *out = buf;
+    *out = t.p;
     return DP_OK;
 }
 

@@ -530,7 +530,7 @@ enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, struct dp_errinf
         char id[SRV_ID_MAX];
         struct srv_lease l;
     } expired[100];
-    int n = 0, r;
+    int n = 0, r = 0;
     sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_EXPIRED);
     srv_store__bind_int(s, ":now", srv_now_ms());
     while (n < 100 && (r = srv_store__row(st, s, ei)) == 1) {
@@ -544,6 +544,8 @@ enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, struct dp_errinf
         n++;
     }
     sqlite3_reset(s);
+    if (r < 0)
+        err = (enum dp_err)r; /* a failed read must not commit a partial reap */
     for (int i = 0; i < n && !err; i++) {
         err = task_fail_locked(st, expired[i].id, &expired[i].l, "lease_expired",
                                "lease expired: no heartbeat from the worker", 1, ei);

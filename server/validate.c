@@ -39,6 +39,20 @@ enum dp_err srv_validate_name(const char *name, const char *field, struct dp_err
 
 /* ---- Models ---------------------------------------------------------------- */
 
+/* Turns a model loader's failure into the upload's error. The loader names
+ * the file it read; the client never saw our temp path, so it is cut and
+ * the message says "<what> upload" instead. */
+static enum dp_err upload_load_fail(const char *path, const char *what, enum dp_err err,
+                                    const struct dp_errinfo *inner, struct dp_errinfo *ei)
+{
+    const char *msg = dp_errinfo_msg(inner, err);
+    size_t plen = strlen(path);
+    if (strncmp(msg, path, plen) == 0)
+        msg += plen;
+    return dp_errinfo_set(ei, err == DP_ENOMEM ? DP_ENOMEM : DP_EFORMAT, "%s upload%s%s", what,
+                          msg[0] == ':' ? "" : ": ", msg);
+}
+
 enum dp_err srv_validate_model(const char *path, const char *format, struct dp_errinfo *ei)
 {
     if (strcmp(format, "onnx") == 0)
@@ -47,16 +61,7 @@ enum dp_err srv_validate_model(const char *path, const char *format, struct dp_e
     struct dp_errinfo inner = {0};
     enum dp_err err = dp_model_load(path, &m, NULL, &inner);
     dp_model_free(m);
-    if (err) {
-        /* The loader names the file: say "upload" instead of our temp path. */
-        const char *msg = dp_errinfo_msg(&inner, err);
-        size_t plen = strlen(path);
-        if (strncmp(msg, path, plen) == 0)
-            msg += plen;
-        return dp_errinfo_set(ei, err == DP_ENOMEM ? DP_ENOMEM : DP_EFORMAT,
-                              "safetensors model upload%s%s", msg[0] == ':' ? "" : ": ", msg);
-    }
-    return DP_OK;
+    return err ? upload_load_fail(path, "safetensors model", err, &inner, ei) : DP_OK;
 }
 
 /* Reads a protobuf varint from f, at most *left bytes. */
@@ -163,15 +168,7 @@ enum dp_err srv_validate_onnx(const char *path, struct dp_errinfo *ei)
     struct dp_errinfo inner = {0};
     err = dp_onnx_import_file(path, &m, NULL, &inner);
     dp_model_free(m);
-    if (err) {
-        const char *msg = dp_errinfo_msg(&inner, err);
-        size_t plen = strlen(path);
-        if (strncmp(msg, path, plen) == 0)
-            msg += plen;
-        return dp_errinfo_set(ei, err == DP_ENOMEM ? DP_ENOMEM : DP_EFORMAT,
-                              "onnx model upload%s%s", msg[0] == ':' ? "" : ": ", msg);
-    }
-    return DP_OK;
+    return err ? upload_load_fail(path, "onnx model", err, &inner, ei) : DP_OK;
 }
 
 /* ---- Dataset archives -------------------------------------------------------- */

@@ -242,6 +242,15 @@ def submit(s, tok, model, dataset, key=None, name="job", priority=5):
                                           "priority": priority}, tok, headers=h)
 
 
+def metric_2xx(s):
+    st, body, _ = s.req("GET", "/metrics")
+    check(st == 200, "GET /metrics")
+    for line in body.decode().splitlines():
+        if line.startswith('dnnpress_http_requests_total{class="2xx"} '):
+            return int(line.split()[-1])
+    fail("/metrics has no 2xx request counter")
+
+
 def count_jobs(s, tok):
     n, cursor = 0, ""
     while True:
@@ -478,10 +487,13 @@ def main():
                                                     "capabilities": ["train", "compress", "retrain", "export"],
                                                     "device": {"cpu": "test"}}, agent), 201, "register")
     caps = ["train", "compress", "retrain", "export"]
+    ok_before = metric_2xx(s)
     t0 = time.time()
     st, _, _ = s.req("POST", "/agent/v1/claim", {"worker_id": w["worker_id"], "capabilities": ["export"],
                                                   "wait_s": 1}, agent)
     check(st == 204 and time.time() - t0 >= 0.9, "long-poll with nothing ready: 204 after wait_s")
+    # The first /metrics read and the 204 are both answered since ok_before.
+    check(metric_2xx(s) - ok_before >= 2, "/metrics counts the long-poll's 204 among 2xx replies")
 
     # Events: open a stream now, before the work starts.
     events = []
