@@ -587,7 +587,13 @@ static void wk_err_capture(struct wk_task *t)
     }
     t->err_pipe.data = t;
     t->handles_open++;
-    if (uv_pipe_open(&t->err_pipe, fds[0]) != 0 || dup2(fds[1], STDERR_FILENO) < 0) {
+    int opened = uv_pipe_open(&t->err_pipe, fds[0]) == 0;
+    if (!opened)
+        close(fds[0]); /* not the handle's yet */
+    /* Reading starts before fd 2 moves: a pipe nobody reads would leave
+     * err_eof unset and the loop waiting for its EOF forever. */
+    if (!opened || uv_read_start((uv_stream_t *)&t->err_pipe, wk_err_alloc, wk_err_read) != 0 ||
+        dup2(fds[1], STDERR_FILENO) < 0) {
         close(fds[1]);
         close(saved);
         uv_close((uv_handle_t *)&t->err_pipe, wk_task_close_cb);
@@ -596,7 +602,6 @@ static void wk_err_capture(struct wk_task *t)
     close(fds[1]);
     t->saved_stderr = saved;
     t->err_eof = 0;
-    uv_read_start((uv_stream_t *)&t->err_pipe, wk_err_alloc, wk_err_read);
 }
 
 static void wk_task_on_wake(uv_async_t *h)
