@@ -845,16 +845,19 @@ enum wk_task_outcome wk_task_run(const struct wk_task_env *env, json_t *task)
            t->job_id ? t->job_id : "?", (long long)t->attempt,
            json_is_object(json_object_get(t->inputs, "checkpoint")) ? ", resuming" : "");
 
-    enum dp_err err = wk_task_prepare(t, &ei);
+    /* SIGTERM before the engine starts (during the claim's long poll or
+     * while fetching inputs): hand the task back without starting an
+     * engine that would stop at its first step. */
+    enum dp_err err = *env->term ? DP_OK : wk_task_prepare(t, &ei);
+    if (*env->term) {
+        atomic_store(&t->stop, WK_STOP_TERM);
+        outcome = wk_task_release(t, time(NULL) + 30);
+        goto out;
+    }
     if (err) {
-        if (*env->term) {
-            t->stop = WK_STOP_TERM;
-            outcome = wk_task_release(t, time(NULL) + 30);
-        } else {
-            int retryable = err == DP_EIO || err == DP_EFORMAT || err == DP_ENOMEM;
-            outcome = wk_task_report_failure(t, dp_errinfo_msg(&ei, err), retryable,
-                                             time(NULL) + WK_FINISH_RETRY_S);
-        }
+        int retryable = err == DP_EIO || err == DP_EFORMAT || err == DP_ENOMEM;
+        outcome = wk_task_report_failure(t, dp_errinfo_msg(&ei, err), retryable,
+                                         time(NULL) + WK_FINISH_RETRY_S);
         goto out;
     }
     err = wk_task_run_engine(t, &ei);
