@@ -70,6 +70,26 @@ void cli_print_json(const json_t *j)
     fflush(stdout);
 }
 
+void cli_print_created(const struct cli_ctx *ctx, const json_t *ans, const char *field)
+{
+    if (ctx->json)
+        cli_print_json(ans);
+    else
+        printf("%s\n", cli_str(ans, field, "?"));
+}
+
+enum cli_exit cli_post_created(struct cli_ctx *ctx, const char *path, json_t *body,
+                               const char *const *headers, const char *field)
+{
+    json_t *ans = NULL;
+    enum cli_exit rc = cli_call(ctx, "POST", path, body, headers, &ans, NULL);
+    json_decref(body);
+    if (rc == CLI_OK)
+        cli_print_created(ctx, ans, field);
+    json_decref(ans);
+    return rc;
+}
+
 int cli_url_escape(const char *s, char *out, size_t cap)
 {
     static const char hex[] = "0123456789ABCDEF";

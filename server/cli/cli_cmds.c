@@ -116,10 +116,8 @@ static enum cli_exit cli_upload_file(struct cli_ctx *ctx, const char *kind, cons
         fprintf(stderr, "dnnpress upload: %s\n", dp_errinfo_msg(&ei, err));
     else if (rc != CLI_OK)
         fprintf(stderr, "dnnpress upload: %ld: %s\n", r.status, dp_http_resp_message(&r));
-    else if (ctx->json)
-        cli_print_json(r.json);
     else
-        printf("%s\n", json_string_value(json_object_get(r.json, "id")));
+        cli_print_created(ctx, r.json, "id");
     dp_http_resp_free(&r);
     return rc;
 }
@@ -156,18 +154,8 @@ enum cli_exit cli_cmd_upload(struct cli_ctx *ctx, int argc, char **argv)
             snprintf(hdr, sizeof(hdr), "Idempotency-Key: %.128s", idem);
             headers[0] = hdr;
         }
-        json_t *ans = NULL;
-        enum cli_exit rc = cli_call(ctx, "POST", model ? "/api/v1/models" : "/api/v1/datasets",
-                                    body, headers, &ans, NULL);
-        json_decref(body);
-        if (rc == CLI_OK) {
-            if (ctx->json)
-                cli_print_json(ans);
-            else
-                printf("%s\n", json_string_value(json_object_get(ans, "id")));
-        }
-        json_decref(ans);
-        return rc;
+        return cli_post_created(ctx, model ? "/api/v1/models" : "/api/v1/datasets", body, headers,
+                                "id");
     }
     const char *format = cli_arg(&a, "format");
     if (format == NULL && model)
