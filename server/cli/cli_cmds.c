@@ -71,6 +71,23 @@ enum cli_exit cli_cmd_login(struct cli_ctx *ctx, int argc, char **argv)
 
 /* ---- upload ----------------------------------------------------------------- */
 
+/* The request headers of a command that takes --idempotency-key. */
+struct cli_idem {
+    char line[200];
+    const char *headers[2]; /* NULL-terminated */
+};
+
+/* Fills h with an Idempotency-Key header when key is given; returns h's header list. */
+static const char *const *cli_idem_headers(struct cli_idem *h, const char *key)
+{
+    h->headers[0] = h->headers[1] = NULL;
+    if (key != NULL) {
+        snprintf(h->line, sizeof(h->line), "Idempotency-Key: %.128s", key);
+        h->headers[0] = h->line;
+    }
+    return h->headers;
+}
+
 static int cli_has_suffix(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
@@ -90,7 +107,7 @@ static void cli_base_name(const char *path, char *out, size_t cap)
 static enum cli_exit cli_upload_file(struct cli_ctx *ctx, const char *kind, const char *file,
                                      const char *name, const char *format, const char *idem)
 {
-    char ename[600], eformat[64], path[800], hdr[200];
+    char ename[600], eformat[64], path[800];
     struct stat st;
     if (stat(file, &st) != 0 || !S_ISREG(st.st_mode)) {
         fprintf(stderr, "dnnpress upload: %s: not a readable file\n", file);
@@ -102,14 +119,11 @@ static enum cli_exit cli_upload_file(struct cli_ctx *ctx, const char *kind, cons
         return CLI_USAGE;
     }
     snprintf(path, sizeof(path), "/api/v1/%s?name=%s&format=%s", kind, ename, eformat);
-    const char *headers[2] = {NULL, NULL};
-    if (idem != NULL) {
-        snprintf(hdr, sizeof(hdr), "Idempotency-Key: %.128s", idem);
-        headers[0] = hdr;
-    }
+    struct cli_idem ih;
     struct dp_http_resp r = {0};
     struct dp_errinfo ei = {DP_OK, ""};
-    enum dp_err err = dp_httpc_send_file(ctx->h, "POST", path, file, headers, &r, &ei);
+    enum dp_err err =
+        dp_httpc_send_file(ctx->h, "POST", path, file, cli_idem_headers(&ih, idem), &r, &ei);
     enum cli_exit rc =
         err ? (r.status == 0 ? CLI_UNREACHABLE : CLI_SERVER_ERROR) : cli_exit_for_status(r.status);
     if (err)
@@ -148,14 +162,9 @@ enum cli_exit cli_cmd_upload(struct cli_ctx *ctx, int argc, char **argv)
         cli_base_name(file ? file : builtin, name, sizeof(name));
     if (builtin != NULL) {
         json_t *body = json_pack("{s:s, s:s}", "name", name, model ? "arch" : "builtin", builtin);
-        char hdr[200];
-        const char *headers[2] = {NULL, NULL};
-        if (idem != NULL) {
-            snprintf(hdr, sizeof(hdr), "Idempotency-Key: %.128s", idem);
-            headers[0] = hdr;
-        }
-        return cli_post_created(ctx, model ? "/api/v1/models" : "/api/v1/datasets", body, headers,
-                                "id");
+        struct cli_idem ih;
+        return cli_post_created(ctx, model ? "/api/v1/models" : "/api/v1/datasets", body,
+                                cli_idem_headers(&ih, idem), "id");
     }
     const char *format = cli_arg(&a, "format");
     if (format == NULL && model)
@@ -208,14 +217,10 @@ enum cli_exit cli_cmd_submit(struct cli_ctx *ctx, int argc, char **argv)
         }
         json_object_set_new(job, "spec", spec);
     }
-    char hdr[200];
-    const char *headers[2] = {NULL, NULL};
-    if (cli_arg(&a, "idempotency-key") != NULL) {
-        snprintf(hdr, sizeof(hdr), "Idempotency-Key: %.128s", cli_arg(&a, "idempotency-key"));
-        headers[0] = hdr;
-    }
+    struct cli_idem ih;
     json_t *ans = NULL;
-    enum cli_exit rc = cli_call(ctx, "POST", "/api/v1/jobs", job, headers, &ans, NULL);
+    enum cli_exit rc = cli_call(ctx, "POST", "/api/v1/jobs", job,
+                                cli_idem_headers(&ih, cli_arg(&a, "idempotency-key")), &ans, NULL);
     json_decref(job);
     const char *id = json_string_value(json_object_get(ans, "id"));
     if (rc == CLI_OK && id == NULL) {
