@@ -77,14 +77,22 @@ struct cli_idem {
     const char *headers[2]; /* NULL-terminated */
 };
 
-/* Fills h with an Idempotency-Key header when key is given; returns h's header list. */
-static const char *const *cli_idem_headers(struct cli_idem *h, const char *key)
+/*
+ * Fills h with an Idempotency-Key header when key is given and returns h's
+ * header list; NULL after saying why when the key is not 1 to 128
+ * characters (the server's limit: a key cut to fit could match another's).
+ */
+static const char *const *cli_idem_headers(struct cli_idem *h, const char *cmd, const char *key)
 {
     h->headers[0] = h->headers[1] = NULL;
-    if (key != NULL) {
-        snprintf(h->line, sizeof(h->line), "Idempotency-Key: %.128s", key);
-        h->headers[0] = h->line;
+    if (key == NULL)
+        return h->headers;
+    if (*key == '\0' || strlen(key) > 128) {
+        fprintf(stderr, "dnnpress %s: --idempotency-key must be 1 to 128 characters\n", cmd);
+        return NULL;
     }
+    snprintf(h->line, sizeof(h->line), "Idempotency-Key: %s", key);
+    h->headers[0] = h->line;
     return h->headers;
 }
 
@@ -105,7 +113,8 @@ static void cli_base_name(const char *path, char *out, size_t cap)
 }
 
 static enum cli_exit cli_upload_file(struct cli_ctx *ctx, const char *kind, const char *file,
-                                     const char *name, const char *format, const char *idem)
+                                     const char *name, const char *format,
+                                     const char *const *headers)
 {
     char ename[600], eformat[64], path[800];
     struct stat st;
@@ -119,11 +128,9 @@ static enum cli_exit cli_upload_file(struct cli_ctx *ctx, const char *kind, cons
         return CLI_USAGE;
     }
     snprintf(path, sizeof(path), "/api/v1/%s?name=%s&format=%s", kind, ename, eformat);
-    struct cli_idem ih;
     struct dp_http_resp r = {0};
     struct dp_errinfo ei = {DP_OK, ""};
-    enum dp_err err =
-        dp_httpc_send_file(ctx->h, "POST", path, file, cli_idem_headers(&ih, idem), &r, &ei);
+    enum dp_err err = dp_httpc_send_file(ctx->h, "POST", path, file, headers, &r, &ei);
     enum cli_exit rc =
         err ? (r.status == 0 ? CLI_UNREACHABLE : CLI_SERVER_ERROR) : cli_exit_for_status(r.status);
     if (err)
@@ -155,16 +162,18 @@ enum cli_exit cli_cmd_upload(struct cli_ctx *ctx, int argc, char **argv)
         return CLI_USAGE;
     }
     char name[256];
-    const char *idem = cli_arg(&a, "idempotency-key");
+    struct cli_idem ih;
+    const char *const *headers = cli_idem_headers(&ih, "upload", cli_arg(&a, "idempotency-key"));
+    if (headers == NULL)
+        return CLI_USAGE;
     if (cli_arg(&a, "name") != NULL)
         snprintf(name, sizeof(name), "%s", cli_arg(&a, "name"));
     else
         cli_base_name(file ? file : builtin, name, sizeof(name));
     if (builtin != NULL) {
         json_t *body = json_pack("{s:s, s:s}", "name", name, model ? "arch" : "builtin", builtin);
-        struct cli_idem ih;
-        return cli_post_created(ctx, model ? "/api/v1/models" : "/api/v1/datasets", body,
-                                cli_idem_headers(&ih, idem), "id");
+        return cli_post_created(ctx, model ? "/api/v1/models" : "/api/v1/datasets", body, headers,
+                                "id");
     }
     const char *format = cli_arg(&a, "format");
     if (format == NULL && model)
@@ -173,7 +182,7 @@ enum cli_exit cli_cmd_upload(struct cli_ctx *ctx, int argc, char **argv)
         fprintf(stderr, "dnnpress upload dataset: --format idx|cifar10|npy is required\n");
         return CLI_USAGE;
     }
-    return cli_upload_file(ctx, model ? "models" : "datasets", file, name, format, idem);
+    return cli_upload_file(ctx, model ? "models" : "datasets", file, name, format, headers);
 }
 
 /* ---- submit ----------------------------------------------------------------- */
@@ -190,6 +199,10 @@ enum cli_exit cli_cmd_submit(struct cli_ctx *ctx, int argc, char **argv)
                         "[--spec SPEC.json] [--idempotency-key K] [--watch]\n");
         return CLI_USAGE;
     }
+    struct cli_idem ih;
+    const char *const *headers = cli_idem_headers(&ih, "submit", cli_arg(&a, "idempotency-key"));
+    if (headers == NULL)
+        return CLI_USAGE;
     json_error_t je;
     struct stat st;
     if (stat(a.pos[0], &st) != 0 || st.st_size > CLI_JOB_FILE_MAX) {
@@ -217,10 +230,8 @@ enum cli_exit cli_cmd_submit(struct cli_ctx *ctx, int argc, char **argv)
         }
         json_object_set_new(job, "spec", spec);
     }
-    struct cli_idem ih;
     json_t *ans = NULL;
-    enum cli_exit rc = cli_call(ctx, "POST", "/api/v1/jobs", job,
-                                cli_idem_headers(&ih, cli_arg(&a, "idempotency-key")), &ans, NULL);
+    enum cli_exit rc = cli_call(ctx, "POST", "/api/v1/jobs", job, headers, &ans, NULL);
     json_decref(job);
     const char *id = json_string_value(json_object_get(ans, "id"));
     if (rc == CLI_OK && id == NULL) {
