@@ -69,6 +69,13 @@ int cli_id_valid(const char *id);
 /* A command argument that must be an id: prints the problem and returns CLI_USAGE. */
 enum cli_exit cli_require_id(const char *what, const char *id);
 
+/*
+ * The arguments of a command that takes one id and no options (`dnnpress
+ * status JOB_ID`): returns the id (borrowed from argv), or NULL after
+ * printing what is wrong; usage names the command line in that message.
+ */
+const char *cli_id_arg(const char *cmd, const char *usage, int argc, char **argv);
+
 /* ---- commands (cli_cmds.c, cli_watch.c, cli_artifacts.c, cli_admin.c) ---- */
 enum cli_exit cli_cmd_login(struct cli_ctx *ctx, int argc, char **argv);
 enum cli_exit cli_cmd_upload(struct cli_ctx *ctx, int argc, char **argv);

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "server/cli/cli_args.h"
+
 enum cli_exit cli_exit_for_status(long status)
 {
     if (status >= 200 && status < 300)
@@ -128,4 +130,13 @@ enum cli_exit cli_require_id(const char *what, const char *id)
     fprintf(stderr, "dnnpress: %s: '%.80s' is not an id (letters, digits, '_' and '-')\n", what,
             id ? id : "");
     return CLI_USAGE;
+}
+
+const char *cli_id_arg(const char *cmd, const char *usage, int argc, char **argv)
+{
+    struct cli_args a;
+    if (cli_args_parse(cmd, argc, argv, NULL, NULL, 1, &a) != 0)
+        return NULL;
+    const char *id = a.n_pos == 1 ? a.pos[0] : NULL;
+    return cli_require_id(usage, id) == CLI_OK ? id : NULL;
 }

@@ -314,11 +314,8 @@ enum cli_exit cli_cmd_list(struct cli_ctx *ctx, int argc, char **argv)
 
 enum cli_exit cli_cmd_status(struct cli_ctx *ctx, int argc, char **argv)
 {
-    struct cli_args a;
-    if (cli_args_parse("status", argc, argv, NULL, NULL, 1, &a) != 0)
-        return CLI_USAGE;
-    const char *id = a.n_pos == 1 ? a.pos[0] : NULL;
-    if (cli_require_id("status JOB_ID", id) != CLI_OK)
+    const char *id = cli_id_arg("status", "status JOB_ID", argc, argv);
+    if (id == NULL)
         return CLI_USAGE;
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/jobs/%s", id);
@@ -364,11 +361,8 @@ enum cli_exit cli_cmd_status(struct cli_ctx *ctx, int argc, char **argv)
 
 static enum cli_exit cli_job_action(struct cli_ctx *ctx, const char *cmd, int argc, char **argv)
 {
-    struct cli_args a;
-    if (cli_args_parse(cmd, argc, argv, NULL, NULL, 1, &a) != 0)
-        return CLI_USAGE;
-    const char *id = a.n_pos == 1 ? a.pos[0] : NULL;
-    if (cli_require_id(cmd, id) != CLI_OK)
+    const char *id = cli_id_arg(cmd, cmd, argc, argv);
+    if (id == NULL)
         return CLI_USAGE;
     char path[160];
     snprintf(path, sizeof(path), "/api/v1/jobs/%s/%s", id, cmd);
