@@ -141,10 +141,16 @@ class Server:
         return r.status, (json.loads(payload) if payload[:1] in (b"{", b"[") else payload)
 
 
-def cli(*args, expect=0, env_extra=None):
+def cli_env():
+    """The CLI's environment: the test's config file, nothing from the caller's."""
     env = dict(os.environ, DNNPRESS_CONFIG=os.path.join(tmp, "cli", "config.json"))
     env.pop("DNNPRESS_TOKEN", None)
     env.pop("DNNPRESS_SERVER", None)
+    return env
+
+
+def cli(*args, expect=0, env_extra=None):
+    env = cli_env()
     env.update(env_extra or {})
     p = subprocess.run([CLI] + list(args), capture_output=True, text=True, env=env, timeout=600)
     check("Sanitizer" not in p.stderr and "runtime error:" not in p.stderr,
@@ -157,10 +163,9 @@ def cli(*args, expect=0, env_extra=None):
 
 def watch_events(job):
     """Starts `dnnpress --json watch JOB` (one JSON event per line)."""
-    env = dict(os.environ, DNNPRESS_CONFIG=os.path.join(tmp, "cli", "config.json"))
     return subprocess.Popen([CLI, "--json", "watch", job], stdout=subprocess.PIPE,
                             stderr=open(os.path.join(tmp, "watch-%s.log" % job), "ab"),
-                            text=True, env=env)
+                            text=True, env=cli_env())
 
 
 def read_until(proc, pred, timeout, what):
