@@ -25,6 +25,21 @@ void wk_agent_free(struct wk_agent *a)
     memset(a, 0, sizeof(*a));
 }
 
+/*
+ * Records r's status in a->last_status and turns an answer that is not 2xx
+ * into DP_EINVAL carrying the server's message; err is the request's own.
+ */
+static enum dp_err wk_agent_answer(struct wk_agent *a, enum dp_err err, const char *method,
+                                   const char *path, const struct dp_http_resp *r,
+                                   struct dp_errinfo *ei)
+{
+    a->last_status = r->status;
+    if (!err && (r->status < 200 || r->status >= 300))
+        err = dp_errinfo_set(ei, DP_EINVAL, "%s %s: HTTP %ld: %s", method, path, r->status,
+                             dp_http_resp_message(r));
+    return err;
+}
+
 /* Sends body (stolen: released here) and checks for a 2xx answer; *answer may be NULL. */
 static enum dp_err wk_agent_call(struct wk_agent *a, const char *method, const char *path,
                                  json_t *body, json_t **answer, struct dp_errinfo *ei)
@@ -38,10 +53,7 @@ static enum dp_err wk_agent_call(struct wk_agent *a, const char *method, const c
     }
     enum dp_err err = dp_httpc_json(a->h, method, path, body, NULL, &r, ei);
     json_decref(body);
-    a->last_status = r.status;
-    if (!err && (r.status < 200 || r.status >= 300))
-        err = dp_errinfo_set(ei, DP_EINVAL, "%s %s: HTTP %ld: %s", method, path, r.status,
-                             dp_http_resp_message(&r));
+    err = wk_agent_answer(a, err, method, path, &r, ei);
     if (!err && answer != NULL) {
         *answer = r.json;
         r.json = NULL;
@@ -63,6 +75,21 @@ static enum dp_err wk_agent_task_path(char *buf, size_t cap, const char *task_id
     if (k < 0 || (size_t)k >= cap)
         return dp_errinfo_set(ei, DP_EINVAL, "task path too long");
     return DP_OK;
+}
+
+/* POSTs body (stolen: released here) to the task's endpoint `what`; *answer as in wk_agent_call. */
+static enum dp_err wk_agent_task_post(struct wk_agent *a, const char *task_id, const char *what,
+                                      json_t *body, json_t **answer, struct dp_errinfo *ei)
+{
+    char path[160];
+    enum dp_err err = wk_agent_task_path(path, sizeof(path), task_id, what, ei);
+    if (err) {
+        json_decref(body);
+        if (answer != NULL)
+            *answer = NULL;
+        return err;
+    }
+    return wk_agent_call(a, "POST", path, body, answer, ei);
 }
 
 enum dp_err wk_agent_register(struct wk_agent *a, const char *name, json_t *capabilities,
@@ -114,16 +141,12 @@ enum dp_err wk_agent_claim(struct wk_agent *a, json_t *capabilities, int wait_s,
 enum dp_err wk_agent_heartbeat(struct wk_agent *a, const char *task_id, json_int_t fence,
                                json_t *progress, int *cancel, struct dp_errinfo *ei)
 {
-    char path[160];
     json_t *ans = NULL;
     *cancel = 0;
-    enum dp_err err = wk_agent_task_path(path, sizeof(path), task_id, "heartbeat", ei);
-    if (err)
-        return err;
     json_t *body = json_pack("{s:I}", "fence", fence);
     if (body != NULL && progress != NULL)
         json_object_set(body, "progress", progress);
-    err = wk_agent_call(a, "POST", path, body, &ans, ei);
+    enum dp_err err = wk_agent_task_post(a, task_id, "heartbeat", body, &ans, ei);
     if (!err)
         *cancel = json_is_true(json_object_get(ans, "cancel"));
     json_decref(ans);
@@ -133,12 +156,8 @@ enum dp_err wk_agent_heartbeat(struct wk_agent *a, const char *task_id, json_int
 enum dp_err wk_agent_events(struct wk_agent *a, const char *task_id, json_int_t fence,
                             json_t *events, struct dp_errinfo *ei)
 {
-    char path[160];
-    enum dp_err err = wk_agent_task_path(path, sizeof(path), task_id, "events", ei);
-    if (err)
-        return err;
-    return wk_agent_call(a, "POST", path, json_pack("{s:I, s:O}", "fence", fence, "events", events),
-                         NULL, ei);
+    return wk_agent_task_post(a, task_id, "events",
+                              json_pack("{s:I, s:O}", "fence", fence, "events", events), NULL, ei);
 }
 
 enum dp_err wk_agent_upload(struct wk_agent *a, const char *task_id, json_int_t fence,
@@ -156,10 +175,7 @@ enum dp_err wk_agent_upload(struct wk_agent *a, const char *task_id, json_int_t 
         return err;
     struct dp_http_resp r = {0};
     err = dp_httpc_send_file(a->h, "PUT", url, path, NULL, &r, ei);
-    a->last_status = r.status;
-    if (!err && (r.status < 200 || r.status >= 300))
-        err = dp_errinfo_set(ei, DP_EINVAL, "PUT %s: HTTP %ld: %s", url, r.status,
-                             dp_http_resp_message(&r));
+    err = wk_agent_answer(a, err, "PUT", url, &r, ei);
     const char *sha = json_string_value(json_object_get(r.json, "sha256"));
     if (!err && (sha == NULL || strcmp(sha, local) != 0))
         err = dp_errinfo_set(ei, DP_EFORMAT,
@@ -174,23 +190,16 @@ enum dp_err wk_agent_upload(struct wk_agent *a, const char *task_id, json_int_t 
 enum dp_err wk_agent_complete(struct wk_agent *a, const char *task_id, json_int_t fence,
                               json_t *outputs, struct dp_errinfo *ei)
 {
-    char path[160];
-    enum dp_err err = wk_agent_task_path(path, sizeof(path), task_id, "complete", ei);
-    if (err)
-        return err;
-    return wk_agent_call(a, "POST", path,
-                         json_pack("{s:I, s:O}", "fence", fence, "outputs", outputs), NULL, ei);
+    return wk_agent_task_post(a, task_id, "complete",
+                              json_pack("{s:I, s:O}", "fence", fence, "outputs", outputs), NULL,
+                              ei);
 }
 
 enum dp_err wk_agent_fail(struct wk_agent *a, const char *task_id, json_int_t fence,
                           const char *message, int retryable, struct dp_errinfo *ei)
 {
-    char path[160];
-    enum dp_err err = wk_agent_task_path(path, sizeof(path), task_id, "fail", ei);
-    if (err)
-        return err;
-    return wk_agent_call(
-        a, "POST", path,
+    return wk_agent_task_post(
+        a, task_id, "fail",
         json_pack("{s:I, s:s, s:b}", "fence", fence, "message", message, "retryable", retryable),
         NULL, ei);
 }
@@ -198,11 +207,7 @@ enum dp_err wk_agent_fail(struct wk_agent *a, const char *task_id, json_int_t fe
 enum dp_err wk_agent_release(struct wk_agent *a, const char *task_id, json_int_t fence,
                              struct dp_errinfo *ei)
 {
-    char path[160];
-    enum dp_err err = wk_agent_task_path(path, sizeof(path), task_id, "release", ei);
-    if (err)
-        return err;
-    return wk_agent_call(a, "POST", path, json_pack("{s:I}", "fence", fence), NULL, ei);
+    return wk_agent_task_post(a, task_id, "release", json_pack("{s:I}", "fence", fence), NULL, ei);
 }
 
 enum dp_err wk_agent_blob(struct wk_agent *a, const char *sha256, FILE *out, uint64_t max_bytes,
@@ -214,10 +219,7 @@ enum dp_err wk_agent_blob(struct wk_agent *a, const char *sha256, FILE *out, uin
     snprintf(path, sizeof(path), "/agent/v1/blobs/%s", sha256);
     struct dp_http_resp r = {0};
     enum dp_err err = dp_httpc_get_file(a->h, path, out, max_bytes, &r, ei);
-    a->last_status = r.status;
-    if (!err && (r.status < 200 || r.status >= 300))
-        err = dp_errinfo_set(ei, DP_EINVAL, "GET %s: HTTP %ld: %s", path, r.status,
-                             dp_http_resp_message(&r));
+    err = wk_agent_answer(a, err, "GET", path, &r, ei);
     dp_http_resp_free(&r);
     return err;
 }

@@ -587,7 +587,13 @@ static void wk_err_capture(struct wk_task *t)
     }
     t->err_pipe.data = t;
     t->handles_open++;
-    if (uv_pipe_open(&t->err_pipe, fds[0]) != 0 || dup2(fds[1], STDERR_FILENO) < 0) {
+    int opened = uv_pipe_open(&t->err_pipe, fds[0]) == 0;
+    if (!opened)
+        close(fds[0]); /* not the handle's yet */
+    /* Reading starts before fd 2 moves: a pipe nobody reads would leave
+     * err_eof unset and the loop waiting for its EOF forever. */
+    if (!opened || uv_read_start((uv_stream_t *)&t->err_pipe, wk_err_alloc, wk_err_read) != 0 ||
+        dup2(fds[1], STDERR_FILENO) < 0) {
         close(fds[1]);
         close(saved);
         uv_close((uv_handle_t *)&t->err_pipe, wk_task_close_cb);
@@ -596,7 +602,6 @@ static void wk_err_capture(struct wk_task *t)
     close(fds[1]);
     t->saved_stderr = saved;
     t->err_eof = 0;
-    uv_read_start((uv_stream_t *)&t->err_pipe, wk_err_alloc, wk_err_read);
 }
 
 static void wk_task_on_wake(uv_async_t *h)
@@ -840,16 +845,19 @@ enum wk_task_outcome wk_task_run(const struct wk_task_env *env, json_t *task)
            t->job_id ? t->job_id : "?", (long long)t->attempt,
            json_is_object(json_object_get(t->inputs, "checkpoint")) ? ", resuming" : "");
 
-    enum dp_err err = wk_task_prepare(t, &ei);
+    /* SIGTERM before the engine starts (during the claim's long poll or
+     * while fetching inputs): hand the task back without starting an
+     * engine that would stop at its first step. */
+    enum dp_err err = *env->term ? DP_OK : wk_task_prepare(t, &ei);
+    if (*env->term) {
+        atomic_store(&t->stop, WK_STOP_TERM);
+        outcome = wk_task_release(t, time(NULL) + 30);
+        goto out;
+    }
     if (err) {
-        if (*env->term) {
-            t->stop = WK_STOP_TERM;
-            outcome = wk_task_release(t, time(NULL) + 30);
-        } else {
-            int retryable = err == DP_EIO || err == DP_EFORMAT || err == DP_ENOMEM;
-            outcome = wk_task_report_failure(t, dp_errinfo_msg(&ei, err), retryable,
-                                             time(NULL) + WK_FINISH_RETRY_S);
-        }
+        int retryable = err == DP_EIO || err == DP_EFORMAT || err == DP_ENOMEM;
+        outcome = wk_task_report_failure(t, dp_errinfo_msg(&ei, err), retryable,
+                                         time(NULL) + WK_FINISH_RETRY_S);
         goto out;
     }
     err = wk_task_run_engine(t, &ei);

@@ -50,6 +50,16 @@ const char *cli_str(const json_t *o, const char *key, const char *dflt);
 /* Prints j on stdout as one line of compact JSON. */
 void cli_print_json(const json_t *j);
 
+/* Prints a created object: all of ans with --json, else its string member field ("?" if none). */
+void cli_print_created(const struct cli_ctx *ctx, const json_t *ans, const char *field);
+
+/*
+ * POSTs body (stolen: released here) to path like cli_call and, on a 2xx,
+ * prints the answer with cli_print_created.
+ */
+enum cli_exit cli_post_created(struct cli_ctx *ctx, const char *path, json_t *body,
+                               const char *const *headers, const char *field);
+
 /* Percent-encodes s for a query string into out (cap bytes); -1 when it does not fit. */
 int cli_url_escape(const char *s, char *out, size_t cap);
 
@@ -58,6 +68,13 @@ int cli_id_valid(const char *id);
 
 /* A command argument that must be an id: prints the problem and returns CLI_USAGE. */
 enum cli_exit cli_require_id(const char *what, const char *id);
+
+/*
+ * The arguments of a command that takes one id and no options (`dnnpress
+ * status JOB_ID`): returns the id (borrowed from argv), or NULL after
+ * printing what is wrong; usage names the command line in that message.
+ */
+const char *cli_id_arg(const char *cmd, const char *usage, int argc, char **argv);
 
 /* ---- commands (cli_cmds.c, cli_watch.c, cli_artifacts.c, cli_admin.c) ---- */
 enum cli_exit cli_cmd_login(struct cli_ctx *ctx, int argc, char **argv);

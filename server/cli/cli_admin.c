@@ -51,15 +51,6 @@ enum cli_exit cli_cmd_health(struct cli_ctx *ctx, int argc, char **argv)
     }
 }
 
-static enum cli_exit cli_print_created(struct cli_ctx *ctx, json_t *ans, const char *field)
-{
-    if (ctx->json)
-        cli_print_json(ans);
-    else
-        printf("%s\n", cli_str(ans, field, "?"));
-    return CLI_OK;
-}
-
 enum cli_exit cli_cmd_team(struct cli_ctx *ctx, int argc, char **argv)
 {
     struct cli_args a;
@@ -84,14 +75,7 @@ enum cli_exit cli_cmd_team(struct cli_ctx *ctx, int argc, char **argv)
         fprintf(stderr, "usage: dnnpress team create NAME | dnnpress team list   (admin token)\n");
         return CLI_USAGE;
     }
-    json_t *body = json_pack("{s:s}", "name", a.pos[1]);
-    json_t *ans = NULL;
-    enum cli_exit rc = cli_call(ctx, "POST", "/api/v1/teams", body, NULL, &ans, NULL);
-    json_decref(body);
-    if (rc == CLI_OK)
-        rc = cli_print_created(ctx, ans, "id");
-    json_decref(ans);
-    return rc;
+    return cli_post_created(ctx, "/api/v1/teams", json_pack("{s:s}", "name", a.pos[1]), NULL, "id");
 }
 
 enum cli_exit cli_cmd_token(struct cli_ctx *ctx, int argc, char **argv)
@@ -109,11 +93,5 @@ enum cli_exit cli_cmd_token(struct cli_ctx *ctx, int argc, char **argv)
     }
     json_t *body = json_pack("{s:s, s:s, s:s}", "team_id", team, "scope", scope, "name",
                              cli_arg(&a, "name") ? cli_arg(&a, "name") : "cli");
-    json_t *ans = NULL;
-    enum cli_exit rc = cli_call(ctx, "POST", "/api/v1/tokens", body, NULL, &ans, NULL);
-    json_decref(body);
-    if (rc == CLI_OK)
-        rc = cli_print_created(ctx, ans, "token");
-    json_decref(ans);
-    return rc;
+    return cli_post_created(ctx, "/api/v1/tokens", body, NULL, "token");
 }

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "server/cli/cli_args.h"
+
 enum cli_exit cli_exit_for_status(long status)
 {
     if (status >= 200 && status < 300)
@@ -70,6 +72,26 @@ void cli_print_json(const json_t *j)
     fflush(stdout);
 }
 
+void cli_print_created(const struct cli_ctx *ctx, const json_t *ans, const char *field)
+{
+    if (ctx->json)
+        cli_print_json(ans);
+    else
+        printf("%s\n", cli_str(ans, field, "?"));
+}
+
+enum cli_exit cli_post_created(struct cli_ctx *ctx, const char *path, json_t *body,
+                               const char *const *headers, const char *field)
+{
+    json_t *ans = NULL;
+    enum cli_exit rc = cli_call(ctx, "POST", path, body, headers, &ans, NULL);
+    json_decref(body);
+    if (rc == CLI_OK)
+        cli_print_created(ctx, ans, field);
+    json_decref(ans);
+    return rc;
+}
+
 int cli_url_escape(const char *s, char *out, size_t cap)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -108,4 +130,13 @@ enum cli_exit cli_require_id(const char *what, const char *id)
     fprintf(stderr, "dnnpress: %s: '%.80s' is not an id (letters, digits, '_' and '-')\n", what,
             id ? id : "");
     return CLI_USAGE;
+}
+
+const char *cli_id_arg(const char *cmd, const char *usage, int argc, char **argv)
+{
+    struct cli_args a;
+    if (cli_args_parse(cmd, argc, argv, NULL, NULL, 1, &a) != 0)
+        return NULL;
+    const char *id = a.n_pos == 1 ? a.pos[0] : NULL;
+    return cli_require_id(usage, id) == CLI_OK ? id : NULL;
 }

@@ -174,11 +174,8 @@ static void cli_fmt_bytes(char *buf, size_t cap, double b)
 
 enum cli_exit cli_cmd_report(struct cli_ctx *ctx, int argc, char **argv)
 {
-    struct cli_args a;
-    if (cli_args_parse("report", argc, argv, NULL, NULL, 1, &a) != 0)
-        return CLI_USAGE;
-    const char *id = a.n_pos == 1 ? a.pos[0] : NULL;
-    if (cli_require_id("report JOB_ID", id) != CLI_OK)
+    const char *id = cli_id_arg("report", "report JOB_ID", argc, argv);
+    if (id == NULL)
         return CLI_USAGE;
     char path[160];
     snprintf(path, sizeof(path), "/api/v1/jobs/%s/report", id);

@@ -71,6 +71,31 @@ enum cli_exit cli_cmd_login(struct cli_ctx *ctx, int argc, char **argv)
 
 /* ---- upload ----------------------------------------------------------------- */
 
+/* The request headers of a command that takes --idempotency-key. */
+struct cli_idem {
+    char line[200];
+    const char *headers[2]; /* NULL-terminated */
+};
+
+/*
+ * Fills h with an Idempotency-Key header when key is given and returns h's
+ * header list; NULL after saying why when the key is not 1 to 128
+ * characters (the server's limit: a key cut to fit could match another's).
+ */
+static const char *const *cli_idem_headers(struct cli_idem *h, const char *cmd, const char *key)
+{
+    h->headers[0] = h->headers[1] = NULL;
+    if (key == NULL)
+        return h->headers;
+    if (*key == '\0' || strlen(key) > 128) {
+        fprintf(stderr, "dnnpress %s: --idempotency-key must be 1 to 128 characters\n", cmd);
+        return NULL;
+    }
+    snprintf(h->line, sizeof(h->line), "Idempotency-Key: %s", key);
+    h->headers[0] = h->line;
+    return h->headers;
+}
+
 static int cli_has_suffix(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
@@ -88,9 +113,10 @@ static void cli_base_name(const char *path, char *out, size_t cap)
 }
 
 static enum cli_exit cli_upload_file(struct cli_ctx *ctx, const char *kind, const char *file,
-                                     const char *name, const char *format, const char *idem)
+                                     const char *name, const char *format,
+                                     const char *const *headers)
 {
-    char ename[600], eformat[64], path[800], hdr[200];
+    char ename[600], eformat[64], path[800];
     struct stat st;
     if (stat(file, &st) != 0 || !S_ISREG(st.st_mode)) {
         fprintf(stderr, "dnnpress upload: %s: not a readable file\n", file);
@@ -102,11 +128,6 @@ static enum cli_exit cli_upload_file(struct cli_ctx *ctx, const char *kind, cons
         return CLI_USAGE;
     }
     snprintf(path, sizeof(path), "/api/v1/%s?name=%s&format=%s", kind, ename, eformat);
-    const char *headers[2] = {NULL, NULL};
-    if (idem != NULL) {
-        snprintf(hdr, sizeof(hdr), "Idempotency-Key: %.128s", idem);
-        headers[0] = hdr;
-    }
     struct dp_http_resp r = {0};
     struct dp_errinfo ei = {DP_OK, ""};
     enum dp_err err = dp_httpc_send_file(ctx->h, "POST", path, file, headers, &r, &ei);
@@ -116,10 +137,8 @@ static enum cli_exit cli_upload_file(struct cli_ctx *ctx, const char *kind, cons
         fprintf(stderr, "dnnpress upload: %s\n", dp_errinfo_msg(&ei, err));
     else if (rc != CLI_OK)
         fprintf(stderr, "dnnpress upload: %ld: %s\n", r.status, dp_http_resp_message(&r));
-    else if (ctx->json)
-        cli_print_json(r.json);
     else
-        printf("%s\n", json_string_value(json_object_get(r.json, "id")));
+        cli_print_created(ctx, r.json, "id");
     dp_http_resp_free(&r);
     return rc;
 }
@@ -143,31 +162,18 @@ enum cli_exit cli_cmd_upload(struct cli_ctx *ctx, int argc, char **argv)
         return CLI_USAGE;
     }
     char name[256];
-    const char *idem = cli_arg(&a, "idempotency-key");
+    struct cli_idem ih;
+    const char *const *headers = cli_idem_headers(&ih, "upload", cli_arg(&a, "idempotency-key"));
+    if (headers == NULL)
+        return CLI_USAGE;
     if (cli_arg(&a, "name") != NULL)
         snprintf(name, sizeof(name), "%s", cli_arg(&a, "name"));
     else
         cli_base_name(file ? file : builtin, name, sizeof(name));
     if (builtin != NULL) {
         json_t *body = json_pack("{s:s, s:s}", "name", name, model ? "arch" : "builtin", builtin);
-        char hdr[200];
-        const char *headers[2] = {NULL, NULL};
-        if (idem != NULL) {
-            snprintf(hdr, sizeof(hdr), "Idempotency-Key: %.128s", idem);
-            headers[0] = hdr;
-        }
-        json_t *ans = NULL;
-        enum cli_exit rc = cli_call(ctx, "POST", model ? "/api/v1/models" : "/api/v1/datasets",
-                                    body, headers, &ans, NULL);
-        json_decref(body);
-        if (rc == CLI_OK) {
-            if (ctx->json)
-                cli_print_json(ans);
-            else
-                printf("%s\n", json_string_value(json_object_get(ans, "id")));
-        }
-        json_decref(ans);
-        return rc;
+        return cli_post_created(ctx, model ? "/api/v1/models" : "/api/v1/datasets", body, headers,
+                                "id");
     }
     const char *format = cli_arg(&a, "format");
     if (format == NULL && model)
@@ -176,7 +182,7 @@ enum cli_exit cli_cmd_upload(struct cli_ctx *ctx, int argc, char **argv)
         fprintf(stderr, "dnnpress upload dataset: --format idx|cifar10|npy is required\n");
         return CLI_USAGE;
     }
-    return cli_upload_file(ctx, model ? "models" : "datasets", file, name, format, idem);
+    return cli_upload_file(ctx, model ? "models" : "datasets", file, name, format, headers);
 }
 
 /* ---- submit ----------------------------------------------------------------- */
@@ -193,6 +199,10 @@ enum cli_exit cli_cmd_submit(struct cli_ctx *ctx, int argc, char **argv)
                         "[--spec SPEC.json] [--idempotency-key K] [--watch]\n");
         return CLI_USAGE;
     }
+    struct cli_idem ih;
+    const char *const *headers = cli_idem_headers(&ih, "submit", cli_arg(&a, "idempotency-key"));
+    if (headers == NULL)
+        return CLI_USAGE;
     json_error_t je;
     struct stat st;
     if (stat(a.pos[0], &st) != 0 || st.st_size > CLI_JOB_FILE_MAX) {
@@ -219,12 +229,6 @@ enum cli_exit cli_cmd_submit(struct cli_ctx *ctx, int argc, char **argv)
             return CLI_USAGE;
         }
         json_object_set_new(job, "spec", spec);
-    }
-    char hdr[200];
-    const char *headers[2] = {NULL, NULL};
-    if (cli_arg(&a, "idempotency-key") != NULL) {
-        snprintf(hdr, sizeof(hdr), "Idempotency-Key: %.128s", cli_arg(&a, "idempotency-key"));
-        headers[0] = hdr;
     }
     json_t *ans = NULL;
     enum cli_exit rc = cli_call(ctx, "POST", "/api/v1/jobs", job, headers, &ans, NULL);
@@ -310,11 +314,8 @@ enum cli_exit cli_cmd_list(struct cli_ctx *ctx, int argc, char **argv)
 
 enum cli_exit cli_cmd_status(struct cli_ctx *ctx, int argc, char **argv)
 {
-    struct cli_args a;
-    if (cli_args_parse("status", argc, argv, NULL, NULL, 1, &a) != 0)
-        return CLI_USAGE;
-    const char *id = a.n_pos == 1 ? a.pos[0] : NULL;
-    if (cli_require_id("status JOB_ID", id) != CLI_OK)
+    const char *id = cli_id_arg("status", "status JOB_ID", argc, argv);
+    if (id == NULL)
         return CLI_USAGE;
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/jobs/%s", id);
@@ -360,11 +361,8 @@ enum cli_exit cli_cmd_status(struct cli_ctx *ctx, int argc, char **argv)
 
 static enum cli_exit cli_job_action(struct cli_ctx *ctx, const char *cmd, int argc, char **argv)
 {
-    struct cli_args a;
-    if (cli_args_parse(cmd, argc, argv, NULL, NULL, 1, &a) != 0)
-        return CLI_USAGE;
-    const char *id = a.n_pos == 1 ? a.pos[0] : NULL;
-    if (cli_require_id(cmd, id) != CLI_OK)
+    const char *id = cli_id_arg(cmd, cmd, argc, argv);
+    if (id == NULL)
         return CLI_USAGE;
     char path[160];
     snprintf(path, sizeof(path), "/api/v1/jobs/%s/%s", id, cmd);

@@ -19,7 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/cli/cli_args.h"
 #include "server/cli/cli_progress.h"
 #include "server/cli/cli_sse.h"
 
@@ -249,11 +248,6 @@ enum cli_exit cli_watch_job(struct cli_ctx *ctx, const char *job_id)
 
 enum cli_exit cli_cmd_watch(struct cli_ctx *ctx, int argc, char **argv)
 {
-    struct cli_args a;
-    if (cli_args_parse("watch", argc, argv, NULL, NULL, 1, &a) != 0)
-        return CLI_USAGE;
-    const char *id = a.n_pos == 1 ? a.pos[0] : NULL;
-    if (cli_require_id("watch JOB_ID", id) != CLI_OK)
-        return CLI_USAGE;
-    return cli_watch_job(ctx, id);
+    const char *id = cli_id_arg("watch", "watch JOB_ID", argc, argv);
+    return id != NULL ? cli_watch_job(ctx, id) : CLI_USAGE;
 }

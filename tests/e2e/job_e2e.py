@@ -141,10 +141,16 @@ class Server:
         return r.status, (json.loads(payload) if payload[:1] in (b"{", b"[") else payload)
 
 
-def cli(*args, expect=0, env_extra=None):
+def cli_env():
+    """The CLI's environment: the test's config file, nothing from the caller's."""
     env = dict(os.environ, DNNPRESS_CONFIG=os.path.join(tmp, "cli", "config.json"))
     env.pop("DNNPRESS_TOKEN", None)
     env.pop("DNNPRESS_SERVER", None)
+    return env
+
+
+def cli(*args, expect=0, env_extra=None):
+    env = cli_env()
     env.update(env_extra or {})
     p = subprocess.run([CLI] + list(args), capture_output=True, text=True, env=env, timeout=600)
     check("Sanitizer" not in p.stderr and "runtime error:" not in p.stderr,
@@ -157,10 +163,9 @@ def cli(*args, expect=0, env_extra=None):
 
 def watch_events(job):
     """Starts `dnnpress --json watch JOB` (one JSON event per line)."""
-    env = dict(os.environ, DNNPRESS_CONFIG=os.path.join(tmp, "cli", "config.json"))
     return subprocess.Popen([CLI, "--json", "watch", job], stdout=subprocess.PIPE,
                             stderr=open(os.path.join(tmp, "watch-%s.log" % job), "ab"),
-                            text=True, env=env)
+                            text=True, env=cli_env())
 
 
 def read_until(proc, pred, timeout, what):
@@ -189,6 +194,19 @@ def job_doc(name, model, dataset):
     return {"name": name, "model_id": model, "dataset_id": dataset,
             "pretrain": {"epochs": 1, "lr": 0.01, "batch": 64, "seed": 1},
             "spec": SPEC, "export": {"format": "onnx"}, "max_attempts": 4}
+
+
+def job_file(name, model, dataset):
+    """Writes job_doc(name, ...) as tmp/NAME.json for `dnnpress submit`; returns its path."""
+    path = os.path.join(tmp, name + ".json")
+    with open(path, "w") as f:
+        json.dump(job_doc(name, model, dataset), f)
+    return path
+
+
+def compress_epoch(ev):
+    """A watch event of an epoch of the compress task."""
+    return ev.get("event") == "epoch" and ev["data"].get("task") == "compress"
 
 
 def main():
@@ -235,13 +253,12 @@ def main():
 
     # -- A: a whole job
     t0 = time.time()
-    with open(os.path.join(tmp, "a.json"), "w") as f:
-        json.dump(job_doc("job-a", model, dataset), f)
-    p = cli("submit", os.path.join(tmp, "a.json"), "--watch", "--idempotency-key", "job-a")
+    a_json = job_file("job-a", model, dataset)
+    p = cli("submit", a_json, "--watch", "--idempotency-key", "job-a")
     job_a = p.stdout.splitlines()[0].strip()
     check("job %s succeeded" % job_a in p.stdout, "watch output: %s" % p.stdout[-1500:])
     check("compress" in p.stdout and "epoch" in p.stdout, "progress lines: %s" % p.stdout[-800:])
-    again = cli("submit", os.path.join(tmp, "a.json"), "--idempotency-key", "job-a").stdout.strip()
+    again = cli("submit", a_json, "--idempotency-key", "job-a").stdout.strip()
     check(again == job_a, "the same Idempotency-Key gives the same job (%s, %s)" % (again, job_a))
     status = json.loads(cli("--json", "status", job_a).stdout)
     states = {t["type"]: t["state"] for t in status["tasks"]}
@@ -282,9 +299,7 @@ def main():
 
     # -- B: kill -9 of the worker during compress
     t0 = time.time()
-    with open(os.path.join(tmp, "b.json"), "w") as f:
-        json.dump(job_doc("job-b", model, tar_dataset), f)
-    job_b = cli("submit", os.path.join(tmp, "b.json")).stdout.strip()
+    job_b = cli("submit", job_file("job-b", model, tar_dataset)).stdout.strip()
     w = watch_events(job_b)
 
     def compress_ckpt(ev):
@@ -305,8 +320,7 @@ def main():
     os.kill(workers[0], signal.SIGTERM)
     rc, seen = finish_watch(w, seen)
     check(rc == 0, "job B ended with watch exit %d: %s" % (rc, seen[-3:]))
-    epochs = [(e["data"]["attempt"], e["data"]["epoch"]) for e in seen
-              if e.get("event") == "epoch" and e["data"].get("task") == "compress"]
+    epochs = [(e["data"]["attempt"], e["data"]["epoch"]) for e in seen if compress_epoch(e)]
     ckpts = [e["data"]["checkpoint_epoch"] for e in seen if compress_ckpt(e)
              and e["data"]["attempt"] == 1]
     first = [ep for ep in epochs if ep[0] == 1]
@@ -338,12 +352,9 @@ def main():
 
     # -- D: cancel during compress reaches the engine through the heartbeat
     t0 = time.time()
-    with open(os.path.join(tmp, "d.json"), "w") as f:
-        json.dump(job_doc("job-d", model, dataset), f)
-    job_d = cli("submit", os.path.join(tmp, "d.json")).stdout.strip()
+    job_d = cli("submit", job_file("job-d", model, dataset)).stdout.strip()
     w = watch_events(job_d)
-    seen = read_until(w, lambda ev: ev.get("event") == "epoch"
-                      and ev["data"].get("task") == "compress", 180, "compress under way")
+    seen = read_until(w, compress_epoch, 180, "compress under way")
     p = cli("cancel", job_d)
     check("cancel" in p.stdout, "cancel answer: %s" % p.stdout)
     rc, seen = finish_watch(w, seen)
@@ -356,12 +367,9 @@ def main():
 
     # -- C: kill -9 of the server mid-job, restart on the same data
     t0 = time.time()
-    with open(os.path.join(tmp, "c.json"), "w") as f:
-        json.dump(job_doc("job-c", model, dataset), f)
-    job_c = cli("submit", os.path.join(tmp, "c.json")).stdout.strip()
+    job_c = cli("submit", job_file("job-c", model, dataset)).stdout.strip()
     w = watch_events(job_c)
-    seen = read_until(w, lambda ev: ev.get("event") == "epoch"
-                      and ev["data"].get("task") == "compress", 180, "compress under way")
+    seen = read_until(w, compress_epoch, 180, "compress under way")
     s.proc.send_signal(signal.SIGKILL)
     s.proc.wait()
     time.sleep(0.5)
