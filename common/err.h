@@ -28,13 +28,15 @@
     X(DP_EUNSUPPORTED, -9, "unsupported feature")                                                  \
     X(DP_EEXIST, -10, "object already exists")                                                     \
     X(DP_ENUMERIC, -11, "numerical failure (NaN or Inf)")                                          \
-    X(DP_EINTERRUPTED, -12, "interrupted")
+    X(DP_EINTERRUPTED, -12, "interrupted")                                                         \
+    X(DP_ESTALE, -13, "stale lease: another attempt holds the task")                               \
+    X(DP_EPERM, -14, "not permitted")
 
 enum dp_err {
 #define DP__ERR_ENUM(name, value, msg) name = value,
     DP_ERR_MAP(DP__ERR_ENUM)
 #undef DP__ERR_ENUM
-        DP_ERR__LAST = -13 /* one past the most negative code */
+        DP_ERR__LAST = -15 /* one past the most negative code */
 };
 
 /* Error with context. msg is a full sentence naming what was wrong. */
