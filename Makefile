@@ -1,19 +1,29 @@
-# dnnpress: one non-recursive Makefile.
+# dnnpress: one non-recursive Makefile, one section per artifact.
 #
 #   make deps            install the Debian packages the project needs (idempotent)
-#   make [all]           build everything for MODE (debug|asan|release; default release)
-#   make test            deps, then the Criterion suites under ASan+UBSan and in release,
-#                        then a shortened real Fashion-MNIST training run
-#   make demo            deps, build, the server with a local worker, a LeNet-5 Fashion-MNIST
-#                        compression job submitted and followed with the CLI, its report
-#   make bench           this engine against PyTorch, side by side (docs/benchmarks.md)
-#   make check           banned-function grep, self-contained headers, format check
+#   make [all]           build every program and test binary for MODE
+#                        (debug|asan|release; default release) under build/$(MODE)/
+#   make test            the whole suite, fail-fast: deps, source checks, unit tests
+#                        (ASan+UBSan, then release), then the end-to-end suites
+#   make demo            deps, build, the server with a local worker, a LeNet-5
+#                        Fashion-MNIST compression job followed with the CLI, its report
+#   make bench           engine against PyTorch and the server's HTTP load figures
+#                        (docs/benchmarks.md); bench-compress: ADMM vs magnitude (long)
+#   make fuzz            the ONNX reader under libFuzzer (FUZZ_SECONDS, default 60)
+#   make check           banned functions, self-contained headers, clang-format of every C file
+#   make format          clang-format -i every C file
 #   make clean
 #
-# Every mode writes only under build/$(MODE)/.
+# Sections: configuration, libraries each artifact links, then one section per
+# artifact (libcommon, libnn, dnnpress-worker, dnnpress-server, dnnpress, the
+# unit-test binaries, the ONNX node tests, the fuzzer), then the commands.
+# Every variable is defined before the first rule that uses it.
+
+# ---- Configuration -----------------------------------------------------------
 
 MODE ?= release
 BUILD := build/$(MODE)
+GEN := $(BUILD)/gen
 
 CC ?= cc
 ifeq ($(CC),cc)
@@ -22,15 +32,11 @@ endif
 
 WARN := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes \
         -Wmissing-prototypes -Wformat=2 -Wvla
-# common/ and server/ are held to the stricter conversion rules (STYLE rule 39).
+# common/ and server/ (the CLI included) are held to the stricter conversion
+# rules (STYLE rule 39).
 WARN_STRICT := -Wconversion -Wsign-conversion
 
-CPPFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -MMD -MP
-LIBS := -ldnnl -lopenblas -ljansson -lz -lm
-# ---- task loop and CLI (issue 5, client) ----
-LIBS += -luv -lcurl
-CLI_LIBS := -ljansson -lcurl -lz -lm
-# ---- end task loop and CLI ----
+CPPFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -I$(GEN) -MMD -MP
 
 ifeq ($(MODE),release)
 OPT := -O2 -DNDEBUG -g
@@ -46,11 +52,13 @@ else
 $(error MODE must be debug, asan or release)
 endif
 
-CFLAGS_COMMON := $(CPPFLAGS_BASE) $(WARN) $(WARN_STRICT) $(OPT)
+# Flags by folder (pattern-specific: the longest match wins).
+CFLAGS_STRICT := $(CPPFLAGS_BASE) $(WARN) $(WARN_STRICT) $(OPT)
 # The engine's kernels may use -O3 (rule 39); OpenMP slices the outermost loops.
 CFLAGS_NN := $(CPPFLAGS_BASE) $(WARN) $(KOPT) -fopenmp
 CFLAGS_WK := $(CPPFLAGS_BASE) $(WARN) $(OPT) -fopenmp
-LDFLAGS := $(SANLD) -fopenmp
+CFLAGS_TEST := $(CFLAGS_WK) -Wno-missing-prototypes
+LDFLAGS := $(SANLD)
 
 # Quiet by default: one line per file; `make V=1` shows the commands.
 ifeq ($(V),1)
@@ -59,199 +67,45 @@ else
 Q := @
 endif
 
-COMMON_SRC := $(wildcard common/*.c)
-NN_SRC := $(wildcard worker/nn/*.c) $(wildcard worker/compress/*.c)
-WK_SRC := $(wildcard worker/*.c)
-TEST_SRC := $(wildcard tests/unit/common/*.c) $(wildcard tests/unit/worker/nn/*.c) \
-            $(wildcard tests/unit/worker/compress/*.c) tests/unit/test_util.c
-# ---- task loop and CLI (issue 5, client) ----
-# The worker's objects minus main() form libwk.a and the CLI's minus main()
-# libcli.a, so the unit tests link the task loop and the CLI's pure parts.
-CLI_SRC := $(wildcard server/cli/*.c)
-TEST_SRC += $(wildcard tests/unit/worker/*.c) $(wildcard tests/unit/server/cli/*.c)
-# ---- end task loop and CLI ----
-
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
-NN_OBJ := $(NN_SRC:%.c=$(BUILD)/%.o)
-WK_OBJ := $(WK_SRC:%.c=$(BUILD)/%.o)
-TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
-# ---- task loop and CLI (issue 5, client) ----
-CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
-WKLIB_OBJ := $(filter-out $(BUILD)/worker/wk_main.o,$(WK_OBJ))
-CLILIB_OBJ := $(filter-out $(BUILD)/server/cli/cli_main.o,$(CLI_OBJ))
-LIBWK := $(BUILD)/libwk.a
-LIBCLI := $(BUILD)/libcli.a
-CLI := $(BUILD)/dnnpress
-# ---- end task loop and CLI ----
-
-LIBCOMMON := $(BUILD)/libcommon.a
-LIBNN := $(BUILD)/libnn.a
-WORKER := $(BUILD)/dnnpress-worker
-UNIT := $(BUILD)/unit-tests
-
-.PHONY: all deps test unit demo bench bench-compress check check-banned check-headers format clean
 .DEFAULT_GOAL := all
+.PHONY: all deps test demo bench bench-compress fuzz fuzz-build onnx-node-tests \
+        check check-banned check-headers format clean
 
-all: $(WORKER) $(UNIT) $(CLI)
+# ---- Dependencies ------------------------------------------------------------
 
-$(BUILD)/common/%.o: common/%.c
-	@mkdir -p $(@D)
-	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_COMMON) -c $< -o $@
+# The stamp records that tools/deps.sh ran on this machine; every command that
+# builds depends on it, so a fresh clone installs what is missing first.
+DEPS_STAMP := build/.deps-ok
 
-$(BUILD)/worker/nn/%.o: worker/nn/%.c
-	@mkdir -p $(@D)
-	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_NN) -c $< -o $@
+deps:
+	@tools/deps.sh
+	@mkdir -p build && touch $(DEPS_STAMP)
 
-$(BUILD)/worker/compress/%.o: worker/compress/%.c
-	@mkdir -p $(@D)
-	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_NN) -c $< -o $@
+$(DEPS_STAMP): tools/deps.sh
+	@tools/deps.sh
+	@mkdir -p build && touch $@
 
-$(BUILD)/worker/%.o: worker/%.c
-	@mkdir -p $(@D)
-	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_WK) -c $< -o $@
+# ---- Libraries each artifact links -------------------------------------------
 
-$(BUILD)/tests/%.o: tests/%.c
-	@mkdir -p $(@D)
-	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_WK) -Wno-missing-prototypes -c $< -o $@
+COMMON_LIBS := -ljansson -lprotobuf-c -lcurl -lz -lm
+NN_LIBS := -ldnnl -lopenblas -fopenmp
+WORKER_LIBS := -luv $(NN_LIBS) $(COMMON_LIBS)
+SERVER_LIBS := -lmicrohttpd -lsqlite3 -luv -pthread $(COMMON_LIBS)
+CLI_LIBS := $(COMMON_LIBS)
 
-$(LIBCOMMON): $(COMMON_OBJ)
-	@rm -f $@
-	$(Q)ar rcs $@ $^
+# ---- Generated code ----------------------------------------------------------
 
-$(LIBNN): $(NN_OBJ)
-	@rm -f $@
-	$(Q)ar rcs $@ $^
-
-$(WORKER): $(WK_OBJ) $(LIBNN) $(LIBCOMMON)
-	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
-
-$(UNIT): $(TEST_OBJ) $(LIBWK) $(LIBCLI) $(LIBNN) $(LIBCOMMON)
-	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) -lcriterion
-
-# ---- task loop and CLI (issue 5, client) ----
-# The CLI sits beside the server (server/cli/) and is held to server/'s
-# stricter warnings.
-$(BUILD)/server/cli/%.o: server/cli/%.c
-	@mkdir -p $(@D)
-	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_COMMON) -c $< -o $@
-
-$(LIBWK): $(WKLIB_OBJ)
-	@rm -f $@
-	$(Q)ar rcs $@ $^
-
-$(LIBCLI): $(CLILIB_OBJ)
-	@rm -f $@
-	$(Q)ar rcs $@ $^
-
-$(CLI): $(BUILD)/server/cli/cli_main.o $(LIBCLI) $(LIBCOMMON)
-	@echo "  LD      $@"
-	$(Q)$(CC) $(SANLD) $^ -o $@ $(CLI_LIBS)
-
-# What `make test` runs for the task loop and the CLI (an extra prerequisite,
-# so the shared recipe stays untouched; their unit suites are in unit-tests):
-# whole jobs through the real server, local worker and CLI on loopback.
-.PHONY: test-client
-test: test-client
-test-client: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory MODE=release all
-	@tests/e2e/job_e2e.sh build/release
-# ---- end task loop and CLI ----
-
-# ---- dnnpress-server (server/, migrations/) ---------------------------------
-# server/cli/ is the command-line client's (built by its own block).
-SRV_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
-SRV_OBJ := $(SRV_SRC:%.c=$(BUILD)/%.o)
-SRV_MAIN_OBJ := $(BUILD)/server/main.o
-SRV_TEST_SRC := $(wildcard tests/unit/server/*.c) tests/unit/test_util.c
-SRV_TEST_OBJ := $(SRV_TEST_SRC:%.c=$(BUILD)/%.o)
-LIBSRV := $(BUILD)/libsrv.a
-SERVER := $(BUILD)/dnnpress-server
-SRV_UNIT := $(BUILD)/server-unit-tests
-SRV_GEN := $(BUILD)/gen/server/migrations_gen.h
-# The job spec validator is the worker's own (worker/compress/spec.c, in libnn):
-# submissions are checked by exactly the code that will run them.
-SRV_LIBS := -lmicrohttpd -lsqlite3 -luv -lprotobuf-c -ljansson -lz -lm -pthread
-
-all: $(SERVER) $(SRV_UNIT)
-
-$(SRV_GEN): $(sort $(wildcard migrations/*.sql)) tools/gen-migrations.sh
-	@mkdir -p $(@D)
-	@echo "  GEN     $@"
-	$(Q)tools/gen-migrations.sh $(sort $(wildcard migrations/*.sql)) > $@.tmp && mv $@.tmp $@
-
-$(BUILD)/server/%.o: server/%.c $(SRV_GEN)
-	@mkdir -p $(@D)
-	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_COMMON) -I$(BUILD)/gen -pthread -c $< -o $@
-
-$(BUILD)/tests/unit/server/%.o: tests/unit/server/%.c $(SRV_GEN)
-	@mkdir -p $(@D)
-	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_WK) -I$(BUILD)/gen -Wno-missing-prototypes -c $< -o $@
-
-$(LIBSRV): $(SRV_OBJ)
-	@rm -f $@
-	$(Q)ar rcs $@ $^
-
-$(SERVER): $(SRV_MAIN_OBJ) $(LIBSRV) $(LIBNN) $(LIBCOMMON)
-	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SRV_LIBS)
-
-$(SRV_UNIT): $(SRV_TEST_OBJ) $(LIBSRV) $(LIBNN) $(LIBCOMMON)
-	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SRV_LIBS) -lcriterion
-
-# make test, bench, check and format reach the server through these extra
-# prerequisites (kept here so that the shared recipes stay untouched).
-# test-server builds what it runs; make test then finds it built.
-test: test-server
-bench: bench-server
-check: check-server
-format: format-server
-.PHONY: test-server bench-server check-server format-server
-
-test-server: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory MODE=asan all
-	@$(MAKE) --no-print-directory MODE=release all
-	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=leak_check_at_exit=0 build/asan/server-unit-tests --jobs=2
-	build/release/server-unit-tests --jobs=1
-	@tests/e2e/server_api.sh build/asan
-
-bench-server: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory MODE=release all
-	@tests/bench/server_wrk.sh build/release
-
-check-server:
-	@clang-format --dry-run --Werror $(wildcard server/*.c server/*.h tests/unit/server/*.c)
-	@for h in server/*.h; do \
-	  echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(CPPFLAGS_BASE)) $(WARN) \
-	      -fsyntax-only -x c - || exit 1; \
-	done; echo "server headers: all self-contained"
-
-format-server:
-	clang-format -i $(wildcard server/*.c server/*.h tests/unit/server/*.c)
-
--include $(SRV_OBJ:.o=.d) $(SRV_MAIN_OBJ:.o=.d) $(SRV_TEST_OBJ:.o=.d)
-# ---- end dnnpress-server ----------------------------------------------------
-
-# ---- ONNX ------------------------------------------------------------------
 # The ONNX reader and writer (common/onnx*.c) use C structures that protoc-c
 # generates at build time from the onnx.proto Debian's libonnx-dev installs;
 # no copy of the proto or of the generated code lives in the repository.
 ONNX_PROTO_DIR ?= /usr/include/onnx
-GEN := $(BUILD)/gen
 ONNX_PB_C := $(GEN)/onnx.pb-c.c
 ONNX_PB_H := $(GEN)/onnx.pb-c.h
-ONNX_PB_OBJ := $(BUILD)/gen/onnx.pb-c.o
-LIBS += -lprotobuf-c
+ONNX_PB_OBJ := $(GEN)/onnx.pb-c.o
+# The server's migrations, compiled in so that a binary carries its schema.
+MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+MIGRATIONS_H := $(GEN)/server/migrations_gen.h
+GEN_HDRS := $(ONNX_PB_H) $(MIGRATIONS_H)
 
 $(ONNX_PB_C) $(ONNX_PB_H) &: $(ONNX_PROTO_DIR)/onnx.proto
 	@mkdir -p $(GEN)
@@ -261,25 +115,131 @@ $(ONNX_PB_C) $(ONNX_PB_H) &: $(ONNX_PROTO_DIR)/onnx.proto
 # Generated code: compiled without our warning set, which it was not written for.
 $(ONNX_PB_OBJ): $(ONNX_PB_C) $(ONNX_PB_H)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(filter-out -MMD -MP,$(CPPFLAGS_BASE)) -I$(GEN) $(OPT) -w -c $< -o $@
+	$(Q)$(CC) $(filter-out -MMD -MP,$(CPPFLAGS_BASE)) $(OPT) -w -c $< -o $@
 
-$(LIBCOMMON): $(ONNX_PB_OBJ)
-# Everything that includes onnx.pb-c.h finds it in $(GEN) and waits for it.
-# (Explicit object lists: a recipe-less pattern rule would cancel the compile rules.)
-ONNX_GEN_USERS := $(filter $(BUILD)/common/onnx%,$(COMMON_OBJ)) $(WK_OBJ) $(TEST_OBJ)
-$(ONNX_GEN_USERS): | $(ONNX_PB_H)
-$(BUILD)/common/onnx%.o: CFLAGS_COMMON += -I$(GEN)
-$(BUILD)/worker/%.o: CFLAGS_WK += -I$(GEN)
-$(BUILD)/tests/%.o: CFLAGS_WK += -I$(GEN)
+$(MIGRATIONS_H): $(MIGRATIONS) tools/gen-migrations.sh
+	@mkdir -p $(@D)
+	@echo "  GEN     $@"
+	$(Q)tools/gen-migrations.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
 
-# ONNX's node tests through the importer and the engine (tests/onnx/node_runner.c).
+# ---- Compiling ---------------------------------------------------------------
+
+# One rule compiles every source file; the flags come from its folder. Every
+# object waits for the generated headers (order-only: they exist once).
+$(BUILD)/%.o: CFLAGS = $(CFLAGS_WK)
+$(BUILD)/common/%.o: CFLAGS = $(CFLAGS_STRICT)
+$(BUILD)/server/%.o: CFLAGS = $(CFLAGS_STRICT) -pthread
+$(BUILD)/worker/nn/%.o: CFLAGS = $(CFLAGS_NN)
+$(BUILD)/worker/compress/%.o: CFLAGS = $(CFLAGS_NN)
+$(BUILD)/tests/%.o: CFLAGS = $(CFLAGS_TEST)
+
+$(BUILD)/%.o: %.c | $(GEN_HDRS)
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+# ---- libcommon: errors, allocation, model IR, ONNX, safetensors, HTTP client -
+
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(ONNX_PB_OBJ)
+LIBCOMMON := $(BUILD)/libcommon.a
+
+$(LIBCOMMON): $(COMMON_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+# ---- libnn: the engines (worker/nn training, worker/compress ADMM) -----------
+
+NN_SRC := $(wildcard worker/nn/*.c worker/compress/*.c)
+NN_OBJ := $(NN_SRC:%.c=$(BUILD)/%.o)
+LIBNN := $(BUILD)/libnn.a
+
+$(LIBNN): $(NN_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+# ---- dnnpress-worker: offline commands and the task loop ---------------------
+
+# Everything but main() also goes into libwk.a, which the unit tests link.
+WK_SRC := $(wildcard worker/*.c worker/cmd/*.c worker/agent/*.c)
+WK_OBJ := $(WK_SRC:%.c=$(BUILD)/%.o)
+WK_MAIN_OBJ := $(filter %/wk_main.o,$(WK_OBJ))
+LIBWK := $(BUILD)/libwk.a
+WORKER := $(BUILD)/dnnpress-worker
+
+$(LIBWK): $(filter-out $(WK_MAIN_OBJ),$(WK_OBJ))
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(WORKER): $(WK_MAIN_OBJ) $(LIBWK) $(LIBNN) $(LIBCOMMON)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(WORKER_LIBS)
+
+# ---- dnnpress-server: HTTP API, store, queue, local workers ------------------
+
+# server/cli/ is the command-line client's (next section). The server links
+# libcommon only: the job spec it validates submissions with is common/'s.
+SRV_SRC := $(wildcard server/*.c)
+SRV_OBJ := $(SRV_SRC:%.c=$(BUILD)/%.o)
+SRV_MAIN_OBJ := $(BUILD)/server/main.o
+LIBSRV := $(BUILD)/libsrv.a
+SERVER := $(BUILD)/dnnpress-server
+
+$(LIBSRV): $(filter-out $(SRV_MAIN_OBJ),$(SRV_OBJ))
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(SERVER): $(SRV_MAIN_OBJ) $(LIBSRV) $(LIBNN) $(LIBCOMMON)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SERVER_LIBS) $(NN_LIBS)
+
+# ---- dnnpress: the command-line client ---------------------------------------
+
+CLI_SRC := $(wildcard server/cli/*.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI_MAIN_OBJ := $(BUILD)/server/cli/cli_main.o
+LIBCLI := $(BUILD)/libcli.a
+CLI := $(BUILD)/dnnpress
+
+$(LIBCLI): $(filter-out $(CLI_MAIN_OBJ),$(CLI_OBJ))
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(CLI): $(CLI_MAIN_OBJ) $(LIBCLI) $(LIBCOMMON)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(CLI_LIBS)
+
+# ---- Unit tests (Criterion; tests/unit/ mirrors the tree) ---------------------
+
+# unit-tests: common/, the worker (engines, commands, task loop) and the CLI.
+# server-unit-tests: server/ (its suites open real SQLite files and sockets).
+TEST_UTIL_OBJ := $(BUILD)/tests/unit/test_util.o
+UNIT_SRC := $(wildcard tests/unit/common/*.c tests/unit/worker/*.c tests/unit/worker/*/*.c \
+                       tests/unit/server/cli/*.c)
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o) $(TEST_UTIL_OBJ)
+UNIT := $(BUILD)/unit-tests
+SRV_UNIT_SRC := $(wildcard tests/unit/server/*.c)
+SRV_UNIT_OBJ := $(SRV_UNIT_SRC:%.c=$(BUILD)/%.o) $(TEST_UTIL_OBJ)
+SRV_UNIT := $(BUILD)/server-unit-tests
+
+$(UNIT): $(UNIT_OBJ) $(LIBWK) $(LIBCLI) $(LIBNN) $(LIBCOMMON)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(WORKER_LIBS) -lcriterion
+
+$(SRV_UNIT): $(SRV_UNIT_OBJ) $(LIBSRV) $(LIBNN) $(LIBCOMMON)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SERVER_LIBS) $(NN_LIBS) -lcriterion
+
+# ---- ONNX node tests (tests/onnx/node_runner.c) -------------------------------
+
+# ONNX's own node test cases through the importer and the engine; the data
+# is generated once by Debian's python3-onnx.
 NODE_RUNNER := $(BUILD)/onnx-node-tests
 NODE_DATA := build/onnx-node-data
-all: $(NODE_RUNNER)
-$(BUILD)/tests/onnx/node_runner.o: | $(ONNX_PB_H)
+
 $(NODE_RUNNER): $(BUILD)/tests/onnx/node_runner.o $(LIBNN) $(LIBCOMMON)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(NN_LIBS) $(COMMON_LIBS)
 
 $(NODE_DATA)/.stamp: tests/onnx/gen_node_tests.py
 	@rm -rf $(NODE_DATA) && mkdir -p $(NODE_DATA)
@@ -287,14 +247,13 @@ $(NODE_DATA)/.stamp: tests/onnx/gen_node_tests.py
 	$(Q)/usr/bin/python3 tests/onnx/gen_node_tests.py $(NODE_DATA) > /dev/null
 	@touch $@
 
-.PHONY: onnx-node-tests
 onnx-node-tests: $(NODE_RUNNER) $(NODE_DATA)/.stamp
 	OMP_NUM_THREADS=2 $(NODE_RUNNER) $(NODE_DATA)/node tests/onnx/node_expected_failures.txt
 
-# libFuzzer target for the ONNX reader and importer, built with clang in its
-# own directory (ASan + UBSan + the fuzzer's coverage), with a seed corpus
-# generated at build time. `make fuzz` runs it FUZZ_SECONDS (default 60);
-# `make test` runs it for FUZZ_TEST_SECONDS.
+# ---- Fuzzer (libFuzzer + ASan + UBSan, built with clang) ----------------------
+
+# The ONNX reader and importer, with a seed corpus generated from the
+# worker's own exports. `make fuzz` runs FUZZ_SECONDS; `make test` FUZZ_TEST_SECONDS.
 FUZZ_DIR := build/fuzz
 FUZZ_BIN := $(FUZZ_DIR)/fuzz_onnx
 FUZZ_SECONDS ?= 60
@@ -305,14 +264,15 @@ FUZZ_SRC := tests/fuzz/fuzz_onnx.c common/onnx_pb.c common/onnx_import.c common/
             common/model.c common/file.c \
             common/model_io.c common/alloc.c common/err.c common/log.c common/utf8.c \
             common/safetensors.c build/release/gen/onnx.pb-c.c
-.PHONY: fuzz fuzz-build
-fuzz-build:
+
+fuzz-build: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
 	@mkdir -p $(FUZZ_DIR)
 	@echo "  CLANG   $(FUZZ_BIN)"
 	$(Q)clang $(FUZZ_FLAGS) $(FUZZ_SRC) -o $(FUZZ_BIN) -ljansson -lprotobuf-c -lz -lm
 	@[ -f $(FUZZ_DIR)/seeds/.stamp ] || { tests/fuzz/make_seeds.sh build/release/dnnpress-worker \
 	    $(FUZZ_DIR)/seeds && touch $(FUZZ_DIR)/seeds/.stamp; }
+
 fuzz: fuzz-build
 	@mkdir -p $(FUZZ_DIR)/corpus
 	@echo "  FUZZ    $(FUZZ_BIN), $(FUZZ_SECONDS) s (log: $(FUZZ_DIR)/fuzz.log)"
@@ -322,46 +282,39 @@ fuzz: fuzz-build
 	    { tail -60 $(FUZZ_DIR)/fuzz.log; echo "fuzz: FAILED (inputs in $(FUZZ_DIR))"; exit 1; }
 	@grep -E "^Done|^stat::(new_units_added|peak_rss_mb)" $(FUZZ_DIR)/fuzz.log
 
-# What `make test` runs for ONNX (as an extra prerequisite, so the shared
-# recipe stays untouched): the node tests, the end-to-end script against
-# PyTorch, onnx.checker and OpenCV, and a short fuzzing run.
-.PHONY: test-onnx
-test: test-onnx
-test-onnx: $(DEPS_STAMP)
+# ---- all ---------------------------------------------------------------------
+
+all: $(WORKER) $(SERVER) $(CLI) $(UNIT) $(SRV_UNIT) $(NODE_RUNNER)
+
+# ---- test: one rule, fail-fast ------------------------------------------------
+
+# Cheapest and broadest first: the packages, the source checks, both builds,
+# the unit suites under ASan+UBSan (the sanitizer build is part of every run)
+# and again in release (kernels at -O3), then the end-to-end suites: the
+# CLI's training run, the server against a real SQLite file (ASan build),
+# whole jobs through server + worker + CLI, ONNX (node tests, PyTorch and
+# OpenCV peers) and a short fuzzing run.
+# Leaks are checked inside every test body (DP_ASSERT_NO_LEAKS, recoverable
+# LSan checks); the check at process exit is off because Criterion 2.4.1's
+# runner itself sometimes leaks 48 bytes there, which would fail a green run.
+TEST_ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=leak_check_at_exit=0 OMP_NUM_THREADS=2
+
+test: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory check-banned check-headers
+	@$(MAKE) --no-print-directory MODE=asan all
+	@$(MAKE) --no-print-directory MODE=release all
+	$(TEST_ASAN_ENV) build/asan/unit-tests --jobs=2
+	$(TEST_ASAN_ENV) build/asan/server-unit-tests --jobs=2
+	OMP_NUM_THREADS=2 build/release/unit-tests --jobs=1
+	build/release/server-unit-tests --jobs=1
+	@tests/e2e/train_short.sh build/release/dnnpress-worker
+	@tests/e2e/server_api.sh build/asan
+	@tests/e2e/job_e2e.sh build/release
 	@$(MAKE) --no-print-directory MODE=release onnx-node-tests
 	@tests/e2e/onnx.sh build/release/dnnpress-worker
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 
-# ---- Dependencies ----------------------------------------------------------
-
-DEPS_STAMP := build/.deps-ok
-deps:
-	@tools/deps.sh
-	@mkdir -p build && touch $(DEPS_STAMP)
-
-$(DEPS_STAMP):
-	@tools/deps.sh
-	@mkdir -p build && touch $@
-
-# ---- Test, demo, bench -----------------------------------------------------
-
-# The unit suites run under ASan+UBSan (the sanitizer build is part of every
-# test run) and again in release, where the kernels are built with -O3. Then
-# a shortened real training run must reach 88% on Fashion-MNIST.
-# Leaks are checked inside every test body (DP_ASSERT_NO_LEAKS, recoverable
-# LSan checks); the check at process exit is off because Criterion 2.4.1's
-# runner itself sometimes leaks 48 bytes there, which would fail a green run.
-test: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory check-banned
-	@$(MAKE) --no-print-directory MODE=asan all
-	@$(MAKE) --no-print-directory MODE=release all
-	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=leak_check_at_exit=0 OMP_NUM_THREADS=2 \
-	    build/asan/unit-tests --jobs=2
-	OMP_NUM_THREADS=2 build/release/unit-tests --jobs=1
-	@tests/e2e/train_short.sh build/release/dnnpress-worker
-
-unit: all
-	OMP_NUM_THREADS=2 $(UNIT) --jobs=2
+# ---- demo, bench -------------------------------------------------------------
 
 demo: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
@@ -370,6 +323,7 @@ demo: $(DEPS_STAMP)
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
 	@tests/bench/run.sh build/release/dnnpress-worker
+	@tests/bench/server_wrk.sh build/release
 
 # ADMM against the magnitude baseline on Fashion-MNIST LeNet-5 (long: about
 # 4 minutes per run on a quiet 2-core machine; see docs/benchmarks.md).
@@ -377,26 +331,34 @@ bench-compress: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
 	@tests/bench/compress_lenet.sh build/release/dnnpress-worker
 
-# ---- Checks ----------------------------------------------------------------
+# ---- Checks ------------------------------------------------------------------
+
+# Every C file the repository tracks (generated code lives under build/).
+C_FILES := $(sort $(wildcard common/*.[ch] server/*.[ch] server/cli/*.[ch] worker/*.[ch] \
+                             worker/*/*.[ch] tests/*/*.[ch] tests/*/*/*.[ch] tests/*/*/*/*.[ch]))
+HEADERS := $(filter %.h,$(filter-out tests/%,$(C_FILES)))
 
 check: check-banned check-headers
-	@clang-format --dry-run --Werror $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h) $(CLI_SRC) $(wildcard server/cli/*.h)
+	@clang-format --dry-run --Werror $(C_FILES)
+	@echo "format: all $(words $(C_FILES)) C files formatted"
 
 # Raw allocation and unsafe string functions are banned outside common/alloc.c
 # (STYLE rule 17): all allocation goes through dp_malloc and friends.
 check-banned:
 	@tools/check-banned.sh
 
-check-headers:
-	@for h in common/*.h worker/*.h worker/nn/*.h worker/compress/*.h $(wildcard server/cli/*.h); do \
+# STYLE rule 4: every header compiles alone.
+check-headers: $(GEN_HDRS)
+	@for h in $(HEADERS); do \
 	  echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(CPPFLAGS_BASE)) $(WARN) \
 	      -fsyntax-only -x c - || exit 1; \
-	done; echo "headers: all self-contained"
+	done; echo "headers: all $(words $(HEADERS)) self-contained"
 
 format:
-	clang-format -i $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h) $(CLI_SRC) $(wildcard server/cli/*.h)
+	clang-format -i $(C_FILES)
 
 clean:
 	rm -rf build
 
--include $(COMMON_OBJ:.o=.d) $(NN_OBJ:.o=.d) $(WK_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(wildcard $(BUILD)/*.d $(BUILD)/*/*.d $(BUILD)/*/*/*.d $(BUILD)/*/*/*/*.d \
+                    $(BUILD)/*/*/*/*/*.d)
