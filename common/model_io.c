@@ -88,8 +88,8 @@ static const struct mio_field mio_comp_fields[] = {
 };
 #undef MIO_COMP
 
-/* A name clipped for a message; buf holds MIO_NAME_SHOW + 4 bytes. */
-#define mio__clip(buf, s) dp_utf8_clip((buf), MIO_NAME_SHOW, (s))
+/* A name clipped for a message; buf is an array (char nb[MIO_NAME_SHOW + 4]). */
+#define mio__clip(buf, s) dp_utf8_clip((buf), sizeof(buf), (s))
 
 #define MIO_N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 

@@ -40,8 +40,8 @@
 
 #define ST_LABEL_MAX 80 /* bytes of a path kept in messages */
 #define ST_NAME_MAX  64 /* bytes of a tensor name kept in messages */
-/* A name clipped for a message; buf holds ST_NAME_MAX + 4 bytes. */
-#define st__clip(buf, s) dp_utf8_clip((buf), ST_NAME_MAX, (s))
+/* A name clipped for a message; buf is an array (char nb[ST_NAME_MAX + 4]). */
+#define st__clip(buf, s) dp_utf8_clip((buf), sizeof(buf), (s))
 #define ST_SHAPE_MAX     160
 
 struct dp_st_file {

@@ -4,51 +4,83 @@
  */
 #include "common/utf8.h"
 
+#include <stdint.h>
 #include <string.h>
+
+size_t dp_utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)
+{
+    size_t len;
+    uint32_t c, min;
+    if (n == 0)
+        return 0;
+    if (p[0] < 0x80) {
+        *cp = p[0];
+        return 1;
+    }
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        len = 2, c = p[0] & 0x1Fu, min = 0x80;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+        len = 3, c = p[0] & 0x0Fu, min = 0x800;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        len = 4, c = p[0] & 0x07u, min = 0x10000;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0u) != 0x80u)
+            return 0;
+        c = (c << 6) | (p[i] & 0x3Fu);
+    }
+    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    *cp = c;
+    return len;
+}
 
 int dp_utf8_valid(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p;
-        int n;
-        unsigned min;
-        if (c < 0x80) {
-            p++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            min = 0x80;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            min = 0x800;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            min = 0x10000;
-        } else {
+    size_t n = strlen(s);
+    while (n > 0) {
+        uint32_t c;
+        size_t k = dp_utf8_decode(p, n, &c);
+        if (k == 0)
             return 0;
-        }
-        unsigned cp = c & (0x3Fu >> n);
-        for (int i = 1; i <= n; i++) {
-            if ((p[i] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i] & 0x3Fu);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        p += n + 1;
+        p += k, n -= k;
     }
     return 1;
 }
 
-const char *dp_utf8_clip(char *buf, size_t max, const char *s)
+int dp_utf8_is_control(uint32_t c)
+{
+    return c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F) || c == 0x061C || c == 0x200E ||
+           c == 0x200F || (c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069);
+}
+
+int dp_utf8_has_control(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    while (n > 0) {
+        uint32_t c;
+        size_t k = dp_utf8_decode(p, n, &c);
+        if (k == 0 || dp_utf8_is_control(c))
+            return 1;
+        p += k, n -= k;
+    }
+    return 0;
+}
+
+const char *dp_utf8_clip(char *buf, size_t cap, const char *s)
 {
     size_t n = strlen(s);
-    if (n <= max) {
+    if (n < cap) {
         memcpy(buf, s, n + 1);
         return buf;
     }
-    size_t cut = max - 3;
+    /* Room for the cut text, "..." and the NUL: cut + 4 <= cap. */
+    size_t cut = cap - 4;
     while (cut > 0 && (unsigned char)s[cut] >= 0x80 && (unsigned char)s[cut] < 0xC0)
         cut--;
     memcpy(buf, s, cut);

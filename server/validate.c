@@ -26,9 +26,11 @@ enum dp_err srv_validate_name(const char *name, const char *field, struct dp_err
         return dp_errinfo_set(ei, DP_EINVAL, "%s: must be 1 to %d bytes long", field, SRV_NAME_MAX);
     if (!dp_utf8_valid(name))
         return dp_errinfo_set(ei, DP_EINVAL, "%s: not valid UTF-8", field);
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            return dp_errinfo_set(ei, DP_EINVAL, "%s: control characters are not allowed", field);
+    /* Names are shown in terminals and browsers: no C0/C1 controls, no bidi overrides. */
+    if (dp_utf8_has_control(name))
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "%s: control characters (C0, C1, bidi overrides) are not allowed",
+                              field);
     if (strchr(name, '/') || strchr(name, '\\') || name[0] == '.')
         return dp_errinfo_set(ei, DP_EINVAL,
                               "%s: '%s' looks like a path; names may not contain '/' or '\\' "

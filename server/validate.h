@@ -13,8 +13,8 @@
 #define SRV_NAME_MAX 128
 
 /* A name for a team, token, model, dataset or job: 1..SRV_NAME_MAX bytes of
- * valid UTF-8, no control characters, not path-like (no '/', '\\', no
- * leading '.'). field names the field in the message. */
+ * valid UTF-8, no control characters (C0, C1, bidi: dp_utf8_is_control), not path-like (no '/',
+ * '\\', no leading '.'). field names the field in the message. */
 enum dp_err srv_validate_name(const char *name, const char *field, struct dp_errinfo *ei);
 
 /* An uploaded model: format "safetensors" (a dnnpress checkpoint, loaded

@@ -44,6 +44,15 @@ enum cli_exit cli_exit_for_status(long status);
 enum cli_exit cli_call(struct cli_ctx *ctx, const char *method, const char *path, json_t *body,
                        const char *const *headers, json_t **answer, long *status);
 
+/* Bytes kept of a server's error message when it is printed. */
+#define CLI_MESSAGE_MAX 1024
+
+/*
+ * The server's error sentence of a non-2xx answer (dp_http_resp_message),
+ * escaped for the terminal into buf (cap bytes). Returns buf.
+ */
+const char *cli_resp_message(const struct dp_http_resp *r, char *buf, size_t cap);
+
 /* The string member key of o (borrowed), or dflt when absent or not a string. */
 const char *cli_str(const json_t *o, const char *key, const char *dflt);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "server/cli/cli_args.h"
+#include "server/cli/cli_term.h"
 
 enum cli_exit cli_exit_for_status(long status)
 {
@@ -45,18 +46,33 @@ enum cli_exit cli_call(struct cli_ctx *ctx, const char *method, const char *path
         rc = cli_exit_for_status(r.status);
         if (rc != CLI_OK) {
             const char *code = json_string_value(json_object_get(r.json, "code"));
+            char code_shown[64], msg[CLI_MESSAGE_MAX];
             fprintf(stderr, "dnnpress: %s %s: %ld%s%s: %s\n", method, path, r.status,
-                    code ? " " : "", code ? code : "", dp_http_resp_message(&r));
+                    code ? " " : "",
+                    code ? cli_term_escape(code_shown, sizeof(code_shown), code) : "",
+                    cli_resp_message(&r, msg, sizeof(msg)));
             if (rc == CLI_AUTH && ctx->token == NULL)
                 fprintf(stderr, "dnnpress: no token: run `dnnpress login --server URL --token "
                                 "TOKEN` or set DNNPRESS_TOKEN\n");
         } else if (answer != NULL) {
-            *answer = r.json;
-            r.json = NULL;
+            /* Human output prints parts of the answer: make every string terminal-safe
+             * (--json output is escaped by the encoder instead, see cli_print_json). */
+            if (!ctx->json && r.json != NULL && cli_term_json(r.json) != DP_OK) {
+                fprintf(stderr, "dnnpress: out of memory\n");
+                rc = CLI_SERVER_ERROR;
+            } else {
+                *answer = r.json;
+                r.json = NULL;
+            }
         }
     }
     dp_http_resp_free(&r);
     return rc;
+}
+
+const char *cli_resp_message(const struct dp_http_resp *r, char *buf, size_t cap)
+{
+    return cli_term_escape(buf, cap, dp_http_resp_message(r));
 }
 
 const char *cli_str(const json_t *o, const char *key, const char *dflt)
@@ -67,7 +83,9 @@ const char *cli_str(const json_t *o, const char *key, const char *dflt)
 
 void cli_print_json(const json_t *j)
 {
-    json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(7));
+    /* ASCII only: control, C1 and bidi characters in strings reach the
+     * terminal as \uNNNN escapes, never raw; a JSON reader decodes them. */
+    json_dumpf(j, stdout, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(7));
     fputc('\n', stdout);
     fflush(stdout);
 }

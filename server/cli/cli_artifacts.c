@@ -5,6 +5,7 @@
  * only then renamed, so a file with the final name is always complete.
  */
 #include "server/cli/cli.h"
+#include "server/cli/cli_term.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -21,8 +22,9 @@ static enum cli_exit cli_fetch_artifact(struct cli_ctx *ctx, const char *sha, co
 {
     char path[128], tmp[1200];
     if (!dp_sha256_hex_valid(sha)) {
-        fprintf(stderr, "dnnpress download: '%.80s' is not a sha256 (64 lowercase hex digits)\n",
-                sha);
+        char shown[80];
+        fprintf(stderr, "dnnpress download: '%s' is not a sha256 (64 lowercase hex digits)\n",
+                cli_term_escape(shown, sizeof(shown), sha));
         return CLI_USAGE;
     }
     snprintf(path, sizeof(path), "/api/v1/artifacts/%s", sha);
@@ -45,8 +47,9 @@ static enum cli_exit cli_fetch_artifact(struct cli_ctx *ctx, const char *sha, co
         fprintf(stderr, "dnnpress download: %s\n", dp_errinfo_msg(&ei, err));
         rc = r.status == 0 ? CLI_UNREACHABLE : CLI_SERVER_ERROR;
     } else if (r.status != 200) {
+        char msg[CLI_MESSAGE_MAX];
         fprintf(stderr, "dnnpress download: %s: %ld: %s\n", sha, r.status,
-                dp_http_resp_message(&r));
+                cli_resp_message(&r, msg, sizeof(msg)));
         rc = cli_exit_for_status(r.status);
     } else if (close_failed) {
         fprintf(stderr, "dnnpress download: %s: write failed\n", tmp);
@@ -124,7 +127,9 @@ enum cli_exit cli_cmd_download(struct cli_ctx *ctx, int argc, char **argv)
         if (strcmp(kind, "checkpoint") == 0 && !cli_flag(&a, "checkpoints"))
             continue;
         if (strspn(kind, "abcdefghijklmnopqrstuvwxyz_") != strlen(kind) || strlen(kind) > 32) {
-            fprintf(stderr, "dnnpress download: skipping an artifact of odd kind '%.40s'\n", kind);
+            char shown[48];
+            fprintf(stderr, "dnnpress download: skipping an artifact of odd kind '%s'\n",
+                    cli_term_escape(shown, sizeof(shown), kind));
             continue;
         }
         /* The job's final outputs get plain names; the rest carry their hash. */

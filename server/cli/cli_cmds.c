@@ -4,6 +4,7 @@
  * in cli_artifacts.c.)
  */
 #include "server/cli/cli.h"
+#include "server/cli/cli_term.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -133,10 +134,14 @@ static enum cli_exit cli_upload_file(struct cli_ctx *ctx, const char *kind, cons
     enum dp_err err = dp_httpc_send_file(ctx->h, "POST", path, file, headers, &r, &ei);
     enum cli_exit rc =
         err ? (r.status == 0 ? CLI_UNREACHABLE : CLI_SERVER_ERROR) : cli_exit_for_status(r.status);
+    char msg[CLI_MESSAGE_MAX];
     if (err)
         fprintf(stderr, "dnnpress upload: %s\n", dp_errinfo_msg(&ei, err));
     else if (rc != CLI_OK)
-        fprintf(stderr, "dnnpress upload: %ld: %s\n", r.status, dp_http_resp_message(&r));
+        fprintf(stderr, "dnnpress upload: %ld: %s\n", r.status,
+                cli_resp_message(&r, msg, sizeof(msg)));
+    else if (!ctx->json && r.json != NULL && cli_term_json(r.json) != DP_OK)
+        rc = CLI_SERVER_ERROR;
     else
         cli_print_created(ctx, r.json, "id");
     dp_http_resp_free(&r);

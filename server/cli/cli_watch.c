@@ -13,6 +13,7 @@
  * printed per epoch.
  */
 #include "server/cli/cli.h"
+#include "server/cli/cli_term.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -83,6 +84,11 @@ static int cli_watch_on_event(void *ud, const char *event, const char *id, const
         json_decref(d);
         return 0;
     }
+    /* Everything below prints parts of d: make its strings terminal-safe. */
+    if (d != NULL && cli_term_json(d) != DP_OK) {
+        json_decref(d);
+        return 1;
+    }
     if (strcmp(event, "epoch") == 0 && d != NULL) {
         cli_progress_update(&w->progress, d);
         cli_watch_show_progress(w);
@@ -95,12 +101,12 @@ static int cli_watch_on_event(void *ud, const char *event, const char *id, const
             state = cli_str(d, "job_state", NULL);
             task = NULL;
         }
-        char what[64];
+        char what[64], shown[512];
         snprintf(what, sizeof(what), "%s %-9s", task ? "task" : "job", task ? task : "");
         if (state != NULL)
             cli_watch_line(w, what, state);
         else
-            cli_watch_line(w, "state", data);
+            cli_watch_line(w, "state", cli_term_escape(shown, sizeof(shown), data));
     } else if (strcmp(event, "log") == 0 && d != NULL) {
         const char *msg = cli_str(d, "message", NULL);
         /* One line per checkpointed epoch, though the engine may write two. */
@@ -202,7 +208,9 @@ enum cli_exit cli_watch_job(struct cli_ctx *ctx, const char *job_id)
         long status = r.status;
         if (!err && status != 0 && (status < 200 || status >= 300)) {
             cli_watch_clear(&w);
-            fprintf(stderr, "dnnpress watch: %ld: %s\n", status, dp_http_resp_message(&r));
+            char msg[CLI_MESSAGE_MAX];
+            fprintf(stderr, "dnnpress watch: %ld: %s\n", status,
+                    cli_resp_message(&r, msg, sizeof(msg)));
             rc = cli_exit_for_status(status);
         }
         dp_http_resp_free(&r);

@@ -374,6 +374,12 @@ def main():
            "too_large")
     expect(s.req("POST", "/api/v1/teams", {"name": "../../etc/passwd"}, ADMIN), 400,
            "path-like team name", contains="path")
+    for bad in ("a\x1b[2Jb", "c1\x9bx", "rtl\u202eexe.txt", "iso\u2066x"):
+        expect(s.req("POST", "/api/v1/teams", {"name": bad}, ADMIN), 400,
+               "control characters in a team name %r" % bad, contains="control characters")
+        expect(s.req("POST", "/api/v1/jobs", {"name": bad, "model_id": m["id"], "dataset_id": d["id"],
+                                              "spec": SPEC, "pretrain": {"epochs": 1}}, tok_a), 400,
+               "control characters in a job name %r" % bad, contains="control characters")
     # (a small body: the name is refused before the body is read, and a large
     # one would still be in flight when the server closes the connection)
     expect(s.req("POST", "/api/v1/models?name=..%2Fx&format=onnx", raw=b"\x08\x08", token=tok_a),
@@ -397,6 +403,18 @@ def main():
     expect(s.req("POST", "/api/v1/datasets?name=miss&format=idx",
                  raw=tar_of([("train-images-idx3-ubyte", idx_images(2))]), token=tok_a), 400,
            "missing members", contains="missing")
+    # Names shown clipped in messages, at the lengths around each message
+    # buffer (the clip wrote one byte past a buffer of exactly that size; the
+    # ASan build aborted, before authentication for the route).
+    for n in (62, 63, 64, 65, 95, 96, 97, 200):
+        expect(s.req("GET", "/" + "p" * (n - 1)), 404, "no route, %d-byte path" % n, "not_found")
+        expect(s.req("POST", "/api/v1/jobs", {"model_id": m["id"], "k" * n: 1}, tok_a), 400,
+               "unknown %d-byte field" % n, contains="unknown field")
+        if n > 100:  # a ustar name field holds 100 bytes
+            continue
+        expect(s.req("POST", "/api/v1/datasets?name=clip%d&format=idx" % n,
+                     raw=tar_of([("d/" + "t" * (n - 2), idx_images(1))]), token=tok_a), 400,
+               "%d-byte tar member name with a '/'" % n, contains="plain file name")
     expect(s.req("GET", "/api/v1/nothing", token=tok_a), 404, "unknown route", "not_found")
     expect(s.req("DELETE", "/api/v1/jobs", token=tok_a), 405, "wrong method", "method_not_allowed")
     expect(s.req("GET", "/api/v1/jobs?limit=500", token=tok_a), 400, "limit out of range",
@@ -656,6 +674,26 @@ def main():
     j4 = expect(s.req("GET", "/api/v1/jobs/%s" % j3["id"], token=tok_a), 200, "get")
     check(j4["state"] == "failed" and j4["error"] == "engine exploded", "non-retryable failure: %r" % j4)
     ok("cancel delivered by heartbeat, release, retry, non-retryable fail -> job failed with message")
+
+    # -- a worker's message cannot drive a team's terminal: the CLI shows
+    # ESC, OSC, CR, C1 and bidi controls as visible escapes
+    j5 = expect(submit(s, tok_a, m["id"], d["id"], name="escapes"), 201, "submit")
+    t5 = expect(s.req("POST", "/agent/v1/claim", {"worker_id": w["worker_id"], "capabilities": caps,
+                                                  "wait_s": 5}, agent), 200, "claim")["task"]
+    evil = "boom \x1b]0;pwned\x07\x1b[2J\rhidden \u202eevil\x9b31m"
+    expect(s.req("POST", "/agent/v1/tasks/%s/fail" % t5["id"],
+                 {"fence": t5["fence"], "message": evil, "retryable": False}, agent), 200, "fail")
+    env = dict(os.environ, DNNPRESS_SERVER="http://127.0.0.1:%d" % s.port, DNNPRESS_TOKEN=tok_a,
+               DNNPRESS_CONFIG="/nonexistent/dnnpress-cli.json")
+    for args in (["status", j5["id"]], ["--json", "status", j5["id"]], ["list"]):
+        p = subprocess.run([os.path.join(BUILD, "dnnpress")] + args, env=env,
+                           capture_output=True, timeout=30)
+        out = p.stdout + p.stderr
+        bad = [b for b in (b"\x1b", b"\x07", b"\r", b"\xc2\x9b", b"\xe2\x80\xae") if b in out]
+        check(not bad, "dnnpress %s prints raw control bytes %r: %r" % (args[0], bad, out))
+        check(p.returncode == 0 and (b"boom" in out or args[0] == "list"),
+              "dnnpress %s: rc %d, shows the message: %r" % (args, p.returncode, out))
+    ok("the CLI shows a worker's control characters escaped (status, status --json, list)")
 
     # -- long-poll wakes on a new job
     got = {}
