@@ -424,10 +424,7 @@ void srv_notify(struct srv_http *h)
 
 void srv_http_tick(struct srv_http *h)
 {
-    uint64_t gen = srv_store_generation(h->st);
-    int changed = gen != h->last_gen;
-    h->last_gen = gen;
-    wake(h, changed);
+    wake(h, 0);
 }
 
 /* ---- Request lifecycle ------------------------------------------------------------------ */
