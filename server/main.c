@@ -88,7 +88,7 @@ int main(int argc, char **argv)
 
     enum dp_err err = srv_config_parse(argc, argv, &cfg, &ei);
     if (err == DP_EINTERRUPTED) {
-        fputs(ei.msg, stdout);
+        fputs(srv_config_usage(), stdout); /* longer than an errinfo message holds */
         return 0;
     }
     if (err) {
