@@ -144,6 +144,22 @@ void srv_idem_hash(const void *data, size_t n, char hash[65]);
  * caller should look again right away). */
 int srv_park(struct srv_http *h, struct srv_req *r, uint64_t gen, int64_t deadline_ms);
 
+/* ---- Server-Sent Events framing (sse.c; pure, unit-tested) ---- */
+
+struct srv_text;
+
+/* Appends events (a JSON array of {"id","type","data"}) to out as SSE
+ * frames "id: N\nevent: TYPE\ndata: JSON\n\n", data compact on one line,
+ * and sets *last_id to the id of the last one framed, so that a resumed
+ * stream starts after exactly what was sent. DP_ETOOBIG for a type too long
+ * to frame, DP_ENOMEM; out keeps the frames appended before a failure. */
+enum dp_err srv_sse_format(struct srv_text *out, const json_t *events, int64_t *last_id);
+
+/* Parses a Last-Event-ID header or ?after= value (NULL: absent) into
+ * *after, the event id to resume after (0 when absent). DP_EINVAL unless it
+ * is a non-negative decimal integer with nothing after it. */
+enum dp_err srv_sse_after_parse(const char *text, int64_t *after);
+
 /* ---- Handlers (api_*.c, sse.c) ---- */
 
 #define SRV_HANDLER(name)                                                                          \
