@@ -39,6 +39,18 @@ static const struct cfg_entry cfg_table[] = {
     {"--lease-s", CFG_INT, F(lease_s), 0, 60, 1, 3600, NULL, "task lease length"},
     {"--threads", CFG_INT, F(threads), 0, 8, 1, 256, NULL,
      "HTTP thread pool size (writes wait for the disk in their thread)"},
+    /* Long-polls and event streams park their connection (suspended, no
+     * timeout runs), so the idle timeout only closes silent clients. */
+    {"--http-timeout-s", CFG_INT, F(http_timeout_s), 0, 120, 1, 86400, NULL,
+     "close a connection idle for this long"},
+    {"--http-max-conns", CFG_INT, F(http_max_conns), 0, 1000, 1, 65536, NULL,
+     "connections at once, parked long-polls and event streams included"},
+    /* 16 KiB holds the request line and headers of every client we know
+     * (a Bearer token is 50 bytes); MHD answers 431 when they do not fit. */
+    {"--http-conn-mem-kb", CFG_INT, F(http_conn_mem_kb), 0, 16, 4, 1024, NULL,
+     "per-connection buffer (KiB) the request line and headers must fit in"},
+    {"--http-backlog", CFG_INT, F(http_backlog), 0, 1024, 1, 65535, NULL,
+     "listen backlog: connections the kernel queues before accept"},
     {"--http-mode", CFG_STR, F(http_mode), S(http_mode), 0, 0, 0, "epoll",
      "epoll or poll (libmicrohttpd internal polling)"},
     {"--worker-bin", CFG_STR, F(worker_bin), S(worker_bin), 0, 0, 0, "",
@@ -54,11 +66,19 @@ static const struct cfg_entry cfg_table[] = {
 
 const char *srv_config_usage(void)
 {
-    static char buf[2048];
+    static char buf[4096];
     size_t n = (size_t)snprintf(buf, sizeof(buf), "usage: dnnpress-server [flags]\n");
-    for (size_t i = 0; i < N_CFG && n < sizeof(buf); i++)
-        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "  %-16s %s\n", cfg_table[i].name,
-                              cfg_table[i].help);
+    for (size_t i = 0; i < N_CFG && n < sizeof(buf); i++) {
+        const struct cfg_entry *e = &cfg_table[i];
+        if (e->type == CFG_INT)
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "  %-20s %s (default %ld, %ld..%ld)\n",
+                                  e->name, e->help, e->def, e->min, e->max);
+        else if (e->type == CFG_STR && e->sdef[0])
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "  %-20s %s (default %s)\n", e->name,
+                                  e->help, e->sdef);
+        else
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "  %-20s %s\n", e->name, e->help);
+    }
     return buf;
 }
 
@@ -95,7 +115,7 @@ enum dp_err srv_config_parse(int argc, char **argv, struct srv_config *cfg, stru
     }
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0)
-            return dp_errinfo_set(ei, DP_EINTERRUPTED, "%s", srv_config_usage());
+            return dp_errinfo_set(ei, DP_EINTERRUPTED, "usage requested (srv_config_usage)");
         const struct cfg_entry *e = NULL;
         for (size_t i = 0; i < N_CFG; i++)
             if (strcmp(argv[a], cfg_table[i].name) == 0)
@@ -129,11 +149,30 @@ enum dp_err srv_config_parse(int argc, char **argv, struct srv_config *cfg, stru
     return DP_OK;
 }
 
+size_t srv_config_describe(const struct srv_config *cfg, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < N_CFG; i++) {
+        const struct cfg_entry *e = &cfg_table[i];
+        const char *base = (const char *)cfg + e->offset;
+        /* Past the end, snprintf(NULL, 0) still counts what was needed. */
+        char *at = n < cap ? buf + n : NULL;
+        size_t room = n < cap ? cap - n : 0;
+        int k;
+        if (e->type == CFG_STR)
+            k = snprintf(at, room, "%s%s=%s", i ? " " : "", e->name + 2, base);
+        else
+            k = snprintf(at, room, "%s%s=%d", i ? " " : "", e->name + 2,
+                         *(const int *)(const void *)base);
+        if (k > 0)
+            n += (size_t)k;
+    }
+    return n;
+}
+
 void srv_config_log(const struct srv_config *cfg)
 {
-    DP_LOG(DP_LOG_INFO,
-           "config: listen=%s data-dir=%s local-workers=%d max-upload-mb=%d lease-s=%d "
-           "threads=%d http-mode=%s backoff-ms=%d",
-           cfg->listen, cfg->data_dir, cfg->local_workers, cfg->max_upload_mb, cfg->lease_s,
-           cfg->threads, cfg->http_mode, cfg->backoff_base_ms);
+    char line[4096];
+    srv_config_describe(cfg, line, sizeof(line));
+    DP_LOG(DP_LOG_INFO, "config: %s", line);
 }

@@ -17,6 +17,10 @@ struct srv_config {
     int max_upload_mb;     /* largest upload body */
     int lease_s;           /* lease length; heartbeats every lease_s / 4 */
     int threads;           /* libmicrohttpd thread pool size */
+    int http_timeout_s;    /* an idle connection is closed after this */
+    int http_max_conns;    /* connections served at once; more are refused */
+    int http_conn_mem_kb;  /* per-connection buffer: request line and headers must fit */
+    int http_backlog;      /* listen(2) backlog */
     char http_mode[16];    /* "epoll" or "poll" (benchmarked in docs/benchmarks.md) */
     char worker_bin[1024]; /* "" = <dir of dnnpress-server>/dnnpress-worker */
     int backoff_base_ms;   /* first retry delay of a failed task */
@@ -24,14 +28,21 @@ struct srv_config {
 };
 
 /* Parses argv into cfg (defaults first). DP_EINVAL with a message naming the
- * flag on a bad or out-of-range value; DP_EINTERRUPTED for --help (the usage
- * text is in ei->msg). */
+ * flag on a bad or out-of-range value; DP_EINTERRUPTED for --help or -h
+ * (print srv_config_usage(): the text is longer than ei->msg holds). */
 enum dp_err srv_config_parse(int argc, char **argv, struct srv_config *cfg, struct dp_errinfo *ei);
 
-/* Logs every setting at INFO. */
+/* Writes every setting of the flag table as "name=value" pairs, separated
+ * by spaces, into buf (cap bytes, always NUL-terminated; cut short when it
+ * does not fit). Returns the length it needed, excluding the NUL, like
+ * snprintf. Derived from the table, so a new flag cannot be left out. */
+size_t srv_config_describe(const struct srv_config *cfg, char *buf, size_t cap);
+
+/* Logs every setting at INFO (srv_config_describe). */
 void srv_config_log(const struct srv_config *cfg);
 
-/* The usage text. */
+/* The usage text: every flag with its meaning, default and bounds, from
+ * the flag table. A static buffer: not thread-safe, meant for main(). */
 const char *srv_config_usage(void);
 
 #endif

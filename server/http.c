@@ -424,10 +424,7 @@ void srv_notify(struct srv_http *h)
 
 void srv_http_tick(struct srv_http *h)
 {
-    uint64_t gen = srv_store_generation(h->st);
-    int changed = gen != h->last_gen;
-    h->last_gen = gen;
-    wake(h, changed);
+    wake(h, 0);
 }
 
 /* ---- Request lifecycle ------------------------------------------------------------------ */
@@ -686,13 +683,14 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG |
                      (strcmp(cfg->http_mode, "epoll") == 0 ? MHD_USE_EPOLL : MHD_USE_POLL);
-    h->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
-                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-                                 &addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
-                                 1000u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
-                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    h->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)cfg->threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->http_max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)cfg->http_conn_mem_kb * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned)cfg->http_backlog, MHD_OPTION_END);
     if (h->daemon == NULL) {
         pthread_mutex_destroy(&h->wait_mu);
         dp_free(h);

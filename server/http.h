@@ -5,6 +5,7 @@
  *
  *   struct srv_http *h = NULL;
  *   err = srv_http_start(&cfg, store, &h, &ei);
+ *   ... srv_notify(h) after writes that parked requests wait for ...
  *   ... srv_http_tick(h) every ~200 ms (long-poll and SSE deadlines) ...
  *   srv_http_stop(h);
  */
@@ -23,9 +24,15 @@ struct srv_http;
 enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store,
                            struct srv_http **out, struct dp_errinfo *ei);
 
-/* Wakes parked long-polls and event streams whose deadline passed or whose
- * data may have changed. Any thread. */
+/* Resumes parked long-polls and event streams whose deadline passed. It
+ * does not look for changed data: every write that a parked request waits
+ * for is followed by srv_notify, so a write path that forgets it fails the
+ * tests instead of hiding behind the next tick. Any thread. */
 void srv_http_tick(struct srv_http *h);
+
+/* Resumes every parked request, to look again; call after a committed write
+ * that may matter to them (a job, task or event change). Any thread. */
+void srv_notify(struct srv_http *h);
 
 /* Resumes every parked connection, stops the daemon and frees h. NULL is a no-op. */
 void srv_http_stop(struct srv_http *h);

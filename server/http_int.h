@@ -18,6 +18,7 @@
 
 #include "server/blob.h"
 #include "server/config.h"
+#include "server/http.h"
 #include "server/store.h"
 
 #define SRV_JSON_BODY_MAX (1u << 20) /* JSON bodies, bytes */
@@ -79,7 +80,6 @@ struct srv_http {
     struct srv_store *st;
     pthread_mutex_t wait_mu;
     struct srv_waiter waiters; /* list head (sentinel) */
-    uint64_t last_gen;
     _Atomic uint64_t n_requests, n_2xx, n_4xx, n_5xx, n_bytes_uploaded;
     int64_t started_ms;
 };
@@ -138,13 +138,27 @@ enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct d
  * whatever else identifies the request. */
 void srv_idem_hash(const void *data, size_t n, char hash[65]);
 
-/* Parks the connection until srv_http_tick/notify or deadline_ms (monotonic).
+/* Parks the connection until srv_notify, or until srv_http_tick finds
+ * deadline_ms (monotonic) passed.
  * Returns 0 when parked; 1 when the data changed since gen was read (the
  * caller should look again right away). */
 int srv_park(struct srv_http *h, struct srv_req *r, uint64_t gen, int64_t deadline_ms);
 
-/* Wakes every parked request (after a write that may matter to them). */
-void srv_notify(struct srv_http *h);
+/* ---- Server-Sent Events framing (sse.c; pure, unit-tested) ---- */
+
+struct srv_text;
+
+/* Appends events (a JSON array of {"id","type","data"}) to out as SSE
+ * frames "id: N\nevent: TYPE\ndata: JSON\n\n", data compact on one line,
+ * and sets *last_id to the id of the last one framed, so that a resumed
+ * stream starts after exactly what was sent. DP_ETOOBIG for a type too long
+ * to frame, DP_ENOMEM; out keeps the frames appended before a failure. */
+enum dp_err srv_sse_format(struct srv_text *out, const json_t *events, int64_t *last_id);
+
+/* Parses a Last-Event-ID header or ?after= value (NULL: absent) into
+ * *after, the event id to resume after (0 when absent). DP_EINVAL unless it
+ * is a non-negative decimal integer with nothing after it. */
+enum dp_err srv_sse_after_parse(const char *text, int64_t *after);
 
 /* ---- Handlers (api_*.c, sse.c) ---- */
 

@@ -6,7 +6,8 @@
  * main() parses the flags, opens the store (running migrations), makes sure
  * an admin token exists (printing a generated one once), then starts three
  * things: the HTTP daemon (its own threads), a housekeeping thread that
- * reaps expired leases and wakes parked requests every 200 ms, and, with
+ * reaps expired leases (waking parked requests when that changed anything)
+ * and resumes parked requests past their deadline every 200 ms, and, with
  * --local-workers, the worker supervisor. The main thread then waits for
  * SIGTERM or SIGINT and stops them in reverse order. Signals are blocked in
  * every thread and taken synchronously with sigwait, so no handler runs in
@@ -45,10 +46,12 @@ static void *housekeeping_main(void *arg)
     while (!atomic_load(&hk->stop)) {
         struct timespec ts = {0, HOUSEKEEPING_MS * 1000000L};
         nanosleep(&ts, NULL);
-        int n = 0;
+        int n_reaped = 0, n_ready = 0;
         struct dp_errinfo ei = {0};
-        if (srv_store_reap(hk->st, &n, &ei) != DP_OK)
+        if (srv_store_reap(hk->st, &n_reaped, &n_ready, &ei) != DP_OK)
             DP_LOG(DP_LOG_ERROR, "reaper: %s", ei.msg);
+        else if (n_reaped > 0 || n_ready > 0)
+            srv_notify(hk->http); /* requeued or retry-ready tasks: parked claims look again */
         srv_http_tick(hk->http);
     }
     return NULL;
@@ -85,7 +88,7 @@ int main(int argc, char **argv)
 
     enum dp_err err = srv_config_parse(argc, argv, &cfg, &ei);
     if (err == DP_EINTERRUPTED) {
-        fputs(ei.msg, stdout);
+        fputs(srv_config_usage(), stdout); /* longer than an errinfo message holds */
         return 0;
     }
     if (err) {

@@ -37,8 +37,7 @@ struct sse_stream {
     size_t pos;
 };
 
-/* Formats events (an array of {"id","type","data"}) into the buffer. */
-static enum dp_err sse_format(struct sse_stream *s, json_t *events)
+enum dp_err srv_sse_format(struct srv_text *out, const json_t *events, int64_t *last_id)
 {
     size_t i;
     json_t *ev;
@@ -49,16 +48,30 @@ static enum dp_err sse_format(struct sse_stream *s, json_t *events)
                          json_string_value(json_object_get(ev, "type")));
         if (n < 0 || (size_t)n >= sizeof(head))
             return DP_ETOOBIG;
-        enum dp_err err = srv_text_add(&s->out, head, (size_t)n);
+        enum dp_err err = srv_text_add(out, head, (size_t)n);
         json_t *data = json_object_get(ev, "data");
         if (!err && data)
-            err = srv_text_add_json(&s->out, data, JSON_COMPACT | JSON_ENCODE_ANY);
+            err = srv_text_add_json(out, data, JSON_COMPACT | JSON_ENCODE_ANY);
         if (!err)
-            err = srv_text_add(&s->out, "\n\n", 2);
+            err = srv_text_add(out, "\n\n", 2);
         if (err)
             return err;
-        s->last_id = id;
+        *last_id = id;
     }
+    return DP_OK;
+}
+
+enum dp_err srv_sse_after_parse(const char *text, int64_t *after)
+{
+    *after = 0;
+    if (text == NULL)
+        return DP_OK;
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(text, &end, 10);
+    if (errno || end == text || *end || x < 0)
+        return DP_EINVAL;
+    *after = (int64_t)x;
     return DP_OK;
 }
 
@@ -85,7 +98,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
         if (err)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         size_t n_events = json_array_size(events);
-        err = sse_format(s, events);
+        err = srv_sse_format(&s->out, events, &s->last_id);
         json_decref(events);
         if (err)
             return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -120,15 +133,9 @@ SRV_HANDLER(srv_api_job_events)
     const char *a = srv_header(conn, "Last-Event-ID");
     if (a == NULL)
         a = srv_query(conn, "after");
-    if (a) {
-        char *end = NULL;
-        errno = 0;
-        long long x = strtoll(a, &end, 10);
-        if (errno || end == a || *end || x < 0)
-            return srv_reply_error(conn, r, 400, "invalid_request",
-                                   "Last-Event-ID / after: must be a non-negative integer");
-        after = (int64_t)x;
-    }
+    if (srv_sse_after_parse(a, &after) != DP_OK)
+        return srv_reply_error(conn, r, 400, "invalid_request",
+                               "Last-Event-ID / after: must be a non-negative integer");
     /* 404 before the stream starts when the job is not the caller's. */
     json_t *probe = NULL;
     int terminal = 0;

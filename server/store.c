@@ -117,16 +117,19 @@ enum dp_err srv_store__exec(struct srv_store *st, sqlite3_stmt *s, struct dp_err
     return DP_OK;
 }
 
-/* Steps once: 1 for a row, 0 for done, negative dp_err on failure. */
-int srv_store__row(struct srv_store *st, sqlite3_stmt *s, struct dp_errinfo *ei)
+enum dp_err srv_store__step(struct srv_store *st, sqlite3_stmt *s, int *has_row,
+                            struct dp_errinfo *ei)
 {
     (void)st;
+    *has_row = 0;
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        return 1;
+    if (rc == SQLITE_ROW) {
+        *has_row = 1;
+        return DP_OK;
+    }
     if (rc == SQLITE_DONE)
-        return 0;
-    return (int)db_fail(sqlite3_db_handle(s), ei, sqlite3_sql(s));
+        return DP_OK;
+    return db_fail(sqlite3_db_handle(s), ei, sqlite3_sql(s));
 }
 
 const char *srv_store__col_text(sqlite3_stmt *s, int i)
@@ -182,6 +185,7 @@ enum dp_err srv_store__begin_at(struct srv_store *st, struct dp_errinfo *ei, con
         return err;
     st->txn_file = file;
     st->txn_line = line;
+    st->txn_wakes = 0;
     return DP_OK;
 }
 
@@ -206,12 +210,24 @@ static void db_rollback(struct srv_store *st)
     st->txn_file = NULL;
 }
 
-/* Ends a write call: commit on success, roll back otherwise. */
+/* Ends a write call: commit on success, roll back otherwise. Only a
+ * committed change that waiters care about (st->txn_wakes) bumps the
+ * generation: a bump wakes every parked long-poll and event stream. */
 enum dp_err srv_store__finish(struct srv_store *st, enum dp_err err, struct dp_errinfo *ei)
 {
+    int wakes = st->txn_wakes;
+    st->txn_wakes = 0;
+    /* A statement left mid-row (a single-row read that was not reset) would
+     * keep the writer's read snapshot open past the transaction: the WAL
+     * could not be checkpointed behind it, and the next BEGIN IMMEDIATE
+     * fails with SQLITE_BUSY_SNAPSHOT once anything else changed the file.
+     * Ending the transaction ends every read in it. */
+    for (sqlite3_stmt *s = sqlite3_next_stmt(st->db, NULL); s; s = sqlite3_next_stmt(st->db, s))
+        if (sqlite3_stmt_busy(s))
+            sqlite3_reset(s);
     if (err == DP_OK) {
         err = db_commit(st, ei);
-        if (err == DP_OK)
+        if (err == DP_OK && wakes)
             atomic_fetch_add(&st->generation, 1);
     } else {
         db_rollback(st);
@@ -434,39 +450,51 @@ static enum dp_err list_page(struct srv_store *st, sqlite3_stmt *s, int limit, i
 {
     json_t *items = json_array();
     int64_t last = 0;
-    int n = 0, r;
+    int n = 0, has_row = 0;
+    enum dp_err err = items ? DP_OK : DP_ENOMEM;
     srv_store__bind_int(s, ":cursor", srv_store__cursor_bound(cursor));
     srv_store__bind_int(s, ":limit", limit);
-    while ((r = srv_store__row(st, s, ei)) == 1) {
+    while (!err) {
+        err = srv_store__step(st, s, &has_row, ei);
+        if (err || !has_row)
+            break;
         last = srv_store__col_int(s, 0);
         n++;
-        json_array_append_new(items, row_json(s));
+        if (json_array_append_new(items, row_json(s)) != 0)
+            err = DP_ENOMEM; /* a NULL row (out of memory) must not shorten the page */
     }
     sqlite3_reset(s);
-    if (r < 0) {
+    if (err) {
         json_decref(items);
-        return (enum dp_err)r;
+        return err;
     }
     /* A full page may have more after it: its last seq is the next cursor. */
     char next[24];
     snprintf(next, sizeof(next), "%" PRId64, last);
     *out = json_pack("{s:o, s:o}", "items", items, "next_cursor",
                      n == limit && last > 0 ? json_string(next) : json_null());
-    return DP_OK;
+    return *out ? DP_OK : DP_ENOMEM;
 }
 
 enum dp_err srv_store__event_append(struct srv_store *st, const char *job_id, const char *type,
                                     json_t *data_take, struct dp_errinfo *ei)
 {
+    /* Callers pass json_pack()'s result straight in: NULL is its failure,
+     * never "no data" (that is json_null()), so an event is never stored
+     * without its data. */
+    if (data_take == NULL)
+        return DP_ENOMEM;
     sqlite3_stmt *s = srv_store__stmt(st, STMT_EVENT_INSERT);
     srv_store__bind_text(s, ":job", job_id);
     srv_store__bind_text(s, ":type", type);
     srv_store__bind_int(s, ":now", srv_now_ms());
     enum dp_err err = srv_store__bind_json(s, ":data", data_take);
     json_decref(data_take);
-    if (err)
-        return err;
-    return srv_store__exec(st, s, ei);
+    if (!err)
+        err = srv_store__exec(st, s, ei);
+    if (!err)
+        st->txn_wakes = 1; /* event streams, and claims: a task changed state */
+    return err;
 }
 
 enum dp_err srv_store__event_task_state(struct srv_store *st, const char *job_id,
@@ -489,11 +517,10 @@ enum dp_err srv_store__idem_lookup(struct srv_store *st, const struct srv_princi
     srv_store__bind_text(s, ":team", who->team_id);
     srv_store__bind_text(s, ":route", route);
     srv_store__bind_text(s, ":key", key);
-    int r = srv_store__row(st, s, ei);
-    if (r < 0)
-        return (enum dp_err)r;
-    if (r == 0)
-        return DP_OK;
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (err || !has_row)
+        return err;
     if (strcmp(srv_store__col_text(s, 0), req_hash) != 0)
         return dp_errinfo_set(
             ei, DP_EEXIST, "Idempotency-Key '%s' was already used with a different request", key);
@@ -534,11 +561,11 @@ enum dp_err srv_store_token_lookup(struct srv_store *st, const char *hash,
     pthread_mutex_lock(&st->rmu);
     sqlite3_stmt *s = srv_store__rstmt(st, STMT_TOKEN_LOOKUP);
     srv_store__bind_text(s, ":hash", hash);
-    int r = srv_store__row(st, s, NULL);
-    enum dp_err err = DP_ENOENT;
-    if (r < 0) {
-        err = (enum dp_err)r;
-    } else if (r == 1) {
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, NULL);
+    if (!err && !has_row) {
+        err = DP_ENOENT;
+    } else if (!err) {
         snprintf(out->token_id, sizeof(out->token_id), "%s", srv_store__col_text(s, 0));
         out->scope = scope_parse(srv_store__col_text(s, 1));
         snprintf(out->team_id, sizeof(out->team_id), "%s",
@@ -579,17 +606,15 @@ enum dp_err srv_store_admin_ensure(struct srv_store *st, const char *env_hash,
     if (env_hash) {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_BY_HASH);
         srv_store__bind_text(s, ":hash", env_hash);
-        int r = srv_store__row(st, s, ei);
-        if (r < 0)
-            err = (enum dp_err)r;
-        else if (r == 0)
+        int has_row = 0;
+        err = srv_store__step(st, s, &has_row, ei);
+        if (!err && !has_row)
             err = token_insert(st, NULL, "admin", "env", env_hash, id, ei);
     } else {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_ADMIN_ANY);
-        int r = srv_store__row(st, s, ei);
-        if (r < 0) {
-            err = (enum dp_err)r;
-        } else if (r == 0) {
+        int has_row = 0;
+        err = srv_store__step(st, s, &has_row, ei);
+        if (!err && !has_row) {
             char hash[65];
             err = srv_token_new(new_secret);
             if (!err) {
@@ -637,10 +662,9 @@ enum dp_err srv_store_team_create(struct srv_store *st, const char *name, json_t
         goto out;
     sqlite3_stmt *s = srv_store__stmt(st, STMT_TEAM_BY_NAME);
     srv_store__bind_text(s, ":name", name);
-    int r = srv_store__row(st, s, ei);
-    if (r < 0)
-        err = (enum dp_err)r;
-    else if (r == 1)
+    int has_row = 0;
+    err = srv_store__step(st, s, &has_row, ei);
+    if (!err && has_row)
         err = dp_errinfo_set(ei, DP_EEXIST, "a team named '%s' already exists", name);
     if (!err) {
         s = srv_store__stmt(st, STMT_TEAM_INSERT);
@@ -652,9 +676,12 @@ enum dp_err srv_store_team_create(struct srv_store *st, const char *name, json_t
     err = srv_store__finish(st, err, ei);
 out:
     pthread_mutex_unlock(&st->mu);
-    if (!err)
+    if (!err) {
         *out = json_pack("{s:s, s:s, s:o}", "id", id, "name", name, "created_at",
                          srv_store__json_time(now));
+        if (*out == NULL)
+            err = DP_ENOMEM;
+    }
     return err;
 }
 
@@ -690,19 +717,21 @@ enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, co
         goto out;
     sqlite3_stmt *s = srv_store__stmt(st, STMT_TEAM_EXISTS);
     srv_store__bind_text(s, ":id", team_id);
-    int r = srv_store__row(st, s, ei);
-    if (r < 0)
-        err = (enum dp_err)r;
-    else if (r == 0)
+    int has_row = 0;
+    err = srv_store__step(st, s, &has_row, ei);
+    if (!err && !has_row)
         err = dp_errinfo_set(ei, DP_EINVAL, "team_id: no team '%s'", team_id);
     if (!err)
         err = token_insert(st, team_id, scope, name, hash, id, ei);
     err = srv_store__finish(st, err, ei);
 out:
     pthread_mutex_unlock(&st->mu);
-    if (!err)
+    if (!err) {
         *out = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "token", secret, "scope", scope,
                          "team_id", team_id, "name", name);
+        if (*out == NULL)
+            err = DP_ENOMEM;
+    }
     return err;
 }
 
@@ -731,14 +760,15 @@ enum dp_err srv_store__asset_get_locked(struct srv_store *st, const char *team, 
     srv_store__bind_text(s, ":id", id);
     srv_store__bind_text(s, ":team", team);
     srv_store__bind_text(s, ":kind", kind);
-    int r = srv_store__row(st, s, ei);
-    if (r < 0)
-        return (enum dp_err)r;
-    if (r == 0)
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (err)
+        return err;
+    if (!has_row)
         return dp_errinfo_set(ei, DP_ENOENT, "no %s '%s'", kind, id);
     *out = asset_json(s);
     sqlite3_reset(s);
-    return DP_OK;
+    return *out ? DP_OK : DP_ENOMEM;
 }
 
 enum dp_err srv_store_asset_create(struct srv_store *st, const struct srv_principal *who,
@@ -849,10 +879,13 @@ enum dp_err srv_store_worker_register(struct srv_store *st, const char *name, co
     err = srv_store__finish(st, err, ei);
 out:
     pthread_mutex_unlock(&st->mu);
-    if (!err)
+    if (!err) {
         *out = json_pack("{s:s, s:I, s:I}", "worker_id", id, "heartbeat_s",
                          (json_int_t)(st->cfg.lease_ms / 4000 > 0 ? st->cfg.lease_ms / 4000 : 1),
                          "lease_s", (json_int_t)(st->cfg.lease_ms / 1000));
+        if (*out == NULL)
+            err = DP_ENOMEM;
+    }
     return err;
 }
 
@@ -882,12 +915,20 @@ static enum dp_err counts_by_state(struct srv_store *st, enum srv_stmt_id id, js
                                    struct dp_errinfo *ei)
 {
     sqlite3_stmt *s = srv_store__stmt(st, id);
-    int r;
-    while ((r = srv_store__row(st, s, ei)) == 1)
-        json_object_set_new(into, srv_store__col_text(s, 0),
-                            json_integer(srv_store__col_int(s, 1)));
+    int has_row = 0;
+    enum dp_err err = DP_OK;
+    for (;;) {
+        err = srv_store__step(st, s, &has_row, ei);
+        if (err || !has_row)
+            break;
+        if (json_object_set_new(into, srv_store__col_text(s, 0),
+                                json_integer(srv_store__col_int(s, 1))) != 0) {
+            err = DP_ENOMEM;
+            break;
+        }
+    }
     sqlite3_reset(s);
-    return r < 0 ? (enum dp_err)r : DP_OK;
+    return err;
 }
 
 enum dp_err srv_store_metrics(struct srv_store *st, json_t **out, struct dp_errinfo *ei)
@@ -900,10 +941,9 @@ enum dp_err srv_store_metrics(struct srv_store *st, json_t **out, struct dp_erri
         err = counts_by_state(st, STMT_TASK_COUNTS, tasks, ei);
     if (!err) {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_COUNT);
-        int r = srv_store__row(st, s, ei);
-        if (r < 0)
-            err = (enum dp_err)r;
-        else if (r == 1)
+        int has_row = 0;
+        err = srv_store__step(st, s, &has_row, ei);
+        if (!err && has_row)
             n_workers = srv_store__col_int(s, 0);
         sqlite3_reset(s);
     }
@@ -915,5 +955,5 @@ enum dp_err srv_store_metrics(struct srv_store *st, json_t **out, struct dp_erri
     }
     *out = json_pack("{s:o, s:o, s:I}", "jobs", jobs, "tasks", tasks, "workers",
                      (json_int_t)n_workers);
-    return DP_OK;
+    return *out ? DP_OK : DP_ENOMEM;
 }

@@ -1,6 +1,6 @@
 /*
  * The store: every SQL statement of the server, over one SQLite database in
- * WAL mode (STYLE rule 34). Nothing outside store.c sees SQL.
+ * WAL mode (STYLE rule 34). Nothing outside store*.c sees SQL.
  *
  *   struct srv_store *st = NULL;
  *   err = srv_store_open("data/dnnpress.db", &st, &ei);   // runs migrations
@@ -9,11 +9,15 @@
  *   srv_store_close(st);
  *
  * DESIGN
- * - One connection, statements prepared once (SQLITE_PREPARE_PERSISTENT),
- *   named parameters only, user data only ever bound, never formatted.
- * - A mutex serialises all calls: the server is the only writer and each
- *   call is short (an indexed lookup or a small transaction), so one
- *   connection is simpler and, on 2 cores, as fast as a pool.
+ * - Two connections, each with every statement prepared once
+ *   (SQLITE_PREPARE_PERSISTENT), named parameters only, user data only ever
+ *   bound, never formatted. The writer, behind one mutex, runs every write
+ *   and the reads inside write transactions: the server is the only writer
+ *   and each call is short (an indexed lookup or a small transaction), so
+ *   serialising them is simpler and, on 2 cores, as fast as a pool. A
+ *   read-only connection behind its own mutex serves the hot reads (token
+ *   lookup, job GET and list, events, blob access): in WAL mode it reads
+ *   the last committed state and never waits behind a commit's fsync.
  * - Writes run in BEGIN IMMEDIATE transactions with synchronous=FULL: when a
  *   call returns DP_OK its effect is on disk (the API's "2xx means durable").
  * - The queue (srv_store_task_*): claim is one UPDATE ... RETURNING that
@@ -229,11 +233,20 @@ enum dp_err srv_store_task_release(struct srv_store *st, const char *task_id, in
                                    struct dp_errinfo *ei);
 
 /* Returns expired leases to the queue (or marks them dead); *n_reaped says
- * how many. */
-enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, struct dp_errinfo *ei);
+ * how many. *n_ready counts queued tasks whose retry delay ran out since the
+ * previous pass: they became claimable without a write, so the caller
+ * should wake parked claims when it is not 0 (srv_notify). A pass that
+ * changes nothing leaves the generation alone. Called every 200 ms by the
+ * housekeeping thread. */
+enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, int *n_ready,
+                           struct dp_errinfo *ei);
 
-/* A counter bumped by every write that may make a task ready or add an
- * event; waiters compare it to decide whether to sleep. Any thread. */
+/* A counter bumped by every commit that waiters care about: one that
+ * appended an event (every job and task state change does, so a task may
+ * have become ready) or a reaper pass that found tasks whose retry delay
+ * ran out; nothing else. A parked request compares it to what it read
+ * before looking, so that a change between its look and its parking is not
+ * missed (srv_park). Any thread. */
 uint64_t srv_store_generation(struct srv_store *st);
 
 /* Appends Prometheus lines (jobs and tasks by state, workers) to out. */

@@ -163,6 +163,8 @@
     X(TASK_EXPIRED, "SELECT id, job_id, attempts, max_attempts, lease_owner, type FROM tasks "     \
                     "WHERE state = 'leased' AND lease_expires_at < :now LIMIT 100")                \
     X(TASK_COUNTS, "SELECT state, count(*) FROM tasks GROUP BY state")                             \
+    X(TASKS_BECAME_READY, "SELECT count(*) FROM tasks WHERE state = 'queued' "                     \
+                          "AND run_after > :since AND run_after <= :now")                          \
     X(TASK_ERROR_INSERT, "INSERT INTO task_errors (task_id, attempt, kind, message, worker_id, "   \
                          "at) VALUES (:task, :attempt, :kind, :message, :worker, :now)")           \
     X(TASK_LAST_ERROR, "SELECT e.message FROM task_errors e JOIN tasks t ON t.id = e.task_id "     \
@@ -208,6 +210,14 @@ struct srv_store {
     struct srv_queue_cfg cfg;
     const char *txn_file; /* who opened the current transaction, for diagnostics */
     int txn_line;
+    /* Set inside a write transaction by a change that parked requests wait
+     * for (an event appended: every job and task state change appends one;
+     * a retry delay run out); its commit then bumps generation. Other
+     * writes (heartbeats, tokens, registrations, an empty reaper pass)
+     * leave generation alone, so they wake nobody. Under mu. */
+    int txn_wakes;
+    /* The reaper has announced tasks whose retry delay ended up to here (ms). */
+    int64_t reap_ready_ms;
     _Atomic uint64_t generation;
 };
 
@@ -221,7 +231,13 @@ void srv_store__bind_text(sqlite3_stmt *s, const char *name, const char *v);
 void srv_store__bind_int(sqlite3_stmt *s, const char *name, int64_t v);
 enum dp_err srv_store__bind_json(sqlite3_stmt *s, const char *name, const json_t *j);
 enum dp_err srv_store__exec(struct srv_store *st, sqlite3_stmt *s, struct dp_errinfo *ei);
-int srv_store__row(struct srv_store *st, sqlite3_stmt *s, struct dp_errinfo *ei);
+/* Steps s once. *has_row is 1 when a row is ready to be read and 0 when the
+ * statement is done; a failed step returns DP_EIO or DP_ENOMEM (message in
+ * ei) with *has_row 0. Error and row are separate so that a failed read can
+ * never pass for "no row" (which would, say, commit a claim without its
+ * inputs). */
+enum dp_err srv_store__step(struct srv_store *st, sqlite3_stmt *s, int *has_row,
+                            struct dp_errinfo *ei);
 const char *srv_store__col_text(sqlite3_stmt *s, int i);
 int64_t srv_store__col_int(sqlite3_stmt *s, int i);
 int srv_store__col_null(sqlite3_stmt *s, int i);

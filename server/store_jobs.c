@@ -29,10 +29,11 @@ static enum dp_err job_text_locked(struct srv_store *st, int reader, const char 
         reader ? srv_store__rstmt(st, STMT_JOB_GET) : srv_store__stmt(st, STMT_JOB_GET);
     srv_store__bind_text(s, ":id", id);
     srv_store__bind_text(s, ":team", team);
-    int r = srv_store__row(st, s, ei);
-    if (r < 0)
-        return (enum dp_err)r;
-    if (r == 0)
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (err)
+        return err;
+    if (!has_row)
         return dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", id);
     *out = dp_strdup(srv_store__col_text(s, 1));
     sqlite3_reset(s);
@@ -75,7 +76,8 @@ enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_princ
 {
     struct srv_text t = {0};
     int64_t last = 0;
-    int n = 0, r;
+    int n = 0, has_row = 0;
+    enum dp_err err = DP_OK;
     int oom = srv_text_add(&t, "{\"items\":[", 10) != DP_OK;
     pthread_mutex_lock(&st->rmu);
     sqlite3_stmt *s = srv_store__rstmt(st, state ? STMT_JOB_LIST_STATE : STMT_JOB_LIST);
@@ -84,7 +86,10 @@ enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_princ
         srv_store__bind_text(s, ":state", state);
     srv_store__bind_int(s, ":cursor", srv_store__cursor_bound(cursor));
     srv_store__bind_int(s, ":limit", limit);
-    while ((r = srv_store__row(st, s, ei)) == 1) {
+    for (;;) {
+        err = srv_store__step(st, s, &has_row, ei);
+        if (err || !has_row)
+            break;
         const char *job = srv_store__col_text(s, 1);
         last = srv_store__col_int(s, 0);
         if (n++ > 0)
@@ -99,9 +104,9 @@ enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_princ
     else
         snprintf(tail, sizeof(tail), "],\"next_cursor\":null}");
     oom |= srv_text_add(&t, tail, strlen(tail)) != DP_OK;
-    if (r < 0 || oom) {
+    if (err || oom) {
         srv_text_free(&t);
-        return r < 0 ? (enum dp_err)r : DP_ENOMEM;
+        return err ? err : DP_ENOMEM;
     }
     *out = t.p;
     return DP_OK;
@@ -138,9 +143,12 @@ enum dp_err srv_store__job_refresh(struct srv_store *st, const char *job_id, str
 {
     sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_STATE);
     srv_store__bind_text(s, ":id", job_id);
-    int r = srv_store__row(st, s, ei);
-    if (r <= 0)
-        return r < 0 ? (enum dp_err)r : dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", job_id);
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (err)
+        return err;
+    if (!has_row)
+        return dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", job_id);
     char old[16];
     snprintf(old, sizeof(old), "%s", srv_store__col_text(s, 0));
     int cancel = (int)srv_store__col_int(s, 1);
@@ -152,7 +160,10 @@ enum dp_err srv_store__job_refresh(struct srv_store *st, const char *job_id, str
     int64_t n_total = 0, n_ok = 0, n_bad = 0, n_active = 0;
     s = srv_store__stmt(st, STMT_TASK_STATES_OF_JOB);
     srv_store__bind_text(s, ":job", job_id);
-    while ((r = srv_store__row(st, s, ei)) == 1) {
+    for (;;) {
+        err = srv_store__step(st, s, &has_row, ei);
+        if (err || !has_row)
+            break;
         const char *ts = srv_store__col_text(s, 0);
         int64_t n = srv_store__col_int(s, 1);
         n_total += n;
@@ -163,8 +174,8 @@ enum dp_err srv_store__job_refresh(struct srv_store *st, const char *job_id, str
         else if (strcmp(ts, "leased") == 0)
             n_active += n;
     }
-    if (r < 0)
-        return (enum dp_err)r;
+    if (err)
+        return err;
     const char *state = "queued";
     if (n_bad > 0)
         state = "failed";
@@ -177,14 +188,13 @@ enum dp_err srv_store__job_refresh(struct srv_store *st, const char *job_id, str
 
     int64_t now = srv_now_ms();
     char *error = NULL;
-    enum dp_err err = DP_OK;
     if (strcmp(state, "failed") == 0) {
         s = srv_store__stmt(st, STMT_TASK_LAST_ERROR);
         srv_store__bind_text(s, ":job", job_id);
-        r = srv_store__row(st, s, ei);
-        if (r < 0)
-            return (enum dp_err)r;
-        error = dp_strdup(r == 1 ? srv_store__col_text(s, 0) : "a task failed");
+        err = srv_store__step(st, s, &has_row, ei);
+        if (err)
+            return err;
+        error = dp_strdup(has_row ? srv_store__col_text(s, 0) : "a task failed");
         sqlite3_reset(s);
         if (error == NULL)
             return DP_ENOMEM;
@@ -241,17 +251,18 @@ enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principa
         err = job_get_locked(st, who->team_id, found, out, ei);
         goto done;
     }
-    if (srv_store__asset_get_locked(st, who->team_id, "model", j->model_id, &model, NULL) !=
-        DP_OK) {
+    /* Only an absent asset is the caller's mistake; a failed read stays an error. */
+    err = srv_store__asset_get_locked(st, who->team_id, "model", j->model_id, &model, ei);
+    if (err == DP_ENOENT)
         err = dp_errinfo_set(ei, DP_EINVAL, "model_id: no model '%s' in this team", j->model_id);
+    if (err)
         goto done;
-    }
-    if (srv_store__asset_get_locked(st, who->team_id, "dataset", j->dataset_id, &dataset, NULL) !=
-        DP_OK) {
+    err = srv_store__asset_get_locked(st, who->team_id, "dataset", j->dataset_id, &dataset, ei);
+    if (err == DP_ENOENT)
         err = dp_errinfo_set(ei, DP_EINVAL, "dataset_id: no dataset '%s' in this team",
                              j->dataset_id);
+    if (err)
         goto done;
-    }
     if (json_object_get(model, "arch") && !j->has_pretrain) {
         err = dp_errinfo_set(ei, DP_EINVAL,
                              "pretrain: required because model '%s' is a built-in architecture "
@@ -315,10 +326,11 @@ static enum dp_err job_team_state(struct srv_store *st, int reader, const char *
                              : srv_store__stmt(st, STMT_JOB_TEAM_STATE);
     srv_store__bind_text(s, ":id", id);
     srv_store__bind_text(s, ":team", team);
-    int r = srv_store__row(st, s, ei);
-    if (r < 0)
-        return (enum dp_err)r;
-    if (r == 0)
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (err)
+        return err;
+    if (!has_row)
         return dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", id);
     snprintf(state, 16, "%s", srv_store__col_text(s, 0));
     sqlite3_reset(s);
@@ -414,15 +426,13 @@ enum dp_err srv_store_job_report(struct srv_store *st, const struct srv_principa
     sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_REPORT);
     srv_store__bind_text(s, ":id", id);
     srv_store__bind_text(s, ":team", who->team_id);
-    int r = srv_store__row(st, s, ei);
-    enum dp_err err = DP_OK;
-    if (r < 0)
-        err = (enum dp_err)r;
-    else if (r == 0)
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (!err && !has_row)
         err = dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", id);
-    else if (srv_store__col_null(s, 0))
+    else if (!err && srv_store__col_null(s, 0))
         err = dp_errinfo_set(ei, DP_ENOENT, "report_not_ready");
-    else
+    else if (!err)
         snprintf(sha, 65, "%s", srv_store__col_text(s, 0));
     sqlite3_reset(s);
     pthread_mutex_unlock(&st->mu);
@@ -434,22 +444,26 @@ enum dp_err srv_store_job_artifacts(struct srv_store *st, const struct srv_princ
 {
     char state[16];
     json_t *items = json_array();
-    int r = 0;
+    int has_row = 0;
     pthread_mutex_lock(&st->mu);
-    enum dp_err err = job_team_state(st, 0, who->team_id, id, state, ei);
+    enum dp_err err = items ? job_team_state(st, 0, who->team_id, id, state, ei) : DP_ENOMEM;
     if (!err) {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_ARTIFACTS_OF_JOB);
         srv_store__bind_text(s, ":job", id);
-        while ((r = srv_store__row(st, s, ei)) == 1)
-            json_array_append_new(items, json_pack("{s:o, s:o, s:o, s:I, s:o}", "sha256",
-                                                   srv_store__col_str(s, 0), "kind",
-                                                   srv_store__col_str(s, 1), "task_id",
-                                                   srv_store__col_str(s, 2), "size",
-                                                   (json_int_t)srv_store__col_int(s, 3),
-                                                   "created_at", srv_store__col_time(s, 4)));
+        for (;;) {
+            err = srv_store__step(st, s, &has_row, ei);
+            if (err || !has_row)
+                break;
+            json_t *a = json_pack(
+                "{s:o, s:o, s:o, s:I, s:o}", "sha256", srv_store__col_str(s, 0), "kind",
+                srv_store__col_str(s, 1), "task_id", srv_store__col_str(s, 2), "size",
+                (json_int_t)srv_store__col_int(s, 3), "created_at", srv_store__col_time(s, 4));
+            if (json_array_append_new(items, a) != 0) {
+                err = DP_ENOMEM; /* a missing artifact would look like none */
+                break;
+            }
+        }
         sqlite3_reset(s);
-        if (r < 0)
-            err = (enum dp_err)r;
     }
     pthread_mutex_unlock(&st->mu);
     if (err) {
@@ -457,7 +471,7 @@ enum dp_err srv_store_job_artifacts(struct srv_store *st, const struct srv_princ
         return err;
     }
     *out = json_pack("{s:o}", "items", items);
-    return DP_OK;
+    return *out ? DP_OK : DP_ENOMEM;
 }
 
 enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_principal *who,
@@ -466,7 +480,9 @@ enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_princi
 {
     char state[16];
     json_t *items = json_array();
-    int r = 0;
+    int has_row = 0;
+    if (items == NULL)
+        return DP_ENOMEM;
     pthread_mutex_lock(&st->rmu);
     /* One read transaction: the events and the state come from one snapshot. */
     enum dp_err err = sqlite3_exec(st->rdb, "BEGIN", NULL, NULL, NULL) == SQLITE_OK
@@ -480,14 +496,20 @@ enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_princi
         srv_store__bind_text(s, ":job", job_id);
         srv_store__bind_int(s, ":after", after);
         srv_store__bind_int(s, ":limit", max);
-        while ((r = srv_store__row(st, s, ei)) == 1)
-            json_array_append_new(items, json_pack("{s:I, s:o, s:o}", "id",
-                                                   (json_int_t)srv_store__col_int(s, 0), "type",
-                                                   srv_store__col_str(s, 1), "data",
-                                                   srv_store__col_json(s, 2)));
+        for (;;) {
+            err = srv_store__step(st, s, &has_row, ei);
+            if (err || !has_row)
+                break;
+            json_t *ev =
+                json_pack("{s:I, s:o, s:o}", "id", (json_int_t)srv_store__col_int(s, 0), "type",
+                          srv_store__col_str(s, 1), "data", srv_store__col_json(s, 2));
+            /* A dropped event would be skipped for good: the stream resumes after the last id. */
+            if (json_array_append_new(items, ev) != 0) {
+                err = DP_ENOMEM;
+                break;
+            }
+        }
         sqlite3_reset(s);
-        if (r < 0)
-            err = (enum dp_err)r;
     }
     sqlite3_exec(st->rdb, "COMMIT", NULL, NULL, NULL);
 out:
@@ -508,13 +530,11 @@ enum dp_err srv_store_blob_team(struct srv_store *st, const struct srv_principal
     sqlite3_stmt *s = srv_store__rstmt(st, STMT_BLOB_TEAM);
     srv_store__bind_text(s, ":sha", sha);
     srv_store__bind_text(s, ":team", who->scope == SRV_SCOPE_ADMIN ? NULL : who->team_id);
-    int r = srv_store__row(st, s, ei);
-    enum dp_err err = DP_OK;
-    if (r < 0)
-        err = (enum dp_err)r;
-    else if (r == 0)
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (!err && !has_row)
         err = dp_errinfo_set(ei, DP_ENOENT, "no artifact '%s'", sha);
-    else
+    else if (!err)
         *size = srv_store__col_int(s, 0);
     sqlite3_reset(s);
     pthread_mutex_unlock(&st->rmu);
@@ -527,13 +547,11 @@ enum dp_err srv_store_blob_agent(struct srv_store *st, const char *sha, int64_t 
     pthread_mutex_lock(&st->rmu);
     sqlite3_stmt *s = srv_store__rstmt(st, STMT_BLOB_AGENT);
     srv_store__bind_text(s, ":sha", sha);
-    int r = srv_store__row(st, s, ei);
-    enum dp_err err = DP_OK;
-    if (r < 0)
-        err = (enum dp_err)r;
-    else if (r == 0)
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (!err && !has_row)
         err = dp_errinfo_set(ei, DP_ENOENT, "no blob '%s' referenced by a leased task", sha);
-    else
+    else if (!err)
         *size = srv_store__col_int(s, 0);
     sqlite3_reset(s);
     pthread_mutex_unlock(&st->rmu);

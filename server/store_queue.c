@@ -9,6 +9,7 @@
 #include "server/store.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,60 +20,92 @@
 
 /* ---- The queue ------------------------------------------------------------------------------ */
 
-/* {"sha256","size"} of a blob, or NULL when sha is NULL or unknown. */
-static json_t *blob_ref(struct srv_store *st, const char *sha, struct dp_errinfo *ei)
+/* *out = {"sha256","size"} of blob sha, or JSON null when sha is NULL or the
+ * blob is unknown. A failed read is an error, never null: a claim must not
+ * commit a task whose inputs it could not read. */
+static enum dp_err blob_ref(struct srv_store *st, const char *sha, json_t **out,
+                            struct dp_errinfo *ei)
 {
-    if (sha == NULL)
-        return json_null();
+    *out = NULL;
+    if (sha == NULL) {
+        *out = json_null();
+        return DP_OK;
+    }
     sqlite3_stmt *s = srv_store__stmt(st, STMT_BLOB_SIZE);
     srv_store__bind_text(s, ":sha", sha);
-    json_t *o = json_null();
-    if (srv_store__row(st, s, ei) == 1)
-        o = json_pack("{s:s, s:I}", "sha256", sha, "size", (json_int_t)srv_store__col_int(s, 0));
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (!err && has_row)
+        *out = json_pack("{s:s, s:I}", "sha256", sha, "size", (json_int_t)srv_store__col_int(s, 0));
+    else if (!err)
+        *out = json_null();
     sqlite3_reset(s);
-    return o;
+    if (!err && *out == NULL)
+        err = DP_ENOMEM;
+    return err;
 }
 
-/* The output `key` of task id as a blob reference, or null. */
-static json_t *task_output_ref(struct srv_store *st, const char *task_id, const char *key,
-                               struct dp_errinfo *ei)
+/* *out = the output `key` of task id as a blob reference, or JSON null when
+ * the task has no such output. */
+static enum dp_err task_output_ref(struct srv_store *st, const char *task_id, const char *key,
+                                   json_t **out, struct dp_errinfo *ei)
 {
+    *out = NULL;
     sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_OUTPUTS);
     srv_store__bind_text(s, ":id", task_id);
     json_t *outputs = NULL;
-    if (srv_store__row(st, s, ei) == 1)
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (!err && has_row)
         outputs = srv_store__col_json(s, 0);
     sqlite3_reset(s);
+    if (err)
+        return err;
     const char *sha = json_string_value(json_object_get(outputs, key));
-    json_t *ref = NULL;
     if (sha) {
-        char copy[65];
+        char copy[65]; /* outputs goes before the blob is looked up */
         snprintf(copy, sizeof(copy), "%s", sha);
-        ref = blob_ref(st, copy, ei);
+        err = blob_ref(st, copy, out, ei);
     } else {
-        ref = json_null();
+        *out = json_null();
     }
     json_decref(outputs);
-    return ref;
+    return err;
 }
 
-/* An asset (by id; the job row already tied it to the job's team) as a task
- * input: {"arch"|"builtin"} or {"sha256","format","size"}. */
-static json_t *asset_input(struct srv_store *st, const char *id, struct dp_errinfo *ei)
+/* *out = an asset (by id; the job row already tied it to the job's team) as
+ * a task input: {"arch"|"builtin"} or {"sha256","format","size"}, or JSON
+ * null when there is no such asset. */
+static enum dp_err asset_input(struct srv_store *st, const char *id, json_t **out,
+                               struct dp_errinfo *ei)
 {
+    *out = NULL;
     sqlite3_stmt *s = srv_store__stmt(st, STMT_ASSET_BY_ID);
     srv_store__bind_text(s, ":id", id);
-    json_t *o = NULL;
-    if (srv_store__row(st, s, ei) == 1) {
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (!err && has_row) {
         int is_model = strcmp(srv_store__col_text(s, 8), "model") == 0;
         if (!srv_store__col_null(s, 4))
-            o = json_pack("{s:o}", is_model ? "arch" : "builtin", srv_store__col_str(s, 4));
+            *out = json_pack("{s:o}", is_model ? "arch" : "builtin", srv_store__col_str(s, 4));
         else
-            o = json_pack("{s:o, s:o, s:I}", "sha256", srv_store__col_str(s, 5), "format",
+            *out =
+                json_pack("{s:o, s:o, s:I}", "sha256", srv_store__col_str(s, 5), "format",
                           srv_store__col_str(s, 3), "size", (json_int_t)srv_store__col_int(s, 6));
+    } else if (!err) {
+        *out = json_null();
     }
     sqlite3_reset(s);
-    return o ? o : json_null();
+    if (!err && *out == NULL)
+        err = DP_ENOMEM;
+    return err;
+}
+
+/* Sets t[key] = v_take; a failed set (out of memory) is an error, so a task
+ * is never handed out with a field missing. */
+static enum dp_err task_set(json_t *t, const char *key, json_t *v_take)
+{
+    return json_object_set_new(t, key, v_take) == 0 ? DP_OK : DP_ENOMEM;
 }
 
 /* Adds params and inputs to the leased task object t (see docs/api.md). */
@@ -81,31 +114,52 @@ static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_i
 {
     sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_PARAMS);
     srv_store__bind_text(s, ":id", job_id);
-    int r = srv_store__row(st, s, ei);
-    if (r <= 0)
-        return r < 0 ? (enum dp_err)r : dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", job_id);
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (err)
+        return err;
+    if (!has_row)
+        return dp_errinfo_set(ei, DP_ENOENT, "no job '%s'", job_id);
     json_t *params = srv_store__col_json(s, 0);
     char model_id[SRV_ID_MAX], dataset_id[SRV_ID_MAX];
     snprintf(model_id, sizeof(model_id), "%s", srv_store__col_text(s, 1));
     snprintf(dataset_id, sizeof(dataset_id), "%s", srv_store__col_text(s, 2));
     sqlite3_reset(s);
-    json_object_set_new(t, "params", params);
+    err = task_set(t, "params", params);
 
     json_t *inputs = json_object();
-    json_object_set_new(t, "inputs", inputs);
+    if (!err)
+        err = task_set(t, "inputs", inputs);
+    else
+        json_decref(inputs);
+    json_t *v = NULL;
     /* The first task reads the job's model; the others the previous task's output. */
-    json_object_set_new(inputs, "model",
-                        dep ? task_output_ref(st, dep, "model", ei)
-                            : asset_input(st, model_id, ei));
-    json_t *m = json_object_get(inputs, "model");
-    if (dep && json_is_object(m))
-        json_object_set_new(m, "format", json_string("safetensors"));
-    json_object_set_new(inputs, "dataset", asset_input(st, dataset_id, ei));
-    json_object_set_new(inputs, "checkpoint", blob_ref(st, ckpt, ei));
-    json_object_set_new(inputs, "report",
-                        dep && strcmp(type, "retrain") == 0 ? task_output_ref(st, dep, "report", ei)
-                                                            : json_null());
-    return DP_OK;
+    if (!err)
+        err = dep ? task_output_ref(st, dep, "model", &v, ei) : asset_input(st, model_id, &v, ei);
+    if (!err && dep && json_is_object(v))
+        err = task_set(v, "format", json_string("safetensors"));
+    if (!err)
+        err = task_set(inputs, "model", v);
+    else
+        json_decref(v);
+    v = NULL;
+    if (!err)
+        err = asset_input(st, dataset_id, &v, ei);
+    if (!err)
+        err = task_set(inputs, "dataset", v);
+    v = NULL;
+    if (!err)
+        err = blob_ref(st, ckpt, &v, ei);
+    if (!err)
+        err = task_set(inputs, "checkpoint", v);
+    v = NULL;
+    if (!err && dep && strcmp(type, "retrain") == 0)
+        err = task_output_ref(st, dep, "report", &v, ei);
+    else if (!err)
+        v = json_null();
+    if (!err)
+        err = task_set(inputs, "report", v);
+    return err;
 }
 
 enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, json_t *capabilities,
@@ -121,13 +175,12 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, js
         goto out;
     sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_EXISTS);
     srv_store__bind_text(s, ":id", worker_id);
-    int r = srv_store__row(st, s, ei);
-    if (r <= 0) {
-        err = r < 0 ? (enum dp_err)r
-                    : dp_errinfo_set(ei, DP_EINVAL, "worker_id: no worker '%s'; register first",
-                                     worker_id);
+    int has_row = 0;
+    err = srv_store__step(st, s, &has_row, ei);
+    if (!err && !has_row)
+        err = dp_errinfo_set(ei, DP_EINVAL, "worker_id: no worker '%s'; register first", worker_id);
+    if (err)
         goto done;
-    }
     s = srv_store__stmt(st, STMT_WORKER_SEEN);
     srv_store__bind_text(s, ":id", worker_id);
     srv_store__bind_int(s, ":now", now);
@@ -142,11 +195,11 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, js
     err = srv_store__bind_json(s, ":caps", capabilities);
     if (err)
         goto done;
-    r = srv_store__row(st, s, ei);
-    if (r <= 0) {
-        err = r < 0 ? (enum dp_err)r : DP_ENOENT;
+    err = srv_store__step(st, s, &has_row, ei);
+    if (!err && !has_row)
+        err = DP_ENOENT;
+    if (err)
         goto done;
-    }
     snprintf(task_id, sizeof(task_id), "%s", srv_store__col_text(s, 0));
     snprintf(job_id, sizeof(job_id), "%s", srv_store__col_text(s, 1));
     snprintf(type, sizeof(type), "%s", srv_store__col_text(s, 2));
@@ -157,6 +210,8 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, js
                   (json_int_t)srv_store__col_int(s, 4), "lease_expires_at",
                   srv_store__json_time(srv_store__col_int(s, 5)));
     err = srv_store__exec(st, s, ei); /* run the UPDATE ... RETURNING to completion */
+    if (!err && t == NULL)
+        err = DP_ENOMEM;
     if (!err)
         err = task_build(st, t, job_id, type, dep[0] ? dep : NULL, ckpt[0] ? ckpt : NULL, ei);
     if (!err)
@@ -190,9 +245,10 @@ static enum dp_err lease_check(struct srv_store *st, const char *task_id, int64_
     sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_LEASED);
     srv_store__bind_text(s, ":id", task_id);
     srv_store__bind_int(s, ":fence", fence);
-    int r = srv_store__row(st, s, ei);
-    if (r < 0)
-        return (enum dp_err)r;
+    int r = 0;
+    enum dp_err err = srv_store__step(st, s, &r, ei);
+    if (err)
+        return err;
     if (r == 0)
         return dp_errinfo_set(ei, DP_EEXIST,
                               "lease lost: task '%s' is not leased under fence %" PRId64, task_id,
@@ -212,10 +268,11 @@ static enum dp_err job_cancel_requested(struct srv_store *st, const char *job_id
 {
     sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_STATE);
     srv_store__bind_text(s, ":id", job_id);
-    int r = srv_store__row(st, s, ei);
-    if (r < 0)
-        return (enum dp_err)r;
-    *cancel = r == 1 && srv_store__col_int(s, 1) != 0;
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (err)
+        return err;
+    *cancel = has_row && srv_store__col_int(s, 1) != 0;
     sqlite3_reset(s);
     return DP_OK;
 }
@@ -246,10 +303,12 @@ enum dp_err srv_store_task_heartbeat(struct srv_store *st, const char *task_id, 
     }
     if (!err && json_is_object(progress)) {
         json_t *p = json_deep_copy(progress);
-        json_object_set_new(p, "task", json_string(l.type));
+        if (json_object_set_new(p, "task", json_string(l.type)) != 0)
+            err = DP_ENOMEM; /* else the job's progress would be cleared */
         sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_PROGRESS);
         srv_store__bind_text(s, ":id", l.job_id);
-        err = srv_store__bind_json(s, ":progress", p);
+        if (!err)
+            err = srv_store__bind_json(s, ":progress", p);
         json_decref(p);
         if (!err)
             err = srv_store__exec(st, s, ei);
@@ -259,9 +318,12 @@ enum dp_err srv_store_task_heartbeat(struct srv_store *st, const char *task_id, 
     err = srv_store__finish(st, err, ei);
 out:
     pthread_mutex_unlock(&st->mu);
-    if (!err)
+    if (!err) {
         *out = json_pack("{s:o, s:b}", "lease_expires_at", srv_store__json_time(expires), "cancel",
                          cancel);
+        if (*out == NULL)
+            err = DP_ENOMEM;
+    }
     return err;
 }
 
@@ -442,11 +504,10 @@ enum dp_err srv_store_task_complete(struct srv_store *st, const char *task_id, i
             break;
         sqlite3_stmt *s = srv_store__stmt(st, STMT_BLOB_SIZE);
         srv_store__bind_text(s, ":sha", json_string_value(v));
-        int r = srv_store__row(st, s, ei);
+        int has_row = 0;
+        err = srv_store__step(st, s, &has_row, ei);
         sqlite3_reset(s);
-        if (r < 0)
-            err = (enum dp_err)r;
-        else if (r == 0)
+        if (!err && !has_row)
             err = dp_errinfo_set(ei, DP_EINVAL, "outputs.%s: no uploaded artifact %s", key,
                                  json_string_value(v));
     }
@@ -518,9 +579,11 @@ out:
     return err;
 }
 
-enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, struct dp_errinfo *ei)
+enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, int *n_ready, struct dp_errinfo *ei)
 {
     *n_reaped = 0;
+    *n_ready = 0;
+    int64_t now = srv_now_ms();
     pthread_mutex_lock(&st->mu);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
@@ -530,10 +593,13 @@ enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, struct dp_errinf
         char id[SRV_ID_MAX];
         struct srv_lease l;
     } expired[100];
-    int n = 0, r = 0;
+    int n = 0, has_row = 0;
     sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_EXPIRED);
-    srv_store__bind_int(s, ":now", srv_now_ms());
-    while (n < 100 && (r = srv_store__row(st, s, ei)) == 1) {
+    srv_store__bind_int(s, ":now", now);
+    while (n < 100) {
+        err = srv_store__step(st, s, &has_row, ei);
+        if (err || !has_row)
+            break; /* a failed read must not commit a partial reap */
         snprintf(expired[n].id, sizeof(expired[n].id), "%s", srv_store__col_text(s, 0));
         snprintf(expired[n].l.job_id, sizeof(expired[n].l.job_id), "%s", srv_store__col_text(s, 1));
         expired[n].l.attempts = srv_store__col_int(s, 2);
@@ -544,8 +610,6 @@ enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, struct dp_errinf
         n++;
     }
     sqlite3_reset(s);
-    if (r < 0)
-        err = (enum dp_err)r; /* a failed read must not commit a partial reap */
     for (int i = 0; i < n && !err; i++) {
         err = task_fail_locked(st, expired[i].id, &expired[i].l, "lease_expired",
                                "lease expired: no heartbeat from the worker", 1, ei);
@@ -554,9 +618,27 @@ enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, struct dp_errinf
                    "reaper: task %s lease expired (attempt %" PRId64 " of %" PRId64 ")",
                    expired[i].id, expired[i].l.attempts, expired[i].l.max_attempts);
     }
-    if (!err)
-        *n_reaped = n;
+    /* Tasks whose retry delay ran out since the previous pass became
+     * claimable without any write: this pass is what tells the waiters. The
+     * windows (previous pass, this pass] tile time, so each is told once. */
+    int64_t ready = 0;
+    if (!err) {
+        s = srv_store__stmt(st, STMT_TASKS_BECAME_READY);
+        srv_store__bind_int(s, ":since", st->reap_ready_ms);
+        srv_store__bind_int(s, ":now", now);
+        err = srv_store__step(st, s, &has_row, ei);
+        if (!err && has_row)
+            ready = srv_store__col_int(s, 0);
+        sqlite3_reset(s);
+    }
+    if (ready > 0)
+        st->txn_wakes = 1;
     err = srv_store__finish(st, err, ei);
+    if (!err) {
+        st->reap_ready_ms = now;
+        *n_reaped = n;
+        *n_ready = ready > INT_MAX ? INT_MAX : (int)ready;
+    }
 out:
     pthread_mutex_unlock(&st->mu);
     return err;

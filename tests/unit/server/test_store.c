@@ -197,14 +197,14 @@ Test(srv_store, the_reaper_requeues_then_buries_expired_leases)
     open_store(1); /* 1 ms leases */
     char *job = job_new(&team_a, NULL, 2), *w = worker_new();
     json_t *caps = caps_of("train"), *t = NULL;
-    int n = 0;
+    int n = 0, n_ready = 0;
     for (int attempt = 1; attempt <= 2; attempt++) {
         cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK, "attempt %d", attempt);
         cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), attempt);
         cr_assert_eq(json_integer_value(json_object_get(t, "fence")), attempt);
         json_decref(t);
         sleep_ms(5);
-        cr_assert_eq(srv_store_reap(st, &n, NULL), DP_OK);
+        cr_assert_eq(srv_store_reap(st, &n, &n_ready, NULL), DP_OK);
         cr_assert_eq(n, 1);
     }
     /* Attempts are used up: the task is dead, the job failed, the rest cancelled. */
@@ -334,5 +334,167 @@ Test(srv_store, events_are_ordered_and_resumable)
     json_decref(ev);
     cr_assert_eq(srv_store_events_after(st, &team_b, job, 0, 100, &ev, &terminal, NULL), DP_ENOENT);
     dp_free(job);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Runs sql on a second connection, as another process (or a damaged file)
+ * would change the database under the store. */
+static void raw_exec(const char *sql)
+{
+    sqlite3 *raw = NULL;
+    cr_assert_eq(sqlite3_open(db, &raw), SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(raw, sql, NULL, NULL, &msg);
+    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+    sqlite3_free(msg);
+    sqlite3_close(raw);
+}
+
+/* The task's state in the job object. */
+static const char *task_state(json_t *job, size_t i)
+{
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(job, "tasks"), i), "state"));
+}
+
+/* A claim whose input cannot be read fails and leaves the task queued; it
+ * must not lease a task with null inputs. The reads fail because a second
+ * connection renamed the table they read (the rename keeps the foreign keys
+ * consistent, so only those reads break). */
+Test(srv_store, a_claim_whose_inputs_cannot_be_read_fails_and_rolls_back)
+{
+    char *job = job_new(&team_a, NULL, 3), *w = worker_new();
+    json_t *caps = caps_of("train"), *t = NULL, *j = NULL;
+    uint64_t gen = srv_store_generation(st);
+    struct dp_errinfo ei = {0};
+
+    /* train reads the job's model and dataset: asset_input. */
+    raw_exec("ALTER TABLE assets RENAME TO assets_gone");
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, &ei), DP_EIO,
+                 "a failed asset read must fail the claim");
+    cr_assert_null(t);
+    cr_assert(strstr(ei.msg, "assets") != NULL, "%s", ei.msg);
+    cr_assert_eq(srv_store_generation(st), gen, "a rolled-back claim wakes nobody");
+    raw_exec("ALTER TABLE assets_gone RENAME TO assets");
+    cr_assert_eq(srv_store_job_get(st, &team_a, job, &j, NULL), DP_OK);
+    cr_assert_str_eq(task_state(j, 0), "queued");
+    json_decref(j);
+
+    /* Nothing was committed: the same task is claimed with attempt 1 and its inputs. */
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), 1);
+    json_t *in = json_object_get(t, "inputs");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(in, "model"), "arch")),
+                     "lenet5");
+    cr_assert(json_is_object(json_object_get(in, "dataset")));
+    const char *tid = json_string_value(json_object_get(t, "id"));
+    int64_t fence = json_integer_value(json_object_get(t, "fence"));
+    const char *sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    cr_assert_eq(srv_store_task_artifact(st, tid, fence, "model", sha, 3, NULL), DP_OK);
+    json_t *outputs = json_pack("{s:s}", "model", sha);
+    cr_assert_eq(srv_store_task_complete(st, tid, fence, outputs, NULL), DP_OK);
+    json_decref(outputs);
+    json_decref(t);
+    t = NULL;
+
+    /* compress reads train's output blob: task_output_ref -> blob_ref. */
+    json_decref(caps);
+    caps = caps_of("compress");
+    raw_exec("ALTER TABLE blobs RENAME TO blobs_gone");
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, &ei), DP_EIO,
+                 "a failed blob read must fail the claim");
+    cr_assert_null(t);
+    raw_exec("ALTER TABLE blobs_gone RENAME TO blobs");
+    cr_assert_eq(srv_store_job_get(st, &team_a, job, &j, NULL), DP_OK);
+    cr_assert_str_eq(task_state(j, 1), "queued");
+    json_decref(j);
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), 1);
+    in = json_object_get(json_object_get(t, "inputs"), "model");
+    cr_assert_str_eq(json_string_value(json_object_get(in, "sha256")), sha);
+    cr_assert_eq(json_integer_value(json_object_get(in, "size")), 3);
+    json_decref(t);
+    json_decref(caps);
+    dp_free(job);
+    dp_free(w);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* The generation wakes every parked long-poll and event stream, so only
+ * changes they wait for may bump it: job and task state changes and
+ * events, and retry delays running out; not heartbeats, registrations or
+ * an empty reaper pass (every 200 ms). */
+Test(srv_store, only_changes_that_waiters_care_about_bump_the_generation)
+{
+    uint64_t gen = srv_store_generation(st);
+    int n = -1, n_ready = -1;
+    cr_assert_eq(srv_store_reap(st, &n, &n_ready, NULL), DP_OK);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(n_ready, 0);
+    cr_assert_eq(srv_store_generation(st), gen, "an empty reaper pass must not wake anyone");
+    char *w = worker_new();
+    json_t *caps = caps_of("train"), *t = NULL, *hb = NULL, *tok = NULL;
+    cr_assert_eq(srv_store_token_create(st, team_a.team_id, "team", "t", &tok, NULL), DP_OK);
+    json_decref(tok);
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_ENOENT);
+    cr_assert_eq(srv_store_generation(st), gen, "registration, tokens, an empty claim");
+
+    char *job = job_new(&team_a, NULL, 3);
+    cr_assert_gt(srv_store_generation(st), gen, "a new job makes a task ready");
+    gen = srv_store_generation(st);
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_gt(srv_store_generation(st), gen, "a lease is a task state event");
+    gen = srv_store_generation(st);
+    const char *tid = json_string_value(json_object_get(t, "id"));
+    json_t *progress = json_pack("{s:i}", "epoch", 1);
+    cr_assert_eq(srv_store_task_heartbeat(st, tid, 1, progress, &hb, NULL), DP_OK);
+    json_decref(hb);
+    json_decref(progress);
+    cr_assert_eq(srv_store_generation(st), gen, "a heartbeat appends no event");
+    json_t *events = json_pack("[{s:s, s:{s:i}}]", "type", "log", "data", "line", 1);
+    cr_assert_eq(srv_store_task_events(st, tid, 1, events, NULL), DP_OK);
+    json_decref(events);
+    cr_assert_gt(srv_store_generation(st), gen, "worker events reach event streams");
+    json_decref(t);
+    json_decref(caps);
+    dp_free(job);
+    dp_free(w);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* A task whose retry delay runs out became claimable without any write:
+ * the reaper pass that sees it says so and bumps the generation, once. */
+Test(srv_store, the_reaper_announces_a_retry_delay_running_out_once)
+{
+    srv_store_close(st);
+    struct srv_queue_cfg cfg = {.lease_ms = 60000, .backoff_base_ms = 100, .backoff_max_ms = 100};
+    cr_assert_eq(srv_store_open(db, &cfg, &st, NULL), DP_OK);
+    char *job = job_new(&team_a, NULL, 3), *w = worker_new();
+    json_t *caps = caps_of("train"), *t = NULL;
+    int n = 0, n_ready = 0;
+    /* Announce what was ready before (the first pass looks back to 0). */
+    cr_assert_eq(srv_store_reap(st, &n, &n_ready, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    const char *tid = json_string_value(json_object_get(t, "id"));
+    cr_assert_eq(srv_store_task_fail(st, tid, 1, "flaky", 1, NULL), DP_OK);
+    json_decref(t);
+    uint64_t gen = srv_store_generation(st);
+    cr_assert_eq(srv_store_reap(st, &n, &n_ready, NULL), DP_OK);
+    cr_assert_eq(n_ready, 0, "the delay (100 to 150 ms) has not run out yet");
+    cr_assert_eq(srv_store_generation(st), gen);
+    sleep_ms(200);
+    cr_assert_eq(srv_store_reap(st, &n, &n_ready, NULL), DP_OK);
+    cr_assert_eq(n_ready, 1);
+    cr_assert_gt(srv_store_generation(st), gen, "parked claims must look again");
+    gen = srv_store_generation(st);
+    cr_assert_eq(srv_store_reap(st, &n, &n_ready, NULL), DP_OK);
+    cr_assert_eq(n_ready, 0, "announced once");
+    cr_assert_eq(srv_store_generation(st), gen);
+    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), 2);
+    json_decref(t);
+    json_decref(caps);
+    dp_free(job);
+    dp_free(w);
     DP_ASSERT_NO_LEAKS();
 }
