@@ -26,10 +26,10 @@ WARN := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes \
 WARN_STRICT := -Wconversion -Wsign-conversion
 
 CPPFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -MMD -MP
-LIBS := -ldnnl -lopenblas -ljansson -lz -lm
+LIBS := -ldnnl -lopenblas -ljansson -lz -lm -larchive -lcrypto
 # ---- task loop and CLI (issue 5, client) ----
 LIBS += -luv -lcurl
-CLI_LIBS := -ljansson -lcurl -lz -lm
+CLI_LIBS := -ljansson -lcurl -lz -lm -lcrypto
 # ---- end task loop and CLI ----
 
 ifeq ($(MODE),release)
@@ -176,9 +176,10 @@ LIBSRV := $(BUILD)/libsrv.a
 SERVER := $(BUILD)/dnnpress-server
 SRV_UNIT := $(BUILD)/server-unit-tests
 SRV_GEN := $(BUILD)/gen/server/migrations_gen.h
-# The job spec validator is the worker's own (worker/compress/spec.c, in libnn):
-# submissions are checked by exactly the code that will run them.
-SRV_LIBS := -lmicrohttpd -lsqlite3 -luv -lprotobuf-c -ljansson -lz -lm -pthread
+# The job spec validator is common/spec.c, the parser the worker runs, so
+# submissions are checked by exactly the code that will run them; the server
+# does not link the engine (libnn).
+SRV_LIBS := -lmicrohttpd -lsqlite3 -luv -lprotobuf-c -ljansson -larchive -lcrypto -lz -lm -pthread
 
 all: $(SERVER) $(SRV_UNIT)
 
@@ -201,11 +202,11 @@ $(LIBSRV): $(SRV_OBJ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(SERVER): $(SRV_MAIN_OBJ) $(LIBSRV) $(LIBNN) $(LIBCOMMON)
+$(SERVER): $(SRV_MAIN_OBJ) $(LIBSRV) $(LIBCOMMON)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SRV_LIBS)
 
-$(SRV_UNIT): $(SRV_TEST_OBJ) $(LIBSRV) $(LIBNN) $(LIBCOMMON)
+$(SRV_UNIT): $(SRV_TEST_OBJ) $(LIBSRV) $(LIBCOMMON)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SRV_LIBS) -lcriterion
 
