@@ -15,6 +15,7 @@
 #include "common/alloc.h"
 #include "common/assert.h"
 #include "common/log.h"
+#include "common/task_type.h"
 #include "server/store_int.h"
 
 /* ---- The queue ------------------------------------------------------------------------------ */
@@ -102,9 +103,10 @@ static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_i
         json_object_set_new(m, "format", json_string("safetensors"));
     json_object_set_new(inputs, "dataset", asset_input(st, dataset_id, ei));
     json_object_set_new(inputs, "checkpoint", blob_ref(st, ckpt, ei));
+    enum dp_task_type tt;
+    int retrain = dp_task_type_from_name(type, &tt) && tt == DP_TASK_RETRAIN;
     json_object_set_new(inputs, "report",
-                        dep && strcmp(type, "retrain") == 0 ? task_output_ref(st, dep, "report", ei)
-                                                            : json_null());
+                        dep && retrain ? task_output_ref(st, dep, "report", ei) : json_null());
     return DP_OK;
 }
 
