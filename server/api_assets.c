@@ -77,7 +77,9 @@ static enum MHD_Result create_builtin(struct srv_http *h, struct MHD_Connection 
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     char req_hash[65];
-    srv_idem_hash(r->body, r->body_len, req_hash);
+    err = srv_idem_hash(r->body, r->body_len, req_hash);
+    if (err)
+        return srv_reply_err(conn, r, err, NULL);
     struct srv_asset_new a = {.kind = model ? "model" : "dataset",
                               .name = name,
                               .format = "builtin",
@@ -116,7 +118,9 @@ static enum MHD_Result create_upload(struct srv_http *h, struct MHD_Connection *
     /* The request's identity for Idempotency-Key reuse: name, format, content. */
     char req[400], req_hash[65];
     snprintf(req, sizeof(req), "%s\n%s\n%s", name, format, sha);
-    srv_idem_hash(req, strlen(req), req_hash);
+    err = srv_idem_hash(req, strlen(req), req_hash);
+    if (err)
+        return srv_reply_err(conn, r, err, NULL);
     struct srv_asset_new a = {.kind = model ? "model" : "dataset",
                               .name = name,
                               .format = format,

@@ -130,7 +130,11 @@ SRV_HANDLER(srv_api_job_create)
                         exp ? json_deep_copy(exp)
                             : json_pack("{s:s, s:b}", "format", "onnx", "qdq", 0));
     char req_hash[65];
-    srv_idem_hash(r->body, r->body_len, req_hash);
+    err = srv_idem_hash(r->body, r->body_len, req_hash);
+    if (err) {
+        json_decref(params);
+        return srv_reply_err(conn, r, err, NULL);
+    }
     struct srv_job_new nj = {.name = name,
                              .model_id = model,
                              .dataset_id = dataset,
