@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/dataset.h"
 #include "server/http_int.h"
 #include "server/validate.h"
 
@@ -32,7 +33,6 @@ SRV_HANDLER(srv_api_asset_upload_begin)
 {
     (void)h;
     static const char *const model_formats[] = {"onnx", "safetensors", NULL};
-    static const char *const dataset_formats[] = {"idx", "cifar10", "npy", NULL};
     int model = is_model_route(r);
     const char *name = srv_query(conn, "name"), *format = srv_query(conn, "format");
     struct dp_errinfo ei = {0};
@@ -42,9 +42,14 @@ SRV_HANDLER(srv_api_asset_upload_begin)
                                "or send a JSON body with Content-Type: application/json");
     if (srv_validate_name(name, "name", &ei) != DP_OK)
         return srv_reply_err(conn, r, ei.code, &ei);
-    if (format == NULL || !in_list(format, model ? model_formats : dataset_formats))
-        return srv_reply_error(conn, r, 400, "invalid_request", "format: must be %s",
-                               model ? "onnx or safetensors" : "idx, cifar10 or npy");
+    int known = model ? format != NULL && in_list(format, model_formats)
+                      : dp_dataset_format_find(format) != NULL;
+    if (!known) {
+        char list[64] = "onnx, safetensors";
+        if (!model)
+            dp_dataset_format_list(list, sizeof(list));
+        return srv_reply_error(conn, r, 400, "invalid_request", "format: must be one of %s", list);
+    }
     return MHD_YES;
 }
 

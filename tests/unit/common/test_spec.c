@@ -4,8 +4,8 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "tests/unit/test_util.h"
 #include "common/spec.h"
+#include "tests/unit/test_util.h"
 
 Test(spec, defaults_and_rules)
 {
