@@ -87,7 +87,7 @@ $(DEPS_STAMP): tools/deps.sh
 
 # ---- Libraries each artifact links -------------------------------------------
 
-COMMON_LIBS := -ljansson -lprotobuf-c -lcurl -lz -lm
+COMMON_LIBS := -ljansson -lprotobuf-c -lcurl -larchive -lcrypto -lz -lm
 NN_LIBS := -ldnnl -lopenblas -fopenmp
 WORKER_LIBS := -luv $(NN_LIBS) $(COMMON_LIBS)
 SERVER_LIBS := -lmicrohttpd -lsqlite3 -luv -pthread $(COMMON_LIBS)
@@ -189,9 +189,9 @@ $(LIBSRV): $(filter-out $(SRV_MAIN_OBJ),$(SRV_OBJ))
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(SERVER): $(SRV_MAIN_OBJ) $(LIBSRV) $(LIBNN) $(LIBCOMMON)
+$(SERVER): $(SRV_MAIN_OBJ) $(LIBSRV) $(LIBCOMMON)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SERVER_LIBS) $(NN_LIBS)
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SERVER_LIBS)
 
 # ---- dnnpress: the command-line client ---------------------------------------
 
@@ -226,9 +226,9 @@ $(UNIT): $(UNIT_OBJ) $(LIBWK) $(LIBCLI) $(LIBNN) $(LIBCOMMON)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(WORKER_LIBS) -lcriterion
 
-$(SRV_UNIT): $(SRV_UNIT_OBJ) $(LIBSRV) $(LIBNN) $(LIBCOMMON)
+$(SRV_UNIT): $(SRV_UNIT_OBJ) $(LIBSRV) $(LIBCOMMON)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SERVER_LIBS) $(NN_LIBS) -lcriterion
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(SERVER_LIBS) -lcriterion
 
 # ---- ONNX node tests (tests/onnx/node_runner.c) -------------------------------
 
@@ -324,6 +324,7 @@ bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
 	@tests/bench/run.sh build/release/dnnpress-worker
 	@tests/bench/server_wrk.sh build/release
+	@tests/bench/sha256.sh build/release
 
 # ADMM against the magnitude baseline on Fashion-MNIST LeNet-5 (long: about
 # 4 minutes per run on a quiet 2-core machine; see docs/benchmarks.md).

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/sha256.h"
+#include "common/task_type.h"
 #include "server/http_int.h"
 #include "server/ids.h"
 #include "server/validate.h"
@@ -18,9 +19,6 @@
 #define AGENT_MAX_EVENTS     100
 #define AGENT_EVENT_DATA_MAX (64 * 1024)
 #define AGENT_MESSAGE_MAX    4096
-
-static const char *const task_types[] = {"train",   "compress", "retrain", "export",
-                                         "compile", "profile",  NULL};
 
 static enum MHD_Result agent_err(struct MHD_Connection *conn, struct srv_req *r, enum dp_err err,
                                  const struct dp_errinfo *ei)
@@ -37,14 +35,12 @@ static enum dp_err check_caps(json_t *caps, const char *where, struct dp_errinfo
     size_t i;
     json_t *c;
     json_array_foreach (caps, i, c) {
-        int ok = 0;
-        for (const char *const *t = task_types; *t && json_is_string(c); t++)
-            ok |= strcmp(*t, json_string_value(c)) == 0;
-        if (!ok)
-            return dp_errinfo_set(ei, DP_EINVAL,
-                                  "%s[%zu]: not a task type (train, compress, retrain, export, "
-                                  "compile, profile)",
-                                  where, i);
+        enum dp_task_type t;
+        if (!dp_task_type_from_name(json_string_value(c), &t)) {
+            char names[128];
+            dp_task_type_list(names, sizeof(names));
+            return dp_errinfo_set(ei, DP_EINVAL, "%s[%zu]: not a task type (%s)", where, i, names);
+        }
     }
     return DP_OK;
 }

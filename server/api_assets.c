@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/dataset.h"
 #include "server/http_int.h"
 #include "server/validate.h"
 
@@ -32,7 +33,6 @@ SRV_HANDLER(srv_api_asset_upload_begin)
 {
     (void)h;
     static const char *const model_formats[] = {"onnx", "safetensors", NULL};
-    static const char *const dataset_formats[] = {"idx", "cifar10", "npy", NULL};
     int model = is_model_route(r);
     const char *name = srv_query(conn, "name"), *format = srv_query(conn, "format");
     struct dp_errinfo ei = {0};
@@ -42,9 +42,14 @@ SRV_HANDLER(srv_api_asset_upload_begin)
                                "or send a JSON body with Content-Type: application/json");
     if (srv_validate_name(name, "name", &ei) != DP_OK)
         return srv_reply_err(conn, r, ei.code, &ei);
-    if (format == NULL || !in_list(format, model ? model_formats : dataset_formats))
-        return srv_reply_error(conn, r, 400, "invalid_request", "format: must be %s",
-                               model ? "onnx or safetensors" : "idx, cifar10 or npy");
+    int known = model ? format != NULL && in_list(format, model_formats)
+                      : dp_dataset_format_find(format) != NULL;
+    if (!known) {
+        char list[64] = "onnx, safetensors";
+        if (!model)
+            dp_dataset_format_list(list, sizeof(list));
+        return srv_reply_error(conn, r, 400, "invalid_request", "format: must be one of %s", list);
+    }
     return MHD_YES;
 }
 
@@ -77,7 +82,9 @@ static enum MHD_Result create_builtin(struct srv_http *h, struct MHD_Connection 
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     char req_hash[65];
-    srv_idem_hash(r->body, r->body_len, req_hash);
+    err = srv_idem_hash(r->body, r->body_len, req_hash);
+    if (err)
+        return srv_reply_err(conn, r, err, NULL);
     struct srv_asset_new a = {.kind = model ? "model" : "dataset",
                               .name = name,
                               .format = "builtin",
@@ -116,7 +123,9 @@ static enum MHD_Result create_upload(struct srv_http *h, struct MHD_Connection *
     /* The request's identity for Idempotency-Key reuse: name, format, content. */
     char req[400], req_hash[65];
     snprintf(req, sizeof(req), "%s\n%s\n%s", name, format, sha);
-    srv_idem_hash(req, strlen(req), req_hash);
+    err = srv_idem_hash(req, strlen(req), req_hash);
+    if (err)
+        return srv_reply_err(conn, r, err, NULL);
     struct srv_asset_new a = {.kind = model ? "model" : "dataset",
                               .name = name,
                               .format = format,

@@ -12,24 +12,23 @@
 #include "server/validate.h"
 /* The one cross-tree include, on purpose: submissions are validated by the
  * exact parser the worker runs (docs/job-spec.md), linked from libnn. */
-#include "worker/compress/spec.h"
+#include "common/spec.h"
 
-/* Validates body.spec with admm_spec_parse; messages name spec.<field>. */
+/* Validates body.spec with dp_spec_parse; messages name spec.<field>. */
 static enum dp_err check_spec(json_t *spec, int64_t *seed, struct dp_errinfo *ei)
 {
     if (!json_is_object(spec))
         return dp_errinfo_set(ei, DP_EINVAL, "body.spec: must be a JSON object (docs/job-spec.md)");
     size_t n = json_dumpb(spec, NULL, 0, JSON_COMPACT);
-    if (n > ADMM_SPEC_MAX_BYTES)
-        return dp_errinfo_set(ei, DP_ETOOBIG, "body.spec: larger than %d bytes",
-                              ADMM_SPEC_MAX_BYTES);
+    if (n > DP_SPEC_MAX_BYTES)
+        return dp_errinfo_set(ei, DP_ETOOBIG, "body.spec: larger than %d bytes", DP_SPEC_MAX_BYTES);
     char *text = dp_malloc(n + 1);
-    struct admm_spec *s = dp_malloc(sizeof(*s));
+    struct dp_spec *s = dp_malloc(sizeof(*s));
     enum dp_err err = DP_ENOMEM;
     if (text && s) {
         json_dumpb(spec, text, n, JSON_COMPACT);
         struct dp_errinfo inner = {0};
-        err = admm_spec_parse(text, n, s, &inner);
+        err = dp_spec_parse(text, n, s, &inner);
         if (!err)
             *seed = (int64_t)s->seed;
         else if (strncmp(inner.msg, "spec", 4) == 0)
@@ -131,7 +130,11 @@ SRV_HANDLER(srv_api_job_create)
                         exp ? json_deep_copy(exp)
                             : json_pack("{s:s, s:b}", "format", "onnx", "qdq", 0));
     char req_hash[65];
-    srv_idem_hash(r->body, r->body_len, req_hash);
+    err = srv_idem_hash(r->body, r->body_len, req_hash);
+    if (err) {
+        json_decref(params);
+        return srv_reply_err(conn, r, err, NULL);
+    }
     struct srv_job_new nj = {.name = name,
                              .model_id = model,
                              .dataset_id = dataset,

@@ -92,7 +92,13 @@ enum dp_err srv_blob_begin(const char *data_dir, uint64_t max_len, struct srv_bl
         dp_free(w);
         return err;
     }
-    dp_sha256_init(&w->sha);
+    err = dp_sha256_init(&w->sha);
+    if (err) {
+        close(w->fd);
+        unlink(w->tmp);
+        dp_free(w);
+        return dp_errinfo_set(ei, err, "cannot start SHA-256 for the upload");
+    }
     *out = w;
     return DP_OK;
 }
@@ -103,7 +109,9 @@ enum dp_err srv_blob_write(struct srv_blob_writer *w, const void *data, size_t n
     if (n > w->max_len - w->size)
         return dp_errinfo_set(ei, DP_ETOOBIG, "upload is larger than the limit of %llu bytes",
                               (unsigned long long)w->max_len);
-    dp_sha256_update(&w->sha, data, n);
+    enum dp_err err = dp_sha256_update(&w->sha, data, n);
+    if (err)
+        return dp_errinfo_set(ei, err, "hashing upload failed");
     const char *p = data;
     while (n > 0) {
         ssize_t k = write(w->fd, p, n);
@@ -126,7 +134,9 @@ enum dp_err srv_blob_finish(struct srv_blob_writer *w, char sha[65], uint64_t *s
     uint8_t d[32];
     if (fsync(w->fd) != 0)
         return dp_errinfo_set(ei, DP_EIO, "fsync of upload: %s", strerror(errno));
-    dp_sha256_final(&w->sha, d);
+    enum dp_err err = dp_sha256_final(&w->sha, d);
+    if (err)
+        return dp_errinfo_set(ei, err, "hashing upload failed");
     dp_sha256_hex(d, w->hex);
     memcpy(sha, w->hex, 65);
     *size = w->size;
@@ -185,6 +195,7 @@ void srv_blob_free(struct srv_blob_writer *w)
         close(w->fd);
     if (!w->published)
         unlink(w->tmp);
+    dp_sha256_free(&w->sha); /* an upload abandoned before finish still holds it */
     dp_free(w);
     errno = saved;
 }

@@ -364,11 +364,13 @@ enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct d
     return DP_OK;
 }
 
-void srv_idem_hash(const void *data, size_t n, char hash[65])
+enum dp_err srv_idem_hash(const void *data, size_t n, char hash[65])
 {
     uint8_t d[32];
-    dp_sha256(n ? data : "", n, d);
-    dp_sha256_hex(d, hash);
+    enum dp_err err = dp_sha256(n ? data : "", n, d);
+    if (!err)
+        dp_sha256_hex(d, hash);
+    return err;
 }
 
 /* ---- Parking (long-poll, SSE) ---------------------------------------------------------- */
@@ -468,8 +470,9 @@ static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn
         return srv_reply_error(conn, r, 401, "unauthorized",
                                "missing or malformed 'Authorization: Bearer <token>' header");
     char hash[65];
-    srv_token_hash(a + 7, hash);
-    enum dp_err err = srv_store_token_lookup(h->st, hash, &r->who);
+    enum dp_err err = srv_token_hash(a + 7, hash);
+    if (!err)
+        err = srv_store_token_lookup(h->st, hash, &r->who);
     if (err == DP_ENOENT)
         return srv_reply_error(conn, r, 401, "unauthorized", "unknown token");
     if (err)

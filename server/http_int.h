@@ -136,7 +136,7 @@ enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct d
 /* The hash (64 hex digits) a request is remembered by under its
  * Idempotency-Key: of the n bytes at data (NULL when n is 0), the body or
  * whatever else identifies the request. */
-void srv_idem_hash(const void *data, size_t n, char hash[65]);
+enum dp_err srv_idem_hash(const void *data, size_t n, char hash[65]); /* fails as dp_sha256 */
 
 /* Parks the connection until srv_notify, or until srv_http_tick finds
  * deadline_ms (monotonic) passed.

@@ -64,11 +64,13 @@ enum dp_err srv_token_new(char out[SRV_TOKEN_LEN])
     return DP_OK;
 }
 
-void srv_token_hash(const char *s, char hex[65])
+enum dp_err srv_token_hash(const char *s, char hex[65])
 {
     uint8_t d[32];
-    dp_sha256(s, strlen(s), d);
-    dp_sha256_hex(d, hex);
+    enum dp_err err = dp_sha256(s, strlen(s), d);
+    if (!err)
+        dp_sha256_hex(d, hex);
+    return err;
 }
 
 int srv_id_valid(const char *s, const char *prefix)

@@ -29,8 +29,9 @@ enum dp_err srv_id_new(const char *prefix, char out[SRV_ID_MAX]);
 /* Writes a fresh token secret into out (SRV_TOKEN_LEN bytes). Any thread. */
 enum dp_err srv_token_new(char out[SRV_TOKEN_LEN]);
 
-/* Writes the lowercase hex SHA-256 of the NUL-terminated s into hex (65 bytes). */
-void srv_token_hash(const char *s, char hex[65]);
+/* Writes the lowercase hex SHA-256 of the NUL-terminated s into hex (65
+ * bytes). DP_ENOMEM/DP_EIO when libcrypto fails (hex untouched). Any thread. */
+enum dp_err srv_token_hash(const char *s, char hex[65]);
 
 /* Whether s looks like an id with the given prefix (prefix + 24 lowercase hex). */
 int srv_id_valid(const char *s, const char *prefix);

@@ -129,8 +129,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "dnnpress-server: DNNPRESS_ADMIN_TOKEN must be 16 to 256 characters\n");
         goto out;
     }
-    if (env_admin)
-        srv_token_hash(env_admin, env_hash);
+    if (env_admin && srv_token_hash(env_admin, env_hash) != DP_OK) {
+        fprintf(stderr, "dnnpress-server: cannot hash DNNPRESS_ADMIN_TOKEN (SHA-256)\n");
+        goto out;
+    }
     err = srv_store_admin_ensure(st, env_admin ? env_hash : NULL, secret, &ei);
     if (err) {
         fprintf(stderr, "dnnpress-server: %s\n", ei.msg);

@@ -617,8 +617,9 @@ enum dp_err srv_store_admin_ensure(struct srv_store *st, const char *env_hash,
         if (!err && !has_row) {
             char hash[65];
             err = srv_token_new(new_secret);
+            if (!err)
+                err = srv_token_hash(new_secret, hash);
             if (!err) {
-                srv_token_hash(new_secret, hash);
                 err = token_insert(st, NULL, "admin", "first-start", hash, id, ei);
             }
         }
@@ -636,9 +637,10 @@ enum dp_err srv_store_agent_token_mint(struct srv_store *st, const char *name,
 {
     char id[SRV_ID_MAX], hash[65];
     enum dp_err err = srv_token_new(secret);
+    if (!err)
+        err = srv_token_hash(secret, hash);
     if (err)
         return err;
-    srv_token_hash(secret, hash);
     pthread_mutex_lock(&st->mu);
     err = srv_store__begin(st, ei);
     if (!err)
@@ -708,9 +710,10 @@ enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, co
     char id[SRV_ID_MAX], secret[SRV_TOKEN_LEN], hash[65];
     *out = NULL;
     enum dp_err err = srv_token_new(secret);
+    if (!err)
+        err = srv_token_hash(secret, hash);
     if (err)
         return err;
-    srv_token_hash(secret, hash);
     pthread_mutex_lock(&st->mu);
     err = srv_store__begin(st, ei);
     if (err)

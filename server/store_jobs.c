@@ -14,6 +14,7 @@
 #include "common/alloc.h"
 #include "common/assert.h"
 #include "common/log.h"
+#include "common/task_type.h"
 #include "server/store_int.h"
 #include "server/text.h"
 
@@ -225,7 +226,11 @@ enum dp_err srv_store__job_refresh(struct srv_store *st, const char *job_id, str
     return err;
 }
 
-static const char *const srv_task_chain[] = {"train", "compress", "retrain", "export"};
+/* The tasks a job expands into, in dependency order; a job with pretrain
+ * starts at train, an uploaded model at compress. */
+static const enum dp_task_type srv_task_chain[] = {DP_TASK_TRAIN, DP_TASK_COMPRESS, DP_TASK_RETRAIN,
+                                                   DP_TASK_EXPORT};
+#define SRV_TASK_CHAIN_LEN (sizeof(srv_task_chain) / sizeof(srv_task_chain[0]))
 
 enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principal *who,
                                  const struct srv_job_new *j, json_t **out, int *replayed,
@@ -282,7 +287,7 @@ enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principa
     err = srv_store__bind_json(s, ":params", j->params);
     if (!err)
         err = srv_store__exec(st, s, ei);
-    for (size_t i = j->has_pretrain ? 0 : 1; !err && i < 4; i++) {
+    for (size_t i = j->has_pretrain ? 0 : 1; !err && i < SRV_TASK_CHAIN_LEN; i++) {
         char tid[SRV_ID_MAX];
         err = srv_id_new("tsk_", tid);
         if (err)
@@ -290,7 +295,7 @@ enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principa
         s = srv_store__stmt(st, STMT_TASK_INSERT);
         srv_store__bind_text(s, ":id", tid);
         srv_store__bind_text(s, ":job", id);
-        srv_store__bind_text(s, ":type", srv_task_chain[i]);
+        srv_store__bind_text(s, ":type", dp_task_type_name(srv_task_chain[i]));
         srv_store__bind_text(s, ":dep", prev[0] ? prev : NULL);
         srv_store__bind_int(s, ":prio", j->priority);
         srv_store__bind_int(s, ":maxatt", j->max_attempts);

@@ -16,6 +16,7 @@
 #include "common/alloc.h"
 #include "common/assert.h"
 #include "common/log.h"
+#include "common/task_type.h"
 #include "server/store_int.h"
 
 /* ---- The queue ------------------------------------------------------------------------------ */
@@ -153,7 +154,9 @@ static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_i
     if (!err)
         err = task_set(inputs, "checkpoint", v);
     v = NULL;
-    if (!err && dep && strcmp(type, "retrain") == 0)
+    enum dp_task_type tt;
+    int retrain = dp_task_type_from_name(type, &tt) && tt == DP_TASK_RETRAIN;
+    if (!err && dep && retrain)
         err = task_output_ref(st, dep, "report", &v, ei);
     else if (!err)
         v = json_null();

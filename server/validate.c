@@ -13,6 +13,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "common/dataset.h"
 #include "common/model.h"
 #include "common/model_io.h"
 #include "common/utf8.h"
@@ -175,10 +176,10 @@ enum dp_err srv_validate_onnx(const char *path, struct dp_errinfo *ei)
 
 /* ---- Dataset archives -------------------------------------------------------- */
 
-/* One archive member, read raw or through gunzip, bounded by its size. */
+/* One archive member, read raw or through gunzip; the reader bounds it by
+ * its size. */
 struct member {
-    FILE *f;
-    uint64_t left; /* compressed bytes of the member not yet read */
+    struct dp_dataset_reader *rd;
     int gz, z_end;
     z_stream z;
     unsigned char in[16384];
@@ -187,11 +188,10 @@ struct member {
 
 #define MEMBER_MAX_INFLATED (4ull << 30)
 
-static enum dp_err member_open(struct member *m, FILE *f, uint64_t size, int gz)
+static enum dp_err member_open(struct member *m, struct dp_dataset_reader *rd, int gz)
 {
     memset(m, 0, sizeof(*m));
-    m->f = f;
-    m->left = size;
+    m->rd = rd;
     m->gz = gz;
     if (gz && inflateInit2(&m->z, 15 + 16) != Z_OK)
         return DP_ENOMEM;
@@ -207,28 +207,20 @@ static void member_close(struct member *m)
 /* Reads up to n bytes; *got 0 means the member's end. */
 static enum dp_err member_read(struct member *m, void *buf, size_t n, size_t *got)
 {
+    struct dp_errinfo ignored; /* the callers name the member themselves */
     *got = 0;
-    if (!m->gz) {
-        size_t want = n < m->left ? n : (size_t)m->left;
-        if (want == 0)
-            return DP_OK;
-        size_t k = fread(buf, 1, want, m->f);
-        if (k != want)
-            return DP_ETRUNC;
-        m->left -= k;
-        *got = k;
-        return DP_OK;
-    }
+    if (!m->gz)
+        return dp_dataset_read(m->rd, buf, n, got, &ignored);
     m->z.next_out = buf;
     m->z.avail_out = (uInt)n;
     while (m->z.avail_out > 0 && !m->z_end) {
         if (m->z.avail_in == 0) {
-            if (m->left == 0)
+            size_t want = 0;
+            enum dp_err err = dp_dataset_read(m->rd, m->in, sizeof(m->in), &want, &ignored);
+            if (err)
+                return err;
+            if (want == 0)
                 return DP_ETRUNC;
-            size_t want = m->left < sizeof(m->in) ? (size_t)m->left : sizeof(m->in);
-            if (fread(m->in, 1, want, m->f) != want)
-                return DP_ETRUNC;
-            m->left -= want;
             m->z.next_in = m->in;
             m->z.avail_in = (uInt)want;
         }
@@ -422,172 +414,50 @@ static enum dp_err check_npy(struct member *m, const char *name, uint64_t size, 
     return DP_OK;
 }
 
-static const char *const idx_members[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
-static const char *const cifar_members[] = {"data_batch_1.bin", "data_batch_2.bin",
-                                            "data_batch_3.bin", "data_batch_4.bin",
-                                            "data_batch_5.bin", "test_batch.bin"};
-static const char *const npy_members[] = {"x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy"};
-
-/* Index of name among the format's members (IDX names may end in .gz), or -1. */
-static int member_index(const char *format, const char *name, int *gz)
-{
-    const char *const *list = npy_members;
-    int n = 4;
-    *gz = 0;
-    if (strcmp(format, "idx") == 0) {
-        list = idx_members;
-        size_t len = strlen(name);
-        if (len > 3 && strcmp(name + len - 3, ".gz") == 0) {
-            *gz = 1;
-            for (int i = 0; i < 4; i++)
-                if (strlen(list[i]) == len - 3 && strncmp(list[i], name, len - 3) == 0)
-                    return i;
-            return -1;
-        }
-    } else if (strcmp(format, "cifar10") == 0) {
-        list = cifar_members;
-        n = 6;
-    }
-    for (int i = 0; i < n; i++)
-        if (strcmp(list[i], name) == 0)
-            return i;
-    return -1;
-}
-
-static uint64_t tar_octal(const unsigned char *p, size_t n, int *ok)
-{
-    uint64_t v = 0;
-    size_t i = 0;
-    *ok = 1;
-    while (i < n && p[i] == ' ')
-        i++;
-    size_t digits = 0;
-    for (; i < n && p[i] >= '0' && p[i] <= '7'; i++, digits++)
-        v = v * 8 + (uint64_t)(p[i] - '0');
-    for (; i < n; i++)
-        if (p[i] != ' ' && p[i] != '\0')
-            *ok = 0;
-    if (digits == 0 || digits > 11)
-        *ok = 0;
-    return v;
-}
-
 enum dp_err srv_validate_dataset(const char *path, const char *format, struct dp_errinfo *ei)
 {
-    int n_members = strcmp(format, "cifar10") == 0 ? 6 : 4;
-    int seen[6] = {0};
-    uint64_t counts[6] = {0};
-    enum dp_err err = DP_OK;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return dp_errinfo_set(ei, DP_EIO, "dataset upload: cannot reopen: %s", strerror(errno));
-    for (;;) {
-        unsigned char h[512];
-        if (fread(h, 1, 512, f) != 512) {
-            err = dp_errinfo_set(ei, DP_ETRUNC,
-                                 "dataset upload: not a tar archive, or it ends without its "
-                                 "end-of-archive block");
+    int seen[DP_DATASET_MAX_MEMBERS] = {0};
+    uint64_t counts[DP_DATASET_MAX_MEMBERS] = {0};
+    struct dp_dataset_reader *rd = NULL;
+    struct dp_errinfo inner = {DP_OK, ""};
+    enum dp_err err = dp_dataset_open(path, format, DP_DATASET_MAX_BYTES, &rd, &inner);
+    const struct dp_dataset_format *f = err ? NULL : dp_dataset_reader_format(rd);
+    while (!err) {
+        struct dp_dataset_member dm;
+        err = dp_dataset_next(rd, &dm, &inner);
+        if (err || dm.index < 0)
             break;
-        }
-        int zero = 1;
-        for (int i = 0; i < 512; i++)
-            zero &= h[i] == 0;
-        if (zero)
-            break;
-        if (memcmp(h + 257, "ustar", 5) != 0) {
-            err = dp_errinfo_set(
-                ei, DP_EFORMAT, "dataset upload: not a POSIX ustar tar archive (no 'ustar' magic)");
-            break;
-        }
-        int ok;
-        uint64_t sum = 0, want = tar_octal(h + 148, 8, &ok);
-        for (int i = 0; i < 512; i++)
-            sum += (i >= 148 && i < 156) ? ' ' : h[i];
-        if (!ok || sum != want) {
-            err = dp_errinfo_set(ei, DP_EFORMAT, "dataset upload: tar header checksum mismatch");
-            break;
-        }
-        char name[101];
-        memcpy(name, h, 100);
-        name[100] = '\0';
-        if (h[345] != '\0' || strchr(name, '/') || strchr(name, '\\') || name[0] == '.' ||
-            !dp_utf8_valid(name)) {
-            char shown[64];
-            err = dp_errinfo_set(ei, DP_EINVAL,
-                                 "dataset upload: member '%s' is not a plain file name (no '/', "
-                                 "no '..', no prefix)",
-                                 dp_utf8_clip(shown, sizeof(shown), name));
-            break;
-        }
-        if (h[156] != '0' && h[156] != '\0') {
-            err = dp_errinfo_set(ei, DP_EINVAL,
-                                 "dataset upload: member '%s' is not a regular file (type '%c')",
-                                 name, h[156] >= 0x20 && h[156] < 0x7f ? h[156] : '?');
-            break;
-        }
-        uint64_t size = tar_octal(h + 124, 12, &ok);
-        if (!ok) {
-            err =
-                dp_errinfo_set(ei, DP_EFORMAT, "dataset upload: member '%s' has a bad size", name);
-            break;
-        }
-        int gz, idx = member_index(format, name, &gz);
-        if (idx < 0) {
-            err =
-                dp_errinfo_set(ei, DP_EINVAL,
-                               "dataset upload: unexpected member '%s' for format %s (docs/api.md "
-                               "lists the file names)",
-                               name, format);
-            break;
-        }
-        if (seen[idx]) {
-            err = dp_errinfo_set(ei, DP_EINVAL, "dataset upload: member '%s' appears twice", name);
-            break;
-        }
-        seen[idx] = 1;
-        long start = ftell(f);
+        seen[dm.index] = 1;
         struct member m;
-        err = member_open(&m, f, size, gz);
+        err = member_open(&m, rd, dm.gz);
         if (err)
             break;
-        if (strcmp(format, "idx") == 0)
-            err = check_idx(&m, name, &counts[idx], ei);
-        else if (strcmp(format, "cifar10") == 0)
-            err = check_cifar(&m, name, size, ei);
+        if (strcmp(f->name, "idx") == 0)
+            err = check_idx(&m, dm.name, &counts[dm.index], &inner);
+        else if (strcmp(f->name, "cifar10") == 0)
+            err = check_cifar(&m, dm.name, dm.size, &inner);
         else
-            err = check_npy(&m, name, size, &counts[idx], ei);
+            err = check_npy(&m, dm.name, dm.size, &counts[dm.index], &inner);
         member_close(&m);
-        if (err) {
-            char msg[256];
-            snprintf(msg, sizeof(msg), "%s", dp_errinfo_msg(ei, err));
-            err = dp_errinfo_set(ei, err == DP_ETOOBIG ? DP_ETOOBIG : DP_EFORMAT,
-                                 "dataset upload: %s", msg);
-            break;
-        }
-        uint64_t padded = (size + 511) / 512 * 512;
-        if (fseek(f, start + (long)padded, SEEK_SET) != 0) {
-            err = dp_errinfo_set(ei, DP_ETRUNC, "dataset upload: member '%s' is truncated", name);
-            break;
-        }
+        /* The checks above read through the archive: a truncated archive
+         * shows there as a bad member. */
+        if (err)
+            err = err == DP_ETOOBIG ? DP_ETOOBIG : DP_EFORMAT;
     }
-    fclose(f);
-    for (int i = 0; !err && i < n_members; i++) {
-        if (!seen[i]) {
-            const char *nm = strcmp(format, "idx") == 0       ? idx_members[i]
-                             : strcmp(format, "cifar10") == 0 ? cifar_members[i]
-                                                              : npy_members[i];
-            err = dp_errinfo_set(ei, DP_EINVAL, "dataset upload: member '%s' is missing", nm);
-        }
-    }
+    dp_dataset_close(rd);
+    if (err)
+        return dp_errinfo_set(ei, err, "dataset upload: %s", dp_errinfo_msg(&inner, err));
+    for (int i = 0; i < f->n_members; i++)
+        if (!seen[i])
+            return dp_errinfo_set(ei, DP_EINVAL, "dataset upload: member '%s' is missing",
+                                  f->members[i]);
     /* Images and labels must pair up (IDX: 0/1 and 2/3; NPY: x/y). */
-    if (!err && strcmp(format, "cifar10") != 0)
+    if (strcmp(f->name, "cifar10") != 0)
         for (int i = 0; i < 4; i += 2)
             if (counts[i] != counts[i + 1])
-                err = dp_errinfo_set(ei, DP_EINVAL,
-                                     "dataset upload: %s has %" PRIu64
-                                     " samples but its labels %" PRIu64,
-                                     strcmp(format, "idx") == 0 ? idx_members[i] : npy_members[i],
-                                     counts[i], counts[i + 1]);
-    return err;
+                return dp_errinfo_set(ei, DP_EINVAL,
+                                      "dataset upload: %s has %" PRIu64
+                                      " samples but its labels %" PRIu64,
+                                      f->members[i], counts[i], counts[i + 1]);
+    return DP_OK;
 }

@@ -31,9 +31,10 @@ enum dp_err srv_validate_model(const char *path, const char *format, struct dp_e
  */
 enum dp_err srv_validate_onnx(const char *path, struct dp_errinfo *ei);
 
-/* An uploaded dataset: an uncompressed POSIX ustar archive whose members
- * are exactly the files docs/api.md lists for format ("idx", "cifar10",
- * "npy"), each validated (headers, sizes, labels). */
+/* An uploaded dataset: a tar archive (common/dataset.h: ustar, pax or GNU,
+ * plain or gzipped, the member rules the worker's extraction applies too)
+ * whose members are exactly the files docs/api.md lists for format ("idx",
+ * "cifar10", "npy"), each validated (headers, sizes, labels). */
 enum dp_err srv_validate_dataset(const char *path, const char *format, struct dp_errinfo *ei);
 
 #endif

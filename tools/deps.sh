@@ -14,6 +14,8 @@ PKGS=(
   dataset-fashion-mnist       # the real data of the demo, the tests and the benches
   python3 python3-numpy python3-torch   # test fixtures and benchmark peers only, never run time
   libcurl4-openssl-dev        # worker task loop (serve) and the dnnpress CLI (libuv: above)
+  libssl-dev                  # libcrypto: SHA-256 of every upload, blob and download (EVP)
+  libarchive-dev              # the one dataset tar reader (tar, pax, gzip), server and worker
   # ---- ONNX (issue 4) ----
   libonnx-dev                 # onnx.proto, compiled by protoc-c at build time
   protobuf-c-compiler libprotobuf-c-dev  # the ONNX reader/writer's protobuf code

@@ -169,13 +169,13 @@ int wk_compress_run(int argc, char **argv, const struct wk_hooks *h)
             return 2;
         }
     }
-    struct admm_spec *spec = dp_calloc(1, sizeof(*spec));
+    struct dp_spec *spec = dp_calloc(1, sizeof(*spec));
     struct dp_errinfo ei = {DP_OK, ""};
     struct nn_dataset train = {0}, test = {0};
     struct dp_model *m = NULL;
     json_t *report = NULL;
     int status = 1;
-    enum dp_err err = spec != NULL ? admm_spec_load(o.spec, spec, &ei) : DP_ENOMEM;
+    enum dp_err err = spec != NULL ? dp_spec_load(o.spec, spec, &ei) : DP_ENOMEM;
     if (err) {
         fprintf(stderr, "compress: %s\n", dp_errinfo_msg(&ei, err));
         status = 2;
@@ -183,9 +183,9 @@ int wk_compress_run(int argc, char **argv, const struct wk_hooks *h)
     }
     if (o.method != NULL) {
         if (strcmp(o.method, "admm") == 0) {
-            spec->method = ADMM_METHOD_ADMM;
+            spec->method = DP_SPEC_ADMM;
         } else if (strcmp(o.method, "magnitude") == 0) {
-            spec->method = ADMM_METHOD_MAGNITUDE;
+            spec->method = DP_SPEC_MAGNITUDE;
         } else {
             fprintf(stderr, "compress: --method must be admm or magnitude\n");
             status = 2;

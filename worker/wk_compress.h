@@ -1,6 +1,6 @@
 /*
  * `dnnpress-worker compress`: the offline compression command. Loads a
- * pretrained checkpoint, a dataset and a job spec (worker/compress/spec.h),
+ * pretrained checkpoint, a dataset and a job spec (common/spec.h),
  * runs ADMM or the magnitude baseline, and writes the compressed checkpoint
  * and the report; progress lines on stderr, a one-line JSON summary on
  * stdout.

@@ -30,9 +30,9 @@
 #include <uv.h>
 
 #include "common/alloc.h"
+#include "common/dataset.h"
 #include "common/log.h"
 #include "worker/wk_engine.h"
-#include "worker/wk_tar.h"
 
 #define WK_PATH_MAX       1200
 #define WK_OUTBOX_MAX     2000 /* events kept while the server does not answer */
@@ -212,9 +212,9 @@ static enum dp_err wk_task_dataset(struct wk_task *t, struct dp_errinfo *ei)
         return err;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return dp_errinfo_set(ei, DP_EIO, "cannot create %s: %s", dir, strerror(errno));
-    /* The extracted files can be no larger than the tar that holds them. */
-    uint64_t max = (uint64_t)json_integer_value(json_object_get(ds, "size"));
-    err = wk_tar_extract_dataset(tar, format, dir, max, t->data_spec, sizeof(t->data_spec), ei);
+    /* A gzipped tar holds more than its size: the bound the server validated against. */
+    uint64_t max = DP_DATASET_MAX_BYTES;
+    err = dp_dataset_extract(tar, format, dir, max, t->data_spec, sizeof(t->data_spec), ei);
     unlink(tar);
     if (!err)
         t->files.data = t->data_spec;

@@ -167,9 +167,9 @@ def onnx_bytes():
     return _ONNX[0]
 
 
-def tar_of(members):
+def tar_of(members, mode="w", fmt=tarfile.USTAR_FORMAT):
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+    with tarfile.open(fileobj=buf, mode=mode, format=fmt) as t:
         for name, data in members:
             ti = tarfile.TarInfo(name)
             ti.size = len(data)
@@ -325,6 +325,16 @@ def main():
                   ("x_test.npy", npy_of("<f4", (2, 2), 4)), ("y_test.npy", npy_of("|u1", (2,), 1))])
     expect(s.req("POST", "/api/v1/datasets?name=tiny-npy&format=npy", raw=npy, token=tok_a), 201,
            "npy tar upload")
+    # The same reader as the worker's (common/dataset.c): pax headers and a
+    # gzip-compressed tar are accepted, and checked member by member.
+    npy_members = [("x_train.npy", npy_of("<f4", (3, 2), 4)), ("y_train.npy", npy_of("|u1", (3,), 1)),
+                   ("x_test.npy", npy_of("<f4", (2, 2), 4)), ("y_test.npy", npy_of("|u1", (2,), 1))]
+    expect(s.req("POST", "/api/v1/datasets?name=npy-pax-gz&format=npy",
+                 raw=tar_of(npy_members, mode="w:gz", fmt=tarfile.PAX_FORMAT), token=tok_a), 201,
+           "npy pax tar.gz upload")
+    expect(s.req("POST", "/api/v1/datasets?name=npy-gz-bad&format=npy",
+                 raw=tar_of(npy_members[:3] + [("y_test.npy", npy_of("|u1", (3,), 1))], mode="w:gz"),
+                 token=tok_a), 400, "tar.gz with a bad member", contains="samples but its labels")
     bad_cif = tar_of([("data_batch_%d.bin" % i, bytes([12]) + bytes(3072)) for i in range(1, 6)] +
                      [("test_batch.bin", bytes(3073))])
     expect(s.req("POST", "/api/v1/datasets?name=bad-cifar&format=cifar10", raw=bad_cif, token=tok_a),

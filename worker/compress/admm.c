@@ -78,7 +78,7 @@ size_t admm_numel(const struct admm_ctx *c, const struct admm_target *t)
 void admm_project(const struct admm_ctx *c, const struct admm_target *t, float *x, int with_quant)
 {
     if (t->rule->prune != NULL)
-        t->rule->prune->project(x, &t->shape, &t->p, c->scratch);
+        admm_constraint_kernel(t->rule->prune)(x, &t->shape, &t->p, c->scratch);
     if (t->conn_rate > 1.0) {
         /* Pattern then whole kernels: each kernel keeps its best pattern,
          * and the kernels with the most energy left are kept. That is the
@@ -89,7 +89,7 @@ void admm_project(const struct admm_ctx *c, const struct admm_target *t, float *
         proj_connectivity(x, &t->shape, &q, c->scratch);
     }
     if (with_quant && t->rule->quant != NULL)
-        t->rule->quant->project(x, &t->shape, &t->p, c->scratch);
+        admm_constraint_kernel(t->rule->quant)(x, &t->shape, &t->p, c->scratch);
 }
 
 void admm_set_rates(struct admm_ctx *c, double f)
@@ -133,7 +133,7 @@ static enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
         const struct dp_layer *l = &m->layers[i];
         if (l->op != DP_OP_CONV2D && l->op != DP_OP_LINEAR)
             continue;
-        const struct admm_rule *r = admm_spec_rule_for(c->spec, l->name);
+        const struct dp_spec_rule *r = dp_spec_rule_for(c->spec, l->name);
         if (r == NULL)
             continue;
         struct admm_target *t = &c->t[c->n_t++];
@@ -141,7 +141,7 @@ static enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
         t->layer = i;
         t->param = l->first_param;
         t->rule = r;
-        t->p = r->params;
+        t->p = admm_constraint_params(&r->params);
         t->base_rate = r->params.rate;
         t->rho = r->rho >= 0 ? r->rho : c->spec->rho;
         t->shape.o = w->shape[0];
@@ -165,8 +165,8 @@ static enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
         struct admm_target *t = &c->t[k];
         if (t->rule->prune == NULL || !t->rule->prune->needs_3x3 || t->p.n_library > 0)
             continue;
-        const float *ws[ADMM_SPEC_MAX_RULES * 4];
-        struct proj_shape ss[ADMM_SPEC_MAX_RULES * 4];
+        const float *ws[DP_SPEC_MAX_RULES * 4];
+        struct proj_shape ss[DP_SPEC_MAX_RULES * 4];
         int n = 0;
         for (int j = k; j < c->n_t && n < (int)(sizeof(ws) / sizeof(ws[0])); j++) {
             if (c->t[j].rule == t->rule) {
@@ -194,7 +194,7 @@ static enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
 
 static enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
 {
-    const struct admm_spec *s = c->spec;
+    const struct dp_spec *s = c->spec;
     const enum admm_phase ph = c->cb != NULL ? c->cb->phase : ADMM_PHASE_ALL;
     const int max = s->stages * (s->admm_iters + 1) + s->magnitude_steps + 1;
     c->steps = dp_calloc((size_t)max, sizeof(struct admm_step));
@@ -202,8 +202,8 @@ static enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory");
     struct admm_step *st = c->steps;
     int n = 0;
-    if (s->method == ADMM_METHOD_MAGNITUDE) {
-        const int budget = admm_spec_epochs(s), steps = s->magnitude_steps;
+    if (s->method == DP_SPEC_MAGNITUDE) {
+        const int budget = dp_spec_epochs(s), steps = s->magnitude_steps;
         for (int r = 0; r < steps; r++) {
             st[n] = (struct admm_step){ADMM_STEP_MAGNITUDE,
                                        0,
@@ -288,10 +288,10 @@ static void admm_post_step(void *ud, struct dp_model *m)
                 sh[i] += w[i] - wq[i];
                 w[i] = sh[i];
             }
-            t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+            admm_constraint_kernel(t->rule->quant)(w, &t->shape, &t->p, c->scratch);
             memcpy(wq, w, n * sizeof(float));
         } else {
-            t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+            admm_constraint_kernel(t->rule->quant)(w, &t->shape, &t->p, c->scratch);
         }
     }
 }
@@ -311,7 +311,7 @@ static void admm_quant_start(struct admm_ctx *c)
         float *w = admm_w(c, t);
         const size_t off = c->m->params[t->param].offset, n = admm_numel(c, t);
         memcpy(c->z + off, w, n * sizeof(float));
-        t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+        admm_constraint_kernel(t->rule->quant)(w, &t->shape, &t->p, c->scratch);
         memcpy(c->u + off, w, n * sizeof(float));
         c->shadow_on = 1;
     }
@@ -447,7 +447,7 @@ static void admm_harden(struct admm_ctx *c, int with_quant)
             /* The pruned float weights become the latent copy (see admm_post_step). */
             const size_t off = m->params[t->param].offset, n = admm_numel(c, t);
             memcpy(c->z + off, w, n * sizeof(float));
-            t->rule->quant->project(w, &t->shape, &t->p, c->scratch);
+            admm_constraint_kernel(t->rule->quant)(w, &t->shape, &t->p, c->scratch);
             memcpy(c->u + off, w, n * sizeof(float));
             c->shadow_on = 1;
         }
@@ -460,7 +460,7 @@ static void admm_harden(struct admm_ctx *c, int with_quant)
 static enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *sp,
                                    struct dp_errinfo *ei)
 {
-    const struct admm_spec *s = c->spec;
+    const struct dp_spec *s = c->spec;
     const struct dp_model *m = c->m;
     switch (sp->kind) {
         case ADMM_STEP_ADMM:
@@ -497,7 +497,7 @@ static enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *s
             /* Geometric targets: rate^(1/steps), rate^(2/steps), ..., rate. */
             const double f = (double)(sp->iter + 1) / (double)s->magnitude_steps;
             admm_set_rates(c, f);
-            if (s->magnitude_alloc == ADMM_ALLOC_GLOBAL) {
+            if (s->magnitude_alloc == DP_SPEC_ALLOC_GLOBAL) {
                 enum dp_err err = admm_alloc_global(c, f, ei);
                 if (err)
                     return err;
@@ -512,7 +512,7 @@ static enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *s
 
 static void admm_zu_update(struct admm_ctx *c, const struct admm_step *sp)
 {
-    const struct admm_spec *s = c->spec;
+    const struct dp_spec *s = c->spec;
     const struct dp_model *m = c->m;
     json_t *lt = json_array();
     double mean_resid = 0.0;
@@ -551,7 +551,7 @@ static void admm_zu_update(struct admm_ctx *c, const struct admm_step *sp)
 static enum dp_err admm_stage_end(struct admm_ctx *c, const struct admm_step *sp,
                                   struct dp_errinfo *ei)
 {
-    const struct admm_spec *s = c->spec;
+    const struct dp_spec *s = c->spec;
     const double acc = c->last_test_acc;
     const int progressive = s->stages > 1;
     const int ok = !progressive || acc >= c->dense_acc - s->tolerance;
@@ -636,7 +636,7 @@ static int admm_file_exists(const char *path)
 }
 
 enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
-                          const struct nn_dataset *test, const struct admm_spec *spec,
+                          const struct nn_dataset *test, const struct dp_spec *spec,
                           const struct admm_callbacks *cb, json_t **report, struct dp_errinfo *ei)
 {
     struct admm_ctx c;

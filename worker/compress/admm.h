@@ -1,7 +1,7 @@
 /*
  * The ADMM compression engine and the magnitude-pruning baseline.
  *
- *   struct admm_spec spec;  admm_spec_load("spec.json", &spec, &ei);
+ *   struct dp_spec spec;  dp_spec_load("spec.json", &spec, &ei);
  *   json_t *report = NULL;
  *   err = admm_compress(model, &train, &test, &spec, &cb, &report, &ei);
  *
@@ -34,7 +34,7 @@
 
 #include "common/err.h"
 #include "common/model.h"
-#include "worker/compress/spec.h"
+#include "common/spec.h"
 #include "worker/nn/data.h"
 
 /* Progress callback: one line of text per epoch and per ADMM iteration. */
@@ -74,7 +74,7 @@ struct admm_callbacks {
  * with resume set continues to the same result bit for bit (same thread
  * count). */
 enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
-                          const struct nn_dataset *test, const struct admm_spec *spec,
+                          const struct nn_dataset *test, const struct dp_spec *spec,
                           const struct admm_callbacks *cb, json_t **report, struct dp_errinfo *ei);
 
 #endif

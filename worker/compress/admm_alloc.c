@@ -188,7 +188,7 @@ static enum dp_err alloc_sensitivity(struct admm_ctx *c, const struct nn_dataset
             probe.p.rate = s->grid[g];
             probe.conn_rate = 0.0;
             if (probe.rule->prune != NULL)
-                probe.rule->prune->project(w, &probe.shape, &probe.p, c->scratch);
+                admm_constraint_kernel(probe.rule->prune)(w, &probe.shape, &probe.p, c->scratch);
             double loss = 0.0;
             err = nn_evaluate(c->m, sample, mean, std, c->spec->batch, &acc, &loss, ei);
             s->damage[k * s->n_g + g] = loss - base;
@@ -202,7 +202,7 @@ static enum dp_err alloc_sensitivity(struct admm_ctx *c, const struct nn_dataset
 enum dp_err admm_alloc_auto(struct admm_ctx *c, const struct nn_dataset *train,
                             struct dp_errinfo *ei)
 {
-    const struct admm_spec *sp = c->spec;
+    const struct dp_spec *sp = c->spec;
     struct admm_alloc_search s;
     memset(&s, 0, sizeof(s));
     s.n_t = c->n_t;
@@ -222,7 +222,8 @@ enum dp_err admm_alloc_auto(struct admm_ctx *c, const struct nn_dataset *train,
     double total = 0.0;
     for (int k = 0; k < c->n_t; k++) {
         const struct dp_layer *l = &c->m->layers[c->t[k].layer];
-        const double uses = sp->auto_objective == ADMM_OBJ_FLOPS ? (double)l->out_h * l->out_w : 1;
+        const double uses =
+            sp->auto_objective == DP_SPEC_OBJ_FLOPS ? (double)l->out_h * l->out_w : 1;
         s.cost[k] = (double)admm_numel(c, &c->t[k]) * uses;
         total += s.cost[k];
     }
@@ -255,7 +256,7 @@ enum dp_err admm_alloc_auto(struct admm_ctx *c, const struct nn_dataset *train,
     json_decref(c->auto_info);
     c->auto_info =
         json_pack("{s:s, s:f, s:f, s:i, s:i, s:o, s:o}", "objective",
-                  sp->auto_objective == ADMM_OBJ_FLOPS ? "flops" : "params", "target_rate",
+                  sp->auto_objective == DP_SPEC_OBJ_FLOPS ? "flops" : "params", "target_rate",
                   sp->auto_rate, "achieved_rate", total / alloc_kept(&s, idx), "sample_images",
                   sample.n, "search_iters", sp->auto_search_iters, "grid", grid, "layers", layers);
     if (c->auto_info == NULL)

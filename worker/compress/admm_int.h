@@ -10,11 +10,12 @@
 #include <stdint.h>
 
 #include "worker/compress/admm.h"
+#include "worker/compress/constraint.h"
 #include "worker/nn/optim.h"
 
 struct admm_target {
     int layer, param;
-    const struct admm_rule *rule;
+    const struct dp_spec_rule *rule;
     struct proj_params p; /* the rule's, pattern library filled in, rate of the current stage */
     struct proj_shape shape;
     double base_rate; /* the final pruning rate: the rule's, or the automatic choice */
@@ -36,7 +37,7 @@ struct admm_step {
 
 struct admm_ctx {
     struct dp_model *m;
-    const struct admm_spec *spec;
+    const struct dp_spec *spec;
     const struct admm_callbacks *cb;
     int n_t;
     struct admm_target *t;

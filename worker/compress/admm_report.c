@@ -181,7 +181,7 @@ json_t *admm_report(const struct admm_ctx *c, double final_acc, double seconds)
     json_t *r = json_pack(
         "{s:i, s:s, s:s, s:f, s:f, s:i, s:f, s:o, s:{s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
         "s:f}, s:O, s:O}",
-        "version", 1, "method", c->spec->method == ADMM_METHOD_ADMM ? "admm" : "magnitude", "phase",
+        "version", 1, "method", c->spec->method == DP_SPEC_ADMM ? "admm" : "magnitude", "phase",
         phase[ph], "dense_test_accuracy", c->dense_acc, "final_test_accuracy", final_acc, "epochs",
         c->epochs_done, "wall_seconds", seconds, "layers", layers, "totals", "params", tot[0],
         "nonzeros", tot[1], "rate", tot[1] > 0 ? tot[0] / tot[1] : 0.0, "storage_dense_bytes",

@@ -40,7 +40,7 @@ enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, 
 {
     const struct dp_model *m = c->m;
     char digest[24];
-    snprintf(digest, sizeof(digest), "%016" PRIx64, admm_spec_digest(c->spec));
+    snprintf(digest, sizeof(digest), "%016" PRIx64, dp_spec_digest(c->spec));
     json_t *st = json_pack(
         "{s:i, s:s, s:I, s:i, s:i, s:i, s:b, s:b, s:b, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, "
         "s:I, s:b, s:o, s:O, s:O, s:O?, s:b}",
@@ -97,7 +97,7 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
     const char *text = dp_st_meta_get(f, ADMM_STATE_KEY);
     st = text != NULL ? json_loads(text, JSON_REJECT_DUPLICATES, NULL) : NULL;
     char digest[24];
-    snprintf(digest, sizeof(digest), "%016" PRIx64, admm_spec_digest(c->spec));
+    snprintf(digest, sizeof(digest), "%016" PRIx64, dp_spec_digest(c->spec));
     const json_t *tg = json_object_get(st, "targets");
     if (st == NULL) {
         err = admm_state_bad(ei, path, "no readable \"admm_state\" metadata");

@@ -1,38 +1,42 @@
 /*
- * The constraint registry (see constraint.h): one line per scheme.
+ * The scheme -> kernel table (see constraint.h): one line per scheme,
+ * indexed by the scheme's id from common/scheme.h.
  */
 #include "worker/compress/constraint.h"
 
-#include <string.h>
+#include "common/assert.h"
 
-static const struct admm_constraint admm_constraints[] = {
-    {"irregular", ADMM_PRUNE, proj_irregular, 1, 0},
-    {"filter", ADMM_PRUNE, proj_filter, 1, 0},
-    {"channel", ADMM_PRUNE, proj_channel, 1, 0},
-    {"column", ADMM_PRUNE, proj_column, 1, 0},
-    {"filter+column", ADMM_PRUNE, proj_filter_column, 1, 0},
-    {"connectivity", ADMM_PRUNE, proj_connectivity, 1, 0},
-    {"nm", ADMM_PRUNE, proj_nm, 0, 0},
-    {"pattern", ADMM_PRUNE, proj_pattern, 0, 1},
-    {"binary", ADMM_QUANT, quant_binary, 0, 0},
-    {"ternary", ADMM_QUANT, quant_ternary, 0, 0},
-    {"kbit", ADMM_QUANT, quant_kbit, 0, 0},
-    {"pow2", ADMM_QUANT, quant_pow2, 0, 0},
-    {"pow2sum", ADMM_QUANT, quant_pow2sum, 0, 0},
+static const proj_fn admm_kernels[DP_SCHEME__COUNT] = {
+    [DP_SCHEME_IRREGULAR] = proj_irregular,
+    [DP_SCHEME_FILTER] = proj_filter,
+    [DP_SCHEME_CHANNEL] = proj_channel,
+    [DP_SCHEME_COLUMN] = proj_column,
+    [DP_SCHEME_FILTER_COLUMN] = proj_filter_column,
+    [DP_SCHEME_CONNECTIVITY] = proj_connectivity,
+    [DP_SCHEME_NM] = proj_nm,
+    [DP_SCHEME_PATTERN] = proj_pattern,
+    [DP_SCHEME_BINARY] = quant_binary,
+    [DP_SCHEME_TERNARY] = quant_ternary,
+    [DP_SCHEME_KBIT] = quant_kbit,
+    [DP_SCHEME_POW2] = quant_pow2,
+    [DP_SCHEME_POW2SUM] = quant_pow2sum,
 };
 
-const struct admm_constraint *admm_constraint_find(const char *name)
+proj_fn admm_constraint_kernel(const struct dp_scheme *s)
 {
-    for (size_t i = 0; i < sizeof(admm_constraints) / sizeof(admm_constraints[0]); i++) {
-        if (strcmp(admm_constraints[i].name, name) == 0)
-            return &admm_constraints[i];
-    }
-    return NULL;
+    DP_ASSERT(s != NULL && (int)s->id >= 0 && s->id < DP_SCHEME__COUNT);
+    return admm_kernels[s->id];
 }
 
-const char *admm_constraint_names(enum admm_kind kind)
+struct proj_params admm_constraint_params(const struct dp_spec_params *sp)
 {
-    return kind == ADMM_PRUNE
-               ? "irregular, filter, channel, column, filter+column, connectivity, nm, pattern"
-               : "binary, ternary, kbit, pow2, pow2sum";
+    struct proj_params p = proj_params_default();
+    p.rate = sp->rate;
+    p.n = sp->n;
+    p.m = sp->m;
+    p.bits = sp->bits;
+    p.per_channel = sp->per_channel;
+    p.balanced = sp->balanced;
+    p.keep_zeros = sp->keep_zeros;
+    return p;
 }

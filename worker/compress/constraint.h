@@ -1,32 +1,25 @@
 /*
- * The constraint registry: every pruning and quantization scheme of the
- * ADMM framework, by the name a job spec uses. Adding a scheme is adding
- * its projection file and one line in constraint.c; the ADMM loop only
- * ever calls through this table (STYLE rule 33).
+ * The worker's side of the scheme registry: binds every scheme of
+ * common/scheme.h (the names, kinds and validation facts both programs
+ * share) to its projection kernel here. Adding a scheme is a row in
+ * common/scheme.h, its projection file, and one line in constraint.c's
+ * kernel table; the ADMM loop only ever calls through this table (STYLE
+ * rule 33), never switches on the scheme.
  */
 #ifndef DP_WORKER_COMPRESS_CONSTRAINT_H
 #define DP_WORKER_COMPRESS_CONSTRAINT_H
 
-#include "common/err.h"
+#include "common/scheme.h"
+#include "common/spec.h"
 #include "worker/compress/proj.h"
 
-enum admm_kind {
-    ADMM_PRUNE, /* zeros entries; the support becomes the retraining mask */
-    ADMM_QUANT, /* moves entries onto levels; re-applied after every retraining step */
-};
+/* The projection (Z-step) of scheme s. s is a row of common/scheme.h (not
+ * NULL); every row has a kernel (the unit test constraint/every_scheme
+ * checks), so the result is never NULL. Any thread. */
+proj_fn admm_constraint_kernel(const struct dp_scheme *s);
 
-struct admm_constraint {
-    const char *name; /* as in the job spec: "irregular", "filter", "kbit", ... */
-    enum admm_kind kind;
-    proj_fn project;
-    int uses_rate; /* pruning schemes that read proj_params.rate */
-    int needs_3x3; /* pattern: applies to 3x3 kernels only */
-};
-
-/* The scheme registered under name, or NULL. */
-const struct admm_constraint *admm_constraint_find(const char *name);
-
-/* Comma-separated names of all schemes of a kind, for error messages. */
-const char *admm_constraint_names(enum admm_kind kind);
+/* The projection parameters for a spec rule's parameters: the spec's fields
+ * copied, the rest (the pattern library) at proj_params_default(). */
+struct proj_params admm_constraint_params(const struct dp_spec_params *sp);
 
 #endif

@@ -2,7 +2,7 @@
  * Euclidean projections onto the constraint sets of the ADMM framework:
  * the Z-step of every scheme (see ../shared/research/admm-algorithms.md,
  * sections 2-5 and 3.3-3.4). Each scheme is one file and one function with
- * the same signature, registered by name in constraint.c, so the ADMM loop
+ * the same signature, bound to its scheme (common/scheme.h) in constraint.c, so the ADMM loop
  * never switches on the scheme.
  *
  *   struct proj_shape s = {O, I, KH, KW};        a linear weight is (O, I, 1, 1)
@@ -16,7 +16,7 @@
  *   - scratch holds at least proj_scratch_bytes(&s) bytes, aligned for
  *     double and int64 (dp_malloc or dp_malloc_aligned); projections never
  *     allocate and never fail (parameters are validated before, by the job
- *     spec parser, worker/compress/spec.c; rate < 1 or NaN is a programmer
+ *     spec parser, common/spec.c; rate < 1 or NaN is a programmer
  *     error and asserts).
  *   - the result is feasible, projecting twice changes nothing, and ties
  *     (equal magnitudes or norms) go to the LOWER index, so results are

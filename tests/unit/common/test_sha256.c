@@ -12,7 +12,7 @@
 static void hex_of(const void *p, size_t n, char hex[65])
 {
     uint8_t d[32];
-    dp_sha256(p, n, d);
+    cr_assert_eq(dp_sha256(p, n, d), DP_OK);
     dp_sha256_hex(d, hex);
 }
 
@@ -43,27 +43,27 @@ Test(sha256, incremental_matches_one_shot_across_block_edges)
     static char buf[1000000];
     memset(buf, 'a', sizeof(buf));
     struct dp_sha256_ctx c;
-    dp_sha256_init(&c);
+    cr_assert_eq(dp_sha256_init(&c), DP_OK);
     size_t off = 0, step = 1;
     while (off < sizeof(buf)) {
         size_t n = step < sizeof(buf) - off ? step : sizeof(buf) - off;
-        dp_sha256_update(&c, buf + off, n);
+        cr_assert_eq(dp_sha256_update(&c, buf + off, n), DP_OK);
         off += n;
         step = step % 97 + 1;
     }
     uint8_t d[32];
     char hex[65];
-    dp_sha256_final(&c, d);
+    cr_assert_eq(dp_sha256_final(&c, d), DP_OK);
     dp_sha256_hex(d, hex);
     cr_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
     /* Lengths around the 55/56/64-byte padding edges agree with one-shot. */
     for (size_t n = 50; n < 130; n++) {
         char a[65], b[65];
         hex_of(buf, n, a);
-        dp_sha256_init(&c);
-        dp_sha256_update(&c, buf, n / 2);
-        dp_sha256_update(&c, buf + n / 2, n - n / 2);
-        dp_sha256_final(&c, d);
+        cr_assert_eq(dp_sha256_init(&c), DP_OK);
+        cr_assert_eq(dp_sha256_update(&c, buf, n / 2), DP_OK);
+        cr_assert_eq(dp_sha256_update(&c, buf + n / 2, n - n / 2), DP_OK);
+        cr_assert_eq(dp_sha256_final(&c, d), DP_OK);
         dp_sha256_hex(d, b);
         cr_assert_str_eq(a, b, "length %zu", n);
     }
@@ -95,4 +95,25 @@ Test(sha256, hex_valid_and_file)
     cr_assert(strstr(ei.msg, "missing") != NULL, "%s", ei.msg);
     dp_test_tmpdir_remove(dir);
     DP_ASSERT_NO_LEAKS();
+}
+
+Test(sha256, free_abandons_and_accepts_released)
+{
+    /* A context abandoned half way is released by free; free then and on a
+     * zeroed context is a no-op (callers free unconditionally on cleanup). */
+    struct dp_sha256_ctx c = {0};
+    dp_sha256_free(&c);
+    cr_assert_eq(dp_sha256_init(&c), DP_OK);
+    cr_assert_eq(dp_sha256_update(&c, "abc", 3), DP_OK);
+    cr_assert_eq(c.n_bytes, 3u);
+    dp_sha256_free(&c);
+    cr_assert_null(c.md);
+    dp_sha256_free(&c);
+    uint8_t d[32];
+    char hex[65];
+    cr_assert_eq(dp_sha256_init(&c), DP_OK);
+    cr_assert_eq(dp_sha256_final(&c, d), DP_OK);
+    cr_assert_null(c.md, "final releases the context");
+    dp_sha256_hex(d, hex);
+    cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }

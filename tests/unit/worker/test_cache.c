@@ -30,7 +30,7 @@ static enum dp_err fake_fetch(void *ud, const char *sha256, FILE *out, struct dp
 static void name_of(const char *content, char hex[65])
 {
     uint8_t d[32];
-    dp_sha256(content, strlen(content), d);
+    cr_assert_eq(dp_sha256(content, strlen(content), d), DP_OK);
     dp_sha256_hex(d, hex);
 }
 

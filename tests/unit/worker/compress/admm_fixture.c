@@ -56,16 +56,16 @@ size_t admm_nnz(const struct dp_model *m, const char *param)
     return n;
 }
 
-void admm_fixture_spec(const char *text, struct admm_spec *spec)
+void admm_fixture_spec(const char *text, struct dp_spec *spec)
 {
     struct dp_errinfo ei = {0};
-    cr_assert_eq(admm_spec_parse(text, strlen(text), spec, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(dp_spec_parse(text, strlen(text), spec, &ei), DP_OK, "%s", ei.msg);
     spec->batch = 32;
 }
 
 json_t *admm_run_spec(struct admm_fixture *f, const char *text)
 {
-    struct admm_spec spec;
+    struct dp_spec spec;
     struct dp_errinfo ei = {0};
     admm_fixture_spec(text, &spec);
     json_t *report = NULL;

@@ -11,7 +11,7 @@
 #include <jansson.h>
 
 #include "common/model.h"
-#include "worker/compress/spec.h"
+#include "common/spec.h"
 #include "worker/nn/data.h"
 
 struct admm_fixture {
@@ -23,7 +23,7 @@ void admm_fixture_init(struct admm_fixture *f);
 void admm_fixture_free(struct admm_fixture *f);
 
 /* Parses a spec (failing the test on an error) with the fixture's batch of 32. */
-void admm_fixture_spec(const char *text, struct admm_spec *spec);
+void admm_fixture_spec(const char *text, struct dp_spec *spec);
 
 /* Runs spec text on the fixture's model without callbacks; the report must
  * come back (the caller releases it). */

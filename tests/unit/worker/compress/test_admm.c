@@ -121,15 +121,15 @@ Test(admm, a_rule_that_fits_no_layer_is_an_error)
     struct dp_errinfo ei = {0};
     cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &f.m, &ei), DP_OK);
     cr_assert_eq(nn_dataset_synthetic(&f.train, 64, 1, 28, 28, 10, 1), DP_OK);
-    struct admm_spec spec;
+    struct dp_spec spec;
     const char *t = "{\"layers\":[{\"match\":\"nothing*\",\"prune\":{\"scheme\":\"irregular\","
                     "\"rate\":2}}]}";
-    cr_assert_eq(admm_spec_parse(t, strlen(t), &spec, &ei), DP_OK);
+    cr_assert_eq(dp_spec_parse(t, strlen(t), &spec, &ei), DP_OK);
     json_t *report = NULL;
     cr_assert_eq(admm_compress(f.m, &f.train, &f.train, &spec, NULL, &report, &ei), DP_EINVAL);
     cr_assert(strstr(ei.msg, "matches") != NULL, "%s", ei.msg);
     const char *p = "{\"layers\":[{\"match\":\"conv*\",\"prune\":{\"scheme\":\"pattern\"}}]}";
-    cr_assert_eq(admm_spec_parse(p, strlen(p), &spec, &ei), DP_OK);
+    cr_assert_eq(dp_spec_parse(p, strlen(p), &spec, &ei), DP_OK);
     cr_assert_eq(admm_compress(f.m, &f.train, &f.train, &spec, NULL, &report, &ei), DP_EINVAL);
     cr_assert(strstr(ei.msg, "3x3") != NULL, "%s", ei.msg);
     admm_fixture_free(&f);

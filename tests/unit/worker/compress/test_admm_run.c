@@ -54,7 +54,7 @@ Test(admm_run, resumed_run_equals_the_uninterrupted_one, .timeout = 600)
     struct admm_fixture f;
     admm_fixture_init(&f);
     float *pre = admm_copy(f.m);
-    struct admm_spec spec;
+    struct dp_spec spec;
     admm_fixture_spec(admm_resume_spec, &spec);
     struct dp_errinfo ei = {0};
     char dir[256], ck[300];
@@ -101,7 +101,7 @@ Test(admm_run, resumed_run_equals_the_uninterrupted_one, .timeout = 600)
     cr_assert(json_equal(json_object_get(report, "trace"), json_object_get(ref_report, "trace")));
 
     /* A checkpoint of another spec is refused, with the reason. */
-    struct admm_spec other = spec;
+    struct dp_spec other = spec;
     other.retrain_epochs = 3;
     memcpy(f.m->data, pre, f.m->n_floats * sizeof(float));
     json_t *none = NULL;
@@ -122,7 +122,7 @@ Test(admm_run, compress_then_retrain_phases_equal_one_run, .timeout = 300)
     struct admm_fixture f;
     admm_fixture_init(&f);
     float *pre = admm_copy(f.m);
-    struct admm_spec spec;
+    struct dp_spec spec;
     admm_fixture_spec(
         "{\"admm\":{\"iters\":2,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":2},"
         "\"layers\":[{\"match\":\"*\",\"prune\":{\"scheme\":\"irregular\",\"rate\":6},"

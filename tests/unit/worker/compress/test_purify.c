@@ -121,8 +121,8 @@ Test(purify, structured_and_pattern_admm_on_resnet20, .timeout = 900)
         "\"layers\":[{\"match\":\"layer*.conv1\",\"prune\":{\"scheme\":\"filter\",\"rate\":4}},"
         "{\"match\":\"layer*.conv2\",\"prune\":{\"scheme\":\"pattern\",\"library_size\":8,"
         "\"connectivity\":2}}]}";
-    struct admm_spec spec;
-    cr_assert_eq(admm_spec_parse(text, strlen(text), &spec, &ei), DP_OK, "%s", ei.msg);
+    struct dp_spec spec;
+    cr_assert_eq(dp_spec_parse(text, strlen(text), &spec, &ei), DP_OK, "%s", ei.msg);
     json_t *r = NULL;
     cr_assert_eq(admm_compress(m, &train, &test, &spec, NULL, &r, &ei), DP_OK, "%s", ei.msg);
     /* Every conv1 keeps exactly 1/4 of its filters; every conv2 kernel is

@@ -22,42 +22,58 @@
  *
  * Each conv2d and linear weight takes the first rule whose glob matches
  * its layer name; layers no rule matches stay dense.
+ *
+ * The spec is a contract of both programs: the server validates a
+ * submission with exactly this parser, and the worker runs what it parsed.
+ * Schemes are names from common/scheme.h; the worker binds them to its
+ * projection kernels (worker/compress/constraint.h).
  */
-#ifndef DP_WORKER_COMPRESS_SPEC_H
-#define DP_WORKER_COMPRESS_SPEC_H
+#ifndef DP_COMMON_SPEC_H
+#define DP_COMMON_SPEC_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
-#include "worker/compress/constraint.h"
+#include "common/scheme.h"
 
-#define ADMM_SPEC_MAX_RULES 64
-#define ADMM_SPEC_MAX_BYTES (1 << 20)
+#define DP_SPEC_MAX_RULES 64
+#define DP_SPEC_MAX_BYTES (1 << 20)
 
-enum admm_method { ADMM_METHOD_ADMM, ADMM_METHOD_MAGNITUDE };
+enum dp_spec_method { DP_SPEC_ADMM, DP_SPEC_MAGNITUDE };
+
+/* A rule's scheme parameters, as the spec states them (the worker copies
+ * them into its projection parameters). */
+struct dp_spec_params {
+    double rate;     /* pruning: compression rate >= 1 (units kept = units / rate); default 1 */
+    int n, m;        /* nm: keep the n largest of every m consecutive weights; default 2:4 */
+    int bits;        /* kbit: 2..8; pow2, pow2sum: exponent range; default 8 */
+    int per_channel; /* quantizers: one scale per output channel instead of one per layer */
+    int balanced;    /* connectivity: keep the same number of kernels in every filter */
+    int keep_zeros;  /* set when the rule also prunes: pruned zeros stay zero under the quantizer */
+};
 
 /* How the magnitude baseline spreads its pruning over the layers. */
-enum admm_alloc {
-    ADMM_ALLOC_UNIFORM, /* every layer at its rule's rate */
-    ADMM_ALLOC_GLOBAL,  /* one magnitude threshold over all irregular layers, same total */
+enum dp_spec_alloc {
+    DP_SPEC_ALLOC_UNIFORM, /* every layer at its rule's rate */
+    DP_SPEC_ALLOC_GLOBAL,  /* one magnitude threshold over all irregular layers, same total */
 };
 
 /* What the automatic per-layer rates reduce. */
-enum admm_objective { ADMM_OBJ_PARAMS, ADMM_OBJ_FLOPS };
+enum dp_spec_objective { DP_SPEC_OBJ_PARAMS, DP_SPEC_OBJ_FLOPS };
 
-struct admm_rule {
-    char match[64];                      /* glob over layer names */
-    const struct admm_constraint *prune; /* NULL: no pruning */
-    const struct admm_constraint *quant; /* NULL: no quantization */
-    struct proj_params params;           /* rate, n:m, bits, per_channel, balanced */
-    int n_patterns;                      /* pattern library size (6, 8, 12, ...) */
+struct dp_spec_rule {
+    char match[64];                /* glob over layer names */
+    const struct dp_scheme *prune; /* a DP_SCHEME_PRUNE row; NULL: no pruning */
+    const struct dp_scheme *quant; /* a DP_SCHEME_QUANT row; NULL: no quantization */
+    struct dp_spec_params params;
+    int n_patterns;   /* pattern library size (6, 8, 12, ...) */
     double conn_rate; /* pattern + connectivity: keep 1/conn_rate of the kernels; 0 none */
     double rho;       /* < 0: the global rho */
 };
 
-struct admm_spec {
-    enum admm_method method;
+struct dp_spec {
+    enum dp_spec_method method;
     uint64_t seed;
     int batch;
     int admm_iters, epochs_per_iter;
@@ -65,37 +81,36 @@ struct admm_spec {
     int retrain_epochs;
     double retrain_lr;
     int magnitude_steps;
-    enum admm_alloc magnitude_alloc;
+    enum dp_spec_alloc magnitude_alloc;
     double momentum, weight_decay;
     int purify;       /* drop dead filters and channels after the run (shapes shrink) */
     int stages;       /* progressive: intermediate targets rate^(s/stages), s = 1..stages */
     double tolerance; /* a stage is accepted when its accuracy is >= dense - tolerance */
     int auto_on;      /* per-layer rates chosen automatically (auto_* below) */
-    enum admm_objective auto_objective;
+    enum dp_spec_objective auto_objective;
     double auto_rate;      /* the global target rate on parameters or FLOPs */
     int auto_search_iters; /* simulated-annealing steps */
     int auto_eval_images;  /* training images held for the sensitivity analysis */
     int n_rules;
-    struct admm_rule rules[ADMM_SPEC_MAX_RULES];
+    struct dp_spec_rule rules[DP_SPEC_MAX_RULES];
 };
 
-/* Parses and validates text (len bytes, at most ADMM_SPEC_MAX_BYTES).
+/* Parses and validates text (len bytes, at most DP_SPEC_MAX_BYTES).
  * Unknown fields are errors too: a typo must not silently mean a default. */
-enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
-                            struct dp_errinfo *ei);
+enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, struct dp_errinfo *ei);
 
 /* Reads and parses a spec file; messages start with the path. */
-enum dp_err admm_spec_load(const char *path, struct admm_spec *out, struct dp_errinfo *ei);
+enum dp_err dp_spec_load(const char *path, struct dp_spec *out, struct dp_errinfo *ei);
 
 /* The rule for a layer name, or NULL when none matches. */
-const struct admm_rule *admm_spec_rule_for(const struct admm_spec *s, const char *layer);
+const struct dp_spec_rule *dp_spec_rule_for(const struct dp_spec *s, const char *layer);
 
 /* Training epochs the spec spends in all: stages * (ADMM iterations *
  * epochs + retraining). */
-int admm_spec_epochs(const struct admm_spec *s);
+int dp_spec_epochs(const struct dp_spec *s);
 
 /* A 64-bit digest of everything in the spec that shapes a run; a resumed
  * run refuses a checkpoint written under a different spec. */
-uint64_t admm_spec_digest(const struct admm_spec *s);
+uint64_t dp_spec_digest(const struct dp_spec *s);
 
 #endif

@@ -4,7 +4,7 @@
  * type and range, so the first problem found is reported with its path
  * ("layers[1].prune.rate: must be a number >= 1").
  */
-#include "worker/compress/spec.h"
+#include "common/spec.h"
 
 #include <fnmatch.h>
 #include <jansson.h>
@@ -78,25 +78,26 @@ static enum dp_err spec_bool(const json_t *obj, const char *key, const char *pat
 
 /* ---- Sections ------------------------------------------------------------ */
 
-static enum dp_err spec_scheme(const json_t *obj, const char *path, enum admm_kind kind,
-                               int auto_rates, struct admm_rule *r, struct dp_errinfo *ei)
+static enum dp_err spec_scheme(const json_t *obj, const char *path, enum dp_scheme_kind kind,
+                               int auto_rates, struct dp_spec_rule *r, struct dp_errinfo *ei)
 {
+    char names[160];
+    dp_scheme_names(kind, names, sizeof(names));
     static const char *const prune_keys[] = {"scheme",       "rate",         "n", "m", "balanced",
                                              "library_size", "connectivity", NULL};
     static const char *const quant_keys[] = {"scheme", "bits", "per_channel", NULL};
-    enum dp_err err = spec_keys(obj, path, kind == ADMM_PRUNE ? prune_keys : quant_keys, ei);
+    enum dp_err err = spec_keys(obj, path, kind == DP_SCHEME_PRUNE ? prune_keys : quant_keys, ei);
     if (err)
         return err;
     json_t *sv = json_object_get(obj, "scheme");
     if (!json_is_string(sv))
-        return dp_errinfo_set(ei, DP_EINVAL, "%s.scheme: required, one of %s", path,
-                              admm_constraint_names(kind));
-    const struct admm_constraint *c = admm_constraint_find(json_string_value(sv));
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.scheme: required, one of %s", path, names);
+    const struct dp_scheme *c = dp_scheme_find(json_string_value(sv));
     if (c == NULL || c->kind != kind)
         return dp_errinfo_set(ei, DP_EINVAL, "%s.scheme: '%.64s' is not one of %s", path,
-                              json_string_value(sv), admm_constraint_names(kind));
-    struct proj_params *p = &r->params;
-    if (kind == ADMM_PRUNE) {
+                              json_string_value(sv), names);
+    struct dp_spec_params *p = &r->params;
+    if (kind == DP_SCHEME_PRUNE) {
         r->prune = c;
         if (c->uses_rate && !auto_rates && json_object_get(obj, "rate") == NULL)
             return dp_errinfo_set(ei, DP_EINVAL, "%s.rate: required for scheme '%s'", path,
@@ -129,7 +130,7 @@ static enum dp_err spec_scheme(const json_t *obj, const char *path, enum admm_ki
     return err;
 }
 
-static enum dp_err spec_rule(const json_t *obj, int idx, int auto_rates, struct admm_rule *r,
+static enum dp_err spec_rule(const json_t *obj, int idx, int auto_rates, struct dp_spec_rule *r,
                              struct dp_errinfo *ei)
 {
     static const char *const keys[] = {"match", "prune", "quant", "rho", NULL};
@@ -139,7 +140,7 @@ static enum dp_err spec_rule(const json_t *obj, int idx, int auto_rates, struct 
     if (err)
         return err;
     memset(r, 0, sizeof(*r));
-    r->params = proj_params_default();
+    r->params = (struct dp_spec_params){.rate = 1.0, .n = 2, .m = 4, .bits = 8};
     r->n_patterns = 8;
     r->rho = -1.0;
     json_t *mv = json_object_get(obj, "match");
@@ -158,13 +159,13 @@ static enum dp_err spec_rule(const json_t *obj, int idx, int auto_rates, struct 
         return dp_errinfo_set(ei, DP_EINVAL, "%s: needs \"prune\", \"quant\" or both", path);
     if (pv != NULL) {
         snprintf(sub, sizeof(sub), "%s.prune", path);
-        err = spec_scheme(pv, sub, ADMM_PRUNE, auto_rates, r, ei);
+        err = spec_scheme(pv, sub, DP_SCHEME_PRUNE, auto_rates, r, ei);
         if (err)
             return err;
     }
     if (qv != NULL) {
         snprintf(sub, sizeof(sub), "%s.quant", path);
-        err = spec_scheme(qv, sub, ADMM_QUANT, auto_rates, r, ei);
+        err = spec_scheme(qv, sub, DP_SCHEME_QUANT, auto_rates, r, ei);
         if (err)
             return err;
         r->params.keep_zeros = pv != NULL;
@@ -172,8 +173,7 @@ static enum dp_err spec_rule(const json_t *obj, int idx, int auto_rates, struct 
     return spec_num(obj, "rho", path, 0.0, 1e6, &r->rho, ei);
 }
 
-enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
-                            struct dp_errinfo *ei)
+enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, struct dp_errinfo *ei)
 {
     static const char *const top[] = {"version", "method",    "seed",      "batch",  "admm",
                                       "retrain", "magnitude", "optimizer", "layers", "progressive",
@@ -181,13 +181,13 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
     static const char *const prog_keys[] = {"stages", "tolerance", NULL};
     static const char *const auto_keys[] = {"objective", "rate", "search_iters", "eval_images",
                                             NULL};
-    static const char *const admm_keys[] = {
+    static const char *const iter_keys[] = {
         "iters", "epochs_per_iter", "rho", "rho_factor", "rho_max", "lr", NULL};
     static const char *const retrain_keys[] = {"epochs", "lr", NULL};
     static const char *const mag_keys[] = {"steps", "allocation", NULL};
     static const char *const opt_keys[] = {"momentum", "weight_decay", NULL};
     memset(out, 0, sizeof(*out));
-    out->method = ADMM_METHOD_ADMM;
+    out->method = DP_SPEC_ADMM;
     out->seed = 1;
     out->batch = 64;
     out->admm_iters = 6;
@@ -199,17 +199,17 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
     out->retrain_epochs = 4;
     out->retrain_lr = 0.01;
     out->magnitude_steps = 4;
-    out->magnitude_alloc = ADMM_ALLOC_UNIFORM;
+    out->magnitude_alloc = DP_SPEC_ALLOC_UNIFORM;
     out->stages = 1;
     out->tolerance = 0.005;
-    out->auto_objective = ADMM_OBJ_PARAMS;
+    out->auto_objective = DP_SPEC_OBJ_PARAMS;
     out->auto_search_iters = 2000;
     out->auto_eval_images = 2000;
     out->momentum = 0.9;
     out->weight_decay = 5e-4;
-    if (len > ADMM_SPEC_MAX_BYTES)
+    if (len > DP_SPEC_MAX_BYTES)
         return dp_errinfo_set(ei, DP_ETOOBIG, "the spec is %zu bytes, more than the %d allowed",
-                              len, ADMM_SPEC_MAX_BYTES);
+                              len, DP_SPEC_MAX_BYTES);
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL)
@@ -222,9 +222,9 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
     json_t *mv = json_object_get(root, "method");
     if (!err && mv != NULL) {
         if (json_is_string(mv) && strcmp(json_string_value(mv), "admm") == 0)
-            out->method = ADMM_METHOD_ADMM;
+            out->method = DP_SPEC_ADMM;
         else if (json_is_string(mv) && strcmp(json_string_value(mv), "magnitude") == 0)
-            out->method = ADMM_METHOD_MAGNITUDE;
+            out->method = DP_SPEC_MAGNITUDE;
         else
             err = dp_errinfo_set(ei, DP_EINVAL, "spec.method: must be \"admm\" or \"magnitude\"");
     }
@@ -237,7 +237,7 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
         err = spec_bool(root, "purify", "spec", &out->purify, ei);
     json_t *a = json_object_get(root, "admm");
     if (!err && a != NULL) {
-        err = spec_keys(a, "spec.admm", admm_keys, ei);
+        err = spec_keys(a, "spec.admm", iter_keys, ei);
         if (!err)
             err = spec_int(a, "iters", "spec.admm", 1, 1000, &out->admm_iters, ei);
         if (!err)
@@ -267,9 +267,9 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
         json_t *al = json_object_get(g, "allocation");
         if (!err && al != NULL) {
             if (json_is_string(al) && strcmp(json_string_value(al), "uniform") == 0)
-                out->magnitude_alloc = ADMM_ALLOC_UNIFORM;
+                out->magnitude_alloc = DP_SPEC_ALLOC_UNIFORM;
             else if (json_is_string(al) && strcmp(json_string_value(al), "global") == 0)
-                out->magnitude_alloc = ADMM_ALLOC_GLOBAL;
+                out->magnitude_alloc = DP_SPEC_ALLOC_GLOBAL;
             else
                 err = dp_errinfo_set(ei, DP_EINVAL,
                                      "spec.magnitude.allocation: must be \"uniform\" or "
@@ -291,9 +291,9 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
         json_t *ob = json_object_get(au, "objective");
         if (!err && ob != NULL) {
             if (json_is_string(ob) && strcmp(json_string_value(ob), "params") == 0)
-                out->auto_objective = ADMM_OBJ_PARAMS;
+                out->auto_objective = DP_SPEC_OBJ_PARAMS;
             else if (json_is_string(ob) && strcmp(json_string_value(ob), "flops") == 0)
-                out->auto_objective = ADMM_OBJ_FLOPS;
+                out->auto_objective = DP_SPEC_OBJ_FLOPS;
             else
                 err = dp_errinfo_set(ei, DP_EINVAL,
                                      "spec.auto.objective: must be \"params\" or \"flops\"");
@@ -322,9 +322,8 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
             err = dp_errinfo_set(ei, DP_EINVAL,
                                  "spec.layers: required, a non-empty array of "
                                  "rules");
-        else if (json_array_size(layers) > ADMM_SPEC_MAX_RULES)
-            err =
-                dp_errinfo_set(ei, DP_EINVAL, "spec.layers: at most %d rules", ADMM_SPEC_MAX_RULES);
+        else if (json_array_size(layers) > DP_SPEC_MAX_RULES)
+            err = dp_errinfo_set(ei, DP_EINVAL, "spec.layers: at most %d rules", DP_SPEC_MAX_RULES);
     }
     for (size_t i = 0; !err && i < json_array_size(layers); i++) {
         err = spec_rule(json_array_get(layers, i), (int)i, out->auto_on, &out->rules[i], ei);
@@ -337,51 +336,51 @@ enum dp_err admm_spec_parse(const char *text, size_t len, struct admm_spec *out,
                                  "rule needs a rate-based pruning scheme",
                                  i);
     }
-    if (!err && out->magnitude_alloc == ADMM_ALLOC_GLOBAL) {
+    if (!err && out->magnitude_alloc == DP_SPEC_ALLOC_GLOBAL) {
         for (int i = 0; !err && i < out->n_rules; i++) {
-            const struct admm_constraint *pc = out->rules[i].prune;
-            if (pc == NULL || strcmp(pc->name, "irregular") != 0)
+            const struct dp_scheme *pc = out->rules[i].prune;
+            if (pc == NULL || pc->id != DP_SCHEME_IRREGULAR)
                 err = dp_errinfo_set(ei, DP_EINVAL,
                                      "layers[%d].prune.scheme: magnitude.allocation \"global\" "
                                      "needs irregular pruning in every rule",
                                      i);
         }
     }
-    if (!err && admm_spec_epochs(out) > 100000)
+    if (!err && dp_spec_epochs(out) > 100000)
         err = dp_errinfo_set(ei, DP_EINVAL, "spec: %d training epochs in all is too many",
-                             admm_spec_epochs(out));
+                             dp_spec_epochs(out));
     json_decref(root);
     return err;
 }
 
-enum dp_err admm_spec_load(const char *path, struct admm_spec *out, struct dp_errinfo *ei)
+enum dp_err dp_spec_load(const char *path, struct dp_spec *out, struct dp_errinfo *ei)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return dp_errinfo_set(ei, DP_ENOENT, "%s: cannot open the spec", path);
-    char *buf = dp_malloc(ADMM_SPEC_MAX_BYTES + 1);
+    char *buf = dp_malloc(DP_SPEC_MAX_BYTES + 1);
     if (buf == NULL) {
         fclose(f);
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory");
     }
-    size_t n = fread(buf, 1, ADMM_SPEC_MAX_BYTES + 1, f);
+    size_t n = fread(buf, 1, DP_SPEC_MAX_BYTES + 1, f);
     int bad = ferror(f);
     fclose(f);
     enum dp_err err;
     struct dp_errinfo sub = {DP_OK, ""};
     if (bad)
         err = dp_errinfo_set(ei, DP_EIO, "%s: read error", path);
-    else if (n > ADMM_SPEC_MAX_BYTES)
-        err = dp_errinfo_set(ei, DP_ETOOBIG, "%s: larger than %d bytes", path, ADMM_SPEC_MAX_BYTES);
+    else if (n > DP_SPEC_MAX_BYTES)
+        err = dp_errinfo_set(ei, DP_ETOOBIG, "%s: larger than %d bytes", path, DP_SPEC_MAX_BYTES);
     else
-        err = admm_spec_parse(buf, n, out, &sub);
-    if (err && !bad && n <= ADMM_SPEC_MAX_BYTES)
+        err = dp_spec_parse(buf, n, out, &sub);
+    if (err && !bad && n <= DP_SPEC_MAX_BYTES)
         dp_errinfo_set(ei, err, "%s: %s", path, sub.msg);
     dp_free(buf);
     return err;
 }
 
-const struct admm_rule *admm_spec_rule_for(const struct admm_spec *s, const char *layer)
+const struct dp_spec_rule *dp_spec_rule_for(const struct dp_spec *s, const char *layer)
 {
     for (int i = 0; i < s->n_rules; i++) {
         if (fnmatch(s->rules[i].match, layer, 0) == 0)
@@ -390,7 +389,7 @@ const struct admm_rule *admm_spec_rule_for(const struct admm_spec *s, const char
     return NULL;
 }
 
-int admm_spec_epochs(const struct admm_spec *s)
+int dp_spec_epochs(const struct dp_spec *s)
 {
     return s->stages * (s->admm_iters * s->epochs_per_iter + s->retrain_epochs);
 }
@@ -403,7 +402,7 @@ static uint64_t spec_mix(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-uint64_t admm_spec_digest(const struct admm_spec *s)
+uint64_t dp_spec_digest(const struct dp_spec *s)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
     const int ints[] = {(int)s->method,
@@ -426,7 +425,7 @@ uint64_t admm_spec_digest(const struct admm_spec *s)
     h = spec_mix(h, ints, sizeof(ints));
     h = spec_mix(h, dbl, sizeof(dbl));
     for (int i = 0; i < s->n_rules; i++) {
-        const struct admm_rule *r = &s->rules[i];
+        const struct dp_spec_rule *r = &s->rules[i];
         h = spec_mix(h, r->match, strlen(r->match) + 1);
         const char *pn = r->prune != NULL ? r->prune->name : "-";
         const char *qn = r->quant != NULL ? r->quant->name : "-";

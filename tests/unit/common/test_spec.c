@@ -4,8 +4,8 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "common/spec.h"
 #include "tests/unit/test_util.h"
-#include "worker/compress/spec.h"
 
 Test(spec, defaults_and_rules)
 {
@@ -17,23 +17,23 @@ Test(spec, defaults_and_rules)
         "\"layers\":[{\"match\":\"conv*\",\"prune\":{\"scheme\":\"irregular\",\"rate\":20}},"
         "{\"match\":\"fc?\",\"prune\":{\"scheme\":\"nm\",\"n\":1,\"m\":4},"
         "\"quant\":{\"scheme\":\"kbit\",\"bits\":3,\"per_channel\":true},\"rho\":0.5}]}";
-    struct admm_spec s;
+    struct dp_spec s;
     struct dp_errinfo ei = {0};
-    cr_assert_eq(admm_spec_parse(text, strlen(text), &s, &ei), DP_OK, "%s", ei.msg);
-    cr_assert_eq(s.method, ADMM_METHOD_MAGNITUDE);
+    cr_assert_eq(dp_spec_parse(text, strlen(text), &s, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(s.method, DP_SPEC_MAGNITUDE);
     cr_assert_eq(s.seed, 7u);
     cr_assert_eq(s.admm_iters, 3);
     cr_assert_eq(s.retrain_epochs, 2);
     cr_assert_eq(s.magnitude_steps, 5);
-    cr_assert_eq(admm_spec_epochs(&s), 5);
+    cr_assert_eq(dp_spec_epochs(&s), 5);
     cr_assert_eq(s.n_rules, 2);
-    const struct admm_rule *r = admm_spec_rule_for(&s, "conv2");
+    const struct dp_spec_rule *r = dp_spec_rule_for(&s, "conv2");
     cr_assert_not_null(r);
     cr_assert_str_eq(r->prune->name, "irregular");
     cr_assert_null(r->quant);
     cr_assert_float_eq(r->params.rate, 20.0, 1e-12);
     cr_assert_lt(r->rho, 0.0, "rho inherits the global one");
-    r = admm_spec_rule_for(&s, "fc1");
+    r = dp_spec_rule_for(&s, "fc1");
     cr_assert_str_eq(r->prune->name, "nm");
     cr_assert_str_eq(r->quant->name, "kbit");
     cr_assert_eq(r->params.n, 1);
@@ -41,7 +41,7 @@ Test(spec, defaults_and_rules)
     cr_assert_eq(r->params.bits, 3);
     cr_assert(r->params.per_channel);
     cr_assert(r->params.keep_zeros, "pruned zeros stay zero under the quantizer");
-    cr_assert_null(admm_spec_rule_for(&s, "fc10"));
+    cr_assert_null(dp_spec_rule_for(&s, "fc10"));
     DP_ASSERT_NO_LEAKS();
 }
 
@@ -83,9 +83,9 @@ Test(spec, errors_name_the_field)
         {"{\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}},3]}", "layers[1]"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct admm_spec s;
+        struct dp_spec s;
         struct dp_errinfo ei = {0};
-        enum dp_err err = admm_spec_parse(cases[i].text, strlen(cases[i].text), &s, &ei);
+        enum dp_err err = dp_spec_parse(cases[i].text, strlen(cases[i].text), &s, &ei);
         cr_assert_neq(err, DP_OK, "case %zu accepted: %s", i, cases[i].text);
         cr_assert(strstr(ei.msg, cases[i].needle) != NULL, "case %zu: '%s' lacks '%s'", i, ei.msg,
                   cases[i].needle);
@@ -95,10 +95,10 @@ Test(spec, errors_name_the_field)
 
 Test(spec, missing_file_and_size_limit)
 {
-    struct admm_spec s;
+    struct dp_spec s;
     struct dp_errinfo ei = {0};
-    cr_assert_eq(admm_spec_load("/nonexistent/spec.json", &s, &ei), DP_ENOENT);
+    cr_assert_eq(dp_spec_load("/nonexistent/spec.json", &s, &ei), DP_ENOENT);
     cr_assert(strstr(ei.msg, "/nonexistent/spec.json") != NULL);
-    cr_assert_eq(admm_spec_parse("{}", ADMM_SPEC_MAX_BYTES + 1, &s, &ei), DP_ETOOBIG);
+    cr_assert_eq(dp_spec_parse("{}", DP_SPEC_MAX_BYTES + 1, &s, &ei), DP_ETOOBIG);
     DP_ASSERT_NO_LEAKS();
 }
