@@ -61,14 +61,14 @@ endif
 
 COMMON_SRC := $(wildcard common/*.c)
 NN_SRC := $(wildcard worker/nn/*.c) $(wildcard worker/compress/*.c)
-WK_SRC := $(wildcard worker/*.c)
+WK_SRC := $(wildcard worker/cmd/*.c worker/agent/*.c)
 TEST_SRC := $(wildcard tests/unit/common/*.c) $(wildcard tests/unit/worker/nn/*.c) \
             $(wildcard tests/unit/worker/compress/*.c) tests/unit/test_util.c
 # ---- task loop and CLI (issue 5, client) ----
 # The worker's objects minus main() form libwk.a and the CLI's minus main()
 # libcli.a, so the unit tests link the task loop and the CLI's pure parts.
 CLI_SRC := $(wildcard server/cli/*.c)
-TEST_SRC += $(wildcard tests/unit/worker/*.c) $(wildcard tests/unit/server/cli/*.c)
+TEST_SRC += $(wildcard tests/unit/worker/cmd/*.c tests/unit/worker/agent/*.c) $(wildcard tests/unit/server/cli/*.c)
 # ---- end task loop and CLI ----
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
@@ -77,7 +77,7 @@ WK_OBJ := $(WK_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 # ---- task loop and CLI (issue 5, client) ----
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
-WKLIB_OBJ := $(filter-out $(BUILD)/worker/wk_main.o,$(WK_OBJ))
+WKLIB_OBJ := $(filter-out $(BUILD)/worker/cmd/wk_main.o,$(WK_OBJ))
 CLILIB_OBJ := $(filter-out $(BUILD)/server/cli/cli_main.o,$(CLI_OBJ))
 LIBWK := $(BUILD)/libwk.a
 LIBCLI := $(BUILD)/libcli.a
@@ -380,7 +380,7 @@ bench-compress: $(DEPS_STAMP)
 # ---- Checks ----------------------------------------------------------------
 
 check: check-banned check-headers
-	@clang-format --dry-run --Werror $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h) $(CLI_SRC) $(wildcard server/cli/*.h)
+	@clang-format --dry-run --Werror $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/cmd/*.h worker/agent/*.h worker/nn/*.h worker/compress/*.h) $(CLI_SRC) $(wildcard server/cli/*.h)
 
 # Raw allocation and unsafe string functions are banned outside common/alloc.c
 # (STYLE rule 17): all allocation goes through dp_malloc and friends.
@@ -388,13 +388,13 @@ check-banned:
 	@tools/check-banned.sh
 
 check-headers:
-	@for h in common/*.h worker/*.h worker/nn/*.h worker/compress/*.h $(wildcard server/cli/*.h); do \
+	@for h in common/*.h worker/cmd/*.h worker/agent/*.h worker/nn/*.h worker/compress/*.h $(wildcard server/cli/*.h); do \
 	  echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(CPPFLAGS_BASE)) $(WARN) \
 	      -fsyntax-only -x c - || exit 1; \
 	done; echo "headers: all self-contained"
 
 format:
-	clang-format -i $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/*.h worker/nn/*.h worker/compress/*.h) $(CLI_SRC) $(wildcard server/cli/*.h)
+	clang-format -i $(COMMON_SRC) $(NN_SRC) $(WK_SRC) $(wildcard common/*.h worker/cmd/*.h worker/agent/*.h worker/nn/*.h worker/compress/*.h) $(CLI_SRC) $(wildcard server/cli/*.h)
 
 clean:
 	rm -rf build
