@@ -26,34 +26,37 @@ void wk_agent_free(struct wk_agent *a)
 }
 
 /*
- * Records r's status in a->last_status and turns an answer that is not 2xx
- * into DP_EINVAL carrying the server's message; err is the request's own.
+ * Turns an answer that is not 2xx into its dp_err (common/http_status.h)
+ * carrying the server's message; err is the request's own (DP_EIO when no
+ * answer came), which wins.
  */
-static enum dp_err wk_agent_answer(struct wk_agent *a, enum dp_err err, const char *method,
-                                   const char *path, const struct dp_http_resp *r,
-                                   struct dp_errinfo *ei)
+static enum dp_err wk_agent_answer(enum dp_err err, const char *method, const char *path,
+                                   const struct dp_http_resp *r, struct dp_errinfo *ei)
 {
-    a->last_status = r->status;
-    if (!err && (r->status < 200 || r->status >= 300))
-        err = dp_errinfo_set(ei, DP_EINVAL, "%s %s: HTTP %ld: %s", method, path, r->status,
-                             dp_http_resp_message(r));
+    if (err)
+        return err;
+    const char *code = json_string_value(json_object_get(r->json, "code"));
+    err = dp_err_from_http_status(r->status, code);
+    if (err)
+        dp_errinfo_set(ei, err, "%s %s: HTTP %ld: %s", method, path, r->status,
+                       dp_http_resp_message(r));
     return err;
 }
 
 /* Sends body (stolen: released here) and checks for a 2xx answer; *answer may be NULL. */
 static enum dp_err wk_agent_call(struct wk_agent *a, const char *method, const char *path,
-                                 json_t *body, json_t **answer, struct dp_errinfo *ei)
+                                 json_t *body, json_t **answer, long *status, struct dp_errinfo *ei)
 {
     struct dp_http_resp r = {0};
     if (answer != NULL)
         *answer = NULL;
-    if (body == NULL && strcmp(method, "GET") != 0) {
-        a->last_status = 0;
+    if (body == NULL && strcmp(method, "GET") != 0)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory building %s", path);
-    }
     enum dp_err err = dp_httpc_json(a->h, method, path, body, NULL, &r, ei);
     json_decref(body);
-    err = wk_agent_answer(a, err, method, path, &r, ei);
+    err = wk_agent_answer(err, method, path, &r, ei);
+    if (status != NULL)
+        *status = r.status;
     if (!err && answer != NULL) {
         *answer = r.json;
         r.json = NULL;
@@ -89,7 +92,7 @@ static enum dp_err wk_agent_task_post(struct wk_agent *a, const char *task_id, c
             *answer = NULL;
         return err;
     }
-    return wk_agent_call(a, "POST", path, body, answer, ei);
+    return wk_agent_call(a, "POST", path, body, answer, NULL, ei);
 }
 
 enum dp_err wk_agent_register(struct wk_agent *a, const char *name, json_t *capabilities,
@@ -98,7 +101,7 @@ enum dp_err wk_agent_register(struct wk_agent *a, const char *name, json_t *capa
     json_t *ans = NULL;
     json_t *body = json_pack("{s:s, s:s, s:O, s:{}}", "name", name, "version", "1", "capabilities",
                              capabilities, "device");
-    enum dp_err err = wk_agent_call(a, "POST", "/agent/v1/register", body, &ans, ei);
+    enum dp_err err = wk_agent_call(a, "POST", "/agent/v1/register", body, &ans, NULL, ei);
     if (err)
         return err;
     const char *id = json_string_value(json_object_get(ans, "worker_id"));
@@ -123,8 +126,9 @@ enum dp_err wk_agent_claim(struct wk_agent *a, json_t *capabilities, int wait_s,
     *task = NULL;
     json_t *body = json_pack("{s:s, s:O, s:i}", "worker_id", a->worker_id, "capabilities",
                              capabilities, "wait_s", wait_s);
-    enum dp_err err = wk_agent_call(a, "POST", "/agent/v1/claim", body, &ans, ei);
-    if (err || a->last_status == 204) {
+    long status = 0;
+    enum dp_err err = wk_agent_call(a, "POST", "/agent/v1/claim", body, &ans, &status, ei);
+    if (err || status == 204) { /* 204: no task within wait_s */
         json_decref(ans);
         return err;
     }
@@ -175,7 +179,7 @@ enum dp_err wk_agent_upload(struct wk_agent *a, const char *task_id, json_int_t 
         return err;
     struct dp_http_resp r = {0};
     err = dp_httpc_send_file(a->h, "PUT", url, path, NULL, &r, ei);
-    err = wk_agent_answer(a, err, "PUT", url, &r, ei);
+    err = wk_agent_answer(err, "PUT", url, &r, ei);
     const char *sha = json_string_value(json_object_get(r.json, "sha256"));
     if (!err && (sha == NULL || strcmp(sha, local) != 0))
         err = dp_errinfo_set(ei, DP_EFORMAT,
@@ -219,7 +223,7 @@ enum dp_err wk_agent_blob(struct wk_agent *a, const char *sha256, FILE *out, uin
     snprintf(path, sizeof(path), "/agent/v1/blobs/%s", sha256);
     struct dp_http_resp r = {0};
     enum dp_err err = dp_httpc_get_file(a->h, path, out, max_bytes, &r, ei);
-    err = wk_agent_answer(a, err, "GET", path, &r, ei);
+    err = wk_agent_answer(err, "GET", path, &r, ei);
     dp_http_resp_free(&r);
     return err;
 }

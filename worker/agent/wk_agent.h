@@ -3,10 +3,13 @@
  * claim, heartbeat, events, artifact uploads, complete, fail, release and
  * blob downloads, each one HTTP request over a dp_httpc handle.
  *
- * Every call returns DP_OK on a 2xx answer. When no answer came it returns
- * DP_EIO (status 0); on any other answer DP_EINVAL with ei holding the
- * server's message, and the status is in a->last_status, so the task loop
- * can tell a stale fence (409, the lease is lost) from a transient failure.
+ * Every call returns DP_OK on a 2xx answer. Any other answer, or none,
+ * becomes the enum dp_err of common/http_status.h with ei holding the
+ * server's message: DP_EIO when no answer came or the server erred (the
+ * only failure worth another try), DP_ESTALE when the fence is stale (409
+ * lease_lost: the lease is someone else's now), DP_EPERM for a refused
+ * token, DP_ENOENT for an unknown task or worker, and so on. Callers branch
+ * on these codes, never on HTTP statuses.
  * One wk_agent belongs to one thread (the loop thread).
  */
 #ifndef DP_WORKER_AGENT_WK_AGENT_H
@@ -17,6 +20,7 @@
 #include <stdio.h>
 
 #include "common/err.h"
+#include "common/http_status.h"
 #include "common/httpc.h"
 
 struct wk_agent {
@@ -24,7 +28,6 @@ struct wk_agent {
     char worker_id[128]; /* from register */
     long heartbeat_s;    /* from register */
     long lease_s;        /* from register */
-    long last_status;    /* HTTP status of the last call, 0 when none came */
 };
 
 /* Connects to server_url with token (agent scope). Returns DP_ENOMEM on failure. */

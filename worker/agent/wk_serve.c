@@ -20,8 +20,8 @@
 #include "common/log.h"
 #include "worker/agent/wk_agent.h"
 #include "worker/agent/wk_cache.h"
-#include "worker/cmd/wk_flags.h"
 #include "worker/agent/wk_task.h"
+#include "worker/cmd/wk_flags.h"
 
 static volatile sig_atomic_t wk_serve_term;
 
@@ -185,7 +185,7 @@ int wk_serve_main(int argc, char **argv)
         if (!registered) {
             err = wk_agent_register(&agent, o.name, caps, &ei);
             if (err) {
-                if (agent.last_status == 401 || agent.last_status == 403) {
+                if (err == DP_EPERM) {
                     fprintf(stderr, "serve: the server refuses this token: %s\n", ei.msg);
                     goto out;
                 }
@@ -203,8 +203,7 @@ int wk_serve_main(int argc, char **argv)
         err = wk_agent_claim(&agent, caps, (int)o.wait_s, &task, &ei);
         if (err) {
             /* An unknown worker id (e.g. a server with a fresh database) registers again. */
-            if (agent.last_status == 401 || agent.last_status == 403 || agent.last_status == 404 ||
-                agent.last_status == 409)
+            if (err == DP_EPERM || err == DP_ENOENT || err == DP_EEXIST || err == DP_ESTALE)
                 registered = 0;
             DP_LOG(DP_LOG_WARN, "claim: %s (retrying in %us)", ei.msg, backoff);
             wk_nap(backoff);

@@ -34,10 +34,33 @@
 #include "worker/agent/wk_engine.h"
 #include "worker/agent/wk_tar.h"
 
-#define WK_PATH_MAX       1200
-#define WK_OUTBOX_MAX     2000 /* events kept while the server does not answer */
-#define WK_FINISH_RETRY_S 300  /* how long the finish phase retries unanswered calls */
-#define WK_TICK_MS        200
+/* Task directory paths: the cache dir (PATH_MAX-ish in practice far less)
+ * plus "tasks/<id>-a<attempt>/<file>"; longer ones are refused, not cut. */
+#define WK_PATH_MAX 1200
+/* Events kept while the server does not answer: about an hour of epochs of
+ * a fast model; past it the oldest go, so a long outage cannot grow memory. */
+#define WK_OUTBOX_MAX 2000
+/* How long the finish phase retries calls that got no answer: long enough
+ * for a server restart (seconds) plus its recovery, short enough that a
+ * worker whose server is gone for good moves on to its next claim. */
+#define WK_FINISH_RETRY_S 300
+/* Finishing after a failure to start the engine thread: the message is all
+ * there is to deliver, so a shorter wait. */
+#define WK_START_FAIL_RETRY_S 60
+/* Releasing a task SIGTERM caught before its engine started: whoever sent
+ * SIGTERM (systemd, the server's supervisor) waits about 10 s, then kills. */
+#define WK_TERM_RELEASE_S 30
+/* Retries after SIGTERM: a few, for the same reason. */
+#define WK_TERM_MAX_RETRIES 3
+/* Finish-phase backoff: 1, 2, 4, 8, 8, ... seconds. */
+#define WK_RETRY_FIRST_S 1u
+#define WK_RETRY_MAX_S   8u
+/* A checkpoint upload that failed is tried again after this long (a newer
+ * checkpoint replaces it meanwhile), not on every tick. */
+#define WK_UPLOAD_RETRY_S 2
+/* The loop's tick: how soon SIGTERM reaches the engine's stop() and a
+ * finished engine is noticed; cheap, since a tick only reads flags. */
+#define WK_TICK_MS 200
 
 enum wk_stop { WK_STOP_NONE = 0, WK_STOP_CANCEL, WK_STOP_LOST, WK_STOP_TERM };
 
@@ -410,32 +433,44 @@ static void wk_task_drain_queue(struct wk_task *t)
     json_decref(q);
 }
 
-static void wk_task_flush_events(struct wk_task *t)
+/*
+ * Whether a failed agent call may succeed when repeated: no answer came or
+ * the server erred (DP_EIO), or this process could not build the request
+ * for want of memory. Any other answer would be the same the next time.
+ */
+static int wk_err_transient(enum dp_err err)
+{
+    return err == DP_EIO || err == DP_ENOMEM;
+}
+
+/* Sends the outbox; returns the call's error, DP_OK when nothing is left to send. */
+static enum dp_err wk_task_flush_events(struct wk_task *t)
 {
     if (json_array_size(t->outbox) == 0)
-        return;
+        return DP_OK;
     struct dp_errinfo ei = {DP_OK, ""};
     enum dp_err err = wk_agent_events(t->env->agent, t->id, t->fence, t->outbox, &ei);
     if (!err) {
         json_array_clear(t->outbox);
-    } else if (t->env->agent->last_status == 409) {
+    } else if (err == DP_ESTALE) {
         wk_task_set_stop(t, WK_STOP_LOST);
-    } else if (t->env->agent->last_status != 0 && t->env->agent->last_status < 500) {
+    } else if (!wk_err_transient(err)) {
         /* The server refuses them: keeping them would block every later batch. */
         DP_LOG(DP_LOG_WARN, "task %s: events refused: %s", t->id, ei.msg);
         json_array_clear(t->outbox);
     } else {
         DP_LOG(DP_LOG_WARN, "task %s: events not delivered yet: %s", t->id, ei.msg);
     }
+    return err;
 }
 
 /*
- * Uploads the newest checkpoint snapshot, if any; returns 0 when none is
- * left. The loop takes the snapshot out of the shared slot first, so the
+ * Uploads the newest checkpoint snapshot, if any; returns the upload's
+ * error, DP_OK when none is left. The loop takes the snapshot out of the shared slot first, so the
  * engine never removes a file that is being uploaded; a failed upload puts
  * it back unless the engine has written a newer one meanwhile.
  */
-static int wk_task_upload_snapshot(struct wk_task *t)
+static enum dp_err wk_task_upload_snapshot(struct wk_task *t)
 {
     char snap[WK_PATH_MAX];
     uv_mutex_lock(&t->mu);
@@ -446,16 +481,16 @@ static int wk_task_upload_snapshot(struct wk_task *t)
     uv_mutex_unlock(&t->mu);
     if (snap[0] == '\0') {
         json_decref(info);
-        return 0;
+        return DP_OK;
     }
     char sha[65];
     struct dp_errinfo ei = {DP_OK, ""};
     enum dp_err err = wk_agent_upload(t->env->agent, t->id, t->fence, "checkpoint", snap, sha, &ei);
     if (err) {
-        if (t->env->agent->last_status == 409)
+        if (err == DP_ESTALE)
             wk_task_set_stop(t, WK_STOP_LOST);
         DP_LOG(DP_LOG_WARN, "task %s: checkpoint upload failed: %s", t->id, ei.msg);
-        t->next_upload_try = time(NULL) + 2;
+        t->next_upload_try = time(NULL) + WK_UPLOAD_RETRY_S;
         uv_mutex_lock(&t->mu);
         if (t->snap[0] == '\0') {
             memcpy(t->snap, snap, sizeof(snap));
@@ -466,7 +501,7 @@ static int wk_task_upload_snapshot(struct wk_task *t)
         }
         uv_mutex_unlock(&t->mu);
         json_decref(info);
-        return 1;
+        return err;
     }
     t->n_ckpt_uploaded++;
     unlink(snap);
@@ -625,11 +660,11 @@ static void wk_task_on_heartbeat(uv_timer_t *h)
     int cancel = 0;
     struct dp_errinfo ei = {DP_OK, ""};
     enum dp_err err = wk_agent_heartbeat(t->env->agent, t->id, t->fence, t->progress, &cancel, &ei);
-    long st = t->env->agent->last_status;
     if (!err && cancel) {
         DP_LOG(DP_LOG_INFO, "task %s: cancelled by the user", t->id);
         wk_task_set_stop(t, WK_STOP_CANCEL);
-    } else if (err && (st == 409 || st == 404)) {
+    } else if (err == DP_ESTALE || err == DP_ENOENT) {
+        /* Another attempt holds the task, or the task is gone altogether. */
         DP_LOG(DP_LOG_WARN, "task %s: lease lost (%s); stopping", t->id, ei.msg);
         wk_task_set_stop(t, WK_STOP_LOST);
     } else if (err) {
@@ -672,43 +707,45 @@ static enum dp_err wk_task_run_engine(struct wk_task *t, struct dp_errinfo *ei)
 /* ---- Phase 3: finishing ---------------------------------------------------- */
 
 /*
- * Whether a finish-phase call that failed should be tried again: only when
- * no answer came or the server erred (5xx), and not past the deadline.
- * Sleeps the backoff before saying yes.
+ * Whether a finish-phase call that failed with err should be tried again:
+ * only when it may succeed next time (wk_err_transient), and not past the
+ * deadline. Sleeps the backoff before saying yes. *delay_s starts at
+ * WK_RETRY_FIRST_S.
  */
 static int wk_task_retry(struct wk_task *t, enum dp_err err, time_t deadline, unsigned *delay_s)
 {
-    long st = t->env->agent->last_status;
-    if (!err || (st != 0 && st < 500) || time(NULL) + (time_t)*delay_s > deadline)
+    if (!wk_err_transient(err) || time(NULL) + (time_t)*delay_s > deadline)
         return 0;
     /* A worker told to exit gets a few seconds' grace from whoever stops it, not minutes. */
-    if (*t->env->term && ++t->term_retries > 3)
+    if (*t->env->term && ++t->term_retries > WK_TERM_MAX_RETRIES)
         return 0;
     sleep(*delay_s);
-    if (*delay_s < 8)
+    if (*delay_s < WK_RETRY_MAX_S)
         *delay_s *= 2;
     return 1;
 }
 
 static void wk_task_flush_all(struct wk_task *t, time_t deadline)
 {
-    unsigned delay = 1;
+    unsigned delay = WK_RETRY_FIRST_S;
+    enum dp_err err;
     do
-        wk_task_flush_events(t);
+        err = wk_task_flush_events(t);
     while (json_array_size(t->outbox) > 0 && atomic_load(&t->stop) != WK_STOP_LOST &&
-           wk_task_retry(t, DP_EIO, deadline, &delay));
+           wk_task_retry(t, err, deadline, &delay));
 }
 
-static enum wk_task_outcome wk_task_lost_or(struct wk_task *t, enum wk_task_outcome o)
+/* The outcome o, unless err says the lease is someone else's now. */
+static enum wk_task_outcome wk_task_lost_or(enum dp_err err, enum wk_task_outcome o)
 {
-    return t->env->agent->last_status == 409 ? WK_TASK_LOST : o;
+    return err == DP_ESTALE ? WK_TASK_LOST : o;
 }
 
 static enum wk_task_outcome wk_task_report_failure(struct wk_task *t, const char *msg,
                                                    int retryable, time_t deadline)
 {
     struct dp_errinfo ei = {DP_OK, ""};
-    unsigned delay = 1;
+    unsigned delay = WK_RETRY_FIRST_S;
     enum dp_err err;
     DP_LOG(DP_LOG_WARN, "task %s (%s, attempt %lld) failed: %s", t->id, t->type,
            (long long)t->attempt, msg);
@@ -717,26 +754,26 @@ static enum wk_task_outcome wk_task_report_failure(struct wk_task *t, const char
     while (wk_task_retry(t, err, deadline, &delay));
     if (err)
         DP_LOG(DP_LOG_WARN, "task %s: fail not delivered: %s", t->id, ei.msg);
-    return wk_task_lost_or(t, WK_TASK_FAILED);
+    return wk_task_lost_or(err, WK_TASK_FAILED);
 }
 
 static enum wk_task_outcome wk_task_release(struct wk_task *t, time_t deadline)
 {
     struct dp_errinfo ei = {DP_OK, ""};
-    unsigned delay = 1;
+    unsigned delay = WK_RETRY_FIRST_S;
     enum dp_err err;
     /* The newest checkpoint first, so the next attempt resumes from it. */
-    while (wk_task_upload_snapshot(t) != 0 && atomic_load(&t->stop) != WK_STOP_LOST &&
-           wk_task_retry(t, DP_EIO, deadline, &delay))
-        ;
+    do
+        err = wk_task_upload_snapshot(t);
+    while (err && atomic_load(&t->stop) != WK_STOP_LOST && wk_task_retry(t, err, deadline, &delay));
     wk_task_flush_all(t, deadline);
-    delay = 1;
+    delay = WK_RETRY_FIRST_S;
     do
         err = wk_agent_release(t->env->agent, t->id, t->fence, &ei);
     while (wk_task_retry(t, err, deadline, &delay));
     if (err)
         DP_LOG(DP_LOG_WARN, "task %s: release not delivered: %s", t->id, ei.msg);
-    return wk_task_lost_or(t, WK_TASK_RELEASED);
+    return wk_task_lost_or(err, WK_TASK_RELEASED);
 }
 
 static enum wk_task_outcome wk_task_complete(struct wk_task *t, time_t deadline)
@@ -763,7 +800,7 @@ static enum wk_task_outcome wk_task_complete(struct wk_task *t, time_t deadline)
             return wk_task_report_failure(t, msg, 1, deadline);
         }
         char sha[65];
-        unsigned delay = 1;
+        unsigned delay = WK_RETRY_FIRST_S;
         do
             err = wk_agent_upload(t->env->agent, t->id, t->fence, outs[i].kind, outs[i].path, sha,
                                   &ei);
@@ -772,7 +809,7 @@ static enum wk_task_outcome wk_task_complete(struct wk_task *t, time_t deadline)
             json_object_set_new(outputs, outs[i].kind, json_string(sha));
     }
     if (!err) {
-        unsigned delay = 1;
+        unsigned delay = WK_RETRY_FIRST_S;
         do
             err = wk_agent_complete(t->env->agent, t->id, t->fence, outputs, &ei);
         while (wk_task_retry(t, err, deadline, &delay));
@@ -781,7 +818,7 @@ static enum wk_task_outcome wk_task_complete(struct wk_task *t, time_t deadline)
     if (!err)
         return WK_TASK_COMPLETED;
     DP_LOG(DP_LOG_WARN, "task %s: cannot complete: %s", t->id, ei.msg);
-    if (t->env->agent->last_status == 409)
+    if (err == DP_ESTALE)
         return WK_TASK_LOST;
     return wk_task_report_failure(t, ei.msg, 1, deadline);
 }
@@ -851,7 +888,7 @@ enum wk_task_outcome wk_task_run(const struct wk_task_env *env, json_t *task)
     enum dp_err err = *env->term ? DP_OK : wk_task_prepare(t, &ei);
     if (*env->term) {
         atomic_store(&t->stop, WK_STOP_TERM);
-        outcome = wk_task_release(t, time(NULL) + 30);
+        outcome = wk_task_release(t, time(NULL) + WK_TERM_RELEASE_S);
         goto out;
     }
     if (err) {
@@ -862,7 +899,8 @@ enum wk_task_outcome wk_task_run(const struct wk_task_env *env, json_t *task)
     }
     err = wk_task_run_engine(t, &ei);
     if (err) {
-        outcome = wk_task_report_failure(t, dp_errinfo_msg(&ei, err), 1, time(NULL) + 60);
+        outcome = wk_task_report_failure(t, dp_errinfo_msg(&ei, err), 1,
+                                         time(NULL) + WK_START_FAIL_RETRY_S);
         goto out;
     }
     outcome = wk_task_finish(t);
