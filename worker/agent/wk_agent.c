@@ -8,11 +8,23 @@
 
 #include "common/sha256.h"
 
+/* Until register answers with the server's values: a heartbeat often
+ * enough for any lease a server would grant; the lease length is only
+ * reported. */
+#define WK_AGENT_HEARTBEAT_S 5
+#define WK_AGENT_LEASE_S     30
+/* What register may set: a heartbeat at most hourly and a lease of at most
+ * a day; beyond these an answer is taken for garbage and the default kept. */
+#define WK_AGENT_HEARTBEAT_S_MAX 3600
+#define WK_AGENT_LEASE_S_MAX     86400
+/* The server's ids are short (server/ids.c); a longer one is not an id. */
+#define WK_AGENT_ID_MAX 64
+
 enum dp_err wk_agent_init(struct wk_agent *a, const char *server_url, const char *token)
 {
     memset(a, 0, sizeof(*a));
-    a->heartbeat_s = 5;
-    a->lease_s = 30;
+    a->heartbeat_s = WK_AGENT_HEARTBEAT_S;
+    a->lease_s = WK_AGENT_LEASE_S;
     a->h = dp_httpc_new(server_url, token);
     return a->h != NULL ? DP_OK : DP_ENOMEM;
 }
@@ -70,7 +82,7 @@ static enum dp_err wk_agent_task_path(char *buf, size_t cap, const char *task_id
                                       struct dp_errinfo *ei)
 {
     size_t n = strlen(task_id);
-    if (n == 0 || n > 64 ||
+    if (n == 0 || n > WK_AGENT_ID_MAX ||
         strspn(task_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                         "0123456789_-") != n)
         return dp_errinfo_set(ei, DP_EINVAL, "task id '%.80s' is not a valid id", task_id);
@@ -111,9 +123,11 @@ enum dp_err wk_agent_register(struct wk_agent *a, const char *name, json_t *capa
     }
     snprintf(a->worker_id, sizeof(a->worker_id), "%s", id);
     json_t *hb = json_object_get(ans, "heartbeat_s"), *ls = json_object_get(ans, "lease_s");
-    if (json_is_integer(hb) && json_integer_value(hb) >= 1 && json_integer_value(hb) <= 3600)
+    if (json_is_integer(hb) && json_integer_value(hb) >= 1 &&
+        json_integer_value(hb) <= WK_AGENT_HEARTBEAT_S_MAX)
         a->heartbeat_s = (long)json_integer_value(hb);
-    if (json_is_integer(ls) && json_integer_value(ls) >= 1 && json_integer_value(ls) <= 86400)
+    if (json_is_integer(ls) && json_integer_value(ls) >= 1 &&
+        json_integer_value(ls) <= WK_AGENT_LEASE_S_MAX)
         a->lease_s = (long)json_integer_value(ls);
     json_decref(ans);
     return DP_OK;

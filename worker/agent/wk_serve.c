@@ -18,8 +18,10 @@
 
 #include "common/httpc.h"
 #include "common/log.h"
+#include "common/task_type.h"
 #include "worker/agent/wk_agent.h"
 #include "worker/agent/wk_cache.h"
+#include "worker/agent/wk_engine.h"
 #include "worker/agent/wk_task.h"
 #include "worker/cmd/wk_flags.h"
 
@@ -38,23 +40,37 @@ struct wk_serve_opts {
 
 #define WK_OFF(f) offsetof(struct wk_serve_opts, f)
 
+/* Reconnecting to a server that does not answer: 1, 2, 4, 8, 16, then
+ * every 30 s. A restart takes seconds, so the first tries come quickly;
+ * an outage of hours costs one request per half minute. */
+#define WK_SERVE_BACKOFF_FIRST_S 1u
+#define WK_SERVE_BACKOFF_CAP_S   16u /* doubling stops here... */
+#define WK_SERVE_BACKOFF_MAX_S   30u /* ...and the next wait is this */
+/* Naps are sliced so that SIGTERM ends one within this long. */
+#define WK_SERVE_NAP_SLICE_MS 100
+
 static const struct wk_flag wk_serve_flags[] = {
-    {"server", WK_STR, WK_OFF(server), 0, 0, "dnnpress-server base URL (http://host:port)"},
-    {"cache-dir", WK_STR, WK_OFF(cache_dir), 0, 0,
+    {"server", WK_STR, WK_OFF(server), 0, 0, NULL, 0,
+     "dnnpress-server base URL (http://host:port)"},
+    {"cache-dir", WK_STR, WK_OFF(cache_dir), 0, 0, NULL, 0,
      "directory for fetched models/datasets and task files"},
-    {"cache-mb", WK_INT, WK_OFF(cache_mb), 1, 1048576, "cache size cap in MiB (default 2048)"},
-    {"capabilities", WK_STR, WK_OFF(capabilities), 0, 0,
-     "comma-separated task types to take (default train,compress,retrain,export)"},
-    {"name", WK_STR, WK_OFF(name), 0, 0, "worker name shown by the server (default: hostname)"},
-    {"threads", WK_INT, WK_OFF(threads), 1, 1024, "engine threads per task (default: all cores)"},
-    {"limit-train", WK_INT, WK_OFF(limit_train), 1, 1e9,
+    {"cache-mb", WK_INT, WK_OFF(cache_mb), 1, 1048576, "2048", 0, "cache size cap in MiB"},
+    {"capabilities", WK_STR, WK_OFF(capabilities), 0, 0, "train,compress,retrain,export", 0,
+     "comma-separated task types to take"},
+    {"name", WK_STR, WK_OFF(name), 0, 0, NULL, 0,
+     "worker name shown by the server (default: hostname)"},
+    {"threads", WK_INT, WK_OFF(threads), 1, 1024, NULL, 0,
+     "engine threads per task (default: all cores)"},
+    {"limit-train", WK_INT, WK_OFF(limit_train), 1, 1e9, NULL, 0,
      "train on the first N images only (tests and demos; env DNNPRESS_LIMIT_TRAIN)"},
-    {"limit-test", WK_INT, WK_OFF(limit_test), 1, 1e9,
+    {"limit-test", WK_INT, WK_OFF(limit_test), 1, 1e9, NULL, 0,
      "evaluate on the first N images only (env DNNPRESS_LIMIT_TEST)"},
-    {"datasets-dir", WK_STR, WK_OFF(datasets_dir), 0, 0,
-     "where built-in datasets are installed (default /usr/share/datasets)"},
-    {"wait-s", WK_INT, WK_OFF(wait_s), 1, 30, "long-poll wait per claim (default 5)"},
+    {"datasets-dir", WK_STR, WK_OFF(datasets_dir), 0, 0, "/usr/share/datasets", 0,
+     "where built-in datasets are installed"},
+    {"wait-s", WK_INT, WK_OFF(wait_s), 1, 30, "5", 0, "long-poll wait per claim"},
 };
+
+#define WK_N_FLAGS (sizeof(wk_serve_flags) / sizeof(wk_serve_flags[0]))
 
 static void wk_serve_help(FILE *f)
 {
@@ -63,7 +79,7 @@ static void wk_serve_help(FILE *f)
                "Registers with dnnpress-server, leases tasks it can run and runs them one at a\n"
                "time; SIGTERM stops the current task at its next step, uploads its checkpoint\n"
                "and releases it.\n\noptions:\n");
-    wk_flags_help(f, wk_serve_flags, sizeof(wk_serve_flags) / sizeof(wk_serve_flags[0]));
+    wk_flags_help(f, wk_serve_flags, WK_N_FLAGS);
 }
 
 /* Reads a positive integer from the environment when the flag was not given. */
@@ -77,27 +93,23 @@ static long wk_env_long(const char *name, long current)
     return (end != NULL && *end == '\0' && v > 0) ? v : current;
 }
 
+/* The task types of list ("train,compress") as a JSON array, each one a
+ * type this build runs; NULL after saying why on stderr. */
 static json_t *wk_caps_parse(const char *list)
 {
-    static const char *const known[] = {"train", "compress", "retrain", "export"};
     json_t *caps = json_array();
     const char *p = list;
     while (caps != NULL && *p != '\0') {
         size_t n = strcspn(p, ",");
-        int ok = 0;
-        for (size_t i = 0; i < 4; i++)
-            if (strlen(known[i]) == n && strncmp(known[i], p, n) == 0) {
-                json_array_append_new(caps, json_string(known[i]));
-                ok = 1;
-            }
-        if (!ok) {
-            fprintf(stderr,
-                    "serve: --capabilities: '%.*s' is not one of train, compress, "
-                    "retrain, export\n",
-                    (int)n, p);
+        enum dp_task_type t;
+        if (!dp_task_type_from_namen(p, n, &t) || !wk_engine_supports(t)) {
+            char known[128];
+            wk_engine_list(known, sizeof(known));
+            fprintf(stderr, "serve: --capabilities: '%.*s' is not one of %s\n", (int)n, p, known);
             json_decref(caps);
             return NULL;
         }
+        json_array_append_new(caps, json_string(dp_task_type_name(t)));
         p += n;
         if (*p == ',')
             p++;
@@ -110,11 +122,16 @@ static json_t *wk_caps_parse(const char *list)
     return caps;
 }
 
+static unsigned wk_serve_backoff_next(unsigned backoff)
+{
+    return backoff < WK_SERVE_BACKOFF_CAP_S ? 2 * backoff : WK_SERVE_BACKOFF_MAX_S;
+}
+
 /* Sleeps up to s seconds, waking early on SIGTERM. */
 static void wk_nap(unsigned s)
 {
-    struct timespec ts = {0, 100 * 1000 * 1000};
-    for (unsigned i = 0; i < s * 10 && !wk_serve_term; i++)
+    struct timespec ts = {0, WK_SERVE_NAP_SLICE_MS * 1000L * 1000L};
+    for (unsigned i = 0; i < s * (1000 / WK_SERVE_NAP_SLICE_MS) && !wk_serve_term; i++)
         nanosleep(&ts, NULL);
 }
 
@@ -122,12 +139,8 @@ int wk_serve_main(int argc, char **argv)
 {
     struct wk_serve_opts o;
     memset(&o, 0, sizeof(o));
-    o.cache_mb = 2048;
-    o.wait_s = 5;
-    o.capabilities = "train,compress,retrain,export";
-    o.datasets_dir = "/usr/share/datasets";
-    size_t n_flags = sizeof(wk_serve_flags) / sizeof(wk_serve_flags[0]);
-    int rc = wk_flags_parse("serve", wk_serve_flags, n_flags, &o, argc, argv);
+    wk_flags_defaults(wk_serve_flags, WK_N_FLAGS, &o);
+    int rc = wk_flags_parse("serve", wk_serve_flags, WK_N_FLAGS, &o, argc, argv);
     if (rc > 0) {
         wk_serve_help(stdout);
         return 0;
@@ -180,7 +193,7 @@ int wk_serve_main(int argc, char **argv)
     }
     struct wk_task_env env = {
         &agent, &cache, {o.threads, o.limit_train, o.limit_test}, o.datasets_dir, &wk_serve_term};
-    unsigned backoff = 1;
+    unsigned backoff = WK_SERVE_BACKOFF_FIRST_S;
     while (!wk_serve_term) {
         if (!registered) {
             err = wk_agent_register(&agent, o.name, caps, &ei);
@@ -191,11 +204,11 @@ int wk_serve_main(int argc, char **argv)
                 }
                 DP_LOG(DP_LOG_WARN, "register: %s (retrying in %us)", ei.msg, backoff);
                 wk_nap(backoff);
-                backoff = backoff < 16 ? 2 * backoff : 30;
+                backoff = wk_serve_backoff_next(backoff);
                 continue;
             }
             registered = 1;
-            backoff = 1;
+            backoff = WK_SERVE_BACKOFF_FIRST_S;
             DP_LOG(DP_LOG_INFO, "registered as %s with %s (heartbeat %lds, lease %lds)",
                    agent.worker_id, o.server, agent.heartbeat_s, agent.lease_s);
         }
@@ -207,10 +220,10 @@ int wk_serve_main(int argc, char **argv)
                 registered = 0;
             DP_LOG(DP_LOG_WARN, "claim: %s (retrying in %us)", ei.msg, backoff);
             wk_nap(backoff);
-            backoff = backoff < 16 ? 2 * backoff : 30;
+            backoff = wk_serve_backoff_next(backoff);
             continue;
         }
-        backoff = 1;
+        backoff = WK_SERVE_BACKOFF_FIRST_S;
         if (task == NULL)
             continue;
         wk_task_run(&env, task);

@@ -4,16 +4,18 @@
  * DESIGN (phases):
  *   1. prepare: task directory DIR/tasks/<task>-a<attempt>, inputs from the
  *      cache hard-linked into it (so eviction cannot pull them away), the
- *      spec written as a file, the engine argv built. A failure here is
- *      reported with `fail` (retryable when it was the network).
+ *      engine command's options bound from the task's JSON (wk_engine.h).
+ *      A failure here is reported with `fail` (retryable when it was the
+ *      network; a task the command refuses is not).
  *   2. run: the engine thread runs the command; the loop thread heartbeats
  *      every heartbeat_s, posts events in batches, uploads checkpoints and
  *      watches the SIGTERM flag. Events the server did not take (it may be
  *      restarting) stay in an outbox and go with the next batch; a newer
  *      checkpoint replaces one that could not be uploaded yet.
- *   3. finish (blocking calls, no loop): flush events; then by exit status
- *      upload outputs and `complete`, or upload the last checkpoint and
- *      `release` (SIGTERM), or `fail` with the engine's message. Calls that
+ *   3. finish (blocking calls, no loop): flush events; then by the
+ *      engine's result upload outputs and `complete`, or upload the last
+ *      checkpoint and `release` (SIGTERM), or `fail` with the engine's
+ *      dp_errinfo message. Calls that
  *      get no answer are retried with backoff for a few minutes, so a
  *      server restart does not lose a finished task; a 409 means the lease
  *      is someone else's now and the task ends quietly.
@@ -31,7 +33,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "worker/agent/wk_engine.h"
+#include "common/task_type.h"
 #include "worker/agent/wk_tar.h"
 
 /* Task directory paths: the cache dir (PATH_MAX-ish in practice far less)
@@ -67,36 +69,32 @@ enum wk_stop { WK_STOP_NONE = 0, WK_STOP_CANCEL, WK_STOP_LOST, WK_STOP_TERM };
 struct wk_task {
     const struct wk_task_env *env;
     const char *id, *type, *job_id;
+    enum dp_task_type ttype;
     json_int_t fence, attempt;
     const json_t *params, *inputs;
 
     char dir[WK_PATH_MAX];
     char data_spec[WK_PATH_MAX];
-    char p_model[WK_PATH_MAX], p_spec[WK_PATH_MAX], p_prev[WK_PATH_MAX];
+    char p_model[WK_PATH_MAX], p_prev[WK_PATH_MAX];
     char p_out[WK_PATH_MAX], p_report[WK_PATH_MAX], p_onnx[WK_PATH_MAX], p_ckpt[WK_PATH_MAX];
     struct wk_task_files files;
-    struct wk_argv argv;
-    wk_engine_run_fn run;
+    struct wk_engine_job job; /* the command's options; read by the engine thread */
 
     /* ---- loop ---- */
     uv_loop_t loop;
     uv_timer_t hb_timer, tick_timer;
     uv_async_t wake;
-    uv_pipe_t err_pipe; /* the read end of what the engine writes on stderr */
     uv_thread_t thread;
     uv_mutex_t mu;
     int handles_open;
-    int saved_stderr; /* the worker's own stderr while the engine's goes to err_pipe, or -1 */
-    int err_eof;      /* err_pipe is drained (or was never opened) */
-    char err_line[400];
-    size_t err_len;
-    char err_buf[4096];
 
     /* ---- shared, under mu ---- */
     json_t *queue;          /* engine events not yet taken by the loop: [{type, data}] */
     char snap[WK_PATH_MAX]; /* newest checkpoint snapshot not yet uploaded, "" if none */
     json_t *snap_info;      /* what the engine said about it, plus the last epoch */
-    int engine_done, engine_rc;
+    int engine_done;
+    enum dp_err engine_err;      /* the entry point's result */
+    struct dp_errinfo engine_ei; /* and its message */
 
     /* ---- engine thread only ---- */
     int snap_seq;
@@ -107,7 +105,6 @@ struct wk_task {
     /* ---- loop thread only ---- */
     json_t *outbox;   /* API events not yet accepted */
     json_t *progress; /* the last epoch data, sent with heartbeats */
-    char last_error[400];
     int n_ckpt_uploaded;
     int term_retries; /* finish-phase retries since SIGTERM */
     time_t next_upload_try;
@@ -195,18 +192,6 @@ static enum dp_err wk_task_input(struct wk_task *t, const char *what, const json
     return err;
 }
 
-static enum dp_err wk_task_write_spec(struct wk_task *t, struct dp_errinfo *ei)
-{
-    const json_t *spec = json_object_get(t->params, "spec");
-    if (!json_is_object(spec))
-        return dp_errinfo_set(ei, DP_EINVAL, "params.spec: missing or not an object");
-    if (wk_path(t->p_spec, t->dir, "spec.json") != 0 ||
-        json_dump_file(spec, t->p_spec, JSON_INDENT(1)) != 0)
-        return dp_errinfo_set(ei, DP_EIO, "cannot write %s/spec.json", t->dir);
-    t->files.spec = t->p_spec;
-    return DP_OK;
-}
-
 static enum dp_err wk_task_dataset(struct wk_task *t, struct dp_errinfo *ei)
 {
     const json_t *ds = json_object_get(t->inputs, "dataset");
@@ -248,6 +233,10 @@ static enum dp_err wk_task_dataset(struct wk_task *t, struct dp_errinfo *ei)
 static enum dp_err wk_task_prepare(struct wk_task *t, struct dp_errinfo *ei)
 {
     const struct wk_task_env *env = t->env;
+    /* Before any download: a type this build cannot run fails at once. */
+    if (!dp_task_type_from_name(t->type, &t->ttype) || !wk_engine_supports(t->ttype))
+        return dp_errinfo_set(ei, DP_EINVAL, "type: '%.32s' is not a task this worker runs",
+                              t->type);
     int n = snprintf(t->dir, sizeof(t->dir), "%s/tasks", env->cache->dir);
     if (n < 0 || (size_t)n >= sizeof(t->dir) || (mkdir(t->dir, 0700) != 0 && errno != EEXIST))
         return dp_errinfo_set(ei, DP_EIO, "cannot create %s", t->dir);
@@ -274,14 +263,8 @@ static enum dp_err wk_task_prepare(struct wk_task *t, struct dp_errinfo *ei)
             return err;
         t->files.model = t->p_model;
     }
-    int is_export = strcmp(t->type, "export") == 0;
-    if (!is_export) {
+    if (wk_engine_needs_data(t->ttype)) {
         err = wk_task_dataset(t, ei);
-        if (err)
-            return err;
-    }
-    if (strcmp(t->type, "compress") == 0 || strcmp(t->type, "retrain") == 0) {
-        err = wk_task_write_spec(t, ei);
         if (err)
             return err;
     }
@@ -311,16 +294,7 @@ static enum dp_err wk_task_prepare(struct wk_task *t, struct dp_errinfo *ei)
     t->files.out_report = t->p_report;
     t->files.out_onnx = t->p_onnx;
 
-    err = wk_argv_build(t->type, t->params, &t->files, &env->run, &t->argv, ei);
-    if (err)
-        return err;
-    t->run = wk_engine_find(t->argv.v[0]);
-    if (t->run == NULL)
-        return dp_errinfo_set(ei, DP_EUNSUPPORTED,
-                              "this worker build has no '%s' command (dnnpress-worker %s); the "
-                              "%s task cannot run here",
-                              t->argv.v[0], t->argv.v[0], t->type);
-    return DP_OK;
+    return wk_engine_bind(&t->job, t->ttype, t->params, &t->files, &env->run, ei);
 }
 
 /* ---- Engine thread -------------------------------------------------------- */
@@ -377,10 +351,12 @@ static void wk_engine_thread(void *arg)
 {
     struct wk_task *t = arg;
     struct wk_hooks hooks = {t, wk_hook_event, wk_hook_stop};
-    int rc = t->run(t->argv.n, t->argv.v, &hooks);
+    struct dp_errinfo ei = {DP_OK, ""};
+    enum dp_err err = wk_engine_run(&t->job, &hooks, &ei);
     uv_mutex_lock(&t->mu);
     t->engine_done = 1;
-    t->engine_rc = rc;
+    t->engine_err = err;
+    t->engine_ei = ei;
     uv_mutex_unlock(&t->mu);
     uv_async_send(&t->wake);
 }
@@ -410,9 +386,6 @@ static void wk_task_outbox_add(struct wk_task *t, const char *engine_type, json_
         t->progress = json_incref(d);
     } else {
         json_object_set_new(d, "kind", json_string(engine_type));
-        const char *msg = json_string_value(json_object_get(data, "message"));
-        if (msg != NULL && strcmp(engine_type, "error") == 0)
-            snprintf(t->last_error, sizeof(t->last_error), "%s", msg);
     }
     if (json_array_size(t->outbox) >= WK_OUTBOX_MAX)
         json_array_remove(t->outbox, 0); /* the server was away for long: drop the oldest */
@@ -535,108 +508,11 @@ static void wk_task_pump(struct wk_task *t)
     uv_mutex_lock(&t->mu);
     int done = t->engine_done;
     uv_mutex_unlock(&t->mu);
-    if (done && t->saved_stderr >= 0) {
-        /* The engine has returned: stderr is ours again, and the pipe's
-         * only writer is gone, so its reader sees EOF after the last line. */
-        fflush(stderr);
-        dup2(t->saved_stderr, STDERR_FILENO);
-        close(t->saved_stderr);
-        t->saved_stderr = -1;
-    }
-    if (done && t->err_eof && !uv_is_closing((uv_handle_t *)&t->wake)) {
+    if (done && !uv_is_closing((uv_handle_t *)&t->wake)) {
         uv_close((uv_handle_t *)&t->hb_timer, wk_task_close_cb);
         uv_close((uv_handle_t *)&t->tick_timer, wk_task_close_cb);
         uv_close((uv_handle_t *)&t->wake, wk_task_close_cb);
     }
-}
-
-/* ---- Loop thread: the engine's stderr ------------------------------------- */
-
-static void wk_err_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    struct wk_task *t = h->data;
-    *buf = uv_buf_init(t->err_buf, sizeof(t->err_buf));
-}
-
-/*
- * Keeps the engine's last "<command>: ..." line (its error sentence, which
- * becomes the task's failure message).
- */
-static void wk_err_line(struct wk_task *t, const char *line, size_t n)
-{
-    size_t k = strlen(t->argv.v[0]);
-    if (n > k + 2 && strncmp(line, t->argv.v[0], k) == 0 && line[k] == ':' && line[k + 1] == ' ') {
-        size_t m = n < sizeof(t->last_error) - 1 ? n : sizeof(t->last_error) - 1;
-        memcpy(t->last_error, line, m);
-        t->last_error[m] = '\0';
-    }
-}
-
-/* Forwards what the engine says on stderr to the worker's own stderr, line by line. */
-static void wk_err_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    struct wk_task *t = s->data;
-    if (nread < 0) {
-        uv_close((uv_handle_t *)s, wk_task_close_cb);
-        t->err_eof = 1;
-        wk_task_pump(t);
-        return;
-    }
-    int out = t->saved_stderr >= 0 ? t->saved_stderr : STDERR_FILENO;
-    if (nread > 0 && write(out, buf->base, (size_t)nread) < 0) {
-        /* Nowhere to report that stderr is gone; the line is still kept below. */
-    }
-    for (ssize_t i = 0; i < nread; i++) {
-        char c = buf->base[i];
-        if (c == '\n' || t->err_len == sizeof(t->err_line)) {
-            wk_err_line(t, t->err_line, t->err_len);
-            t->err_len = 0;
-            if (c == '\n')
-                continue;
-        }
-        t->err_line[t->err_len++] = c;
-    }
-}
-
-/*
- * Points fd 2 at a pipe the loop reads, so the engine's messages reach the
- * task's failure report. Without a pipe the engine still runs; its failure
- * message is then generic.
- */
-static void wk_err_capture(struct wk_task *t)
-{
-    int fds[2];
-    t->err_eof = 1;
-    t->saved_stderr = -1;
-    if (pipe(fds) != 0)
-        return;
-    fflush(stderr);
-    int saved = dup(STDERR_FILENO);
-    if (saved < 0 || uv_pipe_init(&t->loop, &t->err_pipe, 0) != 0) {
-        close(fds[0]);
-        close(fds[1]);
-        if (saved >= 0)
-            close(saved);
-        return;
-    }
-    t->err_pipe.data = t;
-    t->handles_open++;
-    int opened = uv_pipe_open(&t->err_pipe, fds[0]) == 0;
-    if (!opened)
-        close(fds[0]); /* not the handle's yet */
-    /* Reading starts before fd 2 moves: a pipe nobody reads would leave
-     * err_eof unset and the loop waiting for its EOF forever. */
-    if (!opened || uv_read_start((uv_stream_t *)&t->err_pipe, wk_err_alloc, wk_err_read) != 0 ||
-        dup2(fds[1], STDERR_FILENO) < 0) {
-        close(fds[1]);
-        close(saved);
-        uv_close((uv_handle_t *)&t->err_pipe, wk_task_close_cb);
-        return;
-    }
-    close(fds[1]);
-    t->saved_stderr = saved;
-    t->err_eof = 0;
 }
 
 static void wk_task_on_wake(uv_async_t *h)
@@ -686,13 +562,12 @@ static enum dp_err wk_task_run_engine(struct wk_task *t, struct dp_errinfo *ei)
     uint64_t hb_ms = (uint64_t)t->env->agent->heartbeat_s * 1000u;
     uv_timer_start(&t->hb_timer, wk_task_on_heartbeat, hb_ms, hb_ms);
     uv_timer_start(&t->tick_timer, wk_task_on_tick, WK_TICK_MS, WK_TICK_MS);
-    wk_err_capture(t);
     int rc = uv_thread_create(&t->thread, wk_engine_thread, t);
     if (rc != 0) {
         uv_mutex_lock(&t->mu);
         t->engine_done = 1;
         uv_mutex_unlock(&t->mu);
-        wk_task_pump(t); /* gives stderr back and closes the handles */
+        wk_task_pump(t); /* closes the handles */
         uv_run(&t->loop, UV_RUN_DEFAULT);
         uv_loop_close(&t->loop);
         return dp_errinfo_set(ei, DP_ENOMEM, "cannot start the engine thread: %s", uv_strerror(rc));
@@ -776,37 +651,40 @@ static enum wk_task_outcome wk_task_release(struct wk_task *t, time_t deadline)
     return wk_task_lost_or(err, WK_TASK_RELEASED);
 }
 
+/* Where the engine writes the output of kind ("model", "report", "onnx"). */
+static const char *wk_task_output_path(const struct wk_task *t, const char *kind)
+{
+    if (strcmp(kind, "model") == 0)
+        return t->p_out;
+    if (strcmp(kind, "report") == 0)
+        return t->p_report;
+    if (strcmp(kind, "onnx") == 0)
+        return t->p_onnx;
+    return NULL;
+}
+
 static enum wk_task_outcome wk_task_complete(struct wk_task *t, time_t deadline)
 {
-    struct {
-        const char *kind, *path;
-    } outs[3] = {{NULL, NULL}, {NULL, NULL}, {NULL, NULL}};
-    if (strcmp(t->type, "export") == 0) {
-        outs[0].kind = "onnx", outs[0].path = t->p_onnx;
-    } else {
-        outs[0].kind = "model", outs[0].path = t->p_out;
-        if (strcmp(t->type, "train") != 0)
-            outs[1].kind = "report", outs[1].path = t->p_report;
-    }
+    const char *const *kinds = wk_engine_outputs(t->ttype);
     json_t *outputs = json_object();
     struct dp_errinfo ei = {DP_OK, ""};
     enum dp_err err = DP_OK;
-    for (int i = 0; i < 3 && outs[i].kind != NULL && !err; i++) {
-        if (!wk_file_exists(outs[i].path)) {
+    for (size_t i = 0; kinds[i] != NULL && !err; i++) {
+        const char *path = wk_task_output_path(t, kinds[i]);
+        if (path == NULL || !wk_file_exists(path)) {
             json_decref(outputs);
             char msg[300];
-            snprintf(msg, sizeof(msg), "the %s command succeeded but wrote no %s", t->argv.v[0],
-                     outs[i].kind);
+            snprintf(msg, sizeof(msg), "the %s command succeeded but wrote no %s", t->job.command,
+                     kinds[i]);
             return wk_task_report_failure(t, msg, 1, deadline);
         }
         char sha[65];
         unsigned delay = WK_RETRY_FIRST_S;
         do
-            err = wk_agent_upload(t->env->agent, t->id, t->fence, outs[i].kind, outs[i].path, sha,
-                                  &ei);
+            err = wk_agent_upload(t->env->agent, t->id, t->fence, kinds[i], path, sha, &ei);
         while (wk_task_retry(t, err, deadline, &delay));
         if (!err)
-            json_object_set_new(outputs, outs[i].kind, json_string(sha));
+            json_object_set_new(outputs, kinds[i], json_string(sha));
     }
     if (!err) {
         unsigned delay = WK_RETRY_FIRST_S;
@@ -832,24 +710,21 @@ static enum wk_task_outcome wk_task_finish(struct wk_task *t)
     if (stop == WK_STOP_LOST)
         return WK_TASK_LOST;
     wk_task_flush_all(t, deadline);
-    int rc = t->engine_rc;
-    if (rc == WK_EXIT_OK)
+    enum dp_err err = t->engine_err;
+    if (err == DP_OK)
         return wk_task_complete(t, deadline);
-    if (rc == WK_EXIT_STOPPED && stop == WK_STOP_TERM)
+    if (err == DP_EINTERRUPTED && stop == WK_STOP_TERM)
         return wk_task_release(t, deadline);
-    if (rc == WK_EXIT_STOPPED && stop == WK_STOP_CANCEL) {
+    if (err == DP_EINTERRUPTED && stop == WK_STOP_CANCEL) {
         wk_task_report_failure(t, "cancelled by the user", 0, deadline);
         return WK_TASK_CANCELLED;
     }
-    char msg[600];
-    if (t->last_error[0] != '\0')
-        snprintf(msg, sizeof(msg), "%s", t->last_error);
-    else
-        snprintf(msg, sizeof(msg),
-                 "dnnpress-worker %s exited with status %d (see the worker's "
-                 "log for the reason)",
-                 t->argv.v[0], rc);
-    return wk_task_report_failure(t, msg, rc != WK_EXIT_USAGE, deadline);
+    /* The options were checked when they were bound, so this is the run
+     * failing (data, numerics, disk): another attempt may succeed. The
+     * message reads as the offline command's would: "compress: ...". */
+    char msg[sizeof(t->engine_ei.msg) + 32];
+    snprintf(msg, sizeof(msg), "%s: %s", t->job.command, dp_errinfo_msg(&t->engine_ei, err));
+    return wk_task_report_failure(t, msg, 1, deadline);
 }
 
 enum wk_task_outcome wk_task_run(const struct wk_task_env *env, json_t *task)
@@ -910,7 +785,7 @@ out:
         wk_rmtree(t->dir, 1);
     if (mutex_ok)
         uv_mutex_destroy(&t->mu);
-    wk_argv_free(&t->argv);
+    wk_engine_job_free(&t->job);
     json_decref(t->queue);
     json_decref(t->outbox);
     json_decref(t->progress);

@@ -12,7 +12,9 @@
  * loop thread sets (cancel in a heartbeat answer, 409 lease lost, SIGTERM).
  * A checkpoint the engine reports is hard-linked to a snapshot name at once
  * (in the engine thread), so the engine may replace its checkpoint file for
- * the next epoch while the loop thread uploads the snapshot.
+ * the next epoch while the loop thread uploads the snapshot. The engine is
+ * called through its typed entry point (wk_engine.h) and its failure comes
+ * back as a dp_errinfo; nothing is read from its stderr.
  */
 #ifndef DP_WORKER_AGENT_WK_TASK_H
 #define DP_WORKER_AGENT_WK_TASK_H
@@ -21,8 +23,8 @@
 #include <signal.h>
 
 #include "worker/agent/wk_agent.h"
-#include "worker/agent/wk_argv.h"
 #include "worker/agent/wk_cache.h"
+#include "worker/agent/wk_engine.h"
 
 enum wk_task_outcome {
     WK_TASK_COMPLETED, /* outputs uploaded, complete accepted */

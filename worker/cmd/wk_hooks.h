@@ -2,10 +2,11 @@
  * How a long-running engine command talks to whoever runs it.
  *
  * The offline commands (`dnnpress-worker train`, `compress`) and the task
- * loop (`dnnpress-worker serve`) run the same engine code. The task loop runs
- * a command in an engine thread with hooks: it receives one structured event
- * per finished epoch (to stream to the server) and asks the engine to stop
- * (cancel, SIGTERM, lost lease). The offline commands pass NULL hooks.
+ * loop (`dnnpress-worker serve`) call the same typed entry points
+ * (wk_train, wk_compress, ...; see wk_cmd.h). The task loop calls one in an
+ * engine thread with hooks: it receives one structured event per finished
+ * epoch (to stream to the server) and asks the engine to stop (cancel,
+ * SIGTERM, lost lease). The offline commands pass NULL hooks.
  *
  * Contract:
  *   - event() is called from the engine thread; `data` is borrowed (the
@@ -14,22 +15,15 @@
  *     "checkpoint" ({"path": ...}: a whole-state checkpoint was durably
  *     written and may be uploaded now).
  *   - stop() is polled between training steps; once it returns nonzero the
- *     command returns WK_EXIT_STOPPED at the next step boundary. The last
- *     whole-state checkpoint (written after every epoch when --checkpoint
- *     is given) lets `--resume` continue to the same result.
+ *     entry point returns DP_EINTERRUPTED at the next step boundary. The
+ *     last whole-state checkpoint (written after every epoch when the
+ *     options name a checkpoint) lets a run with resume set continue to
+ *     the same result.
  */
 #ifndef DP_WORKER_CMD_WK_HOOKS_H
 #define DP_WORKER_CMD_WK_HOOKS_H
 
 #include <jansson.h>
-
-/* Exit statuses shared by every command. */
-enum {
-    WK_EXIT_OK = 0,
-    WK_EXIT_FAIL = 1,
-    WK_EXIT_USAGE = 2,
-    WK_EXIT_STOPPED = 3, /* stop() asked; the last checkpoint is on disk */
-};
 
 struct wk_hooks {
     void *ctx;
