@@ -23,7 +23,17 @@
 #include "common/alloc.h"
 #include "common/sha256.h"
 
+/* A download left in tmp/ this long is a dead process's (a live one writes
+ * all the time): removed when the cache opens. */
 #define WK_CACHE_TMP_STALE_S 3600
+
+/* The cache root leaves this much room for what goes under it: the longest
+ * is "/tmp/<64 hex>.XXXXXX" (78 bytes). */
+#define WK_CACHE_SUBPATH_MAX 80
+/* A directory under the root ("DIR/blobs"), and a file in one: the root's
+ * buffer (struct wk_cache.dir) plus room for the rest. */
+#define WK_CACHE_DIR_PATH_MAX  1200
+#define WK_CACHE_FILE_PATH_MAX 1500
 
 static enum dp_err wk_mkdir(const char *path, struct dp_errinfo *ei)
 {
@@ -45,11 +55,11 @@ enum dp_err wk_cache_open(struct wk_cache *c, const char *dir, uint64_t max_byte
                           struct dp_errinfo *ei)
 {
     memset(c, 0, sizeof(*c));
-    if (strlen(dir) + 80 >= sizeof(c->dir))
+    if (strlen(dir) + WK_CACHE_SUBPATH_MAX >= sizeof(c->dir))
         return dp_errinfo_set(ei, DP_EINVAL, "cache directory path too long: %.64s...", dir);
     snprintf(c->dir, sizeof(c->dir), "%s", dir);
     c->max_bytes = max_bytes;
-    char p[1200];
+    char p[WK_CACHE_DIR_PATH_MAX];
     enum dp_err err = wk_mkdir(c->dir, ei);
     snprintf(p, sizeof(p), "%s/blobs", c->dir);
     if (!err)
@@ -64,7 +74,7 @@ enum dp_err wk_cache_open(struct wk_cache *c, const char *dir, uint64_t max_byte
         return DP_OK;
     time_t now = time(NULL);
     for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
-        char f[1500];
+        char f[WK_CACHE_FILE_PATH_MAX];
         struct stat st;
         if (e->d_name[0] == '.' || wk_cache_path(c, "tmp", e->d_name, f, sizeof(f)) != 0)
             continue;
@@ -97,7 +107,7 @@ static int wk_cache_entry_cmp(const void *a, const void *b)
 static enum dp_err wk_cache_list(const struct wk_cache *c, struct wk_cache_entry **out,
                                  size_t *n_out)
 {
-    char p[1200];
+    char p[WK_CACHE_DIR_PATH_MAX];
     snprintf(p, sizeof(p), "%s/blobs", c->dir);
     *out = NULL;
     *n_out = 0;
@@ -108,7 +118,7 @@ static enum dp_err wk_cache_list(const struct wk_cache *c, struct wk_cache_entry
     size_t n = 0, cap = 0;
     enum dp_err err = DP_OK;
     for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
-        char f[1500];
+        char f[WK_CACHE_FILE_PATH_MAX];
         struct stat st;
         if (!dp_sha256_hex_valid(e->d_name) || wk_cache_path(c, "blobs", e->d_name, f, sizeof(f)))
             continue;
@@ -164,7 +174,7 @@ int wk_cache_evict(struct wk_cache *c, uint64_t incoming)
         qsort(v, n, sizeof(*v), wk_cache_entry_cmp);
     int removed = 0;
     for (size_t i = 0; i < n && total + incoming > c->max_bytes; i++) {
-        char f[1500];
+        char f[WK_CACHE_FILE_PATH_MAX];
         if (wk_cache_path(c, "blobs", v[i].name, f, sizeof(f)) != 0)
             continue;
         /* Another worker sharing the directory may have removed it already. */
@@ -200,7 +210,7 @@ enum dp_err wk_cache_get(struct wk_cache *c, const char *sha256, uint64_t size,
                               sha256, (unsigned long long)size, (unsigned long long)c->max_bytes);
     wk_cache_evict(c, size);
 
-    char tmp[1500];
+    char tmp[WK_CACHE_FILE_PATH_MAX];
     int n = snprintf(tmp, sizeof(tmp), "%s/tmp/%s.XXXXXX", c->dir, sha256);
     if (n < 0 || (size_t)n >= sizeof(tmp))
         return dp_errinfo_set(ei, DP_EINVAL, "cache path too long");
