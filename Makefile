@@ -161,7 +161,7 @@ $(LIBNN): $(NN_OBJ)
 # ---- dnnpress-worker: offline commands and the task loop ---------------------
 
 # Everything but main() also goes into libwk.a, which the unit tests link.
-WK_SRC := $(wildcard worker/*.c worker/cmd/*.c worker/agent/*.c)
+WK_SRC := $(wildcard worker/cmd/*.c worker/agent/*.c)
 WK_OBJ := $(WK_SRC:%.c=$(BUILD)/%.o)
 WK_MAIN_OBJ := $(filter %/wk_main.o,$(WK_OBJ))
 LIBWK := $(BUILD)/libwk.a

@@ -20,13 +20,6 @@
 #define AGENT_EVENT_DATA_MAX (64 * 1024)
 #define AGENT_MESSAGE_MAX    4096
 
-static enum MHD_Result agent_err(struct MHD_Connection *conn, struct srv_req *r, enum dp_err err,
-                                 const struct dp_errinfo *ei)
-{
-    if (err == DP_EEXIST)
-        return srv_reply_error(conn, r, 409, "lease_lost", "%s", dp_errinfo_msg(ei, err));
-    return srv_reply_err(conn, r, err, ei);
-}
 
 static enum dp_err check_caps(json_t *caps, const char *where, struct dp_errinfo *ei)
 {
@@ -135,7 +128,7 @@ SRV_HANDLER(srv_api_agent_heartbeat)
     if (!err)
         err = srv_store_task_heartbeat(h->st, r->params[0], fence, progress, &out, &ei);
     if (err)
-        return agent_err(conn, r, err, &ei);
+        return srv_reply_err(conn, r, err, &ei);
     return srv_reply_json(conn, r, 200, out);
 }
 
@@ -185,7 +178,7 @@ SRV_HANDLER(srv_api_agent_events)
     if (!err)
         err = srv_store_task_events(h->st, r->params[0], fence, events, &ei);
     if (err)
-        return agent_err(conn, r, err, &ei);
+        return srv_reply_err(conn, r, err, &ei);
     srv_notify(h);
     return srv_reply_json(conn, r, 200,
                           json_pack("{s:I}", "accepted", (json_int_t)json_array_size(events)));
@@ -212,7 +205,7 @@ SRV_HANDLER(srv_api_agent_artifact_begin)
     r->upload_fence = (int64_t)fence;
     enum dp_err err = srv_store_task_fence_check(h->st, r->params[0], r->upload_fence, &ei);
     if (err)
-        return agent_err(conn, r, err, &ei);
+        return srv_reply_err(conn, r, err, &ei);
     return MHD_YES;
 }
 
@@ -231,7 +224,7 @@ SRV_HANDLER(srv_api_agent_artifact)
         err = srv_store_task_artifact(h->st, r->params[0], r->upload_fence, r->params[1], sha,
                                       (int64_t)size, &ei);
     if (err)
-        return agent_err(conn, r, err, &ei);
+        return srv_reply_err(conn, r, err, &ei);
     atomic_fetch_add(&h->n_bytes_uploaded, size);
     return srv_reply_json(conn, r, 201,
                           json_pack("{s:s, s:I}", "sha256", sha, "size", (json_int_t)size));
@@ -264,7 +257,7 @@ SRV_HANDLER(srv_api_agent_complete)
         err = srv_store_task_complete(h->st, r->params[0], fence, outputs ? outputs : empty, &ei);
     json_decref(empty);
     if (err)
-        return agent_err(conn, r, err, &ei);
+        return srv_reply_err(conn, r, err, &ei);
     srv_notify(h);
     return srv_reply_json(conn, r, 200, json_pack("{s:s}", "state", "succeeded"));
 }
@@ -290,7 +283,7 @@ SRV_HANDLER(srv_api_agent_fail)
         err = srv_store_task_fail(h->st, r->params[0], fence, message,
                                   retry ? json_is_true(retry) : 1, &ei);
     if (err)
-        return agent_err(conn, r, err, &ei);
+        return srv_reply_err(conn, r, err, &ei);
     srv_notify(h);
     return srv_reply_json(conn, r, 200, json_pack("{s:b}", "recorded", 1));
 }
@@ -306,7 +299,7 @@ SRV_HANDLER(srv_api_agent_release)
     if (!err)
         err = srv_store_task_release(h->st, r->params[0], fence, &ei);
     if (err)
-        return agent_err(conn, r, err, &ei);
+        return srv_reply_err(conn, r, err, &ei);
     srv_notify(h);
     return srv_reply_json(conn, r, 200, json_pack("{s:s}", "state", "queued"));
 }

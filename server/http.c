@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/http_status.h"
 #include "common/log.h"
 #include "common/sha256.h"
 #include "common/utf8.h"
@@ -199,35 +200,8 @@ enum MHD_Result srv_reply_error(struct MHD_Connection *conn, struct srv_req *r, 
 enum MHD_Result srv_reply_err(struct MHD_Connection *conn, struct srv_req *r, enum dp_err err,
                               const struct dp_errinfo *ei)
 {
-    unsigned status = 500;
-    const char *code = "internal";
-    switch (err) {
-        case DP_ENOENT:
-            status = 404, code = "not_found";
-            break;
-        case DP_EEXIST:
-            status = 409, code = "conflict";
-            break;
-        case DP_EINVAL:
-        case DP_ESHAPE:
-            status = 400, code = "invalid_request";
-            break;
-        case DP_EFORMAT:
-        case DP_ETRUNC:
-            status = 400, code = "invalid_format";
-            break;
-        case DP_ETOOBIG:
-            status = 413, code = "too_large";
-            break;
-        case DP_EUNSUPPORTED:
-            status = 415, code = "unsupported";
-            break;
-        case DP_ENOMEM:
-            status = 503, code = "out_of_memory";
-            break;
-        default:
-            break;
-    }
+    const char *code = NULL;
+    unsigned status = dp_err_to_http_status(err, &code);
     return srv_reply_error(conn, r, status, code, "%s", dp_errinfo_msg(ei, err));
 }
 

@@ -22,14 +22,14 @@
  *   call returns DP_OK its effect is on disk (the API's "2xx means durable").
  * - The queue (srv_store_task_*): claim is one UPDATE ... RETURNING that
  *   picks the best ready task and bumps its fencing counter; every worker
- *   write names the fence it was given and is refused (DP_EEXIST, "lease
+ *   write names the fence it was given and is refused (DP_ESTALE, "lease
  *   lost") unless the task is still leased under that fence. The reaper
  *   returns expired leases to the queue with backoff, or marks them dead.
  * - Results are jansson objects shaped as docs/api.md describes; the caller
  *   owns them (json_decref).
  *
  * Errors: DP_ENOENT (absent or another team's: both are 404), DP_EEXIST
- * (state conflict, stale fence, name taken: 409), DP_EINVAL (invalid
+ * (state conflict, name taken: 409), DP_ESTALE (stale fence: 409 lease_lost), DP_EINVAL (invalid
  * request, message names the field), DP_EIO (database failure), DP_ENOMEM.
  * Every call is thread-safe.
  */
@@ -206,7 +206,7 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, js
                                  json_t **out, struct dp_errinfo *ei);
 
 /* Extends the lease; progress (may be NULL) becomes the job's progress.
- * out: {"lease_expires_at","cancel"}. DP_EEXIST when the fence is stale. */
+ * out: {"lease_expires_at","cancel"}. DP_ESTALE when the fence is stale. */
 enum dp_err srv_store_task_heartbeat(struct srv_store *st, const char *task_id, int64_t fence,
                                      json_t *progress, json_t **out, struct dp_errinfo *ei);
 

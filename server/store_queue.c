@@ -234,7 +234,7 @@ out:
 }
 
 /* The task's row when it is leased under fence: job id, type, attempts,
- * max_attempts, lease owner. DP_EEXIST ("lease lost") otherwise. */
+ * max_attempts, lease owner. DP_ESTALE ("lease lost") otherwise. */
 struct srv_lease {
     char job_id[SRV_ID_MAX];
     char type[16];
@@ -253,7 +253,7 @@ static enum dp_err lease_check(struct srv_store *st, const char *task_id, int64_
     if (err)
         return err;
     if (r == 0)
-        return dp_errinfo_set(ei, DP_EEXIST,
+        return dp_errinfo_set(ei, DP_ESTALE,
                               "lease lost: task '%s' is not leased under fence %" PRId64, task_id,
                               fence);
     snprintf(l->job_id, sizeof(l->job_id), "%s", srv_store__col_text(s, 0));

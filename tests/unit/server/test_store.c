@@ -164,14 +164,14 @@ Test(srv_store, claim_follows_dependencies_and_fences_refuse_stale_writes)
 
     const char *sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     struct dp_errinfo ei = {0};
-    cr_assert_eq(srv_store_task_artifact(st, tid, fence + 1, "model", sha, 3, &ei), DP_EEXIST);
+    cr_assert_eq(srv_store_task_artifact(st, tid, fence + 1, "model", sha, 3, &ei), DP_ESTALE);
     cr_assert(strstr(ei.msg, "lease lost") != NULL, "%s", ei.msg);
     cr_assert_eq(srv_store_task_artifact(st, tid, fence, "model", sha, 3, NULL), DP_OK);
     json_t *outputs = json_pack("{s:s}", "model", sha);
-    cr_assert_eq(srv_store_task_complete(st, tid, fence + 1, outputs, NULL), DP_EEXIST);
+    cr_assert_eq(srv_store_task_complete(st, tid, fence + 1, outputs, NULL), DP_ESTALE);
     cr_assert_eq(srv_store_task_complete(st, tid, fence, outputs, NULL), DP_OK);
     /* A second completion (a duplicate delivery) is refused too. */
-    cr_assert_eq(srv_store_task_complete(st, tid, fence, outputs, NULL), DP_EEXIST);
+    cr_assert_eq(srv_store_task_complete(st, tid, fence, outputs, NULL), DP_ESTALE);
 
     json_decref(caps);
     caps = caps_of("compress");

@@ -1,0 +1,238 @@
+/*
+ * `dnnpress-worker serve` (see wk_serve.h).
+ *
+ * DESIGN: one thread runs this loop and every task's libuv loop in turn
+ * (wk_task_run); the engine gets its own thread per task. The only state a
+ * signal touches is the sig_atomic_t flag below. A server that cannot be
+ * reached is waited for with capped backoff, never a reason to exit: the
+ * server may be restarting, and a worker that outlives it loses nothing.
+ */
+#include "worker/agent/wk_serve.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/httpc.h"
+#include "common/log.h"
+#include "common/task_type.h"
+#include "worker/agent/wk_agent.h"
+#include "worker/agent/wk_cache.h"
+#include "worker/agent/wk_engine.h"
+#include "worker/agent/wk_task.h"
+#include "worker/cmd/wk_flags.h"
+
+static volatile sig_atomic_t wk_serve_term;
+
+static void wk_serve_on_signal(int sig)
+{
+    (void)sig;
+    wk_serve_term = 1;
+}
+
+struct wk_serve_opts {
+    const char *server, *cache_dir, *capabilities, *name, *datasets_dir;
+    long cache_mb, threads, limit_train, limit_test, wait_s;
+};
+
+#define WK_OFF(f) offsetof(struct wk_serve_opts, f)
+
+/* Reconnecting to a server that does not answer: 1, 2, 4, 8, 16, then
+ * every 30 s. A restart takes seconds, so the first tries come quickly;
+ * an outage of hours costs one request per half minute. */
+#define WK_SERVE_BACKOFF_FIRST_S 1u
+#define WK_SERVE_BACKOFF_CAP_S   16u /* doubling stops here... */
+#define WK_SERVE_BACKOFF_MAX_S   30u /* ...and the next wait is this */
+/* Naps are sliced so that SIGTERM ends one within this long. */
+#define WK_SERVE_NAP_SLICE_MS 100
+
+static const struct wk_flag wk_serve_flags[] = {
+    {"server", WK_STR, WK_OFF(server), 0, 0, NULL, 0,
+     "dnnpress-server base URL (http://host:port)"},
+    {"cache-dir", WK_STR, WK_OFF(cache_dir), 0, 0, NULL, 0,
+     "directory for fetched models/datasets and task files"},
+    {"cache-mb", WK_INT, WK_OFF(cache_mb), 1, 1048576, "2048", 0, "cache size cap in MiB"},
+    {"capabilities", WK_STR, WK_OFF(capabilities), 0, 0, "train,compress,retrain,export", 0,
+     "comma-separated task types to take"},
+    {"name", WK_STR, WK_OFF(name), 0, 0, NULL, 0,
+     "worker name shown by the server (default: hostname)"},
+    {"threads", WK_INT, WK_OFF(threads), 1, 1024, NULL, 0,
+     "engine threads per task (default: all cores)"},
+    {"limit-train", WK_INT, WK_OFF(limit_train), 1, 1e9, NULL, 0,
+     "train on the first N images only (tests and demos; env DNNPRESS_LIMIT_TRAIN)"},
+    {"limit-test", WK_INT, WK_OFF(limit_test), 1, 1e9, NULL, 0,
+     "evaluate on the first N images only (env DNNPRESS_LIMIT_TEST)"},
+    {"datasets-dir", WK_STR, WK_OFF(datasets_dir), 0, 0, "/usr/share/datasets", 0,
+     "where built-in datasets are installed"},
+    {"wait-s", WK_INT, WK_OFF(wait_s), 1, 30, "5", 0, "long-poll wait per claim"},
+};
+
+#define WK_N_FLAGS (sizeof(wk_serve_flags) / sizeof(wk_serve_flags[0]))
+
+static void wk_serve_help(FILE *f)
+{
+    fprintf(f, "usage: DNNPRESS_TOKEN=<agent token> dnnpress-worker serve --server URL "
+               "--cache-dir DIR [options]\n\n"
+               "Registers with dnnpress-server, leases tasks it can run and runs them one at a\n"
+               "time; SIGTERM stops the current task at its next step, uploads its checkpoint\n"
+               "and releases it.\n\noptions:\n");
+    wk_flags_help(f, wk_serve_flags, WK_N_FLAGS);
+}
+
+/* Reads a positive integer from the environment when the flag was not given. */
+static long wk_env_long(const char *name, long current)
+{
+    const char *s = getenv(name);
+    if (current > 0 || s == NULL || *s == '\0')
+        return current;
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    return (end != NULL && *end == '\0' && v > 0) ? v : current;
+}
+
+/* The task types of list ("train,compress") as a JSON array, each one a
+ * type this build runs; NULL after saying why on stderr. */
+static json_t *wk_caps_parse(const char *list)
+{
+    json_t *caps = json_array();
+    const char *p = list;
+    while (caps != NULL && *p != '\0') {
+        size_t n = strcspn(p, ",");
+        enum dp_task_type t;
+        if (!dp_task_type_from_namen(p, n, &t) || !wk_engine_supports(t)) {
+            char known[128];
+            wk_engine_list(known, sizeof(known));
+            fprintf(stderr, "serve: --capabilities: '%.*s' is not one of %s\n", (int)n, p, known);
+            json_decref(caps);
+            return NULL;
+        }
+        json_array_append_new(caps, json_string(dp_task_type_name(t)));
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    if (caps != NULL && json_array_size(caps) == 0) {
+        fprintf(stderr, "serve: --capabilities is empty\n");
+        json_decref(caps);
+        return NULL;
+    }
+    return caps;
+}
+
+static unsigned wk_serve_backoff_next(unsigned backoff)
+{
+    return backoff < WK_SERVE_BACKOFF_CAP_S ? 2 * backoff : WK_SERVE_BACKOFF_MAX_S;
+}
+
+/* Sleeps up to s seconds, waking early on SIGTERM. */
+static void wk_nap(unsigned s)
+{
+    struct timespec ts = {0, WK_SERVE_NAP_SLICE_MS * 1000L * 1000L};
+    for (unsigned i = 0; i < s * (1000 / WK_SERVE_NAP_SLICE_MS) && !wk_serve_term; i++)
+        nanosleep(&ts, NULL);
+}
+
+int wk_serve_main(int argc, char **argv)
+{
+    struct wk_serve_opts o;
+    memset(&o, 0, sizeof(o));
+    wk_flags_defaults(wk_serve_flags, WK_N_FLAGS, &o);
+    int rc = wk_flags_parse("serve", wk_serve_flags, WK_N_FLAGS, &o, argc, argv);
+    if (rc > 0) {
+        wk_serve_help(stdout);
+        return 0;
+    }
+    if (rc != 0)
+        return 2;
+    const char *token = getenv("DNNPRESS_TOKEN");
+    if (o.server == NULL || o.cache_dir == NULL) {
+        fprintf(stderr, "serve: --server and --cache-dir are required (see --help)\n");
+        return 2;
+    }
+    if (token == NULL || *token == '\0') {
+        fprintf(stderr, "serve: set DNNPRESS_TOKEN to an agent token (POST /api/v1/tokens "
+                        "with scope \"agent\")\n");
+        return 2;
+    }
+    o.limit_train = wk_env_long("DNNPRESS_LIMIT_TRAIN", o.limit_train);
+    o.limit_test = wk_env_long("DNNPRESS_LIMIT_TEST", o.limit_test);
+    char host[256] = "worker";
+    if (o.name == NULL) {
+        if (gethostname(host, sizeof(host) - 1) != 0)
+            snprintf(host, sizeof(host), "worker");
+        o.name = host;
+    }
+    json_t *caps = wk_caps_parse(o.capabilities);
+    if (caps == NULL)
+        return 2;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = wk_serve_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct wk_cache cache;
+    struct wk_agent agent;
+    int status = 1, registered = 0;
+    memset(&agent, 0, sizeof(agent));
+    enum dp_err err = wk_cache_open(&cache, o.cache_dir, (uint64_t)o.cache_mb << 20, &ei);
+    if (err) {
+        fprintf(stderr, "serve: cache: %s\n", dp_errinfo_msg(&ei, err));
+        goto out;
+    }
+    if (dp_httpc_global_init() != DP_OK || wk_agent_init(&agent, o.server, token) != DP_OK) {
+        fprintf(stderr, "serve: out of memory\n");
+        goto out;
+    }
+    struct wk_task_env env = {
+        &agent, &cache, {o.threads, o.limit_train, o.limit_test}, o.datasets_dir, &wk_serve_term};
+    unsigned backoff = WK_SERVE_BACKOFF_FIRST_S;
+    while (!wk_serve_term) {
+        if (!registered) {
+            err = wk_agent_register(&agent, o.name, caps, &ei);
+            if (err) {
+                if (err == DP_EPERM) {
+                    fprintf(stderr, "serve: the server refuses this token: %s\n", ei.msg);
+                    goto out;
+                }
+                DP_LOG(DP_LOG_WARN, "register: %s (retrying in %us)", ei.msg, backoff);
+                wk_nap(backoff);
+                backoff = wk_serve_backoff_next(backoff);
+                continue;
+            }
+            registered = 1;
+            backoff = WK_SERVE_BACKOFF_FIRST_S;
+            DP_LOG(DP_LOG_INFO, "registered as %s with %s (heartbeat %lds, lease %lds)",
+                   agent.worker_id, o.server, agent.heartbeat_s, agent.lease_s);
+        }
+        json_t *task = NULL;
+        err = wk_agent_claim(&agent, caps, (int)o.wait_s, &task, &ei);
+        if (err) {
+            /* An unknown worker id (e.g. a server with a fresh database) registers again. */
+            if (err == DP_EPERM || err == DP_ENOENT || err == DP_EEXIST || err == DP_ESTALE)
+                registered = 0;
+            DP_LOG(DP_LOG_WARN, "claim: %s (retrying in %us)", ei.msg, backoff);
+            wk_nap(backoff);
+            backoff = wk_serve_backoff_next(backoff);
+            continue;
+        }
+        backoff = WK_SERVE_BACKOFF_FIRST_S;
+        if (task == NULL)
+            continue;
+        wk_task_run(&env, task);
+        json_decref(task);
+    }
+    DP_LOG(DP_LOG_INFO, "SIGTERM: exiting");
+    status = 0;
+out:
+    wk_agent_free(&agent);
+    json_decref(caps);
+    return status;
+}
