@@ -824,6 +824,18 @@ def main():
         marks = {x["id"]: (x.get("shared"), x.get("team_id")) for x in wl}
         check(marks.get(ws) == (True, None) and marks.get(wb) == (False, team_b),
               "worker objects carry shared and team_id: %r" % marks)
+    # The CLI asks for a shared agent by name; a missing --team is not one.
+    cli = [os.path.join(BUILD, "dnnpress"), "--json", "token", "create"]
+    env = dict(os.environ, DNNPRESS_SERVER="http://127.0.0.1:%d" % s.port, DNNPRESS_TOKEN=ADMIN,
+               DNNPRESS_CONFIG="/nonexistent/dnnpress-cli.json")
+    p = subprocess.run(cli + ["--scope", "agent"], env=env, capture_output=True, timeout=30)
+    check(p.returncode == 2, "token create without --team or --shared is a usage error: %r" % (p,))
+    p = subprocess.run(cli + ["--shared", "--name", "cli-farm"], env=env, capture_output=True,
+                       timeout=30)
+    check(p.returncode == 0, "dnnpress token create --shared: %r" % (p,))
+    made = json.loads(p.stdout)
+    check(made.get("shared") is True and made.get("team_id") is None and made["scope"] == "agent",
+          "dnnpress token create --shared makes a shared agent: %r" % made)
     me_a = expect(s.req("GET", "/api/v1/me", token=agent), 200, "me")
     if me_a.get("shared") is not False:
         broken.append("/me of a team agent must say \"shared\": false: %r" % me_a)
