@@ -108,11 +108,16 @@ SRV_HANDLER(srv_api_token_create)
     json_t *out = NULL;
     enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
     if (!err)
-        err = srv_json_str(r->json, "body", "team_id", 1, &team, &ei);
-    if (!err)
         err = srv_json_str(r->json, "body", "scope", 1, &scope, &ei);
     if (!err && strcmp(scope, "team") != 0 && strcmp(scope, "agent") != 0)
         err = dp_errinfo_set(&ei, DP_EINVAL, "body.scope: must be \"team\" or \"agent\"");
+    /* An agent token with "team_id": null is a shared agent: it serves every
+     * team. Null must be written out, so that forgetting the field cannot
+     * make one; and only the admin (this route) can. */
+    if (!err && json_is_null(json_object_get(r->json, "team_id")) && strcmp(scope, "team") == 0)
+        err = dp_errinfo_set(&ei, DP_EINVAL, "body.team_id: a team token needs a team");
+    else if (!err && !json_is_null(json_object_get(r->json, "team_id")))
+        err = srv_json_str(r->json, "body", "team_id", 1, &team, &ei);
     if (!err)
         err = srv_json_str(r->json, "body", "name", 0, &name, &ei);
     if (!err)
@@ -128,7 +133,9 @@ SRV_HANDLER(srv_api_me)
 {
     (void)h;
     static const char *const scopes[] = {"admin", "team", "agent"};
-    json_t *o = json_pack("{s:s, s:s}", "scope", scopes[r->who.scope], "token_id", r->who.token_id);
+    int shared = r->who.scope == SRV_SCOPE_AGENT && r->who.team_id[0] == '\0';
+    json_t *o = json_pack("{s:s, s:s, s:b}", "scope", scopes[r->who.scope], "token_id",
+                          r->who.token_id, "shared", shared);
     json_object_set_new(o, "team_id",
                         r->who.team_id[0] ? json_string(r->who.team_id) : json_null());
     return srv_reply_json(conn, r, 200, o);

@@ -1,8 +1,11 @@
 /*
  * Worker-facing handlers (agent scope): register, claim (long-poll),
  * heartbeat, events, artifact upload, complete, fail, release, and blob
- * download. Every write carries the lease's fence; a stale one is 409
- * lease_lost, whatever the worker meant to do.
+ * download. Every call passes the caller's token to the store, which
+ * binds workers to the token that registered them and leases to the
+ * worker that claimed them (docs/security.md). Every write carries the
+ * lease's fence; a stale one, or a lease this token's workers do not hold,
+ * is 409 lease_lost, whatever the worker meant to do.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -60,8 +63,8 @@ SRV_HANDLER(srv_api_agent_register)
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     json_t *dev = device ? json_incref(device) : json_object();
-    err = srv_store_worker_register(h->st, name, version, json_object_get(r->json, "capabilities"),
-                                    dev, &out, &ei);
+    err = srv_store_worker_register(h->st, &r->who, name, version,
+                                    json_object_get(r->json, "capabilities"), dev, &out, &ei);
     json_decref(dev);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
@@ -89,12 +92,13 @@ SRV_HANDLER(srv_api_agent_claim)
     for (;;) {
         uint64_t gen = srv_store_generation(h->st);
         json_t *task = NULL;
-        err = srv_store_task_claim(h->st, worker, caps, &task, &ei);
+        int no_worker = 0;
+        err = srv_store_task_claim(h->st, &r->who, worker, caps, &task, &no_worker, &ei);
         if (err == DP_OK) {
             srv_notify(h); /* event streams see the lease */
             return srv_reply_json(conn, r, 200, json_pack("{s:o}", "task", task));
         }
-        if (err != DP_ENOENT)
+        if (err != DP_ENOENT || no_worker)
             return srv_reply_err(conn, r, err, &ei);
         if (srv_mono_ms() >= r->poll_deadline_ms)
             return srv_reply_response(
@@ -126,7 +130,7 @@ SRV_HANDLER(srv_api_agent_heartbeat)
         err = dp_errinfo_set(&ei, DP_ETOOBIG, "body.progress: larger than %d bytes",
                              AGENT_EVENT_DATA_MAX);
     if (!err)
-        err = srv_store_task_heartbeat(h->st, r->params[0], fence, progress, &out, &ei);
+        err = srv_store_task_heartbeat(h->st, &r->who, r->params[0], fence, progress, &out, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     return srv_reply_json(conn, r, 200, out);
@@ -176,7 +180,7 @@ SRV_HANDLER(srv_api_agent_events)
                                  AGENT_EVENT_DATA_MAX);
     }
     if (!err)
-        err = srv_store_task_events(h->st, r->params[0], fence, events, &ei);
+        err = srv_store_task_events(h->st, &r->who, r->params[0], fence, events, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     srv_notify(h);
@@ -203,7 +207,8 @@ SRV_HANDLER(srv_api_agent_artifact_begin)
         return srv_reply_error(conn, r, 400, "invalid_request",
                                "fence: required query parameter (a positive integer)");
     r->upload_fence = (int64_t)fence;
-    enum dp_err err = srv_store_task_fence_check(h->st, r->params[0], r->upload_fence, &ei);
+    enum dp_err err =
+        srv_store_task_fence_check(h->st, &r->who, r->params[0], r->upload_fence, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     return MHD_YES;
@@ -221,8 +226,8 @@ SRV_HANDLER(srv_api_agent_artifact)
     if (!err)
         err = srv_blob_publish(r->blob, &ei);
     if (!err)
-        err = srv_store_task_artifact(h->st, r->params[0], r->upload_fence, r->params[1], sha,
-                                      (int64_t)size, &ei);
+        err = srv_store_task_artifact(h->st, &r->who, r->params[0], r->upload_fence, r->params[1],
+                                      sha, (int64_t)size, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     atomic_fetch_add(&h->n_bytes_uploaded, size);
@@ -254,7 +259,8 @@ SRV_HANDLER(srv_api_agent_complete)
         }
     json_t *empty = outputs ? NULL : json_object();
     if (!err)
-        err = srv_store_task_complete(h->st, r->params[0], fence, outputs ? outputs : empty, &ei);
+        err = srv_store_task_complete(h->st, &r->who, r->params[0], fence,
+                                      outputs ? outputs : empty, &ei);
     json_decref(empty);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
@@ -280,7 +286,7 @@ SRV_HANDLER(srv_api_agent_fail)
     if (!err && retry && !json_is_boolean(retry))
         err = dp_errinfo_set(&ei, DP_EINVAL, "body.retryable: must be true or false");
     if (!err)
-        err = srv_store_task_fail(h->st, r->params[0], fence, message,
+        err = srv_store_task_fail(h->st, &r->who, r->params[0], fence, message,
                                   retry ? json_is_true(retry) : 1, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
@@ -297,7 +303,7 @@ SRV_HANDLER(srv_api_agent_release)
     if (!err)
         err = body_fence(r, &fence, &ei);
     if (!err)
-        err = srv_store_task_release(h->st, r->params[0], fence, &ei);
+        err = srv_store_task_release(h->st, &r->who, r->params[0], fence, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     srv_notify(h);
@@ -312,7 +318,7 @@ SRV_HANDLER(srv_api_agent_blob)
     if (!dp_sha256_hex_valid(sha))
         return srv_reply_error(conn, r, 400, "invalid_request",
                                "blob name must be 64 lowercase hex digits (a sha256)");
-    enum dp_err err = srv_store_blob_agent(h->st, sha, &size, &ei);
+    enum dp_err err = srv_store_blob_agent(h->st, &r->who, sha, &size, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     return srv_reply_blob(h, conn, r, sha, size, "application/octet-stream");

@@ -714,14 +714,22 @@ enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, co
         err = srv_token_hash(secret, hash);
     if (err)
         return err;
+    /* Only an agent may have no team: a shared agent (the caller, admin only,
+     * decides); a team token without a team would see nothing. */
+    int shared = team_id == NULL && strcmp(scope, "agent") == 0;
+    if (team_id == NULL && !shared)
+        return dp_errinfo_set(ei, DP_EINVAL, "team_id: required for a %s token", scope);
     pthread_mutex_lock(&st->mu);
     err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    sqlite3_stmt *s = srv_store__stmt(st, STMT_TEAM_EXISTS);
-    srv_store__bind_text(s, ":id", team_id);
-    int has_row = 0;
-    err = srv_store__step(st, s, &has_row, ei);
+    int has_row = 1;
+    if (team_id) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TEAM_EXISTS);
+        srv_store__bind_text(s, ":id", team_id);
+        err = srv_store__step(st, s, &has_row, ei);
+        sqlite3_reset(s);
+    }
     if (!err && !has_row)
         err = dp_errinfo_set(ei, DP_EINVAL, "team_id: no team '%s'", team_id);
     if (!err)
@@ -730,8 +738,9 @@ enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, co
 out:
     pthread_mutex_unlock(&st->mu);
     if (!err) {
-        *out = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "token", secret, "scope", scope,
-                         "team_id", team_id, "name", name);
+        *out = json_pack("{s:s, s:s, s:s, s:o, s:s, s:b}", "id", id, "token", secret, "scope",
+                         scope, "team_id", team_id ? json_string(team_id) : json_null(), "name",
+                         name, "shared", shared);
         if (*out == NULL)
             err = DP_ENOMEM;
     }
@@ -856,9 +865,9 @@ enum dp_err srv_store_asset_list(struct srv_store *st, const struct srv_principa
 
 /* ---- Workers ------------------------------------------------------------------------------ */
 
-enum dp_err srv_store_worker_register(struct srv_store *st, const char *name, const char *version,
-                                      json_t *capabilities, json_t *device, json_t **out,
-                                      struct dp_errinfo *ei)
+enum dp_err srv_store_worker_register(struct srv_store *st, const struct srv_principal *who,
+                                      const char *name, const char *version, json_t *capabilities,
+                                      json_t *device, json_t **out, struct dp_errinfo *ei)
 {
     char id[SRV_ID_MAX];
     *out = NULL;
@@ -874,6 +883,8 @@ enum dp_err srv_store_worker_register(struct srv_store *st, const char *name, co
     srv_store__bind_text(s, ":name", name);
     srv_store__bind_text(s, ":version", version);
     srv_store__bind_int(s, ":now", srv_now_ms());
+    srv_store__bind_text(s, ":token", who->token_id);
+    srv_store__bind_text(s, ":team", who->team_id[0] ? who->team_id : NULL);
     err = srv_store__bind_json(s, ":caps", capabilities);
     if (!err)
         err = srv_store__bind_json(s, ":device", device);
@@ -895,10 +906,12 @@ out:
 /* The current row of WORKER_LIST as an API object. */
 static json_t *worker_json(sqlite3_stmt *s)
 {
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", srv_store__col_str(s, 1), "name",
-                     srv_store__col_str(s, 2), "version", srv_store__col_str(s, 3), "capabilities",
-                     srv_store__col_json(s, 4), "device", srv_store__col_json(s, 5), "created_at",
-                     srv_store__col_time(s, 6), "last_seen_at", srv_store__col_time(s, 7));
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "id",
+                     srv_store__col_str(s, 1), "name", srv_store__col_str(s, 2), "version",
+                     srv_store__col_str(s, 3), "capabilities", srv_store__col_json(s, 4), "device",
+                     srv_store__col_json(s, 5), "created_at", srv_store__col_time(s, 6),
+                     "last_seen_at", srv_store__col_time(s, 7), "team_id", srv_store__col_str(s, 8),
+                     "shared", srv_store__col_int(s, 9) != 0);
 }
 
 enum dp_err srv_store_worker_list(struct srv_store *st, int limit, int64_t cursor, json_t **out,

@@ -21,15 +21,18 @@
  * - Writes run in BEGIN IMMEDIATE transactions with synchronous=FULL: when a
  *   call returns DP_OK its effect is on disk (the API's "2xx means durable").
  * - The queue (srv_store_task_*): claim is one UPDATE ... RETURNING that
- *   picks the best ready task and bumps its fencing counter; every worker
- *   write names the fence it was given and is refused (DP_ESTALE, "lease
- *   lost") unless the task is still leased under that fence. The reaper
- *   returns expired leases to the queue with backoff, or marks them dead.
+ *   picks the best ready task of the worker's team (any team for a shared
+ *   agent) and bumps its fencing counter; every worker write names the
+ *   fence it was given and is refused (DP_ESTALE, "lease lost") unless the
+ *   task is still leased under that fence to a worker that the calling
+ *   token registered. The reaper returns expired leases to the queue with
+ *   backoff, or marks them dead.
  * - Results are jansson objects shaped as docs/api.md describes; the caller
  *   owns them (json_decref).
  *
  * Errors: DP_ENOENT (absent or another team's: both are 404), DP_EEXIST
- * (state conflict, name taken: 409), DP_ESTALE (stale fence: 409 lease_lost), DP_EINVAL (invalid
+ * (state conflict, name taken: 409), DP_ESTALE (a lease that is stale or
+ * not the caller's: 409 lease_lost), DP_EINVAL (invalid
  * request, message names the field), DP_EIO (database failure), DP_ENOMEM.
  * Every call is thread-safe.
  */
@@ -44,7 +47,8 @@
 
 struct srv_store;
 
-/* Who is calling: the token's scope and team (empty for admin/agent). */
+/* Who is calling: the token's scope and team ("" for admin and for a shared
+ * agent; an agent with a team is that team's agent, docs/security.md). */
 enum srv_scope { SRV_SCOPE_ADMIN, SRV_SCOPE_TEAM, SRV_SCOPE_AGENT };
 struct srv_principal {
     enum srv_scope scope;
@@ -90,7 +94,8 @@ enum dp_err srv_store_token_lookup(struct srv_store *st, const char *hash,
 enum dp_err srv_store_admin_ensure(struct srv_store *st, const char *env_hash,
                                    char new_secret[SRV_TOKEN_LEN], struct dp_errinfo *ei);
 
-/* Creates an agent token (no team) named name; the secret goes to secret. */
+/* Creates a shared agent token (no team: it serves every team) named name;
+ * the secret goes to secret. */
 enum dp_err srv_store_agent_token_mint(struct srv_store *st, const char *name,
                                        char secret[SRV_TOKEN_LEN], struct dp_errinfo *ei);
 
@@ -100,7 +105,8 @@ enum dp_err srv_store_team_list(struct srv_store *st, int limit, int64_t cursor,
                                 struct dp_errinfo *ei);
 
 /* Creates a token of scope "team" or "agent" for team_id; out carries the
- * secret (shown once). */
+ * secret (shown once) and "shared". team_id may be NULL only for an agent
+ * token: a shared agent. */
 enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, const char *scope,
                                    const char *name, json_t **out, struct dp_errinfo *ei);
 
@@ -186,51 +192,73 @@ enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_princi
 enum dp_err srv_store_blob_team(struct srv_store *st, const struct srv_principal *who,
                                 const char *sha, int64_t *size, struct dp_errinfo *ei);
 
-/* Whether an agent may read blob sha: it is an input or artifact of a job
- * with a leased task. */
-enum dp_err srv_store_blob_agent(struct srv_store *st, const char *sha, int64_t *size,
-                                 struct dp_errinfo *ei);
+/* Whether agent `who` may read blob sha: it is the model, dataset or an
+ * artifact of a job with a task leased to one of the workers its token
+ * registered. DP_ENOENT otherwise (whoever else's blob it is). */
+enum dp_err srv_store_blob_agent(struct srv_store *st, const struct srv_principal *who,
+                                 const char *sha, int64_t *size, struct dp_errinfo *ei);
 
 /* ---- Workers and the queue (agent scope) ---------------------------------- */
 
-enum dp_err srv_store_worker_register(struct srv_store *st, const char *name, const char *version,
-                                      json_t *capabilities, json_t *device, json_t **out,
-                                      struct dp_errinfo *ei);
+/* Every call below takes the calling agent `who`. A worker belongs to the
+ * token that registered it and serves that token's team (every team for a
+ * shared agent); a lease belongs to the worker that claimed it. A task write
+ * (heartbeat, events, artifact, complete, fail, release) is refused with
+ * DP_ESTALE, "lease lost", unless task_id is leased under fence to a worker
+ * of who's token: a stale fence, another agent's lease and an unknown task
+ * all read the same, so the answer tells a caller nothing it does not hold. */
+
+/* Registers a worker bound to who's token and team. */
+enum dp_err srv_store_worker_register(struct srv_store *st, const struct srv_principal *who,
+                                      const char *name, const char *version, json_t *capabilities,
+                                      json_t *device, json_t **out, struct dp_errinfo *ei);
+/* Worker objects carry "team_id" and "shared" (registered by a shared agent). */
 enum dp_err srv_store_worker_list(struct srv_store *st, int limit, int64_t cursor, json_t **out,
                                   struct dp_errinfo *ei);
 
-/* Leases the best ready task whose type is in capabilities (a JSON array of
- * strings) to worker_id. DP_ENOENT when none is ready (the caller may wait).
- * out is the leased task object of docs/api.md. */
-enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, json_t *capabilities,
-                                 json_t **out, struct dp_errinfo *ei);
+/* Leases to worker_id the best ready task of the worker's team (of any team
+ * for a shared agent) whose type is in capabilities (a JSON array of
+ * strings). DP_ENOENT with *no_worker set when worker_id is not a worker
+ * that who's token registered (404: register again); DP_ENOENT with
+ * *no_worker 0 when no task is ready (the caller may wait). out is the
+ * leased task object of docs/api.md. */
+enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principal *who,
+                                 const char *worker_id, json_t *capabilities, json_t **out,
+                                 int *no_worker, struct dp_errinfo *ei);
 
 /* Extends the lease; progress (may be NULL) becomes the job's progress.
- * out: {"lease_expires_at","cancel"}. DP_ESTALE when the fence is stale. */
-enum dp_err srv_store_task_heartbeat(struct srv_store *st, const char *task_id, int64_t fence,
-                                     json_t *progress, json_t **out, struct dp_errinfo *ei);
+ * out: {"lease_expires_at","cancel"}. */
+enum dp_err srv_store_task_heartbeat(struct srv_store *st, const struct srv_principal *who,
+                                     const char *task_id, int64_t fence, json_t *progress,
+                                     json_t **out, struct dp_errinfo *ei);
 
 /* Appends worker events ([{"type","data"}], validated by the caller). */
-enum dp_err srv_store_task_events(struct srv_store *st, const char *task_id, int64_t fence,
-                                  json_t *events, struct dp_errinfo *ei);
+enum dp_err srv_store_task_events(struct srv_store *st, const struct srv_principal *who,
+                                  const char *task_id, int64_t fence, json_t *events,
+                                  struct dp_errinfo *ei);
 
-/* DP_OK when task_id is leased under fence. */
-enum dp_err srv_store_task_fence_check(struct srv_store *st, const char *task_id, int64_t fence,
-                                       struct dp_errinfo *ei);
+/* DP_OK when task_id is leased under fence to a worker of who's token. */
+enum dp_err srv_store_task_fence_check(struct srv_store *st, const struct srv_principal *who,
+                                       const char *task_id, int64_t fence, struct dp_errinfo *ei);
 
-/* Records an uploaded artifact (its blob must be in place); a checkpoint
- * becomes the task's resume point. */
-enum dp_err srv_store_task_artifact(struct srv_store *st, const char *task_id, int64_t fence,
-                                    const char *kind, const char *sha, int64_t size,
+/* Records an uploaded artifact of this lease (its blob must be in place); a
+ * checkpoint becomes the task's resume point. */
+enum dp_err srv_store_task_artifact(struct srv_store *st, const struct srv_principal *who,
+                                    const char *task_id, int64_t fence, const char *kind,
+                                    const char *sha, int64_t size, struct dp_errinfo *ei);
+
+/* outputs: {"model"?,"report"?,"onnx"?}. Each must be an artifact of that
+ * kind uploaded under this lease (task and fence), and every output the
+ * task's type produces must be there (train: model; compress and retrain:
+ * model and report; export: onnx); DP_EINVAL naming the output otherwise. */
+enum dp_err srv_store_task_complete(struct srv_store *st, const struct srv_principal *who,
+                                    const char *task_id, int64_t fence, json_t *outputs,
                                     struct dp_errinfo *ei);
-
-/* outputs: {"model"?,"report"?,"onnx"?} of uploaded blobs. */
-enum dp_err srv_store_task_complete(struct srv_store *st, const char *task_id, int64_t fence,
-                                    json_t *outputs, struct dp_errinfo *ei);
-enum dp_err srv_store_task_fail(struct srv_store *st, const char *task_id, int64_t fence,
-                                const char *message, int retryable, struct dp_errinfo *ei);
-enum dp_err srv_store_task_release(struct srv_store *st, const char *task_id, int64_t fence,
-                                   struct dp_errinfo *ei);
+enum dp_err srv_store_task_fail(struct srv_store *st, const struct srv_principal *who,
+                                const char *task_id, int64_t fence, const char *message,
+                                int retryable, struct dp_errinfo *ei);
+enum dp_err srv_store_task_release(struct srv_store *st, const struct srv_principal *who,
+                                   const char *task_id, int64_t fence, struct dp_errinfo *ei);
 
 /* Returns expired leases to the queue (or marks them dead); *n_reaped says
  * how many. *n_ready counts queued tasks whose retry delay ran out since the

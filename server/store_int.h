@@ -83,12 +83,16 @@
       "SELECT b.size FROM blobs b WHERE b.sha256 = :sha AND (:team IS NULL "                       \
       "OR EXISTS (SELECT 1 FROM assets a WHERE a.sha256 = b.sha256 AND a.team_id = :team) "        \
       "OR EXISTS (SELECT 1 FROM artifacts r WHERE r.sha256 = b.sha256 AND r.team_id = :team))")    \
-    X(BLOB_AGENT, "SELECT b.size FROM blobs b WHERE b.sha256 = :sha AND ("                         \
-                  "EXISTS (SELECT 1 FROM tasks t JOIN jobs j ON j.id = t.job_id JOIN assets a "    \
-                  "        ON a.id IN (j.model_id, j.dataset_id) WHERE t.state = 'leased' "        \
-                  "        AND a.sha256 = b.sha256) "                                              \
-                  "OR EXISTS (SELECT 1 FROM artifacts r JOIN tasks t ON t.job_id = r.job_id "      \
-                  "        WHERE r.sha256 = b.sha256 AND t.state = 'leased'))")                    \
+    /* An agent reads a blob only while one of its token's workers holds a                         \
+     * lease on a task of a job that uses it (model, dataset or artifact). */                      \
+    X(BLOB_AGENT,                                                                                  \
+      "SELECT b.size FROM blobs b WHERE b.sha256 = :sha AND EXISTS ("                              \
+      " SELECT 1 FROM tasks t JOIN workers w ON w.id = t.lease_owner"                              \
+      " JOIN jobs j ON j.id = t.job_id"                                                            \
+      " WHERE t.state = 'leased' AND w.token_id = :token AND ("                                    \
+      "  EXISTS (SELECT 1 FROM assets a WHERE a.id IN (j.model_id, j.dataset_id)"                  \
+      "          AND a.sha256 = b.sha256)"                                                         \
+      "  OR EXISTS (SELECT 1 FROM artifacts r WHERE r.job_id = j.id AND r.sha256 = b.sha256)))")   \
     X(ASSET_INSERT, "INSERT INTO assets (id, team_id, kind, name, format, builtin, sha256, size, " \
                     "created_at) VALUES (:id, :team, :kind, :name, :format, :builtin, :sha, "      \
                     ":size, :now)")                                                                \
@@ -140,13 +144,19 @@
       "UPDATE tasks SET state = 'leased', attempts = attempts + 1, fence = fence + 1, "            \
       "lease_owner = :worker, lease_expires_at = :expires WHERE seq = ("                           \
       " SELECT t.seq FROM tasks t WHERE t.state = 'queued' AND t.run_after <= :now"                \
+      " AND (:team IS NULL OR EXISTS (SELECT 1 FROM jobs j"                                        \
+      "      WHERE j.id = t.job_id AND j.team_id = :team))"                                        \
       " AND t.type IN (SELECT value FROM json_each(:caps))"                                        \
       " AND (t.depends_on IS NULL OR EXISTS (SELECT 1 FROM tasks d"                                \
       "      WHERE d.id = t.depends_on AND d.state = 'succeeded'))"                                \
       " ORDER BY t.priority DESC, t.seq LIMIT 1) "                                                 \
       "RETURNING id, job_id, type, attempts, fence, lease_expires_at, checkpoint_sha, depends_on") \
-    X(TASK_LEASED, "SELECT job_id, type, attempts, max_attempts, lease_owner FROM tasks "          \
-                   "WHERE id = :id AND state = 'leased' AND fence = :fence")                       \
+    /* The lease, only when it is held under this fence by a worker that the                       \
+     * calling token registered: a fence alone proves nothing. */                                  \
+    X(TASK_LEASED, "SELECT t.job_id, t.type, t.attempts, t.max_attempts, t.lease_owner "           \
+                   "FROM tasks t JOIN workers w ON w.id = t.lease_owner "                          \
+                   "WHERE t.id = :id AND t.state = 'leased' AND t.fence = :fence "                 \
+                   "AND w.token_id = :token")                                                      \
     X(TASK_EXTEND, "UPDATE tasks SET lease_expires_at = :expires WHERE id = :id")                  \
     X(TASK_SET_STATE, "UPDATE tasks SET state = :state, lease_owner = NULL, "                      \
                       "lease_expires_at = NULL, finished_at = :finished, run_after = :run_after, " \
@@ -175,17 +185,21 @@
     X(EVENTS_AFTER, "SELECT seq, type, data FROM events WHERE job_id = :job AND seq > :after "     \
                     "ORDER BY seq LIMIT :limit")                                                   \
     X(ARTIFACT_INSERT, "INSERT INTO artifacts (job_id, task_id, team_id, kind, sha256, size, "     \
-                       "created_at) SELECT :job, :task, j.team_id, :kind, :sha, :size, :now "      \
-                       "FROM jobs j WHERE j.id = :job")                                            \
+                       "created_at, fence) SELECT :job, :task, j.team_id, :kind, :sha, :size, "    \
+                       ":now, :fence FROM jobs j WHERE j.id = :job")                               \
+    X(ARTIFACT_OF_LEASE, "SELECT 1 FROM artifacts WHERE task_id = :task AND fence = :fence "       \
+                         "AND kind = :kind AND sha256 = :sha LIMIT 1")                             \
     X(ARTIFACTS_OF_JOB, "SELECT sha256, kind, task_id, size, created_at FROM artifacts "           \
                         "WHERE job_id = :job ORDER BY seq")                                        \
     /* ---- workers ---- */                                                                        \
     X(WORKER_INSERT, "INSERT INTO workers (id, name, version, capabilities, device, created_at, "  \
-                     "last_seen_at) VALUES (:id, :name, :version, :caps, :device, :now, :now)")    \
+                     "last_seen_at, token_id, team_id) VALUES (:id, :name, :version, :caps, "      \
+                     ":device, :now, :now, :token, :team)")                                        \
     X(WORKER_SEEN, "UPDATE workers SET last_seen_at = :now WHERE id = :id")                        \
-    X(WORKER_EXISTS, "SELECT 1 FROM workers WHERE id = :id")                                       \
+    X(WORKER_OF_TOKEN, "SELECT team_id FROM workers WHERE id = :id AND token_id = :token")         \
     X(WORKER_LIST, "SELECT seq, id, name, version, capabilities, device, created_at, "             \
-                   "last_seen_at FROM workers WHERE seq < :cursor ORDER BY seq DESC LIMIT :limit") \
+                   "last_seen_at, team_id, token_id IS NOT NULL AND team_id IS NULL FROM workers " \
+                   "WHERE seq < :cursor ORDER BY seq DESC LIMIT :limit")                           \
     X(WORKER_COUNT, "SELECT count(*) FROM workers")
 
 enum srv_stmt_id {

@@ -546,16 +546,18 @@ enum dp_err srv_store_blob_team(struct srv_store *st, const struct srv_principal
     return err;
 }
 
-enum dp_err srv_store_blob_agent(struct srv_store *st, const char *sha, int64_t *size,
-                                 struct dp_errinfo *ei)
+enum dp_err srv_store_blob_agent(struct srv_store *st, const struct srv_principal *who,
+                                 const char *sha, int64_t *size, struct dp_errinfo *ei)
 {
     pthread_mutex_lock(&st->rmu);
     sqlite3_stmt *s = srv_store__rstmt(st, STMT_BLOB_AGENT);
     srv_store__bind_text(s, ":sha", sha);
+    srv_store__bind_text(s, ":token", who->token_id);
     int has_row = 0;
     enum dp_err err = srv_store__step(st, s, &has_row, ei);
     if (!err && !has_row)
-        err = dp_errinfo_set(ei, DP_ENOENT, "no blob '%s' referenced by a leased task", sha);
+        err = dp_errinfo_set(ei, DP_ENOENT,
+                             "no blob '%s' referenced by a task this token's workers lease", sha);
     else if (!err)
         *size = srv_store__col_int(s, 0);
     sqlite3_reset(s);

@@ -1,10 +1,13 @@
 /*
  * The store, part 3: the durable task queue (see store.h). Claim is one
  * UPDATE ... RETURNING under BEGIN IMMEDIATE that leases the best ready task
- * and bumps its fencing counter; every worker write is checked against the
- * current fence inside its own transaction (lease_check), so a worker that
- * lost its lease cannot change anything; the reaper returns expired leases
- * to the queue with exponential backoff and jitter, or buries them.
+ * of the worker's team and bumps its fencing counter; every worker write is
+ * checked inside its own transaction (lease_check) against the current
+ * fence and against the calling token, which must have registered the
+ * worker holding the lease: a worker that lost its lease cannot change
+ * anything, and neither can another agent that reads or guesses the fence.
+ * The reaper returns expired leases to the queue with exponential backoff
+ * and jitter, or buries them.
  */
 #include "server/store.h"
 
@@ -165,23 +168,39 @@ static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_i
     return err;
 }
 
-enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, json_t *capabilities,
-                                 json_t **out, struct dp_errinfo *ei)
+enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principal *who,
+                                 const char *worker_id, json_t *capabilities, json_t **out,
+                                 int *no_worker, struct dp_errinfo *ei)
 {
     int64_t now = srv_now_ms();
     json_t *t = NULL;
     char task_id[SRV_ID_MAX], job_id[SRV_ID_MAX], type[16], dep[SRV_ID_MAX], ckpt[65];
+    char team[SRV_ID_MAX] = "";
+    int has_row = 0;
     *out = NULL;
+    if (no_worker)
+        *no_worker = 0;
     pthread_mutex_lock(&st->mu);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_EXISTS);
+    /* The worker must be one this token registered; its team (none for a
+     * shared agent) bounds what it may claim. Another token's worker is
+     * "no such worker", as another team's job is "no such job". */
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_OF_TOKEN);
     srv_store__bind_text(s, ":id", worker_id);
-    int has_row = 0;
+    srv_store__bind_text(s, ":token", who->token_id);
     err = srv_store__step(st, s, &has_row, ei);
-    if (!err && !has_row)
-        err = dp_errinfo_set(ei, DP_EINVAL, "worker_id: no worker '%s'; register first", worker_id);
+    if (!err && has_row && !srv_store__col_null(s, 0))
+        snprintf(team, sizeof(team), "%s", srv_store__col_text(s, 0));
+    sqlite3_reset(s);
+    if (!err && !has_row) {
+        err = dp_errinfo_set(ei, DP_ENOENT,
+                             "worker_id: no worker '%s' registered with this token; register first",
+                             worker_id);
+        if (no_worker)
+            *no_worker = 1;
+    }
     if (err)
         goto done;
     s = srv_store__stmt(st, STMT_WORKER_SEEN);
@@ -193,6 +212,7 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, js
 
     s = srv_store__stmt(st, STMT_TASK_CLAIM);
     srv_store__bind_text(s, ":worker", worker_id);
+    srv_store__bind_text(s, ":team", team[0] ? team : NULL);
     srv_store__bind_int(s, ":now", now);
     srv_store__bind_int(s, ":expires", now + st->cfg.lease_ms);
     err = srv_store__bind_json(s, ":caps", capabilities);
@@ -233,8 +253,10 @@ out:
     return DP_OK;
 }
 
-/* The task's row when it is leased under fence: job id, type, attempts,
- * max_attempts, lease owner. DP_ESTALE ("lease lost") otherwise. */
+/* The task's row when it is leased under fence to a worker of who's token:
+ * job id, type, attempts, max_attempts, lease owner. DP_ESTALE ("lease
+ * lost") otherwise, with one message for a stale fence, another agent's
+ * lease and an unknown task, so that probing learns nothing. */
 struct srv_lease {
     char job_id[SRV_ID_MAX];
     char type[16];
@@ -242,20 +264,23 @@ struct srv_lease {
     int64_t attempts, max_attempts;
 };
 
-static enum dp_err lease_check(struct srv_store *st, const char *task_id, int64_t fence,
-                               struct srv_lease *l, struct dp_errinfo *ei)
+static enum dp_err lease_check(struct srv_store *st, const struct srv_principal *who,
+                               const char *task_id, int64_t fence, struct srv_lease *l,
+                               struct dp_errinfo *ei)
 {
     sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_LEASED);
     srv_store__bind_text(s, ":id", task_id);
     srv_store__bind_int(s, ":fence", fence);
+    srv_store__bind_text(s, ":token", who->token_id);
     int r = 0;
     enum dp_err err = srv_store__step(st, s, &r, ei);
     if (err)
         return err;
     if (r == 0)
         return dp_errinfo_set(ei, DP_ESTALE,
-                              "lease lost: task '%s' is not leased under fence %" PRId64, task_id,
-                              fence);
+                              "lease lost: task '%s' is not leased under fence %" PRId64
+                              " to a worker of this token",
+                              task_id, fence);
     snprintf(l->job_id, sizeof(l->job_id), "%s", srv_store__col_text(s, 0));
     snprintf(l->type, sizeof(l->type), "%s", srv_store__col_text(s, 1));
     l->attempts = srv_store__col_int(s, 2);
@@ -280,8 +305,9 @@ static enum dp_err job_cancel_requested(struct srv_store *st, const char *job_id
     return DP_OK;
 }
 
-enum dp_err srv_store_task_heartbeat(struct srv_store *st, const char *task_id, int64_t fence,
-                                     json_t *progress, json_t **out, struct dp_errinfo *ei)
+enum dp_err srv_store_task_heartbeat(struct srv_store *st, const struct srv_principal *who,
+                                     const char *task_id, int64_t fence, json_t *progress,
+                                     json_t **out, struct dp_errinfo *ei)
 {
     struct srv_lease l;
     int cancel = 0;
@@ -291,7 +317,7 @@ enum dp_err srv_store_task_heartbeat(struct srv_store *st, const char *task_id, 
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    err = lease_check(st, task_id, fence, &l, ei);
+    err = lease_check(st, who, task_id, fence, &l, ei);
     if (!err) {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_EXTEND);
         srv_store__bind_text(s, ":id", task_id);
@@ -330,15 +356,16 @@ out:
     return err;
 }
 
-enum dp_err srv_store_task_events(struct srv_store *st, const char *task_id, int64_t fence,
-                                  json_t *events, struct dp_errinfo *ei)
+enum dp_err srv_store_task_events(struct srv_store *st, const struct srv_principal *who,
+                                  const char *task_id, int64_t fence, json_t *events,
+                                  struct dp_errinfo *ei)
 {
     struct srv_lease l;
     pthread_mutex_lock(&st->mu);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    err = lease_check(st, task_id, fence, &l, ei);
+    err = lease_check(st, who, task_id, fence, &l, ei);
     size_t i;
     json_t *ev;
     json_array_foreach (events, i, ev) {
@@ -367,19 +394,21 @@ out:
     return err;
 }
 
-enum dp_err srv_store_task_fence_check(struct srv_store *st, const char *task_id, int64_t fence,
-                                       struct dp_errinfo *ei)
+enum dp_err srv_store_task_fence_check(struct srv_store *st, const struct srv_principal *who,
+                                       const char *task_id, int64_t fence, struct dp_errinfo *ei)
 {
     struct srv_lease l;
     pthread_mutex_lock(&st->mu);
-    enum dp_err err = lease_check(st, task_id, fence, &l, ei);
+    enum dp_err err = lease_check(st, who, task_id, fence, &l, ei);
+    /* A read outside a transaction: end it here, or its snapshot stays open. */
+    sqlite3_reset(srv_store__stmt(st, STMT_TASK_LEASED));
     pthread_mutex_unlock(&st->mu);
     return err;
 }
 
-enum dp_err srv_store_task_artifact(struct srv_store *st, const char *task_id, int64_t fence,
-                                    const char *kind, const char *sha, int64_t size,
-                                    struct dp_errinfo *ei)
+enum dp_err srv_store_task_artifact(struct srv_store *st, const struct srv_principal *who,
+                                    const char *task_id, int64_t fence, const char *kind,
+                                    const char *sha, int64_t size, struct dp_errinfo *ei)
 {
     struct srv_lease l;
     int64_t now = srv_now_ms();
@@ -387,7 +416,7 @@ enum dp_err srv_store_task_artifact(struct srv_store *st, const char *task_id, i
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    err = lease_check(st, task_id, fence, &l, ei);
+    err = lease_check(st, who, task_id, fence, &l, ei);
     if (!err) {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_BLOB_INSERT);
         srv_store__bind_text(s, ":sha", sha);
@@ -403,6 +432,7 @@ enum dp_err srv_store_task_artifact(struct srv_store *st, const char *task_id, i
         srv_store__bind_text(s, ":sha", sha);
         srv_store__bind_int(s, ":size", size);
         srv_store__bind_int(s, ":now", now);
+        srv_store__bind_int(s, ":fence", fence);
         err = srv_store__exec(st, s, ei);
     }
     if (!err && strcmp(kind, "checkpoint") == 0) {
@@ -490,8 +520,59 @@ static enum dp_err task_fail_locked(struct srv_store *st, const char *task_id,
     return err;
 }
 
-enum dp_err srv_store_task_complete(struct srv_store *st, const char *task_id, int64_t fence,
-                                    json_t *outputs, struct dp_errinfo *ei)
+/* The outputs each task type must deliver (what the worker's task loop
+ * uploads when its engine command succeeds): a task completed without them
+ * would hand the next task a null input. */
+static const struct {
+    const char *type;
+    const char *required[3];
+} task_outputs[] = {
+    {"train", {"model", NULL, NULL}},
+    {"compress", {"model", "report", NULL}},
+    {"retrain", {"model", "report", NULL}},
+    {"export", {"onnx", NULL, NULL}},
+};
+
+/* Checks the outputs of a completing lease: each names an artifact of its
+ * kind uploaded under this very lease (task and fence), never just any
+ * stored blob (another team's, or an earlier attempt's), and every output
+ * the task's type must deliver is there. */
+static enum dp_err outputs_check(struct srv_store *st, const char *task_id, int64_t fence,
+                                 const char *type, json_t *outputs, struct dp_errinfo *ei)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach (outputs, key, v) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_ARTIFACT_OF_LEASE);
+        srv_store__bind_text(s, ":task", task_id);
+        srv_store__bind_int(s, ":fence", fence);
+        srv_store__bind_text(s, ":kind", key);
+        srv_store__bind_text(s, ":sha", json_string_value(v));
+        int has_row = 0;
+        enum dp_err err = srv_store__step(st, s, &has_row, ei);
+        sqlite3_reset(s);
+        if (err)
+            return err;
+        if (!has_row)
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "outputs.%s: %s is not a %s artifact uploaded under this lease "
+                                  "(PUT .../artifacts/%s?fence=%" PRId64 " first)",
+                                  key, json_string_value(v), key, key, fence);
+    }
+    for (size_t i = 0; i < sizeof(task_outputs) / sizeof(task_outputs[0]); i++) {
+        if (strcmp(task_outputs[i].type, type) != 0)
+            continue;
+        for (int k = 0; k < 3 && task_outputs[i].required[k]; k++)
+            if (json_object_get(outputs, task_outputs[i].required[k]) == NULL)
+                return dp_errinfo_set(ei, DP_EINVAL, "outputs.%s: required for a %s task",
+                                      task_outputs[i].required[k], type);
+    }
+    return DP_OK;
+}
+
+enum dp_err srv_store_task_complete(struct srv_store *st, const struct srv_principal *who,
+                                    const char *task_id, int64_t fence, json_t *outputs,
+                                    struct dp_errinfo *ei)
 {
     struct srv_lease l;
     int cancel = 0;
@@ -499,21 +580,9 @@ enum dp_err srv_store_task_complete(struct srv_store *st, const char *task_id, i
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    err = lease_check(st, task_id, fence, &l, ei);
-    const char *key;
-    json_t *v;
-    json_object_foreach (outputs, key, v) {
-        if (err)
-            break;
-        sqlite3_stmt *s = srv_store__stmt(st, STMT_BLOB_SIZE);
-        srv_store__bind_text(s, ":sha", json_string_value(v));
-        int has_row = 0;
-        err = srv_store__step(st, s, &has_row, ei);
-        sqlite3_reset(s);
-        if (!err && !has_row)
-            err = dp_errinfo_set(ei, DP_EINVAL, "outputs.%s: no uploaded artifact %s", key,
-                                 json_string_value(v));
-    }
+    err = lease_check(st, who, task_id, fence, &l, ei);
+    if (!err)
+        err = outputs_check(st, task_id, fence, l.type, outputs, ei);
     if (!err)
         err = job_cancel_requested(st, l.job_id, &cancel, ei);
     if (!err) {
@@ -541,15 +610,16 @@ out:
     return err;
 }
 
-enum dp_err srv_store_task_fail(struct srv_store *st, const char *task_id, int64_t fence,
-                                const char *message, int retryable, struct dp_errinfo *ei)
+enum dp_err srv_store_task_fail(struct srv_store *st, const struct srv_principal *who,
+                                const char *task_id, int64_t fence, const char *message,
+                                int retryable, struct dp_errinfo *ei)
 {
     struct srv_lease l;
     pthread_mutex_lock(&st->mu);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    err = lease_check(st, task_id, fence, &l, ei);
+    err = lease_check(st, who, task_id, fence, &l, ei);
     if (!err)
         err = task_fail_locked(st, task_id, &l, "error", message, retryable, ei);
     err = srv_store__finish(st, err, ei);
@@ -558,8 +628,8 @@ out:
     return err;
 }
 
-enum dp_err srv_store_task_release(struct srv_store *st, const char *task_id, int64_t fence,
-                                   struct dp_errinfo *ei)
+enum dp_err srv_store_task_release(struct srv_store *st, const struct srv_principal *who,
+                                   const char *task_id, int64_t fence, struct dp_errinfo *ei)
 {
     struct srv_lease l;
     int cancel = 0;
@@ -567,7 +637,7 @@ enum dp_err srv_store_task_release(struct srv_store *st, const char *task_id, in
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    err = lease_check(st, task_id, fence, &l, ei);
+    err = lease_check(st, who, task_id, fence, &l, ei);
     if (!err)
         err = job_cancel_requested(st, l.job_id, &cancel, ei);
     /* A release (SIGTERM) does not count as an attempt. */

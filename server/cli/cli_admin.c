@@ -81,17 +81,26 @@ enum cli_exit cli_cmd_team(struct cli_ctx *ctx, int argc, char **argv)
 enum cli_exit cli_cmd_token(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const char *const vf[] = {"team", "scope", "name", NULL};
+    static const char *const bf[] = {"shared", NULL};
     struct cli_args a;
-    if (cli_args_parse("token", argc, argv, vf, NULL, 1, &a) != 0)
+    if (cli_args_parse("token", argc, argv, vf, bf, 1, &a) != 0)
         return CLI_USAGE;
     const char *team = cli_arg(&a, "team");
-    const char *scope = cli_arg(&a, "scope") ? cli_arg(&a, "scope") : "team";
-    if (a.n_pos != 1 || strcmp(a.pos[0], "create") != 0 || team == NULL) {
+    int shared = cli_flag(&a, "shared");
+    const char *scope = cli_arg(&a, "scope") ? cli_arg(&a, "scope") : shared ? "agent" : "team";
+    /* A shared agent (every team's worker) is asked for by name, never the
+     * result of a missing --team. */
+    if (a.n_pos != 1 || strcmp(a.pos[0], "create") != 0 || (team == NULL) == !shared ||
+        (shared && strcmp(scope, "agent") != 0)) {
         fprintf(stderr, "usage: dnnpress token create --team TEAM_ID [--scope team|agent] "
-                        "[--name N]   (admin token; prints the secret once)\n");
+                        "[--name N]\n"
+                        "       dnnpress token create --shared [--name N]   (an agent token "
+                        "serving every team)\n"
+                        "  (admin token; prints the secret once)\n");
         return CLI_USAGE;
     }
-    json_t *body = json_pack("{s:s, s:s, s:s}", "team_id", team, "scope", scope, "name",
-                             cli_arg(&a, "name") ? cli_arg(&a, "name") : "cli");
+    json_t *body =
+        json_pack("{s:o, s:s, s:s}", "team_id", shared ? json_null() : json_string(team), "scope",
+                  scope, "name", cli_arg(&a, "name") ? cli_arg(&a, "name") : "cli");
     return cli_post_created(ctx, "/api/v1/tokens", body, NULL, "token");
 }

@@ -34,6 +34,7 @@ static void cli_usage(FILE *f)
             "  team create NAME | team list         (admin token)\n"
             "  token create --team ID [--scope team|agent] [--name N]   (admin; prints the "
             "secret)\n"
+            "  token create --shared [--name N]     an agent token serving every team (admin)\n"
             "\n"
             "--json prints machine-readable JSON on stdout (watch: one event per line).\n"
             "Config: $DNNPRESS_CONFIG or ~/.config/dnnpress/config.json. Environment:\n"

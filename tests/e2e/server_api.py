@@ -705,6 +705,162 @@ def main():
               "dnnpress %s: rc %d, shows the message: %r" % (args, p.returncode, out))
     ok("the CLI shows a worker's control characters escaped (status, status --json, list)")
 
+    # -- agents: a team agent serves only its team, a worker id belongs to the
+    # token that registered it, a lease to the worker that claimed it, and
+    # complete takes only that lease's artifacts, all a task type produces.
+    # Checks that do not hold are collected (not fatal at once), and each
+    # uses its own lease, so that a run against a server without these rules
+    # shows every one of them.
+    broken = []
+
+    def want(resp, status, what, code=None, contains=None):
+        st, doc, _ = resp
+        msg = doc.get("message", "") if isinstance(doc, dict) else ""
+        if st != status or (code and doc.get("code") != code) or (contains and contains not in msg):
+            broken.append("%s: expected %d %s, got %d: %s" % (what, status, code or "", st,
+                                                              repr(doc)[:160]))
+            print("server_api: FAIL (going on): " + broken[-1], flush=True)
+        return st, doc
+
+    def new_agent(team_id, name):
+        return expect(s.req("POST", "/api/v1/tokens", {"team_id": team_id, "scope": "agent",
+                                                        "name": name}, ADMIN), 201, "agent token")
+
+    agent_b = new_agent(team_b, "b1")["token"]
+    agent_b2 = new_agent(team_b, "b2")["token"]
+    wb = expect(s.req("POST", "/agent/v1/register", {"name": "wb", "capabilities": caps}, agent_b),
+                201, "register B's worker")["worker_id"]
+    # B's jobs on uploaded files, so that they have blobs to steal.
+    omb = expect(s.req("POST", "/api/v1/models?name=b-onnx&format=onnx", raw=onnx_bytes(),
+                       token=tok_b), 201, "B's onnx model")
+    dsb = expect(s.req("POST", "/api/v1/datasets?name=b-idx&format=idx", raw=idx_tar(n_train=12),
+                       token=tok_b), 201, "B's dataset")
+    jobs_b = [expect(s.req("POST", "/api/v1/jobs", {"model_id": omb["id"], "dataset_id": dsb["id"],
+                                                    "spec": SPEC, "name": "b%d" % i}, tok_b),
+                     201, "B's job")["id"] for i in range(8)]
+    st, doc = want(s.req("POST", "/agent/v1/claim", {"worker_id": w["worker_id"],
+                                                     "capabilities": caps, "wait_s": 0}, agent),
+                   204, "team A's agent claims while only team B has work")
+    if st == 200:  # put it back for the checks below
+        s.req("POST", "/agent/v1/tasks/%s/release" % doc["task"]["id"],
+              {"fence": doc["task"]["fence"]}, agent)
+    st, doc = want(s.req("POST", "/agent/v1/claim", {"worker_id": wb, "capabilities": caps,
+                                                     "wait_s": 0}, agent), 404,
+                   "team A's agent claims as team B's worker", "not_found", "worker_id")
+    if st == 200:
+        s.req("POST", "/agent/v1/tasks/%s/release" % doc["task"]["id"],
+              {"fence": doc["task"]["fence"]}, agent)
+    leases = []
+    for jid in jobs_b:
+        t = expect(s.req("POST", "/agent/v1/claim", {"worker_id": wb, "capabilities": caps,
+                                                     "wait_s": 5}, agent_b), 200, "B's agent claims")["task"]
+        check(t["job_id"] == jid and t["type"] == "compress", "B's agent got B's task: %r" % t)
+        leases.append(t)
+    for sha in (omb["sha256"], dsb["sha256"]):
+        want(s.req("GET", "/agent/v1/blobs/%s" % sha, token=agent), 404,
+             "team A's agent downloads team B's input of a leased task")
+        want(s.req("GET", "/agent/v1/blobs/%s" % sha, token=agent_b2), 404,
+             "a B agent whose workers hold no lease downloads B's input")
+        st, body, _ = s.req("GET", "/agent/v1/blobs/%s" % sha, token=agent_b)
+        check(st == 200 and len(body) == (omb if sha == omb["sha256"] else dsb)["size"],
+              "the lease holder downloads its inputs")
+
+    # The holder's fence, sent by other agents (another team's and another of
+    # B's): the writes that keep the lease on one lease, each write that would
+    # end it on a lease of its own.
+    forgers = ((agent, "team A's agent"), (agent_b2, "a second agent of team B"))
+    tb = leases[0]
+    tf, base = tb["fence"], "/agent/v1/tasks/%s/" % tb["id"]
+    for other, who in forgers:
+        want(s.req("POST", base + "heartbeat", {"fence": tf, "progress": {"epoch": 9, "pct": 99.0}},
+                   other), 409, who + ": heartbeat with the holder's fence", "lease_lost")
+        want(s.req("POST", base + "events", {"fence": tf, "events": [
+            {"type": "epoch", "data": {"epoch": 9, "forged": True}}]}, other), 409,
+             who + ": events with the holder's fence", "lease_lost")
+        want(s.req("PUT", base + "artifacts/model?fence=%d" % tf, raw=b"forged-model", token=other),
+             409, who + ": artifact with the holder's fence", "lease_lost")
+    for t, (op, body) in zip(leases[1:4], (("fail", {"message": "forged", "retryable": False}),
+                                            ("release", {}), ("complete", {"outputs": {}}))):
+        for other, who in forgers:
+            want(s.req("POST", "/agent/v1/tasks/%s/%s" % (t["id"], op),
+                       dict(body, fence=t["fence"]), other), 409,
+                 "%s: %s with the holder's fence" % (who, op), "lease_lost")
+    for t in leases[:4]:
+        jbv = expect(s.req("GET", "/api/v1/jobs/%s" % t["job_id"], token=tok_b), 200, "B's job")
+        if (jbv["progress"] is not None or jbv["tasks"][0]["state"] != "leased"
+                or jbv["tasks"][0]["errors"]):
+            broken.append("forged writes changed B's job: %s" % repr(jbv)[:200])
+
+    # complete: outputs must be this lease's uploads, and all a compress
+    # produces; each refusal on a lease of its own.
+    def upload(t, kind, content):
+        return expect(s.req("PUT", "/agent/v1/tasks/%s/artifacts/%s?fence=%d" % (t["id"], kind,
+                                                                                 t["fence"]),
+                            raw=content, token=agent_b), 201, "B uploads a " + kind)["sha256"]
+
+    def complete(t, outs):
+        return s.req("POST", "/agent/v1/tasks/%s/complete" % t["id"],
+                     {"fence": t["fence"], "outputs": outs}, agent_b)
+
+    t1, t2, t3, t4 = leases[4:]
+    want(complete(t1, {"model": outputs["model"], "report": upload(t1, "report", b'{"r":1}')}),
+         400, "complete naming team A's model", "invalid_request", "outputs.model")
+    want(complete(t2, {"report": upload(t2, "report", b'{"r":2}')}), 400,
+         "compress completed without its model", "invalid_request", "outputs.model")
+    want(complete(t3, {"model": upload(t3, "model", b"m3")}), 400,
+         "compress completed without its report", "invalid_request", "outputs.report")
+    rep4 = upload(t4, "report", b'{"r":4}')
+    want(complete(t4, {"model": rep4, "report": rep4}), 400, "a report named as the model",
+         "invalid_request", "outputs.model")
+    check(not broken, "%d agent/lease checks did not hold:\n  %s" % (len(broken),
+                                                                     "\n  ".join(broken)))
+    expect(complete(t4, {"model": upload(t4, "model", b"m4"), "report": rep4}), 200,
+           "the holder completes with its own outputs")
+
+    # A shared agent (admin-made, no team) serves every team; the API says so.
+    st, sh = want(s.req("POST", "/api/v1/tokens", {"team_id": None, "scope": "agent",
+                                                   "name": "farm"}, ADMIN), 201, "shared agent token")
+    if st == 201:
+        check(sh["shared"] is True and sh["team_id"] is None, "shared token object: %r" % sh)
+        check(expect(s.req("GET", "/api/v1/me", token=sh["token"]), 200, "me")["shared"] is True,
+              "/me of a shared agent says shared")
+        ws = expect(s.req("POST", "/agent/v1/register", {"name": "ws", "capabilities": caps},
+                          sh["token"]), 201, "register a shared worker")["worker_id"]
+        ts = expect(s.req("POST", "/agent/v1/claim", {"worker_id": ws, "capabilities": caps,
+                                                      "wait_s": 5}, sh["token"]), 200,
+                    "a shared agent claims team B's task")["task"]
+        check(ts["job_id"] == t4["job_id"] and ts["type"] == "retrain", "shared claim: %r" % ts)
+        wl = expect(s.req("GET", "/api/v1/workers?limit=200", token=ADMIN), 200, "workers")["items"]
+        marks = {x["id"]: (x.get("shared"), x.get("team_id")) for x in wl}
+        check(marks.get(ws) == (True, None) and marks.get(wb) == (False, team_b),
+              "worker objects carry shared and team_id: %r" % marks)
+    # The CLI asks for a shared agent by name; a missing --team is not one.
+    cli = [os.path.join(BUILD, "dnnpress"), "--json", "token", "create"]
+    env = dict(os.environ, DNNPRESS_SERVER="http://127.0.0.1:%d" % s.port, DNNPRESS_TOKEN=ADMIN,
+               DNNPRESS_CONFIG="/nonexistent/dnnpress-cli.json")
+    p = subprocess.run(cli + ["--scope", "agent"], env=env, capture_output=True, timeout=30)
+    check(p.returncode == 2, "token create without --team or --shared is a usage error: %r" % (p,))
+    p = subprocess.run(cli + ["--shared", "--name", "cli-farm"], env=env, capture_output=True,
+                       timeout=30)
+    check(p.returncode == 0, "dnnpress token create --shared: %r" % (p,))
+    made = json.loads(p.stdout)
+    check(made.get("shared") is True and made.get("team_id") is None and made["scope"] == "agent",
+          "dnnpress token create --shared makes a shared agent: %r" % made)
+    me_a = expect(s.req("GET", "/api/v1/me", token=agent), 200, "me")
+    if me_a.get("shared") is not False:
+        broken.append("/me of a team agent must say \"shared\": false: %r" % me_a)
+    expect(s.req("POST", "/api/v1/tokens", {"team_id": None, "scope": "team"}, ADMIN), 400,
+           "a team token without a team", contains="team_id")
+    expect(s.req("POST", "/api/v1/tokens", {"scope": "agent"}, ADMIN), 400,
+           "an agent token must say its team (null: shared)", contains="team_id")
+    for jid in jobs_b:
+        expect(s.req("POST", "/api/v1/jobs/%s/cancel" % jid, token=tok_b), 202, "cancel B's job")
+    check(not broken, "%d agent/lease checks did not hold:\n  %s" % (len(broken),
+                                                                     "\n  ".join(broken)))
+    ok("agents: team A's agent cannot claim B's task, claim as B's worker, download B's blobs; "
+       "a second agent cannot heartbeat/events/artifact/fail/release/complete on a lease it does "
+       "not hold; complete refuses foreign and missing outputs; a shared agent serves every team")
+
     # -- long-poll wakes on a new job
     got = {}
 
@@ -779,7 +935,8 @@ def main():
     check(any("/cache/w0" in l for l in starts) and any("/cache/w1" in l for l in starts), "one cache per worker")
     wtok = starts[0].split("token=")[1]
     me = expect(s.req("GET", "/api/v1/me", token=wtok), 200, "the minted agent token works")
-    check(me["scope"] == "agent", "local workers get an agent token")
+    check(me["scope"] == "agent" and me.get("shared") is True,
+          "local workers get a shared agent token: %r" % me)
     s.stop(signal.SIGTERM)
     check(s.proc.returncode == 0, "shutdown with local workers")
     ok("--local-workers: %d starts of 2 exiting workers (restart with backoff), agent token in the "

@@ -1,7 +1,9 @@
 /*
  * The store and its queue against a real SQLite file in a temporary
  * directory: migrations, claim/lease/fence, reaper, backoff, dead tasks,
- * idempotency, pagination and team isolation.
+ * idempotency, pagination, team isolation, and agents: team agents claim
+ * only their team's tasks, a lease is written only by the token whose worker
+ * holds it, complete takes only that lease's artifacts.
  */
 #include <criterion/criterion.h>
 #include <sqlite3.h>
@@ -17,6 +19,8 @@
 static char dir[256], db[300];
 static struct srv_store *st;
 static struct srv_principal team_a, team_b;
+/* A shared agent (no team), as the local workers' minted token is. */
+static struct srv_principal agent;
 
 static void sleep_ms(long ms)
 {
@@ -41,6 +45,25 @@ static void make_team(const char *name, struct srv_principal *p)
     json_decref(t);
 }
 
+/* The principal of an agent token: a shared one when team is NULL (minted as
+ * --local-workers does), else one created for team (as the admin route does). */
+static void make_agent(const struct srv_principal *team, struct srv_principal *p)
+{
+    char secret[SRV_TOKEN_LEN], hash[65];
+    if (team == NULL) {
+        cr_assert_eq(srv_store_agent_token_mint(st, "local", secret, NULL), DP_OK);
+    } else {
+        json_t *tok = NULL;
+        cr_assert_eq(srv_store_token_create(st, team->team_id, "agent", "a", &tok, NULL), DP_OK);
+        cr_assert(json_is_false(json_object_get(tok, "shared")));
+        snprintf(secret, sizeof(secret), "%s", json_string_value(json_object_get(tok, "token")));
+        json_decref(tok);
+    }
+    srv_token_hash(secret, hash);
+    cr_assert_eq(srv_store_token_lookup(st, hash, p), DP_OK);
+    cr_assert_eq(p->scope, SRV_SCOPE_AGENT);
+}
+
 static void setup(void)
 {
     dp_log_set_level(DP_LOG_WARN);
@@ -49,6 +72,7 @@ static void setup(void)
     open_store(60000);
     make_team("a", &team_a);
     make_team("b", &team_b);
+    make_agent(NULL, &agent);
 }
 
 static void teardown(void)
@@ -104,11 +128,11 @@ static json_t *caps_of(const char *type)
     return json_pack("[s]", type);
 }
 
-static char *worker_new(void)
+static char *worker_new_for(const struct srv_principal *who)
 {
     json_t *out = NULL, *caps = json_pack("[s,s,s,s]", "train", "compress", "retrain", "export");
     json_t *dev = json_object();
-    cr_assert_eq(srv_store_worker_register(st, "w", "1", caps, dev, &out, NULL), DP_OK);
+    cr_assert_eq(srv_store_worker_register(st, who, "w", "1", caps, dev, &out, NULL), DP_OK);
     char *id = dp_strdup(json_string_value(json_object_get(out, "worker_id")));
     json_decref(out);
     json_decref(caps);
@@ -116,9 +140,14 @@ static char *worker_new(void)
     return id;
 }
 
+static char *worker_new(void)
+{
+    return worker_new_for(&agent);
+}
+
 Test(srv_store, migrations_record_the_schema_version)
 {
-    cr_assert_eq(srv_store_schema_version(st), 1);
+    cr_assert_eq(srv_store_schema_version(st), 2);
     cr_assert_eq(srv_store_integrity_check(st, NULL), DP_OK);
     /* Reopening applies nothing and keeps the data. */
     srv_store_close(st);
@@ -150,32 +179,33 @@ Test(srv_store, claim_follows_dependencies_and_fences_refuse_stale_writes)
     char *job = job_new(&team_a, NULL, 3), *w = worker_new();
     json_t *t = NULL, *caps = caps_of("compress");
     /* compress depends on train, which has not run. */
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_ENOENT);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_ENOENT);
     json_decref(caps);
     caps = caps_of("train");
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
     const char *tid = json_string_value(json_object_get(t, "id"));
     int64_t fence = json_integer_value(json_object_get(t, "fence"));
     cr_assert_str_eq(json_string_value(json_object_get(t, "type")), "train");
     cr_assert_str_eq(json_string_value(json_object_get(t, "job_id")), job);
     /* Nothing else is ready. */
     json_t *t2 = NULL;
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t2, NULL), DP_ENOENT);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t2, NULL, NULL), DP_ENOENT);
 
     const char *sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     struct dp_errinfo ei = {0};
-    cr_assert_eq(srv_store_task_artifact(st, tid, fence + 1, "model", sha, 3, &ei), DP_ESTALE);
+    cr_assert_eq(srv_store_task_artifact(st, &agent, tid, fence + 1, "model", sha, 3, &ei),
+                 DP_ESTALE);
     cr_assert(strstr(ei.msg, "lease lost") != NULL, "%s", ei.msg);
-    cr_assert_eq(srv_store_task_artifact(st, tid, fence, "model", sha, 3, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_artifact(st, &agent, tid, fence, "model", sha, 3, NULL), DP_OK);
     json_t *outputs = json_pack("{s:s}", "model", sha);
-    cr_assert_eq(srv_store_task_complete(st, tid, fence + 1, outputs, NULL), DP_ESTALE);
-    cr_assert_eq(srv_store_task_complete(st, tid, fence, outputs, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence + 1, outputs, NULL), DP_ESTALE);
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, NULL), DP_OK);
     /* A second completion (a duplicate delivery) is refused too. */
-    cr_assert_eq(srv_store_task_complete(st, tid, fence, outputs, NULL), DP_ESTALE);
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, NULL), DP_ESTALE);
 
     json_decref(caps);
     caps = caps_of("compress");
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t2, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t2, NULL, NULL), DP_OK);
     json_t *in = json_object_get(json_object_get(t2, "inputs"), "model");
     cr_assert_str_eq(json_string_value(json_object_get(in, "sha256")), sha);
     json_t *job_json = NULL;
@@ -199,7 +229,8 @@ Test(srv_store, the_reaper_requeues_then_buries_expired_leases)
     json_t *caps = caps_of("train"), *t = NULL;
     int n = 0, n_ready = 0;
     for (int attempt = 1; attempt <= 2; attempt++) {
-        cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK, "attempt %d", attempt);
+        cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK, "attempt %d",
+                     attempt);
         cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), attempt);
         cr_assert_eq(json_integer_value(json_object_get(t, "fence")), attempt);
         json_decref(t);
@@ -208,7 +239,7 @@ Test(srv_store, the_reaper_requeues_then_buries_expired_leases)
         cr_assert_eq(n, 1);
     }
     /* Attempts are used up: the task is dead, the job failed, the rest cancelled. */
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_ENOENT);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_ENOENT);
     json_t *j = NULL;
     cr_assert_eq(srv_store_job_get(st, &team_a, job, &j, NULL), DP_OK);
     cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "failed");
@@ -225,7 +256,7 @@ Test(srv_store, the_reaper_requeues_then_buries_expired_leases)
     cr_assert_eq(srv_store_job_retry(st, &team_a, job, &j, NULL), DP_OK);
     cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "queued");
     json_decref(j);
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
     cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), 1);
     cr_assert_eq(json_integer_value(json_object_get(t, "fence")), 3);
     json_decref(t);
@@ -239,24 +270,24 @@ Test(srv_store, release_does_not_count_an_attempt_and_cancel_reaches_the_heartbe
 {
     char *job = job_new(&team_a, NULL, 3), *w = worker_new();
     json_t *caps = caps_of("train"), *t = NULL, *hb = NULL, *j = NULL;
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
     char tid[64];
     snprintf(tid, sizeof(tid), "%s", json_string_value(json_object_get(t, "id")));
     json_decref(t);
-    cr_assert_eq(srv_store_task_release(st, tid, 1, NULL), DP_OK);
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_release(st, &agent, tid, 1, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
     cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), 1);
     json_decref(t);
-    cr_assert_eq(srv_store_task_heartbeat(st, tid, 2, NULL, &hb, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_heartbeat(st, &agent, tid, 2, NULL, &hb, NULL), DP_OK);
     cr_assert(json_is_false(json_object_get(hb, "cancel")));
     json_decref(hb);
     cr_assert_eq(srv_store_job_cancel(st, &team_b, job, &j, NULL), DP_ENOENT);
     cr_assert_eq(srv_store_job_cancel(st, &team_a, job, &j, NULL), DP_OK);
     json_decref(j);
-    cr_assert_eq(srv_store_task_heartbeat(st, tid, 2, NULL, &hb, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_heartbeat(st, &agent, tid, 2, NULL, &hb, NULL), DP_OK);
     cr_assert(json_is_true(json_object_get(hb, "cancel")));
     json_decref(hb);
-    cr_assert_eq(srv_store_task_fail(st, tid, 2, "stopped", 1, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_fail(st, &agent, tid, 2, "stopped", 1, NULL), DP_OK);
     cr_assert_eq(srv_store_job_get(st, &team_a, job, &j, NULL), DP_OK);
     cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "cancelled");
     cr_assert_str_eq(
@@ -370,7 +401,7 @@ Test(srv_store, a_claim_whose_inputs_cannot_be_read_fails_and_rolls_back)
 
     /* train reads the job's model and dataset: asset_input. */
     raw_exec("ALTER TABLE assets RENAME TO assets_gone");
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, &ei), DP_EIO,
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, &ei), DP_EIO,
                  "a failed asset read must fail the claim");
     cr_assert_null(t);
     cr_assert(strstr(ei.msg, "assets") != NULL, "%s", ei.msg);
@@ -381,7 +412,7 @@ Test(srv_store, a_claim_whose_inputs_cannot_be_read_fails_and_rolls_back)
     json_decref(j);
 
     /* Nothing was committed: the same task is claimed with attempt 1 and its inputs. */
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
     cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), 1);
     json_t *in = json_object_get(t, "inputs");
     cr_assert_str_eq(json_string_value(json_object_get(json_object_get(in, "model"), "arch")),
@@ -390,9 +421,9 @@ Test(srv_store, a_claim_whose_inputs_cannot_be_read_fails_and_rolls_back)
     const char *tid = json_string_value(json_object_get(t, "id"));
     int64_t fence = json_integer_value(json_object_get(t, "fence"));
     const char *sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    cr_assert_eq(srv_store_task_artifact(st, tid, fence, "model", sha, 3, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_artifact(st, &agent, tid, fence, "model", sha, 3, NULL), DP_OK);
     json_t *outputs = json_pack("{s:s}", "model", sha);
-    cr_assert_eq(srv_store_task_complete(st, tid, fence, outputs, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, NULL), DP_OK);
     json_decref(outputs);
     json_decref(t);
     t = NULL;
@@ -401,14 +432,14 @@ Test(srv_store, a_claim_whose_inputs_cannot_be_read_fails_and_rolls_back)
     json_decref(caps);
     caps = caps_of("compress");
     raw_exec("ALTER TABLE blobs RENAME TO blobs_gone");
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, &ei), DP_EIO,
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, &ei), DP_EIO,
                  "a failed blob read must fail the claim");
     cr_assert_null(t);
     raw_exec("ALTER TABLE blobs_gone RENAME TO blobs");
     cr_assert_eq(srv_store_job_get(st, &team_a, job, &j, NULL), DP_OK);
     cr_assert_str_eq(task_state(j, 1), "queued");
     json_decref(j);
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
     cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), 1);
     in = json_object_get(json_object_get(t, "inputs"), "model");
     cr_assert_str_eq(json_string_value(json_object_get(in, "sha256")), sha);
@@ -436,23 +467,23 @@ Test(srv_store, only_changes_that_waiters_care_about_bump_the_generation)
     json_t *caps = caps_of("train"), *t = NULL, *hb = NULL, *tok = NULL;
     cr_assert_eq(srv_store_token_create(st, team_a.team_id, "team", "t", &tok, NULL), DP_OK);
     json_decref(tok);
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_ENOENT);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_ENOENT);
     cr_assert_eq(srv_store_generation(st), gen, "registration, tokens, an empty claim");
 
     char *job = job_new(&team_a, NULL, 3);
     cr_assert_gt(srv_store_generation(st), gen, "a new job makes a task ready");
     gen = srv_store_generation(st);
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
     cr_assert_gt(srv_store_generation(st), gen, "a lease is a task state event");
     gen = srv_store_generation(st);
     const char *tid = json_string_value(json_object_get(t, "id"));
     json_t *progress = json_pack("{s:i}", "epoch", 1);
-    cr_assert_eq(srv_store_task_heartbeat(st, tid, 1, progress, &hb, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_heartbeat(st, &agent, tid, 1, progress, &hb, NULL), DP_OK);
     json_decref(hb);
     json_decref(progress);
     cr_assert_eq(srv_store_generation(st), gen, "a heartbeat appends no event");
     json_t *events = json_pack("[{s:s, s:{s:i}}]", "type", "log", "data", "line", 1);
-    cr_assert_eq(srv_store_task_events(st, tid, 1, events, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_events(st, &agent, tid, 1, events, NULL), DP_OK);
     json_decref(events);
     cr_assert_gt(srv_store_generation(st), gen, "worker events reach event streams");
     json_decref(t);
@@ -474,9 +505,9 @@ Test(srv_store, the_reaper_announces_a_retry_delay_running_out_once)
     int n = 0, n_ready = 0;
     /* Announce what was ready before (the first pass looks back to 0). */
     cr_assert_eq(srv_store_reap(st, &n, &n_ready, NULL), DP_OK);
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
     const char *tid = json_string_value(json_object_get(t, "id"));
-    cr_assert_eq(srv_store_task_fail(st, tid, 1, "flaky", 1, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_fail(st, &agent, tid, 1, "flaky", 1, NULL), DP_OK);
     json_decref(t);
     uint64_t gen = srv_store_generation(st);
     cr_assert_eq(srv_store_reap(st, &n, &n_ready, NULL), DP_OK);
@@ -490,9 +521,195 @@ Test(srv_store, the_reaper_announces_a_retry_delay_running_out_once)
     cr_assert_eq(srv_store_reap(st, &n, &n_ready, NULL), DP_OK);
     cr_assert_eq(n_ready, 0, "announced once");
     cr_assert_eq(srv_store_generation(st), gen);
-    cr_assert_eq(srv_store_task_claim(st, w, caps, &t, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
     cr_assert_eq(json_integer_value(json_object_get(t, "attempt")), 2);
     json_decref(t);
+    json_decref(caps);
+    dp_free(job);
+    dp_free(w);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* A team agent's worker claims only its team's tasks; a shared agent's
+ * worker claims any team's; a worker id is usable only with the token that
+ * registered it. */
+Test(srv_store, team_agents_claim_only_their_team_and_workers_belong_to_their_token)
+{
+    struct srv_principal agent_a, agent_b;
+    make_agent(&team_a, &agent_a);
+    make_agent(&team_b, &agent_b);
+    char *job_b = job_new(&team_b, NULL, 3);
+    char *wa = worker_new_for(&agent_a), *wb = worker_new_for(&agent_b), *ws = worker_new();
+    json_t *caps = caps_of("train"), *t = NULL;
+    int no_worker = -1;
+    struct dp_errinfo ei = {0};
+
+    cr_assert_eq(srv_store_task_claim(st, &agent_a, wa, caps, &t, &no_worker, NULL), DP_ENOENT,
+                 "team A's agent must not claim team B's task");
+    cr_assert_eq(no_worker, 0, "the worker is A's: nothing is ready for it");
+    /* A's token naming B's worker (or the shared one): no such worker. */
+    cr_assert_eq(srv_store_task_claim(st, &agent_a, wb, caps, &t, &no_worker, &ei), DP_ENOENT);
+    cr_assert_eq(no_worker, 1);
+    cr_assert(strstr(ei.msg, "worker_id") != NULL, "%s", ei.msg);
+    cr_assert_eq(srv_store_task_claim(st, &agent_a, ws, caps, &t, &no_worker, NULL), DP_ENOENT);
+    cr_assert_eq(no_worker, 1);
+    cr_assert_null(t);
+
+    cr_assert_eq(srv_store_task_claim(st, &agent_b, wb, caps, &t, &no_worker, NULL), DP_OK);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "job_id")), job_b);
+    json_decref(t);
+    char *job_a = job_new(&team_a, NULL, 3);
+    cr_assert_eq(srv_store_task_claim(st, &agent, ws, caps, &t, NULL, NULL), DP_OK,
+                 "a shared agent serves every team");
+    cr_assert_str_eq(json_string_value(json_object_get(t, "job_id")), job_a);
+    json_decref(t);
+
+    /* Worker objects say whose they are. */
+    json_t *list = NULL;
+    cr_assert_eq(srv_store_worker_list(st, 50, 0, &list, NULL), DP_OK);
+    size_t i;
+    json_t *w;
+    int seen = 0;
+    json_array_foreach (json_object_get(list, "items"), i, w) {
+        const char *id = json_string_value(json_object_get(w, "id"));
+        int shared = json_is_true(json_object_get(w, "shared"));
+        const char *team = json_string_value(json_object_get(w, "team_id"));
+        if (strcmp(id, ws) == 0)
+            seen += shared && team == NULL;
+        else if (strcmp(id, wa) == 0)
+            seen += !shared && team && strcmp(team, team_a.team_id) == 0;
+        else if (strcmp(id, wb) == 0)
+            seen += !shared && team && strcmp(team, team_b.team_id) == 0;
+    }
+    cr_assert_eq(seen, 3, "team_id and shared of each worker");
+    json_decref(list);
+    json_decref(caps);
+    dp_free(job_a);
+    dp_free(job_b);
+    dp_free(wa);
+    dp_free(wb);
+    dp_free(ws);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* The right fence is not enough: every lease write from a token other than
+ * the one whose worker claimed the task is refused as a lost lease, and
+ * changes nothing. */
+Test(srv_store, another_agent_cannot_write_to_a_lease_even_with_its_fence)
+{
+    struct srv_principal other;
+    make_agent(&team_a, &other);
+    char *job = job_new(&team_a, NULL, 3), *w = worker_new();
+    json_t *caps = caps_of("train"), *t = NULL, *hb = NULL;
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
+    char tid[64];
+    snprintf(tid, sizeof(tid), "%s", json_string_value(json_object_get(t, "id")));
+    int64_t fence = json_integer_value(json_object_get(t, "fence"));
+    json_decref(t);
+    const char *sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    json_t *outputs = json_pack("{s:s}", "model", sha);
+    json_t *events = json_pack("[{s:s, s:{s:i}}]", "type", "epoch", "data", "epoch", 1);
+    struct dp_errinfo ei = {0};
+
+    cr_assert_eq(srv_store_task_fence_check(st, &other, tid, fence, &ei), DP_ESTALE);
+    cr_assert(strstr(ei.msg, "lease lost") != NULL, "%s", ei.msg);
+    cr_assert_eq(srv_store_task_heartbeat(st, &other, tid, fence, NULL, &hb, NULL), DP_ESTALE);
+    cr_assert_null(hb);
+    cr_assert_eq(srv_store_task_events(st, &other, tid, fence, events, NULL), DP_ESTALE);
+    cr_assert_eq(srv_store_task_artifact(st, &other, tid, fence, "model", sha, 3, NULL), DP_ESTALE);
+    cr_assert_eq(srv_store_task_complete(st, &other, tid, fence, outputs, NULL), DP_ESTALE);
+    cr_assert_eq(srv_store_task_fail(st, &other, tid, fence, "forged", 0, NULL), DP_ESTALE);
+    cr_assert_eq(srv_store_task_release(st, &other, tid, fence, NULL), DP_ESTALE);
+    int64_t size = 0;
+    cr_assert_eq(srv_store_blob_agent(st, &other, sha, &size, NULL), DP_ENOENT);
+
+    /* Nothing changed: no event, no error, the holder still completes. */
+    json_t *j = NULL, *ev = NULL;
+    int terminal = 0;
+    cr_assert_eq(srv_store_job_get(st, &team_a, job, &j, NULL), DP_OK);
+    json_t *task0 = json_array_get(json_object_get(j, "tasks"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(task0, "state")), "leased");
+    cr_assert_eq(json_array_size(json_object_get(task0, "errors")), 0);
+    cr_assert(json_is_null(json_object_get(j, "progress")));
+    json_decref(j);
+    cr_assert_eq(srv_store_events_after(st, &team_a, job, 0, 100, &ev, &terminal, NULL), DP_OK);
+    size_t i;
+    json_t *e;
+    json_array_foreach (ev, i, e)
+        cr_assert_str_neq(json_string_value(json_object_get(e, "type")), "epoch");
+    json_decref(ev);
+    cr_assert_eq(srv_store_task_artifact(st, &agent, tid, fence, "model", sha, 3, NULL), DP_OK);
+    cr_assert_eq(srv_store_blob_agent(st, &agent, sha, &size, NULL), DP_OK);
+    cr_assert_eq(size, 3);
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, NULL), DP_OK);
+    json_decref(outputs);
+    json_decref(events);
+    json_decref(caps);
+    dp_free(job);
+    dp_free(w);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* complete takes as outputs only artifacts of its own lease, of the named
+ * kind, and all of those the task type produces. */
+Test(srv_store, complete_needs_this_leases_artifacts_and_every_required_output)
+{
+    char *job = job_new(&team_a, NULL, 3), *w = worker_new();
+    json_t *caps = caps_of("train"), *t = NULL;
+    struct dp_errinfo ei = {0};
+    const char *m1 = "1111111111111111111111111111111111111111111111111111111111111111";
+    const char *m2 = "2222222222222222222222222222222222222222222222222222222222222222";
+    const char *rep = "3333333333333333333333333333333333333333333333333333333333333333";
+    /* Train: the first attempt uploads m1 and is released; the second, m2. */
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
+    char tid[64];
+    snprintf(tid, sizeof(tid), "%s", json_string_value(json_object_get(t, "id")));
+    int64_t fence = json_integer_value(json_object_get(t, "fence"));
+    json_decref(t);
+    cr_assert_eq(srv_store_task_artifact(st, &agent, tid, fence, "model", m1, 3, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_release(st, &agent, tid, fence, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
+    fence = json_integer_value(json_object_get(t, "fence"));
+    json_decref(t);
+    cr_assert_eq(srv_store_task_artifact(st, &agent, tid, fence, "model", m2, 3, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_artifact(st, &agent, tid, fence, "report", rep, 3, NULL), DP_OK);
+
+    json_t *outputs = json_pack("{s:s}", "model", m1);
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, &ei), DP_EINVAL,
+                 "an earlier lease's artifact");
+    cr_assert(strstr(ei.msg, "outputs.model") != NULL, "%s", ei.msg);
+    json_decref(outputs);
+    outputs = json_pack("{s:s}", "model", rep);
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, &ei), DP_EINVAL,
+                 "an artifact of another kind");
+    json_decref(outputs);
+    outputs = json_object();
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, &ei), DP_EINVAL,
+                 "train without its model");
+    cr_assert(strstr(ei.msg, "outputs.model: required for a train task") != NULL, "%s", ei.msg);
+    json_decref(outputs);
+    outputs = json_pack("{s:s}", "model", m2);
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, NULL), DP_OK);
+    json_decref(outputs);
+
+    /* Compress: a model alone is not a compress result (retrain needs the report). */
+    json_decref(caps);
+    caps = caps_of("compress");
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_OK);
+    snprintf(tid, sizeof(tid), "%s", json_string_value(json_object_get(t, "id")));
+    fence = json_integer_value(json_object_get(t, "fence"));
+    json_decref(t);
+    cr_assert_eq(srv_store_task_artifact(st, &agent, tid, fence, "model", m1, 3, NULL), DP_OK);
+    outputs = json_pack("{s:s}", "model", m1);
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "outputs.report: required for a compress task") != NULL, "%s", ei.msg);
+    /* Train's report is a stored blob of this job, but not this lease's. */
+    json_object_set_new(outputs, "report", json_string(rep));
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "outputs.report") != NULL, "%s", ei.msg);
+    cr_assert_eq(srv_store_task_artifact(st, &agent, tid, fence, "report", rep, 3, NULL), DP_OK);
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, NULL), DP_OK);
+    json_decref(outputs);
     json_decref(caps);
     dp_free(job);
     dp_free(w);
