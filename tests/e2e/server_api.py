@@ -487,6 +487,40 @@ def check_sse_ids(tmp):
     stop_clean(s)
 
 
+def check_token_cli(tmp):
+    """dnnpress token create --expires-in, token list, token revoke."""
+    s, team_a, tok_a, team_b, tok_b = scoped_server(tmp, "token-cli")
+    cli = os.path.join(BUILD, "dnnpress")
+    env = dict(os.environ, DNNPRESS_SERVER="http://127.0.0.1:%d" % s.port,
+               DNNPRESS_CONFIG="/nonexistent/dnnpress-cli.json")
+
+    def run(token, *args):
+        p = subprocess.run([cli, "--token", token] + list(args), env=env, capture_output=True,
+                           text=True, timeout=30)
+        return p.returncode, p.stdout, p.stderr
+
+    rc, out, err = run(ADMIN, "--json", "token", "create", "--team", team_a, "--name", "ci",
+                       "--expires-in", "2h")
+    check(rc == 0, "token create --expires-in: %d %s" % (rc, err))
+    made = json.loads(out)
+    check(made["expires_at"] and made["token"].startswith("dpt_"), "created: %r" % made)
+    rc, out, err = run(ADMIN, "token", "create", "--team", team_a, "--expires-in", "soon")
+    check(rc == 2 and "--expires-in" in err, "a bad duration is a usage error: %d %s" % (rc, err))
+    rc, out, err = run(tok_a, "token", "list")
+    check(rc == 0 and made["id"] in out and "dpt_" not in out and "live" in out,
+          "token list (team): %d %s %s" % (rc, out, err))
+    rc, out, err = run(tok_b, "token", "revoke", made["id"])
+    check(rc == 4, "team B revoking A's token: exit 4 (not found), got %d %s" % (rc, err))
+    rc, out, err = run(tok_a, "token", "revoke", made["id"])
+    check(rc == 0 and "revoked" in out, "token revoke: %d %s %s" % (rc, out, err))
+    rc, out, err = run(made["token"], "list")
+    check(rc == 3 and "token revoked" in err, "the revoked token: exit 3, %d %s" % (rc, err))
+    rc, out, err = run(ADMIN, "token", "list")
+    check(rc == 0 and "revoked" in out, "token list (admin) shows the revoked token: %s" % out)
+    ok("CLI: token create --expires-in, token list, token revoke; a revoked token exits 3")
+    stop_clean(s)
+
+
 def check_admin_env(tmp):
     """A changed DNNPRESS_ADMIN_TOKEN revokes the previous one; a generated
     admin token stays until revoked; a revoked secret cannot come back."""
@@ -1078,7 +1112,7 @@ def main():
     check(s.proc.returncode == 0, "shutdown with local workers")
     ok("--local-workers: %d starts of 2 exiting workers (restart with backoff), agent token in the "
        "environment, clean stop" % len(starts))
-    for name in ("token_list", "token_revoke", "token_expiry", "metrics_scope", "workers_scope",
+    for name in ("token_list", "token_revoke", "token_expiry", "token_cli", "metrics_scope", "workers_scope",
                  "sse_ids", "admin_env", "local_worker_token"):
         globals()["check_" + name](tmp)
     print("server_api: all checks passed", flush=True)
