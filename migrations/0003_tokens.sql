@@ -24,7 +24,9 @@ CREATE INDEX tokens_team ON tokens (team_id, seq);
 
 -- An event's SSE id is its number within its job (1, 2, 3, ...): the global
 -- row number told every team how busy the server was. Within a job job_seq
--- grows with seq, so ordering by either is the same.
+-- grows with seq, so ordering by either is the same. A client resuming
+-- across this upgrade with an old (global) Last-Event-ID may skip some of
+-- the job's events; its stream still ends when the job does.
 ALTER TABLE events ADD COLUMN job_seq INTEGER NOT NULL DEFAULT 0;
 UPDATE events SET job_seq = n.job_seq
     FROM (SELECT seq, row_number() OVER (PARTITION BY job_id ORDER BY seq) AS job_seq
