@@ -1,6 +1,7 @@
 /*
  * Service, team, token and worker-list handlers: /healthz, /metrics,
- * /api/v1/teams, /api/v1/tokens, /api/v1/me, /api/v1/workers.
+ * /api/v1/teams, /api/v1/tokens (create, list, revoke), /api/v1/me,
+ * /api/v1/workers.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -100,11 +101,46 @@ SRV_HANDLER(srv_api_team_list)
     return srv_reply_json(conn, r, 200, out);
 }
 
+/* The longest lifetime expires_in_s may ask for: ten years. */
+#define TOKEN_EXPIRES_IN_MAX_S (10LL * 366 * 24 * 3600)
+
+/* The optional expiry of a new token: body.expires_in_s (seconds from now)
+ * or body.expires_at (RFC 3339, in the future), not both. *at_ms stays 0
+ * (never) when neither is given. */
+static enum dp_err token_expiry(const json_t *body, int64_t *at_ms, struct dp_errinfo *ei)
+{
+    int64_t in_s = 0, now = srv_now_ms();
+    const char *at = NULL;
+    *at_ms = 0;
+    enum dp_err err =
+        srv_json_int(body, "body", "expires_in_s", 0, 1, TOKEN_EXPIRES_IN_MAX_S, &in_s, ei);
+    if (!err)
+        err = srv_json_str(body, "body", "expires_at", 0, &at, ei);
+    if (err)
+        return err;
+    if (in_s > 0 && at != NULL)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "body.expires_in_s: give expires_in_s or expires_at, not both");
+    if (in_s > 0) {
+        *at_ms = now + in_s * 1000;
+    } else if (at != NULL) {
+        if (srv_time_parse(at, at_ms) != DP_OK)
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "body.expires_at: must be an RFC 3339 time such as "
+                                  "\"2030-01-31T12:00:00Z\"");
+        if (*at_ms <= now)
+            return dp_errinfo_set(ei, DP_EINVAL, "body.expires_at: must be in the future");
+    }
+    return DP_OK;
+}
+
 SRV_HANDLER(srv_api_token_create)
 {
-    static const char *const allowed[] = {"team_id", "scope", "name", NULL};
+    static const char *const allowed[] = {"team_id",      "scope",      "name",
+                                          "expires_in_s", "expires_at", NULL};
     struct dp_errinfo ei = {0};
     const char *team = NULL, *scope = NULL, *name = "token";
+    int64_t expires_at_ms = 0;
     json_t *out = NULL;
     enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
     if (!err)
@@ -123,10 +159,39 @@ SRV_HANDLER(srv_api_token_create)
     if (!err)
         err = srv_validate_name(name, "name", &ei);
     if (!err)
-        err = srv_store_token_create(h->st, team, scope, name, &out, &ei);
+        err = token_expiry(r->json, &expires_at_ms, &ei);
+    if (!err)
+        err = srv_store_token_create(h->st, team, scope, name, expires_at_ms, &out, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     return srv_reply_json(conn, r, 201, out);
+}
+
+SRV_HANDLER(srv_api_token_list)
+{
+    struct dp_errinfo ei = {0};
+    int limit;
+    int64_t cursor;
+    json_t *out = NULL;
+    enum dp_err err = srv_list_args(conn, &limit, &cursor, &ei);
+    if (!err)
+        err = srv_store_token_list(h->st, &r->who, limit, cursor, &out, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 200, out);
+}
+
+SRV_HANDLER(srv_api_token_revoke)
+{
+    struct dp_errinfo ei = {0};
+    json_t *out = NULL;
+    enum dp_err err = srv_store_token_revoke(h->st, &r->who, r->params[0], &out, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    /* Parked claims and event streams look at their token again when they
+     * wake: wake them now, so that a revoked one ends at once. */
+    srv_notify(h);
+    return srv_reply_json(conn, r, 200, out);
 }
 
 SRV_HANDLER(srv_api_me)
@@ -149,7 +214,7 @@ SRV_HANDLER(srv_api_worker_list)
     json_t *out = NULL;
     enum dp_err err = srv_list_args(conn, &limit, &cursor, &ei);
     if (!err)
-        err = srv_store_worker_list(h->st, limit, cursor, &out, &ei);
+        err = srv_store_worker_list(h->st, &r->who, limit, cursor, &out, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     return srv_reply_json(conn, r, 200, out);

@@ -23,7 +23,6 @@
 #define AGENT_EVENT_DATA_MAX (64 * 1024)
 #define AGENT_MESSAGE_MAX    4096
 
-
 static enum dp_err check_caps(json_t *caps, const char *where, struct dp_errinfo *ei)
 {
     if (!json_is_array(caps) || json_array_size(caps) == 0 || json_array_size(caps) > 16)
@@ -58,8 +57,8 @@ SRV_HANDLER(srv_api_agent_register)
         err = dp_errinfo_set(&ei, DP_EINVAL, "body.version: longer than 64 bytes");
     if (!err)
         err = check_caps(json_object_get(r->json, "capabilities"), "body.capabilities", &ei);
-    if (!err && device && !json_is_object(device))
-        err = dp_errinfo_set(&ei, DP_EINVAL, "body.device: must be an object");
+    if (!err && device)
+        err = srv_validate_device(device, "body.device", &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     json_t *dev = device ? json_incref(device) : json_object();

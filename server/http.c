@@ -45,10 +45,13 @@
 #define A_ANY  (SRV_AUTH_ADMIN | SRV_AUTH_TEAM | SRV_AUTH_AGENT)
 static const struct srv_route srv_routes[] = {
     {"GET", "/healthz", SRV_AUTH_NONE, SRV_BODY_NONE, srv_api_healthz, NULL},
-    {"GET", "/metrics", SRV_AUTH_NONE, SRV_BODY_NONE, srv_api_metrics, NULL},
+    /* Admin only: the counts cover every team (docs/security.md). */
+    {"GET", "/metrics", A_ADM, SRV_BODY_NONE, srv_api_metrics, NULL},
     {"POST", "/api/v1/teams", A_ADM, SRV_BODY_JSON, srv_api_team_create, NULL},
     {"GET", "/api/v1/teams", A_ADM, SRV_BODY_NONE, srv_api_team_list, NULL},
     {"POST", "/api/v1/tokens", A_ADM, SRV_BODY_JSON, srv_api_token_create, NULL},
+    {"GET", "/api/v1/tokens", A_ADM | A_TEAM, SRV_BODY_NONE, srv_api_token_list, NULL},
+    {"DELETE", "/api/v1/tokens/{id}", A_ADM | A_TEAM, SRV_BODY_NONE, srv_api_token_revoke, NULL},
     {"GET", "/api/v1/me", A_ANY, SRV_BODY_NONE, srv_api_me, NULL},
     {"GET", "/api/v1/workers", A_ADM | A_TEAM, SRV_BODY_NONE, srv_api_worker_list, NULL},
     {"POST", "/api/v1/models", A_TEAM, SRV_BODY_UPLOAD, srv_api_model_create,
@@ -443,14 +446,14 @@ static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn
     if (a == NULL || strncmp(a, "Bearer ", 7) != 0 || strlen(a + 7) > 256)
         return srv_reply_error(conn, r, 401, "unauthorized",
                                "missing or malformed 'Authorization: Bearer <token>' header");
-    char hash[65];
-    enum dp_err err = srv_token_hash(a + 7, hash);
+    struct dp_errinfo ei = {0};
+    enum dp_err err = srv_token_hash(a + 7, r->token_hash);
     if (!err)
-        err = srv_store_token_lookup(h->st, hash, &r->who);
-    if (err == DP_ENOENT)
-        return srv_reply_error(conn, r, 401, "unauthorized", "unknown token");
+        err = srv_store_token_lookup(h->st, r->token_hash, &r->who, &ei);
+    if (err == DP_ENOENT || err == DP_EPERM) /* unknown, revoked or expired */
+        return srv_reply_error(conn, r, 401, "unauthorized", "%s", ei.msg);
     if (err)
-        return srv_reply_err(conn, r, err, NULL);
+        return srv_reply_err(conn, r, err, &ei);
     unsigned bit = r->who.scope == SRV_SCOPE_ADMIN  ? SRV_AUTH_ADMIN
                    : r->who.scope == SRV_SCOPE_TEAM ? SRV_AUTH_TEAM
                                                     : SRV_AUTH_AGENT;
@@ -461,6 +464,14 @@ static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn
                                                                  : "admin");
     *ok = 1;
     return MHD_YES;
+}
+
+enum dp_err srv_auth_recheck(struct srv_http *h, struct srv_req *r, struct dp_errinfo *ei)
+{
+    if (r->route->auth == SRV_AUTH_NONE)
+        return DP_OK;
+    struct srv_principal again;
+    return srv_store_token_lookup(h->st, r->token_hash, &again, ei);
 }
 
 /* The first callback of a request: route, auth, limits. Replies early on any
@@ -613,6 +624,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     /* The body is complete (or this is a resumed, parked request). */
     if (r->body_err)
         return srv_reply_err(conn, r, r->body_err, &r->body_ei);
+    if (r->handler_called) {
+        /* A resumed long-poll: its token may have been revoked or have
+         * expired while it was parked. */
+        struct dp_errinfo ei = {0};
+        enum dp_err err = srv_auth_recheck(h, r, &ei);
+        if (err == DP_ENOENT || err == DP_EPERM)
+            return srv_reply_error(conn, r, 401, "unauthorized", "%s", ei.msg);
+        if (err)
+            return srv_reply_err(conn, r, err, &ei);
+    }
+    r->handler_called = 1;
     if (r->route->body != SRV_BODY_NONE && r->json == NULL && r->blob == NULL) {
         int ok;
         enum MHD_Result ret = req_parse_json(conn, r, &ok);

@@ -58,6 +58,8 @@ struct srv_req {
     const struct srv_route *route;
     char params[SRV_MAX_PARAMS][160]; /* path parameters, in order */
     struct srv_principal who;
+    char token_hash[65]; /* of the Bearer token, to look it up again (srv_auth_recheck) */
+    int handler_called;  /* the handler ran before: this call is a resume */
     /* JSON body, bounded by SRV_JSON_BODY_MAX. */
     char *body;
     size_t body_len;
@@ -144,6 +146,11 @@ enum dp_err srv_idem_hash(const void *data, size_t n, char hash[65]); /* fails a
  * caller should look again right away). */
 int srv_park(struct srv_http *h, struct srv_req *r, uint64_t gen, int64_t deadline_ms);
 
+/* Looks the request's token up again, for a request that was parked: DP_OK
+ * while it is valid, DP_EPERM once revoked or expired, DP_ENOENT if gone
+ * (ei says which, for a 401); DP_OK for a public route. Any thread. */
+enum dp_err srv_auth_recheck(struct srv_http *h, struct srv_req *r, struct dp_errinfo *ei);
+
 /* ---- Server-Sent Events framing (sse.c; pure, unit-tested) ---- */
 
 struct srv_text;
@@ -170,6 +177,8 @@ SRV_HANDLER(srv_api_metrics);
 SRV_HANDLER(srv_api_team_create);
 SRV_HANDLER(srv_api_team_list);
 SRV_HANDLER(srv_api_token_create);
+SRV_HANDLER(srv_api_token_list);
+SRV_HANDLER(srv_api_token_revoke);
 SRV_HANDLER(srv_api_me);
 SRV_HANDLER(srv_api_worker_list);
 SRV_HANDLER(srv_api_model_create);

@@ -45,4 +45,9 @@ int64_t srv_mono_ms(void);
 /* Formats ms as "2025-01-31T12:34:56.789Z" into out (32 bytes). */
 void srv_time_fmt(int64_t ms, char out[32]);
 
+/* Parses an RFC 3339 date-time ("2025-01-31T12:34:56Z", fractions and
+ * "+02:00" offsets allowed; milliseconds kept) into *ms since the epoch.
+ * DP_EINVAL for anything else, including impossible dates. */
+enum dp_err srv_time_parse(const char *s, int64_t *ms);
+
 #endif

@@ -3,13 +3,17 @@
  *
  * DESIGN
  * Each event is "id: N\nevent: TYPE\ndata: JSON\n\n" where N is the event's
- * row number (monotonic), so a client that reconnects with Last-Event-ID: N
- * (or ?after=N) gets exactly the events after N. The response is produced
+ * number within its job (1, 2, 3, ...; a global row number would tell every
+ * team how busy the others are), so a client that reconnects with
+ * Last-Event-ID: N (or ?after=N) gets exactly the job's events after N. The response is produced
  * by a libmicrohttpd content reader: it reads a batch of events from the
  * store, and when there is nothing new it parks the connection (suspend)
  * until a write wakes it or 15 s pass, when it sends a keep-alive comment.
  * The stream ends once the job is terminal and every event was sent; the
- * store reads events and state in one snapshot, so none is missed.
+ * store reads events and state in one snapshot, so none is missed. After
+ * each wake-up the token is looked up again: a revoked or expired token
+ * ends the stream with an "event: error" frame (a revocation wakes every
+ * parked stream, expiry is seen at the next keep-alive at the latest).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -33,6 +37,7 @@ struct sse_stream {
     int64_t last_id;
     int64_t keepalive_due;
     int ended;
+    int resumed;         /* parked since the last look: check the token again */
     struct srv_text out; /* formatted, not yet sent from pos on */
     size_t pos;
 };
@@ -75,6 +80,21 @@ enum dp_err srv_sse_after_parse(const char *text, int64_t *after)
     return DP_OK;
 }
 
+/* Appends "event: error" with {"code":"unauthorized","message":msg}. */
+static enum dp_err sse_error_frame(struct srv_text *out, const char *msg)
+{
+    json_t *d = json_pack("{s:s, s:s}", "code", "unauthorized", "message", msg);
+    if (d == NULL)
+        return DP_ENOMEM;
+    enum dp_err err = srv_text_add(out, "event: error\ndata: ", 19);
+    if (!err)
+        err = srv_text_add_json(out, d, JSON_COMPACT);
+    if (!err)
+        err = srv_text_add(out, "\n\n", 2);
+    json_decref(d);
+    return err;
+}
+
 static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 {
     struct sse_stream *s = cls;
@@ -90,6 +110,18 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
         }
         if (s->ended)
             return MHD_CONTENT_READER_END_OF_STREAM;
+        if (s->resumed) {
+            s->resumed = 0;
+            struct dp_errinfo ei = {0};
+            if (srv_auth_recheck(s->h, s->r, &ei) != DP_OK) {
+                /* The status line is long sent: say why in a last frame
+                 * (no id, so a resume point is not lost) and end. */
+                if (sse_error_frame(&s->out, ei.msg) != DP_OK)
+                    return MHD_CONTENT_READER_END_WITH_ERROR;
+                s->ended = 1;
+                continue;
+            }
+        }
         uint64_t gen = srv_store_generation(s->h->st);
         json_t *events = NULL;
         int terminal = 0;
@@ -115,8 +147,10 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             continue;
         }
-        if (srv_park(s->h, s->r, gen, s->keepalive_due) == 0)
+        if (srv_park(s->h, s->r, gen, s->keepalive_due) == 0) {
+            s->resumed = 1;
             return 0; /* suspended; called again after a wake-up */
+        }
     }
 }
 

@@ -555,31 +555,63 @@ static enum srv_scope scope_parse(const char *s)
     return SRV_SCOPE_TEAM;
 }
 
-enum dp_err srv_store_token_lookup(struct srv_store *st, const char *hash,
-                                   struct srv_principal *out)
+/* last_used_at is kept to this grain: finer would make every request a write. */
+#define SRV_TOKEN_USED_GRAIN_MS 60000
+
+/* Refreshes a token's last_used_at when the value read is a minute old or
+ * more; the UPDATE's own condition keeps concurrent refreshes to one. */
+static void token_touch(struct srv_store *st, const char *id, int64_t now)
 {
+    struct dp_errinfo ei = {0};
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = srv_store__begin(st, &ei);
+    if (!err) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_USED);
+        srv_store__bind_text(s, ":id", id);
+        srv_store__bind_int(s, ":now", now);
+        srv_store__bind_int(s, ":stale", now - SRV_TOKEN_USED_GRAIN_MS);
+        err = srv_store__finish(st, srv_store__exec(st, s, &ei), &ei);
+    }
+    pthread_mutex_unlock(&st->mu);
+    /* Bookkeeping only: the request goes on, the log says what failed. */
+    if (err)
+        DP_LOG(DP_LOG_WARN, "store: recording the last use of token %s failed: %s", id, ei.msg);
+}
+
+enum dp_err srv_store_token_lookup(struct srv_store *st, const char *hash,
+                                   struct srv_principal *out, struct dp_errinfo *ei)
+{
+    int64_t now = srv_now_ms(), last_used = 0;
     pthread_mutex_lock(&st->rmu);
     sqlite3_stmt *s = srv_store__rstmt(st, STMT_TOKEN_LOOKUP);
     srv_store__bind_text(s, ":hash", hash);
     int has_row = 0;
-    enum dp_err err = srv_store__step(st, s, &has_row, NULL);
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
     if (!err && !has_row) {
-        err = DP_ENOENT;
+        err = dp_errinfo_set(ei, DP_ENOENT, "unknown token");
+    } else if (!err && !srv_store__col_null(s, 3)) {
+        err = dp_errinfo_set(ei, DP_EPERM, "token revoked");
+    } else if (!err && !srv_store__col_null(s, 4) && srv_store__col_int(s, 4) <= now) {
+        err = dp_errinfo_set(ei, DP_EPERM, "token expired");
     } else if (!err) {
         snprintf(out->token_id, sizeof(out->token_id), "%s", srv_store__col_text(s, 0));
         out->scope = scope_parse(srv_store__col_text(s, 1));
         snprintf(out->team_id, sizeof(out->team_id), "%s",
                  srv_store__col_null(s, 2) ? "" : srv_store__col_text(s, 2));
-        err = DP_OK;
+        last_used = srv_store__col_null(s, 5) ? 0 : srv_store__col_int(s, 5);
     }
     sqlite3_reset(s);
     pthread_mutex_unlock(&st->rmu);
+    if (!err && now - last_used >= SRV_TOKEN_USED_GRAIN_MS)
+        token_touch(st, out->token_id, now);
     return err;
 }
 
+/* Inserts a token; origin is "api", "env", "generated" or "local"
+ * (migrations/0003_tokens.sql); expires_at_ms 0 means never. */
 static enum dp_err token_insert(struct srv_store *st, const char *team_id, const char *scope,
-                                const char *name, const char *hash, char id[SRV_ID_MAX],
-                                struct dp_errinfo *ei)
+                                const char *name, const char *hash, const char *origin,
+                                int64_t expires_at_ms, char id[SRV_ID_MAX], struct dp_errinfo *ei)
 {
     enum dp_err err = srv_id_new("tok_", id);
     if (err)
@@ -590,8 +622,58 @@ static enum dp_err token_insert(struct srv_store *st, const char *team_id, const
     srv_store__bind_text(s, ":scope", scope);
     srv_store__bind_text(s, ":name", name);
     srv_store__bind_text(s, ":hash", hash);
+    srv_store__bind_text(s, ":origin", origin);
     srv_store__bind_int(s, ":now", srv_now_ms());
+    if (expires_at_ms > 0)
+        srv_store__bind_int(s, ":expires", expires_at_ms);
+    else
+        srv_store__bind_text(s, ":expires", NULL);
     return srv_store__exec(st, s, ei);
+}
+
+/* Revokes every live token of origin; *n_revoked says how many. */
+static enum dp_err token_revoke_origin(struct srv_store *st, const char *origin, int *n_revoked,
+                                       struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_REVOKE_ORIGIN);
+    srv_store__bind_text(s, ":origin", origin);
+    srv_store__bind_int(s, ":now", srv_now_ms());
+    enum dp_err err = srv_store__exec(st, s, ei);
+    *n_revoked = err ? 0 : sqlite3_changes(st->db);
+    return err;
+}
+
+/* The DNNPRESS_ADMIN_TOKEN half of srv_store_admin_ensure (inside its transaction). */
+static enum dp_err admin_from_env(struct srv_store *st, const char *env_hash, struct dp_errinfo *ei)
+{
+    char id[SRV_ID_MAX];
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_BY_HASH);
+    srv_store__bind_text(s, ":hash", env_hash);
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (!err && has_row && strcmp(srv_store__col_text(s, 1), "admin") != 0)
+        err = dp_errinfo_set(ei, DP_EINVAL,
+                             "DNNPRESS_ADMIN_TOKEN is the secret of a %s token (%s); "
+                             "choose a new secret",
+                             srv_store__col_text(s, 1), srv_store__col_text(s, 0));
+    else if (!err && has_row && !srv_store__col_null(s, 2))
+        err = dp_errinfo_set(ei, DP_EPERM,
+                             "DNNPRESS_ADMIN_TOKEN is token %s, which was revoked; "
+                             "revocation is final: set a new secret",
+                             srv_store__col_text(s, 0));
+    sqlite3_reset(s);
+    if (err || has_row)
+        return err; /* an error, or the same token as before: nothing to change */
+    int n_revoked = 0;
+    err = token_revoke_origin(st, "env", &n_revoked, ei);
+    if (!err)
+        err = token_insert(st, NULL, "admin", "env", env_hash, "env", 0, id, ei);
+    if (!err && n_revoked > 0)
+        DP_LOG(DP_LOG_INFO,
+               "store: DNNPRESS_ADMIN_TOKEN changed: admin token %s replaces %d earlier one(s), "
+               "now revoked",
+               id, n_revoked);
+    return err;
 }
 
 enum dp_err srv_store_admin_ensure(struct srv_store *st, const char *env_hash,
@@ -604,23 +686,21 @@ enum dp_err srv_store_admin_ensure(struct srv_store *st, const char *env_hash,
     if (err)
         goto out;
     if (env_hash) {
-        sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_BY_HASH);
-        srv_store__bind_text(s, ":hash", env_hash);
-        int has_row = 0;
-        err = srv_store__step(st, s, &has_row, ei);
-        if (!err && !has_row)
-            err = token_insert(st, NULL, "admin", "env", env_hash, id, ei);
+        err = admin_from_env(st, env_hash, ei);
     } else {
-        sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_ADMIN_ANY);
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_ADMIN_LIVE);
+        srv_store__bind_int(s, ":now", srv_now_ms());
         int has_row = 0;
         err = srv_store__step(st, s, &has_row, ei);
-        if (!err && !has_row) {
+        int64_t n_live = !err && has_row ? srv_store__col_int(s, 0) : 0;
+        sqlite3_reset(s);
+        if (!err && n_live == 0) {
             char hash[65];
             err = srv_token_new(new_secret);
             if (!err)
                 err = srv_token_hash(new_secret, hash);
             if (!err) {
-                err = token_insert(st, NULL, "admin", "first-start", hash, id, ei);
+                err = token_insert(st, NULL, "admin", "first-start", hash, "generated", 0, id, ei);
             }
         }
     }
@@ -636,6 +716,7 @@ enum dp_err srv_store_agent_token_mint(struct srv_store *st, const char *name,
                                        char secret[SRV_TOKEN_LEN], struct dp_errinfo *ei)
 {
     char id[SRV_ID_MAX], hash[65];
+    int n_revoked = 0;
     enum dp_err err = srv_token_new(secret);
     if (!err)
         err = srv_token_hash(secret, hash);
@@ -643,10 +724,115 @@ enum dp_err srv_store_agent_token_mint(struct srv_store *st, const char *name,
         return err;
     pthread_mutex_lock(&st->mu);
     err = srv_store__begin(st, ei);
-    if (!err)
-        err = srv_store__finish(st, token_insert(st, NULL, "agent", name, hash, id, ei), ei);
+    if (!err) {
+        enum dp_err e = token_revoke_origin(st, "local", &n_revoked, ei);
+        if (!e)
+            e = token_insert(st, NULL, "agent", name, hash, "local", 0, id, ei);
+        err = srv_store__finish(st, e, ei);
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (!err && n_revoked > 0)
+        DP_LOG(DP_LOG_INFO,
+               "store: local workers' token %s replaces %d earlier one(s), now revoked", id,
+               n_revoked);
+    if (err)
+        secret[0] = '\0';
+    return err;
+}
+
+/* The current row of TOKEN_GET/TOKEN_LIST (SRV_TOKEN_COLS) as an API object. */
+static json_t *token_json(sqlite3_stmt *s)
+{
+    /* A shared agent: an agent token of no team (it serves every team). */
+    int shared = strcmp(srv_store__col_text(s, 3), "agent") == 0 && srv_store__col_null(s, 4);
+    return json_pack(
+        "{s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o}", "id", srv_store__col_str(s, 1),
+        "name", srv_store__col_str(s, 2), "scope", srv_store__col_str(s, 3), "team_id",
+        srv_store__col_str(s, 4), "shared", shared, "origin", srv_store__col_str(s, 5),
+        "created_at", srv_store__col_time(s, 6), "expires_at", srv_store__col_time(s, 7),
+        "revoked_at", srv_store__col_time(s, 8), "last_used_at", srv_store__col_time(s, 9));
+}
+
+/* Reads token id as the API shows it, within the caller's reach (team NULL: any). */
+static enum dp_err token_get_locked(struct srv_store *st, const char *team, const char *id,
+                                    json_t **out, struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_GET);
+    srv_store__bind_text(s, ":id", id);
+    srv_store__bind_text(s, ":team", team);
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (!err && !has_row)
+        err = dp_errinfo_set(ei, DP_ENOENT, "no token '%s'", id);
+    if (!err) {
+        *out = token_json(s);
+        if (*out == NULL)
+            err = DP_ENOMEM;
+    }
+    sqlite3_reset(s);
+    return err;
+}
+
+/* The team a principal's token reads are limited to: NULL for an admin. */
+static const char *token_reach(const struct srv_principal *who)
+{
+    return who->scope == SRV_SCOPE_ADMIN ? NULL : who->team_id;
+}
+
+enum dp_err srv_store_token_list(struct srv_store *st, const struct srv_principal *who, int limit,
+                                 int64_t cursor, json_t **out, struct dp_errinfo *ei)
+{
+    pthread_mutex_lock(&st->mu);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_LIST);
+    srv_store__bind_text(s, ":team", token_reach(who));
+    enum dp_err err = list_page(st, s, limit, cursor, token_json, out, ei);
     pthread_mutex_unlock(&st->mu);
     return err;
+}
+
+enum dp_err srv_store_token_revoke(struct srv_store *st, const struct srv_principal *who,
+                                   const char *id, json_t **out, struct dp_errinfo *ei)
+{
+    json_t *tok = NULL;
+    *out = NULL;
+    pthread_mutex_lock(&st->mu);
+    enum dp_err err = srv_store__begin(st, ei);
+    if (err)
+        goto out;
+    err = token_get_locked(st, token_reach(who), id, &tok, ei);
+    int live_admin = !err && json_is_null(json_object_get(tok, "revoked_at")) &&
+                     strcmp(json_string_value(json_object_get(tok, "scope")), "admin") == 0;
+    if (live_admin) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_ADMIN_LIVE);
+        srv_store__bind_int(s, ":now", srv_now_ms());
+        int has_row = 0;
+        err = srv_store__step(st, s, &has_row, ei);
+        if (!err && has_row && srv_store__col_int(s, 0) <= 1)
+            err = dp_errinfo_set(ei, DP_EEXIST,
+                                 "token %s is the last live admin token: revoking it would leave "
+                                 "nobody able to manage the server",
+                                 id);
+        sqlite3_reset(s);
+    }
+    if (!err) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_REVOKE);
+        srv_store__bind_text(s, ":id", id);
+        srv_store__bind_int(s, ":now", srv_now_ms());
+        err = srv_store__exec(st, s, ei);
+    }
+    json_decref(tok);
+    tok = NULL;
+    if (!err)
+        err = token_get_locked(st, token_reach(who), id, &tok, ei);
+    err = srv_store__finish(st, err, ei);
+out:
+    pthread_mutex_unlock(&st->mu);
+    if (err) {
+        json_decref(tok);
+        return err;
+    }
+    *out = tok;
+    return DP_OK;
 }
 
 enum dp_err srv_store_team_create(struct srv_store *st, const char *name, json_t **out,
@@ -705,9 +891,11 @@ enum dp_err srv_store_team_list(struct srv_store *st, int limit, int64_t cursor,
 }
 
 enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, const char *scope,
-                                   const char *name, json_t **out, struct dp_errinfo *ei)
+                                   const char *name, int64_t expires_at_ms, json_t **out,
+                                   struct dp_errinfo *ei)
 {
     char id[SRV_ID_MAX], secret[SRV_TOKEN_LEN], hash[65];
+    json_t *tok = NULL;
     *out = NULL;
     enum dp_err err = srv_token_new(secret);
     if (!err)
@@ -733,18 +921,20 @@ enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, co
     if (!err && !has_row)
         err = dp_errinfo_set(ei, DP_EINVAL, "team_id: no team '%s'", team_id);
     if (!err)
-        err = token_insert(st, team_id, scope, name, hash, id, ei);
+        err = token_insert(st, team_id, scope, name, hash, "api", expires_at_ms, id, ei);
+    if (!err)
+        err = token_get_locked(st, NULL, id, &tok, ei);
     err = srv_store__finish(st, err, ei);
 out:
     pthread_mutex_unlock(&st->mu);
-    if (!err) {
-        *out = json_pack("{s:s, s:s, s:s, s:o, s:s, s:b}", "id", id, "token", secret, "scope",
-                         scope, "team_id", team_id ? json_string(team_id) : json_null(), "name",
-                         name, "shared", shared);
-        if (*out == NULL)
-            err = DP_ENOMEM;
+    if (!err && json_object_set_new(tok, "token", json_string(secret)) != 0)
+        err = DP_ENOMEM;
+    if (err) {
+        json_decref(tok);
+        return err;
     }
-    return err;
+    *out = tok;
+    return DP_OK;
 }
 
 /* ---- Models and datasets ------------------------------------------------------------ */
@@ -914,12 +1104,18 @@ static json_t *worker_json(sqlite3_stmt *s)
                      "shared", srv_store__col_int(s, 9) != 0);
 }
 
-enum dp_err srv_store_worker_list(struct srv_store *st, int limit, int64_t cursor, json_t **out,
-                                  struct dp_errinfo *ei)
+enum dp_err srv_store_worker_list(struct srv_store *st, const struct srv_principal *who, int limit,
+                                  int64_t cursor, json_t **out, struct dp_errinfo *ei)
 {
     pthread_mutex_lock(&st->mu);
-    enum dp_err err =
-        list_page(st, srv_store__stmt(st, STMT_WORKER_LIST), limit, cursor, worker_json, out, ei);
+    sqlite3_stmt *s = NULL;
+    if (who->scope == SRV_SCOPE_ADMIN) {
+        s = srv_store__stmt(st, STMT_WORKER_LIST);
+    } else {
+        s = srv_store__stmt(st, STMT_WORKER_LIST_TEAM);
+        srv_store__bind_text(s, ":team", who->team_id);
+    }
+    enum dp_err err = list_page(st, s, limit, cursor, worker_json, out, ei);
     pthread_mutex_unlock(&st->mu);
     return err;
 }

@@ -83,19 +83,37 @@ enum dp_err srv_store_integrity_check(struct srv_store *st, struct dp_errinfo *e
 
 /* ---- Tokens and teams ----------------------------------------------------- */
 
-/* Looks a token hash up; DP_ENOENT when unknown. */
+/* Looks a token hash up at the current time and fills *out. DP_ENOENT for
+ * an unknown hash ("unknown token"), DP_EPERM for a revoked or expired one
+ * (ei says "token revoked" or "token expired"); both are 401 at the API.
+ * A token's last_used_at is refreshed when it is more than a minute old:
+ * at most one small write per token a minute, so lookups stay reads. Any
+ * thread. */
 enum dp_err srv_store_token_lookup(struct srv_store *st, const char *hash,
-                                   struct srv_principal *out);
+                                   struct srv_principal *out, struct dp_errinfo *ei);
 
-/* Ensures an admin token exists. With env_hash (the hash of
- * DNNPRESS_ADMIN_TOKEN) that token is added if absent. Without, and when no
- * admin token exists yet, a new secret is generated, stored hashed and
- * copied to new_secret (else new_secret is set to ""). */
+/* Ensures a live admin token exists, at start.
+ * - env_hash (the hash of DNNPRESS_ADMIN_TOKEN) names a token not stored
+ *   yet: it is stored (origin "env") and every earlier env-provided admin
+ *   token is revoked, so changing the variable replaces the token. The
+ *   same value again changes nothing. A value that is a revoked token is
+ *   refused (DP_EPERM: revocation is final), and so is one that is another
+ *   scope's token (DP_EINVAL).
+ * - Without env_hash, when no live admin token exists, a new secret is
+ *   generated (origin "generated"), stored hashed and copied to
+ *   new_secret. A generated token is never replaced by the server: it
+ *   stays valid, with or without the variable, until revoked through the
+ *   API.
+ * new_secret is "" unless a token was generated. */
 enum dp_err srv_store_admin_ensure(struct srv_store *st, const char *env_hash,
                                    char new_secret[SRV_TOKEN_LEN], struct dp_errinfo *ei);
 
-/* Creates a shared agent token (no team: it serves every team) named name;
- * the secret goes to secret. */
+/* Mints the agent token of --local-workers: a shared agent (no team: it
+ * serves every team, origin "local") named name, revoking every earlier
+ * local-workers token in the same transaction: the previous start's
+ * workers (and anything that kept their token) lose access, and restarts
+ * never accumulate live tokens. The secret goes to secret; it is never
+ * stored. */
 enum dp_err srv_store_agent_token_mint(struct srv_store *st, const char *name,
                                        char secret[SRV_TOKEN_LEN], struct dp_errinfo *ei);
 
@@ -104,11 +122,28 @@ enum dp_err srv_store_team_create(struct srv_store *st, const char *name, json_t
 enum dp_err srv_store_team_list(struct srv_store *st, int limit, int64_t cursor, json_t **out,
                                 struct dp_errinfo *ei);
 
-/* Creates a token of scope "team" or "agent" for team_id; out carries the
- * secret (shown once) and "shared". team_id may be NULL only for an agent
- * token: a shared agent. */
+/* Creates a token of scope "team" or "agent" for team_id, expiring at
+ * expires_at_ms (ms since the epoch; 0: never). out carries the secret
+ * (shown once) and the fields of srv_store_token_list's items, "shared"
+ * among them. team_id may be NULL only for an agent token: a shared agent. */
 enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, const char *scope,
-                                   const char *name, json_t **out, struct dp_errinfo *ei);
+                                   const char *name, int64_t expires_at_ms, json_t **out,
+                                   struct dp_errinfo *ei);
+
+/* A page of tokens, newest first: every token for an admin, the caller's
+ * team's tokens for a team. Items are {"id","name","scope","team_id",
+ * "origin","created_at","expires_at","revoked_at","last_used_at"}, never
+ * the secret or its hash. */
+enum dp_err srv_store_token_list(struct srv_store *st, const struct srv_principal *who, int limit,
+                                 int64_t cursor, json_t **out, struct dp_errinfo *ei);
+
+/* Revokes token id (at once: the next request with it is refused) and
+ * returns it as listed. An admin may revoke any token, a team only its
+ * own team's (another's is DP_ENOENT, as if absent). Revoking a revoked
+ * token returns it unchanged. The last live admin token cannot be revoked
+ * (DP_EEXIST): nobody could then manage the server. */
+enum dp_err srv_store_token_revoke(struct srv_store *st, const struct srv_principal *who,
+                                   const char *id, json_t **out, struct dp_errinfo *ei);
 
 /* ---- Models and datasets -------------------------------------------------- */
 
@@ -179,10 +214,11 @@ enum dp_err srv_store_job_report(struct srv_store *st, const struct srv_principa
 enum dp_err srv_store_job_artifacts(struct srv_store *st, const struct srv_principal *who,
                                     const char *id, json_t **out, struct dp_errinfo *ei);
 
-/* Events of the job with seq > after, at most max, as a JSON array of
- * {"id","type","data"}; *terminal is 1 when the job is in a terminal state
- * (read in the same snapshot, so an empty answer with *terminal set means
- * the stream is complete). */
+/* Events of the job numbered after `after`, at most max, as a JSON array
+ * of {"id","type","data"}. id is the event's number within its job (1, 2,
+ * 3, ... in order), so it says nothing about other jobs; *terminal is 1 when the job is in a
+ * terminal state (read in the same snapshot, so an empty answer with *terminal set means the stream
+ * is complete). */
 enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_principal *who,
                                    const char *job_id, int64_t after, int max, json_t **out,
                                    int *terminal, struct dp_errinfo *ei);
@@ -212,9 +248,12 @@ enum dp_err srv_store_blob_agent(struct srv_store *st, const struct srv_principa
 enum dp_err srv_store_worker_register(struct srv_store *st, const struct srv_principal *who,
                                       const char *name, const char *version, json_t *capabilities,
                                       json_t *device, json_t **out, struct dp_errinfo *ei);
-/* Worker objects carry "team_id" and "shared" (registered by a shared agent). */
-enum dp_err srv_store_worker_list(struct srv_store *st, int limit, int64_t cursor, json_t **out,
-                                  struct dp_errinfo *ei);
+/* A page of workers, newest first, with their agent-supplied fields and
+ * "team_id" and "shared" (registered by a shared agent): every worker for an
+ * admin; for a team its own team's and the shared ones (docs/security.md,
+ * "What each scope sees"). */
+enum dp_err srv_store_worker_list(struct srv_store *st, const struct srv_principal *who, int limit,
+                                  int64_t cursor, json_t **out, struct dp_errinfo *ei);
 
 /* Leases to worker_id the best ready task of the worker's team (of any team
  * for a shared agent) whose type is in capabilities (a JSON array of

@@ -59,17 +59,36 @@
                                                                  "WHERE job_id = j.id ORDER BY "   \
                                                                  "seq) t))"
 
+/* The columns of a token as the API shows it (never the hash). */
+#define SRV_TOKEN_COLS                                                                             \
+    "seq, id, name, scope, team_id, origin, created_at, expires_at, revoked_at, last_used_at"
+
 /* X(ID, SQL) */
 #define SRV_STMTS(X)                                                                               \
     X(BEGIN, "BEGIN IMMEDIATE")                                                                    \
     X(COMMIT, "COMMIT")                                                                            \
     X(ROLLBACK, "ROLLBACK")                                                                        \
     /* ---- tokens, teams ---- */                                                                  \
-    X(TOKEN_LOOKUP, "SELECT id, scope, team_id FROM tokens WHERE hash = :hash")                    \
-    X(TOKEN_ADMIN_ANY, "SELECT 1 FROM tokens WHERE scope = 'admin' LIMIT 1")                       \
-    X(TOKEN_INSERT, "INSERT INTO tokens (id, team_id, scope, name, hash, created_at) "             \
-                    "VALUES (:id, :team, :scope, :name, :hash, :now)")                             \
-    X(TOKEN_BY_HASH, "SELECT 1 FROM tokens WHERE hash = :hash")                                    \
+    X(TOKEN_LOOKUP, "SELECT id, scope, team_id, revoked_at, expires_at, last_used_at "             \
+                    "FROM tokens WHERE hash = :hash")                                              \
+    X(TOKEN_ADMIN_LIVE, "SELECT count(*) FROM tokens WHERE scope = 'admin' "                       \
+                        "AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)")    \
+    X(TOKEN_INSERT, "INSERT INTO tokens (id, team_id, scope, name, hash, created_at, expires_at, " \
+                    "origin) VALUES (:id, :team, :scope, :name, :hash, :now, :expires, :origin)")  \
+    X(TOKEN_BY_HASH, "SELECT id, scope, revoked_at FROM tokens WHERE hash = :hash")                \
+    /* Revokes every live token of an origin the server replaces at start. */                      \
+    X(TOKEN_REVOKE_ORIGIN, "UPDATE tokens SET revoked_at = :now "                                  \
+                           "WHERE origin = :origin AND revoked_at IS NULL")                        \
+    X(TOKEN_REVOKE, "UPDATE tokens SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL")   \
+    /* At most one write a minute per token: last use is for people, not for audit. */             \
+    X(TOKEN_USED, "UPDATE tokens SET last_used_at = :now WHERE id = :id "                          \
+                  "AND (last_used_at IS NULL OR last_used_at <= :stale)")                          \
+    /* :team NULL (admin) matches every token; a team only its own. */                             \
+    X(TOKEN_GET, "SELECT " SRV_TOKEN_COLS " FROM tokens "                                          \
+                 "WHERE id = :id AND (:team IS NULL OR team_id = :team)")                          \
+    X(TOKEN_LIST,                                                                                  \
+      "SELECT " SRV_TOKEN_COLS " FROM tokens WHERE (:team IS NULL OR team_id = :team) "            \
+      "AND seq < :cursor ORDER BY seq DESC LIMIT :limit")                                          \
     X(TEAM_INSERT, "INSERT INTO teams (id, name, created_at) VALUES (:id, :name, :now)")           \
     X(TEAM_BY_NAME, "SELECT 1 FROM teams WHERE name = :name")                                      \
     X(TEAM_EXISTS, "SELECT 1 FROM teams WHERE id = :id")                                           \
@@ -180,10 +199,13 @@
     X(TASK_LAST_ERROR, "SELECT e.message FROM task_errors e JOIN tasks t ON t.id = e.task_id "     \
                        "WHERE t.job_id = :job ORDER BY e.seq DESC LIMIT 1")                        \
     /* ---- events, artifacts ---- */                                                              \
-    X(EVENT_INSERT, "INSERT INTO events (job_id, type, data, created_at) "                         \
-                    "VALUES (:job, :type, :data, :now)")                                           \
-    X(EVENTS_AFTER, "SELECT seq, type, data FROM events WHERE job_id = :job AND seq > :after "     \
-                    "ORDER BY seq LIMIT :limit")                                                   \
+    /* job_seq numbers the job's events 1, 2, 3...: the SSE id, which must not                     \
+     * reveal how many events other jobs have (writes are serialised, so max + 1 is safe). */      \
+    X(EVENT_INSERT, "INSERT INTO events (job_id, job_seq, type, data, created_at) VALUES (:job, "  \
+                    "(SELECT coalesce(max(job_seq), 0) + 1 FROM events WHERE job_id = :job), "     \
+                    ":type, :data, :now)")                                                         \
+    X(EVENTS_AFTER, "SELECT job_seq, type, data FROM events WHERE job_id = :job "                  \
+                    "AND job_seq > :after ORDER BY job_seq LIMIT :limit")                          \
     X(ARTIFACT_INSERT, "INSERT INTO artifacts (job_id, task_id, team_id, kind, sha256, size, "     \
                        "created_at, fence) SELECT :job, :task, j.team_id, :kind, :sha, :size, "    \
                        ":now, :fence FROM jobs j WHERE j.id = :job")                               \
@@ -200,6 +222,13 @@
     X(WORKER_LIST, "SELECT seq, id, name, version, capabilities, device, created_at, "             \
                    "last_seen_at, team_id, token_id IS NOT NULL AND team_id IS NULL FROM workers " \
                    "WHERE seq < :cursor ORDER BY seq DESC LIMIT :limit")                           \
+    /* A team sees its own team's workers and the shared ones (registered by a                     \
+     * shared agent: a token but no team). */                                                      \
+    X(WORKER_LIST_TEAM, "SELECT seq, id, name, version, capabilities, device, created_at, "        \
+                        "last_seen_at, team_id, token_id IS NOT NULL AND team_id IS NULL "         \
+                        "FROM workers WHERE seq < :cursor AND (team_id = :team OR "                \
+                        "(team_id IS NULL AND token_id IS NOT NULL)) "                             \
+                        "ORDER BY seq DESC LIMIT :limit")                                          \
     X(WORKER_COUNT, "SELECT count(*) FROM workers")
 
 enum srv_stmt_id {

@@ -40,6 +40,54 @@ enum dp_err srv_validate_name(const char *name, const char *field, struct dp_err
     return DP_OK;
 }
 
+/* ---- A worker's device description ----------------------------------------- */
+
+/* The nesting depth of j: 0 for a scalar, 1 for a flat object or array.
+ * Stops counting past limit, so a hostile document costs no deep recursion. */
+static int json_depth(const json_t *j, int limit)
+{
+    if (limit < 0 || !(json_is_object(j) || json_is_array(j)))
+        return 0;
+    int deepest = 0;
+    if (json_is_object(j)) {
+        const char *key;
+        json_t *v;
+        json_object_foreach ((json_t *)j, key, v) {
+            int d = json_depth(v, limit - 1);
+            deepest = d > deepest ? d : deepest;
+            if (deepest >= limit)
+                break;
+        }
+    } else {
+        size_t i;
+        json_t *v;
+        json_array_foreach (j, i, v) {
+            int d = json_depth(v, limit - 1);
+            deepest = d > deepest ? d : deepest;
+            if (deepest >= limit)
+                break;
+        }
+    }
+    return deepest + 1;
+}
+
+enum dp_err srv_validate_device(const json_t *device, const char *field, struct dp_errinfo *ei)
+{
+    if (!json_is_object(device))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: must be a JSON object", field);
+    /* json_dumpb with no buffer returns the size it would need, allocating nothing. */
+    size_t len = json_dumpb(device, NULL, 0, JSON_COMPACT);
+    if (len > SRV_DEVICE_MAX)
+        return dp_errinfo_set(ei, DP_ETOOBIG,
+                              "%s: %zu bytes as compact JSON, over the limit of %d: describe the "
+                              "device in a few fields (cpu, cores, memory, accelerators)",
+                              field, len, SRV_DEVICE_MAX);
+    if (json_depth(device, SRV_DEVICE_DEPTH_MAX) > SRV_DEVICE_DEPTH_MAX)
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: nested more than %d levels deep", field,
+                              SRV_DEVICE_DEPTH_MAX);
+    return DP_OK;
+}
+
 /* ---- Models ---------------------------------------------------------------- */
 
 /* Turns a model loader's failure into the upload's error. The loader names

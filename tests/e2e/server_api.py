@@ -2,7 +2,7 @@
 """End-to-end checks of dnnpress-server alone, over real HTTP on loopback,
 against the real process and a real SQLite file (docs/api.md).
 
-usage: server_api.py BUILD_DIR
+usage: server_api.py BUILD_DIR [NAME...]   (NAME: run only check_NAME, e.g. tokens)
 
 Each check prints one line; the first failure stops the run with exit 1.
 Standard library only (run with /usr/bin/python3).
@@ -55,11 +55,13 @@ def free_port():
 
 
 class Server:
-    def __init__(self, data_dir, extra=(), port=None):
+    def __init__(self, data_dir, extra=(), port=None, admin=ADMIN):
         self.port = port or free_port()
         self.data_dir = data_dir
         self.log = open(os.path.join(os.path.dirname(data_dir), "server-%d.log" % self.port), "ab")
-        env = dict(os.environ, DNNPRESS_ADMIN_TOKEN=ADMIN)
+        env = dict(os.environ, DNNPRESS_ADMIN_TOKEN=admin)
+        if admin is None:
+            del env["DNNPRESS_ADMIN_TOKEN"]
         CLEANUP.append(self)
         self.proc = subprocess.Popen(
             [SERVER, "--listen", "127.0.0.1:%d" % self.port, "--data-dir", data_dir] + list(extra),
@@ -243,7 +245,7 @@ def submit(s, tok, model, dataset, key=None, name="job", priority=5):
 
 
 def metric_2xx(s):
-    st, body, _ = s.req("GET", "/metrics")
+    st, body, _ = s.req("GET", "/metrics", token=ADMIN)
     check(st == 200, "GET /metrics")
     for line in body.decode().splitlines():
         if line.startswith('dnnpress_http_requests_total{class="2xx"} '):
@@ -261,6 +263,336 @@ def count_jobs(s, tok):
         cursor = doc["next_cursor"]
 
 
+# ---- token lifetime, and what each scope sees ------------------------------
+
+def read_sse(s, path, token, after=None, timeout=30):
+    """The events of a finished stream as (id, event, data) tuples."""
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=timeout)
+    h = {"Authorization": "Bearer " + token}
+    if after is not None:
+        h["Last-Event-ID"] = str(after)
+    c.request("GET", path, headers=h)
+    r = c.getresponse()
+    check(r.status == 200, "SSE %s: %d" % (path, r.status))
+    out, cur = [], {}
+    for raw in r:
+        line = raw.decode().rstrip("\n")
+        if line == "":
+            if cur:
+                out.append((int(cur.get("id", "0")), cur.get("event"), cur.get("data")))
+            cur = {}
+        elif not line.startswith(":"):
+            k, v = line.split(": ", 1)
+            cur[k] = v
+    c.close()
+    return out
+
+
+def scoped_server(tmp, name):
+    """A fresh server with teams A and B: (server, team_a, tok_a, team_b, tok_b)."""
+    os.makedirs(os.path.join(tmp, name))
+    s = Server(os.path.join(tmp, name, "data"), ["--lease-s", "5"])
+    return (s,) + setup_team(s, "tok-a") + setup_team(s, "tok-b")
+
+
+def stop_clean(s):
+    s.stop()
+    check(s.proc.returncode == 0, "clean stop")
+
+
+def check_token_list(tmp):
+    """GET /api/v1/tokens: admin sees all, a team its own, nobody a secret."""
+    s, team_a, tok_a, team_b, tok_b = scoped_server(tmp, "token-list")
+    t2 = expect(s.req("POST", "/api/v1/tokens", {"team_id": team_a, "scope": "team", "name": "t2"},
+                      ADMIN), 201, "second team token")
+    expect(s.req("GET", "/api/v1/me", token=tok_a), 200, "use tok_a")
+    every = expect(s.req("GET", "/api/v1/tokens?limit=200", token=ADMIN), 200, "admin lists tokens")
+    ids = {t["id"] for t in every["items"]}
+    check(t2["id"] in ids and any(t["scope"] == "admin" for t in every["items"]),
+          "admin sees every token: %r" % every)
+    for t in every["items"]:
+        check("token" not in t and "hash" not in t and not any(
+            isinstance(v, str) and v.startswith("dpt_") for v in t.values()),
+            "a listed token shows its secret: %r" % t)
+        check({"id", "name", "scope", "team_id", "created_at", "expires_at", "revoked_at",
+               "last_used_at", "origin"} <= set(t), "token fields: %r" % t)
+    mine = expect(s.req("GET", "/api/v1/tokens", token=tok_a), 200, "team lists its tokens")["items"]
+    check(mine and all(t["team_id"] == team_a for t in mine) and t2["id"] in {t["id"] for t in mine},
+          "team A sees only its own tokens: %r" % mine)
+    used = [t for t in mine if t["last_used_at"]]
+    check(used, "last_used_at is recorded: %r" % mine)
+    expect(s.req("GET", "/api/v1/tokens", token="dpt_nope"), 401, "listing needs a token")
+    ok("tokens: admin lists all, a team its own, no secrets, last_used_at recorded")
+    stop_clean(s)
+
+
+def check_token_revoke(tmp):
+    """DELETE /api/v1/tokens/{id}, including a parked claim and an open stream."""
+    s, team_a, tok_a, team_b, tok_b = scoped_server(tmp, "token-revoke")
+    t2 = expect(s.req("POST", "/api/v1/tokens", {"team_id": team_a, "scope": "team", "name": "t2"},
+                      ADMIN), 201, "second team token")
+    expect(s.req("DELETE", "/api/v1/tokens/%s" % t2["id"], token=tok_b), 404,
+           "team B revokes team A's token", "not_found")
+    expect(s.req("GET", "/api/v1/me", token=t2["token"]), 200, "t2 still works")
+    admin_id = [t["id"] for t in expect(s.req("GET", "/api/v1/tokens", token=ADMIN), 200,
+                                        "list")["items"] if t["scope"] == "admin"][0]
+    expect(s.req("DELETE", "/api/v1/tokens/%s" % admin_id, token=tok_a), 404,
+           "a team revokes the admin token")
+    rv = expect(s.req("DELETE", "/api/v1/tokens/%s" % t2["id"], token=tok_a), 200, "revoke t2")
+    check(rv["revoked_at"] and rv["id"] == t2["id"] and "token" not in rv, "revoked token: %r" % rv)
+    expect(s.req("GET", "/api/v1/me", token=t2["token"]), 401, "revoked token", "unauthorized",
+           "token revoked")
+    expect(s.req("DELETE", "/api/v1/tokens/%s" % t2["id"], token=ADMIN), 200, "revoke twice")
+    expect(s.req("DELETE", "/api/v1/tokens/tok_000000000000000000000000", token=ADMIN), 404,
+           "revoke an unknown token")
+    expect(s.req("DELETE", "/api/v1/tokens/%s" % admin_id, token=ADMIN), 409,
+           "revoke the last admin token", contains="last")
+    ok("revocation: 401 'token revoked' at once; another team's token 404; the last admin token 409")
+
+    # -- a parked long-poll and an open event stream see the revocation
+    agent = expect(s.req("POST", "/api/v1/tokens", {"team_id": team_a, "scope": "agent"}, ADMIN),
+                   201, "agent token")
+    w = expect(s.req("POST", "/agent/v1/register", {"name": "w", "version": "1", "capabilities":
+                                                    ["export"], "device": {"cpu": "x"}},
+                     agent["token"]), 201, "register")
+    got = {}
+
+    def poll():
+        t0 = time.time()
+        got["r"] = s.req("POST", "/agent/v1/claim", {"worker_id": w["worker_id"],
+                                                     "capabilities": ["export"], "wait_s": 20},
+                         agent["token"])
+        got["dt"] = time.time() - t0
+
+    th = threading.Thread(target=poll)
+    th.start()
+    time.sleep(0.5)
+    expect(s.req("DELETE", "/api/v1/tokens/%s" % agent["id"], token=ADMIN), 200, "revoke agent")
+    th.join(25)
+    check(got["r"][0] == 401 and "token revoked" in got["r"][1].get("message", "") and got["dt"] < 5,
+          "a parked claim answers 401 'token revoked' (%r after %.1fs)" % (got["r"][:2], got["dt"]))
+
+    m = expect(s.req("POST", "/api/v1/models", {"name": "m", "arch": "lenet5"}, tok_a), 201, "model")
+    d = expect(s.req("POST", "/api/v1/datasets", {"name": "d", "builtin": "fashion-mnist"}, tok_a),
+               201, "dataset")
+    watcher = expect(s.req("POST", "/api/v1/tokens", {"team_id": team_a, "scope": "team"}, ADMIN),
+                     201, "watcher token")
+    job = expect(submit(s, tok_a, m["id"], d["id"], name="watched"), 201, "submit")
+    seen = {}
+
+    def stream():
+        t0 = time.time()
+        seen["ev"] = read_sse(s, "/api/v1/jobs/%s/events" % job["id"], watcher["token"])
+        seen["dt"] = time.time() - t0
+
+    th = threading.Thread(target=stream)
+    th.start()
+    time.sleep(0.5)
+    expect(s.req("DELETE", "/api/v1/tokens/%s" % watcher["id"], token=tok_a), 200, "revoke watcher")
+    th.join(20)
+    check("dt" in seen and seen["dt"] < 5, "an open event stream ends when its token is revoked")
+    check(seen["ev"] and seen["ev"][-1][1] == "error" and "token revoked" in seen["ev"][-1][2],
+          "the stream's last frame says why: %r" % seen["ev"][-1:])
+    expect(s.req("GET", "/api/v1/jobs/%s/events" % job["id"], token=watcher["token"]), 401,
+           "reconnecting with the revoked token", contains="token revoked")
+    ok("revocation reaches a parked claim (401 after %.1fs) and an open event stream (ended after "
+       "%.1fs)" % (got["dt"] - 0.5, seen["dt"] - 0.5))
+    stop_clean(s)
+
+
+def check_token_expiry(tmp):
+    """expires_in_s / expires_at at creation; 401 'token expired' after."""
+    s, team_a, tok_a, team_b, tok_b = scoped_server(tmp, "token-expiry")
+    short = expect(s.req("POST", "/api/v1/tokens", {"team_id": team_a, "scope": "team",
+                                                     "expires_in_s": 1}, ADMIN), 201, "expiring")
+    check(short["expires_at"], "expires_at shown at creation: %r" % short)
+    expect(s.req("GET", "/api/v1/me", token=short["token"]), 200, "before expiry")
+    time.sleep(1.3)
+    expect(s.req("GET", "/api/v1/me", token=short["token"]), 401, "expired token", "unauthorized",
+           "token expired")
+    at = expect(s.req("POST", "/api/v1/tokens", {"team_id": team_a, "scope": "team",
+                                                  "expires_at": "2999-01-02T03:04:05Z"}, ADMIN),
+                201, "expires_at")
+    check(at["expires_at"].startswith("2999-01-02T03:04:05"), "expires_at kept: %r" % at)
+    expect(s.req("POST", "/api/v1/tokens", {"team_id": team_a, "scope": "team",
+                                            "expires_at": "2001-01-01T00:00:00Z"}, ADMIN), 400,
+           "expires_at in the past", contains="expires_at")
+    expect(s.req("POST", "/api/v1/tokens", {"team_id": team_a, "scope": "team",
+                                            "expires_at": "tomorrow"}, ADMIN), 400,
+           "expires_at not RFC 3339", contains="expires_at")
+    expect(s.req("POST", "/api/v1/tokens", {"team_id": team_a, "scope": "team", "expires_in_s": 5,
+                                            "expires_at": "2999-01-01T00:00:00Z"}, ADMIN), 400,
+           "both expiries", contains="expires_in_s")
+    ok("expiry: expires_in_s and expires_at; an expired token answers 401 'token expired'")
+    stop_clean(s)
+
+
+def check_metrics_scope(tmp):
+    """/metrics shows every team's counts: admin only."""
+    s, team_a, tok_a, team_b, tok_b = scoped_server(tmp, "metrics-scope")
+    expect(s.req("GET", "/metrics"), 401, "/metrics without a token", "unauthorized")
+    expect(s.req("GET", "/metrics", token=tok_a), 403, "/metrics with a team token", "forbidden")
+    check(s.req("GET", "/metrics", token=ADMIN)[0] == 200, "/metrics with the admin token")
+    ok("/metrics: 401 without a token, 403 for a team, 200 for admin")
+    stop_clean(s)
+
+
+def check_workers_scope(tmp):
+    """/workers: bounded device descriptions, no other team's workers."""
+    s, team_a, tok_a, team_b, tok_b = scoped_server(tmp, "workers-scope")
+    agent_b = expect(s.req("POST", "/api/v1/tokens", {"team_id": team_b, "scope": "agent"}, ADMIN),
+                     201, "agent B")["token"]
+    big = {"blob": "x" * (20 << 10)}
+    expect(s.req("POST", "/agent/v1/register", {"name": "big", "capabilities": ["train"],
+                                                "device": big}, agent_b), 413,
+           "a 20 KiB device description", "too_large", "body.device")
+    deep = {}
+    for _ in range(40):
+        deep = {"d": deep}
+    expect(s.req("POST", "/agent/v1/register", {"name": "deep", "capabilities": ["train"],
+                                                "device": deep}, agent_b), 400,
+           "a device description 40 levels deep", contains="body.device")
+    wb = expect(s.req("POST", "/agent/v1/register", {"name": "b-worker", "capabilities": ["train"],
+                                                     "device": {"secret": "team B's"}}, agent_b),
+                201, "register B's worker")
+    seen_a = expect(s.req("GET", "/api/v1/workers?limit=200", token=tok_a), 200, "A lists workers")
+    check(wb["worker_id"] not in {x["id"] for x in seen_a["items"]},
+          "team A sees team B's worker: %r" % seen_a)
+    seen_admin = expect(s.req("GET", "/api/v1/workers?limit=200", token=ADMIN), 200, "admin lists")
+    check(wb["worker_id"] in {x["id"] for x in seen_admin["items"]}, "admin sees every worker")
+    ok("/workers: device descriptions bounded (413 size, 400 depth); team A does not see B's worker")
+    stop_clean(s)
+
+
+def check_sse_ids(tmp):
+    """SSE ids count the job's own events, not the server's."""
+    s, team_a, tok_a, team_b, tok_b = scoped_server(tmp, "sse-ids")
+    m = expect(s.req("POST", "/api/v1/models", {"name": "m", "arch": "lenet5"}, tok_a), 201, "model")
+    d = expect(s.req("POST", "/api/v1/datasets", {"name": "d", "builtin": "fashion-mnist"}, tok_a),
+               201, "dataset")
+    for _ in range(3):  # other jobs' events, before and between
+        expect(submit(s, tok_b, *[expect(s.req("POST", p, b, tok_b), 201, "B asset")["id"]
+                                  for p, b in (("/api/v1/models", {"name": "m", "arch": "lenet5"}),
+                                               ("/api/v1/datasets", {"name": "d",
+                                                                     "builtin": "fashion-mnist"}))]),
+               201, "B submits")
+    j2 = expect(submit(s, tok_a, m["id"], d["id"], name="ids"), 201, "submit")
+    expect(s.req("POST", "/api/v1/jobs/%s/cancel" % j2["id"], token=tok_a), 202, "cancel")
+    ev = read_sse(s, "/api/v1/jobs/%s/events" % j2["id"], tok_a)
+    check([e[0] for e in ev] == list(range(1, len(ev) + 1)),
+          "a job's event ids are 1, 2, 3...: %r" % [e[0] for e in ev])
+    again = read_sse(s, "/api/v1/jobs/%s/events" % j2["id"], tok_a, after=1)
+    check(again == ev[1:], "Last-Event-ID resumes within the job: %r vs %r" % (again, ev))
+    ok("SSE ids are per job (1..%d), Last-Event-ID resume exact" % len(ev))
+    stop_clean(s)
+
+
+def check_token_cli(tmp):
+    """dnnpress token create --expires-in, token list, token revoke."""
+    s, team_a, tok_a, team_b, tok_b = scoped_server(tmp, "token-cli")
+    cli = os.path.join(BUILD, "dnnpress")
+    env = dict(os.environ, DNNPRESS_SERVER="http://127.0.0.1:%d" % s.port,
+               DNNPRESS_CONFIG="/nonexistent/dnnpress-cli.json")
+
+    def run(token, *args):
+        p = subprocess.run([cli, "--token", token] + list(args), env=env, capture_output=True,
+                           text=True, timeout=30)
+        return p.returncode, p.stdout, p.stderr
+
+    rc, out, err = run(ADMIN, "--json", "token", "create", "--team", team_a, "--name", "ci",
+                       "--expires-in", "2h")
+    check(rc == 0, "token create --expires-in: %d %s" % (rc, err))
+    made = json.loads(out)
+    check(made["expires_at"] and made["token"].startswith("dpt_"), "created: %r" % made)
+    rc, out, err = run(ADMIN, "token", "create", "--team", team_a, "--expires-in", "soon")
+    check(rc == 2 and "--expires-in" in err, "a bad duration is a usage error: %d %s" % (rc, err))
+    rc, out, err = run(tok_a, "token", "list")
+    check(rc == 0 and made["id"] in out and "dpt_" not in out and "live" in out,
+          "token list (team): %d %s %s" % (rc, out, err))
+    rc, out, err = run(tok_b, "token", "revoke", made["id"])
+    check(rc == 4, "team B revoking A's token: exit 4 (not found), got %d %s" % (rc, err))
+    rc, out, err = run(tok_a, "token", "revoke", made["id"])
+    check(rc == 0 and "revoked" in out, "token revoke: %d %s %s" % (rc, out, err))
+    rc, out, err = run(made["token"], "list")
+    check(rc == 3 and "token revoked" in err, "the revoked token: exit 3, %d %s" % (rc, err))
+    rc, out, err = run(ADMIN, "token", "list")
+    check(rc == 0 and "revoked" in out, "token list (admin) shows the revoked token: %s" % out)
+    ok("CLI: token create --expires-in, token list, token revoke; a revoked token exits 3")
+    stop_clean(s)
+
+
+def check_admin_env(tmp):
+    """A changed DNNPRESS_ADMIN_TOKEN revokes the previous one; a generated
+    admin token stays until revoked; a revoked secret cannot come back."""
+    data = os.path.join(tmp, "admin-env", "data")
+    os.makedirs(os.path.dirname(data))
+    old, new = "e2e-admin-old-0123456789", "e2e-admin-new-0123456789"
+    s = Server(data, admin=None)
+    with open(s.log.name, "rb") as f:
+        log = f.read().decode(errors="replace")
+    gen = [l for l in log.splitlines() if l.startswith("dpt_")]
+    check(len(gen) == 1, "a first start without DNNPRESS_ADMIN_TOKEN prints one token: %r" % log)
+    expect(s.req("GET", "/api/v1/teams", token=gen[0]), 200, "the generated admin token")
+    s.stop()
+    s = Server(data, admin=old)
+    expect(s.req("GET", "/api/v1/teams", token=old), 200, "env admin token")
+    expect(s.req("GET", "/api/v1/teams", token=gen[0]), 200, "the generated token stays valid")
+    s.stop()
+    s = Server(data, admin=new)
+    expect(s.req("GET", "/api/v1/teams", token=new), 200, "the new env admin token")
+    expect(s.req("GET", "/api/v1/teams", token=old), 401, "the old env admin token",
+           "unauthorized", "token revoked")
+    live = [t for t in expect(s.req("GET", "/api/v1/tokens", token=new), 200, "list")["items"]
+            if t["scope"] == "admin" and not t["revoked_at"]]
+    check(sorted(t["origin"] for t in live) == ["env", "generated"],
+          "live admin tokens after the change: %r" % live)
+    s.stop()
+    env = dict(os.environ, DNNPRESS_ADMIN_TOKEN=old)
+    p = subprocess.run([SERVER, "--listen", "127.0.0.1:%d" % free_port(), "--data-dir", data],
+                       env=env, capture_output=True, text=True, timeout=20)
+    check(p.returncode != 0 and "revoked" in p.stderr,
+          "a start with a revoked DNNPRESS_ADMIN_TOKEN is refused: %d %r" % (p.returncode, p.stderr))
+    ok("DNNPRESS_ADMIN_TOKEN: a new value revokes the old one across a restart, a revoked one is "
+       "refused at start, the generated token stays")
+
+
+def check_local_worker_token(tmp):
+    """Restarts with --local-workers leave one live local agent token."""
+    sup = os.path.join(tmp, "local-tok")
+    os.makedirs(sup)
+    fake = os.path.join(sup, "fake-worker.sh")
+    with open(fake, "w") as f:
+        f.write("#!/bin/sh\necho \"$DNNPRESS_TOKEN\" >> %s/tokens\nexec sleep 60\n" % sup)
+    os.chmod(fake, 0o755)
+    seen = []
+    port = free_port()
+    for i in range(4):
+        s = Server(os.path.join(sup, "data"), ["--local-workers", "1", "--worker-bin", fake],
+                   port=port)
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            if os.path.exists(os.path.join(sup, "tokens")):
+                with open(os.path.join(sup, "tokens")) as f:
+                    toks = f.read().split()
+                if len(toks) == i + 1:
+                    break
+            time.sleep(0.05)
+        check(len(toks) == i + 1, "start %d: the worker got a token: %r" % (i, toks))
+        seen = toks
+        expect(s.req("GET", "/api/v1/me", token=seen[-1]), 200, "the current local token")
+        for t in seen[:-1]:
+            expect(s.req("GET", "/api/v1/me", token=t), 401, "an earlier start's local token",
+                   contains="token revoked")
+        if i < 3:
+            s.stop()
+    items = expect(s.req("GET", "/api/v1/tokens?limit=200", token=ADMIN), 200, "list")["items"]
+    live = [t for t in items if t["scope"] == "agent" and not t["revoked_at"]]
+    check(len(live) == 1 and live[0]["origin"] == "local",
+          "one live local agent token after 4 starts: %r" % live)
+    s.stop()
+    ok("--local-workers: 4 starts leave one live local agent token; earlier ones answer 401")
+
+
 def main():
     check(os.access(SERVER, os.X_OK), "%s is not built" % SERVER)
     tmp = tempfile.mkdtemp(prefix="dp-e2e-server-")
@@ -268,6 +600,12 @@ def main():
     if not keep:
         import atexit
         atexit.register(lambda: subprocess.run(["rm", "-rf", tmp]))
+    only = sys.argv[2:]  # names of check_* functions: run just those
+    if only:
+        for name in only:
+            globals()["check_" + name](tmp)
+        print("server_api: selected checks passed", flush=True)
+        return
     data = os.path.join(tmp, "data")
     check_openapi()
     s = Server(data, ["--lease-s", "2", "--backoff-ms", "50", "--max-upload-mb", "2"])
@@ -941,6 +1279,9 @@ def main():
     check(s.proc.returncode == 0, "shutdown with local workers")
     ok("--local-workers: %d starts of 2 exiting workers (restart with backoff), agent token in the "
        "environment, clean stop" % len(starts))
+    for name in ("token_list", "token_revoke", "token_expiry", "token_cli", "metrics_scope", "workers_scope",
+                 "sse_ids", "admin_env", "local_worker_token"):
+        globals()["check_" + name](tmp)
     print("server_api: all checks passed", flush=True)
 
 

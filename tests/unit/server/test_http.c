@@ -263,7 +263,7 @@ Test(srv_http, idempotency_keys_are_printable_ascii_up_to_128)
     json_t *tok = NULL, *team = NULL;
     cr_assert_eq(srv_store_team_create(st, "t", &team, NULL), DP_OK);
     cr_assert_eq(srv_store_token_create(st, json_string_value(json_object_get(team, "id")), "team",
-                                        "t", &tok, NULL),
+                                        "t", 0, &tok, NULL),
                  DP_OK);
     char auth[200];
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",

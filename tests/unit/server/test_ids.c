@@ -1,10 +1,12 @@
 /*
- * Ids, token hashing, time formatting, name and ONNX validation.
+ * Ids, token hashing, time formatting and parsing, name, device and ONNX
+ * validation.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "server/ids.h"
 #include "server/validate.h"
 #include "tests/unit/test_util.h"
@@ -41,6 +43,83 @@ Test(srv_ids, times_are_rfc3339_utc)
     cr_assert_str_eq(b, "1970-01-01T00:00:00.000Z");
     srv_time_fmt(1700000000123, b);
     cr_assert_str_eq(b, "2023-11-14T22:13:20.123Z");
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_ids, rfc3339_times_parse_back)
+{
+    static const struct {
+        const char *text;
+        enum dp_err want;
+        int64_t ms;
+    } cases[] = {
+        {"1970-01-01T00:00:00Z", DP_OK, 0},
+        {"2023-11-14T22:13:20.123Z", DP_OK, 1700000000123},
+        {"2023-11-14t22:13:20.1234567z", DP_OK, 1700000000123},
+        {"2023-11-15T00:13:20+02:00", DP_OK, 1700000000000},
+        {"2023-11-14T20:13:20-02:00", DP_OK, 1700000000000},
+        {"2024-02-29T00:00:00Z", DP_OK, 1709164800000},
+        {"1969-12-31T23:59:59Z", DP_OK, -1000},
+        {"2023-02-29T00:00:00Z", DP_EINVAL, 0}, /* not a leap year */
+        {"2023-13-01T00:00:00Z", DP_EINVAL, 0},
+        {"2023-11-14T24:00:00Z", DP_EINVAL, 0},
+        {"2023-11-14T22:13:20", DP_EINVAL, 0}, /* no zone */
+        {"2023-11-14 22:13:20Z", DP_EINVAL, 0},
+        {"2023-11-14T22:13:20.Z", DP_EINVAL, 0},
+        {"2023-11-14T22:13:20Zjunk", DP_EINVAL, 0},
+        {"2023-11-14T22:13:20+0200", DP_EINVAL, 0},
+        {"tomorrow", DP_EINVAL, 0},
+        {"", DP_EINVAL, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t ms = 42;
+        cr_assert_eq(srv_time_parse(cases[i].text, &ms), cases[i].want, "%s", cases[i].text);
+        if (cases[i].want == DP_OK)
+            cr_assert_eq(ms, cases[i].ms, "%s: %lld", cases[i].text, (long long)ms);
+    }
+    /* What srv_time_fmt writes parses back to the same instant. */
+    char b[32];
+    int64_t back = 0;
+    srv_time_fmt(1234567890987, b);
+    cr_assert_eq(srv_time_parse(b, &back), DP_OK);
+    cr_assert_eq(back, 1234567890987);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_validate, device_descriptions_are_bounded)
+{
+    struct dp_errinfo ei = {0};
+    json_t *ok = json_pack("{s:s, s:i, s:[{s:s}]}", "cpu", "x86", "cores", 16, "gpus", "name", "h");
+    cr_assert_eq(srv_validate_device(ok, "body.device", &ei), DP_OK, "%s", ei.msg);
+    json_t *arr = json_array();
+    cr_assert_eq(srv_validate_device(arr, "body.device", &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "body.device") != NULL, "%s", ei.msg);
+    /* Exactly at the size limit passes, one byte over is 413: {"p":"..."}
+     * is the string plus 8 bytes. */
+    char *pad = dp_calloc(SRV_DEVICE_MAX, 1);
+    cr_assert_not_null(pad);
+    memset(pad, 'x', SRV_DEVICE_MAX - 7);
+    json_t *big = json_pack("{s:s}", "p", pad);
+    cr_assert_eq(srv_validate_device(big, "body.device", &ei), DP_ETOOBIG);
+    cr_assert(strstr(ei.msg, "16384") != NULL, "%s", ei.msg);
+    json_decref(big);
+    pad[SRV_DEVICE_MAX - 8] = '\0';
+    big = json_pack("{s:s}", "p", pad);
+    cr_assert_eq(json_dumpb(big, NULL, 0, JSON_COMPACT), (size_t)SRV_DEVICE_MAX);
+    cr_assert_eq(srv_validate_device(big, "body.device", &ei), DP_OK, "%s", ei.msg);
+    json_decref(big);
+    dp_free(pad);
+    /* Depth: the top object counts, so SRV_DEVICE_DEPTH_MAX levels pass. */
+    json_t *deep = json_object();
+    for (int d = 1; d < SRV_DEVICE_DEPTH_MAX; d++)
+        deep = json_pack("{s:o}", "d", deep);
+    cr_assert_eq(srv_validate_device(deep, "body.device", &ei), DP_OK, "%s", ei.msg);
+    deep = json_pack("{s:[o]}", "d", deep);
+    cr_assert_eq(srv_validate_device(deep, "body.device", &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "deep") != NULL, "%s", ei.msg);
+    json_decref(deep);
+    json_decref(arr);
+    json_decref(ok);
     DP_ASSERT_NO_LEAKS();
 }
 

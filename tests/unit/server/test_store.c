@@ -21,6 +21,7 @@ static struct srv_store *st;
 static struct srv_principal team_a, team_b;
 /* A shared agent (no team), as the local workers' minted token is. */
 static struct srv_principal agent;
+static const struct srv_principal admin = {.scope = SRV_SCOPE_ADMIN};
 
 static void sleep_ms(long ms)
 {
@@ -54,13 +55,13 @@ static void make_agent(const struct srv_principal *team, struct srv_principal *p
         cr_assert_eq(srv_store_agent_token_mint(st, "local", secret, NULL), DP_OK);
     } else {
         json_t *tok = NULL;
-        cr_assert_eq(srv_store_token_create(st, team->team_id, "agent", "a", &tok, NULL), DP_OK);
+        cr_assert_eq(srv_store_token_create(st, team->team_id, "agent", "a", 0, &tok, NULL), DP_OK);
         cr_assert(json_is_false(json_object_get(tok, "shared")));
         snprintf(secret, sizeof(secret), "%s", json_string_value(json_object_get(tok, "token")));
         json_decref(tok);
     }
     srv_token_hash(secret, hash);
-    cr_assert_eq(srv_store_token_lookup(st, hash, p), DP_OK);
+    cr_assert_eq(srv_store_token_lookup(st, hash, p, NULL), DP_OK);
     cr_assert_eq(p->scope, SRV_SCOPE_AGENT);
 }
 
@@ -147,7 +148,7 @@ static char *worker_new(void)
 
 Test(srv_store, migrations_record_the_schema_version)
 {
-    cr_assert_eq(srv_store_schema_version(st), 2);
+    cr_assert_eq(srv_store_schema_version(st), 3);
     cr_assert_eq(srv_store_integrity_check(st, NULL), DP_OK);
     /* Reopening applies nothing and keeps the data. */
     srv_store_close(st);
@@ -465,7 +466,7 @@ Test(srv_store, only_changes_that_waiters_care_about_bump_the_generation)
     cr_assert_eq(srv_store_generation(st), gen, "an empty reaper pass must not wake anyone");
     char *w = worker_new();
     json_t *caps = caps_of("train"), *t = NULL, *hb = NULL, *tok = NULL;
-    cr_assert_eq(srv_store_token_create(st, team_a.team_id, "team", "t", &tok, NULL), DP_OK);
+    cr_assert_eq(srv_store_token_create(st, team_a.team_id, "team", "t", 0, &tok, NULL), DP_OK);
     json_decref(tok);
     cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, NULL), DP_ENOENT);
     cr_assert_eq(srv_store_generation(st), gen, "registration, tokens, an empty claim");
@@ -566,7 +567,7 @@ Test(srv_store, team_agents_claim_only_their_team_and_workers_belong_to_their_to
 
     /* Worker objects say whose they are. */
     json_t *list = NULL;
-    cr_assert_eq(srv_store_worker_list(st, 50, 0, &list, NULL), DP_OK);
+    cr_assert_eq(srv_store_worker_list(st, &admin, 50, 0, &list, NULL), DP_OK);
     size_t i;
     json_t *w;
     int seen = 0;
@@ -713,5 +714,233 @@ Test(srv_store, complete_needs_this_leases_artifacts_and_every_required_output)
     json_decref(caps);
     dp_free(job);
     dp_free(w);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* ---- Token lifetime ------------------------------------------------------------- */
+
+/* A new token for team p expiring at expires_ms (0: never): its id and hash. */
+static void token_new(const struct srv_principal *p, int64_t expires_ms, char id[SRV_ID_MAX],
+                      char hash[65])
+{
+    json_t *tok = NULL;
+    cr_assert_eq(srv_store_token_create(st, p->team_id, "team", "t", expires_ms, &tok, NULL),
+                 DP_OK);
+    snprintf(id, SRV_ID_MAX, "%s", json_string_value(json_object_get(tok, "id")));
+    srv_token_hash(json_string_value(json_object_get(tok, "token")), hash);
+    json_decref(tok);
+}
+
+/* srv_store_token_lookup's answer for hash, with its message in msg. */
+static enum dp_err lookup(const char *hash, char msg[256])
+{
+    struct srv_principal who;
+    struct dp_errinfo ei = {0};
+    enum dp_err err = srv_store_token_lookup(st, hash, &who, &ei);
+    snprintf(msg, 256, "%s", ei.msg);
+    return err;
+}
+
+/* How many tokens of scope are live (not revoked) in the admin's list. */
+static int live_tokens(const char *scope, const char *origin)
+{
+    json_t *list = NULL;
+    cr_assert_eq(srv_store_token_list(st, &admin, 200, 0, &list, NULL), DP_OK);
+    int n = 0;
+    size_t i;
+    json_t *t;
+    json_array_foreach (json_object_get(list, "items"), i, t)
+        n += strcmp(json_string_value(json_object_get(t, "scope")), scope) == 0 &&
+             strcmp(json_string_value(json_object_get(t, "origin")), origin) == 0 &&
+             json_is_null(json_object_get(t, "revoked_at"));
+    json_decref(list);
+    return n;
+}
+
+Test(srv_store, revoked_and_expired_tokens_are_refused_with_the_reason)
+{
+    char id[SRV_ID_MAX], hash[65], soon_id[SRV_ID_MAX], soon[65], msg[256];
+    token_new(&team_a, 0, id, hash);
+    token_new(&team_a, srv_now_ms() + 150, soon_id, soon);
+    cr_assert_eq(lookup(hash, msg), DP_OK, "%s", msg);
+    cr_assert_eq(lookup(soon, msg), DP_OK, "%s", msg);
+    cr_assert_eq(lookup("00", msg), DP_ENOENT);
+    cr_assert_str_eq(msg, "unknown token");
+
+    json_t *out = NULL;
+    cr_assert_eq(srv_store_token_revoke(st, &team_b, id, &out, NULL), DP_ENOENT,
+                 "another team's token is absent for team B");
+    cr_assert_eq(lookup(hash, msg), DP_OK, "%s", msg);
+    cr_assert_eq(srv_store_token_revoke(st, &team_a, id, &out, NULL), DP_OK);
+    cr_assert(json_is_string(json_object_get(out, "revoked_at")));
+    cr_assert_null(json_object_get(out, "token"), "a revoked token shows no secret");
+    char first[64];
+    snprintf(first, sizeof(first), "%s", json_string_value(json_object_get(out, "revoked_at")));
+    json_decref(out);
+    cr_assert_eq(lookup(hash, msg), DP_EPERM);
+    cr_assert_str_eq(msg, "token revoked");
+    /* Revoking again keeps the first time. */
+    sleep_ms(5);
+    cr_assert_eq(srv_store_token_revoke(st, &admin, id, &out, NULL), DP_OK);
+    cr_assert_str_eq(json_string_value(json_object_get(out, "revoked_at")), first);
+    json_decref(out);
+
+    sleep_ms(200);
+    cr_assert_eq(lookup(soon, msg), DP_EPERM);
+    cr_assert_str_eq(msg, "token expired");
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_store, a_team_lists_only_its_tokens_and_nobody_sees_a_secret)
+{
+    char id[SRV_ID_MAX], hash[65], msg[256];
+    token_new(&team_a, 0, id, hash);
+    token_new(&team_b, 0, id, hash);
+    cr_assert_eq(lookup(hash, msg), DP_OK); /* records last_used_at */
+    json_t *list = NULL;
+    cr_assert_eq(srv_store_token_list(st, &team_b, 50, 0, &list, NULL), DP_OK);
+    json_t *items = json_object_get(list, "items");
+    cr_assert_eq(json_array_size(items), 1);
+    json_t *t = json_array_get(items, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "id")), id);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "team_id")), team_b.team_id);
+    cr_assert(json_is_string(json_object_get(t, "last_used_at")));
+    cr_assert_null(json_object_get(t, "token"));
+    cr_assert_null(json_object_get(t, "hash"));
+    json_decref(list);
+    /* The admin sees both and the shared agent token setup() minted. */
+    cr_assert_eq(srv_store_token_list(st, &admin, 50, 0, &list, NULL), DP_OK);
+    cr_assert_eq(json_array_size(json_object_get(list, "items")), 3);
+    json_decref(list);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_store, a_changed_admin_env_token_replaces_the_old_one_for_good)
+{
+    char h1[65], h2[65], secret[SRV_TOKEN_LEN], msg[256];
+    struct dp_errinfo ei = {0};
+    srv_token_hash("admin-one-0123456789", h1);
+    srv_token_hash("admin-two-0123456789", h2);
+    cr_assert_eq(srv_store_admin_ensure(st, h1, secret, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_str_eq(secret, "");
+    cr_assert_eq(srv_store_admin_ensure(st, h1, secret, &ei), DP_OK, "the same value again");
+    cr_assert_eq(live_tokens("admin", "env"), 1);
+    cr_assert_eq(lookup(h1, msg), DP_OK);
+    cr_assert_eq(srv_store_admin_ensure(st, h2, secret, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(lookup(h2, msg), DP_OK);
+    cr_assert_eq(lookup(h1, msg), DP_EPERM);
+    cr_assert_str_eq(msg, "token revoked");
+    cr_assert_eq(live_tokens("admin", "env"), 1);
+    /* A revoked secret cannot come back through the environment. */
+    cr_assert_eq(srv_store_admin_ensure(st, h1, secret, &ei), DP_EPERM);
+    cr_assert(strstr(ei.msg, "revoked") != NULL, "%s", ei.msg);
+    /* Nor can another scope's secret become the admin's. */
+    char id[SRV_ID_MAX], team_hash[65];
+    token_new(&team_a, 0, id, team_hash);
+    cr_assert_eq(srv_store_admin_ensure(st, team_hash, secret, &ei), DP_EINVAL);
+    /* Without the variable a live admin token exists: nothing is generated. */
+    cr_assert_eq(srv_store_admin_ensure(st, NULL, secret, &ei), DP_OK);
+    cr_assert_str_eq(secret, "");
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_store, the_last_live_admin_token_cannot_be_revoked)
+{
+    char secret[SRV_TOKEN_LEN], h1[65], h2[65];
+    json_t *out = NULL, *list = NULL;
+    cr_assert_eq(srv_store_admin_ensure(st, NULL, secret, NULL), DP_OK);
+    cr_assert_neq(secret[0], '\0', "a first start generates one");
+    srv_token_hash(secret, h1);
+    srv_token_hash("admin-env-0123456789", h2);
+    cr_assert_eq(srv_store_admin_ensure(st, h2, secret, NULL), DP_OK);
+    /* Newest first: the env admin, the generated one, setup()'s shared agent. */
+    cr_assert_eq(srv_store_token_list(st, &admin, 50, 0, &list, NULL), DP_OK);
+    cr_assert_eq(json_array_size(json_object_get(list, "items")), 3);
+    char env_id[SRV_ID_MAX], gen_id[SRV_ID_MAX];
+    snprintf(env_id, sizeof(env_id), "%s",
+             json_string_value(
+                 json_object_get(json_array_get(json_object_get(list, "items"), 0), "id")));
+    snprintf(gen_id, sizeof(gen_id), "%s",
+             json_string_value(
+                 json_object_get(json_array_get(json_object_get(list, "items"), 1), "id")));
+    json_decref(list);
+    cr_assert_eq(srv_store_token_revoke(st, &team_a, gen_id, &out, NULL), DP_ENOENT);
+    cr_assert_eq(srv_store_token_revoke(st, &admin, gen_id, &out, NULL), DP_OK);
+    json_decref(out);
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(srv_store_token_revoke(st, &admin, env_id, &out, &ei), DP_EEXIST);
+    cr_assert(strstr(ei.msg, "last live admin") != NULL, "%s", ei.msg);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_store, each_local_workers_token_revokes_the_previous_one)
+{
+    char s1[SRV_TOKEN_LEN], s2[SRV_TOKEN_LEN], s3[SRV_TOKEN_LEN], h[65], msg[256];
+    cr_assert_eq(srv_store_agent_token_mint(st, "local-workers", s1, NULL), DP_OK);
+    cr_assert_eq(srv_store_agent_token_mint(st, "local-workers", s2, NULL), DP_OK);
+    cr_assert_eq(srv_store_agent_token_mint(st, "local-workers", s3, NULL), DP_OK);
+    cr_assert_eq(live_tokens("agent", "local"), 1);
+    srv_token_hash(s1, h);
+    cr_assert_eq(lookup(h, msg), DP_EPERM);
+    srv_token_hash(s2, h);
+    cr_assert_eq(lookup(h, msg), DP_EPERM);
+    srv_token_hash(s3, h);
+    cr_assert_eq(lookup(h, msg), DP_OK, "%s", msg);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(srv_store, event_ids_count_within_their_job)
+{
+    char *j1 = job_new(&team_a, NULL, 3), *j2 = job_new(&team_b, NULL, 3);
+    json_t *out = NULL;
+    cr_assert_eq(srv_store_job_cancel(st, &team_a, j1, &out, NULL), DP_OK);
+    json_decref(out);
+    cr_assert_eq(srv_store_job_cancel(st, &team_b, j2, &out, NULL), DP_OK);
+    json_decref(out);
+    const struct {
+        const struct srv_principal *who;
+        const char *job;
+    } jobs[] = {{&team_a, j1}, {&team_b, j2}};
+    for (size_t k = 0; k < 2; k++) {
+        json_t *ev = NULL;
+        int terminal = 0;
+        cr_assert_eq(
+            srv_store_events_after(st, jobs[k].who, jobs[k].job, 0, 100, &ev, &terminal, NULL),
+            DP_OK);
+        cr_assert_geq(json_array_size(ev), 2);
+        size_t i;
+        json_t *e;
+        json_array_foreach (ev, i, e)
+            cr_assert_eq(json_integer_value(json_object_get(e, "id")), (json_int_t)i + 1,
+                         "job %zu event %zu", k, i);
+        json_decref(ev);
+    }
+    dp_free(j1);
+    dp_free(j2);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* A team sees its own team's workers and the shared ones; an admin all. */
+Test(srv_store, a_team_sees_only_the_workers_it_may)
+{
+    struct srv_principal agent_a;
+    make_agent(&team_a, &agent_a);
+    char *ws = worker_new(), *wa = worker_new_for(&agent_a);
+    const struct {
+        const struct srv_principal *who;
+        size_t n;
+    } cases[] = {{&admin, 2}, {&team_a, 2}, {&team_b, 1}};
+    for (size_t k = 0; k < 3; k++) {
+        json_t *list = NULL;
+        cr_assert_eq(srv_store_worker_list(st, cases[k].who, 50, 0, &list, NULL), DP_OK);
+        json_t *items = json_object_get(list, "items");
+        cr_assert_eq(json_array_size(items), cases[k].n, "case %zu", k);
+        if (cases[k].n == 1)
+            cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "id")), ws,
+                             "team B sees the shared worker only");
+        json_decref(list);
+    }
+    dp_free(ws);
+    dp_free(wa);
     DP_ASSERT_NO_LEAKS();
 }
