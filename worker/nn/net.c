@@ -85,7 +85,7 @@ static struct nn_conv2d_dims net_conv_dims(const struct nn_net *net, const struc
     d.dh = l->a.dh;
     d.dw = l->a.dw;
     d.groups = l->a.groups;
-    d.threads = omp_get_max_threads();
+    d.threads = net->n_threads;
     return d;
 }
 
@@ -717,6 +717,9 @@ enum dp_err nn_net_new_ex(struct dp_model *m, int max_batch, int use_dnnl, struc
     net->max_batch = max_batch;
     net->n_classes = last->out_c;
     net->dropout_seed = 0x5eed;
+    /* Read once: the convolution scratch below is sized for this team, and
+     * forward and backward run every kernel with it (net_threads_enter). */
+    net->n_threads = omp_get_max_threads();
     const size_t B = (size_t)max_batch;
     const size_t in_n = B * dp_model_out_size(m, DP_MODEL_INPUT);
     size_t scratch = 1;
@@ -815,6 +818,9 @@ size_t nn_net_bytes(const struct nn_net *net)
 
 /* ---- Forward and backward ------------------------------------------------ */
 
+static const float *net_forward(struct nn_net *net, const float *x, int n, int train);
+static void net_backward(struct nn_net *net, const int32_t *labels, int n);
+
 enum dp_err nn_net_profile_enable(struct nn_net *net)
 {
     if (net->prof == NULL)
@@ -829,7 +835,37 @@ static double net_clock(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/*
+ * Sets the calling thread's OpenMP team size to the one the net was built
+ * for and returns the previous one, for net_threads_leave. The caller may
+ * have changed it since nn_net_new (omp_set_num_threads is per thread and
+ * anyone may call it); a larger team would overflow the scratch sized at
+ * construction, and a different one would change oneDNN's and the
+ * kernels' work split, so results would depend on the caller's state.
+ */
+static int net_threads_enter(const struct nn_net *net)
+{
+    const int saved = omp_get_max_threads();
+    if (saved != net->n_threads)
+        omp_set_num_threads(net->n_threads);
+    return saved;
+}
+
+static void net_threads_leave(const struct nn_net *net, int saved)
+{
+    if (saved != net->n_threads)
+        omp_set_num_threads(saved);
+}
+
 const float *nn_net_forward(struct nn_net *net, const float *x, int n, int train)
+{
+    const int saved = net_threads_enter(net);
+    const float *out = net_forward(net, x, n, train);
+    net_threads_leave(net, saved);
+    return out;
+}
+
+static const float *net_forward(struct nn_net *net, const float *x, int n, int train)
 {
     const struct dp_model *m = net->m;
     memcpy(net->input, x, (size_t)n * dp_model_out_size(m, DP_MODEL_INPUT) * sizeof(float));
@@ -866,6 +902,13 @@ static int net_alias_root(const struct dp_model *m, int i)
 }
 
 void nn_net_backward(struct nn_net *net, const int32_t *labels, int n)
+{
+    const int saved = net_threads_enter(net);
+    net_backward(net, labels, n);
+    net_threads_leave(net, saved);
+}
+
+static void net_backward(struct nn_net *net, const int32_t *labels, int n)
 {
     const struct dp_model *m = net->m;
     /* Activation gradients accumulate (fan-out in residual nets), so each

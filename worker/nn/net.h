@@ -23,7 +23,11 @@
  * Flatten aliases its input's memory and costs nothing.
  *
  * The net borrows the model: parameters are read from and written to
- * model->data directly. One thread drives a net; the kernels use OpenMP.
+ * model->data directly. One thread drives a net; the kernels use OpenMP
+ * with the team size in force when nn_net_new ran (omp_get_max_threads()
+ * then): forward and backward set it for their duration and restore the
+ * caller's afterwards, because the scratch is sized for it and results
+ * depend on it.
  */
 #ifndef DP_WORKER_NN_NET_H
 #define DP_WORKER_NN_NET_H
@@ -42,6 +46,7 @@ struct nn_net {
     struct dp_model *m; /* borrowed */
     int max_batch;
     int n_classes;  /* per-sample size of the last layer's output */
+    int n_threads;  /* OpenMP team size, read once by nn_net_new; every call runs with it */
     float *grad;    /* n_floats, same layout as m->data */
     float *input;   /* (max_batch, in_c, in_h, in_w) */
     float *probs;   /* (max_batch, n_classes) softmax cache of the loss */
