@@ -31,59 +31,13 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/op.h"
 
 #define DP_MODEL_INPUT      (-1) /* pseudo layer index for the model's input */
 #define DP_NAME_MAX         64
 #define DP_MAX_DIMS         4
 #define DP_MAX_INPUTS       2
 #define DP_MODEL_LAYERS_MAX 4096
-
-/* Operator kinds. Append only: the value is not serialised (names are). */
-enum dp_op {
-    DP_OP_CONV2D,
-    DP_OP_LINEAR,
-    DP_OP_RELU,
-    DP_OP_RELU6,
-    DP_OP_MAXPOOL,
-    DP_OP_AVGPOOL,
-    DP_OP_GAP, /* global average pool: (C,H,W) -> (C,1,1) */
-    DP_OP_BN2D,
-    DP_OP_ADD,
-    DP_OP_FLATTEN,
-    DP_OP_DROPOUT,
-    /* Added for ONNX import (issue 4). */
-    DP_OP_SOFTMAX, /* softmax over per-sample axes [axis, axis_end] (1 = C, 2 = H, 3 = W) */
-    DP_OP_CONCAT,  /* two inputs joined along per-sample axis `axis` (1 = C, 2 = H, 3 = W) */
-    DP_OP_CLIP,    /* min(max(x, lo), hi) */
-    DP_OP_RESHAPE, /* the same values per sample as a (to_c, to_h, to_w) map (a copy) */
-    DP_OP__COUNT
-};
-
-/* Returns "conv2d", "linear", ... ; NULL for an out-of-range op. */
-const char *dp_op_name(enum dp_op op);
-/* Looks up an op by its name; DP_EFORMAT when unknown. */
-enum dp_err dp_op_from_name(const char *name, enum dp_op *out);
-
-/*
- * Operator attributes. Only the fields of the layer's op are meaningful;
- * the rest stay zero. Convolution and pooling share the window fields.
- */
-struct dp_op_attrs {
-    int out_ch;            /* conv2d: output channels; linear: out features */
-    int kh, kw;            /* window */
-    int sh, sw;            /* stride */
-    int pt, pl, pb, pr;    /* padding top, left, bottom, right */
-    int dh, dw;            /* dilation */
-    int groups;            /* conv2d */
-    int has_bias;          /* conv2d, linear */
-    int ceil_mode;         /* pooling */
-    int count_include_pad; /* avgpool */
-    float eps, momentum;   /* bn2d (momentum as in PyTorch: new = (1-m)*old + m*batch) */
-    float p;               /* dropout probability */
-    int axis, axis_end;    /* softmax, concat: per-sample axes, 1 = C, 2 = H, 3 = W */
-    float lo, hi;          /* clip bounds (finite; +-FLT_MAX for "none") */
-    int to_c, to_h, to_w;  /* reshape: the per-sample output shape */
-};
 
 /* Per-layer compression metadata, filled by the compression engine. */
 struct dp_layer_compress {
