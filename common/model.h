@@ -3,14 +3,22 @@
  *
  * Everything that handles a network speaks this IR: the built-in
  * architectures, the ONNX importer and exporter, the training engine, the
- * ADMM engine and the code generator. It is deliberately plain data:
+ * ADMM engine and the code generator. It is deliberately plain data. This
+ * example is compiled and run by tests/unit/common/test_model_example.c,
+ * which also checks that its copy there and this one stay identical:
  *
- *   struct dp_model *m = dp_model_new(1, 28, 28);        input C, H, W
- *   int c1 = dp_model_add_conv2d(m, "conv1", DP_MODEL_INPUT, 20, 5, 1, 0, 1, 1, 1);
- *   int r1 = dp_model_add_layer(m, "relu1", DP_OP_RELU, &c1, 1, NULL);
- *   ...
- *   err = dp_model_finalize(m, &ei);   infers shapes, allocates parameters
- *   struct dp_param *w = dp_model_param_find(m, "conv1.weight");
+ *   struct dp_errinfo ei = {0};
+ *   struct dp_model *m = dp_model_new(1, 28, 28); // input C, H, W; NULL when out of memory
+ *   int x = dp_model_add_conv2d(m, "conv1", DP_MODEL_INPUT, 20, 5, 1, 0, 1, 1, &ei);
+ *   if (x >= 0) // else x is an enum dp_err (DP_ENOMEM is -1, which is DP_MODEL_INPUT)
+ *       x = dp_model_add_unary(m, "relu1", DP_OP_RELU, x, &ei);
+ *   if (x >= 0)
+ *       x = dp_model_add_unary(m, "flatten", DP_OP_FLATTEN, x, &ei);
+ *   if (x >= 0)
+ *       x = dp_model_add_linear(m, "fc", x, 10, &ei);
+ *   enum dp_err err = x < 0 ? (enum dp_err)x : dp_model_finalize(m, &ei); // ei says why
+ *   struct dp_param *w = dp_model_param_find(m, "conv1.weight");          // (20, 1, 5, 5)
+ *   float *w0 = dp_param_data(m, w); // zeros until initialised or loaded
  *
  * Layers are stored in topological order (a layer's inputs are earlier
  * layers or the model input), which is what the engine executes. All
