@@ -34,7 +34,8 @@ Test(op, every_op_has_a_complete_row)
     cr_assert_eq(dp_op_from_name("lstm", &o), DP_EFORMAT);
 }
 
-/* A valid layer of every op on a 2x9x9 input (odd, so ceil_mode matters) (both inputs are the model input). */
+/* A valid layer of every op on a 2x9x9 input (odd, so that ceil_mode matters);
+ * both inputs of a two-input op are the model input. */
 static struct dp_op_attrs op_sample(enum dp_op op)
 {
     struct dp_op_attrs a = {0};
