@@ -261,7 +261,7 @@ FUZZ_TEST_SECONDS ?= 20
 FUZZ_FLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -Ibuild/release/gen -g -O1 \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SRC := tests/fuzz/fuzz_onnx.c common/onnx_pb.c common/onnx_import.c common/onnx_import_ops.c \
-            common/model.c common/file.c \
+            common/model.c common/op.c common/file.c \
             common/model_io.c common/alloc.c common/err.c common/log.c common/utf8.c \
             common/safetensors.c build/release/gen/onnx.pb-c.c
 

@@ -3,9 +3,10 @@
  * the one flat parameter block.
  *
  * DESIGN: builders only record layers and attributes; dp_model_finalize
- * walks the layers once in order, infers each output shape from its inputs,
- * declares the op's parameters with shapes derived from that, and then
- * allocates one aligned block for all of them. Doing parameter declaration
+ * walks the layers once in order, infers each output shape from its inputs
+ * and declares the op's parameters with shapes derived from that (both by
+ * the op's row in common/op.c), and then allocates one aligned block for
+ * all of them. Doing parameter declaration
  * at finalize means an importer or builder can never disagree with the
  * engine about a weight's shape.
  */
@@ -14,32 +15,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
-
-static const char *const op_names[DP_OP__COUNT] = {
-    [DP_OP_CONV2D] = "conv2d",   [DP_OP_LINEAR] = "linear",   [DP_OP_RELU] = "relu",
-    [DP_OP_RELU6] = "relu6",     [DP_OP_MAXPOOL] = "maxpool", [DP_OP_AVGPOOL] = "avgpool",
-    [DP_OP_GAP] = "gap",         [DP_OP_BN2D] = "bn2d",       [DP_OP_ADD] = "add",
-    [DP_OP_FLATTEN] = "flatten", [DP_OP_DROPOUT] = "dropout", [DP_OP_SOFTMAX] = "softmax",
-    [DP_OP_CONCAT] = "concat",   [DP_OP_CLIP] = "clip",       [DP_OP_RESHAPE] = "reshape",
-};
-
-const char *dp_op_name(enum dp_op op)
-{
-    if ((int)op < 0 || op >= DP_OP__COUNT)
-        return NULL;
-    return op_names[op];
-}
-
-enum dp_err dp_op_from_name(const char *name, enum dp_op *out)
-{
-    for (int i = 0; i < DP_OP__COUNT; i++) {
-        if (strcmp(op_names[i], name) == 0) {
-            *out = (enum dp_op)i;
-            return DP_OK;
-        }
-    }
-    return DP_EFORMAT;
-}
+#include "common/model_int.h"
 
 struct dp_model *dp_model_new(int in_c, int in_h, int in_w)
 {
@@ -78,7 +54,8 @@ int dp_model_add_layer(struct dp_model *m, const char *name, enum dp_op op, cons
 {
     if (m->finalized)
         return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': the model is already finalized", name);
-    if ((int)op < 0 || op >= DP_OP__COUNT)
+    const struct dp_op_info *oi = dp_op_info(op);
+    if (oi == NULL)
         return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': unknown op %d", name, (int)op);
     size_t name_len = strlen(name);
     if (name_len == 0 || name_len >= DP_NAME_MAX)
@@ -86,10 +63,9 @@ int dp_model_add_layer(struct dp_model *m, const char *name, enum dp_op op, cons
                               DP_NAME_MAX - 1);
     if (dp_model_layer_find(m, name) >= 0)
         return dp_errinfo_set(ei, DP_EEXIST, "duplicate layer name '%s'", name);
-    int want_inputs = op == DP_OP_ADD || op == DP_OP_CONCAT ? 2 : 1;
-    if (n_inputs != want_inputs)
+    if (n_inputs != oi->n_inputs)
         return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': op %s takes %d input(s), got %d", name,
-                              op_names[op], want_inputs, n_inputs);
+                              oi->name, oi->n_inputs, n_inputs);
     for (int i = 0; i < n_inputs; i++) {
         if (inputs[i] < DP_MODEL_INPUT || inputs[i] >= m->n_layers)
             return dp_errinfo_set(ei, DP_EINVAL,
@@ -180,8 +156,8 @@ int dp_model_add_add(struct dp_model *m, const char *name, int a, int b, struct 
 
 /* ---- Finalize: shapes and parameters ------------------------------------- */
 
-static enum dp_err model_param_add(struct dp_model *m, int layer, const char *suffix, int trainable,
-                                   int ndim, const int64_t *shape, struct dp_errinfo *ei)
+enum dp_err dp_model__param_add(struct dp_model *m, int layer, const char *suffix, int trainable,
+                                int ndim, const int64_t *shape, struct dp_errinfo *ei)
 {
     if (m->n_params == m->cap_params) {
         int cap = m->cap_params ? m->cap_params * 2 : 32;
@@ -221,7 +197,7 @@ static enum dp_err model_param_add(struct dp_model *m, int layer, const char *su
     return DP_OK;
 }
 
-static void model_in_shape(const struct dp_model *m, int idx, int *c, int *h, int *w)
+void dp_model__in_shape(const struct dp_model *m, int idx, int *c, int *h, int *w)
 {
     if (idx == DP_MODEL_INPUT) {
         *c = m->in_c;
@@ -234,209 +210,14 @@ static void model_in_shape(const struct dp_model *m, int idx, int *c, int *h, in
     }
 }
 
-/* Output length of a window op along one axis; < 1 when the window does not fit. */
-static int model_window_out(int in, int k, int s, int p0, int p1, int d, int ceil_mode)
-{
-    int eff = d * (k - 1) + 1;
-    int span = in + p0 + p1 - eff;
-    if (span < 0 || s <= 0)
-        return 0;
-    int out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
-    /* PyTorch rule: the last window must start inside the input or left padding. */
-    if (ceil_mode && (out - 1) * s >= in + p0)
-        out--;
-    return out;
-}
-
-static enum dp_err model_check_window(const struct dp_layer *l, struct dp_errinfo *ei)
-{
-    const struct dp_op_attrs *a = &l->a;
-    /* The upper bounds keep every window computation far from int overflow. */
-    if (a->kh < 1 || a->kw < 1 || a->sh < 1 || a->sw < 1 || a->dh < 1 || a->dw < 1 || a->pt < 0 ||
-        a->pl < 0 || a->pb < 0 || a->pr < 0 || a->kh > 1024 || a->kw > 1024 || a->sh > 1024 ||
-        a->sw > 1024 || a->dh > 1024 || a->dw > 1024 || a->pt > 4096 || a->pl > 4096 ||
-        a->pb > 4096 || a->pr > 4096)
-        return dp_errinfo_set(ei, DP_EINVAL,
-                              "layer '%s': kernel, stride and dilation must be in [1, 1024] "
-                              "and padding in [0, 4096]",
-                              l->name);
-    return DP_OK;
-}
-
 static enum dp_err model_infer_layer(struct dp_model *m, int i, struct dp_errinfo *ei)
 {
     struct dp_layer *l = &m->layers[i];
-    struct dp_op_attrs *a = &l->a;
-    int c, h, w;
-    model_in_shape(m, l->inputs[0], &c, &h, &w);
-    enum dp_err err = DP_OK;
+    const struct dp_op_info *oi = dp_op_info(l->op);
+    if (oi == NULL)
+        return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': bad op", l->name);
     l->first_param = m->n_params;
-    switch (l->op) {
-        case DP_OP_CONV2D: {
-            err = model_check_window(l, ei);
-            if (err)
-                return err;
-            if (a->out_ch > (1 << 20))
-                return dp_errinfo_set(ei, DP_ETOOBIG, "layer '%s': %d output channels", l->name,
-                                      a->out_ch);
-            if (a->groups < 1 || c % a->groups != 0 || a->out_ch < 1 || a->out_ch % a->groups != 0)
-                return dp_errinfo_set(ei, DP_ESHAPE,
-                                      "layer '%s': %d input and %d output channels are not "
-                                      "divisible by groups=%d",
-                                      l->name, c, a->out_ch, a->groups);
-            int oh = model_window_out(h, a->kh, a->sh, a->pt, a->pb, a->dh, 0);
-            int ow = model_window_out(w, a->kw, a->sw, a->pl, a->pr, a->dw, 0);
-            if (oh < 1 || ow < 1)
-                return dp_errinfo_set(ei, DP_ESHAPE,
-                                      "layer '%s': %dx%d kernel does not fit a %dx%d input",
-                                      l->name, a->kh, a->kw, h, w);
-            int64_t ws[4] = {a->out_ch, c / a->groups, a->kh, a->kw};
-            err = model_param_add(m, i, "weight", 1, 4, ws, ei);
-            if (!err && a->has_bias) {
-                int64_t bs[1] = {a->out_ch};
-                err = model_param_add(m, i, "bias", 1, 1, bs, ei);
-            }
-            l->out_c = a->out_ch;
-            l->out_h = oh;
-            l->out_w = ow;
-            break;
-        }
-        case DP_OP_LINEAR: {
-            if (a->out_ch < 1 || a->out_ch > (1 << 24))
-                return dp_errinfo_set(ei, DP_EINVAL,
-                                      "layer '%s': out features must be in [1, 2^24]", l->name);
-            int64_t ws[2] = {a->out_ch, (int64_t)c * h * w};
-            err = model_param_add(m, i, "weight", 1, 2, ws, ei);
-            if (!err && a->has_bias) {
-                int64_t bs[1] = {a->out_ch};
-                err = model_param_add(m, i, "bias", 1, 1, bs, ei);
-            }
-            l->out_c = a->out_ch;
-            l->out_h = l->out_w = 1;
-            break;
-        }
-        case DP_OP_MAXPOOL:
-        case DP_OP_AVGPOOL: {
-            err = model_check_window(l, ei);
-            if (err)
-                return err;
-            if (a->pt * 2 > a->kh || a->pl * 2 > a->kw || a->pb * 2 > a->kh || a->pr * 2 > a->kw)
-                return dp_errinfo_set(ei, DP_EINVAL,
-                                      "layer '%s': pooling padding must be at most half the "
-                                      "window",
-                                      l->name);
-            int oh = model_window_out(h, a->kh, a->sh, a->pt, a->pb, a->dh, a->ceil_mode);
-            int ow = model_window_out(w, a->kw, a->sw, a->pl, a->pr, a->dw, a->ceil_mode);
-            if (oh < 1 || ow < 1)
-                return dp_errinfo_set(ei, DP_ESHAPE,
-                                      "layer '%s': %dx%d window does not fit a %dx%d input",
-                                      l->name, a->kh, a->kw, h, w);
-            l->out_c = c;
-            l->out_h = oh;
-            l->out_w = ow;
-            break;
-        }
-        case DP_OP_GAP:
-            l->out_c = c;
-            l->out_h = l->out_w = 1;
-            break;
-        case DP_OP_BN2D: {
-            if (!(a->eps > 0.0f && a->eps < 1.0f) || !(a->momentum >= 0.0f && a->momentum <= 1.0f))
-                return dp_errinfo_set(
-                    ei, DP_EINVAL, "layer '%s': eps must be > 0 and momentum in [0, 1]", l->name);
-            int64_t s[1] = {c};
-            err = model_param_add(m, i, "weight", 1, 1, s, ei);
-            if (!err)
-                err = model_param_add(m, i, "bias", 1, 1, s, ei);
-            if (!err)
-                err = model_param_add(m, i, "running_mean", 0, 1, s, ei);
-            if (!err)
-                err = model_param_add(m, i, "running_var", 0, 1, s, ei);
-            l->out_c = c;
-            l->out_h = h;
-            l->out_w = w;
-            break;
-        }
-        case DP_OP_ADD: {
-            int c2, h2, w2;
-            model_in_shape(m, l->inputs[1], &c2, &h2, &w2);
-            if (c != c2 || h != h2 || w != w2)
-                return dp_errinfo_set(ei, DP_ESHAPE,
-                                      "layer '%s': operands have shapes %dx%dx%d and %dx%dx%d",
-                                      l->name, c, h, w, c2, h2, w2);
-            l->out_c = c;
-            l->out_h = h;
-            l->out_w = w;
-            break;
-        }
-        case DP_OP_FLATTEN:
-            /* c*h*w <= 2^28: every input and activation is held to that cap. */
-            l->out_c = c * h * w;
-            l->out_h = l->out_w = 1;
-            break;
-        case DP_OP_DROPOUT:
-            if (!(a->p >= 0.0f && a->p < 1.0f))
-                return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': dropout p must be in [0, 1)",
-                                      l->name);
-            l->out_c = c;
-            l->out_h = h;
-            l->out_w = w;
-            break;
-        case DP_OP_RELU:
-        case DP_OP_RELU6:
-            l->out_c = c;
-            l->out_h = h;
-            l->out_w = w;
-            break;
-        case DP_OP_SOFTMAX:
-            if (a->axis < 1 || a->axis > 3 || a->axis_end < a->axis || a->axis_end > 3)
-                return dp_errinfo_set(ei, DP_EINVAL,
-                                      "layer '%s': softmax axes [%d, %d] must satisfy 1 <= axis "
-                                      "<= axis_end <= 3",
-                                      l->name, a->axis, a->axis_end);
-            l->out_c = c;
-            l->out_h = h;
-            l->out_w = w;
-            break;
-        case DP_OP_CLIP:
-            if (!(a->lo <= a->hi))
-                return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': clip needs lo <= hi", l->name);
-            l->out_c = c;
-            l->out_h = h;
-            l->out_w = w;
-            break;
-        case DP_OP_CONCAT: {
-            int d2[3], d1[3] = {c, h, w};
-            model_in_shape(m, l->inputs[1], &d2[0], &d2[1], &d2[2]);
-            if (a->axis < 1 || a->axis > 3)
-                return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': concat axis %d is not 1, 2 or 3",
-                                      l->name, a->axis);
-            for (int k = 0; k < 3; k++) {
-                if (k != a->axis - 1 && d1[k] != d2[k])
-                    return dp_errinfo_set(ei, DP_ESHAPE,
-                                          "layer '%s': cannot join %dx%dx%d and %dx%dx%d along "
-                                          "axis %d",
-                                          l->name, c, h, w, d2[0], d2[1], d2[2], a->axis);
-            }
-            d1[a->axis - 1] += d2[a->axis - 1];
-            l->out_c = d1[0];
-            l->out_h = d1[1];
-            l->out_w = d1[2];
-            break;
-        }
-        case DP_OP_RESHAPE:
-            if (a->to_c < 1 || a->to_h < 1 || a->to_w < 1 ||
-                (int64_t)a->to_c * a->to_h * a->to_w != (int64_t)c * h * w)
-                return dp_errinfo_set(ei, DP_ESHAPE,
-                                      "layer '%s': cannot reshape %dx%dx%d to %dx%dx%d", l->name, c,
-                                      h, w, a->to_c, a->to_h, a->to_w);
-            l->out_c = a->to_c;
-            l->out_h = a->to_h;
-            l->out_w = a->to_w;
-            break;
-        case DP_OP__COUNT:
-            return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': bad op", l->name);
-    }
+    enum dp_err err = oi->infer(m, i, ei);
     if (err)
         return err;
     l->n_params = m->n_params - l->first_param;
@@ -483,17 +264,13 @@ enum dp_err dp_model_finalize(struct dp_model *m, struct dp_errinfo *ei)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory allocating %zu parameters",
                               m->n_floats);
     memset(data, 0, m->n_floats * sizeof(float));
-    /* BatchNorm starts as the identity: scale 1, running variance 1. */
-    for (int i = 0; i < m->n_params; i++) {
-        const char *dot = strrchr(m->params[i].name, '.');
-        const struct dp_layer *l = &m->layers[m->params[i].layer];
-        if (l->op == DP_OP_BN2D && dot != NULL &&
-            (strcmp(dot, ".weight") == 0 || strcmp(dot, ".running_var") == 0)) {
-            for (size_t j = 0; j < m->params[i].numel; j++)
-                data[m->params[i].offset + j] = 1.0f;
-        }
-    }
     m->data = data;
+    /* Parameters whose op says zero is the wrong start (BatchNorm's scale). */
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct dp_op_info *oi = dp_op_info(m->layers[i].op);
+        if (oi->init != NULL)
+            oi->init(m, i);
+    }
     m->finalized = 1;
     return DP_OK;
 }

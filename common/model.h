@@ -3,14 +3,22 @@
  *
  * Everything that handles a network speaks this IR: the built-in
  * architectures, the ONNX importer and exporter, the training engine, the
- * ADMM engine and the code generator. It is deliberately plain data:
+ * ADMM engine and the code generator. It is deliberately plain data. This
+ * example is compiled and run by tests/unit/common/test_model_example.c,
+ * which also checks that its copy there and this one stay identical:
  *
- *   struct dp_model *m = dp_model_new(1, 28, 28);        input C, H, W
- *   int c1 = dp_model_add_conv2d(m, "conv1", DP_MODEL_INPUT, 20, 5, 1, 0, 1, 1, 1);
- *   int r1 = dp_model_add_layer(m, "relu1", DP_OP_RELU, &c1, 1, NULL);
- *   ...
- *   err = dp_model_finalize(m, &ei);   infers shapes, allocates parameters
- *   struct dp_param *w = dp_model_param_find(m, "conv1.weight");
+ *   struct dp_errinfo ei = {0};
+ *   struct dp_model *m = dp_model_new(1, 28, 28); // input C, H, W; NULL when out of memory
+ *   int x = dp_model_add_conv2d(m, "conv1", DP_MODEL_INPUT, 20, 5, 1, 0, 1, 1, &ei);
+ *   if (x >= 0) // else x is an enum dp_err (DP_ENOMEM is -1, which is DP_MODEL_INPUT)
+ *       x = dp_model_add_unary(m, "relu1", DP_OP_RELU, x, &ei);
+ *   if (x >= 0)
+ *       x = dp_model_add_unary(m, "flatten", DP_OP_FLATTEN, x, &ei);
+ *   if (x >= 0)
+ *       x = dp_model_add_linear(m, "fc", x, 10, &ei);
+ *   enum dp_err err = x < 0 ? (enum dp_err)x : dp_model_finalize(m, &ei); // ei says why
+ *   struct dp_param *w = dp_model_param_find(m, "conv1.weight");          // (20, 1, 5, 5)
+ *   float *w0 = dp_param_data(m, w); // zeros until initialised or loaded
  *
  * Layers are stored in topological order (a layer's inputs are earlier
  * layers or the model input), which is what the engine executes. All
@@ -31,59 +39,13 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/op.h"
 
 #define DP_MODEL_INPUT      (-1) /* pseudo layer index for the model's input */
 #define DP_NAME_MAX         64
 #define DP_MAX_DIMS         4
 #define DP_MAX_INPUTS       2
 #define DP_MODEL_LAYERS_MAX 4096
-
-/* Operator kinds. Append only: the value is not serialised (names are). */
-enum dp_op {
-    DP_OP_CONV2D,
-    DP_OP_LINEAR,
-    DP_OP_RELU,
-    DP_OP_RELU6,
-    DP_OP_MAXPOOL,
-    DP_OP_AVGPOOL,
-    DP_OP_GAP, /* global average pool: (C,H,W) -> (C,1,1) */
-    DP_OP_BN2D,
-    DP_OP_ADD,
-    DP_OP_FLATTEN,
-    DP_OP_DROPOUT,
-    /* Added for ONNX import (issue 4). */
-    DP_OP_SOFTMAX, /* softmax over per-sample axes [axis, axis_end] (1 = C, 2 = H, 3 = W) */
-    DP_OP_CONCAT,  /* two inputs joined along per-sample axis `axis` (1 = C, 2 = H, 3 = W) */
-    DP_OP_CLIP,    /* min(max(x, lo), hi) */
-    DP_OP_RESHAPE, /* the same values per sample as a (to_c, to_h, to_w) map (a copy) */
-    DP_OP__COUNT
-};
-
-/* Returns "conv2d", "linear", ... ; NULL for an out-of-range op. */
-const char *dp_op_name(enum dp_op op);
-/* Looks up an op by its name; DP_EFORMAT when unknown. */
-enum dp_err dp_op_from_name(const char *name, enum dp_op *out);
-
-/*
- * Operator attributes. Only the fields of the layer's op are meaningful;
- * the rest stay zero. Convolution and pooling share the window fields.
- */
-struct dp_op_attrs {
-    int out_ch;            /* conv2d: output channels; linear: out features */
-    int kh, kw;            /* window */
-    int sh, sw;            /* stride */
-    int pt, pl, pb, pr;    /* padding top, left, bottom, right */
-    int dh, dw;            /* dilation */
-    int groups;            /* conv2d */
-    int has_bias;          /* conv2d, linear */
-    int ceil_mode;         /* pooling */
-    int count_include_pad; /* avgpool */
-    float eps, momentum;   /* bn2d (momentum as in PyTorch: new = (1-m)*old + m*batch) */
-    float p;               /* dropout probability */
-    int axis, axis_end;    /* softmax, concat: per-sample axes, 1 = C, 2 = H, 3 = W */
-    float lo, hi;          /* clip bounds (finite; +-FLT_MAX for "none") */
-    int to_c, to_h, to_w;  /* reshape: the per-sample output shape */
-};
 
 /* Per-layer compression metadata, filled by the compression engine. */
 struct dp_layer_compress {

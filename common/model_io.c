@@ -457,7 +457,7 @@ static enum dp_err mio_layer_from_json(json_t *lj, int i, struct dp_model *m, st
                               mio__clip(ib, json_string_value(jop)));
 
     json_t *jin = json_object_get(lj, "inputs");
-    int want = op == DP_OP_ADD ? 2 : 1;
+    const int want = dp_op_info(op)->n_inputs;
     if (!json_is_array(jin) || json_array_size(jin) != (size_t)want)
         return dp_errinfo_set(ei, DP_EFORMAT,
                               "graph: %s: \"inputs\" must be an array of %d layer name(s) (op %s)",

@@ -436,7 +436,7 @@ static void exp_comp_note(struct exp *e, const struct dp_layer *l, const char *h
     if (l->comp.scheme[0] == '\0' && l->comp.bits == 0 && l->comp.target_rate == 0.0f)
         return;
     size_t n = 0, nz = 0;
-    if (l->n_params > 0 && (l->op == DP_OP_CONV2D || l->op == DP_OP_LINEAR)) {
+    if (l->n_params > 0 && dp_op_info(l->op)->compressible) {
         const struct dp_param *p = exp_param(e, l, 0);
         const float *w = dp_param_data(e->m, p);
         n = p->numel;
@@ -478,6 +478,8 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
     snprintf(e->vname[li], sizeof(e->vname[li]), "%s", name);
     Onnx__NodeProto *nd = NULL;
     const int in0 = l->inputs[0];
+    /* No default: -Wswitch makes a new enum dp_op fail the build until it
+     * has its node here (docs/architecture.md, "Adding an op"). */
     switch (l->op) {
         case DP_OP_CONV2D:
         case DP_OP_LINEAR: {

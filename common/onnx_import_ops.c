@@ -1169,54 +1169,90 @@ static enum dp_err imp_qdq(struct imp *im, const Onnx__NodeProto *nd, int quant)
 
 /* ---- The operator table -------------------------------------------------- */
 
-enum imp_opk {
-    K_CONV,
-    K_GEMM,
-    K_MATMUL,
-    K_RELU,
-    K_CLIP,
-    K_MAXPOOL,
-    K_AVGPOOL,
-    K_GAP,
-    K_BN,
-    K_ADD,
-    K_FLATTEN,
-    K_RESHAPE,
-    K_DROPOUT,
-    K_IDENTITY,
-    K_SOFTMAX,
-    K_CONSTANT,
-    K_CONCAT,
-    K_PAD,
-    K_QUANT,
-    K_DEQUANT
-};
+/* Handlers whose ONNX operator fixes an argument of a shared translation. */
+static enum dp_err imp_node_gemm(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    return imp_linear(im, nd, idx, 1);
+}
 
+static enum dp_err imp_node_matmul(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    return imp_linear(im, nd, idx, 0);
+}
+
+static enum dp_err imp_node_relu(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    return imp_unary(im, nd, idx, DP_OP_RELU, NULL);
+}
+
+static enum dp_err imp_node_maxpool(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    return imp_pool(im, nd, idx, DP_OP_MAXPOOL);
+}
+
+static enum dp_err imp_node_avgpool(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    return imp_pool(im, nd, idx, DP_OP_AVGPOOL);
+}
+
+static enum dp_err imp_node_identity(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    (void)idx;
+    struct imp_val *x;
+    enum dp_err err = imp_in(im, nd, 0, &x);
+    return err ? err : imp_alias(im, nd, x, x->rank);
+}
+
+static enum dp_err imp_node_constant(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    (void)idx;
+    return imp_constant(im, nd);
+}
+
+static enum dp_err imp_node_pad(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    (void)idx;
+    return imp_pad(im, nd);
+}
+
+static enum dp_err imp_node_quant(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    (void)idx;
+    return imp_qdq(im, nd, 1);
+}
+
+static enum dp_err imp_node_dequant(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    (void)idx;
+    return imp_qdq(im, nd, 0);
+}
+
+/* One row per supported ONNX operator: its name and its translation. */
 static const struct {
     const char *name;
-    enum imp_opk k;
+    enum dp_err (*fn)(struct imp *im, const Onnx__NodeProto *nd, int idx);
 } imp_ops[] = {
-    {"Conv", K_CONV},
-    {"Gemm", K_GEMM},
-    {"MatMul", K_MATMUL},
-    {"Relu", K_RELU},
-    {"Clip", K_CLIP},
-    {"MaxPool", K_MAXPOOL},
-    {"AveragePool", K_AVGPOOL},
-    {"GlobalAveragePool", K_GAP},
-    {"BatchNormalization", K_BN},
-    {"Add", K_ADD},
-    {"Flatten", K_FLATTEN},
-    {"Reshape", K_RESHAPE},
-    {"Dropout", K_DROPOUT},
-    {"Identity", K_IDENTITY},
-    {"Softmax", K_SOFTMAX},
-    {"Constant", K_CONSTANT},
-    {"Concat", K_CONCAT},
-    {"Pad", K_PAD}, /* only all-zero pads: torch.onnx puts one before AveragePool */
+    {"Conv", imp_conv},
+    {"Gemm", imp_node_gemm},
+    {"MatMul", imp_node_matmul},
+    {"Relu", imp_node_relu},
+    {"Clip", imp_clip},
+    {"MaxPool", imp_node_maxpool},
+    {"AveragePool", imp_node_avgpool},
+    {"GlobalAveragePool", imp_gap},
+    {"BatchNormalization", imp_bn},
+    {"Add", imp_addop},
+    {"Flatten", imp_flatten},
+    {"Reshape", imp_reshape},
+    {"Dropout", imp_dropout},
+    {"Identity", imp_node_identity},
+    {"Softmax", imp_softmax},
+    {"Constant", imp_node_constant},
+    {"Concat", imp_concat},
+    {"Pad", imp_node_pad}, /* only all-zero pads: torch.onnx puts one before AveragePool */
     /* On constants only (folded at import): the weights of `export --qdq`. */
-    {"QuantizeLinear", K_QUANT},
-    {"DequantizeLinear", K_DEQUANT},
+    {"QuantizeLinear", imp_node_quant},
+    {"DequantizeLinear", imp_node_dequant},
 };
 
 int imp__op_lookup(const Onnx__NodeProto *nd)
@@ -1227,57 +1263,15 @@ int imp__op_lookup(const Onnx__NodeProto *nd)
         return -1;
     for (size_t i = 0; i < sizeof(imp_ops) / sizeof(imp_ops[0]); i++) {
         if (strcmp(imp_ops[i].name, nd->op_type) == 0)
-            return (int)imp_ops[i].k;
+            return (int)i;
     }
     return -1;
 }
 
 enum dp_err imp__node(struct imp *im, const Onnx__NodeProto *nd, int idx)
 {
-    struct imp_val *x;
-    enum dp_err err;
-    switch ((enum imp_opk)imp__op_lookup(nd)) {
-        case K_CONV:
-            return imp_conv(im, nd, idx);
-        case K_GEMM:
-            return imp_linear(im, nd, idx, 1);
-        case K_MATMUL:
-            return imp_linear(im, nd, idx, 0);
-        case K_RELU:
-            return imp_unary(im, nd, idx, DP_OP_RELU, NULL);
-        case K_CLIP:
-            return imp_clip(im, nd, idx);
-        case K_MAXPOOL:
-            return imp_pool(im, nd, idx, DP_OP_MAXPOOL);
-        case K_AVGPOOL:
-            return imp_pool(im, nd, idx, DP_OP_AVGPOOL);
-        case K_GAP:
-            return imp_gap(im, nd, idx);
-        case K_BN:
-            return imp_bn(im, nd, idx);
-        case K_ADD:
-            return imp_addop(im, nd, idx);
-        case K_FLATTEN:
-            return imp_flatten(im, nd, idx);
-        case K_RESHAPE:
-            return imp_reshape(im, nd, idx);
-        case K_DROPOUT:
-            return imp_dropout(im, nd, idx);
-        case K_IDENTITY:
-            err = imp_in(im, nd, 0, &x);
-            return err ? err : imp_alias(im, nd, x, x->rank);
-        case K_SOFTMAX:
-            return imp_softmax(im, nd, idx);
-        case K_CONSTANT:
-            return imp_constant(im, nd);
-        case K_CONCAT:
-            return imp_concat(im, nd, idx);
-        case K_PAD:
-            return imp_pad(im, nd);
-        case K_QUANT:
-            return imp_qdq(im, nd, 1);
-        case K_DEQUANT:
-            return imp_qdq(im, nd, 0);
-    }
-    return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s", "unsupported operator");
+    const int k = imp__op_lookup(nd);
+    if (k < 0)
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s", "unsupported operator");
+    return imp_ops[k].fn(im, nd, idx);
 }

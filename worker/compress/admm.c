@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "common/alloc.h"
+#include "common/assert.h"
 #include "worker/compress/purify.h"
 #include "worker/nn/train.h"
 
@@ -122,7 +123,7 @@ double admm_sparsity(const struct admm_ctx *c)
 
 /* ---- Targets -------------------------------------------------------------- */
 
-static enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
+enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
 {
     struct dp_model *m = c->m;
     c->t = dp_calloc((size_t)m->n_layers, sizeof(struct admm_target));
@@ -131,7 +132,7 @@ static enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
     size_t max_numel = 1;
     for (int i = 0; i < m->n_layers; i++) {
         const struct dp_layer *l = &m->layers[i];
-        if (l->op != DP_OP_CONV2D && l->op != DP_OP_LINEAR)
+        if (!dp_op_info(l->op)->compressible)
             continue;
         const struct dp_spec_rule *r = dp_spec_rule_for(c->spec, l->name);
         if (r == NULL)
@@ -160,29 +161,35 @@ static enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
         return dp_errinfo_set(ei, DP_EINVAL,
                               "no conv2d or linear layer matches a rule of the "
                               "spec");
-    /* Pattern libraries come from the pretrained weights of the layers that use them. */
-    for (int k = 0; k < c->n_t; k++) {
+    /* Pattern libraries come from the pretrained weights of all the layers
+     * that use them (every target at most: the lists are sized for that). */
+    const float **ws = dp_calloc((size_t)c->n_t, sizeof(*ws));
+    struct proj_shape *ss = dp_calloc((size_t)c->n_t, sizeof(*ss));
+    enum dp_err err = ws == NULL || ss == NULL ? DP_ENOMEM : DP_OK;
+    if (err)
+        dp_errinfo_set(ei, err, "out of memory");
+    for (int k = 0; !err && k < c->n_t; k++) {
         struct admm_target *t = &c->t[k];
         if (t->rule->prune == NULL || !t->rule->prune->needs_3x3 || t->p.n_library > 0)
             continue;
-        const float *ws[DP_SPEC_MAX_RULES * 4];
-        struct proj_shape ss[DP_SPEC_MAX_RULES * 4];
         int n = 0;
-        for (int j = k; j < c->n_t && n < (int)(sizeof(ws) / sizeof(ws[0])); j++) {
+        for (int j = k; j < c->n_t; j++) {
             if (c->t[j].rule == t->rule) {
                 ws[n] = admm_w(c, &c->t[j]);
                 ss[n++] = c->t[j].shape;
             }
         }
         struct proj_params lib = t->p;
-        enum dp_err err = proj_pattern_select(ws, ss, n, t->rule->n_patterns, &lib, ei);
-        if (err)
-            return err;
-        for (int j = k; j < c->n_t; j++) {
+        err = proj_pattern_select(ws, ss, n, t->rule->n_patterns, &lib, ei);
+        for (int j = k; !err && j < c->n_t; j++) {
             if (c->t[j].rule == t->rule)
                 c->t[j].p = lib;
         }
     }
+    dp_free(ws);
+    dp_free(ss);
+    if (err)
+        return err;
     struct proj_shape big = {(int64_t)max_numel, 1, 1, 1};
     c->scratch = dp_malloc_aligned(proj_scratch_bytes(&big));
     if (c->scratch == NULL)
@@ -192,7 +199,31 @@ static enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
 
 /* ---- The plan ------------------------------------------------------------- */
 
-static enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
+/* splitmix64's finaliser: a bijection of 64-bit values that mixes every bit. */
+static uint64_t admm_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/*
+ * The training seed of one plan step. (kind, stage, iter) are packed into
+ * disjoint bit fields (stage and iter each below 2^24, far above the spec's
+ * 16 stages and 1000 iterations or rounds), xored into the spec's seed and
+ * mixed by a bijection, so two different steps of a run can never share a
+ * seed, whatever the spec allows, and neighbouring steps' shuffles are
+ * unrelated. (Seeds were once seed + 100 * stage + iter: a 100th iteration
+ * repeated the next stage's first one.)
+ */
+static uint64_t admm_step_seed(uint64_t seed, enum admm_step_kind kind, int stage, int iter)
+{
+    DP_ASSERT(stage >= 0 && stage < (1 << 24) && iter >= 0 && iter < (1 << 24));
+    const uint64_t key = (uint64_t)kind << 48 | (uint64_t)stage << 24 | (uint64_t)iter;
+    return admm_mix64(seed ^ key);
+}
+
+enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
 {
     const struct dp_spec *s = c->spec;
     const enum admm_phase ph = c->cb != NULL ? c->cb->phase : ADMM_PHASE_ALL;
@@ -211,7 +242,7 @@ static enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
                                        r == steps - 1,
                                        budget / steps + (r < budget % steps ? 1 : 0),
                                        s->retrain_lr,
-                                       s->seed + (uint64_t)r};
+                                       admm_step_seed(s->seed, ADMM_STEP_MAGNITUDE, 0, r)};
             n++;
         }
     } else {
@@ -219,9 +250,8 @@ static enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
          * retrain phase is that retraining alone. */
         const int with_admm = ph != ADMM_PHASE_RETRAIN;
         for (int sg = 0; sg < s->stages; sg++) {
-            /* Stage 0 keeps the single-stage seeds, so a one-stage spec is
+            /* Stage 0 has the single-stage seeds, so a one-stage spec is
              * the plain ADMM run. */
-            const uint64_t base = s->seed + 100u * (uint64_t)sg;
             const int final = sg == s->stages - 1;
             for (int it = 0; with_admm && it < s->admm_iters; it++) {
                 st[n] = (struct admm_step){ADMM_STEP_ADMM,
@@ -230,12 +260,17 @@ static enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
                                            it == s->admm_iters - 1,
                                            s->epochs_per_iter,
                                            s->admm_lr,
-                                           base + (uint64_t)it};
+                                           admm_step_seed(s->seed, ADMM_STEP_ADMM, sg, it)};
                 n++;
             }
             if (ph == ADMM_PHASE_ALL || (ph == ADMM_PHASE_ADMM) != final) {
-                st[n] = (struct admm_step){ADMM_STEP_RETRAIN, sg,          0, 1, s->retrain_epochs,
-                                           s->retrain_lr,     base + 1000u};
+                st[n] = (struct admm_step){ADMM_STEP_RETRAIN,
+                                           sg,
+                                           0,
+                                           1,
+                                           s->retrain_epochs,
+                                           s->retrain_lr,
+                                           admm_step_seed(s->seed, ADMM_STEP_RETRAIN, sg, 0)};
                 n++;
             }
         }

@@ -71,6 +71,24 @@ struct admm_ctx {
     int have_res;
 };
 
+/*
+ * Fills c->t from c->m and c->spec: one target per compressible layer a
+ * rule matches, with its rule's parameters, and the pattern library of
+ * every pattern rule chosen from the pretrained weights of all the layers
+ * it matches. Allocates c->t and c->scratch (the caller frees both, also
+ * on failure). DP_EINVAL when no layer matches or a pattern rule meets a
+ * kernel that is not 3x3; DP_ENOMEM.
+ */
+enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei);
+
+/*
+ * Fills c->steps and c->n_steps with the run's plan from c->spec (and the
+ * phase in c->cb, which may be NULL for the whole run). Every step gets
+ * its own training seed, distinct from every other step's for any spec
+ * the validator accepts. Allocates c->steps (the caller frees it).
+ */
+enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei);
+
 /* The target's weights in the model block, and their count. */
 float *admm_w(const struct admm_ctx *c, const struct admm_target *t);
 size_t admm_numel(const struct admm_ctx *c, const struct admm_target *t);

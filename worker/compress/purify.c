@@ -37,16 +37,15 @@ static int pf_in_ex(const struct pf_ctx *p, int input)
     return input == DP_MODEL_INPUT ? 1 : p->ex[input];
 }
 
-static int pf_is_depthwise(const struct dp_model *m, const struct dp_layer *l)
+static int pf_is_depthwise(const struct dp_model *m, int i)
 {
-    const int in_c = l->inputs[0] == DP_MODEL_INPUT ? m->in_c : m->layers[l->inputs[0]].out_c;
-    return l->op == DP_OP_CONV2D && l->a.groups > 1 && l->a.groups == in_c && l->out_c == in_c;
+    return m->layers[i].op == DP_OP_CONV2D && dp_layer_chan(m, i) == DP_OP_CHAN_KEEPS;
 }
 
-/* Does layer l start a channel space (a conv other than depthwise, or a linear)? */
-static int pf_starts_space(const struct dp_model *m, const struct dp_layer *l)
+/* Does layer i start a channel space (a conv other than depthwise, or a linear)? */
+static int pf_starts_space(const struct dp_model *m, int i)
 {
-    return (l->op == DP_OP_CONV2D && !pf_is_depthwise(m, l)) || l->op == DP_OP_LINEAR;
+    return dp_layer_chan(m, i) == DP_OP_CHAN_STARTS;
 }
 
 /* Channels kept in space root s. */
@@ -82,39 +81,29 @@ static enum dp_err pf_spaces(struct pf_ctx *p, struct dp_errinfo *ei)
     for (int i = 0; i < n; i++) {
         const struct dp_layer *l = &m->layers[i];
         const int in = l->inputs[0];
-        if (pf_starts_space(m, l)) {
-            const int s = p->n_sp++;
-            p->parent[s] = s;
-            p->sp_n[s] = l->out_c;
-            p->space[i] = s;
-            p->ex[i] = 1;
-            if (l->op == DP_OP_CONV2D && l->a.groups > 1) {
-                p->pinned[s] = 1;
-                p->pinned[pf_in_space(p, in)] = 1;
-            }
-            continue;
-        }
-        switch (l->op) {
-            case DP_OP_CONV2D: /* depthwise */
-            case DP_OP_RELU:
-            case DP_OP_RELU6:
-            case DP_OP_MAXPOOL:
-            case DP_OP_AVGPOOL:
-            case DP_OP_GAP:
-            case DP_OP_BN2D:
-            case DP_OP_DROPOUT:
-                p->space[i] = pf_in_space(p, in);
-                p->ex[i] = pf_in_ex(p, in);
-                if (l->op == DP_OP_GAP)
-                    p->ex[i] = 1;
+        /* Each op's row in common/op.c says how its channels relate to its inputs'. */
+        switch (dp_layer_chan(m, i)) {
+            case DP_OP_CHAN_STARTS: {
+                const int s = p->n_sp++;
+                p->parent[s] = s;
+                p->sp_n[s] = l->out_c;
+                p->space[i] = s;
+                p->ex[i] = 1;
+                if (l->op == DP_OP_CONV2D && l->a.groups > 1) {
+                    p->pinned[s] = 1;
+                    p->pinned[pf_in_space(p, in)] = 1;
+                }
                 break;
-            case DP_OP_FLATTEN: {
+            }
+            case DP_OP_CHAN_KEEPS: {
+                /* Features per base channel scale with the per-channel size
+                 * (flatten: h*w); GAP, pooling and the rest keep it. */
                 const int c = in == DP_MODEL_INPUT ? m->in_c : m->layers[in].out_c;
                 p->space[i] = pf_in_space(p, in);
                 p->ex[i] = l->out_c / (c > 0 ? c : 1) * pf_in_ex(p, in);
                 break;
             }
-            case DP_OP_ADD: {
+            case DP_OP_CHAN_JOINS: {
                 const int a = pf_in_space(p, l->inputs[0]), b = pf_in_space(p, l->inputs[1]);
                 if (a != b) {
                     p->parent[b] = a;
@@ -126,7 +115,7 @@ static enum dp_err pf_spaces(struct pf_ctx *p, struct dp_errinfo *ei)
                     p->pinned[a] = 1;
                 break;
             }
-            default: {
+            case DP_OP_CHAN_OPAQUE: {
                 /* An op this pass does not know: its channels stay as they are. */
                 const int s = p->n_sp++;
                 p->parent[s] = s;
@@ -158,7 +147,7 @@ static void pf_zeros(struct pf_ctx *p)
         const int nb = p->sp_n[pf_find(p, p->space[i])];
         const float *w = pf_param(m, l, 0), *b = pf_param(m, l, 1);
         memset(z, 0, (size_t)nb);
-        if (l->op == DP_OP_CONV2D && !pf_is_depthwise(m, l) && l->a.groups == 1) {
+        if (l->op == DP_OP_CONV2D && !pf_is_depthwise(m, i) && l->a.groups == 1) {
             const int I = in == DP_MODEL_INPUT ? m->in_c : m->layers[in].out_c;
             const size_t kk = (size_t)l->a.kh * (size_t)l->a.kw;
             for (int o = 0; o < l->out_c; o++) {
@@ -171,7 +160,7 @@ static void pf_zeros(struct pf_ctx *p)
                 }
                 z[o] = (unsigned char)zero;
             }
-        } else if (l->op == DP_OP_CONV2D && pf_is_depthwise(m, l)) {
+        } else if (l->op == DP_OP_CONV2D && pf_is_depthwise(m, i)) {
             const size_t kk = (size_t)l->a.kh * (size_t)l->a.kw;
             for (int c = 0; c < l->out_c; c++) {
                 int zero = b == NULL || !l->a.has_bias || b[c] == 0.0f;
@@ -204,9 +193,7 @@ static void pf_zeros(struct pf_ctx *p)
             for (int c = 0; c < nb; c++)
                 z[c] = (unsigned char)(zin != NULL && z2 != NULL &&
                                        l->inputs[1] != DP_MODEL_INPUT && zin[c] && z2[c]);
-        } else if (l->op == DP_OP_RELU || l->op == DP_OP_RELU6 || l->op == DP_OP_MAXPOOL ||
-                   l->op == DP_OP_AVGPOOL || l->op == DP_OP_GAP || l->op == DP_OP_DROPOUT ||
-                   l->op == DP_OP_FLATTEN) {
+        } else if (dp_op_info(l->op)->keeps_zeros) { /* relu, pooling, flatten, ... */
             if (zin != NULL)
                 memcpy(z, zin, (size_t)nb);
         }
@@ -229,7 +216,7 @@ static int pf_sweep(struct pf_ctx *p)
     }
     for (int i = 0; i < m->n_layers; i++) {
         const struct dp_layer *l = &m->layers[i];
-        if (!pf_starts_space(m, l))
+        if (!pf_starts_space(m, i))
             continue;
         const int in = l->inputs[0];
         const int s_in = pf_in_space(p, in), s_out = pf_find(p, p->space[i]);
@@ -372,9 +359,8 @@ enum dp_err cp_purify(const struct dp_model *m, struct dp_model **out, json_t **
         goto out;
     json_t *gl = json_object_get(graph, "layers");
     for (int i = 0; i < m->n_layers; i++) {
-        const struct dp_layer *l = &m->layers[i];
-        const int depthwise = pf_is_depthwise(m, l);
-        if (!depthwise && !pf_starts_space(m, l))
+        const int depthwise = pf_is_depthwise(m, i);
+        if (!depthwise && !pf_starts_space(m, i))
             continue;
         const int kept = pf_kept(&p, pf_find(&p, p.space[i]));
         json_t *attrs = json_object_get(json_array_get(gl, (size_t)i), "attrs");

@@ -16,7 +16,8 @@
  * col stays in L2 between the lowering and the GEMM. The scratch is small:
  * per thread one col, one tmp, and weight- and bias-gradient accumulators,
  * which are summed in thread order after the team finishes, so results do
- * not depend on scheduling.
+ * not depend on scheduling. The team OpenMP grants may be smaller than the
+ * one asked for; the reduction covers the granted threads only.
  *
  * Depthwise convolutions (one input channel per group) skip the lowering:
  * their GEMMs would have K = kh*kw and M = 1, so direct loops win.
@@ -315,8 +316,14 @@ void nn_conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratc
     const size_t ld = (size_t)nb * (size_t)P, slice = conv_slice_floats(d);
     const size_t nw = conv_w_floats(d);
     const size_t acc_off = (size_t)kg * ld + (size_t)ocg * ld;
+    /* OpenMP may grant fewer threads than asked (nested regions, dynamic
+     * adjustment, a thread limit): only the granted threads zero and fill
+     * their accumulators, so only theirs are reduced below. */
+    int granted = 1;
 #pragma omp parallel num_threads(nt)
     {
+        if (omp_get_thread_num() == 0)
+            granted = omp_get_num_threads();
         float *col = scratch + (size_t)omp_get_thread_num() * slice;
         float *tmp = col + (size_t)kg * ld;
         float *dw = col + acc_off; /* this thread's weight-gradient accumulator */
@@ -361,7 +368,7 @@ void nn_conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratc
         }
     }
     /* Reduce the per-thread accumulators in thread order: deterministic. */
-    for (int t = 0; t < nt; t++) {
+    for (int t = 0; t < granted; t++) {
         const float *dw = scratch + (size_t)t * slice + acc_off;
         const float *db = dw + nw;
         if (dweight != NULL) {

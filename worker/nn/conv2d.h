@@ -17,7 +17,10 @@
  * floats and may be shared between layers (it holds nothing between calls).
  * Backward accumulates into dinp, dweight and dbias (any may be NULL to skip);
  * the weight and bias gradients are reduced over threads in thread order, so
- * the result depends on d->threads but not on scheduling.
+ * the result depends on d->threads (and on the team OpenMP actually grants,
+ * which may be smaller) but not on scheduling. Callers pass the team size
+ * the scratch was sized for, never a fresh omp_get_max_threads(), which
+ * may have grown since.
  */
 #ifndef DP_WORKER_NN_CONV2D_H
 #define DP_WORKER_NN_CONV2D_H

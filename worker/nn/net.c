@@ -25,9 +25,7 @@ struct nn_net_layer {
     float *dout; /* same shape */
     const float *in[DP_MAX_INPUTS];
     float *din[DP_MAX_INPUTS];
-    float *stat;   /* bn2d: mean then rstd, 2*C floats */
-    int *argmax;   /* maxpool */
-    uint8_t *mask; /* dropout */
+    void *cache; /* the op's (struct nn_layer_ops.cache_bytes), NULL when it has none */
     /* conv2d through oneDNN: primitives for the full batch, and for the
      * last other batch size seen (a partial last batch, evaluation). */
     struct nn_conv_dnnl *cd_full, *cd_part, *cd_cur;
@@ -37,9 +35,29 @@ struct nn_net_layer {
 
 /* ---- Per-op functions ---------------------------------------------------- */
 
+/* How an op treats oneDNN's blocked layout (NCHW16C); see net_plan_layouts. */
+enum nn_block {
+    NN_BLOCK_NONE = 0,  /* reads and writes NCHW only */
+    NN_BLOCK_CONV,      /* blocked in and out when oneDNN runs it (net_conv_wants_dnnl) */
+    NN_BLOCK_FOLLOWS,   /* per channel: its output is blocked exactly when all its inputs are */
+    NN_BLOCK_READS,     /* reads a blocked input, writes NCHW (global pooling) */
+    NN_BLOCK_READS_1X1, /* reads a blocked input that is a 1x1 map (the same memory order) */
+};
+
+/*
+ * The engine's row for an op, indexed by enum dp_op like common/op.c's
+ * table; nn_net_new refuses a model with an op that has no row here, and
+ * tests/unit/common/test_op.c checks that every op has one.
+ */
 struct nn_layer_ops {
     int (*forward)(struct nn_net *net, int li, int n, int train); /* 0, or -1: see op_conv_fwd */
     void (*backward)(struct nn_net *net, int li, int n);
+    enum nn_block block;
+    /* Bytes of per-layer cache for batches of cnt / out size samples (cnt
+     * = max_batch * per-sample output size), kept from forward to
+     * backward in nn_net_layer.cache; NULL for none. */
+    size_t (*cache_bytes)(const struct dp_layer *l, size_t cnt);
+    int alias; /* output and its gradient are input 0's memory (no copy, no work) */
 };
 
 static float *net_param(struct nn_net *net, const struct dp_layer *l, int k)
@@ -85,7 +103,7 @@ static struct nn_conv2d_dims net_conv_dims(const struct nn_net *net, const struc
     d.dh = l->a.dh;
     d.dw = l->a.dw;
     d.groups = l->a.groups;
-    d.threads = omp_get_max_threads();
+    d.threads = net->n_threads;
     return d;
 }
 
@@ -257,7 +275,7 @@ static int op_maxpool_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)train;
     struct nn_pool_dims d = net_pool_dims(net, &net->m->layers[li], n);
-    nn_maxpool_forward(net->layers[li].out, net->layers[li].argmax, net->layers[li].in[0], &d);
+    nn_maxpool_forward(net->layers[li].out, net->layers[li].cache, net->layers[li].in[0], &d);
     return 0;
 }
 
@@ -266,7 +284,7 @@ static void op_maxpool_bwd(struct nn_net *net, int li, int n)
     struct nn_net_layer *s = &net->layers[li];
     struct nn_pool_dims d = net_pool_dims(net, &net->m->layers[li], n);
     if (s->din[0] != NULL)
-        nn_maxpool_backward(s->din[0], s->dout, s->argmax, &d);
+        nn_maxpool_backward(s->din[0], s->dout, s->cache, &d);
 }
 
 static int op_avgpool_fwd(struct nn_net *net, int li, int n, int train)
@@ -314,16 +332,17 @@ static int op_bn_fwd(struct nn_net *net, int li, int n, int train)
 {
     const struct dp_layer *l = &net->m->layers[li];
     struct nn_net_layer *s = &net->layers[li];
+    float *stat = s->cache; /* mean, then rstd */
     const int C = l->out_c, HW = l->out_h * l->out_w;
     const int c16 = s->layout == NN_LAYOUT_NCHW16C;
     float *g = net_param(net, l, 0), *b = net_param(net, l, 1);
     float *rm = net_param(net, l, 2), *rv = net_param(net, l, 3);
     if (train && c16)
-        nn_bn2d_forward_train_c16(s->out, s->stat, s->stat + C, rm, rv, s->in[0], g, b, n, C, HW,
+        nn_bn2d_forward_train_c16(s->out, stat, stat + C, rm, rv, s->in[0], g, b, n, C, HW,
                                   l->a.eps, l->a.momentum);
     else if (train)
-        nn_bn2d_forward_train(s->out, s->stat, s->stat + C, rm, rv, s->in[0], g, b, n, C, HW,
-                              l->a.eps, l->a.momentum);
+        nn_bn2d_forward_train(s->out, stat, stat + C, rm, rv, s->in[0], g, b, n, C, HW, l->a.eps,
+                              l->a.momentum);
     else if (c16)
         nn_bn2d_forward_eval_c16(s->out, s->in[0], g, b, rm, rv, n, C, HW, l->a.eps);
     else
@@ -335,13 +354,14 @@ static void op_bn_bwd(struct nn_net *net, int li, int n)
 {
     const struct dp_layer *l = &net->m->layers[li];
     struct nn_net_layer *s = &net->layers[li];
+    const float *stat = s->cache;
     const int C = l->out_c, HW = l->out_h * l->out_w;
     if (s->layout == NN_LAYOUT_NCHW16C)
         nn_bn2d_backward_c16(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), s->dout,
-                             s->in[0], net_param(net, l, 0), s->stat, s->stat + C, n, C, HW);
+                             s->in[0], net_param(net, l, 0), stat, stat + C, n, C, HW);
     else
         nn_bn2d_backward(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), s->dout, s->in[0],
-                         net_param(net, l, 0), s->stat, s->stat + C, n, C, HW);
+                         net_param(net, l, 0), stat, stat + C, n, C, HW);
 }
 
 static int op_add_fwd(struct nn_net *net, int li, int n, int train)
@@ -378,10 +398,10 @@ static int op_dropout_fwd(struct nn_net *net, int li, int n, int train)
     size_t cnt = net_out_n(net, li, n);
     if (train && l->a.p > 0.0f) {
         uint64_t seed = net->dropout_seed ^ (net->step * 0x9e3779b97f4a7c15ULL) ^ (uint64_t)li;
-        nn_dropout_forward(s->out, s->mask, s->in[0], cnt, l->a.p, seed);
+        nn_dropout_forward(s->out, s->cache, s->in[0], cnt, l->a.p, seed);
     } else {
         memcpy(s->out, s->in[0], cnt * sizeof(float));
-        memset(s->mask, 1, cnt);
+        memset(s->cache, 1, cnt);
     }
     return 0;
 }
@@ -392,7 +412,7 @@ static void op_dropout_bwd(struct nn_net *net, int li, int n)
     struct nn_net_layer *s = &net->layers[li];
     float p = net->training ? l->a.p : 0.0f;
     if (s->din[0] != NULL)
-        nn_dropout_backward(s->din[0], s->dout, s->mask, net_out_n(net, li, n), p);
+        nn_dropout_backward(s->din[0], s->dout, s->cache, net_out_n(net, li, n), p);
 }
 
 /* ---- Ops added for ONNX import: softmax, concat, clip -------------------- */
@@ -521,23 +541,48 @@ static void op_reshape_bwd(struct nn_net *net, int li, int n)
         nn_copy_backward(s->din[0], s->dout, net_out_n(net, li, n));
 }
 
+/* Per-layer caches: what backward needs from forward besides activations. */
+static size_t op_bn_cache(const struct dp_layer *l, size_t cnt)
+{
+    (void)cnt;
+    return (size_t)l->out_c * 2 * sizeof(float); /* batch mean and rstd per channel */
+}
+
+static size_t op_maxpool_cache(const struct dp_layer *l, size_t cnt)
+{
+    (void)l;
+    return dp_size_mul(cnt, sizeof(int)); /* arg-max per output */
+}
+
+static size_t op_dropout_cache(const struct dp_layer *l, size_t cnt)
+{
+    (void)l;
+    return cnt; /* keep mask, one byte per output */
+}
+
+/* Columns: forward, backward, blocked layout, cache, alias. */
 static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
-    [DP_OP_CONV2D] = {op_conv_fwd, op_conv_bwd},
-    [DP_OP_LINEAR] = {op_linear_fwd, op_linear_bwd},
-    [DP_OP_RELU] = {op_relu_fwd, op_relu_bwd},
-    [DP_OP_RELU6] = {op_relu6_fwd, op_relu6_bwd},
-    [DP_OP_MAXPOOL] = {op_maxpool_fwd, op_maxpool_bwd},
-    [DP_OP_AVGPOOL] = {op_avgpool_fwd, op_avgpool_bwd},
-    [DP_OP_GAP] = {op_gap_fwd, op_gap_bwd},
-    [DP_OP_BN2D] = {op_bn_fwd, op_bn_bwd},
-    [DP_OP_ADD] = {op_add_fwd, op_add_bwd},
-    [DP_OP_FLATTEN] = {op_flatten_fwd, op_flatten_bwd},
-    [DP_OP_DROPOUT] = {op_dropout_fwd, op_dropout_bwd},
-    [DP_OP_SOFTMAX] = {op_softmax_fwd, op_softmax_bwd},
-    [DP_OP_CONCAT] = {op_concat_fwd, op_concat_bwd},
-    [DP_OP_CLIP] = {op_clip_fwd, op_clip_bwd},
-    [DP_OP_RESHAPE] = {op_reshape_fwd, op_reshape_bwd},
+    [DP_OP_CONV2D] = {op_conv_fwd, op_conv_bwd, NN_BLOCK_CONV, NULL, 0},
+    [DP_OP_LINEAR] = {op_linear_fwd, op_linear_bwd, NN_BLOCK_READS_1X1, NULL, 0},
+    [DP_OP_RELU] = {op_relu_fwd, op_relu_bwd, NN_BLOCK_FOLLOWS, NULL, 0},
+    [DP_OP_RELU6] = {op_relu6_fwd, op_relu6_bwd, NN_BLOCK_FOLLOWS, NULL, 0},
+    [DP_OP_MAXPOOL] = {op_maxpool_fwd, op_maxpool_bwd, NN_BLOCK_NONE, op_maxpool_cache, 0},
+    [DP_OP_AVGPOOL] = {op_avgpool_fwd, op_avgpool_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_GAP] = {op_gap_fwd, op_gap_bwd, NN_BLOCK_READS, NULL, 0},
+    [DP_OP_BN2D] = {op_bn_fwd, op_bn_bwd, NN_BLOCK_FOLLOWS, op_bn_cache, 0},
+    [DP_OP_ADD] = {op_add_fwd, op_add_bwd, NN_BLOCK_FOLLOWS, NULL, 0},
+    [DP_OP_FLATTEN] = {op_flatten_fwd, op_flatten_bwd, NN_BLOCK_READS_1X1, NULL, 1},
+    [DP_OP_DROPOUT] = {op_dropout_fwd, op_dropout_bwd, NN_BLOCK_FOLLOWS, op_dropout_cache, 0},
+    [DP_OP_SOFTMAX] = {op_softmax_fwd, op_softmax_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_CONCAT] = {op_concat_fwd, op_concat_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_CLIP] = {op_clip_fwd, op_clip_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_RESHAPE] = {op_reshape_fwd, op_reshape_bwd, NN_BLOCK_NONE, NULL, 0},
 };
+
+int nn_net_op_supported(enum dp_op op)
+{
+    return dp_op_info(op) != NULL && net_ops[op].forward != NULL && net_ops[op].backward != NULL;
+}
 
 /* ---- Planning ------------------------------------------------------------ */
 
@@ -546,47 +591,44 @@ static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
 static int net_layout_can_block(const struct nn_net *net, int i)
 {
     const struct dp_layer *l = &net->m->layers[i];
-    switch (l->op) {
-        case DP_OP_CONV2D:
+    switch (net_ops[l->op].block) {
+        case NN_BLOCK_CONV:
             return net_conv_wants_dnnl(net, i);
-        case DP_OP_BN2D:
-        case DP_OP_RELU:
-        case DP_OP_RELU6:
-        case DP_OP_DROPOUT:
-            return net_in_layout(net, l, 0) == NN_LAYOUT_NCHW16C;
-        case DP_OP_ADD:
-            return net_in_layout(net, l, 0) == NN_LAYOUT_NCHW16C &&
-                   net_in_layout(net, l, 1) == NN_LAYOUT_NCHW16C;
-        default:
-            return 0;
+        case NN_BLOCK_FOLLOWS:
+            for (int k = 0; k < l->n_inputs; k++) {
+                if (net_in_layout(net, l, k) != NN_LAYOUT_NCHW16C)
+                    return 0;
+            }
+            return 1;
+        case NN_BLOCK_NONE:
+        case NN_BLOCK_READS:
+        case NN_BLOCK_READS_1X1:
+            break;
     }
+    return 0;
 }
 
 /* Whether layer i reads input k correctly when that input is NCHW16C. */
 static int net_layout_accepts_block(const struct nn_net *net, int i, int k)
 {
     const struct dp_layer *l = &net->m->layers[i];
-    switch (l->op) {
-        case DP_OP_CONV2D:
+    switch (net_ops[l->op].block) {
+        case NN_BLOCK_CONV:
             return net_conv_wants_dnnl(net, i);
-        case DP_OP_GAP:
+        case NN_BLOCK_READS:
             return 1;
-        case DP_OP_BN2D:
-        case DP_OP_RELU:
-        case DP_OP_RELU6:
-        case DP_OP_DROPOUT:
-        case DP_OP_ADD:
+        case NN_BLOCK_FOLLOWS:
             /* Layout-preserving: fine exactly when the output is blocked too. */
             return net->layers[i].layout == NN_LAYOUT_NCHW16C;
-        case DP_OP_FLATTEN:
-        case DP_OP_LINEAR: {
+        case NN_BLOCK_READS_1X1: {
             /* A 1x1 map has the same memory order in both layouts. */
             const struct dp_layer *p = &net->m->layers[l->inputs[k]];
             return p->out_h * p->out_w == 1;
         }
-        default:
-            return 0;
+        case NN_BLOCK_NONE:
+            break;
     }
+    return 0;
 }
 
 /*
@@ -642,7 +684,7 @@ static size_t net_plan(struct nn_net *net, char *base)
         const struct dp_layer *l = &m->layers[i];
         struct nn_net_layer *s = &net->layers[i];
         const size_t cnt = B * dp_model_out_size(m, i);
-        if (l->op == DP_OP_FLATTEN) {
+        if (net_ops[l->op].alias) {
             /* Alias: filled when inputs are wired below. */
         } else {
             size_t bytes = net_align(dp_size_mul(cnt, sizeof(float)));
@@ -652,22 +694,11 @@ static size_t net_plan(struct nn_net *net, char *base)
             }
             off += 2 * bytes;
         }
-        size_t extra = 0;
-        if (l->op == DP_OP_BN2D)
-            extra = net_align((size_t)l->out_c * 2 * sizeof(float));
-        else if (l->op == DP_OP_MAXPOOL)
-            extra = net_align(cnt * sizeof(int));
-        else if (l->op == DP_OP_DROPOUT)
-            extra = net_align(cnt);
-        if (base != NULL && extra != 0) {
-            if (l->op == DP_OP_BN2D)
-                s->stat = (float *)(base + off);
-            else if (l->op == DP_OP_MAXPOOL)
-                s->argmax = (int *)(base + off);
-            else
-                s->mask = (uint8_t *)(base + off);
+        if (net_ops[l->op].cache_bytes != NULL) {
+            if (base != NULL)
+                s->cache = base + off;
+            off += net_align(net_ops[l->op].cache_bytes(l, cnt));
         }
-        off += extra;
     }
     if (base == NULL)
         return off;
@@ -680,7 +711,7 @@ static size_t net_plan(struct nn_net *net, char *base)
             /* The model input needs no gradient for training; skip its backward. */
             s->din[k] = src == DP_MODEL_INPUT ? NULL : net->layers[src].dout;
         }
-        if (l->op == DP_OP_FLATTEN) {
+        if (net_ops[l->op].alias) {
             s->out = (float *)s->in[0];
             s->dout = s->din[0];
         }
@@ -708,8 +739,15 @@ enum dp_err nn_net_new_ex(struct dp_model *m, int max_batch, int use_dnnl, struc
                               "the last layer '%s' must produce a vector of logits, not a "
                               "%dx%dx%d map",
                               last->name, last->out_c, last->out_h, last->out_w);
-    if (last->op == DP_OP_FLATTEN && last->inputs[0] == DP_MODEL_INPUT)
+    if (net_ops[last->op].alias && last->inputs[0] == DP_MODEL_INPUT)
         return dp_errinfo_set(ei, DP_EINVAL, "the model computes nothing");
+    for (int i = 0; i < m->n_layers; i++) {
+        if (!nn_net_op_supported(m->layers[i].op))
+            return dp_errinfo_set(ei, DP_EUNSUPPORTED,
+                                  "layer '%s': the engine cannot run op %s (no row in its op "
+                                  "table)",
+                                  m->layers[i].name, dp_op_name(m->layers[i].op));
+    }
     struct nn_net *net = dp_calloc(1, sizeof(*net));
     if (net == NULL)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory");
@@ -717,6 +755,9 @@ enum dp_err nn_net_new_ex(struct dp_model *m, int max_batch, int use_dnnl, struc
     net->max_batch = max_batch;
     net->n_classes = last->out_c;
     net->dropout_seed = 0x5eed;
+    /* Read once: the convolution scratch below is sized for this team, and
+     * forward and backward run every kernel with it (net_threads_enter). */
+    net->n_threads = omp_get_max_threads();
     const size_t B = (size_t)max_batch;
     const size_t in_n = B * dp_model_out_size(m, DP_MODEL_INPUT);
     size_t scratch = 1;
@@ -815,6 +856,9 @@ size_t nn_net_bytes(const struct nn_net *net)
 
 /* ---- Forward and backward ------------------------------------------------ */
 
+static const float *net_forward(struct nn_net *net, const float *x, int n, int train);
+static void net_backward(struct nn_net *net, const int32_t *labels, int n);
+
 enum dp_err nn_net_profile_enable(struct nn_net *net)
 {
     if (net->prof == NULL)
@@ -829,7 +873,37 @@ static double net_clock(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/*
+ * Sets the calling thread's OpenMP team size to the one the net was built
+ * for and returns the previous one, for net_threads_leave. The caller may
+ * have changed it since nn_net_new (omp_set_num_threads is per thread and
+ * anyone may call it); a larger team would overflow the scratch sized at
+ * construction, and a different one would change oneDNN's and the
+ * kernels' work split, so results would depend on the caller's state.
+ */
+static int net_threads_enter(const struct nn_net *net)
+{
+    const int saved = omp_get_max_threads();
+    if (saved != net->n_threads)
+        omp_set_num_threads(net->n_threads);
+    return saved;
+}
+
+static void net_threads_leave(const struct nn_net *net, int saved)
+{
+    if (saved != net->n_threads)
+        omp_set_num_threads(saved);
+}
+
 const float *nn_net_forward(struct nn_net *net, const float *x, int n, int train)
+{
+    const int saved = net_threads_enter(net);
+    const float *out = net_forward(net, x, n, train);
+    net_threads_leave(net, saved);
+    return out;
+}
+
+static const float *net_forward(struct nn_net *net, const float *x, int n, int train)
 {
     const struct dp_model *m = net->m;
     memcpy(net->input, x, (size_t)n * dp_model_out_size(m, DP_MODEL_INPUT) * sizeof(float));
@@ -857,15 +931,22 @@ float nn_net_loss(struct nn_net *net, const int32_t *labels, int n, int *correct
     return nn_xent_forward(net->probs, logits, labels, n, net->n_classes);
 }
 
-/* The layer whose activation memory layer i uses (Flatten aliases its input). */
+/* The layer whose activation memory layer i uses (an alias such as Flatten uses its input's). */
 static int net_alias_root(const struct dp_model *m, int i)
 {
-    while (i != DP_MODEL_INPUT && m->layers[i].op == DP_OP_FLATTEN)
+    while (i != DP_MODEL_INPUT && net_ops[m->layers[i].op].alias)
         i = m->layers[i].inputs[0];
     return i;
 }
 
 void nn_net_backward(struct nn_net *net, const int32_t *labels, int n)
+{
+    const int saved = net_threads_enter(net);
+    net_backward(net, labels, n);
+    net_threads_leave(net, saved);
+}
+
+static void net_backward(struct nn_net *net, const int32_t *labels, int n)
 {
     const struct dp_model *m = net->m;
     /* Activation gradients accumulate (fan-out in residual nets), so each

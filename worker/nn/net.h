@@ -19,11 +19,16 @@
  * layers, and oneDNN primitives for every convolution at the full batch
  * size. Forward and backward never allocate, except to build primitives the
  * first time a smaller batch (the last of an epoch, evaluation) comes by. Each op is dispatched
- * through a small table of functions (struct nn_layer_ops in net.c);
- * Flatten aliases its input's memory and costs nothing.
+ * through the engine's op table (struct nn_layer_ops in net.c: forward,
+ * backward, blocked-layout behaviour, per-layer cache, aliasing), indexed
+ * like common/op.h's; Flatten aliases its input's memory and costs nothing.
  *
  * The net borrows the model: parameters are read from and written to
- * model->data directly. One thread drives a net; the kernels use OpenMP.
+ * model->data directly. One thread drives a net; the kernels use OpenMP
+ * with the team size in force when nn_net_new ran (omp_get_max_threads()
+ * then): forward and backward set it for their duration and restore the
+ * caller's afterwards, because the scratch is sized for it and results
+ * depend on it.
  */
 #ifndef DP_WORKER_NN_NET_H
 #define DP_WORKER_NN_NET_H
@@ -42,6 +47,7 @@ struct nn_net {
     struct dp_model *m; /* borrowed */
     int max_batch;
     int n_classes;  /* per-sample size of the last layer's output */
+    int n_threads;  /* OpenMP team size, read once by nn_net_new; every call runs with it */
     float *grad;    /* n_floats, same layout as m->data */
     float *input;   /* (max_batch, in_c, in_h, in_w) */
     float *probs;   /* (max_batch, n_classes) softmax cache of the loss */
@@ -73,6 +79,10 @@ enum dp_err nn_net_new(struct dp_model *m, int max_batch, struct nn_net **out,
  * of conv2d.h instead of oneDNN (for comparisons and as a fallback). */
 enum dp_err nn_net_new_ex(struct dp_model *m, int max_batch, int use_dnnl, struct nn_net **out,
                           struct dp_errinfo *ei);
+
+/* Whether the engine has forward and backward functions for op (its row in
+ * net.c's op table); nn_net_new refuses a model using an op without. */
+int nn_net_op_supported(enum dp_op op);
 
 /* Releases the net (not the model). NULL is a no-op. */
 void nn_net_free(struct nn_net *net);

@@ -1,0 +1,347 @@
+/*
+ * The op table (see op.h): each op's row and its shape inference.
+ *
+ * DESIGN: one infer function per op (or per family sharing a rule), each
+ * reading only the attribute groups its row lists, so that a new op is one
+ * function and one row here plus its engine row (worker/nn/net.c). Window
+ * ops share model_window_out, which follows PyTorch's output-size rule.
+ */
+#include "common/op.h"
+
+#include <string.h>
+
+#include "common/model.h"
+#include "common/model_int.h"
+
+/* ---- Shape inference helpers --------------------------------------------- */
+
+/* Output length of a window op along one axis; < 1 when the window does not fit. */
+static int op_window_out(int in, int k, int s, int p0, int p1, int d, int ceil_mode)
+{
+    int eff = d * (k - 1) + 1;
+    int span = in + p0 + p1 - eff;
+    if (span < 0 || s <= 0)
+        return 0;
+    int out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    /* PyTorch rule: the last window must start inside the input or left padding. */
+    if (ceil_mode && (out - 1) * s >= in + p0)
+        out--;
+    return out;
+}
+
+static enum dp_err op_check_window(const struct dp_layer *l, struct dp_errinfo *ei)
+{
+    const struct dp_op_attrs *a = &l->a;
+    /* The upper bounds keep every window computation far from int overflow. */
+    if (a->kh < 1 || a->kw < 1 || a->sh < 1 || a->sw < 1 || a->dh < 1 || a->dw < 1 || a->pt < 0 ||
+        a->pl < 0 || a->pb < 0 || a->pr < 0 || a->kh > 1024 || a->kw > 1024 || a->sh > 1024 ||
+        a->sw > 1024 || a->dh > 1024 || a->dw > 1024 || a->pt > 4096 || a->pl > 4096 ||
+        a->pb > 4096 || a->pr > 4096)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "layer '%s': kernel, stride and dilation must be in [1, 1024] "
+                              "and padding in [0, 4096]",
+                              l->name);
+    return DP_OK;
+}
+
+/* Sets layer l's output shape. */
+static void op_set_out(struct dp_layer *l, int c, int h, int w)
+{
+    l->out_c = c;
+    l->out_h = h;
+    l->out_w = w;
+}
+
+/* ---- Shape inference per op ---------------------------------------------- */
+
+static enum dp_err op_conv2d_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    enum dp_err err = op_check_window(l, ei);
+    if (err)
+        return err;
+    if (a->out_ch > (1 << 20))
+        return dp_errinfo_set(ei, DP_ETOOBIG, "layer '%s': %d output channels", l->name, a->out_ch);
+    if (a->groups < 1 || c % a->groups != 0 || a->out_ch < 1 || a->out_ch % a->groups != 0)
+        return dp_errinfo_set(ei, DP_ESHAPE,
+                              "layer '%s': %d input and %d output channels are not "
+                              "divisible by groups=%d",
+                              l->name, c, a->out_ch, a->groups);
+    int oh = op_window_out(h, a->kh, a->sh, a->pt, a->pb, a->dh, 0);
+    int ow = op_window_out(w, a->kw, a->sw, a->pl, a->pr, a->dw, 0);
+    if (oh < 1 || ow < 1)
+        return dp_errinfo_set(ei, DP_ESHAPE, "layer '%s': %dx%d kernel does not fit a %dx%d input",
+                              l->name, a->kh, a->kw, h, w);
+    op_set_out(l, a->out_ch, oh, ow);
+    int64_t ws[4] = {a->out_ch, c / a->groups, a->kh, a->kw};
+    err = dp_model__param_add(m, i, "weight", 1, 4, ws, ei);
+    if (!err && a->has_bias) {
+        int64_t bs[1] = {a->out_ch};
+        err = dp_model__param_add(m, i, "bias", 1, 1, bs, ei);
+    }
+    return err;
+}
+
+static enum dp_err op_linear_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    if (a->out_ch < 1 || a->out_ch > (1 << 24))
+        return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': out features must be in [1, 2^24]",
+                              l->name);
+    op_set_out(l, a->out_ch, 1, 1);
+    int64_t ws[2] = {a->out_ch, (int64_t)c * h * w};
+    enum dp_err err = dp_model__param_add(m, i, "weight", 1, 2, ws, ei);
+    if (!err && a->has_bias) {
+        int64_t bs[1] = {a->out_ch};
+        err = dp_model__param_add(m, i, "bias", 1, 1, bs, ei);
+    }
+    return err;
+}
+
+/* maxpool and avgpool */
+static enum dp_err op_pool_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    enum dp_err err = op_check_window(l, ei);
+    if (err)
+        return err;
+    if (a->pt * 2 > a->kh || a->pl * 2 > a->kw || a->pb * 2 > a->kh || a->pr * 2 > a->kw)
+        return dp_errinfo_set(
+            ei, DP_EINVAL, "layer '%s': pooling padding must be at most half the window", l->name);
+    int oh = op_window_out(h, a->kh, a->sh, a->pt, a->pb, a->dh, a->ceil_mode);
+    int ow = op_window_out(w, a->kw, a->sw, a->pl, a->pr, a->dw, a->ceil_mode);
+    if (oh < 1 || ow < 1)
+        return dp_errinfo_set(ei, DP_ESHAPE, "layer '%s': %dx%d window does not fit a %dx%d input",
+                              l->name, a->kh, a->kw, h, w);
+    op_set_out(l, c, oh, ow);
+    return DP_OK;
+}
+
+static enum dp_err op_gap_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    (void)ei;
+    struct dp_layer *l = &m->layers[i];
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    op_set_out(l, c, 1, 1);
+    return DP_OK;
+}
+
+static enum dp_err op_bn2d_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    if (!(a->eps > 0.0f && a->eps < 1.0f) || !(a->momentum >= 0.0f && a->momentum <= 1.0f))
+        return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': eps must be > 0 and momentum in [0, 1]",
+                              l->name);
+    op_set_out(l, c, h, w);
+    int64_t s[1] = {c};
+    enum dp_err err = dp_model__param_add(m, i, "weight", 1, 1, s, ei);
+    if (!err)
+        err = dp_model__param_add(m, i, "bias", 1, 1, s, ei);
+    if (!err)
+        err = dp_model__param_add(m, i, "running_mean", 0, 1, s, ei);
+    if (!err)
+        err = dp_model__param_add(m, i, "running_var", 0, 1, s, ei);
+    return err;
+}
+
+/* BatchNorm starts as the identity: scale 1, running variance 1. */
+static void op_bn2d_init(struct dp_model *m, int i)
+{
+    const struct dp_layer *l = &m->layers[i];
+    for (int k = 0; k < l->n_params; k++) {
+        const struct dp_param *p = &m->params[l->first_param + k];
+        const char *dot = strrchr(p->name, '.');
+        if (dot != NULL && (strcmp(dot, ".weight") == 0 || strcmp(dot, ".running_var") == 0)) {
+            for (size_t j = 0; j < p->numel; j++)
+                m->data[p->offset + j] = 1.0f;
+        }
+    }
+}
+
+static enum dp_err op_add_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    int c, h, w, c2, h2, w2;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    dp_model__in_shape(m, l->inputs[1], &c2, &h2, &w2);
+    if (c != c2 || h != h2 || w != w2)
+        return dp_errinfo_set(ei, DP_ESHAPE,
+                              "layer '%s': operands have shapes %dx%dx%d and %dx%dx%d", l->name, c,
+                              h, w, c2, h2, w2);
+    op_set_out(l, c, h, w);
+    return DP_OK;
+}
+
+static enum dp_err op_flatten_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    (void)ei;
+    struct dp_layer *l = &m->layers[i];
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    /* c*h*w <= 2^28: every input and activation is held to that cap. */
+    op_set_out(l, c * h * w, 1, 1);
+    return DP_OK;
+}
+
+static enum dp_err op_dropout_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    if (!(l->a.p >= 0.0f && l->a.p < 1.0f))
+        return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': dropout p must be in [0, 1)", l->name);
+    op_set_out(l, c, h, w);
+    return DP_OK;
+}
+
+/* relu, relu6: the input's shape, nothing to check */
+static enum dp_err op_same_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    (void)ei;
+    struct dp_layer *l = &m->layers[i];
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    op_set_out(l, c, h, w);
+    return DP_OK;
+}
+
+static enum dp_err op_softmax_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    if (a->axis < 1 || a->axis > 3 || a->axis_end < a->axis || a->axis_end > 3)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "layer '%s': softmax axes [%d, %d] must satisfy 1 <= axis "
+                              "<= axis_end <= 3",
+                              l->name, a->axis, a->axis_end);
+    op_set_out(l, c, h, w);
+    return DP_OK;
+}
+
+static enum dp_err op_clip_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    if (!(l->a.lo <= l->a.hi))
+        return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': clip needs lo <= hi", l->name);
+    op_set_out(l, c, h, w);
+    return DP_OK;
+}
+
+static enum dp_err op_concat_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    int d1[3], d2[3];
+    dp_model__in_shape(m, l->inputs[0], &d1[0], &d1[1], &d1[2]);
+    dp_model__in_shape(m, l->inputs[1], &d2[0], &d2[1], &d2[2]);
+    if (a->axis < 1 || a->axis > 3)
+        return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': concat axis %d is not 1, 2 or 3", l->name,
+                              a->axis);
+    for (int k = 0; k < 3; k++) {
+        if (k != a->axis - 1 && d1[k] != d2[k])
+            return dp_errinfo_set(ei, DP_ESHAPE,
+                                  "layer '%s': cannot join %dx%dx%d and %dx%dx%d along axis %d",
+                                  l->name, d1[0], d1[1], d1[2], d2[0], d2[1], d2[2], a->axis);
+    }
+    d1[a->axis - 1] += d2[a->axis - 1];
+    op_set_out(l, d1[0], d1[1], d1[2]);
+    return DP_OK;
+}
+
+static enum dp_err op_reshape_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    if (a->to_c < 1 || a->to_h < 1 || a->to_w < 1 ||
+        (int64_t)a->to_c * a->to_h * a->to_w != (int64_t)c * h * w)
+        return dp_errinfo_set(ei, DP_ESHAPE, "layer '%s': cannot reshape %dx%dx%d to %dx%dx%d",
+                              l->name, c, h, w, a->to_c, a->to_h, a->to_w);
+    op_set_out(l, a->to_c, a->to_h, a->to_w);
+    return DP_OK;
+}
+
+/* ---- The table ----------------------------------------------------------- */
+
+#define OP_WIN  (DP_ATTR_WINDOW | DP_ATTR_CEIL_MODE)
+#define OP_CONV (DP_ATTR_OUT_CH | DP_ATTR_WINDOW | DP_ATTR_GROUPS | DP_ATTR_HAS_BIAS)
+
+/* Columns: name, inputs, attributes, infer, init, channels, keeps zeros, compressible. */
+static const struct dp_op_info op_table[DP_OP__COUNT] = {
+    [DP_OP_CONV2D] = {"conv2d", 1, OP_CONV, op_conv2d_infer, NULL, DP_OP_CHAN_STARTS, 0, 1},
+    [DP_OP_LINEAR] = {"linear", 1, DP_ATTR_OUT_CH | DP_ATTR_HAS_BIAS, op_linear_infer, NULL,
+                      DP_OP_CHAN_STARTS, 0, 1},
+    [DP_OP_RELU] = {"relu", 1, 0, op_same_infer, NULL, DP_OP_CHAN_KEEPS, 1, 0},
+    [DP_OP_RELU6] = {"relu6", 1, 0, op_same_infer, NULL, DP_OP_CHAN_KEEPS, 1, 0},
+    [DP_OP_MAXPOOL] = {"maxpool", 1, OP_WIN, op_pool_infer, NULL, DP_OP_CHAN_KEEPS, 1, 0},
+    [DP_OP_AVGPOOL] = {"avgpool", 1, OP_WIN | DP_ATTR_COUNT_PAD, op_pool_infer, NULL,
+                       DP_OP_CHAN_KEEPS, 1, 0},
+    [DP_OP_GAP] = {"gap", 1, 0, op_gap_infer, NULL, DP_OP_CHAN_KEEPS, 1, 0},
+    /* KEEPS but not keeps_zeros: a zero channel leaves BN as its shift. */
+    [DP_OP_BN2D] = {"bn2d", 1, DP_ATTR_BN, op_bn2d_infer, op_bn2d_init, DP_OP_CHAN_KEEPS, 0, 0},
+    [DP_OP_ADD] = {"add", 2, 0, op_add_infer, NULL, DP_OP_CHAN_JOINS, 0, 0},
+    [DP_OP_FLATTEN] = {"flatten", 1, 0, op_flatten_infer, NULL, DP_OP_CHAN_KEEPS, 1, 0},
+    [DP_OP_DROPOUT] = {"dropout", 1, DP_ATTR_P, op_dropout_infer, NULL, DP_OP_CHAN_KEEPS, 1, 0},
+    /* Not taught to purification yet: their channels stay. */
+    [DP_OP_SOFTMAX] = {"softmax", 1, DP_ATTR_AXIS, op_softmax_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_CONCAT] = {"concat", 2, DP_ATTR_AXIS, op_concat_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_CLIP] = {"clip", 1, DP_ATTR_BOUNDS, op_clip_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_RESHAPE] = {"reshape", 1, DP_ATTR_TO, op_reshape_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+};
+
+#undef OP_WIN
+#undef OP_CONV
+
+const struct dp_op_info *dp_op_info(enum dp_op op)
+{
+    if ((int)op < 0 || op >= DP_OP__COUNT)
+        return NULL;
+    return &op_table[op];
+}
+
+const char *dp_op_name(enum dp_op op)
+{
+    const struct dp_op_info *oi = dp_op_info(op);
+    return oi != NULL ? oi->name : NULL;
+}
+
+enum dp_err dp_op_from_name(const char *name, enum dp_op *out)
+{
+    for (int i = 0; i < DP_OP__COUNT; i++) {
+        if (op_table[i].name != NULL && strcmp(op_table[i].name, name) == 0) {
+            *out = (enum dp_op)i;
+            return DP_OK;
+        }
+    }
+    return DP_EFORMAT;
+}
+
+enum dp_op_chan dp_layer_chan(const struct dp_model *m, int layer)
+{
+    const struct dp_layer *l = &m->layers[layer];
+    if (l->op == DP_OP_CONV2D) {
+        int c, h, w;
+        dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+        if (l->a.groups > 1 && l->a.groups == c && l->out_c == c)
+            return DP_OP_CHAN_KEEPS; /* depthwise: channel c reads input channel c only */
+    }
+    return op_table[l->op].chan;
+}
