@@ -169,7 +169,7 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, js
     json_t *t = NULL;
     char task_id[SRV_ID_MAX], job_id[SRV_ID_MAX], type[16], dep[SRV_ID_MAX], ckpt[65];
     *out = NULL;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -221,7 +221,7 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const char *worker_id, js
 done:
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (err) {
         json_decref(t);
         return err;
@@ -284,7 +284,7 @@ enum dp_err srv_store_task_heartbeat(struct srv_store *st, const char *task_id, 
     int cancel = 0;
     int64_t expires = srv_now_ms() + st->cfg.lease_ms;
     *out = NULL;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -317,7 +317,7 @@ enum dp_err srv_store_task_heartbeat(struct srv_store *st, const char *task_id, 
         err = job_cancel_requested(st, l.job_id, &cancel, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (!err) {
         *out = json_pack("{s:o, s:b}", "lease_expires_at", srv_store__json_time(expires), "cancel",
                          cancel);
@@ -331,7 +331,7 @@ enum dp_err srv_store_task_events(struct srv_store *st, const char *task_id, int
                                   json_t *events, struct dp_errinfo *ei)
 {
     struct srv_lease l;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -360,7 +360,7 @@ enum dp_err srv_store_task_events(struct srv_store *st, const char *task_id, int
     }
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -368,9 +368,9 @@ enum dp_err srv_store_task_fence_check(struct srv_store *st, const char *task_id
                                        struct dp_errinfo *ei)
 {
     struct srv_lease l;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = lease_check(st, task_id, fence, &l, ei);
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -380,7 +380,7 @@ enum dp_err srv_store_task_artifact(struct srv_store *st, const char *task_id, i
 {
     struct srv_lease l;
     int64_t now = srv_now_ms();
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -410,7 +410,7 @@ enum dp_err srv_store_task_artifact(struct srv_store *st, const char *task_id, i
     }
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -492,7 +492,7 @@ enum dp_err srv_store_task_complete(struct srv_store *st, const char *task_id, i
 {
     struct srv_lease l;
     int cancel = 0;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -534,7 +534,7 @@ enum dp_err srv_store_task_complete(struct srv_store *st, const char *task_id, i
         err = srv_store__job_refresh(st, l.job_id, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -542,7 +542,7 @@ enum dp_err srv_store_task_fail(struct srv_store *st, const char *task_id, int64
                                 const char *message, int retryable, struct dp_errinfo *ei)
 {
     struct srv_lease l;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -551,7 +551,7 @@ enum dp_err srv_store_task_fail(struct srv_store *st, const char *task_id, int64
         err = task_fail_locked(st, task_id, &l, "error", message, retryable, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -560,7 +560,7 @@ enum dp_err srv_store_task_release(struct srv_store *st, const char *task_id, in
 {
     struct srv_lease l;
     int cancel = 0;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -575,7 +575,7 @@ enum dp_err srv_store_task_release(struct srv_store *st, const char *task_id, in
         err = srv_store__job_refresh(st, l.job_id, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -584,7 +584,7 @@ enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, int *n_ready, st
     *n_reaped = 0;
     *n_ready = 0;
     int64_t now = srv_now_ms();
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -640,6 +640,6 @@ enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, int *n_ready, st
         *n_ready = ready > INT_MAX ? INT_MAX : (int)ready;
     }
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
