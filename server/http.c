@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
@@ -376,9 +377,14 @@ void srv_idem_hash(const void *data, size_t n, char hash[65])
 int srv_park(struct srv_http *h, struct srv_req *r, uint64_t gen, int64_t deadline_ms)
 {
     pthread_mutex_lock(&h->wait_mu);
+    if (h->stopping) {
+        r->poll_deadline_ms = srv_mono_ms();
+        pthread_mutex_unlock(&h->wait_mu);
+        return SRV_PARK_STOPPING;
+    }
     if (srv_store_generation(h->st) != gen) {
         pthread_mutex_unlock(&h->wait_mu);
-        return 1;
+        return SRV_PARK_CHANGED;
     }
     struct srv_waiter *w = &r->waiter;
     w->deadline_ms = deadline_ms;
@@ -389,7 +395,7 @@ int srv_park(struct srv_http *h, struct srv_req *r, uint64_t gen, int64_t deadli
     h->waiters.next = w;
     MHD_suspend_connection(w->conn);
     pthread_mutex_unlock(&h->wait_mu);
-    return 0;
+    return SRV_PARKED;
 }
 
 static void waiter_unlink(struct srv_waiter *w)
@@ -443,6 +449,7 @@ static void req_free(struct srv_http *h, struct srv_req *r)
     json_decref(r->json);
     srv_blob_free(r->blob);
     dp_free(r);
+    atomic_fetch_sub(&h->n_reqs, 1);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -491,6 +498,11 @@ static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn
 static enum MHD_Result req_begin(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
                                  const char *url, const char *method)
 {
+    pthread_mutex_lock(&h->wait_mu);
+    int stopping = h->stopping;
+    pthread_mutex_unlock(&h->wait_mu);
+    if (stopping)
+        return srv_reply_error(conn, r, 503, "shutting_down", "the server is shutting down");
     int path_found = 0;
     for (size_t i = 0; i < N_ROUTES && r->route == NULL; i++) {
         if (!route_match(srv_routes[i].path, url, r))
@@ -619,6 +631,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r = dp_calloc(1, sizeof(*r));
         if (r == NULL)
             return MHD_NO;
+        atomic_fetch_add(&h->n_reqs, 1);
         r->waiter.conn = conn;
         *con_cls = r;
         r->h = h;
@@ -704,9 +717,25 @@ void srv_http_stop(struct srv_http *h)
 {
     if (h == NULL)
         return;
-    /* MHD requires every suspended connection to be resumed before stopping. */
-    MHD_quiesce_daemon(h->daemon);
+    /* MHD aborts the process when it stops with a connection suspended, and
+     * a resumed long-poll would park again at once. So: from here on
+     * nothing parks (srv_park answers SRV_PARK_STOPPING) and new requests
+     * are refused; the listening socket closes (new connections are
+     * refused by the kernel); every parked request is resumed and given
+     * up to SRV_STOP_DRAIN_MS to finish its answer (a claim's 204, an
+     * event stream's last chunk) before the daemon closes what is left. */
+    pthread_mutex_lock(&h->wait_mu);
+    h->stopping = 1;
+    pthread_mutex_unlock(&h->wait_mu);
+    MHD_socket lfd = MHD_quiesce_daemon(h->daemon);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
     wake(h, 1);
+    int64_t until = srv_mono_ms() + SRV_STOP_DRAIN_MS;
+    while (atomic_load(&h->n_reqs) > 0 && srv_mono_ms() < until) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(h->daemon);
     pthread_mutex_destroy(&h->wait_mu);
     dp_free(h);

@@ -22,6 +22,9 @@
 #include "server/store.h"
 
 #define SRV_JSON_BODY_MAX (1u << 20) /* JSON bodies, bytes */
+/* srv_http_stop waits up to this long for resumed long-polls and event
+ * streams to finish their answer before it closes every connection. */
+#define SRV_STOP_DRAIN_MS 3000
 #define SRV_MAX_PARAMS    3
 
 enum srv_body { SRV_BODY_NONE, SRV_BODY_JSON, SRV_BODY_UPLOAD };
@@ -80,6 +83,8 @@ struct srv_http {
     struct srv_store *st;
     pthread_mutex_t wait_mu;
     struct srv_waiter waiters; /* list head (sentinel) */
+    int stopping;      /* srv_http_stop began: park nothing, refuse new requests (wait_mu) */
+    atomic_int n_reqs; /* live struct srv_req: requests not yet completed */
     _Atomic uint64_t n_requests, n_2xx, n_4xx, n_5xx, n_bytes_uploaded;
     int64_t started_ms;
 };
@@ -138,10 +143,18 @@ enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct d
  * whatever else identifies the request. */
 void srv_idem_hash(const void *data, size_t n, char hash[65]);
 
+/* What srv_park did. */
+enum srv_park_result {
+    SRV_PARKED = 0,       /* suspended: return to MHD, the handler runs again on resume */
+    SRV_PARK_CHANGED = 1, /* the data changed since gen was read: look again at once */
+    SRV_PARK_STOPPING = 2 /* the server is stopping: answer now (r->poll_deadline_ms is set
+                           * to now, so a long-poll's next look answers as at its deadline;
+                           * an event stream ends) */
+};
+
 /* Parks the connection until srv_notify, or until srv_http_tick finds
- * deadline_ms (monotonic) passed.
- * Returns 0 when parked; 1 when the data changed since gen was read (the
- * caller should look again right away). */
+ * deadline_ms (monotonic) passed. Never parks once srv_http_stop began:
+ * the daemon cannot stop while a connection is suspended. */
 int srv_park(struct srv_http *h, struct srv_req *r, uint64_t gen, int64_t deadline_ms);
 
 /* ---- Server-Sent Events framing (sse.c; pure, unit-tested) ---- */

@@ -261,6 +261,93 @@ def count_jobs(s, tok):
         cursor = doc["next_cursor"]
 
 
+def raw_request(port, method, path, token=None, body=None, timeout=10):
+    """Opens a socket and sends one request (headers and body); returns the socket."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    data = json.dumps(body).encode() if body is not None else b""
+    head = "%s %s HTTP/1.1\r\nHost: x\r\n" % (method, path)
+    if token:
+        head += "Authorization: Bearer %s\r\n" % token
+    if body is not None:
+        head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(data)
+    c.sendall(head.encode() + b"\r\n" + data)
+    return c
+
+
+def read_all(c, limit=1 << 20):
+    """Reads until the peer closes or the socket times out; returns the bytes."""
+    out = b""
+    try:
+        while len(out) < limit:
+            b = c.recv(65536)
+            if not b:
+                break
+            out += b
+    except OSError:
+        pass
+    return out
+
+
+def wal_size(data):
+    p = os.path.join(data, "dnnpress.db-wal")
+    return os.path.getsize(p) if os.path.exists(p) else 0
+
+
+def check_shutdown(tmp):
+    """SIGTERM with parked long-poll claims and open event streams: every
+    parked request is answered (204, end of stream), the process exits 0
+    within a bounded time, and the store is closed (integrity, WAL merged)."""
+    data = os.path.join(tmp, "shutdown")
+    s = Server(data)
+    team, tok = setup_team(s, "shutdown")
+    agent = expect(s.req("POST", "/api/v1/tokens", {"team_id": team, "scope": "agent"}, ADMIN),
+                   201, "agent token")["token"]
+    m = expect(s.req("POST", "/api/v1/models", {"name": "m", "arch": "lenet5"}, tok), 201, "model")
+    d = expect(s.req("POST", "/api/v1/datasets", {"name": "d", "builtin": "fashion-mnist"}, tok),
+               201, "dataset")
+    job = expect(submit(s, tok, m["id"], d["id"]), 201, "submit")
+    w = expect(s.req("POST", "/agent/v1/register", {"name": "w", "version": "e2e",
+                                                    "capabilities": ["export"], "device": {}},
+                     agent), 201, "register")
+    for n in (1, 2, 4, 20):
+        if n > 1:
+            s = Server(data, port=s.port)
+        # An export-only worker finds nothing ready: its claims park.
+        claims = [raw_request(s.port, "POST", "/agent/v1/claim", agent,
+                              {"worker_id": w["worker_id"], "capabilities": ["export"],
+                               "wait_s": 30}) for _ in range(n)]
+        streams = [raw_request(s.port, "GET", "/api/v1/jobs/%s/events" % job["id"], tok)
+                   for _ in range(2)]
+        time.sleep(0.5)
+        t0 = time.time()
+        s.proc.send_signal(signal.SIGTERM)
+        try:
+            s.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            fail("SIGTERM with %d parked claims: still running after 10 s" % n)
+        dt = time.time() - t0
+        s.log.close()
+        check(s.proc.returncode == 0, "SIGTERM with %d parked claims and 2 event streams: exit "
+              "status %d (see %s)" % (n, s.proc.returncode, s.log.name))
+        check(dt < 5, "SIGTERM with %d parked claims took %.1f s" % (n, dt))
+        for c in claims:
+            got = read_all(c)
+            c.close()
+            check(got.startswith(b"HTTP/1.1 204"), "a parked claim at shutdown: %r" % got[:200])
+        for c in streams:
+            got = read_all(c)
+            c.close()
+            check(got.startswith(b"HTTP/1.1 200") and got.endswith(b"0\r\n\r\n"),
+                  "an event stream at shutdown ends with the last chunk: %r" % got[-200:])
+        # Before any other connection opens it (closing one merges the WAL too).
+        check(wal_size(data) == 0, "the store was closed (WAL merged): %d bytes" % wal_size(data))
+        con = sqlite3.connect(os.path.join(data, "dnnpress.db"))
+        check(con.execute("PRAGMA integrity_check").fetchone()[0] == "ok", "integrity_check")
+        con.close()
+        ok("SIGTERM with %d parked claims and 2 event streams: exit 0 in %.2f s, claims 204, "
+           "streams ended, store closed" % (n, dt))
+
+
 def main():
     check(os.access(SERVER, os.X_OK), "%s is not built" % SERVER)
     tmp = tempfile.mkdtemp(prefix="dp-e2e-server-")
@@ -270,6 +357,7 @@ def main():
         atexit.register(lambda: subprocess.run(["rm", "-rf", tmp]))
     data = os.path.join(tmp, "data")
     check_openapi()
+    check_shutdown(tmp)
     s = Server(data, ["--lease-s", "2", "--backoff-ms", "50", "--max-upload-mb", "2"])
 
     # -- auth and teams
