@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -358,11 +359,36 @@ enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct d
     size_t n = strlen(k);
     if (n == 0 || n > 128)
         return dp_errinfo_set(ei, DP_EINVAL, "Idempotency-Key: must be 1 to 128 characters");
-    for (const char *p = k; *p; p++)
-        if (*p < 0x21 || *p > 0x7e)
-            return dp_errinfo_set(ei, DP_EINVAL, "Idempotency-Key: printable ASCII only");
+    for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "Idempotency-Key: printable ASCII (0x20 to 0x7E) only");
     *key = k;
     return DP_OK;
+}
+
+const char *srv_bearer_token(const char *authorization)
+{
+    /* RFC 7235: the scheme is case-insensitive, then one or more spaces. */
+    if (strncasecmp(authorization, "Bearer ", 7) != 0)
+        return NULL;
+    const char *t = authorization + 7;
+    while (*t == ' ')
+        t++;
+    return *t ? t : NULL;
+}
+
+int srv_media_type_is(const char *content_type, const char *type)
+{
+    /* RFC 9110: type/subtype are case-insensitive; parameters may follow
+     * after optional whitespace and ';'. "application/jsonx" is another type. */
+    size_t n = strlen(type);
+    if (strncasecmp(content_type, type, n) != 0)
+        return 0;
+    const char *p = content_type + n;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return *p == '\0' || *p == ';';
 }
 
 void srv_idem_hash(const void *data, size_t n, char hash[65])
@@ -471,11 +497,12 @@ static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn
         return MHD_YES;
     }
     const char *a = srv_header(conn, "Authorization");
-    if (a == NULL || strncmp(a, "Bearer ", 7) != 0 || strlen(a + 7) > 256)
+    const char *secret = a ? srv_bearer_token(a) : NULL;
+    if (secret == NULL || strlen(secret) > 256)
         return srv_reply_error(conn, r, 401, "unauthorized",
                                "missing or malformed 'Authorization: Bearer <token>' header");
     char hash[65];
-    srv_token_hash(a + 7, hash);
+    srv_token_hash(secret, hash);
     enum dp_err err = srv_store_token_lookup(h->st, hash, &r->who);
     if (err == DP_ENOENT)
         return srv_reply_error(conn, r, 401, "unauthorized", "unknown token");
@@ -485,10 +512,10 @@ static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn
                    : r->who.scope == SRV_SCOPE_TEAM ? SRV_AUTH_TEAM
                                                     : SRV_AUTH_AGENT;
     if ((r->route->auth & bit) == 0)
-        return srv_reply_error(conn, r, 403, "forbidden", "this route needs a %s token",
-                               r->route->auth & SRV_AUTH_TEAM    ? "team"
-                               : r->route->auth & SRV_AUTH_AGENT ? "agent"
-                                                                 : "admin");
+        return srv_reply_error(conn, r, 403, "forbidden", "this route needs %s token",
+                               r->route->auth & SRV_AUTH_TEAM    ? "a team"
+                               : r->route->auth & SRV_AUTH_AGENT ? "an agent"
+                                                                 : "an admin");
     *ok = 1;
     return MHD_YES;
 }
@@ -528,7 +555,7 @@ static enum MHD_Result req_begin(struct srv_http *h, struct MHD_Connection *conn
     uint64_t len = cl ? strtoull(cl, NULL, 10) : 0;
     uint64_t upload_max = (uint64_t)h->cfg->max_upload_mb << 20;
     const char *ct = srv_header(conn, "Content-Type");
-    int is_json_ct = ct && strncmp(ct, "application/json", 16) == 0;
+    int is_json_ct = ct && srv_media_type_is(ct, "application/json");
     switch (r->route->body) {
         case SRV_BODY_NONE:
             if (len > 0)

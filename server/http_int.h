@@ -136,7 +136,19 @@ enum dp_err srv_json_int(const json_t *o, const char *where, const char *key, in
 enum dp_err srv_list_args(struct MHD_Connection *conn, int *limit, int64_t *cursor,
                           struct dp_errinfo *ei);
 
-/* The Idempotency-Key header (validated), or NULL when absent. */
+/* The token of an Authorization header value "Bearer <token>" (the scheme
+ * in any case, RFC 7235), pointing into authorization; NULL when the
+ * scheme is not Bearer or the token is empty. Pure. */
+const char *srv_bearer_token(const char *authorization);
+
+/* 1 when the Content-Type value content_type is exactly the media type
+ * type (case-insensitive), optionally followed by parameters
+ * ("application/json; charset=utf-8"); 0 otherwise ("application/jsonx").
+ * Pure. */
+int srv_media_type_is(const char *content_type, const char *type);
+
+/* The Idempotency-Key header (validated: 1 to 128 bytes of 0x20..0x7E), or
+ * NULL when absent. */
 enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct dp_errinfo *ei);
 /* The hash (64 hex digits) a request is remembered by under its
  * Idempotency-Key: of the n bytes at data (NULL when n is 0), the body or

@@ -293,6 +293,37 @@ def wal_size(data):
     return os.path.getsize(p) if os.path.exists(p) else 0
 
 
+def check_small_edges(s, tok):
+    """What a user sees at the edges of the HTTP layer."""
+    expect(s.req("POST", "/api/v1/teams", {"name": "x"}, tok), 403, "team token on an admin route",
+           contains="needs an admin token")
+    for scheme in ("bearer", "BEARER", "Bearer  "):
+        expect(s.req("GET", "/api/v1/me", headers={"Authorization": "%s %s" % (scheme, tok)}), 200,
+               "the Bearer scheme in any case (RFC 7235): %r" % scheme)
+    expect(s.req("GET", "/api/v1/me", headers={"Authorization": "Basic " + tok}), 401,
+           "another scheme", "unauthorized")
+    for ct in ("application/jsonfoo", "application/json-seq", "text/plain"):
+        expect(s.req("POST", "/api/v1/teams", {"name": "ct"}, ADMIN, headers={"Content-Type": ct}),
+               415, "Content-Type %s" % ct, "unsupported_media_type")
+    for i, ct in enumerate(("application/json; charset=utf-8", "Application/JSON",
+                            "application/json ;charset=UTF-8")):
+        expect(s.req("POST", "/api/v1/teams", {"name": "ct-%d" % i}, ADMIN,
+                     headers={"Content-Type": ct}), 201, "Content-Type %s" % ct)
+    # A malformed Content-Length is answered by libmicrohttpd itself, before
+    # the server sees the request (docs/api.md says exactly what comes back).
+    c = raw_request(s.port, "GET", "/healthz")
+    c.close()
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    c.sendall(b"POST /api/v1/teams HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n{}")
+    got = read_all(c)
+    c.close()
+    check(got.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in got,
+          "a malformed Content-Length: %r" % got[:300])
+    expect(s.req("GET", "/healthz"), 200, "still serving after a malformed Content-Length")
+    ok("edges: 'an admin token', Bearer in any case, exact media type with parameters, "
+       "malformed Content-Length 400 and close")
+
+
 def check_shutdown(tmp):
     """SIGTERM with parked long-poll claims and open event streams: every
     parked request is answered (204, end of stream), the process exits 0
@@ -373,6 +404,7 @@ def main():
     me = expect(s.req("GET", "/api/v1/me", token=tok_a), 200, "me")
     check(me["scope"] == "team" and me["team_id"] == team_a, "me: %r" % me)
     ok("auth: 401 without/bad token, 403 wrong scope, teams and tokens")
+    check_small_edges(s, tok_a)
 
     # -- models and datasets
     m = expect(s.req("POST", "/api/v1/models", {"name": "lenet", "arch": "lenet5"}, tok_a), 201,
@@ -559,6 +591,13 @@ def main():
     mb = expect(s.req("POST", "/api/v1/models", {"name": "lenet", "arch": "lenet5"}, tok_b), 201, "B model")
     db = expect(s.req("POST", "/api/v1/datasets", {"name": "fm", "builtin": "fashion-mnist"}, tok_b), 201, "B ds")
     jb = expect(submit(s, tok_b, mb["id"], db["id"], key="key-1"), 201, "B uses the same key")
+    # Printable ASCII, as docs/api.md says, includes the space.
+    js = expect(submit(s, tok_b, mb["id"], db["id"], key="key with space"), 201, "a key with a space")
+    check(submit(s, tok_b, mb["id"], db["id"], key="key with space")[1]["id"] == js["id"],
+          "a key with a space replays")
+    expect(submit(s, tok_b, mb["id"], db["id"], key="tab\tkey"), 400, "a key with a tab",
+           contains="Idempotency-Key")
+    expect(s.req("POST", "/api/v1/jobs/%s/cancel" % js["id"], token=tok_b), 202, "cancel")
     ok("Idempotency-Key: the same key twice -> one job (201 then 200), 8 clients at once -> one job; "
        "reuse with another body -> 409")
 
@@ -566,7 +605,7 @@ def main():
     expect(s.req("GET", "/api/v1/jobs/%s" % j1["id"], token=tok_b), 404, "B reads A's job")
     expect(s.req("POST", "/api/v1/jobs/%s/cancel" % j1["id"], token=tok_b), 404, "B cancels A's job")
     expect(s.req("GET", "/api/v1/jobs/%s/events" % j1["id"], token=tok_b), 404, "B streams A's job")
-    check(count_jobs(s, tok_b) == 1, "B sees only its own job")
+    check(count_jobs(s, tok_b) == 2, "B sees only its own two jobs")
     expect(s.req("GET", "/api/v1/models/%s/content" % om["id"], token=tok_b), 404, "B downloads A's model")
     ok("team isolation: team B gets 404 for team A's job, events, model")
 
