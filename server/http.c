@@ -26,7 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -231,6 +233,32 @@ enum MHD_Result srv_reply_err(struct MHD_Connection *conn, struct srv_req *r, en
             break;
     }
     return srv_reply_error(conn, r, status, code, "%s", dp_errinfo_msg(ei, err));
+}
+
+enum MHD_Result srv_reply_busy(struct MHD_Connection *conn, struct srv_req *r, unsigned retry_s,
+                               const char *msg)
+{
+    json_t *body = json_pack("{s:s, s:s}", "code", "busy", "message", msg);
+    struct srv_text b = {0};
+    enum dp_err err = body ? srv_text_add_json(&b, body, JSON_COMPACT) : DP_ENOMEM;
+    json_decref(body);
+    if (!err)
+        err = srv_text_add(&b, "\n", 1);
+    if (err) {
+        srv_text_free(&b);
+        return MHD_NO;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(b.len, b.p, dp_free);
+    if (resp == NULL) {
+        srv_text_free(&b);
+        return MHD_NO;
+    }
+    char retry[16];
+    snprintf(retry, sizeof(retry), "%u", retry_s);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Retry-After", retry);
+    return srv_reply_response(conn, r, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
 }
 
 enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
@@ -454,9 +482,109 @@ void srv_notify(struct srv_http *h)
     wake(h, 1);
 }
 
+static void heads_expire(struct srv_http *h);
+
 void srv_http_tick(struct srv_http *h)
 {
     wake(h, 0);
+    heads_expire(h);
+}
+
+/* ---- Connections: the request-head deadline ------------------------------------------- */
+
+static void head_unlink(struct srv_http *h, struct srv_conn *c)
+{
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    c->head_since_ms = 0;
+    h->n_heads--;
+}
+
+/* Closes c's socket for reading and writing: MHD sees the end at its next
+ * poll and closes the connection in its own thread. Safe from any thread
+ * under conn_mu, because MHD reports the close (and we unlist c) before it
+ * closes the descriptor, so fd is still this connection's. */
+static void head_drop(struct srv_http *h, struct srv_conn *c)
+{
+    head_unlink(h, c);
+    if (c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR);
+}
+
+/* c starts waiting for a request head (a new connection, or a kept-alive
+ * one after an answer); the oldest waiter goes past the cap. */
+static void head_wait(struct srv_http *h, struct srv_conn *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&h->conn_mu);
+    if (c->head_since_ms == 0) {
+        c->head_since_ms = srv_mono_ms();
+        c->prev = h->heads.prev;
+        c->next = &h->heads;
+        h->heads.prev->next = c;
+        h->heads.prev = c;
+        h->n_heads++;
+    }
+    while (h->n_heads > h->cfg->http_max_pending_conns && h->heads.next != c) {
+        head_drop(h, h->heads.next);
+        atomic_fetch_add(&h->n_head_evictions, 1);
+    }
+    pthread_mutex_unlock(&h->conn_mu);
+}
+
+/* c's request head is complete. */
+static void head_done(struct srv_http *h, struct srv_conn *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&h->conn_mu);
+    if (c->head_since_ms != 0)
+        head_unlink(h, c);
+    pthread_mutex_unlock(&h->conn_mu);
+}
+
+/* Closes the connections whose request head is overdue. */
+static void heads_expire(struct srv_http *h)
+{
+    int64_t limit = srv_mono_ms() - (int64_t)h->cfg->http_header_timeout_s * 1000;
+    pthread_mutex_lock(&h->conn_mu);
+    while (h->heads.next != &h->heads && h->heads.next->head_since_ms <= limit) {
+        head_drop(h, h->heads.next);
+        atomic_fetch_add(&h->n_head_timeouts, 1);
+    }
+    pthread_mutex_unlock(&h->conn_mu);
+}
+
+static struct srv_conn *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct srv_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct srv_conn *c = dp_calloc(1, sizeof(*c));
+        *socket_context = c;
+        if (c == NULL)
+            return; /* untracked: only the idle timeout applies */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = ci ? ci->connect_fd : -1;
+        head_wait(h, c);
+        return;
+    }
+    struct srv_conn *c = *socket_context;
+    if (c == NULL)
+        return;
+    head_done(h, c);
+    dp_free(c);
+    *socket_context = NULL;
 }
 
 /* ---- Request lifecycle ------------------------------------------------------------------ */
@@ -481,10 +609,16 @@ static void req_free(struct srv_http *h, struct srv_req *r)
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
-    (void)toe;
-    req_free(cls, *con_cls);
+    struct srv_http *h = cls;
+    req_free(h, *con_cls);
     *con_cls = NULL;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        /* Kept alive: the idle timeout is the default again, and the next
+         * request head has its deadline. */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned)h->cfg->http_timeout_s);
+        head_wait(h, conn_of(conn));
+    }
 }
 
 /* Authenticates the Bearer token against the route's scopes. */
@@ -551,6 +685,11 @@ static enum MHD_Result req_begin(struct srv_http *h, struct MHD_Connection *conn
     if (!ok)
         return ret;
 
+    if (r->route->body != SRV_BODY_NONE)
+        /* A body that stalls holds a socket and maybe a temp file: a
+         * shorter idle timeout until the answer (on_completed restores it). */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned)h->cfg->http_body_timeout_s);
     const char *cl = srv_header(conn, "Content-Length");
     uint64_t len = cl ? strtoull(cl, NULL, 10) : 0;
     uint64_t upload_max = (uint64_t)h->cfg->max_upload_mb << 20;
@@ -626,6 +765,41 @@ static void req_body(struct srv_req *r, const char *data, size_t n)
     r->body[r->body_len] = '\0';
 }
 
+/* A body (chunked: its length was not announced) went over its limit.
+ * Reading on would take in whatever the client sends (300 MB were pushed
+ * at a 5 MB limit), and libmicrohttpd 0.9.75 queues no response before
+ * the body is complete; so the 413 is written on the socket here, the
+ * sending side shut, and MHD_NO makes MHD close the connection. A client
+ * still sending may see the reset before it reads the answer. */
+static enum MHD_Result reply_too_large_and_close(struct MHD_Connection *conn, struct srv_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    json_t *body = json_pack("{s:s, s:s}", "code", "too_large", "message",
+                             dp_errinfo_msg(&r->body_ei, r->body_err));
+    struct srv_text b = {0};
+    enum dp_err err = body ? srv_text_add_json(&b, body, JSON_COMPACT) : DP_ENOMEM;
+    json_decref(body);
+    if (!err)
+        err = srv_text_add(&b, "\n", 1);
+    if (ci && !err) {
+        char head[256];
+        int n = snprintf(head, sizeof(head),
+                         "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                         b.len);
+        struct iovec iov[2] = {{head, (size_t)n}, {b.p, b.len}};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+        /* A fresh socket's send buffer takes these few hundred bytes at once. */
+        if (sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+            shutdown(ci->connect_fd, SHUT_WR);
+    }
+    srv_text_free(&b);
+    r->replied = 1;
+    count_status(r->h, 413);
+    return MHD_NO;
+}
+
 /* Parses the JSON body (an empty body is {} for routes whose fields are all optional). */
 static enum MHD_Result req_parse_json(struct MHD_Connection *conn, struct srv_req *r, int *ok)
 {
@@ -658,6 +832,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r = dp_calloc(1, sizeof(*r));
         if (r == NULL)
             return MHD_NO;
+        head_done(h, conn_of(conn));
         atomic_fetch_add(&h->n_reqs, 1);
         r->waiter.conn = conn;
         *con_cls = r;
@@ -671,6 +846,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         req_body(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
+        if (r->body_err == DP_ETOOBIG)
+            return reply_too_large_and_close(conn, r);
         return MHD_YES;
     }
     /* The body is complete (or this is a resumed, parked request). */
@@ -710,12 +887,15 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
     h->started_ms = srv_now_ms();
     h->waiters.next = h->waiters.prev = &h->waiters;
     pthread_mutex_init(&h->wait_mu, NULL);
+    h->heads.next = h->heads.prev = &h->heads;
+    pthread_mutex_init(&h->conn_mu, NULL);
 
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof(addr));
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)cfg->port);
     if (inet_pton(AF_INET, cfg->host, &addr.sin_addr) != 1) {
+        pthread_mutex_destroy(&h->conn_mu);
         pthread_mutex_destroy(&h->wait_mu);
         dp_free(h);
         return dp_errinfo_set(ei, DP_EINVAL, "--listen: '%s' is not an IPv4 address", cfg->host);
@@ -730,8 +910,11 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->http_max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)cfg->http_conn_mem_kb * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned)cfg->http_backlog, MHD_OPTION_END);
+        (unsigned)cfg->http_backlog, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->http_per_ip_conns, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_END);
     if (h->daemon == NULL) {
+        pthread_mutex_destroy(&h->conn_mu);
         pthread_mutex_destroy(&h->wait_mu);
         dp_free(h);
         return dp_errinfo_set(ei, DP_EIO, "cannot listen on %s (address in use?)", cfg->listen);
@@ -764,6 +947,7 @@ void srv_http_stop(struct srv_http *h)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(h->daemon);
+    pthread_mutex_destroy(&h->conn_mu);
     pthread_mutex_destroy(&h->wait_mu);
     dp_free(h);
 }

@@ -56,6 +56,17 @@ struct srv_waiter {
     struct srv_waiter *prev, *next;
 };
 
+/* A connection from accept to close (MHD_OPTION_NOTIFY_CONNECTION). While
+ * it waits for a request head it is in h->heads, oldest first: the
+ * housekeeping tick closes it when the head is not complete within
+ * --http-header-timeout-s (however slowly bytes trickle in), and the
+ * oldest goes when more than --http-max-pending-conns wait. */
+struct srv_conn {
+    int fd;
+    int64_t head_since_ms; /* monotonic; 0 when not waiting for a head */
+    struct srv_conn *prev, *next;
+};
+
 struct srv_req {
     struct srv_http *h;
     const struct srv_route *route;
@@ -83,6 +94,11 @@ struct srv_http {
     struct srv_store *st;
     pthread_mutex_t wait_mu;
     struct srv_waiter waiters; /* list head (sentinel) */
+    pthread_mutex_t conn_mu;
+    struct srv_conn heads;   /* connections waiting for a request head (sentinel), conn_mu */
+    int n_heads;             /* their number, conn_mu */
+    atomic_int n_validating; /* model validations running (--max-validations) */
+    _Atomic uint64_t n_head_timeouts, n_head_evictions;
     int stopping;      /* srv_http_stop began: park nothing, refuse new requests (wait_mu) */
     atomic_int n_reqs; /* live struct srv_req: requests not yet completed */
     _Atomic uint64_t n_requests, n_2xx, n_4xx, n_5xx, n_bytes_uploaded;
@@ -110,6 +126,10 @@ enum MHD_Result srv_reply_text(struct MHD_Connection *conn, struct srv_req *r, u
  * reply goes through here. */
 enum MHD_Result srv_reply_response(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                    struct MHD_Response *resp);
+/* 503 {"code":"busy","message":msg} with Retry-After: retry_s (seconds):
+ * the server is at a configured limit; the same request later may pass. */
+enum MHD_Result srv_reply_busy(struct MHD_Connection *conn, struct srv_req *r, unsigned retry_s,
+                               const char *msg);
 /* Streams a stored blob with ETag "<sha>"; 304 on a matching If-None-Match. */
 enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
                                const char *sha, int64_t size, const char *content_type);

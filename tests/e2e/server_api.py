@@ -324,6 +324,133 @@ def check_small_edges(s, tok):
        "malformed Content-Length 400 and close")
 
 
+def is_closed(c, wait=0.01):
+    """True when the peer closed c (EOF or reset); False while it is open."""
+    c.settimeout(wait)
+    try:
+        return c.recv(4096) == b""
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+def check_connection_limits(tmp):
+    """A flood of idle connections that trickle request-head bytes, from
+    many loopback addresses, must not take the API down: /healthz answers
+    at once throughout; one address gets no more than its cap; trickling
+    does not extend the head deadline. A chunked body over the limit is not
+    read on, and a stalled body does not hold its socket and temp file."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < min(hard, 8192):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    data = os.path.join(tmp, "conns")
+    s = Server(data, ["--http-per-ip-conns", "50", "--http-header-timeout-s", "2",
+                      "--http-max-pending-conns", "200", "--http-body-timeout-s", "1",
+                      "--max-upload-mb", "2"])
+    # One address gets its cap (50) and no more.
+    one = []
+    for _ in range(60):
+        c = socket.socket()
+        c.bind(("127.0.2.1", 0))
+        try:
+            c.connect(("127.0.0.1", s.port))
+        except OSError:
+            pass
+        one.append(c)
+    time.sleep(0.3)
+    n_one = sum(1 for c in one if not is_closed(c))
+    for c in one:
+        c.close()
+    check(n_one == 50, "60 connections from one address: %d kept (the cap is 50)" % n_one)
+    t_open = time.time()
+    socks = []
+    for i in range(2000):  # 40 addresses x 50: each at its cap
+        c = socket.socket()
+        c.settimeout(2)
+        c.bind(("127.0.1.%d" % (1 + i % 40), 0))
+        try:
+            c.connect(("127.0.0.1", s.port))
+            c.send(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        except OSError:
+            pass
+        socks.append(c)
+    worst = 0.0
+    for _ in range(5):
+        t0 = time.time()
+        try:
+            st = s.req("GET", "/healthz", timeout=5)[0]
+        except OSError as e:
+            st = repr(e)
+        dt = time.time() - t0
+        check(st == 200, "/healthz during a flood of 2,000 idle connections: %r after %.2f s"
+              % (st, dt))
+        worst = max(worst, dt)
+        for c in socks:  # a byte each, as a trickling client does
+            try:
+                c.send(b"a")
+            except OSError:
+                pass
+        time.sleep(0.2)
+    check(worst < 1.0, "/healthz took %.2f s during the flood" % worst)
+    # Trickling does not move the head deadline: all gone 2 s (+ a tick) after opening.
+    while time.time() - t_open < 3.0:
+        for c in socks:
+            try:
+                c.send(b"a")
+            except OSError:
+                pass
+        time.sleep(0.3)
+    time.sleep(0.5)
+    n_open = sum(1 for c in socks if not is_closed(c))
+    for c in socks:
+        c.close()
+    check(n_open == 0, "%d of 2,000 trickling connections still open past the 2 s head deadline"
+          % n_open)
+    ok("per-address cap: 50 of 60 kept; 2,000 idle trickling connections from 40 addresses: "
+       "/healthz in %.3f s at worst, all closed at the head deadline" % worst)
+
+    # A chunked upload over the limit (2 MB) is not read on: the client
+    # cannot push 100 MB, and the answer (when it can be read) is a JSON 413.
+    team, tok = setup_team(s, "conns")
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    c.sendall(b"POST /api/v1/models?name=big&format=onnx HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer " + tok.encode() + b"\r\nContent-Type: application/octet-stream"
+              b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n" % 65536 + b"\0" * 65536 + b"\r\n"
+    sent = 0
+    try:
+        while sent < (100 << 20):
+            c.sendall(chunk)
+            sent += 65536
+    except OSError:
+        pass
+    got = read_all(c)
+    c.close()
+    check(sent < (40 << 20), "a chunked upload over the 2 MB limit: the server read on (%d MB sent)"
+          % (sent >> 20))
+    check(got == b"" or (got.startswith(b"HTTP/1.1 413") and b"too_large" in got),
+          "the answer to an oversize chunked upload: %r" % got[:300])
+    # A stalled upload: closed after the body timeout (1 s), its temp file gone.
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    c.sendall(b"POST /api/v1/models?name=stall&format=onnx HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer " + tok.encode() + b"\r\nContent-Type: application/octet-stream"
+              b"\r\nContent-Length: 1000000\r\n\r\n" + b"\0" * 10000)
+    t0 = time.time()
+    closed = is_closed(c, 5)
+    dt = time.time() - t0
+    c.close()
+    check(closed and dt < 4, "a stalled upload body: closed %s after %.1f s" % (closed, dt))
+    time.sleep(0.2)
+    left = os.listdir(os.path.join(data, "tmp"))
+    check(not left, "temp files left by a dropped upload: %r" % left)
+    s.stop()
+    ok("bodies: a chunked upload is cut at the limit after %d MB sent (%s), a stalled body is "
+       "closed after %.1f s with its temp file removed"
+       % (sent >> 20, "413 read" if got else "reset before the answer", dt))
+
+
 def check_shutdown(tmp):
     """SIGTERM with parked long-poll claims and open event streams: every
     parked request is answered (204, end of stream), the process exits 0
@@ -389,6 +516,7 @@ def main():
     data = os.path.join(tmp, "data")
     check_openapi()
     check_shutdown(tmp)
+    check_connection_limits(tmp)
     s = Server(data, ["--lease-s", "2", "--backoff-ms", "50", "--max-upload-mb", "2"])
 
     # -- auth and teams
