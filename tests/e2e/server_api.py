@@ -320,6 +320,9 @@ def check_small_edges(s, tok):
     check(got.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in got,
           "a malformed Content-Length: %r" % got[:300])
     expect(s.req("GET", "/healthz"), 200, "still serving after a malformed Content-Length")
+    st, body, _ = s.req("GET", "/metrics")
+    check(st == 200 and b"# TYPE dnnpress_sqlite_wal_bytes gauge\ndnnpress_sqlite_wal_bytes " in body,
+          "/metrics shows the WAL size as a gauge")
     ok("edges: 'an admin token', Bearer in any case, exact media type with parameters, "
        "malformed Content-Length 400 and close")
 
