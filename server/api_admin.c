@@ -62,9 +62,13 @@ SRV_HANDLER(srv_api_metrics)
                  "# HELP dnnpress_workers Registered workers.\n# TYPE dnnpress_workers gauge\n"
                  "dnnpress_workers %" JSON_INTEGER_FORMAT "\n"
                  "# HELP dnnpress_uptime_seconds Seconds since the server started.\n"
-                 "# TYPE dnnpress_uptime_seconds gauge\ndnnpress_uptime_seconds %" PRId64 "\n",
+                 "# TYPE dnnpress_uptime_seconds gauge\ndnnpress_uptime_seconds %" PRId64 "\n"
+                 "# HELP dnnpress_sqlite_wal_bytes Size of the database's write-ahead log.\n"
+                 "# TYPE dnnpress_sqlite_wal_bytes gauge\n"
+                 "dnnpress_sqlite_wal_bytes %" JSON_INTEGER_FORMAT "\n",
                  json_integer_value(json_object_get(m, "workers")),
-                 (srv_now_ms() - h->started_ms) / 1000);
+                 (srv_now_ms() - h->started_ms) / 1000,
+                 json_integer_value(json_object_get(m, "wal_bytes")));
     json_decref(m);
     return srv_reply_text(conn, r, 200, "text/plain; version=0.0.4", buf);
 }

@@ -112,9 +112,19 @@ static enum MHD_Result create_upload(struct srv_http *h, struct MHD_Connection *
         err = srv_blob_finish(r->blob, sha, &size, &ei);
     if (!err && size == 0)
         err = dp_errinfo_set(&ei, DP_EINVAL, "the upload is empty");
-    if (!err)
-        err = model ? srv_validate_model(srv_blob_tmp_path(r->blob), format, &ei)
-                    : srv_validate_dataset(srv_blob_tmp_path(r->blob), format, &ei);
+    if (!err && model) {
+        /* Validating a model holds about twice its size in memory: at most
+         * --max-validations at once, the others are asked to come back. */
+        if (atomic_fetch_add(&h->n_validating, 1) >= h->cfg->max_validations) {
+            atomic_fetch_sub(&h->n_validating, 1);
+            return srv_reply_busy(conn, r, 5,
+                                  "too many model uploads are being validated; retry shortly");
+        }
+        err = srv_validate_model(srv_blob_tmp_path(r->blob), format, &ei);
+        atomic_fetch_sub(&h->n_validating, 1);
+    } else if (!err) {
+        err = srv_validate_dataset(srv_blob_tmp_path(r->blob), format, &ei);
+    }
     if (!err)
         err = srv_blob_publish(r->blob, &ei);
     if (err)

@@ -51,6 +51,27 @@ static const struct cfg_entry cfg_table[] = {
      "per-connection buffer (KiB) the request line and headers must fit in"},
     {"--http-backlog", CFG_INT, F(http_backlog), 0, 1024, 1, 65535, NULL,
      "listen backlog: connections the kernel queues before accept"},
+    /* Loopback clients (tests, local workers) all come from one address:
+     * a test that opens many connections raises it. */
+    {"--http-per-ip-conns", CFG_INT, F(http_per_ip_conns), 0, 64, 0, 65536, NULL,
+     "connections at once from one client address (0: no limit)"},
+    /* The idle timeout restarts with every byte, so a client trickling a
+     * header byte a minute held its connection forever; this deadline
+     * does not move. */
+    {"--http-header-timeout-s", CFG_INT, F(http_header_timeout_s), 0, 10, 1, 3600, NULL,
+     "close a connection whose request head is not complete this long after it opened "
+     "(or after its previous answer)"},
+    /* Below --http-max-conns, so that connections sending their request
+     * head can never take the slots of requests past it (parked claims,
+     * event streams, uploads); at the cap the oldest such connection goes. */
+    {"--http-max-pending-conns", CFG_INT, F(http_max_pending_conns), 0, 256, 1, 65535, NULL,
+     "connections still sending a request head; beyond it the oldest is closed "
+     "(lowered to --http-max-conns - 1)"},
+    {"--http-body-timeout-s", CFG_INT, F(http_body_timeout_s), 0, 30, 1, 86400, NULL,
+     "close a connection whose request body stalls this long"},
+    /* Validating a model takes about twice its size in memory. */
+    {"--max-validations", CFG_INT, F(max_validations), 0, 2, 1, 64, NULL,
+     "model uploads validated at once; more are answered 503 with Retry-After"},
     {"--http-mode", CFG_STR, F(http_mode), S(http_mode), 0, 0, 0, "epoll",
      "epoll or poll (libmicrohttpd internal polling)"},
     {"--worker-bin", CFG_STR, F(worker_bin), S(worker_bin), 0, 0, 0, "",
@@ -66,7 +87,7 @@ static const struct cfg_entry cfg_table[] = {
 
 const char *srv_config_usage(void)
 {
-    static char buf[4096];
+    static char buf[8192];
     size_t n = (size_t)snprintf(buf, sizeof(buf), "usage: dnnpress-server [flags]\n");
     for (size_t i = 0; i < N_CFG && n < sizeof(buf); i++) {
         const struct cfg_entry *e = &cfg_table[i];
@@ -143,6 +164,11 @@ enum dp_err srv_config_parse(int argc, char **argv, struct srv_config *cfg, stru
     memcpy(cfg->host, cfg->listen, (size_t)(colon - cfg->listen));
     cfg->host[colon - cfg->listen] = '\0';
     cfg->port = (int)port;
+    /* Pending connections must leave room below the connection cap (for
+     * requests past their head): a pending cap at or over it is lowered,
+     * so each flag stays valid on its own. */
+    if (cfg->http_max_pending_conns >= cfg->http_max_conns)
+        cfg->http_max_pending_conns = cfg->http_max_conns > 1 ? cfg->http_max_conns - 1 : 1;
     if (strcmp(cfg->http_mode, "epoll") != 0 && strcmp(cfg->http_mode, "poll") != 0)
         return dp_errinfo_set(ei, DP_EINVAL, "--http-mode: '%s' is not epoll or poll",
                               cfg->http_mode);

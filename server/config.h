@@ -9,22 +9,28 @@
 #include "common/err.h"
 
 struct srv_config {
-    char listen[128];      /* HOST:PORT */
-    char host[64];         /* parsed from listen */
-    int port;              /* parsed from listen */
-    char data_dir[1024];   /* db, artifacts/, tmp/, cache/ */
-    int local_workers;     /* workers to spawn and supervise */
-    int max_upload_mb;     /* largest upload body */
-    int lease_s;           /* lease length; heartbeats every lease_s / 4 */
-    int threads;           /* libmicrohttpd thread pool size */
-    int http_timeout_s;    /* an idle connection is closed after this */
-    int http_max_conns;    /* connections served at once; more are refused */
-    int http_conn_mem_kb;  /* per-connection buffer: request line and headers must fit */
-    int http_backlog;      /* listen(2) backlog */
-    char http_mode[16];    /* "epoll" or "poll" (benchmarked in docs/benchmarks.md) */
-    char worker_bin[1024]; /* "" = <dir of dnnpress-server>/dnnpress-worker */
-    int backoff_base_ms;   /* first retry delay of a failed task */
-    int print_routes;      /* print the route table and exit */
+    char listen[128];           /* HOST:PORT */
+    char host[64];              /* parsed from listen */
+    int port;                   /* parsed from listen */
+    char data_dir[1024];        /* db, artifacts/, tmp/, cache/ */
+    int local_workers;          /* workers to spawn and supervise */
+    int max_upload_mb;          /* largest upload body */
+    int lease_s;                /* lease length; heartbeats every lease_s / 4 */
+    int threads;                /* libmicrohttpd thread pool size */
+    int http_timeout_s;         /* an idle connection is closed after this */
+    int http_max_conns;         /* connections served at once; more are refused */
+    int http_conn_mem_kb;       /* per-connection buffer: request line and headers must fit */
+    int http_backlog;           /* listen(2) backlog */
+    int http_per_ip_conns;      /* connections at once from one address; 0: no limit */
+    int http_header_timeout_s;  /* a request head must be complete this long after the
+                                 * connection opened or its previous answer */
+    int http_max_pending_conns; /* connections still sending a request head; the oldest goes */
+    int http_body_timeout_s;    /* idle timeout while a request body arrives */
+    int max_validations;        /* model uploads validated at once; more get 503 */
+    char http_mode[16];         /* "epoll" or "poll" (benchmarked in docs/benchmarks.md) */
+    char worker_bin[1024];      /* "" = <dir of dnnpress-server>/dnnpress-worker */
+    int backoff_base_ms;        /* first retry delay of a failed task */
+    int print_routes;           /* print the route table and exit */
 };
 
 /* Parses argv into cfg (defaults first). DP_EINVAL with a message naming the

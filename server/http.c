@@ -25,7 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
@@ -208,6 +212,32 @@ enum MHD_Result srv_reply_err(struct MHD_Connection *conn, struct srv_req *r, en
     return srv_reply_error(conn, r, status, code, "%s", dp_errinfo_msg(ei, err));
 }
 
+enum MHD_Result srv_reply_busy(struct MHD_Connection *conn, struct srv_req *r, unsigned retry_s,
+                               const char *msg)
+{
+    json_t *body = json_pack("{s:s, s:s}", "code", "busy", "message", msg);
+    struct srv_text b = {0};
+    enum dp_err err = body ? srv_text_add_json(&b, body, JSON_COMPACT) : DP_ENOMEM;
+    json_decref(body);
+    if (!err)
+        err = srv_text_add(&b, "\n", 1);
+    if (err) {
+        srv_text_free(&b);
+        return MHD_NO;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(b.len, b.p, dp_free);
+    if (resp == NULL) {
+        srv_text_free(&b);
+        return MHD_NO;
+    }
+    char retry[16];
+    snprintf(retry, sizeof(retry), "%u", retry_s);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Retry-After", retry);
+    return srv_reply_response(conn, r, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
+}
+
 enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
                                const char *sha, int64_t size, const char *content_type)
 {
@@ -334,11 +364,36 @@ enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct d
     size_t n = strlen(k);
     if (n == 0 || n > 128)
         return dp_errinfo_set(ei, DP_EINVAL, "Idempotency-Key: must be 1 to 128 characters");
-    for (const char *p = k; *p; p++)
-        if (*p < 0x21 || *p > 0x7e)
-            return dp_errinfo_set(ei, DP_EINVAL, "Idempotency-Key: printable ASCII only");
+    for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "Idempotency-Key: printable ASCII (0x20 to 0x7E) only");
     *key = k;
     return DP_OK;
+}
+
+const char *srv_bearer_token(const char *authorization)
+{
+    /* RFC 7235: the scheme is case-insensitive, then one or more spaces. */
+    if (strncasecmp(authorization, "Bearer ", 7) != 0)
+        return NULL;
+    const char *t = authorization + 7;
+    while (*t == ' ')
+        t++;
+    return *t ? t : NULL;
+}
+
+int srv_media_type_is(const char *content_type, const char *type)
+{
+    /* RFC 9110: type/subtype are case-insensitive; parameters may follow
+     * after optional whitespace and ';'. "application/jsonx" is another type. */
+    size_t n = strlen(type);
+    if (strncasecmp(content_type, type, n) != 0)
+        return 0;
+    const char *p = content_type + n;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return *p == '\0' || *p == ';';
 }
 
 enum dp_err srv_idem_hash(const void *data, size_t n, char hash[65])
@@ -355,9 +410,14 @@ enum dp_err srv_idem_hash(const void *data, size_t n, char hash[65])
 int srv_park(struct srv_http *h, struct srv_req *r, uint64_t gen, int64_t deadline_ms)
 {
     pthread_mutex_lock(&h->wait_mu);
+    if (h->stopping) {
+        r->poll_deadline_ms = srv_mono_ms();
+        pthread_mutex_unlock(&h->wait_mu);
+        return SRV_PARK_STOPPING;
+    }
     if (srv_store_generation(h->st) != gen) {
         pthread_mutex_unlock(&h->wait_mu);
-        return 1;
+        return SRV_PARK_CHANGED;
     }
     struct srv_waiter *w = &r->waiter;
     w->deadline_ms = deadline_ms;
@@ -368,7 +428,7 @@ int srv_park(struct srv_http *h, struct srv_req *r, uint64_t gen, int64_t deadli
     h->waiters.next = w;
     MHD_suspend_connection(w->conn);
     pthread_mutex_unlock(&h->wait_mu);
-    return 0;
+    return SRV_PARKED;
 }
 
 static void waiter_unlink(struct srv_waiter *w)
@@ -401,9 +461,109 @@ void srv_notify(struct srv_http *h)
     wake(h, 1);
 }
 
+static void heads_expire(struct srv_http *h);
+
 void srv_http_tick(struct srv_http *h)
 {
     wake(h, 0);
+    heads_expire(h);
+}
+
+/* ---- Connections: the request-head deadline ------------------------------------------- */
+
+static void head_unlink(struct srv_http *h, struct srv_conn *c)
+{
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    c->head_since_ms = 0;
+    h->n_heads--;
+}
+
+/* Closes c's socket for reading and writing: MHD sees the end at its next
+ * poll and closes the connection in its own thread. Safe from any thread
+ * under conn_mu, because MHD reports the close (and we unlist c) before it
+ * closes the descriptor, so fd is still this connection's. */
+static void head_drop(struct srv_http *h, struct srv_conn *c)
+{
+    head_unlink(h, c);
+    if (c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR);
+}
+
+/* c starts waiting for a request head (a new connection, or a kept-alive
+ * one after an answer); the oldest waiter goes past the cap. */
+static void head_wait(struct srv_http *h, struct srv_conn *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&h->conn_mu);
+    if (c->head_since_ms == 0) {
+        c->head_since_ms = srv_mono_ms();
+        c->prev = h->heads.prev;
+        c->next = &h->heads;
+        h->heads.prev->next = c;
+        h->heads.prev = c;
+        h->n_heads++;
+    }
+    while (h->n_heads > h->cfg->http_max_pending_conns && h->heads.next != c) {
+        head_drop(h, h->heads.next);
+        atomic_fetch_add(&h->n_head_evictions, 1);
+    }
+    pthread_mutex_unlock(&h->conn_mu);
+}
+
+/* c's request head is complete. */
+static void head_done(struct srv_http *h, struct srv_conn *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&h->conn_mu);
+    if (c->head_since_ms != 0)
+        head_unlink(h, c);
+    pthread_mutex_unlock(&h->conn_mu);
+}
+
+/* Closes the connections whose request head is overdue. */
+static void heads_expire(struct srv_http *h)
+{
+    int64_t limit = srv_mono_ms() - (int64_t)h->cfg->http_header_timeout_s * 1000;
+    pthread_mutex_lock(&h->conn_mu);
+    while (h->heads.next != &h->heads && h->heads.next->head_since_ms <= limit) {
+        head_drop(h, h->heads.next);
+        atomic_fetch_add(&h->n_head_timeouts, 1);
+    }
+    pthread_mutex_unlock(&h->conn_mu);
+}
+
+static struct srv_conn *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct srv_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct srv_conn *c = dp_calloc(1, sizeof(*c));
+        *socket_context = c;
+        if (c == NULL)
+            return; /* untracked: only the idle timeout applies */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = ci ? ci->connect_fd : -1;
+        head_wait(h, c);
+        return;
+    }
+    struct srv_conn *c = *socket_context;
+    if (c == NULL)
+        return;
+    head_done(h, c);
+    dp_free(c);
+    *socket_context = NULL;
 }
 
 /* ---- Request lifecycle ------------------------------------------------------------------ */
@@ -422,15 +582,22 @@ static void req_free(struct srv_http *h, struct srv_req *r)
     json_decref(r->json);
     srv_blob_free(r->blob);
     dp_free(r);
+    atomic_fetch_sub(&h->n_reqs, 1);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
-    (void)toe;
-    req_free(cls, *con_cls);
+    struct srv_http *h = cls;
+    req_free(h, *con_cls);
     *con_cls = NULL;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        /* Kept alive: the idle timeout is the default again, and the next
+         * request head has its deadline. */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned)h->cfg->http_timeout_s);
+        head_wait(h, conn_of(conn));
+    }
 }
 
 /* Authenticates the Bearer token against the route's scopes. */
@@ -443,11 +610,12 @@ static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn
         return MHD_YES;
     }
     const char *a = srv_header(conn, "Authorization");
-    if (a == NULL || strncmp(a, "Bearer ", 7) != 0 || strlen(a + 7) > 256)
+    const char *secret = a ? srv_bearer_token(a) : NULL;
+    if (secret == NULL || strlen(secret) > 256)
         return srv_reply_error(conn, r, 401, "unauthorized",
                                "missing or malformed 'Authorization: Bearer <token>' header");
     struct dp_errinfo ei = {0};
-    enum dp_err err = srv_token_hash(a + 7, r->token_hash);
+    enum dp_err err = srv_token_hash(secret, r->token_hash);
     if (!err)
         err = srv_store_token_lookup(h->st, r->token_hash, &r->who, &ei);
     if (err == DP_ENOENT || err == DP_EPERM) /* unknown, revoked or expired */
@@ -458,10 +626,10 @@ static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn
                    : r->who.scope == SRV_SCOPE_TEAM ? SRV_AUTH_TEAM
                                                     : SRV_AUTH_AGENT;
     if ((r->route->auth & bit) == 0)
-        return srv_reply_error(conn, r, 403, "forbidden", "this route needs a %s token",
-                               r->route->auth & SRV_AUTH_TEAM    ? "team"
-                               : r->route->auth & SRV_AUTH_AGENT ? "agent"
-                                                                 : "admin");
+        return srv_reply_error(conn, r, 403, "forbidden", "this route needs %s token",
+                               r->route->auth & SRV_AUTH_TEAM    ? "a team"
+                               : r->route->auth & SRV_AUTH_AGENT ? "an agent"
+                                                                 : "an admin");
     *ok = 1;
     return MHD_YES;
 }
@@ -479,6 +647,11 @@ enum dp_err srv_auth_recheck(struct srv_http *h, struct srv_req *r, struct dp_er
 static enum MHD_Result req_begin(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
                                  const char *url, const char *method)
 {
+    pthread_mutex_lock(&h->wait_mu);
+    int stopping = h->stopping;
+    pthread_mutex_unlock(&h->wait_mu);
+    if (stopping)
+        return srv_reply_error(conn, r, 503, "shutting_down", "the server is shutting down");
     int path_found = 0;
     for (size_t i = 0; i < N_ROUTES && r->route == NULL; i++) {
         if (!route_match(srv_routes[i].path, url, r))
@@ -500,11 +673,16 @@ static enum MHD_Result req_begin(struct srv_http *h, struct MHD_Connection *conn
     if (!ok)
         return ret;
 
+    if (r->route->body != SRV_BODY_NONE)
+        /* A body that stalls holds a socket and maybe a temp file: a
+         * shorter idle timeout until the answer (on_completed restores it). */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned)h->cfg->http_body_timeout_s);
     const char *cl = srv_header(conn, "Content-Length");
     uint64_t len = cl ? strtoull(cl, NULL, 10) : 0;
     uint64_t upload_max = (uint64_t)h->cfg->max_upload_mb << 20;
     const char *ct = srv_header(conn, "Content-Type");
-    int is_json_ct = ct && strncmp(ct, "application/json", 16) == 0;
+    int is_json_ct = ct && srv_media_type_is(ct, "application/json");
     switch (r->route->body) {
         case SRV_BODY_NONE:
             if (len > 0)
@@ -575,6 +753,41 @@ static void req_body(struct srv_req *r, const char *data, size_t n)
     r->body[r->body_len] = '\0';
 }
 
+/* A body (chunked: its length was not announced) went over its limit.
+ * Reading on would take in whatever the client sends (300 MB were pushed
+ * at a 5 MB limit), and libmicrohttpd 0.9.75 queues no response before
+ * the body is complete; so the 413 is written on the socket here, the
+ * sending side shut, and MHD_NO makes MHD close the connection. A client
+ * still sending may see the reset before it reads the answer. */
+static enum MHD_Result reply_too_large_and_close(struct MHD_Connection *conn, struct srv_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    json_t *body = json_pack("{s:s, s:s}", "code", "too_large", "message",
+                             dp_errinfo_msg(&r->body_ei, r->body_err));
+    struct srv_text b = {0};
+    enum dp_err err = body ? srv_text_add_json(&b, body, JSON_COMPACT) : DP_ENOMEM;
+    json_decref(body);
+    if (!err)
+        err = srv_text_add(&b, "\n", 1);
+    if (ci && !err) {
+        char head[256];
+        int n = snprintf(head, sizeof(head),
+                         "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                         b.len);
+        struct iovec iov[2] = {{head, (size_t)n}, {b.p, b.len}};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+        /* A fresh socket's send buffer takes these few hundred bytes at once. */
+        if (sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+            shutdown(ci->connect_fd, SHUT_WR);
+    }
+    srv_text_free(&b);
+    r->replied = 1;
+    count_status(r->h, 413);
+    return MHD_NO;
+}
+
 /* Parses the JSON body (an empty body is {} for routes whose fields are all optional). */
 static enum MHD_Result req_parse_json(struct MHD_Connection *conn, struct srv_req *r, int *ok)
 {
@@ -607,6 +820,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r = dp_calloc(1, sizeof(*r));
         if (r == NULL)
             return MHD_NO;
+        head_done(h, conn_of(conn));
+        atomic_fetch_add(&h->n_reqs, 1);
         r->waiter.conn = conn;
         *con_cls = r;
         r->h = h;
@@ -619,6 +834,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         req_body(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
+        if (r->body_err == DP_ETOOBIG)
+            return reply_too_large_and_close(conn, r);
         return MHD_YES;
     }
     /* The body is complete (or this is a resumed, parked request). */
@@ -669,12 +886,15 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
     h->started_ms = srv_now_ms();
     h->waiters.next = h->waiters.prev = &h->waiters;
     pthread_mutex_init(&h->wait_mu, NULL);
+    h->heads.next = h->heads.prev = &h->heads;
+    pthread_mutex_init(&h->conn_mu, NULL);
 
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof(addr));
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)cfg->port);
     if (inet_pton(AF_INET, cfg->host, &addr.sin_addr) != 1) {
+        pthread_mutex_destroy(&h->conn_mu);
         pthread_mutex_destroy(&h->wait_mu);
         dp_free(h);
         return dp_errinfo_set(ei, DP_EINVAL, "--listen: '%s' is not an IPv4 address", cfg->host);
@@ -689,8 +909,11 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->http_max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)cfg->http_conn_mem_kb * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned)cfg->http_backlog, MHD_OPTION_END);
+        (unsigned)cfg->http_backlog, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->http_per_ip_conns, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_END);
     if (h->daemon == NULL) {
+        pthread_mutex_destroy(&h->conn_mu);
         pthread_mutex_destroy(&h->wait_mu);
         dp_free(h);
         return dp_errinfo_set(ei, DP_EIO, "cannot listen on %s (address in use?)", cfg->listen);
@@ -703,10 +926,27 @@ void srv_http_stop(struct srv_http *h)
 {
     if (h == NULL)
         return;
-    /* MHD requires every suspended connection to be resumed before stopping. */
-    MHD_quiesce_daemon(h->daemon);
+    /* MHD aborts the process when it stops with a connection suspended, and
+     * a resumed long-poll would park again at once. So: from here on
+     * nothing parks (srv_park answers SRV_PARK_STOPPING) and new requests
+     * are refused; the listening socket closes (new connections are
+     * refused by the kernel); every parked request is resumed and given
+     * up to SRV_STOP_DRAIN_MS to finish its answer (a claim's 204, an
+     * event stream's last chunk) before the daemon closes what is left. */
+    pthread_mutex_lock(&h->wait_mu);
+    h->stopping = 1;
+    pthread_mutex_unlock(&h->wait_mu);
+    MHD_socket lfd = MHD_quiesce_daemon(h->daemon);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
     wake(h, 1);
+    int64_t until = srv_mono_ms() + SRV_STOP_DRAIN_MS;
+    while (atomic_load(&h->n_reqs) > 0 && srv_mono_ms() < until) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(h->daemon);
+    pthread_mutex_destroy(&h->conn_mu);
     pthread_mutex_destroy(&h->wait_mu);
     dp_free(h);
 }

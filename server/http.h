@@ -34,7 +34,11 @@ void srv_http_tick(struct srv_http *h);
  * that may matter to them (a job, task or event change). Any thread. */
 void srv_notify(struct srv_http *h);
 
-/* Resumes every parked connection, stops the daemon and frees h. NULL is a no-op. */
+/* Stops serving: new connections and requests are refused (503
+ * shutting_down), every parked long-poll is answered as at its deadline
+ * (a claim's 204) and every event stream ends cleanly, waiting up to
+ * SRV_STOP_DRAIN_MS (3 s) for requests in progress; then stops the daemon
+ * and frees h. NULL is a no-op. Main thread, once. */
 void srv_http_stop(struct srv_http *h);
 
 /* Writes "METHOD PATH" for every route, one a line. */

@@ -22,6 +22,9 @@
 #include "server/store.h"
 
 #define SRV_JSON_BODY_MAX (1u << 20) /* JSON bodies, bytes */
+/* srv_http_stop waits up to this long for resumed long-polls and event
+ * streams to finish their answer before it closes every connection. */
+#define SRV_STOP_DRAIN_MS 3000
 #define SRV_MAX_PARAMS    3
 
 enum srv_body { SRV_BODY_NONE, SRV_BODY_JSON, SRV_BODY_UPLOAD };
@@ -53,6 +56,17 @@ struct srv_waiter {
     struct srv_waiter *prev, *next;
 };
 
+/* A connection from accept to close (MHD_OPTION_NOTIFY_CONNECTION). While
+ * it waits for a request head it is in h->heads, oldest first: the
+ * housekeeping tick closes it when the head is not complete within
+ * --http-header-timeout-s (however slowly bytes trickle in), and the
+ * oldest goes when more than --http-max-pending-conns wait. */
+struct srv_conn {
+    int fd;
+    int64_t head_since_ms; /* monotonic; 0 when not waiting for a head */
+    struct srv_conn *prev, *next;
+};
+
 struct srv_req {
     struct srv_http *h;
     const struct srv_route *route;
@@ -82,6 +96,13 @@ struct srv_http {
     struct srv_store *st;
     pthread_mutex_t wait_mu;
     struct srv_waiter waiters; /* list head (sentinel) */
+    pthread_mutex_t conn_mu;
+    struct srv_conn heads;   /* connections waiting for a request head (sentinel), conn_mu */
+    int n_heads;             /* their number, conn_mu */
+    atomic_int n_validating; /* model validations running (--max-validations) */
+    _Atomic uint64_t n_head_timeouts, n_head_evictions;
+    int stopping;      /* srv_http_stop began: park nothing, refuse new requests (wait_mu) */
+    atomic_int n_reqs; /* live struct srv_req: requests not yet completed */
     _Atomic uint64_t n_requests, n_2xx, n_4xx, n_5xx, n_bytes_uploaded;
     int64_t started_ms;
 };
@@ -107,6 +128,10 @@ enum MHD_Result srv_reply_text(struct MHD_Connection *conn, struct srv_req *r, u
  * reply goes through here. */
 enum MHD_Result srv_reply_response(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                    struct MHD_Response *resp);
+/* 503 {"code":"busy","message":msg} with Retry-After: retry_s (seconds):
+ * the server is at a configured limit; the same request later may pass. */
+enum MHD_Result srv_reply_busy(struct MHD_Connection *conn, struct srv_req *r, unsigned retry_s,
+                               const char *msg);
 /* Streams a stored blob with ETag "<sha>"; 304 on a matching If-None-Match. */
 enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
                                const char *sha, int64_t size, const char *content_type);
@@ -133,17 +158,37 @@ enum dp_err srv_json_int(const json_t *o, const char *where, const char *key, in
 enum dp_err srv_list_args(struct MHD_Connection *conn, int *limit, int64_t *cursor,
                           struct dp_errinfo *ei);
 
-/* The Idempotency-Key header (validated), or NULL when absent. */
+/* The token of an Authorization header value "Bearer <token>" (the scheme
+ * in any case, RFC 7235), pointing into authorization; NULL when the
+ * scheme is not Bearer or the token is empty. Pure. */
+const char *srv_bearer_token(const char *authorization);
+
+/* 1 when the Content-Type value content_type is exactly the media type
+ * type (case-insensitive), optionally followed by parameters
+ * ("application/json; charset=utf-8"); 0 otherwise ("application/jsonx").
+ * Pure. */
+int srv_media_type_is(const char *content_type, const char *type);
+
+/* The Idempotency-Key header (validated: 1 to 128 bytes of 0x20..0x7E), or
+ * NULL when absent. */
 enum dp_err srv_idem_key(struct MHD_Connection *conn, const char **key, struct dp_errinfo *ei);
 /* The hash (64 hex digits) a request is remembered by under its
  * Idempotency-Key: of the n bytes at data (NULL when n is 0), the body or
  * whatever else identifies the request. */
 enum dp_err srv_idem_hash(const void *data, size_t n, char hash[65]); /* fails as dp_sha256 */
 
+/* What srv_park did. */
+enum srv_park_result {
+    SRV_PARKED = 0,       /* suspended: return to MHD, the handler runs again on resume */
+    SRV_PARK_CHANGED = 1, /* the data changed since gen was read: look again at once */
+    SRV_PARK_STOPPING = 2 /* the server is stopping: answer now (r->poll_deadline_ms is set
+                           * to now, so a long-poll's next look answers as at its deadline;
+                           * an event stream ends) */
+};
+
 /* Parks the connection until srv_notify, or until srv_http_tick finds
- * deadline_ms (monotonic) passed.
- * Returns 0 when parked; 1 when the data changed since gen was read (the
- * caller should look again right away). */
+ * deadline_ms (monotonic) passed. Never parks once srv_http_stop began:
+ * the daemon cannot stop while a connection is suspended. */
 int srv_park(struct srv_http *h, struct srv_req *r, uint64_t gen, int64_t deadline_ms);
 
 /* Looks the request's token up again, for a request that was parked: DP_OK

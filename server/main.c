@@ -7,7 +7,8 @@
  * an admin token exists (printing a generated one once), then starts three
  * things: the HTTP daemon (its own threads), a housekeeping thread that
  * reaps expired leases (waking parked requests when that changed anything)
- * and resumes parked requests past their deadline every 200 ms, and, with
+ * and resumes parked requests past their deadline every 200 ms, and
+ * checkpoints the WAL every 5 s, and, with
  * --local-workers, the worker supervisor. The main thread then waits for
  * SIGTERM or SIGINT and stops them in reverse order. Signals are blocked in
  * every thread and taken synchronously with sigwait, so no handler runs in
@@ -33,6 +34,11 @@
 #include "server/super.h"
 
 #define HOUSEKEEPING_MS 200
+/* The WAL is copied into the database and truncated this often. SQLite's
+ * own checkpoint runs only at a commit that finds 1,000 pages of WAL and
+ * gives up behind any open reader; this one holds every connection, so
+ * the WAL never holds more than a few seconds of writes. */
+#define CHECKPOINT_MS 5000
 
 struct housekeeping {
     struct srv_store *st;
@@ -43,6 +49,7 @@ struct housekeeping {
 static void *housekeeping_main(void *arg)
 {
     struct housekeeping *hk = arg;
+    int64_t n_ticks = 0;
     while (!atomic_load(&hk->stop)) {
         struct timespec ts = {0, HOUSEKEEPING_MS * 1000000L};
         nanosleep(&ts, NULL);
@@ -53,6 +60,9 @@ static void *housekeeping_main(void *arg)
         else if (n_reaped > 0 || n_ready > 0)
             srv_notify(hk->http); /* requeued or retry-ready tasks: parked claims look again */
         srv_http_tick(hk->http);
+        if (++n_ticks % (CHECKPOINT_MS / HOUSEKEEPING_MS) == 0 &&
+            srv_store_checkpoint(hk->st, NULL, &ei) != DP_OK)
+            DP_LOG(DP_LOG_ERROR, "checkpoint: %s", ei.msg);
     }
     return NULL;
 }

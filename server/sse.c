@@ -147,10 +147,13 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             continue;
         }
-        if (srv_park(s->h, s->r, gen, s->keepalive_due) == 0) {
+        int parked = srv_park(s->h, s->r, gen, s->keepalive_due);
+        if (parked == SRV_PARKED) {
             s->resumed = 1;
             return 0; /* suspended; called again after a wake-up */
         }
+        if (parked == SRV_PARK_STOPPING)
+            s->ended = 1; /* the server is stopping: end the stream cleanly */
     }
 }
 

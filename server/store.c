@@ -25,6 +25,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/alloc.h"
 #include "common/assert.h"
@@ -37,6 +38,54 @@ static const char *const srv_stmt_sql[STMT__COUNT] = {
     SRV_STMTS(SRV__STMT_SQL)
 #undef SRV__STMT_SQL
 };
+
+/* ---- Connection locks ------------------------------------------------------- */
+
+/* Resets every statement of db that is mid-row; returns how many were. */
+static int stmts_reset_busy(sqlite3 *db)
+{
+    int n = 0;
+    for (sqlite3_stmt *s = sqlite3_next_stmt(db, NULL); s; s = sqlite3_next_stmt(db, s))
+        if (sqlite3_stmt_busy(s)) {
+            sqlite3_reset(s);
+            n++;
+        }
+    return n;
+}
+
+/* No statement of db is mid-row (walks ~60 prepared statements: cheap next
+ * to any SQLite call). */
+static int stmts_idle(sqlite3 *db)
+{
+    for (sqlite3_stmt *s = sqlite3_next_stmt(db, NULL); s; s = sqlite3_next_stmt(db, s))
+        if (sqlite3_stmt_busy(s))
+            return 0;
+    return 1;
+}
+
+void srv_store__lock(struct srv_store *st)
+{
+    pthread_mutex_lock(&st->mu);
+    DP_ASSERT(stmts_idle(st->db)); /* released without srv_store__unlock */
+}
+
+void srv_store__unlock(struct srv_store *st)
+{
+    stmts_reset_busy(st->db);
+    pthread_mutex_unlock(&st->mu);
+}
+
+void srv_store__rlock(struct srv_store *st)
+{
+    pthread_mutex_lock(&st->rmu);
+    DP_ASSERT(stmts_idle(st->rdb));
+}
+
+void srv_store__runlock(struct srv_store *st)
+{
+    stmts_reset_busy(st->rdb);
+    pthread_mutex_unlock(&st->rmu);
+}
 
 /* ---- Statement helpers ----------------------------------------------------- */
 
@@ -222,9 +271,7 @@ enum dp_err srv_store__finish(struct srv_store *st, enum dp_err err, struct dp_e
      * could not be checkpointed behind it, and the next BEGIN IMMEDIATE
      * fails with SQLITE_BUSY_SNAPSHOT once anything else changed the file.
      * Ending the transaction ends every read in it. */
-    for (sqlite3_stmt *s = sqlite3_next_stmt(st->db, NULL); s; s = sqlite3_next_stmt(st->db, s))
-        if (sqlite3_stmt_busy(s))
-            sqlite3_reset(s);
+    stmts_reset_busy(st->db);
     if (err == DP_OK) {
         err = db_commit(st, ei);
         if (err == DP_OK && wakes)
@@ -329,6 +376,10 @@ enum dp_err srv_store_open(const char *path, const struct srv_queue_cfg *cfg,
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_init(&st->rmu, NULL);
     st->cfg = *cfg;
+    if (snprintf(st->wal_path, sizeof(st->wal_path), "%s-wal", path) >= (int)sizeof(st->wal_path)) {
+        err = dp_errinfo_set(ei, DP_EINVAL, "database path too long: %s", path);
+        goto out;
+    }
     int rc = sqlite3_open_v2(
         path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -405,15 +456,15 @@ void srv_store_close(struct srv_store *st)
 
 int srv_store_schema_version(struct srv_store *st)
 {
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     int v = db_user_version(st);
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return v;
 }
 
 enum dp_err srv_store_integrity_check(struct srv_store *st, struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     sqlite3_stmt *s = NULL;
     enum dp_err err = DP_OK;
     if (sqlite3_prepare_v2(st->db, "PRAGMA integrity_check", -1, &s, NULL) != SQLITE_OK ||
@@ -422,7 +473,34 @@ enum dp_err srv_store_integrity_check(struct srv_store *st, struct dp_errinfo *e
     else if (strcmp(srv_store__col_text(s, 0), "ok") != 0)
         err = dp_errinfo_set(ei, DP_EFORMAT, "integrity_check: %s", srv_store__col_text(s, 0));
     sqlite3_finalize(s);
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
+    return err;
+}
+
+int64_t srv_store_wal_len(struct srv_store *st)
+{
+    struct stat sb;
+    return stat(st->wal_path, &sb) == 0 ? (int64_t)sb.st_size : 0;
+}
+
+enum dp_err srv_store_checkpoint(struct srv_store *st, int64_t *wal_len, struct dp_errinfo *ei)
+{
+    /* Both connections held (writer first, the order every caller uses):
+     * no write and no read of ours runs, so TRUNCATE waits for nobody and
+     * leaves a zero-length WAL. */
+    srv_store__lock(st);
+    srv_store__rlock(st);
+    int n_log = 0, n_ckpt = 0;
+    int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &n_log, &n_ckpt);
+    enum dp_err err = DP_OK;
+    if (rc != SQLITE_OK)
+        err = dp_errinfo_set(ei, rc == SQLITE_NOMEM ? DP_ENOMEM : DP_EIO,
+                             "WAL checkpoint failed: %s (%d; %d of %d frames copied)",
+                             sqlite3_errmsg(st->db), rc, n_ckpt, n_log);
+    srv_store__runlock(st);
+    srv_store__unlock(st);
+    if (wal_len)
+        *wal_len = srv_store_wal_len(st);
     return err;
 }
 
@@ -563,7 +641,7 @@ static enum srv_scope scope_parse(const char *s)
 static void token_touch(struct srv_store *st, const char *id, int64_t now)
 {
     struct dp_errinfo ei = {0};
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, &ei);
     if (!err) {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_USED);
@@ -572,7 +650,7 @@ static void token_touch(struct srv_store *st, const char *id, int64_t now)
         srv_store__bind_int(s, ":stale", now - SRV_TOKEN_USED_GRAIN_MS);
         err = srv_store__finish(st, srv_store__exec(st, s, &ei), &ei);
     }
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     /* Bookkeeping only: the request goes on, the log says what failed. */
     if (err)
         DP_LOG(DP_LOG_WARN, "store: recording the last use of token %s failed: %s", id, ei.msg);
@@ -582,7 +660,7 @@ enum dp_err srv_store_token_lookup(struct srv_store *st, const char *hash,
                                    struct srv_principal *out, struct dp_errinfo *ei)
 {
     int64_t now = srv_now_ms(), last_used = 0;
-    pthread_mutex_lock(&st->rmu);
+    srv_store__rlock(st);
     sqlite3_stmt *s = srv_store__rstmt(st, STMT_TOKEN_LOOKUP);
     srv_store__bind_text(s, ":hash", hash);
     int has_row = 0;
@@ -601,7 +679,7 @@ enum dp_err srv_store_token_lookup(struct srv_store *st, const char *hash,
         last_used = srv_store__col_null(s, 5) ? 0 : srv_store__col_int(s, 5);
     }
     sqlite3_reset(s);
-    pthread_mutex_unlock(&st->rmu);
+    srv_store__runlock(st);
     if (!err && now - last_used >= SRV_TOKEN_USED_GRAIN_MS)
         token_touch(st, out->token_id, now);
     return err;
@@ -681,7 +759,7 @@ enum dp_err srv_store_admin_ensure(struct srv_store *st, const char *env_hash,
 {
     char id[SRV_ID_MAX];
     new_secret[0] = '\0';
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -708,7 +786,7 @@ enum dp_err srv_store_admin_ensure(struct srv_store *st, const char *env_hash,
 out:
     if (err)
         new_secret[0] = '\0';
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -722,7 +800,7 @@ enum dp_err srv_store_agent_token_mint(struct srv_store *st, const char *name,
         err = srv_token_hash(secret, hash);
     if (err)
         return err;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     err = srv_store__begin(st, ei);
     if (!err) {
         enum dp_err e = token_revoke_origin(st, "local", &n_revoked, ei);
@@ -730,7 +808,7 @@ enum dp_err srv_store_agent_token_mint(struct srv_store *st, const char *name,
             e = token_insert(st, NULL, "agent", name, hash, "local", 0, id, ei);
         err = srv_store__finish(st, e, ei);
     }
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (!err && n_revoked > 0)
         DP_LOG(DP_LOG_INFO,
                "store: local workers' token %s replaces %d earlier one(s), now revoked", id,
@@ -782,11 +860,11 @@ static const char *token_reach(const struct srv_principal *who)
 enum dp_err srv_store_token_list(struct srv_store *st, const struct srv_principal *who, int limit,
                                  int64_t cursor, json_t **out, struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_LIST);
     srv_store__bind_text(s, ":team", token_reach(who));
     enum dp_err err = list_page(st, s, limit, cursor, token_json, out, ei);
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -795,7 +873,7 @@ enum dp_err srv_store_token_revoke(struct srv_store *st, const struct srv_princi
 {
     json_t *tok = NULL;
     *out = NULL;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -826,7 +904,7 @@ enum dp_err srv_store_token_revoke(struct srv_store *st, const struct srv_princi
         err = token_get_locked(st, token_reach(who), id, &tok, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (err) {
         json_decref(tok);
         return err;
@@ -844,7 +922,7 @@ enum dp_err srv_store_team_create(struct srv_store *st, const char *name, json_t
     enum dp_err err = srv_id_new("team_", id);
     if (err)
         return err;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -863,7 +941,7 @@ enum dp_err srv_store_team_create(struct srv_store *st, const char *name, json_t
     }
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (!err) {
         *out = json_pack("{s:s, s:s, s:o}", "id", id, "name", name, "created_at",
                          srv_store__json_time(now));
@@ -883,10 +961,10 @@ static json_t *team_json(sqlite3_stmt *s)
 enum dp_err srv_store_team_list(struct srv_store *st, int limit, int64_t cursor, json_t **out,
                                 struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err =
         list_page(st, srv_store__stmt(st, STMT_TEAM_LIST), limit, cursor, team_json, out, ei);
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -907,7 +985,7 @@ enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, co
     int shared = team_id == NULL && strcmp(scope, "agent") == 0;
     if (team_id == NULL && !shared)
         return dp_errinfo_set(ei, DP_EINVAL, "team_id: required for a %s token", scope);
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -926,7 +1004,7 @@ enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, co
         err = token_get_locked(st, NULL, id, &tok, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (!err && json_object_set_new(tok, "token", json_string(secret)) != 0)
         err = DP_ENOMEM;
     if (err) {
@@ -984,7 +1062,7 @@ enum dp_err srv_store_asset_create(struct srv_store *st, const struct srv_princi
     enum dp_err err = srv_id_new(strcmp(a->kind, "model") == 0 ? "mdl_" : "dst_", id);
     if (err)
         return err;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -1022,7 +1100,7 @@ enum dp_err srv_store_asset_create(struct srv_store *st, const struct srv_princi
     }
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (err) {
         json_decref(*out);
         *out = NULL;
@@ -1034,9 +1112,9 @@ enum dp_err srv_store_asset_get(struct srv_store *st, const struct srv_principal
                                 const char *kind, const char *id, json_t **out,
                                 struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__asset_get_locked(st, who->team_id, kind, id, out, ei);
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -1044,12 +1122,12 @@ enum dp_err srv_store_asset_list(struct srv_store *st, const struct srv_principa
                                  const char *kind, int limit, int64_t cursor, json_t **out,
                                  struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     sqlite3_stmt *s = srv_store__stmt(st, STMT_ASSET_LIST);
     srv_store__bind_text(s, ":team", who->team_id);
     srv_store__bind_text(s, ":kind", kind);
     enum dp_err err = list_page(st, s, limit, cursor, asset_json, out, ei);
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -1064,7 +1142,7 @@ enum dp_err srv_store_worker_register(struct srv_store *st, const struct srv_pri
     enum dp_err err = srv_id_new("wkr_", id);
     if (err)
         return err;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -1082,7 +1160,7 @@ enum dp_err srv_store_worker_register(struct srv_store *st, const struct srv_pri
         err = srv_store__exec(st, s, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (!err) {
         *out = json_pack("{s:s, s:I, s:I}", "worker_id", id, "heartbeat_s",
                          (json_int_t)(st->cfg.lease_ms / 4000 > 0 ? st->cfg.lease_ms / 4000 : 1),
@@ -1107,7 +1185,7 @@ static json_t *worker_json(sqlite3_stmt *s)
 enum dp_err srv_store_worker_list(struct srv_store *st, const struct srv_principal *who, int limit,
                                   int64_t cursor, json_t **out, struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     sqlite3_stmt *s = NULL;
     if (who->scope == SRV_SCOPE_ADMIN) {
         s = srv_store__stmt(st, STMT_WORKER_LIST);
@@ -1116,7 +1194,7 @@ enum dp_err srv_store_worker_list(struct srv_store *st, const struct srv_princip
         srv_store__bind_text(s, ":team", who->team_id);
     }
     enum dp_err err = list_page(st, s, limit, cursor, worker_json, out, ei);
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -1147,7 +1225,7 @@ enum dp_err srv_store_metrics(struct srv_store *st, json_t **out, struct dp_erri
 {
     json_t *jobs = json_object(), *tasks = json_object();
     int64_t n_workers = 0;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = counts_by_state(st, STMT_JOB_COUNTS, jobs, ei);
     if (!err)
         err = counts_by_state(st, STMT_TASK_COUNTS, tasks, ei);
@@ -1159,13 +1237,13 @@ enum dp_err srv_store_metrics(struct srv_store *st, json_t **out, struct dp_erri
             n_workers = srv_store__col_int(s, 0);
         sqlite3_reset(s);
     }
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (err) {
         json_decref(jobs);
         json_decref(tasks);
         return err;
     }
-    *out = json_pack("{s:o, s:o, s:I}", "jobs", jobs, "tasks", tasks, "workers",
-                     (json_int_t)n_workers);
+    *out = json_pack("{s:o, s:o, s:I, s:I}", "jobs", jobs, "tasks", tasks, "workers",
+                     (json_int_t)n_workers, "wal_bytes", (json_int_t)srv_store_wal_len(st));
     return *out ? DP_OK : DP_ENOMEM;
 }

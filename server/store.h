@@ -81,6 +81,18 @@ int srv_store_schema_version(struct srv_store *st);
 /* Runs PRAGMA integrity_check; DP_OK when it says "ok". */
 enum dp_err srv_store_integrity_check(struct srv_store *st, struct dp_errinfo *ei);
 
+/* Copies the WAL into the database file and truncates the WAL to zero
+ * bytes (SQLITE_CHECKPOINT_TRUNCATE), holding both connections so that no
+ * read of ours pins an old snapshot. SQLite's automatic checkpoint only
+ * runs at commits and gives up behind any open reader, so the server calls
+ * this on a schedule (the housekeeping thread). *wal_len (may be NULL)
+ * receives the -wal file's size afterwards, in bytes. DP_EIO when SQLite
+ * refuses (message in ei). Any thread; blocks writers while it copies. */
+enum dp_err srv_store_checkpoint(struct srv_store *st, int64_t *wal_len, struct dp_errinfo *ei);
+
+/* The size of the -wal file in bytes (0 when absent), for /metrics. Any thread. */
+int64_t srv_store_wal_len(struct srv_store *st);
+
 /* ---- Tokens and teams ----------------------------------------------------- */
 
 /* Looks a token hash up at the current time and fills *out. DP_ENOENT for
@@ -316,7 +328,8 @@ enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, int *n_ready,
  * missed (srv_park). Any thread. */
 uint64_t srv_store_generation(struct srv_store *st);
 
-/* Appends Prometheus lines (jobs and tasks by state, workers) to out. */
+/* The numbers /metrics shows: {"jobs": {state: n}, "tasks": {state: n},
+ * "workers": n, "wal_bytes": n}; *out is the caller's. */
 enum dp_err srv_store_metrics(struct srv_store *st, json_t **out, struct dp_errinfo *ei);
 
 #endif

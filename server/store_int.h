@@ -251,6 +251,7 @@ struct srv_store {
     sqlite3_stmt *rstmt[STMT__COUNT];
     pthread_mutex_t rmu;
     struct srv_queue_cfg cfg;
+    char wal_path[1100];  /* "<database>-wal", for srv_store_wal_len */
     const char *txn_file; /* who opened the current transaction, for diagnostics */
     int txn_line;
     /* Set inside a write transaction by a change that parked requests wait
@@ -265,6 +266,16 @@ struct srv_store {
 };
 
 /* ---- Helpers (store.c) --------------------------------------------------------- */
+
+/* Every use of a connection goes through these. The unlock resets every
+ * statement of the connection still mid-row, on every path out of the
+ * caller, so no statement can keep a read snapshot (which would pin the
+ * WAL: no checkpoint can reset it past an open reader) once the call is
+ * over; the lock asserts that this held for the previous holder. */
+void srv_store__lock(struct srv_store *st); /* the writer, st->mu */
+void srv_store__unlock(struct srv_store *st);
+void srv_store__rlock(struct srv_store *st); /* the reader, st->rmu */
+void srv_store__runlock(struct srv_store *st);
 
 #define srv_store__begin(st, ei) srv_store__begin_at((st), (ei), __FILE__, __LINE__)
 sqlite3_stmt *srv_store__stmt(struct srv_store *st, enum srv_stmt_id id);

@@ -56,18 +56,18 @@ static enum dp_err job_get_locked(struct srv_store *st, const char *team, const 
 enum dp_err srv_store_job_get(struct srv_store *st, const struct srv_principal *who, const char *id,
                               json_t **out, struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = job_get_locked(st, who->team_id, id, out, ei);
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
 enum dp_err srv_store_job_get_text(struct srv_store *st, const struct srv_principal *who,
                                    const char *id, char **out, struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->rmu);
+    srv_store__rlock(st);
     enum dp_err err = job_text_locked(st, 1, who->team_id, id, out, ei);
-    pthread_mutex_unlock(&st->rmu);
+    srv_store__runlock(st);
     return err;
 }
 
@@ -80,7 +80,7 @@ enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_princ
     int n = 0, has_row = 0;
     enum dp_err err = DP_OK;
     int oom = srv_text_add(&t, "{\"items\":[", 10) != DP_OK;
-    pthread_mutex_lock(&st->rmu);
+    srv_store__rlock(st);
     sqlite3_stmt *s = srv_store__rstmt(st, state ? STMT_JOB_LIST_STATE : STMT_JOB_LIST);
     srv_store__bind_text(s, ":team", who->team_id);
     if (state)
@@ -98,7 +98,7 @@ enum dp_err srv_store_job_list_text(struct srv_store *st, const struct srv_princ
         oom |= srv_text_add(&t, job, strlen(job)) != DP_OK;
     }
     sqlite3_reset(s);
-    pthread_mutex_unlock(&st->rmu);
+    srv_store__runlock(st);
     char tail[64];
     if (n == limit)
         snprintf(tail, sizeof(tail), "],\"next_cursor\":\"%" PRId64 "\"}", last);
@@ -244,7 +244,7 @@ enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principa
     enum dp_err err = srv_id_new("job_", id);
     if (err)
         return err;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -313,7 +313,7 @@ enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principa
 done:
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     json_decref(model);
     json_decref(dataset);
     if (err) {
@@ -348,7 +348,7 @@ enum dp_err srv_store_job_cancel(struct srv_store *st, const struct srv_principa
     char state[16];
     int64_t now = srv_now_ms();
     *out = NULL;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -376,7 +376,7 @@ enum dp_err srv_store_job_cancel(struct srv_store *st, const struct srv_principa
         err = job_get_locked(st, who->team_id, id, out, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (err) {
         json_decref(*out);
         *out = NULL;
@@ -389,7 +389,7 @@ enum dp_err srv_store_job_retry(struct srv_store *st, const struct srv_principal
 {
     char state[16];
     *out = NULL;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -416,7 +416,7 @@ enum dp_err srv_store_job_retry(struct srv_store *st, const struct srv_principal
         err = job_get_locked(st, who->team_id, id, out, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (err) {
         json_decref(*out);
         *out = NULL;
@@ -427,7 +427,7 @@ out:
 enum dp_err srv_store_job_report(struct srv_store *st, const struct srv_principal *who,
                                  const char *id, char sha[65], struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_REPORT);
     srv_store__bind_text(s, ":id", id);
     srv_store__bind_text(s, ":team", who->team_id);
@@ -440,7 +440,7 @@ enum dp_err srv_store_job_report(struct srv_store *st, const struct srv_principa
     else if (!err)
         snprintf(sha, 65, "%s", srv_store__col_text(s, 0));
     sqlite3_reset(s);
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -450,7 +450,7 @@ enum dp_err srv_store_job_artifacts(struct srv_store *st, const struct srv_princ
     char state[16];
     json_t *items = json_array();
     int has_row = 0;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = items ? job_team_state(st, 0, who->team_id, id, state, ei) : DP_ENOMEM;
     if (!err) {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_ARTIFACTS_OF_JOB);
@@ -470,7 +470,7 @@ enum dp_err srv_store_job_artifacts(struct srv_store *st, const struct srv_princ
         }
         sqlite3_reset(s);
     }
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (err) {
         json_decref(items);
         return err;
@@ -488,7 +488,7 @@ enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_princi
     int has_row = 0;
     if (items == NULL)
         return DP_ENOMEM;
-    pthread_mutex_lock(&st->rmu);
+    srv_store__rlock(st);
     /* One read transaction: the events and the state come from one snapshot. */
     enum dp_err err = sqlite3_exec(st->rdb, "BEGIN", NULL, NULL, NULL) == SQLITE_OK
                           ? DP_OK
@@ -518,7 +518,7 @@ enum dp_err srv_store_events_after(struct srv_store *st, const struct srv_princi
     }
     sqlite3_exec(st->rdb, "COMMIT", NULL, NULL, NULL);
 out:
-    pthread_mutex_unlock(&st->rmu);
+    srv_store__runlock(st);
     if (err) {
         json_decref(items);
         return err;
@@ -531,7 +531,7 @@ out:
 enum dp_err srv_store_blob_team(struct srv_store *st, const struct srv_principal *who,
                                 const char *sha, int64_t *size, struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->rmu);
+    srv_store__rlock(st);
     sqlite3_stmt *s = srv_store__rstmt(st, STMT_BLOB_TEAM);
     srv_store__bind_text(s, ":sha", sha);
     srv_store__bind_text(s, ":team", who->scope == SRV_SCOPE_ADMIN ? NULL : who->team_id);
@@ -542,14 +542,14 @@ enum dp_err srv_store_blob_team(struct srv_store *st, const struct srv_principal
     else if (!err)
         *size = srv_store__col_int(s, 0);
     sqlite3_reset(s);
-    pthread_mutex_unlock(&st->rmu);
+    srv_store__runlock(st);
     return err;
 }
 
 enum dp_err srv_store_blob_agent(struct srv_store *st, const struct srv_principal *who,
                                  const char *sha, int64_t *size, struct dp_errinfo *ei)
 {
-    pthread_mutex_lock(&st->rmu);
+    srv_store__rlock(st);
     sqlite3_stmt *s = srv_store__rstmt(st, STMT_BLOB_AGENT);
     srv_store__bind_text(s, ":sha", sha);
     srv_store__bind_text(s, ":token", who->token_id);
@@ -561,6 +561,6 @@ enum dp_err srv_store_blob_agent(struct srv_store *st, const struct srv_principa
     else if (!err)
         *size = srv_store__col_int(s, 0);
     sqlite3_reset(s);
-    pthread_mutex_unlock(&st->rmu);
+    srv_store__runlock(st);
     return err;
 }

@@ -180,7 +180,7 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principa
     *out = NULL;
     if (no_worker)
         *no_worker = 0;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -244,7 +244,7 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principa
 done:
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (err) {
         json_decref(t);
         return err;
@@ -313,7 +313,7 @@ enum dp_err srv_store_task_heartbeat(struct srv_store *st, const struct srv_prin
     int cancel = 0;
     int64_t expires = srv_now_ms() + st->cfg.lease_ms;
     *out = NULL;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -346,7 +346,7 @@ enum dp_err srv_store_task_heartbeat(struct srv_store *st, const struct srv_prin
         err = job_cancel_requested(st, l.job_id, &cancel, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     if (!err) {
         *out = json_pack("{s:o, s:b}", "lease_expires_at", srv_store__json_time(expires), "cancel",
                          cancel);
@@ -361,7 +361,7 @@ enum dp_err srv_store_task_events(struct srv_store *st, const struct srv_princip
                                   struct dp_errinfo *ei)
 {
     struct srv_lease l;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -390,7 +390,7 @@ enum dp_err srv_store_task_events(struct srv_store *st, const struct srv_princip
     }
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -398,11 +398,11 @@ enum dp_err srv_store_task_fence_check(struct srv_store *st, const struct srv_pr
                                        const char *task_id, int64_t fence, struct dp_errinfo *ei)
 {
     struct srv_lease l;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = lease_check(st, who, task_id, fence, &l, ei);
     /* A read outside a transaction: end it here, or its snapshot stays open. */
     sqlite3_reset(srv_store__stmt(st, STMT_TASK_LEASED));
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -412,7 +412,7 @@ enum dp_err srv_store_task_artifact(struct srv_store *st, const struct srv_princ
 {
     struct srv_lease l;
     int64_t now = srv_now_ms();
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -443,7 +443,7 @@ enum dp_err srv_store_task_artifact(struct srv_store *st, const struct srv_princ
     }
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -576,7 +576,7 @@ enum dp_err srv_store_task_complete(struct srv_store *st, const struct srv_princ
 {
     struct srv_lease l;
     int cancel = 0;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -606,7 +606,7 @@ enum dp_err srv_store_task_complete(struct srv_store *st, const struct srv_princ
         err = srv_store__job_refresh(st, l.job_id, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -615,7 +615,7 @@ enum dp_err srv_store_task_fail(struct srv_store *st, const struct srv_principal
                                 int retryable, struct dp_errinfo *ei)
 {
     struct srv_lease l;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -624,7 +624,7 @@ enum dp_err srv_store_task_fail(struct srv_store *st, const struct srv_principal
         err = task_fail_locked(st, task_id, &l, "error", message, retryable, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -633,7 +633,7 @@ enum dp_err srv_store_task_release(struct srv_store *st, const struct srv_princi
 {
     struct srv_lease l;
     int cancel = 0;
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -648,7 +648,7 @@ enum dp_err srv_store_task_release(struct srv_store *st, const struct srv_princi
         err = srv_store__job_refresh(st, l.job_id, ei);
     err = srv_store__finish(st, err, ei);
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }
 
@@ -657,7 +657,7 @@ enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, int *n_ready, st
     *n_reaped = 0;
     *n_ready = 0;
     int64_t now = srv_now_ms();
-    pthread_mutex_lock(&st->mu);
+    srv_store__lock(st);
     enum dp_err err = srv_store__begin(st, ei);
     if (err)
         goto out;
@@ -713,6 +713,6 @@ enum dp_err srv_store_reap(struct srv_store *st, int *n_reaped, int *n_ready, st
         *n_ready = ready > INT_MAX ? INT_MAX : (int)ready;
     }
 out:
-    pthread_mutex_unlock(&st->mu);
+    srv_store__unlock(st);
     return err;
 }

@@ -111,15 +111,36 @@ class Server:
         return int(head.split(" ")[1]), head
 
     def req_chunked(self, method, path, chunks, token, content_type):
-        """Streams the body chunked (no Content-Length)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        c.request(method, path, body=iter(chunks), encode_chunked=True,
-                  headers={"Authorization": "Bearer " + token, "Content-Type": content_type,
-                           "Transfer-Encoding": "chunked"})
-        r = c.getresponse()
-        doc = json.loads(r.read())
+        """Streams the body chunked (no Content-Length) over a raw socket.
+        Returns (status, doc, {}); (None, None, {}) when the server closed
+        the connection with a reset before its answer could be read (it
+        stops reading a chunked body at the limit, and the rest the client
+        had in flight makes the close a reset)."""
+        c = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        head = ("%s %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n" % (method, path, token, content_type))
+        try:
+            c.sendall(head.encode())
+            for ch in chunks:
+                c.sendall(b"%x\r\n" % len(ch) + ch + b"\r\n")
+            c.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass
+        got = b""
+        try:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                got += b
+        except OSError:
+            pass
         c.close()
-        return r.status, doc, {}
+        if not got:
+            return None, None, {}
+        head, _, body = got.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        return status, json.loads(body) if body else None, {}
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
@@ -593,6 +614,254 @@ def check_local_worker_token(tmp):
     ok("--local-workers: 4 starts leave one live local agent token; earlier ones answer 401")
 
 
+def raw_request(port, method, path, token=None, body=None, timeout=10):
+    """Opens a socket and sends one request (headers and body); returns the socket."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    data = json.dumps(body).encode() if body is not None else b""
+    head = "%s %s HTTP/1.1\r\nHost: x\r\n" % (method, path)
+    if token:
+        head += "Authorization: Bearer %s\r\n" % token
+    if body is not None:
+        head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(data)
+    c.sendall(head.encode() + b"\r\n" + data)
+    return c
+
+
+def read_all(c, limit=1 << 20):
+    """Reads until the peer closes or the socket times out; returns the bytes."""
+    out = b""
+    try:
+        while len(out) < limit:
+            b = c.recv(65536)
+            if not b:
+                break
+            out += b
+    except OSError:
+        pass
+    return out
+
+
+def wal_size(data):
+    p = os.path.join(data, "dnnpress.db-wal")
+    return os.path.getsize(p) if os.path.exists(p) else 0
+
+
+def check_small_edges(s, tok):
+    """What a user sees at the edges of the HTTP layer."""
+    expect(s.req("POST", "/api/v1/teams", {"name": "x"}, tok), 403, "team token on an admin route",
+           contains="needs an admin token")
+    for scheme in ("bearer", "BEARER", "Bearer  "):
+        expect(s.req("GET", "/api/v1/me", headers={"Authorization": "%s %s" % (scheme, tok)}), 200,
+               "the Bearer scheme in any case (RFC 7235): %r" % scheme)
+    expect(s.req("GET", "/api/v1/me", headers={"Authorization": "Basic " + tok}), 401,
+           "another scheme", "unauthorized")
+    for ct in ("application/jsonfoo", "application/json-seq", "text/plain"):
+        expect(s.req("POST", "/api/v1/teams", {"name": "ct"}, ADMIN, headers={"Content-Type": ct}),
+               415, "Content-Type %s" % ct, "unsupported_media_type")
+    for i, ct in enumerate(("application/json; charset=utf-8", "Application/JSON",
+                            "application/json ;charset=UTF-8")):
+        expect(s.req("POST", "/api/v1/teams", {"name": "ct-%d" % i}, ADMIN,
+                     headers={"Content-Type": ct}), 201, "Content-Type %s" % ct)
+    # A malformed Content-Length is answered by libmicrohttpd itself, before
+    # the server sees the request (docs/api.md says exactly what comes back).
+    c = raw_request(s.port, "GET", "/healthz")
+    c.close()
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    c.sendall(b"POST /api/v1/teams HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n{}")
+    got = read_all(c)
+    c.close()
+    check(got.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in got,
+          "a malformed Content-Length: %r" % got[:300])
+    expect(s.req("GET", "/healthz"), 200, "still serving after a malformed Content-Length")
+    st, body, _ = s.req("GET", "/metrics", token=ADMIN)
+    check(st == 200 and b"# TYPE dnnpress_sqlite_wal_bytes gauge\ndnnpress_sqlite_wal_bytes " in body,
+          "/metrics shows the WAL size as a gauge")
+    ok("edges: 'an admin token', Bearer in any case, exact media type with parameters, "
+       "malformed Content-Length 400 and close")
+
+
+def is_closed(c, wait=0.01):
+    """True when the peer closed c (EOF or reset); False while it is open."""
+    c.settimeout(wait)
+    try:
+        return c.recv(4096) == b""
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+def check_connection_limits(tmp):
+    """A flood of idle connections that trickle request-head bytes, from
+    many loopback addresses, must not take the API down: /healthz answers
+    at once throughout; one address gets no more than its cap; trickling
+    does not extend the head deadline. A chunked body over the limit is not
+    read on, and a stalled body does not hold its socket and temp file."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < min(hard, 8192):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    data = os.path.join(tmp, "conns")
+    s = Server(data, ["--http-per-ip-conns", "50", "--http-header-timeout-s", "2",
+                      "--http-max-pending-conns", "200", "--http-body-timeout-s", "1",
+                      "--max-upload-mb", "2"])
+    # One address gets its cap (50) and no more.
+    one = []
+    for _ in range(60):
+        c = socket.socket()
+        c.bind(("127.0.2.1", 0))
+        try:
+            c.connect(("127.0.0.1", s.port))
+        except OSError:
+            pass
+        one.append(c)
+    time.sleep(0.3)
+    n_one = sum(1 for c in one if not is_closed(c))
+    for c in one:
+        c.close()
+    check(n_one == 50, "60 connections from one address: %d kept (the cap is 50)" % n_one)
+    t_open = time.time()
+    socks = []
+    for i in range(2000):  # 40 addresses x 50: each at its cap
+        c = socket.socket()
+        c.settimeout(2)
+        c.bind(("127.0.1.%d" % (1 + i % 40), 0))
+        try:
+            c.connect(("127.0.0.1", s.port))
+            c.send(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        except OSError:
+            pass
+        socks.append(c)
+    worst = 0.0
+    for _ in range(5):
+        t0 = time.time()
+        try:
+            st = s.req("GET", "/healthz", timeout=5)[0]
+        except OSError as e:
+            st = repr(e)
+        dt = time.time() - t0
+        check(st == 200, "/healthz during a flood of 2,000 idle connections: %r after %.2f s"
+              % (st, dt))
+        worst = max(worst, dt)
+        for c in socks:  # a byte each, as a trickling client does
+            try:
+                c.send(b"a")
+            except OSError:
+                pass
+        time.sleep(0.2)
+    check(worst < 1.0, "/healthz took %.2f s during the flood" % worst)
+    # Trickling does not move the head deadline: all gone 2 s (+ a tick) after opening.
+    while time.time() - t_open < 3.0:
+        for c in socks:
+            try:
+                c.send(b"a")
+            except OSError:
+                pass
+        time.sleep(0.3)
+    time.sleep(0.5)
+    n_open = sum(1 for c in socks if not is_closed(c))
+    for c in socks:
+        c.close()
+    check(n_open == 0, "%d of 2,000 trickling connections still open past the 2 s head deadline"
+          % n_open)
+    ok("per-address cap: 50 of 60 kept; 2,000 idle trickling connections from 40 addresses: "
+       "/healthz in %.3f s at worst, all closed at the head deadline" % worst)
+
+    # A chunked upload over the limit (2 MB) is not read on: the client
+    # cannot push 100 MB, and the answer (when it can be read) is a JSON 413.
+    team, tok = setup_team(s, "conns")
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    c.sendall(b"POST /api/v1/models?name=big&format=onnx HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer " + tok.encode() + b"\r\nContent-Type: application/octet-stream"
+              b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n" % 65536 + b"\0" * 65536 + b"\r\n"
+    sent = 0
+    try:
+        while sent < (100 << 20):
+            c.sendall(chunk)
+            sent += 65536
+    except OSError:
+        pass
+    got = read_all(c)
+    c.close()
+    check(sent < (40 << 20), "a chunked upload over the 2 MB limit: the server read on (%d MB sent)"
+          % (sent >> 20))
+    check(got == b"" or (got.startswith(b"HTTP/1.1 413") and b"too_large" in got),
+          "the answer to an oversize chunked upload: %r" % got[:300])
+    # A stalled upload: closed after the body timeout (1 s), its temp file gone.
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    c.sendall(b"POST /api/v1/models?name=stall&format=onnx HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer " + tok.encode() + b"\r\nContent-Type: application/octet-stream"
+              b"\r\nContent-Length: 1000000\r\n\r\n" + b"\0" * 10000)
+    t0 = time.time()
+    closed = is_closed(c, 5)
+    dt = time.time() - t0
+    c.close()
+    check(closed and dt < 4, "a stalled upload body: closed %s after %.1f s" % (closed, dt))
+    time.sleep(0.2)
+    left = os.listdir(os.path.join(data, "tmp"))
+    check(not left, "temp files left by a dropped upload: %r" % left)
+    s.stop()
+    ok("bodies: a chunked upload is cut at the limit after %d MB sent (%s), a stalled body is "
+       "closed after %.1f s with its temp file removed"
+       % (sent >> 20, "413 read" if got else "reset before the answer", dt))
+
+
+def check_shutdown(tmp):
+    """SIGTERM with parked long-poll claims and open event streams: every
+    parked request is answered (204, end of stream), the process exits 0
+    within a bounded time, and the store is closed (integrity, WAL merged)."""
+    data = os.path.join(tmp, "shutdown")
+    s = Server(data)
+    team, tok = setup_team(s, "shutdown")
+    agent = expect(s.req("POST", "/api/v1/tokens", {"team_id": team, "scope": "agent"}, ADMIN),
+                   201, "agent token")["token"]
+    m = expect(s.req("POST", "/api/v1/models", {"name": "m", "arch": "lenet5"}, tok), 201, "model")
+    d = expect(s.req("POST", "/api/v1/datasets", {"name": "d", "builtin": "fashion-mnist"}, tok),
+               201, "dataset")
+    job = expect(submit(s, tok, m["id"], d["id"]), 201, "submit")
+    w = expect(s.req("POST", "/agent/v1/register", {"name": "w", "version": "e2e",
+                                                    "capabilities": ["export"], "device": {}},
+                     agent), 201, "register")
+    for n in (1, 2, 4, 20):
+        if n > 1:
+            s = Server(data, port=s.port)
+        # An export-only worker finds nothing ready: its claims park.
+        claims = [raw_request(s.port, "POST", "/agent/v1/claim", agent,
+                              {"worker_id": w["worker_id"], "capabilities": ["export"],
+                               "wait_s": 30}) for _ in range(n)]
+        streams = [raw_request(s.port, "GET", "/api/v1/jobs/%s/events" % job["id"], tok)
+                   for _ in range(2)]
+        time.sleep(0.5)
+        t0 = time.time()
+        s.proc.send_signal(signal.SIGTERM)
+        try:
+            s.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            fail("SIGTERM with %d parked claims: still running after 10 s" % n)
+        dt = time.time() - t0
+        s.log.close()
+        check(s.proc.returncode == 0, "SIGTERM with %d parked claims and 2 event streams: exit "
+              "status %d (see %s)" % (n, s.proc.returncode, s.log.name))
+        check(dt < 5, "SIGTERM with %d parked claims took %.1f s" % (n, dt))
+        for c in claims:
+            got = read_all(c)
+            c.close()
+            check(got.startswith(b"HTTP/1.1 204"), "a parked claim at shutdown: %r" % got[:200])
+        for c in streams:
+            got = read_all(c)
+            c.close()
+            check(got.startswith(b"HTTP/1.1 200") and got.endswith(b"0\r\n\r\n"),
+                  "an event stream at shutdown ends with the last chunk: %r" % got[-200:])
+        # Before any other connection opens it (closing one merges the WAL too).
+        check(wal_size(data) == 0, "the store was closed (WAL merged): %d bytes" % wal_size(data))
+        con = sqlite3.connect(os.path.join(data, "dnnpress.db"))
+        check(con.execute("PRAGMA integrity_check").fetchone()[0] == "ok", "integrity_check")
+        con.close()
+        ok("SIGTERM with %d parked claims and 2 event streams: exit 0 in %.2f s, claims 204, "
+           "streams ended, store closed" % (n, dt))
+
+
 def main():
     check(os.access(SERVER, os.X_OK), "%s is not built" % SERVER)
     tmp = tempfile.mkdtemp(prefix="dp-e2e-server-")
@@ -608,6 +877,8 @@ def main():
         return
     data = os.path.join(tmp, "data")
     check_openapi()
+    check_shutdown(tmp)
+    check_connection_limits(tmp)
     s = Server(data, ["--lease-s", "2", "--backoff-ms", "50", "--max-upload-mb", "2"])
 
     # -- auth and teams
@@ -623,6 +894,7 @@ def main():
     me = expect(s.req("GET", "/api/v1/me", token=tok_a), 200, "me")
     check(me["scope"] == "team" and me["team_id"] == team_a, "me: %r" % me)
     ok("auth: 401 without/bad token, 403 wrong scope, teams and tokens")
+    check_small_edges(s, tok_a)
 
     # -- models and datasets
     m = expect(s.req("POST", "/api/v1/models", {"name": "lenet", "arch": "lenet5"}, tok_a), 201,
@@ -715,11 +987,17 @@ def main():
     st, head = s.req_expect("POST", "/api/v1/models?name=big&format=onnx", 3 << 20, tok_a,
                             "application/octet-stream")
     check(st == 413 and "over the limit" in head, "oversize upload (Content-Length): %s" % head)
-    expect(s.req_chunked("POST", "/api/v1/jobs", [b"{\"name\": \"" + b"x" * 65536] * 32, tok_a,
-                         "application/json"), 413, "oversize chunked JSON body", "too_large")
-    expect(s.req_chunked("POST", "/api/v1/models?name=big&format=onnx", [b"\0" * 65536] * 48,
-                         tok_a, "application/octet-stream"), 413, "oversize chunked upload",
-           "too_large")
+    # Over the limit the server stops reading a chunked body: it answers a
+    # JSON 413, or the close is a reset when the client still had bytes in
+    # flight (docs/security.md, "Limits"); never a 2xx.
+    for what, path, chunks, ctype in (
+            ("oversize chunked JSON body", "/api/v1/jobs", [b"{\"name\": \"" + b"x" * 65536] * 32,
+             "application/json"),
+            ("oversize chunked upload", "/api/v1/models?name=big&format=onnx",
+             [b"\0" * 65536] * 48, "application/octet-stream")):
+        st, doc, _ = s.req_chunked("POST", path, chunks, tok_a, ctype)
+        check(st is None or (st == 413 and doc.get("code") == "too_large"),
+              "%s: %r %r" % (what, st, doc))
     expect(s.req("POST", "/api/v1/teams", {"name": "../../etc/passwd"}, ADMIN), 400,
            "path-like team name", contains="path")
     for bad in ("a\x1b[2Jb", "c1\x9bx", "rtl\u202eexe.txt", "iso\u2066x"):
@@ -819,6 +1097,13 @@ def main():
     mb = expect(s.req("POST", "/api/v1/models", {"name": "lenet", "arch": "lenet5"}, tok_b), 201, "B model")
     db = expect(s.req("POST", "/api/v1/datasets", {"name": "fm", "builtin": "fashion-mnist"}, tok_b), 201, "B ds")
     jb = expect(submit(s, tok_b, mb["id"], db["id"], key="key-1"), 201, "B uses the same key")
+    # Printable ASCII, as docs/api.md says, includes the space.
+    js = expect(submit(s, tok_b, mb["id"], db["id"], key="key with space"), 201, "a key with a space")
+    check(submit(s, tok_b, mb["id"], db["id"], key="key with space")[1]["id"] == js["id"],
+          "a key with a space replays")
+    expect(submit(s, tok_b, mb["id"], db["id"], key="tab\tkey"), 400, "a key with a tab",
+           contains="Idempotency-Key")
+    expect(s.req("POST", "/api/v1/jobs/%s/cancel" % js["id"], token=tok_b), 202, "cancel")
     ok("Idempotency-Key: the same key twice -> one job (201 then 200), 8 clients at once -> one job; "
        "reuse with another body -> 409")
 
@@ -826,7 +1111,7 @@ def main():
     expect(s.req("GET", "/api/v1/jobs/%s" % j1["id"], token=tok_b), 404, "B reads A's job")
     expect(s.req("POST", "/api/v1/jobs/%s/cancel" % j1["id"], token=tok_b), 404, "B cancels A's job")
     expect(s.req("GET", "/api/v1/jobs/%s/events" % j1["id"], token=tok_b), 404, "B streams A's job")
-    check(count_jobs(s, tok_b) == 1, "B sees only its own job")
+    check(count_jobs(s, tok_b) == 2, "B sees only its own two jobs")
     expect(s.req("GET", "/api/v1/models/%s/content" % om["id"], token=tok_b), 404, "B downloads A's model")
     ok("team isolation: team B gets 404 for team A's job, events, model")
 

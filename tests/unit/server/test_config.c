@@ -69,7 +69,23 @@ static const struct {
     {"--http-conn-mem-kb", 4, 1024, offsetof(struct srv_config, http_conn_mem_kb)},
     {"--http-backlog", 1, 65535, offsetof(struct srv_config, http_backlog)},
     {"--backoff-ms", 0, 600000, offsetof(struct srv_config, backoff_base_ms)},
+    {"--http-per-ip-conns", 0, 65536, offsetof(struct srv_config, http_per_ip_conns)},
+    {"--http-header-timeout-s", 1, 3600, offsetof(struct srv_config, http_header_timeout_s)},
+    {"--http-body-timeout-s", 1, 86400, offsetof(struct srv_config, http_body_timeout_s)},
+    {"--max-validations", 1, 64, offsetof(struct srv_config, max_validations)},
 };
+
+Test(srv_config, the_pending_connection_cap_stays_below_the_connection_cap)
+{
+    const char *args[] = {"--http-max-conns", "100", "--http-max-pending-conns", "500", NULL};
+    struct srv_config cfg;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(parse(args, &cfg, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(cfg.http_max_pending_conns, 99);
+    const char *args2[] = {"--http-max-pending-conns", "10", NULL};
+    cr_assert_eq(parse(args2, &cfg, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(cfg.http_max_pending_conns, 10);
+}
 
 Test(srv_config, integer_flags_are_bounded)
 {
