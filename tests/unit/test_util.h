@@ -21,11 +21,11 @@
 
 #ifdef DP_TEST_HAVE_ASAN
 #include <sanitizer/lsan_interface.h>
-#define DP_ASSERT_NO_LEAKS()                                                                 \
+#define DP_ASSERT_NO_LEAKS()                                                                       \
     cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (see LSan report)")
 #else
-#define DP_ASSERT_NO_LEAKS()                                                                 \
-    do {                                                                                     \
+#define DP_ASSERT_NO_LEAKS()                                                                       \
+    do {                                                                                           \
     } while (0)
 #endif
 

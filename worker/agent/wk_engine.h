@@ -48,7 +48,7 @@ struct wk_engine_job {
     struct wk_compress_opts compress;
     struct wk_export_opts export;
     struct dp_spec *spec; /* compress, retrain: parsed params.spec; owned */
-    json_t *prev_report;    /* retrain, export: the previous report; owned */
+    json_t *prev_report;  /* retrain, export: the previous report; owned */
 };
 
 /* Whether this build runs task type t. Any thread. */

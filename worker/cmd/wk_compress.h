@@ -11,9 +11,9 @@
 #include <jansson.h>
 
 #include "common/err.h"
+#include "common/spec.h"
 #include "worker/cmd/wk_hooks.h"
 #include "worker/compress/admm.h"
-#include "common/spec.h"
 
 /*
  * One field per flag of `compress`, except that the documents arrive
@@ -22,12 +22,12 @@
  */
 struct wk_compress_opts {
     const struct dp_spec *spec; /* validated job spec; borrowed */
-    const char *model;            /* pretrained .safetensors checkpoint */
-    const char *data;             /* "idx:DIR", "cifar:DIR" or "npy:DIR" */
-    const char *out;              /* the compressed checkpoint; NULL: not written */
-    const char *report;           /* the JSON report; NULL: not written */
-    const char *checkpoint;       /* the whole ADMM state after every epoch; NULL: none */
-    long resume;                  /* continue from checkpoint when it exists */
+    const char *model;          /* pretrained .safetensors checkpoint */
+    const char *data;           /* "idx:DIR", "cifar:DIR" or "npy:DIR" */
+    const char *out;            /* the compressed checkpoint; NULL: not written */
+    const char *report;         /* the JSON report; NULL: not written */
+    const char *checkpoint;     /* the whole ADMM state after every epoch; NULL: none */
+    long resume;                /* continue from checkpoint when it exists */
     enum admm_phase phase;
     const json_t *prev_report; /* ADMM_PHASE_RETRAIN: the admm phase's report, or NULL; borrowed */
     long threads, limit_train, limit_test, quiet;

@@ -49,11 +49,11 @@
 /* ---- Random numbers ------------------------------------------------------ */
 
 /* splitmix64: small, seedable, the same sequence on every platform. */
-struct nn_rng {
+struct nn_test_rng {
     uint64_t s;
 };
 
-static inline uint64_t nn_rng_next(struct nn_rng *r)
+static inline uint64_t nn_test_rng_next(struct nn_test_rng *r)
 {
     uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -62,22 +62,22 @@ static inline uint64_t nn_rng_next(struct nn_rng *r)
 }
 
 /* Uniform in [lo, hi). */
-static inline float nn_rng_uniform(struct nn_rng *r, float lo, float hi)
+static inline float nn_test_rng_uniform(struct nn_test_rng *r, float lo, float hi)
 {
-    double u = (double)(nn_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+    double u = (double)(nn_test_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
     return (float)(lo + (hi - lo) * u);
 }
 
 /* Uniform integer in [0, n). */
-static inline int nn_rng_int(struct nn_rng *r, int n)
+static inline int nn_test_rng_int(struct nn_test_rng *r, int n)
 {
-    return (int)(nn_rng_next(r) % (uint64_t)n);
+    return (int)(nn_test_rng_next(r) % (uint64_t)n);
 }
 
-static inline void nn_fill_uniform(struct nn_rng *r, float *x, size_t n, float lo, float hi)
+static inline void nn_fill_uniform(struct nn_test_rng *r, float *x, size_t n, float lo, float hi)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = nn_rng_uniform(r, lo, hi);
+        x[i] = nn_test_rng_uniform(r, lo, hi);
 }
 
 /*
@@ -85,12 +85,12 @@ static inline void nn_fill_uniform(struct nn_rng *r, float *x, size_t n, float l
  * a random permutation k. No two values are within `step` of each other,
  * so a max never changes under perturbations smaller than step/2.
  */
-static inline void nn_fill_distinct(struct nn_rng *r, float *x, size_t n, float step)
+static inline void nn_fill_distinct(struct nn_test_rng *r, float *x, size_t n, float step)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = ((float)i - (float)(n / 2)) * step;
     for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(nn_rng_next(r) % i);
+        size_t j = (size_t)(nn_test_rng_next(r) % i);
         float t = x[i - 1];
         x[i - 1] = x[j];
         x[j] = t;
@@ -98,13 +98,13 @@ static inline void nn_fill_distinct(struct nn_rng *r, float *x, size_t n, float 
 }
 
 /* Uniform in [lo, hi) but at least `margin` away from each kink. */
-static inline void nn_fill_away_from(struct nn_rng *r, float *x, size_t n, float lo, float hi,
+static inline void nn_fill_away_from(struct nn_test_rng *r, float *x, size_t n, float lo, float hi,
                                      const float *kinks, int n_kinks, float margin)
 {
     for (size_t i = 0; i < n; i++) {
         int ok;
         do {
-            x[i] = nn_rng_uniform(r, lo, hi);
+            x[i] = nn_test_rng_uniform(r, lo, hi);
             ok = 1;
             for (int k = 0; k < n_kinks; k++)
                 if (fabsf(x[i] - kinks[k]) < margin)

@@ -19,10 +19,10 @@ struct cd_case {
 };
 
 static const struct cd_case cd_cases[] = {
-    {2, 16, 8, 8, 16, 3, 1, 1, 1, 1, 1},  {3, 16, 9, 7, 32, 3, 2, 1, 1, 1, 0},
-    {2, 32, 6, 6, 16, 1, 1, 0, 1, 1, 1},  {2, 16, 10, 10, 16, 3, 1, 2, 2, 1, 1},
-    {2, 16, 8, 8, 32, 3, 1, 1, 1, 2, 1},  {2, 32, 8, 8, 32, 3, 2, 1, 1, 32, 0},
-    {2, 3, 8, 8, 16, 3, 1, 1, 1, 1, 1},   {2, 20, 12, 12, 50, 5, 1, 0, 1, 1, 1},
+    {2, 16, 8, 8, 16, 3, 1, 1, 1, 1, 1}, {3, 16, 9, 7, 32, 3, 2, 1, 1, 1, 0},
+    {2, 32, 6, 6, 16, 1, 1, 0, 1, 1, 1}, {2, 16, 10, 10, 16, 3, 1, 2, 2, 1, 1},
+    {2, 16, 8, 8, 32, 3, 1, 1, 1, 2, 1}, {2, 32, 8, 8, 32, 3, 2, 1, 1, 32, 0},
+    {2, 3, 8, 8, 16, 3, 1, 1, 1, 1, 1},  {2, 20, 12, 12, 50, 5, 1, 0, 1, 1, 1},
     {1, 16, 7, 7, 16, 3, 2, 0, 1, 1, 1}, /* floor mode: the last row is dropped */
 };
 
@@ -38,8 +38,8 @@ static void cd_close(const float *got, const float *want, size_t n, const char *
 {
     for (size_t i = 0; i < n; i++) {
         float tol = 1e-4f + 1e-4f * fabsf(want[i]);
-        cr_assert(fabsf(got[i] - want[i]) <= tol, "case %d %s[%zu]: %g vs reference %g", ci,
-                  what, i, (double)got[i], (double)want[i]);
+        cr_assert(fabsf(got[i] - want[i]) <= tol, "case %d %s[%zu]: %g vs reference %g", ci, what,
+                  i, (double)got[i], (double)want[i]);
     }
 }
 
@@ -74,8 +74,8 @@ Test(conv_dnnl, matches_reference_and_accumulates)
         memcpy(rdb, db, (size_t)d.OC * sizeof(float));
 
         struct nn_conv_dnnl *cd = NULL;
-        cr_assert_eq(nn_conv_dnnl_new(ctx, &d, c->bias, NN_LAYOUT_NCHW, NN_LAYOUT_NCHW, &cd, &ei), DP_OK, "case %zu: %s", ci,
-                     ei.msg);
+        cr_assert_eq(nn_conv_dnnl_new(ctx, &d, c->bias, NN_LAYOUT_NCHW, NN_LAYOUT_NCHW, &cd, &ei),
+                     DP_OK, "case %zu: %s", ci, ei.msg);
         cr_assert_eq(nn_conv_dnnl_batch(cd), d.B);
         nn_conv_dnnl_forward(cd, out, x, w, c->bias ? b : NULL);
         nn_conv2d_forward_ref(ref, x, w, c->bias ? b : NULL, &d);

@@ -62,7 +62,7 @@ struct acc_grad {
  * result, and from a random prefill P one call must give P + once.
  */
 static void check_accumulates(const char *label, acc_backward_fn bw, void *ctx, struct acc_grad *gs,
-                              int n_g, struct nn_rng *rng)
+                              int n_g, struct nn_test_rng *rng)
 {
     float *once[8];
     char what[160];
@@ -191,7 +191,7 @@ static struct nn_conv2d_dims conv_dims(const struct conv_case *c)
     return d;
 }
 
-static void conv_bufs_init(struct conv_bufs *cb, const struct conv_case *c, struct nn_rng *rng)
+static void conv_bufs_init(struct conv_bufs *cb, const struct conv_case *c, struct nn_test_rng *rng)
 {
     memset(cb, 0, sizeof(*cb));
     cb->d = conv_dims(c);
@@ -263,7 +263,7 @@ static double conv_objective(void *ctx)
 
 Test(grad, conv2d)
 {
-    struct nn_rng rng = {101};
+    struct nn_test_rng rng = {101};
     char label[160];
 
     for (size_t i = 0; i < sizeof(conv_fd_cases) / sizeof(conv_fd_cases[0]); i++) {
@@ -294,40 +294,40 @@ Test(grad, conv2d)
 }
 
 /* A random valid geometry: groups, depthwise multipliers, odd kernels, pads. */
-static void conv_random_case(struct nn_rng *r, struct conv_case *c)
+static void conv_random_case(struct nn_test_rng *r, struct conv_case *c)
 {
     static const int ks[] = {1, 2, 3, 5};
 
     memset(c, 0, sizeof(*c));
     c->name = "random";
-    if (nn_rng_int(r, 4) == 0) { /* depthwise, multiplier 1..3 */
-        c->C = 1 + nn_rng_int(r, 6);
+    if (nn_test_rng_int(r, 4) == 0) { /* depthwise, multiplier 1..3 */
+        c->C = 1 + nn_test_rng_int(r, 6);
         c->groups = c->C;
-        c->OC = c->C * (1 + nn_rng_int(r, 3));
+        c->OC = c->C * (1 + nn_test_rng_int(r, 3));
     } else {
-        c->groups = 1 + nn_rng_int(r, 3);
-        c->C = c->groups * (1 + nn_rng_int(r, 3));
-        c->OC = c->groups * (1 + nn_rng_int(r, 4));
+        c->groups = 1 + nn_test_rng_int(r, 3);
+        c->C = c->groups * (1 + nn_test_rng_int(r, 3));
+        c->OC = c->groups * (1 + nn_test_rng_int(r, 4));
     }
-    c->B = 1 + nn_rng_int(r, 3);
-    c->kh = ks[nn_rng_int(r, 4)];
-    c->kw = ks[nn_rng_int(r, 4)];
-    c->sh = 1 + nn_rng_int(r, 3);
-    c->sw = 1 + nn_rng_int(r, 3);
-    c->dh = c->kh > 1 ? 1 + nn_rng_int(r, 2) : 1;
-    c->dw = c->kw > 1 ? 1 + nn_rng_int(r, 2) : 1;
+    c->B = 1 + nn_test_rng_int(r, 3);
+    c->kh = ks[nn_test_rng_int(r, 4)];
+    c->kw = ks[nn_test_rng_int(r, 4)];
+    c->sh = 1 + nn_test_rng_int(r, 3);
+    c->sw = 1 + nn_test_rng_int(r, 3);
+    c->dh = c->kh > 1 ? 1 + nn_test_rng_int(r, 2) : 1;
+    c->dw = c->kw > 1 ? 1 + nn_test_rng_int(r, 2) : 1;
     int eh = c->dh * (c->kh - 1) + 1, ew = c->dw * (c->kw - 1) + 1;
-    c->pt = nn_rng_int(r, eh);
-    c->pb = nn_rng_int(r, eh);
-    c->pl = nn_rng_int(r, ew);
-    c->pr = nn_rng_int(r, ew);
-    c->H = (eh - c->pt - c->pb > 1 ? eh - c->pt - c->pb : 1) + nn_rng_int(r, 7);
-    c->W = (ew - c->pl - c->pr > 1 ? ew - c->pl - c->pr : 1) + nn_rng_int(r, 7);
-    c->bias = nn_rng_int(r, 2);
+    c->pt = nn_test_rng_int(r, eh);
+    c->pb = nn_test_rng_int(r, eh);
+    c->pl = nn_test_rng_int(r, ew);
+    c->pr = nn_test_rng_int(r, ew);
+    c->H = (eh - c->pt - c->pb > 1 ? eh - c->pt - c->pb : 1) + nn_test_rng_int(r, 7);
+    c->W = (ew - c->pl - c->pr > 1 ? ew - c->pl - c->pr : 1) + nn_test_rng_int(r, 7);
+    c->bias = nn_test_rng_int(r, 2);
 }
 
 /* Forward and backward of the fast path against the naive twin on one case. */
-static void conv_twin_check(const struct conv_case *c, const char *name, struct nn_rng *rng)
+static void conv_twin_check(const struct conv_case *c, const char *name, struct nn_test_rng *rng)
 {
     struct conv_bufs f, n;
     char label[200];
@@ -381,7 +381,7 @@ static void conv_twin_check(const struct conv_case *c, const char *name, struct 
 
 Test(grad, conv2d_fast_matches_ref)
 {
-    struct nn_rng rng = {202};
+    struct nn_test_rng rng = {202};
     char name[32];
 
     for (size_t i = 0; i < sizeof(conv_fd_cases) / sizeof(conv_fd_cases[0]); i++)
@@ -405,7 +405,7 @@ Test(grad, conv2d_null_grads)
         {"groups2", 2, 4, 6, 6, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 1},
         {"depthwise", 2, 4, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, 1},
     };
-    struct nn_rng rng = {303};
+    struct nn_test_rng rng = {303};
     char label[128];
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -446,7 +446,7 @@ Test(grad, conv2d_backward_accumulates)
         {"groups2_s2", 2, 4, 7, 6, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 1},
         {"depthwise", 2, 4, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, 1},
     };
-    struct nn_rng rng = {404};
+    struct nn_test_rng rng = {404};
     char label[128];
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -475,7 +475,7 @@ struct linear_bufs {
 };
 
 static void linear_bufs_init(struct linear_bufs *lb, int B, int I, int O, int has_bias,
-                             struct nn_rng *rng)
+                             struct nn_test_rng *rng)
 {
     memset(lb, 0, sizeof(*lb));
     lb->B = B;
@@ -529,7 +529,7 @@ static const struct {
 
 Test(grad, linear)
 {
-    struct nn_rng rng = {505};
+    struct nn_test_rng rng = {505};
     char label[128];
 
     for (size_t i = 0; i < sizeof(linear_cases) / sizeof(linear_cases[0]); i++) {
@@ -562,7 +562,7 @@ Test(grad, linear_fast_matches_ref)
         {1, 1, 1, 1},    {1, 3, 2, 0},    {3, 5, 4, 1},      {8, 65, 33, 1},
         {16, 84, 10, 1}, {7, 120, 84, 0}, {64, 400, 120, 1}, {2, 257, 3, 1},
     };
-    struct nn_rng rng = {606};
+    struct nn_test_rng rng = {606};
     char label[128];
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -584,7 +584,7 @@ Test(grad, linear_fast_matches_ref)
 
 Test(grad, linear_backward_accumulates)
 {
-    struct nn_rng rng = {707};
+    struct nn_test_rng rng = {707};
     struct linear_bufs lb;
 
     linear_bufs_init(&lb, 3, 6, 4, 1, &rng);
@@ -606,7 +606,7 @@ struct bn_bufs {
     float *dinp, *dgamma, *dbeta;
 };
 
-static void bn_bufs_init(struct bn_bufs *bb, int B, int C, int HW, struct nn_rng *rng)
+static void bn_bufs_init(struct bn_bufs *bb, int B, int C, int HW, struct nn_test_rng *rng)
 {
     memset(bb, 0, sizeof(*bb));
     bb->B = B;
@@ -630,7 +630,8 @@ static void bn_bufs_init(struct bn_bufs *bb, int B, int C, int HW, struct nn_rng
         for (int c = 0; c < C; c++)
             for (int i = 0; i < HW; i++)
                 bb->inp[((size_t)b * C + c) * HW + i] =
-                    (float)(c - 1) + (0.5f + 0.5f * (float)c) * nn_rng_uniform(rng, -1.0f, 1.0f);
+                    (float)(c - 1) +
+                    (0.5f + 0.5f * (float)c) * nn_test_rng_uniform(rng, -1.0f, 1.0f);
     nn_fill_uniform(rng, bb->gamma, (size_t)C, 0.5f, 1.5f);
     nn_fill_uniform(rng, bb->beta, (size_t)C, -1.0f, 1.0f);
     for (int c = 0; c < C; c++)
@@ -671,7 +672,7 @@ Test(grad, bn2d_train)
     static const struct {
         int B, C, HW;
     } cases[] = {{2, 3, 9}, {4, 2, 4}, {1, 2, 16}, {8, 1, 1}, {3, 4, 5}};
-    struct nn_rng rng = {808};
+    struct nn_test_rng rng = {808};
     char label[128];
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -696,7 +697,7 @@ Test(grad, bn2d_train)
 
 Test(grad, bn2d_backward_accumulates)
 {
-    struct nn_rng rng = {909};
+    struct nn_test_rng rng = {909};
     struct bn_bufs bb;
 
     bn_bufs_init(&bb, 2, 3, 5, &rng);
@@ -853,7 +854,7 @@ static void pool_backward(void *ctx)
  */
 Test(grad, maxpool)
 {
-    struct nn_rng rng = {1010};
+    struct nn_test_rng rng = {1010};
     char label[128];
 
     for (size_t i = 0; i < sizeof(pool_cases) / sizeof(pool_cases[0]); i++) {
@@ -925,7 +926,7 @@ Test(grad, maxpool_ties_first)
 
 Test(grad, avgpool)
 {
-    struct nn_rng rng = {1111};
+    struct nn_test_rng rng = {1111};
     char label[128];
 
     for (size_t i = 0; i < sizeof(pool_cases) / sizeof(pool_cases[0]); i++) {
@@ -953,7 +954,7 @@ Test(grad, avgpool)
 
 Test(grad, pool_backward_accumulates)
 {
-    struct nn_rng rng = {1212};
+    struct nn_test_rng rng = {1212};
     char label[128];
 
     for (int is_max = 0; is_max <= 1; is_max++) {
@@ -994,7 +995,7 @@ Test(grad, gap)
     static const struct {
         int B, C, HW;
     } cases[] = {{2, 3, 5}, {1, 4, 1}, {3, 2, 49}};
-    struct nn_rng rng = {1313};
+    struct nn_test_rng rng = {1313};
     char label[128];
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -1108,7 +1109,7 @@ static void ew_free(struct ew_bufs *e)
 }
 
 /* FD check plus accumulation for one element-wise layer. */
-static void ew_check(struct ew_bufs *e, const char *label, struct nn_rng *rng)
+static void ew_check(struct ew_bufs *e, const char *label, struct nn_test_rng *rng)
 {
     char what[128];
 
@@ -1125,7 +1126,7 @@ static void ew_check(struct ew_bufs *e, const char *label, struct nn_rng *rng)
 Test(grad, relu)
 {
     static const float kinks[] = {0.0f};
-    struct nn_rng rng = {1414};
+    struct nn_test_rng rng = {1414};
     struct ew_bufs e;
 
     ew_init(&e, EW_RELU, 64);
@@ -1141,7 +1142,7 @@ Test(grad, relu)
 Test(grad, relu6)
 {
     static const float kinks[] = {0.0f, 6.0f};
-    struct nn_rng rng = {1515};
+    struct nn_test_rng rng = {1515};
     struct ew_bufs e;
 
     ew_init(&e, EW_RELU6, 96);
@@ -1174,7 +1175,7 @@ static void add_backward(void *ctx)
 
 Test(grad, add)
 {
-    struct nn_rng rng = {1616};
+    struct nn_test_rng rng = {1616};
     struct add_bufs ab;
     size_t n = 37;
 
@@ -1209,7 +1210,7 @@ Test(grad, add)
 Test(grad, dropout)
 {
     static const float ps[] = {0.1f, 0.5f, 0.8f};
-    struct nn_rng rng = {1717};
+    struct nn_test_rng rng = {1717};
     char label[64];
 
     for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++) {
@@ -1234,7 +1235,7 @@ Test(grad, dropout_mask)
 {
     const size_t n = 20000;
     const float p = 0.25f;
-    struct nn_rng rng = {1818};
+    struct nn_test_rng rng = {1818};
     float *inp = nn_floats(n), *o1 = nn_floats(n), *o2 = nn_floats(n), *o3 = nn_floats(n);
     uint8_t *m1 = dp_calloc(n, 1), *m2 = dp_calloc(n, 1), *m3 = dp_calloc(n, 1);
     cr_assert(m1 && m2 && m3);
@@ -1291,7 +1292,7 @@ static double xent_objective(void *ctx)
     return nn_xent_forward(x->probs, x->logits, x->labels, x->B, x->K);
 }
 
-static void xent_init(struct xent_bufs *x, int B, int K, float scale, struct nn_rng *rng)
+static void xent_init(struct xent_bufs *x, int B, int K, float scale, struct nn_test_rng *rng)
 {
     size_t n = (size_t)B * K;
     x->B = B;
@@ -1303,7 +1304,7 @@ static void xent_init(struct xent_bufs *x, int B, int K, float scale, struct nn_
     cr_assert_not_null(x->labels);
     nn_fill_uniform(rng, x->logits, n, -scale, scale);
     for (int b = 0; b < B; b++)
-        x->labels[b] = nn_rng_int(rng, K);
+        x->labels[b] = nn_test_rng_int(rng, K);
 }
 
 static void xent_free(struct xent_bufs *x)
@@ -1319,7 +1320,7 @@ Test(grad, xent)
     static const struct {
         int B, K;
     } cases[] = {{1, 2}, {1, 3}, {4, 5}, {8, 10}, {3, 17}};
-    struct nn_rng rng = {1919};
+    struct nn_test_rng rng = {1919};
     char label[64];
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -1345,7 +1346,7 @@ Test(grad, xent)
  */
 Test(grad, xent_shift_invariant)
 {
-    struct nn_rng rng = {2020};
+    struct nn_test_rng rng = {2020};
     struct xent_bufs x, y;
     const int B = 4, K = 6;
     size_t n = (size_t)B * K;

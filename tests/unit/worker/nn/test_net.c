@@ -1,5 +1,5 @@
 /*
- * The executor, optimizers, schedules and built-in architectures.
+ * The executor (worker/nn/net.c).
  *
  * The whole-network gradient test runs a small graph with every op kind
  * (conv with groups, BN in training mode, ReLU/ReLU6, max and average
@@ -8,20 +8,19 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "common/alloc.h"
 #include "common/model.h"
 #include "tests/unit/test_util.h"
+#include "tests/unit/worker/nn/nn_test_util.h"
 #include "worker/nn/arch.h"
 #include "worker/nn/data.h"
 #include "worker/nn/net.h"
 #include "worker/nn/optim.h"
 #include "worker/nn/rng.h"
-#include "worker/nn/sched.h"
-#include "worker/nn/train.h"
 
-/* A graph exercising every op and a fan-out (x feeds both branches). */
 static struct dp_model *tiny_model(void)
 {
     struct dp_errinfo ei = {0};
@@ -209,265 +208,6 @@ Test(net, eval_forward_is_deterministic_and_batch_independent)
     DP_ASSERT_NO_LEAKS();
 }
 
-/* ---- Optimizers ------------------------------------------------------------ */
-
-static struct dp_model *one_linear(void)
-{
-    struct dp_model *m = dp_model_new(1, 1, 2);
-    cr_assert_geq(dp_model_add_unary(m, "f", DP_OP_FLATTEN, DP_MODEL_INPUT, NULL), 0);
-    cr_assert_geq(dp_model_add_linear(m, "fc", 0, 2, NULL), 0);
-    cr_assert_eq(dp_model_finalize(m, NULL), DP_OK);
-    return m; /* fc.weight (2x2) then fc.bias (2) */
-}
-
-Test(optim, sgd_momentum_weight_decay_matches_pytorch_rule)
-{
-    struct dp_model *m = one_linear();
-    for (int i = 0; i < 6; i++)
-        m->data[i] = 1.0f + (float)i;
-    struct nn_optim_cfg c = {NN_OPTIM_SGD, 0.9f, 0, 0.1f, 0, 0, 0};
-    struct nn_optim *o = NULL;
-    cr_assert_eq(nn_optim_new(m, &c, &o, NULL), DP_OK);
-    float g[6];
-    /* PyTorch: d = g + wd*w; buf = d (first step) then 0.9*buf + d; w -= lr*buf */
-    double w = 1.0, buf = 0.0;
-    for (int step = 0; step < 3; step++) {
-        for (int i = 0; i < 6; i++)
-            g[i] = 0.5f;
-        nn_optim_step(o, g, 0.1f, NULL);
-        double d = 0.5 + 0.1 * w;
-        buf = step == 0 ? d : 0.9 * buf + d;
-        w -= 0.1 * buf;
-    }
-    cr_assert_float_eq(m->data[0], (float)w, 1e-6f);
-    nn_optim_free(o);
-    dp_model_free(m);
-    DP_ASSERT_NO_LEAKS();
-}
-
-Test(optim, nesterov_and_adam_follow_their_rules)
-{
-    struct dp_model *m = one_linear();
-    m->data[0] = 2.0f;
-    struct nn_optim_cfg c = {NN_OPTIM_SGD, 0.5f, 1, 0.0f, 0, 0, 0};
-    struct nn_optim *o = NULL;
-    cr_assert_eq(nn_optim_new(m, &c, &o, NULL), DP_OK);
-    float g[6] = {1, 0, 0, 0, 0, 0};
-    nn_optim_step(o, g, 1.0f, NULL); /* buf = 1, d = 1 + 0.5*1 = 1.5 */
-    cr_assert_float_eq(m->data[0], 0.5f, 1e-6f);
-    nn_optim_free(o);
-
-    m->data[0] = 2.0f;
-    struct nn_optim_cfg a = {NN_OPTIM_ADAM, 0, 0, 0.0f, 0.9f, 0.999f, 1e-8f};
-    cr_assert_eq(nn_optim_new(m, &a, &o, NULL), DP_OK);
-    float g2[6] = {0.3f, 0, 0, 0, 0, 0};
-    nn_optim_step(o, g2, 0.01f, NULL); /* first Adam step moves by lr * sign(g) */
-    cr_assert_float_eq(m->data[0], 2.0f - 0.01f, 1e-6f);
-    nn_optim_free(o);
-    dp_model_free(m);
-    DP_ASSERT_NO_LEAKS();
-}
-
-static void add_one_hook(void *ud, const struct dp_model *m, float *grad)
-{
-    (void)m;
-    int *calls = ud;
-    (*calls)++;
-    grad[1] += 1.0f;
-}
-
-Test(optim, hooks_add_gradient_and_mask_keeps_zeros)
-{
-    struct dp_model *m = one_linear();
-    for (int i = 0; i < 6; i++)
-        m->data[i] = 1.0f;
-    struct nn_optim_cfg c = {NN_OPTIM_SGD, 0.9f, 0, 5e-4f, 0, 0, 0};
-    struct nn_optim *o = NULL;
-    cr_assert_eq(nn_optim_new(m, &c, &o, NULL), DP_OK);
-    float mask[6] = {0, 1, 1, 0, 1, 1};
-    int calls = 0;
-    struct nn_optim_hooks h = {add_one_hook, &calls, mask, NULL};
-    for (int step = 0; step < 5; step++) {
-        float g[6] = {1, 0, 1, 1, 1, 1};
-        nn_optim_step(o, g, 0.1f, &h);
-    }
-    cr_assert_eq(calls, 5);
-    cr_assert_eq(m->data[0], 0.0f);
-    cr_assert_eq(m->data[3], 0.0f);
-    cr_assert_lt(m->data[1], 1.0f, "the hook's extra gradient moved weight 1");
-    nn_optim_free(o);
-    dp_model_free(m);
-    DP_ASSERT_NO_LEAKS();
-}
-
-Test(optim, rejects_bad_configuration)
-{
-    struct dp_model *m = one_linear();
-    struct nn_optim *o = NULL;
-    struct dp_errinfo ei = {0};
-    struct nn_optim_cfg c = {NN_OPTIM_SGD, 1.5f, 0, 0, 0, 0, 0};
-    cr_assert_eq(nn_optim_new(m, &c, &o, &ei), DP_EINVAL);
-    cr_assert(strstr(ei.msg, "momentum") != NULL);
-    struct nn_optim_cfg n = {NN_OPTIM_SGD, 0.0f, 1, 0, 0, 0, 0};
-    cr_assert_eq(nn_optim_new(m, &n, &o, &ei), DP_EINVAL);
-    cr_assert(strstr(ei.msg, "Nesterov") != NULL);
-    dp_model_free(m);
-    DP_ASSERT_NO_LEAKS();
-}
-
-/* ---- Schedules ------------------------------------------------------------- */
-
-Test(sched, cosine_step_and_warmup_values)
-{
-    struct nn_sched s = {NN_SCHED_COSINE, 0.1f, 0.1f, 2, 4, 0.0f, 0, 0.1f};
-    cr_assert_float_eq(nn_sched_lr(&s, 0, 0), 0.1f, 1e-7f);
-    cr_assert_float_eq(nn_sched_lr(&s, 2, 0), 0.05f, 1e-7f);
-    cr_assert_float_eq(nn_sched_lr(&s, 1, 0), (float)(0.05 * (1 + cos(3.14159265358979323846 / 4))), 1e-7f);
-    s.kind = NN_SCHED_STEP;
-    cr_assert_float_eq(nn_sched_lr(&s, 1, 0), 0.1f, 1e-7f);
-    cr_assert_float_eq(nn_sched_lr(&s, 2, 0), 0.01f, 1e-7f);
-    cr_assert_float_eq(nn_sched_lr(&s, 5, 0), 0.001f, 1e-8f);
-    s.kind = NN_SCHED_CONST;
-    s.warmup_epochs = 2;
-    cr_assert_float_eq(nn_sched_lr(&s, 0, 0), 0.01f, 1e-7f);
-    cr_assert_float_eq(nn_sched_lr(&s, 1, 0), 0.055f, 1e-7f);
-    cr_assert_float_eq(nn_sched_lr(&s, 2, 0), 0.1f, 1e-7f);
-    struct dp_errinfo ei = {0};
-    enum nn_sched_kind k;
-    cr_assert_eq(nn_sched_kind_parse("linear", &k, &ei), DP_EINVAL);
-    cr_assert(strstr(ei.msg, "'linear'") != NULL);
-    DP_ASSERT_NO_LEAKS();
-}
-
-/* ---- Architectures --------------------------------------------------------- */
-
-struct arch_case {
-    const char *name;
-    int c, h, w;
-    size_t params; /* trainable parameters, as PyTorch counts them */
-};
-
-Test(arch, builds_every_architecture_with_the_expected_parameter_count)
-{
-    static const struct arch_case cases[] = {
-        {"lenet-300-100", 1, 28, 28, 266610},
-        {"lenet5", 1, 28, 28, 431080},
-        {"resnet20-cifar", 3, 32, 32, 272474}, /* torch model of tests/bench/torch_train.py */
-        {"resnet56-cifar", 3, 32, 32, 0},
-        {"vgg16-cifar", 3, 32, 32, 0},
-        {"mobilenetv2-cifar", 3, 32, 32, 0},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct dp_model *m = NULL;
-        struct dp_errinfo ei = {0};
-        enum dp_err err = nn_arch_build(cases[i].name, cases[i].c, cases[i].h, cases[i].w, 10,
-                                        &m, &ei);
-        cr_assert_eq(err, DP_OK, "%s: %s", cases[i].name, ei.msg);
-        if (cases[i].params != 0)
-            cr_assert_eq(dp_model_n_trainable(m), cases[i].params, "%s: %zu parameters",
-                         cases[i].name, dp_model_n_trainable(m));
-        const struct dp_layer *last = &m->layers[m->n_layers - 1];
-        cr_assert_eq(last->out_c, 10);
-        cr_assert_eq(last->out_h * last->out_w, 1);
-        dp_model_free(m);
-    }
-    DP_ASSERT_NO_LEAKS();
-}
-
-Test(arch, errors_name_the_problem)
-{
-    struct dp_model *m = NULL;
-    struct dp_errinfo ei = {0};
-    cr_assert_eq(nn_arch_build("alexnet", 3, 32, 32, 10, &m, &ei), DP_EINVAL);
-    cr_assert(strstr(ei.msg, "alexnet") != NULL && strstr(ei.msg, "lenet5") != NULL);
-    cr_assert_eq(nn_arch_build("vgg16-cifar", 1, 8, 8, 10, &m, &ei), DP_ESHAPE);
-    cr_assert(strstr(ei.msg, "pool") != NULL, "names the layer: %s", ei.msg);
-    cr_assert_null(m);
-    DP_ASSERT_NO_LEAKS();
-}
-
-Test(arch, init_is_deterministic_and_bounded)
-{
-    struct dp_model *a = NULL, *b = NULL;
-    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &a, NULL), DP_OK);
-    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &b, NULL), DP_OK);
-    nn_arch_init(a, 42);
-    nn_arch_init(b, 42);
-    cr_assert_eq(memcmp(a->data, b->data, a->n_floats * sizeof(float)), 0);
-    const struct dp_param *w = dp_model_param_find(a, "fc1.weight");
-    float bound = 1.0f / sqrtf(800.0f), mx = 0.0f;
-    for (size_t i = 0; i < w->numel; i++)
-        mx = fmaxf(mx, fabsf(a->data[w->offset + i]));
-    cr_assert_leq(mx, bound);
-    cr_assert_gt(mx, 0.9f * bound);
-    dp_model_free(a);
-    dp_model_free(b);
-    DP_ASSERT_NO_LEAKS();
-}
-
-/* ---- Training loop --------------------------------------------------------- */
-
-Test(train, learns_synthetic_data_and_repeats_exactly, .timeout = 120)
-{
-    /* One synthetic set split in two: its class templates come from the seed. */
-    struct nn_dataset all = {0}, tr = {0}, te = {0};
-    cr_assert_eq(nn_dataset_synthetic(&all, 640, 1, 12, 12, 4, 1), DP_OK);
-    cr_assert_eq(nn_dataset_subset(&tr, &all, 0, 512), DP_OK);
-    cr_assert_eq(nn_dataset_subset(&te, &all, 512, 128), DP_OK);
-    nn_dataset_free(&all);
-    float first[2] = {0, 0};
-    for (int run = 0; run < 2; run++) {
-        struct dp_model *m = dp_model_new(1, 12, 12);
-        int x = dp_model_add_conv2d(m, "c", DP_MODEL_INPUT, 4, 3, 1, 0, 1, 1, NULL);
-        x = dp_model_add_unary(m, "r", DP_OP_RELU, x, NULL);
-        x = dp_model_add_unary(m, "f", DP_OP_FLATTEN, x, NULL);
-        x = dp_model_add_linear(m, "fc", x, 4, NULL);
-        cr_assert_geq(x, 0);
-        cr_assert_eq(dp_model_finalize(m, NULL), DP_OK);
-        nn_arch_init(m, 1);
-        struct nn_train_cfg cfg = nn_train_cfg_default();
-        cfg.epochs = 3;
-        cfg.batch = 32;
-        cfg.sched.total_epochs = 3;
-        cfg.sched.base_lr = 0.05f;
-        struct nn_train_result res;
-        struct dp_errinfo ei = {0};
-        cr_assert_eq(nn_train(m, &tr, &te, &cfg, NULL, &res, &ei), DP_OK, "%s", ei.msg);
-        cr_assert_gt(res.last.test_acc, 0.6, "accuracy %.3f", res.last.test_acc);
-        if (run == 0) {
-            first[0] = (float)res.last.train_loss;
-            first[1] = (float)res.last.test_acc;
-        } else {
-            cr_assert_eq((float)res.last.train_loss, first[0], "same seed, same loss");
-            cr_assert_eq((float)res.last.test_acc, first[1]);
-        }
-        dp_model_free(m);
-    }
-    nn_dataset_free(&tr);
-    nn_dataset_free(&te);
-    DP_ASSERT_NO_LEAKS();
-}
-
-Test(train, shape_mismatch_is_named)
-{
-    struct nn_dataset tr = {0};
-    cr_assert_eq(nn_dataset_synthetic(&tr, 16, 3, 32, 32, 10, 1), DP_OK);
-    struct dp_model *m = NULL;
-    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &m, NULL), DP_OK);
-    struct nn_train_cfg cfg = nn_train_cfg_default();
-    struct nn_train_result res;
-    struct dp_errinfo ei = {0};
-    cr_assert_eq(nn_train(m, &tr, NULL, &cfg, NULL, &res, &ei), DP_ESHAPE);
-    cr_assert(strstr(ei.msg, "3x32x32") != NULL && strstr(ei.msg, "1x28x28") != NULL, "%s",
-              ei.msg);
-    dp_model_free(m);
-    nn_dataset_free(&tr);
-    DP_ASSERT_NO_LEAKS();
-}
-
-/* Every allocation of the executor and the optimizer can fail: each failure
- * is reported as DP_ENOMEM, leaves nothing allocated, and a later attempt
- * succeeds. */
 Test(net, allocation_failures_are_clean)
 {
     struct dp_model *m = tiny_model();
@@ -490,6 +230,243 @@ Test(net, allocation_failures_are_clean)
         failures++;
     }
     cr_assert_gt(failures, 5, "the loop reached every allocation");
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* ---- The layers added for ONNX import, through the executor ---------------- */
+
+/*
+ * The executor runs the layers added for ONNX import (clip, reshape,
+ * softmax over an inner axis, concat on channels) forward and backward
+ * like the built-in ones (suite "net_onnx"): the gradient the executor
+ * accumulates for every parameter matches central differences of the
+ * network's loss, through both the oneDNN and the im2col convolution paths.
+ */
+/*
+ *   input (2,4,4) -> conv 4 -> clip [-0.5, 0.7] -> reshape (8,2,4) -> softmax(W)
+ *   input         -> conv 2 -> reshape (4,2,4)
+ *   concat(C) (12,2,4) -> flatten -> linear 3
+ */
+static struct dp_model *net_onnx_model(void)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = dp_model_new(2, 4, 4);
+    cr_assert_not_null(m);
+    int c1 = dp_model_add_conv2d(m, "c1", DP_MODEL_INPUT, 4, 3, 1, 1, 1, 1, &ei);
+    struct dp_op_attrs a = {0};
+    a.lo = -0.5f;
+    a.hi = 0.7f;
+    int cl = dp_model_add_layer(m, "clip", DP_OP_CLIP, &c1, 1, &a, &ei);
+    memset(&a, 0, sizeof(a));
+    a.to_c = 8;
+    a.to_h = 2;
+    a.to_w = 4;
+    int r1 = dp_model_add_layer(m, "r1", DP_OP_RESHAPE, &cl, 1, &a, &ei);
+    memset(&a, 0, sizeof(a));
+    a.axis = a.axis_end = 3;
+    int sm = dp_model_add_layer(m, "sm", DP_OP_SOFTMAX, &r1, 1, &a, &ei);
+    int c2 = dp_model_add_conv2d(m, "c2", DP_MODEL_INPUT, 2, 3, 1, 1, 1, 1, &ei);
+    memset(&a, 0, sizeof(a));
+    a.to_c = 4;
+    a.to_h = 2;
+    a.to_w = 4;
+    int r2 = dp_model_add_layer(m, "r2", DP_OP_RESHAPE, &c2, 1, &a, &ei);
+    memset(&a, 0, sizeof(a));
+    a.axis = 1;
+    int in[2] = {sm, r2};
+    int cc = dp_model_add_layer(m, "cat", DP_OP_CONCAT, in, 2, &a, &ei);
+    int fl = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, cc, &ei);
+    int fc = dp_model_add_linear(m, "fc", fl, 3, &ei);
+    cr_assert(fc >= 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    cr_expect(m->layers[cc].out_c == 12 && m->layers[cc].out_h == 2 && m->layers[cc].out_w == 4);
+    struct nn_test_rng rng = {777};
+    nn_fill_uniform(&rng, m->data, m->n_floats, -0.4f, 0.4f);
+    return m;
+}
+
+static void net_onnx_check(int use_dnnl)
+{
+    struct dp_model *m = net_onnx_model();
+    struct nn_net *net = NULL;
+    struct dp_errinfo ei = {DP_OK, ""};
+    const int B = 3;
+    cr_assert_eq(nn_net_new_ex(m, B, use_dnnl, &net, &ei), DP_OK, "%s", ei.msg);
+    float x[3 * 2 * 4 * 4];
+    int32_t y[3] = {0, 2, 1};
+    struct nn_test_rng rng = {4321};
+    nn_fill_uniform(&rng, x, sizeof(x) / sizeof(x[0]), -1.0f, 1.0f);
+    nn_net_zero_grad(net);
+    cr_assert_not_null(nn_net_forward(net, x, B, 1));
+    nn_net_loss(net, y, B, NULL);
+    nn_net_backward(net, y, B);
+    double num2 = 0.0, diff2 = 0.0;
+    const float eps = 1e-3f;
+    for (size_t i = 0; i < m->n_floats; i++) {
+        const float v = m->data[i];
+        m->data[i] = v + eps;
+        nn_net_forward(net, x, B, 1);
+        double lp = nn_net_loss(net, y, B, NULL);
+        m->data[i] = v - eps;
+        nn_net_forward(net, x, B, 1);
+        double lm = nn_net_loss(net, y, B, NULL);
+        m->data[i] = v;
+        double g = (lp - lm) / (2.0 * eps);
+        num2 += g * g;
+        diff2 += (g - net->grad[i]) * (g - net->grad[i]);
+    }
+    cr_expect(num2 > 0.0);
+    cr_expect(sqrt(diff2 / num2) < 2e-2, "relative gradient error %g (dnnl %d)", sqrt(diff2 / num2),
+              use_dnnl);
+    nn_net_free(net);
+    dp_model_free(m);
+}
+
+Test(net, gradients_match_finite_differences)
+{
+    net_onnx_check(1);
+    net_onnx_check(0);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* A reshape must keep the per-sample size; finalize names both shapes. */
+Test(net, reshape_rejects_a_size_change)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = dp_model_new(2, 4, 4);
+    struct dp_op_attrs a = {0};
+    a.to_c = 3;
+    a.to_h = 3;
+    a.to_w = 3;
+    int in = DP_MODEL_INPUT;
+    cr_assert(dp_model_add_layer(m, "r", DP_OP_RESHAPE, &in, 1, &a, &ei) >= 0);
+    cr_expect_eq(dp_model_finalize(m, &ei), DP_ESHAPE);
+    cr_expect(strstr(ei.msg, "cannot reshape 2x4x4 to 3x3x3") != NULL, "%s", ei.msg);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* ---- Every op has an engine row -------------------------------------------- */
+
+/*
+ * The engine's op table (worker/nn/net.c) against the common one
+ * (common/op.h): every op the IR can hold has forward and backward
+ * functions, so a new op cannot reach a training run before the engine
+ * learns it (nn_net_new refuses such a model, naming the op).
+ */
+Test(net, every_op_has_an_engine_row)
+{
+    for (int i = 0; i < DP_OP__COUNT; i++)
+        cr_expect(nn_net_op_supported((enum dp_op)i), "op %s has no row in net.c's op table",
+                  dp_op_name((enum dp_op)i));
+    cr_assert_not(nn_net_op_supported(DP_OP__COUNT));
+}
+
+/* ---- The OpenMP team is fixed at construction ------------------------------ */
+
+/*
+ * The executor's OpenMP team size: fixed when the net is built.
+ *
+ * The convolution scratch is sized for the team in force at nn_net_new, so
+ * a caller that raises the thread count afterwards must not make the
+ * kernels use more slices than exist (under ASan: a heap overflow), and a
+ * team that OpenMP grants smaller than asked must not add stale
+ * accumulator slices into the weight gradient. Both nets here run the
+ * im2col kernels (use_dnnl = 0), which own the per-thread scratch.
+ */
+#define TH_BATCH 8
+
+/* LeNet-like: two im2col convolutions (1->6->8 channels) and a classifier. */
+static struct dp_model *th_model(void)
+{
+    struct dp_errinfo ei = {0};
+    struct dp_model *m = dp_model_new(1, 12, 12);
+    cr_assert_not_null(m);
+    int x = dp_model_add_conv2d(m, "c1", DP_MODEL_INPUT, 6, 3, 1, 1, 1, 1, &ei);
+    x = dp_model_add_unary(m, "r1", DP_OP_RELU, x, &ei);
+    x = dp_model_add_pool(m, "p1", DP_OP_MAXPOOL, x, 2, 2, 0, &ei);
+    x = dp_model_add_conv2d(m, "c2", x, 8, 3, 1, 1, 1, 1, &ei);
+    x = dp_model_add_unary(m, "fl", DP_OP_FLATTEN, x, &ei);
+    x = dp_model_add_linear(m, "fc", x, 4, &ei);
+    cr_assert_geq(x, 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    nn_arch_init(m, 5);
+    return m;
+}
+
+static void th_inputs(float *x, int32_t *y)
+{
+    for (int i = 0; i < TH_BATCH * 144; i++)
+        x[i] = (float)sin(0.21 * (double)i);
+    for (int b = 0; b < TH_BATCH; b++)
+        y[b] = b % 4;
+}
+
+/* One zero_grad, training forward, loss and backward; returns a copy of the
+ * gradient block (dp_free it). */
+static float *th_step(struct nn_net *net, const float *x, const int32_t *y)
+{
+    nn_net_zero_grad(net);
+    cr_assert_not_null(nn_net_forward(net, x, TH_BATCH, 1));
+    nn_net_loss(net, y, TH_BATCH, NULL);
+    nn_net_backward(net, y, TH_BATCH);
+    float *g = dp_malloc(net->m->n_floats * sizeof(float));
+    cr_assert_not_null(g);
+    memcpy(g, net->grad, net->m->n_floats * sizeof(float));
+    return g;
+}
+
+Test(net, a_larger_team_after_construction_does_not_change_the_net)
+{
+    static float x[TH_BATCH * 144];
+    int32_t y[TH_BATCH];
+    th_inputs(x, y);
+    struct dp_errinfo ei = {0};
+    struct dp_model *m = th_model();
+    struct nn_net *net = NULL;
+    omp_set_num_threads(1);
+    cr_assert_eq(nn_net_new_ex(m, TH_BATCH, 0, &net, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(net->n_threads, 1);
+    float *g1 = th_step(net, x, y);
+    /* The scratch holds one thread's slice; four threads would write past it. */
+    omp_set_num_threads(4);
+    float *g4 = th_step(net, x, y);
+    cr_assert_eq(omp_get_max_threads(), 4, "the caller's team size is restored");
+    for (size_t i = 0; i < m->n_floats; i++)
+        cr_assert(g1[i] == g4[i], "grad[%zu]: %g with the net's 1 thread, %g after raising it", i,
+                  (double)g1[i], (double)g4[i]);
+    dp_free(g1);
+    dp_free(g4);
+    nn_net_free(net);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(net, a_smaller_granted_team_reduces_only_its_own_slices)
+{
+    static float x[TH_BATCH * 144];
+    int32_t y[TH_BATCH];
+    th_inputs(x, y);
+    struct dp_errinfo ei = {0};
+    struct dp_model *m = th_model();
+    struct nn_net *net = NULL;
+    omp_set_num_threads(2);
+    cr_assert_eq(nn_net_new_ex(m, TH_BATCH, 0, &net, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(net->n_threads, 2);
+    /* A step on two threads leaves thread 1's accumulators in the scratch. */
+    float *g2 = th_step(net, x, y);
+    /* No active parallel regions: every region, asked for 2, gets 1 thread. */
+    const int levels = omp_get_max_active_levels();
+    omp_set_max_active_levels(0);
+    float *g1 = th_step(net, x, y);
+    omp_set_max_active_levels(levels);
+    for (size_t i = 0; i < m->n_floats; i++)
+        cr_assert(fabsf(g1[i] - g2[i]) <= 1e-5f + 1e-4f * fabsf(g2[i]),
+                  "grad[%zu]: %g on a granted team of 1, %g on 2", i, (double)g1[i], (double)g2[i]);
+    dp_free(g1);
+    dp_free(g2);
+    nn_net_free(net);
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }

@@ -1,0 +1,74 @@
+/*
+ * The built-in architectures (worker/nn/arch.c): parameter counts,
+ * errors, deterministic initialisation.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/model.h"
+#include "tests/unit/test_util.h"
+#include "worker/nn/arch.h"
+
+struct arch_case {
+    const char *name;
+    int c, h, w;
+    size_t params; /* trainable parameters, as PyTorch counts them */
+};
+
+Test(arch, builds_every_architecture_with_the_expected_parameter_count)
+{
+    static const struct arch_case cases[] = {
+        {"lenet-300-100", 1, 28, 28, 266610},  {"lenet5", 1, 28, 28, 431080},
+        {"resnet20-cifar", 3, 32, 32, 272474}, /* torch model of tests/bench/torch_train.py */
+        {"resnet56-cifar", 3, 32, 32, 0},      {"vgg16-cifar", 3, 32, 32, 0},
+        {"mobilenetv2-cifar", 3, 32, 32, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct dp_model *m = NULL;
+        struct dp_errinfo ei = {0};
+        enum dp_err err =
+            nn_arch_build(cases[i].name, cases[i].c, cases[i].h, cases[i].w, 10, &m, &ei);
+        cr_assert_eq(err, DP_OK, "%s: %s", cases[i].name, ei.msg);
+        if (cases[i].params != 0)
+            cr_assert_eq(dp_model_n_trainable(m), cases[i].params, "%s: %zu parameters",
+                         cases[i].name, dp_model_n_trainable(m));
+        const struct dp_layer *last = &m->layers[m->n_layers - 1];
+        cr_assert_eq(last->out_c, 10);
+        cr_assert_eq(last->out_h * last->out_w, 1);
+        dp_model_free(m);
+    }
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(arch, errors_name_the_problem)
+{
+    struct dp_model *m = NULL;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(nn_arch_build("alexnet", 3, 32, 32, 10, &m, &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "alexnet") != NULL && strstr(ei.msg, "lenet5") != NULL);
+    cr_assert_eq(nn_arch_build("vgg16-cifar", 1, 8, 8, 10, &m, &ei), DP_ESHAPE);
+    cr_assert(strstr(ei.msg, "pool") != NULL, "names the layer: %s", ei.msg);
+    cr_assert_null(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(arch, init_is_deterministic_and_bounded)
+{
+    struct dp_model *a = NULL, *b = NULL;
+    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &a, NULL), DP_OK);
+    cr_assert_eq(nn_arch_build("lenet5", 1, 28, 28, 10, &b, NULL), DP_OK);
+    nn_arch_init(a, 42);
+    nn_arch_init(b, 42);
+    cr_assert_eq(memcmp(a->data, b->data, a->n_floats * sizeof(float)), 0);
+    const struct dp_param *w = dp_model_param_find(a, "fc1.weight");
+    float bound = 1.0f / sqrtf(800.0f), mx = 0.0f;
+    for (size_t i = 0; i < w->numel; i++)
+        mx = fmaxf(mx, fabsf(a->data[w->offset + i]));
+    cr_assert_leq(mx, bound);
+    cr_assert_gt(mx, 0.9f * bound);
+    dp_model_free(a);
+    dp_model_free(b);
+    DP_ASSERT_NO_LEAKS();
+}
