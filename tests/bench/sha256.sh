@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # SHA-256 throughput of dp_sha256_file on a 512 MiB file: this tree's
-# implementation against a peer built from git (default: main's hand-written
+# implementation against a peer built from git (default: the hand-written
 # common/sha256.c, renamed to peer_* in a temporary directory; nothing is
 # committed). Usage: tests/bench/sha256.sh BUILD_DIR [PEER_REV] [MIB]
 set -euo pipefail
 build=${1:?usage: $0 build/release [rev] [MiB]}
-rev=${2:-main}
+rev=${2:-4198d3f}  # the last commit with the hand-written SHA-256
 mib=${3:-512}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
