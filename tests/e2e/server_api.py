@@ -760,11 +760,13 @@ def check_local_worker_lifetime(tmp):
     ok("kill -9 of the server: its 2 idle local workers exited in %.2f s" % (time.time() - t0))
 
     # -- the restarted server's workers take cache/w0 and w1
+    log_at = os.path.getsize(s.log.name)  # the same log file: read what the new server adds
     s = Server(data, ["--local-workers", "2", "--lease-s", "3"], port=port)
     check(wait_until(lambda: n_workers(s) == 4, 20), "2 new local workers registered")
     new = child_pids(s.proc.pid)
     check(len(new) == 2, "2 new local worker processes: %r" % new)
     with open(s.log.name, errors="replace") as f:
+        f.seek(log_at)
         text = f.read()
     check("in use by" not in text and "exited" not in text,
           "the new workers start on cache/w0 and w1 at once: %s" % text[-1500:])
