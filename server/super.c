@@ -8,6 +8,16 @@
  * that exits is restarted after 0.5 s * 2^(failures), capped at 30 s; a
  * worker that ran for more than a minute counts as healthy again. Handles
  * are closed with uv_close and the loop runs until all close callbacks ran.
+ *
+ * Workers do not outlive the server, however it dies: every worker gets
+ * the read end of one lifeline pipe as fd 3 (`--parent-fd 3`), whose only
+ * write end this process holds (close-on-exec, so no worker inherits it)
+ * until srv_super_stop has seen every worker exit. When the server dies,
+ * kill -9 included, the kernel closes that end and each worker reads end
+ * of file and exits (wk_serve.c); on Linux the workers also ask for
+ * SIGTERM at the death of the thread that forked them, which is this
+ * supervisor thread: it spawns every worker (restarts too) and lives until
+ * the last one is gone, so that signal never comes early.
  */
 #include "server/super.h"
 
@@ -16,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "common/alloc.h"
@@ -50,8 +61,13 @@ struct srv_super {
     char worker_bin[1024];
     char server_url[256];
     char token_env[128];
-    char **env; /* environ + DNNPRESS_TOKEN */
+    char **env;      /* environ + DNNPRESS_TOKEN */
+    uv_file life[2]; /* the lifeline: [0] each worker's fd 3, [1] held only here */
 };
+
+/* The worker's descriptor for the lifeline's read end (its --parent-fd). */
+#define SUPER_LIFE_FD     3
+#define SUPER_LIFE_FD_ARG "3"
 
 static void worker_spawn(struct super_worker *w);
 
@@ -93,21 +109,23 @@ static void on_exit(uv_process_t *p, int64_t status, int term_signal)
 static void worker_spawn(struct super_worker *w)
 {
     struct srv_super *s = w->s;
-    char *args[] = {s->worker_bin, "serve",      "--server", s->server_url,
-                    "--cache-dir", w->cache_dir, NULL};
+    char *args[] = {s->worker_bin, "serve",       "--server",        s->server_url, "--cache-dir",
+                    w->cache_dir,  "--parent-fd", SUPER_LIFE_FD_ARG, NULL};
     uv_process_options_t o;
     memset(&o, 0, sizeof(o));
     o.file = s->worker_bin;
     o.args = args;
     o.env = s->env;
     o.exit_cb = on_exit;
-    uv_stdio_container_t stdio[3];
+    uv_stdio_container_t stdio[SUPER_LIFE_FD + 1];
     for (int i = 0; i < 3; i++) {
         stdio[i].flags = i == 0 ? UV_IGNORE : UV_INHERIT_FD;
         stdio[i].data.fd = i;
     }
+    stdio[SUPER_LIFE_FD].flags = UV_INHERIT_FD;
+    stdio[SUPER_LIFE_FD].data.fd = s->life[0];
     o.stdio = stdio;
-    o.stdio_count = 3;
+    o.stdio_count = SUPER_LIFE_FD + 1;
     w->proc.data = w;
     w->started_ms = uv_now(&s->loop);
     int rc = uv_spawn(&s->loop, &w->proc, &o);
@@ -148,6 +166,14 @@ static void on_stop(uv_async_t *a)
     uv_unref((uv_handle_t *)&s->grace); /* the loop ends when the processes are gone */
 }
 
+static void super_life_close(struct srv_super *s)
+{
+    for (int i = 0; i < 2; i++)
+        if (s->life[i] >= 0)
+            close(s->life[i]);
+    s->life[0] = s->life[1] = -1;
+}
+
 static void *super_main(void *arg)
 {
     struct srv_super *s = arg;
@@ -181,6 +207,15 @@ enum dp_err srv_super_start(const struct srv_super_cfg *cfg, struct srv_super **
     snprintf(s->worker_bin, sizeof(s->worker_bin), "%s", cfg->worker_bin);
     snprintf(s->server_url, sizeof(s->server_url), "%s", cfg->server_url);
     snprintf(s->token_env, sizeof(s->token_env), "DNNPRESS_TOKEN=%s", cfg->token);
+    s->life[0] = s->life[1] = -1;
+    int rc = uv_pipe(s->life, 0, 0); /* both ends close-on-exec */
+    if (rc != 0) {
+        dp_free(s->workers);
+        dp_free(s->env);
+        dp_free(s);
+        return dp_errinfo_set(ei, DP_EIO, "cannot create the local workers' lifeline pipe: %s",
+                              uv_strerror(rc));
+    }
     size_t k = 0;
     for (size_t i = 0; i < n_env; i++)
         if (strncmp(environ[i], "DNNPRESS_TOKEN=", 15) != 0 &&
@@ -207,6 +242,7 @@ enum dp_err srv_super_start(const struct srv_super_cfg *cfg, struct srv_super **
     }
     if (pthread_create(&s->thread, NULL, super_main, s) != 0) {
         uv_loop_close(&s->loop);
+        super_life_close(s);
         dp_free(s->workers);
         dp_free(s->env);
         dp_free(s);
@@ -223,6 +259,7 @@ void srv_super_stop(struct srv_super *s)
     uv_async_send(&s->stop_async);
     pthread_join(s->thread, NULL);
     uv_loop_close(&s->loop);
+    super_life_close(s); /* only now: every worker has exited after its SIGTERM */
     dp_free(s->workers);
     dp_free(s->env);
     dp_free(s);

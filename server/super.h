@@ -3,7 +3,10 @@
  * child processes `WORKER serve --server URL --cache-dir DATA/cache/wI`
  * with the agent token in DNNPRESS_TOKEN, restarted with exponential
  * backoff when they exit, stopped with SIGTERM (then SIGKILL after a grace
- * period) on shutdown. Runs its own libuv loop on its own thread.
+ * period) on shutdown. Runs its own libuv loop on its own thread. Each
+ * worker also gets `--parent-fd 3`, the read end of a pipe only the server
+ * writes to, so that workers exit when the server dies without stopping
+ * them (kill -9); see super.c.
  */
 #ifndef DP_SERVER_SUPER_H
 #define DP_SERVER_SUPER_H

@@ -614,6 +614,183 @@ def check_local_worker_token(tmp):
     ok("--local-workers: 4 starts leave one live local agent token; earlier ones answer 401")
 
 
+WORKER = os.path.join(BUILD, "dnnpress-worker")
+
+
+def proc_alive(pid):
+    """Whether pid runs (a zombie, which an init that does not reap leaves, has exited)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def child_pids(pid):
+    """Live processes whose parent is pid (a server's local workers)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] != "Z":
+                    out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def wait_until(pred, timeout, step=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def n_workers(s):
+    return len(expect(s.req("GET", "/api/v1/workers?limit=200", token=ADMIN), 200,
+                      "list workers")["items"])
+
+
+def start_worker(url, token, cache_dir, log_path, extra=(), env_extra=None):
+    """A `dnnpress-worker serve` of its own (not a local worker)."""
+    env = dict(os.environ, DNNPRESS_TOKEN=token, **(env_extra or {}))
+    log = open(log_path, "ab")
+    return subprocess.Popen([WORKER, "serve", "--server", url, "--cache-dir", cache_dir,
+                             "--wait-s", "2"] + list(extra),
+                            stdout=log, stderr=log, env=env)
+
+
+def wait_epoch(s, job, token, timeout):
+    """Follows the job's event stream until its first epoch event; whether one came."""
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=timeout)
+    c.request("GET", "/api/v1/jobs/%s/events" % job, headers={"Authorization": "Bearer " + token})
+    r = c.getresponse()
+    try:
+        for raw in r:
+            if raw.decode().rstrip("\n") == "event: epoch":
+                return True
+    except OSError:
+        pass
+    finally:
+        c.close()
+    return False
+
+
+def check_worker_token_refused(tmp):
+    """A worker whose token is revoked exits, idle or in the middle of a task."""
+    check(os.access(WORKER, os.X_OK), "%s is not built" % WORKER)
+    base = os.path.join(tmp, "worker-revoked")
+    os.makedirs(base)
+    s = Server(os.path.join(base, "data"), ["--lease-s", "3"])
+    url = "http://127.0.0.1:%d" % s.port
+    team, tok = setup_team(s, "revoked")
+
+    # -- idle: its claim is refused
+    agent = expect(s.req("POST", "/api/v1/tokens", {"team_id": team, "scope": "agent"}, ADMIN),
+                   201, "agent token")
+    log = os.path.join(base, "idle-worker.log")
+    w = start_worker(url, agent["token"], os.path.join(base, "cache-idle"), log)
+    check(wait_until(lambda: n_workers(s) == 1, 20), "the idle worker registered")
+    expect(s.req("DELETE", "/api/v1/tokens/%s" % agent["id"], token=ADMIN), 200, "revoke")
+    try:
+        w.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        w.kill()
+        fail("an idle worker whose token was revoked still runs after 10 s (see %s)" % log)
+    with open(log, errors="replace") as f:
+        text = f.read()
+    check("refuses this worker's token" in text, "the worker says why it exits: %s" % text[-600:])
+
+    # -- busy: a long train task under way
+    agent = expect(s.req("POST", "/api/v1/tokens", {"team_id": team, "scope": "agent"}, ADMIN),
+                   201, "agent token")
+    m = expect(s.req("POST", "/api/v1/models", {"name": "m", "arch": "lenet5"}, tok), 201, "model")
+    d = expect(s.req("POST", "/api/v1/datasets", {"name": "d", "builtin": "fashion-mnist"}, tok),
+               201, "dataset")
+    job = expect(s.req("POST", "/api/v1/jobs", {"name": "long", "model_id": m["id"],
+                                                "dataset_id": d["id"],
+                                                "pretrain": {"epochs": 1000}, "spec": SPEC}, tok),
+                 201, "a job with a long train task")["id"]
+    log = os.path.join(base, "busy-worker.log")
+    w = start_worker(url, agent["token"], os.path.join(base, "cache-busy"), log,
+                     ["--threads", "1"], {"DNNPRESS_LIMIT_TRAIN": "512", "DNNPRESS_LIMIT_TEST": "64"})
+    check(wait_epoch(s, job, tok, 120), "the worker trains (an epoch event; see %s)" % log)
+    expect(s.req("DELETE", "/api/v1/tokens/%s" % agent["id"], token=ADMIN), 200, "revoke")
+    t0 = time.time()
+    try:
+        w.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        w.kill()
+        fail("a worker whose token was revoked mid-task still runs after 15 s (see %s)" % log)
+    with open(log, errors="replace") as f:
+        text = f.read()
+    check("refuses this worker's token" in text, "the busy worker says why: %s" % text[-600:])
+    ok("a worker whose token is revoked exits: idle, and in a train task (%.1f s)"
+       % (time.time() - t0))
+    stop_clean(s)
+
+
+def check_local_worker_lifetime(tmp):
+    """Local workers live no longer than their server, and no two workers
+    share a cache directory (real dnnpress-worker processes)."""
+    check(os.access(WORKER, os.X_OK), "%s is not built" % WORKER)
+    base = os.path.join(tmp, "lifetime")
+    os.makedirs(base)
+    data = os.path.join(base, "data")
+    port = free_port()
+    s = Server(data, ["--local-workers", "2", "--lease-s", "3"], port=port)
+    check(wait_until(lambda: n_workers(s) == 2, 20), "2 local workers registered")
+    old = child_pids(s.proc.pid)
+    check(len(old) == 2, "2 local worker processes: %r" % old)
+
+    # -- kill -9 of the server: its idle workers exit
+    s.proc.kill()
+    s.proc.wait()
+    s.log.close()
+    t0 = time.time()
+    gone = wait_until(lambda: not any(proc_alive(p) for p in old), 5)
+    for p in old:
+        if proc_alive(p):
+            os.kill(p, signal.SIGKILL)
+    check(gone, "the local workers %r of a server killed with kill -9 still run after 5 s" % old)
+    ok("kill -9 of the server: its 2 idle local workers exited in %.2f s" % (time.time() - t0))
+
+    # -- the restarted server's workers take cache/w0 and w1
+    log_at = os.path.getsize(s.log.name)  # the same log file: read what the new server adds
+    s = Server(data, ["--local-workers", "2", "--lease-s", "3"], port=port)
+    check(wait_until(lambda: n_workers(s) == 4, 20), "2 new local workers registered")
+    new = child_pids(s.proc.pid)
+    check(len(new) == 2, "2 new local worker processes: %r" % new)
+    with open(s.log.name, errors="replace") as f:
+        f.seek(log_at)
+        text = f.read()
+    check("in use by" not in text and "exited" not in text,
+          "the new workers start on cache/w0 and w1 at once: %s" % text[-1500:])
+
+    # -- a second worker on a cache directory in use refuses to start
+    shared = expect(s.req("POST", "/api/v1/tokens", {"team_id": None, "scope": "agent"}, ADMIN),
+                    201, "shared agent token")["token"]
+    p = subprocess.run([WORKER, "serve", "--server", "http://127.0.0.1:%d" % port, "--cache-dir",
+                        os.path.join(data, "cache", "w0")], capture_output=True, text=True,
+                       env=dict(os.environ, DNNPRESS_TOKEN=shared), timeout=30)
+    check(p.returncode == 1 and "in use by" in p.stderr and "w0" in p.stderr,
+          "a second worker on cache/w0 refuses to start: %d %r" % (p.returncode, p.stderr))
+    check(n_workers(s) == 4, "the refused worker did not register")
+    ok("restart: new local workers on cache/w0 and w1; a second worker on cache/w0 refuses: %s"
+       % p.stderr.strip().splitlines()[-1])
+
+    # -- SIGTERM: no worker survives
+    s.stop()
+    check(s.proc.returncode == 0, "clean stop with local workers")
+    check(wait_until(lambda: not any(proc_alive(p) for p in new), 2),
+          "local workers survive the server's SIGTERM: %r" % [p for p in new if proc_alive(p)])
+    ok("SIGTERM of the server: both local workers exited with it")
+
+
 def raw_request(port, method, path, token=None, body=None, timeout=10):
     """Opens a socket and sends one request (headers and body); returns the socket."""
     c = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -1565,7 +1742,8 @@ def main():
     ok("--local-workers: %d starts of 2 exiting workers (restart with backoff), agent token in the "
        "environment, clean stop" % len(starts))
     for name in ("token_list", "token_revoke", "token_expiry", "token_cli", "metrics_scope", "workers_scope",
-                 "sse_ids", "admin_env", "local_worker_token"):
+                 "sse_ids", "admin_env", "local_worker_token", "local_worker_lifetime",
+                 "worker_token_refused"):
         globals()["check_" + name](tmp)
     print("server_api: all checks passed", flush=True)
 

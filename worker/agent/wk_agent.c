@@ -40,10 +40,12 @@ void wk_agent_free(struct wk_agent *a)
 /*
  * Turns an answer that is not 2xx into its dp_err (common/http_status.h)
  * carrying the server's message; err is the request's own (DP_EIO when no
- * answer came), which wins.
+ * answer came), which wins. A refused token (401, or 403: not an agent
+ * token) is remembered in a->token_refused.
  */
-static enum dp_err wk_agent_answer(enum dp_err err, const char *method, const char *path,
-                                   const struct dp_http_resp *r, struct dp_errinfo *ei)
+static enum dp_err wk_agent_answer(struct wk_agent *a, enum dp_err err, const char *method,
+                                   const char *path, const struct dp_http_resp *r,
+                                   struct dp_errinfo *ei)
 {
     if (err)
         return err;
@@ -52,6 +54,8 @@ static enum dp_err wk_agent_answer(enum dp_err err, const char *method, const ch
     if (err)
         dp_errinfo_set(ei, err, "%s %s: HTTP %ld: %s", method, path, r->status,
                        dp_http_resp_message(r));
+    if (err == DP_EPERM)
+        a->token_refused = 1;
     return err;
 }
 
@@ -66,7 +70,7 @@ static enum dp_err wk_agent_call(struct wk_agent *a, const char *method, const c
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory building %s", path);
     enum dp_err err = dp_httpc_json(a->h, method, path, body, NULL, &r, ei);
     json_decref(body);
-    err = wk_agent_answer(err, method, path, &r, ei);
+    err = wk_agent_answer(a, err, method, path, &r, ei);
     if (status != NULL)
         *status = r.status;
     if (!err && answer != NULL) {
@@ -193,7 +197,7 @@ enum dp_err wk_agent_upload(struct wk_agent *a, const char *task_id, json_int_t 
         return err;
     struct dp_http_resp r = {0};
     err = dp_httpc_send_file(a->h, "PUT", url, path, NULL, &r, ei);
-    err = wk_agent_answer(err, "PUT", url, &r, ei);
+    err = wk_agent_answer(a, err, "PUT", url, &r, ei);
     const char *sha = json_string_value(json_object_get(r.json, "sha256"));
     if (!err && (sha == NULL || strcmp(sha, local) != 0))
         err = dp_errinfo_set(ei, DP_EFORMAT,
@@ -237,7 +241,7 @@ enum dp_err wk_agent_blob(struct wk_agent *a, const char *sha256, FILE *out, uin
     snprintf(path, sizeof(path), "/agent/v1/blobs/%s", sha256);
     struct dp_http_resp r = {0};
     enum dp_err err = dp_httpc_get_file(a->h, path, out, max_bytes, &r, ei);
-    err = wk_agent_answer(err, "GET", path, &r, ei);
+    err = wk_agent_answer(a, err, "GET", path, &r, ei);
     dp_http_resp_free(&r);
     return err;
 }

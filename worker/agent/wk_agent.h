@@ -28,6 +28,9 @@ struct wk_agent {
     char worker_id[128]; /* from register */
     long heartbeat_s;    /* from register */
     long lease_s;        /* from register */
+    int token_refused;   /* set by any call the server answered 401/403 (DP_EPERM): the
+                          * token is revoked, expired, unknown or not an agent's, so
+                          * nothing this worker sends will be taken any more */
 };
 
 /* Connects to server_url with token (agent scope). Returns DP_ENOMEM on failure. */

@@ -6,8 +6,9 @@
  * crash; the directory listing is the truth. Downloads go to DIR/tmp under
  * a unique name and only a verified file is renamed into DIR/blobs, so a
  * worker killed mid-download leaves at most a temporary that the next
- * wk_cache_open removes once it is an hour old (another worker sharing the
- * directory may still be writing a younger one).
+ * wk_cache_open removes. The lock on DIR/lock (flock: the kernel drops it
+ * when the holder dies, kill -9 included, so a stale lock file never
+ * blocks) makes that safe: no other process writes there.
  */
 #include "worker/agent/wk_cache.h"
 
@@ -16,16 +17,13 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
 #include "common/sha256.h"
-
-/* A download left in tmp/ this long is a dead process's (a live one writes
- * all the time): removed when the cache opens. */
-#define WK_CACHE_TMP_STALE_S 3600
 
 /* The cache root leaves this much room for what goes under it: the longest
  * is "/tmp/<64 hex>.XXXXXX" (78 bytes). */
@@ -51,38 +49,91 @@ static int wk_cache_path(const struct wk_cache *c, const char *sub, const char *
     return n >= 0 && (size_t)n < cap ? 0 : -1;
 }
 
+/*
+ * Takes DIR/lock for this process (c->lock_fd) and writes its pid there for
+ * the message a second worker gets. The descriptor is close-on-exec, so
+ * nothing the worker starts inherits the lock.
+ */
+static enum dp_err wk_cache_lock(struct wk_cache *c, struct dp_errinfo *ei)
+{
+    char p[WK_CACHE_DIR_PATH_MAX];
+    snprintf(p, sizeof(p), "%s/lock", c->dir);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        return dp_errinfo_set(ei, dp_err_from_errno(e), "cannot open %s: %s", p, strerror(e));
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char holder[32] = "";
+        ssize_t n = e == EWOULDBLOCK ? pread(fd, holder, sizeof(holder) - 1, 0) : -1;
+        holder[n > 0 ? (size_t)n : 0] = '\0';
+        holder[strcspn(holder, "\n")] = '\0';
+        close(fd);
+        if (e != EWOULDBLOCK)
+            return dp_errinfo_set(ei, dp_err_from_errno(e), "cannot lock %s: %s", p, strerror(e));
+        return dp_errinfo_set(ei, DP_EEXIST,
+                              "cache directory %s is in use by another worker (pid %s holds %s); "
+                              "give each worker a --cache-dir of its own",
+                              c->dir, holder[0] ? holder : "?", p);
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        /* The pid is only for messages; the lock is what counts. */
+    }
+    c->lock_fd = fd;
+    return DP_OK;
+}
+
 enum dp_err wk_cache_open(struct wk_cache *c, const char *dir, uint64_t max_bytes,
                           struct dp_errinfo *ei)
 {
     memset(c, 0, sizeof(*c));
+    c->lock_fd = -1;
     if (strlen(dir) + WK_CACHE_SUBPATH_MAX >= sizeof(c->dir))
         return dp_errinfo_set(ei, DP_EINVAL, "cache directory path too long: %.64s...", dir);
     snprintf(c->dir, sizeof(c->dir), "%s", dir);
     c->max_bytes = max_bytes;
     char p[WK_CACHE_DIR_PATH_MAX];
     enum dp_err err = wk_mkdir(c->dir, ei);
+    if (!err)
+        err = wk_cache_lock(c, ei);
     snprintf(p, sizeof(p), "%s/blobs", c->dir);
     if (!err)
         err = wk_mkdir(p, ei);
     snprintf(p, sizeof(p), "%s/tmp", c->dir);
     if (!err)
         err = wk_mkdir(p, ei);
-    if (err)
+    if (err) {
+        wk_cache_close(c);
         return err;
+    }
     DIR *d = opendir(p);
     if (d == NULL)
         return DP_OK;
-    time_t now = time(NULL);
+    /* Under the lock every temporary is a dead process's. */
     for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
         char f[WK_CACHE_FILE_PATH_MAX];
         struct stat st;
         if (e->d_name[0] == '.' || wk_cache_path(c, "tmp", e->d_name, f, sizeof(f)) != 0)
             continue;
-        if (stat(f, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > WK_CACHE_TMP_STALE_S)
+        if (lstat(f, &st) == 0 && S_ISREG(st.st_mode))
             unlink(f);
     }
     closedir(d);
     return DP_OK;
+}
+
+void wk_cache_close(struct wk_cache *c)
+{
+    if (c == NULL)
+        return;
+    int saved = errno;
+    if (c->lock_fd >= 0)
+        close(c->lock_fd); /* drops the flock */
+    c->lock_fd = -1;
+    errno = saved;
 }
 
 /* ---- Listing and eviction ------------------------------------------------ */
@@ -177,7 +228,7 @@ int wk_cache_evict(struct wk_cache *c, uint64_t incoming)
         char f[WK_CACHE_FILE_PATH_MAX];
         if (wk_cache_path(c, "blobs", v[i].name, f, sizeof(f)) != 0)
             continue;
-        /* Another worker sharing the directory may have removed it already. */
+        /* Someone may have removed it behind the cache's back. */
         if (unlink(f) == 0 || errno == ENOENT) {
             total -= v[i].size;
             removed++;

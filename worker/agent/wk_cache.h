@@ -5,10 +5,14 @@
  * renamed), and reused by later tasks. When a new file would push the total
  * over the cap, the least recently used files are removed first.
  *
- * Several worker processes may share one cache directory: every insertion
- * is a rename of a complete, verified file, and eviction tolerates files
- * another process removed. A task that must keep a file while others evict
- * hard-links it into its own directory (wk_cache_link).
+ * One worker process owns a cache directory: wk_cache_open takes an
+ * exclusive lock on DIR/lock (flock, released by wk_cache_close or when
+ * the process ends, however it ends), so a second worker started on the
+ * same directory is refused instead of removing the first one's downloads
+ * and task files. Every insertion is still a rename of a complete, verified
+ * file, and eviction tolerates files removed behind its back. A task that
+ * must keep a file while the cache evicts hard-links it into its own
+ * directory (wk_cache_link).
  */
 #ifndef DP_WORKER_AGENT_WK_CACHE_H
 #define DP_WORKER_AGENT_WK_CACHE_H
@@ -21,6 +25,7 @@
 struct wk_cache {
     char dir[1024];     /* the cache root */
     uint64_t max_bytes; /* cap on the total size of DIR/blobs */
+    int lock_fd;        /* DIR/lock, flock()ed; -1 when closed */
 };
 
 /*
@@ -30,9 +35,18 @@ struct wk_cache {
 typedef enum dp_err (*wk_cache_fetch_fn)(void *ud, const char *sha256, FILE *out,
                                          struct dp_errinfo *ei);
 
-/* Creates DIR, DIR/blobs and DIR/tmp as needed and drops stale temporaries. */
+/*
+ * Creates DIR, DIR/blobs and DIR/tmp as needed, locks DIR (DIR/lock, which
+ * then holds this process's pid) and drops the temporaries a killed worker
+ * left. Fails with DP_EEXIST, naming the holder's pid, when another process
+ * holds the lock: one cache directory per worker. On success the caller
+ * owns the lock until wk_cache_close.
+ */
 enum dp_err wk_cache_open(struct wk_cache *c, const char *dir, uint64_t max_bytes,
                           struct dp_errinfo *ei);
+
+/* Releases the lock. c: NULL, or filled by wk_cache_open (whether it succeeded or not). */
+void wk_cache_close(struct wk_cache *c);
 
 /*
  * Makes sure the file named sha256 (64 lowercase hex digits) of `size`

@@ -6,15 +6,40 @@
  * signal touches is the sig_atomic_t flag below. A server that cannot be
  * reached is waited for with capped backoff, never a reason to exit: the
  * server may be restarting, and a worker that outlives it loses nothing.
+ * Two things do end the loop besides SIGTERM:
+ *   - a refused token (401/403 to any call: revoked, expired, unknown):
+ *     nothing this worker sends would be taken any more, so it exits
+ *     instead of polling forever, and a task under way stops without
+ *     another word to the server (its lease expires there);
+ *   - with --parent-fd (dnnpress-server --local-workers passes it), the
+ *     death of the server that started it: a watch thread blocks in poll()
+ *     on that pipe, whose only write end the server holds, and end of file
+ *     means the server is gone, however it died (kill -9 included). The
+ *     thread sets wk_serve_server_gone and sends this process SIGTERM, so
+ *     the loop stops as on SIGTERM but retries nothing: a task under way
+ *     stops at its next step, its checkpoint upload and release are tried
+ *     once (the new server, if one already runs, refuses the old token),
+ *     and the process exits within seconds. The restarted server's reaper
+ *     re-queues the task from the last checkpoint it received.
  */
 #include "worker/agent/wk_serve.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "common/httpc.h"
 #include "common/log.h"
@@ -26,6 +51,8 @@
 #include "worker/cmd/wk_flags.h"
 
 static volatile sig_atomic_t wk_serve_term;
+/* Set by the --parent-fd watch thread when the server that started us is gone. */
+static atomic_int wk_serve_server_gone;
 
 static void wk_serve_on_signal(int sig)
 {
@@ -35,7 +62,7 @@ static void wk_serve_on_signal(int sig)
 
 struct wk_serve_opts {
     const char *server, *cache_dir, *capabilities, *name, *datasets_dir;
-    long cache_mb, threads, limit_train, limit_test, wait_s;
+    long cache_mb, threads, limit_train, limit_test, wait_s, parent_fd;
 };
 
 #define WK_OFF(f) offsetof(struct wk_serve_opts, f)
@@ -68,6 +95,9 @@ static const struct wk_flag wk_serve_flags[] = {
     {"datasets-dir", WK_STR, WK_OFF(datasets_dir), 0, 0, "/usr/share/datasets", 0,
      "where built-in datasets are installed"},
     {"wait-s", WK_INT, WK_OFF(wait_s), 1, 30, "5", 0, "long-poll wait per claim"},
+    {"parent-fd", WK_INT, WK_OFF(parent_fd), 3, 1048576, NULL, 0,
+     "a pipe whose write end the starting process holds: at its end of file (that process "
+     "died) stop the task and exit (dnnpress-server --local-workers passes it)"},
 };
 
 #define WK_N_FLAGS (sizeof(wk_serve_flags) / sizeof(wk_serve_flags[0]))
@@ -78,7 +108,9 @@ static void wk_serve_help(FILE *f)
                "--cache-dir DIR [options]\n\n"
                "Registers with dnnpress-server, leases tasks it can run and runs them one at a\n"
                "time; SIGTERM stops the current task at its next step, uploads its checkpoint\n"
-               "and releases it.\n\noptions:\n");
+               "and releases it. It exits when the server refuses its token (revoked, expired)\n"
+               "and, with --parent-fd, when the process that started it dies. Each worker\n"
+               "needs a --cache-dir of its own (locked while it runs).\n\noptions:\n");
     wk_flags_help(f, wk_serve_flags, WK_N_FLAGS);
 }
 
@@ -135,6 +167,68 @@ static void wk_nap(unsigned s)
         nanosleep(&ts, NULL);
 }
 
+/* The watch thread of --parent-fd: returns when the pipe's last write end closes. */
+static void wk_parent_watch(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[64];
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, -1) < 0 && errno == EINTR)
+            continue;
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n > 0 || (n < 0 && errno == EINTR))
+            continue; /* nobody should write; whatever comes is ignored */
+        break;        /* 0: end of file; an error: the pipe is no use either */
+    }
+    atomic_store(&wk_serve_server_gone, 1);
+    kill(getpid(), SIGTERM);
+}
+
+/*
+ * Ties this process to the one holding fd's write end (--parent-fd): a
+ * watch thread for the pipe and, on Linux, PR_SET_PDEATHSIG as a second
+ * line. The death signal comes when the thread that forked us exits (for a
+ * local worker the server's supervisor thread, which lives until its last
+ * worker is gone); a parent that died before prctl() sends none, but then
+ * the pipe is at its end already and the watch fires at once. Returns 0,
+ * or 2 after saying why on stderr.
+ */
+static int wk_parent_watch_start(long parent_fd)
+{
+    int fd = (int)parent_fd;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+        fprintf(stderr, "serve: --parent-fd %d is not an open pipe\n", fd);
+        return 2;
+    }
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+        fprintf(stderr, "serve: --parent-fd %d: fcntl: %s\n", fd, strerror(errno));
+        return 2;
+    }
+#ifdef __linux__
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
+        DP_LOG(DP_LOG_WARN, "prctl(PR_SET_PDEATHSIG) failed: %s; the pipe alone watches",
+               strerror(errno));
+#endif
+    uv_thread_t th; /* never joined: it ends with the process */
+    int rc = uv_thread_create(&th, wk_parent_watch, (void *)(intptr_t)fd);
+    if (rc != 0) {
+        fprintf(stderr, "serve: cannot start the --parent-fd watch: %s\n", uv_strerror(rc));
+        return 2;
+    }
+    return 0;
+}
+
+/* The exit of a worker whose token the server refuses (ei: the refused call). */
+static void wk_serve_refused(const struct dp_errinfo *ei)
+{
+    DP_LOG(DP_LOG_ERROR,
+           "the server refuses this worker's token (revoked, expired, unknown or not an agent "
+           "token): %s; exiting",
+           ei->msg);
+}
+
 int wk_serve_main(int argc, char **argv)
 {
     struct wk_serve_opts o;
@@ -176,12 +270,17 @@ int wk_serve_main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (o.parent_fd > 0 && wk_parent_watch_start(o.parent_fd) != 0) {
+        json_decref(caps);
+        return 2;
+    }
 
     struct dp_errinfo ei = {DP_OK, ""};
     struct wk_cache cache;
     struct wk_agent agent;
     int status = 1, registered = 0;
     memset(&agent, 0, sizeof(agent));
+    /* Locks the directory: a second worker on it stops here (wk_cache.h). */
     enum dp_err err = wk_cache_open(&cache, o.cache_dir, (uint64_t)o.cache_mb << 20, &ei);
     if (err) {
         fprintf(stderr, "serve: cache: %s\n", dp_errinfo_msg(&ei, err));
@@ -192,14 +291,15 @@ int wk_serve_main(int argc, char **argv)
         goto out;
     }
     struct wk_task_env env = {
-        &agent, &cache, {o.threads, o.limit_train, o.limit_test}, o.datasets_dir, &wk_serve_term};
+        &agent,         &cache,         {o.threads, o.limit_train, o.limit_test},
+        o.datasets_dir, &wk_serve_term, &wk_serve_server_gone};
     unsigned backoff = WK_SERVE_BACKOFF_FIRST_S;
     while (!wk_serve_term) {
         if (!registered) {
             err = wk_agent_register(&agent, o.name, caps, &ei);
             if (err) {
                 if (err == DP_EPERM) {
-                    fprintf(stderr, "serve: the server refuses this token: %s\n", ei.msg);
+                    wk_serve_refused(&ei);
                     goto out;
                 }
                 DP_LOG(DP_LOG_WARN, "register: %s (retrying in %us)", ei.msg, backoff);
@@ -214,9 +314,13 @@ int wk_serve_main(int argc, char **argv)
         }
         json_t *task = NULL;
         err = wk_agent_claim(&agent, caps, (int)o.wait_s, &task, &ei);
+        if (err == DP_EPERM) {
+            wk_serve_refused(&ei);
+            goto out;
+        }
         if (err) {
             /* An unknown worker id (e.g. a server with a fresh database) registers again. */
-            if (err == DP_EPERM || err == DP_ENOENT || err == DP_EEXIST || err == DP_ESTALE)
+            if (err == DP_ENOENT || err == DP_EEXIST || err == DP_ESTALE)
                 registered = 0;
             DP_LOG(DP_LOG_WARN, "claim: %s (retrying in %us)", ei.msg, backoff);
             wk_nap(backoff);
@@ -228,10 +332,23 @@ int wk_serve_main(int argc, char **argv)
             continue;
         wk_task_run(&env, task);
         json_decref(task);
+        if (agent.token_refused) {
+            DP_LOG(DP_LOG_ERROR,
+                   "the server refuses this worker's token (revoked, expired, unknown or not an "
+                   "agent token) since the last task; exiting");
+            goto out;
+        }
     }
-    DP_LOG(DP_LOG_INFO, "SIGTERM: exiting");
+    if (atomic_load(&wk_serve_server_gone))
+        DP_LOG(DP_LOG_WARN,
+               "the server that started this worker is gone (--parent-fd %ld at its "
+               "end): exiting",
+               o.parent_fd);
+    else
+        DP_LOG(DP_LOG_INFO, "SIGTERM: exiting");
     status = 0;
 out:
+    wk_cache_close(&cache);
     wk_agent_free(&agent);
     json_decref(caps);
     return status;

@@ -523,6 +523,11 @@ static void wk_task_on_wake(uv_async_t *h)
 static void wk_task_on_tick(uv_timer_t *h)
 {
     struct wk_task *t = h->data;
+    if (t->env->agent->token_refused && atomic_load(&t->stop) == WK_STOP_NONE) {
+        /* Revoked or expired: every further call would be refused too. */
+        DP_LOG(DP_LOG_WARN, "task %s: the server refuses this worker's token; stopping", t->id);
+        wk_task_set_stop(t, WK_STOP_LOST);
+    }
     if (*t->env->term)
         wk_task_set_stop(t, WK_STOP_TERM);
     wk_task_pump(t);
@@ -590,6 +595,9 @@ static enum dp_err wk_task_run_engine(struct wk_task *t, struct dp_errinfo *ei)
 static int wk_task_retry(struct wk_task *t, enum dp_err err, time_t deadline, unsigned *delay_s)
 {
     if (!wk_err_transient(err) || time(NULL) + (time_t)*delay_s > deadline)
+        return 0;
+    /* The server that started this worker is gone: one try was all there is. */
+    if (t->env->server_gone != NULL && atomic_load(t->env->server_gone))
         return 0;
     /* A worker told to exit gets a few seconds' grace from whoever stops it, not minutes. */
     if (*t->env->term && ++t->term_retries > WK_TERM_MAX_RETRIES)

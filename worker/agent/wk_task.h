@@ -9,7 +9,8 @@
  * HTTP connection, the timers and all server traffic. The engine thread
  * only runs the command; its hooks append events to a queue under a mutex
  * and wake the loop with uv_async_send, and stop() reads an atomic flag the
- * loop thread sets (cancel in a heartbeat answer, 409 lease lost, SIGTERM).
+ * loop thread sets (cancel in a heartbeat answer, 409 lease lost, a refused
+ * token, SIGTERM).
  * A checkpoint the engine reports is hard-linked to a snapshot name at once
  * (in the engine thread), so the engine may replace its checkpoint file for
  * the next epoch while the loop thread uploads the snapshot. The engine is
@@ -21,6 +22,7 @@
 
 #include <jansson.h>
 #include <signal.h>
+#include <stdatomic.h>
 
 #include "worker/agent/wk_agent.h"
 #include "worker/agent/wk_cache.h"
@@ -40,6 +42,8 @@ struct wk_task_env {
     struct wk_run_opts run;      /* threads, data limits */
     const char *datasets_dir;    /* where built-in datasets live (/usr/share/datasets) */
     volatile sig_atomic_t *term; /* set by the SIGTERM handler */
+    atomic_int *server_gone;     /* set with term when the server that started this worker
+                                  * died (wk_serve.c, --parent-fd): nothing is retried */
 };
 
 /* Runs task (borrowed JSON of a claim answer). Loop thread only. */

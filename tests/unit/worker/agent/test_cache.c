@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/sha256.h"
 #include "tests/unit/test_util.h"
@@ -83,6 +84,7 @@ Test(wk_cache, miss_then_hit_and_verification)
     cr_assert_eq(wk_cache_get(&c, "../../etc/passwd", 1, fake_fetch, &s, path, sizeof(path), &ei),
                  DP_EINVAL);
     cr_assert_eq(wk_cache_used(&c), 11, "the failed refetch left the good file alone");
+    wk_cache_close(&c);
     cache_dir_remove(dir);
     DP_ASSERT_NO_LEAKS();
 }
@@ -133,6 +135,42 @@ Test(wk_cache, evicts_least_recently_used)
     cr_assert_eq(wk_cache_evict(&c, 0), 2);
     cr_assert_eq(stat(linked, &st), 0);
     cr_assert_eq(st.st_size, 10);
+    wk_cache_close(&c);
+    cache_dir_remove(dir);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(wk_cache, one_worker_per_directory)
+{
+    char dir[256], tmpfile[400];
+    dp_test_tmpdir_make(dir, sizeof(dir), "cache");
+    struct wk_cache a, b;
+    struct dp_errinfo ei = {DP_OK, ""};
+    cr_assert_eq(wk_cache_open(&a, dir, 1 << 20, &ei), DP_OK, "%s", ei.msg);
+    /* A download a killed worker left behind. */
+    snprintf(tmpfile, sizeof(tmpfile), "%s/tmp/left.XXXXXX", dir);
+    FILE *f = fopen(tmpfile, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+
+    /* A second open (a second worker) is refused while the first holds the lock. */
+    cr_assert_eq(wk_cache_open(&b, dir, 1 << 20, &ei), DP_EEXIST);
+    char pid[32];
+    snprintf(pid, sizeof(pid), "pid %ld", (long)getpid());
+    cr_assert(strstr(ei.msg, "in use by another worker") && strstr(ei.msg, pid) &&
+                  strstr(ei.msg, dir),
+              "%s", ei.msg);
+    struct stat st;
+    cr_assert_eq(stat(tmpfile, &st), 0, "a refused open leaves the holder's files alone");
+    wk_cache_close(&b);
+
+    /* Closed (or its process gone): the next worker takes the directory and
+     * drops what the last one left in tmp/. */
+    wk_cache_close(&a);
+    cr_assert_eq(wk_cache_open(&b, dir, 1 << 20, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_neq(stat(tmpfile, &st), 0, "a dead worker's temporary is removed");
+    wk_cache_close(&b);
+    wk_cache_close(NULL);
     cache_dir_remove(dir);
     DP_ASSERT_NO_LEAKS();
 }
