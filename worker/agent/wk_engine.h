@@ -48,7 +48,7 @@ struct wk_engine_job {
     struct wk_compress_opts compress;
     struct wk_export_opts export;
     struct dp_spec *spec; /* compress, retrain: parsed params.spec; owned */
-    json_t *prev_report;    /* retrain, export: the previous report; owned */
+    json_t *prev_report;  /* retrain, export: the previous report; owned */
 };
 
 /* Whether this build runs task type t. Any thread. */
@@ -56,13 +56,6 @@ int wk_engine_supports(enum dp_task_type t);
 
 /* Writes the names of the types this build runs ("train, compress, ...") into buf. */
 void wk_engine_list(char *buf, size_t cap);
-
-/*
- * The artifact kinds ("model", "report", "onnx") a task of type t uploads
- * when it succeeds, NULL-terminated; an empty list for types this build
- * does not run. Any thread.
- */
-const char *const *wk_engine_outputs(enum dp_task_type t);
 
 /* Whether a task of type t needs the job's dataset. */
 int wk_engine_needs_data(enum dp_task_type t);
