@@ -406,10 +406,10 @@ static enum dp_err check_npy(struct member *m, const char *name, enum dp_dataset
 {
     struct npy_member nm = {m, name};
     struct dp_npy_header h;
-    /* The data must fit in the member, so its size bounds what the shape
-     * may promise; a shape past it (or past 64 bits) is a lie, not a big
-     * upload (and not "no data", as 2^32 * 2^32 wrapped to 0 once). */
-    enum dp_err err = dp_npy_read_header(npy_member_read, &nm, name, size, &h, ei);
+    /* No member holds more than a dataset may; a shape past that (or past
+     * 64 bits) is a lie, not "no data" as 2^32 * 2^32 wrapped to 0 once.
+     * Below it, the data length must then match the member exactly. */
+    enum dp_err err = dp_npy_read_header(npy_member_read, &nm, name, DP_DATASET_MAX_BYTES, &h, ei);
     if (!err)
         err = dp_npy_check_len(&h, size, name, ei);
     if (!err)

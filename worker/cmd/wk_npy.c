@@ -38,7 +38,6 @@ enum dp_err wk_npy_read_f32(const char *path, struct wk_npy *out, struct dp_erri
         int e = errno;
         return dp_errinfo_set(ei, dp_err_from_errno(e), "%s: %s", path, strerror(e));
     }
-    /* The file's size bounds what the shape may promise, before anything trusts it. */
     long end = -1;
     if (fseek(f, 0, SEEK_END) == 0)
         end = ftell(f);
@@ -46,14 +45,9 @@ enum dp_err wk_npy_read_f32(const char *path, struct wk_npy *out, struct dp_erri
         err = dp_errinfo_set(ei, DP_EIO, "%s: cannot seek", path);
         goto out;
     }
-    uint64_t bound = (uint64_t)end < WK_NPY_FILE_MAX ? (uint64_t)end : WK_NPY_FILE_MAX;
     struct wk_npy_file nf = {f, path};
     struct dp_npy_header h;
-    err = dp_npy_read_header(wk_npy_file_read, &nf, path, bound, &h, ei);
-    if (err == DP_ETOOBIG && bound == (uint64_t)end) {
-        err = DP_ETRUNC; /* the shape needs more than the whole file */
-        ei->code = err;
-    }
+    err = dp_npy_read_header(wk_npy_file_read, &nf, path, WK_NPY_FILE_MAX, &h, ei);
     if (err)
         goto out;
     if (strcmp(h.descr, "<f4") != 0) {
@@ -69,6 +63,7 @@ enum dp_err wk_npy_read_f32(const char *path, struct wk_npy *out, struct dp_erri
         err = dp_errinfo_set(ei, DP_EFORMAT, "%s: a 0-d array; infer needs a batch", path);
         goto out;
     }
+    /* Before allocating: the file holds exactly the header and the data. */
     err = dp_npy_check_len(&h, (uint64_t)end, path, ei);
     if (err)
         goto out;
