@@ -23,6 +23,10 @@ static const struct dp_dataset_format dp_dataset_formats[] = {
       "t10k-labels-idx1-ubyte"},
      {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
       "t10k-labels-idx1-ubyte"},
+     {{DP_DATASET_TRAIN, DP_DATASET_IMAGES},
+      {DP_DATASET_TRAIN, DP_DATASET_LABELS},
+      {DP_DATASET_TEST, DP_DATASET_IMAGES},
+      {DP_DATASET_TEST, DP_DATASET_LABELS}},
      1},
     {"cifar10",
      "cifar",
@@ -31,12 +35,22 @@ static const struct dp_dataset_format dp_dataset_formats[] = {
       "data_batch_5.bin", "test_batch.bin"},
      {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
       "data_batch_5.bin", "test_batch.bin"},
+     {{DP_DATASET_TRAIN, DP_DATASET_RECORDS},
+      {DP_DATASET_TRAIN, DP_DATASET_RECORDS},
+      {DP_DATASET_TRAIN, DP_DATASET_RECORDS},
+      {DP_DATASET_TRAIN, DP_DATASET_RECORDS},
+      {DP_DATASET_TRAIN, DP_DATASET_RECORDS},
+      {DP_DATASET_TEST, DP_DATASET_RECORDS}},
      0},
     {"npy",
      "npy",
      4,
      {"x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy"},
      {"train_images.npy", "train_labels.npy", "test_images.npy", "test_labels.npy"},
+     {{DP_DATASET_TRAIN, DP_DATASET_IMAGES},
+      {DP_DATASET_TRAIN, DP_DATASET_LABELS},
+      {DP_DATASET_TEST, DP_DATASET_IMAGES},
+      {DP_DATASET_TEST, DP_DATASET_LABELS}},
      0},
 };
 
@@ -48,6 +62,28 @@ const struct dp_dataset_format *dp_dataset_format_find(const char *name)
         if (strcmp(dp_dataset_formats[i].name, name) == 0)
             return &dp_dataset_formats[i];
     return NULL;
+}
+
+const struct dp_dataset_format *dp_dataset_format_engine(const char *engine)
+{
+    for (size_t i = 0; engine != NULL && i < DP_DATASET_N_FORMATS; i++)
+        if (strcmp(dp_dataset_formats[i].engine, engine) == 0)
+            return &dp_dataset_formats[i];
+    return NULL;
+}
+
+int dp_dataset_engine_files(const struct dp_dataset_format *f, enum dp_dataset_split split,
+                            enum dp_dataset_kind kind, const char **names, int cap)
+{
+    int n = 0;
+    for (int i = 0; i < f->n_members; i++) {
+        if (f->parts[i].split != split || f->parts[i].kind != kind)
+            continue;
+        if (n < cap)
+            names[n] = f->engine_names[i];
+        n++;
+    }
+    return n;
 }
 
 void dp_dataset_format_list(char *buf, size_t cap)

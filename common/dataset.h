@@ -41,17 +41,41 @@
  * gzip bomb on the server and the disk the worker fills. */
 #define DP_DATASET_MAX_BYTES (16ull << 30)
 
+/* What one member of a format holds: a split and images, labels or both
+ * (CIFAR-10 records are a label byte and the pixels). */
+enum dp_dataset_split { DP_DATASET_TRAIN, DP_DATASET_TEST };
+enum dp_dataset_kind { DP_DATASET_IMAGES, DP_DATASET_LABELS, DP_DATASET_RECORDS };
+
+struct dp_dataset_part {
+    enum dp_dataset_split split;
+    enum dp_dataset_kind kind;
+};
+
 struct dp_dataset_format {
     const char *name;   /* as the API names it: "idx", "cifar10", "npy" */
     const char *engine; /* the engine's data spec prefix ("cifar:DIR") */
     int n_members;
     const char *members[DP_DATASET_MAX_MEMBERS];      /* names in an archive, docs/api.md order */
     const char *engine_names[DP_DATASET_MAX_MEMBERS]; /* the same files as the engine reads them */
+    struct dp_dataset_part parts[DP_DATASET_MAX_MEMBERS]; /* what each member holds */
     int gz_members; /* members may also come gzipped, as NAME.gz (kept so on disk) */
 };
 
 /* The format called name ("idx", "cifar10", "npy"), or NULL (name may be NULL). */
 const struct dp_dataset_format *dp_dataset_format_find(const char *name);
+
+/* The format whose engine data spec prefix is engine ("idx", "cifar", "npy"), or NULL. */
+const struct dp_dataset_format *dp_dataset_format_engine(const char *engine);
+
+/*
+ * The engine's file names of f's members that hold kind for split, in table
+ * order, into names (cap entries); returns how many there are (which may
+ * exceed cap: only cap are stored). The engine's loaders read their file
+ * names from here, so that the names the worker extracts and the names the
+ * engine opens are one list.
+ */
+int dp_dataset_engine_files(const struct dp_dataset_format *f, enum dp_dataset_split split,
+                            enum dp_dataset_kind kind, const char **names, int cap);
 
 /* Writes "idx, cifar10, npy" into buf (cap bytes, truncated). */
 void dp_dataset_format_list(char *buf, size_t cap);

@@ -520,23 +520,12 @@ static enum dp_err task_fail_locked(struct srv_store *st, const char *task_id,
     return err;
 }
 
-/* The outputs each task type must deliver (what the worker's task loop
- * uploads when its engine command succeeds): a task completed without them
- * would hand the next task a null input. */
-static const struct {
-    const char *type;
-    const char *required[3];
-} task_outputs[] = {
-    {"train", {"model", NULL, NULL}},
-    {"compress", {"model", "report", NULL}},
-    {"retrain", {"model", "report", NULL}},
-    {"export", {"onnx", NULL, NULL}},
-};
-
 /* Checks the outputs of a completing lease: each names an artifact of its
  * kind uploaded under this very lease (task and fence), never just any
  * stored blob (another team's, or an earlier attempt's), and every output
- * the task's type must deliver is there. */
+ * the task's type must deliver (common/task_type.h, the table the worker's
+ * upload reads) is there: a task completed without them would hand the
+ * next task a null input. */
 static enum dp_err outputs_check(struct srv_store *st, const char *task_id, int64_t fence,
                                  const char *type, json_t *outputs, struct dp_errinfo *ei)
 {
@@ -559,13 +548,12 @@ static enum dp_err outputs_check(struct srv_store *st, const char *task_id, int6
                                   "(PUT .../artifacts/%s?fence=%" PRId64 " first)",
                                   key, json_string_value(v), key, key, fence);
     }
-    for (size_t i = 0; i < sizeof(task_outputs) / sizeof(task_outputs[0]); i++) {
-        if (strcmp(task_outputs[i].type, type) != 0)
-            continue;
-        for (int k = 0; k < 3 && task_outputs[i].required[k]; k++)
-            if (json_object_get(outputs, task_outputs[i].required[k]) == NULL)
-                return dp_errinfo_set(ei, DP_EINVAL, "outputs.%s: required for a %s task",
-                                      task_outputs[i].required[k], type);
+    enum dp_task_type t;
+    unsigned required = dp_task_type_from_name(type, &t) ? dp_task_type_outputs(t) : 0;
+    for (int o = 0; o < DP_TASK_OUT__COUNT; o++) {
+        const char *name = dp_task_output_name((enum dp_task_output)o);
+        if ((required & (1u << o)) != 0 && json_object_get(outputs, name) == NULL)
+            return dp_errinfo_set(ei, DP_EINVAL, "outputs.%s: required for a %s task", name, type);
     }
     return DP_OK;
 }

@@ -16,6 +16,7 @@
 #include "common/dataset.h"
 #include "common/model.h"
 #include "common/model_io.h"
+#include "common/npy.h"
 #include "common/utf8.h"
 
 /* ---- Names ---------------------------------------------------------------- */
@@ -324,11 +325,11 @@ static uint32_t be32(const unsigned char *p)
 
 /* An IDX file: ubyte data, 1 dimension (labels) or 3 (images), exactly
  * prod(dims) data bytes. *count receives the first dimension. */
-static enum dp_err check_idx(struct member *m, const char *name, uint64_t *count,
-                             struct dp_errinfo *ei)
+static enum dp_err check_idx(struct member *m, const char *name, enum dp_dataset_kind kind,
+                             uint64_t *count, struct dp_errinfo *ei)
 {
     unsigned char h[16];
-    int labels = strstr(name, "labels") != NULL;
+    int labels = kind == DP_DATASET_LABELS;
     int ndim = labels ? 1 : 3;
     enum dp_err err = member_read_exact(m, h, 4 + 4 * (size_t)ndim);
     if (err)
@@ -379,86 +380,48 @@ static enum dp_err check_cifar(struct member *m, const char *name, uint64_t size
     return DP_OK;
 }
 
-/* An NPY array: magic, version 1-3, a header dict with descr, fortran_order
- * False and a shape tuple, then exactly prod(shape) * itemsize bytes. */
-static enum dp_err check_npy(struct member *m, const char *name, uint64_t size, uint64_t *count,
-                             struct dp_errinfo *ei)
+/* dp_npy_read_fn over a member: exactly len bytes or DP_ETRUNC naming it. */
+struct npy_member {
+    struct member *m;
+    const char *name;
+};
+
+static enum dp_err npy_member_read(void *ctx, void *buf, size_t len, const char *what,
+                                   struct dp_errinfo *ei)
 {
-    unsigned char pre[12];
-    char hdr[4096];
-    if (member_read_exact(m, pre, 10) != DP_OK || memcmp(pre, "\x93NUMPY", 6) != 0)
-        return dp_errinfo_set(ei, DP_EFORMAT, "%s: not an NPY file (bad magic)", name);
-    uint64_t hlen, pre_len = 10;
-    if (pre[6] == 1) {
-        hlen = (uint64_t)pre[8] | (uint64_t)pre[9] << 8;
-    } else if (pre[6] == 2 || pre[6] == 3) {
-        if (member_read_exact(m, pre + 10, 2) != DP_OK)
-            return dp_errinfo_set(ei, DP_ETRUNC, "%s: truncated header", name);
-        hlen = (uint64_t)pre[8] | (uint64_t)pre[9] << 8 | (uint64_t)pre[10] << 16 |
-               (uint64_t)pre[11] << 24;
-        pre_len = 12;
-    } else {
-        return dp_errinfo_set(ei, DP_EFORMAT, "%s: unsupported NPY version %u", name, pre[6]);
+    struct npy_member *nm = ctx;
+    enum dp_err err = member_read_exact(nm->m, buf, len);
+    if (err == DP_ETRUNC)
+        return dp_errinfo_set(ei, DP_ETRUNC, "%s: truncated: %s", nm->name, what);
+    if (err)
+        return dp_errinfo_set(ei, err, "%s: corrupt member", nm->name);
+    return DP_OK;
+}
+
+/* An NPY array, through the reader the worker loads it with (common/npy.h):
+ * the header, exactly its data in the member, and the image or label rules
+ * of the NPY dataset format. *count receives the first dimension. */
+static enum dp_err check_npy(struct member *m, const char *name, enum dp_dataset_kind kind,
+                             uint64_t size, uint64_t *count, struct dp_errinfo *ei)
+{
+    struct npy_member nm = {m, name};
+    struct dp_npy_header h;
+    /* No member holds more than a dataset may; a shape past that (or past
+     * 64 bits) is a lie, not "no data" as 2^32 * 2^32 wrapped to 0 once.
+     * Below it, the data length must then match the member exactly. */
+    enum dp_err err = dp_npy_read_header(npy_member_read, &nm, name, DP_DATASET_MAX_BYTES, &h, ei);
+    if (!err)
+        err = dp_npy_check_len(&h, size, name, ei);
+    if (!err)
+        err = kind == DP_DATASET_LABELS ? dp_npy_check_labels(&h, name, ei)
+                                        : dp_npy_check_images(&h, name, ei);
+    if (err) {
+        /* Whatever the reader's code (a shape past the member's size, an
+         * unsupported dtype, a bad shape), the upload is malformed: 400. */
+        ei->code = DP_EFORMAT;
+        return DP_EFORMAT;
     }
-    if (hlen == 0 || hlen >= sizeof(hdr))
-        return dp_errinfo_set(ei, DP_EFORMAT, "%s: header length %" PRIu64 " out of range", name,
-                              hlen);
-    if (member_read_exact(m, hdr, (size_t)hlen) != DP_OK)
-        return dp_errinfo_set(ei, DP_ETRUNC, "%s: truncated header", name);
-    hdr[hlen] = '\0';
-    const char *descr = strstr(hdr, "'descr':");
-    const char *fo = strstr(hdr, "'fortran_order':");
-    const char *shape = strstr(hdr, "'shape':");
-    if (!descr || !fo || !shape)
-        return dp_errinfo_set(ei, DP_EFORMAT, "%s: header lacks descr, fortran_order or shape",
-                              name);
-    if (strncmp(fo + 16, " False", 6) != 0)
-        return dp_errinfo_set(ei, DP_EFORMAT, "%s: fortran_order must be False", name);
-    static const struct {
-        const char *d;
-        uint64_t size;
-    } types[] = {{"'|u1'", 1}, {"'<u1'", 1}, {"'|i1'", 1}, {"'<f4'", 4}, {"'<i4'", 4},
-                 {"'<i8'", 8}, {"'<u4'", 4}, {"'<f8'", 8}, {"'<u8'", 8}, {"'<i2'", 2}};
-    uint64_t item = 0;
-    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-        if (strncmp(descr + 9, types[i].d, strlen(types[i].d)) == 0)
-            item = types[i].size;
-    if (item == 0)
-        return dp_errinfo_set(ei, DP_EFORMAT, "%s: unsupported dtype", name);
-    const char *p = strchr(shape, '(');
-    if (p == NULL)
-        return dp_errinfo_set(ei, DP_EFORMAT, "%s: shape is not a tuple", name);
-    uint64_t elems = 1;
-    int ndim = 0;
-    *count = 0;
-    for (p++; *p && *p != ')';) {
-        if (*p == ' ' || *p == ',') {
-            p++;
-            continue;
-        }
-        if (*p < '0' || *p > '9')
-            return dp_errinfo_set(ei, DP_EFORMAT, "%s: malformed shape", name);
-        uint64_t d = 0;
-        while (*p >= '0' && *p <= '9') {
-            d = d * 10 + (uint64_t)(*p - '0');
-            if (d > (1ull << 32))
-                return dp_errinfo_set(ei, DP_EFORMAT, "%s: dimension too large", name);
-            p++;
-        }
-        if (ndim == 0)
-            *count = d;
-        ndim++;
-        elems *= d;
-        if (elems > MEMBER_MAX_INFLATED)
-            return dp_errinfo_set(ei, DP_ETOOBIG, "%s: array larger than 4 GiB", name);
-    }
-    if (*p != ')' || ndim == 0 || ndim > 8)
-        return dp_errinfo_set(ei, DP_EFORMAT, "%s: malformed shape", name);
-    uint64_t want = pre_len + hlen + elems * item;
-    if (size != want)
-        return dp_errinfo_set(ei, DP_EFORMAT,
-                              "%s: shape and dtype need %" PRIu64 " bytes, the file has %" PRIu64,
-                              name, want, size);
+    *count = (uint64_t)h.shape[0];
     return DP_OK;
 }
 
@@ -480,12 +443,13 @@ enum dp_err srv_validate_dataset(const char *path, const char *format, struct dp
         err = member_open(&m, rd, dm.gz);
         if (err)
             break;
-        if (strcmp(f->name, "idx") == 0)
-            err = check_idx(&m, dm.name, &counts[dm.index], &inner);
-        else if (strcmp(f->name, "cifar10") == 0)
+        enum dp_dataset_kind kind = f->parts[dm.index].kind;
+        if (kind == DP_DATASET_RECORDS)
             err = check_cifar(&m, dm.name, dm.size, &inner);
+        else if (strcmp(f->name, "idx") == 0)
+            err = check_idx(&m, dm.name, kind, &counts[dm.index], &inner);
         else
-            err = check_npy(&m, dm.name, dm.size, &counts[dm.index], &inner);
+            err = check_npy(&m, dm.name, kind, dm.size, &counts[dm.index], &inner);
         member_close(&m);
         /* The checks above read through the archive: a truncated archive
          * shows there as a bad member. */
@@ -499,13 +463,14 @@ enum dp_err srv_validate_dataset(const char *path, const char *format, struct dp
         if (!seen[i])
             return dp_errinfo_set(ei, DP_EINVAL, "dataset upload: member '%s' is missing",
                                   f->members[i]);
-    /* Images and labels must pair up (IDX: 0/1 and 2/3; NPY: x/y). */
-    if (strcmp(f->name, "cifar10") != 0)
-        for (int i = 0; i < 4; i += 2)
-            if (counts[i] != counts[i + 1])
+    /* Images and labels of a split must pair up (IDX, NPY). */
+    for (int i = 0; i < f->n_members; i++)
+        for (int j = 0; j < f->n_members; j++)
+            if (f->parts[i].kind == DP_DATASET_IMAGES && f->parts[j].kind == DP_DATASET_LABELS &&
+                f->parts[i].split == f->parts[j].split && counts[i] != counts[j])
                 return dp_errinfo_set(ei, DP_EINVAL,
                                       "dataset upload: %s has %" PRIu64
                                       " samples but its labels %" PRIu64,
-                                      f->members[i], counts[i], counts[i + 1]);
+                                      f->members[i], counts[i], counts[j]);
     return DP_OK;
 }

@@ -217,14 +217,15 @@ def idx_tar(n_train=10, n_test=5, label_n=None):
     ])
 
 
-def npy_of(descr, shape, item):
+def npy_of(descr, shape, item, data_len=None):
     n = 1
     for d in shape:
         n *= d
     header = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
         descr, ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else ""))
     header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + bytes(n * item)
+    return (b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() +
+            bytes(n * item if data_len is None else data_len))
 
 
 SPEC = {"version": 1, "method": "admm",
@@ -1108,20 +1109,37 @@ def main():
                  [("test_batch.bin", bytes([9]) + bytes(3072))])
     expect(s.req("POST", "/api/v1/datasets?name=tiny-cifar&format=cifar10", raw=cif, token=tok_a),
            201, "cifar10 tar upload")
-    npy = tar_of([("x_train.npy", npy_of("<f4", (3, 2), 4)), ("y_train.npy", npy_of("|u1", (3,), 1)),
-                  ("x_test.npy", npy_of("<f4", (2, 2), 4)), ("y_test.npy", npy_of("|u1", (2,), 1))])
+    npy = tar_of([("x_train.npy", npy_of("<f4", (3, 1, 2), 4)), ("y_train.npy", npy_of("|u1", (3,), 1)),
+                  ("x_test.npy", npy_of("<f4", (2, 1, 2), 4)), ("y_test.npy", npy_of("|u1", (2,), 1))])
     expect(s.req("POST", "/api/v1/datasets?name=tiny-npy&format=npy", raw=npy, token=tok_a), 201,
            "npy tar upload")
     # The same reader as the worker's (common/dataset.c): pax headers and a
     # gzip-compressed tar are accepted, and checked member by member.
-    npy_members = [("x_train.npy", npy_of("<f4", (3, 2), 4)), ("y_train.npy", npy_of("|u1", (3,), 1)),
-                   ("x_test.npy", npy_of("<f4", (2, 2), 4)), ("y_test.npy", npy_of("|u1", (2,), 1))]
+    npy_members = [("x_train.npy", npy_of("<f4", (3, 1, 2), 4)), ("y_train.npy", npy_of("|u1", (3,), 1)),
+                   ("x_test.npy", npy_of("<f4", (2, 1, 2), 4)), ("y_test.npy", npy_of("|u1", (2,), 1))]
     expect(s.req("POST", "/api/v1/datasets?name=npy-pax-gz&format=npy",
                  raw=tar_of(npy_members, mode="w:gz", fmt=tarfile.PAX_FORMAT), token=tok_a), 201,
            "npy pax tar.gz upload")
     expect(s.req("POST", "/api/v1/datasets?name=npy-gz-bad&format=npy",
                  raw=tar_of(npy_members[:3] + [("y_test.npy", npy_of("|u1", (3,), 1))], mode="w:gz"),
                  token=tok_a), 400, "tar.gz with a bad member", contains="samples but its labels")
+    # The server reads NPY headers with the worker's reader (common/npy.c):
+    # a shape whose size overflows 64 bits is not "no data", and an array
+    # the engine cannot load as images is refused at upload, not in a task.
+    huge = 1 << 32
+    expect(s.req("POST", "/api/v1/datasets?name=npy-huge&format=npy",
+                 raw=tar_of([("x_train.npy", npy_of("<f4", (huge, huge), 4, data_len=0)),
+                             ("y_train.npy", npy_of("|u1", (huge, huge), 1, data_len=0))] +
+                            npy_members[2:]), token=tok_a),
+           400, "npy shape (2^32, 2^32) without data", contains="x_train.npy: shape (4294967296, 4294967296)")
+    expect(s.req("POST", "/api/v1/datasets?name=npy-2d&format=npy",
+                 raw=tar_of([("x_train.npy", npy_of("<f4", (3, 2), 4))] + npy_members[1:]),
+                 token=tok_a),
+           400, "npy images of 2 dimensions", contains="x_train.npy: image shape (3, 2)")
+    expect(s.req("POST", "/api/v1/datasets?name=npy-long&format=npy",
+                 raw=tar_of(npy_members[:1] + [("y_train.npy", npy_of("|u1", (3,), 1, data_len=4))] +
+                            npy_members[2:]), token=tok_a),
+           400, "npy member with a byte too many", contains="y_train.npy: shape (3,) of '|u1' needs 3 data bytes, the file has 4")
     bad_cif = tar_of([("data_batch_%d.bin" % i, bytes([12]) + bytes(3072)) for i in range(1, 6)] +
                      [("test_batch.bin", bytes(3073))])
     expect(s.req("POST", "/api/v1/datasets?name=bad-cifar&format=cifar10", raw=bad_cif, token=tok_a),

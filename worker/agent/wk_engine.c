@@ -22,7 +22,6 @@ struct wk_engine_cmd {
     enum dp_task_type type;
     const char *command; /* `dnnpress-worker <command>` runs the same code */
     int needs_data;      /* the job's dataset is fetched for it */
-    const char *outputs[3];
     wk_engine_bind_fn bind;
     wk_engine_run_fn run;
 };
@@ -221,10 +220,10 @@ static enum dp_err wk_run_export(const struct wk_engine_job *j, const struct wk_
 /* ---- The table ----------------------------------------------------------------- */
 
 static const struct wk_engine_cmd wk_engine_cmds[] = {
-    {DP_TASK_TRAIN, "train", 1, {"model", NULL}, wk_bind_train, wk_run_train},
-    {DP_TASK_COMPRESS, "compress", 1, {"model", "report", NULL}, wk_bind_compress, wk_run_compress},
-    {DP_TASK_RETRAIN, "compress", 1, {"model", "report", NULL}, wk_bind_retrain, wk_run_compress},
-    {DP_TASK_EXPORT, "export", 0, {"onnx", NULL}, wk_bind_export, wk_run_export},
+    {DP_TASK_TRAIN, "train", 1, wk_bind_train, wk_run_train},
+    {DP_TASK_COMPRESS, "compress", 1, wk_bind_compress, wk_run_compress},
+    {DP_TASK_RETRAIN, "compress", 1, wk_bind_retrain, wk_run_compress},
+    {DP_TASK_EXPORT, "export", 0, wk_bind_export, wk_run_export},
 };
 
 #define WK_ENGINE_N_CMDS (sizeof(wk_engine_cmds) / sizeof(wk_engine_cmds[0]))
@@ -255,13 +254,6 @@ void wk_engine_list(char *buf, size_t cap)
             break;
         used += (size_t)k;
     }
-}
-
-const char *const *wk_engine_outputs(enum dp_task_type t)
-{
-    static const char *const none[] = {NULL};
-    const struct wk_engine_cmd *c = wk_engine_find(t);
-    return c != NULL ? c->outputs : none;
 }
 
 int wk_engine_needs_data(enum dp_task_type t)

@@ -57,13 +57,6 @@ int wk_engine_supports(enum dp_task_type t);
 /* Writes the names of the types this build runs ("train, compress, ...") into buf. */
 void wk_engine_list(char *buf, size_t cap);
 
-/*
- * The artifact kinds ("model", "report", "onnx") a task of type t uploads
- * when it succeeds, NULL-terminated; an empty list for types this build
- * does not run. Any thread.
- */
-const char *const *wk_engine_outputs(enum dp_task_type t);
-
 /* Whether a task of type t needs the job's dataset. */
 int wk_engine_needs_data(enum dp_task_type t);
 

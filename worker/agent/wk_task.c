@@ -659,40 +659,48 @@ static enum wk_task_outcome wk_task_release(struct wk_task *t, time_t deadline)
     return wk_task_lost_or(err, WK_TASK_RELEASED);
 }
 
-/* Where the engine writes the output of kind ("model", "report", "onnx"). */
-static const char *wk_task_output_path(const struct wk_task *t, const char *kind)
+/* Where the engine writes output o. */
+static const char *wk_task_output_path(const struct wk_task *t, enum dp_task_output o)
 {
-    if (strcmp(kind, "model") == 0)
-        return t->p_out;
-    if (strcmp(kind, "report") == 0)
-        return t->p_report;
-    if (strcmp(kind, "onnx") == 0)
-        return t->p_onnx;
+    switch (o) {
+        case DP_TASK_OUT_MODEL:
+            return t->p_out;
+        case DP_TASK_OUT_REPORT:
+            return t->p_report;
+        case DP_TASK_OUT_ONNX:
+            return t->p_onnx;
+        case DP_TASK_OUT__COUNT:
+            break;
+    }
     return NULL;
 }
 
 static enum wk_task_outcome wk_task_complete(struct wk_task *t, time_t deadline)
 {
-    const char *const *kinds = wk_engine_outputs(t->ttype);
+    /* Exactly the outputs the server's complete check requires: one table. */
+    unsigned kinds = dp_task_type_outputs(t->ttype);
     json_t *outputs = json_object();
     struct dp_errinfo ei = {DP_OK, ""};
     enum dp_err err = DP_OK;
-    for (size_t i = 0; kinds[i] != NULL && !err; i++) {
-        const char *path = wk_task_output_path(t, kinds[i]);
+    for (int o = 0; o < DP_TASK_OUT__COUNT && !err; o++) {
+        if ((kinds & (1u << o)) == 0)
+            continue;
+        const char *kind = dp_task_output_name((enum dp_task_output)o);
+        const char *path = wk_task_output_path(t, (enum dp_task_output)o);
         if (path == NULL || !wk_file_exists(path)) {
             json_decref(outputs);
             char msg[300];
             snprintf(msg, sizeof(msg), "the %s command succeeded but wrote no %s", t->job.command,
-                     kinds[i]);
+                     kind);
             return wk_task_report_failure(t, msg, 1, deadline);
         }
         char sha[65];
         unsigned delay = WK_RETRY_FIRST_S;
         do
-            err = wk_agent_upload(t->env->agent, t->id, t->fence, kinds[i], path, sha, &ei);
+            err = wk_agent_upload(t->env->agent, t->id, t->fence, kind, path, sha, &ei);
         while (wk_task_retry(t, err, deadline, &delay));
         if (!err)
-            json_object_set_new(outputs, kinds[i], json_string(sha));
+            json_object_set_new(outputs, kind, json_string(sha));
     }
     if (!err) {
         unsigned delay = WK_RETRY_FIRST_S;

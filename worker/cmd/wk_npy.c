@@ -1,7 +1,8 @@
 /*
- * float32 .npy files (see wk_npy.h). The header dict is parsed as the
- * three keys numpy writes ('descr', 'fortran_order', 'shape'), in any
- * order, each exactly once; the data size must match the shape exactly.
+ * float32 .npy files (see wk_npy.h). The header is read by common/npy.c,
+ * the reader the server and the dataset loader use; this file only asks
+ * for '<f4' in C order and reads the data, whose size must match the
+ * shape exactly.
  */
 #include "worker/cmd/wk_npy.h"
 
@@ -10,158 +11,63 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/npy.h"
 
-static const char *npy_skip_ws(const char *p)
-{
-    while (*p == ' ' || *p == '\t' || *p == '\n')
-        p++;
-    return p;
-}
+struct wk_npy_file {
+    FILE *f;
+    const char *path;
+};
 
-/* Parses the header dict text (NUL-terminated). */
-static enum dp_err npy_parse_header(const char *h, struct wk_npy *out, const char *path,
+/* dp_npy_read_fn over a FILE. */
+static enum dp_err wk_npy_file_read(void *ctx, void *buf, size_t len, const char *what,
                                     struct dp_errinfo *ei)
 {
-    int seen_descr = 0, seen_order = 0, seen_shape = 0;
-    const char *p = npy_skip_ws(h);
-    if (*p++ != '{')
-        goto bad;
-    for (;;) {
-        p = npy_skip_ws(p);
-        if (*p == '}')
-            break;
-        char q = *p++;
-        if (q != '\'' && q != '"')
-            goto bad;
-        const char *k = p;
-        while (*p && *p != q)
-            p++;
-        if (*p != q)
-            goto bad;
-        size_t klen = (size_t)(p - k);
-        p = npy_skip_ws(p + 1);
-        if (*p++ != ':')
-            goto bad;
-        p = npy_skip_ws(p);
-        if (klen == 5 && strncmp(k, "descr", 5) == 0 && !seen_descr) {
-            seen_descr = 1;
-            char dq = *p++;
-            if ((dq != '\'' && dq != '"') || strncmp(p, "<f4", 3) != 0 || p[3] != dq)
-                return dp_errinfo_set(ei, DP_EFORMAT, "%s: dtype must be '<f4' (float32)", path);
-            p += 4;
-        } else if (klen == 13 && strncmp(k, "fortran_order", 13) == 0 && !seen_order) {
-            seen_order = 1;
-            if (strncmp(p, "False", 5) != 0)
-                return dp_errinfo_set(ei, DP_EFORMAT, "%s: Fortran order is not supported", path);
-            p += 5;
-        } else if (klen == 5 && strncmp(k, "shape", 5) == 0 && !seen_shape) {
-            seen_shape = 1;
-            if (*p++ != '(')
-                goto bad;
-            out->ndim = 0;
-            for (;;) {
-                p = npy_skip_ws(p);
-                if (*p == ')')
-                    break;
-                if (*p < '0' || *p > '9' || out->ndim >= WK_NPY_MAX_DIMS)
-                    goto bad;
-                int64_t v = 0;
-                while (*p >= '0' && *p <= '9') {
-                    if (v > ((int64_t)1 << 40))
-                        goto bad;
-                    v = v * 10 + (*p++ - '0');
-                }
-                out->dims[out->ndim++] = v;
-                p = npy_skip_ws(p);
-                if (*p == ',')
-                    p++;
-            }
-            p++;
-        } else {
-            goto bad;
-        }
-        p = npy_skip_ws(p);
-        if (*p == ',')
-            p++;
-    }
-    if (!seen_descr || !seen_order || !seen_shape || out->ndim < 1)
-        goto bad;
+    struct wk_npy_file *nf = ctx;
+    if (fread(buf, 1, len, nf->f) != len)
+        return ferror(nf->f) ? dp_errinfo_set(ei, DP_EIO, "%s: read failed", nf->path)
+                             : dp_errinfo_set(ei, DP_ETRUNC, "%s: truncated: %s", nf->path, what);
     return DP_OK;
-bad:
-    return dp_errinfo_set(ei, DP_EFORMAT, "%s: malformed .npy header near offset %zu", path,
-                          (size_t)(p - h));
 }
 
 enum dp_err wk_npy_read_f32(const char *path, struct wk_npy *out, struct dp_errinfo *ei)
 {
     memset(out, 0, sizeof(*out));
     enum dp_err err = DP_OK;
-    char *hdr = NULL;
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         int e = errno;
         return dp_errinfo_set(ei, dp_err_from_errno(e), "%s: %s", path, strerror(e));
     }
-    unsigned char pre[10];
-    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
-        err = dp_errinfo_set(ei, DP_EFORMAT, "%s: not a .npy file", path);
+    long end = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        end = ftell(f);
+    if (end < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        err = dp_errinfo_set(ei, DP_EIO, "%s: cannot seek", path);
         goto out;
     }
-    size_t hlen;
-    if (pre[6] == 1) {
-        hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
-    } else if (pre[6] == 2 || pre[6] == 3) {
-        unsigned char b[2];
-        if (fread(b, 1, 2, f) != 2) {
-            err = dp_errinfo_set(ei, DP_ETRUNC, "%s: truncated header", path);
-            goto out;
-        }
-        hlen = (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)b[0] << 16 | (size_t)b[1] << 24;
-    } else {
-        err = dp_errinfo_set(ei, DP_EFORMAT, "%s: .npy version %d is not supported", path, pre[6]);
-        goto out;
-    }
-    if (hlen > 65536) {
-        err = dp_errinfo_set(ei, DP_ETOOBIG, "%s: header of %zu bytes", path, hlen);
-        goto out;
-    }
-    hdr = dp_malloc(hlen + 1);
-    if (hdr == NULL) {
-        err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (fread(hdr, 1, hlen, f) != hlen) {
-        err = dp_errinfo_set(ei, DP_ETRUNC, "%s: truncated header", path);
-        goto out;
-    }
-    hdr[hlen] = '\0';
-    err = npy_parse_header(hdr, out, path, ei);
+    struct wk_npy_file nf = {f, path};
+    struct dp_npy_header h;
+    err = dp_npy_read_header(wk_npy_file_read, &nf, path, WK_NPY_FILE_MAX, &h, ei);
     if (err)
         goto out;
-    size_t n = 1;
-    for (int d = 0; d < out->ndim; d++) {
-        n = dp_size_mul(n, (size_t)out->dims[d]);
-        if (n > WK_NPY_FILE_MAX / 4) {
-            err = dp_errinfo_set(ei, DP_ETOOBIG, "%s: too many elements", path);
-            goto out;
-        }
-    }
-    /* Check the file holds exactly the data before allocating for it. */
-    long here = ftell(f);
-    if (here < 0 || fseek(f, 0, SEEK_END) != 0) {
-        err = dp_errinfo_set(ei, DP_EIO, "%s: cannot seek", path);
+    if (strcmp(h.descr, "<f4") != 0) {
+        err = dp_errinfo_set(ei, DP_EFORMAT, "%s: dtype is '%s'; it must be '<f4' (float32)", path,
+                             h.descr);
         goto out;
     }
-    long end = ftell(f);
-    if (end < here || (size_t)(end - here) != n * 4) {
-        err = dp_errinfo_set(ei, end - here < (long)(n * 4) ? DP_ETRUNC : DP_EFORMAT,
-                             "%s: %ld data bytes, the shape needs %zu", path, end - here, n * 4);
+    if (h.fortran_order) {
+        err = dp_errinfo_set(ei, DP_EFORMAT, "%s: Fortran order is not supported", path);
         goto out;
     }
-    if (fseek(f, here, SEEK_SET) != 0) {
-        err = dp_errinfo_set(ei, DP_EIO, "%s: cannot seek", path);
+    if (h.ndim < 1) {
+        err = dp_errinfo_set(ei, DP_EFORMAT, "%s: a 0-d array; infer needs a batch", path);
         goto out;
     }
+    /* Before allocating: the file holds exactly the header and the data. */
+    err = dp_npy_check_len(&h, (uint64_t)end, path, ei);
+    if (err)
+        goto out;
+    size_t n = (size_t)h.n_elems;
     out->data = dp_malloc(n ? n * 4 : 4);
     if (out->data == NULL) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "%s: out of memory for %zu floats", path, n);
@@ -171,13 +77,15 @@ enum dp_err wk_npy_read_f32(const char *path, struct wk_npy *out, struct dp_erri
         err = dp_errinfo_set(ei, DP_ETRUNC, "%s: truncated data", path);
         goto out;
     }
+    out->ndim = h.ndim;
+    for (int d = 0; d < h.ndim; d++)
+        out->dims[d] = h.shape[d];
     out->n = n;
 out:
     if (err) {
         dp_free(out->data);
         out->data = NULL;
     }
-    dp_free(hdr);
     fclose(f);
     return err;
 }

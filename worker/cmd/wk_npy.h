@@ -10,8 +10,9 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/npy.h"
 
-#define WK_NPY_MAX_DIMS 8
+#define WK_NPY_MAX_DIMS DP_NPY_MAX_DIMS
 #define WK_NPY_FILE_MAX ((size_t)1 << 34)
 
 struct wk_npy {
@@ -21,9 +22,12 @@ struct wk_npy {
     float *data; /* n floats, owned (dp_free) */
 };
 
-/* Reads a '<f4' C-order array; out->data must be released with dp_free.
- * Returns DP_OK; DP_ENOENT/DP_EIO; DP_EFORMAT (another dtype, Fortran order,
- * a bad header); DP_ETRUNC; DP_ETOOBIG; DP_ENOMEM. */
+/* Reads a '<f4' C-order array (header through common/npy.h, the reader the
+ * server and the dataset loader use); out->data must be released with
+ * dp_free. Returns DP_OK; DP_ENOENT/DP_EIO; DP_EFORMAT (another dtype,
+ * Fortran order, a bad header, data past the shape); DP_EUNSUPPORTED
+ * (another NPY version, a non-numeric dtype); DP_ETRUNC (less data than the
+ * shape needs); DP_ETOOBIG (over WK_NPY_FILE_MAX); DP_ENOMEM. */
 enum dp_err wk_npy_read_f32(const char *path, struct wk_npy *out, struct dp_errinfo *ei);
 
 /* Writes data (product of dims floats) as a version 1.0 '<f4' array, atomically. */

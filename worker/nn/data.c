@@ -33,6 +33,7 @@
 
 #include "common/alloc.h"
 #include "common/assert.h"
+#include "common/dataset.h"
 #include "worker/nn/data_int.h"
 
 /* gzread takes an unsigned length; larger reads are split into chunks. */
@@ -278,14 +279,16 @@ enum dp_err nn_data__finish_labels(struct nn_dataset *ds, const char *path, stru
 enum dp_err nn_dataset_load(const char *spec, enum nn_split split, struct nn_dataset *out,
                             struct dp_errinfo *ei)
 {
+    /* The engine's side of common/dataset.c's formats: the file names
+     * come from that table, the loaders from here. */
     static const struct {
-        const char *prefix;
-        enum dp_err (*load)(const char *dir, enum nn_split split, struct nn_dataset *out,
-                            struct dp_errinfo *ei);
-    } formats[] = {
-        {"idx:", nn_data__load_idx},
-        {"cifar:", nn_data__load_cifar},
-        {"npy:", nn_data__load_npy},
+        const char *engine; /* the spec prefix before ':' */
+        enum dp_err (*load)(const struct dp_dataset_format *fmt, const char *dir,
+                            enum nn_split split, struct nn_dataset *out, struct dp_errinfo *ei);
+    } loaders[] = {
+        {"idx", nn_data__load_idx},
+        {"cifar", nn_data__load_cifar},
+        {"npy", nn_data__load_npy},
     };
 
     DP_ASSERT(spec != NULL && out != NULL);
@@ -294,14 +297,16 @@ enum dp_err nn_dataset_load(const char *spec, enum nn_split split, struct nn_dat
         return dp_errinfo_set(ei, DP_EINVAL, "dataset split %d is neither train nor test",
                               (int)split);
 
-    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
-        size_t plen = strlen(formats[i].prefix);
-        if (strncmp(spec, formats[i].prefix, plen) != 0)
+    for (size_t i = 0; i < sizeof(loaders) / sizeof(loaders[0]); i++) {
+        size_t plen = strlen(loaders[i].engine);
+        if (strncmp(spec, loaders[i].engine, plen) != 0 || spec[plen] != ':')
             continue;
-        const char *dir = spec + plen;
+        const struct dp_dataset_format *fmt = dp_dataset_format_engine(loaders[i].engine);
+        DP_ASSERT(fmt != NULL); /* a loader without a row in the table */
+        const char *dir = spec + plen + 1;
         if (dir[0] == '\0')
             return dp_errinfo_set(ei, DP_EINVAL, "dataset spec '%s' names no directory", spec);
-        enum dp_err err = formats[i].load(dir, split, out, ei);
+        enum dp_err err = loaders[i].load(fmt, dir, split, out, ei);
         if (err != DP_OK)
             nn_dataset_free(out);
         return err;

@@ -2,9 +2,9 @@
  * The CIFAR-10 binary reader behind "cifar:DIR".
  *
  * The training split is data_batch_1.bin .. data_batch_5.bin, the test split
- * test_batch.bin. Each file is a sequence of 3073-byte records: one label
- * byte (0..9) followed by a 3x32x32 image, channel-major (all red, then all
- * green, then all blue, rows top to bottom), which is already NCHW.
+ * test_batch.bin (the names come from common/dataset.c's table). Each file is a sequence of
+ * 3073-byte records: one label byte (0..9) followed by a 3x32x32 image, channel-major (all red,
+ * then all green, then all blue, rows top to bottom), which is already NCHW.
  *
  * The format has no header, so the file sizes are the only check of the
  * record count: every file must be a non-empty multiple of 3073 bytes. All
@@ -15,18 +15,13 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "common/dataset.h"
 #include "worker/nn/data_int.h"
 
 #define CIFAR_CLASSES   10
 #define CIFAR_IMG_LEN   (3 * 32 * 32)
 #define CIFAR_REC_LEN   (1 + CIFAR_IMG_LEN)
 #define CIFAR_MAX_FILES 5
-
-static const char *const cifar_train_names[] = {
-    "data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
-    "data_batch_4.bin", "data_batch_5.bin",
-};
-static const char *const cifar_test_names[] = {"test_batch.bin"};
 
 /* Opens one CIFAR file and checks that it is plain and a whole number of records. */
 static enum dp_err cifar_open(struct nn_data__file *f, const char *dir, const char *name,
@@ -54,11 +49,15 @@ static enum dp_err cifar_open(struct nn_data__file *f, const char *dir, const ch
     return DP_OK;
 }
 
-enum dp_err nn_data__load_cifar(const char *dir, enum nn_split split, struct nn_dataset *out,
-                                struct dp_errinfo *ei)
+enum dp_err nn_data__load_cifar(const struct dp_dataset_format *fmt, const char *dir,
+                                enum nn_split split, struct nn_dataset *out, struct dp_errinfo *ei)
 {
-    const char *const *names = split == NN_SPLIT_TRAIN ? cifar_train_names : cifar_test_names;
-    int n_files = split == NN_SPLIT_TRAIN ? CIFAR_MAX_FILES : 1;
+    const char *names[CIFAR_MAX_FILES];
+    enum dp_dataset_split part = split == NN_SPLIT_TEST ? DP_DATASET_TEST : DP_DATASET_TRAIN;
+    int n_files = dp_dataset_engine_files(fmt, part, DP_DATASET_RECORDS, names, CIFAR_MAX_FILES);
+    if (n_files < 1 || n_files > CIFAR_MAX_FILES)
+        return dp_errinfo_set(ei, DP_EINVAL, "internal: the %s format lists %d files for a split",
+                              fmt->name, n_files);
     uint64_t counts[CIFAR_MAX_FILES];
     uint64_t total = 0;
     int64_t s = 0; /* the sample being filled */

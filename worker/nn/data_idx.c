@@ -15,15 +15,11 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "common/dataset.h"
 #include "worker/nn/data_int.h"
 
 #define IDX_MAGIC_IMAGES 0x00000803u
 #define IDX_MAGIC_LABELS 0x00000801u
-
-static const char *const idx_names[2][2] = {
-    [NN_SPLIT_TRAIN] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"},
-    [NN_SPLIT_TEST] = {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"},
-};
 
 static uint32_t idx_be32(const uint8_t *p)
 {
@@ -64,23 +60,29 @@ static enum dp_err idx_read_header(struct nn_data__file *f, uint32_t want, const
     return DP_OK;
 }
 
-enum dp_err nn_data__load_idx(const char *dir, enum nn_split split, struct nn_dataset *out,
-                              struct dp_errinfo *ei)
+enum dp_err nn_data__load_idx(const struct dp_dataset_format *fmt, const char *dir,
+                              enum nn_split split, struct nn_dataset *out, struct dp_errinfo *ei)
 {
     struct nn_data__file img = {0}, lab = {0};
     uint32_t idims[3] = {0}, ldims[1] = {0};
     uint8_t *bytes = NULL;
     char iwhat[128], lwhat[96];
     size_t n_pixels = 0;
+    const char *img_name = NULL, *lab_name = NULL;
     enum dp_err err;
 
-    err = nn_data__open(&img, dir, idx_names[split][0], 1, ei);
+    enum dp_dataset_split part = split == NN_SPLIT_TEST ? DP_DATASET_TEST : DP_DATASET_TRAIN;
+    if (dp_dataset_engine_files(fmt, part, DP_DATASET_IMAGES, &img_name, 1) != 1 ||
+        dp_dataset_engine_files(fmt, part, DP_DATASET_LABELS, &lab_name, 1) != 1)
+        return dp_errinfo_set(ei, DP_EINVAL, "internal: the %s format has no image and label file",
+                              fmt->name);
+    err = nn_data__open(&img, dir, img_name, 1, ei);
     if (err != DP_OK)
         goto out;
     err = idx_read_header(&img, IDX_MAGIC_IMAGES, "images", 3, idims, ei);
     if (err != DP_OK)
         goto out;
-    err = nn_data__open(&lab, dir, idx_names[split][1], 1, ei);
+    err = nn_data__open(&lab, dir, lab_name, 1, ei);
     if (err != DP_OK)
         goto out;
     err = idx_read_header(&lab, IDX_MAGIC_LABELS, "labels", 1, ldims, ei);

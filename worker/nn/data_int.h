@@ -89,12 +89,14 @@ enum dp_err nn_data__alloc(struct nn_dataset *out, int64_t n, int64_t c, int64_t
  */
 enum dp_err nn_data__finish_labels(struct nn_dataset *ds, const char *path, struct dp_errinfo *ei);
 
-/* The readers behind nn_dataset_load; dir is the spec without its prefix. */
-enum dp_err nn_data__load_idx(const char *dir, enum nn_split split, struct nn_dataset *out,
-                              struct dp_errinfo *ei);
-enum dp_err nn_data__load_cifar(const char *dir, enum nn_split split, struct nn_dataset *out,
-                                struct dp_errinfo *ei);
-enum dp_err nn_data__load_npy(const char *dir, enum nn_split split, struct nn_dataset *out,
-                              struct dp_errinfo *ei);
+/* The readers behind nn_dataset_load; fmt is the format's row in
+ * common/dataset.c's table (the file names), dir the spec without its prefix. */
+struct dp_dataset_format;
+enum dp_err nn_data__load_idx(const struct dp_dataset_format *fmt, const char *dir,
+                              enum nn_split split, struct nn_dataset *out, struct dp_errinfo *ei);
+enum dp_err nn_data__load_cifar(const struct dp_dataset_format *fmt, const char *dir,
+                                enum nn_split split, struct nn_dataset *out, struct dp_errinfo *ei);
+enum dp_err nn_data__load_npy(const struct dp_dataset_format *fmt, const char *dir,
+                              enum nn_split split, struct nn_dataset *out, struct dp_errinfo *ei);
 
 #endif

@@ -246,3 +246,32 @@ Test(dataset, refuses_duplicates_and_hard_links)
     dp_test_tmpdir_remove(dir);
     DP_ASSERT_NO_LEAKS();
 }
+
+/* Every member says what it holds, and the engine finds each file of a
+ * split through dp_dataset_engine_files (the loaders read no other list). */
+Test(dataset, engine_files_cover_every_member)
+{
+    static const char *const formats[] = {"idx", "cifar10", "npy"};
+    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+        const struct dp_dataset_format *f = dp_dataset_format_find(formats[i]);
+        cr_assert_not_null(f);
+        cr_assert_eq(dp_dataset_format_engine(f->engine), f);
+        int total = 0;
+        for (int s = DP_DATASET_TRAIN; s <= DP_DATASET_TEST; s++)
+            for (int k = DP_DATASET_IMAGES; k <= DP_DATASET_RECORDS; k++)
+                total += dp_dataset_engine_files(f, (enum dp_dataset_split)s,
+                                                 (enum dp_dataset_kind)k, NULL, 0);
+        cr_assert_eq(total, f->n_members, "%s", f->name);
+    }
+    const char *names[6];
+    const struct dp_dataset_format *c = dp_dataset_format_engine("cifar");
+    cr_assert_eq(dp_dataset_engine_files(c, DP_DATASET_TRAIN, DP_DATASET_RECORDS, names, 6), 5);
+    cr_assert_str_eq(names[4], "data_batch_5.bin");
+    cr_assert_eq(dp_dataset_engine_files(c, DP_DATASET_TEST, DP_DATASET_RECORDS, names, 6), 1);
+    cr_assert_str_eq(names[0], "test_batch.bin");
+    const struct dp_dataset_format *n = dp_dataset_format_engine("npy");
+    cr_assert_eq(dp_dataset_engine_files(n, DP_DATASET_TEST, DP_DATASET_LABELS, names, 1), 1);
+    cr_assert_str_eq(names[0], "test_labels.npy");
+    cr_assert_null(dp_dataset_format_engine("cifar10"));
+    cr_assert_null(dp_dataset_format_engine(NULL));
+}
