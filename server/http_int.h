@@ -212,6 +212,24 @@ enum dp_err srv_sse_format(struct srv_text *out, const json_t *events, int64_t *
  * is a non-negative decimal integer with nothing after it. */
 enum dp_err srv_sse_after_parse(const char *text, int64_t *after);
 
+/* ---- Job submission (api_jobs.c) ---- */
+
+/* A job submission body, checked; the pointers borrow from the body. */
+struct srv_job_body {
+    const char *name, *model_id, *dataset_id;
+    int64_t priority, max_attempts, seed;
+    json_t *pretrain, *exp, *spec; /* NULL when absent */
+    unsigned status;               /* on failure: 400, or 422 for a spec that is not valid */
+    const char *code;              /* on failure: "invalid_request" or "invalid_spec" */
+};
+
+/* Checks a POST /api/v1/jobs body j without a connection: every field, the
+ * spec with the worker's parser (common/spec.h). DP_OK and *b filled, or
+ * the error with ei naming the field and b->status and b->code the answer
+ * (DP_ETOOBIG and DP_ENOMEM map as srv_reply_err does). Pure but for
+ * allocation; the fuzz harness tests/fuzz/fuzz_json.c calls it directly. */
+enum dp_err srv_job_body_check(const json_t *j, struct srv_job_body *b, struct dp_errinfo *ei);
+
 /* ---- Handlers (api_*.c, sse.c) ---- */
 
 #define SRV_HANDLER(name)                                                                          \
