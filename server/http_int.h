@@ -104,6 +104,10 @@ struct srv_http {
     int stopping;      /* srv_http_stop began: park nothing, refuse new requests (wait_mu) */
     atomic_int n_reqs; /* live struct srv_req: requests not yet completed */
     _Atomic uint64_t n_requests, n_2xx, n_4xx, n_5xx, n_bytes_uploaded;
+    /* Requests that reached on_request; with n_requests (the answered ones)
+     * the fuzz harness (tests/fuzz/fuzz_http.c) sees a request dropped
+     * without an answer. */
+    _Atomic uint64_t n_reqs_begun;
     int64_t started_ms;
 };
 
