@@ -8,6 +8,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "common/utf8.h"
+
 const char *dp_err_name(enum dp_err err)
 {
     switch (err) {
@@ -58,6 +60,9 @@ enum dp_err dp_errinfo_set(struct dp_errinfo *ei, enum dp_err code, const char *
                 ei->msg[lead - 1] = '\0';
         }
     }
+    /* Messages quote input (a key, a file name, a parser's excerpt), and
+     * they end up in JSON answers: anything not UTF-8 becomes '?'. */
+    dp_utf8_sanitize(ei->msg);
     return code;
 }
 

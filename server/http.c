@@ -193,26 +193,6 @@ enum MHD_Result srv_reply_json(struct MHD_Connection *conn, struct srv_req *r, u
     return srv_reply_json_text(conn, r, status, b.p);
 }
 
-/* Replaces each byte of s that does not start a well-formed UTF-8
- * character with '?': a message may quote what a client sent (a path, a
- * key) or be cut inside a character, and jansson refuses a string that is
- * not UTF-8 (the answer would be lost and the connection dropped). */
-static void text_make_utf8(char *s)
-{
-    unsigned char *p = (unsigned char *)s;
-    size_t n = strlen(s);
-    while (n > 0) {
-        uint32_t c;
-        size_t k = dp_utf8_decode(p, n, &c);
-        if (k == 0) {
-            *p = '?';
-            k = 1;
-        }
-        p += k;
-        n -= k;
-    }
-}
-
 enum MHD_Result srv_reply_error(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                 const char *code, const char *fmt, ...)
 {
@@ -221,7 +201,10 @@ enum MHD_Result srv_reply_error(struct MHD_Connection *conn, struct srv_req *r, 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    text_make_utf8(msg);
+    /* A message may quote what a client sent (a path, a key) or be cut
+     * inside a character; jansson refuses a string that is not UTF-8, and
+     * the answer would be lost (the connection dropped). */
+    dp_utf8_sanitize(msg);
     return srv_reply_json(conn, r, status, json_pack("{s:s, s:s}", "code", code, "message", msg));
 }
 

@@ -130,6 +130,16 @@ Test(err, errinfo_set_truncates_on_a_character)
     DP_ASSERT_NO_LEAKS();
 }
 
+/* What a message quotes need not be UTF-8 (a parser's excerpt of the
+ * input): each byte that does not start a character becomes '?'. */
+Test(err, errinfo_set_makes_utf8)
+{
+    struct dp_errinfo ei;
+    dp_errinfo_set(&ei, DP_EINVAL, "bad '%s'", "a\xff\xc3\xa9\xc3z");
+    cr_assert_str_eq(ei.msg, "bad 'a?\xc3\xa9?z'");
+    DP_ASSERT_NO_LEAKS();
+}
+
 Test(err, errno_mapping)
 {
     static const struct {

@@ -127,5 +127,10 @@ Test(spec, clipped_names_stay_utf8)
     cr_assert_eq(dp_spec_parse(text, strlen(text), &s, &ei), DP_EINVAL);
     cr_assert(strstr(ei.msg, "is not one of") != NULL, "%s", ei.msg);
     cr_assert(dp_utf8_valid(ei.msg), "not UTF-8: %s", ei.msg);
+    /* jansson's message quotes the input near the error, bytes as they are. */
+    const char *bad = "{\"kkkkkkkk\\u0\xc3\":1}";
+    cr_assert_eq(dp_spec_parse(bad, strlen(bad), &s, &ei), DP_EFORMAT);
+    cr_assert(strstr(ei.msg, "not valid JSON") != NULL, "%s", ei.msg);
+    cr_assert(dp_utf8_valid(ei.msg), "not UTF-8: %s", ei.msg);
     DP_ASSERT_NO_LEAKS();
 }
