@@ -9,14 +9,15 @@
 #                        Fashion-MNIST compression job followed with the CLI, its report
 #   make bench           engine against PyTorch and the server's HTTP load figures
 #                        (docs/benchmarks.md); bench-compress: ADMM vs magnitude (long)
-#   make fuzz            the ONNX reader under libFuzzer (FUZZ_SECONDS, default 60)
+#   make fuzz            libFuzzer: the ONNX reader, the HTTP request path, the JSON
+#                        checks (FUZZ_TARGETS, FUZZ_SECONDS, default 60 s each)
 #   make check           banned functions, self-contained headers, clang-format of every C file
 #   make format          clang-format -i every C file
 #   make clean
 #
 # Sections: configuration, libraries each artifact links, then one section per
 # artifact (libcommon, libnn, dnnpress-worker, dnnpress-server, dnnpress, the
-# unit-test binaries, the ONNX node tests, the fuzzer), then the commands.
+# unit-test binaries, the ONNX node tests, the fuzzers), then the commands.
 # Every variable is defined before the first rule that uses it.
 
 # ---- Configuration -----------------------------------------------------------
@@ -250,37 +251,80 @@ $(NODE_DATA)/.stamp: tests/onnx/gen_node_tests.py
 onnx-node-tests: $(NODE_RUNNER) $(NODE_DATA)/.stamp
 	OMP_NUM_THREADS=2 $(NODE_RUNNER) $(NODE_DATA)/node tests/onnx/node_expected_failures.txt
 
-# ---- Fuzzer (libFuzzer + ASan + UBSan, built with clang) ----------------------
+# ---- Fuzzers (libFuzzer + ASan + UBSan, built with clang) ---------------------
 
-# The ONNX reader and importer, with a seed corpus generated from the
-# worker's own exports. `make fuzz` runs FUZZ_SECONDS; `make test` FUZZ_TEST_SECONDS.
+# Three targets (tests/fuzz/), each with a seed corpus generated at build time:
+#   onnx  the ONNX reader and importer (seeds: the worker's own exports)
+#   http  the server's request path, raw HTTP into the real server and store
+#   json  the job spec parser and the server's JSON body checks
+# `make fuzz` runs each of FUZZ_TARGETS for FUZZ_SECONDS, one after the other;
+# `make test` for FUZZ_TEST_SECONDS. Objects are compiled once into
+# build/fuzz/obj (with coverage instrumentation), against the release
+# build's generated headers; findings go to build/fuzz/<target>-crash-*.
 FUZZ_DIR := build/fuzz
-FUZZ_BIN := $(FUZZ_DIR)/fuzz_onnx
+FUZZ_GEN := build/release/gen
+FUZZ_TARGETS ?= onnx http json
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 20
-FUZZ_FLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -Ibuild/release/gen -g -O1 \
-              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_SRC := tests/fuzz/fuzz_onnx.c common/onnx_pb.c common/onnx_import.c common/onnx_import_ops.c \
-            common/model.c common/op.c common/file.c \
-            common/model_io.c common/alloc.c common/err.c common/log.c common/utf8.c \
-            common/safetensors.c build/release/gen/onnx.pb-c.c
+FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -I$(FUZZ_GEN) -g -O1 -MMD -MP \
+               -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+FUZZ_LDFLAGS := -fsanitize=fuzzer,address,undefined
+# Inputs are bounded per target: an HTTP connection's bytes, a JSON body.
+FUZZ_MAX_LEN_onnx := 65536
+FUZZ_MAX_LEN_http := 16384
+FUZZ_MAX_LEN_json := 16384
+FUZZ_OPTS := -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=30 -print_final_stats=1
+FUZZ_ONNX_SRC := common/onnx_pb.c common/onnx_import.c common/onnx_import_ops.c \
+                 common/model.c common/op.c common/file.c \
+                 common/model_io.c common/alloc.c common/err.c common/log.c common/utf8.c \
+                 common/safetensors.c $(FUZZ_GEN)/onnx.pb-c.c
+# The server without main(), and all of common/: what dnnpress-server links.
+FUZZ_SRV_SRC := $(filter-out server/main.c,$(wildcard server/*.c)) $(wildcard common/*.c) \
+                $(FUZZ_GEN)/onnx.pb-c.c
+fuzz_obj = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(1))
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CLANG   $<"
+	$(Q)clang $(FUZZ_CFLAGS) $(if $(filter $(FUZZ_GEN)/%,$<),-w) -c $< -o $@
+
+$(FUZZ_DIR)/fuzz_onnx: $(call fuzz_obj,tests/fuzz/fuzz_onnx.c $(FUZZ_ONNX_SRC))
+	@echo "  LD      $@"
+	$(Q)clang $(FUZZ_LDFLAGS) $^ -o $@ -ljansson -lprotobuf-c -lz -lm
+
+$(FUZZ_DIR)/fuzz_http $(FUZZ_DIR)/fuzz_json: $(FUZZ_DIR)/fuzz_%: \
+    $(call fuzz_obj,tests/fuzz/fuzz_%.c $(FUZZ_SRV_SRC))
+	@echo "  LD      $@"
+	$(Q)clang $(FUZZ_LDFLAGS) $^ -o $@ $(SERVER_LIBS)
+
+# Seed corpora, regenerated when their script changes.
+$(FUZZ_DIR)/seeds-onnx/.stamp: tests/fuzz/make_seeds.sh
+	@rm -rf $(@D)
+	tests/fuzz/make_seeds.sh build/release/dnnpress-worker $(@D) && touch $@
+$(FUZZ_DIR)/seeds-%/.stamp: tests/fuzz/make_%_seeds.sh
+	@rm -rf $(@D)
+	tests/fuzz/make_$*_seeds.sh $(@D) && touch $@
 
 fuzz-build: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
-	@mkdir -p $(FUZZ_DIR)
-	@echo "  CLANG   $(FUZZ_BIN)"
-	$(Q)clang $(FUZZ_FLAGS) $(FUZZ_SRC) -o $(FUZZ_BIN) -ljansson -lprotobuf-c -lz -lm
-	@[ -f $(FUZZ_DIR)/seeds/.stamp ] || { tests/fuzz/make_seeds.sh build/release/dnnpress-worker \
-	    $(FUZZ_DIR)/seeds && touch $(FUZZ_DIR)/seeds/.stamp; }
+	@$(MAKE) --no-print-directory $(foreach t,$(FUZZ_TARGETS),$(FUZZ_DIR)/fuzz_$(t) \
+	    $(FUZZ_DIR)/seeds-$(t)/.stamp)
+
+# One target's run: new inputs go to corpus-<t>, the log to <t>.log.
+fuzz-run-%:
+	@mkdir -p $(FUZZ_DIR)/corpus-$*
+	@echo "  FUZZ    $*, $(FUZZ_SECONDS) s (log: $(FUZZ_DIR)/$*.log)"
+	@nice -n 10 $(FUZZ_DIR)/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN_$*) \
+	    $(FUZZ_OPTS) -artifact_prefix=$(FUZZ_DIR)/$*- $(FUZZ_DIR)/corpus-$* $(FUZZ_DIR)/seeds-$* \
+	    > $(FUZZ_DIR)/$*.log 2>&1 || \
+	    { tail -60 $(FUZZ_DIR)/$*.log; echo "fuzz $*: FAILED (inputs in $(FUZZ_DIR))"; exit 1; }
+	@grep -E "^Done|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)" \
+	    $(FUZZ_DIR)/$*.log | sed "s/^/  $*: /"
 
 fuzz: fuzz-build
-	@mkdir -p $(FUZZ_DIR)/corpus
-	@echo "  FUZZ    $(FUZZ_BIN), $(FUZZ_SECONDS) s (log: $(FUZZ_DIR)/fuzz.log)"
-	@$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -malloc_limit_mb=1024 \
-	    -max_len=65536 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ \
-	    $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds > $(FUZZ_DIR)/fuzz.log 2>&1 || \
-	    { tail -60 $(FUZZ_DIR)/fuzz.log; echo "fuzz: FAILED (inputs in $(FUZZ_DIR))"; exit 1; }
-	@grep -E "^Done|^stat::(new_units_added|peak_rss_mb)" $(FUZZ_DIR)/fuzz.log
+	@for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory fuzz-run-$$t || exit 1; done
+
+-include $(wildcard $(FUZZ_DIR)/obj/*/*.d $(FUZZ_DIR)/obj/*/*/*.d $(FUZZ_DIR)/obj/*/*/*/*/*.d)
 
 # ---- all ---------------------------------------------------------------------
 

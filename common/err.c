@@ -8,6 +8,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "common/utf8.h"
+
 const char *dp_err_name(enum dp_err err)
 {
     switch (err) {
@@ -43,8 +45,24 @@ enum dp_err dp_errinfo_set(struct dp_errinfo *ei, enum dp_err code, const char *
     ei->code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ei->msg, sizeof(ei->msg), fmt, ap);
+    int n = vsnprintf(ei->msg, sizeof(ei->msg), fmt, ap);
     va_end(ap);
+    if (n >= (int)sizeof(ei->msg)) {
+        /* Cut short: drop a UTF-8 character the cut split, so that the
+         * message stays valid UTF-8 (messages go into JSON answers). */
+        size_t end = sizeof(ei->msg) - 1, lead = end;
+        while (lead > 0 && end - lead < 4 && ((unsigned char)ei->msg[lead - 1] & 0xC0) == 0x80)
+            lead--;
+        if (lead > 0 && ((unsigned char)ei->msg[lead - 1] & 0x80) != 0) {
+            unsigned char c = (unsigned char)ei->msg[lead - 1];
+            size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+            if (end - (lead - 1) < need)
+                ei->msg[lead - 1] = '\0';
+        }
+    }
+    /* Messages quote input (a key, a file name, a parser's excerpt), and
+     * they end up in JSON answers: anything not UTF-8 becomes '?'. */
+    dp_utf8_sanitize(ei->msg);
     return code;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/utf8.h"
 
 /* ---- Field helpers -------------------------------------------------------- */
 
@@ -27,8 +28,12 @@ static enum dp_err spec_keys(const json_t *obj, const char *path, const char *co
         int ok = 0;
         for (size_t i = 0; known[i] != NULL; i++)
             ok |= strcmp(key, known[i]) == 0;
-        if (!ok)
-            return dp_errinfo_set(ei, DP_EINVAL, "%s: unknown field '%.64s'", path, key);
+        if (!ok) {
+            /* Clipped on a character boundary: the message goes into JSON. */
+            char shown[68];
+            return dp_errinfo_set(ei, DP_EINVAL, "%s: unknown field '%s'", path,
+                                  dp_utf8_clip(shown, sizeof(shown), key));
+        }
     }
     return DP_OK;
 }
@@ -93,9 +98,11 @@ static enum dp_err spec_scheme(const json_t *obj, const char *path, enum dp_sche
     if (!json_is_string(sv))
         return dp_errinfo_set(ei, DP_EINVAL, "%s.scheme: required, one of %s", path, names);
     const struct dp_scheme *c = dp_scheme_find(json_string_value(sv));
-    if (c == NULL || c->kind != kind)
-        return dp_errinfo_set(ei, DP_EINVAL, "%s.scheme: '%.64s' is not one of %s", path,
-                              json_string_value(sv), names);
+    if (c == NULL || c->kind != kind) {
+        char shown[68];
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.scheme: '%s' is not one of %s", path,
+                              dp_utf8_clip(shown, sizeof(shown), json_string_value(sv)), names);
+    }
     struct dp_spec_params *p = &r->params;
     if (kind == DP_SCHEME_PRUNE) {
         r->prune = c;

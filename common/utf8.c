@@ -72,6 +72,22 @@ int dp_utf8_has_control(const char *s)
     return 0;
 }
 
+void dp_utf8_sanitize(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    size_t n = strlen(s);
+    while (n > 0) {
+        uint32_t c;
+        size_t k = dp_utf8_decode(p, n, &c);
+        if (k == 0) {
+            *p = '?';
+            k = 1;
+        }
+        p += k;
+        n -= k;
+    }
+}
+
 const char *dp_utf8_clip(char *buf, size_t cap, const char *s)
 {
     size_t n = strlen(s);

@@ -31,6 +31,12 @@ int dp_utf8_has_control(const char *s);
  * forms, no surrogates, nothing above U+10FFFF; 0 otherwise. Any thread. */
 int dp_utf8_valid(const char *s);
 
+/* Replaces, in place, each byte of the NUL-terminated s that does not start
+ * a well-formed character (dp_utf8_decode) with '?', so that text quoting
+ * what a client sent, or cut inside a character, can go into JSON. Any
+ * thread. */
+void dp_utf8_sanitize(char *s);
+
 /*
  * Copies s into buf, which holds cap bytes (pass sizeof the buffer): whole
  * when s has fewer than cap bytes; otherwise cut on a UTF-8 character

@@ -74,74 +74,88 @@ static enum dp_err check_export(json_t *e, struct dp_errinfo *ei)
     return err;
 }
 
-SRV_HANDLER(srv_api_job_create)
+enum dp_err srv_job_body_check(const json_t *j, struct srv_job_body *b, struct dp_errinfo *ei)
 {
     static const char *const allowed[] = {"name",   "model_id", "dataset_id",   "pretrain", "spec",
                                           "export", "priority", "max_attempts", NULL};
-    struct dp_errinfo ei = {0};
-    const char *name = "job", *model = NULL, *dataset = NULL, *idem = NULL;
-    int64_t priority = 5, max_attempts = 3, seed = 1;
-    json_t *j = r->json, *out = NULL, *params = NULL;
-    json_t *pretrain = json_object_get(j, "pretrain"), *exp = json_object_get(j, "export");
-    int replayed = 0;
-    unsigned status = 400;
-    const char *code = "invalid_request";
+    memset(b, 0, sizeof(*b));
+    b->name = "job";
+    b->priority = 5;
+    b->max_attempts = 3;
+    b->seed = 1;
+    b->status = 400;
+    b->code = "invalid_request";
+    b->pretrain = json_object_get(j, "pretrain");
+    b->exp = json_object_get(j, "export");
+    b->spec = json_object_get(j, "spec");
 
-    enum dp_err err = srv_json_only(j, "body", allowed, &ei);
+    enum dp_err err = srv_json_only(j, "body", allowed, ei);
     if (!err)
-        err = srv_json_str(j, "body", "name", 0, &name, &ei);
+        err = srv_json_str(j, "body", "name", 0, &b->name, ei);
     if (!err)
-        err = srv_validate_name(name, "name", &ei);
+        err = srv_validate_name(b->name, "name", ei);
     if (!err)
-        err = srv_json_str(j, "body", "model_id", 1, &model, &ei);
+        err = srv_json_str(j, "body", "model_id", 1, &b->model_id, ei);
     if (!err)
-        err = srv_json_str(j, "body", "dataset_id", 1, &dataset, &ei);
+        err = srv_json_str(j, "body", "dataset_id", 1, &b->dataset_id, ei);
     if (!err)
-        err = srv_json_int(j, "body", "priority", 0, 0, 9, &priority, &ei);
+        err = srv_json_int(j, "body", "priority", 0, 0, 9, &b->priority, ei);
     if (!err)
-        err = srv_json_int(j, "body", "max_attempts", 0, 1, 20, &max_attempts, &ei);
-    if (!err && pretrain)
-        err = check_pretrain(pretrain, &ei);
-    if (!err && exp)
-        err = check_export(exp, &ei);
-    if (!err && json_object_get(j, "spec") == NULL)
-        err = dp_errinfo_set(&ei, DP_EINVAL, "body.spec: required (docs/job-spec.md)");
-    if (!err && !json_is_object(json_object_get(j, "spec")))
-        err = dp_errinfo_set(&ei, DP_EINVAL, "body.spec: must be a JSON object");
+        err = srv_json_int(j, "body", "max_attempts", 0, 1, 20, &b->max_attempts, ei);
+    if (!err && b->pretrain)
+        err = check_pretrain(b->pretrain, ei);
+    if (!err && b->exp)
+        err = check_export(b->exp, ei);
+    if (!err && b->spec == NULL)
+        err = dp_errinfo_set(ei, DP_EINVAL, "body.spec: required (docs/job-spec.md)");
+    if (!err && !json_is_object(b->spec))
+        err = dp_errinfo_set(ei, DP_EINVAL, "body.spec: must be a JSON object");
     if (!err) {
-        err = check_spec(json_object_get(j, "spec"), &seed, &ei);
+        err = check_spec(b->spec, &b->seed, ei);
         if (err == DP_EINVAL || err == DP_EFORMAT) {
-            status = 422; /* well-formed JSON, semantically invalid spec */
-            code = "invalid_spec";
+            b->status = 422; /* well-formed JSON, semantically invalid spec */
+            b->code = "invalid_spec";
         }
     }
+    return err;
+}
+
+SRV_HANDLER(srv_api_job_create)
+{
+    struct dp_errinfo ei = {0};
+    struct srv_job_body b;
+    const char *idem = NULL;
+    json_t *out = NULL, *params = NULL;
+    int replayed = 0;
+
+    enum dp_err err = srv_job_body_check(r->json, &b, &ei);
     if (!err)
         err = srv_idem_key(conn, &idem, &ei);
     if (err) {
         if (err == DP_EINVAL || err == DP_EFORMAT)
-            return srv_reply_error(conn, r, status, code, "%s", dp_errinfo_msg(&ei, err));
+            return srv_reply_error(conn, r, b.status, b.code, "%s", dp_errinfo_msg(&ei, err));
         return srv_reply_err(conn, r, err, &ei);
     }
 
-    params = json_pack("{s:O, s:I}", "spec", json_object_get(j, "spec"), "seed", (json_int_t)seed);
-    if (pretrain)
-        json_object_set(params, "pretrain", pretrain);
+    params = json_pack("{s:O, s:I}", "spec", b.spec, "seed", (json_int_t)b.seed);
+    if (b.pretrain)
+        json_object_set(params, "pretrain", b.pretrain);
     json_object_set_new(params, "export",
-                        exp ? json_deep_copy(exp)
-                            : json_pack("{s:s, s:b}", "format", "onnx", "qdq", 0));
+                        b.exp ? json_deep_copy(b.exp)
+                              : json_pack("{s:s, s:b}", "format", "onnx", "qdq", 0));
     char req_hash[65];
     err = srv_idem_hash(r->body, r->body_len, req_hash);
     if (err) {
         json_decref(params);
         return srv_reply_err(conn, r, err, NULL);
     }
-    struct srv_job_new nj = {.name = name,
-                             .model_id = model,
-                             .dataset_id = dataset,
+    struct srv_job_new nj = {.name = b.name,
+                             .model_id = b.model_id,
+                             .dataset_id = b.dataset_id,
                              .params = params,
-                             .has_pretrain = pretrain != NULL,
-                             .priority = (int)priority,
-                             .max_attempts = (int)max_attempts,
+                             .has_pretrain = b.pretrain != NULL,
+                             .priority = (int)b.priority,
+                             .max_attempts = (int)b.max_attempts,
                              .idem_key = idem,
                              .req_hash = req_hash};
     err = srv_store_job_create(h->st, &r->who, &nj, &out, &replayed, &ei);

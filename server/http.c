@@ -201,6 +201,10 @@ enum MHD_Result srv_reply_error(struct MHD_Connection *conn, struct srv_req *r, 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* A message may quote what a client sent (a path, a key) or be cut
+     * inside a character; jansson refuses a string that is not UTF-8, and
+     * the answer would be lost (the connection dropped). */
+    dp_utf8_sanitize(msg);
     return srv_reply_json(conn, r, status, json_pack("{s:s, s:s}", "code", code, "message", msg));
 }
 
@@ -822,6 +826,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         head_done(h, conn_of(conn));
         atomic_fetch_add(&h->n_reqs, 1);
+        atomic_fetch_add(&h->n_reqs_begun, 1);
         r->waiter.conn = conn;
         *con_cls = r;
         r->h = h;

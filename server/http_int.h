@@ -104,6 +104,10 @@ struct srv_http {
     int stopping;      /* srv_http_stop began: park nothing, refuse new requests (wait_mu) */
     atomic_int n_reqs; /* live struct srv_req: requests not yet completed */
     _Atomic uint64_t n_requests, n_2xx, n_4xx, n_5xx, n_bytes_uploaded;
+    /* Requests that reached on_request; with n_requests (the answered ones)
+     * the fuzz harness (tests/fuzz/fuzz_http.c) sees a request dropped
+     * without an answer. */
+    _Atomic uint64_t n_reqs_begun;
     int64_t started_ms;
 };
 
@@ -211,6 +215,24 @@ enum dp_err srv_sse_format(struct srv_text *out, const json_t *events, int64_t *
  * *after, the event id to resume after (0 when absent). DP_EINVAL unless it
  * is a non-negative decimal integer with nothing after it. */
 enum dp_err srv_sse_after_parse(const char *text, int64_t *after);
+
+/* ---- Job submission (api_jobs.c) ---- */
+
+/* A job submission body, checked; the pointers borrow from the body. */
+struct srv_job_body {
+    const char *name, *model_id, *dataset_id;
+    int64_t priority, max_attempts, seed;
+    json_t *pretrain, *exp, *spec; /* NULL when absent */
+    unsigned status;               /* on failure: 400, or 422 for a spec that is not valid */
+    const char *code;              /* on failure: "invalid_request" or "invalid_spec" */
+};
+
+/* Checks a POST /api/v1/jobs body j without a connection: every field, the
+ * spec with the worker's parser (common/spec.h). DP_OK and *b filled, or
+ * the error with ei naming the field and b->status and b->code the answer
+ * (DP_ETOOBIG and DP_ENOMEM map as srv_reply_err does). Pure but for
+ * allocation; the fuzz harness tests/fuzz/fuzz_json.c calls it directly. */
+enum dp_err srv_job_body_check(const json_t *j, struct srv_job_body *b, struct dp_errinfo *ei);
 
 /* ---- Handlers (api_*.c, sse.c) ---- */
 

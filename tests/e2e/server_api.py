@@ -1236,6 +1236,17 @@ def main():
         expect(s.req("POST", "/api/v1/datasets?name=clip%d&format=idx" % n,
                      raw=tar_of([("d/" + "t" * (n - 2), idx_images(1))]), token=tok_a), 400,
                "%d-byte tar member name with a '/'" % n, contains="plain file name")
+    # Found by tests/fuzz/fuzz_http.c: a message quoting bytes that are not
+    # UTF-8 (a path; the first before authentication) could not become JSON,
+    # and the connection was dropped without an answer.
+    for path in (b"/\xff", b"/api/v1/datasets/\xc3", b"/" + b"\xc3\xa9" * 60 + b"\xff"):
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        c.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                  tok_a.encode() + b"\r\nConnection: close\r\n\r\n")
+        ans = read_all(c)
+        c.close()
+        check(ans.startswith(b"HTTP/1.1 404") and b'"code":"not_found"' in ans,
+              "non-UTF-8 path %r: 404 not_found as JSON, got %r" % (path, ans[:200]))
     expect(s.req("GET", "/api/v1/nothing", token=tok_a), 404, "unknown route", "not_found")
     expect(s.req("DELETE", "/api/v1/jobs", token=tok_a), 405, "wrong method", "method_not_allowed")
     expect(s.req("GET", "/api/v1/jobs?limit=500", token=tok_a), 400, "limit out of range",

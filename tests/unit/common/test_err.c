@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/utf8.h"
 #include "tests/unit/test_util.h"
 
 static const struct {
@@ -103,6 +104,39 @@ Test(err, errinfo_set_truncates)
     fit[sizeof(fit) - 2] = '\0';
     dp_errinfo_set(&ei, DP_EIO, "%s", fit);
     cr_assert_str_eq(ei.msg, fit);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* A message cut short never ends inside a UTF-8 character (messages go
+ * into JSON answers); a whole character at the cut stays. */
+Test(err, errinfo_set_truncates_on_a_character)
+{
+    struct dp_errinfo ei;
+    for (size_t pre = 0; pre < 4; pre++) {
+        char big[800] = "";
+        memset(big, 'a', pre);
+        for (int i = 0; i < 180; i++)
+            strcat(big, "\xf0\x9f\x98\x80"); /* U+1F600, 4 bytes */
+        dp_errinfo_set(&ei, DP_EINVAL, "%s", big);
+        cr_assert(dp_utf8_valid(ei.msg), "prefix %zu: cut inside a character", pre);
+        cr_assert_geq(strlen(ei.msg), sizeof(ei.msg) - 4);
+        cr_assert_eq((strlen(ei.msg) - pre) % 4, 0);
+    }
+    char ascii[400];
+    memset(ascii, 'z', sizeof(ascii) - 1);
+    ascii[sizeof(ascii) - 1] = '\0';
+    dp_errinfo_set(&ei, DP_EINVAL, "%s", ascii);
+    cr_assert_eq(strlen(ei.msg), sizeof(ei.msg) - 1);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* What a message quotes need not be UTF-8 (a parser's excerpt of the
+ * input): each byte that does not start a character becomes '?'. */
+Test(err, errinfo_set_makes_utf8)
+{
+    struct dp_errinfo ei;
+    dp_errinfo_set(&ei, DP_EINVAL, "bad '%s'", "a\xff\xc3\xa9\xc3z");
+    cr_assert_str_eq(ei.msg, "bad 'a?\xc3\xa9?z'");
     DP_ASSERT_NO_LEAKS();
 }
 

@@ -2,9 +2,11 @@
  * Job spec parsing: defaults, every field, and errors that name the field.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/spec.h"
+#include "common/utf8.h"
 #include "tests/unit/test_util.h"
 
 Test(spec, defaults_and_rules)
@@ -100,5 +102,35 @@ Test(spec, missing_file_and_size_limit)
     cr_assert_eq(dp_spec_load("/nonexistent/spec.json", &s, &ei), DP_ENOENT);
     cr_assert(strstr(ei.msg, "/nonexistent/spec.json") != NULL);
     cr_assert_eq(dp_spec_parse("{}", DP_SPEC_MAX_BYTES + 1, &s, &ei), DP_ETOOBIG);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Found by tests/fuzz/fuzz_json.c: a long unknown key (or scheme name) of
+ * multi-byte characters was cut by "%.64s" inside a character, and the
+ * message, which the server puts in a JSON answer, was not UTF-8 (jansson
+ * refused it and the server dropped the connection without an answer). */
+Test(spec, clipped_names_stay_utf8)
+{
+    char key[200] = "x", scheme[200] = "x";
+    for (int i = 0; i < 40; i++) {
+        strcat(key, "\xc3\xa9");        /* é: the 64th byte is inside one */
+        strcat(scheme, "\xe2\x82\xac"); /* € */
+    }
+    char text[600];
+    snprintf(text, sizeof(text), "{\"%s\":1}", key);
+    struct dp_spec s;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(dp_spec_parse(text, strlen(text), &s, &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "unknown field 'x\xc3\xa9") != NULL, "%s", ei.msg);
+    cr_assert(dp_utf8_valid(ei.msg), "not UTF-8: %s", ei.msg);
+    snprintf(text, sizeof(text), "{\"layers\":[{\"prune\":{\"scheme\":\"%s\"}}]}", scheme);
+    cr_assert_eq(dp_spec_parse(text, strlen(text), &s, &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "is not one of") != NULL, "%s", ei.msg);
+    cr_assert(dp_utf8_valid(ei.msg), "not UTF-8: %s", ei.msg);
+    /* jansson's message quotes the input near the error, bytes as they are. */
+    const char *bad = "{\"kkkkkkkk\\u0\xc3\":1}";
+    cr_assert_eq(dp_spec_parse(bad, strlen(bad), &s, &ei), DP_EFORMAT);
+    cr_assert(strstr(ei.msg, "not valid JSON") != NULL, "%s", ei.msg);
+    cr_assert(dp_utf8_valid(ei.msg), "not UTF-8: %s", ei.msg);
     DP_ASSERT_NO_LEAKS();
 }
