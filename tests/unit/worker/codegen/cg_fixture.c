@@ -9,8 +9,7 @@
 #include "worker/compress/proj.h"
 #include "worker/nn/arch.h"
 
-/* BN statistics away from the identity, so a wrong fold shows. */
-static void cg_fixture_bn(struct dp_model *m)
+void cg_fixture_bn_randomise(struct dp_model *m)
 {
     uint64_t s = 0x1234567u;
     for (int i = 0; i < m->n_params; i++) {
@@ -43,7 +42,7 @@ enum dp_err cg_fixture_model(const char *arch, int in_c, int in_h, int in_w, int
     if (err)
         return err;
     nn_arch_init(m, 42);
-    cg_fixture_bn(m);
+    cg_fixture_bn_randomise(m);
     if (n_patterns <= 0)
         goto out;
     ws = dp_calloc((size_t)m->n_layers, sizeof(*ws));

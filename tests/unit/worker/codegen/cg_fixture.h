@@ -20,4 +20,8 @@
 enum dp_err cg_fixture_model(const char *arch, int in_c, int in_h, int in_w, int n_patterns,
                              double conn_rate, struct dp_model **out, struct dp_errinfo *ei);
 
+/* Sets every BN layer's statistics and affine parameters away from the
+ * identity (deterministic), so that a wrong fold shows. */
+void cg_fixture_bn_randomise(struct dp_model *m);
+
 #endif
