@@ -106,7 +106,11 @@ ONNX_PB_OBJ := $(GEN)/onnx.pb-c.o
 # The server's migrations, compiled in so that a binary carries its schema.
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 MIGRATIONS_H := $(GEN)/server/migrations_gen.h
-GEN_HDRS := $(ONNX_PB_H) $(MIGRATIONS_H)
+CG_TEMPLATES := worker/codegen/rt/model.h.in worker/codegen/rt/rt_head.c.in \
+                worker/codegen/rt/rt_tail.c.in worker/codegen/rt/bench.c.in \
+                worker/codegen/rt/Makefile.in
+CG_TEMPLATES_H := $(GEN)/worker/codegen/cg_templates_gen.h
+GEN_HDRS := $(ONNX_PB_H) $(MIGRATIONS_H) $(CG_TEMPLATES_H)
 
 $(ONNX_PB_C) $(ONNX_PB_H) &: $(ONNX_PROTO_DIR)/onnx.proto
 	@mkdir -p $(GEN)
@@ -122,6 +126,14 @@ $(MIGRATIONS_H): $(MIGRATIONS) tools/gen-migrations.sh
 	@mkdir -p $(@D)
 	@echo "  GEN     $@"
 	$(Q)tools/gen-migrations.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(CG_TEMPLATES_H): $(CG_TEMPLATES) tools/gen-embed.sh
+	@mkdir -p $(@D)
+	@echo "  GEN     $@"
+	$(Q)tools/gen-embed.sh DP_WORKER_CODEGEN_CG_TEMPLATES_GEN_H \
+	    cg_tmpl_model_h=worker/codegen/rt/model.h.in cg_tmpl_rt_head=worker/codegen/rt/rt_head.c.in \
+	    cg_tmpl_rt_tail=worker/codegen/rt/rt_tail.c.in cg_tmpl_bench_c=worker/codegen/rt/bench.c.in \
+	    cg_tmpl_makefile=worker/codegen/rt/Makefile.in > $@.tmp && mv $@.tmp $@
 
 # ---- Compiling ---------------------------------------------------------------
 
@@ -151,7 +163,10 @@ $(LIBCOMMON): $(COMMON_OBJ)
 
 # ---- libnn: the engines (worker/nn training, worker/compress ADMM) -----------
 
-NN_SRC := $(wildcard worker/nn/*.c worker/compress/*.c)
+# worker/codegen (the compiler, `dnnpress-worker compile`) joins libnn: it
+# runs the engine for the bundle's reference outputs. Its bundle templates
+# (worker/codegen/rt/*.in) are compiled in as strings.
+NN_SRC := $(wildcard worker/nn/*.c worker/compress/*.c worker/codegen/*.c)
 NN_OBJ := $(NN_SRC:%.c=$(BUILD)/%.o)
 LIBNN := $(BUILD)/libnn.a
 

@@ -9,6 +9,7 @@
 
 #include "worker/agent/wk_serve.h"
 #include "worker/cmd/wk_cmd.h"
+#include "worker/cmd/wk_compile.h"
 #include "worker/cmd/wk_compress.h"
 #include "worker/cmd/wk_export.h"
 #include "worker/cmd/wk_infer.h"
@@ -28,6 +29,8 @@ static const struct wk_main_cmd wk_main_cmds[] = {
      "lease tasks from dnnpress-server and run them (dnnpress-worker serve --help)"},
     {"infer", wk_infer_main, "run a model (ONNX or checkpoint) on a .npy batch (infer --help)"},
     {"export", wk_export_main, "write a model as standard ONNX (dnnpress-worker export --help)"},
+    {"compile", wk_compile_main,
+     "compile a (pruned) model into a C bundle (dnnpress-worker compile --help)"},
 };
 
 #define WK_N_CMDS (sizeof(wk_main_cmds) / sizeof(wk_main_cmds[0]))

@@ -1,0 +1,235 @@
+/*
+ * The driver (see cg_compile.h): plan, weights, reference, files.
+ */
+#include "worker/codegen/cg_compile.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/alloc.h"
+#include "worker/codegen/cg_emit.h"
+#include "worker/codegen/cg_plan.h"
+#include "worker/codegen/cg_weights.h"
+#include "worker/nn/net.h"
+
+#define CG_PATH_MAX 4096
+
+int cg_target_vl(const char *target)
+{
+    if (strcmp(target, "portable") == 0)
+        return 0;
+    if (strcmp(target, "native") != 0)
+        return -1;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return 16;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return 8;
+#endif
+    return 4;
+}
+
+/* ---- Files -------------------------------------------------------------- */
+
+typedef enum dp_err cg_writer_fn(FILE *f, const void *ctx, struct dp_errinfo *ei);
+
+/* Writes dir/name through dir/name.tmp and a rename, so a reader never
+ * sees half a file. */
+static enum dp_err cg_file_write(const char *dir, const char *name, cg_writer_fn *fn,
+                                 const void *ctx, struct dp_errinfo *ei)
+{
+    char path[CG_PATH_MAX], tmp[CG_PATH_MAX + 8];
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return dp_errinfo_set(ei, DP_EINVAL, "output path %s/%s is too long", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (f == NULL)
+        return dp_errinfo_set(ei, dp_err_from_errno(errno), "cannot create %s: %s", tmp,
+                              strerror(errno));
+    enum dp_err err = fn(f, ctx, ei);
+    if (fclose(f) != 0 && !err)
+        err = dp_errinfo_set(ei, DP_EIO, "writing %s failed: %s", tmp, strerror(errno));
+    if (!err && rename(tmp, path) != 0)
+        err = dp_errinfo_set(ei, DP_EIO, "cannot rename %s: %s", tmp, strerror(errno));
+    if (err) {
+        remove(tmp);
+        /* Name the file: the writers' messages do not know the directory. */
+        if (ei != NULL && strstr(ei->msg, path) == NULL && strstr(ei->msg, tmp) == NULL) {
+            char msg[sizeof(ei->msg)];
+            memcpy(msg, ei->msg, sizeof(msg));
+            dp_errinfo_set(ei, err, "%s: %s", path, msg);
+        }
+    }
+    return err;
+}
+
+struct cg_model_c_ctx {
+    const struct cg_plan *p;
+    const struct cg_weights *w;
+    const struct cg_emit_opts *o;
+};
+
+static enum dp_err cg_write_model_c(FILE *f, const void *ctx, struct dp_errinfo *ei)
+{
+    const struct cg_model_c_ctx *c = ctx;
+    return cg_emit_model_c(f, c->p, c->w, c->o, ei);
+}
+
+static enum dp_err cg_write_model_h(FILE *f, const void *ctx, struct dp_errinfo *ei)
+{
+    (void)ctx;
+    return cg_emit_model_h(f, ei);
+}
+
+static enum dp_err cg_write_bench_c(FILE *f, const void *ctx, struct dp_errinfo *ei)
+{
+    (void)ctx;
+    return cg_emit_bench_c(f, ei);
+}
+
+static enum dp_err cg_write_makefile(FILE *f, const void *ctx, struct dp_errinfo *ei)
+{
+    return cg_emit_makefile(f, ctx, ei);
+}
+
+struct cg_bytes {
+    const unsigned char *data;
+    size_t len;
+};
+
+static enum dp_err cg_write_bytes(FILE *f, const void *ctx, struct dp_errinfo *ei)
+{
+    const struct cg_bytes *b = ctx;
+    if (fwrite(b->data, 1, b->len, f) != b->len)
+        return dp_errinfo_set(ei, DP_EIO, "short write");
+    return DP_OK;
+}
+
+/* ---- Reference ---------------------------------------------------------- */
+
+/* A fixed input value in [-1, 1): a hash of its index (splitmix64), so the
+ * reference inputs are the same on every machine. */
+static float cg_ref_input(uint64_t i)
+{
+    uint64_t z = i + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 40) / (double)(1ull << 23) - 1.0);
+}
+
+static void cg_put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/*
+ * reference.bin: a 64-byte header (magic "DPCGREF1", uint32 version 1, n,
+ * in_floats, out_floats), then n inputs and the engine's n outputs, float32.
+ */
+static enum dp_err cg_reference(struct dp_model *m, const struct cg_plan *p, unsigned char **out,
+                                size_t *out_len, struct dp_errinfo *ei)
+{
+    const size_t n = CG_REF_SAMPLES, in = p->in_floats, of = p->out_floats;
+    struct nn_net *net = NULL;
+    const size_t len = 64 + (n * in + n * of) * sizeof(float);
+    unsigned char *buf = dp_calloc(1, len);
+    float *x = dp_malloc(dp_size_mul(n * in, sizeof(float)));
+    enum dp_err err = DP_OK;
+    if (buf == NULL || x == NULL) {
+        err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the reference");
+        goto out;
+    }
+    for (size_t i = 0; i < n * in; i++)
+        x[i] = cg_ref_input(i);
+    err = nn_net_new(m, (int)n, &net, ei);
+    if (err)
+        goto out;
+    if ((size_t)net->n_classes != of) {
+        err = dp_errinfo_set(ei, DP_ESHAPE, "the engine's output (%d) is not the plan's (%zu)",
+                             net->n_classes, of);
+        goto out;
+    }
+    const float *y = nn_net_forward(net, x, (int)n, 0);
+    if (y == NULL) {
+        err = dp_errinfo_set(ei, DP_ENOMEM, "the reference forward pass failed (out of memory)");
+        goto out;
+    }
+    memcpy(buf, "DPCGREF1", 8);
+    cg_put_u32(buf + 8, 1);
+    cg_put_u32(buf + 12, (uint32_t)n);
+    cg_put_u32(buf + 16, (uint32_t)in);
+    cg_put_u32(buf + 20, (uint32_t)of);
+    memcpy(buf + 64, x, n * in * sizeof(float));
+    memcpy(buf + 64 + n * in * sizeof(float), y, n * of * sizeof(float));
+    *out = buf;
+    *out_len = len;
+    buf = NULL;
+out:
+    nn_net_free(net);
+    dp_free(x);
+    dp_free(buf);
+    return err;
+}
+
+/* ---- The driver --------------------------------------------------------- */
+
+enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_compile_opts *o,
+                       struct cg_compile_summary *summary, struct dp_errinfo *ei)
+{
+    struct cg_plan *p = NULL;
+    struct cg_weights w = {0};
+    unsigned char *ref = NULL;
+    size_t ref_len = 0;
+    enum dp_err err = DP_OK;
+    const int vl = cg_target_vl(o->target);
+    if (vl < 0)
+        return dp_errinfo_set(ei, DP_EINVAL, "unknown target '%s' (native or portable)", o->target);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return dp_errinfo_set(ei, dp_err_from_errno(errno), "cannot create %s: %s", dir,
+                              strerror(errno));
+    err = cg_plan_build(m, &p, ei);
+    if (!err)
+        err = cg_weights_build(p, &w, ei);
+    if (!err)
+        err = cg_reference(m, p, &ref, &ref_len, ei);
+    if (err)
+        goto out;
+    const struct cg_emit_opts eo = {o->name, o->source, o->target, vl, o->threads};
+    const struct cg_model_c_ctx mc = {p, &w, &eo};
+    const struct cg_bytes wb = {w.data, w.len}, rb = {ref, ref_len};
+    err = cg_file_write(dir, "weights.bin", cg_write_bytes, &wb, ei);
+    if (!err)
+        err = cg_file_write(dir, "reference.bin", cg_write_bytes, &rb, ei);
+    if (!err)
+        err = cg_file_write(dir, "model.h", cg_write_model_h, NULL, ei);
+    if (!err)
+        err = cg_file_write(dir, "model.c", cg_write_model_c, &mc, ei);
+    if (!err)
+        err = cg_file_write(dir, "bench.c", cg_write_bench_c, NULL, ei);
+    if (!err)
+        err = cg_file_write(dir, "Makefile", cg_write_makefile, &eo, ei);
+    if (err || summary == NULL)
+        goto out;
+    memset(summary, 0, sizeof(*summary));
+    summary->n_steps = p->n_steps;
+    for (int k = 0; k < p->n_steps; k++) {
+        summary->n_fkw += p->steps[k].fmt == CG_FMT_FKW;
+        summary->n_dense += p->steps[k].fmt == CG_FMT_DENSE;
+        summary->n_irregular += p->steps[k].fmt == CG_FMT_IRREGULAR;
+    }
+    summary->weights_bytes = w.len;
+    summary->macs_dense = p->macs_dense;
+    summary->macs_nonzero = p->macs_nonzero;
+    summary->vl = vl;
+out:
+    dp_free(ref);
+    cg_weights_free(&w);
+    cg_plan_free(p);
+    return err;
+}

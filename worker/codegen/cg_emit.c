@@ -1,0 +1,495 @@
+/*
+ * C emission (see cg_emit.h). Every function here writes text with
+ * fprintf; the caller checks the stream once at the end (ferror), which
+ * is where a full disk shows up.
+ */
+#include "worker/codegen/cg_emit.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <string.h>
+
+#include "worker/codegen/cg_templates_gen.h"
+
+/* ---- Schedule of a convolution ------------------------------------------ */
+
+/* The most vector accumulators a tile keeps in registers: with 32 vector
+ * registers (AVX-512) 8 tiles plus 9 broadcast weights fit; with 16
+ * (AVX2, NEON) 4 do. Plain arrays (portable) get 32 floats. */
+#define CG_NV_MAX_WIDE   8
+#define CG_NV_MAX_NARROW 4
+#define CG_PORTABLE_L    32
+
+struct cg_conv_sched {
+    int PHq, PWq;   /* one polyphase plane */
+    size_t plane;   /* PHq * PWq */
+    size_t cpl;     /* floats per channel: sh * sw planes */
+    int NK;         /* flat output positions of a filter: (OH-1)*PWq + OW */
+    int VL, NV, L;  /* floats per vector, vectors per tile, floats per tile */
+    size_t scratch; /* floats of padded input, with slack for the last tile */
+};
+
+static int cg_max(int a, int b)
+{
+    return a > b ? a : b;
+}
+
+static void cg_conv_schedule(const struct cg_step *s, int vl, struct cg_conv_sched *c)
+{
+    const struct cg_geom *g = &s->g;
+    c->PHq = cg_max((g->H + g->pt + g->pb + g->sh - 1) / g->sh, g->OH + (g->kh - 1) / g->sh);
+    c->PWq = cg_max((g->W + g->pl + g->pr + g->sw - 1) / g->sw, g->OW + (g->kw - 1) / g->sw);
+    c->plane = (size_t)c->PHq * (size_t)c->PWq;
+    c->cpl = c->plane * (size_t)g->sh * (size_t)g->sw;
+    c->NK = (g->OH - 1) * c->PWq + g->OW;
+    if (vl > 0) {
+        const int nv_max = vl >= 16 ? CG_NV_MAX_WIDE : CG_NV_MAX_NARROW;
+        c->VL = vl;
+        c->NV = (c->NK + vl - 1) / vl;
+        if (c->NV > nv_max)
+            c->NV = nv_max;
+        c->L = c->NV * vl;
+    } else {
+        c->VL = 0;
+        c->NV = 0;
+        c->L = (c->NK + 3) / 4 * 4;
+        if (c->L > CG_PORTABLE_L)
+            c->L = CG_PORTABLE_L;
+    }
+    /* The last tile reads up to L floats past the last output plus the
+     * largest tap offset (below cpl) past the last channel. */
+    c->scratch = (size_t)g->C * c->cpl + (size_t)c->L + c->cpl;
+}
+
+/* Offset of tap (ky, kx) from a flat output position in the polyphase layout. */
+static size_t cg_tap_offset(const struct cg_step *s, const struct cg_conv_sched *c, int ky, int kx)
+{
+    const struct cg_geom *g = &s->g;
+    const size_t ph = (size_t)((ky % g->sh) * g->sw + kx % g->sw);
+    return ph * c->plane + (size_t)(ky / g->sh) * (size_t)c->PWq + (size_t)(kx / g->sw);
+}
+
+/* ---- Text helpers ------------------------------------------------------- */
+
+static void cg_emit_lines(FILE *f, const char *const *lines)
+{
+    for (size_t i = 0; lines[i] != NULL; i++)
+        fputs(lines[i], f);
+}
+
+/* Writes s as the body of a C string literal (and a JSON string: the same
+ * escapes suffice for names, which bench prints into JSON). */
+static void cg_emit_str(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        const unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\\\\\%c", ch); /* \\ then \" or \\: JSON sees \" or \\ */
+        else if (ch < 0x20 || ch >= 0x7f)
+            fputc('_', f);
+        else
+            fputc(ch, f);
+    }
+}
+
+/* The function name of step k: layer_<k>_<name with non-identifier characters as '_'>. */
+static void cg_emit_fn_name(FILE *f, const struct cg_plan *p, int k)
+{
+    fprintf(f, "layer_%d_", k);
+    const char *n = p->m->layers[p->steps[k].layer].name;
+    for (int i = 0; n[i] != '\0' && i < 48; i++)
+        fputc(isalnum((unsigned char)n[i]) ? n[i] : '_', f);
+}
+
+static void cg_emit_float(FILE *f, float v)
+{
+    if (isinf(v))
+        fprintf(f, "%sINFINITY", v < 0 ? "-" : "");
+    else {
+        /* %.9g round-trips a float; "0" or "6" need a point to take the suffix. */
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%.9g", (double)v);
+        fprintf(f, "%s%sf", buf, strpbrk(buf, ".en") ? "" : ".0");
+    }
+}
+
+static const char *cg_act_macro(enum cg_act a)
+{
+    return a == CG_ACT_RELU ? "CG_ACT_RELU" : a == CG_ACT_CLIP ? "CG_ACT_CLIP" : "CG_ACT_NONE";
+}
+
+static void cg_emit_act_args(FILE *f, const struct cg_step *s)
+{
+    fprintf(f, "%s, ", cg_act_macro(s->act));
+    cg_emit_float(f, s->act == CG_ACT_CLIP ? s->lo : 0.0f);
+    fputs(", ", f);
+    cg_emit_float(f, s->act == CG_ACT_CLIP ? s->hi : 0.0f);
+}
+
+/* What the step fuses, for its comment: ", BN 'bn1' folded, ReLU fused". */
+static void cg_emit_fused(FILE *f, const struct cg_plan *p, const struct cg_step *s)
+{
+    if (s->bn_layer >= 0 && s->bn_layer != s->layer)
+        fprintf(f, ", BN '%s' folded", p->m->layers[s->bn_layer].name);
+    if (s->act_layer >= 0)
+        fprintf(f, ", %s '%s' fused", dp_op_name(p->m->layers[s->act_layer].op),
+                p->m->layers[s->act_layer].name);
+}
+
+/* ---- Convolutions ------------------------------------------------------- */
+
+/* The accumulation of one kernel with taps given by mask into the tile:
+ * weights w0.. are loaded, ip points at the kernel's input channel. */
+static void cg_emit_taps(FILE *f, const struct cg_step *s, const struct cg_conv_sched *c,
+                         unsigned mask, const char *indent)
+{
+    const int kw = s->g.kw, T = s->g.kh * s->g.kw;
+    int n = 0;
+    size_t off[CG_MAX_DENSE_TAPS];
+    fprintf(f, "%sconst float", indent);
+    for (int t = 0; t < T; t++) {
+        if (!((mask >> t) & 1u))
+            continue;
+        off[n] = cg_tap_offset(s, c, t / kw, t % kw);
+        fprintf(f, "%s w%d = wk[%d]", n ? "," : "", n, n);
+        n++;
+    }
+    fputs(";\n", f);
+    if (c->VL > 0) {
+        for (int v = 0; v < c->NV; v++) {
+            fprintf(f, "%sa%d +=", indent, v);
+            for (int t = 0; t < n; t++)
+                fprintf(f, "%s w%d * cg_ld(ip + %zu)", t ? " +" : "", t,
+                        off[t] + (size_t)v * (size_t)c->VL);
+            fputs(";\n", f);
+        }
+    } else {
+        fprintf(f, "%sfor (int l = 0; l < %d; l++)\n%s    a[l] +=", indent, c->L, indent);
+        for (int t = 0; t < n; t++)
+            fprintf(f, "%s w%d * ip[%zu + l]", t ? " +" : "", t, off[t]);
+        fputs(";\n", f);
+    }
+}
+
+static void cg_emit_mask_comment(FILE *f, const struct cg_step *s, unsigned mask)
+{
+    fprintf(f, "mask 0x%03x, taps", mask);
+    for (int t = 0; t < s->g.kh * s->g.kw; t++)
+        if ((mask >> t) & 1u)
+            fprintf(f, " (%d,%d)", t / s->g.kw, t % s->g.kw);
+}
+
+static int cg_popcount(unsigned m)
+{
+    int n = 0;
+    for (; m; m &= m - 1)
+        n++;
+    return n;
+}
+
+static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct cg_wsec *sec,
+                         const struct cg_emit_opts *o)
+{
+    const struct cg_step *s = &p->steps[k];
+    const struct cg_geom *g = &s->g;
+    const int fkw = s->fmt == CG_FMT_FKW, T = g->kh * g->kw;
+    struct cg_conv_sched c;
+    cg_conv_schedule(s, o->vl, &c);
+    const char *name = p->m->layers[s->layer].name;
+    fprintf(f,
+            "/*\n * %s: %dx%d conv stride %dx%d pad %d,%d,%d,%d, %d -> %d channels, %dx%d -> "
+            "%dx%d",
+            name, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr, g->C, g->F, g->H, g->W,
+            g->OH, g->OW);
+    cg_emit_fused(f, p, s);
+    fprintf(f, ".\n * Format: %s", cg_format_name(s->fmt));
+    if (fkw)
+        fprintf(f, ", %d patterns, %zu of %zu kernels kept, %zu weights", s->n_patterns,
+                s->n_kernels_kept, s->n_kernels, s->n_nonzero);
+    else
+        fprintf(f, ", %zu weights (%zu non-zero)", s->n_weights, s->n_nonzero);
+    fprintf(f, "; %lld MACs (%lld dense).\n", s->macs_nonzero, s->macs_dense);
+    fprintf(f,
+            " * Schedule: input in %d polyphase plane(s) of %dx%d per channel; a filter's %d "
+            "flat outputs in tiles of %d",
+            g->sh * g->sw, c.PHq, c.PWq, c.NK, c.L);
+    if (c.VL > 0)
+        fprintf(f, " (%d vectors of %d in registers)", c.NV, c.VL);
+    fprintf(f, ";\n * filters split between threads %s.\n */\n",
+            fkw ? "by MACs in FKW order, one loop per pattern" : "evenly, all taps unrolled");
+    fputs("static void ", f);
+    cg_emit_fn_name(f, p, k);
+    fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
+          "        float *restrict y, int tid, int nth)\n{\n    (void)x1;\n",
+          f);
+    fputs("    float *restrict xp = m->scratch;\n", f);
+    fprintf(f, "    cg_pad(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, tid, nth);\n", g->C,
+            g->H, g->W, g->sh, g->sw, g->pt, g->pl, c.PHq, c.PWq, c.cpl);
+    fputs("    CG_BARRIER(); /* every channel is padded before any filter reads it */\n", f);
+    fprintf(f, "    const float *w = (const float *)(m->blob + %zu);\n", sec->w);
+    fprintf(f, "    const float *bias = (const float *)(m->blob + %zu);\n", sec->b);
+    if (fkw) {
+        fprintf(f, "    const uint16_t *perm = (const uint16_t *)(m->blob + %zu);\n", sec->perm);
+        fprintf(f, "    const uint32_t *kptr = (const uint32_t *)(m->blob + %zu);\n", sec->kptr);
+        fprintf(f, "    const uint16_t *prun = (const uint16_t *)(m->blob + %zu);\n", sec->prun);
+        fprintf(f, "    const uint16_t *cin = (const uint16_t *)(m->blob + %zu);\n", sec->cin);
+        fprintf(f, "    const uint32_t *woff = (const uint32_t *)(m->blob + %zu);\n", sec->woff);
+    }
+    fputs("    int j0, j1;\n", f);
+    if (fkw)
+        fprintf(f, "    cg_split_cost(woff, %d, tid, nth, &j0, &j1);\n", g->F);
+    else
+        fprintf(f, "    cg_split_even(%d, tid, nth, &j0, &j1);\n", g->F);
+    fprintf(f, "    for (int k0 = 0; k0 < %d; k0 += %d) {\n", c.NK, c.L);
+    fputs("        const float *xt = xp + k0;\n", f);
+    fputs("        for (int j = j0; j < j1; j++) {\n", f);
+    if (c.VL > 0) {
+        fputs("            cg_vf", f);
+        for (int v = 0; v < c.NV; v++)
+            fprintf(f, "%s a%d = {0}", v ? "," : "", v);
+        fputs(";\n", f);
+    } else {
+        fprintf(f, "            float a[%d] = {0};\n", c.L);
+    }
+    if (fkw) {
+        fprintf(f, "            const uint16_t *pr = prun + (size_t)j * %d;\n", s->n_patterns + 1);
+        fputs("            const uint16_t *ci = cin + kptr[j];\n", f);
+        fputs("            const float *wk = w + woff[j];\n", f);
+        for (int q = 0; q < s->n_patterns; q++) {
+            const unsigned mask = s->patterns[q];
+            fprintf(f, "            /* pattern %d: ", q);
+            cg_emit_mask_comment(f, s, mask);
+            fputs(" */\n", f);
+            fprintf(f, "            for (int e = pr[%d]; e < pr[%d]; e++, wk += %d) {\n", q, q + 1,
+                    cg_popcount(mask));
+            fprintf(f, "                const float *ip = xt + (size_t)ci[e] * %zu;\n", c.cpl);
+            cg_emit_taps(f, s, &c, mask, "                ");
+            fputs("            }\n", f);
+        }
+    } else {
+        fprintf(f, "            const float *wk = w + (size_t)j * %zu;\n", (size_t)g->C * T);
+        fprintf(f, "            for (int ch = 0; ch < %d; ch++, wk += %d) {\n", g->C, T);
+        fprintf(f, "                const float *ip = xt + (size_t)ch * %zu;\n", c.cpl);
+        cg_emit_taps(f, s, &c, (1u << T) - 1u, "                ");
+        fputs("            }\n", f);
+    }
+    const char *t = "a";
+    if (c.VL > 0) {
+        fprintf(f, "            float t[%d];\n", c.L);
+        for (int v = 0; v < c.NV; v++)
+            fprintf(f, "            cg_st(t + %d, a%d);\n", v * c.VL, v);
+        t = "t";
+    }
+    fprintf(f, "            cg_store(y + (size_t)%s * %zu, %s, k0, %d, %d, %d, %d, bias[j], ",
+            fkw ? "perm[j]" : "j", (size_t)g->OH * (size_t)g->OW, t, c.L, c.NK, c.PWq, g->OW);
+    cg_emit_act_args(f, s);
+    fputs(");\n        }\n    }\n}\n\n", f);
+}
+
+/* ---- Other steps -------------------------------------------------------- */
+
+static void cg_emit_simple(FILE *f, const struct cg_plan *p, int k, const struct cg_wsec *sec)
+{
+    const struct cg_step *s = &p->steps[k];
+    const struct cg_geom *g = &s->g;
+    const char *name = p->m->layers[s->layer].name;
+    const int HW = g->H * g->W;
+    fprintf(f, "/* %s: %s, %dx%dx%d -> %dx%dx%d", name, cg_kind_name(s->kind), g->C, g->H, g->W,
+            g->F, g->OH, g->OW);
+    cg_emit_fused(f, p, s);
+    if (s->kind == CG_K_LINEAR)
+        fprintf(f, "; format %s, %zu weights (%zu non-zero); rows split evenly between threads",
+                cg_format_name(s->fmt), s->n_weights, s->n_nonzero);
+    fputs(" */\nstatic void ", f);
+    cg_emit_fn_name(f, p, k);
+    fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
+          "        float *restrict y, int tid, int nth)\n{\n",
+          f);
+    if (s->kind != CG_K_ADD)
+        fputs("    (void)x1;\n", f);
+    if (s->kind != CG_K_LINEAR && s->kind != CG_K_BN)
+        fputs("    (void)m;\n", f);
+    switch (s->kind) {
+        case CG_K_LINEAR:
+            fprintf(f,
+                    "    cg_linear(y, x0, (const float *)(m->blob + %zu), (const float *)(m->blob "
+                    "+ %zu), %d, %d, ",
+                    sec->w, sec->b, g->F, g->C * HW);
+            cg_emit_act_args(f, s);
+            fputs(", tid, nth);\n", f);
+            break;
+        case CG_K_MAXPOOL:
+        case CG_K_AVGPOOL:
+            fprintf(
+                f,
+                "    cg_pool(y, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, "
+                "tid, nth);\n",
+                g->C, g->H, g->W, g->OH, g->OW, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb,
+                g->pr, s->kind == CG_K_AVGPOOL, g->count_include_pad);
+            break;
+        case CG_K_GAP:
+            fprintf(f, "    cg_gap(y, x0, %d, %d, tid, nth);\n", g->C, HW);
+            break;
+        case CG_K_ADD:
+            fprintf(f, "    cg_add(y, x0, x1, %d, ", g->C * HW);
+            cg_emit_act_args(f, s);
+            fputs(", tid, nth);\n", f);
+            break;
+        case CG_K_BN:
+            fprintf(f,
+                    "    cg_affine(y, x0, (const float *)(m->blob + %zu), (const float *)(m->blob "
+                    "+ %zu), %d, %d, ",
+                    sec->w, sec->b, g->C, HW);
+            cg_emit_act_args(f, s);
+            fputs(", tid, nth);\n", f);
+            break;
+        case CG_K_ACT:
+            fprintf(f, "    cg_affine(y, x0, NULL, NULL, %d, %d, ", g->C, HW);
+            cg_emit_act_args(f, s);
+            fputs(", tid, nth);\n", f);
+            break;
+        case CG_K_SOFTMAX:
+            fprintf(f, "    (void)nth;\n    cg_softmax(y, x0, %d, tid);\n", g->C * HW);
+            break;
+        case CG_K_CONV:
+            break;
+    }
+    fputs("}\n\n", f);
+}
+
+/* ---- model.c ------------------------------------------------------------ */
+
+static void cg_emit_slot(FILE *f, int slot)
+{
+    if (slot < 0)
+        fputs("x", f);
+    else
+        fprintf(f, "S + (size_t)%d * CG_SLOT_FLOATS", slot);
+}
+
+enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_weights *w,
+                            const struct cg_emit_opts *o, struct dp_errinfo *ei)
+{
+    const struct dp_model *m = p->m;
+    size_t scratch = 64;
+    for (int k = 0; k < p->n_steps; k++) {
+        if (p->steps[k].kind != CG_K_CONV)
+            continue;
+        struct cg_conv_sched c;
+        cg_conv_schedule(&p->steps[k], o->vl, &c);
+        if (c.scratch > scratch)
+            scratch = c.scratch;
+    }
+    fprintf(f, "/*\n * generated by dnnpress-worker compile from %s -- do not edit\n", o->source);
+    fprintf(f, " * model %s, target %s", o->name, o->target);
+    if (o->vl > 0)
+        fprintf(f, " (kernels on %d-float vectors)", o->vl);
+    else
+        fputs(" (kernels on plain arrays)", f);
+    fprintf(f, "; %d layers; %lld MACs per image (%lld dense).\n *\n", p->n_steps, p->macs_nonzero,
+            p->macs_dense);
+    fputs(" * The runtime part (memory, threads, padding, epilogues) is the same in every\n"
+          " * bundle; the layers after it are generated, each a function named after\n"
+          " * its IR layer with a comment giving its format and schedule. API: model.h.\n */\n",
+          f);
+    fputs("#define _POSIX_C_SOURCE 200809L\n#include \"model.h\"\n\n", f);
+    fprintf(f, "#define CG_VL %d /* floats per vector in the kernels; 0: plain arrays */\n", o->vl);
+    fprintf(f, "#define CG_DEFAULT_THREADS %d\n", o->threads);
+    fprintf(f, "#define CG_IN_FLOATS %zu\n#define CG_OUT_FLOATS %zu\n", p->in_floats,
+            p->out_floats);
+    fprintf(f, "#define CG_N_SLOTS %d\n#define CG_SLOT_FLOATS %zu\n",
+            p->n_slots > 0 ? p->n_slots : 1, p->slot_floats > 0 ? p->slot_floats : 1);
+    fprintf(f, "#define CG_SCRATCH_FLOATS %zu\n", scratch);
+    fprintf(f, "#define CG_WEIGHTS_BYTES %zuu\n#define CG_WEIGHTS_HASH 0x%016llxull\n\n", w->len,
+            (unsigned long long)w->hash);
+    cg_emit_lines(f, cg_tmpl_rt_head);
+    fputc('\n', f);
+    for (int k = 0; k < p->n_steps; k++) {
+        if (p->steps[k].kind == CG_K_CONV)
+            cg_emit_conv(f, p, k, &w->sec[k], o);
+        else
+            cg_emit_simple(f, p, k, &w->sec[k]);
+    }
+    /* The layer table and the forward pass. */
+    fputs("/* ---- The network ---- */\n\nstatic const struct model_layer_info cg_layers[] = {\n",
+          f);
+    for (int k = 0; k < p->n_steps; k++) {
+        const struct cg_step *s = &p->steps[k];
+        fputs("    {\"", f);
+        cg_emit_str(f, m->layers[s->layer].name);
+        fprintf(f, "\", \"%s\", \"%s\", %lldLL, %lldLL},\n", cg_kind_name(s->kind),
+                cg_format_name(s->fmt), s->macs_dense, s->macs_nonzero);
+    }
+    fputs("};\n\nstatic const struct model_info cg_info = {\n    \"", f);
+    cg_emit_str(f, o->name);
+    fprintf(f, "\", \"%s\", %d, %d, %d, %zu, %d, cg_layers, %lldLL, %lldLL, %d,\n};\n\n", o->target,
+            m->in_c, m->in_h, m->in_w, p->out_floats, p->n_steps, p->macs_dense, p->macs_nonzero,
+            o->threads);
+    fputs("/* One image: x (CG_IN_FLOATS) -> out (CG_OUT_FLOATS), run by every thread of the\n"
+          " * team; each layer ends at a barrier (cg_sync). */\n"
+          "static void cg_forward(struct cg_model *m, const float *x, float *out, int tid, int "
+          "nth)\n{\n    float *const S = m->slots;\n",
+          f);
+    for (int k = 0; k < p->n_steps; k++) {
+        const struct cg_step *s = &p->steps[k];
+        fputs("    ", f);
+        cg_emit_fn_name(f, p, k);
+        fputs("(m, ", f);
+        cg_emit_slot(f, s->in_slot[0]);
+        fputs(", ", f);
+        if (s->n_in > 1)
+            cg_emit_slot(f, s->in_slot[1]);
+        else
+            fputs("NULL", f);
+        fputs(", ", f);
+        cg_emit_slot(f, s->out_slot);
+        fprintf(f, ", tid, nth);\n    cg_sync(m, %d, tid);\n", k);
+    }
+    fputs("    cg_copy(out, ", f);
+    cg_emit_slot(f, p->value_slot[m->n_layers - 1]);
+    fputs(", CG_OUT_FLOATS, tid, nth);\n    CG_BARRIER();\n}\n", f);
+    cg_emit_lines(f, cg_tmpl_rt_tail);
+    if (ferror(f))
+        return dp_errinfo_set(ei, DP_EIO, "writing model.c failed");
+    return DP_OK;
+}
+
+enum dp_err cg_emit_model_h(FILE *f, struct dp_errinfo *ei)
+{
+    cg_emit_lines(f, cg_tmpl_model_h);
+    return ferror(f) ? dp_errinfo_set(ei, DP_EIO, "writing model.h failed") : DP_OK;
+}
+
+enum dp_err cg_emit_bench_c(FILE *f, struct dp_errinfo *ei)
+{
+    cg_emit_lines(f, cg_tmpl_bench_c);
+    return ferror(f) ? dp_errinfo_set(ei, DP_EIO, "writing bench.c failed") : DP_OK;
+}
+
+enum dp_err cg_emit_makefile(FILE *f, const struct cg_emit_opts *o, struct dp_errinfo *ei)
+{
+    /* -ffp-contract=fast: ISO C mode would otherwise keep a*b + c unfused. */
+    const char *cflags =
+        strcmp(o->target, "native") == 0
+            ? "-std=c11 -O3 -march=native -ffp-contract=fast -fopenmp -Wall -Wextra"
+            : "-std=c11 -O2 -fopenmp -Wall -Wextra";
+    for (size_t i = 0; cg_tmpl_makefile[i] != NULL; i++) {
+        const char *l = cg_tmpl_makefile[i];
+        const char *at;
+        while ((at = strchr(l, '@')) != NULL) {
+            fwrite(l, 1, (size_t)(at - l), f);
+            if (strncmp(at, "@CFLAGS@", 8) == 0) {
+                fputs(cflags, f);
+                l = at + 8;
+            } else if (strncmp(at, "@TARGET@", 8) == 0) {
+                fputs(o->target, f);
+                l = at + 8;
+            } else {
+                fputc('@', f);
+                l = at + 1;
+            }
+        }
+        fputs(l, f);
+    }
+    return ferror(f) ? dp_errinfo_set(ei, DP_EIO, "writing the Makefile failed") : DP_OK;
+}

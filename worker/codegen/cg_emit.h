@@ -1,0 +1,48 @@
+/*
+ * C emission: the bundle's model.c (one named static function per step,
+ * each with a comment naming its format and schedule), and its fixed
+ * files (model.h, bench.c, Makefile) from the templates in rt/.
+ *
+ * DESIGN: everything the kernels know at compile time is a constant in
+ * the text: shapes, tap offsets of every pattern, tile sizes, the byte
+ * offsets of each step's arrays in weights.bin, so the C compiler
+ * specialises every loop. A convolution copies its input into zero-padded
+ * polyphase planes (one per stride phase, rows PWq floats apart), after
+ * which every output position of a filter is one flat index k and tap
+ * (ky, kx) reads plane element k + a constant offset: output tiles of L
+ * flat positions are accumulated in registers (`native`: CG_VL-float
+ * vectors, `portable`: plain arrays the compiler may vectorise) over all
+ * of the filter's kernels, one loop per pattern with its taps unrolled.
+ * The few padding columns computed per row are dropped when the tile is
+ * stored with bias and activation. Threads split the filters: FKW layers
+ * by cumulative MACs in FKW's reordered filter order, dense layers evenly.
+ * Output is a pure function of the plan and options (no time, no
+ * addresses), so the same model gives byte-identical files.
+ */
+#ifndef DP_WORKER_CODEGEN_CG_EMIT_H
+#define DP_WORKER_CODEGEN_CG_EMIT_H
+
+#include <stdio.h>
+
+#include "common/err.h"
+#include "worker/codegen/cg_plan.h"
+#include "worker/codegen/cg_weights.h"
+
+struct cg_emit_opts {
+    const char *name;   /* the model's name in the bundle (JSON "model") */
+    const char *source; /* the file compiled, for the banner (a base name) */
+    const char *target; /* "native" or "portable" */
+    int vl;             /* floats per vector for the kernels; 0: plain arrays (portable) */
+    int threads;        /* default OpenMP threads of the bundle */
+};
+
+/* Writes model.c for plan p and its weights w to f. DP_EIO when f fails. */
+enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_weights *w,
+                            const struct cg_emit_opts *o, struct dp_errinfo *ei);
+
+/* Writes the bundle's model.h, bench.c or Makefile (cflags substituted). */
+enum dp_err cg_emit_model_h(FILE *f, struct dp_errinfo *ei);
+enum dp_err cg_emit_bench_c(FILE *f, struct dp_errinfo *ei);
+enum dp_err cg_emit_makefile(FILE *f, const struct cg_emit_opts *o, struct dp_errinfo *ei);
+
+#endif

@@ -1,0 +1,134 @@
+/*
+ * The compiler's plan: what each layer of a model becomes in the generated
+ * code (docs/architecture.md, "worker/codegen/: the compiler").
+ *
+ *   struct cg_plan *p;
+ *   err = cg_plan_build(model, &p, &ei);   analyse, fold, fuse, choose formats
+ *   for (int i = 0; i < p->n_steps; i++) p->steps[i] ...
+ *   cg_plan_free(p);
+ *
+ * DESIGN: the model IR is walked once in its topological order and every
+ * layer either starts a step (a convolution, a linear layer, a pooling,
+ * an add, ...), is absorbed into the step before it (a BatchNorm folded
+ * into the convolution that feeds it alone, an activation fused into the
+ * producer it alone reads), or is an alias (flatten, dropout and reshape
+ * keep the memory order of NCHW, so they cost nothing). Which IR op does
+ * what is one row per op in cg_plan.c's table; an op without a row is an
+ * error naming the layer, never wrong code.
+ *
+ * A convolution's format comes from its (folded) weights alone: every
+ * kxk kernel's non-zero mask is its pattern and an all-zero kernel is
+ * pruned by connectivity. A layer whose non-empty kernels use at most
+ * CG_MAX_PATTERNS distinct masks and keeps at most CG_FKW_MAX_DENSITY of
+ * its weights is stored in FKW and gets one specialised loop per pattern;
+ * other sparse layers are "irregular: dense fallback"; the rest dense.
+ *
+ * Activations live in a few slots of equal size reused by liveness (a
+ * slot is free again once the last step that reads it has run), so the
+ * working set stays small; step outputs never share a slot with that
+ * step's inputs.
+ */
+#ifndef DP_WORKER_CODEGEN_CG_PLAN_H
+#define DP_WORKER_CODEGEN_CG_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/model.h"
+
+#define CG_MAX_PATTERNS    32   /* distinct kernel masks of an FKW layer */
+#define CG_MAX_TAPS        9    /* kernels up to 3x3 can be FKW (one 16-bit mask) */
+#define CG_MAX_DENSE_TAPS  25   /* larger windows have no generated loop (registers) */
+#define CG_FKW_MAX_DENSITY 0.75 /* above this, skipping zeros saves too little */
+#define CG_IRREG_DENSITY   0.5  /* below this, a non-pattern layer counts as irregular */
+#define CG_VALUE_INPUT     (-1) /* the model input as a value */
+
+enum cg_kind {
+    CG_K_CONV,    /* conv2d (+ folded BN) (+ activation) */
+    CG_K_LINEAR,  /* linear (+ folded BN) (+ activation) */
+    CG_K_MAXPOOL, /* max pooling window */
+    CG_K_AVGPOOL, /* average pooling window */
+    CG_K_GAP,     /* global average pool */
+    CG_K_ADD,     /* elementwise add (+ activation) */
+    CG_K_BN,      /* per-channel scale and shift (+ activation) */
+    CG_K_ACT,     /* a standalone activation */
+    CG_K_SOFTMAX, /* softmax over all per-sample values */
+};
+
+enum cg_act {
+    CG_ACT_NONE,
+    CG_ACT_RELU, /* max(x, 0) */
+    CG_ACT_CLIP, /* min(max(x, lo), hi); ReLU6 is lo 0, hi 6 */
+};
+
+enum cg_format {
+    CG_FMT_NONE,      /* a step without weights */
+    CG_FMT_DENSE,     /* dense weights (F, C, KH, KW) or (O, I) */
+    CG_FMT_FKW,       /* pattern + connectivity: FKW (cg_fkw.h) */
+    CG_FMT_IRREGULAR, /* irregular sparsity stored and run dense */
+};
+
+/* A step's geometry: input (C, H, W) per sample, output (F, OH, OW), and
+ * for windows the kernel, stride and padding (top, left, bottom, right). */
+struct cg_geom {
+    int C, H, W;
+    int F, OH, OW;
+    int kh, kw, sh, sw, pt, pl, pb, pr;
+    int ceil_mode, count_include_pad; /* pooling */
+};
+
+struct cg_step {
+    enum cg_kind kind;
+    int layer;       /* the IR layer that names the step */
+    int out_value;   /* the IR layer whose output the step produces (after fused layers) */
+    int n_in;        /* 1, or 2 for add */
+    int in_value[2]; /* values read: IR layers or CG_VALUE_INPUT */
+    int bn_layer;    /* the folded or applied BN, -1 when none */
+    int act_layer;   /* the fused activation's layer, -1 when none */
+    enum cg_act act;
+    float lo, hi; /* CG_ACT_CLIP bounds */
+    enum cg_format fmt;
+    struct cg_geom g;
+    float *w; /* conv (F, C, kh, kw), linear (F, C*H*W), BN scale (C); owned, BN folded in */
+    float *b; /* (F) bias with BN folded in, BN shift (C); owned; NULL otherwise */
+    /* Weight analysis (conv and linear). */
+    int n_patterns;                     /* FKW: distinct non-zero kernel masks, sorted */
+    uint16_t patterns[CG_MAX_PATTERNS]; /* bit ky*kw+kx = tap (ky, kx) kept */
+    size_t n_kernels, n_kernels_kept;   /* F*C kernels, and those not all zero */
+    size_t n_weights, n_nonzero;
+    long long macs_dense, macs_nonzero; /* per sample */
+    /* Memory: slots of the activation block (see the file comment). */
+    int in_slot[2], out_slot; /* -1: the model input (in) */
+};
+
+struct cg_plan {
+    const struct dp_model *m; /* borrowed */
+    int n_steps;
+    struct cg_step *steps;
+    int *value_slot; /* per IR layer: its slot once computed (aliases share), -2 none */
+    int n_slots;
+    size_t slot_floats;           /* per sample, the largest activation */
+    size_t in_floats, out_floats; /* per sample */
+    long long macs_dense, macs_nonzero;
+};
+
+/*
+ * Builds the plan for m (finalized; borrowed, must outlive the plan). BN
+ * layers are folded into copies of the weights, m is not changed.
+ * DP_EUNSUPPORTED naming the layer for an op or attribute the compiler
+ * cannot generate code for (a grouped or dilated convolution, concat);
+ * DP_ENOMEM. *out is released with cg_plan_free.
+ */
+enum dp_err cg_plan_build(const struct dp_model *m, struct cg_plan **out, struct dp_errinfo *ei);
+
+/* Releases p and everything it owns. NULL is a no-op. */
+void cg_plan_free(struct cg_plan *p);
+
+/* "dense", "fkw", "irregular: dense fallback", "" for steps without weights. */
+const char *cg_format_name(enum cg_format f);
+
+/* The name of a step kind ("conv", "maxpool", ...). */
+const char *cg_kind_name(enum cg_kind k);
+
+#endif

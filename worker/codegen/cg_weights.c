@@ -1,0 +1,141 @@
+/*
+ * weights.bin (see cg_weights.h): a bounded, growable blob of 64-byte
+ * aligned sections and the hash the generated loader checks.
+ */
+#include "worker/codegen/cg_weights.h"
+
+#include <string.h>
+
+#include "common/alloc.h"
+#include "worker/codegen/cg_fkw.h"
+
+#define CG_ALIGN 64
+
+/* Appends n bytes (a 64-byte aligned section) and returns its offset in *off. */
+static enum dp_err cg_blob_add(struct cg_weights *w, const void *src, size_t n, size_t *off,
+                               struct dp_errinfo *ei)
+{
+    const size_t start = (w->len + CG_ALIGN - 1) / CG_ALIGN * CG_ALIGN;
+    if (n > CG_WEIGHTS_MAX || start + n > CG_WEIGHTS_MAX)
+        return dp_errinfo_set(ei, DP_ETOOBIG, "the weights pass %zu bytes", CG_WEIGHTS_MAX);
+    if (start + n > w->cap) {
+        size_t cap = w->cap ? w->cap : 1 << 16;
+        while (cap < start + n)
+            cap *= 2;
+        unsigned char *d = dp_realloc(w->data, cap);
+        if (d == NULL)
+            return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the weights");
+        w->data = d;
+        w->cap = cap;
+    }
+    memset(w->data + w->len, 0, start - w->len);
+    if (n > 0)
+        memcpy(w->data + start, src, n);
+    w->len = start + n;
+    *off = start;
+    return DP_OK;
+}
+
+static uint64_t cg_fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static void cg_put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void cg_put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static enum dp_err cg_weights_step(const struct cg_plan *p, int k, struct cg_weights *out,
+                                   struct dp_errinfo *ei)
+{
+    const struct cg_step *s = &p->steps[k];
+    struct cg_wsec *sec = &out->sec[k];
+    enum dp_err err = DP_OK;
+    const size_t F = (size_t)s->g.F;
+    if (s->kind == CG_K_BN) {
+        err = cg_blob_add(out, s->w, (size_t)s->g.C * sizeof(float), &sec->w, ei);
+        if (!err)
+            err = cg_blob_add(out, s->b, (size_t)s->g.C * sizeof(float), &sec->b, ei);
+        return err;
+    }
+    if (s->kind != CG_K_CONV && s->kind != CG_K_LINEAR)
+        return DP_OK;
+    if (s->fmt != CG_FMT_FKW) {
+        sec->n_w = s->n_weights;
+        err = cg_blob_add(out, s->w, dp_size_mul(s->n_weights, sizeof(float)), &sec->w, ei);
+        if (!err)
+            err = cg_blob_add(out, s->b, F * sizeof(float), &sec->b, ei);
+        return err;
+    }
+    struct cg_fkw f;
+    err = cg_fkw_pack(s, p->m->layers[s->layer].name, &f, ei);
+    if (err)
+        return err;
+    const size_t P1 = (size_t)s->n_patterns + 1;
+    sec->n_w = f.woff[F];
+    err = cg_blob_add(out, f.perm, F * sizeof(uint16_t), &sec->perm, ei);
+    if (!err)
+        err = cg_blob_add(out, f.kptr, (F + 1) * sizeof(uint32_t), &sec->kptr, ei);
+    if (!err)
+        err = cg_blob_add(out, f.prun, F * P1 * sizeof(uint16_t), &sec->prun, ei);
+    if (!err)
+        err = cg_blob_add(out, f.cin, f.n_kernels * sizeof(uint16_t), &sec->cin, ei);
+    if (!err)
+        err = cg_blob_add(out, f.woff, (F + 1) * sizeof(uint32_t), &sec->woff, ei);
+    if (!err)
+        err = cg_blob_add(out, f.w, (size_t)f.woff[F] * sizeof(float), &sec->w, ei);
+    if (!err)
+        err = cg_blob_add(out, f.bias, F * sizeof(float), &sec->b, ei);
+    cg_fkw_free(&f);
+    return err;
+}
+
+enum dp_err cg_weights_build(const struct cg_plan *p, struct cg_weights *out, struct dp_errinfo *ei)
+{
+    memset(out, 0, sizeof(*out));
+    enum dp_err err = DP_OK;
+    out->sec = dp_calloc((size_t)p->n_steps, sizeof(struct cg_wsec));
+    if (out->sec == NULL) {
+        err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the weights");
+        goto out;
+    }
+    unsigned char header[CG_WEIGHTS_HEADER] = {0};
+    size_t off;
+    err = cg_blob_add(out, header, sizeof(header), &off, ei);
+    for (int k = 0; k < p->n_steps && !err; k++)
+        err = cg_weights_step(p, k, out, ei);
+    if (err)
+        goto out;
+    out->hash = cg_fnv1a(out->data + CG_WEIGHTS_HEADER, out->len - CG_WEIGHTS_HEADER);
+    memcpy(out->data, CG_WEIGHTS_MAGIC, 8);
+    cg_put_u32(out->data + 8, CG_WEIGHTS_VERSION);
+    cg_put_u32(out->data + 12, CG_WEIGHTS_HEADER);
+    cg_put_u64(out->data + 16, (uint64_t)out->len);
+    cg_put_u64(out->data + 24, out->hash);
+out:
+    if (err)
+        cg_weights_free(out);
+    return err;
+}
+
+void cg_weights_free(struct cg_weights *w)
+{
+    if (w == NULL)
+        return;
+    dp_free(w->data);
+    dp_free(w->sec);
+    memset(w, 0, sizeof(*w));
+}

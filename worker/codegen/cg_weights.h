@@ -1,0 +1,54 @@
+/*
+ * weights.bin: every step's weights in its compact format, in one blob
+ * the generated code maps with constant offsets.
+ *
+ * Layout (little-endian): a 64-byte header
+ *   char magic[8] = "DPCGWTS1"; uint32 version = 1; uint32 header_len = 64;
+ *   uint64 total_len (the whole file); uint64 hash (FNV-1a 64 of every byte
+ *   after the header); zeros
+ * then sections, each 64-byte aligned so that float arrays are aligned:
+ * FKW steps store perm, kptr, prun, cin, woff, w, bias (cg_fkw.h); dense
+ * and irregular-fallback convolutions and linear layers w (F, C, kh, kw)
+ * or (O, I) and bias (F); standalone BN scale and shift (C). The hash and
+ * the size are compiled into model.c, so a bundle refuses weights from
+ * another compile.
+ */
+#ifndef DP_WORKER_CODEGEN_CG_WEIGHTS_H
+#define DP_WORKER_CODEGEN_CG_WEIGHTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "worker/codegen/cg_plan.h"
+
+#define CG_WEIGHTS_MAGIC   "DPCGWTS1"
+#define CG_WEIGHTS_VERSION 1
+#define CG_WEIGHTS_HEADER  64
+#define CG_WEIGHTS_MAX     ((size_t)1 << 32) /* 4 GiB: the generated offsets are 32-bit-safe */
+
+/* Byte offsets of one step's arrays in the blob; 0 when the step has none. */
+struct cg_wsec {
+    size_t w, b;                        /* weights, bias (or BN scale, shift) */
+    size_t perm, kptr, prun, cin, woff; /* FKW only */
+    size_t n_w;                         /* floats at w */
+};
+
+struct cg_weights {
+    unsigned char *data; /* the whole file, header included */
+    size_t len, cap;
+    struct cg_wsec *sec; /* (plan->n_steps) */
+    uint64_t hash;
+};
+
+/*
+ * Packs every step of p into out (release with cg_weights_free).
+ * DP_ETOOBIG past CG_WEIGHTS_MAX, DP_EUNSUPPORTED from FKW packing, DP_ENOMEM.
+ */
+enum dp_err cg_weights_build(const struct cg_plan *p, struct cg_weights *out,
+                             struct dp_errinfo *ei);
+
+/* Releases w's memory and zeroes it. NULL is a no-op. */
+void cg_weights_free(struct cg_weights *w);
+
+#endif
