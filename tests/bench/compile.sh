@@ -217,5 +217,7 @@ done
 echo
 "$PYTHON" tests/bench/compile_report.py "$RESULTS" "$MD" "$OUT/bundles" "$have_compile" "$TOL" ||
   failed=1
+read -r load1 load5 _ </proc/loadavg
+echo "bench-compile: load average at the end: $load1 (1 min), $load5 (5 min)"
 echo "bench-compile: JSON lines in $RESULTS, logs in $OUT/logs"
 exit $failed
