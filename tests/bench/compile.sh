@@ -57,7 +57,9 @@ export OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" MKL_NUM_THREAD
 have_worker=0 have_compile=0
 if [ -x "$WORKER" ]; then
   have_worker=1
-  if "$WORKER" compile --help >/dev/null 2>&1; then
+  # The command exists when its --help succeeds or the usage lists it.
+  if "$WORKER" compile --help >/dev/null 2>&1 ||
+    "$WORKER" 2>&1 | grep -qE '^[[:space:]]+compile[[:space:]]'; then
     have_compile=1
   else
     echo "bench-compile: NOTE: '$WORKER' has no 'compile' command: the 'ours' rows are" \
