@@ -7,8 +7,10 @@
 #                        (ASan+UBSan, then release), then the end-to-end suites
 #   make demo            deps, build, the server with a local worker, a LeNet-5
 #                        Fashion-MNIST compression job followed with the CLI, its report
-#   make bench           engine against PyTorch and the server's HTTP load figures
-#                        (docs/benchmarks.md); bench-compress: ADMM vs magnitude (long)
+#   make bench           engine against PyTorch, the server's HTTP load figures and the
+#                        compiled models against PyTorch and ONNX Runtime (docs/benchmarks.md);
+#                        bench-compile: the compiled models only; bench-compress: ADMM vs
+#                        magnitude (long)
 #   make fuzz            libFuzzer: the ONNX reader, the HTTP request path, the JSON
 #                        checks (FUZZ_TARGETS, FUZZ_SECONDS, default 60 s each)
 #   make check           banned functions, self-contained headers, clang-format of every C file
@@ -69,7 +71,7 @@ Q := @
 endif
 
 .DEFAULT_GOAL := all
-.PHONY: all deps test demo bench bench-compress fuzz fuzz-build onnx-node-tests \
+.PHONY: all deps test demo bench bench-compile bench-compress fuzz fuzz-build onnx-node-tests \
         check check-banned check-headers format clean
 
 # ---- Dependencies ------------------------------------------------------------
@@ -384,6 +386,14 @@ bench: $(DEPS_STAMP)
 	@tests/bench/run.sh build/release/dnnpress-worker
 	@tests/bench/server_wrk.sh build/release
 	@tests/bench/sha256.sh build/release
+	@tests/bench/compile.sh build/release/dnnpress-worker
+
+# Generated code (dnnpress-worker compile) against PyTorch and ONNX Runtime at
+# batch 1, plus the storage table; installs onnxruntime-node into build/ort
+# with npm on first use (docs/benchmarks.md, "Compiled models").
+bench-compile: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release all
+	@tests/bench/compile.sh build/release/dnnpress-worker
 
 # ADMM against the magnitude baseline on Fashion-MNIST LeNet-5 (long: about
 # 4 minutes per run on a quiet 2-core machine; see docs/benchmarks.md).
