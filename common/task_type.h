@@ -18,12 +18,16 @@
 /*
  * The artifact kinds a task delivers as outputs when it completes (the
  * `kind` of PUT .../artifacts/KIND and the keys of `complete`'s outputs).
+ * code is the compiled C bundle as a tar; compile_report the JSON the
+ * compiling worker measured it with (docs/compile.md).
  * X(constant, name)
  */
 #define DP_TASK_OUTPUT_MAP(X)                                                                      \
     X(DP_TASK_OUT_MODEL, "model")                                                                  \
     X(DP_TASK_OUT_REPORT, "report")                                                                \
-    X(DP_TASK_OUT_ONNX, "onnx")
+    X(DP_TASK_OUT_ONNX, "onnx")                                                                    \
+    X(DP_TASK_OUT_CODE, "code")                                                                    \
+    X(DP_TASK_OUT_COMPILE_REPORT, "compile_report")
 
 enum dp_task_output {
 #define DP__TASK_OUT_ENUM(constant, name) constant,
@@ -33,9 +37,11 @@ enum dp_task_output {
 };
 
 /* Bit masks of outputs, for the table's outputs column. */
-#define DP_TASK_OUTS_MODEL  (1u << DP_TASK_OUT_MODEL)
-#define DP_TASK_OUTS_REPORT (1u << DP_TASK_OUT_REPORT)
-#define DP_TASK_OUTS_ONNX   (1u << DP_TASK_OUT_ONNX)
+#define DP_TASK_OUTS_MODEL          (1u << DP_TASK_OUT_MODEL)
+#define DP_TASK_OUTS_REPORT         (1u << DP_TASK_OUT_REPORT)
+#define DP_TASK_OUTS_ONNX           (1u << DP_TASK_OUT_ONNX)
+#define DP_TASK_OUTS_CODE           (1u << DP_TASK_OUT_CODE)
+#define DP_TASK_OUTS_COMPILE_REPORT (1u << DP_TASK_OUT_COMPILE_REPORT)
 
 /*
  * X(constant, name, outputs, what it does). outputs is the mask of the
@@ -50,7 +56,8 @@ enum dp_task_output {
     X(DP_TASK_RETRAIN, "retrain", DP_TASK_OUTS_MODEL | DP_TASK_OUTS_REPORT,                        \
       "masked retraining of the projected model")                                                  \
     X(DP_TASK_EXPORT, "export", DP_TASK_OUTS_ONNX, "write the compressed ONNX and the report")     \
-    X(DP_TASK_COMPILE, "compile", 0u, "generate code for the compressed model")                    \
+    X(DP_TASK_COMPILE, "compile", DP_TASK_OUTS_CODE | DP_TASK_OUTS_COMPILE_REPORT,                 \
+      "compile the compressed model to a C bundle, build it and time it")                          \
     X(DP_TASK_PROFILE, "profile", 0u, "run the generated code on a device")
 
 enum dp_task_type {

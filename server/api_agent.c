@@ -187,18 +187,22 @@ SRV_HANDLER(srv_api_agent_events)
                           json_pack("{s:I}", "accepted", (json_int_t)json_array_size(events)));
 }
 
-static const char *const artifact_kinds[] = {"checkpoint", "model", "report", "onnx", "log", NULL};
+/* Artifact kinds that are never a task's output: a resume point and a log. */
+static const char *const artifact_side_kinds[] = {"checkpoint", "log"};
 
-/* PUT .../artifacts/{kind}?fence=N: checked before the body is accepted. */
+/* PUT .../artifacts/{kind}?fence=N: checked before the body is accepted.
+ * The kinds are the task outputs of common/task_type.h plus the side kinds. */
 SRV_HANDLER(srv_api_agent_artifact_begin)
 {
     struct dp_errinfo ei = {0};
-    int ok = 0;
-    for (const char *const *k = artifact_kinds; *k; k++)
-        ok |= strcmp(*k, r->params[1]) == 0;
+    enum dp_task_output o;
+    int ok = dp_task_output_from_name(r->params[1], &o);
+    for (size_t i = 0; i < sizeof(artifact_side_kinds) / sizeof(artifact_side_kinds[0]); i++)
+        ok |= strcmp(artifact_side_kinds[i], r->params[1]) == 0;
     if (!ok)
         return srv_reply_error(conn, r, 400, "invalid_request",
-                               "artifact kind must be checkpoint, model, report, onnx or log");
+                               "artifact kind must be checkpoint, log or a task output (model, "
+                               "report, onnx, code, compile_report)");
     const char *f = srv_query(conn, "fence");
     char *end = NULL;
     long long fence = f ? strtoll(f, &end, 10) : 0;
@@ -237,7 +241,11 @@ SRV_HANDLER(srv_api_agent_artifact)
 SRV_HANDLER(srv_api_agent_complete)
 {
     static const char *const allowed[] = {"fence", "outputs", NULL};
-    static const char *const out_allowed[] = {"model", "report", "onnx", NULL};
+    /* The output kinds of common/task_type.h, in its order. */
+    const char *out_allowed[DP_TASK_OUT__COUNT + 1];
+    for (int o = 0; o < DP_TASK_OUT__COUNT; o++)
+        out_allowed[o] = dp_task_output_name((enum dp_task_output)o);
+    out_allowed[DP_TASK_OUT__COUNT] = NULL;
     struct dp_errinfo ei = {0};
     int64_t fence = 0;
     json_t *outputs = json_object_get(r->json, "outputs");

@@ -74,10 +74,40 @@ static enum dp_err check_export(json_t *e, struct dp_errinfo *ei)
     return err;
 }
 
+/*
+ * body.compile: {"target": "native"|"portable", "tune_s": 0}, both optional.
+ * The worker's compile command checks the target again (wk_compile_check);
+ * the names are listed here because the server does not link the compiler.
+ * tune_s is accepted only as 0: auto-tuning does not exist yet, and a
+ * budget the worker ignored would promise a speed-up nobody measured.
+ */
+static enum dp_err check_compile(json_t *c, const char **target, struct dp_errinfo *ei)
+{
+    static const char *const allowed[] = {"target", "tune_s", NULL};
+    int64_t tune_s = 0;
+    *target = "native";
+    if (!json_is_object(c))
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "body.compile: must be an object {\"target\", \"tune_s\"}");
+    enum dp_err err = srv_json_only(c, "body.compile", allowed, ei);
+    if (!err)
+        err = srv_json_str(c, "body.compile", "target", 0, target, ei);
+    if (!err && strcmp(*target, "native") != 0 && strcmp(*target, "portable") != 0)
+        err = dp_errinfo_set(ei, DP_EINVAL,
+                             "body.compile.target: must be \"native\" or \"portable\"");
+    if (!err)
+        err = srv_json_int(c, "body.compile", "tune_s", 0, 0, 86400, &tune_s, ei);
+    if (!err && tune_s != 0)
+        err = dp_errinfo_set(ei, DP_EINVAL,
+                             "body.compile.tune_s: only 0 is supported (no auto-tuning yet)");
+    return err;
+}
+
 enum dp_err srv_job_body_check(const json_t *j, struct srv_job_body *b, struct dp_errinfo *ei)
 {
-    static const char *const allowed[] = {"name",   "model_id", "dataset_id",   "pretrain", "spec",
-                                          "export", "priority", "max_attempts", NULL};
+    static const char *const allowed[] = {"name",         "model_id", "dataset_id", "pretrain",
+                                          "spec",         "export",   "compile",    "priority",
+                                          "max_attempts", NULL};
     memset(b, 0, sizeof(*b));
     b->name = "job";
     b->priority = 5;
@@ -106,6 +136,9 @@ enum dp_err srv_job_body_check(const json_t *j, struct srv_job_body *b, struct d
         err = check_pretrain(b->pretrain, ei);
     if (!err && b->exp)
         err = check_export(b->exp, ei);
+    json_t *compile = json_object_get(j, "compile");
+    if (!err && compile)
+        err = check_compile(compile, &b->compile_target, ei);
     if (!err && b->spec == NULL)
         err = dp_errinfo_set(ei, DP_EINVAL, "body.spec: required (docs/job-spec.md)");
     if (!err && !json_is_object(b->spec))
@@ -143,6 +176,10 @@ SRV_HANDLER(srv_api_job_create)
     json_object_set_new(params, "export",
                         b.exp ? json_deep_copy(b.exp)
                               : json_pack("{s:s, s:b}", "format", "onnx", "qdq", 0));
+    /* Stored with its defaults filled in: the worker runs exactly this. */
+    if (b.compile_target)
+        json_object_set_new(params, "compile",
+                            json_pack("{s:s, s:i}", "target", b.compile_target, "tune_s", 0));
     char req_hash[65];
     err = srv_idem_hash(r->body, r->body_len, req_hash);
     if (err) {
@@ -154,6 +191,7 @@ SRV_HANDLER(srv_api_job_create)
                              .dataset_id = b.dataset_id,
                              .params = params,
                              .has_pretrain = b.pretrain != NULL,
+                             .has_compile = b.compile_target != NULL,
                              .priority = (int)b.priority,
                              .max_attempts = (int)b.max_attempts,
                              .idem_key = idem,

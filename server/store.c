@@ -326,8 +326,35 @@ static char *migration_text(const struct srv_migration *m)
     return sql;
 }
 
-/* Applies every compiled-in migration newer than the database, each with its
- * user_version bump inside one transaction. */
+/* DP_OK when PRAGMA foreign_key_check finds no row: every reference in the
+ * database names a row that exists. */
+static enum dp_err db_foreign_keys_hold(struct srv_store *st, struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "PRAGMA foreign_key_check", -1, &s, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    enum dp_err err = DP_OK;
+    if (rc == SQLITE_ROW)
+        err = dp_errinfo_set(ei, DP_EFORMAT, "a row of %s (rowid %lld) references a missing %s row",
+                             (const char *)sqlite3_column_text(s, 0),
+                             (long long)sqlite3_column_int64(s, 1),
+                             (const char *)sqlite3_column_text(s, 2));
+    else if (rc != SQLITE_DONE)
+        err = dp_errinfo_set(ei, DP_EIO, "database: foreign_key_check: %s", sqlite3_errmsg(st->db));
+    sqlite3_finalize(s);
+    return err;
+}
+
+/*
+ * Applies every compiled-in migration newer than the database, each with its
+ * user_version bump inside one transaction. Foreign keys are not enforced
+ * while a migration runs (SQLite ignores that pragma inside a transaction,
+ * hence around it): a migration that rebuilds a table (a CHECK change) drops
+ * the old one, and with enforcement on that drop would delete or refuse
+ * every row that references it. Instead, foreign_key_check must come back
+ * empty before COMMIT, so a migration cannot leave a dangling reference.
+ */
 static enum dp_err db_migrate(struct srv_store *st, struct dp_errinfo *ei)
 {
     int have = db_user_version(st);
@@ -348,17 +375,29 @@ static enum dp_err db_migrate(struct srv_store *st, struct dp_errinfo *ei)
         char *sql = migration_text(m);
         if (sql == NULL)
             return DP_ENOMEM;
-        enum dp_err err = srv_store__exec_sql(st, "BEGIN IMMEDIATE", ei);
+        enum dp_err err = srv_store__exec_sql(st, "PRAGMA foreign_keys = OFF", ei);
+        if (!err)
+            err = srv_store__exec_sql(st, "BEGIN IMMEDIATE", ei);
         if (!err)
             err = srv_store__exec_sql(st, sql, ei);
         dp_free(sql);
         if (!err)
+            err = db_foreign_keys_hold(st, ei);
+        if (!err)
             err = srv_store__exec_sql(st, pragma, ei);
         if (!err)
             err = srv_store__exec_sql(st, "COMMIT", ei);
-        if (err) {
+        if (err)
             srv_store__exec_sql(st, "ROLLBACK", NULL);
-            return dp_errinfo_set(ei, err, "migration %s failed: %s", m->name, ei ? ei->msg : "");
+        /* Back on whatever happened: the server never runs without it. */
+        enum dp_err on = srv_store__exec_sql(st, "PRAGMA foreign_keys = ON", err ? NULL : ei);
+        if (!err)
+            err = on;
+        if (err) {
+            /* Copied first: the message is rewritten into the buffer it is read from. */
+            char why[sizeof(ei->msg)];
+            snprintf(why, sizeof(why), "%s", ei ? ei->msg : "");
+            return dp_errinfo_set(ei, err, "migration %s failed: %s", m->name, why);
         }
         DP_LOG(DP_LOG_INFO, "store: applied migration %s", m->name);
     }

@@ -188,15 +188,17 @@ struct srv_job_new {
     const char *name;
     const char *model_id;
     const char *dataset_id;
-    json_t *params; /* {"spec","pretrain"?,"export","seed"} (borrowed) */
+    json_t *params; /* {"spec","pretrain"?,"export","compile"?,"seed"} (borrowed) */
     int has_pretrain;
+    int has_compile;  /* a compile task follows export */
     int priority;     /* 0..9, higher runs first */
     int max_attempts; /* 1..20 */
     const char *idem_key;
     const char *req_hash;
 };
 
-/* Creates the job and its tasks (train? -> compress -> retrain -> export).
+/* Creates the job and its tasks (train? -> compress -> retrain -> export ->
+ * compile?).
  * The model and dataset must be the caller's (else DP_EINVAL naming the
  * field); a built-in model needs pretrain. */
 enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principal *who,

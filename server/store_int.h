@@ -183,6 +183,7 @@
     X(TASK_SET_OUTPUTS, "UPDATE tasks SET outputs = :outputs WHERE id = :id")                      \
     X(TASK_CHECKPOINT, "UPDATE tasks SET checkpoint_sha = :sha WHERE id = :id")                    \
     X(TASK_OUTPUTS, "SELECT outputs FROM tasks WHERE id = :id")                                    \
+    X(TASK_DEPENDS_ON, "SELECT depends_on FROM tasks WHERE id = :id")                              \
     X(TASKS_CANCEL_QUEUED, "UPDATE tasks SET state = 'cancelled', finished_at = :now "             \
                            "WHERE job_id = :job AND state = 'queued'")                             \
     X(TASKS_RETRY, "UPDATE tasks SET state = 'queued', attempts = 0, run_after = 0, "              \

@@ -227,10 +227,23 @@ enum dp_err srv_store__job_refresh(struct srv_store *st, const char *job_id, str
 }
 
 /* The tasks a job expands into, in dependency order; a job with pretrain
- * starts at train, an uploaded model at compress. */
+ * starts at train, an uploaded model at compress; compile runs only for a
+ * job with a compile field. Compile comes after export although it reads
+ * the retrain model (store_queue.c, task_build): the job's artifacts are
+ * then complete before the slower, optional step. */
 static const enum dp_task_type srv_task_chain[] = {DP_TASK_TRAIN, DP_TASK_COMPRESS, DP_TASK_RETRAIN,
-                                                   DP_TASK_EXPORT};
+                                                   DP_TASK_EXPORT, DP_TASK_COMPILE};
 #define SRV_TASK_CHAIN_LEN (sizeof(srv_task_chain) / sizeof(srv_task_chain[0]))
+
+/* Whether job j has a task of chain position i. */
+static int srv_task_in_chain(const struct srv_job_new *j, size_t i)
+{
+    if (srv_task_chain[i] == DP_TASK_TRAIN)
+        return j->has_pretrain;
+    if (srv_task_chain[i] == DP_TASK_COMPILE)
+        return j->has_compile;
+    return 1;
+}
 
 enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principal *who,
                                  const struct srv_job_new *j, json_t **out, int *replayed,
@@ -287,7 +300,9 @@ enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principa
     err = srv_store__bind_json(s, ":params", j->params);
     if (!err)
         err = srv_store__exec(st, s, ei);
-    for (size_t i = j->has_pretrain ? 0 : 1; !err && i < SRV_TASK_CHAIN_LEN; i++) {
+    for (size_t i = 0; !err && i < SRV_TASK_CHAIN_LEN; i++) {
+        if (!srv_task_in_chain(j, i))
+            continue;
         char tid[SRV_ID_MAX];
         err = srv_id_new("tsk_", tid);
         if (err)

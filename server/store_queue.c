@@ -77,6 +77,44 @@ static enum dp_err task_output_ref(struct srv_store *st, const char *task_id, co
     return err;
 }
 
+/* The most tasks a walk up a job's dependencies visits: longer than any
+ * chain store_jobs.c builds, so a cycle (which no code writes) ends. */
+#define SRV_DEP_WALK_MAX 16
+
+/* *out = the model output of task id, or of the nearest task it depends on
+ * (directly or not) that has one, as a blob reference; JSON null when none
+ * has. Export delivers no model, so the task after it (compile) reads the
+ * retrain model this way. */
+static enum dp_err task_model_ref(struct srv_store *st, const char *task_id, json_t **out,
+                                  struct dp_errinfo *ei)
+{
+    char id[SRV_ID_MAX];
+    snprintf(id, sizeof(id), "%s", task_id);
+    *out = NULL;
+    for (int hop = 0; hop < SRV_DEP_WALK_MAX; hop++) {
+        enum dp_err err = task_output_ref(st, id, "model", out, ei);
+        if (err || !json_is_null(*out))
+            return err;
+        json_decref(*out);
+        *out = NULL;
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_DEPENDS_ON);
+        srv_store__bind_text(s, ":id", id);
+        int has_row = 0, more = 0;
+        err = srv_store__step(st, s, &has_row, ei);
+        if (!err && has_row && !srv_store__col_null(s, 0)) {
+            snprintf(id, sizeof(id), "%s", srv_store__col_text(s, 0));
+            more = 1;
+        }
+        sqlite3_reset(s);
+        if (err)
+            return err;
+        if (!more)
+            break;
+    }
+    *out = json_null();
+    return DP_OK;
+}
+
 /* *out = an asset (by id; the job row already tied it to the job's team) as
  * a task input: {"arch"|"builtin"} or {"sha256","format","size"}, or JSON
  * null when there is no such asset. */
@@ -137,9 +175,10 @@ static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_i
     else
         json_decref(inputs);
     json_t *v = NULL;
-    /* The first task reads the job's model; the others the previous task's output. */
+    /* The first task reads the job's model; the others the latest model an
+     * earlier task produced (the previous task's, except after export). */
     if (!err)
-        err = dep ? task_output_ref(st, dep, "model", &v, ei) : asset_input(st, model_id, &v, ei);
+        err = dep ? task_model_ref(st, dep, &v, ei) : asset_input(st, model_id, &v, ei);
     if (!err && dep && json_is_object(v))
         err = task_set(v, "format", json_string("safetensors"));
     if (!err)

@@ -1,6 +1,7 @@
 /*
  * `dnnpress download` (a job's artifacts, or one artifact by sha256) and
- * `dnnpress report` (the compression report, summarised or raw). Every
+ * `dnnpress report` (the compression report, summarised or raw, with the
+ * compiled model's measurements when the job had a compile task). Every
  * download is written to a temporary name, checked against its sha256 and
  * only then renamed, so a file with the final name is always complete.
  */
@@ -77,8 +78,10 @@ static enum cli_exit cli_fetch_artifact(struct cli_ctx *ctx, const char *sha, co
 
 static const char *cli_kind_ext(const char *kind)
 {
-    if (strcmp(kind, "report") == 0)
+    if (strcmp(kind, "report") == 0 || strcmp(kind, "compile_report") == 0)
         return "json";
+    if (strcmp(kind, "code") == 0)
+        return "tar"; /* the compiled C bundle (docs/compile.md) */
     if (strcmp(kind, "onnx") == 0)
         return "onnx";
     if (strcmp(kind, "log") == 0)
@@ -177,6 +180,49 @@ static void cli_fmt_bytes(char *buf, size_t cap, double b)
         snprintf(buf, cap, "%.0f B", b);
 }
 
+/*
+ * *out = the job's compile report (the compile_report artifact), or NULL
+ * when the job has none: no compile field, or its compile task has not
+ * finished.
+ */
+static enum cli_exit cli_compile_report(struct cli_ctx *ctx, const char *id, json_t **out)
+{
+    char path[160];
+    json_t *job = NULL;
+    *out = NULL;
+    snprintf(path, sizeof(path), "/api/v1/jobs/%s", id);
+    enum cli_exit rc = cli_call(ctx, "GET", path, NULL, NULL, &job, NULL);
+    const char *sha = cli_str(json_object_get(job, "outputs"), "compile_report", "");
+    if (rc == CLI_OK && dp_sha256_hex_valid(sha)) {
+        snprintf(path, sizeof(path), "/api/v1/artifacts/%s", sha);
+        rc = cli_call(ctx, "GET", path, NULL, NULL, out, NULL);
+    }
+    json_decref(job);
+    return rc;
+}
+
+/* The compile section of `dnnpress report`: the bundle and its measured latency. */
+static void cli_print_compile(const json_t *c)
+{
+    const json_t *b = json_object_get(c, "bundle");
+    const json_t *lat = json_object_get(c, "latency_ms");
+    char bytes[32], weights[32];
+    cli_fmt_bytes(bytes, sizeof(bytes), cli_num(b, "tar_bytes"));
+    cli_fmt_bytes(weights, sizeof(weights), cli_num(b, "weights_bytes"));
+    printf("  compiled  %s target, %s code.tar (weights %s), %.0f threads\n",
+           cli_str(c, "target", "?"), bytes, weights, cli_num(c, "threads"));
+    printf("  latency   %.3f ms mean, %.3f ms p50, %.3f ms min (batch 1, %.0f runs); "
+           "max rel. error %.2g\n",
+           cli_num(lat, "mean"), cli_num(lat, "p50"), cli_num(lat, "min"), cli_num(c, "runs"),
+           cli_num(c, "max_rel_err"));
+    printf("  formats  ");
+    const char *fmt;
+    json_t *n;
+    json_object_foreach ((json_t *)json_object_get(c, "formats"), fmt, n)
+        printf(" %s %lld", fmt, (long long)json_integer_value(n));
+    printf("\n");
+}
+
 enum cli_exit cli_cmd_report(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *id = cli_id_arg("report", "report JOB_ID", argc, argv);
@@ -184,13 +230,21 @@ enum cli_exit cli_cmd_report(struct cli_ctx *ctx, int argc, char **argv)
         return CLI_USAGE;
     char path[160];
     snprintf(path, sizeof(path), "/api/v1/jobs/%s/report", id);
-    json_t *r = NULL;
+    json_t *r = NULL, *compiled = NULL;
     enum cli_exit rc = cli_call(ctx, "GET", path, NULL, NULL, &r, NULL);
-    if (rc != CLI_OK)
+    if (rc == CLI_OK)
+        rc = cli_compile_report(ctx, id, &compiled);
+    if (rc != CLI_OK) {
+        json_decref(r);
         return rc;
+    }
     if (ctx->json) {
+        /* The compression report as served, plus "compile" when there is one. */
+        if (compiled != NULL)
+            json_object_set(r, "compile", compiled);
         cli_print_json(r);
         json_decref(r);
+        json_decref(compiled);
         return CLI_OK;
     }
     const json_t *tot = json_object_get(r, "totals");
@@ -213,6 +267,9 @@ enum cli_exit cli_cmd_report(struct cli_ctx *ctx, int argc, char **argv)
         printf("  %-12.12s %10.0f %10.0f %7.1fx %6.0f\n", cli_str(l, "name", "?"),
                cli_num(l, "params"), cli_num(l, "nonzeros"), cli_num(l, "rate"),
                cli_num(l, "bits"));
+    if (compiled != NULL)
+        cli_print_compile(compiled);
     json_decref(r);
+    json_decref(compiled);
     return CLI_OK;
 }

@@ -6,9 +6,12 @@ CLI. Data: LeNet-5 on the first 2048/500 images of the real Fashion-MNIST
 (DNNPRESS_LIMIT_TRAIN/TEST, inherited by the local workers), 1-epoch phases,
 so the four jobs take about two minutes on 2 cores.
 
-  A. a whole job (train -> compress -> retrain -> export) succeeds: submit
-     --watch exits 0, status/list/report answer, every artifact downloads
-     and matches its sha256, the token file is 0600.
+  A. a whole job (train -> compress -> retrain -> export -> compile)
+     succeeds: submit --watch exits 0, status/list/report answer (the
+     report with its compile section), every artifact downloads and matches
+     its sha256, the token file is 0600; the code artifact (code.tar),
+     extracted in a clean directory, builds with make and its bench passes
+     its reference check.
   B. (on an uploaded IDX tar instead of the built-in dataset)
      kill -9 of the worker during compress, after a checkpoint upload: the
      server restarts the worker, the lease expires, the task is leased
@@ -264,7 +267,12 @@ def main():
 
     # -- A: a whole job
     t0 = time.time()
-    a_json = job_file("job-a", model, dataset)
+    # Job A also compiles its model (portable C): the chain gains a compile
+    # task after export, whose code artifact must build and pass its own
+    # reference check in a clean directory.
+    a_json = os.path.join(tmp, "job-a.json")
+    with open(a_json, "w") as f:
+        json.dump(dict(job_doc("job-a", model, dataset), compile={"target": "portable"}), f)
     p = cli("submit", a_json, "--watch", "--idempotency-key", "job-a")
     job_a = p.stdout.splitlines()[0].strip()
     check("job %s succeeded" % job_a in p.stdout, "watch output: %s" % p.stdout[-1500:])
@@ -274,10 +282,17 @@ def main():
     status = json.loads(cli("--json", "status", job_a).stdout)
     states = {t["type"]: t["state"] for t in status["tasks"]}
     check(states == {"train": "succeeded", "compress": "succeeded", "retrain": "succeeded",
-                     "export": "succeeded"}, "task states %s" % states)
+                     "export": "succeeded", "compile": "succeeded"}, "task states %s" % states)
     human = cli("report", job_a).stdout
     check("accuracy" in human and "storage" in human, "report summary: %s" % human)
+    check("compiled" in human and "portable" in human and "latency" in human,
+          "report shows the compile section: %s" % human)
     report = json.loads(cli("--json", "report", job_a).stdout)
+    compiled = report.get("compile") or {}
+    check(compiled.get("target") == "portable" and compiled["latency_ms"]["mean"] > 0
+          and compiled["max_rel_err"] <= 1e-4 and compiled["bundle"]["weights_bytes"] > 0
+          and sum(compiled["formats"].values()) > 0,
+          "compile report: %s" % json.dumps(compiled)[:800])
     fc1 = [l for l in report["layers"] if l["name"] == "fc1"][0]
     check(fc1["nonzeros"] == round(fc1["params"] / 10), "fc1 keeps 1/10: %s" % fc1["nonzeros"])
     dl = os.path.join(tmp, "dl")
@@ -286,8 +301,28 @@ def main():
     for f in files:
         with open(f["path"], "rb") as fh:
             check(hashlib.sha256(fh.read()).hexdigest() == f["sha256"], "sha256 of %s" % f["path"])
-    for want in ("model.safetensors", "report.json", "model.onnx"):
+    for want in ("model.safetensors", "report.json", "model.onnx", "code.tar",
+                 "compile_report.json"):
         check(os.path.exists(os.path.join(dl, want)), "%s downloaded (%s)" % (want, kinds))
+    # The bundle, as a user gets it: extracted in a clean directory, built
+    # with its own Makefile, and its bench's reference check passes.
+    t_build = time.time()
+    clean = tempfile.mkdtemp(prefix="dp-code-", dir=tmp)
+    with tarfile.open(os.path.join(dl, "code.tar")) as t:
+        names = t.getnames()
+        check(all(m.isreg() and "/" not in m.name for m in t.getmembers()),
+              "code.tar holds plain files only: %s" % names)
+        t.extractall(clean)
+    check({"model.h", "model.c", "weights.bin", "reference.bin", "bench.c",
+           "Makefile"} <= set(names), "code.tar members: %s" % names)
+    p = subprocess.run(["make", "-s"], cwd=clean, capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0, "make in the extracted bundle: %s" % p.stderr[-2000:])
+    p = subprocess.run(["./bench", "--runs", "1"], cwd=clean, capture_output=True, text=True,
+                       timeout=60)
+    check(p.returncode == 0, "bench --runs 1 exit %d: %s" % (p.returncode, p.stderr[-2000:]))
+    bench = json.loads(p.stdout.strip().splitlines()[-1])
+    check(bench["max_rel_err"] <= 1e-4, "bench reference check: %s" % bench)
+    build_s = time.time() - t_build
     listed = cli("list").stdout
     check(job_a in listed and "succeeded" in listed, "list: %s" % listed)
     # The compressed model goes back in as a model of its own (a streamed
@@ -307,6 +342,9 @@ def main():
        "%d artifacts downloaded and verified" % (time.time() - t0,
                                                   100 * report["dense_test_accuracy"],
                                                   100 * report["final_test_accuracy"], len(files)))
+    ok("job A: compile (portable) measured %.3f ms on the worker; code.tar (%d files) built "
+       "and passed its reference check in a clean directory (%.1fs)"
+       % (compiled["latency_ms"]["mean"], len(names), build_s))
 
     # -- B: kill -9 of the worker during compress
     t0 = time.time()

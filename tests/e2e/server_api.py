@@ -1150,6 +1150,13 @@ def main():
     check([t["type"] for t in jo["tasks"]] == ["compress", "retrain", "export"],
           "no train task without pretrain: %r" % jo["tasks"])
     expect(s.req("POST", "/api/v1/jobs/%s/cancel" % jo["id"], token=tok_a), 202, "cancel")
+    # With a compile field the chain ends with compile, its defaults stored.
+    jc = expect(s.req("POST", "/api/v1/jobs", {"model_id": om["id"], "dataset_id": dsi["id"],
+                                               "spec": SPEC, "compile": {}}, tok_a), 201,
+                "job with compile")
+    check([t["type"] for t in jc["tasks"]] == ["compress", "retrain", "export", "compile"],
+          "compile follows export: %r" % jc["tasks"])
+    expect(s.req("POST", "/api/v1/jobs/%s/cancel" % jc["id"], token=tok_a), 202, "cancel")
     expect(s.req("GET", "/api/v1/models/%s" % om["id"], token=tok_b), 404, "team B reads A's model")
     ok("models and datasets: built-ins, ONNX, safetensors, IDX, CIFAR-10 and NPY uploads stored by sha256, "
        "ETag/304; a job on an uploaded model skips train")
@@ -1175,6 +1182,16 @@ def main():
     expect(s.req("POST", "/api/v1/jobs", {"model_id": m["id"], "dataset_id": d["id"], "spec": SPEC,
                                           "pretrain": {"epochs": 0}}, tok_a),
            400, "pretrain.epochs out of range", contains="pretrain.epochs")
+    for bad, field in (({"target": "gpu"}, "body.compile.target"),
+                       ({"target": 1}, "body.compile.target"),
+                       ({"tune_s": 30}, "body.compile.tune_s"),
+                       ({"tune_s": -1}, "body.compile.tune_s"),
+                       ({"target": "native", "threads": 4}, "threads"),
+                       ("portable", "body.compile")):
+        expect(s.req("POST", "/api/v1/jobs", {"model_id": m["id"], "dataset_id": d["id"],
+                                              "spec": SPEC, "pretrain": {"epochs": 1},
+                                              "compile": bad}, tok_a),
+               400, "bad compile field %r" % (bad,), "invalid_request", field)
     expect(s.req("POST", "/api/v1/jobs", b"{}", tok_a, headers={"Content-Type": "text/plain"}),
            415, "wrong content type")
     st, head = s.req_expect("POST", "/api/v1/jobs", 2 << 20, tok_a, "application/json")

@@ -8,8 +8,12 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/tar_write.h"
+#include "worker/agent/wk_bundle.h"
 #include "worker/cmd/wk_cmd.h"
 
 typedef enum dp_err (*wk_engine_bind_fn)(struct wk_engine_job *j, const json_t *params,
@@ -217,6 +221,112 @@ static enum dp_err wk_run_export(const struct wk_engine_job *j, const struct wk_
     return wk_export(&j->export, h, ei);
 }
 
+/* ---- compile ----------------------------------------------------------------- */
+
+/* params.compile, as the server stored it ({"target","tune_s"}, defaults
+ * filled); target is checked again by wk_compile_check. */
+static enum dp_err wk_bind_compile(struct wk_engine_job *j, const json_t *params,
+                                   const struct wk_task_files *f, const struct wk_run_opts *o,
+                                   struct dp_errinfo *ei)
+{
+    struct wk_compile_opts *c = &j->compile;
+    wk_compile_opts_init(c);
+    const json_t *cp = json_object_get(params, "compile");
+    if (cp != NULL && !json_is_object(cp))
+        return dp_errinfo_set(ei, DP_EINVAL, "params.compile: must be an object");
+    const json_t *target = json_object_get(cp, "target");
+    if (target != NULL && !json_is_string(target))
+        return dp_errinfo_set(ei, DP_EINVAL, "params.compile.target: must be a string");
+    if (target != NULL)
+        c->target = json_string_value(target);
+    const json_t *tune = json_object_get(cp, "tune_s");
+    if (tune != NULL && !(json_is_integer(tune) && json_integer_value(tune) == 0))
+        return dp_errinfo_set(ei, DP_EINVAL, "params.compile.tune_s: only 0 is supported");
+    enum dp_err err = wk_engine_path(f->model, "the model", ei);
+    if (!err)
+        err = wk_engine_path(f->out_code, "the code output", ei);
+    if (!err)
+        err = wk_engine_path(f->out_compile_report, "the compile report", ei);
+    if (!err)
+        err = wk_engine_path(f->work_dir, "the bundle directory", ei);
+    if (err)
+        return err;
+    int k1 = snprintf(j->bundle_dir, sizeof(j->bundle_dir), "%s/bundle", f->work_dir);
+    int k2 = snprintf(j->build_log, sizeof(j->build_log), "%s/build.log", f->work_dir);
+    if (k1 < 0 || (size_t)k1 >= sizeof(j->bundle_dir) || k2 < 0 ||
+        (size_t)k2 >= sizeof(j->build_log))
+        return dp_errinfo_set(ei, DP_EINVAL, "task directory path too long");
+    c->model = f->model;
+    c->out = j->bundle_dir;
+    c->name = "model"; /* the input file's name (in.safetensors) says nothing */
+    /* The bundle's default team and bench's: the worker's own thread count,
+     * or every core when it has none set, as the other engines use. */
+    c->threads = o->threads > 0 ? o->threads : sysconf(_SC_NPROCESSORS_ONLN);
+    if (c->threads < 1)
+        c->threads = 1;
+    j->code_out = f->out_code;
+    j->creport_out = f->out_compile_report;
+    return wk_compile_check(c, ei);
+}
+
+/* Writes r as JSON to path (temp file, then rename). */
+static enum dp_err wk_engine_write_json(const char *path, const json_t *r, struct dp_errinfo *ei)
+{
+    char tmp[1300];
+    int k = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (k < 0 || (size_t)k >= sizeof(tmp))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: path too long", path);
+    if (json_dump_file(r, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return dp_errinfo_set(ei, DP_EIO, "cannot write %s", path);
+    }
+    return DP_OK;
+}
+
+/* Compiles, packs the sources (before the build adds objects to the
+ * directory), then builds and times the bundle with its own bench. */
+static enum dp_err wk_run_compile(const struct wk_engine_job *j, const struct wk_hooks *h,
+                                  struct dp_errinfo *ei)
+{
+    const struct wk_compile_opts *c = &j->compile;
+    json_t *files = NULL, *bench = NULL, *report = NULL;
+    struct stat st;
+    enum dp_err err = wk_compile(c, h, ei);
+    if (!err)
+        err = dp_tar_write_dir(c->out, j->code_out, WK_BUNDLE_MAX_BYTES, ei);
+    if (!err && (files = wk_bundle_files(c->out)) == NULL)
+        err = dp_errinfo_set(ei, DP_EIO, "cannot list %s", c->out);
+    if (!err && stat(j->code_out, &st) != 0)
+        err = dp_errinfo_set(ei, DP_EIO, "cannot stat %s", j->code_out);
+    if (!err)
+        err =
+            wk_bundle_bench(c->out, j->build_log, c->threads, WK_BUNDLE_BENCH_RUNS, h, &bench, ei);
+    if (!err) {
+        report = wk_bundle_report(files, bench, c->target, c->threads, WK_BUNDLE_BENCH_RUNS,
+                                  (long long)st.st_size);
+        if (report == NULL)
+            err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory building the compile report");
+    }
+    if (!err)
+        err = wk_engine_write_json(j->creport_out, report, ei);
+    if (!err && h != NULL && h->event != NULL) {
+        /* One line for the job's event stream (a "log" event of kind "compile"). */
+        char msg[160];
+        snprintf(msg, sizeof(msg), "compiled (%s, %ld threads): %.3f ms mean latency", c->target,
+                 c->threads,
+                 json_number_value(json_object_get(json_object_get(report, "latency_ms"), "mean")));
+        json_t *d = json_pack("{s:s, s:O}", "message", msg, "latency_ms",
+                              json_object_get(report, "latency_ms"));
+        if (d != NULL)
+            h->event(h->ctx, "compile", d);
+        json_decref(d);
+    }
+    json_decref(files);
+    json_decref(bench);
+    json_decref(report);
+    return err;
+}
+
 /* ---- The table ----------------------------------------------------------------- */
 
 static const struct wk_engine_cmd wk_engine_cmds[] = {
@@ -224,6 +334,7 @@ static const struct wk_engine_cmd wk_engine_cmds[] = {
     {DP_TASK_COMPRESS, "compress", 1, wk_bind_compress, wk_run_compress},
     {DP_TASK_RETRAIN, "compress", 1, wk_bind_retrain, wk_run_compress},
     {DP_TASK_EXPORT, "export", 0, wk_bind_export, wk_run_export},
+    {DP_TASK_COMPILE, "compile", 0, wk_bind_compile, wk_run_compile},
 };
 
 #define WK_ENGINE_N_CMDS (sizeof(wk_engine_cmds) / sizeof(wk_engine_cmds[0]))

@@ -16,6 +16,7 @@
 
 #include "common/err.h"
 #include "common/task_type.h"
+#include "worker/cmd/wk_compile.h"
 #include "worker/cmd/wk_compress.h"
 #include "worker/cmd/wk_export.h"
 #include "worker/cmd/wk_hooks.h"
@@ -30,8 +31,11 @@ struct wk_task_files {
     const char *out_model;   /* train, compress, retrain */
     const char *out_report;  /* compress, retrain */
     const char *out_onnx;    /* export */
-    const char *checkpoint;  /* whole-state checkpoint written every epoch */
-    int resume;              /* the checkpoint holds an earlier attempt's state */
+    const char *out_code;    /* compile: the bundle as a tar (the code artifact) */
+    const char *out_compile_report; /* compile: the compile report (JSON) */
+    const char *work_dir;           /* compile: scratch directory for the bundle, its build */
+    const char *checkpoint;         /* whole-state checkpoint written every epoch */
+    int resume;                     /* the checkpoint holds an earlier attempt's state */
 };
 
 /* Worker-wide settings that every engine command gets. 0 means unset. */
@@ -47,8 +51,13 @@ struct wk_engine_job {
     struct wk_train_opts train;
     struct wk_compress_opts compress;
     struct wk_export_opts export;
-    struct dp_spec *spec; /* compress, retrain: parsed params.spec; owned */
-    json_t *prev_report;  /* retrain, export: the previous report; owned */
+    struct wk_compile_opts compile;
+    const char *code_out;    /* compile: where the tar goes */
+    const char *creport_out; /* compile: where the compile report goes */
+    char bundle_dir[1200];   /* compile: the compiler's output directory */
+    char build_log[1200];    /* compile: make's and bench's output */
+    struct dp_spec *spec;    /* compress, retrain: parsed params.spec; owned */
+    json_t *prev_report;     /* retrain, export: the previous report; owned */
 };
 
 /* Whether this build runs task type t. Any thread. */

@@ -82,7 +82,7 @@ static const struct wk_flag wk_serve_flags[] = {
     {"cache-dir", WK_STR, WK_OFF(cache_dir), 0, 0, NULL, 0,
      "directory for fetched models/datasets and task files"},
     {"cache-mb", WK_INT, WK_OFF(cache_mb), 1, 1048576, "2048", 0, "cache size cap in MiB"},
-    {"capabilities", WK_STR, WK_OFF(capabilities), 0, 0, "train,compress,retrain,export", 0,
+    {"capabilities", WK_STR, WK_OFF(capabilities), 0, 0, "train,compress,retrain,export,compile", 0,
      "comma-separated task types to take"},
     {"name", WK_STR, WK_OFF(name), 0, 0, NULL, 0,
      "worker name shown by the server (default: hostname)"},

@@ -77,6 +77,7 @@ struct wk_task {
     char data_spec[WK_PATH_MAX];
     char p_model[WK_PATH_MAX], p_prev[WK_PATH_MAX];
     char p_out[WK_PATH_MAX], p_report[WK_PATH_MAX], p_onnx[WK_PATH_MAX], p_ckpt[WK_PATH_MAX];
+    char p_code[WK_PATH_MAX], p_creport[WK_PATH_MAX];
     struct wk_task_files files;
     struct wk_engine_job job; /* the command's options; read by the engine thread */
 
@@ -280,7 +281,9 @@ static enum dp_err wk_task_prepare(struct wk_task *t, struct dp_errinfo *ei)
     if (wk_path(t->p_ckpt, t->dir, "state.safetensors") != 0 ||
         wk_path(t->p_out, t->dir, "out.safetensors") != 0 ||
         wk_path(t->p_report, t->dir, "report.json") != 0 ||
-        wk_path(t->p_onnx, t->dir, "model.onnx") != 0)
+        wk_path(t->p_onnx, t->dir, "model.onnx") != 0 ||
+        wk_path(t->p_code, t->dir, "code.tar") != 0 ||
+        wk_path(t->p_creport, t->dir, "compile-report.json") != 0)
         return dp_errinfo_set(ei, DP_EINVAL, "task directory path too long");
     const json_t *ck = json_object_get(t->inputs, "checkpoint");
     if (json_is_object(ck)) {
@@ -293,6 +296,9 @@ static enum dp_err wk_task_prepare(struct wk_task *t, struct dp_errinfo *ei)
     t->files.out_model = t->p_out;
     t->files.out_report = t->p_report;
     t->files.out_onnx = t->p_onnx;
+    t->files.out_code = t->p_code;
+    t->files.out_compile_report = t->p_creport;
+    t->files.work_dir = t->dir; /* wk_rmtree's two levels cover DIR/bundle/ */
 
     return wk_engine_bind(&t->job, t->ttype, t->params, &t->files, &env->run, ei);
 }
@@ -669,6 +675,10 @@ static const char *wk_task_output_path(const struct wk_task *t, enum dp_task_out
             return t->p_report;
         case DP_TASK_OUT_ONNX:
             return t->p_onnx;
+        case DP_TASK_OUT_CODE:
+            return t->p_code;
+        case DP_TASK_OUT_COMPILE_REPORT:
+            return t->p_creport;
         case DP_TASK_OUT__COUNT:
             break;
     }

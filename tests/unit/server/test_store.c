@@ -14,6 +14,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "server/migrations_gen.h"
 #include "server/store.h"
 #include "tests/unit/test_util.h"
 
@@ -91,8 +92,10 @@ static void teardown(void)
 
 TestSuite(srv_store, .init = setup, .fini = teardown);
 
-/* Creates a built-in model and dataset for team p and a job with pretrain. */
-static char *job_new(const struct srv_principal *p, const char *idem, int max_attempts)
+/* Creates a built-in model and dataset for team p and a job with pretrain,
+ * and a compile task at the end when compile is set. */
+static char *job_new_ex(const struct srv_principal *p, const char *idem, int max_attempts,
+                        int compile)
 {
     json_t *m = NULL, *d = NULL, *j = NULL;
     int replayed;
@@ -111,6 +114,7 @@ static char *job_new(const struct srv_principal *p, const char *idem, int max_at
                              .dataset_id = json_string_value(json_object_get(d, "id")),
                              .params = params,
                              .has_pretrain = 1,
+                             .has_compile = compile,
                              .priority = 5,
                              .max_attempts = max_attempts,
                              .idem_key = idem,
@@ -123,6 +127,11 @@ static char *job_new(const struct srv_principal *p, const char *idem, int max_at
     json_decref(d);
     json_decref(j);
     return id;
+}
+
+static char *job_new(const struct srv_principal *p, const char *idem, int max_attempts)
+{
+    return job_new_ex(p, idem, max_attempts, 0);
 }
 
 static json_t *caps_of(const char *type)
@@ -149,7 +158,7 @@ static char *worker_new(void)
 
 Test(srv_store, migrations_record_the_schema_version)
 {
-    cr_assert_eq(srv_store_schema_version(st), 3);
+    cr_assert_eq(srv_store_schema_version(st), 4);
     cr_assert_eq(srv_store_integrity_check(st, NULL), DP_OK);
     /* Reopening applies nothing and keeps the data. */
     srv_store_close(st);
@@ -158,6 +167,142 @@ Test(srv_store, migrations_record_the_schema_version)
     cr_assert_eq(srv_store_team_list(st, 50, 0, &teams, NULL), DP_OK);
     cr_assert_eq(json_array_size(json_object_get(teams, "items")), 2);
     json_decref(teams);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Runs sql on raw and returns the first column of its one row as text (static buffer). */
+static const char *raw_text(sqlite3 *raw, const char *sql)
+{
+    static char buf[4096];
+    sqlite3_stmt *s = NULL;
+    buf[0] = '\0';
+    cr_assert_eq(sqlite3_prepare_v2(raw, sql, -1, &s, NULL), SQLITE_OK, "%s: %s", sql,
+                 sqlite3_errmsg(raw));
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0) != NULL)
+        snprintf(buf, sizeof(buf), "%s", (const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    return buf;
+}
+
+/* Every row of the tables the version 4 rebuild touches or that reference
+ * tasks, as one text, to compare before and after. */
+static const char *const rows_sql =
+    "SELECT (SELECT group_concat(seq || '|' || id || '|' || job_id || '|' || type || '|' || state"
+    " || '|' || coalesce(depends_on, '-') || '|' || priority || '|' || attempts || '|' || fence"
+    " || '|' || coalesce(lease_owner, '-') || '|' || coalesce(lease_expires_at, '-') || '|' ||"
+    " run_after || '|' || coalesce(checkpoint_sha, '-') || '|' || outputs || '|' || created_at"
+    " || '|' || coalesce(finished_at, '-'), ';') FROM (SELECT * FROM tasks ORDER BY seq))"
+    " || '#' || (SELECT group_concat(task_id || kind, ';') FROM task_errors)"
+    " || '#' || (SELECT group_concat(task_id || sha256, ';') FROM artifacts)"
+    " || '#' || (SELECT seq FROM sqlite_sequence WHERE name = 'tasks')";
+
+/*
+ * The version 4 migration rebuilds tasks to widen its type CHECK: on a
+ * version 3 database with rows (tasks depending on tasks, a lease, a
+ * checkpoint, errors and artifacts referencing them), every row and the
+ * AUTOINCREMENT counter survive, the indexes and foreign keys are there
+ * again, compile is accepted and an unknown type still refused.
+ */
+Test(srv_store, a_version_3_database_migrates_to_4_keeping_its_rows)
+{
+    srv_store_close(st);
+    st = NULL;
+    char p[400];
+    remove(db);
+    snprintf(p, sizeof(p), "%s-wal", db);
+    remove(p);
+    snprintf(p, sizeof(p), "%s-shm", db);
+    remove(p);
+
+    /* A version 3 database, built by the first three compiled-in migrations. */
+    sqlite3 *raw = NULL;
+    cr_assert_eq(sqlite3_open(db, &raw), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(raw, "PRAGMA foreign_keys = ON", NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 0; i < SRV_N_MIGRATIONS && srv_migrations[i].version <= 3; i++) {
+        char sql[32768] = "";
+        size_t n = 0;
+        for (const char *const *l = srv_migrations[i].lines; *l; l++) {
+            size_t k = strlen(*l);
+            cr_assert(n + k < sizeof(sql));
+            memcpy(sql + n, *l, k + 1);
+            n += k;
+        }
+        char *msg = NULL;
+        cr_assert_eq(sqlite3_exec(raw, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s",
+                     srv_migrations[i].name, msg ? msg : "");
+    }
+    const char *fill =
+        "PRAGMA user_version = 3;"
+        "INSERT INTO teams (id, name, created_at) VALUES ('team_1', 't', 1);"
+        "INSERT INTO blobs (sha256, size, created_at) VALUES ('ck', 3, 1), ('m1', 3, 1);"
+        "INSERT INTO jobs (id, team_id, name, state, model_id, dataset_id, priority, "
+        " max_attempts, params, created_at) VALUES ('job_1', 'team_1', 'j', 'running', 'mdl_1',"
+        " 'dst_1', 5, 3, '{}', 1);"
+        "INSERT INTO tasks (seq, id, job_id, type, state, depends_on, priority, max_attempts, "
+        " outputs, created_at, finished_at) VALUES (7, 'tsk_a', 'job_1', 'train', 'succeeded',"
+        " NULL, 5, 3, '{\"model\":\"m1\"}', 1, 2);"
+        "INSERT INTO tasks (seq, id, job_id, type, state, depends_on, priority, attempts, "
+        " max_attempts, fence, lease_owner, lease_expires_at, run_after, checkpoint_sha, "
+        " created_at) VALUES (9, 'tsk_b', 'job_1', 'compress', 'leased', 'tsk_a', 5, 2, 3, 4,"
+        " 'wkr_1', 99, 10, 'ck', 1);"
+        "INSERT INTO tasks (id, job_id, type, state, depends_on, priority, max_attempts, "
+        " created_at) VALUES ('tsk_c', 'job_1', 'retrain', 'queued', 'tsk_b', 5, 3, 1);"
+        "INSERT INTO tasks (id, job_id, type, state, depends_on, priority, max_attempts, "
+        " created_at) VALUES ('tsk_d', 'job_1', 'export', 'queued', 'tsk_c', 5, 3, 1);"
+        /* A higher counter than the last row: a task inserted and rolled back never
+         * happens here, but the counter must not go back either way. */
+        "UPDATE sqlite_sequence SET seq = 20 WHERE name = 'tasks';"
+        "INSERT INTO task_errors (task_id, attempt, kind, message, at) VALUES "
+        " ('tsk_b', 1, 'lease_expired', 'x', 3);"
+        "INSERT INTO artifacts (job_id, task_id, team_id, kind, sha256, size, created_at, fence)"
+        " VALUES ('job_1', 'tsk_a', 'team_1', 'model', 'm1', 3, 2, 1);";
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(raw, fill, NULL, NULL, &msg), SQLITE_OK, "%s", msg ? msg : "");
+    char before[4096];
+    snprintf(before, sizeof(before), "%s", raw_text(raw, rows_sql));
+    cr_assert(strstr(before, "tsk_d") != NULL && strstr(before, "#20") != NULL, "%s", before);
+    sqlite3_close(raw);
+
+    open_store(60000);
+    cr_assert_eq(srv_store_schema_version(st), 4);
+    cr_assert_eq(srv_store_integrity_check(st, NULL), DP_OK);
+
+    cr_assert_eq(sqlite3_open(db, &raw), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(raw, "PRAGMA foreign_keys = ON", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_str_eq(raw_text(raw, rows_sql), before);
+    cr_assert_str_eq(raw_text(raw, "SELECT group_concat(name, ',') FROM (SELECT name FROM "
+                                   "sqlite_master WHERE type = 'index' AND tbl_name = 'tasks' "
+                                   "AND sql IS NOT NULL ORDER BY name)"),
+                     "tasks_job,tasks_lease,tasks_ready");
+    cr_assert_str_eq(raw_text(raw, "SELECT group_concat(\"table\" || '.' || \"to\", ',') FROM "
+                                   "(SELECT * FROM pragma_foreign_key_list('tasks') ORDER BY "
+                                   "\"table\")"),
+                     "blobs.sha256,jobs.id,tasks.id");
+    cr_assert_str_eq(raw_text(raw, "SELECT \"table\" FROM pragma_foreign_key_list('task_errors')"),
+                     "tasks");
+    cr_assert_str_eq(raw_text(raw, "SELECT count(*) FROM pragma_foreign_key_check"), "0");
+    cr_assert_str_eq(raw_text(raw, "SELECT count(*) FROM sqlite_master WHERE name = 'tasks_new'"),
+                     "0");
+    /* The wider CHECK, and the constraints that must still hold. */
+    cr_assert_eq(sqlite3_exec(raw,
+                              "INSERT INTO tasks (id, job_id, type, state, depends_on, priority, "
+                              "max_attempts, created_at) VALUES ('tsk_e', 'job_1', 'compile', "
+                              "'queued', 'tsk_d', 5, 3, 1)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(raw));
+    cr_assert_str_eq(raw_text(raw, "SELECT seq FROM tasks WHERE id = 'tsk_e'"), "21");
+    cr_assert_eq(sqlite3_exec(raw,
+                              "INSERT INTO tasks (id, job_id, type, state, priority, "
+                              "max_attempts, created_at) VALUES ('tsk_f', 'job_1', 'profile', "
+                              "'queued', 5, 3, 1)",
+                              NULL, NULL, NULL),
+                 SQLITE_CONSTRAINT);
+    cr_assert_eq(sqlite3_exec(raw,
+                              "INSERT INTO task_errors (task_id, attempt, kind, message, at) "
+                              "VALUES ('tsk_nope', 1, 'error', 'x', 1)",
+                              NULL, NULL, NULL),
+                 SQLITE_CONSTRAINT, "task_errors still references tasks");
+    sqlite3_close(raw);
     DP_ASSERT_NO_LEAKS();
 }
 
@@ -218,6 +363,103 @@ Test(srv_store, claim_follows_dependencies_and_fences_refuse_stale_writes)
     json_decref(caps);
     json_decref(t);
     json_decref(t2);
+    dp_free(job);
+    dp_free(w);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Claims the next task of type for w, uploads one artifact per output kind
+ * (the i-th kind's sha: fill repeated, then the digit i) and completes it. */
+static void run_task(const char *w, const char *type, const char *const *kinds, char fill)
+{
+    json_t *caps = caps_of(type), *t = NULL;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, &ei), DP_OK, "%s: %s", type,
+                 ei.msg);
+    json_decref(caps);
+    const char *tid = json_string_value(json_object_get(t, "id"));
+    int64_t fence = json_integer_value(json_object_get(t, "fence"));
+    json_t *outputs = json_object();
+    for (int i = 0; kinds[i] != NULL; i++) {
+        char sha[65];
+        memset(sha, fill, 63);
+        sha[63] = (char)('0' + i);
+        sha[64] = '\0';
+        cr_assert_eq(srv_store_task_artifact(st, &agent, tid, fence, kinds[i], sha, 3, &ei), DP_OK,
+                     "%s", ei.msg);
+        json_object_set_new(outputs, kinds[i], json_string(sha));
+    }
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, &ei), DP_OK, "%s: %s",
+                 type, ei.msg);
+    json_decref(outputs);
+    json_decref(t);
+}
+
+/* A job with compile gets a compile task after export, which reads the
+ * retrain model (export has none) and completes only with code and its
+ * compile report; a job without compile has no such task. */
+Test(srv_store, a_compile_task_follows_export_and_reads_the_retrain_model)
+{
+    static const char *const model[] = {"model", NULL};
+    static const char *const model_report[] = {"model", "report", NULL};
+    static const char *const onnx[] = {"onnx", NULL};
+    char *plain = job_new(&team_a, NULL, 3), *job = job_new_ex(&team_a, NULL, 3, 1);
+    char *w = worker_new();
+    json_t *j = NULL, *t = NULL;
+    cr_assert_eq(srv_store_job_get(st, &team_a, job, &j, NULL), DP_OK);
+    json_t *tasks = json_object_get(j, "tasks");
+    cr_assert_eq(json_array_size(tasks), 5);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(tasks, 4), "type")),
+                     "compile");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(tasks, 4), "depends_on")),
+                     json_string_value(json_object_get(json_array_get(tasks, 3), "id")));
+    json_decref(j);
+    cr_assert_eq(srv_store_job_get(st, &team_a, plain, &j, NULL), DP_OK);
+    cr_assert_eq(json_array_size(json_object_get(j, "tasks")), 4);
+    json_decref(j);
+
+    /* Both chains (the older job's tasks are claimed first). */
+    for (int i = 0; i < 2; i++) {
+        run_task(w, "train", model, 't');
+        run_task(w, "compress", model_report, 'c');
+        run_task(w, "retrain", model_report, 'r');
+        run_task(w, "export", onnx, 'e');
+    }
+    json_t *caps = caps_of("compile");
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(srv_store_task_claim(st, &agent, w, caps, &t, NULL, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "job_id")), job);
+    json_t *in = json_object_get(json_object_get(t, "inputs"), "model");
+    const char *retrain_model = "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr0";
+    cr_assert_str_eq(json_string_value(json_object_get(in, "sha256")), retrain_model);
+    cr_assert_str_eq(json_string_value(json_object_get(in, "format")), "safetensors");
+    const char *tid = json_string_value(json_object_get(t, "id"));
+    int64_t fence = json_integer_value(json_object_get(t, "fence"));
+    const char *code = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+    const char *rep = "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+    cr_assert_eq(srv_store_task_artifact(st, &agent, tid, fence, "code", code, 3, NULL), DP_OK);
+    json_t *outputs = json_pack("{s:s}", "code", code);
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "outputs.compile_report: required for a compile task") != NULL, "%s",
+              ei.msg);
+    json_decref(outputs);
+    cr_assert_eq(srv_store_task_artifact(st, &agent, tid, fence, "compile_report", rep, 3, NULL),
+                 DP_OK);
+    outputs = json_pack("{s:s, s:s}", "code", code, "compile_report", rep);
+    cr_assert_eq(srv_store_task_complete(st, &agent, tid, fence, outputs, &ei), DP_OK, "%s",
+                 ei.msg);
+    json_decref(outputs);
+    json_decref(caps);
+    json_decref(t);
+
+    cr_assert_eq(srv_store_job_get(st, &team_a, job, &j, NULL), DP_OK);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "succeeded");
+    json_t *jo = json_object_get(j, "outputs");
+    cr_assert_str_eq(json_string_value(json_object_get(jo, "code")), code);
+    cr_assert_str_eq(json_string_value(json_object_get(jo, "compile_report")), rep);
+    cr_assert_str_eq(json_string_value(json_object_get(jo, "model")), retrain_model);
+    json_decref(j);
+    dp_free(plain);
     dp_free(job);
     dp_free(w);
     DP_ASSERT_NO_LEAKS();

@@ -204,10 +204,61 @@ Test(wk_engine, capabilities_come_from_one_table)
 {
     cr_assert(wk_engine_needs_data(DP_TASK_COMPRESS));
     cr_assert_not(wk_engine_needs_data(DP_TASK_EXPORT));
-    cr_assert_not(wk_engine_supports(DP_TASK_COMPILE));
+    cr_assert(wk_engine_supports(DP_TASK_COMPILE));
+    cr_assert_not(wk_engine_needs_data(DP_TASK_COMPILE));
+    cr_assert_not(wk_engine_supports(DP_TASK_PROFILE));
     char list[128];
     wk_engine_list(list, sizeof(list));
-    cr_assert_str_eq(list, "train, compress, retrain, export");
+    cr_assert_str_eq(list, "train, compress, retrain, export, compile");
+}
+
+/* compile: target from params.compile, the worker's threads, the bundle in
+ * the task directory; a bad target or tune_s is refused naming the field. */
+Test(wk_engine, compile_options_from_the_task)
+{
+    struct wk_task_files f = {.model = "T/in.safetensors",
+                              .out_code = "T/code.tar",
+                              .out_compile_report = "T/compile-report.json",
+                              .work_dir = "T"};
+    struct wk_run_opts o = {3, 0, 0};
+    json_t *params = params_of("{\"compile\": {\"target\": \"portable\", \"tune_s\": 0}}");
+    struct wk_engine_job j;
+    struct dp_errinfo ei = {DP_OK, ""};
+    cr_assert_eq(wk_engine_bind(&j, DP_TASK_COMPILE, params, &f, &o, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_str_eq(j.command, "compile");
+    cr_assert_str_eq(j.compile.model, "T/in.safetensors");
+    cr_assert_str_eq(j.compile.out, "T/bundle");
+    cr_assert_str_eq(j.compile.target, "portable");
+    cr_assert_eq(j.compile.threads, 3);
+    cr_assert_str_eq(j.code_out, "T/code.tar");
+    cr_assert_str_eq(j.creport_out, "T/compile-report.json");
+    wk_engine_job_free(&j);
+    json_decref(params);
+
+    /* No compile object: the command's defaults; no worker threads: every core. */
+    o.threads = 0;
+    cr_assert_eq(wk_engine_bind(&j, DP_TASK_COMPILE, NULL, &f, &o, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_str_eq(j.compile.target, "native");
+    cr_assert_geq(j.compile.threads, 1);
+    wk_engine_job_free(&j);
+
+    static const struct {
+        const char *params, *field;
+    } bad[] = {
+        {"{\"compile\": {\"target\": \"opencl\"}}", "--target"},
+        {"{\"compile\": {\"target\": 3}}", "params.compile.target"},
+        {"{\"compile\": {\"tune_s\": 5}}", "params.compile.tune_s"},
+        {"{\"compile\": []}", "params.compile"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        params = params_of(bad[i].params);
+        cr_assert_eq(wk_engine_bind(&j, DP_TASK_COMPILE, params, &f, &o, &ei), DP_EINVAL, "%s",
+                     bad[i].params);
+        cr_assert(strstr(ei.msg, bad[i].field) != NULL, "%s: %s", bad[i].params, ei.msg);
+        wk_engine_job_free(&j);
+        json_decref(params);
+    }
+    DP_ASSERT_NO_LEAKS();
 }
 
 Test(wk_engine, allocation_failures_are_clean)
