@@ -492,8 +492,32 @@ static void admm_harden(struct admm_ctx *c, int with_quant)
 
 /* ---- Step actions --------------------------------------------------------- */
 
-static enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *sp,
-                                   struct dp_errinfo *ei)
+/*
+ * Multi-rho, after every Z/U update: rho_new = min(rho_max, rho *
+ * rho_factor). U is the scaled dual Lambda / rho, so keeping Lambda means
+ * U = U * rho_old / rho_new. Without the rescale, the pull rho (W - Z + U)
+ * of a pruned weight would gain (f - 1) g of the loss gradient's g it had
+ * balanced, and the pruned weights would settle at (f - 1) g / rho instead
+ * of 0.
+ */
+static void admm_rho_grow(struct admm_ctx *c)
+{
+    const struct dp_spec *s = c->spec;
+    for (int k = 0; k < c->n_t; k++) {
+        struct admm_target *t = &c->t[k];
+        const double rho = fmin(s->rho_max, t->rho * s->rho_factor);
+        if (rho == t->rho)
+            continue;
+        const float scale = (float)(t->rho / rho);
+        float *u = c->u + c->m->params[t->param].offset;
+        const size_t n = admm_numel(c, t);
+        for (size_t i = 0; i < n; i++)
+            u[i] *= scale;
+        t->rho = rho;
+    }
+}
+
+enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *sp, struct dp_errinfo *ei)
 {
     const struct dp_spec *s = c->spec;
     const struct dp_model *m = c->m;
@@ -570,8 +594,8 @@ static void admm_zu_update(struct admm_ctx *c, const struct admm_step *sp)
         mean_resid += t->resid / c->n_t;
         json_array_append_new(lt, json_pack("{s:s, s:f, s:f}", "name", m->layers[t->layer].name,
                                             "rho", t->rho, "residual", t->resid));
-        t->rho = fmin(s->rho_max, t->rho * s->rho_factor);
     }
+    admm_rho_grow(c);
     json_t *rec = json_pack("{s:i, s:i, s:f, s:f, s:f, s:o}", "stage", sp->stage + 1, "iter",
                             sp->iter + 1, "train_loss", c->last_loss, "train_accuracy",
                             c->last_train_acc, "test_accuracy", c->last_test_acc, "layers", lt);
@@ -612,8 +636,7 @@ static enum dp_err admm_stage_end(struct admm_ctx *c, const struct admm_step *sp
     return DP_OK;
 }
 
-static enum dp_err admm_step_end(struct admm_ctx *c, const struct admm_step *sp,
-                                 struct dp_errinfo *ei)
+enum dp_err admm_step_end(struct admm_ctx *c, const struct admm_step *sp, struct dp_errinfo *ei)
 {
     switch (sp->kind) {
         case ADMM_STEP_ADMM:

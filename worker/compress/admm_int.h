@@ -89,6 +89,16 @@ enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei);
  */
 enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei);
 
+/*
+ * What happens around the training of plan step sp: before it (the
+ * stage's rates, Z and U initialised, rho grown between ADMM iterations, a
+ * magnitude round) and after it (the Z and U updates, the hard projection,
+ * a stage's acceptance). admm_run calls them around nn_train; tests call
+ * them around a W-step of their own.
+ */
+enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *sp, struct dp_errinfo *ei);
+enum dp_err admm_step_end(struct admm_ctx *c, const struct admm_step *sp, struct dp_errinfo *ei);
+
 /* The target's weights in the model block, and their count. */
 float *admm_w(const struct admm_ctx *c, const struct admm_target *t);
 size_t admm_numel(const struct admm_ctx *c, const struct admm_target *t);
