@@ -493,12 +493,13 @@ static void admm_harden(struct admm_ctx *c, int with_quant)
 /* ---- Step actions --------------------------------------------------------- */
 
 /*
- * Multi-rho, after every Z/U update: rho_new = min(rho_max, rho *
+ * Multi-rho, between two ADMM iterations: rho_new = min(rho_max, rho *
  * rho_factor). U is the scaled dual Lambda / rho, so keeping Lambda means
  * U = U * rho_old / rho_new. Without the rescale, the pull rho (W - Z + U)
  * of a pruned weight would gain (f - 1) g of the loss gradient's g it had
  * balanced, and the pruned weights would settle at (f - 1) g / rho instead
- * of 0.
+ * of 0. Growing before the W-step (not after the Z-step) keeps t->rho the
+ * rho of the last W-step, which the trace and the report show.
  */
 static void admm_rho_grow(struct admm_ctx *c)
 {
@@ -523,8 +524,10 @@ enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *sp, stru
     const struct dp_model *m = c->m;
     switch (sp->kind) {
         case ADMM_STEP_ADMM:
-            if (sp->iter != 0)
+            if (sp->iter != 0) {
+                admm_rho_grow(c);
                 break;
+            }
             admm_stage_rates(c, sp->stage);
             c->quant_on = 0;
             for (int k = 0; k < c->n_t; k++) {
@@ -595,7 +598,6 @@ static void admm_zu_update(struct admm_ctx *c, const struct admm_step *sp)
         json_array_append_new(lt, json_pack("{s:s, s:f, s:f}", "name", m->layers[t->layer].name,
                                             "rho", t->rho, "residual", t->resid));
     }
-    admm_rho_grow(c);
     json_t *rec = json_pack("{s:i, s:i, s:f, s:f, s:f, s:o}", "stage", sp->stage + 1, "iter",
                             sp->iter + 1, "train_loss", c->last_loss, "train_accuracy",
                             c->last_train_acc, "test_accuracy", c->last_test_acc, "layers", lt);

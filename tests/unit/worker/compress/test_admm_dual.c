@@ -73,6 +73,13 @@ Test(admm_dual, pruned_weights_reach_zero_while_rho_grows)
         cr_assert_eq(admm_step_end(&c, &sp, &ei), DP_OK, "%s", ei.msg);
     }
     cr_assert_float_eq(rho_used, 0.01 * pow(2.0, DUAL_ITERS - 1), 1e-12);
+    /* The rho in the trace and the report is the one the last W-step used. */
+    cr_assert_float_eq(c.t[0].rho, rho_used, 1e-12, "rho %g, the last W-step used %g", c.t[0].rho,
+                       rho_used);
+    const json_t *last = json_array_get(c.trace, DUAL_ITERS - 1);
+    const json_t *l0 = json_array_get(json_object_get(last, "layers"), 0);
+    cr_assert_float_eq(json_real_value(json_object_get(l0, "rho")), rho_used, 1e-12);
+
     json_decref(c.trace);
     json_decref(c.stages);
     dp_free(c.z);
