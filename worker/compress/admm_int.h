@@ -65,7 +65,8 @@ struct admm_ctx {
     json_t *trace;     /* per-iteration records (owned) */
     json_t *stages;    /* per-stage records (owned) */
     json_t *auto_info; /* the automatic rate allocation's record, or NULL (owned) */
-    /* Optimizer moments to continue the step from (loaded checkpoint). */
+    /* Optimizer moments to continue from: a step resumed from a checkpoint,
+     * or the next W-step of a stage (kept at the end of the one before). */
     float *res_m1, *res_m2;
     long res_t;
     int have_res;
@@ -133,7 +134,8 @@ double admm_sparsity(const struct admm_ctx *c);
 /* ---- Whole-state checkpoint (admm_state.c) ---- */
 
 /* Writes the state at position (si, ep) with the optimizer moments of the
- * running step (opt may be NULL between steps). */
+ * running step (opt may be NULL between steps: then the moments kept for
+ * the next W-step, if any). */
 enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, int ep,
                             const struct nn_optim *opt, struct dp_errinfo *ei);
 
