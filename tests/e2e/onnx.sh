@@ -51,9 +51,18 @@ LIM=(--limit-train 2048 --limit-test 500)
 "$WORKER" compress --spec "$tmp/spec.json" --model "$tmp/dense.safetensors" --data "$DATA" \
     "${LIM[@]}" --threads 2 --out "$tmp/comp.safetensors" --report "$tmp/report.json" --quiet \
     > /dev/null
+# compress takes an ONNX model like train, infer and export: the engine's
+# own export of the dense checkpoint compresses to the very same weights.
+"$WORKER" export --model "$tmp/dense.safetensors" --out "$tmp/dense.onnx"
+"$WORKER" compress --spec "$tmp/spec.json" --model "$tmp/dense.onnx" --data "$DATA" \
+    "${LIM[@]}" --threads 2 --out "$tmp/comp_onnx.safetensors" --quiet > /dev/null
 ckpt="$tmp/comp.safetensors"; report=(--report "$tmp/report.json")
 $PY -c "import numpy as np; np.save('$tmp/x.npy', np.random.RandomState(3).randn(8, 1, 28, 28).astype(np.float32))"
 "$WORKER" infer --model "$ckpt" --input "$tmp/x.npy" --output "$tmp/y_ckpt.npy" --threads 2
+"$WORKER" infer --model "$tmp/comp_onnx.safetensors" --input "$tmp/x.npy" \
+    --output "$tmp/y_comp_onnx.npy" --threads 2
+printf '%-24s ' "compress from onnx"
+check $PY tests/onnx/peer_check.py compare "$tmp/y_comp_onnx.npy" "$tmp/y_ckpt.npy" 0
 # OpenCV 4.6 (Debian 12) reads Clip only with attribute bounds (opset <= 10)
 # and no QuantizeLinear/DequantizeLinear on constant weights at all, so it
 # checks the float-level exports at opset 10; onnx.checker checks all.
