@@ -20,6 +20,8 @@ so the four jobs take about two minutes on 2 cores.
      the next worker resumes. The job succeeds, and the job's events show
      every compress epoch exactly once and the second attempt continuing
      after the checkpoint's epoch: finished epochs were not redone.
+  E. a deterministic input error (a LeNet-5 checkpoint on 3x32x32 images)
+     fails the job after one attempt, with the engine's message.
   D. cancel during compress: the heartbeat answer stops the engine, the job
      is cancelled, watch exits 1, and the worker takes the next job.
   C. kill -9 of the server mid-job: its local worker, busy in compress,
@@ -40,6 +42,8 @@ import sys
 import tarfile
 import tempfile
 import time
+
+import numpy as np
 
 BUILD = sys.argv[1] if len(sys.argv) > 1 else "build/release"
 SERVER = os.path.join(BUILD, "dnnpress-server")
@@ -265,6 +269,44 @@ def main():
     ok("upload model/dataset (built-in and a %d MB IDX tar); a bad spec is refused (exit 7) "
        "naming the field" % (os.path.getsize(tar) >> 20))
 
+    # -- E: a deterministic input error fails the task at its first attempt:
+    # a LeNet-5 checkpoint (1x28x28 inputs) on an NPY dataset of 3x32x32
+    # images, no pretraining: compress cannot evaluate it, and another
+    # attempt would fail the same way.
+    t0 = time.time()
+    l5 = os.path.join(tmp, "l5.safetensors")
+    subprocess.run([os.path.join(BUILD, "dnnpress-worker"), "train", "--model", "lenet5", "--data",
+                    "idx:/usr/share/datasets/fashion-mnist", "--limit-train", "256",
+                    "--limit-test", "64", "--epochs", "1", "--threads", "2", "--quiet", "--out",
+                    l5], check=True, capture_output=True, timeout=300)
+    npy_dir = os.path.join(tmp, "npy")
+    os.makedirs(npy_dir)
+    rs = np.random.RandomState(5)
+    for split, n in (("train", 128), ("test", 32)):
+        np.save(os.path.join(npy_dir, "x_%s.npy" % split),
+                rs.randint(0, 256, (n, 3, 32, 32)).astype(np.uint8))
+        np.save(os.path.join(npy_dir, "y_%s.npy" % split), (np.arange(n) % 10).astype(np.int64))
+    npy_tar = os.path.join(tmp, "npy.tar")
+    with tarfile.open(npy_tar, "w", format=tarfile.USTAR_FORMAT) as t:
+        for n in sorted(os.listdir(npy_dir)):
+            t.add(os.path.join(npy_dir, n), arcname=n)
+    l5_id = cli("upload", "model", l5, "--name", "l5").stdout.strip()
+    rgb = cli("upload", "dataset", npy_tar, "--format", "npy").stdout.strip()
+    doc = job_doc("job-e", l5_id, rgb)
+    del doc["pretrain"]
+    e_json = os.path.join(tmp, "job-e.json")
+    with open(e_json, "w") as f:
+        json.dump(doc, f)
+    p = cli("submit", e_json, "--watch", expect=1)
+    job_e = p.stdout.splitlines()[0].strip()
+    status = json.loads(cli("--json", "status", job_e).stdout)
+    comp = [t for t in status["tasks"] if t["type"] == "compress"][0]
+    check(status["state"] == "failed" and comp["attempts"] == 1,
+          "job E: a shape error is not retried: %s" % status)
+    check("3x32x32" in json.dumps(comp), "job E: the engine's message reaches the team: %s" % comp)
+    ok("job E: a model the dataset cannot feed failed after 1 attempt in %.0fs with the engine's "
+       "message" % (time.time() - t0))
+
     # -- A: a whole job
     t0 = time.time()
     # Job A also compiles its model (portable C): the chain gains a compile
@@ -441,7 +483,8 @@ def main():
     listed = json.loads(cli("--json", "list").stdout)
     ids = {j["id"]: j["state"] for j in listed["items"]}
     check(ids.get(job_a) == "succeeded" and ids.get(job_b) == "succeeded"
-          and ids.get(job_c) == "succeeded" and ids.get(job_d) == "cancelled" and len(ids) == 4,
+          and ids.get(job_c) == "succeeded" and ids.get(job_d) == "cancelled"
+          and ids.get(job_e) == "failed" and len(ids) == 5,
           "after the server restart every job is there and succeeded: %s" % ids)
     human = cli("report", job_c).stdout
     check("accuracy" in human, "report of job C")

@@ -729,6 +729,29 @@ static enum wk_task_outcome wk_task_complete(struct wk_task *t, time_t deadline)
 
 /* ---- Entry ----------------------------------------------------------------- */
 
+/*
+ * Whether an engine run that failed with err may succeed on another
+ * attempt. The inputs are content-addressed and every run is a function of
+ * them and the seed, so a model, dataset, checkpoint or spec the engine
+ * cannot read or use (format, validation, shape, unsupported operator)
+ * fails the same way every time, and so does a loss that blows up:
+ * retrying only spends the attempts and hides the message behind the last
+ * one. I/O, memory and everything else depend on the machine: retryable.
+ */
+static int wk_engine_err_retryable(enum dp_err err)
+{
+    switch (err) {
+        case DP_EFORMAT:
+        case DP_EINVAL:
+        case DP_ESHAPE:
+        case DP_EUNSUPPORTED:
+        case DP_ENUMERIC:
+            return 0;
+        default:
+            return 1;
+    }
+}
+
 static enum wk_task_outcome wk_task_finish(struct wk_task *t)
 {
     time_t deadline = time(NULL) + WK_FINISH_RETRY_S;
@@ -745,12 +768,10 @@ static enum wk_task_outcome wk_task_finish(struct wk_task *t)
         wk_task_report_failure(t, "cancelled by the user", 0, deadline);
         return WK_TASK_CANCELLED;
     }
-    /* The options were checked when they were bound, so this is the run
-     * failing (data, numerics, disk): another attempt may succeed. The
-     * message reads as the offline command's would: "compress: ...". */
+    /* The message reads as the offline command's would: "compress: ...". */
     char msg[sizeof(t->engine_ei.msg) + 32];
     snprintf(msg, sizeof(msg), "%s: %s", t->job.command, dp_errinfo_msg(&t->engine_ei, err));
-    return wk_task_report_failure(t, msg, 1, deadline);
+    return wk_task_report_failure(t, msg, wk_engine_err_retryable(err), deadline);
 }
 
 enum wk_task_outcome wk_task_run(const struct wk_task_env *env, json_t *task)

@@ -12,6 +12,7 @@
 #include "common/model_io.h"
 #include "worker/cmd/wk_cmd.h"
 #include "worker/cmd/wk_flags.h"
+#include "worker/cmd/wk_model_load.h"
 #include "worker/compress/admm.h"
 #include "worker/compress/purify.h"
 #include "worker/nn/cpu.h"
@@ -29,7 +30,8 @@ struct wk_compress_cli {
 
 static const struct wk_flag wk_compress_flags[] = {
     {"spec", WK_STR, WK_OFF(spec), 0, 0, NULL, 0, "the job spec (JSON, docs/job-spec.md)"},
-    {"model", WK_STR, WK_OFF(o.model), 0, 0, NULL, 0, "pretrained .safetensors checkpoint"},
+    {"model", WK_STR, WK_OFF(o.model), 0, 0, NULL, 0,
+     "pretrained .safetensors checkpoint or .onnx model"},
     {"data", WK_STR, WK_OFF(o.data), 0, 0, NULL, 0, "dataset: idx:DIR, cifar:DIR or npy:DIR"},
     {"out", WK_STR, WK_OFF(o.out), 0, 0, NULL, 0, "write the compressed checkpoint here"},
     {"report", WK_STR, WK_OFF(o.report), 0, 0, NULL, 0, "write the JSON report here"},
@@ -172,7 +174,7 @@ enum dp_err wk_compress(const struct wk_compress_opts *o, const struct wk_hooks 
     if (!err)
         err = nn_dataset_load(o->data, NN_SPLIT_TEST, &test, ei);
     if (!err)
-        err = dp_model_load(o->model, &m, NULL, ei);
+        err = wk_model_load(o->model, &m, NULL, ei);
     if (err)
         goto out;
     if (o->limit_train > 0)
@@ -283,7 +285,8 @@ int wk_compress_main(int argc, char **argv)
     wk_compress_cli_init(&c);
     int rc = wk_flags_parse("compress", wk_compress_flags, WK_N_FLAGS, &c, argc, argv);
     if (rc > 0) {
-        printf("usage: dnnpress-worker compress --spec FILE --model FILE.safetensors --data SPEC "
+        printf("usage: dnnpress-worker compress --spec FILE --model FILE.safetensors|FILE.onnx "
+               "--data SPEC "
                "[options]\n\nRuns ADMM compression (or the magnitude baseline) and writes the "
                "compressed\ncheckpoint and a JSON report.\n\noptions:\n");
         wk_flags_help(stdout, wk_compress_flags, WK_N_FLAGS);

@@ -393,11 +393,54 @@ static enum dp_err admm_checkpoint(struct admm_ctx *c, int si, int ep, const str
     return err;
 }
 
+/* Whether step sp hands its optimizer state to the next step: an ADMM
+ * iteration before the last of its stage (see admm_train). */
+static int admm_step_carries(const struct admm_step *sp)
+{
+    return sp->kind == ADMM_STEP_ADMM && !sp->last_iter;
+}
+
+static void admm_drop_moments(struct admm_ctx *c)
+{
+    dp_free(c->res_m1);
+    dp_free(c->res_m2);
+    c->res_m1 = c->res_m2 = NULL;
+    c->res_t = 0;
+    c->have_res = 0;
+}
+
+/* Copies the optimizer state into c->res_* for the next W-step. */
+static enum dp_err admm_keep_moments(struct admm_ctx *c, const struct nn_optim *opt,
+                                     struct dp_errinfo *ei)
+{
+    const size_t bytes = dp_size_mul(c->m->n_floats, sizeof(float));
+    if (c->res_m1 == NULL)
+        c->res_m1 = dp_malloc(bytes);
+    if (opt->m2 != NULL && c->res_m2 == NULL)
+        c->res_m2 = dp_malloc(bytes);
+    if (c->res_m1 == NULL || (opt->m2 != NULL && c->res_m2 == NULL)) {
+        admm_drop_moments(c);
+        return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the optimizer state");
+    }
+    memcpy(c->res_m1, opt->m1, bytes);
+    if (opt->m2 != NULL)
+        memcpy(c->res_m2, opt->m2, bytes);
+    c->res_t = opt->t;
+    c->have_res = 1;
+    return DP_OK;
+}
+
 static enum dp_err admm_on_epoch_end(void *ud, int epochs_done, const struct nn_optim *opt,
                                      struct dp_errinfo *ei)
 {
     struct admm_ctx *c = ud;
+    const struct admm_step *sp = &c->steps[c->si];
     c->ep = epochs_done;
+    if (epochs_done == sp->epochs && admm_step_carries(sp)) {
+        enum dp_err err = admm_keep_moments(c, opt, ei);
+        if (err)
+            return err;
+    }
     return admm_checkpoint(c, c->si, epochs_done, opt, ei);
 }
 
@@ -425,6 +468,12 @@ static enum dp_err admm_train(struct admm_ctx *c, const struct nn_dataset *train
         if (!c->have_res)
             return dp_errinfo_set(ei, DP_EINVAL, "resuming inside a step needs optimizer state");
         cfg.resume = &res;
+    } else if (sp->kind == ADMM_STEP_ADMM && sp->iter > 0 && c->have_res) {
+        /* The W-steps of a stage solve one sequence of subproblems whose
+         * targets Z - U move a little each time: the optimizer continues
+         * (momentum and step count) instead of restarting at every
+         * iteration. The learning rate still restarts its cosine. */
+        cfg.resume = &res;
     }
     struct nn_train_hooks h;
     memset(&h, 0, sizeof(h));
@@ -439,11 +488,10 @@ static enum dp_err admm_train(struct admm_ctx *c, const struct nn_dataset *train
     h.stop = c->cb != NULL ? c->cb->stop : NULL;
     struct nn_train_result r;
     enum dp_err err = nn_train(c->m, train, test, &cfg, &h, &r, ei);
-    /* The moments were for this step only. */
-    dp_free(c->res_m1);
-    dp_free(c->res_m2);
-    c->res_m1 = c->res_m2 = NULL;
-    c->have_res = 0;
+    /* The moments were for this step only, unless it hands them on
+     * (admm_on_epoch_end kept them then). */
+    if (err || !admm_step_carries(sp))
+        admm_drop_moments(c);
     return err;
 }
 
@@ -492,15 +540,42 @@ static void admm_harden(struct admm_ctx *c, int with_quant)
 
 /* ---- Step actions --------------------------------------------------------- */
 
-static enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *sp,
-                                   struct dp_errinfo *ei)
+/*
+ * Multi-rho, between two ADMM iterations: rho_new = min(rho_max, rho *
+ * rho_factor). U is the scaled dual Lambda / rho, so keeping Lambda means
+ * U = U * rho_old / rho_new. Without the rescale, the pull rho (W - Z + U)
+ * of a pruned weight would gain (f - 1) g of the loss gradient's g it had
+ * balanced, and the pruned weights would settle at (f - 1) g / rho instead
+ * of 0. Growing before the W-step (not after the Z-step) keeps t->rho the
+ * rho of the last W-step, which the trace and the report show.
+ */
+static void admm_rho_grow(struct admm_ctx *c)
+{
+    const struct dp_spec *s = c->spec;
+    for (int k = 0; k < c->n_t; k++) {
+        struct admm_target *t = &c->t[k];
+        const double rho = fmin(s->rho_max, t->rho * s->rho_factor);
+        if (rho == t->rho)
+            continue;
+        const float scale = (float)(t->rho / rho);
+        float *u = c->u + c->m->params[t->param].offset;
+        const size_t n = admm_numel(c, t);
+        for (size_t i = 0; i < n; i++)
+            u[i] *= scale;
+        t->rho = rho;
+    }
+}
+
+enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *sp, struct dp_errinfo *ei)
 {
     const struct dp_spec *s = c->spec;
     const struct dp_model *m = c->m;
     switch (sp->kind) {
         case ADMM_STEP_ADMM:
-            if (sp->iter != 0)
+            if (sp->iter != 0) {
+                admm_rho_grow(c);
                 break;
+            }
             admm_stage_rates(c, sp->stage);
             c->quant_on = 0;
             for (int k = 0; k < c->n_t; k++) {
@@ -570,7 +645,6 @@ static void admm_zu_update(struct admm_ctx *c, const struct admm_step *sp)
         mean_resid += t->resid / c->n_t;
         json_array_append_new(lt, json_pack("{s:s, s:f, s:f}", "name", m->layers[t->layer].name,
                                             "rho", t->rho, "residual", t->resid));
-        t->rho = fmin(s->rho_max, t->rho * s->rho_factor);
     }
     json_t *rec = json_pack("{s:i, s:i, s:f, s:f, s:f, s:o}", "stage", sp->stage + 1, "iter",
                             sp->iter + 1, "train_loss", c->last_loss, "train_accuracy",
@@ -612,8 +686,7 @@ static enum dp_err admm_stage_end(struct admm_ctx *c, const struct admm_step *sp
     return DP_OK;
 }
 
-static enum dp_err admm_step_end(struct admm_ctx *c, const struct admm_step *sp,
-                                 struct dp_errinfo *ei)
+enum dp_err admm_step_end(struct admm_ctx *c, const struct admm_step *sp, struct dp_errinfo *ei)
 {
     switch (sp->kind) {
         case ADMM_STEP_ADMM:
@@ -649,6 +722,9 @@ static enum dp_err admm_run(struct admm_ctx *c, const struct nn_dataset *train,
             err = admm_train(c, train, test, sp, ei);
         if (!err)
             err = admm_step_end(c, sp, ei);
+        /* A step resumed at its end kept the checkpoint's moments. */
+        if (!admm_step_carries(sp))
+            admm_drop_moments(c);
         if (!err)
             err = admm_checkpoint(c, c->si + 1, 0, NULL, ei);
         if (err)

@@ -65,7 +65,8 @@ struct admm_ctx {
     json_t *trace;     /* per-iteration records (owned) */
     json_t *stages;    /* per-stage records (owned) */
     json_t *auto_info; /* the automatic rate allocation's record, or NULL (owned) */
-    /* Optimizer moments to continue the step from (loaded checkpoint). */
+    /* Optimizer moments to continue from: a step resumed from a checkpoint,
+     * or the next W-step of a stage (kept at the end of the one before). */
     float *res_m1, *res_m2;
     long res_t;
     int have_res;
@@ -88,6 +89,16 @@ enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei);
  * the validator accepts. Allocates c->steps (the caller frees it).
  */
 enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei);
+
+/*
+ * What happens around the training of plan step sp: before it (the
+ * stage's rates, Z and U initialised, rho grown between ADMM iterations, a
+ * magnitude round) and after it (the Z and U updates, the hard projection,
+ * a stage's acceptance). admm_run calls them around nn_train; tests call
+ * them around a W-step of their own.
+ */
+enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *sp, struct dp_errinfo *ei);
+enum dp_err admm_step_end(struct admm_ctx *c, const struct admm_step *sp, struct dp_errinfo *ei);
 
 /* The target's weights in the model block, and their count. */
 float *admm_w(const struct admm_ctx *c, const struct admm_target *t);
@@ -123,7 +134,8 @@ double admm_sparsity(const struct admm_ctx *c);
 /* ---- Whole-state checkpoint (admm_state.c) ---- */
 
 /* Writes the state at position (si, ep) with the optimizer moments of the
- * running step (opt may be NULL between steps). */
+ * running step (opt may be NULL between steps: then the moments kept for
+ * the next W-step, if any). */
 enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, int ep,
                             const struct nn_optim *opt, struct dp_errinfo *ei);
 

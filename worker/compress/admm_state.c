@@ -39,6 +39,15 @@ enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, 
                             const struct nn_optim *opt, struct dp_errinfo *ei)
 {
     const struct dp_model *m = c->m;
+    /* Between steps, the moments the next W-step continues from. */
+    struct nn_optim kept;
+    if (opt == NULL && c->have_res) {
+        memset(&kept, 0, sizeof(kept));
+        kept.m1 = c->res_m1;
+        kept.m2 = c->res_m2;
+        kept.t = c->res_t;
+        opt = &kept;
+    }
     char digest[24];
     snprintf(digest, sizeof(digest), "%016" PRIx64, dp_spec_digest(c->spec));
     json_t *st = json_pack(

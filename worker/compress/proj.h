@@ -28,7 +28,8 @@
  *     other than 3x3, and everything when the library is empty, unchanged.
  *   - quantizers map every entry to a level of a small set; an entry that is
  *     exactly 0 when p->keep_zeros is set stays 0 and does not count when the
- *     scale is chosen (pruning then quantization on one tensor). kbit rounds
+ *     scale is chosen (pruning then quantization on one tensor), and ternary
+ *     then keeps every non-zero (one level per sign on the support). kbit rounds
  *     halves away from zero; pow2 and pow2sum send halfway values to the
  *     larger magnitude and equal-error scales to the smaller exponent. A
  *     group (layer or row) holding NaN or Inf is left unchanged.
@@ -54,7 +55,8 @@ struct proj_params {
     int bits;        /* kbit: 2..8; pow2, pow2sum: exponents j < 2^(bits-1)-1 */
     int per_channel; /* quantizers: one scale per output channel (row o) instead of one */
     int balanced;    /* connectivity: keep the same number of kernels in every filter */
-    int keep_zeros;  /* quantizers: exact zeros stay zero and do not shape the scale */
+    int keep_zeros;  /* quantizers: exact zeros stay zero and do not shape the scale;
+                        ternary: non-zeros stay non-zero too (the pruned support) */
     int n_library;   /* pattern: number of patterns in library */
     uint16_t library[PROJ_MAX_LIBRARY]; /* pattern: 9-bit masks, bit r*3+c = tap (r, c) kept */
 };

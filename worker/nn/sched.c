@@ -43,7 +43,12 @@ float nn_sched_lr(const struct nn_sched *s, int epoch, double frac)
             lr *= pow((double)s->gamma, (double)(epoch / s->step_epochs));
             break;
         case NN_SCHED_COSINE: {
-            int e = epoch < s->total_epochs ? epoch : s->total_epochs;
+            /* Per step, on the fractional epoch: stepped per epoch, a run of
+             * one epoch (an ADMM W-step) would never anneal, and each Z-step
+             * would project an iterate still noisy from the full rate. */
+            double e = (double)epoch + frac;
+            if (e > (double)s->total_epochs)
+                e = (double)s->total_epochs;
             lr = s->min_lr + (s->base_lr - s->min_lr) *
                                  (1.0 + cos(3.14159265358979323846 * e / s->total_epochs)) / 2.0;
             break;

@@ -1,7 +1,9 @@
 /*
  * Learning-rate schedules: constant, step, cosine, each with an optional
- * linear warm-up. Epoch-granular like PyTorch's schedulers stepped once per
- * epoch, except warm-up, which ramps per step within its epochs.
+ * linear warm-up. Step decay changes once per epoch, like PyTorch's StepLR;
+ * cosine and warm-up follow the fractional epoch (epoch + step / steps per
+ * epoch), so the rate anneals within an epoch: at epoch boundaries cosine
+ * gives the per-epoch values.
  */
 #ifndef DP_WORKER_NN_SCHED_H
 #define DP_WORKER_NN_SCHED_H

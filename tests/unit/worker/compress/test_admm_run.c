@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/safetensors.h"
 #include "tests/unit/test_util.h"
 #include "tests/unit/worker/compress/admm_fixture.h"
 #include "worker/compress/admm.h"
@@ -112,6 +113,73 @@ Test(admm_run, resumed_run_equals_the_uninterrupted_one, .timeout = 600)
     json_decref(ref_report);
     dp_free(ref);
     dp_free(pre);
+    dp_test_tmpdir_remove(dir);
+    admm_fixture_free(&f);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* The optimizer's step count in the whole-state checkpoints written after
+ * 2 epochs (between the two W-steps) and after 3 (inside the second). */
+struct admm_moment_probe {
+    long t_between, t_inside;
+};
+
+static void admm_probe_event(void *ud, const char *type, json_t *data)
+{
+    struct admm_moment_probe *p = ud;
+    if (strcmp(type, "checkpoint") != 0)
+        return;
+    const json_int_t epoch = json_integer_value(json_object_get(data, "epoch"));
+    if (epoch != 2 && epoch != 3)
+        return;
+    struct dp_st_file *f = NULL;
+    struct dp_errinfo ei = {0};
+    const char *path = json_string_value(json_object_get(data, "path"));
+    cr_assert_eq(dp_st_read(path, (size_t)1 << 30, &f, &ei), DP_OK, "%s", ei.msg);
+    json_t *st = json_loads(dp_st_meta_get(f, "admm_state"), 0, NULL);
+    cr_assert_not_null(st);
+    const int between = json_integer_value(json_object_get(st, "epoch")) == 0;
+    const long t = json_is_true(json_object_get(st, "have_opt"))
+                       ? (long)json_integer_value(json_object_get(st, "opt_t"))
+                       : -1;
+    if (epoch == 2 && between)
+        p->t_between = t;
+    else if (epoch == 3)
+        p->t_inside = t;
+    json_decref(st);
+    dp_st_free(f);
+}
+
+Test(admm_run, momentum_carries_across_the_w_steps, .timeout = 300)
+{
+    /* A W-step is one subproblem of a sequence whose targets move a
+     * little: restarting SGD's momentum at each one threw its state away
+     * every epochs_per_iter epochs. 24 steps per epoch. */
+    struct admm_fixture f;
+    admm_fixture_init(&f);
+    struct dp_spec spec;
+    admm_fixture_spec("{\"admm\":{\"iters\":2,\"epochs_per_iter\":2},\"retrain\":{\"epochs\":1},"
+                      "\"layers\":[{\"match\":\"fc1\",\"prune\":{\"scheme\":\"irregular\","
+                      "\"rate\":4}}]}",
+                      &spec);
+    char dir[256], ck[300];
+    dp_test_tmpdir_make(dir, sizeof(dir), "admm-momentum");
+    snprintf(ck, sizeof(ck), "%s/state.safetensors", dir);
+    struct admm_moment_probe probe = {-2, -2};
+    struct admm_callbacks cb;
+    memset(&cb, 0, sizeof(cb));
+    cb.ud = &probe;
+    cb.event = admm_probe_event;
+    cb.checkpoint = ck;
+    struct dp_errinfo ei = {0};
+    json_t *report = NULL;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, &cb, &report, &ei), DP_OK, "%s",
+                 ei.msg);
+    cr_assert_eq(probe.t_between, 48, "the state between the W-steps holds %ld optimizer steps",
+                 probe.t_between);
+    cr_assert_eq(probe.t_inside, 72, "the second W-step's optimizer is at step %ld, not 48 + 24",
+                 probe.t_inside);
+    json_decref(report);
     dp_test_tmpdir_remove(dir);
     admm_fixture_free(&f);
     DP_ASSERT_NO_LEAKS();
