@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "worker/codegen/cg_sched.h"
 #include "worker/codegen/cg_templates_gen.h"
 
 /* ---- Schedule of a convolution ------------------------------------------ */
@@ -37,8 +38,8 @@ static int cg_max(int a, int b)
 static void cg_conv_schedule(const struct cg_step *s, int vl, struct cg_conv_sched *c)
 {
     const struct cg_geom *g = &s->g;
-    c->PHq = cg_max((g->H + g->pt + g->pb + g->sh - 1) / g->sh, g->OH + (g->kh - 1) / g->sh);
-    c->PWq = cg_max((g->W + g->pl + g->pr + g->sw - 1) / g->sw, g->OW + (g->kw - 1) / g->sw);
+    c->PHq = cg_sched_phq(g);
+    c->PWq = cg_sched_pwq(g);
     c->plane = (size_t)c->PHq * (size_t)c->PWq;
     c->cpl = c->plane * (size_t)g->sh * (size_t)g->sw;
     c->NK = (g->OH - 1) * c->PWq + g->OW;
@@ -56,9 +57,10 @@ static void cg_conv_schedule(const struct cg_step *s, int vl, struct cg_conv_sch
         if (c->L > CG_PORTABLE_L)
             c->L = CG_PORTABLE_L;
     }
-    /* The last tile reads up to L floats past the last output plus the
-     * largest tap offset (below cpl) past the last channel. */
-    c->scratch = (size_t)g->C * c->cpl + (size_t)c->L + c->cpl;
+    /* The last tile reads up to L floats (or a panel block's r) past the
+     * last output plus the largest tap offset (below cpl) past the last
+     * channel. */
+    c->scratch = (size_t)g->C * c->cpl + (size_t)cg_max(c->L, s->sched.r) + c->cpl;
 }
 
 /* Offset of tap (ky, kx) from a flat output position in the polyphase layout. */
@@ -286,6 +288,132 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
     fputs(");\n        }\n    }\n}\n\n", f);
 }
 
+/*
+ * One register block of the panel kernel: nb panels x n pixels, pixel i
+ * at flat offset pix[i] from xt; accumulated over every input channel and
+ * tap, then handed to cg_store_panel with the output pixel indices.
+ */
+static void cg_emit_panel_block(FILE *f, const struct cg_step *s, int n, const int *pix,
+                                const char *indent)
+{
+    const struct cg_geom *g = &s->g;
+    const int nb = s->sched.nb, VL = s->sched.vl, T = g->kh * g->kw;
+    fprintf(f, "%scg_vf", indent);
+    for (int b = 0; b < nb; b++)
+        for (int i = 0; i < n; i++)
+            fprintf(f, "%s a%d_%d = {0}", b || i ? "," : "", b, i);
+    fputs(";\n", f);
+    /* One (channel, tap) per iteration through the offset table: with the
+     * taps unrolled instead, the compiler keeps inputs shared between
+     * neighbouring taps in registers and spills the accumulators. */
+    fprintf(f, "%sconst float *wk = wg;\n", indent);
+    fprintf(f, "%sfor (int kk = 0; kk < %d; kk++, wk += %d) {\n", indent, g->C * T, nb * VL);
+    fprintf(f, "%s    const float *ip = xt + koff[kk];\n", indent);
+    fprintf(f, "%s    const cg_vf", indent);
+    for (int b = 0; b < nb; b++)
+        fprintf(f, "%s w%d = cg_ld(wk + %d)", b ? "," : "", b, b * VL);
+    fputs(";\n", f);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%s    {\n%s        const float x = ip[%d];\n", indent, indent, pix[i]);
+        for (int b = 0; b < nb; b++)
+            fprintf(f, "%s        a%d_%d += w%d * x;\n", indent, b, i, b);
+        fprintf(f, "%s    }\n", indent);
+    }
+    fprintf(f, "%s}\n", indent);
+    fprintf(f, "%sfloat t[%d];\n", indent, nb * n * VL);
+    for (int b = 0; b < nb; b++)
+        for (int i = 0; i < n; i++)
+            fprintf(f, "%scg_st(t + %d, a%d_%d);\n", indent, (b * n + i) * VL, b, i);
+}
+
+static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const struct cg_wsec *sec,
+                               const struct cg_emit_opts *o)
+{
+    const struct cg_step *s = &p->steps[k];
+    const struct cg_geom *g = &s->g;
+    const struct cg_sched *sc = &s->sched;
+    const int T = g->kh * g->kw, VL = sc->vl, nb = sc->nb, r = sc->r;
+    const int P = (g->F + VL - 1) / VL, G = P / nb, HW = g->OH * g->OW;
+    struct cg_conv_sched c;
+    cg_conv_schedule(s, o->vl, &c);
+    const int full = sc->rows ? g->OH / sc->rows : (c.NK + r - 1) / r;
+    const int tail_rows = sc->rows ? g->OH % sc->rows : 0;
+    const int NT = full + (tail_rows > 0);
+    fprintf(f,
+            "/*\n * %s: %dx%d conv stride %dx%d pad %d,%d,%d,%d, %d -> %d channels, %dx%d -> "
+            "%dx%d",
+            p->m->layers[s->layer].name, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr,
+            g->C, g->F, g->H, g->W, g->OH, g->OW);
+    cg_emit_fused(f, p, s);
+    fprintf(f, ".\n * Format: %s, %zu weights (%zu non-zero); %lld MACs.\n", cg_format_name(s->fmt),
+            s->n_weights, s->n_nonzero, s->macs_dense);
+    fprintf(f,
+            " * Schedule: panel kernel. Weights packed at compile time in %d group(s) of %d "
+            "panel(s)\n * of %d output channels, (C, taps, %d) each; input in %d polyphase "
+            "plane(s) of %dx%d\n * per channel. A register block of %d panel(s) x %d pixels "
+            "(%d accumulators) runs\n * the K-loop over %d channels x %d taps: %d weight "
+            "vector load(s) and %d broadcasts\n * per step. Tiles: ",
+            G, nb, VL, nb * VL, g->sh * g->sw, c.PHq, c.PWq, nb, r, nb * r, g->C, T, nb, r);
+    if (sc->rows)
+        fprintf(f, "%d of %d whole output row(s)%s", full, sc->rows,
+                tail_rows ? " and a tail" : "");
+    else
+        fprintf(f, "%d of %d flat positions (padding columns dropped on store)", full, r);
+    fprintf(f, ";\n * the %d (group, tile) items split evenly between threads.\n */\n", G * NT);
+    fputs("static void ", f);
+    cg_emit_fn_name(f, p, k);
+    fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
+          "        float *restrict y, int tid, int nth)\n{\n    (void)x1;\n",
+          f);
+    fputs("    float *restrict xp = m->scratch;\n", f);
+    fprintf(f, "    cg_pad(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, tid, nth);\n", g->C,
+            g->H, g->W, g->sh, g->sw, g->pt, g->pl, c.PHq, c.PWq, c.cpl);
+    fputs("    CG_BARRIER(); /* every channel is padded before any block reads it */\n", f);
+    fprintf(f, "    const float *wp = (const float *)(m->blob + %zu);\n", sec->w);
+    fprintf(f, "    const float *bias = (const float *)(m->blob + %zu);\n", sec->b);
+    fprintf(f, "    const uint32_t *koff = (const uint32_t *)(m->blob + %zu); /* (C, taps) */\n",
+            sec->koff);
+    fputs("    int i0, i1;\n", f);
+    fprintf(f, "    cg_split_even(%d, tid, nth, &i0, &i1);\n", G * NT);
+    fputs("    for (int it = i0; it < i1; it++) {\n", f);
+    fprintf(f, "        const int grp = it / %d, tile = it %% %d;\n", NT, NT);
+    fprintf(f, "        const float *wg = wp + (size_t)grp * %zu;\n",
+            (size_t)g->C * (size_t)T * (size_t)(nb * VL));
+    int pix[64];
+    if (sc->rows) {
+        fprintf(f, "        const float *xt = xp + (size_t)tile * %d;\n", sc->rows * c.PWq);
+        for (int pass = 0; pass < 1 + (tail_rows > 0); pass++) {
+            const int rows = pass ? tail_rows : sc->rows;
+            const int n = rows * g->OW;
+            for (int i = 0; i < n; i++)
+                pix[i] = (i / g->OW) * c.PWq + i % g->OW;
+            if (tail_rows > 0)
+                fprintf(f, pass ? "        else {\n" : "        if (tile < %d) {\n", full);
+            else
+                fputs("        {\n", f);
+            cg_emit_panel_block(f, s, n, pix, "            ");
+            fprintf(f,
+                    "            cg_store_panel(y, t, bias, grp * %d, %d, %d, %d, tile * %d, "
+                    "-1, 0, 0, %d, ",
+                    nb * VL, nb * VL, g->F, n, sc->rows * g->OW, HW);
+            cg_emit_act_args(f, s);
+            fputs(");\n        }\n", f);
+        }
+    } else {
+        for (int i = 0; i < r; i++)
+            pix[i] = i;
+        fprintf(f, "        const float *xt = xp + (size_t)tile * %d;\n        {\n", r);
+        cg_emit_panel_block(f, s, r, pix, "            ");
+        fprintf(f,
+                "            cg_store_panel(y, t, bias, grp * %d, %d, %d, %d, tile * %d, %d, %d, "
+                "%d, %d, ",
+                nb * VL, nb * VL, g->F, r, r, c.NK, c.PWq, g->OW, HW);
+        cg_emit_act_args(f, s);
+        fputs(");\n        }\n", f);
+    }
+    fputs("    }\n}\n\n", f);
+}
+
 /* ---- Other steps -------------------------------------------------------- */
 
 static void cg_emit_simple(FILE *f, const struct cg_plan *p, int k, const struct cg_wsec *sec)
@@ -405,7 +533,9 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
     cg_emit_lines(f, cg_tmpl_rt_head);
     fputc('\n', f);
     for (int k = 0; k < p->n_steps; k++) {
-        if (p->steps[k].kind == CG_K_CONV)
+        if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.kern == CG_KERN_PANEL)
+            cg_emit_conv_panel(f, p, k, &w->sec[k], o);
+        else if (p->steps[k].kind == CG_K_CONV)
             cg_emit_conv(f, p, k, &w->sec[k], o);
         else
             cg_emit_simple(f, p, k, &w->sec[k]);
@@ -417,8 +547,13 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
         const struct cg_step *s = &p->steps[k];
         fputs("    {\"", f);
         cg_emit_str(f, m->layers[s->layer].name);
-        fprintf(f, "\", \"%s\", \"%s\", %lldLL, %lldLL},\n", cg_kind_name(s->kind),
+        fprintf(f, "\", \"%s\", \"%s\", %lldLL, %lldLL, \"", cg_kind_name(s->kind),
                 cg_format_name(s->fmt), s->macs_dense, s->macs_nonzero);
+        if (s->sched.kern == CG_KERN_PANEL)
+            fprintf(f, "panel %dx%d%s", s->sched.nb, s->sched.r, s->sched.rows ? " rows" : "");
+        else
+            fputs(cg_kern_name(s->sched.kern), f);
+        fputs("\"},\n", f);
     }
     fputs("};\n\nstatic const struct model_info cg_info = {\n    \"", f);
     cg_emit_str(f, o->name);

@@ -78,6 +78,26 @@ struct cg_geom {
     int ceil_mode, count_include_pad; /* pooling */
 };
 
+/* How a convolution's generated kernel computes (cg_sched.h chooses). */
+enum cg_kern {
+    CG_KERN_NONE,    /* not a convolution */
+    CG_KERN_SPATIAL, /* filter by filter, a tile of flat output positions in registers (FKW, and
+                        dense on the portable target) */
+    CG_KERN_PANEL,   /* dense: weights packed in panels of vl output channels; nb panels x r
+                        output pixels of accumulators in registers, K-loop over channels x taps */
+};
+
+/* A convolution's schedule on its target (cg_sched.h). */
+struct cg_sched {
+    enum cg_kern kern;
+    int vl;   /* floats per vector (output channels per panel for CG_KERN_PANEL) */
+    int nb;   /* CG_KERN_PANEL: panels per register block */
+    int r;    /* CG_KERN_PANEL: output pixels per register block */
+    int rows; /* CG_KERN_PANEL: 0, tiles of r consecutive flat positions (rows of the padded
+                 width, padding columns computed and dropped); else tiles of `rows` whole
+                 output rows (r = rows * OW, no padding column computed) */
+};
+
 struct cg_step {
     enum cg_kind kind;
     int layer;       /* the IR layer that names the step */
@@ -98,6 +118,7 @@ struct cg_step {
     size_t n_kernels, n_kernels_kept;   /* F*C kernels, and those not all zero */
     size_t n_weights, n_nonzero;
     long long macs_dense, macs_nonzero; /* per sample */
+    struct cg_sched sched;              /* conv only; set by cg_sched_choose for the target */
     /* Memory: slots of the activation block (see the file comment). */
     int in_slot[2], out_slot; /* -1: the model input (in) */
 };

@@ -31,6 +31,7 @@
 struct cg_wsec {
     size_t w, b;                        /* weights, bias (or BN scale, shift) */
     size_t perm, kptr, prun, cin, woff; /* FKW only */
+    size_t koff;                        /* panel kernel: (C * taps) input offsets */
     size_t n_w;                         /* floats at w */
 };
 
