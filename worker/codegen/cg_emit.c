@@ -309,6 +309,11 @@ static void cg_emit_panel_block(FILE *f, const struct cg_step *s, int n, const i
     fprintf(f, "%sconst float *wk = wg;\n", indent);
     fprintf(f, "%sfor (int kk = 0; kk < %d; kk++, wk += %d) {\n", indent, g->C * T, nb * VL);
     fprintf(f, "%s    const float *ip = xt + koff[kk];\n", indent);
+    if (s->sched.prefetch) {
+        /* One prefetch per cache line of this step's weights, 4 KiB ahead. */
+        for (int l = 0; l < nb * VL; l += 16)
+            fprintf(f, "%s    __builtin_prefetch(wk + %d);\n", indent, 1024 + l);
+    }
     fprintf(f, "%s    const cg_vf", indent);
     for (int b = 0; b < nb; b++)
         fprintf(f, "%s w%d = cg_ld(wk + %d)", b ? "," : "", b, b * VL);
@@ -359,7 +364,8 @@ static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const st
                 tail_rows ? " and a tail" : "");
     else
         fprintf(f, "%d of %d flat positions (padding columns dropped on store)", full, r);
-    fprintf(f, ";\n * the %d (group, tile) items split evenly between threads.\n */\n", G * NT);
+    fprintf(f, ";\n * the %d (group, tile) items split evenly between threads%s.\n */\n", G * NT,
+            sc->prefetch ? "; weights prefetched 4 KiB ahead (they stream from memory)" : "");
     fputs("static void ", f);
     cg_emit_fn_name(f, p, k);
     fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"

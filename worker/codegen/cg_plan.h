@@ -90,12 +90,13 @@ enum cg_kern {
 /* A convolution's schedule on its target (cg_sched.h). */
 struct cg_sched {
     enum cg_kern kern;
-    int vl;   /* floats per vector (output channels per panel for CG_KERN_PANEL) */
-    int nb;   /* CG_KERN_PANEL: panels per register block */
-    int r;    /* CG_KERN_PANEL: output pixels per register block */
-    int rows; /* CG_KERN_PANEL: 0, tiles of r consecutive flat positions (rows of the padded
-                 width, padding columns computed and dropped); else tiles of `rows` whole
-                 output rows (r = rows * OW, no padding column computed) */
+    int vl;       /* floats per vector (output channels per panel for CG_KERN_PANEL) */
+    int nb;       /* CG_KERN_PANEL: panels per register block */
+    int r;        /* CG_KERN_PANEL: output pixels per register block */
+    int rows;     /* CG_KERN_PANEL: 0, tiles of r consecutive flat positions (rows of the padded
+                     width, padding columns computed and dropped); else tiles of `rows` whole
+                     output rows (r = rows * OW, no padding column computed) */
+    int prefetch; /* CG_KERN_PANEL: the weights stream from memory, prefetched ahead */
 };
 
 struct cg_step {
