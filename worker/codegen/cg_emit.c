@@ -14,12 +14,8 @@
 
 /* ---- Schedule of a convolution ------------------------------------------ */
 
-/* The most vector accumulators a tile keeps in registers: with 32 vector
- * registers (AVX-512) 8 tiles plus 9 broadcast weights fit; with 16
- * (AVX2, NEON) 4 do. Plain arrays (portable) get 32 floats. */
-#define CG_NV_MAX_WIDE   8
-#define CG_NV_MAX_NARROW 4
-#define CG_PORTABLE_L    32
+/* Plain arrays (portable) get tiles of 32 floats; vector tiles: cg_sched_nv_max. */
+#define CG_PORTABLE_L 32
 
 struct cg_conv_sched {
     int PHq, PWq;   /* one polyphase plane */
@@ -39,12 +35,12 @@ static void cg_conv_schedule(const struct cg_step *s, int vl, struct cg_conv_sch
 {
     const struct cg_geom *g = &s->g;
     c->PHq = cg_sched_phq(g);
-    c->PWq = cg_sched_pwq(g);
+    c->PWq = s->sched.shift ? g->OW : cg_sched_pwq(g);
     c->plane = (size_t)c->PHq * (size_t)c->PWq;
-    c->cpl = c->plane * (size_t)g->sh * (size_t)g->sw;
+    c->cpl = c->plane * (size_t)g->sh * (size_t)(s->sched.shift ? g->kw : g->sw);
     c->NK = (g->OH - 1) * c->PWq + g->OW;
     if (vl > 0) {
-        const int nv_max = vl >= 16 ? CG_NV_MAX_WIDE : CG_NV_MAX_NARROW;
+        const int nv_max = cg_sched_nv_max(vl);
         c->VL = vl;
         c->NV = (c->NK + vl - 1) / vl;
         if (c->NV > nv_max)
@@ -63,10 +59,14 @@ static void cg_conv_schedule(const struct cg_step *s, int vl, struct cg_conv_sch
     c->scratch = (size_t)g->C * c->cpl + (size_t)cg_max(c->L, s->sched.r) + c->cpl;
 }
 
-/* Offset of tap (ky, kx) from a flat output position in the polyphase layout. */
+/* Offset of tap (ky, kx) from a flat output position in the polyphase
+ * layout, or in the column-shifted one (copy (ky % sh) * kw + kx). */
 static size_t cg_tap_offset(const struct cg_step *s, const struct cg_conv_sched *c, int ky, int kx)
 {
     const struct cg_geom *g = &s->g;
+    if (s->sched.shift)
+        return (size_t)((ky % g->sh) * g->kw + kx) * c->plane +
+               (size_t)(ky / g->sh) * (size_t)c->PWq;
     const size_t ph = (size_t)((ky % g->sh) * g->sw + kx % g->sw);
     return ph * c->plane + (size_t)(ky / g->sh) * (size_t)c->PWq + (size_t)(kx / g->sw);
 }
@@ -212,9 +212,11 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
         fprintf(f, ", %zu weights (%zu non-zero)", s->n_weights, s->n_nonzero);
     fprintf(f, "; %lld MACs (%lld dense).\n", s->macs_nonzero, s->macs_dense);
     fprintf(f,
-            " * Schedule: input in %d polyphase plane(s) of %dx%d per channel; a filter's %d "
+            " * Schedule: spatial kernel; input in %d %s of %dx%d per channel; a filter's %d "
             "flat outputs in tiles of %d",
-            g->sh * g->sw, c.PHq, c.PWq, c.NK, c.L);
+            g->sh * (s->sched.shift ? g->kw : g->sw),
+            s->sched.shift ? "column-shifted copies (no padding column)" : "polyphase plane(s)",
+            c.PHq, c.PWq, c.NK, c.L);
     if (c.VL > 0)
         fprintf(f, " (%d vectors of %d in registers)", c.NV, c.VL);
     fprintf(f, ";\n * filters split between threads %s.\n */\n",
@@ -225,8 +227,13 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
           "        float *restrict y, int tid, int nth)\n{\n    (void)x1;\n",
           f);
     fputs("    float *restrict xp = m->scratch;\n", f);
-    fprintf(f, "    cg_pad(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, tid, nth);\n", g->C,
-            g->H, g->W, g->sh, g->sw, g->pt, g->pl, c.PHq, c.PWq, c.cpl);
+    if (s->sched.shift)
+        fprintf(
+            f, "    cg_pad_shift(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, tid, nth);\n",
+            g->C, g->H, g->W, g->sh, g->sw, g->pt, g->pl, g->kw, c.PHq, c.PWq, c.cpl);
+    else
+        fprintf(f, "    cg_pad(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, tid, nth);\n", g->C,
+                g->H, g->W, g->sh, g->sw, g->pt, g->pl, c.PHq, c.PWq, c.cpl);
     fputs("    CG_BARRIER(); /* every channel is padded before any filter reads it */\n", f);
     fprintf(f, "    const float *w = (const float *)(m->blob + %zu);\n", sec->w);
     fprintf(f, "    const float *bias = (const float *)(m->blob + %zu);\n", sec->b);

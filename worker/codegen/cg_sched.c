@@ -93,7 +93,7 @@ static void cg_sched_panel(struct cg_step *s, int vl)
     const int NK = (g->OH - 1) * PWq + g->OW;
     const int budget = cg_reg_budget(vl);
     double best = -1.0;
-    struct cg_sched b = {CG_KERN_PANEL, vl, 1, 1, 0, 0};
+    struct cg_sched b = {CG_KERN_PANEL, vl, 1, 1, 0, 0, 0};
     for (int nb = 1; nb <= 4; nb++) {
         if (P % nb != 0)
             continue;
@@ -102,7 +102,7 @@ static void cg_sched_panel(struct cg_step *s, int vl)
             double cost = cg_layer_cost(s, vl, nb, r, (NK + r - 1) / r, 0);
             if (best < 0 || cost < best) {
                 best = cost;
-                b = (struct cg_sched){CG_KERN_PANEL, vl, nb, r, 0, 0};
+                b = (struct cg_sched){CG_KERN_PANEL, vl, nb, r, 0, 0, 0};
             }
             /* Whole rows: r = rows * OW real pixels, a shorter tail tile. */
             if (r % g->OW != 0)
@@ -114,7 +114,7 @@ static void cg_sched_panel(struct cg_step *s, int vl)
             cost = cg_layer_cost(s, vl, nb, r, full + (tail > 0), tail * g->OW);
             if (cost <= best) { /* ties: no padding column is stored */
                 best = cost;
-                b = (struct cg_sched){CG_KERN_PANEL, vl, nb, r, rows, 0};
+                b = (struct cg_sched){CG_KERN_PANEL, vl, nb, r, rows, 0, 0};
             }
         }
     }
@@ -127,15 +127,50 @@ static void cg_sched_panel(struct cg_step *s, int vl)
     s->sched = b;
 }
 
+int cg_sched_nv_max(int vl)
+{
+    return vl >= 16 ? 8 : 4;
+}
+
+/* Vector FMAs per kept tap of a filter over nk flat outputs: whole tiles
+ * of at most nv_max vectors, the last one computed in full. */
+static long long cg_spatial_vectors(int nk, int vl)
+{
+    int nv = (nk + vl - 1) / vl;
+    if (nv > cg_sched_nv_max(vl))
+        nv = cg_sched_nv_max(vl);
+    const int L = nv * vl;
+    return (long long)((nk + L - 1) / L) * nv;
+}
+
+/* Chooses the spatial kernel's input layout (cg_plan.h, sched.shift) by
+ * vector FMAs plus the copying (a load and a store per vector). */
+static void cg_sched_spatial(struct cg_step *s, int vl)
+{
+    const struct cg_geom *g = &s->g;
+    s->sched.kern = CG_KERN_SPATIAL;
+    if (vl <= 0)
+        return;
+    const int PHq = cg_sched_phq(g), PWq = cg_sched_pwq(g);
+    const double flat_copy = (double)g->C * g->sh * g->sw * PHq * PWq;
+    const double shift_copy = (double)g->C * g->sh * g->kw * PHq * g->OW;
+    const double flat =
+        (double)s->n_nonzero * (double)cg_spatial_vectors((g->OH - 1) * PWq + g->OW, vl) +
+        2.0 * flat_copy / vl;
+    const double shift = (double)s->n_nonzero * (double)cg_spatial_vectors(g->OH * g->OW, vl) +
+                         2.0 * shift_copy / vl;
+    s->sched.shift = shift < flat;
+}
+
 void cg_sched_choose(struct cg_plan *p, int vl)
 {
     for (int k = 0; k < p->n_steps; k++) {
         struct cg_step *s = &p->steps[k];
-        s->sched = (struct cg_sched){CG_KERN_NONE, vl, 0, 0, 0, 0};
+        s->sched = (struct cg_sched){CG_KERN_NONE, vl, 0, 0, 0, 0, 0};
         if (s->kind != CG_K_CONV)
             continue;
         if (s->fmt == CG_FMT_FKW || vl <= 0)
-            s->sched.kern = CG_KERN_SPATIAL;
+            cg_sched_spatial(s, vl);
         else
             cg_sched_panel(s, vl);
     }

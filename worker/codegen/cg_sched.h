@@ -16,6 +16,12 @@
  * lanes on 4x4 and 2x2 maps) and reads each weight once per pixel block
  * instead of once per vector of pixels.
  *
+ * The spatial kernel's input layout is the cheaper of two: polyphase
+ * planes of the padded input (one copy, but each output row carries
+ * kw - 1 padding columns through the FMAs) and kw column-shifted copies
+ * (kw times the copying, no padding column): small maps, where padding
+ * columns are a large share of the vectors, take the shifted copies.
+ *
  * The block (nb, r, flat or whole-row tiles) is the cheapest under a small
  * cost model of the K-loop: per step max(nb*r FMAs, nb+r loads, 8 chains
  * to hide the FMA latency) / 2, times the tiles, padding columns and
@@ -37,5 +43,10 @@ const char *cg_kern_name(enum cg_kern k);
  * padded width of one polyphase plane and the flat outputs of a filter. */
 int cg_sched_pwq(const struct cg_geom *g);
 int cg_sched_phq(const struct cg_geom *g);
+
+/* Vectors of flat outputs the spatial kernel keeps in registers per tile:
+ * 8 with 32 vector registers (AVX-512: 8 tiles plus the broadcast
+ * weights), 4 with 16 (AVX2, NEON). */
+int cg_sched_nv_max(int vl);
 
 #endif
