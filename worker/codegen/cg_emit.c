@@ -23,8 +23,11 @@ struct cg_conv_sched {
     size_t cpl;     /* floats per channel: sh * sw planes */
     int NK;         /* flat output positions of a filter: (OH-1)*PWq + OW */
     int VL, NV, L;  /* floats per vector, vectors per tile, floats per tile */
+    int S, U;       /* vector tiles: accumulator sets over taps, kernels unrolled (see below) */
     size_t scratch; /* floats of padded input, with slack for the last tile */
 };
+
+static int cg_popcount(unsigned m);
 
 static int cg_max(int a, int b)
 {
@@ -46,6 +49,20 @@ static void cg_conv_schedule(const struct cg_step *s, int vl, struct cg_conv_sch
         if (c->NV > nv_max)
             c->NV = nv_max;
         c->L = c->NV * vl;
+        /* Independent FMA chains: a kernel's taps go to S accumulator sets
+         * (tap i to set i % S) and U kernels run interleaved, so a tile of
+         * NV vectors keeps NV * S * U >= 8 chains (FMA latency 4, two
+         * ports): on 4x4 and 2x2 maps (NV = 1) one chain would leave the
+         * FMA units idle most of the time. */
+        int nmax = 1;
+        for (int q = 0; q < s->n_patterns; q++)
+            nmax = cg_max(nmax, cg_popcount(s->patterns[q]));
+        if (s->fmt != CG_FMT_FKW)
+            nmax = g->kh * g->kw;
+        c->S = (8 + c->NV - 1) / c->NV;
+        if (c->S > nmax)
+            c->S = nmax;
+        c->U = c->NV * c->S < 8 && 2 * c->NV * c->S <= 16 ? 2 : 1;
     } else {
         c->VL = 0;
         c->NV = 0;
@@ -141,9 +158,10 @@ static void cg_emit_fused(FILE *f, const struct cg_plan *p, const struct cg_step
 /* ---- Convolutions ------------------------------------------------------- */
 
 /* The accumulation of one kernel with taps given by mask into the tile:
- * weights w0.. are loaded, ip points at the kernel's input channel. */
+ * its weights are wk[wo..], ip points at its input channel; vector tiles
+ * add tap i into accumulator set set0 + i % S (cg_conv_sched). */
 static void cg_emit_taps(FILE *f, const struct cg_step *s, const struct cg_conv_sched *c,
-                         unsigned mask, const char *indent)
+                         unsigned mask, const char *indent, const char *ip, int wo, int set0)
 {
     const int kw = s->g.kw, T = s->g.kh * s->g.kw;
     int n = 0;
@@ -153,22 +171,19 @@ static void cg_emit_taps(FILE *f, const struct cg_step *s, const struct cg_conv_
         if (!((mask >> t) & 1u))
             continue;
         off[n] = cg_tap_offset(s, c, t / kw, t % kw);
-        fprintf(f, "%s w%d = wk[%d]", n ? "," : "", n, n);
+        fprintf(f, "%s w%d_%d = wk[%d]", n ? "," : "", set0, n, wo + n);
         n++;
     }
     fputs(";\n", f);
     if (c->VL > 0) {
-        for (int v = 0; v < c->NV; v++) {
-            fprintf(f, "%sa%d +=", indent, v);
-            for (int t = 0; t < n; t++)
-                fprintf(f, "%s w%d * cg_ld(ip + %zu)", t ? " +" : "", t,
-                        off[t] + (size_t)v * (size_t)c->VL);
-            fputs(";\n", f);
-        }
+        for (int t = 0; t < n; t++)
+            for (int v = 0; v < c->NV; v++)
+                fprintf(f, "%sa%d_%d += w%d_%d * cg_ld(%s + %zu);\n", indent, v, set0 + t % c->S,
+                        set0, t, ip, off[t] + (size_t)v * (size_t)c->VL);
     } else {
         fprintf(f, "%sfor (int l = 0; l < %d; l++)\n%s    a[l] +=", indent, c->L, indent);
         for (int t = 0; t < n; t++)
-            fprintf(f, "%s w%d * ip[%zu + l]", t ? " +" : "", t, off[t]);
+            fprintf(f, "%s w%d_%d * %s[%zu + l]", t ? " +" : "", set0, t, ip, off[t]);
         fputs(";\n", f);
     }
 }
@@ -255,7 +270,8 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
     if (c.VL > 0) {
         fputs("            cg_vf", f);
         for (int v = 0; v < c.NV; v++)
-            fprintf(f, "%s a%d = {0}", v ? "," : "", v);
+            for (int q = 0; q < c.S * c.U; q++)
+                fprintf(f, "%s a%d_%d = {0}", v || q ? "," : "", v, q);
         fputs(";\n", f);
     } else {
         fprintf(f, "            float a[%d] = {0};\n", c.L);
@@ -269,24 +285,47 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
             fprintf(f, "            /* pattern %d: ", q);
             cg_emit_mask_comment(f, s, mask);
             fputs(" */\n", f);
+            const int n = cg_popcount(mask);
+            if (c.VL > 0 && c.U == 2) {
+                /* Two kernels per iteration into separate accumulator sets. */
+                fprintf(f, "            for (int e = pr[%d]; e < pr[%d]; e += 2, wk += %d) {\n", q,
+                        q + 1, 2 * n);
+                fprintf(f,
+                        "                const float *ip0 = xt + (size_t)ci[e] * %zu;\n"
+                        "                if (e + 1 == pr[%d]) {\n",
+                        c.cpl, q + 1);
+                cg_emit_taps(f, s, &c, mask, "                    ", "ip0", 0, 0);
+                fprintf(f, "                    wk += %d;\n                    break;\n", n);
+                fputs("                }\n", f);
+                fprintf(f, "                const float *ip1 = xt + (size_t)ci[e + 1] * %zu;\n",
+                        c.cpl);
+                cg_emit_taps(f, s, &c, mask, "                ", "ip0", 0, 0);
+                cg_emit_taps(f, s, &c, mask, "                ", "ip1", n, c.S);
+                fputs("            }\n", f);
+                continue;
+            }
             fprintf(f, "            for (int e = pr[%d]; e < pr[%d]; e++, wk += %d) {\n", q, q + 1,
-                    cg_popcount(mask));
+                    n);
             fprintf(f, "                const float *ip = xt + (size_t)ci[e] * %zu;\n", c.cpl);
-            cg_emit_taps(f, s, &c, mask, "                ");
+            cg_emit_taps(f, s, &c, mask, "                ", "ip", 0, 0);
             fputs("            }\n", f);
         }
     } else {
         fprintf(f, "            const float *wk = w + (size_t)j * %zu;\n", (size_t)g->C * T);
         fprintf(f, "            for (int ch = 0; ch < %d; ch++, wk += %d) {\n", g->C, T);
         fprintf(f, "                const float *ip = xt + (size_t)ch * %zu;\n", c.cpl);
-        cg_emit_taps(f, s, &c, (1u << T) - 1u, "                ");
+        cg_emit_taps(f, s, &c, (1u << T) - 1u, "                ", "ip", 0, 0);
         fputs("            }\n", f);
     }
     const char *t = "a";
     if (c.VL > 0) {
         fprintf(f, "            float t[%d];\n", c.L);
-        for (int v = 0; v < c.NV; v++)
-            fprintf(f, "            cg_st(t + %d, a%d);\n", v * c.VL, v);
+        for (int v = 0; v < c.NV; v++) {
+            fprintf(f, "            cg_st(t + %d, a%d_0", v * c.VL, v);
+            for (int q = 1; q < c.S * c.U; q++)
+                fprintf(f, " + a%d_%d", v, q);
+            fputs(");\n", f);
+        }
         t = "t";
     }
     fprintf(f, "            cg_store(y + (size_t)%s * %zu, %s, k0, %d, %d, %d, %d, bias[j], ",
