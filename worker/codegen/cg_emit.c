@@ -150,6 +150,9 @@ static void cg_emit_fused(FILE *f, const struct cg_plan *p, const struct cg_step
 {
     if (s->bn_layer >= 0 && s->bn_layer != s->layer)
         fprintf(f, ", BN '%s' folded", p->m->layers[s->bn_layer].name);
+    if (s->add_layer >= 0)
+        fprintf(f, ", residual add '%s' fused (x1 added before the activation)",
+                p->m->layers[s->add_layer].name);
     if (s->act_layer >= 0)
         fprintf(f, ", %s '%s' fused", dp_op_name(p->m->layers[s->act_layer].op),
                 p->m->layers[s->act_layer].name);
@@ -239,8 +242,10 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
     fputs("static void ", f);
     cg_emit_fn_name(f, p, k);
     fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
-          "        float *restrict y, int tid, int nth)\n{\n    (void)x1;\n",
+          "        float *restrict y, int tid, int nth)\n{\n",
           f);
+    if (s->add_layer < 0)
+        fputs("    (void)x1;\n", f);
     fputs("    float *restrict xp = m->scratch;\n", f);
     if (s->sched.shift)
         fprintf(
@@ -330,6 +335,10 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
     }
     fprintf(f, "            cg_store(y + (size_t)%s * %zu, %s, k0, %d, %d, %d, %d, bias[j], ",
             fkw ? "perm[j]" : "j", (size_t)g->OH * (size_t)g->OW, t, c.L, c.NK, c.PWq, g->OW);
+    if (s->add_layer >= 0)
+        fprintf(f, "x1 + (size_t)%s * %zu, ", fkw ? "perm[j]" : "j", (size_t)g->OH * (size_t)g->OW);
+    else
+        fputs("NULL, ", f);
     cg_emit_act_args(f, s);
     fputs(");\n        }\n    }\n}\n\n", f);
 }
@@ -415,8 +424,10 @@ static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const st
     fputs("static void ", f);
     cg_emit_fn_name(f, p, k);
     fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
-          "        float *restrict y, int tid, int nth)\n{\n    (void)x1;\n",
+          "        float *restrict y, int tid, int nth)\n{\n",
           f);
+    if (s->add_layer < 0)
+        fputs("    (void)x1;\n", f);
     fputs("    float *restrict xp = m->scratch;\n", f);
     fprintf(f, "    cg_pad(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, tid, nth);\n", g->C,
             g->H, g->W, g->sh, g->sw, g->pt, g->pl, c.PHq, c.PWq, c.cpl);
@@ -446,8 +457,9 @@ static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const st
             cg_emit_panel_block(f, s, n, pix, "            ");
             fprintf(f,
                     "            cg_store_panel(y, t, bias, grp * %d, %d, %d, %d, tile * %d, "
-                    "-1, 0, 0, %d, ",
-                    nb * VL, nb * VL, g->F, n, sc->rows * g->OW, HW);
+                    "-1, 0, 0, %d, %s, ",
+                    nb * VL, nb * VL, g->F, n, sc->rows * g->OW, HW,
+                    s->add_layer >= 0 ? "x1" : "NULL");
             cg_emit_act_args(f, s);
             fputs(");\n        }\n", f);
         }
@@ -458,8 +470,9 @@ static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const st
         cg_emit_panel_block(f, s, r, pix, "            ");
         fprintf(f,
                 "            cg_store_panel(y, t, bias, grp * %d, %d, %d, %d, tile * %d, %d, %d, "
-                "%d, %d, ",
-                nb * VL, nb * VL, g->F, r, r, c.NK, c.PWq, g->OW, HW);
+                "%d, %d, %s, ",
+                nb * VL, nb * VL, g->F, r, r, c.NK, c.PWq, g->OW, HW,
+                s->add_layer >= 0 ? "x1" : "NULL");
         cg_emit_act_args(f, s);
         fputs(");\n        }\n", f);
     }

@@ -23,6 +23,11 @@
  * its weights is stored in FKW and gets one specialised loop per pattern;
  * other sparse layers are "irregular: dense fallback"; the rest dense.
  *
+ * A residual add whose one input is a convolution read by nothing else,
+ * computed after the add's other input, is fused into that convolution's
+ * epilogue (y = act(conv + bias + residual)): one pass over the map and
+ * one barrier fewer per residual block.
+ *
  * Activations live in a few slots of equal size reused by liveness (a
  * slot is free again once the last step that reads it has run), so the
  * working set stays small; step outputs never share a slot with that
@@ -110,6 +115,8 @@ struct cg_step {
     int in_value[2]; /* values read: IR layers or CG_VALUE_INPUT */
     int bn_layer;    /* the folded or applied BN, -1 when none */
     int act_layer;   /* the fused activation's layer, -1 when none */
+    int add_layer;   /* conv: a residual add fused into the epilogue (its layer), -1 when none;
+                        in_value[1] is then the residual, added before the activation */
     enum cg_act act;
     float lo, hi; /* CG_ACT_CLIP bounds */
     enum cg_format fmt;
