@@ -207,6 +207,33 @@ static int cg_popcount(unsigned m)
     return n;
 }
 
+/* Threads pad a small input each into its own scratch, all channels, and
+ * need no barrier before reading it (barriers dominate small layers at 2
+ * threads on a shared machine); a large one is padded once, channels
+ * split between threads, then a barrier. */
+#define CG_PRIVATE_PAD_FLOATS 32768
+
+static void cg_emit_pad(FILE *f, const struct cg_step *s, const struct cg_conv_sched *c)
+{
+    const struct cg_geom *g = &s->g;
+    const int priv = (size_t)g->C * c->cpl <= CG_PRIVATE_PAD_FLOATS;
+    if (priv)
+        fputs("    /* a private copy per thread (small input): no barrier */\n"
+              "    float *restrict xp = m->scratch + (size_t)tid * CG_SCRATCH_FLOATS;\n",
+              f);
+    else
+        fputs("    float *restrict xp = m->scratch;\n", f);
+    const char *who = priv ? "0, 1" : "tid, nth";
+    if (s->sched.shift)
+        fprintf(f, "    cg_pad_shift(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, %s);\n",
+                g->C, g->H, g->W, g->sh, g->sw, g->pt, g->pl, g->kw, c->PHq, c->PWq, c->cpl, who);
+    else
+        fprintf(f, "    cg_pad(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, %s);\n", g->C, g->H,
+                g->W, g->sh, g->sw, g->pt, g->pl, c->PHq, c->PWq, c->cpl, who);
+    if (!priv)
+        fputs("    CG_BARRIER(); /* every channel is padded before any thread reads it */\n", f);
+}
+
 static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct cg_wsec *sec,
                          const struct cg_emit_opts *o)
 {
@@ -246,15 +273,7 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
           f);
     if (s->add_layer < 0)
         fputs("    (void)x1;\n", f);
-    fputs("    float *restrict xp = m->scratch;\n", f);
-    if (s->sched.shift)
-        fprintf(
-            f, "    cg_pad_shift(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, tid, nth);\n",
-            g->C, g->H, g->W, g->sh, g->sw, g->pt, g->pl, g->kw, c.PHq, c.PWq, c.cpl);
-    else
-        fprintf(f, "    cg_pad(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, tid, nth);\n", g->C,
-                g->H, g->W, g->sh, g->sw, g->pt, g->pl, c.PHq, c.PWq, c.cpl);
-    fputs("    CG_BARRIER(); /* every channel is padded before any filter reads it */\n", f);
+    cg_emit_pad(f, s, &c);
     fprintf(f, "    const float *w = (const float *)(m->blob + %zu);\n", sec->w);
     fprintf(f, "    const float *bias = (const float *)(m->blob + %zu);\n", sec->b);
     if (fkw) {
@@ -428,10 +447,7 @@ static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const st
           f);
     if (s->add_layer < 0)
         fputs("    (void)x1;\n", f);
-    fputs("    float *restrict xp = m->scratch;\n", f);
-    fprintf(f, "    cg_pad(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, tid, nth);\n", g->C,
-            g->H, g->W, g->sh, g->sw, g->pt, g->pl, c.PHq, c.PWq, c.cpl);
-    fputs("    CG_BARRIER(); /* every channel is padded before any block reads it */\n", f);
+    cg_emit_pad(f, s, &c);
     fprintf(f, "    const float *wp = (const float *)(m->blob + %zu);\n", sec->w);
     fprintf(f, "    const float *bias = (const float *)(m->blob + %zu);\n", sec->b);
     fprintf(f, "    const uint32_t *koff = (const uint32_t *)(m->blob + %zu); /* (C, taps) */\n",
