@@ -392,11 +392,12 @@ static void cg_emit_panel_block(FILE *f, const struct cg_step *s, int n, const i
     for (int b = 0; b < nb; b++)
         fprintf(f, "%s w%d = cg_ld(wk + %d)", b ? "," : "", b, b * VL);
     fputs(";\n", f);
+    /* One line per pixel: its input broadcast into every panel's accumulator. */
     for (int i = 0; i < n; i++) {
-        fprintf(f, "%s    {\n%s        const float x = ip[%d];\n", indent, indent, pix[i]);
+        fprintf(f, "%s    { const float x = ip[%d];", indent, pix[i]);
         for (int b = 0; b < nb; b++)
-            fprintf(f, "%s        a%d_%d += w%d * x;\n", indent, b, i, b);
-        fprintf(f, "%s    }\n", indent);
+            fprintf(f, " a%d_%d += w%d * x;", b, i, b);
+        fputs(" }\n", f);
     }
     fprintf(f, "%s}\n", indent);
     fprintf(f, "%sfloat t[%d];\n", indent, nb * n * VL);
