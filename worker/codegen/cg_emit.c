@@ -660,7 +660,7 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
             fputs("NULL", f);
         fputs(", ", f);
         cg_emit_slot(f, s->out_slot);
-        fprintf(f, ", tid, nth);\n    cg_sync(m, %d, tid);\n", k);
+        fprintf(f, ", tid, nth);\n    cg_sync(m, %d, tid, nth);\n", k);
     }
     fputs("    cg_copy(out, ", f);
     cg_emit_slot(f, p->value_slot[m->n_layers - 1]);
