@@ -12,9 +12,9 @@
  * store w as groups of nb panels of vl output channels, (F/(nb*vl), C,
  * kh*kw, nb*vl) zero-padded past F, the bias padded likewise and the
  * K-loop's input offsets koff (C*kh*kw uint32); other dense convolutions
- * and linear layers w (F, C, kh, kw) or (O, I) and bias (F); standalone BN scale and shift (C). The hash and
- * the size are compiled into model.c, so a bundle refuses weights from
- * another compile.
+ * and linear layers w (F, C, kh, kw) or (O, I) and bias (F); standalone
+ * BN scale and shift (C). The hash and the size are compiled into
+ * model.c, so a bundle refuses weights from another compile.
  */
 #ifndef DP_WORKER_CODEGEN_CG_WEIGHTS_H
 #define DP_WORKER_CODEGEN_CG_WEIGHTS_H
