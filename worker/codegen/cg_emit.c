@@ -234,6 +234,109 @@ static void cg_emit_pad(FILE *f, const struct cg_step *s, const struct cg_conv_s
         fputs("    CG_BARRIER(); /* every channel is padded before any thread reads it */\n", f);
 }
 
+/*
+ * A pattern layer on a 2x2 output map with 4-tap patterns (sched.packed):
+ * its input packed per (pattern, channel) as one vector of the pattern's
+ * 4 taps x the 4 output pixels (zeros in the padding), so each kept
+ * kernel is one FMA with its 4 weights expanded x4; the 4 lane groups
+ * are summed per pixel at the end.
+ */
+static void cg_emit_conv_packed(FILE *f, const struct cg_plan *p, int k, const struct cg_wsec *sec)
+{
+    const struct cg_step *s = &p->steps[k];
+    const struct cg_geom *g = &s->g;
+    const int P = s->n_patterns, C = g->C;
+    fprintf(f,
+            "/*\n * %s: %dx%d conv stride %dx%d pad %d,%d,%d,%d, %d -> %d channels, %dx%d -> "
+            "%dx%d",
+            p->m->layers[s->layer].name, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr, C,
+            g->F, g->H, g->W, g->OH, g->OW);
+    cg_emit_fused(f, p, s);
+    fprintf(f,
+            ".\n * Format: fkw, %d patterns, %zu of %zu kernels kept, %zu weights; %lld MACs "
+            "(%lld dense).\n",
+            P, s->n_kernels_kept, s->n_kernels, s->n_nonzero, s->macs_nonzero, s->macs_dense);
+    fputs(" * Schedule: spatial kernel, taps x pixels packed: the input as (pattern, channel)\n"
+          " * vectors of 4 taps x 4 pixels (channels split between threads, then a barrier);\n"
+          " * a filter's kernels one FMA each into 4 accumulators, filters split by MACs.\n */\n",
+          f);
+    fputs("static void ", f);
+    cg_emit_fn_name(f, p, k);
+    fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
+          "        float *restrict y, int tid, int nth)\n{\n",
+          f);
+    if (s->add_layer < 0)
+        fputs("    (void)x1;\n", f);
+    fputs("    float *restrict xp = m->scratch;\n    int c0, c1;\n", f);
+    fprintf(f, "    cg_split_even(%d, tid, nth, &c0, &c1);\n", C);
+    fputs("    for (int c = c0; c < c1; c++) {\n", f);
+    fprintf(f, "        const float *xc = x0 + (size_t)c * %d;\n", g->H * g->W);
+    for (int q = 0; q < P; q++) {
+        fprintf(f, "        { /* pattern %d: ", q);
+        cg_emit_mask_comment(f, s, s->patterns[q]);
+        fprintf(f, " */\n            float *d = xp + ((size_t)%d + (size_t)c) * 16;\n", q * C);
+        int i = 0;
+        for (int t = 0; t < g->kh * g->kw; t++) {
+            if (!((s->patterns[q] >> t) & 1u))
+                continue;
+            const int ky = t / g->kw, kx = t % g->kw;
+            fputs("            ", f);
+            for (int px = 0; px < 4; px++) {
+                const int oy = px / g->OW, ox = px % g->OW;
+                const int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
+                if (iy >= 0 && iy < g->H && ix >= 0 && ix < g->W)
+                    fprintf(f, "d[%d] = xc[%d]; ", i * 4 + px, iy * g->W + ix);
+                else
+                    fprintf(f, "d[%d] = 0.0f; ", i * 4 + px);
+            }
+            fputs("\n", f);
+            i++;
+        }
+        fputs("        }\n", f);
+    }
+    fputs("    }\n    CG_BARRIER(); /* every packed vector before any filter reads it */\n", f);
+    fprintf(f, "    const float *w = (const float *)(m->blob + %zu);\n", sec->w);
+    fprintf(f, "    const float *bias = (const float *)(m->blob + %zu);\n", sec->b);
+    fprintf(f, "    const uint16_t *perm = (const uint16_t *)(m->blob + %zu);\n", sec->perm);
+    fprintf(f, "    const uint32_t *kptr = (const uint32_t *)(m->blob + %zu);\n", sec->kptr);
+    fprintf(f, "    const uint16_t *prun = (const uint16_t *)(m->blob + %zu);\n", sec->prun);
+    fprintf(f, "    const uint16_t *cin = (const uint16_t *)(m->blob + %zu);\n", sec->cin);
+    fprintf(f, "    const uint32_t *woff = (const uint32_t *)(m->blob + %zu);\n", sec->woff);
+    fputs("    int j0, j1;\n", f);
+    fprintf(f, "    cg_split_cost(woff, %d, tid, nth, &j0, &j1);\n", g->F);
+    fputs("    for (int j = j0; j < j1; j++) {\n", f);
+    fputs("        cg_vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};\n", f);
+    fprintf(f, "        const uint16_t *pr = prun + (size_t)j * %d;\n", P + 1);
+    fputs("        const uint16_t *ci = cin + kptr[j];\n", f);
+    fputs("        const float *wk = w + woff[j];\n", f);
+    for (int q = 0; q < P; q++) {
+        fprintf(f, "        { /* pattern %d */\n", q);
+        fprintf(f, "            const float *pq = xp + %zu;\n", (size_t)q * (size_t)C * 16);
+        fprintf(f, "            int e = pr[%d];\n", q);
+        fprintf(f, "            for (; e + 3 < pr[%d]; e += 4, wk += 16) {\n", q + 1);
+        for (int u = 0; u < 4; u++)
+            fprintf(f,
+                    "                a%d += cg_expand4(wk + %d) * cg_ld(pq + (size_t)ci[e + %d] * "
+                    "16);\n",
+                    u, 4 * u, u);
+        fputs("            }\n", f);
+        fprintf(f, "            for (; e < pr[%d]; e++, wk += 4)\n", q + 1);
+        fputs("                a0 += cg_expand4(wk) * cg_ld(pq + (size_t)ci[e] * 16);\n", f);
+        fputs("        }\n", f);
+    }
+    fputs("        float t[16];\n        cg_st(t, (a0 + a1) + (a2 + a3));\n", f);
+    fprintf(f, "        float *yo = y + (size_t)perm[j] * 4;\n");
+    if (s->add_layer >= 0)
+        fputs("        const float *ro = x1 + (size_t)perm[j] * 4;\n", f);
+    fputs("        for (int px = 0; px < 4; px++)\n", f);
+    fprintf(
+        f,
+        "            yo[px] = cg_act((t[px] + t[4 + px]) + (t[8 + px] + t[12 + px]) + bias[j]%s, ",
+        s->add_layer >= 0 ? " + ro[px]" : "");
+    cg_emit_act_args(f, s);
+    fputs(");\n    }\n}\n\n", f);
+}
+
 static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct cg_wsec *sec,
                          const struct cg_emit_opts *o)
 {
@@ -589,6 +692,9 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
         cg_conv_schedule(&p->steps[k], o->vl, &c);
         if (c.scratch > scratch)
             scratch = c.scratch;
+        const size_t packed = (size_t)p->steps[k].n_patterns * p->steps[k].g.C * 16;
+        if (p->steps[k].sched.packed && packed > scratch)
+            scratch = packed;
     }
     fprintf(f, "/*\n * generated by dnnpress-worker compile from %s -- do not edit\n", o->source);
     fprintf(f, " * model %s, target %s", o->name, o->target);
@@ -617,6 +723,8 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
     for (int k = 0; k < p->n_steps; k++) {
         if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.kern == CG_KERN_PANEL)
             cg_emit_conv_panel(f, p, k, &w->sec[k], o);
+        else if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.packed)
+            cg_emit_conv_packed(f, p, k, &w->sec[k]);
         else if (p->steps[k].kind == CG_K_CONV)
             cg_emit_conv(f, p, k, &w->sec[k], o);
         else
@@ -634,7 +742,7 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
         if (s->sched.kern == CG_KERN_PANEL)
             fprintf(f, "panel %dx%d%s", s->sched.nb, s->sched.r, s->sched.rows ? " rows" : "");
         else
-            fputs(cg_kern_name(s->sched.kern), f);
+            fprintf(f, "%s%s", cg_kern_name(s->sched.kern), s->sched.packed ? " packed" : "");
         fputs("\"},\n", f);
     }
     fputs("};\n\nstatic const struct model_info cg_info = {\n    \"", f);

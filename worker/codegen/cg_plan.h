@@ -102,6 +102,9 @@ struct cg_sched {
                      width, padding columns computed and dropped); else tiles of `rows` whole
                      output rows (r = rows * OW, no padding column computed) */
     int prefetch; /* CG_KERN_PANEL: the weights stream from memory, prefetched ahead */
+    int packed;   /* CG_KERN_SPATIAL, FKW with 4-tap patterns on a 2x2 output map and
+                     16-float vectors: per (pattern, channel) one vector of its 4 taps x 4
+                     pixels, so a kernel is one FMA (weights expanded x4 in registers) */
     int shift;    /* CG_KERN_SPATIAL: input as kw column-shifted copies of each row phase,
                      (C, sh * kw, PHq, OW), so flat outputs have no padding column; 0: the
                      polyphase planes of the padded input, (C, sh * sw, PHq, PWq) */
