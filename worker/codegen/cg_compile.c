@@ -12,6 +12,7 @@
 #include "common/alloc.h"
 #include "worker/codegen/cg_emit.h"
 #include "worker/codegen/cg_plan.h"
+#include "worker/codegen/cg_sched.h"
 #include "worker/codegen/cg_weights.h"
 #include "worker/nn/net.h"
 
@@ -194,8 +195,10 @@ enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_comp
         return dp_errinfo_set(ei, dp_err_from_errno(errno), "cannot create %s: %s", dir,
                               strerror(errno));
     err = cg_plan_build(m, &p, ei);
-    if (!err)
+    if (!err) {
+        cg_sched_choose(p, vl);
         err = cg_weights_build(p, &w, ei);
+    }
     if (!err)
         err = cg_reference(m, p, &ref, &ref_len, ei);
     if (err)

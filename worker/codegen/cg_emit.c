@@ -9,16 +9,13 @@
 #include <math.h>
 #include <string.h>
 
+#include "worker/codegen/cg_sched.h"
 #include "worker/codegen/cg_templates_gen.h"
 
 /* ---- Schedule of a convolution ------------------------------------------ */
 
-/* The most vector accumulators a tile keeps in registers: with 32 vector
- * registers (AVX-512) 8 tiles plus 9 broadcast weights fit; with 16
- * (AVX2, NEON) 4 do. Plain arrays (portable) get 32 floats. */
-#define CG_NV_MAX_WIDE   8
-#define CG_NV_MAX_NARROW 4
-#define CG_PORTABLE_L    32
+/* Plain arrays (portable) get tiles of 32 floats; vector tiles: cg_sched_nv_max. */
+#define CG_PORTABLE_L 32
 
 struct cg_conv_sched {
     int PHq, PWq;   /* one polyphase plane */
@@ -26,8 +23,11 @@ struct cg_conv_sched {
     size_t cpl;     /* floats per channel: sh * sw planes */
     int NK;         /* flat output positions of a filter: (OH-1)*PWq + OW */
     int VL, NV, L;  /* floats per vector, vectors per tile, floats per tile */
+    int S, U;       /* vector tiles: accumulator sets over taps, kernels unrolled (see below) */
     size_t scratch; /* floats of padded input, with slack for the last tile */
 };
+
+static int cg_popcount(unsigned m);
 
 static int cg_max(int a, int b)
 {
@@ -37,18 +37,32 @@ static int cg_max(int a, int b)
 static void cg_conv_schedule(const struct cg_step *s, int vl, struct cg_conv_sched *c)
 {
     const struct cg_geom *g = &s->g;
-    c->PHq = cg_max((g->H + g->pt + g->pb + g->sh - 1) / g->sh, g->OH + (g->kh - 1) / g->sh);
-    c->PWq = cg_max((g->W + g->pl + g->pr + g->sw - 1) / g->sw, g->OW + (g->kw - 1) / g->sw);
+    c->PHq = cg_sched_phq(g);
+    c->PWq = s->sched.shift ? g->OW : cg_sched_pwq(g);
     c->plane = (size_t)c->PHq * (size_t)c->PWq;
-    c->cpl = c->plane * (size_t)g->sh * (size_t)g->sw;
+    c->cpl = c->plane * (size_t)g->sh * (size_t)(s->sched.shift ? g->kw : g->sw);
     c->NK = (g->OH - 1) * c->PWq + g->OW;
     if (vl > 0) {
-        const int nv_max = vl >= 16 ? CG_NV_MAX_WIDE : CG_NV_MAX_NARROW;
+        const int nv_max = cg_sched_nv_max(vl);
         c->VL = vl;
         c->NV = (c->NK + vl - 1) / vl;
         if (c->NV > nv_max)
             c->NV = nv_max;
         c->L = c->NV * vl;
+        /* Independent FMA chains: a kernel's taps go to S accumulator sets
+         * (tap i to set i % S) and U kernels run interleaved, so a tile of
+         * NV vectors keeps NV * S * U >= 8 chains (FMA latency 4, two
+         * ports): on 4x4 and 2x2 maps (NV = 1) one chain would leave the
+         * FMA units idle most of the time. */
+        int nmax = 1;
+        for (int q = 0; q < s->n_patterns; q++)
+            nmax = cg_max(nmax, cg_popcount(s->patterns[q]));
+        if (s->fmt != CG_FMT_FKW)
+            nmax = g->kh * g->kw;
+        c->S = (8 + c->NV - 1) / c->NV;
+        if (c->S > nmax)
+            c->S = nmax;
+        c->U = c->NV * c->S < 8 && 2 * c->NV * c->S <= 16 ? 2 : 1;
     } else {
         c->VL = 0;
         c->NV = 0;
@@ -56,15 +70,20 @@ static void cg_conv_schedule(const struct cg_step *s, int vl, struct cg_conv_sch
         if (c->L > CG_PORTABLE_L)
             c->L = CG_PORTABLE_L;
     }
-    /* The last tile reads up to L floats past the last output plus the
-     * largest tap offset (below cpl) past the last channel. */
-    c->scratch = (size_t)g->C * c->cpl + (size_t)c->L + c->cpl;
+    /* The last tile reads up to L floats (or a panel block's r) past the
+     * last output plus the largest tap offset (below cpl) past the last
+     * channel. */
+    c->scratch = (size_t)g->C * c->cpl + (size_t)cg_max(c->L, s->sched.r) + c->cpl;
 }
 
-/* Offset of tap (ky, kx) from a flat output position in the polyphase layout. */
+/* Offset of tap (ky, kx) from a flat output position in the polyphase
+ * layout, or in the column-shifted one (copy (ky % sh) * kw + kx). */
 static size_t cg_tap_offset(const struct cg_step *s, const struct cg_conv_sched *c, int ky, int kx)
 {
     const struct cg_geom *g = &s->g;
+    if (s->sched.shift)
+        return (size_t)((ky % g->sh) * g->kw + kx) * c->plane +
+               (size_t)(ky / g->sh) * (size_t)c->PWq;
     const size_t ph = (size_t)((ky % g->sh) * g->sw + kx % g->sw);
     return ph * c->plane + (size_t)(ky / g->sh) * (size_t)c->PWq + (size_t)(kx / g->sw);
 }
@@ -131,6 +150,9 @@ static void cg_emit_fused(FILE *f, const struct cg_plan *p, const struct cg_step
 {
     if (s->bn_layer >= 0 && s->bn_layer != s->layer)
         fprintf(f, ", BN '%s' folded", p->m->layers[s->bn_layer].name);
+    if (s->add_layer >= 0)
+        fprintf(f, ", residual add '%s' fused (x1 added before the activation)",
+                p->m->layers[s->add_layer].name);
     if (s->act_layer >= 0)
         fprintf(f, ", %s '%s' fused", dp_op_name(p->m->layers[s->act_layer].op),
                 p->m->layers[s->act_layer].name);
@@ -139,9 +161,10 @@ static void cg_emit_fused(FILE *f, const struct cg_plan *p, const struct cg_step
 /* ---- Convolutions ------------------------------------------------------- */
 
 /* The accumulation of one kernel with taps given by mask into the tile:
- * weights w0.. are loaded, ip points at the kernel's input channel. */
+ * its weights are wk[wo..], ip points at its input channel; vector tiles
+ * add tap i into accumulator set set0 + i % S (cg_conv_sched). */
 static void cg_emit_taps(FILE *f, const struct cg_step *s, const struct cg_conv_sched *c,
-                         unsigned mask, const char *indent)
+                         unsigned mask, const char *indent, const char *ip, int wo, int set0)
 {
     const int kw = s->g.kw, T = s->g.kh * s->g.kw;
     int n = 0;
@@ -151,22 +174,19 @@ static void cg_emit_taps(FILE *f, const struct cg_step *s, const struct cg_conv_
         if (!((mask >> t) & 1u))
             continue;
         off[n] = cg_tap_offset(s, c, t / kw, t % kw);
-        fprintf(f, "%s w%d = wk[%d]", n ? "," : "", n, n);
+        fprintf(f, "%s w%d_%d = wk[%d]", n ? "," : "", set0, n, wo + n);
         n++;
     }
     fputs(";\n", f);
     if (c->VL > 0) {
-        for (int v = 0; v < c->NV; v++) {
-            fprintf(f, "%sa%d +=", indent, v);
-            for (int t = 0; t < n; t++)
-                fprintf(f, "%s w%d * cg_ld(ip + %zu)", t ? " +" : "", t,
-                        off[t] + (size_t)v * (size_t)c->VL);
-            fputs(";\n", f);
-        }
+        for (int t = 0; t < n; t++)
+            for (int v = 0; v < c->NV; v++)
+                fprintf(f, "%sa%d_%d += w%d_%d * cg_ld(%s + %zu);\n", indent, v, set0 + t % c->S,
+                        set0, t, ip, off[t] + (size_t)v * (size_t)c->VL);
     } else {
         fprintf(f, "%sfor (int l = 0; l < %d; l++)\n%s    a[l] +=", indent, c->L, indent);
         for (int t = 0; t < n; t++)
-            fprintf(f, "%s w%d * ip[%zu + l]", t ? " +" : "", t, off[t]);
+            fprintf(f, "%s w%d_%d * %s[%zu + l]", t ? " +" : "", set0, t, ip, off[t]);
         fputs(";\n", f);
     }
 }
@@ -185,6 +205,136 @@ static int cg_popcount(unsigned m)
     for (; m; m &= m - 1)
         n++;
     return n;
+}
+
+/* Threads pad a small input each into its own scratch, all channels, and
+ * need no barrier before reading it (barriers dominate small layers at 2
+ * threads on a shared machine); a large one is padded once, channels
+ * split between threads, then a barrier. */
+#define CG_PRIVATE_PAD_FLOATS 32768
+
+static void cg_emit_pad(FILE *f, const struct cg_step *s, const struct cg_conv_sched *c)
+{
+    const struct cg_geom *g = &s->g;
+    const int priv = (size_t)g->C * c->cpl <= CG_PRIVATE_PAD_FLOATS;
+    if (priv)
+        fputs("    /* a private copy per thread (small input): no barrier */\n"
+              "    float *restrict xp = m->scratch + (size_t)tid * CG_SCRATCH_FLOATS;\n",
+              f);
+    else
+        fputs("    float *restrict xp = m->scratch;\n", f);
+    const char *who = priv ? "0, 1" : "tid, nth";
+    if (s->sched.shift)
+        fprintf(f, "    cg_pad_shift(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, %s);\n",
+                g->C, g->H, g->W, g->sh, g->sw, g->pt, g->pl, g->kw, c->PHq, c->PWq, c->cpl, who);
+    else
+        fprintf(f, "    cg_pad(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, %s);\n", g->C, g->H,
+                g->W, g->sh, g->sw, g->pt, g->pl, c->PHq, c->PWq, c->cpl, who);
+    if (!priv)
+        fputs("    CG_BARRIER(); /* every channel is padded before any thread reads it */\n", f);
+}
+
+/*
+ * A pattern layer on a 2x2 output map with 4-tap patterns (sched.packed):
+ * its input packed per (pattern, channel) as one vector of the pattern's
+ * 4 taps x the 4 output pixels (zeros in the padding), so each kept
+ * kernel is one FMA with its 4 weights expanded x4; the 4 lane groups
+ * are summed per pixel at the end.
+ */
+static void cg_emit_conv_packed(FILE *f, const struct cg_plan *p, int k, const struct cg_wsec *sec)
+{
+    const struct cg_step *s = &p->steps[k];
+    const struct cg_geom *g = &s->g;
+    const int P = s->n_patterns, C = g->C;
+    fprintf(f,
+            "/*\n * %s: %dx%d conv stride %dx%d pad %d,%d,%d,%d, %d -> %d channels, %dx%d -> "
+            "%dx%d",
+            p->m->layers[s->layer].name, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr, C,
+            g->F, g->H, g->W, g->OH, g->OW);
+    cg_emit_fused(f, p, s);
+    fprintf(f,
+            ".\n * Format: fkw, %d patterns, %zu of %zu kernels kept, %zu weights; %lld MACs "
+            "(%lld dense).\n",
+            P, s->n_kernels_kept, s->n_kernels, s->n_nonzero, s->macs_nonzero, s->macs_dense);
+    fputs(" * Schedule: spatial kernel, taps x pixels packed: the input as (pattern, channel)\n"
+          " * vectors of 4 taps x 4 pixels (channels split between threads, then a barrier);\n"
+          " * a filter's kernels one FMA each into 4 accumulators, filters split by MACs.\n */\n",
+          f);
+    fputs("static void ", f);
+    cg_emit_fn_name(f, p, k);
+    fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
+          "        float *restrict y, int tid, int nth)\n{\n",
+          f);
+    if (s->add_layer < 0)
+        fputs("    (void)x1;\n", f);
+    fputs("    float *restrict xp = m->scratch;\n    int c0, c1;\n", f);
+    fprintf(f, "    cg_split_even(%d, tid, nth, &c0, &c1);\n", C);
+    fputs("    for (int c = c0; c < c1; c++) {\n", f);
+    fprintf(f, "        const float *xc = x0 + (size_t)c * %d;\n", g->H * g->W);
+    for (int q = 0; q < P; q++) {
+        fprintf(f, "        { /* pattern %d: ", q);
+        cg_emit_mask_comment(f, s, s->patterns[q]);
+        fprintf(f, " */\n            float *d = xp + ((size_t)%d + (size_t)c) * 16;\n", q * C);
+        int i = 0;
+        for (int t = 0; t < g->kh * g->kw; t++) {
+            if (!((s->patterns[q] >> t) & 1u))
+                continue;
+            const int ky = t / g->kw, kx = t % g->kw;
+            fputs("            ", f);
+            for (int px = 0; px < 4; px++) {
+                const int oy = px / g->OW, ox = px % g->OW;
+                const int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
+                if (iy >= 0 && iy < g->H && ix >= 0 && ix < g->W)
+                    fprintf(f, "d[%d] = xc[%d]; ", i * 4 + px, iy * g->W + ix);
+                else
+                    fprintf(f, "d[%d] = 0.0f; ", i * 4 + px);
+            }
+            fputs("\n", f);
+            i++;
+        }
+        fputs("        }\n", f);
+    }
+    fputs("    }\n    CG_BARRIER(); /* every packed vector before any filter reads it */\n", f);
+    fprintf(f, "    const float *w = (const float *)(m->blob + %zu);\n", sec->w);
+    fprintf(f, "    const float *bias = (const float *)(m->blob + %zu);\n", sec->b);
+    fprintf(f, "    const uint16_t *perm = (const uint16_t *)(m->blob + %zu);\n", sec->perm);
+    fprintf(f, "    const uint32_t *kptr = (const uint32_t *)(m->blob + %zu);\n", sec->kptr);
+    fprintf(f, "    const uint16_t *prun = (const uint16_t *)(m->blob + %zu);\n", sec->prun);
+    fprintf(f, "    const uint16_t *cin = (const uint16_t *)(m->blob + %zu);\n", sec->cin);
+    fprintf(f, "    const uint32_t *woff = (const uint32_t *)(m->blob + %zu);\n", sec->woff);
+    fputs("    int j0, j1;\n", f);
+    fprintf(f, "    cg_split_cost(woff, %d, tid, nth, &j0, &j1);\n", g->F);
+    fputs("    for (int j = j0; j < j1; j++) {\n", f);
+    fputs("        cg_vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};\n", f);
+    fprintf(f, "        const uint16_t *pr = prun + (size_t)j * %d;\n", P + 1);
+    fputs("        const uint16_t *ci = cin + kptr[j];\n", f);
+    fputs("        const float *wk = w + woff[j];\n", f);
+    for (int q = 0; q < P; q++) {
+        fprintf(f, "        { /* pattern %d */\n", q);
+        fprintf(f, "            const float *pq = xp + %zu;\n", (size_t)q * (size_t)C * 16);
+        fprintf(f, "            int e = pr[%d];\n", q);
+        fprintf(f, "            for (; e + 3 < pr[%d]; e += 4, wk += 16) {\n", q + 1);
+        for (int u = 0; u < 4; u++)
+            fprintf(f,
+                    "                a%d += cg_expand4(wk + %d) * cg_ld(pq + (size_t)ci[e + %d] * "
+                    "16);\n",
+                    u, 4 * u, u);
+        fputs("            }\n", f);
+        fprintf(f, "            for (; e < pr[%d]; e++, wk += 4)\n", q + 1);
+        fputs("                a0 += cg_expand4(wk) * cg_ld(pq + (size_t)ci[e] * 16);\n", f);
+        fputs("        }\n", f);
+    }
+    fputs("        float t[16];\n        cg_st(t, (a0 + a1) + (a2 + a3));\n", f);
+    fprintf(f, "        float *yo = y + (size_t)perm[j] * 4;\n");
+    if (s->add_layer >= 0)
+        fputs("        const float *ro = x1 + (size_t)perm[j] * 4;\n", f);
+    fputs("        for (int px = 0; px < 4; px++)\n", f);
+    fprintf(
+        f,
+        "            yo[px] = cg_act((t[px] + t[4 + px]) + (t[8 + px] + t[12 + px]) + bias[j]%s, ",
+        s->add_layer >= 0 ? " + ro[px]" : "");
+    cg_emit_act_args(f, s);
+    fputs(");\n    }\n}\n\n", f);
 }
 
 static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct cg_wsec *sec,
@@ -210,9 +360,11 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
         fprintf(f, ", %zu weights (%zu non-zero)", s->n_weights, s->n_nonzero);
     fprintf(f, "; %lld MACs (%lld dense).\n", s->macs_nonzero, s->macs_dense);
     fprintf(f,
-            " * Schedule: input in %d polyphase plane(s) of %dx%d per channel; a filter's %d "
+            " * Schedule: spatial kernel; input in %d %s of %dx%d per channel; a filter's %d "
             "flat outputs in tiles of %d",
-            g->sh * g->sw, c.PHq, c.PWq, c.NK, c.L);
+            g->sh * (s->sched.shift ? g->kw : g->sw),
+            s->sched.shift ? "column-shifted copies (no padding column)" : "polyphase plane(s)",
+            c.PHq, c.PWq, c.NK, c.L);
     if (c.VL > 0)
         fprintf(f, " (%d vectors of %d in registers)", c.NV, c.VL);
     fprintf(f, ";\n * filters split between threads %s.\n */\n",
@@ -220,12 +372,11 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
     fputs("static void ", f);
     cg_emit_fn_name(f, p, k);
     fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
-          "        float *restrict y, int tid, int nth)\n{\n    (void)x1;\n",
+          "        float *restrict y, int tid, int nth)\n{\n",
           f);
-    fputs("    float *restrict xp = m->scratch;\n", f);
-    fprintf(f, "    cg_pad(xp, x0, %d, %d, %d, %d, %d, %d, %d, %d, %d, %zu, tid, nth);\n", g->C,
-            g->H, g->W, g->sh, g->sw, g->pt, g->pl, c.PHq, c.PWq, c.cpl);
-    fputs("    CG_BARRIER(); /* every channel is padded before any filter reads it */\n", f);
+    if (s->add_layer < 0)
+        fputs("    (void)x1;\n", f);
+    cg_emit_pad(f, s, &c);
     fprintf(f, "    const float *w = (const float *)(m->blob + %zu);\n", sec->w);
     fprintf(f, "    const float *bias = (const float *)(m->blob + %zu);\n", sec->b);
     if (fkw) {
@@ -246,7 +397,8 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
     if (c.VL > 0) {
         fputs("            cg_vf", f);
         for (int v = 0; v < c.NV; v++)
-            fprintf(f, "%s a%d = {0}", v ? "," : "", v);
+            for (int q = 0; q < c.S * c.U; q++)
+                fprintf(f, "%s a%d_%d = {0}", v || q ? "," : "", v, q);
         fputs(";\n", f);
     } else {
         fprintf(f, "            float a[%d] = {0};\n", c.L);
@@ -260,30 +412,191 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
             fprintf(f, "            /* pattern %d: ", q);
             cg_emit_mask_comment(f, s, mask);
             fputs(" */\n", f);
+            const int n = cg_popcount(mask);
+            if (c.VL > 0 && c.U == 2) {
+                /* Two kernels per iteration into separate accumulator sets. */
+                fprintf(f, "            for (int e = pr[%d]; e < pr[%d]; e += 2, wk += %d) {\n", q,
+                        q + 1, 2 * n);
+                fprintf(f,
+                        "                const float *ip0 = xt + (size_t)ci[e] * %zu;\n"
+                        "                if (e + 1 == pr[%d]) {\n",
+                        c.cpl, q + 1);
+                cg_emit_taps(f, s, &c, mask, "                    ", "ip0", 0, 0);
+                fprintf(f, "                    wk += %d;\n                    break;\n", n);
+                fputs("                }\n", f);
+                fprintf(f, "                const float *ip1 = xt + (size_t)ci[e + 1] * %zu;\n",
+                        c.cpl);
+                cg_emit_taps(f, s, &c, mask, "                ", "ip0", 0, 0);
+                cg_emit_taps(f, s, &c, mask, "                ", "ip1", n, c.S);
+                fputs("            }\n", f);
+                continue;
+            }
             fprintf(f, "            for (int e = pr[%d]; e < pr[%d]; e++, wk += %d) {\n", q, q + 1,
-                    cg_popcount(mask));
+                    n);
             fprintf(f, "                const float *ip = xt + (size_t)ci[e] * %zu;\n", c.cpl);
-            cg_emit_taps(f, s, &c, mask, "                ");
+            cg_emit_taps(f, s, &c, mask, "                ", "ip", 0, 0);
             fputs("            }\n", f);
         }
     } else {
         fprintf(f, "            const float *wk = w + (size_t)j * %zu;\n", (size_t)g->C * T);
         fprintf(f, "            for (int ch = 0; ch < %d; ch++, wk += %d) {\n", g->C, T);
         fprintf(f, "                const float *ip = xt + (size_t)ch * %zu;\n", c.cpl);
-        cg_emit_taps(f, s, &c, (1u << T) - 1u, "                ");
+        cg_emit_taps(f, s, &c, (1u << T) - 1u, "                ", "ip", 0, 0);
         fputs("            }\n", f);
     }
     const char *t = "a";
     if (c.VL > 0) {
         fprintf(f, "            float t[%d];\n", c.L);
-        for (int v = 0; v < c.NV; v++)
-            fprintf(f, "            cg_st(t + %d, a%d);\n", v * c.VL, v);
+        for (int v = 0; v < c.NV; v++) {
+            fprintf(f, "            cg_st(t + %d, a%d_0", v * c.VL, v);
+            for (int q = 1; q < c.S * c.U; q++)
+                fprintf(f, " + a%d_%d", v, q);
+            fputs(");\n", f);
+        }
         t = "t";
     }
     fprintf(f, "            cg_store(y + (size_t)%s * %zu, %s, k0, %d, %d, %d, %d, bias[j], ",
             fkw ? "perm[j]" : "j", (size_t)g->OH * (size_t)g->OW, t, c.L, c.NK, c.PWq, g->OW);
+    if (s->add_layer >= 0)
+        fprintf(f, "x1 + (size_t)%s * %zu, ", fkw ? "perm[j]" : "j", (size_t)g->OH * (size_t)g->OW);
+    else
+        fputs("NULL, ", f);
     cg_emit_act_args(f, s);
     fputs(");\n        }\n    }\n}\n\n", f);
+}
+
+/*
+ * One register block of the panel kernel: nb panels x n pixels, pixel i
+ * at flat offset pix[i] from xt; accumulated over every input channel and
+ * tap, then handed to cg_store_panel with the output pixel indices.
+ */
+static void cg_emit_panel_block(FILE *f, const struct cg_step *s, int n, const int *pix,
+                                const char *indent)
+{
+    const struct cg_geom *g = &s->g;
+    const int nb = s->sched.nb, VL = s->sched.vl, T = g->kh * g->kw;
+    fprintf(f, "%scg_vf", indent);
+    for (int b = 0; b < nb; b++)
+        for (int i = 0; i < n; i++)
+            fprintf(f, "%s a%d_%d = {0}", b || i ? "," : "", b, i);
+    fputs(";\n", f);
+    /* One (channel, tap) per iteration through the offset table: with the
+     * taps unrolled instead, the compiler keeps inputs shared between
+     * neighbouring taps in registers and spills the accumulators. */
+    fprintf(f, "%sconst float *wk = wg;\n", indent);
+    fprintf(f, "%sfor (int kk = 0; kk < %d; kk++, wk += %d) {\n", indent, g->C * T, nb * VL);
+    fprintf(f, "%s    const float *ip = xt + koff[kk];\n", indent);
+    if (s->sched.prefetch) {
+        /* One prefetch per cache line of this step's weights, 4 KiB ahead. */
+        for (int l = 0; l < nb * VL; l += 16)
+            fprintf(f, "%s    __builtin_prefetch(wk + %d);\n", indent, 1024 + l);
+    }
+    fprintf(f, "%s    const cg_vf", indent);
+    for (int b = 0; b < nb; b++)
+        fprintf(f, "%s w%d = cg_ld(wk + %d)", b ? "," : "", b, b * VL);
+    fputs(";\n", f);
+    /* One line per pixel: its input broadcast into every panel's accumulator. */
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%s    { const float x = ip[%d];", indent, pix[i]);
+        for (int b = 0; b < nb; b++)
+            fprintf(f, " a%d_%d += w%d * x;", b, i, b);
+        fputs(" }\n", f);
+    }
+    fprintf(f, "%s}\n", indent);
+    fprintf(f, "%sfloat t[%d];\n", indent, nb * n * VL);
+    for (int b = 0; b < nb; b++)
+        for (int i = 0; i < n; i++)
+            fprintf(f, "%scg_st(t + %d, a%d_%d);\n", indent, (b * n + i) * VL, b, i);
+}
+
+static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const struct cg_wsec *sec,
+                               const struct cg_emit_opts *o)
+{
+    const struct cg_step *s = &p->steps[k];
+    const struct cg_geom *g = &s->g;
+    const struct cg_sched *sc = &s->sched;
+    const int T = g->kh * g->kw, VL = sc->vl, nb = sc->nb, r = sc->r;
+    const int P = (g->F + VL - 1) / VL, G = P / nb, HW = g->OH * g->OW;
+    struct cg_conv_sched c;
+    cg_conv_schedule(s, o->vl, &c);
+    const int full = sc->rows ? g->OH / sc->rows : (c.NK + r - 1) / r;
+    const int tail_rows = sc->rows ? g->OH % sc->rows : 0;
+    const int NT = full + (tail_rows > 0);
+    fprintf(f,
+            "/*\n * %s: %dx%d conv stride %dx%d pad %d,%d,%d,%d, %d -> %d channels, %dx%d -> "
+            "%dx%d",
+            p->m->layers[s->layer].name, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr,
+            g->C, g->F, g->H, g->W, g->OH, g->OW);
+    cg_emit_fused(f, p, s);
+    fprintf(f, ".\n * Format: %s, %zu weights (%zu non-zero); %lld MACs.\n", cg_format_name(s->fmt),
+            s->n_weights, s->n_nonzero, s->macs_dense);
+    fprintf(f,
+            " * Schedule: panel kernel. Weights packed at compile time in %d group(s) of %d "
+            "panel(s)\n * of %d output channels, (C, taps, %d) each; input in %d polyphase "
+            "plane(s) of %dx%d\n * per channel. A register block of %d panel(s) x %d pixels "
+            "(%d accumulators) runs\n * the K-loop over %d channels x %d taps: %d weight "
+            "vector load(s) and %d broadcasts\n * per step. Tiles: ",
+            G, nb, VL, nb * VL, g->sh * g->sw, c.PHq, c.PWq, nb, r, nb * r, g->C, T, nb, r);
+    if (sc->rows)
+        fprintf(f, "%d of %d whole output row(s)%s", full, sc->rows,
+                tail_rows ? " and a tail" : "");
+    else
+        fprintf(f, "%d of %d flat positions (padding columns dropped on store)", full, r);
+    fprintf(f, ";\n * the %d (group, tile) items split evenly between threads%s.\n */\n", G * NT,
+            sc->prefetch ? "; weights prefetched 4 KiB ahead (they stream from memory)" : "");
+    fputs("static void ", f);
+    cg_emit_fn_name(f, p, k);
+    fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
+          "        float *restrict y, int tid, int nth)\n{\n",
+          f);
+    if (s->add_layer < 0)
+        fputs("    (void)x1;\n", f);
+    cg_emit_pad(f, s, &c);
+    fprintf(f, "    const float *wp = (const float *)(m->blob + %zu);\n", sec->w);
+    fprintf(f, "    const float *bias = (const float *)(m->blob + %zu);\n", sec->b);
+    fprintf(f, "    const uint32_t *koff = (const uint32_t *)(m->blob + %zu); /* (C, taps) */\n",
+            sec->koff);
+    fputs("    int i0, i1;\n", f);
+    fprintf(f, "    cg_split_even(%d, tid, nth, &i0, &i1);\n", G * NT);
+    fputs("    for (int it = i0; it < i1; it++) {\n", f);
+    fprintf(f, "        const int grp = it / %d, tile = it %% %d;\n", NT, NT);
+    fprintf(f, "        const float *wg = wp + (size_t)grp * %zu;\n",
+            (size_t)g->C * (size_t)T * (size_t)(nb * VL));
+    int pix[64];
+    if (sc->rows) {
+        fprintf(f, "        const float *xt = xp + (size_t)tile * %d;\n", sc->rows * c.PWq);
+        for (int pass = 0; pass < 1 + (tail_rows > 0); pass++) {
+            const int rows = pass ? tail_rows : sc->rows;
+            const int n = rows * g->OW;
+            for (int i = 0; i < n; i++)
+                pix[i] = (i / g->OW) * c.PWq + i % g->OW;
+            if (tail_rows > 0)
+                fprintf(f, pass ? "        else {\n" : "        if (tile < %d) {\n", full);
+            else
+                fputs("        {\n", f);
+            cg_emit_panel_block(f, s, n, pix, "            ");
+            fprintf(f,
+                    "            cg_store_panel(y, t, bias, grp * %d, %d, %d, %d, tile * %d, "
+                    "-1, 0, 0, %d, %s, ",
+                    nb * VL, nb * VL, g->F, n, sc->rows * g->OW, HW,
+                    s->add_layer >= 0 ? "x1" : "NULL");
+            cg_emit_act_args(f, s);
+            fputs(");\n        }\n", f);
+        }
+    } else {
+        for (int i = 0; i < r; i++)
+            pix[i] = i;
+        fprintf(f, "        const float *xt = xp + (size_t)tile * %d;\n        {\n", r);
+        cg_emit_panel_block(f, s, r, pix, "            ");
+        fprintf(f,
+                "            cg_store_panel(y, t, bias, grp * %d, %d, %d, %d, tile * %d, %d, %d, "
+                "%d, %d, %s, ",
+                nb * VL, nb * VL, g->F, r, r, c.NK, c.PWq, g->OW, HW,
+                s->add_layer >= 0 ? "x1" : "NULL");
+        cg_emit_act_args(f, s);
+        fputs(");\n        }\n", f);
+    }
+    fputs("    }\n}\n\n", f);
 }
 
 /* ---- Other steps -------------------------------------------------------- */
@@ -379,6 +692,9 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
         cg_conv_schedule(&p->steps[k], o->vl, &c);
         if (c.scratch > scratch)
             scratch = c.scratch;
+        const size_t packed = (size_t)p->steps[k].n_patterns * p->steps[k].g.C * 16;
+        if (p->steps[k].sched.packed && packed > scratch)
+            scratch = packed;
     }
     fprintf(f, "/*\n * generated by dnnpress-worker compile from %s -- do not edit\n", o->source);
     fprintf(f, " * model %s, target %s", o->name, o->target);
@@ -405,7 +721,11 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
     cg_emit_lines(f, cg_tmpl_rt_head);
     fputc('\n', f);
     for (int k = 0; k < p->n_steps; k++) {
-        if (p->steps[k].kind == CG_K_CONV)
+        if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.kern == CG_KERN_PANEL)
+            cg_emit_conv_panel(f, p, k, &w->sec[k], o);
+        else if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.packed)
+            cg_emit_conv_packed(f, p, k, &w->sec[k]);
+        else if (p->steps[k].kind == CG_K_CONV)
             cg_emit_conv(f, p, k, &w->sec[k], o);
         else
             cg_emit_simple(f, p, k, &w->sec[k]);
@@ -417,8 +737,13 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
         const struct cg_step *s = &p->steps[k];
         fputs("    {\"", f);
         cg_emit_str(f, m->layers[s->layer].name);
-        fprintf(f, "\", \"%s\", \"%s\", %lldLL, %lldLL},\n", cg_kind_name(s->kind),
+        fprintf(f, "\", \"%s\", \"%s\", %lldLL, %lldLL, \"", cg_kind_name(s->kind),
                 cg_format_name(s->fmt), s->macs_dense, s->macs_nonzero);
+        if (s->sched.kern == CG_KERN_PANEL)
+            fprintf(f, "panel %dx%d%s", s->sched.nb, s->sched.r, s->sched.rows ? " rows" : "");
+        else
+            fprintf(f, "%s%s", cg_kern_name(s->sched.kern), s->sched.packed ? " packed" : "");
+        fputs("\"},\n", f);
     }
     fputs("};\n\nstatic const struct model_info cg_info = {\n    \"", f);
     cg_emit_str(f, o->name);
@@ -443,7 +768,7 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
             fputs("NULL", f);
         fputs(", ", f);
         cg_emit_slot(f, s->out_slot);
-        fprintf(f, ", tid, nth);\n    cg_sync(m, %d, tid);\n", k);
+        fprintf(f, ", tid, nth);\n    cg_sync(m, %d, tid, nth);\n", k);
     }
     fputs("    cg_copy(out, ", f);
     cg_emit_slot(f, p->value_slot[m->n_layers - 1]);

@@ -15,7 +15,10 @@
  * of the filter's kernels, one loop per pattern with its taps unrolled.
  * The few padding columns computed per row are dropped when the tile is
  * stored with bias and activation. Threads split the filters: FKW layers
- * by cumulative MACs in FKW's reordered filter order, dense layers evenly.
+ * by cumulative MACs in FKW's reordered filter order. Dense layers on a
+ * vector target use the panel kernel instead (cg_sched.h): register
+ * blocks of output-channel panels x pixels, (group, tile) items split
+ * evenly between threads.
  * Output is a pure function of the plan and options (no time, no
  * addresses), so the same model gives byte-identical files.
  */

@@ -263,6 +263,7 @@ static enum dp_err cg_step_add(struct cg_build *b, int i, struct dp_errinfo *ei)
     s->out_value = i;
     s->bn_layer = -1;
     s->act_layer = -1;
+    s->add_layer = -1;
     s->n_in = l->n_inputs;
     for (int k = 0; k < l->n_inputs; k++)
         s->in_value[k] = l->inputs[k] == DP_MODEL_INPUT ? CG_VALUE_INPUT : b->canon[l->inputs[k]];
@@ -337,6 +338,61 @@ static enum dp_err cg_step_add(struct cg_build *b, int i, struct dp_errinfo *ei)
     if (row->takes_act)
         cg_fuse_act(b, s);
     return DP_OK;
+}
+
+/* ---- Residual adds ------------------------------------------------------ */
+
+/* The step that produces value v, or -1 (the model input, or none yet). */
+static int cg_producer(const struct cg_plan *p, int v)
+{
+    for (int k = 0; k < p->n_steps; k++)
+        if (p->steps[k].out_value == v)
+            return k;
+    return -1;
+}
+
+/*
+ * Fuses each add (with its activation) into the convolution producing one
+ * of its inputs when that convolution's output is read by the add alone,
+ * has no activation of its own and runs after the other input exists;
+ * the add's step is removed (see cg_plan.h).
+ */
+static void cg_fuse_residuals(struct cg_build *b)
+{
+    struct cg_plan *p = b->p;
+    for (int k = 0; k < p->n_steps; k++) {
+        const struct cg_step *a = &p->steps[k];
+        if (a->kind != CG_K_ADD || a->n_in != 2)
+            continue;
+        int pk = -1, other = -1;
+        for (int j = 0; j < 2 && pk < 0; j++) {
+            const int v = a->in_value[j], o = a->in_value[1 - j];
+            const int q = v >= 0 ? cg_producer(p, v) : -1;
+            if (q < 0 || q >= k || p->steps[q].kind != CG_K_CONV ||
+                p->steps[q].act != CG_ACT_NONE || p->steps[q].add_layer >= 0 || b->n_uses[v] != 1 ||
+                o == v)
+                continue;
+            const int qo = o >= 0 ? cg_producer(p, o) : -1;
+            if (o >= 0 && (qo < 0 || qo >= q))
+                continue; /* the residual must exist before the convolution runs */
+            pk = q;
+            other = o;
+        }
+        if (pk < 0)
+            continue;
+        struct cg_step *c = &p->steps[pk];
+        c->add_layer = a->layer;
+        c->n_in = 2;
+        c->in_value[1] = other;
+        c->act = a->act;
+        c->lo = a->lo;
+        c->hi = a->hi;
+        c->act_layer = a->act_layer;
+        c->out_value = a->out_value;
+        memmove(&p->steps[k], &p->steps[k + 1], (size_t)(p->n_steps - k - 1) * sizeof(*a));
+        p->n_steps--;
+        k--;
+    }
 }
 
 /* ---- Slots -------------------------------------------------------------- */
@@ -460,6 +516,7 @@ enum dp_err cg_plan_build(const struct dp_model *m, struct cg_plan **out, struct
         if (err)
             goto out;
     }
+    cg_fuse_residuals(&b);
     /* Absorbed layers hold their step's output. */
     for (int k = 0; k < b.p->n_steps; k++) {
         const struct cg_step *s = &b.p->steps[k];
@@ -467,6 +524,8 @@ enum dp_err cg_plan_build(const struct dp_model *m, struct cg_plan **out, struct
             b.canon[s->bn_layer] = s->out_value;
         if (s->act_layer >= 0)
             b.canon[s->act_layer] = s->out_value;
+        if (s->add_layer >= 0)
+            b.canon[s->add_layer] = s->out_value;
         b.canon[s->layer] = s->out_value;
     }
     if (b.canon[L - 1] < 0) {

@@ -23,6 +23,11 @@
  * its weights is stored in FKW and gets one specialised loop per pattern;
  * other sparse layers are "irregular: dense fallback"; the rest dense.
  *
+ * A residual add whose one input is a convolution read by nothing else,
+ * computed after the add's other input, is fused into that convolution's
+ * epilogue (y = act(conv + bias + residual)): one pass over the map and
+ * one barrier fewer per residual block.
+ *
  * Activations live in a few slots of equal size reused by liveness (a
  * slot is free again once the last step that reads it has run), so the
  * working set stays small; step outputs never share a slot with that
@@ -78,6 +83,33 @@ struct cg_geom {
     int ceil_mode, count_include_pad; /* pooling */
 };
 
+/* How a convolution's generated kernel computes (cg_sched.h chooses). */
+enum cg_kern {
+    CG_KERN_NONE,    /* not a convolution */
+    CG_KERN_SPATIAL, /* filter by filter, a tile of flat output positions in registers (FKW, and
+                        dense on the portable target) */
+    CG_KERN_PANEL,   /* dense: weights packed in panels of vl output channels; nb panels x r
+                        output pixels of accumulators in registers, K-loop over channels x taps */
+};
+
+/* A convolution's schedule on its target (cg_sched.h). */
+struct cg_sched {
+    enum cg_kern kern;
+    int vl;       /* floats per vector (output channels per panel for CG_KERN_PANEL) */
+    int nb;       /* CG_KERN_PANEL: panels per register block */
+    int r;        /* CG_KERN_PANEL: output pixels per register block */
+    int rows;     /* CG_KERN_PANEL: 0, tiles of r consecutive flat positions (rows of the padded
+                     width, padding columns computed and dropped); else tiles of `rows` whole
+                     output rows (r = rows * OW, no padding column computed) */
+    int prefetch; /* CG_KERN_PANEL: the weights stream from memory, prefetched ahead */
+    int packed;   /* CG_KERN_SPATIAL, FKW with 4-tap patterns on a 2x2 output map and
+                     16-float vectors: per (pattern, channel) one vector of its 4 taps x 4
+                     pixels, so a kernel is one FMA (weights expanded x4 in registers) */
+    int shift;    /* CG_KERN_SPATIAL: input as kw column-shifted copies of each row phase,
+                     (C, sh * kw, PHq, OW), so flat outputs have no padding column; 0: the
+                     polyphase planes of the padded input, (C, sh * sw, PHq, PWq) */
+};
+
 struct cg_step {
     enum cg_kind kind;
     int layer;       /* the IR layer that names the step */
@@ -86,6 +118,8 @@ struct cg_step {
     int in_value[2]; /* values read: IR layers or CG_VALUE_INPUT */
     int bn_layer;    /* the folded or applied BN, -1 when none */
     int act_layer;   /* the fused activation's layer, -1 when none */
+    int add_layer;   /* conv: a residual add fused into the epilogue (its layer), -1 when none;
+                        in_value[1] is then the residual, added before the activation */
     enum cg_act act;
     float lo, hi; /* CG_ACT_CLIP bounds */
     enum cg_format fmt;
@@ -98,6 +132,7 @@ struct cg_step {
     size_t n_kernels, n_kernels_kept;   /* F*C kernels, and those not all zero */
     size_t n_weights, n_nonzero;
     long long macs_dense, macs_nonzero; /* per sample */
+    struct cg_sched sched;              /* conv only; set by cg_sched_choose for the target */
     /* Memory: slots of the activation block (see the file comment). */
     int in_slot[2], out_slot; /* -1: the model input (in) */
 };

@@ -8,6 +8,7 @@
 
 #include "common/alloc.h"
 #include "worker/codegen/cg_fkw.h"
+#include "worker/codegen/cg_sched.h"
 
 #define CG_ALIGN 64
 
@@ -58,6 +59,68 @@ static void cg_put_u64(unsigned char *p, uint64_t v)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
+/*
+ * A dense convolution of the panel kernel (cg_sched.h): groups of nb
+ * panels of vl output channels, each group (C, T, nb*vl), so the K-loop
+ * reads one contiguous run of nb vectors per (channel, tap); output
+ * channels past F are zero. The bias is padded to the panels too.
+ */
+static enum dp_err cg_weights_panel(const struct cg_step *s, struct cg_weights *out,
+                                    struct cg_wsec *sec, struct dp_errinfo *ei)
+{
+    const struct cg_sched *sc = &s->sched;
+    const size_t F = (size_t)s->g.F, C = (size_t)s->g.C, T = (size_t)s->g.kh * (size_t)s->g.kw;
+    const size_t VL = (size_t)sc->vl, NB = (size_t)sc->nb;
+    const size_t P = (F + VL - 1) / VL, G = P / NB, W = NB * VL;
+    const size_t n = dp_size_mul(dp_size_mul(G, C * T), W);
+    float *w = dp_calloc(n, sizeof(float));
+    float *b = dp_calloc(P * VL, sizeof(float));
+    uint32_t *ko = NULL;
+    enum dp_err err = DP_OK;
+    if (w == NULL || b == NULL) {
+        err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory packing weight panels");
+        goto out;
+    }
+    for (size_t o = 0; o < F; o++) {
+        const size_t grp = o / W, lane = o % W;
+        for (size_t c = 0; c < C; c++)
+            for (size_t t = 0; t < T; t++)
+                w[((grp * C + c) * T + t) * W + lane] = s->w[(o * C + c) * T + t];
+        b[o] = s->b[o];
+    }
+    /* The K-loop's input offset of (channel c, tap t) in the padded
+     * polyphase input: c * cpl plus the tap's plane and shift. */
+    const struct cg_geom *g = &s->g;
+    const size_t PHq = (size_t)cg_sched_phq(g), PWq = (size_t)cg_sched_pwq(g);
+    const size_t cpl = PHq * PWq * (size_t)g->sh * (size_t)g->sw;
+    ko = dp_malloc(dp_size_mul(C * T, sizeof(uint32_t)));
+    if (ko == NULL || C * cpl > UINT32_MAX) {
+        err = dp_errinfo_set(ei, ko ? DP_EUNSUPPORTED : DP_ENOMEM,
+                             ko ? "a convolution's padded input passes 2^32 floats"
+                                : "out of memory packing weight panels");
+        goto out;
+    }
+    for (size_t c = 0; c < C; c++) {
+        for (size_t t = 0; t < T; t++) {
+            const size_t ky = t / (size_t)g->kw, kx = t % (size_t)g->kw;
+            const size_t ph = (ky % (size_t)g->sh) * (size_t)g->sw + kx % (size_t)g->sw;
+            ko[c * T + t] = (uint32_t)(c * cpl + ph * PHq * PWq + (ky / (size_t)g->sh) * PWq +
+                                       kx / (size_t)g->sw);
+        }
+    }
+    sec->n_w = n;
+    err = cg_blob_add(out, w, n * sizeof(float), &sec->w, ei);
+    if (!err)
+        err = cg_blob_add(out, b, P * VL * sizeof(float), &sec->b, ei);
+    if (!err)
+        err = cg_blob_add(out, ko, C * T * sizeof(uint32_t), &sec->koff, ei);
+out:
+    dp_free(w);
+    dp_free(b);
+    dp_free(ko);
+    return err;
+}
+
 static enum dp_err cg_weights_step(const struct cg_plan *p, int k, struct cg_weights *out,
                                    struct dp_errinfo *ei)
 {
@@ -73,6 +136,8 @@ static enum dp_err cg_weights_step(const struct cg_plan *p, int k, struct cg_wei
     }
     if (s->kind != CG_K_CONV && s->kind != CG_K_LINEAR)
         return DP_OK;
+    if (s->kind == CG_K_CONV && s->sched.kern == CG_KERN_PANEL)
+        return cg_weights_panel(s, out, sec, ei);
     if (s->fmt != CG_FMT_FKW) {
         sec->n_w = s->n_weights;
         err = cg_blob_add(out, s->w, dp_size_mul(s->n_weights, sizeof(float)), &sec->w, ei);

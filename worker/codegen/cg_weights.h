@@ -8,10 +8,13 @@
  *   after the header); zeros
  * then sections, each 64-byte aligned so that float arrays are aligned:
  * FKW steps store perm, kptr, prun, cin, woff, w, bias (cg_fkw.h); dense
- * and irregular-fallback convolutions and linear layers w (F, C, kh, kw)
- * or (O, I) and bias (F); standalone BN scale and shift (C). The hash and
- * the size are compiled into model.c, so a bundle refuses weights from
- * another compile.
+ * and irregular-fallback convolutions of the panel kernel (cg_sched.h)
+ * store w as groups of nb panels of vl output channels, (F/(nb*vl), C,
+ * kh*kw, nb*vl) zero-padded past F, the bias padded likewise and the
+ * K-loop's input offsets koff (C*kh*kw uint32); other dense convolutions
+ * and linear layers w (F, C, kh, kw) or (O, I) and bias (F); standalone
+ * BN scale and shift (C). The hash and the size are compiled into
+ * model.c, so a bundle refuses weights from another compile.
  */
 #ifndef DP_WORKER_CODEGEN_CG_WEIGHTS_H
 #define DP_WORKER_CODEGEN_CG_WEIGHTS_H
@@ -31,6 +34,7 @@
 struct cg_wsec {
     size_t w, b;                        /* weights, bias (or BN scale, shift) */
     size_t perm, kptr, prun, cin, woff; /* FKW only */
+    size_t koff;                        /* panel kernel: (C * taps) input offsets */
     size_t n_w;                         /* floats at w */
 };
 
