@@ -171,6 +171,7 @@ EOF
 ours() {
   local m=$1 v=$2 dir="$OUT/bundles/$1_$2"
   rm -rf "$dir"
+  mkdir -p "$OUT/bundles"
   echo "bench-compile: [ours-$m-$v] compile + make" >&2
   if ! "$WORKER" compile --model "$MD/${m}_$v.onnx" --out "$dir" --target native \
     --threads "$THREADS" >"$OUT/logs/ours-$m-$v.compile.log" 2>&1; then
