@@ -72,6 +72,17 @@ enum cli_exit cli_post_created(struct cli_ctx *ctx, const char *path, json_t *bo
 /* Percent-encodes s for a query string into out (cap bytes); -1 when it does not fit. */
 int cli_url_escape(const char *s, char *out, size_t cap);
 
+struct cli_args;
+
+/*
+ * Writes base followed by "?name=value&..." for every flag of flags (a
+ * NULL-terminated list) that a holds, values percent-encoded, into path
+ * (cap bytes); base alone when none is set. When it does not fit, prints
+ * "dnnpress CMD: --FLAG too long" and returns CLI_USAGE.
+ */
+enum cli_exit cli_query_path(const char *cmd, const char *base, const struct cli_args *a,
+                             const char *const *flags, char *path, size_t cap);
+
 /* Whether id is a safe object id (letters, digits, '_' and '-', 1..64). */
 int cli_id_valid(const char *id);
 

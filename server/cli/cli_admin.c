@@ -139,21 +139,10 @@ static const char *cli_token_state(const json_t *t)
 
 static enum cli_exit cli_token_list(struct cli_ctx *ctx, const struct cli_args *a)
 {
-    char path[256] = "/api/v1/tokens?";
     static const char *const vf[] = {"limit", "cursor", NULL};
-    for (size_t i = 0; vf[i] != NULL; i++) {
-        char esc[100];
-        const char *v = cli_arg(a, vf[i]);
-        if (v == NULL)
-            continue;
-        if (cli_url_escape(v, esc, sizeof(esc)) != 0) {
-            fprintf(stderr, "dnnpress token list: --%s too long\n", vf[i]);
-            return CLI_USAGE;
-        }
-        size_t n = strlen(path);
-        snprintf(path + n, sizeof(path) - n, "%s=%s&", vf[i], esc);
-    }
-    path[strlen(path) - 1] = '\0';
+    char path[256];
+    if (cli_query_path("token list", "/api/v1/tokens", a, vf, path, sizeof(path)) != CLI_OK)
+        return CLI_USAGE;
     json_t *ans = NULL;
     enum cli_exit rc = cli_call(ctx, "GET", path, NULL, NULL, &ans, NULL);
     if (rc != CLI_OK)

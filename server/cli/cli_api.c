@@ -110,6 +110,28 @@ enum cli_exit cli_post_created(struct cli_ctx *ctx, const char *path, json_t *bo
     return rc;
 }
 
+enum cli_exit cli_query_path(const char *cmd, const char *base, const struct cli_args *a,
+                             const char *const *flags, char *path, size_t cap)
+{
+    int n = snprintf(path, cap, "%s", base);
+    for (size_t i = 0; n >= 0 && (size_t)n < cap && flags[i] != NULL; i++) {
+        char esc[256];
+        const char *v = cli_arg(a, flags[i]);
+        if (v == NULL)
+            continue;
+        int k = -1;
+        if (cli_url_escape(v, esc, sizeof(esc)) == 0)
+            k = snprintf(path + n, cap - (size_t)n, "%c%s=%s", strchr(path, '?') ? '&' : '?',
+                         flags[i], esc);
+        if (k < 0 || (size_t)k >= cap - (size_t)n) {
+            fprintf(stderr, "dnnpress %s: --%s too long\n", cmd, flags[i]);
+            return CLI_USAGE;
+        }
+        n += k;
+    }
+    return CLI_OK;
+}
+
 int cli_url_escape(const char *s, char *out, size_t cap)
 {
     static const char hex[] = "0123456789ABCDEF";

@@ -277,20 +277,9 @@ enum cli_exit cli_cmd_list(struct cli_ctx *ctx, int argc, char **argv)
     struct cli_args a;
     if (cli_args_parse("list", argc, argv, vf, NULL, 0, &a) != 0)
         return CLI_USAGE;
-    char path[512] = "/api/v1/jobs?";
-    for (size_t i = 0; vf[i] != NULL; i++) {
-        char esc[200];
-        const char *v = cli_arg(&a, vf[i]);
-        if (v == NULL)
-            continue;
-        if (cli_url_escape(v, esc, sizeof(esc)) != 0) {
-            fprintf(stderr, "dnnpress list: --%s too long\n", vf[i]);
-            return CLI_USAGE;
-        }
-        size_t n = strlen(path);
-        snprintf(path + n, sizeof(path) - n, "%s=%s&", vf[i], esc);
-    }
-    path[strlen(path) - 1] = '\0';
+    char path[512];
+    if (cli_query_path("list", "/api/v1/jobs", &a, vf, path, sizeof(path)) != CLI_OK)
+        return CLI_USAGE;
     json_t *ans = NULL;
     enum cli_exit rc = cli_call(ctx, "GET", path, NULL, NULL, &ans, NULL);
     if (rc != CLI_OK)
