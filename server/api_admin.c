@@ -73,6 +73,26 @@ SRV_HANDLER(srv_api_metrics)
     return srv_reply_text(conn, r, 200, "text/plain; version=0.0.4", buf);
 }
 
+/* A store list of the caller's reach: one page of it. */
+typedef enum dp_err page_fn(struct srv_store *st, const struct srv_principal *who, int limit,
+                            int64_t cursor, json_t **out, struct dp_errinfo *ei);
+
+/* Answers one page of list (?limit, ?cursor) for the caller. */
+static enum MHD_Result reply_page(struct srv_http *h, struct MHD_Connection *conn,
+                                  struct srv_req *r, page_fn *list)
+{
+    struct dp_errinfo ei = {0};
+    int limit;
+    int64_t cursor;
+    json_t *out = NULL;
+    enum dp_err err = srv_list_args(conn, &limit, &cursor, &ei);
+    if (!err)
+        err = list(h->st, &r->who, limit, cursor, &out, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 200, out);
+}
+
 SRV_HANDLER(srv_api_team_create)
 {
     static const char *const allowed[] = {"name", NULL};
@@ -91,18 +111,17 @@ SRV_HANDLER(srv_api_team_create)
     return srv_reply_json(conn, r, 201, out);
 }
 
+/* Teams are admin-only and not scoped: the caller does not narrow the list. */
+static enum dp_err team_page(struct srv_store *st, const struct srv_principal *who, int limit,
+                             int64_t cursor, json_t **out, struct dp_errinfo *ei)
+{
+    (void)who;
+    return srv_store_team_list(st, limit, cursor, out, ei);
+}
+
 SRV_HANDLER(srv_api_team_list)
 {
-    struct dp_errinfo ei = {0};
-    int limit;
-    int64_t cursor;
-    json_t *out = NULL;
-    enum dp_err err = srv_list_args(conn, &limit, &cursor, &ei);
-    if (!err)
-        err = srv_store_team_list(h->st, limit, cursor, &out, &ei);
-    if (err)
-        return srv_reply_err(conn, r, err, &ei);
-    return srv_reply_json(conn, r, 200, out);
+    return reply_page(h, conn, r, team_page);
 }
 
 /* The longest lifetime expires_in_s may ask for: ten years. */
@@ -173,16 +192,7 @@ SRV_HANDLER(srv_api_token_create)
 
 SRV_HANDLER(srv_api_token_list)
 {
-    struct dp_errinfo ei = {0};
-    int limit;
-    int64_t cursor;
-    json_t *out = NULL;
-    enum dp_err err = srv_list_args(conn, &limit, &cursor, &ei);
-    if (!err)
-        err = srv_store_token_list(h->st, &r->who, limit, cursor, &out, &ei);
-    if (err)
-        return srv_reply_err(conn, r, err, &ei);
-    return srv_reply_json(conn, r, 200, out);
+    return reply_page(h, conn, r, srv_store_token_list);
 }
 
 SRV_HANDLER(srv_api_token_revoke)
@@ -212,14 +222,5 @@ SRV_HANDLER(srv_api_me)
 
 SRV_HANDLER(srv_api_worker_list)
 {
-    struct dp_errinfo ei = {0};
-    int limit;
-    int64_t cursor;
-    json_t *out = NULL;
-    enum dp_err err = srv_list_args(conn, &limit, &cursor, &ei);
-    if (!err)
-        err = srv_store_worker_list(h->st, &r->who, limit, cursor, &out, &ei);
-    if (err)
-        return srv_reply_err(conn, r, err, &ei);
-    return srv_reply_json(conn, r, 200, out);
+    return reply_page(h, conn, r, srv_store_worker_list);
 }
