@@ -920,11 +920,15 @@ enum dp_err srv_store_token_revoke(struct srv_store *st, const struct srv_princi
     int live_admin = !err && json_is_null(json_object_get(tok, "revoked_at")) &&
                      strcmp(json_string_value(json_object_get(tok, "scope")), "admin") == 0;
     if (live_admin) {
+        /* Refused only when no other live admin would remain: an expired
+         * admin token is not live, and revoking it must not be refused
+         * because it was counted as the last one. */
         sqlite3_stmt *s = srv_store__stmt(st, STMT_TOKEN_ADMIN_LIVE);
         srv_store__bind_int(s, ":now", srv_now_ms());
+        srv_store__bind_text(s, ":except", id);
         int has_row = 0;
         err = srv_store__step(st, s, &has_row, ei);
-        if (!err && has_row && srv_store__col_int(s, 0) <= 1)
+        if (!err && has_row && srv_store__col_int(s, 0) == 0)
             err = dp_errinfo_set(ei, DP_EEXIST,
                                  "token %s is the last live admin token: revoking it would leave "
                                  "nobody able to manage the server",

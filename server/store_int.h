@@ -71,8 +71,10 @@
     /* ---- tokens, teams ---- */                                                                  \
     X(TOKEN_LOOKUP, "SELECT id, scope, team_id, revoked_at, expires_at, last_used_at "             \
                     "FROM tokens WHERE hash = :hash")                                              \
+    /* The live admin tokens, other than :except when it is bound. */                              \
     X(TOKEN_ADMIN_LIVE, "SELECT count(*) FROM tokens WHERE scope = 'admin' "                       \
-                        "AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)")    \
+                        "AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now) "    \
+                        "AND (:except IS NULL OR id != :except)")                                  \
     X(TOKEN_INSERT, "INSERT INTO tokens (id, team_id, scope, name, hash, created_at, expires_at, " \
                     "origin) VALUES (:id, :team, :scope, :name, :hash, :now, :expires, :origin)")  \
     X(TOKEN_BY_HASH, "SELECT id, scope, revoked_at FROM tokens WHERE hash = :hash")                \

@@ -1116,6 +1116,33 @@ Test(srv_store, the_last_live_admin_token_cannot_be_revoked)
     DP_ASSERT_NO_LEAKS();
 }
 
+Test(srv_store, an_expired_admin_token_is_not_the_last_live_one)
+{
+    char secret[SRV_TOKEN_LEN], h2[65];
+    json_t *out = NULL;
+    cr_assert_eq(srv_store_admin_ensure(st, NULL, secret, NULL), DP_OK);
+    srv_token_hash("admin-env-0123456789", h2);
+    cr_assert_eq(srv_store_admin_ensure(st, h2, secret, NULL), DP_OK);
+    /* The generated admin token expires; the env one stays the only live one. */
+    sqlite3 *raw = NULL;
+    cr_assert_eq(sqlite3_open(db, &raw), SQLITE_OK);
+    sqlite3_busy_timeout(raw, 5000);
+    cr_assert_eq(sqlite3_exec(raw,
+                              "UPDATE tokens SET expires_at = 1 WHERE origin = 'generated'",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    char gen_id[SRV_ID_MAX];
+    snprintf(gen_id, sizeof(gen_id), "%s",
+             raw_text(raw, "SELECT id FROM tokens WHERE origin = 'generated'"));
+    sqlite3_close(raw);
+    /* Revoking the expired one leaves the live one: not refused. */
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(srv_store_token_revoke(st, &admin, gen_id, &out, &ei), DP_OK, "%s", ei.msg);
+    json_decref(out);
+    cr_assert_eq(live_tokens("admin", "env"), 1);
+    DP_ASSERT_NO_LEAKS();
+}
+
 Test(srv_store, each_local_workers_token_revokes_the_previous_one)
 {
     char s1[SRV_TOKEN_LEN], s2[SRV_TOKEN_LEN], s3[SRV_TOKEN_LEN], h[65], msg[256];
