@@ -101,6 +101,8 @@ static enum dp_err tar_add(struct archive *a, const char *p, const char *name,
             err = dp_errinfo_set(ei, DP_EIO, "%s: %s", p, archive_error_string(a));
         left -= got;
     }
+    if (!err && fgetc(f) != EOF)
+        err = dp_errinfo_set(ei, DP_EIO, "%s: changed while it was archived", p);
     archive_entry_free(e);
     fclose(f);
     return err;
