@@ -52,6 +52,16 @@ static void op_set_out(struct dp_layer *l, int c, int h, int w)
     l->out_w = w;
 }
 
+/* Adds layer i's weight of shape ws[0..ndim) and, when has_bias, its bias of ws[0] entries. */
+static enum dp_err op_weight_bias_add(struct dp_model *m, int i, int ndim, const int64_t *ws,
+                                      struct dp_errinfo *ei)
+{
+    enum dp_err err = dp_model__param_add(m, i, "weight", 1, ndim, ws, ei);
+    if (!err && m->layers[i].a.has_bias)
+        err = dp_model__param_add(m, i, "bias", 1, 1, ws, ei);
+    return err;
+}
+
 /* ---- Shape inference per op ---------------------------------------------- */
 
 static enum dp_err op_conv2d_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
@@ -77,12 +87,7 @@ static enum dp_err op_conv2d_infer(struct dp_model *m, int i, struct dp_errinfo 
                               l->name, a->kh, a->kw, h, w);
     op_set_out(l, a->out_ch, oh, ow);
     int64_t ws[4] = {a->out_ch, c / a->groups, a->kh, a->kw};
-    err = dp_model__param_add(m, i, "weight", 1, 4, ws, ei);
-    if (!err && a->has_bias) {
-        int64_t bs[1] = {a->out_ch};
-        err = dp_model__param_add(m, i, "bias", 1, 1, bs, ei);
-    }
-    return err;
+    return op_weight_bias_add(m, i, 4, ws, ei);
 }
 
 static enum dp_err op_linear_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
@@ -96,12 +101,7 @@ static enum dp_err op_linear_infer(struct dp_model *m, int i, struct dp_errinfo 
                               l->name);
     op_set_out(l, a->out_ch, 1, 1);
     int64_t ws[2] = {a->out_ch, (int64_t)c * h * w};
-    enum dp_err err = dp_model__param_add(m, i, "weight", 1, 2, ws, ei);
-    if (!err && a->has_bias) {
-        int64_t bs[1] = {a->out_ch};
-        err = dp_model__param_add(m, i, "bias", 1, 1, bs, ei);
-    }
-    return err;
+    return op_weight_bias_add(m, i, 2, ws, ei);
 }
 
 /* maxpool and avgpool */

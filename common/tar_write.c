@@ -40,7 +40,7 @@ static enum dp_err tar_list(const char *dir, char ***out, size_t *n_out, struct 
         return dp_errinfo_set(ei, DP_EIO, "%s: %s", dir, strerror(errno));
     char **names = dp_calloc(TAR_MAX_FILES, sizeof(*names));
     size_t n = 0;
-    enum dp_err err = names ? DP_OK : DP_ENOMEM;
+    enum dp_err err = names ? DP_OK : dp_errinfo_set(ei, DP_ENOMEM, "%s: out of memory", dir);
     for (struct dirent *e = readdir(d); !err && e != NULL; e = readdir(d)) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
@@ -50,7 +50,7 @@ static enum dp_err tar_list(const char *dir, char ***out, size_t *n_out, struct 
         }
         names[n] = dp_strdup(e->d_name);
         if (names[n] == NULL)
-            err = DP_ENOMEM;
+            err = dp_errinfo_set(ei, DP_ENOMEM, "%s: out of memory", dir);
         else
             n++;
     }
@@ -67,19 +67,15 @@ static enum dp_err tar_list(const char *dir, char ***out, size_t *n_out, struct 
     return DP_OK;
 }
 
-/* Adds the regular file dir/name (lstat'ed as st) to a. */
-static enum dp_err tar_add(struct archive *a, const char *dir, const char *name,
+/* Adds the regular file at path p (lstat'ed as st) to a as member name. */
+static enum dp_err tar_add(struct archive *a, const char *p, const char *name,
                            const struct stat *st, unsigned char *buf, struct dp_errinfo *ei)
 {
-    char p[4096];
-    int k = snprintf(p, sizeof(p), "%s/%s", dir, name);
-    if (k < 0 || (size_t)k >= sizeof(p))
-        return dp_errinfo_set(ei, DP_EINVAL, "%s/%s: path too long", dir, name);
     FILE *f = fopen(p, "rb");
     if (f == NULL)
         return dp_errinfo_set(ei, DP_EIO, "%s: %s", p, strerror(errno));
     struct archive_entry *e = archive_entry_new();
-    enum dp_err err = e ? DP_OK : DP_ENOMEM;
+    enum dp_err err = e ? DP_OK : dp_errinfo_set(ei, DP_ENOMEM, "%s: out of memory", p);
     if (!err) {
         archive_entry_set_pathname(e, name);
         archive_entry_set_filetype(e, AE_IFREG);
@@ -105,6 +101,8 @@ static enum dp_err tar_add(struct archive *a, const char *dir, const char *name,
             err = dp_errinfo_set(ei, DP_EIO, "%s: %s", p, archive_error_string(a));
         left -= got;
     }
+    if (!err && fgetc(f) != EOF)
+        err = dp_errinfo_set(ei, DP_EIO, "%s: changed while it was archived", p);
     archive_entry_free(e);
     fclose(f);
     return err;
@@ -129,7 +127,7 @@ enum dp_err dp_tar_write_dir(const char *dir, const char *path, uint64_t max_byt
     buf = dp_malloc(TAR_CHUNK);
     a = archive_write_new();
     if (buf == NULL || a == NULL) {
-        err = DP_ENOMEM;
+        err = dp_errinfo_set(ei, DP_ENOMEM, "%s: out of memory", path);
         goto out;
     }
     if (archive_write_set_format_ustar(a) != ARCHIVE_OK ||
@@ -157,7 +155,7 @@ enum dp_err dp_tar_write_dir(const char *dir, const char *path, uint64_t max_byt
             err = dp_errinfo_set(ei, DP_ETOOBIG, "%s: more than %llu bytes of files", dir,
                                  (unsigned long long)max_bytes);
         else
-            err = tar_add(a, dir, names[i], &st, buf, ei);
+            err = tar_add(a, p, names[i], &st, buf, ei);
     }
     if (!err && archive_write_close(a) != ARCHIVE_OK)
         err = dp_errinfo_set(ei, DP_EIO, "%s: %s", tmp, archive_error_string(a));

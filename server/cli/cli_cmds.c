@@ -140,9 +140,11 @@ static enum cli_exit cli_upload_file(struct cli_ctx *ctx, const char *kind, cons
     else if (rc != CLI_OK)
         fprintf(stderr, "dnnpress upload: %ld: %s\n", r.status,
                 cli_resp_message(&r, msg, sizeof(msg)));
-    else if (!ctx->json && r.json != NULL && cli_term_json(r.json) != DP_OK)
+    else if (!ctx->json && r.json != NULL && cli_term_json(r.json) != DP_OK) {
+        fprintf(stderr, "dnnpress upload: out of memory printing the answer (the upload "
+                        "itself succeeded)\n");
         rc = CLI_SERVER_ERROR;
-    else
+    } else
         cli_print_created(ctx, r.json, "id");
     dp_http_resp_free(&r);
     return rc;
