@@ -111,6 +111,19 @@ static void cg_emit_str(FILE *f, const char *s)
     }
 }
 
+/* Writes s (a layer or file name, from the user's model) inside a C
+ * comment: '*' and '\\' become '_' so that it can neither close the
+ * comment ("*" "/") and put its own text into model.c, nor open a nested
+ * one or splice lines; control and non-ASCII bytes become '_' as in
+ * cg_emit_str. */
+static void cg_emit_cmt(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        const unsigned char ch = (unsigned char)*s;
+        fputc(ch == '*' || ch == '\\' || ch < 0x20 || ch >= 0x7f ? '_' : ch, f);
+    }
+}
+
 /* The function name of step k: layer_<k>_<name with non-identifier characters as '_'>. */
 static void cg_emit_fn_name(FILE *f, const struct cg_plan *p, int k)
 {
@@ -118,6 +131,19 @@ static void cg_emit_fn_name(FILE *f, const struct cg_plan *p, int k)
     const char *n = p->m->layers[p->steps[k].layer].name;
     for (int i = 0; n[i] != '\0' && i < 48; i++)
         fputc(isalnum((unsigned char)n[i]) ? n[i] : '_', f);
+}
+
+/* The opening of step k's function, which every step shares: the
+ * signature and, when the step reads no second input, (void)x1. */
+static void cg_emit_fn_open(FILE *f, const struct cg_plan *p, int k, int uses_x1)
+{
+    fputs("static void ", f);
+    cg_emit_fn_name(f, p, k);
+    fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
+          "        float *restrict y, int tid, int nth)\n{\n",
+          f);
+    if (!uses_x1)
+        fputs("    (void)x1;\n", f);
 }
 
 static void cg_emit_float(FILE *f, float v)
@@ -148,17 +174,46 @@ static void cg_emit_act_args(FILE *f, const struct cg_step *s)
 /* What the step fuses, for its comment: ", BN 'bn1' folded, ReLU fused". */
 static void cg_emit_fused(FILE *f, const struct cg_plan *p, const struct cg_step *s)
 {
-    if (s->bn_layer >= 0 && s->bn_layer != s->layer)
-        fprintf(f, ", BN '%s' folded", p->m->layers[s->bn_layer].name);
-    if (s->add_layer >= 0)
-        fprintf(f, ", residual add '%s' fused (x1 added before the activation)",
-                p->m->layers[s->add_layer].name);
-    if (s->act_layer >= 0)
-        fprintf(f, ", %s '%s' fused", dp_op_name(p->m->layers[s->act_layer].op),
-                p->m->layers[s->act_layer].name);
+    if (s->bn_layer >= 0 && s->bn_layer != s->layer) {
+        fputs(", BN '", f);
+        cg_emit_cmt(f, p->m->layers[s->bn_layer].name);
+        fputs("' folded", f);
+    }
+    if (s->add_layer >= 0) {
+        fputs(", residual add '", f);
+        cg_emit_cmt(f, p->m->layers[s->add_layer].name);
+        fputs("' fused (x1 added before the activation)", f);
+    }
+    if (s->act_layer >= 0) {
+        fprintf(f, ", %s '", dp_op_name(p->m->layers[s->act_layer].op));
+        cg_emit_cmt(f, p->m->layers[s->act_layer].name);
+        fputs("' fused", f);
+    }
 }
 
 /* ---- Convolutions ------------------------------------------------------- */
+
+/* The first line of a convolution's comment: its geometry and what it fuses. */
+static void cg_emit_conv_title(FILE *f, const struct cg_plan *p, const struct cg_step *s)
+{
+    const struct cg_geom *g = &s->g;
+    fputs("/*\n * ", f);
+    cg_emit_cmt(f, p->m->layers[s->layer].name);
+    fprintf(f, ": %dx%d conv stride %dx%d pad %d,%d,%d,%d, %d -> %d channels, %dx%d -> %dx%d",
+            g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr, g->C, g->F, g->H, g->W, g->OH,
+            g->OW);
+    cg_emit_fused(f, p, s);
+}
+
+/* The FKW arrays of a pattern layer (cg_fkw.h) as pointers into the blob. */
+static void cg_emit_fkw_arrays(FILE *f, const struct cg_wsec *sec)
+{
+    fprintf(f, "    const uint16_t *perm = (const uint16_t *)(m->blob + %zu);\n", sec->perm);
+    fprintf(f, "    const uint32_t *kptr = (const uint32_t *)(m->blob + %zu);\n", sec->kptr);
+    fprintf(f, "    const uint16_t *prun = (const uint16_t *)(m->blob + %zu);\n", sec->prun);
+    fprintf(f, "    const uint16_t *cin = (const uint16_t *)(m->blob + %zu);\n", sec->cin);
+    fprintf(f, "    const uint32_t *woff = (const uint32_t *)(m->blob + %zu);\n", sec->woff);
+}
 
 /* The accumulation of one kernel with taps given by mask into the tile:
  * its weights are wk[wo..], ip points at its input channel; vector tiles
@@ -246,12 +301,7 @@ static void cg_emit_conv_packed(FILE *f, const struct cg_plan *p, int k, const s
     const struct cg_step *s = &p->steps[k];
     const struct cg_geom *g = &s->g;
     const int P = s->n_patterns, C = g->C;
-    fprintf(f,
-            "/*\n * %s: %dx%d conv stride %dx%d pad %d,%d,%d,%d, %d -> %d channels, %dx%d -> "
-            "%dx%d",
-            p->m->layers[s->layer].name, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr, C,
-            g->F, g->H, g->W, g->OH, g->OW);
-    cg_emit_fused(f, p, s);
+    cg_emit_conv_title(f, p, s);
     fprintf(f,
             ".\n * Format: fkw, %d patterns, %zu of %zu kernels kept, %zu weights; %lld MACs "
             "(%lld dense).\n",
@@ -260,13 +310,7 @@ static void cg_emit_conv_packed(FILE *f, const struct cg_plan *p, int k, const s
           " * vectors of 4 taps x 4 pixels (channels split between threads, then a barrier);\n"
           " * a filter's kernels one FMA each into 4 accumulators, filters split by MACs.\n */\n",
           f);
-    fputs("static void ", f);
-    cg_emit_fn_name(f, p, k);
-    fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
-          "        float *restrict y, int tid, int nth)\n{\n",
-          f);
-    if (s->add_layer < 0)
-        fputs("    (void)x1;\n", f);
+    cg_emit_fn_open(f, p, k, s->add_layer >= 0);
     fputs("    float *restrict xp = m->scratch;\n    int c0, c1;\n", f);
     fprintf(f, "    cg_split_even(%d, tid, nth, &c0, &c1);\n", C);
     fputs("    for (int c = c0; c < c1; c++) {\n", f);
@@ -297,11 +341,7 @@ static void cg_emit_conv_packed(FILE *f, const struct cg_plan *p, int k, const s
     fputs("    }\n    CG_BARRIER(); /* every packed vector before any filter reads it */\n", f);
     fprintf(f, "    const float *w = (const float *)(m->blob + %zu);\n", sec->w);
     fprintf(f, "    const float *bias = (const float *)(m->blob + %zu);\n", sec->b);
-    fprintf(f, "    const uint16_t *perm = (const uint16_t *)(m->blob + %zu);\n", sec->perm);
-    fprintf(f, "    const uint32_t *kptr = (const uint32_t *)(m->blob + %zu);\n", sec->kptr);
-    fprintf(f, "    const uint16_t *prun = (const uint16_t *)(m->blob + %zu);\n", sec->prun);
-    fprintf(f, "    const uint16_t *cin = (const uint16_t *)(m->blob + %zu);\n", sec->cin);
-    fprintf(f, "    const uint32_t *woff = (const uint32_t *)(m->blob + %zu);\n", sec->woff);
+    cg_emit_fkw_arrays(f, sec);
     fputs("    int j0, j1;\n", f);
     fprintf(f, "    cg_split_cost(woff, %d, tid, nth, &j0, &j1);\n", g->F);
     fputs("    for (int j = j0; j < j1; j++) {\n", f);
@@ -345,13 +385,7 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
     const int fkw = s->fmt == CG_FMT_FKW, T = g->kh * g->kw;
     struct cg_conv_sched c;
     cg_conv_schedule(s, o->vl, &c);
-    const char *name = p->m->layers[s->layer].name;
-    fprintf(f,
-            "/*\n * %s: %dx%d conv stride %dx%d pad %d,%d,%d,%d, %d -> %d channels, %dx%d -> "
-            "%dx%d",
-            name, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr, g->C, g->F, g->H, g->W,
-            g->OH, g->OW);
-    cg_emit_fused(f, p, s);
+    cg_emit_conv_title(f, p, s);
     fprintf(f, ".\n * Format: %s", cg_format_name(s->fmt));
     if (fkw)
         fprintf(f, ", %d patterns, %zu of %zu kernels kept, %zu weights", s->n_patterns,
@@ -369,22 +403,12 @@ static void cg_emit_conv(FILE *f, const struct cg_plan *p, int k, const struct c
         fprintf(f, " (%d vectors of %d in registers)", c.NV, c.VL);
     fprintf(f, ";\n * filters split between threads %s.\n */\n",
             fkw ? "by MACs in FKW order, one loop per pattern" : "evenly, all taps unrolled");
-    fputs("static void ", f);
-    cg_emit_fn_name(f, p, k);
-    fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
-          "        float *restrict y, int tid, int nth)\n{\n",
-          f);
-    if (s->add_layer < 0)
-        fputs("    (void)x1;\n", f);
+    cg_emit_fn_open(f, p, k, s->add_layer >= 0);
     cg_emit_pad(f, s, &c);
     fprintf(f, "    const float *w = (const float *)(m->blob + %zu);\n", sec->w);
     fprintf(f, "    const float *bias = (const float *)(m->blob + %zu);\n", sec->b);
     if (fkw) {
-        fprintf(f, "    const uint16_t *perm = (const uint16_t *)(m->blob + %zu);\n", sec->perm);
-        fprintf(f, "    const uint32_t *kptr = (const uint32_t *)(m->blob + %zu);\n", sec->kptr);
-        fprintf(f, "    const uint16_t *prun = (const uint16_t *)(m->blob + %zu);\n", sec->prun);
-        fprintf(f, "    const uint16_t *cin = (const uint16_t *)(m->blob + %zu);\n", sec->cin);
-        fprintf(f, "    const uint32_t *woff = (const uint32_t *)(m->blob + %zu);\n", sec->woff);
+        cg_emit_fkw_arrays(f, sec);
     }
     fputs("    int j0, j1;\n", f);
     if (fkw)
@@ -522,12 +546,7 @@ static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const st
     const int full = sc->rows ? g->OH / sc->rows : (c.NK + r - 1) / r;
     const int tail_rows = sc->rows ? g->OH % sc->rows : 0;
     const int NT = full + (tail_rows > 0);
-    fprintf(f,
-            "/*\n * %s: %dx%d conv stride %dx%d pad %d,%d,%d,%d, %d -> %d channels, %dx%d -> "
-            "%dx%d",
-            p->m->layers[s->layer].name, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr,
-            g->C, g->F, g->H, g->W, g->OH, g->OW);
-    cg_emit_fused(f, p, s);
+    cg_emit_conv_title(f, p, s);
     fprintf(f, ".\n * Format: %s, %zu weights (%zu non-zero); %lld MACs.\n", cg_format_name(s->fmt),
             s->n_weights, s->n_nonzero, s->macs_dense);
     fprintf(f,
@@ -544,13 +563,7 @@ static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const st
         fprintf(f, "%d of %d flat positions (padding columns dropped on store)", full, r);
     fprintf(f, ";\n * the %d (group, tile) items split evenly between threads%s.\n */\n", G * NT,
             sc->prefetch ? "; weights prefetched 4 KiB ahead (they stream from memory)" : "");
-    fputs("static void ", f);
-    cg_emit_fn_name(f, p, k);
-    fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
-          "        float *restrict y, int tid, int nth)\n{\n",
-          f);
-    if (s->add_layer < 0)
-        fputs("    (void)x1;\n", f);
+    cg_emit_fn_open(f, p, k, s->add_layer >= 0);
     cg_emit_pad(f, s, &c);
     fprintf(f, "    const float *wp = (const float *)(m->blob + %zu);\n", sec->w);
     fprintf(f, "    const float *bias = (const float *)(m->blob + %zu);\n", sec->b);
@@ -605,21 +618,17 @@ static void cg_emit_simple(FILE *f, const struct cg_plan *p, int k, const struct
 {
     const struct cg_step *s = &p->steps[k];
     const struct cg_geom *g = &s->g;
-    const char *name = p->m->layers[s->layer].name;
     const int HW = g->H * g->W;
-    fprintf(f, "/* %s: %s, %dx%dx%d -> %dx%dx%d", name, cg_kind_name(s->kind), g->C, g->H, g->W,
-            g->F, g->OH, g->OW);
+    fputs("/* ", f);
+    cg_emit_cmt(f, p->m->layers[s->layer].name);
+    fprintf(f, ": %s, %dx%dx%d -> %dx%dx%d", cg_kind_name(s->kind), g->C, g->H, g->W, g->F, g->OH,
+            g->OW);
     cg_emit_fused(f, p, s);
     if (s->kind == CG_K_LINEAR)
         fprintf(f, "; format %s, %zu weights (%zu non-zero); rows split evenly between threads",
                 cg_format_name(s->fmt), s->n_weights, s->n_nonzero);
-    fputs(" */\nstatic void ", f);
-    cg_emit_fn_name(f, p, k);
-    fputs("(struct cg_model *m, const float *restrict x0, const float *restrict x1,\n"
-          "        float *restrict y, int tid, int nth)\n{\n",
-          f);
-    if (s->kind != CG_K_ADD)
-        fputs("    (void)x1;\n", f);
+    fputs(" */\n", f);
+    cg_emit_fn_open(f, p, k, s->kind == CG_K_ADD);
     if (s->kind != CG_K_LINEAR && s->kind != CG_K_BN)
         fputs("    (void)m;\n", f);
     switch (s->kind) {
@@ -696,8 +705,11 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
         if (p->steps[k].sched.packed && packed > scratch)
             scratch = packed;
     }
-    fprintf(f, "/*\n * generated by dnnpress-worker compile from %s -- do not edit\n", o->source);
-    fprintf(f, " * model %s, target %s", o->name, o->target);
+    fputs("/*\n * generated by dnnpress-worker compile from ", f);
+    cg_emit_cmt(f, o->source);
+    fputs(" -- do not edit\n * model ", f);
+    cg_emit_cmt(f, o->name);
+    fprintf(f, ", target %s", o->target);
     if (o->vl > 0)
         fprintf(f, " (kernels on %d-float vectors)", o->vl);
     else

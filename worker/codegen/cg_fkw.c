@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/assert.h"
 
 /* One filter's sort key: its kernel count and pattern histogram. */
 struct cg_fkw_key {
@@ -65,6 +66,10 @@ enum dp_err cg_fkw_pack(const struct cg_step *s, const char *name, struct cg_fkw
                               "layer '%s': %d x %d channels do not fit FKW's 16-bit indices", name,
                               F, C);
     }
+    if (s->n_nonzero > UINT32_MAX)
+        return dp_errinfo_set(ei, DP_EUNSUPPORTED,
+                              "layer '%s': %zu kept weights do not fit FKW's 32-bit offsets", name,
+                              s->n_nonzero);
     const size_t FC = (size_t)F * (size_t)C;
     pat = dp_malloc(FC);
     hist = dp_calloc((size_t)F * (size_t)(P > 0 ? P : 1), sizeof(uint16_t));
@@ -94,6 +99,7 @@ enum dp_err cg_fkw_pack(const struct cg_step *s, const char *name, struct cg_fkw
                 if (k[t] != 0.0f)
                     mask |= 1u << t;
             const int p = mask != 0 ? cg_fkw_pattern(s, mask) : -1;
+            DP_ASSERT(mask == 0 || p >= 0); /* else the kernel would be dropped as pruned */
             pat[(size_t)f * (size_t)C + (size_t)c] = (uint8_t)(p + 1);
             if (p >= 0) {
                 hist[(size_t)f * (size_t)P + (size_t)p]++;

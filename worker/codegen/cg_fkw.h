@@ -41,8 +41,9 @@ struct cg_fkw {
 /*
  * Packs the FKW step s (its folded weights and patterns; name is its
  * layer's, for messages) into *out (every
- * array owned, release with cg_fkw_free). DP_EUNSUPPORTED when a count does
- * not fit the 16-bit fields (more than 65535 channels), DP_ENOMEM.
+ * array owned, release with cg_fkw_free). DP_EUNSUPPORTED naming the layer
+ * when a count does not fit the 16-bit fields (more than 65535 channels)
+ * or the 32-bit offsets (2^32 kept weights), DP_ENOMEM.
  */
 enum dp_err cg_fkw_pack(const struct cg_step *s, const char *name, struct cg_fkw *out,
                         struct dp_errinfo *ei);

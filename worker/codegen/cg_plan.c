@@ -116,6 +116,21 @@ static enum cg_act cg_act_of(const struct dp_layer *l, float *lo, float *hi)
     }
 }
 
+/*
+ * Whether softmax layer l normalises over all of a sample's values, the
+ * only softmax the runtime has (cg_softmax): every axis outside [axis,
+ * axis_end] has size 1. A 1x1 map is not enough by itself: a softmax over
+ * H and W of a Cx1x1 map is 1 everywhere, not a softmax over C.
+ */
+static int cg_softmax_is_whole(const struct dp_layer *l)
+{
+    const int dims[4] = {0, l->out_c, l->out_h, l->out_w}; /* axis 1 = C .. 3 = W */
+    for (int d = 1; d <= 3; d++)
+        if ((d < l->a.axis || d > l->a.axis_end) && dims[d] != 1)
+            return 0;
+    return 1;
+}
+
 /* ---- Weights: folding and analysis -------------------------------------- */
 
 /*
@@ -301,8 +316,7 @@ static enum dp_err cg_step_add(struct cg_build *b, int i, struct dp_errinfo *ei)
                               l->name, a->groups);
     if (s->kind == CG_K_ACT)
         s->act = cg_act_of(l, &s->lo, &s->hi);
-    if (s->kind == CG_K_SOFTMAX && !(a->axis == 1 && a->axis_end == 3) &&
-        !(l->out_h == 1 && l->out_w == 1))
+    if (s->kind == CG_K_SOFTMAX && !cg_softmax_is_whole(l))
         return dp_errinfo_set(ei, DP_EUNSUPPORTED,
                               "layer '%s': softmax over axes [%d, %d] of a %dx%dx%d map is not "
                               "supported by the compiler (only over all per-sample values)",

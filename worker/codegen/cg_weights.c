@@ -65,8 +65,9 @@ static void cg_put_u64(unsigned char *p, uint64_t v)
  * reads one contiguous run of nb vectors per (channel, tap); output
  * channels past F are zero. The bias is padded to the panels too.
  */
-static enum dp_err cg_weights_panel(const struct cg_step *s, struct cg_weights *out,
-                                    struct cg_wsec *sec, struct dp_errinfo *ei)
+static enum dp_err cg_weights_panel(const struct cg_step *s, const char *name,
+                                    struct cg_weights *out, struct cg_wsec *sec,
+                                    struct dp_errinfo *ei)
 {
     const struct cg_sched *sc = &s->sched;
     const size_t F = (size_t)s->g.F, C = (size_t)s->g.C, T = (size_t)s->g.kh * (size_t)s->g.kw;
@@ -94,10 +95,14 @@ static enum dp_err cg_weights_panel(const struct cg_step *s, struct cg_weights *
     const size_t PHq = (size_t)cg_sched_phq(g), PWq = (size_t)cg_sched_pwq(g);
     const size_t cpl = PHq * PWq * (size_t)g->sh * (size_t)g->sw;
     ko = dp_malloc(dp_size_mul(C * T, sizeof(uint32_t)));
-    if (ko == NULL || C * cpl > UINT32_MAX) {
-        err = dp_errinfo_set(ei, ko ? DP_EUNSUPPORTED : DP_ENOMEM,
-                             ko ? "a convolution's padded input passes 2^32 floats"
-                                : "out of memory packing weight panels");
+    if (ko == NULL) {
+        err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory packing weight panels");
+        goto out;
+    }
+    if (C * cpl > UINT32_MAX) {
+        err = dp_errinfo_set(ei, DP_EUNSUPPORTED,
+                             "layer '%s': its padded input passes 2^32 floats (32-bit offsets)",
+                             name);
         goto out;
     }
     for (size_t c = 0; c < C; c++) {
@@ -137,7 +142,7 @@ static enum dp_err cg_weights_step(const struct cg_plan *p, int k, struct cg_wei
     if (s->kind != CG_K_CONV && s->kind != CG_K_LINEAR)
         return DP_OK;
     if (s->kind == CG_K_CONV && s->sched.kern == CG_KERN_PANEL)
-        return cg_weights_panel(s, out, sec, ei);
+        return cg_weights_panel(s, p->m->layers[s->layer].name, out, sec, ei);
     if (s->fmt != CG_FMT_FKW) {
         sec->n_w = s->n_weights;
         err = cg_blob_add(out, s->w, dp_size_mul(s->n_weights, sizeof(float)), &sec->w, ei);

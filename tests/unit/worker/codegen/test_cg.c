@@ -211,6 +211,61 @@ Test(cg, unsupported_op_is_an_error_naming_the_layer)
     DP_ASSERT_NO_LEAKS();
 }
 
+/* Layer names come from the user's model and are printed into model.c's
+ * comments and strings: one that closes a comment must not put its text
+ * into the code (the bundle builds without a warning and matches). */
+Test(cg, layer_names_cannot_escape_the_generated_comments, .timeout = 60)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = dp_model_new(1, 4, 4);
+    cr_assert_not_null(m);
+    int x = dp_model_add_conv2d(m, "c */ #error injected\n/* \\", DP_MODEL_INPUT, 2, 3, 1, 1, 1,
+                                1, &ei);
+    x = dp_model_add_unary(m, "r /* \"q\" */", DP_OP_RELU, x, &ei);
+    x = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, x, &ei);
+    x = dp_model_add_linear(m, "fc*/", x, 3, &ei);
+    cr_assert_geq(x, 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    nn_arch_init(m, 3);
+    char dir[256];
+    cr_assert_eq(cg_test_build_run(m, "cg-names", "portable", dir, sizeof(dir)), 0,
+                 "bench failed (see %s/bench.err)", dir);
+    cg_test_cleanup(dir);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* The runtime's softmax normalises over all of a sample's values: a
+ * softmax over H and W of a Cx1x1 map (1 everywhere) must be refused, not
+ * compiled as a softmax over C; over C it is the runtime's. */
+Test(cg, softmax_over_other_axes_is_an_error_naming_the_layer)
+{
+    static const struct {
+        int axis, axis_end;
+        enum dp_err want;
+    } cases[] = {{2, 3, DP_EUNSUPPORTED}, {3, 3, DP_EUNSUPPORTED}, {1, 1, DP_OK}, {1, 3, DP_OK}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct dp_errinfo ei = {DP_OK, ""};
+        struct dp_model *m = dp_model_new(4, 1, 1);
+        cr_assert_not_null(m);
+        struct dp_op_attrs at = {0};
+        at.axis = cases[i].axis;
+        at.axis_end = cases[i].axis_end;
+        const int in = DP_MODEL_INPUT;
+        cr_assert_geq(dp_model_add_layer(m, "sm", DP_OP_SOFTMAX, &in, 1, &at, &ei), 0, "%s",
+                      ei.msg);
+        cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+        struct cg_plan *p = NULL;
+        cr_assert_eq(cg_plan_build(m, &p, &ei), cases[i].want, "axes [%d, %d]: %s",
+                     cases[i].axis, cases[i].axis_end, ei.msg);
+        if (cases[i].want != DP_OK)
+            cr_assert(strstr(ei.msg, "layer 'sm'") != NULL, "%s", ei.msg);
+        cg_plan_free(p);
+        dp_model_free(m);
+    }
+    DP_ASSERT_NO_LEAKS();
+}
+
 static void cg_test_same_file(const char *d1, const char *d2, const char *name)
 {
     char p1[512], p2[512];
