@@ -313,13 +313,15 @@ static enum dp_err lease_check(struct srv_store *st, const struct srv_principal 
     srv_store__bind_text(s, ":token", who->token_id);
     int r = 0;
     enum dp_err err = srv_store__step(st, s, &r, ei);
-    if (err)
+    if (!err && r == 0)
+        err = dp_errinfo_set(ei, DP_ESTALE,
+                             "lease lost: task '%s' is not leased under fence %" PRId64
+                             " to a worker of this token",
+                             task_id, fence);
+    if (err) {
+        sqlite3_reset(s); /* on every path: a read left open pins its snapshot */
         return err;
-    if (r == 0)
-        return dp_errinfo_set(ei, DP_ESTALE,
-                              "lease lost: task '%s' is not leased under fence %" PRId64
-                              " to a worker of this token",
-                              task_id, fence);
+    }
     snprintf(l->job_id, sizeof(l->job_id), "%s", srv_store__col_text(s, 0));
     snprintf(l->type, sizeof(l->type), "%s", srv_store__col_text(s, 1));
     l->attempts = srv_store__col_int(s, 2);
@@ -439,8 +441,6 @@ enum dp_err srv_store_task_fence_check(struct srv_store *st, const struct srv_pr
     struct srv_lease l;
     srv_store__lock(st);
     enum dp_err err = lease_check(st, who, task_id, fence, &l, ei);
-    /* A read outside a transaction: end it here, or its snapshot stays open. */
-    sqlite3_reset(srv_store__stmt(st, STMT_TASK_LEASED));
     srv_store__unlock(st);
     return err;
 }
