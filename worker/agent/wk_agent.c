@@ -6,7 +6,9 @@
 
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/sha256.h"
+#include "common/utf8.h"
 
 /* Until register answers with the server's values: a heartbeat often
  * enough for any lease a server would grant; the lease length is only
@@ -220,10 +222,19 @@ enum dp_err wk_agent_complete(struct wk_agent *a, const char *task_id, json_int_
 enum dp_err wk_agent_fail(struct wk_agent *a, const char *task_id, json_int_t fence,
                           const char *message, int retryable, struct dp_errinfo *ei)
 {
-    return wk_agent_task_post(
+    /* The message quotes names from the task's files (layers, paths) and may
+     * be cut inside a character; json_pack refuses text that is not UTF-8,
+     * which would read as out of memory and leave the failure unsent. */
+    char *text = dp_strdup(message);
+    if (text == NULL)
+        return dp_errinfo_set(ei, DP_ENOMEM, "out of memory building the fail call");
+    dp_utf8_sanitize(text);
+    enum dp_err err = wk_agent_task_post(
         a, task_id, "fail",
-        json_pack("{s:I, s:s, s:b}", "fence", fence, "message", message, "retryable", retryable),
+        json_pack("{s:I, s:s, s:b}", "fence", fence, "message", text, "retryable", retryable),
         NULL, ei);
+    dp_free(text);
+    return err;
 }
 
 enum dp_err wk_agent_release(struct wk_agent *a, const char *task_id, json_int_t fence,

@@ -269,20 +269,6 @@ static enum dp_err wk_bind_compile(struct wk_engine_job *j, const json_t *params
     return wk_compile_check(c, ei);
 }
 
-/* Writes r as JSON to path (temp file, then rename). */
-static enum dp_err wk_engine_write_json(const char *path, const json_t *r, struct dp_errinfo *ei)
-{
-    char tmp[1300];
-    int k = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (k < 0 || (size_t)k >= sizeof(tmp))
-        return dp_errinfo_set(ei, DP_EINVAL, "%s: path too long", path);
-    if (json_dump_file(r, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return dp_errinfo_set(ei, DP_EIO, "cannot write %s", path);
-    }
-    return DP_OK;
-}
-
 /* Compiles, packs the sources (before the build adds objects to the
  * directory), then builds and times the bundle with its own bench. */
 static enum dp_err wk_run_compile(const struct wk_engine_job *j, const struct wk_hooks *h,
@@ -308,7 +294,7 @@ static enum dp_err wk_run_compile(const struct wk_engine_job *j, const struct wk
             err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory building the compile report");
     }
     if (!err)
-        err = wk_engine_write_json(j->creport_out, report, ei);
+        err = wk_cmd_write_json(j->creport_out, report, JSON_INDENT(2) | JSON_SORT_KEYS, ei);
     if (!err && h != NULL && h->event != NULL) {
         /* One line for the job's event stream (a "log" event of kind "compile"). */
         char msg[160];

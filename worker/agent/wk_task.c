@@ -15,7 +15,8 @@
  *   3. finish (blocking calls, no loop): flush events; then by the
  *      engine's result upload outputs and `complete`, or upload the last
  *      checkpoint and `release` (SIGTERM), or `fail` with the engine's
- *      dp_errinfo message. Calls that
+ *      dp_errinfo message (after the last checkpoint, when another attempt
+ *      may succeed). Calls that
  *      get no answer are retried with backoff for a few minutes, so a
  *      server restart does not lose a finished task; a 409 means the lease
  *      is someone else's now and the task ends quietly.
@@ -646,17 +647,24 @@ static enum wk_task_outcome wk_task_report_failure(struct wk_task *t, const char
     return wk_task_lost_or(err, WK_TASK_FAILED);
 }
 
+/* Uploads the checkpoint snapshot the loop has not delivered yet, if any,
+ * so that the next attempt resumes from it, not from an older one. */
+static void wk_task_upload_last(struct wk_task *t, time_t deadline)
+{
+    unsigned delay = WK_RETRY_FIRST_S;
+    enum dp_err err;
+    do
+        err = wk_task_upload_snapshot(t);
+    while (err && atomic_load(&t->stop) != WK_STOP_LOST && wk_task_retry(t, err, deadline, &delay));
+}
+
 static enum wk_task_outcome wk_task_release(struct wk_task *t, time_t deadline)
 {
     struct dp_errinfo ei = {DP_OK, ""};
     unsigned delay = WK_RETRY_FIRST_S;
     enum dp_err err;
-    /* The newest checkpoint first, so the next attempt resumes from it. */
-    do
-        err = wk_task_upload_snapshot(t);
-    while (err && atomic_load(&t->stop) != WK_STOP_LOST && wk_task_retry(t, err, deadline, &delay));
+    wk_task_upload_last(t, deadline);
     wk_task_flush_all(t, deadline);
-    delay = WK_RETRY_FIRST_S;
     do
         err = wk_agent_release(t->env->agent, t->id, t->fence, &ei);
     while (wk_task_retry(t, err, deadline, &delay));
@@ -771,7 +779,16 @@ static enum wk_task_outcome wk_task_finish(struct wk_task *t)
     /* The message reads as the offline command's would: "compress: ...". */
     char msg[sizeof(t->engine_ei.msg) + 32];
     snprintf(msg, sizeof(msg), "%s: %s", t->job.command, dp_errinfo_msg(&t->engine_ei, err));
-    return wk_task_report_failure(t, msg, wk_engine_err_retryable(err), deadline);
+    const int retryable = wk_engine_err_retryable(err);
+    /* A checkpoint whose upload had failed when the engine stopped would
+     * otherwise go with the task directory; the next attempt resumes from it. */
+    if (retryable) {
+        wk_task_upload_last(t, deadline);
+        wk_task_flush_all(t, deadline);
+        if (atomic_load(&t->stop) == WK_STOP_LOST)
+            return WK_TASK_LOST;
+    }
+    return wk_task_report_failure(t, msg, retryable, deadline);
 }
 
 enum wk_task_outcome wk_task_run(const struct wk_task_env *env, json_t *task)

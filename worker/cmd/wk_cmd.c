@@ -5,7 +5,10 @@
 
 #include <omp.h>
 #include <stdarg.h>
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 /* OpenBLAS (the OpenMP build) declares it in cblas.h, which drags in the
  * whole BLAS API; this is all the commands need of it. */
@@ -37,4 +40,19 @@ enum dp_err wk_cmd_prefix(struct dp_errinfo *ei, enum dp_err err, const char *fm
     va_end(ap);
     snprintf(msg, sizeof(msg), "%s", dp_errinfo_msg(ei, err));
     return dp_errinfo_set(ei, err, "%s%s", prefix, msg);
+}
+
+enum dp_err wk_cmd_write_json(const char *path, const json_t *j, size_t flags,
+                              struct dp_errinfo *ei)
+{
+    char tmp[4096];
+    int k = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (k < 0 || (size_t)k >= sizeof(tmp))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s: path too long", path);
+    if (json_dump_file(j, tmp, flags) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return dp_errinfo_set(ei, DP_EIO, "cannot write %s: %s", path, strerror(e));
+    }
+    return DP_OK;
 }

@@ -19,6 +19,8 @@
 #ifndef DP_WORKER_CMD_WK_CMD_H
 #define DP_WORKER_CMD_WK_CMD_H
 
+#include <jansson.h>
+
 #include "common/err.h"
 
 /* Exit statuses shared by every command. */
@@ -51,5 +53,13 @@ int wk_cmd_exit_status(enum dp_err err);
  */
 enum dp_err wk_cmd_prefix(struct dp_errinfo *ei, enum dp_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * Writes j to path with jansson's dump flags, through path.tmp and a
+ * rename, so a reader never sees half a report. DP_EIO (tmp removed) or
+ * DP_EINVAL for a path too long, with ei naming the file.
+ */
+enum dp_err wk_cmd_write_json(const char *path, const json_t *j, size_t flags,
+                              struct dp_errinfo *ei);
 
 #endif

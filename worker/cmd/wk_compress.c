@@ -106,17 +106,6 @@ static int wk_compress_stop(void *ud)
     return r->h != NULL && r->h->stop != NULL && r->h->stop(r->h->ctx);
 }
 
-static int wk_write_json(const char *path, json_t *j)
-{
-    char tmp[4096];
-    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        return -1;
-    if (json_dump_file(j, tmp, JSON_INDENT(1) | JSON_REAL_PRECISION(7)) != 0)
-        return -1;
-    return rename(tmp, path);
-}
-
 /* Replaces *m by its purified copy and records the shrinking and the
  * purified model's accuracy (which must equal the unpurified one's) in the
  * report. */
@@ -209,9 +198,10 @@ enum dp_err wk_compress(const struct wk_compress_opts *o, const struct wk_hooks 
             goto out;
         }
     }
-    if (o->report != NULL && wk_write_json(o->report, report) != 0) {
-        err = dp_errinfo_set(ei, DP_EIO, "cannot write the report to %s", o->report);
-        goto out;
+    if (o->report != NULL) {
+        err = wk_cmd_write_json(o->report, report, JSON_INDENT(1) | JSON_REAL_PRECISION(7), ei);
+        if (err)
+            goto out;
     }
     /* A summary that cannot be built is left out: the run itself succeeded. */
     if (summary != NULL)

@@ -13,9 +13,9 @@
 
 #include "common/model.h"
 #include "common/model_io.h"
-#include "common/onnx_import.h"
 #include "worker/cmd/wk_cmd.h"
 #include "worker/cmd/wk_flags.h"
+#include "worker/cmd/wk_model_load.h"
 #include "worker/nn/arch.h"
 #include "worker/nn/cpu.h"
 #include "worker/nn/data.h"
@@ -259,10 +259,8 @@ static enum dp_err wk_train_model(const struct wk_train_opts *o, const struct nn
                                   struct dp_errinfo *ei)
 {
     enum dp_err err;
-    if (wk_has_suffix(o->model, ".safetensors")) {
-        err = dp_model_load(o->model, m, NULL, ei);
-    } else if (wk_has_suffix(o->model, ".onnx")) {
-        err = dp_onnx_import_file(o->model, m, NULL, ei);
+    if (wk_has_suffix(o->model, ".safetensors") || wk_has_suffix(o->model, ".onnx")) {
+        err = wk_model_load(o->model, m, NULL, ei);
     } else {
         int n_classes = train->n_classes > test->n_classes ? train->n_classes : test->n_classes;
         err = nn_arch_build(o->model, train->c, train->h, train->w, n_classes, m, ei);

@@ -487,12 +487,7 @@ static enum dp_err admm_train(struct admm_ctx *c, const struct nn_dataset *train
     h.ud = c;
     h.stop = c->cb != NULL ? c->cb->stop : NULL;
     struct nn_train_result r;
-    enum dp_err err = nn_train(c->m, train, test, &cfg, &h, &r, ei);
-    /* The moments were for this step only, unless it hands them on
-     * (admm_on_epoch_end kept them then). */
-    if (err || !admm_step_carries(sp))
-        admm_drop_moments(c);
-    return err;
+    return nn_train(c->m, train, test, &cfg, &h, &r, ei);
 }
 
 /* The mask of the pruned targets' supports (1 everywhere else). Dead
@@ -722,7 +717,9 @@ static enum dp_err admm_run(struct admm_ctx *c, const struct nn_dataset *train,
             err = admm_train(c, train, test, sp, ei);
         if (!err)
             err = admm_step_end(c, sp, ei);
-        /* A step resumed at its end kept the checkpoint's moments. */
+        /* The moments were for this step only (trained, or resumed at its
+         * end from a checkpoint), unless it hands them on to the next
+         * W-step (admm_on_epoch_end kept them then). */
         if (!admm_step_carries(sp))
             admm_drop_moments(c);
         if (!err)
