@@ -365,8 +365,7 @@ enum dp_err dp_spec_load(const char *path, struct dp_spec *out, struct dp_errinf
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL)
-        return dp_errinfo_set(ei, DP_ENOENT, "%s: cannot open the spec: %s", path,
-                              strerror(errno));
+        return dp_errinfo_set(ei, DP_ENOENT, "%s: cannot open the spec: %s", path, strerror(errno));
     char *buf = dp_malloc(DP_SPEC_MAX_BYTES + 1);
     if (buf == NULL) {
         fclose(f);

@@ -231,8 +231,8 @@ enum dp_err wk_agent_fail(struct wk_agent *a, const char *task_id, json_int_t fe
     dp_utf8_sanitize(text);
     enum dp_err err = wk_agent_task_post(
         a, task_id, "fail",
-        json_pack("{s:I, s:s, s:b}", "fence", fence, "message", text, "retryable", retryable),
-        NULL, ei);
+        json_pack("{s:I, s:s, s:b}", "fence", fence, "message", text, "retryable", retryable), NULL,
+        ei);
     dp_free(text);
     return err;
 }

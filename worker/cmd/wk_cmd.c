@@ -3,9 +3,9 @@
  */
 #include "worker/cmd/wk_cmd.h"
 
+#include <errno.h>
 #include <omp.h>
 #include <stdarg.h>
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>

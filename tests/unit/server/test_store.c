@@ -1127,8 +1127,7 @@ Test(srv_store, an_expired_admin_token_is_not_the_last_live_one)
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(db, &raw), SQLITE_OK);
     sqlite3_busy_timeout(raw, 5000);
-    cr_assert_eq(sqlite3_exec(raw,
-                              "UPDATE tokens SET expires_at = 1 WHERE origin = 'generated'",
+    cr_assert_eq(sqlite3_exec(raw, "UPDATE tokens SET expires_at = 1 WHERE origin = 'generated'",
                               NULL, NULL, NULL),
                  SQLITE_OK);
     char gen_id[SRV_ID_MAX];

@@ -219,8 +219,8 @@ Test(cg, layer_names_cannot_escape_the_generated_comments, .timeout = 60)
     struct dp_errinfo ei = {DP_OK, ""};
     struct dp_model *m = dp_model_new(1, 4, 4);
     cr_assert_not_null(m);
-    int x = dp_model_add_conv2d(m, "c */ #error injected\n/* \\", DP_MODEL_INPUT, 2, 3, 1, 1, 1,
-                                1, &ei);
+    int x = dp_model_add_conv2d(m, "c */ #error injected\n/* \\", DP_MODEL_INPUT, 2, 3, 1, 1, 1, 1,
+                                &ei);
     x = dp_model_add_unary(m, "r /* \"q\" */", DP_OP_RELU, x, &ei);
     x = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, x, &ei);
     x = dp_model_add_linear(m, "fc*/", x, 3, &ei);
@@ -256,8 +256,8 @@ Test(cg, softmax_over_other_axes_is_an_error_naming_the_layer)
                       ei.msg);
         cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
         struct cg_plan *p = NULL;
-        cr_assert_eq(cg_plan_build(m, &p, &ei), cases[i].want, "axes [%d, %d]: %s",
-                     cases[i].axis, cases[i].axis_end, ei.msg);
+        cr_assert_eq(cg_plan_build(m, &p, &ei), cases[i].want, "axes [%d, %d]: %s", cases[i].axis,
+                     cases[i].axis_end, ei.msg);
         if (cases[i].want != DP_OK)
             cr_assert(strstr(ei.msg, "layer 'sm'") != NULL, "%s", ei.msg);
         cg_plan_free(p);
