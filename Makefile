@@ -72,7 +72,7 @@ endif
 
 .DEFAULT_GOAL := all
 .PHONY: all deps test demo bench bench-compile bench-compress fuzz fuzz-build onnx-node-tests \
-        check check-banned check-headers format clean
+        check check-banned check-headers format clean image test-image
 
 # ---- Dependencies ------------------------------------------------------------
 
@@ -374,6 +374,34 @@ test: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release onnx-node-tests
 	@tests/e2e/onnx.sh build/release/dnnpress-worker
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
+	@$(MAKE) --no-print-directory deploy-check
+
+# ---- deploy/ -------------------------------------------------------------------
+
+# The units (systemd-analyze verify and security), the Kubernetes manifests
+# against the API schemas (npm's kubernetes-models, installed under build/
+# from tests/deploy's lockfile); docs/operations.md.
+DEPLOY_NPM := build/deploy-npm
+$(DEPLOY_NPM)/.stamp: tests/deploy/package.json tests/deploy/package-lock.json
+	@rm -rf $(DEPLOY_NPM) && mkdir -p $(DEPLOY_NPM)
+	@cp tests/deploy/package.json tests/deploy/package-lock.json $(DEPLOY_NPM)/
+	@echo "  NPM     $(DEPLOY_NPM)"
+	$(Q)cd $(DEPLOY_NPM) && npm ci --no-audit --no-fund --loglevel=error > /dev/null
+	@touch $@
+
+.PHONY: deploy-check
+deploy-check: $(DEPLOY_NPM)/.stamp
+	@tests/deploy/check.sh build/release $(DEPLOY_NPM)/node_modules
+
+# The container image from Debian's packages (mmdebstrap + podman, no
+# registry); test-image also runs a job in it (minutes: not part of test).
+image: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release all
+	@tools/image.sh build build/release
+
+test-image: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release all
+	@tools/image.sh test build/release
 
 # ---- demo, bench -------------------------------------------------------------
 

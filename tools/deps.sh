@@ -21,7 +21,11 @@ PKGS=(
   protobuf-c-compiler libprotobuf-c-dev  # the ONNX reader/writer's protobuf code
   clang                       # the libFuzzer target (make fuzz)
   python3-onnx python3-opencv # test peers only: node-test generator, onnx.checker, OpenCV dnn
+  systemd                     # systemd-analyze: make test verifies deploy/systemd's units
 )
+# npm: the deploy manifests' schema check (make test); Debian's package unless
+# a node with its npm is already installed.
+command -v npm > /dev/null || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
