@@ -21,6 +21,7 @@ struct dp_httpc {
     CURL *curl;
     char *base_url; /* without a trailing '/' */
     char *auth;     /* "Authorization: Bearer ...", or NULL */
+    char *ca_file;  /* PEM trust anchors for https, or NULL: the system's store */
     long timeout_ms;
     size_t max_body;
 };
@@ -84,8 +85,22 @@ void dp_httpc_free(struct dp_httpc *h)
         curl_easy_cleanup(h->curl);
     dp_free(h->base_url);
     dp_free(h->auth);
+    dp_free(h->ca_file);
     dp_free(h);
     errno = saved;
+}
+
+enum dp_err dp_httpc_set_ca(struct dp_httpc *h, const char *ca_file)
+{
+    char *copy = NULL;
+    if (ca_file != NULL && ca_file[0] != '\0') {
+        copy = dp_strdup(ca_file);
+        if (copy == NULL)
+            return DP_ENOMEM;
+    }
+    dp_free(h->ca_file);
+    h->ca_file = copy;
+    return DP_OK;
 }
 
 void dp_httpc_set_timeout_ms(struct dp_httpc *h, long timeout_ms)
@@ -212,9 +227,32 @@ static enum dp_err dp_httpc_prepare(struct dp_httpc *h, const char *method, cons
     c |= curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     c |= curl_easy_setopt(h->curl, CURLOPT_USERAGENT, "dnnpress/1");
     c |= curl_easy_setopt(h->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* Peer and host verification are libcurl's defaults and stay on: there
+     * is no switch to turn them off. A private CA is given as a file. */
+    if (h->ca_file != NULL)
+        c |= curl_easy_setopt(h->curl, CURLOPT_CAINFO, h->ca_file);
     if (c != CURLE_OK)
         return dp_errinfo_set(ei, DP_ENOMEM, "cannot set up the request to %s", url);
     return DP_OK;
+}
+
+/* What to do about a TLS failure, appended to curl's reason. */
+static const char *dp_httpc_tls_hint(CURLcode c, const char *ca_file)
+{
+    switch (c) {
+        case CURLE_PEER_FAILED_VERIFICATION:
+            return ca_file != NULL
+                       ? " (the server's certificate is not signed by the --ca file's "
+                         "CA, or does not name this host)"
+                       : " (the server's certificate is not trusted by this machine's CA "
+                         "store: give its CA with --ca FILE or DNNPRESS_CA)";
+        case CURLE_SSL_CACERT_BADFILE:
+            return " (the --ca file cannot be read as PEM certificates)";
+        case CURLE_SSL_CONNECT_ERROR:
+            return " (TLS handshake failed: is the server serving https on that port?)";
+        default:
+            return "";
+    }
 }
 
 /* Runs the transfer and fills resp; maps our own cut-offs and curl's errors. */
@@ -240,8 +278,8 @@ static enum dp_err dp_httpc_perform(struct dp_httpc *h, const char *method, cons
         return DP_OK;
     if (c != CURLE_OK) {
         resp->status = 0;
-        return dp_errinfo_set(ei, DP_EIO, "%s %s%s: %s", method, h->base_url, path,
-                              curl_easy_strerror(c));
+        return dp_errinfo_set(ei, DP_EIO, "%s %s%s: %s%s", method, h->base_url, path,
+                              curl_easy_strerror(c), dp_httpc_tls_hint(c, h->ca_file));
     }
     return DP_OK;
 }

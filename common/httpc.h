@@ -50,6 +50,12 @@ struct dp_httpc *dp_httpc_new(const char *base_url, const char *token);
 /* Frees h and closes its connection; NULL is a no-op. */
 void dp_httpc_free(struct dp_httpc *h);
 
+/* Trust anchors for https: a PEM file of CA certificates (a private CA),
+ * copied; NULL or "" goes back to the system's store. The server's
+ * certificate and host name are always verified. DP_ENOMEM on out of
+ * memory. */
+enum dp_err dp_httpc_set_ca(struct dp_httpc *h, const char *ca_file);
+
 /* Total time limit of each JSON request in ms (default 60000; 0 = none). */
 void dp_httpc_set_timeout_ms(struct dp_httpc *h, long timeout_ms);
 

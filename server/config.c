@@ -76,6 +76,11 @@ static const struct cfg_entry cfg_table[] = {
      "epoll or poll (libmicrohttpd internal polling)"},
     {"--worker-bin", CFG_STR, F(worker_bin), S(worker_bin), 0, 0, 0, "",
      "worker binary for --local-workers (default: beside dnnpress-server)"},
+    /* Tokens cross the network in every request: a server reached from
+     * other machines serves https (docs/operations.md, "TLS"). */
+    {"--tls-cert", CFG_STR, F(tls_cert), S(tls_cert), 0, 0, 0, "",
+     "PEM certificate (leaf first, then its chain) to serve https with; needs --tls-key"},
+    {"--tls-key", CFG_STR, F(tls_key), S(tls_key), 0, 0, 0, "", "PEM private key of --tls-cert"},
     {"--backoff-ms", CFG_INT, F(backoff_base_ms), 0, 1000, 0, 600000, NULL,
      "first retry delay of a failed task (doubles per attempt, plus jitter)"},
     {"--print-routes", CFG_FLAG, F(print_routes), 0, 0, 0, 1, NULL,
@@ -172,6 +177,10 @@ enum dp_err srv_config_parse(int argc, char **argv, struct srv_config *cfg, stru
     if (strcmp(cfg->http_mode, "epoll") != 0 && strcmp(cfg->http_mode, "poll") != 0)
         return dp_errinfo_set(ei, DP_EINVAL, "--http-mode: '%s' is not epoll or poll",
                               cfg->http_mode);
+    if ((cfg->tls_cert[0] != '\0') != (cfg->tls_key[0] != '\0'))
+        return dp_errinfo_set(ei, DP_EINVAL, "%s",
+                              cfg->tls_cert[0] ? "--tls-cert needs --tls-key (its private key)"
+                                               : "--tls-key needs --tls-cert (its certificate)");
     return DP_OK;
 }
 

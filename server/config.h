@@ -29,6 +29,8 @@ struct srv_config {
     int max_validations;        /* model uploads validated at once; more get 503 */
     char http_mode[16];         /* "epoll" or "poll" (benchmarked in docs/benchmarks.md) */
     char worker_bin[1024];      /* "" = <dir of dnnpress-server>/dnnpress-worker */
+    char tls_cert[1024];        /* PEM certificate (chain) to serve https with; "" = http */
+    char tls_key[1024];         /* its PEM private key; set with tls_cert or not at all */
     int backoff_base_ms;        /* first retry delay of a failed task */
     int print_routes;           /* print the route table and exit */
 };

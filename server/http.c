@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/file.h"
 #include "common/http_status.h"
 #include "common/log.h"
 #include "common/sha256.h"
@@ -879,6 +881,47 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     DP_LOG(DP_LOG_WARN, "microhttpd: %s", msg);
 }
 
+/* A PEM file (certificate chain or key) as the NUL-terminated string MHD
+ * takes; *out is NULL on error (ei names the flag and the file). */
+static enum dp_err http_read_pem(const char *flag, const char *path, char **out,
+                                 struct dp_errinfo *ei)
+{
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    char label[1100];
+    snprintf(label, sizeof(label), "%s %s", flag, path);
+    *out = NULL;
+    /* A chain of a few certificates is a few KiB; a megabyte is not PEM. */
+    enum dp_err err = dp_file_read(path, label, (size_t)1 << 20, &raw, &len, ei);
+    if (err)
+        return err;
+    char *pem = dp_malloc(len + 1);
+    if (pem == NULL) {
+        OPENSSL_cleanse(raw, len);
+        dp_free(raw);
+        return dp_errinfo_set(ei, DP_ENOMEM, "%s: out of memory", label);
+    }
+    memcpy(pem, raw, len);
+    pem[len] = '\0';
+    OPENSSL_cleanse(raw, len);
+    dp_free(raw);
+    if (strstr(pem, "-----BEGIN ") == NULL || strlen(pem) != len) {
+        OPENSSL_cleanse(pem, len);
+        dp_free(pem);
+        return dp_errinfo_set(ei, DP_EFORMAT, "%s: not a PEM file (no -----BEGIN line)", label);
+    }
+    *out = pem;
+    return DP_OK;
+}
+
+static void http_free_pem(char *pem)
+{
+    if (pem != NULL) {
+        OPENSSL_cleanse(pem, strlen(pem));
+        dp_free(pem);
+    }
+}
+
 enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store,
                            struct srv_http **out, struct dp_errinfo *ei)
 {
@@ -907,6 +950,34 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG |
                      (strcmp(cfg->http_mode, "epoll") == 0 ? MHD_USE_EPOLL : MHD_USE_POLL);
+    /* TLS options go through MHD_OPTION_ARRAY so that one call serves both
+     * modes; without TLS the array is empty. Only TLS 1.2 and 1.3. */
+    struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
+    if (cfg->tls_cert[0] != '\0') {
+        enum dp_err err = DP_OK;
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+            err = dp_errinfo_set(ei, DP_EINVAL,
+                                 "--tls-cert: this libmicrohttpd was built without TLS");
+        if (!err)
+            err = http_read_pem("--tls-cert", cfg->tls_cert, &h->tls_cert_pem, ei);
+        if (!err)
+            err = http_read_pem("--tls-key", cfg->tls_key, &h->tls_key_pem, ei);
+        if (err) {
+            http_free_pem(h->tls_cert_pem);
+            http_free_pem(h->tls_key_pem);
+            pthread_mutex_destroy(&h->conn_mu);
+            pthread_mutex_destroy(&h->wait_mu);
+            dp_free(h);
+            return err;
+        }
+        flags |= MHD_USE_TLS;
+        tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert_pem};
+        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key_pem};
+        tls_opts[2] = (struct MHD_OptionItem){
+            MHD_OPTION_HTTPS_PRIORITIES, 0,
+            (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"};
+        tls_opts[3] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_THREAD_POOL_SIZE,
@@ -916,12 +987,18 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
         (size_t)cfg->http_conn_mem_kb * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         (unsigned)cfg->http_backlog, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)cfg->http_per_ip_conns, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-        MHD_OPTION_END);
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (h->daemon == NULL) {
+        http_free_pem(h->tls_cert_pem);
+        http_free_pem(h->tls_key_pem);
         pthread_mutex_destroy(&h->conn_mu);
         pthread_mutex_destroy(&h->wait_mu);
         dp_free(h);
-        return dp_errinfo_set(ei, DP_EIO, "cannot listen on %s (address in use?)", cfg->listen);
+        return dp_errinfo_set(ei, DP_EIO,
+                              cfg->tls_cert[0] ? "cannot listen on %s (address in use, or the "
+                                                 "TLS certificate and key do not match?)"
+                                               : "cannot listen on %s (address in use?)",
+                              cfg->listen);
     }
     *out = h;
     return DP_OK;
@@ -951,6 +1028,8 @@ void srv_http_stop(struct srv_http *h)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(h->daemon);
+    http_free_pem(h->tls_cert_pem);
+    http_free_pem(h->tls_key_pem);
     pthread_mutex_destroy(&h->conn_mu);
     pthread_mutex_destroy(&h->wait_mu);
     dp_free(h);

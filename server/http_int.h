@@ -109,6 +109,8 @@ struct srv_http {
      * without an answer. */
     _Atomic uint64_t n_reqs_begun;
     int64_t started_ms;
+    char *tls_cert_pem, *tls_key_pem; /* --tls-cert/--tls-key, NUL-terminated; MHD reads
+                                       * them until it stops (wiped at free: OPENSSL_cleanse) */
 };
 
 /* ---- Replies (each returns what the MHD access handler must return) ---- */

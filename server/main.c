@@ -171,12 +171,21 @@ int main(int argc, char **argv)
             snprintf(bin, sizeof(bin), "%s", cfg.worker_bin);
         else
             default_worker_bin(bin, sizeof(bin));
-        snprintf(url, sizeof(url), "http://%s:%d", cfg.host, cfg.port);
+        /* Under TLS the local workers verify the server like any other
+         * client: the certificate file is their trust anchor (curl accepts
+         * a leaf there) and the host they dial must be a name it carries:
+         * "localhost" for a server listening on every address. */
+        const char *dial = strcmp(cfg.host, "0.0.0.0") == 0
+                               ? (cfg.tls_cert[0] ? "localhost" : "127.0.0.1")
+                               : cfg.host;
+        snprintf(url, sizeof(url), "%s://%s:%d", cfg.tls_cert[0] ? "https" : "http", dial,
+                 cfg.port);
         err = srv_store_agent_token_mint(st, "local-workers", agent, &ei);
         struct srv_super_cfg sc = {.worker_bin = bin,
                                    .server_url = url,
                                    .data_dir = cfg.data_dir,
                                    .token = agent,
+                                   .ca_file = cfg.tls_cert[0] ? cfg.tls_cert : NULL,
                                    .n_workers = cfg.local_workers};
         if (!err)
             err = srv_super_start(&sc, &super, &ei);
@@ -185,8 +194,8 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    DP_LOG(DP_LOG_INFO, "dnnpress-server listening on http://%s:%d (schema version %d)", cfg.host,
-           cfg.port, srv_store_schema_version(st));
+    DP_LOG(DP_LOG_INFO, "dnnpress-server listening on %s://%s:%d (schema version %d)",
+           cfg.tls_cert[0] ? "https" : "http", cfg.host, cfg.port, srv_store_schema_version(st));
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)

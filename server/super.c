@@ -61,8 +61,9 @@ struct srv_super {
     char worker_bin[1024];
     char server_url[256];
     char token_env[128];
-    char **env;      /* environ + DNNPRESS_TOKEN */
-    uv_file life[2]; /* the lifeline: [0] each worker's fd 3, [1] held only here */
+    char ca_env[1100]; /* DNNPRESS_CA=<the server's certificate>, under TLS */
+    char **env;        /* environ + DNNPRESS_TOKEN (+ DNNPRESS_CA) */
+    uv_file life[2];   /* the lifeline: [0] each worker's fd 3, [1] held only here */
 };
 
 /* The worker's descriptor for the lifeline's read end (its --parent-fd). */
@@ -197,7 +198,7 @@ enum dp_err srv_super_start(const struct srv_super_cfg *cfg, struct srv_super **
     size_t n_env = 0;
     while (environ[n_env])
         n_env++;
-    s->env = dp_calloc(n_env + 2, sizeof(char *));
+    s->env = dp_calloc(n_env + 3, sizeof(char *));
     if (s->workers == NULL || s->env == NULL) {
         dp_free(s->workers);
         dp_free(s->env);
@@ -207,6 +208,8 @@ enum dp_err srv_super_start(const struct srv_super_cfg *cfg, struct srv_super **
     snprintf(s->worker_bin, sizeof(s->worker_bin), "%s", cfg->worker_bin);
     snprintf(s->server_url, sizeof(s->server_url), "%s", cfg->server_url);
     snprintf(s->token_env, sizeof(s->token_env), "DNNPRESS_TOKEN=%s", cfg->token);
+    if (cfg->ca_file != NULL)
+        snprintf(s->ca_env, sizeof(s->ca_env), "DNNPRESS_CA=%s", cfg->ca_file);
     s->life[0] = s->life[1] = -1;
     int rc = uv_pipe(s->life, 0, 0); /* both ends close-on-exec */
     if (rc != 0) {
@@ -219,9 +222,12 @@ enum dp_err srv_super_start(const struct srv_super_cfg *cfg, struct srv_super **
     size_t k = 0;
     for (size_t i = 0; i < n_env; i++)
         if (strncmp(environ[i], "DNNPRESS_TOKEN=", 15) != 0 &&
-            strncmp(environ[i], "DNNPRESS_ADMIN_TOKEN=", 21) != 0)
+            strncmp(environ[i], "DNNPRESS_ADMIN_TOKEN=", 21) != 0 &&
+            strncmp(environ[i], "DNNPRESS_CA=", 12) != 0)
             s->env[k++] = environ[i];
-    s->env[k] = s->token_env;
+    s->env[k++] = s->token_env;
+    if (s->ca_env[0])
+        s->env[k] = s->ca_env;
 
     char cache[1100];
     snprintf(cache, sizeof(cache), "%s/cache", cfg->data_dir);

@@ -17,9 +17,10 @@ struct srv_super;
 
 struct srv_super_cfg {
     const char *worker_bin; /* path of dnnpress-worker */
-    const char *server_url; /* http://HOST:PORT */
+    const char *server_url; /* http(s)://HOST:PORT */
     const char *data_dir;   /* cache dirs go under DATA/cache */
     const char *token;      /* agent token secret, passed in the environment */
+    const char *ca_file;    /* https: the workers' --ca (the server's certificate), or NULL */
     int n_workers;
 };
 

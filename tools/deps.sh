@@ -15,6 +15,7 @@ PKGS=(
   python3 python3-numpy python3-torch   # test fixtures and benchmark peers only, never run time
   libcurl4-openssl-dev        # worker task loop (serve) and the dnnpress CLI (libuv: above)
   libssl-dev                  # libcrypto: SHA-256 of every upload, blob and download (EVP)
+  openssl                     # tests/e2e/tls.sh makes a throwaway CA
   libarchive-dev              # the one dataset tar reader (tar, pax, gzip), server and worker
   # ---- ONNX (issue 4) ----
   libonnx-dev                 # onnx.proto, compiled by protoc-c at build time

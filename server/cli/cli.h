@@ -30,6 +30,7 @@ struct cli_ctx {
     int json;           /* --json: machine-readable output on stdout */
     struct dp_httpc *h; /* owned by main */
     const char *config_path;
+    const char *ca; /* --ca, DNNPRESS_CA or the config's; NULL: the system's CA store */
 };
 
 /* Maps an HTTP status (0: no answer) to an exit code; 2xx -> CLI_OK. */

@@ -6,9 +6,12 @@
 #include "server/cli/cli.h"
 #include "server/cli/cli_term.h"
 
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "server/cli/cli_args.h"
 #include "server/cli/cli_config.h"
@@ -20,7 +23,7 @@
 
 enum cli_exit cli_cmd_login(struct cli_ctx *ctx, int argc, char **argv)
 {
-    static const char *const vf[] = {"server", "token", NULL};
+    static const char *const vf[] = {"server", "token", "ca", NULL};
     struct cli_args a;
     if (cli_args_parse("login", argc, argv, vf, NULL, 0, &a) != 0)
         return CLI_USAGE;
@@ -37,10 +40,30 @@ enum cli_exit cli_cmd_login(struct cli_ctx *ctx, int argc, char **argv)
         fprintf(stderr, "dnnpress login: server URL or token too long\n");
         return CLI_USAGE;
     }
+    const char *ca = cli_arg(&a, "ca") ? cli_arg(&a, "ca") : ctx->ca;
+    if (ca != NULL && strlen(ca) >= sizeof(c.ca)) {
+        fprintf(stderr, "dnnpress login: --ca path too long\n");
+        return CLI_USAGE;
+    }
     snprintf(c.server, sizeof(c.server), "%s", server);
     snprintf(c.token, sizeof(c.token), "%s", token);
-    /* Check the token before storing it. */
+    if (ca != NULL) {
+        /* Stored as an absolute path: later commands run from anywhere. */
+        char cwd[PATH_MAX];
+        int n = ca[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL
+                    ? snprintf(c.ca, sizeof(c.ca), "%s", ca)
+                    : snprintf(c.ca, sizeof(c.ca), "%.*s/%s", 512, cwd, ca);
+        if (n < 0 || (size_t)n >= sizeof(c.ca)) {
+            fprintf(stderr, "dnnpress login: --ca path too long\n");
+            return CLI_USAGE;
+        }
+    }
+    /* Check the token (and the CA) before storing them. */
     struct dp_httpc *h = dp_httpc_new(c.server, c.token);
+    if (h != NULL && dp_httpc_set_ca(h, c.ca) != DP_OK) {
+        dp_httpc_free(h);
+        h = NULL;
+    }
     if (h == NULL)
         return CLI_SERVER_ERROR;
     struct dp_httpc *saved = ctx->h;

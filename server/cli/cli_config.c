@@ -1,5 +1,6 @@
 /*
- * The config file (see cli_config.h). JSON: {"server": "...", "token": "..."};
+ * The config file (see cli_config.h). JSON: {"server": "...", "token": "...",
+ * "ca": "..."} ("ca" only when login was given --ca);
  * unknown fields are kept out (a typo should not pass silently) and named.
  */
 #include "server/cli/cli_config.h"
@@ -70,13 +71,16 @@ enum dp_err cli_config_load(const char *path, struct cli_config *c, struct dp_er
     const char *key;
     json_t *v;
     json_object_foreach (root, key, v) {
-        if (!err && strcmp(key, "server") != 0 && strcmp(key, "token") != 0)
+        if (!err && strcmp(key, "server") != 0 && strcmp(key, "token") != 0 &&
+            strcmp(key, "ca") != 0)
             err = dp_errinfo_set(ei, DP_EFORMAT, "%s: unknown field \"%.64s\"", path, key);
     }
     if (!err)
         err = cli_config_str(root, "server", c->server, sizeof(c->server), path, ei);
     if (!err)
         err = cli_config_str(root, "token", c->token, sizeof(c->token), path, ei);
+    if (!err)
+        err = cli_config_str(root, "ca", c->ca, sizeof(c->ca), path, ei);
     json_decref(root);
     return err;
 }
@@ -102,6 +106,10 @@ enum dp_err cli_config_save(const char *path, const struct cli_config *c, struct
     }
     snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid());
     json_t *root = json_pack("{s:s, s:s}", "server", c->server, "token", c->token);
+    if (root != NULL && c->ca[0] && json_object_set_new(root, "ca", json_string(c->ca)) != 0) {
+        json_decref(root);
+        root = NULL;
+    }
     if (root == NULL)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory");
     size_t len = json_dumpb(root, NULL, 0, JSON_INDENT(2));

@@ -14,6 +14,7 @@
 struct cli_config {
     char server[512]; /* "" when not set */
     char token[256];  /* "" when not set */
+    char ca[1024];    /* PEM CA file for an https server; "" = the system's store */
 };
 
 /*

@@ -16,10 +16,11 @@
 static void cli_usage(FILE *f)
 {
     fprintf(f,
-            "usage: dnnpress [--server URL] [--token TOKEN] [--json] COMMAND [args]\n"
+            "usage: dnnpress [--server URL] [--token TOKEN] [--ca FILE] [--json] COMMAND [args]\n"
             "\n"
             "commands:\n"
-            "  login --server URL --token TOKEN     check the token and store both (mode 0600)\n"
+            "  login --server URL --token TOKEN [--ca FILE]\n"
+            "                                       check the token and store them (mode 0600)\n"
             "  upload model FILE|--arch NAME [--name N]\n"
             "  upload dataset FILE.tar --format idx|cifar10|npy | --builtin fashion-mnist\n"
             "  submit JOB.json [--model ID] [--dataset ID] [--spec FILE] [--name N]\n"
@@ -66,7 +67,7 @@ static const struct cli_command cli_commands[] = {
 
 int main(int argc, char **argv)
 {
-    const char *server = NULL, *token = NULL;
+    const char *server = NULL, *token = NULL, *ca = NULL;
     int json = 0, i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -78,6 +79,8 @@ int main(int argc, char **argv)
             server = argv[++i];
         } else if (strcmp(argv[i], "--token") == 0 && i + 1 < argc) {
             token = argv[++i];
+        } else if (strcmp(argv[i], "--ca") == 0 && i + 1 < argc) {
+            ca = argv[++i];
         } else {
             fprintf(stderr, "dnnpress: unknown or incomplete option '%s'\n", argv[i]);
             cli_usage(stderr);
@@ -123,9 +126,17 @@ int main(int argc, char **argv)
                         "or set DNNPRESS_TOKEN\n");
         return CLI_AUTH;
     }
+    if (ca == NULL)
+        ca = getenv("DNNPRESS_CA");
+    if (ca == NULL || *ca == '\0')
+        ca = cfg.ca[0] ? cfg.ca : NULL;
     if (dp_httpc_global_init() != DP_OK)
         return CLI_SERVER_ERROR;
-    struct cli_ctx ctx = {server, token, json, dp_httpc_new(server, token), config_path};
+    struct cli_ctx ctx = {server, token, json, dp_httpc_new(server, token), config_path, ca};
+    if (ctx.h != NULL && dp_httpc_set_ca(ctx.h, ca) != DP_OK) {
+        dp_httpc_free(ctx.h);
+        ctx.h = NULL;
+    }
     if (ctx.h == NULL) {
         fprintf(stderr, "dnnpress: out of memory\n");
         return CLI_SERVER_ERROR;

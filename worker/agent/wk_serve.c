@@ -62,6 +62,7 @@ static void wk_serve_on_signal(int sig)
 
 struct wk_serve_opts {
     const char *server, *cache_dir, *capabilities, *name, *datasets_dir;
+    const char *ca; /* PEM CA file for an https server (env DNNPRESS_CA) */
     long cache_mb, threads, limit_train, limit_test, wait_s, parent_fd;
 };
 
@@ -78,7 +79,10 @@ struct wk_serve_opts {
 
 static const struct wk_flag wk_serve_flags[] = {
     {"server", WK_STR, WK_OFF(server), 0, 0, NULL, 0,
-     "dnnpress-server base URL (http://host:port)"},
+     "dnnpress-server base URL (https://host:port, or http:// on a trusted network)"},
+    {"ca", WK_STR, WK_OFF(ca), 0, 0, NULL, 0,
+     "PEM file of the CA that signed an https server's certificate (env DNNPRESS_CA; "
+     "default: the system's CA store)"},
     {"cache-dir", WK_STR, WK_OFF(cache_dir), 0, 0, NULL, 0,
      "directory for fetched models/datasets and task files"},
     {"cache-mb", WK_INT, WK_OFF(cache_mb), 1, 1048576, "2048", 0, "cache size cap in MiB"},
@@ -286,7 +290,10 @@ int wk_serve_main(int argc, char **argv)
         fprintf(stderr, "serve: cache: %s\n", dp_errinfo_msg(&ei, err));
         goto out;
     }
-    if (dp_httpc_global_init() != DP_OK || wk_agent_init(&agent, o.server, token) != DP_OK) {
+    if (o.ca == NULL)
+        o.ca = getenv("DNNPRESS_CA");
+    if (dp_httpc_global_init() != DP_OK || wk_agent_init(&agent, o.server, token) != DP_OK ||
+        dp_httpc_set_ca(agent.h, o.ca) != DP_OK) {
         fprintf(stderr, "serve: out of memory\n");
         goto out;
     }
