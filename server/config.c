@@ -93,7 +93,10 @@ static const struct cfg_entry cfg_table[] = {
 const char *srv_config_usage(void)
 {
     static char buf[8192];
-    size_t n = (size_t)snprintf(buf, sizeof(buf), "usage: dnnpress-server [flags]\n");
+    size_t n = (size_t)snprintf(buf, sizeof(buf),
+                                "usage: dnnpress-server [flags]\n"
+                                "       dnnpress-server backup|restore|check ... "
+                                "(backup, restore, check a data directory: --help)\n");
     for (size_t i = 0; i < N_CFG && n < sizeof(buf); i++) {
         const struct cfg_entry *e = &cfg_table[i];
         if (e->type == CFG_INT)

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "server/backup.h"
 #include "server/blob.h"
 #include "server/config.h"
 #include "server/http.h"
@@ -96,6 +97,9 @@ int main(int argc, char **argv)
     pthread_t hk_thread;
     int hk_started = 0, rc = 1;
 
+    /* backup, restore, check: operator commands over a data directory. */
+    if (srv_backup_is_command(argc, argv))
+        return srv_backup_main(argc, argv);
     enum dp_err err = srv_config_parse(argc, argv, &cfg, &ei);
     if (err == DP_EINTERRUPTED) {
         fputs(srv_config_usage(), stdout); /* longer than an errinfo message holds */
