@@ -231,6 +231,7 @@ SRV_HANDLER(srv_api_agent_artifact)
     if (!err)
         err = srv_store_task_artifact(h->st, &r->who, r->params[0], r->upload_fence, r->params[1],
                                       sha, (int64_t)size, &ei);
+    srv_blob_unpin(r->blob); /* the row references the blob now (or never will) */
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     atomic_fetch_add(&h->n_bytes_uploaded, size);

@@ -144,6 +144,7 @@ static enum MHD_Result create_upload(struct srv_http *h, struct MHD_Connection *
                               .idem_key = idem,
                               .req_hash = req_hash};
     err = srv_store_asset_create(h->st, &r->who, &a, &out, &replayed, &ei);
+    srv_blob_unpin(r->blob); /* the row references the blob now (or never will) */
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     return srv_reply_json(conn, r, replayed ? 200 : 201, out);

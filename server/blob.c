@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,12 +22,38 @@
 struct srv_blob_writer {
     int fd;
     int published;
+    int pinned; /* holds blob_gc_rw shared: from publish until its row is written */
     uint64_t size, max_len;
     struct dp_sha256_ctx sha;
     char hex[65];
     char data_dir[4096];
     char tmp[4200];
 };
+
+/* Publishing a blob and writing the row that references it happen under
+ * this lock shared; a GC pass deletes unreferenced rows and unlinks their
+ * files under it exclusively. Without it an upload of bytes already
+ * stored could find the file present (and skip the rename), lose it to
+ * the GC's unlink, then reference a blob that is gone. */
+static pthread_rwlock_t blob_gc_rw = PTHREAD_RWLOCK_INITIALIZER;
+
+void srv_blob_gc_lock(void)
+{
+    pthread_rwlock_wrlock(&blob_gc_rw);
+}
+
+void srv_blob_gc_unlock(void)
+{
+    pthread_rwlock_unlock(&blob_gc_rw);
+}
+
+void srv_blob_unpin(struct srv_blob_writer *w)
+{
+    if (w != NULL && w->pinned) {
+        w->pinned = 0;
+        pthread_rwlock_unlock(&blob_gc_rw);
+    }
+}
 
 static enum dp_err blob_mkdir(const char *path, struct dp_errinfo *ei)
 {
@@ -168,6 +195,10 @@ static enum dp_err blob_fsync_dir(const char *dir, struct dp_errinfo *ei)
 enum dp_err srv_blob_publish(struct srv_blob_writer *w, struct dp_errinfo *ei)
 {
     char dir[4200], dst[4300];
+    if (!w->pinned) {
+        pthread_rwlock_rdlock(&blob_gc_rw);
+        w->pinned = 1;
+    }
     snprintf(dir, sizeof(dir), "%s/artifacts/%.2s", w->data_dir, w->hex);
     enum dp_err err = blob_mkdir(dir, ei);
     if (err)
@@ -191,6 +222,7 @@ void srv_blob_free(struct srv_blob_writer *w)
     if (w == NULL)
         return;
     int saved = errno;
+    srv_blob_unpin(w);
     if (w->fd >= 0)
         close(w->fd);
     if (!w->published)

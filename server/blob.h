@@ -46,10 +46,20 @@ const char *srv_blob_tmp_path(const struct srv_blob_writer *w);
 uint64_t srv_blob_size(const struct srv_blob_writer *w);
 
 /* Renames the finished temp file to its content address (or drops it when
- * that content is already stored) and fsyncs the directory. */
+ * that content is already stored) and fsyncs the directory. From here
+ * until srv_blob_unpin (or srv_blob_free) w holds the GC lock shared: write
+ * the row that references the blob in between, so that no GC pass can
+ * remove the file under it. */
 enum dp_err srv_blob_publish(struct srv_blob_writer *w, struct dp_errinfo *ei);
 
-/* Closes and, unless published, removes the temp file. NULL is a no-op. */
+/* Lets go of what publish holds; NULL or unpinned is a no-op. */
+void srv_blob_unpin(struct srv_blob_writer *w);
+
+/* A GC pass (server/gc.c): exclusive against every publish-to-row window. */
+void srv_blob_gc_lock(void);
+void srv_blob_gc_unlock(void);
+
+/* Closes and, unless published, removes the temp file; unpins. NULL is a no-op. */
 void srv_blob_free(struct srv_blob_writer *w);
 
 /* The path of a stored blob into out (cap bytes). */

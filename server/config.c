@@ -83,6 +83,17 @@ static const struct cfg_entry cfg_table[] = {
     {"--tls-key", CFG_STR, F(tls_key), S(tls_key), 0, 0, 0, "", "PEM private key of --tls-cert"},
     {"--backoff-ms", CFG_INT, F(backoff_base_ms), 0, 1000, 0, 600000, NULL,
      "first retry delay of a failed task (doubles per attempt, plus jitter)"},
+    /* Retention (docs/operations.md): what a GC pass may remove. */
+    {"--gc-interval-s", CFG_INT, F(gc_interval_s), 0, 300, 1, 86400, NULL,
+     "seconds between garbage-collection passes"},
+    {"--gc-grace-s", CFG_INT, F(gc_grace_s), 0, 3600, 0, 30 * 86400, NULL,
+     "unreferenced blobs (and files) younger than this are kept"},
+    {"--idempotency-ttl-s", CFG_INT, F(idempotency_ttl_s), 0, 86400, 1, 365 * 86400, NULL,
+     "how long an Idempotency-Key replays its first answer"},
+    {"--events-retention-s", CFG_INT, F(events_retention_s), 0, 90 * 86400, 0, 2000000000, NULL,
+     "events of jobs that ended longer ago are removed (0: keep forever; default 90 days)"},
+    {"--checkpoint-retention-s", CFG_INT, F(checkpoint_retention_s), 0, 7 * 86400, 0, 2000000000,
+     NULL, "checkpoints of tasks that ended longer ago are removed (0: keep; default 7 days)"},
     {"--print-routes", CFG_FLAG, F(print_routes), 0, 0, 0, 1, NULL,
      "print METHOD PATH for every route and exit"},
 };

@@ -32,6 +32,11 @@ struct srv_config {
     char tls_cert[1024];        /* PEM certificate (chain) to serve https with; "" = http */
     char tls_key[1024];         /* its PEM private key; set with tls_cert or not at all */
     int backoff_base_ms;        /* first retry delay of a failed task */
+    int gc_interval_s;          /* seconds between GC passes (server/gc.c) */
+    int gc_grace_s;             /* unreferenced blobs younger than this stay */
+    int idempotency_ttl_s;      /* Idempotency-Key replays are kept this long */
+    int events_retention_s;     /* events of jobs ended longer ago go; 0 = keep */
+    int checkpoint_retention_s; /* checkpoints of tasks ended longer ago go; 0 = keep */
     int print_routes;           /* print the route table and exit */
 };
 

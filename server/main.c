@@ -29,6 +29,7 @@
 #include "server/backup.h"
 #include "server/blob.h"
 #include "server/config.h"
+#include "server/gc.h"
 #include "server/http.h"
 #include "server/ids.h"
 #include "server/store.h"
@@ -44,6 +45,10 @@
 struct housekeeping {
     struct srv_store *st;
     struct srv_http *http;
+    const struct srv_config *cfg;
+    struct srv_gc_cfg gc;
+    int64_t gc_every_ticks;
+    struct srv_gc_stats gc_total;
     atomic_int stop;
 };
 
@@ -64,6 +69,9 @@ static void *housekeeping_main(void *arg)
         if (++n_ticks % (CHECKPOINT_MS / HOUSEKEEPING_MS) == 0 &&
             srv_store_checkpoint(hk->st, NULL, &ei) != DP_OK)
             DP_LOG(DP_LOG_ERROR, "checkpoint: %s", ei.msg);
+        if (n_ticks % hk->gc_every_ticks == 0 &&
+            srv_gc_run(hk->st, hk->cfg->data_dir, &hk->gc, &hk->gc_total, &ei) != DP_OK)
+            DP_LOG(DP_LOG_ERROR, "gc: %s", ei.msg);
     }
     return NULL;
 }
@@ -163,6 +171,13 @@ int main(int argc, char **argv)
     }
     hk.st = st;
     hk.http = http;
+    hk.cfg = &cfg;
+    hk.gc =
+        (struct srv_gc_cfg){.idempotency_ttl_ms = (int64_t)cfg.idempotency_ttl_s * 1000,
+                            .events_retention_ms = (int64_t)cfg.events_retention_s * 1000,
+                            .checkpoint_retention_ms = (int64_t)cfg.checkpoint_retention_s * 1000,
+                            .grace_ms = (int64_t)cfg.gc_grace_s * 1000};
+    hk.gc_every_ticks = (int64_t)cfg.gc_interval_s * 1000 / HOUSEKEEPING_MS;
     if (pthread_create(&hk_thread, NULL, housekeeping_main, &hk) != 0) {
         fprintf(stderr, "dnnpress-server: cannot start the housekeeping thread\n");
         goto out;

@@ -334,4 +334,44 @@ uint64_t srv_store_generation(struct srv_store *st);
  * "workers": n, "wal_bytes": n}; *out is the caller's. */
 enum dp_err srv_store_metrics(struct srv_store *st, json_t **out, struct dp_errinfo *ei);
 
+/* ---- Retention and deletion (store_retention.c) ------------------------------ */
+
+/* What a GC pass may remove (server/gc.c; docs/operations.md, "Retention"). */
+struct srv_gc_cfg {
+    int64_t idempotency_ttl_ms;      /* Idempotency-Key rows older than this */
+    int64_t events_retention_ms;     /* events of jobs ended longer ago; 0 = keep */
+    int64_t checkpoint_retention_ms; /* checkpoints of tasks ended longer ago; 0 = keep */
+    int64_t grace_ms;                /* unreferenced blobs younger than this stay */
+};
+
+/* Blobs one pass deletes at most (the next pass takes the rest). */
+#define SRV_GC_MAX_BLOBS 256
+
+struct srv_gc_result {
+    int64_t idempotency_keys, events, checkpoints; /* rows removed or cleared */
+    int n_blobs;                                   /* blob rows deleted: unlink these files */
+    char blobs[SRV_GC_MAX_BLOBS][65];
+};
+
+/* One GC pass in one transaction. The caller holds the blob publish lock
+ * exclusively (srv_blob_gc_lock) and unlinks res->blobs' files after this
+ * returns DP_OK, before it lets go of that lock. */
+enum dp_err srv_store_gc(struct srv_store *st, const struct srv_gc_cfg *cfg, int64_t now,
+                         struct srv_gc_result *res, struct dp_errinfo *ei);
+
+/* *known = 1 when the blobs table has sha (a file on disk without a row is
+ * an orphan). */
+enum dp_err srv_store_blob_known(struct srv_store *st, const char *sha, int *known,
+                                 struct dp_errinfo *ei);
+
+/* Deletes a finished job of the caller's team with its tasks, events,
+ * errors and artifact rows (DP_ENOENT: none; DP_EEXIST: not finished). */
+enum dp_err srv_store_job_delete(struct srv_store *st, const struct srv_principal *who,
+                                 const char *id, struct dp_errinfo *ei);
+
+/* Deletes a model or dataset (kind) of the caller's team (DP_ENOENT: none;
+ * DP_EEXIST: a job still names it). */
+enum dp_err srv_store_asset_delete(struct srv_store *st, const struct srv_principal *who,
+                                   const char *kind, const char *id, struct dp_errinfo *ei);
+
 #endif

@@ -12,13 +12,10 @@ restore into a non-empty directory, a data directory with a missing or
 corrupt blob (check names it), a directory that is not a data directory.
 """
 import hashlib
-import http.client
 import io
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -26,80 +23,24 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_lib import Env, call, free_port, stop  # noqa: E402
+from e2e_lib import items as _items  # noqa: E402
+from e2e_lib import wait_job as _wait_job  # noqa: E402
+
 BUILD = sys.argv[1] if len(sys.argv) > 1 else "build/release"
-SERVER = os.path.join(BUILD, "dnnpress-server")
 ADMIN = "backup-e2e-admin-token-0123456789"
 tmp = tempfile.mkdtemp(prefix="dp-backup-e2e-")
-procs = []
+env = Env(BUILD, tmp, ADMIN)
+SERVER = env.server
 
 
 def fail(msg):
-    print(f"backup: FAIL: {msg}", file=sys.stderr)
-    for name in sorted(os.listdir(tmp)):
-        if name.endswith(".log"):
-            with open(os.path.join(tmp, name), errors="replace") as f:
-                tail = f.read()[-2500:]
-            print(f"--- {name}\n{tail}", file=sys.stderr)
-    raise SystemExit(1)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    env.fail(msg, "backup")
 
 
 def start_server(data, port, workers):
-    env = dict(os.environ, DNNPRESS_ADMIN_TOKEN=ADMIN, DNNPRESS_LIMIT_TRAIN="300",
-               DNNPRESS_LIMIT_TEST="100", OMP_NUM_THREADS="1")
-    log = open(os.path.join(tmp, f"server-{port}.log"), "w")
-    p = subprocess.Popen([SERVER, "--listen", f"127.0.0.1:{port}", "--data-dir", data,
-                          "--local-workers", str(workers), "--lease-s", "5"],
-                         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    procs.append(p)
-    for _ in range(200):
-        try:
-            if call(port, "GET", "/healthz")[0] == 200:
-                return p
-        except OSError:
-            pass
-        time.sleep(0.05)
-    fail("the server did not start")
-
-
-def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
-def call(port, method, path, body=None, token=None, raw=None, ctype=None, parse=True):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = raw
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    elif raw is not None:
-        headers["Content-Type"] = ctype or "application/octet-stream"
-    c.request(method, path, body=data, headers=headers)
-    r = c.getresponse()
-    out = r.read()
-    c.close()
-    if not parse:
-        return r.status, out
-    try:
-        return r.status, json.loads(out)
-    except ValueError:
-        return r.status, out
+    return env.start_server(data, port, workers)
 
 
 def ok(port, method, path, token, **kw):
@@ -117,23 +58,11 @@ def run(cmd, expect=0):
 
 
 def items(port, path, token):
-    out, cursor = [], None
-    while True:
-        j = ok(port, "GET", path + (f"?cursor={cursor}" if cursor else ""), token)
-        out += j["items"]
-        cursor = j.get("next_cursor")
-        if not cursor:
-            return out
+    return _items(port, path, token, ok)
 
 
 def wait_job(port, token, job_id, timeout=300):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        j = ok(port, "GET", f"/api/v1/jobs/{job_id}", token)
-        if j["state"] in ("succeeded", "failed", "cancelled"):
-            return j
-        time.sleep(0.5)
-    fail(f"job {job_id} did not end")
+    return _wait_job(port, token, job_id, ok, fail, timeout)
 
 
 def main():
@@ -306,8 +235,5 @@ def main():
 try:
     main()
 finally:
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    env.kill_all()
     shutil.rmtree(tmp, ignore_errors=True)
