@@ -374,6 +374,7 @@ test: $(DEPS_STAMP)
 	@tests/e2e/tls.sh build/release
 	@tests/e2e/backup.sh build/release
 	@tests/e2e/retention.sh build/release
+	@tests/e2e/netns.sh build/release
 	@$(MAKE) --no-print-directory MODE=release onnx-node-tests
 	@tests/e2e/onnx.sh build/release/dnnpress-worker
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
