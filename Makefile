@@ -371,6 +371,7 @@ test: $(DEPS_STAMP)
 	@tests/e2e/train_short.sh build/release/dnnpress-worker
 	@tests/e2e/server_api.sh build/asan
 	@tests/e2e/job_e2e.sh build/release
+	@tests/e2e/limits.sh build/release
 	@tests/e2e/tls.sh build/release
 	@tests/e2e/backup.sh build/release
 	@tests/e2e/retention.sh build/release

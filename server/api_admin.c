@@ -41,7 +41,7 @@ SRV_HANDLER(srv_api_metrics)
     enum dp_err err = srv_store_metrics(h->st, &m, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
-    char buf[4096];
+    char buf[8192];
     size_t cap = sizeof(buf), n = 0;
     n += (size_t)snprintf(buf + n, cap - n,
                           "# HELP dnnpress_http_requests_total HTTP requests answered, by class.\n"
@@ -65,10 +65,28 @@ SRV_HANDLER(srv_api_metrics)
                  "# TYPE dnnpress_uptime_seconds gauge\ndnnpress_uptime_seconds %" PRId64 "\n"
                  "# HELP dnnpress_sqlite_wal_bytes Size of the database's write-ahead log.\n"
                  "# TYPE dnnpress_sqlite_wal_bytes gauge\n"
-                 "dnnpress_sqlite_wal_bytes %" JSON_INTEGER_FORMAT "\n",
+                 "dnnpress_sqlite_wal_bytes %" JSON_INTEGER_FORMAT "\n"
+                 "# HELP dnnpress_limit Configured limits (0: none).\n"
+                 "# TYPE dnnpress_limit gauge\n"
+                 "dnnpress_limit{name=\"rate_limit_rps\"} %d\n"
+                 "dnnpress_limit{name=\"rate_limit_burst\"} %d\n"
+                 "dnnpress_limit{name=\"quota_active_jobs\"} %d\n"
+                 "dnnpress_limit{name=\"quota_running_tasks\"} %d\n"
+                 "dnnpress_limit{name=\"quota_storage_mb\"} %d\n"
+                 "dnnpress_limit{name=\"max_upload_mb\"} %d\n"
+                 "dnnpress_limit{name=\"http_max_conns\"} %d\n"
+                 "# HELP dnnpress_limited_total Requests refused by a rate limit or quota.\n"
+                 "# TYPE dnnpress_limited_total counter\n"
+                 "dnnpress_limited_total{limit=\"rate\"} %" PRIu64 "\n"
+                 "dnnpress_limited_total{limit=\"quota_active_jobs\"} %" PRIu64 "\n"
+                 "dnnpress_limited_total{limit=\"quota_storage\"} %" PRIu64 "\n",
                  json_integer_value(json_object_get(m, "workers")),
                  (srv_now_ms() - h->started_ms) / 1000,
-                 json_integer_value(json_object_get(m, "wal_bytes")));
+                 json_integer_value(json_object_get(m, "wal_bytes")), h->cfg->rate_limit_rps,
+                 h->cfg->rate_limit_burst, h->cfg->quota_active_jobs, h->cfg->quota_running_tasks,
+                 h->cfg->quota_storage_mb, h->cfg->max_upload_mb, h->cfg->http_max_conns,
+                 srv_ratelimit_refused(h->rl), atomic_load(&h->n_quota_jobs),
+                 atomic_load(&h->n_quota_storage));
     json_decref(m);
     return srv_reply_text(conn, r, 200, "text/plain; version=0.0.4", buf);
 }

@@ -112,6 +112,12 @@ static enum MHD_Result create_upload(struct srv_http *h, struct MHD_Connection *
         err = srv_blob_finish(r->blob, sha, &size, &ei);
     if (!err && size == 0)
         err = dp_errinfo_set(&ei, DP_EINVAL, "the upload is empty");
+    if (!err) {
+        int refused = 0;
+        enum MHD_Result q = srv_quota_check(h, conn, r, 0, (int64_t)size, &refused);
+        if (refused)
+            return q;
+    }
     if (!err && model) {
         /* Validating a model holds about twice its size in memory: at most
          * --max-validations at once, the others are asked to come back. */

@@ -170,6 +170,10 @@ SRV_HANDLER(srv_api_job_create)
         return srv_reply_err(conn, r, err, &ei);
     }
 
+    int refused = 0;
+    enum MHD_Result q = srv_quota_check(h, conn, r, 1, 0, &refused);
+    if (refused)
+        return q;
     params = json_pack("{s:O, s:I}", "spec", b.spec, "seed", (json_int_t)b.seed);
     if (b.pretrain)
         json_object_set(params, "pretrain", b.pretrain);

@@ -94,6 +94,18 @@ static const struct cfg_entry cfg_table[] = {
      "events of jobs that ended longer ago are removed (0: keep forever; default 90 days)"},
     {"--checkpoint-retention-s", CFG_INT, F(checkpoint_retention_s), 0, 7 * 86400, 0, 2000000000,
      NULL, "checkpoints of tasks that ended longer ago are removed (0: keep; default 7 days)"},
+    /* Limits and fairness (docs/security.md, "Limits"): 429 with Retry-After. */
+    {"--rate-limit-rps", CFG_INT, F(rate_limit_rps), 0, 100, 0, 1000000, NULL,
+     "requests per second a team token may make (agent tokens x10; admin unlimited; 0: off)"},
+    {"--rate-limit-burst", CFG_INT, F(rate_limit_burst), 0, 400, 1, 10000000, NULL,
+     "requests a token may make at once before the rate applies (agents x10)"},
+    {"--quota-active-jobs", CFG_INT, F(quota_active_jobs), 0, 1000, 0, 10000000, NULL,
+     "jobs a team may have queued or running (0: no quota)"},
+    {"--quota-running-tasks", CFG_INT, F(quota_running_tasks), 0, 0, 0, 1000000, NULL,
+     "tasks of one team that workers run at once (0: no quota; claims are fair across teams "
+     "anyway)"},
+    {"--quota-storage-mb", CFG_INT, F(quota_storage_mb), 0, 0, 0, 1 << 30, NULL,
+     "MiB of models, datasets and artifacts a team may store (0: no quota)"},
     {"--print-routes", CFG_FLAG, F(print_routes), 0, 0, 0, 1, NULL,
      "print METHOD PATH for every route and exit"},
 };

@@ -32,6 +32,11 @@ struct srv_config {
     char tls_cert[1024];        /* PEM certificate (chain) to serve https with; "" = http */
     char tls_key[1024];         /* its PEM private key; set with tls_cert or not at all */
     int backoff_base_ms;        /* first retry delay of a failed task */
+    int rate_limit_rps;         /* team token requests per second (agents x10); 0 = off */
+    int rate_limit_burst;       /* requests a token may make at once (agents x10) */
+    int quota_active_jobs;      /* a team's jobs not yet finished; 0 = no quota */
+    int quota_storage_mb;       /* a team's models, datasets and artifacts; 0 = no quota */
+    int quota_running_tasks;    /* a team's tasks leased at once; 0 = no quota */
     int gc_interval_s;          /* seconds between GC passes (server/gc.c) */
     int gc_grace_s;             /* unreferenced blobs younger than this stay */
     int idempotency_ttl_s;      /* Idempotency-Key replays are kept this long */

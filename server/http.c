@@ -224,7 +224,13 @@ enum MHD_Result srv_reply_err(struct MHD_Connection *conn, struct srv_req *r, en
 enum MHD_Result srv_reply_busy(struct MHD_Connection *conn, struct srv_req *r, unsigned retry_s,
                                const char *msg)
 {
-    json_t *body = json_pack("{s:s, s:s}", "code", "busy", "message", msg);
+    return srv_reply_retry(conn, r, MHD_HTTP_SERVICE_UNAVAILABLE, retry_s, "busy", msg);
+}
+
+enum MHD_Result srv_reply_retry(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                                unsigned retry_s, const char *code, const char *msg)
+{
+    json_t *body = json_pack("{s:s, s:s}", "code", code, "message", msg);
     struct srv_text b = {0};
     enum dp_err err = body ? srv_text_add_json(&b, body, JSON_COMPACT) : DP_ENOMEM;
     json_decref(body);
@@ -244,7 +250,7 @@ enum MHD_Result srv_reply_busy(struct MHD_Connection *conn, struct srv_req *r, u
     snprintf(retry, sizeof(retry), "%u", retry_s);
     MHD_add_response_header(resp, "Content-Type", "application/json");
     MHD_add_response_header(resp, "Retry-After", retry);
-    return srv_reply_response(conn, r, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
+    return srv_reply_response(conn, r, status, resp);
 }
 
 enum MHD_Result srv_reply_blob(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
@@ -639,6 +645,18 @@ static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn
                                r->route->auth & SRV_AUTH_TEAM    ? "a team"
                                : r->route->auth & SRV_AUTH_AGENT ? "an agent"
                                                                  : "an admin");
+    /* Rates per token, after authentication: an unknown token costs a
+     * lookup, not a bucket. Workers get ten times a team's rate. */
+    unsigned retry_s = 0;
+    int mult = r->who.scope == SRV_SCOPE_ADMIN ? 0 : r->who.scope == SRV_SCOPE_AGENT ? 10 : 1;
+    if (!srv_ratelimit_take(h->rl, r->who.token_id, mult, srv_mono_ms(), &retry_s)) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "rate limit: this token may make %d requests per second (bursts of %d); "
+                 "retry in %u s",
+                 h->cfg->rate_limit_rps * mult, h->cfg->rate_limit_burst * mult, retry_s);
+        return srv_reply_retry(conn, r, 429, retry_s, "rate_limited", msg);
+    }
     *ok = 1;
     return MHD_YES;
 }
@@ -935,6 +953,11 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
     h->cfg = cfg;
     h->st = store;
     h->started_ms = srv_now_ms();
+    h->rl = srv_ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst);
+    if (h->rl == NULL) {
+        dp_free(h);
+        return DP_ENOMEM;
+    }
     h->waiters.next = h->waiters.prev = &h->waiters;
     pthread_mutex_init(&h->wait_mu, NULL);
     h->heads.next = h->heads.prev = &h->heads;
@@ -947,6 +970,7 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
     if (inet_pton(AF_INET, cfg->host, &addr.sin_addr) != 1) {
         pthread_mutex_destroy(&h->conn_mu);
         pthread_mutex_destroy(&h->wait_mu);
+        srv_ratelimit_free(h->rl);
         dp_free(h);
         return dp_errinfo_set(ei, DP_EINVAL, "--listen: '%s' is not an IPv4 address", cfg->host);
     }
@@ -970,6 +994,7 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
             http_free_pem(h->tls_key_pem);
             pthread_mutex_destroy(&h->conn_mu);
             pthread_mutex_destroy(&h->wait_mu);
+            srv_ratelimit_free(h->rl);
             dp_free(h);
             return err;
         }
@@ -996,6 +1021,7 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
         http_free_pem(h->tls_key_pem);
         pthread_mutex_destroy(&h->conn_mu);
         pthread_mutex_destroy(&h->wait_mu);
+        srv_ratelimit_free(h->rl);
         dp_free(h);
         return dp_errinfo_set(ei, DP_EIO,
                               cfg->tls_cert[0] ? "cannot listen on %s (address in use, or the "
@@ -1035,5 +1061,6 @@ void srv_http_stop(struct srv_http *h)
     http_free_pem(h->tls_key_pem);
     pthread_mutex_destroy(&h->conn_mu);
     pthread_mutex_destroy(&h->wait_mu);
+    srv_ratelimit_free(h->rl);
     dp_free(h);
 }

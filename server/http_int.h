@@ -19,6 +19,7 @@
 #include "server/blob.h"
 #include "server/config.h"
 #include "server/http.h"
+#include "server/ratelimit.h"
 #include "server/store.h"
 
 #define SRV_JSON_BODY_MAX (1u << 20) /* JSON bodies, bytes */
@@ -109,6 +110,8 @@ struct srv_http {
      * without an answer. */
     _Atomic uint64_t n_reqs_begun;
     int64_t started_ms;
+    struct srv_ratelimit *rl;                       /* per-token request rates (--rate-limit-rps) */
+    _Atomic uint64_t n_quota_jobs, n_quota_storage; /* requests refused by each quota */
     char *tls_cert_pem, *tls_key_pem; /* --tls-cert/--tls-key, NUL-terminated; MHD reads
                                        * them until it stops (wiped at free: OPENSSL_cleanse) */
 };
@@ -134,6 +137,14 @@ enum MHD_Result srv_reply_text(struct MHD_Connection *conn, struct srv_req *r, u
  * reply goes through here. */
 enum MHD_Result srv_reply_response(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                    struct MHD_Response *resp);
+/* Per-team quotas (server/quota.c) for a request that adds a job (new_job)
+ * or new_bytes of storage: when one is exceeded it replies 429 and sets
+ * *refused; otherwise it returns MHD_YES with *refused 0. */
+enum MHD_Result srv_quota_check(struct srv_http *h, struct MHD_Connection *conn, struct srv_req *r,
+                                int new_job, int64_t new_bytes, int *refused);
+/* status {"code":code,"message":msg} with Retry-After: retry_s (seconds). */
+enum MHD_Result srv_reply_retry(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                                unsigned retry_s, const char *code, const char *msg);
 /* 503 {"code":"busy","message":msg} with Retry-After: retry_s (seconds):
  * the server is at a configured limit; the same request later may pass. */
 enum MHD_Result srv_reply_busy(struct MHD_Connection *conn, struct srv_req *r, unsigned retry_s,

@@ -136,7 +136,8 @@ int main(int argc, char **argv)
     snprintf(db_path, sizeof(db_path), "%s/dnnpress.db", cfg.data_dir);
     struct srv_queue_cfg qcfg = {.lease_ms = (int64_t)cfg.lease_s * 1000,
                                  .backoff_base_ms = cfg.backoff_base_ms,
-                                 .backoff_max_ms = 300000};
+                                 .backoff_max_ms = 300000,
+                                 .max_running_per_team = cfg.quota_running_tasks};
     err = srv_blob_init_dirs(cfg.data_dir, &ei);
     if (!err)
         err = srv_store_open(db_path, &qcfg, &st, &ei);

@@ -61,6 +61,7 @@ struct srv_queue_cfg {
     int64_t lease_ms;        /* lease length granted by claim and heartbeat */
     int64_t backoff_base_ms; /* first retry delay; doubles per attempt, plus jitter */
     int64_t backoff_max_ms;
+    int64_t max_running_per_team; /* leased tasks a team may hold (0: no quota) */
 };
 
 /* ---- Lifecycle ------------------------------------------------------------ */
@@ -373,5 +374,12 @@ enum dp_err srv_store_job_delete(struct srv_store *st, const struct srv_principa
  * DP_EEXIST: a job still names it). */
 enum dp_err srv_store_asset_delete(struct srv_store *st, const struct srv_principal *who,
                                    const char *kind, const char *id, struct dp_errinfo *ei);
+
+/* ---- Quotas (store_quota.c) ------------------------------------------------ */
+
+/* The team's queued and running jobs and the bytes of its models, datasets
+ * and artifacts (read connection: a soft check before the write). */
+enum dp_err srv_store_team_usage(struct srv_store *st, const char *team, int64_t *active_jobs,
+                                 int64_t *stored_bytes, struct dp_errinfo *ei);
 
 #endif

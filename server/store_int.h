@@ -63,6 +63,14 @@
 #define SRV_TOKEN_COLS                                                                             \
     "seq, id, name, scope, team_id, origin, created_at, expires_at, revoked_at, last_used_at"
 
+/* Tasks of the team of task t that are leased now: claims prefer the team
+ * with the fewest (fair across teams within a priority) and stop at
+ * --quota-running-tasks. Uses the tasks_lease index. */
+#define SRV_TEAM_LEASED                                                                            \
+    "(SELECT count(*) FROM tasks l JOIN jobs lj ON lj.id = l.job_id"                               \
+    " WHERE l.state = 'leased' AND lj.team_id = (SELECT tj.team_id FROM jobs tj"                   \
+    " WHERE tj.id = t.job_id))"
+
 /* X(ID, SQL) */
 #define SRV_STMTS(X)                                                                               \
     X(BEGIN, "BEGIN IMMEDIATE")                                                                    \
@@ -170,7 +178,8 @@
       " AND t.type IN (SELECT value FROM json_each(:caps))"                                        \
       " AND (t.depends_on IS NULL OR EXISTS (SELECT 1 FROM tasks d"                                \
       "      WHERE d.id = t.depends_on AND d.state = 'succeeded'))"                                \
-      " ORDER BY t.priority DESC, t.seq LIMIT 1) "                                                 \
+      " AND (:max_running <= 0 OR " SRV_TEAM_LEASED " < :max_running)"                             \
+      " ORDER BY t.priority DESC, " SRV_TEAM_LEASED ", t.seq LIMIT 1) "                            \
       "RETURNING id, job_id, type, attempts, fence, lease_expires_at, checkpoint_sha, depends_on") \
     /* The lease, only when it is held under this fence by a worker that the                       \
      * calling token registered: a fence alone proves nothing. */                                  \

@@ -254,6 +254,7 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principa
     srv_store__bind_text(s, ":team", team[0] ? team : NULL);
     srv_store__bind_int(s, ":now", now);
     srv_store__bind_int(s, ":expires", now + st->cfg.lease_ms);
+    srv_store__bind_int(s, ":max_running", st->cfg.max_running_per_team);
     err = srv_store__bind_json(s, ":caps", capabilities);
     if (err)
         goto done;
