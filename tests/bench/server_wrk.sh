@@ -35,7 +35,8 @@ summarize() {
 for mode in epoll poll; do
   rm -rf "$tmp/data"
   DNNPRESS_ADMIN_TOKEN=$ADMIN "$SERVER" --listen 127.0.0.1:$PORT --data-dir "$tmp/data" \
-      --threads ${THREADS:-8} --http-mode $mode > "$tmp/server.log" 2>&1 &
+      --threads ${THREADS:-8} --http-mode $mode --rate-limit-rps 0 --quota-active-jobs 0 \
+      > "$tmp/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -sf "$URL/healthz" > /dev/null && break; sleep 0.05; done
   team=$(post $ADMIN /api/v1/teams '{"name":"bench"}' | json id)
