@@ -21,6 +21,9 @@ PKGS=(
   protobuf-c-compiler libprotobuf-c-dev  # the ONNX reader/writer's protobuf code
   clang                       # the libFuzzer target (make fuzz)
   python3-onnx python3-opencv # test peers only: node-test generator, onnx.checker, OpenCV dnn
+  # ---- compile --target opencl (issue 12) ----
+  ocl-icd-opencl-dev opencl-headers  # the bundle's host runner: CL/cl.h and -lOpenCL (ICD loader)
+  pocl-opencl-icd clinfo             # an OpenCL device on the CPU for the tests; clinfo -l lists devices
 )
 
 missing=()

@@ -489,6 +489,25 @@ enum dp_err cg_ocl_check(const struct cg_plan *p, struct dp_errinfo *ei)
                                       "layer '%s': step kind '%s' has no OpenCL kernel", name,
                                       cg_kind_name(s->kind));
         }
+        /* The kernels read weights.bin in the layouts of these formats only;
+         * a format added later (another layout) is refused until it has a
+         * kernel here, never read as dense floats. */
+        switch (s->fmt) {
+            case CG_FMT_NONE:
+            case CG_FMT_DENSE:
+            case CG_FMT_FKW:
+            case CG_FMT_IRREGULAR:
+                break;
+            default:
+                return dp_errinfo_set(ei, DP_EUNSUPPORTED,
+                                      "layer '%s': format '%s' has no OpenCL kernel", name,
+                                      cg_format_name(s->fmt));
+        }
+        const int weighted = s->kind == CG_K_CONV || s->kind == CG_K_LINEAR;
+        if ((s->fmt == CG_FMT_NONE) == weighted || (s->fmt == CG_FMT_FKW && s->kind != CG_K_CONV))
+            return dp_errinfo_set(ei, DP_EUNSUPPORTED,
+                                  "layer '%s': a %s step with format '%s' has no OpenCL kernel",
+                                  name, cg_kind_name(s->kind), cg_format_name(s->fmt));
         /* The kernels index with int: every per-image extent must fit. */
         const struct cg_ocl_range r = cg_ocl_range_of(s);
         const double big = (double)s->g.C * s->g.H * s->g.W + (double)s->g.F * s->g.OH * s->g.OW;

@@ -18,6 +18,7 @@
 #include "tests/unit/worker/codegen/cg_fixture.h"
 #include "worker/cmd/wk_compile.h"
 #include "worker/codegen/cg_compile.h"
+#include "worker/codegen/cg_emit_ocl.h"
 #include "worker/codegen/cg_plan.h"
 #include "worker/nn/arch.h"
 
@@ -297,6 +298,50 @@ Test(cg_ocl, two_compiles_give_identical_bundles, .timeout = 60)
         cg_ocl_same_file(d1, d2, files[i]);
     dp_test_tmpdir_remove(d1);
     dp_test_tmpdir_remove(d2);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* A layer the compiler cannot handle is an error naming it for this
+ * target too; a plan step the OpenCL emitter has no kernel for (here a
+ * format it does not know, as a new storage format would be) is refused
+ * by cg_ocl_check with the layer named, never emitted as dense reads. */
+Test(cg_ocl, a_layer_without_a_kernel_is_an_error_naming_it)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = dp_model_new(3, 8, 8);
+    cr_assert_not_null(m);
+    int a = dp_model_add_conv2d(m, "a", DP_MODEL_INPUT, 4, 3, 1, 1, 1, 1, &ei);
+    int b = dp_model_add_conv2d(m, "b", DP_MODEL_INPUT, 4, 3, 1, 1, 1, 1, &ei);
+    struct dp_op_attrs at = {0};
+    at.axis = 1;
+    const int in[2] = {a, b};
+    cr_assert_geq(dp_model_add_layer(m, "joined", DP_OP_CONCAT, in, 2, &at, &ei), 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    char dir[256];
+    dp_test_tmpdir_make(dir, sizeof(dir), "ocl-unsup");
+    const struct cg_compile_opts o = {"x", "x", "opencl", 1};
+    cr_assert_eq(cg_compile(m, dir, &o, NULL, &ei), DP_EUNSUPPORTED);
+    cr_assert(strstr(ei.msg, "layer 'joined'") != NULL, "%s", ei.msg);
+    dp_test_tmpdir_remove(dir);
+    dp_model_free(m);
+
+    cr_assert_eq(cg_fixture_model("lenet5", 1, 28, 28, 0, 0, &m, &ei), DP_OK, "%s", ei.msg);
+    struct cg_plan *p = NULL;
+    cr_assert_eq(cg_plan_build(m, &p, &ei), DP_OK, "%s", ei.msg);
+    cg_ocl_sched(p);
+    cr_assert_eq(cg_ocl_check(p, &ei), DP_OK, "%s", ei.msg);
+    for (int k = 0; k < p->n_steps; k++)
+        if (strcmp(m->layers[p->steps[k].layer].name, "fc1") == 0)
+            p->steps[k].fmt = (enum cg_format)77;
+    cr_assert_eq(cg_ocl_check(p, &ei), DP_EUNSUPPORTED);
+    cr_assert(strstr(ei.msg, "layer 'fc1'") != NULL, "%s", ei.msg);
+    for (int k = 0; k < p->n_steps; k++)
+        if (strcmp(m->layers[p->steps[k].layer].name, "fc1") == 0)
+            p->steps[k].fmt = CG_FMT_FKW; /* FKW is a convolution's format only */
+    cr_assert_eq(cg_ocl_check(p, &ei), DP_EUNSUPPORTED);
+    cr_assert(strstr(ei.msg, "layer 'fc1'") != NULL, "%s", ei.msg);
+    cg_plan_free(p);
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }
