@@ -185,6 +185,11 @@ Test(cg_ocl, every_step_kind_matches_the_engine, .timeout = 120)
     cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
     nn_arch_init(m, 7);
     cg_fixture_bn_randomise(m);
+    /* conv1 scaled up so that ReLU6 clips at 6 as well as at 0. */
+    const struct dp_param *c1 = dp_model_param_find(m, "conv1.weight");
+    float *w1 = dp_param_data(m, c1);
+    for (size_t i = 0; i < c1->numel; i++)
+        w1[i] *= 40.0f;
     /* conv2: a pattern per kernel from a library of 3, every third kernel pruned. */
     static const uint16_t lib[3] = {0x0ba, 0x1b0, 0x032};
     float *w = dp_param_data(m, dp_model_param_find(m, "conv2.weight"));
@@ -242,6 +247,11 @@ Test(cg_ocl, a_bad_device_choice_is_a_clear_error, .timeout = 60)
     cr_assert_neq(system(cmd), 0, "bench ran on platform 7");
     snprintf(cmd, sizeof(cmd),
              "grep -q 'DNNPRESS_OPENCL_DEVICE=.7:0.: no such platform' %s/dev.err", dir);
+    cr_assert_eq(system(cmd), 0, "see %s/dev.err", dir);
+    snprintf(cmd, sizeof(cmd), "DNNPRESS_OPENCL_DEVICE=gpu %s/bench --runs 1 2> %s/dev.err", dir,
+             dir);
+    cr_assert_neq(system(cmd), 0, "bench ran with DNNPRESS_OPENCL_DEVICE=gpu");
+    snprintf(cmd, sizeof(cmd), "grep -q 'expected P:D' %s/dev.err", dir);
     cr_assert_eq(system(cmd), 0, "see %s/dev.err", dir);
     snprintf(cmd, sizeof(cmd), "DNNPRESS_OPENCL_DEVICE=0:0 %s/bench --runs 1 > /dev/null", dir);
     cr_assert_eq(system(cmd), 0, "bench failed on 0:0");
