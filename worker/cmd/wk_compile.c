@@ -79,12 +79,17 @@ enum dp_err wk_compile(const struct wk_compile_opts *o, const struct wk_hooks *h
                                        (int)o->threads};
     struct cg_compile_summary s;
     err = cg_compile(m, o->out, &co, &s, ei);
+    char kernels[32];
+    if (strcmp(o->target, "opencl") == 0)
+        snprintf(kernels, sizeof(kernels), "OpenCL kernels");
+    else
+        snprintf(kernels, sizeof(kernels), "%d-float vectors", s.vl);
     if (!err)
         fprintf(stderr,
                 "compile: %s -> %s: %d layers (%d fkw, %d dense, %d irregular as dense), "
-                "%zu weight bytes, %lld of %lld MACs non-zero, %d-float vectors\n",
+                "%zu weight bytes, %lld of %lld MACs non-zero, %s\n",
                 o->model, o->out, s.n_steps, s.n_fkw, s.n_dense, s.n_irregular, s.weights_bytes,
-                s.macs_nonzero, s.macs_dense, s.vl);
+                s.macs_nonzero, s.macs_dense, kernels);
     dp_model_free(m);
     return err;
 }
