@@ -115,11 +115,19 @@ static void cg_ocl_fused(FILE *f, const struct cg_plan *p, const struct cg_step 
  * the first again, output). */
 static void cg_ocl_open(FILE *f, const struct cg_plan *p, int k)
 {
+    const struct cg_step *s = &p->steps[k];
     fputs("__kernel void ", f);
     cg_ocl_name(f, p, k);
     fputs("(__global const uchar *restrict blob, __global const float *restrict x0,\n"
           "        __global const float *restrict x1, __global float *restrict y)\n{\n",
           f);
+    /* Every kernel has the same four arguments (set once by the host);
+     * those a step does not read are marked, so the kernels build
+     * without a warning too. */
+    if (s->kind != CG_K_CONV && s->kind != CG_K_LINEAR && s->kind != CG_K_BN)
+        fputs("    (void)blob;\n", f);
+    if (s->kind != CG_K_ADD && s->add_layer < 0)
+        fputs("    (void)x1;\n", f);
 }
 
 /* ---- Work-item layouts -------------------------------------------------- */

@@ -67,12 +67,37 @@ static void cg_ocl_bench_json_check(const char *dir, const char *layer)
     dp_free(d);
 }
 
+/* The kernel source in dir/model.c is OpenCL C that clang accepts without
+ * a warning at -Wall -Wextra (the device's compiler sees the same text):
+ * a program that includes model.c prints cg_ocl_source into kernels.cl. */
+static void cg_ocl_kernels_check(const char *dir)
+{
+    char path[512], cmd[2048];
+    snprintf(path, sizeof(path), "%s/dump.c", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("#include \"model.c\"\n"
+          "int main(void)\n{\n"
+          "    for (int i = 0; cg_ocl_source[i] != NULL; i++)\n"
+          "        fputs(cg_ocl_source[i], stdout);\n"
+          "    return 0;\n}\n",
+          f);
+    cr_assert_eq(fclose(f), 0);
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && cc -std=c11 -w dump.c -o dump -lOpenCL -lm && ./dump > kernels.cl && "
+             "clang -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -fsyntax-only -Wall "
+             "-Wextra -Werror kernels.cl > kernels.log 2>&1",
+             dir);
+    cr_assert_eq(system(cmd), 0, "the kernels do not build cleanly: see %s/kernels.log", dir);
+}
+
 static void cg_ocl_run_ok(struct dp_model *m, const char *tag, const char *layer)
 {
     char dir[256];
     const int rc = cg_ocl_build_run(m, tag, dir, sizeof(dir));
     cr_assert_eq(rc, 0, "bench failed (see %s/bench.err)", dir);
     cg_ocl_bench_json_check(dir, layer);
+    cg_ocl_kernels_check(dir);
     dp_test_tmpdir_remove(dir);
 }
 
