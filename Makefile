@@ -113,6 +113,11 @@ CG_TEMPLATES := worker/codegen/rt/model.h.in worker/codegen/rt/rt_head.c.in \
                 worker/codegen/rt/Makefile.in
 CG_TEMPLATES_H := $(GEN)/worker/codegen/cg_templates_gen.h
 GEN_HDRS := $(ONNX_PB_H) $(MIGRATIONS_H) $(CG_TEMPLATES_H)
+# The opencl target's templates (worker/codegen/cg_emit_ocl.c), a header of their own.
+CG_OCL_TEMPLATES := worker/codegen/rt/ocl_kernels.cl.in worker/codegen/rt/ocl_rt.c.in \
+                    worker/codegen/rt/ocl_Makefile.in
+CG_OCL_TEMPLATES_H := $(GEN)/worker/codegen/cg_ocl_templates_gen.h
+GEN_HDRS += $(CG_OCL_TEMPLATES_H)
 
 $(ONNX_PB_C) $(ONNX_PB_H) &: $(ONNX_PROTO_DIR)/onnx.proto
 	@mkdir -p $(GEN)
@@ -136,6 +141,14 @@ $(CG_TEMPLATES_H): $(CG_TEMPLATES) tools/gen-embed.sh
 	    cg_tmpl_model_h=worker/codegen/rt/model.h.in cg_tmpl_rt_head=worker/codegen/rt/rt_head.c.in \
 	    cg_tmpl_rt_tail=worker/codegen/rt/rt_tail.c.in cg_tmpl_bench_c=worker/codegen/rt/bench.c.in \
 	    cg_tmpl_makefile=worker/codegen/rt/Makefile.in > $@.tmp && mv $@.tmp $@
+
+$(CG_OCL_TEMPLATES_H): $(CG_OCL_TEMPLATES) tools/gen-embed.sh
+	@mkdir -p $(@D)
+	@echo "  GEN     $@"
+	$(Q)tools/gen-embed.sh DP_WORKER_CODEGEN_CG_OCL_TEMPLATES_GEN_H \
+	    cg_tmpl_ocl_kernels=worker/codegen/rt/ocl_kernels.cl.in \
+	    cg_tmpl_ocl_rt=worker/codegen/rt/ocl_rt.c.in \
+	    cg_tmpl_ocl_makefile=worker/codegen/rt/ocl_Makefile.in > $@.tmp && mv $@.tmp $@
 
 # ---- Compiling ---------------------------------------------------------------
 

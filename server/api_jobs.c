@@ -75,7 +75,7 @@ static enum dp_err check_export(json_t *e, struct dp_errinfo *ei)
 }
 
 /*
- * body.compile: {"target": "native"|"portable", "tune_s": 0}, both optional.
+ * body.compile: {"target": "native"|"portable"|"opencl", "tune_s": 0}, both optional.
  * The worker's compile command checks the target again (wk_compile_check);
  * the names are listed here because the server does not link the compiler.
  * tune_s is accepted only as 0: auto-tuning does not exist yet, and a
@@ -92,9 +92,10 @@ static enum dp_err check_compile(json_t *c, const char **target, struct dp_errin
     enum dp_err err = srv_json_only(c, "body.compile", allowed, ei);
     if (!err)
         err = srv_json_str(c, "body.compile", "target", 0, target, ei);
-    if (!err && strcmp(*target, "native") != 0 && strcmp(*target, "portable") != 0)
+    if (!err && strcmp(*target, "native") != 0 && strcmp(*target, "portable") != 0 &&
+        strcmp(*target, "opencl") != 0)
         err = dp_errinfo_set(ei, DP_EINVAL,
-                             "body.compile.target: must be \"native\" or \"portable\"");
+                             "body.compile.target: must be \"native\", \"portable\" or \"opencl\"");
     if (!err)
         err = srv_json_int(c, "body.compile", "tune_s", 0, 0, 86400, &tune_s, ei);
     if (!err && tune_s != 0)

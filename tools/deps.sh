@@ -23,6 +23,9 @@ PKGS=(
   clang                       # the libFuzzer target (make fuzz)
   python3-onnx python3-opencv # test peers only: node-test generator, onnx.checker, OpenCV dnn
   systemd                     # systemd-analyze: make test verifies deploy/systemd's units
+  # ---- compile --target opencl (issue 12) ----
+  ocl-icd-opencl-dev opencl-headers  # the bundle's host runner: CL/cl.h and -lOpenCL (ICD loader)
+  pocl-opencl-icd clinfo             # an OpenCL device on the CPU for the tests; clinfo -l lists devices
 )
 # npm: the deploy manifests' schema check (make test); Debian's package unless
 # a node with its npm is already installed.

@@ -456,9 +456,14 @@ def main():
     ok("job D: cancelled during compress in %.0fs, watch exit 1; retry of a succeeded job is "
        "exit 6 (409)" % (time.time() - t0))
 
-    # -- C: kill -9 of the server mid-job, restart on the same data
+    # -- C: kill -9 of the server mid-job, restart on the same data. Job C
+    # also compiles for the opencl target: the worker builds the bundle and
+    # runs its bench on the machine's OpenCL device (PoCL's CPU device).
     t0 = time.time()
-    job_c = cli("submit", job_file("job-c", model, dataset)).stdout.strip()
+    c_json = os.path.join(tmp, "job-c.json")
+    with open(c_json, "w") as f:
+        json.dump(dict(job_doc("job-c", model, dataset), compile={"target": "opencl"}), f)
+    job_c = cli("submit", c_json).stdout.strip()
     w = watch_events(job_c)
     seen = read_until(w, compress_epoch, 180, "compress under way")
     busy = children(s.proc.pid)
@@ -488,9 +493,14 @@ def main():
           "after the server restart every job is there and succeeded: %s" % ids)
     human = cli("report", job_c).stdout
     check("accuracy" in human, "report of job C")
+    c_comp = json.loads(cli("--json", "report", job_c).stdout).get("compile") or {}
+    check(c_comp.get("target") == "opencl" and c_comp["max_rel_err"] <= 1e-4
+          and c_comp["latency_ms"]["mean"] > 0 and c_comp["bench"]["target"] == "opencl",
+          "job C: opencl compile report: %s" % json.dumps(c_comp)[:800])
     ok("job C: server kill -9 during compress (its worker exited %.1fs later), restarted; the "
-       "watch reconnected and the job succeeded in %.0fs; jobs %s"
-       % (orphan_s, time.time() - t0, sorted(ids.values())))
+       "watch reconnected and the job succeeded in %.0fs, its opencl bundle %.3f ms on the "
+       "worker; jobs %s"
+       % (orphan_s, time.time() - t0, c_comp["latency_ms"]["mean"], sorted(ids.values())))
 
     # -- SIGTERM of the server: no local worker outlives it
     workers = children(s.proc.pid)

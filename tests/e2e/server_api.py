@@ -1157,6 +1157,10 @@ def main():
     check([t["type"] for t in jc["tasks"]] == ["compress", "retrain", "export", "compile"],
           "compile follows export: %r" % jc["tasks"])
     expect(s.req("POST", "/api/v1/jobs/%s/cancel" % jc["id"], token=tok_a), 202, "cancel")
+    jo = expect(s.req("POST", "/api/v1/jobs", {"model_id": om["id"], "dataset_id": dsi["id"],
+                                               "spec": SPEC, "compile": {"target": "opencl"}},
+                      tok_a), 201, "job compiling for the opencl target")
+    expect(s.req("POST", "/api/v1/jobs/%s/cancel" % jo["id"], token=tok_a), 202, "cancel")
     expect(s.req("GET", "/api/v1/models/%s" % om["id"], token=tok_b), 404, "team B reads A's model")
     ok("models and datasets: built-ins, ONNX, safetensors, IDX, CIFAR-10 and NPY uploads stored by sha256, "
        "ETag/304; a job on an uploaded model skips train")

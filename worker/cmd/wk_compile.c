@@ -19,7 +19,8 @@ static const struct wk_flag wk_compile_flags[] = {
      "model: FILE.onnx or a .safetensors checkpoint"},
     {"out", WK_STR, WK_OFF(out), 0, 0, NULL, 0, "write the bundle into this directory"},
     {"target", WK_STR, WK_OFF(target), 0, 0, "native", WK_FLAG_JOB,
-     "native (this CPU's vectors, -march=native) or portable (plain C, -O2)"},
+     "native (this CPU's vectors, -march=native), portable (plain C, -O2) or opencl (OpenCL "
+     "kernels, host runner linked with -lOpenCL)"},
     {"name", WK_STR, WK_OFF(name), 0, 0, NULL, 0,
      "the model's name in the bundle (default: the file's base name)"},
     {"threads", WK_INT, WK_OFF(threads), 1, 1024, "1", WK_FLAG_JOB,
@@ -39,7 +40,8 @@ enum dp_err wk_compile_check(const struct wk_compile_opts *o, struct dp_errinfo 
     if (o->model == NULL || o->out == NULL)
         return dp_errinfo_set(ei, DP_EINVAL, "--model and --out are required (see --help)");
     if (o->target == NULL || cg_target_vl(o->target) < 0)
-        return dp_errinfo_set(ei, DP_EINVAL, "--target must be native or portable, got '%s'",
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "--target must be native, portable or opencl, got '%s'",
                               o->target ? o->target : "");
     if (o->threads < 1)
         return dp_errinfo_set(ei, DP_EINVAL, "--threads must be at least 1");
@@ -77,12 +79,17 @@ enum dp_err wk_compile(const struct wk_compile_opts *o, const struct wk_hooks *h
                                        (int)o->threads};
     struct cg_compile_summary s;
     err = cg_compile(m, o->out, &co, &s, ei);
+    char kernels[32];
+    if (strcmp(o->target, "opencl") == 0)
+        snprintf(kernels, sizeof(kernels), "OpenCL kernels");
+    else
+        snprintf(kernels, sizeof(kernels), "%d-float vectors", s.vl);
     if (!err)
         fprintf(stderr,
                 "compile: %s -> %s: %d layers (%d fkw, %d dense, %d irregular as dense), "
-                "%zu weight bytes, %lld of %lld MACs non-zero, %d-float vectors\n",
+                "%zu weight bytes, %lld of %lld MACs non-zero, %s\n",
                 o->model, o->out, s.n_steps, s.n_fkw, s.n_dense, s.n_irregular, s.weights_bytes,
-                s.macs_nonzero, s.macs_dense, s.vl);
+                s.macs_nonzero, s.macs_dense, kernels);
     dp_model_free(m);
     return err;
 }

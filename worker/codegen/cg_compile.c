@@ -11,6 +11,7 @@
 
 #include "common/alloc.h"
 #include "worker/codegen/cg_emit.h"
+#include "worker/codegen/cg_emit_ocl.h"
 #include "worker/codegen/cg_plan.h"
 #include "worker/codegen/cg_sched.h"
 #include "worker/codegen/cg_weights.h"
@@ -20,7 +21,7 @@
 
 int cg_target_vl(const char *target)
 {
-    if (strcmp(target, "portable") == 0)
+    if (strcmp(target, "portable") == 0 || strcmp(target, "opencl") == 0)
         return 0;
     if (strcmp(target, "native") != 0)
         return -1;
@@ -77,6 +78,8 @@ struct cg_model_c_ctx {
 static enum dp_err cg_write_model_c(FILE *f, const void *ctx, struct dp_errinfo *ei)
 {
     const struct cg_model_c_ctx *c = ctx;
+    if (strcmp(c->o->target, "opencl") == 0)
+        return cg_ocl_emit_model_c(f, c->p, c->w, c->o, ei);
     return cg_emit_model_c(f, c->p, c->w, c->o, ei);
 }
 
@@ -94,6 +97,9 @@ static enum dp_err cg_write_bench_c(FILE *f, const void *ctx, struct dp_errinfo 
 
 static enum dp_err cg_write_makefile(FILE *f, const void *ctx, struct dp_errinfo *ei)
 {
+    const struct cg_emit_opts *o = ctx;
+    if (strcmp(o->target, "opencl") == 0)
+        return cg_ocl_emit_makefile(f, ei);
     return cg_emit_makefile(f, ctx, ei);
 }
 
@@ -190,15 +196,19 @@ enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_comp
     enum dp_err err = DP_OK;
     const int vl = cg_target_vl(o->target);
     if (vl < 0)
-        return dp_errinfo_set(ei, DP_EINVAL, "unknown target '%s' (native or portable)", o->target);
+        return dp_errinfo_set(ei, DP_EINVAL, "unknown target '%s' (native, portable or opencl)",
+                              o->target);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return dp_errinfo_set(ei, dp_err_from_errno(errno), "cannot create %s: %s", dir,
                               strerror(errno));
     err = cg_plan_build(m, &p, ei);
-    if (!err) {
+    if (!err && strcmp(o->target, "opencl") == 0) {
+        cg_ocl_sched(p); /* before the weights: their layout follows the schedule */
+        err = cg_ocl_check(p, ei);
+    } else if (!err)
         cg_sched_choose(p, vl);
+    if (!err)
         err = cg_weights_build(p, &w, ei);
-    }
     if (!err)
         err = cg_reference(m, p, &ref, &ref_len, ei);
     if (err)

@@ -24,7 +24,8 @@
 struct cg_compile_opts {
     const char *name;   /* the model's name in the bundle */
     const char *source; /* the file it came from, for the banner (base name) */
-    const char *target; /* "native" (this CPU's vectors, -march=native) or "portable" */
+    const char *target; /* "native" (this CPU's vectors, -march=native), "portable" or "opencl"
+                           (OpenCL kernels and a host runner, cg_emit_ocl.h) */
     int threads;        /* the bundle's default OpenMP threads, >= 1 */
 };
 
@@ -48,7 +49,7 @@ enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_comp
                        struct cg_compile_summary *summary, struct dp_errinfo *ei);
 
 /* Floats per vector the kernels of target use on this machine: 16 with
- * AVX-512, 8 with AVX2, else 4 for "native"; 0 for "portable"; -1 for
+ * AVX-512, 8 with AVX2, else 4 for "native"; 0 for "portable" and "opencl"; -1 for
  * an unknown target. */
 int cg_target_vl(const char *target);
 
