@@ -50,11 +50,16 @@ static void wk_bundle_log_tail(const char *path, char *buf, size_t cap)
 /*
  * Runs argv (argv[0] looked up in PATH when it has no slash) with stdout
  * to out_path (or the log when NULL) and stderr appended to log_path, and
- * waits. *status gets its exit status (-1 when a signal ended it).
+ * waits, at most timeout_s seconds when it is positive (then the child is
+ * killed and the answer is DP_EFORMAT saying so: a hang is a failure, not a
+ * wait). *status gets its exit status (-1 when a signal ended it).
  */
 static enum dp_err wk_bundle_spawn(char *const argv[], const char *out_path, const char *log_path,
-                                   const struct wk_hooks *h, int *status, struct dp_errinfo *ei)
+                                   int timeout_s, const struct wk_hooks *h, int *status,
+                                   struct dp_errinfo *ei)
 {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     posix_spawn_file_actions_t fa;
     pid_t pid;
     if (posix_spawn_file_actions_init(&fa) != 0)
@@ -84,6 +89,15 @@ static enum dp_err wk_bundle_spawn(char *const argv[], const char *out_path, con
             kill(pid, SIGTERM); /* make passes it on to the compiler it runs */
             stopped = 1;
         }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (timeout_s > 0 && now.tv_sec - t0.tv_sec >= timeout_s) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+                ;
+            return dp_errinfo_set(ei, DP_EFORMAT, "%s did not finish within %d s (killed)", argv[0],
+                                  timeout_s);
+        }
         struct timespec ts = {0, WK_BUNDLE_POLL_MS * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -94,9 +108,11 @@ static enum dp_err wk_bundle_spawn(char *const argv[], const char *out_path, con
 }
 
 enum dp_err wk_bundle_bench(const char *dir, const char *log_path, long threads, int runs,
-                            const struct wk_hooks *h, json_t **out, struct dp_errinfo *ei)
+                            int warmup, int timeout_s, const struct wk_hooks *h, json_t **out,
+                            struct dp_errinfo *ei)
 {
-    char bench[4096], out_path[4096], s_runs[24], s_threads[24], tail[WK_BUNDLE_LOG_TAIL + 1];
+    char bench[4096], out_path[4096], s_runs[24], s_threads[24], s_warmup[24];
+    char tail[WK_BUNDLE_LOG_TAIL + 1];
     unsigned char *text = NULL;
     size_t len = 0;
     int status = 0;
@@ -107,17 +123,19 @@ enum dp_err wk_bundle_bench(const char *dir, const char *log_path, long threads,
         return dp_errinfo_set(ei, DP_EINVAL, "bundle path too long: %s", dir);
     snprintf(s_runs, sizeof(s_runs), "%d", runs);
     snprintf(s_threads, sizeof(s_threads), "%ld", threads);
+    snprintf(s_warmup, sizeof(s_warmup), "%d", warmup < 0 ? runs : warmup);
 
     char *make_argv[] = {"make", "-s", "-C", (char *)dir, NULL};
-    enum dp_err err = wk_bundle_spawn(make_argv, NULL, log_path, h, &status, ei);
+    enum dp_err err = wk_bundle_spawn(make_argv, NULL, log_path, timeout_s, h, &status, ei);
     if (!err && status != 0) {
         wk_bundle_log_tail(log_path, tail, sizeof(tail));
         return dp_errinfo_set(ei, DP_EFORMAT, "the bundle does not build (make exit %d): %s",
                               status, tail);
     }
-    char *bench_argv[] = {bench, "--runs", s_runs, "--threads", s_threads, NULL};
+    char *bench_argv[] = {bench,    "--runs",    s_runs,    "--warmup",
+                          s_warmup, "--threads", s_threads, NULL};
     if (!err)
-        err = wk_bundle_spawn(bench_argv, out_path, log_path, h, &status, ei);
+        err = wk_bundle_spawn(bench_argv, out_path, log_path, timeout_s, h, &status, ei);
     if (err)
         return err;
     if (status != 0) {

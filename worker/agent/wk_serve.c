@@ -46,6 +46,7 @@
 #include "common/task_type.h"
 #include "worker/agent/wk_agent.h"
 #include "worker/agent/wk_cache.h"
+#include "worker/agent/wk_device.h"
 #include "worker/agent/wk_engine.h"
 #include "worker/agent/wk_task.h"
 #include "worker/cmd/wk_flags.h"
@@ -62,7 +63,8 @@ static void wk_serve_on_signal(int sig)
 
 struct wk_serve_opts {
     const char *server, *cache_dir, *capabilities, *name, *datasets_dir;
-    long cache_mb, threads, limit_train, limit_test, wait_s, parent_fd;
+    const char *device_name, *device_labels;
+    long cache_mb, threads, limit_train, limit_test, wait_s, parent_fd, profile;
 };
 
 #define WK_OFF(f) offsetof(struct wk_serve_opts, f)
@@ -95,6 +97,13 @@ static const struct wk_flag wk_serve_flags[] = {
     {"datasets-dir", WK_STR, WK_OFF(datasets_dir), 0, 0, "/usr/share/datasets", 0,
      "where built-in datasets are installed"},
     {"wait-s", WK_INT, WK_OFF(wait_s), 1, 30, "5", 0, "long-poll wait per claim"},
+    {"profile", WK_BOOL, WK_OFF(profile), 0, 1, NULL, 0,
+     "run as a profiling device (device token): register --device-name with a detected "
+     "description and take only the profile tasks that target it"},
+    {"device-name", WK_STR, WK_OFF(device_name), 0, 0, NULL, 0,
+     "with --profile: the device's name (selectors match it: {\"name\": \"pi5-*\"})"},
+    {"device-labels", WK_STR, WK_OFF(device_labels), 0, 0, NULL, 0,
+     "with --profile: k=v,k=v labels selectors match ({\"board\": \"pi5\"})"},
     {"parent-fd", WK_INT, WK_OFF(parent_fd), 3, 1048576, NULL, 0,
      "a pipe whose write end the starting process holds: at its end of file (that process "
      "died) stop the task and exit (dnnpress-server --local-workers passes it)"},
@@ -259,9 +268,34 @@ int wk_serve_main(int argc, char **argv)
             snprintf(host, sizeof(host), "worker");
         o.name = host;
     }
-    json_t *caps = wk_caps_parse(o.capabilities);
-    if (caps == NULL)
+    json_t *description = NULL, *labels = NULL;
+    if (o.profile) {
+        struct dp_errinfo lei = {DP_OK, ""};
+        if (o.device_name == NULL) {
+            fprintf(stderr, "serve: --profile needs --device-name NAME\n");
+            return 2;
+        }
+        if (wk_device_labels_parse(o.device_labels, &labels, &lei) != DP_OK) {
+            fprintf(stderr, "serve: %s\n", dp_errinfo_msg(&lei, DP_EINVAL));
+            return 2;
+        }
+        if (wk_device_describe(&description) != DP_OK) {
+            json_decref(labels);
+            fprintf(stderr, "serve: out of memory\n");
+            return 2;
+        }
+        o.name = o.device_name;
+        o.capabilities = "profile";
+    } else if (o.device_name != NULL || o.device_labels != NULL) {
+        fprintf(stderr, "serve: --device-name and --device-labels go with --profile\n");
         return 2;
+    }
+    json_t *caps = wk_caps_parse(o.capabilities);
+    if (caps == NULL) {
+        json_decref(description);
+        json_decref(labels);
+        return 2;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -291,12 +325,13 @@ int wk_serve_main(int argc, char **argv)
         goto out;
     }
     struct wk_task_env env = {
-        &agent,         &cache,         {o.threads, o.limit_train, o.limit_test},
+        &agent,         &cache,         {o.threads, o.limit_train, o.limit_test, NULL},
         o.datasets_dir, &wk_serve_term, &wk_serve_server_gone};
+    env.run.device_name = o.profile ? o.device_name : NULL;
     unsigned backoff = WK_SERVE_BACKOFF_FIRST_S;
     while (!wk_serve_term) {
         if (!registered) {
-            err = wk_agent_register(&agent, o.name, caps, &ei);
+            err = wk_agent_register(&agent, o.name, caps, description, labels, &ei);
             if (err) {
                 if (err == DP_EPERM) {
                     wk_serve_refused(&ei);
@@ -351,5 +386,7 @@ out:
     wk_cache_close(&cache);
     wk_agent_free(&agent);
     json_decref(caps);
+    json_decref(description);
+    json_decref(labels);
     return status;
 }

@@ -39,7 +39,7 @@ Test(wk_engine, train_options_from_the_task)
                               .data = "idx:/d",
                               .out_model = "T/out.safetensors",
                               .checkpoint = "T/state.safetensors"};
-    struct wk_run_opts o = {2, 4096, 1000};
+    struct wk_run_opts o = {2, 4096, 1000, NULL};
     json_t *params = params_of("{\"pretrain\": {\"epochs\": 3, \"lr\": 0.05, \"batch\": 128, "
                                "\"augment\": true, \"nesterov\": false, \"optim\": \"adam\"}, "
                                "\"seed\": 7}");
@@ -100,7 +100,7 @@ Test(wk_engine, compress_retrain_and_export_options)
         .checkpoint = "T/state.safetensors",
         .resume = 1,
     };
-    struct wk_run_opts o = {2, 4096, 1000};
+    struct wk_run_opts o = {2, 4096, 1000, NULL};
     json_t *params = params_of("{\"spec\": " SPEC "}");
     static const enum dp_task_type types[] = {DP_TASK_COMPRESS, DP_TASK_RETRAIN};
     for (size_t i = 0; i < 2; i++) {
@@ -158,7 +158,7 @@ Test(wk_engine, errors_name_the_parameter)
                               .checkpoint = "c",
                               .model = "m",
                               .out_onnx = "x"};
-    struct wk_run_opts o = {0, 0, 0};
+    struct wk_run_opts o = {0, 0, 0, NULL};
     static const struct {
         enum dp_task_type type;
         const char *params, *needle;
@@ -220,7 +220,7 @@ Test(wk_engine, compile_options_from_the_task)
                               .out_code = "T/code.tar",
                               .out_compile_report = "T/compile-report.json",
                               .work_dir = "T"};
-    struct wk_run_opts o = {3, 0, 0};
+    struct wk_run_opts o = {3, 0, 0, NULL};
     json_t *params = params_of("{\"compile\": {\"target\": \"portable\", \"tune_s\": 0}}");
     struct wk_engine_job j;
     struct dp_errinfo ei = {DP_OK, ""};
@@ -272,7 +272,7 @@ Test(wk_engine, allocation_failures_are_clean)
                               .out_report = "r",
                               .checkpoint = "c",
                               .resume = 1};
-    struct wk_run_opts o = {2, 100, 100};
+    struct wk_run_opts o = {2, 100, 100, NULL};
     json_t *params = params_of("{\"spec\": " SPEC "}");
     long n;
     int n_fail = 0;
