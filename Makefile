@@ -371,6 +371,7 @@ test: $(DEPS_STAMP)
 	@tests/e2e/train_short.sh build/release/dnnpress-worker
 	@tests/e2e/server_api.sh build/asan
 	@tests/e2e/job_e2e.sh build/release
+	@tests/e2e/farm_e2e.sh build/release
 	@$(MAKE) --no-print-directory MODE=release onnx-node-tests
 	@tests/e2e/onnx.sh build/release/dnnpress-worker
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/alloc.h"
+#include "common/file.h"
 #include "common/tar_read.h"
 #include "worker/agent/wk_bundle.h"
 #include "worker/cmd/wk_cmd.h"
@@ -118,6 +120,37 @@ static void progress(const struct wk_hooks *h, const char *step, const char *msg
     json_decref(d);
 }
 
+/* The end of a build or run log sent with a failure: enough for the
+ * compiler's first errors, well under an event's 64 KiB. */
+#define WK_PROFILE_LOG_EVENT_MAX (8 * 1024)
+
+/* Sends the last WK_PROFILE_LOG_EVENT_MAX bytes of log with the failure
+ * (ei's message) as a "profile" event of step "failed": the task's error
+ * names the failure, the job's events carry the log. */
+static void send_failure_log(const struct wk_hooks *h, const char *log, const struct dp_errinfo *ei)
+{
+    unsigned char *text = NULL;
+    size_t len = 0;
+    if (h == NULL || h->event == NULL)
+        return;
+    if (dp_file_read(log, log, (size_t)64 << 20, &text, &len, NULL) != DP_OK)
+        len = 0;
+    size_t from = len > WK_PROFILE_LOG_EVENT_MAX ? len - WK_PROFILE_LOG_EVENT_MAX : 0;
+    /* jansson refuses text that is not UTF-8: the log goes byte for byte
+     * where it is, else with every byte past ASCII shown as '?'. */
+    json_t *tail = json_stringn(text ? (const char *)text + from : "", len - from);
+    for (size_t i = from; tail == NULL && i < len; i++)
+        if (text[i] >= 0x80)
+            text[i] = '?';
+    if (tail == NULL)
+        tail = json_stringn(text ? (const char *)text + from : "", len - from);
+    json_t *d = json_pack("{s:s, s:s, s:o*}", "step", "failed", "message", ei->msg, "log", tail);
+    if (d != NULL)
+        h->event(h->ctx, "profile", d);
+    json_decref(d);
+    dp_free(text);
+}
+
 /* The bench binary's size under dir (0 when absent). */
 static long long binary_bytes(const char *dir)
 {
@@ -146,6 +179,8 @@ enum dp_err wk_profile_run(const struct wk_engine_job *j, const struct wk_hooks 
     if (!err) {
         progress(h, "compressed", "building and timing the compressed bundle");
         err = bench_all(j, comp, comp_log, h, &cb, ei);
+        if (err == DP_EFORMAT)
+            send_failure_log(h, comp_log, ei);
     }
     if (!err) {
         progress(h, "dense", "compiling, building and timing the dense bundle");
@@ -158,8 +193,11 @@ enum dp_err wk_profile_run(const struct wk_engine_job *j, const struct wk_hooks 
         c.threads = j->prof_threads[0];
         err = wk_compile(&c, h, ei);
     }
-    if (!err)
+    if (!err) {
         err = bench_all(j, dense, dense_log, h, &db, ei);
+        if (err == DP_EFORMAT)
+            send_failure_log(h, dense_log, ei);
+    }
     if (!err && (results = json_array()) == NULL)
         err = DP_ENOMEM;
     for (int i = 0; !err && i < j->prof_n_threads; i++) {
