@@ -178,7 +178,7 @@ Test(wk_engine, errors_name_the_parameter)
         {DP_TASK_TRAIN, "{\"seed\": -1}", "params.seed: must be an integer in [0, "},
         {DP_TASK_EXPORT, "{\"export\": {\"format\": \"tflite\"}}", "params.export.format"},
         {DP_TASK_EXPORT, "{\"export\": {\"qdq\": 1}}", "params.export.qdq"},
-        {DP_TASK_PROFILE, "{}", "type: 'profile'"},
+        {DP_TASK_PROFILE, "{}", "params.profile: missing or not an object"},
         {DP_TASK_COMPRESS, "{}", "params.spec: missing or not an object"},
         {DP_TASK_COMPRESS, "{\"spec\": {\"admm\": {\"iterz\": 1}}}", "params.spec: "},
         {DP_TASK_RETRAIN, "{\"spec\": " SPEC "}", "internal: no local file for the previous"},
@@ -206,10 +206,11 @@ Test(wk_engine, capabilities_come_from_one_table)
     cr_assert_not(wk_engine_needs_data(DP_TASK_EXPORT));
     cr_assert(wk_engine_supports(DP_TASK_COMPILE));
     cr_assert_not(wk_engine_needs_data(DP_TASK_COMPILE));
-    cr_assert_not(wk_engine_supports(DP_TASK_PROFILE));
+    cr_assert(wk_engine_supports(DP_TASK_PROFILE));
+    cr_assert_not(wk_engine_needs_data(DP_TASK_PROFILE));
     char list[128];
     wk_engine_list(list, sizeof(list));
-    cr_assert_str_eq(list, "train, compress, retrain, export, compile");
+    cr_assert_str_eq(list, "train, compress, retrain, export, compile, profile");
 }
 
 /* compile: target from params.compile, the worker's threads, the bundle in
