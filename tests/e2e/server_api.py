@@ -589,17 +589,18 @@ def check_devices(tmp):
     check(sorted(t["device_id"] for t in prof) == sorted([ids["a-1"], ids["s-1"]]),
           "labels or name: A's device and the shared one, not B's: %r" % prof)
     s.req("POST", "/api/v1/jobs/%s/cancel" % one["id"], {}, tok_a)
+    j2 = expect(job(tok_a, om["id"], ds["id"], [{"name": "?-1"}]), 201, "a second job on both")
 
     # Drive j's chain to its compile with a plain agent of team A.
     wa = expect(s.req("POST", "/agent/v1/register", {"name": "wa", "capabilities": [
         "compress", "retrain", "export", "compile", "profile"]}, agent_a), 201, "agent")["worker_id"]
     outs = {"compress": ("model", "report"), "retrain": ("model", "report"), "export": ("onnx",),
             "compile": ("code", "compile_report")}
-    for _ in range(4):
+    for _ in range(8):
         t = expect(s.req("POST", "/agent/v1/claim", {"worker_id": wa, "capabilities": [
             "compress", "retrain", "export", "compile", "profile"], "wait_s": 5}, agent_a),
             200, "agent claims")["task"]
-        check(t["job_id"] == j["id"] and t["type"] != "profile", "agent task: %r" % t)
+        check(t["job_id"] in (j["id"], j2["id"]) and t["type"] != "profile", "agent task: %r" % t)
         done = {}
         for kind in outs[t["type"]]:
             done[kind] = expect(s.req("PUT", "/agent/v1/tasks/%s/artifacts/%s?fence=%d" % (
@@ -620,30 +621,38 @@ def check_devices(tmp):
     check(st == 204, "team B's device gets nothing of team A's job: %d" % st)
     st, ta = claim(ra, dev_a, 5)
     check(st == 200 and ta["device_id"] == ids["a-1"] and ta["type"] == "profile"
+          and ta["job_id"] == j["id"]
           and ta["inputs"]["code"]["sha256"] and ta["inputs"]["dense"]["sha256"] == om["sha256"]
           and ta["params"]["profile"]["runs"] == 3, "a-1 claims its own task: %r" % (ta,))
     st, _ = claim(ra, dev_a)
-    check(st == 204, "a device takes one profile task at a time (got %d)" % st)
+    check(st == 204, "a device takes one profile task at a time, though j2's is ready (got %d)"
+          % st)
     st, code = s.req("GET", "/agent/v1/blobs/%s" % ta["inputs"]["code"]["sha256"], token=dev_a)[:2]
     check(st == 200 and code == b"code" + j["tasks"][3]["id"].encode(),
           "the device downloads its task's code bundle")
     check(devices(tok_a)["a-1"]["state"] == "busy", "a-1 is busy")
+    def finish(t):
+        sha = expect(s.req("PUT", "/agent/v1/tasks/%s/artifacts/profile?fence=%d" % (
+            t["id"], t["fence"]), raw=b'{"speedup": 2}', token=dev_s), 201, "upload")["sha256"]
+        expect(s.req("POST", "/agent/v1/tasks/%s/complete" % t["id"], {
+            "fence": t["fence"], "outputs": {"profile": sha}}, dev_s), 200, "s-1 completes")
     st, tsk = claim(rs, dev_s, 5)
     check(st == 200 and tsk["device_id"] == ids["s-1"], "s-1 claims its own task: %r" % (tsk,))
-    prof_sha = expect(s.req("PUT", "/agent/v1/tasks/%s/artifacts/profile?fence=%d" % (
-        tsk["id"], tsk["fence"]), raw=b'{"speedup": 2}', token=dev_s), 201, "upload")["sha256"]
-    expect(s.req("POST", "/agent/v1/tasks/%s/complete" % tsk["id"], {
-        "fence": tsk["fence"], "outputs": {"profile": prof_sha}}, dev_s), 200, "s-1 completes")
+    finish(tsk)
     check(devices(ADMIN)["s-1"]["tasks_run"] == 1, "s-1 counts its run")
 
     # a-1 goes silent mid-profile: its lease expires, it reads offline, and
-    # its task moves to the other candidate.
-    deadline = time.time() + 15
-    moved = None
+    # its task moves to the other candidate (s-1 runs its own j2 task first).
+    deadline = time.time() + 20
+    moved, n_own = None, 0
     while time.time() < deadline and moved is None:
         st, t = claim(rs, dev_s, 1)
-        if st == 200:
+        if st == 200 and t["id"] == ta["id"]:
             moved = t
+        elif st == 200:
+            check(t["device_id"] == ids["s-1"], "s-1 gets a task for s-1: %r" % t)
+            n_own += 1
+            finish(t)
     check(moved is not None and moved["id"] == ta["id"] and moved["device_id"] == ids["s-1"],
           "a-1's task is re-leased to s-1 once a-1 is offline: %r" % (moved,))
     check(devices(tok_a)["a-1"]["state"] == "offline", "a-1 reads offline")
