@@ -117,7 +117,7 @@ static void print_one(const json_t *p)
         const json_t *dn = json_array_get(dl, i);
         char lname[40];
         snprintf(lname, sizeof(lname), "%s", cli_str(l, "name", "?"));
-        printf("    %-18.18s %-6.6s %10.4f ms %5.1f%%   dense %10.4f ms %5.1f%%\n", lname,
+        printf("    %-18.18s %-9.9s %10.4f ms %5.1f%%   dense %10.4f ms %5.1f%%\n", lname,
                cli_str(l, "format", ""), num(l, "ms"), 100 * num(l, "share"), num(dn, "ms"),
                100 * num(dn, "share"));
     }

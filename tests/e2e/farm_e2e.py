@@ -258,7 +258,9 @@ def part_a_b(s):
           and r0["speedup"] > 0 and len(cl) >= 4 and len(cl) == len(dl)
           and all(l["ms"] >= 0 and 0 <= l["share"] <= 1 for l in cl + dl)
           and abs(sum(l["share"] for l in cl) - 1) < 1e-6
-          and r0["compressed"]["max_rel_err"] <= 1e-4,
+          and r0["compressed"]["max_rel_err"] <= 1e-4
+          and r0["compressed"]["peak_rss_kb"] > 0 and r0["dense"]["peak_rss_kb"] > 0
+          and p["binary_bytes"]["compressed"] > 0 and p["binary_bytes"]["dense"] > 0,
           "profile result: %s" % json.dumps(p)[:1500])
     human = cli(s, tok, "report", j["id"])
     check("speed-up" in human and "pi-1" in human and cl[0]["name"][:18] in human,

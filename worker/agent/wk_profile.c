@@ -86,8 +86,9 @@ json_t *wk_profile_side(const json_t *bench)
     if (rows == NULL)
         return NULL;
     json_t *lat = json_object_get(bench, "latency_ms");
-    return json_pack("{s:O*, s:O*, s:o}", "latency_ms", lat, "max_rel_err",
-                     json_object_get(bench, "max_rel_err"), "layers", rows);
+    return json_pack("{s:O*, s:O*, s:O*, s:o}", "latency_ms", lat, "max_rel_err",
+                     json_object_get(bench, "max_rel_err"), "peak_rss_kb",
+                     json_object_get(bench, "peak_rss_kb"), "layers", rows);
 }
 
 /* Builds dir's bundle and times it at every thread count into *out (an
