@@ -388,6 +388,7 @@ bench: $(DEPS_STAMP)
 	@tests/bench/server_wrk.sh build/release
 	@tests/bench/sha256.sh build/release
 	@tests/bench/compile.sh build/release/dnnpress-worker
+	@tests/bench/farm.sh build/release
 
 # Generated code (dnnpress-worker compile) against PyTorch and ONNX Runtime at
 # batch 1, plus the storage table; installs onnxruntime-node into build/ort
