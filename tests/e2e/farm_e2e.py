@@ -220,6 +220,19 @@ def part_a_b(s):
     pi_tok = s.ok("POST", "/api/v1/tokens", {"scope": "device", "name": "pi-1"}, tok)["token"]
     x86_tok = s.ok("POST", "/api/v1/tokens", {"scope": "device", "team_id": None,
                                               "name": "x86-1"}, ADMIN)["token"]
+    # The wrong token for the mode is refused at registration, and the worker
+    # stops instead of retrying what will be refused again.
+    agent_tok = s.ok("POST", "/api/v1/tokens", {"team_id": team["id"], "scope": "agent"},
+                     ADMIN)["token"]
+    for token, extra, why in ((agent_tok, ["--profile", "--device-name", "z", "--device-labels",
+                                           "k=v"], "only a device token registers labels"),
+                              (pi_tok, [], "takes [\"profile\"] only")):
+        p = subprocess.run([WORKER, "serve", "--server", s.url, "--cache-dir",
+                            os.path.join(tmp, "cache-refused"), "--wait-s", "1"] + extra,
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, DNNPRESS_TOKEN=token))
+        check(p.returncode == 2 and "register refused" in p.stderr and why in p.stderr,
+              "a worker whose registration is refused exits: %d %s" % (p.returncode, p.stderr))
     pi = profiler(s, "pi-1", pi_tok, "board=pi,site=lab")
     profiler(s, "x86-1", x86_tok, "board=x86")
     devs = wait_for(lambda: (lambda d: d if len(d) == 2 else None)(devices(s, tok)), 15,
@@ -231,7 +244,8 @@ def part_a_b(s):
           "device descriptions: %r" % devs)
     listed = cli(s, tok, "devices")
     check("pi-1" in listed and "x86-1" in listed and "board=pi" in listed, "devices: " + listed)
-    ok("two profilers registered (pi-1: team token, x86-1: shared) with detected descriptions "
+    ok("a worker with the wrong token for its mode exits at registration (2); two profilers "
+       "registered (pi-1: team token, x86-1: shared) with detected descriptions "
        "(cpu %r, isa %s, %d threads)" % (desc.get("cpu"), desc.get("isa"), desc["threads"]))
 
     model = s.ok("POST", "/api/v1/models", {"name": "lenet5", "arch": "lenet5"}, tok)["id"]

@@ -337,6 +337,15 @@ int wk_serve_main(int argc, char **argv)
                     wk_serve_refused(&ei);
                     goto out;
                 }
+                /* A request the server refuses as such (a device token
+                 * without --profile, --profile with an agent token, a bad
+                 * label, a device name another token holds) is refused the
+                 * same way next time: say so and stop. */
+                if (err == DP_EINVAL || err == DP_EEXIST || err == DP_ETOOBIG) {
+                    DP_LOG(DP_LOG_ERROR, "register refused: %s; exiting", ei.msg);
+                    status = 2;
+                    goto out;
+                }
                 DP_LOG(DP_LOG_WARN, "register: %s (retrying in %us)", ei.msg, backoff);
                 wk_nap(backoff);
                 backoff = wk_serve_backoff_next(backoff);
