@@ -221,7 +221,10 @@
     X(WORKER_INSERT, "INSERT INTO workers (id, name, version, capabilities, device, created_at, "  \
                      "last_seen_at, token_id, team_id) VALUES (:id, :name, :version, :caps, "      \
                      ":device, :now, :now, :token, :team)")                                        \
-    X(WORKER_SEEN, "UPDATE workers SET last_seen_at = :now WHERE id = :id")                        \
+    /* At most one write a second per worker: every empty long-poll claim and                      \
+     * every heartbeat records the sighting, and an unchanged row commits nothing. */              \
+    X(WORKER_SEEN, "UPDATE workers SET last_seen_at = :now WHERE id = :id "                        \
+                   "AND last_seen_at <= :now - 1000")                                              \
     X(WORKER_OF_TOKEN, "SELECT team_id FROM workers WHERE id = :id AND token_id = :token")         \
     X(WORKER_LIST, "SELECT seq, id, name, version, capabilities, device, created_at, "             \
                    "last_seen_at, team_id, token_id IS NOT NULL AND team_id IS NULL FROM workers " \

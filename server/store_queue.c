@@ -256,7 +256,7 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principa
     json_t *t = NULL;
     char task_id[SRV_ID_MAX], job_id[SRV_ID_MAX], type[16], dep[SRV_ID_MAX], ckpt[65];
     char team[SRV_ID_MAX] = "";
-    int has_row = 0;
+    int has_row = 0, idle = 0;
     *out = NULL;
     if (no_worker)
         *no_worker = 0;
@@ -308,8 +308,10 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principa
             err = dp_errinfo_set(ei, DP_EPERM,
                                  "this worker's device was removed (DELETE /api/v1/devices); "
                                  "it takes no more tasks");
-        if (!err && (draining || busy))
+        if (!err && (draining || busy)) {
             err = DP_ENOENT;
+            idle = 1;
+        }
         if (err)
             goto done;
         s = srv_store__stmt(st, STMT_TASK_CLAIM_DEVICE);
@@ -326,8 +328,10 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principa
     srv_store__bind_int(s, ":now", now);
     srv_store__bind_int(s, ":expires", now + st->cfg.lease_ms);
     err = srv_store__step(st, s, &has_row, ei);
-    if (!err && !has_row)
+    if (!err && !has_row) {
         err = DP_ENOENT;
+        idle = 1;
+    }
     if (err)
         goto done;
     snprintf(task_id, sizeof(task_id), "%s", srv_store__col_text(s, 0));
@@ -351,7 +355,16 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principa
     if (!err)
         err = srv_store__job_refresh(st, job_id, ei);
 done:
-    err = srv_store__finish(st, err, ei);
+    /* Nothing to lease, but the worker was seen: that sighting is how a
+     * device's liveness is told (offline after a lease length without
+     * one), so it is committed, not rolled back with the empty claim. */
+    if (idle) {
+        err = srv_store__finish(st, DP_OK, ei);
+        if (!err)
+            err = DP_ENOENT;
+    } else {
+        err = srv_store__finish(st, err, ei);
+    }
 out:
     srv_store__unlock(st);
     if (err) {

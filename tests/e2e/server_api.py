@@ -619,6 +619,13 @@ def check_devices(tmp):
         return st, (doc["task"] if st == 200 else doc)
     st, _ = claim(rb, dev_b)
     check(st == 204, "team B's device gets nothing of team A's job: %d" % st)
+    # An idle device that keeps polling stays idle past a lease length (2 s):
+    # its empty claims record that it was seen.
+    t_end = time.time() + 3
+    while time.time() < t_end:
+        claim(rb, dev_b, 1)
+    check(devices(ADMIN)["b-1"]["state"] == "idle",
+          "a polling device is not offline: %r" % devices(ADMIN)["b-1"])
     st, ta = claim(ra, dev_a, 5)
     check(st == 200 and ta["device_id"] == ids["a-1"] and ta["type"] == "profile"
           and ta["job_id"] == j["id"]
