@@ -15,8 +15,8 @@ Test(wk_profile, layers_get_their_share_of_the_total)
     json_t *bench =
         json_pack("{s:{s:f, s:f}, s:f, s:[{s:s, s:s, s:f}, {s:s, s:s, s:f}, {s:s, s:s, s:f}]}",
                   "latency_ms", "p50", 0.5, "mean", 0.6, "max_rel_err", 1e-7, "layers", "name",
-                  "conv1", "format", "fkw", "ms", 0.25, "name", "conv2", "format", "dense", "ms",
-                  0.5, "name", "fc", "format", "dense", "ms", 0.25);
+                  "conv1", "format", "fkw", "ms", 0.5, "name", "conv2", "format", "dense", "ms",
+                  1.0, "name", "fc", "format", "dense", "ms", 0.5);
     json_t *side = wk_profile_side(bench);
     cr_assert_not_null(side);
     json_t *layers = json_object_get(side, "layers");
