@@ -51,7 +51,7 @@ procs = []
 
 
 def die(msg):
-    print("bench-farm: FAIL: " + msg, file=sys.stderr, flush=True)
+    print("bench-farm: FAIL: %s (logs kept in %s)" % (msg, tmp), file=sys.stderr, flush=True)
     for p in procs:
         if p.poll() is None:
             p.kill()
