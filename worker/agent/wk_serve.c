@@ -119,7 +119,11 @@ static void wk_serve_help(FILE *f)
                "time; SIGTERM stops the current task at its next step, uploads its checkpoint\n"
                "and releases it. It exits when the server refuses its token (revoked, expired)\n"
                "and, with --parent-fd, when the process that started it dies. Each worker\n"
-               "needs a --cache-dir of its own (locked while it runs).\n\noptions:\n");
+               "needs a --cache-dir of its own (locked while it runs).\n\n"
+               "With --profile and a device token (scope \"device\") it is a profiling device:\n"
+               "it registers --device-name with its labels and what it detects of itself, and\n"
+               "runs only the profile tasks that target it (docs/api.md, \"Devices\").\n\n"
+               "options:\n");
     wk_flags_help(f, wk_serve_flags, WK_N_FLAGS);
 }
 
@@ -257,7 +261,8 @@ int wk_serve_main(int argc, char **argv)
     }
     if (token == NULL || *token == '\0') {
         fprintf(stderr, "serve: set DNNPRESS_TOKEN to an agent token (POST /api/v1/tokens "
-                        "with scope \"agent\")\n");
+                        "with scope \"agent\"), or a device token (scope \"device\") with "
+                        "--profile\n");
         return 2;
     }
     o.limit_train = wk_env_long("DNNPRESS_LIMIT_TRAIN", o.limit_train);
