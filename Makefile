@@ -384,6 +384,7 @@ test: $(DEPS_STAMP)
 	@tests/e2e/train_short.sh build/release/dnnpress-worker
 	@tests/e2e/server_api.sh build/asan
 	@tests/e2e/job_e2e.sh build/release
+	@tests/e2e/farm_e2e.sh build/release
 	@tests/e2e/limits.sh build/release
 	@tests/e2e/tls.sh build/release
 	@tests/e2e/backup.sh build/release
@@ -433,6 +434,7 @@ bench: $(DEPS_STAMP)
 	@tests/bench/server_wrk.sh build/release
 	@tests/bench/sha256.sh build/release
 	@tests/bench/compile.sh build/release/dnnpress-worker
+	@tests/bench/farm.sh build/release
 
 # Generated code (dnnpress-worker compile) against PyTorch and ONNX Runtime at
 # batch 1, plus the storage table; installs onnxruntime-node into build/ort

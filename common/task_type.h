@@ -19,7 +19,8 @@
  * The artifact kinds a task delivers as outputs when it completes (the
  * `kind` of PUT .../artifacts/KIND and the keys of `complete`'s outputs).
  * code is the compiled C bundle as a tar; compile_report the JSON the
- * compiling worker measured it with (docs/compile.md).
+ * compiling worker measured it with (docs/compile.md); profile a device's
+ * measurement of the compressed and the dense bundle (docs/api.md, "Devices").
  * X(constant, name)
  */
 #define DP_TASK_OUTPUT_MAP(X)                                                                      \
@@ -27,7 +28,8 @@
     X(DP_TASK_OUT_REPORT, "report")                                                                \
     X(DP_TASK_OUT_ONNX, "onnx")                                                                    \
     X(DP_TASK_OUT_CODE, "code")                                                                    \
-    X(DP_TASK_OUT_COMPILE_REPORT, "compile_report")
+    X(DP_TASK_OUT_COMPILE_REPORT, "compile_report")                                                \
+    X(DP_TASK_OUT_PROFILE, "profile")
 
 enum dp_task_output {
 #define DP__TASK_OUT_ENUM(constant, name) constant,
@@ -42,6 +44,7 @@ enum dp_task_output {
 #define DP_TASK_OUTS_ONNX           (1u << DP_TASK_OUT_ONNX)
 #define DP_TASK_OUTS_CODE           (1u << DP_TASK_OUT_CODE)
 #define DP_TASK_OUTS_COMPILE_REPORT (1u << DP_TASK_OUT_COMPILE_REPORT)
+#define DP_TASK_OUTS_PROFILE        (1u << DP_TASK_OUT_PROFILE)
 
 /*
  * X(constant, name, outputs, what it does). outputs is the mask of the
@@ -58,7 +61,8 @@ enum dp_task_output {
     X(DP_TASK_EXPORT, "export", DP_TASK_OUTS_ONNX, "write the compressed ONNX and the report")     \
     X(DP_TASK_COMPILE, "compile", DP_TASK_OUTS_CODE | DP_TASK_OUTS_COMPILE_REPORT,                 \
       "compile the compressed model to a C bundle, build it and time it")                          \
-    X(DP_TASK_PROFILE, "profile", 0u, "run the generated code on a device")
+    X(DP_TASK_PROFILE, "profile", DP_TASK_OUTS_PROFILE,                                            \
+      "build and time the compressed and the dense bundle on one registered device")
 
 enum dp_task_type {
 #define DP__TASK_ENUM(constant, name, outputs, what) constant,

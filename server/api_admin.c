@@ -186,12 +186,28 @@ SRV_HANDLER(srv_api_token_create)
     enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
     if (!err)
         err = srv_json_str(r->json, "body", "scope", 1, &scope, &ei);
-    if (!err && strcmp(scope, "team") != 0 && strcmp(scope, "agent") != 0)
-        err = dp_errinfo_set(&ei, DP_EINVAL, "body.scope: must be \"team\" or \"agent\"");
-    /* An agent token with "team_id": null is a shared agent: it serves every
-     * team. Null must be written out, so that forgetting the field cannot
-     * make one; and only the admin (this route) can. */
-    if (!err && json_is_null(json_object_get(r->json, "team_id")) && strcmp(scope, "team") == 0)
+    if (!err && strcmp(scope, "team") != 0 && strcmp(scope, "agent") != 0 &&
+        strcmp(scope, "device") != 0)
+        err =
+            dp_errinfo_set(&ei, DP_EINVAL, "body.scope: must be \"team\", \"agent\" or \"device\"");
+    /* A team issues device tokens for itself only: devices that serve its
+     * jobs alone (docs/security.md). Everything else is the admin's. */
+    int team_caller = r->who.scope == SRV_SCOPE_TEAM;
+    if (!err && team_caller && strcmp(scope, "device") != 0)
+        return srv_reply_error(conn, r, 403, "forbidden",
+                               "a team token may only create \"device\" tokens for its team");
+    /* An agent or device token with "team_id": null is shared: it serves
+     * every team. Null must be written out, so that forgetting the field
+     * cannot make one; and only the admin can. */
+    if (!err && team_caller) {
+        json_t *tid = json_object_get(r->json, "team_id");
+        if (tid && !(json_is_string(tid) && strcmp(json_string_value(tid), r->who.team_id) == 0))
+            err = dp_errinfo_set(&ei, DP_EINVAL,
+                                 "body.team_id: a team creates device tokens for itself only "
+                                 "(omit it)");
+        team = r->who.team_id;
+    } else if (!err && json_is_null(json_object_get(r->json, "team_id")) &&
+               strcmp(scope, "team") == 0)
         err = dp_errinfo_set(&ei, DP_EINVAL, "body.team_id: a team token needs a team");
     else if (!err && !json_is_null(json_object_get(r->json, "team_id")))
         err = srv_json_str(r->json, "body", "team_id", 1, &team, &ei);
@@ -229,8 +245,9 @@ SRV_HANDLER(srv_api_token_revoke)
 SRV_HANDLER(srv_api_me)
 {
     (void)h;
-    static const char *const scopes[] = {"admin", "team", "agent"};
-    int shared = r->who.scope == SRV_SCOPE_AGENT && r->who.team_id[0] == '\0';
+    static const char *const scopes[] = {"admin", "team", "agent", "device"};
+    int shared = (r->who.scope == SRV_SCOPE_AGENT || r->who.scope == SRV_SCOPE_DEVICE) &&
+                 r->who.team_id[0] == '\0';
     json_t *o = json_pack("{s:s, s:s, s:b}", "scope", scopes[r->who.scope], "token_id",
                           r->who.token_id, "shared", shared);
     json_object_set_new(o, "team_id",
@@ -241,4 +258,50 @@ SRV_HANDLER(srv_api_me)
 SRV_HANDLER(srv_api_worker_list)
 {
     return reply_page(h, conn, r, srv_store_worker_list);
+}
+
+SRV_HANDLER(srv_api_device_list)
+{
+    struct dp_errinfo ei = {0};
+    json_t *out = NULL;
+    enum dp_err err = srv_store_device_list(h->st, &r->who, &out, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 200, out);
+}
+
+/* Drain (on 1) or undrain (0) the device of the path. */
+static enum MHD_Result device_drain(struct srv_http *h, struct MHD_Connection *conn,
+                                    struct srv_req *r, int on)
+{
+    static const char *const allowed[] = {NULL};
+    struct dp_errinfo ei = {0};
+    enum dp_err err = r->json ? srv_json_only(r->json, "body", allowed, &ei) : DP_OK;
+    if (!err)
+        err = srv_store_device_drain(h->st, &r->who, r->params[0], on, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    srv_notify(h); /* a drained device's queued tasks may move to another */
+    return srv_reply_json(conn, r, 200,
+                          json_pack("{s:s, s:b}", "id", r->params[0], "draining", on));
+}
+
+SRV_HANDLER(srv_api_device_drain)
+{
+    return device_drain(h, conn, r, 1);
+}
+
+SRV_HANDLER(srv_api_device_undrain)
+{
+    return device_drain(h, conn, r, 0);
+}
+
+SRV_HANDLER(srv_api_device_remove)
+{
+    struct dp_errinfo ei = {0};
+    enum dp_err err = srv_store_device_remove(h->st, &r->who, r->params[0], &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    srv_notify(h);
+    return srv_reply_json(conn, r, 200, json_pack("{s:s, s:b}", "id", r->params[0], "removed", 1));
 }

@@ -40,12 +40,55 @@ static enum dp_err check_caps(json_t *caps, const char *where, struct dp_errinfo
     return DP_OK;
 }
 
+/* A device's labels: at most 16 "key": "value" pairs, keys of
+ * [a-z0-9_.-] and values of printable ASCII, each 1-64 bytes (the
+ * selectors of docs/api.md match them). */
+static enum dp_err check_labels(json_t *labels, struct dp_errinfo *ei)
+{
+    if (!json_is_object(labels) || json_object_size(labels) > 16)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "body.labels: must be an object of at most 16 string labels");
+    const char *k;
+    json_t *v;
+    json_object_foreach (labels, k, v) {
+        size_t n = strlen(k);
+        if (n == 0 || n > 64 || strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789_.-") != n)
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "body.labels: key '%.64s' must be 1-64 of [a-z0-9_.-]", k);
+        const char *sv = json_string_value(v);
+        size_t m = sv ? strlen(sv) : 0;
+        int printable = m > 0 && m <= 64 && m == json_string_length(v);
+        for (size_t i = 0; printable && i < m; i++)
+            printable = sv[i] > ' ' && sv[i] < 127;
+        if (!printable)
+            return dp_errinfo_set(
+                ei, DP_EINVAL, "body.labels.%s: must be 1-64 printable ASCII bytes, no spaces", k);
+    }
+    return DP_OK;
+}
+
+/* A device runs profile tasks and nothing else. */
+static enum dp_err check_device_caps(json_t *caps, struct dp_errinfo *ei)
+{
+    if (json_array_size(caps) != 1 || strcmp(json_string_value(json_array_get(caps, 0))
+                                                 ? json_string_value(json_array_get(caps, 0))
+                                                 : "",
+                                             "profile") != 0)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "body.capabilities: a device token's worker takes [\"profile\"] "
+                              "only");
+    return DP_OK;
+}
+
 SRV_HANDLER(srv_api_agent_register)
 {
-    static const char *const allowed[] = {"name", "version", "capabilities", "device", NULL};
+    static const char *const allowed[] = {"name",   "version", "capabilities",
+                                          "device", "labels",  NULL};
     struct dp_errinfo ei = {0};
     const char *name = NULL, *version = "";
     json_t *out = NULL, *device = json_object_get(r->json, "device");
+    json_t *labels = json_object_get(r->json, "labels");
+    int as_device = r->who.scope == SRV_SCOPE_DEVICE;
     enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
     if (!err)
         err = srv_json_str(r->json, "body", "name", 1, &name, &ei);
@@ -59,12 +102,25 @@ SRV_HANDLER(srv_api_agent_register)
         err = check_caps(json_object_get(r->json, "capabilities"), "body.capabilities", &ei);
     if (!err && device)
         err = srv_validate_device(device, "body.device", &ei);
+    if (!err && labels && !as_device)
+        err = dp_errinfo_set(&ei, DP_EINVAL, "body.labels: only a device token registers labels");
+    if (!err && labels)
+        err = check_labels(labels, &ei);
+    if (!err && as_device)
+        err = check_device_caps(json_object_get(r->json, "capabilities"), &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     json_t *dev = device ? json_incref(device) : json_object();
-    err = srv_store_worker_register(h->st, &r->who, name, version,
-                                    json_object_get(r->json, "capabilities"), dev, &out, &ei);
+    json_t *lab = labels ? json_incref(labels) : json_object();
+    if (as_device)
+        err = srv_store_device_register(h->st, &r->who, name, version,
+                                        json_object_get(r->json, "capabilities"), dev, lab, &out,
+                                        &ei);
+    else
+        err = srv_store_worker_register(h->st, &r->who, name, version,
+                                        json_object_get(r->json, "capabilities"), dev, &out, &ei);
     json_decref(dev);
+    json_decref(lab);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     return srv_reply_json(conn, r, 201, out);
@@ -202,7 +258,7 @@ SRV_HANDLER(srv_api_agent_artifact_begin)
     if (!ok)
         return srv_reply_error(conn, r, 400, "invalid_request",
                                "artifact kind must be checkpoint, log or a task output (model, "
-                               "report, onnx, code, compile_report)");
+                               "report, onnx, code, compile_report, profile)");
     const char *f = srv_query(conn, "fence");
     char *end = NULL;
     long long fence = f ? strtoll(f, &end, 10) : 0;

@@ -8,11 +8,18 @@
 
 #include "common/alloc.h"
 #include "common/sha256.h"
+#include "server/device_select.h"
 #include "server/http_int.h"
 #include "server/validate.h"
 /* The one cross-tree include, on purpose: submissions are validated by the
  * exact parser the worker runs (docs/job-spec.md), linked from libnn. */
 #include "common/spec.h"
+
+/* body.profile defaults and bounds (docs/api.md, "Devices"). */
+#define SRV_PROFILE_RUNS      50
+#define SRV_PROFILE_WARMUP    10
+#define SRV_PROFILE_TIMEOUT_S 300
+#define SRV_PROFILE_RUNS_MAX  100000
 
 /* Validates body.spec with dp_spec_parse; messages name spec.<field>. */
 static enum dp_err check_spec(json_t *spec, int64_t *seed, struct dp_errinfo *ei)
@@ -104,11 +111,72 @@ static enum dp_err check_compile(json_t *c, const char **target, struct dp_errin
     return err;
 }
 
+/*
+ * body.profile: {"devices": [selector...], "runs", "warmup", "threads",
+ * "timeout_s"} (docs/api.md, "Devices"); needs body.compile, whose bundle
+ * the devices run. Which devices match is the store's question, asked at
+ * submission (none: 422).
+ */
+static enum dp_err check_profile(json_t *p, int has_compile, struct dp_errinfo *ei)
+{
+    static const char *const allowed[] = {"devices", "runs",      "warmup",
+                                          "threads", "timeout_s", NULL};
+    int64_t v = 0;
+    if (!json_is_object(p))
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "body.profile: must be an object {\"devices\": [...], \"runs\", "
+                              "\"warmup\", \"threads\", \"timeout_s\"}");
+    if (!has_compile)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "body.profile: needs body.compile (the devices run its bundle)");
+    enum dp_err err = srv_json_only(p, "body.profile", allowed, ei);
+    if (!err)
+        err = srv_device_select_check(json_object_get(p, "devices"), "body.profile.devices", ei);
+    if (!err)
+        err = srv_json_int(p, "body.profile", "runs", 0, 1, SRV_PROFILE_RUNS_MAX, &v, ei);
+    if (!err)
+        err = srv_json_int(p, "body.profile", "warmup", 0, 0, SRV_PROFILE_RUNS_MAX, &v, ei);
+    if (!err)
+        err = srv_json_int(p, "body.profile", "timeout_s", 0, 1, 3600, &v, ei);
+    json_t *threads = json_object_get(p, "threads");
+    if (!err && threads &&
+        (!json_is_array(threads) || json_array_size(threads) == 0 || json_array_size(threads) > 8))
+        err = dp_errinfo_set(ei, DP_EINVAL,
+                             "body.profile.threads: must be an array of 1 to 8 thread counts");
+    size_t i;
+    json_t *t;
+    if (!err && threads)
+        json_array_foreach (threads, i, t) {
+            if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > 256) {
+                err = dp_errinfo_set(ei, DP_EINVAL,
+                                     "body.profile.threads[%zu]: must be an integer 1..256", i);
+                break;
+            }
+        }
+    return err;
+}
+
+/* body.profile as stored for the worker: every field, defaults filled. */
+static json_t *profile_params(const json_t *p)
+{
+    json_t *o = json_pack("{s:O, s:I, s:I, s:I}", "devices", json_object_get(p, "devices"), "runs",
+                          (json_int_t)SRV_PROFILE_RUNS, "warmup", (json_int_t)SRV_PROFILE_WARMUP,
+                          "timeout_s", (json_int_t)SRV_PROFILE_TIMEOUT_S);
+    const char *keys[] = {"runs", "warmup", "timeout_s"};
+    for (size_t i = 0; o && i < 3; i++)
+        if (json_object_get(p, keys[i]))
+            json_object_set(o, keys[i], json_object_get(p, keys[i]));
+    json_t *threads = json_object_get(p, "threads");
+    if (o)
+        json_object_set_new(o, "threads", threads ? json_deep_copy(threads) : json_pack("[i]", 1));
+    return o;
+}
+
 enum dp_err srv_job_body_check(const json_t *j, struct srv_job_body *b, struct dp_errinfo *ei)
 {
     static const char *const allowed[] = {"name",         "model_id", "dataset_id", "pretrain",
                                           "spec",         "export",   "compile",    "priority",
-                                          "max_attempts", NULL};
+                                          "max_attempts", "profile",  NULL};
     memset(b, 0, sizeof(*b));
     b->name = "job";
     b->priority = 5;
@@ -140,6 +208,9 @@ enum dp_err srv_job_body_check(const json_t *j, struct srv_job_body *b, struct d
     json_t *compile = json_object_get(j, "compile");
     if (!err && compile)
         err = check_compile(compile, &b->compile_target, ei);
+    b->profile = json_object_get(j, "profile");
+    if (!err && b->profile)
+        err = check_profile(b->profile, compile != NULL, ei);
     if (!err && b->spec == NULL)
         err = dp_errinfo_set(ei, DP_EINVAL, "body.spec: required (docs/job-spec.md)");
     if (!err && !json_is_object(b->spec))
@@ -185,6 +256,8 @@ SRV_HANDLER(srv_api_job_create)
     if (b.compile_target)
         json_object_set_new(params, "compile",
                             json_pack("{s:s, s:i}", "target", b.compile_target, "tune_s", 0));
+    if (b.profile)
+        json_object_set_new(params, "profile", profile_params(b.profile));
     char req_hash[65];
     err = srv_idem_hash(r->body, r->body_len, req_hash);
     if (err) {
@@ -197,6 +270,8 @@ SRV_HANDLER(srv_api_job_create)
                              .params = params,
                              .has_pretrain = b.pretrain != NULL,
                              .has_compile = b.compile_target != NULL,
+                             .profile_devices =
+                                 b.profile ? json_object_get(b.profile, "devices") : NULL,
                              .priority = (int)b.priority,
                              .max_attempts = (int)b.max_attempts,
                              .idem_key = idem,

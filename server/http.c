@@ -47,19 +47,26 @@
 
 #define A_ADM  SRV_AUTH_ADMIN
 #define A_TEAM SRV_AUTH_TEAM
-#define A_AGT  SRV_AUTH_AGENT
-#define A_ANY  (SRV_AUTH_ADMIN | SRV_AUTH_TEAM | SRV_AUTH_AGENT)
+/* The agent routes take device tokens too: the store tells them apart. */
+#define A_AGT (SRV_AUTH_AGENT | SRV_AUTH_DEVICE)
+#define A_ANY (SRV_AUTH_ADMIN | SRV_AUTH_TEAM | SRV_AUTH_AGENT | SRV_AUTH_DEVICE)
 static const struct srv_route srv_routes[] = {
     {"GET", "/healthz", SRV_AUTH_NONE, SRV_BODY_NONE, srv_api_healthz, NULL},
     /* Admin only: the counts cover every team (docs/security.md). */
     {"GET", "/metrics", A_ADM, SRV_BODY_NONE, srv_api_metrics, NULL},
     {"POST", "/api/v1/teams", A_ADM, SRV_BODY_JSON, srv_api_team_create, NULL},
     {"GET", "/api/v1/teams", A_ADM, SRV_BODY_NONE, srv_api_team_list, NULL},
-    {"POST", "/api/v1/tokens", A_ADM, SRV_BODY_JSON, srv_api_token_create, NULL},
+    {"POST", "/api/v1/tokens", A_ADM | A_TEAM, SRV_BODY_JSON, srv_api_token_create, NULL},
     {"GET", "/api/v1/tokens", A_ADM | A_TEAM, SRV_BODY_NONE, srv_api_token_list, NULL},
     {"DELETE", "/api/v1/tokens/{id}", A_ADM | A_TEAM, SRV_BODY_NONE, srv_api_token_revoke, NULL},
     {"GET", "/api/v1/me", A_ANY, SRV_BODY_NONE, srv_api_me, NULL},
     {"GET", "/api/v1/workers", A_ADM | A_TEAM, SRV_BODY_NONE, srv_api_worker_list, NULL},
+    {"GET", "/api/v1/devices", A_ADM | A_TEAM, SRV_BODY_NONE, srv_api_device_list, NULL},
+    {"POST", "/api/v1/devices/{id}/drain", A_ADM | A_TEAM, SRV_BODY_JSON, srv_api_device_drain,
+     NULL},
+    {"POST", "/api/v1/devices/{id}/undrain", A_ADM | A_TEAM, SRV_BODY_JSON, srv_api_device_undrain,
+     NULL},
+    {"DELETE", "/api/v1/devices/{id}", A_ADM | A_TEAM, SRV_BODY_NONE, srv_api_device_remove, NULL},
     {"POST", "/api/v1/models", A_TEAM, SRV_BODY_UPLOAD, srv_api_model_create,
      srv_api_asset_upload_begin},
     {"GET", "/api/v1/models", A_TEAM, SRV_BODY_NONE, srv_api_model_list, NULL},
@@ -637,9 +644,10 @@ static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn
         return srv_reply_error(conn, r, 401, "unauthorized", "%s", ei.msg);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
-    unsigned bit = r->who.scope == SRV_SCOPE_ADMIN  ? SRV_AUTH_ADMIN
-                   : r->who.scope == SRV_SCOPE_TEAM ? SRV_AUTH_TEAM
-                                                    : SRV_AUTH_AGENT;
+    unsigned bit = r->who.scope == SRV_SCOPE_ADMIN    ? SRV_AUTH_ADMIN
+                   : r->who.scope == SRV_SCOPE_TEAM   ? SRV_AUTH_TEAM
+                   : r->who.scope == SRV_SCOPE_DEVICE ? SRV_AUTH_DEVICE
+                                                      : SRV_AUTH_AGENT;
     if ((r->route->auth & bit) == 0)
         return srv_reply_error(conn, r, 403, "forbidden", "this route needs %s token",
                                r->route->auth & SRV_AUTH_TEAM    ? "a team"

@@ -31,7 +31,13 @@
 enum srv_body { SRV_BODY_NONE, SRV_BODY_JSON, SRV_BODY_UPLOAD };
 
 /* Scopes allowed on a route, as a bit mask. */
-enum { SRV_AUTH_NONE = 0, SRV_AUTH_ADMIN = 1, SRV_AUTH_TEAM = 2, SRV_AUTH_AGENT = 4 };
+enum {
+    SRV_AUTH_NONE = 0,
+    SRV_AUTH_ADMIN = 1,
+    SRV_AUTH_TEAM = 2,
+    SRV_AUTH_AGENT = 4,
+    SRV_AUTH_DEVICE = 8 /* a device token: the agent routes, as a device (store.h) */
+};
 
 struct srv_http;
 struct srv_req;
@@ -237,6 +243,7 @@ struct srv_job_body {
     int64_t priority, max_attempts, seed;
     json_t *pretrain, *exp, *spec; /* NULL when absent */
     const char *compile_target;    /* "native" or "portable"; NULL: no compile task */
+    json_t *profile;               /* body.profile, checked (borrowed); NULL: no profile task */
     unsigned status;               /* on failure: 400, or 422 for a spec that is not valid */
     const char *code;              /* on failure: "invalid_request" or "invalid_spec" */
 };
@@ -262,6 +269,10 @@ SRV_HANDLER(srv_api_token_list);
 SRV_HANDLER(srv_api_token_revoke);
 SRV_HANDLER(srv_api_me);
 SRV_HANDLER(srv_api_worker_list);
+SRV_HANDLER(srv_api_device_list);
+SRV_HANDLER(srv_api_device_drain);
+SRV_HANDLER(srv_api_device_undrain);
+SRV_HANDLER(srv_api_device_remove);
 SRV_HANDLER(srv_api_model_create);
 SRV_HANDLER(srv_api_model_list);
 SRV_HANDLER(srv_api_model_get);

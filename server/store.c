@@ -669,6 +669,8 @@ static enum srv_scope scope_parse(const char *s)
         return SRV_SCOPE_ADMIN;
     if (strcmp(s, "agent") == 0)
         return SRV_SCOPE_AGENT;
+    if (strcmp(s, "device") == 0)
+        return SRV_SCOPE_DEVICE;
     return SRV_SCOPE_TEAM;
 }
 
@@ -1023,9 +1025,9 @@ enum dp_err srv_store_token_create(struct srv_store *st, const char *team_id, co
         err = srv_token_hash(secret, hash);
     if (err)
         return err;
-    /* Only an agent may have no team: a shared agent (the caller, admin only,
-     * decides); a team token without a team would see nothing. */
-    int shared = team_id == NULL && strcmp(scope, "agent") == 0;
+    /* Only an agent or a device may have no team: a shared one (the caller,
+     * admin only, decides); a team token without a team would see nothing. */
+    int shared = team_id == NULL && (strcmp(scope, "agent") == 0 || strcmp(scope, "device") == 0);
     if (team_id == NULL && !shared)
         return dp_errinfo_set(ei, DP_EINVAL, "team_id: required for a %s token", scope);
     srv_store__lock(st);
@@ -1176,6 +1178,32 @@ enum dp_err srv_store_asset_list(struct srv_store *st, const struct srv_principa
 
 /* ---- Workers ------------------------------------------------------------------------------ */
 
+enum dp_err srv_store__worker_insert(struct srv_store *st, const struct srv_principal *who,
+                                     const char *id, const char *name, const char *version,
+                                     json_t *capabilities, json_t *device, struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_INSERT);
+    srv_store__bind_text(s, ":id", id);
+    srv_store__bind_text(s, ":name", name);
+    srv_store__bind_text(s, ":version", version);
+    srv_store__bind_int(s, ":now", srv_now_ms());
+    srv_store__bind_text(s, ":token", who->token_id);
+    srv_store__bind_text(s, ":team", who->team_id[0] ? who->team_id : NULL);
+    enum dp_err err = srv_store__bind_json(s, ":caps", capabilities);
+    if (!err)
+        err = srv_store__bind_json(s, ":device", device);
+    if (!err)
+        err = srv_store__exec(st, s, ei);
+    return err;
+}
+
+json_t *srv_store__register_answer(struct srv_store *st, const char *worker_id)
+{
+    return json_pack("{s:s, s:I, s:I}", "worker_id", worker_id, "heartbeat_s",
+                     (json_int_t)(st->cfg.lease_ms / 4000 > 0 ? st->cfg.lease_ms / 4000 : 1),
+                     "lease_s", (json_int_t)(st->cfg.lease_ms / 1000));
+}
+
 enum dp_err srv_store_worker_register(struct srv_store *st, const struct srv_principal *who,
                                       const char *name, const char *version, json_t *capabilities,
                                       json_t *device, json_t **out, struct dp_errinfo *ei)
@@ -1189,28 +1217,12 @@ enum dp_err srv_store_worker_register(struct srv_store *st, const struct srv_pri
     err = srv_store__begin(st, ei);
     if (err)
         goto out;
-    sqlite3_stmt *s = srv_store__stmt(st, STMT_WORKER_INSERT);
-    srv_store__bind_text(s, ":id", id);
-    srv_store__bind_text(s, ":name", name);
-    srv_store__bind_text(s, ":version", version);
-    srv_store__bind_int(s, ":now", srv_now_ms());
-    srv_store__bind_text(s, ":token", who->token_id);
-    srv_store__bind_text(s, ":team", who->team_id[0] ? who->team_id : NULL);
-    err = srv_store__bind_json(s, ":caps", capabilities);
-    if (!err)
-        err = srv_store__bind_json(s, ":device", device);
-    if (!err)
-        err = srv_store__exec(st, s, ei);
+    err = srv_store__worker_insert(st, who, id, name, version, capabilities, device, ei);
     err = srv_store__finish(st, err, ei);
 out:
     srv_store__unlock(st);
-    if (!err) {
-        *out = json_pack("{s:s, s:I, s:I}", "worker_id", id, "heartbeat_s",
-                         (json_int_t)(st->cfg.lease_ms / 4000 > 0 ? st->cfg.lease_ms / 4000 : 1),
-                         "lease_s", (json_int_t)(st->cfg.lease_ms / 1000));
-        if (*out == NULL)
-            err = DP_ENOMEM;
-    }
+    if (!err && (*out = srv_store__register_answer(st, id)) == NULL)
+        err = DP_ENOMEM;
     return err;
 }
 

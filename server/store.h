@@ -48,8 +48,10 @@
 struct srv_store;
 
 /* Who is calling: the token's scope and team ("" for admin and for a shared
- * agent; an agent with a team is that team's agent, docs/security.md). */
-enum srv_scope { SRV_SCOPE_ADMIN, SRV_SCOPE_TEAM, SRV_SCOPE_AGENT };
+ * agent or device; an agent or device with a team is that team's,
+ * docs/security.md). A device token is an agent token that registers a
+ * device and runs only the profile tasks that target it. */
+enum srv_scope { SRV_SCOPE_ADMIN, SRV_SCOPE_TEAM, SRV_SCOPE_AGENT, SRV_SCOPE_DEVICE };
 struct srv_principal {
     enum srv_scope scope;
     char token_id[SRV_ID_MAX];
@@ -191,7 +193,10 @@ struct srv_job_new {
     const char *dataset_id;
     json_t *params; /* {"spec","pretrain"?,"export","compile"?,"seed"} (borrowed) */
     int has_pretrain;
-    int has_compile;  /* a compile task follows export */
+    int has_compile; /* a compile task follows export */
+    /* profile.devices: the selectors (a JSON array, borrowed; NULL: no
+     * profile). One profile task per matching device follows compile. */
+    const json_t *profile_devices;
     int priority;     /* 0..9, higher runs first */
     int max_attempts; /* 1..20 */
     const char *idem_key;
@@ -269,6 +274,31 @@ enum dp_err srv_store_worker_register(struct srv_store *st, const struct srv_pri
  * "What each scope sees"). */
 enum dp_err srv_store_worker_list(struct srv_store *st, const struct srv_principal *who, int limit,
                                   int64_t cursor, json_t **out, struct dp_errinfo *ei);
+
+/* ---- Devices (store_devices.c) --------------------------------------------- */
+
+/* Registers a worker for device token `who` and binds the device called
+ * name to it: a new device row, or the existing one when this token
+ * registered it before (a restarted profiler takes its row over, with the
+ * new labels and description). A name held by another token's device is
+ * DP_EEXIST. out: register's answer plus "device_id". */
+enum dp_err srv_store_device_register(struct srv_store *st, const struct srv_principal *who,
+                                      const char *name, const char *version, json_t *capabilities,
+                                      json_t *description, json_t *labels, json_t **out,
+                                      struct dp_errinfo *ei);
+/* {"items": [...]}: the live devices who sees (admin: all; a team: its own
+ * and the shared ones), newest first, at most 1000, each with its derived
+ * state (offline, draining, busy, idle), last_seen_at, queue and tasks_run. */
+enum dp_err srv_store_device_list(struct srv_store *st, const struct srv_principal *who,
+                                  json_t **out, struct dp_errinfo *ei);
+/* Sets or clears the device's draining flag (a draining device claims
+ * nothing; its queued tasks move to other candidates), or removes it
+ * (remove: its worker claims nothing any more). A team acts on its own
+ * devices only, the admin on any; another's is DP_ENOENT. */
+enum dp_err srv_store_device_drain(struct srv_store *st, const struct srv_principal *who,
+                                   const char *id, int on, struct dp_errinfo *ei);
+enum dp_err srv_store_device_remove(struct srv_store *st, const struct srv_principal *who,
+                                    const char *id, struct dp_errinfo *ei);
 
 /* Leases to worker_id the best ready task of the worker's team (of any team
  * for a shared agent) whose type is in capabilities (a JSON array of

@@ -47,6 +47,7 @@
                                                                  "'max_attempts', "                \
                                                                  "t.max_attempts, "                \
                                                                  "  'depends_on', t.depends_on, "  \
+                                                                 "'device_id', t.device_id, "      \
                                                                  "'errors', (SELECT "              \
                                                                  "json_group_array(json_object("   \
                                                                  "    'attempt', e.attempt, "      \
@@ -175,7 +176,7 @@
       " SELECT t.seq FROM tasks t WHERE t.state = 'queued' AND t.run_after <= :now"                \
       " AND (:team IS NULL OR EXISTS (SELECT 1 FROM jobs j"                                        \
       "      WHERE j.id = t.job_id AND j.team_id = :team))"                                        \
-      " AND t.type IN (SELECT value FROM json_each(:caps))"                                        \
+      " AND t.type IN (SELECT value FROM json_each(:caps)) AND t.type != 'profile'"                \
       " AND (t.depends_on IS NULL OR EXISTS (SELECT 1 FROM tasks d"                                \
       "      WHERE d.id = t.depends_on AND d.state = 'succeeded'))"                                \
       " AND (:max_running <= 0 OR " SRV_TEAM_LEASED " < :max_running)"                             \
@@ -229,7 +230,10 @@
     X(WORKER_INSERT, "INSERT INTO workers (id, name, version, capabilities, device, created_at, "  \
                      "last_seen_at, token_id, team_id) VALUES (:id, :name, :version, :caps, "      \
                      ":device, :now, :now, :token, :team)")                                        \
-    X(WORKER_SEEN, "UPDATE workers SET last_seen_at = :now WHERE id = :id")                        \
+    /* At most one write a second per worker: every empty long-poll claim and                      \
+     * every heartbeat records the sighting, and an unchanged row commits nothing. */              \
+    X(WORKER_SEEN, "UPDATE workers SET last_seen_at = :now WHERE id = :id "                        \
+                   "AND last_seen_at <= :now - 1000")                                              \
     X(WORKER_OF_TOKEN, "SELECT team_id FROM workers WHERE id = :id AND token_id = :token")         \
     X(WORKER_LIST, "SELECT seq, id, name, version, capabilities, device, created_at, "             \
                    "last_seen_at, team_id, token_id IS NOT NULL AND team_id IS NULL FROM workers " \
@@ -241,7 +245,60 @@
                         "FROM workers WHERE seq < :cursor AND (team_id = :team OR "                \
                         "(team_id IS NULL AND token_id IS NOT NULL)) "                             \
                         "ORDER BY seq DESC LIMIT :limit")                                          \
-    X(WORKER_COUNT, "SELECT count(*) FROM workers")
+    X(WORKER_COUNT, "SELECT count(*) FROM workers")                                                \
+    /* ---- devices (store_devices.c) ---- */                                                      \
+    X(DEVICE_BY_NAME,                                                                              \
+      "SELECT id, token_id FROM devices WHERE name = :name AND removed_at IS NULL")                \
+    X(DEVICE_INSERT, "INSERT INTO devices (id, name, team_id, token_id, worker_id, labels, "       \
+                     "description, created_at) VALUES (:id, :name, :team, :token, :worker, "       \
+                     ":labels, :desc, :now)")                                                      \
+    X(DEVICE_TAKEOVER, "UPDATE devices SET worker_id = :worker, labels = :labels, "                \
+                       "description = :desc WHERE id = :id")                                       \
+    X(DEVICE_OF_WORKER, "SELECT d.id, d.draining, EXISTS (SELECT 1 FROM tasks t WHERE "            \
+                        "t.device_id = d.id AND t.state = 'leased') FROM devices d "               \
+                        "WHERE d.worker_id = :worker AND d.removed_at IS NULL")                    \
+    /* Every live device a team's token sees: its own and the shared ones;                         \
+     * all of them for the admin (:team NULL). State is derived (docs/api.md). */                  \
+    X(DEVICE_LIST,                                                                                 \
+      "SELECT d.seq, d.id, d.name, d.team_id, d.labels, d.description, d.draining, d.tasks_run, "  \
+      "d.created_at, w.last_seen_at, w.last_seen_at < :offline_before, "                           \
+      "(SELECT count(*) FROM tasks t WHERE t.device_id = d.id AND t.state = 'leased'), "           \
+      "(SELECT count(*) FROM tasks t WHERE t.device_id = d.id AND t.state = 'queued') "            \
+      "FROM devices d JOIN workers w ON w.id = d.worker_id WHERE d.removed_at IS NULL "            \
+      "AND (:team IS NULL OR d.team_id = :team OR d.team_id IS NULL) "                             \
+      "ORDER BY d.seq DESC LIMIT 1000")                                                            \
+    X(DEVICE_TEAM, "SELECT team_id FROM devices WHERE id = :id AND removed_at IS NULL")            \
+    X(DEVICE_DRAIN, "UPDATE devices SET draining = :on WHERE id = :id")                            \
+    X(DEVICE_REMOVE, "UPDATE devices SET removed_at = :now WHERE id = :id")                        \
+    X(DEVICE_RAN, "UPDATE devices SET tasks_run = tasks_run + 1 "                                  \
+                  "WHERE id = (SELECT device_id FROM tasks WHERE id = :task)")                     \
+    /* The devices a job of :team may target: its own and the shared ones. */                      \
+    X(DEVICES_SERVING, "SELECT id, name, labels, description FROM devices "                        \
+                       "WHERE removed_at IS NULL AND draining = 0 "                                \
+                       "AND (team_id IS NULL OR team_id = :team) ORDER BY seq LIMIT 1000")         \
+    X(TASK_INSERT_PROFILE,                                                                         \
+      "INSERT INTO tasks (id, job_id, type, state, depends_on, priority, max_attempts, "           \
+      "created_at, device_id, candidates) VALUES (:id, :job, 'profile', 'queued', :dep, :prio, "   \
+      ":maxatt, :now, :dev, :cands)")                                                              \
+    /* A device claims a ready profile task that targets it, or one whose                          \
+     * target is offline, draining or removed when it is among the task's                          \
+     * candidates (then the task moves to it): its own first. */                                   \
+    X(TASK_CLAIM_DEVICE,                                                                           \
+      "UPDATE tasks SET state = 'leased', attempts = attempts + 1, fence = fence + 1, "            \
+      "lease_owner = :worker, lease_expires_at = :expires, device_id = :dev WHERE seq = ("         \
+      " SELECT t.seq FROM tasks t WHERE t.state = 'queued' AND t.type = 'profile'"                 \
+      " AND t.run_after <= :now"                                                                   \
+      " AND (:team IS NULL OR EXISTS (SELECT 1 FROM jobs j"                                        \
+      "      WHERE j.id = t.job_id AND j.team_id = :team))"                                        \
+      " AND (t.depends_on IS NULL OR EXISTS (SELECT 1 FROM tasks d"                                \
+      "      WHERE d.id = t.depends_on AND d.state = 'succeeded'))"                                \
+      " AND (t.device_id = :dev OR (EXISTS (SELECT 1 FROM json_each(t.candidates) c"               \
+      "      WHERE c.value = :dev) AND NOT EXISTS (SELECT 1 FROM devices o"                        \
+      "      JOIN workers w ON w.id = o.worker_id WHERE o.id = t.device_id"                        \
+      "      AND o.removed_at IS NULL AND o.draining = 0"                                          \
+      "      AND w.last_seen_at >= :offline_before)))"                                             \
+      " ORDER BY t.device_id = :dev DESC, t.priority DESC, t.seq LIMIT 1) "                        \
+      "RETURNING id, job_id, type, attempts, fence, lease_expires_at, checkpoint_sha, depends_on")
 
 enum srv_stmt_id {
 #define SRV__STMT_ENUM(id, sql) STMT_##id,
@@ -326,6 +383,17 @@ enum dp_err srv_store__idem_record(struct srv_store *st, const struct srv_princi
                                    const char *obj_id, struct dp_errinfo *ei);
 enum dp_err srv_store__asset_get_locked(struct srv_store *st, const char *team, const char *kind,
                                         const char *id, json_t **out, struct dp_errinfo *ei);
+/* Inserts worker id for who (inside a transaction). */
+enum dp_err srv_store__worker_insert(struct srv_store *st, const struct srv_principal *who,
+                                     const char *id, const char *name, const char *version,
+                                     json_t *capabilities, json_t *device, struct dp_errinfo *ei);
+/* Register's answer for worker_id: {"worker_id","heartbeat_s","lease_s"}; NULL: out of memory. */
+json_t *srv_store__register_answer(struct srv_store *st, const char *worker_id);
+/* Appends the ids of the devices serving team that match any of selectors
+ * (docs/api.md "Devices") to ids_out (a JSON array). Inside a transaction. */
+enum dp_err srv_store__devices_match(struct srv_store *st, const char *team,
+                                     const json_t *selectors, json_t *ids_out,
+                                     struct dp_errinfo *ei);
 enum dp_err srv_store__job_refresh(struct srv_store *st, const char *job_id, struct dp_errinfo *ei);
 enum dp_err srv_store__exec_sql(struct srv_store *st, const char *sql, struct dp_errinfo *ei);
 enum dp_err srv_store__begin_at(struct srv_store *st, struct dp_errinfo *ei, const char *file,

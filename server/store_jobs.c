@@ -245,6 +245,46 @@ static int srv_task_in_chain(const struct srv_job_new *j, size_t i)
     return 1;
 }
 
+/* One profile task per device of team matching j's selectors, each after
+ * the compile task dep and each listing every matched device as a
+ * candidate to move to when its own goes offline. No device matching is
+ * the caller's mistake (DP_EINVAL: a 422 at submission). */
+static enum dp_err profile_tasks_insert(struct srv_store *st, const char *team,
+                                        const struct srv_job_new *j, const char *job_id,
+                                        const char *dep, int64_t now, struct dp_errinfo *ei)
+{
+    json_t *ids = json_array();
+    enum dp_err err = ids ? DP_OK : DP_ENOMEM;
+    if (!err)
+        err = srv_store__devices_match(st, team, j->profile_devices, ids, ei);
+    if (!err && json_array_size(ids) == 0)
+        err = dp_errinfo_set(ei, DP_EINVAL,
+                             "profile.devices: no registered device of this team (or shared) "
+                             "matches; GET /api/v1/devices lists them");
+    size_t i;
+    json_t *dev;
+    json_array_foreach (ids, i, dev) {
+        char tid[SRV_ID_MAX];
+        if (!err)
+            err = srv_id_new("tsk_", tid);
+        if (err)
+            break;
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_INSERT_PROFILE);
+        srv_store__bind_text(s, ":id", tid);
+        srv_store__bind_text(s, ":job", job_id);
+        srv_store__bind_text(s, ":dep", dep);
+        srv_store__bind_int(s, ":prio", j->priority);
+        srv_store__bind_int(s, ":maxatt", j->max_attempts);
+        srv_store__bind_int(s, ":now", now);
+        srv_store__bind_text(s, ":dev", json_string_value(dev));
+        err = srv_store__bind_json(s, ":cands", ids);
+        if (!err)
+            err = srv_store__exec(st, s, ei);
+    }
+    json_decref(ids);
+    return err;
+}
+
 enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principal *who,
                                  const struct srv_job_new *j, json_t **out, int *replayed,
                                  struct dp_errinfo *ei)
@@ -318,6 +358,8 @@ enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principa
         err = srv_store__exec(st, s, ei);
         snprintf(prev, sizeof(prev), "%s", tid);
     }
+    if (!err && j->profile_devices)
+        err = profile_tasks_insert(st, who->team_id, j, id, prev, now, ei);
     if (!err)
         err =
             srv_store__event_append(st, id, "state", json_pack("{s:s}", "job_state", "queued"), ei);

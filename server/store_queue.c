@@ -143,6 +143,36 @@ static enum dp_err asset_input(struct srv_store *st, const char *id, json_t **ou
     return err;
 }
 
+/* *out = the job's dense model as a task input: its train task's model
+ * output when it has one (safetensors), else the job's model asset. The
+ * profile task compiles it for the "x times faster than dense" figure. */
+static enum dp_err dense_model_ref(struct srv_store *st, const char *job_id, const char *model_id,
+                                   json_t **out, struct dp_errinfo *ei)
+{
+    char train[SRV_ID_MAX] = "";
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TASKS_OF_JOB);
+    srv_store__bind_text(s, ":job", job_id);
+    int has_row = 0;
+    enum dp_err err = DP_OK;
+    for (;;) {
+        err = srv_store__step(st, s, &has_row, ei);
+        if (err || !has_row)
+            break;
+        if (strcmp(srv_store__col_text(s, 1), "train") == 0)
+            snprintf(train, sizeof(train), "%s", srv_store__col_text(s, 0));
+    }
+    sqlite3_reset(s);
+    if (err)
+        return err;
+    if (train[0] == '\0')
+        return asset_input(st, model_id, out, ei);
+    err = task_output_ref(st, train, "model", out, ei);
+    if (!err && json_is_object(*out))
+        err = json_object_set_new(*out, "format", json_string("safetensors")) == 0 ? DP_OK
+                                                                                   : DP_ENOMEM;
+    return err;
+}
+
 /* Sets t[key] = v_take; a failed set (out of memory) is an error, so a task
  * is never handed out with a field missing. */
 static enum dp_err task_set(json_t *t, const char *key, json_t *v_take)
@@ -196,7 +226,7 @@ static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_i
     if (!err)
         err = task_set(inputs, "checkpoint", v);
     v = NULL;
-    enum dp_task_type tt;
+    enum dp_task_type tt = DP_TASK__COUNT;
     int retrain = dp_task_type_from_name(type, &tt) && tt == DP_TASK_RETRAIN;
     if (!err && dep && retrain)
         err = task_output_ref(st, dep, "report", &v, ei);
@@ -204,6 +234,17 @@ static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_i
         v = json_null();
     if (!err)
         err = task_set(inputs, "report", v);
+    v = NULL;
+    if (!err && tt == DP_TASK_PROFILE && dep) {
+        err = task_output_ref(st, dep, "code", &v, ei);
+        if (!err)
+            err = task_set(inputs, "code", v);
+        v = NULL;
+        if (!err)
+            err = dense_model_ref(st, job_id, model_id, &v, ei);
+        if (!err)
+            err = task_set(inputs, "dense", v);
+    }
     return err;
 }
 
@@ -215,7 +256,7 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principa
     json_t *t = NULL;
     char task_id[SRV_ID_MAX], job_id[SRV_ID_MAX], type[16], dep[SRV_ID_MAX], ckpt[65];
     char team[SRV_ID_MAX] = "";
-    int has_row = 0;
+    int has_row = 0, idle = 0;
     *out = NULL;
     if (no_worker)
         *no_worker = 0;
@@ -249,18 +290,49 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principa
     if (err)
         goto done;
 
-    s = srv_store__stmt(st, STMT_TASK_CLAIM);
+    char dev[SRV_ID_MAX] = "";
+    if (who->scope == SRV_SCOPE_DEVICE) {
+        /* A device takes one profile task at a time, only one that targets
+         * it (or moves to it), and none while draining. */
+        int draining = 0, busy = 0;
+        s = srv_store__stmt(st, STMT_DEVICE_OF_WORKER);
+        srv_store__bind_text(s, ":worker", worker_id);
+        err = srv_store__step(st, s, &has_row, ei);
+        if (!err && has_row) {
+            snprintf(dev, sizeof(dev), "%s", srv_store__col_text(s, 0));
+            draining = srv_store__col_int(s, 1) != 0;
+            busy = srv_store__col_int(s, 2) != 0;
+        }
+        sqlite3_reset(s);
+        if (!err && !has_row)
+            err = dp_errinfo_set(ei, DP_EPERM,
+                                 "this worker's device was removed (DELETE /api/v1/devices); "
+                                 "it takes no more tasks");
+        if (!err && (draining || busy)) {
+            err = DP_ENOENT;
+            idle = 1;
+        }
+        if (err)
+            goto done;
+        s = srv_store__stmt(st, STMT_TASK_CLAIM_DEVICE);
+        srv_store__bind_text(s, ":dev", dev);
+        srv_store__bind_int(s, ":offline_before", now - st->cfg.lease_ms);
+    } else {
+        s = srv_store__stmt(st, STMT_TASK_CLAIM);
+        srv_store__bind_int(s, ":max_running", st->cfg.max_running_per_team);
+        err = srv_store__bind_json(s, ":caps", capabilities);
+        if (err)
+            goto done;
+    }
     srv_store__bind_text(s, ":worker", worker_id);
     srv_store__bind_text(s, ":team", team[0] ? team : NULL);
     srv_store__bind_int(s, ":now", now);
     srv_store__bind_int(s, ":expires", now + st->cfg.lease_ms);
-    srv_store__bind_int(s, ":max_running", st->cfg.max_running_per_team);
-    err = srv_store__bind_json(s, ":caps", capabilities);
-    if (err)
-        goto done;
     err = srv_store__step(st, s, &has_row, ei);
-    if (!err && !has_row)
+    if (!err && !has_row) {
         err = DP_ENOENT;
+        idle = 1;
+    }
     if (err)
         goto done;
     snprintf(task_id, sizeof(task_id), "%s", srv_store__col_text(s, 0));
@@ -277,12 +349,23 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principa
         err = DP_ENOMEM;
     if (!err)
         err = task_build(st, t, job_id, type, dep[0] ? dep : NULL, ckpt[0] ? ckpt : NULL, ei);
+    if (!err && dev[0])
+        err = task_set(t, "device_id", json_string(dev));
     if (!err)
         err = srv_store__event_task_state(st, job_id, task_id, type, "leased", ei);
     if (!err)
         err = srv_store__job_refresh(st, job_id, ei);
 done:
-    err = srv_store__finish(st, err, ei);
+    /* Nothing to lease, but the worker was seen: that sighting is how a
+     * device's liveness is told (offline after a lease length without
+     * one), so it is committed, not rolled back with the empty claim. */
+    if (idle) {
+        err = srv_store__finish(st, DP_OK, ei);
+        if (!err)
+            err = DP_ENOENT;
+    } else {
+        err = srv_store__finish(st, err, ei);
+    }
 out:
     srv_store__unlock(st);
     if (err) {
@@ -623,7 +706,15 @@ enum dp_err srv_store_task_complete(struct srv_store *st, const struct srv_princ
     if (!err)
         err = task_set_state(st, task_id, l.job_id, l.type, cancel ? "cancelled" : "succeeded", 0,
                              0, ei);
-    if (!err && !cancel) {
+    /* A job has one profile task per device: their results stay on the
+     * tasks (and in the job's artifacts), and the device counts the run. */
+    int profile = strcmp(l.type, "profile") == 0;
+    if (!err && profile) {
+        sqlite3_stmt *s = srv_store__stmt(st, STMT_DEVICE_RAN);
+        srv_store__bind_text(s, ":task", task_id);
+        err = srv_store__exec(st, s, ei);
+    }
+    if (!err && !cancel && !profile) {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_OUTPUTS);
         srv_store__bind_text(s, ":id", l.job_id);
         err = srv_store__bind_json(s, ":outputs", outputs);

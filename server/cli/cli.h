@@ -99,6 +99,12 @@ const char *cli_id_arg(const char *cmd, const char *usage, int argc, char **argv
 
 /* ---- commands (cli_cmds.c, cli_watch.c, cli_artifacts.c, cli_admin.c) ---- */
 enum cli_exit cli_cmd_login(struct cli_ctx *ctx, int argc, char **argv);
+enum cli_exit cli_cmd_devices(struct cli_ctx *ctx, int argc, char **argv);
+/* *out = the job's profile results (a JSON array, one per device that ran
+ * its profile task; empty when none), cli_devices.c. */
+enum cli_exit cli_profiles(struct cli_ctx *ctx, const char *id, json_t **out);
+/* The device table of `dnnpress report` (nothing for an empty array). */
+void cli_print_profiles(const json_t *profiles);
 enum cli_exit cli_cmd_upload(struct cli_ctx *ctx, int argc, char **argv);
 enum cli_exit cli_cmd_submit(struct cli_ctx *ctx, int argc, char **argv);
 enum cli_exit cli_cmd_list(struct cli_ctx *ctx, int argc, char **argv);

@@ -109,10 +109,12 @@ static long long cli_duration_s(const char *text)
 static void cli_token_usage(void)
 {
     fprintf(stderr,
-            "usage: dnnpress token create --team TEAM_ID [--scope team|agent] [--name N]\n"
-            "                             [--expires-in DURATION]   (admin; prints the secret)\n"
-            "       dnnpress token create --shared [--name N] [--expires-in DURATION]\n"
-            "                             (admin: an agent token serving every team)\n"
+            "usage: dnnpress token create --team TEAM_ID [--scope team|agent|device] [--name N]\n"
+            "                             [--expires-in DURATION]   (admin; prints the secret;\n"
+            "                             a team may create --scope device for itself)\n"
+            "       dnnpress token create --shared [--scope agent|device] [--name N]\n"
+            "                             [--expires-in DURATION]\n"
+            "                             (admin: an agent or device token serving every team)\n"
             "       dnnpress token list [--limit N] [--cursor C]   (admin: all; team: its own)\n"
             "       dnnpress token revoke TOKEN_ID                  (admin: any; team: its own)\n"
             "DURATION is seconds, or a number with s, m, h or d (\"90d\").\n");
@@ -201,7 +203,7 @@ enum cli_exit cli_cmd_token(struct cli_ctx *ctx, int argc, char **argv)
     /* A shared agent (every team's worker) is asked for by name, never the
      * result of a missing --team. */
     if (strcmp(sub, "create") != 0 || a.n_pos != 1 || (team == NULL) == !shared ||
-        (shared && strcmp(scope, "agent") != 0)) {
+        (shared && strcmp(scope, "agent") != 0 && strcmp(scope, "device") != 0)) {
         cli_token_usage();
         return CLI_USAGE;
     }

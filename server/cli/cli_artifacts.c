@@ -230,21 +230,28 @@ enum cli_exit cli_cmd_report(struct cli_ctx *ctx, int argc, char **argv)
         return CLI_USAGE;
     char path[160];
     snprintf(path, sizeof(path), "/api/v1/jobs/%s/report", id);
-    json_t *r = NULL, *compiled = NULL;
+    json_t *r = NULL, *compiled = NULL, *profiles = NULL;
     enum cli_exit rc = cli_call(ctx, "GET", path, NULL, NULL, &r, NULL);
     if (rc == CLI_OK)
         rc = cli_compile_report(ctx, id, &compiled);
+    if (rc == CLI_OK)
+        rc = cli_profiles(ctx, id, &profiles);
     if (rc != CLI_OK) {
         json_decref(r);
+        json_decref(compiled);
         return rc;
     }
     if (ctx->json) {
-        /* The compression report as served, plus "compile" when there is one. */
+        /* The compression report as served, plus "compile" when there is one
+         * and "devices", the profile results, when any device ran one. */
         if (compiled != NULL)
             json_object_set(r, "compile", compiled);
+        if (json_array_size(profiles) > 0)
+            json_object_set(r, "devices", profiles);
         cli_print_json(r);
         json_decref(r);
         json_decref(compiled);
+        json_decref(profiles);
         return CLI_OK;
     }
     const json_t *tot = json_object_get(r, "totals");
@@ -269,7 +276,9 @@ enum cli_exit cli_cmd_report(struct cli_ctx *ctx, int argc, char **argv)
                cli_num(l, "bits"));
     if (compiled != NULL)
         cli_print_compile(compiled);
+    cli_print_profiles(profiles);
     json_decref(r);
     json_decref(compiled);
+    json_decref(profiles);
     return CLI_OK;
 }

@@ -33,9 +33,11 @@ static void cli_usage(FILE *f)
             "  report JOB       the compression report (accuracy, rates, storage, FLOPs)\n"
             "  health [--wait S]                    is the server up (no token needed)\n"
             "  team create NAME | team list         (admin token)\n"
-            "  token create --team ID [--scope team|agent] [--name N] [--expires-in 90d]\n"
+            "  token create --team ID [--scope team|agent|device] [--name N] [--expires-in 90d]\n"
             "                                       (admin; prints the secret once)\n"
-            "  token create --shared [--name N]     an agent token serving every team (admin)\n"
+            "  token create --shared [--scope agent|device] [--name N]\n"
+            "                                       a token serving every team (admin)\n"
+            "  devices          the profiling devices (state, queue, runs, cpu, labels)\n"
             "  token list | token revoke TOKEN_ID   (admin: every token; team: its own)\n"
             "\n"
             "--json prints machine-readable JSON on stdout (watch: one event per line).\n"
@@ -58,11 +60,13 @@ struct cli_command {
 };
 
 static const struct cli_command cli_commands[] = {
-    {"login", cli_cmd_login, 0},   {"upload", cli_cmd_upload, 1}, {"submit", cli_cmd_submit, 1},
-    {"list", cli_cmd_list, 1},     {"status", cli_cmd_status, 1}, {"watch", cli_cmd_watch, 1},
-    {"cancel", cli_cmd_cancel, 1}, {"retry", cli_cmd_retry, 1},   {"download", cli_cmd_download, 1},
-    {"report", cli_cmd_report, 1}, {"health", cli_cmd_health, 0}, {"team", cli_cmd_team, 1},
-    {"token", cli_cmd_token, 1},
+    {"login", cli_cmd_login, 0},       {"upload", cli_cmd_upload, 1},
+    {"submit", cli_cmd_submit, 1},     {"list", cli_cmd_list, 1},
+    {"status", cli_cmd_status, 1},     {"watch", cli_cmd_watch, 1},
+    {"cancel", cli_cmd_cancel, 1},     {"retry", cli_cmd_retry, 1},
+    {"download", cli_cmd_download, 1}, {"report", cli_cmd_report, 1},
+    {"health", cli_cmd_health, 0},     {"team", cli_cmd_team, 1},
+    {"token", cli_cmd_token, 1},       {"devices", cli_cmd_devices, 1},
 };
 
 int main(int argc, char **argv)

@@ -486,6 +486,208 @@ def check_workers_scope(tmp):
     stop_clean(s)
 
 
+# ---- the device farm: device tokens, devices, profile tasks ------------------
+
+def check_devices(tmp):
+    """Device scope against every kind of route; which devices a job's profile
+    targets (its team's and shared ones, 422 when none); a device claims only
+    its own profile tasks, one at a time; drain, offline and re-lease, remove."""
+    os.makedirs(os.path.join(tmp, "devices"))
+    s = Server(os.path.join(tmp, "devices", "data"), ["--lease-s", "2", "--backoff-ms", "50"])
+    team_a, tok_a = setup_team(s, "dev-a")
+    team_b, tok_b = setup_team(s, "dev-b")
+
+    def tok(body, by=ADMIN, status=201, what="device token"):
+        return expect(s.req("POST", "/api/v1/tokens", body, by), status, what)
+
+    # Who may make device tokens: the admin (shared or a team's), a team for itself only.
+    dev_a = tok({"scope": "device", "name": "a"}, by=tok_a, what="team A makes a device token")
+    check(dev_a["team_id"] == team_a and dev_a["scope"] == "device", "team device token: %r" % dev_a)
+    expect(s.req("POST", "/api/v1/tokens", {"scope": "agent"}, tok_a), 403,
+           "a team makes an agent token", "forbidden")
+    expect(s.req("POST", "/api/v1/tokens", {"scope": "team"}, tok_a), 403,
+           "a team makes a team token", "forbidden")
+    expect(s.req("POST", "/api/v1/tokens", {"scope": "device", "team_id": team_b}, tok_a), 400,
+           "team A makes a device token for team B", contains="team_id")
+    dev_b = tok({"scope": "device", "team_id": team_b, "name": "b"})["token"]
+    shared = tok({"scope": "device", "team_id": None, "name": "s"})
+    check(shared["team_id"] is None, "shared device token: %r" % shared)
+    dev_a, dev_s = dev_a["token"], shared["token"]
+    me = expect(s.req("GET", "/api/v1/me", token=dev_s), 200, "device /me")
+    check(me["scope"] == "device" and me["shared"] is True, "/me of a shared device: %r" % me)
+    agent_a = tok({"scope": "agent", "team_id": team_a})["token"]
+
+    # A device token is not a team, admin or plain agent.
+    for method, path, body in (("GET", "/api/v1/jobs", None), ("GET", "/api/v1/models", None),
+                               ("GET", "/api/v1/devices", None), ("GET", "/api/v1/workers", None),
+                               ("POST", "/api/v1/teams", {"name": "x"}),
+                               ("POST", "/api/v1/tokens", {"scope": "device"}),
+                               ("GET", "/api/v1/tokens", None), ("GET", "/metrics", None),
+                               ("POST", "/api/v1/devices/dev_x/drain", {}),
+                               ("DELETE", "/api/v1/devices/dev_x", None)):
+        expect(s.req(method, path, body, dev_a), 403, "device token on %s %s" % (method, path),
+               "forbidden")
+    # ...and a team token cannot act as a device.
+    for path, body in (("/agent/v1/register", {"name": "t", "capabilities": ["profile"]}),
+                       ("/agent/v1/claim", {"worker_id": "wkr_x", "capabilities": ["profile"]})):
+        expect(s.req("POST", path, body, tok_a), 403, "team token on " + path, "forbidden")
+    expect(s.req("POST", "/agent/v1/register", {"name": "a-1", "capabilities": ["train"]}, dev_a),
+           400, "a device registers for train", contains="profile")
+    expect(s.req("POST", "/agent/v1/register", {"name": "w", "capabilities": ["train"],
+                                                "labels": {"k": "v"}}, agent_a),
+           400, "an agent registers labels", contains="labels")
+    expect(s.req("POST", "/agent/v1/register", {"name": "a-1", "capabilities": ["profile"],
+                                                "labels": {"Bad Key": "v"}}, dev_a),
+           400, "a label key with a space", contains="labels")
+
+    def register(name, token, labels, desc):
+        return expect(s.req("POST", "/agent/v1/register", {
+            "name": name, "capabilities": ["profile"], "labels": labels, "device": desc}, token),
+            201, "register device " + name)
+    ra = register("a-1", dev_a, {"board": "x"}, {"isa": ["avx2"], "cpu": "A"})
+    rs = register("s-1", dev_s, {"board": "y"}, {"isa": ["avx2", "avx512"], "cpu": "S"})
+    rb = register("b-1", dev_b, {"board": "x"}, {"isa": ["avx512"], "cpu": "B"})
+    expect(s.req("POST", "/agent/v1/register", {"name": "a-1", "capabilities": ["profile"]},
+                 dev_s), 409, "another token takes device a-1's name")
+    ids = {"a-1": ra["device_id"], "s-1": rs["device_id"], "b-1": rb["device_id"]}
+
+    def devices(token):
+        doc = expect(s.req("GET", "/api/v1/devices", token=token), 200, "list devices")
+        return {d["name"]: d for d in doc["items"]}
+    seen_a, seen_all = devices(tok_a), devices(ADMIN)
+    check(set(seen_a) == {"a-1", "s-1"}, "team A sees its device and the shared one: %r" % seen_a)
+    check(set(seen_all) == {"a-1", "s-1", "b-1"}, "the admin sees every device")
+    check(seen_all["s-1"]["shared"] and seen_all["s-1"]["description"]["cpu"] == "S"
+          and seen_all["a-1"]["labels"] == {"board": "x"} and seen_all["a-1"]["state"] == "idle",
+          "device objects: %r" % seen_all)
+
+    # Profile selectors: by labels, by description (isa), by name glob.
+    om = expect(s.req("POST", "/api/v1/models?name=m&format=onnx", raw=onnx_bytes(), token=tok_a),
+                201, "A's model")
+    ds = expect(s.req("POST", "/api/v1/datasets?name=d&format=idx", raw=idx_tar(n_train=12),
+                      token=tok_a), 201, "A's dataset")
+
+    def job(token, model, dataset, selectors, compile_=True):
+        body = {"model_id": model, "dataset_id": dataset, "spec": SPEC,
+                "profile": {"devices": selectors, "runs": 3}}
+        if compile_:
+            body["compile"] = {"target": "portable"}
+        return s.req("POST", "/api/v1/jobs", body, token)
+    expect(job(tok_a, om["id"], ds["id"], [{"name": "*"}], compile_=False), 400,
+           "profile without compile", contains="compile")
+    expect(job(tok_a, om["id"], ds["id"], [{"name": 3}]), 400, "a selector value not a string",
+           contains="profile.devices")
+    expect(job(tok_a, om["id"], ds["id"], [{"name": "b-*"}]), 422,
+           "team A's profile on team B's device", contains="profile.devices")
+    expect(job(tok_a, om["id"], ds["id"], [{"board": "z"}]), 422, "a selector nothing matches")
+    one = expect(job(tok_a, om["id"], ds["id"], [{"isa": "avx512"}]), 201, "isa selector")
+    prof = [t for t in one["tasks"] if t["type"] == "profile"]
+    check([t["device_id"] for t in prof] == [ids["s-1"]],
+          "{isa: avx512} for team A is the shared device only: %r" % prof)
+    j = expect(job(tok_a, om["id"], ds["id"], [{"board": "x"}, {"name": "s-?"}]), 201, "two")
+    prof = [t for t in j["tasks"] if t["type"] == "profile"]
+    check(sorted(t["device_id"] for t in prof) == sorted([ids["a-1"], ids["s-1"]]),
+          "labels or name: A's device and the shared one, not B's: %r" % prof)
+    s.req("POST", "/api/v1/jobs/%s/cancel" % one["id"], {}, tok_a)
+    j2 = expect(job(tok_a, om["id"], ds["id"], [{"name": "?-1"}]), 201, "a second job on both")
+
+    # Drive j's chain to its compile with a plain agent of team A.
+    wa = expect(s.req("POST", "/agent/v1/register", {"name": "wa", "capabilities": [
+        "compress", "retrain", "export", "compile", "profile"]}, agent_a), 201, "agent")["worker_id"]
+    outs = {"compress": ("model", "report"), "retrain": ("model", "report"), "export": ("onnx",),
+            "compile": ("code", "compile_report")}
+    for _ in range(8):
+        t = expect(s.req("POST", "/agent/v1/claim", {"worker_id": wa, "capabilities": [
+            "compress", "retrain", "export", "compile", "profile"], "wait_s": 5}, agent_a),
+            200, "agent claims")["task"]
+        check(t["job_id"] in (j["id"], j2["id"]) and t["type"] != "profile", "agent task: %r" % t)
+        done = {}
+        for kind in outs[t["type"]]:
+            done[kind] = expect(s.req("PUT", "/agent/v1/tasks/%s/artifacts/%s?fence=%d" % (
+                t["id"], kind, t["fence"]), raw=(kind + t["id"]).encode(), token=agent_a),
+                201, "upload " + kind)["sha256"]
+        expect(s.req("POST", "/agent/v1/tasks/%s/complete" % t["id"],
+                     {"fence": t["fence"], "outputs": done}, agent_a), 200, "complete")
+    expect(s.req("POST", "/agent/v1/claim", {"worker_id": wa, "capabilities": ["profile"],
+                                             "wait_s": 0}, agent_a), 204,
+           "a plain agent never takes a profile task")
+
+    def claim(reg, token, wait=0):
+        st, doc, _ = s.req("POST", "/agent/v1/claim", {"worker_id": reg["worker_id"],
+                                                        "capabilities": ["profile"],
+                                                        "wait_s": wait}, token)
+        return st, (doc["task"] if st == 200 else doc)
+    st, _ = claim(rb, dev_b)
+    check(st == 204, "team B's device gets nothing of team A's job: %d" % st)
+    # An idle device that keeps polling stays idle past a lease length (2 s):
+    # its empty claims record that it was seen.
+    t_end = time.time() + 3
+    while time.time() < t_end:
+        claim(rb, dev_b, 1)
+    check(devices(ADMIN)["b-1"]["state"] == "idle",
+          "a polling device is not offline: %r" % devices(ADMIN)["b-1"])
+    st, ta = claim(ra, dev_a, 5)
+    check(st == 200 and ta["device_id"] == ids["a-1"] and ta["type"] == "profile"
+          and ta["job_id"] == j["id"]
+          and ta["inputs"]["code"]["sha256"] and ta["inputs"]["dense"]["sha256"] == om["sha256"]
+          and ta["params"]["profile"]["runs"] == 3, "a-1 claims its own task: %r" % (ta,))
+    st, _ = claim(ra, dev_a)
+    check(st == 204, "a device takes one profile task at a time, though j2's is ready (got %d)"
+          % st)
+    st, code = s.req("GET", "/agent/v1/blobs/%s" % ta["inputs"]["code"]["sha256"], token=dev_a)[:2]
+    check(st == 200 and code == b"code" + j["tasks"][3]["id"].encode(),
+          "the device downloads its task's code bundle")
+    check(devices(tok_a)["a-1"]["state"] == "busy", "a-1 is busy")
+    def finish(t):
+        sha = expect(s.req("PUT", "/agent/v1/tasks/%s/artifacts/profile?fence=%d" % (
+            t["id"], t["fence"]), raw=b'{"speedup": 2}', token=dev_s), 201, "upload")["sha256"]
+        expect(s.req("POST", "/agent/v1/tasks/%s/complete" % t["id"], {
+            "fence": t["fence"], "outputs": {"profile": sha}}, dev_s), 200, "s-1 completes")
+    st, tsk = claim(rs, dev_s, 5)
+    check(st == 200 and tsk["device_id"] == ids["s-1"], "s-1 claims its own task: %r" % (tsk,))
+    finish(tsk)
+    check(devices(ADMIN)["s-1"]["tasks_run"] == 1, "s-1 counts its run")
+
+    # a-1 goes silent mid-profile: its lease expires, it reads offline, and
+    # its task moves to the other candidate (s-1 runs its own j2 task first).
+    deadline = time.time() + 20
+    moved, n_own = None, 0
+    while time.time() < deadline and moved is None:
+        st, t = claim(rs, dev_s, 1)
+        if st == 200 and t["id"] == ta["id"]:
+            moved = t
+        elif st == 200:
+            check(t["device_id"] == ids["s-1"], "s-1 gets a task for s-1: %r" % t)
+            n_own += 1
+            finish(t)
+    check(moved is not None and moved["id"] == ta["id"] and moved["device_id"] == ids["s-1"],
+          "a-1's task is re-leased to s-1 once a-1 is offline: %r" % (moved,))
+    check(devices(tok_a)["a-1"]["state"] == "offline", "a-1 reads offline")
+    jv = expect(s.req("GET", "/api/v1/jobs/%s" % j["id"], token=tok_a), 200, "job")
+    moved_row = [t for t in jv["tasks"] if t["id"] == ta["id"]][0]
+    check(moved_row["device_id"] == ids["s-1"] and moved_row["errors"][0]["kind"] == "lease_expired",
+          "the job shows the move: %r" % moved_row)
+
+    # drain and remove: a team its own devices, the admin any.
+    expect(s.req("POST", "/api/v1/devices/%s/drain" % ids["a-1"], {}, tok_b), 404,
+           "team B drains A's device")
+    expect(s.req("POST", "/api/v1/devices/%s/drain" % ids["s-1"], {}, tok_a), 404,
+           "team A drains the shared device")
+    expect(s.req("POST", "/api/v1/devices/%s/drain" % ids["a-1"], {}, tok_a), 200, "A drains a-1")
+    check(devices(ADMIN)["a-1"]["draining"] is True, "a-1 draining")
+    expect(s.req("POST", "/api/v1/devices/%s/undrain" % ids["a-1"], {}, tok_a), 200, "undrain")
+    expect(s.req("DELETE", "/api/v1/devices/%s" % ids["b-1"], token=tok_a), 404,
+           "team A removes B's device")
+    expect(s.req("DELETE", "/api/v1/devices/%s" % ids["a-1"], token=tok_a), 200, "A removes a-1")
+    check("a-1" not in devices(ADMIN), "a removed device is not listed")
+    st, doc = claim(ra, dev_a)
+    check(st == 403, "a removed device's worker is refused: %d %r" % (st, doc))
+    ok("devices: device scope refused on team/admin routes and a team token on agent routes; "
+       "selectors by label, isa and name (422 when none of the team's match); one profile task "
+       "per device, one at a time, never another team's; offline and re-lease; drain, remove")
+    stop_clean(s)
+
+
 def check_sse_ids(tmp):
     """SSE ids count the job's own events, not the server's."""
     s, team_a, tok_a, team_b, tok_b = scoped_server(tmp, "sse-ids")
@@ -1791,7 +1993,8 @@ def main():
     check(s.proc.returncode == 0, "shutdown with local workers")
     ok("--local-workers: %d starts of 2 exiting workers (restart with backoff), agent token in the "
        "environment, clean stop" % len(starts))
-    for name in ("token_list", "token_revoke", "token_expiry", "token_cli", "metrics_scope", "workers_scope",
+    for name in ("devices", "token_list", "token_revoke", "token_expiry", "token_cli", "metrics_scope",
+                 "workers_scope",
                  "sse_ids", "admin_env", "local_worker_token", "local_worker_lifetime",
                  "worker_token_refused"):
         globals()["check_" + name](tmp)

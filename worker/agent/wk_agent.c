@@ -114,11 +114,20 @@ static enum dp_err wk_agent_task_post(struct wk_agent *a, const char *task_id, c
 }
 
 enum dp_err wk_agent_register(struct wk_agent *a, const char *name, json_t *capabilities,
-                              struct dp_errinfo *ei)
+                              json_t *device, json_t *labels, struct dp_errinfo *ei)
 {
     json_t *ans = NULL;
-    json_t *body = json_pack("{s:s, s:s, s:O, s:{}}", "name", name, "version", "1", "capabilities",
-                             capabilities, "device");
+    json_t *body =
+        json_pack("{s:s, s:s, s:O}", "name", name, "version", "1", "capabilities", capabilities);
+    if (body != NULL &&
+        json_object_set_new(body, "device", device ? json_incref(device) : json_object()) != 0) {
+        json_decref(body);
+        body = NULL;
+    }
+    if (body != NULL && labels != NULL && json_object_set(body, "labels", labels) != 0) {
+        json_decref(body);
+        body = NULL;
+    }
     enum dp_err err = wk_agent_call(a, "POST", "/agent/v1/register", body, &ans, NULL, ei);
     if (err)
         return err;

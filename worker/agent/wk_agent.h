@@ -37,9 +37,11 @@ struct wk_agent {
 enum dp_err wk_agent_init(struct wk_agent *a, const char *server_url, const char *token);
 void wk_agent_free(struct wk_agent *a);
 
-/* POST /agent/v1/register; capabilities is borrowed. Fills worker_id, heartbeat_s, lease_s. */
+/* POST /agent/v1/register; capabilities, device (the self-description,
+ * NULL: {}) and labels (a device's, NULL: none) are borrowed. Fills
+ * worker_id, heartbeat_s, lease_s. */
 enum dp_err wk_agent_register(struct wk_agent *a, const char *name, json_t *capabilities,
-                              struct dp_errinfo *ei);
+                              json_t *device, json_t *labels, struct dp_errinfo *ei);
 
 /*
  * POST /agent/v1/claim, waiting up to wait_s seconds. *task is the leased

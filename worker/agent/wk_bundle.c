@@ -3,6 +3,8 @@
  * own Makefile and bench run as child processes, exactly as a user runs
  * them from the code artifact, so the report measures what the user gets.
  */
+/* wait4 (the child's own rusage, for bench's peak RSS) is BSD, not POSIX. */
+#define _DEFAULT_SOURCE
 #include "worker/agent/wk_bundle.h"
 
 #include <dirent.h>
@@ -12,6 +14,7 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,11 +53,17 @@ static void wk_bundle_log_tail(const char *path, char *buf, size_t cap)
 /*
  * Runs argv (argv[0] looked up in PATH when it has no slash) with stdout
  * to out_path (or the log when NULL) and stderr appended to log_path, and
- * waits. *status gets its exit status (-1 when a signal ended it).
+ * waits, at most timeout_s seconds when it is positive (then the child is
+ * killed and the answer is DP_EFORMAT saying so: a hang is a failure, not a
+ * wait). *status gets its exit status (-1 when a signal ended it), and
+ * *maxrss_kb (may be NULL) the child's peak resident set in KiB.
  */
 static enum dp_err wk_bundle_spawn(char *const argv[], const char *out_path, const char *log_path,
-                                   const struct wk_hooks *h, int *status, struct dp_errinfo *ei)
+                                   int timeout_s, const struct wk_hooks *h, int *status,
+                                   long *maxrss_kb, struct dp_errinfo *ei)
 {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     posix_spawn_file_actions_t fa;
     pid_t pid;
     if (posix_spawn_file_actions_init(&fa) != 0)
@@ -75,14 +84,28 @@ static enum dp_err wk_bundle_spawn(char *const argv[], const char *out_path, con
         return dp_errinfo_set(ei, DP_EIO, "cannot run %s: %s", argv[0], strerror(rc));
     int stopped = 0, ws = 0;
     for (;;) {
-        pid_t w = waitpid(pid, &ws, WNOHANG);
-        if (w == pid)
+        struct rusage ru;
+        memset(&ru, 0, sizeof(ru));
+        pid_t w = wait4(pid, &ws, WNOHANG, &ru);
+        if (w == pid) {
+            if (maxrss_kb != NULL)
+                *maxrss_kb = ru.ru_maxrss; /* Linux: KiB */
             break;
+        }
         if (w < 0 && errno != EINTR)
             return dp_errinfo_set(ei, DP_EIO, "waitpid(%s): %s", argv[0], strerror(errno));
         if (!stopped && h != NULL && h->stop != NULL && h->stop(h->ctx)) {
             kill(pid, SIGTERM); /* make passes it on to the compiler it runs */
             stopped = 1;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (timeout_s > 0 && now.tv_sec - t0.tv_sec >= timeout_s) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+                ;
+            return dp_errinfo_set(ei, DP_EFORMAT, "%s did not finish within %d s (killed)", argv[0],
+                                  timeout_s);
         }
         struct timespec ts = {0, WK_BUNDLE_POLL_MS * 1000000L};
         nanosleep(&ts, NULL);
@@ -94,9 +117,12 @@ static enum dp_err wk_bundle_spawn(char *const argv[], const char *out_path, con
 }
 
 enum dp_err wk_bundle_bench(const char *dir, const char *log_path, long threads, int runs,
-                            const struct wk_hooks *h, json_t **out, struct dp_errinfo *ei)
+                            int warmup, int timeout_s, const struct wk_hooks *h, json_t **out,
+                            struct dp_errinfo *ei)
 {
-    char bench[4096], out_path[4096], s_runs[24], s_threads[24], tail[WK_BUNDLE_LOG_TAIL + 1];
+    char bench[4096], out_path[4096], s_runs[24], s_threads[24], s_warmup[24];
+    char tail[WK_BUNDLE_LOG_TAIL + 1];
+    long maxrss_kb = 0;
     unsigned char *text = NULL;
     size_t len = 0;
     int status = 0;
@@ -107,17 +133,20 @@ enum dp_err wk_bundle_bench(const char *dir, const char *log_path, long threads,
         return dp_errinfo_set(ei, DP_EINVAL, "bundle path too long: %s", dir);
     snprintf(s_runs, sizeof(s_runs), "%d", runs);
     snprintf(s_threads, sizeof(s_threads), "%ld", threads);
+    snprintf(s_warmup, sizeof(s_warmup), "%d", warmup < 0 ? runs : warmup);
 
     char *make_argv[] = {"make", "-s", "-C", (char *)dir, NULL};
-    enum dp_err err = wk_bundle_spawn(make_argv, NULL, log_path, h, &status, ei);
+    enum dp_err err = wk_bundle_spawn(make_argv, NULL, log_path, timeout_s, h, &status, NULL, ei);
     if (!err && status != 0) {
         wk_bundle_log_tail(log_path, tail, sizeof(tail));
         return dp_errinfo_set(ei, DP_EFORMAT, "the bundle does not build (make exit %d): %s",
                               status, tail);
     }
-    char *bench_argv[] = {bench, "--runs", s_runs, "--threads", s_threads, NULL};
+    char *bench_argv[] = {bench,    "--runs",    s_runs,    "--warmup",
+                          s_warmup, "--threads", s_threads, NULL};
     if (!err)
-        err = wk_bundle_spawn(bench_argv, out_path, log_path, h, &status, ei);
+        err =
+            wk_bundle_spawn(bench_argv, out_path, log_path, timeout_s, h, &status, &maxrss_kb, ei);
     if (err)
         return err;
     if (status != 0) {
@@ -144,6 +173,11 @@ enum dp_err wk_bundle_bench(const char *dir, const char *log_path, long threads,
         json_decref(*out);
         *out = NULL;
         return dp_errinfo_set(ei, DP_EFORMAT, "bench printed no JSON object: %s", je.text);
+    }
+    if (json_object_set_new(*out, "peak_rss_kb", json_integer(maxrss_kb)) != 0) {
+        json_decref(*out);
+        *out = NULL;
+        return dp_errinfo_set(ei, DP_ENOMEM, "out of memory reading bench's output");
     }
     return DP_OK;
 }

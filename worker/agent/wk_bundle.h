@@ -21,15 +21,19 @@
 #define WK_BUNDLE_MAX_BYTES ((uint64_t)4 << 30)
 
 /*
- * Runs `make -C dir` and then `dir/bench --runs runs --threads threads`,
- * with their output in log_path, and returns bench's JSON line in *out
- * (the caller owns it). bench exits 1 when the bundle's outputs differ from
+ * Runs `make -C dir` and then `dir/bench --runs runs --warmup warmup
+ * --threads threads` (warmup < 0: as many as runs), each within timeout_s
+ * seconds when positive (else DP_EFORMAT saying which timed out), with
+ * their output in log_path, and returns bench's JSON line plus
+ * "peak_rss_kb" (bench's peak resident set) in *out (the caller owns it).
+ * bench exits 1 when the bundle's outputs differ from
  * the engine's reference: that is DP_EFORMAT here, with the tail of the
  * log in ei. h may be NULL; its stop() ends the running child (SIGTERM)
  * with DP_EINTERRUPTED. Any thread (it forks children and waits for them).
  */
 enum dp_err wk_bundle_bench(const char *dir, const char *log_path, long threads, int runs,
-                            const struct wk_hooks *h, json_t **out, struct dp_errinfo *ei);
+                            int warmup, int timeout_s, const struct wk_hooks *h, json_t **out,
+                            struct dp_errinfo *ei);
 
 /*
  * The regular files of the bundle directory dir as [{"name","bytes"}] in

@@ -14,6 +14,7 @@
 #include "common/alloc.h"
 #include "common/tar_write.h"
 #include "worker/agent/wk_bundle.h"
+#include "worker/agent/wk_profile.h"
 #include "worker/cmd/wk_cmd.h"
 
 typedef enum dp_err (*wk_engine_bind_fn)(struct wk_engine_job *j, const json_t *params,
@@ -285,8 +286,8 @@ static enum dp_err wk_run_compile(const struct wk_engine_job *j, const struct wk
     if (!err && stat(j->code_out, &st) != 0)
         err = dp_errinfo_set(ei, DP_EIO, "cannot stat %s", j->code_out);
     if (!err)
-        err =
-            wk_bundle_bench(c->out, j->build_log, c->threads, WK_BUNDLE_BENCH_RUNS, h, &bench, ei);
+        err = wk_bundle_bench(c->out, j->build_log, c->threads, WK_BUNDLE_BENCH_RUNS, -1, 0, h,
+                              &bench, ei);
     if (!err) {
         report = wk_bundle_report(files, bench, c->target, c->threads, WK_BUNDLE_BENCH_RUNS,
                                   (long long)st.st_size);
@@ -321,6 +322,7 @@ static const struct wk_engine_cmd wk_engine_cmds[] = {
     {DP_TASK_RETRAIN, "compress", 1, wk_bind_retrain, wk_run_compress},
     {DP_TASK_EXPORT, "export", 0, wk_bind_export, wk_run_export},
     {DP_TASK_COMPILE, "compile", 0, wk_bind_compile, wk_run_compile},
+    {DP_TASK_PROFILE, "profile", 0, wk_profile_bind, wk_profile_run},
 };
 
 #define WK_ENGINE_N_CMDS (sizeof(wk_engine_cmds) / sizeof(wk_engine_cmds[0]))

@@ -33,7 +33,11 @@ struct wk_task_files {
     const char *out_onnx;    /* export */
     const char *out_code;    /* compile: the bundle as a tar (the code artifact) */
     const char *out_compile_report; /* compile: the compile report (JSON) */
-    const char *work_dir;           /* compile: scratch directory for the bundle, its build */
+    const char *work_dir;           /* compile, profile: scratch directory for bundles, builds */
+    const char *code_in;            /* profile: the compile task's code.tar */
+    const char *dense_model;        /* profile: the dense model, compiled on the device */
+    const char *out_profile;        /* profile: the profile result (JSON) */
+    const char *device_id;          /* profile: the device the task targets (the server's id) */
     const char *checkpoint;         /* whole-state checkpoint written every epoch */
     int resume;                     /* the checkpoint holds an earlier attempt's state */
 };
@@ -42,6 +46,7 @@ struct wk_task_files {
 struct wk_run_opts {
     long threads;
     long limit_train, limit_test; /* small-data runs (tests, demo) */
+    const char *device_name;      /* serve --profile: this device's name, else NULL */
 };
 
 /* One task's engine run: the options of the command that runs it. */
@@ -56,8 +61,14 @@ struct wk_engine_job {
     const char *creport_out; /* compile: where the compile report goes */
     char bundle_dir[1200];   /* compile: the compiler's output directory */
     char build_log[1200];    /* compile: make's and bench's output */
-    struct dp_spec *spec;    /* compress, retrain: parsed params.spec; owned */
-    json_t *prev_report;     /* retrain, export: the previous report; owned */
+    /* profile: params.profile and params.compile.target, and where things go */
+    long prof_runs, prof_warmup, prof_timeout_s, prof_threads[8];
+    int prof_n_threads;
+    const char *prof_target;
+    const char *prof_code_in, *prof_dense, *prof_out, *prof_work, *prof_device_id;
+    const char *prof_device_name;
+    struct dp_spec *spec; /* compress, retrain: parsed params.spec; owned */
+    json_t *prev_report;  /* retrain, export: the previous report; owned */
 };
 
 /* Whether this build runs task type t. Any thread. */

@@ -46,6 +46,7 @@
 #include "common/task_type.h"
 #include "worker/agent/wk_agent.h"
 #include "worker/agent/wk_cache.h"
+#include "worker/agent/wk_device.h"
 #include "worker/agent/wk_engine.h"
 #include "worker/agent/wk_task.h"
 #include "worker/cmd/wk_flags.h"
@@ -63,7 +64,8 @@ static void wk_serve_on_signal(int sig)
 struct wk_serve_opts {
     const char *server, *cache_dir, *capabilities, *name, *datasets_dir;
     const char *ca; /* PEM CA file for an https server (env DNNPRESS_CA) */
-    long cache_mb, threads, limit_train, limit_test, wait_s, parent_fd;
+    const char *device_name, *device_labels;
+    long cache_mb, threads, limit_train, limit_test, wait_s, parent_fd, profile;
 };
 
 #define WK_OFF(f) offsetof(struct wk_serve_opts, f)
@@ -99,6 +101,13 @@ static const struct wk_flag wk_serve_flags[] = {
     {"datasets-dir", WK_STR, WK_OFF(datasets_dir), 0, 0, "/usr/share/datasets", 0,
      "where built-in datasets are installed"},
     {"wait-s", WK_INT, WK_OFF(wait_s), 1, 30, "5", 0, "long-poll wait per claim"},
+    {"profile", WK_BOOL, WK_OFF(profile), 0, 1, NULL, 0,
+     "run as a profiling device (device token): register --device-name with a detected "
+     "description and take only the profile tasks that target it"},
+    {"device-name", WK_STR, WK_OFF(device_name), 0, 0, NULL, 0,
+     "with --profile: the device's name (selectors match it: {\"name\": \"pi5-*\"})"},
+    {"device-labels", WK_STR, WK_OFF(device_labels), 0, 0, NULL, 0,
+     "with --profile: k=v,k=v labels selectors match ({\"board\": \"pi5\"})"},
     {"parent-fd", WK_INT, WK_OFF(parent_fd), 3, 1048576, NULL, 0,
      "a pipe whose write end the starting process holds: at its end of file (that process "
      "died) stop the task and exit (dnnpress-server --local-workers passes it)"},
@@ -114,7 +123,11 @@ static void wk_serve_help(FILE *f)
                "time; SIGTERM stops the current task at its next step, uploads its checkpoint\n"
                "and releases it. It exits when the server refuses its token (revoked, expired)\n"
                "and, with --parent-fd, when the process that started it dies. Each worker\n"
-               "needs a --cache-dir of its own (locked while it runs).\n\noptions:\n");
+               "needs a --cache-dir of its own (locked while it runs).\n\n"
+               "With --profile and a device token (scope \"device\") it is a profiling device:\n"
+               "it registers --device-name with its labels and what it detects of itself, and\n"
+               "runs only the profile tasks that target it (docs/api.md, \"Devices\").\n\n"
+               "options:\n");
     wk_flags_help(f, wk_serve_flags, WK_N_FLAGS);
 }
 
@@ -252,7 +265,8 @@ int wk_serve_main(int argc, char **argv)
     }
     if (token == NULL || *token == '\0') {
         fprintf(stderr, "serve: set DNNPRESS_TOKEN to an agent token (POST /api/v1/tokens "
-                        "with scope \"agent\")\n");
+                        "with scope \"agent\"), or a device token (scope \"device\") with "
+                        "--profile\n");
         return 2;
     }
     o.limit_train = wk_env_long("DNNPRESS_LIMIT_TRAIN", o.limit_train);
@@ -263,9 +277,34 @@ int wk_serve_main(int argc, char **argv)
             snprintf(host, sizeof(host), "worker");
         o.name = host;
     }
-    json_t *caps = wk_caps_parse(o.capabilities);
-    if (caps == NULL)
+    json_t *description = NULL, *labels = NULL;
+    if (o.profile) {
+        struct dp_errinfo lei = {DP_OK, ""};
+        if (o.device_name == NULL) {
+            fprintf(stderr, "serve: --profile needs --device-name NAME\n");
+            return 2;
+        }
+        if (wk_device_labels_parse(o.device_labels, &labels, &lei) != DP_OK) {
+            fprintf(stderr, "serve: %s\n", dp_errinfo_msg(&lei, DP_EINVAL));
+            return 2;
+        }
+        if (wk_device_describe(&description) != DP_OK) {
+            json_decref(labels);
+            fprintf(stderr, "serve: out of memory\n");
+            return 2;
+        }
+        o.name = o.device_name;
+        o.capabilities = "profile";
+    } else if (o.device_name != NULL || o.device_labels != NULL) {
+        fprintf(stderr, "serve: --device-name and --device-labels go with --profile\n");
         return 2;
+    }
+    json_t *caps = wk_caps_parse(o.capabilities);
+    if (caps == NULL) {
+        json_decref(description);
+        json_decref(labels);
+        return 2;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -298,15 +337,25 @@ int wk_serve_main(int argc, char **argv)
         goto out;
     }
     struct wk_task_env env = {
-        &agent,         &cache,         {o.threads, o.limit_train, o.limit_test},
+        &agent,         &cache,         {o.threads, o.limit_train, o.limit_test, NULL},
         o.datasets_dir, &wk_serve_term, &wk_serve_server_gone};
+    env.run.device_name = o.profile ? o.device_name : NULL;
     unsigned backoff = WK_SERVE_BACKOFF_FIRST_S;
     while (!wk_serve_term) {
         if (!registered) {
-            err = wk_agent_register(&agent, o.name, caps, &ei);
+            err = wk_agent_register(&agent, o.name, caps, description, labels, &ei);
             if (err) {
                 if (err == DP_EPERM) {
                     wk_serve_refused(&ei);
+                    goto out;
+                }
+                /* A request the server refuses as such (a device token
+                 * without --profile, --profile with an agent token, a bad
+                 * label, a device name another token holds) is refused the
+                 * same way next time: say so and stop. */
+                if (err == DP_EINVAL || err == DP_EEXIST || err == DP_ETOOBIG) {
+                    DP_LOG(DP_LOG_ERROR, "register refused: %s; exiting", ei.msg);
+                    status = 2;
                     goto out;
                 }
                 DP_LOG(DP_LOG_WARN, "register: %s (retrying in %us)", ei.msg, backoff);
@@ -358,5 +407,7 @@ out:
     wk_cache_close(&cache);
     wk_agent_free(&agent);
     json_decref(caps);
+    json_decref(description);
+    json_decref(labels);
     return status;
 }

@@ -70,6 +70,7 @@ enum wk_stop { WK_STOP_NONE = 0, WK_STOP_CANCEL, WK_STOP_LOST, WK_STOP_TERM };
 struct wk_task {
     const struct wk_task_env *env;
     const char *id, *type, *job_id;
+    const char *device_id; /* profile: the device the server leased it to */
     enum dp_task_type ttype;
     json_int_t fence, attempt;
     const json_t *params, *inputs;
@@ -79,6 +80,7 @@ struct wk_task {
     char p_model[WK_PATH_MAX], p_prev[WK_PATH_MAX];
     char p_out[WK_PATH_MAX], p_report[WK_PATH_MAX], p_onnx[WK_PATH_MAX], p_ckpt[WK_PATH_MAX];
     char p_code[WK_PATH_MAX], p_creport[WK_PATH_MAX];
+    char p_code_in[WK_PATH_MAX], p_dense[WK_PATH_MAX], p_profile[WK_PATH_MAX];
     struct wk_task_files files;
     struct wk_engine_job job; /* the command's options; read by the engine thread */
 
@@ -231,6 +233,32 @@ static enum dp_err wk_task_dataset(struct wk_task *t, struct dp_errinfo *ei)
     return err;
 }
 
+/* A profile task's inputs: the compile task's bundle and the dense model
+ * (docs/api.md, "Devices"), each sha256-checked by wk_task_input. */
+static enum dp_err wk_task_profile_inputs(struct wk_task *t, struct dp_errinfo *ei)
+{
+    const json_t *code = json_object_get(t->inputs, "code");
+    const json_t *dense = json_object_get(t->inputs, "dense");
+    const char *fmt = json_string_value(json_object_get(dense, "format"));
+    int onnx = fmt != NULL && strcmp(fmt, "onnx") == 0;
+    if (!json_is_object(code) || !json_is_object(dense) || json_object_get(dense, "sha256") == NULL)
+        return dp_errinfo_set(ei, DP_EINVAL, "inputs: a profile task needs code and dense files");
+    if (wk_path(t->p_code_in, t->dir, "code-in.tar") != 0 ||
+        wk_path(t->p_dense, t->dir, onnx ? "dense.onnx" : "dense.safetensors") != 0 ||
+        wk_path(t->p_profile, t->dir, "profile.json") != 0)
+        return dp_errinfo_set(ei, DP_EINVAL, "task directory path too long");
+    enum dp_err err = wk_task_input(t, "code", code, t->p_code_in, ei);
+    if (!err)
+        err = wk_task_input(t, "dense", dense, t->p_dense, ei);
+    if (err)
+        return err;
+    t->files.code_in = t->p_code_in;
+    t->files.dense_model = t->p_dense;
+    t->files.out_profile = t->p_profile;
+    t->files.device_id = t->device_id;
+    return DP_OK;
+}
+
 /* Phase 1. Returns DP_EIO for failures worth another attempt (the network). */
 static enum dp_err wk_task_prepare(struct wk_task *t, struct dp_errinfo *ei)
 {
@@ -300,6 +328,11 @@ static enum dp_err wk_task_prepare(struct wk_task *t, struct dp_errinfo *ei)
     t->files.out_code = t->p_code;
     t->files.out_compile_report = t->p_creport;
     t->files.work_dir = t->dir; /* wk_rmtree's two levels cover DIR/bundle/ */
+    if (t->ttype == DP_TASK_PROFILE) {
+        err = wk_task_profile_inputs(t, ei);
+        if (err)
+            return err;
+    }
 
     return wk_engine_bind(&t->job, t->ttype, t->params, &t->files, &env->run, ei);
 }
@@ -687,6 +720,8 @@ static const char *wk_task_output_path(const struct wk_task *t, enum dp_task_out
             return t->p_code;
         case DP_TASK_OUT_COMPILE_REPORT:
             return t->p_creport;
+        case DP_TASK_OUT_PROFILE:
+            return t->p_profile;
         case DP_TASK_OUT__COUNT:
             break;
     }
@@ -805,6 +840,7 @@ enum wk_task_outcome wk_task_run(const struct wk_task_env *env, json_t *task)
     t->job_id = json_string_value(json_object_get(task, "job_id"));
     t->params = json_object_get(task, "params");
     t->inputs = json_object_get(task, "inputs");
+    t->device_id = json_string_value(json_object_get(task, "device_id"));
     json_t *fence = json_object_get(task, "fence"), *attempt = json_object_get(task, "attempt");
     t->queue = json_array();
     t->outbox = json_array();

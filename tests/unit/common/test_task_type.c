@@ -49,7 +49,7 @@ Test(task_type, outputs_per_type)
         {DP_TASK_RETRAIN, DP_TASK_OUTS_MODEL | DP_TASK_OUTS_REPORT},
         {DP_TASK_EXPORT, DP_TASK_OUTS_ONNX},
         {DP_TASK_COMPILE, DP_TASK_OUTS_CODE | DP_TASK_OUTS_COMPILE_REPORT},
-        {DP_TASK_PROFILE, 0},
+        {DP_TASK_PROFILE, DP_TASK_OUTS_PROFILE},
     };
     cr_assert_eq(sizeof(want) / sizeof(want[0]), DP_TASK__COUNT, "a task type without a row here");
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)

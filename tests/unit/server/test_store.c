@@ -158,7 +158,7 @@ static char *worker_new(void)
 
 Test(srv_store, migrations_record_the_schema_version)
 {
-    cr_assert_eq(srv_store_schema_version(st), 4);
+    cr_assert_eq(srv_store_schema_version(st), 5);
     cr_assert_eq(srv_store_integrity_check(st, NULL), DP_OK);
     /* Reopening applies nothing and keeps the data. */
     srv_store_close(st);
@@ -197,13 +197,16 @@ static const char *const rows_sql =
     " || '#' || (SELECT seq FROM sqlite_sequence WHERE name = 'tasks')";
 
 /*
- * The version 4 migration rebuilds tasks to widen its type CHECK: on a
- * version 3 database with rows (tasks depending on tasks, a lease, a
- * checkpoint, errors and artifacts referencing them), every row and the
- * AUTOINCREMENT counter survive, the indexes and foreign keys are there
- * again, compile is accepted and an unknown type still refused.
+ * The version 4 migration rebuilds tasks to widen its type CHECK, and
+ * version 5 rebuilds tasks (profile, device_id) and tokens (the device
+ * scope) again: on a version 3 database with rows (tasks depending on
+ * tasks, a lease, a checkpoint, errors and artifacts referencing them, a
+ * token), every row and the AUTOINCREMENT counter survive, the indexes and
+ * foreign keys are there again, compile is accepted, profile only with the
+ * device it targets, a device token with or without a team, and an
+ * unknown type or scope is still refused.
  */
-Test(srv_store, a_version_3_database_migrates_to_4_keeping_its_rows)
+Test(srv_store, a_version_3_database_migrates_to_5_keeping_its_rows)
 {
     srv_store_close(st);
     st = NULL;
@@ -234,6 +237,8 @@ Test(srv_store, a_version_3_database_migrates_to_4_keeping_its_rows)
     const char *fill =
         "PRAGMA user_version = 3;"
         "INSERT INTO teams (id, name, created_at) VALUES ('team_1', 't', 1);"
+        "INSERT INTO tokens (id, team_id, scope, name, hash, created_at, origin) VALUES "
+        " ('tok_1', 'team_1', 'team', 'k', 'h1', 1, 'api');"
         "INSERT INTO blobs (sha256, size, created_at) VALUES ('ck', 3, 1), ('m1', 3, 1);"
         "INSERT INTO jobs (id, team_id, name, state, model_id, dataset_id, priority, "
         " max_attempts, params, created_at) VALUES ('job_1', 'team_1', 'j', 'running', 'mdl_1',"
@@ -264,7 +269,7 @@ Test(srv_store, a_version_3_database_migrates_to_4_keeping_its_rows)
     sqlite3_close(raw);
 
     open_store(60000);
-    cr_assert_eq(srv_store_schema_version(st), 4);
+    cr_assert_eq(srv_store_schema_version(st), 5);
     cr_assert_eq(srv_store_integrity_check(st, NULL), DP_OK);
 
     cr_assert_eq(sqlite3_open(db, &raw), SQLITE_OK);
@@ -273,7 +278,9 @@ Test(srv_store, a_version_3_database_migrates_to_4_keeping_its_rows)
     cr_assert_str_eq(raw_text(raw, "SELECT group_concat(name, ',') FROM (SELECT name FROM "
                                    "sqlite_master WHERE type = 'index' AND tbl_name = 'tasks' "
                                    "AND sql IS NOT NULL ORDER BY name)"),
-                     "tasks_job,tasks_lease,tasks_ready");
+                     "tasks_device,tasks_job,tasks_lease,tasks_ready");
+    cr_assert_str_eq(raw_text(raw, "SELECT id || scope || team_id || hash || origin FROM tokens"),
+                     "tok_1teamteam_1h1api");
     cr_assert_str_eq(raw_text(raw, "SELECT group_concat(\"table\" || '.' || \"to\", ',') FROM "
                                    "(SELECT * FROM pragma_foreign_key_list('tasks') ORDER BY "
                                    "\"table\")"),
@@ -295,6 +302,29 @@ Test(srv_store, a_version_3_database_migrates_to_4_keeping_its_rows)
                               "INSERT INTO tasks (id, job_id, type, state, priority, "
                               "max_attempts, created_at) VALUES ('tsk_f', 'job_1', 'profile', "
                               "'queued', 5, 3, 1)",
+                              NULL, NULL, NULL),
+                 SQLITE_CONSTRAINT);
+    cr_assert_eq(sqlite3_exec(raw,
+                              "INSERT INTO tasks (id, job_id, type, state, priority, "
+                              "max_attempts, created_at, device_id) VALUES ('tsk_g', 'job_1', "
+                              "'profile', 'queued', 5, 3, 1, 'dev_1')",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(raw));
+    cr_assert_eq(sqlite3_exec(raw,
+                              "INSERT INTO tasks (id, job_id, type, state, priority, "
+                              "max_attempts, created_at) VALUES ('tsk_h', 'job_1', 'deploy', "
+                              "'queued', 5, 3, 1)",
+                              NULL, NULL, NULL),
+                 SQLITE_CONSTRAINT);
+    cr_assert_eq(sqlite3_exec(raw,
+                              "INSERT INTO tokens (id, team_id, scope, name, hash, created_at) "
+                              "VALUES ('tok_2', NULL, 'device', 'd', 'h2', 1), "
+                              "('tok_3', 'team_1', 'device', 'd', 'h3', 1)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(raw));
+    cr_assert_eq(sqlite3_exec(raw,
+                              "INSERT INTO tokens (id, team_id, scope, name, hash, created_at) "
+                              "VALUES ('tok_4', NULL, 'robot', 'd', 'h4', 1)",
                               NULL, NULL, NULL),
                  SQLITE_CONSTRAINT);
     cr_assert_eq(sqlite3_exec(raw,

@@ -39,7 +39,7 @@ Test(wk_engine, train_options_from_the_task)
                               .data = "idx:/d",
                               .out_model = "T/out.safetensors",
                               .checkpoint = "T/state.safetensors"};
-    struct wk_run_opts o = {2, 4096, 1000};
+    struct wk_run_opts o = {2, 4096, 1000, NULL};
     json_t *params = params_of("{\"pretrain\": {\"epochs\": 3, \"lr\": 0.05, \"batch\": 128, "
                                "\"augment\": true, \"nesterov\": false, \"optim\": \"adam\"}, "
                                "\"seed\": 7}");
@@ -100,7 +100,7 @@ Test(wk_engine, compress_retrain_and_export_options)
         .checkpoint = "T/state.safetensors",
         .resume = 1,
     };
-    struct wk_run_opts o = {2, 4096, 1000};
+    struct wk_run_opts o = {2, 4096, 1000, NULL};
     json_t *params = params_of("{\"spec\": " SPEC "}");
     static const enum dp_task_type types[] = {DP_TASK_COMPRESS, DP_TASK_RETRAIN};
     for (size_t i = 0; i < 2; i++) {
@@ -158,7 +158,7 @@ Test(wk_engine, errors_name_the_parameter)
                               .checkpoint = "c",
                               .model = "m",
                               .out_onnx = "x"};
-    struct wk_run_opts o = {0, 0, 0};
+    struct wk_run_opts o = {0, 0, 0, NULL};
     static const struct {
         enum dp_task_type type;
         const char *params, *needle;
@@ -178,7 +178,7 @@ Test(wk_engine, errors_name_the_parameter)
         {DP_TASK_TRAIN, "{\"seed\": -1}", "params.seed: must be an integer in [0, "},
         {DP_TASK_EXPORT, "{\"export\": {\"format\": \"tflite\"}}", "params.export.format"},
         {DP_TASK_EXPORT, "{\"export\": {\"qdq\": 1}}", "params.export.qdq"},
-        {DP_TASK_PROFILE, "{}", "type: 'profile'"},
+        {DP_TASK_PROFILE, "{}", "params.profile: missing or not an object"},
         {DP_TASK_COMPRESS, "{}", "params.spec: missing or not an object"},
         {DP_TASK_COMPRESS, "{\"spec\": {\"admm\": {\"iterz\": 1}}}", "params.spec: "},
         {DP_TASK_RETRAIN, "{\"spec\": " SPEC "}", "internal: no local file for the previous"},
@@ -206,10 +206,11 @@ Test(wk_engine, capabilities_come_from_one_table)
     cr_assert_not(wk_engine_needs_data(DP_TASK_EXPORT));
     cr_assert(wk_engine_supports(DP_TASK_COMPILE));
     cr_assert_not(wk_engine_needs_data(DP_TASK_COMPILE));
-    cr_assert_not(wk_engine_supports(DP_TASK_PROFILE));
+    cr_assert(wk_engine_supports(DP_TASK_PROFILE));
+    cr_assert_not(wk_engine_needs_data(DP_TASK_PROFILE));
     char list[128];
     wk_engine_list(list, sizeof(list));
-    cr_assert_str_eq(list, "train, compress, retrain, export, compile");
+    cr_assert_str_eq(list, "train, compress, retrain, export, compile, profile");
 }
 
 /* compile: target from params.compile, the worker's threads, the bundle in
@@ -220,7 +221,7 @@ Test(wk_engine, compile_options_from_the_task)
                               .out_code = "T/code.tar",
                               .out_compile_report = "T/compile-report.json",
                               .work_dir = "T"};
-    struct wk_run_opts o = {3, 0, 0};
+    struct wk_run_opts o = {3, 0, 0, NULL};
     json_t *params = params_of("{\"compile\": {\"target\": \"portable\", \"tune_s\": 0}}");
     struct wk_engine_job j;
     struct dp_errinfo ei = {DP_OK, ""};
@@ -272,7 +273,7 @@ Test(wk_engine, allocation_failures_are_clean)
                               .out_report = "r",
                               .checkpoint = "c",
                               .resume = 1};
-    struct wk_run_opts o = {2, 100, 100};
+    struct wk_run_opts o = {2, 100, 100, NULL};
     json_t *params = params_of("{\"spec\": " SPEC "}");
     long n;
     int n_fail = 0;
