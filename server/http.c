@@ -654,9 +654,11 @@ static enum MHD_Result authorize(struct srv_http *h, struct MHD_Connection *conn
                                : r->route->auth & SRV_AUTH_AGENT ? "an agent"
                                                                  : "an admin");
     /* Rates per token, after authentication: an unknown token costs a
-     * lookup, not a bucket. Workers get ten times a team's rate. */
+     * lookup, not a bucket. Workers and devices get ten times a team's rate. */
     unsigned retry_s = 0;
-    int mult = r->who.scope == SRV_SCOPE_ADMIN ? 0 : r->who.scope == SRV_SCOPE_AGENT ? 10 : 1;
+    int mult = r->who.scope == SRV_SCOPE_ADMIN  ? 0
+               : r->who.scope == SRV_SCOPE_TEAM ? 1
+                                                : 10; /* agents and devices */
     if (!srv_ratelimit_take(h->rl, r->who.token_id, mult, srv_mono_ms(), &retry_s)) {
         char msg[160];
         snprintf(msg, sizeof(msg),
