@@ -79,14 +79,21 @@ SRV_HANDLER(srv_api_metrics)
                  "# TYPE dnnpress_limited_total counter\n"
                  "dnnpress_limited_total{limit=\"rate\"} %" PRIu64 "\n"
                  "dnnpress_limited_total{limit=\"quota_active_jobs\"} %" PRIu64 "\n"
-                 "dnnpress_limited_total{limit=\"quota_storage\"} %" PRIu64 "\n",
+                 "dnnpress_limited_total{limit=\"quota_storage\"} %" PRIu64 "\n"
+                 "# HELP dnnpress_group_commit_flushes_total WAL fsyncs of the group commit.\n"
+                 "# TYPE dnnpress_group_commit_flushes_total counter\n"
+                 "dnnpress_group_commit_flushes_total %" PRIu64 "\n"
+                 "# HELP dnnpress_replies_held_total Replies held until their commit was on disk.\n"
+                 "# TYPE dnnpress_replies_held_total counter\n"
+                 "dnnpress_replies_held_total %" PRIu64 "\n",
                  json_integer_value(json_object_get(m, "workers")),
                  (srv_now_ms() - h->started_ms) / 1000,
                  json_integer_value(json_object_get(m, "wal_bytes")), h->cfg->rate_limit_rps,
                  h->cfg->rate_limit_burst, h->cfg->quota_active_jobs, h->cfg->quota_running_tasks,
                  h->cfg->quota_storage_mb, h->cfg->max_upload_mb, h->cfg->http_max_conns,
                  srv_ratelimit_refused(h->rl), atomic_load(&h->n_quota_jobs),
-                 atomic_load(&h->n_quota_storage));
+                 atomic_load(&h->n_quota_storage), srv_store_flushes(h->st),
+                 atomic_load(&h->n_held));
     json_decref(m);
     return srv_reply_text(conn, r, 200, "text/plain; version=0.0.4", buf);
 }

@@ -101,6 +101,11 @@ static const struct cfg_entry cfg_table[] = {
      "requests a token may make at once before the rate applies (agents x10)"},
     {"--quota-active-jobs", CFG_INT, F(quota_active_jobs), 0, 1000, 0, 10000000, NULL,
      "jobs a team may have queued or running (0: no quota)"},
+    /* Both are durable before the reply (2xx means on disk); group frees
+     * the HTTP threads and the store during the fsync (server/store_sync.c). */
+    {"--sync", CFG_STR, F(sync), S(sync), 0, 0, 0, "group",
+     "group (a flusher thread fsyncs many commits at once; replies wait for it) or full "
+     "(SQLite fsyncs each commit in the request's thread)"},
     {"--quota-running-tasks", CFG_INT, F(quota_running_tasks), 0, 0, 0, 1000000, NULL,
      "tasks of one team that workers run at once (0: no quota; claims are fair across teams "
      "anyway)"},
@@ -203,6 +208,8 @@ enum dp_err srv_config_parse(int argc, char **argv, struct srv_config *cfg, stru
     if (strcmp(cfg->http_mode, "epoll") != 0 && strcmp(cfg->http_mode, "poll") != 0)
         return dp_errinfo_set(ei, DP_EINVAL, "--http-mode: '%s' is not epoll or poll",
                               cfg->http_mode);
+    if (strcmp(cfg->sync, "group") != 0 && strcmp(cfg->sync, "full") != 0)
+        return dp_errinfo_set(ei, DP_EINVAL, "--sync: '%s' is not group or full", cfg->sync);
     if ((cfg->tls_cert[0] != '\0') != (cfg->tls_key[0] != '\0'))
         return dp_errinfo_set(ei, DP_EINVAL, "%s",
                               cfg->tls_cert[0] ? "--tls-cert needs --tls-key (its private key)"

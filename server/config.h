@@ -37,6 +37,7 @@ struct srv_config {
     int quota_active_jobs;      /* a team's jobs not yet finished; 0 = no quota */
     int quota_storage_mb;       /* a team's models, datasets and artifacts; 0 = no quota */
     int quota_running_tasks;    /* a team's tasks leased at once; 0 = no quota */
+    char sync[16];              /* "group" (one fsync for many commits) or "full" */
     int gc_interval_s;          /* seconds between GC passes (server/gc.c) */
     int gc_grace_s;             /* unreferenced blobs younger than this stay */
     int idempotency_ttl_s;      /* Idempotency-Key replays are kept this long */

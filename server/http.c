@@ -148,11 +148,70 @@ static void count_status(struct srv_http *h, unsigned status)
         atomic_fetch_add(&h->n_5xx, 1);
 }
 
+/* Holds resp when this request's thread committed something not yet on
+ * disk (group commit): the connection is suspended until the flusher
+ * reports the commit durable (http_on_durable), then on_request queues it.
+ * 1 when held. */
+static int hold_for_durability(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
+                               struct MHD_Response *resp)
+{
+    struct srv_http *h = r->h;
+    uint64_t seq = srv_store_thread_commit();
+    if (seq == 0 || !srv_store_group_commit(h->st))
+        return 0;
+    pthread_mutex_lock(&h->wait_mu);
+    /* Checked under wait_mu: the flusher advances durable_seq before it
+     * takes wait_mu to resume, so a reply is either durable here or
+     * linked before the resume looks. */
+    if (seq <= srv_store_durable_seq(h->st)) {
+        pthread_mutex_unlock(&h->wait_mu);
+        return 0;
+    }
+    struct srv_waiter *w = &r->waiter;
+    w->commit_seq = seq;
+    w->held = resp;
+    w->held_status = status;
+    w->flush_failed = 0;
+    w->parked = 1;
+    w->next = h->durable.next;
+    w->prev = &h->durable;
+    h->durable.next->prev = w;
+    h->durable.next = w;
+    MHD_suspend_connection(conn);
+    pthread_mutex_unlock(&h->wait_mu);
+    atomic_fetch_add(&h->n_held, 1);
+    return 1;
+}
+
+/* The flusher's report (server/store_sync.c): resumes every held reply
+ * whose commit is now on disk. */
+static void http_on_durable(void *ctx, uint64_t seq, int ok)
+{
+    struct srv_http *h = ctx;
+    pthread_mutex_lock(&h->wait_mu);
+    struct srv_waiter *w = h->durable.next;
+    while (w != &h->durable) {
+        struct srv_waiter *next = w->next;
+        if (w->commit_seq <= seq) {
+            w->flush_failed = !ok;
+            w->prev->next = w->next;
+            w->next->prev = w->prev;
+            w->next = w->prev = NULL;
+            w->parked = 0;
+            MHD_resume_connection(w->conn);
+        }
+        w = next;
+    }
+    pthread_mutex_unlock(&h->wait_mu);
+}
+
 enum MHD_Result srv_reply_response(struct MHD_Connection *conn, struct srv_req *r, unsigned status,
                                    struct MHD_Response *resp)
 {
     if (resp == NULL)
         return MHD_NO;
+    if (r && hold_for_durability(conn, r, status, resp))
+        return MHD_YES;
     enum MHD_Result ret = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
     if (r) {
@@ -600,6 +659,8 @@ static void req_free(struct srv_http *h, struct srv_req *r)
             waiter_unlink(&r->waiter);
         pthread_mutex_unlock(&h->wait_mu);
     }
+    if (r->waiter.held != NULL)
+        MHD_destroy_response(r->waiter.held);
     dp_free(r->body);
     json_decref(r->json);
     srv_blob_free(r->blob);
@@ -853,6 +914,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct srv_http *h = cls;
     struct srv_req *r = *con_cls;
     (void)version;
+    /* Whatever this call commits is what its reply may have to wait for. */
+    srv_store_thread_commit_reset();
+    if (r != NULL && r->waiter.held != NULL) {
+        /* A reply held for durability, resumed: its commit is on disk. */
+        struct MHD_Response *resp = r->waiter.held;
+        r->waiter.held = NULL;
+        if (r->waiter.flush_failed) {
+            MHD_destroy_response(resp);
+            return srv_reply_error(conn, r, 500, "internal",
+                                   "the change was committed but could not be flushed to disk "
+                                   "(fsync failed); it may be lost on a power failure");
+        }
+        return srv_reply_response(conn, r, r->waiter.held_status, resp);
+    }
     if (r == NULL) {
         r = dp_calloc(1, sizeof(*r));
         if (r == NULL)
@@ -969,6 +1044,7 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
         return DP_ENOMEM;
     }
     h->waiters.next = h->waiters.prev = &h->waiters;
+    h->durable.next = h->durable.prev = &h->durable;
     pthread_mutex_init(&h->wait_mu, NULL);
     h->heads.next = h->heads.prev = &h->heads;
     pthread_mutex_init(&h->conn_mu, NULL);
@@ -1039,6 +1115,19 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
                                                : "cannot listen on %s (address in use?)",
                               cfg->listen);
     }
+    if (strcmp(cfg->sync, "group") == 0) {
+        enum dp_err err = srv_store_group_commit_start(store, http_on_durable, h, ei);
+        if (err) {
+            MHD_stop_daemon(h->daemon);
+            http_free_pem(h->tls_cert_pem);
+            http_free_pem(h->tls_key_pem);
+            pthread_mutex_destroy(&h->conn_mu);
+            pthread_mutex_destroy(&h->wait_mu);
+            srv_ratelimit_free(h->rl);
+            dp_free(h);
+            return err;
+        }
+    }
     *out = h;
     return DP_OK;
 }
@@ -1062,6 +1151,14 @@ void srv_http_stop(struct srv_http *h)
         close(lfd);
     wake(h, 1);
     int64_t until = srv_mono_ms() + SRV_STOP_DRAIN_MS;
+    while (atomic_load(&h->n_reqs) > 0 && srv_mono_ms() < until) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    /* The last flush releases every reply still held for durability (none
+     * may stay suspended); give them a moment to go out. */
+    srv_store_group_commit_stop(h->st);
+    until = srv_mono_ms() + 1000;
     while (atomic_load(&h->n_reqs) > 0 && srv_mono_ms() < until) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);

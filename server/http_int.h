@@ -61,6 +61,13 @@ struct srv_waiter {
     int64_t deadline_ms; /* monotonic */
     int parked;
     struct srv_waiter *prev, *next;
+    /* A reply held for durability (h->durable): the commit it waits for,
+     * the response and status to queue once it is on disk, and whether
+     * the flush failed. */
+    uint64_t commit_seq;
+    struct MHD_Response *held;
+    unsigned held_status;
+    int flush_failed;
 };
 
 /* A connection from accept to close (MHD_OPTION_NOTIFY_CONNECTION). While
@@ -103,6 +110,8 @@ struct srv_http {
     struct srv_store *st;
     pthread_mutex_t wait_mu;
     struct srv_waiter waiters; /* list head (sentinel) */
+    struct srv_waiter durable; /* replies held until their commit is on disk (wait_mu) */
+    _Atomic uint64_t n_held;   /* replies that were held for a group commit */
     pthread_mutex_t conn_mu;
     struct srv_conn heads;   /* connections waiting for a request head (sentinel), conn_mu */
     int n_heads;             /* their number, conn_mu */

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "common/assert.h"
@@ -274,6 +275,8 @@ enum dp_err srv_store__finish(struct srv_store *st, enum dp_err err, struct dp_e
     stmts_reset_busy(st->db);
     if (err == DP_OK) {
         err = db_commit(st, ei);
+        if (err == DP_OK)
+            srv_store__committed(st);
         if (err == DP_OK && wakes)
             atomic_fetch_add(&st->generation, 1);
     } else {
@@ -414,6 +417,9 @@ enum dp_err srv_store_open(const char *path, const struct srv_queue_cfg *cfg,
         return DP_ENOMEM;
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_init(&st->rmu, NULL);
+    pthread_mutex_init(&st->sync_mu, NULL);
+    pthread_cond_init(&st->sync_cv, NULL);
+    st->wal_fd = -1;
     st->cfg = *cfg;
     if (snprintf(st->wal_path, sizeof(st->wal_path), "%s-wal", path) >= (int)sizeof(st->wal_path)) {
         err = dp_errinfo_set(ei, DP_EINVAL, "database path too long: %s", path);
@@ -483,6 +489,11 @@ void srv_store_close(struct srv_store *st)
     }
     if (st->rdb)
         sqlite3_close(st->rdb);
+    srv_store_group_commit_stop(st);
+    if (st->wal_fd >= 0)
+        close(st->wal_fd);
+    pthread_mutex_destroy(&st->sync_mu);
+    pthread_cond_destroy(&st->sync_cv);
     if (st->db) {
         /* Checkpoint so that a clean shutdown leaves everything in the main file. */
         sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);

@@ -412,4 +412,26 @@ enum dp_err srv_store_asset_delete(struct srv_store *st, const struct srv_princi
 enum dp_err srv_store_team_usage(struct srv_store *st, const char *team, int64_t *active_jobs,
                                  int64_t *stored_bytes, struct dp_errinfo *ei);
 
+/* ---- Durability: group commit (store_sync.c) ---------------------------------- */
+
+/* Switches the writer to synchronous=NORMAL and starts the flusher: from
+ * here a commit is durable once srv_store_durable_seq reaches the number
+ * srv_store_thread_commit gave it; on_durable(ctx, seq, ok) runs on the
+ * flusher after each fsync (ok 0: it failed). Call once, after open. */
+enum dp_err srv_store_group_commit_start(struct srv_store *st,
+                                         void (*on_durable)(void *ctx, uint64_t seq, int ok),
+                                         void *ctx, struct dp_errinfo *ei);
+/* Makes every commit so far durable, reports it, stops the flusher and goes
+ * back to synchronous=FULL. No-op when not started (srv_store_close calls it). */
+void srv_store_group_commit_stop(struct srv_store *st);
+/* 1 while group commit runs. */
+int srv_store_group_commit(struct srv_store *st);
+/* The calling thread's newest commit number since the reset (0: none). */
+void srv_store_thread_commit_reset(void);
+uint64_t srv_store_thread_commit(void);
+/* Every commit up to this number is on disk. */
+uint64_t srv_store_durable_seq(struct srv_store *st);
+/* WAL fsyncs the flusher made (for /metrics: commits per fsync). */
+uint64_t srv_store_flushes(struct srv_store *st);
+
 #endif

@@ -332,6 +332,18 @@ struct srv_store {
     /* The reaper has announced tasks whose retry delay ended up to here (ms). */
     int64_t reap_ready_ms;
     _Atomic uint64_t generation;
+    /* Group commit (store_sync.c): with group set, COMMIT does not fsync;
+     * commit_seq numbers commits, the flusher fsyncs the WAL and advances
+     * durable_seq, then calls on_durable. */
+    int group;
+    _Atomic uint64_t commit_seq, durable_seq, n_flushes;
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_cv;
+    pthread_t flusher;
+    int flusher_started, flusher_stop;
+    int wal_fd;
+    void (*on_durable)(void *ctx, uint64_t seq, int ok);
+    void *on_durable_ctx;
 };
 
 /* ---- Helpers (store.c) --------------------------------------------------------- */
@@ -369,6 +381,8 @@ json_t *srv_store__json_time(int64_t ms);
 json_t *srv_store__col_time(sqlite3_stmt *s, int i);
 json_t *srv_store__col_str(sqlite3_stmt *s, int i);
 enum dp_err srv_store__finish(struct srv_store *st, enum dp_err err, struct dp_errinfo *ei);
+/* After a COMMIT (store_sync.c): numbers it for the group commit. */
+void srv_store__committed(struct srv_store *st);
 int64_t srv_store__cursor_bound(int64_t cursor);
 enum dp_err srv_store__event_append(struct srv_store *st, const char *job_id, const char *type,
                                     json_t *data_take, struct dp_errinfo *ei);
