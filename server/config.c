@@ -76,6 +76,8 @@ static const struct cfg_entry cfg_table[] = {
      "epoll or poll (libmicrohttpd internal polling)"},
     {"--worker-bin", CFG_STR, F(worker_bin), S(worker_bin), 0, 0, 0, "",
      "worker binary for --local-workers (default: beside dnnpress-server)"},
+    {"--web-dir", CFG_STR, F(web_dir), S(web_dir), 0, 0, 0, "",
+     "the built dashboard served at / (default: web/ beside dnnpress-server)"},
     {"--backoff-ms", CFG_INT, F(backoff_base_ms), 0, 1000, 0, 600000, NULL,
      "first retry delay of a failed task (doubles per attempt, plus jitter)"},
     {"--print-routes", CFG_FLAG, F(print_routes), 0, 0, 0, 1, NULL,

@@ -29,6 +29,7 @@ struct srv_config {
     int max_validations;        /* model uploads validated at once; more get 503 */
     char http_mode[16];         /* "epoll" or "poll" (benchmarked in docs/benchmarks.md) */
     char worker_bin[1024];      /* "" = <dir of dnnpress-server>/dnnpress-worker */
+    char web_dir[1024];         /* the built dashboard; "" = <dir of dnnpress-server>/web */
     int backoff_base_ms;        /* first retry delay of a failed task */
     int print_routes;           /* print the route table and exit */
 };

@@ -21,7 +21,12 @@ PKGS=(
   protobuf-c-compiler libprotobuf-c-dev  # the ONNX reader/writer's protobuf code
   clang                       # the libFuzzer target (make fuzz)
   python3-onnx python3-opencv # test peers only: node-test generator, onnx.checker, OpenCV dnn
+  # ---- the dashboard (issue 14) ----
+  nodejs                      # builds web/ (npm ci + esbuild); never needed to run the server
+  chromium                    # tests/web: the dashboard in headless Chromium (playwright-core)
 )
+# Debian's nodejs comes without npm (NodeSource's includes it).
+command -v npm > /dev/null 2>&1 || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
