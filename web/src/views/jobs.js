@@ -30,7 +30,10 @@ export function progressOf(job) {
   let frac = typeof p.pct === "number" ? p.pct / 100 : p.epochs ? p.epoch / p.epochs : null;
   if (job.state === "succeeded") frac = 1;
   const done = (job.tasks || []).filter((t) => t.state === "succeeded").length;
-  return { task, frac, done, total: (job.tasks || []).length };
+  const total = (job.tasks || []).length;
+  // The bar is the whole job: finished tasks, plus the running one's share.
+  const overall = job.state === "succeeded" ? 1 : total ? (done + (task && p.task === task && frac !== null ? Math.min(1, frac) : 0)) / total : null;
+  return { task, frac: overall, done, total };
 }
 
 export function stateCell(job) {
@@ -51,15 +54,15 @@ function bestLatency(rep) {
 }
 
 export function renderJobs(main) {
-  let jobs = [], models = new Map(), sortKey = "created", sortDir = -1, timer = null, stopped = false;
+  let jobs = [], models = new Map(), sortKey = "created", sortDir = -1, timer = null, stopped = false, lastSig = "";
   const selected = new Set();
-  const filter = h("input", { type: "search", id: "job-filter", placeholder: "Filter by name, model, method…", "aria-label": "Filter jobs", oninput: draw });
-  const stateSel = h("select", { id: "job-state", "aria-label": "State", onchange: draw },
+  const filter = h("input", { type: "search", id: "job-filter", placeholder: "Filter by name, model, method…", "aria-label": "Filter jobs", oninput: () => { lastSig = ""; draw(); } });
+  const stateSel = h("select", { id: "job-state", "aria-label": "State", onchange: () => { lastSig = ""; draw(); } },
     ["", "queued", "running", "succeeded", "failed", "cancelled"].map((s) => h("option", { value: s }, s || "any state")));
   const cmpBtn = h("button", { type: "button", id: "compare-selected", disabled: true, onclick: () => { location.hash = "#/compare?ids=" + [...selected].join(","); } }, "Compare selected");
   const tbody = h("tbody");
   const headRow = h("tr", {}, COLS.map((c) => h("th", { scope: "col", "data-col": c.key },
-    c.sort === false ? h("span", { class: "sr-only" }, "Select") : h("button", { type: "button", class: "sort", onclick: () => { sortDir = sortKey === c.key ? -sortDir : 1; sortKey = c.key; draw(); } }, c.label))));
+    c.sort === false ? h("span", { class: "sr-only" }, "Select") : h("button", { type: "button", class: "sort", onclick: () => { sortDir = sortKey === c.key ? -sortDir : 1; sortKey = c.key; lastSig = ""; draw(); } }, c.label))));
   const count = h("p", { class: "muted", id: "job-count" });
   fill(main, 
     h("div", { class: "toolbar" }, h("h1", {}, "Jobs"), filter, stateSel, cmpBtn, h("a", { class: "button", href: "#/submit" }, "Submit a job")),
@@ -89,6 +92,13 @@ export function renderJobs(main) {
       return (x < y ? -1 : 1) * sortDir;
     });
     for (const th of headRow.children) th.setAttribute("aria-sort", th.dataset.col === sortKey ? (sortDir > 0 ? "ascending" : "descending") : "none");
+    // Redraw only on a change, and keep the keyboard focus where it was.
+    const sig = JSON.stringify(rows.map((r) => [r.job.id, r.state, r.job.progress, r.acc_after, r.duration === null ? null : Math.round(r.duration), r.model]));
+    if (sig === lastSig) return;
+    lastSig = sig;
+    const act = document.activeElement;
+    const focusRow = act && tbody.contains(act) ? act.closest("tr").dataset.job : null;
+    const focusTag = act ? act.tagName : null;
     clear(tbody);
     for (const r of rows) {
       const j = r.job;
@@ -109,6 +119,10 @@ export function renderJobs(main) {
         h("td", { "data-col": "duration", class: "num" }, duration(r.duration))));
     }
     if (!rows.length) tbody.append(h("tr", {}, h("td", { colspan: COLS.length, class: "muted" }, jobs.length ? "No job matches the filter." : "No jobs yet: submit one.")));
+    if (focusRow) {
+      const el = tbody.querySelector(`tr[data-job="${CSS.escape(focusRow)}"] ${focusTag === "INPUT" ? "input" : "a"}`);
+      if (el) el.focus({ preventScroll: true });
+    }
     count.textContent = `${rows.length} of ${jobs.length} jobs`;
     cmpBtn.disabled = selected.size < 2;
   }
