@@ -175,7 +175,7 @@ async function main() {
   page.on("pageerror", (e) => consoleProblems.push("pageerror: " + e.message));
   const eventRequests = [];
   page.on("request", (r) => { if (r.url().includes("/events")) eventRequests.push({ url: r.url(), lastId: r.headers()["last-event-id"] || null }); });
-  const shot = (name) => page.screenshot({ path: join(OUT, name + ".png") });
+  const shot = (name, fullPage = false) => page.screenshot({ path: join(OUT, name + ".png"), fullPage });
 
   // ---- 2. sign in ----
   await page.goto(URL0 + "/");
@@ -275,10 +275,13 @@ async function main() {
     throw new Error(`accuracy chart has ${pts} points, the job ${epochEvents} epoch events`);
   });
   check((await points("residual")) === specA.admm.iters, "residual chart: not one point per ADMM iteration");
+  // Every event once, keep-alive comments not counted as events: as many as the last id.
+  const st = /(\d+) events \(last id (\d+)\)/.exec(await page.textContent("#stream-state"));
+  check(st && st[1] === st[2], "the page holds another number of events than the stream sent: " + (st && st[0]));
   await page.waitForSelector("#storage .bar-row[data-format=csr]");
   await page.waitForSelector("#artifacts [data-kind=onnx]");
   await page.waitForSelector("#timeline li.succeeded");
-  await shot("job");
+  await shot("job", true);
   log(`ok: job A's per-layer table (${rows.map((r) => r.name).join(", ")}) equals the report; ${pts} points = ${epochEvents} epoch events; storage, timeline, artifacts`);
 
   // ---- 6. submit through the form (a bad field first), then cancel ----

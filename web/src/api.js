@@ -105,6 +105,7 @@ export async function streamEvents(jobId, after, onEvent, signal) {
       const frame = buf.slice(0, i);
       buf = buf.slice(i + 2);
       const ev = { id: 0, type: "message", data: "" };
+      if (!/^data:/m.test(frame)) continue; // a comment (keep-alive) or an empty frame: not an event
       for (const line of frame.split("\n")) {
         const c = line.indexOf(":");
         if (c <= 0) continue;

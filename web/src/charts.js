@@ -9,7 +9,7 @@ export const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#
 
 // A line chart in a new figure appended to parent. series: labels of the
 // y columns; data: [xs, ys...]. Returns {update(data), destroy()}.
-export function lineChart(parent, { title, xLabel, series, yLabel, logY = false, id }) {
+export function lineChart(parent, { title, xLabel, series, yLabel, logY = false, id, intX = true }) {
   const fig = h("figure", { class: "chart", "data-chart": id || title, "data-points": "0" }, h("figcaption", {}, title));
   const box = h("div", { class: "plot" });
   fig.append(box);
@@ -18,7 +18,8 @@ export function lineChart(parent, { title, xLabel, series, yLabel, logY = false,
     width: Math.max(260, box.clientWidth || parent.clientWidth || 400),
     height: 220,
     scales: { x: { time: false }, y: logY ? { distr: 3 } : {} },
-    axes: [{ label: xLabel, size: 40 }, { label: yLabel, size: 60 }],
+    // Epochs and iterations are whole numbers: no ticks between them.
+    axes: [{ label: xLabel, size: 40, ...(intX ? { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] } : {}) }, { label: yLabel, size: 60 }],
     legend: { live: true },
     cursor: { drag: { x: true, y: false } },
     series: [{ label: xLabel }, ...series.map((label, i) => ({

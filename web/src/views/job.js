@@ -102,7 +102,7 @@ function autoSection(rep, charts) {
   const s = section("Automatic rate search", "auto",
     h("p", {}, `Target ${rate(a.target_rate)} on ${a.objective}, achieved ${rate(a.achieved_rate)} (sensitivity on ${int(a.sample_images)} images).`));
   const layers = a.layers || [];
-  const c = lineChart(s, { title: "Loss increase by layer rate", xLabel: "rate", yLabel: "loss increase", series: layers.map((l) => l.name + (l.rate ? ` (chose ${l.rate.toFixed(1)}×)` : "")), id: "auto" });
+  const c = lineChart(s, { title: "Loss increase by layer rate", xLabel: "rate", yLabel: "loss increase", intX: false, series: layers.map((l) => l.name + (l.rate ? ` (chose ${l.rate.toFixed(1)}×)` : "")), id: "auto" });
   c.update([a.grid, ...layers.map((l) => l.loss_increase || [])]);
   charts.push(c);
   return s;
