@@ -1,6 +1,7 @@
 # dnnpress: one non-recursive Makefile, one section per artifact.
 #
-#   make deps            install the Debian packages the project needs (idempotent)
+#   make deps            install the Debian packages the project needs (idempotent) and
+#                        the dashboard's npm packages (web/package-lock.json)
 #   make [all]           build every program and test binary for MODE
 #                        (debug|asan|release; default release) under build/$(MODE)/
 #   make test            the whole suite, fail-fast: deps, source checks, unit tests
@@ -85,6 +86,7 @@ DEPS_STAMP := build/.deps-ok
 deps:
 	@tools/deps.sh
 	@mkdir -p build && touch $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory $(WEB_NPM)
 
 $(DEPS_STAMP): tools/deps.sh
 	@tools/deps.sh

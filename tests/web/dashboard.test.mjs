@@ -18,6 +18,7 @@
 // test provokes on purpose (the wrong token's 401, the bad field's 422).
 // Screenshots of every page go to OUT (build/web-test by default).
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import net from "node:net";
@@ -162,7 +163,7 @@ async function main() {
 
   // ---- the browser ----
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
   const page = await ctx.newPage();
   const consoleProblems = [];
   let allowed = []; // [{re, status}] network errors provoked on purpose
@@ -280,15 +281,24 @@ async function main() {
   check(st && st[1] === st[2], "the page holds another number of events than the stream sent: " + (st && st[0]));
   await page.waitForSelector("#storage .bar-row[data-format=csr]");
   await page.waitForSelector("#artifacts [data-kind=onnx]");
+  // Download the ONNX model through the page (fetch with the token, then a blob link).
+  const onnxSha = (await ok("GET", `/api/v1/jobs/${jobA.id}/artifacts`, undefined, TOKEN, 200)).items.find((x) => x.kind === "onnx").sha256;
+  const [dl] = await Promise.all([page.waitForEvent("download"), page.click("#artifacts [data-kind=onnx]")]);
+  const onnxPath = join(tmp, "lenet5-watch.onnx");
+  await dl.saveAs(onnxPath);
+  const got = createHash("sha256").update(readFileSync(onnxPath)).digest("hex");
+  check(got === onnxSha, `the downloaded ONNX has sha256 ${got}, the artifact ${onnxSha}`);
   await page.waitForSelector("#timeline li.succeeded");
   await shot("job", true);
-  log(`ok: job A's per-layer table (${rows.map((r) => r.name).join(", ")}) equals the report; ${pts} points = ${epochEvents} epoch events; storage, timeline, artifacts`);
+  log(`ok: job A's per-layer table (${rows.map((r) => r.name).join(", ")}) equals the report; ${pts} points = ${epochEvents} epoch events; storage, timeline; the ONNX artifact downloads intact`);
 
   // ---- 6. submit through the form (a bad field first), then cancel ----
   await page.click('nav a[data-nav="submit"]');
   await page.waitForSelector("#submit-form");
   await page.waitForSelector(`#f-model option[value="${model.id}"]`, { state: "attached" });
-  await page.selectOption("#f-model", model.id);
+  // The model: job A's exported ONNX, uploaded through the form.
+  await page.selectOption("#f-model", "upload");
+  await page.setInputFiles("#f-model-file", onnxPath);
   await page.selectOption("#f-dataset", dataset.id);
   await page.fill("#f-name", "lenet5-form");
   await page.fill("#f-rule-0-rate", "0.5");
@@ -307,12 +317,14 @@ async function main() {
   const jobB = decodeURIComponent(page.url().split("#/jobs/")[1]);
   const b = await ok("GET", `/api/v1/jobs/${jobB}`, undefined, TOKEN, 200);
   check(b.name === "lenet5-form" && b.params.spec.layers[0].prune.rate === 3, "the form's job is not what was filled in");
+  const bModel = await ok("GET", `/api/v1/models/${b.model_id}`, undefined, TOKEN, 200);
+  check(bModel.format === "onnx" && bModel.sha256 === onnxSha, "the form's job does not use the uploaded ONNX: " + JSON.stringify(bModel));
   page.once("dialog", (d) => d.accept());
   await page.click("#cancel");
   await until("job B cancelled", async () => (await ok("GET", `/api/v1/jobs/${jobB}`, undefined, TOKEN, 200)).state === "cancelled", 30000);
   await page.waitForSelector('#summary .badge.cancelled', { timeout: 10000 });
   await page.waitForSelector("#retry");
-  log(`ok: the form shows the API's message at the field ("${shown}"), submits job B, and cancels it`);
+  log(`ok: the form shows the API's message at the field ("${shown}"), submits job B on the ONNX model it uploaded, and cancels it`);
 
   // ---- 7. compare A and C ----
   await until("job C to finish", async () => (await ok("GET", `/api/v1/jobs/${jobC.id}`, undefined, TOKEN, 200)).state === "succeeded", 120000, 500);
@@ -334,6 +346,15 @@ async function main() {
   await page.goto(URL0 + "/#/jobs");
   await page.waitForSelector(`tr[data-job="${jobC.id}"] [data-col="acc_after"]:not(:has-text("—"))`);
   await shot("jobs-done");
+  const order = () => page.$$eval("#jobs tbody tr[data-job]", (trs) => trs.map((t) => t.dataset.job));
+  await page.fill("#job-filter", "short");
+  await until("the filter", async () => JSON.stringify(await order()) === JSON.stringify([jobC.id]), 5000, 50);
+  await page.fill("#job-filter", "");
+  await page.click('th[data-col="rate"] button');
+  await until("rate ascending", async () => JSON.stringify(await order()) === JSON.stringify([jobA.id, jobC.id, jobB]), 5000, 50);
+  await page.click('th[data-col="rate"] button');
+  await until("rate descending", async () => JSON.stringify(await order()) === JSON.stringify([jobC.id, jobA.id, jobB]), 5000, 50);
+  log("ok: the jobs table filters and sorts (by rate, jobs without a report last)");
 
   // ---- 8. phone width, keyboard ----
   await page.setViewportSize({ width: 390, height: 844 });
