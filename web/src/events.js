@@ -101,10 +101,12 @@ export function curves(events) {
   const n = ep.map((_, i) => i + 1);
   const col = (k) => ep.map((d) => (typeof d[k] === "number" ? d[k] : null));
   const iters = events.filter((e) => e.t === "i").map((e) => e.d);
-  const names = [];
-  for (const it of iters) for (const l of it.layers || []) if (!names.includes(l.name)) names.push(l.name);
+  // One map per iteration: a hundred layers over a thousand iterations stay linear.
+  const seen = new Set();
+  const idx = iters.map((x) => new Map((x.layers || []).map((l) => { seen.add(l.name); return [l.name, l]; })));
+  const names = [...seen];
   const it = iters.map((_, i) => i + 1);
-  const per = (k) => names.map((nm) => iters.map((x) => { const l = (x.layers || []).find((y) => y.name === nm); return l && typeof l[k] === "number" ? l[k] : null; }));
+  const per = (k) => names.map((nm) => idx.map((m) => { const l = m.get(nm); return l && typeof l[k] === "number" ? l[k] : null; }));
   return {
     epochs: ep,
     loss: [n, col("loss")],
