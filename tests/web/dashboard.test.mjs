@@ -116,12 +116,21 @@ async function ok(method, path, body, token, want) {
 const specA = { admm: { iters: 6, epochs_per_iter: 1, rho: 1e-3 }, retrain: { epochs: 2 },
   layers: [{ match: "conv*", prune: { scheme: "irregular", rate: 4 } }, { match: "fc*", prune: { scheme: "irregular", rate: 10 } }] };
 const specC = { admm: { iters: 2, epochs_per_iter: 1, rho: 1e-3 }, retrain: { epochs: 1 },
-  layers: [{ match: "conv*", prune: { scheme: "irregular", rate: 2 } }, { match: "fc*", prune: { scheme: "irregular", rate: 30 } }] };
+  layers: [{ match: "*conv*", prune: { scheme: "pattern", library_size: 4 } }, { match: "*fc*", prune: { scheme: "irregular", rate: 4 } }] };
 
 async function main() {
   mkdirSync(OUT, { recursive: true });
   const port = await freePort();
   URL0 = `http://127.0.0.1:${port}`;
+  // Job C's model: a small CNN with 3x3 convolutions (a pattern library to draw),
+  // made by PyTorch (a test fixture) while the server starts.
+  const cnnPath = join(tmp, "cnn3.onnx");
+  const fixture = new Promise((res, rej) => {
+    const p = spawn("/usr/bin/python3", ["-W", "ignore", join(ROOT, "tests", "web", "make_pattern_onnx.py"), cnnPath], { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    p.stderr.on("data", (d) => { err += d; });
+    p.on("exit", (code) => (code === 0 ? res() : rej(new Error("make_pattern_onnx.py: " + err.slice(-2000)))));
+  });
   const logFd = openSync(join(tmp, "server.log"), "a");
   server = spawn(join(BUILD, "dnnpress-server"), ["--listen", `127.0.0.1:${port}`, "--data-dir", join(tmp, "data"),
     "--local-workers", "1", "--lease-s", "30", "--backoff-ms", "50"], {
@@ -242,7 +251,11 @@ async function main() {
   }
 
   // ---- 5. the per-layer table equals the API's report ----
-  const jobC = await submit("lenet5-short", specC, 1); // queued behind A
+  await fixture;
+  const cnnResp = await fetch(`${URL0}/api/v1/models?name=cnn3&format=onnx`, { method: "POST", headers: { Authorization: "Bearer " + TOKEN, "Content-Type": "application/octet-stream" }, body: readFileSync(cnnPath) });
+  check(cnnResp.status === 201, "uploading cnn3.onnx: " + cnnResp.status + " " + (await cnnResp.clone().text()));
+  const cnn = await cnnResp.json();
+  const jobC = await ok("POST", "/api/v1/jobs", { name: "cnn3-pattern", model_id: cnn.id, dataset_id: dataset.id, pretrain: { epochs: 1, seed: 1 }, spec: specC }, TOKEN, 201); // queued behind A
   await page.waitForSelector("#layers tbody tr[data-layer]", { timeout: 120000 });
   // The compress task writes a first report, retrain the final one: compare with the final one.
   await until("job A to succeed", async () => (await ok("GET", `/api/v1/jobs/${jobA.id}`, undefined, TOKEN, 200)).state === "succeeded", 120000, 300);
@@ -333,27 +346,51 @@ async function main() {
   const diffKeys = await page.$$eval("#spec-diff tr.differs", (trs) => trs.map((t) => t.dataset.key));
   check(diffKeys.includes("spec.admm.iters") && diffKeys.includes("pretrain.epochs"), "spec diff misses admm.iters or pretrain.epochs: " + diffKeys.join(", "));
   const repC = await ok("GET", `/api/v1/jobs/${jobC.id}/report`, undefined, TOKEN, 200);
-  const fc1 = await page.$$eval('#layer-rates tr[data-layer="fc1"] td', (tds) => tds.map((t) => parseFloat(t.textContent)));
-  check(Math.abs(fc1[0] - rep.layers.find((l) => l.name === "fc1").rate) < 0.006 && Math.abs(fc1[1] - repC.layers.find((l) => l.name === "fc1").rate) < 0.006, "per-layer rates differ from the reports: " + fc1);
+  const rateCells = (layer) => page.$$eval(`#layer-rates tr[data-layer="${layer}"] td`, (tds) => tds.map((t) => t.textContent));
+  const fcA = await rateCells("fc1"), fcC = await rateCells("/fc1/Gemm");
+  check(Math.abs(parseFloat(fcA[0]) - rep.layers.find((l) => l.name === "fc1").rate) < 0.006 && fcA[1] === "—" &&
+    fcC[0] === "—" && Math.abs(parseFloat(fcC[1]) - repC.layers.find((l) => l.name === "/fc1/Gemm").rate) < 0.006, `per-layer rates differ from the reports: ${fcA} / ${fcC}`);
   await until("overlaid curves", async () => (await points("cmp-accuracy")) >= 10, 20000);
   await page.waitForSelector('[data-chart="pareto"] circle');
   const nScatter = await page.$$eval('[data-chart="pareto"] circle', (c) => c.length);
   const front = Number(await page.getAttribute('[data-chart="pareto"] polyline', "data-front"));
   check(nScatter === 2 && front >= 1 && front <= 2, `scatter: ${nScatter} points, front ${front}`);
   await shot("compare");
-  log(`ok: compare: spec diff (${diffKeys.length} fields differ), per-layer rates equal the reports, overlaid curves, scatter with ${nScatter} points and a front of ${front}`);
+  // Job C's pattern library: one 3x3 grid per kept pattern, its taps and kernel count as in the report.
+  await page.goto(`${URL0}/#/jobs/${jobC.id}`);
+  await page.waitForSelector("#patterns .pattern-cell");
+  const grids = await page.$$eval("#patterns .pattern-layer", (ls) => ls.map((l) => ({ layer: l.querySelector("h3").textContent,
+    cells: [...l.querySelectorAll(".pattern-cell")].map((c) => ({ mask: c.querySelector(".pattern").getAttribute("aria-label").split(" ")[1],
+      on: [...c.querySelectorAll(".pattern span")].map((x) => (x.classList.contains("on") ? 1 : 0)), caption: c.querySelector("figcaption").textContent })) })));
+  const withPatterns = repC.layers.filter((l) => l.pattern_histogram);
+  check(withPatterns.length >= 1 && grids.length === withPatterns.length, `${grids.length} pattern layers drawn, the report has ${withPatterns.length}`);
+  let nGrids = 0;
+  for (const l of withPatterns) {
+    const g = grids.find((x) => x.layer === l.name);
+    check(g && g.cells.length === Object.keys(l.pattern_histogram).length, `${l.name}: ${g && g.cells.length} patterns drawn`);
+    for (const c of g.cells) {
+      const bits = parseInt(c.mask, 16);
+      check(c.on.length === 9 && c.on.every((b, i) => b === ((bits >> i) & 1)), `${l.name} pattern ${c.mask}: taps ${c.on.join("")}`);
+      check(c.caption === `${l.pattern_histogram[c.mask].toLocaleString("en-US")} kernels`, `${l.name} pattern ${c.mask}: "${c.caption}"`);
+      nGrids++;
+    }
+  }
+  await page.locator("#patterns").scrollIntoViewIfNeeded();
+  await shot("job-patterns");
+  log(`ok: compare: spec diff (${diffKeys.length} fields differ), per-layer rates equal the reports, overlaid curves, scatter with ${nScatter} points and a front of ${front}; job C's ${nGrids} pattern grids match its report`);
 
   await page.goto(URL0 + "/#/jobs");
   await page.waitForSelector(`tr[data-job="${jobC.id}"] [data-col="acc_after"]:not(:has-text("—"))`);
   await shot("jobs-done");
   const order = () => page.$$eval("#jobs tbody tr[data-job]", (trs) => trs.map((t) => t.dataset.job));
-  await page.fill("#job-filter", "short");
+  await page.fill("#job-filter", "pattern");
   await until("the filter", async () => JSON.stringify(await order()) === JSON.stringify([jobC.id]), 5000, 50);
   await page.fill("#job-filter", "");
+  const byRate = [[jobA.id, rep.totals.rate], [jobC.id, repC.totals.rate]].sort((x, y) => x[1] - y[1]).map((x) => x[0]);
   await page.click('th[data-col="rate"] button');
-  await until("rate ascending", async () => JSON.stringify(await order()) === JSON.stringify([jobA.id, jobC.id, jobB]), 5000, 50);
+  await until("rate ascending", async () => JSON.stringify(await order()) === JSON.stringify([...byRate, jobB]), 5000, 50);
   await page.click('th[data-col="rate"] button');
-  await until("rate descending", async () => JSON.stringify(await order()) === JSON.stringify([jobC.id, jobA.id, jobB]), 5000, 50);
+  await until("rate descending", async () => JSON.stringify(await order()) === JSON.stringify([...byRate.reverse(), jobB]), 5000, 50);
   log("ok: the jobs table filters and sorts (by rate, jobs without a report last)");
 
   // ---- 8. phone width, keyboard ----
