@@ -1,12 +1,15 @@
 # dnnpress: one non-recursive Makefile, one section per artifact.
 #
-#   make deps            install the Debian packages the project needs (idempotent)
+#   make deps            install the Debian packages the project needs (idempotent) and
+#                        the dashboard's npm packages (web/package-lock.json)
 #   make [all]           build every program and test binary for MODE
 #                        (debug|asan|release; default release) under build/$(MODE)/
 #   make test            the whole suite, fail-fast: deps, source checks, unit tests
-#                        (ASan+UBSan, then release), then the end-to-end suites
+#                        (ASan+UBSan, then release), then the end-to-end suites and
+#                        the dashboard in headless Chromium (tests/web)
 #   make demo            deps, build, the server with a local worker, a LeNet-5
-#                        Fashion-MNIST compression job followed with the CLI, its report
+#                        Fashion-MNIST compression job followed with the CLI, its report;
+#                        from a terminal the server then stays up for the dashboard
 #   make bench           engine against PyTorch, the server's HTTP load figures and the
 #                        compiled models against PyTorch and ONNX Runtime (docs/benchmarks.md);
 #                        bench-compile: the compiled models only; bench-compress: ADMM vs
@@ -71,7 +74,7 @@ Q := @
 endif
 
 .DEFAULT_GOAL := all
-.PHONY: all deps test demo bench bench-compile bench-compress fuzz fuzz-build onnx-node-tests \
+.PHONY: all web deps test demo bench bench-compile bench-compress fuzz fuzz-build onnx-node-tests \
         check check-banned check-headers format clean image test-image
 
 # ---- Dependencies ------------------------------------------------------------
@@ -83,6 +86,7 @@ DEPS_STAMP := build/.deps-ok
 deps:
 	@tools/deps.sh
 	@mkdir -p build && touch $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory $(WEB_NPM)
 
 $(DEPS_STAMP): tools/deps.sh
 	@tools/deps.sh
@@ -356,9 +360,29 @@ fuzz: fuzz-build
 
 -include $(wildcard $(FUZZ_DIR)/obj/*/*.d $(FUZZ_DIR)/obj/*/*/*.d $(FUZZ_DIR)/obj/*/*/*/*/*.d)
 
+# ---- web: the dashboard (web/, docs/dashboard.md) ------------------------------
+
+# npm ci installs web/package-lock.json's exact versions into web/node_modules
+# (once, again when the lock changes); web/build.mjs bundles web/src with
+# esbuild into build/MODE/web, which dnnpress-server serves at / (beside the
+# binary, or --web-dir). Node is needed to build it, never to run the server.
+WEB_SRC := $(wildcard web/src/*.js web/src/*/*.js web/src/*.css web/src/*.html) web/build.mjs
+WEB_NPM := web/node_modules/.npm-ci-ok
+WEB := $(BUILD)/web/index.html
+
+$(WEB_NPM): web/package.json web/package-lock.json
+	@echo "  NPM     web (npm ci)"
+	$(Q)cd web && npm ci --no-audit --no-fund --loglevel=error > /dev/null
+	@touch $@
+
+$(WEB): $(WEB_SRC) $(WEB_NPM)
+	$(Q)node web/build.mjs $(BUILD)/web
+
+web: $(WEB)
+
 # ---- all ---------------------------------------------------------------------
 
-all: $(WORKER) $(SERVER) $(CLI) $(UNIT) $(SRV_UNIT) $(NODE_RUNNER)
+all: $(WORKER) $(SERVER) $(CLI) $(UNIT) $(SRV_UNIT) $(NODE_RUNNER) $(WEB)
 
 # ---- test: one rule, fail-fast ------------------------------------------------
 
@@ -391,6 +415,7 @@ test: $(DEPS_STAMP)
 	@tests/e2e/backup.sh build/release
 	@tests/e2e/retention.sh build/release
 	@tests/e2e/netns.sh build/release
+	@tests/web/run.sh build/release
 	@$(MAKE) --no-print-directory MODE=release onnx-node-tests
 	@tests/e2e/onnx.sh build/release/dnnpress-worker
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)

@@ -81,6 +81,8 @@ static const struct cfg_entry cfg_table[] = {
     {"--tls-cert", CFG_STR, F(tls_cert), S(tls_cert), 0, 0, 0, "",
      "PEM certificate (leaf first, then its chain) to serve https with; needs --tls-key"},
     {"--tls-key", CFG_STR, F(tls_key), S(tls_key), 0, 0, 0, "", "PEM private key of --tls-cert"},
+    {"--web-dir", CFG_STR, F(web_dir), S(web_dir), 0, 0, 0, "",
+     "the built dashboard served at / (default: web/ beside dnnpress-server)"},
     {"--backoff-ms", CFG_INT, F(backoff_base_ms), 0, 1000, 0, 600000, NULL,
      "first retry delay of a failed task (doubles per attempt, plus jitter)"},
     /* Retention (docs/operations.md): what a GC pass may remove. */

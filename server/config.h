@@ -31,6 +31,7 @@ struct srv_config {
     char worker_bin[1024];      /* "" = <dir of dnnpress-server>/dnnpress-worker */
     char tls_cert[1024];        /* PEM certificate (chain) to serve https with; "" = http */
     char tls_key[1024];         /* its PEM private key; set with tls_cert or not at all */
+    char web_dir[1024];         /* the built dashboard; "" = <dir of dnnpress-server>/web */
     int backoff_base_ms;        /* first retry delay of a failed task */
     int rate_limit_rps;         /* team token requests per second (agents x10); 0 = off */
     int rate_limit_burst;       /* requests a token may make at once (agents x10) */

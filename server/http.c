@@ -99,6 +99,9 @@ static const struct srv_route srv_routes[] = {
     {"POST", "/agent/v1/tasks/{id}/fail", A_AGT, SRV_BODY_JSON, srv_api_agent_fail, NULL},
     {"POST", "/agent/v1/tasks/{id}/release", A_AGT, SRV_BODY_JSON, srv_api_agent_release, NULL},
     {"GET", "/agent/v1/blobs/{sha256}", A_AGT, SRV_BODY_NONE, srv_api_agent_blob, NULL},
+    /* The dashboard (web_static.c): public files; the pages call the API with a token. */
+    {"GET", "/", SRV_AUTH_NONE, SRV_BODY_NONE, srv_web_index, NULL},
+    {"GET", "/ui/{file}", SRV_AUTH_NONE, SRV_BODY_NONE, srv_web_asset, NULL},
 };
 #define N_ROUTES (sizeof(srv_routes) / sizeof(srv_routes[0]))
 
@@ -106,6 +109,14 @@ void srv_http_print_routes(FILE *f)
 {
     for (size_t i = 0; i < N_ROUTES; i++)
         fprintf(f, "%s %s\n", srv_routes[i].method, srv_routes[i].path);
+}
+
+int srv_http_has_route(const char *method, const char *path)
+{
+    for (size_t i = 0; i < N_ROUTES; i++)
+        if (strcmp(srv_routes[i].method, method) == 0 && strcmp(srv_routes[i].path, path) == 0)
+            return 1;
+    return 0;
 }
 
 /* Matches url against pattern, copying {x} segments into params. */

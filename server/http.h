@@ -44,4 +44,9 @@ void srv_http_stop(struct srv_http *h);
 /* Writes "METHOD PATH" for every route, one a line. */
 void srv_http_print_routes(FILE *f);
 
+/* 1 when the route table has exactly METHOD PATH (a pattern as written in
+ * the table, "/api/v1/devices"), 0 otherwise: the dashboard shows the pages
+ * of optional routes only where this server has them. Pure. */
+int srv_http_has_route(const char *method, const char *path);
+
 #endif

@@ -76,22 +76,23 @@ static void *housekeeping_main(void *arg)
     return NULL;
 }
 
-/* <directory of this executable>/dnnpress-worker */
-static void default_worker_bin(char *out, size_t cap)
+/* <directory of this executable>/<name>: the worker binary and the built
+ * dashboard sit beside the server (build/MODE/). */
+static void default_beside(const char *name, char *out, size_t cap)
 {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n <= 0) {
-        snprintf(out, cap, "dnnpress-worker");
+        snprintf(out, cap, "%s", name);
         return;
     }
     self[n] = '\0';
     char *slash = strrchr(self, '/');
     if (slash)
         *slash = '\0';
-    int k = snprintf(out, cap, "%s/dnnpress-worker", self);
+    int k = snprintf(out, cap, "%s/%s", self, name);
     if (k < 0 || (size_t)k >= cap)
-        snprintf(out, cap, "dnnpress-worker");
+        snprintf(out, cap, "%s", name);
 }
 
 int main(int argc, char **argv)
@@ -121,6 +122,8 @@ int main(int argc, char **argv)
         srv_http_print_routes(stdout);
         return 0;
     }
+    if (cfg.web_dir[0] == '\0')
+        default_beside("web", cfg.web_dir, sizeof(cfg.web_dir));
     dp_log_set_level(DP_LOG_INFO);
     srv_config_log(&cfg);
 
@@ -190,7 +193,7 @@ int main(int argc, char **argv)
         if (cfg.worker_bin[0])
             snprintf(bin, sizeof(bin), "%s", cfg.worker_bin);
         else
-            default_worker_bin(bin, sizeof(bin));
+            default_beside("dnnpress-worker", bin, sizeof(bin));
         /* Under TLS the local workers verify the server like any other
          * client: the certificate file is their trust anchor (curl accepts
          * a leaf there) and the host they dial must be a name it carries:

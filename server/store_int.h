@@ -29,7 +29,7 @@
  * round-trips through jansson, which was half the cost of a job list. */
 #define SRV_JOB_JSON                                                                               \
     "json_object('id', j.id, 'name', j.name, 'state', j.state, 'model_id', j.model_id, "           \
-    "'dataset_id', j.dataset_id, 'priority', j.priority, "                                         \
+    "'dataset_id', j.dataset_id, 'priority', j.priority, 'params', json(j.params), "               \
     "'created_at', " SRV_SQL_TIME(                                                                 \
         "j.created_at") ", "                                                                       \
                         "'started_at', " SRV_SQL_TIME_OR_NULL(                                     \

@@ -2,8 +2,11 @@
 # make demo: the whole service on loopback. Starts dnnpress-server with one
 # local worker, creates a team, then - as that team, through the dnnpress
 # CLI - submits a LeNet-5 Fashion-MNIST ADMM job (train -> compress ->
-# retrain -> export), follows it live, prints the report summary and stops
-# the server. The demo spec is short so that it ends within a few minutes on
+# retrain -> export), follows it live and prints the report summary. Run
+# from a terminal, it then leaves the server up for the dashboard at
+# http://127.0.0.1:PORT/ (docs/dashboard.md), printing the token to sign in
+# with, until Ctrl-C; otherwise (or with DEMO_NO_WAIT=1) it stops the
+# server. The demo spec is short so that it ends within a few minutes on
 # 2 cores: a 3-epoch pretraining and 3 ADMM + 1 retraining epochs on the
 # first DEMO_LIMIT_TRAIN (12000) images.
 set -euo pipefail
@@ -68,4 +71,18 @@ echo
 "$CLI" download "$JOB" --dir "$DEMO/artifacts" > /dev/null
 echo
 echo "demo: artifacts (model, report, ONNX) in $DEMO/artifacts/"
-echo "demo: the dashboard will be served at $URL/ (web/, a later wave)"
+# From a terminal the server stays up for the dashboard until Ctrl-C; a
+# non-interactive run (CI, a pipe) stops here as before.
+if [ -t 0 ] && [ -t 1 ] && [ -z "${DEMO_NO_WAIT:-}" ]; then
+  echo
+  echo "demo: the dashboard is at $URL/ - sign in with this team token:"
+  echo
+  echo "    $TOKEN"
+  echo
+  echo "demo: the server keeps running (log: $DEMO/server.log); press Ctrl-C to stop it"
+  trap 'echo; stop_server; exit 0' INT TERM
+  while kill -0 "$SERVER_PID" 2> /dev/null; do sleep 1; done
+  echo "demo: the server exited (see $DEMO/server.log)"
+  exit 1
+fi
+echo "demo: the dashboard was at $URL/ while the server ran (make demo from a terminal keeps it up)"

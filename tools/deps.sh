@@ -26,10 +26,13 @@ PKGS=(
   # ---- compile --target opencl (issue 12) ----
   ocl-icd-opencl-dev opencl-headers  # the bundle's host runner: CL/cl.h and -lOpenCL (ICD loader)
   pocl-opencl-icd clinfo             # an OpenCL device on the CPU for the tests; clinfo -l lists devices
+  # ---- the dashboard (issue 14) ----
+  nodejs                      # builds web/ (npm ci + esbuild); never needed to run the server
+  chromium                    # tests/web: the dashboard in headless Chromium (playwright-core)
 )
-# npm: the deploy manifests' schema check (make test); Debian's package unless
-# a node with its npm is already installed.
-command -v npm > /dev/null || PKGS+=(npm)
+# npm: the dashboard build and the deploy manifests' schema check; Debian's
+# nodejs comes without npm (NodeSource's includes it, and the two conflict).
+command -v npm > /dev/null 2>&1 || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
