@@ -59,6 +59,12 @@ enum dp_spec_alloc {
     DP_SPEC_ALLOC_GLOBAL,  /* one magnitude threshold over all irregular layers, same total */
 };
 
+/* How spec.auto spreads its global target over the layers. */
+enum dp_spec_auto_alloc {
+    DP_SPEC_AUTO_SENSITIVITY, /* measured loss increase per layer and rate, then annealing */
+    DP_SPEC_AUTO_GLOBAL,      /* one magnitude threshold over all constrained layers */
+};
+
 /* What the automatic per-layer rates reduce. */
 enum dp_spec_objective { DP_SPEC_OBJ_PARAMS, DP_SPEC_OBJ_FLOPS };
 
@@ -90,7 +96,15 @@ struct dp_spec {
     enum dp_spec_objective auto_objective;
     double auto_rate;      /* the global target rate on parameters or FLOPs */
     int auto_search_iters; /* simulated-annealing steps */
-    int auto_eval_images;  /* training images held for the sensitivity analysis */
+    int auto_eval_images;  /* validation images the sensitivity analysis evaluates on */
+    enum dp_spec_auto_alloc auto_alloc;
+    double val_fraction;    /* share of the training set held out for every decision */
+    uint64_t val_seed;      /* which samples are held out */
+    double target_residual; /* ADMM hardens once every layer's ||W - Z|| / ||W|| is <= this */
+    double support_change;  /* ... and at most this fraction of each layer's support moved;
+                               target_residual 0: after the last iteration */
+    int budget_epochs;      /* every training epoch of the run in all; 0: from the schedule */
+    double distill_temperature, distill_weight; /* knowledge distillation; weight 0: none */
     int n_rules;
     struct dp_spec_rule rules[DP_SPEC_MAX_RULES];
 };
@@ -105,8 +119,8 @@ enum dp_err dp_spec_load(const char *path, struct dp_spec *out, struct dp_errinf
 /* The rule for a layer name, or NULL when none matches. */
 const struct dp_spec_rule *dp_spec_rule_for(const struct dp_spec *s, const char *layer);
 
-/* Training epochs the spec spends in all: stages * (ADMM iterations *
- * epochs + retraining). */
+/* Training epochs the spec spends in all: budget.epochs when set, else
+ * stages * (ADMM iterations * epochs + retraining). */
 int dp_spec_epochs(const struct dp_spec *s);
 
 /* A 64-bit digest of everything in the spec that shapes a run; a resumed
