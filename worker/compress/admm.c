@@ -487,6 +487,10 @@ static enum dp_err admm_train(struct admm_ctx *c, const struct admm_step *sp, st
     cfg.sched.base_lr = (float)sp->lr;
     cfg.sched.total_epochs = sp->epochs;
     struct nn_train_resume res = {c->ep, c->res_m1, c->res_m2, c->res_t};
+    const struct nn_distill_cfg kd = {&c->teacher, (float)c->spec->distill_temperature,
+                                      (float)c->spec->distill_weight};
+    if (c->teacher.data != NULL)
+        cfg.distill = &kd;
     if (c->ep > 0) {
         if (!c->have_res)
             return dp_errinfo_set(ei, DP_EINVAL, "resuming inside a step needs optimizer state");
@@ -918,6 +922,18 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     c.train = &fit;
     c.val = &val;
     c.test = test;
+    /* The model arrives dense (a resumed run restarts from the pretrained
+     * weights too), except in the retrain phase, whose input is the
+     * compress phase's result: there is no teacher there. */
+    if (spec->distill_weight > 0.0 && (cb == NULL || cb->phase != ADMM_PHASE_RETRAIN)) {
+        c.teacher = *m;
+        c.teacher.data = dp_malloc_aligned(dp_size_mul(m->n_floats, sizeof(float)));
+        if (c.teacher.data == NULL) {
+            err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the teacher's weights");
+            goto out;
+        }
+        memcpy(c.teacher.data, m->data, m->n_floats * sizeof(float));
+    }
     err = admm_targets(&c, ei);
     if (!err)
         err = admm_plan(&c, ei);
@@ -998,5 +1014,6 @@ out:
     dp_free(c.t);
     nn_dataset_free(&fit);
     nn_dataset_free(&val);
+    dp_free_aligned(c.teacher.data);
     return err;
 }

@@ -51,6 +51,10 @@ struct admm_ctx {
     /* The held-out validation split takes every decision (stage acceptance,
      * automatic rates, convergence); the test split is only reported. */
     const struct nn_dataset *train, *val, *test;
+    /* spec.distill: the dense model as the teacher of every training step,
+     * a view sharing c->m's graph with its own copy of the dense weights
+     * (64-byte aligned, owned); teacher.data NULL when not distilling. */
+    struct dp_model teacher;
     float *z, *u, *mask; /* n_floats each */
     int mask_on;         /* apply the mask: after the first hard projection */
     void *scratch;

@@ -193,6 +193,11 @@ json_t *admm_report(const struct admm_ctx *c, double final_acc, double final_val
         json_object_set_new(r, "final_val_accuracy", json_real(final_val));
         json_object_set_new(r, "budget_epochs", json_integer(c->epochs_planned));
         json_object_set_new(r, "spare_epochs", json_integer(c->spare_epochs));
+        if (c->spec->distill_weight > 0.0)
+            json_object_set_new(
+                r, "distill",
+                json_pack("{s:f, s:f, s:b}", "temperature", c->spec->distill_temperature, "weight",
+                          c->spec->distill_weight, "applied", c->teacher.data != NULL));
         json_object_set_new(r, "validation",
                             json_pack("{s:f, s:I, s:i, s:i}", "fraction", c->spec->val_fraction,
                                       "seed", (json_int_t)c->spec->val_seed, "images", c->val->n,

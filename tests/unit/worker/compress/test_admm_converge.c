@@ -4,7 +4,8 @@
  * hardening once it has converged and giving the epochs left to the
  * retraining, the epoch budget both methods obey, the per-iteration
  * measures in the events, automatic rates chosen again at every stage,
- * and checkpoints of an older format refused by name.
+ * distillation from the dense model, and checkpoints of an older format
+ * refused by name.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -242,6 +243,42 @@ Test(admm_converge, a_checkpoint_of_the_old_format_is_refused_by_name)
     cr_assert(strstr(ei.msg, "version 1") != NULL && strstr(ei.msg, "delete the file") != NULL,
               "%s", ei.msg);
     dp_test_tmpdir_remove(dir);
+    admm_fixture_free(&f);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(admm_converge, distillation_from_the_dense_model_steers_the_training, .timeout = 300)
+{
+    struct admm_fixture f;
+    admm_fixture_init(&f);
+    float *pre = dp_malloc(f.m->n_floats * sizeof(float));
+    cr_assert_not_null(pre);
+    memcpy(pre, f.m->data, f.m->n_floats * sizeof(float));
+    static const char *const base =
+        "{\"admm\":{\"iters\":1,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},%s"
+        "\"layers\":[{\"match\":\"fc1\",\"prune\":{\"scheme\":\"irregular\",\"rate\":8}}]}";
+    char text[512];
+    snprintf(text, sizeof(text), base, "");
+    struct admm_seen seen;
+    json_t *r = admm_run_seen(&f, text, &seen);
+    cr_assert_null(json_object_get(r, "distill"));
+    json_decref(r);
+    float *plain = dp_malloc(f.m->n_floats * sizeof(float));
+    cr_assert_not_null(plain);
+    memcpy(plain, f.m->data, f.m->n_floats * sizeof(float));
+
+    memcpy(f.m->data, pre, f.m->n_floats * sizeof(float));
+    snprintf(text, sizeof(text), base, "\"distill\":{\"temperature\":4,\"weight\":0.7},");
+    r = admm_run_seen(&f, text, &seen);
+    json_t *kd = json_object_get(r, "distill");
+    cr_assert(json_is_true(json_object_get(kd, "applied")));
+    cr_assert_float_eq(json_real_value(json_object_get(kd, "weight")), 0.7, 1e-12);
+    cr_assert(memcmp(plain, f.m->data, f.m->n_floats * sizeof(float)) != 0,
+              "distillation left the training unchanged");
+    cr_assert_eq(admm_nnz(f.m, "fc1.weight"), 18432u / 8);
+    json_decref(r);
+    dp_free(plain);
+    dp_free(pre);
     admm_fixture_free(&f);
     DP_ASSERT_NO_LEAKS();
 }
