@@ -5,7 +5,8 @@
 #
 #   tests/bench/compress.sh [WORKER]     default build/release/dnnpress-worker
 #
-# Rows (ids in brackets; ROWS=REGEX keeps the rows whose id matches):
+# Rows (ids in brackets, each followed by -bBUDGET in the output; ROWS=REGEX keeps the
+# rows whose id matches):
 #   dense models, trained by the engine (or by PyTorch and imported through ONNX)
 #   [mlp-R-sS-METHOD-own]   lenet-300-100, irregular pruning at R x (RATES), seeds MLP_SEEDS,
 #                           each method with its own allocation: ADMM sensitivity +
@@ -148,7 +149,7 @@ def q(d):
         d["quant"] = {"scheme": "kbit", "bits": int(quant), "per_channel": True}
     return d
 if scheme == "pattern":
-    s["layers"] = [{"match": "layer*.conv*", "prune": {"scheme": "pattern", "library_size": 8,
+    s["layers"] = [{"match": "layer*.conv[12]", "prune": {"scheme": "pattern", "library_size": 8,
                                                       "connectivity": 3.6}}]
 elif scheme == "filter":
     s["purify"] = True
@@ -172,12 +173,13 @@ export -f spec
 
 run_row() { # one row line
   read -r id model seed method alloc target quant scheme budget <<< "$1"
+  id="$id-b$budget" # the same row at another budget is another row
   grep -q "\"id\": \"$id\"" "$RESULTS" && return 0
   local dense; dense=$(dense_path "$model" "$seed")
   local rep="" d="$OUT/rows/$id"
   if [ "${alloc#rates:}" != "$alloc" ]; then
-    rep="$OUT/rows/${alloc#rates:}.report.json"
-    [ -s "$rep" ] || { echo "compress-bench: $id: no report of ${alloc#rates:} yet" >&2; return 0; }
+    rep="$OUT/rows/${alloc#rates:}-b$budget.report.json"
+    [ -s "$rep" ] || { echo "compress-bench: $id: no report of ${alloc#rates:}-b$budget yet" >&2; return 0; }
   fi
   spec "$method" "$alloc" "$target" "$quant" "$scheme" "$budget" "$seed" $rep > "$d.spec.json" || return 0
   local t0=$SECONDS
