@@ -244,6 +244,47 @@ Test(admm_run, compress_then_retrain_phases_equal_one_run, .timeout = 300)
     DP_ASSERT_NO_LEAKS();
 }
 
+Test(admm_run, a_converged_compress_phase_leaves_its_epochs_to_the_retrain_phase, .timeout = 300)
+{
+    /* A budget of 6: 5 iterations of 1 epoch beside 1 of retraining; the
+     * loop converges after the first, so the compress phase spends 1 epoch
+     * and hands 4 to the retrain task, which must then equal one run. */
+    struct admm_fixture f;
+    admm_fixture_init(&f);
+    float *pre = admm_copy(f.m);
+    struct dp_spec spec;
+    admm_fixture_spec("{\"budget\":{\"epochs\":6},\"admm\":{\"epochs_per_iter\":1,"
+                      "\"target_residual\":0.99,\"support_change\":1},\"retrain\":{\"epochs\":1},"
+                      "\"layers\":[{\"match\":\"fc1\",\"prune\":{\"scheme\":\"irregular\","
+                      "\"rate\":6}}]}",
+                      &spec);
+    struct dp_errinfo ei = {0};
+    json_t *all = NULL, *r1 = NULL, *r2 = NULL;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, NULL, &all, &ei), DP_OK);
+    float *ref = admm_copy(f.m);
+    memcpy(f.m->data, pre, f.m->n_floats * sizeof(float));
+    struct admm_callbacks cb;
+    memset(&cb, 0, sizeof(cb));
+    cb.phase = ADMM_PHASE_ADMM;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, &cb, &r1, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(json_integer_value(json_object_get(r1, "epochs")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(r1, "spare_epochs")), 4);
+    cb.phase = ADMM_PHASE_RETRAIN;
+    cb.prev_report = r1;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, &cb, &r2, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(json_integer_value(json_object_get(r2, "epochs")), 6);
+    cr_assert_eq(json_integer_value(json_object_get(all, "epochs")), 6);
+    cr_assert(memcmp(ref, f.m->data, f.m->n_floats * sizeof(float)) == 0,
+              "two phases differ from one run");
+    json_decref(all);
+    json_decref(r1);
+    json_decref(r2);
+    dp_free(ref);
+    dp_free(pre);
+    admm_fixture_free(&f);
+    DP_ASSERT_NO_LEAKS();
+}
+
 Test(admm_run, progressive_stops_at_the_last_stage_within_tolerance, .timeout = 300)
 {
     struct admm_fixture f;
