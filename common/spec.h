@@ -9,9 +9,13 @@
  *     "seed": 1,
  *     "batch": 64,
  *     "admm": {"iters": 6, "epochs_per_iter": 2, "rho": 1e-3,
- *              "rho_factor": 1.3, "rho_max": 1.0, "lr": 0.01},
+ *              "rho_factor": 1.3, "rho_max": 1.0, "lr": 0.01,
+ *              "target_residual": 0.05, "support_change": 0.001},
  *     "retrain": {"epochs": 4, "lr": 0.01},
  *     "magnitude": {"steps": 4},        epochs split evenly over the steps
+ *     "validation": {"fraction": 0.1},  held out of the training set; decides everything
+ *     "budget": {"epochs": 40},         every epoch of the run, either method
+ *     "distill": {"temperature": 4, "weight": 0.5},   from the dense model (optional)
  *     "optimizer": {"momentum": 0.9, "weight_decay": 5e-4},
  *     "layers": [
  *       {"match": "conv*", "prune": {"scheme": "irregular", "rate": 8}},
