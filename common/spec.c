@@ -196,7 +196,7 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
     static const char *const iter_keys[] = {"iters",           "epochs_per_iter", "rho",
                                             "rho_factor",      "rho_max",         "lr",
                                             "target_residual", "support_change",  NULL};
-    static const char *const retrain_keys[] = {"epochs", "lr", NULL};
+    static const char *const retrain_keys[] = {"epochs", "lr", "keep_best", NULL};
     static const char *const mag_keys[] = {"steps", "allocation", NULL};
     static const char *const opt_keys[] = {"momentum", "weight_decay", NULL};
     memset(out, 0, sizeof(*out));
@@ -307,6 +307,8 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
             err = spec_int(r, "epochs", "spec.retrain", 0, 10000, &out->retrain_epochs, ei);
         if (!err)
             err = spec_num(r, "lr", "spec.retrain", 1e-9, 100.0, &out->retrain_lr, ei);
+        if (!err)
+            err = spec_bool(r, "keep_best", "spec.retrain", &out->retrain_keep_best, ei);
     }
     json_t *g = json_object_get(root, "magnitude");
     if (!err && g != NULL) {
@@ -503,7 +505,8 @@ uint64_t dp_spec_digest(const struct dp_spec *s)
                         s->n_rules,
                         s->purify,
                         (int)s->auto_alloc,
-                        s->budget_epochs};
+                        s->budget_epochs,
+                        s->retrain_keep_best};
     const double dbl[] = {s->rho,
                           s->rho_factor,
                           s->rho_max,

@@ -11,7 +11,7 @@
  *     "admm": {"iters": 6, "epochs_per_iter": 2, "rho": 1e-3,
  *              "rho_factor": 1.3, "rho_max": 1.0, "lr": 0.01,
  *              "target_residual": 0.05, "support_change": 0.001},
- *     "retrain": {"epochs": 4, "lr": 0.01},
+ *     "retrain": {"epochs": 4, "lr": 0.01, "keep_best": false},
  *     "magnitude": {"steps": 4},        epochs split evenly over the steps
  *     "validation": {"fraction": 0.1},  held out of the training set; decides everything
  *     "budget": {"epochs": 40},         every epoch of the run, either method
@@ -108,6 +108,7 @@ struct dp_spec {
     double support_change;  /* ... and at most this fraction of each layer's support moved;
                                target_residual 0: after the last iteration */
     int budget_epochs;      /* every training epoch of the run in all; 0: from the schedule */
+    int retrain_keep_best;  /* retraining ends on its epoch of best validation accuracy */
     double distill_temperature, distill_weight; /* knowledge distillation; weight 0: none */
     int n_rules;
     struct dp_spec_rule rules[DP_SPEC_MAX_RULES];

@@ -455,12 +455,29 @@ static enum dp_err admm_keep_moments(struct admm_ctx *c, const struct nn_optim *
     return DP_OK;
 }
 
+/* Whether step sp ends on its best validation epoch (retrain.keep_best):
+ * the retraining, and the baseline's last round, which is its retraining. */
+static int admm_keeps_best(const struct admm_ctx *c, const struct admm_step *sp)
+{
+    return c->spec->retrain_keep_best &&
+           (sp->kind == ADMM_STEP_RETRAIN || (sp->kind == ADMM_STEP_MAGNITUDE && sp->last_iter));
+}
+
 static enum dp_err admm_on_epoch_end(void *ud, int epochs_done, const struct nn_optim *opt,
                                      struct dp_errinfo *ei)
 {
     struct admm_ctx *c = ud;
     const struct admm_step *sp = &c->steps[c->si];
     c->ep = epochs_done;
+    if (admm_keeps_best(c, sp) && (c->rbest_epoch == 0 || c->last_val_acc > c->rbest_acc)) {
+        if (c->rbest == NULL)
+            c->rbest = dp_malloc(dp_size_mul(c->m->n_floats, sizeof(float)));
+        if (c->rbest == NULL)
+            return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the best retraining epoch");
+        memcpy(c->rbest, c->m->data, c->m->n_floats * sizeof(float));
+        c->rbest_acc = c->last_val_acc;
+        c->rbest_epoch = epochs_done;
+    }
     if (epochs_done == sp->epochs && admm_step_carries(sp)) {
         enum dp_err err = admm_keep_moments(c, opt, ei);
         if (err)
@@ -831,6 +848,22 @@ enum dp_err admm_step_end(struct admm_ctx *c, const struct admm_step *sp, struct
     return DP_OK;
 }
 
+/* Early stopping of a retraining (retrain.keep_best): back to its epoch of
+ * best validation accuracy, which is then the step's accuracy. */
+static void admm_restore_best(struct admm_ctx *c, const struct admm_step *sp)
+{
+    if (!admm_keeps_best(c, sp) || c->rbest_epoch == 0)
+        return;
+    if (c->rbest_epoch != sp->epochs) {
+        memcpy(c->m->data, c->rbest, c->m->n_floats * sizeof(float));
+        admm_say(c, "retraining ends on its epoch %d of %d (val %.2f%%, the best)", c->rbest_epoch,
+                 sp->epochs, 100.0 * c->rbest_acc);
+    }
+    c->last_val_acc = c->rbest_acc;
+    c->rbest_epoch = 0;
+    c->rbest_acc = 0.0;
+}
+
 static enum dp_err admm_run(struct admm_ctx *c, struct dp_errinfo *ei)
 {
     for (; c->si < c->n_steps && !c->halted; c->si++, c->ep = 0) {
@@ -840,6 +873,8 @@ static enum dp_err admm_run(struct admm_ctx *c, struct dp_errinfo *ei)
         enum dp_err err = c->ep == 0 ? admm_step_begin(c, sp, ei) : DP_OK;
         if (!err && c->ep < sp->epochs)
             err = admm_train(c, sp, ei);
+        if (!err)
+            admm_restore_best(c, sp);
         if (!err)
             err = admm_step_end(c, sp, ei);
         /* The moments were for this step only (trained, or resumed at its
@@ -1007,6 +1042,7 @@ out:
     dp_free(c.u);
     dp_free(c.mask);
     dp_free(c.best);
+    dp_free(c.rbest);
     dp_free(c.res_m1);
     dp_free(c.res_m2);
     dp_free(c.steps);

@@ -73,6 +73,11 @@ struct admm_ctx {
     int epochs_offset; /* epochs of an earlier phase (the compress task's, for retrain) */
     double dense_acc, dense_val_acc;
     int spare_epochs; /* epochs a converged last stage left to the retrain phase */
+    /* retrain.keep_best: the running retraining's best epoch so far (its
+     * weights in rbest, n_floats, owned; rbest_epoch 0: none yet). */
+    float *rbest;
+    double rbest_acc;
+    int rbest_epoch;
     float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];     /* the training set's, to normalise */
     double last_loss, last_train_acc, last_val_acc, last_lr; /* of the last finished epoch */
     double wall_prev;  /* seconds spent by earlier sessions of this run */

@@ -18,7 +18,7 @@
 
 /* 2: the validation split's accuracies, the plan's step lengths (a
  * converged stage moves epochs to its retraining), per-stage automatic
- * rates, dual residuals and support changes. */
+ * rates, dual residuals and support changes, the best retraining epoch. */
 #define ADMM_STATE_VERSION 2
 #define ADMM_STATE_KEY     "admm_state"
 
@@ -68,7 +68,7 @@ enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, 
     snprintf(digest, sizeof(digest), "%016" PRIx64, dp_spec_digest(c->spec));
     json_t *st = json_pack(
         "{s:i, s:s, s:I, s:i, s:i, s:i, s:b, s:b, s:b, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, "
-        "s:I, s:b, s:o, s:O, s:O, s:O?, s:b, s:f, s:f, s:f, s:i, s:o}",
+        "s:I, s:b, s:o, s:O, s:O, s:O?, s:b, s:f, s:f, s:f, s:i, s:o, s:f, s:i}",
         "version", ADMM_STATE_VERSION, "spec_digest", digest, "n_floats", (json_int_t)m->n_floats,
         "step", si, "epoch", ep, "n_steps", c->n_steps, "mask_on", c->mask_on, "quant_on",
         c->quant_on, "halted", c->halted, "best_stage", c->best_stage, "epochs_done",
@@ -78,7 +78,8 @@ enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, 
         "have_opt", opt != NULL, "targets", admm_state_targets(c), "trace", c->trace, "stages",
         c->stages, "auto", c->auto_info, "shadow_on", c->shadow_on, "dense_val_acc",
         c->dense_val_acc, "last_lr", c->last_lr, "val_fraction", c->spec->val_fraction,
-        "spare_epochs", c->spare_epochs, "steps", admm_state_steps(c));
+        "spare_epochs", c->spare_epochs, "steps", admm_state_steps(c), "rbest_acc", c->rbest_acc,
+        "rbest_epoch", c->rbest_epoch);
     const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(17);
     const size_t len = st != NULL ? json_dumpb(st, NULL, 0, flags) : 0;
     char *text = len > 0 ? dp_malloc(len + 1) : NULL;
@@ -93,11 +94,16 @@ enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, 
     dp_free(text);
     if (meta == NULL)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the checkpoint");
-    const float *const blocks[7] = {
-        m->data, c->z, c->u, c->mask, opt != NULL ? opt->m1 : NULL, opt != NULL ? opt->m2 : NULL,
-        c->best};
-    const char *const names[7] = {"w", "z", "u", "mask", "m1", "m2", "best"};
-    enum dp_err err = nn_state_write_blocks(path, names, blocks, 7, m->n_floats, meta, ei);
+    const float *const blocks[8] = {m->data,
+                                    c->z,
+                                    c->u,
+                                    c->mask,
+                                    opt != NULL ? opt->m1 : NULL,
+                                    opt != NULL ? opt->m2 : NULL,
+                                    c->best,
+                                    c->rbest_epoch > 0 ? c->rbest : NULL};
+    const char *const names[8] = {"w", "z", "u", "mask", "m1", "m2", "best", "rbest"};
+    enum dp_err err = nn_state_write_blocks(path, names, blocks, 8, m->n_floats, meta, ei);
     json_decref(meta);
     return err;
 }
@@ -197,6 +203,12 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
         err = dp_st_read_f32(f, "mask", c->mask, n, ei);
     if (!err && dp_st_find(f, "best") != NULL)
         err = nn_state_read_block(f, "best", &c->best, n, ei);
+    c->rbest_epoch = (int)admm_state_num(st, "rbest_epoch");
+    c->rbest_acc = admm_state_num(st, "rbest_acc");
+    if (!err && c->rbest_epoch > 0)
+        err = dp_st_find(f, "rbest") != NULL
+                  ? nn_state_read_block(f, "rbest", &c->rbest, n, ei)
+                  : admm_state_bad(ei, path, "a best retraining epoch without its weights");
     if (!err && have_opt) {
         err = nn_state_read_block(f, "m1", &c->res_m1, n, ei);
         if (!err && dp_st_find(f, "m2") != NULL)

@@ -52,7 +52,7 @@ Test(spec, validation_budget_convergence_and_distillation)
     static const char text[] =
         "{\"seed\":3,\"validation\":{\"fraction\":0.2},\"budget\":{\"epochs\":30},"
         "\"admm\":{\"target_residual\":0.05,\"support_change\":0.002},"
-        "\"distill\":{\"temperature\":2},"
+        "\"distill\":{\"temperature\":2},\"retrain\":{\"keep_best\":true},"
         "\"auto\":{\"rate\":40,\"allocation\":\"global\"},"
         "\"layers\":[{\"prune\":{\"scheme\":\"irregular\"}}]}";
     struct dp_spec s;
@@ -67,6 +67,7 @@ Test(spec, validation_budget_convergence_and_distillation)
     cr_assert_float_eq(s.distill_temperature, 2.0, 1e-12);
     cr_assert_float_eq(s.distill_weight, 0.5, 1e-12);
     cr_assert_eq(s.auto_alloc, DP_SPEC_AUTO_GLOBAL);
+    cr_assert(s.retrain_keep_best);
     const uint64_t d = dp_spec_digest(&s);
     s.val_seed = 4;
     cr_assert_neq(dp_spec_digest(&s), d, "another held-out split is another run");
@@ -131,6 +132,8 @@ Test(spec, errors_name_the_field)
          "cannot cover 4 magnitude steps"},
         {"{\"admm\":{\"target_residual\":2},\"layers\":[{\"quant\":{\"scheme\":\"binary\"}}]}",
          "spec.admm.target_residual"},
+        {"{\"retrain\":{\"keep_best\":1},\"layers\":[{\"quant\":{\"scheme\":\"binary\"}}]}",
+         "spec.retrain.keep_best: must be true or false"},
         {"{\"distill\":{\"temperature\":0.5},\"layers\":[{\"quant\":{\"scheme\":\"binary\"}}]}",
          "spec.distill.temperature"},
         {"{\"auto\":{\"rate\":4,\"allocation\":\"best\"},\"layers\":[{\"prune\":{\"scheme\":"

@@ -282,3 +282,55 @@ Test(admm_converge, distillation_from_the_dense_model_steers_the_training, .time
     admm_fixture_free(&f);
     DP_ASSERT_NO_LEAKS();
 }
+
+/* The validation accuracy of every retraining epoch, in order. */
+struct admm_val_log {
+    int n;
+    double acc[16];
+};
+
+static void admm_val_event(void *ud, const char *type, json_t *data)
+{
+    struct admm_val_log *l = ud;
+    if (strcmp(type, "retrain_epoch") == 0 && l->n < 16)
+        l->acc[l->n++] = json_real_value(json_object_get(data, "val_accuracy"));
+}
+
+Test(admm_converge, retraining_stops_early_on_its_best_validation_epoch, .timeout = 300)
+{
+    struct admm_fixture f;
+    admm_fixture_init(&f);
+    /* A retraining rate (0.3) high enough that validation accuracy does not
+     * simply climb: the run must end on its best epoch, not its last. */
+    struct dp_spec spec;
+    admm_fixture_spec("{\"admm\":{\"iters\":1,\"epochs_per_iter\":1},"
+                      "\"retrain\":{\"epochs\":6,\"lr\":0.3,\"keep_best\":true},\"layers\":["
+                      "{\"match\":\"fc1\",\"prune\":{\"scheme\":\"irregular\",\"rate\":8}}]}",
+                      &spec);
+    struct admm_val_log log = {0, {0}};
+    struct admm_callbacks cb;
+    memset(&cb, 0, sizeof(cb));
+    cb.ud = &log;
+    cb.event = admm_val_event;
+    struct dp_errinfo ei = {0};
+    json_t *r = NULL;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, &cb, &r, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(log.n, 6);
+    int best = 0;
+    for (int i = 1; i < log.n; i++)
+        best = log.acc[i] > log.acc[best] ? i : best;
+    cr_assert_lt(log.acc[log.n - 1], log.acc[best],
+                 "the last epoch was among the best (%.4f %.4f %.4f %.4f %.4f %.4f): the test "
+                 "proves nothing",
+                 log.acc[0], log.acc[1], log.acc[2], log.acc[3], log.acc[4], log.acc[5]);
+    const double fin = json_real_value(json_object_get(r, "final_val_accuracy"));
+    cr_assert_float_eq(fin, log.acc[best], 1e-9, "ended at val %.4f, the best epoch (%d) had %.4f",
+                       fin, best + 1, log.acc[best]);
+    cr_assert_float_eq(json_real_value(json_object_get(
+                           json_array_get(json_object_get(r, "stages"), 0), "val_accuracy")),
+                       log.acc[best], 1e-9);
+    cr_assert_eq(admm_nnz(f.m, "fc1.weight"), 18432u / 8, "the best epoch is masked too");
+    json_decref(r);
+    admm_fixture_free(&f);
+    DP_ASSERT_NO_LEAKS();
+}

@@ -51,11 +51,12 @@ static const char *const admm_resume_spec =
     "\"quant\":{\"scheme\":\"kbit\",\"bits\":4}}]}";
 
 /* The same with a loop that converges in its first iteration of each
- * stage: the steps it skips and the epochs it moves to the retraining
- * must survive an interruption too. */
+ * stage and retrainings that end on their best epoch: the steps it skips,
+ * the epochs it moves to the retraining and the best epoch so far must
+ * survive an interruption too. */
 static const char *const admm_resume_converging_spec =
     "{\"budget\":{\"epochs\":12},\"admm\":{\"epochs_per_iter\":1,\"target_residual\":0.99,"
-    "\"support_change\":1},\"retrain\":{\"epochs\":1},"
+    "\"support_change\":1},\"retrain\":{\"epochs\":1,\"keep_best\":true},"
     "\"progressive\":{\"stages\":2,\"tolerance\":1.0},\"layers\":["
     "{\"match\":\"fc1\",\"prune\":{\"scheme\":\"irregular\",\"rate\":8}}]}";
 
