@@ -503,6 +503,8 @@ static enum dp_err admm_train(struct admm_ctx *c, const struct admm_step *sp, st
     cfg.sched.kind = NN_SCHED_COSINE;
     cfg.sched.base_lr = (float)sp->lr;
     cfg.sched.total_epochs = sp->epochs;
+    cfg.mean = c->mean;
+    cfg.std = c->std;
     struct nn_train_resume res = {c->ep, c->res_m1, c->res_m2, c->res_t};
     const struct nn_distill_cfg kd = {&c->teacher, (float)c->spec->distill_temperature,
                                       (float)c->spec->distill_weight};
@@ -984,7 +986,9 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     }
     for (size_t i = 0; i < m->n_floats; i++)
         c.mask[i] = 1.0f;
-    nn_dataset_norm_stats(c.train, c.mean, c.std);
+    /* The whole training set's statistics, as every other command (infer,
+     * export, purification's check) normalises with them. */
+    nn_dataset_norm_stats(train, c.mean, c.std);
     const int resuming =
         cb != NULL && cb->resume && cb->checkpoint != NULL && admm_file_exists(cb->checkpoint);
     if (resuming) {
@@ -1021,13 +1025,16 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     err = admm_run(&c, ei);
     if (err)
         goto out;
-    err = nn_evaluate(m, c.test, c.mean, c.std, spec->batch, &final_acc, &loss, ei);
+    double test_loss = 0.0;
+    err = nn_evaluate(m, c.test, c.mean, c.std, spec->batch, &final_acc, &test_loss, ei);
     if (!err)
         err = nn_evaluate(m, c.val, c.mean, c.std, spec->batch, &final_val, &loss, ei);
     if (err)
         goto out;
     admm_record_metadata(&c);
     *report = admm_report(&c, final_acc, final_val, admm_wall_seconds(&c));
+    if (*report != NULL)
+        json_object_set_new(*report, "final_test_loss", json_real(test_loss));
     if (*report == NULL)
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory building the report");
     else

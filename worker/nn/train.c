@@ -169,6 +169,10 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
     if (err)
         goto out;
     nn_dataset_norm_stats(train, mean, std);
+    if (cfg->mean != NULL && cfg->std != NULL) {
+        memcpy(mean, cfg->mean, (size_t)train->c * sizeof(float));
+        memcpy(std, cfg->std, (size_t)train->c * sizeof(float));
+    }
     struct nn_loader_cfg lc = {cfg->batch, 1, cfg->augment, mean, std, cfg->seed};
     err = nn_loader_init(&ld, train, &lc, ei);
     if (err)

@@ -16,6 +16,7 @@
 #include "tests/unit/test_util.h"
 #include "tests/unit/worker/compress/admm_fixture.h"
 #include "worker/compress/admm.h"
+#include "worker/nn/train.h"
 #include "worker/nn/train_state.h"
 
 /* What the event hook saw. */
@@ -330,6 +331,32 @@ Test(admm_converge, retraining_stops_early_on_its_best_validation_epoch, .timeou
                            json_array_get(json_object_get(r, "stages"), 0), "val_accuracy")),
                        log.acc[best], 1e-9);
     cr_assert_eq(admm_nnz(f.m, "fc1.weight"), 18432u / 8, "the best epoch is masked too");
+    json_decref(r);
+    admm_fixture_free(&f);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(admm_converge, the_model_is_normalised_with_the_whole_training_set, .timeout = 300)
+{
+    /* Training on 90 % of the set must not change the normalisation: infer,
+     * export and purification's check use the whole set's statistics, and
+     * must find the accuracy the report states. */
+    struct admm_fixture f;
+    admm_fixture_init(&f);
+    json_t *r = admm_run_spec(
+        &f, "{\"validation\":{\"fraction\":0.5},\"admm\":{\"iters\":1,\"epochs_per_iter\":1},"
+            "\"retrain\":{\"epochs\":1},\"layers\":["
+            "{\"match\":\"fc1\",\"prune\":{\"scheme\":\"irregular\",\"rate\":8}}]}");
+    float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
+    nn_dataset_norm_stats(&f.train, mean, std);
+    double acc = 0.0, loss = 0.0;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(nn_evaluate(f.m, &f.test, mean, std, 32, &acc, &loss, &ei), DP_OK, "%s", ei.msg);
+    const double rl = json_real_value(json_object_get(r, "final_test_loss"));
+    cr_assert_float_eq(loss, rl, 1e-9 * (1.0 + rl),
+                       "the report's test loss is %.9f, the whole set's normalisation gives %.9f",
+                       rl, loss);
+    cr_assert_float_eq(acc, json_real_value(json_object_get(r, "final_test_accuracy")), 1e-12);
     json_decref(r);
     admm_fixture_free(&f);
     DP_ASSERT_NO_LEAKS();
