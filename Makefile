@@ -469,11 +469,14 @@ bench-compile: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
 	@tests/bench/compile.sh build/release/dnnpress-worker
 
-# ADMM against the magnitude baseline on Fashion-MNIST LeNet-5 (long: about
-# 4 minutes per run on a quiet 2-core machine; see docs/benchmarks.md).
+# ADMM against the magnitude baseline at equal epoch budgets: LeNet-300-100,
+# LeNet-5 (also PyTorch-trained, imported through ONNX), quantization and
+# resnet20-fmnist, in 1-thread lanes, resumable (long: sized for about 2 hours
+# of a quiet 2-core machine, not yet timed whole; ROWS=REGEX runs a subset;
+# see docs/benchmarks.md).
 bench-compress: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
-	@tests/bench/compress_lenet.sh build/release/dnnpress-worker
+	@tests/bench/compress.sh build/release/dnnpress-worker
 
 # ---- Checks ------------------------------------------------------------------
 

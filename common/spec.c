@@ -183,15 +183,20 @@ static enum dp_err spec_rule(const json_t *obj, int idx, int auto_rates, struct 
 
 enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, struct dp_errinfo *ei)
 {
-    static const char *const top[] = {"version", "method",    "seed",      "batch",  "admm",
-                                      "retrain", "magnitude", "optimizer", "layers", "progressive",
-                                      "auto",    "purify",    NULL};
+    static const char *const top[] = {"version",    "method",      "seed",      "batch",
+                                      "admm",       "retrain",     "magnitude", "optimizer",
+                                      "layers",     "progressive", "auto",      "purify",
+                                      "validation", "budget",      "distill",   NULL};
+    static const char *const val_keys[] = {"fraction", "seed", NULL};
+    static const char *const budget_keys[] = {"epochs", NULL};
+    static const char *const distill_keys[] = {"temperature", "weight", NULL};
     static const char *const prog_keys[] = {"stages", "tolerance", NULL};
-    static const char *const auto_keys[] = {"objective", "rate", "search_iters", "eval_images",
-                                            NULL};
-    static const char *const iter_keys[] = {
-        "iters", "epochs_per_iter", "rho", "rho_factor", "rho_max", "lr", NULL};
-    static const char *const retrain_keys[] = {"epochs", "lr", NULL};
+    static const char *const auto_keys[] = {"objective",   "rate",       "search_iters",
+                                            "eval_images", "allocation", NULL};
+    static const char *const iter_keys[] = {"iters",           "epochs_per_iter", "rho",
+                                            "rho_factor",      "rho_max",         "lr",
+                                            "target_residual", "support_change",  NULL};
+    static const char *const retrain_keys[] = {"epochs", "lr", "keep_best", NULL};
     static const char *const mag_keys[] = {"steps", "allocation", NULL};
     static const char *const opt_keys[] = {"momentum", "weight_decay", NULL};
     memset(out, 0, sizeof(*out));
@@ -215,6 +220,10 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
     out->auto_eval_images = 2000;
     out->momentum = 0.9;
     out->weight_decay = 5e-4;
+    out->auto_alloc = DP_SPEC_AUTO_SENSITIVITY;
+    out->val_fraction = 0.1;
+    out->support_change = 0.001;
+    out->distill_temperature = 4.0;
     if (len > DP_SPEC_MAX_BYTES)
         return dp_errinfo_set(ei, DP_ETOOBIG, "the spec is %zu bytes, more than the %d allowed",
                               len, DP_SPEC_MAX_BYTES);
@@ -239,6 +248,34 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
     if (!err)
         err = spec_int(root, "seed", "spec", 0, 2147483647, &seed, ei);
     out->seed = (uint64_t)seed;
+    int val_seed = seed;
+    json_t *vv = json_object_get(root, "validation");
+    if (!err && vv != NULL) {
+        err = spec_keys(vv, "spec.validation", val_keys, ei);
+        if (!err)
+            err = spec_num(vv, "fraction", "spec.validation", 0.01, 0.5, &out->val_fraction, ei);
+        if (!err)
+            err = spec_int(vv, "seed", "spec.validation", 0, 2147483647, &val_seed, ei);
+    }
+    out->val_seed = (uint64_t)val_seed;
+    json_t *bv = json_object_get(root, "budget");
+    if (!err && bv != NULL) {
+        err = spec_keys(bv, "spec.budget", budget_keys, ei);
+        if (!err && json_object_get(bv, "epochs") == NULL)
+            err = dp_errinfo_set(ei, DP_EINVAL, "spec.budget.epochs: required");
+        if (!err)
+            err = spec_int(bv, "epochs", "spec.budget", 1, 100000, &out->budget_epochs, ei);
+    }
+    json_t *dv = json_object_get(root, "distill");
+    if (!err && dv != NULL) {
+        out->distill_weight = 0.5;
+        err = spec_keys(dv, "spec.distill", distill_keys, ei);
+        if (!err)
+            err = spec_num(dv, "temperature", "spec.distill", 1.0, 100.0, &out->distill_temperature,
+                           ei);
+        if (!err)
+            err = spec_num(dv, "weight", "spec.distill", 0.0, 1.0, &out->distill_weight, ei);
+    }
     if (!err)
         err = spec_int(root, "batch", "spec", 1, 65536, &out->batch, ei);
     if (!err)
@@ -258,6 +295,10 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
             err = spec_num(a, "rho_max", "spec.admm", 0.0, 1e6, &out->rho_max, ei);
         if (!err)
             err = spec_num(a, "lr", "spec.admm", 1e-9, 100.0, &out->admm_lr, ei);
+        if (!err)
+            err = spec_num(a, "target_residual", "spec.admm", 0.0, 1.0, &out->target_residual, ei);
+        if (!err)
+            err = spec_num(a, "support_change", "spec.admm", 0.0, 1.0, &out->support_change, ei);
     }
     json_t *r = json_object_get(root, "retrain");
     if (!err && r != NULL) {
@@ -266,6 +307,8 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
             err = spec_int(r, "epochs", "spec.retrain", 0, 10000, &out->retrain_epochs, ei);
         if (!err)
             err = spec_num(r, "lr", "spec.retrain", 1e-9, 100.0, &out->retrain_lr, ei);
+        if (!err)
+            err = spec_bool(r, "keep_best", "spec.retrain", &out->retrain_keep_best, ei);
     }
     json_t *g = json_object_get(root, "magnitude");
     if (!err && g != NULL) {
@@ -315,6 +358,17 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
                 spec_int(au, "search_iters", "spec.auto", 1, 1000000, &out->auto_search_iters, ei);
         if (!err)
             err = spec_int(au, "eval_images", "spec.auto", 16, 1000000, &out->auto_eval_images, ei);
+        json_t *aa = json_object_get(au, "allocation");
+        if (!err && aa != NULL) {
+            if (json_is_string(aa) && strcmp(json_string_value(aa), "sensitivity") == 0)
+                out->auto_alloc = DP_SPEC_AUTO_SENSITIVITY;
+            else if (json_is_string(aa) && strcmp(json_string_value(aa), "global") == 0)
+                out->auto_alloc = DP_SPEC_AUTO_GLOBAL;
+            else
+                err = dp_errinfo_set(ei, DP_EINVAL,
+                                     "spec.auto.allocation: must be \"sensitivity\" or "
+                                     "\"global\"");
+        }
     }
     json_t *o = json_object_get(root, "optimizer");
     if (!err && o != NULL) {
@@ -354,6 +408,27 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
                                      i);
         }
     }
+    if (!err && out->auto_on && out->auto_alloc == DP_SPEC_AUTO_GLOBAL) {
+        for (int i = 0; !err && i < out->n_rules; i++) {
+            if (out->rules[i].prune->id != DP_SCHEME_IRREGULAR)
+                err = dp_errinfo_set(ei, DP_EINVAL,
+                                     "layers[%d].prune.scheme: auto.allocation \"global\" "
+                                     "needs irregular pruning in every rule",
+                                     i);
+        }
+    }
+    if (!err && out->budget_epochs > 0 && out->method == DP_SPEC_ADMM &&
+        out->budget_epochs / out->stages < out->retrain_epochs + out->epochs_per_iter)
+        err = dp_errinfo_set(ei, DP_EINVAL,
+                             "spec.budget.epochs: %d epochs over %d stages leave less than one "
+                             "ADMM iteration (%d epochs) and the retraining (%d) per stage",
+                             out->budget_epochs, out->stages, out->epochs_per_iter,
+                             out->retrain_epochs);
+    if (!err && out->budget_epochs > 0 && out->method == DP_SPEC_MAGNITUDE &&
+        out->budget_epochs < out->magnitude_steps)
+        err = dp_errinfo_set(ei, DP_EINVAL,
+                             "spec.budget.epochs: %d epochs cannot cover %d magnitude steps",
+                             out->budget_epochs, out->magnitude_steps);
     if (!err && dp_spec_epochs(out) > 100000)
         err = dp_errinfo_set(ei, DP_EINVAL, "spec: %d training epochs in all is too many",
                              dp_spec_epochs(out));
@@ -399,6 +474,8 @@ const struct dp_spec_rule *dp_spec_rule_for(const struct dp_spec *s, const char 
 
 int dp_spec_epochs(const struct dp_spec *s)
 {
+    if (s->budget_epochs > 0)
+        return s->budget_epochs;
     return s->stages * (s->admm_iters * s->epochs_per_iter + s->retrain_epochs);
 }
 
@@ -426,10 +503,26 @@ uint64_t dp_spec_digest(const struct dp_spec *s)
                         s->auto_search_iters,
                         s->auto_eval_images,
                         s->n_rules,
-                        s->purify};
-    const double dbl[] = {s->rho,      s->rho_factor,   s->rho_max,   s->admm_lr,  s->retrain_lr,
-                          s->momentum, s->weight_decay, s->tolerance, s->auto_rate};
+                        s->purify,
+                        (int)s->auto_alloc,
+                        s->budget_epochs,
+                        s->retrain_keep_best};
+    const double dbl[] = {s->rho,
+                          s->rho_factor,
+                          s->rho_max,
+                          s->admm_lr,
+                          s->retrain_lr,
+                          s->momentum,
+                          s->weight_decay,
+                          s->tolerance,
+                          s->auto_rate,
+                          s->val_fraction,
+                          s->target_residual,
+                          s->support_change,
+                          s->distill_temperature,
+                          s->distill_weight};
     h = spec_mix(h, &s->seed, sizeof(s->seed));
+    h = spec_mix(h, &s->val_seed, sizeof(s->val_seed));
     h = spec_mix(h, ints, sizeof(ints));
     h = spec_mix(h, dbl, sizeof(dbl));
     for (int i = 0; i < s->n_rules; i++) {

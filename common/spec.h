@@ -9,9 +9,13 @@
  *     "seed": 1,
  *     "batch": 64,
  *     "admm": {"iters": 6, "epochs_per_iter": 2, "rho": 1e-3,
- *              "rho_factor": 1.3, "rho_max": 1.0, "lr": 0.01},
- *     "retrain": {"epochs": 4, "lr": 0.01},
+ *              "rho_factor": 1.3, "rho_max": 1.0, "lr": 0.01,
+ *              "target_residual": 0.05, "support_change": 0.001},
+ *     "retrain": {"epochs": 4, "lr": 0.01, "keep_best": false},
  *     "magnitude": {"steps": 4},        epochs split evenly over the steps
+ *     "validation": {"fraction": 0.1},  held out of the training set; decides everything
+ *     "budget": {"epochs": 40},         every epoch of the run, either method
+ *     "distill": {"temperature": 4, "weight": 0.5},   from the dense model (optional)
  *     "optimizer": {"momentum": 0.9, "weight_decay": 5e-4},
  *     "layers": [
  *       {"match": "conv*", "prune": {"scheme": "irregular", "rate": 8}},
@@ -59,6 +63,12 @@ enum dp_spec_alloc {
     DP_SPEC_ALLOC_GLOBAL,  /* one magnitude threshold over all irregular layers, same total */
 };
 
+/* How spec.auto spreads its global target over the layers. */
+enum dp_spec_auto_alloc {
+    DP_SPEC_AUTO_SENSITIVITY, /* measured loss increase per layer and rate, then annealing */
+    DP_SPEC_AUTO_GLOBAL,      /* one magnitude threshold over all constrained layers */
+};
+
 /* What the automatic per-layer rates reduce. */
 enum dp_spec_objective { DP_SPEC_OBJ_PARAMS, DP_SPEC_OBJ_FLOPS };
 
@@ -90,7 +100,16 @@ struct dp_spec {
     enum dp_spec_objective auto_objective;
     double auto_rate;      /* the global target rate on parameters or FLOPs */
     int auto_search_iters; /* simulated-annealing steps */
-    int auto_eval_images;  /* training images held for the sensitivity analysis */
+    int auto_eval_images;  /* validation images the sensitivity analysis evaluates on */
+    enum dp_spec_auto_alloc auto_alloc;
+    double val_fraction;    /* share of the training set held out for every decision */
+    uint64_t val_seed;      /* which samples are held out */
+    double target_residual; /* ADMM hardens once every layer's ||W - Z|| / ||W|| is <= this */
+    double support_change;  /* ... and at most this fraction of each layer's support moved;
+                               target_residual 0: after the last iteration */
+    int budget_epochs;      /* every training epoch of the run in all; 0: from the schedule */
+    int retrain_keep_best;  /* retraining ends on its epoch of best validation accuracy */
+    double distill_temperature, distill_weight; /* knowledge distillation; weight 0: none */
     int n_rules;
     struct dp_spec_rule rules[DP_SPEC_MAX_RULES];
 };
@@ -105,8 +124,8 @@ enum dp_err dp_spec_load(const char *path, struct dp_spec *out, struct dp_errinf
 /* The rule for a layer name, or NULL when none matches. */
 const struct dp_spec_rule *dp_spec_rule_for(const struct dp_spec *s, const char *layer);
 
-/* Training epochs the spec spends in all: stages * (ADMM iterations *
- * epochs + retraining). */
+/* Training epochs the spec spends in all: budget.epochs when set, else
+ * stages * (ADMM iterations * epochs + retraining). */
 int dp_spec_epochs(const struct dp_spec *s);
 
 /* A 64-bit digest of everything in the spec that shapes a run; a resumed

@@ -11,8 +11,8 @@
 #include "server/validate.h"
 
 static const char *const builtin_archs[] = {
-    "lenet-300-100",     "lenet5", "vgg16-cifar", "resnet20-cifar", "resnet56-cifar",
-    "mobilenetv2-cifar", NULL};
+    "lenet-300-100",   "lenet5",         "vgg16-cifar",       "resnet20-cifar",
+    "resnet20-fmnist", "resnet56-cifar", "mobilenetv2-cifar", NULL};
 static const char *const builtin_datasets[] = {"fashion-mnist", NULL};
 
 static int in_list(const char *s, const char *const *list)
@@ -74,8 +74,8 @@ static enum MHD_Result create_builtin(struct srv_http *h, struct MHD_Connection 
     if (!err && !in_list(builtin, model ? builtin_archs : builtin_datasets))
         err = dp_errinfo_set(&ei, DP_EINVAL,
                              model ? "body.arch: unknown architecture (lenet-300-100, lenet5, "
-                                     "vgg16-cifar, resnet20-cifar, resnet56-cifar, "
-                                     "mobilenetv2-cifar)"
+                                     "vgg16-cifar, resnet20-cifar, resnet20-fmnist, "
+                                     "resnet56-cifar, mobilenetv2-cifar)"
                                    : "body.builtin: unknown dataset (fashion-mnist)");
     if (!err)
         err = srv_idem_key(conn, &idem, &ei);

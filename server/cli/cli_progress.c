@@ -33,6 +33,8 @@ void cli_progress_update(struct cli_progress *p, const json_t *d)
     if (es >= 0 && es < 1e9)
         p->epochs = (int)es;
     p->test_accuracy = cli_num(d, "test_accuracy", p->test_accuracy);
+    /* Compression reports accuracy on its held-out validation split per epoch. */
+    p->test_accuracy = cli_num(d, "val_accuracy", p->test_accuracy);
     p->sparsity = cli_num(d, "sparsity", p->sparsity);
     p->eta_s = cli_num(d, "eta_s", p->eta_s);
 }

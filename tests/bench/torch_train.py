@@ -201,6 +201,9 @@ def main():
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--wd", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--export-onnx", metavar="FILE",
+                    help="after training, write the model as ONNX (opset 13) for the "
+                         "engine to import (tests/bench/compress.sh)")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="idx:DIR with the (gzipped) IDX files")
     src.add_argument("--synthetic", type=int, metavar="N",
@@ -310,6 +313,10 @@ def main():
         "torch_version": torch.__version__,
         "loadavg_1min_at_end": os.getloadavg()[0],
     }
+    if args.export_onnx:
+        model.eval()
+        torch.onnx.export(model, xte[:1], args.export_onnx, opset_version=13,
+                          input_names=["input"], output_names=["logits"])
     print(json.dumps(result), flush=True)
 
 

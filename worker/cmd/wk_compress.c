@@ -137,13 +137,22 @@ static enum dp_err wk_compress_purify(struct dp_model **m, const struct nn_datas
 static json_t *wk_compress_summary(const json_t *report)
 {
     json_t *tot = json_object_get(report, "totals");
-    return json_pack(
+    json_t *sum = json_pack(
         "{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:I}", "method", json_object_get(report, "method"),
         "dense_test_accuracy", json_object_get(report, "dense_test_accuracy"), "test_accuracy",
         json_object_get(report, "final_test_accuracy"), "rate", json_object_get(tot, "rate"),
         "storage_rate", json_object_get(tot, "storage_rate"), "epochs",
         json_object_get(report, "epochs"), "wall_seconds", json_object_get(report, "wall_seconds"),
         "peak_rss_bytes", (json_int_t)wk_peak_rss());
+    /* The held-out split's numbers and the budget, where the report has them. */
+    static const char *const extra[] = {"dense_val_accuracy", "final_val_accuracy",
+                                        "budget_epochs"};
+    for (size_t i = 0; sum != NULL && i < sizeof(extra) / sizeof(extra[0]); i++) {
+        json_t *v = json_object_get(report, extra[i]);
+        if (v != NULL)
+            json_object_set(sum, extra[i], v);
+    }
+    return sum;
 }
 
 enum dp_err wk_compress(const struct wk_compress_opts *o, const struct wk_hooks *h,

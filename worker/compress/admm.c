@@ -106,6 +106,14 @@ void admm_set_rates(struct admm_ctx *c, double f)
 void admm_stage_rates(struct admm_ctx *c, int stage)
 {
     admm_set_rates(c, (double)(stage + 1) / (double)c->spec->stages);
+    if (!c->spec->auto_on || c->spec->method != DP_SPEC_ADMM)
+        return;
+    /* Automatic rates are chosen at the start of each stage (admm_step_begin). */
+    for (int k = 0; k < c->n_t; k++) {
+        struct admm_target *t = &c->t[k];
+        if (t->rule->prune != NULL && t->rule->prune->uses_rate && t->stage_rate[stage] >= 1.0)
+            t->p.rate = t->stage_rate[stage];
+    }
 }
 
 double admm_sparsity(const struct admm_ctx *c)
@@ -227,7 +235,13 @@ enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
 {
     const struct dp_spec *s = c->spec;
     const enum admm_phase ph = c->cb != NULL ? c->cb->phase : ADMM_PHASE_ALL;
-    const int max = s->stages * (s->admm_iters + 1) + s->magnitude_steps + 1;
+    /* With a budget, every stage gets its share (the first ones one more
+     * when it does not divide) and runs as many ADMM iterations as fit
+     * beside its retraining, which takes the rest: spec.admm.iters is then
+     * unused. */
+    const int most_iters =
+        s->budget_epochs > 0 ? s->budget_epochs / s->epochs_per_iter + 1 : s->admm_iters;
+    const int max = s->stages * (most_iters + 1) + s->magnitude_steps + 1;
     c->steps = dp_calloc((size_t)max, sizeof(struct admm_step));
     if (c->steps == NULL)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory");
@@ -242,7 +256,8 @@ enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
                                        r == steps - 1,
                                        budget / steps + (r < budget % steps ? 1 : 0),
                                        s->retrain_lr,
-                                       admm_step_seed(s->seed, ADMM_STEP_MAGNITUDE, 0, r)};
+                                       admm_step_seed(s->seed, ADMM_STEP_MAGNITUDE, 0, r),
+                                       0};
             n++;
         }
     } else {
@@ -253,14 +268,22 @@ enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
             /* Stage 0 has the single-stage seeds, so a one-stage spec is
              * the plain ADMM run. */
             const int final = sg == s->stages - 1;
-            for (int it = 0; with_admm && it < s->admm_iters; it++) {
+            int iters = s->admm_iters, retrain = s->retrain_epochs;
+            if (s->budget_epochs > 0) {
+                const int share =
+                    s->budget_epochs / s->stages + (sg < s->budget_epochs % s->stages ? 1 : 0);
+                iters = (share - s->retrain_epochs) / s->epochs_per_iter;
+                retrain = share - iters * s->epochs_per_iter;
+            }
+            for (int it = 0; with_admm && it < iters; it++) {
                 st[n] = (struct admm_step){ADMM_STEP_ADMM,
                                            sg,
                                            it,
-                                           it == s->admm_iters - 1,
+                                           it == iters - 1,
                                            s->epochs_per_iter,
                                            s->admm_lr,
-                                           admm_step_seed(s->seed, ADMM_STEP_ADMM, sg, it)};
+                                           admm_step_seed(s->seed, ADMM_STEP_ADMM, sg, it),
+                                           0};
                 n++;
             }
             if (ph == ADMM_PHASE_ALL || (ph == ADMM_PHASE_ADMM) != final) {
@@ -268,9 +291,10 @@ enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
                                            sg,
                                            0,
                                            1,
-                                           s->retrain_epochs,
+                                           retrain,
                                            s->retrain_lr,
-                                           admm_step_seed(s->seed, ADMM_STEP_RETRAIN, sg, 0)};
+                                           admm_step_seed(s->seed, ADMM_STEP_RETRAIN, sg, 0),
+                                           0};
                 n++;
             }
         }
@@ -361,21 +385,22 @@ static void admm_on_epoch(void *ud, const struct nn_epoch_stats *st)
     c->epochs_done++;
     c->last_loss = st->train_loss;
     c->last_train_acc = st->train_acc;
-    c->last_test_acc = st->test_acc;
-    admm_say(c, "epoch %d (phase %d/%d)  loss %.4f  train %.2f%%  test %.2f%%  lr %.5f  %.0f img/s",
+    c->last_val_acc = st->test_acc; /* nn_train evaluates the validation split */
+    c->last_lr = st->lr;
+    admm_say(c, "epoch %d (phase %d/%d)  loss %.4f  train %.2f%%  val %.2f%%  lr %.5f  %.0f img/s",
              c->epochs_done, st->epoch, st->epochs, st->train_loss, 100.0 * st->train_acc,
              100.0 * st->test_acc, (double)st->lr, st->images_per_s);
     const double el = admm_now() - c->t_start;
     int left = 0;
     for (int i = c->si; i < c->n_steps; i++)
-        left += c->steps[i].epochs;
+        left += c->steps[i].skipped ? 0 : c->steps[i].epochs;
     left -= st->epoch;
     const double per = st->elapsed_s / (double)(st->epoch > 0 ? st->epoch : 1);
     admm_event(c, admm_step_event[sp->kind],
                json_pack("{s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "epoch",
                          c->epochs_done, "epochs", c->epochs_planned, "stage", sp->stage + 1,
                          "iter", sp->iter + 1, "loss", st->train_loss, "train_accuracy",
-                         st->train_acc, "test_accuracy", st->test_acc, "lr", (double)st->lr,
+                         st->train_acc, "val_accuracy", st->test_acc, "lr", (double)st->lr,
                          "images_per_s", st->images_per_s, "sparsity", admm_sparsity(c),
                          "elapsed_s", el, "eta_s", per * (double)(left > 0 ? left : 0)));
 }
@@ -430,12 +455,29 @@ static enum dp_err admm_keep_moments(struct admm_ctx *c, const struct nn_optim *
     return DP_OK;
 }
 
+/* Whether step sp ends on its best validation epoch (retrain.keep_best):
+ * the retraining, and the baseline's last round, which is its retraining. */
+static int admm_keeps_best(const struct admm_ctx *c, const struct admm_step *sp)
+{
+    return c->spec->retrain_keep_best &&
+           (sp->kind == ADMM_STEP_RETRAIN || (sp->kind == ADMM_STEP_MAGNITUDE && sp->last_iter));
+}
+
 static enum dp_err admm_on_epoch_end(void *ud, int epochs_done, const struct nn_optim *opt,
                                      struct dp_errinfo *ei)
 {
     struct admm_ctx *c = ud;
     const struct admm_step *sp = &c->steps[c->si];
     c->ep = epochs_done;
+    if (admm_keeps_best(c, sp) && (c->rbest_epoch == 0 || c->last_val_acc > c->rbest_acc)) {
+        if (c->rbest == NULL)
+            c->rbest = dp_malloc(dp_size_mul(c->m->n_floats, sizeof(float)));
+        if (c->rbest == NULL)
+            return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the best retraining epoch");
+        memcpy(c->rbest, c->m->data, c->m->n_floats * sizeof(float));
+        c->rbest_acc = c->last_val_acc;
+        c->rbest_epoch = epochs_done;
+    }
     if (epochs_done == sp->epochs && admm_step_carries(sp)) {
         enum dp_err err = admm_keep_moments(c, opt, ei);
         if (err)
@@ -450,9 +492,7 @@ static int admm_stop_fn(void *ud)
     return c->cb != NULL && c->cb->stop_fn != NULL && c->cb->stop_fn(c->cb->ud);
 }
 
-static enum dp_err admm_train(struct admm_ctx *c, const struct nn_dataset *train,
-                              const struct nn_dataset *test, const struct admm_step *sp,
-                              struct dp_errinfo *ei)
+static enum dp_err admm_train(struct admm_ctx *c, const struct admm_step *sp, struct dp_errinfo *ei)
 {
     struct nn_train_cfg cfg = nn_train_cfg_default();
     cfg.epochs = sp->epochs;
@@ -463,7 +503,13 @@ static enum dp_err admm_train(struct admm_ctx *c, const struct nn_dataset *train
     cfg.sched.kind = NN_SCHED_COSINE;
     cfg.sched.base_lr = (float)sp->lr;
     cfg.sched.total_epochs = sp->epochs;
+    cfg.mean = c->mean;
+    cfg.std = c->std;
     struct nn_train_resume res = {c->ep, c->res_m1, c->res_m2, c->res_t};
+    const struct nn_distill_cfg kd = {&c->teacher, (float)c->spec->distill_temperature,
+                                      (float)c->spec->distill_weight};
+    if (c->teacher.data != NULL)
+        cfg.distill = &kd;
     if (c->ep > 0) {
         if (!c->have_res)
             return dp_errinfo_set(ei, DP_EINVAL, "resuming inside a step needs optimizer state");
@@ -487,7 +533,7 @@ static enum dp_err admm_train(struct admm_ctx *c, const struct nn_dataset *train
     h.ud = c;
     h.stop = c->cb != NULL ? c->cb->stop : NULL;
     struct nn_train_result r;
-    return nn_train(c->m, train, test, &cfg, &h, &r, ei);
+    return nn_train(c->m, c->train, c->val, &cfg, &h, &r, ei);
 }
 
 /* The mask of the pruned targets' supports (1 everywhere else). Dead
@@ -571,6 +617,13 @@ enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *sp, stru
                 admm_rho_grow(c);
                 break;
             }
+            if (s->auto_on) {
+                /* Rates recomputed on the weights this stage starts from. */
+                enum dp_err err = admm_alloc_auto(c, sp->stage, ei);
+                if (err)
+                    return err;
+                admm_event(c, "rates", json_incref(c->auto_info));
+            }
             admm_stage_rates(c, sp->stage);
             c->quant_on = 0;
             for (int k = 0; k < c->n_t; k++) {
@@ -615,59 +668,143 @@ enum dp_err admm_step_begin(struct admm_ctx *c, const struct admm_step *sp, stru
     return DP_OK;
 }
 
-static void admm_zu_update(struct admm_ctx *c, const struct admm_step *sp)
+/* Validation accuracy of P(W): every target projected (and quantized) on
+ * a copy, the model evaluated, the weights put back. */
+static enum dp_err admm_projected_acc(struct admm_ctx *c, double *acc, struct dp_errinfo *ei)
+{
+    const size_t bytes = dp_size_mul(c->m->n_floats, sizeof(float));
+    float *keep = dp_malloc(bytes);
+    if (keep == NULL)
+        return dp_errinfo_set(ei, DP_ENOMEM, "out of memory evaluating P(W)");
+    memcpy(keep, c->m->data, bytes);
+    for (int k = 0; k < c->n_t; k++)
+        admm_project(c, &c->t[k], admm_w(c, &c->t[k]), 1);
+    double loss = 0.0;
+    enum dp_err err = nn_evaluate(c->m, c->val, c->mean, c->std, c->spec->batch, acc, &loss, ei);
+    memcpy(c->m->data, keep, bytes);
+    dp_free(keep);
+    return err;
+}
+
+/* Z = P(W + U), U += W - Z, with the convergence measures of every
+ * target: the primal residual ||W - Z|| / ||W||, the dual residual
+ * rho ||Z - Z_prev|| / ||W|| and the fraction of weights that entered or
+ * left the support of Z. *converged: every target within
+ * admm.target_residual and admm.support_change (never when
+ * target_residual is 0). */
+static enum dp_err admm_zu_update(struct admm_ctx *c, const struct admm_step *sp, int *converged,
+                                  struct dp_errinfo *ei)
 {
     const struct dp_spec *s = c->spec;
     const struct dp_model *m = c->m;
+    double pacc = 0.0;
+    enum dp_err err = admm_projected_acc(c, &pacc, ei);
+    if (err)
+        return err;
+    size_t max_n = 1;
+    for (int k = 0; k < c->n_t; k++)
+        max_n = admm_numel(c, &c->t[k]) > max_n ? admm_numel(c, &c->t[k]) : max_n;
+    float *zprev = dp_malloc(dp_size_mul(max_n, sizeof(float)));
     json_t *lt = json_array();
-    double mean_resid = 0.0;
+    if (zprev == NULL || lt == NULL) {
+        dp_free(zprev);
+        json_decref(lt);
+        return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the Z-step");
+    }
+    double mean_resid = 0.0, max_resid = 0.0, max_moved = 0.0;
     for (int k = 0; k < c->n_t; k++) {
         struct admm_target *t = &c->t[k];
         const size_t off = m->params[t->param].offset, n = admm_numel(c, t);
         const float *w = m->data + off;
         float *z = c->z + off, *u = c->u + off;
+        memcpy(zprev, z, n * sizeof(float));
         for (size_t i = 0; i < n; i++)
             z[i] = w[i] + u[i];
         admm_project(c, t, z, 1);
-        double dw = 0.0, ww = 0.0;
+        double dw = 0.0, ww = 0.0, dz = 0.0;
+        size_t moved = 0;
         for (size_t i = 0; i < n; i++) {
             const double d = (double)w[i] - (double)z[i];
+            const double e = (double)z[i] - (double)zprev[i];
             u[i] += w[i] - z[i];
             dw += d * d;
             ww += (double)w[i] * (double)w[i];
+            dz += e * e;
+            moved += (z[i] != 0.0f) != (zprev[i] != 0.0f);
         }
         t->resid = ww > 0.0 ? sqrt(dw / ww) : 0.0;
+        t->dual = ww > 0.0 ? t->rho * sqrt(dz / ww) : 0.0;
+        t->moved = (double)moved / (double)n;
         mean_resid += t->resid / c->n_t;
-        json_array_append_new(lt, json_pack("{s:s, s:f, s:f}", "name", m->layers[t->layer].name,
-                                            "rho", t->rho, "residual", t->resid));
+        max_resid = fmax(max_resid, t->resid);
+        max_moved = fmax(max_moved, t->moved);
+        json_array_append_new(lt, json_pack("{s:s, s:f, s:f, s:f, s:I, s:f}", "name",
+                                            m->layers[t->layer].name, "rho", t->rho, "residual",
+                                            t->resid, "dual_residual", t->dual, "support_changes",
+                                            (json_int_t)moved, "support_change", t->moved));
     }
-    json_t *rec = json_pack("{s:i, s:i, s:f, s:f, s:f, s:o}", "stage", sp->stage + 1, "iter",
-                            sp->iter + 1, "train_loss", c->last_loss, "train_accuracy",
-                            c->last_train_acc, "test_accuracy", c->last_test_acc, "layers", lt);
+    dp_free(zprev);
+    *converged = s->target_residual > 0.0 && max_resid <= s->target_residual &&
+                 max_moved <= s->support_change;
+    json_t *rec =
+        json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:b, s:o}", "stage", sp->stage + 1, "iter",
+                  sp->iter + 1, "train_loss", c->last_loss, "train_accuracy", c->last_train_acc,
+                  "val_accuracy", c->last_val_acc, "val_accuracy_projected", pacc, "lr", c->last_lr,
+                  "converged", *converged, "layers", lt);
     json_array_append(c->trace, rec);
     admm_event(c, "admm_iteration", rec);
-    admm_say(c, "admm iteration %d/%d: test %.2f%%, mean ||W-Z||/||W|| %.4f", sp->iter + 1,
-             s->admm_iters, 100.0 * c->last_test_acc, mean_resid);
+    admm_say(c,
+             "admm iteration %d: val %.2f%%, val of P(W) %.2f%%, ||W-Z||/||W|| mean %.4f max "
+             "%.4f, support moved %.4f%s",
+             sp->iter + 1, 100.0 * c->last_val_acc, 100.0 * pacc, mean_resid, max_resid, max_moved,
+             *converged ? ", converged" : "");
+    return DP_OK;
 }
 
-/* A retrained stage: accepted within the tolerance (progressive runs), or
- * rejected, which ends the run on the last accepted stage. */
+/* A stage that converged before its last planned iteration hardens now:
+ * the epochs of its remaining iterations go to its retraining (or, when
+ * the retraining is another phase's, to c->spare_epochs for it). */
+static void admm_skip_rest(struct admm_ctx *c, const struct admm_step *sp)
+{
+    int freed = 0;
+    int i = c->si + 1;
+    for (; i < c->n_steps && c->steps[i].kind == ADMM_STEP_ADMM && c->steps[i].stage == sp->stage;
+         i++) {
+        freed += c->steps[i].epochs;
+        c->steps[i].skipped = 1;
+    }
+    if (i < c->n_steps && c->steps[i].kind == ADMM_STEP_RETRAIN && c->steps[i].stage == sp->stage)
+        c->steps[i].epochs += freed;
+    else
+        c->spare_epochs += freed;
+    admm_say(c, "stage %d converged after %d iterations: %d epochs move to the retraining",
+             sp->stage + 1, sp->iter + 1, freed);
+}
+
+/* A retrained stage: accepted within the tolerance on the validation
+ * split (progressive runs), or rejected, which ends the run on the last
+ * accepted stage. The test accuracy is recorded, never consulted. */
 static enum dp_err admm_stage_end(struct admm_ctx *c, const struct admm_step *sp,
                                   struct dp_errinfo *ei)
 {
     const struct dp_spec *s = c->spec;
-    const double acc = c->last_test_acc;
+    const double acc = c->last_val_acc;
     const int progressive = s->stages > 1;
-    const int ok = !progressive || acc >= c->dense_acc - s->tolerance;
-    json_t *rec = json_pack("{s:i, s:f, s:f, s:b}", "stage", sp->stage + 1, "test_accuracy", acc,
-                            "sparsity", admm_sparsity(c), "accepted", ok);
+    const int ok = !progressive || acc >= c->dense_val_acc - s->tolerance;
+    double test_acc = 0.0, loss = 0.0;
+    enum dp_err err = nn_evaluate(c->m, c->test, c->mean, c->std, s->batch, &test_acc, &loss, ei);
+    if (err)
+        return err;
+    json_t *rec =
+        json_pack("{s:i, s:f, s:f, s:f, s:b}", "stage", sp->stage + 1, "val_accuracy", acc,
+                  "test_accuracy", test_acc, "sparsity", admm_sparsity(c), "accepted", ok);
     json_array_append(c->stages, rec);
     admm_event(c, "stage", rec);
     if (!progressive)
         return DP_OK;
-    admm_say(c, "stage %d/%d: test %.2f%% (dense %.2f%%, tolerance %.2f) %s", sp->stage + 1,
-             s->stages, 100.0 * acc, 100.0 * c->dense_acc, 100.0 * s->tolerance,
-             ok ? "accepted" : "rejected");
+    admm_say(c, "stage %d/%d: val %.2f%% (dense %.2f%%, tolerance %.2f) %s; test %.2f%%",
+             sp->stage + 1, s->stages, 100.0 * acc, 100.0 * c->dense_val_acc, 100.0 * s->tolerance,
+             ok ? "accepted" : "rejected", 100.0 * test_acc);
     if (ok) {
         if (c->best == NULL)
             c->best = dp_malloc(dp_size_mul(c->m->n_floats, sizeof(float)));
@@ -684,43 +821,69 @@ static enum dp_err admm_stage_end(struct admm_ctx *c, const struct admm_step *sp
 enum dp_err admm_step_end(struct admm_ctx *c, const struct admm_step *sp, struct dp_errinfo *ei)
 {
     switch (sp->kind) {
-        case ADMM_STEP_ADMM:
-            admm_zu_update(c, sp);
-            if (sp->last_iter) {
+        case ADMM_STEP_ADMM: {
+            int converged = 0;
+            enum dp_err err = admm_zu_update(c, sp, &converged, ei);
+            if (err)
+                return err;
+            if (converged && !sp->last_iter)
+                admm_skip_rest(c, sp);
+            if (sp->last_iter || converged) {
                 admm_harden(c, 0); /* quantization starts the retraining */
                 c->quant_on = 0;
             }
             return DP_OK;
+        }
         case ADMM_STEP_RETRAIN:
             return admm_stage_end(c, sp, ei);
         case ADMM_STEP_MAGNITUDE: {
-            json_t *rec =
-                json_pack("{s:i, s:f, s:f, s:f}", "step", sp->iter + 1, "rate", c->t[0].p.rate,
-                          "train_loss", c->last_loss, "test_accuracy", c->last_test_acc);
+            json_t *rec = json_pack("{s:i, s:f, s:f, s:f, s:f}", "step", sp->iter + 1, "rate",
+                                    c->t[0].p.rate, "train_loss", c->last_loss, "val_accuracy",
+                                    c->last_val_acc, "lr", c->last_lr);
             json_array_append(c->trace, rec);
             admm_event(c, "admm_iteration", rec);
-            admm_say(c, "magnitude step %d/%d: test %.2f%%", sp->iter + 1, c->spec->magnitude_steps,
-                     100.0 * c->last_test_acc);
+            admm_say(c, "magnitude step %d/%d: val %.2f%%", sp->iter + 1, c->spec->magnitude_steps,
+                     100.0 * c->last_val_acc);
             return DP_OK;
         }
     }
     return DP_OK;
 }
 
-static enum dp_err admm_run(struct admm_ctx *c, const struct nn_dataset *train,
-                            const struct nn_dataset *test, struct dp_errinfo *ei)
+/* Early stopping of a retraining (retrain.keep_best): back to its epoch of
+ * best validation accuracy, which is then the step's accuracy. */
+static void admm_restore_best(struct admm_ctx *c, const struct admm_step *sp)
+{
+    if (!admm_keeps_best(c, sp) || c->rbest_epoch == 0)
+        return;
+    if (c->rbest_epoch != sp->epochs) {
+        memcpy(c->m->data, c->rbest, c->m->n_floats * sizeof(float));
+        admm_say(c, "retraining ends on its epoch %d of %d (val %.2f%%, the best)", c->rbest_epoch,
+                 sp->epochs, 100.0 * c->rbest_acc);
+    }
+    c->last_val_acc = c->rbest_acc;
+    c->rbest_epoch = 0;
+    c->rbest_acc = 0.0;
+}
+
+static enum dp_err admm_run(struct admm_ctx *c, struct dp_errinfo *ei)
 {
     for (; c->si < c->n_steps && !c->halted; c->si++, c->ep = 0) {
         const struct admm_step *sp = &c->steps[c->si];
+        if (sp->skipped)
+            continue;
         enum dp_err err = c->ep == 0 ? admm_step_begin(c, sp, ei) : DP_OK;
         if (!err && c->ep < sp->epochs)
-            err = admm_train(c, train, test, sp, ei);
+            err = admm_train(c, sp, ei);
+        if (!err)
+            admm_restore_best(c, sp);
         if (!err)
             err = admm_step_end(c, sp, ei);
         /* The moments were for this step only (trained, or resumed at its
          * end from a checkpoint), unless it hands them on to the next
-         * W-step (admm_on_epoch_end kept them then). */
-        if (!admm_step_carries(sp))
+         * W-step (admm_on_epoch_end kept them then), which a converged
+         * stage skips. */
+        if (!admm_step_carries(sp) || (c->si + 1 < c->n_steps && c->steps[c->si + 1].skipped))
             admm_drop_moments(c);
         if (!err)
             err = admm_checkpoint(c, c->si + 1, 0, NULL, ei);
@@ -743,12 +906,37 @@ static int admm_file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* The numbers the retrain phase takes over from the compress phase's report. */
+static void admm_take_prev(struct admm_ctx *c, const json_t *prev)
+{
+    c->dense_acc = json_number_value(json_object_get(prev, "dense_test_accuracy"));
+    const json_t *pv = json_object_get(prev, "dense_val_accuracy");
+    c->dense_val_acc = json_is_number(pv) ? json_number_value(pv) : c->dense_acc;
+    json_t *pt = json_object_get(prev, "trace");
+    if (json_is_array(pt))
+        json_array_extend(c->trace, pt);
+    json_t *pe = json_object_get(prev, "epochs");
+    c->epochs_done = json_is_integer(pe) ? (int)json_integer_value(pe) : 0;
+    c->epochs_offset = c->epochs_done;
+    json_t *pw = json_object_get(prev, "wall_seconds");
+    c->wall_prev = json_is_number(pw) ? json_number_value(pw) : 0.0;
+    /* Epochs a converged last stage saved belong to this retraining. */
+    json_t *ps = json_object_get(prev, "spare_epochs");
+    const json_int_t spare = json_is_integer(ps) ? json_integer_value(ps) : 0;
+    if (spare > 0 && spare <= 100000 && c->n_steps > 0 &&
+        c->steps[c->n_steps - 1].kind == ADMM_STEP_RETRAIN) {
+        c->steps[c->n_steps - 1].epochs += (int)spare;
+        c->epochs_planned += (int)spare;
+    }
+}
+
 enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
                           const struct nn_dataset *test, const struct dp_spec *spec,
                           const struct admm_callbacks *cb, json_t **report, struct dp_errinfo *ei)
 {
     struct admm_ctx c;
     memset(&c, 0, sizeof(c));
+    struct nn_dataset fit = {0}, val = {0};
     c.m = m;
     c.spec = spec;
     c.cb = cb;
@@ -757,8 +945,33 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     *report = NULL;
     c.trace = json_array();
     c.stages = json_array();
-    double final_acc = 0.0, loss = 0.0;
-    enum dp_err err = admm_targets(&c, ei);
+    double final_acc = 0.0, final_val = 0.0, loss = 0.0;
+    /* The held-out validation split: every decision is taken on it. */
+    enum dp_err err = nn_dataset_split(train, spec->val_fraction, spec->val_seed, &fit, &val);
+    if (err) {
+        dp_errinfo_set(ei, err,
+                       err == DP_ENOMEM ? "out of memory splitting the training set"
+                                        : "cannot hold out %.0f%% of %d training images for "
+                                          "validation",
+                       100.0 * spec->val_fraction, train->n);
+        goto out;
+    }
+    c.train = &fit;
+    c.val = &val;
+    c.test = test;
+    /* The model arrives dense (a resumed run restarts from the pretrained
+     * weights too), except in the retrain phase, whose input is the
+     * compress phase's result: there is no teacher there. */
+    if (spec->distill_weight > 0.0 && (cb == NULL || cb->phase != ADMM_PHASE_RETRAIN)) {
+        c.teacher = *m;
+        c.teacher.data = dp_malloc_aligned(dp_size_mul(m->n_floats, sizeof(float)));
+        if (c.teacher.data == NULL) {
+            err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the teacher's weights");
+            goto out;
+        }
+        memcpy(c.teacher.data, m->data, m->n_floats * sizeof(float));
+    }
+    err = admm_targets(&c, ei);
     if (!err)
         err = admm_plan(&c, ei);
     if (err)
@@ -773,6 +986,8 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     }
     for (size_t i = 0; i < m->n_floats; i++)
         c.mask[i] = 1.0f;
+    /* The whole training set's statistics, as every other command (infer,
+     * export, purification's check) normalises with them. */
     nn_dataset_norm_stats(train, c.mean, c.std);
     const int resuming =
         cb != NULL && cb->resume && cb->checkpoint != NULL && admm_file_exists(cb->checkpoint);
@@ -784,44 +999,48 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
                  c.n_steps, c.epochs_done);
     } else {
         const json_t *prev = cb != NULL ? cb->prev_report : NULL;
-        const json_t *pd = prev != NULL ? json_object_get(prev, "dense_test_accuracy") : NULL;
-        if (json_is_number(pd)) {
-            c.dense_acc = json_number_value(pd);
-            json_t *pt = json_object_get(prev, "trace");
-            if (json_is_array(pt))
-                json_array_extend(c.trace, pt);
-            json_t *pe = json_object_get(prev, "epochs");
-            c.epochs_done = json_is_integer(pe) ? (int)json_integer_value(pe) : 0;
-            c.epochs_offset = c.epochs_done;
-            json_t *pw = json_object_get(prev, "wall_seconds");
-            c.wall_prev = json_is_number(pw) ? json_number_value(pw) : 0.0;
+        if (json_is_number(json_object_get(prev, "dense_test_accuracy"))) {
+            admm_take_prev(&c, prev);
         } else {
-            err = nn_evaluate(m, test, c.mean, c.std, spec->batch, &c.dense_acc, &loss, ei);
+            err = nn_evaluate(m, c.test, c.mean, c.std, spec->batch, &c.dense_acc, &loss, ei);
+            if (!err)
+                err =
+                    nn_evaluate(m, c.val, c.mean, c.std, spec->batch, &c.dense_val_acc, &loss, ei);
             if (err)
                 goto out;
         }
-        if (spec->auto_on && (cb == NULL || cb->phase != ADMM_PHASE_RETRAIN)) {
-            err = admm_alloc_auto(&c, train, ei);
+        /* ADMM chooses its rates at the start of every stage; the
+         * baseline's rounds all aim at the one final allocation. */
+        if (spec->auto_on && spec->method == DP_SPEC_MAGNITUDE) {
+            err = admm_alloc_auto(&c, -1, ei);
             if (err)
                 goto out;
         }
-        admm_say(&c, "dense model: test accuracy %.2f%%, %d constrained layers",
-                 100.0 * c.dense_acc, c.n_t);
+        admm_say(&c,
+                 "dense model: val accuracy %.2f%% (%d held-out images), test %.2f%%, %d "
+                 "constrained layers, %d epochs planned",
+                 100.0 * c.dense_val_acc, c.val->n, 100.0 * c.dense_acc, c.n_t, c.epochs_planned);
     }
     c.epochs_planned += c.epochs_offset;
-    err = admm_run(&c, train, test, ei);
+    err = admm_run(&c, ei);
     if (err)
         goto out;
-    err = nn_evaluate(m, test, c.mean, c.std, spec->batch, &final_acc, &loss, ei);
+    double test_loss = 0.0;
+    err = nn_evaluate(m, c.test, c.mean, c.std, spec->batch, &final_acc, &test_loss, ei);
+    if (!err)
+        err = nn_evaluate(m, c.val, c.mean, c.std, spec->batch, &final_val, &loss, ei);
     if (err)
         goto out;
     admm_record_metadata(&c);
-    *report = admm_report(&c, final_acc, admm_wall_seconds(&c));
+    *report = admm_report(&c, final_acc, final_val, admm_wall_seconds(&c));
+    if (*report != NULL)
+        json_object_set_new(*report, "final_test_loss", json_real(test_loss));
     if (*report == NULL)
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory building the report");
     else
-        admm_say(&c, "done: test accuracy %.2f%% (dense %.2f%%)", 100.0 * final_acc,
-                 100.0 * c.dense_acc);
+        admm_say(&c, "done: val %.2f%% (dense %.2f%%), test %.2f%% (dense %.2f%%), %d epochs",
+                 100.0 * final_val, 100.0 * c.dense_val_acc, 100.0 * final_acc, 100.0 * c.dense_acc,
+                 c.epochs_done);
 out:
     json_decref(c.trace);
     json_decref(c.stages);
@@ -830,10 +1049,14 @@ out:
     dp_free(c.u);
     dp_free(c.mask);
     dp_free(c.best);
+    dp_free(c.rbest);
     dp_free(c.res_m1);
     dp_free(c.res_m2);
     dp_free(c.steps);
     dp_free_aligned(c.scratch);
     dp_free(c.t);
+    nn_dataset_free(&fit);
+    nn_dataset_free(&val);
+    dp_free_aligned(c.teacher.data);
     return err;
 }

@@ -5,9 +5,15 @@
  *   json_t *report = NULL;
  *   err = admm_compress(model, &train, &test, &spec, &cb, &report, &ei);
  *
+ * The training set is split first: a seeded held-out validation share
+ * (spec.validation) takes every decision (stage acceptance, automatic
+ * rates, convergence); the test set is only evaluated for the report.
+ *
  * ADMM (spec.method "admm"), for every constrained weight W_i:
  *   Z_i = P_i(W_i), U_i = 0
- *   repeat iters times:
+ *   repeat up to iters times (with spec.budget: as many as fit), until
+ *   every ||W_i - Z_i|| / ||W_i|| <= target_residual and the support of
+ *   every Z_i has settled (the epochs left go to the retraining):
  *     W-step: epochs_per_iter epochs of SGD on loss + sum rho_i/2 ||W_i - Z_i + U_i||^2
  *             (the gradient term rho_i (W_i - Z_i + U_i) through the optimizer hook;
  *              learning rate restarted every iteration, cosine within it)
@@ -56,7 +62,8 @@ struct admm_callbacks {
     volatile sig_atomic_t *stop; /* may be NULL */
     int (*stop_fn)(void *ud);    /* may be NULL; polled between steps with ud */
     /* Structured events (may be NULL): "admm_epoch", "retrain_epoch",
-     * "magnitude_epoch", "admm_iteration", "stage", "checkpoint"; data borrowed. */
+     * "magnitude_epoch", "admm_iteration", "stage", "rates" (a stage's automatic
+     * per-layer rates), "checkpoint"; data borrowed. */
     void (*event)(void *ud, const char *type, json_t *data);
     /* A whole-state checkpoint (W, Z, U, rho, masks, optimizer moments,
      * position, trace) is written here after every epoch and step; NULL none. */

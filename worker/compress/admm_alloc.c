@@ -5,7 +5,7 @@
  *
  * Automatic rates. For every constrained layer k and every rate r of a
  * geometric grid, the layer alone is pruned to r with its rule's projection
- * and the loss on a sample of training images is measured: d_k(r) = loss -
+ * and the loss on a sample of validation images is measured: d_k(r) = loss -
  * dense loss. Treating the damage of the layers as additive, the search
  * picks one grid rate per layer to minimise sum_k d_k(r_k) subject to
  * sum_k cost_k / r_k <= sum_k cost_k / R, cost being the layer's weights
@@ -13,7 +13,10 @@
  * moves one layer a grid step, or two layers in opposite directions (which
  * keeps the budget roughly level), accepts worse states with probability
  * exp(-delta / T), and keeps the best feasible state. Everything is seeded
- * by spec.seed, so the choice is reproducible.
+ * by spec.seed, so the choice is reproducible. Progressive runs choose
+ * again at the start of every stage, on the weights the stage starts from.
+ * auto.allocation "global" instead takes the rates one magnitude threshold
+ * over all layers gives (what a gradual global-magnitude pass prunes to).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -36,7 +39,14 @@ enum dp_err admm_alloc_global(struct admm_ctx *c, double frac, struct dp_errinfo
         n_all += (double)admm_numel(c, &c->t[k]);
         kept_all += (double)admm_numel(c, &c->t[k]) / c->t[k].base_rate;
     }
-    const double rate = pow(n_all / kept_all, frac);
+    return admm_alloc_global_rate(c, pow(n_all / kept_all, frac), ei);
+}
+
+enum dp_err admm_alloc_global_rate(struct admm_ctx *c, double rate, struct dp_errinfo *ei)
+{
+    double n_all = 0.0;
+    for (int k = 0; k < c->n_t; k++)
+        n_all += (double)admm_numel(c, &c->t[k]);
     const size_t n = (size_t)n_all;
     size_t keep = (size_t)llround(n_all / rate);
     keep = keep < 1 ? 1 : keep;
@@ -199,22 +209,43 @@ static enum dp_err alloc_sensitivity(struct admm_ctx *c, const struct nn_dataset
     return err;
 }
 
-enum dp_err admm_alloc_auto(struct admm_ctx *c, const struct nn_dataset *train,
-                            struct dp_errinfo *ei)
+/* auto.allocation "global": the rates one magnitude threshold gives. */
+static enum dp_err alloc_auto_global(struct admm_ctx *c, int stage, double target,
+                                     struct dp_errinfo *ei)
+{
+    enum dp_err err = admm_alloc_global_rate(c, target, ei);
+    if (err)
+        return err;
+    json_t *layers = json_array();
+    for (int k = 0; k < c->n_t; k++)
+        json_array_append_new(layers,
+                              json_pack("{s:s, s:f}", "name", c->m->layers[c->t[k].layer].name,
+                                        "rate", c->t[k].p.rate));
+    json_decref(c->auto_info);
+    c->auto_info = json_pack("{s:s, s:i, s:f, s:o}", "allocation", "global", "stage", stage + 1,
+                             "target_rate", target, "layers", layers);
+    return c->auto_info == NULL ? dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the rate report")
+                                : DP_OK;
+}
+
+/* auto.allocation "sensitivity": sets every target's p.rate. */
+static enum dp_err alloc_auto_sensitivity(struct admm_ctx *c, int stage, double target,
+                                          struct dp_errinfo *ei)
 {
     const struct dp_spec *sp = c->spec;
+    enum dp_err err = DP_OK;
     struct admm_alloc_search s;
     memset(&s, 0, sizeof(s));
     s.n_t = c->n_t;
     /* Rates 1, 1.5, 2, 3, 4, 6, ... (steps of about sqrt 2) up to well past
-     * the target, capped where a layer would keep a single weight. */
+     * the final target, capped where a layer would keep a single weight;
+     * every stage searches the same grid. */
     const double top = fmin(4096.0, fmax(8.0, 16.0 * sp->auto_rate));
     for (double r = 1.0; r <= top * 1.0001 && s.n_g < ALLOC_GRID_MAX; r *= 1.4142135623730951)
         s.grid[s.n_g++] = r;
     s.damage = dp_calloc((size_t)s.n_t * (size_t)s.n_g, sizeof(double));
     s.cost = dp_calloc((size_t)s.n_t, sizeof(double));
     int *idx = dp_calloc((size_t)s.n_t, sizeof(int));
-    enum dp_err err = DP_OK;
     if (s.damage == NULL || s.cost == NULL || idx == NULL) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the rate search");
         goto out;
@@ -227,22 +258,24 @@ enum dp_err admm_alloc_auto(struct admm_ctx *c, const struct nn_dataset *train,
         s.cost[k] = (double)admm_numel(c, &c->t[k]) * uses;
         total += s.cost[k];
     }
-    s.budget = total / sp->auto_rate;
-    struct nn_dataset sample = *train;
-    sample.n = train->n < sp->auto_eval_images ? train->n : sp->auto_eval_images;
+    s.budget = total / target;
+    /* The sensitivity is measured on validation images: a decision, so
+     * never on the test split. */
+    struct nn_dataset sample = *c->val;
+    sample.n = c->val->n < sp->auto_eval_images ? c->val->n : sp->auto_eval_images;
     err = alloc_sensitivity(c, &sample, c->mean, c->std, &s, ei);
     if (err)
         goto out;
-    /* Start from the uniform allocation: the smallest grid rate >= R. */
+    /* Start from the uniform allocation: the smallest grid rate >= target. */
     int g0 = 0;
-    while (g0 < s.n_g - 1 && s.grid[g0] < sp->auto_rate * (1.0 - 1e-9))
+    while (g0 < s.n_g - 1 && s.grid[g0] < target * (1.0 - 1e-9))
         g0++;
     for (int k = 0; k < s.n_t; k++)
         idx[k] = g0;
-    alloc_anneal(&s, sp->auto_search_iters, sp->seed, idx);
+    alloc_anneal(&s, sp->auto_search_iters, sp->seed + (uint64_t)(stage + 1), idx);
     json_t *layers = json_array();
     for (int k = 0; k < c->n_t; k++) {
-        c->t[k].base_rate = s.grid[idx[k]];
+        c->t[k].p.rate = s.grid[idx[k]];
         json_t *dmg = json_array();
         for (int g = 0; g < s.n_g; g++)
             json_array_append_new(dmg, json_real(s.damage[k * s.n_g + g]));
@@ -254,16 +287,36 @@ enum dp_err admm_alloc_auto(struct admm_ctx *c, const struct nn_dataset *train,
     for (int g = 0; g < s.n_g; g++)
         json_array_append_new(grid, json_real(s.grid[g]));
     json_decref(c->auto_info);
-    c->auto_info =
-        json_pack("{s:s, s:f, s:f, s:i, s:i, s:o, s:o}", "objective",
-                  sp->auto_objective == DP_SPEC_OBJ_FLOPS ? "flops" : "params", "target_rate",
-                  sp->auto_rate, "achieved_rate", total / alloc_kept(&s, idx), "sample_images",
-                  sample.n, "search_iters", sp->auto_search_iters, "grid", grid, "layers", layers);
+    c->auto_info = json_pack(
+        "{s:s, s:i, s:s, s:f, s:f, s:i, s:i, s:o, s:o}", "allocation", "sensitivity", "stage",
+        stage + 1, "objective", sp->auto_objective == DP_SPEC_OBJ_FLOPS ? "flops" : "params",
+        "target_rate", target, "achieved_rate", total / alloc_kept(&s, idx), "sample_images",
+        sample.n, "search_iters", sp->auto_search_iters, "grid", grid, "layers", layers);
     if (c->auto_info == NULL)
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the rate report");
 out:
     dp_free(s.damage);
     dp_free(s.cost);
     dp_free(idx);
+    return err;
+}
+
+enum dp_err admm_alloc_auto(struct admm_ctx *c, int stage, struct dp_errinfo *ei)
+{
+    const struct dp_spec *sp = c->spec;
+    const double target =
+        stage < 0 ? sp->auto_rate : pow(sp->auto_rate, (double)(stage + 1) / (double)sp->stages);
+    enum dp_err err = sp->auto_alloc == DP_SPEC_AUTO_GLOBAL
+                          ? alloc_auto_global(c, stage, target, ei)
+                          : alloc_auto_sensitivity(c, stage, target, ei);
+    for (int k = 0; !err && k < c->n_t; k++) {
+        struct admm_target *t = &c->t[k];
+        if (stage < 0)
+            t->base_rate = t->p.rate;
+        else
+            t->stage_rate[stage] = t->p.rate;
+        if (stage == c->spec->stages - 1)
+            t->base_rate = t->p.rate;
+    }
     return err;
 }

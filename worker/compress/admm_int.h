@@ -13,6 +13,9 @@
 #include "worker/compress/constraint.h"
 #include "worker/nn/optim.h"
 
+/* spec.progressive.stages' upper bound (common/spec.c). */
+#define ADMM_MAX_STAGES 16
+
 struct admm_target {
     int layer, param;
     const struct dp_spec_rule *rule;
@@ -22,6 +25,9 @@ struct admm_target {
     double conn_rate; /* pattern + connectivity: the current stage's kernel rate (0: none) */
     double rho;
     double resid; /* ||W - Z|| / ||W|| after the last Z-step */
+    double dual;  /* rho ||Z - Z_prev|| / ||W|| of the last Z-step */
+    double moved; /* fraction of the weights whose membership of supp(Z) changed then */
+    double stage_rate[ADMM_MAX_STAGES]; /* spec.auto: each stage's rate, chosen at its start */
 };
 
 enum admm_step_kind { ADMM_STEP_ADMM, ADMM_STEP_RETRAIN, ADMM_STEP_MAGNITUDE };
@@ -33,6 +39,7 @@ struct admm_step {
     int epochs;
     double lr;
     uint64_t seed;
+    int skipped; /* an ADMM iteration after its stage converged: its epochs went to retraining */
 };
 
 struct admm_ctx {
@@ -41,6 +48,13 @@ struct admm_ctx {
     const struct admm_callbacks *cb;
     int n_t;
     struct admm_target *t;
+    /* The held-out validation split takes every decision (stage acceptance,
+     * automatic rates, convergence); the test split is only reported. */
+    const struct nn_dataset *train, *val, *test;
+    /* spec.distill: the dense model as the teacher of every training step,
+     * a view sharing c->m's graph with its own copy of the dense weights
+     * (64-byte aligned, owned); teacher.data NULL when not distilling. */
+    struct dp_model teacher;
     float *z, *u, *mask; /* n_floats each */
     int mask_on;         /* apply the mask: after the first hard projection */
     void *scratch;
@@ -57,9 +71,15 @@ struct admm_ctx {
     int epochs_done; /* over every session of the run */
     int epochs_planned;
     int epochs_offset; /* epochs of an earlier phase (the compress task's, for retrain) */
-    double dense_acc;
-    float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C]; /* the training set's, to normalise */
-    double last_loss, last_train_acc, last_test_acc;     /* of the last finished epoch */
+    double dense_acc, dense_val_acc;
+    int spare_epochs; /* epochs a converged last stage left to the retrain phase */
+    /* retrain.keep_best: the running retraining's best epoch so far (its
+     * weights in rbest, n_floats, owned; rbest_epoch 0: none yet). */
+    float *rbest;
+    double rbest_acc;
+    int rbest_epoch;
+    float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];     /* the training set's, to normalise */
+    double last_loss, last_train_acc, last_val_acc, last_lr; /* of the last finished epoch */
     double wall_prev;  /* seconds spent by earlier sessions of this run */
     double t_start;    /* this session's start (monotonic seconds) */
     json_t *trace;     /* per-iteration records (owned) */
@@ -125,8 +145,9 @@ unsigned admm_value_bits(const struct admm_target *t);
 /* Writes each constrained layer's compression metadata into the IR. */
 void admm_record_metadata(struct admm_ctx *c);
 
-/* The report (see admm.h); NULL when out of memory. */
-json_t *admm_report(const struct admm_ctx *c, double final_acc, double seconds);
+/* The report (see admm.h): final_acc on the test split, final_val on the
+ * validation split; NULL when out of memory. */
+json_t *admm_report(const struct admm_ctx *c, double final_acc, double final_val, double seconds);
 
 /* Fraction of zeros over all targets' weights. */
 double admm_sparsity(const struct admm_ctx *c);
@@ -150,10 +171,16 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
  * DP_ENOMEM when the sort buffer cannot be had. */
 enum dp_err admm_alloc_global(struct admm_ctx *c, double frac, struct dp_errinfo *ei);
 
-/* spec.auto: sensitivity analysis on held-out training images, then a
- * simulated-annealing search for per-layer rates meeting the global
- * target; sets every target's base_rate and c->auto_info. */
-enum dp_err admm_alloc_auto(struct admm_ctx *c, const struct nn_dataset *train,
-                            struct dp_errinfo *ei);
+/* One magnitude threshold over all targets' current weights keeping
+ * 1/rate of them in all; sets every target's p.rate. DP_ENOMEM. */
+enum dp_err admm_alloc_global_rate(struct admm_ctx *c, double rate, struct dp_errinfo *ei);
+
+/* spec.auto for progressive stage `stage` (-1: the whole run at once, the
+ * magnitude baseline): the target auto.rate^((stage + 1) / stages) spread
+ * over the layers on their current weights, by sensitivity analysis on
+ * the validation split and simulated annealing, or by one global
+ * magnitude threshold (auto.allocation). Sets every target's
+ * stage_rate[stage] and p.rate (stage -1: base_rate) and c->auto_info. */
+enum dp_err admm_alloc_auto(struct admm_ctx *c, int stage, struct dp_errinfo *ei);
 
 #endif

@@ -170,7 +170,7 @@ static json_t *admm_layer_report(const struct admm_ctx *c, const struct admm_tar
     return lr;
 }
 
-json_t *admm_report(const struct admm_ctx *c, double final_acc, double seconds)
+json_t *admm_report(const struct admm_ctx *c, double final_acc, double final_val, double seconds)
 {
     double tot[6] = {0};
     json_t *layers = json_array();
@@ -188,6 +188,21 @@ json_t *admm_report(const struct admm_ctx *c, double final_acc, double seconds)
         tot[2] / 8, "storage_bytes", tot[3] / 8, "storage_rate", tot[3] > 0 ? tot[2] / tot[3] : 0.0,
         "flops_dense", 2 * tot[4], "flops_effective", 2 * tot[5], "trace", c->trace, "stages",
         c->stages);
+    if (r != NULL) {
+        json_object_set_new(r, "dense_val_accuracy", json_real(c->dense_val_acc));
+        json_object_set_new(r, "final_val_accuracy", json_real(final_val));
+        json_object_set_new(r, "budget_epochs", json_integer(c->epochs_planned));
+        json_object_set_new(r, "spare_epochs", json_integer(c->spare_epochs));
+        if (c->spec->distill_weight > 0.0)
+            json_object_set_new(
+                r, "distill",
+                json_pack("{s:f, s:f, s:b}", "temperature", c->spec->distill_temperature, "weight",
+                          c->spec->distill_weight, "applied", c->teacher.data != NULL));
+        json_object_set_new(r, "validation",
+                            json_pack("{s:f, s:I, s:i, s:i}", "fraction", c->spec->val_fraction,
+                                      "seed", (json_int_t)c->spec->val_seed, "images", c->val->n,
+                                      "train_images", c->train->n));
+    }
     if (r != NULL && c->spec->stages > 1)
         json_object_set_new(r, "kept_stage", json_integer(c->best_stage + 1));
     if (r != NULL && c->auto_info != NULL)

@@ -16,7 +16,10 @@
 #include "worker/compress/admm_int.h"
 #include "worker/nn/train_state.h"
 
-#define ADMM_STATE_VERSION 1
+/* 2: the validation split's accuracies, the plan's step lengths (a
+ * converged stage moves epochs to its retraining), per-stage automatic
+ * rates, dual residuals and support changes, the best retraining epoch. */
+#define ADMM_STATE_VERSION 2
 #define ADMM_STATE_KEY     "admm_state"
 
 static json_t *admm_state_targets(const struct admm_ctx *c)
@@ -27,11 +30,24 @@ static json_t *admm_state_targets(const struct admm_ctx *c)
         json_t *lib = json_array();
         for (int i = 0; lib != NULL && i < t->p.n_library; i++)
             json_array_append_new(lib, json_integer(t->p.library[i]));
-        json_array_append_new(a, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:o}", "layer",
-                                           c->m->layers[t->layer].name, "rho", t->rho, "rate",
-                                           t->p.rate, "base_rate", t->base_rate, "conn_rate",
-                                           t->conn_rate, "resid", t->resid, "library", lib));
+        json_t *sr = json_array();
+        for (int i = 0; sr != NULL && i < c->spec->stages; i++)
+            json_array_append_new(sr, json_real(t->stage_rate[i]));
+        json_array_append_new(
+            a, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}", "layer",
+                         c->m->layers[t->layer].name, "rho", t->rho, "rate", t->p.rate, "base_rate",
+                         t->base_rate, "conn_rate", t->conn_rate, "resid", t->resid, "dual",
+                         t->dual, "moved", t->moved, "library", lib, "stage_rates", sr));
     }
+    return a;
+}
+
+/* Each step's length and whether it was skipped: the plan as it stands. */
+static json_t *admm_state_steps(const struct admm_ctx *c)
+{
+    json_t *a = json_array();
+    for (int i = 0; a != NULL && i < c->n_steps; i++)
+        json_array_append_new(a, json_pack("[i, b]", c->steps[i].epochs, c->steps[i].skipped));
     return a;
 }
 
@@ -52,15 +68,18 @@ enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, 
     snprintf(digest, sizeof(digest), "%016" PRIx64, dp_spec_digest(c->spec));
     json_t *st = json_pack(
         "{s:i, s:s, s:I, s:i, s:i, s:i, s:b, s:b, s:b, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, "
-        "s:I, s:b, s:o, s:O, s:O, s:O?, s:b}",
+        "s:I, s:b, s:o, s:O, s:O, s:O?, s:b, s:f, s:f, s:f, s:i, s:o, s:f, s:i}",
         "version", ADMM_STATE_VERSION, "spec_digest", digest, "n_floats", (json_int_t)m->n_floats,
         "step", si, "epoch", ep, "n_steps", c->n_steps, "mask_on", c->mask_on, "quant_on",
         c->quant_on, "halted", c->halted, "best_stage", c->best_stage, "epochs_done",
         c->epochs_done, "epochs_offset", c->epochs_offset, "dense_acc", c->dense_acc, "last_loss",
-        c->last_loss, "last_train_acc", c->last_train_acc, "last_test_acc", c->last_test_acc,
+        c->last_loss, "last_train_acc", c->last_train_acc, "last_val_acc", c->last_val_acc,
         "wall_seconds", admm_wall_seconds(c), "opt_t", (json_int_t)(opt != NULL ? opt->t : 0),
         "have_opt", opt != NULL, "targets", admm_state_targets(c), "trace", c->trace, "stages",
-        c->stages, "auto", c->auto_info, "shadow_on", c->shadow_on);
+        c->stages, "auto", c->auto_info, "shadow_on", c->shadow_on, "dense_val_acc",
+        c->dense_val_acc, "last_lr", c->last_lr, "val_fraction", c->spec->val_fraction,
+        "spare_epochs", c->spare_epochs, "steps", admm_state_steps(c), "rbest_acc", c->rbest_acc,
+        "rbest_epoch", c->rbest_epoch);
     const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(17);
     const size_t len = st != NULL ? json_dumpb(st, NULL, 0, flags) : 0;
     char *text = len > 0 ? dp_malloc(len + 1) : NULL;
@@ -75,11 +94,16 @@ enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, 
     dp_free(text);
     if (meta == NULL)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the checkpoint");
-    const float *const blocks[7] = {
-        m->data, c->z, c->u, c->mask, opt != NULL ? opt->m1 : NULL, opt != NULL ? opt->m2 : NULL,
-        c->best};
-    const char *const names[7] = {"w", "z", "u", "mask", "m1", "m2", "best"};
-    enum dp_err err = nn_state_write_blocks(path, names, blocks, 7, m->n_floats, meta, ei);
+    const float *const blocks[8] = {m->data,
+                                    c->z,
+                                    c->u,
+                                    c->mask,
+                                    opt != NULL ? opt->m1 : NULL,
+                                    opt != NULL ? opt->m2 : NULL,
+                                    c->best,
+                                    c->rbest_epoch > 0 ? c->rbest : NULL};
+    const char *const names[8] = {"w", "z", "u", "mask", "m1", "m2", "best", "rbest"};
+    enum dp_err err = nn_state_write_blocks(path, names, blocks, 8, m->n_floats, meta, ei);
     json_decref(meta);
     return err;
 }
@@ -111,7 +135,11 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
     if (st == NULL) {
         err = admm_state_bad(ei, path, "no readable \"admm_state\" metadata");
     } else if (admm_state_num(st, "version") != ADMM_STATE_VERSION) {
-        err = admm_state_bad(ei, path, "unknown state version");
+        err = dp_errinfo_set(ei, DP_EFORMAT,
+                             "%s: ADMM checkpoint version %g, but this build reads version %d "
+                             "only (it holds the validation split, convergence and budget "
+                             "state); delete the file to start the run over",
+                             path, admm_state_num(st, "version"), ADMM_STATE_VERSION);
     } else if (!json_is_string(json_object_get(st, "spec_digest")) ||
                strcmp(json_string_value(json_object_get(st, "spec_digest")), digest) != 0) {
         err = admm_state_bad(ei, path, "it was written under a different spec");
@@ -134,11 +162,29 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
         t->base_rate = admm_state_num(o, "base_rate");
         t->conn_rate = admm_state_num(o, "conn_rate");
         t->resid = admm_state_num(o, "resid");
+        t->dual = admm_state_num(o, "dual");
+        t->moved = admm_state_num(o, "moved");
+        const json_t *sr = json_object_get(o, "stage_rates");
+        for (int i = 0; i < c->spec->stages && i < ADMM_MAX_STAGES; i++)
+            t->stage_rate[i] = json_number_value(json_array_get(sr, (size_t)i));
         t->p.n_library = (int)json_array_size(lib);
         for (int i = 0; i < t->p.n_library; i++)
             t->p.library[i] = (uint16_t)json_integer_value(json_array_get(lib, (size_t)i));
         if (!(t->p.rate >= 1.0) || !(t->base_rate >= 1.0))
             err = admm_state_bad(ei, path, "a rate is below 1");
+    }
+    const json_t *steps = json_object_get(st, "steps");
+    if (!err && (!json_is_array(steps) || json_array_size(steps) != (size_t)c->n_steps))
+        err = admm_state_bad(ei, path, "its plan has another number of steps");
+    for (int i = 0; !err && i < c->n_steps; i++) {
+        const json_t *e = json_array_get(steps, (size_t)i);
+        const json_t *ne = json_array_get(e, 0);
+        if (!json_is_integer(ne) || json_integer_value(ne) < 0 || json_integer_value(ne) > 100000) {
+            err = admm_state_bad(ei, path, "a step of its plan has no valid length");
+            break;
+        }
+        c->steps[i].epochs = (int)json_integer_value(ne);
+        c->steps[i].skipped = json_is_true(json_array_get(e, 1));
     }
     const int si = (int)admm_state_num(st, "step"), ep = (int)admm_state_num(st, "epoch");
     if (!err &&
@@ -157,6 +203,12 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
         err = dp_st_read_f32(f, "mask", c->mask, n, ei);
     if (!err && dp_st_find(f, "best") != NULL)
         err = nn_state_read_block(f, "best", &c->best, n, ei);
+    c->rbest_epoch = (int)admm_state_num(st, "rbest_epoch");
+    c->rbest_acc = admm_state_num(st, "rbest_acc");
+    if (!err && c->rbest_epoch > 0)
+        err = dp_st_find(f, "rbest") != NULL
+                  ? nn_state_read_block(f, "rbest", &c->rbest, n, ei)
+                  : admm_state_bad(ei, path, "a best retraining epoch without its weights");
     if (!err && have_opt) {
         err = nn_state_read_block(f, "m1", &c->res_m1, n, ei);
         if (!err && dp_st_find(f, "m2") != NULL)
@@ -177,7 +229,10 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
         c->dense_acc = admm_state_num(st, "dense_acc");
         c->last_loss = admm_state_num(st, "last_loss");
         c->last_train_acc = admm_state_num(st, "last_train_acc");
-        c->last_test_acc = admm_state_num(st, "last_test_acc");
+        c->last_val_acc = admm_state_num(st, "last_val_acc");
+        c->last_lr = admm_state_num(st, "last_lr");
+        c->dense_val_acc = admm_state_num(st, "dense_val_acc");
+        c->spare_epochs = (int)admm_state_num(st, "spare_epochs");
         c->wall_prev = admm_state_num(st, "wall_seconds");
         json_t *tr = json_object_get(st, "trace"), *sg = json_object_get(st, "stages");
         json_t *au = json_object_get(st, "auto");

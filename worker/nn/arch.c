@@ -208,7 +208,8 @@ static void arch_mobilenetv2(struct arch_b *b, int n_classes)
 
 const char *nn_arch_names(void)
 {
-    return "lenet-300-100 lenet5 vgg16-cifar resnet20-cifar resnet56-cifar mobilenetv2-cifar";
+    return "lenet-300-100 lenet5 vgg16-cifar resnet20-cifar resnet20-fmnist resnet56-cifar "
+           "mobilenetv2-cifar";
 }
 
 enum dp_err nn_arch_build(const char *name, int in_c, int in_h, int in_w, int n_classes,
@@ -228,6 +229,14 @@ enum dp_err nn_arch_build(const char *name, int in_c, int in_h, int in_w, int n_
     else if (strcmp(name, "vgg16-cifar") == 0)
         arch_vgg16(&b, n_classes);
     else if (strcmp(name, "resnet20-cifar") == 0)
+        arch_resnet(&b, 3, n_classes);
+    else if (strcmp(name, "resnet20-fmnist") == 0 && in_c != 1) {
+        dp_model_free(b.m);
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "resnet20-fmnist takes 1-channel images, not %d channels "
+                              "(resnet20-cifar takes any)",
+                              in_c);
+    } else if (strcmp(name, "resnet20-fmnist") == 0)
         arch_resnet(&b, 3, n_classes);
     else if (strcmp(name, "resnet56-cifar") == 0)
         arch_resnet(&b, 9, n_classes);

@@ -6,6 +6,8 @@
  *                      conv 5x5 50, maxpool 2, fc 500, relu, fc (no ReLU after the convs)
  *   vgg16-cifar        13 conv3x3+BN+ReLU in 5 blocks, 3 fully connected layers
  *   resnet20-cifar     He et al.'s CIFAR ResNet, 3 stages x 3 basic blocks
+ *   resnet20-fmnist    resnet20-cifar on 1-channel images (Fashion-MNIST's 28x28:
+ *                      stages at 28, 14 and 7 pixels); refuses other channel counts
  *   resnet56-cifar     ... 3 stages x 9 basic blocks
  *   mobilenetv2-cifar  MobileNetV2 with CIFAR strides (first conv and first stages stride 1)
  *

@@ -35,6 +35,7 @@
 #include "common/assert.h"
 #include "common/dataset.h"
 #include "worker/nn/data_int.h"
+#include "worker/nn/rng.h"
 
 /* gzread takes an unsigned length; larger reads are split into chunks. */
 #define DATA_READ_CHUNK ((size_t)1 << 30)
@@ -392,6 +393,69 @@ enum dp_err nn_dataset_subset(struct nn_dataset *out, const struct nn_dataset *s
     memcpy(out->labels, src->labels + start, (size_t)count * sizeof(int32_t));
     out->n_classes = src->n_classes;
     return DP_OK;
+}
+
+/* Copies the samples of src whose pick[i] equals want into out (count of them). */
+static enum dp_err nn_data_pick(struct nn_dataset *out, const struct nn_dataset *src,
+                                const unsigned char *pick, unsigned char want, int count)
+{
+    enum dp_err err =
+        nn_data__alloc(out, count, src->c, src->h, src->w, src->f32 != NULL, "dataset split", NULL);
+    if (err != DP_OK)
+        return err;
+    const size_t img = (size_t)src->c * (size_t)src->h * (size_t)src->w;
+    int at = 0;
+    for (int i = 0; i < src->n; i++) {
+        if (pick[i] != want)
+            continue;
+        if (src->f32 != NULL)
+            memcpy(out->f32 + (size_t)at * img, src->f32 + (size_t)i * img, img * sizeof(float));
+        else
+            memcpy(out->u8 + (size_t)at * img, src->u8 + (size_t)i * img, img);
+        out->labels[at++] = src->labels[i];
+    }
+    out->n_classes = src->n_classes;
+    return DP_OK;
+}
+
+enum dp_err nn_dataset_split(const struct nn_dataset *src, double fraction, uint64_t seed,
+                             struct nn_dataset *rest, struct nn_dataset *val)
+{
+    DP_ASSERT(src != NULL && rest != NULL && val != NULL);
+    memset(rest, 0, sizeof(*rest));
+    memset(val, 0, sizeof(*val));
+    if (!(fraction > 0.0 && fraction < 1.0) || src->n < 2)
+        return DP_EINVAL;
+    long n_val = lround((double)src->n * fraction);
+    n_val = n_val < 1 ? 1 : n_val > src->n - 1 ? src->n - 1 : n_val;
+    int *perm = dp_malloc((size_t)src->n * sizeof(int));
+    unsigned char *pick = dp_calloc((size_t)src->n, 1);
+    enum dp_err err = perm == NULL || pick == NULL ? DP_ENOMEM : DP_OK;
+    if (!err) {
+        /* A partial Fisher-Yates shuffle: its first n_val entries are the
+         * validation samples. */
+        struct nn_rng rng;
+        nn_rng_seed(&rng, seed ^ 0x5e1ec7ed0f5a11dULL);
+        for (int i = 0; i < src->n; i++)
+            perm[i] = i;
+        for (long i = 0; i < n_val; i++) {
+            const long j = i + (long)(nn_rng_next(&rng) % (uint64_t)(src->n - i));
+            const int tmp = perm[i];
+            perm[i] = perm[j];
+            perm[j] = tmp;
+            pick[perm[i]] = 1;
+        }
+        err = nn_data_pick(val, src, pick, 1, (int)n_val);
+    }
+    if (!err)
+        err = nn_data_pick(rest, src, pick, 0, src->n - (int)n_val);
+    if (err) {
+        nn_dataset_free(rest);
+        nn_dataset_free(val);
+    }
+    dp_free(perm);
+    dp_free(pick);
+    return err;
 }
 
 void nn_dataset_limit(struct nn_dataset *ds, int n_max)

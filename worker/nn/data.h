@@ -124,6 +124,18 @@ enum dp_err nn_dataset_subset(struct nn_dataset *out, const struct nn_dataset *s
                               int count);
 
 /*
+ * Carves a held-out validation set out of src: n_val = round(n * fraction)
+ * samples (at least 1, at most n - 1) drawn by a permutation seeded with
+ * seed go to *val, the others to *rest; both keep src's order and
+ * n_classes. The same (src, fraction, seed) always gives the same split.
+ * Both outputs are new datasets the caller releases with nn_dataset_free;
+ * on failure both are zeroed. DP_EINVAL when fraction is not in (0, 1) or
+ * src has fewer than 2 samples, DP_ENOMEM.
+ */
+enum dp_err nn_dataset_split(const struct nn_dataset *src, double fraction, uint64_t seed,
+                             struct nn_dataset *rest, struct nn_dataset *val);
+
+/*
  * Keeps only the first n_max samples of ds (a no-op when ds->n <= n_max or
  * n_max < 0), giving the rest of the memory back where the allocator can.
  * n_classes is unchanged. Used to shorten test runs. Cannot fail.

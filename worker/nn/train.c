@@ -14,6 +14,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "worker/nn/distill.h"
 #include "worker/nn/loader.h"
 #include "worker/nn/net.h"
 
@@ -124,7 +125,7 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
                      const struct nn_train_hooks *hooks, struct nn_train_result *res,
                      struct dp_errinfo *ei)
 {
-    struct nn_net *net = NULL;
+    struct nn_net *net = NULL, *tnet = NULL;
     struct nn_optim *opt = NULL;
     struct nn_loader ld;
     int have_loader = 0;
@@ -147,10 +148,31 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
         err = train_check_data(m, test, net->n_classes, "test", ei);
     if (err)
         goto out;
+    const struct nn_distill_cfg *kd = cfg->distill;
+    if (kd != NULL) {
+        if (!(kd->temperature >= 1.0f) || !(kd->weight >= 0.0f && kd->weight <= 1.0f)) {
+            err = dp_errinfo_set(ei, DP_EINVAL,
+                                 "distillation temperature %g must be >= 1 and weight %g in [0, 1]",
+                                 (double)kd->temperature, (double)kd->weight);
+            goto out;
+        }
+        err = nn_net_new_ex(kd->teacher, cfg->batch, !cfg->no_dnnl, &tnet, ei);
+        if (!err && tnet->n_classes != net->n_classes)
+            err = dp_errinfo_set(ei, DP_ESHAPE, "the teacher has %d outputs, the student %d",
+                                 tnet->n_classes, net->n_classes);
+        if (!err)
+            err = train_check_data(kd->teacher, train, tnet->n_classes, "teacher's training", ei);
+        if (err)
+            goto out;
+    }
     err = nn_optim_new(m, &cfg->optim, &opt, ei);
     if (err)
         goto out;
     nn_dataset_norm_stats(train, mean, std);
+    if (cfg->mean != NULL && cfg->std != NULL) {
+        memcpy(mean, cfg->mean, (size_t)train->c * sizeof(float));
+        memcpy(std, cfg->std, (size_t)train->c * sizeof(float));
+    }
     struct nn_loader_cfg lc = {cfg->batch, 1, cfg->augment, mean, std, cfg->seed};
     err = nn_loader_init(&ld, train, &lc, ei);
     if (err)
@@ -207,11 +229,21 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
             float lr = nn_sched_lr(&cfg->sched, ep, (double)step / (double)steps_per_epoch);
             int c = 0;
             nn_net_zero_grad(net);
-            if (nn_net_forward(net, x, n, 1) == NULL) {
+            const float *logits = nn_net_forward(net, x, n, 1);
+            if (logits == NULL) {
                 err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for a batch of %d", n);
                 goto out;
             }
             float loss = nn_net_loss(net, y, n, &c);
+            if (tnet != NULL) {
+                const float *soft = nn_net_forward(tnet, x, n, 0);
+                if (soft == NULL) {
+                    err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the teacher's batch");
+                    goto out;
+                }
+                loss = nn_distill_forward(net->probs, logits, soft, y, n, net->n_classes,
+                                          kd->temperature, kd->weight, loss);
+            }
             if (!isfinite(loss)) {
                 err = dp_errinfo_set(ei, DP_ENUMERIC,
                                      "the loss became %g in epoch %d step %ld; lower the "
@@ -270,6 +302,7 @@ out:
     if (have_loader)
         nn_loader_free(&ld);
     nn_optim_free(opt);
+    nn_net_free(tnet);
     nn_net_free(net);
     return err;
 }

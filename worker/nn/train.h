@@ -34,6 +34,22 @@ struct nn_train_cfg {
     int no_dnnl;           /* run convolutions on the im2col+BLAS kernels, not oneDNN */
     /* Continue an interrupted run instead of starting one: NULL from scratch. */
     const struct nn_train_resume *resume;
+    /* Per-channel normalisation (in_c floats each, borrowed): NULL for the
+     * training set's own statistics. A caller training on a part of its
+     * data (the compression engine holds out a validation split) passes
+     * the whole set's, so the model is normalised as every other command
+     * will normalise it. */
+    const float *mean, *std;
+    /* Knowledge distillation from a teacher (worker/nn/distill.h): NULL none. */
+    const struct nn_distill_cfg *distill;
+};
+
+/* The teacher is run in eval mode on every training batch; it must take
+ * the student's inputs and have its number of outputs. Borrowed. */
+struct nn_distill_cfg {
+    struct dp_model *teacher;
+    float temperature; /* >= 1 */
+    float weight;      /* a in [0, 1]: the soft term's share of the loss */
 };
 
 /* Where a run stopped, as written by a checkpoint after an epoch: the

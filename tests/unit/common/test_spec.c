@@ -47,6 +47,42 @@ Test(spec, defaults_and_rules)
     DP_ASSERT_NO_LEAKS();
 }
 
+Test(spec, validation_budget_convergence_and_distillation)
+{
+    static const char text[] =
+        "{\"seed\":3,\"validation\":{\"fraction\":0.2},\"budget\":{\"epochs\":30},"
+        "\"admm\":{\"target_residual\":0.05,\"support_change\":0.002},"
+        "\"distill\":{\"temperature\":2},\"retrain\":{\"keep_best\":true},"
+        "\"auto\":{\"rate\":40,\"allocation\":\"global\"},"
+        "\"layers\":[{\"prune\":{\"scheme\":\"irregular\"}}]}";
+    struct dp_spec s;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(dp_spec_parse(text, strlen(text), &s, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_float_eq(s.val_fraction, 0.2, 1e-12);
+    cr_assert_eq(s.val_seed, 3u, "the validation seed defaults to the spec's");
+    cr_assert_eq(s.budget_epochs, 30);
+    cr_assert_eq(dp_spec_epochs(&s), 30, "the budget is every epoch of the run");
+    cr_assert_float_eq(s.target_residual, 0.05, 1e-12);
+    cr_assert_float_eq(s.support_change, 0.002, 1e-12);
+    cr_assert_float_eq(s.distill_temperature, 2.0, 1e-12);
+    cr_assert_float_eq(s.distill_weight, 0.5, 1e-12);
+    cr_assert_eq(s.auto_alloc, DP_SPEC_AUTO_GLOBAL);
+    cr_assert(s.retrain_keep_best);
+    const uint64_t d = dp_spec_digest(&s);
+    s.val_seed = 4;
+    cr_assert_neq(dp_spec_digest(&s), d, "another held-out split is another run");
+
+    static const char plain[] = "{\"layers\":[{\"quant\":{\"scheme\":\"binary\"}}]}";
+    cr_assert_eq(dp_spec_parse(plain, strlen(plain), &s, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_float_eq(s.val_fraction, 0.1, 1e-12);
+    cr_assert_eq(s.budget_epochs, 0);
+    cr_assert_eq(dp_spec_epochs(&s), 16);
+    cr_assert_float_eq(s.target_residual, 0.0, 1e-12);
+    cr_assert_float_eq(s.distill_weight, 0.0, 1e-12, "no distillation unless asked");
+    cr_assert_eq(s.auto_alloc, DP_SPEC_AUTO_SENSITIVITY);
+    DP_ASSERT_NO_LEAKS();
+}
+
 struct spec_bad {
     const char *text;
     const char *needle; /* the message must name this */
@@ -83,6 +119,29 @@ Test(spec, errors_name_the_field)
         {"{\"layers\":[{\"match\":\"\",\"quant\":{\"scheme\":\"binary\"}}]}", "layers[0].match"},
         {"{\"layers\":[{\"quant\":{\"scheme\":\"binary\",\"rate\":3}}]}", "unknown field 'rate'"},
         {"{\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}},3]}", "layers[1]"},
+        {"{\"validation\":{\"fraction\":0.9},\"layers\":[{\"quant\":{\"scheme\":\"binary\"}}]}",
+         "spec.validation.fraction"},
+        {"{\"validation\":{\"size\":9},\"layers\":[{\"quant\":{\"scheme\":\"binary\"}}]}",
+         "spec.validation: unknown field 'size'"},
+        {"{\"budget\":{},\"layers\":[{\"quant\":{\"scheme\":\"binary\"}}]}",
+         "spec.budget.epochs: required"},
+        {"{\"budget\":{\"epochs\":5},\"layers\":[{\"quant\":{\"scheme\":\"binary\"}}]}",
+         "spec.budget.epochs: 5 epochs over 1 stages"},
+        {"{\"method\":\"magnitude\",\"budget\":{\"epochs\":3},\"layers\":[{\"quant\":{"
+         "\"scheme\":\"binary\"}}]}",
+         "cannot cover 4 magnitude steps"},
+        {"{\"admm\":{\"target_residual\":2},\"layers\":[{\"quant\":{\"scheme\":\"binary\"}}]}",
+         "spec.admm.target_residual"},
+        {"{\"retrain\":{\"keep_best\":1},\"layers\":[{\"quant\":{\"scheme\":\"binary\"}}]}",
+         "spec.retrain.keep_best: must be true or false"},
+        {"{\"distill\":{\"temperature\":0.5},\"layers\":[{\"quant\":{\"scheme\":\"binary\"}}]}",
+         "spec.distill.temperature"},
+        {"{\"auto\":{\"rate\":4,\"allocation\":\"best\"},\"layers\":[{\"prune\":{\"scheme\":"
+         "\"irregular\"}}]}",
+         "spec.auto.allocation"},
+        {"{\"auto\":{\"rate\":4,\"allocation\":\"global\"},\"layers\":[{\"prune\":{"
+         "\"scheme\":\"filter\"}}]}",
+         "auto.allocation \"global\" needs irregular"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct dp_spec s;

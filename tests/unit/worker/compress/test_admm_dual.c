@@ -42,6 +42,11 @@ Test(admm_dual, pruned_weights_reach_zero_while_rho_grows)
     struct admm_ctx c;
     memset(&c, 0, sizeof(c));
     c.m = m;
+    /* The Z-step evaluates P(W) on the validation split. */
+    struct nn_dataset val = {0};
+    cr_assert_eq(nn_dataset_synthetic(&val, 16, 1, 3, 3, 4, 1), DP_OK);
+    c.val = &val;
+    nn_dataset_norm_stats(&val, c.mean, c.std);
     c.spec = &spec;
     c.trace = json_array();
     c.stages = json_array();
@@ -54,7 +59,7 @@ Test(admm_dual, pruned_weights_reach_zero_while_rho_grows)
 
     double rho_used = 0.0;
     for (int it = 0; it < DUAL_ITERS; it++) {
-        const struct admm_step sp = {ADMM_STEP_ADMM, 0, it, 0, 1, 0.01, 1};
+        const struct admm_step sp = {ADMM_STEP_ADMM, 0, it, 0, 1, 0.01, 1, 0};
         cr_assert_eq(admm_step_begin(&c, &sp, &ei), DP_OK, "%s", ei.msg);
         /* The W-step, exactly: argmin g.W + rho/2 ||W - Z + U||^2. */
         rho_used = c.t[0].rho;
@@ -88,5 +93,6 @@ Test(admm_dual, pruned_weights_reach_zero_while_rho_grows)
     dp_free_aligned(c.scratch);
     dp_free(c.t);
     dp_model_free(m);
+    nn_dataset_free(&val);
     DP_ASSERT_NO_LEAKS();
 }

@@ -10,6 +10,7 @@
 #include "common/model.h"
 #include "tests/unit/test_util.h"
 #include "worker/nn/arch.h"
+#include "worker/nn/train.h"
 
 struct arch_case {
     const char *name;
@@ -20,9 +21,10 @@ struct arch_case {
 Test(arch, builds_every_architecture_with_the_expected_parameter_count)
 {
     static const struct arch_case cases[] = {
-        {"lenet-300-100", 1, 28, 28, 266610},  {"lenet5", 1, 28, 28, 431080},
-        {"resnet20-cifar", 3, 32, 32, 272474}, /* torch model of tests/bench/torch_train.py */
-        {"resnet56-cifar", 3, 32, 32, 0},      {"vgg16-cifar", 3, 32, 32, 0},
+        {"lenet-300-100", 1, 28, 28, 266610},   {"lenet5", 1, 28, 28, 431080},
+        {"resnet20-cifar", 3, 32, 32, 272474},  /* torch model of tests/bench/torch_train.py */
+        {"resnet20-fmnist", 1, 28, 28, 272186}, /* the same with a 1-channel stem: 2 * 144 fewer */
+        {"resnet56-cifar", 3, 32, 32, 0},       {"vgg16-cifar", 3, 32, 32, 0},
         {"mobilenetv2-cifar", 3, 32, 32, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -48,6 +50,8 @@ Test(arch, errors_name_the_problem)
     struct dp_errinfo ei = {0};
     cr_assert_eq(nn_arch_build("alexnet", 3, 32, 32, 10, &m, &ei), DP_EINVAL);
     cr_assert(strstr(ei.msg, "alexnet") != NULL && strstr(ei.msg, "lenet5") != NULL);
+    cr_assert_eq(nn_arch_build("resnet20-fmnist", 3, 28, 28, 10, &m, &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "1-channel") != NULL, "%s", ei.msg);
     cr_assert_eq(nn_arch_build("vgg16-cifar", 1, 8, 8, 10, &m, &ei), DP_ESHAPE);
     cr_assert(strstr(ei.msg, "pool") != NULL, "names the layer: %s", ei.msg);
     cr_assert_null(m);
@@ -70,5 +74,37 @@ Test(arch, init_is_deterministic_and_bounded)
     cr_assert_gt(mx, 0.9f * bound);
     dp_model_free(a);
     dp_model_free(b);
+    DP_ASSERT_NO_LEAKS();
+}
+
+static void arch_record_loss(void *ud, const struct nn_epoch_stats *st)
+{
+    double *loss = ud;
+    loss[st->epoch - 1] = st->train_loss;
+}
+
+Test(arch, resnet20_fmnist_trains_on_one_channel_images, .timeout = 120)
+{
+    struct nn_dataset ds = {0};
+    cr_assert_eq(nn_dataset_synthetic(&ds, 128, 1, 28, 28, 10, 4), DP_OK);
+    struct dp_model *m = NULL;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(nn_arch_build("resnet20-fmnist", 1, 28, 28, 10, &m, &ei), DP_OK, "%s", ei.msg);
+    nn_arch_init(m, 1);
+    struct nn_train_cfg cfg = nn_train_cfg_default();
+    cfg.epochs = 3;
+    cfg.batch = 32;
+    cfg.sched.total_epochs = 3;
+    cfg.sched.base_lr = 0.05f;
+    double loss[3] = {0};
+    struct nn_train_hooks h;
+    memset(&h, 0, sizeof(h));
+    h.on_epoch = arch_record_loss;
+    h.ud = loss;
+    struct nn_train_result r;
+    cr_assert_eq(nn_train(m, &ds, NULL, &cfg, &h, &r, &ei), DP_OK, "%s", ei.msg);
+    cr_assert(isfinite(loss[2]) && loss[2] < loss[0], "loss %g -> %g", loss[0], loss[2]);
+    dp_model_free(m);
+    nn_dataset_free(&ds);
     DP_ASSERT_NO_LEAKS();
 }

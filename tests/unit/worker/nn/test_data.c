@@ -1030,6 +1030,55 @@ Test(data, synthetic_invalid_arguments)
     DP_ASSERT_NO_LEAKS();
 }
 
+Test(data, split_holds_out_a_seeded_disjoint_share)
+{
+    struct nn_dataset ds, rest, val, rest2, val2;
+    cr_assert_eq(nn_dataset_synthetic(&ds, 200, 1, 4, 4, 5, 11), DP_OK);
+    cr_assert_eq(nn_dataset_split(&ds, 0.1, 7, &rest, &val), DP_OK);
+    cr_assert_eq(val.n, 20);
+    cr_assert_eq(rest.n, 180);
+    cr_assert_eq(val.n_classes, 5);
+    cr_assert_eq(rest.n_classes, 5);
+    /* Every source sample is in exactly one part, in source order: walk
+     * the source and match each image to the next of one part or the other. */
+    int ir = 0, iv = 0, spread = 0;
+    for (int i = 0; i < ds.n; i++) {
+        const uint8_t *img = ds.u8 + (size_t)i * 16;
+        if (iv < val.n && memcmp(img, val.u8 + (size_t)iv * 16, 16) == 0 &&
+            ds.labels[i] == val.labels[iv]) {
+            iv++;
+            spread += i >= 20; /* not just the first 20 */
+        } else {
+            cr_assert_lt(ir, rest.n);
+            cr_assert_arr_eq(img, rest.u8 + (size_t)ir * 16, 16, "sample %d is in neither part", i);
+            cr_assert_eq(ds.labels[i], rest.labels[ir]);
+            ir++;
+        }
+    }
+    cr_assert_eq(iv, val.n);
+    cr_assert_eq(ir, rest.n);
+    cr_assert_gt(spread, 0, "the held-out samples are drawn, not the first ones");
+    /* Same seed, same split; another seed, another one. */
+    cr_assert_eq(nn_dataset_split(&ds, 0.1, 7, &rest2, &val2), DP_OK);
+    cr_assert_arr_eq(val.u8, val2.u8, 20 * 16);
+    nn_dataset_free(&rest2);
+    nn_dataset_free(&val2);
+    cr_assert_eq(nn_dataset_split(&ds, 0.1, 8, &rest2, &val2), DP_OK);
+    cr_assert(memcmp(val.u8, val2.u8, 20 * 16) != 0, "seed 8 held out the same samples");
+    nn_dataset_free(&rest2);
+    nn_dataset_free(&val2);
+    /* Bad fractions and sets too small to split. */
+    cr_assert_eq(nn_dataset_split(&ds, 0.0, 7, &rest2, &val2), DP_EINVAL);
+    cr_assert_eq(nn_dataset_split(&ds, 1.0, 7, &rest2, &val2), DP_EINVAL);
+    cr_assert_null(val2.u8);
+    nn_dataset_limit(&ds, 1);
+    cr_assert_eq(nn_dataset_split(&ds, 0.5, 7, &rest2, &val2), DP_EINVAL);
+    nn_dataset_free(&rest);
+    nn_dataset_free(&val);
+    nn_dataset_free(&ds);
+    DP_ASSERT_NO_LEAKS();
+}
+
 Test(data, subset_and_limit)
 {
     struct nn_dataset ds, sub;
