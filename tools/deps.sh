@@ -21,6 +21,7 @@ PKGS=(
   protobuf-c-compiler libprotobuf-c-dev  # the ONNX reader/writer's protobuf code
   clang                       # the libFuzzer target (make fuzz)
   python3-onnx python3-opencv # test peers only: node-test generator, onnx.checker, OpenCV dnn
+  python3-torchvision         # test peers only: the torchvision architectures of tests/onnx (issue 17)
 )
 
 missing=()

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -69,6 +70,24 @@ static struct dp_op_attrs op_sample(enum dp_op op)
         case DP_OP_RESHAPE:
             a.to_c = 18, a.to_h = 9, a.to_w = 1;
             break;
+        case DP_OP_HARDSIGMOID:
+            a.alpha = 0.2f, a.beta = 0.5f;
+            break;
+        case DP_OP_SLICE:
+            a.axis = 1, a.start = 1, a.end = 2;
+            break;
+        case DP_OP_SHUFFLE:
+            a.groups = 2;
+            break;
+        case DP_OP_CONST:
+            a.to_c = 2, a.to_h = 1, a.to_w = 1;
+            break;
+        case DP_OP_SIGMOID:
+        case DP_OP_HARDSWISH:
+        case DP_OP_SILU:
+        case DP_OP_MUL:
+        case DP_OP_SUB:
+        case DP_OP_DIV:
         case DP_OP_RELU:
         case DP_OP_RELU6:
         case DP_OP_GAP:
@@ -108,6 +127,10 @@ static void op_scribble(struct dp_op_attrs *a, unsigned mask)
         a->lo = FLT_MAX, a->hi = -FLT_MAX;
     if (!(mask & DP_ATTR_TO))
         a->to_c = 5, a->to_h = 5, a->to_w = 5;
+    if (!(mask & DP_ATTR_AB))
+        a->alpha = NAN, a->beta = INFINITY;
+    if (!(mask & DP_ATTR_RANGE))
+        a->start = 7, a->end = 3;
 }
 
 static struct dp_model *op_one_layer(enum dp_op op, const struct dp_op_attrs *a)
