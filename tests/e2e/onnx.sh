@@ -8,6 +8,9 @@
 #     onnx.checker with full checks, OpenCV's dnn module gives the same
 #     outputs as our engine, and importing the export gives identical logits.
 #  3. ONNX's own node tests (make onnx-node-tests).
+#  4. Twelve torchvision ImageNet architectures (issue 17; tests/onnx/tv_models.py,
+#     random weights, batch 1, opsets 13 and 17) match PyTorch within 1e-4, and
+#     their re-exports import to the same outputs.
 # Fixtures are generated under build/ (FIXTURES), never committed.
 set -euo pipefail
 WORKER=${1:?usage: onnx.sh WORKER_BINARY [FIXTURES_DIR]}
@@ -34,6 +37,37 @@ for f in "$FIX"/*_op*.onnx; do
   b=$(basename "$f" .onnx); n=${b%_op*}
   "$WORKER" infer --model "$f" --input "$FIX/${n}_x.npy" --output "$tmp/$b.npy" --threads 2
   printf '%-24s ' "$b"; check $PY tests/onnx/peer_check.py compare "$tmp/$b.npy" "$FIX/${n}_y.npy" $TOL
+done
+
+# 4. torchvision architectures (issue 17): EfficientNet, MobileNetV3, MNASNet
+# and ShuffleNet need SiLU, HardSwish, squeeze-excitation Mul, ReduceMean, the
+# channel shuffle and shape folding. Each net's opset-13 import is exported
+# again at 17 (the four mobile nets at 13 too) and must give the same logits.
+TVFIX="$FIX/tv"
+if [ ! -f "$TVFIX/.stamp" ] || [ tests/onnx/tv_models.py -nt "$TVFIX/.stamp" ]; then
+  rm -rf "$TVFIX" && mkdir -p "$TVFIX"
+  echo "onnx: exporting the torchvision models (torch.onnx, opsets 13, 17)"
+  $PY -W ignore tests/onnx/tv_models.py "$TVFIX" --opsets 13,17 > "$tmp/tv.log" 2>&1 \
+    || { cat "$tmp/tv.log"; exit 1; }
+  touch "$TVFIX/.stamp"
+fi
+for f in "$TVFIX"/tv_*_op*.onnx; do
+  b=$(basename "$f" .onnx); n=${b%_op*}; op=${b##*_op}
+  "$WORKER" infer --model "$f" --input "$TVFIX/${n}_x.npy" --output "$tmp/$b.npy" --threads 2
+  printf '%-32s ' "$b"; check $PY tests/onnx/peer_check.py compare "$tmp/$b.npy" "$TVFIX/${n}_y.npy" $TOL
+  case "$n:$op" in
+    *:13) reops=17 ;;
+    tv_efficientnet_b0:17|tv_mobilenet_v3_small:17|tv_mnasnet0_5:17|tv_shufflenet_v2_x0_5:17) reops=13 ;;
+    *) reops= ;;
+  esac
+  for re in $reops; do
+    "$WORKER" export --model "$f" --out "$tmp/${b}_re$re.onnx" --opset "$re"
+    "$WORKER" infer --model "$tmp/${b}_re$re.onnx" --input "$TVFIX/${n}_x.npy" \
+        --output "$tmp/${b}_re$re.npy" --threads 2
+    printf '%-32s ' "${b} re-export $re"
+    check $PY tests/onnx/peer_check.py compare "$tmp/${b}_re$re.npy" "$tmp/$b.npy" 0
+    rm -f "$tmp/${b}_re$re.onnx"
+  done
 done
 
 # 2. Compress, export, check with onnx.checker and OpenCV, import again.
