@@ -270,12 +270,10 @@ static void imp_layer_name(const struct imp *im, const Onnx__NodeProto *nd, int 
         snprintf(buf, cap, "%.24s_%d_%d", nd->op_type, idx, k);
 }
 
-/* Adds a layer and runs shape inference; returns its index or a negative dp_err. */
-static int imp_add(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_op op,
-                   const int *inputs, int n_inputs, const struct dp_op_attrs *a)
+/* Adds layer `name` and runs shape inference; returns its index or a negative dp_err. */
+static int imp_add_named(struct imp *im, const Onnx__NodeProto *nd, const char *name, enum dp_op op,
+                         const int *inputs, int n_inputs, const struct dp_op_attrs *a)
 {
-    char name[DP_NAME_MAX];
-    imp_layer_name(im, nd, idx, name, sizeof(name));
     struct dp_errinfo sub = {DP_OK, ""};
     int li = dp_model_add_layer(im->m, name, op, inputs, n_inputs, a, &sub);
     if (li < 0)
@@ -293,6 +291,15 @@ static int imp_add(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_o
     if (err)
         return IMP_ERR(im, nd, err, "%s", sub.msg);
     return li;
+}
+
+/* Adds a layer named after the node; returns its index or a negative dp_err. */
+static int imp_add(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_op op,
+                   const int *inputs, int n_inputs, const struct dp_op_attrs *a)
+{
+    char name[DP_NAME_MAX];
+    imp_layer_name(im, nd, idx, name, sizeof(name));
+    return imp_add_named(im, nd, name, op, inputs, n_inputs, a);
 }
 
 /* Queues a weight tensor (ownership of data passes here, also on failure). */
@@ -1323,7 +1330,16 @@ static int imp_const_layer(struct imp *im, const Onnx__NodeProto *nd, int idx, s
     a.to_c = (int)d[1];
     a.to_h = rank == 4 ? (int)d[2] : 1;
     a.to_w = rank == 4 ? (int)d[3] : rank == 3 ? (int)d[2] : 1;
-    int li = imp_add(im, nd, idx, DP_OP_CONST, &any_layer, 1, &a);
+    /* Named after the constant when it can be (the exporter's initializer
+     * is the layer's name), else after the node. */
+    char name[DP_NAME_MAX];
+    const size_t len = strlen(cv->name);
+    if (len > 0 && len < DP_NAME_MAX && strcmp(cv->name, "input") != 0 &&
+        dp_model_layer_find(im->m, cv->name) < 0)
+        memcpy(name, cv->name, len + 1);
+    else
+        imp_layer_name(im, nd, idx, name, sizeof(name));
+    int li = imp_add_named(im, nd, name, DP_OP_CONST, &any_layer, 1, &a);
     if (li < 0)
         return li;
     err = imp_copy(im, li, "value", cv->f, cv->n);

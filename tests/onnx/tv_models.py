@@ -4,7 +4,7 @@
 Twelve torchvision 0.14 ImageNet architectures with random weights (fixed
 seed; BatchNorm given random statistics so that it is not the identity), in
 eval mode, exported by torch.onnx at each opset asked for, with a batch of 1
-and PyTorch's own outputs:
+and PyTorch's own outputs (ShuffleNet also with a symbolic batch, batch 2):
 
     OUT/tv_<name>_op<opset>.onnx  OUT/tv_<name>_x.npy  OUT/tv_<name>_y.npy
 
@@ -26,10 +26,14 @@ MODELS = {
     'resnet18': 64, 'mobilenet_v2': 64, 'squeezenet1_1': 64, 'densenet121': 64,
     'googlenet': 64, 'alexnet': 224, 'vgg11_bn': 224, 'regnet_x_400mf': 64,
     'efficientnet_b0': 64, 'mobilenet_v3_small': 64, 'mnasnet0_5': 64, 'shufflenet_v2_x0_5': 64,
+    # The same ShuffleNet with a symbolic batch (batch 2 here): its shape
+    # subgraphs then carry the batch size through to the Reshapes.
+    'shufflenet_v2_x0_5_dyn': 64,
 }
 
 
 def build(name):
+    name = name[:-4] if name.endswith('_dyn') else name
     kw = {'weights': None}
     if name == 'googlenet':
         kw.update(aux_logits=False, init_weights=True)
@@ -62,7 +66,8 @@ def main():
         with torch.no_grad():
             randomize_bn(model, gen)
         model.eval()
-        x = torch.randn((1, 3, size, size), generator=gen)
+        dyn = name.endswith('_dyn')
+        x = torch.randn((2 if dyn else 1, 3, size, size), generator=gen)
         with torch.no_grad():
             y = model(x)
         base = os.path.join(a.out, 'tv_' + name)
@@ -71,7 +76,8 @@ def main():
         for opset in a.opsets.split(','):
             torch.onnx.export(model, x, '%s_op%s.onnx' % (base, opset), opset_version=int(opset),
                               input_names=['input'], output_names=['logits'],
-                              do_constant_folding=True)
+                              do_constant_folding=True,
+                              dynamic_axes={'input': {0: 'N'}, 'logits': {0: 'N'}} if dyn else None)
         print('tv_models: %s (%d parameters)' % (name, sum(p.numel() for p in model.parameters())))
 
 
