@@ -195,3 +195,27 @@ Test(op, graph_json_reads_each_op_with_its_input_count)
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }
+
+/* Every op's attributes survive graph JSON (checkpoints), the fields added
+ * for issue 17 (alpha, beta, start, end) included. */
+Test(op, graph_json_keeps_every_ops_attributes)
+{
+    for (int i = 0; i < DP_OP__COUNT; i++) {
+        const enum dp_op op = (enum dp_op)i;
+        struct dp_op_attrs a = op_sample(op);
+        struct dp_model *m = op_one_layer(op, &a), *back = NULL;
+        struct dp_errinfo ei = {0};
+        cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s: %s", dp_op_name(op), ei.msg);
+        json_t *g = NULL;
+        cr_assert_eq(dp_model_graph_to_json(m, &g, &ei), DP_OK, "%s: %s", dp_op_name(op), ei.msg);
+        cr_assert_eq(dp_model_graph_from_json(g, &back, &ei), DP_OK, "%s: %s", dp_op_name(op),
+                     ei.msg);
+        cr_expect_eq(back->layers[0].op, op);
+        cr_expect(memcmp(&back->layers[0].a, &m->layers[0].a, sizeof(a)) == 0,
+                  "%s: attributes differ after graph JSON", dp_op_name(op));
+        json_decref(g);
+        dp_model_free(back);
+        dp_model_free(m);
+    }
+    DP_ASSERT_NO_LEAKS();
+}
