@@ -1566,9 +1566,11 @@ static enum dp_err imp_split(struct imp *im, const Onnx__NodeProto *nd, int idx)
     }
     int64_t s = 0;
     for (size_t i = 0; !err && i < k; i++) {
-        int li = sz[i] == len ? x->layer
-                              : imp_slice_layer(im, nd, idx, x->layer, x->rank, axis, s, s + sz[i]);
-        if (li < 0 && li != DP_MODEL_INPUT)
+        /* A part that is the whole axis is the input itself. */
+        const int whole = sz[i] == len;
+        int li =
+            whole ? x->layer : imp_slice_layer(im, nd, idx, x->layer, x->rank, axis, s, s + sz[i]);
+        if (!whole && li < 0)
             err = (enum dp_err)li;
         else
             err = imp_out_k(im, nd, i, li, x->rank);
