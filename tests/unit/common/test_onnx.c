@@ -411,17 +411,12 @@ Test(onnx, roundtrip_added_ops)
     DP_ASSERT_NO_LEAKS();
 }
 
-/*
- * The ops of the mobile networks (issue 17) go out and come back as the
- * same layers at opsets 13 and 17: SiLU written as Sigmoid and Mul, and
- * HardSwish before opset 14 as HardSigmoid and Mul, are fused again; the
- * shuffle's Reshape-Transpose-Reshape becomes one layer; the constant
- * comes back as a const layer under its own name.
- */
-Test(onnx, roundtrip_mobile_ops)
+/* conv, silu, squeeze-excitation (gap, hardsigmoid, mul), shuffle, two
+ * slices, hardswish, sigmoid, sub, div, times a constant, linear. */
+static struct dp_model *ox_mobile_model(void)
 {
     struct dp_errinfo ei = {DP_OK, ""};
-    struct dp_model *m = dp_model_new(4, 4, 4), *back = NULL;
+    struct dp_model *m = dp_model_new(4, 4, 4);
     cr_assert_not_null(m);
     struct dp_op_attrs a = {0};
     int c1 = dp_model_add_conv2d(m, "c1", DP_MODEL_INPUT, 8, 3, 1, 1, 1, 1, &ei);
@@ -455,6 +450,20 @@ Test(onnx, roundtrip_mobile_ops)
     cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
     for (size_t i = 0; i < m->n_floats; i++)
         m->data[i] = (float)((int)(i * 7919 % 97) - 48) / 97.0f;
+    return m;
+}
+
+/*
+ * The ops of the mobile networks (issue 17) go out and come back as the
+ * same layers at opsets 13 and 17: SiLU written as Sigmoid and Mul, and
+ * HardSwish before opset 14 as HardSigmoid and Mul, are fused again; the
+ * shuffle's Reshape-Transpose-Reshape becomes one layer; the constant
+ * comes back as a const layer under its own name.
+ */
+Test(onnx, roundtrip_mobile_ops)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = ox_mobile_model(), *back = NULL;
     char path[128];
     snprintf(path, sizeof(path), "%s/mobile.onnx", ox_dir);
     for (int opset = 13; opset <= 17; opset += 4) {
@@ -479,6 +488,33 @@ Test(onnx, roundtrip_mobile_ops)
         dp_model_free(back);
         back = NULL;
     }
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Transpose and rank 5 exist only inside a channel shuffle: any other use is
+ * refused with a message that says so. */
+Test(onnx, transpose_outside_a_shuffle_is_refused)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = ox_mobile_model(), *back = NULL;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/shuf.onnx", ox_dir);
+    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
+    struct Onnx__ModelProto *mp = NULL;
+    cr_assert_eq(dp_onnx_model_read(path, &mp, &ei), DP_OK, "%s", ei.msg);
+    Onnx__NodeProto *tr = NULL;
+    for (size_t i = 0; i < mp->graph->n_node; i++) {
+        if (strcmp(mp->graph->node[i]->op_type, "Transpose") == 0)
+            tr = mp->graph->node[i];
+    }
+    cr_assert_not_null(tr);
+    cr_assert_eq(tr->attribute[0]->n_ints, 5);
+    tr->attribute[0]->ints[1] = 1, tr->attribute[0]->ints[2] = 2;
+    cr_expect_eq(dp_onnx_import(mp, &back, NULL, &ei), DP_EUNSUPPORTED);
+    cr_expect_null(back);
+    cr_expect(strstr(ei.msg, "only inside a channel shuffle") != NULL, "%s", ei.msg);
+    dp_onnx_model_free(mp);
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }
