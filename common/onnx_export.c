@@ -713,6 +713,21 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
             e->rank[li] = 4;
             break;
         }
+        case DP_OP_MEAN: {
+            /* As rank 4, keepdims: the IR's (C, H, W) are ONNX axes 1 to 3. */
+            const char *in = exp_as_rank(e, in0, 4, b0, sizeof(b0));
+            int64_t axes[3];
+            size_t na = 0;
+            for (int k = a->axis; k <= a->axis_end; k++)
+                axes[na++] = k;
+            nd = exp_node(e, "ReduceMean", name, &in, 1, name);
+            if (nd != NULL) {
+                exp_attr_ints(e, nd, "axes", axes, na);
+                exp_attr_i(e, nd, "keepdims", 1);
+            }
+            e->rank[li] = 4;
+            break;
+        }
         case DP_OP_CONST: {
             /* An initializer of shape (1, C, H, W): no node, broadcast by its readers. */
             const struct dp_param *p = exp_param(e, l, 0);

@@ -20,7 +20,8 @@
  * per-sample axes of size 1 (squeeze-excitation's (N, C, 1, 1) scale) or
  * of an activation and a constant that is the same for every sample (a
  * const layer), ReduceMean over all spatial axes (a global average pool,
- * keepdims or not), Slice (step 1, not on the batch axis), Split (one
+ * keepdims or not) or over other per-sample axes contiguous in (C, H, W)
+ * (a mean layer, plus a reshape when keepdims = 0 moves axes), Slice (step 1, not on the batch axis), Split (one
  * slice layer per output), and the channel shuffle Reshape (N, g, C/g,
  * H, W) -> Transpose (0, 2, 1, 3, 4) -> Reshape (N, C, H, W) as one
  * shuffle layer (Transpose and rank 5 exist only there). Before a node is

@@ -1420,14 +1420,61 @@ static enum dp_err imp_reducemean(struct imp *im, const Onnx__NodeProto *nd, int
         n += !mark[ax];
         mark[ax] = 1;
     }
-    int spatial = x->rank >= 3 && !mark[0] && !mark[1] && n == x->rank - 2;
-    if (!spatial)
-        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
-                       "only a mean over all spatial axes (2 and on, a global average pool) is "
-                       "supported");
     const int keep = imp_attr_i(nd, "keepdims", 1) != 0;
-    int li = imp_add(im, nd, idx, DP_OP_GAP, &x->layer, 1, NULL);
-    return li < 0 ? (enum dp_err)li : imp_out_act(im, nd, li, keep ? x->rank : 2);
+    int spatial = x->rank >= 3 && !mark[0] && !mark[1] && n == x->rank - 2;
+    if (spatial) {
+        int li = imp_add(im, nd, idx, DP_OP_GAP, &x->layer, 1, NULL);
+        return li < 0 ? (enum dp_err)li : imp_out_act(im, nd, li, keep ? x->rank : 2);
+    }
+    if (aa == NULL || n == 0 || mark[0])
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
+                       "a mean over the batch axis (axis 0, or no axes given) is not supported");
+    /* The IR axes it covers, made contiguous through axes of size 1. */
+    int c, h, w;
+    imp__shape(im, x->layer, &c, &h, &w);
+    const int ir[4] = {0, c, h, w};
+    int lo = 4, hi = 0, cov[4] = {0, 0, 0, 0};
+    for (int k = 1; k < x->rank; k++) {
+        if (!mark[k])
+            continue;
+        int t = imp_ir_axis(x->rank, k);
+        if (x->rank == 2) {
+            cov[2] = cov[3] = 1; /* (F, 1, 1): the feature axis is C */
+        }
+        cov[t] = 1;
+        lo = t < lo ? t : lo;
+        hi = t > hi ? t : hi;
+    }
+    for (int t = lo; t <= hi; t++) {
+        if (!cov[t] && ir[t] != 1)
+            return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
+                           "the axes are not contiguous in the (C, H, W) layout");
+    }
+    struct dp_op_attrs a = {0};
+    a.axis = lo;
+    a.axis_end = hi;
+    int li = imp_add(im, nd, idx, DP_OP_MEAN, &x->layer, 1, &a);
+    if (li < 0 || keep)
+        return li < 0 ? (enum dp_err)li : imp_out_act(im, nd, li, x->rank);
+    /* keepdims = 0: the remaining ONNX axes in their IR shape, by a reshape if needed. */
+    int64_t od[4];
+    int r = 1;
+    const int64_t xd[4] = {0, c, x->rank == 4 ? h : w, w};
+    for (int k = 1; k < x->rank; k++) {
+        if (!mark[k])
+            od[r++] = x->rank == 2 ? (int64_t)c * h * w : xd[k];
+    }
+    int tc = r > 1 ? (int)od[1] : 1, th = r == 4 ? (int)od[2] : 1;
+    int tw = r == 4 ? (int)od[3] : r == 3 ? (int)od[2] : 1;
+    const struct dp_layer *ml = &im->m->layers[li];
+    if (ml->out_c == tc && ml->out_h == th && ml->out_w == tw)
+        return imp_out_act(im, nd, li, r);
+    struct dp_op_attrs ra = {0};
+    ra.to_c = tc;
+    ra.to_h = th;
+    ra.to_w = tw;
+    int rl = imp_add(im, nd, idx, DP_OP_RESHAPE, &li, 1, &ra);
+    return rl < 0 ? (enum dp_err)rl : imp_out_act(im, nd, rl, r);
 }
 
 /* Adds a slice [s, e) of ONNX axis `axis` of x; returns the layer or a negative dp_err. */

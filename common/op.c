@@ -338,6 +338,23 @@ static enum dp_err op_shuffle_infer(struct dp_model *m, int i, struct dp_errinfo
     return DP_OK;
 }
 
+static enum dp_err op_mean_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    int d[3];
+    dp_model__in_shape(m, l->inputs[0], &d[0], &d[1], &d[2]);
+    if (a->axis < 1 || a->axis > 3 || a->axis_end < a->axis || a->axis_end > 3)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "layer '%s': mean axes [%d, %d] must satisfy 1 <= axis <= "
+                              "axis_end <= 3",
+                              l->name, a->axis, a->axis_end);
+    for (int k = a->axis; k <= a->axis_end; k++)
+        d[k - 1] = 1;
+    op_set_out(l, d[0], d[1], d[2]);
+    return DP_OK;
+}
+
 static enum dp_err op_const_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
 {
     struct dp_layer *l = &m->layers[i];
@@ -392,6 +409,7 @@ static const struct dp_op_info op_table[DP_OP__COUNT] = {
     [DP_OP_SHUFFLE] = {"shuffle", 1, DP_ATTR_GROUPS, op_shuffle_infer, NULL, DP_OP_CHAN_OPAQUE, 0,
                        0},
     [DP_OP_CONST] = {"const", 1, DP_ATTR_TO, op_const_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_MEAN] = {"mean", 1, DP_ATTR_AXIS, op_mean_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
 };
 
 #undef OP_WIN

@@ -19,6 +19,7 @@
 #include "worker/nn/eltwise.h"
 #include "worker/nn/linear.h"
 #include "worker/nn/loss.h"
+#include "worker/nn/mean.h"
 #include "worker/nn/pool.h"
 #include "worker/nn/shuffle.h"
 #include "worker/nn/slice.h"
@@ -719,6 +720,43 @@ static void op_const_bwd(struct nn_net *net, int li, int n)
     (void)net, (void)li, (void)n;
 }
 
+/* Mean over input axes [axis, axis_end] as (outer, len, inner). */
+static void net_mean_split(const struct nn_net *net, int li, int n, size_t *outer, size_t *len,
+                           size_t *inner)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    size_t d[3];
+    net_dims3(net, li, 0, d);
+    *outer = (size_t)n;
+    *len = *inner = 1;
+    for (int k = 1; k <= 3; k++) {
+        if (k < l->a.axis)
+            *outer *= d[k - 1];
+        else if (k <= l->a.axis_end)
+            *len *= d[k - 1];
+        else
+            *inner *= d[k - 1];
+    }
+}
+
+static int op_mean_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    size_t outer, len, inner;
+    net_mean_split(net, li, n, &outer, &len, &inner);
+    nn_mean_forward(net->layers[li].out, net->layers[li].in[0], outer, len, inner);
+    return 0;
+}
+
+static void op_mean_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    size_t outer, len, inner;
+    net_mean_split(net, li, n, &outer, &len, &inner);
+    if (s->din[0] != NULL)
+        nn_mean_backward(s->din[0], s->dout, outer, len, inner);
+}
+
 /* Per-layer caches: what backward needs from forward besides activations. */
 static size_t op_bn_cache(const struct dp_layer *l, size_t cnt)
 {
@@ -765,6 +803,7 @@ static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
     [DP_OP_SLICE] = {op_slice_fwd, op_slice_bwd, NN_BLOCK_NONE, NULL, 0},
     [DP_OP_SHUFFLE] = {op_shuffle_fwd, op_shuffle_bwd, NN_BLOCK_NONE, NULL, 0},
     [DP_OP_CONST] = {op_const_fwd, op_const_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_MEAN] = {op_mean_fwd, op_mean_bwd, NN_BLOCK_NONE, NULL, 0},
 };
 
 int nn_net_op_supported(enum dp_op op)

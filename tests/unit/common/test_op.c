@@ -73,6 +73,9 @@ static struct dp_op_attrs op_sample(enum dp_op op)
         case DP_OP_HARDSIGMOID:
             a.alpha = 0.2f, a.beta = 0.5f;
             break;
+        case DP_OP_MEAN:
+            a.axis = 2, a.axis_end = 3;
+            break;
         case DP_OP_SLICE:
             a.axis = 1, a.start = 1, a.end = 2;
             break;
