@@ -42,12 +42,28 @@ static void fold_free(struct fold_t *t)
     t->d = NULL;
 }
 
+/* The element count of dims, saturating at SIZE_MAX (checked against FOLD_MAX_ELEMS). */
 static size_t fold_numel(const int64_t *dims, size_t ndims)
 {
     size_t n = 1;
-    for (size_t i = 0; i < ndims; i++)
+    for (size_t i = 0; i < ndims; i++) {
+        if (dims[i] < 0)
+            return SIZE_MAX;
+        if (dims[i] != 0 && n > SIZE_MAX / (size_t)dims[i])
+            return SIZE_MAX;
         n *= (size_t)dims[i];
+    }
     return n;
+}
+
+/* A folded value as an integer: clamped to +-2^62 (NaN is 0), so the
+ * conversion is defined for any float a hostile file may hold. */
+static int64_t fold_i64(double x)
+{
+    const double lim = 4611686018427387904.0;
+    if (!(x == x))
+        return 0;
+    return x >= lim ? (int64_t)lim : x <= -lim ? -(int64_t)lim : (int64_t)x;
 }
 
 static int fold_int_type(int32_t dt)
@@ -145,7 +161,7 @@ static enum dp_err fold_put(struct imp *im, const Onnx__NodeProto *nd, size_t k,
     }
     for (size_t i = 0; i < t->n; i++) {
         if (t->is_int)
-            ((int64_t *)data)[i] = (int64_t)t->d[i];
+            ((int64_t *)data)[i] = fold_i64(t->d[i]);
         else
             ((float *)data)[i] = (float)t->d[i];
     }
@@ -207,7 +223,7 @@ static enum dp_err fold_axes_list(struct imp *im, const Onnx__NodeProto *nd, str
         if (in1->n > 8)
             return FOLD_ERR(im, nd, DP_EUNSUPPORTED, "%zu axes", in1->n);
         for (size_t i = 0; i < in1->n; i++)
-            axes[i] = (int64_t)in1->d[i];
+            axes[i] = fold_i64(in1->d[i]);
         *n = in1->n;
     } else if (a != NULL) {
         if (a->n_ints > 8)
@@ -280,7 +296,7 @@ static enum dp_err fold_gather(struct imp *im, const Onnx__NodeProto *nd, const 
     err = fold_alloc(im, nd, out, outer * ix->n * inner);
     for (size_t o = 0; !err && o < outer; o++) {
         for (size_t j = 0; !err && j < ix->n; j++) {
-            int64_t k = (int64_t)ix->d[j];
+            int64_t k = fold_i64(ix->d[j]);
             k = k < 0 ? k + len : k;
             if (k < 0 || k >= len) {
                 err = FOLD_ERR(im, nd, DP_EFORMAT, "index %lld is outside an axis of %lld",
@@ -428,13 +444,13 @@ static enum dp_err fold_reshape(struct imp *im, const Onnx__NodeProto *nd, const
     int neg = -1;
     size_t known = 1;
     for (size_t i = 0; i < s->n; i++) {
-        int64_t d = (int64_t)s->d[i];
+        int64_t d = fold_i64(s->d[i]);
         if (d == 0 && i < x->ndims && !fold_attr_i(nd, "allowzero", 0))
             d = x->dims[i];
         if (d == -1 && neg < 0) {
             neg = (int)i;
             d = 1;
-        } else if (d < 0) {
+        } else if (d < 0 || d > FOLD_MAX_ELEMS) {
             return FOLD_ERR(im, nd, DP_EFORMAT, "target dimension %lld", (long long)d);
         } else {
             known *= (size_t)d;
@@ -463,7 +479,7 @@ static enum dp_err fold_slice(struct imp *im, const Onnx__NodeProto *nd, struct 
         return FOLD_ERR(im, nd, DP_EUNSUPPORTED, "%s",
                         "only slices of one axis of a 1-D constant fold");
     const int64_t len = in[0].dims[0];
-    int64_t step = k > 4 ? (int64_t)in[4].d[0] : 1;
+    int64_t step = k > 4 ? fold_i64(in[4].d[0]) : 1;
     int64_t s = (int64_t)fmax(fmin(in[1].d[0], 1e15), -1e15);
     int64_t e = (int64_t)fmax(fmin(in[2].d[0], 1e15), -1e15);
     if (step != 1)
@@ -597,7 +613,7 @@ enum dp_err imp__const_i64(struct imp *im, const Onnx__NodeProto *nd, const stru
         return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < t.n; i++)
-        r[i] = (int64_t)t.d[i];
+        r[i] = fold_i64(t.d[i]);
     *out = r;
     *n = t.n;
     fold_free(&t);

@@ -1256,8 +1256,8 @@ static enum dp_err imp_shuffle_step(struct imp *im, const Onnx__NodeProto *nd, i
         g = c / per;
     if (per == -1 && g > 0 && c % g == 0)
         per = c / g;
-    if (x->rank != 4 || !imp_keeps_batch(im, t[0]) || g < 1 || per < 1 || g * per != c ||
-        t[3] != h || t[4] != w)
+    if (x->rank != 4 || !imp_keeps_batch(im, t[0]) || g < 1 || per < 1 || g > c || per > c ||
+        g * per != c || t[3] != h || t[4] != w)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
                        "a Reshape to rank 5 is supported only as the start of a channel shuffle, "
                        "(N, C, H, W) to (N, g, C/g, H, W)");
@@ -1321,6 +1321,11 @@ static int imp_const_layer(struct imp *im, const Onnx__NodeProto *nd, int idx, s
     int64_t d[4] = {1, 1, 1, 1};
     for (size_t i = 0; i < cv->ndims; i++)
         d[(size_t)rank - cv->ndims + i] = cv->dims[i];
+    for (int i = 1; i < 4; i++) {
+        if (d[i] < 1 || d[i] > (1 << 28))
+            return IMP_ERR(im, nd, DP_ESHAPE, "the constant has a dimension of %lld",
+                           (long long)d[i]);
+    }
     if (d[0] != 1)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED,
                        "the constant has %lld entries on the batch axis; a constant must be the "
