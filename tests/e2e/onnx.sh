@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ONNX in and out, end to end with real files and independent peers:
 #  1. PyTorch's torch.onnx exports LeNet-5, ResNet-20, VGG-16-BN and
-#     MobileNetV2 (CIFAR) at opsets 9, 13 and 17 (VGG at 13; tests/onnx/torch_models.py);
+#     MobileNetV2 (CIFAR) at opsets 9, 13 and 17 (VGG at 13; tests/onnx/torch_models.py),
+#     and a small net of the mobile networks' blocks (issue 17) at 13 and 17;
 #     `dnnpress-worker infer` must give PyTorch's logits within 1e-4 relative.
 #  2. A checkpoint compressed by `dnnpress-worker compress` (pruned and
 #     quantized) is exported plain and with --qdq and --report; both pass
@@ -29,7 +30,8 @@ if [ ! -f "$FIX/.stamp" ] || [ tests/onnx/torch_models.py -nt "$FIX/.stamp" ]; t
   # VGG-16 (15M parameters) at one opset only, to keep the run short.
   { $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 9,13,17 \
         --models lenet5,resnet20,mobilenetv2,convadd &&
-    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13 --models vgg16bn; } \
+    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13 --models vgg16bn &&
+    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13,17 --models mobiletiny; } \
     > "$tmp/torch.log" 2>&1 || { cat "$tmp/torch.log"; exit 1; }
   touch "$FIX/.stamp"
 fi
