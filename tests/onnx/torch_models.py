@@ -2,8 +2,9 @@
 """Makes the PyTorch peer models for the ONNX tests (test fixtures only).
 
 For each of LeNet-5, ResNet-20, VGG-16 with BN and MobileNetV2 (CIFAR
-variants), and a small net of the mobile networks' blocks (MobileTiny), it builds the network with a fixed seed, gives every BatchNorm
-random running statistics and affine parameters (so BN is not the
+variants), and a small net of the mobile networks' blocks (MobileTiny), it
+builds the network with a fixed seed, gives every BatchNorm random running
+statistics and affine parameters (so BN is not the
 identity), exports it with torch.onnx at one or more opsets, and writes a
 random input batch and PyTorch's own eval-mode outputs:
 
