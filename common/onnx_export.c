@@ -658,7 +658,8 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
         }
         case DP_OP_MUL:
         case DP_OP_SUB:
-        case DP_OP_DIV: {
+        case DP_OP_DIV:
+        case DP_OP_ADD_BCAST: {
             /* Rank 4 unless both operands are vectors, so (N,C,1,1) meets (N,C,H,W). */
             int r = exp_rank(e, in0) == 4 || exp_rank(e, l->inputs[1]) == 4 ? 4 : 2;
             const char *in[2] = {exp_as_rank(e, in0, r, b0, sizeof(b0)),
@@ -666,7 +667,8 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
             nd = exp_node(e,
                           l->op == DP_OP_MUL   ? "Mul"
                           : l->op == DP_OP_SUB ? "Sub"
-                                               : "Div",
+                          : l->op == DP_OP_DIV ? "Div"
+                                               : "Add",
                           name, in, 2, name);
             e->rank[li] = r;
             break;

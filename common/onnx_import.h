@@ -16,8 +16,9 @@
  * Constant, and Concat on a non-batch axis; for the mobile networks
  * (issue 17): Sigmoid, HardSigmoid, HardSwish (Mul(x, Sigmoid(x)) becomes
  * one SiLU layer and Mul(x, HardSigmoid(x; 1/6, 1/2)) one HardSwish),
- * Mul, Sub and Div of two activations of one rank broadcasting along
- * per-sample axes of size 1 (squeeze-excitation's (N, C, 1, 1) scale) or
+ * Mul, Sub, Div and Add (when not a bias) of two activations of one rank
+ * broadcasting along per-sample axes of size 1 (squeeze-excitation's
+ * (N, C, 1, 1) scale) or
  * of an activation and a constant that is the same for every sample (a
  * const layer), ReduceMean over all spatial axes (a global average pool,
  * keepdims or not) or over other per-sample axes contiguous in (C, H, W)

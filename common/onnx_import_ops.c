@@ -715,6 +715,8 @@ static enum dp_err imp_linear(struct imp *im, const Onnx__NodeProto *nd, int idx
     return err;
 }
 
+static enum dp_err imp_binop(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_op op);
+
 static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
 {
     struct imp_val *a, *b;
@@ -726,10 +728,16 @@ static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
     if (a->kind == IMP_ACT && b->kind == IMP_ACT) {
         if (a->rank != b->rank)
             return IMP_ERR(im, nd, DP_EUNSUPPORTED,
-                           "operands of rank %d and %d (broadcasting is not supported)", a->rank,
-                           b->rank);
+                           "operands of rank %d and %d (broadcasting across ranks is not "
+                           "supported)",
+                           a->rank, b->rank);
+        int c1, h1, w1, c2, h2, w2;
+        imp__shape(im, a->layer, &c1, &h1, &w1);
+        imp__shape(im, b->layer, &c2, &h2, &w2);
+        /* Equal shapes: the residual add purification knows; else broadcasting. */
+        const enum dp_op op = c1 == c2 && h1 == h2 && w1 == w2 ? DP_OP_ADD : DP_OP_ADD_BCAST;
         int in[2] = {a->layer, b->layer};
-        int li = imp_add(im, nd, idx, DP_OP_ADD, in, 2, NULL);
+        int li = imp_add(im, nd, idx, op, in, 2, NULL);
         if (li < 0)
             return (enum dp_err)li;
         return imp_out_act(im, nd, li, a->rank);
@@ -745,9 +753,7 @@ static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
     const int li = act->layer;
     if (li < 0 || im->foldable[li] == NULL || strcmp(im->foldable[li], act->name) != 0 ||
         imp_uses(im, act->name) != 1)
-        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
-                       "adding a constant is supported only as the bias of a Conv, Gemm or "
-                       "MatMul whose output has no other use");
+        return imp_binop(im, nd, idx, DP_OP_ADD_BCAST); /* not a bias: a const layer */
     struct imp_val *cv;
     err = imp_in_const(im, nd, kc, &cv);
     if (err)
@@ -760,8 +766,7 @@ static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
     int per_channel = cv->n == (size_t)C && cv->ndims - d0 == (size_t)act->rank - 1 &&
                       cv->ndims > d0 && cv->dims[d0] == C;
     if (!per_channel && cv->n != 1)
-        return IMP_ERR(im, nd, DP_EUNSUPPORTED,
-                       "the constant (%zu values) is not a bias per output channel (%d)", cv->n, C);
+        return imp_binop(im, nd, idx, DP_OP_ADD_BCAST); /* not a bias: a const layer */
     struct imp_pcopy *bias = NULL;
     for (int i = 0; i < im->n_copies; i++) {
         if (im->copies[i].layer == li && strcmp(im->copies[i].suffix, "bias") == 0)

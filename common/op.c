@@ -409,6 +409,7 @@ static const struct dp_op_info op_table[DP_OP__COUNT] = {
     [DP_OP_SHUFFLE] = {"shuffle", 1, DP_ATTR_GROUPS, op_shuffle_infer, NULL, DP_OP_CHAN_OPAQUE, 0,
                        0},
     [DP_OP_CONST] = {"const", 1, DP_ATTR_TO, op_const_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_ADD_BCAST] = {"add_bcast", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
     [DP_OP_MEAN] = {"mean", 1, DP_ATTR_AXIS, op_mean_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
 };
 

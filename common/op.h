@@ -57,6 +57,7 @@ enum dp_op {
     DP_OP_SHUFFLE,     /* channel shuffle: (groups, C/groups) channels transposed */
     DP_OP_CONST,       /* a constant (to_c, to_h, to_w) map per sample (its input is ignored) */
     DP_OP_MEAN,        /* mean over per-sample axes [axis, axis_end], kept as size 1 */
+    DP_OP_ADD_BCAST,   /* a + b broadcasting like mul (add keeps equal shapes, for purification) */
     DP_OP__COUNT
 };
 

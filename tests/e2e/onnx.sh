@@ -45,7 +45,7 @@ done
 # and ShuffleNet need SiLU, HardSwish, squeeze-excitation Mul, ReduceMean, the
 # channel shuffle and shape folding. Each net's opset-13 import is exported
 # again at 17 (the four mobile nets at 13 too) and must give the same logits.
-TVFIX="$FIX/tv"
+TVFIX="$FIX-tv" # beside FIX: regenerating FIX must not remove these (2 GB, minutes)
 if [ ! -f "$TVFIX/.stamp" ] || [ tests/onnx/tv_models.py -nt "$TVFIX/.stamp" ]; then
   rm -rf "$TVFIX" && mkdir -p "$TVFIX"
   echo "onnx: exporting the torchvision models (torch.onnx, opsets 13, 17)"

@@ -54,6 +54,7 @@ static const struct cg_op_row cg_ops[DP_OP__COUNT] = {
     [DP_OP_SLICE] = {CG_ROLE_NONE, CG_K_ACT, 0, "slice has no kernel in the compiler yet"},
     [DP_OP_SHUFFLE] = {CG_ROLE_NONE, CG_K_ACT, 0, "shuffle has no kernel in the compiler yet"},
     [DP_OP_CONST] = {CG_ROLE_NONE, CG_K_ACT, 0, "const has no kernel in the compiler yet"},
+    [DP_OP_ADD_BCAST] = {CG_ROLE_NONE, CG_K_ACT, 0, "add_bcast has no kernel in the compiler yet"},
     [DP_OP_MEAN] = {CG_ROLE_NONE, CG_K_ACT, 0, "mean has no kernel in the compiler yet"},
 };
 

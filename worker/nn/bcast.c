@@ -24,7 +24,10 @@ static struct bcast_strides bcast_strides(const int *s, const int *o)
 
 static inline float bcast_apply(float x, float y, enum nn_bcast_op op)
 {
-    return op == NN_BCAST_MUL ? x * y : op == NN_BCAST_SUB ? x - y : x / y;
+    return op == NN_BCAST_MUL   ? x * y
+           : op == NN_BCAST_SUB ? x - y
+           : op == NN_BCAST_ADD ? x + y
+                                : x / y;
 }
 
 void nn_bcast_forward(float *out, const float *a, const float *b, const struct nn_bcast_dims *d,
@@ -74,6 +77,8 @@ static void bcast_grad(float *g, const float *dout, const float *a, const float 
                     v = which == 0 ? t * y : t * x;
                 else if (op == NN_BCAST_SUB)
                     v = which == 0 ? t : -t;
+                else if (op == NN_BCAST_ADD)
+                    v = t;
                 else
                     v = which == 0 ? t / y : -t * x / (y * y);
                 qg[w * sg.w] += v;

@@ -1,5 +1,5 @@
 /*
- * Element-wise Mul, Sub and Div of two activations with broadcasting
+ * Element-wise Mul, Sub, Div and Add of two activations with broadcasting
  * (ONNX's rule restricted to the per-sample axes): each operand's
  * (C, H, W) is the output's or has 1 where it repeats, as the per-channel
  * scale (C, 1, 1) of squeeze-excitation times a (C, H, W) map, or a
@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-enum nn_bcast_op { NN_BCAST_MUL, NN_BCAST_SUB, NN_BCAST_DIV };
+enum nn_bcast_op { NN_BCAST_MUL, NN_BCAST_SUB, NN_BCAST_DIV, NN_BCAST_ADD };
 
 struct nn_bcast_dims {
     int n;                /* batch */

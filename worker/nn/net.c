@@ -626,10 +626,13 @@ static struct nn_bcast_dims net_bcast_dims(const struct nn_net *net, int li, int
 
 static enum nn_bcast_op net_bcast_op(enum dp_op op)
 {
-    return op == DP_OP_MUL ? NN_BCAST_MUL : op == DP_OP_SUB ? NN_BCAST_SUB : NN_BCAST_DIV;
+    return op == DP_OP_MUL         ? NN_BCAST_MUL
+           : op == DP_OP_SUB       ? NN_BCAST_SUB
+           : op == DP_OP_ADD_BCAST ? NN_BCAST_ADD
+                                   : NN_BCAST_DIV;
 }
 
-/* mul, sub, div */
+/* mul, sub, div, add_bcast */
 static int op_bcast_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)train;
@@ -803,6 +806,7 @@ static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
     [DP_OP_SLICE] = {op_slice_fwd, op_slice_bwd, NN_BLOCK_NONE, NULL, 0},
     [DP_OP_SHUFFLE] = {op_shuffle_fwd, op_shuffle_bwd, NN_BLOCK_NONE, NULL, 0},
     [DP_OP_CONST] = {op_const_fwd, op_const_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_ADD_BCAST] = {op_bcast_fwd, op_bcast_bwd, NN_BLOCK_NONE, NULL, 0},
     [DP_OP_MEAN] = {op_mean_fwd, op_mean_bwd, NN_BLOCK_NONE, NULL, 0},
 };
 

@@ -412,7 +412,8 @@ Test(onnx, roundtrip_added_ops)
 }
 
 /* conv, silu, squeeze-excitation (gap, hardsigmoid, mul), shuffle, two
- * slices, hardswish, sigmoid, sub, div, times a constant, mean over H, linear. */
+ * slices, hardswish, sigmoid, sub, div, times a constant, plus a broadcast
+ * gap, mean over H, linear. */
 static struct dp_model *ox_mobile_model(void)
 {
     struct dp_errinfo ei = {DP_OK, ""};
@@ -447,7 +448,10 @@ static struct dp_model *ox_mobile_model(void)
     int mk = dp_model_add_layer(m, "mk", DP_OP_MUL, in2, 2, NULL, &ei);
     memset(&a, 0, sizeof(a));
     a.axis = a.axis_end = 2;
-    int mn = dp_model_add_layer(m, "mean", DP_OP_MEAN, &mk, 1, &a, &ei);
+    int gq = dp_model_add_unary(m, "gq", DP_OP_GAP, q, &ei);
+    in2[0] = mk, in2[1] = gq;
+    int ab = dp_model_add_layer(m, "ab", DP_OP_ADD_BCAST, in2, 2, NULL, &ei);
+    int mn = dp_model_add_layer(m, "mean", DP_OP_MEAN, &ab, 1, &a, &ei);
     int fl = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, mn, &ei);
     cr_assert(dp_model_add_linear(m, "fc", fl, 3, &ei) >= 0, "%s", ei.msg);
     cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);

@@ -88,6 +88,7 @@ static struct dp_op_attrs op_sample(enum dp_op op)
         case DP_OP_SIGMOID:
         case DP_OP_HARDSWISH:
         case DP_OP_SILU:
+        case DP_OP_ADD_BCAST:
         case DP_OP_MUL:
         case DP_OP_SUB:
         case DP_OP_DIV:

@@ -1,7 +1,8 @@
 /*
  * The ops of the mobile networks (issue 17) in the engine (suite "mobile"):
  * Sigmoid, HardSigmoid, HardSwish, SiLU, broadcasting Mul/Sub/Div, Slice,
- * channel shuffle, constants and the mean over an axis range.
+ * channel shuffle, constants, broadcasting Add and the mean over an axis
+ * range.
  *
  * DESIGN: the kernels are checked against their formulas on chosen values
  * (forward), and the whole executor is checked by central differences of
@@ -91,7 +92,8 @@ Test(mobile, shuffle_and_slice_move_whole_planes)
  *   input (4,4,4) -> conv 8 -> silu -> s ; gap(s) -> hardsigmoid -> g
  *   mul(s, g) -> shuffle(2) -> slice [0,4) -> hardswish -> h
  *                           -> slice [4,8) -> sigmoid   -> q
- *   sub(h, q) / q -> mul by const (4,1,1) -> mean over H -> flatten -> linear 3
+ *   sub(h, q) / q -> mul by const (4,1,1) -> plus gap(q) (broadcast add)
+ *   -> mean over H -> flatten -> linear 3
  */
 static struct dp_model *mobile_model(void)
 {
@@ -127,7 +129,10 @@ static struct dp_model *mobile_model(void)
     int mk = dp_model_add_layer(m, "mk", DP_OP_MUL, in2, 2, NULL, &ei);
     memset(&a, 0, sizeof(a));
     a.axis = a.axis_end = 2;
-    int mn = dp_model_add_layer(m, "mean", DP_OP_MEAN, &mk, 1, &a, &ei);
+    int gq = dp_model_add_unary(m, "gq", DP_OP_GAP, q, &ei);
+    in2[0] = mk, in2[1] = gq;
+    int ab = dp_model_add_layer(m, "ab", DP_OP_ADD_BCAST, in2, 2, NULL, &ei);
+    int mn = dp_model_add_layer(m, "mean", DP_OP_MEAN, &ab, 1, &a, &ei);
     int fl = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, mn, &ei);
     int fc = dp_model_add_linear(m, "fc", fl, 3, &ei);
     cr_assert(fc >= 0, "%s", ei.msg);
