@@ -73,6 +73,10 @@ static const struct mio_field mio_attr_fields[] = {
     MIO_ATTR(to_c, MIO_INT, 0, 1 << 28),
     MIO_ATTR(to_h, MIO_INT, 0, MIO_DIM_MAX),
     MIO_ATTR(to_w, MIO_INT, 0, 1 << 28),
+    MIO_ATTR(alpha, MIO_FLOAT, -FLT_MAX, FLT_MAX),
+    MIO_ATTR(beta, MIO_FLOAT, -FLT_MAX, FLT_MAX),
+    MIO_ATTR(start, MIO_INT, 0, 1 << 28),
+    MIO_ATTR(end, MIO_INT, 0, 1 << 28),
 };
 #undef MIO_ATTR
 

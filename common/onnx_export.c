@@ -629,6 +629,118 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
             e->rank[li] = r;
             break;
         }
+        case DP_OP_SIGMOID:
+        case DP_OP_HARDSIGMOID:
+        case DP_OP_HARDSWISH:
+        case DP_OP_SILU: {
+            /* SiLU has no ONNX operator and HardSwish none before opset 14:
+             * x times Sigmoid(x) or HardSigmoid(x) (alpha 1/6, beta 1/2). */
+            const char *in = exp_val(e, in0);
+            const int as_mul = l->op == DP_OP_SILU || (l->op == DP_OP_HARDSWISH && e->opset < 14);
+            snprintf(b0, sizeof(b0), "%s.gate", name);
+            const char *op = l->op == DP_OP_SIGMOID || l->op == DP_OP_SILU ? "Sigmoid"
+                             : l->op == DP_OP_HARDSWISH && !as_mul         ? "HardSwish"
+                                                                           : "HardSigmoid";
+            nd = exp_node(e, op, name, &in, 1, as_mul ? b0 : name);
+            if (nd != NULL && l->op == DP_OP_HARDSIGMOID) {
+                exp_attr_f(e, nd, "alpha", a->alpha);
+                exp_attr_f(e, nd, "beta", a->beta);
+            } else if (nd != NULL && l->op == DP_OP_HARDSWISH && as_mul) {
+                exp_attr_f(e, nd, "alpha", 1.0f / 6.0f);
+                exp_attr_f(e, nd, "beta", 0.5f);
+            }
+            if (nd != NULL && as_mul) {
+                const char *mi[2] = {in, b0};
+                nd = exp_node(e, "Mul", name, mi, 2, name);
+            }
+            e->rank[li] = exp_rank(e, in0);
+            break;
+        }
+        case DP_OP_MUL:
+        case DP_OP_SUB:
+        case DP_OP_DIV:
+        case DP_OP_ADD_BCAST: {
+            /* Rank 4 unless both operands are vectors, so (N,C,1,1) meets (N,C,H,W). */
+            int r = exp_rank(e, in0) == 4 || exp_rank(e, l->inputs[1]) == 4 ? 4 : 2;
+            const char *in[2] = {exp_as_rank(e, in0, r, b0, sizeof(b0)),
+                                 exp_as_rank(e, l->inputs[1], r, b1, sizeof(b1))};
+            nd = exp_node(e,
+                          l->op == DP_OP_MUL   ? "Mul"
+                          : l->op == DP_OP_SUB ? "Sub"
+                          : l->op == DP_OP_DIV ? "Div"
+                                               : "Add",
+                          name, in, 2, name);
+            e->rank[li] = r;
+            break;
+        }
+        case DP_OP_SLICE: {
+            const int r = a->axis == 1 ? exp_rank(e, in0) : 4;
+            const char *in[4] = {exp_as_rank(e, in0, r, b0, sizeof(b0)), b1, wq, NULL};
+            char ax[DP_NAME_MAX * 2 + 32];
+            snprintf(b1, sizeof(b1), "%s.starts", name);
+            snprintf(wq, sizeof(wq), "%s.ends", name);
+            snprintf(ax, sizeof(ax), "%s.axes", name);
+            in[3] = ax;
+            const int64_t one[1] = {1}, st[1] = {a->start}, en[1] = {a->end}, axv[1] = {a->axis};
+            exp_init_i64(e, b1, 1, one, st, 1);
+            exp_init_i64(e, wq, 1, one, en, 1);
+            exp_init_i64(e, ax, 1, one, axv, 1);
+            nd = exp_node(e, "Slice", name, in, 4, name);
+            e->rank[li] = r;
+            break;
+        }
+        case DP_OP_SHUFFLE: {
+            /* Reshape (N, g, C/g, H, W), Transpose (0, 2, 1, 3, 4), Reshape (N, C, H, W):
+             * the form torch.onnx writes and the importer recognises. */
+            const char *src = exp_as_rank(e, in0, 4, b0, sizeof(b0));
+            char t1[DP_NAME_MAX * 2 + 32], t2[DP_NAME_MAX * 2 + 32];
+            snprintf(b1, sizeof(b1), "%s.shape5", name);
+            snprintf(wq, sizeof(wq), "%s.shape4", name);
+            snprintf(t1, sizeof(t1), "%s.grid", name);
+            snprintf(t2, sizeof(t2), "%s.grid_t", name);
+            const int64_t s5[5] = {0, a->groups, c / a->groups, h, w}, s4[4] = {0, c, h, w};
+            const int64_t d5[1] = {5}, d4[1] = {4}, perm[5] = {0, 2, 1, 3, 4};
+            exp_init_i64(e, b1, 1, d5, s5, 5);
+            exp_init_i64(e, wq, 1, d4, s4, 4);
+            const char *r1[2] = {src, b1};
+            nd = exp_node(e, "Reshape", t1, r1, 2, t1);
+            const char *tin = t1;
+            if (nd != NULL)
+                nd = exp_node(e, "Transpose", t2, &tin, 1, t2);
+            if (nd != NULL)
+                exp_attr_ints(e, nd, "perm", perm, 5);
+            const char *r2[2] = {t2, wq};
+            if (nd != NULL)
+                nd = exp_node(e, "Reshape", name, r2, 2, name);
+            e->rank[li] = 4;
+            break;
+        }
+        case DP_OP_MEAN: {
+            /* As rank 4, keepdims: the IR's (C, H, W) are ONNX axes 1 to 3. */
+            const char *in = exp_as_rank(e, in0, 4, b0, sizeof(b0));
+            int64_t axes[3];
+            size_t na = 0;
+            for (int k = a->axis; k <= a->axis_end; k++)
+                axes[na++] = k;
+            nd = exp_node(e, "ReduceMean", name, &in, 1, name);
+            if (nd != NULL) {
+                exp_attr_ints(e, nd, "axes", axes, na);
+                exp_attr_i(e, nd, "keepdims", 1);
+            }
+            e->rank[li] = 4;
+            break;
+        }
+        case DP_OP_CONST: {
+            /* An initializer of shape (1, C, H, W): no node, broadcast by its readers. */
+            const struct dp_param *p = exp_param(e, l, 0);
+            const int64_t dims[4] = {1, a->to_c, a->to_h, a->to_w};
+            exp_init_f32(e, name, 4, dims, dp_param_data(e->m, p), p->numel);
+            e->rank[li] = 4;
+            exp_comp_note(e, l, how);
+            return e->oom ? dp_errinfo_set(e->ei, DP_ENOMEM, "out of memory exporting layer '%s'",
+                                           name)
+                          : DP_OK;
+        }
         case DP_OP__COUNT:
             break;
     }
@@ -705,9 +817,9 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
     e.ei = ei;
     e.batch = o->batch;
     e.opset = o->opset ? o->opset : DP_ONNX_EXPORT_OPSET;
-    if (e.opset < DP_ONNX_EXPORT_OPSET_MIN || e.opset > DP_ONNX_EXPORT_OPSET)
+    if (e.opset < DP_ONNX_EXPORT_OPSET_MIN || e.opset > DP_ONNX_EXPORT_OPSET_MAX)
         return dp_errinfo_set(ei, DP_EINVAL, "opset %lld is outside [%d, %d]", (long long)e.opset,
-                              DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET);
+                              DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET_MAX);
     e.in_rank = m->in_h == 1 && m->in_w == 1 ? 2 : 4;
     enum dp_err err = DP_OK;
     json_t *graph = NULL;

@@ -34,9 +34,10 @@
 
 struct dp_onnx_export_opts {
     int qdq;              /* quantized layers as QuantizeLinear/DequantizeLinear pairs */
-    int opset;            /* 10 to 13; 0 for DP_ONNX_EXPORT_OPSET. Below 11 Clip takes its
+    int opset;            /* 10 to 17; 0 for DP_ONNX_EXPORT_OPSET. Below 11 Clip takes its
                            * bounds as attributes (what OpenCV 4.6's reader wants), below 13
-                           * Q/DQ scales are per layer only */
+                           * Q/DQ scales are per layer only, below 14 HardSwish is written
+                           * as HardSigmoid and Mul */
     int64_t batch;        /* fixed batch size of the input, 0 for a symbolic "N" */
     const json_t *report; /* NULL, or the compression report (borrowed) */
 };
@@ -44,13 +45,14 @@ struct dp_onnx_export_opts {
 /* The default opset, the range accepted, and the IR version written. */
 #define DP_ONNX_EXPORT_OPSET     13
 #define DP_ONNX_EXPORT_OPSET_MIN 10
+#define DP_ONNX_EXPORT_OPSET_MAX 17
 #define DP_ONNX_EXPORT_IR        8
 
 /*
  * Writes m (finalized; read only) to path atomically.
  * opts: may be NULL (defaults: no QDQ, symbolic batch, no report).
  * Returns DP_OK; DP_EINVAL for an unfinalized model or an opset outside
- * [DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET]; DP_EUNSUPPORTED for
+ * [DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET_MAX]; DP_EUNSUPPORTED for
  * a layer with no ONNX form (a softmax over several axes of a map);
  * DP_ENOMEM; an I/O code naming the file. Any thread.
  */

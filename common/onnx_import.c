@@ -365,8 +365,10 @@ enum dp_err dp_onnx_import(const struct Onnx__ModelProto *mp, struct dp_model **
         im.m = NULL;
     }
     dp_model_free(im.m);
-    for (int i = 0; i < im.n_vals; i++)
+    for (int i = 0; i < im.n_vals; i++) {
         dp_free(im.vals[i].f);
+        dp_free(im.vals[i].iv);
+    }
     dp_free(im.vals);
     dp_free(im.hash);
     for (int i = 0; i < im.n_copies; i++)

@@ -13,7 +13,25 @@
  * form), Add of two activations of one shape, Flatten(axis 1), Reshape to
  * a constant shape that keeps the batch axis (a copy into the new per-sample
  * shape, or nothing when only the rank changes), Dropout, Identity, Softmax,
- * Constant, and Concat on a non-batch axis. Initializers become trainable
+ * Constant, and Concat on a non-batch axis; for the mobile networks
+ * (issue 17): Sigmoid, HardSigmoid, HardSwish (Mul(x, Sigmoid(x)) becomes
+ * one SiLU layer and Mul(x, HardSigmoid(x; 1/6, 1/2)) one HardSwish),
+ * Mul, Sub, Div and Add (when not a bias) of two activations of one rank
+ * broadcasting along per-sample axes of size 1 (squeeze-excitation's
+ * (N, C, 1, 1) scale) or
+ * of an activation and a constant that is the same for every sample (a
+ * const layer), ReduceMean over all spatial axes (a global average pool,
+ * keepdims or not) or over other per-sample axes contiguous in (C, H, W)
+ * (a mean layer, plus a reshape when keepdims = 0 moves axes), Slice (step
+ * 1, not on the batch axis), Split (one slice layer per output), and the
+ * channel shuffle Reshape (N, g, C/g, H, W) -> Transpose (0, 2, 1, 3, 4)
+ * -> Reshape (N, C, H, W) as one shuffle layer (Transpose and rank 5 exist
+ * only there). Before a node is translated, a constant-folding pass
+ * (onnx_fold.c) evaluates it when its inputs are all constants: Shape (of
+ * an activation too, its batch entry symbolic when the graph's is),
+ * Gather, Unsqueeze, Squeeze, Concat, Cast, Add, Sub, Mul, Div, Reshape
+ * and Slice, so computed reshape targets and split points become
+ * constants. Initializers become trainable
  * parameters (BatchNorm statistics become buffers); shapes are inferred
  * and checked by dp_model_finalize. Everything else is DP_EUNSUPPORTED
  * with a message that lists the unsupported operators with their node

@@ -23,15 +23,25 @@ typedef struct Onnx__TensorProto Onnx__TensorProto;
 #define IMP_VALUES_MAX (1 << 18)                 /* values (initializers + node outputs) */
 
 /* ---- Value table --------------------------------------------------------- */
-enum imp_kind { IMP_ACT, IMP_CONST };
+/*
+ * IMP_SHUF5 and IMP_SHUF5T are the two hidden steps of a channel shuffle
+ * (a rank-5 Reshape of an activation, then its Transpose (0, 2, 1, 3, 4)),
+ * which only the closing Reshape may read (onnx_import_ops.c).
+ */
+enum imp_kind { IMP_ACT, IMP_CONST, IMP_SHUF5, IMP_SHUF5T };
+
+/* The batch size in a folded shape when the graph's batch is symbolic. */
+#define IMP_BATCH_SYM (-((int64_t)1 << 40))
 
 struct imp_val {
     const char *name; /* borrowed from the proto */
     enum imp_kind kind;
-    int layer;                  /* IMP_ACT: IR layer index or DP_MODEL_INPUT */
+    int layer;                  /* IMP_ACT, IMP_SHUF5*: IR layer index or DP_MODEL_INPUT */
+    int groups;                 /* IMP_SHUF5*: the shuffle's groups */
     int rank;                   /* IMP_ACT: ONNX rank, batch included (1..4) */
     const Onnx__TensorProto *t; /* IMP_CONST: the tensor */
     float *f;                   /* IMP_CONST: decoded floats (owned), or NULL until needed */
+    int64_t *iv;                /* IMP_CONST: a folded integer tensor (owned; t and f NULL) */
     size_t n;                   /* element count of f */
     size_t ndims;               /* IMP_CONST: its shape, once decoded */
     int64_t dims[8];
@@ -76,6 +86,22 @@ void imp__shape(const struct imp *im, int layer, int *c, int *h, int *w);
 
 /* The supported-operator table: >= 0 when nd's operator is in it. */
 int imp__op_lookup(const Onnx__NodeProto *nd);
+
+/*
+ * Constant folding (onnx_fold.c): when every input of nd is a constant (or
+ * nd is a Shape, whose input's shape is known), evaluates it and binds its
+ * outputs as constants; *done says whether it did. Shape subgraphs
+ * (Shape, Gather, Unsqueeze, Concat, Cast, arithmetic) thus become the
+ * constants that Reshape and Slice need.
+ */
+enum dp_err imp__fold(struct imp *im, const Onnx__NodeProto *nd, int *done);
+
+/* Whether the folder evaluates nd's operator (for the supported-operator check). */
+int imp__fold_knows(const Onnx__NodeProto *nd);
+
+/* A constant value's elements as int64 (a new array the caller frees). */
+enum dp_err imp__const_i64(struct imp *im, const Onnx__NodeProto *nd, const struct imp_val *v,
+                           int64_t **out, size_t *n);
 
 /* Translates one node (index idx in the graph) into the IR and the value table. */
 enum dp_err imp__node(struct imp *im, const Onnx__NodeProto *nd, int idx);

@@ -45,6 +45,7 @@ struct imp_val *imp__bind(struct imp *im, const char *name)
     struct imp_val *v = imp__find(im, name);
     if (v != NULL) {
         dp_free(v->f);
+        dp_free(v->iv);
         memset(v, 0, sizeof(*v));
         v->name = name;
         return v;
@@ -152,6 +153,12 @@ static enum dp_err imp_in_act(struct imp *im, const Onnx__NodeProto *nd, size_t 
     enum dp_err err = imp_in(im, nd, k, out);
     if (err)
         return err;
+    if ((*out)->kind == IMP_SHUF5 || (*out)->kind == IMP_SHUF5T)
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED,
+                       "input %zu ('%.60s') is a rank-5 tensor; rank 5 is supported only inside "
+                       "a channel shuffle (Reshape to (N, g, C/g, H, W), Transpose (0, 2, 1, 3, "
+                       "4), Reshape back)",
+                       k, (*out)->name);
     if ((*out)->kind != IMP_ACT)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED,
                        "input %zu ('%.60s') is a constant; this operator must act on the "
@@ -171,6 +178,14 @@ static enum dp_err imp_in_const(struct imp *im, const Onnx__NodeProto *nd, size_
     if (v->kind != IMP_CONST)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED,
                        "input %zu ('%.60s') must be a constant (an initializer)", k, v->name);
+    if (v->f == NULL && v->iv != NULL) {
+        /* A folded integer constant read as floats. */
+        v->f = dp_malloc((v->n ? v->n : 1) * sizeof(float));
+        if (v->f == NULL)
+            return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
+        for (size_t i = 0; i < v->n; i++)
+            v->f[i] = (float)v->iv[i];
+    }
     if (v->f == NULL && v->t == NULL)
         return IMP_ERR(im, nd, DP_EFORMAT, "input %zu ('%.60s') has no tensor data", k, v->name);
     if (v->f == NULL) {
@@ -255,12 +270,10 @@ static void imp_layer_name(const struct imp *im, const Onnx__NodeProto *nd, int 
         snprintf(buf, cap, "%.24s_%d_%d", nd->op_type, idx, k);
 }
 
-/* Adds a layer and runs shape inference; returns its index or a negative dp_err. */
-static int imp_add(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_op op,
-                   const int *inputs, int n_inputs, const struct dp_op_attrs *a)
+/* Adds layer `name` and runs shape inference; returns its index or a negative dp_err. */
+static int imp_add_named(struct imp *im, const Onnx__NodeProto *nd, const char *name, enum dp_op op,
+                         const int *inputs, int n_inputs, const struct dp_op_attrs *a)
 {
-    char name[DP_NAME_MAX];
-    imp_layer_name(im, nd, idx, name, sizeof(name));
     struct dp_errinfo sub = {DP_OK, ""};
     int li = dp_model_add_layer(im->m, name, op, inputs, n_inputs, a, &sub);
     if (li < 0)
@@ -278,6 +291,15 @@ static int imp_add(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_o
     if (err)
         return IMP_ERR(im, nd, err, "%s", sub.msg);
     return li;
+}
+
+/* Adds a layer named after the node; returns its index or a negative dp_err. */
+static int imp_add(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_op op,
+                   const int *inputs, int n_inputs, const struct dp_op_attrs *a)
+{
+    char name[DP_NAME_MAX];
+    imp_layer_name(im, nd, idx, name, sizeof(name));
+    return imp_add_named(im, nd, name, op, inputs, n_inputs, a);
 }
 
 /* Queues a weight tensor (ownership of data passes here, also on failure). */
@@ -693,6 +715,8 @@ static enum dp_err imp_linear(struct imp *im, const Onnx__NodeProto *nd, int idx
     return err;
 }
 
+static enum dp_err imp_binop(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_op op);
+
 static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
 {
     struct imp_val *a, *b;
@@ -704,10 +728,16 @@ static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
     if (a->kind == IMP_ACT && b->kind == IMP_ACT) {
         if (a->rank != b->rank)
             return IMP_ERR(im, nd, DP_EUNSUPPORTED,
-                           "operands of rank %d and %d (broadcasting is not supported)", a->rank,
-                           b->rank);
+                           "operands of rank %d and %d (broadcasting across ranks is not "
+                           "supported)",
+                           a->rank, b->rank);
+        int c1, h1, w1, c2, h2, w2;
+        imp__shape(im, a->layer, &c1, &h1, &w1);
+        imp__shape(im, b->layer, &c2, &h2, &w2);
+        /* Equal shapes: the residual add purification knows; else broadcasting. */
+        const enum dp_op op = c1 == c2 && h1 == h2 && w1 == w2 ? DP_OP_ADD : DP_OP_ADD_BCAST;
         int in[2] = {a->layer, b->layer};
-        int li = imp_add(im, nd, idx, DP_OP_ADD, in, 2, NULL);
+        int li = imp_add(im, nd, idx, op, in, 2, NULL);
         if (li < 0)
             return (enum dp_err)li;
         return imp_out_act(im, nd, li, a->rank);
@@ -723,9 +753,7 @@ static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
     const int li = act->layer;
     if (li < 0 || im->foldable[li] == NULL || strcmp(im->foldable[li], act->name) != 0 ||
         imp_uses(im, act->name) != 1)
-        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
-                       "adding a constant is supported only as the bias of a Conv, Gemm or "
-                       "MatMul whose output has no other use");
+        return imp_binop(im, nd, idx, DP_OP_ADD_BCAST); /* not a bias: a const layer */
     struct imp_val *cv;
     err = imp_in_const(im, nd, kc, &cv);
     if (err)
@@ -738,8 +766,7 @@ static enum dp_err imp_addop(struct imp *im, const Onnx__NodeProto *nd, int idx)
     int per_channel = cv->n == (size_t)C && cv->ndims - d0 == (size_t)act->rank - 1 &&
                       cv->ndims > d0 && cv->dims[d0] == C;
     if (!per_channel && cv->n != 1)
-        return IMP_ERR(im, nd, DP_EUNSUPPORTED,
-                       "the constant (%zu values) is not a bias per output channel (%d)", cv->n, C);
+        return imp_binop(im, nd, idx, DP_OP_ADD_BCAST); /* not a bias: a const layer */
     struct imp_pcopy *bias = NULL;
     for (int i = 0; i < im->n_copies; i++) {
         if (im->copies[i].layer == li && strcmp(im->copies[i].suffix, "bias") == 0)
@@ -794,6 +821,15 @@ static enum dp_err imp_alias(struct imp *im, const Onnx__NodeProto *nd, struct i
         v->ndims = saved.ndims;
         memcpy(v->dims, saved.dims, sizeof(v->dims));
     }
+    if (saved.kind == IMP_CONST && saved.iv != NULL && v != x) {
+        v->iv = dp_malloc(dp_size_mul(saved.n ? saved.n : 1, sizeof(int64_t)));
+        if (v->iv == NULL)
+            return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
+        memcpy(v->iv, saved.iv, saved.n * sizeof(int64_t));
+        v->n = saved.n;
+        v->ndims = saved.ndims;
+        memcpy(v->dims, saved.dims, sizeof(v->dims));
+    }
     return DP_OK;
 }
 
@@ -817,23 +853,32 @@ static enum dp_err imp_flatten(struct imp *im, const Onnx__NodeProto *nd, int id
     return imp_unary(im, nd, idx, DP_OP_FLATTEN, NULL);
 }
 
+static enum dp_err imp_shuffle_step(struct imp *im, const Onnx__NodeProto *nd, int idx,
+                                    const struct imp_val *x, const int64_t *t, size_t n);
+
 static enum dp_err imp_reshape(struct imp *im, const Onnx__NodeProto *nd, int idx)
 {
     struct imp_val *x, *sv;
-    enum dp_err err = imp_in_act(im, nd, 0, &x);
+    enum dp_err err = imp_in(im, nd, 0, &x);
+    if (!err && x->kind != IMP_SHUF5T)
+        err = imp_in_act(im, nd, 0, &x);
     if (!err)
         err = imp_in(im, nd, 1, &sv);
     if (err)
         return err;
-    if (sv->kind != IMP_CONST || sv->t == NULL)
+    if (sv->kind != IMP_CONST)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
-                       "the shape input must be a constant int64 tensor (a computed shape is "
-                       "not supported)");
+                       "the shape input must be a constant (or fold to one at import)");
     int64_t *t = NULL;
     size_t n = 0;
-    err = dp_onnx_tensor_int64s(sv->t, &t, &n, im->ei);
+    err = imp__const_i64(im, nd, sv, &t, &n);
     if (err)
         return err;
+    if (x->kind == IMP_SHUF5T || n == 5) {
+        err = imp_shuffle_step(im, nd, idx, x, t, n);
+        dp_free(t);
+        return err;
+    }
     int c, h, w;
     imp__shape(im, x->layer, &c, &h, &w);
     const int64_t in_dims[4] = {im->batch, c, x->rank == 4 ? h : w, w};
@@ -850,7 +895,7 @@ static enum dp_err imp_reshape(struct imp *im, const Onnx__NodeProto *nd, int id
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        d[i] = t[i];
+        d[i] = t[i] == IMP_BATCH_SYM && i == 0 ? -2 : t[i];
         if (d[i] == 0 && !allowzero && (int)i < x->rank)
             d[i] = i == 0 ? -2 : in_dims[i]; /* -2: the batch, whatever it is */
         if (d[i] == -1) {
@@ -1073,11 +1118,11 @@ static enum dp_err imp_pad(struct imp *im, const Onnx__NodeProto *nd)
         err = imp_in(im, nd, 1, &pv);
         if (err)
             return err;
-        if (pv->kind != IMP_CONST || pv->t == NULL)
+        if (pv->kind != IMP_CONST)
             return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s", "the pads must be a constant");
         int64_t *p = NULL;
         size_t n = 0;
-        err = dp_onnx_tensor_int64s(pv->t, &p, &n, im->ei);
+        err = imp__const_i64(im, nd, pv, &p, &n);
         if (err)
             return err;
         for (size_t i = 0; i < n; i++)
@@ -1167,6 +1212,431 @@ static enum dp_err imp_qdq(struct imp *im, const Onnx__NodeProto *nd, int quant)
     return DP_OK;
 }
 
+/* ---- Operators of the mobile networks (issue 17) ------------------------ */
+
+/* Binds output k of nd to layer li as an activation of the given rank. */
+static enum dp_err imp_out_k(struct imp *im, const Onnx__NodeProto *nd, size_t k, int li, int rank)
+{
+    if (k >= nd->n_output || nd->output[k] == NULL || nd->output[k][0] == '\0')
+        return DP_OK;
+    struct imp_val *v = imp__bind(im, nd->output[k]);
+    if (v == NULL)
+        return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
+    v->kind = IMP_ACT;
+    v->layer = li;
+    v->rank = rank;
+    return DP_OK;
+}
+
+/* Whether batch entry b of a target shape keeps the batch (0 copies it, -1 infers it). */
+static int imp_keeps_batch(const struct imp *im, int64_t b)
+{
+    return b == IMP_BATCH_SYM || b == 0 || b == -1 || (im->batch > 0 && b == im->batch);
+}
+
+/*
+ * The channel shuffle, ONNX's Reshape (N, g, C/g, H, W) -> Transpose
+ * (0, 2, 1, 3, 4) -> Reshape (N, C, H, W), one step at a time: the first
+ * Reshape and the Transpose bind hidden rank-5 values (IMP_SHUF5, then
+ * IMP_SHUF5T) that nothing but the next step may read, and the closing
+ * Reshape adds the one shuffle layer.
+ */
+static enum dp_err imp_shuffle_step(struct imp *im, const Onnx__NodeProto *nd, int idx,
+                                    const struct imp_val *x, const int64_t *t, size_t n)
+{
+    int c, h, w;
+    imp__shape(im, x->layer, &c, &h, &w);
+    if (x->kind == IMP_SHUF5T) {
+        if (n != 4 || !imp_keeps_batch(im, t[0]) || (t[1] != c && t[1] != -1) || t[2] != h ||
+            t[3] != w)
+            return IMP_ERR(im, nd, DP_EUNSUPPORTED,
+                           "a channel shuffle must end in a Reshape to (N, %d, %d, %d)", c, h, w);
+        struct dp_op_attrs a = {0};
+        a.groups = x->groups;
+        int li = imp_add(im, nd, idx, DP_OP_SHUFFLE, &x->layer, 1, &a);
+        return li < 0 ? (enum dp_err)li : imp_out_act(im, nd, li, 4);
+    }
+    int64_t g = t[1], per = t[2];
+    if (g == -1 && per > 0 && c % per == 0)
+        g = c / per;
+    if (per == -1 && g > 0 && c % g == 0)
+        per = c / g;
+    if (x->rank != 4 || !imp_keeps_batch(im, t[0]) || g < 1 || per < 1 || g > c || per > c ||
+        g * per != c || t[3] != h || t[4] != w)
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
+                       "a Reshape to rank 5 is supported only as the start of a channel shuffle, "
+                       "(N, C, H, W) to (N, g, C/g, H, W)");
+    if (nd->n_output < 1 || nd->output[0] == NULL || nd->output[0][0] == '\0')
+        return IMP_ERR(im, nd, DP_EFORMAT, "%s", "has no output");
+    const int layer = x->layer;
+    struct imp_val *v = imp__bind(im, nd->output[0]);
+    if (v == NULL)
+        return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
+    v->kind = IMP_SHUF5;
+    v->layer = layer;
+    v->groups = (int)g;
+    v->rank = 5;
+    return DP_OK;
+}
+
+static enum dp_err imp_transpose(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    (void)idx;
+    struct imp_val *x;
+    enum dp_err err = imp_in(im, nd, 0, &x);
+    if (err)
+        return err;
+    const Onnx__AttributeProto *pa = imp_attr(nd, "perm");
+    static const int64_t shuf[5] = {0, 2, 1, 3, 4};
+    int ok = x->kind == IMP_SHUF5 && pa != NULL && pa->n_ints == 5;
+    for (size_t i = 0; ok && i < 5; i++)
+        ok = pa->ints[i] == shuf[i];
+    if (!ok)
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
+                       "Transpose is supported only inside a channel shuffle (perm (0, 2, 1, 3, "
+                       "4) of a rank-5 Reshape)");
+    if (nd->n_output < 1 || nd->output[0] == NULL || nd->output[0][0] == '\0')
+        return IMP_ERR(im, nd, DP_EFORMAT, "%s", "has no output");
+    const int layer = x->layer, groups = x->groups;
+    struct imp_val *v = imp__bind(im, nd->output[0]);
+    if (v == NULL)
+        return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
+    v->kind = IMP_SHUF5T;
+    v->layer = layer;
+    v->groups = groups;
+    v->rank = 5;
+    return DP_OK;
+}
+
+/*
+ * A constant operand as an IR const layer: its ONNX shape, right-aligned
+ * to the activation's rank, must have 1 on the batch axis; the rest maps
+ * to (C, H, W) as activations do. Returns the layer or a negative dp_err.
+ */
+static int imp_const_layer(struct imp *im, const Onnx__NodeProto *nd, int idx, size_t k, int rank,
+                           int any_layer)
+{
+    struct imp_val *cv;
+    enum dp_err err = imp_in_const(im, nd, k, &cv);
+    if (err)
+        return err;
+    if (cv->ndims > (size_t)rank)
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "the constant has rank %zu, the activation %d",
+                       cv->ndims, rank);
+    int64_t d[4] = {1, 1, 1, 1};
+    for (size_t i = 0; i < cv->ndims; i++)
+        d[(size_t)rank - cv->ndims + i] = cv->dims[i];
+    for (int i = 1; i < 4; i++) {
+        if (d[i] < 1 || d[i] > (1 << 28))
+            return IMP_ERR(im, nd, DP_ESHAPE, "the constant has a dimension of %lld",
+                           (long long)d[i]);
+    }
+    if (d[0] != 1)
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED,
+                       "the constant has %lld entries on the batch axis; a constant must be the "
+                       "same for every sample",
+                       (long long)d[0]);
+    struct dp_op_attrs a = {0};
+    a.to_c = (int)d[1];
+    a.to_h = rank == 4 ? (int)d[2] : 1;
+    a.to_w = rank == 4 ? (int)d[3] : rank == 3 ? (int)d[2] : 1;
+    /* Named after the constant when it can be (the exporter's initializer
+     * is the layer's name), else after the node. */
+    char name[DP_NAME_MAX];
+    const size_t len = strlen(cv->name);
+    if (len > 0 && len < DP_NAME_MAX && strcmp(cv->name, "input") != 0 &&
+        dp_model_layer_find(im->m, cv->name) < 0)
+        memcpy(name, cv->name, len + 1);
+    else
+        imp_layer_name(im, nd, idx, name, sizeof(name));
+    int li = imp_add_named(im, nd, name, DP_OP_CONST, &any_layer, 1, &a);
+    if (li < 0)
+        return li;
+    err = imp_copy(im, li, "value", cv->f, cv->n);
+    return err ? (int)err : li;
+}
+
+/* Mul(x, Sigmoid(x)) is SiLU; Mul(x, HardSigmoid(x; 1/6, 1/2)) is HardSwish. */
+static int imp_fuse_gate(struct imp *im, const struct imp_val *x, const struct imp_val *gate)
+{
+    if (gate->layer < 0 || x->rank != gate->rank)
+        return 0;
+    struct dp_layer *l = &im->m->layers[gate->layer];
+    if (l->inputs[0] != x->layer || imp_uses(im, gate->name) != 1)
+        return 0;
+    if (l->op == DP_OP_SIGMOID) {
+        l->op = DP_OP_SILU;
+        return 1;
+    }
+    if (l->op == DP_OP_HARDSIGMOID && fabsf(l->a.alpha - 1.0f / 6.0f) < 1e-6f &&
+        fabsf(l->a.beta - 0.5f) < 1e-6f) {
+        l->op = DP_OP_HARDSWISH;
+        l->a.alpha = l->a.beta = 0.0f; /* hardswish reads no attributes */
+        return 1;
+    }
+    return 0;
+}
+
+/* Mul, Sub, Div (and the Add that is not a bias) of activations or an activation and a constant. */
+static enum dp_err imp_binop(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_op op)
+{
+    struct imp_val *a, *b;
+    enum dp_err err = imp_in(im, nd, 0, &a);
+    if (!err)
+        err = imp_in(im, nd, 1, &b);
+    if (!err && a->kind != IMP_CONST)
+        err = imp_in_act(im, nd, 0, &a);
+    if (!err && b->kind != IMP_CONST)
+        err = imp_in_act(im, nd, 1, &b);
+    if (err)
+        return err;
+    if (a->kind == IMP_ACT && b->kind == IMP_ACT) {
+        if (op == DP_OP_MUL && imp_fuse_gate(im, a, b))
+            return imp_out_act(im, nd, b->layer, a->rank);
+        if (op == DP_OP_MUL && imp_fuse_gate(im, b, a))
+            return imp_out_act(im, nd, a->layer, b->rank);
+        if (a->rank != b->rank)
+            return IMP_ERR(im, nd, DP_EUNSUPPORTED,
+                           "operands of rank %d and %d (broadcasting across ranks is not "
+                           "supported)",
+                           a->rank, b->rank);
+        int in[2] = {a->layer, b->layer};
+        int li = imp_add(im, nd, idx, op, in, 2, NULL);
+        return li < 0 ? (enum dp_err)li : imp_out_act(im, nd, li, a->rank);
+    }
+    const struct imp_val *act = a->kind == IMP_ACT ? a : b;
+    const int rank = act->rank, al = act->layer;
+    int cl = imp_const_layer(im, nd, idx, a->kind == IMP_ACT ? 1 : 0, rank, al);
+    if (cl < 0)
+        return (enum dp_err)cl;
+    int in[2] = {a->kind == IMP_ACT ? al : cl, a->kind == IMP_ACT ? cl : al};
+    int li = imp_add(im, nd, idx, op, in, 2, NULL);
+    return li < 0 ? (enum dp_err)li : imp_out_act(im, nd, li, rank);
+}
+
+static enum dp_err imp_reducemean(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    struct imp_val *x;
+    enum dp_err err = imp_in_act(im, nd, 0, &x);
+    if (err)
+        return err;
+    const Onnx__AttributeProto *aa = imp_attr(nd, "axes");
+    int mark[4] = {0, 0, 0, 0}, n = 0;
+    for (size_t i = 0; aa != NULL && i < aa->n_ints; i++) {
+        if (aa->ints[i] < -x->rank || aa->ints[i] >= x->rank)
+            return IMP_ERR(im, nd, DP_EFORMAT, "axis %lld is outside a rank-%d tensor",
+                           (long long)aa->ints[i], x->rank);
+        int ax = (int)(aa->ints[i] < 0 ? aa->ints[i] + x->rank : aa->ints[i]);
+        n += !mark[ax];
+        mark[ax] = 1;
+    }
+    const int keep = imp_attr_i(nd, "keepdims", 1) != 0;
+    int spatial = x->rank >= 3 && !mark[0] && !mark[1] && n == x->rank - 2;
+    if (spatial) {
+        int li = imp_add(im, nd, idx, DP_OP_GAP, &x->layer, 1, NULL);
+        return li < 0 ? (enum dp_err)li : imp_out_act(im, nd, li, keep ? x->rank : 2);
+    }
+    if (aa == NULL || n == 0 || mark[0])
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
+                       "a mean over the batch axis (axis 0, or no axes given) is not supported");
+    /* The IR axes it covers, made contiguous through axes of size 1. */
+    int c, h, w;
+    imp__shape(im, x->layer, &c, &h, &w);
+    const int ir[4] = {0, c, h, w};
+    int lo = 4, hi = 0, cov[4] = {0, 0, 0, 0};
+    for (int k = 1; k < x->rank; k++) {
+        if (!mark[k])
+            continue;
+        int t = imp_ir_axis(x->rank, k);
+        if (x->rank == 2) {
+            cov[2] = cov[3] = 1; /* (F, 1, 1): the feature axis is C */
+        }
+        cov[t] = 1;
+        lo = t < lo ? t : lo;
+        hi = t > hi ? t : hi;
+    }
+    for (int t = lo; t <= hi; t++) {
+        if (!cov[t] && ir[t] != 1)
+            return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
+                           "the axes are not contiguous in the (C, H, W) layout");
+    }
+    struct dp_op_attrs a = {0};
+    a.axis = lo;
+    a.axis_end = hi;
+    int li = imp_add(im, nd, idx, DP_OP_MEAN, &x->layer, 1, &a);
+    if (li < 0 || keep)
+        return li < 0 ? (enum dp_err)li : imp_out_act(im, nd, li, x->rank);
+    /* keepdims = 0: the remaining ONNX axes in their IR shape, by a reshape if needed. */
+    int64_t od[4];
+    int r = 1;
+    const int64_t xd[4] = {0, c, x->rank == 4 ? h : w, w};
+    for (int k = 1; k < x->rank; k++) {
+        if (!mark[k])
+            od[r++] = x->rank == 2 ? (int64_t)c * h * w : xd[k];
+    }
+    int tc = r > 1 ? (int)od[1] : 1, th = r == 4 ? (int)od[2] : 1;
+    int tw = r == 4 ? (int)od[3] : r == 3 ? (int)od[2] : 1;
+    const struct dp_layer *ml = &im->m->layers[li];
+    if (ml->out_c == tc && ml->out_h == th && ml->out_w == tw)
+        return imp_out_act(im, nd, li, r);
+    struct dp_op_attrs ra = {0};
+    ra.to_c = tc;
+    ra.to_h = th;
+    ra.to_w = tw;
+    int rl = imp_add(im, nd, idx, DP_OP_RESHAPE, &li, 1, &ra);
+    return rl < 0 ? (enum dp_err)rl : imp_out_act(im, nd, rl, r);
+}
+
+/* Adds a slice [s, e) of ONNX axis `axis` of x; returns the layer or a negative dp_err. */
+static int imp_slice_layer(struct imp *im, const Onnx__NodeProto *nd, int idx, int layer, int rank,
+                           int axis, int64_t s, int64_t e)
+{
+    struct dp_op_attrs a = {0};
+    a.axis = imp_ir_axis(rank, axis);
+    a.start = (int)s;
+    a.end = (int)e;
+    return imp_add(im, nd, idx, DP_OP_SLICE, &layer, 1, &a);
+}
+
+/* The length of ONNX axis `axis` (>= 1) of a rank-r activation of IR shape (c, h, w). */
+static int64_t imp_axis_len(int rank, int axis, int c, int h, int w)
+{
+    if (axis == 1)
+        return rank == 2 ? (int64_t)c * h * w : c;
+    if (rank == 3)
+        return w;
+    return axis == 2 ? h : w;
+}
+
+static enum dp_err imp_slice(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    struct imp_val *x, *v[4] = {NULL, NULL, NULL, NULL};
+    enum dp_err err = imp_in_act(im, nd, 0, &x);
+    if (err)
+        return err;
+    if (im->opset < 10)
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s", "Slice before opset 10 is not supported");
+    int64_t *p[4] = {NULL, NULL, NULL, NULL};
+    size_t np[4] = {0, 0, 0, 0};
+    for (size_t k = 0; !err && k < 4; k++) {
+        if (imp_in_name(nd, k + 1) == NULL)
+            continue;
+        err = imp_in(im, nd, k + 1, &v[k]);
+        if (!err && v[k]->kind != IMP_CONST)
+            err = IMP_ERR(im, nd, DP_EUNSUPPORTED, "input %zu must be a constant", k + 1);
+        if (!err)
+            err = imp__const_i64(im, nd, v[k], &p[k], &np[k]);
+    }
+    if (!err && (v[0] == NULL || v[1] == NULL || np[0] != np[1] || (v[2] && np[2] != np[0]) ||
+                 (v[3] && np[3] != np[0])))
+        err = IMP_ERR(im, nd, DP_EFORMAT, "%s", "starts, ends, axes and steps disagree");
+    int cur = x->layer;
+    for (size_t i = 0; !err && i < np[0]; i++) {
+        int c, h, w, axis;
+        imp__shape(im, cur, &c, &h, &w);
+        err = imp_norm_axis(im, nd, v[2] != NULL ? p[2][i] : (int64_t)i, x->rank, &axis);
+        if (err)
+            break;
+        if (v[3] != NULL && p[3][i] != 1) {
+            err = IMP_ERR(im, nd, DP_EUNSUPPORTED, "step %lld (only 1 is supported)",
+                          (long long)p[3][i]);
+            break;
+        }
+        const int64_t len = imp_axis_len(x->rank, axis, c, h, w);
+        int64_t s = p[0][i], e = p[1][i];
+        s = s < 0 ? s + len : s;
+        e = e < 0 ? e + len : e;
+        s = s < 0 ? 0 : s > len ? len : s;
+        e = e < s ? s : e > len ? len : e;
+        if (s == 0 && e == len)
+            continue;
+        if (x->rank == 2 && (h != 1 || w != 1)) {
+            err = IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s", "slicing a flattened map");
+            break;
+        }
+        int li = imp_slice_layer(im, nd, idx, cur, x->rank, axis, s, e);
+        if (li < 0)
+            err = (enum dp_err)li;
+        else
+            cur = li;
+    }
+    for (int k = 0; k < 4; k++)
+        dp_free(p[k]);
+    if (err)
+        return err;
+    if (cur == x->layer)
+        return imp_alias(im, nd, x, x->rank);
+    return imp_out_act(im, nd, cur, x->rank);
+}
+
+static enum dp_err imp_split(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    struct imp_val *x;
+    enum dp_err err = imp_in_act(im, nd, 0, &x);
+    if (err)
+        return err;
+    int axis, c, h, w;
+    err = imp_norm_axis(im, nd, imp_attr_i(nd, "axis", 0), x->rank, &axis);
+    if (err)
+        return err;
+    imp__shape(im, x->layer, &c, &h, &w);
+    const int64_t len = imp_axis_len(x->rank, axis, c, h, w);
+    const size_t k = nd->n_output;
+    if (k < 1 || k > 1024)
+        return IMP_ERR(im, nd, DP_EFORMAT, "%zu outputs", k);
+    int64_t *sz = NULL;
+    size_t n = 0;
+    const Onnx__AttributeProto *sa = imp_attr(nd, "split");
+    if (im->opset < 13 && sa != NULL && sa->n_ints > 0) {
+        sz = dp_malloc(sa->n_ints * sizeof(int64_t));
+        if (sz == NULL)
+            return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
+        memcpy(sz, sa->ints, sa->n_ints * sizeof(int64_t));
+        n = sa->n_ints;
+    } else if (im->opset >= 13 && imp_in_name(nd, 1) != NULL) {
+        struct imp_val *sv;
+        err = imp_in(im, nd, 1, &sv);
+        if (!err && sv->kind != IMP_CONST)
+            err = IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s", "the split sizes must be a constant");
+        if (!err)
+            err = imp__const_i64(im, nd, sv, &sz, &n);
+        if (err)
+            return err;
+    } else {
+        if (len % (int64_t)k != 0)
+            return IMP_ERR(im, nd, DP_ESHAPE, "an axis of %lld does not split in %zu equal parts",
+                           (long long)len, k);
+        sz = dp_malloc(k * sizeof(int64_t));
+        if (sz == NULL)
+            return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
+        for (size_t i = 0; i < k; i++)
+            sz[i] = len / (int64_t)k;
+        n = k;
+    }
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += sz[i] >= 0 && sz[i] <= len ? sz[i] : len + 1;
+    if (n != k || total != len) {
+        dp_free(sz);
+        return IMP_ERR(im, nd, DP_ESHAPE, "%zu sizes summing to %lld for %zu outputs and %lld", n,
+                       (long long)total, k, (long long)len);
+    }
+    int64_t s = 0;
+    for (size_t i = 0; !err && i < k; i++) {
+        /* A part that is the whole axis is the input itself. */
+        const int whole = sz[i] == len;
+        int li =
+            whole ? x->layer : imp_slice_layer(im, nd, idx, x->layer, x->rank, axis, s, s + sz[i]);
+        if (!whole && li < 0)
+            err = (enum dp_err)li;
+        else
+            err = imp_out_k(im, nd, i, li, x->rank);
+        s += sz[i];
+    }
+    dp_free(sz);
+    return err;
+}
+
 /* ---- The operator table -------------------------------------------------- */
 
 /* Handlers whose ONNX operator fixes an argument of a shared translation. */
@@ -1227,6 +1697,48 @@ static enum dp_err imp_node_dequant(struct imp *im, const Onnx__NodeProto *nd, i
     return imp_qdq(im, nd, 0);
 }
 
+static enum dp_err imp_node_sigmoid(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    return imp_unary(im, nd, idx, DP_OP_SIGMOID, NULL);
+}
+
+static enum dp_err imp_node_hardsigmoid(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    struct dp_op_attrs a = {0};
+    a.alpha = imp_attr_f(nd, "alpha", 0.2f);
+    a.beta = imp_attr_f(nd, "beta", 0.5f);
+    return imp_unary(im, nd, idx, DP_OP_HARDSIGMOID, &a);
+}
+
+static enum dp_err imp_node_hardswish(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    return imp_unary(im, nd, idx, DP_OP_HARDSWISH, NULL);
+}
+
+static enum dp_err imp_node_mul(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    return imp_binop(im, nd, idx, DP_OP_MUL);
+}
+
+static enum dp_err imp_node_sub(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    return imp_binop(im, nd, idx, DP_OP_SUB);
+}
+
+static enum dp_err imp_node_div(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    return imp_binop(im, nd, idx, DP_OP_DIV);
+}
+
+/* Shape arithmetic that did not fold: an input is an activation. */
+static enum dp_err imp_node_fold_only(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    (void)idx;
+    return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
+                   "supported only on constants (shape computations folded at import), not on "
+                   "activations");
+}
+
 /* One row per supported ONNX operator: its name and its translation. */
 static const struct {
     const char *name;
@@ -1253,6 +1765,23 @@ static const struct {
     /* On constants only (folded at import): the weights of `export --qdq`. */
     {"QuantizeLinear", imp_node_quant},
     {"DequantizeLinear", imp_node_dequant},
+    /* The mobile networks (issue 17). */
+    {"Sigmoid", imp_node_sigmoid},
+    {"HardSigmoid", imp_node_hardsigmoid},
+    {"HardSwish", imp_node_hardswish},
+    {"Mul", imp_node_mul},
+    {"Sub", imp_node_sub},
+    {"Div", imp_node_div},
+    {"ReduceMean", imp_reducemean}, /* over the spatial axes: a global average pool */
+    {"Slice", imp_slice},
+    {"Split", imp_split},
+    {"Transpose", imp_transpose}, /* inside a channel shuffle only */
+    /* Evaluated by the constant folder (onnx_fold.c); on activations, an error. */
+    {"Shape", imp_node_fold_only},
+    {"Gather", imp_node_fold_only},
+    {"Unsqueeze", imp_node_fold_only},
+    {"Squeeze", imp_node_fold_only},
+    {"Cast", imp_node_fold_only},
 };
 
 int imp__op_lookup(const Onnx__NodeProto *nd)
@@ -1273,5 +1802,9 @@ enum dp_err imp__node(struct imp *im, const Onnx__NodeProto *nd, int idx)
     const int k = imp__op_lookup(nd);
     if (k < 0)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s", "unsupported operator");
+    int folded = 0;
+    enum dp_err err = imp__fold(im, nd, &folded);
+    if (err || folded)
+        return err;
     return imp_ops[k].fn(im, nd, idx);
 }

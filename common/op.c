@@ -8,6 +8,7 @@
  */
 #include "common/op.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "common/model.h"
@@ -279,6 +280,94 @@ static enum dp_err op_reshape_infer(struct dp_model *m, int i, struct dp_errinfo
     return DP_OK;
 }
 
+static enum dp_err op_hardsigmoid_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    const struct dp_layer *l = &m->layers[i];
+    if (!isfinite(l->a.alpha) || !isfinite(l->a.beta))
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "layer '%s': hardsigmoid alpha and beta must be finite", l->name);
+    return op_same_infer(m, i, ei);
+}
+
+/* mul, sub, div: each axis of each operand is the output's or 1 (broadcast). */
+static enum dp_err op_bcast_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    int a[3], b[3], o[3];
+    dp_model__in_shape(m, l->inputs[0], &a[0], &a[1], &a[2]);
+    dp_model__in_shape(m, l->inputs[1], &b[0], &b[1], &b[2]);
+    for (int k = 0; k < 3; k++) {
+        if (a[k] != b[k] && a[k] != 1 && b[k] != 1)
+            return dp_errinfo_set(ei, DP_ESHAPE,
+                                  "layer '%s': operands of shapes %dx%dx%d and %dx%dx%d do not "
+                                  "broadcast",
+                                  l->name, a[0], a[1], a[2], b[0], b[1], b[2]);
+        o[k] = a[k] > b[k] ? a[k] : b[k];
+    }
+    op_set_out(l, o[0], o[1], o[2]);
+    return DP_OK;
+}
+
+static enum dp_err op_slice_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    int d[3];
+    dp_model__in_shape(m, l->inputs[0], &d[0], &d[1], &d[2]);
+    if (a->axis < 1 || a->axis > 3)
+        return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': slice axis %d is not 1, 2 or 3", l->name,
+                              a->axis);
+    if (a->start < 0 || a->start >= a->end || a->end > d[a->axis - 1])
+        return dp_errinfo_set(ei, DP_ESHAPE,
+                              "layer '%s': slice [%d, %d) is empty or outside an axis of %d",
+                              l->name, a->start, a->end, d[a->axis - 1]);
+    d[a->axis - 1] = a->end - a->start;
+    op_set_out(l, d[0], d[1], d[2]);
+    return DP_OK;
+}
+
+static enum dp_err op_shuffle_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    if (l->a.groups < 1 || c % l->a.groups != 0)
+        return dp_errinfo_set(ei, DP_ESHAPE, "layer '%s': %d channels in %d groups", l->name, c,
+                              l->a.groups);
+    op_set_out(l, c, h, w);
+    return DP_OK;
+}
+
+static enum dp_err op_mean_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    int d[3];
+    dp_model__in_shape(m, l->inputs[0], &d[0], &d[1], &d[2]);
+    if (a->axis < 1 || a->axis > 3 || a->axis_end < a->axis || a->axis_end > 3)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "layer '%s': mean axes [%d, %d] must satisfy 1 <= axis <= "
+                              "axis_end <= 3",
+                              l->name, a->axis, a->axis_end);
+    for (int k = a->axis; k <= a->axis_end; k++)
+        d[k - 1] = 1;
+    op_set_out(l, d[0], d[1], d[2]);
+    return DP_OK;
+}
+
+static enum dp_err op_const_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    if (a->to_c < 1 || a->to_h < 1 || a->to_w < 1 ||
+        (int64_t)a->to_c * a->to_h * a->to_w > (1 << 28))
+        return dp_errinfo_set(ei, DP_ESHAPE, "layer '%s': a constant of %dx%dx%d", l->name, a->to_c,
+                              a->to_h, a->to_w);
+    op_set_out(l, a->to_c, a->to_h, a->to_w);
+    int64_t s[3] = {a->to_c, a->to_h, a->to_w};
+    return dp_model__param_add(m, i, "value", 0, 3, s, ei);
+}
+
 /* ---- The table ----------------------------------------------------------- */
 
 #define OP_WIN  (DP_ATTR_WINDOW | DP_ATTR_CEIL_MODE)
@@ -305,6 +394,23 @@ static const struct dp_op_info op_table[DP_OP__COUNT] = {
     [DP_OP_CONCAT] = {"concat", 2, DP_ATTR_AXIS, op_concat_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
     [DP_OP_CLIP] = {"clip", 1, DP_ATTR_BOUNDS, op_clip_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
     [DP_OP_RESHAPE] = {"reshape", 1, DP_ATTR_TO, op_reshape_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    /* Issue 17. The activations are per element: KEEPS; the binary ops,
+     * slices, shuffles and constants wait for purify.c to learn them. */
+    [DP_OP_SIGMOID] = {"sigmoid", 1, 0, op_same_infer, NULL, DP_OP_CHAN_KEEPS, 0, 0},
+    [DP_OP_HARDSIGMOID] = {"hardsigmoid", 1, DP_ATTR_AB, op_hardsigmoid_infer, NULL,
+                           DP_OP_CHAN_KEEPS, 0, 0},
+    [DP_OP_HARDSWISH] = {"hardswish", 1, 0, op_same_infer, NULL, DP_OP_CHAN_KEEPS, 1, 0},
+    [DP_OP_SILU] = {"silu", 1, 0, op_same_infer, NULL, DP_OP_CHAN_KEEPS, 1, 0},
+    [DP_OP_MUL] = {"mul", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_SUB] = {"sub", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_DIV] = {"div", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_SLICE] = {"slice", 1, DP_ATTR_AXIS | DP_ATTR_RANGE, op_slice_infer, NULL,
+                     DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_SHUFFLE] = {"shuffle", 1, DP_ATTR_GROUPS, op_shuffle_infer, NULL, DP_OP_CHAN_OPAQUE, 0,
+                       0},
+    [DP_OP_CONST] = {"const", 1, DP_ATTR_TO, op_const_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_ADD_BCAST] = {"add_bcast", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_MEAN] = {"mean", 1, DP_ATTR_AXIS, op_mean_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
 };
 
 #undef OP_WIN

@@ -3,7 +3,7 @@
  * project consults instead of switching on the op.
  *
  *   const struct dp_op_info *oi = dp_op_info(l->op);
- *   oi->n_inputs;                       1, or 2 for add and concat
+ *   oi->n_inputs;                       1, or 2 for add, concat, mul, sub, div
  *   err = oi->infer(m, layer, ei);      checks attributes, sets the output
  *                                       shape, declares the parameters
  *   dp_layer_chan(m, layer);            how purification treats its channels
@@ -45,6 +45,19 @@ enum dp_op {
     DP_OP_CONCAT,  /* two inputs joined along per-sample axis `axis` (1 = C, 2 = H, 3 = W) */
     DP_OP_CLIP,    /* min(max(x, lo), hi) */
     DP_OP_RESHAPE, /* the same values per sample as a (to_c, to_h, to_w) map (a copy) */
+    /* Added for the mobile networks (issue 17). */
+    DP_OP_SIGMOID,     /* 1 / (1 + exp(-x)) */
+    DP_OP_HARDSIGMOID, /* max(0, min(1, alpha * x + beta)) */
+    DP_OP_HARDSWISH,   /* x * max(0, min(1, x / 6 + 1/2)) */
+    DP_OP_SILU,        /* x * sigmoid(x) (swish) */
+    DP_OP_MUL,         /* a * b, b (or a) broadcast along axes where it has size 1 */
+    DP_OP_SUB,         /* a - b, broadcasting like mul */
+    DP_OP_DIV,         /* a / b, broadcasting like mul */
+    DP_OP_SLICE,       /* input[start:end) along per-sample axis `axis` (1 = C, 2 = H, 3 = W) */
+    DP_OP_SHUFFLE,     /* channel shuffle: (groups, C/groups) channels transposed */
+    DP_OP_CONST,       /* a constant (to_c, to_h, to_w) map per sample (its input is ignored) */
+    DP_OP_MEAN,        /* mean over per-sample axes [axis, axis_end], kept as size 1 */
+    DP_OP_ADD_BCAST,   /* a + b broadcasting like mul (add keeps equal shapes, for purification) */
     DP_OP__COUNT
 };
 
@@ -69,7 +82,9 @@ struct dp_op_attrs {
     float p;             /* DP_ATTR_P: dropout probability */
     int axis, axis_end; /* DP_ATTR_AXIS (axis_end: softmax only): per-sample axes, 1 = C .. 3 = W */
     float lo, hi;       /* DP_ATTR_BOUNDS: clip bounds (finite; +-FLT_MAX for "none") */
-    int to_c, to_h, to_w; /* DP_ATTR_TO: reshape's per-sample output shape */
+    int to_c, to_h, to_w; /* DP_ATTR_TO: reshape's per-sample output shape; const's shape */
+    float alpha, beta;    /* DP_ATTR_AB: hardsigmoid's slope and offset */
+    int start, end;       /* DP_ATTR_RANGE: slice's [start, end) along axis */
 };
 
 /* Field groups of struct dp_op_attrs, for dp_op_info.attrs. */
@@ -85,6 +100,8 @@ enum {
     DP_ATTR_AXIS = 1u << 8,
     DP_ATTR_BOUNDS = 1u << 9,
     DP_ATTR_TO = 1u << 10,
+    DP_ATTR_AB = 1u << 11,
+    DP_ATTR_RANGE = 1u << 12,
 };
 
 /*

@@ -29,6 +29,7 @@ PKGS=(
   # ---- the dashboard (issue 14) ----
   nodejs                      # builds web/ (npm ci + esbuild); never needed to run the server
   chromium                    # tests/web: the dashboard in headless Chromium (playwright-core)
+  python3-torchvision         # test peers only: the torchvision architectures of tests/onnx (issue 17)
 )
 # npm: the dashboard build and the deploy manifests' schema check; Debian's
 # nodejs comes without npm (NodeSource's includes it, and the two conflict).

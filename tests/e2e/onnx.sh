@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # ONNX in and out, end to end with real files and independent peers:
 #  1. PyTorch's torch.onnx exports LeNet-5, ResNet-20, VGG-16-BN and
-#     MobileNetV2 (CIFAR) at opsets 9, 13 and 17 (VGG at 13; tests/onnx/torch_models.py);
+#     MobileNetV2 (CIFAR) at opsets 9, 13 and 17 (VGG at 13; tests/onnx/torch_models.py),
+#     and a small net of the mobile networks' blocks (issue 17) at 13 and 17;
 #     `dnnpress-worker infer` must give PyTorch's logits within 1e-4 relative.
 #  2. A checkpoint compressed by `dnnpress-worker compress` (pruned and
 #     quantized) is exported plain and with --qdq and --report; both pass
 #     onnx.checker with full checks, OpenCV's dnn module gives the same
 #     outputs as our engine, and importing the export gives identical logits.
 #  3. ONNX's own node tests (make onnx-node-tests).
+#  4. Twelve torchvision ImageNet architectures (issue 17; tests/onnx/tv_models.py,
+#     random weights, batch 1, opsets 13 and 17) match PyTorch within 1e-4, and
+#     their re-exports import to the same outputs.
 # Fixtures are generated under build/ (FIXTURES), never committed.
 set -euo pipefail
 WORKER=${1:?usage: onnx.sh WORKER_BINARY [FIXTURES_DIR]}
@@ -26,7 +30,8 @@ if [ ! -f "$FIX/.stamp" ] || [ tests/onnx/torch_models.py -nt "$FIX/.stamp" ]; t
   # VGG-16 (15M parameters) at one opset only, to keep the run short.
   { $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 9,13,17 \
         --models lenet5,resnet20,mobilenetv2,convadd &&
-    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13 --models vgg16bn; } \
+    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13 --models vgg16bn &&
+    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13,17 --models mobiletiny; } \
     > "$tmp/torch.log" 2>&1 || { cat "$tmp/torch.log"; exit 1; }
   touch "$FIX/.stamp"
 fi
@@ -34,6 +39,37 @@ for f in "$FIX"/*_op*.onnx; do
   b=$(basename "$f" .onnx); n=${b%_op*}
   "$WORKER" infer --model "$f" --input "$FIX/${n}_x.npy" --output "$tmp/$b.npy" --threads 2
   printf '%-24s ' "$b"; check $PY tests/onnx/peer_check.py compare "$tmp/$b.npy" "$FIX/${n}_y.npy" $TOL
+done
+
+# 4. torchvision architectures (issue 17): EfficientNet, MobileNetV3, MNASNet
+# and ShuffleNet need SiLU, HardSwish, squeeze-excitation Mul, ReduceMean, the
+# channel shuffle and shape folding. Each net's opset-13 import is exported
+# again at 17 (the four mobile nets at 13 too) and must give the same logits.
+TVFIX="$FIX-tv" # beside FIX: regenerating FIX must not remove these (2 GB, minutes)
+if [ ! -f "$TVFIX/.stamp" ] || [ tests/onnx/tv_models.py -nt "$TVFIX/.stamp" ]; then
+  rm -rf "$TVFIX" && mkdir -p "$TVFIX"
+  echo "onnx: exporting the torchvision models (torch.onnx, opsets 13, 17)"
+  $PY -W ignore tests/onnx/tv_models.py "$TVFIX" --opsets 13,17 > "$tmp/tv.log" 2>&1 \
+    || { cat "$tmp/tv.log"; exit 1; }
+  touch "$TVFIX/.stamp"
+fi
+for f in "$TVFIX"/tv_*_op*.onnx; do
+  b=$(basename "$f" .onnx); n=${b%_op*}; op=${b##*_op}
+  "$WORKER" infer --model "$f" --input "$TVFIX/${n}_x.npy" --output "$tmp/$b.npy" --threads 2
+  printf '%-32s ' "$b"; check $PY tests/onnx/peer_check.py compare "$tmp/$b.npy" "$TVFIX/${n}_y.npy" $TOL
+  case "$n:$op" in
+    *:13) reops=17 ;;
+    tv_efficientnet_b0:17|tv_mobilenet_v3_small:17|tv_mnasnet0_5:17|tv_shufflenet_v2_x0_5:17) reops=13 ;;
+    *) reops= ;;
+  esac
+  for re in $reops; do
+    "$WORKER" export --model "$f" --out "$tmp/${b}_re$re.onnx" --opset "$re"
+    "$WORKER" infer --model "$tmp/${b}_re$re.onnx" --input "$TVFIX/${n}_x.npy" \
+        --output "$tmp/${b}_re$re.npy" --threads 2
+    printf '%-32s ' "${b} re-export $re"
+    check $PY tests/onnx/peer_check.py compare "$tmp/${b}_re$re.npy" "$tmp/$b.npy" 0
+    rm -f "$tmp/${b}_re$re.onnx"
+  done
 done
 
 # 2. Compress, export, check with onnx.checker and OpenCV, import again.

@@ -34,7 +34,7 @@
 #include "onnx.pb-c.h"
 #include "worker/nn/net.h"
 
-/* The operators of issue 4. */
+/* The operators of issues 4 and 17. */
 static const char *const node_ops[] = {
     "Conv",
     "Gemm",
@@ -53,6 +53,16 @@ static const char *const node_ops[] = {
     "Softmax",
     "Constant",
     "Concat",
+    /* Issue 17: the mobile networks. */
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Mul",
+    "Sub",
+    "Div",
+    "ReduceMean",
+    "Slice",
+    "Split",
 };
 
 static int node_op_listed(const char *op)

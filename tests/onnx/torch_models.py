@@ -2,8 +2,9 @@
 """Makes the PyTorch peer models for the ONNX tests (test fixtures only).
 
 For each of LeNet-5, ResNet-20, VGG-16 with BN and MobileNetV2 (CIFAR
-variants) it builds the network with a fixed seed, gives every BatchNorm
-random running statistics and affine parameters (so BN is not the
+variants), and a small net of the mobile networks' blocks (MobileTiny), it
+builds the network with a fixed seed, gives every BatchNorm random running
+statistics and affine parameters (so BN is not the
 identity), exports it with torch.onnx at one or more opsets, and writes a
 random input batch and PyTorch's own eval-mode outputs:
 
@@ -148,12 +149,35 @@ class ConvAdd(nn.Module):
         return torch.flatten(x, 1) @ self.w + self.c
 
 
+class MobileTiny(nn.Module):
+    """The mobile networks' building blocks in one small net (issue 17): SiLU,
+    squeeze-excitation with HardSigmoid, the channel shuffle and chunk from
+    x.size(), HardSwish, Sigmoid with scalar constants, and a spatial mean."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc1 = nn.Conv2d(8, 4, 1)
+        self.fc2 = nn.Conv2d(4, 8, 1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = F.silu(self.c1(x))
+        x = x * F.hardsigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
+        b, c, h, w = x.size()
+        x = x.view(b, 2, c // 2, h, w).transpose(1, 2).contiguous().view(b, -1, h, w)
+        a, y = x.chunk(2, dim=1)
+        x = torch.cat([F.hardswish(a), torch.sigmoid(y) / 2.0 - 0.1], 1)
+        return self.fc(x.mean([2, 3]))
+
+
 MODELS = {
     'lenet5': (LeNet5, (1, 28, 28)),
     'resnet20': (ResNet20, (3, 32, 32)),
     'vgg16bn': (VGG16BN, (3, 32, 32)),
     'mobilenetv2': (MobileNetV2, (3, 32, 32)),
     'convadd': (ConvAdd, (1, 28, 28)),
+    'mobiletiny': (MobileTiny, (3, 16, 16)),
 }
 
 

@@ -31,7 +31,7 @@ static const struct wk_flag wk_export_flags[] = {
     {"qdq", WK_BOOL, WK_OFF(o.qdq), 0, 1, NULL, 0,
      "quantized layers as QuantizeLinear/DequantizeLinear pairs (default: float levels)"},
     {"batch", WK_INT, WK_OFF(o.batch), 1, 65536, NULL, 0, "fixed batch size (default: symbolic N)"},
-    {"opset", WK_INT, WK_OFF(o.opset), DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET, NULL, 0,
+    {"opset", WK_INT, WK_OFF(o.opset), DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET_MAX, NULL, 0,
      "ONNX opset, 10 to 13 (default 13; 10 writes Clip bounds as attributes, for older "
      "readers such as OpenCV 4.6)"},
 };

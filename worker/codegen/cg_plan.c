@@ -43,6 +43,19 @@ static const struct cg_op_row cg_ops[DP_OP__COUNT] = {
     [DP_OP_DROPOUT] = {CG_ROLE_ALIAS, CG_K_ACT, 0, NULL}, /* identity in inference */
     [DP_OP_RESHAPE] = {CG_ROLE_ALIAS, CG_K_ACT, 0, NULL},
     [DP_OP_CONCAT] = {CG_ROLE_NONE, CG_K_ACT, 0, "concat has no kernel in the compiler yet"},
+    [DP_OP_SIGMOID] = {CG_ROLE_NONE, CG_K_ACT, 0, "sigmoid has no kernel in the compiler yet"},
+    [DP_OP_HARDSIGMOID] = {CG_ROLE_NONE, CG_K_ACT, 0,
+                           "hardsigmoid has no kernel in the compiler yet"},
+    [DP_OP_HARDSWISH] = {CG_ROLE_NONE, CG_K_ACT, 0, "hardswish has no kernel in the compiler yet"},
+    [DP_OP_SILU] = {CG_ROLE_NONE, CG_K_ACT, 0, "silu has no kernel in the compiler yet"},
+    [DP_OP_MUL] = {CG_ROLE_NONE, CG_K_ACT, 0, "mul has no kernel in the compiler yet"},
+    [DP_OP_SUB] = {CG_ROLE_NONE, CG_K_ACT, 0, "sub has no kernel in the compiler yet"},
+    [DP_OP_DIV] = {CG_ROLE_NONE, CG_K_ACT, 0, "div has no kernel in the compiler yet"},
+    [DP_OP_SLICE] = {CG_ROLE_NONE, CG_K_ACT, 0, "slice has no kernel in the compiler yet"},
+    [DP_OP_SHUFFLE] = {CG_ROLE_NONE, CG_K_ACT, 0, "shuffle has no kernel in the compiler yet"},
+    [DP_OP_CONST] = {CG_ROLE_NONE, CG_K_ACT, 0, "const has no kernel in the compiler yet"},
+    [DP_OP_ADD_BCAST] = {CG_ROLE_NONE, CG_K_ACT, 0, "add_bcast has no kernel in the compiler yet"},
+    [DP_OP_MEAN] = {CG_ROLE_NONE, CG_K_ACT, 0, "mean has no kernel in the compiler yet"},
 };
 
 const char *cg_format_name(enum cg_format f)

@@ -10,14 +10,19 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "worker/nn/act.h"
 #include "worker/nn/batchnorm.h"
+#include "worker/nn/bcast.h"
 #include "worker/nn/concat.h"
 #include "worker/nn/conv2d.h"
 #include "worker/nn/conv_dnnl.h"
 #include "worker/nn/eltwise.h"
 #include "worker/nn/linear.h"
 #include "worker/nn/loss.h"
+#include "worker/nn/mean.h"
 #include "worker/nn/pool.h"
+#include "worker/nn/shuffle.h"
+#include "worker/nn/slice.h"
 #include "worker/nn/softmax.h"
 
 struct nn_net_layer {
@@ -541,6 +546,220 @@ static void op_reshape_bwd(struct nn_net *net, int li, int n)
         nn_copy_backward(s->din[0], s->dout, net_out_n(net, li, n));
 }
 
+/* ---- Ops of the mobile networks (issue 17) ------------------------------- */
+
+static int op_sigmoid_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    nn_sigmoid_forward(net->layers[li].out, net->layers[li].in[0], net_out_n(net, li, n));
+    return 0;
+}
+
+static void op_sigmoid_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    if (s->din[0] != NULL)
+        nn_sigmoid_backward(s->din[0], s->dout, s->out, net_out_n(net, li, n));
+}
+
+static int op_hardsigmoid_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    const struct dp_layer *l = &net->m->layers[li];
+    nn_hardsigmoid_forward(net->layers[li].out, net->layers[li].in[0], net_out_n(net, li, n),
+                           l->a.alpha, l->a.beta);
+    return 0;
+}
+
+static void op_hardsigmoid_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    if (s->din[0] != NULL)
+        nn_hardsigmoid_backward(s->din[0], s->dout, s->in[0], net_out_n(net, li, n), l->a.alpha,
+                                l->a.beta);
+}
+
+static int op_hardswish_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    nn_hardswish_forward(net->layers[li].out, net->layers[li].in[0], net_out_n(net, li, n));
+    return 0;
+}
+
+static void op_hardswish_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    if (s->din[0] != NULL)
+        nn_hardswish_backward(s->din[0], s->dout, s->in[0], net_out_n(net, li, n));
+}
+
+static int op_silu_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    nn_silu_forward(net->layers[li].out, net->layers[li].in[0], net_out_n(net, li, n));
+    return 0;
+}
+
+static void op_silu_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    if (s->din[0] != NULL)
+        nn_silu_backward(s->din[0], s->dout, s->in[0], net_out_n(net, li, n));
+}
+
+static struct nn_bcast_dims net_bcast_dims(const struct nn_net *net, int li, int n)
+{
+    struct nn_bcast_dims d;
+    size_t o[3], a[3], b[3];
+    net_dims3(net, li, -1, o);
+    net_dims3(net, li, 0, a);
+    net_dims3(net, li, 1, b);
+    d.n = n;
+    for (int k = 0; k < 3; k++) {
+        d.o[k] = (int)o[k];
+        d.a[k] = (int)a[k];
+        d.b[k] = (int)b[k];
+    }
+    return d;
+}
+
+static enum nn_bcast_op net_bcast_op(enum dp_op op)
+{
+    return op == DP_OP_MUL         ? NN_BCAST_MUL
+           : op == DP_OP_SUB       ? NN_BCAST_SUB
+           : op == DP_OP_ADD_BCAST ? NN_BCAST_ADD
+                                   : NN_BCAST_DIV;
+}
+
+/* mul, sub, div, add_bcast */
+static int op_bcast_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    struct nn_net_layer *s = &net->layers[li];
+    struct nn_bcast_dims d = net_bcast_dims(net, li, n);
+    nn_bcast_forward(s->out, s->in[0], s->in[1], &d, net_bcast_op(net->m->layers[li].op));
+    return 0;
+}
+
+static void op_bcast_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    struct nn_bcast_dims d = net_bcast_dims(net, li, n);
+    nn_bcast_backward(s->din[0], s->din[1], s->dout, s->in[0], s->in[1], &d,
+                      net_bcast_op(net->m->layers[li].op));
+}
+
+/* Slice along per-sample axis `axis` as (outer, len, inner). */
+static void net_slice_split(const struct nn_net *net, int li, int n, size_t *outer, size_t *len,
+                            size_t *inner)
+{
+    const int axis = net->m->layers[li].a.axis;
+    size_t d[3];
+    net_dims3(net, li, 0, d);
+    *outer = (size_t)n;
+    *inner = 1;
+    for (int k = 1; k < axis; k++)
+        *outer *= d[k - 1];
+    for (int k = axis + 1; k <= 3; k++)
+        *inner *= d[k - 1];
+    *len = d[axis - 1];
+}
+
+static int op_slice_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    const struct dp_layer *l = &net->m->layers[li];
+    size_t outer, len, inner;
+    net_slice_split(net, li, n, &outer, &len, &inner);
+    nn_slice_forward(net->layers[li].out, net->layers[li].in[0], outer, len, inner,
+                     (size_t)l->a.start, (size_t)l->a.end);
+    return 0;
+}
+
+static void op_slice_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    size_t outer, len, inner;
+    net_slice_split(net, li, n, &outer, &len, &inner);
+    if (s->din[0] != NULL)
+        nn_slice_backward(s->din[0], s->dout, outer, len, inner, (size_t)l->a.start,
+                          (size_t)l->a.end);
+}
+
+static int op_shuffle_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    const struct dp_layer *l = &net->m->layers[li];
+    nn_shuffle_forward(net->layers[li].out, net->layers[li].in[0], n, l->out_c,
+                       (size_t)l->out_h * l->out_w, l->a.groups);
+    return 0;
+}
+
+static void op_shuffle_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    if (s->din[0] != NULL)
+        nn_shuffle_backward(s->din[0], s->dout, n, l->out_c, (size_t)l->out_h * l->out_w,
+                            l->a.groups);
+}
+
+/* A constant: its value for every sample; it has no gradient to pass on. */
+static int op_const_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    const struct dp_layer *l = &net->m->layers[li];
+    const size_t per = dp_model_out_size(net->m, li);
+    const float *v = net_param(net, l, 0);
+    for (int k = 0; k < n; k++)
+        memcpy(net->layers[li].out + (size_t)k * per, v, per * sizeof(float));
+    return 0;
+}
+
+static void op_const_bwd(struct nn_net *net, int li, int n)
+{
+    (void)net, (void)li, (void)n;
+}
+
+/* Mean over input axes [axis, axis_end] as (outer, len, inner). */
+static void net_mean_split(const struct nn_net *net, int li, int n, size_t *outer, size_t *len,
+                           size_t *inner)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    size_t d[3];
+    net_dims3(net, li, 0, d);
+    *outer = (size_t)n;
+    *len = *inner = 1;
+    for (int k = 1; k <= 3; k++) {
+        if (k < l->a.axis)
+            *outer *= d[k - 1];
+        else if (k <= l->a.axis_end)
+            *len *= d[k - 1];
+        else
+            *inner *= d[k - 1];
+    }
+}
+
+static int op_mean_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    size_t outer, len, inner;
+    net_mean_split(net, li, n, &outer, &len, &inner);
+    nn_mean_forward(net->layers[li].out, net->layers[li].in[0], outer, len, inner);
+    return 0;
+}
+
+static void op_mean_bwd(struct nn_net *net, int li, int n)
+{
+    struct nn_net_layer *s = &net->layers[li];
+    size_t outer, len, inner;
+    net_mean_split(net, li, n, &outer, &len, &inner);
+    if (s->din[0] != NULL)
+        nn_mean_backward(s->din[0], s->dout, outer, len, inner);
+}
+
 /* Per-layer caches: what backward needs from forward besides activations. */
 static size_t op_bn_cache(const struct dp_layer *l, size_t cnt)
 {
@@ -577,6 +796,18 @@ static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
     [DP_OP_CONCAT] = {op_concat_fwd, op_concat_bwd, NN_BLOCK_NONE, NULL, 0},
     [DP_OP_CLIP] = {op_clip_fwd, op_clip_bwd, NN_BLOCK_NONE, NULL, 0},
     [DP_OP_RESHAPE] = {op_reshape_fwd, op_reshape_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_SIGMOID] = {op_sigmoid_fwd, op_sigmoid_bwd, NN_BLOCK_FOLLOWS, NULL, 0},
+    [DP_OP_HARDSIGMOID] = {op_hardsigmoid_fwd, op_hardsigmoid_bwd, NN_BLOCK_FOLLOWS, NULL, 0},
+    [DP_OP_HARDSWISH] = {op_hardswish_fwd, op_hardswish_bwd, NN_BLOCK_FOLLOWS, NULL, 0},
+    [DP_OP_SILU] = {op_silu_fwd, op_silu_bwd, NN_BLOCK_FOLLOWS, NULL, 0},
+    [DP_OP_MUL] = {op_bcast_fwd, op_bcast_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_SUB] = {op_bcast_fwd, op_bcast_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_DIV] = {op_bcast_fwd, op_bcast_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_SLICE] = {op_slice_fwd, op_slice_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_SHUFFLE] = {op_shuffle_fwd, op_shuffle_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_CONST] = {op_const_fwd, op_const_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_ADD_BCAST] = {op_bcast_fwd, op_bcast_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_MEAN] = {op_mean_fwd, op_mean_bwd, NN_BLOCK_NONE, NULL, 0},
 };
 
 int nn_net_op_supported(enum dp_op op)

@@ -410,3 +410,118 @@ Test(onnx, roundtrip_added_ops)
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }
+
+/* conv, silu, squeeze-excitation (gap, hardsigmoid, mul), shuffle, two
+ * slices, hardswish, sigmoid, sub, div, times a constant, plus a broadcast
+ * gap, mean over H, linear. */
+static struct dp_model *ox_mobile_model(void)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = dp_model_new(4, 4, 4);
+    cr_assert_not_null(m);
+    struct dp_op_attrs a = {0};
+    int c1 = dp_model_add_conv2d(m, "c1", DP_MODEL_INPUT, 8, 3, 1, 1, 1, 1, &ei);
+    int s = dp_model_add_unary(m, "silu", DP_OP_SILU, c1, &ei);
+    int gp = dp_model_add_unary(m, "gap", DP_OP_GAP, s, &ei);
+    a.alpha = 0.25f, a.beta = 0.5f;
+    int g = dp_model_add_layer(m, "hsig", DP_OP_HARDSIGMOID, &gp, 1, &a, &ei);
+    int in2[2] = {s, g};
+    int se = dp_model_add_layer(m, "se", DP_OP_MUL, in2, 2, NULL, &ei);
+    memset(&a, 0, sizeof(a));
+    a.groups = 2;
+    int sh = dp_model_add_layer(m, "shuf", DP_OP_SHUFFLE, &se, 1, &a, &ei);
+    memset(&a, 0, sizeof(a));
+    a.axis = 1, a.start = 0, a.end = 4;
+    int l0 = dp_model_add_layer(m, "sl0", DP_OP_SLICE, &sh, 1, &a, &ei);
+    a.start = 4, a.end = 8;
+    int l1 = dp_model_add_layer(m, "sl1", DP_OP_SLICE, &sh, 1, &a, &ei);
+    int h = dp_model_add_unary(m, "hswish", DP_OP_HARDSWISH, l0, &ei);
+    int q = dp_model_add_unary(m, "sig", DP_OP_SIGMOID, l1, &ei);
+    in2[0] = h, in2[1] = q;
+    int sb = dp_model_add_layer(m, "sub", DP_OP_SUB, in2, 2, NULL, &ei);
+    in2[0] = sb;
+    int dv = dp_model_add_layer(m, "div", DP_OP_DIV, in2, 2, NULL, &ei);
+    memset(&a, 0, sizeof(a));
+    a.to_c = 4, a.to_h = 1, a.to_w = 1;
+    int k = dp_model_add_layer(m, "k", DP_OP_CONST, &dv, 1, &a, &ei);
+    in2[0] = dv, in2[1] = k;
+    int mk = dp_model_add_layer(m, "mk", DP_OP_MUL, in2, 2, NULL, &ei);
+    memset(&a, 0, sizeof(a));
+    a.axis = a.axis_end = 2;
+    int gq = dp_model_add_unary(m, "gq", DP_OP_GAP, q, &ei);
+    in2[0] = mk, in2[1] = gq;
+    int ab = dp_model_add_layer(m, "ab", DP_OP_ADD_BCAST, in2, 2, NULL, &ei);
+    int mn = dp_model_add_layer(m, "mean", DP_OP_MEAN, &ab, 1, &a, &ei);
+    int fl = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, mn, &ei);
+    cr_assert(dp_model_add_linear(m, "fc", fl, 3, &ei) >= 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    for (size_t i = 0; i < m->n_floats; i++)
+        m->data[i] = (float)((int)(i * 7919 % 97) - 48) / 97.0f;
+    return m;
+}
+
+/*
+ * The ops of the mobile networks (issue 17) go out and come back as the
+ * same layers at opsets 13 and 17: SiLU written as Sigmoid and Mul, and
+ * HardSwish before opset 14 as HardSigmoid and Mul, are fused again; the
+ * shuffle's Reshape-Transpose-Reshape becomes one layer; the constant
+ * comes back as a const layer under its own name.
+ */
+Test(onnx, roundtrip_mobile_ops)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = ox_mobile_model(), *back = NULL;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/mobile.onnx", ox_dir);
+    for (int opset = 13; opset <= 17; opset += 4) {
+        struct dp_onnx_export_opts o = {0, opset, 0, NULL};
+        cr_assert_eq(dp_onnx_export_file(m, path, &o, &ei), DP_OK, "opset %d: %s", opset, ei.msg);
+        struct Onnx__ModelProto *mp = NULL;
+        cr_assert_eq(dp_onnx_model_read(path, &mp, &ei), DP_OK, "%s", ei.msg);
+        cr_expect(ox_has_op(mp, "Transpose") && ox_has_op(mp, "Slice") &&
+                      ox_has_op(mp, "HardSigmoid") && ox_has_op(mp, "Div"),
+                  "opset %d", opset);
+        cr_expect_eq(ox_has_op(mp, "HardSwish"), opset >= 14, "opset %d", opset);
+        dp_onnx_model_free(mp);
+        cr_assert_eq(dp_onnx_import_file(path, &back, NULL, &ei), DP_OK, "opset %d: %s", opset,
+                     ei.msg);
+        ox_expect_same(m, back, opset == 13 ? "mobile ops, opset 13" : "mobile ops, opset 17");
+        for (int i = 0; i < m->n_layers; i++) {
+            const struct dp_op_attrs *x = &m->layers[i].a, *y = &back->layers[i].a;
+            cr_expect(x->alpha == y->alpha && x->beta == y->beta && x->axis == y->axis &&
+                          x->start == y->start && x->end == y->end && x->groups == y->groups,
+                      "layer '%s': attributes differ after the trip", m->layers[i].name);
+        }
+        dp_model_free(back);
+        back = NULL;
+    }
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Transpose and rank 5 exist only inside a channel shuffle: any other use is
+ * refused with a message that says so. */
+Test(onnx, transpose_outside_a_shuffle_is_refused)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = ox_mobile_model(), *back = NULL;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/shuf.onnx", ox_dir);
+    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
+    struct Onnx__ModelProto *mp = NULL;
+    cr_assert_eq(dp_onnx_model_read(path, &mp, &ei), DP_OK, "%s", ei.msg);
+    Onnx__NodeProto *tr = NULL;
+    for (size_t i = 0; i < mp->graph->n_node; i++) {
+        if (strcmp(mp->graph->node[i]->op_type, "Transpose") == 0)
+            tr = mp->graph->node[i];
+    }
+    cr_assert_not_null(tr);
+    cr_assert_eq(tr->attribute[0]->n_ints, 5);
+    tr->attribute[0]->ints[1] = 1, tr->attribute[0]->ints[2] = 2;
+    cr_expect_eq(dp_onnx_import(mp, &back, NULL, &ei), DP_EUNSUPPORTED);
+    cr_expect_null(back);
+    cr_expect(strstr(ei.msg, "only inside a channel shuffle") != NULL, "%s", ei.msg);
+    dp_onnx_model_free(mp);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -69,6 +70,28 @@ static struct dp_op_attrs op_sample(enum dp_op op)
         case DP_OP_RESHAPE:
             a.to_c = 18, a.to_h = 9, a.to_w = 1;
             break;
+        case DP_OP_HARDSIGMOID:
+            a.alpha = 0.2f, a.beta = 0.5f;
+            break;
+        case DP_OP_MEAN:
+            a.axis = 2, a.axis_end = 3;
+            break;
+        case DP_OP_SLICE:
+            a.axis = 1, a.start = 1, a.end = 2;
+            break;
+        case DP_OP_SHUFFLE:
+            a.groups = 2;
+            break;
+        case DP_OP_CONST:
+            a.to_c = 2, a.to_h = 1, a.to_w = 1;
+            break;
+        case DP_OP_SIGMOID:
+        case DP_OP_HARDSWISH:
+        case DP_OP_SILU:
+        case DP_OP_ADD_BCAST:
+        case DP_OP_MUL:
+        case DP_OP_SUB:
+        case DP_OP_DIV:
         case DP_OP_RELU:
         case DP_OP_RELU6:
         case DP_OP_GAP:
@@ -108,6 +131,10 @@ static void op_scribble(struct dp_op_attrs *a, unsigned mask)
         a->lo = FLT_MAX, a->hi = -FLT_MAX;
     if (!(mask & DP_ATTR_TO))
         a->to_c = 5, a->to_h = 5, a->to_w = 5;
+    if (!(mask & DP_ATTR_AB))
+        a->alpha = NAN, a->beta = INFINITY;
+    if (!(mask & DP_ATTR_RANGE))
+        a->start = 7, a->end = 3;
 }
 
 static struct dp_model *op_one_layer(enum dp_op op, const struct dp_op_attrs *a)
@@ -170,5 +197,29 @@ Test(op, graph_json_reads_each_op_with_its_input_count)
     json_decref(g);
     dp_model_free(back);
     dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Every op's attributes survive graph JSON (checkpoints), the fields added
+ * for issue 17 (alpha, beta, start, end) included. */
+Test(op, graph_json_keeps_every_ops_attributes)
+{
+    for (int i = 0; i < DP_OP__COUNT; i++) {
+        const enum dp_op op = (enum dp_op)i;
+        struct dp_op_attrs a = op_sample(op);
+        struct dp_model *m = op_one_layer(op, &a), *back = NULL;
+        struct dp_errinfo ei = {0};
+        cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s: %s", dp_op_name(op), ei.msg);
+        json_t *g = NULL;
+        cr_assert_eq(dp_model_graph_to_json(m, &g, &ei), DP_OK, "%s: %s", dp_op_name(op), ei.msg);
+        cr_assert_eq(dp_model_graph_from_json(g, &back, &ei), DP_OK, "%s: %s", dp_op_name(op),
+                     ei.msg);
+        cr_expect_eq(back->layers[0].op, op);
+        cr_expect(memcmp(&back->layers[0].a, &m->layers[0].a, sizeof(a)) == 0,
+                  "%s: attributes differ after graph JSON", dp_op_name(op));
+        json_decref(g);
+        dp_model_free(back);
+        dp_model_free(m);
+    }
     DP_ASSERT_NO_LEAKS();
 }
