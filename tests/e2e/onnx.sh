@@ -11,7 +11,8 @@
 #  3. ONNX's own node tests (make onnx-node-tests).
 #  4. Twelve torchvision ImageNet architectures (issue 17; tests/onnx/tv_models.py,
 #     random weights, batch 1, opsets 13 and 17) match PyTorch within 1e-4, and
-#     their re-exports import to the same outputs.
+#     their re-exports import to the same outputs (ten in make test; all
+#     twelve with TV_MODELS=all: make test-onnx-zoo).
 # Fixtures are generated under build/ (FIXTURES), never committed.
 set -euo pipefail
 WORKER=${1:?usage: onnx.sh WORKER_BINARY [FIXTURES_DIR]}
@@ -45,13 +46,20 @@ done
 # and ShuffleNet need SiLU, HardSwish, squeeze-excitation Mul, ReduceMean, the
 # channel shuffle and shape folding. Each net's opset-13 import is exported
 # again at 17 (the four mobile nets at 13 too) and must give the same logits.
+# make test runs ten of the twelve; AlexNet and VGG11-BN (224x224 inputs,
+# 240 and 530 MB files, minutes to export) run with TV_MODELS=all, which
+# `make test-onnx-zoo` sets.
+TV_DEFAULT=resnet18,mobilenet_v2,squeezenet1_1,densenet121,googlenet,regnet_x_400mf,efficientnet_b0,mobilenet_v3_small,mnasnet0_5,shufflenet_v2_x0_5,shufflenet_v2_x0_5_dyn
+TV_MODELS=${TV_MODELS:-$TV_DEFAULT}
+[ "$TV_MODELS" = all ] && TV_MODELS=$TV_DEFAULT,alexnet,vgg11_bn
 TVFIX="$FIX-tv" # beside FIX: regenerating FIX must not remove these (2 GB, minutes)
-if [ ! -f "$TVFIX/.stamp" ] || [ tests/onnx/tv_models.py -nt "$TVFIX/.stamp" ]; then
+if [ ! -f "$TVFIX/.stamp" ] || [ tests/onnx/tv_models.py -nt "$TVFIX/.stamp" ] ||
+   [ "$(cat "$TVFIX/.stamp")" != "$TV_MODELS" ]; then
   rm -rf "$TVFIX" && mkdir -p "$TVFIX"
-  echo "onnx: exporting the torchvision models (torch.onnx, opsets 13, 17)"
-  $PY -W ignore tests/onnx/tv_models.py "$TVFIX" --opsets 13,17 > "$tmp/tv.log" 2>&1 \
-    || { cat "$tmp/tv.log"; exit 1; }
-  touch "$TVFIX/.stamp"
+  echo "onnx: exporting the torchvision models (torch.onnx, opsets 13, 17): $TV_MODELS"
+  $PY -W ignore tests/onnx/tv_models.py "$TVFIX" --opsets 13,17 --models "$TV_MODELS" \
+    > "$tmp/tv.log" 2>&1 || { cat "$tmp/tv.log"; exit 1; }
+  echo "$TV_MODELS" > "$TVFIX/.stamp"
 fi
 for f in "$TVFIX"/tv_*_op*.onnx; do
   b=$(basename "$f" .onnx); n=${b%_op*}; op=${b##*_op}
