@@ -49,7 +49,7 @@ static enum dp_err gc_orphan_files(struct srv_store *st, const char *data_dir, i
         if (strlen(d->d_name) != 2 || d->d_name[0] == '.')
             continue;
         char sub[4300];
-        snprintf(sub, sizeof(sub), "%s/%s", root, d->d_name);
+        snprintf(sub, sizeof(sub), "%s/%.2s", root, d->d_name);
         DIR *dir = opendir(sub);
         if (dir == NULL)
             continue;
