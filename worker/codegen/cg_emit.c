@@ -730,6 +730,9 @@ static void cg_emit_path(FILE *f, const struct cg_plan *p, const struct cg_weigh
                          const struct cg_emit_opts *o, const char *isa)
 {
     const struct dp_model *m = p->m;
+    /* One kernel per step by its schedule; a sparse kernel for an
+     * irregular layer goes here, taken when sched.sparse is set (the
+     * tuner's dense/sparse choice, cg_sched_candidates). */
     for (int k = 0; k < p->n_steps; k++) {
         if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.kern == CG_KERN_PANEL)
             cg_emit_conv_panel(f, p, k, &w->sec[k], o);
