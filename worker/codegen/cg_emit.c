@@ -253,7 +253,7 @@ static int cg_popcount(unsigned m)
  * need no barrier before reading it (barriers dominate small layers at 2
  * threads on a shared machine); a large one is padded once, channels
  * split between threads, then a barrier. */
-#define CG_PRIVATE_PAD_FLOATS 32768
+#define CG_PRIVATE_PAD_FLOATS CG_SCHED_PRIVATE_PAD_FLOATS
 
 static void cg_emit_pad(FILE *f, const struct cg_step *s, const struct cg_conv_sched *c)
 {

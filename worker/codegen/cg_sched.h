@@ -88,12 +88,18 @@ int cg_schedule_path(const struct cg_schedule *s, const char *isa);
  * width vl, into out (at most cap), the cost model's choice first and the
  * rest in the order the tuner should try them. gw is the layout's group
  * width for a panel step; 0 on the layout path, whose candidates choose
- * it. A schedule read from a file is valid iff it is one of these. The
+ * it. threads (the bundle's default) may change the order, never the
+ * set. A schedule read from a file is valid iff it is one of these. The
  * sparse engineer's hook: an irregular layer offers its sparse kernel
  * here (sched.sparse = 1) once one exists. Returns the count (>= 1 for a
  * convolution, 0 otherwise).
  */
-int cg_sched_candidates(const struct cg_step *s, int vl, int gw, struct cg_sched *out, int cap);
+int cg_sched_candidates(const struct cg_step *s, int vl, int gw, int threads, struct cg_sched *out,
+                        int cap);
+
+/* Padded inputs up to this many floats are copied by every thread into
+ * its own scratch (no barrier; the emitter's choice). */
+#define CG_SCHED_PRIVATE_PAD_FLOATS 32768
 
 /* Whether a and b schedule the same code. */
 int cg_sched_equal(const struct cg_sched *a, const struct cg_sched *b);

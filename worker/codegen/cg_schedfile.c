@@ -90,8 +90,8 @@ static enum dp_err cg_int_field(const json_t *o, const char *where, const char *
 /* Layer entry e of path i for step s into *out: one of the schedules the
  * compiler generates for s (cg_sched_candidates), else DP_EINVAL. */
 static enum dp_err cg_parse_layer(const json_t *e, const char *where, const struct cg_plan *p,
-                                  const struct cg_step *s, int vl, int gw, struct cg_sched *out,
-                                  struct dp_errinfo *ei)
+                                  const struct cg_step *s, int vl, int gw, int threads,
+                                  struct cg_sched *out, struct dp_errinfo *ei)
 {
     const char *name = p->m->layers[s->layer].name;
     const json_t *jl = json_object_get(e, "layer"), *jk = json_object_get(e, "kernel");
@@ -133,7 +133,7 @@ static enum dp_err cg_parse_layer(const json_t *e, const char *where, const stru
     if (err)
         return err;
     struct cg_sched cand[CG_SCHEDFILE_CANDS];
-    const int n = cg_sched_candidates(s, vl, gw, cand, CG_SCHEDFILE_CANDS);
+    const int n = cg_sched_candidates(s, vl, gw, threads, cand, CG_SCHEDFILE_CANDS);
     for (int i = 0; i < n; i++) {
         if (cg_sched_equal(&cand[i], &c)) {
             *out = c;
@@ -171,8 +171,9 @@ static enum dp_err cg_parse_paths(const json_t *root, const struct cg_plan *p,
             if (e >= json_array_size(layers))
                 return dp_errinfo_set(ei, DP_EINVAL, "schedule: %s is missing", where);
             const int gw = i > 0 ? s->path[0].steps[k].gw : 0;
-            enum dp_err err = cg_parse_layer(json_array_get(layers, e), where, p, &p->steps[k],
-                                             s->path[i].vl, gw, &s->path[i].steps[k], ei);
+            enum dp_err err =
+                cg_parse_layer(json_array_get(layers, e), where, p, &p->steps[k], s->path[i].vl, gw,
+                               s->threads, &s->path[i].steps[k], ei);
             if (err)
                 return err;
             e++;

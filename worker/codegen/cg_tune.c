@@ -151,7 +151,8 @@ static void cg_tune_fix_paths(const struct cg_plan *p, struct cg_schedule *s, in
         for (int k = 0; k < p->n_steps; k++) {
             struct cg_sched *o = &s->path[i].steps[k];
             if (o->kern == CG_KERN_PANEL && o->gw != s->path[0].steps[k].gw)
-                cg_sched_candidates(&p->steps[k], s->path[i].vl, s->path[0].steps[k].gw, o, 1);
+                cg_sched_candidates(&p->steps[k], s->path[i].vl, s->path[0].steps[k].gw, s->threads,
+                                    o, 1);
         }
     }
 }
@@ -175,7 +176,7 @@ static enum dp_err cg_tune_rounds(struct cg_tune *t, struct cg_schedule *s, int 
     int most = 1;
     for (int k = 0; k < n; k++) {
         const int gw = tp > 0 ? s->path[0].steps[k].gw : 0;
-        n_cand[k] = cg_sched_candidates(&p->steps[k], s->path[tp].vl, gw,
+        n_cand[k] = cg_sched_candidates(&p->steps[k], s->path[tp].vl, gw, s->threads,
                                         cand + (size_t)k * CG_TUNE_CANDS, CG_TUNE_CANDS);
         most = n_cand[k] > most ? n_cand[k] : most;
         best[k] = INFINITY;

@@ -419,7 +419,7 @@ Test(cg, a_schedule_file_is_followed_and_checked, .timeout = 300)
         for (int k = 0; k < p->n_steps; k++) {
             struct cg_sched c[64];
             const int gw = i > 0 ? sch.path[0].steps[k].gw : 0;
-            const int n = cg_sched_candidates(&p->steps[k], sch.path[i].vl, gw, c, 64);
+            const int n = cg_sched_candidates(&p->steps[k], sch.path[i].vl, gw, 2, c, 64);
             if (n > 1) {
                 sch.path[i].steps[k] = c[n - 1];
                 changed++;
