@@ -340,8 +340,8 @@ Test(cg, two_compiles_give_identical_bundles, .timeout = 60)
     const struct cg_compile_opts o = {"r20", "r20.safetensors", "native", 2, 0.0, NULL};
     cr_assert_eq(cg_compile(m, d1, &o, NULL, &ei), DP_OK, "%s", ei.msg);
     cr_assert_eq(cg_compile(m, d2, &o, NULL, &ei), DP_OK, "%s", ei.msg);
-    static const char *const files[] = {"model.h", "model.c",       "weights.bin",
-                                        "bench.c", "reference.bin", "Makefile"};
+    static const char *const files[] = {"model.h",       "model.c",  "weights.bin",  "bench.c",
+                                        "reference.bin", "Makefile", "schedule.json"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
         cg_test_same_file(d1, d2, files[i]);
     dp_test_tmpdir_remove(d1);
