@@ -24,6 +24,7 @@
 # Environment:
 #   THREADS=2                 threads of every engine (OMP_NUM_THREADS too)
 #   RUNS=200 WARMUP=20        timed and untimed runs of each engine
+#   TUNE_S=0                  seconds of `compile --tune` per bundle of ours (0: none)
 #   BENCH_COMPILE_MODELS="vgg16-cifar resnet20-cifar"
 #   BENCH_OUT=build/bench     results under BENCH_OUT/compile
 #   ORT_DIR=build/ort         where onnxruntime-node is installed (npm, on
@@ -36,6 +37,7 @@ WORKER=${1:-build/release/dnnpress-worker}
 THREADS=${THREADS:-2}
 RUNS=${RUNS:-200}
 WARMUP=${WARMUP:-20}
+TUNE_S=${TUNE_S:-0}
 MODELS=${BENCH_COMPILE_MODELS:-vgg16-cifar resnet20-cifar}
 OUT=${BENCH_OUT:-build/bench}/compile
 ORT_DIR=${ORT_DIR:-build/ort}
@@ -174,7 +176,7 @@ ours() {
   mkdir -p "$OUT/bundles"
   echo "bench-compile: [ours-$m-$v] compile + make" >&2
   if ! "$WORKER" compile --model "$MD/${m}_$v.onnx" --out "$dir" --target native \
-    --threads "$THREADS" >"$OUT/logs/ours-$m-$v.compile.log" 2>&1; then
+    --threads "$THREADS" --tune "$TUNE_S" >"$OUT/logs/ours-$m-$v.compile.log" 2>&1; then
     echo "bench-compile: [ours-$m-$v] compile FAILED, see $OUT/logs/ours-$m-$v.compile.log" >&2
     tail -5 "$OUT/logs/ours-$m-$v.compile.log" >&2
     echo "{\"engine\": \"ours\", \"model\": \"$m\", \"variant\": \"$v\", \"error\": \"compile failed\"}" \

@@ -5,11 +5,13 @@
  *   struct cg_compile_opts o = {"resnet20", "resnet20.safetensors", "native", 2};
  *   err = cg_compile(model, "out/resnet20", &o, &summary, &ei);
  *
- * Steps: plan (cg_plan.h: fold, fuse, choose formats), pack the weights
- * (cg_weights.h), compute the reference logits with the engine
- * (worker/nn, evaluation mode) on CG_REF_SAMPLES fixed inputs, and write
- * model.h, model.c, bench.c, Makefile, weights.bin and reference.bin,
- * each through a temporary file renamed into place.
+ * Steps: plan (cg_plan.h: fold, fuse, choose formats), compute the
+ * reference logits with the engine (worker/nn, evaluation mode) on
+ * CG_REF_SAMPLES fixed inputs, take the schedule (cg_sched.h: the cost
+ * model's, a schedule.json's, or tuned by timing candidate bundles,
+ * cg_tune.h), pack the weights for it (cg_weights.h) and write model.h,
+ * model.c, bench.c, Makefile, weights.bin, reference.bin and
+ * schedule.json, each through a temporary file renamed into place.
  */
 #ifndef DP_WORKER_CODEGEN_CG_COMPILE_H
 #define DP_WORKER_CODEGEN_CG_COMPILE_H
@@ -18,15 +20,18 @@
 
 #include "common/err.h"
 #include "common/model.h"
+#include "worker/codegen/cg_tune.h"
 
 #define CG_REF_SAMPLES 2
 
 struct cg_compile_opts {
-    const char *name;   /* the model's name in the bundle */
-    const char *source; /* the file it came from, for the banner (base name) */
-    const char *target; /* "native" (this CPU's vectors, -march=native), "portable" or "opencl"
-                           (OpenCL kernels and a host runner, cg_emit_ocl.h) */
-    int threads;        /* the bundle's default OpenMP threads, >= 1 */
+    const char *name;     /* the model's name in the bundle */
+    const char *source;   /* the file it came from, for the banner (base name) */
+    const char *target;   /* "native" (this CPU's vectors, -march=native), "portable" or "opencl"
+                             (OpenCL kernels and a host runner, cg_emit_ocl.h) */
+    int threads;          /* the bundle's default OpenMP threads, >= 1 (a schedule file's win) */
+    double tune_s;        /* > 0: tune the schedule for about this many seconds (cg_tune.h) */
+    const char *schedule; /* a schedule.json to compile with instead of the cost model's */
 };
 
 /* What was compiled, for the command's summary line. */
@@ -34,7 +39,10 @@ struct cg_compile_summary {
     int n_steps, n_fkw, n_dense, n_irregular;
     size_t weights_bytes;
     long long macs_dense, macs_nonzero;
-    int vl; /* floats per vector of the kernels, 0 for plain arrays */
+    int vl;          /* floats per vector of the widest path's kernels, 0 for plain arrays */
+    int threads;     /* the bundle's default threads (the schedule's) */
+    const char *isa; /* the path tuning measured fastest, NULL when the bundle times them */
+    struct cg_tune_report tune; /* what tuning did (zero without --tune) */
 };
 
 /*
@@ -42,7 +50,8 @@ struct cg_compile_summary {
  * parameters are not changed) into directory dir (created when missing;
  * files already there are replaced). summary may be NULL.
  * DP_EUNSUPPORTED naming the layer the compiler cannot handle, DP_EINVAL
- * for an unknown target, DP_EIO naming the file that could not be
+ * for an unknown target or a schedule file that does not fit the model,
+ * DP_EIO when a tuning candidate fails to build or run, DP_EIO naming the file that could not be
  * written, DP_ENOMEM.
  */
 enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_compile_opts *o,

@@ -29,21 +29,26 @@
 
 #include "common/err.h"
 #include "worker/codegen/cg_plan.h"
+#include "worker/codegen/cg_sched.h"
 #include "worker/codegen/cg_weights.h"
 
 struct cg_emit_opts {
     const char *name;   /* the model's name in the bundle (JSON "model") */
     const char *source; /* the file compiled, for the banner (a base name) */
-    const char *target; /* "native" or "portable" */
-    int vl;             /* floats per vector for the kernels; 0: plain arrays (portable) */
-    int threads;        /* default OpenMP threads of the bundle */
+    const char *target; /* "native", "portable" or "opencl" (cg_emit_ocl.h) */
+    int vl; /* floats per vector of the path being emitted (set per path by cg_emit_model_c) */
+    const struct cg_schedule *sch; /* every ISA path's schedule, the threads, the preferred path */
 };
 
-/* Writes model.c for plan p and its weights w to f. DP_EIO when f fails. */
+/* Writes model.c for plan p and its weights w to f: the runtime and every
+ * path of o->sch, each path's layers in its own part (CG_PART). p's steps
+ * must carry path 0's schedule (the weights' layout). DP_EIO when f
+ * fails, DP_ENOMEM. */
 enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_weights *w,
                             const struct cg_emit_opts *o, struct dp_errinfo *ei);
 
-/* Writes the bundle's model.h, bench.c or Makefile (cflags substituted). */
+/* Writes the bundle's model.h, bench.c or Makefile (flags and the ISA
+ * paths' parts from o->sch substituted). */
 enum dp_err cg_emit_model_h(FILE *f, struct dp_errinfo *ei);
 enum dp_err cg_emit_bench_c(FILE *f, struct dp_errinfo *ei);
 enum dp_err cg_emit_makefile(FILE *f, const struct cg_emit_opts *o, struct dp_errinfo *ei);

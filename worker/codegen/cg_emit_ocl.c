@@ -598,7 +598,7 @@ enum dp_err cg_ocl_emit_model_c(FILE *f, const struct cg_plan *p, const struct c
           "#include <stdlib.h>\n#include <string.h>\n#include <time.h>\n\n",
           f);
     const int out_slot = p->value_slot[m->n_layers - 1];
-    fprintf(f, "#define CG_DEFAULT_THREADS %d\n", o->threads);
+    fprintf(f, "#define CG_DEFAULT_THREADS %d\n", o->sch->threads);
     fprintf(f, "#define CG_IN_FLOATS %zu\n#define CG_OUT_FLOATS %zu\n", p->in_floats,
             p->out_floats);
     fprintf(f, "#define CG_N_SLOTS %d\n#define CG_SLOT_FLOATS %zu\n",
@@ -648,7 +648,7 @@ enum dp_err cg_ocl_emit_model_c(FILE *f, const struct cg_plan *p, const struct c
     cg_ocl_str(f, o->name);
     fprintf(f, "\", \"opencl\", %d, %d, %d, %zu, %d, cg_layers, %lldLL, %lldLL, %d,\n};\n", m->in_c,
             m->in_h, m->in_w, p->out_floats, p->n_steps, p->macs_dense, p->macs_nonzero,
-            o->threads);
+            o->sch->threads);
     cg_ocl_lines(f, cg_tmpl_ocl_rt);
     if (ferror(f))
         return dp_errinfo_set(ei, DP_EIO, "writing model.c failed");

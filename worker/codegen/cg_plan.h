@@ -108,6 +108,15 @@ struct cg_sched {
     int shift;    /* CG_KERN_SPATIAL: input as kw column-shifted copies of each row phase,
                      (C, sh * kw, PHq, OW), so flat outputs have no padding column; 0: the
                      polyphase planes of the padded input, (C, sh * sw, PHq, PWq) */
+    int gw;       /* CG_KERN_PANEL: floats per weight group of the packed layout, shared by
+                     every ISA path of a bundle (the layout path's nb * vl); a path's block of
+                     nb panels of vl runs gw / (nb * vl) times per group */
+    int nv;       /* CG_KERN_SPATIAL on vectors: vectors of flat outputs per tile */
+    int sets;     /* CG_KERN_SPATIAL on vectors: accumulator sets a kernel's taps spread over */
+    int unroll;   /* CG_KERN_SPATIAL on vectors: kernels interleaved per iteration (1 or 2) */
+    int sparse;   /* hook for the sparse kernels: 1 = an irregular layer runs its sparse
+                     (CSR/bitmask) kernel, 0 = dense; the tuner times both where
+                     cg_sched_candidates offers both */
 };
 
 struct cg_step {

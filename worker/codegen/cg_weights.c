@@ -60,10 +60,10 @@ static void cg_put_u64(unsigned char *p, uint64_t v)
 }
 
 /*
- * A dense convolution of the panel kernel (cg_sched.h): groups of nb
- * panels of vl output channels, each group (C, T, nb*vl), so the K-loop
- * reads one contiguous run of nb vectors per (channel, tap); output
- * channels past F are zero. The bias is padded to the panels too.
+ * A dense convolution of the panel kernel (cg_sched.h): groups of gw
+ * output channels, each group (C, T, gw), so the K-loop reads one
+ * contiguous run of a block's vectors per (channel, tap); output channels
+ * past F are zero. The bias is padded to the groups too.
  */
 static enum dp_err cg_weights_panel(const struct cg_step *s, const char *name,
                                     struct cg_weights *out, struct cg_wsec *sec,
@@ -71,11 +71,11 @@ static enum dp_err cg_weights_panel(const struct cg_step *s, const char *name,
 {
     const struct cg_sched *sc = &s->sched;
     const size_t F = (size_t)s->g.F, C = (size_t)s->g.C, T = (size_t)s->g.kh * (size_t)s->g.kw;
-    const size_t VL = (size_t)sc->vl, NB = (size_t)sc->nb;
-    const size_t P = (F + VL - 1) / VL, G = P / NB, W = NB * VL;
+    /* Groups of gw channels: every ISA path's blocks divide them (cg_sched.h). */
+    const size_t W = (size_t)sc->gw, G = (F + W - 1) / W;
     const size_t n = dp_size_mul(dp_size_mul(G, C * T), W);
     float *w = dp_calloc(n, sizeof(float));
-    float *b = dp_calloc(P * VL, sizeof(float));
+    float *b = dp_calloc(G * W, sizeof(float));
     uint32_t *ko = NULL;
     enum dp_err err = DP_OK;
     if (w == NULL || b == NULL) {
@@ -116,7 +116,7 @@ static enum dp_err cg_weights_panel(const struct cg_step *s, const char *name,
     sec->n_w = n;
     err = cg_blob_add(out, w, n * sizeof(float), &sec->w, ei);
     if (!err)
-        err = cg_blob_add(out, b, P * VL * sizeof(float), &sec->b, ei);
+        err = cg_blob_add(out, b, G * W * sizeof(float), &sec->b, ei);
     if (!err)
         err = cg_blob_add(out, ko, C * T * sizeof(uint32_t), &sec->koff, ei);
 out:
