@@ -11,6 +11,7 @@
 #include "worker/cmd/wk_flags.h"
 #include "worker/cmd/wk_model_load.h"
 #include "worker/codegen/cg_compile.h"
+#include "worker/codegen/cg_sparse.h"
 
 #define WK_OFF(f) offsetof(struct wk_compile_opts, f)
 
@@ -22,6 +23,8 @@ static const struct wk_flag wk_compile_flags[] = {
      "native (this CPU's vectors, -march=native) or portable (plain C, -O2)"},
     {"name", WK_STR, WK_OFF(name), 0, 0, NULL, 0,
      "the model's name in the bundle (default: the file's base name)"},
+    {"sparse", WK_STR, WK_OFF(sparse), 0, 0, "auto", WK_FLAG_JOB,
+     "irregular layers: auto (by the measured break-even), or dense, csr, bitmask for all"},
     {"threads", WK_INT, WK_OFF(threads), 1, 1024, "1", WK_FLAG_JOB,
      "the bundle's default OpenMP threads (bench --threads overrides)"},
 };
@@ -43,6 +46,9 @@ enum dp_err wk_compile_check(const struct wk_compile_opts *o, struct dp_errinfo 
                               o->target ? o->target : "");
     if (o->threads < 1)
         return dp_errinfo_set(ei, DP_EINVAL, "--threads must be at least 1");
+    if (o->sparse != NULL && cg_sparse_mode_parse(o->sparse) < 0)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "--sparse must be auto, dense, csr or bitmask, got '%s'", o->sparse);
     return DP_OK;
 }
 
@@ -73,16 +79,17 @@ enum dp_err wk_compile(const struct wk_compile_opts *o, const struct wk_hooks *h
     wk_compile_base(o->model, base, sizeof(base));
     const char *slash = strrchr(o->model, '/');
     snprintf(source, sizeof(source), "%s", slash ? slash + 1 : o->model);
-    const struct cg_compile_opts co = {o->name ? o->name : base, source, o->target,
-                                       (int)o->threads};
+    const struct cg_compile_opts co = {o->name ? o->name : base, source, o->target, (int)o->threads,
+                                       o->sparse};
     struct cg_compile_summary s;
     err = cg_compile(m, o->out, &co, &s, ei);
     if (!err)
         fprintf(stderr,
-                "compile: %s -> %s: %d layers (%d fkw, %d dense, %d irregular as dense), "
-                "%zu weight bytes, %lld of %lld MACs non-zero, %d-float vectors\n",
-                o->model, o->out, s.n_steps, s.n_fkw, s.n_dense, s.n_irregular, s.weights_bytes,
-                s.macs_nonzero, s.macs_dense, s.vl);
+                "compile: %s -> %s: %d layers (%d fkw, %d dense, %d irregular as dense, %d csr, "
+                "%d bitmask; %d quantized arrays), %zu weight bytes, %lld of %lld MACs "
+                "non-zero, %d-float vectors\n",
+                o->model, o->out, s.n_steps, s.n_fkw, s.n_dense, s.n_irregular, s.n_csr,
+                s.n_bitmask, s.n_quantized, s.weights_bytes, s.macs_nonzero, s.macs_dense, s.vl);
     dp_model_free(m);
     return err;
 }

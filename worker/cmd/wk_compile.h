@@ -17,6 +17,7 @@ struct wk_compile_opts {
     const char *target; /* "native" or "portable" */
     const char *name;   /* the model's name in the bundle; NULL: the file's base name */
     long threads;       /* the bundle's default OpenMP threads */
+    const char *sparse; /* irregular layers: "auto", "dense", "csr", "bitmask" (cg_sparse.h) */
 };
 
 /* Sets o to the defaults of compile's flag table. */

@@ -13,6 +13,7 @@
 #include "worker/codegen/cg_emit.h"
 #include "worker/codegen/cg_plan.h"
 #include "worker/codegen/cg_sched.h"
+#include "worker/codegen/cg_sparse.h"
 #include "worker/codegen/cg_weights.h"
 #include "worker/nn/net.h"
 
@@ -84,6 +85,18 @@ static enum dp_err cg_write_model_h(FILE *f, const void *ctx, struct dp_errinfo 
 {
     (void)ctx;
     return cg_emit_model_h(f, ei);
+}
+
+struct cg_report_ctx {
+    const struct cg_plan *p;
+    const struct cg_weights *w;
+    int vl;
+};
+
+static enum dp_err cg_write_report(FILE *f, const void *ctx, struct dp_errinfo *ei)
+{
+    const struct cg_report_ctx *c = ctx;
+    return cg_sparse_write_report(f, c->p, c->w, c->vl, ei);
 }
 
 static enum dp_err cg_write_bench_c(FILE *f, const void *ctx, struct dp_errinfo *ei)
@@ -194,9 +207,15 @@ enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_comp
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return dp_errinfo_set(ei, dp_err_from_errno(errno), "cannot create %s: %s", dir,
                               strerror(errno));
+    const int sparse = cg_sparse_mode_parse(o->sparse != NULL ? o->sparse : "auto");
+    if (sparse < 0)
+        return dp_errinfo_set(ei, DP_EINVAL, "unknown sparse mode '%s' (auto, dense, csr, bitmask)",
+                              o->sparse);
     err = cg_plan_build(m, &p, ei);
     if (!err) {
+        cg_sparse_choose(p, vl, (enum cg_sparse_mode)sparse);
         cg_sched_choose(p, vl);
+        cg_sparse_sched(p, vl);
         err = cg_weights_build(p, &w, ei);
     }
     if (!err)
@@ -217,6 +236,9 @@ enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_comp
         err = cg_file_write(dir, "bench.c", cg_write_bench_c, NULL, ei);
     if (!err)
         err = cg_file_write(dir, "Makefile", cg_write_makefile, &eo, ei);
+    const struct cg_report_ctx rc = {p, &w, vl};
+    if (!err)
+        err = cg_file_write(dir, "formats.json", cg_write_report, &rc, ei);
     if (err || summary == NULL)
         goto out;
     memset(summary, 0, sizeof(*summary));
@@ -225,8 +247,11 @@ enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_comp
         summary->n_fkw += p->steps[k].fmt == CG_FMT_FKW;
         summary->n_dense += p->steps[k].fmt == CG_FMT_DENSE;
         summary->n_irregular += p->steps[k].fmt == CG_FMT_IRREGULAR;
+        summary->n_csr += p->steps[k].fmt == CG_FMT_CSR;
+        summary->n_bitmask += p->steps[k].fmt == CG_FMT_BITMASK;
     }
     summary->weights_bytes = w.len;
+    summary->n_quantized = w.n_q;
     summary->macs_dense = p->macs_dense;
     summary->macs_nonzero = p->macs_nonzero;
     summary->vl = vl;

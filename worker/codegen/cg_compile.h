@@ -8,7 +8,8 @@
  * Steps: plan (cg_plan.h: fold, fuse, choose formats), pack the weights
  * (cg_weights.h), compute the reference logits with the engine
  * (worker/nn, evaluation mode) on CG_REF_SAMPLES fixed inputs, and write
- * model.h, model.c, bench.c, Makefile, weights.bin and reference.bin,
+ * model.h, model.c, bench.c, Makefile, weights.bin, reference.bin and
+ * formats.json (each layer's format, why, and its bytes in every format),
  * each through a temporary file renamed into place.
  */
 #ifndef DP_WORKER_CODEGEN_CG_COMPILE_H
@@ -26,11 +27,14 @@ struct cg_compile_opts {
     const char *source; /* the file it came from, for the banner (base name) */
     const char *target; /* "native" (this CPU's vectors, -march=native) or "portable" */
     int threads;        /* the bundle's default OpenMP threads, >= 1 */
+    const char
+        *sparse; /* irregular layers: "auto" (NULL), "dense", "csr", "bitmask" (cg_sparse.h) */
 };
 
 /* What was compiled, for the command's summary line. */
 struct cg_compile_summary {
     int n_steps, n_fkw, n_dense, n_irregular;
+    int n_csr, n_bitmask, n_quantized; /* irregular layers in CSR / bitmask; quantized arrays */
     size_t weights_bytes;
     long long macs_dense, macs_nonzero;
     int vl; /* floats per vector of the kernels, 0 for plain arrays */

@@ -36,14 +36,28 @@ struct cg_wsec {
     size_t perm, kptr, prun, cin, woff; /* FKW only */
     size_t koff;                        /* panel kernel: (C * taps) input offsets */
     size_t n_w;                         /* floats at w */
+    size_t bytes;                       /* the step's bytes in the file, alignment included */
 };
+
+struct cg_qsec; /* cg_quant.h */
 
 struct cg_weights {
     unsigned char *data; /* the whole file, header included */
     size_t len, cap;
     struct cg_wsec *sec; /* (plan->n_steps) */
     uint64_t hash;
+    /* Quantized weight arrays (cg_quant.h): stored as codes in the file and
+     * restored at load into a region after it; mem_len is the loaded
+     * blob's size (len when nothing is quantized). */
+    struct cg_qsec *q;
+    int n_q, cap_q;
+    size_t vlen, mem_len;
 };
+
+/* Appends n bytes of src as a 64-byte aligned section of w; *off is its
+ * offset. DP_ETOOBIG past CG_WEIGHTS_MAX, DP_ENOMEM. */
+enum dp_err cg_weights_append(struct cg_weights *w, const void *src, size_t n, size_t *off,
+                              struct dp_errinfo *ei);
 
 /*
  * Packs every step of p into out (release with cg_weights_free).

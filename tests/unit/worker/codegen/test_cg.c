@@ -26,7 +26,7 @@ static int cg_test_build_run(struct dp_model *m, const char *tag, const char *ta
 {
     dp_test_tmpdir_make(dir, cap, tag);
     struct dp_errinfo ei = {DP_OK, ""};
-    const struct cg_compile_opts o = {tag, "test", target, 2};
+    const struct cg_compile_opts o = {tag, "test", target, 2, NULL};
     enum dp_err err = cg_compile(m, dir, &o, NULL, &ei);
     cr_assert_eq(err, DP_OK, "%s", ei.msg);
     char cmd[1024];
@@ -194,7 +194,7 @@ Test(cg, unsupported_op_is_an_error_naming_the_layer)
     cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
     char dir[256];
     dp_test_tmpdir_make(dir, sizeof(dir), "cg-unsup");
-    const struct cg_compile_opts o = {"x", "x", "native", 1};
+    const struct cg_compile_opts o = {"x", "x", "native", 1, NULL};
     cr_assert_eq(cg_compile(m, dir, &o, NULL, &ei), DP_EUNSUPPORTED);
     cr_assert(strstr(ei.msg, "layer 'joined'") != NULL, "%s", ei.msg);
     cr_assert(strstr(ei.msg, "concat") != NULL, "%s", ei.msg);
@@ -290,7 +290,7 @@ Test(cg, two_compiles_give_identical_bundles, .timeout = 60)
     char d1[256], d2[256];
     dp_test_tmpdir_make(d1, sizeof(d1), "cg-det1");
     dp_test_tmpdir_make(d2, sizeof(d2), "cg-det2");
-    const struct cg_compile_opts o = {"r20", "r20.safetensors", "native", 2};
+    const struct cg_compile_opts o = {"r20", "r20.safetensors", "native", 2, NULL};
     cr_assert_eq(cg_compile(m, d1, &o, NULL, &ei), DP_OK, "%s", ei.msg);
     cr_assert_eq(cg_compile(m, d2, &o, NULL, &ei), DP_OK, "%s", ei.msg);
     static const char *const files[] = {"model.h", "model.c",       "weights.bin",
