@@ -374,6 +374,7 @@ test: $(DEPS_STAMP)
 	@tests/e2e/job_e2e.sh build/release
 	@$(MAKE) --no-print-directory MODE=release onnx-node-tests
 	@tests/e2e/onnx.sh build/release/dnnpress-worker
+	@tests/e2e/compile_matrix.sh build/release/dnnpress-worker
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 
 # ---- demo, bench -------------------------------------------------------------

@@ -29,6 +29,7 @@
 #   ORT_DIR=build/ort         where onnxruntime-node is installed (npm, on
 #                             first use; never committed)
 #   PYTHON=/usr/bin/python3   interpreter with torch and onnx
+#   BENCH_COMPILE_SWEEP=1     0: skip the irregular break-even sweep (compile_sweep.py)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -220,6 +221,21 @@ done
 echo
 "$PYTHON" tests/bench/compile_report.py "$RESULTS" "$MD" "$OUT/bundles" "$have_compile" "$TOL" ||
   failed=1
+# ---- the compiler's storage and the irregular break-even ----------------------
+# compile_storage.py: pattern, pattern + 4-bit and irregular variants, bytes
+# per format from each bundle's formats.json. compile_sweep.py: density x
+# format with the generated dense, CSR and bitmask kernels, 1 thread (the
+# per-core efficiency the break-even is about, without barrier noise); its
+# break-evens are cg_sparse.c's table. BENCH_COMPILE_SWEEP=0 skips the sweep.
+if [ $have_compile -eq 1 ]; then
+  echo
+  "$PYTHON" -W ignore tests/bench/compile_storage.py "$WORKER" "$OUT/storage" || failed=1
+  if [ "${BENCH_COMPILE_SWEEP:-1}" = 1 ]; then
+    echo
+    "$PYTHON" -W ignore tests/bench/compile_sweep.py "$WORKER" "$OUT/sweep" \
+      --targets native,portable --threads 1 --runs 20 || failed=1
+  fi
+fi
 read -r load1 load5 _ </proc/loadavg
 echo "bench-compile: load average at the end: $load1 (1 min), $load5 (5 min)"
 echo "bench-compile: JSON lines in $RESULTS, logs in $OUT/logs"
