@@ -28,11 +28,15 @@ struct cg_breakeven {
     double sparse_max; /* bitmask up to this; dense above */
 };
 
+/* Measured 2026-12-02 (docs/benchmarks.md): 1 thread, AVX-512 (native) on
+ * the shared 2-core build machine, densities 0.03 to 0.6. CSR was faster
+ * than bitmask at every density on the native target (csr_max 0.60: the
+ * largest density measured), so auto never picks bitmask there. */
 static const struct cg_breakeven cg_breakevens[] = {
-    {1, CG_K_CONV, 0.05, 0.20},
-    {1, CG_K_LINEAR, 0.10, 0.40},
-    {0, CG_K_CONV, 0.05, 0.30},
-    {0, CG_K_LINEAR, 0.10, 0.40},
+    {1, CG_K_CONV, 0.60, 0.29},
+    {1, CG_K_LINEAR, 0.60, 0.38},
+    {0, CG_K_CONV, 0.43, 0.46},
+    {0, CG_K_LINEAR, 0.33, 0.60},
 };
 
 static const struct cg_breakeven *cg_breakeven_of(int vl, enum cg_kind kind)
@@ -82,23 +86,24 @@ void cg_sparse_choose(struct cg_plan *p, int vl, enum cg_sparse_mode mode)
             snprintf(s->why, sizeof(s->why), "no zero weights");
             continue;
         }
-        if (d <= be->csr_max) {
-            s->fmt = CG_FMT_CSR;
-            snprintf(s->why, sizeof(s->why),
-                     "density %.3f <= %.2f, the measured CSR/bitmask break-even (%s %s)", d,
-                     be->csr_max, vl > 0 ? "native" : "portable", cg_kind_name(s->kind));
-        } else if (d <= be->sparse_max) {
-            s->fmt = CG_FMT_BITMASK;
-            snprintf(s->why, sizeof(s->why),
-                     "density %.3f in (%.2f, %.2f]: between the measured CSR/bitmask and "
-                     "sparse/dense break-evens (%s %s)",
-                     d, be->csr_max, be->sparse_max, vl > 0 ? "native" : "portable",
-                     cg_kind_name(s->kind));
-        } else {
+        const char *tg = vl > 0 ? "native" : "portable", *kn = cg_kind_name(s->kind);
+        if (d > be->sparse_max) {
             snprintf(s->why, sizeof(s->why),
                      "density %.3f > %.2f, the measured sparse/dense break-even (%s %s): dense "
                      "is faster",
-                     d, be->sparse_max, vl > 0 ? "native" : "portable", cg_kind_name(s->kind));
+                     d, be->sparse_max, tg, kn);
+        } else if (d <= be->csr_max) {
+            s->fmt = CG_FMT_CSR;
+            snprintf(s->why, sizeof(s->why),
+                     "density %.3f <= %.2f, the measured sparse/dense break-even, and <= %.2f, "
+                     "the CSR/bitmask one (%s %s)",
+                     d, be->sparse_max, be->csr_max, tg, kn);
+        } else {
+            s->fmt = CG_FMT_BITMASK;
+            snprintf(s->why, sizeof(s->why),
+                     "density %.3f <= %.2f, the measured sparse/dense break-even, and > %.2f, "
+                     "the CSR/bitmask one (%s %s)",
+                     d, be->sparse_max, be->csr_max, tg, kn);
         }
     }
 }

@@ -18,9 +18,11 @@
  * measured figures are the constants of cg_sparse.c's table, per layer
  * kind and target (docs/benchmarks.md, "Irregular break-even"). A layer at
  * density d runs
- *   CSR      when d <= csr_max      (few non-zeros: the index stream is short)
- *   bitmask  when d <= bitmask_max  (more: one bit per weight beats 32-bit offsets)
- *   dense    otherwise ("irregular: dense fallback"),
+ *   dense    when d > sparse_max   (multiplying the zeros is cheaper than skipping
+ *                                   them; "irregular: dense fallback" under 50 %)
+ *   CSR      when d <= csr_max     (its 32-bit offset per non-zero is cheaper to
+ *                                   follow than the bitmask's bit scan)
+ *   bitmask  otherwise,
  * and formats.json records the density and the break-even it was compared
  * with.
  *
