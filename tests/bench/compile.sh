@@ -144,9 +144,9 @@ run_one() {
   echo "bench-compile: [$label] $*" >&2
   "$@" >"$so" 2>"$log"
   local rc=$?
-  "$PYTHON" - "$so" "$engine" "$model" "$variant" "$rc" >>"$RESULTS" <<'EOF'
+  "$PYTHON" - "$so" "$engine" "$model" "$variant" "$rc" "${FORMATS_JSON:-}" >>"$RESULTS" <<'EOF'
 import json, sys
-path, engine, model, variant, rc = sys.argv[1:6]
+path, engine, model, variant, rc, formats = sys.argv[1:7]
 res = None
 for line in reversed(open(path, errors="replace").read().splitlines()):
     line = line.strip()
@@ -159,6 +159,12 @@ for line in reversed(open(path, errors="replace").read().splitlines()):
 if res is None or rc != "0":
     res = dict(res or {}, error="exit status %s" % rc if rc != "0" else "no JSON line on stdout")
 res.update(engine=engine, model=model, variant=variant)
+if formats:
+    # Our bundles: each layer's format reason and density (formats.json).
+    why = {l["name"]: l for l in json.load(open(formats))["layers"]}
+    for l in res.get("layers", []):
+        if l.get("name") in why:
+            l.update(why=why[l["name"]]["why"], density=why[l["name"]]["density"])
 print(json.dumps(res))
 EOF
   if [ "$rc" -ne 0 ]; then
@@ -191,8 +197,8 @@ ours() {
     failed=1
     return
   fi
-  run_one "ours-$m-$v" ours "$m" "$v" "$dir/bench" --runs "$RUNS" --warmup "$WARMUP" \
-    --threads "$THREADS" --batch 1
+  FORMATS_JSON="$dir/formats.json" run_one "ours-$m-$v" ours "$m" "$v" "$dir/bench" \
+    --runs "$RUNS" --warmup "$WARMUP" --threads "$THREADS" --batch 1
 }
 
 gcc -std=c11 -O2 -Wall -Wextra tests/bench/sgemm_peak.c -o "$OUT/sgemm_peak" -lopenblas ||
