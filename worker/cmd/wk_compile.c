@@ -11,6 +11,7 @@
 #include "worker/cmd/wk_flags.h"
 #include "worker/cmd/wk_model_load.h"
 #include "worker/codegen/cg_compile.h"
+#include "worker/codegen/cg_sparse.h"
 
 #define WK_OFF(f) offsetof(struct wk_compile_opts, f)
 
@@ -23,6 +24,8 @@ static const struct wk_flag wk_compile_flags[] = {
      "kernels, host runner linked with -lOpenCL)"},
     {"name", WK_STR, WK_OFF(name), 0, 0, NULL, 0,
      "the model's name in the bundle (default: the file's base name)"},
+    {"sparse", WK_STR, WK_OFF(sparse), 0, 0, "auto", WK_FLAG_JOB,
+     "irregular layers: auto (by the measured break-even), or dense, csr, bitmask for all"},
     {"threads", WK_INT, WK_OFF(threads), 1, 1024, "1", WK_FLAG_JOB,
      "the bundle's default OpenMP threads (bench --threads overrides)"},
     {"tune", WK_INT, WK_OFF(tune), 0, 3600, "0", WK_FLAG_JOB,
@@ -56,6 +59,9 @@ enum dp_err wk_compile_check(const struct wk_compile_opts *o, struct dp_errinfo 
         return dp_errinfo_set(ei, DP_EINVAL,
                               "--tune and --schedule exclude each other (a schedule file is "
                               "already tuned)");
+    if (o->sparse != NULL && cg_sparse_mode_parse(o->sparse) < 0)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "--sparse must be auto, dense, csr or bitmask, got '%s'", o->sparse);
     return DP_OK;
 }
 
@@ -86,8 +92,9 @@ enum dp_err wk_compile(const struct wk_compile_opts *o, const struct wk_hooks *h
     wk_compile_base(o->model, base, sizeof(base));
     const char *slash = strrchr(o->model, '/');
     snprintf(source, sizeof(source), "%s", slash ? slash + 1 : o->model);
-    const struct cg_compile_opts co = {o->name ? o->name : base, source,          o->target,
-                                       (int)o->threads,          (double)o->tune, o->schedule};
+    const struct cg_compile_opts co = {
+        o->name ? o->name : base, source,      o->target, (int)o->threads,
+        (double)o->tune,          o->schedule, o->sparse};
     struct cg_compile_summary s;
     err = cg_compile(m, o->out, &co, &s, ei);
     char kernels[40];
@@ -97,10 +104,12 @@ enum dp_err wk_compile(const struct wk_compile_opts *o, const struct wk_hooks *h
         snprintf(kernels, sizeof(kernels), "widest path %d-float vectors", s.vl);
     if (!err) {
         fprintf(stderr,
-                "compile: %s -> %s: %d layers (%d fkw, %d dense, %d irregular as dense), "
-                "%zu weight bytes, %lld of %lld MACs non-zero, %s, %d threads\n",
-                o->model, o->out, s.n_steps, s.n_fkw, s.n_dense, s.n_irregular, s.weights_bytes,
-                s.macs_nonzero, s.macs_dense, kernels, s.threads);
+                "compile: %s -> %s: %d layers (%d fkw, %d dense, %d irregular as dense, %d csr, "
+                "%d bitmask; %d quantized arrays), %zu weight bytes, %lld of %lld MACs "
+                "non-zero, %s, %d threads\n",
+                o->model, o->out, s.n_steps, s.n_fkw, s.n_dense, s.n_irregular, s.n_csr,
+                s.n_bitmask, s.n_quantized, s.weights_bytes, s.macs_nonzero, s.macs_dense, kernels,
+                s.threads);
         if (s.tune.rounds > 0)
             fprintf(stderr,
                     "compile: tuned path %s in %.1f s: %d candidate bundle(s), %d layer(s) "

@@ -16,6 +16,7 @@
 #include "worker/codegen/cg_plan.h"
 #include "worker/codegen/cg_sched.h"
 #include "worker/codegen/cg_schedfile.h"
+#include "worker/codegen/cg_sparse.h"
 #include "worker/codegen/cg_tune.h"
 #include "worker/codegen/cg_weights.h"
 #include "worker/nn/net.h"
@@ -90,6 +91,18 @@ static enum dp_err cg_write_model_h(FILE *f, const void *ctx, struct dp_errinfo 
 {
     (void)ctx;
     return cg_emit_model_h(f, ei);
+}
+
+struct cg_report_ctx {
+    const struct cg_plan *p;
+    const struct cg_weights *w;
+    int vl;
+};
+
+static enum dp_err cg_write_report(FILE *f, const void *ctx, struct dp_errinfo *ei)
+{
+    const struct cg_report_ctx *c = ctx;
+    return cg_sparse_write_report(f, c->p, c->w, c->vl, ei);
 }
 
 static enum dp_err cg_write_bench_c(FILE *f, const void *ctx, struct dp_errinfo *ei)
@@ -219,7 +232,8 @@ static enum dp_err cg_bundle_write(struct cg_bundle_ctx *b, const char *dir, str
     memset(&b->w, 0, sizeof(b->w));
     if (!ocl) /* OpenCL: the steps carry cg_ocl_sched's kernels, no ISA paths */
         cg_schedule_apply(b->p, b->sch, 0);
-    enum dp_err err = cg_weights_build(b->p, &b->w, ei);
+    /* OpenCL keeps every array float: its runtime restores no codes. */
+    enum dp_err err = cg_weights_build(b->p, !ocl, &b->w, ei);
     if (err)
         return err;
     const struct cg_emit_opts eo = {b->o->name, b->o->source, b->o->target, 0, b->sch};
@@ -238,6 +252,9 @@ static enum dp_err cg_bundle_write(struct cg_bundle_ctx *b, const char *dir, str
         err = cg_file_write(dir, "Makefile", cg_write_makefile, &eo, ei);
     if (!err && !ocl)
         err = cg_file_write(dir, "schedule.json", cg_write_schedule, b, ei);
+    const struct cg_report_ctx rc = {b->p, &b->w, cg_target_vl(b->o->target)};
+    if (!err)
+        err = cg_file_write(dir, "formats.json", cg_write_report, &rc, ei);
     return err;
 }
 
@@ -303,10 +320,21 @@ enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_comp
         return dp_errinfo_set(ei, DP_EINVAL,
                               "tuning and schedule files are for the native and portable targets; "
                               "opencl has one schedule (its work-items) and no schedule.json");
+    int sparse = cg_sparse_mode_parse(o->sparse != NULL ? o->sparse : "auto");
+    if (sparse < 0)
+        return dp_errinfo_set(ei, DP_EINVAL, "unknown sparse mode '%s' (auto, dense, csr, bitmask)",
+                              o->sparse);
+    /* OpenCL has no sparse kernels: auto keeps irregular layers dense
+     * there; csr or bitmask asked for is refused by cg_ocl_check naming
+     * the layer. */
+    if (ocl && sparse == CG_SPARSE_AUTO)
+        sparse = CG_SPARSE_DENSE;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return dp_errinfo_set(ei, dp_err_from_errno(errno), "cannot create %s: %s", dir,
                               strerror(errno));
     err = cg_plan_build(m, &p, ei);
+    if (!err) /* formats before schedules: a CSR or bitmask layer has its own */
+        cg_sparse_choose(p, vl, (enum cg_sparse_mode)sparse);
     if (!err)
         err = cg_reference(m, p, &ref, &ref_len, ei);
     if (err)
@@ -336,8 +364,11 @@ enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_comp
         summary->n_fkw += p->steps[k].fmt == CG_FMT_FKW;
         summary->n_dense += p->steps[k].fmt == CG_FMT_DENSE;
         summary->n_irregular += p->steps[k].fmt == CG_FMT_IRREGULAR;
+        summary->n_csr += p->steps[k].fmt == CG_FMT_CSR;
+        summary->n_bitmask += p->steps[k].fmt == CG_FMT_BITMASK;
     }
     summary->weights_bytes = b.w.len;
+    summary->n_quantized = b.w.n_q;
     summary->macs_dense = p->macs_dense;
     summary->macs_nonzero = p->macs_nonzero;
     summary->vl = vl;

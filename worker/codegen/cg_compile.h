@@ -2,16 +2,18 @@
  * The compiler's driver: a model in, a bundle directory out (see
  * docs/compile.md for the bundle and its API).
  *
- *   struct cg_compile_opts o = {"resnet20", "resnet20.safetensors", "native", 2};
+ *   struct cg_compile_opts o = {"resnet20", "resnet20.safetensors", "native", 2, 0.0, NULL, NULL};
  *   err = cg_compile(model, "out/resnet20", &o, &summary, &ei);
  *
- * Steps: plan (cg_plan.h: fold, fuse, choose formats), compute the
- * reference logits with the engine (worker/nn, evaluation mode) on
- * CG_REF_SAMPLES fixed inputs, take the schedule (cg_sched.h: the cost
- * model's, a schedule.json's, or tuned by timing candidate bundles,
- * cg_tune.h), pack the weights for it (cg_weights.h) and write model.h,
- * model.c, bench.c, Makefile, weights.bin, reference.bin and
- * schedule.json, each through a temporary file renamed into place.
+ * Steps: plan (cg_plan.h: fold, fuse, choose formats, cg_sparse.h for
+ * irregular layers), compute the reference logits with the engine
+ * (worker/nn, evaluation mode) on CG_REF_SAMPLES fixed inputs, take the
+ * schedule (cg_sched.h: the cost model's, a schedule.json's, or tuned by
+ * timing candidate bundles, cg_tune.h), pack the weights for it
+ * (cg_weights.h; quantized arrays as codes, cg_quant.h) and write model.h,
+ * model.c, bench.c, Makefile, weights.bin, reference.bin, schedule.json
+ * (not for opencl) and formats.json (each layer's format, why, and its
+ * bytes in every format), each through a temporary file renamed into place.
  */
 #ifndef DP_WORKER_CODEGEN_CG_COMPILE_H
 #define DP_WORKER_CODEGEN_CG_COMPILE_H
@@ -32,11 +34,14 @@ struct cg_compile_opts {
     int threads;          /* the bundle's default OpenMP threads, >= 1 (a schedule file's win) */
     double tune_s;        /* > 0: tune the schedule for about this many seconds (cg_tune.h) */
     const char *schedule; /* a schedule.json to compile with instead of the cost model's */
+    const char
+        *sparse; /* irregular layers: "auto" (NULL), "dense", "csr", "bitmask" (cg_sparse.h) */
 };
 
 /* What was compiled, for the command's summary line. */
 struct cg_compile_summary {
     int n_steps, n_fkw, n_dense, n_irregular;
+    int n_csr, n_bitmask, n_quantized; /* irregular layers in CSR / bitmask; quantized arrays */
     size_t weights_bytes;
     long long macs_dense, macs_nonzero;
     int vl;          /* floats per vector of the widest path's kernels, 0 for plain arrays */

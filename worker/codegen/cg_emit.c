@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "worker/codegen/cg_quant.h"
 #include "worker/codegen/cg_sched.h"
 #include "worker/codegen/cg_templates_gen.h"
 
@@ -103,7 +104,7 @@ static void cg_emit_str(FILE *f, const char *s)
  * comment ("*" "/") and put its own text into model.c, nor open a nested
  * one or splice lines; control and non-ASCII bytes become '_' as in
  * cg_emit_str. */
-static void cg_emit_cmt(FILE *f, const char *s)
+void cg_emit_cmt(FILE *f, const char *s)
 {
     for (; *s; s++) {
         const unsigned char ch = (unsigned char)*s;
@@ -112,7 +113,7 @@ static void cg_emit_cmt(FILE *f, const char *s)
 }
 
 /* The function name of step k: layer_<k>_<name with non-identifier characters as '_'>. */
-static void cg_emit_fn_name(FILE *f, const struct cg_plan *p, int k)
+void cg_emit_fn_name(FILE *f, const struct cg_plan *p, int k)
 {
     fprintf(f, "layer_%d_", k);
     const char *n = p->m->layers[p->steps[k].layer].name;
@@ -122,7 +123,7 @@ static void cg_emit_fn_name(FILE *f, const struct cg_plan *p, int k)
 
 /* The opening of step k's function, which every step shares: the
  * signature and, when the step reads no second input, (void)x1. */
-static void cg_emit_fn_open(FILE *f, const struct cg_plan *p, int k, int uses_x1)
+void cg_emit_fn_open(FILE *f, const struct cg_plan *p, int k, int uses_x1)
 {
     fputs("static void ", f);
     cg_emit_fn_name(f, p, k);
@@ -150,7 +151,7 @@ static const char *cg_act_macro(enum cg_act a)
     return a == CG_ACT_RELU ? "CG_ACT_RELU" : a == CG_ACT_CLIP ? "CG_ACT_CLIP" : "CG_ACT_NONE";
 }
 
-static void cg_emit_act_args(FILE *f, const struct cg_step *s)
+void cg_emit_act_args(FILE *f, const struct cg_step *s)
 {
     fprintf(f, "%s, ", cg_act_macro(s->act));
     cg_emit_float(f, s->act == CG_ACT_CLIP ? s->lo : 0.0f);
@@ -159,7 +160,7 @@ static void cg_emit_act_args(FILE *f, const struct cg_step *s)
 }
 
 /* What the step fuses, for its comment: ", BN 'bn1' folded, ReLU fused". */
-static void cg_emit_fused(FILE *f, const struct cg_plan *p, const struct cg_step *s)
+void cg_emit_fused(FILE *f, const struct cg_plan *p, const struct cg_step *s)
 {
     if (s->bn_layer >= 0 && s->bn_layer != s->layer) {
         fputs(", BN '", f);
@@ -730,11 +731,13 @@ static void cg_emit_path(FILE *f, const struct cg_plan *p, const struct cg_weigh
                          const struct cg_emit_opts *o, const char *isa)
 {
     const struct dp_model *m = p->m;
-    /* One kernel per step by its schedule; a sparse kernel for an
-     * irregular layer goes here, taken when sched.sparse is set (the
-     * tuner's dense/sparse choice, cg_sched_candidates). */
+    /* One kernel per step by its schedule and format: CSR and bitmask
+     * layers (sched.sparse, cg_sched_candidates) run the sparse kernels of
+     * cg_emit_sparse.c on this path's vectors. */
     for (int k = 0; k < p->n_steps; k++) {
-        if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.kern == CG_KERN_PANEL)
+        if (p->steps[k].fmt == CG_FMT_CSR || p->steps[k].fmt == CG_FMT_BITMASK)
+            cg_emit_sparse_step(f, p, k, &w->sec[k], o);
+        else if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.kern == CG_KERN_PANEL)
             cg_emit_conv_panel(f, p, k, &w->sec[k], o);
         else if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.packed)
             cg_emit_conv_packed(f, p, k, &w->sec[k]);
@@ -848,6 +851,11 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
     fprintf(f, "#define CG_WEIGHTS_BYTES %zuu\n#define CG_WEIGHTS_HASH 0x%016llxull\n\n", w->len,
             (unsigned long long)w->hash);
     cg_emit_lines(f, cg_tmpl_rt_head);
+    fputc('\n', f);
+    /* Quantized arrays (restored in part 0's model_create) and the sparse
+     * kernels every path's part may call. */
+    cg_quant_emit(f, w);
+    cg_emit_lines(f, cg_tmpl_rt_sparse);
     fputc('\n', f);
     for (int i = 0; i < np; i++)
         fprintf(f,

@@ -53,4 +53,17 @@ enum dp_err cg_emit_model_h(FILE *f, struct dp_errinfo *ei);
 enum dp_err cg_emit_bench_c(FILE *f, struct dp_errinfo *ei);
 enum dp_err cg_emit_makefile(FILE *f, const struct cg_emit_opts *o, struct dp_errinfo *ei);
 
+/* For the other emitters of model.c (cg_emit_sparse.c): a step's function
+ * name and opening, a user's name inside a comment, the activation
+ * arguments of the runtime's epilogues and what a step fuses (comment). */
+void cg_emit_fn_name(FILE *f, const struct cg_plan *p, int k);
+void cg_emit_fn_open(FILE *f, const struct cg_plan *p, int k, int uses_x1);
+void cg_emit_cmt(FILE *f, const char *s);
+void cg_emit_act_args(FILE *f, const struct cg_step *s);
+void cg_emit_fused(FILE *f, const struct cg_plan *p, const struct cg_step *s);
+
+/* Writes step k (CSR or bitmask, conv or linear) of p (cg_emit_sparse.c). */
+void cg_emit_sparse_step(FILE *f, const struct cg_plan *p, int k, const struct cg_wsec *sec,
+                         const struct cg_emit_opts *o);
+
 #endif

@@ -72,6 +72,8 @@ enum cg_format {
     CG_FMT_DENSE,     /* dense weights (F, C, KH, KW) or (O, I) */
     CG_FMT_FKW,       /* pattern + connectivity: FKW (cg_fkw.h) */
     CG_FMT_IRREGULAR, /* irregular sparsity stored and run dense */
+    CG_FMT_CSR,       /* irregular, past the measured break-even: rows of (offset, weight) */
+    CG_FMT_BITMASK,   /* irregular, past the measured break-even: a bit per weight + non-zeros */
 };
 
 /* A step's geometry: input (C, H, W) per sample, output (F, OH, OW), and
@@ -144,6 +146,7 @@ struct cg_step {
     struct cg_sched sched;              /* conv only; set by cg_sched_choose for the target */
     /* Memory: slots of the activation block (see the file comment). */
     int in_slot[2], out_slot; /* -1: the model input (in) */
+    char why[160];            /* conv and linear: why this format (cg_sparse.h), for formats.json */
 };
 
 struct cg_plan {

@@ -303,6 +303,24 @@ int cg_sched_candidates(const struct cg_step *s, int vl, int gw, int threads, st
 {
     if (s->kind != CG_K_CONV || cap <= 0)
         return 0;
+    if (s->fmt == CG_FMT_CSR || s->fmt == CG_FMT_BITMASK) {
+        /* Past the measured break-even (cg_sparse.h) the layer runs its
+         * sparse kernel over the polyphase input, one tile of up to
+         * nv_max vectors (cg_emit_sparse.c): a single schedule, since its
+         * weights are packed in that format for every path. */
+        const struct cg_geom *g = &s->g;
+        const int NK = (g->OH - 1) * cg_sched_pwq(g) + g->OW;
+        int nv = vl > 0 ? (NK + vl - 1) / vl : 0;
+        if (vl > 0 && nv > cg_sched_nv_max(vl))
+            nv = cg_sched_nv_max(vl);
+        out[0] = (struct cg_sched){.kern = CG_KERN_SPATIAL,
+                                   .vl = vl,
+                                   .nv = nv,
+                                   .sets = vl > 0 ? 1 : 0,
+                                   .unroll = vl > 0 ? 1 : 0,
+                                   .sparse = 1};
+        return 1;
+    }
     struct cg_cand c[CG_MAX_CANDS * 2];
     int n;
     if (s->fmt == CG_FMT_FKW || vl <= 0)

@@ -89,7 +89,7 @@ static int cg_test_build_run_opts(struct dp_model *m, const struct cg_compile_op
 static int cg_test_build_run(struct dp_model *m, const char *tag, const char *target, char *dir,
                              size_t cap)
 {
-    const struct cg_compile_opts o = {tag, "test", target, 2, 0.0, NULL};
+    const struct cg_compile_opts o = {tag, "test", target, 2, 0.0, NULL, NULL};
     return cg_test_build_run_opts(m, &o, dir, cap);
 }
 
@@ -241,7 +241,7 @@ Test(cg, unsupported_op_is_an_error_naming_the_layer)
     cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
     char dir[256];
     dp_test_tmpdir_make(dir, sizeof(dir), "cg-unsup");
-    const struct cg_compile_opts o = {"x", "x", "native", 1, 0.0, NULL};
+    const struct cg_compile_opts o = {"x", "x", "native", 1, 0.0, NULL, NULL};
     cr_assert_eq(cg_compile(m, dir, &o, NULL, &ei), DP_EUNSUPPORTED);
     cr_assert(strstr(ei.msg, "layer 'joined'") != NULL, "%s", ei.msg);
     cr_assert(strstr(ei.msg, "concat") != NULL, "%s", ei.msg);
@@ -337,7 +337,7 @@ Test(cg, two_compiles_give_identical_bundles, .timeout = 60)
     char d1[256], d2[256];
     dp_test_tmpdir_make(d1, sizeof(d1), "cg-det1");
     dp_test_tmpdir_make(d2, sizeof(d2), "cg-det2");
-    const struct cg_compile_opts o = {"r20", "r20.safetensors", "native", 2, 0.0, NULL};
+    const struct cg_compile_opts o = {"r20", "r20.safetensors", "native", 2, 0.0, NULL, NULL};
     cr_assert_eq(cg_compile(m, d1, &o, NULL, &ei), DP_OK, "%s", ei.msg);
     cr_assert_eq(cg_compile(m, d2, &o, NULL, &ei), DP_OK, "%s", ei.msg);
     static const char *const files[] = {"model.h",       "model.c",  "weights.bin",  "bench.c",
@@ -363,7 +363,7 @@ Test(cg, a_tuned_schedule_reproduces_its_bundle, .timeout = 300)
     char d1[256], d2[256], sp[512];
     dp_test_tmpdir_make(d1, sizeof(d1), "cg-tune1");
     dp_test_tmpdir_make(d2, sizeof(d2), "cg-tune2");
-    struct cg_compile_opts o = {"mixed", "mixed", "native", 2, 3.0, NULL};
+    struct cg_compile_opts o = {"mixed", "mixed", "native", 2, 3.0, NULL, NULL};
     struct cg_compile_summary sum;
     cr_assert_eq(cg_compile(m, d1, &o, &sum, &ei), DP_OK, "%s", ei.msg);
     cr_assert_geq(sum.tune.rounds, 1, "at least the cost model's schedule is timed");
@@ -438,10 +438,10 @@ Test(cg, a_schedule_file_is_followed_and_checked, .timeout = 300)
     cg_plan_free(p);
 
     char built[256], plain[256];
-    const struct cg_compile_opts o = {"cg-sched-b", "mixed", "native", 2, 0.0, sp};
+    const struct cg_compile_opts o = {"cg-sched-b", "mixed", "native", 2, 0.0, sp, NULL};
     cr_assert_eq(cg_test_build_run_opts(m, &o, built, sizeof(built)), 0,
                  "bench failed (see %s/bench.err)", built);
-    const struct cg_compile_opts od = {"cg-sched-d", "mixed", "native", 2, 0.0, NULL};
+    const struct cg_compile_opts od = {"cg-sched-d", "mixed", "native", 2, 0.0, NULL, NULL};
     dp_test_tmpdir_make(plain, sizeof(plain), "cg-sched-d");
     cr_assert_eq(cg_compile(m, plain, &od, NULL, &ei), DP_OK, "%s", ei.msg);
     char p1[512], p2[512];
@@ -481,7 +481,7 @@ Test(cg, a_schedule_file_is_followed_and_checked, .timeout = 300)
         char *t = cg_test_subst(good, bad[i].from, bad[i].to);
         cg_test_write(bp, t);
         dp_free(t);
-        const struct cg_compile_opts ob = {"x", "x", "native", 2, 0.0, bp};
+        const struct cg_compile_opts ob = {"x", "x", "native", 2, 0.0, bp, NULL};
         cr_expect_eq(cg_compile(m, out, &ob, NULL, &ei), DP_EINVAL, "case %zu", i);
         cr_expect(strstr(ei.msg, bad[i].want) != NULL, "case %zu: %s", i, ei.msg);
         cr_expect(strstr(ei.msg, "bad.json") != NULL, "case %zu names the file: %s", i, ei.msg);
