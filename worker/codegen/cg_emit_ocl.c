@@ -559,6 +559,15 @@ static int cg_ocl_slot(int slot)
     return slot < 0 ? -1 : slot;
 }
 
+/* A step's kernel, as model_get_info and bench give it. */
+static void cg_ocl_kernel_str(FILE *f, const struct cg_step *s)
+{
+    if (s->kind == CG_K_CONV)
+        fprintf(f, "opencl %d px x filter", cg_ocl_px(&s->g));
+    else
+        fputs("opencl", f);
+}
+
 enum dp_err cg_ocl_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_weights *w,
                                 const struct cg_emit_opts *o, struct dp_errinfo *ei)
 {
@@ -638,16 +647,25 @@ enum dp_err cg_ocl_emit_model_c(FILE *f, const struct cg_plan *p, const struct c
         cg_ocl_str(f, m->layers[s->layer].name);
         fprintf(f, "\", \"%s\", \"%s\", %lldLL, %lldLL, \"", cg_kind_name(s->kind),
                 cg_format_name(s->fmt), s->macs_dense, s->macs_nonzero);
-        if (s->kind == CG_K_CONV)
-            fprintf(f, "opencl %d px x filter", cg_ocl_px(&s->g));
-        else
-            fputs("opencl", f);
+        cg_ocl_kernel_str(f, s);
         fputs("\"},\n", f);
     }
-    fputs("};\n\nstatic const struct model_info cg_info = {\n    \"", f);
+    /* One path (model.h's ISA paths): the OpenCL kernels, "opencl". */
+    fputs("};\n\nstatic const char *const cg_kernels_opencl[CG_N_STEPS] = {\n", f);
+    for (int k = 0; k < p->n_steps; k++) {
+        fputs("    \"", f);
+        cg_ocl_kernel_str(f, &p->steps[k]);
+        fputs("\",\n", f);
+    }
+    fputs("};\n\nstatic const struct model_path_info cg_path_info[1] = {\n"
+          "    {\"opencl\", 0, cg_kernels_opencl},\n};\n",
+          f);
+    fputs("\nstatic const struct model_info cg_info = {\n    \"", f);
     cg_ocl_str(f, o->name);
-    fprintf(f, "\", \"opencl\", %d, %d, %d, %zu, %d, cg_layers, %lldLL, %lldLL, %d,\n};\n", m->in_c,
-            m->in_h, m->in_w, p->out_floats, p->n_steps, p->macs_dense, p->macs_nonzero,
+    fprintf(f,
+            "\", \"opencl\", %d, %d, %d, %zu, %d, cg_layers, %lldLL, %lldLL, %d, 1, "
+            "cg_path_info,\n};\n",
+            m->in_c, m->in_h, m->in_w, p->out_floats, p->n_steps, p->macs_dense, p->macs_nonzero,
             o->sch->threads);
     cg_ocl_lines(f, cg_tmpl_ocl_rt);
     if (ferror(f))

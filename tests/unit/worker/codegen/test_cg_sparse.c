@@ -223,6 +223,7 @@ Test(cg_sparse, binary_codes_round_trip_in_every_row_layout)
     cr_assert_eq(qp.bits, 1, "two values per row");
     cr_assert_eq(qp.per_row, 1, "8 values in all: per-row codebooks of 2 are smaller");
     struct cg_weights w = {0};
+    w.quantize = 1;
     w.sec = dp_calloc(1, sizeof(struct cg_wsec));
     size_t off;
     cr_assert_eq(cg_weights_append(&w, "0123456789abcdef", 16, &off, NULL), DP_OK);
