@@ -1393,6 +1393,7 @@ def main():
                        ({"tune_s": 3601}, "body.compile.tune_s"),
                        ({"tune_s": -1}, "body.compile.tune_s"),
                        ({"tune_s": 1.5}, "body.compile.tune_s"),
+                       ({"target": "opencl", "tune_s": 5}, "body.compile.tune_s"),
                        ({"target": "native", "threads": 4}, "threads"),
                        ("portable", "body.compile")):
         expect(s.req("POST", "/api/v1/jobs", {"model_id": m["id"], "dataset_id": d["id"],

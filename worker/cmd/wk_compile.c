@@ -59,6 +59,10 @@ enum dp_err wk_compile_check(const struct wk_compile_opts *o, struct dp_errinfo 
         return dp_errinfo_set(ei, DP_EINVAL,
                               "--tune and --schedule exclude each other (a schedule file is "
                               "already tuned)");
+    if (strcmp(o->target, "opencl") == 0 && (o->tune > 0 || o->schedule != NULL))
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "--tune and --schedule are for the native and portable targets "
+                              "(opencl has one schedule and no schedule.json)");
     if (o->sparse != NULL && cg_sparse_mode_parse(o->sparse) < 0)
         return dp_errinfo_set(ei, DP_EINVAL,
                               "--sparse must be auto, dense, csr or bitmask, got '%s'", o->sparse);

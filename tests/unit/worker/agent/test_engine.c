@@ -254,7 +254,8 @@ Test(wk_engine, compile_options_from_the_task)
     static const struct {
         const char *params, *field;
     } bad[] = {
-        {"{\"compile\": {\"target\": \"opencl\"}}", "--target"},
+        {"{\"compile\": {\"target\": \"cuda\"}}", "--target"},
+        {"{\"compile\": {\"target\": \"opencl\", \"tune_s\": 5}}", "--tune"},
         {"{\"compile\": {\"target\": 3}}", "params.compile.target"},
         {"{\"compile\": {\"tune_s\": -1}}", "params.compile.tune_s"},
         {"{\"compile\": {\"tune_s\": 3601}}", "params.compile.tune_s"},
