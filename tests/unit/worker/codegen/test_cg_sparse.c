@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "common/alloc.h"
+#include "common/file.h"
 #include "tests/unit/test_util.h"
 #include "tests/unit/worker/codegen/cg_fixture.h"
 #include "worker/codegen/cg_compile.h"
@@ -63,6 +64,28 @@ static int cg_sp_build_run(struct dp_model *m, const char *tag, const char *targ
     return system(cmd);
 }
 
+/* Runs the native bundle in dir on every ISA path this CPU runs, forced
+ * (MODEL_ISA): the sparse kernels are written once per path. */
+static void cg_sp_every_path(const char *dir)
+{
+    static const char *const isas[] = {"avx512", "avx2", "generic"};
+    __builtin_cpu_init();
+    const int runs[] = {__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                            __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512dq"),
+                        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"), 1};
+    for (int i = 0; i < 3; i++) {
+        if (!runs[i])
+            continue;
+        char cmd[1024];
+        snprintf(cmd, sizeof(cmd),
+                 "MODEL_ISA=%s %s/bench --runs 1 --warmup 0 --threads 2 --batch 2 > %s/bench.json "
+                 "2> %s/bench.err",
+                 isas[i], dir, dir, dir);
+        cr_assert_eq(system(cmd), 0, "path %s: bench failed (see %s/bench.err)", isas[i], dir);
+    }
+}
+
 static void cg_sp_cleanup(const char *dir)
 {
     char cmd[1024];
@@ -98,6 +121,8 @@ Test(cg_sparse, irregular_layers_in_csr_and_bitmask_match_the_engine, .timeout =
          * masks to be FKW) and the fc layer. */
         cr_assert_eq(sum.n_csr + sum.n_bitmask, 19, "%s %s: %d csr, %d bitmask", modes[i][0],
                      modes[i][1], sum.n_csr, sum.n_bitmask);
+        if (strcmp(modes[i][0], "native") == 0)
+            cg_sp_every_path(dir);
         if (strcmp(modes[i][1], "csr") == 0)
             cr_assert_eq(sum.n_bitmask, 0);
         if (strcmp(modes[i][1], "bitmask") == 0)
@@ -244,5 +269,66 @@ Test(cg_sparse, binary_codes_round_trip_in_every_row_layout)
         cr_assert(memcmp(&d, &big[e], sizeof(d)) == 0, "element %zu", e);
     }
     cg_weights_free(&w);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* The schedule.json of a bundle with CSR layers (their one sparse
+ * schedule, "sparse": true) reproduces it; the same layer scheduled dense
+ * is not a schedule the compiler generates for it. */
+Test(cg_sparse, a_schedule_file_reproduces_a_sparse_bundle, .timeout = 120)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = NULL;
+    cr_assert_eq(cg_fixture_model("lenet5", 1, 28, 28, 0, 0, &m, &ei), DP_OK, "%s", ei.msg);
+    struct proj_params pp = proj_params_default();
+    pp.rate = 12;
+    cg_sp_project(m, proj_irregular, &pp);
+    char a[256], b[256], sp[320], bad[320];
+    dp_test_tmpdir_make(a, sizeof(a), "cg-sp-sa");
+    dp_test_tmpdir_make(b, sizeof(b), "cg-sp-sb");
+    const struct cg_compile_opts oa = {"l", "l", "native", 2, 0.0, NULL, NULL};
+    struct cg_compile_summary sum;
+    cr_assert_eq(cg_compile(m, a, &oa, &sum, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_gt(sum.n_csr + sum.n_bitmask, 0, "the fixture has sparse layers");
+    snprintf(sp, sizeof(sp), "%s/schedule.json", a);
+    const struct cg_compile_opts ob = {"l", "l", "native", 2, 0.0, sp, NULL};
+    cr_assert_eq(cg_compile(m, b, &ob, NULL, &ei), DP_OK, "%s", ei.msg);
+    static const char *const files[] = {"model.c", "weights.bin", "schedule.json"};
+    for (int i = 0; i < 3; i++) {
+        char pa[400], pb[400];
+        snprintf(pa, sizeof(pa), "%s/%s", a, files[i]);
+        snprintf(pb, sizeof(pb), "%s/%s", b, files[i]);
+        unsigned char *da = NULL, *db = NULL;
+        size_t na = 0, nb = 0;
+        cr_assert_eq(dp_file_read(pa, pa, 1 << 26, &da, &na, &ei), DP_OK, "%s", ei.msg);
+        cr_assert_eq(dp_file_read(pb, pb, 1 << 26, &db, &nb, &ei), DP_OK, "%s", ei.msg);
+        cr_assert(na == nb && memcmp(da, db, na) == 0, "%s differs", files[i]);
+        dp_free(da);
+        dp_free(db);
+    }
+    /* The first sparse layer's entry without its sparse kernel: refused. */
+    unsigned char *text = NULL;
+    size_t len = 0;
+    cr_assert_eq(dp_file_read(sp, sp, 1 << 26, &text, &len, &ei), DP_OK, "%s", ei.msg);
+    char *t = dp_malloc(len + 1);
+    cr_assert_not_null(t);
+    memcpy(t, text, len);
+    t[len] = '\0';
+    char *at = strstr(t, "\"sparse\": true");
+    cr_assert_not_null(at, "%s", t);
+    memcpy(at, "\"sparse\":    0", strlen("\"sparse\": true"));
+    snprintf(bad, sizeof(bad), "%s/bad.json", b);
+    FILE *f = fopen(bad, "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(t, 1, len, f), len);
+    cr_assert_eq(fclose(f), 0);
+    const struct cg_compile_opts oc = {"l", "l", "native", 2, 0.0, bad, NULL};
+    cr_assert_eq(cg_compile(m, b, &oc, NULL, &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "not a schedule this compiler generates") != NULL, "%s", ei.msg);
+    dp_free(t);
+    dp_free(text);
+    dp_test_tmpdir_remove(a);
+    dp_test_tmpdir_remove(b);
+    dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }
