@@ -15,12 +15,15 @@
 # convolution of mobilenetv2-cifar) must fail with an error naming the layer.
 #
 #   tests/e2e/compile_matrix.sh WORKER_BINARY
-# Environment: TARGETS="native portable" (a target added to the compiler is
-# one more word here), MODELS="lenet5 resnet20-cifar vgg16-cifar", KEEP=1
-# keeps the work directory.
+# Environment: TARGETS="native portable opencl" (a target added to the
+# compiler is one more word here; opencl runs on PoCL's CPU device, which
+# tools/deps.sh installs: the OpenCL emitter has no CSR or bitmask kernel,
+# so its irregular layers are "irregular: dense fallback", and it stores
+# quantized weights as floats), MODELS="lenet5 resnet20-cifar vgg16-cifar",
+# KEEP=1 keeps the work directory.
 set -euo pipefail
 WORKER=${1:?usage: compile_matrix.sh WORKER_BINARY}
-TARGETS=${TARGETS:-native portable}
+TARGETS=${TARGETS:-native portable opencl}
 MODELS=${MODELS:-lenet5 resnet20-cifar vgg16-cifar}
 PY=/usr/bin/python3
 tmp=$(mktemp -d)
