@@ -20,8 +20,8 @@ static const struct wk_flag wk_compile_flags[] = {
      "model: FILE.onnx or a .safetensors checkpoint"},
     {"out", WK_STR, WK_OFF(out), 0, 0, NULL, 0, "write the bundle into this directory"},
     {"target", WK_STR, WK_OFF(target), 0, 0, "native", WK_FLAG_JOB,
-     "native (this CPU's vectors, -march=native), portable (plain C, -O2) or opencl (OpenCL "
-     "kernels, host runner linked with -lOpenCL)"},
+     "native (avx512, avx2 and generic vector paths, picked at run time), portable (plain C, "
+     "-O2) or opencl (OpenCL kernels, host runner linked with -lOpenCL)"},
     {"name", WK_STR, WK_OFF(name), 0, 0, NULL, 0,
      "the model's name in the bundle (default: the file's base name)"},
     {"sparse", WK_STR, WK_OFF(sparse), 0, 0, "auto", WK_FLAG_JOB,

@@ -29,7 +29,7 @@
 struct cg_compile_opts {
     const char *name;     /* the model's name in the bundle */
     const char *source;   /* the file it came from, for the banner (base name) */
-    const char *target;   /* "native" (this CPU's vectors, -march=native), "portable" or "opencl"
+    const char *target;   /* "native" (avx512, avx2 and generic paths), "portable" or "opencl"
                              (OpenCL kernels and a host runner, cg_emit_ocl.h) */
     int threads;          /* the bundle's default OpenMP threads, >= 1 (a schedule file's win) */
     double tune_s;        /* > 0: tune the schedule for about this many seconds (cg_tune.h) */
