@@ -114,7 +114,7 @@ MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 MIGRATIONS_H := $(GEN)/server/migrations_gen.h
 CG_TEMPLATES := worker/codegen/rt/model.h.in worker/codegen/rt/rt_head.c.in \
                 worker/codegen/rt/rt_tail.c.in worker/codegen/rt/bench.c.in \
-                worker/codegen/rt/Makefile.in
+                worker/codegen/rt/Makefile.in worker/codegen/rt/rt_sparse.c.in
 CG_TEMPLATES_H := $(GEN)/worker/codegen/cg_templates_gen.h
 GEN_HDRS := $(ONNX_PB_H) $(MIGRATIONS_H) $(CG_TEMPLATES_H)
 # The opencl target's templates (worker/codegen/cg_emit_ocl.c), a header of their own.
@@ -144,7 +144,8 @@ $(CG_TEMPLATES_H): $(CG_TEMPLATES) tools/gen-embed.sh
 	$(Q)tools/gen-embed.sh DP_WORKER_CODEGEN_CG_TEMPLATES_GEN_H \
 	    cg_tmpl_model_h=worker/codegen/rt/model.h.in cg_tmpl_rt_head=worker/codegen/rt/rt_head.c.in \
 	    cg_tmpl_rt_tail=worker/codegen/rt/rt_tail.c.in cg_tmpl_bench_c=worker/codegen/rt/bench.c.in \
-	    cg_tmpl_makefile=worker/codegen/rt/Makefile.in > $@.tmp && mv $@.tmp $@
+	    cg_tmpl_makefile=worker/codegen/rt/Makefile.in \
+	    cg_tmpl_rt_sparse=worker/codegen/rt/rt_sparse.c.in > $@.tmp && mv $@.tmp $@
 
 $(CG_OCL_TEMPLATES_H): $(CG_OCL_TEMPLATES) tools/gen-embed.sh
 	@mkdir -p $(@D)
@@ -418,6 +419,7 @@ test: $(DEPS_STAMP)
 	@tests/web/run.sh build/release
 	@$(MAKE) --no-print-directory MODE=release onnx-node-tests
 	@tests/e2e/onnx.sh build/release/dnnpress-worker
+	@tests/e2e/compile_matrix.sh build/release/dnnpress-worker
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 	@$(MAKE) --no-print-directory deploy-check
 

@@ -82,17 +82,20 @@ static enum dp_err check_export(json_t *e, struct dp_errinfo *ei)
 }
 
 /*
- * body.compile: {"target": "native"|"portable"|"opencl", "tune_s": 0}, both optional.
- * The worker's compile command checks the target again (wk_compile_check);
- * the names are listed here because the server does not link the compiler.
- * tune_s is accepted only as 0: auto-tuning does not exist yet, and a
- * budget the worker ignored would promise a speed-up nobody measured.
+ * body.compile: {"target": "native"|"portable"|"opencl", "tune_s": 0..3600},
+ * both optional. The worker's compile command checks the target again
+ * (wk_compile_check); the names are listed here because the server does
+ * not link the compiler. tune_s > 0: the worker tunes the schedule for
+ * about that many seconds (compile --tune) before it builds and times the
+ * bundle; bounded as the command bounds it. The opencl target has no
+ * schedules to tune, so it takes only 0.
  */
-static enum dp_err check_compile(json_t *c, const char **target, struct dp_errinfo *ei)
+static enum dp_err check_compile(json_t *c, const char **target, int64_t *tune_s,
+                                 struct dp_errinfo *ei)
 {
     static const char *const allowed[] = {"target", "tune_s", NULL};
-    int64_t tune_s = 0;
     *target = "native";
+    *tune_s = 0;
     if (!json_is_object(c))
         return dp_errinfo_set(ei, DP_EINVAL,
                               "body.compile: must be an object {\"target\", \"tune_s\"}");
@@ -104,10 +107,11 @@ static enum dp_err check_compile(json_t *c, const char **target, struct dp_errin
         err = dp_errinfo_set(ei, DP_EINVAL,
                              "body.compile.target: must be \"native\", \"portable\" or \"opencl\"");
     if (!err)
-        err = srv_json_int(c, "body.compile", "tune_s", 0, 0, 86400, &tune_s, ei);
-    if (!err && tune_s != 0)
+        err = srv_json_int(c, "body.compile", "tune_s", 0, 0, 3600, tune_s, ei);
+    if (!err && *tune_s > 0 && strcmp(*target, "opencl") == 0)
         err = dp_errinfo_set(ei, DP_EINVAL,
-                             "body.compile.tune_s: only 0 is supported (no auto-tuning yet)");
+                             "body.compile.tune_s: must be 0 with target \"opencl\" (tuning "
+                             "is for the native and portable targets)");
     return err;
 }
 
@@ -207,7 +211,7 @@ enum dp_err srv_job_body_check(const json_t *j, struct srv_job_body *b, struct d
         err = check_export(b->exp, ei);
     json_t *compile = json_object_get(j, "compile");
     if (!err && compile)
-        err = check_compile(compile, &b->compile_target, ei);
+        err = check_compile(compile, &b->compile_target, &b->compile_tune_s, ei);
     b->profile = json_object_get(j, "profile");
     if (!err && b->profile)
         err = check_profile(b->profile, compile != NULL, ei);
@@ -255,7 +259,8 @@ SRV_HANDLER(srv_api_job_create)
     /* Stored with its defaults filled in: the worker runs exactly this. */
     if (b.compile_target)
         json_object_set_new(params, "compile",
-                            json_pack("{s:s, s:i}", "target", b.compile_target, "tune_s", 0));
+                            json_pack("{s:s, s:I}", "target", b.compile_target, "tune_s",
+                                      (json_int_t)b.compile_tune_s));
     if (b.profile)
         json_object_set_new(params, "profile", profile_params(b.profile));
     char req_hash[65];

@@ -251,8 +251,9 @@ struct srv_job_body {
     const char *name, *model_id, *dataset_id;
     int64_t priority, max_attempts, seed;
     json_t *pretrain, *exp, *spec; /* NULL when absent */
-    const char *compile_target;    /* "native" or "portable"; NULL: no compile task */
+    const char *compile_target;    /* "native", "portable" or "opencl"; NULL: no compile task */
     json_t *profile;               /* body.profile, checked (borrowed); NULL: no profile task */
+    int64_t compile_tune_s;        /* seconds of auto-tuning on the worker, 0..3600 */
     unsigned status;               /* on failure: 400, or 422 for a spec that is not valid */
     const char *code;              /* on failure: "invalid_request" or "invalid_spec" */
 };

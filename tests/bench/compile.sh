@@ -24,11 +24,13 @@
 # Environment:
 #   THREADS=2                 threads of every engine (OMP_NUM_THREADS too)
 #   RUNS=200 WARMUP=20        timed and untimed runs of each engine
+#   TUNE_S=0                  seconds of `compile --tune` per bundle of ours (0: none)
 #   BENCH_COMPILE_MODELS="vgg16-cifar resnet20-cifar"
 #   BENCH_OUT=build/bench     results under BENCH_OUT/compile
 #   ORT_DIR=build/ort         where onnxruntime-node is installed (npm, on
 #                             first use; never committed)
 #   PYTHON=/usr/bin/python3   interpreter with torch and onnx
+#   BENCH_COMPILE_SWEEP=1     0: skip the irregular break-even sweep (compile_sweep.py)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -36,6 +38,7 @@ WORKER=${1:-build/release/dnnpress-worker}
 THREADS=${THREADS:-2}
 RUNS=${RUNS:-200}
 WARMUP=${WARMUP:-20}
+TUNE_S=${TUNE_S:-0}
 MODELS=${BENCH_COMPILE_MODELS:-vgg16-cifar resnet20-cifar}
 OUT=${BENCH_OUT:-build/bench}/compile
 ORT_DIR=${ORT_DIR:-build/ort}
@@ -143,9 +146,9 @@ run_one() {
   echo "bench-compile: [$label] $*" >&2
   "$@" >"$so" 2>"$log"
   local rc=$?
-  "$PYTHON" - "$so" "$engine" "$model" "$variant" "$rc" >>"$RESULTS" <<'EOF'
+  "$PYTHON" - "$so" "$engine" "$model" "$variant" "$rc" "${FORMATS_JSON:-}" >>"$RESULTS" <<'EOF'
 import json, sys
-path, engine, model, variant, rc = sys.argv[1:6]
+path, engine, model, variant, rc, formats = sys.argv[1:7]
 res = None
 for line in reversed(open(path, errors="replace").read().splitlines()):
     line = line.strip()
@@ -158,6 +161,12 @@ for line in reversed(open(path, errors="replace").read().splitlines()):
 if res is None or rc != "0":
     res = dict(res or {}, error="exit status %s" % rc if rc != "0" else "no JSON line on stdout")
 res.update(engine=engine, model=model, variant=variant)
+if formats:
+    # Our bundles: each layer's format reason and density (formats.json).
+    why = {l["name"]: l for l in json.load(open(formats))["layers"]}
+    for l in res.get("layers", []):
+        if l.get("name") in why:
+            l.update(why=why[l["name"]]["why"], density=why[l["name"]]["density"])
 print(json.dumps(res))
 EOF
   if [ "$rc" -ne 0 ]; then
@@ -174,7 +183,7 @@ ours() {
   mkdir -p "$OUT/bundles"
   echo "bench-compile: [ours-$m-$v] compile + make" >&2
   if ! "$WORKER" compile --model "$MD/${m}_$v.onnx" --out "$dir" --target native \
-    --threads "$THREADS" >"$OUT/logs/ours-$m-$v.compile.log" 2>&1; then
+    --threads "$THREADS" --tune "$TUNE_S" >"$OUT/logs/ours-$m-$v.compile.log" 2>&1; then
     echo "bench-compile: [ours-$m-$v] compile FAILED, see $OUT/logs/ours-$m-$v.compile.log" >&2
     tail -5 "$OUT/logs/ours-$m-$v.compile.log" >&2
     echo "{\"engine\": \"ours\", \"model\": \"$m\", \"variant\": \"$v\", \"error\": \"compile failed\"}" \
@@ -190,8 +199,8 @@ ours() {
     failed=1
     return
   fi
-  run_one "ours-$m-$v" ours "$m" "$v" "$dir/bench" --runs "$RUNS" --warmup "$WARMUP" \
-    --threads "$THREADS" --batch 1
+  FORMATS_JSON="$dir/formats.json" run_one "ours-$m-$v" ours "$m" "$v" "$dir/bench" \
+    --runs "$RUNS" --warmup "$WARMUP" --threads "$THREADS" --batch 1
 }
 
 gcc -std=c11 -O2 -Wall -Wextra tests/bench/sgemm_peak.c -o "$OUT/sgemm_peak" -lopenblas ||
@@ -220,6 +229,21 @@ done
 echo
 "$PYTHON" tests/bench/compile_report.py "$RESULTS" "$MD" "$OUT/bundles" "$have_compile" "$TOL" ||
   failed=1
+# ---- the compiler's storage and the irregular break-even ----------------------
+# compile_storage.py: pattern, pattern + 4-bit and irregular variants, bytes
+# per format from each bundle's formats.json. compile_sweep.py: density x
+# format with the generated dense, CSR and bitmask kernels, 1 thread (the
+# per-core efficiency the break-even is about, without barrier noise); its
+# break-evens are cg_sparse.c's table. BENCH_COMPILE_SWEEP=0 skips the sweep.
+if [ $have_compile -eq 1 ]; then
+  echo
+  "$PYTHON" -W ignore tests/bench/compile_storage.py "$WORKER" "$OUT/storage" || failed=1
+  if [ "${BENCH_COMPILE_SWEEP:-1}" = 1 ]; then
+    echo
+    "$PYTHON" -W ignore tests/bench/compile_sweep.py "$WORKER" "$OUT/sweep" \
+      --targets native,portable --threads 1 --runs 20 || failed=1
+  fi
+fi
 read -r load1 load5 _ </proc/loadavg
 echo "bench-compile: load average at the end: $load1 (1 min), $load5 (5 min)"
 echo "bench-compile: JSON lines in $RESULTS, logs in $OUT/logs"

@@ -309,12 +309,13 @@ def main():
 
     # -- A: a whole job
     t0 = time.time()
-    # Job A also compiles its model (portable C): the chain gains a compile
-    # task after export, whose code artifact must build and pass its own
-    # reference check in a clean directory.
+    # Job A also compiles its model (portable C, tuned for 2 seconds): the
+    # chain gains a compile task after export, whose code artifact must
+    # build and pass its own reference check in a clean directory.
     a_json = os.path.join(tmp, "job-a.json")
     with open(a_json, "w") as f:
-        json.dump(dict(job_doc("job-a", model, dataset), compile={"target": "portable"}), f)
+        json.dump(dict(job_doc("job-a", model, dataset),
+                       compile={"target": "portable", "tune_s": 2}), f)
     p = cli("submit", a_json, "--watch", "--idempotency-key", "job-a")
     job_a = p.stdout.splitlines()[0].strip()
     check("job %s succeeded" % job_a in p.stdout, "watch output: %s" % p.stdout[-1500:])
@@ -335,6 +336,10 @@ def main():
           and compiled["max_rel_err"] <= 1e-4 and compiled["bundle"]["weights_bytes"] > 0
           and sum(compiled["formats"].values()) > 0,
           "compile report: %s" % json.dumps(compiled)[:800])
+    sched = compiled.get("schedule") or {}
+    check(compiled.get("tune_s") == 2 and sched.get("target") == "portable"
+          and sched.get("threads", 0) >= 1 and len(sched.get("paths", [])) == 1,
+          "compile report's tuned schedule: %s" % json.dumps(sched)[:400])
     fc1 = [l for l in report["layers"] if l["name"] == "fc1"][0]
     check(fc1["nonzeros"] == round(fc1["params"] / 10), "fc1 keeps 1/10: %s" % fc1["nonzeros"])
     dl = os.path.join(tmp, "dl")

@@ -1395,8 +1395,10 @@ def main():
            400, "pretrain.epochs out of range", contains="pretrain.epochs")
     for bad, field in (({"target": "gpu"}, "body.compile.target"),
                        ({"target": 1}, "body.compile.target"),
-                       ({"tune_s": 30}, "body.compile.tune_s"),
+                       ({"tune_s": 3601}, "body.compile.tune_s"),
                        ({"tune_s": -1}, "body.compile.tune_s"),
+                       ({"tune_s": 1.5}, "body.compile.tune_s"),
+                       ({"target": "opencl", "tune_s": 5}, "body.compile.tune_s"),
                        ({"target": "native", "threads": 4}, "threads"),
                        ("portable", "body.compile")):
         expect(s.req("POST", "/api/v1/jobs", {"model_id": m["id"], "dataset_id": d["id"],

@@ -230,7 +230,7 @@ json_t *wk_bundle_files(const char *dir)
 }
 
 json_t *wk_bundle_report(const json_t *files, const json_t *bench, const char *target, long threads,
-                         int runs, long long tar_bytes)
+                         int runs, long tune_s, long long tar_bytes)
 {
     json_int_t bytes = 0, weights = 0;
     size_t i;
@@ -254,10 +254,10 @@ json_t *wk_bundle_report(const json_t *files, const json_t *bench, const char *t
     json_t *lat = json_object_get(bench, "latency_ms");
     json_t *r = json_pack(
         "{s:i, s:s, s:i, s:i, s:i, s:{s:I, s:I, s:I, s:O}, s:o, s:O, s:O, s:O, s:O, s:O}",
-        "version", 1, "target", target, "threads", (int)threads, "runs", runs, "tune_s", 0,
-        "bundle", "bytes", bytes, "weights_bytes", weights, "tar_bytes", (json_int_t)tar_bytes,
-        "files", (json_t *)files, "formats", formats, "latency_ms", lat ? lat : json_null(),
-        "max_rel_err",
+        "version", 1, "target", target, "threads", (int)threads, "runs", runs, "tune_s",
+        (int)tune_s, "bundle", "bytes", bytes, "weights_bytes", weights, "tar_bytes",
+        (json_int_t)tar_bytes, "files", (json_t *)files, "formats", formats, "latency_ms",
+        lat ? lat : json_null(), "max_rel_err",
         json_object_get(bench, "max_rel_err") ? json_object_get(bench, "max_rel_err") : json_null(),
         "macs_dense",
         json_object_get(bench, "macs_dense") ? json_object_get(bench, "macs_dense") : json_null(),

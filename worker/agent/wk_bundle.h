@@ -45,10 +45,11 @@ json_t *wk_bundle_files(const char *dir);
 /*
  * The compile report (the compile_report artifact, "version": 1; fields in
  * docs/compile.md) from the bundle's files (wk_bundle_files), bench's JSON
- * line, the options and the code artifact's size. Borrows its arguments;
- * returns a new object, or NULL when out of memory.
+ * line, the options (tune_s: the seconds of auto-tuning asked for) and the
+ * code artifact's size. Borrows its arguments; returns a new object, or
+ * NULL when out of memory.
  */
 json_t *wk_bundle_report(const json_t *files, const json_t *bench, const char *target, long threads,
-                         int runs, long long tar_bytes);
+                         int runs, long tune_s, long long tar_bytes);
 
 #endif

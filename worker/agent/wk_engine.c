@@ -240,9 +240,15 @@ static enum dp_err wk_bind_compile(struct wk_engine_job *j, const json_t *params
         return dp_errinfo_set(ei, DP_EINVAL, "params.compile.target: must be a string");
     if (target != NULL)
         c->target = json_string_value(target);
+    /* Seconds of auto-tuning on this worker (compile --tune); the server
+     * bounds it as the command does. */
     const json_t *tune = json_object_get(cp, "tune_s");
-    if (tune != NULL && !(json_is_integer(tune) && json_integer_value(tune) == 0))
-        return dp_errinfo_set(ei, DP_EINVAL, "params.compile.tune_s: only 0 is supported");
+    if (tune != NULL && !(json_is_integer(tune) && json_integer_value(tune) >= 0 &&
+                          json_integer_value(tune) <= 3600))
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "params.compile.tune_s: must be an integer from 0 to 3600");
+    if (tune != NULL)
+        c->tune = (long)json_integer_value(tune);
     enum dp_err err = wk_engine_path(f->model, "the model", ei);
     if (!err)
         err = wk_engine_path(f->out_code, "the code output", ei);
@@ -290,7 +296,20 @@ static enum dp_err wk_run_compile(const struct wk_engine_job *j, const struct wk
                               &bench, ei);
     if (!err) {
         report = wk_bundle_report(files, bench, c->target, c->threads, WK_BUNDLE_BENCH_RUNS,
-                                  (long long)st.st_size);
+                                  c->tune, (long long)st.st_size);
+        if (!err && report != NULL && strcmp(c->target, "opencl") == 0) {
+            /* OpenCL bundles have one fixed schedule and no schedule.json. */
+            json_object_set_new(report, "schedule", json_null());
+        } else if (!err && report != NULL) {
+            /* The schedule the bundle was compiled with (tuned when tune_s > 0). */
+            char sp[4200];
+            snprintf(sp, sizeof(sp), "%s/schedule.json", c->out);
+            json_t *sch = json_load_file(sp, 0, NULL);
+            if (sch == NULL)
+                err = dp_errinfo_set(ei, DP_EIO, "cannot read %s", sp);
+            else
+                json_object_set_new(report, "schedule", sch);
+        }
         if (report == NULL)
             err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory building the compile report");
     }

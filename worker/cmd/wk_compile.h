@@ -12,11 +12,14 @@
 
 /* One field per flag of `compile`. */
 struct wk_compile_opts {
-    const char *model;  /* FILE.onnx or a .safetensors checkpoint */
-    const char *out;    /* the bundle directory (created when missing) */
-    const char *target; /* "native" or "portable" */
-    const char *name;   /* the model's name in the bundle; NULL: the file's base name */
-    long threads;       /* the bundle's default OpenMP threads */
+    const char *model;    /* FILE.onnx or a .safetensors checkpoint */
+    const char *out;      /* the bundle directory (created when missing) */
+    const char *target;   /* "native", "portable" or "opencl" */
+    const char *name;     /* the model's name in the bundle; NULL: the file's base name */
+    long threads;         /* the bundle's default OpenMP threads */
+    long tune;            /* seconds of auto-tuning (0: the cost model's schedule) */
+    const char *schedule; /* a schedule.json to compile with (NULL: none) */
+    const char *sparse;   /* irregular layers: "auto", "dense", "csr", "bitmask" (cg_sparse.h) */
 };
 
 /* Sets o to the defaults of compile's flag table. */

@@ -10,10 +10,14 @@
 #include <sys/stat.h>
 
 #include "common/alloc.h"
+#include "common/file.h"
 #include "worker/codegen/cg_emit.h"
 #include "worker/codegen/cg_emit_ocl.h"
 #include "worker/codegen/cg_plan.h"
 #include "worker/codegen/cg_sched.h"
+#include "worker/codegen/cg_schedfile.h"
+#include "worker/codegen/cg_sparse.h"
+#include "worker/codegen/cg_tune.h"
 #include "worker/codegen/cg_weights.h"
 #include "worker/nn/net.h"
 
@@ -87,6 +91,18 @@ static enum dp_err cg_write_model_h(FILE *f, const void *ctx, struct dp_errinfo 
 {
     (void)ctx;
     return cg_emit_model_h(f, ei);
+}
+
+struct cg_report_ctx {
+    const struct cg_plan *p;
+    const struct cg_weights *w;
+    int vl;
+};
+
+static enum dp_err cg_write_report(FILE *f, const void *ctx, struct dp_errinfo *ei)
+{
+    const struct cg_report_ctx *c = ctx;
+    return cg_sparse_write_report(f, c->p, c->w, c->vl, ei);
 }
 
 static enum dp_err cg_write_bench_c(FILE *f, const void *ctx, struct dp_errinfo *ei)
@@ -186,36 +202,43 @@ out:
 
 /* ---- The driver --------------------------------------------------------- */
 
-enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_compile_opts *o,
-                       struct cg_compile_summary *summary, struct dp_errinfo *ei)
+static enum dp_err cg_write_schedule(FILE *f, const void *ctx, struct dp_errinfo *ei);
+
+/* What one bundle is written from: the plan, the schedule, the reference. */
+struct cg_bundle_ctx {
+    struct cg_plan *p;
+    const struct cg_compile_opts *o;
+    const struct cg_schedule *sch;
+    const unsigned char *ref;
+    size_t ref_len;
+    struct cg_weights w; /* packed for sch's layout path by cg_bundle_write */
+};
+
+static enum dp_err cg_write_schedule(FILE *f, const void *ctx, struct dp_errinfo *ei)
 {
-    struct cg_plan *p = NULL;
-    struct cg_weights w = {0};
-    unsigned char *ref = NULL;
-    size_t ref_len = 0;
-    enum dp_err err = DP_OK;
-    const int vl = cg_target_vl(o->target);
-    if (vl < 0)
-        return dp_errinfo_set(ei, DP_EINVAL, "unknown target '%s' (native, portable or opencl)",
-                              o->target);
+    const struct cg_bundle_ctx *b = ctx;
+    return cg_schedfile_write(f, b->p, b->o->target, b->sch, ei);
+}
+
+/* Writes the bundle of b->sch into dir: weights for its layout path, then
+ * every file. */
+static enum dp_err cg_bundle_write(struct cg_bundle_ctx *b, const char *dir, struct dp_errinfo *ei)
+{
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return dp_errinfo_set(ei, dp_err_from_errno(errno), "cannot create %s: %s", dir,
                               strerror(errno));
-    err = cg_plan_build(m, &p, ei);
-    if (!err && strcmp(o->target, "opencl") == 0) {
-        cg_ocl_sched(p); /* before the weights: their layout follows the schedule */
-        err = cg_ocl_check(p, ei);
-    } else if (!err)
-        cg_sched_choose(p, vl);
-    if (!err)
-        err = cg_weights_build(p, &w, ei);
-    if (!err)
-        err = cg_reference(m, p, &ref, &ref_len, ei);
+    const int ocl = strcmp(b->o->target, "opencl") == 0;
+    cg_weights_free(&b->w);
+    memset(&b->w, 0, sizeof(b->w));
+    if (!ocl) /* OpenCL: the steps carry cg_ocl_sched's kernels, no ISA paths */
+        cg_schedule_apply(b->p, b->sch, 0);
+    /* OpenCL keeps every array float: its runtime restores no codes. */
+    enum dp_err err = cg_weights_build(b->p, !ocl, &b->w, ei);
     if (err)
-        goto out;
-    const struct cg_emit_opts eo = {o->name, o->source, o->target, vl, o->threads};
-    const struct cg_model_c_ctx mc = {p, &w, &eo};
-    const struct cg_bytes wb = {w.data, w.len}, rb = {ref, ref_len};
+        return err;
+    const struct cg_emit_opts eo = {b->o->name, b->o->source, b->o->target, 0, b->sch};
+    const struct cg_model_c_ctx mc = {b->p, &b->w, &eo};
+    const struct cg_bytes wb = {b->w.data, b->w.len}, rb = {b->ref, b->ref_len};
     err = cg_file_write(dir, "weights.bin", cg_write_bytes, &wb, ei);
     if (!err)
         err = cg_file_write(dir, "reference.bin", cg_write_bytes, &rb, ei);
@@ -227,6 +250,112 @@ enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_comp
         err = cg_file_write(dir, "bench.c", cg_write_bench_c, NULL, ei);
     if (!err)
         err = cg_file_write(dir, "Makefile", cg_write_makefile, &eo, ei);
+    if (!err && !ocl)
+        err = cg_file_write(dir, "schedule.json", cg_write_schedule, b, ei);
+    const struct cg_report_ctx rc = {b->p, &b->w, cg_target_vl(b->o->target)};
+    if (!err)
+        err = cg_file_write(dir, "formats.json", cg_write_report, &rc, ei);
+    return err;
+}
+
+/* The tuner's way to write a candidate bundle (cg_tune.h). */
+static enum dp_err cg_tune_build(void *ctx, const struct cg_schedule *sch, const char *dir,
+                                 struct dp_errinfo *ei)
+{
+    struct cg_bundle_ctx *b = ctx;
+    const struct cg_schedule *keep = b->sch;
+    b->sch = sch;
+    enum dp_err err = cg_bundle_write(b, dir, ei);
+    b->sch = keep;
+    return err;
+}
+
+/* The schedule to compile with: o->schedule's file, else the cost model's;
+ * tuned when o->tune_s > 0. */
+static enum dp_err cg_schedule_get(struct cg_bundle_ctx *b, struct cg_schedule *sch,
+                                   struct cg_tune_report *rep, struct dp_errinfo *ei)
+{
+    const struct cg_compile_opts *o = b->o;
+    enum dp_err err;
+    if (o->schedule != NULL) {
+        unsigned char *text = NULL;
+        size_t len = 0;
+        err = dp_file_read(o->schedule, o->schedule, CG_SCHEDFILE_MAX, &text, &len, ei);
+        if (err)
+            return err;
+        err = cg_schedfile_parse((const char *)text, len, b->p, o->target, sch, ei);
+        dp_free(text);
+        if (err) {
+            char msg[sizeof(ei->msg)];
+            memcpy(msg, ei->msg, sizeof(msg));
+            return dp_errinfo_set(ei, err, "%s: %s", o->schedule, msg);
+        }
+    } else {
+        err = cg_schedule_default(b->p, o->target, o->threads, sch, ei);
+        if (err)
+            return err;
+    }
+    if (o->tune_s > 0.0) {
+        b->sch = sch;
+        err = cg_tune(b->p, o->tune_s, cg_tune_build, b, sch, rep, ei);
+    }
+    return err;
+}
+
+enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_compile_opts *o,
+                       struct cg_compile_summary *summary, struct dp_errinfo *ei)
+{
+    struct cg_plan *p = NULL;
+    struct cg_schedule sch = {0};
+    struct cg_bundle_ctx b = {0};
+    unsigned char *ref = NULL;
+    size_t ref_len = 0;
+    enum dp_err err = DP_OK;
+    const int vl = cg_target_vl(o->target);
+    if (vl < 0)
+        return dp_errinfo_set(ei, DP_EINVAL, "unknown target '%s' (native, portable or opencl)",
+                              o->target);
+    const int ocl = strcmp(o->target, "opencl") == 0;
+    if (ocl && (o->tune_s > 0.0 || o->schedule != NULL))
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "tuning and schedule files are for the native and portable targets; "
+                              "opencl has one schedule (its work-items) and no schedule.json");
+    int sparse = cg_sparse_mode_parse(o->sparse != NULL ? o->sparse : "auto");
+    if (sparse < 0)
+        return dp_errinfo_set(ei, DP_EINVAL, "unknown sparse mode '%s' (auto, dense, csr, bitmask)",
+                              o->sparse);
+    /* OpenCL has no sparse kernels: auto keeps irregular layers dense
+     * there; csr or bitmask asked for is refused by cg_ocl_check naming
+     * the layer. */
+    if (ocl && sparse == CG_SPARSE_AUTO)
+        sparse = CG_SPARSE_DENSE;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return dp_errinfo_set(ei, dp_err_from_errno(errno), "cannot create %s: %s", dir,
+                              strerror(errno));
+    err = cg_plan_build(m, &p, ei);
+    if (!err) /* formats before schedules: a CSR or bitmask layer has its own */
+        cg_sparse_choose(p, vl, (enum cg_sparse_mode)sparse);
+    if (!err)
+        err = cg_reference(m, p, &ref, &ref_len, ei);
+    if (err)
+        goto out;
+    b.p = p;
+    b.o = o;
+    b.ref = ref;
+    b.ref_len = ref_len;
+    struct cg_tune_report rep = {0};
+    if (ocl) {
+        cg_ocl_sched(p); /* before the weights: their layout follows the schedule */
+        err = cg_ocl_check(p, ei);
+        sch.n_steps = p->n_steps;
+        sch.threads = o->threads; /* the host runner's default (cg_emit_ocl.h) */
+        sch.prefer = -1;
+    } else
+        err = cg_schedule_get(&b, &sch, &rep, ei);
+    if (err)
+        goto out;
+    b.sch = &sch;
+    err = cg_bundle_write(&b, dir, ei);
     if (err || summary == NULL)
         goto out;
     memset(summary, 0, sizeof(*summary));
@@ -235,14 +364,21 @@ enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_comp
         summary->n_fkw += p->steps[k].fmt == CG_FMT_FKW;
         summary->n_dense += p->steps[k].fmt == CG_FMT_DENSE;
         summary->n_irregular += p->steps[k].fmt == CG_FMT_IRREGULAR;
+        summary->n_csr += p->steps[k].fmt == CG_FMT_CSR;
+        summary->n_bitmask += p->steps[k].fmt == CG_FMT_BITMASK;
     }
-    summary->weights_bytes = w.len;
+    summary->weights_bytes = b.w.len;
+    summary->n_quantized = b.w.n_q;
     summary->macs_dense = p->macs_dense;
     summary->macs_nonzero = p->macs_nonzero;
     summary->vl = vl;
+    summary->threads = sch.threads;
+    summary->isa = sch.prefer >= 0 ? sch.path[sch.prefer].isa : NULL;
+    summary->tune = rep;
 out:
     dp_free(ref);
-    cg_weights_free(&w);
+    cg_weights_free(&b.w);
+    cg_schedule_free(&sch);
     cg_plan_free(p);
     return err;
 }

@@ -9,6 +9,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/alloc.h"
+#include "worker/codegen/cg_quant.h"
 #include "worker/codegen/cg_sched.h"
 #include "worker/codegen/cg_templates_gen.h"
 
@@ -27,8 +29,6 @@ struct cg_conv_sched {
     size_t scratch; /* floats of padded input, with slack for the last tile */
 };
 
-static int cg_popcount(unsigned m);
-
 static int cg_max(int a, int b)
 {
     return a > b ? a : b;
@@ -43,26 +43,14 @@ static void cg_conv_schedule(const struct cg_step *s, int vl, struct cg_conv_sch
     c->cpl = c->plane * (size_t)g->sh * (size_t)(s->sched.shift ? g->kw : g->sw);
     c->NK = (g->OH - 1) * c->PWq + g->OW;
     if (vl > 0) {
-        const int nv_max = cg_sched_nv_max(vl);
+        /* The tile and its FMA chains are the schedule's (cg_sched.h:
+         * nv vectors, taps over `sets` accumulator sets, `unroll` kernels
+         * interleaved). */
         c->VL = vl;
-        c->NV = (c->NK + vl - 1) / vl;
-        if (c->NV > nv_max)
-            c->NV = nv_max;
+        c->NV = s->sched.nv > 0 ? s->sched.nv : 1;
         c->L = c->NV * vl;
-        /* Independent FMA chains: a kernel's taps go to S accumulator sets
-         * (tap i to set i % S) and U kernels run interleaved, so a tile of
-         * NV vectors keeps NV * S * U >= 8 chains (FMA latency 4, two
-         * ports): on 4x4 and 2x2 maps (NV = 1) one chain would leave the
-         * FMA units idle most of the time. */
-        int nmax = 1;
-        for (int q = 0; q < s->n_patterns; q++)
-            nmax = cg_max(nmax, cg_popcount(s->patterns[q]));
-        if (s->fmt != CG_FMT_FKW)
-            nmax = g->kh * g->kw;
-        c->S = (8 + c->NV - 1) / c->NV;
-        if (c->S > nmax)
-            c->S = nmax;
-        c->U = c->NV * c->S < 8 && 2 * c->NV * c->S <= 16 ? 2 : 1;
+        c->S = s->sched.sets > 0 ? s->sched.sets : 1;
+        c->U = s->sched.unroll == 2 ? 2 : 1;
     } else {
         c->VL = 0;
         c->NV = 0;
@@ -116,7 +104,7 @@ static void cg_emit_str(FILE *f, const char *s)
  * comment ("*" "/") and put its own text into model.c, nor open a nested
  * one or splice lines; control and non-ASCII bytes become '_' as in
  * cg_emit_str. */
-static void cg_emit_cmt(FILE *f, const char *s)
+void cg_emit_cmt(FILE *f, const char *s)
 {
     for (; *s; s++) {
         const unsigned char ch = (unsigned char)*s;
@@ -125,7 +113,7 @@ static void cg_emit_cmt(FILE *f, const char *s)
 }
 
 /* The function name of step k: layer_<k>_<name with non-identifier characters as '_'>. */
-static void cg_emit_fn_name(FILE *f, const struct cg_plan *p, int k)
+void cg_emit_fn_name(FILE *f, const struct cg_plan *p, int k)
 {
     fprintf(f, "layer_%d_", k);
     const char *n = p->m->layers[p->steps[k].layer].name;
@@ -135,7 +123,7 @@ static void cg_emit_fn_name(FILE *f, const struct cg_plan *p, int k)
 
 /* The opening of step k's function, which every step shares: the
  * signature and, when the step reads no second input, (void)x1. */
-static void cg_emit_fn_open(FILE *f, const struct cg_plan *p, int k, int uses_x1)
+void cg_emit_fn_open(FILE *f, const struct cg_plan *p, int k, int uses_x1)
 {
     fputs("static void ", f);
     cg_emit_fn_name(f, p, k);
@@ -163,7 +151,7 @@ static const char *cg_act_macro(enum cg_act a)
     return a == CG_ACT_RELU ? "CG_ACT_RELU" : a == CG_ACT_CLIP ? "CG_ACT_CLIP" : "CG_ACT_NONE";
 }
 
-static void cg_emit_act_args(FILE *f, const struct cg_step *s)
+void cg_emit_act_args(FILE *f, const struct cg_step *s)
 {
     fprintf(f, "%s, ", cg_act_macro(s->act));
     cg_emit_float(f, s->act == CG_ACT_CLIP ? s->lo : 0.0f);
@@ -172,7 +160,7 @@ static void cg_emit_act_args(FILE *f, const struct cg_step *s)
 }
 
 /* What the step fuses, for its comment: ", BN 'bn1' folded, ReLU fused". */
-static void cg_emit_fused(FILE *f, const struct cg_plan *p, const struct cg_step *s)
+void cg_emit_fused(FILE *f, const struct cg_plan *p, const struct cg_step *s)
 {
     if (s->bn_layer >= 0 && s->bn_layer != s->layer) {
         fputs(", BN '", f);
@@ -266,7 +254,7 @@ static int cg_popcount(unsigned m)
  * need no barrier before reading it (barriers dominate small layers at 2
  * threads on a shared machine); a large one is padded once, channels
  * split between threads, then a barrier. */
-#define CG_PRIVATE_PAD_FLOATS 32768
+#define CG_PRIVATE_PAD_FLOATS CG_SCHED_PRIVATE_PAD_FLOATS
 
 static void cg_emit_pad(FILE *f, const struct cg_step *s, const struct cg_conv_sched *c)
 {
@@ -498,7 +486,7 @@ static void cg_emit_panel_block(FILE *f, const struct cg_step *s, int n, const i
                                 const char *indent)
 {
     const struct cg_geom *g = &s->g;
-    const int nb = s->sched.nb, VL = s->sched.vl, T = g->kh * g->kw;
+    const int nb = s->sched.nb, VL = s->sched.vl, T = g->kh * g->kw, gw = s->sched.gw;
     fprintf(f, "%scg_vf", indent);
     for (int b = 0; b < nb; b++)
         for (int i = 0; i < n; i++)
@@ -508,7 +496,7 @@ static void cg_emit_panel_block(FILE *f, const struct cg_step *s, int n, const i
      * taps unrolled instead, the compiler keeps inputs shared between
      * neighbouring taps in registers and spills the accumulators. */
     fprintf(f, "%sconst float *wk = wg;\n", indent);
-    fprintf(f, "%sfor (int kk = 0; kk < %d; kk++, wk += %d) {\n", indent, g->C * T, nb * VL);
+    fprintf(f, "%sfor (int kk = 0; kk < %d; kk++, wk += %d) {\n", indent, g->C * T, gw);
     fprintf(f, "%s    const float *ip = xt + koff[kk];\n", indent);
     if (s->sched.prefetch) {
         /* One prefetch per cache line of this step's weights, 4 KiB ahead. */
@@ -539,8 +527,8 @@ static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const st
     const struct cg_step *s = &p->steps[k];
     const struct cg_geom *g = &s->g;
     const struct cg_sched *sc = &s->sched;
-    const int T = g->kh * g->kw, VL = sc->vl, nb = sc->nb, r = sc->r;
-    const int P = (g->F + VL - 1) / VL, G = P / nb, HW = g->OH * g->OW;
+    const int T = g->kh * g->kw, VL = sc->vl, nb = sc->nb, r = sc->r, gw = sc->gw;
+    const int G = (g->F + gw - 1) / gw, NSUB = gw / (nb * VL), HW = g->OH * g->OW;
     struct cg_conv_sched c;
     cg_conv_schedule(s, o->vl, &c);
     const int full = sc->rows ? g->OH / sc->rows : (c.NK + r - 1) / r;
@@ -551,17 +539,18 @@ static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const st
             s->n_weights, s->n_nonzero, s->macs_dense);
     fprintf(f,
             " * Schedule: panel kernel. Weights packed at compile time in %d group(s) of %d "
-            "panel(s)\n * of %d output channels, (C, taps, %d) each; input in %d polyphase "
-            "plane(s) of %dx%d\n * per channel. A register block of %d panel(s) x %d pixels "
-            "(%d accumulators) runs\n * the K-loop over %d channels x %d taps: %d weight "
-            "vector load(s) and %d broadcasts\n * per step. Tiles: ",
-            G, nb, VL, nb * VL, g->sh * g->sw, c.PHq, c.PWq, nb, r, nb * r, g->C, T, nb, r);
+            "output\n * channels, (C, taps, %d) each; input in %d polyphase plane(s) of %dx%d "
+            "per channel.\n * A register block of %d panel(s) of %d channels x %d pixels (%d "
+            "accumulators), %d per\n * group, runs the K-loop over %d channels x %d taps: %d "
+            "weight vector load(s) and\n * %d broadcasts per step. Tiles: ",
+            G, gw, gw, g->sh * g->sw, c.PHq, c.PWq, nb, VL, r, nb * r, NSUB, g->C, T, nb, r);
     if (sc->rows)
         fprintf(f, "%d of %d whole output row(s)%s", full, sc->rows,
                 tail_rows ? " and a tail" : "");
     else
         fprintf(f, "%d of %d flat positions (padding columns dropped on store)", full, r);
-    fprintf(f, ";\n * the %d (group, tile) items split evenly between threads%s.\n */\n", G * NT,
+    fprintf(f, ";\n * the %d (group, block, tile) items split evenly between threads%s.\n */\n",
+            G * NSUB * NT,
             sc->prefetch ? "; weights prefetched 4 KiB ahead (they stream from memory)" : "");
     cg_emit_fn_open(f, p, k, s->add_layer >= 0);
     cg_emit_pad(f, s, &c);
@@ -570,11 +559,13 @@ static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const st
     fprintf(f, "    const uint32_t *koff = (const uint32_t *)(m->blob + %zu); /* (C, taps) */\n",
             sec->koff);
     fputs("    int i0, i1;\n", f);
-    fprintf(f, "    cg_split_even(%d, tid, nth, &i0, &i1);\n", G * NT);
+    fprintf(f, "    cg_split_even(%d, tid, nth, &i0, &i1);\n", G * NSUB * NT);
     fputs("    for (int it = i0; it < i1; it++) {\n", f);
-    fprintf(f, "        const int grp = it / %d, tile = it %% %d;\n", NT, NT);
-    fprintf(f, "        const float *wg = wp + (size_t)grp * %zu;\n",
-            (size_t)g->C * (size_t)T * (size_t)(nb * VL));
+    fprintf(f, "        const int grp = it / %d, sub = it / %d %% %d, tile = it %% %d;\n",
+            NSUB * NT, NT, NSUB, NT);
+    fprintf(f, "        const int oc0 = grp * %d + sub * %d;\n", gw, nb * VL);
+    fprintf(f, "        const float *wg = wp + (size_t)grp * %zu + (size_t)sub * %d;\n",
+            (size_t)g->C * (size_t)T * (size_t)gw, nb * VL);
     int pix[64];
     if (sc->rows) {
         fprintf(f, "        const float *xt = xp + (size_t)tile * %d;\n", sc->rows * c.PWq);
@@ -589,10 +580,9 @@ static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const st
                 fputs("        {\n", f);
             cg_emit_panel_block(f, s, n, pix, "            ");
             fprintf(f,
-                    "            cg_store_panel(y, t, bias, grp * %d, %d, %d, %d, tile * %d, "
+                    "            cg_store_panel(y, t, bias, oc0, %d, %d, %d, tile * %d, "
                     "-1, 0, 0, %d, %s, ",
-                    nb * VL, nb * VL, g->F, n, sc->rows * g->OW, HW,
-                    s->add_layer >= 0 ? "x1" : "NULL");
+                    nb * VL, g->F, n, sc->rows * g->OW, HW, s->add_layer >= 0 ? "x1" : "NULL");
             cg_emit_act_args(f, s);
             fputs(");\n        }\n", f);
         }
@@ -602,10 +592,9 @@ static void cg_emit_conv_panel(FILE *f, const struct cg_plan *p, int k, const st
         fprintf(f, "        const float *xt = xp + (size_t)tile * %d;\n        {\n", r);
         cg_emit_panel_block(f, s, r, pix, "            ");
         fprintf(f,
-                "            cg_store_panel(y, t, bias, grp * %d, %d, %d, %d, tile * %d, %d, %d, "
+                "            cg_store_panel(y, t, bias, oc0, %d, %d, %d, tile * %d, %d, %d, "
                 "%d, %d, %s, ",
-                nb * VL, nb * VL, g->F, r, r, c.NK, c.PWq, g->OW, HW,
-                s->add_layer >= 0 ? "x1" : "NULL");
+                nb * VL, g->F, r, r, c.NK, c.PWq, g->OW, HW, s->add_layer >= 0 ? "x1" : "NULL");
         cg_emit_act_args(f, s);
         fputs(");\n        }\n", f);
     }
@@ -689,51 +678,66 @@ static void cg_emit_slot(FILE *f, int slot)
         fprintf(f, "S + (size_t)%d * CG_SLOT_FLOATS", slot);
 }
 
-enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_weights *w,
-                            const struct cg_emit_opts *o, struct dp_errinfo *ei)
+/* The compiler flags and the CPU check of an ISA path (cg_sched.h names
+ * them); generic and plain need neither. */
+static const struct {
+    const char *isa, *cflags, *cpu;
+} cg_isa_info[] = {
+    {"avx512", "-mavx512f -mavx512vl -mavx512bw -mavx512dq -mavx2 -mfma",
+     "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512vl\") &&\n"
+     "           __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512dq\")"},
+    {"avx2", "-mavx2 -mfma", "__builtin_cpu_supports(\"avx2\") && __builtin_cpu_supports(\"fma\")"},
+};
+
+static int cg_isa_index(const char *isa)
+{
+    for (size_t i = 0; i < sizeof(cg_isa_info) / sizeof(cg_isa_info[0]); i++)
+        if (strcmp(cg_isa_info[i].isa, isa) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* The part of the bundle (CG_PART, one compilation of model.c each) that
+ * holds path i of s: generic and plain (no ISA flags) share part 0 with
+ * the runtime; ISA path i gets part i + 1. */
+static int cg_path_part(const struct cg_schedule *s, int i)
+{
+    return cg_isa_index(s->path[i].isa) < 0 ? 0 : i + 1;
+}
+
+/* The path of s in part 0, or -1 (a tuning build of one ISA path). */
+static int cg_part0_path(const struct cg_schedule *s)
+{
+    for (int i = 0; i < s->n_paths; i++)
+        if (cg_path_part(s, i) == 0)
+            return i;
+    return -1;
+}
+
+/* The kernel string of a step's schedule, as model_get_info and bench give it. */
+static void cg_emit_kernel_str(FILE *f, const struct cg_sched *sc)
+{
+    if (sc->kern == CG_KERN_PANEL)
+        fprintf(f, "panel %dx%d%s", sc->nb, sc->r, sc->rows ? " rows" : "");
+    else if (sc->kern == CG_KERN_SPATIAL && sc->vl > 0 && !sc->packed)
+        fprintf(f, "spatial %dx%d%s", sc->nv, sc->unroll, sc->shift ? " shift" : "");
+    else
+        fprintf(f, "%s%s", cg_kern_name(sc->kern), sc->packed ? " packed" : "");
+}
+
+/* One path's layers and its forward pass, cg_forward_<isa>: the plan's
+ * steps carry the path's schedule. */
+static void cg_emit_path(FILE *f, const struct cg_plan *p, const struct cg_weights *w,
+                         const struct cg_emit_opts *o, const char *isa)
 {
     const struct dp_model *m = p->m;
-    size_t scratch = 64;
+    /* One kernel per step by its schedule and format: CSR and bitmask
+     * layers (sched.sparse, cg_sched_candidates) run the sparse kernels of
+     * cg_emit_sparse.c on this path's vectors. */
     for (int k = 0; k < p->n_steps; k++) {
-        if (p->steps[k].kind != CG_K_CONV)
-            continue;
-        struct cg_conv_sched c;
-        cg_conv_schedule(&p->steps[k], o->vl, &c);
-        if (c.scratch > scratch)
-            scratch = c.scratch;
-        const size_t packed = (size_t)p->steps[k].n_patterns * p->steps[k].g.C * 16;
-        if (p->steps[k].sched.packed && packed > scratch)
-            scratch = packed;
-    }
-    fputs("/*\n * generated by dnnpress-worker compile from ", f);
-    cg_emit_cmt(f, o->source);
-    fputs(" -- do not edit\n * model ", f);
-    cg_emit_cmt(f, o->name);
-    fprintf(f, ", target %s", o->target);
-    if (o->vl > 0)
-        fprintf(f, " (kernels on %d-float vectors)", o->vl);
-    else
-        fputs(" (kernels on plain arrays)", f);
-    fprintf(f, "; %d layers; %lld MACs per image (%lld dense).\n *\n", p->n_steps, p->macs_nonzero,
-            p->macs_dense);
-    fputs(" * The runtime part (memory, threads, padding, epilogues) is the same in every\n"
-          " * bundle; the layers after it are generated, each a function named after\n"
-          " * its IR layer with a comment giving its format and schedule. API: model.h.\n */\n",
-          f);
-    fputs("#define _POSIX_C_SOURCE 200809L\n#include \"model.h\"\n\n", f);
-    fprintf(f, "#define CG_VL %d /* floats per vector in the kernels; 0: plain arrays */\n", o->vl);
-    fprintf(f, "#define CG_DEFAULT_THREADS %d\n", o->threads);
-    fprintf(f, "#define CG_IN_FLOATS %zu\n#define CG_OUT_FLOATS %zu\n", p->in_floats,
-            p->out_floats);
-    fprintf(f, "#define CG_N_SLOTS %d\n#define CG_SLOT_FLOATS %zu\n",
-            p->n_slots > 0 ? p->n_slots : 1, p->slot_floats > 0 ? p->slot_floats : 1);
-    fprintf(f, "#define CG_SCRATCH_FLOATS %zu\n", scratch);
-    fprintf(f, "#define CG_WEIGHTS_BYTES %zuu\n#define CG_WEIGHTS_HASH 0x%016llxull\n\n", w->len,
-            (unsigned long long)w->hash);
-    cg_emit_lines(f, cg_tmpl_rt_head);
-    fputc('\n', f);
-    for (int k = 0; k < p->n_steps; k++) {
-        if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.kern == CG_KERN_PANEL)
+        if (p->steps[k].fmt == CG_FMT_CSR || p->steps[k].fmt == CG_FMT_BITMASK)
+            cg_emit_sparse_step(f, p, k, &w->sec[k], o);
+        else if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.kern == CG_KERN_PANEL)
             cg_emit_conv_panel(f, p, k, &w->sec[k], o);
         else if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.packed)
             cg_emit_conv_packed(f, p, k, &w->sec[k]);
@@ -742,31 +746,12 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
         else
             cg_emit_simple(f, p, k, &w->sec[k]);
     }
-    /* The layer table and the forward pass. */
-    fputs("/* ---- The network ---- */\n\nstatic const struct model_layer_info cg_layers[] = {\n",
-          f);
-    for (int k = 0; k < p->n_steps; k++) {
-        const struct cg_step *s = &p->steps[k];
-        fputs("    {\"", f);
-        cg_emit_str(f, m->layers[s->layer].name);
-        fprintf(f, "\", \"%s\", \"%s\", %lldLL, %lldLL, \"", cg_kind_name(s->kind),
-                cg_format_name(s->fmt), s->macs_dense, s->macs_nonzero);
-        if (s->sched.kern == CG_KERN_PANEL)
-            fprintf(f, "panel %dx%d%s", s->sched.nb, s->sched.r, s->sched.rows ? " rows" : "");
-        else
-            fprintf(f, "%s%s", cg_kern_name(s->sched.kern), s->sched.packed ? " packed" : "");
-        fputs("\"},\n", f);
-    }
-    fputs("};\n\nstatic const struct model_info cg_info = {\n    \"", f);
-    cg_emit_str(f, o->name);
-    fprintf(f, "\", \"%s\", %d, %d, %d, %zu, %d, cg_layers, %lldLL, %lldLL, %d,\n};\n\n", o->target,
-            m->in_c, m->in_h, m->in_w, p->out_floats, p->n_steps, p->macs_dense, p->macs_nonzero,
-            o->threads);
-    fputs("/* One image: x (CG_IN_FLOATS) -> out (CG_OUT_FLOATS), run by every thread of the\n"
-          " * team; each layer ends at a barrier (cg_sync). */\n"
-          "static void cg_forward(struct cg_model *m, const float *x, float *out, int tid, int "
-          "nth)\n{\n    float *const S = m->slots;\n",
-          f);
+    fprintf(f,
+            "/* One image of path %s: x (CG_IN_FLOATS) -> out (CG_OUT_FLOATS), run by every\n"
+            " * thread of the team; each layer ends at a barrier (cg_sync). */\n"
+            "void cg_forward_%s(struct cg_model *m, const float *x, float *out, int tid, int "
+            "nth)\n{\n    float *const S = m->slots;\n",
+            isa, isa);
     for (int k = 0; k < p->n_steps; k++) {
         const struct cg_step *s = &p->steps[k];
         fputs("    ", f);
@@ -785,7 +770,180 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
     fputs("    cg_copy(out, ", f);
     cg_emit_slot(f, p->value_slot[m->n_layers - 1]);
     fputs(", CG_OUT_FLOATS, tid, nth);\n    CG_BARRIER();\n}\n", f);
+}
+
+/* The largest padded input (floats per thread) of any step on any path. */
+static size_t cg_scratch_floats(struct cg_plan *q, const struct cg_schedule *sch)
+{
+    size_t scratch = 64;
+    for (int i = 0; i < sch->n_paths; i++) {
+        cg_schedule_apply(q, sch, i);
+        for (int k = 0; k < q->n_steps; k++) {
+            if (q->steps[k].kind != CG_K_CONV)
+                continue;
+            struct cg_conv_sched c;
+            cg_conv_schedule(&q->steps[k], sch->path[i].vl, &c);
+            if (c.scratch > scratch)
+                scratch = c.scratch;
+            const size_t packed = (size_t)q->steps[k].n_patterns * q->steps[k].g.C * 16;
+            if (q->steps[k].sched.packed && packed > scratch)
+                scratch = packed;
+        }
+    }
+    return scratch;
+}
+
+enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_weights *w,
+                            const struct cg_emit_opts *o, struct dp_errinfo *ei)
+{
+    const struct dp_model *m = p->m;
+    const struct cg_schedule *sch = o->sch;
+    const int np = sch->n_paths;
+    /* A private copy of the steps takes each path's schedule in turn. */
+    struct cg_plan q = *p;
+    q.steps = dp_malloc(dp_size_mul((size_t)(p->n_steps > 0 ? p->n_steps : 1), sizeof(*q.steps)));
+    if (q.steps == NULL)
+        return dp_errinfo_set(ei, DP_ENOMEM, "out of memory emitting model.c");
+    memcpy(q.steps, p->steps, (size_t)p->n_steps * sizeof(*q.steps));
+    const size_t scratch = cg_scratch_floats(&q, sch);
+    fputs("/*\n * generated by dnnpress-worker compile from ", f);
+    cg_emit_cmt(f, o->source);
+    fputs(" -- do not edit\n * model ", f);
+    cg_emit_cmt(f, o->name);
+    fprintf(f, ", target %s; %d layers; %lld MACs per image (%lld dense).\n *\n", o->target,
+            p->n_steps, p->macs_nonzero, p->macs_dense);
+    fputs(" * The runtime part (memory, threads, padding, epilogues) is the same in every\n"
+          " * bundle; the layers after it are generated, each a function named after\n"
+          " * its IR layer with a comment giving its format and schedule. API: model.h.\n *\n"
+          " * ISA paths (each a full copy of the layers, picked at model_create):",
+          f);
+    for (int i = 0; i < np; i++)
+        fprintf(f, "%s %s (%s, part %d)", i ? "," : "", sch->path[i].isa,
+                sch->path[i].vl > 0 ? "vectors" : "plain arrays", cg_path_part(sch, i));
+    fputs(".\n * The Makefile compiles this file once per part (-DCG_PART=n) with that\n"
+          " * part's ISA flags; part 0 holds the runtime and needs none.\n */\n",
+          f);
+    fputs("#define _POSIX_C_SOURCE 200809L\n#include \"model.h\"\n\n", f);
+    fputs("#ifndef CG_PART\n#define CG_PART 0\n#endif\n", f);
+    const int p0 = cg_part0_path(sch);
+    int n_isa = 0;
+    for (int i = 0; i < np; i++) {
+        const int part = cg_path_part(sch, i);
+        if (part == 0)
+            continue;
+        fprintf(f, "#%s CG_PART == %d\n#define CG_VL %d /* path %s */\n", n_isa ? "elif" : "if",
+                part, sch->path[i].vl, sch->path[i].isa);
+        n_isa++;
+    }
+    fprintf(f, "%s\n#define CG_VL %d /* %s%s; 0: plain arrays */\n%s", n_isa ? "#else" : "",
+            p0 >= 0 ? sch->path[p0].vl : 0, p0 >= 0 ? "path " : "the runtime alone",
+            p0 >= 0 ? sch->path[p0].isa : "", n_isa ? "#endif\n" : "");
+    fputs("/* The ISA paths need x86 (the Makefile builds their parts only there). */\n"
+          "#if defined(__x86_64__) || defined(__i386__)\n#define CG_ISA_PATHS 1\n#else\n"
+          "#define CG_ISA_PATHS 0\n#endif\n",
+          f);
+    fprintf(f, "#define CG_DEFAULT_THREADS %d\n", sch->threads);
+    fprintf(f, "#define CG_IN_FLOATS %zu\n#define CG_OUT_FLOATS %zu\n", p->in_floats,
+            p->out_floats);
+    fprintf(f, "#define CG_N_SLOTS %d\n#define CG_SLOT_FLOATS %zu\n",
+            p->n_slots > 0 ? p->n_slots : 1, p->slot_floats > 0 ? p->slot_floats : 1);
+    fprintf(f, "#define CG_SCRATCH_FLOATS %zu\n", scratch);
+    fprintf(f, "#define CG_WEIGHTS_BYTES %zuu\n#define CG_WEIGHTS_HASH 0x%016llxull\n\n", w->len,
+            (unsigned long long)w->hash);
+    cg_emit_lines(f, cg_tmpl_rt_head);
+    fputc('\n', f);
+    /* Quantized arrays (restored in part 0's model_create) and the sparse
+     * kernels every path's part may call. */
+    cg_quant_emit(f, w);
+    cg_emit_lines(f, cg_tmpl_rt_sparse);
+    fputc('\n', f);
+    for (int i = 0; i < np; i++)
+        fprintf(f,
+                "void cg_forward_%s(struct cg_model *m, const float *x, float *out, int tid, "
+                "int nth);\n",
+                sch->path[i].isa);
+    for (int i = 0; i < np; i++) {
+        const int part = cg_path_part(sch, i);
+        if (part == 0)
+            continue;
+        fprintf(f, "\n#if CG_PART == %d /* ==== path %s ==== */\n\n", part, sch->path[i].isa);
+        cg_schedule_apply(&q, sch, i);
+        struct cg_emit_opts po = *o;
+        po.vl = sch->path[i].vl;
+        cg_emit_path(f, &q, w, &po, sch->path[i].isa);
+        fprintf(f, "#endif /* path %s */\n", sch->path[i].isa);
+    }
+    fprintf(f, "\n#if CG_PART == 0 /* ==== %s%s, and the runtime ==== */\n\n",
+            p0 >= 0 ? "path " : "no path", p0 >= 0 ? sch->path[p0].isa : "");
+    if (p0 >= 0) {
+        cg_schedule_apply(&q, sch, p0);
+        struct cg_emit_opts po = *o;
+        po.vl = sch->path[p0].vl;
+        cg_emit_path(f, &q, w, &po, sch->path[p0].isa);
+    }
+    /* The layer table (kernels of the layout path, path 0) and the paths. */
+    cg_schedule_apply(&q, sch, 0);
+    fputs("\n/* ---- The network ---- */\n\nstatic const struct model_layer_info cg_layers[] = {\n",
+          f);
+    for (int k = 0; k < p->n_steps; k++) {
+        const struct cg_step *s = &q.steps[k];
+        fputs("    {\"", f);
+        cg_emit_str(f, m->layers[s->layer].name);
+        fprintf(f, "\", \"%s\", \"%s\", %lldLL, %lldLL, \"", cg_kind_name(s->kind),
+                cg_format_name(s->fmt), s->macs_dense, s->macs_nonzero);
+        cg_emit_kernel_str(f, &s->sched);
+        fputs("\"},\n", f);
+    }
+    fputs("};\n\n", f);
+    for (int i = 0; i < np; i++) {
+        fprintf(f, "static const char *const cg_kernels_%s[] = {\n", sch->path[i].isa);
+        for (int k = 0; k < p->n_steps; k++) {
+            fputs("    \"", f);
+            cg_emit_kernel_str(f, &sch->path[i].steps[k]);
+            fputs("\",\n", f);
+        }
+        fputs("};\n", f);
+    }
+    fprintf(f, "\nstatic const struct model_path_info cg_path_info[] = {\n");
+    for (int i = 0; i < np; i++)
+        fprintf(f, "    {\"%s\", %d, cg_kernels_%s},\n", sch->path[i].isa, sch->path[i].vl,
+                sch->path[i].isa);
+    fputs("};\n\n", f);
+    /* The CPU checks; a path whose part is not built (not x86) is never taken. */
+    for (int i = 0; i < np; i++) {
+        const int ii = cg_isa_index(sch->path[i].isa);
+        fprintf(f, "%sstatic int cg_cpu_%s(void)\n{\n", ii < 0 ? "" : "#if CG_ISA_PATHS\n",
+                sch->path[i].isa);
+        if (ii < 0)
+            fputs("    return 1;\n}\n", f);
+        else
+            fprintf(f, "    __builtin_cpu_init();\n    return %s;\n}\n#endif\n",
+                    cg_isa_info[ii].cpu);
+    }
+    fputs("\nstatic const struct cg_path cg_paths[] = {\n", f);
+    for (int i = 0; i < np; i++) {
+        const int part = cg_path_part(sch, i);
+        if (part != 0)
+            fputs("#if CG_ISA_PATHS\n", f);
+        fprintf(f, "    {%d, cg_cpu_%s, cg_forward_%s},\n", i, sch->path[i].isa, sch->path[i].isa);
+        if (part != 0)
+            fputs("#endif\n", f);
+    }
+    fputs("};\n\n", f);
+    fputs("static const struct model_info cg_info = {\n    \"", f);
+    cg_emit_str(f, o->name);
+    fprintf(f,
+            "\", \"%s\", %d, %d, %d, %zu, %d, cg_layers, %lldLL, %lldLL, %d, %d, cg_path_info,\n"
+            "};\n\n",
+            o->target, m->in_c, m->in_h, m->in_w, p->out_floats, p->n_steps, p->macs_dense,
+            p->macs_nonzero, sch->threads, np);
+    fprintf(f,
+            "/* The path a tuned schedule measured fastest (-1: time them at create). */\n"
+            "#define CG_PREFERRED_PATH %d\n",
+            sch->prefer);
     cg_emit_lines(f, cg_tmpl_rt_tail);
+    fputs("#endif /* CG_PART == 0 */\n", f);
+    dp_free(q.steps);
     if (ferror(f))
         return dp_errinfo_set(ei, DP_EIO, "writing model.c failed");
     return DP_OK;
@@ -803,12 +961,37 @@ enum dp_err cg_emit_bench_c(FILE *f, struct dp_errinfo *ei)
     return ferror(f) ? dp_errinfo_set(ei, DP_EIO, "writing bench.c failed") : DP_OK;
 }
 
+/* The Makefile's rules for the ISA paths' parts of model.c (x86 only). */
+static void cg_emit_parts(FILE *f, const struct cg_emit_opts *o)
+{
+    const struct cg_schedule *sch = o->sch;
+    const int np = sch->n_paths;
+    if (cg_part0_path(sch) == 0 && np == 1)
+        return;
+    fputs("ifneq ($(X86),)\nPARTS +=", f);
+    for (int i = 0; i < np; i++)
+        if (cg_path_part(sch, i) != 0)
+            fprintf(f, " model_%s.o", sch->path[i].isa);
+    fputs("\nendif\n", f);
+    for (int i = 0; i < np; i++) {
+        const int ii = cg_isa_index(sch->path[i].isa);
+        if (cg_path_part(sch, i) == 0 || ii < 0)
+            continue;
+        fprintf(
+            f,
+            "\nmodel_%s.o: model.c model.h\n\t$(CC) $(CFLAGS) -DCG_PART=%d %s -c model.c -o $@\n",
+            sch->path[i].isa, cg_path_part(sch, i), cg_isa_info[ii].cflags);
+    }
+}
+
 enum dp_err cg_emit_makefile(FILE *f, const struct cg_emit_opts *o, struct dp_errinfo *ei)
 {
-    /* -ffp-contract=fast: ISO C mode would otherwise keep a*b + c unfused. */
+    /* -ffp-contract=fast: ISO C mode would otherwise keep a*b + c unfused.
+     * No -march: each ISA path's part adds its own flags, part 0 runs on
+     * any CPU of the architecture; -mtune only schedules for this one. */
     const char *cflags =
         strcmp(o->target, "native") == 0
-            ? "-std=c11 -O3 -march=native -ffp-contract=fast -fopenmp -Wall -Wextra"
+            ? "-std=c11 -O3 -mtune=native -ffp-contract=fast -fopenmp -Wall -Wextra"
             : "-std=c11 -O2 -fopenmp -Wall -Wextra";
     for (size_t i = 0; cg_tmpl_makefile[i] != NULL; i++) {
         const char *l = cg_tmpl_makefile[i];
@@ -821,6 +1004,9 @@ enum dp_err cg_emit_makefile(FILE *f, const struct cg_emit_opts *o, struct dp_er
             } else if (strncmp(at, "@TARGET@", 8) == 0) {
                 fputs(o->target, f);
                 l = at + 8;
+            } else if (strncmp(at, "@PARTS@", 7) == 0) {
+                cg_emit_parts(f, o);
+                l = at + 7;
             } else {
                 fputc('@', f);
                 l = at + 1;

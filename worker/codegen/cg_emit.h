@@ -29,23 +29,41 @@
 
 #include "common/err.h"
 #include "worker/codegen/cg_plan.h"
+#include "worker/codegen/cg_sched.h"
 #include "worker/codegen/cg_weights.h"
 
 struct cg_emit_opts {
     const char *name;   /* the model's name in the bundle (JSON "model") */
     const char *source; /* the file compiled, for the banner (a base name) */
-    const char *target; /* "native" or "portable" */
-    int vl;             /* floats per vector for the kernels; 0: plain arrays (portable) */
-    int threads;        /* default OpenMP threads of the bundle */
+    const char *target; /* "native", "portable" or "opencl" (cg_emit_ocl.h) */
+    int vl; /* floats per vector of the path being emitted (set per path by cg_emit_model_c) */
+    const struct cg_schedule *sch; /* every ISA path's schedule, the threads, the preferred path */
 };
 
-/* Writes model.c for plan p and its weights w to f. DP_EIO when f fails. */
+/* Writes model.c for plan p and its weights w to f: the runtime and every
+ * path of o->sch, each path's layers in its own part (CG_PART). p's steps
+ * must carry path 0's schedule (the weights' layout). DP_EIO when f
+ * fails, DP_ENOMEM. */
 enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_weights *w,
                             const struct cg_emit_opts *o, struct dp_errinfo *ei);
 
-/* Writes the bundle's model.h, bench.c or Makefile (cflags substituted). */
+/* Writes the bundle's model.h, bench.c or Makefile (flags and the ISA
+ * paths' parts from o->sch substituted). */
 enum dp_err cg_emit_model_h(FILE *f, struct dp_errinfo *ei);
 enum dp_err cg_emit_bench_c(FILE *f, struct dp_errinfo *ei);
 enum dp_err cg_emit_makefile(FILE *f, const struct cg_emit_opts *o, struct dp_errinfo *ei);
+
+/* For the other emitters of model.c (cg_emit_sparse.c): a step's function
+ * name and opening, a user's name inside a comment, the activation
+ * arguments of the runtime's epilogues and what a step fuses (comment). */
+void cg_emit_fn_name(FILE *f, const struct cg_plan *p, int k);
+void cg_emit_fn_open(FILE *f, const struct cg_plan *p, int k, int uses_x1);
+void cg_emit_cmt(FILE *f, const char *s);
+void cg_emit_act_args(FILE *f, const struct cg_step *s);
+void cg_emit_fused(FILE *f, const struct cg_plan *p, const struct cg_step *s);
+
+/* Writes step k (CSR or bitmask, conv or linear) of p (cg_emit_sparse.c). */
+void cg_emit_sparse_step(FILE *f, const struct cg_plan *p, int k, const struct cg_wsec *sec,
+                         const struct cg_emit_opts *o);
 
 #endif

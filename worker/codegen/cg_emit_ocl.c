@@ -559,6 +559,15 @@ static int cg_ocl_slot(int slot)
     return slot < 0 ? -1 : slot;
 }
 
+/* A step's kernel, as model_get_info and bench give it. */
+static void cg_ocl_kernel_str(FILE *f, const struct cg_step *s)
+{
+    if (s->kind == CG_K_CONV)
+        fprintf(f, "opencl %d px x filter", cg_ocl_px(&s->g));
+    else
+        fputs("opencl", f);
+}
+
 enum dp_err cg_ocl_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_weights *w,
                                 const struct cg_emit_opts *o, struct dp_errinfo *ei)
 {
@@ -598,7 +607,7 @@ enum dp_err cg_ocl_emit_model_c(FILE *f, const struct cg_plan *p, const struct c
           "#include <stdlib.h>\n#include <string.h>\n#include <time.h>\n\n",
           f);
     const int out_slot = p->value_slot[m->n_layers - 1];
-    fprintf(f, "#define CG_DEFAULT_THREADS %d\n", o->threads);
+    fprintf(f, "#define CG_DEFAULT_THREADS %d\n", o->sch->threads);
     fprintf(f, "#define CG_IN_FLOATS %zu\n#define CG_OUT_FLOATS %zu\n", p->in_floats,
             p->out_floats);
     fprintf(f, "#define CG_N_SLOTS %d\n#define CG_SLOT_FLOATS %zu\n",
@@ -638,17 +647,26 @@ enum dp_err cg_ocl_emit_model_c(FILE *f, const struct cg_plan *p, const struct c
         cg_ocl_str(f, m->layers[s->layer].name);
         fprintf(f, "\", \"%s\", \"%s\", %lldLL, %lldLL, \"", cg_kind_name(s->kind),
                 cg_format_name(s->fmt), s->macs_dense, s->macs_nonzero);
-        if (s->kind == CG_K_CONV)
-            fprintf(f, "opencl %d px x filter", cg_ocl_px(&s->g));
-        else
-            fputs("opencl", f);
+        cg_ocl_kernel_str(f, s);
         fputs("\"},\n", f);
     }
-    fputs("};\n\nstatic const struct model_info cg_info = {\n    \"", f);
+    /* One path (model.h's ISA paths): the OpenCL kernels, "opencl". */
+    fputs("};\n\nstatic const char *const cg_kernels_opencl[CG_N_STEPS] = {\n", f);
+    for (int k = 0; k < p->n_steps; k++) {
+        fputs("    \"", f);
+        cg_ocl_kernel_str(f, &p->steps[k]);
+        fputs("\",\n", f);
+    }
+    fputs("};\n\nstatic const struct model_path_info cg_path_info[1] = {\n"
+          "    {\"opencl\", 0, cg_kernels_opencl},\n};\n",
+          f);
+    fputs("\nstatic const struct model_info cg_info = {\n    \"", f);
     cg_ocl_str(f, o->name);
-    fprintf(f, "\", \"opencl\", %d, %d, %d, %zu, %d, cg_layers, %lldLL, %lldLL, %d,\n};\n", m->in_c,
-            m->in_h, m->in_w, p->out_floats, p->n_steps, p->macs_dense, p->macs_nonzero,
-            o->threads);
+    fprintf(f,
+            "\", \"opencl\", %d, %d, %d, %zu, %d, cg_layers, %lldLL, %lldLL, %d, 1, "
+            "cg_path_info,\n};\n",
+            m->in_c, m->in_h, m->in_w, p->out_floats, p->n_steps, p->macs_dense, p->macs_nonzero,
+            o->sch->threads);
     cg_ocl_lines(f, cg_tmpl_ocl_rt);
     if (ferror(f))
         return dp_errinfo_set(ei, DP_EIO, "writing model.c failed");

@@ -67,6 +67,10 @@ const char *cg_format_name(enum cg_format f)
             return "fkw";
         case CG_FMT_IRREGULAR:
             return "irregular: dense fallback";
+        case CG_FMT_CSR:
+            return "csr";
+        case CG_FMT_BITMASK:
+            return "bitmask";
         case CG_FMT_NONE:
             break;
     }

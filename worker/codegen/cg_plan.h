@@ -72,6 +72,8 @@ enum cg_format {
     CG_FMT_DENSE,     /* dense weights (F, C, KH, KW) or (O, I) */
     CG_FMT_FKW,       /* pattern + connectivity: FKW (cg_fkw.h) */
     CG_FMT_IRREGULAR, /* irregular sparsity stored and run dense */
+    CG_FMT_CSR,       /* irregular, past the measured break-even: rows of (offset, weight) */
+    CG_FMT_BITMASK,   /* irregular, past the measured break-even: a bit per weight + non-zeros */
 };
 
 /* A step's geometry: input (C, H, W) per sample, output (F, OH, OW), and
@@ -108,6 +110,15 @@ struct cg_sched {
     int shift;    /* CG_KERN_SPATIAL: input as kw column-shifted copies of each row phase,
                      (C, sh * kw, PHq, OW), so flat outputs have no padding column; 0: the
                      polyphase planes of the padded input, (C, sh * sw, PHq, PWq) */
+    int gw;       /* CG_KERN_PANEL: floats per weight group of the packed layout, shared by
+                     every ISA path of a bundle (the layout path's nb * vl); a path's block of
+                     nb panels of vl runs gw / (nb * vl) times per group */
+    int nv;       /* CG_KERN_SPATIAL on vectors: vectors of flat outputs per tile */
+    int sets;     /* CG_KERN_SPATIAL on vectors: accumulator sets a kernel's taps spread over */
+    int unroll;   /* CG_KERN_SPATIAL on vectors: kernels interleaved per iteration (1 or 2) */
+    int sparse;   /* hook for the sparse kernels: 1 = an irregular layer runs its sparse
+                     (CSR/bitmask) kernel, 0 = dense; the tuner times both where
+                     cg_sched_candidates offers both */
 };
 
 struct cg_step {
@@ -135,6 +146,7 @@ struct cg_step {
     struct cg_sched sched;              /* conv only; set by cg_sched_choose for the target */
     /* Memory: slots of the activation block (see the file comment). */
     int in_slot[2], out_slot; /* -1: the model input (in) */
+    char why[160];            /* conv and linear: why this format (cg_sparse.h), for formats.json */
 };
 
 struct cg_plan {

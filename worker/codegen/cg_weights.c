@@ -8,7 +8,9 @@
 
 #include "common/alloc.h"
 #include "worker/codegen/cg_fkw.h"
+#include "worker/codegen/cg_quant.h"
 #include "worker/codegen/cg_sched.h"
+#include "worker/codegen/cg_sparse.h"
 
 #define CG_ALIGN 64
 
@@ -37,6 +39,12 @@ static enum dp_err cg_blob_add(struct cg_weights *w, const void *src, size_t n, 
     return DP_OK;
 }
 
+enum dp_err cg_weights_append(struct cg_weights *w, const void *src, size_t n, size_t *off,
+                              struct dp_errinfo *ei)
+{
+    return cg_blob_add(w, src, n, off, ei);
+}
+
 static uint64_t cg_fnv1a(const unsigned char *p, size_t n)
 {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -60,22 +68,22 @@ static void cg_put_u64(unsigned char *p, uint64_t v)
 }
 
 /*
- * A dense convolution of the panel kernel (cg_sched.h): groups of nb
- * panels of vl output channels, each group (C, T, nb*vl), so the K-loop
- * reads one contiguous run of nb vectors per (channel, tap); output
- * channels past F are zero. The bias is padded to the panels too.
+ * A dense convolution of the panel kernel (cg_sched.h): groups of gw
+ * output channels, each group (C, T, gw), so the K-loop reads one
+ * contiguous run of a block's vectors per (channel, tap); output channels
+ * past F are zero. The bias is padded to the groups too.
  */
-static enum dp_err cg_weights_panel(const struct cg_step *s, const char *name,
+static enum dp_err cg_weights_panel(const struct cg_step *s, int k, const char *name,
                                     struct cg_weights *out, struct cg_wsec *sec,
                                     struct dp_errinfo *ei)
 {
     const struct cg_sched *sc = &s->sched;
     const size_t F = (size_t)s->g.F, C = (size_t)s->g.C, T = (size_t)s->g.kh * (size_t)s->g.kw;
-    const size_t VL = (size_t)sc->vl, NB = (size_t)sc->nb;
-    const size_t P = (F + VL - 1) / VL, G = P / NB, W = NB * VL;
+    /* Groups of gw channels: every ISA path's blocks divide them (cg_sched.h). */
+    const size_t W = (size_t)sc->gw, G = (F + W - 1) / W;
     const size_t n = dp_size_mul(dp_size_mul(G, C * T), W);
     float *w = dp_calloc(n, sizeof(float));
-    float *b = dp_calloc(P * VL, sizeof(float));
+    float *b = dp_calloc(G * W, sizeof(float));
     uint32_t *ko = NULL;
     enum dp_err err = DP_OK;
     if (w == NULL || b == NULL) {
@@ -114,9 +122,11 @@ static enum dp_err cg_weights_panel(const struct cg_step *s, const char *name,
         }
     }
     sec->n_w = n;
-    err = cg_blob_add(out, w, n * sizeof(float), &sec->w, ei);
+    /* Rows of a quantized array (cg_quant.h): the output channel of a lane. */
+    const struct cg_qmap qm = {CG_QROW_PANEL, C * T * W, W, NULL, 0, G * W};
+    err = cg_quant_add(out, k, w, n, &qm, &sec->w, ei);
     if (!err)
-        err = cg_blob_add(out, b, P * VL * sizeof(float), &sec->b, ei);
+        err = cg_blob_add(out, b, G * W * sizeof(float), &sec->b, ei);
     if (!err)
         err = cg_blob_add(out, ko, C * T * sizeof(uint32_t), &sec->koff, ei);
 out:
@@ -141,11 +151,14 @@ static enum dp_err cg_weights_step(const struct cg_plan *p, int k, struct cg_wei
     }
     if (s->kind != CG_K_CONV && s->kind != CG_K_LINEAR)
         return DP_OK;
+    if (s->fmt == CG_FMT_CSR || s->fmt == CG_FMT_BITMASK)
+        return cg_sparse_pack(p, k, out, ei);
     if (s->kind == CG_K_CONV && s->sched.kern == CG_KERN_PANEL)
-        return cg_weights_panel(s, p->m->layers[s->layer].name, out, sec, ei);
+        return cg_weights_panel(s, k, p->m->layers[s->layer].name, out, sec, ei);
     if (s->fmt != CG_FMT_FKW) {
         sec->n_w = s->n_weights;
-        err = cg_blob_add(out, s->w, dp_size_mul(s->n_weights, sizeof(float)), &sec->w, ei);
+        const struct cg_qmap qm = {CG_QROW_DIV, s->n_weights / F, 0, NULL, 0, F};
+        err = cg_quant_add(out, k, s->w, s->n_weights, &qm, &sec->w, ei);
         if (!err)
             err = cg_blob_add(out, s->b, F * sizeof(float), &sec->b, ei);
         return err;
@@ -165,17 +178,20 @@ static enum dp_err cg_weights_step(const struct cg_plan *p, int k, struct cg_wei
         err = cg_blob_add(out, f.cin, f.n_kernels * sizeof(uint16_t), &sec->cin, ei);
     if (!err)
         err = cg_blob_add(out, f.woff, (F + 1) * sizeof(uint32_t), &sec->woff, ei);
+    const struct cg_qmap qm = {CG_QROW_RUNS, 0, 0, f.woff, sec->woff, F};
     if (!err)
-        err = cg_blob_add(out, f.w, (size_t)f.woff[F] * sizeof(float), &sec->w, ei);
+        err = cg_quant_add(out, k, f.w, (size_t)f.woff[F], &qm, &sec->w, ei);
     if (!err)
         err = cg_blob_add(out, f.bias, F * sizeof(float), &sec->b, ei);
     cg_fkw_free(&f);
     return err;
 }
 
-enum dp_err cg_weights_build(const struct cg_plan *p, struct cg_weights *out, struct dp_errinfo *ei)
+enum dp_err cg_weights_build(const struct cg_plan *p, int quantize, struct cg_weights *out,
+                             struct dp_errinfo *ei)
 {
     memset(out, 0, sizeof(*out));
+    out->quantize = quantize;
     enum dp_err err = DP_OK;
     out->sec = dp_calloc((size_t)p->n_steps, sizeof(struct cg_wsec));
     if (out->sec == NULL) {
@@ -185,10 +201,14 @@ enum dp_err cg_weights_build(const struct cg_plan *p, struct cg_weights *out, st
     unsigned char header[CG_WEIGHTS_HEADER] = {0};
     size_t off;
     err = cg_blob_add(out, header, sizeof(header), &off, ei);
-    for (int k = 0; k < p->n_steps && !err; k++)
+    for (int k = 0; k < p->n_steps && !err; k++) {
+        const size_t before = out->len;
         err = cg_weights_step(p, k, out, ei);
+        out->sec[k].bytes = out->len - before;
+    }
     if (err)
         goto out;
+    cg_quant_finish(out);
     out->hash = cg_fnv1a(out->data + CG_WEIGHTS_HEADER, out->len - CG_WEIGHTS_HEADER);
     memcpy(out->data, CG_WEIGHTS_MAGIC, 8);
     cg_put_u32(out->data + 8, CG_WEIGHTS_VERSION);
@@ -207,5 +227,6 @@ void cg_weights_free(struct cg_weights *w)
         return;
     dp_free(w->data);
     dp_free(w->sec);
+    cg_quant_free(w);
     memset(w, 0, sizeof(*w));
 }

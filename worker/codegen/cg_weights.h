@@ -36,20 +36,36 @@ struct cg_wsec {
     size_t perm, kptr, prun, cin, woff; /* FKW only */
     size_t koff;                        /* panel kernel: (C * taps) input offsets */
     size_t n_w;                         /* floats at w */
+    size_t bytes;                       /* the step's bytes in the file, alignment included */
 };
+
+struct cg_qsec; /* cg_quant.h */
 
 struct cg_weights {
     unsigned char *data; /* the whole file, header included */
     size_t len, cap;
     struct cg_wsec *sec; /* (plan->n_steps) */
     uint64_t hash;
+    /* Quantized weight arrays (cg_quant.h): stored as codes in the file and
+     * restored at load into a region after it; mem_len is the loaded
+     * blob's size (len when nothing is quantized). */
+    struct cg_qsec *q;
+    int n_q, cap_q;
+    size_t vlen, mem_len;
+    int quantize; /* 0: every array stays float (a runtime that restores no codes: opencl) */
 };
 
+/* Appends n bytes of src as a 64-byte aligned section of w; *off is its
+ * offset. DP_ETOOBIG past CG_WEIGHTS_MAX, DP_ENOMEM. */
+enum dp_err cg_weights_append(struct cg_weights *w, const void *src, size_t n, size_t *off,
+                              struct dp_errinfo *ei);
+
 /*
- * Packs every step of p into out (release with cg_weights_free).
- * DP_ETOOBIG past CG_WEIGHTS_MAX, DP_EUNSUPPORTED from FKW packing, DP_ENOMEM.
+ * Packs every step of p into out (release with cg_weights_free); quantize:
+ * store arrays with few distinct values as codes (cg_quant.h), else all
+ * float. DP_ETOOBIG past CG_WEIGHTS_MAX, DP_EUNSUPPORTED from FKW packing, DP_ENOMEM.
  */
-enum dp_err cg_weights_build(const struct cg_plan *p, struct cg_weights *out,
+enum dp_err cg_weights_build(const struct cg_plan *p, int quantize, struct cg_weights *out,
                              struct dp_errinfo *ei);
 
 /* Releases w's memory and zeroes it. NULL is a no-op. */

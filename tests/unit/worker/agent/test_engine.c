@@ -231,8 +231,16 @@ Test(wk_engine, compile_options_from_the_task)
     cr_assert_str_eq(j.compile.out, "T/bundle");
     cr_assert_str_eq(j.compile.target, "portable");
     cr_assert_eq(j.compile.threads, 3);
+    cr_assert_eq(j.compile.tune, 0);
     cr_assert_str_eq(j.code_out, "T/code.tar");
     cr_assert_str_eq(j.creport_out, "T/compile-report.json");
+    wk_engine_job_free(&j);
+    json_decref(params);
+
+    /* A tuning budget reaches the command (compile --tune). */
+    params = params_of("{\"compile\": {\"tune_s\": 30}}");
+    cr_assert_eq(wk_engine_bind(&j, DP_TASK_COMPILE, params, &f, &o, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(j.compile.tune, 30);
     wk_engine_job_free(&j);
     json_decref(params);
 
@@ -246,9 +254,12 @@ Test(wk_engine, compile_options_from_the_task)
     static const struct {
         const char *params, *field;
     } bad[] = {
-        {"{\"compile\": {\"target\": \"opencl\"}}", "--target"},
+        {"{\"compile\": {\"target\": \"cuda\"}}", "--target"},
+        {"{\"compile\": {\"target\": \"opencl\", \"tune_s\": 5}}", "--tune"},
         {"{\"compile\": {\"target\": 3}}", "params.compile.target"},
-        {"{\"compile\": {\"tune_s\": 5}}", "params.compile.tune_s"},
+        {"{\"compile\": {\"tune_s\": -1}}", "params.compile.tune_s"},
+        {"{\"compile\": {\"tune_s\": 3601}}", "params.compile.tune_s"},
+        {"{\"compile\": {\"tune_s\": 2.5}}", "params.compile.tune_s"},
         {"{\"compile\": []}", "params.compile"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -5,10 +5,12 @@
  * relative) and exits 1 otherwise. Plus the plan's choices, determinism
  * and the error for an op the compiler cannot handle.
  */
+#define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "common/alloc.h"
 #include "common/file.h"
@@ -16,18 +18,20 @@
 #include "tests/unit/worker/codegen/cg_fixture.h"
 #include "worker/codegen/cg_compile.h"
 #include "worker/codegen/cg_plan.h"
+#include "worker/codegen/cg_schedfile.h"
+#include "worker/codegen/cg_tune.h"
 #include "worker/compress/proj.h"
 #include "worker/nn/arch.h"
 
 /* Compiles m into a fresh directory (dir), builds it and runs bench once;
  * returns bench's exit status. */
-static int cg_test_build_run(struct dp_model *m, const char *tag, const char *target, char *dir,
-                             size_t cap)
+static int cg_test_build_run_opts(struct dp_model *m, const struct cg_compile_opts *o, char *dir,
+                                  size_t cap)
 {
-    dp_test_tmpdir_make(dir, cap, tag);
+    const char *target = o->target;
+    dp_test_tmpdir_make(dir, cap, o->name);
     struct dp_errinfo ei = {DP_OK, ""};
-    const struct cg_compile_opts o = {tag, "test", target, 2};
-    enum dp_err err = cg_compile(m, dir, &o, NULL, &ei);
+    enum dp_err err = cg_compile(m, dir, o, NULL, &ei);
     cr_assert_eq(err, DP_OK, "%s", ei.msg);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "make -s -C %s CC=cc > %s/build.log 2>&1", dir, dir);
@@ -35,7 +39,43 @@ static int cg_test_build_run(struct dp_model *m, const char *tag, const char *ta
     snprintf(cmd, sizeof(cmd),
              "%s/bench --runs 1 --warmup 0 --threads 2 --batch 3 > %s/bench.json 2> %s/bench.err",
              dir, dir, dir);
-    const int rc = system(cmd);
+    int rc = system(cmd);
+    /* Each ISA path this CPU runs passes the reference check when forced,
+     * by bench's --isa and by MODEL_ISA; a path it cannot run, or none of
+     * the bundle's, is refused. */
+    static const char *const isas[] = {"avx512", "avx2", "generic", "plain", "sse9"};
+    int n_ran = 0;
+    for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]) && rc == 0; i++) {
+        const int carried = strcmp(target, "native") == 0 ? i < 3 : i == 3;
+        const int want = carried && cg_tune_cpu_runs(isas[i]) ? 0 : 1;
+        snprintf(cmd, sizeof(cmd),
+                 "%s/bench --runs 1 --warmup 0 --threads 2 --batch 2 --isa %s > %s/bench-%s.json "
+                 "2>> %s/bench.err",
+                 dir, isas[i], dir, isas[i], dir);
+        const int got = WEXITSTATUS(system(cmd));
+        cr_expect_eq(got, want, "bench --isa %s: exit %d, want %d (see %s/bench.err)", isas[i], got,
+                     want, dir);
+        snprintf(cmd, sizeof(cmd),
+                 "MODEL_ISA=%s %s/bench --runs 1 --warmup 0 --batch 1 > %s/bench-env.json "
+                 "2>> %s/bench.err",
+                 isas[i], dir, dir, dir);
+        cr_expect_eq(WEXITSTATUS(system(cmd)), want, "MODEL_ISA=%s", isas[i]);
+        if (want == 0) {
+            /* bench says which path ran. */
+            char path[512], needle[64];
+            snprintf(path, sizeof(path), "%s/bench-%s.json", dir, isas[i]);
+            snprintf(needle, sizeof(needle), "\"isa\":\"%s\"", isas[i]);
+            unsigned char *text = NULL;
+            size_t len = 0;
+            struct dp_errinfo e2 = {DP_OK, ""};
+            cr_assert_eq(dp_file_read(path, path, 1 << 20, &text, &len, &e2), DP_OK, "%s", e2.msg);
+            cr_expect(memmem(text, len, needle, strlen(needle)) != NULL, "%s lacks %s", path,
+                      needle);
+            dp_free(text);
+            n_ran++;
+        }
+    }
+    cr_expect_geq(n_ran, 1, "no path ran");
     /* Every generated file must have compiled without a warning. */
     snprintf(cmd, sizeof(cmd), "%s/build.log", dir);
     FILE *f = fopen(cmd, "r");
@@ -44,6 +84,13 @@ static int cg_test_build_run(struct dp_model *m, const char *tag, const char *ta
     cr_assert_null(fgets(line, sizeof(line), f), "the bundle's build printed: %s", line);
     fclose(f);
     return rc;
+}
+
+static int cg_test_build_run(struct dp_model *m, const char *tag, const char *target, char *dir,
+                             size_t cap)
+{
+    const struct cg_compile_opts o = {tag, "test", target, 2, 0.0, NULL, NULL};
+    return cg_test_build_run_opts(m, &o, dir, cap);
 }
 
 static void cg_test_cleanup(const char *dir)
@@ -194,7 +241,7 @@ Test(cg, unsupported_op_is_an_error_naming_the_layer)
     cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
     char dir[256];
     dp_test_tmpdir_make(dir, sizeof(dir), "cg-unsup");
-    const struct cg_compile_opts o = {"x", "x", "native", 1};
+    const struct cg_compile_opts o = {"x", "x", "native", 1, 0.0, NULL, NULL};
     cr_assert_eq(cg_compile(m, dir, &o, NULL, &ei), DP_EUNSUPPORTED);
     cr_assert(strstr(ei.msg, "layer 'joined'") != NULL, "%s", ei.msg);
     cr_assert(strstr(ei.msg, "concat") != NULL, "%s", ei.msg);
@@ -290,15 +337,159 @@ Test(cg, two_compiles_give_identical_bundles, .timeout = 60)
     char d1[256], d2[256];
     dp_test_tmpdir_make(d1, sizeof(d1), "cg-det1");
     dp_test_tmpdir_make(d2, sizeof(d2), "cg-det2");
-    const struct cg_compile_opts o = {"r20", "r20.safetensors", "native", 2};
+    const struct cg_compile_opts o = {"r20", "r20.safetensors", "native", 2, 0.0, NULL, NULL};
     cr_assert_eq(cg_compile(m, d1, &o, NULL, &ei), DP_OK, "%s", ei.msg);
     cr_assert_eq(cg_compile(m, d2, &o, NULL, &ei), DP_OK, "%s", ei.msg);
-    static const char *const files[] = {"model.h", "model.c",       "weights.bin",
-                                        "bench.c", "reference.bin", "Makefile"};
+    static const char *const files[] = {"model.h",       "model.c",  "weights.bin",  "bench.c",
+                                        "reference.bin", "Makefile", "schedule.json"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
         cg_test_same_file(d1, d2, files[i]);
     dp_test_tmpdir_remove(d1);
     dp_test_tmpdir_remove(d2);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+static const char *const cg_bundle_files[] = {
+    "model.h", "model.c", "weights.bin", "bench.c", "Makefile", "reference.bin", "schedule.json"};
+
+/* --tune for a few seconds, then --schedule with the schedule.json it
+ * wrote: the same bundle, byte for byte, without tuning (the file's
+ * threads win over the options'). */
+Test(cg, a_tuned_schedule_reproduces_its_bundle, .timeout = 300)
+{
+    struct dp_model *m = cg_test_mixed();
+    struct dp_errinfo ei = {DP_OK, ""};
+    char d1[256], d2[256], sp[512];
+    dp_test_tmpdir_make(d1, sizeof(d1), "cg-tune1");
+    dp_test_tmpdir_make(d2, sizeof(d2), "cg-tune2");
+    struct cg_compile_opts o = {"mixed", "mixed", "native", 2, 3.0, NULL, NULL};
+    struct cg_compile_summary sum;
+    cr_assert_eq(cg_compile(m, d1, &o, &sum, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_geq(sum.tune.rounds, 1, "at least the cost model's schedule is timed");
+    cr_assert_gt(sum.tune.default_p50, 0.0);
+    snprintf(sp, sizeof(sp), "%s/schedule.json", d1);
+    o.tune_s = 0.0;
+    o.schedule = sp;
+    o.threads = sum.threads == 1 ? 2 : 1;
+    cr_assert_eq(cg_compile(m, d2, &o, NULL, &ei), DP_OK, "%s", ei.msg);
+    for (size_t i = 0; i < sizeof(cg_bundle_files) / sizeof(cg_bundle_files[0]); i++)
+        cg_test_same_file(d1, d2, cg_bundle_files[i]);
+    dp_test_tmpdir_remove(d1);
+    dp_test_tmpdir_remove(d2);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Writes text to path. */
+static void cg_test_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(fputs(text, f) >= 0, 1);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* Replaces the first `from` in text (a dp_malloc'd string) with `to`. */
+static char *cg_test_subst(const char *text, const char *from, const char *to)
+{
+    const char *at = strstr(text, from);
+    cr_assert_not_null(at, "no %s in the schedule", from);
+    const size_t n = strlen(text) - strlen(from) + strlen(to) + 1;
+    char *out = dp_malloc(n);
+    cr_assert_not_null(out);
+    snprintf(out, n, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    return out;
+}
+
+/* A schedule file other than the cost model's is followed (the bundle's
+ * code differs and still matches the engine on every path), and one that
+ * does not fit the model is refused naming the field. */
+Test(cg, a_schedule_file_is_followed_and_checked, .timeout = 300)
+{
+    struct dp_model *m = cg_test_mixed();
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct cg_plan *p = NULL;
+    cr_assert_eq(cg_plan_build(m, &p, &ei), DP_OK, "%s", ei.msg);
+    struct cg_schedule sch;
+    cr_assert_eq(cg_schedule_default(p, "native", 2, &sch, &ei), DP_OK, "%s", ei.msg);
+    /* Every convolution of every path takes its last candidate. */
+    int changed = 0;
+    for (int i = 0; i < sch.n_paths; i++) {
+        for (int k = 0; k < p->n_steps; k++) {
+            struct cg_sched c[64];
+            const int gw = i > 0 ? sch.path[0].steps[k].gw : 0;
+            const int n = cg_sched_candidates(&p->steps[k], sch.path[i].vl, gw, 2, c, 64);
+            if (n > 1) {
+                sch.path[i].steps[k] = c[n - 1];
+                changed++;
+            }
+        }
+    }
+    cr_assert_geq(changed, 3);
+    char dir[256], sp[512];
+    dp_test_tmpdir_make(dir, sizeof(dir), "cg-sched");
+    snprintf(sp, sizeof(sp), "%s/my-schedule.json", dir);
+    FILE *f = fopen(sp, "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(cg_schedfile_write(f, p, "native", &sch, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(fclose(f), 0);
+    cg_schedule_free(&sch);
+    cg_plan_free(p);
+
+    char built[256], plain[256];
+    const struct cg_compile_opts o = {"cg-sched-b", "mixed", "native", 2, 0.0, sp, NULL};
+    cr_assert_eq(cg_test_build_run_opts(m, &o, built, sizeof(built)), 0,
+                 "bench failed (see %s/bench.err)", built);
+    const struct cg_compile_opts od = {"cg-sched-d", "mixed", "native", 2, 0.0, NULL, NULL};
+    dp_test_tmpdir_make(plain, sizeof(plain), "cg-sched-d");
+    cr_assert_eq(cg_compile(m, plain, &od, NULL, &ei), DP_OK, "%s", ei.msg);
+    char p1[512], p2[512];
+    snprintf(p1, sizeof(p1), "%s/model.c", built);
+    snprintf(p2, sizeof(p2), "%s/model.c", plain);
+    unsigned char *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    cr_assert_eq(dp_file_read(p1, p1, 1 << 26, &a, &na, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(dp_file_read(p2, p2, 1 << 26, &b, &nb, &ei), DP_OK, "%s", ei.msg);
+    cr_assert(na != nb || memcmp(a, b, na) != 0, "the schedule file changed nothing");
+    dp_free(b);
+
+    /* Refused, naming what is wrong. */
+    dp_free(a);
+    snprintf(p1, sizeof(p1), "%s/schedule.json", built);
+    cr_assert_eq(dp_file_read(p1, p1, 1 << 26, &a, &na, &ei), DP_OK, "%s", ei.msg);
+    char *good = dp_malloc(na + 1);
+    cr_assert_not_null(good);
+    memcpy(good, a, na);
+    good[na] = '\0';
+    dp_free(a);
+    static const struct {
+        const char *from, *to, *want;
+    } bad[] = {
+        {"\"layer\": \"conv1\"", "\"layer\": \"convX\"", "layers[0].layer must be \"conv1\""},
+        {"\"target\": \"native\"", "\"target\": \"portable\"", "target must be \"native\""},
+        {"\"threads\":", "\"threads\": 0, \"x\":", "threads must be an integer"},
+        {"\"nb\": ", "\"nb\": 3", "not a schedule this compiler generates"},
+        {"\"version\": 1", "\"version\": 2", "version 2"},
+        {"\"isa\": \"avx2\"", "\"isa\": \"neon\"", "paths[1].isa must be \"avx2\""},
+        {"{", "[", "not a JSON object"},
+    };
+    char bp[512], out[512];
+    snprintf(bp, sizeof(bp), "%s/bad.json", dir);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *t = cg_test_subst(good, bad[i].from, bad[i].to);
+        cg_test_write(bp, t);
+        dp_free(t);
+        const struct cg_compile_opts ob = {"x", "x", "native", 2, 0.0, bp, NULL};
+        cr_expect_eq(cg_compile(m, out, &ob, NULL, &ei), DP_EINVAL, "case %zu", i);
+        cr_expect(strstr(ei.msg, bad[i].want) != NULL, "case %zu: %s", i, ei.msg);
+        cr_expect(strstr(ei.msg, "bad.json") != NULL, "case %zu names the file: %s", i, ei.msg);
+    }
+    dp_free(good);
+    cg_test_cleanup(built);
+    dp_test_tmpdir_remove(plain);
+    dp_test_tmpdir_remove(dir);
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }

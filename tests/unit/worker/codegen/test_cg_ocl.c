@@ -29,7 +29,7 @@ static int cg_ocl_build_run(struct dp_model *m, const char *tag, char *dir, size
 {
     dp_test_tmpdir_make(dir, cap, tag);
     struct dp_errinfo ei = {DP_OK, ""};
-    const struct cg_compile_opts o = {tag, "test", "opencl", 1};
+    const struct cg_compile_opts o = {tag, "test", "opencl", 1, 0.0, NULL, NULL};
     enum dp_err err = cg_compile(m, dir, &o, NULL, &ei);
     cr_assert_eq(err, DP_OK, "%s", ei.msg);
     char cmd[1024];
@@ -324,7 +324,7 @@ Test(cg_ocl, two_compiles_give_identical_bundles, .timeout = 60)
     char d1[256], d2[256];
     dp_test_tmpdir_make(d1, sizeof(d1), "ocl-det1");
     dp_test_tmpdir_make(d2, sizeof(d2), "ocl-det2");
-    const struct cg_compile_opts o = {"r20", "r20.safetensors", "opencl", 1};
+    const struct cg_compile_opts o = {"r20", "r20.safetensors", "opencl", 1, 0.0, NULL, NULL};
     cr_assert_eq(cg_compile(m, d1, &o, NULL, &ei), DP_OK, "%s", ei.msg);
     cr_assert_eq(cg_compile(m, d2, &o, NULL, &ei), DP_OK, "%s", ei.msg);
     static const char *const files[] = {"model.h", "model.c",       "weights.bin",
@@ -355,9 +355,13 @@ Test(cg_ocl, a_layer_without_a_kernel_is_an_error_naming_it)
     cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
     char dir[256];
     dp_test_tmpdir_make(dir, sizeof(dir), "ocl-unsup");
-    const struct cg_compile_opts o = {"x", "x", "opencl", 1};
+    const struct cg_compile_opts o = {"x", "x", "opencl", 1, 0.0, NULL, NULL};
     cr_assert_eq(cg_compile(m, dir, &o, NULL, &ei), DP_EUNSUPPORTED);
     cr_assert(strstr(ei.msg, "layer 'joined'") != NULL, "%s", ei.msg);
+    /* Tuning and schedule files are the CPU targets' (no ISA paths here). */
+    const struct cg_compile_opts ot = {"x", "x", "opencl", 1, 5.0, NULL, NULL};
+    cr_assert_eq(cg_compile(m, dir, &ot, NULL, &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "opencl") != NULL, "%s", ei.msg);
     dp_test_tmpdir_remove(dir);
     dp_model_free(m);
 
