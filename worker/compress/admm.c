@@ -773,7 +773,7 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     }
     for (size_t i = 0; i < m->n_floats; i++)
         c.mask[i] = 1.0f;
-    nn_dataset_norm_stats(train, c.mean, c.std);
+    nn_dataset_model_norm(train, m, c.mean, c.std);
     const int resuming =
         cb != NULL && cb->resume && cb->checkpoint != NULL && admm_file_exists(cb->checkpoint);
     if (resuming) {

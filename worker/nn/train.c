@@ -150,7 +150,7 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
     err = nn_optim_new(m, &cfg->optim, &opt, ei);
     if (err)
         goto out;
-    nn_dataset_norm_stats(train, mean, std);
+    nn_dataset_model_norm(train, m, mean, std);
     struct nn_loader_cfg lc = {cfg->batch, 1, cfg->augment, mean, std, cfg->seed};
     err = nn_loader_init(&ld, train, &lc, ei);
     if (err)
