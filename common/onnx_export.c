@@ -702,7 +702,8 @@ static json_t *exp_report_summary(const json_t *r)
 {
     json_t *s = json_object();
     static const char *const keys[] = {
-        "version", "method", "dense_test_accuracy", "final_test_accuracy", "epochs", "totals"};
+        "version", "method", "dense_test_accuracy", "final_test_accuracy",
+        "epochs",  "totals", "normalization"};
     for (size_t i = 0; s != NULL && i < sizeof(keys) / sizeof(keys[0]); i++) {
         json_t *v = json_object_get(r, keys[i]);
         if (v != NULL)
