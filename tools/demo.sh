@@ -2,8 +2,9 @@
 # make demo: the whole service on loopback. Starts dnnpress-server with one
 # local worker, creates a team, then - as that team, through the dnnpress
 # CLI - submits a LeNet-5 Fashion-MNIST ADMM job (train -> compress ->
-# retrain -> export), follows it live, prints the report summary and stops
-# the server. The demo spec is short so that it ends within a few minutes on
+# retrain -> export), follows it live, prints the report summary, runs the
+# returned ONNX model in ONNX Runtime on raw [0, 1] pixels and stops the
+# server. The demo spec is short so that it ends within a few minutes on
 # 2 cores: a 3-epoch pretraining and 3 ADMM + 1 retraining epochs on the
 # first DEMO_LIMIT_TRAIN (12000) images.
 set -euo pipefail
@@ -67,5 +68,14 @@ echo
 "$CLI" report "$JOB"
 "$CLI" download "$JOB" --dir "$DEMO/artifacts" > /dev/null
 echo
+# The returned ONNX model carries its input normalisation (leading Sub/Div
+# nodes): ONNX Runtime on raw pixels scaled to [0, 1] reaches the report's
+# test accuracy on the same test images.
+if [ -d tests/ort/node_modules/onnxruntime-node ]; then
+  /usr/bin/python3 tests/ort/accuracy.py "$DEMO/artifacts/model.onnx" "${DEMO_LIMIT_TEST:-2000}" \
+    "$DEMO/artifacts/report.json" | sed 's/^/demo: model.onnx: /'
+else
+  echo "demo: (make deps installs ONNX Runtime into tests/ort to check model.onnx on raw pixels)"
+fi
 echo "demo: artifacts (model, report, ONNX) in $DEMO/artifacts/"
 echo "demo: the dashboard will be served at $URL/ (web/, a later wave)"
