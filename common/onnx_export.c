@@ -679,7 +679,7 @@ static json_t *exp_norm_meta(const struct dp_model *m, int in_graph)
 
 /* Adds key = val (stolen) as compact JSON with prec significant digits (9
  * prints every float exactly). */
-static int exp_meta(struct exp *e, Onnx__ModelProto *mp, const char *key, json_t *val, int prec)
+static int exp_meta(struct exp *e, Onnx__ModelProto *mp, const char *key, json_t *val, size_t prec)
 {
     const size_t flags = JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(prec);
     size_t n = val != NULL ? json_dumpb(val, NULL, 0, flags) : 0;
