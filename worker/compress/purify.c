@@ -454,7 +454,7 @@ static int pf_dead(const struct dp_model *m, int i, int64_t c, int depth)
     const int in_c = in == DP_MODEL_INPUT ? m->in_c : m->layers[in].out_c;
     if (l->op == DP_OP_CONV2D && pf_is_depthwise(m, i))
         return pf_bias_zero(m, l, c) && (pf_row_zero(m, l, c) || pf_dead(m, in, c, depth + 1));
-    if ((l->op == DP_OP_CONV2D && l->a.groups == 1) || l->op == DP_OP_LINEAR)
+    if (l->op == DP_OP_CONV2D || l->op == DP_OP_LINEAR)
         return pf_bias_zero(m, l, c) && pf_row_zero(m, l, c);
     if (l->op == DP_OP_BN2D)
         return m->data[m->params[l->first_param].offset + (size_t)c] == 0.0f &&
@@ -483,8 +483,7 @@ void cp_purify_zero_dead_filters(struct dp_model *m, float *mask)
      * depthwise convs to the next layer that mixes channels. */
     for (int i = 0; i < m->n_layers; i++) {
         const struct dp_layer *l = &m->layers[i];
-        if (l->op == DP_OP_CONV2D && l->n_params > 0 &&
-            (l->a.groups == 1 || pf_is_depthwise(m, i))) {
+        if (l->op == DP_OP_CONV2D && l->n_params > 0) {
             const int dw = pf_is_depthwise(m, i);
             const size_t row = m->params[l->first_param].numel / (size_t)l->out_c;
             for (int64_t o = 0; o < l->out_c; o++) {
