@@ -12,6 +12,7 @@
  */
 #include "common/model.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -36,6 +37,32 @@ void dp_model_free(struct dp_model *m)
     dp_free(m->params);
     dp_free_aligned(m->data);
     dp_free(m);
+}
+
+enum dp_err dp_model_norm_set(struct dp_model *m, int n_c, const float *mean, const float *std,
+                              struct dp_errinfo *ei)
+{
+    if (n_c == 0) {
+        memset(&m->norm, 0, sizeof(m->norm));
+        return DP_OK;
+    }
+    if (n_c < 0 || n_c > DP_MODEL_NORM_MAX_C || n_c != m->in_c)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "normalisation: %d channels, the model's input has %d (at most %d)",
+                              n_c, m->in_c, DP_MODEL_NORM_MAX_C);
+    for (int c = 0; c < n_c; c++) {
+        if (!isfinite(mean[c]))
+            return dp_errinfo_set(ei, DP_EINVAL, "normalisation: mean[%d] is not finite", c);
+        if (!isfinite(std[c]) || !(std[c] > 0.0f))
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "normalisation: std[%d] is %g; it must be finite and > 0", c,
+                                  (double)std[c]);
+    }
+    memset(&m->norm, 0, sizeof(m->norm));
+    m->norm.n_c = n_c;
+    memcpy(m->norm.mean, mean, (size_t)n_c * sizeof(float));
+    memcpy(m->norm.std, std, (size_t)n_c * sizeof(float));
+    return DP_OK;
 }
 
 int dp_model_layer_find(const struct dp_model *m, const char *name)

@@ -77,8 +77,24 @@ struct dp_layer {
     struct dp_layer_compress comp;
 };
 
+/*
+ * The input normalisation the model was trained with: the engine feeds it
+ * (x - mean[c]) / std[c], where x is a pixel scaled to [0, 1] (u8 data) or
+ * the raw value (float data). It travels with the model (graph JSON,
+ * checkpoints, ONNX metadata and leading Sub/Div nodes) so that whoever runs
+ * it knows, and a model that carries one is never normalised twice: the
+ * data path uses these numbers instead of computing new ones.
+ */
+#define DP_MODEL_NORM_MAX_C 16
+struct dp_model_norm {
+    int n_c;                         /* 0: none recorded; else the model's in_c */
+    float mean[DP_MODEL_NORM_MAX_C]; /* (n_c) finite */
+    float std[DP_MODEL_NORM_MAX_C];  /* (n_c) finite, > 0 */
+};
+
 struct dp_model {
     int in_c, in_h, in_w; /* per-sample input shape */
+    struct dp_model_norm norm;
     int n_layers, cap_layers;
     struct dp_layer *layers;
     int n_params, cap_params;
@@ -145,6 +161,15 @@ static inline float *dp_param_data(const struct dp_model *m, const struct dp_par
 {
     return m->data + p->offset;
 }
+
+/*
+ * Records the input normalisation (struct dp_model_norm) of m: n_c values
+ * of mean and std. n_c must equal m->in_c (at most DP_MODEL_NORM_MAX_C),
+ * every mean finite and every std finite and > 0; DP_EINVAL otherwise,
+ * with ei saying which value, and m unchanged. n_c == 0 clears it.
+ */
+enum dp_err dp_model_norm_set(struct dp_model *m, int n_c, const float *mean, const float *std,
+                              struct dp_errinfo *ei);
 
 /* Number of trainable floats (weights and biases, not buffers). */
 size_t dp_model_n_trainable(const struct dp_model *m);

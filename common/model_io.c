@@ -269,6 +269,50 @@ out:
     return err;
 }
 
+json_t *dp_model_norm_to_json(const struct dp_model *m)
+{
+    if (m->norm.n_c <= 0)
+        return NULL;
+    json_t *mean = json_array(), *std = json_array();
+    for (int c = 0; mean != NULL && std != NULL && c < m->norm.n_c; c++) {
+        if (json_array_append_new(mean, json_real(mio_float_to_json(m->norm.mean[c]))) != 0 ||
+            json_array_append_new(std, json_real(mio_float_to_json(m->norm.std[c]))) != 0) {
+            json_decref(mean);
+            mean = NULL;
+        }
+    }
+    if (mean == NULL || std == NULL) {
+        json_decref(mean);
+        json_decref(std);
+        return NULL;
+    }
+    return json_pack("{s:o, s:o}", "mean", mean, "std", std);
+}
+
+enum dp_err dp_model_norm_from_json(const json_t *j, struct dp_model *m, struct dp_errinfo *ei)
+{
+    json_t *o = (json_t *)j; /* jansson's getters take non-const objects; nothing is modified */
+    json_t *mean = json_object_get(o, "mean"), *std = json_object_get(o, "std");
+    if (!json_is_array(mean) || !json_is_array(std) ||
+        json_array_size(mean) != json_array_size(std) || json_array_size(mean) == 0 ||
+        json_array_size(mean) > DP_MODEL_NORM_MAX_C)
+        return dp_errinfo_set(ei, DP_EFORMAT,
+                              "normalization: \"mean\" and \"std\" must be arrays of the same "
+                              "length, 1 to %d numbers",
+                              DP_MODEL_NORM_MAX_C);
+    float mv[DP_MODEL_NORM_MAX_C], sv[DP_MODEL_NORM_MAX_C];
+    const int n = (int)json_array_size(mean);
+    for (int c = 0; c < n; c++) {
+        json_t *a = json_array_get(mean, (size_t)c), *b = json_array_get(std, (size_t)c);
+        if (!json_is_number(a) || !json_is_number(b))
+            return dp_errinfo_set(ei, DP_EFORMAT, "normalization: entry %d is not a number", c);
+        mv[c] = (float)json_number_value(a);
+        sv[c] = (float)json_number_value(b);
+    }
+    enum dp_err err = dp_model_norm_set(m, n, mv, sv, ei);
+    return err ? (enum dp_err)DP_EFORMAT : DP_OK;
+}
+
 enum dp_err dp_model_graph_to_json(const struct dp_model *m, json_t **out, struct dp_errinfo *ei)
 {
     enum dp_err err = DP_OK;
@@ -302,6 +346,8 @@ enum dp_err dp_model_graph_to_json(const struct dp_model *m, json_t **out, struc
     bad = json_object_set_new(g, "layers", layers) != 0;
     layers = NULL;
     if (bad)
+        goto oom;
+    if (m->norm.n_c > 0 && mio_set(g, "normalization", dp_model_norm_to_json(m)))
         goto oom;
     *out = g;
     g = NULL;
@@ -517,7 +563,9 @@ enum dp_err dp_model_graph_from_json(const json_t *graph, struct dp_model **out,
 static enum dp_err mio_graph_from_json_capped(const json_t *graph, size_t max_floats,
                                               struct dp_model **out, struct dp_errinfo *ei)
 {
-    static const char *const keys[] = {"format", "version", "input", "layers", NULL};
+    static const char *const keys[] = {"format", "version",       "input",
+                                       "layers", "normalization", NULL};
+    static const char *const norm_keys[] = {"mean", "std", NULL};
     enum dp_err err = DP_OK;
     struct dp_model *m = NULL;
     /* jansson's getters take non-const objects; nothing here modifies g. */
@@ -568,6 +616,16 @@ static enum dp_err mio_graph_from_json_capped(const json_t *graph, size_t max_fl
     err = mio_input_from_json(json_object_get(g, "input"), m, ei);
     if (err)
         goto out;
+    json_t *norm = json_object_get(g, "normalization");
+    if (norm != NULL) {
+        err = json_is_object(norm)
+                  ? mio_check_keys(norm, norm_keys, "normalization", ei)
+                  : dp_errinfo_set(ei, DP_EFORMAT, "graph: \"normalization\" must be an object");
+        if (!err)
+            err = dp_model_norm_from_json(norm, m, ei);
+        if (err)
+            goto out;
+    }
     for (size_t i = 0; i < json_array_size(layers); i++) {
         err = mio_layer_from_json(json_array_get(layers, i), (int)i, m, ei);
         if (err)
@@ -663,6 +721,17 @@ enum dp_err dp_model_save(const struct dp_model *m, const char *path, const json
         goto out;
     int bad = json_object_set_new(meta, DP_MODEL_META_GRAPH, gstr) != 0;
     gstr = NULL;
+    if (!bad && m->norm.n_c > 0) {
+        /* The graph holds it too; this copy is for readers of the file. */
+        json_t *nj = dp_model_norm_to_json(m);
+        const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(9);
+        size_t len = nj != NULL ? json_dumpb(nj, NULL, 0, flags) : 0;
+        char *txt = len > 0 ? dp_malloc(len) : NULL;
+        bad = txt == NULL || json_dumpb(nj, txt, len, flags) != len ||
+              json_object_set_new(meta, DP_MODEL_META_NORM, json_stringn(txt, len)) != 0;
+        json_decref(nj);
+        dp_free(txt);
+    }
     if (bad) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "%s: out of memory", path);
         goto out;

@@ -11,13 +11,15 @@
  *      {"name": "conv1", "op": "conv2d", "inputs": ["input"],
  *       "attrs": {"out_ch": 20, "kh": 5, "kw": 5, "sh": 1, ...},
  *       "compress": {"scheme": "pattern", "target_rate": 8, "bits": 8}},
- *      {"name": "add1", "op": "add", "inputs": ["conv1", "conv2"]}, ...]}
+ *      {"name": "add1", "op": "add", "inputs": ["conv1", "conv2"]}, ...],
+ *    "normalization": {"mean": [0.286], "std": [0.353]}}
  *
  * Layers are in execution order; "inputs" name earlier layers, or "input"
  * for the model input (so no layer may be called "input"). "attrs" holds
  * the nonzero fields of struct dp_op_attrs under their C names, "compress"
  * the nonzero fields of struct dp_layer_compress; both are omitted when
- * empty. The ONNX exporter and the server reuse the graph functions.
+ * empty. "normalization" (optional) is the model's input normalisation
+ * (struct dp_model_norm in model.h). The ONNX exporter and the server reuse the graph functions.
  *
  *   err = dp_model_save(m, "ckpt.safetensors", extra_or_NULL, &ei);
  *   err = dp_model_load("ckpt.safetensors", &m, &extra, &ei);
@@ -43,6 +45,10 @@
 #define DP_GRAPH_VERSION 1
 /* Metadata key that holds the graph JSON in a checkpoint. */
 #define DP_MODEL_META_GRAPH "dnnpress.graph"
+/* Metadata key (checkpoints and ONNX) with the input normalisation as
+ * JSON, {"mean": [...], "std": [...]}, for readers of the file; in a
+ * checkpoint the graph's "normalization" field is what the loader reads. */
+#define DP_MODEL_META_NORM "dnnpress.normalization"
 /* Largest checkpoint dp_model_load reads, in bytes. */
 #define DP_MODEL_FILE_MAX ((size_t)1 << 34)
 
@@ -59,6 +65,20 @@
  * DP_ENOMEM. Any thread; m is only read.
  */
 enum dp_err dp_model_graph_to_json(const struct dp_model *m, json_t **out, struct dp_errinfo *ei);
+
+/*
+ * The input normalisation of m (struct dp_model_norm) as a new JSON object
+ * {"mean": [...], "std": [...]}; NULL when m records none or out of memory.
+ */
+json_t *dp_model_norm_to_json(const struct dp_model *m);
+
+/*
+ * Reads {"mean": [...], "std": [...]} (other keys are the caller's to
+ * check) into m's normalisation through dp_model_norm_set, so the channel
+ * count must match m->in_c. Returns DP_OK or DP_EFORMAT with ei naming
+ * the problem. j is borrowed.
+ */
+enum dp_err dp_model_norm_from_json(const json_t *j, struct dp_model *m, struct dp_errinfo *ei);
 
 /*
  * Builds a model from graph JSON in the format above and finalizes it:

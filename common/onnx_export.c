@@ -33,7 +33,9 @@ struct exp {
     int *rank;                       /* per layer: ONNX rank of its output value */
     char (*vname)[DP_NAME_MAX + 16]; /* per layer: the value that holds its output */
     int in_rank;
-    json_t *comp; /* "dnnpress.compression" object */
+    const char *in_val; /* the value layers read as the model input: "input", or the
+                         * output of the leading normalisation nodes */
+    json_t *comp;       /* "dnnpress.compression" object */
     struct dp_errinfo *ei;
 };
 
@@ -260,7 +262,7 @@ static void exp_shape(const struct exp *e, int li, int *c, int *h, int *w)
 
 static const char *exp_val(const struct exp *e, int li)
 {
-    return li == DP_MODEL_INPUT ? "input" : e->vname[li];
+    return li == DP_MODEL_INPUT ? e->in_val : e->vname[li];
 }
 
 static int exp_rank(const struct exp *e, int li)
@@ -750,11 +752,48 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
     return DP_OK;
 }
 
+/* ---- Input normalisation -------------------------------------------------- */
+
+/*
+ * The model's input normalisation as the graph's first two nodes,
+ * Sub(input, mean) then Div(., std), with per-channel constants shaped
+ * (1, C, 1, 1) (or (1, C) for a vector input), so the exported model takes
+ * what the data path starts from: pixels on the [0, 1] scale.
+ */
+static void exp_norm_nodes(struct exp *e)
+{
+    const struct dp_model *m = e->m;
+    const int64_t dims[4] = {1, m->norm.n_c, 1, 1};
+    const int nd = e->in_rank == 4 ? 4 : 2;
+    exp_init_f32(e, "input.norm.mean", nd, dims, m->norm.mean, (size_t)m->norm.n_c);
+    exp_init_f32(e, "input.norm.std", nd, dims, m->norm.std, (size_t)m->norm.n_c);
+    const char *sub_in[2] = {"input", "input.norm.mean"};
+    const char *div_in[2] = {"input.norm.centred", "input.norm.std"};
+    exp_node(e, "Sub", "input.norm.sub", sub_in, 2, "input.norm.centred");
+    exp_node(e, "Div", "input.norm.div", div_in, 2, "input.norm");
+    e->in_val = "input.norm";
+}
+
+/* "dnnpress.normalization": the numbers, and whether the graph applies them. */
+static json_t *exp_norm_meta(const struct dp_model *m, int in_graph)
+{
+    json_t *j = dp_model_norm_to_json(m);
+    if (j != NULL &&
+        (json_object_set_new(j, "in_graph", json_boolean(in_graph)) != 0 ||
+         json_object_set_new(j, "input", json_string("pixels scaled to [0, 1]")) != 0)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
 /* ---- Metadata ------------------------------------------------------------ */
 
-static int exp_meta(struct exp *e, Onnx__ModelProto *mp, const char *key, json_t *val)
+/* Adds key = val (stolen) as compact JSON with prec significant digits (9
+ * prints every float exactly). */
+static int exp_meta(struct exp *e, Onnx__ModelProto *mp, const char *key, json_t *val, size_t prec)
 {
-    const size_t flags = JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(7);
+    const size_t flags = JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(prec);
     size_t n = val != NULL ? json_dumpb(val, NULL, 0, flags) : 0;
     char *v = n > 0 ? exp_alloc(e, n + 1) : NULL;
     if (v != NULL && json_dumpb(val, v, n, flags) != n)
@@ -775,7 +814,8 @@ static json_t *exp_report_summary(const json_t *r)
 {
     json_t *s = json_object();
     static const char *const keys[] = {
-        "version", "method", "dense_test_accuracy", "final_test_accuracy", "epochs", "totals"};
+        "version", "method", "dense_test_accuracy", "final_test_accuracy",
+        "epochs",  "totals", "normalization"};
     for (size_t i = 0; s != NULL && i < sizeof(keys) / sizeof(keys[0]); i++) {
         json_t *v = json_object_get(r, keys[i]);
         if (v != NULL)
@@ -807,7 +847,7 @@ static json_t *exp_report_summary(const json_t *r)
 enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
                                 const struct dp_onnx_export_opts *opts, struct dp_errinfo *ei)
 {
-    static const struct dp_onnx_export_opts defaults = {0, 0, 0, NULL};
+    static const struct dp_onnx_export_opts defaults = {0, 0, 0, NULL, 0};
     const struct dp_onnx_export_opts *o = opts != NULL ? opts : &defaults;
     if (!m->finalized || m->n_layers < 1)
         return dp_errinfo_set(ei, DP_EINVAL, "only a finalized model can be exported");
@@ -821,6 +861,7 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
         return dp_errinfo_set(ei, DP_EINVAL, "opset %lld is outside [%d, %d]", (long long)e.opset,
                               DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET_MAX);
     e.in_rank = m->in_h == 1 && m->in_w == 1 ? 2 : 4;
+    e.in_val = "input";
     enum dp_err err = DP_OK;
     json_t *graph = NULL;
     e.comp = json_object();
@@ -830,8 +871,8 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
     Onnx__GraphProto *g = exp_alloc(&e, sizeof(*g));
     Onnx__OperatorSetIdProto *ops = exp_alloc(&e, sizeof(*ops));
     Onnx__OperatorSetIdProto **opsv = exp_alloc(&e, sizeof(void *));
-    e.cap_node = 4 * (size_t)m->n_layers + 8;
-    e.cap_init = (size_t)m->n_params + 4 * (size_t)m->n_layers + 8;
+    e.cap_node = 4 * (size_t)m->n_layers + 10; /* + 2: the normalisation */
+    e.cap_init = (size_t)m->n_params + 4 * (size_t)m->n_layers + 10;
     if (g != NULL) {
         g->node = exp_alloc(&e, sizeof(void *) * e.cap_node);
         g->initializer = exp_alloc(&e, sizeof(void *) * e.cap_init);
@@ -850,6 +891,9 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
     }
     e.g = g;
     g->name = exp_str(&e, "dnnpress");
+    const int norm_in_graph = m->norm.n_c > 0 && !o->no_norm;
+    if (norm_in_graph)
+        exp_norm_nodes(&e);
     for (int li = 0; li < m->n_layers; li++) {
         err = exp_layer_impl(&e, o, li);
         if (err)
@@ -887,22 +931,24 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
     mp->producer_version = exp_str(&e, "1");
     mp->graph = g;
     /* Metadata: compression, report summary, IR graph. */
-    mp->metadata_props = exp_alloc(&e, sizeof(void *) * 3);
+    mp->metadata_props = exp_alloc(&e, sizeof(void *) * 4);
     if (mp->metadata_props == NULL) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory exporting");
         goto out;
     }
     json_incref(e.comp);
-    if (exp_meta(&e, mp, "dnnpress.compression", e.comp) != 0 ||
+    if (exp_meta(&e, mp, "dnnpress.compression", e.comp, 7) != 0 ||
         (o->report != NULL &&
-         exp_meta(&e, mp, "dnnpress.report", exp_report_summary(o->report)) != 0)) {
+         exp_meta(&e, mp, "dnnpress.report", exp_report_summary(o->report), 7) != 0) ||
+        (m->norm.n_c > 0 &&
+         exp_meta(&e, mp, DP_MODEL_META_NORM, exp_norm_meta(m, norm_in_graph), 9) != 0)) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory writing metadata");
         goto out;
     }
     err = dp_model_graph_to_json(m, &graph, ei);
     if (err)
         goto out;
-    if (exp_meta(&e, mp, DP_MODEL_META_GRAPH, graph) != 0) {
+    if (exp_meta(&e, mp, DP_MODEL_META_GRAPH, graph, 7) != 0) {
         graph = NULL;
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory writing metadata");
         goto out;

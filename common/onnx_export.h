@@ -22,6 +22,15 @@
  * method, accuracies and totals, and per layer its rate and bits, when a
  * report is given) and "dnnpress.graph" (the IR graph JSON of
  * model_io.h, from which the importer restores the compression metadata).
+ *
+ * A model that records its input normalisation (struct dp_model_norm)
+ * starts with Sub(input, mean) and Div(., std) nodes, per-channel constants
+ * "input.norm.mean" and "input.norm.std" shaped (1, C, 1, 1), so the file
+ * takes pixels scaled to [0, 1] like the engine's data path; opts.no_norm
+ * leaves them out. Either way "dnnpress.normalization" in metadata_props
+ * holds {"mean": [...], "std": [...], "in_graph": bool, "input": "..."}.
+ * The importer (onnx_import.h) takes both forms back without normalising
+ * twice.
  */
 #ifndef DP_COMMON_ONNX_EXPORT_H
 #define DP_COMMON_ONNX_EXPORT_H
@@ -40,6 +49,8 @@ struct dp_onnx_export_opts {
                            * as HardSigmoid and Mul */
     int64_t batch;        /* fixed batch size of the input, 0 for a symbolic "N" */
     const json_t *report; /* NULL, or the compression report (borrowed) */
+    int no_norm;          /* leave the input normalisation out of the graph (it stays in
+                           * the metadata): the model then takes normalised input */
 };
 
 /* The default opset, the range accepted, and the IR version written. */

@@ -17,7 +17,9 @@
  *
  * Before any of that, every node's operator is checked against the
  * supported list, so an unsupported model fails with the complete list
- * of what it would need.
+ * of what it would need; leading input-normalisation nodes
+ * (onnx_import_norm.c) are taken out first and become the model's
+ * dp_model_norm.
  */
 #include "common/onnx_import.h"
 
@@ -44,7 +46,7 @@ static enum dp_err imp_check_ops(struct imp *im)
     int n_bad = 0, n_listed = 0;
     for (size_t i = 0; i < g->n_node; i++) {
         const Onnx__NodeProto *nd = g->node[i];
-        if (imp__op_lookup(nd) >= 0)
+        if (imp__op_lookup(nd) >= 0 || imp__norm_skips(im, (int)i))
             continue;
         n_bad++;
         const char *dom = nd->domain != NULL && nd->domain[0] != '\0' ? nd->domain : "";
@@ -341,6 +343,7 @@ enum dp_err dp_onnx_import(const struct Onnx__ModelProto *mp, struct dp_model **
         return dp_errinfo_set(ei, DP_EUNSUPPORTED,
                               "opset %lld of the default domain is outside [%d, %d]",
                               (long long)im.opset, DP_ONNX_OPSET_MIN, DP_ONNX_OPSET_MAX);
+    imp__norm_find(&im);
     err = imp_check_ops(&im);
     if (err)
         return err;
@@ -350,12 +353,18 @@ enum dp_err dp_onnx_import(const struct Onnx__ModelProto *mp, struct dp_model **
     err = imp_prepare(&im);
     if (!err)
         err = imp_input(&im);
-    for (size_t i = 0; !err && i < im.g->n_node; i++)
-        err = imp__node(&im, im.g->node[i], (int)i);
+    if (!err)
+        err = imp__norm_bind(&im);
+    for (size_t i = 0; !err && i < im.g->n_node; i++) {
+        if (!imp__norm_skips(&im, (int)i))
+            err = imp__node(&im, im.g->node[i], (int)i);
+    }
     if (!err)
         err = imp_finish(&im, info);
-    if (!err)
+    if (!err) {
         imp_restore_compression(im.m, mp);
+        imp__norm_apply(&im, mp);
+    }
     if (!err && info != NULL) {
         info->opset = im.opset;
         info->batch = im.batch;

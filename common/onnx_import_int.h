@@ -18,6 +18,7 @@
 typedef struct Onnx__GraphProto Onnx__GraphProto;
 typedef struct Onnx__NodeProto Onnx__NodeProto;
 typedef struct Onnx__TensorProto Onnx__TensorProto;
+typedef struct Onnx__ModelProto Onnx__ModelProto;
 
 #define IMP_NODES_MAX  (4 * DP_MODEL_LAYERS_MAX) /* nodes in a graph */
 #define IMP_VALUES_MAX (1 << 18)                 /* values (initializers + node outputs) */
@@ -68,6 +69,13 @@ struct imp {
     const char **foldable; /* per IR layer: the output name of a Conv/Gemm/MatMul, whose
                             * bias a following Add of a constant may become; else NULL */
     int cap_foldable;
+    /* Leading input normalisation (onnx_import_norm.c): the Sub and Div
+     * node indices (-1 when absent), the value they produce (NULL: none
+     * found), and their per-channel numbers. */
+    int norm_node[2];
+    const char *norm_out;
+    int norm_c;
+    float norm_mean[DP_MODEL_NORM_MAX_C], norm_std[DP_MODEL_NORM_MAX_C];
     struct dp_errinfo *ei;
 };
 
@@ -105,5 +113,21 @@ enum dp_err imp__const_i64(struct imp *im, const Onnx__NodeProto *nd, const stru
 
 /* Translates one node (index idx in the graph) into the IR and the value table. */
 enum dp_err imp__node(struct imp *im, const Onnx__NodeProto *nd, int idx);
+
+/* ---- Input normalisation (onnx_import_norm.c) ---------------------------- */
+
+/* Finds leading Sub/Div normalisation nodes on the graph input (im->g);
+ * fills im->norm_*. Before the operator check: never fails. */
+void imp__norm_find(struct imp *im);
+
+/* Nonzero when node idx is one of those nodes (the import skips it). */
+int imp__norm_skips(const struct imp *im, int idx);
+
+/* After the input is bound: binds the nodes' output to the input. */
+enum dp_err imp__norm_bind(struct imp *im);
+
+/* After finalize: records the normalisation in im->m, from the nodes or
+ * else from mp's "dnnpress.normalization" metadata. */
+void imp__norm_apply(struct imp *im, const Onnx__ModelProto *mp);
 
 #endif

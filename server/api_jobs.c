@@ -68,7 +68,7 @@ static enum dp_err check_pretrain(json_t *p, struct dp_errinfo *ei)
 
 static enum dp_err check_export(json_t *e, struct dp_errinfo *ei)
 {
-    static const char *const allowed[] = {"format", "qdq", NULL};
+    static const char *const allowed[] = {"format", "qdq", "normalization", NULL};
     const char *format = "onnx";
     enum dp_err err = srv_json_only(e, "body.export", allowed, ei);
     if (!err)
@@ -78,6 +78,9 @@ static enum dp_err check_export(json_t *e, struct dp_errinfo *ei)
     json_t *q = json_object_get(e, "qdq");
     if (!err && q && !json_is_boolean(q))
         err = dp_errinfo_set(ei, DP_EINVAL, "body.export.qdq: must be true or false");
+    json_t *nz = json_object_get(e, "normalization");
+    if (!err && nz && !json_is_boolean(nz))
+        err = dp_errinfo_set(ei, DP_EINVAL, "body.export.normalization: must be true or false");
     return err;
 }
 

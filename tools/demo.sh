@@ -2,8 +2,9 @@
 # make demo: the whole service on loopback. Starts dnnpress-server with one
 # local worker, creates a team, then - as that team, through the dnnpress
 # CLI - submits a LeNet-5 Fashion-MNIST ADMM job (train -> compress ->
-# retrain -> export), follows it live and prints the report summary. Run
-# from a terminal, it then leaves the server up for the dashboard at
+# retrain -> export), follows it live, prints the report summary and runs
+# the returned ONNX model in ONNX Runtime on raw [0, 1] pixels. Run from a
+# terminal, it then leaves the server up for the dashboard at
 # http://127.0.0.1:PORT/ (docs/dashboard.md), printing the token to sign in
 # with, until Ctrl-C; otherwise (or with DEMO_NO_WAIT=1) it stops the
 # server. The demo spec is short so that it ends within a few minutes on
@@ -70,6 +71,15 @@ echo
 "$CLI" report "$JOB"
 "$CLI" download "$JOB" --dir "$DEMO/artifacts" > /dev/null
 echo
+# The returned ONNX model carries its input normalisation (leading Sub/Div
+# nodes): ONNX Runtime on raw pixels scaled to [0, 1] reaches the report's
+# test accuracy on the same test images.
+if [ -d tests/ort/node_modules/onnxruntime-node ]; then
+  /usr/bin/python3 tests/ort/accuracy.py "$DEMO/artifacts/model.onnx" "${DEMO_LIMIT_TEST:-2000}" \
+    "$DEMO/artifacts/report.json" | sed 's/^/demo: model.onnx: /'
+else
+  echo "demo: (make deps installs ONNX Runtime into tests/ort to check model.onnx on raw pixels)"
+fi
 echo "demo: artifacts (model, report, ONNX) in $DEMO/artifacts/"
 # From a terminal the server stays up for the dashboard until Ctrl-C; a
 # non-interactive run (CI, a pipe) stops here as before.

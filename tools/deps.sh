@@ -35,6 +35,24 @@ PKGS=(
 # nodejs comes without npm (NodeSource's includes it, and the two conflict).
 command -v npm > /dev/null 2>&1 || PKGS+=(npm)
 
+# ONNX Runtime for the tests (a peer, never run time): npm's onnxruntime-node
+# pinned by tests/ort/package-lock.json, installed with `npm ci` into
+# tests/ort/node_modules when missing or older than the lockfile. Node.js
+# itself comes with the machine (nodesource's nodejs bundles npm).
+ort_deps() {
+  local d
+  d="$(dirname "$0")/../tests/ort"
+  if [ -d "$d/node_modules/onnxruntime-node" ] && [ "$d/node_modules/.package-lock.json" -nt "$d/package-lock.json" ]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null; then
+    echo "deps: WARNING: no npm: tests/ort (ONNX Runtime for the tests) not installed" >&2
+    return 0
+  fi
+  echo "deps: npm ci in tests/ort (onnxruntime-node)"
+  (cd "$d" && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error)
+}
+
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -44,6 +62,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#PKGS[@]} packages already installed"
+  ort_deps
   exit 0
 fi
 
@@ -54,3 +73,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 echo "deps: done"
+ort_deps

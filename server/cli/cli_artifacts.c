@@ -267,6 +267,18 @@ enum cli_exit cli_cmd_report(struct cli_ctx *ctx, int argc, char **argv)
     printf("  storage   %s -> %s (%.1fx)\n", dense, comp, cli_num(tot, "storage_rate"));
     printf("  FLOPs     %.3g -> %.3g per image\n", cli_num(tot, "flops_dense"),
            cli_num(tot, "flops_effective"));
+    const json_t *norm = json_object_get(r, "normalization");
+    if (json_is_object(norm)) {
+        /* What a deployment feeds the model: (x - mean) / std per channel,
+         * x in [0, 1]; the returned ONNX model applies it itself. */
+        printf("  input     (x - mean) / std, x in [0, 1]:");
+        size_t c;
+        json_t *v;
+        json_array_foreach (json_object_get(norm, "mean"), c, v)
+            printf("%s mean %.4g std %.4g", c ? "," : "", json_number_value(v),
+                   json_number_value(json_array_get(json_object_get(norm, "std"), c)));
+        printf("\n");
+    }
     printf("  %-12s %10s %10s %8s %6s\n", "layer", "params", "non-zero", "rate", "bits");
     size_t i;
     json_t *l;

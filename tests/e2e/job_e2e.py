@@ -11,7 +11,8 @@ so the four jobs take about two minutes on 2 cores.
      report with its compile section), every artifact downloads and matches
      its sha256, the token file is 0600; the code artifact (code.tar),
      extracted in a clean directory, builds with make and its bench passes
-     its reference check.
+     its reference check; the returned ONNX model, run in ONNX Runtime
+     on raw [0, 1] pixels, reaches the report's test accuracy.
   B. (on an uploaded IDX tar instead of the built-in dataset)
      kill -9 of the worker during compress, after a checkpoint upload: the
      server restarts the worker, the lease expires, the task is leased
@@ -370,6 +371,21 @@ def main():
     bench = json.loads(p.stdout.strip().splitlines()[-1])
     check(bench["max_rel_err"] <= 1e-4, "bench reference check: %s" % bench)
     build_s = time.time() - t_build
+    # The returned ONNX model carries the input normalisation the engine
+    # used (issue 17): ONNX Runtime on raw [0, 1] pixels of the 500 test
+    # images the job evaluated on reaches the report's test accuracy (one
+    # image either way for float rounding at a tie), and the report says
+    # what the normalisation is.
+    norm = report.get("normalization") or {}
+    check(len(norm.get("mean", [])) == 1 and len(norm.get("std", [])) == 1
+          and "mean" in human and "std" in human, "report states the normalisation: %s" % norm)
+    with open(os.path.join(tmp, "report_a.json"), "w") as f:
+        json.dump(report, f)
+    p = subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(os.path.abspath(
+        __file__)), "..", "ort", "accuracy.py"), os.path.join(dl, "model.onnx"), "500",
+        os.path.join(tmp, "report_a.json")], capture_output=True, text=True, timeout=300)
+    ort_line = (p.stdout + p.stderr).strip()
+    check(p.returncode == 0, "the returned ONNX model in ONNX Runtime: %s" % ort_line)
     listed = cli("list").stdout
     check(job_a in listed and "succeeded" in listed, "list: %s" % listed)
     # The compressed model goes back in as a model of its own (a streamed
@@ -389,6 +405,8 @@ def main():
        "%d artifacts downloaded and verified" % (time.time() - t0,
                                                   100 * report["dense_test_accuracy"],
                                                   100 * report["final_test_accuracy"], len(files)))
+    ok("job A: the returned model.onnx: %s (normalisation mean %.4f std %.4f travels in it)"
+       % (ort_line[4:], norm["mean"][0], norm["std"][0]))
     ok("job A: compile (portable) measured %.3f ms on the worker; code.tar (%d files) built "
        "and passed its reference check in a clean directory (%.1fs)"
        % (compiled["latency_ms"]["mean"], len(names), build_s))

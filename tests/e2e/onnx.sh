@@ -13,6 +13,8 @@
 #     random weights, batch 1, opsets 13 and 17) match PyTorch within 1e-4, and
 #     their re-exports import to the same outputs (ten in make test; all
 #     twelve with TV_MODELS=all: make test-onnx-zoo).
+#  5. The input normalisation travels with the model: ONNX Runtime on raw
+#     [0, 1] pixels gives the engine's logits (tests/ort).
 # Fixtures are generated under build/ (FIXTURES), never committed.
 set -euo pipefail
 WORKER=${1:?usage: onnx.sh WORKER_BINARY [FIXTURES_DIR]}
@@ -181,6 +183,32 @@ r = json.load(open('$tmp/torch_rep.json'))
 ok = acc > 0.25 and r['totals']['rate'] > 1.5  # chance is 0.1; 2 short epochs from PyTorch's init
 print(('ok' if ok else 'FAIL') + ': imported LeNet-5 trained to %.3f test accuracy, compressed %.2fx' % (acc, r['totals']['rate']))
 sys.exit(0 if ok else 1)"
+# The normalisation travels with the model (issue 17): ONNX Runtime (npm's
+# onnxruntime-node from tests/ort, installed by `make deps`) runs the default
+# export of the dense checkpoint on raw pixels in [0, 1] and gives the
+# engine's logits; the --no-normalization export gives them too on input
+# normalised with the numbers its metadata states.
+if [ ! -d tests/ort/node_modules/onnxruntime-node ]; then
+  echo "FAIL: no onnxruntime-node in tests/ort (run make deps)"; fail=$((fail + 1))
+else
+  "$WORKER" export --model "$tmp/dense.safetensors" --out "$tmp/dense_nn.onnx" --no-normalization
+  $PY -c "
+import json, numpy as np, onnx
+x = (np.random.RandomState(4).randint(0, 256, (16, 1, 28, 28)) / 255.0).astype(np.float32)
+np.save('$tmp/raw.npy', x)
+meta = {p.key: p.value for p in onnx.load('$tmp/dense_nn.onnx').metadata_props}
+n = json.loads(meta['dnnpress.normalization'])
+mean = np.array(n['mean'], np.float32).reshape(1, -1, 1, 1)
+std = np.array(n['std'], np.float32).reshape(1, -1, 1, 1)
+np.save('$tmp/normed.npy', ((x - mean) / std).astype(np.float32))"
+  "$WORKER" infer --model "$tmp/dense.safetensors" --input "$tmp/raw.npy" --output "$tmp/y_raw.npy" --threads 2
+  node tests/ort/run_onnx.js "$tmp/dense.onnx" "$tmp/raw.npy" "$tmp/y_ort_raw.npy"
+  node tests/ort/run_onnx.js "$tmp/dense_nn.onnx" "$tmp/normed.npy" "$tmp/y_ort_normed.npy"
+  printf '%-24s ' "ORT raw [0,1] pixels"
+  check $PY tests/onnx/peer_check.py compare "$tmp/y_ort_raw.npy" "$tmp/y_raw.npy" 1e-5
+  printf '%-24s ' "ORT normalised input"
+  check $PY tests/onnx/peer_check.py compare "$tmp/y_ort_normed.npy" "$tmp/y_raw.npy" 1e-5
+fi
 # Bad input is an error with a message, not a crash.
 head -c 1000 "$FIX/lenet5_op13.onnx" > "$tmp/trunc.onnx"
 if "$WORKER" infer --model "$tmp/trunc.onnx" --input "$FIX/lenet5_x.npy" --output "$tmp/t.npy" 2> "$tmp/err.txt"; then

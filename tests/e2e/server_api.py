@@ -1405,6 +1405,15 @@ def main():
                                               "spec": SPEC, "pretrain": {"epochs": 1},
                                               "compile": bad}, tok_a),
                400, "bad compile field %r" % (bad,), "invalid_request", field)
+    # export.normalization (issue 17): a boolean, default true.
+    expect(s.req("POST", "/api/v1/jobs", {"model_id": m["id"], "dataset_id": d["id"], "spec": SPEC,
+                                          "pretrain": {"epochs": 1},
+                                          "export": {"normalization": "no"}}, tok_a),
+           400, "bad export.normalization", "invalid_request", "body.export.normalization")
+    jn = expect(s.req("POST", "/api/v1/jobs", {"model_id": om["id"], "dataset_id": dsi["id"],
+                                               "spec": SPEC, "export": {"normalization": False}},
+                      tok_a), 201, "job whose export leaves the normalisation out")
+    expect(s.req("POST", "/api/v1/jobs/%s/cancel" % jn["id"], token=tok_a), 202, "cancel")
     expect(s.req("POST", "/api/v1/jobs", b"{}", tok_a, headers={"Content-Type": "text/plain"}),
            415, "wrong content type")
     st, head = s.req_expect("POST", "/api/v1/jobs", 2 << 20, tok_a, "application/json")

@@ -201,6 +201,11 @@ static enum dp_err wk_bind_export(struct wk_engine_job *j, const json_t *params,
         if (qdq != NULL && !json_is_boolean(qdq))
             return dp_errinfo_set(ei, DP_EINVAL, "params.export.qdq: must be true or false");
         x->qdq = json_is_true(qdq);
+        const json_t *norm = json_object_get(ex, "normalization");
+        if (norm != NULL && !json_is_boolean(norm))
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "params.export.normalization: must be true or false");
+        x->no_norm = json_is_false(norm);
     }
     enum dp_err err = wk_engine_path(f->model, "the model", ei);
     if (!err)

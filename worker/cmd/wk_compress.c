@@ -119,7 +119,7 @@ static enum dp_err wk_compress_purify(struct dp_model **m, const struct nn_datas
     if (err)
         return err;
     float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
-    nn_dataset_norm_stats(train, mean, std);
+    nn_dataset_model_norm(train, small, mean, std);
     double acc = 0.0, loss = 0.0;
     err = nn_evaluate(small, test, mean, std, batch, &acc, &loss, ei);
     if (err) {

@@ -34,6 +34,9 @@ static const struct wk_flag wk_export_flags[] = {
     {"opset", WK_INT, WK_OFF(o.opset), DP_ONNX_EXPORT_OPSET_MIN, DP_ONNX_EXPORT_OPSET_MAX, NULL, 0,
      "ONNX opset, 10 to 13 (default 13; 10 writes Clip bounds as attributes, for older "
      "readers such as OpenCV 4.6)"},
+    {"no-normalization", WK_BOOL, WK_OFF(o.no_norm), 0, 1, NULL, 0,
+     "leave the model's input normalisation out of the graph (default: leading Sub/Div nodes, "
+     "so the file takes pixels scaled to [0, 1]; the numbers are in the metadata either way)"},
 };
 
 #define WK_N_FLAGS (sizeof(wk_export_flags) / sizeof(wk_export_flags[0]))
@@ -70,7 +73,8 @@ enum dp_err wk_export(const struct wk_export_opts *o, const struct wk_hooks *h,
         /* An ONNX model in, a checkpoint out: what train and compress take. */
         err = dp_model_save(m, o->out, NULL, ei);
     } else if (!err) {
-        struct dp_onnx_export_opts eo = {(int)o->qdq, (int)o->opset, o->batch, o->report};
+        struct dp_onnx_export_opts eo = {(int)o->qdq, (int)o->opset, o->batch, o->report,
+                                         (int)o->no_norm};
         err = dp_onnx_export_file(m, o->out, &eo, ei);
     }
     dp_model_free(m);

@@ -21,6 +21,7 @@ struct wk_export_opts {
     long qdq;             /* quantized layers as QuantizeLinear/DequantizeLinear pairs */
     long batch;           /* fixed batch size; 0: symbolic N */
     long opset;           /* ONNX opset; 0: the exporter's default */
+    long no_norm;         /* leave the input normalisation nodes out (metadata only) */
 };
 
 /* Sets o to the defaults of export's flag table. */

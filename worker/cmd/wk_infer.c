@@ -2,6 +2,8 @@
  * `dnnpress-worker infer` (see wk_infer.h). The input array is (N, ...)
  * with the model's per-sample size after the batch axis; it is run in
  * chunks of --batch samples through the same executor training uses.
+ * A model that records an input normalisation (struct dp_model_norm) has
+ * it applied first, so infer and the exported ONNX take the same input.
  */
 #include "worker/cmd/wk_infer.h"
 
@@ -74,6 +76,16 @@ enum dp_err wk_infer(const struct wk_infer_opts *o, const struct wk_hooks *h, st
             "axes), the array has %zu values for %lld samples",
             o->input, m->in_c, m->in_h, m->in_w, per_in, x.n, (long long)n);
         goto out;
+    }
+    if (m->norm.n_c > 0) {
+        /* The model's input normalisation, exactly as its exported ONNX
+         * graph applies it (Sub, then Div, in float): the input is what
+         * the ONNX model takes, pixels on the [0, 1] scale. */
+        const size_t hw = per_in / (size_t)m->norm.n_c;
+        for (size_t k = 0; k < x.n; k++) {
+            const int c = (int)((k / hw) % (size_t)m->norm.n_c);
+            x.data[k] = (x.data[k] - m->norm.mean[c]) / m->norm.std[c];
+        }
     }
     const int B = (int)o->batch;
     err = nn_net_new(m, n < B ? (int)n : B, &net, ei);

@@ -148,7 +148,7 @@ static enum dp_err wk_train_eval(struct dp_model *m, const struct nn_dataset *tr
                                  struct nn_train_result *res, struct dp_errinfo *ei)
 {
     float mean[NN_DATASET_MAX_C], std[NN_DATASET_MAX_C];
-    nn_dataset_norm_stats(train, mean, std);
+    nn_dataset_model_norm(train, m, mean, std);
     res->last.train_loss = res->last.train_acc = -1.0;
     return nn_evaluate(m, test, mean, std, batch, &res->last.test_acc, &res->last.test_loss, ei);
 }

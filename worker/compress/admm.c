@@ -163,6 +163,16 @@ enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
                                   "kernels, not %lldx%lld",
                                   l->name, r->match, (long long)t->shape.kh,
                                   (long long)t->shape.kw);
+        /* A kernel per filter (depthwise: one input channel per group)
+         * leaves nothing for connectivity to choose and patterns alone do
+         * not shrink it; filter or irregular pruning fit it instead. */
+        if (r->prune != NULL && r->prune->needs_3x3 && t->shape.i < 2)
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "layer '%s': rule '%s' asks for patterns, which need kernels "
+                                  "over more than one input channel; this %s convolution has "
+                                  "one per filter (use filter or irregular pruning, or a rule "
+                                  "that does not match it)",
+                                  l->name, r->match, l->a.groups > 1 ? "depthwise" : "1-channel");
         max_numel = w->numel > max_numel ? w->numel : max_numel;
     }
     if (c->n_t == 0)
@@ -986,9 +996,9 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
     }
     for (size_t i = 0; i < m->n_floats; i++)
         c.mask[i] = 1.0f;
-    /* The whole training set's statistics, as every other command (infer,
-     * export, purification's check) normalises with them. */
-    nn_dataset_norm_stats(train, c.mean, c.std);
+    /* The model's own normalisation, or the whole training set's statistics
+     * (recorded in the model), as every other command normalises with them. */
+    nn_dataset_model_norm(train, m, c.mean, c.std);
     const int resuming =
         cb != NULL && cb->resume && cb->checkpoint != NULL && admm_file_exists(cb->checkpoint);
     if (resuming) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/model_io.h"
 #include "worker/compress/admm_int.h"
 
 static unsigned admm_bits_for(uint64_t n);
@@ -207,5 +208,12 @@ json_t *admm_report(const struct admm_ctx *c, double final_acc, double final_val
         json_object_set_new(r, "kept_stage", json_integer(c->best_stage + 1));
     if (r != NULL && c->auto_info != NULL)
         json_object_set(r, "auto", c->auto_info);
+    /* The input normalisation every evaluation above used, which the
+     * model carries on (checkpoint, ONNX): what a deployment must apply. */
+    json_t *norm = r != NULL ? dp_model_norm_to_json(c->m) : NULL;
+    if (norm != NULL) {
+        json_object_set_new(norm, "input", json_string("pixels scaled to [0, 1]"));
+        json_object_set_new(r, "normalization", norm);
+    }
     return r;
 }

@@ -415,35 +415,92 @@ out:
     return err;
 }
 
+/* ---- Dead filters -------------------------------------------------------- */
+
+/* How far pf_dead looks back through elementwise ops before it gives up
+ * (and says "not dead", which only keeps a channel). */
+#define PF_DEAD_DEPTH 64
+
+static int pf_row_zero(const struct dp_model *m, const struct dp_layer *l, int64_t o)
+{
+    const struct dp_param *w = &m->params[l->first_param];
+    const size_t row = w->numel / (size_t)w->shape[0];
+    const float *r = m->data + w->offset + (size_t)o * row;
+    for (size_t k = 0; k < row; k++)
+        if (r[k] != 0.0f)
+            return 0;
+    return 1;
+}
+
+static int pf_bias_zero(const struct dp_model *m, const struct dp_layer *l, int64_t o)
+{
+    return !l->a.has_bias || l->n_params < 2 ||
+           m->data[m->params[l->first_param + 1].offset + (size_t)o] == 0.0f;
+}
+
+/*
+ * Is channel c of layer i's output an exact zero whatever the input, as
+ * the parameters stand? A conv or linear row of zeros without bias; a
+ * BN whose scale and shift are zero; a depthwise conv whose kernel is zero
+ * or whose input channel is dead, without bias; an op that keeps zeros
+ * per channel on a dead input; an add of two dead operands.
+ */
+static int pf_dead(const struct dp_model *m, int i, int64_t c, int depth)
+{
+    if (i == DP_MODEL_INPUT || depth > PF_DEAD_DEPTH)
+        return 0;
+    const struct dp_layer *l = &m->layers[i];
+    const int in = l->inputs[0];
+    const int in_c = in == DP_MODEL_INPUT ? m->in_c : m->layers[in].out_c;
+    if (l->op == DP_OP_CONV2D && pf_is_depthwise(m, i))
+        return pf_bias_zero(m, l, c) && (pf_row_zero(m, l, c) || pf_dead(m, in, c, depth + 1));
+    if (l->op == DP_OP_CONV2D || l->op == DP_OP_LINEAR)
+        return pf_bias_zero(m, l, c) && pf_row_zero(m, l, c);
+    if (l->op == DP_OP_BN2D)
+        return m->data[m->params[l->first_param].offset + (size_t)c] == 0.0f &&
+               m->data[m->params[l->first_param + 1].offset + (size_t)c] == 0.0f;
+    if (l->op == DP_OP_ADD)
+        return pf_dead(m, l->inputs[0], c, depth + 1) && pf_dead(m, l->inputs[1], c, depth + 1);
+    if (dp_layer_chan(m, i) == DP_OP_CHAN_KEEPS && dp_op_info(l->op)->keeps_zeros &&
+        l->out_c == in_c)
+        return pf_dead(m, in, c, depth + 1);
+    return 0;
+}
+
+static void pf_zero_at(struct dp_model *m, float *mask, const struct dp_layer *l, int k,
+                       size_t from, size_t n)
+{
+    const size_t at = m->params[l->first_param + k].offset + from;
+    memset(m->data + at, 0, n * sizeof(float));
+    if (mask != NULL)
+        memset(mask + at, 0, n * sizeof(float));
+}
+
 void cp_purify_zero_dead_filters(struct dp_model *m, float *mask)
 {
+    /* In execution order, so a layer sees its inputs' channels already
+     * settled: the deadness of a pruned filter flows through BN, ReLU and
+     * depthwise convs to the next layer that mixes channels. */
     for (int i = 0; i < m->n_layers; i++) {
         const struct dp_layer *l = &m->layers[i];
-        if (l->op != DP_OP_CONV2D || l->n_params < 1)
-            continue;
-        const struct dp_param *w = &m->params[l->first_param];
-        const size_t row = w->numel / (size_t)w->shape[0];
-        int bn = -1;
-        for (int j = i + 1; j < m->n_layers && bn < 0; j++)
-            if (m->layers[j].op == DP_OP_BN2D && m->layers[j].inputs[0] == i)
-                bn = j;
-        for (int64_t o = 0; o < w->shape[0]; o++) {
-            int zero = 1;
-            for (size_t k = 0; zero && k < row; k++)
-                zero = m->data[w->offset + (size_t)o * row + k] == 0.0f;
-            if (!zero)
-                continue;
-            if (l->a.has_bias && l->n_params > 1) {
-                const size_t at = m->params[l->first_param + 1].offset + (size_t)o;
-                m->data[at] = 0.0f;
-                if (mask != NULL)
-                    mask[at] = 0.0f;
+        if (l->op == DP_OP_CONV2D && l->n_params > 0) {
+            const int dw = pf_is_depthwise(m, i);
+            const size_t row = m->params[l->first_param].numel / (size_t)l->out_c;
+            for (int64_t o = 0; o < l->out_c; o++) {
+                /* A depthwise channel whose input is dead reads zeros: its
+                 * kernel goes too, so that it is masked like a pruned one. */
+                const int in_dead = dw && pf_dead(m, l->inputs[0], o, 0);
+                if (in_dead)
+                    pf_zero_at(m, mask, l, 0, (size_t)o * row, row);
+                if ((in_dead || pf_row_zero(m, l, o)) && l->a.has_bias && l->n_params > 1)
+                    pf_zero_at(m, mask, l, 1, (size_t)o, 1);
             }
-            for (int k = 0; bn >= 0 && k < 2; k++) { /* BN scale and shift */
-                const size_t at = m->params[m->layers[bn].first_param + k].offset + (size_t)o;
-                m->data[at] = 0.0f;
-                if (mask != NULL)
-                    mask[at] = 0.0f;
+        } else if (l->op == DP_OP_BN2D) {
+            for (int64_t c = 0; c < l->out_c; c++) {
+                if (!pf_dead(m, l->inputs[0], c, 0))
+                    continue;
+                pf_zero_at(m, mask, l, 0, (size_t)c, 1); /* scale */
+                pf_zero_at(m, mask, l, 1, (size_t)c, 1); /* shift */
             }
         }
     }

@@ -32,10 +32,15 @@ enum dp_err cp_purify(const struct dp_model *m, struct dp_model **out, json_t **
                       struct dp_errinfo *ei);
 
 /* Makes a filter-pruned network purifiable: for every conv2d output
- * channel whose weights are all zero, zeroes its bias and, when a BN reads
- * the conv, that channel's BN scale and shift, and clears those entries in
- * mask (NULL: none) so masked retraining keeps them zero. The channel then
- * is an exact zero and purification drops it without changing the output. */
+ * channel whose weights are all zero, zeroes its bias; a channel that is
+ * then dead (an exact zero whatever the input) kills what reads it per
+ * channel: the scale and shift of a BN, the kernel and bias of a
+ * depthwise conv, through ReLU, pooling and adds whose operands are both
+ * dead. Those entries are cleared in mask too (NULL: none) so masked
+ * retraining keeps them zero. The channel then is an exact zero up to the
+ * next layer that mixes channels, and purification drops it (with the
+ * producing filters and the depthwise slices) without changing the output.
+ * Grouped convolutions that are not depthwise are left alone. */
 void cp_purify_zero_dead_filters(struct dp_model *m, float *mask);
 
 #endif

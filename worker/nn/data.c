@@ -497,6 +497,22 @@ void nn_dataset_norm_stats(const struct nn_dataset *ds, float *mean, float *std)
     }
 }
 
+void nn_dataset_model_norm(const struct nn_dataset *ds, struct dp_model *m, float *mean, float *std)
+{
+    DP_ASSERT(ds != NULL && m != NULL && mean != NULL && std != NULL);
+    if (m->norm.n_c > 0 && m->norm.n_c == ds->c) {
+        memcpy(mean, m->norm.mean, (size_t)ds->c * sizeof(float));
+        memcpy(std, m->norm.std, (size_t)ds->c * sizeof(float));
+        return;
+    }
+    nn_dataset_norm_stats(ds, mean, std);
+    if (ds->c == m->in_c && ds->c <= DP_MODEL_NORM_MAX_C) {
+        /* Statistics of real data are finite and std >= 1e-6: this cannot
+         * fail, and a model that cannot record them still trains. */
+        (void)dp_model_norm_set(m, ds->c, mean, std, NULL);
+    }
+}
+
 void nn_dataset_channel_stats(const struct nn_dataset *ds, float *mean, float *std)
 {
     DP_ASSERT(ds != NULL && mean != NULL && std != NULL);

@@ -59,6 +59,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/model.h"
 
 /* Hard caps on what a loader accepts (STYLE rule 15). */
 #define NN_DATASET_MAX_BYTES   ((uint64_t)2 << 30) /* image bytes in memory, 2 GiB */
@@ -155,6 +156,18 @@ void nn_dataset_channel_stats(const struct nn_dataset *ds, float *mean, float *s
  * rather than blown up. Training, evaluation and compression all use this,
  * so a model is always evaluated the way it was trained. */
 void nn_dataset_norm_stats(const struct nn_dataset *ds, float *mean, float *std);
+
+/*
+ * The normalisation the engine feeds m with (ds->c floats each into mean
+ * and std): m's own when it records one for ds->c channels (it travels
+ * with the model: a checkpoint, or an imported ONNX model that normalises
+ * in its graph or says so in its metadata, is never normalised twice);
+ * otherwise nn_dataset_norm_stats of ds (the training set), which is then
+ * recorded in m when ds->c equals m's input channels, so checkpoints and
+ * exports carry it. Any thread; mutates m only to record.
+ */
+void nn_dataset_model_norm(const struct nn_dataset *ds, struct dp_model *m, float *mean,
+                           float *std);
 
 /* Releases the arrays of ds and zeroes it. ds may be NULL or already zeroed. */
 void nn_dataset_free(struct nn_dataset *ds);

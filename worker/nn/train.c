@@ -168,10 +168,15 @@ enum dp_err nn_train(struct dp_model *m, const struct nn_dataset *train,
     err = nn_optim_new(m, &cfg->optim, &opt, ei);
     if (err)
         goto out;
-    nn_dataset_norm_stats(train, mean, std);
+    /* The caller's statistics when it trains on a share of the training set
+     * (ADMM's validation split: the whole set's numbers, as every other
+     * command normalises with them); otherwise the model's own, or the
+     * training set's, recorded in the model (nn_dataset_model_norm). */
     if (cfg->mean != NULL && cfg->std != NULL) {
         memcpy(mean, cfg->mean, (size_t)train->c * sizeof(float));
         memcpy(std, cfg->std, (size_t)train->c * sizeof(float));
+    } else {
+        nn_dataset_model_norm(train, m, mean, std);
     }
     struct nn_loader_cfg lc = {cfg->batch, 1, cfg->augment, mean, std, cfg->seed};
     err = nn_loader_init(&ld, train, &lc, ei);

@@ -105,7 +105,7 @@ Test(onnx, roundtrip_builtin_architectures)
         dp_model_free(back);
         back = NULL;
         /* Opset 10: Clip bounds and the dropout ratio as attributes. */
-        struct dp_onnx_export_opts o10 = {0, 10, 0, NULL};
+        struct dp_onnx_export_opts o10 = {0, 10, 0, NULL, 0};
         cr_assert_eq(dp_onnx_export_file(m, path, &o10, &ei), DP_OK, "%s: %s", archs[k], ei.msg);
         cr_assert_eq(dp_onnx_import_file(path, &back, &info, &ei), DP_OK, "%s: %s", archs[k],
                      ei.msg);
@@ -165,7 +165,7 @@ Test(onnx, qdq_export_folds_back_to_levels)
     m->layers[fc1].comp.bits = 4;
     char path[128];
     snprintf(path, sizeof(path), "%s/q.onnx", ox_dir);
-    struct dp_onnx_export_opts o = {1, 0, 0, NULL};
+    struct dp_onnx_export_opts o = {1, 0, 0, NULL, 0};
     cr_assert_eq(dp_onnx_export_file(m, path, &o, &ei), DP_OK, "%s", ei.msg);
     struct Onnx__ModelProto *mp = NULL;
     cr_assert_eq(dp_onnx_model_read(path, &mp, &ei), DP_OK, "%s", ei.msg);
@@ -393,7 +393,7 @@ Test(onnx, roundtrip_added_ops)
     char path[128];
     snprintf(path, sizeof(path), "%s/ops.onnx", ox_dir);
     for (int opset = 13; opset >= 10; opset -= 3) {
-        struct dp_onnx_export_opts o = {0, opset, 0, NULL};
+        struct dp_onnx_export_opts o = {0, opset, 0, NULL, 0};
         cr_assert_eq(dp_onnx_export_file(m, path, &o, &ei), DP_OK, "opset %d: %s", opset, ei.msg);
         cr_assert_eq(dp_onnx_import_file(path, &back, NULL, &ei), DP_OK, "opset %d: %s", opset,
                      ei.msg);

@@ -1,0 +1,294 @@
+/*
+ * Compression of mobile-style networks (suite "purify_mobile") on a small
+ * hand-built net with MobileNetV2's inverted residual blocks (pointwise
+ * expansion, depthwise 3x3, pointwise projection, BN and ReLU6, one block
+ * with its residual add) and a grouped (not depthwise) convolution:
+ *  - filters pruned in the expansion and in the depthwise conv leave the
+ *    block with their BN entries, depthwise slices and projection inputs;
+ *    the purified logits equal the pruned model's within 1e-4; channels
+ *    the residual sum still carries stay, and the grouped conv is kept;
+ *  - magnitude and ADMM pruning (filter and irregular) run on pointwise,
+ *    depthwise and grouped convolutions, hold their constraints exactly,
+ *    and the result purifies to smaller shapes with the same logits;
+ *  - pattern pruning refuses a depthwise conv with a message naming it.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/spec.h"
+#include "tests/unit/test_util.h"
+#include "worker/compress/admm.h"
+#include "worker/compress/purify.h"
+#include "worker/nn/arch.h"
+#include "worker/nn/data.h"
+#include "worker/nn/net.h"
+#include "worker/nn/rng.h"
+#include "worker/nn/train.h"
+
+#define PM_IN    3
+#define PM_HW    8
+#define PM_CLASS 4
+
+static int pm_bn_relu6(struct dp_model *m, const char *name, int x, struct dp_errinfo *ei)
+{
+    char n[64];
+    snprintf(n, sizeof(n), "%s.bn", name);
+    x = dp_model_add_bn2d(m, n, x, ei);
+    snprintf(n, sizeof(n), "%s.relu", name);
+    return x < 0 ? x : dp_model_add_unary(m, n, DP_OP_RELU6, x, ei);
+}
+
+/* stem 3->16, block1 16->48->16 (+ residual), block2 16->32->24 (stride 2),
+ * grouped 24->24 (2 groups), GAP, linear. */
+static struct dp_model *pm_net(void)
+{
+    struct dp_errinfo ei = {0};
+    struct dp_model *m = dp_model_new(PM_IN, PM_HW, PM_HW);
+    int x = dp_model_add_conv2d(m, "stem", DP_MODEL_INPUT, 16, 3, 1, 1, 1, 0, &ei);
+    const int stem = pm_bn_relu6(m, "stem", x, &ei);
+    x = dp_model_add_conv2d(m, "b1.expand", stem, 48, 1, 1, 0, 1, 0, &ei);
+    x = pm_bn_relu6(m, "b1.expand", x, &ei);
+    x = dp_model_add_conv2d(m, "b1.dw", x, 48, 3, 1, 1, 48, 0, &ei);
+    x = pm_bn_relu6(m, "b1.dw", x, &ei);
+    x = dp_model_add_conv2d(m, "b1.project", x, 16, 1, 1, 0, 1, 0, &ei);
+    x = dp_model_add_bn2d(m, "b1.project.bn", x, &ei);
+    x = dp_model_add_add(m, "b1.add", stem, x, &ei);
+    x = dp_model_add_conv2d(m, "b2.expand", x, 32, 1, 1, 0, 1, 0, &ei);
+    x = pm_bn_relu6(m, "b2.expand", x, &ei);
+    x = dp_model_add_conv2d(m, "b2.dw", x, 32, 3, 2, 1, 32, 0, &ei);
+    x = pm_bn_relu6(m, "b2.dw", x, &ei);
+    x = dp_model_add_conv2d(m, "b2.project", x, 24, 1, 1, 0, 1, 0, &ei);
+    x = dp_model_add_bn2d(m, "b2.project.bn", x, &ei);
+    x = dp_model_add_conv2d(m, "gconv", x, 24, 3, 1, 1, 2, 1, &ei);
+    x = dp_model_add_unary(m, "gconv.relu", DP_OP_RELU, x, &ei);
+    x = dp_model_add_unary(m, "gap", DP_OP_GAP, x, &ei);
+    x = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, x, &ei);
+    x = dp_model_add_linear(m, "fc", x, PM_CLASS, &ei);
+    cr_assert_geq(x, 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    nn_arch_init(m, 11);
+    /* Non-trivial BN statistics and shifts, so that a dead channel's BN
+     * output is not zero unless its scale and shift are. */
+    struct nn_rng rng;
+    nn_rng_seed(&rng, 3);
+    for (int i = 0; i < m->n_params; i++) {
+        const struct dp_param *p = &m->params[i];
+        if (strstr(p->name, "running_mean") != NULL || strstr(p->name, ".bias") != NULL)
+            for (size_t k = 0; k < p->numel; k++)
+                m->data[p->offset + k] = 0.2f * ((float)nn_rng_uniform(&rng) - 0.5f);
+    }
+    return m;
+}
+
+static void pm_zero_filters(struct dp_model *m, const char *param, int from, int to)
+{
+    const struct dp_param *w = dp_model_param_find(m, param);
+    cr_assert_not_null(w, "%s", param);
+    const size_t row = w->numel / (size_t)w->shape[0];
+    for (int o = from; o < to; o++)
+        memset(m->data + w->offset + (size_t)o * row, 0, row * sizeof(float));
+}
+
+static int64_t pm_dim(const struct dp_model *m, const char *param, int d)
+{
+    const struct dp_param *p = dp_model_param_find(m, param);
+    cr_assert_not_null(p, "%s", param);
+    return p->shape[d];
+}
+
+/* Rows (filters) of a weight with any non-zero. */
+static int64_t pm_rows_kept(const struct dp_model *m, const char *param)
+{
+    const struct dp_param *w = dp_model_param_find(m, param);
+    cr_assert_not_null(w, "%s", param);
+    const size_t row = w->numel / (size_t)w->shape[0];
+    int64_t kept = 0;
+    for (int64_t o = 0; o < w->shape[0]; o++) {
+        int any = 0;
+        for (size_t k = 0; k < row; k++)
+            any |= m->data[w->offset + (size_t)o * row + k] != 0.0f;
+        kept += any;
+    }
+    return kept;
+}
+
+static void pm_logits(struct dp_model *m, const float *x, int n, float *out)
+{
+    struct nn_net *net = NULL;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(nn_net_new(m, n, &net, &ei), DP_OK, "%s", ei.msg);
+    const float *y = nn_net_forward(net, x, n, 0);
+    cr_assert_not_null(y);
+    memcpy(out, y, (size_t)n * PM_CLASS * sizeof(float));
+    nn_net_free(net);
+}
+
+/* Purifies m and checks that the logits on random input stay within 1e-4;
+ * returns the purified model and its stats. */
+static struct dp_model *pm_purify_same(struct dp_model *m, json_t **stats)
+{
+    const int n = 4;
+    struct nn_rng rng;
+    nn_rng_seed(&rng, 9);
+    float *x = dp_malloc((size_t)n * PM_IN * PM_HW * PM_HW * sizeof(float));
+    float *a = dp_malloc((size_t)n * PM_CLASS * sizeof(float)),
+          *b = dp_malloc((size_t)n * PM_CLASS * sizeof(float));
+    for (int i = 0; i < n * PM_IN * PM_HW * PM_HW; i++)
+        x[i] = (float)nn_rng_uniform(&rng) * 2.0f - 1.0f;
+    pm_logits(m, x, n, a);
+    struct dp_model *q = NULL;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(cp_purify(m, &q, stats, &ei), DP_OK, "%s", ei.msg);
+    pm_logits(q, x, n, b);
+    for (int i = 0; i < n * PM_CLASS; i++)
+        cr_assert(fabsf(a[i] - b[i]) <= 1e-4f * (1.0f + fabsf(a[i])), "logit %d: %g vs %g", i,
+                  (double)a[i], (double)b[i]);
+    dp_free(x);
+    dp_free(a);
+    dp_free(b);
+    return q;
+}
+
+Test(purify_mobile, dead_filters_leave_inverted_residual_blocks)
+{
+    struct dp_model *m = pm_net();
+    pm_zero_filters(m, "b1.expand.weight", 0, 20); /* the expansion */
+    pm_zero_filters(m, "b1.dw.weight", 30, 36);    /* the depthwise conv itself */
+    pm_zero_filters(m, "b1.project.weight", 0, 4); /* feeds the residual sum */
+    pm_zero_filters(m, "b2.expand.weight", 0, 10);
+    pm_zero_filters(m, "b2.dw.weight", 31, 32);
+    pm_zero_filters(m, "gconv.weight", 0, 3); /* grouped: kept as it is */
+    cp_purify_zero_dead_filters(m, NULL);
+    json_t *stats = NULL;
+    struct dp_model *q = pm_purify_same(m, &stats);
+    /* Block 1: 20 + 6 of 48 expansion channels go, everywhere in the block. */
+    cr_expect_eq(pm_dim(q, "b1.expand.weight", 0), 22);
+    cr_expect_eq(pm_dim(q, "b1.expand.bn.weight", 0), 22);
+    cr_expect_eq(pm_dim(q, "b1.dw.weight", 0), 22);
+    cr_expect_eq(pm_dim(q, "b1.dw.weight", 1), 1);
+    cr_expect_eq(q->layers[dp_model_layer_find(q, "b1.dw")].a.groups, 22);
+    cr_expect_eq(pm_dim(q, "b1.dw.bn.running_var", 0), 22);
+    cr_expect_eq(pm_dim(q, "b1.project.weight", 1), 22);
+    /* The stem's channels reach the sum through the shortcut: they stay. */
+    cr_expect_eq(pm_dim(q, "b1.project.weight", 0), 16);
+    cr_expect_eq(pm_dim(q, "stem.weight", 0), 16);
+    /* Block 2 (no residual): 10 + 1 of 32. */
+    cr_expect_eq(pm_dim(q, "b2.expand.weight", 0), 21);
+    cr_expect_eq(pm_dim(q, "b2.dw.weight", 0), 21);
+    cr_expect_eq(pm_dim(q, "b2.project.weight", 1), 21);
+    /* A grouped conv that is not depthwise pins its channels. */
+    cr_expect_eq(pm_dim(q, "gconv.weight", 0), 24);
+    cr_expect_eq(pm_dim(q, "b2.project.weight", 0), 24);
+    cr_expect_eq(json_integer_value(json_object_get(stats, "channels_removed")), 26 + 11);
+    cr_expect_lt(dp_model_n_trainable(q), dp_model_n_trainable(m));
+    json_decref(stats);
+    dp_model_free(q);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+static void pm_data(struct nn_dataset *train, struct nn_dataset *test)
+{
+    struct nn_dataset all = {0};
+    cr_assert_eq(nn_dataset_synthetic(&all, 160, PM_IN, PM_HW, PM_HW, PM_CLASS, 5), DP_OK);
+    cr_assert_eq(nn_dataset_subset(train, &all, 0, 128), DP_OK);
+    cr_assert_eq(nn_dataset_subset(test, &all, 128, 32), DP_OK);
+    nn_dataset_free(&all);
+}
+
+static void pm_compress(const char *method)
+{
+    struct nn_dataset train = {0}, test = {0};
+    pm_data(&train, &test);
+    struct dp_model *m = pm_net();
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "{\"method\":\"%s\",\"batch\":32,\"purify\":true,"
+             "\"admm\":{\"iters\":1,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
+             "\"magnitude\":{\"steps\":1},\"layers\":["
+             "{\"match\":\"b*.expand\",\"prune\":{\"scheme\":\"filter\",\"rate\":2}},"
+             "{\"match\":\"b*.dw\",\"prune\":{\"scheme\":\"filter\",\"rate\":4}},"
+             "{\"match\":\"b*.project\",\"prune\":{\"scheme\":\"irregular\",\"rate\":4}},"
+             "{\"match\":\"gconv\",\"prune\":{\"scheme\":\"irregular\",\"rate\":2}}]}",
+             method);
+    struct dp_spec spec;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(dp_spec_parse(text, strlen(text), &spec, &ei), DP_OK, "%s", ei.msg);
+    json_t *r = NULL;
+    cr_assert_eq(admm_compress(m, &train, &test, &spec, NULL, &r, &ei), DP_OK, "%s: %s", method,
+                 ei.msg);
+    /* The constraints hold exactly on every kind of convolution. */
+    cr_expect_leq(pm_rows_kept(m, "b1.expand.weight"), 24, "%s", method);
+    cr_expect_leq(pm_rows_kept(m, "b2.dw.weight"), 8, "%s", method);
+    cr_expect_leq(pm_rows_kept(m, "b1.dw.weight"), 12, "%s", method);
+    const struct dp_param *g = dp_model_param_find(m, "gconv.weight");
+    size_t nz = 0;
+    for (size_t k = 0; k < g->numel; k++)
+        nz += m->data[g->offset + k] != 0.0f;
+    cr_expect_leq(nz, g->numel / 2, "%s: gconv keeps %zu of %zu", method, nz, g->numel);
+    json_t *stats = NULL;
+    struct dp_model *q = pm_purify_same(m, &stats);
+    /* Expansion filters and depthwise kernels both shrink the blocks. */
+    cr_expect_leq(pm_dim(q, "b1.dw.weight", 0), 12, "%s", method);
+    cr_expect_leq(pm_dim(q, "b2.expand.weight", 0), 8, "%s", method);
+    cr_expect_eq(pm_dim(q, "b2.project.weight", 1), pm_dim(q, "b2.dw.weight", 0));
+    json_decref(stats);
+    json_decref(r);
+    dp_model_free(q);
+    dp_model_free(m);
+    nn_dataset_free(&train);
+    nn_dataset_free(&test);
+    DP_ASSERT_NO_LEAKS();
+}
+
+Test(purify_mobile, magnitude_pruning_of_pointwise_depthwise_grouped, .timeout = 300)
+{
+    pm_compress("magnitude");
+}
+
+Test(purify_mobile, admm_pruning_of_pointwise_depthwise_grouped, .timeout = 300)
+{
+    pm_compress("admm");
+}
+
+Test(purify_mobile, pattern_refuses_depthwise_naming_the_layer)
+{
+    struct nn_dataset train = {0}, test = {0};
+    pm_data(&train, &test);
+    struct dp_model *m = pm_net();
+    const char *text = "{\"batch\":32,\"admm\":{\"iters\":1,\"epochs_per_iter\":1},"
+                       "\"retrain\":{\"epochs\":1},\"layers\":[{\"match\":\"*\",\"prune\":"
+                       "{\"scheme\":\"pattern\",\"library_size\":4}}]}";
+    struct dp_spec spec;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(dp_spec_parse(text, strlen(text), &spec, &ei), DP_OK, "%s", ei.msg);
+    json_t *r = NULL;
+    /* "*" matches the stem (3x3 over 3 channels: fine), then the 1x1
+     * expansion: refused for its size. */
+    cr_expect_eq(admm_compress(m, &train, &test, &spec, NULL, &r, &ei), DP_EINVAL);
+    cr_expect(strstr(ei.msg, "b1.expand") != NULL, "message: %s", ei.msg);
+    /* Only the 3x3 convolutions: the depthwise one is refused by name. */
+    const char *text2 = "{\"batch\":32,\"admm\":{\"iters\":1,\"epochs_per_iter\":1},"
+                        "\"retrain\":{\"epochs\":1},\"layers\":["
+                        "{\"match\":\"stem\",\"prune\":{\"scheme\":\"pattern\"}},"
+                        "{\"match\":\"b1.dw\",\"prune\":{\"scheme\":\"pattern\"}}]}";
+    cr_assert_eq(dp_spec_parse(text2, strlen(text2), &spec, &ei), DP_OK, "%s", ei.msg);
+    cr_expect_eq(admm_compress(m, &train, &test, &spec, NULL, &r, &ei), DP_EINVAL);
+    cr_expect(strstr(ei.msg, "'b1.dw'") != NULL && strstr(ei.msg, "depthwise") != NULL,
+              "message: %s", ei.msg);
+    cr_expect_null(r);
+    /* The grouped conv (12 input channels per group) is accepted with the stem. */
+    const char *text3 = "{\"batch\":32,\"admm\":{\"iters\":1,\"epochs_per_iter\":1},"
+                        "\"retrain\":{\"epochs\":1},\"layers\":["
+                        "{\"match\":\"stem\",\"prune\":{\"scheme\":\"pattern\"}},"
+                        "{\"match\":\"gconv\",\"prune\":{\"scheme\":\"pattern\"}}]}";
+    cr_assert_eq(dp_spec_parse(text3, strlen(text3), &spec, &ei), DP_OK, "%s", ei.msg);
+    cr_expect_eq(admm_compress(m, &train, &test, &spec, NULL, &r, &ei), DP_OK, "%s", ei.msg);
+    json_decref(r);
+    dp_model_free(m);
+    nn_dataset_free(&train);
+    nn_dataset_free(&test);
+    DP_ASSERT_NO_LEAKS();
+}
