@@ -71,18 +71,19 @@ Test(admm_plan, every_step_has_its_own_seed_over_the_allowed_range)
 
 Test(admm_plan, a_pattern_library_hears_every_layer_of_its_rule)
 {
-    /* 300 one-kernel 3x3 convolutions: 130 whose strongest taps are the
-     * top row (mask 0x017 with the centre), then 170 the bottom row
-     * (0x1d0). With one library entry the bottom row must win; a library
+    /* 300 2-to-2-channel 3x3 convolutions (patterns need more than one
+     * input channel): 130 whose strongest taps are the top row (mask 0x017
+     * with the centre), then 170 the bottom row (0x1d0), in all four
+     * kernels. With one library entry the bottom row must win; a library
      * chosen from the first 256 layers only would pick the top row. */
     struct dp_errinfo ei = {0};
-    struct dp_model *m = dp_model_new(1, 3, 3);
+    struct dp_model *m = dp_model_new(2, 3, 3);
     cr_assert_not_null(m);
     int x = DP_MODEL_INPUT;
     char name[16];
     for (int i = 0; i < PLAN_N_CONV; i++) {
         snprintf(name, sizeof(name), "c%d", i);
-        x = dp_model_add_conv2d(m, name, x, 1, 3, 1, 1, 1, 0, &ei);
+        x = dp_model_add_conv2d(m, name, x, 2, 3, 1, 1, 1, 0, &ei);
     }
     x = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, x, &ei);
     x = dp_model_add_linear(m, "fc", x, 2, &ei);
@@ -92,10 +93,12 @@ Test(admm_plan, a_pattern_library_hears_every_layer_of_its_rule)
     for (int i = 0; i < PLAN_N_CONV; i++) {
         float *w = dp_param_data(m, &m->params[m->layers[i].first_param]);
         const int *taps = i < PLAN_N_FIRST ? top : bottom;
-        for (int t = 0; t < 9; t++)
-            w[t] = 0.01f;
-        for (int k = 0; k < 3; k++)
-            w[taps[k]] = 1.0f;
+        for (int kern = 0; kern < 4; kern++) {
+            for (int t = 0; t < 9; t++)
+                w[kern * 9 + t] = 0.01f;
+            for (int k = 0; k < 3; k++)
+                w[kern * 9 + taps[k]] = 1.0f;
+        }
     }
     struct dp_spec spec;
     admm_fixture_spec("{\"version\":1,\"layers\":[{\"match\":\"c*\",\"prune\":{\"scheme\":"
