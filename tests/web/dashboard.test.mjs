@@ -116,7 +116,9 @@ async function ok(method, path, body, token, want) {
 const specA = { admm: { iters: 6, epochs_per_iter: 1, rho: 1e-3 }, retrain: { epochs: 2 },
   layers: [{ match: "conv*", prune: { scheme: "irregular", rate: 4 } }, { match: "fc*", prune: { scheme: "irregular", rate: 10 } }] };
 const specC = { admm: { iters: 2, epochs_per_iter: 1, rho: 1e-3 }, retrain: { epochs: 1 },
-  layers: [{ match: "*conv*", prune: { scheme: "pattern", library_size: 4 } }, { match: "*fc*", prune: { scheme: "irregular", rate: 4 } }] };
+  // Patterns need kernels over more than one input channel: conv1 (1 -> 8) is pruned irregularly.
+  layers: [{ match: "*conv1*", prune: { scheme: "irregular", rate: 2 } }, { match: "*conv2*", prune: { scheme: "pattern", library_size: 4 } },
+    { match: "*fc*", prune: { scheme: "irregular", rate: 4 } }] };
 
 async function main() {
   mkdirSync(OUT, { recursive: true });
