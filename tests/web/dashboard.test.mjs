@@ -13,7 +13,13 @@
 //      that field; fixed, the job is submitted, then cancelled from its page
 //   7. compare two finished jobs: spec diff, per-layer rates, overlaid
 //      curves, the accuracy/rate scatter with its Pareto front
-//   8. phone width: no horizontal overflow of the page itself
+//   8. devices: a real profiler (dnnpress-worker serve --profile with a
+//      device token) registers; the Devices page lists it with the name,
+//      labels, state and description of GET /api/v1/devices; job C is
+//      compiled and profiled on it, and its page shows the device's p50
+//      latencies and per-layer times equal to its profile artifact, the
+//      jobs table its best latency
+//   9. phone width: no horizontal overflow of the page itself
 // and, throughout, no console error or warning but the two answers the
 // test provokes on purpose (the wrong token's 401, the bad field's 422).
 // Screenshots of every page go to OUT (build/web-test by default).
@@ -35,7 +41,7 @@ const OUT = resolve(process.argv[3] || join(ROOT, "build", "web-test"));
 const ADMIN = "web-test-admin-token-0123456789abcdef";
 const t0 = Date.now();
 const tmp = mkdtempSync(join(tmpdir(), "dp-web-"));
-let server = null, browser = null;
+let server = null, browser = null, profiler = null;
 
 function log(msg) {
   console.log(`web: ${((Date.now() - t0) / 1000).toFixed(1)}s ${msg}`);
@@ -43,12 +49,16 @@ function log(msg) {
 async function cleanup() {
   if (browser) await browser.close().catch(() => {});
   if (server) try { process.kill(-server.pid, "SIGKILL"); } catch { /* gone */ }
+  if (profiler) try { process.kill(-profiler.pid, "SIGKILL"); } catch { /* gone */ }
   if (!process.env.DP_WEB_KEEP) rmSync(tmp, { recursive: true, force: true });
 }
 async function fail(msg) {
   console.log("web: FAIL: " + msg);
   try {
     console.log("---- server log (tail) ----\n" + readFileSync(join(tmp, "server.log"), "utf8").split("\n").slice(-30).join("\n"));
+  } catch { /* no log */ }
+  try {
+    console.log("---- profiler log (tail) ----\n" + readFileSync(join(tmp, "profiler.log"), "utf8").split("\n").slice(-20).join("\n"));
   } catch { /* no log */ }
   await cleanup();
   process.exit(1);
@@ -116,7 +126,7 @@ async function ok(method, path, body, token, want) {
 const specA = { admm: { iters: 6, epochs_per_iter: 1, rho: 1e-3 }, retrain: { epochs: 2 },
   layers: [{ match: "conv*", prune: { scheme: "irregular", rate: 4 } }, { match: "fc*", prune: { scheme: "irregular", rate: 10 } }] };
 const specC = { admm: { iters: 2, epochs_per_iter: 1, rho: 1e-3 }, retrain: { epochs: 1 },
-  // Patterns need kernels over more than one input channel: conv1 (1 -> 8) is pruned irregularly.
+  // conv1 has one input channel (a 3x3 kernel per filter): patterns need more, so it is pruned irregularly.
   layers: [{ match: "*conv1*", prune: { scheme: "irregular", rate: 2 } }, { match: "*conv2*", prune: { scheme: "pattern", library_size: 4 } },
     { match: "*fc*", prune: { scheme: "irregular", rate: 4 } }] };
 
@@ -170,6 +180,14 @@ async function main() {
   const TOKEN = (await ok("POST", "/api/v1/tokens", { team_id: team.id, scope: "team", name: "web" }, ADMIN, 201)).token;
   const model = await ok("POST", "/api/v1/models", { name: "lenet5", arch: "lenet5" }, TOKEN, 201);
   const dataset = await ok("POST", "/api/v1/datasets", { name: "fashion-mnist", builtin: "fashion-mnist" }, TOKEN, 201);
+  // A profiling device: the real profiler, registered with a team device token.
+  const DEV = "web-dev-1", DEV_LABELS = { board: "ci", site: "web-test" };
+  const devTok = (await ok("POST", "/api/v1/tokens", { scope: "device", name: DEV }, TOKEN, 201)).token;
+  const devLog = openSync(join(tmp, "profiler.log"), "a");
+  profiler = spawn(join(BUILD, "dnnpress-worker"), ["serve", "--server", URL0, "--cache-dir", join(tmp, "cache-" + DEV), "--profile",
+    "--device-name", DEV, "--device-labels", Object.entries(DEV_LABELS).map(([k, v]) => `${k}=${v}`).join(","), "--wait-s", "1", "--threads", "1"], {
+    env: { ...process.env, DNNPRESS_TOKEN: devTok, OMP_NUM_THREADS: "1" }, stdio: ["ignore", devLog, devLog], detached: true,
+  });
   const submit = (name, spec, epochs) => ok("POST", "/api/v1/jobs", { name, model_id: model.id, dataset_id: dataset.id, pretrain: { epochs, seed: 1 }, spec }, TOKEN, 201);
 
   // ---- the browser ----
@@ -257,7 +275,10 @@ async function main() {
   const cnnResp = await fetch(`${URL0}/api/v1/models?name=cnn3&format=onnx`, { method: "POST", headers: { Authorization: "Bearer " + TOKEN, "Content-Type": "application/octet-stream" }, body: readFileSync(cnnPath) });
   check(cnnResp.status === 201, "uploading cnn3.onnx: " + cnnResp.status + " " + (await cnnResp.clone().text()));
   const cnn = await cnnResp.json();
-  const jobC = await ok("POST", "/api/v1/jobs", { name: "cnn3-pattern", model_id: cnn.id, dataset_id: dataset.id, pretrain: { epochs: 1, seed: 1 }, spec: specC }, TOKEN, 201); // queued behind A
+  // Job C is also compiled and profiled on the device (registered long since; checked in 9).
+  await until("the profiler to register", async () => (await ok("GET", "/api/v1/devices", undefined, TOKEN, 200)).items.some((d) => d.name === DEV), 15000);
+  const jobC = await ok("POST", "/api/v1/jobs", { name: "cnn3-pattern", model_id: cnn.id, dataset_id: dataset.id, pretrain: { epochs: 1, seed: 1 }, spec: specC,
+    compile: { target: "portable" }, profile: { devices: [{ name: DEV }], runs: 5, warmup: 1, threads: [1] } }, TOKEN, 201); // queued behind A
   await page.waitForSelector("#layers tbody tr[data-layer]", { timeout: 120000 });
   // The compress task writes a first report, retrain the final one: compare with the final one.
   await until("job A to succeed", async () => (await ok("GET", `/api/v1/jobs/${jobA.id}`, undefined, TOKEN, 200)).state === "succeeded", 120000, 300);
@@ -342,7 +363,9 @@ async function main() {
   log(`ok: the form shows the API's message at the field ("${shown}"), submits job B on the ONNX model it uploaded, and cancels it`);
 
   // ---- 7. compare A and C ----
-  await until("job C to finish", async () => (await ok("GET", `/api/v1/jobs/${jobC.id}`, undefined, TOKEN, 200)).state === "succeeded", 120000, 500);
+  let stC = "";
+  await until("job C to finish", async () => (stC = (await ok("GET", `/api/v1/jobs/${jobC.id}`, undefined, TOKEN, 200)).state) !== "running" && stC !== "queued", 180000, 500);
+  check(stC === "succeeded", "job C (compile and profile) ended " + stC);
   await page.goto(`${URL0}/#/compare?ids=${jobA.id},${jobC.id}`);
   await page.waitForSelector("#spec-diff tr.differs");
   const diffKeys = await page.$$eval("#spec-diff tr.differs", (trs) => trs.map((t) => t.dataset.key));
@@ -395,7 +418,72 @@ async function main() {
   await until("rate descending", async () => JSON.stringify(await order()) === JSON.stringify([...byRate.reverse(), jobB]), 5000, 50);
   log("ok: the jobs table filters and sorts (by rate, jobs without a report last)");
 
-  // ---- 8. phone width, keyboard ----
+  // ---- 8. devices: the Devices page, job C's device latencies ----
+  const profSha = (await ok("GET", `/api/v1/jobs/${jobC.id}/artifacts`, undefined, TOKEN, 200)).items.filter((a) => a.kind === "profile").map((a) => a.sha256);
+  check(profSha.length === 1, `job C has ${profSha.length} profile artifacts, not 1`);
+  const prof = await ok("GET", `/api/v1/artifacts/${profSha[0]}`, undefined, TOKEN, 200);
+  const r0 = prof.results[0];
+  check(prof.device.name === DEV && r0.compressed.latency_ms.p50 > 0, "job C's profile: " + JSON.stringify(prof).slice(0, 500));
+  const fmt = (x, d) => x.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
+  await page.goto(`${URL0}/#/jobs/${jobC.id}`);
+  const devRow = `#device-latency tr[data-device="${DEV}"]`;
+  await page.waitForSelector(devRow, { timeout: 15000 });
+  const devCells = await page.$$eval(`${devRow} [data-key]`, (c) => Object.fromEntries(c.map((x) => [x.dataset.key, x.textContent])));
+  const wantCells = { device: DEV, threads: String(r0.threads), compressed: fmt(r0.compressed.latency_ms.p50, 3) + " ms", dense: fmt(r0.dense.latency_ms.p50, 3) + " ms", speedup: fmt(r0.speedup, 2) + "×" };
+  for (const [k, v] of Object.entries(wantCells)) check(devCells[k] === v, `job C's device table: ${k} shows "${devCells[k]}", the profile says "${v}"`);
+  const layerLat = await page.$$eval("#layers tbody tr[data-layer]", (trs) => trs.map((tr) => [tr.dataset.layer, tr.querySelector('[data-key="latency"]')?.textContent ?? null, tr.querySelector('[data-key="latency_share"]')?.textContent ?? null]));
+  const profLayers = new Map(r0.compressed.layers.map((l) => [l.name, l]));
+  let nTimed = 0;
+  for (const [name, ms, share] of layerLat) {
+    const pl = profLayers.get(name);
+    const want = pl ? [fmt(pl.ms, 4) + " ms", (100 * pl.share).toFixed(1) + "%"] : ["—", "—"];
+    check(ms === want[0] && share === want[1], `job C's layer ${name}: latency "${ms}" / "${share}", the profile says "${want[0]}" / "${want[1]}"`);
+    if (pl) nTimed++;
+  }
+  check(nTimed >= 1, `no layer of job C's report is timed in its profile (report: ${layerLat.map((x) => x[0])}; profile: ${[...profLayers.keys()]})`);
+  await page.locator("#devices-sec").scrollIntoViewIfNeeded();
+  await shot("job-devices");
+  // The Devices page, reached from the navigation.
+  await page.click('nav a[data-nav="devices"]');
+  const devTr = `#devices tbody tr[data-name="${DEV}"]`;
+  await page.waitForSelector(devTr, { timeout: 10000 });
+  let devDiff = "";
+  const devicesDiff = async () => {
+    const api = (await ok("GET", "/api/v1/devices", undefined, TOKEN, 200)).items;
+    const shown = await page.$$eval("#devices tbody tr[data-device]", (trs) => trs.map((tr) => ({
+      id: tr.dataset.device, name: tr.querySelector('[data-key="name"]').textContent, state: tr.querySelector('[data-key="state"] .badge').textContent,
+      labels: [...tr.querySelectorAll("[data-label]")].map((l) => l.textContent),
+      desc: [...tr.querySelectorAll("[data-field]")].map((f) => [f.dataset.field, f.dataset.value, f.querySelector("dd").textContent]),
+      queue: tr.querySelector('[data-key="queue"]').textContent, runs: tr.querySelector('[data-key="tasks_run"]').textContent })));
+    if (shown.length !== api.length) return `${shown.length} devices shown, the API lists ${api.length}`;
+    for (const [i, d] of api.entries()) {
+      const s = shown[i];
+      if (s.id !== d.id || s.name !== d.name || s.state !== d.state) return `row ${i}: ${s.id} ${s.name} ${s.state}, the API: ${d.id} ${d.name} ${d.state}`;
+      const wantLabels = Object.entries(d.labels).map(([k, v]) => `${k}=${v}`);
+      if (JSON.stringify(s.labels) !== JSON.stringify(wantLabels)) return `${d.name}: labels ${s.labels}, the API ${wantLabels}`;
+      if (s.desc.length !== Object.keys(d.description).length) return `${d.name}: ${s.desc.length} description fields shown, the API has ${Object.keys(d.description).length}`;
+      for (const [k, v, text] of s.desc) {
+        if (JSON.stringify(JSON.parse(v)) !== JSON.stringify(d.description[k])) return `${d.name}: description.${k} ${v}, the API ${JSON.stringify(d.description[k])}`;
+        if (typeof d.description[k] === "string" && text !== d.description[k]) return `${d.name}: description.${k} shows "${text}"`;
+      }
+      if (s.queue !== String(d.queue) || s.runs !== String(d.tasks_run)) return `${d.name}: queue ${s.queue} runs ${s.runs}, the API ${d.queue} ${d.tasks_run}`;
+    }
+    return "";
+  };
+  await until("the Devices page to equal GET /api/v1/devices", async () => (devDiff = await devicesDiff()) === "", 15000, 250).catch(() => { throw new Error(devDiff); });
+  const devApi = (await ok("GET", "/api/v1/devices", undefined, TOKEN, 200)).items.find((d) => d.name === DEV);
+  check(devApi.tasks_run === 1 && JSON.stringify(devApi.labels) === JSON.stringify(DEV_LABELS) && typeof devApi.description.cpu === "string", "the device as the API lists it: " + JSON.stringify(devApi));
+  await shot("devices");
+  // The jobs table: job C's best device latency.
+  await page.goto(URL0 + "/#/jobs");
+  const latCell = `tr[data-job="${jobC.id}"] [data-col="latency"]`;
+  const wantLat = r0.compressed.latency_ms.p50.toFixed(3) + " ms";
+  await until("job C's best latency in the jobs table", async () => (await page.textContent(latCell)) === wantLat, 10000, 100).catch(async () => {
+    throw new Error(`jobs table: job C's latency "${await page.textContent(latCell)}", the profile's p50 ${wantLat}`);
+  });
+  log(`ok: devices: ${DEV} listed as the API lists it (state ${devApi.state}, labels ${JSON.stringify(devApi.labels)}, ${Object.keys(devApi.description).length} description fields); job C profiled on it: p50 ${wantCells.compressed} compressed, ${wantCells.dense} dense, ${wantCells.speedup}; ${nTimed} of its layers timed as in the profile; best latency in the jobs table`);
+
+  // ---- 9. phone width, keyboard ----
   await page.setViewportSize({ width: 390, height: 844 });
   for (const [hash, name] of [["#/jobs", "phone-jobs"], [`#/jobs/${jobA.id}`, "phone-job"]]) {
     await page.goto(URL0 + "/" + hash);

@@ -4,7 +4,7 @@
 import { api, download, get } from "../api.js";
 import { lineChart, COLORS } from "../charts.js";
 import { curves, followJob } from "../events.js";
-import { reportOf } from "../reports.js";
+import { p50, profilesOf, reportOf } from "../reports.js";
 import { bytes, clear, duration, h, int, jobDuration, num, pct, rate, showMessage, specSummary, TERMINAL, fill } from "../util.js";
 import { stateCell } from "./jobs.js";
 
@@ -32,11 +32,27 @@ function structure(l) {
 
 const FORMATS = ["dense", "csr", "bitmask", "fkw", "quantized"];
 
-function layerTable(rep) {
-  const lat = rep.layers.some((l) => typeof l.latency_ms === "number");
-  const totalLat = lat ? rep.layers.reduce((a, l) => a + (l.latency_ms || 0), 0) : 0;
+// The per-layer latency column comes from one device's profile (the one
+// with the best compressed p50, at its first thread count): bench's mean
+// time per run of each compiled layer and its share of the layers' total,
+// matched to the report's layers by name.
+function layerTimes(profs) {
+  let best = null;
+  for (const p of profs || []) {
+    const r = (p.results || [])[0];
+    if (p50(r) !== null && (!best || p50(r) < p50(best.r))) best = { p, r };
+  }
+  if (!best) return null;
+  const byName = new Map(((best.r.compressed || {}).layers || []).map((l) => [l.name, l]));
+  return { device: (best.p.device || {}).name || "?", threads: best.r.threads, byName };
+}
+
+function layerTable(rep, profs) {
+  const times = layerTimes(profs);
+  const lat = !!times && rep.layers.some((l) => times.byName.has(l.name));
+  const latOf = (l) => (lat ? times.byName.get(l.name) || null : null);
   const head = ["Layer", "Op", "Shape", "Params", "Non-zeros", "Sparsity", "Rate", "Structure", "Bits",
-    ...FORMATS.map((f) => "Storage " + f), "FLOPs dense", "FLOPs effective", ...(lat ? ["Latency", "Share"] : [])];
+    ...FORMATS.map((f) => "Storage " + f), "FLOPs dense", "FLOPs effective", ...(lat ? [`Latency (${times.device}, ${times.threads} thread${times.threads === 1 ? "" : "s"})`, "Share"] : [])];
   const rows = rep.layers.map((l) => {
     const sb = l.storage_bytes || {}, fl = l.flops || {};
     return h("tr", { "data-layer": l.name },
@@ -52,7 +68,8 @@ function layerTable(rep) {
       FORMATS.map((f) => h("td", { class: "num", "data-key": "storage_" + f }, sb[f] === undefined ? "—" : bytes(sb[f]))),
       h("td", { class: "num", "data-key": "flops_dense" }, int(fl.dense)),
       h("td", { class: "num", "data-key": "flops_effective" }, int(fl.effective)),
-      lat ? [h("td", { class: "num" }, num(l.latency_ms, 3) + " ms"), h("td", { class: "num" }, totalLat ? pct(l.latency_ms / totalLat, 1) : "—")] : null);
+      lat ? [h("td", { class: "num", "data-key": "latency" }, latOf(l) ? num(latOf(l).ms, 4) + " ms" : "—"),
+        h("td", { class: "num", "data-key": "latency_share" }, latOf(l) ? pct(latOf(l).share, 1) : "—")] : null);
   });
   const t = rep.totals || {};
   rows.push(h("tr", { class: "total" }, h("th", { scope: "row" }, "total"), h("td"), h("td"),
@@ -108,6 +125,28 @@ function autoSection(rep, charts) {
   return s;
 }
 
+// One row per device and thread count: the compressed and dense bundles'
+// p50 latency on that device and the speed-up (dense p50 / compressed p50).
+function deviceTable(profs) {
+  if (!profs || !profs.length) return null;
+  const ms = (x) => (x === null ? "—" : num(x, 3) + " ms");
+  const rows = [];
+  for (const p of [...profs].sort((a, b) => String((a.device || {}).name).localeCompare(String((b.device || {}).name))))
+    for (const r of p.results || [])
+      rows.push(h("tr", { "data-device": (p.device || {}).name || "", "data-threads": String(r.threads) },
+        h("th", { scope: "row", "data-key": "device" }, (p.device || {}).name || (p.device || {}).id || "?"),
+        h("td", { class: "num", "data-key": "threads" }, String(r.threads)),
+        h("td", { class: "num", "data-key": "compressed" }, ms(p50(r))),
+        h("td", { class: "num", "data-key": "dense" }, ms(p50(r, "dense"))),
+        h("td", { class: "num", "data-key": "speedup" }, typeof r.speedup === "number" ? num(r.speedup, 2) + "×" : "—"),
+        h("td", { class: "num", "data-key": "rss" }, r.compressed && typeof r.compressed.peak_rss_kb === "number" ? bytes(1024 * r.compressed.peak_rss_kb) : "—")));
+  return section("Devices", "devices-sec",
+    h("p", { class: "muted" }, "The compiled model timed on each profiling device (batch 1, p50 latency)."),
+    h("div", { class: "table-wrap" }, h("table", { id: "device-latency" },
+      h("thead", {}, h("tr", {}, ["Device", "Threads", "Compressed", "Dense", "Speed-up", "Peak RSS"].map((x) => h("th", { scope: "col" }, x)))),
+      h("tbody", {}, rows))));
+}
+
 function timeline(job) {
   return h("ol", { class: "timeline", id: "timeline" }, (job.tasks || []).map((t) =>
     h("li", { class: "task-step " + t.state, "data-task": t.type },
@@ -116,7 +155,7 @@ function timeline(job) {
 }
 
 export function renderJob(main, id) {
-  let job = null, stopped = false, timer = null, follower = null, report = null, artifactsShown = false;
+  let job = null, stopped = false, timer = null, follower = null, report = null, profs = [], artifactsShown = false;
   const charts = [];
   const title = h("h1", {}, "Job");
   const actions = h("div", { class: "actions" });
@@ -201,10 +240,13 @@ export function renderJob(main, id) {
 
   async function drawReport() {
     const r = await reportOf(job, true);
-    if (!r || stopped || r === report) return;
+    const p = await profilesOf(job, true);
+    if (!r || stopped || (r === report && (!p || p === profs || (!p.length && !profs.length)))) return;
     report = r;
+    if (p) profs = p;
     fill(reportBox, 
-      section("Layers", "layers-sec", layerTable(r)),
+      section("Layers", "layers-sec", layerTable(r, profs)),
+      deviceTable(profs),
       section("Storage by format", "storage-sec", h("p", { class: "muted" }, "All constrained layers stored in one format (dense is 32-bit floats)."), storageBar(r)),
       patternLibrary(r), autoSection(r, charts));
     drawJob();
@@ -256,7 +298,7 @@ export function renderJob(main, id) {
 }
 
 function ext(kind) {
-  return { onnx: ".onnx", report: ".json", compile_report: ".json", code: ".tar", model: ".safetensors" }[kind] || ".bin";
+  return { onnx: ".onnx", report: ".json", compile_report: ".json", profile: ".json", code: ".tar", model: ".safetensors" }[kind] || ".bin";
 }
 
 export { COLORS };

@@ -1,9 +1,10 @@
 // The jobs list: sortable, filterable, updated live by polling the list
 // (one request every 2 s, whatever the number of jobs), with each finished
-// job's report fetched once for its accuracies and rates.
+// job's report fetched once for its accuracies and rates, and each profiled
+// job's device profiles once its profile tasks are done (best latency).
 import { ApiError, get } from "../api.js";
 import { clear, duration, h, jobDuration, pct, rate, showMessage, specSummary, TERMINAL, fill } from "../util.js";
-import { reportOf } from "../reports.js";
+import { bestLatency, profilesOf, reportOf } from "../reports.js";
 
 const POLL_MS = 2000;
 
@@ -45,14 +46,6 @@ export function stateCell(job) {
     TERMINAL.has(job.state) ? null : bar);
 }
 
-function bestLatency(rep) {
-  if (!rep) return null;
-  const v = [];
-  for (const d of rep.devices || rep.profiles || []) if (typeof d.latency_ms === "number") v.push(d.latency_ms);
-  if (typeof rep.latency_ms === "number") v.push(rep.latency_ms);
-  return v.length ? Math.min(...v) : null;
-}
-
 export function renderJobs(main) {
   let jobs = [], models = new Map(), sortKey = "created", sortDir = -1, timer = null, stopped = false, lastSig = "";
   const selected = new Set();
@@ -77,7 +70,7 @@ export function renderJobs(main) {
       job: j, name: j.name, model: m ? m.name + (m.arch ? ` (${m.arch})` : "") : j.model_id, method: sp.method, target: sp.target, bits: sp.bits,
       state: j.state, acc_before: rep ? rep.dense_test_accuracy : null, acc_after: rep ? rep.final_test_accuracy : null,
       rate: rep && rep.totals ? rep.totals.rate : null, storage_rate: rep && rep.totals ? rep.totals.storage_rate : null,
-      latency: bestLatency(rep), duration: jobDuration(j), created: j.created_at,
+      latency: bestLatency(profilesOf(j)), duration: jobDuration(j), created: j.created_at,
     };
   }
 
@@ -93,7 +86,7 @@ export function renderJobs(main) {
     });
     for (const th of headRow.children) th.setAttribute("aria-sort", th.dataset.col === sortKey ? (sortDir > 0 ? "ascending" : "descending") : "none");
     // Redraw only on a change, and keep the keyboard focus where it was.
-    const sig = JSON.stringify(rows.map((r) => [r.job.id, r.state, r.job.progress, r.acc_after, r.duration === null ? null : Math.round(r.duration), r.model]));
+    const sig = JSON.stringify(rows.map((r) => [r.job.id, r.state, r.job.progress, r.acc_after, r.latency, r.duration === null ? null : Math.round(r.duration), r.model]));
     if (sig === lastSig) return;
     lastSig = sig;
     const act = document.activeElement;
@@ -140,6 +133,8 @@ export function renderJobs(main) {
       failing = false;
       // Reports of finished jobs, once each; the table redraws as they come.
       for (const j of jobs) if (j.outputs && j.outputs.report && !reportOf(j)) reportOf(j, true).then((r) => { if (r && !stopped) draw(); });
+      // And the device profiles of profiled jobs, once their profile tasks are done.
+      for (const j of jobs) if (j.params && j.params.profile && !profilesOf(j)) profilesOf(j, true).then((p) => { if (p && p.length && !stopped) draw(); });
     } catch (e) {
       if (stopped || e.status === 401) return;
       if (!failing) showMessage("Could not load the jobs: " + e.message);
