@@ -193,6 +193,14 @@ static void pf_zeros(struct pf_ctx *p)
             for (int c = 0; c < nb; c++)
                 z[c] = (unsigned char)(zin != NULL && z2 != NULL &&
                                        l->inputs[1] != DP_MODEL_INPUT && zin[c] && z2[c]);
+        } else if (l->op == DP_OP_MUL && dp_layer_chan(m, i) == DP_OP_CHAN_JOINS) {
+            /* A product is zero where either factor is: a block channel
+             * that is zero stays zero whatever its squeeze-excitation
+             * scale, and a scale that is zero silences its channel. */
+            const int in2 = l->inputs[1];
+            const unsigned char *z2 = in2 == DP_MODEL_INPUT ? NULL : p->zero[in2];
+            for (int c = 0; c < nb; c++)
+                z[c] = (unsigned char)((zin != NULL && zin[c]) || (z2 != NULL && z2[c]));
         } else if (dp_op_info(l->op)->keeps_zeros) { /* relu, pooling, flatten, ... */
             if (zin != NULL)
                 memcpy(z, zin, (size_t)nb);
@@ -443,7 +451,8 @@ static int pf_bias_zero(const struct dp_model *m, const struct dp_layer *l, int6
  * the parameters stand? A conv or linear row of zeros without bias; a
  * BN whose scale and shift are zero; a depthwise conv whose kernel is zero
  * or whose input channel is dead, without bias; an op that keeps zeros
- * per channel on a dead input; an add of two dead operands.
+ * per channel on a dead input; an add of two dead operands; a product
+ * with one dead factor (a squeeze-excitation scale of a dead channel).
  */
 static int pf_dead(const struct dp_model *m, int i, int64_t c, int depth)
 {
@@ -461,6 +470,8 @@ static int pf_dead(const struct dp_model *m, int i, int64_t c, int depth)
                m->data[m->params[l->first_param + 1].offset + (size_t)c] == 0.0f;
     if (l->op == DP_OP_ADD)
         return pf_dead(m, l->inputs[0], c, depth + 1) && pf_dead(m, l->inputs[1], c, depth + 1);
+    if (l->op == DP_OP_MUL && dp_layer_chan(m, i) == DP_OP_CHAN_JOINS)
+        return pf_dead(m, l->inputs[0], c, depth + 1) || pf_dead(m, l->inputs[1], c, depth + 1);
     if (dp_layer_chan(m, i) == DP_OP_CHAN_KEEPS && dp_op_info(l->op)->keeps_zeros &&
         l->out_c == in_c)
         return pf_dead(m, in, c, depth + 1);

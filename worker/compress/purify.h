@@ -11,7 +11,13 @@
  *
  * Channels are grouped into spaces: a conv2d or linear output starts one;
  * ReLU, pooling, BN, dropout, depthwise conv and flatten keep their input's
- * (flatten spreads each channel over h*w features); add joins its operands'.
+ * (flatten spreads each channel over h*w features); add joins its operands',
+ * and so does a mul that scales channel by channel: squeeze-excitation's
+ * gate (GAP, reduce conv, expand conv, sigmoid) times the block's
+ * activations puts the expand conv's outputs in the block's space, so a
+ * channel removed from the block leaves the expand conv's filter and
+ * (through GAP) the reduce conv's input slice. A product is zero where
+ * either factor is.
  * A channel of a space is removed when every read of it from outside the
  * space (a conv2d or linear consuming a member) reads an exact zero or is
  * multiplied by weights that are all zero for the consumer's kept outputs.
