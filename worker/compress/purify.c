@@ -516,3 +516,42 @@ void cp_purify_zero_dead_filters(struct dp_model *m, float *mask)
         }
     }
 }
+
+/* ---- Channel shuffles ---------------------------------------------------- */
+
+int cp_purify_shuffle_after(const struct dp_model *m, int layer)
+{
+    /* Forward from the layer through everything that carries its channels
+     * (per-channel ops, adds, products, concat, slices) up to the next
+     * layer that starts a space. */
+    unsigned char *seen = dp_calloc((size_t)m->n_layers, 1);
+    int *queue = dp_malloc((size_t)m->n_layers * sizeof(int));
+    int found = -1, head = 0, tail = 0;
+    if (seen == NULL || queue == NULL) {
+        found = layer; /* out of memory: say it reaches one, which only refuses */
+        goto out;
+    }
+    queue[tail++] = layer;
+    seen[layer] = 1;
+    while (head < tail && found < 0) {
+        const int cur = queue[head++];
+        for (int j = cur + 1; j < m->n_layers && found < 0; j++) {
+            const struct dp_layer *l = &m->layers[j];
+            int reads = 0;
+            for (int k = 0; k < l->n_inputs; k++)
+                reads |= l->inputs[k] == cur;
+            if (!reads || seen[j])
+                continue;
+            if (l->op == DP_OP_SHUFFLE)
+                found = j;
+            else if (dp_layer_chan(m, j) != DP_OP_CHAN_STARTS) {
+                seen[j] = 1;
+                queue[tail++] = j;
+            }
+        }
+    }
+out:
+    dp_free(seen);
+    dp_free(queue);
+    return found;
+}

@@ -49,4 +49,11 @@ enum dp_err cp_purify(const struct dp_model *m, struct dp_model **out, json_t **
  * Grouped convolutions that are not depthwise are left alone. */
 void cp_purify_zero_dead_filters(struct dp_model *m, float *mask);
 
+/* The first channel shuffle that layer's output channels reach before a
+ * layer that starts new channels (through BN, activations, depthwise convs,
+ * adds, products, concat and slices), or -1. Purification does not follow
+ * channels through a shuffle yet, so filter pruning with purify refuses
+ * such a layer (admm_targets). */
+int cp_purify_shuffle_after(const struct dp_model *m, int layer);
+
 #endif

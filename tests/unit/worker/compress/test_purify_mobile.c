@@ -480,3 +480,54 @@ Test(purify_mobile, product_with_a_dead_factor_is_dead)
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }
+
+/* Purification does not follow a channel shuffle: filter pruning with
+ * purify refuses a layer whose channels reach one, naming both; the layer
+ * after the shuffle, or the same rule without purify, is accepted. */
+Test(purify_mobile, filter_pruning_refuses_layers_feeding_a_shuffle)
+{
+    struct nn_dataset train = {0}, test = {0};
+    pm_data(&train, &test);
+    struct dp_errinfo ei = {0};
+    struct dp_model *m = dp_model_new(PM_IN, PM_HW, PM_HW);
+    int x = dp_model_add_conv2d(m, "c1", DP_MODEL_INPUT, 8, 3, 1, 1, 1, 0, &ei);
+    x = pm_bn_act(m, "c1", x, DP_OP_RELU, &ei);
+    struct dp_op_attrs a = {0};
+    a.groups = 2;
+    x = dp_model_add_layer(m, "shuf", DP_OP_SHUFFLE, &x, 1, &a, &ei);
+    x = dp_model_add_conv2d(m, "c2", x, 8, 1, 1, 0, 1, 0, &ei);
+    x = dp_model_add_unary(m, "gap", DP_OP_GAP, x, &ei);
+    x = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, x, &ei);
+    x = dp_model_add_linear(m, "fc", x, PM_CLASS, &ei);
+    cr_assert_geq(x, 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    nn_arch_init(m, 2);
+    const char *texts[3] = {
+        "{\"method\":\"magnitude\",\"batch\":32,\"purify\":true,\"retrain\":{\"epochs\":1},"
+        "\"magnitude\":{\"steps\":1},\"layers\":[{\"match\":\"c*\",\"prune\":"
+        "{\"scheme\":\"filter\",\"rate\":2}}]}",
+        "{\"method\":\"magnitude\",\"batch\":32,\"purify\":true,\"retrain\":{\"epochs\":1},"
+        "\"magnitude\":{\"steps\":1},\"layers\":[{\"match\":\"c2\",\"prune\":"
+        "{\"scheme\":\"filter\",\"rate\":2}}]}",
+        "{\"method\":\"magnitude\",\"batch\":32,\"retrain\":{\"epochs\":1},"
+        "\"magnitude\":{\"steps\":1},\"layers\":[{\"match\":\"c*\",\"prune\":"
+        "{\"scheme\":\"filter\",\"rate\":2}}]}"};
+    for (int k = 0; k < 3; k++) {
+        struct dp_spec spec;
+        cr_assert_eq(dp_spec_parse(texts[k], strlen(texts[k]), &spec, &ei), DP_OK, "%s", ei.msg);
+        json_t *r = NULL;
+        const enum dp_err err = admm_compress(m, &train, &test, &spec, NULL, &r, &ei);
+        if (k == 0) {
+            cr_expect_eq(err, DP_EINVAL);
+            cr_expect(strstr(ei.msg, "'c1'") != NULL && strstr(ei.msg, "'shuf'") != NULL,
+                      "message: %s", ei.msg);
+        } else {
+            cr_expect_eq(err, DP_OK, "spec %d: %s", k, ei.msg);
+        }
+        json_decref(r);
+    }
+    dp_model_free(m);
+    nn_dataset_free(&train);
+    nn_dataset_free(&test);
+    DP_ASSERT_NO_LEAKS();
+}
