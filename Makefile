@@ -420,6 +420,7 @@ test: $(DEPS_STAMP)
 	@tests/web/run.sh build/release
 	@$(MAKE) --no-print-directory MODE=release onnx-node-tests
 	@tests/e2e/onnx.sh build/release/dnnpress-worker
+	@tests/e2e/mobile_job.sh build/release
 	@tests/e2e/compile_matrix.sh build/release/dnnpress-worker
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 	@$(MAKE) --no-print-directory deploy-check

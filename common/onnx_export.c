@@ -643,7 +643,9 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
             const char *op = l->op == DP_OP_SIGMOID || l->op == DP_OP_SILU ? "Sigmoid"
                              : l->op == DP_OP_HARDSWISH && !as_mul         ? "HardSwish"
                                                                            : "HardSigmoid";
-            nd = exp_node(e, op, name, &in, 1, as_mul ? b0 : name);
+            /* Node names are unique in a valid graph (ONNX Runtime refuses
+             * duplicates): the gate of a product is named after its output. */
+            nd = exp_node(e, op, as_mul ? b0 : name, &in, 1, as_mul ? b0 : name);
             if (nd != NULL && l->op == DP_OP_HARDSIGMOID) {
                 exp_attr_f(e, nd, "alpha", a->alpha);
                 exp_attr_f(e, nd, "beta", a->beta);

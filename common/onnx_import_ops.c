@@ -1356,8 +1356,7 @@ static int imp_const_layer(struct imp *im, const Onnx__NodeProto *nd, int idx, s
     return err ? (int)err : li;
 }
 
-/* Mul(x, Sigmoid(x)) is SiLU; Mul(x, HardSigmoid(x; 1/6, 1/2)) is HardSwish. */
-static int imp_fuse_gate(struct imp *im, const struct imp_val *x, const struct imp_val *gate)
+static int imp_fuse_gate_op(struct imp *im, const struct imp_val *x, const struct imp_val *gate)
 {
     if (gate->layer < 0 || x->rank != gate->rank)
         return 0;
@@ -1377,6 +1376,21 @@ static int imp_fuse_gate(struct imp *im, const struct imp_val *x, const struct i
     return 0;
 }
 
+/* Mul(x, Sigmoid(x)) is SiLU; Mul(x, HardSigmoid(x; 1/6, 1/2)) is HardSwish.
+ * The fused layer takes the Mul's name where it can (our export names the
+ * gate "<layer>.gate" and the product "<layer>", so a trip keeps the name). */
+static int imp_fuse_gate(struct imp *im, const Onnx__NodeProto *nd, const struct imp_val *x,
+                         const struct imp_val *gate)
+{
+    const int fused = imp_fuse_gate_op(im, x, gate);
+    const char *n = nd->name;
+    const size_t len = n != NULL ? strlen(n) : 0;
+    if (fused && len > 0 && len < DP_NAME_MAX && strcmp(n, "input") != 0 &&
+        dp_model_layer_find(im->m, n) < 0)
+        memcpy(im->m->layers[gate->layer].name, n, len + 1);
+    return fused;
+}
+
 /* Mul, Sub, Div (and the Add that is not a bias) of activations or an activation and a constant. */
 static enum dp_err imp_binop(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_op op)
 {
@@ -1391,9 +1405,9 @@ static enum dp_err imp_binop(struct imp *im, const Onnx__NodeProto *nd, int idx,
     if (err)
         return err;
     if (a->kind == IMP_ACT && b->kind == IMP_ACT) {
-        if (op == DP_OP_MUL && imp_fuse_gate(im, a, b))
+        if (op == DP_OP_MUL && imp_fuse_gate(im, nd, a, b))
             return imp_out_act(im, nd, b->layer, a->rank);
-        if (op == DP_OP_MUL && imp_fuse_gate(im, b, a))
+        if (op == DP_OP_MUL && imp_fuse_gate(im, nd, b, a))
             return imp_out_act(im, nd, a->layer, b->rank);
         if (a->rank != b->rank)
             return IMP_ERR(im, nd, DP_EUNSUPPORTED,

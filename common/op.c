@@ -401,7 +401,7 @@ static const struct dp_op_info op_table[DP_OP__COUNT] = {
                            DP_OP_CHAN_KEEPS, 0, 0},
     [DP_OP_HARDSWISH] = {"hardswish", 1, 0, op_same_infer, NULL, DP_OP_CHAN_KEEPS, 1, 0},
     [DP_OP_SILU] = {"silu", 1, 0, op_same_infer, NULL, DP_OP_CHAN_KEEPS, 1, 0},
-    [DP_OP_MUL] = {"mul", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_MUL] = {"mul", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_JOINS, 0, 0},
     [DP_OP_SUB] = {"sub", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
     [DP_OP_DIV] = {"div", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
     [DP_OP_SLICE] = {"slice", 1, DP_ATTR_AXIS | DP_ATTR_RANGE, op_slice_infer, NULL,
@@ -448,6 +448,18 @@ enum dp_op_chan dp_layer_chan(const struct dp_model *m, int layer)
         dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
         if (l->a.groups > 1 && l->a.groups == c && l->out_c == c)
             return DP_OP_CHAN_KEEPS; /* depthwise: channel c reads input channel c only */
+    }
+    if (l->op == DP_OP_MUL) {
+        /* Channel c of a product reads channel c of both operands (a
+         * squeeze-excitation scale is broadcast over space only). A product
+         * broadcast along channels, or over anything but space, mixes what
+         * purification cannot follow. */
+        for (int k = 0; k < 2; k++) {
+            int c, h, w;
+            dp_model__in_shape(m, l->inputs[k], &c, &h, &w);
+            if (c != l->out_c || !((h == l->out_h && w == l->out_w) || (h == 1 && w == 1)))
+                return DP_OP_CHAN_OPAQUE;
+        }
     }
     return op_table[l->op].chan;
 }

@@ -193,6 +193,14 @@ static void pf_zeros(struct pf_ctx *p)
             for (int c = 0; c < nb; c++)
                 z[c] = (unsigned char)(zin != NULL && z2 != NULL &&
                                        l->inputs[1] != DP_MODEL_INPUT && zin[c] && z2[c]);
+        } else if (l->op == DP_OP_MUL && dp_layer_chan(m, i) == DP_OP_CHAN_JOINS) {
+            /* A product is zero where either factor is: a block channel
+             * that is zero stays zero whatever its squeeze-excitation
+             * scale, and a scale that is zero silences its channel. */
+            const int in2 = l->inputs[1];
+            const unsigned char *z2 = in2 == DP_MODEL_INPUT ? NULL : p->zero[in2];
+            for (int c = 0; c < nb; c++)
+                z[c] = (unsigned char)((zin != NULL && zin[c]) || (z2 != NULL && z2[c]));
         } else if (dp_op_info(l->op)->keeps_zeros) { /* relu, pooling, flatten, ... */
             if (zin != NULL)
                 memcpy(z, zin, (size_t)nb);
@@ -443,7 +451,8 @@ static int pf_bias_zero(const struct dp_model *m, const struct dp_layer *l, int6
  * the parameters stand? A conv or linear row of zeros without bias; a
  * BN whose scale and shift are zero; a depthwise conv whose kernel is zero
  * or whose input channel is dead, without bias; an op that keeps zeros
- * per channel on a dead input; an add of two dead operands.
+ * per channel on a dead input; an add of two dead operands; a product
+ * with one dead factor (a squeeze-excitation scale of a dead channel).
  */
 static int pf_dead(const struct dp_model *m, int i, int64_t c, int depth)
 {
@@ -461,6 +470,8 @@ static int pf_dead(const struct dp_model *m, int i, int64_t c, int depth)
                m->data[m->params[l->first_param + 1].offset + (size_t)c] == 0.0f;
     if (l->op == DP_OP_ADD)
         return pf_dead(m, l->inputs[0], c, depth + 1) && pf_dead(m, l->inputs[1], c, depth + 1);
+    if (l->op == DP_OP_MUL && dp_layer_chan(m, i) == DP_OP_CHAN_JOINS)
+        return pf_dead(m, l->inputs[0], c, depth + 1) || pf_dead(m, l->inputs[1], c, depth + 1);
     if (dp_layer_chan(m, i) == DP_OP_CHAN_KEEPS && dp_op_info(l->op)->keeps_zeros &&
         l->out_c == in_c)
         return pf_dead(m, in, c, depth + 1);
@@ -504,4 +515,43 @@ void cp_purify_zero_dead_filters(struct dp_model *m, float *mask)
             }
         }
     }
+}
+
+/* ---- Channel shuffles ---------------------------------------------------- */
+
+int cp_purify_shuffle_after(const struct dp_model *m, int layer)
+{
+    /* Forward from the layer through everything that carries its channels
+     * (per-channel ops, adds, products, concat, slices) up to the next
+     * layer that starts a space. */
+    unsigned char *seen = dp_calloc((size_t)m->n_layers, 1);
+    int *queue = dp_malloc((size_t)m->n_layers * sizeof(int));
+    int found = -1, head = 0, tail = 0;
+    if (seen == NULL || queue == NULL) {
+        found = layer; /* out of memory: say it reaches one, which only refuses */
+        goto out;
+    }
+    queue[tail++] = layer;
+    seen[layer] = 1;
+    while (head < tail && found < 0) {
+        const int cur = queue[head++];
+        for (int j = cur + 1; j < m->n_layers && found < 0; j++) {
+            const struct dp_layer *l = &m->layers[j];
+            int reads = 0;
+            for (int k = 0; k < l->n_inputs; k++)
+                reads |= l->inputs[k] == cur;
+            if (!reads || seen[j])
+                continue;
+            if (l->op == DP_OP_SHUFFLE)
+                found = j;
+            else if (dp_layer_chan(m, j) != DP_OP_CHAN_STARTS) {
+                seen[j] = 1;
+                queue[tail++] = j;
+            }
+        }
+    }
+out:
+    dp_free(seen);
+    dp_free(queue);
+    return found;
 }

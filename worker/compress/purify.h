@@ -11,7 +11,13 @@
  *
  * Channels are grouped into spaces: a conv2d or linear output starts one;
  * ReLU, pooling, BN, dropout, depthwise conv and flatten keep their input's
- * (flatten spreads each channel over h*w features); add joins its operands'.
+ * (flatten spreads each channel over h*w features); add joins its operands',
+ * and so does a mul that scales channel by channel: squeeze-excitation's
+ * gate (GAP, reduce conv, expand conv, sigmoid) times the block's
+ * activations puts the expand conv's outputs in the block's space, so a
+ * channel removed from the block leaves the expand conv's filter and
+ * (through GAP) the reduce conv's input slice. A product is zero where
+ * either factor is.
  * A channel of a space is removed when every read of it from outside the
  * space (a conv2d or linear consuming a member) reads an exact zero or is
  * multiplied by weights that are all zero for the consumer's kept outputs.
@@ -42,5 +48,12 @@ enum dp_err cp_purify(const struct dp_model *m, struct dp_model **out, json_t **
  * producing filters and the depthwise slices) without changing the output.
  * Grouped convolutions that are not depthwise are left alone. */
 void cp_purify_zero_dead_filters(struct dp_model *m, float *mask);
+
+/* The first channel shuffle that layer's output channels reach before a
+ * layer that starts new channels (through BN, activations, depthwise convs,
+ * adds, products, concat and slices), or -1. Purification does not follow
+ * channels through a shuffle yet, so filter pruning with purify refuses
+ * such a layer (admm_targets). */
+int cp_purify_shuffle_after(const struct dp_model *m, int layer);
 
 #endif

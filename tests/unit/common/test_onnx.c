@@ -141,6 +141,17 @@ static int ox_has_op(const Onnx__ModelProto *mp, const char *op)
     return 0;
 }
 
+/* The name of a node that shares it with another (ONNX Runtime refuses
+ * such a graph), or NULL. */
+static const char *ox_dup_node_name(const Onnx__ModelProto *mp)
+{
+    for (size_t i = 0; i < mp->graph->n_node; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(mp->graph->node[i]->name, mp->graph->node[j]->name) == 0)
+                return mp->graph->node[i]->name;
+    return NULL;
+}
+
 /* A 4-bit quantized layer as QuantizeLinear/DequantizeLinear folds back to its levels. */
 Test(onnx, qdq_export_folds_back_to_levels)
 {
@@ -482,6 +493,8 @@ Test(onnx, roundtrip_mobile_ops)
                       ox_has_op(mp, "HardSigmoid") && ox_has_op(mp, "Div"),
                   "opset %d", opset);
         cr_expect_eq(ox_has_op(mp, "HardSwish"), opset >= 14, "opset %d", opset);
+        const char *dup = ox_dup_node_name(mp);
+        cr_expect_null(dup, "opset %d: two nodes named '%s'", opset, dup);
         dp_onnx_model_free(mp);
         cr_assert_eq(dp_onnx_import_file(path, &back, NULL, &ei), DP_OK, "opset %d: %s", opset,
                      ei.msg);

@@ -292,3 +292,242 @@ Test(purify_mobile, pattern_refuses_depthwise_naming_the_layer)
     nn_dataset_free(&test);
     DP_ASSERT_NO_LEAKS();
 }
+
+/* Squeeze-excitation (MobileNetV3 / EfficientNet): x -> GAP -> reduce conv
+ * -> act -> expand conv -> gate -> mul(x, gate). act/gate: relu and
+ * hardsigmoid in block 1 (MobileNetV3), silu and sigmoid in block 2
+ * (EfficientNet, the gate first in the product). */
+static int pm_se(struct dp_model *m, const char *name, int x, int ch, int red, int efficient,
+                 struct dp_errinfo *ei)
+{
+    char n[64];
+    snprintf(n, sizeof(n), "%s.se.gap", name);
+    int g = dp_model_add_unary(m, n, DP_OP_GAP, x, ei);
+    snprintf(n, sizeof(n), "%s.se.reduce", name);
+    g = dp_model_add_conv2d(m, n, g, red, 1, 1, 0, 1, 1, ei);
+    snprintf(n, sizeof(n), "%s.se.act", name);
+    g = dp_model_add_unary(m, n, efficient ? DP_OP_SILU : DP_OP_RELU, g, ei);
+    snprintf(n, sizeof(n), "%s.se.expand", name);
+    g = dp_model_add_conv2d(m, n, g, ch, 1, 1, 0, 1, 1, ei);
+    snprintf(n, sizeof(n), "%s.se.gate", name);
+    if (efficient) {
+        g = dp_model_add_unary(m, n, DP_OP_SIGMOID, g, ei);
+    } else {
+        struct dp_op_attrs a = {0};
+        a.alpha = 1.0f / 6.0f, a.beta = 0.5f;
+        g = dp_model_add_layer(m, n, DP_OP_HARDSIGMOID, &g, 1, &a, ei);
+    }
+    snprintf(n, sizeof(n), "%s.se.mul", name);
+    const int in[2] = {efficient ? g : x, efficient ? x : g};
+    return dp_model_add_layer(m, n, DP_OP_MUL, in, 2, NULL, ei);
+}
+
+static int pm_bn_act(struct dp_model *m, const char *name, int x, enum dp_op act,
+                     struct dp_errinfo *ei)
+{
+    char n[64];
+    snprintf(n, sizeof(n), "%s.bn", name);
+    x = dp_model_add_bn2d(m, n, x, ei);
+    snprintf(n, sizeof(n), "%s.act", name);
+    return x < 0 ? x : dp_model_add_unary(m, n, act, x, ei);
+}
+
+/* stem 3->16; b1 16->32->dw->SE(8)->16 (+ residual); b2 16->24->dw/2->SE(6)->20;
+ * GAP, linear. */
+static struct dp_model *pm_se_net(void)
+{
+    struct dp_errinfo ei = {0};
+    struct dp_model *m = dp_model_new(PM_IN, PM_HW, PM_HW);
+    int x = dp_model_add_conv2d(m, "stem", DP_MODEL_INPUT, 16, 3, 1, 1, 1, 0, &ei);
+    const int stem = pm_bn_act(m, "stem", x, DP_OP_HARDSWISH, &ei);
+    x = dp_model_add_conv2d(m, "b1.expand", stem, 32, 1, 1, 0, 1, 0, &ei);
+    x = pm_bn_act(m, "b1.expand", x, DP_OP_HARDSWISH, &ei);
+    x = dp_model_add_conv2d(m, "b1.dw", x, 32, 3, 1, 1, 32, 0, &ei);
+    x = pm_bn_act(m, "b1.dw", x, DP_OP_HARDSWISH, &ei);
+    x = pm_se(m, "b1", x, 32, 8, 0, &ei);
+    x = dp_model_add_conv2d(m, "b1.project", x, 16, 1, 1, 0, 1, 0, &ei);
+    x = dp_model_add_bn2d(m, "b1.project.bn", x, &ei);
+    x = dp_model_add_add(m, "b1.add", stem, x, &ei);
+    x = dp_model_add_conv2d(m, "b2.expand", x, 24, 1, 1, 0, 1, 0, &ei);
+    x = pm_bn_act(m, "b2.expand", x, DP_OP_SILU, &ei);
+    x = dp_model_add_conv2d(m, "b2.dw", x, 24, 3, 2, 1, 24, 0, &ei);
+    x = pm_bn_act(m, "b2.dw", x, DP_OP_SILU, &ei);
+    x = pm_se(m, "b2", x, 24, 6, 1, &ei);
+    x = dp_model_add_conv2d(m, "b2.project", x, 20, 1, 1, 0, 1, 0, &ei);
+    x = dp_model_add_bn2d(m, "b2.project.bn", x, &ei);
+    x = dp_model_add_unary(m, "gap", DP_OP_GAP, x, &ei);
+    x = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, x, &ei);
+    x = dp_model_add_linear(m, "fc", x, PM_CLASS, &ei);
+    cr_assert_geq(x, 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    nn_arch_init(m, 13);
+    struct nn_rng rng;
+    nn_rng_seed(&rng, 4);
+    for (int i = 0; i < m->n_params; i++) {
+        const struct dp_param *p = &m->params[i];
+        if (strstr(p->name, "running_mean") != NULL || strstr(p->name, ".bias") != NULL)
+            for (size_t k = 0; k < p->numel; k++)
+                m->data[p->offset + k] = 0.2f * ((float)nn_rng_uniform(&rng) - 0.5f);
+    }
+    return m;
+}
+
+Test(purify_mobile, dead_channels_leave_squeeze_excitation)
+{
+    struct dp_model *m = pm_se_net();
+    pm_zero_filters(m, "b1.expand.weight", 0, 12);   /* the expansion */
+    pm_zero_filters(m, "b1.dw.weight", 20, 22);      /* the depthwise conv */
+    pm_zero_filters(m, "b1.se.reduce.weight", 0, 3); /* the SE's own space */
+    pm_zero_filters(m, "b2.expand.weight", 4, 10);
+    pm_zero_filters(m, "b2.se.reduce.weight", 5, 6);
+    cp_purify_zero_dead_filters(m, NULL);
+    json_t *stats = NULL;
+    struct dp_model *q = pm_purify_same(m, &stats);
+    /* Block 1: 12 + 2 of 32 channels leave the block and its SE: the
+     * expand conv's filters and the reduce conv's input slices. */
+    cr_expect_eq(pm_dim(q, "b1.expand.weight", 0), 18);
+    cr_expect_eq(pm_dim(q, "b1.dw.weight", 0), 18);
+    cr_expect_eq(pm_dim(q, "b1.dw.bn.weight", 0), 18);
+    cr_expect_eq(pm_dim(q, "b1.se.reduce.weight", 1), 18);
+    cr_expect_eq(pm_dim(q, "b1.se.expand.weight", 0), 18);
+    cr_expect_eq(pm_dim(q, "b1.se.expand.bias", 0), 18);
+    cr_expect_eq(pm_dim(q, "b1.project.weight", 1), 18);
+    /* Pruned reduce filters leave the expand conv's inputs. */
+    cr_expect_eq(pm_dim(q, "b1.se.reduce.weight", 0), 5);
+    cr_expect_eq(pm_dim(q, "b1.se.expand.weight", 1), 5);
+    /* Block 2: the gate first in the product; 6 of 24, and 1 of 6. */
+    cr_expect_eq(pm_dim(q, "b2.expand.weight", 0), 18);
+    cr_expect_eq(pm_dim(q, "b2.se.reduce.weight", 1), 18);
+    cr_expect_eq(pm_dim(q, "b2.se.expand.weight", 0), 18);
+    cr_expect_eq(pm_dim(q, "b2.project.weight", 1), 18);
+    cr_expect_eq(pm_dim(q, "b2.se.reduce.weight", 0), 5);
+    cr_expect_eq(pm_dim(q, "b2.se.expand.weight", 1), 5);
+    /* The residual sum's channels stay. */
+    cr_expect_eq(pm_dim(q, "b1.project.weight", 0), 16);
+    cr_expect_eq(json_integer_value(json_object_get(stats, "channels_removed")), 14 + 3 + 6 + 1);
+    json_decref(stats);
+    dp_model_free(q);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Filter pruning of the expansions through the compressor, then purification. */
+Test(purify_mobile, magnitude_filter_pruning_through_squeeze_excitation, .timeout = 300)
+{
+    struct nn_dataset train = {0}, test = {0};
+    pm_data(&train, &test);
+    struct dp_model *m = pm_se_net();
+    const char *text = "{\"method\":\"magnitude\",\"batch\":32,\"purify\":true,"
+                       "\"retrain\":{\"epochs\":1},\"magnitude\":{\"steps\":1},\"layers\":["
+                       "{\"match\":\"b*.expand\",\"prune\":{\"scheme\":\"filter\",\"rate\":2}}]}";
+    struct dp_spec spec;
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(dp_spec_parse(text, strlen(text), &spec, &ei), DP_OK, "%s", ei.msg);
+    json_t *r = NULL;
+    cr_assert_eq(admm_compress(m, &train, &test, &spec, NULL, &r, &ei), DP_OK, "%s", ei.msg);
+    cr_expect_leq(pm_rows_kept(m, "b1.expand.weight"), 16);
+    json_t *stats = NULL;
+    struct dp_model *q = pm_purify_same(m, &stats);
+    cr_expect_leq(pm_dim(q, "b1.dw.weight", 0), 16);
+    cr_expect_eq(pm_dim(q, "b1.se.expand.weight", 0), pm_dim(q, "b1.dw.weight", 0));
+    cr_expect_eq(pm_dim(q, "b1.se.reduce.weight", 1), pm_dim(q, "b1.dw.weight", 0));
+    cr_expect_leq(pm_dim(q, "b2.se.expand.weight", 0), 12);
+    cr_expect_eq(pm_dim(q, "b2.project.weight", 1), pm_dim(q, "b2.se.expand.weight", 0));
+    json_decref(stats);
+    json_decref(r);
+    dp_model_free(q);
+    dp_model_free(m);
+    nn_dataset_free(&train);
+    nn_dataset_free(&test);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* A channel with one dead factor is dead: the BN that reads the product
+ * loses its scale and shift there, and purification drops the channel. */
+Test(purify_mobile, product_with_a_dead_factor_is_dead)
+{
+    struct dp_errinfo ei = {0};
+    struct dp_model *m = dp_model_new(PM_IN, PM_HW, PM_HW);
+    int x = dp_model_add_conv2d(m, "c1", DP_MODEL_INPUT, 8, 3, 1, 1, 1, 0, &ei);
+    x = pm_se(m, "s", x, 8, 4, 1, &ei);
+    x = dp_model_add_bn2d(m, "s.bn", x, &ei);
+    x = dp_model_add_conv2d(m, "c2", x, 6, 1, 1, 0, 1, 0, &ei);
+    x = dp_model_add_unary(m, "gap", DP_OP_GAP, x, &ei);
+    x = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, x, &ei);
+    x = dp_model_add_linear(m, "fc", x, PM_CLASS, &ei);
+    cr_assert_geq(x, 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    nn_arch_init(m, 5);
+    const struct dp_param *bw = dp_model_param_find(m, "s.bn.weight");
+    const struct dp_param *bb = dp_model_param_find(m, "s.bn.bias");
+    for (int c = 0; c < 8; c++)
+        m->data[bb->offset + (size_t)c] = 0.1f;
+    pm_zero_filters(m, "c1.weight", 2, 5);
+    cp_purify_zero_dead_filters(m, NULL);
+    for (int c = 0; c < 8; c++) {
+        const int dead = c >= 2 && c < 5;
+        cr_expect_eq(m->data[bw->offset + (size_t)c] == 0.0f, dead, "channel %d", c);
+        cr_expect_eq(m->data[bb->offset + (size_t)c] == 0.0f, dead, "channel %d", c);
+    }
+    json_t *stats = NULL;
+    struct dp_model *q = pm_purify_same(m, &stats);
+    cr_expect_eq(pm_dim(q, "c1.weight", 0), 5);
+    cr_expect_eq(pm_dim(q, "s.se.expand.weight", 0), 5);
+    cr_expect_eq(pm_dim(q, "s.bn.weight", 0), 5);
+    cr_expect_eq(pm_dim(q, "c2.weight", 1), 5);
+    json_decref(stats);
+    dp_model_free(q);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* Purification does not follow a channel shuffle: filter pruning with
+ * purify refuses a layer whose channels reach one, naming both; the layer
+ * after the shuffle, or the same rule without purify, is accepted. */
+Test(purify_mobile, filter_pruning_refuses_layers_feeding_a_shuffle)
+{
+    struct nn_dataset train = {0}, test = {0};
+    pm_data(&train, &test);
+    struct dp_errinfo ei = {0};
+    struct dp_model *m = dp_model_new(PM_IN, PM_HW, PM_HW);
+    int x = dp_model_add_conv2d(m, "c1", DP_MODEL_INPUT, 8, 3, 1, 1, 1, 0, &ei);
+    x = pm_bn_act(m, "c1", x, DP_OP_RELU, &ei);
+    struct dp_op_attrs a = {0};
+    a.groups = 2;
+    x = dp_model_add_layer(m, "shuf", DP_OP_SHUFFLE, &x, 1, &a, &ei);
+    x = dp_model_add_conv2d(m, "c2", x, 8, 1, 1, 0, 1, 0, &ei);
+    x = dp_model_add_unary(m, "gap", DP_OP_GAP, x, &ei);
+    x = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, x, &ei);
+    x = dp_model_add_linear(m, "fc", x, PM_CLASS, &ei);
+    cr_assert_geq(x, 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    nn_arch_init(m, 2);
+    const char *texts[3] = {
+        "{\"method\":\"magnitude\",\"batch\":32,\"purify\":true,\"retrain\":{\"epochs\":1},"
+        "\"magnitude\":{\"steps\":1},\"layers\":[{\"match\":\"c*\",\"prune\":"
+        "{\"scheme\":\"filter\",\"rate\":2}}]}",
+        "{\"method\":\"magnitude\",\"batch\":32,\"purify\":true,\"retrain\":{\"epochs\":1},"
+        "\"magnitude\":{\"steps\":1},\"layers\":[{\"match\":\"c2\",\"prune\":"
+        "{\"scheme\":\"filter\",\"rate\":2}}]}",
+        "{\"method\":\"magnitude\",\"batch\":32,\"retrain\":{\"epochs\":1},"
+        "\"magnitude\":{\"steps\":1},\"layers\":[{\"match\":\"c*\",\"prune\":"
+        "{\"scheme\":\"filter\",\"rate\":2}}]}"};
+    for (int k = 0; k < 3; k++) {
+        struct dp_spec spec;
+        cr_assert_eq(dp_spec_parse(texts[k], strlen(texts[k]), &spec, &ei), DP_OK, "%s", ei.msg);
+        json_t *r = NULL;
+        const enum dp_err err = admm_compress(m, &train, &test, &spec, NULL, &r, &ei);
+        if (k == 0) {
+            cr_expect_eq(err, DP_EINVAL);
+            cr_expect(strstr(ei.msg, "'c1'") != NULL && strstr(ei.msg, "'shuf'") != NULL,
+                      "message: %s", ei.msg);
+        } else {
+            cr_expect_eq(err, DP_OK, "spec %d: %s", k, ei.msg);
+        }
+        json_decref(r);
+    }
+    dp_model_free(m);
+    nn_dataset_free(&train);
+    nn_dataset_free(&test);
+    DP_ASSERT_NO_LEAKS();
+}
