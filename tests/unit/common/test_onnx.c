@@ -474,7 +474,7 @@ Test(onnx, roundtrip_mobile_ops)
     char path[128];
     snprintf(path, sizeof(path), "%s/mobile.onnx", ox_dir);
     for (int opset = 13; opset <= 17; opset += 4) {
-        struct dp_onnx_export_opts o = {0, opset, 0, NULL};
+        struct dp_onnx_export_opts o = {0, opset, 0, NULL, 0};
         cr_assert_eq(dp_onnx_export_file(m, path, &o, &ei), DP_OK, "opset %d: %s", opset, ei.msg);
         struct Onnx__ModelProto *mp = NULL;
         cr_assert_eq(dp_onnx_model_read(path, &mp, &ei), DP_OK, "%s", ei.msg);
