@@ -9,7 +9,9 @@
  * dense loss. Treating the damage of the layers as additive, the search
  * picks one grid rate per layer to minimise sum_k d_k(r_k) subject to
  * sum_k cost_k / r_k <= sum_k cost_k / R, cost being the layer's weights
- * (objective "params") or its multiply-accumulates ("flops"). Annealing
+ * (objective "params") or its multiply-accumulates ("flops"); objective
+ * "latency" adds sum_k ms_k(r_k) <= sum_k ms_k(R), ms from the device's
+ * measured table (common/lat_table.h), to the weight budget. Annealing
  * moves one layer a grid step, or two layers in opposite directions (which
  * keeps the budget roughly level), accepts worse states with probability
  * exp(-delta / T), and keeps the best feasible state. Everything is seeded
@@ -97,14 +99,33 @@ double admm_alloc_kept(const struct admm_alloc_search *s, const int *idx)
     return kept;
 }
 
+static double alloc_kept2(const struct admm_alloc_search *s, const int *idx)
+{
+    double kept = 0.0;
+    for (int k = 0; s->cost2 != NULL && k < s->n_t; k++)
+        kept += s->cost2[k * s->n_g + idx[k]];
+    return kept;
+}
+
+int admm_alloc_feasible(const struct admm_alloc_search *s, const int *idx)
+{
+    return admm_alloc_kept(s, idx) <= s->budget * (1.0 + 1e-9) &&
+           (s->cost2 == NULL || alloc_kept2(s, idx) <= s->budget2 * (1.0 + 1e-9));
+}
+
 static double alloc_energy(const struct admm_alloc_search *s, const int *idx)
 {
     double e = 0.0;
     for (int k = 0; k < s->n_t; k++)
         e += s->damage[k * s->n_g + idx[k]];
-    const double over = admm_alloc_kept(s, idx) / s->budget - 1.0;
     /* Infeasible states are allowed during the walk but cost dearly. */
-    return over > 0.0 ? e + 100.0 * over : e;
+    const double over = admm_alloc_kept(s, idx) / s->budget - 1.0;
+    e += over > 0.0 ? 100.0 * over : 0.0;
+    if (s->cost2 != NULL) {
+        const double over2 = alloc_kept2(s, idx) / s->budget2 - 1.0;
+        e += over2 > 0.0 ? 100.0 * over2 : 0.0;
+    }
+    return e;
 }
 
 static uint64_t alloc_rand(uint64_t *st)
@@ -131,7 +152,7 @@ void admm_alloc_anneal(const struct admm_alloc_search *s, int iters, uint64_t se
     }
     memcpy(cur, best, (size_t)s->n_t * sizeof(int));
     double e_cur = alloc_energy(s, cur), e_best = e_cur;
-    int best_feasible = admm_alloc_kept(s, cur) <= s->budget * (1.0 + 1e-9);
+    int best_feasible = admm_alloc_feasible(s, cur);
     uint64_t rng = seed ^ 0xa11c0c8e5ULL;
     const double t0 = 0.05, t1 = 1e-5;
     for (int i = 0; i < iters; i++) {
@@ -154,7 +175,7 @@ void admm_alloc_anneal(const struct admm_alloc_search *s, int iters, uint64_t se
         if (e <= e_cur || alloc_unit(&rng) < exp(-(e - e_cur) / temp)) {
             memcpy(cur, nxt, (size_t)s->n_t * sizeof(int));
             e_cur = e;
-            const int feas = admm_alloc_kept(s, cur) <= s->budget * (1.0 + 1e-9);
+            const int feas = admm_alloc_feasible(s, cur);
             if (feas && (!best_feasible || e < e_best)) {
                 memcpy(best, cur, (size_t)s->n_t * sizeof(int));
                 e_best = e;
@@ -231,6 +252,12 @@ static enum dp_err alloc_costs(const struct admm_ctx *c, double target, struct a
                 err = dp_lat_table_ms(c->cb->latency, name, target, &ms, ei);
             s->budget += ms;
             *total += s->cost[k * s->n_g];
+            /* The weight target stands too: auto.rate keeps its meaning,
+             * the device decides only where the pruning goes. */
+            const double dense = (double)admm_numel(c, &c->t[k]);
+            for (int g = 0; g < s->n_g; g++)
+                s->cost2[k * s->n_g + g] = dense / s->grid[g];
+            s->budget2 += dense / target;
         }
         return err;
     }
@@ -283,8 +310,11 @@ static enum dp_err alloc_auto_sensitivity(struct admm_ctx *c, int stage, double 
         s.grid[s.n_g++] = r;
     s.damage = dp_calloc((size_t)s.n_t * (size_t)s.n_g, sizeof(double));
     s.cost = dp_calloc((size_t)s.n_t * (size_t)s.n_g, sizeof(double));
+    if (sp->auto_objective == DP_SPEC_OBJ_LATENCY)
+        s.cost2 = dp_calloc((size_t)s.n_t * (size_t)s.n_g, sizeof(double));
     int *idx = dp_calloc((size_t)s.n_t, sizeof(int));
-    if (s.damage == NULL || s.cost == NULL || idx == NULL) {
+    if (s.damage == NULL || s.cost == NULL || idx == NULL ||
+        (sp->auto_objective == DP_SPEC_OBJ_LATENCY && s.cost2 == NULL)) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the rate search");
         goto out;
     }
@@ -347,6 +377,7 @@ static enum dp_err alloc_auto_sensitivity(struct admm_ctx *c, int stage, double 
 out:
     dp_free(s.damage);
     dp_free(s.cost);
+    dp_free(s.cost2);
     dp_free(idx);
     return err;
 }
