@@ -408,13 +408,15 @@ SRV_HANDLER(srv_api_agent_latency_get)
 {
     struct dp_errinfo ei = {0};
     const char *arch = srv_query(conn, "arch"), *scheme = srv_query(conn, "scheme");
-    const char *device = srv_query(conn, "device");
+    const char *device = srv_query(conn, "device"), *task = srv_query(conn, "task");
     if (!latency_name_ok(arch) || !latency_name_ok(scheme))
         return srv_reply_error(conn, r, 400, "invalid_request",
                                "arch and scheme are required: 1..64 of [A-Za-z0-9_.+-]");
     if (device == NULL || strlen(device) > 1024)
         return srv_reply_error(conn, r, 400, "invalid_request",
                                "device is required: a selector, as JSON (an object)");
+    if (task != NULL && strlen(task) >= SRV_ID_MAX)
+        return srv_reply_error(conn, r, 400, "invalid_request", "task: not a task id");
     json_t *sel = json_loads(device, JSON_REJECT_DUPLICATES, NULL);
     json_t *sels = json_is_object(sel) ? json_pack("[O]", sel) : NULL;
     json_decref(sel);
@@ -423,7 +425,7 @@ SRV_HANDLER(srv_api_agent_latency_get)
                      : dp_errinfo_set(&ei, DP_EINVAL, "device: must be a selector, a JSON object");
     json_t *out = NULL;
     if (!err)
-        err = srv_store_latency_get(h->st, &r->who, arch, scheme, sels, &out, &ei);
+        err = srv_store_latency_get(h->st, &r->who, arch, scheme, sels, task, &out, &ei);
     json_decref(sels);
     if (err)
         return srv_reply_err(conn, r, err, &ei);

@@ -310,12 +310,14 @@ enum dp_err srv_store_latency_put(struct srv_store *st, const struct srv_princip
                                   json_t **out, struct dp_errinfo *ei);
 /* The newest latency table for arch and scheme among the devices selector
  * (an array of selectors, checked) matches that who may use: its team's
- * and the shared ones (a shared agent or device: the shared ones only).
+ * and the shared ones. A shared agent names the task (task_id, may be NULL)
+ * it holds leased: then its job's team's and the shared ones; else the
+ * shared ones only. DP_ENOENT when task_id is not leased to who's workers.
  * DP_ENOENT when no such table exists. out: the table with "device_id",
  * "device", "arch", "scheme" and "measured_at" set. */
 enum dp_err srv_store_latency_get(struct srv_store *st, const struct srv_principal *who,
                                   const char *arch, const char *scheme, const json_t *selector,
-                                  json_t **out, struct dp_errinfo *ei);
+                                  const char *task_id, json_t **out, struct dp_errinfo *ei);
 
 /* Leases to worker_id the best ready task of the worker's team (of any team
  * for a shared agent) whose type is in capabilities (a JSON array of

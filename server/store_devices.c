@@ -244,16 +244,32 @@ enum dp_err srv_store_latency_put(struct srv_store *st, const struct srv_princip
 
 enum dp_err srv_store_latency_get(struct srv_store *st, const struct srv_principal *who,
                                   const char *arch, const char *scheme, const json_t *selector,
-                                  json_t **out, struct dp_errinfo *ei)
+                                  const char *task_id, json_t **out, struct dp_errinfo *ei)
 {
     json_t *ids = json_array();
     int has_row = 0;
+    char team[SRV_ID_MAX];
     *out = NULL;
     if (ids == NULL)
         return DP_ENOMEM;
+    snprintf(team, sizeof(team), "%s", who->team_id);
     srv_store__lock(st);
-    enum dp_err err =
-        srv_store__devices_match(st, who->team_id[0] ? who->team_id : NULL, selector, ids, ei);
+    enum dp_err err = DP_OK;
+    if (team[0] == '\0' && task_id != NULL) {
+        sqlite3_stmt *t = srv_store__stmt(st, STMT_TASK_LEASED_TEAM);
+        srv_store__bind_text(t, ":task", task_id);
+        srv_store__bind_text(t, ":token", who->token_id);
+        err = srv_store__step(st, t, &has_row, ei);
+        if (!err && !has_row)
+            err = dp_errinfo_set(ei, DP_ENOENT, "task: '%s' is not leased to this token's workers",
+                                 task_id);
+        if (!err && srv_store__col_text(t, 0) != NULL)
+            snprintf(team, sizeof(team), "%s", srv_store__col_text(t, 0));
+        sqlite3_reset(t);
+        has_row = 0;
+    }
+    if (!err)
+        err = srv_store__devices_match(st, team[0] ? team : NULL, selector, ids, ei);
     sqlite3_stmt *s = srv_store__stmt(st, STMT_LATENCY_GET);
     srv_store__bind_text(s, ":arch", arch);
     srv_store__bind_text(s, ":scheme", scheme);

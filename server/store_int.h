@@ -277,6 +277,10 @@
      * selector matched (:ids, a JSON array of device ids). */                                     \
     X(DEVICE_OF_TOKEN, "SELECT id, name FROM devices WHERE token_id = :token "                     \
                        "AND removed_at IS NULL ORDER BY seq DESC LIMIT 1")                         \
+    /* The team of the job of a task one of :token's workers holds leased. */                      \
+    X(TASK_LEASED_TEAM, "SELECT j.team_id FROM tasks t JOIN workers w ON w.id = t.lease_owner "    \
+                        "JOIN jobs j ON j.id = t.job_id WHERE t.id = :task "                       \
+                        "AND t.state = 'leased' AND w.token_id = :token")                          \
     X(LATENCY_PUT, "INSERT OR REPLACE INTO latency_tables (device_id, arch, scheme, tbl, "         \
                    "measured_at) VALUES (:dev, :arch, :scheme, :tbl, :now)")                       \
     X(LATENCY_GET,                                                                                 \
