@@ -411,6 +411,7 @@ test: $(DEPS_STAMP)
 	@tests/e2e/server_api.sh build/asan
 	@tests/e2e/job_e2e.sh build/release
 	@tests/e2e/farm_e2e.sh build/release
+	@tests/e2e/latency_job.sh build/release
 	@tests/e2e/limits.sh build/release
 	@tests/e2e/durability.sh build/release
 	@tests/e2e/tls.sh build/release

@@ -191,8 +191,8 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
     static const char *const budget_keys[] = {"epochs", NULL};
     static const char *const distill_keys[] = {"temperature", "weight", NULL};
     static const char *const prog_keys[] = {"stages", "tolerance", NULL};
-    static const char *const auto_keys[] = {"objective",   "rate",       "search_iters",
-                                            "eval_images", "allocation", NULL};
+    static const char *const auto_keys[] = {
+        "objective", "rate", "search_iters", "eval_images", "allocation", "device", NULL};
     static const char *const iter_keys[] = {"iters",           "epochs_per_iter", "rho",
                                             "rho_factor",      "rho_max",         "lr",
                                             "target_residual", "support_change",  NULL};
@@ -345,9 +345,33 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
                 out->auto_objective = DP_SPEC_OBJ_PARAMS;
             else if (json_is_string(ob) && strcmp(json_string_value(ob), "flops") == 0)
                 out->auto_objective = DP_SPEC_OBJ_FLOPS;
+            else if (json_is_string(ob) && strcmp(json_string_value(ob), "latency") == 0)
+                out->auto_objective = DP_SPEC_OBJ_LATENCY;
             else
                 err = dp_errinfo_set(ei, DP_EINVAL,
-                                     "spec.auto.objective: must be \"params\" or \"flops\"");
+                                     "spec.auto.objective: must be \"params\", \"flops\" or "
+                                     "\"latency\"");
+        }
+        /* The selector's own syntax is checked where devices are matched
+         * (the server); here only its kind and size, and that it goes with
+         * the latency objective and only with it. */
+        json_t *adev = json_object_get(au, "device");
+        if (!err && adev != NULL && out->auto_objective != DP_SPEC_OBJ_LATENCY)
+            err = dp_errinfo_set(ei, DP_EINVAL,
+                                 "spec.auto.device: only with auto.objective \"latency\"");
+        if (!err && out->auto_objective == DP_SPEC_OBJ_LATENCY) {
+            const size_t flags = JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY;
+            const size_t n = json_is_object(adev) ? json_dumpb(adev, out->auto_device,
+                                                               sizeof(out->auto_device), flags)
+                                                  : 0;
+            if (n == 0 || n >= sizeof(out->auto_device))
+                err = dp_errinfo_set(ei, DP_EINVAL,
+                                     "spec.auto.device: required with auto.objective "
+                                     "\"latency\": a device selector (an object: name glob, "
+                                     "labels), under %zu bytes",
+                                     sizeof(out->auto_device));
+            else
+                out->auto_device[n] = '\0';
         }
         if (!err && json_object_get(au, "rate") == NULL)
             err = dp_errinfo_set(ei, DP_EINVAL, "spec.auto.rate: required, the global target");
@@ -487,6 +511,11 @@ static uint64_t spec_mix(uint64_t h, const void *p, size_t n)
     return h;
 }
 
+const char *dp_spec_objective_name(enum dp_spec_objective o)
+{
+    return o == DP_SPEC_OBJ_FLOPS ? "flops" : o == DP_SPEC_OBJ_LATENCY ? "latency" : "params";
+}
+
 uint64_t dp_spec_digest(const struct dp_spec *s)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
@@ -539,5 +568,7 @@ uint64_t dp_spec_digest(const struct dp_spec *s)
         h = spec_mix(h, rd, sizeof(rd));
         h = spec_mix(h, ri, sizeof(ri));
     }
+    if (s->auto_device[0] != '\0') /* digests of specs without one stay as they were */
+        h = spec_mix(h, s->auto_device, strlen(s->auto_device) + 1);
     return h;
 }

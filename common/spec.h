@@ -69,8 +69,12 @@ enum dp_spec_auto_alloc {
     DP_SPEC_AUTO_GLOBAL,      /* one magnitude threshold over all constrained layers */
 };
 
-/* What the automatic per-layer rates reduce. */
-enum dp_spec_objective { DP_SPEC_OBJ_PARAMS, DP_SPEC_OBJ_FLOPS };
+/* What the automatic per-layer rates reduce: weights, multiply-accumulates,
+ * or the measured per-layer latency of a registered device (auto.device). */
+enum dp_spec_objective { DP_SPEC_OBJ_PARAMS, DP_SPEC_OBJ_FLOPS, DP_SPEC_OBJ_LATENCY };
+
+/* "params", "flops", "latency". */
+const char *dp_spec_objective_name(enum dp_spec_objective o);
 
 struct dp_spec_rule {
     char match[64];                /* glob over layer names */
@@ -102,6 +106,10 @@ struct dp_spec {
     int auto_search_iters; /* simulated-annealing steps */
     int auto_eval_images;  /* validation images the sensitivity analysis evaluates on */
     enum dp_spec_auto_alloc auto_alloc;
+    /* objective "latency": the device selector (compact JSON, as a job's
+     * profile.devices entry) whose latency table the rates are chosen
+     * against; "" otherwise. */
+    char auto_device[256];
     double val_fraction;    /* share of the training set held out for every decision */
     uint64_t val_seed;      /* which samples are held out */
     double target_residual; /* ADMM hardens once every layer's ||W - Z|| / ||W|| is <= this */

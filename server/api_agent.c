@@ -13,8 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/lat_table.h"
 #include "common/sha256.h"
 #include "common/task_type.h"
+#include "server/device_select.h"
 #include "server/http_int.h"
 #include "server/ids.h"
 #include "server/validate.h"
@@ -386,4 +388,69 @@ SRV_HANDLER(srv_api_agent_blob)
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     return srv_reply_blob(h, conn, r, sha, size, "application/octet-stream");
+}
+
+/* ---- Latency tables (spec.auto.objective "latency") ---------------------- */
+
+/* An architecture or scheme name: 1..64 of [A-Za-z0-9_.+-]. */
+static int latency_name_ok(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && strchr("_.+-", s[i]) == NULL)
+            return 0;
+    return 1;
+}
+
+SRV_HANDLER(srv_api_agent_latency_get)
+{
+    struct dp_errinfo ei = {0};
+    const char *arch = srv_query(conn, "arch"), *scheme = srv_query(conn, "scheme");
+    const char *device = srv_query(conn, "device"), *task = srv_query(conn, "task");
+    if (!latency_name_ok(arch) || !latency_name_ok(scheme))
+        return srv_reply_error(conn, r, 400, "invalid_request",
+                               "arch and scheme are required: 1..64 of [A-Za-z0-9_.+-]");
+    if (device == NULL || strlen(device) > 1024)
+        return srv_reply_error(conn, r, 400, "invalid_request",
+                               "device is required: a selector, as JSON (an object)");
+    if (task != NULL && strlen(task) >= SRV_ID_MAX)
+        return srv_reply_error(conn, r, 400, "invalid_request", "task: not a task id");
+    json_t *sel = json_loads(device, JSON_REJECT_DUPLICATES, NULL);
+    json_t *sels = json_is_object(sel) ? json_pack("[O]", sel) : NULL;
+    json_decref(sel);
+    enum dp_err err =
+        sels != NULL ? srv_device_select_check(sels, "device", &ei)
+                     : dp_errinfo_set(&ei, DP_EINVAL, "device: must be a selector, a JSON object");
+    json_t *out = NULL;
+    if (!err)
+        err = srv_store_latency_get(h->st, &r->who, arch, scheme, sels, task, &out, &ei);
+    json_decref(sels);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 200, out);
+}
+
+SRV_HANDLER(srv_api_agent_latency_put)
+{
+    static const char *const allowed[] = {"arch", "scheme", "layers", "method", NULL};
+    struct dp_errinfo ei = {0};
+    enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
+    const char *arch = json_string_value(json_object_get(r->json, "arch"));
+    const char *scheme = json_string_value(json_object_get(r->json, "scheme"));
+    const json_t *method = json_object_get(r->json, "method");
+    if (!err && (!latency_name_ok(arch) || !latency_name_ok(scheme)))
+        err = dp_errinfo_set(&ei, DP_EINVAL,
+                             "arch and scheme are required: 1..64 of [A-Za-z0-9_.+-]");
+    if (!err && method != NULL && (!json_is_string(method) || json_string_length(method) > 256))
+        err = dp_errinfo_set(&ei, DP_EINVAL, "method: a string of at most 256 bytes");
+    if (!err)
+        err = dp_lat_table_check(r->json, &ei);
+    json_t *out = NULL;
+    if (!err)
+        err = srv_store_latency_put(h->st, &r->who, arch, scheme, r->json, &out, &ei);
+    if (err)
+        return srv_reply_err(conn, r, err, &ei);
+    return srv_reply_json(conn, r, 200, out);
 }

@@ -99,6 +99,8 @@ static const struct srv_route srv_routes[] = {
     {"POST", "/agent/v1/tasks/{id}/fail", A_AGT, SRV_BODY_JSON, srv_api_agent_fail, NULL},
     {"POST", "/agent/v1/tasks/{id}/release", A_AGT, SRV_BODY_JSON, srv_api_agent_release, NULL},
     {"GET", "/agent/v1/blobs/{sha256}", A_AGT, SRV_BODY_NONE, srv_api_agent_blob, NULL},
+    {"GET", "/agent/v1/latency", A_AGT, SRV_BODY_NONE, srv_api_agent_latency_get, NULL},
+    {"PUT", "/agent/v1/latency", A_AGT, SRV_BODY_JSON, srv_api_agent_latency_put, NULL},
     /* The dashboard (web_static.c): public files; the pages call the API with a token. */
     {"GET", "/", SRV_AUTH_NONE, SRV_BODY_NONE, srv_web_index, NULL},
     {"GET", "/ui/{file}", SRV_AUTH_NONE, SRV_BODY_NONE, srv_web_asset, NULL},

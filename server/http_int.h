@@ -313,6 +313,8 @@ SRV_HANDLER(srv_api_agent_complete);
 SRV_HANDLER(srv_api_agent_fail);
 SRV_HANDLER(srv_api_agent_release);
 SRV_HANDLER(srv_api_agent_blob);
+SRV_HANDLER(srv_api_agent_latency_get);
+SRV_HANDLER(srv_api_agent_latency_put);
 SRV_HANDLER(srv_web_index); /* web_static.c */
 SRV_HANDLER(srv_web_asset);
 

@@ -300,6 +300,25 @@ enum dp_err srv_store_device_drain(struct srv_store *st, const struct srv_princi
 enum dp_err srv_store_device_remove(struct srv_store *st, const struct srv_principal *who,
                                     const char *id, struct dp_errinfo *ei);
 
+/* Stores table (checked by the caller: common/lat_table.h) as the latency
+ * table of who's device (a device token's own, live device) for arch and
+ * scheme, replacing an older one. DP_EPERM for any other scope, DP_ENOENT
+ * when the token's device is not registered (or removed). out: {"device_id",
+ * "device", "arch", "scheme", "measured_at"}. */
+enum dp_err srv_store_latency_put(struct srv_store *st, const struct srv_principal *who,
+                                  const char *arch, const char *scheme, const json_t *table,
+                                  json_t **out, struct dp_errinfo *ei);
+/* The newest latency table for arch and scheme among the devices selector
+ * (an array of selectors, checked) matches that who may use: its team's
+ * and the shared ones. A shared agent names the task (task_id, may be NULL)
+ * it holds leased: then its job's team's and the shared ones; else the
+ * shared ones only. DP_ENOENT when task_id is not leased to who's workers.
+ * DP_ENOENT when no such table exists. out: the table with "device_id",
+ * "device", "arch", "scheme" and "measured_at" set. */
+enum dp_err srv_store_latency_get(struct srv_store *st, const struct srv_principal *who,
+                                  const char *arch, const char *scheme, const json_t *selector,
+                                  const char *task_id, json_t **out, struct dp_errinfo *ei);
+
 /* Leases to worker_id the best ready task of the worker's team (of any team
  * for a shared agent) whose type is in capabilities (a JSON array of
  * strings). DP_ENOENT with *no_worker set when worker_id is not a worker

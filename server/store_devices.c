@@ -197,3 +197,106 @@ enum dp_err srv_store__devices_match(struct srv_store *st, const char *team,
     sqlite3_reset(s);
     return err;
 }
+
+/* ---- Latency tables ------------------------------------------------------ */
+
+enum dp_err srv_store_latency_put(struct srv_store *st, const struct srv_principal *who,
+                                  const char *arch, const char *scheme, const json_t *table,
+                                  json_t **out, struct dp_errinfo *ei)
+{
+    char did[SRV_ID_MAX], dname[128];
+    int has_row = 0;
+    *out = NULL;
+    if (who->scope != SRV_SCOPE_DEVICE)
+        return dp_errinfo_set(ei, DP_EPERM,
+                              "only a device token uploads a latency table (its own device's)");
+    const int64_t now = srv_now_ms();
+    srv_store__lock(st);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_DEVICE_OF_TOKEN);
+    srv_store__bind_text(s, ":token", who->token_id);
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    if (!err && !has_row)
+        err = dp_errinfo_set(ei, DP_ENOENT,
+                             "this device token has no registered device: register first "
+                             "(serve --profile)");
+    if (!err) {
+        snprintf(did, sizeof(did), "%s", srv_store__col_text(s, 0));
+        snprintf(dname, sizeof(dname), "%s", srv_store__col_text(s, 1));
+    }
+    sqlite3_reset(s);
+    if (!err) {
+        s = srv_store__stmt(st, STMT_LATENCY_PUT);
+        srv_store__bind_text(s, ":dev", did);
+        srv_store__bind_text(s, ":arch", arch);
+        srv_store__bind_text(s, ":scheme", scheme);
+        srv_store__bind_int(s, ":now", now);
+        err = srv_store__bind_json(s, ":tbl", table);
+        if (!err)
+            err = srv_store__exec(st, s, ei);
+    }
+    srv_store__unlock(st);
+    if (!err &&
+        (*out = json_pack("{s:s, s:s, s:s, s:s, s:I}", "device_id", did, "device", dname, "arch",
+                          arch, "scheme", scheme, "measured_at", (json_int_t)now)) == NULL)
+        err = DP_ENOMEM;
+    return err;
+}
+
+enum dp_err srv_store_latency_get(struct srv_store *st, const struct srv_principal *who,
+                                  const char *arch, const char *scheme, const json_t *selector,
+                                  const char *task_id, json_t **out, struct dp_errinfo *ei)
+{
+    json_t *ids = json_array();
+    int has_row = 0;
+    char team[SRV_ID_MAX];
+    *out = NULL;
+    if (ids == NULL)
+        return DP_ENOMEM;
+    snprintf(team, sizeof(team), "%s", who->team_id);
+    srv_store__lock(st);
+    enum dp_err err = DP_OK;
+    if (team[0] == '\0' && task_id != NULL) {
+        sqlite3_stmt *t = srv_store__stmt(st, STMT_TASK_LEASED_TEAM);
+        srv_store__bind_text(t, ":task", task_id);
+        srv_store__bind_text(t, ":token", who->token_id);
+        err = srv_store__step(st, t, &has_row, ei);
+        if (!err && !has_row)
+            err = dp_errinfo_set(ei, DP_ENOENT, "task: '%s' is not leased to this token's workers",
+                                 task_id);
+        if (!err && srv_store__col_text(t, 0) != NULL)
+            snprintf(team, sizeof(team), "%s", srv_store__col_text(t, 0));
+        sqlite3_reset(t);
+        has_row = 0;
+    }
+    if (!err)
+        err = srv_store__devices_match(st, team[0] ? team : NULL, selector, ids, ei);
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_LATENCY_GET);
+    srv_store__bind_text(s, ":arch", arch);
+    srv_store__bind_text(s, ":scheme", scheme);
+    if (!err)
+        err = srv_store__bind_json(s, ":ids", ids);
+    if (!err)
+        err = srv_store__step(st, s, &has_row, ei);
+    if (!err && !has_row)
+        err = dp_errinfo_set(ei, DP_ENOENT,
+                             "no latency table for arch '%s', scheme '%s' on the %zu device(s) "
+                             "the selector matches: a device uploads one (PUT /agent/v1/latency)",
+                             arch, scheme, json_array_size(ids));
+    if (!err) {
+        *out = srv_store__col_json(s, 0);
+        if (!json_is_object(*out) ||
+            json_object_set_new(*out, "measured_at", srv_store__col_time(s, 1)) != 0 ||
+            json_object_set_new(*out, "device_id", json_string(srv_store__col_text(s, 2))) != 0 ||
+            json_object_set_new(*out, "device", json_string(srv_store__col_text(s, 3))) != 0 ||
+            json_object_set_new(*out, "arch", json_string(arch)) != 0 ||
+            json_object_set_new(*out, "scheme", json_string(scheme)) != 0) {
+            json_decref(*out);
+            *out = NULL;
+            err = DP_ENOMEM;
+        }
+    }
+    sqlite3_reset(s);
+    srv_store__unlock(st);
+    json_decref(ids);
+    return err;
+}

@@ -272,6 +272,22 @@
     X(DEVICE_REMOVE, "UPDATE devices SET removed_at = :now WHERE id = :id")                        \
     X(DEVICE_RAN, "UPDATE devices SET tasks_run = tasks_run + 1 "                                  \
                   "WHERE id = (SELECT device_id FROM tasks WHERE id = :task)")                     \
+    /* Latency tables: a device's own upload replaces its previous one for the                     \
+     * same arch and scheme; a read takes the newest among the devices a                           \
+     * selector matched (:ids, a JSON array of device ids). */                                     \
+    X(DEVICE_OF_TOKEN, "SELECT id, name FROM devices WHERE token_id = :token "                     \
+                       "AND removed_at IS NULL ORDER BY seq DESC LIMIT 1")                         \
+    /* The team of the job of a task one of :token's workers holds leased. */                      \
+    X(TASK_LEASED_TEAM, "SELECT j.team_id FROM tasks t JOIN workers w ON w.id = t.lease_owner "    \
+                        "JOIN jobs j ON j.id = t.job_id WHERE t.id = :task "                       \
+                        "AND t.state = 'leased' AND w.token_id = :token")                          \
+    X(LATENCY_PUT, "INSERT OR REPLACE INTO latency_tables (device_id, arch, scheme, tbl, "         \
+                   "measured_at) VALUES (:dev, :arch, :scheme, :tbl, :now)")                       \
+    X(LATENCY_GET,                                                                                 \
+      "SELECT l.tbl, l.measured_at, d.id, d.name FROM latency_tables l "                           \
+      "JOIN devices d ON d.id = l.device_id WHERE l.arch = :arch "                                 \
+      "AND l.scheme = :scheme AND l.device_id IN (SELECT value FROM json_each(:ids)) "             \
+      "ORDER BY l.measured_at DESC LIMIT 1")                                                       \
     /* The devices a job of :team may target: its own and the shared ones. */                      \
     X(DEVICES_SERVING, "SELECT id, name, labels, description FROM devices "                        \
                        "WHERE removed_at IS NULL AND draining = 0 "                                \

@@ -17,6 +17,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import urllib.parse
 import shutil
 import tarfile
 import tempfile
@@ -673,6 +674,46 @@ def check_devices(tmp):
     check(moved_row["device_id"] == ids["s-1"] and moved_row["errors"][0]["kind"] == "lease_expired",
           "the job shows the move: %r" % moved_row)
 
+    # Latency tables (auto.objective "latency"): a device uploads its own,
+    # agents and devices read the newest among the devices a selector
+    # matches that their team may use; team tokens use neither route.
+    tbl = {"arch": "lenet5", "scheme": "irregular", "method": "compile+bench",
+           "layers": [{"name": "conv1", "rates": [1, 4], "ms": [1.0, 0.5]}]}
+    expect(s.req("PUT", "/agent/v1/latency", tbl, tok_a), 403, "a team token uploads a table",
+           "forbidden")
+    expect(s.req("PUT", "/agent/v1/latency", tbl, agent_a), 403, "an agent uploads a table")
+    bad = dict(tbl, layers=[{"name": "conv1", "rates": [4, 1], "ms": [1.0, 0.5]}])
+    expect(s.req("PUT", "/agent/v1/latency", bad, dev_a), 400, "rates descending",
+           contains="latency table")
+    expect(s.req("PUT", "/agent/v1/latency", dict(tbl, arch="../x"), dev_a), 400, "a bad arch",
+           contains="arch")
+    put = expect(s.req("PUT", "/agent/v1/latency", tbl, dev_a), 200, "a-1 uploads its table")
+    check(put["device"] == "a-1" and put["device_id"] == ids["a-1"], "upload answer: %r" % put)
+    expect(s.req("PUT", "/agent/v1/latency", dict(tbl, layers=[
+        {"name": "conv1", "rates": [1], "ms": [9.0]}]), dev_b), 200, "b-1 uploads its table")
+    q = "/agent/v1/latency?arch=lenet5&scheme=irregular&device="
+
+    def sel(d):
+        return urllib.parse.quote(json.dumps(d))
+    expect(s.req("GET", q + sel({"board": "x"}), token=tok_a), 403, "a team token reads a table",
+           "forbidden")
+    got = expect(s.req("GET", q + sel({"board": "x"}), token=agent_a), 200, "agent A reads")
+    check(got["device"] == "a-1" and got["layers"][0]["ms"] == [1.0, 0.5] and got["measured_at"],
+          "team A's agent gets a-1's table, never team B's b-1: %r" % got)
+    expect(s.req("GET", q + sel({"board": "x"}), token=dev_s), 404,
+           "a shared device sees no team's table", contains="no latency table")
+    expect(s.req("GET", q + sel({"name": "b-1"}), token=agent_a), 404, "B's device for A")
+    expect(s.req("GET", q.replace("irregular", "pattern") + sel({"board": "x"}), token=agent_a),
+           404, "another scheme", contains="no latency table")
+    expect(s.req("GET", q + "%5B1%5D", token=agent_a), 400, "a selector not an object",
+           contains="device")
+    expect(s.req("GET", "/agent/v1/latency?arch=lenet5&scheme=irregular", token=agent_a), 400,
+           "no device selector", contains="device")
+    expect(s.req("PUT", "/agent/v1/latency", dict(tbl, layers=[
+        {"name": "conv1", "rates": [1, 4], "ms": [0.8, 0.3]}]), dev_a), 200, "a-1 measures again")
+    got = expect(s.req("GET", q + sel({"name": "a-*"}), token=dev_a), 200, "a-1 reads its own")
+    check(got["layers"][0]["ms"] == [0.8, 0.3], "the newer upload replaces the older: %r" % got)
+
     # drain and remove: a team its own devices, the admin any.
     expect(s.req("POST", "/api/v1/devices/%s/drain" % ids["a-1"], {}, tok_b), 404,
            "team B drains A's device")
@@ -688,6 +729,7 @@ def check_devices(tmp):
     st, doc = claim(ra, dev_a)
     check(st == 403, "a removed device's worker is refused: %d %r" % (st, doc))
     ok("devices: device scope refused on team/admin routes and a team token on agent routes; "
+       "latency tables uploaded by a device only, read by agents and devices of the team; "
        "selectors by label, isa and name (422 when none of the team's match); one profile task "
        "per device, one at a time, never another team's; offline and re-lease; drain, remove")
     stop_clean(s)

@@ -4,9 +4,12 @@
  */
 #include "worker/agent/wk_agent.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/lat_table.h"
 #include "common/sha256.h"
 #include "common/utf8.h"
 
@@ -264,4 +267,51 @@ enum dp_err wk_agent_blob(struct wk_agent *a, const char *sha256, FILE *out, uin
     err = wk_agent_answer(a, err, "GET", path, &r, ei);
     dp_http_resp_free(&r);
     return err;
+}
+
+/* Percent-encodes src into dst (RFC 3986 unreserved kept); 0 when it does
+ * not fit. */
+static int wk_agent_urlenc(char *dst, size_t cap, const char *src)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+        if (isalnum(*p) || strchr("-._~", *p) != NULL) {
+            if (o + 1 >= cap)
+                return 0;
+            dst[o++] = (char)*p;
+        } else {
+            if (o + 3 >= cap)
+                return 0;
+            dst[o++] = '%';
+            dst[o++] = hex[*p >> 4];
+            dst[o++] = hex[*p & 15];
+        }
+    }
+    dst[o] = '\0';
+    return 1;
+}
+
+enum dp_err wk_agent_latency(struct wk_agent *a, const char *task_id, const char *arch,
+                             const char *scheme, const char *selector, json_t **out,
+                             struct dp_errinfo *ei)
+{
+    char ea[200], es[200], esel[800], et[200], path[1600];
+    *out = NULL;
+    if (!wk_agent_urlenc(ea, sizeof(ea), arch) || !wk_agent_urlenc(es, sizeof(es), scheme) ||
+        !wk_agent_urlenc(esel, sizeof(esel), selector) || !wk_agent_urlenc(et, sizeof(et), task_id))
+        return dp_errinfo_set(ei, DP_EINVAL, "latency table query too long");
+    snprintf(path, sizeof(path), "/agent/v1/latency?arch=%s&scheme=%s&device=%s&task=%s", ea, es,
+             esel, et);
+    long status = 0;
+    json_t *ans = NULL;
+    enum dp_err err = wk_agent_call(a, "GET", path, NULL, &ans, &status, ei);
+    if (!err)
+        err = dp_lat_table_check(ans, ei);
+    if (err) {
+        json_decref(ans);
+        return err;
+    }
+    *out = ans;
+    return DP_OK;
 }

@@ -76,6 +76,15 @@ enum dp_err wk_agent_release(struct wk_agent *a, const char *task_id, json_int_t
                              struct dp_errinfo *ei);
 
 /* GET /agent/v1/blobs/{sha256} into out, no more than max_bytes. */
+/* GET /agent/v1/latency: the newest latency table for arch and scheme on
+ * the devices selector (compact JSON of one selector object) matches that
+ * the job of task_id (leased to this agent) may use;
+ * *out owned by the caller, checked (common/lat_table.h). DP_ENOENT (404)
+ * when the server has none. */
+enum dp_err wk_agent_latency(struct wk_agent *a, const char *task_id, const char *arch,
+                             const char *scheme, const char *selector, json_t **out,
+                             struct dp_errinfo *ei);
+
 enum dp_err wk_agent_blob(struct wk_agent *a, const char *sha256, FILE *out, uint64_t max_bytes,
                           struct dp_errinfo *ei);
 

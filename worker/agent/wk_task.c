@@ -96,6 +96,7 @@ struct wk_task {
     json_t *queue;          /* engine events not yet taken by the loop: [{type, data}] */
     char snap[WK_PATH_MAX]; /* newest checkpoint snapshot not yet uploaded, "" if none */
     json_t *snap_info;      /* what the engine said about it, plus the last epoch */
+    json_t *latency;        /* spec.auto.objective "latency": the device's table, or NULL */
     int engine_done;
     enum dp_err engine_err;      /* the entry point's result */
     struct dp_errinfo engine_ei; /* and its message */
@@ -259,6 +260,40 @@ static enum dp_err wk_task_profile_inputs(struct wk_task *t, struct dp_errinfo *
     return DP_OK;
 }
 
+/* spec.auto.objective "latency": the device's latency table from the
+ * server, for the model's architecture (a built-in's name, else the
+ * uploaded model's sha256) and the first rule's pruning scheme. None there
+ * fails the task for good, naming what is missing. */
+static enum dp_err wk_task_latency(struct wk_task *t, const json_t *model, struct dp_errinfo *ei)
+{
+    const struct dp_spec *sp = t->job.compress.spec;
+    /* Only compress chooses rates; retrain keeps the compress task's. */
+    if (t->ttype != DP_TASK_COMPRESS || sp == NULL || !sp->auto_on ||
+        sp->auto_objective != DP_SPEC_OBJ_LATENCY)
+        return DP_OK;
+    const char *arch = json_string_value(json_object_get(model, "arch"));
+    if (arch == NULL)
+        arch = json_string_value(json_object_get(model, "sha256"));
+    const char *scheme = NULL;
+    for (int i = 0; i < sp->n_rules && scheme == NULL; i++)
+        if (sp->rules[i].prune != NULL)
+            scheme = sp->rules[i].prune->name;
+    if (arch == NULL || scheme == NULL)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "spec.auto.objective \"latency\": no architecture or pruning "
+                              "scheme to look the latency table up by");
+    enum dp_err err =
+        wk_agent_latency(t->env->agent, t->id, arch, scheme, sp->auto_device, &t->latency, ei);
+    if (err == DP_ENOENT) { /* none there: another attempt would not find one either */
+        char msg[sizeof(ei->msg)];
+        snprintf(msg, sizeof(msg), "%s", ei->msg);
+        return dp_errinfo_set(ei, DP_EINVAL, "spec.auto.objective \"latency\": %s", msg);
+    }
+    if (!err)
+        t->job.compress.latency = t->latency;
+    return err;
+}
+
 /* Phase 1. Returns DP_EIO for failures worth another attempt (the network). */
 static enum dp_err wk_task_prepare(struct wk_task *t, struct dp_errinfo *ei)
 {
@@ -334,7 +369,10 @@ static enum dp_err wk_task_prepare(struct wk_task *t, struct dp_errinfo *ei)
             return err;
     }
 
-    return wk_engine_bind(&t->job, t->ttype, t->params, &t->files, &env->run, ei);
+    err = wk_engine_bind(&t->job, t->ttype, t->params, &t->files, &env->run, ei);
+    if (!err)
+        err = wk_task_latency(t, model, ei);
+    return err;
 }
 
 /* ---- Engine thread -------------------------------------------------------- */
@@ -886,6 +924,7 @@ out:
     if (mutex_ok)
         uv_mutex_destroy(&t->mu);
     wk_engine_job_free(&t->job);
+    json_decref(t->latency);
     json_decref(t->queue);
     json_decref(t->outbox);
     json_decref(t->progress);

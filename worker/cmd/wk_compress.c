@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/lat_table.h"
 #include "common/model.h"
 #include "common/model_io.h"
 #include "worker/cmd/wk_cmd.h"
@@ -26,7 +27,7 @@
  * into them (the task loop has its own sources for these). */
 struct wk_compress_cli {
     struct wk_compress_opts o;
-    const char *spec, *prev_report, *phase, *method;
+    const char *spec, *prev_report, *phase, *method, *latency;
 };
 
 #define WK_OFF(f) offsetof(struct wk_compress_cli, f)
@@ -54,6 +55,9 @@ static const struct wk_flag wk_compress_flags[] = {
      "all (default), admm (up to the hard projection) or retrain (the masked retraining)"},
     {"prev-report", WK_STR, WK_OFF(prev_report), 0, 0, NULL, 0,
      "--phase retrain: the admm phase's report (dense accuracy and trace carry over)"},
+    {"latency-table", WK_STR, WK_OFF(latency), 0, 0, NULL, 0,
+     "auto.objective latency: the device's per-layer latency table (JSON, GET "
+     "/agent/v1/latency)"},
 };
 
 #define WK_N_FLAGS (sizeof(wk_compress_flags) / sizeof(wk_compress_flags[0]))
@@ -253,6 +257,7 @@ enum dp_err wk_compress(const struct wk_compress_opts *o, const struct wk_hooks 
     cb.resume = (int)o->resume;
     cb.phase = o->phase;
     cb.prev_report = o->prev_report;
+    cb.latency = o->latency;
     err = admm_compress(m, &train, &test, o->spec, &cb, &report, ei);
     if (err)
         goto out;
@@ -287,7 +292,8 @@ out:
 }
 
 /* Reads what the command line names into c->o; exit status 2 (usage) on failure. */
-static int wk_compress_cli_load(struct wk_compress_cli *c, struct dp_spec *spec, json_t **prev)
+static int wk_compress_cli_load(struct wk_compress_cli *c, struct dp_spec *spec, json_t **prev,
+                                json_t **lat)
 {
     struct wk_compress_opts *o = &c->o;
     if (c->spec == NULL || o->model == NULL || o->data == NULL) {
@@ -317,6 +323,16 @@ static int wk_compress_cli_load(struct wk_compress_cli *c, struct dp_spec *spec,
         o->prev_report = *prev;
     }
     struct dp_errinfo ei = {DP_OK, ""};
+    if (c->latency != NULL) {
+        json_error_t je;
+        *lat = json_load_file(c->latency, JSON_REJECT_DUPLICATES, &je);
+        if (*lat == NULL || dp_lat_table_check(*lat, &ei) != DP_OK) {
+            fprintf(stderr, "compress: --latency-table %s: %s\n", c->latency,
+                    *lat == NULL ? je.text : ei.msg);
+            return WK_EXIT_USAGE;
+        }
+        o->latency = *lat;
+    }
     enum dp_err err = spec != NULL ? dp_spec_load(c->spec, spec, &ei) : DP_ENOMEM;
     if (err) {
         fprintf(stderr, "compress: %s\n", dp_errinfo_msg(&ei, err));
@@ -358,8 +374,8 @@ int wk_compress_main(int argc, char **argv)
         return WK_EXIT_USAGE;
     /* The spec holds its rules inline (DP_SPEC_MAX_RULES): on the heap. */
     struct dp_spec *spec = dp_calloc(1, sizeof(*spec));
-    json_t *prev = NULL, *sum = NULL;
-    rc = wk_compress_cli_load(&c, spec, &prev);
+    json_t *prev = NULL, *sum = NULL, *lat = NULL;
+    rc = wk_compress_cli_load(&c, spec, &prev, &lat);
     if (rc == WK_EXIT_OK) {
         struct dp_errinfo ei = {DP_OK, ""};
         enum dp_err err = wk_compress(&c.o, NULL, &sum, &ei);
@@ -375,6 +391,7 @@ int wk_compress_main(int argc, char **argv)
     }
     json_decref(sum);
     json_decref(prev);
+    json_decref(lat);
     dp_free(spec);
     return rc;
 }

@@ -30,6 +30,9 @@ struct wk_compress_opts {
     long resume;                /* continue from checkpoint when it exists */
     enum admm_phase phase;
     const json_t *prev_report; /* ADMM_PHASE_RETRAIN: the admm phase's report, or NULL; borrowed */
+    /* spec.auto.objective "latency": the device's per-layer latency table
+     * (common/lat_table.h), or NULL; borrowed. */
+    const json_t *latency;
     long threads, limit_train, limit_test, quiet;
 };
 

@@ -944,6 +944,11 @@ static void admm_take_prev(struct admm_ctx *c, const json_t *prev)
     c->epochs_offset = c->epochs_done;
     json_t *pw = json_object_get(prev, "wall_seconds");
     c->wall_prev = json_is_number(pw) ? json_number_value(pw) : 0.0;
+    /* The automatic rates were chosen in the compress phase: the report of
+     * the retraining says which, and against what (a device's latency). */
+    json_t *pa = json_object_get(prev, "auto");
+    if (json_is_object(pa) && c->auto_info == NULL)
+        c->auto_info = json_deep_copy(pa);
     /* Epochs a converged last stage saved belong to this retraining. */
     json_t *ps = json_object_get(prev, "spare_epochs");
     const json_int_t spare = json_is_integer(ps) ? json_integer_value(ps) : 0;

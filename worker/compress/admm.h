@@ -71,6 +71,9 @@ struct admm_callbacks {
     int resume; /* continue from `checkpoint` when it exists */
     enum admm_phase phase;
     const json_t *prev_report; /* ADMM_PHASE_RETRAIN: the compress phase's report, or NULL */
+    /* spec.auto.objective "latency": the device's per-layer latency table
+     * (common/lat_table.h), borrowed; required then, else unused. */
+    const json_t *latency;
 };
 
 /* Runs spec on m (finalized, pretrained). *report (owned by the caller) is

@@ -9,7 +9,9 @@
  * dense loss. Treating the damage of the layers as additive, the search
  * picks one grid rate per layer to minimise sum_k d_k(r_k) subject to
  * sum_k cost_k / r_k <= sum_k cost_k / R, cost being the layer's weights
- * (objective "params") or its multiply-accumulates ("flops"). Annealing
+ * (objective "params") or its multiply-accumulates ("flops"); objective
+ * "latency" adds sum_k ms_k(r_k) <= sum_k ms_k(R), ms from the device's
+ * measured table (common/lat_table.h), to the weight budget. Annealing
  * moves one layer a grid step, or two layers in opposite directions (which
  * keeps the budget roughly level), accepts worse states with probability
  * exp(-delta / T), and keeps the best feasible state. Everything is seeded
@@ -23,6 +25,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/lat_table.h"
 #include "worker/compress/admm_int.h"
 #include "worker/nn/train.h"
 
@@ -88,22 +91,26 @@ enum dp_err admm_alloc_global_rate(struct admm_ctx *c, double rate, struct dp_er
 
 /* ---- Automatic rates ------------------------------------------------------ */
 
-#define ALLOC_GRID_MAX 24
-
-struct admm_alloc_search {
-    int n_t, n_g;
-    double grid[ALLOC_GRID_MAX];
-    double *damage; /* n_t * n_g */
-    double *cost;   /* n_t */
-    double budget;  /* sum cost / R */
-};
-
-static double alloc_kept(const struct admm_alloc_search *s, const int *idx)
+double admm_alloc_kept(const struct admm_alloc_search *s, const int *idx)
 {
     double kept = 0.0;
     for (int k = 0; k < s->n_t; k++)
-        kept += s->cost[k] / s->grid[idx[k]];
+        kept += s->cost[k * s->n_g + idx[k]];
     return kept;
+}
+
+static double alloc_kept2(const struct admm_alloc_search *s, const int *idx)
+{
+    double kept = 0.0;
+    for (int k = 0; s->cost2 != NULL && k < s->n_t; k++)
+        kept += s->cost2[k * s->n_g + idx[k]];
+    return kept;
+}
+
+int admm_alloc_feasible(const struct admm_alloc_search *s, const int *idx)
+{
+    return admm_alloc_kept(s, idx) <= s->budget * (1.0 + 1e-9) &&
+           (s->cost2 == NULL || alloc_kept2(s, idx) <= s->budget2 * (1.0 + 1e-9));
 }
 
 static double alloc_energy(const struct admm_alloc_search *s, const int *idx)
@@ -111,9 +118,14 @@ static double alloc_energy(const struct admm_alloc_search *s, const int *idx)
     double e = 0.0;
     for (int k = 0; k < s->n_t; k++)
         e += s->damage[k * s->n_g + idx[k]];
-    const double over = alloc_kept(s, idx) / s->budget - 1.0;
     /* Infeasible states are allowed during the walk but cost dearly. */
-    return over > 0.0 ? e + 100.0 * over : e;
+    const double over = admm_alloc_kept(s, idx) / s->budget - 1.0;
+    e += over > 0.0 ? 100.0 * over : 0.0;
+    if (s->cost2 != NULL) {
+        const double over2 = alloc_kept2(s, idx) / s->budget2 - 1.0;
+        e += over2 > 0.0 ? 100.0 * over2 : 0.0;
+    }
+    return e;
 }
 
 static uint64_t alloc_rand(uint64_t *st)
@@ -129,7 +141,7 @@ static double alloc_unit(uint64_t *st)
     return (double)(alloc_rand(st) >> 11) * 0x1.0p-53;
 }
 
-static void alloc_anneal(const struct admm_alloc_search *s, int iters, uint64_t seed, int *best)
+void admm_alloc_anneal(const struct admm_alloc_search *s, int iters, uint64_t seed, int *best)
 {
     int *cur = dp_calloc((size_t)s->n_t, sizeof(int));
     int *nxt = dp_calloc((size_t)s->n_t, sizeof(int));
@@ -140,7 +152,7 @@ static void alloc_anneal(const struct admm_alloc_search *s, int iters, uint64_t 
     }
     memcpy(cur, best, (size_t)s->n_t * sizeof(int));
     double e_cur = alloc_energy(s, cur), e_best = e_cur;
-    int best_feasible = alloc_kept(s, cur) <= s->budget * (1.0 + 1e-9);
+    int best_feasible = admm_alloc_feasible(s, cur);
     uint64_t rng = seed ^ 0xa11c0c8e5ULL;
     const double t0 = 0.05, t1 = 1e-5;
     for (int i = 0; i < iters; i++) {
@@ -163,7 +175,7 @@ static void alloc_anneal(const struct admm_alloc_search *s, int iters, uint64_t 
         if (e <= e_cur || alloc_unit(&rng) < exp(-(e - e_cur) / temp)) {
             memcpy(cur, nxt, (size_t)s->n_t * sizeof(int));
             e_cur = e;
-            const int feas = alloc_kept(s, cur) <= s->budget * (1.0 + 1e-9);
+            const int feas = admm_alloc_feasible(s, cur);
             if (feas && (!best_feasible || e < e_best)) {
                 memcpy(best, cur, (size_t)s->n_t * sizeof(int));
                 e_best = e;
@@ -209,6 +221,59 @@ static enum dp_err alloc_sensitivity(struct admm_ctx *c, const struct nn_dataset
     return err;
 }
 
+/*
+ * The kept cost of every target at every grid rate, its dense total and
+ * the budget at `target`. params and flops: the layer's weights (times
+ * its output positions) over the rate, budget total / target, so the
+ * global rate is met exactly. latency: the device table's milliseconds of
+ * the layer at the rate, budget what the uniform allocation at the target
+ * would take on that device; the search then trades damage for time where
+ * the device says time goes, not where the weights are.
+ */
+static enum dp_err alloc_costs(const struct admm_ctx *c, double target, struct admm_alloc_search *s,
+                               double *total, struct dp_errinfo *ei)
+{
+    const struct dp_spec *sp = c->spec;
+    *total = 0.0;
+    if (sp->auto_objective == DP_SPEC_OBJ_LATENCY) {
+        if (c->cb == NULL || c->cb->latency == NULL)
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "spec.auto.objective \"latency\": the run has no latency table "
+                                  "of the device (auto.device)");
+        enum dp_err err = dp_lat_table_check(c->cb->latency, ei);
+        s->budget = 0.0;
+        for (int k = 0; !err && k < c->n_t; k++) {
+            const char *name = c->m->layers[c->t[k].layer].name;
+            double ms = 0.0;
+            for (int g = 0; !err && g < s->n_g; g++)
+                err =
+                    dp_lat_table_ms(c->cb->latency, name, s->grid[g], &s->cost[k * s->n_g + g], ei);
+            if (!err)
+                err = dp_lat_table_ms(c->cb->latency, name, target, &ms, ei);
+            s->budget += ms;
+            *total += s->cost[k * s->n_g];
+            /* The weight target stands too: auto.rate keeps its meaning,
+             * the device decides only where the pruning goes. */
+            const double dense = (double)admm_numel(c, &c->t[k]);
+            for (int g = 0; g < s->n_g; g++)
+                s->cost2[k * s->n_g + g] = dense / s->grid[g];
+            s->budget2 += dense / target;
+        }
+        return err;
+    }
+    for (int k = 0; k < c->n_t; k++) {
+        const struct dp_layer *l = &c->m->layers[c->t[k].layer];
+        const double uses =
+            sp->auto_objective == DP_SPEC_OBJ_FLOPS ? (double)l->out_h * l->out_w : 1;
+        const double dense = (double)admm_numel(c, &c->t[k]) * uses;
+        for (int g = 0; g < s->n_g; g++)
+            s->cost[k * s->n_g + g] = dense / s->grid[g];
+        *total += dense;
+    }
+    s->budget = *total / target;
+    return DP_OK;
+}
+
 /* auto.allocation "global": the rates one magnitude threshold gives. */
 static enum dp_err alloc_auto_global(struct admm_ctx *c, int stage, double target,
                                      struct dp_errinfo *ei)
@@ -244,21 +309,19 @@ static enum dp_err alloc_auto_sensitivity(struct admm_ctx *c, int stage, double 
     for (double r = 1.0; r <= top * 1.0001 && s.n_g < ALLOC_GRID_MAX; r *= 1.4142135623730951)
         s.grid[s.n_g++] = r;
     s.damage = dp_calloc((size_t)s.n_t * (size_t)s.n_g, sizeof(double));
-    s.cost = dp_calloc((size_t)s.n_t, sizeof(double));
+    s.cost = dp_calloc((size_t)s.n_t * (size_t)s.n_g, sizeof(double));
+    if (sp->auto_objective == DP_SPEC_OBJ_LATENCY)
+        s.cost2 = dp_calloc((size_t)s.n_t * (size_t)s.n_g, sizeof(double));
     int *idx = dp_calloc((size_t)s.n_t, sizeof(int));
-    if (s.damage == NULL || s.cost == NULL || idx == NULL) {
+    if (s.damage == NULL || s.cost == NULL || idx == NULL ||
+        (sp->auto_objective == DP_SPEC_OBJ_LATENCY && s.cost2 == NULL)) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the rate search");
         goto out;
     }
     double total = 0.0;
-    for (int k = 0; k < c->n_t; k++) {
-        const struct dp_layer *l = &c->m->layers[c->t[k].layer];
-        const double uses =
-            sp->auto_objective == DP_SPEC_OBJ_FLOPS ? (double)l->out_h * l->out_w : 1;
-        s.cost[k] = (double)admm_numel(c, &c->t[k]) * uses;
-        total += s.cost[k];
-    }
-    s.budget = total / target;
+    err = alloc_costs(c, target, &s, &total, ei);
+    if (err)
+        goto out;
     /* The sensitivity is measured on validation images: a decision, so
      * never on the test split. */
     struct nn_dataset sample = *c->val;
@@ -272,7 +335,7 @@ static enum dp_err alloc_auto_sensitivity(struct admm_ctx *c, int stage, double 
         g0++;
     for (int k = 0; k < s.n_t; k++)
         idx[k] = g0;
-    alloc_anneal(&s, sp->auto_search_iters, sp->seed + (uint64_t)(stage + 1), idx);
+    admm_alloc_anneal(&s, sp->auto_search_iters, sp->seed + (uint64_t)(stage + 1), idx);
     json_t *layers = json_array();
     for (int k = 0; k < c->n_t; k++) {
         c->t[k].p.rate = s.grid[idx[k]];
@@ -287,16 +350,34 @@ static enum dp_err alloc_auto_sensitivity(struct admm_ctx *c, int stage, double 
     for (int g = 0; g < s.n_g; g++)
         json_array_append_new(grid, json_real(s.grid[g]));
     json_decref(c->auto_info);
-    c->auto_info = json_pack(
-        "{s:s, s:i, s:s, s:f, s:f, s:i, s:i, s:o, s:o}", "allocation", "sensitivity", "stage",
-        stage + 1, "objective", sp->auto_objective == DP_SPEC_OBJ_FLOPS ? "flops" : "params",
-        "target_rate", target, "achieved_rate", total / alloc_kept(&s, idx), "sample_images",
-        sample.n, "search_iters", sp->auto_search_iters, "grid", grid, "layers", layers);
+    /* achieved_rate stays the parameter (or FLOP) rate for every objective;
+     * the latency one adds the device's predicted milliseconds. */
+    double achieved = total / admm_alloc_kept(&s, idx);
+    if (sp->auto_objective == DP_SPEC_OBJ_LATENCY) {
+        double n_all = 0.0, kept = 0.0;
+        for (int k = 0; k < c->n_t; k++) {
+            n_all += (double)admm_numel(c, &c->t[k]);
+            kept += (double)admm_numel(c, &c->t[k]) / s.grid[idx[k]];
+        }
+        achieved = n_all / kept;
+    }
+    c->auto_info =
+        json_pack("{s:s, s:i, s:s, s:f, s:f, s:i, s:i, s:o, s:o}", "allocation", "sensitivity",
+                  "stage", stage + 1, "objective", dp_spec_objective_name(sp->auto_objective),
+                  "target_rate", target, "achieved_rate", achieved, "sample_images", sample.n,
+                  "search_iters", sp->auto_search_iters, "grid", grid, "layers", layers);
+    if (c->auto_info != NULL && sp->auto_objective == DP_SPEC_OBJ_LATENCY) {
+        json_object_set_new(c->auto_info, "dense_ms", json_real(total));
+        json_object_set_new(c->auto_info, "budget_ms", json_real(s.budget));
+        json_object_set_new(c->auto_info, "predicted_ms", json_real(admm_alloc_kept(&s, idx)));
+        json_object_set(c->auto_info, "device", json_object_get(c->cb->latency, "device"));
+    }
     if (c->auto_info == NULL)
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the rate report");
 out:
     dp_free(s.damage);
     dp_free(s.cost);
+    dp_free(s.cost2);
     dp_free(idx);
     return err;
 }

@@ -175,6 +175,31 @@ enum dp_err admm_alloc_global(struct admm_ctx *c, double frac, struct dp_errinfo
  * 1/rate of them in all; sets every target's p.rate. DP_ENOMEM. */
 enum dp_err admm_alloc_global_rate(struct admm_ctx *c, double rate, struct dp_errinfo *ei);
 
+/* The automatic rates' search: one grid rate per target. */
+#define ALLOC_GRID_MAX 24
+struct admm_alloc_search {
+    int n_t, n_g;
+    double grid[ALLOC_GRID_MAX];
+    double *damage; /* n_t * n_g: loss increase of target k alone at grid rate g */
+    double *cost;   /* n_t * n_g: what target k keeps at grid rate g (weights, MACs or ms) */
+    double budget;  /* the most the kept cost may sum to */
+    /* A second budget the choice must also meet (the latency objective's
+     * weight target), or cost2 NULL: none. n_t * n_g like cost. */
+    double *cost2;
+    double budget2;
+};
+
+/* The kept cost of the choice idx (one grid index per target). */
+double admm_alloc_kept(const struct admm_alloc_search *s, const int *idx);
+
+/* Whether the choice idx meets the budget (and budget2 when set). */
+int admm_alloc_feasible(const struct admm_alloc_search *s, const int *idx);
+
+/* Simulated annealing from best (in: the start, out: the best feasible
+ * choice found; unchanged when none is) minimising the summed damage
+ * within the budget (and budget2); seeded, so reproducible. */
+void admm_alloc_anneal(const struct admm_alloc_search *s, int iters, uint64_t seed, int *best);
+
 /* spec.auto for progressive stage `stage` (-1: the whole run at once, the
  * magnitude baseline): the target auto.rate^((stage + 1) / stages) spread
  * over the layers on their current weights, by sensitivity analysis on

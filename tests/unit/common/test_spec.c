@@ -83,6 +83,20 @@ Test(spec, validation_budget_convergence_and_distillation)
     DP_ASSERT_NO_LEAKS();
 }
 
+Test(spec, latency_objective_keeps_its_device_selector)
+{
+    struct dp_spec s;
+    struct dp_errinfo ei = {0};
+    static const char t[] = "{\"auto\":{\"rate\":8,\"objective\":\"latency\",\"device\":{"
+                            "\"name\":\"pi5-*\",\"isa\":\"neon\"}},\"layers\":[{\"prune\":{"
+                            "\"scheme\":\"irregular\"}}]}";
+    cr_assert_eq(dp_spec_parse(t, strlen(t), &s, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(s.auto_objective, DP_SPEC_OBJ_LATENCY);
+    cr_assert_str_eq(s.auto_device, "{\"isa\":\"neon\",\"name\":\"pi5-*\"}");
+    cr_assert_str_eq(dp_spec_objective_name(s.auto_objective), "latency");
+    DP_ASSERT_NO_LEAKS();
+}
+
 struct spec_bad {
     const char *text;
     const char *needle; /* the message must name this */
@@ -142,6 +156,15 @@ Test(spec, errors_name_the_field)
         {"{\"auto\":{\"rate\":4,\"allocation\":\"global\"},\"layers\":[{\"prune\":{"
          "\"scheme\":\"filter\"}}]}",
          "auto.allocation \"global\" needs irregular"},
+        {"{\"auto\":{\"rate\":4,\"objective\":\"latency\"},\"layers\":[{\"prune\":{"
+         "\"scheme\":\"irregular\"}}]}",
+         "spec.auto.device: required with auto.objective \"latency\""},
+        {"{\"auto\":{\"rate\":4,\"device\":\"pi5\"},\"layers\":[{\"prune\":{"
+         "\"scheme\":\"irregular\"}}]}",
+         "spec.auto.device: only with auto.objective \"latency\""},
+        {"{\"auto\":{\"rate\":4,\"objective\":\"latency\",\"device\":[1]},\"layers\":[{"
+         "\"prune\":{\"scheme\":\"irregular\"}}]}",
+         "spec.auto.device: required"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct dp_spec s;

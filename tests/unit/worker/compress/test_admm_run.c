@@ -397,3 +397,88 @@ Test(admm_run, pattern_and_connectivity_hold_together, .timeout = 300)
     admm_fixture_free(&f);
     DP_ASSERT_NO_LEAKS();
 }
+
+/* A device on which the two small convolutions take nearly all the time
+ * and the big fc1 almost none: ms(r) = dense * (0.2 + 0.8 / r) at r = 1,
+ * 2, 4, ..., 64. */
+static json_t *conv_bound_table(void)
+{
+    static const char *const names[] = {"conv1", "conv2", "fc1", "fc2"};
+    static const double dense[] = {2.0, 3.0, 0.05, 0.01};
+    json_t *ls = json_array();
+    for (int k = 0; k < 4; k++) {
+        json_t *rs = json_array(), *ms = json_array();
+        for (double r = 1.0; r <= 64.0; r *= 2.0) {
+            json_array_append_new(rs, json_real(r));
+            json_array_append_new(ms, json_real(dense[k] * (0.2 + 0.8 / r)));
+        }
+        json_array_append_new(
+            ls, json_pack("{s:s, s:o, s:o}", "name", names[k], "rates", rs, "ms", ms));
+    }
+    return json_pack("{s:s, s:o}", "device", "synthetic", "layers", ls);
+}
+
+static double auto_rate_of(const json_t *report, int k)
+{
+    return json_real_value(json_object_get(
+        json_array_get(json_object_get(json_object_get(report, "auto"), "layers"), (size_t)k),
+        "rate"));
+}
+
+Test(admm_run, latency_objective_prunes_where_the_device_spends_time, .timeout = 300)
+{
+    static const char fmt[] =
+        "{\"admm\":{\"iters\":1,\"epochs_per_iter\":1},\"retrain\":{\"epochs\":1},"
+        "\"auto\":{\"rate\":6,\"search_iters\":3000,\"eval_images\":256%s},\"layers\":["
+        "{\"match\":\"*\",\"prune\":{\"scheme\":\"irregular\"}}]}";
+    char text[512];
+    struct admm_fixture f;
+    struct dp_spec spec;
+    struct dp_errinfo ei = {0};
+    json_t *table = conv_bound_table(), *rp = NULL, *rl = NULL;
+    cr_assert_not_null(table);
+
+    admm_fixture_init(&f);
+    snprintf(text, sizeof(text), fmt, "");
+    rp = admm_run_spec(&f, text);
+    admm_fixture_free(&f);
+
+    admm_fixture_init(&f);
+    snprintf(text, sizeof(text), fmt,
+             ",\"objective\":\"latency\",\"device\":{\"name\":\"synthetic\"}");
+    admm_fixture_spec(text, &spec);
+    struct admm_callbacks cb;
+    memset(&cb, 0, sizeof(cb));
+    /* Without the device's table the run refuses at the allocation. */
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, &cb, &rl, &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "latency table") != NULL, "%s", ei.msg);
+    cr_assert_null(rl);
+    cb.latency = table;
+    cr_assert_eq(admm_compress(f.m, &f.train, &f.test, &spec, &cb, &rl, &ei), DP_OK, "%s", ei.msg);
+    admm_fixture_free(&f);
+
+    const json_t *au = json_object_get(rl, "auto");
+    cr_assert_str_eq(json_string_value(json_object_get(au, "objective")), "latency");
+    const double pred = json_real_value(json_object_get(au, "predicted_ms"));
+    const double budget = json_real_value(json_object_get(au, "budget_ms"));
+    cr_assert_leq(pred, budget * (1.0 + 1e-9), "predicted %.3f ms over the budget %.3f", pred,
+                  budget);
+    cr_assert_float_eq(json_real_value(json_object_get(au, "dense_ms")), 5.06, 1e-9);
+    /* params spends the cut on fc1 (18432 of the weights); latency also
+     * on the convolutions, which hold the time. */
+    const double p_c1 = auto_rate_of(rp, 0), p_c2 = auto_rate_of(rp, 1),
+                 p_fc1 = auto_rate_of(rp, 2);
+    const double l_c1 = auto_rate_of(rl, 0), l_c2 = auto_rate_of(rl, 1),
+                 l_fc1 = auto_rate_of(rl, 2);
+    cr_log_info("params: conv1 %.1f conv2 %.1f fc1 %.1f; latency: conv1 %.1f conv2 %.1f fc1 %.1f",
+                p_c1, p_c2, p_fc1, l_c1, l_c2, l_fc1);
+    cr_assert_gt(l_c1 + l_c2, p_c1 + p_c2, "the convolutions are pruned harder for latency");
+    /* ... while the weight target stands for both. */
+    cr_assert_geq(json_real_value(json_object_get(au, "achieved_rate")), 6.0 * (1.0 - 1e-9));
+    cr_assert_geq(json_real_value(json_object_get(json_object_get(rp, "auto"), "achieved_rate")),
+                  6.0 * (1.0 - 1e-9));
+    json_decref(rp);
+    json_decref(rl);
+    json_decref(table);
+    DP_ASSERT_NO_LEAKS();
+}
