@@ -123,7 +123,8 @@ async function ok(method, path, body, token, want) {
 
 // Job specs: A is long enough to be watched and reloaded mid-run (10
 // epochs), C short; both finish, B is cancelled.
-const specA = { admm: { iters: 6, epochs_per_iter: 1, rho: 1e-3 }, retrain: { epochs: 2 },
+// Long enough that a quiet machine is still running it when the page reloads mid-run.
+const specA = { admm: { iters: 16, epochs_per_iter: 1, rho: 1e-3 }, retrain: { epochs: 2 },
   layers: [{ match: "conv*", prune: { scheme: "irregular", rate: 4 } }, { match: "fc*", prune: { scheme: "irregular", rate: 10 } }] };
 const specC = { admm: { iters: 2, epochs_per_iter: 1, rho: 1e-3 }, retrain: { epochs: 1 },
   // conv1 has one input channel (a 3x3 kernel per filter): patterns need more, so it is pruned irregularly.
