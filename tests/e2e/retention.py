@@ -80,6 +80,14 @@ def main():
                     "layers": [{"match": "*", "prune": {"scheme": "irregular", "rate": 4}}]},
            "export": {"format": "onnx"}}
     first = ok(port, "POST", "/api/v1/jobs", token, body=job)["id"]
+    # At once, while the job is queued or running (a quiet machine ends it
+    # within seconds): DELETE refuses it, and the model it uses.
+    st, j = call(port, "DELETE", f"/api/v1/jobs/{first}", token=token)
+    if st != 409 or j.get("code") != "job_not_finished":
+        fail(f"DELETE of an unfinished job: {st} {j}")
+    st, j = call(port, "DELETE", f"/api/v1/models/{model}", token=token)
+    if st != 409 or j.get("code") != "in_use":
+        fail(f"DELETE of a model a job uses: {st} {j}")
 
     # A model file to upload again and again: the first job's pretrained
     # checkpoint would do, but any valid safetensors file does; make one
@@ -119,14 +127,6 @@ def main():
 
     t = threading.Thread(target=churner)
     t.start()
-    # While the job runs: DELETE refuses it, and the model it uses.
-    time.sleep(1)
-    st, j = call(port, "DELETE", f"/api/v1/jobs/{first}", token=token)
-    if st != 409 or j.get("code") != "job_not_finished":
-        fail(f"DELETE of a running job: {st} {j}")
-    st, j = call(port, "DELETE", f"/api/v1/models/{model}", token=token)
-    if st != 409 or j.get("code") != "in_use":
-        fail(f"DELETE of a model a job uses: {st} {j}")
     done = _wait_job(port, token, first, ok, fail)
     # A fast machine ends the job in seconds: the churn goes on for at
     # least five rounds, each one racing a GC pass.
