@@ -1041,6 +1041,18 @@ static void http_free_pem(char *pem)
     }
 }
 
+/* Frees what srv_http_start made, whatever it got to (the daemon is the
+ * caller's: stopped or never started). */
+static void http_free(struct srv_http *h)
+{
+    http_free_pem(h->tls_cert_pem);
+    http_free_pem(h->tls_key_pem);
+    pthread_mutex_destroy(&h->conn_mu);
+    pthread_mutex_destroy(&h->wait_mu);
+    srv_ratelimit_free(h->rl);
+    dp_free(h);
+}
+
 enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store,
                            struct srv_http **out, struct dp_errinfo *ei)
 {
@@ -1051,26 +1063,23 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
     h->cfg = cfg;
     h->st = store;
     h->started_ms = srv_now_ms();
-    h->rl = srv_ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst);
-    if (h->rl == NULL) {
-        dp_free(h);
-        return DP_ENOMEM;
-    }
     h->waiters.next = h->waiters.prev = &h->waiters;
     h->durable.next = h->durable.prev = &h->durable;
     pthread_mutex_init(&h->wait_mu, NULL);
     h->heads.next = h->heads.prev = &h->heads;
     pthread_mutex_init(&h->conn_mu, NULL);
+    h->rl = srv_ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst);
+    if (h->rl == NULL) {
+        http_free(h);
+        return DP_ENOMEM;
+    }
 
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof(addr));
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)cfg->port);
     if (inet_pton(AF_INET, cfg->host, &addr.sin_addr) != 1) {
-        pthread_mutex_destroy(&h->conn_mu);
-        pthread_mutex_destroy(&h->wait_mu);
-        srv_ratelimit_free(h->rl);
-        dp_free(h);
+        http_free(h);
         return dp_errinfo_set(ei, DP_EINVAL, "--listen: '%s' is not an IPv4 address", cfg->host);
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
@@ -1089,12 +1098,7 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
         if (!err)
             err = http_read_pem("--tls-key", cfg->tls_key, &h->tls_key_pem, ei);
         if (err) {
-            http_free_pem(h->tls_cert_pem);
-            http_free_pem(h->tls_key_pem);
-            pthread_mutex_destroy(&h->conn_mu);
-            pthread_mutex_destroy(&h->wait_mu);
-            srv_ratelimit_free(h->rl);
-            dp_free(h);
+            http_free(h);
             return err;
         }
         flags |= MHD_USE_TLS;
@@ -1116,12 +1120,7 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
         (unsigned)cfg->http_per_ip_conns, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (h->daemon == NULL) {
-        http_free_pem(h->tls_cert_pem);
-        http_free_pem(h->tls_key_pem);
-        pthread_mutex_destroy(&h->conn_mu);
-        pthread_mutex_destroy(&h->wait_mu);
-        srv_ratelimit_free(h->rl);
-        dp_free(h);
+        http_free(h);
         return dp_errinfo_set(ei, DP_EIO,
                               cfg->tls_cert[0] ? "cannot listen on %s (address in use, or the "
                                                  "TLS certificate and key do not match?)"
@@ -1132,12 +1131,7 @@ enum dp_err srv_http_start(const struct srv_config *cfg, struct srv_store *store
         enum dp_err err = srv_store_group_commit_start(store, http_on_durable, h, ei);
         if (err) {
             MHD_stop_daemon(h->daemon);
-            http_free_pem(h->tls_cert_pem);
-            http_free_pem(h->tls_key_pem);
-            pthread_mutex_destroy(&h->conn_mu);
-            pthread_mutex_destroy(&h->wait_mu);
-            srv_ratelimit_free(h->rl);
-            dp_free(h);
+            http_free(h);
             return err;
         }
     }
@@ -1177,10 +1171,5 @@ void srv_http_stop(struct srv_http *h)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(h->daemon);
-    http_free_pem(h->tls_cert_pem);
-    http_free_pem(h->tls_key_pem);
-    pthread_mutex_destroy(&h->conn_mu);
-    pthread_mutex_destroy(&h->wait_mu);
-    srv_ratelimit_free(h->rl);
-    dp_free(h);
+    http_free(h);
 }

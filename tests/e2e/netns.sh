@@ -12,6 +12,7 @@
 # usage: tests/e2e/netns.sh BUILD_DIR      (root: ip netns)
 set -euo pipefail
 BUILD=$(cd "${1:?usage: netns.sh BUILD_DIR}" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
 CLI="$BUILD/dnnpress"
 tag=dp$$
 NS_S=${tag}s NS_1=${tag}w1 NS_2=${tag}w2
@@ -48,13 +49,9 @@ link "$NS_1" 201
 link "$NS_2" 202
 
 cd "$tmp"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj "/CN=dnnpress netns test CA" -keyout ca.key -out ca.pem 2> /dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=server" \
-  -keyout server.key -out server.csr 2> /dev/null
-printf 'subjectAltName=IP:127.0.0.1,IP:169.254.201.1,IP:169.254.202.1\n' > server.ext
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-  -extfile server.ext -out server.pem 2> /dev/null
+. "$HERE/test_ca.sh"
+mkca ca
+mkcert server ca "IP:127.0.0.1,IP:169.254.201.1,IP:169.254.202.1"
 
 PORT=8443
 ADMIN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')

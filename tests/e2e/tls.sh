@@ -9,6 +9,7 @@
 # --tls-cert without --tls-key, a key that does not match.
 set -euo pipefail
 BUILD=$(cd "${1:?usage: tls.sh BUILD_DIR}" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
 CLI="$BUILD/dnnpress"
 tmp=$(mktemp -d)
 pids=()
@@ -25,17 +26,7 @@ fail() { echo "tls: FAIL: $*" >&2; for f in "$tmp"/*.log; do echo "--- $f" >&2; 
 
 # ---- a CA, a server certificate for localhost/127.0.0.1, a rogue CA ---------
 cd "$tmp"
-mkca() { # NAME
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=dnnpress test $1" -keyout "$1.key" -out "$1.pem" 2> /dev/null
-}
-mkcert() { # NAME CA SAN
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
-    -keyout "$1.key" -out "$1.csr" 2> /dev/null
-  printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$3" > "$1.ext"
-  openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -days 2 \
-    -extfile "$1.ext" -out "$1.pem" 2> /dev/null
-}
+. "$HERE/test_ca.sh"
 mkca ca
 mkca rogue
 mkcert server ca "DNS:localhost,IP:127.0.0.1"
