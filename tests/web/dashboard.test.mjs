@@ -239,6 +239,11 @@ async function main() {
   }, rowA);
   const first = await until("job A running in the table", async () => { const p = await progressOf(); return p && p.state === "running" && p.value > 0 ? p : null; }, 60000);
   const later = await until("job A's progress to move in the table", async () => { const p = await progressOf(); return p && (p.text !== first.text || p.value !== first.value) ? p : null; }, 60000);
+  // Hold job A mid-run from here on (its worker paused, resumed after the
+  // reload below): its pretraining is done, so its page has curve points,
+  // and however fast the machine, it cannot end before the reload.
+  await until("job A past its pretraining", async () => { const p = await progressOf(); return p && p.state === "running" && !/train\b/.test(p.text.replace("retrain", "")) ? p : null; }, 60000, 20);
+  signalWorkers("SIGSTOP");
   await shot("jobs");
   log(`ok: job A appeared and progressed without a reload (${first.text} ${first.value.toFixed(2)} -> ${later.text} ${later.value === null ? "" : later.value.toFixed(2)})`);
 
