@@ -95,7 +95,7 @@ $(DEPS_STAMP): tools/deps.sh
 # ---- Libraries each artifact links -------------------------------------------
 
 COMMON_LIBS := -ljansson -lprotobuf-c -lcurl -larchive -lcrypto -lz -lm
-NN_LIBS := -ldnnl -lopenblas -fopenmp
+NN_LIBS := -ldnnl -lopenblas -lfftw3f -fopenmp
 WORKER_LIBS := -luv $(NN_LIBS) $(COMMON_LIBS)
 SERVER_LIBS := -lmicrohttpd -lsqlite3 -luv -pthread $(COMMON_LIBS)
 CLI_LIBS := $(COMMON_LIBS)
@@ -164,6 +164,7 @@ $(BUILD)/common/%.o: CFLAGS = $(CFLAGS_STRICT)
 $(BUILD)/server/%.o: CFLAGS = $(CFLAGS_STRICT) -pthread
 $(BUILD)/worker/nn/%.o: CFLAGS = $(CFLAGS_NN)
 $(BUILD)/worker/compress/%.o: CFLAGS = $(CFLAGS_NN)
+$(BUILD)/worker/circulant/%.o: CFLAGS = $(CFLAGS_NN)
 $(BUILD)/tests/%.o: CFLAGS = $(CFLAGS_TEST)
 
 $(BUILD)/%.o: %.c | $(GEN_HDRS)
@@ -186,7 +187,7 @@ $(LIBCOMMON): $(COMMON_OBJ)
 # worker/codegen (the compiler, `dnnpress-worker compile`) joins libnn: it
 # runs the engine for the bundle's reference outputs. Its bundle templates
 # (worker/codegen/rt/*.in) are compiled in as strings.
-NN_SRC := $(wildcard worker/nn/*.c worker/compress/*.c worker/codegen/*.c)
+NN_SRC := $(wildcard worker/nn/*.c worker/circulant/*.c worker/compress/*.c worker/codegen/*.c)
 NN_OBJ := $(NN_SRC:%.c=$(BUILD)/%.o)
 LIBNN := $(BUILD)/libnn.a
 

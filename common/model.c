@@ -183,6 +183,14 @@ int dp_model_add_add(struct dp_model *m, const char *name, int a, int b, struct 
 
 /* ---- Finalize: shapes and parameters ------------------------------------- */
 
+void dp_model__param_truncate(struct dp_model *m, int first)
+{
+    if (first < 0 || first >= m->n_params)
+        return;
+    m->n_floats = m->params[first].offset;
+    m->n_params = first;
+}
+
 enum dp_err dp_model__param_add(struct dp_model *m, int layer, const char *suffix, int trainable,
                                 int ndim, const int64_t *shape, struct dp_errinfo *ei)
 {

@@ -23,6 +23,11 @@
 enum dp_err dp_model__param_add(struct dp_model *m, int layer, const char *suffix, int trainable,
                                 int ndim, const int64_t *shape, struct dp_errinfo *ei);
 
+/* Forgets the parameters declared from index `first` on (the last ones
+ * declared), giving their floats back: for an op whose shape inference
+ * builds on another's and then declares its own parameters instead. */
+void dp_model__param_truncate(struct dp_model *m, int first);
+
 /* The per-sample shape of layer idx's output, or of the model input for DP_MODEL_INPUT. */
 void dp_model__in_shape(const struct dp_model *m, int idx, int *c, int *h, int *w);
 

@@ -77,6 +77,7 @@ static const struct mio_field mio_attr_fields[] = {
     MIO_ATTR(beta, MIO_FLOAT, -FLT_MAX, FLT_MAX),
     MIO_ATTR(start, MIO_INT, 0, 1 << 28),
     MIO_ATTR(end, MIO_INT, 0, 1 << 28),
+    MIO_ATTR(block, MIO_INT, 0, 4096),
 };
 #undef MIO_ATTR
 

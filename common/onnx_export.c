@@ -745,6 +745,14 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
                                            name)
                           : DP_OK;
         }
+        case DP_OP_LSTM:
+        case DP_OP_GRU:
+        case DP_OP_CIRC_LINEAR:
+        case DP_OP_CIRC_CONV2D:
+            /* Issue 15: LSTM/GRU nodes, and circulant layers as their dense equivalents. */
+            return dp_errinfo_set(e->ei, DP_EUNSUPPORTED,
+                                  "layer '%s': exporting op %s to ONNX is not supported yet", name,
+                                  dp_op_name(l->op));
         case DP_OP__COUNT:
             break;
     }

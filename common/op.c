@@ -368,6 +368,115 @@ static enum dp_err op_const_infer(struct dp_model *m, int i, struct dp_errinfo *
     return dp_model__param_add(m, i, "value", 0, 3, s, ei);
 }
 
+/* ---- Recurrent and block-circulant layers (issue 15) --------------------- */
+
+/* Blocks of k needed to cover n: the padded dimension is blocks * k. */
+static int64_t op_blocks(int64_t n, int k)
+{
+    return (n + k - 1) / k;
+}
+
+/* Declares a matrix of rows x cols named `name`: dense (rows, cols) when
+ * k == 0, else block-circulant vectors (ceil(rows/k), ceil(cols/k), k). */
+static enum dp_err op_matrix_add(struct dp_model *m, int i, const char *name, int64_t rows,
+                                 int64_t cols, int k, struct dp_errinfo *ei)
+{
+    if (k == 0) {
+        int64_t s[2] = {rows, cols};
+        return dp_model__param_add(m, i, name, 1, 2, s, ei);
+    }
+    int64_t s[3] = {op_blocks(rows, k), op_blocks(cols, k), k};
+    return dp_model__param_add(m, i, name, 1, 3, s, ei);
+}
+
+static enum dp_err op_check_block(const struct dp_layer *l, int min, struct dp_errinfo *ei)
+{
+    if (l->a.block < min || l->a.block > 4096)
+        return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': block size %d must be in [%d, 4096]",
+                              l->name, l->a.block, min);
+    return DP_OK;
+}
+
+/* lstm and gru: (1, T, F) -> (1, T, H); gates = 4 (lstm) or 3 (gru). */
+static enum dp_err op_rnn_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    int gates = l->op == DP_OP_LSTM ? 4 : 3;
+    enum dp_err err = op_check_block(l, 0, ei);
+    if (err)
+        return err;
+    if (c != 1)
+        return dp_errinfo_set(ei, DP_ESHAPE,
+                              "layer '%s': a sequence is a (1, T, F) map, the input has %d "
+                              "channels",
+                              l->name, c);
+    if (a->out_ch < 1 || a->out_ch > (1 << 16))
+        return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': hidden size must be in [1, 65536]",
+                              l->name);
+    op_set_out(l, 1, h, a->out_ch);
+    int64_t g = (int64_t)gates * a->out_ch;
+    err = op_matrix_add(m, i, "weight_ih", g, w, a->block, ei);
+    if (!err)
+        err = op_matrix_add(m, i, "weight_hh", g, a->out_ch, a->block, ei);
+    int64_t s[1] = {g};
+    if (!err)
+        err = dp_model__param_add(m, i, "bias_ih", 1, 1, s, ei);
+    if (!err)
+        err = dp_model__param_add(m, i, "bias_hh", 1, 1, s, ei);
+    return err;
+}
+
+static enum dp_err op_circ_linear_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    enum dp_err err = op_check_block(l, 1, ei);
+    if (err)
+        return err;
+    if (a->out_ch < 1 || a->out_ch > (1 << 24))
+        return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': out features must be in [1, 2^24]",
+                              l->name);
+    op_set_out(l, a->out_ch, 1, 1);
+    err = op_matrix_add(m, i, "weight", a->out_ch, (int64_t)c * h * w, a->block, ei);
+    int64_t s[1] = {a->out_ch};
+    if (!err && a->has_bias)
+        err = dp_model__param_add(m, i, "bias", 1, 1, s, ei);
+    return err;
+}
+
+static enum dp_err op_circ_conv2d_infer(struct dp_model *m, int i, struct dp_errinfo *ei)
+{
+    struct dp_layer *l = &m->layers[i];
+    const struct dp_op_attrs *a = &l->a;
+    enum dp_err err = op_check_block(l, 1, ei);
+    if (err)
+        return err;
+    if (a->groups != 1)
+        return dp_errinfo_set(ei, DP_EINVAL, "layer '%s': a circulant conv2d has groups = 1",
+                              l->name);
+    /* Window, channels and output shape as conv2d; then the weight is
+     * replaced by its circulant form (conv2d declared weight and bias). */
+    int first = m->n_params;
+    err = op_conv2d_infer(m, i, ei);
+    if (err)
+        return err;
+    int c, h, w;
+    dp_model__in_shape(m, l->inputs[0], &c, &h, &w);
+    dp_model__param_truncate(m, first);
+    int64_t s[4] = {(int64_t)a->kh * a->kw, op_blocks(a->out_ch, a->block), op_blocks(c, a->block),
+                    a->block};
+    err = dp_model__param_add(m, i, "weight", 1, 4, s, ei);
+    int64_t b[1] = {a->out_ch};
+    if (!err && a->has_bias)
+        err = dp_model__param_add(m, i, "bias", 1, 1, b, ei);
+    return err;
+}
+
 /* ---- The table ----------------------------------------------------------- */
 
 #define OP_WIN  (DP_ATTR_WINDOW | DP_ATTR_CEIL_MODE)
@@ -411,6 +520,17 @@ static const struct dp_op_info op_table[DP_OP__COUNT] = {
     [DP_OP_CONST] = {"const", 1, DP_ATTR_TO, op_const_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
     [DP_OP_ADD_BCAST] = {"add_bcast", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
     [DP_OP_MEAN] = {"mean", 1, DP_ATTR_AXIS, op_mean_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    /* Issue 15. Opaque to purification and not compressible: their
+     * weights are not dense (out, in, ...) tensors (the circulant ADMM
+     * scheme handles lstm and gru matrices itself). */
+    [DP_OP_LSTM] = {"lstm", 1, DP_ATTR_OUT_CH | DP_ATTR_BLOCK, op_rnn_infer, NULL,
+                    DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_GRU] = {"gru", 1, DP_ATTR_OUT_CH | DP_ATTR_BLOCK, op_rnn_infer, NULL, DP_OP_CHAN_OPAQUE,
+                   0, 0},
+    [DP_OP_CIRC_LINEAR] = {"circ_linear", 1, DP_ATTR_OUT_CH | DP_ATTR_HAS_BIAS | DP_ATTR_BLOCK,
+                           op_circ_linear_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_CIRC_CONV2D] = {"circ_conv2d", 1, OP_CONV | DP_ATTR_BLOCK, op_circ_conv2d_infer, NULL,
+                           DP_OP_CHAN_OPAQUE, 0, 0},
 };
 
 #undef OP_WIN

@@ -58,6 +58,36 @@ enum dp_op {
     DP_OP_CONST,       /* a constant (to_c, to_h, to_w) map per sample (its input is ignored) */
     DP_OP_MEAN,        /* mean over per-sample axes [axis, axis_end], kept as size 1 */
     DP_OP_ADD_BCAST,   /* a + b broadcasting like mul (add keeps equal shapes, for purification) */
+    /*
+     * Added for recurrent and block-circulant networks (issue 15). A
+     * sequence is a per-sample (1, T, F) map: H is time, W the features
+     * (an MNIST image read row by row is 28 steps of 28 features).
+     *
+     * lstm, gru: one layer, one direction, zero initial state, batch-first,
+     * out_ch = hidden size H; output (1, T, H), every step's hidden state
+     * (a slice along axis 2 takes the last). Parameters in PyTorch's
+     * layout and gate order, so PyTorch weights map directly:
+     *   lstm: weight_ih (4H, F), weight_hh (4H, H), bias_ih (4H), bias_hh (4H); gates i, f, g, o
+     *   gru:  weight_ih (3H, F), weight_hh (3H, H), bias_ih (3H), bias_hh (3H); gates r, z, n,
+     *         n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) (ONNX linear_before_reset = 1)
+     * has_bias is always 1 for them. With block = k > 0 both matrices are
+     * block-circulant (below) and stored as (ceil(rows/k), ceil(cols/k), k).
+     *
+     * circ_linear: linear whose weight (out, in) is block-circulant with
+     * k x k blocks (k = block), stored as (p, q, k), p = ceil(out/k),
+     * q = ceil(in/k); rows and columns past out and in are zero padding.
+     * circ_conv2d: conv2d (groups 1) whose (out, in) channel matrix at each
+     * kernel tap is block-circulant: weight (kh * kw, p, q, k), tap t = u * kw + v.
+     * Convention everywhere (forward, backward, projection, export,
+     * codegen): FIRST COLUMN. The stored vector c of block (i, j) gives
+     *   W[i*k + r][j*k + s] = c[(r - s) mod k],
+     * so block (i, j) times x_j is IFFT(FFT(c) * FFT(x_j)).
+     * worker/circulant/circ.h computes with it.
+     */
+    DP_OP_LSTM,
+    DP_OP_GRU,
+    DP_OP_CIRC_LINEAR,
+    DP_OP_CIRC_CONV2D,
     DP_OP__COUNT
 };
 
@@ -85,6 +115,7 @@ struct dp_op_attrs {
     int to_c, to_h, to_w; /* DP_ATTR_TO: reshape's per-sample output shape; const's shape */
     float alpha, beta;    /* DP_ATTR_AB: hardsigmoid's slope and offset */
     int start, end;       /* DP_ATTR_RANGE: slice's [start, end) along axis */
+    int block;            /* DP_ATTR_BLOCK: circulant block size k (lstm/gru: 0 = dense) */
 };
 
 /* Field groups of struct dp_op_attrs, for dp_op_info.attrs. */
@@ -102,6 +133,7 @@ enum {
     DP_ATTR_TO = 1u << 10,
     DP_ATTR_AB = 1u << 11,
     DP_ATTR_RANGE = 1u << 12,
+    DP_ATTR_BLOCK = 1u << 13,
 };
 
 /*

@@ -30,6 +30,8 @@ PKGS=(
   nodejs                      # builds web/ (npm ci + esbuild); never needed to run the server
   chromium                    # tests/web: the dashboard in headless Chromium (playwright-core)
   python3-torchvision         # test peers only: the torchvision architectures of tests/onnx (issue 17)
+  # ---- block-circulant layers (issue 15) ----
+  libfftw3-dev                # real FFTs of the circulant layers (single precision: -lfftw3f)
 )
 # npm: the dashboard build and the deploy manifests' schema check; Debian's
 # nodejs comes without npm (NodeSource's includes it, and the two conflict).

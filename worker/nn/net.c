@@ -31,6 +31,7 @@ struct nn_net_layer {
     const float *in[DP_MAX_INPUTS];
     float *din[DP_MAX_INPUTS];
     void *cache; /* the op's (struct nn_layer_ops.cache_bytes), NULL when it has none */
+    void *state; /* the op's (struct nn_layer_ops.state_new), NULL when it has none */
     /* conv2d through oneDNN: primitives for the full batch, and for the
      * last other batch size seen (a partial last batch, evaluation). */
     struct nn_conv_dnnl *cd_full, *cd_part, *cd_cur;
@@ -63,6 +64,12 @@ struct nn_layer_ops {
      * backward in nn_net_layer.cache; NULL for none. */
     size_t (*cache_bytes)(const struct dp_layer *l, size_t cnt);
     int alias; /* output and its gradient are input 0's memory (no copy, no work) */
+    /* Per-layer state that is not a flat cache (FFT plans and spectra of a
+     * circulant layer): made once by nn_net_new for batches of up to
+     * max_batch samples, kept in nn_net_layer.state, released by
+     * state_free (which takes NULL). NULL for none. */
+    enum dp_err (*state_new)(struct nn_net *net, int li, void **state, struct dp_errinfo *ei);
+    void (*state_free)(void *state);
 };
 
 static float *net_param(struct nn_net *net, const struct dp_layer *l, int k)
@@ -1018,6 +1025,16 @@ enum dp_err nn_net_new_ex(struct dp_model *m, int max_batch, int use_dnnl, struc
     }
     net_plan(net, net->act_block);
     memset(net->grad, 0, m->n_floats * sizeof(float));
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct nn_layer_ops *ops = &net_ops[m->layers[i].op];
+        if (ops->state_new == NULL)
+            continue;
+        enum dp_err err = ops->state_new(net, i, &net->layers[i].state, ei);
+        if (err) {
+            nn_net_free(net);
+            return err;
+        }
+    }
     /* oneDNN is the fast path for convolutions; without it (or for a layer
      * it declines) the im2col kernels of conv2d.h run instead. */
     if (use_dnnl && nn_dnnl_new(&net->dnnl, ei) != DP_OK)
@@ -1054,6 +1071,8 @@ void nn_net_free(struct nn_net *net)
     for (int i = 0; net->layers != NULL && i < net->m->n_layers; i++) {
         nn_conv_dnnl_free(net->layers[i].cd_full);
         nn_conv_dnnl_free(net->layers[i].cd_part);
+        if (net_ops[net->m->layers[i].op].state_free != NULL)
+            net_ops[net->m->layers[i].op].state_free(net->layers[i].state);
     }
     nn_dnnl_free(net->dnnl);
     dp_free(net->layers);

@@ -32,7 +32,7 @@ Test(op, every_op_has_a_complete_row)
     cr_assert_null(dp_op_info(DP_OP__COUNT));
     cr_assert_null(dp_op_name((enum dp_op) - 1));
     enum dp_op o;
-    cr_assert_eq(dp_op_from_name("lstm", &o), DP_EFORMAT);
+    cr_assert_eq(dp_op_from_name("rnn", &o), DP_EFORMAT);
 }
 
 /* A valid layer of every op on a 2x9x9 input (odd, so that ceil_mode matters);
@@ -85,6 +85,17 @@ static struct dp_op_attrs op_sample(enum dp_op op)
         case DP_OP_CONST:
             a.to_c = 2, a.to_h = 1, a.to_w = 1;
             break;
+        case DP_OP_LSTM:
+        case DP_OP_GRU:
+            a.out_ch = 6, a.block = 4; /* on a 1x9x9 input: 9 steps of 9 features */
+            break;
+        case DP_OP_CIRC_LINEAR:
+            a.out_ch = 10, a.has_bias = 1, a.block = 4;
+            break;
+        case DP_OP_CIRC_CONV2D:
+            a.out_ch = 4, a.kh = a.kw = 3, a.sh = a.sw = 1, a.pt = a.pl = a.pb = a.pr = 1;
+            a.dh = a.dw = 1, a.groups = 1, a.has_bias = 1, a.block = 2;
+            break;
         case DP_OP_SIGMOID:
         case DP_OP_HARDSWISH:
         case DP_OP_SILU:
@@ -135,12 +146,16 @@ static void op_scribble(struct dp_op_attrs *a, unsigned mask)
         a->alpha = NAN, a->beta = INFINITY;
     if (!(mask & DP_ATTR_RANGE))
         a->start = 7, a->end = 3;
+    if (!(mask & DP_ATTR_BLOCK))
+        a->block = 5;
 }
 
 static struct dp_model *op_one_layer(enum dp_op op, const struct dp_op_attrs *a)
 {
     struct dp_errinfo ei = {0};
-    struct dp_model *m = dp_model_new(2, 9, 9);
+    /* A sequence (lstm, gru) is a one-channel map. */
+    const int seq = op == DP_OP_LSTM || op == DP_OP_GRU;
+    struct dp_model *m = dp_model_new(seq ? 1 : 2, 9, 9);
     cr_assert_not_null(m);
     const int in[2] = {DP_MODEL_INPUT, DP_MODEL_INPUT};
     int li = dp_model_add_layer(m, "x", op, in, dp_op_info(op)->n_inputs, a, &ei);
