@@ -107,6 +107,22 @@ class ResNet20(nn.Module):
         return self.fc(x)
 
 
+class SeqRNN(nn.Module):
+    """lstm-fmnist and gru-fmnist: an image read row by row (28 steps of 28
+    features, "sequential Fashion-MNIST"), one LSTM or GRU layer of 128
+    units, the last step's hidden state, a linear layer to the classes."""
+
+    def __init__(self, kind, features=28, hidden=128, num_classes=10):
+        super().__init__()
+        rnn = nn.LSTM if kind == "lstm" else nn.GRU
+        self.rnn = rnn(features, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x):
+        out, _ = self.rnn(x.flatten(1, 2) if x.dim() == 4 and x.shape[1] == 1 else x)
+        return self.fc(out[:, -1])
+
+
 # ---- data ------------------------------------------------------------------
 
 
@@ -193,10 +209,11 @@ def evaluate(model, x, y, batch):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, choices=["lenet5", "resnet20-cifar"])
+    ap.add_argument("--model", required=True, choices=["lenet5", "resnet20-cifar", "lstm-fmnist", "gru-fmnist"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--optim", choices=["sgd", "adam"], default="sgd")
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--wd", type=float, default=5e-4)
@@ -254,12 +271,20 @@ def main():
         if xtr.shape[2:] != (28, 28):
             ap.error("lenet5 needs 28x28 images")
         model = LeNet5(in_ch)
+    elif args.model in ("lstm-fmnist", "gru-fmnist"):
+        if in_ch != 1:
+            ap.error(f"{args.model} reads 1-channel images row by row")
+        model = SeqRNN(args.model[:3 if args.model.startswith("gru") else 4])
     else:
         model = ResNet20(in_ch)
     nparams = sum(p.numel() for p in model.parameters())
 
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
-                          weight_decay=args.wd)
+    if args.optim == "adam":
+        # As the worker's --optim adam: Adam with L2 weight decay (not AdamW).
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.wd)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+                              weight_decay=args.wd)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     shuffle = torch.Generator().manual_seed(args.seed)
 
