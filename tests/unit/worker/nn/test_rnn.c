@@ -315,10 +315,27 @@ Test(rnn, matches_pytorch, .timeout = 120)
 
 /* ---- Through the engine -------------------------------------------------- */
 
+struct rnn_net_fd {
+    struct nn_net *net;
+    const float *x;
+    const int32_t *labels;
+    int n;
+};
+
+/* The net's mean cross-entropy on a partial batch. */
+static double rnn_net_objective(void *ctx)
+{
+    struct rnn_net_fd *f = ctx;
+    nn_net_forward(f->net, f->x, f->n, 1);
+    return nn_net_loss(f->net, f->labels, f->n, NULL);
+}
+
 /*
  * A model input (1, T, F) -> op (H units, block k) -> last step -> linear:
  * the net's logits equal the twin's last hidden state through the linear
- * layer, for a full and a partial batch (the cache is laid out per call).
+ * layer, for a full and a partial batch (the cache is laid out per call),
+ * and the net's gradient of every parameter (the rows' wiring of params,
+ * param gradients, cache and dout) equals central differences of its loss.
  */
 static void rnn_net_case(enum dp_op op, int k)
 {
@@ -365,6 +382,16 @@ static void rnn_net_case(enum dp_op op, int k)
         snprintf(label, sizeof(label), "%s k=%d net logits, batch %d", dp_op_name(op), k, n);
         nn_expect_close(label, got, want, (size_t)n * NC, 1e-5, 1e-4);
     }
+    const int32_t labels[3] = {2, 0, 1}; /* MAXB */
+    struct rnn_net_fd f = {net, c.x, labels, MAXB - 1};
+    nn_net_zero_grad(net);
+    nn_net_forward(net, c.x, f.n, 1);
+    (void)nn_net_loss(net, labels, f.n, NULL);
+    nn_net_backward(net, labels, f.n);
+    char label[64];
+    snprintf(label, sizeof(label), "%s k=%d net parameter gradients", dp_op_name(op), k);
+    nn_fd_check(label, m->data, m->n_floats, net->grad, rnn_net_objective, &f, RNN_FD_EPS,
+                RNN_FD_RTOL, 0);
     dp_free(h);
     dp_free(last);
     dp_free(want);
