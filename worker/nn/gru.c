@@ -37,6 +37,8 @@ void nn_gru_forward(float *out, float *cache, const float *x, const struct nn_rn
     const int B = d->B, T = d->T, H = d->H, G = 3 * H;
     const size_t N = (size_t)B * T * H;
     float *gates = cache, *hh = cache + 3 * N;
+    nn_rnn_mat_load(w_ih); /* the FFT path's weight spectra, for backward too */
+    nn_rnn_mat_load(w_hh);
     nn_rnn_mat_forward(w_ih, gates, G, x, d->F, B * T, 0);
     for (int t = 0; t < T; t++) {
         if (t > 0)

@@ -13,7 +13,9 @@
  *
  * As lstm.h: one input projection for all steps, one recurrent product per
  * step, `cache` (nn_gru_cache_floats) kept from forward to backward and
- * used by backward as workspace; backward accumulates, dx may be NULL.
+ * used by backward as workspace; backward accumulates, dx may be NULL,
+ * and needs the weights unchanged since forward (which loads the FFT
+ * path's weight spectra).
  */
 #ifndef DP_WORKER_NN_GRU_H
 #define DP_WORKER_NN_GRU_H

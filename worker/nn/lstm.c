@@ -37,6 +37,8 @@ void nn_lstm_forward(float *out, float *cache, const float *x, const struct nn_r
     const int B = d->B, T = d->T, H = d->H, G = 4 * H;
     const size_t N = (size_t)B * T * H;
     float *gates = cache, *cell = cache + 4 * N;
+    nn_rnn_mat_load(w_ih); /* the FFT path's weight spectra, for backward too */
+    nn_rnn_mat_load(w_hh);
     nn_rnn_mat_forward(w_ih, gates, G, x, d->F, B * T, 0);
     for (int t = 0; t < T; t++) {
         /* h_{-1} = 0: step 0 has no recurrent term. */

@@ -16,7 +16,9 @@
  * Forward keeps the activated gates and cell states in `cache`, which
  * backward (through time) also uses as workspace: nn_lstm_cache_floats.
  * Backward accumulates into dx, dw_ih, dw_hh, db_ih, db_hh (dx may be
- * NULL) and needs the forward's out and cache untouched. No allocation.
+ * NULL) and needs the forward's out and cache untouched and the weights
+ * unchanged (forward loads the FFT path's weight spectra, rnn_mat.h, and
+ * backward reuses them). No allocation.
  */
 #ifndef DP_WORKER_NN_LSTM_H
 #define DP_WORKER_NN_LSTM_H

@@ -867,8 +867,33 @@ static void net_rnn_setup(struct nn_net *net, int li, int n, struct nn_rnn_dims 
     d->F = w;
     d->H = l->a.out_ch;
     const int G = (l->op == DP_OP_LSTM ? 4 : 3) * d->H;
-    nn_rnn_mat_init(w_ih, net_param(net, l, 0), G, d->F, l->a.block);
-    nn_rnn_mat_init(w_hh, net_param(net, l, 1), G, d->H, l->a.block);
+    const struct nn_rnn_fft *fft = net->layers[li].state;
+    nn_rnn_mat_init(w_ih, net_param(net, l, 0), G, d->F, l->a.block, fft ? fft->ih : NULL);
+    nn_rnn_mat_init(w_hh, net_param(net, l, 1), G, d->H, l->a.block, fft ? fft->hh : NULL);
+}
+
+/* A circulant lstm or gru runs its products on the FFT path, with plans
+ * for max_batch sequences; a dense one has no state. */
+static enum dp_err op_rnn_state(struct nn_net *net, int li, void **state, struct dp_errinfo *ei)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    *state = NULL;
+    if (l->a.block == 0)
+        return DP_OK;
+    struct nn_rnn_dims d;
+    int c;
+    net_in_shape(net, l, &c, &d.T, &d.F);
+    d.B = net->max_batch;
+    d.H = l->a.out_ch;
+    struct nn_rnn_fft *fft = NULL;
+    enum dp_err err = nn_rnn_fft_new(&d, l->op == DP_OP_LSTM ? 4 : 3, l->a.block, &fft, ei);
+    *state = fft;
+    return net_circ_state_done(l, err, ei);
+}
+
+static void op_rnn_state_free(void *state)
+{
+    nn_rnn_fft_free(state);
 }
 
 static int op_lstm_fwd(struct nn_net *net, int li, int n, int train)
@@ -985,8 +1010,10 @@ static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
                            op_circ_linear_state, op_circ_state_free},
     [DP_OP_CIRC_CONV2D] = {op_circ_conv_fwd, op_circ_conv_bwd, NN_BLOCK_NONE, NULL, 0,
                            op_circ_conv_state, op_circ_state_free},
-    [DP_OP_LSTM] = {op_lstm_fwd, op_lstm_bwd, NN_BLOCK_NONE, op_lstm_cache, 0},
-    [DP_OP_GRU] = {op_gru_fwd, op_gru_bwd, NN_BLOCK_NONE, op_gru_cache, 0},
+    [DP_OP_LSTM] = {op_lstm_fwd, op_lstm_bwd, NN_BLOCK_NONE, op_lstm_cache, 0, op_rnn_state,
+                    op_rnn_state_free},
+    [DP_OP_GRU] = {op_gru_fwd, op_gru_bwd, NN_BLOCK_NONE, op_gru_cache, 0, op_rnn_state,
+                   op_rnn_state_free},
 };
 
 int nn_net_op_supported(enum dp_op op)

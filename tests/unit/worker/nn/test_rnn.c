@@ -2,7 +2,8 @@
  * The recurrent layers (worker/nn/lstm.c, gru.c, rnn_mat.c; suite "rnn"):
  *
  *   - forward equals the naive *_ref twin (dense, and block-circulant
- *     against the twin on the expanded matrices);
+ *     against the twin on the expanded matrices, on circ.h's brute-force
+ *     reference and on its FFT path);
  *   - backward through time equals central differences of the forward for
  *     the input and all four parameters, dense and block-circulant;
  *   - forward and every gradient equal torch.nn.LSTM / torch.nn.GRU on
@@ -12,7 +13,8 @@
  *     learn.
  *
  * The block sizes divide none of the matrix dimensions (4H or 3H, F, H),
- * so the zero padding of the circulant blocks is exercised. Shapes are
+ * so the zero padding of the circulant blocks is exercised; every
+ * circulant check runs on both the reference and the FFT products. Shapes are
  * tiny (T >= 3) so every gradient element is checked quickly under ASan.
  */
 #include <criterion/criterion.h>
@@ -43,6 +45,7 @@ struct rnn_case {
     int lstm; /* 1 = lstm, 0 = gru */
     struct nn_rnn_dims d;
     int k;
+    struct nn_rnn_fft *fft; /* k > 0 on the FFT path, else NULL (reference products) */
     size_t n_x, n_wih, n_whh, n_b, n_out, n_cache;
     float *x, *w_ih, *w_hh, *b_ih, *b_hh, *out, *cache, *R;
 };
@@ -54,7 +57,7 @@ static size_t rnn_numel(int rows, int cols, int k)
     return (size_t)((rows + k - 1) / k) * (size_t)((cols + k - 1) / k) * (size_t)k;
 }
 
-static void rnn_setup(struct rnn_case *c, int lstm, int B, int T, int F, int H, int k,
+static void rnn_setup(struct rnn_case *c, int lstm, int B, int T, int F, int H, int k, int fft,
                       uint64_t seed)
 {
     memset(c, 0, sizeof(*c));
@@ -83,6 +86,10 @@ static void rnn_setup(struct rnn_case *c, int lstm, int B, int T, int F, int H, 
     nn_fill_uniform(&rng, c->b_ih, c->n_b, -0.4f, 0.4f);
     nn_fill_uniform(&rng, c->b_hh, c->n_b, -0.4f, 0.4f);
     nn_fill_uniform(&rng, c->R, c->n_out, -1.0f, 1.0f);
+    if (fft) {
+        struct dp_errinfo ei = {0};
+        cr_assert_eq(nn_rnn_fft_new(&c->d, lstm ? 4 : 3, k, &c->fft, &ei), DP_OK, "%s", ei.msg);
+    }
 }
 
 static void rnn_free(struct rnn_case *c)
@@ -95,13 +102,14 @@ static void rnn_free(struct rnn_case *c)
     dp_free(c->out);
     dp_free(c->cache);
     dp_free(c->R);
+    nn_rnn_fft_free(c->fft);
 }
 
 static void rnn_mats(const struct rnn_case *c, struct nn_rnn_mat *w_ih, struct nn_rnn_mat *w_hh)
 {
     const int G = (c->lstm ? 4 : 3) * c->d.H;
-    nn_rnn_mat_init(w_ih, c->w_ih, G, c->d.F, c->k);
-    nn_rnn_mat_init(w_hh, c->w_hh, G, c->d.H, c->k);
+    nn_rnn_mat_init(w_ih, c->w_ih, G, c->d.F, c->k, c->fft ? c->fft->ih : NULL);
+    nn_rnn_mat_init(w_hh, c->w_hh, G, c->d.H, c->k, c->fft ? c->fft->hh : NULL);
 }
 
 static void rnn_forward(struct rnn_case *c)
@@ -157,22 +165,24 @@ static float *rnn_reference(const struct rnn_case *c)
     return out;
 }
 
-/* lstm/gru x dense/circulant; B, T, F, H, k. */
+/* lstm/gru x dense/circulant (reference or FFT products); B, T, F, H, k. */
 struct rnn_shape {
-    int lstm, B, T, F, H, k;
+    int lstm, B, T, F, H, k, fft;
 };
 
 static const struct rnn_shape rnn_shapes[] = {
-    {1, 3, 4, 5, 6, 0}, /* lstm dense */
-    {1, 2, 3, 7, 5, 3}, /* lstm, 4H = 20, F = 7, H = 5 in blocks of 3 */
-    {0, 3, 5, 4, 6, 0}, /* gru dense */
-    {0, 2, 4, 5, 7, 4}, /* gru, 3H = 21, F = 5, H = 7 in blocks of 4 */
+    {1, 3, 4, 5, 6, 0, 0}, /* lstm dense */
+    {1, 2, 3, 7, 5, 3, 0}, /* lstm, 4H = 20, F = 7, H = 5 in blocks of 3 */
+    {1, 2, 3, 7, 5, 3, 1}, /* ... on the FFT path */
+    {0, 3, 5, 4, 6, 0, 0}, /* gru dense */
+    {0, 2, 4, 5, 7, 4, 0}, /* gru, 3H = 21, F = 5, H = 7 in blocks of 4 */
+    {0, 2, 4, 5, 7, 4, 1}, /* ... on the FFT path */
 };
 #define RNN_N_SHAPES (sizeof(rnn_shapes) / sizeof(rnn_shapes[0]))
 
 static const char *rnn_label(char *buf, size_t n, const struct rnn_shape *s, const char *what)
 {
-    snprintf(buf, n, "%s k=%d %s", s->lstm ? "lstm" : "gru", s->k, what);
+    snprintf(buf, n, "%s k=%d%s %s", s->lstm ? "lstm" : "gru", s->k, s->fft ? " fft" : "", what);
     return buf;
 }
 
@@ -181,7 +191,7 @@ Test(rnn, forward_equals_the_naive_twin)
     for (size_t i = 0; i < RNN_N_SHAPES; i++) {
         const struct rnn_shape *s = &rnn_shapes[i];
         struct rnn_case c;
-        rnn_setup(&c, s->lstm, s->B, s->T, s->F, s->H, s->k, 100 + i);
+        rnn_setup(&c, s->lstm, s->B, s->T, s->F, s->H, s->k, s->fft, 100 + i);
         rnn_forward(&c);
         float *want = rnn_reference(&c);
         char label[64];
@@ -205,7 +215,7 @@ Test(rnn, backward_equals_central_differences)
     for (size_t i = 0; i < RNN_N_SHAPES; i++) {
         const struct rnn_shape *s = &rnn_shapes[i];
         struct rnn_case c;
-        rnn_setup(&c, s->lstm, s->B, s->T, s->F, s->H, s->k, 200 + i);
+        rnn_setup(&c, s->lstm, s->B, s->T, s->F, s->H, s->k, s->fft, 200 + i);
         float *dx = nn_floats(c.n_x), *dwi = nn_floats(c.n_wih), *dwh = nn_floats(c.n_whh);
         float *dbi = nn_floats(c.n_b), *dbh = nn_floats(c.n_b);
         rnn_forward(&c);
@@ -250,15 +260,20 @@ Test(rnn, backward_equals_central_differences)
 static const char *const rnn_fx_cases[] = {"lstm_dense", "lstm_block3", "gru_dense", "gru_block4"};
 #define RNN_N_FX (sizeof(rnn_fx_cases) / sizeof(rnn_fx_cases[0]))
 
-/* Compares one fixture case (make_rnn_fixtures.py) with the engine. */
-static void rnn_check_fixture(const char *name)
+/* Compares one fixture case (make_rnn_fixtures.py) with the engine, on
+ * the FFT path when fft (circulant cases). */
+static void rnn_check_fixture(const char *name, int fft)
 {
     struct nn_fx fx;
     nn_fx_load(&fx, name);
     const int B = nn_fx_cfg(&fx, 0, 5), T = nn_fx_cfg(&fx, 1, 5), F = nn_fx_cfg(&fx, 2, 5);
     const int H = nn_fx_cfg(&fx, 3, 5), k = nn_fx_cfg(&fx, 4, 5);
     struct rnn_case c;
-    rnn_setup(&c, strncmp(name, "lstm", 4) == 0, B, T, F, H, k, 1);
+    if (fft && k == 0) {
+        nn_fx_free(&fx);
+        return;
+    }
+    rnn_setup(&c, strncmp(name, "lstm", 4) == 0, B, T, F, H, k, fft, 1);
     memcpy(c.x, nn_fx_get(&fx, "x", c.n_x), c.n_x * sizeof(float));
     memcpy(c.w_ih, nn_fx_get(&fx, "w_ih", c.n_wih), c.n_wih * sizeof(float));
     memcpy(c.w_hh, nn_fx_get(&fx, "w_hh", c.n_whh), c.n_whh * sizeof(float));
@@ -276,7 +291,8 @@ static void rnn_check_fixture(const char *name)
     } cmp[] = {{"out", c.out, c.n_out}, {"dx", dx, c.n_x},     {"dw_ih", dwi, c.n_wih},
                {"dw_hh", dwh, c.n_whh}, {"db_ih", dbi, c.n_b}, {"db_hh", dbh, c.n_b}};
     for (size_t i = 0; i < sizeof(cmp) / sizeof(cmp[0]); i++) {
-        snprintf(label, sizeof(label), "%s vs PyTorch: %s", name, cmp[i].what);
+        snprintf(label, sizeof(label), "%s%s vs PyTorch: %s", name, fft ? " (fft)" : "",
+                 cmp[i].what);
         nn_expect_close(label, cmp[i].got, nn_fx_get(&fx, cmp[i].what, cmp[i].n), cmp[i].n, 1e-6,
                         1e-5);
     }
@@ -301,8 +317,10 @@ Test(rnn, matches_pytorch, .timeout = 120)
     const int rc = system(cmd);
     cr_assert_eq(rc, 0, "`%s` failed (needs python3-torch; run from the repository root)", cmd);
     cr_assert_eq(setenv("DP_TEST_DATA", dir, 1), 0);
-    for (size_t i = 0; i < RNN_N_FX; i++)
-        rnn_check_fixture(rnn_fx_cases[i]);
+    for (size_t i = 0; i < RNN_N_FX; i++) {
+        rnn_check_fixture(rnn_fx_cases[i], 0);
+        rnn_check_fixture(rnn_fx_cases[i], 1);
+    }
     for (size_t i = 0; i < RNN_N_FX; i++) {
         snprintf(path, sizeof(path), "%s/nn/%s.bin", dir, rnn_fx_cases[i]);
         cr_expect_eq(unlink(path), 0, "%s", path);
@@ -333,7 +351,8 @@ static double rnn_net_objective(void *ctx)
 /*
  * A model input (1, T, F) -> op (H units, block k) -> last step -> linear:
  * the net's logits equal the twin's last hidden state through the linear
- * layer, for a full and a partial batch (the cache is laid out per call),
+ * layer, for a full and a partial batch (the cache is laid out per call;
+ * a circulant layer runs on the FFT path with the plans of its state),
  * and the net's gradient of every parameter (the rows' wiring of params,
  * param gradients, cache and dout) equals central differences of its loss.
  */
@@ -362,7 +381,7 @@ static void rnn_net_case(enum dp_op op, int k)
     cr_assert_eq(nn_net_new(m, MAXB, &net, &ei), DP_OK, "%s", ei.msg);
 
     struct rnn_case c;
-    rnn_setup(&c, op == DP_OP_LSTM, MAXB, T, F, H, k, 9);
+    rnn_setup(&c, op == DP_OP_LSTM, MAXB, T, F, H, k, 0, 9);
     memcpy(c.w_ih, m->data + dp_model_param_find(m, "rnn.weight_ih")->offset,
            c.n_wih * sizeof(float));
     memcpy(c.w_hh, m->data + dp_model_param_find(m, "rnn.weight_hh")->offset,
