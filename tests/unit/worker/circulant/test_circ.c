@@ -114,6 +114,11 @@ Test(circ, fft_matches_reference_with_padding)
     }
     circ_check_shape(1, 1, 16, 2, 2, seed++); /* all padding but one entry */
     circ_check_shape(70, 45, 32, 3, 8, seed++);
+    /* Long rows (a thousand blocks and more) on either side: the plans'
+     * plane and row strides at scale. */
+    circ_check_shape(3, 2000, 2, 5, 5, seed++);
+    circ_check_shape(40, 3001, 3, 3, 7, seed++);
+    circ_check_shape(2500, 5, 2, 5, 6, seed++);
     DP_ASSERT_NO_LEAKS();
 }
 
