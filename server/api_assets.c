@@ -10,9 +10,11 @@
 #include "server/http_int.h"
 #include "server/validate.h"
 
-static const char *const builtin_archs[] = {
-    "lenet-300-100",   "lenet5",         "vgg16-cifar",       "resnet20-cifar",
-    "resnet20-fmnist", "resnet56-cifar", "mobilenetv2-cifar", NULL};
+static const char *const builtin_archs[] = {"lenet-300-100",     "lenet5",
+                                            "vgg16-cifar",       "resnet20-cifar",
+                                            "resnet20-fmnist",   "resnet56-cifar",
+                                            "mobilenetv2-cifar", "lstm-fmnist",
+                                            "gru-fmnist",        NULL};
 static const char *const builtin_datasets[] = {"fashion-mnist", NULL};
 
 static int in_list(const char *s, const char *const *list)
@@ -75,7 +77,7 @@ static enum MHD_Result create_builtin(struct srv_http *h, struct MHD_Connection 
         err = dp_errinfo_set(&ei, DP_EINVAL,
                              model ? "body.arch: unknown architecture (lenet-300-100, lenet5, "
                                      "vgg16-cifar, resnet20-cifar, resnet20-fmnist, "
-                                     "resnet56-cifar, mobilenetv2-cifar)"
+                                     "resnet56-cifar, mobilenetv2-cifar, lstm-fmnist, gru-fmnist)"
                                    : "body.builtin: unknown dataset (fashion-mnist)");
     if (!err)
         err = srv_idem_key(conn, &idem, &ei);

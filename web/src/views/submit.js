@@ -7,7 +7,7 @@ import { api, get, upload } from "../api.js";
 import { reportOf } from "../reports.js";
 import { h, showMessage, fill } from "../util.js";
 
-const ARCHS = ["lenet5", "lenet-300-100", "vgg16-cifar", "resnet20-cifar", "resnet56-cifar", "mobilenetv2-cifar"];
+const ARCHS = ["lenet5", "lenet-300-100", "vgg16-cifar", "resnet20-cifar", "resnet56-cifar", "mobilenetv2-cifar", "lstm-fmnist", "gru-fmnist"];
 const SCHEMES = ["irregular", "filter", "channel", "column", "filter+column", "connectivity", "nm", "pattern"];
 const QUANTS = ["", "binary", "ternary", "kbit", "pow2", "pow2sum"];
 
