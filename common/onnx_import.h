@@ -66,6 +66,12 @@ struct dp_onnx_import_info {
     int64_t batch;           /* the input's batch size, 0 when symbolic */
     int out_rank;            /* rank of the graph output (2 to 4, batch included) */
     int out_c, out_h, out_w; /* its per-sample IR shape */
+    /* Sequences (LSTM, GRU): in_seq_first when the graph input is
+     * time-major (T, N, F): the model reads (1, T, F) per sample, so the
+     * caller transposes the data to (N, T, F). out_seq_t = T > 0 when the
+     * graph output is time-major ((T, N, H) or (T, 1, N, H)): the engine's
+     * output is its batch-first transpose (N, T, H). */
+    int in_seq_first, out_seq_t;
 };
 
 /*
