@@ -15,6 +15,13 @@
 #     twelve with TV_MODELS=all: make test-onnx-zoo).
 #  5. The input normalisation travels with the model: ONNX Runtime on raw
 #     [0, 1] pixels gives the engine's logits (tests/ort).
+#  6. Recurrent layers (issue 15): PyTorch's nn.LSTM and nn.GRU classifiers
+#     (part 1: batch-first, last step, Linear; opsets 13 and 17) match
+#     PyTorch; their re-exports (opsets 10 and 17) pass onnx.checker, import
+#     to identical logits and run in ONNX Runtime with PyTorch's logits; the
+#     built-in lstm-fmnist and gru-fmnist, trained briefly, export and run in
+#     ONNX Runtime with the engine's logits; a sequence batch as .npy
+#     [N, T, F] trains (the data path reads it as (1, T, F) per sample).
 # Fixtures are generated under build/ (FIXTURES), never committed.
 set -euo pipefail
 WORKER=${1:?usage: onnx.sh WORKER_BINARY [FIXTURES_DIR]}
@@ -34,7 +41,8 @@ if [ ! -f "$FIX/.stamp" ] || [ tests/onnx/torch_models.py -nt "$FIX/.stamp" ]; t
   { $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 9,13,17 \
         --models lenet5,resnet20,mobilenetv2,convadd &&
     $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13 --models vgg16bn &&
-    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13,17 --models mobiletiny; } \
+    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13,17 --models mobiletiny &&
+    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13,17 --models lstmseq,gruseq; } \
     > "$tmp/torch.log" 2>&1 || { cat "$tmp/torch.log"; exit 1; }
   touch "$FIX/.stamp"
 fi
@@ -208,6 +216,52 @@ np.save('$tmp/normed.npy', ((x - mean) / std).astype(np.float32))"
   check $PY tests/onnx/peer_check.py compare "$tmp/y_ort_raw.npy" "$tmp/y_raw.npy" 1e-5
   printf '%-24s ' "ORT normalised input"
   check $PY tests/onnx/peer_check.py compare "$tmp/y_ort_normed.npy" "$tmp/y_raw.npy" 1e-5
+fi
+# 6. Recurrent layers (issue 15).
+if [ -d tests/ort/node_modules/onnxruntime-node ]; then
+  for n in lstmseq gruseq; do
+    # ONNX Runtime takes the exported (N, 1, T, F) input; the same values.
+    $PY -c "import numpy as np; x = np.load('$FIX/${n}_x.npy'); np.save('$tmp/${n}_x4.npy', x.reshape(x.shape[0], 1, *x.shape[1:]))"
+    for re in 10 17; do
+      "$WORKER" export --model "$FIX/${n}_op13.onnx" --out "$tmp/${n}_re$re.onnx" --opset "$re"
+      printf '%-24s ' "$n re-export $re checker"; check $PY tests/onnx/peer_check.py checker "$tmp/${n}_re$re.onnx"
+      "$WORKER" infer --model "$tmp/${n}_re$re.onnx" --input "$FIX/${n}_x.npy" --output "$tmp/${n}_re$re.npy" --threads 2
+      printf '%-24s ' "$n re-export $re import"
+      check $PY tests/onnx/peer_check.py compare "$tmp/${n}_re$re.npy" "$tmp/${n}_op13.npy" 0
+      node tests/ort/run_onnx.js "$tmp/${n}_re$re.onnx" "$tmp/${n}_x4.npy" "$tmp/${n}_ort$re.npy"
+      printf '%-24s ' "$n re-export $re ORT"
+      check $PY tests/onnx/peer_check.py compare "$tmp/${n}_ort$re.npy" "$FIX/${n}_y.npy" $TOL
+    done
+  done
+  for arch in lstm-fmnist gru-fmnist; do
+    "$WORKER" train --model "$arch" --data "$DATA" --limit-train 256 --limit-test 64 --epochs 1 \
+        --threads 2 --seed 1 --quiet --out "$tmp/$arch.safetensors" > /dev/null
+    "$WORKER" export --model "$tmp/$arch.safetensors" --out "$tmp/$arch.onnx"
+    printf '%-24s ' "$arch checker"; check $PY tests/onnx/peer_check.py checker "$tmp/$arch.onnx"
+    "$WORKER" infer --model "$tmp/$arch.safetensors" --input "$tmp/raw.npy" --output "$tmp/${arch}_y.npy" --threads 2
+    node tests/ort/run_onnx.js "$tmp/$arch.onnx" "$tmp/raw.npy" "$tmp/${arch}_ort.npy"
+    printf '%-24s ' "$arch ORT"
+    check $PY tests/onnx/peer_check.py compare "$tmp/${arch}_ort.npy" "$tmp/${arch}_y.npy" 1e-5
+  done
+else
+  echo "FAIL: no onnxruntime-node in tests/ort (run make deps)"; fail=$((fail + 1))
+fi
+# NPY sequences [N, T, F]: 28 steps of 28 features per sample, (1, T, F) to the engine.
+mkdir -p "$tmp/seq"
+$PY -c "
+import numpy as np
+r = np.random.RandomState(5)
+y = r.randint(0, 10, 96)
+x = (r.randn(96, 28, 28) * 0.1 + y[:, None, None] * 0.05).astype(np.float32)
+for s, sl in (('train', slice(0, 64)), ('test', slice(64, 96))):
+    np.save('$tmp/seq/%s_images.npy' % s, x[sl]); np.save('$tmp/seq/%s_labels.npy' % s, y[sl].astype(np.int64))"
+if "$WORKER" train --model "$FIX/lstmseq_op13.onnx" --data "npy:$tmp/seq" --epochs 1 --threads 2 \
+     --seed 1 --quiet --out "$tmp/seq.safetensors" > "$tmp/seq_train.json" &&
+   "$WORKER" infer --model "$tmp/seq.safetensors" --input "$FIX/lstmseq_x.npy" --output "$tmp/seq_y.npy" --threads 2; then
+  echo "ok: NPY sequences [N, 28, 28] train the imported LSTM: $(tail -n 1 "$tmp/seq_train.json" | cut -c1-120)"
+  pass=$((pass + 1))
+else
+  echo "FAIL: training on NPY sequences [N, T, F]"; fail=$((fail + 1))
 fi
 # Bad input is an error with a message, not a crash.
 head -c 1000 "$FIX/lenet5_op13.onnx" > "$tmp/trunc.onnx"
