@@ -20,8 +20,11 @@
 #     PyTorch; their re-exports (opsets 10 and 17) pass onnx.checker, import
 #     to identical logits and run in ONNX Runtime with PyTorch's logits; the
 #     built-in lstm-fmnist and gru-fmnist, trained briefly, export and run in
-#     ONNX Runtime with the engine's logits; a sequence batch as .npy
-#     [N, T, F] trains (the data path reads it as (1, T, F) per sample).
+#     ONNX Runtime with the engine's logits, as do block-circulant LeNet-5
+#     (conv2, fc1, fc2) and lstm-fmnist (both LSTM matrices), exported as
+#     their expanded dense weights with dnnpress.circulant.* metadata; a
+#     sequence batch as .npy [N, T, F] trains (the data path reads it as
+#     (1, T, F) per sample).
 # Fixtures are generated under build/ (FIXTURES), never committed.
 set -euo pipefail
 WORKER=${1:?usage: onnx.sh WORKER_BINARY [FIXTURES_DIR]}
@@ -243,6 +246,28 @@ if [ -d tests/ort/node_modules/onnxruntime-node ]; then
     printf '%-24s ' "$arch ORT"
     check $PY tests/onnx/peer_check.py compare "$tmp/${arch}_ort.npy" "$tmp/${arch}_y.npy" 1e-5
   done
+  # Block-circulant layers (tests/onnx/circ_ckpt.py makes them from the
+  # dense checkpoints): exported as their expanded dense Gemm/Conv/LSTM
+  # weights, ONNX Runtime gives what the engine's FFT path gives.
+  "$WORKER" train --model lenet5 --data "$DATA" --limit-train 256 --limit-test 64 --epochs 1 \
+      --threads 2 --seed 1 --quiet --out "$tmp/l5.safetensors" > /dev/null
+  $PY tests/onnx/circ_ckpt.py "$tmp/l5.safetensors" "$tmp/l5_circ.safetensors" conv2=2 fc1=16 fc2=4 > /dev/null
+  $PY tests/onnx/circ_ckpt.py "$tmp/lstm-fmnist.safetensors" "$tmp/lstm_circ.safetensors" lstm=4 > /dev/null
+  for c in l5_circ lstm_circ; do
+    "$WORKER" export --model "$tmp/$c.safetensors" --out "$tmp/$c.onnx"
+    printf '%-24s ' "$c checker"; check $PY tests/onnx/peer_check.py checker "$tmp/$c.onnx"
+    "$WORKER" infer --model "$tmp/$c.safetensors" --input "$tmp/raw.npy" --output "$tmp/${c}_y.npy" --threads 2
+    node tests/ort/run_onnx.js "$tmp/$c.onnx" "$tmp/raw.npy" "$tmp/${c}_ort.npy"
+    printf '%-24s ' "$c ORT"
+    check $PY tests/onnx/peer_check.py compare "$tmp/${c}_ort.npy" "$tmp/${c}_y.npy" 1e-5
+  done
+  check $PY -c "
+import onnx, json, sys
+meta = {p.key: p.value for p in onnx.load('$tmp/l5_circ.onnx').metadata_props}
+c = {k: json.loads(v)['block'] for k, v in meta.items() if k.startswith('dnnpress.circulant.')}
+ok = c == {'dnnpress.circulant.conv2': 2, 'dnnpress.circulant.fc1': 16, 'dnnpress.circulant.fc2': 4}
+print(('ok' if ok else 'FAIL') + ': circulant metadata', c)
+sys.exit(0 if ok else 1)"
 else
   echo "FAIL: no onnxruntime-node in tests/ort (run make deps)"; fail=$((fail + 1))
 fi
