@@ -656,3 +656,93 @@ Test(onnx, roundtrip_rnn_and_circulant)
     }
     DP_ASSERT_NO_LEAKS();
 }
+
+/* The attribute called name on nd (which must have it). */
+static Onnx__AttributeProto *ox_attr(Onnx__NodeProto *nd, const char *name)
+{
+    for (size_t k = 0; k < nd->n_attribute; k++) {
+        if (strcmp(nd->attribute[k]->name, name) == 0)
+            return nd->attribute[k];
+    }
+    cr_assert_fail("node '%s' has no attribute '%s'", nd->name, name);
+    return NULL;
+}
+
+/*
+ * What the engine does not compute is refused with a message that names
+ * it: a reverse LSTM, ONNX's default GRU (linear_before_reset = 0), a
+ * non-zero initial state, and the cell state output read by the graph.
+ * Each case edits the exported file's protobuf in place and puts every
+ * pointer back before it is freed.
+ */
+Test(onnx, rnn_features_outside_the_engine_are_refused)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = ox_rnn_model(0), *back = NULL;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/rnn_refuse.onnx", ox_dir);
+    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
+    static const char *const want[4] = {
+        "direction 'reverse' is not supported", "linear_before_reset = 0 is not supported",
+        "initial_h (input 5) holds 0.5", "the cell state output Y_c is read"};
+    static char empty[1] = "", dir_name[] = "direction", reverse[] = "reverse", yc[] = "lstm.y_c";
+    for (int k = 0; k < 4; k++) {
+        struct Onnx__ModelProto *mp = NULL;
+        cr_assert_eq(dp_onnx_model_read(path, &mp, &ei), DP_OK, "%s", ei.msg);
+        Onnx__NodeProto *lstm = NULL, *gru = NULL;
+        for (size_t i = 0; i < mp->graph->n_node; i++) {
+            Onnx__NodeProto *nd = mp->graph->node[i];
+            lstm = strcmp(nd->op_type, "LSTM") == 0 ? nd : lstm;
+            gru = strcmp(nd->op_type, "GRU") == 0 ? nd : gru;
+        }
+        cr_assert(lstm != NULL && gru != NULL);
+        Onnx__AttributeProto *hs = ox_attr(lstm, "hidden_size"), hs_saved = *hs;
+        Onnx__AttributeProto *lbr = ox_attr(gru, "linear_before_reset"), lbr_saved = *lbr;
+        Onnx__NodeProto lstm_saved = *lstm;
+        char *old_out0 = mp->graph->output[0]->name;
+        char *in6[6], *out3[3];
+        if (k == 0) {
+            /* hidden_size stands in as a direction attribute (checked first). */
+            hs->name = dir_name;
+            hs->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+            hs->has_s = 1;
+            hs->s.data = (uint8_t *)reverse;
+            hs->s.len = strlen(reverse);
+        } else if (k == 1) {
+            lbr->i = 0;
+        } else if (k == 2) {
+            /* initial_h: the bias initializer, its values set to 0.5. */
+            for (size_t i = 0; i < 4; i++)
+                in6[i] = lstm->input[i];
+            in6[4] = empty;
+            in6[5] = lstm->input[3];
+            lstm->input = in6;
+            lstm->n_input = 6;
+            for (size_t i = 0; i < mp->graph->n_initializer; i++) {
+                Onnx__TensorProto *t = mp->graph->initializer[i];
+                const float half = 0.5f;
+                for (size_t b = 0; strcmp(t->name, "lstm.B") == 0 && b < t->raw_data.len / 4; b++)
+                    memcpy(t->raw_data.data + 4 * b, &half, 4);
+            }
+        } else {
+            /* Y_c is the graph's output. */
+            out3[0] = lstm->output[0];
+            out3[1] = empty;
+            out3[2] = yc;
+            lstm->output = out3;
+            lstm->n_output = 3;
+            mp->graph->output[0]->name = yc;
+        }
+        cr_expect_eq(dp_onnx_import(mp, &back, NULL, &ei), DP_EUNSUPPORTED, "case %d: %s", k,
+                     ei.msg);
+        cr_expect_null(back);
+        cr_expect(strstr(ei.msg, want[k]) != NULL, "case %d: %s", k, ei.msg);
+        *hs = hs_saved;
+        *lbr = lbr_saved;
+        *lstm = lstm_saved;
+        mp->graph->output[0]->name = old_out0;
+        dp_onnx_model_free(mp);
+    }
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
