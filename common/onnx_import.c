@@ -110,38 +110,30 @@ static enum dp_err imp_input(struct imp *im)
                               "input '%.60s' has rank %zu; ranks 1 to 4 (batch first) are "
                               "supported",
                               in->name, sh->n_dim);
+    /* A sequence for an LSTM or GRU (onnx_import_rnn.c) is (1, T, F) per
+     * sample; read time-major, (T, N, F), the batch is axis 1. */
+    const int seq = sh->n_dim == 3 ? imp__seq_input(im, in->name) : 0;
+    const size_t bax = seq == 2 ? 1 : 0;
     int64_t d[4] = {0, 1, 1, 1};
     for (size_t i = 0; i < sh->n_dim; i++) {
         const Onnx__TensorShapeProto__Dimension *dim = sh->dim[i];
         int known = dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-        if (i == 0) {
+        /* d: batch first, then the other axes in order. */
+        const size_t at = i == bax ? 0 : i < bax ? i + 1 : i;
+        if (i == bax) {
+            if (known && dim->dim_value > 65536)
+                return dp_errinfo_set(im->ei, DP_EUNSUPPORTED, "input '%.60s': batch %lld",
+                                      in->name, (long long)dim->dim_value);
             d[0] = known && dim->dim_value > 0 ? dim->dim_value : 0;
             continue;
         }
         if (!known || dim->dim_value < 1 || dim->dim_value > 65536)
             return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
                                   "input '%.60s': dimension %zu must be a fixed size in [1, "
-                                  "65536]",
-                                  in->name, i);
-        d[i] = dim->dim_value;
-    }
-    /* A sequence for an LSTM or GRU (onnx_import_rnn.c) is (1, T, F) per
-     * sample; read time-major, (T, N, F), the batch is axis 1. */
-    const int seq = sh->n_dim == 3 ? imp__seq_input(im, in->name) : 0;
-    if (seq == 2) {
-        const Onnx__TensorShapeProto__Dimension *dim = sh->dim[1];
-        const int known = dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-        if (sh->dim[0]->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE ||
-            sh->dim[0]->dim_value < 1 || sh->dim[0]->dim_value > 65536)
-            return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
-                                  "input '%.60s' is a time-major sequence (T, N, F): T must be a "
-                                  "fixed size in [1, 65536]",
-                                  in->name);
-        d[1] = sh->dim[0]->dim_value;
-        d[0] = known && dim->dim_value > 0 ? dim->dim_value : 0;
-        if (known && dim->dim_value > 65536)
-            return dp_errinfo_set(im->ei, DP_EUNSUPPORTED, "input '%.60s': batch %lld", in->name,
-                                  (long long)dim->dim_value);
+                                  "65536]%s",
+                                  in->name, i,
+                                  seq == 2 ? " (a time-major sequence (T, N, F): T is fixed)" : "");
+        d[at] = dim->dim_value;
     }
     im->batch = d[0];
     im->m->in_c = (int)d[1];

@@ -271,6 +271,40 @@ sys.exit(0 if ok else 1)"
 else
   echo "FAIL: no onnxruntime-node in tests/ort (run make deps)"; fail=$((fail + 1))
 fi
+# A graph whose input is a time-major sequence (T, N, F) read by a layout-0
+# LSTM, its Y_h squeezed into a Gemm: infer takes the array as the graph
+# does, (T, N, F), and matches ONNX's LSTM equations evaluated in numpy.
+$PY -c "
+import numpy as np, onnx
+from onnx import helper as h, numpy_helper as nh, TensorProto as TP
+r = np.random.RandomState(6); T, N, F, H = 5, 3, 4, 6
+init = [nh.from_array((r.randn(1, 4 * H, F) * 0.5).astype(np.float32), 'W'),
+        nh.from_array((r.randn(1, 4 * H, H) * 0.5).astype(np.float32), 'R'),
+        nh.from_array((r.randn(1, 8 * H) * 0.5).astype(np.float32), 'B'),
+        nh.from_array(np.array([0], np.int64), 'ax0'),
+        nh.from_array((r.randn(3, H)).astype(np.float32), 'fcw'),
+        nh.from_array((r.randn(3)).astype(np.float32), 'fcb')]
+nodes = [h.make_node('LSTM', ['X', 'W', 'R', 'B'], ['', 'Yh'], hidden_size=H, name='lstm'),
+         h.make_node('Squeeze', ['Yh', 'ax0'], ['h'], name='sq'),
+         h.make_node('Gemm', ['h', 'fcw', 'fcb'], ['y'], transB=1, name='fc')]
+g = h.make_graph(nodes, 'tm', [h.make_tensor_value_info('X', TP.FLOAT, [T, 'N', F])],
+                 [h.make_tensor_value_info('y', TP.FLOAT, ['N', 3])], init)
+m = h.make_model(g, opset_imports=[h.make_opsetid('', 13)]); m.ir_version = 8
+onnx.checker.check_model(m, full_check=True); onnx.save(m, '$tmp/tm.onnx')
+x = r.randn(T, N, F).astype(np.float32); np.save('$tmp/tm_x.npy', x)
+# The reference: ONNX's LSTM equations in numpy (gates i, o, f, c), float64.
+W, R, B = [nh.to_array(t).astype(np.float64)[0] for t in init[:3]]
+sg = lambda v: 1 / (1 + np.exp(-v))
+hh = np.zeros((N, H)); c = np.zeros((N, H))
+for t in range(T):
+    g = x[t] @ W.T + hh @ R.T + B[:4 * H] + B[4 * H:]
+    i, o, f, cc = sg(g[:, :H]), sg(g[:, H:2 * H]), sg(g[:, 2 * H:3 * H]), np.tanh(g[:, 3 * H:])
+    c = f * c + i * cc; hh = o * np.tanh(c)
+y = hh @ nh.to_array(init[4]).T + nh.to_array(init[5])
+np.save('$tmp/tm_ref.npy', y.astype(np.float32))"
+"$WORKER" infer --model "$tmp/tm.onnx" --input "$tmp/tm_x.npy" --output "$tmp/tm_y.npy" --threads 2
+printf '%-24s ' "time-major LSTM input"
+check $PY tests/onnx/peer_check.py compare "$tmp/tm_y.npy" "$tmp/tm_ref.npy" 1e-5
 # NPY sequences [N, T, F]: 28 steps of 28 features per sample, (1, T, F) to the engine.
 mkdir -p "$tmp/seq"
 $PY -c "
