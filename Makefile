@@ -319,7 +319,7 @@ FUZZ_MAX_LEN_http := 16384
 FUZZ_MAX_LEN_json := 16384
 FUZZ_OPTS := -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=30 -print_final_stats=1
 FUZZ_ONNX_SRC := common/onnx_pb.c common/onnx_import.c common/onnx_import_ops.c common/onnx_fold.c \
-                 common/onnx_import_norm.c \
+                 common/onnx_import_norm.c common/onnx_import_rnn.c \
                  common/model.c common/op.c common/file.c \
                  common/model_io.c common/alloc.c common/err.c common/log.c common/utf8.c \
                  common/safetensors.c $(FUZZ_GEN)/onnx.pb-c.c

@@ -36,6 +36,7 @@ struct exp {
     const char *in_val; /* the value layers read as the model input: "input", or the
                          * output of the leading normalisation nodes */
     json_t *comp;       /* "dnnpress.compression" object */
+    json_t *circ;       /* per circulant layer: "dnnpress.circulant.<layer>" */
     struct dp_errinfo *ei;
 };
 
@@ -467,6 +468,175 @@ static int exp_window(struct exp *e, Onnx__NodeProto *nd, const struct dp_op_att
     return 0;
 }
 
+/* ---- Recurrent and block-circulant layers (issue 15) --------------------- */
+
+/*
+ * The dense rows x cols matrix of block-circulant vectors c (p, q, k),
+ * first-column convention (common/op.h): W[i*k + r][j*k + s] =
+ * c[(i*q + j)*k + (r - s) mod k]; the padding past rows and cols is
+ * dropped. out: rows * cols floats.
+ */
+static void exp_circ_expand(const float *c, int64_t rows, int64_t cols, int k, float *out)
+{
+    const int64_t q = (cols + k - 1) / k;
+    for (int64_t i = 0; i < rows; i++) {
+        const int64_t bi = i / k, r = i % k;
+        for (int64_t j = 0; j < cols; j++) {
+            const int64_t bj = j / k, s = j % k;
+            out[i * cols + j] = c[(bi * q + bj) * k + (r - s + k) % k];
+        }
+    }
+}
+
+/* Parameter k of layer l as a dense rows x cols matrix (expanded when the
+ * layer is circulant); NULL on OOM (e->oom set). */
+static float *exp_dense(struct exp *e, const struct dp_layer *l, int k, int64_t rows, int64_t cols)
+{
+    const struct dp_param *p = exp_param(e, l, k);
+    float *d = exp_alloc(e, dp_size_mul((size_t)(rows * cols), sizeof(float)));
+    if (d == NULL)
+        return NULL;
+    if (l->a.block > 0)
+        exp_circ_expand(dp_param_data(e->m, p), rows, cols, l->a.block, d);
+    else
+        memcpy(d, dp_param_data(e->m, p), (size_t)(rows * cols) * sizeof(float));
+    return d;
+}
+
+/* Notes a circulant layer in "dnnpress.circulant.<layer>". */
+static void exp_circ_note(struct exp *e, const struct dp_layer *l)
+{
+    if (l->a.block < 1)
+        return;
+    json_t *o = json_pack("{s:i, s:s, s:s}", "block", l->a.block, "op", dp_op_name(l->op),
+                          "exported", "expanded dense weights");
+    if (o == NULL || json_object_set_new(e->circ, l->name, o) != 0)
+        e->oom = 1;
+}
+
+/* circ_linear's (out, in) or circ_conv2d's (out, in, kh, kw) dense weight as
+ * an initializer named like the layer's weight; its name or NULL. */
+static const char *exp_circ_weight(struct exp *e, int li, char *buf, size_t cap)
+{
+    const struct dp_layer *l = &e->m->layers[li];
+    const struct dp_op_attrs *a = &l->a;
+    int c, h, w;
+    exp_shape(e, l->inputs[0], &c, &h, &w);
+    const struct dp_param *p = exp_param(e, l, 0);
+    snprintf(buf, cap, "%s", p->name);
+    exp_circ_note(e, l);
+    if (l->op == DP_OP_CIRC_LINEAR) {
+        const int64_t cols = (int64_t)c * h * w, dims[2] = {a->out_ch, cols};
+        float *d = exp_dense(e, l, 0, a->out_ch, cols);
+        return d != NULL && exp_init_f32(e, buf, 2, dims, d, (size_t)(a->out_ch * cols)) == 0
+                   ? buf
+                   : NULL;
+    }
+    /* Tap t = u * kw + v of (kh * kw, p, q, k) is the (out, in) matrix at (u, v). */
+    const int64_t taps = (int64_t)a->kh * a->kw, o = a->out_ch;
+    const int64_t per =
+        (int64_t)(o + a->block - 1) / a->block * ((c + a->block - 1) / a->block) * a->block;
+    float *m = exp_alloc(e, dp_size_mul((size_t)(o * c), sizeof(float)));
+    float *d = exp_alloc(e, dp_size_mul((size_t)(o * c * taps), sizeof(float)));
+    if (m == NULL || d == NULL)
+        return NULL;
+    const float *src = dp_param_data(e->m, p);
+    for (int64_t t = 0; t < taps; t++) {
+        exp_circ_expand(src + t * per, o, c, a->block, m);
+        for (int64_t i = 0; i < o * c; i++)
+            d[i * taps + t] = m[i];
+    }
+    const int64_t dims[4] = {o, c, a->kh, a->kw};
+    return exp_init_f32(e, buf, 4, dims, d, (size_t)(o * c * taps)) == 0 ? buf : NULL;
+}
+
+/* An (rows, cols) matrix with PyTorch's gate blocks in ONNX's order, as a
+ * (1, rows, cols) initializer `name`. */
+static void exp_rnn_matrix(struct exp *e, const char *name, const float *src, int gates, int hidden,
+                           int64_t cols, int64_t n_dirs_rows)
+{
+    /* ONNX gate j is PyTorch gate to_onnx[j]: LSTM i o f c <- i f g o, GRU z r h <- r z n. */
+    static const int lstm_pt[4] = {0, 3, 1, 2}, gru_pt[3] = {1, 0, 2};
+    const int *pt = gates == 4 ? lstm_pt : gru_pt;
+    const size_t blk = (size_t)hidden * (size_t)cols;
+    float *d = exp_alloc(e, dp_size_mul((size_t)gates * blk, sizeof(float)));
+    if (d == NULL)
+        return;
+    for (int j = 0; j < gates; j++)
+        memcpy(d + (size_t)j * blk, src + (size_t)pt[j] * blk, blk * sizeof(float));
+    const int64_t dims[3] = {1, n_dirs_rows, cols};
+    exp_init_f32(e, name, 3, dims, d, (size_t)gates * blk);
+}
+
+/*
+ * lstm / gru: (N, 1, T, F) -Reshape-> (N, T, F) -Transpose(1,0,2)-> (T, N, F)
+ * -LSTM/GRU (layout 0, valid from opset 7 on)-> Y (T, 1, N, H)
+ * -Transpose(2,1,0,3)-> (N, 1, T, H), the IR's (1, T, H) per sample. The
+ * recurrent node is named after the layer, so the importer gives the layer
+ * its name back. Returns the last node or NULL.
+ */
+static Onnx__NodeProto *exp_rnn(struct exp *e, int li)
+{
+    const struct dp_layer *l = &e->m->layers[li];
+    const int gates = l->op == DP_OP_LSTM ? 4 : 3, hidden = l->a.out_ch;
+    const int64_t gh = (int64_t)gates * hidden;
+    int c, h, w;
+    exp_shape(e, l->inputs[0], &c, &h, &w);
+    char src_b[DP_NAME_MAX * 2 + 32], n[6][DP_NAME_MAX + 32];
+    const char *src = exp_as_rank(e, l->inputs[0], 4, src_b, sizeof(src_b));
+    static const char *const sfx[6] = {".x_bf", ".x_bf.shape", ".x_tm", ".W", ".R", ".B"};
+    for (int k = 0; k < 6; k++)
+        snprintf(n[k], sizeof(n[k]), "%s%s", l->name, sfx[k]);
+    char y_tm[DP_NAME_MAX + 32], out_node[DP_NAME_MAX + 32];
+    snprintf(y_tm, sizeof(y_tm), "%s.y_tm", l->name);
+    snprintf(out_node, sizeof(out_node), "%s.bf", l->name);
+    exp_circ_note(e, l);
+    /* Weights: dense (expanded when circulant), gates reordered; B = [Wb, Rb]. */
+    float *wih = exp_dense(e, l, 0, gh, w), *whh = exp_dense(e, l, 1, gh, hidden);
+    float *b = exp_alloc(e, dp_size_mul((size_t)(2 * gh), sizeof(float)));
+    if (wih == NULL || whh == NULL || b == NULL)
+        return NULL;
+    exp_rnn_matrix(e, n[3], wih, gates, hidden, w, gh);
+    exp_rnn_matrix(e, n[4], whh, gates, hidden, hidden, gh);
+    float *tmp = exp_alloc(e, dp_size_mul((size_t)gh, sizeof(float)));
+    if (tmp == NULL)
+        return NULL;
+    for (int half = 0; half < 2; half++) {
+        static const int lstm_pt[4] = {0, 3, 1, 2}, gru_pt[3] = {1, 0, 2};
+        const int *pt = gates == 4 ? lstm_pt : gru_pt;
+        const float *bs = dp_param_data(e->m, exp_param(e, l, 2 + half));
+        for (int j = 0; j < gates; j++)
+            memcpy(b + half * gh + (int64_t)j * hidden, bs + (int64_t)pt[j] * hidden,
+                   (size_t)hidden * sizeof(float));
+    }
+    const int64_t bd[2] = {1, 2 * gh};
+    exp_init_f32(e, n[5], 2, bd, b, (size_t)(2 * gh));
+    const int64_t shape[3] = {0, h, w}, sd[1] = {3};
+    exp_init_i64(e, n[1], 1, sd, shape, 3);
+    const char *r_in[2] = {src, n[1]};
+    Onnx__NodeProto *nd = exp_node(e, "Reshape", n[0], r_in, 2, n[0]);
+    static const int64_t swap3[3] = {1, 0, 2}, back4[4] = {2, 1, 0, 3};
+    const char *t_in = n[0];
+    if (nd != NULL)
+        nd = exp_node(e, "Transpose", n[2], &t_in, 1, n[2]);
+    if (nd != NULL)
+        exp_attr_ints(e, nd, "perm", swap3, 3);
+    const char *rnn_in[4] = {n[2], n[3], n[4], n[5]};
+    if (nd != NULL)
+        nd = exp_node(e, gates == 4 ? "LSTM" : "GRU", l->name, rnn_in, 4, y_tm);
+    if (nd != NULL) {
+        exp_attr_i(e, nd, "hidden_size", hidden);
+        if (gates == 3)
+            exp_attr_i(e, nd, "linear_before_reset", 1);
+    }
+    const char *y_in = y_tm;
+    if (nd != NULL)
+        nd = exp_node(e, "Transpose", out_node, &y_in, 1, l->name);
+    if (nd != NULL)
+        exp_attr_ints(e, nd, "perm", back4, 4);
+    return nd;
+}
+
 static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opts *o, int li)
 {
     const struct dp_layer *l = &e->m->layers[li];
@@ -747,12 +917,33 @@ static enum dp_err exp_layer_impl(struct exp *e, const struct dp_onnx_export_opt
         }
         case DP_OP_LSTM:
         case DP_OP_GRU:
+            nd = exp_rnn(e, li);
+            e->rank[li] = 4;
+            break;
         case DP_OP_CIRC_LINEAR:
-        case DP_OP_CIRC_CONV2D:
-            /* Issue 15: LSTM/GRU nodes, and circulant layers as their dense equivalents. */
-            return dp_errinfo_set(e->ei, DP_EUNSUPPORTED,
-                                  "layer '%s': exporting op %s to ONNX is not supported yet", name,
-                                  dp_op_name(l->op));
+        case DP_OP_CIRC_CONV2D: {
+            /* The equivalent dense Gemm or Conv (the metadata says it is circulant). */
+            const int conv = l->op == DP_OP_CIRC_CONV2D;
+            const char *wname = exp_circ_weight(e, li, b1, sizeof(b1));
+            if (wname == NULL ||
+                (a->has_bias &&
+                 exp_init_f32(e, exp_param(e, l, 1)->name, 1, exp_param(e, l, 1)->shape,
+                              dp_param_data(e->m, exp_param(e, l, 1)),
+                              exp_param(e, l, 1)->numel) != 0))
+                break;
+            const char *in[3] = {conv ? exp_as_rank(e, in0, 4, b0, sizeof(b0))
+                                      : exp_as_rank(e, in0, 2, b0, sizeof(b0)),
+                                 wname, a->has_bias ? exp_param(e, l, 1)->name : NULL};
+            nd = exp_node(e, conv ? "Conv" : "Gemm", name, in, a->has_bias ? 3 : 2, name);
+            if (conv) {
+                exp_window(e, nd, a, 1);
+                exp_attr_i(e, nd, "group", 1);
+            } else {
+                exp_attr_i(e, nd, "transB", 1);
+            }
+            e->rank[li] = conv ? 4 : 2;
+            break;
+        }
         case DP_OP__COUNT:
             break;
     }
@@ -881,13 +1072,15 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
     Onnx__GraphProto *g = exp_alloc(&e, sizeof(*g));
     Onnx__OperatorSetIdProto *ops = exp_alloc(&e, sizeof(*ops));
     Onnx__OperatorSetIdProto **opsv = exp_alloc(&e, sizeof(void *));
-    e.cap_node = 4 * (size_t)m->n_layers + 10; /* + 2: the normalisation */
+    e.circ = json_object();
+    /* At most 5 nodes per layer (an LSTM with a reshape in front); + 2: the normalisation. */
+    e.cap_node = 5 * (size_t)m->n_layers + 10;
     e.cap_init = (size_t)m->n_params + 4 * (size_t)m->n_layers + 10;
     if (g != NULL) {
         g->node = exp_alloc(&e, sizeof(void *) * e.cap_node);
         g->initializer = exp_alloc(&e, sizeof(void *) * e.cap_init);
     }
-    if (e.oom || e.comp == NULL) {
+    if (e.oom || e.comp == NULL || e.circ == NULL) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory exporting");
         goto out;
     }
@@ -941,7 +1134,7 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
     mp->producer_version = exp_str(&e, "1");
     mp->graph = g;
     /* Metadata: compression, report summary, IR graph. */
-    mp->metadata_props = exp_alloc(&e, sizeof(void *) * 4);
+    mp->metadata_props = exp_alloc(&e, sizeof(void *) * (4 + json_object_size(e.circ)));
     if (mp->metadata_props == NULL) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory exporting");
         goto out;
@@ -954,6 +1147,21 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
          exp_meta(&e, mp, DP_MODEL_META_NORM, exp_norm_meta(m, norm_in_graph), 9) != 0)) {
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory writing metadata");
         goto out;
+    }
+    {
+        /* One entry per circulant layer: ONNX has no circulant operator, so
+         * the weights are the expanded dense matrices and this says so. */
+        const char *lname;
+        json_t *v;
+        char key[DP_NAME_MAX + 32];
+        json_object_foreach (e.circ, lname, v) {
+            snprintf(key, sizeof(key), "dnnpress.circulant.%s", lname);
+            json_incref(v);
+            if (exp_meta(&e, mp, key, v, 7) != 0) {
+                err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory writing metadata");
+                goto out;
+            }
+        }
     }
     err = dp_model_graph_to_json(m, &graph, ei);
     if (err)
@@ -971,6 +1179,7 @@ enum dp_err dp_onnx_export_file(const struct dp_model *m, const char *path,
     err = dp_onnx_model_write(mp, path, ei);
 out:
     json_decref(e.comp);
+    json_decref(e.circ);
     json_decref(graph);
     exp_free_all(&e);
     return err;

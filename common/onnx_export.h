@@ -23,6 +23,14 @@
  * report is given) and "dnnpress.graph" (the IR graph JSON of
  * model_io.h, from which the importer restores the compression metadata).
  *
+ * Recurrent and circulant layers (issue 15): lstm and gru become LSTM and
+ * GRU nodes (layout 0, between a Reshape/Transpose of the (N, 1, T, F)
+ * input and a Transpose back to (N, 1, T, H)); circ_linear and circ_conv2d
+ * become Gemm and Conv with their expanded dense weights, and an lstm or
+ * gru with block > 0 an LSTM/GRU with its expanded matrices;
+ * "dnnpress.circulant.<layer>" in metadata_props says so
+ * ({"block": k, "op": ..., "exported": "expanded dense weights"}).
+ *
  * A model that records its input normalisation (struct dp_model_norm)
  * starts with Sub(input, mean) and Div(., std) nodes, per-channel constants
  * "input.norm.mean" and "input.norm.std" shaped (1, C, 1, 1), so the file

@@ -241,17 +241,9 @@ static enum dp_err fold_shape(struct imp *im, const Onnx__NodeProto *nd, const s
 {
     int64_t d[8];
     size_t r;
-    if (x->kind == IMP_ACT) {
-        int c, h, w;
-        imp__shape(im, x->layer, &c, &h, &w);
+    if (x->kind == IMP_ACT || x->kind == IMP_SEQTM) {
         r = (size_t)x->rank;
-        d[0] = im->batch > 0 ? im->batch : IMP_BATCH_SYM;
-        if (r == 2)
-            d[1] = (int64_t)c * h * w;
-        else if (r == 3)
-            d[1] = c, d[2] = (int64_t)h * w;
-        else if (r == 4)
-            d[1] = c, d[2] = h, d[3] = w;
+        imp__act_dims(im, x, d);
     } else {
         r = xc->ndims;
         memcpy(d, xc->dims, sizeof(d));
@@ -514,9 +506,53 @@ static enum dp_err fold_cast(struct imp *im, const Onnx__NodeProto *nd, const st
     return err;
 }
 
-static const char *const fold_ops[] = {"Shape",  "Gather", "Unsqueeze", "Squeeze",
-                                       "Concat", "Cast",   "Add",       "Sub",
-                                       "Mul",    "Div",    "Reshape",   "Slice"};
+/*
+ * ConstantOfShape: a tensor of one value (attribute 'value', default float
+ * 0). torch.onnx gives an RNN zero initial states shaped (1, N, H) from
+ * Shape(x); a symbolic batch entry becomes 1 there, which stands for the
+ * batch exactly under broadcasting since every element is the same (the
+ * LSTM/GRU translator only checks that the values are zero).
+ */
+static enum dp_err fold_const_of_shape(struct imp *im, const Onnx__NodeProto *nd,
+                                       const struct fold_t *s, struct fold_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (s->ndims != 1 || s->n > 8)
+        return FOLD_ERR(im, nd, DP_EUNSUPPORTED, "%s",
+                        "the shape must be a 1-D tensor of rank <= 8");
+    out->ndims = s->n;
+    for (size_t i = 0; i < s->n; i++) {
+        int64_t d = s->d[i] == (double)IMP_BATCH_SYM ? 1 : fold_i64(s->d[i]);
+        if (d < 0 || d > FOLD_MAX_ELEMS)
+            return FOLD_ERR(im, nd, DP_EFORMAT, "dimension %lld", (long long)d);
+        out->dims[i] = d;
+    }
+    double v = 0.0;
+    const Onnx__AttributeProto *a = fold_attr(nd, "value");
+    if (a != NULL && a->t != NULL) {
+        float *f = NULL;
+        size_t n = 0;
+        enum dp_err err = dp_onnx_tensor_floats(a->t, &f, &n, im->ei);
+        if (err)
+            return err;
+        if (n != 1) {
+            dp_free(f);
+            return FOLD_ERR(im, nd, DP_EFORMAT, "'value' has %zu elements, 1 expected", n);
+        }
+        v = (double)f[0];
+        dp_free(f);
+        out->is_int = fold_int_type(a->t->data_type);
+    }
+    const size_t n = fold_numel(out->dims, out->ndims);
+    enum dp_err err = fold_alloc(im, nd, out, n);
+    for (size_t i = 0; !err && i < n; i++)
+        out->d[i] = v;
+    return err;
+}
+
+static const char *const fold_ops[] = {
+    "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast",           "Add",
+    "Sub",   "Mul",    "Div",       "Reshape", "Slice",  "ConstantOfShape"};
 
 int imp__fold_knows(const Onnx__NodeProto *nd)
 {
@@ -541,7 +577,8 @@ enum dp_err imp__fold(struct imp *im, const Onnx__NodeProto *nd, int *done)
         v[k] = imp__find(im, name);
         if (v[k] == NULL)
             return DP_OK; /* the translator reports the missing input */
-        if (v[k]->kind != IMP_CONST && !(is_shape && k == 0 && v[k]->kind == IMP_ACT))
+        if (v[k]->kind != IMP_CONST &&
+            !(is_shape && k == 0 && (v[k]->kind == IMP_ACT || v[k]->kind == IMP_SEQTM)))
             return DP_OK;
     }
     if (v[0] == NULL)
@@ -573,6 +610,8 @@ enum dp_err imp__fold(struct imp *im, const Onnx__NodeProto *nd, int *done)
             err = fold_concat(im, nd, in, nd->n_input, &out);
     } else if (strcmp(op, "Cast") == 0) {
         err = fold_cast(im, nd, &in[0], &out);
+    } else if (strcmp(op, "ConstantOfShape") == 0) {
+        err = fold_const_of_shape(im, nd, &in[0], &out);
     } else if (strcmp(op, "Reshape") == 0) {
         err = v[1] == NULL ? FOLD_ERR(im, nd, DP_EFORMAT, "%s", "no shape")
                            : fold_reshape(im, nd, &in[0], &in[1], &out);

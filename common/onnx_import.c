@@ -110,24 +110,38 @@ static enum dp_err imp_input(struct imp *im)
                               "input '%.60s' has rank %zu; ranks 1 to 4 (batch first) are "
                               "supported",
                               in->name, sh->n_dim);
+    /* A sequence for an LSTM or GRU (onnx_import_rnn.c) is (1, T, F) per
+     * sample; read time-major, (T, N, F), the batch is axis 1. */
+    const int seq = sh->n_dim == 3 ? imp__seq_input(im, in->name) : 0;
+    const size_t bax = seq == 2 ? 1 : 0;
     int64_t d[4] = {0, 1, 1, 1};
     for (size_t i = 0; i < sh->n_dim; i++) {
         const Onnx__TensorShapeProto__Dimension *dim = sh->dim[i];
         int known = dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-        if (i == 0) {
+        /* d: batch first, then the other axes in order. */
+        const size_t at = i == bax ? 0 : i < bax ? i + 1 : i;
+        if (i == bax) {
+            if (known && dim->dim_value > 65536)
+                return dp_errinfo_set(im->ei, DP_EUNSUPPORTED, "input '%.60s': batch %lld",
+                                      in->name, (long long)dim->dim_value);
             d[0] = known && dim->dim_value > 0 ? dim->dim_value : 0;
             continue;
         }
         if (!known || dim->dim_value < 1 || dim->dim_value > 65536)
             return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
                                   "input '%.60s': dimension %zu must be a fixed size in [1, "
-                                  "65536]",
-                                  in->name, i);
-        d[i] = dim->dim_value;
+                                  "65536]%s",
+                                  in->name, i,
+                                  seq == 2 ? " (a time-major sequence (T, N, F): T is fixed)" : "");
+        d[at] = dim->dim_value;
     }
     im->batch = d[0];
     im->m->in_c = (int)d[1];
-    if (sh->n_dim == 3) {
+    if (seq) {
+        im->m->in_c = 1;
+        im->m->in_h = (int)d[1];
+        im->m->in_w = (int)d[2];
+    } else if (sh->n_dim == 3) {
         im->m->in_h = 1;
         im->m->in_w = (int)d[2];
     } else {
@@ -137,9 +151,13 @@ static enum dp_err imp_input(struct imp *im)
     struct imp_val *v = imp__bind(im, in->name);
     if (v == NULL)
         return dp_errinfo_set(im->ei, DP_ENOMEM, "out of memory");
-    v->kind = IMP_ACT;
+    v->kind = seq == 2 ? IMP_SEQTM : IMP_ACT;
     v->layer = DP_MODEL_INPUT;
     v->rank = (int)sh->n_dim;
+    v->seq = seq == 1;
+    v->seq_t = (int)d[1];
+    v->seq_f = (int)d[2];
+    im->in_tm = seq == 2;
     return DP_OK;
 }
 
@@ -207,10 +225,12 @@ static enum dp_err imp_finish(struct imp *im, struct dp_onnx_import_info *info)
     if (o == NULL)
         return dp_errinfo_set(im->ei, DP_EFORMAT, "output '%.60s' is not produced by any node",
                               g->output[0]->name);
-    if (o->kind != IMP_ACT)
+    if (o->kind != IMP_ACT && o->kind != IMP_SEQTM)
         return dp_errinfo_set(im->ei, DP_EUNSUPPORTED,
                               "output '%.60s' is a constant; the model computes nothing",
                               g->output[0]->name);
+    /* A time-major output (an LSTM's Y or Y_h): the engine gives it batch-first. */
+    const int out_t = o->kind == IMP_SEQTM ? o->seq_t : 0;
     /* An output that is the input, or a Flatten of it, gets an identity layer
      * (Dropout with p = 0) so that the engine has a layer to train through. */
     if (o->layer == DP_MODEL_INPUT) {
@@ -223,6 +243,8 @@ static enum dp_err imp_finish(struct imp *im, struct dp_onnx_import_info *info)
     imp__shape(im, o->layer, &c, &h, &w);
     if (info != NULL) {
         info->out_rank = o->rank;
+        info->out_seq_t = out_t;
+        info->in_seq_first = im->in_tm;
         info->out_c = c;
         info->out_h = h;
         info->out_w = w;

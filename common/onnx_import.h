@@ -26,11 +26,15 @@
  * 1, not on the batch axis), Split (one slice layer per output), and the
  * channel shuffle Reshape (N, g, C/g, H, W) -> Transpose (0, 2, 1, 3, 4)
  * -> Reshape (N, C, H, W) as one shuffle layer (Transpose and rank 5 exist
- * only there). Before a node is translated, a constant-folding pass
+ * only there); for recurrent networks (issue 15, onnx_import_rnn.c): LSTM
+ * and GRU (one forward direction, default activations, GRU with
+ * linear_before_reset = 1, zero or absent initial states), and the
+ * Transpose, Squeeze and Gather of sequences around them that torch.onnx
+ * writes. Before a node is translated, a constant-folding pass
  * (onnx_fold.c) evaluates it when its inputs are all constants: Shape (of
  * an activation too, its batch entry symbolic when the graph's is),
- * Gather, Unsqueeze, Squeeze, Concat, Cast, Add, Sub, Mul, Div, Reshape
- * and Slice, so computed reshape targets and split points become
+ * Gather, Unsqueeze, Squeeze, Concat, Cast, Add, Sub, Mul, Div, Reshape,
+ * Slice and ConstantOfShape, so computed reshape targets and split points become
  * constants. Initializers become trainable
  * parameters (BatchNorm statistics become buffers); shapes are inferred
  * and checked by dp_model_finalize. Everything else is DP_EUNSUPPORTED
@@ -43,7 +47,8 @@
  * may be symbolic; the other sizes must be fixed). Activations keep the
  * batch axis first: a rank-1 value (N) is the IR shape (1, 1, 1), a
  * rank-2 value (N, F) is the IR shape (F, 1, 1), a
- * rank-3 value (N, C, L) is (C, 1, L), a rank-4 value is (C, H, W). When
+ * rank-3 value (N, C, L) is (C, 1, L), a rank-4 value is (C, H, W); a
+ * sequence (N, T, F) of an LSTM or GRU is (1, T, F) (see info). When
  * the graph output is not a vector per sample, a Flatten is appended so
  * the engine's last layer is a vector; info says the output's ONNX shape.
  */
@@ -66,6 +71,12 @@ struct dp_onnx_import_info {
     int64_t batch;           /* the input's batch size, 0 when symbolic */
     int out_rank;            /* rank of the graph output (2 to 4, batch included) */
     int out_c, out_h, out_w; /* its per-sample IR shape */
+    /* Sequences (LSTM, GRU): in_seq_first when the graph input is
+     * time-major (T, N, F): the model reads (1, T, F) per sample, so the
+     * caller transposes the data to (N, T, F). out_seq_t = T > 0 when the
+     * graph output is time-major ((T, N, H) or (T, 1, N, H)): the engine's
+     * output is its batch-first transpose (N, T, H). */
+    int in_seq_first, out_seq_t;
 };
 
 /*

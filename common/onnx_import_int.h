@@ -19,6 +19,7 @@ typedef struct Onnx__GraphProto Onnx__GraphProto;
 typedef struct Onnx__NodeProto Onnx__NodeProto;
 typedef struct Onnx__TensorProto Onnx__TensorProto;
 typedef struct Onnx__ModelProto Onnx__ModelProto;
+typedef struct Onnx__AttributeProto Onnx__AttributeProto;
 
 #define IMP_NODES_MAX  (4 * DP_MODEL_LAYERS_MAX) /* nodes in a graph */
 #define IMP_VALUES_MAX (1 << 18)                 /* values (initializers + node outputs) */
@@ -29,7 +30,18 @@ typedef struct Onnx__ModelProto Onnx__ModelProto;
  * (a rank-5 Reshape of an activation, then its Transpose (0, 2, 1, 3, 4)),
  * which only the closing Reshape may read (onnx_import_ops.c).
  */
-enum imp_kind { IMP_ACT, IMP_CONST, IMP_SHUF5, IMP_SHUF5T };
+enum imp_kind { IMP_ACT, IMP_CONST, IMP_SHUF5, IMP_SHUF5T, IMP_SEQTM };
+
+/*
+ * Sequences (LSTM and GRU, onnx_import_rnn.c). The IR holds a sequence as
+ * a per-sample (1, T, F) map. A batch-first rank-3 value (N, T, F) held
+ * that way is an IMP_ACT with seq = 1 (the usual form of a rank-3 value
+ * is (C, 1, L)); a reader that does not know sequences gets it reshaped
+ * to the usual form first. IMP_SEQTM is a time-major value, (T, N, F), or
+ * (T, 1, N, F) with ONNX's direction axis: the layer's per-sample data is
+ * the T x F steps in time order; only LSTM/GRU, Transpose, Squeeze,
+ * Gather and Shape may read it.
+ */
 
 /* The batch size in a folded shape when the graph's batch is symbolic. */
 #define IMP_BATCH_SYM (-((int64_t)1 << 40))
@@ -40,6 +52,8 @@ struct imp_val {
     int layer;                  /* IMP_ACT, IMP_SHUF5*: IR layer index or DP_MODEL_INPUT */
     int groups;                 /* IMP_SHUF5*: the shuffle's groups */
     int rank;                   /* IMP_ACT: ONNX rank, batch included (1..4) */
+    int seq;                    /* IMP_ACT of rank 3: held as (1, T, F), not (T, 1, F) */
+    int seq_t, seq_f;           /* IMP_SEQTM: steps and features per step */
     const Onnx__TensorProto *t; /* IMP_CONST: the tensor */
     float *f;                   /* IMP_CONST: decoded floats (owned), or NULL until needed */
     int64_t *iv;                /* IMP_CONST: a folded integer tensor (owned; t and f NULL) */
@@ -66,6 +80,7 @@ struct imp {
     size_t hash_cap;
     struct imp_pcopy *copies;
     int n_copies, cap_copies;
+    int in_tm;             /* the graph input is a time-major sequence (T, N, F) */
     const char **foldable; /* per IR layer: the output name of a Conv/Gemm/MatMul, whose
                             * bias a following Add of a constant may become; else NULL */
     int cap_foldable;
@@ -92,6 +107,10 @@ const char *imp__node_name(const Onnx__NodeProto *nd);
 /* The per-sample IR shape of layer (or DP_MODEL_INPUT). */
 void imp__shape(const struct imp *im, int layer, int *c, int *h, int *w);
 
+/* ONNX dims of activation v (kind IMP_ACT or IMP_SEQTM) into d[v->rank]; the
+ * batch entry is im->batch, or IMP_BATCH_SYM when symbolic. */
+void imp__act_dims(const struct imp *im, const struct imp_val *v, int64_t *d);
+
 /* The supported-operator table: >= 0 when nd's operator is in it. */
 int imp__op_lookup(const Onnx__NodeProto *nd);
 
@@ -113,6 +132,37 @@ enum dp_err imp__const_i64(struct imp *im, const Onnx__NodeProto *nd, const stru
 
 /* Translates one node (index idx in the graph) into the IR and the value table. */
 enum dp_err imp__node(struct imp *im, const Onnx__NodeProto *nd, int idx);
+
+/* Helpers of onnx_import_ops.c for the other translators (see there). */
+const Onnx__AttributeProto *imp__attr(const Onnx__NodeProto *nd, const char *name);
+int64_t imp__attr_i(const Onnx__NodeProto *nd, const char *name, int64_t def);
+const char *imp__in_name(const Onnx__NodeProto *nd, size_t k);
+enum dp_err imp__in(struct imp *im, const Onnx__NodeProto *nd, size_t k, struct imp_val **out);
+enum dp_err imp__in_const(struct imp *im, const Onnx__NodeProto *nd, size_t k,
+                          struct imp_val **out);
+int imp__add(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_op op, const int *inputs,
+             int n_inputs, const struct dp_op_attrs *a);
+int imp__add_named(struct imp *im, const Onnx__NodeProto *nd, const char *name, enum dp_op op,
+                   const int *inputs, int n_inputs, const struct dp_op_attrs *a);
+enum dp_err imp__copy_take(struct imp *im, int layer, const char *suffix, float *data, size_t n);
+int imp__uses(const struct imp *im, const char *name);
+
+/* ---- Sequences (onnx_import_rnn.c) ---------------------------------------- */
+
+/* Whether graph input `name` (rank 3) is a sequence for an LSTM or GRU:
+ * 2 when read time-major (T, N, F) as X of a layout-0 node, 1 when
+ * batch-first (N, T, F) (layout 1, or through Transpose (1, 0, 2)), else 0. */
+int imp__seq_input(const struct imp *im, const char *name);
+
+/* Operators LSTM and GRU, and Transpose, Squeeze and Gather of sequences. */
+enum dp_err imp__rnn(struct imp *im, const Onnx__NodeProto *nd, int idx);
+/* Transpose, Squeeze and Gather of a sequence; *done = 0 when x is none. */
+enum dp_err imp__seq_transpose(struct imp *im, const Onnx__NodeProto *nd, int idx, int *done);
+enum dp_err imp__seq_squeeze(struct imp *im, const Onnx__NodeProto *nd, int idx, int *done);
+enum dp_err imp__seq_gather(struct imp *im, const Onnx__NodeProto *nd, int idx, int *done);
+
+/* A seq = 1 value reshaped to the usual (T, 1, F) form (rebinding v). */
+enum dp_err imp__seq_materialize(struct imp *im, const Onnx__NodeProto *nd, struct imp_val *v);
 
 /* ---- Input normalisation (onnx_import_norm.c) ---------------------------- */
 

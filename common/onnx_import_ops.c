@@ -159,11 +159,19 @@ static enum dp_err imp_in_act(struct imp *im, const Onnx__NodeProto *nd, size_t 
                        "a channel shuffle (Reshape to (N, g, C/g, H, W), Transpose (0, 2, 1, 3, "
                        "4), Reshape back)",
                        k, (*out)->name);
+    if ((*out)->kind == IMP_SEQTM)
+        return IMP_ERR(im, nd, DP_EUNSUPPORTED,
+                       "input %zu ('%.60s') is a time-major sequence (T, N, ...); only LSTM, GRU, "
+                       "Transpose (1, 0, 2), Squeeze of the direction axis and Gather of a time "
+                       "step read it",
+                       k, (*out)->name);
     if ((*out)->kind != IMP_ACT)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED,
                        "input %zu ('%.60s') is a constant; this operator must act on the "
                        "network's activations",
                        k, (*out)->name);
+    if ((*out)->seq)
+        return imp__seq_materialize(im, nd, *out);
     return DP_OK;
 }
 
@@ -472,6 +480,55 @@ static int imp_uses(const struct imp *im, const char *name)
     for (size_t i = 0; i < im->g->n_output; i++)
         n += im->g->output[i]->name != NULL && strcmp(im->g->output[i]->name, name) == 0;
     return n;
+}
+
+/* ---- Helpers for the other translators (onnx_import_int.h) --------------- */
+
+const Onnx__AttributeProto *imp__attr(const Onnx__NodeProto *nd, const char *name)
+{
+    return imp_attr(nd, name);
+}
+
+int64_t imp__attr_i(const Onnx__NodeProto *nd, const char *name, int64_t def)
+{
+    return imp_attr_i(nd, name, def);
+}
+
+const char *imp__in_name(const Onnx__NodeProto *nd, size_t k)
+{
+    return imp_in_name(nd, k);
+}
+
+enum dp_err imp__in(struct imp *im, const Onnx__NodeProto *nd, size_t k, struct imp_val **out)
+{
+    return imp_in(im, nd, k, out);
+}
+
+enum dp_err imp__in_const(struct imp *im, const Onnx__NodeProto *nd, size_t k, struct imp_val **out)
+{
+    return imp_in_const(im, nd, k, out);
+}
+
+int imp__add(struct imp *im, const Onnx__NodeProto *nd, int idx, enum dp_op op, const int *inputs,
+             int n_inputs, const struct dp_op_attrs *a)
+{
+    return imp_add(im, nd, idx, op, inputs, n_inputs, a);
+}
+
+int imp__add_named(struct imp *im, const Onnx__NodeProto *nd, const char *name, enum dp_op op,
+                   const int *inputs, int n_inputs, const struct dp_op_attrs *a)
+{
+    return imp_add_named(im, nd, name, op, inputs, n_inputs, a);
+}
+
+enum dp_err imp__copy_take(struct imp *im, int layer, const char *suffix, float *data, size_t n)
+{
+    return imp_copy_take(im, layer, suffix, data, n);
+}
+
+int imp__uses(const struct imp *im, const char *name)
+{
+    return imp_uses(im, name);
 }
 
 static enum dp_err imp_conv(struct imp *im, const Onnx__NodeProto *nd, int idx)
@@ -811,6 +868,9 @@ static enum dp_err imp_alias(struct imp *im, const Onnx__NodeProto *nd, struct i
     v->kind = saved.kind;
     v->layer = saved.layer;
     v->rank = rank;
+    v->seq = saved.seq;
+    v->seq_t = saved.seq_t;
+    v->seq_f = saved.seq_f;
     v->t = saved.t;
     if (saved.kind == IMP_CONST && saved.f != NULL && v != x) {
         v->f = dp_malloc(dp_size_mul(saved.n ? saved.n : 1, sizeof(float)));
@@ -942,7 +1002,13 @@ static enum dp_err imp_reshape(struct imp *im, const Onnx__NodeProto *nd, int id
     }
     /* The IR shape the target means. */
     int64_t tc = d[1], th = n == 4 ? d[2] : 1, tw = n == 4 ? d[3] : n == 3 ? d[2] : 1;
-    if (n == 2) {
+    if (n == 3 && x->rank == 4 && c == 1 && d[1] == h && d[2] == w) {
+        /* (N, 1, T, F) to (N, T, F): a sequence, held as it is (see imp_val.seq). */
+        err = imp_alias(im, nd, x, 3);
+        struct imp_val *v = err ? NULL : imp__find(im, nd->output[0]);
+        if (v != NULL)
+            v->seq = 1;
+    } else if (n == 2) {
         if (h == 1 && w == 1)
             err = imp_alias(im, nd, x, 2);
         else
@@ -1281,9 +1347,12 @@ static enum dp_err imp_shuffle_step(struct imp *im, const Onnx__NodeProto *nd, i
 
 static enum dp_err imp_transpose(struct imp *im, const Onnx__NodeProto *nd, int idx)
 {
-    (void)idx;
     struct imp_val *x;
-    enum dp_err err = imp_in(im, nd, 0, &x);
+    int done = 0;
+    enum dp_err err = imp__seq_transpose(im, nd, idx, &done);
+    if (err || done)
+        return err;
+    err = imp_in(im, nd, 0, &x);
     if (err)
         return err;
     const Onnx__AttributeProto *pa = imp_attr(nd, "perm");
@@ -1294,7 +1363,8 @@ static enum dp_err imp_transpose(struct imp *im, const Onnx__NodeProto *nd, int 
     if (!ok)
         return IMP_ERR(im, nd, DP_EUNSUPPORTED, "%s",
                        "Transpose is supported only inside a channel shuffle (perm (0, 2, 1, 3, "
-                       "4) of a rank-5 Reshape)");
+                       "4) of a rank-5 Reshape) and between the batch-first and time-major forms "
+                       "of a sequence (perm (1, 0, 2))");
     if (nd->n_output < 1 || nd->output[0] == NULL || nd->output[0][0] == '\0')
         return IMP_ERR(im, nd, DP_EFORMAT, "%s", "has no output");
     const int layer = x->layer, groups = x->groups;
@@ -1753,6 +1823,21 @@ static enum dp_err imp_node_fold_only(struct imp *im, const Onnx__NodeProto *nd,
                    "activations");
 }
 
+/* Squeeze and Gather of activations: the time steps of a sequence only. */
+static enum dp_err imp_node_squeeze(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    int done = 0;
+    enum dp_err err = imp__seq_squeeze(im, nd, idx, &done);
+    return err || done ? err : imp_node_fold_only(im, nd, idx);
+}
+
+static enum dp_err imp_node_gather(struct imp *im, const Onnx__NodeProto *nd, int idx)
+{
+    int done = 0;
+    enum dp_err err = imp__seq_gather(im, nd, idx, &done);
+    return err || done ? err : imp_node_fold_only(im, nd, idx);
+}
+
 /* One row per supported ONNX operator: its name and its translation. */
 static const struct {
     const char *name;
@@ -1792,10 +1877,14 @@ static const struct {
     {"Transpose", imp_transpose}, /* inside a channel shuffle only */
     /* Evaluated by the constant folder (onnx_fold.c); on activations, an error. */
     {"Shape", imp_node_fold_only},
-    {"Gather", imp_node_fold_only},
+    {"Gather", imp_node_gather}, /* on activations: one time step of a sequence */
     {"Unsqueeze", imp_node_fold_only},
-    {"Squeeze", imp_node_fold_only},
+    {"Squeeze", imp_node_squeeze}, /* on activations: a sequence's direction axis */
     {"Cast", imp_node_fold_only},
+    {"ConstantOfShape", imp_node_fold_only}, /* torch.onnx's zero initial state of an RNN */
+    /* Recurrent layers (issue 15; onnx_import_rnn.c). */
+    {"LSTM", imp__rnn},
+    {"GRU", imp__rnn},
 };
 
 int imp__op_lookup(const Onnx__NodeProto *nd)

@@ -15,6 +15,16 @@
 #     twelve with TV_MODELS=all: make test-onnx-zoo).
 #  5. The input normalisation travels with the model: ONNX Runtime on raw
 #     [0, 1] pixels gives the engine's logits (tests/ort).
+#  6. Recurrent layers (issue 15): PyTorch's nn.LSTM and nn.GRU classifiers
+#     (part 1: batch-first, last step, Linear; opsets 13 and 17) match
+#     PyTorch; their re-exports (opsets 10 and 17) pass onnx.checker, import
+#     to identical logits and run in ONNX Runtime with PyTorch's logits; the
+#     built-in lstm-fmnist and gru-fmnist, trained briefly, export and run in
+#     ONNX Runtime with the engine's logits, as do block-circulant LeNet-5
+#     (conv2, fc1, fc2) and lstm-fmnist (both LSTM matrices), exported as
+#     their expanded dense weights with dnnpress.circulant.* metadata; a
+#     sequence batch as .npy [N, T, F] trains (the data path reads it as
+#     (1, T, F) per sample).
 # Fixtures are generated under build/ (FIXTURES), never committed.
 set -euo pipefail
 WORKER=${1:?usage: onnx.sh WORKER_BINARY [FIXTURES_DIR]}
@@ -34,7 +44,8 @@ if [ ! -f "$FIX/.stamp" ] || [ tests/onnx/torch_models.py -nt "$FIX/.stamp" ]; t
   { $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 9,13,17 \
         --models lenet5,resnet20,mobilenetv2,convadd &&
     $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13 --models vgg16bn &&
-    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13,17 --models mobiletiny; } \
+    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13,17 --models mobiletiny &&
+    $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13,17 --models lstmseq,gruseq; } \
     > "$tmp/torch.log" 2>&1 || { cat "$tmp/torch.log"; exit 1; }
   touch "$FIX/.stamp"
 fi
@@ -208,6 +219,108 @@ np.save('$tmp/normed.npy', ((x - mean) / std).astype(np.float32))"
   check $PY tests/onnx/peer_check.py compare "$tmp/y_ort_raw.npy" "$tmp/y_raw.npy" 1e-5
   printf '%-24s ' "ORT normalised input"
   check $PY tests/onnx/peer_check.py compare "$tmp/y_ort_normed.npy" "$tmp/y_raw.npy" 1e-5
+fi
+# 6. Recurrent layers (issue 15).
+if [ -d tests/ort/node_modules/onnxruntime-node ]; then
+  for n in lstmseq gruseq; do
+    # ONNX Runtime takes the exported (N, 1, T, F) input; the same values.
+    $PY -c "import numpy as np; x = np.load('$FIX/${n}_x.npy'); np.save('$tmp/${n}_x4.npy', x.reshape(x.shape[0], 1, *x.shape[1:]))"
+    for re in 10 17; do
+      "$WORKER" export --model "$FIX/${n}_op13.onnx" --out "$tmp/${n}_re$re.onnx" --opset "$re"
+      printf '%-24s ' "$n re-export $re checker"; check $PY tests/onnx/peer_check.py checker "$tmp/${n}_re$re.onnx"
+      "$WORKER" infer --model "$tmp/${n}_re$re.onnx" --input "$FIX/${n}_x.npy" --output "$tmp/${n}_re$re.npy" --threads 2
+      printf '%-24s ' "$n re-export $re import"
+      check $PY tests/onnx/peer_check.py compare "$tmp/${n}_re$re.npy" "$tmp/${n}_op13.npy" 0
+      node tests/ort/run_onnx.js "$tmp/${n}_re$re.onnx" "$tmp/${n}_x4.npy" "$tmp/${n}_ort$re.npy"
+      printf '%-24s ' "$n re-export $re ORT"
+      check $PY tests/onnx/peer_check.py compare "$tmp/${n}_ort$re.npy" "$FIX/${n}_y.npy" $TOL
+    done
+  done
+  for arch in lstm-fmnist gru-fmnist; do
+    "$WORKER" train --model "$arch" --data "$DATA" --limit-train 256 --limit-test 64 --epochs 1 \
+        --threads 2 --seed 1 --quiet --out "$tmp/$arch.safetensors" > /dev/null
+    "$WORKER" export --model "$tmp/$arch.safetensors" --out "$tmp/$arch.onnx"
+    printf '%-24s ' "$arch checker"; check $PY tests/onnx/peer_check.py checker "$tmp/$arch.onnx"
+    "$WORKER" infer --model "$tmp/$arch.safetensors" --input "$tmp/raw.npy" --output "$tmp/${arch}_y.npy" --threads 2
+    node tests/ort/run_onnx.js "$tmp/$arch.onnx" "$tmp/raw.npy" "$tmp/${arch}_ort.npy"
+    printf '%-24s ' "$arch ORT"
+    check $PY tests/onnx/peer_check.py compare "$tmp/${arch}_ort.npy" "$tmp/${arch}_y.npy" 1e-5
+  done
+  # Block-circulant layers (tests/onnx/circ_ckpt.py makes them from the
+  # dense checkpoints): exported as their expanded dense Gemm/Conv/LSTM
+  # weights, ONNX Runtime gives what the engine's FFT path gives.
+  "$WORKER" train --model lenet5 --data "$DATA" --limit-train 256 --limit-test 64 --epochs 1 \
+      --threads 2 --seed 1 --quiet --out "$tmp/l5.safetensors" > /dev/null
+  $PY tests/onnx/circ_ckpt.py "$tmp/l5.safetensors" "$tmp/l5_circ.safetensors" conv2=2 fc1=16 fc2=4 > /dev/null
+  $PY tests/onnx/circ_ckpt.py "$tmp/lstm-fmnist.safetensors" "$tmp/lstm_circ.safetensors" lstm=4 > /dev/null
+  for c in l5_circ lstm_circ; do
+    "$WORKER" export --model "$tmp/$c.safetensors" --out "$tmp/$c.onnx"
+    printf '%-24s ' "$c checker"; check $PY tests/onnx/peer_check.py checker "$tmp/$c.onnx"
+    "$WORKER" infer --model "$tmp/$c.safetensors" --input "$tmp/raw.npy" --output "$tmp/${c}_y.npy" --threads 2
+    node tests/ort/run_onnx.js "$tmp/$c.onnx" "$tmp/raw.npy" "$tmp/${c}_ort.npy"
+    printf '%-24s ' "$c ORT"
+    check $PY tests/onnx/peer_check.py compare "$tmp/${c}_ort.npy" "$tmp/${c}_y.npy" 1e-5
+  done
+  check $PY -c "
+import onnx, json, sys
+meta = {p.key: p.value for p in onnx.load('$tmp/l5_circ.onnx').metadata_props}
+c = {k: json.loads(v)['block'] for k, v in meta.items() if k.startswith('dnnpress.circulant.')}
+ok = c == {'dnnpress.circulant.conv2': 2, 'dnnpress.circulant.fc1': 16, 'dnnpress.circulant.fc2': 4}
+print(('ok' if ok else 'FAIL') + ': circulant metadata', c)
+sys.exit(0 if ok else 1)"
+else
+  echo "FAIL: no onnxruntime-node in tests/ort (run make deps)"; fail=$((fail + 1))
+fi
+# A graph whose input is a time-major sequence (T, N, F) read by a layout-0
+# LSTM, its Y_h squeezed into a Gemm: infer takes the array as the graph
+# does, (T, N, F), and matches ONNX's LSTM equations evaluated in numpy.
+$PY -c "
+import numpy as np, onnx
+from onnx import helper as h, numpy_helper as nh, TensorProto as TP
+r = np.random.RandomState(6); T, N, F, H = 5, 3, 4, 6
+init = [nh.from_array((r.randn(1, 4 * H, F) * 0.5).astype(np.float32), 'W'),
+        nh.from_array((r.randn(1, 4 * H, H) * 0.5).astype(np.float32), 'R'),
+        nh.from_array((r.randn(1, 8 * H) * 0.5).astype(np.float32), 'B'),
+        nh.from_array(np.array([0], np.int64), 'ax0'),
+        nh.from_array((r.randn(3, H)).astype(np.float32), 'fcw'),
+        nh.from_array((r.randn(3)).astype(np.float32), 'fcb')]
+nodes = [h.make_node('LSTM', ['X', 'W', 'R', 'B'], ['', 'Yh'], hidden_size=H, name='lstm'),
+         h.make_node('Squeeze', ['Yh', 'ax0'], ['h'], name='sq'),
+         h.make_node('Gemm', ['h', 'fcw', 'fcb'], ['y'], transB=1, name='fc')]
+g = h.make_graph(nodes, 'tm', [h.make_tensor_value_info('X', TP.FLOAT, [T, 'N', F])],
+                 [h.make_tensor_value_info('y', TP.FLOAT, ['N', 3])], init)
+m = h.make_model(g, opset_imports=[h.make_opsetid('', 13)]); m.ir_version = 8
+onnx.checker.check_model(m, full_check=True); onnx.save(m, '$tmp/tm.onnx')
+x = r.randn(T, N, F).astype(np.float32); np.save('$tmp/tm_x.npy', x)
+# The reference: ONNX's LSTM equations in numpy (gates i, o, f, c), float64.
+W, R, B = [nh.to_array(t).astype(np.float64)[0] for t in init[:3]]
+sg = lambda v: 1 / (1 + np.exp(-v))
+hh = np.zeros((N, H)); c = np.zeros((N, H))
+for t in range(T):
+    g = x[t] @ W.T + hh @ R.T + B[:4 * H] + B[4 * H:]
+    i, o, f, cc = sg(g[:, :H]), sg(g[:, H:2 * H]), sg(g[:, 2 * H:3 * H]), np.tanh(g[:, 3 * H:])
+    c = f * c + i * cc; hh = o * np.tanh(c)
+y = hh @ nh.to_array(init[4]).T + nh.to_array(init[5])
+np.save('$tmp/tm_ref.npy', y.astype(np.float32))"
+"$WORKER" infer --model "$tmp/tm.onnx" --input "$tmp/tm_x.npy" --output "$tmp/tm_y.npy" --threads 2
+printf '%-24s ' "time-major LSTM input"
+check $PY tests/onnx/peer_check.py compare "$tmp/tm_y.npy" "$tmp/tm_ref.npy" 1e-5
+# NPY sequences [N, T, F]: 28 steps of 28 features per sample, (1, T, F) to the engine.
+mkdir -p "$tmp/seq"
+$PY -c "
+import numpy as np
+r = np.random.RandomState(5)
+y = r.randint(0, 10, 96)
+x = (r.randn(96, 28, 28) * 0.1 + y[:, None, None] * 0.05).astype(np.float32)
+for s, sl in (('train', slice(0, 64)), ('test', slice(64, 96))):
+    np.save('$tmp/seq/%s_images.npy' % s, x[sl]); np.save('$tmp/seq/%s_labels.npy' % s, y[sl].astype(np.int64))"
+if "$WORKER" train --model "$FIX/lstmseq_op13.onnx" --data "npy:$tmp/seq" --epochs 1 --threads 2 \
+     --seed 1 --quiet --out "$tmp/seq.safetensors" > "$tmp/seq_train.json" &&
+   "$WORKER" infer --model "$tmp/seq.safetensors" --input "$FIX/lstmseq_x.npy" --output "$tmp/seq_y.npy" --threads 2; then
+  echo "ok: NPY sequences [N, 28, 28] train the imported LSTM: $(tail -n 1 "$tmp/seq_train.json" | cut -c1-120)"
+  pass=$((pass + 1))
+else
+  echo "FAIL: training on NPY sequences [N, T, F]"; fail=$((fail + 1))
 fi
 # Bad input is an error with a message, not a crash.
 head -c 1000 "$FIX/lenet5_op13.onnx" > "$tmp/trunc.onnx"

@@ -63,6 +63,9 @@ static const char *const node_ops[] = {
     "ReduceMean",
     "Slice",
     "Split",
+    /* Issue 15: recurrent layers. */
+    "LSTM",
+    "GRU",
 };
 
 static int node_op_listed(const char *op)
@@ -79,6 +82,19 @@ static void node_quiet_log(enum dp_log_level level, const char *msg, void *ud)
     (void)level;
     (void)msg;
     (void)ud;
+}
+
+/* (A, B, inner) to (B, A, inner): a time-major sequence to batch-first and back. */
+static float *node_swap01(const float *x, size_t a, size_t b, size_t inner)
+{
+    const size_t n = a * b * inner;
+    float *y = dp_malloc((n > 0 ? n : 1) * sizeof(float));
+    if (y == NULL)
+        return NULL;
+    for (size_t i = 0; i < a; i++)
+        for (size_t j = 0; j < b; j++)
+            memcpy(y + (j * a + i) * inner, x + (i * b + j) * inner, inner * sizeof(float));
+    return y;
 }
 
 /* Runs one case; returns 1 pass, 0 fail (reason in why), -1 skip (reason in why). */
@@ -155,11 +171,22 @@ static int node_case(const char *dir, char *why, size_t cap)
         goto out;
     }
     const size_t per = dp_model_out_size(m, DP_MODEL_INPUT);
-    if (tin[0]->n_dims < 1 || tin[0]->dims[0] < 1 || nx != (size_t)tin[0]->dims[0] * per) {
+    /* A time-major sequence (T, N, F) is the batch-first (N, T, F) the engine reads. */
+    const int bax = info.in_seq_first ? 1 : 0;
+    if (tin[0]->n_dims < (size_t)bax + 1 || tin[0]->dims[bax] < 1 ||
+        nx != (size_t)tin[0]->dims[bax] * per) {
         snprintf(why, cap, "input 0 does not match the model input");
         goto out;
     }
-    const int batch = (int)tin[0]->dims[0];
+    const int batch = (int)tin[0]->dims[bax];
+    if (info.in_seq_first) {
+        float *t =
+            node_swap01(x, (size_t)tin[0]->dims[0], (size_t)batch, per / (size_t)tin[0]->dims[0]);
+        if (t == NULL)
+            goto out;
+        dp_free(x);
+        x = t;
+    }
     err = nn_net_new(m, batch, &net, &ei);
     if (err) {
         snprintf(why, cap, "engine: %s", ei.msg);
@@ -173,6 +200,15 @@ static int node_case(const char *dir, char *why, size_t cap)
     if (err) {
         snprintf(why, cap, "output 0: %s", ei.msg);
         goto out;
+    }
+    if (info.out_seq_t > 1 && nwant > 0) {
+        /* The output is time-major, (T, [1,] N, H): compare batch-first. */
+        const size_t t = (size_t)info.out_seq_t, rest = nwant / t;
+        float *tw = node_swap01(want, t, (size_t)batch, rest / (size_t)batch);
+        if (tw == NULL)
+            goto out;
+        dp_free(want);
+        want = tw;
     }
     if (y == NULL || nwant != (size_t)batch * (size_t)net->n_classes) {
         snprintf(why, cap, "the engine gives %zu values, ONNX expects %zu",

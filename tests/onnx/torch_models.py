@@ -2,7 +2,8 @@
 """Makes the PyTorch peer models for the ONNX tests (test fixtures only).
 
 For each of LeNet-5, ResNet-20, VGG-16 with BN and MobileNetV2 (CIFAR
-variants), and a small net of the mobile networks' blocks (MobileTiny), it
+variants), a small net of the mobile networks' blocks (MobileTiny), and an
+LSTM and a GRU sequence classifier (issue 15), it
 builds the network with a fixed seed, gives every BatchNorm random running
 statistics and affine parameters (so BN is not the
 identity), exports it with torch.onnx at one or more opsets, and writes a
@@ -171,6 +172,32 @@ class MobileTiny(nn.Module):
         return self.fc(x.mean([2, 3]))
 
 
+class SeqRNN(nn.Module):
+    """Issue 15: nn.LSTM or nn.GRU (batch_first, 28 steps of 28 features, 32
+    units) whose last step feeds a Linear, the sequential Fashion-MNIST
+    classifier. torch.onnx writes it as Transpose -> LSTM/GRU (zero initial
+    states from ConstantOfShape) -> Squeeze -> Transpose -> Gather -> Gemm."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.rnn = (nn.LSTM if cell == 'lstm' else nn.GRU)(28, 32, batch_first=True)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(y[:, -1, :])
+
+
+class LSTMSeq(SeqRNN):
+    def __init__(self):
+        super().__init__('lstm')
+
+
+class GRUSeq(SeqRNN):
+    def __init__(self):
+        super().__init__('gru')
+
+
 MODELS = {
     'lenet5': (LeNet5, (1, 28, 28)),
     'resnet20': (ResNet20, (3, 32, 32)),
@@ -178,6 +205,8 @@ MODELS = {
     'mobilenetv2': (MobileNetV2, (3, 32, 32)),
     'convadd': (ConvAdd, (1, 28, 28)),
     'mobiletiny': (MobileTiny, (3, 16, 16)),
+    'lstmseq': (LSTMSeq, (28, 28)),
+    'gruseq': (GRUSeq, (28, 28)),
 }
 
 

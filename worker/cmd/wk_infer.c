@@ -68,6 +68,23 @@ enum dp_err wk_infer(const struct wk_infer_opts *o, const struct wk_hooks *h, st
     if (err)
         goto out;
     const size_t per_in = dp_model_out_size(m, DP_MODEL_INPUT);
+    if (info.in_seq_first && x.ndim == 3 && x.dims[0] > 0 && x.dims[1] > 0) {
+        /* A time-major sequence input (T, N, F) (an ONNX LSTM/GRU read
+         * with layout 0): the engine takes it batch-first, (N, T, F). */
+        const size_t t = (size_t)x.dims[0], nb = (size_t)x.dims[1], f = (size_t)x.dims[2];
+        float *bf = dp_malloc(dp_size_mul(x.n ? x.n : 1, sizeof(float)));
+        if (bf == NULL) {
+            err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < t; i++)
+            for (size_t j = 0; j < nb; j++)
+                memcpy(bf + (j * t + i) * f, x.data + (i * nb + j) * f, f * sizeof(float));
+        dp_free(x.data);
+        x.data = bf;
+        x.dims[0] = (int64_t)nb;
+        x.dims[1] = (int64_t)t;
+    }
     const int64_t n = x.dims[0];
     if (x.ndim < 2 || n < 1 || n > WK_INFER_MAX_N || x.n != (size_t)n * per_in) {
         err = dp_errinfo_set(
@@ -110,7 +127,12 @@ enum dp_err wk_infer(const struct wk_infer_opts *o, const struct wk_hooks *h, st
     int ndim = info.out_rank;
     if (ndim == 3)
         dims[2] = info.out_w; /* (N, C, L) */
-    if (ndim < 1 || ndim > 4) {
+    int64_t count = 1;
+    for (int k = 1; k < ndim; k++)
+        count *= dims[k];
+    /* A sequence output ((N, T, H) held as (1, T, H), or a time-major one,
+     * written batch-first) is written as (N, values per sample). */
+    if (ndim < 1 || ndim > 4 || count != (int64_t)per_out || info.out_seq_t > 0) {
         ndim = 2;
         dims[1] = (int64_t)per_out;
     }

@@ -20,6 +20,7 @@
 #include "common/onnx_import.h"
 #include "onnx.pb-c.h"
 #include "tests/unit/test_util.h"
+#include "worker/circulant/circ.h"
 #include "worker/nn/arch.h"
 
 static char ox_dir[64];
@@ -535,6 +536,213 @@ Test(onnx, transpose_outside_a_shuffle_is_refused)
     cr_expect_null(back);
     cr_expect(strstr(ei.msg, "only inside a channel shuffle") != NULL, "%s", ei.msg);
     dp_onnx_model_free(mp);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* ---- Recurrent and block-circulant layers (issue 15) --------------------- */
+
+/* input (1, 6, 5): lstm (8) -> gru (4) -> last step -> flatten -> circ_linear (7, block 4). */
+static struct dp_model *ox_rnn_model(int block)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = dp_model_new(1, 6, 5);
+    cr_assert_not_null(m);
+    struct dp_op_attrs a = {0};
+    a.out_ch = 8, a.has_bias = 1, a.block = block;
+    int in = DP_MODEL_INPUT;
+    int l1 = dp_model_add_layer(m, "lstm", DP_OP_LSTM, &in, 1, &a, &ei);
+    cr_assert(l1 >= 0, "%s", ei.msg);
+    a.out_ch = 4, a.block = 0;
+    int g1 = dp_model_add_layer(m, "gru", DP_OP_GRU, &l1, 1, &a, &ei);
+    cr_assert(g1 >= 0, "%s", ei.msg);
+    memset(&a, 0, sizeof(a));
+    a.axis = 2, a.start = 5, a.end = 6;
+    int sl = dp_model_add_layer(m, "last", DP_OP_SLICE, &g1, 1, &a, &ei);
+    int fl = dp_model_add_unary(m, "flat", DP_OP_FLATTEN, sl, &ei);
+    memset(&a, 0, sizeof(a));
+    a.out_ch = 7, a.has_bias = 1, a.block = 4;
+    int cl = dp_model_add_layer(m, "fc", DP_OP_CIRC_LINEAR, &fl, 1, &a, &ei);
+    cr_assert(cl >= 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    for (size_t i = 0; i < m->n_floats; i++)
+        m->data[i] = (float)((int)(i * 7919 % 97) - 48) / 97.0f;
+    return m;
+}
+
+/* The imported model's parameter `name` holds `want` (n floats). */
+static void ox_expect_param(const struct dp_model *m, const char *name, const float *want, size_t n,
+                            const char *what)
+{
+    const struct dp_param *p = dp_model_param_find(m, name);
+    cr_assert_not_null(p, "%s: no parameter '%s'", what, name);
+    cr_assert_eq(p->numel, n, "%s: '%s' has %zu values, %zu expected", what, name, p->numel, n);
+    cr_expect(memcmp(dp_param_data(m, p), want, n * sizeof(float)) == 0,
+              "%s: '%s' differs after export and import", what, name);
+}
+
+/*
+ * lstm and gru go out as LSTM and GRU nodes (PyTorch's gates reordered to
+ * ONNX's and back) between the Reshape/Transpose of the sequence, and come
+ * back as the same layers and weights at every exported opset; a
+ * circulant layer goes out as its expanded dense matrix (circ_expand) with
+ * metadata saying so, and comes back as a dense linear with that matrix.
+ */
+Test(onnx, roundtrip_rnn_and_circulant)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    char path[128];
+    snprintf(path, sizeof(path), "%s/rnn.onnx", ox_dir);
+    for (int block = 0; block <= 4; block += 4) {
+        struct dp_model *m = ox_rnn_model(block), *back = NULL;
+        for (int opset = DP_ONNX_EXPORT_OPSET_MIN; opset <= DP_ONNX_EXPORT_OPSET_MAX; opset++) {
+            struct dp_onnx_export_opts o = {0, opset, 0, NULL, 0};
+            cr_assert_eq(dp_onnx_export_file(m, path, &o, &ei), DP_OK, "opset %d: %s", opset,
+                         ei.msg);
+            struct Onnx__ModelProto *mp = NULL;
+            cr_assert_eq(dp_onnx_model_read(path, &mp, &ei), DP_OK, "%s", ei.msg);
+            cr_expect(ox_has_op(mp, "LSTM") && ox_has_op(mp, "GRU") && ox_has_op(mp, "Gemm"),
+                      "opset %d", opset);
+            const char *dup = ox_dup_node_name(mp);
+            cr_expect_null(dup, "opset %d: two nodes named '%s'", opset, dup);
+            int circ_fc = 0, circ_lstm = 0;
+            for (size_t i = 0; i < mp->n_metadata_props; i++) {
+                const char *k = mp->metadata_props[i]->key, *v = mp->metadata_props[i]->value;
+                circ_fc += strcmp(k, "dnnpress.circulant.fc") == 0 && strstr(v, "\"block\":4");
+                circ_lstm += strcmp(k, "dnnpress.circulant.lstm") == 0;
+            }
+            cr_expect_eq(circ_fc, 1, "opset %d: metadata of the circulant fc", opset);
+            cr_expect_eq(circ_lstm, block > 0, "opset %d: metadata of the lstm", opset);
+            dp_onnx_model_free(mp);
+            struct dp_onnx_import_info info;
+            cr_assert_eq(dp_onnx_import_file(path, &back, &info, &ei), DP_OK, "opset %d: %s", opset,
+                         ei.msg);
+            cr_expect(back->in_c == 1 && back->in_h == 6 && back->in_w == 5, "input shape");
+            cr_assert_eq(back->n_layers, m->n_layers, "opset %d: %d layers, %d back", opset,
+                         m->n_layers, back->n_layers);
+            for (int i = 0; i < m->n_layers; i++) {
+                const struct dp_layer *x = &m->layers[i], *y = &back->layers[i];
+                cr_expect_str_eq(x->name, y->name, "opset %d: layer %d", opset, i);
+                enum dp_op want = x->op == DP_OP_CIRC_LINEAR ? DP_OP_LINEAR : x->op;
+                cr_expect_eq(y->op, want, "opset %d: layer '%s' op %s", opset, x->name,
+                             dp_op_name(y->op));
+                cr_expect(x->out_c == y->out_c && x->out_h == y->out_h && x->out_w == y->out_w,
+                          "opset %d: layer '%s' shape", opset, x->name);
+            }
+            /* Dense parameters come back bit for bit; circulant ones expanded. */
+            for (int i = 0; i < m->n_params; i++) {
+                const struct dp_param *p = &m->params[i];
+                const struct dp_layer *l = &m->layers[p->layer];
+                if (l->a.block == 0 || p->ndim == 1) {
+                    ox_expect_param(back, p->name, dp_param_data(m, p), p->numel, "dense");
+                    continue;
+                }
+                const int rows = l->op == DP_OP_CIRC_LINEAR ? l->a.out_ch : 4 * l->a.out_ch;
+                const int cols = l->op == DP_OP_CIRC_LINEAR       ? 4
+                                 : strstr(p->name, "_ih") != NULL ? 5
+                                                                  : l->a.out_ch;
+                struct circ_dims d;
+                circ_dims_init(&d, rows, cols, l->a.block);
+                float *dense = dp_malloc((size_t)rows * cols * sizeof(float));
+                cr_assert_not_null(dense);
+                circ_expand(dense, dp_param_data(m, p), &d);
+                ox_expect_param(back, p->name, dense, (size_t)rows * cols, "circulant");
+                dp_free(dense);
+            }
+            dp_model_free(back);
+            back = NULL;
+        }
+        dp_model_free(m);
+    }
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* The attribute called name on nd (which must have it). */
+static Onnx__AttributeProto *ox_attr(Onnx__NodeProto *nd, const char *name)
+{
+    for (size_t k = 0; k < nd->n_attribute; k++) {
+        if (strcmp(nd->attribute[k]->name, name) == 0)
+            return nd->attribute[k];
+    }
+    cr_assert_fail("node '%s' has no attribute '%s'", nd->name, name);
+    return NULL;
+}
+
+/*
+ * What the engine does not compute is refused with a message that names
+ * it: a reverse LSTM, ONNX's default GRU (linear_before_reset = 0), a
+ * non-zero initial state, and the cell state output read by the graph.
+ * Each case edits the exported file's protobuf in place and puts every
+ * pointer back before it is freed.
+ */
+Test(onnx, rnn_features_outside_the_engine_are_refused)
+{
+    struct dp_errinfo ei = {DP_OK, ""};
+    struct dp_model *m = ox_rnn_model(0), *back = NULL;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/rnn_refuse.onnx", ox_dir);
+    cr_assert_eq(dp_onnx_export_file(m, path, NULL, &ei), DP_OK, "%s", ei.msg);
+    static const char *const want[4] = {
+        "direction 'reverse' is not supported", "linear_before_reset = 0 is not supported",
+        "initial_h (input 5) holds 0.5", "the cell state output Y_c is read"};
+    static char empty[1] = "", dir_name[] = "direction", reverse[] = "reverse", yc[] = "lstm.y_c";
+    for (int k = 0; k < 4; k++) {
+        struct Onnx__ModelProto *mp = NULL;
+        cr_assert_eq(dp_onnx_model_read(path, &mp, &ei), DP_OK, "%s", ei.msg);
+        Onnx__NodeProto *lstm = NULL, *gru = NULL;
+        for (size_t i = 0; i < mp->graph->n_node; i++) {
+            Onnx__NodeProto *nd = mp->graph->node[i];
+            lstm = strcmp(nd->op_type, "LSTM") == 0 ? nd : lstm;
+            gru = strcmp(nd->op_type, "GRU") == 0 ? nd : gru;
+        }
+        cr_assert(lstm != NULL && gru != NULL);
+        Onnx__AttributeProto *hs = ox_attr(lstm, "hidden_size"), hs_saved = *hs;
+        Onnx__AttributeProto *lbr = ox_attr(gru, "linear_before_reset"), lbr_saved = *lbr;
+        Onnx__NodeProto lstm_saved = *lstm;
+        char *old_out0 = mp->graph->output[0]->name;
+        char *in6[6], *out3[3];
+        if (k == 0) {
+            /* hidden_size stands in as a direction attribute (checked first). */
+            hs->name = dir_name;
+            hs->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+            hs->has_s = 1;
+            hs->s.data = (uint8_t *)reverse;
+            hs->s.len = strlen(reverse);
+        } else if (k == 1) {
+            lbr->i = 0;
+        } else if (k == 2) {
+            /* initial_h: the bias initializer, its values set to 0.5. */
+            for (size_t i = 0; i < 4; i++)
+                in6[i] = lstm->input[i];
+            in6[4] = empty;
+            in6[5] = lstm->input[3];
+            lstm->input = in6;
+            lstm->n_input = 6;
+            for (size_t i = 0; i < mp->graph->n_initializer; i++) {
+                Onnx__TensorProto *t = mp->graph->initializer[i];
+                const float half = 0.5f;
+                for (size_t b = 0; strcmp(t->name, "lstm.B") == 0 && b < t->raw_data.len / 4; b++)
+                    memcpy(t->raw_data.data + 4 * b, &half, 4);
+            }
+        } else {
+            /* Y_c is the graph's output. */
+            out3[0] = lstm->output[0];
+            out3[1] = empty;
+            out3[2] = yc;
+            lstm->output = out3;
+            lstm->n_output = 3;
+            mp->graph->output[0]->name = yc;
+        }
+        cr_expect_eq(dp_onnx_import(mp, &back, NULL, &ei), DP_EUNSUPPORTED, "case %d: %s", k,
+                     ei.msg);
+        cr_expect_null(back);
+        cr_expect(strstr(ei.msg, want[k]) != NULL, "case %d: %s", k, ei.msg);
+        *hs = hs_saved;
+        *lbr = lbr_saved;
+        *lstm = lstm_saved;
+        mp->graph->output[0]->name = old_out0;
+        dp_onnx_model_free(mp);
+    }
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }
