@@ -191,6 +191,11 @@ static struct cg_ocl_range cg_ocl_range_of(const struct cg_step *s)
         case CG_K_SOFTMAX:
             r.gws[0] = 1;
             break;
+        case CG_K_CIRC_LINEAR: /* refused by cg_ocl_check */
+        case CG_K_CIRC_CONV:
+        case CG_K_LSTM:
+        case CG_K_GRU:
+            break;
     }
     return r;
 }
@@ -450,6 +455,10 @@ static void cg_ocl_simple(FILE *f, const struct cg_plan *p, int k, const struct 
                     g->C * HW, g->C * HW, g->C * HW);
             break;
         case CG_K_CONV:
+        case CG_K_CIRC_LINEAR: /* refused by cg_ocl_check */
+        case CG_K_CIRC_CONV:
+        case CG_K_LSTM:
+        case CG_K_GRU:
             break;
     }
     fputs("}\n\n", f);
@@ -492,6 +501,15 @@ enum dp_err cg_ocl_check(const struct cg_plan *p, struct dp_errinfo *ei)
             case CG_K_ACT:
             case CG_K_SOFTMAX:
                 break;
+            case CG_K_CIRC_LINEAR:
+            case CG_K_CIRC_CONV:
+            case CG_K_LSTM:
+            case CG_K_GRU:
+                return dp_errinfo_set(ei, DP_EUNSUPPORTED,
+                                      "layer '%s': %s has no OpenCL kernel (block-circulant "
+                                      "FFT and recurrent layers compile for the native and "
+                                      "portable targets)",
+                                      name, cg_kind_name(s->kind));
             default:
                 return dp_errinfo_set(ei, DP_EUNSUPPORTED,
                                       "layer '%s': step kind '%s' has no OpenCL kernel", name,
