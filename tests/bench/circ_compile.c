@@ -117,10 +117,11 @@ static void bc_run(struct dp_model *m, const char *dir, const char *label, int r
     const struct dp_layer *l = &m->layers[0];
     const int cols = m->in_c * m->in_h * m->in_w;
     const long long stored = (long long)m->params[0].numel;
-    const long long flops = k > 0 ? cg_circ_mv_flops(l->out_c, cols, k) + l->out_c
-                                  : 2LL * l->out_c * cols + l->out_c;
+    const long long flops =
+        k > 0 ? cg_circ_mv_flops(l->out_c, cols, k) + l->out_c : 2LL * l->out_c * cols + l->out_c;
     printf("%-12s %-6s %10lld %12lld %10.4f %10.4f %9.2e %s\n", label, k > 0 ? "fft" : "dense",
-           stored, flops, strtod(mn + 9, NULL), strtod(p50 + 6, NULL), strtod(err_s + 14, NULL), isab);
+           stored, flops, strtod(mn + 9, NULL), strtod(p50 + 6, NULL), strtod(err_s + 14, NULL),
+           isab);
     fflush(stdout);
 }
 

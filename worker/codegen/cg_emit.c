@@ -663,6 +663,10 @@ static void cg_emit_simple(FILE *f, const struct cg_plan *p, int k, const struct
         case CG_K_SOFTMAX:
             fprintf(f, "    (void)nth;\n    cg_softmax(y, x0, %d, tid);\n", g->C * HW);
             break;
+        case CG_K_SLICE:
+            fprintf(f, "    cg_slice(y, x0, %d, %d, %d, %d, %d, %d, %d, %d, tid, nth);\n", g->C,
+                    g->H, g->W, g->F, g->OH, g->OW, s->axis, s->start);
+            break;
         case CG_K_CONV:
         case CG_K_CIRC_LINEAR: /* cg_emit_circ_step */
         case CG_K_CIRC_CONV:

@@ -195,6 +195,7 @@ static struct cg_ocl_range cg_ocl_range_of(const struct cg_step *s)
         case CG_K_CIRC_CONV:
         case CG_K_LSTM:
         case CG_K_GRU:
+        case CG_K_SLICE:
             break;
     }
     return r;
@@ -459,6 +460,7 @@ static void cg_ocl_simple(FILE *f, const struct cg_plan *p, int k, const struct 
         case CG_K_CIRC_CONV:
         case CG_K_LSTM:
         case CG_K_GRU:
+        case CG_K_SLICE:
             break;
     }
     fputs("}\n\n", f);
@@ -505,10 +507,11 @@ enum dp_err cg_ocl_check(const struct cg_plan *p, struct dp_errinfo *ei)
             case CG_K_CIRC_CONV:
             case CG_K_LSTM:
             case CG_K_GRU:
+            case CG_K_SLICE:
                 return dp_errinfo_set(ei, DP_EUNSUPPORTED,
                                       "layer '%s': %s has no OpenCL kernel (block-circulant "
-                                      "FFT and recurrent layers compile for the native and "
-                                      "portable targets)",
+                                      "FFT, recurrent and slice layers compile for the native "
+                                      "and portable targets)",
                                       name, cg_kind_name(s->kind));
             default:
                 return dp_errinfo_set(ei, DP_EUNSUPPORTED,

@@ -52,7 +52,7 @@ static const struct cg_op_row cg_ops[DP_OP__COUNT] = {
     [DP_OP_MUL] = {CG_ROLE_NONE, CG_K_ACT, 0, "mul has no kernel in the compiler yet"},
     [DP_OP_SUB] = {CG_ROLE_NONE, CG_K_ACT, 0, "sub has no kernel in the compiler yet"},
     [DP_OP_DIV] = {CG_ROLE_NONE, CG_K_ACT, 0, "div has no kernel in the compiler yet"},
-    [DP_OP_SLICE] = {CG_ROLE_NONE, CG_K_ACT, 0, "slice has no kernel in the compiler yet"},
+    [DP_OP_SLICE] = {CG_ROLE_STEP, CG_K_SLICE, 0, NULL},
     [DP_OP_SHUFFLE] = {CG_ROLE_NONE, CG_K_ACT, 0, "shuffle has no kernel in the compiler yet"},
     [DP_OP_CONST] = {CG_ROLE_NONE, CG_K_ACT, 0, "const has no kernel in the compiler yet"},
     [DP_OP_ADD_BCAST] = {CG_ROLE_NONE, CG_K_ACT, 0, "add_bcast has no kernel in the compiler yet"},
@@ -90,7 +90,7 @@ const char *cg_kind_name(enum cg_kind k)
 {
     static const char *const names[] = {"conv",      "linear", "maxpool", "avgpool", "gap",
                                         "add",       "bn",     "act",     "softmax", "circ_linear",
-                                        "circ_conv", "lstm",   "gru"};
+                                        "circ_conv", "lstm",   "gru",     "slice"};
     return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }
 
@@ -356,6 +356,10 @@ static enum dp_err cg_step_add(struct cg_build *b, int i, struct dp_errinfo *ei)
                               l->name, a->groups);
     if (s->kind == CG_K_ACT)
         s->act = cg_act_of(l, &s->lo, &s->hi);
+    if (s->kind == CG_K_SLICE) {
+        s->axis = a->axis;
+        s->start = a->start;
+    }
     if (s->kind == CG_K_SOFTMAX && !cg_softmax_is_whole(l))
         return dp_errinfo_set(ei, DP_EUNSUPPORTED,
                               "layer '%s': softmax over axes [%d, %d] of a %dx%dx%d map is not "

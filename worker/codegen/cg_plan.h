@@ -66,6 +66,7 @@ enum cg_kind {
     CG_K_CIRC_CONV,   /* circ_conv2d (+ activation), FFT kernel */
     CG_K_LSTM,        /* one LSTM layer over the sequence, dense or circulant (FFT) matrices */
     CG_K_GRU,         /* one GRU layer likewise */
+    CG_K_SLICE,       /* a range [start, end) of one per-sample axis (the RNN's last step) */
 };
 
 enum cg_act {
@@ -158,6 +159,7 @@ struct cg_step {
     /* Block-circulant and recurrent steps (cg_circ.h). */
     int block;       /* the IR layer's circulant block size k (0: none, dense RNN) */
     int hidden;      /* CG_K_LSTM / CG_K_GRU: hidden size H (= g.OW) */
+    int axis, start; /* CG_K_SLICE: the axis (1 = C, 2 = H, 3 = W) and the range's start */
     long long flops; /* per sample: the FLOPs of the kernel that runs (FFT form for
                         CG_FMT_CIRC; 2 * MACs otherwise), for reports */
 };
