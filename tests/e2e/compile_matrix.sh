@@ -21,12 +21,13 @@
 # compiler is one more word here; opencl runs on PoCL's CPU device, which
 # tools/deps.sh installs: the OpenCL emitter has no CSR or bitmask kernel,
 # so its irregular layers are "irregular: dense fallback", and it stores
-# quantized weights as floats), MODELS="lenet5 resnet20-cifar vgg16-cifar",
+# quantized weights as floats), MODELS="lenet5 resnet20-cifar vgg16-cifar"
+# (set but empty: none), RNN_MODELS="lstm-fmnist gru-fmnist" likewise,
 # KEEP=1 keeps the work directory.
 set -euo pipefail
 WORKER=${1:?usage: compile_matrix.sh WORKER_BINARY}
 TARGETS=${TARGETS:-native portable opencl}
-MODELS=${MODELS:-lenet5 resnet20-cifar vgg16-cifar}
+MODELS=${MODELS-lenet5 resnet20-cifar vgg16-cifar}
 PY=/usr/bin/python3
 tmp=$(mktemp -d)
 [ "${KEEP:-0}" = 1 ] && echo "compile_matrix: work directory $tmp" || trap 'rm -rf "$tmp"' EXIT

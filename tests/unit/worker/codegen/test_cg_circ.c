@@ -7,7 +7,9 @@
  * generated code to outputs computed here by definition: circ_forward_ref
  * and circ_expand (worker/circulant/circ_ref.c, brute force over the
  * expanded matrix), direct convolution loops and the LSTM/GRU equations
- * in double. Plus the plan's formats and FLOPs, and the OpenCL refusal.
+ * in double; and the same models, lstm-fmnist and gru-fmnist against the
+ * engine's forward pass (the reference `compile` writes). Plus the plan's
+ * formats and FLOPs, and the OpenCL refusal.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -371,6 +373,8 @@ Test(cg_circ, circ_linear_matches_the_definition, .timeout = 120)
     struct dp_model *m = tc_mlp();
     cr_assert_eq(tc_build_run(m, "cgc-mlp", "native"), 0);
     cr_assert_eq(tc_build_run(m, "cgc-mlp-p", "portable"), 0);
+    /* And against the engine's forward (worker/circulant through FFTW). */
+    cr_assert_eq(tc_build_run_ref(m, "cgc-mlp-e", "portable", 1), 0);
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }
@@ -387,6 +391,7 @@ Test(cg_circ, circ_conv2d_matches_the_definition, .timeout = 120)
     cg_plan_free(p);
     cr_assert_eq(tc_build_run(m, "cgc-cnn", "native"), 0);
     cr_assert_eq(tc_build_run(m, "cgc-cnn-p", "portable"), 0);
+    cr_assert_eq(tc_build_run_ref(m, "cgc-cnn-e", "portable", 1), 0);
     dp_model_free(m);
     DP_ASSERT_NO_LEAKS();
 }
