@@ -90,12 +90,24 @@ static size_t cg_count_nonzero(const float *w, size_t n)
     return nz;
 }
 
+/* Floats of scratch per thread a step may need (the runtime allocates it
+ * per thread at model_create): 1 GiB. */
+#define CG_CIRC_SCRATCH_MAX ((size_t)1 << 28)
+
 enum dp_err cg_circ_step_init(const struct dp_model *m, struct cg_step *s, struct dp_errinfo *ei)
 {
     const struct dp_layer *l = &m->layers[s->layer];
     const struct cg_geom *g = &s->g;
     const int k = s->block, fft = cg_circ_fft_ok(k);
     s->fmt = fft ? CG_FMT_CIRC : CG_FMT_DENSE;
+    s->hidden = s->kind == CG_K_LSTM || s->kind == CG_K_GRU ? l->a.out_ch : 0;
+    struct cg_circ_scr sc;
+    cg_circ_scratch(s, &sc);
+    if (sc.total > CG_CIRC_SCRATCH_MAX)
+        return dp_errinfo_set(ei, DP_EUNSUPPORTED,
+                              "layer '%s': its working arrays (%zu floats per thread) pass the "
+                              "compiler's %zu",
+                              l->name, sc.total, CG_CIRC_SCRATCH_MAX);
     if (s->kind == CG_K_CIRC_LINEAR || s->kind == CG_K_CIRC_CONV) {
         const struct dp_param *w = cg_circ_param(m, s->layer, "weight");
         const int conv = s->kind == CG_K_CIRC_CONV, T = conv ? g->kh * g->kw : 1;
