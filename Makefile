@@ -114,7 +114,8 @@ MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 MIGRATIONS_H := $(GEN)/server/migrations_gen.h
 CG_TEMPLATES := worker/codegen/rt/model.h.in worker/codegen/rt/rt_head.c.in \
                 worker/codegen/rt/rt_tail.c.in worker/codegen/rt/bench.c.in \
-                worker/codegen/rt/Makefile.in worker/codegen/rt/rt_sparse.c.in
+                worker/codegen/rt/Makefile.in worker/codegen/rt/rt_sparse.c.in \
+                worker/codegen/rt/rt_circ.c.in
 CG_TEMPLATES_H := $(GEN)/worker/codegen/cg_templates_gen.h
 GEN_HDRS := $(ONNX_PB_H) $(MIGRATIONS_H) $(CG_TEMPLATES_H)
 # The opencl target's templates (worker/codegen/cg_emit_ocl.c), a header of their own.
@@ -145,7 +146,8 @@ $(CG_TEMPLATES_H): $(CG_TEMPLATES) tools/gen-embed.sh
 	    cg_tmpl_model_h=worker/codegen/rt/model.h.in cg_tmpl_rt_head=worker/codegen/rt/rt_head.c.in \
 	    cg_tmpl_rt_tail=worker/codegen/rt/rt_tail.c.in cg_tmpl_bench_c=worker/codegen/rt/bench.c.in \
 	    cg_tmpl_makefile=worker/codegen/rt/Makefile.in \
-	    cg_tmpl_rt_sparse=worker/codegen/rt/rt_sparse.c.in > $@.tmp && mv $@.tmp $@
+	    cg_tmpl_rt_sparse=worker/codegen/rt/rt_sparse.c.in \
+	    cg_tmpl_rt_circ=worker/codegen/rt/rt_circ.c.in > $@.tmp && mv $@.tmp $@
 
 $(CG_OCL_TEMPLATES_H): $(CG_OCL_TEMPLATES) tools/gen-embed.sh
 	@mkdir -p $(@D)

@@ -151,15 +151,38 @@ static void cg_put_u32(unsigned char *p, uint32_t v)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
+/* y (n, of) = the engine's outputs for x (n samples), evaluation mode. */
+static enum dp_err cg_reference_engine(struct dp_model *m, const float *x, size_t n, size_t of,
+                                       float *y, struct dp_errinfo *ei)
+{
+    struct nn_net *net = NULL;
+    enum dp_err err = nn_net_new(m, (int)n, &net, ei);
+    if (err)
+        return err;
+    if ((size_t)net->n_classes != of) {
+        err = dp_errinfo_set(ei, DP_ESHAPE, "the engine's output (%d) is not the plan's (%zu)",
+                             net->n_classes, of);
+    } else {
+        const float *out = nn_net_forward(net, x, (int)n, 0);
+        if (out == NULL)
+            err =
+                dp_errinfo_set(ei, DP_ENOMEM, "the reference forward pass failed (out of memory)");
+        else
+            memcpy(y, out, n * of * sizeof(float));
+    }
+    nn_net_free(net);
+    return err;
+}
+
 /*
  * reference.bin: a 64-byte header (magic "DPCGREF1", uint32 version 1, n,
  * in_floats, out_floats), then n inputs and the engine's n outputs, float32.
  */
-static enum dp_err cg_reference(struct dp_model *m, const struct cg_plan *p, unsigned char **out,
-                                size_t *out_len, struct dp_errinfo *ei)
+static enum dp_err cg_reference(struct dp_model *m, const struct cg_plan *p, cg_ref_fn *ref,
+                                void *ref_ctx, unsigned char **out, size_t *out_len,
+                                struct dp_errinfo *ei)
 {
     const size_t n = CG_REF_SAMPLES, in = p->in_floats, of = p->out_floats;
-    struct nn_net *net = NULL;
     const size_t len = 64 + (n * in + n * of) * sizeof(float);
     unsigned char *buf = dp_calloc(1, len);
     float *x = dp_malloc(dp_size_mul(n * in, sizeof(float)));
@@ -170,31 +193,23 @@ static enum dp_err cg_reference(struct dp_model *m, const struct cg_plan *p, uns
     }
     for (size_t i = 0; i < n * in; i++)
         x[i] = cg_ref_input(i);
-    err = nn_net_new(m, (int)n, &net, ei);
+    float *yo = (float *)(buf + 64 + n * in * sizeof(float));
+    if (ref != NULL)
+        err = ref(ref_ctx, x, (int)n, yo, ei);
+    else
+        err = cg_reference_engine(m, x, n, of, yo, ei);
     if (err)
         goto out;
-    if ((size_t)net->n_classes != of) {
-        err = dp_errinfo_set(ei, DP_ESHAPE, "the engine's output (%d) is not the plan's (%zu)",
-                             net->n_classes, of);
-        goto out;
-    }
-    const float *y = nn_net_forward(net, x, (int)n, 0);
-    if (y == NULL) {
-        err = dp_errinfo_set(ei, DP_ENOMEM, "the reference forward pass failed (out of memory)");
-        goto out;
-    }
     memcpy(buf, "DPCGREF1", 8);
     cg_put_u32(buf + 8, 1);
     cg_put_u32(buf + 12, (uint32_t)n);
     cg_put_u32(buf + 16, (uint32_t)in);
     cg_put_u32(buf + 20, (uint32_t)of);
     memcpy(buf + 64, x, n * in * sizeof(float));
-    memcpy(buf + 64 + n * in * sizeof(float), y, n * of * sizeof(float));
     *out = buf;
     *out_len = len;
     buf = NULL;
 out:
-    nn_net_free(net);
     dp_free(x);
     dp_free(buf);
     return err;
@@ -305,6 +320,13 @@ static enum dp_err cg_schedule_get(struct cg_bundle_ctx *b, struct cg_schedule *
 enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_compile_opts *o,
                        struct cg_compile_summary *summary, struct dp_errinfo *ei)
 {
+    return cg_compile_ref(m, dir, o, NULL, NULL, summary, ei);
+}
+
+enum dp_err cg_compile_ref(struct dp_model *m, const char *dir, const struct cg_compile_opts *o,
+                           cg_ref_fn *ref_fn, void *ref_ctx, struct cg_compile_summary *summary,
+                           struct dp_errinfo *ei)
+{
     struct cg_plan *p = NULL;
     struct cg_schedule sch = {0};
     struct cg_bundle_ctx b = {0};
@@ -336,7 +358,7 @@ enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_comp
     if (!err) /* formats before schedules: a CSR or bitmask layer has its own */
         cg_sparse_choose(p, vl, (enum cg_sparse_mode)sparse);
     if (!err)
-        err = cg_reference(m, p, &ref, &ref_len, ei);
+        err = cg_reference(m, p, ref_fn, ref_ctx, &ref, &ref_len, ei);
     if (err)
         goto out;
     b.p = p;

@@ -62,6 +62,17 @@ struct cg_compile_summary {
 enum dp_err cg_compile(struct dp_model *m, const char *dir, const struct cg_compile_opts *o,
                        struct cg_compile_summary *summary, struct dp_errinfo *ei);
 
+/*
+ * cg_compile with reference.bin's outputs from ref instead of the engine's
+ * forward pass: given the CG_REF_SAMPLES fixed inputs x (n, in_floats),
+ * ref fills y (n, out_floats). For checking the generated kernels against
+ * another implementation (the tests' brute-force definitions of layers).
+ */
+typedef enum dp_err cg_ref_fn(void *ctx, const float *x, int n, float *y, struct dp_errinfo *ei);
+enum dp_err cg_compile_ref(struct dp_model *m, const char *dir, const struct cg_compile_opts *o,
+                           cg_ref_fn *ref, void *ref_ctx, struct cg_compile_summary *summary,
+                           struct dp_errinfo *ei);
+
 /* Floats per vector the kernels of target use on this machine: 16 with
  * AVX-512, 8 with AVX2, else 4 for "native"; 0 for "portable" and "opencl"; -1 for
  * an unknown target. */

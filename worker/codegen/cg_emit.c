@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "worker/codegen/cg_circ.h"
 #include "worker/codegen/cg_quant.h"
 #include "worker/codegen/cg_sched.h"
 #include "worker/codegen/cg_templates_gen.h"
@@ -662,7 +663,15 @@ static void cg_emit_simple(FILE *f, const struct cg_plan *p, int k, const struct
         case CG_K_SOFTMAX:
             fprintf(f, "    (void)nth;\n    cg_softmax(y, x0, %d, tid);\n", g->C * HW);
             break;
+        case CG_K_SLICE:
+            fprintf(f, "    cg_slice(y, x0, %d, %d, %d, %d, %d, %d, %d, %d, tid, nth);\n", g->C,
+                    g->H, g->W, g->F, g->OH, g->OW, s->axis, s->start);
+            break;
         case CG_K_CONV:
+        case CG_K_CIRC_LINEAR: /* cg_emit_circ_step */
+        case CG_K_CIRC_CONV:
+        case CG_K_LSTM:
+        case CG_K_GRU:
             break;
     }
     fputs("}\n\n", f);
@@ -735,7 +744,11 @@ static void cg_emit_path(FILE *f, const struct cg_plan *p, const struct cg_weigh
      * layers (sched.sparse, cg_sched_candidates) run the sparse kernels of
      * cg_emit_sparse.c on this path's vectors. */
     for (int k = 0; k < p->n_steps; k++) {
-        if (p->steps[k].fmt == CG_FMT_CSR || p->steps[k].fmt == CG_FMT_BITMASK)
+        const enum cg_kind kind = p->steps[k].kind;
+        if (kind == CG_K_CIRC_LINEAR || kind == CG_K_CIRC_CONV || kind == CG_K_LSTM ||
+            kind == CG_K_GRU)
+            cg_emit_circ_step(f, p, k, &w->sec[k]);
+        else if (p->steps[k].fmt == CG_FMT_CSR || p->steps[k].fmt == CG_FMT_BITMASK)
             cg_emit_sparse_step(f, p, k, &w->sec[k], o);
         else if (p->steps[k].kind == CG_K_CONV && p->steps[k].sched.kern == CG_KERN_PANEL)
             cg_emit_conv_panel(f, p, k, &w->sec[k], o);
@@ -779,6 +792,10 @@ static size_t cg_scratch_floats(struct cg_plan *q, const struct cg_schedule *sch
     for (int i = 0; i < sch->n_paths; i++) {
         cg_schedule_apply(q, sch, i);
         for (int k = 0; k < q->n_steps; k++) {
+            struct cg_circ_scr cs;
+            cg_circ_scratch(&q->steps[k], &cs);
+            if (cs.total > scratch)
+                scratch = cs.total;
             if (q->steps[k].kind != CG_K_CONV)
                 continue;
             struct cg_conv_sched c;
@@ -856,6 +873,8 @@ enum dp_err cg_emit_model_c(FILE *f, const struct cg_plan *p, const struct cg_we
      * kernels every path's part may call. */
     cg_quant_emit(f, w);
     cg_emit_lines(f, cg_tmpl_rt_sparse);
+    fputc('\n', f);
+    cg_emit_lines(f, cg_tmpl_rt_circ);
     fputc('\n', f);
     for (int i = 0; i < np; i++)
         fprintf(f,

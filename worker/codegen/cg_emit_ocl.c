@@ -191,6 +191,12 @@ static struct cg_ocl_range cg_ocl_range_of(const struct cg_step *s)
         case CG_K_SOFTMAX:
             r.gws[0] = 1;
             break;
+        case CG_K_CIRC_LINEAR: /* refused by cg_ocl_check */
+        case CG_K_CIRC_CONV:
+        case CG_K_LSTM:
+        case CG_K_GRU:
+        case CG_K_SLICE:
+            break;
     }
     return r;
 }
@@ -450,6 +456,11 @@ static void cg_ocl_simple(FILE *f, const struct cg_plan *p, int k, const struct 
                     g->C * HW, g->C * HW, g->C * HW);
             break;
         case CG_K_CONV:
+        case CG_K_CIRC_LINEAR: /* refused by cg_ocl_check */
+        case CG_K_CIRC_CONV:
+        case CG_K_LSTM:
+        case CG_K_GRU:
+        case CG_K_SLICE:
             break;
     }
     fputs("}\n\n", f);
@@ -492,6 +503,16 @@ enum dp_err cg_ocl_check(const struct cg_plan *p, struct dp_errinfo *ei)
             case CG_K_ACT:
             case CG_K_SOFTMAX:
                 break;
+            case CG_K_CIRC_LINEAR:
+            case CG_K_CIRC_CONV:
+            case CG_K_LSTM:
+            case CG_K_GRU:
+            case CG_K_SLICE:
+                return dp_errinfo_set(ei, DP_EUNSUPPORTED,
+                                      "layer '%s': %s has no OpenCL kernel (block-circulant "
+                                      "FFT, recurrent and slice layers compile for the native "
+                                      "and portable targets)",
+                                      name, cg_kind_name(s->kind));
             default:
                 return dp_errinfo_set(ei, DP_EUNSUPPORTED,
                                       "layer '%s': step kind '%s' has no OpenCL kernel", name,

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "worker/codegen/cg_circ.h"
 
 /* ---- The op table ------------------------------------------------------- */
 
@@ -51,11 +52,17 @@ static const struct cg_op_row cg_ops[DP_OP__COUNT] = {
     [DP_OP_MUL] = {CG_ROLE_NONE, CG_K_ACT, 0, "mul has no kernel in the compiler yet"},
     [DP_OP_SUB] = {CG_ROLE_NONE, CG_K_ACT, 0, "sub has no kernel in the compiler yet"},
     [DP_OP_DIV] = {CG_ROLE_NONE, CG_K_ACT, 0, "div has no kernel in the compiler yet"},
-    [DP_OP_SLICE] = {CG_ROLE_NONE, CG_K_ACT, 0, "slice has no kernel in the compiler yet"},
+    [DP_OP_SLICE] = {CG_ROLE_STEP, CG_K_SLICE, 0, NULL},
     [DP_OP_SHUFFLE] = {CG_ROLE_NONE, CG_K_ACT, 0, "shuffle has no kernel in the compiler yet"},
     [DP_OP_CONST] = {CG_ROLE_NONE, CG_K_ACT, 0, "const has no kernel in the compiler yet"},
     [DP_OP_ADD_BCAST] = {CG_ROLE_NONE, CG_K_ACT, 0, "add_bcast has no kernel in the compiler yet"},
     [DP_OP_MEAN] = {CG_ROLE_NONE, CG_K_ACT, 0, "mean has no kernel in the compiler yet"},
+    /* A block that is not a power of two makes these CG_K_LINEAR or
+     * CG_K_CONV steps with expanded weights (cg_step_add). */
+    [DP_OP_CIRC_LINEAR] = {CG_ROLE_STEP, CG_K_CIRC_LINEAR, 1, NULL},
+    [DP_OP_CIRC_CONV2D] = {CG_ROLE_STEP, CG_K_CIRC_CONV, 1, NULL},
+    [DP_OP_LSTM] = {CG_ROLE_STEP, CG_K_LSTM, 0, NULL},
+    [DP_OP_GRU] = {CG_ROLE_STEP, CG_K_GRU, 0, NULL},
 };
 
 const char *cg_format_name(enum cg_format f)
@@ -71,6 +78,8 @@ const char *cg_format_name(enum cg_format f)
             return "csr";
         case CG_FMT_BITMASK:
             return "bitmask";
+        case CG_FMT_CIRC:
+            return "circulant: fft";
         case CG_FMT_NONE:
             break;
     }
@@ -79,8 +88,9 @@ const char *cg_format_name(enum cg_format f)
 
 const char *cg_kind_name(enum cg_kind k)
 {
-    static const char *const names[] = {"conv", "linear", "maxpool", "avgpool", "gap",
-                                        "add",  "bn",     "act",     "softmax"};
+    static const char *const names[] = {"conv",      "linear", "maxpool", "avgpool", "gap",
+                                        "add",       "bn",     "act",     "softmax", "circ_linear",
+                                        "circ_conv", "lstm",   "gru",     "slice"};
     return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }
 
@@ -167,7 +177,10 @@ static enum dp_err cg_weights_fold(const struct dp_model *m, struct cg_step *s, 
                               m->layers[s->layer].name);
     const float *w = cg_param(m, s->layer, "weight");
     const float *b = m->layers[s->layer].a.has_bias ? cg_param(m, s->layer, "bias") : NULL;
-    memcpy(s->w, w, n * sizeof(float));
+    if (s->block > 0) /* a circulant layer run dense: its expanded matrix */
+        cg_circ_expand(m, s, s->w);
+    else
+        memcpy(s->w, w, n * sizeof(float));
     for (int f = 0; f < F; f++)
         s->b[f] = b != NULL ? b[f] : 0.0f;
     if (s->bn_layer < 0)
@@ -291,6 +304,15 @@ static enum dp_err cg_step_add(struct cg_build *b, int i, struct dp_errinfo *ei)
     struct cg_step *s = &p->steps[p->n_steps++];
     memset(s, 0, sizeof(*s));
     s->kind = row->kind;
+    if (row->kind == CG_K_CIRC_LINEAR || row->kind == CG_K_CIRC_CONV || row->kind == CG_K_LSTM ||
+        row->kind == CG_K_GRU)
+        s->block = l->a.block;
+    /* Only a power-of-two block has the FFT kernel; others run as the
+     * dense layer of their expanded matrix (cg_circ.h). */
+    if (row->kind == CG_K_CIRC_LINEAR && !cg_circ_fft_ok(s->block))
+        s->kind = CG_K_LINEAR;
+    if (row->kind == CG_K_CIRC_CONV && !cg_circ_fft_ok(s->block))
+        s->kind = CG_K_CONV;
     s->layer = i;
     s->out_value = i;
     s->bn_layer = -1;
@@ -305,7 +327,8 @@ static enum dp_err cg_step_add(struct cg_build *b, int i, struct dp_errinfo *ei)
     g->OH = l->out_h;
     g->OW = l->out_w;
     const struct dp_op_attrs *a = &l->a;
-    if (s->kind == CG_K_CONV || s->kind == CG_K_MAXPOOL || s->kind == CG_K_AVGPOOL) {
+    if (s->kind == CG_K_CONV || s->kind == CG_K_MAXPOOL || s->kind == CG_K_AVGPOOL ||
+        s->kind == CG_K_CIRC_CONV) {
         g->kh = a->kh;
         g->kw = a->kw;
         g->sh = a->sh;
@@ -333,6 +356,10 @@ static enum dp_err cg_step_add(struct cg_build *b, int i, struct dp_errinfo *ei)
                               l->name, a->groups);
     if (s->kind == CG_K_ACT)
         s->act = cg_act_of(l, &s->lo, &s->hi);
+    if (s->kind == CG_K_SLICE) {
+        s->axis = a->axis;
+        s->start = a->start;
+    }
     if (s->kind == CG_K_SOFTMAX && !cg_softmax_is_whole(l))
         return dp_errinfo_set(ei, DP_EUNSUPPORTED,
                               "layer '%s': softmax over axes [%d, %d] of a %dx%dx%d map is not "
@@ -351,6 +378,11 @@ static enum dp_err cg_step_add(struct cg_build *b, int i, struct dp_errinfo *ei)
         if (err)
             return err;
         cg_weights_analyse(s);
+    } else if (s->kind == CG_K_CIRC_LINEAR || s->kind == CG_K_CIRC_CONV || s->kind == CG_K_LSTM ||
+               s->kind == CG_K_GRU) {
+        enum dp_err err = cg_circ_step_init(m, s, ei);
+        if (err)
+            return err;
     } else if (s->kind == CG_K_BN) {
         /* A BN nothing could absorb: y = x * scale + shift per channel. */
         s->bn_layer = i;
@@ -571,6 +603,8 @@ enum dp_err cg_plan_build(const struct dp_model *m, struct cg_plan **out, struct
     b.p->in_floats = (size_t)m->in_c * (size_t)m->in_h * (size_t)m->in_w;
     b.p->out_floats = dp_model_out_size(m, L - 1);
     for (int k = 0; k < b.p->n_steps; k++) {
+        if (b.p->steps[k].flops == 0)
+            b.p->steps[k].flops = 2 * b.p->steps[k].macs_nonzero;
         b.p->macs_dense += b.p->steps[k].macs_dense;
         b.p->macs_nonzero += b.p->steps[k].macs_nonzero;
     }

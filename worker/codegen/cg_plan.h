@@ -59,6 +59,14 @@ enum cg_kind {
     CG_K_BN,      /* per-channel scale and shift (+ activation) */
     CG_K_ACT,     /* a standalone activation */
     CG_K_SOFTMAX, /* softmax over all per-sample values */
+    /* Issue 15 (cg_circ.h): block-circulant layers with a power-of-two
+     * block run through FFTs; other block sizes are expanded at compile
+     * time into CG_K_LINEAR / CG_K_CONV steps. */
+    CG_K_CIRC_LINEAR, /* circ_linear (+ activation), FFT kernel */
+    CG_K_CIRC_CONV,   /* circ_conv2d (+ activation), FFT kernel */
+    CG_K_LSTM,        /* one LSTM layer over the sequence, dense or circulant (FFT) matrices */
+    CG_K_GRU,         /* one GRU layer likewise */
+    CG_K_SLICE,       /* a range [start, end) of one per-sample axis (the RNN's last step) */
 };
 
 enum cg_act {
@@ -74,6 +82,7 @@ enum cg_format {
     CG_FMT_IRREGULAR, /* irregular sparsity stored and run dense */
     CG_FMT_CSR,       /* irregular, past the measured break-even: rows of (offset, weight) */
     CG_FMT_BITMASK,   /* irregular, past the measured break-even: a bit per weight + non-zeros */
+    CG_FMT_CIRC,      /* block-circulant: per block its spectrum (k/2 + 1 complex), FFT kernel */
 };
 
 /* A step's geometry: input (C, H, W) per sample, output (F, OH, OW), and
@@ -147,6 +156,12 @@ struct cg_step {
     /* Memory: slots of the activation block (see the file comment). */
     int in_slot[2], out_slot; /* -1: the model input (in) */
     char why[160];            /* conv and linear: why this format (cg_sparse.h), for formats.json */
+    /* Block-circulant and recurrent steps (cg_circ.h). */
+    int block;       /* the IR layer's circulant block size k (0: none, dense RNN) */
+    int hidden;      /* CG_K_LSTM / CG_K_GRU: hidden size H (= g.OW) */
+    int axis, start; /* CG_K_SLICE: the axis (1 = C, 2 = H, 3 = W) and the range's start */
+    long long flops; /* per sample: the FLOPs of the kernel that runs (FFT form for
+                        CG_FMT_CIRC; 2 * MACs otherwise), for reports */
 };
 
 struct cg_plan {

@@ -106,6 +106,16 @@ void cg_sparse_choose(struct cg_plan *p, int vl, enum cg_sparse_mode mode)
                      d, be->sparse_max, be->csr_max, tg, kn);
         }
     }
+    /* A circulant layer whose block has no FFT kernel runs as its expanded
+     * dense matrix (cg_circ.h): say so after the format's reason. */
+    for (int k = 0; k < p->n_steps; k++) {
+        struct cg_step *s = &p->steps[k];
+        if (s->block <= 0 || (s->kind != CG_K_CONV && s->kind != CG_K_LINEAR))
+            continue;
+        const size_t n = strlen(s->why);
+        snprintf(s->why + n, sizeof(s->why) - n,
+                 "; block-circulant, block %d (not a power of two): expanded", s->block);
+    }
 }
 
 /* ---- Packing ------------------------------------------------------------ */

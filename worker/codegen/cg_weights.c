@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "worker/codegen/cg_circ.h"
 #include "worker/codegen/cg_fkw.h"
 #include "worker/codegen/cg_quant.h"
 #include "worker/codegen/cg_sched.h"
@@ -149,6 +150,9 @@ static enum dp_err cg_weights_step(const struct cg_plan *p, int k, struct cg_wei
             err = cg_blob_add(out, s->b, (size_t)s->g.C * sizeof(float), &sec->b, ei);
         return err;
     }
+    if (s->kind == CG_K_CIRC_LINEAR || s->kind == CG_K_CIRC_CONV || s->kind == CG_K_LSTM ||
+        s->kind == CG_K_GRU)
+        return cg_circ_pack(p, k, out, ei);
     if (s->kind != CG_K_CONV && s->kind != CG_K_LINEAR)
         return DP_OK;
     if (s->fmt == CG_FMT_CSR || s->fmt == CG_FMT_BITMASK)

@@ -35,6 +35,8 @@ struct cg_wsec {
     size_t w, b;                        /* weights, bias (or BN scale, shift) */
     size_t perm, kptr, prun, cin, woff; /* FKW only */
     size_t koff;                        /* panel kernel: (C * taps) input offsets */
+    size_t w2, b2;                      /* lstm/gru: W_hh and b_hh (w, b: W_ih and b_ih) */
+    size_t tw, rev;                     /* FFT kernel (cg_circ.h): twiddles, bit reversal */
     size_t n_w;                         /* floats at w */
     size_t bytes;                       /* the step's bytes in the file, alignment included */
 };
