@@ -451,3 +451,130 @@ Test(circ_admm, spectrum_error_shrinks_with_bits)
     dp_free_aligned(scratch);
     DP_ASSERT_NO_LEAKS();
 }
+
+/* lenet-300-100's shape: input (1, 28, 28) -> fc1 300 -> relu -> fc2 100 -> relu -> fc3 10. */
+static struct dp_model *circ_lenet(void)
+{
+    struct dp_errinfo ei = {0};
+    struct dp_model *m = dp_model_new(1, 28, 28);
+    int x = dp_model_add_unary(m, "flatten", DP_OP_FLATTEN, DP_MODEL_INPUT, &ei);
+    static const char *const names[] = {"fc1", "fc2", "fc3"};
+    static const int outs[] = {300, 100, 10};
+    for (int i = 0; i < 3 && x >= 0; i++) {
+        x = dp_model_add_linear(m, names[i], x, outs[i], &ei);
+        if (x >= 0 && i < 2)
+            x = dp_model_add_unary(m, i ? "relu2" : "relu1", DP_OP_RELU, x, &ei);
+    }
+    cr_assert_geq(x, 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_finalize(m, &ei), DP_OK, "%s", ei.msg);
+    circ_fill(m, 31);
+    return m;
+}
+
+Test(circ_admm, in_place_conversion_report_and_resume)
+{
+    struct dp_spec cs;
+    circ_spec("{\"layers\":[{\"match\":\"fc*\",\"circulant\":{\"block\":16,\"spectrum_bits\":8}}]}",
+              &cs);
+    struct nn_dataset none = {0};
+    struct admm_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct dp_model *m = circ_lenet();
+    c.m = m;
+    c.spec = &cs;
+    c.train = c.val = c.test = &none;
+    c.trace = json_array();
+    c.stages = json_array();
+    c.z = dp_calloc(m->n_floats, sizeof(float));
+    c.u = dp_calloc(m->n_floats, sizeof(float));
+    c.mask = dp_calloc(m->n_floats, sizeof(float));
+    struct dp_errinfo ei = {0};
+    cr_assert_eq(admm_targets(&c, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(c.n_t, 3);
+    for (int k = 0; k < c.n_t; k++)
+        admm_project(&c, &c.t[k], admm_w(&c, &c.t[k]), 0);
+    float *fc1 = dp_malloc(300 * 784 * sizeof(float));
+    memcpy(fc1, dp_param_data(m, dp_model_param_find(m, "fc1.weight")), 300 * 784 * sizeof(float));
+    cr_assert_eq(admm_circ_convert(&c, 0, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(c.m, m, "in place");
+    cr_assert(c.converted);
+    cr_assert_eq(m->layers[dp_model_layer_find(m, "fc1")].op, DP_OP_CIRC_LINEAR);
+    cr_assert_eq(c.n_t, 3);
+    for (int k = 0; k < c.n_t; k++) {
+        cr_assert(c.t[k].converted);
+        cr_assert_eq(c.t[k].quant, quant_spectrum, "the spectra are quantized in retraining");
+    }
+    /* fc1: 300 x 784 in blocks of 16: 19 x 49 blocks, 4 rows of padding. */
+    const struct dp_param *w = dp_model_param_find(m, "fc1.weight");
+    cr_assert_eq(w->numel, (size_t)19 * 49 * 16);
+    float *back = dp_malloc(300 * 784 * sizeof(float));
+    circ_expand(back, dp_param_data(m, w), &c.t[0].cd);
+    cr_assert_eq(memcmp(back, fc1, 300 * 784 * sizeof(float)), 0);
+    json_t *rep = admm_report(&c, 0.5, 0.5, 1.0);
+    cr_assert_not_null(rep);
+    json_t *l0 = json_array_get(json_object_get(rep, "layers"), 0);
+    json_t *ci = json_object_get(l0, "circulant");
+    cr_assert_eq(json_integer_value(json_object_get(ci, "block")), 16);
+    cr_assert_eq(json_integer_value(json_object_get(ci, "padded_rows")), 4);
+    cr_assert_eq(json_integer_value(json_object_get(ci, "padded_cols")), 0);
+    cr_assert(json_is_true(json_object_get(ci, "padding")));
+    cr_assert_float_eq(json_number_value(json_object_get(l0, "params")), 300.0 * 784, 0.0);
+    cr_assert_float_eq(json_number_value(json_object_get(l0, "stored_values")), 19.0 * 49 * 16,
+                       0.0);
+    cr_assert_eq(json_integer_value(json_object_get(l0, "bits")), 8);
+    cr_assert_float_eq(
+        json_number_value(json_object_get(json_object_get(l0, "storage_bytes"), "stored")),
+        19.0 * 49 * 16 + 4.0, 1e-9, "8-bit spectra and one scale");
+    const double fft = (49.0 + 19.0) * 2.5 * 16 * 4 + 19.0 * 49 * 9 * 8;
+    cr_assert_float_eq(json_number_value(json_object_get(json_object_get(l0, "flops"), "fft")), fft,
+                       1e-6);
+    cr_assert_float_eq(json_number_value(json_object_get(json_object_get(l0, "flops"), "dense")),
+                       2.0 * 300 * 784, 0.0);
+    json_t *tot = json_object_get(rep, "circulant");
+    const double dense = 300.0 * 784 + 100.0 * 300 + 10.0 * 100;
+    const double stored = 19.0 * 49 * 16 + 7.0 * 19 * 16 + 1.0 * 7 * 16;
+    cr_assert_float_eq(json_number_value(json_object_get(tot, "param_reduction")), dense / stored,
+                       1e-9);
+    cr_assert_str_eq(json_string_value(json_object_get(tot, "from")), "admm");
+    json_decref(rep);
+
+    /* A checkpoint written after the conversion resumes onto the dense model. */
+    char dir[128], path[192];
+    dp_test_tmpdir_make(dir, sizeof(dir), "circ");
+    snprintf(path, sizeof(path), "%s/state.safetensors", dir);
+    cr_assert_eq(admm_state_save(&c, path, 0, 0, NULL, &ei), DP_OK, "%s", ei.msg);
+    struct admm_ctx r;
+    memset(&r, 0, sizeof(r));
+    struct dp_model *m2 = circ_lenet();
+    r.m = m2;
+    r.spec = &cs;
+    r.trace = json_array();
+    r.stages = json_array();
+    r.z = dp_calloc(m2->n_floats, sizeof(float));
+    r.u = dp_calloc(m2->n_floats, sizeof(float));
+    r.mask = dp_calloc(m2->n_floats, sizeof(float));
+    cr_assert_eq(admm_targets(&r, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(admm_state_load(&r, path, &ei), DP_OK, "%s", ei.msg);
+    cr_assert(r.converted);
+    cr_assert_eq(m2->n_floats, m->n_floats);
+    cr_assert_eq(memcmp(m2->data, m->data, m->n_floats * sizeof(float)), 0);
+    cr_assert_eq(m2->layers[dp_model_layer_find(m2, "fc3")].op, DP_OP_CIRC_LINEAR);
+    dp_test_tmpdir_remove(dir);
+    struct admm_ctx *all[2] = {&c, &r};
+    for (int i = 0; i < 2; i++) {
+        json_decref(all[i]->trace);
+        json_decref(all[i]->stages);
+        json_decref(all[i]->auto_info);
+        dp_free(all[i]->z);
+        dp_free(all[i]->u);
+        dp_free(all[i]->mask);
+        dp_free(all[i]->t);
+        dp_free(all[i]->res_m1);
+        dp_free(all[i]->res_m2);
+        dp_free_aligned(all[i]->scratch);
+        dp_model_free(all[i]->m);
+    }
+    dp_free(fc1);
+    dp_free(back);
+    DP_ASSERT_NO_LEAKS();
+}
