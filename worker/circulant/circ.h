@@ -76,10 +76,21 @@ struct circ_op;
 enum dp_err circ_op_new(const struct circ_dims *d, int max_n, struct circ_op **out,
                         struct dp_errinfo *ei);
 
+/*
+ * The general form, for layers that mix spectra themselves (circ_conv2d.c,
+ * through circ_int.h): taps weight matrices, w (taps, p, q, k), and
+ * max_nx rows on the input side, max_ny on the output side (a convolution
+ * has one row per input pixel and one per output pixel).
+ * circ_op_new(d, n, ...) is circ_op_new_ex(d, 1, n, n, ...). The product
+ * functions below are for ops made with taps == 1.
+ */
+enum dp_err circ_op_new_ex(const struct circ_dims *d, int taps, int max_nx, int max_ny,
+                           struct circ_op **out, struct dp_errinfo *ei);
+
 /* NULL is a no-op. */
 void circ_op_free(struct circ_op *op);
 
-/* Transforms w (p, q, k) and keeps its spectra for the following
+/* Transforms w (taps, p, q, k) and keeps its spectra for the following
  * forward/backward calls: call it whenever w changed (once per pass). */
 void circ_op_load(struct circ_op *op, const float *w);
 

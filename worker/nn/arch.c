@@ -271,6 +271,18 @@ void nn_arch_init(struct dp_model *m, uint64_t seed)
             double bound = 1.0 / sqrt(fan_in);
             for (size_t i = 0; i < p->numel; i++)
                 d[i] = (float)((2.0 * nn_rng_uniform(&rng) - 1.0) * bound);
+        } else if (l->op == DP_OP_CIRC_LINEAR || l->op == DP_OP_CIRC_CONV2D) {
+            /* Every entry of a circulant block is one stored value, so the
+             * stored values take the bound the dense layer's entries would:
+             * fan_in is the input features (times the taps), not the
+             * stored shape's. */
+            const int src = l->inputs[0];
+            const int c = src == DP_MODEL_INPUT ? m->in_c : m->layers[src].out_c;
+            double fan_in = l->op == DP_OP_CIRC_LINEAR ? (double)dp_model_out_size(m, src)
+                                                       : (double)c * l->a.kh * l->a.kw;
+            double bound = 1.0 / sqrt(fan_in);
+            for (size_t i = 0; i < p->numel; i++)
+                d[i] = (float)((2.0 * nn_rng_uniform(&rng) - 1.0) * bound);
         } else if (l->op == DP_OP_BN2D) {
             const char *dot = strrchr(p->name, '.');
             float v =

@@ -5,11 +5,14 @@
 #include "worker/nn/net.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "worker/circulant/circ_conv2d.h"
+#include "worker/circulant/circ_linear.h"
 #include "worker/nn/act.h"
 #include "worker/nn/batchnorm.h"
 #include "worker/nn/bcast.h"
@@ -767,6 +770,86 @@ static void op_mean_bwd(struct nn_net *net, int li, int n)
         nn_mean_backward(s->din[0], s->dout, outer, len, inner);
 }
 
+/* ---- Block-circulant layers (issue 15; worker/circulant) ----------------- */
+
+/* The layer's circ_op (FFT plans, buffers, weight spectra) for batches of
+ * up to max_batch, made by nn_net_new through state_new. */
+static enum dp_err net_circ_state_done(const struct dp_layer *l, enum dp_err err,
+                                       struct dp_errinfo *ei)
+{
+    if (err == DP_OK)
+        return DP_OK;
+    char msg[sizeof ei->msg];
+    snprintf(msg, sizeof msg, "%s", ei->msg);
+    return dp_errinfo_set(ei, err, "layer '%s': %s", l->name, msg);
+}
+
+static enum dp_err op_circ_linear_state(struct nn_net *net, int li, void **state,
+                                        struct dp_errinfo *ei)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct circ_dims d;
+    circ_dims_init(&d, l->out_c, (int)dp_model_out_size(net->m, l->inputs[0]), l->a.block);
+    struct circ_op *op = NULL;
+    enum dp_err err = circ_op_new(&d, net->max_batch, &op, ei);
+    *state = op;
+    return net_circ_state_done(l, err, ei);
+}
+
+static enum dp_err op_circ_conv_state(struct nn_net *net, int li, void **state,
+                                      struct dp_errinfo *ei)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_conv2d_dims d = net_conv_dims(net, l, net->max_batch);
+    struct circ_op *op = NULL;
+    enum dp_err err = circ_conv2d_op_new(&d, l->a.block, &op, ei);
+    *state = op;
+    return net_circ_state_done(l, err, ei);
+}
+
+static void op_circ_state_free(void *state)
+{
+    circ_op_free(state);
+}
+
+static int op_circ_linear_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    circ_linear_forward(s->state, s->out, s->in[0], net_param(net, l, 0),
+                        l->a.has_bias ? net_param(net, l, 1) : NULL, n);
+    return 0;
+}
+
+static void op_circ_linear_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    circ_linear_backward(s->state, s->din[0], net_pgrad(net, l, 0),
+                         l->a.has_bias ? net_pgrad(net, l, 1) : NULL, s->dout, s->in[0], n);
+}
+
+static int op_circ_conv_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    struct nn_conv2d_dims d = net_conv_dims(net, l, n);
+    circ_conv2d_forward(s->state, s->out, s->in[0], net_param(net, l, 0),
+                        l->a.has_bias ? net_param(net, l, 1) : NULL, &d);
+    return 0;
+}
+
+static void op_circ_conv_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    struct nn_conv2d_dims d = net_conv_dims(net, l, n);
+    circ_conv2d_backward(s->state, s->din[0], net_pgrad(net, l, 0),
+                         l->a.has_bias ? net_pgrad(net, l, 1) : NULL, s->dout, s->in[0], &d);
+}
+
 /* Per-layer caches: what backward needs from forward besides activations. */
 static size_t op_bn_cache(const struct dp_layer *l, size_t cnt)
 {
@@ -786,7 +869,7 @@ static size_t op_dropout_cache(const struct dp_layer *l, size_t cnt)
     return cnt; /* keep mask, one byte per output */
 }
 
-/* Columns: forward, backward, blocked layout, cache, alias. */
+/* Columns: forward, backward, blocked layout, cache, alias, state_new, state_free. */
 static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
     [DP_OP_CONV2D] = {op_conv_fwd, op_conv_bwd, NN_BLOCK_CONV, NULL, 0},
     [DP_OP_LINEAR] = {op_linear_fwd, op_linear_bwd, NN_BLOCK_READS_1X1, NULL, 0},
@@ -815,6 +898,10 @@ static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
     [DP_OP_CONST] = {op_const_fwd, op_const_bwd, NN_BLOCK_NONE, NULL, 0},
     [DP_OP_ADD_BCAST] = {op_bcast_fwd, op_bcast_bwd, NN_BLOCK_NONE, NULL, 0},
     [DP_OP_MEAN] = {op_mean_fwd, op_mean_bwd, NN_BLOCK_NONE, NULL, 0},
+    [DP_OP_CIRC_LINEAR] = {op_circ_linear_fwd, op_circ_linear_bwd, NN_BLOCK_READS_1X1, NULL, 0,
+                           op_circ_linear_state, op_circ_state_free},
+    [DP_OP_CIRC_CONV2D] = {op_circ_conv_fwd, op_circ_conv_bwd, NN_BLOCK_NONE, NULL, 0,
+                           op_circ_conv_state, op_circ_state_free},
 };
 
 int nn_net_op_supported(enum dp_op op)
