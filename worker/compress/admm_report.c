@@ -184,16 +184,18 @@ static json_t *admm_layer_report(const struct admm_ctx *c, const struct admm_tar
 /*
  * A block-circulant matrix in the report: its blocks and padding, what it
  * stores against the dense matrix, and the FLOPs of its FFT form against
- * the dense product. FFT form, per use (a sample of a linear layer, a time
- * step of lstm/gru, an output position of a conv2d, whose taps act as
- * taps * q more input blocks, the im2col view): q * taps forward and p
- * inverse real FFTs of size k at 2.5 k log2 k FLOPs each, and
- * taps * p * q * (k/2 + 1) complex multiply-accumulates at 8 FLOPs; dense:
- * 2 * rows * cols * taps. Stored: p * q * k * taps values of 32 bits, or
- * spectrum_bits each plus one 32-bit scale (the quantized spectra: k real
- * numbers per vector). tot as admm_layer_report's: params are the dense
- * matrix's, "nonzeros" the stored values, so the totals' rate is the
- * parameter reduction; circ (5) sums the circulant layers alone.
+ * the dense product, per sample. FFT form (the engine's, worker/circulant):
+ * q forward real FFTs per input position and p inverse ones per output
+ * position, of size k at 2.5 k log2 k FLOPs each, plus taps * p * q *
+ * (k/2 + 1) complex multiply-accumulates at 8 FLOPs per output position
+ * (a conv2d transforms each input pixel once for all its taps and sums
+ * the taps before one inverse per output pixel; a linear layer has one
+ * position, an lstm or gru one per time step); dense: 2 * rows * cols *
+ * taps per output position. Stored: p * q * k * taps values of 32 bits,
+ * or spectrum_bits each plus one 32-bit scale (the quantized spectra: k
+ * real numbers per vector). tot as admm_layer_report's: params are the
+ * dense matrix's, "nonzeros" the stored values, so the totals' rate is the
+ * parameter reduction; circ sums the circulant matrices alone.
  */
 static json_t *admm_circ_layer_report(const struct admm_ctx *c, const struct admm_target *t,
                                       double *tot, double *circ)
@@ -206,11 +208,19 @@ static json_t *admm_circ_layer_report(const struct admm_ctx *c, const struct adm
     const double stored = (double)circ_dims_numel(d) * taps;
     const unsigned vbits = admm_value_bits(t);
     const double bits = vbits == 32 ? 32.0 * stored : (double)vbits * stored + 32.0;
-    const double uses =
-        l->op == DP_OP_LSTM || l->op == DP_OP_GRU ? (double)l->out_h : (double)l->out_h * l->out_w;
-    const double log2k = log2(k);
-    const double fft = uses * (((double)d->q * taps + (double)d->p) * 2.5 * k * log2k +
-                               taps * (double)d->p * (double)d->q * (floor(k / 2.0) + 1.0) * 8.0);
+    /* Positions: a conv2d's input and output pixels, an lstm/gru's steps. */
+    double uses = 1.0, in_uses = 1.0;
+    if (l->op == DP_OP_LSTM || l->op == DP_OP_GRU) {
+        uses = in_uses = (double)l->out_h;
+    } else if (l->op == DP_OP_CONV2D || l->op == DP_OP_CIRC_CONV2D) {
+        const int src = l->inputs[0];
+        uses = (double)l->out_h * l->out_w;
+        in_uses = src == DP_MODEL_INPUT ? (double)m->in_h * m->in_w
+                                        : (double)m->layers[src].out_h * m->layers[src].out_w;
+    }
+    const double one_fft = 2.5 * k * log2(k);
+    const double fft = ((double)d->q * in_uses + (double)d->p * uses) * one_fft +
+                       uses * taps * (double)d->p * (double)d->q * (floor(k / 2.0) + 1.0) * 8.0;
     const double flops_dense = 2.0 * dense * uses;
     const int pad_r = d->p * d->k - d->rows, pad_c = d->q * d->k - d->cols;
     char note[160];
@@ -296,8 +306,9 @@ json_t *admm_report(const struct admm_ctx *c, double final_acc, double final_val
                       circ[1] > 0 ? circ[0] / circ[1] : 0.0, "storage_bytes_dense", 4.0 * circ[0],
                       "storage_bytes", circ[2] / 8.0, "flops_dense", circ[3], "flops_fft", circ[4],
                       "flops_formula",
-                      "per use: (q*taps + p) real FFTs of size k at 2.5 k log2 k + "
-                      "taps*p*q*(k/2+1) complex MACs at 8; dense 2*rows*cols*taps"));
+                      "per sample: q real FFTs of size k per input position and p per "
+                      "output position at 2.5 k log2 k each, + taps*p*q*(k/2+1) complex MACs "
+                      "at 8 per output position; dense 2*rows*cols*taps per output position"));
     if (r != NULL && c->spec->stages > 1)
         json_object_set_new(r, "kept_stage", json_integer(c->best_stage + 1));
     if (r != NULL && c->auto_info != NULL)
