@@ -15,6 +15,7 @@
 #include "worker/circulant/circ.h"
 #include "worker/compress/admm_int.h"
 #include "worker/compress/circ_convert.h"
+#include "worker/nn/net.h"
 
 static float circ_rand(struct dp_test_rng *r)
 {
@@ -576,5 +577,59 @@ Test(circ_admm, in_place_conversion_report_and_resume)
     }
     dp_free(fc1);
     dp_free(back);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* The converted model through the engine's circulant layers (FFT path)
+ * computes what the dense model with the hard-projected weights does. */
+Test(circ_admm, converted_model_forward_equals_the_projected_dense_model)
+{
+    for (int k = 2; k <= 8; k += 3) {
+        struct dp_model *m = circ_model(0);
+        circ_fill(m, 40 + (uint64_t)k);
+        /* Weights at the scale of a trained layer, so the logits are O(1). */
+        for (size_t i = 0; i < m->n_floats; i++)
+            m->data[i] *= 0.2f;
+        char text[128];
+        snprintf(text, sizeof(text), "{\"layers\":[{\"circulant\":{\"block\":%d}}]}", k);
+        struct dp_spec cs;
+        circ_spec(text, &cs);
+        struct admm_ctx c;
+        memset(&c, 0, sizeof(c));
+        c.m = m;
+        c.spec = &cs;
+        struct dp_errinfo ei = {0};
+        cr_assert_eq(admm_targets(&c, &ei), DP_OK, "%s", ei.msg);
+        int *block = dp_calloc((size_t)m->n_layers, sizeof(int));
+        for (int j = 0; j < c.n_t; j++) {
+            admm_project(&c, &c.t[j], admm_w(&c, &c.t[j]), 0);
+            block[c.t[j].layer] = k;
+        }
+        struct dp_model *q = NULL;
+        cr_assert_eq(cp_circ_convert(m, block, 0, 1, &q, &ei), DP_OK, "%s", ei.msg);
+        const int n = 5;
+        const size_t in = dp_model_out_size(m, DP_MODEL_INPUT);
+        float *x = dp_malloc(n * in * sizeof(float));
+        struct dp_test_rng r = {77};
+        for (size_t i = 0; i < n * in; i++)
+            x[i] = circ_rand(&r);
+        struct nn_net *nd = NULL, *nc = NULL;
+        cr_assert_eq(nn_net_new(m, n, &nd, &ei), DP_OK, "%s", ei.msg);
+        cr_assert_eq(nn_net_new(q, n, &nc, &ei), DP_OK, "%s", ei.msg);
+        const float *yd = nn_net_forward(nd, x, n, 0);
+        const float *yc = nn_net_forward(nc, x, n, 0);
+        cr_assert(yd != NULL && yc != NULL);
+        for (int i = 0; i < n * 5; i++)
+            cr_assert_float_eq(yc[i], yd[i], 1e-4 * (1.0 + fabsf(yd[i])), "k %d logit %d: %g, %g",
+                               k, i, yc[i], yd[i]);
+        nn_net_free(nd);
+        nn_net_free(nc);
+        dp_free(x);
+        dp_free(block);
+        dp_free(c.t);
+        dp_free_aligned(c.scratch);
+        dp_model_free(q);
+        dp_model_free(m);
+    }
     DP_ASSERT_NO_LEAKS();
 }
