@@ -287,6 +287,14 @@ $(NODE_DATA)/.stamp: tests/onnx/gen_node_tests.py
 onnx-node-tests: $(NODE_RUNNER) $(NODE_DATA)/.stamp
 	OMP_NUM_THREADS=2 $(NODE_RUNNER) $(NODE_DATA)/node tests/onnx/node_expected_failures.txt
 
+# ---- Circulant layer micro-benchmark (tests/bench/circ_layer.sh runs it) -----
+
+CIRC_BENCH := $(BUILD)/circ-layer-bench
+
+$(CIRC_BENCH): $(BUILD)/tests/bench/circ_layer.o $(LIBNN) $(LIBCOMMON)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@ $(NN_LIBS) $(COMMON_LIBS)
+
 # ---- Fuzzers (libFuzzer + ASan + UBSan, built with clang) ---------------------
 
 # Three targets (tests/fuzz/), each with a seed corpus generated at build time:

@@ -20,7 +20,7 @@
  *                     sum_i conj(F(c_t,ij)) * G_i
  * DX is gathered per input pixel (the output pixels reading it are found
  * by inverting the window arithmetic), so threads split input pixels,
- * output pixels (forward) and (tap, block row) pairs (DW) and never write
+ * output pixels (forward) and (tap, bin) pairs (DW) and never write
  * the same spectrum; sums run in a fixed order whatever the team.
  */
 #include "worker/circulant/circ_conv2d.h"
@@ -81,30 +81,60 @@ static int conv_dst(int x, int off, int s, int pad, int n_out)
     return num / s;
 }
 
+/* y[i] (+)= sum_j a[i][j] * x[j] (conj_a: conj(a[i][j])), complex; a (p, q). */
+static void conv_cmv(float *restrict y, const float *restrict a, const float *restrict x, int p,
+                     int q, int conj_a)
+{
+    const float sg = conj_a ? -1.0f : 1.0f;
+    for (int i = 0; i < p; i++) {
+        const float *ai = a + (size_t)i * q * 2;
+        float re = 0.0f, im = 0.0f;
+        for (int j = 0; j < q; j++) {
+            const float ar = ai[2 * j], aim = sg * ai[2 * j + 1], xr = x[2 * j], xi = x[2 * j + 1];
+            re += ar * xr - aim * xi;
+            im += ar * xi + aim * xr;
+        }
+        y[2 * i] += re;
+        y[2 * i + 1] += im;
+    }
+}
+
+/* dst[j] += conj(a[i][j]) * g[i] summed over i, complex; a (p, q): the
+ * adjoint product of conv_cmv, for DX. */
+static void conv_cmv_adj(float *restrict dst, const float *restrict a, const float *restrict g,
+                         int p, int q)
+{
+    for (int i = 0; i < p; i++) {
+        const float *ai = a + (size_t)i * q * 2;
+        const float gr = g[2 * i], gi = g[2 * i + 1];
+        for (int j = 0; j < q; j++) {
+            const float ar = ai[2 * j], aim = -ai[2 * j + 1];
+            dst[2 * j] += ar * gr - aim * gi;
+            dst[2 * j + 1] += ar * gi + aim * gr;
+        }
+    }
+}
+
 void circ_conv2d_forward(struct circ_op *op, float *out, const float *inp, const float *w,
                          const float *bias, const struct nn_conv2d_dims *d)
 {
     const int p = op->d.p, q = op->d.q, kc = op->kc, T = d->kh * d->kw;
     const int OHW = d->OH * d->OW, HW = d->H * d->W, OC = d->OC;
-    const size_t ldc_q = (size_t)op->ldc_q * 2, ldc_p = (size_t)op->ldc_p * 2, bs = (size_t)kc * 2;
-    const size_t tap_bs = (size_t)p * q * bs;
     circ_op_load(op, w);
     conv_rows_in(op, inp, d);
     circ__x_fwd(op, d->B * HW);
 #pragma omp parallel for schedule(static)
     for (int P = 0; P < d->B * OHW; P++) {
         const int b = P / OHW, oh = P % OHW / d->OW, ow = P % d->OW;
-        float *ys = op->ys + (size_t)P * ldc_p;
-        memset(ys, 0, (size_t)p * bs * sizeof(float));
+        for (int f = 0; f < kc; f++)
+            memset(circ__ys(op, f, (size_t)P), 0, (size_t)p * 2 * sizeof(float));
         for (int t = 0; t < T; t++) {
             const int src = conv_src(d, oh, ow, t / d->kw, t % d->kw);
             if (src < 0)
                 continue;
-            const float *xs = op->xs + ((size_t)b * HW + src) * ldc_q;
-            const float *wt = op->ws + (size_t)t * tap_bs;
-            for (int i = 0; i < p; i++)
-                for (int j = 0; j < q; j++)
-                    circ__cmac(ys + i * bs, wt + ((size_t)i * q + j) * bs, xs + j * bs, kc, 0);
+            for (int f = 0; f < kc; f++)
+                conv_cmv(circ__ys(op, f, (size_t)P), circ__ws(op, t, f),
+                         circ__xs(op, f, (size_t)b * HW + (size_t)src), p, q, 0);
         }
     }
     circ__y_inv(op, d->B * OHW);
@@ -125,8 +155,6 @@ void circ_conv2d_backward(struct circ_op *op, float *dinp, float *dw, float *dbi
 {
     const int p = op->d.p, q = op->d.q, k = op->d.k, kc = op->kc, T = d->kh * d->kw;
     const int OHW = d->OH * d->OW, HW = d->H * d->W, OC = d->OC, C = d->C;
-    const size_t ldc_q = (size_t)op->ldc_q * 2, ldc_p = (size_t)op->ldc_p * 2, bs = (size_t)kc * 2;
-    const size_t tap_bs = (size_t)p * q * bs;
     if (dbias != NULL)
         for (int b = 0; b < d->B; b++)
             for (int o = 0; o < OC; o++) {
@@ -149,41 +177,49 @@ void circ_conv2d_backward(struct circ_op *op, float *dinp, float *dw, float *dbi
     }
     circ__y_fwd(op, d->B * OHW);
     if (dw != NULL) {
+        /* DW_t,f[i][j] = sum over output pixels P of G_f[P][i] * conj(X_f[src][j]). */
         conv_rows_in(op, inp, d);
         circ__x_fwd(op, d->B * HW);
 #pragma omp parallel for schedule(static)
-        for (int ti = 0; ti < T * p; ti++) {
-            const int t = ti / p, i = ti % p, u = t / d->kw, v = t % d->kw;
-            float *acc = op->dws + (size_t)t * tap_bs + (size_t)i * q * bs;
-            memset(acc, 0, (size_t)q * bs * sizeof(float));
+        for (int tf = 0; tf < T * kc; tf++) {
+            const int t = tf / kc, f = tf % kc, u = t / d->kw, v = t % d->kw;
+            float *acc = circ__dws(op, t, f);
+            memset(acc, 0, (size_t)p * q * 2 * sizeof(float));
             for (int P = 0; P < d->B * OHW; P++) {
                 const int b = P / OHW, src = conv_src(d, P % OHW / d->OW, P % d->OW, u, v);
                 if (src < 0)
                     continue;
-                const float *xs = op->xs + ((size_t)b * HW + src) * ldc_q;
-                const float *gs = op->ys + (size_t)P * ldc_p + i * bs;
-                for (int j = 0; j < q; j++)
-                    circ__cmac(acc + j * bs, xs + j * bs, gs, kc, 1);
+                const float *xs = circ__xs(op, f, (size_t)b * HW + (size_t)src);
+                const float *gs = circ__ys(op, f, (size_t)P);
+                for (int i = 0; i < p; i++) {
+                    const float gr = gs[2 * i], gi = gs[2 * i + 1];
+                    float *a = acc + (size_t)i * q * 2;
+                    for (int j = 0; j < q; j++) {
+                        const float xr = xs[2 * j], xi = -xs[2 * j + 1];
+                        a[2 * j] += gr * xr - gi * xi;
+                        a[2 * j + 1] += gr * xi + gi * xr;
+                    }
+                }
             }
         }
         circ__dw_flush(op, dw);
     }
     if (dinp != NULL) {
+        /* DX gathered per input pixel X from the output pixels reading it. */
 #pragma omp parallel for schedule(static)
         for (int X = 0; X < d->B * HW; X++) {
             const int b = X / HW, h = X % HW / d->W, x = X % d->W;
-            float *xs = op->xs + (size_t)X * ldc_q;
-            memset(xs, 0, (size_t)q * bs * sizeof(float));
+            for (int f = 0; f < kc; f++)
+                memset(circ__xs(op, f, (size_t)X), 0, (size_t)q * 2 * sizeof(float));
             for (int t = 0; t < T; t++) {
                 const int oh = conv_dst(h, t / d->kw * d->dh, d->sh, d->pt, d->OH);
                 const int ow = conv_dst(x, t % d->kw * d->dw, d->sw, d->pl, d->OW);
                 if (oh < 0 || ow < 0)
                     continue;
-                const float *gs = op->ys + ((size_t)b * OHW + (size_t)oh * d->OW + ow) * ldc_p;
-                const float *wt = op->ws + (size_t)t * tap_bs;
-                for (int i = 0; i < p; i++)
-                    for (int j = 0; j < q; j++)
-                        circ__cmac(xs + j * bs, wt + ((size_t)i * q + j) * bs, gs + i * bs, kc, 1);
+                const size_t P = (size_t)b * OHW + (size_t)oh * d->OW + (size_t)ow;
+                for (int f = 0; f < kc; f++)
+                    conv_cmv_adj(circ__xs(op, f, (size_t)X), circ__ws(op, t, f), circ__ys(op, f, P),
+                                 p, q);
             }
         }
         circ__x_inv(op, d->B * HW);

@@ -110,6 +110,33 @@ static void arch_lenet300(struct arch_b *b, int n_classes)
     arch_linear(b, "fc3", x, n_classes);
 }
 
+/*
+ * lstm-fmnist, gru-fmnist: one recurrent layer of 128 units reads the
+ * image row by row (a (1, T, F) map is T steps of F features: 28 x 28
+ * for Fashion-MNIST), the last step's hidden state is sliced out and a
+ * linear layer classifies it.
+ */
+static void arch_rnn(struct arch_b *b, enum dp_op op, int in_h, int n_classes)
+{
+    if (b->err)
+        return;
+    struct dp_op_attrs a = {0};
+    a.out_ch = 128;
+    a.has_bias = 1;
+    const int in[1] = {DP_MODEL_INPUT};
+    int x = arch_chk(
+        b, dp_model_add_layer(b->m, op == DP_OP_LSTM ? "lstm" : "gru", op, in, 1, &a, b->ei));
+    if (b->err)
+        return;
+    struct dp_op_attrs s = {0};
+    s.axis = 2;
+    s.start = in_h - 1;
+    s.end = in_h;
+    const int sin[1] = {x};
+    x = arch_chk(b, dp_model_add_layer(b->m, "last", DP_OP_SLICE, sin, 1, &s, b->ei));
+    arch_linear(b, "fc", x, n_classes);
+}
+
 static void arch_lenet5(struct arch_b *b, int n_classes)
 {
     int x = arch_conv(b, "conv1", DP_MODEL_INPUT, 20, 5, 1, 0, 1, 1);
@@ -209,7 +236,7 @@ static void arch_mobilenetv2(struct arch_b *b, int n_classes)
 const char *nn_arch_names(void)
 {
     return "lenet-300-100 lenet5 vgg16-cifar resnet20-cifar resnet20-fmnist resnet56-cifar "
-           "mobilenetv2-cifar";
+           "mobilenetv2-cifar lstm-fmnist gru-fmnist";
 }
 
 enum dp_err nn_arch_build(const char *name, int in_c, int in_h, int in_w, int n_classes,
@@ -242,6 +269,16 @@ enum dp_err nn_arch_build(const char *name, int in_c, int in_h, int in_w, int n_
         arch_resnet(&b, 9, n_classes);
     else if (strcmp(name, "mobilenetv2-cifar") == 0)
         arch_mobilenetv2(&b, n_classes);
+    else if ((strcmp(name, "lstm-fmnist") == 0 || strcmp(name, "gru-fmnist") == 0) && in_c != 1) {
+        dp_model_free(b.m);
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "%s reads a 1-channel image row by row (a (1, T, F) sequence), "
+                              "not %d channels",
+                              name, in_c);
+    } else if (strcmp(name, "lstm-fmnist") == 0)
+        arch_rnn(&b, DP_OP_LSTM, in_h, n_classes);
+    else if (strcmp(name, "gru-fmnist") == 0)
+        arch_rnn(&b, DP_OP_GRU, in_h, n_classes);
     else {
         dp_model_free(b.m);
         return dp_errinfo_set(ei, DP_EINVAL, "unknown architecture '%s' (built-in: %s)", name,
@@ -281,6 +318,15 @@ void nn_arch_init(struct dp_model *m, uint64_t seed)
             double fan_in = l->op == DP_OP_CIRC_LINEAR ? (double)dp_model_out_size(m, src)
                                                        : (double)c * l->a.kh * l->a.kw;
             double bound = 1.0 / sqrt(fan_in);
+            for (size_t i = 0; i < p->numel; i++)
+                d[i] = (float)((2.0 * nn_rng_uniform(&rng) - 1.0) * bound);
+        } else if (l->op == DP_OP_LSTM || l->op == DP_OP_GRU) {
+            /* PyTorch's nn.LSTM/nn.GRU: all four tensors uniform in
+             * +-1/sqrt(H). A block-circulant matrix's entries are its
+             * stored values (each row of a block holds each value once),
+             * so the same bound gives the expanded matrix the same entry
+             * variance and the same per-row sum of variances. */
+            double bound = 1.0 / sqrt((double)l->a.out_ch);
             for (size_t i = 0; i < p->numel; i++)
                 d[i] = (float)((2.0 * nn_rng_uniform(&rng) - 1.0) * bound);
         } else if (l->op == DP_OP_BN2D) {

@@ -10,6 +10,9 @@
  *                      stages at 28, 14 and 7 pixels); refuses other channel counts
  *   resnet56-cifar     ... 3 stages x 9 basic blocks
  *   mobilenetv2-cifar  MobileNetV2 with CIFAR strides (first conv and first stages stride 1)
+ *   lstm-fmnist        LSTM of 128 units over a 1-channel image read row by row (T = rows
+ *                      steps of F = columns features), the last step's state, linear
+ *   gru-fmnist         ... with a GRU; both refuse other channel counts
  *
  * The ResNets use projection shortcuts (1x1 conv stride 2 + BN, "option B")
  * where the shape changes, since the IR has no zero-padding shortcut op.
@@ -37,8 +40,9 @@ const char *nn_arch_names(void);
 
 /*
  * Initialises every parameter as PyTorch does by default: conv and linear
- * weights and biases uniform in +-1/sqrt(fan_in), BatchNorm scale 1 and
- * shift 0, running mean 0 and variance 1. Deterministic in seed.
+ * weights and biases uniform in +-1/sqrt(fan_in), lstm and gru tensors
+ * uniform in +-1/sqrt(hidden size) (also when block-circulant), BatchNorm
+ * scale 1 and shift 0, running mean 0 and variance 1. Deterministic in seed.
  */
 void nn_arch_init(struct dp_model *m, uint64_t seed);
 

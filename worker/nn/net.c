@@ -20,8 +20,10 @@
 #include "worker/nn/conv2d.h"
 #include "worker/nn/conv_dnnl.h"
 #include "worker/nn/eltwise.h"
+#include "worker/nn/gru.h"
 #include "worker/nn/linear.h"
 #include "worker/nn/loss.h"
+#include "worker/nn/lstm.h"
 #include "worker/nn/mean.h"
 #include "worker/nn/pool.h"
 #include "worker/nn/shuffle.h"
@@ -850,6 +852,98 @@ static void op_circ_conv_bwd(struct nn_net *net, int li, int n)
                          l->a.has_bias ? net_pgrad(net, l, 1) : NULL, s->dout, s->in[0], &d);
 }
 
+/* ---- Recurrent layers (issue 15) ----------------------------------------- */
+
+/* lstm and gru: sizes for batch n and their two matrices (params 0 and 1;
+ * 2 and 3 are the biases), dense or block-circulant by the block attribute. */
+static void net_rnn_setup(struct nn_net *net, int li, int n, struct nn_rnn_dims *d,
+                          struct nn_rnn_mat *w_ih, struct nn_rnn_mat *w_hh)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    int c, h, w;
+    net_in_shape(net, l, &c, &h, &w);
+    d->B = n;
+    d->T = h;
+    d->F = w;
+    d->H = l->a.out_ch;
+    const int G = (l->op == DP_OP_LSTM ? 4 : 3) * d->H;
+    const struct nn_rnn_fft *fft = net->layers[li].state;
+    nn_rnn_mat_init(w_ih, net_param(net, l, 0), G, d->F, l->a.block, fft ? fft->ih : NULL);
+    nn_rnn_mat_init(w_hh, net_param(net, l, 1), G, d->H, l->a.block, fft ? fft->hh : NULL);
+}
+
+/* A circulant lstm or gru runs its products on the FFT path, with plans
+ * for max_batch sequences; a dense one has no state. */
+static enum dp_err op_rnn_state(struct nn_net *net, int li, void **state, struct dp_errinfo *ei)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    *state = NULL;
+    if (l->a.block == 0)
+        return DP_OK;
+    struct nn_rnn_dims d;
+    int c;
+    net_in_shape(net, l, &c, &d.T, &d.F);
+    d.B = net->max_batch;
+    d.H = l->a.out_ch;
+    struct nn_rnn_fft *fft = NULL;
+    enum dp_err err = nn_rnn_fft_new(&d, l->op == DP_OP_LSTM ? 4 : 3, l->a.block, &fft, ei);
+    *state = fft;
+    return net_circ_state_done(l, err, ei);
+}
+
+static void op_rnn_state_free(void *state)
+{
+    nn_rnn_fft_free(state);
+}
+
+static int op_lstm_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    struct nn_rnn_dims d;
+    struct nn_rnn_mat w_ih, w_hh;
+    net_rnn_setup(net, li, n, &d, &w_ih, &w_hh);
+    nn_lstm_forward(s->out, s->cache, s->in[0], &w_ih, &w_hh, net_param(net, l, 2),
+                    net_param(net, l, 3), &d);
+    return 0;
+}
+
+static void op_lstm_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    struct nn_rnn_dims d;
+    struct nn_rnn_mat w_ih, w_hh;
+    net_rnn_setup(net, li, n, &d, &w_ih, &w_hh);
+    nn_lstm_backward(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), net_pgrad(net, l, 2),
+                     net_pgrad(net, l, 3), s->cache, s->dout, s->in[0], s->out, &w_ih, &w_hh, &d);
+}
+
+static int op_gru_fwd(struct nn_net *net, int li, int n, int train)
+{
+    (void)train;
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    struct nn_rnn_dims d;
+    struct nn_rnn_mat w_ih, w_hh;
+    net_rnn_setup(net, li, n, &d, &w_ih, &w_hh);
+    nn_gru_forward(s->out, s->cache, s->in[0], &w_ih, &w_hh, net_param(net, l, 2),
+                   net_param(net, l, 3), &d);
+    return 0;
+}
+
+static void op_gru_bwd(struct nn_net *net, int li, int n)
+{
+    const struct dp_layer *l = &net->m->layers[li];
+    struct nn_net_layer *s = &net->layers[li];
+    struct nn_rnn_dims d;
+    struct nn_rnn_mat w_ih, w_hh;
+    net_rnn_setup(net, li, n, &d, &w_ih, &w_hh);
+    nn_gru_backward(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), net_pgrad(net, l, 2),
+                    net_pgrad(net, l, 3), s->cache, s->dout, s->in[0], s->out, &w_ih, &w_hh, &d);
+}
+
 /* Per-layer caches: what backward needs from forward besides activations. */
 static size_t op_bn_cache(const struct dp_layer *l, size_t cnt)
 {
@@ -867,6 +961,20 @@ static size_t op_dropout_cache(const struct dp_layer *l, size_t cnt)
 {
     (void)l;
     return cnt; /* keep mask, one byte per output */
+}
+
+/* lstm, gru: cnt = max_batch * T * H; gates, cell states and the
+ * backward-through-time workspace (lstm.h, gru.h). */
+static size_t op_lstm_cache(const struct dp_layer *l, size_t cnt)
+{
+    (void)l;
+    return dp_size_mul(nn_lstm_cache_floats(cnt), sizeof(float));
+}
+
+static size_t op_gru_cache(const struct dp_layer *l, size_t cnt)
+{
+    (void)l;
+    return dp_size_mul(nn_gru_cache_floats(cnt), sizeof(float));
 }
 
 /* Columns: forward, backward, blocked layout, cache, alias, state_new, state_free. */
@@ -902,6 +1010,10 @@ static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
                            op_circ_linear_state, op_circ_state_free},
     [DP_OP_CIRC_CONV2D] = {op_circ_conv_fwd, op_circ_conv_bwd, NN_BLOCK_NONE, NULL, 0,
                            op_circ_conv_state, op_circ_state_free},
+    [DP_OP_LSTM] = {op_lstm_fwd, op_lstm_bwd, NN_BLOCK_NONE, op_lstm_cache, 0, op_rnn_state,
+                    op_rnn_state_free},
+    [DP_OP_GRU] = {op_gru_fwd, op_gru_bwd, NN_BLOCK_NONE, op_gru_cache, 0, op_rnn_state,
+                   op_rnn_state_free},
 };
 
 int nn_net_op_supported(enum dp_op op)

@@ -21,11 +21,15 @@ struct arch_case {
 Test(arch, builds_every_architecture_with_the_expected_parameter_count)
 {
     static const struct arch_case cases[] = {
-        {"lenet-300-100", 1, 28, 28, 266610},   {"lenet5", 1, 28, 28, 431080},
+        {"lenet-300-100", 1, 28, 28, 266610},
+        {"lenet5", 1, 28, 28, 431080},
         {"resnet20-cifar", 3, 32, 32, 272474},  /* torch model of tests/bench/torch_train.py */
         {"resnet20-fmnist", 1, 28, 28, 272186}, /* the same with a 1-channel stem: 2 * 144 fewer */
-        {"resnet56-cifar", 3, 32, 32, 0},       {"vgg16-cifar", 3, 32, 32, 0},
+        {"resnet56-cifar", 3, 32, 32, 0},
+        {"vgg16-cifar", 3, 32, 32, 0},
         {"mobilenetv2-cifar", 3, 32, 32, 0},
+        {"lstm-fmnist", 1, 28, 28, 82186}, /* nn.LSTM(28, 128) + nn.Linear(128, 10) */
+        {"gru-fmnist", 1, 28, 28, 61962},  /* nn.GRU(28, 128) + nn.Linear(128, 10) */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct dp_model *m = NULL;
@@ -51,6 +55,8 @@ Test(arch, errors_name_the_problem)
     cr_assert_eq(nn_arch_build("alexnet", 3, 32, 32, 10, &m, &ei), DP_EINVAL);
     cr_assert(strstr(ei.msg, "alexnet") != NULL && strstr(ei.msg, "lenet5") != NULL);
     cr_assert_eq(nn_arch_build("resnet20-fmnist", 3, 28, 28, 10, &m, &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "1-channel") != NULL, "%s", ei.msg);
+    cr_assert_eq(nn_arch_build("lstm-fmnist", 3, 28, 28, 10, &m, &ei), DP_EINVAL);
     cr_assert(strstr(ei.msg, "1-channel") != NULL, "%s", ei.msg);
     cr_assert_eq(nn_arch_build("vgg16-cifar", 1, 8, 8, 10, &m, &ei), DP_ESHAPE);
     cr_assert(strstr(ei.msg, "pool") != NULL, "names the layer: %s", ei.msg);
