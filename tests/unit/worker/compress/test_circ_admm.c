@@ -580,12 +580,14 @@ Test(circ_admm, in_place_conversion_report_and_resume)
     DP_ASSERT_NO_LEAKS();
 }
 
-/* The converted model through the engine's circulant layers (FFT path)
- * computes what the dense model with the hard-projected weights does. */
+/* The converted model through the engine's circulant layers (FFT path;
+ * lstm and gru with a block) computes what the dense model with the
+ * hard-projected weights does. */
 Test(circ_admm, converted_model_forward_equals_the_projected_dense_model)
 {
     for (int k = 2; k <= 8; k += 3) {
-        struct dp_model *m = circ_model(0);
+        /* k 2 and 8: conv, fc1, fc2; k 5: lstm, gru, fc1, fc2. */
+        struct dp_model *m = circ_model(k == 5);
         circ_fill(m, 40 + (uint64_t)k);
         /* Weights at the scale of a trained layer, so the logits are O(1). */
         for (size_t i = 0; i < m->n_floats; i++)
