@@ -419,6 +419,7 @@ test: $(DEPS_STAMP)
 	OMP_NUM_THREADS=2 build/release/unit-tests --jobs=1
 	build/release/server-unit-tests --jobs=1
 	@tests/e2e/train_short.sh build/release/dnnpress-worker
+	@tests/e2e/circulant_compress.sh build/release/dnnpress-worker
 	@tests/e2e/server_api.sh build/asan
 	@tests/e2e/job_e2e.sh build/release
 	@tests/e2e/farm_e2e.sh build/release

@@ -18,6 +18,8 @@
 enum dp_scheme_kind {
     DP_SCHEME_PRUNE, /* zeros entries; the support becomes the retraining mask */
     DP_SCHEME_QUANT, /* moves entries onto levels; re-applied after every retraining step */
+    DP_SCHEME_CIRC,  /* makes the weight block-circulant; the layer is then converted to its
+                        circulant form (circ_linear, circ_conv2d, lstm/gru with a block) */
 };
 
 /* X(constant, name, kind, uses_rate, needs_3x3)
@@ -38,7 +40,8 @@ enum dp_scheme_kind {
     X(DP_SCHEME_TERNARY, "ternary", DP_SCHEME_QUANT, 0, 0)                                         \
     X(DP_SCHEME_KBIT, "kbit", DP_SCHEME_QUANT, 0, 0)                                               \
     X(DP_SCHEME_POW2, "pow2", DP_SCHEME_QUANT, 0, 0)                                               \
-    X(DP_SCHEME_POW2SUM, "pow2sum", DP_SCHEME_QUANT, 0, 0)
+    X(DP_SCHEME_POW2SUM, "pow2sum", DP_SCHEME_QUANT, 0, 0)                                         \
+    X(DP_SCHEME_CIRCULANT, "circulant", DP_SCHEME_CIRC, 0, 0)
 
 enum dp_scheme_id {
 #define DP__SCHEME_ENUM(constant, name, kind, uses_rate, needs_3x3) constant,

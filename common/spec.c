@@ -138,10 +138,42 @@ static enum dp_err spec_scheme(const json_t *obj, const char *path, enum dp_sche
     return err;
 }
 
+/* "circulant": {"block": k, "from": "admm" | "scratch", "spectrum_bits": b}. */
+static enum dp_err spec_circulant(const json_t *obj, const char *path, struct dp_spec_rule *r,
+                                  struct dp_errinfo *ei)
+{
+    static const char *const keys[] = {"block", "from", "spectrum_bits", NULL};
+    enum dp_err err = spec_keys(obj, path, keys, ei);
+    if (err)
+        return err;
+    if (json_object_get(obj, "block") == NULL)
+        return dp_errinfo_set(ei, DP_EINVAL, "%s.block: required, the block size (2 to 256)", path);
+    err = spec_int(obj, "block", path, 2, 256, &r->params.block, ei);
+    if (!err)
+        err = spec_int(obj, "spectrum_bits", path, 0, 16, &r->params.spectrum_bits, ei);
+    /* 0 is the documented "float" default; 1 bit leaves no level but 0. */
+    if (!err && r->params.spectrum_bits == 1)
+        err = dp_errinfo_set(ei, DP_EINVAL,
+                             "%s.spectrum_bits: 1 is outside [2, 16] (0 keeps the spectra float)",
+                             path);
+    json_t *fv = json_object_get(obj, "from");
+    r->circ_from = DP_SPEC_CIRC_ADMM;
+    if (!err && fv != NULL) {
+        if (json_is_string(fv) && strcmp(json_string_value(fv), "admm") == 0)
+            r->circ_from = DP_SPEC_CIRC_ADMM;
+        else if (json_is_string(fv) && strcmp(json_string_value(fv), "scratch") == 0)
+            r->circ_from = DP_SPEC_CIRC_SCRATCH;
+        else
+            err = dp_errinfo_set(ei, DP_EINVAL, "%s.from: must be \"admm\" or \"scratch\"", path);
+    }
+    r->circ = dp_scheme_get(DP_SCHEME_CIRCULANT);
+    return err;
+}
+
 static enum dp_err spec_rule(const json_t *obj, int idx, int auto_rates, struct dp_spec_rule *r,
                              struct dp_errinfo *ei)
 {
-    static const char *const keys[] = {"match", "prune", "quant", "rho", NULL};
+    static const char *const keys[] = {"match", "prune", "quant", "circulant", "rho", NULL};
     char path[32];
     snprintf(path, sizeof(path), "layers[%d]", idx);
     enum dp_err err = spec_keys(obj, path, keys, ei);
@@ -163,8 +195,22 @@ static enum dp_err spec_rule(const json_t *obj, int idx, int auto_rates, struct 
     }
     char sub[48];
     json_t *pv = json_object_get(obj, "prune"), *qv = json_object_get(obj, "quant");
+    json_t *cv = json_object_get(obj, "circulant");
+    if (cv != NULL && (pv != NULL || qv != NULL))
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "%s: \"circulant\" does not combine with \"prune\" or \"quant\" "
+                              "in one rule (circulant.spectrum_bits quantizes the spectra)",
+                              path);
+    if (cv != NULL) {
+        snprintf(sub, sizeof(sub), "%s.circulant", path);
+        err = spec_circulant(cv, sub, r, ei);
+        if (!err)
+            err = spec_num(obj, "rho", path, 0.0, 1e6, &r->rho, ei);
+        return err;
+    }
     if (pv == NULL && qv == NULL)
-        return dp_errinfo_set(ei, DP_EINVAL, "%s: needs \"prune\", \"quant\" or both", path);
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "%s: needs \"prune\", \"quant\" or both, or \"circulant\"", path);
     if (pv != NULL) {
         snprintf(sub, sizeof(sub), "%s.prune", path);
         err = spec_scheme(pv, sub, DP_SCHEME_PRUNE, auto_rates, r, ei);
@@ -179,6 +225,53 @@ static enum dp_err spec_rule(const json_t *obj, int idx, int auto_rates, struct 
         r->params.keep_zeros = pv != NULL;
     }
     return spec_num(obj, "rho", path, 0.0, 1e6, &r->rho, ei);
+}
+
+/*
+ * Circulant rules convert layers to another op, so the run is built around
+ * them: every rule is circulant then, with one "from" (the plan is either
+ * ADMM then conversion, or conversion then training), and what works on
+ * dense weights of a fixed graph (the magnitude baseline, progressive
+ * stages, automatic rates, purification, distillation from the dense
+ * model) is refused by name.
+ */
+static enum dp_err spec_circ_check(struct dp_spec *s, struct dp_errinfo *ei)
+{
+    int first = -1;
+    for (int i = 0; i < s->n_rules; i++) {
+        if (s->rules[i].circ == NULL)
+            continue;
+        if (first < 0) {
+            first = i;
+            s->circ_from = s->rules[i].circ_from;
+        } else if (s->rules[i].circ_from != s->circ_from) {
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "layers[%d].circulant.from: every circulant rule of a spec "
+                                  "takes the same path (layers[%d] has \"%s\")",
+                                  i, first, s->circ_from == DP_SPEC_CIRC_ADMM ? "admm" : "scratch");
+        }
+    }
+    if (first < 0)
+        return DP_OK;
+    for (int i = 0; i < s->n_rules; i++)
+        if (s->rules[i].circ == NULL)
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "layers[%d]: a spec with circulant rules (layers[%d]) has "
+                                  "circulant rules only; pruning and quantization of other "
+                                  "layers are not supported with them yet",
+                                  i, first);
+    const char *bad = s->method != DP_SPEC_ADMM ? "method \"magnitude\""
+                      : s->stages > 1           ? "progressive stages"
+                      : s->auto_on              ? "auto"
+                      : s->purify               ? "purify"
+                      : s->distill_weight > 0.0 ? "distill"
+                                                : NULL;
+    if (bad != NULL)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "layers[%d].circulant: does not go with %s (circulant layers are "
+                              "reached by ADMM or trained from scratch, in one stage)",
+                              first, bad);
+    return DP_OK;
 }
 
 enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, struct dp_errinfo *ei)
@@ -415,6 +508,8 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
         err = spec_rule(json_array_get(layers, i), (int)i, out->auto_on, &out->rules[i], ei);
         out->n_rules = (int)i + 1;
     }
+    if (!err)
+        err = spec_circ_check(out, ei);
     for (int i = 0; !err && out->auto_on && i < out->n_rules; i++) {
         if (out->rules[i].prune == NULL || !out->rules[i].prune->uses_rate)
             err = dp_errinfo_set(ei, DP_EINVAL,
@@ -567,6 +662,10 @@ uint64_t dp_spec_digest(const struct dp_spec *s)
                           r->n_patterns};
         h = spec_mix(h, rd, sizeof(rd));
         h = spec_mix(h, ri, sizeof(ri));
+        if (r->circ != NULL) { /* digests of specs without one stay as they were */
+            const int ci[] = {r->params.block, r->params.spectrum_bits, (int)r->circ_from};
+            h = spec_mix(h, ci, sizeof(ci));
+        }
     }
     if (s->auto_device[0] != '\0') /* digests of specs without one stay as they were */
         h = spec_mix(h, s->auto_device, strlen(s->auto_device) + 1);

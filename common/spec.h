@@ -24,8 +24,17 @@
  *     ]
  *   }
  *
- * Each conv2d and linear weight takes the first rule whose glob matches
- * its layer name; layers no rule matches stay dense.
+ * Block-circulant layers (CirCNN, C-LSTM, E-RNN) take a rule of their own:
+ *   {"match": "fc*", "circulant": {"block": 16, "from": "admm", "spectrum_bits": 8}}
+ * on linear, conv2d (groups 1), lstm and gru layers; "from" is "admm"
+ * (ADMM toward the block-circulant set, then conversion and retraining) or
+ * "scratch" (converted first, trained for the same epochs). A circulant
+ * rule carries no prune or quant, and a spec with one has circulant rules
+ * only, all with the same "from".
+ *
+ * Each conv2d and linear weight (and, for circulant rules, lstm and gru
+ * layer) takes the first rule whose glob matches its layer name; layers no
+ * rule matches stay dense.
  *
  * The spec is a contract of both programs: the server validates a
  * submission with exactly this parser, and the worker runs what it parsed.
@@ -55,6 +64,16 @@ struct dp_spec_params {
     int per_channel; /* quantizers: one scale per output channel instead of one per layer */
     int balanced;    /* connectivity: keep the same number of kernels in every filter */
     int keep_zeros;  /* set when the rule also prunes: pruned zeros stay zero under the quantizer */
+    int block;       /* circulant: block size k, 2..256 (0: not circulant) */
+    int spectrum_bits; /* circulant: bits of the stored spectra, 2..16 (0: float) */
+};
+
+/* How a spec's circulant rules reach their block-circulant layers. */
+enum dp_spec_circ_from {
+    DP_SPEC_CIRC_NONE,    /* the spec has no circulant rule */
+    DP_SPEC_CIRC_ADMM,    /* ADMM toward the block-circulant set on the dense model, hard
+                             projection, conversion, retraining in the circulant form */
+    DP_SPEC_CIRC_SCRATCH, /* converted first (fresh weights), then trained for the same epochs */
 };
 
 /* How the magnitude baseline spreads its pruning over the layers. */
@@ -80,10 +99,13 @@ struct dp_spec_rule {
     char match[64];                /* glob over layer names */
     const struct dp_scheme *prune; /* a DP_SCHEME_PRUNE row; NULL: no pruning */
     const struct dp_scheme *quant; /* a DP_SCHEME_QUANT row; NULL: no quantization */
+    const struct dp_scheme *circ;  /* the DP_SCHEME_CIRC row; NULL: not circulant (then
+                                      params.block is 0; never with prune or quant) */
     struct dp_spec_params params;
     int n_patterns;   /* pattern library size (6, 8, 12, ...) */
     double conn_rate; /* pattern + connectivity: keep 1/conn_rate of the kernels; 0 none */
     double rho;       /* < 0: the global rho */
+    enum dp_spec_circ_from circ_from; /* circulant rules: their "from" (default admm) */
 };
 
 struct dp_spec {
@@ -118,6 +140,9 @@ struct dp_spec {
     int budget_epochs;      /* every training epoch of the run in all; 0: from the schedule */
     int retrain_keep_best;  /* retraining ends on its epoch of best validation accuracy */
     double distill_temperature, distill_weight; /* knowledge distillation; weight 0: none */
+    /* Circulant rules: every rule of the spec is one then, all with the
+     * same "from" (one path for the whole run); NONE when there are none. */
+    enum dp_spec_circ_from circ_from;
     int n_rules;
     struct dp_spec_rule rules[DP_SPEC_MAX_RULES];
 };

@@ -28,6 +28,7 @@
 
 #include "common/alloc.h"
 #include "common/assert.h"
+#include "worker/compress/circ_convert.h"
 #include "worker/compress/purify.h"
 #include "worker/nn/train.h"
 
@@ -78,6 +79,10 @@ size_t admm_numel(const struct admm_ctx *c, const struct admm_target *t)
 
 void admm_project(const struct admm_ctx *c, const struct admm_target *t, float *x, int with_quant)
 {
+    /* A converted circulant target is block-circulant by construction
+     * (its vectors are the free parameters): only its quantizer is left. */
+    if (t->rule->circ != NULL && !t->converted)
+        admm_constraint_kernel(t->rule->circ)(x, &t->shape, &t->p, c->scratch);
     if (t->rule->prune != NULL)
         admm_constraint_kernel(t->rule->prune)(x, &t->shape, &t->p, c->scratch);
     if (t->conn_rate > 1.0) {
@@ -89,8 +94,8 @@ void admm_project(const struct admm_ctx *c, const struct admm_target *t, float *
         q.balanced = 0;
         proj_connectivity(x, &t->shape, &q, c->scratch);
     }
-    if (with_quant && t->rule->quant != NULL)
-        admm_constraint_kernel(t->rule->quant)(x, &t->shape, &t->p, c->scratch);
+    if (with_quant && t->quant != NULL)
+        t->quant(x, &t->shape, &t->p, c->scratch);
 }
 
 void admm_set_rates(struct admm_ctx *c, double f)
@@ -131,18 +136,136 @@ double admm_sparsity(const struct admm_ctx *c)
 
 /* ---- Targets -------------------------------------------------------------- */
 
+/* The rows and columns of the matrix behind parameter pi of layer l (a
+ * converted one's too: the vectors do not keep them), and its taps. */
+static void admm_circ_matrix(const struct dp_model *m, const struct dp_layer *l, int pi, int *rows,
+                             int *cols, int *taps)
+{
+    int in_c = m->in_c, in_w = m->in_w;
+    if (l->inputs[0] != DP_MODEL_INPUT) {
+        in_c = m->layers[l->inputs[0]].out_c;
+        in_w = m->layers[l->inputs[0]].out_w;
+    }
+    *taps = 1;
+    switch (l->op) {
+        case DP_OP_LSTM:
+        case DP_OP_GRU:
+            *rows = (l->op == DP_OP_LSTM ? 4 : 3) * l->a.out_ch;
+            *cols = pi == l->first_param ? in_w : l->a.out_ch;
+            return;
+        case DP_OP_CONV2D:
+        case DP_OP_CIRC_CONV2D:
+            *rows = l->a.out_ch;
+            *cols = in_c;
+            *taps = l->a.kh * l->a.kw;
+            return;
+        default: /* linear, circ_linear: the input flattened */
+            *rows = l->a.out_ch;
+            *cols = (int)dp_model_out_size(m, l->inputs[0]);
+            return;
+    }
+}
+
+/* A target of circulant rule r on parameter pi of layer i: the dense
+ * matrix ADMM constrains, or the vectors of a converted layer. */
+static struct admm_target *admm_circ_target(struct admm_ctx *c, int i, int pi,
+                                            const struct dp_spec_rule *r, int converted)
+{
+    const struct dp_model *m = c->m;
+    const struct dp_param *w = &m->params[pi];
+    struct admm_target *t = &c->t[c->n_t++];
+    t->layer = i;
+    t->param = pi;
+    t->rule = r;
+    t->p = admm_constraint_params(&r->params);
+    t->base_rate = 1.0;
+    t->rho = r->rho >= 0 ? r->rho : c->spec->rho;
+    t->converted = converted;
+    int rows, cols;
+    admm_circ_matrix(m, &m->layers[i], pi, &rows, &cols, &t->taps);
+    circ_dims_init(&t->cd, rows, cols, r->params.block);
+    if (converted) {
+        /* The vectors, one after another: what quant_spectrum walks. */
+        t->shape = (struct proj_shape){(int64_t)(w->numel / (size_t)t->cd.k), t->cd.k, 1, 1};
+        t->p.bits = r->params.spectrum_bits;
+        t->quant = r->params.spectrum_bits > 0 ? quant_spectrum : NULL;
+    } else {
+        t->shape.o = w->shape[0];
+        t->shape.i = w->shape[1];
+        t->shape.kh = w->ndim == 4 ? w->shape[2] : 1;
+        t->shape.kw = w->ndim == 4 ? w->shape[3] : 1;
+    }
+    return t;
+}
+
+/* The targets of layer i under circulant rule r (lstm and gru: both
+ * matrices); DP_EINVAL for a layer the rule cannot make circulant. */
+static enum dp_err admm_circ_targets(struct admm_ctx *c, int i, const struct dp_spec_rule *r,
+                                     struct dp_errinfo *ei)
+{
+    const struct dp_layer *l = &c->m->layers[i];
+    const int k = r->params.block;
+    switch (l->op) {
+        case DP_OP_CONV2D:
+            if (l->a.groups != 1)
+                return dp_errinfo_set(ei, DP_EINVAL,
+                                      "layer '%s': rule '%s' asks for block-circulant weights, "
+                                      "which need a conv2d with groups 1, not %d (use a rule "
+                                      "that does not match it)",
+                                      l->name, r->match, l->a.groups);
+            /* fall through */
+        case DP_OP_LINEAR:
+            admm_circ_target(c, i, l->first_param, r, 0);
+            return DP_OK;
+        case DP_OP_CIRC_LINEAR:
+        case DP_OP_CIRC_CONV2D:
+        case DP_OP_LSTM:
+        case DP_OP_GRU:
+            break;
+        default:
+            return DP_OK; /* not a layer with weights to make circulant */
+    }
+    const int converted = l->a.block > 0;
+    if (converted && l->a.block != k)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "layer '%s' is block-circulant with block %d, but rule '%s' asks "
+                              "for block %d",
+                              l->name, l->a.block, r->match, k);
+    admm_circ_target(c, i, l->first_param, r, converted);
+    if (l->op == DP_OP_LSTM || l->op == DP_OP_GRU)
+        admm_circ_target(c, i, l->first_param + 1, r, converted);
+    return DP_OK;
+}
+
+/* Scratch bytes target t's projections and quantizer need. */
+static size_t admm_scratch_bytes(const struct admm_target *t)
+{
+    if (t->rule->circ != NULL)
+        return proj_circulant_scratch_bytes(&t->shape, t->cd.k);
+    const int64_t numel = t->shape.o * t->shape.i * t->shape.kh * t->shape.kw;
+    const struct proj_shape flat = {numel, 1, 1, 1};
+    return proj_scratch_bytes(&flat);
+}
+
 enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
 {
     struct dp_model *m = c->m;
-    c->t = dp_calloc((size_t)m->n_layers, sizeof(struct admm_target));
+    /* Two per layer at most (lstm and gru under a circulant rule). */
+    c->n_t = 0;
+    c->t = dp_calloc(dp_size_mul((size_t)m->n_layers, 2), sizeof(struct admm_target));
     if (c->t == NULL)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory");
-    size_t max_numel = 1;
     for (int i = 0; i < m->n_layers; i++) {
         const struct dp_layer *l = &m->layers[i];
+        const struct dp_spec_rule *r = dp_spec_rule_for(c->spec, l->name);
+        if (r != NULL && r->circ != NULL) {
+            enum dp_err err = admm_circ_targets(c, i, r, ei);
+            if (err)
+                return err;
+            continue;
+        }
         if (!dp_op_info(l->op)->compressible)
             continue;
-        const struct dp_spec_rule *r = dp_spec_rule_for(c->spec, l->name);
         if (r == NULL)
             continue;
         struct admm_target *t = &c->t[c->n_t++];
@@ -153,6 +276,8 @@ enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
         t->p = admm_constraint_params(&r->params);
         t->base_rate = r->params.rate;
         t->rho = r->rho >= 0 ? r->rho : c->spec->rho;
+        t->quant = r->quant != NULL ? admm_constraint_kernel(r->quant) : NULL;
+        t->taps = 1;
         t->shape.o = w->shape[0];
         t->shape.i = w->shape[1];
         t->shape.kh = w->ndim == 4 ? w->shape[2] : 1;
@@ -187,12 +312,13 @@ enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
                                       "purify false, or a rule that does not match it)",
                                       l->name, r->match, r->prune->name, m->layers[s].name);
         }
-        max_numel = w->numel > max_numel ? w->numel : max_numel;
     }
     if (c->n_t == 0)
         return dp_errinfo_set(ei, DP_EINVAL,
-                              "no conv2d or linear layer matches a rule of the "
-                              "spec");
+                              c->spec->circ_from != DP_SPEC_CIRC_NONE
+                                  ? "no linear, conv2d, lstm or gru layer matches a circulant "
+                                    "rule of the spec"
+                                  : "no conv2d or linear layer matches a rule of the spec");
     /* Pattern libraries come from the pretrained weights of all the layers
      * that use them (every target at most: the lists are sized for that). */
     const float **ws = dp_calloc((size_t)c->n_t, sizeof(*ws));
@@ -222,8 +348,12 @@ enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
     dp_free(ss);
     if (err)
         return err;
-    struct proj_shape big = {(int64_t)max_numel, 1, 1, 1};
-    c->scratch = dp_malloc_aligned(proj_scratch_bytes(&big));
+    size_t bytes = 64;
+    for (int k = 0; k < c->n_t; k++) {
+        const size_t b = admm_scratch_bytes(&c->t[k]);
+        bytes = b > bytes ? b : bytes;
+    }
+    c->scratch = dp_malloc_aligned(bytes);
     if (c->scratch == NULL)
         return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for projections");
     return DP_OK;
@@ -284,6 +414,20 @@ enum dp_err admm_plan(struct admm_ctx *c, struct dp_errinfo *ei)
                                        0};
             n++;
         }
+    } else if (s->circ_from == DP_SPEC_CIRC_SCRATCH) {
+        /* Circulant layers from scratch: converted before the plan runs
+         * (admm_compress), then one training of every epoch the ADMM path
+         * would spend, with the retraining's learning rate; the compress
+         * phase only converts. */
+        if (ph != ADMM_PHASE_ADMM)
+            st[n++] = (struct admm_step){ADMM_STEP_RETRAIN,
+                                         0,
+                                         0,
+                                         1,
+                                         dp_spec_epochs(s),
+                                         s->retrain_lr,
+                                         admm_step_seed(s->seed, ADMM_STEP_RETRAIN, 0, 0),
+                                         0};
     } else {
         /* The compress phase stops before the last stage's retraining; the
          * retrain phase is that retraining alone. */
@@ -361,7 +505,7 @@ static void admm_post_step(void *ud, struct dp_model *m)
         return;
     for (int k = 0; k < c->n_t; k++) {
         const struct admm_target *t = &c->t[k];
-        if (t->rule->quant == NULL)
+        if (t->quant == NULL)
             continue;
         float *w = admm_w(c, t);
         const size_t off = c->m->params[t->param].offset, n = admm_numel(c, t);
@@ -371,10 +515,10 @@ static void admm_post_step(void *ud, struct dp_model *m)
                 sh[i] += w[i] - wq[i];
                 w[i] = sh[i];
             }
-            admm_constraint_kernel(t->rule->quant)(w, &t->shape, &t->p, c->scratch);
+            t->quant(w, &t->shape, &t->p, c->scratch);
             memcpy(wq, w, n * sizeof(float));
         } else {
-            admm_constraint_kernel(t->rule->quant)(w, &t->shape, &t->p, c->scratch);
+            t->quant(w, &t->shape, &t->p, c->scratch);
         }
     }
 }
@@ -389,12 +533,12 @@ static void admm_quant_start(struct admm_ctx *c)
     c->shadow_on = 0;
     for (int k = 0; k < c->n_t; k++) {
         const struct admm_target *t = &c->t[k];
-        if (t->rule->quant == NULL)
+        if (t->quant == NULL)
             continue;
         float *w = admm_w(c, t);
         const size_t off = c->m->params[t->param].offset, n = admm_numel(c, t);
         memcpy(c->z + off, w, n * sizeof(float));
-        admm_constraint_kernel(t->rule->quant)(w, &t->shape, &t->p, c->scratch);
+        t->quant(w, &t->shape, &t->p, c->scratch);
         memcpy(c->u + off, w, n * sizeof(float));
         c->shadow_on = 1;
     }
@@ -591,16 +735,63 @@ static void admm_harden(struct admm_ctx *c, int with_quant)
         const struct admm_target *t = &c->t[k];
         float *w = admm_w(c, t);
         admm_project(c, t, w, 0);
-        if (with_quant && t->rule->quant != NULL) {
+        if (with_quant && t->quant != NULL) {
             /* The pruned float weights become the latent copy (see admm_post_step). */
             const size_t off = m->params[t->param].offset, n = admm_numel(c, t);
             memcpy(c->z + off, w, n * sizeof(float));
-            admm_constraint_kernel(t->rule->quant)(w, &t->shape, &t->p, c->scratch);
+            t->quant(w, &t->shape, &t->p, c->scratch);
             memcpy(c->u + off, w, n * sizeof(float));
             c->shadow_on = 1;
         }
     }
     admm_mask_from_zeros(c);
+}
+
+enum dp_err admm_circ_convert(struct admm_ctx *c, int fresh, struct dp_errinfo *ei)
+{
+    struct dp_model *m = c->m;
+    int *block = dp_calloc((size_t)m->n_layers, sizeof(int));
+    if (block == NULL)
+        return dp_errinfo_set(ei, DP_ENOMEM, "out of memory converting to circulant layers");
+    for (int k = 0; k < c->n_t; k++)
+        if (c->t[k].rule->circ != NULL && !c->t[k].converted)
+            block[c->t[k].layer] = c->t[k].cd.k;
+    struct dp_model *q = NULL;
+    /* Fresh vectors have their own seed, apart from every step's. */
+    const uint64_t seed = admm_mix64(c->spec->seed ^ 0x63697263756c616eULL);
+    enum dp_err err = cp_circ_convert(m, block, fresh, seed, &q, ei);
+    dp_free(block);
+    if (err)
+        return err;
+    /* The caller's model becomes the converted one in place (the old
+     * graph and block go with q). No view of the old one is left: the
+     * teacher is refused with circulant rules (common/spec.c). */
+    const struct dp_model old = *m;
+    *m = *q;
+    *q = old;
+    dp_model_free(q);
+    dp_free(c->z);
+    dp_free(c->u);
+    dp_free(c->mask);
+    dp_free(c->best);
+    dp_free(c->rbest);
+    c->best = c->rbest = NULL;
+    c->rbest_epoch = 0;
+    admm_drop_moments(c);
+    c->z = dp_calloc(m->n_floats, sizeof(float));
+    c->u = dp_calloc(m->n_floats, sizeof(float));
+    c->mask = dp_malloc(dp_size_mul(m->n_floats, sizeof(float)));
+    if (c->z == NULL || c->u == NULL || c->mask == NULL)
+        return dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the circulant model's state");
+    for (size_t i = 0; i < m->n_floats; i++)
+        c->mask[i] = 1.0f;
+    c->mask_on = c->shadow_on = c->quant_on = 0;
+    dp_free(c->t);
+    dp_free_aligned(c->scratch);
+    c->t = NULL;
+    c->scratch = NULL;
+    c->converted = 1;
+    return admm_targets(c, ei);
 }
 
 /* ---- Step actions --------------------------------------------------------- */
@@ -855,6 +1046,15 @@ enum dp_err admm_step_end(struct admm_ctx *c, const struct admm_step *sp, struct
             if (sp->last_iter || converged) {
                 admm_harden(c, 0); /* quantization starts the retraining */
                 c->quant_on = 0;
+                /* Hard-projected circulant weights: on to their circulant
+                 * layers, which the retraining trains. */
+                if (c->spec->circ_from == DP_SPEC_CIRC_ADMM) {
+                    err = admm_circ_convert(c, 0, ei);
+                    if (err)
+                        return err;
+                    admm_say(c, "converted %d matrices to block-circulant layers (%zu floats)",
+                             c->n_t, c->m->n_floats);
+                }
             }
             return DP_OK;
         }
@@ -959,6 +1159,29 @@ static void admm_take_prev(struct admm_ctx *c, const json_t *prev)
     }
 }
 
+/* Circulant rules: the model's matching layers are all dense (they are
+ * converted on the way) or, in the retrain phase, all converted already
+ * (the compress phase's output); sets c->converted. */
+static enum dp_err admm_circ_check(struct admm_ctx *c, struct dp_errinfo *ei)
+{
+    if (c->spec->circ_from == DP_SPEC_CIRC_NONE)
+        return DP_OK;
+    const int retrain = c->cb != NULL && c->cb->phase == ADMM_PHASE_RETRAIN;
+    for (int k = 0; k < c->n_t; k++) {
+        const struct admm_target *t = &c->t[k];
+        if (t->converted != retrain)
+            return dp_errinfo_set(
+                ei, DP_EINVAL,
+                retrain ? "layer '%s' is dense: the retrain phase of circulant rules takes the "
+                          "compress phase's block-circulant model"
+                        : "layer '%s' is block-circulant already: circulant rules convert a "
+                          "dense model (the retrain phase retrains a converted one)",
+                c->m->layers[t->layer].name);
+    }
+    c->converted = retrain;
+    return DP_OK;
+}
+
 enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
                           const struct nn_dataset *test, const struct dp_spec *spec,
                           const struct admm_callbacks *cb, json_t **report, struct dp_errinfo *ei)
@@ -1001,6 +1224,8 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
         memcpy(c.teacher.data, m->data, m->n_floats * sizeof(float));
     }
     err = admm_targets(&c, ei);
+    if (!err)
+        err = admm_circ_check(&c, ei);
     if (!err)
         err = admm_plan(&c, ei);
     if (err)
@@ -1049,6 +1274,12 @@ enum dp_err admm_compress(struct dp_model *m, const struct nn_dataset *train,
                  "dense model: val accuracy %.2f%% (%d held-out images), test %.2f%%, %d "
                  "constrained layers, %d epochs planned",
                  100.0 * c.dense_val_acc, c.val->n, 100.0 * c.dense_acc, c.n_t, c.epochs_planned);
+        if (spec->circ_from == DP_SPEC_CIRC_SCRATCH && !c.converted) {
+            err = admm_circ_convert(&c, 1, ei);
+            if (err)
+                goto out;
+            admm_say(&c, "converted %d matrices to block-circulant layers, fresh weights", c.n_t);
+        }
     }
     c.epochs_planned += c.epochs_offset;
     err = admm_run(&c, ei);

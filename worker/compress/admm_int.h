@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "worker/circulant/circ.h"
 #include "worker/compress/admm.h"
 #include "worker/compress/constraint.h"
 #include "worker/nn/optim.h"
@@ -16,11 +17,28 @@
 /* spec.progressive.stages' upper bound (common/spec.c). */
 #define ADMM_MAX_STAGES 16
 
+/*
+ * One constrained tensor. A layer gives one (its params[0] weight), or
+ * several: an lstm or gru under a circulant rule gives weight_ih and
+ * weight_hh, each its own target, so every flat loop over targets (the
+ * gradient term, Z and U, masks, quantizers) covers both.
+ */
 struct admm_target {
     int layer, param;
     const struct dp_spec_rule *rule;
-    struct proj_params p; /* the rule's, pattern library filled in, rate of the current stage */
-    struct proj_shape shape;
+    struct proj_params p;    /* the rule's, pattern library filled in, rate of the current stage */
+    struct proj_shape shape; /* (O, I, KH, KW); converted circulant: (vectors, k, 1, 1) */
+    /* The quantizer put on the weights in retraining (re-applied after
+     * every step): the rule's quant scheme, quant_spectrum for a converted
+     * circulant target with spectrum_bits, NULL for none. */
+    proj_fn quant;
+    /* Circulant rules: converted is set once the parameter holds the block
+     * vectors (circ_linear, circ_conv2d, lstm/gru with a block); cd is the
+     * matrix (rows, cols, k) of one kernel tap, taps kh * kw (1 but for
+     * conv2d). */
+    int converted;
+    struct circ_dims cd;
+    int taps;
     double base_rate; /* the final pruning rate: the rule's, or the automatic choice */
     double conn_rate; /* pattern + connectivity: the current stage's kernel rate (0: none) */
     double rho;
@@ -56,6 +74,7 @@ struct admm_ctx {
      * (64-byte aligned, owned); teacher.data NULL when not distilling. */
     struct dp_model teacher;
     float *z, *u, *mask; /* n_floats each */
+    int converted;       /* the circulant rules' layers are in their circulant form */
     int mask_on;         /* apply the mask: after the first hard projection */
     void *scratch;
     int quant_on;  /* re-project quantized targets after every step */
@@ -101,6 +120,17 @@ struct admm_ctx {
  * kernel that is not 3x3; DP_ENOMEM.
  */
 enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei);
+
+/*
+ * Circulant rules: replaces the model (in place: *c->m takes the new
+ * graph and block, the old ones are freed) by its conversion
+ * (worker/compress/circ_convert.h) of every layer a circulant rule
+ * matches: projected (ADMM's hard-projected weights convert exactly), or
+ * freshly drawn with `fresh` (training from scratch). Z, U and the mask are
+ * reallocated for the new parameter block, the targets rebuilt on the
+ * converted layers, optimizer moments dropped; sets c->converted.
+ */
+enum dp_err admm_circ_convert(struct admm_ctx *c, int fresh, struct dp_errinfo *ei);
 
 /*
  * Fills c->steps and c->n_steps with the run's plan from c->spec (and the

@@ -2,6 +2,7 @@
  * The compression report and the IR metadata of an ADMM or magnitude run
  * (format in docs/job-spec.md, "The report").
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +16,8 @@ static unsigned admm_bits_for(uint64_t n);
  * the tensor is not quantized. */
 unsigned admm_value_bits(const struct admm_target *t)
 {
+    if (t->rule->circ != NULL)
+        return t->rule->params.spectrum_bits > 0 ? (unsigned)t->rule->params.spectrum_bits : 32;
     if (t->rule->quant == NULL)
         return 32;
     const char *q = t->rule->quant->name;
@@ -39,6 +42,13 @@ void admm_record_metadata(struct admm_ctx *c)
         const struct admm_target *t = &c->t[k];
         struct dp_layer_compress *lc = &c->m->layers[t->layer].comp;
         memset(lc, 0, sizeof(*lc));
+        if (t->rule->circ != NULL) {
+            /* lstm and gru: both matrices share the rule, so one record. */
+            snprintf(lc->scheme, sizeof(lc->scheme), "%s", t->rule->circ->name);
+            lc->target_rate = (float)t->cd.k;
+            lc->bits = t->rule->params.spectrum_bits;
+            continue;
+        }
         const char *name = t->rule->prune != NULL ? t->rule->prune->name : t->rule->quant->name;
         int n =
             snprintf(lc->scheme, sizeof(lc->scheme), "%s%s%s", name,
@@ -171,12 +181,94 @@ static json_t *admm_layer_report(const struct admm_ctx *c, const struct admm_tar
     return lr;
 }
 
+/*
+ * A block-circulant matrix in the report: its blocks and padding, what it
+ * stores against the dense matrix, and the FLOPs of its FFT form against
+ * the dense product, per sample. FFT form (the engine's, worker/circulant):
+ * q forward real FFTs per input position and p inverse ones per output
+ * position, of size k at 2.5 k log2 k FLOPs each, plus taps * p * q *
+ * (k/2 + 1) complex multiply-accumulates at 8 FLOPs per output position
+ * (a conv2d transforms each input pixel once for all its taps and sums
+ * the taps before one inverse per output pixel; a linear layer has one
+ * position, an lstm or gru one per time step); dense: 2 * rows * cols *
+ * taps per output position. Stored: p * q * k * taps values of 32 bits,
+ * or spectrum_bits each plus one 32-bit scale (the quantized spectra: k
+ * real numbers per vector). tot as admm_layer_report's: params are the
+ * dense matrix's, "nonzeros" the stored values, so the totals' rate is the
+ * parameter reduction; circ sums the circulant matrices alone.
+ */
+static json_t *admm_circ_layer_report(const struct admm_ctx *c, const struct admm_target *t,
+                                      double *tot, double *circ)
+{
+    const struct dp_model *m = c->m;
+    const struct dp_layer *l = &m->layers[t->layer];
+    const struct circ_dims *d = &t->cd;
+    const double k = (double)d->k, taps = (double)t->taps;
+    const double dense = (double)d->rows * (double)d->cols * taps;
+    const double stored = (double)circ_dims_numel(d) * taps;
+    const unsigned vbits = admm_value_bits(t);
+    const double bits = vbits == 32 ? 32.0 * stored : (double)vbits * stored + 32.0;
+    /* Positions: a conv2d's input and output pixels, an lstm/gru's steps. */
+    double uses = 1.0, in_uses = 1.0;
+    if (l->op == DP_OP_LSTM || l->op == DP_OP_GRU) {
+        uses = in_uses = (double)l->out_h;
+    } else if (l->op == DP_OP_CONV2D || l->op == DP_OP_CIRC_CONV2D) {
+        const int src = l->inputs[0];
+        uses = (double)l->out_h * l->out_w;
+        in_uses = src == DP_MODEL_INPUT ? (double)m->in_h * m->in_w
+                                        : (double)m->layers[src].out_h * m->layers[src].out_w;
+    }
+    const double one_fft = 2.5 * k * log2(k);
+    const double fft = ((double)d->q * in_uses + (double)d->p * uses) * one_fft +
+                       uses * taps * (double)d->p * (double)d->q * (floor(k / 2.0) + 1.0) * 8.0;
+    const double flops_dense = 2.0 * dense * uses;
+    const int pad_r = d->p * d->k - d->rows, pad_c = d->q * d->k - d->cols;
+    char note[160];
+    if (pad_r == 0 && pad_c == 0)
+        snprintf(note, sizeof(note), "no padding: %d x %d is %d x %d blocks of %d", d->rows,
+                 d->cols, d->p, d->q, d->k);
+    else
+        snprintf(note, sizeof(note),
+                 "padded: rows %d -> %d, columns %d -> %d (%d x %d blocks of %d)", d->rows,
+                 d->p * d->k, d->cols, d->q * d->k, d->p, d->q, d->k);
+    tot[0] += dense;
+    tot[1] += stored;
+    tot[2] += 32.0 * dense;
+    tot[3] += bits;
+    tot[4] += dense * uses;
+    tot[5] += fft / 2.0; /* the totals double it: FLOPs, not MACs */
+    circ[0] += dense;
+    circ[1] += stored;
+    circ[2] += bits;
+    circ[3] += flops_dense;
+    circ[4] += fft;
+    json_t *lr = json_pack(
+        "{s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:b, s:s}, s:f, s:f, s:f, "
+        "s:s, s:i, s:{s:f, s:f}, s:{s:f, s:f}, s:f}",
+        "name", l->name, "param", m->params[t->param].name, "op", dp_op_name(l->op), "circulant",
+        "block", d->k, "rows", d->rows, "cols", d->cols, "taps", t->taps, "block_rows", d->p,
+        "block_cols", d->q, "padded_rows", pad_r, "padded_cols", pad_c, "padding",
+        pad_r > 0 || pad_c > 0, "note", note, "params", dense, "stored_values", stored, "rate",
+        stored > 0 ? dense / stored : 0.0, "prune", "none", "bits", (int)vbits, "storage_bytes",
+        "dense", 4.0 * dense, "stored", bits / 8.0, "flops", "dense", flops_dense, "fft", fft,
+        "rho", t->rho);
+    if (lr != NULL && t->quant != NULL) {
+        const double a = quant_spectrum_scale(admm_w(c, t), &t->shape, &t->p, c->scratch);
+        json_object_set_new(lr, "spectrum",
+                            json_pack("{s:i, s:f, s:i}", "bits", t->p.bits, "scale", a, "levels",
+                                      (1 << t->p.bits) - 1));
+    }
+    return lr;
+}
+
 json_t *admm_report(const struct admm_ctx *c, double final_acc, double final_val, double seconds)
 {
-    double tot[6] = {0};
+    double tot[6] = {0}, circ[5] = {0};
     json_t *layers = json_array();
     for (int k = 0; k < c->n_t; k++)
-        json_array_append_new(layers, admm_layer_report(c, &c->t[k], tot));
+        json_array_append_new(layers, c->t[k].rule->circ != NULL
+                                          ? admm_circ_layer_report(c, &c->t[k], tot, circ)
+                                          : admm_layer_report(c, &c->t[k], tot));
     static const char *const phase[] = {"all", "admm", "retrain"};
     const enum admm_phase ph = c->cb != NULL ? c->cb->phase : ADMM_PHASE_ALL;
     json_t *r = json_pack(
@@ -204,6 +296,19 @@ json_t *admm_report(const struct admm_ctx *c, double final_acc, double final_val
                                       "seed", (json_int_t)c->spec->val_seed, "images", c->val->n,
                                       "train_images", c->train->n));
     }
+    if (r != NULL && c->spec->circ_from != DP_SPEC_CIRC_NONE)
+        json_object_set_new(
+            r, "circulant",
+            json_pack("{s:s, s:b, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s}", "from",
+                      c->spec->circ_from == DP_SPEC_CIRC_ADMM ? "admm" : "scratch", "converted",
+                      c->converted, "matrices", c->n_t, "epochs", c->epochs_done, "dense_params",
+                      circ[0], "stored_values", circ[1], "param_reduction",
+                      circ[1] > 0 ? circ[0] / circ[1] : 0.0, "storage_bytes_dense", 4.0 * circ[0],
+                      "storage_bytes", circ[2] / 8.0, "flops_dense", circ[3], "flops_fft", circ[4],
+                      "flops_formula",
+                      "per sample: q real FFTs of size k per input position and p per "
+                      "output position at 2.5 k log2 k each, + taps*p*q*(k/2+1) complex MACs "
+                      "at 8 per output position; dense 2*rows*cols*taps per output position"));
     if (r != NULL && c->spec->stages > 1)
         json_object_set_new(r, "kept_stage", json_integer(c->best_stage + 1));
     if (r != NULL && c->auto_info != NULL)

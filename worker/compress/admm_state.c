@@ -80,6 +80,10 @@ enum dp_err admm_state_save(const struct admm_ctx *c, const char *path, int si, 
         c->dense_val_acc, "last_lr", c->last_lr, "val_fraction", c->spec->val_fraction,
         "spare_epochs", c->spare_epochs, "steps", admm_state_steps(c), "rbest_acc", c->rbest_acc,
         "rbest_epoch", c->rbest_epoch);
+    /* Circulant rules: whether the model is in its converted form (the
+     * blocks below are laid out like the converted model then). */
+    if (st != NULL && c->converted)
+        json_object_set_new(st, "converted", json_true());
     const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(17);
     const size_t len = st != NULL ? json_dumpb(st, NULL, 0, flags) : 0;
     char *text = len > 0 ? dp_malloc(len + 1) : NULL;
@@ -123,7 +127,7 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
 {
     struct dp_st_file *f = NULL;
     json_t *st = NULL;
-    const size_t n = c->m->n_floats;
+    size_t n = c->m->n_floats; /* again after a conversion below */
     enum dp_err err = dp_st_read(path, (size_t)1 << 34, &f, ei);
     if (err)
         return err;
@@ -143,11 +147,19 @@ enum dp_err admm_state_load(struct admm_ctx *c, const char *path, struct dp_erri
     } else if (!json_is_string(json_object_get(st, "spec_digest")) ||
                strcmp(json_string_value(json_object_get(st, "spec_digest")), digest) != 0) {
         err = admm_state_bad(ei, path, "it was written under a different spec");
-    } else if (admm_state_num(st, "n_floats") != (double)n ||
+    } else if (json_is_true(json_object_get(st, "converted")) && !c->converted &&
+               c->spec->circ_from == DP_SPEC_CIRC_NONE) {
+        err = admm_state_bad(ei, path, "it holds circulant layers the spec does not ask for");
+    } else if (json_is_true(json_object_get(st, "converted")) && !c->converted &&
+               (err = admm_circ_convert(c, 1, ei)) != DP_OK) {
+        /* The run had converted its model: the same conversion (weights
+         * from the checkpoint below) lays the model out like the blocks. */
+    } else if (admm_state_num(st, "n_floats") != (double)c->m->n_floats ||
                admm_state_num(st, "n_steps") != c->n_steps || !json_is_array(tg) ||
                json_array_size(tg) != (size_t)c->n_t) {
         err = admm_state_bad(ei, path, "the model or the plan differs");
     }
+    n = c->m->n_floats;
     for (int k = 0; !err && k < c->n_t; k++) {
         struct admm_target *t = &c->t[k];
         const json_t *o = json_array_get(tg, (size_t)k);

@@ -20,6 +20,7 @@ static const proj_fn admm_kernels[DP_SCHEME__COUNT] = {
     [DP_SCHEME_KBIT] = quant_kbit,
     [DP_SCHEME_POW2] = quant_pow2,
     [DP_SCHEME_POW2SUM] = quant_pow2sum,
+    [DP_SCHEME_CIRCULANT] = proj_circulant,
 };
 
 proj_fn admm_constraint_kernel(const struct dp_scheme *s)
@@ -38,5 +39,6 @@ struct proj_params admm_constraint_params(const struct dp_spec_params *sp)
     p.per_channel = sp->per_channel;
     p.balanced = sp->balanced;
     p.keep_zeros = sp->keep_zeros;
+    p.block = sp->block;
     return p;
 }

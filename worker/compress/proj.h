@@ -57,6 +57,7 @@ struct proj_params {
     int balanced;    /* connectivity: keep the same number of kernels in every filter */
     int keep_zeros;  /* quantizers: exact zeros stay zero and do not shape the scale;
                         ternary: non-zeros stay non-zero too (the pruned support) */
+    int block;       /* circulant: block size k >= 1 */
     int n_library;   /* pattern: number of patterns in library */
     uint16_t library[PROJ_MAX_LIBRARY]; /* pattern: 9-bit masks, bit r*3+c = tap (r, c) kept */
 };
@@ -109,5 +110,45 @@ void quant_pow2(float *z, const struct proj_shape *s, const struct proj_params *
                 void *scratch); /* {0} U {+-a*2^-j} */
 void quant_pow2sum(float *z, const struct proj_shape *s, const struct proj_params *p,
                    void *scratch); /* {0} U {+-a*(2^-j + 2^-k)} */
+
+/* ---- Block-circulant (CirCNN / E-RNN; worker/circulant/circ.h) ------------- */
+
+/*
+ * The closest matrix, in Frobenius norm, whose (O, I) channel matrix at
+ * every kernel tap (the whole matrix of a linear weight) is block-circulant
+ * with p->block x p->block blocks: circ_project of each tap's matrix,
+ * expanded back (circ_expand), so the first-column convention of common/op.h
+ * holds. Padding rows and columns are free (they are not part of z). A
+ * linear subspace: the projection is exact, idempotent and leaves
+ * block-circulant matrices as they are. scratch: proj_circulant_scratch_bytes.
+ */
+void proj_circulant(float *z, const struct proj_shape *s, const struct proj_params *p,
+                    void *scratch);
+
+/*
+ * Frequency-domain quantization of stored circulant vectors (the spectra an
+ * FFT layer keeps; C-LSTM / E-RNN's fixed-point datapath). z holds s->o
+ * vectors of k = s->i values (s->kh = s->kw = 1). Each vector's real DFT
+ *   C[f] = sum_t c[t] exp(-2 pi i f t / k),  f = 0 .. floor(k/2)
+ * (k real numbers: real and imaginary parts, less the imaginary parts of
+ * C[0] and, for even k, C[k/2], which are 0) is put on the uniform levels
+ * a * {-M .. M}, M = 2^(bits-1) - 1, real and imaginary parts apart (halves
+ * away from zero), with ONE scale per tensor (layer matrix):
+ * a = max |component| / M over all its vectors; the vectors are then the
+ * inverse DFTs of the quantized spectra. At most 2^bits - 1 levels per
+ * component. A tensor holding NaN or Inf, or all zero, is left unchanged.
+ * p->bits in [2, 16]. Computed in double by direct DFT (k <= 256).
+ * scratch: proj_circulant_scratch_bytes.
+ */
+void quant_spectrum(float *z, const struct proj_shape *s, const struct proj_params *p,
+                    void *scratch);
+
+/* The scale a quant_spectrum of z would use (0 when it would leave z). */
+double quant_spectrum_scale(const float *z, const struct proj_shape *s, const struct proj_params *p,
+                            void *scratch);
+
+/* Scratch bytes proj_circulant and quant_spectrum need for shape s and
+ * block size k (at least what proj_scratch_bytes(s) gives). */
+size_t proj_circulant_scratch_bytes(const struct proj_shape *s, int k);
 
 #endif
