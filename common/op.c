@@ -498,13 +498,15 @@ static const struct dp_op_info op_table[DP_OP__COUNT] = {
     [DP_OP_ADD] = {"add", 2, 0, op_add_infer, NULL, DP_OP_CHAN_JOINS, 0, 0},
     [DP_OP_FLATTEN] = {"flatten", 1, 0, op_flatten_infer, NULL, DP_OP_CHAN_KEEPS, 1, 0},
     [DP_OP_DROPOUT] = {"dropout", 1, DP_ATTR_P, op_dropout_infer, NULL, DP_OP_CHAN_KEEPS, 1, 0},
-    /* Not taught to purification yet: their channels stay. */
+    /* Softmax, clip, reshape: not taught to purification yet, their
+     * channels stay. Concat (and slice, shuffle below) route channels. */
     [DP_OP_SOFTMAX] = {"softmax", 1, DP_ATTR_AXIS, op_softmax_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
-    [DP_OP_CONCAT] = {"concat", 2, DP_ATTR_AXIS, op_concat_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
+    [DP_OP_CONCAT] = {"concat", 2, DP_ATTR_AXIS, op_concat_infer, NULL, DP_OP_CHAN_ROUTES, 0, 0},
     [DP_OP_CLIP] = {"clip", 1, DP_ATTR_BOUNDS, op_clip_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
     [DP_OP_RESHAPE] = {"reshape", 1, DP_ATTR_TO, op_reshape_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
-    /* Issue 17. The activations are per element: KEEPS; the binary ops,
-     * slices, shuffles and constants wait for purify.c to learn them. */
+    /* Issue 17. The activations are per element: KEEPS; slices and
+     * shuffles route channels; the other binary ops and constants wait
+     * for purify.c to learn them. */
     [DP_OP_SIGMOID] = {"sigmoid", 1, 0, op_same_infer, NULL, DP_OP_CHAN_KEEPS, 0, 0},
     [DP_OP_HARDSIGMOID] = {"hardsigmoid", 1, DP_ATTR_AB, op_hardsigmoid_infer, NULL,
                            DP_OP_CHAN_KEEPS, 0, 0},
@@ -514,8 +516,8 @@ static const struct dp_op_info op_table[DP_OP__COUNT] = {
     [DP_OP_SUB] = {"sub", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
     [DP_OP_DIV] = {"div", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
     [DP_OP_SLICE] = {"slice", 1, DP_ATTR_AXIS | DP_ATTR_RANGE, op_slice_infer, NULL,
-                     DP_OP_CHAN_OPAQUE, 0, 0},
-    [DP_OP_SHUFFLE] = {"shuffle", 1, DP_ATTR_GROUPS, op_shuffle_infer, NULL, DP_OP_CHAN_OPAQUE, 0,
+                     DP_OP_CHAN_ROUTES, 1, 0},
+    [DP_OP_SHUFFLE] = {"shuffle", 1, DP_ATTR_GROUPS, op_shuffle_infer, NULL, DP_OP_CHAN_ROUTES, 1,
                        0},
     [DP_OP_CONST] = {"const", 1, DP_ATTR_TO, op_const_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
     [DP_OP_ADD_BCAST] = {"add_bcast", 2, 0, op_bcast_infer, NULL, DP_OP_CHAN_OPAQUE, 0, 0},
@@ -581,5 +583,114 @@ enum dp_op_chan dp_layer_chan(const struct dp_model *m, int layer)
                 return DP_OP_CHAN_OPAQUE;
         }
     }
+    if (l->op == DP_OP_SLICE && l->a.axis != 1)
+        return DP_OP_CHAN_KEEPS; /* a window of H or W: every channel, each from itself */
+    if (l->op == DP_OP_CONCAT && l->a.axis != 1)
+        return DP_OP_CHAN_JOINS; /* channel c of the output holds channel c of both */
     return op_table[l->op].chan;
+}
+
+/* ---- Channel routing (purification) --------------------------------------- */
+
+static int op_in_c(const struct dp_model *m, int layer, int k)
+{
+    int c, h, w;
+    dp_model__in_shape(m, m->layers[layer].inputs[k], &c, &h, &w);
+    return c;
+}
+
+static int op_slice_route(const struct dp_model *m, int i, int c, int *input)
+{
+    *input = 0;
+    return m->layers[i].a.start + c;
+}
+
+static int op_slice_reroute(const struct dp_model *m, int i, unsigned char *const *keep,
+                            struct dp_op_attrs *a)
+{
+    /* Any subset of the window is a window of the compacted input. */
+    const struct dp_op_attrs *o = &m->layers[i].a;
+    if (a != NULL) {
+        int before = 0, inside = 0;
+        for (int c = 0; c < o->end; c++) {
+            before += c < o->start && keep[0][c];
+            inside += c >= o->start && keep[0][c];
+        }
+        a->start = before;
+        a->end = before + inside;
+    }
+    return 0;
+}
+
+static int op_concat_route(const struct dp_model *m, int i, int c, int *input)
+{
+    const int c0 = op_in_c(m, i, 0);
+    *input = c < c0 ? 0 : 1;
+    return c < c0 ? c : c - c0;
+}
+
+static int op_concat_reroute(const struct dp_model *m, int i, unsigned char *const *keep,
+                             struct dp_op_attrs *a)
+{
+    (void)m, (void)i, (void)keep, (void)a; /* the kept channels of each, one after the other */
+    return 0;
+}
+
+static int op_shuffle_route(const struct dp_model *m, int i, int c, int *input)
+{
+    const int g = m->layers[i].a.groups, per = op_in_c(m, i, 0) / g;
+    *input = 0;
+    return (c % g) * per + c / g;
+}
+
+static int op_shuffle_reroute(const struct dp_model *m, int i, unsigned char *const *keep,
+                              struct dp_op_attrs *a)
+{
+    /* The kept output channels, in order, are a shuffle of the kept input
+     * channels only if every group keeps the same positions j; so one kept
+     * (i, j) keeps position j of every group. The groups stay. */
+    (void)a;
+    const int g = m->layers[i].a.groups, per = op_in_c(m, i, 0) / g;
+    int added = 0;
+    for (int j = 0; j < per; j++) {
+        int any = 0;
+        for (int k = 0; k < g; k++)
+            any |= keep[0][k * per + j];
+        for (int k = 0; any && k < g; k++) {
+            added += !keep[0][k * per + j];
+            keep[0][k * per + j] = 1;
+        }
+    }
+    return added;
+}
+
+struct op_router {
+    int (*route)(const struct dp_model *m, int layer, int c, int *input);
+    int (*reroute)(const struct dp_model *m, int layer, unsigned char *const *keep,
+                   struct dp_op_attrs *a);
+};
+
+/* Every op whose row can say ROUTES has its pair here (test_op.c checks). */
+static const struct op_router op_routers[DP_OP__COUNT] = {
+    [DP_OP_SLICE] = {op_slice_route, op_slice_reroute},
+    [DP_OP_CONCAT] = {op_concat_route, op_concat_reroute},
+    [DP_OP_SHUFFLE] = {op_shuffle_route, op_shuffle_reroute},
+};
+
+int dp_layer_route(const struct dp_model *m, int layer, int c, int *input)
+{
+    *input = 0;
+    if (dp_layer_chan(m, layer) != DP_OP_CHAN_ROUTES ||
+        op_routers[m->layers[layer].op].route == NULL)
+        return -1;
+    return op_routers[m->layers[layer].op].route(m, layer, c, input);
+}
+
+int dp_layer_reroute(const struct dp_model *m, int layer, unsigned char *const *keep,
+                     struct dp_op_attrs *a)
+{
+    if (dp_layer_chan(m, layer) != DP_OP_CHAN_ROUTES ||
+        op_routers[m->layers[layer].op].reroute == NULL)
+        return 0;
+    return op_routers[m->layers[layer].op].reroute(m, layer, keep, a);
 }

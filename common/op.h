@@ -7,6 +7,7 @@
  *   err = oi->infer(m, layer, ei);      checks attributes, sets the output
  *                                       shape, declares the parameters
  *   dp_layer_chan(m, layer);            how purification treats its channels
+ *   dp_layer_route(m, layer, c, &k);    which input channel a ROUTES op moves to c
  *
  * The row holds what is true of the op whoever runs it: its name in graph
  * JSON and checkpoints, its input count, which dp_op_attrs fields it reads,
@@ -149,6 +150,8 @@ enum dp_op_chan {
     DP_OP_CHAN_STARTS,     /* output channels are new: every one reads every input channel
                             * through params[0], laid out (out, in, ...) like conv2d/linear */
     DP_OP_CHAN_JOINS,      /* elementwise over operands: their channel spaces become one */
+    DP_OP_CHAN_ROUTES,     /* output channel c is one channel of one input, moved unchanged
+                            * (channel slice, concat and shuffle): dp_layer_route says which */
 };
 
 struct dp_model;
@@ -171,7 +174,7 @@ struct dp_op_info {
     unsigned attrs;        /* DP_ATTR_* groups of struct dp_op_attrs the op reads */
     dp_op_infer_fn *infer; /* never NULL */
     dp_op_init_fn *init;   /* NULL: every parameter starts at zero */
-    enum dp_op_chan chan;  /* a grouped conv2d refines this: see dp_layer_chan */
+    enum dp_op_chan chan;  /* grouped conv2d, mul, slice, concat refine it: dp_layer_chan */
     int keeps_zeros;       /* an all-zero input channel gives an all-zero output channel */
     int compressible;      /* params[0] is a dense (out, in, ...) weight the compression
                             * engine prunes and quantizes, params[1] its bias when has_bias */
@@ -189,8 +192,35 @@ enum dp_err dp_op_from_name(const char *name, enum dp_op *out);
 /*
  * The channel behaviour of layer `layer` of an inferred model: the row's
  * chan, except that a depthwise conv2d (groups == in channels == out
- * channels) KEEPS its input's channels instead of starting new ones.
+ * channels) KEEPS its input's channels instead of starting new ones, a mul
+ * that broadcasts along channels is OPAQUE, a slice along H or W KEEPS
+ * channels and a concat along H or W JOINS its operands' (channel c of
+ * the output is channel c of both).
  */
 enum dp_op_chan dp_layer_chan(const struct dp_model *m, int layer);
+
+/*
+ * Channel routing of a layer whose dp_layer_chan is ROUTES (anything else:
+ * -1). Returns the channel of input *input (an index into the layer's
+ * inputs) that output channel c is:
+ *   slice along C:  input channel start + c (the others are not read);
+ *   concat along C: the first input's channels, then the second's;
+ *   shuffle:        output j * groups + i is input i * (C / groups) + j.
+ */
+int dp_layer_route(const struct dp_model *m, int layer, int c, int *input);
+
+/*
+ * Purification's rewrite of a ROUTES layer. keep[k][c] says whether
+ * channel c of the layer's input k stays (an output channel stays with
+ * its source). Widens keep to the nearest set the op can still express and
+ * returns the number of channels it added: a shuffle keeps position j of
+ * every group or of none, since the kept channels must again form a
+ * (groups, C' / groups) grid; a slice or a concat takes any set. With a
+ * non-NULL a (the layer's attributes, copied), also rewrites them for the
+ * kept channels only: a slice's [start, end) counts only kept channels; a
+ * shuffle keeps its groups. The caller keeps at least one output channel.
+ */
+int dp_layer_reroute(const struct dp_model *m, int layer, unsigned char *const *keep,
+                     struct dp_op_attrs *a);
 
 #endif

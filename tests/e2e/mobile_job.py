@@ -1,7 +1,7 @@
 """Filter pruning + purification jobs on the mobile networks teams bring
 (issue 17), through the real dnnpress-server and its local worker.
 
-torchvision's mobilenet_v3_small and efficientnet_b0 (random weights, 10
+torchvision's mobilenet_v3_small, efficientnet_b0 and shufflenet_v2_x0_5 (random weights, 10
 classes, exported here by torch.onnx at opset 13 for 3x64x64 inputs) are
 uploaded as models, with an NPY dataset tar of synthetic 3x64x64 images
 (64 train, 32 test). Each job filter-prunes every convolution by 2 with
@@ -11,10 +11,13 @@ the magnitude method in a one-epoch budget and purifies. Then:
     by the worker): at most 1e-4 relative;
   - shapes really shrink: fewer parameters, and the squeeze-excitation
     convs lose the channels their block lost (fc2's filters, fc1's inputs);
+    ShuffleNet's branches lose middle channels through its channel splits,
+    concats and shuffles (a depthwise conv's filters, the next 1x1's inputs);
   - the returned ONNX model is smaller, and ONNX Runtime (tests/ort/run_onnx.js)
     on raw [0, 1] pixels gives the engine's outputs (`dnnpress-worker infer`
     on the same file, and on the returned checkpoint) within 1e-4.
-About 2 minutes on 2 cores (most of it EfficientNet-B0's epoch).
+About 3 minutes on 2 cores (most of it EfficientNet-B0's epoch). A second
+argument, a comma-separated list, runs only those nets.
 """
 import json
 import os
@@ -34,7 +37,9 @@ BUILD = sys.argv[1] if len(sys.argv) > 1 else "build/release"
 WORKER = os.path.join(BUILD, "dnnpress-worker")
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 ADMIN = "mobile-job-e2e-admin-token-0123456789"
-NETS = ("mobilenet_v3_small", "efficientnet_b0")
+NETS = ("mobilenet_v3_small", "efficientnet_b0", "shufflenet_v2_x0_5")
+if len(sys.argv) > 2:
+    NETS = tuple(n for n in sys.argv[2].split(",") if n in NETS)
 TOL = 1e-4
 SPEC = {"method": "magnitude", "batch": 16, "purify": True, "budget": {"epochs": 1},
         "retrain": {"epochs": 1}, "magnitude": {"steps": 1},
@@ -134,10 +139,14 @@ def main():
         if not pur.get("params_after", 1 << 60) < pur.get("params_before", 0):
             fail(f"{net}: purification did not shrink the model: {pur}")
         layers = {l["name"]: l for l in pur.get("layers", [])}
-        fc1 = [l for n, l in layers.items() if "fc1" in n and l["after"][1] < l["before"][1]]
-        fc2 = [l for n, l in layers.items() if "fc2" in n and l["after"][0] < l["before"][0]]
+        # SE nets: the SE convs (fc1 reads, fc2 writes the block's channels);
+        # ShuffleNet: each branch2's depthwise conv (branch2.3) and the 1x1
+        # after it (branch2.5), whose channels pass the split and shuffles.
+        a, b = ("fc1", "fc2") if "shufflenet" not in net else ("branch2.5", "branch2.3")
+        fc1 = [l for n, l in layers.items() if a in n and l["after"][1] < l["before"][1]]
+        fc2 = [l for n, l in layers.items() if b in n and l["after"][0] < l["before"][0]]
         if not fc1 or not fc2:
-            fail(f"{net}: no squeeze-excitation conv lost its block's channels: {list(layers)}")
+            fail(f"{net}: no {a} input or {b} filter lost channels: {list(layers)}")
         outs = j["outputs"]
         files = {}
         for kind in ("onnx", "model"):
@@ -162,7 +171,7 @@ def main():
         e1 = close(y_ort, y_eng, f"{net}: ONNX Runtime vs the engine on the returned ONNX")
         e2 = close(y_ort, y_ck, f"{net}: ONNX Runtime vs the engine on the returned checkpoint")
         print(f"mobile_job: ok: {net}: {pur['params_before']} -> {pur['params_after']} params "
-              f"({pur['channels_removed']} channels, {len(fc2)} SE blocks shrank), purified vs "
+              f"({pur['channels_removed']} channels, {len(fc2)} blocks shrank), purified vs "
               f"pruned {diff:.1e}, ONNX {before} -> {after}, ORT vs engine {max(e1, e2):.1e} "
               f"({time.time() - t0:.0f}s)", flush=True)
     print(f"mobile_job: all ok in {time.time() - t_all:.0f}s", flush=True)

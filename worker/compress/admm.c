@@ -298,20 +298,6 @@ enum dp_err admm_targets(struct admm_ctx *c, struct dp_errinfo *ei)
                                   "one per filter (use filter or irregular pruning, or a rule "
                                   "that does not match it)",
                                   l->name, r->match, l->a.groups > 1 ? "depthwise" : "1-channel");
-        /* Purification cannot take a filter out of the channels a
-         * shuffle permutes (ShuffleNet): say so rather than prune filters
-         * that would stay. */
-        if (c->spec->purify && r->prune != NULL &&
-            (r->prune->id == DP_SCHEME_FILTER || r->prune->id == DP_SCHEME_FILTER_COLUMN)) {
-            const int s = cp_purify_shuffle_after(m, i);
-            if (s >= 0)
-                return dp_errinfo_set(ei, DP_EINVAL,
-                                      "layer '%s': rule '%s' asks for %s pruning with purify, "
-                                      "but its channels reach the channel shuffle '%s', which "
-                                      "purification does not follow (use irregular pruning, "
-                                      "purify false, or a rule that does not match it)",
-                                      l->name, r->match, r->prune->name, m->layers[s].name);
-        }
     }
     if (c->n_t == 0)
         return dp_errinfo_set(ei, DP_EINVAL,

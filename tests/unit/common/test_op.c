@@ -238,3 +238,91 @@ Test(op, graph_json_keeps_every_ops_attributes)
     }
     DP_ASSERT_NO_LEAKS();
 }
+
+/* Every op that can route channels has a route for each of its output
+ * channels, inside its inputs, none twice; and routing is refined by axis. */
+Test(op, routing_ops_route_every_channel_once)
+{
+    for (int i = 0; i < DP_OP__COUNT; i++) {
+        const enum dp_op op = (enum dp_op)i;
+        struct dp_op_attrs a = op_sample(op);
+        struct dp_model *m = op_one_layer(op, &a);
+        if (dp_op_info(op)->chan == DP_OP_CHAN_ROUTES) {
+            cr_assert_eq(dp_layer_chan(m, 0), DP_OP_CHAN_ROUTES, "%s", dp_op_name(op));
+            unsigned char seen[DP_MAX_INPUTS][2] = {{0}};
+            for (int c = 0; c < m->layers[0].out_c; c++) {
+                int k = -1;
+                const int src = dp_layer_route(m, 0, c, &k);
+                cr_assert(k >= 0 && k < dp_op_info(op)->n_inputs && src >= 0 && src < 2,
+                          "%s: channel %d from input %d channel %d", dp_op_name(op), c, k, src);
+                cr_assert(!seen[k][src], "%s: input %d channel %d routed twice", dp_op_name(op), k,
+                          src);
+                seen[k][src] = 1;
+            }
+        } else {
+            int k = 0;
+            cr_assert_eq(dp_layer_route(m, 0, 0, &k), -1, "%s", dp_op_name(op));
+        }
+        dp_model_free(m);
+    }
+    struct dp_op_attrs a = {0};
+    a.axis = 2, a.start = 1, a.end = 3;
+    struct dp_model *m = op_one_layer(DP_OP_SLICE, &a);
+    cr_expect_eq(dp_layer_chan(m, 0), DP_OP_CHAN_KEEPS, "a slice along H keeps channels");
+    dp_model_free(m);
+    a.axis = 3;
+    m = op_one_layer(DP_OP_CONCAT, &a);
+    cr_expect_eq(dp_layer_chan(m, 0), DP_OP_CHAN_JOINS, "a concat along W joins channels");
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
+
+/* The routes and rewrites purification relies on, on 6 channels. */
+Test(op, shuffle_slice_and_concat_routes_and_rewrites)
+{
+    struct dp_errinfo ei = {0};
+    struct dp_model *m = dp_model_new(6, 2, 2);
+    struct dp_op_attrs sh = {0}, sl = {0}, ca = {0};
+    sh.groups = 2;
+    sl.axis = 1, sl.start = 2, sl.end = 5;
+    ca.axis = 1;
+    const int in[2] = {DP_MODEL_INPUT, DP_MODEL_INPUT};
+    cr_assert_eq(dp_model_add_layer(m, "shuf", DP_OP_SHUFFLE, in, 1, &sh, &ei), 0, "%s", ei.msg);
+    cr_assert_eq(dp_model_add_layer(m, "slice", DP_OP_SLICE, in, 1, &sl, &ei), 1, "%s", ei.msg);
+    cr_assert_eq(dp_model_add_layer(m, "cat", DP_OP_CONCAT, in, 2, &ca, &ei), 2, "%s", ei.msg);
+    cr_assert_eq(dp_model_infer(m, &ei), DP_OK, "%s", ei.msg);
+    /* shuffle: output j * 2 + i is input i * 3 + j */
+    static const int shuf[6] = {0, 3, 1, 4, 2, 5};
+    for (int c = 0; c < 6; c++) {
+        int k = -1;
+        cr_expect_eq(dp_layer_route(m, 0, c, &k), shuf[c], "shuffle channel %d", c);
+        cr_expect_eq(k, 0);
+        cr_expect_eq(dp_layer_route(m, 2, c, &k), c % 6, "concat channel %d", c);
+    }
+    for (int c = 6; c < 12; c++) {
+        int k = -1;
+        cr_expect_eq(dp_layer_route(m, 2, c, &k), c - 6, "concat channel %d", c);
+        cr_expect_eq(k, 1);
+    }
+    int k = -1;
+    cr_expect_eq(dp_layer_route(m, 1, 1, &k), 3);
+    /* A shuffle keeping input 1 (group 0, position 1) must keep input 4
+     * (group 1, position 1) too; its groups stay. */
+    unsigned char keep0[6] = {0, 1, 0, 0, 0, 1}, keep1[6] = {1, 1, 1, 1, 1, 1};
+    unsigned char *const keeps[2] = {keep0, keep1};
+    struct dp_op_attrs out = m->layers[0].a;
+    cr_expect_eq(dp_layer_reroute(m, 0, keeps, &out), 2);
+    static const unsigned char want[6] = {0, 1, 1, 0, 1, 1};
+    cr_expect_arr_eq(keep0, want, 6);
+    cr_expect_eq(out.groups, 2);
+    cr_expect_eq(dp_layer_reroute(m, 0, keeps, NULL), 0, "closed: nothing more to add");
+    /* A slice [2, 5) with channels 0 and 3 gone is [1, 3) of the rest. */
+    unsigned char ks[6] = {0, 1, 1, 0, 1, 1};
+    unsigned char *const kss[1] = {ks};
+    out = m->layers[1].a;
+    cr_expect_eq(dp_layer_reroute(m, 1, kss, &out), 0);
+    cr_expect_eq(out.start, 1);
+    cr_expect_eq(out.end, 3);
+    dp_model_free(m);
+    DP_ASSERT_NO_LEAKS();
+}
