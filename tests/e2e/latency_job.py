@@ -179,22 +179,25 @@ def main():
     no = submit(body("none", "irregular", {"kind": "board"}), status=422)
     check("auto.device" in json.dumps(no), "the 422 names spec.auto.device: %r" % no)
 
+    def profiler(name, token):
+        plog = open(os.path.join(tmp, "profiler-%s.log" % name), "ab")
+        p = subprocess.Popen(
+            [os.path.abspath(os.path.join(BUILD, "dnnpress-worker")), "serve", "--server",
+             "http://127.0.0.1:%d" % PORT, "--cache-dir", os.path.join(tmp, "cache-" + name),
+             "--profile", "--device-name", name, "--device-labels", "kind=board", "--wait-s",
+             "1", "--threads", "1"], stdout=plog, stderr=plog, start_new_session=True,
+            env=dict(os.environ, DNNPRESS_TOKEN=token, OMP_NUM_THREADS="1"))
+        procs.append(p)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            items = expect(req("GET", "/api/v1/devices", token=tok), 200, "devices")["items"]
+            if any(d["name"] == name for d in items):
+                return p
+            time.sleep(0.2)
+        fail("the profiler %s did not register" % name)
+
     # 2. A profiler device comes up; no table in the store.
-    plog = open(os.path.join(tmp, "profiler.log"), "ab")
-    procs.append(subprocess.Popen(
-        [os.path.abspath(os.path.join(BUILD, "dnnpress-worker")), "serve", "--server",
-         "http://127.0.0.1:%d" % PORT, "--cache-dir", os.path.join(tmp, "cache-board"),
-         "--profile", "--device-name", "board-1", "--device-labels", "kind=board", "--wait-s",
-         "1", "--threads", "1"], stdout=plog, stderr=plog, start_new_session=True,
-        env=dict(os.environ, DNNPRESS_TOKEN=dev, OMP_NUM_THREADS="1")))
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        items = expect(req("GET", "/api/v1/devices", token=tok), 200, "devices")["items"]
-        if any(d["name"] == "board-1" for d in items):
-            break
-        time.sleep(0.2)
-    else:
-        fail("the profiler did not register")
+    board1 = profiler("board-1", dev)
     j1 = submit(body("lat-1", "irregular", {"kind": "board"}))
     j1 = wait_job(j1["id"], tok)
     check(j1["state"] == "succeeded", "the first latency job succeeds: %r" % j1)
@@ -244,6 +247,37 @@ def main():
             and "failed" in json.dumps(e)]
     check(logs, "the failed measurement's log is in the job's events")
 
+    # 4b. A device killed mid-measurement: its latency task is re-leased to
+    # the other matching device once the lease runs out.
+    dev2 = expect(req("POST", "/api/v1/tokens", {"scope": "device", "name": "d2"}, tok), 201,
+                  "second device token")["token"]
+    profiler("board-2", dev2)
+    b4 = body("lat-move", "filter", {"kind": "board"}, {"rates": [1, 2, 4, 8], "runs": 5,
+                                                        "warmup": 1})
+    b4["max_attempts"] = 3  # an expired lease counts an attempt
+    j4 = submit(b4)
+    deadline = time.time() + 120
+    moved = None
+    while time.time() < deadline:
+        jv = expect(req("GET", "/api/v1/jobs/" + j4["id"], token=tok), 200, "job")
+        t = [t for t in jv["tasks"] if t["type"] == "latency"][0]
+        if moved is None and t["state"] == "leased":
+            check(t["device_id"] == lt[0]["device_id"], "board-1 measures first: %r" % t)
+            os.killpg(board1.pid, signal.SIGKILL)
+            board1.wait()
+            moved = t["device_id"]
+        if moved is not None and t["state"] == "succeeded":
+            break
+        check(t["state"] in ("queued", "leased", "succeeded"), "the moved task: %r" % t)
+        time.sleep(0.3)
+    else:
+        fail("the latency task was not re-leased and finished: %r" % jv["tasks"])
+    check(t["device_id"] != moved and t["attempts"] == 2
+          and t["errors"] and t["errors"][0]["kind"] == "lease_expired",
+          "the killed device's latency task finished on the other device: %r" % t)
+    # The move is what this part checks: the rest of the job is cancelled.
+    expect(req("POST", "/api/v1/jobs/%s/cancel" % j4["id"], {}, tok), 202, "cancel")
+
     # 5. Scopes.
     team_b = expect(req("POST", "/api/v1/teams", {"name": "other"}, ADMIN), 201, "team b")
     tok_b = expect(req("POST", "/api/v1/tokens", {"team_id": team_b["id"], "scope": "team"},
@@ -272,8 +306,8 @@ def main():
     expect(req("PUT", "/agent/v1/latency", table, dev), 404,
            "a device cannot upload under a task that is not its leased latency task")
     print("latency_job: ok: the device built the table (task %s, %d rates), the report names "
-          "it (age %d s), a second job reused it, a failed measurement fails the job, scopes "
-          "hold" % (lt[0]["id"], 3, tb["age_s"]))
+          "it (age %d s), a second job reused it, a failed measurement fails the job, a killed "
+          "device's measurement moved, scopes hold" % (lt[0]["id"], 3, tb["age_s"]))
     stop()
 
 

@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -16,6 +18,7 @@
 #include "worker/agent/wk_bundle.h"
 #include "worker/agent/wk_profile.h"
 #include "worker/cmd/wk_cmd.h"
+#include "worker/cmd/wk_flags.h"
 #include "worker/cmd/wk_model_load.h"
 #include "worker/compress/constraint.h"
 
@@ -212,7 +215,7 @@ enum dp_err wk_latency_run(const struct wk_engine_job *j, const struct wk_hooks 
     if (!err) {
         char method[256];
         snprintf(method, sizeof(method),
-                 "latency task: %s pruning per rate, compile --target native, bench min_ms per "
+                 "%s pruning per rate, compile --target native, bench min_ms per "
                  "layer, 1 thread, %ld runs",
                  j->lat_scheme, j->prof_runs);
         out = json_pack("{s:s, s:s, s:s, s:o}", "arch", j->lat_arch, "scheme", j->lat_scheme,
@@ -238,4 +241,112 @@ enum dp_err wk_latency_run(const struct wk_engine_job *j, const struct wk_hooks 
     dp_free(dense);
     dp_model_free(m);
     return err;
+}
+
+/* ---- The command line: `dnnpress-worker latency` ---------------------------- */
+
+/* The same measurement as a latency task, offline on this machine (what
+ * tests/bench/latency_objective.sh builds its table with). */
+struct wk_latency_cli {
+    const char *model, *spec, *rates, *arch, *work_dir, *out;
+    long runs, warmup, timeout_s;
+};
+
+#define WK_OFF(f) offsetof(struct wk_latency_cli, f)
+
+static const struct wk_flag wk_latency_flags[] = {
+    {"model", WK_STR, WK_OFF(model), 0, 0, NULL, 0,
+     "model: a .safetensors checkpoint or FILE.onnx"},
+    {"spec", WK_STR, WK_OFF(spec), 0, 0, NULL, 0,
+     "job spec (JSON, docs/job-spec.md): its rules say which layers are pruned, how"},
+    {"rates", WK_STR, WK_OFF(rates), 0, 0, "1,2,4,8,16,32,64", 0,
+     "comma-separated ascending rates, the first 1"},
+    {"runs", WK_INT, WK_OFF(runs), 1, 100000, "50", 0, "bench runs per rate"},
+    {"warmup", WK_INT, WK_OFF(warmup), 0, 100000, "10", 0, "bench warm-up runs per rate"},
+    {"timeout-s", WK_INT, WK_OFF(timeout_s), 1, 3600, "300", 0, "each build and bench run"},
+    {"arch", WK_STR, WK_OFF(arch), 0, 0, "local", 0, "the table's arch field"},
+    {"work-dir", WK_STR, WK_OFF(work_dir), 0, 0, NULL, 0,
+     "scratch directory for the pruned models and bundles (created)"},
+    {"out", WK_STR, WK_OFF(out), 0, 0, NULL, 0, "write the table (JSON) here"},
+};
+
+#define WK_N_FLAGS (sizeof(wk_latency_flags) / sizeof(wk_latency_flags[0]))
+
+/* params as a latency task gets them, from the command line. */
+static enum dp_err cli_params(const struct wk_latency_cli *c, json_t **out, struct dp_errinfo *ei)
+{
+    json_error_t je;
+    json_t *spec = json_load_file(c->spec, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(spec)) {
+        json_decref(spec);
+        return dp_errinfo_set(ei, DP_EINVAL, "--spec %s: %s", c->spec,
+                              spec ? "not a JSON object" : je.text);
+    }
+    json_t *rates = json_array();
+    const char *p = c->rates;
+    while (rates != NULL && *p) {
+        char *end = NULL;
+        double r = strtod(p, &end);
+        if (end == p || (*end != ',' && *end != '\0')) {
+            json_decref(rates);
+            json_decref(spec);
+            return dp_errinfo_set(ei, DP_EINVAL, "--rates: '%s' is not a list of numbers",
+                                  c->rates);
+        }
+        json_array_append_new(rates, json_real(r));
+        p = *end ? end + 1 : end;
+    }
+    const char *scheme = "";
+    size_t i;
+    json_t *rule;
+    json_array_foreach (json_object_get(spec, "layers"), i, rule) {
+        const char *s =
+            json_string_value(json_object_get(json_object_get(rule, "prune"), "scheme"));
+        if (s != NULL && scheme[0] == '\0')
+            scheme = s;
+    }
+    *out = json_pack("{s:o, s:{s:s, s:s, s:o, s:I, s:I, s:I}}", "spec", spec, "latency", "arch",
+                     c->arch, "scheme", scheme, "rates", rates, "runs", (json_int_t)c->runs,
+                     "warmup", (json_int_t)c->warmup, "timeout_s", (json_int_t)c->timeout_s);
+    return *out ? DP_OK : DP_ENOMEM;
+}
+
+int wk_latency_main(int argc, char **argv)
+{
+    struct wk_latency_cli c;
+    memset(&c, 0, sizeof(c));
+    wk_flags_defaults(wk_latency_flags, WK_N_FLAGS, &c);
+    int rc = wk_flags_parse("latency", wk_latency_flags, WK_N_FLAGS, &c, argc, argv);
+    if (rc > 0) {
+        printf("usage: dnnpress-worker latency --model FILE --spec SPEC.json --work-dir DIR "
+               "--out TABLE.json [options]\n\nMeasures this machine's per-layer latency table "
+               "for auto.objective \"latency\", as a device's latency task does (docs/api.md, "
+               "\"Latency tables\").\n\noptions:\n");
+        wk_flags_help(stdout, wk_latency_flags, WK_N_FLAGS);
+        return WK_EXIT_OK;
+    }
+    if (rc != 0)
+        return WK_EXIT_USAGE;
+    if (c.model == NULL || c.spec == NULL || c.work_dir == NULL || c.out == NULL) {
+        fprintf(stderr, "latency: --model, --spec, --work-dir and --out are required\n");
+        return WK_EXIT_USAGE;
+    }
+    struct dp_errinfo ei = {DP_OK, ""};
+    json_t *params = NULL;
+    struct wk_engine_job j;
+    memset(&j, 0, sizeof(j));
+    struct wk_task_files f = {.model = c.model, .out_latency = c.out, .work_dir = c.work_dir};
+    struct wk_run_opts o = {1, 0, 0, NULL};
+    enum dp_err err = cli_params(&c, &params, &ei);
+    if (!err && mkdir(c.work_dir, 0700) != 0 && errno != EEXIST)
+        err = dp_errinfo_set(&ei, DP_EIO, "cannot create %s: %s", c.work_dir, strerror(errno));
+    if (!err)
+        err = wk_engine_bind(&j, DP_TASK_LATENCY, params, &f, &o, &ei);
+    if (!err)
+        err = wk_latency_run(&j, NULL, &ei);
+    if (err)
+        fprintf(stderr, "latency: %s\n", dp_errinfo_msg(&ei, err));
+    wk_engine_job_free(&j);
+    json_decref(params);
+    return wk_cmd_exit_status(err);
 }

@@ -41,4 +41,8 @@ enum dp_err wk_latency_run(const struct wk_engine_job *j, const struct wk_hooks 
 enum dp_err wk_latency_add_rate(json_t *layers, const json_t *keep, double rate,
                                 const json_t *bench, struct dp_errinfo *ei);
 
+/* `dnnpress-worker latency`: the same measurement offline on this machine;
+ * returns the exit status (0 ok, 1 failure, 2 usage). */
+int wk_latency_main(int argc, char **argv);
+
 #endif
