@@ -291,7 +291,7 @@ static enum dp_err profile_tasks_insert(struct srv_store *st, const char *team,
  * table's key and whether the job measures it. The key is (device, arch,
  * scheme), arch the model asset's built-in architecture name, else its
  * sha256 (the same for every job on that upload: a pretrained model's
- * weights differ per job, its architecture does not). *params_io gets
+ * weights differ per job, its architecture does not). params gets
  * params.latency = j->latency plus "arch". When a device of team the
  * selector matches has a fresh table, the job reuses it (*task_dev ""),
  * else *task_dev is the device that measures (the first match; *ids the
