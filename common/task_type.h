@@ -62,7 +62,9 @@ enum dp_task_output {
     X(DP_TASK_COMPILE, "compile", DP_TASK_OUTS_CODE | DP_TASK_OUTS_COMPILE_REPORT,                 \
       "compile the compressed model to a C bundle, build it and time it")                          \
     X(DP_TASK_PROFILE, "profile", DP_TASK_OUTS_PROFILE,                                            \
-      "build and time the compressed and the dense bundle on one registered device")
+      "build and time the compressed and the dense bundle on one registered device")               \
+    X(DP_TASK_LATENCY, "latency", 0,                                                               \
+      "measure a device's per-layer latency table for auto.objective latency")
 
 enum dp_task_type {
 #define DP__TASK_ENUM(constant, name, outputs, what) constant,

@@ -69,16 +69,19 @@ static enum dp_err check_labels(json_t *labels, struct dp_errinfo *ei)
     return DP_OK;
 }
 
-/* A device runs profile tasks and nothing else. */
+/* A device runs profile and latency tasks and nothing else: ["profile"]
+ * (a profiler built before latency tasks) or ["profile", "latency"]. */
 static enum dp_err check_device_caps(json_t *caps, struct dp_errinfo *ei)
 {
-    if (json_array_size(caps) != 1 || strcmp(json_string_value(json_array_get(caps, 0))
-                                                 ? json_string_value(json_array_get(caps, 0))
-                                                 : "",
-                                             "profile") != 0)
+    size_t n = json_array_size(caps);
+    const char *a = json_string_value(json_array_get(caps, 0));
+    const char *b = json_string_value(json_array_get(caps, 1));
+    int ok = (n == 1 || n == 2) && a != NULL && strcmp(a, "profile") == 0 &&
+             (n == 1 || (b != NULL && strcmp(b, "latency") == 0));
+    if (!ok)
         return dp_errinfo_set(ei, DP_EINVAL,
-                              "body.capabilities: a device token's worker takes [\"profile\"] "
-                              "only");
+                              "body.capabilities: a device token's worker takes [\"profile\"] or "
+                              "[\"profile\", \"latency\"] only");
     return DP_OK;
 }
 
@@ -434,22 +437,26 @@ SRV_HANDLER(srv_api_agent_latency_get)
 
 SRV_HANDLER(srv_api_agent_latency_put)
 {
-    static const char *const allowed[] = {"arch", "scheme", "layers", "method", NULL};
+    static const char *const allowed[] = {"arch", "scheme", "layers", "method", "task", NULL};
     struct dp_errinfo ei = {0};
     enum dp_err err = srv_json_only(r->json, "body", allowed, &ei);
     const char *arch = json_string_value(json_object_get(r->json, "arch"));
     const char *scheme = json_string_value(json_object_get(r->json, "scheme"));
     const json_t *method = json_object_get(r->json, "method");
+    const json_t *task = json_object_get(r->json, "task");
     if (!err && (!latency_name_ok(arch) || !latency_name_ok(scheme)))
         err = dp_errinfo_set(&ei, DP_EINVAL,
                              "arch and scheme are required: 1..64 of [A-Za-z0-9_.+-]");
     if (!err && method != NULL && (!json_is_string(method) || json_string_length(method) > 256))
         err = dp_errinfo_set(&ei, DP_EINVAL, "method: a string of at most 256 bytes");
+    if (!err && task != NULL && (!json_is_string(task) || json_string_length(task) >= SRV_ID_MAX))
+        err = dp_errinfo_set(&ei, DP_EINVAL, "task: not a task id");
     if (!err)
         err = dp_lat_table_check(r->json, &ei);
     json_t *out = NULL;
     if (!err)
-        err = srv_store_latency_put(h->st, &r->who, arch, scheme, r->json, &out, &ei);
+        err = srv_store_latency_put(h->st, &r->who, arch, scheme, json_string_value(task), r->json,
+                                    &out, &ei);
     if (err)
         return srv_reply_err(conn, r, err, &ei);
     return srv_reply_json(conn, r, 200, out);

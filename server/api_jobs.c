@@ -13,6 +13,7 @@
 #include "server/validate.h"
 /* The one cross-tree include, on purpose: submissions are validated by the
  * exact parser the worker runs (docs/job-spec.md), linked from libnn. */
+#include "common/lat_table.h"
 #include "common/spec.h"
 
 /* body.profile defaults and bounds (docs/api.md, "Devices"). */
@@ -21,8 +22,16 @@
 #define SRV_PROFILE_TIMEOUT_S 300
 #define SRV_PROFILE_RUNS_MAX  100000
 
+/* body.latency defaults and bounds (docs/api.md, "Latency tables"): the
+ * rates a new table is measured at (1 first, ascending, as
+ * common/lat_table.h wants them) and the bench runs per rate. */
+#define SRV_LATENCY_RUNS      50
+#define SRV_LATENCY_WARMUP    10
+#define SRV_LATENCY_TIMEOUT_S 300
+
 /* Validates body.spec with dp_spec_parse; messages name spec.<field>. */
-static enum dp_err check_spec(json_t *spec, int64_t *seed, struct dp_errinfo *ei)
+static enum dp_err check_spec(json_t *spec, int64_t *seed, struct srv_job_body *b,
+                              struct dp_errinfo *ei)
 {
     if (!json_is_object(spec))
         return dp_errinfo_set(ei, DP_EINVAL, "body.spec: must be a JSON object (docs/job-spec.md)");
@@ -38,7 +47,16 @@ static enum dp_err check_spec(json_t *spec, int64_t *seed, struct dp_errinfo *ei
         err = dp_spec_parse(text, n, s, &inner);
         if (!err)
             *seed = (int64_t)s->seed;
-        else if (strncmp(inner.msg, "spec", 4) == 0)
+        if (!err && s->auto_on && s->auto_objective == DP_SPEC_OBJ_LATENCY) {
+            for (int i = 0; i < s->n_rules && b->lat_scheme[0] == '\0'; i++)
+                if (s->rules[i].prune != NULL)
+                    snprintf(b->lat_scheme, sizeof(b->lat_scheme), "%s", s->rules[i].prune->name);
+            snprintf(b->lat_device, sizeof(b->lat_device), "%s", s->auto_device);
+            if (b->lat_scheme[0] == '\0')
+                err = dp_errinfo_set(ei, DP_EINVAL,
+                                     "body.spec.auto.objective \"latency\": needs a rule that "
+                                     "prunes (the table is measured per pruning scheme)");
+        } else if (strncmp(inner.msg, "spec", 4) == 0)
             dp_errinfo_set(ei, err, "body.%s", inner.msg);
         else
             dp_errinfo_set(ei, err, "body.spec.%s", inner.msg);
@@ -179,11 +197,84 @@ static json_t *profile_params(const json_t *p)
     return o;
 }
 
+/*
+ * body.latency: {"rates": [1, r2, ...], "runs", "warmup", "timeout_s"}, how
+ * a table this job measures is measured; only with spec.auto.objective
+ * "latency".
+ */
+static enum dp_err check_latency(json_t *p, int is_latency, struct dp_errinfo *ei)
+{
+    static const char *const allowed[] = {"rates", "runs", "warmup", "timeout_s", NULL};
+    int64_t v;
+    if (!json_is_object(p))
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "body.latency: must be an object {\"rates\", \"runs\", \"warmup\", "
+                              "\"timeout_s\"}");
+    if (!is_latency)
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "body.latency: only with spec.auto.objective \"latency\"");
+    enum dp_err err = srv_json_only(p, "body.latency", allowed, ei);
+    if (!err)
+        err = srv_json_int(p, "body.latency", "runs", 0, 1, SRV_PROFILE_RUNS_MAX, &v, ei);
+    if (!err)
+        err = srv_json_int(p, "body.latency", "warmup", 0, 0, SRV_PROFILE_RUNS_MAX, &v, ei);
+    if (!err)
+        err = srv_json_int(p, "body.latency", "timeout_s", 0, 1, 3600, &v, ei);
+    const json_t *rates = json_object_get(p, "rates");
+    if (!err && rates != NULL) {
+        size_t n = json_array_size(rates);
+        if (n < 2 || n > DP_LAT_TABLE_MAX_POINTS)
+            return dp_errinfo_set(ei, DP_EINVAL,
+                                  "body.latency.rates: an array of 2 to %d rates, the first 1",
+                                  DP_LAT_TABLE_MAX_POINTS);
+        double prev = 0;
+        for (size_t i = 0; i < n; i++) {
+            const json_t *r = json_array_get(rates, i);
+            double x = json_is_number(r) ? json_number_value(r) : -1;
+            if ((i == 0 && x != 1.0) || (i > 0 && !(x > prev && x <= 4096)))
+                return dp_errinfo_set(ei, DP_EINVAL,
+                                      "body.latency.rates[%zu]: rates start at 1 and ascend, "
+                                      "up to 4096",
+                                      i);
+            prev = x;
+        }
+    }
+    return err;
+}
+
+/* params.latency for the store: the scheme, the selector and how to
+ * measure, defaults filled in. NULL when out of memory. */
+static json_t *latency_params(const struct srv_job_body *b)
+{
+    json_t *sel = json_loads(b->lat_device, JSON_REJECT_DUPLICATES, NULL);
+    const json_t *o = b->lat_opts, *rates = json_object_get(o, "rates");
+    json_t *p = json_pack(
+        "{s:s, s:o*, s:I, s:I, s:I}", "scheme", b->lat_scheme, "device", sel, "runs",
+        json_is_integer(json_object_get(o, "runs")) ? json_integer_value(json_object_get(o, "runs"))
+                                                    : SRV_LATENCY_RUNS,
+        "warmup",
+        json_is_integer(json_object_get(o, "warmup"))
+            ? json_integer_value(json_object_get(o, "warmup"))
+            : SRV_LATENCY_WARMUP,
+        "timeout_s",
+        json_is_integer(json_object_get(o, "timeout_s"))
+            ? json_integer_value(json_object_get(o, "timeout_s"))
+            : SRV_LATENCY_TIMEOUT_S);
+    json_t *r = rates != NULL ? json_deep_copy(rates)
+                              : json_pack("[i,i,i,i,i,i,i]", 1, 2, 4, 8, 16, 32, 64);
+    if (p == NULL || r == NULL || json_object_set_new(p, "rates", r) != 0 ||
+        json_object_get(p, "device") == NULL) {
+        json_decref(p);
+        return NULL;
+    }
+    return p;
+}
+
 enum dp_err srv_job_body_check(const json_t *j, struct srv_job_body *b, struct dp_errinfo *ei)
 {
     static const char *const allowed[] = {"name",         "model_id", "dataset_id", "pretrain",
                                           "spec",         "export",   "compile",    "priority",
-                                          "max_attempts", "profile",  NULL};
+                                          "max_attempts", "profile",  "latency",    NULL};
     memset(b, 0, sizeof(*b));
     b->name = "job";
     b->priority = 5;
@@ -223,12 +314,15 @@ enum dp_err srv_job_body_check(const json_t *j, struct srv_job_body *b, struct d
     if (!err && !json_is_object(b->spec))
         err = dp_errinfo_set(ei, DP_EINVAL, "body.spec: must be a JSON object");
     if (!err) {
-        err = check_spec(b->spec, &b->seed, ei);
+        err = check_spec(b->spec, &b->seed, b, ei);
         if (err == DP_EINVAL || err == DP_EFORMAT) {
             b->status = 422; /* well-formed JSON, semantically invalid spec */
             b->code = "invalid_spec";
         }
     }
+    b->lat_opts = json_object_get(j, "latency");
+    if (!err && b->lat_opts != NULL)
+        err = check_latency(b->lat_opts, b->lat_scheme[0] != '\0', ei);
     return err;
 }
 
@@ -266,10 +360,13 @@ SRV_HANDLER(srv_api_job_create)
                                       (json_int_t)b.compile_tune_s));
     if (b.profile)
         json_object_set_new(params, "profile", profile_params(b.profile));
+    json_t *lat = b.lat_scheme[0] ? latency_params(&b) : NULL;
     char req_hash[65];
-    err = srv_idem_hash(r->body, r->body_len, req_hash);
+    err =
+        b.lat_scheme[0] && lat == NULL ? DP_ENOMEM : srv_idem_hash(r->body, r->body_len, req_hash);
     if (err) {
         json_decref(params);
+        json_decref(lat);
         return srv_reply_err(conn, r, err, NULL);
     }
     struct srv_job_new nj = {.name = b.name,
@@ -280,12 +377,14 @@ SRV_HANDLER(srv_api_job_create)
                              .has_compile = b.compile_target != NULL,
                              .profile_devices =
                                  b.profile ? json_object_get(b.profile, "devices") : NULL,
+                             .latency = lat,
                              .priority = (int)b.priority,
                              .max_attempts = (int)b.max_attempts,
                              .idem_key = idem,
                              .req_hash = req_hash};
     err = srv_store_job_create(h->st, &r->who, &nj, &out, &replayed, &ei);
     json_decref(params);
+    json_decref(lat);
     if (err == DP_EINVAL)
         return srv_reply_error(conn, r, 422, "invalid_reference", "%s", dp_errinfo_msg(&ei, err));
     if (err)

@@ -94,6 +94,10 @@ static const struct cfg_entry cfg_table[] = {
      "how long an Idempotency-Key replays its first answer"},
     {"--events-retention-s", CFG_INT, F(events_retention_s), 0, 90 * 86400, 0, 2000000000, NULL,
      "events of jobs that ended longer ago are removed (0: keep forever; default 90 days)"},
+    /* A month: a device's speed does not drift by itself; what changes it
+     * (a new CPU, compiler) changes its fingerprint and stales the table. */
+    {"--latency-max-age-s", CFG_INT, F(latency_max_age_s), 0, 30 * 86400, 1, 2000000000, NULL,
+     "a device's latency table is measured again when older than this"},
     {"--checkpoint-retention-s", CFG_INT, F(checkpoint_retention_s), 0, 7 * 86400, 0, 2000000000,
      NULL, "checkpoints of tasks that ended longer ago are removed (0: keep; default 7 days)"},
     /* Limits and fairness (docs/security.md, "Limits"): 429 with Retry-After. */

@@ -44,6 +44,7 @@ struct srv_config {
     int idempotency_ttl_s;      /* Idempotency-Key replays are kept this long */
     int events_retention_s;     /* events of jobs ended longer ago go; 0 = keep */
     int checkpoint_retention_s; /* checkpoints of tasks ended longer ago go; 0 = keep */
+    int latency_max_age_s;      /* latency tables older than this are measured again */
     int print_routes;           /* print the route table and exit */
 };
 

@@ -254,8 +254,14 @@ struct srv_job_body {
     const char *compile_target;    /* "native", "portable" or "opencl"; NULL: no compile task */
     json_t *profile;               /* body.profile, checked (borrowed); NULL: no profile task */
     int64_t compile_tune_s;        /* seconds of auto-tuning on the worker, 0..3600 */
-    unsigned status;               /* on failure: 400, or 422 for a spec that is not valid */
-    const char *code;              /* on failure: "invalid_request" or "invalid_spec" */
+    /* spec.auto.objective "latency": the first rule's pruning scheme and
+     * spec.auto.device (a selector's JSON text); lat_scheme "" otherwise.
+     * lat_opts: body.latency, checked (borrowed), NULL when absent. */
+    char lat_scheme[32];
+    char lat_device[256];
+    json_t *lat_opts;
+    unsigned status;  /* on failure: 400, or 422 for a spec that is not valid */
+    const char *code; /* on failure: "invalid_request" or "invalid_spec" */
 };
 
 /* Checks a POST /api/v1/jobs body j without a connection: every field, the

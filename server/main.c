@@ -140,7 +140,8 @@ int main(int argc, char **argv)
     struct srv_queue_cfg qcfg = {.lease_ms = (int64_t)cfg.lease_s * 1000,
                                  .backoff_base_ms = cfg.backoff_base_ms,
                                  .backoff_max_ms = 300000,
-                                 .max_running_per_team = cfg.quota_running_tasks};
+                                 .max_running_per_team = cfg.quota_running_tasks,
+                                 .latency_max_age_ms = (int64_t)cfg.latency_max_age_s * 1000};
     err = srv_blob_init_dirs(cfg.data_dir, &ei);
     if (!err)
         err = srv_store_open(db_path, &qcfg, &st, &ei);

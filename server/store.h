@@ -64,6 +64,7 @@ struct srv_queue_cfg {
     int64_t backoff_base_ms; /* first retry delay; doubles per attempt, plus jitter */
     int64_t backoff_max_ms;
     int64_t max_running_per_team; /* leased tasks a team may hold (0: no quota) */
+    int64_t latency_max_age_ms;   /* a latency table older than this is stale (0: no limit) */
 };
 
 /* ---- Lifecycle ------------------------------------------------------------ */
@@ -197,14 +198,19 @@ struct srv_job_new {
     /* profile.devices: the selectors (a JSON array, borrowed; NULL: no
      * profile). One profile task per matching device follows compile. */
     const json_t *profile_devices;
+    /* spec.auto.objective "latency": {"scheme", "device": selector, "rates",
+     * "runs", "warmup", "timeout_s"} (borrowed; NULL: another objective).
+     * Stored as params.latency with the table's "arch" key added; a
+     * latency task precedes compress when no fresh table exists. */
+    const json_t *latency;
     int priority;     /* 0..9, higher runs first */
     int max_attempts; /* 1..20 */
     const char *idem_key;
     const char *req_hash;
 };
 
-/* Creates the job and its tasks (train? -> compress -> retrain -> export ->
- * compile?).
+/* Creates the job and its tasks (train? -> latency? -> compress -> retrain
+ * -> export -> compile? -> profile*).
  * The model and dataset must be the caller's (else DP_EINVAL naming the
  * field); a built-in model needs pretrain. */
 enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principal *who,
@@ -302,19 +308,24 @@ enum dp_err srv_store_device_remove(struct srv_store *st, const struct srv_princ
 
 /* Stores table (checked by the caller: common/lat_table.h) as the latency
  * table of who's device (a device token's own, live device) for arch and
- * scheme, replacing an older one. DP_EPERM for any other scope, DP_ENOENT
- * when the token's device is not registered (or removed). out: {"device_id",
- * "device", "arch", "scheme", "measured_at"}. */
+ * scheme, replacing an older one, with the device's fingerprint now (what
+ * staleness compares). task_id (may be NULL): the latency task that
+ * measured it, which must be leased to who's worker on that device, else
+ * DP_ENOENT. DP_EPERM for any other scope, DP_ENOENT when the token's
+ * device is not registered (or removed). out: {"device_id", "device",
+ * "arch", "scheme", "measured_at"}. */
 enum dp_err srv_store_latency_put(struct srv_store *st, const struct srv_principal *who,
-                                  const char *arch, const char *scheme, const json_t *table,
-                                  json_t **out, struct dp_errinfo *ei);
+                                  const char *arch, const char *scheme, const char *task_id,
+                                  const json_t *table, json_t **out, struct dp_errinfo *ei);
 /* The newest latency table for arch and scheme among the devices selector
  * (an array of selectors, checked) matches that who may use: its team's
  * and the shared ones. A shared agent names the task (task_id, may be NULL)
  * it holds leased: then its job's team's and the shared ones; else the
  * shared ones only. DP_ENOENT when task_id is not leased to who's workers.
- * DP_ENOENT when no such table exists. out: the table with "device_id",
- * "device", "arch", "scheme" and "measured_at" set. */
+ * DP_ENOENT when no such table exists. Fresh tables (docs/operations.md,
+ * "Latency tables") win over stale ones, then the newest. out: the table
+ * with "device_id", "device", "arch", "scheme", "measured_at", "age_s",
+ * "fresh" and "task_id" (the latency task that built it, or null) set. */
 enum dp_err srv_store_latency_get(struct srv_store *st, const struct srv_principal *who,
                                   const char *arch, const char *scheme, const json_t *selector,
                                   const char *task_id, json_t **out, struct dp_errinfo *ei);

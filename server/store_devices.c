@@ -200,9 +200,14 @@ enum dp_err srv_store__devices_match(struct srv_store *st, const char *team,
 
 /* ---- Latency tables ------------------------------------------------------ */
 
+int64_t srv_store__latency_fresh_after(const struct srv_store *st, int64_t now)
+{
+    return st->cfg.latency_max_age_ms > 0 ? now - st->cfg.latency_max_age_ms : 0;
+}
+
 enum dp_err srv_store_latency_put(struct srv_store *st, const struct srv_principal *who,
-                                  const char *arch, const char *scheme, const json_t *table,
-                                  json_t **out, struct dp_errinfo *ei)
+                                  const char *arch, const char *scheme, const char *task_id,
+                                  const json_t *table, json_t **out, struct dp_errinfo *ei)
 {
     char did[SRV_ID_MAX], dname[128];
     int has_row = 0;
@@ -224,8 +229,22 @@ enum dp_err srv_store_latency_put(struct srv_store *st, const struct srv_princip
         snprintf(dname, sizeof(dname), "%s", srv_store__col_text(s, 1));
     }
     sqlite3_reset(s);
+    /* A latency task's upload: the task must be leased to this token's
+     * worker on this device (complete then finds the table). */
+    if (!err && task_id != NULL) {
+        s = srv_store__stmt(st, STMT_LATENCY_TASK_OF_TOKEN);
+        srv_store__bind_text(s, ":task", task_id);
+        srv_store__bind_text(s, ":token", who->token_id);
+        srv_store__bind_text(s, ":dev", did);
+        err = srv_store__step(st, s, &has_row, ei);
+        if (!err && !has_row)
+            err = dp_errinfo_set(ei, DP_ENOENT,
+                                 "task: '%s' is not a latency task leased to this device", task_id);
+        sqlite3_reset(s);
+    }
     if (!err) {
         s = srv_store__stmt(st, STMT_LATENCY_PUT);
+        srv_store__bind_text(s, ":task", task_id);
         srv_store__bind_text(s, ":dev", did);
         srv_store__bind_text(s, ":arch", arch);
         srv_store__bind_text(s, ":scheme", scheme);
@@ -270,9 +289,11 @@ enum dp_err srv_store_latency_get(struct srv_store *st, const struct srv_princip
     }
     if (!err)
         err = srv_store__devices_match(st, team[0] ? team : NULL, selector, ids, ei);
+    const int64_t now = srv_now_ms();
     sqlite3_stmt *s = srv_store__stmt(st, STMT_LATENCY_GET);
     srv_store__bind_text(s, ":arch", arch);
     srv_store__bind_text(s, ":scheme", scheme);
+    srv_store__bind_int(s, ":fresh_after", srv_store__latency_fresh_after(st, now));
     if (!err)
         err = srv_store__bind_json(s, ":ids", ids);
     if (!err)
@@ -289,7 +310,14 @@ enum dp_err srv_store_latency_get(struct srv_store *st, const struct srv_princip
             json_object_set_new(*out, "device_id", json_string(srv_store__col_text(s, 2))) != 0 ||
             json_object_set_new(*out, "device", json_string(srv_store__col_text(s, 3))) != 0 ||
             json_object_set_new(*out, "arch", json_string(arch)) != 0 ||
-            json_object_set_new(*out, "scheme", json_string(scheme)) != 0) {
+            json_object_set_new(*out, "scheme", json_string(scheme)) != 0 ||
+            json_object_set_new(*out, "task_id",
+                                srv_store__col_null(s, 4)
+                                    ? json_null()
+                                    : json_string(srv_store__col_text(s, 4))) != 0 ||
+            json_object_set_new(*out, "fresh", json_boolean(srv_store__col_int(s, 5) != 0)) != 0 ||
+            json_object_set_new(*out, "age_s",
+                                json_integer((now - srv_store__col_int(s, 1)) / 1000)) != 0) {
             json_decref(*out);
             *out = NULL;
             err = DP_ENOMEM;

@@ -72,6 +72,18 @@
     " WHERE l.state = 'leased' AND lj.team_id = (SELECT tj.team_id FROM jobs tj"                   \
     " WHERE tj.id = t.job_id))"
 
+/* What a latency table depends on in a device's description (the device
+ * row d): CPU model, ISA features, C compiler, machine. A table measured
+ * under another fingerprint is stale (docs/operations.md, "Latency
+ * tables"). json_extract of several paths is one JSON array text. */
+#define SRV_DEVICE_FP(d) "json_extract(" d ".description, '$.cpu', '$.isa', '$.cc', '$.arch')"
+
+/* Whether latency table l of device d is fresh: measured after
+ * :fresh_after under the device's current fingerprint. */
+#define SRV_LATENCY_FRESH                                                                          \
+    "(l.measured_at >= :fresh_after AND l.device_fp IS NOT NULL AND l.device_fp = " SRV_DEVICE_FP( \
+        "d") ")"
+
 /* X(ID, SQL) */
 #define SRV_STMTS(X)                                                                               \
     X(BEGIN, "BEGIN IMMEDIATE")                                                                    \
@@ -176,7 +188,8 @@
       " SELECT t.seq FROM tasks t WHERE t.state = 'queued' AND t.run_after <= :now"                \
       " AND (:team IS NULL OR EXISTS (SELECT 1 FROM jobs j"                                        \
       "      WHERE j.id = t.job_id AND j.team_id = :team))"                                        \
-      " AND t.type IN (SELECT value FROM json_each(:caps)) AND t.type != 'profile'"                \
+      " AND t.type IN (SELECT value FROM json_each(:caps))"                                        \
+      " AND t.type NOT IN ('profile', 'latency')"                                                  \
       " AND (t.depends_on IS NULL OR EXISTS (SELECT 1 FROM tasks d"                                \
       "      WHERE d.id = t.depends_on AND d.state = 'succeeded'))"                                \
       " AND (:max_running <= 0 OR " SRV_TEAM_LEASED " < :max_running)"                             \
@@ -281,20 +294,36 @@
     X(TASK_LEASED_TEAM, "SELECT j.team_id FROM tasks t JOIN workers w ON w.id = t.lease_owner "    \
                         "JOIN jobs j ON j.id = t.job_id WHERE t.id = :task "                       \
                         "AND t.state = 'leased' AND w.token_id = :token")                          \
-    X(LATENCY_PUT, "INSERT OR REPLACE INTO latency_tables (device_id, arch, scheme, tbl, "         \
-                   "measured_at) VALUES (:dev, :arch, :scheme, :tbl, :now)")                       \
+    X(LATENCY_PUT,                                                                                 \
+      "INSERT OR REPLACE INTO latency_tables (device_id, arch, scheme, tbl, "                      \
+      "measured_at, device_fp, task_id) SELECT :dev, :arch, :scheme, :tbl, :now, " SRV_DEVICE_FP(  \
+          "d") ", :task FROM devices d WHERE d.id = :dev")                                         \
+    /* The newest table among :ids, fresh ones first: fresh when measured                          \
+     * after :fresh_after on the device as it describes itself now. */                             \
     X(LATENCY_GET,                                                                                 \
-      "SELECT l.tbl, l.measured_at, d.id, d.name FROM latency_tables l "                           \
+      "SELECT l.tbl, l.measured_at, d.id, d.name, l.task_id, " SRV_LATENCY_FRESH                   \
+      " FROM latency_tables l "                                                                    \
       "JOIN devices d ON d.id = l.device_id WHERE l.arch = :arch "                                 \
       "AND l.scheme = :scheme AND l.device_id IN (SELECT value FROM json_each(:ids)) "             \
-      "ORDER BY l.measured_at DESC LIMIT 1")                                                       \
+      "ORDER BY 6 DESC, l.measured_at DESC LIMIT 1")                                               \
+    /* A latency task's table: uploaded by its device since the task was                           \
+     * created (complete refuses a latency task without it). */                                    \
+    X(LATENCY_OF_TASK, "SELECT 1 FROM latency_tables l JOIN tasks t ON t.id = :task "              \
+                       "WHERE l.device_id = t.device_id AND l.arch = :arch "                       \
+                       "AND l.scheme = :scheme AND l.measured_at >= t.created_at")                 \
+    X(DEVICE_NAME, "SELECT name FROM devices WHERE id = :id")                                      \
+    /* A task of the latency type leased to :token's workers on its device. */                     \
+    X(LATENCY_TASK_OF_TOKEN,                                                                       \
+      "SELECT t.job_id FROM tasks t JOIN workers w ON w.id = t.lease_owner "                       \
+      "WHERE t.id = :task AND t.type = 'latency' AND t.state = 'leased' "                          \
+      "AND w.token_id = :token AND t.device_id = :dev")                                            \
     /* The devices a job of :team may target: its own and the shared ones. */                      \
     X(DEVICES_SERVING, "SELECT id, name, labels, description FROM devices "                        \
                        "WHERE removed_at IS NULL AND draining = 0 "                                \
                        "AND (team_id IS NULL OR team_id = :team) ORDER BY seq LIMIT 1000")         \
     X(TASK_INSERT_PROFILE,                                                                         \
       "INSERT INTO tasks (id, job_id, type, state, depends_on, priority, max_attempts, "           \
-      "created_at, device_id, candidates) VALUES (:id, :job, 'profile', 'queued', :dep, :prio, "   \
+      "created_at, device_id, candidates) VALUES (:id, :job, :type, 'queued', :dep, :prio, "       \
       ":maxatt, :now, :dev, :cands)")                                                              \
     /* A device claims a ready profile task that targets it, or one whose                          \
      * target is offline, draining or removed when it is among the task's                          \
@@ -302,7 +331,8 @@
     X(TASK_CLAIM_DEVICE,                                                                           \
       "UPDATE tasks SET state = 'leased', attempts = attempts + 1, fence = fence + 1, "            \
       "lease_owner = :worker, lease_expires_at = :expires, device_id = :dev WHERE seq = ("         \
-      " SELECT t.seq FROM tasks t WHERE t.state = 'queued' AND t.type = 'profile'"                 \
+      " SELECT t.seq FROM tasks t WHERE t.state = 'queued'"                                        \
+      " AND t.type IN ('profile', 'latency') AND t.type IN (SELECT value FROM json_each(:caps))"   \
       " AND t.run_after <= :now"                                                                   \
       " AND (:team IS NULL OR EXISTS (SELECT 1 FROM jobs j"                                        \
       "      WHERE j.id = t.job_id AND j.team_id = :team))"                                        \
@@ -424,6 +454,9 @@ json_t *srv_store__register_answer(struct srv_store *st, const char *worker_id);
 enum dp_err srv_store__devices_match(struct srv_store *st, const char *team,
                                      const json_t *selectors, json_t *ids_out,
                                      struct dp_errinfo *ei);
+/* The measured_at a latency table must be newer than to be fresh now
+ * (0 when tables do not age: cfg.latency_max_age_ms 0). */
+int64_t srv_store__latency_fresh_after(const struct srv_store *st, int64_t now);
 enum dp_err srv_store__job_refresh(struct srv_store *st, const char *job_id, struct dp_errinfo *ei);
 enum dp_err srv_store__exec_sql(struct srv_store *st, const char *sql, struct dp_errinfo *ei);
 enum dp_err srv_store__begin_at(struct srv_store *st, struct dp_errinfo *ei, const char *file,

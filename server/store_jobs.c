@@ -276,6 +276,7 @@ static enum dp_err profile_tasks_insert(struct srv_store *st, const char *team,
         srv_store__bind_int(s, ":prio", j->priority);
         srv_store__bind_int(s, ":maxatt", j->max_attempts);
         srv_store__bind_int(s, ":now", now);
+        srv_store__bind_text(s, ":type", "profile");
         srv_store__bind_text(s, ":dev", json_string_value(dev));
         err = srv_store__bind_json(s, ":cands", ids);
         if (!err)
@@ -285,13 +286,120 @@ static enum dp_err profile_tasks_insert(struct srv_store *st, const char *team,
     return err;
 }
 
+/*
+ * spec.auto.objective "latency" (docs/api.md, "Latency tables"): decides the
+ * table's key and whether the job measures it. The key is (device, arch,
+ * scheme), arch the model asset's built-in architecture name, else its
+ * sha256 (the same for every job on that upload: a pretrained model's
+ * weights differ per job, its architecture does not). params gets
+ * params.latency = j->latency plus "arch". When a device of team the
+ * selector matches has a fresh table, the job reuses it (*task_dev ""),
+ * else *task_dev is the device that measures (the first match; *ids the
+ * candidates it may move to). *ev_out: the decision as a "log" event for
+ * the job (kind "latency"). No device matching: DP_EINVAL (a 422).
+ */
+static enum dp_err latency_plan(struct srv_store *st, const char *team, const struct srv_job_new *j,
+                                const json_t *model, json_t *params, json_t *ids,
+                                char task_dev[SRV_ID_MAX], json_t **ev_out, struct dp_errinfo *ei)
+{
+    const char *arch = json_string_value(json_object_get(model, "arch"));
+    if (arch == NULL)
+        arch = json_string_value(json_object_get(model, "sha256"));
+    const char *scheme = json_string_value(json_object_get(j->latency, "scheme"));
+    json_t *sels = json_pack("[O]", json_object_get(j->latency, "device"));
+    task_dev[0] = '\0';
+    if (arch == NULL || scheme == NULL || sels == NULL) {
+        json_decref(sels);
+        return dp_errinfo_set(ei, DP_EINVAL,
+                              "spec.auto.objective \"latency\": the model has no architecture "
+                              "or sha256 to key the latency table by");
+    }
+    json_t *lat = json_deep_copy(j->latency);
+    enum dp_err err = lat != NULL && json_object_set_new(lat, "arch", json_string(arch)) == 0 &&
+                              json_object_set_new(params, "latency", lat) == 0
+                          ? DP_OK
+                          : DP_ENOMEM;
+    if (!err)
+        err = srv_store__devices_match(st, team, sels, ids, ei);
+    json_decref(sels);
+    if (!err && json_array_size(ids) == 0)
+        err = dp_errinfo_set(ei, DP_EINVAL,
+                             "spec.auto.device: no registered device of this team (or shared) "
+                             "matches, so no latency table can be measured; GET /api/v1/devices "
+                             "lists them");
+    if (err)
+        return err;
+    const int64_t now = srv_now_ms();
+    int has_row = 0;
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_LATENCY_GET);
+    srv_store__bind_text(s, ":arch", arch);
+    srv_store__bind_text(s, ":scheme", scheme);
+    srv_store__bind_int(s, ":fresh_after", srv_store__latency_fresh_after(st, now));
+    err = srv_store__bind_json(s, ":ids", ids);
+    if (!err)
+        err = srv_store__step(st, s, &has_row, ei);
+    json_t *ev = NULL;
+    char msg[400];
+    if (!err && has_row && srv_store__col_int(s, 5) != 0) {
+        int64_t age = (now - srv_store__col_int(s, 1)) / 1000;
+        snprintf(msg, sizeof(msg),
+                 "latency table of device '%s' for %.64s/%s is fresh (measured %lld s ago): "
+                 "reused, nothing to measure",
+                 srv_store__col_text(s, 3), arch, scheme, (long long)age);
+        ev = json_pack("{s:s, s:s, s:s, s:s, s:I}", "kind", "latency", "message", msg, "device",
+                       srv_store__col_text(s, 3), "table", "reused", "age_s", (json_int_t)age);
+    } else if (!err) {
+        snprintf(task_dev, SRV_ID_MAX, "%s", json_string_value(json_array_get(ids, 0)));
+        snprintf(msg, sizeof(msg),
+                 "no fresh latency table for %.64s/%s on the %zu matching device(s)%s: "
+                 "a latency task measures it before compress",
+                 arch, scheme, json_array_size(ids),
+                 has_row ? " (the newest is stale: too old or the device changed)" : "");
+        ev = json_pack("{s:s, s:s, s:s}", "kind", "latency", "message", msg, "table", "measure");
+    }
+    sqlite3_reset(s);
+    if (!err && ev == NULL)
+        err = DP_ENOMEM;
+    if (err)
+        json_decref(ev);
+    else
+        *ev_out = ev;
+    return err;
+}
+
+/* Inserts the latency task of job_id on device dev (candidates ids) after
+ * dep (may be NULL); its id in tid. */
+static enum dp_err latency_task_insert(struct srv_store *st, const struct srv_job_new *j,
+                                       const char *job_id, const char *dep, const char *dev,
+                                       const json_t *ids, int64_t now, char tid[SRV_ID_MAX],
+                                       struct dp_errinfo *ei)
+{
+    enum dp_err err = srv_id_new("tsk_", tid);
+    if (err)
+        return err;
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_TASK_INSERT_PROFILE);
+    srv_store__bind_text(s, ":id", tid);
+    srv_store__bind_text(s, ":job", job_id);
+    srv_store__bind_text(s, ":type", "latency");
+    srv_store__bind_text(s, ":dep", dep);
+    srv_store__bind_int(s, ":prio", j->priority);
+    srv_store__bind_int(s, ":maxatt", j->max_attempts);
+    srv_store__bind_int(s, ":now", now);
+    srv_store__bind_text(s, ":dev", dev);
+    err = srv_store__bind_json(s, ":cands", ids);
+    if (!err)
+        err = srv_store__exec(st, s, ei);
+    return err;
+}
+
 enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principal *who,
                                  const struct srv_job_new *j, json_t **out, int *replayed,
                                  struct dp_errinfo *ei)
 {
     char id[SRV_ID_MAX], found[SRV_ID_MAX], prev[SRV_ID_MAX] = "";
     int64_t now = srv_now_ms();
-    json_t *model = NULL, *dataset = NULL;
+    json_t *model = NULL, *dataset = NULL, *params = NULL, *lat_ids = NULL, *lat_ev = NULL;
+    char lat_dev[SRV_ID_MAX] = "";
     *out = NULL;
     *replayed = 0;
     enum dp_err err = srv_id_new("job_", id);
@@ -328,6 +436,16 @@ enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principa
                              j->model_id);
         goto done;
     }
+    params = json_deep_copy(j->params);
+    lat_ids = json_array();
+    if (params == NULL || lat_ids == NULL) {
+        err = DP_ENOMEM;
+        goto done;
+    }
+    if (j->latency != NULL)
+        err = latency_plan(st, who->team_id, j, model, params, lat_ids, lat_dev, &lat_ev, ei);
+    if (err)
+        goto done;
     sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_INSERT);
     srv_store__bind_text(s, ":id", id);
     srv_store__bind_text(s, ":team", who->team_id);
@@ -337,13 +455,22 @@ enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principa
     srv_store__bind_int(s, ":prio", j->priority);
     srv_store__bind_int(s, ":maxatt", j->max_attempts);
     srv_store__bind_int(s, ":now", now);
-    err = srv_store__bind_json(s, ":params", j->params);
+    err = srv_store__bind_json(s, ":params", params);
     if (!err)
         err = srv_store__exec(st, s, ei);
     for (size_t i = 0; !err && i < SRV_TASK_CHAIN_LEN; i++) {
         if (!srv_task_in_chain(j, i))
             continue;
         char tid[SRV_ID_MAX];
+        /* The device measures first; compress waits for its table as
+         * compile waits for the model. */
+        if (srv_task_chain[i] == DP_TASK_COMPRESS && lat_dev[0]) {
+            err = latency_task_insert(st, j, id, prev[0] ? prev : NULL, lat_dev, lat_ids, now, tid,
+                                      ei);
+            if (err)
+                break;
+            snprintf(prev, sizeof(prev), "%s", tid);
+        }
         err = srv_id_new("tsk_", tid);
         if (err)
             break;
@@ -360,6 +487,10 @@ enum dp_err srv_store_job_create(struct srv_store *st, const struct srv_principa
     }
     if (!err && j->profile_devices)
         err = profile_tasks_insert(st, who->team_id, j, id, prev, now, ei);
+    if (!err && lat_ev != NULL) {
+        err = srv_store__event_append(st, id, "log", lat_ev, ei);
+        lat_ev = NULL;
+    }
     if (!err)
         err =
             srv_store__event_append(st, id, "state", json_pack("{s:s}", "job_state", "queued"), ei);
@@ -373,6 +504,9 @@ out:
     srv_store__unlock(st);
     json_decref(model);
     json_decref(dataset);
+    json_decref(params);
+    json_decref(lat_ids);
+    json_decref(lat_ev);
     if (err) {
         json_decref(*out);
         *out = NULL;

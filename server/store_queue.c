@@ -207,10 +207,17 @@ static enum dp_err task_build(struct srv_store *st, json_t *t, const char *job_i
     json_t *v = NULL;
     /* The first task reads the job's model; the others the latest model an
      * earlier task produced (the previous task's, except after export). */
-    if (!err)
-        err = dep ? task_model_ref(st, dep, &v, ei) : asset_input(st, model_id, &v, ei);
+    if (!err && dep)
+        err = task_model_ref(st, dep, &v, ei);
     if (!err && dep && json_is_object(v))
         err = task_set(v, "format", json_string("safetensors"));
+    /* No earlier task made a model (only a latency task came before): the
+     * job's own. */
+    if (!err && (dep == NULL || json_is_null(v))) {
+        json_decref(v);
+        v = NULL;
+        err = asset_input(st, model_id, &v, ei);
+    }
     if (!err)
         err = task_set(inputs, "model", v);
     else
@@ -317,6 +324,9 @@ enum dp_err srv_store_task_claim(struct srv_store *st, const struct srv_principa
         s = srv_store__stmt(st, STMT_TASK_CLAIM_DEVICE);
         srv_store__bind_text(s, ":dev", dev);
         srv_store__bind_int(s, ":offline_before", now - st->cfg.lease_ms);
+        err = srv_store__bind_json(s, ":caps", capabilities);
+        if (err)
+            goto done;
     } else {
         s = srv_store__stmt(st, STMT_TASK_CLAIM);
         srv_store__bind_int(s, ":max_running", st->cfg.max_running_per_team);
@@ -681,6 +691,36 @@ static enum dp_err outputs_check(struct srv_store *st, const char *task_id, int6
     return DP_OK;
 }
 
+/* Whether latency task task_id's device uploaded the table its job's
+ * params.latency names since the task was created; DP_EINVAL if not. */
+static enum dp_err latency_task_check(struct srv_store *st, const char *task_id, const char *job_id,
+                                      struct dp_errinfo *ei)
+{
+    sqlite3_stmt *s = srv_store__stmt(st, STMT_JOB_PARAMS);
+    srv_store__bind_text(s, ":id", job_id);
+    int has_row = 0;
+    enum dp_err err = srv_store__step(st, s, &has_row, ei);
+    json_t *params = !err && has_row ? srv_store__col_json(s, 0) : NULL;
+    sqlite3_reset(s);
+    if (err) {
+        json_decref(params);
+        return err;
+    }
+    const json_t *lat = json_object_get(params, "latency");
+    s = srv_store__stmt(st, STMT_LATENCY_OF_TASK);
+    srv_store__bind_text(s, ":task", task_id);
+    srv_store__bind_text(s, ":arch", json_string_value(json_object_get(lat, "arch")));
+    srv_store__bind_text(s, ":scheme", json_string_value(json_object_get(lat, "scheme")));
+    err = srv_store__step(st, s, &has_row, ei);
+    sqlite3_reset(s);
+    json_decref(params);
+    if (!err && !has_row)
+        err = dp_errinfo_set(ei, DP_EINVAL,
+                             "a latency task completes after its device uploaded the table "
+                             "(PUT /agent/v1/latency with the task's id)");
+    return err;
+}
+
 enum dp_err srv_store_task_complete(struct srv_store *st, const struct srv_principal *who,
                                     const char *task_id, int64_t fence, json_t *outputs,
                                     struct dp_errinfo *ei)
@@ -706,9 +746,13 @@ enum dp_err srv_store_task_complete(struct srv_store *st, const struct srv_princ
     if (!err)
         err = task_set_state(st, task_id, l.job_id, l.type, cancel ? "cancelled" : "succeeded", 0,
                              0, ei);
+    /* A latency task's result is its device's table, uploaded before. */
+    if (!err && !cancel && strcmp(l.type, "latency") == 0)
+        err = latency_task_check(st, task_id, l.job_id, ei);
     /* A job has one profile task per device: their results stay on the
-     * tasks (and in the job's artifacts), and the device counts the run. */
-    int profile = strcmp(l.type, "profile") == 0;
+     * tasks (and in the job's artifacts), and the device counts the run;
+     * a latency task's likewise (its table is in latency_tables). */
+    int profile = strcmp(l.type, "profile") == 0 || strcmp(l.type, "latency") == 0;
     if (!err && profile) {
         sqlite3_stmt *s = srv_store__stmt(st, STMT_DEVICE_RAN);
         srv_store__bind_text(s, ":task", task_id);

@@ -5,14 +5,15 @@
 #   tests/bench/latency_objective.sh [WORKER_BINARY]   default build/release/dnnpress-worker
 #
 # 1. A dense lenet5 (train, EPOCHS, seed 1).
-# 2. The latency table: for every rate R of TABLE_RATES, the model pruned to
-#    R on every layer at once (magnitude, no retraining: latency depends on
-#    the sparsity, not on the accuracy), compiled (compile --target native,
-#    --sparse auto: each layer dense, CSR or bitmask by the compiler's own
-#    break-even, as a job would ship it), built and timed with the bundle's
-#    bench (RUNS runs, 1 thread); each layer's min_ms at R is its point.
-#    Layers are timed one after the other in one run, so one compile per
-#    rate gives every layer's point at that rate.
+# 2. The latency table, built by the product's own measurement
+#    (`dnnpress-worker latency`, the code a device's latency task runs,
+#    docs/api.md "Latency tables"): for every rate R of TABLE_RATES the model
+#    pruned to R on every layer the spec's rule prunes (its projection, no
+#    retraining: latency depends on the sparsity, not on the accuracy),
+#    compiled (--target native, each layer dense, CSR or bitmask by the
+#    compiler's own break-even, as a job would ship it), built and timed with
+#    the bundle's bench (RUNS runs, 1 thread); each layer's min_ms at R is
+#    its point.
 # 3. Two compress runs at the same auto.rate TARGET and budget, params and
 #    latency (--latency-table), then each compiled and timed the same way.
 # Prints the table and one JSON line per run: accuracy, rates, latency.
@@ -46,36 +47,20 @@ bench_of() {
   "$OUT/$2.bundle/bench" --runs "$RUNS" --warmup 30 --threads 1 >"$OUT/$2.bench.json"
 }
 
-for r in $TABLE_RATES; do
-  if [ "$r" = 1 ]; then
-    bench_of "$OUT/dense.safetensors" "table-r1"
-    continue
-  fi
-  cat >"$OUT/uniform-$r.json" <<SPEC
-{"method":"magnitude","magnitude":{"steps":1},"retrain":{"epochs":0},
- "layers":[{"match":"*","prune":{"scheme":"irregular","rate":$r}}]}
+cat >"$OUT/table-spec.json" <<SPEC
+{"layers":[{"match":"*","prune":{"scheme":"irregular","rate":2}}]}
 SPEC
-  "$WORKER" compress --spec "$OUT/uniform-$r.json" --model "$OUT/dense.safetensors" --data "$DATA" \
-    --limit-train 256 --limit-test 256 --threads 2 --quiet --out "$OUT/uniform-$r.safetensors" \
-    --report "$OUT/uniform-$r.report.json" >/dev/null
-  bench_of "$OUT/uniform-$r.safetensors" "table-r$r"
-done
-"$PY" - "$OUT" $TABLE_RATES <<'PY'
+"$WORKER" latency --model "$OUT/dense.safetensors" --spec "$OUT/table-spec.json" \
+  --rates "$(echo $TABLE_RATES | tr ' ' ,)" --runs "$RUNS" --warmup 30 --arch lenet5 \
+  --work-dir "$OUT/table" --out "$OUT/latency-table.json" >"$OUT/table.log" 2>&1
+"$PY" - "$OUT" <<'PY'
 import json, sys
-out, rates = sys.argv[1], [float(r) for r in sys.argv[2:]]
-layers = {}
-for r in rates:
-    b = json.load(open("%s/table-r%g.bench.json" % (out, r)))
-    for l in b["layers"]:
-        layers.setdefault(l["name"], []).append((r, l["min_ms"], l["format"]))
-table = {"device": "local", "arch": "lenet5", "scheme": "irregular",
-         "method": "compile --target native, bench min_ms per layer, 1 thread",
-         "layers": [{"name": n, "rates": [p[0] for p in pts], "ms": [p[1] for p in pts]}
-                    for n, pts in layers.items()]}
-json.dump(table, open(out + "/latency-table.json", "w"))
-for n, pts in layers.items():
-    print("table %-8s " % n + "  ".join("r%g %.4f ms (%s)" % p for p in pts))
+t = json.load(open(sys.argv[1] + "/latency-table.json"))
+for l in t["layers"]:
+    print("table %-8s " % l["name"] + "  ".join("r%g %.4f ms" % p for p in zip(l["rates"], l["ms"])))
 PY
+# The dense bundle, timed as the runs below are.
+bench_of "$OUT/dense.safetensors" "table-r1"
 
 for obj in params latency; do
   extra=""

@@ -226,7 +226,7 @@ def part_a_b(s):
                      ADMIN)["token"]
     for token, extra, why in ((agent_tok, ["--profile", "--device-name", "z", "--device-labels",
                                            "k=v"], "only a device token registers labels"),
-                              (pi_tok, [], "takes [\"profile\"] only")):
+                              (pi_tok, [], "takes [\"profile\"] or [\"profile\", \"latency\"] only")):
         p = subprocess.run([WORKER, "serve", "--server", s.url, "--cache-dir",
                             os.path.join(tmp, "cache-refused"), "--wait-s", "1"] + extra,
                            capture_output=True, text=True, timeout=60,

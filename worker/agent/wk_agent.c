@@ -315,3 +315,13 @@ enum dp_err wk_agent_latency(struct wk_agent *a, const char *task_id, const char
     *out = ans;
     return DP_OK;
 }
+
+enum dp_err wk_agent_latency_put(struct wk_agent *a, const char *task_id, json_t *table,
+                                 struct dp_errinfo *ei)
+{
+    if (table == NULL || json_object_set_new(table, "task", json_string(task_id)) != 0) {
+        json_decref(table);
+        return dp_errinfo_set(ei, DP_ENOMEM, "out of memory building the latency table upload");
+    }
+    return wk_agent_call(a, "PUT", "/agent/v1/latency", table, NULL, NULL, ei);
+}

@@ -85,6 +85,12 @@ enum dp_err wk_agent_latency(struct wk_agent *a, const char *task_id, const char
                              const char *scheme, const char *selector, json_t **out,
                              struct dp_errinfo *ei);
 
+/* PUT /agent/v1/latency: uploads table (stolen: released here) as this
+ * device's table, measured by latency task task_id (leased to this
+ * agent). */
+enum dp_err wk_agent_latency_put(struct wk_agent *a, const char *task_id, json_t *table,
+                                 struct dp_errinfo *ei);
+
 enum dp_err wk_agent_blob(struct wk_agent *a, const char *sha256, FILE *out, uint64_t max_bytes,
                           struct dp_errinfo *ei);
 

@@ -14,6 +14,7 @@
 #include "common/alloc.h"
 #include "common/tar_write.h"
 #include "worker/agent/wk_bundle.h"
+#include "worker/agent/wk_latency.h"
 #include "worker/agent/wk_profile.h"
 #include "worker/cmd/wk_cmd.h"
 
@@ -99,10 +100,7 @@ static enum dp_err wk_run_train(const struct wk_engine_job *j, const struct wk_h
 
 /* ---- compress and retrain --------------------------------------------------- */
 
-/* Parses params.spec with the spec's own parser (the one the server
- * validated the job with) into j->spec. */
-static enum dp_err wk_engine_spec(struct wk_engine_job *j, const json_t *params,
-                                  struct dp_errinfo *ei)
+enum dp_err wk_engine_spec(struct wk_engine_job *j, const json_t *params, struct dp_errinfo *ei)
 {
     const json_t *spec = json_object_get(params, "spec");
     if (!json_is_object(spec))
@@ -347,6 +345,7 @@ static const struct wk_engine_cmd wk_engine_cmds[] = {
     {DP_TASK_EXPORT, "export", 0, wk_bind_export, wk_run_export},
     {DP_TASK_COMPILE, "compile", 0, wk_bind_compile, wk_run_compile},
     {DP_TASK_PROFILE, "profile", 0, wk_profile_bind, wk_profile_run},
+    {DP_TASK_LATENCY, "latency", 0, wk_latency_bind, wk_latency_run},
 };
 
 #define WK_ENGINE_N_CMDS (sizeof(wk_engine_cmds) / sizeof(wk_engine_cmds[0]))

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "common/err.h"
+#include "common/lat_table.h"
 #include "common/task_type.h"
 #include "worker/cmd/wk_compile.h"
 #include "worker/cmd/wk_compress.h"
@@ -38,6 +39,7 @@ struct wk_task_files {
     const char *dense_model;        /* profile: the dense model, compiled on the device */
     const char *out_profile;        /* profile: the profile result (JSON) */
     const char *device_id;          /* profile: the device the task targets (the server's id) */
+    const char *out_latency;        /* latency: the device's latency table (JSON) */
     const char *checkpoint;         /* whole-state checkpoint written every epoch */
     int resume;                     /* the checkpoint holds an earlier attempt's state */
 };
@@ -67,6 +69,11 @@ struct wk_engine_job {
     const char *prof_target;
     const char *prof_code_in, *prof_dense, *prof_out, *prof_work, *prof_device_id;
     const char *prof_device_name;
+    /* latency: params.latency, the model file and the table's path (its
+     * runs, warmup and timeout in prof_*, its scratch in prof_work) */
+    double lat_rates[DP_LAT_TABLE_MAX_POINTS];
+    int lat_n_rates;
+    const char *lat_arch, *lat_scheme, *lat_model, *lat_out;
     struct dp_spec *spec; /* compress, retrain: parsed params.spec; owned */
     json_t *prev_report;  /* retrain, export: the previous report; owned */
 };
@@ -100,6 +107,11 @@ enum dp_err wk_engine_bind(struct wk_engine_job *j, enum dp_task_type type, cons
  */
 enum dp_err wk_engine_run(const struct wk_engine_job *j, const struct wk_hooks *h,
                           struct dp_errinfo *ei);
+
+/* Parses params.spec with the spec's own parser (the one the server
+ * validated the job with) into j->spec (owned by j); DP_EINVAL naming the
+ * field. */
+enum dp_err wk_engine_spec(struct wk_engine_job *j, const json_t *params, struct dp_errinfo *ei);
 
 /* Frees what j owns and zeroes it; NULL is a no-op. */
 void wk_engine_job_free(struct wk_engine_job *j);

@@ -125,10 +125,8 @@ static void progress(const struct wk_hooks *h, const char *step, const char *msg
  * compiler's first errors, well under an event's 64 KiB. */
 #define WK_PROFILE_LOG_EVENT_MAX (8 * 1024)
 
-/* Sends the last WK_PROFILE_LOG_EVENT_MAX bytes of log with the failure
- * (ei's message) as a "profile" event of step "failed": the task's error
- * names the failure, the job's events carry the log. */
-static void send_failure_log(const struct wk_hooks *h, const char *log, const struct dp_errinfo *ei)
+void wk_profile_failure_log(const struct wk_hooks *h, const char *kind, const char *log,
+                            const struct dp_errinfo *ei)
 {
     unsigned char *text = NULL;
     size_t len = 0;
@@ -147,7 +145,7 @@ static void send_failure_log(const struct wk_hooks *h, const char *log, const st
         tail = json_stringn(text ? (const char *)text + from : "", len - from);
     json_t *d = json_pack("{s:s, s:s, s:o*}", "step", "failed", "message", ei->msg, "log", tail);
     if (d != NULL)
-        h->event(h->ctx, "profile", d);
+        h->event(h->ctx, kind, d);
     json_decref(d);
     dp_free(text);
 }
@@ -181,7 +179,7 @@ enum dp_err wk_profile_run(const struct wk_engine_job *j, const struct wk_hooks 
         progress(h, "compressed", "building and timing the compressed bundle");
         err = bench_all(j, comp, comp_log, h, &cb, ei);
         if (err == DP_EFORMAT)
-            send_failure_log(h, comp_log, ei);
+            wk_profile_failure_log(h, "profile", comp_log, ei);
     }
     if (!err) {
         progress(h, "dense", "compiling, building and timing the dense bundle");
@@ -197,7 +195,7 @@ enum dp_err wk_profile_run(const struct wk_engine_job *j, const struct wk_hooks 
     if (!err) {
         err = bench_all(j, dense, dense_log, h, &db, ei);
         if (err == DP_EFORMAT)
-            send_failure_log(h, dense_log, ei);
+            wk_profile_failure_log(h, "profile", dense_log, ei);
     }
     if (!err && (results = json_array()) == NULL)
         err = DP_ENOMEM;

@@ -30,6 +30,12 @@ enum dp_err wk_profile_bind(struct wk_engine_job *j, const json_t *params,
 enum dp_err wk_profile_run(const struct wk_engine_job *j, const struct wk_hooks *h,
                            struct dp_errinfo *ei);
 
+/* Sends the last 8 KiB of log with the failure (ei's message) as a `kind`
+ * event ("profile", "latency") of step "failed": the task's error names
+ * the failure, the job's events carry the log. h may be NULL. */
+void wk_profile_failure_log(const struct wk_hooks *h, const char *kind, const char *log,
+                            const struct dp_errinfo *ei);
+
 /* The result's row for one bench JSON line: {"latency_ms", "max_rel_err",
  * "layers": [{"name","format","ms","share"}]}, share = ms / the layers'
  * total. NULL when out of memory. Pure; the unit tests call it. */

@@ -294,7 +294,7 @@ int wk_serve_main(int argc, char **argv)
             return 2;
         }
         o.name = o.device_name;
-        o.capabilities = "profile";
+        o.capabilities = "profile,latency";
     } else if (o.device_name != NULL || o.device_labels != NULL) {
         fprintf(stderr, "serve: --device-name and --device-labels go with --profile\n");
         return 2;

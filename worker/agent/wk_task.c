@@ -81,6 +81,7 @@ struct wk_task {
     char p_out[WK_PATH_MAX], p_report[WK_PATH_MAX], p_onnx[WK_PATH_MAX], p_ckpt[WK_PATH_MAX];
     char p_code[WK_PATH_MAX], p_creport[WK_PATH_MAX];
     char p_code_in[WK_PATH_MAX], p_dense[WK_PATH_MAX], p_profile[WK_PATH_MAX];
+    char p_latency[WK_PATH_MAX];
     struct wk_task_files files;
     struct wk_engine_job job; /* the command's options; read by the engine thread */
 
@@ -261,9 +262,12 @@ static enum dp_err wk_task_profile_inputs(struct wk_task *t, struct dp_errinfo *
 }
 
 /* spec.auto.objective "latency": the device's latency table from the
- * server, for the model's architecture (a built-in's name, else the
- * uploaded model's sha256) and the first rule's pruning scheme. None there
- * fails the task for good, naming what is missing. */
+ * server, for the key the server chose at submission (params.latency:
+ * the model's architecture, a built-in's name or the uploaded model's
+ * sha256, and the first rule's pruning scheme; a job of an older server
+ * has none, then the same from the inputs). None there fails the task for
+ * good, naming what is missing. The table gains "source" (which device,
+ * when, by which task), which the report's auto section carries. */
 static enum dp_err wk_task_latency(struct wk_task *t, const json_t *model, struct dp_errinfo *ei)
 {
     const struct dp_spec *sp = t->job.compress.spec;
@@ -271,10 +275,13 @@ static enum dp_err wk_task_latency(struct wk_task *t, const json_t *model, struc
     if (t->ttype != DP_TASK_COMPRESS || sp == NULL || !sp->auto_on ||
         sp->auto_objective != DP_SPEC_OBJ_LATENCY)
         return DP_OK;
-    const char *arch = json_string_value(json_object_get(model, "arch"));
+    const json_t *key = json_object_get(t->params, "latency");
+    const char *arch = json_string_value(json_object_get(key, "arch"));
+    const char *scheme = json_string_value(json_object_get(key, "scheme"));
+    if (arch == NULL)
+        arch = json_string_value(json_object_get(model, "arch"));
     if (arch == NULL)
         arch = json_string_value(json_object_get(model, "sha256"));
-    const char *scheme = NULL;
     for (int i = 0; i < sp->n_rules && scheme == NULL; i++)
         if (sp->rules[i].prune != NULL)
             scheme = sp->rules[i].prune->name;
@@ -289,6 +296,17 @@ static enum dp_err wk_task_latency(struct wk_task *t, const json_t *model, struc
         snprintf(msg, sizeof(msg), "%s", ei->msg);
         return dp_errinfo_set(ei, DP_EINVAL, "spec.auto.objective \"latency\": %s", msg);
     }
+    json_t *src =
+        err ? NULL
+            : json_pack("{s:O*, s:O*, s:O*, s:O*, s:O*, s:O*, s:s, s:s}", "device",
+                        json_object_get(t->latency, "device"), "device_id",
+                        json_object_get(t->latency, "device_id"), "measured_at",
+                        json_object_get(t->latency, "measured_at"), "age_s",
+                        json_object_get(t->latency, "age_s"), "fresh",
+                        json_object_get(t->latency, "fresh"), "task_id",
+                        json_object_get(t->latency, "task_id"), "arch", arch, "scheme", scheme);
+    if (!err && (src == NULL || json_object_set_new(t->latency, "source", src) != 0))
+        err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the latency table");
     if (!err)
         t->job.compress.latency = t->latency;
     return err;
@@ -347,7 +365,8 @@ static enum dp_err wk_task_prepare(struct wk_task *t, struct dp_errinfo *ei)
         wk_path(t->p_report, t->dir, "report.json") != 0 ||
         wk_path(t->p_onnx, t->dir, "model.onnx") != 0 ||
         wk_path(t->p_code, t->dir, "code.tar") != 0 ||
-        wk_path(t->p_creport, t->dir, "compile-report.json") != 0)
+        wk_path(t->p_creport, t->dir, "compile-report.json") != 0 ||
+        wk_path(t->p_latency, t->dir, "latency-table.json") != 0)
         return dp_errinfo_set(ei, DP_EINVAL, "task directory path too long");
     const json_t *ck = json_object_get(t->inputs, "checkpoint");
     if (json_is_object(ck)) {
@@ -362,6 +381,7 @@ static enum dp_err wk_task_prepare(struct wk_task *t, struct dp_errinfo *ei)
     t->files.out_onnx = t->p_onnx;
     t->files.out_code = t->p_code;
     t->files.out_compile_report = t->p_creport;
+    t->files.out_latency = t->p_latency;
     t->files.work_dir = t->dir; /* wk_rmtree's two levels cover DIR/bundle/ */
     if (t->ttype == DP_TASK_PROFILE) {
         err = wk_task_profile_inputs(t, ei);
@@ -766,6 +786,22 @@ static const char *wk_task_output_path(const struct wk_task *t, enum dp_task_out
     return NULL;
 }
 
+/* A latency task's result: its table, uploaded as this device's before
+ * `complete` (which the server refuses without it). */
+static enum dp_err wk_task_put_latency(struct wk_task *t, time_t deadline, struct dp_errinfo *ei)
+{
+    json_error_t je;
+    enum dp_err err;
+    unsigned delay = WK_RETRY_FIRST_S;
+    do {
+        json_t *table = json_load_file(t->p_latency, JSON_REJECT_DUPLICATES, &je);
+        if (table == NULL)
+            return dp_errinfo_set(ei, DP_EFORMAT, "latency table %s: %s", t->p_latency, je.text);
+        err = wk_agent_latency_put(t->env->agent, t->id, table, ei);
+    } while (wk_task_retry(t, err, deadline, &delay));
+    return err;
+}
+
 static enum wk_task_outcome wk_task_complete(struct wk_task *t, time_t deadline)
 {
     /* Exactly the outputs the server's complete check requires: one table. */
@@ -773,6 +809,13 @@ static enum wk_task_outcome wk_task_complete(struct wk_task *t, time_t deadline)
     json_t *outputs = json_object();
     struct dp_errinfo ei = {DP_OK, ""};
     enum dp_err err = DP_OK;
+    if (t->ttype == DP_TASK_LATENCY) {
+        err = wk_task_put_latency(t, deadline, &ei);
+        if (err == DP_EFORMAT || err == DP_EINVAL) {
+            json_decref(outputs);
+            return wk_task_report_failure(t, ei.msg, 0, deadline);
+        }
+    }
     for (int o = 0; o < DP_TASK_OUT__COUNT && !err; o++) {
         if ((kinds & (1u << o)) == 0)
             continue;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "worker/agent/wk_latency.h"
 #include "worker/agent/wk_serve.h"
 #include "worker/cmd/wk_cmd.h"
 #include "worker/cmd/wk_compile.h"
@@ -31,6 +32,8 @@ static const struct wk_main_cmd wk_main_cmds[] = {
     {"export", wk_export_main, "write a model as standard ONNX (dnnpress-worker export --help)"},
     {"compile", wk_compile_main,
      "compile a (pruned) model into a C bundle (dnnpress-worker compile --help)"},
+    {"latency", wk_latency_main,
+     "measure this machine's per-layer latency table (dnnpress-worker latency --help)"},
 };
 
 #define WK_N_CMDS (sizeof(wk_main_cmds) / sizeof(wk_main_cmds[0]))

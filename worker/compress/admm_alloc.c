@@ -371,6 +371,8 @@ static enum dp_err alloc_auto_sensitivity(struct admm_ctx *c, int stage, double 
         json_object_set_new(c->auto_info, "budget_ms", json_real(s.budget));
         json_object_set_new(c->auto_info, "predicted_ms", json_real(admm_alloc_kept(&s, idx)));
         json_object_set(c->auto_info, "device", json_object_get(c->cb->latency, "device"));
+        /* Which table: device, when measured, its age, the task that built it. */
+        json_object_set(c->auto_info, "table", json_object_get(c->cb->latency, "source"));
     }
     if (c->auto_info == NULL)
         err = dp_errinfo_set(ei, DP_ENOMEM, "out of memory for the rate report");

@@ -158,7 +158,7 @@ static char *worker_new(void)
 
 Test(srv_store, migrations_record_the_schema_version)
 {
-    cr_assert_eq(srv_store_schema_version(st), 6);
+    cr_assert_eq(srv_store_schema_version(st), 7);
     cr_assert_eq(srv_store_integrity_check(st, NULL), DP_OK);
     /* Reopening applies nothing and keeps the data. */
     srv_store_close(st);
@@ -269,7 +269,7 @@ Test(srv_store, a_version_3_database_migrates_to_5_keeping_its_rows)
     sqlite3_close(raw);
 
     open_store(60000);
-    cr_assert_eq(srv_store_schema_version(st), 6);
+    cr_assert_eq(srv_store_schema_version(st), 7);
     cr_assert_eq(srv_store_integrity_check(st, NULL), DP_OK);
 
     cr_assert_eq(sqlite3_open(db, &raw), SQLITE_OK);

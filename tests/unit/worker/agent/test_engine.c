@@ -179,6 +179,7 @@ Test(wk_engine, errors_name_the_parameter)
         {DP_TASK_EXPORT, "{\"export\": {\"format\": \"tflite\"}}", "params.export.format"},
         {DP_TASK_EXPORT, "{\"export\": {\"qdq\": 1}}", "params.export.qdq"},
         {DP_TASK_PROFILE, "{}", "params.profile: missing or not an object"},
+        {DP_TASK_LATENCY, "{}", "params.latency: missing or not an object"},
         {DP_TASK_COMPRESS, "{}", "params.spec: missing or not an object"},
         {DP_TASK_COMPRESS, "{\"spec\": {\"admm\": {\"iterz\": 1}}}", "params.spec: "},
         {DP_TASK_RETRAIN, "{\"spec\": " SPEC "}", "internal: no local file for the previous"},
@@ -210,7 +211,7 @@ Test(wk_engine, capabilities_come_from_one_table)
     cr_assert_not(wk_engine_needs_data(DP_TASK_PROFILE));
     char list[128];
     wk_engine_list(list, sizeof(list));
-    cr_assert_str_eq(list, "train, compress, retrain, export, compile, profile");
+    cr_assert_str_eq(list, "train, compress, retrain, export, compile, profile, latency");
 }
 
 /* compile: target from params.compile, the worker's threads, the bundle in
