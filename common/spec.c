@@ -291,7 +291,7 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
                                             "target_residual", "support_change",  NULL};
     static const char *const retrain_keys[] = {"epochs", "lr", "keep_best", NULL};
     static const char *const mag_keys[] = {"steps", "allocation", NULL};
-    static const char *const opt_keys[] = {"momentum", "weight_decay", NULL};
+    static const char *const opt_keys[] = {"type", "momentum", "weight_decay", NULL};
     memset(out, 0, sizeof(*out));
     out->method = DP_SPEC_ADMM;
     out->seed = 1;
@@ -490,6 +490,16 @@ enum dp_err dp_spec_parse(const char *text, size_t len, struct dp_spec *out, str
     json_t *o = json_object_get(root, "optimizer");
     if (!err && o != NULL) {
         err = spec_keys(o, "spec.optimizer", opt_keys, ei);
+        json_t *tv = json_object_get(o, "type");
+        if (!err && tv != NULL) {
+            if (json_is_string(tv) && strcmp(json_string_value(tv), "sgd") == 0)
+                out->adam = 0;
+            else if (json_is_string(tv) && strcmp(json_string_value(tv), "adam") == 0)
+                out->adam = 1;
+            else
+                err = dp_errinfo_set(ei, DP_EINVAL,
+                                     "spec.optimizer.type: must be \"sgd\" or \"adam\"");
+        }
         if (!err)
             err = spec_num(o, "momentum", "spec.optimizer", 0.0, 0.999, &out->momentum, ei);
         if (!err)
@@ -669,5 +679,7 @@ uint64_t dp_spec_digest(const struct dp_spec *s)
     }
     if (s->auto_device[0] != '\0') /* digests of specs without one stay as they were */
         h = spec_mix(h, s->auto_device, strlen(s->auto_device) + 1);
+    if (s->adam) /* likewise: SGD specs keep their digests */
+        h = spec_mix(h, "adam", 5);
     return h;
 }

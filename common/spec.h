@@ -16,7 +16,7 @@
  *     "validation": {"fraction": 0.1},  held out of the training set; decides everything
  *     "budget": {"epochs": 40},         every epoch of the run, either method
  *     "distill": {"temperature": 4, "weight": 0.5},   from the dense model (optional)
- *     "optimizer": {"momentum": 0.9, "weight_decay": 5e-4},
+ *     "optimizer": {"type": "sgd", "momentum": 0.9, "weight_decay": 5e-4},   or "adam"
  *     "layers": [
  *       {"match": "conv*", "prune": {"scheme": "irregular", "rate": 8}},
  *       {"match": "fc*", "prune": {"scheme": "irregular", "rate": 40},
@@ -119,8 +119,9 @@ struct dp_spec {
     int magnitude_steps;
     enum dp_spec_alloc magnitude_alloc;
     double momentum, weight_decay;
-    int purify;       /* drop dead filters and channels after the run (shapes shrink) */
-    int stages;       /* progressive: intermediate targets rate^(s/stages), s = 1..stages */
+    int adam;   /* optimizer.type "adam" (L2 weight decay, betas 0.9/0.999; momentum unused) */
+    int purify; /* drop dead filters and channels after the run (shapes shrink) */
+    int stages; /* progressive: intermediate targets rate^(s/stages), s = 1..stages */
     double tolerance; /* a stage is accepted when its accuracy is >= dense - tolerance */
     int auto_on;      /* per-layer rates chosen automatically (auto_* below) */
     enum dp_spec_objective auto_objective;

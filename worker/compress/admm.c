@@ -652,6 +652,7 @@ static enum dp_err admm_train(struct admm_ctx *c, const struct admm_step *sp, st
     cfg.epochs = sp->epochs;
     cfg.batch = c->spec->batch;
     cfg.seed = sp->seed;
+    cfg.optim.kind = c->spec->adam ? NN_OPTIM_ADAM : NN_OPTIM_SGD;
     cfg.optim.momentum = (float)c->spec->momentum;
     cfg.optim.weight_decay = (float)c->spec->weight_decay;
     cfg.sched.kind = NN_SCHED_COSINE;

@@ -97,6 +97,32 @@ Test(spec, latency_objective_keeps_its_device_selector)
     DP_ASSERT_NO_LEAKS();
 }
 
+/* optimizer.type picks Adam for every training phase (the recurrent
+ * benchmarks need it); SGD specs keep their digest. */
+Test(spec, optimizer_type)
+{
+    struct dp_spec s, g;
+    struct dp_errinfo ei = {0};
+    static const char a[] = "{\"optimizer\":{\"type\":\"adam\"},\"layers\":[{\"prune\":{"
+                            "\"scheme\":\"irregular\",\"rate\":2}}]}";
+    static const char b[] = "{\"optimizer\":{\"type\":\"sgd\"},\"layers\":[{\"prune\":{"
+                            "\"scheme\":\"irregular\",\"rate\":2}}]}";
+    static const char c[] = "{\"layers\":[{\"prune\":{\"scheme\":\"irregular\",\"rate\":2}}]}";
+    cr_assert_eq(dp_spec_parse(a, strlen(a), &s, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(s.adam, 1);
+    cr_assert_eq(dp_spec_parse(b, strlen(b), &g, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(g.adam, 0);
+    cr_assert_neq(dp_spec_digest(&s), dp_spec_digest(&g));
+    struct dp_spec d;
+    cr_assert_eq(dp_spec_parse(c, strlen(c), &d, &ei), DP_OK, "%s", ei.msg);
+    cr_assert_eq(dp_spec_digest(&d), dp_spec_digest(&g));
+    static const char bad[] = "{\"optimizer\":{\"type\":\"rmsprop\"},\"layers\":[{\"prune\":{"
+                              "\"scheme\":\"irregular\",\"rate\":2}}]}";
+    cr_assert_eq(dp_spec_parse(bad, strlen(bad), &d, &ei), DP_EINVAL);
+    cr_assert(strstr(ei.msg, "spec.optimizer.type") != NULL, "%s", ei.msg);
+    DP_ASSERT_NO_LEAKS();
+}
+
 struct spec_bad {
     const char *text;
     const char *needle; /* the message must name this */
