@@ -74,7 +74,7 @@ Q := @
 endif
 
 .DEFAULT_GOAL := all
-.PHONY: all web deps test demo bench bench-compile bench-compress fuzz fuzz-build onnx-node-tests \
+.PHONY: all web deps test demo bench bench-compile bench-compress bench-circulant fuzz fuzz-build onnx-node-tests \
         check check-banned check-headers format clean image test-image
 
 # ---- Dependencies ------------------------------------------------------------
@@ -485,6 +485,16 @@ bench: $(DEPS_STAMP)
 	@tests/bench/sha256.sh build/release
 	@tests/bench/compile.sh build/release/dnnpress-worker
 	@tests/bench/farm.sh build/release
+	@tests/bench/circulant.sh build/release/dnnpress-worker
+
+# Block-circulant layers against their dense models (issue 15): layer time
+# of the FFT form against GEMM, lenet-300-100 / lenet5 FC layers and
+# lstm-fmnist's LSTM circulant at several block sizes, ADMM conversion
+# against training from scratch, PyTorch's nn.LSTM as the dense peer
+# (docs/benchmarks.md, "Block-circulant layers"; about 40 minutes).
+bench-circulant: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release all
+	@tests/bench/circulant.sh build/release/dnnpress-worker
 
 # Generated code (dnnpress-worker compile) against PyTorch and ONNX Runtime at
 # batch 1, plus the storage table; installs onnxruntime-node into build/ort

@@ -21,23 +21,26 @@
 #
 # Environment (defaults in brackets):
 #   K_FC ["4 8 16 32 64"]  K_LSTM ["4 8 16 32"]  K_ADMM_FC [32]  K_ADMM_LSTM [16]
-#   E_MLP [10] E_LENET5 [6] E_LSTM [4]    epochs of every row of that model: the dense
+#   E_MLP [10] E_LENET5 [4] E_LSTM [3]    epochs of every row of that model: the dense
 #                                         model, the peer, circulant from scratch, and
 #                                         ADMM's budget after the dense pretraining
 #   OPT_LSTM [adam] LR_LSTM [0.002]       the LSTM rows' optimiser (all of them, peer too)
 #   LIMIT_TRAIN [0]                       train on the first N images only (0: all 60000)
+#   LIMIT_LSTM [20000]                    the same for the lstm rows (a 1-thread LSTM epoch
+#                                         of 60000 sequences takes minutes; 0: all)
 #   LANES [2]  OUT [build/bench/circulant]  ROWS [.] (regex over row ids)  LAYER [1]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 WORKER=${1:-build/release/dnnpress-worker}
 K_FC=${K_FC:-4 8 16 32 64}; K_LSTM=${K_LSTM:-4 8 16 32}
 K_ADMM_FC=${K_ADMM_FC:-32}; K_ADMM_LSTM=${K_ADMM_LSTM:-16}
-E_MLP=${E_MLP:-10}; E_LENET5=${E_LENET5:-6}; E_LSTM=${E_LSTM:-4}
+E_MLP=${E_MLP:-10}; E_LENET5=${E_LENET5:-4}; E_LSTM=${E_LSTM:-3}
 OPT_LSTM=${OPT_LSTM:-adam}; LR_LSTM=${LR_LSTM:-0.002}; LIMIT_TRAIN=${LIMIT_TRAIN:-0}
+LIMIT_LSTM=${LIMIT_LSTM:-20000}
 LANES=${LANES:-2}; OUT=${OUT:-build/bench/circulant}; ROWS=${ROWS:-.}; LAYER=${LAYER:-1}
 DATA=idx:/usr/share/datasets/fashion-mnist
 PY=/usr/bin/python3
-export WORKER E_MLP E_LENET5 E_LSTM OPT_LSTM LR_LSTM LIMIT_TRAIN OUT DATA PY
+export WORKER E_MLP E_LENET5 E_LSTM OPT_LSTM LR_LSTM LIMIT_TRAIN LIMIT_LSTM OUT DATA PY
 mkdir -p "$OUT/rows"
 RESULTS="$OUT/results.jsonl"
 touch "$RESULTS"
@@ -73,7 +76,11 @@ train_flags() { # model
 }
 export -f train_flags
 
-limit() { [ "$LIMIT_TRAIN" -gt 0 ] && echo "--limit-train $LIMIT_TRAIN"; }
+limit() { # model
+  local n=$LIMIT_TRAIN
+  [ "$1" = lstm-fmnist ] && n=$LIMIT_LSTM
+  [ "$n" -gt 0 ] && echo "--limit-train $n"
+}
 export -f limit
 
 dense_path() { echo "$OUT/dense_$1_e$2.safetensors"; } # model epochs
@@ -87,15 +94,13 @@ env = os.environ
 match = "lstm" if model == "lstm-fmnist" else "fc*"
 s = {"method": "admm", "seed": 1, "budget": {"epochs": epochs},
      "layers": [{"match": match, "circulant": {"block": k, "from": frm}}]}
-if frm == "admm":
-    # ADMM iterations of one epoch, then retraining: half the budget each.
-    s["admm"] = {"epochs_per_iter": 1}
-    s["retrain"] = {"epochs": max(1, epochs // 2)}
-else:
-    s["retrain"] = {"epochs": epochs}
+# ADMM: iterations of one epoch, then retraining in the circulant form, half
+# the budget each; scratch: the whole budget at retrain.lr.
+s["admm"] = {"epochs_per_iter": 1}
+s["retrain"] = {"epochs": max(1, epochs // 2)}
 if model == "lstm-fmnist":
     s["retrain"]["lr"] = float(env["LR_LSTM"])
-    s.setdefault("admm", {})["lr"] = float(env["LR_LSTM"])
+    s["admm"]["lr"] = float(env["LR_LSTM"])
     if env["OPT_LSTM"] == "adam":
         s["optimizer"] = {"type": "adam"}
 print(json.dumps(s))
@@ -113,13 +118,13 @@ run_row() { # one row line
       local f; f=$(dense_path "$model" "$epochs")
       # shellcheck disable=SC2046
       "$WORKER" train --model "$model" --data "$DATA" --epochs "$epochs" --seed 1 --threads 1 \
-          $(train_flags "$model") $(limit) --out "$f.tmp.safetensors" --quiet > "$d.json" 2> "$d.log" &&
+          $(train_flags "$model") $(limit "$model") --out "$f.tmp.safetensors" --quiet > "$d.json" 2> "$d.log" &&
         mv "$f.tmp.safetensors" "$f" || rc=1 ;;
     torch)
       local fl; fl=$(train_flags "$model")
       # shellcheck disable=SC2086
       OMP_NUM_THREADS=1 $PY tests/bench/torch_train.py --model "$model" --data "$DATA" \
-          --epochs "$epochs" --threads 1 --seed 1 $fl $(limit) \
+          --epochs "$epochs" --threads 1 --seed 1 $fl $(limit "$model") \
           > "$d.json" 2> "$d.log" || rc=1 ;;
     circ)
       spec "$model" "$block" "$from" "$epochs" > "$d.spec.json"
@@ -127,7 +132,7 @@ run_row() { # one row line
       [ -s "$dense" ] || { echo "circulant-bench: $id: no dense model $dense yet" >&2; return 0; }
       # shellcheck disable=SC2046
       "$WORKER" compress --spec "$d.spec.json" --model "$dense" --data "$DATA" --threads 1 \
-          $(limit) --report "$d.report.json" --out "$d.safetensors" --quiet > "$d.json" 2> "$d.log" || rc=1 ;;
+          $(limit "$model") --report "$d.report.json" --out "$d.safetensors" --quiet > "$d.json" 2> "$d.log" || rc=1 ;;
   esac
   $PY - "$d" "$id" "$model" "$kind" "$block" "$from" "$epochs" "$((SECONDS - t0))" "$rc" \
       <<'PY' >> "$RESULTS.tmp.$$"
@@ -145,7 +150,7 @@ else:
     r = json.load(open(d + ".report.json"))
     c = r["circulant"]
     row.update({"test": r["final_test_accuracy"], "dense_test": r.get("dense_test_accuracy"),
-                "dense_values": c.get("dense_values"), "stored_values": c.get("stored_values"),
+                "dense_values": c.get("dense_params"), "stored_values": c.get("stored_values"),
                 "param_reduction": c.get("param_reduction"), "flops_dense": c.get("flops_dense"),
                 "flops_fft": c.get("flops_fft"), "epochs_spent": r.get("epochs")})
 print(json.dumps(row, sort_keys=True))
