@@ -398,12 +398,20 @@ all: $(WORKER) $(SERVER) $(CLI) $(UNIT) $(SRV_UNIT) $(NODE_RUNNER) $(WEB)
 # Leaks are checked inside every test body (DP_ASSERT_NO_LEAKS, recoverable
 # LSan checks); the check at process exit is off because Criterion 2.4.1's
 # runner itself sometimes leaks 48 bytes there, which would fail a green run.
-TEST_ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=leak_check_at_exit=0 OMP_NUM_THREADS=2
+# OMP_WAIT_POLICY=passive: two tests at a time with two OpenMP threads each is
+# four threads on CI's two cores, and libgomp's default spinning at every
+# barrier then burns the core another test needs (on a loaded machine the
+# admm suite took 10x as long).
+TEST_ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=leak_check_at_exit=0 OMP_NUM_THREADS=2 \
+                 OMP_WAIT_POLICY=passive
+# The builds inside make test use every core unless make was given -j itself
+# (.ci/run runs a plain `make test`: without this, both builds ran serially).
+TEST_J = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc))
 
 test: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory check-banned check-headers
-	@$(MAKE) --no-print-directory MODE=asan all
-	@$(MAKE) --no-print-directory MODE=release all
+	@$(MAKE) --no-print-directory $(TEST_J) MODE=asan all
+	@$(MAKE) --no-print-directory $(TEST_J) MODE=release all
 	$(TEST_ASAN_ENV) build/asan/unit-tests --jobs=2
 	$(TEST_ASAN_ENV) build/asan/server-unit-tests --jobs=2
 	OMP_NUM_THREADS=2 build/release/unit-tests --jobs=1
@@ -424,7 +432,7 @@ test: $(DEPS_STAMP)
 	@tests/e2e/onnx.sh build/release/dnnpress-worker
 	@tests/e2e/mobile_job.sh build/release
 	@tests/e2e/compile_matrix.sh build/release/dnnpress-worker
-	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
+	@$(MAKE) --no-print-directory $(TEST_J) fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 	@$(MAKE) --no-print-directory deploy-check
 
 # All twelve torchvision architectures of tests/e2e/onnx.sh, AlexNet and
