@@ -295,8 +295,8 @@ onnx-node-tests: $(NODE_RUNNER) $(NODE_DATA)/.stamp
 #   json  the job spec parser and the server's JSON body checks
 # `make fuzz` runs each of FUZZ_TARGETS for FUZZ_SECONDS, one after the other;
 # `make test` for FUZZ_TEST_SECONDS, as many at once as there are cores (each
-# gets a core of its own: the same runs in less time). Objects are compiled once into
-# build/fuzz/obj (with coverage instrumentation), against the release
+# gets a core of its own: the same runs in less time). Objects are compiled
+# once into build/fuzz/obj (with coverage instrumentation), against the release
 # build's generated headers; findings go to build/fuzz/<target>-crash-*.
 FUZZ_DIR := build/fuzz
 FUZZ_GEN := build/release/gen
@@ -394,9 +394,8 @@ all: $(WORKER) $(SERVER) $(CLI) $(UNIT) $(SRV_UNIT) $(NODE_RUNNER) $(WEB)
 # the unit suites under ASan+UBSan (the sanitizer build is part of every run)
 # and again in release (kernels at -O3; all but TEST_RELEASE_SKIP), then the
 # end-to-end suites: the CLI's training run, the server against a real
-# SQLite file (ASan build),
-# whole jobs through server + worker + CLI, ONNX (node tests, PyTorch and
-# OpenCV peers) and a short fuzzing run.
+# SQLite file (ASan build), whole jobs through server + worker + CLI, ONNX
+# (node tests, PyTorch and OpenCV peers) and a short fuzzing run.
 # Leaks are checked inside every test body (DP_ASSERT_NO_LEAKS, recoverable
 # LSan checks); the check at process exit is off because Criterion 2.4.1's
 # runner itself sometimes leaks 48 bytes there, which would fail a green run.
