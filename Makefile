@@ -444,9 +444,8 @@ test: $(DEPS_STAMP)
 	    FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 	@$(MAKE) --no-print-directory deploy-check
 
-# All twelve torchvision architectures of tests/e2e/onnx.sh, AlexNet,
-# VGG11-BN, ResNet-18 and MobileNetV2 included (make test runs the other
-# eight: minutes and 2 GB less; onnx.sh says why those four can wait).
+# All twelve torchvision architectures of tests/e2e/onnx.sh, AlexNet and
+# VGG11-BN included (make test runs the other ten: minutes and 2 GB less).
 .PHONY: test-onnx-zoo
 test-onnx-zoo: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all

@@ -11,7 +11,7 @@
 #  3. ONNX's own node tests (make onnx-node-tests).
 #  4. Twelve torchvision ImageNet architectures (issue 17; tests/onnx/tv_models.py,
 #     random weights, batch 1, opsets 13 and 17) match PyTorch within 1e-4, and
-#     their re-exports import to the same outputs (eight in make test; all
+#     their re-exports import to the same outputs (ten in make test; all
 #     twelve with TV_MODELS=all: make test-onnx-zoo).
 #  5. The input normalisation travels with the model: ONNX Runtime on raw
 #     [0, 1] pixels gives the engine's logits (tests/ort).
@@ -39,13 +39,9 @@ gen_torch() {
   touch "$FIX/.stamp"
 }
 
-# ResNet-18 and MobileNetV2 only with TV_MODELS=all: every node of theirs
-# (op type, kernel, stride, padding, group kind, pooling mode) is already in
-# the CIFAR ResNet-20 and MobileNetV2 of step 1 (opsets 9, 13, 17), which are
-# the same blocks, or in DenseNet-121 (the 7x7/2 stem and 3x3/2 max pool).
-TV_DEFAULT=squeezenet1_1,densenet121,googlenet,regnet_x_400mf,efficientnet_b0,mobilenet_v3_small,mnasnet0_5,shufflenet_v2_x0_5,shufflenet_v2_x0_5_dyn
+TV_DEFAULT=resnet18,mobilenet_v2,squeezenet1_1,densenet121,googlenet,regnet_x_400mf,efficientnet_b0,mobilenet_v3_small,mnasnet0_5,shufflenet_v2_x0_5,shufflenet_v2_x0_5_dyn
 TV_MODELS=${TV_MODELS:-$TV_DEFAULT}
-[ "$TV_MODELS" = all ] && TV_MODELS=$TV_DEFAULT,resnet18,mobilenet_v2,alexnet,vgg11_bn
+[ "$TV_MODELS" = all ] && TV_MODELS=$TV_DEFAULT,alexnet,vgg11_bn
 TVFIX="$FIX-tv" # beside FIX: regenerating FIX must not remove these (2 GB, minutes)
 gen_tv() {
   rm -rf "$TVFIX" && mkdir -p "$TVFIX"
@@ -77,9 +73,9 @@ done
 # and ShuffleNet need SiLU, HardSwish, squeeze-excitation Mul, ReduceMean, the
 # channel shuffle and shape folding. Each net's opset-13 import is exported
 # again at 17 (the four mobile nets at 13 too) and must give the same logits.
-# make test runs eight of the twelve; AlexNet and VGG11-BN (224x224 inputs,
-# 240 and 530 MB files, minutes to export), ResNet-18 and MobileNetV2 (see
-# TV_DEFAULT) run with TV_MODELS=all, which `make test-onnx-zoo` sets.
+# make test runs ten of the twelve; AlexNet and VGG11-BN (224x224 inputs,
+# 240 and 530 MB files, minutes to export) run with TV_MODELS=all, which
+# `make test-onnx-zoo` sets.
 for f in "$TVFIX"/tv_*_op*.onnx; do
   b=$(basename "$f" .onnx); n=${b%_op*}; op=${b##*_op}
   "$WORKER" infer --model "$f" --input "$TVFIX/${n}_x.npy" --output "$tmp/$b.npy" --threads 2
