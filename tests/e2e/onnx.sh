@@ -37,7 +37,7 @@ pass=0 fail=0
 check() { if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); fi; }
 
 # 1. PyTorch peers (regenerated only when the script changes).
-if [ ! -f "$FIX/.stamp" ] || [ tests/onnx/torch_models.py -nt "$FIX/.stamp" ]; then
+gen_torch() {
   rm -rf "$FIX" && mkdir -p "$FIX"
   echo "onnx: exporting the PyTorch models (torch.onnx, opsets 9, 13, 17)"
   # VGG-16 (15M parameters) at one opset only, to keep the run short.
@@ -46,9 +46,34 @@ if [ ! -f "$FIX/.stamp" ] || [ tests/onnx/torch_models.py -nt "$FIX/.stamp" ]; t
     $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13 --models vgg16bn &&
     $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13,17 --models mobiletiny &&
     $PY -W ignore tests/onnx/torch_models.py "$FIX" --opsets 13,17 --models lstmseq,gruseq; } \
-    > "$tmp/torch.log" 2>&1 || { cat "$tmp/torch.log"; exit 1; }
+    > "$tmp/torch.log" 2>&1 || { cat "$tmp/torch.log"; return 1; }
   touch "$FIX/.stamp"
+}
+
+TV_DEFAULT=resnet18,mobilenet_v2,squeezenet1_1,densenet121,googlenet,regnet_x_400mf,efficientnet_b0,mobilenet_v3_small,mnasnet0_5,shufflenet_v2_x0_5,shufflenet_v2_x0_5_dyn
+TV_MODELS=${TV_MODELS:-$TV_DEFAULT}
+[ "$TV_MODELS" = all ] && TV_MODELS=$TV_DEFAULT,alexnet,vgg11_bn
+TVFIX="$FIX-tv" # beside FIX: regenerating FIX must not remove these (2 GB, minutes)
+gen_tv() {
+  rm -rf "$TVFIX" && mkdir -p "$TVFIX"
+  echo "onnx: exporting the torchvision models (torch.onnx, opsets 13, 17): $TV_MODELS"
+  $PY -W ignore tests/onnx/tv_models.py "$TVFIX" --opsets 13,17 --models "$TV_MODELS" \
+    > "$tmp/tv.log" 2>&1 || { cat "$tmp/tv.log"; return 1; }
+  echo "$TV_MODELS" > "$TVFIX/.stamp"
+}
+
+# Both fixture makers are single-threaded Python for most of their time
+# (torch.onnx's tracing): on a machine with two cores they run side by side.
+gen_pids=()
+if [ ! -f "$FIX/.stamp" ] || [ tests/onnx/torch_models.py -nt "$FIX/.stamp" ]; then
+  gen_torch & gen_pids+=($!)
 fi
+if [ ! -f "$TVFIX/.stamp" ] || [ tests/onnx/tv_models.py -nt "$TVFIX/.stamp" ] ||
+   [ "$(cat "$TVFIX/.stamp")" != "$TV_MODELS" ]; then
+  gen_tv & gen_pids+=($!)
+fi
+for p in "${gen_pids[@]}"; do wait "$p" || exit 1; done
+
 for f in "$FIX"/*_op*.onnx; do
   b=$(basename "$f" .onnx); n=${b%_op*}
   "$WORKER" infer --model "$f" --input "$FIX/${n}_x.npy" --output "$tmp/$b.npy" --threads 2
@@ -62,18 +87,6 @@ done
 # make test runs ten of the twelve; AlexNet and VGG11-BN (224x224 inputs,
 # 240 and 530 MB files, minutes to export) run with TV_MODELS=all, which
 # `make test-onnx-zoo` sets.
-TV_DEFAULT=resnet18,mobilenet_v2,squeezenet1_1,densenet121,googlenet,regnet_x_400mf,efficientnet_b0,mobilenet_v3_small,mnasnet0_5,shufflenet_v2_x0_5,shufflenet_v2_x0_5_dyn
-TV_MODELS=${TV_MODELS:-$TV_DEFAULT}
-[ "$TV_MODELS" = all ] && TV_MODELS=$TV_DEFAULT,alexnet,vgg11_bn
-TVFIX="$FIX-tv" # beside FIX: regenerating FIX must not remove these (2 GB, minutes)
-if [ ! -f "$TVFIX/.stamp" ] || [ tests/onnx/tv_models.py -nt "$TVFIX/.stamp" ] ||
-   [ "$(cat "$TVFIX/.stamp")" != "$TV_MODELS" ]; then
-  rm -rf "$TVFIX" && mkdir -p "$TVFIX"
-  echo "onnx: exporting the torchvision models (torch.onnx, opsets 13, 17): $TV_MODELS"
-  $PY -W ignore tests/onnx/tv_models.py "$TVFIX" --opsets 13,17 --models "$TV_MODELS" \
-    > "$tmp/tv.log" 2>&1 || { cat "$tmp/tv.log"; exit 1; }
-  echo "$TV_MODELS" > "$TVFIX/.stamp"
-fi
 for f in "$TVFIX"/tv_*_op*.onnx; do
   b=$(basename "$f" .onnx); n=${b%_op*}; op=${b##*_op}
   "$WORKER" infer --model "$f" --input "$TVFIX/${n}_x.npy" --output "$tmp/$b.npy" --threads 2
