@@ -508,7 +508,7 @@ bench: $(DEPS_STAMP)
 # of the FFT form against GEMM, lenet-300-100 / lenet5 FC layers and
 # lstm-fmnist's LSTM circulant at several block sizes, ADMM conversion
 # against training from scratch, PyTorch's nn.LSTM as the dense peer
-# (docs/benchmarks.md, "Block-circulant layers"; about 40 minutes).
+# (docs/benchmarks.md, "Block-circulant layers"; about 20 minutes of a quiet 2-core machine).
 bench-circulant: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
 	@tests/bench/circulant.sh build/release/dnnpress-worker

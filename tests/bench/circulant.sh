@@ -21,22 +21,22 @@
 #
 # Environment (defaults in brackets):
 #   K_FC ["4 8 16 32 64"]  K_LSTM ["4 8 16 32"]  K_ADMM_FC [32]  K_ADMM_LSTM [16]
-#   E_MLP [10] E_LENET5 [4] E_LSTM [3]    epochs of every row of that model: the dense
+#   E_MLP [20] E_LENET5 [4] E_LSTM [6]    epochs of every row of that model: the dense
 #                                         model, the peer, circulant from scratch, and
 #                                         ADMM's budget after the dense pretraining
 #   OPT_LSTM [adam] LR_LSTM [0.002]       the LSTM rows' optimiser (all of them, peer too)
 #   LIMIT_TRAIN [0]                       train on the first N images only (0: all 60000)
-#   LIMIT_LSTM [20000]                    the same for the lstm rows (a 1-thread LSTM epoch
-#                                         of 60000 sequences takes minutes; 0: all)
+#   LIMIT_LSTM [0]                        the same for the lstm rows (a 1-thread LSTM epoch
+#                                         of 60000 sequences takes about 40 s; 0: all)
 #   LANES [2]  OUT [build/bench/circulant]  ROWS [.] (regex over row ids)  LAYER [1]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 WORKER=${1:-build/release/dnnpress-worker}
 K_FC=${K_FC:-4 8 16 32 64}; K_LSTM=${K_LSTM:-4 8 16 32}
 K_ADMM_FC=${K_ADMM_FC:-32}; K_ADMM_LSTM=${K_ADMM_LSTM:-16}
-E_MLP=${E_MLP:-10}; E_LENET5=${E_LENET5:-4}; E_LSTM=${E_LSTM:-3}
+E_MLP=${E_MLP:-20}; E_LENET5=${E_LENET5:-4}; E_LSTM=${E_LSTM:-6}
 OPT_LSTM=${OPT_LSTM:-adam}; LR_LSTM=${LR_LSTM:-0.002}; LIMIT_TRAIN=${LIMIT_TRAIN:-0}
-LIMIT_LSTM=${LIMIT_LSTM:-20000}
+LIMIT_LSTM=${LIMIT_LSTM:-0}
 LANES=${LANES:-2}; OUT=${OUT:-build/bench/circulant}; ROWS=${ROWS:-.}; LAYER=${LAYER:-1}
 DATA=idx:/usr/share/datasets/fashion-mnist
 PY=/usr/bin/python3
