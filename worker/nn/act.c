@@ -8,16 +8,11 @@
 
 #include <math.h>
 
-static inline float act_sigmoid(float x)
-{
-    return 1.0f / (1.0f + expf(-x));
-}
-
 void nn_sigmoid_forward(float *out, const float *inp, size_t n)
 {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++)
-        out[i] = act_sigmoid(inp[i]);
+        out[i] = nn_sigmoid(inp[i]);
 }
 
 void nn_sigmoid_backward(float *dinp, const float *dout, const float *out, size_t n)
@@ -70,14 +65,14 @@ void nn_silu_forward(float *out, const float *inp, size_t n)
 {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++)
-        out[i] = inp[i] * act_sigmoid(inp[i]);
+        out[i] = inp[i] * nn_sigmoid(inp[i]);
 }
 
 void nn_silu_backward(float *dinp, const float *dout, const float *inp, size_t n)
 {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
-        const float s = act_sigmoid(inp[i]);
+        const float s = nn_sigmoid(inp[i]);
         dinp[i] += dout[i] * s * (1.0f + inp[i] * (1.0f - s));
     }
 }

@@ -14,7 +14,14 @@
 #ifndef DP_WORKER_NN_ACT_H
 #define DP_WORKER_NN_ACT_H
 
+#include <math.h>
 #include <stddef.h>
+
+/* One element: the activations below and the recurrent gates use it. */
+static inline float nn_sigmoid(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
 
 void nn_sigmoid_forward(float *out, const float *inp, size_t n);
 void nn_sigmoid_backward(float *dinp, const float *dout, const float *out, size_t n);

@@ -16,14 +16,10 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "worker/nn/act.h"
 
 /* Elementwise loops are worth a team only over many units. */
 #define GRU_PAR_MIN 8192
-
-static float gru_sigmoid(float v)
-{
-    return 1.0f / (1.0f + expf(-v));
-}
 
 size_t nn_gru_cache_floats(size_t n_units)
 {
@@ -55,8 +51,8 @@ void nn_gru_forward(float *out, float *cache, const float *x, const struct nn_rn
                 a[j] += b_hh[j];
                 a[H + j] += b_hh[H + j];
                 a[2 * H + j] += b_hh[2 * H + j];
-                float r = gru_sigmoid(g[j] + b_ih[j] + a[j]);
-                float z = gru_sigmoid(g[H + j] + b_ih[H + j] + a[H + j]);
+                float r = nn_sigmoid(g[j] + b_ih[j] + a[j]);
+                float z = nn_sigmoid(g[H + j] + b_ih[H + j] + a[H + j]);
                 float n = tanhf(g[2 * H + j] + b_ih[2 * H + j] + r * a[2 * H + j]);
                 g[j] = r, g[H + j] = z, g[2 * H + j] = n;
                 h[j] = (1.0f - z) * n + (hp != NULL ? z * hp[j] : 0.0f);

@@ -16,14 +16,10 @@
 #include <math.h>
 
 #include "common/alloc.h"
+#include "worker/nn/act.h"
 
 /* Elementwise loops are worth a team only over many units. */
 #define LSTM_PAR_MIN 8192
-
-static float lstm_sigmoid(float v)
-{
-    return 1.0f / (1.0f + expf(-v));
-}
 
 size_t nn_lstm_cache_floats(size_t n_units)
 {
@@ -52,10 +48,10 @@ void nn_lstm_forward(float *out, float *cache, const float *x, const struct nn_r
             float *c = cell + row * H, *h = out + row * H;
             const float *cp = t > 0 ? c - H : NULL;
             for (int j = 0; j < H; j++) {
-                float vi = lstm_sigmoid(g[j] + b_ih[j] + b_hh[j]);
-                float vf = lstm_sigmoid(g[H + j] + b_ih[H + j] + b_hh[H + j]);
+                float vi = nn_sigmoid(g[j] + b_ih[j] + b_hh[j]);
+                float vf = nn_sigmoid(g[H + j] + b_ih[H + j] + b_hh[H + j]);
                 float vg = tanhf(g[2 * H + j] + b_ih[2 * H + j] + b_hh[2 * H + j]);
-                float vo = lstm_sigmoid(g[3 * H + j] + b_ih[3 * H + j] + b_hh[3 * H + j]);
+                float vo = nn_sigmoid(g[3 * H + j] + b_ih[3 * H + j] + b_hh[3 * H + j]);
                 g[j] = vi, g[H + j] = vf, g[2 * H + j] = vg, g[3 * H + j] = vo;
                 c[j] = (cp != NULL ? vf * cp[j] : 0.0f) + vi * vg;
                 h[j] = vo * tanhf(c[j]);

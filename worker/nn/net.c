@@ -896,7 +896,16 @@ static void op_rnn_state_free(void *state)
     nn_rnn_fft_free(state);
 }
 
-static int op_lstm_fwd(struct nn_net *net, int li, int n, int train)
+/* lstm and gru share their signatures: one engine pair runs either. */
+typedef void net_rnn_fwd_fn(float *out, float *cache, const float *x, const struct nn_rnn_mat *w_ih,
+                            const struct nn_rnn_mat *w_hh, const float *b_ih, const float *b_hh,
+                            const struct nn_rnn_dims *d);
+typedef void net_rnn_bwd_fn(float *dx, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
+                            float *cache, const float *dout, const float *x, const float *out,
+                            const struct nn_rnn_mat *w_ih, const struct nn_rnn_mat *w_hh,
+                            const struct nn_rnn_dims *d);
+
+static int op_rnn_fwd(struct nn_net *net, int li, int n, int train)
 {
     (void)train;
     const struct dp_layer *l = &net->m->layers[li];
@@ -904,44 +913,21 @@ static int op_lstm_fwd(struct nn_net *net, int li, int n, int train)
     struct nn_rnn_dims d;
     struct nn_rnn_mat w_ih, w_hh;
     net_rnn_setup(net, li, n, &d, &w_ih, &w_hh);
-    nn_lstm_forward(s->out, s->cache, s->in[0], &w_ih, &w_hh, net_param(net, l, 2),
-                    net_param(net, l, 3), &d);
+    net_rnn_fwd_fn *fwd = l->op == DP_OP_LSTM ? nn_lstm_forward : nn_gru_forward;
+    fwd(s->out, s->cache, s->in[0], &w_ih, &w_hh, net_param(net, l, 2), net_param(net, l, 3), &d);
     return 0;
 }
 
-static void op_lstm_bwd(struct nn_net *net, int li, int n)
+static void op_rnn_bwd(struct nn_net *net, int li, int n)
 {
     const struct dp_layer *l = &net->m->layers[li];
     struct nn_net_layer *s = &net->layers[li];
     struct nn_rnn_dims d;
     struct nn_rnn_mat w_ih, w_hh;
     net_rnn_setup(net, li, n, &d, &w_ih, &w_hh);
-    nn_lstm_backward(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), net_pgrad(net, l, 2),
-                     net_pgrad(net, l, 3), s->cache, s->dout, s->in[0], s->out, &w_ih, &w_hh, &d);
-}
-
-static int op_gru_fwd(struct nn_net *net, int li, int n, int train)
-{
-    (void)train;
-    const struct dp_layer *l = &net->m->layers[li];
-    struct nn_net_layer *s = &net->layers[li];
-    struct nn_rnn_dims d;
-    struct nn_rnn_mat w_ih, w_hh;
-    net_rnn_setup(net, li, n, &d, &w_ih, &w_hh);
-    nn_gru_forward(s->out, s->cache, s->in[0], &w_ih, &w_hh, net_param(net, l, 2),
-                   net_param(net, l, 3), &d);
-    return 0;
-}
-
-static void op_gru_bwd(struct nn_net *net, int li, int n)
-{
-    const struct dp_layer *l = &net->m->layers[li];
-    struct nn_net_layer *s = &net->layers[li];
-    struct nn_rnn_dims d;
-    struct nn_rnn_mat w_ih, w_hh;
-    net_rnn_setup(net, li, n, &d, &w_ih, &w_hh);
-    nn_gru_backward(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), net_pgrad(net, l, 2),
-                    net_pgrad(net, l, 3), s->cache, s->dout, s->in[0], s->out, &w_ih, &w_hh, &d);
+    net_rnn_bwd_fn *bwd = l->op == DP_OP_LSTM ? nn_lstm_backward : nn_gru_backward;
+    bwd(s->din[0], net_pgrad(net, l, 0), net_pgrad(net, l, 1), net_pgrad(net, l, 2),
+        net_pgrad(net, l, 3), s->cache, s->dout, s->in[0], s->out, &w_ih, &w_hh, &d);
 }
 
 /* Per-layer caches: what backward needs from forward besides activations. */
@@ -1010,9 +996,9 @@ static const struct nn_layer_ops net_ops[DP_OP__COUNT] = {
                            op_circ_linear_state, op_circ_state_free},
     [DP_OP_CIRC_CONV2D] = {op_circ_conv_fwd, op_circ_conv_bwd, NN_BLOCK_NONE, NULL, 0,
                            op_circ_conv_state, op_circ_state_free},
-    [DP_OP_LSTM] = {op_lstm_fwd, op_lstm_bwd, NN_BLOCK_NONE, op_lstm_cache, 0, op_rnn_state,
+    [DP_OP_LSTM] = {op_rnn_fwd, op_rnn_bwd, NN_BLOCK_NONE, op_lstm_cache, 0, op_rnn_state,
                     op_rnn_state_free},
-    [DP_OP_GRU] = {op_gru_fwd, op_gru_bwd, NN_BLOCK_NONE, op_gru_cache, 0, op_rnn_state,
+    [DP_OP_GRU] = {op_rnn_fwd, op_rnn_bwd, NN_BLOCK_NONE, op_gru_cache, 0, op_rnn_state,
                    op_rnn_state_free},
 };
 
