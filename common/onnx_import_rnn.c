@@ -77,6 +77,22 @@ static struct imp_val *rnn_bind(struct imp *im, const Onnx__NodeProto *nd, size_
     return v;
 }
 
+/* Binds output k as a value of `kind` held by `layer`, of ONNX rank
+ * `rank`; t and f are its steps and features (read for IMP_SEQTM only). */
+static enum dp_err rnn_bind_as(struct imp *im, const Onnx__NodeProto *nd, size_t k,
+                               enum imp_kind kind, int layer, int rank, int t, int f)
+{
+    struct imp_val *v = rnn_bind(im, nd, k);
+    if (v == NULL)
+        return DP_ENOMEM;
+    v->kind = kind;
+    v->layer = layer;
+    v->rank = rank;
+    v->seq_t = t;
+    v->seq_f = f;
+    return DP_OK;
+}
+
 static int rnn_out_used(const struct imp *im, const Onnx__NodeProto *nd, size_t k)
 {
     return k < nd->n_output && nd->output[k] != NULL && nd->output[k][0] != '\0' &&
@@ -189,13 +205,7 @@ enum dp_err imp__seq_transpose(struct imp *im, const Onnx__NodeProto *nd, int id
         err = rnn_as_shape(im, nd, idx, layer, 1, t, f, &li);
         if (err)
             return err;
-        struct imp_val *v = rnn_bind(im, nd, 0);
-        if (v == NULL)
-            return DP_ENOMEM;
-        v->kind = IMP_ACT;
-        v->layer = li;
-        v->rank = 4;
-        return DP_OK;
+        return rnn_bind_as(im, nd, 0, IMP_ACT, li, 4, 0, 0);
     }
     return RNN_ERR(im, nd, DP_EUNSUPPORTED, "%s",
                    "a time-major sequence may be transposed only to batch-first, perm (1, 0, 2) "
@@ -262,15 +272,7 @@ enum dp_err imp__seq_squeeze(struct imp *im, const Onnx__NodeProto *nd, int idx,
     const int t = x->seq_t, f = x->seq_f, layer = x->layer, rank = x->rank;
     if (rank == 4 && ax == 1) {
         /* (T, 1, N, F) to (T, N, F): the direction axis goes. */
-        struct imp_val *v = rnn_bind(im, nd, 0);
-        if (v == NULL)
-            return DP_ENOMEM;
-        v->kind = IMP_SEQTM;
-        v->layer = layer;
-        v->rank = 3;
-        v->seq_t = t;
-        v->seq_f = f;
-        return DP_OK;
+        return rnn_bind_as(im, nd, 0, IMP_SEQTM, layer, 3, t, f);
     }
     if (rank == 3 && ax == 0 && t == 1) {
         /* (1, N, F) to (N, F): a final state. */
@@ -278,13 +280,7 @@ enum dp_err imp__seq_squeeze(struct imp *im, const Onnx__NodeProto *nd, int idx,
         err = rnn_as_vector(im, nd, idx, layer, &li);
         if (err)
             return err;
-        struct imp_val *v = rnn_bind(im, nd, 0);
-        if (v == NULL)
-            return DP_ENOMEM;
-        v->kind = IMP_ACT;
-        v->layer = li;
-        v->rank = 2;
-        return DP_OK;
+        return rnn_bind_as(im, nd, 0, IMP_ACT, li, 2, 0, 0);
     }
     return RNN_ERR(im, nd, DP_EUNSUPPORTED, "%s",
                    "a time-major sequence may be squeezed only on its direction axis (axis 1 of "
@@ -361,15 +357,7 @@ enum dp_err imp__seq_gather(struct imp *im, const Onnx__NodeProto *nd, int idx, 
     if (!scalar) {
         /* The time axis stays, with one step. */
         if (tm) {
-            struct imp_val *v = rnn_bind(im, nd, 0);
-            if (v == NULL)
-                return DP_ENOMEM;
-            v->kind = IMP_SEQTM;
-            v->layer = li;
-            v->rank = rank;
-            v->seq_t = 1;
-            v->seq_f = f;
-            return DP_OK;
+            return rnn_bind_as(im, nd, 0, IMP_SEQTM, li, rank, 1, f);
         }
         return rnn_bind_bf3(im, nd, li, 1, f);
     }
@@ -380,13 +368,7 @@ enum dp_err imp__seq_gather(struct imp *im, const Onnx__NodeProto *nd, int idx, 
     err = rnn_as_vector(im, nd, idx, li, &li);
     if (err)
         return err;
-    struct imp_val *v = rnn_bind(im, nd, 0);
-    if (v == NULL)
-        return DP_ENOMEM;
-    v->kind = IMP_ACT;
-    v->layer = li;
-    v->rank = 2;
-    return DP_OK;
+    return rnn_bind_as(im, nd, 0, IMP_ACT, li, 2, 0, 0);
 }
 
 /* ---- The graph input ----------------------------------------------------- */
@@ -619,14 +601,9 @@ enum dp_err imp__rnn(struct imp *im, const Onnx__NodeProto *nd, int idx)
             if (err)
                 return err;
         }
-        struct imp_val *v = rnn_bind(im, nd, 0);
-        if (v == NULL)
-            return DP_ENOMEM;
-        v->kind = layout == 0 ? IMP_SEQTM : IMP_ACT;
-        v->layer = yl;
-        v->rank = 4;
-        v->seq_t = t;
-        v->seq_f = hidden;
+        err = rnn_bind_as(im, nd, 0, layout == 0 ? IMP_SEQTM : IMP_ACT, yl, 4, t, hidden);
+        if (err)
+            return err;
     }
     /* Y_h: the last step, (1, N, H) time-major or (N, 1, H) with layout 1. */
     if (rnn_out_used(im, nd, 1)) {
@@ -634,14 +611,9 @@ enum dp_err imp__rnn(struct imp *im, const Onnx__NodeProto *nd, int idx)
         err = rnn_step(im, nd, idx, li, t, hidden, t - 1, &hl);
         if (err)
             return err;
-        struct imp_val *v = rnn_bind(im, nd, 1);
-        if (v == NULL)
-            return DP_ENOMEM;
-        v->kind = layout == 0 ? IMP_SEQTM : IMP_ACT;
-        v->layer = hl;
-        v->rank = 3;
-        v->seq_t = 1;
-        v->seq_f = hidden;
+        err = rnn_bind_as(im, nd, 1, layout == 0 ? IMP_SEQTM : IMP_ACT, hl, 3, 1, hidden);
+        if (err)
+            return err;
     }
     return DP_OK;
 }
