@@ -19,6 +19,7 @@
 #include "common/alloc.h"
 #include "common/spec.h"
 #include "tests/unit/test_util.h"
+#include "tests/unit/worker/compress/purify_fixture.h"
 #include "worker/compress/admm.h"
 #include "worker/compress/purify.h"
 #include "worker/nn/arch.h"
@@ -114,43 +115,6 @@ static int64_t pm_rows_kept(const struct dp_model *m, const char *param)
     return kept;
 }
 
-static void pm_logits(struct dp_model *m, const float *x, int n, float *out)
-{
-    struct nn_net *net = NULL;
-    struct dp_errinfo ei = {0};
-    cr_assert_eq(nn_net_new(m, n, &net, &ei), DP_OK, "%s", ei.msg);
-    const float *y = nn_net_forward(net, x, n, 0);
-    cr_assert_not_null(y);
-    memcpy(out, y, (size_t)n * PM_CLASS * sizeof(float));
-    nn_net_free(net);
-}
-
-/* Purifies m and checks that the logits on random input stay within 1e-4;
- * returns the purified model and its stats. */
-static struct dp_model *pm_purify_same(struct dp_model *m, json_t **stats)
-{
-    const int n = 4;
-    struct nn_rng rng;
-    nn_rng_seed(&rng, 9);
-    float *x = dp_malloc((size_t)n * PM_IN * PM_HW * PM_HW * sizeof(float));
-    float *a = dp_malloc((size_t)n * PM_CLASS * sizeof(float)),
-          *b = dp_malloc((size_t)n * PM_CLASS * sizeof(float));
-    for (int i = 0; i < n * PM_IN * PM_HW * PM_HW; i++)
-        x[i] = (float)nn_rng_uniform(&rng) * 2.0f - 1.0f;
-    pm_logits(m, x, n, a);
-    struct dp_model *q = NULL;
-    struct dp_errinfo ei = {0};
-    cr_assert_eq(cp_purify(m, &q, stats, &ei), DP_OK, "%s", ei.msg);
-    pm_logits(q, x, n, b);
-    for (int i = 0; i < n * PM_CLASS; i++)
-        cr_assert(fabsf(a[i] - b[i]) <= 1e-4f * (1.0f + fabsf(a[i])), "logit %d: %g vs %g", i,
-                  (double)a[i], (double)b[i]);
-    dp_free(x);
-    dp_free(a);
-    dp_free(b);
-    return q;
-}
-
 Test(purify_mobile, dead_filters_leave_inverted_residual_blocks)
 {
     struct dp_model *m = pm_net();
@@ -162,7 +126,7 @@ Test(purify_mobile, dead_filters_leave_inverted_residual_blocks)
     pm_zero_filters(m, "gconv.weight", 0, 3); /* grouped: kept as it is */
     cp_purify_zero_dead_filters(m, NULL);
     json_t *stats = NULL;
-    struct dp_model *q = pm_purify_same(m, &stats);
+    struct dp_model *q = purify_fixture_same(m, &stats);
     /* Block 1: 20 + 6 of 48 expansion channels go, everywhere in the block. */
     cr_expect_eq(pm_dim(q, "b1.expand.weight", 0), 22);
     cr_expect_eq(pm_dim(q, "b1.expand.bn.weight", 0), 22);
@@ -229,7 +193,7 @@ static void pm_compress(const char *method)
         nz += m->data[g->offset + k] != 0.0f;
     cr_expect_leq(nz, g->numel / 2, "%s: gconv keeps %zu of %zu", method, nz, g->numel);
     json_t *stats = NULL;
-    struct dp_model *q = pm_purify_same(m, &stats);
+    struct dp_model *q = purify_fixture_same(m, &stats);
     /* Expansion filters and depthwise kernels both shrink the blocks. */
     cr_expect_leq(pm_dim(q, "b1.dw.weight", 0), 12, "%s", method);
     cr_expect_leq(pm_dim(q, "b2.expand.weight", 0), 8, "%s", method);
@@ -382,7 +346,7 @@ Test(purify_mobile, dead_channels_leave_squeeze_excitation)
     pm_zero_filters(m, "b2.se.reduce.weight", 5, 6);
     cp_purify_zero_dead_filters(m, NULL);
     json_t *stats = NULL;
-    struct dp_model *q = pm_purify_same(m, &stats);
+    struct dp_model *q = purify_fixture_same(m, &stats);
     /* Block 1: 12 + 2 of 32 channels leave the block and its SE: the
      * expand conv's filters and the reduce conv's input slices. */
     cr_expect_eq(pm_dim(q, "b1.expand.weight", 0), 18);
@@ -427,7 +391,7 @@ Test(purify_mobile, magnitude_filter_pruning_through_squeeze_excitation, .timeou
     cr_assert_eq(admm_compress(m, &train, &test, &spec, NULL, &r, &ei), DP_OK, "%s", ei.msg);
     cr_expect_leq(pm_rows_kept(m, "b1.expand.weight"), 16);
     json_t *stats = NULL;
-    struct dp_model *q = pm_purify_same(m, &stats);
+    struct dp_model *q = purify_fixture_same(m, &stats);
     cr_expect_leq(pm_dim(q, "b1.dw.weight", 0), 16);
     cr_expect_eq(pm_dim(q, "b1.se.expand.weight", 0), pm_dim(q, "b1.dw.weight", 0));
     cr_expect_eq(pm_dim(q, "b1.se.reduce.weight", 1), pm_dim(q, "b1.dw.weight", 0));
@@ -470,7 +434,7 @@ Test(purify_mobile, product_with_a_dead_factor_is_dead)
         cr_expect_eq(m->data[bb->offset + (size_t)c] == 0.0f, dead, "channel %d", c);
     }
     json_t *stats = NULL;
-    struct dp_model *q = pm_purify_same(m, &stats);
+    struct dp_model *q = purify_fixture_same(m, &stats);
     cr_expect_eq(pm_dim(q, "c1.weight", 0), 5);
     cr_expect_eq(pm_dim(q, "s.se.expand.weight", 0), 5);
     cr_expect_eq(pm_dim(q, "s.bn.weight", 0), 5);

@@ -25,6 +25,7 @@
 #include "common/alloc.h"
 #include "common/spec.h"
 #include "tests/unit/test_util.h"
+#include "tests/unit/worker/compress/purify_fixture.h"
 #include "worker/compress/admm.h"
 #include "worker/compress/purify.h"
 #include "worker/nn/arch.h"
@@ -143,43 +144,6 @@ static int ps_out_c(const struct dp_model *m, const char *layer)
     return m->layers[i].out_c;
 }
 
-static void ps_logits(struct dp_model *m, const float *x, int n, float *out)
-{
-    struct nn_net *net = NULL;
-    struct dp_errinfo ei = {0};
-    cr_assert_eq(nn_net_new(m, n, &net, &ei), DP_OK, "%s", ei.msg);
-    const float *y = nn_net_forward(net, x, n, 0);
-    cr_assert_not_null(y);
-    memcpy(out, y, (size_t)n * PS_CLASS * sizeof(float));
-    nn_net_free(net);
-}
-
-/* Purifies m and checks that the logits on random input stay within 1e-4;
- * returns the purified model and its stats. */
-static struct dp_model *ps_purify_same(struct dp_model *m, json_t **stats)
-{
-    const int n = 4;
-    struct nn_rng rng;
-    nn_rng_seed(&rng, 9);
-    float *x = dp_malloc((size_t)n * PS_IN * PS_HW * PS_HW * sizeof(float));
-    float *a = dp_malloc((size_t)n * PS_CLASS * sizeof(float)),
-          *b = dp_malloc((size_t)n * PS_CLASS * sizeof(float));
-    for (int i = 0; i < n * PS_IN * PS_HW * PS_HW; i++)
-        x[i] = (float)nn_rng_uniform(&rng) * 2.0f - 1.0f;
-    ps_logits(m, x, n, a);
-    struct dp_model *q = NULL;
-    struct dp_errinfo ei = {0};
-    cr_assert_eq(cp_purify(m, &q, stats, &ei), DP_OK, "%s", ei.msg);
-    ps_logits(q, x, n, b);
-    for (int i = 0; i < n * PS_CLASS; i++)
-        cr_assert(fabsf(a[i] - b[i]) <= 1e-4f * (1.0f + fabsf(a[i])), "logit %d: %g vs %g", i,
-                  (double)a[i], (double)b[i]);
-    dp_free(x);
-    dp_free(a);
-    dp_free(b);
-    return q;
-}
-
 static int ps_removed(json_t *stats)
 {
     return (int)json_integer_value(json_object_get(stats, "channels_removed"));
@@ -203,7 +167,7 @@ Test(purify_shuffle, dead_channels_leave_branches_shuffles_and_slices)
     ps_zero_filter(m, "b2.pw2.weight", 3);
     cp_purify_zero_dead_filters(m, NULL);
     json_t *stats = NULL;
-    struct dp_model *q = ps_purify_same(m, &stats);
+    struct dp_model *q = purify_fixture_same(m, &stats);
     cr_expect_eq(ps_dim(q, "stem.weight", 0), 8);
     cr_expect_eq(ps_dim(q, "d1.l.dw.weight", 0), 8);
     cr_expect_eq(ps_dim(q, "d1.l.pw.weight", 0), 7);
@@ -251,7 +215,7 @@ Test(purify_shuffle, a_dead_channel_stays_when_its_shuffle_partner_is_live)
     ps_zero_filter(m, "b2.pw1.weight", 7);
     cp_purify_zero_dead_filters(m, NULL);
     json_t *stats = NULL;
-    struct dp_model *q = ps_purify_same(m, &stats);
+    struct dp_model *q = purify_fixture_same(m, &stats);
     cr_expect_eq(ps_dim(q, "d1.r.pw2.weight", 0), 8);
     cr_expect_eq(ps_dim(q, "d1.l.pw.weight", 0), 8);
     cr_expect_eq(ps_out_c(q, "d1.shuf"), 16);
@@ -297,7 +261,7 @@ Test(purify_shuffle, slices_and_concat_along_h_keep_channels)
     ps_zero_filter(m, "c1.weight", 4);
     cp_purify_zero_dead_filters(m, NULL);
     json_t *stats = NULL;
-    struct dp_model *q = ps_purify_same(m, &stats);
+    struct dp_model *q = purify_fixture_same(m, &stats);
     cr_expect_eq(ps_dim(q, "c1.weight", 0), 5);
     cr_expect_eq(ps_dim(q, "c2.weight", 0), 5);
     cr_expect_eq(ps_dim(q, "c1.bn.weight", 0), 5);
@@ -344,7 +308,7 @@ Test(purify_shuffle, dead_channels_through_a_shuffle_into_a_depthwise_conv)
         cr_expect_eq(m->data[bb->offset + (size_t)c] == 0.0f, dead, "channel %d", c);
     }
     json_t *stats = NULL;
-    struct dp_model *q = ps_purify_same(m, &stats);
+    struct dp_model *q = purify_fixture_same(m, &stats);
     cr_expect_eq(ps_dim(q, "c1.weight", 0), 3);
     cr_expect_eq(ps_dim(q, "c2.weight", 0), 3);
     cr_expect_eq(ps_out_c(q, "shuf"), 6);
@@ -376,7 +340,7 @@ Test(purify_shuffle, magnitude_filter_pruning_through_shuffles, .timeout = 300)
     json_t *r = NULL;
     cr_assert_eq(admm_compress(m, &train, &test, &spec, NULL, &r, &ei), DP_OK, "%s", ei.msg);
     json_t *stats = NULL;
-    struct dp_model *q = ps_purify_same(m, &stats);
+    struct dp_model *q = purify_fixture_same(m, &stats);
     /* Half the middle filters of each branch are pruned: they leave. */
     cr_expect_leq(ps_dim(q, "d1.r.dw.weight", 0), 4);
     cr_expect_leq(ps_dim(q, "b2.dw.weight", 0), 4);
