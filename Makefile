@@ -522,9 +522,8 @@ bench-compile: $(DEPS_STAMP)
 
 # ADMM against the magnitude baseline at equal epoch budgets: LeNet-300-100,
 # LeNet-5 (also PyTorch-trained, imported through ONNX), quantization and
-# resnet20-fmnist, in 1-thread lanes, resumable (long: sized for about 2 hours
-# of a quiet 2-core machine, not yet timed whole; ROWS=REGEX runs a subset;
-# see docs/benchmarks.md).
+# resnet20-fmnist, in 1-thread lanes, resumable (long: 1 h 55 min on a quiet
+# 2-core machine, 2026-12-02; ROWS=REGEX runs a subset; see docs/benchmarks.md).
 bench-compress: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release all
 	@tests/bench/compress.sh build/release/dnnpress-worker

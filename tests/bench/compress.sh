@@ -13,7 +13,9 @@
 #                           annealing (auto), magnitude one global threshold
 #   [mlp-R-sS-admm-magrates] ADMM with the per-layer rates the magnitude row reached, and
 #   [mlp-R-sS-magnitude-admmrates] magnitude with ADMM's: the same per-layer rates
-#   [lenet5-...]            the same for lenet5 (seed 1 at every rate, LENET5_SEEDS at 40x)
+#   [lenet5-...]            the same for lenet5 (seed 1 at every rate, LENET5_SEEDS at 40x;
+#                           the same-rate pairs at SWAP_LENET5 only: a lenet5 row costs
+#                           about 13 lenet-300-100 rows)
 #   [torch-lenet5-40-...]   lenet5 trained by PyTorch (tests/bench/torch_train.py),
 #                           exported to ONNX and compressed from the .onnx file
 #   [lenet5-q-Q-METHOD]     binary, ternary, 4-bit weights on every layer
@@ -27,10 +29,16 @@
 #
 # Environment (defaults in brackets):
 #   RATES [10 20 40 80 160]  MLP_SEEDS [1 2 3]  LENET5_SEEDS [1 2]
-#   BUDGET_MLP [40] BUDGET_LENET5 [40] BUDGET_RESNET [20]   epochs per row, both methods
+#   BUDGET_MLP [40] BUDGET_LENET5 [16] BUDGET_RESNET [10]   epochs per row, both methods
 #   EPI [2] RETRAIN [8]        ADMM epochs per iteration, retraining epochs (the budget sets
-#                              the number of iterations)
+#                              the number of iterations) of lenet-300-100 (EPI_MLP,
+#                              RETRAIN_MLP); EPI_LENET5 [1] RETRAIN_LENET5 [4] EPI_RESNET [1]
+#                              RETRAIN_RESNET [4] for the shorter budgets (chosen by a
+#                              lenet-300-100 sweep at 16 epochs, docs/benchmarks.md)
 #   PRE_MLP [20] PRE_LENET5 [20] PRE_RESNET [10]   dense training epochs
+#   LIMIT_RESNET [10000]       resnet20-fmnist trains on this many training images (dense
+#                              and compressed; 0: all 60,000), tests on the whole test set
+#   SWAP_LENET5 [40]           rates of lenet5's same-per-layer-rate rows
 #   QUANT_RATE [80]  TARGET_RESIDUAL [0]  DISTILL [0] (1: distill from the dense model,
 #                    temperature 4, weight 0.5; row ids get "-kd")
 #   RHO RHO_FACTOR   ADMM's initial rho and growth (default: the spec's defaults)
@@ -41,8 +49,12 @@ cd "$(dirname "$0")/../.."
 WORKER=${1:-build/release/dnnpress-worker}
 RATES=${RATES:-10 20 40 80 160}
 MLP_SEEDS=${MLP_SEEDS:-1 2 3}; LENET5_SEEDS=${LENET5_SEEDS:-1 2}
-BUDGET_MLP=${BUDGET_MLP:-40}; BUDGET_LENET5=${BUDGET_LENET5:-40}; BUDGET_RESNET=${BUDGET_RESNET:-20}
+BUDGET_MLP=${BUDGET_MLP:-40}; BUDGET_LENET5=${BUDGET_LENET5:-16}; BUDGET_RESNET=${BUDGET_RESNET:-10}
 EPI=${EPI:-2}; RETRAIN=${RETRAIN:-8}
+EPI_MLP=${EPI_MLP:-$EPI}; EPI_LENET5=${EPI_LENET5:-1}; EPI_RESNET=${EPI_RESNET:-1}
+RETRAIN_MLP=${RETRAIN_MLP:-$RETRAIN}; RETRAIN_LENET5=${RETRAIN_LENET5:-4}
+RETRAIN_RESNET=${RETRAIN_RESNET:-4}
+LIMIT_RESNET=${LIMIT_RESNET:-10000}; SWAP_LENET5=${SWAP_LENET5:-40}
 PRE_MLP=${PRE_MLP:-20}; PRE_LENET5=${PRE_LENET5:-20}; PRE_RESNET=${PRE_RESNET:-10}
 QUANT_RATE=${QUANT_RATE:-80}; TARGET_RESIDUAL=${TARGET_RESIDUAL:-0}; DISTILL=${DISTILL:-0}
 RHO=${RHO:-}; RHO_FACTOR=${RHO_FACTOR:-}; TAG=${TAG:-}
@@ -50,7 +62,8 @@ LANES=${LANES:-2}; OUT=${OUT:-build/bench/compress}; ROWS=${ROWS:-.}
 DATA=idx:/usr/share/datasets/fashion-mnist
 PY=/usr/bin/python3
 export WORKER EPI RETRAIN QUANT_RATE TARGET_RESIDUAL DISTILL RHO RHO_FACTOR OUT DATA PY
-export PRE_MLP PRE_LENET5 PRE_RESNET
+export PRE_MLP PRE_LENET5 PRE_RESNET LIMIT_RESNET
+export EPI_MLP EPI_LENET5 EPI_RESNET RETRAIN_MLP RETRAIN_LENET5 RETRAIN_RESNET
 mkdir -p "$OUT/rows"
 RESULTS="$OUT/results.jsonl"
 touch "$RESULTS"
@@ -86,6 +99,11 @@ rows_own() {
 rows_swapped() {
   rows_own | while read -r id model seed method alloc target quant scheme budget; do
     [ "$quant" = none ] && [ "$scheme" = irregular ] || continue
+    case "$model" in
+      lenet-300-100) ;;
+      lenet5) [[ " $SWAP_LENET5 " == *" $target "* ]] || continue ;;
+      *) continue ;; # the PyTorch model's rows compare the two sources, not allocations
+    esac
     if [ "$method" = admm ]; then
       echo "${id/admm-own/magnitude-admmrates} $model $seed magnitude rates:${id} $target none irregular $budget"
     else
@@ -100,10 +118,16 @@ dense_path() { # model seed
     torch-lenet5) echo "$OUT/dense_torch-lenet5_s$2_e$PRE_LENET5.onnx" ;;
     lenet-300-100) echo "$OUT/dense_$1_s$2_e$PRE_MLP.safetensors" ;;
     lenet5) echo "$OUT/dense_$1_s$2_e$PRE_LENET5.safetensors" ;;
-    *) echo "$OUT/dense_$1_s$2_e$PRE_RESNET.safetensors" ;;
+    *) echo "$OUT/dense_$1_s$2_e${PRE_RESNET}_n$LIMIT_RESNET.safetensors" ;;
   esac
 }
 export -f dense_path
+
+limit_flags() { # model: the training-set limit of its rows
+  [ "$1" = resnet20-fmnist ] && [ "$LIMIT_RESNET" -gt 0 ] && echo "--limit-train $LIMIT_RESNET"
+  return 0
+}
+export -f limit_flags
 
 pretrain() { # model seed
   local f; f=$(dense_path "$1" "$2")
@@ -118,7 +142,7 @@ pretrain() { # model seed
       [ "$1" = lenet-300-100 ] && e=$PRE_MLP
       [ "$1" = lenet5 ] && e=$PRE_LENET5
       "$WORKER" train --model "$1" --data "$DATA" --epochs "$e" --seed "$2" --threads 1 \
-          --out "$f.tmp.safetensors" --quiet > "$f.json" 2> "$f.log" && mv "$f.tmp.safetensors" "$f" ;;
+          $(limit_flags "$1") --out "$f.tmp.safetensors" --quiet > "$f.json" 2> "$f.log" && mv "$f.tmp.safetensors" "$f" ;;
   esac
   echo "compress-bench: dense $1 seed $2: $(tail -1 "$f.json" | cut -c1-120) ($((SECONDS - t0)) s)" >&2
 }
@@ -181,9 +205,14 @@ run_row() { # one row line
     rep="$OUT/rows/${alloc#rates:}-b$budget.report.json"
     [ -s "$rep" ] || { echo "compress-bench: $id: no report of ${alloc#rates:}-b$budget yet" >&2; return 0; }
   fi
+  case "$model" in
+    lenet-300-100) EPI=$EPI_MLP RETRAIN=$RETRAIN_MLP ;;
+    *lenet5) EPI=$EPI_LENET5 RETRAIN=$RETRAIN_LENET5 ;;
+    *) EPI=$EPI_RESNET RETRAIN=$RETRAIN_RESNET ;;
+  esac
   spec "$method" "$alloc" "$target" "$quant" "$scheme" "$budget" "$seed" $rep > "$d.spec.json" || return 0
   local t0=$SECONDS
-  "$WORKER" compress --spec "$d.spec.json" --model "$dense" --data "$DATA" --threads 1 \
+  "$WORKER" compress --spec "$d.spec.json" --model "$dense" --data "$DATA" --threads 1 $(limit_flags "$model") \
       --report "$d.report.json" --quiet > "$d.json" 2> "$d.log"
   local rc=$?
   $PY - "$d.report.json" "$id" "$model" "$method" "$alloc" "$target" "$quant" "$budget" \
