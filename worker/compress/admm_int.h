@@ -230,6 +230,13 @@ int admm_alloc_feasible(const struct admm_alloc_search *s, const int *idx);
  * within the budget (and budget2); seeded, so reproducible. */
 void admm_alloc_anneal(const struct admm_alloc_search *s, int iters, uint64_t seed, int *best);
 
+/* The automatic rates' choice for `target`: makes every damage curve of s
+ * monotone in the rate (its running maximum), starts from the better of
+ * the uniform allocation and the Lagrangian one, and anneals (seeded).
+ * idx: one grid index per target. */
+void admm_alloc_choose(struct admm_alloc_search *s, double target, int iters, uint64_t seed,
+                       int *idx);
+
 /* spec.auto for progressive stage `stage` (-1: the whole run at once, the
  * magnitude baseline): the target auto.rate^((stage + 1) / stages) spread
  * over the layers on their current weights, by sensitivity analysis on
