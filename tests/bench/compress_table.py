@@ -154,7 +154,7 @@ if r and not r.get("failed"):
     print(f"- resnet20-fmnist pattern + connectivity, ADMM: {delta(r):+.2f} points at "
           f"{r['rate']:.1f}x (goal: within 0.5)")
 
-abl = sorted({re.sub(r"^.*-(abl-[a-z]+)$", r"\\1", k) for k in allrows if re.search(r"-abl-[a-z]+$", k)})
+abl = sorted({re.sub(r"^.*-(abl-[a-z]+)$", r"\1", k) for k in allrows if re.search(r"-abl-[a-z]+$", k)})
 if abl:
     print("\n**Ablations** (each row: the current engine with one fix taken back; the same "
           "rows, seeds and budget as the untagged ones)\n")
@@ -163,9 +163,13 @@ if abl:
     for a in abl:
         base = sorted({re.sub(r"-s\d+-", "-s*-", k[: -len(a) - 1]) for k in allrows if k.endswith(a)})
         for b in base:
-            pre, rest = b.split("-s*-")
-            w = seeds(pre, rest)
-            wo = seeds(pre, rest + "-" + a, allrows)
+            if "-s*-" in b:
+                pre, rest = b.split("-s*-")
+                w = seeds(pre, rest)
+                wo = seeds(pre, rest + "-" + a, allrows)
+            else:  # a row without seeds
+                w = [rows[b]] if b in rows else []
+                wo = [allrows[b + "-" + a]]
             ok = [r for r in w if not r.get("failed")] and [r for r in wo if not r.get("failed")]
             ch = ""
             if ok:
