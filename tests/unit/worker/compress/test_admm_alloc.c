@@ -53,14 +53,10 @@ static double choice_ms(const struct admm_alloc_search *s, const int *idx)
     return ms;
 }
 
+/* The production choice (admm_alloc_choose), as alloc_auto_sensitivity makes it. */
 static void choose(struct admm_alloc_search *s, double target, int *idx)
 {
-    int g0 = 0;
-    while (g0 < s->n_g - 1 && s->grid[g0] < target * (1.0 - 1e-9))
-        g0++;
-    for (int k = 0; k < N_T; k++)
-        idx[k] = g0;
-    admm_alloc_anneal(s, 20000, 7, idx);
+    admm_alloc_choose(s, target, 20000, 7, idx);
 }
 
 Test(admm_alloc, latency_objective_prunes_where_the_device_spends_time)
