@@ -61,7 +61,7 @@ def mean(rs, key):
     return statistics.mean(ok) if ok else float("nan")
 
 
-def irregular(model, label, seed_filter=None):
+def irregular(model, label):
     rates = sorted({int(r["target"]) for k, r in rows.items()
                     if k.startswith(model + "-") and r["quant"] == "none"
                     and re.match(re.escape(model) + r"-\d+-s\d+-", k)})
@@ -79,9 +79,6 @@ def irregular(model, label, seed_filter=None):
         p = f"{model}-{t}"
         a, g = seeds(p, "admm-own"), seeds(p, "magnitude-own")
         am, ga = seeds(p, "admm-magrates"), seeds(p, "magnitude-admmrates")
-        if seed_filter:
-            a, g = [r for r in a if seed_filter(r)], [r for r in g if seed_filter(r)]
-            am, ga = [r for r in am if seed_filter(r)], [r for r in ga if seed_filter(r)]
         ref = (a or g)[0] if (a or g) else None
         if ref is None:
             continue
@@ -98,7 +95,7 @@ def irregular(model, label, seed_filter=None):
     return best
 
 
-def flat(ids, label, cols=("rate", "storage_rate")):
+def flat(ids, label):
     present = [i for i in ids if i in rows]
     if not present:
         return
